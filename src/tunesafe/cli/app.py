@@ -1,0 +1,80 @@
+"""The `tunesafe` command: a thin Typer app. Each area registers its commands from its own module;
+no logic lives here beyond global options and turning UserError into exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tunesafe import __version__
+from tunesafe.cli import (
+    attack_cmds,
+    backend_cmds,
+    eval_cmds,
+    gate_cmds,
+    judge_cmds,
+    scan_cmds,
+    store_cmds,
+    suite_cmds,
+    training_cmds,
+)
+from tunesafe.cli.common import err_console
+from tunesafe.cli.groups import attacks_app, models_app, policy_app, runs_app, suite_app
+from tunesafe.errors import UserError
+
+HELP = """tunesafe: the safety gate for fine-tuned LLMs.
+
+Lifecycle of a fine-tune:
+  before      baseline evaluation (eval), data screening (scan-data), policy (policy init)
+  during      training callback and safety-preserving fine-tuning (python API: tunesafe.training)
+  after       adversarial evaluation and the paired pre/post gate (gate, compare, judge)
+  production  model inventory (models), runs
+  audit       evidence chain (verify)
+"""
+
+# Locals are never shown in tracebacks: they can hold API keys.
+app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
+                  pretty_exceptions_show_locals=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tunesafe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: str = typer.Option(None, "--db", envvar="TUNESAFE_DB", help="SQLAlchemy URL of the store "
+                           "(default: the .tunesafe/ workspace found from the current folder)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    ctx.obj = {"db": db}
+
+
+app.add_typer(models_app, name="models", rich_help_panel="Production")
+app.add_typer(suite_app, name="suite", rich_help_panel="Before fine-tuning")
+app.add_typer(attacks_app, name="attacks", rich_help_panel="After fine-tuning")
+app.add_typer(runs_app, name="runs", rich_help_panel="After fine-tuning")
+app.add_typer(policy_app, name="policy", rich_help_panel="Before fine-tuning")
+
+for module in (store_cmds, backend_cmds, suite_cmds, attack_cmds, judge_cmds, eval_cmds, gate_cmds,
+               scan_cmds, training_cmds):
+    module.register(app)
+
+
+def main() -> None:
+    # Standalone mode lets click handle --help, usage errors (exit 2) and Exit; only our own UserError
+    # needs turning into one clean line.
+    try:
+        app()
+    except UserError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.render()}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

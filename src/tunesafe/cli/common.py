@@ -1,0 +1,44 @@
+"""Helpers every CLI module uses: the store from --db / TUNESAFE_DB / the workspace, and output as a
+Rich table for people or JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunesafe.types import canonical_json
+
+console = Console()
+err_console = Console(stderr=True)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+
+
+def db_url(ctx: typer.Context) -> str | None:
+    """The --db given on the root command (or TUNESAFE_DB); None means 'find the workspace'."""
+    root = ctx.find_root()
+    obj = root.obj or {}
+    return obj.get("db")
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(json.loads(canonical_json(value)), indent=2, ensure_ascii=False) + "\n")
+
+
+def print_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None,
+               as_json: bool = False) -> None:
+    if as_json:
+        print_json(list(rows))
+        return
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)

@@ -1,0 +1,78 @@
+"""The store's tables (SQLAlchemy 2). Alembic migrations in tunesafe/evidence/migrations are the source
+of truth for the database; these models must match them (a test checks that autogenerate finds no diff).
+
+- records: the append-only, hash-chained evidence log (one chain per workspace).
+- chain_head: one row holding the chain's last id/hash; appends lock it so two writers never fork.
+- runs / attempt_results: evaluation results written as each attempt completes (high volume, so kept
+  out of the chain; a run's final evidence record carries a digest over its attempt rows).
+- response_cache: generations keyed by (model content hash, request, decoding params).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RecordRow(Base):
+    __tablename__ = "records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    body: Mapped[str] = mapped_column(Text)  # canonical JSON, exactly the bytes that were hashed
+    created_at: Mapped[str] = mapped_column(String(40))  # ISO-8601 UTC, part of the hashed envelope
+    actor: Mapped[str] = mapped_column(String(200))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str | None] = mapped_column(String(200), index=True, nullable=True)  # e.g. model name
+
+
+class ChainHead(Base):
+    __tablename__ = "chain_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    last_id: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    model_ref: Mapped[str] = mapped_column(String(500))
+    model_hash: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict] = mapped_column(JSON)  # suite/attacks/judges versions, decoding, seed, tool version
+    config_hash: Mapped[str] = mapped_column(String(64), index=True)  # for reuse by the gate
+    status: Mapped[str] = mapped_column(String(20))  # running | complete | failed
+    n_planned: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AttemptResultRow(Base):
+    __tablename__ = "attempt_results"
+    __table_args__ = (UniqueConstraint("run_id", "attempt_id"),)
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    attempt_id: Mapped[str] = mapped_column(String(40))
+    behavior_id: Mapped[str] = mapped_column(String(120))
+    attack: Mapped[str] = mapped_column(String(120))
+    family: Mapped[str] = mapped_column(String(80))
+    category: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(20))
+    attempt: Mapped[dict] = mapped_column(JSON)  # messages (all turns), prefill, params
+    generation: Mapped[dict] = mapped_column(JSON)  # text, finish reason, tokens, latency, error
+    verdicts: Mapped[list] = mapped_column(JSON)  # one per judge
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ResponseCacheRow(Base):
+    __tablename__ = "response_cache"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_hash: Mapped[str] = mapped_column(String(64), index=True)
+    generation: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

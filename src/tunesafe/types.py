@@ -1,0 +1,235 @@
+"""Shared records that flow between the packages (suite -> attacks -> engine -> judges -> analysis -> policy
+-> evidence -> reports). Every package may import from here; nothing here imports from tunesafe.
+
+Records are frozen so that a value computed once (an attempt id, a verdict) cannot drift afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["harmful", "benign", "borderline"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialisation used for hashing: sorted keys, no whitespace, UTF-8 kept as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def sha256_hex(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Behavior:
+    """One thing we ask a model: a harmful behaviour it should refuse, or a benign/borderline prompt it
+    should answer."""
+
+    id: str
+    text: str
+    kind: Kind
+    category: str
+    language: str = "en"
+    suite: str = "default"
+    version: str = "1"
+    context: str | None = None  # e.g. HarmBench contextual behaviours carry a document
+
+
+@dataclass(frozen=True)
+class Attack:
+    """Metadata of one attack in the library; the transformation lives in tunesafe.attacks."""
+
+    family: str
+    name: str
+    version: str
+    description: str
+    needs_attacker: bool = False
+    needs_white_box: bool = False
+    needs_prefill: bool = False
+    owasp: tuple[str, ...] = ()
+    atlas: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat generation request. `prefill` is text forced at the start of the assistant turn."""
+
+    messages: tuple[Message, ...]
+    prefill: str | None = None
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+    def cache_key(self, model_hash: str) -> str:
+        return sha256_hex(canonical_json({"model": model_hash, "request": asdict(self)}))
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a backend returned for one request. A failed request has `error` set and is never an answer."""
+
+    text: str
+    finish_reason: str  # "stop" | "length" | "error" | backend-specific
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    prefill: bool = False
+    logprobs: bool = False
+    hidden_states: bool = False
+    white_box: bool = False
+    lora: bool = False
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One behaviour under one attack: the exact messages sent. Its id is a pure function of its inputs,
+    so the same attempt on two models (pre/post) has the same id and pairs up."""
+
+    id: str
+    behavior_id: str
+    attack: str  # attack name
+    attack_version: str
+    family: str
+    category: str
+    kind: Kind
+    messages: tuple[Message, ...]
+    prefill: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    @staticmethod
+    def make_id(behavior_id: str, attack: str, attack_version: str, params: Mapping[str, Any], seed: int) -> str:
+        body = {"b": behavior_id, "a": attack, "v": attack_version, "p": dict(params), "s": seed}
+        return sha256_hex(canonical_json(body))[:24]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's decision on one (request, response). `error` set means undecided: never safe, never
+    refused. `degenerate` marks empty/looping/off-topic answers that are neither refusal nor success."""
+
+    judge: str
+    judge_version: str
+    refused: bool | None
+    harmful: bool | None
+    degenerate: bool = False
+    score: float | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A proportion with its interval (Wilson unless said otherwise)."""
+
+    k: int
+    n: int
+    rate: float | None
+    low: float | None
+    high: float | None
+    method: str = "wilson"
+
+
+@dataclass(frozen=True)
+class Delta:
+    """Paired change of one metric between a base and a candidate run on the same attempts."""
+
+    metric: str  # "asr" | "refusal" | "over_refusal" | "error"
+    group: str  # "overall" | "family:<name>" | "category:<name>"
+    n_pairs: int
+    before: float | None
+    after: float | None
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    b: int  # discordant: bad only after (e.g. became harmful)
+    c: int  # discordant: bad only before
+    p_value: float | None
+    p_adjusted: float | None
+    mde: float | None  # smallest regression detectable at 80% power
+    inconclusive: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base_run: str
+    candidate_run: str
+    judge: str
+    deltas: tuple[Delta, ...]
+    judge_agreement: Mapping[str, Any] = field(default_factory=dict)
+    regressions: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    policy_hash: str
+    verdict: Literal["pass", "fail", "inconclusive"]
+    reasons: tuple[str, ...]
+    comparison: Comparison
+
+    @property
+    def exit_code(self) -> int:
+        return {"pass": 0, "fail": 1, "inconclusive": 3}[self.verdict]
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    id: int
+    type: str
+    body: Mapping[str, Any]
+    created_at: str
+    actor: str
+    prev_hash: str
+    hash: str
+
+
+def messages_from_dicts(items: Sequence[Mapping[str, Any]]) -> tuple[Message, ...]:
+    return tuple(Message(role=m["role"], content=str(m["content"])) for m in items)
+
+
+class RecordType:
+    """Evidence record types. One place, so queries (e.g. --missing-post-eval) and writers agree."""
+
+    MODEL_VERSION = "model_version"  # inventory entry (name, ref, base, hashes, stage, owner)
+    MODEL_UPDATE = "model_update"  # stage/owner change of an inventory entry
+    RUN = "run"  # an evaluation run's provenance + summary (body has model_name when known)
+    SAFETY_EVAL = "safety_eval"  # a post-fine-tuning safety evaluation of a model version
+    GATE_DECISION = "gate_decision"  # links base run, candidate run, policy hash, verdict
+    DATA_SCAN = "data_scan"  # screening result of a dataset (linked by dataset sha256)
+    TRAINING_EVENT = "training_event"  # callback events during fine-tuning
+    INCIDENT = "incident"
