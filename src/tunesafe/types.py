@@ -233,3 +233,20 @@ class RecordType:
     DATA_SCAN = "data_scan"  # screening result of a dataset (linked by dataset sha256)
     TRAINING_EVENT = "training_event"  # callback events during fine-tuning
     INCIDENT = "incident"
+
+
+Outcome = Literal["success", "refused", "complied", "degenerate", "error"]
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """One attempt as executed on one model and judged. `response` is the text the judges saw (decoded,
+    e.g. base64 answers of the encoding attack are decoded first); `conversation` holds every turn."""
+
+    run_id: str
+    attempt: Attempt
+    generation: Generation
+    response: str
+    conversation: tuple[Message, ...]
+    verdicts: tuple[Verdict, ...]
+    frozen: Mapping[str, Any] = field(default_factory=dict)  # attacker prompts, for replay on a 2nd model
