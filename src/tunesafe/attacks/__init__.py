@@ -1,1 +1,18 @@
-"""attacks"""
+"""The attack library: one module per family, one registry (`registry`), `resolve(spec)`.
+
+Importing this package registers the built-in attacks; plugins come through the entry-point group
+`tunesafe.attacks`.
+"""
+
+from tunesafe.attacks import (  # noqa: F401  (imported to register the built-ins)
+    direct_request,
+    prefix_injection,
+    refusal_suppression,
+    roleplay_persona,
+    style_injection,
+)
+from tunesafe.attacks.base import AttackImpl, ExecContext, Execution, JudgeItem, Prompt, families
+from tunesafe.attacks.library import all_attacks, get, registry, resolve
+
+__all__ = ["AttackImpl", "ExecContext", "Execution", "JudgeItem", "Prompt", "all_attacks", "families", "get",
+           "registry", "resolve"]

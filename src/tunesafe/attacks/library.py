@@ -1,0 +1,79 @@
+"""The attack registry and `resolve`, which turns a user's --attacks spec into attack objects.
+
+Built-ins register on import of `tunesafe.attacks`; plugins register through the entry-point group
+`tunesafe.attacks` (an AttackImpl instance, or a class that builds one with no arguments).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tunesafe.attacks.base import AttackImpl
+from tunesafe.errors import UserError
+from tunesafe.registry import Registry
+
+log = logging.getLogger(__name__)
+
+registry: Registry[AttackImpl] = Registry("attacks")
+
+
+def add(impl: AttackImpl) -> AttackImpl:
+    registry.add(impl.meta.name, impl)
+    return impl
+
+
+def get(name: str) -> AttackImpl:
+    return _instance(name, registry.get(name))
+
+
+def all_attacks() -> list[AttackImpl]:
+    return [_instance(name, obj) for name, obj in registry.items()]
+
+
+def _instance(name: str, obj: object) -> AttackImpl:
+    if isinstance(obj, type) and issubclass(obj, AttackImpl):
+        obj = obj()
+    if not isinstance(obj, AttackImpl) or not hasattr(obj, "meta"):
+        raise UserError(f"attack plugin '{name}' is not an AttackImpl",
+                        where="entry point group tunesafe.attacks",
+                        fix="register an AttackImpl instance or subclass with a `meta` attribute")
+    return obj
+
+
+def resolve(spec: str, *, attacker_available: bool = True) -> list[AttackImpl]:
+    """Attacks named by `spec`: "all", "template" (every attack that needs no attacker model), or a comma
+    list of family and attack names. Order follows the spec, duplicates are dropped.
+
+    Without an attacker model (`attacker_available=False`), "all" leaves out attacker-driven attacks with a
+    warning, while naming one explicitly is a UserError: a requested attack never silently disappears.
+    """
+    attacks = all_attacks()
+    families = sorted({a.meta.family for a in attacks})
+    chosen: dict[str, AttackImpl] = {}
+    terms = [t.strip() for t in spec.split(",") if t.strip()]
+    if not terms:
+        raise UserError("empty attack spec", where="--attacks",
+                        fix="use all, template, or family/attack names")
+    for term in terms:
+        if term == "all":
+            matched = attacks
+            if not attacker_available:
+                skipped = [a.meta.name for a in attacks if a.meta.needs_attacker]
+                if skipped:
+                    log.warning("no attacker model: skipping attacker-driven attacks %s", ", ".join(skipped))
+                matched = [a for a in attacks if not a.meta.needs_attacker]
+        elif term == "template":
+            matched = [a for a in attacks if not a.meta.needs_attacker]
+        else:
+            matched = [a for a in attacks if term in (a.meta.family, a.meta.name)]
+            if not matched:
+                raise UserError(f"unknown attack or family '{term}'", where="--attacks",
+                                fix=f"use all, template, a family ({', '.join(families)}) "
+                                    "or a name from `tunesafe attacks list`")
+            needy = [a.meta.name for a in matched if a.meta.needs_attacker]
+            if needy and not attacker_available:
+                raise UserError(f"{', '.join(needy)} need an attacker model", where="--attacks",
+                                fix="pass an attacker model (--attacker REF) or drop these attacks")
+        for attack in matched:
+            chosen.setdefault(attack.meta.name, attack)
+    return list(chosen.values())
