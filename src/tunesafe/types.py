@@ -216,6 +216,7 @@ class EvidenceRecord:
     actor: str
     prev_hash: str
     hash: str
+    subject: str | None = None  # what the record is about (e.g. a model name); part of the hashed envelope
 
 
 def messages_from_dicts(items: Sequence[Mapping[str, Any]]) -> tuple[Message, ...]:

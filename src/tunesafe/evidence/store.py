@@ -1,4 +1,4 @@
-"""The evidence store. CONTRACT (implemented by the foundation work; other packages code against it):
+"""The evidence store. CONTRACT (other packages code against it):
 
     store = Store.open(url)            # runs Alembic migrations; UserError (exit 2) if unreachable/corrupt
     rec = store.append(type, body, actor=None, subject=None) -> EvidenceRecord   # chained, serialized
@@ -10,5 +10,163 @@
     store.close()
 
 hash = sha256(prev_hash || canonical_json(envelope)) where the envelope holds type, body, created_at,
-actor and subject, so none of them can be edited unnoticed.
+actor and subject, so none of them can be edited unnoticed (see tunesafe.evidence.chain).
 """
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, Executable, insert, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tunesafe.errors import UserError
+from tunesafe.evidence import database
+from tunesafe.evidence.chain import VerifyResult, envelope_text, link_hash, verify_rows
+from tunesafe.evidence.schema import ChainHead, RecordRow
+from tunesafe.types import EvidenceRecord, canonical_json
+
+__all__ = ["Store", "VerifyResult", "default_actor"]
+
+_PAGE = 1000
+_COLUMNS = (RecordRow.id, RecordRow.type, RecordRow.body, RecordRow.created_at, RecordRow.actor,
+            RecordRow.subject, RecordRow.prev_hash, RecordRow.hash)
+
+
+def default_actor() -> str:
+    """Who appends when no actor is given: TUNESAFE_ACTOR, else user@host."""
+    if actor := os.environ.get("TUNESAFE_ACTOR"):
+        return actor
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class Store:
+    def __init__(self, engine: Engine, url: URL) -> None:
+        self.engine = engine
+        self.url = url
+        self._sessions = sessionmaker(engine)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open (creating if needed) the store at a SQLAlchemy URL or a SQLite file path, migrated to the
+        newest schema."""
+        parsed = database.parse_url(url)
+        engine = database.create(parsed)
+        try:
+            database.migrate(engine, parsed)
+        except DBAPIError as exc:
+            engine.dispose()
+            raise database.connect_error(parsed, exc) from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, parsed)
+
+    @property
+    def location(self) -> str:
+        return database.describe(self.url)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def append(self, type: str, body: Mapping[str, Any], actor: str | None = None,
+               subject: str | None = None) -> EvidenceRecord:
+        """Add one record at the end of the chain. The chain head row is locked for the whole transaction
+        (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so concurrent writers queue up instead of
+        forking the chain."""
+        body_json = canonical_json(dict(body))
+        actor = actor or default_actor()
+        created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        envelope = envelope_text(type, body_json, created_at, actor, subject)
+        with self._guard(), self.engine.begin() as conn:
+            head = conn.execute(select(ChainHead.last_id, ChainHead.last_hash)
+                                .where(ChainHead.id == 1).with_for_update()).one()
+            new_id, digest = head.last_id + 1, link_hash(head.last_hash, envelope)
+            conn.execute(insert(RecordRow).values(
+                id=new_id, type=type, body=body_json, created_at=created_at, actor=actor, subject=subject,
+                prev_hash=head.last_hash, hash=digest))
+            conn.execute(update(ChainHead).where(ChainHead.id == 1).values(last_id=new_id, last_hash=digest))
+        return EvidenceRecord(id=new_id, type=type, body=json.loads(body_json), created_at=created_at,
+                              actor=actor, prev_hash=head.last_hash, hash=digest, subject=subject)
+
+    def records(self, type: str | None = None, subject: str | None = None) -> Iterator[EvidenceRecord]:
+        """Records in chain order, fetched a page at a time (no connection is held between pages)."""
+        query = select(*_COLUMNS).order_by(RecordRow.id).limit(_PAGE)
+        if type is not None:
+            query = query.where(RecordRow.type == type)
+        if subject is not None:
+            query = query.where(RecordRow.subject == subject)
+        after = 0
+        while True:
+            rows = self._read(query.where(RecordRow.id > after))
+            yield from (_record(row) for row in rows)
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
+    def get(self, record_id: int) -> EvidenceRecord:
+        rows = self._read(select(*_COLUMNS).where(RecordRow.id == record_id))
+        if not rows:
+            raise UserError(f"no evidence record with id {record_id}", where=self.location,
+                            fix="list records with `tunesafe models show NAME` or check the id")
+        return _record(rows[0])
+
+    def verify(self) -> VerifyResult:
+        """Recompute the whole chain in one read transaction (a consistent snapshot), streaming rows."""
+        with self._guard(), self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_read=True, yield_per=_PAGE)
+            with conn.begin():
+                head = conn.execute(select(ChainHead.last_id, ChainHead.last_hash)
+                                    .where(ChainHead.id == 1)).one()
+                rows = conn.execute(select(*_COLUMNS).order_by(RecordRow.id))
+                return verify_rows((tuple(r) for r in rows), head.last_id, head.last_hash)  # type: ignore[misc]
+
+    def _read(self, query: Executable) -> list[Any]:
+        with self._guard(), self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_read=True)
+            with conn.begin():
+                return list(conn.execute(query).all())
+
+    def _guard(self) -> _DatabaseErrors:
+        return _DatabaseErrors(self.url)
+
+
+class _DatabaseErrors:
+    """Turns a database failure during use (server gone, file corrupted) into a UserError naming it."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        if isinstance(exc, DBAPIError):
+            raise database.connect_error(self.url, exc) from exc
+
+
+def _record(row: Any) -> EvidenceRecord:
+    rid, type_, body, created_at, actor, subject, prev_hash, digest = row
+    return EvidenceRecord(id=rid, type=type_, body=json.loads(body), created_at=created_at, actor=actor,
+                          prev_hash=prev_hash, hash=digest, subject=subject)

@@ -1,0 +1,74 @@
+"""The hash chain: how a record's hash is computed and how a sequence of stored rows is checked.
+
+hash = sha256(prev_hash || canonical_json(envelope)), envelope = {actor, body, created_at, subject, type}.
+The body is stored as its canonical JSON text, so the envelope is assembled from the stored text without
+parsing it: verify hashes exactly the bytes in the database, and any edit to them shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tunesafe.types import canonical_json
+
+GENESIS = "0" * 64
+
+
+def envelope_text(type_: str, body_json: str, created_at: str, actor: str, subject: str | None) -> str:
+    """canonical_json({"actor", "body", "created_at", "subject", "type"}) with the body already canonical;
+    keys are written in sorted order by hand, which is what canonical_json would produce."""
+    return (
+        f'{{"actor":{canonical_json(actor)},"body":{body_json},"created_at":{canonical_json(created_at)},'
+        f'"subject":{canonical_json(subject)},"type":{canonical_json(type_)}}}'
+    )
+
+
+def link_hash(prev_hash: str, envelope: str) -> str:
+    return hashlib.sha256((prev_hash + envelope).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class BrokenRecord:
+    """The first record where the chain does not hold. `expected` is what the chain requires there,
+    `found` what is stored."""
+
+    id: int
+    reason: str  # "hash" (content edited) | "link" (record deleted/reordered) | "head" (truncated/forked)
+    expected: str
+    found: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    head_id: int
+    head_hash: str
+    first_bad: BrokenRecord | None = None
+
+
+Row = tuple[int, str, str, str, str, str | None, str, str]  # id, type, body, created_at, actor, subject,
+# prev_hash, hash
+
+
+def verify_rows(rows: Iterable[Row], head_id: int, head_hash: str) -> VerifyResult:
+    """Walk rows in id order; stop at the first record whose link or content hash is wrong, then check
+    that the chain ends where chain_head says it does (so deleting the newest records is caught too)."""
+    prev_hash, last_id, checked = GENESIS, 0, 0
+    for rid, type_, body, created_at, actor, subject, stored_prev, stored_hash in rows:
+        checked += 1
+        if stored_prev != prev_hash or rid != last_id + 1:
+            # a gap in ids or a foreign prev_hash: a record before this one was deleted or moved
+            bad = BrokenRecord(rid, "link", prev_hash, stored_prev)
+            return VerifyResult(False, checked, head_id, head_hash, bad)
+        expected = link_hash(prev_hash, envelope_text(type_, body, created_at, actor, subject))
+        if expected != stored_hash:
+            bad = BrokenRecord(rid, "hash", expected, stored_hash)
+            return VerifyResult(False, checked, head_id, head_hash, bad)
+        prev_hash, last_id = stored_hash, rid
+    if (last_id, prev_hash) != (head_id, head_hash):
+        bad = BrokenRecord(head_id, "head", f"{head_id}:{head_hash}", f"{last_id}:{prev_hash}")
+        return VerifyResult(False, checked, head_id, head_hash, bad)
+    return VerifyResult(True, checked, head_id, head_hash)

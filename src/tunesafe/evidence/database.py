@@ -1,0 +1,136 @@
+"""Opening the database behind a store: URL handling, engine set-up (SQLite pragmas and write locking),
+Alembic migrations on open, and turning driver failures into one clear UserError."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from tunesafe.errors import UserError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 60_000
+# Serializes concurrent migrations of one PostgreSQL database (arbitrary constant, "tunesafe" in hex-ish).
+PG_MIGRATION_LOCK = 0x7475_6E65
+
+
+def parse_url(url_or_path: str) -> URL:
+    """A SQLAlchemy URL, or a bare filesystem path meaning a SQLite file. `postgresql://` without a driver
+    means psycopg 3 (the driver in the [postgres] extra)."""
+    if "://" not in url_or_path:
+        return URL.create("sqlite", database=str(Path(url_or_path).expanduser().resolve()))
+    try:
+        url = make_url(url_or_path)
+    except ArgumentError as exc:
+        raise UserError(f"not a database URL: {url_or_path!r}", where="--db / TUNESAFE_DB",
+                        fix="use a path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB") from exc
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def describe(url: URL) -> str:
+    """How the database is named in messages: a path, or the URL with the password masked."""
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    return url.render_as_string(hide_password=True)
+
+
+def create(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise UserError(f"no driver for {url.drivername}", where=describe(url),
+                        fix="pip install 'tunesafe[postgres]'") from exc
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    path = url.database
+    if path and path != ":memory:":
+        file = Path(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        if file.is_dir():
+            raise UserError("is a folder, not a database file", where=path,
+                            fix="pass the path of a .db file, e.g. .tunesafe/tunesafe.db")
+        if file.exists() and file.stat().st_size > 0:
+            with file.open("rb") as handle:
+                if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                    raise UserError("not a SQLite database (corrupted or another kind of file)", where=path,
+                                    fix="restore it from a backup, or pass --db with another path")
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite so that our BEGIN below is the one that runs.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the (single) writer
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock at BEGIN, so two processes appending never both read the same
+        # chain head (a DEFERRED transaction would fail with SQLITE_BUSY on upgrade instead of waiting).
+        # Pure reads opt out with execution_options(sqlite_read=True).
+        read_only = conn.get_execution_options().get("sqlite_read")
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def connect_error(url: URL, exc: Exception) -> UserError:
+    """One line for a database that cannot be opened: where it is and what to do."""
+    lines = str(getattr(exc, "orig", exc)).strip().splitlines()
+    detail = lines[0] if lines else type(exc).__name__
+    if url.get_backend_name() == "sqlite":
+        return UserError(f"cannot open the SQLite database: {detail}", where=describe(url),
+                         fix="if the file is corrupted restore it from a backup; otherwise check permissions")
+    where = f"{url.host or 'localhost'}:{url.port or 5432} ({describe(url)})"
+    return UserError(f"cannot reach the database: {detail}", where=where,
+                     fix="start the server or correct --db / TUNESAFE_DB (user, password, host, port, name)")
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(files("tunesafe.evidence") / "migrations"))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def migrate(engine: Engine, url: URL, revision: str = "head") -> None:
+    """Bring the schema to `revision` inside one transaction, so a second process opening the same new
+    database waits and then finds it migrated (SQLite: BEGIN IMMEDIATE; PostgreSQL: advisory lock)."""
+    config = _alembic_config()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+        current = MigrationContext.configure(conn).get_current_revision()
+        tables = set(inspect(conn).get_table_names())
+        if current is None and tables & {"records", "chain_head"}:
+            raise UserError(
+                "database has tunesafe tables but no schema version (made by a pre-release tunesafe or "
+                "edited by hand); refusing to migrate it blindly",
+                where=describe(url), fix="export what you need and start a new store with `tunesafe init`")
+        known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
+        if current is not None and current not in known:
+            raise UserError(f"database schema revision {current} is newer than this tunesafe knows",
+                            where=describe(url), fix="upgrade tunesafe (pip install -U tunesafe)")
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)

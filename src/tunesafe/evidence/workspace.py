@@ -1,0 +1,85 @@
+"""The workspace: a `.tunesafe/` folder holding config.yaml and the SQLite store, found by walking up
+from the current folder like git finds `.git/`. `--db` / TUNESAFE_DB bypass it (e.g. PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tunesafe.errors import UserError
+from tunesafe.evidence.store import Store
+
+DIR = ".tunesafe"
+CONFIG = "config.yaml"
+DEFAULT_DB = "tunesafe.db"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path  # the folder that contains .tunesafe/
+
+    @property
+    def dir(self) -> Path:
+        return self.root / DIR
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / CONFIG
+
+    def db_url(self) -> str:
+        """The store named in config.yaml (`db:`): a path relative to .tunesafe/ or a SQLAlchemy URL."""
+        config = _read_config(self.config_path)
+        db = str(config.get("db") or DEFAULT_DB)
+        return db if "://" in db else str(self.dir / db)
+
+
+def _read_config(path: Path) -> dict[str, object]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read the workspace config: {exc}".splitlines()[0], where=str(path),
+                        fix="fix the YAML or delete the file and run `tunesafe init` again") from exc
+    if not isinstance(loaded, dict):
+        raise UserError("workspace config must be a mapping (e.g. `db: tunesafe.db`)", where=str(path),
+                        fix="fix the file or delete it and run `tunesafe init` again")
+    return loaded
+
+
+def find_workspace(start: Path | None = None) -> Workspace | None:
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / DIR / CONFIG).is_file():
+            return Workspace(folder)
+    return None
+
+
+def init_workspace(path: Path | str = ".") -> tuple[Workspace, bool]:
+    """Create PATH/.tunesafe/{config.yaml, tunesafe.db}. Idempotent: an existing workspace is opened (and
+    migrated), never overwritten. Returns the workspace and whether it was created now."""
+    root = Path(path).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise UserError("is a file, not a folder", where=str(root), fix="pass a folder to `tunesafe init`")
+    workspace = Workspace(root)
+    created = not workspace.config_path.is_file()
+    if created:
+        workspace.dir.mkdir(parents=True, exist_ok=True)
+        workspace.config_path.write_text(
+            "# tunesafe workspace. db: a SQLite file relative to this folder, or a SQLAlchemy URL.\n"
+            f"version: 1\ndb: {DEFAULT_DB}\n", encoding="utf-8")
+    Store.open(workspace.db_url()).close()
+    return workspace, created
+
+
+def open_store(url: str | None = None) -> Store:
+    """The store at `url`, else TUNESAFE_DB, else the workspace found from the current folder."""
+    url = url or os.environ.get("TUNESAFE_DB")
+    if url:
+        return Store.open(url)
+    workspace = find_workspace()
+    if workspace is None:
+        raise UserError(f"no tunesafe workspace found from {Path.cwd()}",
+                        fix="run `tunesafe init` or pass --db")
+    return Store.open(workspace.db_url())
