@@ -19,7 +19,8 @@ from tunesafe.errors import UserError
 SCHEMES = ("openai", "hf", "gguf", "embedded")
 LOCAL_BACKENDS = ("hf", "llamacpp")
 _OPENAI = re.compile(r"^(?P<model>[^@]+)@(?P<url>https?://\S+)$")
-_REF_FIX = "use openai:MODEL@http(s)://HOST/v1, hf:PATH[+ADAPTER], gguf:PATH[+ADAPTER] or embedded:NAME[+ADAPTER]"
+_REF_FIX = ("use openai:MODEL@http(s)://HOST/v1, hf:PATH[+ADAPTER], gguf:PATH[+ADAPTER] "
+            "or embedded:NAME[+ADAPTER]")
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ def align_backends(base: str, candidate: str) -> tuple[str, str]:
     if b.adapter or c.adapter:
         wanted.add("hf")
     if len(wanted) > 1:
-        raise UserError(f"'{base}' and '{candidate}' ask for different backends ({', '.join(sorted(wanted))})",
+        asked = ", ".join(sorted(wanted))
+        raise UserError(f"'{base}' and '{candidate}' ask for different backends ({asked})",
                         where="model refs", fix="use the same ?backend= for base and candidate")
     if not wanted:
         return base, candidate

@@ -1,0 +1,266 @@
+"""Any OpenAI-compatible chat server (vLLM, TGI, Ollama, llama-server, SGLang, OpenAI, Azure, ...).
+
+Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_model):
+  key_env=OPENAI_API_KEY   name of the env var holding the API key (unset var: no Authorization header)
+  concurrency=16           requests in flight at once
+  timeout=60               seconds per HTTP attempt
+  max_retries=4            retries of 429 / 5xx / timeouts / dropped connections / malformed replies
+  breaker=8                consecutive failed attempts that open the circuit breaker
+  cooldown=30              seconds the open breaker fails requests fast before letting one through
+  prefill=0                1 = the server continues a final assistant message (vLLM
+                           `continue_final_message`); otherwise prefill requests fail (fail closed)
+
+The API key lives only in the client's headers: it is never part of the ref, an error message, a log
+line or anything stored (error text is scrubbed of it in case a server echoes it back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from tunesafe.errors import UserError
+from tunesafe.models.base import apply_stop, error_generation
+from tunesafe.models.refs import ModelRef
+from tunesafe.types import Capabilities, ChatRequest, Generation, canonical_json, sha256_hex
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way worth retrying; `retry_after` is the server's hint, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None, counts_for_breaker: bool = True):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.counts_for_breaker = counts_for_breaker
+
+
+class _Fatal(Exception):
+    """An attempt failed in a way retrying cannot fix (bad request, bad credentials)."""
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive failed attempts; while open, requests fail fast. After
+    `cooldown_s` one trial request is let through (half-open): success closes it, failure re-opens it."""
+
+    def __init__(self, threshold: int, cooldown_s: float) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial_running = False
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        if time.monotonic() - self.opened_at >= self.cooldown_s and not self._trial_running:
+            self._trial_running = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+        self._trial_running = False
+
+    def failure(self) -> None:
+        self.failures += 1
+        self._trial_running = False
+        if self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class OpenAIChatModel:
+    backend = "openai"
+
+    def __init__(self, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
+                 timeout: float = 60.0, max_retries: int = 4, breaker: int = 8, cooldown: float = 30.0,
+                 prefill: bool = False) -> None:
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.ref = f"openai:{model}@{self.base_url}"
+        self.capabilities = Capabilities(prefill=prefill)
+        self.key_env = key_env
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._key = os.environ.get(key_env) or None
+        self._breaker = CircuitBreaker(breaker, cooldown)
+        self._concurrency = concurrency
+        # The client and semaphore belong to one event loop; a CLI may call asyncio.run more than once.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._hash: str | None = None
+
+    @classmethod
+    def from_ref(cls, ref: ModelRef) -> OpenAIChatModel:
+        assert ref.base_url is not None
+        opts = dict(ref.options)
+        opts.pop("backend", None)
+        conv: dict[str, Any] = {"key_env": str, "concurrency": int, "timeout": float, "max_retries": int,
+                                "breaker": int, "cooldown": float,
+                                "prefill": lambda v: v.lower() in ("1", "true", "yes")}
+        unknown = sorted(set(opts) - set(conv))
+        if unknown:
+            raise UserError(f"unknown option(s) {', '.join(unknown)} for an openai: ref", where=str(ref),
+                            fix=f"use {', '.join(conv)}")
+        try:
+            kwargs = {k: conv[k](v) for k, v in opts.items()}
+        except ValueError as exc:
+            raise UserError(f"bad option value: {exc}", where=str(ref),
+                            fix="give numbers for numeric options") from None
+        return cls(ref.target, ref.base_url, **kwargs)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"} if self._key else {}
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def content_hash(self) -> str:
+        """sha256 of the ref plus what the server reports for the model at /v1/models (NOT a weight hash:
+        an HTTP server can swap weights under the same name). Unreachable server: UserError."""
+        if self._hash is None:
+            info: Any = None
+            try:
+                resp = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=self.timeout)
+            except httpx.HTTPError as exc:
+                raise UserError(f"cannot reach {self.base_url}: {type(exc).__name__}", where=self.ref,
+                                fix="start the server or fix the URL") from None
+            if resp.status_code == 200:
+                try:
+                    data = resp.json().get("data") or []
+                    info = next((m for m in data if isinstance(m, dict) and m.get("id") == self.model), None)
+                except (ValueError, AttributeError):
+                    info = None
+            elif resp.status_code in (401, 403):
+                raise UserError(f"server refused the credentials (HTTP {resp.status_code})", where=self.ref,
+                                fix=f"set a valid key in the environment variable {self.key_env}")
+            self._hash = sha256_hex(canonical_json({"ref": self.ref, "model_info": info}))
+        return self._hash
+
+    def _bind_loop(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._semaphore is None or self._loop is not loop:
+            n = self._concurrency
+            limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+            self._client = httpx.AsyncClient(limits=limits, timeout=self.timeout)
+            self._semaphore = asyncio.Semaphore(self._concurrency)
+            self._loop = loop
+        return self._client, self._semaphore
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = self._semaphore = self._loop = None
+
+    async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def _one(self, request: ChatRequest) -> Generation:
+        if request.prefill and not self.capabilities.prefill:
+            return error_generation(f"{self.ref} does not support prefill (add ?prefill=1 if the server "
+                                    "continues a final assistant message)")
+        started = time.perf_counter()
+        client, semaphore = self._bind_loop()
+        async with semaphore:
+            attempt = 0
+            while True:
+                if not self._breaker.allow():
+                    return error_generation("circuit breaker open after repeated failures",
+                                            time.perf_counter() - started)
+                try:
+                    generation = await self._attempt(client, request)
+                except _Retryable as exc:
+                    if exc.counts_for_breaker:
+                        self._breaker.failure()
+                    if attempt >= self.max_retries:
+                        return error_generation(f"{self._scrub(str(exc))} (after {attempt + 1} attempts)",
+                                                time.perf_counter() - started)
+                    await asyncio.sleep(self._delay(attempt, exc.retry_after))
+                    attempt += 1
+                    continue
+                except _Fatal as exc:
+                    return error_generation(self._scrub(str(exc)), time.perf_counter() - started)
+                self._breaker.success()
+                return _with_latency(generation, time.perf_counter() - started)
+
+    @staticmethod
+    def _delay(attempt: int, retry_after: float | None) -> float:
+        # Full jitter spreads retries of many concurrent requests; a server's Retry-After is a floor.
+        backoff = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+        return min(BACKOFF_CAP_S, max(backoff, retry_after or 0.0))
+
+    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        payload: dict[str, Any] = {"model": self.model, "messages": messages,
+                                   "max_tokens": request.max_new_tokens, "temperature": request.temperature,
+                                   "seed": request.seed}
+        if request.stop:
+            payload["stop"] = list(request.stop)
+        if request.prefill:
+            messages.append({"role": "assistant", "content": request.prefill})
+            payload.update(continue_final_message=True, add_generation_prompt=False)
+        return payload
+
+    async def _attempt(self, client: httpx.AsyncClient, request: ChatRequest) -> Generation:
+        try:
+            resp = await client.post(f"{self.base_url}/chat/completions", json=self._payload(request),
+                                     headers=self._headers())
+        except httpx.TimeoutException:
+            raise _Retryable(f"timeout after {self.timeout:g}s") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection error: {type(exc).__name__}: {exc}") from None
+        if resp.status_code == 429:
+            raise _Retryable("HTTP 429 rate limited", _retry_after(resp.headers.get("retry-after")),
+                             counts_for_breaker=False)
+        if resp.status_code >= 500:
+            raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:200]}",
+                             _retry_after(resp.headers.get("retry-after")))
+        if resp.status_code in (401, 403):
+            raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check env var {self.key_env})")
+        if resp.status_code != 200:
+            raise _Fatal(f"HTTP {resp.status_code}: {resp.text[:300]}")
+        return _parse_completion(resp, request)
+
+
+def _parse_completion(resp: httpx.Response, request: ChatRequest) -> Generation:
+    try:
+        body = resp.json()
+        choice = body["choices"][0]
+        text = choice["message"].get("content") or ""
+        finish = str(choice.get("finish_reason") or "stop")
+        usage: Mapping[str, Any] = body.get("usage") or {}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise _Retryable(f"malformed response from server: {resp.text[:120]!r}") from None
+    text, stopped = apply_stop(text, request.stop)
+    return Generation(text=text, finish_reason="stop" if stopped else finish,
+                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(usage.get("completion_tokens") or 0))
+
+
+def _with_latency(generation: Generation, latency_s: float) -> Generation:
+    return replace(generation, latency_s=latency_s)

@@ -1,0 +1,280 @@
+"""A real OpenAI-compatible chat server for tests and benchmarks, on 127.0.0.1.
+
+Deterministic replies: echo (default: "ECHO: <last user message>") or a reply table keyed by the last
+user message. Faults on demand, either queued (`server.inject("429", times=2)`, also over HTTP with
+POST /control/faults) or triggered by a marker in the last user message such as `[[fault:500]]`:
+
+    429        status 429 with Retry-After: <retry_after> seconds
+    500        status 500
+    stall      sleep `stall_s` before answering (to trip client timeouts)
+    malformed  status 200 with a body that is not JSON
+    garbage    status 200 with JSON that is not a chat completion
+    drop       start a response and close the connection half-way
+
+Usage (in a thread of the test process):
+
+    with serve(latency_s=0.1) as server:
+        model = load_model(f"openai:test@{server.url}")
+
+or as a subprocess (own GIL, for throughput benchmarks): `python -m tunesafe.testing.openai_server
+--port 0 --latency 0.1` prints `listening on http://127.0.0.1:PORT/v1` once ready; `serve_subprocess`
+wraps that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+FAULTS = ("429", "500", "stall", "malformed", "garbage", "drop")
+_MARKER = re.compile(r"\[\[fault:(\w+)\]\]")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class ServerConfig:
+    model: str = "tunesafe-test"
+    latency_s: float = 0.0  # fixed delay before every completion
+    replies: Mapping[str, str] = field(default_factory=dict)  # last user message -> reply; else echo
+    retry_after: float = 1.0
+    stall_s: float = 30.0
+    api_key: str | None = None  # when set, requests without "Bearer <api_key>" get 401
+
+
+class OpenAICompatApp:
+    """The ASGI app. `requests` logs every chat body received; `auth_headers` every Authorization."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self._faults: deque[str] = deque()
+        self._lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+        self.auth_headers: list[str | None] = []
+
+    def inject(self, fault: str, times: int = 1) -> None:
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; use one of {FAULTS}")
+        with self._lock:
+            self._faults.extend([fault] * times)
+
+    def _next_fault(self, body: Mapping[str, Any]) -> str | None:
+        marker = _MARKER.search(_last_user(body))
+        if marker and marker.group(1) in FAULTS:
+            return marker.group(1)
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        raw = await _read_body(receive)
+        if method == "GET" and path == "/v1/models":
+            await _json(send, 200, {"object": "list", "data": [
+                {"id": self.config.model, "object": "model", "owned_by": "tunesafe-test"}]})
+        elif method == "POST" and path == "/v1/chat/completions":
+            await self._chat(scope, raw, send)
+        elif method == "POST" and path == "/control/faults":
+            spec = json.loads(raw or b"{}")
+            self.inject(spec["fault"], int(spec.get("times", 1)))
+            await _json(send, 200, {"queued": spec})
+        else:
+            await _json(send, 404, {"error": {"message": f"no route {method} {path}"}})
+
+    async def _chat(self, scope: Scope, raw: bytes, send: Send) -> None:
+        auth = dict(scope["headers"]).get(b"authorization")
+        self.auth_headers.append(auth.decode() if auth else None)
+        if self.config.api_key and auth != f"Bearer {self.config.api_key}".encode():
+            await _json(send, 401, {"error": {"message": "invalid api key"}})
+            return
+        try:
+            body = json.loads(raw)
+            messages = body["messages"]
+        except (ValueError, KeyError, TypeError):
+            await _json(send, 400, {"error": {"message": "body must be JSON with 'messages'"}})
+            return
+        self.requests.append(body)
+        fault = self._next_fault(body)
+        if fault == "429":
+            await _json(send, 429, {"error": {"message": "rate limited"}},
+                        headers=[(b"retry-after", f"{self.config.retry_after:g}".encode())])
+            return
+        if fault == "500":
+            await _json(send, 500, {"error": {"message": "injected server error"}})
+            return
+        if fault == "stall":
+            await asyncio.sleep(self.config.stall_s)
+        if self.config.latency_s:
+            await asyncio.sleep(self.config.latency_s)
+        if fault == "malformed":
+            await _send(send, 200, b'{"choices": [ this is not json', b"application/json")
+            return
+        if fault == "garbage":
+            await _json(send, 200, {"unexpected": True})
+            return
+        if fault == "drop":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+            await send({"type": "http.response.body", "body": b'{"choices": [', "more_body": True})
+            raise ConnectionAbortedError("injected dropped connection")  # server closes the socket
+        await _json(send, 200, self._completion(body, messages))
+
+    def _completion(self, body: Mapping[str, Any], messages: list[Mapping[str, Any]]) -> dict[str, Any]:
+        last_user = _last_user(body)
+        reply = self.config.replies.get(last_user, f"ECHO: {last_user}")
+        words = reply.split(" ")
+        limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)
+        finish = "length" if len(words) > limit else "stop"
+        text = " ".join(words[:limit])
+        for stop in body.get("stop") or ():
+            if stop and stop in text:
+                text, finish = text[: text.index(stop)], "stop"
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        return {
+            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", self.config.model),
+            "choices": [{"index": 0, "finish_reason": finish,
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
+                      "total_tokens": prompt_tokens + len(text.split())},
+        }
+
+
+def _last_user(body: Mapping[str, Any]) -> str:
+    for message in reversed(body.get("messages") or ()):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            return str(message.get("content", ""))
+    return ""
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _send(send: Send, status: int, body: bytes, content_type: bytes,
+                headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, value: Any,
+                headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await _send(send, status, json.dumps(value).encode(), b"application/json", headers)
+
+
+class RunningServer:
+    def __init__(self, app: OpenAICompatApp, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/v1"
+
+    def inject(self, fault: str, times: int = 1) -> None:
+        self.app.inject(fault, times)
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.app.requests
+
+
+def _uvicorn_config(app: OpenAICompatApp, port: int) -> uvicorn.Config:
+    # A large backlog so a burst of concurrent connects is queued, not refused.
+    return uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", backlog=4096,
+                          access_log=False, lifespan="on", timeout_keep_alive=30)
+
+
+@contextmanager
+def serve(config: ServerConfig | None = None, **overrides: Any) -> Iterator[RunningServer]:
+    """Run the server in a background thread of this process on a free port."""
+    app = OpenAICompatApp(config or ServerConfig(**overrides))
+    server = uvicorn.Server(_uvicorn_config(app, 0))
+    thread = threading.Thread(target=server.run, name="openai-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server failed to start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield RunningServer(app, port)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def serve_subprocess(latency_s: float = 0.0, model: str = "tunesafe-test") -> Iterator[str]:
+    """Run the server in a child process (its own GIL); yields the base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "tunesafe.testing.openai_server", "--port", "0",
+                             "--latency", str(latency_s), "--model", model],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"test server failed to start: {line!r}")
+        yield line.removeprefix("listening on ").strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--model", default="tunesafe-test")
+    args = parser.parse_args(argv)
+    app = OpenAICompatApp(ServerConfig(model=args.model, latency_s=args.latency))
+    server = uvicorn.Server(_uvicorn_config(app, args.port))
+
+    async def run() -> None:
+        config = server.config
+        if not config.loaded:
+            config.load()
+        server.lifespan = config.lifespan_class(config)
+        await server.startup()
+        port = server.servers[0].sockets[0].getsockname()[1]
+        print(f"listening on http://127.0.0.1:{port}/v1", flush=True)
+        await server.main_loop()
+        await server.shutdown()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
