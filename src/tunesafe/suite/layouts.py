@@ -1,0 +1,226 @@
+"""Turn the rows of a file into behaviours, per dataset layout: HarmBench behaviours CSV, AdvBench CSV,
+XSTest prompts CSV, and a generic layout with a column mapping (`text=prompt,kind=label,...`).
+
+External categories are mapped onto our taxonomy where the meaning matches; the original category is kept
+in `Suite.extra[id]["source_category"]`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast, get_args
+
+from tunesafe.errors import UserError
+from tunesafe.suite.model import Suite
+from tunesafe.suite.readers import Row, Table, read_table
+from tunesafe.types import Behavior, Kind, sha256_hex
+
+KINDS: tuple[str, ...] = get_args(Kind)
+FIELDS = ("id", "text", "kind", "category", "language", "context")
+OPTIONS = ("format", "layout", "name", "version", "default_kind", "default_category", "default_language",
+           "copyright")
+LAYOUTS = ("generic", "harmbench", "advbench", "xstest")
+
+HARMBENCH_CATEGORIES = {
+    "chemical_biological": "cbrn",
+    "cybercrime_intrusion": "cyber",
+    "illegal": "crime",
+    "misinformation_disinformation": "disinfo",
+    "harassment_bullying": "hate",
+    "copyright": "ip",
+    # "harmful" (general harm: dangerous stunts, self-harm, ...) has no single counterpart: kept as
+    # "harmbench:harmful".
+}
+XSTEST_KINDS = {"safe": "borderline", "unsafe": "harmful"}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Item:
+    row: Row
+    behavior: Behavior
+    extra: Mapping[str, Any]
+
+
+def load_file(path: str | Path, **options: str) -> Suite:
+    """Load a suite file. `options`: a column mapping (`text=COL`, ...; generic layout), `format`,
+    `layout`, `name`, `version`, `default_kind`, `default_category`, `default_language`, and
+    `copyright=true` to keep HarmBench's copyright behaviours (dropped by default: refusal and harm
+    judges cannot score verbatim reproduction)."""
+    path = Path(path)
+    unknown = sorted(set(options) - set(FIELDS) - set(OPTIONS))
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)}", where=str(path),
+                        fix=f"use column mappings {', '.join(f + '=COL' for f in FIELDS)} or options "
+                            f"{', '.join(OPTIONS)}")
+    table = read_table(path, options.get("format"))
+    mapping = {f: options[f] for f in FIELDS if f in options}
+    layout = options.get("layout") or ("generic" if mapping else _detect_layout(table.columns))
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown layout '{layout}'", where=str(path), fix=f"use one of {', '.join(LAYOUTS)}")
+    if mapping and layout != "generic":
+        raise UserError(f"a column mapping applies to the generic layout, not '{layout}'", where=str(path),
+                        fix="drop layout=... or the column mapping")
+    name = options.get("name") or path.stem
+    version = options.get("version") or sha256_hex(path.read_bytes())[:12]
+    build = _BUILDERS[layout]
+    items = build(table, _Context(name, version, options, mapping))
+    _check_unique(items)
+    return Suite(name=name, version=version, behaviors=tuple(i.behavior for i in items),
+                 source=str(path), extra={i.behavior.id: i.extra for i in items if i.extra})
+
+
+def _detect_layout(columns: tuple[str, ...]) -> str:
+    found = set(columns)
+    if {"Behavior", "BehaviorID", "SemanticCategory"} <= found:
+        return "harmbench"
+    if {"goal", "target"} <= found and "text" not in found:
+        return "advbench"
+    if {"prompt", "type", "label"} <= found and "text" not in found:
+        return "xstest"
+    return "generic"
+
+
+@dataclass(frozen=True)
+class _Context:
+    name: str
+    version: str
+    options: Mapping[str, str]
+    mapping: Mapping[str, str]
+
+    def behavior(self, id: str, text: str, kind: str, category: str, *, language: str = "en",
+                 context: str | None = None) -> Behavior:
+        return Behavior(id=id, text=text, kind=cast(Kind, kind), category=category, language=language,
+                        suite=self.name, version=self.version, context=context or None)
+
+    def flag(self, key: str, where: str) -> bool:
+        value = self.options.get(key, "false").lower()
+        if value not in _TRUE + _FALSE:
+            raise UserError(f"option {key}={value} is not a yes/no value", where=where, fix=f"use {key}=true")
+        return value in _TRUE
+
+
+def _require_columns(table: Table, required: Iterable[str], how: str) -> None:
+    for column in required:
+        if column not in table.columns:
+            raise UserError(f"missing required column '{column}' (columns found: "
+                            f"{', '.join(table.columns) or 'none'})", where=f"{table.path}:1", fix=how)
+
+
+def _text(row: Row, column: str) -> str:
+    value = row.values.get(column)
+    return "" if value is None else str(value).strip()
+
+
+def _required_text(row: Row, column: str) -> str:
+    value = _text(row, column)
+    if not value:
+        raise UserError(f"empty '{column}'", where=row.where, fix=f"give every item a non-empty '{column}'")
+    return value
+
+
+def _kind(row: Row, value: str, column: str) -> str:
+    if value not in KINDS:
+        raise UserError(f"unknown kind '{value}' in column '{column}' (allowed: {', '.join(KINDS)})",
+                        where=row.where, fix="use one of the allowed kinds, or map your labels first")
+    return value
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "item"
+
+
+def _generic(table: Table, ctx: _Context) -> list[Item]:
+    columns = {f: ctx.mapping.get(f, f) for f in FIELDS}
+    mapped_fix = "rename the column, or map yours: {0}=COLUMN"
+    # A mapped column must exist; an unmapped optional one may be absent and then takes the default.
+    _require_columns(table, [columns["text"]], mapped_fix.format("text"))
+    _require_columns(table, [columns[f] for f in ctx.mapping], "check the column mapping")
+    has = {f: columns[f] in table.columns for f in FIELDS}
+    default_kind = ctx.options.get("default_kind", "harmful")
+    if default_kind not in KINDS:
+        raise UserError(f"unknown default_kind '{default_kind}' (allowed: {', '.join(KINDS)})",
+                        where=str(table.path), fix="use one of the allowed kinds")
+    prefix = _slug(ctx.name)
+    used = set(columns.values())
+    items = []
+    for row in table.rows:
+        text = _required_text(row, columns["text"])
+        raw_kind = _text(row, columns["kind"]) if has["kind"] else ""
+        kind = _kind(row, raw_kind, columns["kind"]) if raw_kind else default_kind
+        ident = _text(row, columns["id"]) if has["id"] else ""
+        behavior = ctx.behavior(
+            ident or f"{prefix}-{sha256_hex(text)[:10]}", text, kind,
+            (_text(row, columns["category"]) if has["category"] else "")
+            or ctx.options.get("default_category", "uncategorized"),
+            language=(_text(row, columns["language"]) if has["language"] else "")
+            or ctx.options.get("default_language", "en"),
+            context=_text(row, columns["context"]) if has["context"] else None)
+        extra = {k: v for k, v in row.values.items() if k not in used and v not in (None, "")}
+        items.append(Item(row, behavior, extra))
+    return items
+
+
+def _harmbench(table: Table, ctx: _Context) -> list[Item]:
+    _require_columns(table, ("Behavior", "BehaviorID", "SemanticCategory", "FunctionalCategory"),
+                     "use the HarmBench behaviours CSV (harmbench_behaviors_text_*.csv)")
+    keep_copyright = ctx.flag("copyright", str(table.path))
+    items = []
+    for row in table.rows:
+        functional = _text(row, "FunctionalCategory")
+        if functional == "copyright" and not keep_copyright:
+            continue
+        semantic = _required_text(row, "SemanticCategory")
+        category = HARMBENCH_CATEGORIES.get(semantic, f"harmbench:{semantic}")
+        behavior = ctx.behavior(_required_text(row, "BehaviorID"), _required_text(row, "Behavior"), "harmful",
+                                category, context=_text(row, "ContextString"))
+        extra = {"source_category": f"harmbench:{semantic}", "functional_category": functional}
+        if _text(row, "Tags"):
+            extra["tags"] = _text(row, "Tags")
+        items.append(Item(row, behavior, extra))
+    return items
+
+
+def _advbench(table: Table, ctx: _Context) -> list[Item]:
+    _require_columns(table, ("goal",), "use the AdvBench harmful_behaviors.csv (columns goal,target)")
+    category = ctx.options.get("default_category", "uncategorized")
+    # AdvBench has no ids: its row number in the published file is the conventional one.
+    return [Item(row, ctx.behavior(f"advbench-{n:03d}", _required_text(row, "goal"), "harmful", category),
+                 {"target": _text(row, "target")} if _text(row, "target") else {})
+            for n, row in enumerate(table.rows, start=1)]
+
+
+def _xstest(table: Table, ctx: _Context) -> list[Item]:
+    _require_columns(table, ("prompt", "type", "label"),
+                     "use the XSTest prompts CSV (id,prompt,type,label,...)")
+    items = []
+    for n, row in enumerate(table.rows, start=1):
+        label = _required_text(row, "label")
+        if label not in XSTEST_KINDS:
+            raise UserError(f"unknown label '{label}' in column 'label' (allowed: {', '.join(XSTEST_KINDS)})",
+                            where=row.where, fix="XSTest labels are safe or unsafe")
+        ident = _text(row, "id") or str(n)
+        behavior = ctx.behavior(f"xstest-{ident}", _required_text(row, "prompt"), XSTEST_KINDS[label],
+                                _required_text(row, "type"))
+        extra = {k: _text(row, k) for k in ("focus", "note") if _text(row, k)}
+        items.append(Item(row, behavior, {"source_category": f"xstest:{behavior.category}", **extra}))
+    return items
+
+
+_BUILDERS: dict[str, Callable[[Table, _Context], list[Item]]] = {
+    "generic": _generic, "harmbench": _harmbench, "advbench": _advbench, "xstest": _xstest,
+}
+
+
+def _check_unique(items: list[Item]) -> None:
+    first: dict[str, str] = {}
+    for item in items:
+        ident = item.behavior.id
+        if ident in first:
+            raise UserError(f"duplicate id '{ident}' (first at {first[ident]})", where=item.row.where,
+                            fix="give every item its own id (without an id column, identical texts collide)")
+        first[ident] = item.row.where
+

@@ -1,0 +1,121 @@
+"""Read the rows of a suite file (JSONL, CSV, Parquet) with the position of each row, so that every
+later error can name `file:line`. Decoding, JSON syntax and emptiness are checked here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesafe.errors import UserError
+
+FORMATS = ("jsonl", "csv", "parquet")
+
+
+@dataclass(frozen=True)
+class Row:
+    where: str  # "path:line" (JSONL/CSV) or "path:row N" (Parquet)
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Table:
+    path: Path
+    columns: tuple[str, ...]  # CSV/Parquet header; for JSONL the keys seen, in first-seen order
+    rows: tuple[Row, ...]
+
+
+def format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", ".parquet"):
+        return suffix[1:]
+    raise UserError(f"cannot tell the format of '{path.name}'", where=str(path),
+                    fix="use a .jsonl, .csv or .parquet file, or pass format=jsonl|csv|parquet")
+
+
+def read_table(path: Path, fmt: str | None = None) -> Table:
+    if not path.is_file():
+        raise UserError("no such file", where=str(path), fix="check the path")
+    fmt = fmt or format_of(path)
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}'", where=str(path), fix=f"use one of {', '.join(FORMATS)}")
+    table = _read_parquet(path) if fmt == "parquet" else _read_text(path, fmt)
+    if not table.rows:
+        raise UserError("the file has no items", where=str(path),
+                        fix="add at least one item (one JSON object per line, or CSV rows under a header)")
+    return table
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})", where=f"{path}:{line}",
+                        fix="save the file as UTF-8") from None
+
+
+def _read_text(path: Path, fmt: str) -> Table:
+    text = _decode(path)
+    return _read_jsonl(path, text) if fmt == "jsonl" else _read_csv(path, text)
+
+
+def _read_jsonl(path: Path, text: str) -> Table:
+    rows: list[Row] = []
+    columns: dict[str, None] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"malformed JSON: {exc.msg} (column {exc.colno})", where=where,
+                            fix="write one complete JSON object per line") from None
+        if not isinstance(value, dict):
+            raise UserError(f"expected a JSON object, found {type(value).__name__}", where=where,
+                            fix='write one object per line, e.g. {"text": "...", "kind": "harmful"}')
+        columns.update(dict.fromkeys(value))
+        rows.append(Row(where, value))
+    return Table(path, tuple(columns), tuple(rows))
+
+
+def _read_csv(path: Path, text: str) -> Table:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = tuple(reader.fieldnames or ())
+    rows: list[Row] = []
+    start = 2  # line 1 is the header; a quoted field may span lines, so track where each record starts
+    try:
+        for record in reader:
+            if None in record:
+                found = len(columns) + len(record[None])
+                raise UserError(f"{found} fields but the header has {len(columns)}", where=f"{path}:{start}",
+                                fix="quote fields that contain commas")
+            rows.append(Row(f"{path}:{start}", dict(record)))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise UserError(f"malformed CSV: {exc}", where=f"{path}:{reader.line_num}",
+                        fix="check the quoting on that line") from None
+    return Table(path, columns, tuple(rows))
+
+
+def _read_parquet(path: Path) -> Table:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError("reading Parquet needs pyarrow", where=str(path),
+                        fix="pip install 'tunesafe[screen]' (or pyarrow)") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+        raise UserError(f"not a readable Parquet file: {exc}", where=str(path),
+                        fix="check that the file is Parquet, or use JSONL/CSV") from None
+    rows = tuple(Row(f"{path}:row {i + 1}", values) for i, values in enumerate(table.to_pylist()))
+    return Table(path, tuple(table.column_names), rows)
+
