@@ -27,9 +27,8 @@ class Suite:
         return sha256_hex(canonical_json([asdict(b) for b in self.behaviors]))
 
     def counts(self) -> dict[str, int]:
-        by_kind = Counter(b.kind for b in self.behaviors)
-        kinds = ("harmful", "borderline", "benign")
-        return {"items": len(self.behaviors), **{k: by_kind.get(k, 0) for k in kinds}}
+        by_kind = Counter(str(b.kind) for b in self.behaviors)
+        return {"items": len(self.behaviors), **{k: by_kind[k] for k in ("harmful", "borderline", "benign")}}
 
     def categories(self) -> list[str]:
         return sorted({b.category for b in self.behaviors})
