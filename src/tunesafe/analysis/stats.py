@@ -1,0 +1,96 @@
+"""Paired statistics for a pre/post comparison on identical attempts.
+
+Each attempt gives a pair (bad before, bad after) where "bad" is the event the gate worries about
+(attack success, a missing refusal, an over-refusal). Only the discordant pairs carry information:
+b = bad only after (regressions), c = bad only before (fixes). See research.md section 9.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import binomtest, norm
+
+POWER = 0.8
+
+
+def mcnemar_exact(b: int, c: int, alternative: str = "two-sided") -> float:
+    """Exact McNemar p-value: conditional on m = b + c discordant pairs, b ~ Binomial(m, 1/2) under H0.
+
+    alternative="greater" is the one-sided test for a regression (more b than c)."""
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
+    if b + c == 0:
+        return 1.0
+    return float(binomtest(b, b + c, 0.5, alternative=alternative).pvalue)
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (FWER), in the input order; None entries are not tests."""
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    m = len(tested)
+    adjusted: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        # step-down: adjusted values are made monotone so a later rank never rejects more easily
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def paired_bootstrap_ci(b: int, c: int, n: int, *, n_boot: int = 2000, seed: int = 0,
+                        confidence: float = 0.95) -> tuple[float, float] | None:
+    """Percentile interval of the paired difference (after - before) of a binary rate.
+
+    Resampling n pairs with replacement only matters through how many +1 (b), -1 (c) and 0 differences
+    are drawn, so one multinomial draw per replicate is exactly the index bootstrap, in O(n_boot)."""
+    if n <= 0:
+        return None
+    if b + c > n:
+        raise ValueError(f"b + c = {b + c} exceeds n = {n}")
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n, [b / n, c / n, (n - b - c) / n], size=n_boot)
+    diffs = (draws[:, 0] - draws[:, 1]) / n
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def required_pairs(delta: float, p01: float, alpha: float, power: float = POWER) -> float:
+    """Connor (1987) sample size for the one-sided McNemar test of a regression delta = p10 - p01:
+
+        n = [z_{1-alpha} sqrt(psi) + z_{power} sqrt(psi - delta^2)]^2 / delta^2,  psi = p10 + p01
+    """
+    psi = 2 * p01 + delta
+    za, zb = float(norm.ppf(1 - alpha)), float(norm.ppf(power))
+    return float((za * psi ** 0.5 + zb * max(psi - delta * delta, 0.0) ** 0.5) ** 2 / (delta * delta))
+
+
+def minimum_detectable_regression(n: int, p01: float, alpha: float, power: float = POWER) -> float | None:
+    """Smallest regression (p10 - p01, as a rate) that n pairs detect with the given power, keeping the
+    fix rate p01 at its observed value (c / n). None when no regression is detectable at all."""
+    if n <= 0:
+        return None
+    p01 = min(max(p01, 0.0), 0.5)
+    top = 1 - 2 * p01  # p10 + p01 <= 1
+    if top <= 0 or required_pairs(top, p01, alpha, power) > n:
+        return None
+    # required_pairs decreases in delta, so the root is unique
+    return float(brentq(lambda d: required_pairs(d, p01, alpha, power) - n, 1e-9, top, xtol=1e-7))
+
+
+def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float | None:
+    """Cohen's kappa of two binary raters; None when chance agreement is total (kappa undefined)."""
+    if len(a) != len(b):
+        raise ValueError("raters must label the same items")
+    if not a:
+        return None
+    x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    observed = float(np.mean(x == y))
+    px, py = float(x.mean()), float(y.mean())
+    chance = px * py + (1 - px) * (1 - py)
+    if chance >= 1.0:
+        return None
+    return (observed - chance) / (1 - chance)
