@@ -1,0 +1,241 @@
+"""Runs and their attempt results in the store: create a run, write each result as it completes (in
+small batches), read runs and results back, and the digest that ties a run's rows to the evidence chain.
+
+Rows are keyed by (run_id, attempt_id) and inserted with "on conflict do nothing", so a resumed run (or
+two processes resuming the same run) can never store an attempt twice. A row is written only once the
+attempt is complete, so after a kill -9 every stored row is whole and the missing ones are re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Connection, Executable, Table, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tunesafe.errors import UserError
+from tunesafe.evidence.schema import AttemptResultRow, ResponseCacheRow, RunRow
+from tunesafe.evidence.store import Store
+from tunesafe.types import (
+    Attempt,
+    AttemptResult,
+    Generation,
+    Verdict,
+    canonical_json,
+    messages_from_dicts,
+    sha256_hex,
+)
+
+FLUSH_ROWS = 64
+FLUSH_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: str
+    model_ref: str
+    model_hash: str
+    config: Mapping[str, Any]
+    config_hash: str
+    status: str  # running | interrupted | complete | failed
+    n_planned: int
+    n_done: int
+    n_errors: int
+    created_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def model_name(self) -> str | None:
+        name: str | None = self.config.get("model_name")
+        return name
+
+    def as_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["created_at"] = self.created_at.isoformat()
+        body["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        return body
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def read(store: Store, query: Executable) -> list[Any]:
+    """A read that does not take SQLite's write lock (the engine opts reads out of BEGIN IMMEDIATE)."""
+    with store.engine.connect() as conn:
+        conn = conn.execution_options(sqlite_read=True)
+        with conn.begin():
+            return list(conn.execute(query).all())
+
+
+def create_run(store: Store, run_id: str, model_ref: str, model_hash: str, config: Mapping[str, Any],
+               config_hash: str, n_planned: int) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(insert(RunRow).values(
+            id=run_id, model_ref=model_ref, model_hash=model_hash, config=dict(config),
+            config_hash=config_hash, status="running", n_planned=n_planned, created_at=now(),
+            finished_at=None))
+
+
+def set_status(store: Store, run_id: str, status: str) -> None:
+    finished = now() if status == "complete" else None
+    with store.engine.begin() as conn:
+        conn.execute(update(RunRow).where(RunRow.id == run_id).values(status=status, finished_at=finished))
+
+
+def _insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        conn.execute(sqlite.insert(table).on_conflict_do_nothing(), list(rows))
+    elif dialect == "postgresql":
+        conn.execute(postgresql.insert(table).on_conflict_do_nothing(), list(rows))
+    else:  # other databases: the unique constraint still rejects a duplicate, loudly
+        conn.execute(table.insert(), list(rows))
+
+
+def result_row(result: AttemptResult) -> dict[str, Any]:
+    attempt = result.attempt
+    generation = result.generation
+    errors = [generation.error] if generation.error else []
+    errors += [f"judge {v.judge}: {v.error}" for v in result.verdicts if v.error]
+    return {
+        "run_id": result.run_id,
+        "attempt_id": attempt.id,
+        "behavior_id": attempt.behavior_id,
+        "attack": attempt.attack,
+        "family": attempt.family,
+        "category": attempt.category,
+        "kind": attempt.kind,
+        # The attempt as planned plus what happened to it: every turn, the judged text, replay data.
+        "attempt": json.loads(canonical_json({
+            **asdict(attempt), "params": dict(attempt.params),
+            "conversation": result.conversation, "response": result.response, "frozen": dict(result.frozen),
+        })),
+        "generation": asdict(generation),
+        "verdicts": json.loads(canonical_json(list(result.verdicts))),
+        "error": "; ".join(errors) or None,
+        "latency_s": generation.latency_s,
+    }
+
+
+def result_from_row(run_id: str, attempt: Mapping[str, Any], generation: Mapping[str, Any],
+                    verdicts: Sequence[Mapping[str, Any]]) -> AttemptResult:
+    data = dict(attempt)
+    conversation = messages_from_dicts(data.pop("conversation", []))
+    response = str(data.pop("response", ""))
+    frozen = data.pop("frozen", {})
+    record = Attempt(**{**data, "messages": messages_from_dicts(data["messages"])})
+    return AttemptResult(run_id=run_id, attempt=record, generation=Generation(**generation),
+                         response=response, conversation=conversation,
+                         verdicts=tuple(Verdict(**v) for v in verdicts), frozen=frozen)
+
+
+class ResultWriter:
+    """Buffers completed results (and new cache entries) and commits them together every FLUSH_ROWS rows
+    or FLUSH_SECONDS, whichever comes first: one transaction per batch keeps SQLite well above 100
+    attempts/s while a kill loses at most one batch of work (re-run on resume, never half-stored)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._results: list[dict[str, Any]] = []
+        self._cache: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+        self.written = 0
+
+    def add(self, result: AttemptResult) -> None:
+        self._results.append(result_row(result))
+        self._maybe_flush()
+
+    def add_cache(self, key: str, model_hash: str, generation: Generation) -> None:
+        self._cache.append({"key": key, "model_hash": model_hash, "generation": asdict(generation),
+                            "created_at": now()})
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if len(self._results) + len(self._cache) >= FLUSH_ROWS or \
+                time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        results, cache = self._results, self._cache
+        self._results, self._cache = [], []
+        self._last_flush = time.monotonic()
+        if not results and not cache:
+            return
+        with self.store.engine.begin() as conn:
+            _insert_ignoring_duplicates(conn, ResponseCacheRow.__table__, cache)  # type: ignore[arg-type]
+            _insert_ignoring_duplicates(conn, AttemptResultRow.__table__, results)  # type: ignore[arg-type]
+        self.written += len(results)
+
+
+def cached_generations(store: Store, keys: Sequence[str]) -> dict[str, Generation]:
+    if not keys:
+        return {}
+    rows = read(store, select(ResponseCacheRow.key, ResponseCacheRow.generation)
+                .where(ResponseCacheRow.key.in_(list(keys))))
+    return {key: Generation(**{**gen, "cached": True}) for key, gen in rows}
+
+
+def _run_row(store: Store, run_id: str) -> Any:
+    rows = read(store, select(RunRow).where(RunRow.id == run_id))
+    if not rows:
+        raise UserError(f"no run '{run_id}' in this store", where=store.location,
+                        fix="list runs with `tunesafe runs list`")
+    return rows[0][0]
+
+
+def _counts(store: Store, run_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """run id -> (attempts stored, attempts with an error)."""
+    query = (select(AttemptResultRow.run_id, func.count(), func.count(AttemptResultRow.error))
+             .where(AttemptResultRow.run_id.in_(list(run_ids))).group_by(AttemptResultRow.run_id))
+    return {run_id: (int(n), int(e or 0)) for run_id, n, e in read(store, query)}
+
+
+def _info(row: RunRow, counts: Mapping[str, tuple[int, int]]) -> RunInfo:
+    done, errors = counts.get(row.id, (0, 0))
+    return RunInfo(id=row.id, model_ref=row.model_ref, model_hash=row.model_hash, config=row.config,
+                   config_hash=row.config_hash, status=row.status, n_planned=row.n_planned, n_done=done,
+                   n_errors=errors, created_at=row.created_at, finished_at=row.finished_at)
+
+
+def load_run(store: Store, run_id: str) -> RunInfo:
+    return _info(_run_row(store, run_id), _counts(store, [run_id]))
+
+
+def list_runs(store: Store) -> list[RunInfo]:
+    rows = [r for (r,) in read(store, select(RunRow).order_by(RunRow.created_at, RunRow.id))]
+    counts = _counts(store, [r.id for r in rows])
+    return [_info(r, counts) for r in rows]
+
+
+def done_attempt_ids(store: Store, run_id: str) -> set[str]:
+    return {i for (i,) in read(store, select(AttemptResultRow.attempt_id)
+                                 .where(AttemptResultRow.run_id == run_id))}
+
+
+def load_results(store: Store, run_id: str) -> list[AttemptResult]:
+    """The run's results in attempt-id order (the order the digest uses)."""
+    _run_row(store, run_id)
+    columns = (AttemptResultRow.attempt, AttemptResultRow.generation, AttemptResultRow.verdicts)
+    query = select(*columns).where(AttemptResultRow.run_id == run_id).order_by(AttemptResultRow.attempt_id)
+    rows = read(store, query)
+    return [result_from_row(run_id, a, g, v) for a, g, v in rows]
+
+
+def frozen_prompts(store: Store, run_id: str) -> dict[str, Mapping[str, Any]]:
+    """attempt id -> the attacker prompts frozen by that run, for replay on another model."""
+    return {r.attempt.id: r.frozen for r in load_results(store, run_id) if r.frozen}
+
+
+def results_digest(results: Iterable[AttemptResult]) -> str:
+    """sha256 over the run's results as stored, one canonical line per attempt, sorted by attempt id.
+    The run's evidence record carries it, so editing any stored result is detectable."""
+    rows = sorted((result_row(r) for r in results), key=lambda row: row["attempt_id"])
+    return sha256_hex("\n".join(canonical_json(row) for row in rows))
