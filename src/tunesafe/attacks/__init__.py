@@ -6,6 +6,15 @@ Importing this package registers the built-in attacks; plugins come through the 
 
 from tunesafe.attacks import (  # noqa: F401  (imported to register the built-ins)
     direct_request,
+    encoding_obfuscation,
+    indirect_injection,
+    low_resource_translation,
+    many_shot,
+    multi_turn_crescendo,
+    pair,
+    past_tense_reformulation,
+    payload_splitting,
+    prefilling,
     prefix_injection,
     refusal_suppression,
     roleplay_persona,

@@ -51,6 +51,7 @@ class ExecContext:
     seed: int = 0
     frozen: Mapping[str, Any] | None = None  # from an earlier run's Execution.frozen: replay, do not search
     attacker_max_new_tokens: int = 256
+    attacker_temperature: float = 0.0  # greedy by default: the search is then reproducible too
 
 
 @dataclass(frozen=True)

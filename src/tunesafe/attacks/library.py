@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from tunesafe.attacks.base import AttackImpl
+from tunesafe.attacks.base import AttackImpl, families
 from tunesafe.errors import UserError
 from tunesafe.registry import Registry
 
@@ -27,7 +27,11 @@ def get(name: str) -> AttackImpl:
 
 
 def all_attacks() -> list[AttackImpl]:
-    return [_instance(name, obj) for name, obj in registry.items()]
+    """Every attack, in catalogue order of families (the baseline first), then by name; plugin families
+    not in the catalogue come last."""
+    order = {family: i for i, family in enumerate(families())}
+    attacks = [_instance(name, obj) for name, obj in registry.items()]
+    return sorted(attacks, key=lambda a: (order.get(a.meta.family, len(order)), a.meta.name))
 
 
 def _instance(name: str, obj: object) -> AttackImpl:
@@ -48,7 +52,7 @@ def resolve(spec: str, *, attacker_available: bool = True) -> list[AttackImpl]:
     warning, while naming one explicitly is a UserError: a requested attack never silently disappears.
     """
     attacks = all_attacks()
-    families = sorted({a.meta.family for a in attacks})
+    family_names = sorted({a.meta.family for a in attacks})
     chosen: dict[str, AttackImpl] = {}
     terms = [t.strip() for t in spec.split(",") if t.strip()]
     if not terms:
@@ -68,7 +72,7 @@ def resolve(spec: str, *, attacker_available: bool = True) -> list[AttackImpl]:
             matched = [a for a in attacks if term in (a.meta.family, a.meta.name)]
             if not matched:
                 raise UserError(f"unknown attack or family '{term}'", where="--attacks",
-                                fix=f"use all, template, a family ({', '.join(families)}) "
+                                fix=f"use all, template, a family ({', '.join(family_names)}) "
                                     "or a name from `tunesafe attacks list`")
             needy = [a.meta.name for a in matched if a.meta.needs_attacker]
             if needy and not attacker_available:
