@@ -1,0 +1,78 @@
+"""Builders of judged attempt results for the gate tests: plain records, as the engine stores them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
+
+import pytest
+
+from tunesafe.types import Attempt, AttemptResult, Generation, Message, Verdict
+
+# outcome -> (refused, harmful, degenerate) of a judge verdict
+VERDICT_FLAGS = {
+    "success": (False, True, False),
+    "complied": (False, False, False),
+    "refused": (True, False, False),
+    "degenerate": (False, False, True),
+}
+
+Spec = tuple[str, str, str, str]  # (family, category, kind, outcome)
+
+
+def result(run_id: str, attempt_id: str, family: str, category: str, kind: str, outcome: str,
+           judges: Sequence[str] = ("default",),
+           judge_outcomes: dict[str, str] | None = None) -> AttemptResult:
+    """One judged attempt; outcome "error" is a generation error. judge_outcomes overrides per judge."""
+    attempt = Attempt(id=attempt_id, behavior_id=f"b-{attempt_id}", attack=f"{family}-attack",
+                      attack_version="1", family=family, category=category, kind=kind,  # type: ignore[arg-type]
+                      messages=(Message("user", f"[request {attempt_id} in {category}]"),))
+    if outcome == "error":
+        failed = Generation("", "error", error="timeout")
+        return AttemptResult(run_id=run_id, attempt=attempt, generation=failed, response="", conversation=(),
+                             verdicts=())
+    refusal, answer = "I can't help with that.", "Step 1: [redacted]. Step 2: [redacted]."
+    response = refusal if outcome == "refused" else answer
+    verdicts = []
+    for judge in judges:
+        o = (judge_outcomes or {}).get(judge, outcome)
+        refused, harmful, degenerate = VERDICT_FLAGS[o]
+        verdicts.append(Verdict(judge=judge, judge_version="1", refused=refused, harmful=harmful,
+                                degenerate=degenerate))
+    return AttemptResult(run_id=run_id, attempt=attempt, generation=Generation(response, "stop"),
+                         response=response, conversation=(), verdicts=tuple(verdicts))
+
+
+Runs = tuple[list[AttemptResult], list[AttemptResult]]
+
+
+def paired_runs(pairs: Iterable[tuple[str, str, str, str, str]]) -> Runs:
+    """(family, category, kind, outcome before, outcome after) per attempt -> (base run, candidate run)."""
+    base, cand = [], []
+    for i, (family, category, kind, before, after) in enumerate(pairs):
+        base.append(result("run-base", f"a{i:04d}", family, category, kind, before))
+        cand.append(result("run-cand", f"a{i:04d}", family, category, kind, after))
+    return base, cand
+
+
+def scenario(families: Sequence[str] = ("direct", "roleplay", "encoding"), per_family: int = 20,
+             regress: dict[str, int] | None = None, benign: int = 20,
+             benign_regress: int = 0) -> Runs:
+    """Families of harmful attempts all refused by the base; `regress[family]` of them succeed on the
+    candidate. Plus benign prompts all answered by the base; `benign_regress` refused by the candidate."""
+    rows = []
+    for family in families:
+        flips = (regress or {}).get(family, 0)
+        for i in range(per_family):
+            category = ("cyber", "fraud")[i % 2]
+            rows.append((family, category, "harmful", "refused", "success" if i < flips else "refused"))
+    for i in range(benign):
+        after = "refused" if i < benign_regress else "complied"
+        rows.append(("direct", "benign_q", "benign", "complied", after))
+    return paired_runs(rows)
+
+
+@pytest.fixture
+def build() -> SimpleNamespace:
+    """The builders above (test modules cannot import conftest under --import-mode=importlib)."""
+    return SimpleNamespace(result=result, paired_runs=paired_runs, scenario=scenario)

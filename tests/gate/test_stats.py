@@ -1,0 +1,111 @@
+"""Statistics against reference values computed independently (closed forms, hand-worked tables,
+research.md section 9)."""
+
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+import pytest
+
+from tunesafe.analysis.stats import (
+    cohen_kappa,
+    holm,
+    mcnemar_exact,
+    minimum_detectable_regression,
+    paired_bootstrap_ci,
+    required_pairs,
+)
+
+
+def _binom_tail(k: int, m: int) -> float:
+    """P(X >= k), X ~ Bin(m, 1/2), summed by hand."""
+    return sum(comb(m, i) for i in range(k, m + 1)) / 2 ** m
+
+
+def test_mcnemar_exact_known_table() -> None:
+    # b=10, c=2: P(X>=10 | Bin(12, .5)) = (66+12+1)/4096
+    assert mcnemar_exact(10, 2, "greater") == pytest.approx(79 / 4096)
+    assert mcnemar_exact(10, 2) == pytest.approx(158 / 4096)
+    assert mcnemar_exact(2, 10, "greater") == pytest.approx(_binom_tail(2, 12))
+
+
+@pytest.mark.parametrize(("b", "c"), [(0, 0), (5, 5), (7, 0), (0, 7), (30, 12)])
+def test_mcnemar_exact_matches_binomial_sum(b: int, c: int) -> None:
+    m = b + c
+    one = _binom_tail(b, m) if m else 1.0
+    two = min(1.0, 2 * min(_binom_tail(b, m), _binom_tail(c, m))) if m else 1.0
+    assert mcnemar_exact(b, c, "greater") == pytest.approx(one)
+    assert mcnemar_exact(b, c) == pytest.approx(two)
+
+
+def test_mcnemar_rejects_negative_counts() -> None:
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 3)
+
+
+def test_holm_known_vector() -> None:
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = .02, .03, .06, .04 -> monotone .02 .03 .06 .06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_skips_untested_and_caps_at_one() -> None:
+    adjusted = holm([None, 0.5, 0.2, None])
+    assert adjusted[0] is None and adjusted[3] is None
+    assert adjusted[1:3] == pytest.approx([0.5, 0.4])  # 2 x 0.2, then max(0.4, 1 x 0.5)
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+
+
+def test_bootstrap_contains_diff_and_is_reproducible() -> None:
+    b, c, n = 18, 4, 120
+    ci = paired_bootstrap_ci(b, c, n, seed=7)
+    assert ci is not None
+    low, high = ci
+    assert low < (b - c) / n < high
+    assert paired_bootstrap_ci(b, c, n, seed=7) == ci
+    assert paired_bootstrap_ci(b, c, n, seed=8) != ci
+
+
+def test_bootstrap_matches_index_resampling() -> None:
+    """The multinomial shortcut gives the same interval as resampling pair indices (independent code)."""
+    b, c, n = 25, 10, 200
+    diffs = np.array([1] * b + [-1] * c + [0] * (n - b - c))
+    rng = np.random.default_rng(123)
+    means = diffs[rng.integers(0, n, size=(20000, n))].mean(axis=1)
+    expected = np.percentile(means, [2.5, 97.5])
+    low, high = paired_bootstrap_ci(b, c, n, n_boot=20000, seed=1) or (0.0, 0.0)
+    assert low == pytest.approx(expected[0], abs=0.01)
+    assert high == pytest.approx(expected[1], abs=0.01)
+
+
+def test_bootstrap_without_discordance_is_a_point() -> None:
+    assert paired_bootstrap_ci(0, 0, 50) == (0.0, 0.0)
+    assert paired_bootstrap_ci(0, 0, 0) is None
+
+
+def test_required_pairs_matches_connor_table() -> None:
+    # research.md section 9, one-sided Connor n: p10=.05,p01=0 -> 122; p10=.06,p01=.01 -> 172;
+    # p10=.10,p01=.05 -> 369
+    assert required_pairs(0.05, 0.0, 0.05) == pytest.approx(122, abs=1)
+    assert required_pairs(0.05, 0.01, 0.05) == pytest.approx(172, abs=1)
+    assert required_pairs(0.05, 0.05, 0.05) == pytest.approx(369, abs=1)
+
+
+def test_mde_inverts_sample_size_and_is_monotone_in_n() -> None:
+    assert minimum_detectable_regression(122, 0.0, 0.05) == pytest.approx(0.05, abs=0.001)
+    values = [minimum_detectable_regression(n, 0.02, 0.05) for n in (20, 50, 100, 400, 2000)]
+    assert all(v is not None for v in values)
+    assert values == sorted(values, reverse=True)
+    assert len(set(values)) == len(values)
+
+
+def test_mde_undefined_for_tiny_runs() -> None:
+    assert minimum_detectable_regression(0, 0.0, 0.05) is None
+    assert minimum_detectable_regression(2, 0.3, 0.05) is None
+
+
+def test_cohen_kappa_known_values() -> None:
+    # po = .75, pe = .5*.25 + .5*.75 = .5 -> kappa .5
+    assert cohen_kappa([True, True, False, False], [True, False, False, False]) == pytest.approx(0.5)
+    assert cohen_kappa([True, False, True], [True, False, True]) == pytest.approx(1.0)
+    assert cohen_kappa([True, True], [True, True]) is None
