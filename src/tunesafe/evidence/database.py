@@ -76,6 +76,10 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the (single) writer
+        # NORMAL in WAL mode: a commit survives a process crash and the file never corrupts; only a power
+        # loss can drop the last commits (whole records: the chain stays valid). FULL fsyncs every append
+        # and made appends ~10x slower.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 

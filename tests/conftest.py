@@ -1,0 +1,61 @@
+"""Root fixtures shared by every area's tests.
+
+- `pg_url`: a SQLAlchemy URL for a fresh, empty PostgreSQL schema (dropped after the test) on the server
+  named by TUNESAFE_TEST_PG_URL (`.ci/start-postgres.sh` starts one and prints it). Skips when unset.
+- `store_url`: the same test once on a fresh SQLite file and once on a fresh PostgreSQL schema.
+- `shared_dir`: the reference datasets folder (TUNESAFE_SHARED, default ../shared next to the repo).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PG_ENV = "TUNESAFE_TEST_PG_URL"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Anything that touches PostgreSQL carries the marker, so `-m "not postgres"` deselects it.
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_pg = callspec is not None and callspec.params.get("store_url") == "postgresql"
+        if on_pg or "pg_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set: start a server with `eval \"$(.ci/start-postgres.sh)\"`")
+    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg (tunesafe[postgres])")
+    from sqlalchemy.engine import make_url
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin_dsn = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = make_url(base).set(drivername="postgresql+psycopg")
+    yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    path = Path(os.environ.get("TUNESAFE_SHARED", REPO.parent / "shared"))
+    if not path.is_dir():
+        pytest.skip(f"reference datasets not found at {path} (set TUNESAFE_SHARED)")
+    return path
