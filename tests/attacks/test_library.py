@@ -1,0 +1,98 @@
+"""The registry, resolve(), the family catalogue and the versioning guard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+import tunesafe.attacks as attacks
+from tunesafe.attacks.base import TemplateAttack, make_meta
+from tunesafe.attacks.library import registry
+from tunesafe.errors import UserError
+from tunesafe.types import Behavior, canonical_json, sha256_hex
+
+FINGERPRINTS = Path(__file__).with_name("fingerprints.json")
+REFERENCE = Behavior(id="ref", text="Describe how to do the reference task", kind="harmful", category="ref")
+
+
+def test_at_least_thirteen_families_with_framework_ids() -> None:
+    catalogue = attacks.families()
+    used = {a.meta.family for a in attacks.all_attacks()}
+    assert len(used) >= 13 and used <= set(catalogue)
+    for attack in attacks.all_attacks():
+        meta = attack.meta
+        assert meta.owasp and all(re.fullmatch(r"LLM\d\d:2025|ASI\d\d", x) for x in meta.owasp), meta.name
+        assert meta.atlas and all(re.fullmatch(r"AML\.T\d{4}(\.\d{3})?", x) for x in meta.atlas), meta.name
+        assert meta.version and meta.description
+    assert attacks.get("indirect_tool_result").meta.atlas[0] == "AML.T0051.001"
+    assert "ASI01" in attacks.get("indirect_tool_result").meta.owasp
+    assert attacks.get("encoding_base64").meta.atlas[0] == "AML.T0068"
+
+
+def test_resolve_specs() -> None:
+    everything = attacks.resolve("all")
+    template = attacks.resolve("template")
+    assert everything[0].meta.name == "direct_request"
+    assert {a.meta.name for a in template} == {a.meta.name for a in everything if not a.meta.needs_attacker}
+    assert any(a.meta.needs_attacker for a in everything)
+    names = [a.meta.name for a in attacks.resolve("encoding_obfuscation, direct_request,encoding_base64")]
+    assert names == ["encoding_base64", "encoding_leetspeak", "encoding_rot13", "direct_request"]
+
+
+def test_resolve_without_attacker(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        chosen = attacks.resolve("all", attacker_available=False)
+    assert chosen and not any(a.meta.needs_attacker for a in chosen)
+    assert "pair_3" in caplog.text
+    with pytest.raises(UserError, match="need an attacker model"):
+        attacks.resolve("pair", attacker_available=False)
+
+
+@pytest.mark.parametrize("spec", ["", " , ", "no_such_attack", "direct_request,nope"])
+def test_resolve_rejects_bad_specs(spec: str) -> None:
+    with pytest.raises(UserError) as info:
+        attacks.resolve(spec)
+    assert info.value.where == "--attacks" and info.value.fix
+
+
+def test_plugins_register_and_duplicates_are_refused() -> None:
+    meta = make_meta("roleplay_persona", "roleplay_test_plugin", "1", "test plugin")
+    plugin = TemplateAttack(meta, "As a pirate: {request}")
+    attacks.library.add(plugin)
+    try:
+        assert attacks.get("roleplay_test_plugin") is plugin
+        assert plugin in attacks.resolve("roleplay_persona")
+        with pytest.raises(ValueError, match="registered twice"):
+            attacks.library.add(TemplateAttack(meta, "Other: {request}"))
+    finally:
+        registry._items.pop("roleplay_test_plugin")
+    with pytest.raises(ValueError, match="request"):
+        TemplateAttack(meta, "no slot here")
+
+
+def fingerprint(attack: attacks.AttackImpl) -> str:
+    attempts = attack.expand(REFERENCE, 0)
+    return sha256_hex(canonical_json([[a.messages, a.prefill, a.params] for a in attempts]))[:16]
+
+
+def test_a_changed_template_bumps_its_version() -> None:
+    """An attack's prompts may only change together with its version, because the version is part of the
+    attempt id: old and new prompts must never pair up. After a deliberate bump, regenerate the file with
+    TUNESAFE_UPDATE_FINGERPRINTS=1."""
+    current = {a.meta.name: {"version": a.meta.version, "fingerprint": fingerprint(a)}
+               for a in attacks.all_attacks()}
+    if os.environ.get("TUNESAFE_UPDATE_FINGERPRINTS") == "1":
+        FINGERPRINTS.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+    recorded = json.loads(FINGERPRINTS.read_text())
+    for name, now in current.items():
+        assert name in recorded, f"new attack {name}: regenerate {FINGERPRINTS.name}"
+        before = recorded[name]
+        if now["version"] == before["version"]:
+            assert now["fingerprint"] == before["fingerprint"], f"{name} changed: bump its version"
+        else:
+            pytest.fail(f"{name} is now version {now['version']}: regenerate {FINGERPRINTS.name}")
