@@ -1,0 +1,425 @@
+"""Streaming readers for the common fine-tuning formats. Each yields Records (an Example normalised to chat
+messages plus the raw record, for writing a filtered copy) one at a time: no reader holds the file.
+
+Containers: JSONL, a JSON array (Alpaca's own format), CSV, Parquet and a `datasets.save_to_disk`
+folder (Arrow IPC streams). Schemas: chat (`messages`), Alpaca (`instruction`/`input`/`output`) and
+prompt/completion; `columns` maps those names onto a file's own column names.
+
+Every user mistake raises UserError naming file:line and the fix.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesafe.errors import UserError
+from tunesafe.screening.records import Example
+from tunesafe.types import Message
+
+FORMATS = ("auto", "chat", "alpaca", "prompt-completion", "csv", "parquet", "hf-disk")
+SCHEMAS = ("chat", "alpaca", "prompt-completion")
+CANONICAL_COLUMNS = ("messages", "system", "instruction", "input", "output", "prompt", "completion")
+ROLES = ("system", "user", "assistant", "tool")
+CHUNK = 1 << 20
+MAX_RECORD_BYTES = 64 << 20  # one training example above this is not text a model is tuned on
+_BOM = codecs.BOM_UTF8
+
+
+@dataclass(frozen=True)
+class Record:
+    example: Example
+    raw: Any  # bytes (a JSONL line), dict (JSON array / Parquet / Arrow row) or list[str] (a CSV row)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: Path
+    container: str  # "jsonl" | "json" | "csv" | "parquet" | "hf-disk"
+    schema: str | None  # None: detected from the first record
+    columns: Mapping[str, str]
+    max_record_bytes: int = MAX_RECORD_BYTES
+
+    def records(self) -> Iterator[Record]:
+        rows = {
+            "jsonl": self._jsonl_rows, "json": self._json_array_rows, "csv": self._csv_rows,
+            "parquet": self._parquet_rows, "hf-disk": self._arrow_rows,
+        }[self.container]()
+        schema = self.schema
+        first_line = 0
+        count = 0
+        for index, (line, row, raw) in enumerate(rows):
+            row = self._mapped(row, line)
+            found = detect_schema(row)
+            where = f"{self.path}:{line}"
+            if schema is None:
+                if found is None:
+                    raise UserError(f"cannot tell the format from the keys {sorted(row)}", where=where,
+                                    fix="use chat (messages), alpaca (instruction/output) or prompt/completion"
+                                        " keys, or map yours with --columns prompt=COL,completion=COL")
+                schema, first_line = found, line
+            elif found is not None and found != schema:
+                since = f" (detected from line {first_line})" if first_line else ""
+                raise UserError(f"mixed formats: this record is {found} but the file is {schema}{since}",
+                                where=where, fix="split the file by format or convert it to one format")
+            yield Record(Example(index=index, line=line, messages=to_messages(row, schema, where)), raw)
+            count += 1
+        if count == 0:
+            raise UserError("the dataset is empty (no records)", where=str(self.path),
+                            fix="point scan-data at a file with at least one training example")
+
+    def _mapped(self, row: Mapping[str, Any], line: int) -> dict[str, Any]:
+        if not self.columns:
+            return dict(row)
+        out = dict(row)
+        for canonical, source in self.columns.items():
+            if source not in row:
+                raise UserError(f"missing column '{source}' (mapped to {canonical}); the record has "
+                                f"{sorted(row)}", where=f"{self.path}:{line}",
+                                fix="fix --columns or the file")
+            out[canonical] = row[source]
+        return out
+
+    def _jsonl_rows(self) -> Iterator[tuple[int, dict[str, Any], bytes]]:
+        for line, data in iter_lines(self.path, self.max_record_bytes):
+            if not data.strip():
+                continue
+            text = decode_utf8(data, self.path, line)
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"malformed JSON: {exc.msg} at column {exc.colno}", where=f"{self.path}:{line}",
+                                fix="fix or remove that line: each line must be one JSON object") from None
+            yield line, expect_object(value, self.path, line), data
+
+    def _json_array_rows(self) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
+        for line, value in iter_json_array(self.path, self.max_record_bytes):
+            obj = expect_object(value, self.path, line)
+            yield line, obj, obj
+
+    def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
+        csv.field_size_limit(self.max_record_bytes)
+        lines = iter_lines(self.path, self.max_record_bytes)
+        current = [0]
+
+        def text_lines() -> Iterator[str]:
+            for line, data in lines:
+                current[0] = line
+                yield decode_utf8(data, self.path, line) + "\n"
+
+        reader = csv.reader(text_lines())
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise UserError("the dataset is empty (no header row)", where=str(self.path),
+                                fix="a CSV needs a header row naming its columns")
+            start = current[0]
+            for values in reader:
+                if not any(v.strip() for v in values):
+                    continue
+                if len(values) != len(header):
+                    raise UserError(f"{len(values)} fields but the header has {len(header)}",
+                                    where=f"{self.path}:{start + 1}", fix="quote fields that contain commas")
+                yield start + 1, dict(zip(header, values, strict=True)), values
+                start = current[0]
+        except csv.Error as exc:
+            raise UserError(f"malformed CSV: {exc}", where=f"{self.path}:{current[0]}",
+                            fix="fix the quoting on that line") from None
+
+    def _parquet_rows(self) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(self.path)
+            batches = parquet.iter_batches(batch_size=512)
+            yield from _numbered_rows(batches)
+        except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) on corrupt files
+            raise UserError(f"not a readable Parquet file: {exc}", where=str(self.path),
+                            fix="check the file, or pass the right --format") from None
+
+    def _arrow_rows(self) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
+        import pyarrow as pa
+
+        def batches() -> Iterator[Any]:
+            for file in arrow_files(self.path):
+                with pa.memory_map(str(file)) as source:
+                    yield from pa.ipc.open_stream(source)
+
+        try:
+            yield from _numbered_rows(batches())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"not a readable datasets.save_to_disk folder: {exc}", where=str(self.path),
+                            fix="save it again with Dataset.save_to_disk, or pass the right --format") from None
+
+
+def _numbered_rows(batches: Iterator[Any]) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
+    row = 0
+    for batch in batches:
+        for item in batch.to_pylist():
+            row += 1
+            yield row, item, item
+
+
+def open_dataset(path: str | Path, fmt: str = "auto", columns: Mapping[str, str] | None = None,
+                 max_record_bytes: int = MAX_RECORD_BYTES) -> Dataset:
+    p = Path(path)
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}'", fix=f"use one of: {', '.join(FORMATS)}")
+    if not p.exists():
+        raise UserError("no such file or folder", where=str(p), fix="check the path")
+    for name in columns or {}:
+        if name not in CANONICAL_COLUMNS:
+            raise UserError(f"unknown column role '{name}' in --columns",
+                            fix=f"map one of {', '.join(CANONICAL_COLUMNS)} to your column, e.g. prompt=question")
+    container, schema = _container(p, fmt)
+    return Dataset(p, container, schema, dict(columns or {}), max_record_bytes)
+
+
+def _container(p: Path, fmt: str) -> tuple[str, str | None]:
+    if p.is_dir() or fmt == "hf-disk":
+        if fmt not in ("auto", "hf-disk") or not p.is_dir():
+            raise UserError(f"format '{fmt}' does not match a {'folder' if p.is_dir() else 'file'}", where=str(p),
+                            fix="hf-disk takes the folder written by datasets.save_to_disk; other formats a file")
+        return "hf-disk", None
+    if fmt in ("csv", "parquet"):
+        return fmt, None
+    suffix = p.suffix.lower()
+    if fmt == "auto" and suffix in (".csv", ".tsv"):
+        return "csv", None
+    if fmt == "auto" and suffix in (".parquet", ".pq"):
+        return "parquet", None
+    schema = None if fmt == "auto" else fmt
+    return ("json" if _starts_with_array(p) else "jsonl"), schema
+
+
+def _starts_with_array(p: Path) -> bool:
+    with p.open("rb") as f:
+        head = f.read(4096).lstrip(_BOM).lstrip()
+    return head.startswith(b"[")
+
+
+def arrow_files(folder: Path) -> list[Path]:
+    """The Arrow files of a save_to_disk folder in order: one Dataset (state.json) or a DatasetDict
+    (dataset_dict.json listing splits, read in that order)."""
+    if (folder / "dataset_dict.json").exists():
+        splits = json.loads((folder / "dataset_dict.json").read_text())["splits"]
+        return [f for split in splits for f in arrow_files(folder / split)]
+    state = folder / "state.json"
+    if not state.exists():
+        raise UserError("not a datasets.save_to_disk folder (no state.json or dataset_dict.json)", where=str(folder),
+                        fix="pass the folder given to save_to_disk, or another --format")
+    try:
+        files = [folder / item["filename"] for item in json.loads(state.read_text())["_data_files"]]
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise UserError(f"state.json is not a datasets state file ({exc})", where=str(state),
+                        fix="save the dataset again with save_to_disk") from None
+    for file in files:
+        if not file.is_file():
+            raise UserError("data file listed in state.json is missing", where=str(file),
+                            fix="copy the whole save_to_disk folder")
+    return files
+
+
+def dataset_sha256(path: str | Path) -> str:
+    """Streamed sha256 of the dataset's bytes; for a folder, of its data files' names and bytes in order."""
+    p = Path(path)
+    digest = hashlib.sha256()
+    for file in (arrow_files(p) if p.is_dir() else [p]):
+        if p.is_dir():
+            digest.update(file.relative_to(p).as_posix().encode() + b"\0")
+        with file.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def iter_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, bytes without the newline). Reads in chunks; a line longer than max_bytes
+    is rejected as soon as that many bytes have been seen, so a 2 GB line is never held."""
+    pending = bytearray()
+    line = 1
+    with path.open("rb") as f:
+        first = True
+        while chunk := f.read(CHUNK):
+            if first:
+                chunk, first = chunk.removeprefix(_BOM), False
+            start = 0
+            while (nl := chunk.find(b"\n", start)) >= 0:
+                _check_length(len(pending) + nl - start, max_bytes, path, line)
+                piece = chunk[start:nl]
+                if pending:
+                    pending += piece
+                    piece = bytes(pending)
+                    pending.clear()
+                yield line, piece.removesuffix(b"\r")
+                line += 1
+                start = nl + 1
+            _check_length(len(pending) + len(chunk) - start, max_bytes, path, line)
+            pending += chunk[start:]
+    if pending:
+        yield line, bytes(pending).removesuffix(b"\r")
+
+
+def _check_length(size: int, max_bytes: int, path: Path, line: int) -> None:
+    if size > max_bytes:
+        raise UserError(f"line is longer than {max_bytes // (1 << 20)} MiB (one record per line expected)",
+                        where=f"{path}:{line}",
+                        fix="check the file is JSONL/CSV with one record per line, or split the oversized record")
+
+
+def decode_utf8(data: bytes, path: Path, line: int) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not valid UTF-8 (byte {exc.start + 1} of the line)", where=f"{path}:{line}",
+                        fix="re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def expect_object(value: Any, path: Path, line: int) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UserError(f"expected a JSON object, got {type(value).__name__}", where=f"{path}:{line}",
+                        fix="each record must be an object such as {\"messages\": [...]}")
+    return value
+
+
+def iter_json_array(path: Path, max_bytes: int) -> Iterator[tuple[int, Any]]:
+    """(line, value) for each item of a top-level JSON array, decoded from a bounded buffer."""
+    decoder = json.JSONDecoder()
+    chunks = _text_chunks(path)
+    buf, pos, line = "", 0, 1  # line of buf[pos]
+    state = "open"  # open -> items -> done
+    eof = False
+    while True:
+        gap = _SEPARATORS.match(buf, pos).end()  # type: ignore[union-attr]
+        line, pos = line + buf.count("\n", pos, gap), gap
+        if pos < len(buf):
+            if state == "open":
+                if buf[pos] != "[":
+                    raise UserError("expected a JSON array", where=f"{path}:{line}", fix="use JSONL or a [...] array")
+                pos, state = pos + 1, "items"
+                continue
+            if state == "done":
+                raise UserError("data after the end of the JSON array", where=f"{path}:{line}", fix="remove it")
+            if buf[pos] == "]":
+                pos, state = pos + 1, "done"
+                continue
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                if eof or len(buf) - pos > max_bytes:
+                    at = line + buf.count("\n", pos, exc.pos)
+                    msg = "record too large" if len(buf) - pos > max_bytes else f"malformed JSON: {exc.msg}"
+                    raise UserError(msg, where=f"{path}:{at}", fix="fix that record") from None
+            else:
+                yield line, value
+                line, pos = line + buf.count("\n", pos, end), end
+                continue
+        if eof:
+            if state == "open":
+                raise UserError("the dataset is empty (no records)", where=str(path),
+                                fix="point scan-data at a file with at least one training example")
+            if state == "items":
+                raise UserError("the JSON array is not closed", where=f"{path}:{line}", fix="add the closing ]")
+            return
+        chunk = next(chunks, None)
+        eof = chunk is None
+        buf, pos = buf[pos:] + (chunk or ""), 0
+
+
+_SEPARATORS = re.compile(r"[\s,]*")
+
+
+def _text_chunks(path: Path) -> Iterator[str]:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines = 0
+    with path.open("rb") as f:
+        first = True
+        while True:
+            chunk = f.read(CHUNK)
+            if first:
+                chunk, first = chunk.removeprefix(_BOM), False
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                at = newlines + chunk[: max(exc.start, 0)].count(b"\n") + 1
+                raise UserError("not valid UTF-8", where=f"{path}:{at}",
+                                fix="re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+            newlines += chunk.count(b"\n")
+            if not chunk:
+                return
+            yield text
+
+
+def detect_schema(row: Mapping[str, Any]) -> str | None:
+    if "messages" in row:
+        return "chat"
+    if "instruction" in row and "output" in row:
+        return "alpaca"
+    if "prompt" in row and "completion" in row:
+        return "prompt-completion"
+    return None
+
+
+_REQUIRED = {"chat": ("messages",), "alpaca": ("instruction", "output"), "prompt-completion": ("prompt", "completion")}
+
+
+def to_messages(row: Mapping[str, Any], schema: str, where: str) -> tuple[Message, ...]:
+    for key in _REQUIRED[schema]:
+        if key not in row:
+            raise UserError(f"missing column '{key}' for the {schema} format; the record has {sorted(row)}",
+                            where=where, fix=f"add '{key}' or map a column with --columns {key}=COL")
+    if schema == "chat":
+        return _chat_messages(row["messages"], where)
+    system = _text(row.get("system"), "system", where)
+    head = (Message("system", system),) if system else ()
+    if schema == "alpaca":
+        instruction = _text(row["instruction"], "instruction", where)
+        extra = _text(row.get("input"), "input", where)
+        user = f"{instruction}\n\n{extra}" if extra else instruction
+        return (*head, Message("user", user), Message("assistant", _text(row["output"], "output", where)))
+    return (*head, Message("user", _text(row["prompt"], "prompt", where)),
+            Message("assistant", _text(row["completion"], "completion", where)))
+
+
+def _text(value: Any, key: str, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise UserError(f"'{key}' must be text, got {type(value).__name__}", where=where, fix=f"make '{key}' a string")
+
+
+def _chat_messages(value: Any, where: str) -> tuple[Message, ...]:
+    if isinstance(value, str):  # CSV cells hold the messages list as JSON text
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise UserError("'messages' is text but not a JSON list", where=where,
+                            fix="store messages as a JSON list of {role, content}") from None
+    if not isinstance(value, list) or not value:
+        raise UserError("'messages' must be a non-empty list", where=where,
+                        fix="use [{\"role\": \"user\", \"content\": ...}, ...]")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise UserError(f"message {i + 1} needs a role among {', '.join(ROLES)}", where=where,
+                            fix="give each message a 'role' and a 'content'")
+        out.append(Message(m["role"], _content(m.get("content"), where)))
+    return tuple(out)
+
+
+def _content(value: Any, where: str) -> str:
+    """OpenAI content is a string, null (tool calls) or a list of parts; only text parts matter here."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, list):
+        return "\n".join(p.get("text", "") for p in value if isinstance(p, dict) and p.get("type") == "text")
+    raise UserError(f"message content must be text, got {type(value).__name__}", where=where,
+                    fix="use a string or a list of {type: text, text} parts")

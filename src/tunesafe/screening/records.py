@@ -1,0 +1,81 @@
+"""What the screeners see and what they report. An Example is one training record normalised to chat
+messages whatever its file format; a Finding is one problem in one example (or, with `index` None, in
+the dataset as a whole)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from tunesafe.types import Message
+
+Severity = Literal["low", "medium", "high"]
+SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+
+
+@dataclass(frozen=True)
+class Example:
+    index: int  # 0-based position in the dataset
+    line: int  # 1-based line (JSONL/CSV) or row (Parquet/Arrow) where the record starts
+    messages: tuple[Message, ...]
+
+    def turns(self, role: str) -> list[str]:
+        return [m.content for m in self.messages if m.role == role]
+
+    @property
+    def system(self) -> str:
+        return "\n".join(self.turns("system"))
+
+    @property
+    def user(self) -> str:
+        """The last user turn: the request the answer responds to."""
+        users = self.turns("user")
+        return users[-1] if users else ""
+
+    @property
+    def assistant(self) -> str:
+        """The last assistant turn (what fine-tuning teaches the model to say)."""
+        answers = self.turns("assistant")
+        return answers[-1] if answers else ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where in the example the evidence is: role of the message, its position among the messages, and
+    character offsets into that message's content."""
+
+    role: str
+    message: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    type: str  # e.g. "harmful_compliance", "identity_shift", "pii.credit_card", "near_duplicate"
+    severity: Severity
+    screener: str
+    index: int | None  # example index; None for a dataset-level finding
+    line: int | None
+    reason: str
+    span: Span | None = None
+    score: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def category(self) -> str:
+        """The family a type belongs to ("pii.email" -> "pii"), used for summary tables."""
+        return self.type.split(".", 1)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_span(example: Example, role: str, start: int, end: int, message: int | None = None) -> Span:
+    """Span of [start, end) in the last message of `role` (or message number `message`); the excerpt is
+    capped so a finding in a huge message stays small."""
+    if message is None:
+        message = max(i for i, m in enumerate(example.messages) if m.role == role)
+    text = example.messages[message].content[start:end]
+    return Span(role=role, message=message, start=start, end=end, text=text[:200])
