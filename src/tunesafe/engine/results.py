@@ -184,11 +184,11 @@ def cached_generations(store: Store, keys: Sequence[str]) -> dict[str, Generatio
 
 
 def _run_row(store: Store, run_id: str) -> Any:
-    rows = read(store, select(RunRow).where(RunRow.id == run_id))
+    rows = read(store, select(RunRow.__table__).where(RunRow.id == run_id))
     if not rows:
         raise UserError(f"no run '{run_id}' in this store", where=store.location,
                         fix="list runs with `tunesafe runs list`")
-    return rows[0][0]
+    return rows[0]
 
 
 def _counts(store: Store, run_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -198,7 +198,7 @@ def _counts(store: Store, run_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
     return {run_id: (int(n), int(e or 0)) for run_id, n, e in read(store, query)}
 
 
-def _info(row: RunRow, counts: Mapping[str, tuple[int, int]]) -> RunInfo:
+def _info(row: Any, counts: Mapping[str, tuple[int, int]]) -> RunInfo:
     done, errors = counts.get(row.id, (0, 0))
     return RunInfo(id=row.id, model_ref=row.model_ref, model_hash=row.model_hash, config=row.config,
                    config_hash=row.config_hash, status=row.status, n_planned=row.n_planned, n_done=done,
@@ -210,7 +210,7 @@ def load_run(store: Store, run_id: str) -> RunInfo:
 
 
 def list_runs(store: Store) -> list[RunInfo]:
-    rows = [r for (r,) in read(store, select(RunRow).order_by(RunRow.created_at, RunRow.id))]
+    rows = read(store, select(RunRow.__table__).order_by(RunRow.created_at, RunRow.id))
     counts = _counts(store, [r.id for r in rows])
     return [_info(r, counts) for r in rows]
 

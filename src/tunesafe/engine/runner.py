@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +110,9 @@ def plan_evaluation(config: EvalConfig, *, capabilities: Any = None) -> Planned:
     from tunesafe.suite import load_suite
 
     suite = load_suite(config.suite)
-    attacks = resolve(config.attacks, attacker_available=config.attacker_ref is not None)
+    # Replaying frozen attacker prompts needs no attacker model.
+    attacks = resolve(config.attacks,
+                      attacker_available=config.attacker_ref is not None or config.replay_from is not None)
     skipped: list[dict[str, str]] = []
     if capabilities is not None:
         named = {t.strip() for t in config.attacks.split(",")}
@@ -184,8 +186,10 @@ async def run_evaluation(store: Store, model_ref: str | None, config: EvalConfig
 
 
 async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, resume: str | None = None,
-                   model_name: str | None = None, progress: bool = True) -> RunReport:
-    """run_evaluation, returning the summary and this session's throughput as well."""
+                   model_name: str | None = None, progress: bool = True,
+                   on_start: Callable[[str, int, int], None] | None = None) -> RunReport:
+    """run_evaluation, returning the summary and this session's throughput as well. `on_start(run_id,
+    n_planned, n_already_done)` is called once the run exists (the CLI prints how to resume it)."""
     from tunesafe.judges.base import get_judge
 
     info = None
@@ -218,8 +222,11 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
         else:
             run_id = info.id
             _check_resumable(info, model_hash, stored_config, digest)
+        done = store_results.done_attempt_ids(store, run_id)
+        if on_start is not None:
+            on_start(run_id, len(planned.plan.attempts), len(done))
         return await _run(store, run_id, model, model_hash, attacker, judges, planned, config, stored_config,
-                          progress)
+                          done, progress)
     finally:
         await model.aclose()
         if attacker is not None:
@@ -252,10 +259,9 @@ def _check_resumable(info: store_results.RunInfo, model_hash: str, config: Mappi
 
 async def _run(store: Store, run_id: str, model: ChatModel, model_hash: str, attacker: ChatModel | None,
                judges: Sequence[Judge], planned: Planned, config: EvalConfig,
-               stored_config: Mapping[str, Any], progress: bool) -> RunReport:
+               stored_config: Mapping[str, Any], done: set[str], progress: bool) -> RunReport:
     writer = store_results.ResultWriter(store)
     target: ChatModel = CachedModel(model, store, writer, model_hash) if config.use_cache else model
-    done = store_results.done_attempt_ids(store, run_id)
     pending = [a for a in planned.plan.attempts if a.id not in done]
     frozen = store_results.frozen_prompts(store, config.replay_from) if config.replay_from else {}
     executor = _Executor(target, attacker, judges, planned, config, frozen, writer, run_id)
