@@ -1,9 +1,203 @@
-"""Commands of this area are registered here (placeholder until the area lands)."""
+"""`tunesafe eval` and `tunesafe runs list|show`. Thin: parse, call tunesafe.engine, render."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import typer
+from rich.table import Table
+
+from tunesafe.analysis.metrics import Summary, summarize
+from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
+from tunesafe.cli.groups import AFTER, runs_app
+from tunesafe.engine import estimate as estimates
+from tunesafe.engine.results import list_runs, load_results, load_run
+from tunesafe.engine.runner import EvalConfig, evaluate, plan_evaluation
+from tunesafe.errors import UserError
+from tunesafe.evidence.workspace import open_store
+from tunesafe.types import Rate, RecordType
+
+
+def eval_command(
+    ctx: typer.Context,
+    model: str = typer.Argument(None, help="Model ref, e.g. embedded:qwen2.5-coder-0.5b, "
+                                "openai:NAME@http://HOST/v1, hf:PATH[+ADAPTER], gguf:PATH. "
+                                "Not needed with --resume."),
+    suite: str = typer.Option("default", "--suite", help="default, smoke, or a .jsonl/.csv/.parquet path."),
+    attacks: str = typer.Option("all", "--attacks",
+                                help="all, template, or a comma list of families/attacks."),
+    judge: list[str] = typer.Option(["default"], "--judge", help="Judge name; repeat for several "
+                                    "(the first is primary)."),
+    attacker: str = typer.Option(None, "--attacker", help="Model ref of the attacker model for "
+                                 "attacker-driven attacks."),
+    replay_from: str = typer.Option(None, "--replay-from", help="Replay the frozen attacker prompts of "
+                                    "this run (pairs two models on identical attempts)."),
+    limit: int = typer.Option(None, "--limit", help="At most N behaviours (spread over kinds)."),
+    seed: int = typer.Option(0, "--seed"),
+    concurrency: int = typer.Option(8, "--concurrency", help="Attempts in flight at once."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (reproducible)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse or store cached responses."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show attempts per family and the estimated "
+                                 "cost and time; call no model."),
+    usd_per_mtok: float = typer.Option(None, "--usd-per-mtok", help="With --dry-run: price per million "
+                                       "tokens, to estimate the cost."),
+    resume: str = typer.Option(None, "--resume", help="Complete an interrupted run (its stored config "
+                               "is used)."),
+    name: str = typer.Option(None, "--name", help="Inventory name of the model: also records a "
+                             "safety evaluation for it."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run an adversarial safety evaluation: suite x attacks on MODEL, judged, stored as it goes."""
+    config = EvalConfig(suite=suite, attacks=attacks, judges=tuple(judge), limit=limit, seed=seed,
+                        concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
+                        use_cache=not no_cache, attacker_ref=attacker, replay_from=replay_from)
+    if dry_run:
+        _dry_run(ctx, model, config, usd_per_mtok, as_json)
+        return
+    if model is None and resume is None:
+        raise UserError("missing MODEL", where="tunesafe eval",
+                        fix="pass a model ref (e.g. embedded:qwen2.5-coder-0.5b) or --resume RUN")
+    started: list[str] = []
+
+    def announce(run_id: str, planned: int, done: int) -> None:
+        started.append(run_id)
+        err_console.print(f"run [bold]{run_id}[/]: {planned} attempts planned, {done} already done",
+                          highlight=False)
+
+    with open_store(db_url(ctx)) as store:
+        try:
+            report = asyncio.run(evaluate(store, model, config, resume=resume, model_name=name,
+                                          progress=progress and not as_json, on_start=announce))
+        except KeyboardInterrupt:
+            if started:
+                err_console.print(f"interrupted: resume with `tunesafe eval --resume {started[0]}`")
+            raise typer.Exit(130) from None
+        info = load_run(store, report.run_id)
+    if as_json:
+        print_json({"run": info.as_dict(), "summary": report.summary, "session": report.stats})
+        return
+    if report.summary is not None:
+        _print_summary(report.summary, title=f"run {info.id} ({info.model_ref})")
+    if report.stats:
+        s = report.stats
+        err_console.print(f"{s['attempts']} attempts in {s['wall_s']:.1f} s ({s['attempts_per_s']} /s), "
+                          f"{s['errors']} errors, {s['cache_hits']} cached", highlight=False)
+
+
+def _dry_run(ctx: typer.Context, model: str | None, config: EvalConfig, usd_per_mtok: float | None,
+             as_json: bool) -> None:
+    from tunesafe.models import parse_ref
+
+    planned = plan_evaluation(config)
+    local = parse_ref(model).local if model else True
+    rate = _measured_rate(ctx, model) if model else None
+    est = estimates.estimate(planned.plan, max_new_tokens=config.max_new_tokens,
+                             concurrency=config.concurrency, local=local, measured_attempts_per_s=rate, usd_per_mtok=usd_per_mtok)
+    rows = [{"family": f.family, "attempts": f.attempts, "calls (max)": f.calls,
+             "tokens (max)": f.prompt_tokens + f.completion_tokens} for f in est.families]
+    if as_json:
+        print_json({"suite": {"name": planned.suite_name, "version": planned.suite_version},
+                    "attempts": est.attempts, "per_kind": planned.plan.per_kind(), "families": est.families,
+                    "calls_max": est.calls, "tokens_max": est.tokens, "seconds": est.seconds,
+                    "basis": est.basis, "usd": est.usd})
+        return
+    print_rows(rows, ["family", "attempts", "calls (max)", "tokens (max)"],
+               title=f"dry run: suite {planned.suite_name} v{planned.suite_version}")
+    kinds = ", ".join(f"{n} {k}" for k, n in planned.plan.per_kind().items())
+    console.print(f"{est.attempts} attempts ({kinds}); at most {est.calls} target calls, {est.tokens} tokens",
+                  highlight=False)
+    cost = f"; about ${est.usd:.2f}" if est.usd is not None else " (pass --usd-per-mtok for a cost)"
+    console.print(f"estimated time {_duration(est.seconds)} ({est.basis}){cost}", highlight=False)
+
+
+def _measured_rate(ctx: typer.Context, model: str) -> float | None:
+    try:
+        store = open_store(db_url(ctx))
+    except UserError:  # a dry run works without a workspace; it just has no measurement to go on
+        return None
+    with store:
+        return estimates.measured_rate((r.body for r in store.records(type=RecordType.RUN)), model)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _fmt(rate: Rate) -> str:
+    if rate.rate is None:
+        return "-"
+    return f"{rate.rate:.1%} [{rate.low:.1%}, {rate.high:.1%}] ({rate.k}/{rate.n})"
+
+
+def _print_summary(summary: Summary, *, title: str) -> None:
+    table = Table(title=title)
+    for column in ("group", "n", "ASR", "refusal", "over-refusal", "errors", "degenerate"):
+        table.add_column(column)
+    for key, g in summary.groups.items():
+        table.add_row(key, str(g.n), _fmt(g.asr), _fmt(g.refusal), _fmt(g.over_refusal), _fmt(g.error),
+                      _fmt(g.degenerate))
+    console.print(table)
+    console.print("ASR and refusal over harmful attempts, over-refusal over benign and borderline ones; "
+                  "errors are excluded from those and counted on their own. 95% intervals.", style="dim")
+
+
+def runs_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """Evaluation runs in the store, oldest first."""
+    with open_store(db_url(ctx)) as store:
+        runs = list_runs(store)
+    rows: list[dict[str, Any]] = [{
+        "id": r.id, "model": r.model_ref, "name": r.model_name, "suite": _suite_label(r.config),
+        "status": r.status, "done": f"{r.n_done}/{r.n_planned}", "errors": r.n_errors,
+        "created": r.created_at.isoformat(timespec="seconds")} for r in runs]
+    if as_json:
+        print_json([r.as_dict() for r in runs])
+        return
+    print_rows(rows, ["id", "model", "name", "suite", "status", "done", "errors", "created"], title="runs")
+
+
+def runs_show(ctx: typer.Context,
+              run_id: str = typer.Argument(..., help="Run id (see `tunesafe runs list`)."),
+              as_json: bool = JSON_OPTION) -> None:
+    """One run: provenance, progress and its metrics overall, per family, category and kind."""
+    with open_store(db_url(ctx)) as store:
+        info = load_run(store, run_id)
+        summary = summarize(load_results(store, run_id))
+    if as_json:
+        print_json({"run": info.as_dict(), "summary": summary})
+        return
+    config = info.config
+    lines = [
+        ("model", f"{info.model_ref} (hash {info.model_hash[:16]})"),
+        ("status", f"{info.status}: {info.n_done}/{info.n_planned} attempts, {info.n_errors} errors"),
+        ("suite", _suite_label(config)),
+        ("attacks", _names(config.get("attacks", []))),
+        ("judges", _names(config.get("judges", []))),
+        ("decoding", ", ".join(f"{k}={v}" for k, v in config.get("decoding", {}).items())),
+        ("tool", str(config.get("tool_version"))),
+    ]
+    for label, value in lines:
+        console.print(f"[bold]{label}:[/] {value}", highlight=False, soft_wrap=True)
+    if info.status != "complete":
+        console.print(f"incomplete: resume with `tunesafe eval --resume {info.id}`", style="yellow")
+    _print_summary(summary, title=f"run {info.id}")
+
+
+def _suite_label(config: Mapping[str, Any]) -> str:
+    suite = config.get("suite") or {}
+    return f"{suite.get('name')} v{suite.get('version')}"
+
+
+def _names(items: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(f"{i['name']}@{i['version']}" for i in items)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("eval", rich_help_panel=AFTER)(eval_command)
+    runs_app.command("list")(runs_list)
+    runs_app.command("show")(runs_show)
