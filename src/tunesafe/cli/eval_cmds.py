@@ -96,7 +96,8 @@ def _dry_run(ctx: typer.Context, model: str | None, config: EvalConfig, usd_per_
     local = parse_ref(model).local if model else True
     rate = _measured_rate(ctx, model) if model else None
     est = estimates.estimate(planned.plan, max_new_tokens=config.max_new_tokens,
-                             concurrency=config.concurrency, local=local, measured_attempts_per_s=rate, usd_per_mtok=usd_per_mtok)
+                             concurrency=config.concurrency, local=local, measured_attempts_per_s=rate,
+                             usd_per_mtok=usd_per_mtok)
     rows = [{"family": f.family, "attempts": f.attempts, "calls (max)": f.calls,
              "tokens (max)": f.prompt_tokens + f.completion_tokens} for f in est.families]
     if as_json:
