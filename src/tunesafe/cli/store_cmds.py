@@ -16,7 +16,8 @@ def init(path: Path = typer.Argument(Path("."), help="Folder to create .tunesafe
     """Create a workspace: PATH/.tunesafe/ with config.yaml and the evidence database."""
     workspace, created = init_workspace(path)
     verb = "Created" if created else "Already initialised:"
-    console.print(f"{verb} workspace {workspace.dir} (database {workspace.db_url()})", highlight=False)
+    console.print(f"{verb} workspace {workspace.dir} (database {workspace.db_url()})",
+                  highlight=False, soft_wrap=True)
 
 
 def verify(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
@@ -28,7 +29,7 @@ def verify(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         print_json({"location": location, **result.__dict__})
     elif result.ok:
         console.print(f"[green]OK[/] evidence chain intact: {result.checked} records ({location})",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     else:
         bad = result.first_bad
         assert bad is not None

@@ -30,11 +30,14 @@ def parse_url(url_or_path: str) -> URL:
         return URL.create("sqlite", database=str(Path(url_or_path).expanduser().resolve()))
     try:
         url = make_url(url_or_path)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise UserError(f"not a database URL: {url_or_path!r}", where="--db / TUNESAFE_DB",
                         fix="use a path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB") from exc
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise UserError(f"unsupported database {url.get_backend_name()!r}", where=describe(url),
+                        fix="use a SQLite path / sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
     return url
 
 

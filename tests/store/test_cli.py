@@ -1,0 +1,132 @@
+"""The store's commands run as a user would run them (a real `tunesafe` process): init, workspace
+discovery, verify on a tampered file, and every bad input getting one line and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunesafe.evidence.store import Store
+from tunesafe.evidence.workspace import find_workspace
+
+
+def tunesafe(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "TUNESAFE_DB"}
+    full_env["COLUMNS"] = "250"  # Rich wraps at the terminal width; keep each message on one line
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "tunesafe.cli.app", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())  # Rich may wrap the line
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_init_then_commands_find_the_workspace_from_a_subfolder(tmp_path: Path) -> None:
+    result = tunesafe("init", str(tmp_path / "proj"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    db = tmp_path / "proj" / ".tunesafe" / "tunesafe.db"
+    assert db.is_file() and (tmp_path / "proj" / ".tunesafe" / "config.yaml").is_file()
+    with Store.open(str(db)) as store:
+        store.append("incident", {"n": 1})
+    deep = tmp_path / "proj" / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_workspace(deep) == find_workspace(tmp_path / "proj")
+    result = tunesafe("verify", cwd=deep)
+    assert result.returncode == 0, result.stderr
+    assert "1 records" in result.stdout and str(db) in " ".join(result.stdout.split())
+    # init again: nothing overwritten, the record is still there
+    assert tunesafe("init", cwd=tmp_path / "proj").returncode == 0
+    with Store.open(str(db)) as store:
+        assert [r.body for r in store.records()] == [{"n": 1}]
+
+
+def test_db_option_and_env_override_the_workspace(tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere.db"
+    with Store.open(str(other)) as store:
+        store.append("incident", {"n": 1})
+        store.append("incident", {"n": 2})
+    assert "2 records" in tunesafe("--db", f"sqlite:///{other}", "verify", cwd=tmp_path).stdout
+    assert "2 records" in tunesafe("verify", cwd=tmp_path, env={"TUNESAFE_DB": str(other)}).stdout
+
+
+def test_changing_one_byte_of_one_body_in_the_file_is_named_by_verify(tmp_path: Path) -> None:
+    db = tmp_path / "evidence.db"
+    with Store.open(str(db)) as store:
+        for i in range(1, 21):
+            store.append("gate_decision", {"verdict": "pass", "marker": f"marker-{i:04d}"})
+    raw = bytearray(db.read_bytes())
+    offset = raw.index(b"marker-0007") + len("marker-000")
+    raw[offset] = ord("8")  # "marker-0007" -> "marker-0008": still valid JSON, different bytes
+    db.write_bytes(bytes(raw))
+
+    result = tunesafe("--db", str(db), "verify", cwd=tmp_path)
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    assert "BROKEN" in message and "at record 7 (content edited)" in message
+    as_json = tunesafe("--db", str(db), "verify", "--json", cwd=tmp_path)
+    assert as_json.returncode == 1 and '"id": 7' in as_json.stdout and '"ok": false' in as_json.stdout
+
+
+def test_no_workspace(tmp_path: Path) -> None:
+    assert_user_error(tunesafe("verify", cwd=tmp_path), f"no tunesafe workspace found from {tmp_path}",
+                      "run `tunesafe init` or pass --db")
+
+
+def test_file_that_is_not_a_database_is_refused_and_kept(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.db"
+    bogus.write_bytes(b"these are my notes, not a database\n" * 10)
+    result = tunesafe("--db", str(bogus), "verify", cwd=tmp_path)
+    assert_user_error(result, str(bogus), "not a SQLite database")
+    assert bogus.read_bytes() == b"these are my notes, not a database\n" * 10
+
+
+def test_damaged_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "damaged.db"
+    with Store.open(str(db)) as store:
+        for i in range(40):
+            store.append("incident", {"i": i, "pad": "x" * 200})
+    raw = bytearray(db.read_bytes())
+    for offset in range(100, len(raw), 7):  # keep the header, scramble the pages
+        raw[offset] = 0xAB
+    db.write_bytes(bytes(raw))
+    assert_user_error(tunesafe("--db", str(db), "verify", cwd=tmp_path), str(db), "malformed")
+
+
+def test_unversioned_older_layout_via_cli(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE records (id INTEGER PRIMARY KEY, body TEXT)")
+    assert_user_error(tunesafe("--db", str(db), "verify", cwd=tmp_path), str(db), "no schema version")
+
+
+def test_unreachable_postgres_names_host_and_port_and_masks_password(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    result = tunesafe("--db", "postgresql://alice:s3cret@127.0.0.1:1/evidence", "verify", cwd=tmp_path)
+    assert_user_error(result, "127.0.0.1:1", "cannot reach the database")
+    assert "s3cret" not in result.stderr
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("mysql://u@127.0.0.1/x", "unsupported database 'mysql'"),
+    ("postgresql://u@host:notaport/db", "--db / TUNESAFE_DB: not a database URL"),
+    ("not a url://x", "--db / TUNESAFE_DB: not a database URL"),
+])
+def test_unsupported_or_malformed_url(tmp_path: Path, url: str, expected: str) -> None:
+    assert_user_error(tunesafe("--db", url, "verify", cwd=tmp_path), expected, "postgresql://USER@HOST")
+
+
+def test_broken_workspace_config(tmp_path: Path) -> None:
+    (tmp_path / ".tunesafe").mkdir()
+    (tmp_path / ".tunesafe" / "config.yaml").write_text("db: [unclosed\n")
+    assert_user_error(tunesafe("verify", cwd=tmp_path), "config.yaml", "tunesafe init")
