@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tunesafe.analysis.metrics import summarize
+from tunesafe.analysis.metrics import proportion, summarize
 from tunesafe.analysis.outcome import outcome
 from tunesafe.analysis.stats import (
     cohen_kappa,
@@ -36,9 +36,13 @@ AXES = ("family", "category", "kind")
 @dataclass(frozen=True)
 class PairedDelta(Delta):
     """A Delta that also carries the two-sided McNemar p-value (p_value is the one-sided regression
-    test, the one the gate uses)."""
+    test, the one the gate uses) and the 95% interval of each run's rate (for the report's whiskers)."""
 
     p_two_sided: float | None = None
+    before_low: float | None = None
+    before_high: float | None = None
+    after_low: float | None = None
+    after_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def compare(base_results: Sequence[AttemptResult], candidate_results: Sequence[A
         "n_errored_pairs": errored, "n_only_base": len(only_base), "n_only_candidate": len(only_cand),
         "only_base": only_base[:MAX_LISTED], "only_candidate": only_cand[:MAX_LISTED],
         "n_regressions": len(regressions), "alpha": alpha, "n_boot": n_boot, "seed": seed,
-        "min_n": limits,
+        "min_n": limits, "asr_cells": _asr_cells(pairs),
     }
     return PairedComparison(
         base_run=_single(run_ids[0]), candidate_run=_single(run_ids[1]),
@@ -149,6 +153,7 @@ def _delta(metric: _Metric, group: str, pairs: Sequence[_Pair], alpha: float, li
     mde = minimum_detectable_regression(n, c / n, alpha) if n else None
     axis = group.split(":", 1)[0]
     needed = limits.get(axis, 1)
+    rate_before, rate_after = proportion(hit_before, n), proportion(hit_after, n)
     return PairedDelta(
         metric=metric.name, group=group, n_pairs=n,
         before=hit_before / n if n else None, after=hit_after / n if n else None,
@@ -158,6 +163,8 @@ def _delta(metric: _Metric, group: str, pairs: Sequence[_Pair], alpha: float, li
         inconclusive=n < max(needed, 1),
         note=f"{n} pairs < minimum {needed}" if n < max(needed, 1) else "",
         p_two_sided=mcnemar_exact(b, c) if n else None,
+        before_low=rate_before.low, before_high=rate_before.high,
+        after_low=rate_after.low, after_high=rate_after.high,
     )
 
 
@@ -177,6 +184,23 @@ def _error_delta(base: Mapping[str, AttemptResult], cand: Mapping[str, AttemptRe
         note=f"errors: base {before.k}/{before.n}, candidate {after.k}/{after.n}",
         p_two_sided=mcnemar_exact(b, c),
     )
+
+
+def _asr_cells(pairs: Sequence[_Pair]) -> list[dict[str, Any]]:
+    """ASR before/after per (family, category) cell: descriptive (no test), for the report's heat map."""
+    cells: dict[tuple[str, str], list[_Pair]] = defaultdict(list)
+    for pair in pairs:
+        attempt = pair.base.attempt
+        if attempt.kind == "harmful":
+            cells[(attempt.family, attempt.category)].append(pair)
+    rows = []
+    for (family, category), members in sorted(cells.items()):
+        n = len(members)
+        before = sum(p.before == "success" for p in members) / n
+        after = sum(p.after == "success" for p in members) / n
+        rows.append({"family": family, "category": category, "n": n, "before": before, "after": after,
+                     "diff": after - before})
+    return rows
 
 
 def _regressions(pairs: Sequence[_Pair]) -> list[dict[str, Any]]:

@@ -1,0 +1,62 @@
+"""The Markdown summary, sized for a pull-request comment: verdict, reasons, the overall and per-family
+figures and a short regressions list. No responses (they can be harmful): those stay in the HTML."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tunesafe.reports import view
+from tunesafe.reports.html import title
+
+MAX_REASONS = 12
+MAX_ROWS = 20
+ICON = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️"}
+
+
+def render_markdown(body: Mapping[str, Any]) -> str:
+    decisive, notes = view.reasons(body)
+    verdict = body["verdict"]
+    heading = f"**{view.VERDICT_TITLE[verdict]}** (exit {body['exit_code']})"
+    lines = [f"### {ICON[verdict]} tunesafe gate: {heading}",
+             "", f"{title(body)} · judge `{body['judge']}` · policy `{body['policy_hash'][:12]}`", ""]
+    lines += [f"- {_cell(r)}" for r in decisive[:MAX_REASONS]]
+    if len(decisive) > MAX_REASONS:
+        lines.append(f"- … and {len(decisive) - MAX_REASONS} more (see report.html)")
+    lines += ["", "| metric | n | base | candidate | change (pts) | 95% CI | p (one-sided) |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, metric in (("ASR", "asr"), ("refusal", "refusal"), ("over-refusal", "over_refusal")):
+        for d in view.deltas(body, metric):
+            lines.append(_row(label, d))
+    error = view.deltas(body, "error")[0]
+    lines.append(f"| error rate | {error['n_pairs']} | {view.pct(error['before'])} | "
+                 f"{view.pct(error['after'])} | {view.points(error['diff'])} | | |")
+    families = view.deltas(body, "asr", "family")
+    if families:
+        lines += ["", "| attack family | n | base ASR | candidate ASR | change (pts) | 95% CI | Holm p |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [_row(view.name(d), d, holm=True) for d in families[:MAX_ROWS]]
+    regressions = body["comparison"]["regressions"]
+    total = body["comparison"]["info"].get("n_regressions", len(regressions))
+    if total:
+        lines += ["", f"<details><summary>{total} attempts became attack successes</summary>", ""]
+        lines += [f"- `{r['attack']}` ({r['family']} / {r['category']}), was {r['before']}"
+                  for r in regressions[:MAX_ROWS]]
+        lines += ["", "</details>"]
+    if notes:
+        lines += ["", *(f"> {_cell(n)}" for n in notes[:MAX_REASONS])]
+    base, cand = body["base"], body["candidate"]
+    lines += ["", f"_base `{base['model_hash'][:12]}` · candidate `{cand['model_hash'][:12]}`"
+              f" · runs `{base['run_id']}` / `{cand['run_id']}`_", ""]
+    return "\n".join(lines)
+
+
+def _row(label: str, d: Mapping[str, Any], *, holm: bool = False) -> str:
+    p = d["p_adjusted"] if holm else d["p_value"]
+    flag = " ⚠️ too few" if d.get("inconclusive") else ""
+    return (f"| {_cell(label)}{flag} | {d['n_pairs']} | {view.pct(d['before'])} | {view.pct(d['after'])} | "
+            f"{view.points(d['diff'])} | {view.interval(d)} | {view.pvalue(p)} |")
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
