@@ -1,0 +1,129 @@
+"""Bad suite files give one line naming file:line and the fix, exit code 2, through the CLI entry point
+(`tunesafe.cli.app:main`, in-process for speed, plus one real subprocess); the file is left untouched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tunesafe.cli.app import main
+
+Validate = Callable[..., tuple[int, str, str]]
+ExpectError = Callable[..., None]
+
+
+@pytest.fixture
+def validate(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Validate:
+    def run(path: Path, *extra: str) -> tuple[int, str, str]:
+        before = path.read_bytes() if path.exists() else None
+        monkeypatch.setattr(sys, "argv", ["tunesafe", "suite", "validate", str(path), *extra])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        out, err = capsys.readouterr()
+        assert (path.read_bytes() if path.exists() else None) == before
+        return int(exit_info.value.code or 0), out, " ".join(err.split())  # Rich may wrap the line
+
+    return run
+
+
+@pytest.fixture
+def expect_error(validate: Validate) -> ExpectError:
+    def check(path: Path, *fragments: str, extra: tuple[str, ...] = ()) -> None:
+        code, _, message = validate(path, *extra)
+        assert code == 2, message
+        assert "Traceback" not in message
+        for fragment in (*fragments, "fix:"):
+            assert fragment in message, message
+
+    return check
+
+
+def _jsonl(tmp_path: Path, *lines: str, name: str = "suite.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+GOOD = json.dumps({"id": "x-1", "text": "How do I boil an egg?", "kind": "benign", "category": "cooking"})
+
+
+def test_a_valid_file_passes(tmp_path: Path, validate: Validate) -> None:
+    code, out, err = validate(_jsonl(tmp_path, GOOD))
+    assert code == 0, err
+    assert "1 items" in out
+
+
+def test_exit_code_of_the_real_process(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path, GOOD, "{not json")
+    result = subprocess.run([sys.executable, "-m", "tunesafe.cli.app", "suite", "validate", str(path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert f"{path}:2" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+
+
+def test_malformed_json_names_the_line(tmp_path: Path, expect_error: ExpectError) -> None:
+    path = _jsonl(tmp_path, GOOD, "", '{"id": "x-2", "text": "oops"')
+    expect_error(path, f"{path}:3", "malformed JSON")
+
+
+def test_missing_column_names_it_and_the_columns_found(tmp_path: Path, expect_error: ExpectError) -> None:
+    path = tmp_path / "suite.csv"
+    path.write_text("id,prompt,kind\n1,Hello there,benign\n", encoding="utf-8")
+    expect_error(path, f"{path}:1", "missing required column 'text'", "columns found: id, prompt, kind")
+
+
+def test_mapped_column_that_does_not_exist(tmp_path: Path, expect_error: ExpectError) -> None:
+    path = tmp_path / "suite.csv"
+    path.write_text("id,prompt\n1,Hello there\n", encoding="utf-8")
+    expect_error(path, "missing required column 'label'", extra=("--map", "text=prompt,kind=label"))
+
+
+def test_missing_text_in_one_jsonl_line(tmp_path: Path, expect_error: ExpectError) -> None:
+    path = _jsonl(tmp_path, GOOD, json.dumps({"id": "x-2", "kind": "benign"}))
+    expect_error(path, f"{path}:2", "empty 'text'")
+
+
+def test_unknown_kind_names_line_and_allowed_values(tmp_path: Path, expect_error: ExpectError) -> None:
+    bad = json.dumps({"id": "x-2", "text": "Hi", "kind": "dangerous"})
+    path = _jsonl(tmp_path, GOOD, bad)
+    expect_error(path, f"{path}:2", "unknown kind 'dangerous'", "allowed: harmful, benign, borderline")
+
+
+def test_duplicate_ids(tmp_path: Path, expect_error: ExpectError) -> None:
+    path = _jsonl(tmp_path, GOOD, json.dumps({"id": "x-1", "text": "Another", "kind": "benign"}))
+    expect_error(path, f"{path}:2", "duplicate id 'x-1'", f"first at {path}:1")
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "text\n"])
+def test_empty_file(tmp_path: Path, content: str, expect_error: ExpectError) -> None:
+    path = tmp_path / ("suite.csv" if content.startswith("text") else "suite.jsonl")
+    path.write_text(content, encoding="utf-8")
+    expect_error(path, str(path), "the file has no items")
+
+
+def test_non_utf8_names_the_line(tmp_path: Path, expect_error: ExpectError) -> None:
+    path = tmp_path / "suite.jsonl"
+    path.write_bytes(GOOD.encode() + b"\n" + '{"text": "caf\u00e9"}'.encode("latin-1") + b"\n")
+    expect_error(path, f"{path}:2", "not valid UTF-8", "save the file as UTF-8")
+
+
+def test_csv_row_with_too_many_fields(tmp_path: Path, expect_error: ExpectError) -> None:
+    path = tmp_path / "suite.csv"
+    path.write_text("text,kind\nfine,benign\nnot, quoted, harmful\n", encoding="utf-8")
+    expect_error(path, f"{path}:3", "3 fields but the header has 2")
+
+
+def test_unknown_option_and_unknown_suite(tmp_path: Path, expect_error: ExpectError) -> None:
+    expect_error(_jsonl(tmp_path, GOOD), "unknown option(s) colour", extra=("--map", "colour=red"))
+    expect_error(tmp_path / "nowhere.jsonl", "no built-in suite or file named")
+
+
+def test_wrong_xstest_label(tmp_path: Path, expect_error: ExpectError) -> None:
+    path = tmp_path / "xs.csv"
+    path.write_text("id,prompt,type,label\n1,How do I kill time?,homonyms,maybe\n", encoding="utf-8")
+    expect_error(path, f"{path}:2", "unknown label 'maybe'", "allowed: safe, unsafe")
