@@ -19,7 +19,7 @@ import getpass
 import json
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -92,23 +92,36 @@ class Store:
 
     def append(self, type: str, body: Mapping[str, Any], actor: str | None = None,
                subject: str | None = None) -> EvidenceRecord:
-        """Add one record at the end of the chain. The chain head row is locked for the whole transaction
-        (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so concurrent writers queue up instead of
-        forking the chain."""
-        body_json = canonical_json(dict(body))
+        """Add one record at the end of the chain."""
+        return self.append_many([(type, body, subject)], actor=actor)[0]
+
+    def append_many(self, items: Sequence[tuple[str, Mapping[str, Any], str | None]],
+                    actor: str | None = None) -> list[EvidenceRecord]:
+        """Add (type, body, subject) records in one transaction: all of them or none. The chain head row
+        is locked for the whole transaction (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so
+        concurrent writers queue up instead of forking the chain."""
         actor = actor or default_actor()
         created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-        envelope = envelope_text(type, body_json, created_at, actor, subject)
+        prepared = [(type_, canonical_json(dict(body)), subject) for type_, body, subject in items]
+        out: list[EvidenceRecord] = []
         with self._guard(), self.engine.begin() as conn:
             head = conn.execute(select(ChainHead.last_id, ChainHead.last_hash)
                                 .where(ChainHead.id == 1).with_for_update()).one()
-            new_id, digest = head.last_id + 1, link_hash(head.last_hash, envelope)
-            conn.execute(insert(RecordRow).values(
-                id=new_id, type=type, body=body_json, created_at=created_at, actor=actor, subject=subject,
-                prev_hash=head.last_hash, hash=digest))
-            conn.execute(update(ChainHead).where(ChainHead.id == 1).values(last_id=new_id, last_hash=digest))
-        return EvidenceRecord(id=new_id, type=type, body=json.loads(body_json), created_at=created_at,
-                              actor=actor, prev_hash=head.last_hash, hash=digest, subject=subject)
+            last_id, last_hash = head.last_id, head.last_hash
+            for type_, body_json, subject in prepared:
+                digest = link_hash(last_hash, envelope_text(type_, body_json, created_at, actor, subject))
+                out.append(EvidenceRecord(id=last_id + 1, type=type_, body=json.loads(body_json),
+                                          created_at=created_at, actor=actor, prev_hash=last_hash,
+                                          hash=digest, subject=subject))
+                last_id, last_hash = last_id + 1, digest
+            if out:
+                conn.execute(insert(RecordRow), [
+                    {"id": r.id, "type": r.type, "body": body_json, "created_at": created_at, "actor": actor,
+                     "subject": r.subject, "prev_hash": r.prev_hash, "hash": r.hash}
+                    for r, (_, body_json, _) in zip(out, prepared, strict=True)])
+                conn.execute(update(ChainHead).where(ChainHead.id == 1)
+                             .values(last_id=last_id, last_hash=last_hash))
+        return out
 
     def records(self, type: str | None = None, subject: str | None = None) -> Iterator[EvidenceRecord]:
         """Records in chain order, fetched a page at a time (no connection is held between pages)."""
