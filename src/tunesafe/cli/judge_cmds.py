@@ -1,9 +1,44 @@
-"""Commands of this area are registered here (placeholder until the area lands)."""
+"""`tunesafe judge FILE.jsonl`: re-judge logged (request, response) pairs without re-running a model."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import typer
+
+from tunesafe.cli.common import JSON_OPTION, console, print_rows
+
+
+def judge(
+    file: Path = typer.Argument(..., help="JSONL with `request`, `response`, optional `id` and `kind`."),
+    judge_names: list[str] = typer.Option(["default"], "--judge", "-j",
+                                          help="Judge to run (repeatable): default, refusal, classifier, "
+                                               "strongreject, llama-guard, ensemble."),
+    judge_model: str = typer.Option(None, "--judge-model", help="Model ref for LLM judges "
+                                    "(e.g. openai:NAME@URL)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write one verdict per line (JSONL) to this file."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Judge existing (request, response) pairs; one verdict per pair and judge."""
+    from tunesafe.judges.base import get_judge
+    from tunesafe.judges.pairs import iter_jsonl, judge_pairs, read_pairs
+
+    items = read_pairs(file)
+    opts = {"model_ref": judge_model} if judge_model else {}
+    judges = [get_judge(name, **opts) for name in dict.fromkeys(judge_names)]
+    rows = judge_pairs(judges, items)
+    if out is not None:
+        with out.open("w", encoding="utf-8") as fh:
+            fh.writelines(iter_jsonl(rows))
+    if as_json:
+        sys.stdout.writelines(iter_jsonl(rows))
+        return
+    print_rows(rows, ["id", "judge", "refused", "harmful", "degenerate", "score", "error"])
+    errors = sum(row["error"] is not None for row in rows)
+    console.print(f"{len(items)} pairs, {len(judges)} judge(s), {errors} error verdict(s)"
+                  + (f"; verdicts written to {out}" if out else ""))
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("judge", rich_help_panel="After fine-tuning")(judge)

@@ -1,0 +1,79 @@
+"""(request, response) pairs from a JSONL file, for re-judging logged conversations without re-running
+a model: one object per line with `request`, `response`, optional `id` and `kind`. A bad line is a
+UserError naming the file and line, before anything is judged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from tunesafe.errors import UserError
+from tunesafe.judges.base import Judge, JudgeInput
+from tunesafe.types import Verdict
+
+KINDS = ("harmful", "benign", "borderline")
+BATCH = 256
+_FIX = 'each line must be a JSON object like {"request": "...", "response": "...", "id": "optional"}'
+
+
+def read_pairs(path: Path) -> list[JudgeInput]:
+    if not path.is_file():
+        raise UserError(f"file not found: {path}", fix="pass a JSONL file of request/response pairs")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text: {exc}", where=str(path), fix="save the file as UTF-8") from None
+    items = [_parse_line(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not items:
+        raise UserError("no pairs in the file", where=str(path), fix=_FIX)
+    return items
+
+
+def _parse_line(path: Path, number: int, line: str) -> JudgeInput:
+    where = f"{path}:{number}"
+    try:
+        row = json.loads(line)
+    except ValueError as exc:
+        raise UserError(f"not valid JSON ({exc.args[0]})", where=where, fix=_FIX) from None
+    if not isinstance(row, dict):
+        raise UserError(f"expected a JSON object, got {type(row).__name__}", where=where, fix=_FIX)
+    for key in ("request", "response"):
+        if not isinstance(row.get(key), str):
+            problem = "missing" if key not in row else f"not a string ({type(row[key]).__name__})"
+            raise UserError(f"field '{key}' is {problem}", where=where, fix=_FIX)
+    kind = row.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise UserError(f"unknown kind {kind!r}", where=where,
+                        fix=f"use one of {', '.join(KINDS)} or omit it")
+    item_id = row.get("id")
+    return JudgeInput(request=row["request"], response=row["response"], kind=kind,
+                      id=str(item_id) if item_id is not None else str(number))
+
+
+def verdict_row(item: JudgeInput, verdict: Verdict) -> dict[str, Any]:
+    return {"id": item.id, "judge": verdict.judge, "judge_version": verdict.judge_version,
+            "refused": verdict.refused, "harmful": verdict.harmful, "degenerate": verdict.degenerate,
+            "score": verdict.score, "error": verdict.error, "evidence": dict(verdict.evidence)}
+
+
+async def _judge_all(judges: Sequence[Judge], items: Sequence[JudgeInput]) -> list[dict[str, Any]]:
+    rows = []
+    for start in range(0, len(items), BATCH):
+        chunk = items[start : start + BATCH]
+        per_judge = [await judge.judge(chunk) for judge in judges]
+        for i, item in enumerate(chunk):
+            rows.extend(verdict_row(item, verdicts[i]) for verdicts in per_judge)
+    return rows
+
+
+def judge_pairs(judges: Sequence[Judge], items: Sequence[JudgeInput]) -> list[dict[str, Any]]:
+    """One row per (pair, judge), in file order."""
+    return asyncio.run(_judge_all(judges, items))
+
+
+def iter_jsonl(rows: Sequence[dict[str, Any]]) -> Iterator[str]:
+    for row in rows:
+        yield json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
