@@ -60,7 +60,7 @@ def verdict_row(item: JudgeInput, verdict: Verdict) -> dict[str, Any]:
 
 
 async def _judge_all(judges: Sequence[Judge], items: Sequence[JudgeInput]) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for start in range(0, len(items), BATCH):
         chunk = items[start : start + BATCH]
         per_judge = [await judge.judge(chunk) for judge in judges]
