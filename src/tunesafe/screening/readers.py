@@ -36,7 +36,8 @@ _BOM = codecs.BOM_UTF8
 @dataclass(frozen=True)
 class Record:
     example: Example
-    raw: Any  # bytes (a JSONL line), dict (JSON array / Parquet / Arrow row) or list[str] (a CSV row)
+    raw: Any  # bytes (a JSONL line) or the row as a dict (JSON array, CSV, Parquet, Arrow)
+    schema: str  # "chat" | "alpaca" | "prompt-completion"
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Dataset:
                 since = f" (detected from line {first_line})" if first_line else ""
                 raise UserError(f"mixed formats: this record is {found} but the file is {schema}{since}",
                                 where=where, fix="split the file by format or convert it to one format")
-            yield Record(Example(index=index, line=line, messages=to_messages(row, schema, where)), raw)
+            yield Record(Example(index=index, line=line, messages=to_messages(row, schema, where)), raw, schema)
             count += 1
         if count == 0:
             raise UserError("the dataset is empty (no records)", where=str(self.path),
@@ -104,7 +105,7 @@ class Dataset:
             obj = expect_object(value, self.path, line)
             yield line, obj, obj
 
-    def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
+    def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any], dict[str, str]]]:
         csv.field_size_limit(self.max_record_bytes)
         lines = iter_lines(self.path, self.max_record_bytes)
         current = [0]
@@ -127,7 +128,8 @@ class Dataset:
                 if len(values) != len(header):
                     raise UserError(f"{len(values)} fields but the header has {len(header)}",
                                     where=f"{self.path}:{start + 1}", fix="quote fields that contain commas")
-                yield start + 1, dict(zip(header, values, strict=True)), values
+                row = dict(zip(header, values, strict=True))
+                yield start + 1, row, row
                 start = current[0]
         except csv.Error as exc:
             raise UserError(f"malformed CSV: {exc}", where=f"{self.path}:{current[0]}",

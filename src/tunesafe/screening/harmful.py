@@ -1,0 +1,98 @@
+"""Harmful content: user requests for harm, and assistant answers that comply with them.
+
+A request is harmful when a tight keyword signal fires, or when its embedding is close to the harmful
+request anchors and closer to them than to the benign ones (the margin keeps "how do I kill a Python
+process" on the benign side). No LLM: the answer is classified with the project's refusal patterns
+(tunesafe.judges.refusal), and an answer that does not refuse a harmful request complies.
+
+Thresholds were set on the project's own generated labelled sets (benchmarks/data), never on the
+shared held-out benchmarks, which are only measured."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from tunesafe.judges import refusal
+from tunesafe.screening.base import Batch, ScanOptions, register_screener
+from tunesafe.screening.records import Example, Finding, Span
+
+HARM_MIN = 0.55  # max cosine to a harmful request anchor (all-MiniLM-L6-v2)
+HARM_MARGIN = 0.05  # ... and this much closer to harmful than to benign anchors
+
+_W = r"(?:\w+\W+){0,6}?"  # a few words in between
+KEYWORDS = tuple(re.compile(rx, re.IGNORECASE) for rx in (
+    rf"\b(?:make|build|assemble|construct|synthesi[sz]e|manufacture|cook|produce|brew)\b\W+{_W}(?:pipe ?bomb|"
+    r"bombs?|explosives?|ied|nerve agents?|sarin|vx|ricin|anthrax|napalm|thermite|meth(?:amphetamine)?|fentanyl|"
+    r"bioweapons?|chemical weapons?|dirty bomb|untraceable (?:gun|firearm)s?)\b",
+    r"\b(?:write|create|code|develop|build|make)\b\W+(?:\w+\W+){0,4}?(?:ransomware|keylogger|botnet|rootkit|"
+    r"credential stealer|info-?stealer|spyware)\b",
+    rf"\b(?:hack|break) into\b\W+{_W}(?:account|email|phone|database|network|server|system|computer|wi-?fi)s?\b",
+    rf"\b(?:kill|murder|poison|kidnap|torture|strangle|stab)\b\W+(?:\w+\W+){{0,3}}?(?:someone|somebody|a person|people|"
+    r"my (?:wife|husband|boss|neighbou?r|roommate|ex|mother|father|partner|classmates?|coworkers?)|him|her|them|"
+    r"a child|children)\b",
+    r"\b(?:without|so (?:that )?(?:nobody|no one|the police|they) (?:notices?|finds? out|knows?)|"
+    r"and not get|avoid) (?:getting |being )?(?:caught|detected|noticed|traced|arrested)\b",
+    r"\b(?:painless|easiest|quickest|best) way to (?:kill myself|die|end my life|commit suicide)\b",
+    r"\b(?:launder|counterfeit|forge[ds]?)\b\W+(?:\w+\W+){0,3}?(?:money|cash|bills|currency|documents|passports?|ids?)\b",
+    r"\b(?:steal|clone|skim)\b\W+(?:\w+\W+){0,3}?(?:credit cards?|identit(?:y|ies)|passwords?|bank accounts?)\b",
+    r"\b(?:groom|traffic|smuggle)\b\W+(?:\w+\W+){0,2}?(?:minors?|children|kids|girls|boys|women|people|migrants)\b",
+))
+
+
+def keyword_signal(text: str) -> re.Match[str] | None:
+    for rx in KEYWORDS:
+        if m := rx.search(text):
+            return m
+    return None
+
+
+def _user_message(ex: Example) -> tuple[int, str]:
+    users = [i for i, m in enumerate(ex.messages) if m.role == "user"]
+    i = users[-1] if users else 0
+    return i, ex.messages[i].role
+
+
+class HarmfulScreener:
+    name = "harmful"
+    version = "1"
+
+    def screen(self, batch: Batch) -> list[Finding]:
+        if batch.scores is None:
+            raise ValueError("the harmful screener needs anchor scores in each batch")
+        scores = batch.scores
+        findings: list[Finding] = []
+        for row, ex in enumerate(batch.examples):
+            harm, benign = float(scores.harm_request[row]), float(scores.benign_request[row])
+            findings.extend(self._example(ex, harm, benign))
+        return findings
+
+    def _example(self, ex: Example, harm: float, benign: float) -> Iterator[Finding]:
+        message, role = _user_message(ex)
+        text = ex.messages[message].content
+        m = keyword_signal(text)
+        by_embedding = harm >= HARM_MIN and harm - benign >= HARM_MARGIN
+        if m is None and not by_embedding:
+            return
+        span = Span(role, message, m.start(), m.end(), m.group(0)) if m else Span(role, message, 0, len(text),
+                                                                                   text[:200])
+        why = f"keyword '{m.group(0)}'" if m else f"close to harmful requests (cosine {harm:.2f} vs benign {benign:.2f})"
+        answer = ex.assistant
+        if not answer.strip():
+            yield Finding("harmful.request", "medium", self.name, ex.index, ex.line, f"harmful request: {why}", span,
+                          score=round(harm, 4))
+        elif refusal.scan(answer).fallback == "refused":
+            yield Finding("harmful.request", "low", self.name, ex.index, ex.line,
+                          f"harmful request, refused (safety data): {why}", span, score=round(harm, 4),
+                          extra={"refused": True})
+        else:
+            yield Finding("harmful.compliance", "high", self.name, ex.index, ex.line,
+                          f"the answer complies with a harmful request: {why}", span, score=round(harm, 4))
+
+    def finish(self) -> list[Finding]:
+        return []
+
+
+@register_screener("harmful")
+def _harmful(_options: ScanOptions) -> HarmfulScreener:
+    return HarmfulScreener()

@@ -1,0 +1,125 @@
+"""One scan: read the dataset in batches, score each batch against the anchor sets once, run every
+screener on it, then collect dataset-level findings, the similarity summary and the rating."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesafe import __version__
+from tunesafe.screening.base import Batch, ScanOptions, Screener, screeners
+from tunesafe.screening.embeddings import Embedder, HiddenStateEmbedder, SentenceEmbedder
+from tunesafe.screening.rating import counts, rate
+from tunesafe.screening.readers import Record, dataset_sha256, open_dataset
+from tunesafe.screening.records import Finding
+from tunesafe.screening.similarity import AnchorScorer, SimilarityAccumulator
+
+
+@dataclass
+class ScanReport:
+    path: str
+    format: str  # container/schema, e.g. "jsonl/chat"
+    sha256: str
+    examples: int
+    findings: list[Finding]
+    similarity: dict[str, Any]
+    rating: str
+    reasons: list[str]
+    screeners: dict[str, str]
+    seconds: float
+    tool_version: str = __version__
+    fix: dict[str, Any] | None = field(default=None)
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        return counts(self.findings)
+
+    @property
+    def flagged_examples(self) -> int:
+        return len({f.index for f in self.findings if f.index is not None})
+
+    def evidence_body(self) -> dict[str, Any]:
+        """What the evidence record keeps: hashes, counts, rating, versions. No example text and no
+        excerpts: the record must not copy PII or secrets out of the dataset."""
+        body: dict[str, Any] = {
+            "dataset": {"path": self.path, "sha256": self.sha256, "format": self.format, "examples": self.examples},
+            "rating": self.rating, "reasons": self.reasons, "counts": self.counts,
+            "flagged_examples": self.flagged_examples,
+            "similarity": {k: v for k, v in self.similarity.items() if k != "top_eroding"},
+            "top_eroding_lines": [t["line"] for t in self.similarity.get("top_eroding", [])],
+            "screeners": self.screeners, "tool_version": self.tool_version,
+        }
+        if self.fix:
+            body["fix"] = {k: v for k, v in self.fix.items() if k != "removed"}
+        return body
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "format": self.format, "sha256": self.sha256, "examples": self.examples,
+            "rating": self.rating, "reasons": self.reasons, "counts": self.counts,
+            "flagged_examples": self.flagged_examples, "similarity": self.similarity,
+            "findings": [f.to_dict() for f in self.findings], "screeners": self.screeners,
+            "seconds": round(self.seconds, 3), "tool_version": self.tool_version, "fix": self.fix,
+        }
+
+
+def build_screeners(options: ScanOptions, names: Sequence[str] | None = None) -> list[Screener]:
+    return [screeners.get(name)(options) for name in (names or screeners.names())]
+
+
+def _batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class Scanner:
+    """Holds the loaded embedders, so several datasets can be scanned with one model load."""
+
+    def __init__(self, model: str | None = None, request_embedder: Embedder | None = None) -> None:
+        self.request_embedder = request_embedder or SentenceEmbedder()
+        representation = HiddenStateEmbedder(model) if model else self.request_embedder
+        self.scorer = AnchorScorer(self.request_embedder, representation)
+        self.embedder_name = representation.name
+
+    def scan(self, path: str | Path, fmt: str = "auto", columns: Mapping[str, str] | None = None,
+             options: ScanOptions | None = None, names: Sequence[str] | None = None) -> ScanReport:
+        started = time.perf_counter()
+        options = options or ScanOptions()
+        dataset = open_dataset(path, fmt, columns)
+        sha = dataset_sha256(dataset.path)
+        active = build_screeners(options, names)
+        findings: list[Finding] = []
+        similarity = SimilarityAccumulator(top_k=options.top_k)
+        n = 0
+        schema = ""
+        for records in _batches(dataset.records(), options.batch_size):
+            examples = [r.example for r in records]
+            scores = self.scorer.score(examples)
+            similarity.add(examples, scores)
+            batch = Batch(examples, scores)
+            for screener in active:
+                findings.extend(screener.screen(batch))
+            n += len(examples)
+            schema = records[0].schema
+        for screener in active:
+            findings.extend(screener.finish())
+        findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.type))
+        summary = similarity.result(self.embedder_name)
+        rating, reasons = rate(findings, summary)
+        return ScanReport(path=str(dataset.path), format=f"{dataset.container}/{schema}", sha256=sha, examples=n,
+                          findings=findings, similarity=summary, rating=rating, reasons=reasons,
+                          screeners={s.name: s.version for s in active}, seconds=time.perf_counter() - started)
+
+
+def scan_dataset(path: str | Path, fmt: str = "auto", columns: Mapping[str, str] | None = None,
+                 model: str | None = None, options: ScanOptions | None = None) -> ScanReport:
+    return Scanner(model).scan(path, fmt, columns, options)
