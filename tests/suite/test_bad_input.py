@@ -85,7 +85,7 @@ def test_mapped_column_that_does_not_exist(tmp_path: Path, expect_error: ExpectE
 
 def test_missing_text_in_one_jsonl_line(tmp_path: Path, expect_error: ExpectError) -> None:
     path = _jsonl(tmp_path, GOOD, json.dumps({"id": "x-2", "kind": "benign"}))
-    expect_error(path, f"{path}:2", "empty 'text'")
+    expect_error(path, f"{path}:2", "missing or empty 'text'")
 
 
 def test_unknown_kind_names_line_and_allowed_values(tmp_path: Path, expect_error: ExpectError) -> None:

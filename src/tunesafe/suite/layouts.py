@@ -91,9 +91,9 @@ class _Context:
     options: Mapping[str, str]
     mapping: Mapping[str, str]
 
-    def behavior(self, id: str, text: str, kind: str, category: str, *, language: str = "en",
+    def behavior(self, ident: str, text: str, kind: str, category: str, *, language: str = "en",
                  context: str | None = None) -> Behavior:
-        return Behavior(id=id, text=text, kind=cast(Kind, kind), category=category, language=language,
+        return Behavior(id=ident, text=text, kind=cast(Kind, kind), category=category, language=language,
                         suite=self.name, version=self.version, context=context or None)
 
     def flag(self, key: str, where: str) -> bool:
@@ -118,7 +118,8 @@ def _text(row: Row, column: str) -> str:
 def _required_text(row: Row, column: str) -> str:
     value = _text(row, column)
     if not value:
-        raise UserError(f"empty '{column}'", where=row.where, fix=f"give every item a non-empty '{column}'")
+        raise UserError(f"missing or empty '{column}'", where=row.where,
+                        fix=f"give every item a non-empty '{column}'")
     return value
 
 
@@ -135,9 +136,8 @@ def _slug(text: str) -> str:
 
 def _generic(table: Table, ctx: _Context) -> list[Item]:
     columns = {f: ctx.mapping.get(f, f) for f in FIELDS}
-    mapped_fix = "rename the column, or map yours: {0}=COLUMN"
     # A mapped column must exist; an unmapped optional one may be absent and then takes the default.
-    _require_columns(table, [columns["text"]], mapped_fix.format("text"))
+    _require_columns(table, [columns["text"]], "rename your column to 'text', or map it: text=COLUMN")
     _require_columns(table, [columns[f] for f in ctx.mapping], "check the column mapping")
     has = {f: columns[f] in table.columns for f in FIELDS}
     default_kind = ctx.options.get("default_kind", "harmful")
