@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,15 @@ def _run(store: Store, ref: str, config: EvalConfig, **kw: Any) -> str:
 
 def test_run_stores_every_planned_attempt_and_closes_with_evidence(tmp_path: Path, store: Store,
                                                                    server: Server) -> None:
-    config = EvalConfig(suite=str(write_suite(tmp_path / "s.jsonl")), attacks="direct_request,prefix_injection",
-                        judges=("refusal",), concurrency=4)
+    config = EvalConfig(suite=str(write_suite(tmp_path / "s.jsonl")),
+                        attacks="direct_request,prefix_injection", judges=("refusal",), concurrency=4)
     report = asyncio.run(evaluate(store, server.ref(), config, model_name="my-ft", progress=False))
     planned = plan_evaluation(config)
     results = load_results(store, report.run_id)
     assert sorted(r.attempt.id for r in results) == sorted(planned.plan.ids)
     info = load_run(store, report.run_id)
-    assert (info.status, info.n_done, info.n_planned, info.n_errors) == ("complete", len(results), len(results), 0)
+    assert (info.status, info.n_done, info.n_planned) == ("complete", len(results), len(results))
+    assert info.n_errors == 0
     # the echo server repeats the request: complied, never refused
     assert {outcome(r) for r in results} == {"success", "complied"}
     assert report.summary is not None and report.summary.overall.asr.rate == 1.0
@@ -56,7 +58,7 @@ def test_run_stores_every_planned_attempt_and_closes_with_evidence(tmp_path: Pat
     assert store.verify().ok
     # a complete run with the same model hash and config is found for reuse; another seed is not
     assert find_reusable_run(store, server.ref(), config) == report.run_id
-    assert find_reusable_run(store, server.ref(), EvalConfig(**{**config.__dict__, "seed": 1})) is None
+    assert find_reusable_run(store, server.ref(), replace(config, seed=1)) is None
 
 
 def test_at_most_concurrency_requests_are_in_flight(tmp_path: Path, store: Store, server: Server) -> None:
@@ -139,16 +141,15 @@ def test_cache_answers_a_repeated_greedy_run(tmp_path: Path, store: Store, serve
     second = asyncio.run(evaluate(store, server.ref(), config, progress=False))
     assert first.stats["cache_hits"] == 0 and second.stats["cache_hits"] == second.stats["attempts"] > 0
     assert all(r.generation.cached for r in load_results(store, second.run_id))
-    no_cache = asyncio.run(evaluate(store, server.ref(), EvalConfig(**{**config.__dict__, "use_cache": False}),
-                                    progress=False))
+    no_cache = asyncio.run(evaluate(store, server.ref(), replace(config, use_cache=False), progress=False))
     assert no_cache.stats["cache_hits"] == 0
 
 
 def test_replay_sends_the_frozen_attacker_prompts_to_a_second_model(tmp_path: Path, store: Store,
                                                                     server: Server) -> None:
     suite = str(write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=0))
-    searched = EvalConfig(suite=suite, attacks="crescendo_5", judges=("refusal",), attacker_ref=server.ref("atk"),
-                          max_new_tokens=32)
+    searched = EvalConfig(suite=suite, attacks="crescendo_5", judges=("refusal",),
+                          attacker_ref=server.ref("atk"), max_new_tokens=32)
     base = _run(store, server.ref("base"), searched)
     replayed = _run(store, server.ref("candidate"), EvalConfig(suite=suite, attacks="crescendo_5",
                                                               judges=("refusal",), replay_from=base,
