@@ -1,0 +1,136 @@
+"""Every exit code of `tunesafe compare` / `policy` through the CLI (in process for 0/1/3, a subprocess of
+the real entry point for the usage/input errors that exit 2), on runs stored in a real SQLite file, and
+the decision's evidence record."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tunesafe.cli.app import app
+from tunesafe.engine import results as run_store
+from tunesafe.evidence.store import Store
+from tunesafe.types import AttemptResult, RecordType
+
+JUDGES = [{"name": "default", "version": "1"}]
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tunesafe.cli.app", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def store_run(store: Store, run_id: str, results: Sequence[AttemptResult], *, model_ref: str,
+              judges: list[dict[str, str]] = JUDGES, status: str = "complete") -> None:
+    config = {"eval": {"suite": "test"}, "model_name": None, "judges": judges,
+              "suite": {"name": "test", "version": "1", "content_hash": "0" * 64},
+              "attacks": [], "decoding": {"max_new_tokens": 32, "temperature": 0.0, "seed": 0}}
+    run_store.create_run(store, run_id, model_ref, f"hash-{model_ref}", config, f"cfg-{run_id}", len(results))
+    writer = run_store.ResultWriter(store)
+    for r in results:
+        writer.add(replace(r, run_id=run_id))
+    writer.flush()
+    run_store.set_status(store, run_id, status)
+
+
+@pytest.fixture
+def runs_db(tmp_path: Path, build: SimpleNamespace) -> str:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    base, same = build.scenario()
+    _, eroded = build.scenario(regress={"roleplay": 12})
+    small_base, small = build.scenario(families=("direct", "roleplay"))
+    with Store.open(url) as store:
+        store_run(store, "base", base, model_ref="hf:base")
+        store_run(store, "same", same, model_ref="hf:base+noop")
+        store_run(store, "eroded", eroded, model_ref="hf:base+eroded")
+        store_run(store, "small-base", small_base, model_ref="hf:base")
+        store_run(store, "small", small, model_ref="hf:base+small")
+        store_run(store, "unfinished", eroded, model_ref="hf:base+eroded", status="interrupted")
+        store_run(store, "other-judge", same, model_ref="hf:base+noop",
+                  judges=[{"name": "default", "version": "2"}])
+    return url
+
+
+@pytest.mark.parametrize(("base", "candidate", "code", "verdict"), [
+    ("base", "same", 0, "PASS"),
+    ("base", "eroded", 1, "FAIL"),
+    ("small-base", "small", 3, "INCONCLUSIVE"),
+])
+def test_compare_exit_codes(runs_db: str, tmp_path: Path, base: str, candidate: str, code: int,
+                            verdict: str) -> None:
+    out = tmp_path / "report"
+    done = invoke("--db", runs_db, "compare", base, candidate, "--candidate-name", "my-ft", "--out", str(out))
+    assert done.exit_code == code, done.output
+    assert done.stdout.startswith(verdict)
+    assert {p.name for p in out.iterdir()} == {"report.html", "summary.md", "decision.json"}
+    decision = json.loads((out / "decision.json").read_text())
+    assert decision["exit_code"] == code and decision["candidate_model"] == "my-ft"
+    assert decision["base"]["run_id"] == base and decision["candidate"]["run_id"] == candidate
+    with Store.open(runs_db) as store:
+        (record,) = list(store.records(type=RecordType.GATE_DECISION, subject="my-ft"))
+        assert record.body["verdict"] == decision["verdict"] and record.id == decision["evidence"]["id"]
+        assert store.verify().ok
+
+
+def test_compare_json_and_inconclusive_as_fail(runs_db: str, tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("inconclusive_exit: 1\n")
+    done = invoke("--db", runs_db, "compare", "small-base", "small", "--policy", str(policy), "--json")
+    assert done.exit_code == 1, done.output
+    body = json.loads(done.stdout)
+    assert body["verdict"] == "fail" and any("min_attack_families" in r for r in body["reasons"])
+    assert body["policy"]["inconclusive_exit"] == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["compare", "base", "nope"], "no run 'nope' in this store"),
+    (["compare", "base", "unfinished"], "run unfinished is interrupted, not complete"),
+    (["compare", "base", "other-judge"], "share no judge"),
+    (["compare", "base", "same", "--policy", "missing.yaml"], "missing.yaml: policy file not found"),
+])
+def test_compare_input_errors_exit_2(runs_db: str, args: list[str], message: str) -> None:
+    done = cli("--db", runs_db, *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_invalid_policy_exits_2_and_stores_nothing(runs_db: str, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("max_asr:\n  per_family:\n    roleplay_persona: 1.5\n")
+    done = cli("--db", runs_db, "compare", "base", "eroded", "--policy", str(policy))
+    assert done.returncode == 2
+    assert f"{policy}:3: max_asr.per_family.roleplay_persona: must be between 0 and 1" in done.stderr
+    assert "fix:" in done.stderr
+    with Store.open(runs_db) as store:
+        assert not list(store.records(type=RecordType.GATE_DECISION))
+
+
+def test_policy_init_and_validate(tmp_path: Path) -> None:
+    done = cli("policy", "init", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / "tunesafe-policy.yaml"
+    assert written.read_text().startswith("# tunesafe gate policy")
+    valid = cli("policy", "validate", str(written), "--json")
+    assert valid.returncode == 0 and json.loads(valid.stdout)["valid"] is True
+    again = cli("policy", "init", str(written))
+    assert again.returncode == 2 and "--force" in again.stderr
+    written.write_text(written.read_text().replace("alpha: 0.05", "alpha: 0.05\nalhpa: 0.1"))
+    broken = cli("policy", "validate", str(written))
+    assert broken.returncode == 2 and "alhpa: unknown key" in broken.stderr
+
+
+def test_gate_usage_error_exits_2() -> None:
+    done = cli("gate", "--base", "embedded:qwen2.5-coder-0.5b")
+    assert done.returncode == 2 and "--candidate" in done.stderr
