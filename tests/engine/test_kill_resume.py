@@ -1,0 +1,76 @@
+"""Kill the real `tunesafe eval` process (SIGKILL at random points, several times, then Ctrl-C), resume it,
+and check that the stored attempts are exactly the plan: none lost, none repeated."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from tunesafe.engine.results import list_runs, load_run, read
+from tunesafe.engine.runner import EvalConfig, plan_evaluation
+from tunesafe.evidence.schema import AttemptResultRow
+from tunesafe.evidence.store import Store
+from tunesafe.types import Capabilities, RecordType
+
+from .conftest import Server, write_suite
+
+
+def _eval(db: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tunesafe.cli.app", "--db", str(db), "eval", *args,
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def _stored(store: Store, run_id: str) -> tuple[int, int]:
+    query = select(func.count(), func.count(func.distinct(AttemptResultRow.attempt_id))).where(
+        AttemptResultRow.run_id == run_id)
+    total, distinct = read(store, query)[0]
+    return int(total), int(distinct)
+
+
+def test_sigkill_at_random_points_then_resume_completes_the_plan(tmp_path: Path, server: Server) -> None:
+    rng = random.Random(int(os.environ.get("TUNESAFE_TEST_SEED", time.time_ns() % 10_000)))
+    db = tmp_path / "store.db"
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=16, n_benign=4)
+    args = ["--suite", str(suite), "--attacks", "template", "--judge", "refusal", "--concurrency", "2"]
+    store = Store.open(str(db))
+    # the loopback server has no prefill: prefilling attacks are left out of the plan, as in the CLI
+    planned = plan_evaluation(EvalConfig(suite=str(suite), attacks="template", judges=("refusal",)),
+                              capabilities=Capabilities())
+
+    proc = _eval(db, server.ref(), *args)
+    deadline = time.monotonic() + 120
+    while not list_runs(store):  # the run exists once its row is committed
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    run_id = list_runs(store)[0].id
+    progress = []
+    for kill in range(4):
+        time.sleep(rng.uniform(0.2, 2.5))
+        proc.send_signal(signal.SIGINT if kill == 3 else signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+        if kill == 3 and proc.returncode == 130:  # Ctrl-C: stored what was done, says how to resume
+            assert f"--resume {run_id}" in err
+        total, distinct = _stored(store, run_id)
+        assert total == distinct  # never a duplicate, even mid-run
+        progress.append(total)
+        proc = _eval(db, "--resume", run_id)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert progress == sorted(progress) and progress[-1] < len(planned.plan.ids), (
+        f"kills should land mid-run: stored {progress} of {len(planned.plan.ids)}")
+    stored_ids = [i for (i,) in read(store, select(AttemptResultRow.attempt_id)
+                                     .where(AttemptResultRow.run_id == run_id))]
+    assert sorted(stored_ids) == sorted(planned.plan.ids)  # exactly the plan: nothing lost, nothing twice
+    assert load_run(store, run_id).status == "complete"
+    assert [r.body["run_id"] for r in store.records(type=RecordType.RUN)] == [run_id]
+    assert store.verify().ok
