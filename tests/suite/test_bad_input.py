@@ -136,3 +136,10 @@ def test_unknown_kind_filter(capsys: pytest.CaptureFixture[str], monkeypatch: py
     message = " ".join(capsys.readouterr().err.split())
     assert exit_info.value.code == 2
     assert "--kind: unknown kind 'evil'" in message and "harmful, benign, borderline" in message
+
+
+def test_csv_line_numbers_count_multiline_fields_and_blank_lines(tmp_path: Path,
+                                                                 expect_error: ExpectError) -> None:
+    path = tmp_path / "suite.csv"
+    path.write_text('text,kind\n"two\nlines",benign\n\nthird,evil\n', encoding="utf-8")
+    expect_error(path, f"{path}:5", "unknown kind 'evil'")

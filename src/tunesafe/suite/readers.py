@@ -87,17 +87,17 @@ def _read_jsonl(path: Path, text: str) -> Table:
 
 
 def _read_csv(path: Path, text: str) -> Table:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = tuple(reader.fieldnames or ())
-    rows: list[Row] = []
-    start = 2  # line 1 is the header; a quoted field may span lines, so track where each record starts
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
+        columns = tuple(next(reader, []))
+        rows: list[Row] = []
+        start = reader.line_num + 1  # a quoted field may span lines: track where each record starts
         for record in reader:
-            if None in record:
-                found = len(columns) + len(record[None])
-                raise UserError(f"{found} fields but the header has {len(columns)}", where=f"{path}:{start}",
-                                fix="quote fields that contain commas")
-            rows.append(Row(f"{path}:{start}", dict(record)))
+            if len(record) > len(columns):
+                raise UserError(f"{len(record)} fields but the header has {len(columns)}",
+                                where=f"{path}:{start}", fix="quote fields that contain commas")
+            if record:  # a blank line carries no item; a short row simply lacks its last columns
+                rows.append(Row(f"{path}:{start}", dict(zip(columns, record, strict=False))))
             start = reader.line_num + 1
     except csv.Error as exc:
         raise UserError(f"malformed CSV: {exc}", where=f"{path}:{reader.line_num}",
