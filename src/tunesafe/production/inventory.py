@@ -1,0 +1,286 @@
+"""The model inventory: every model version is an evidence record (RecordType.MODEL_VERSION, subject = the
+model's name) holding its ref, its base (parent name), stage, owner and the content hashes of its local
+files, datasets, training config and vendor evaluation. Nothing is edited in place: a new version or a
+stage/owner change (RecordType.MODEL_UPDATE) is a new record, and the current state is the fold of the
+records in chain order.
+
+A model is fine-tuned when it has a base. It "lacks post-fine-tuning safety evaluation" when no
+RecordType.SAFETY_EVAL or RecordType.GATE_DECISION record naming it (body `model_name` or
+`candidate_model`) comes after its latest version in the chain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tunesafe.errors import UserError
+from tunesafe.evidence.hashing import content_hash
+from tunesafe.evidence.store import Store
+from tunesafe.types import EvidenceRecord, RecordType
+
+STAGES = ("dev", "staging", "production")
+EVAL_TYPES = (RecordType.SAFETY_EVAL, RecordType.GATE_DECISION)
+EVAL_NAME_FIELDS = ("model_name", "candidate_model")
+_NAME = re.compile(r"^[A-Za-z0-9][\w.@:/+-]{0,199}$")
+_REF_SCHEMES = "openai:MODEL@URL, hf:PATH[+ADAPTER], gguf:PATH, embedded:NAME or litellm:MODEL"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a user declares about a model version; paths are relative to `base_dir`."""
+
+    name: str
+    ref: str
+    base: str | None = None
+    datasets: tuple[str, ...] = ()
+    training_config: str | None = None
+    stage: str = "dev"
+    owner: str | None = None
+    vendor_eval: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """The current state of one inventory entry (its latest version plus later stage/owner updates)."""
+
+    name: str
+    ref: str
+    base: str | None
+    stage: str
+    owner: str | None
+    files: tuple[Mapping[str, Any], ...]  # {role: weights|adapter, path, sha256, size, files}
+    datasets: tuple[Mapping[str, Any], ...]  # {path, sha256, size, files}
+    training_config: Mapping[str, Any] | None
+    vendor_eval: Mapping[str, Any] | None
+    version: int  # 1 for the first MODEL_VERSION record of this name
+    record_id: int  # the latest MODEL_VERSION record
+    record_hash: str
+    created_at: str
+    updates: tuple[int, ...] = field(default=())  # MODEL_UPDATE record ids applied since
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.base is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fine_tuned": self.fine_tuned}
+
+
+# ---- building a version record -------------------------------------------------------------------------
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise UserError(f"invalid model name {name!r}", where="NAME",
+                        fix="use letters, digits and . _ - : / @ + (at most 200 characters)")
+    return name
+
+
+def check_stage(stage: str) -> str:
+    if stage not in STAGES:
+        raise UserError(f"unknown stage {stage!r}", where="--stage", fix=f"use one of {', '.join(STAGES)}")
+    return stage
+
+
+def ref_paths(ref: str) -> list[tuple[str, str]]:
+    """Validate a model ref and return its local (role, path) pairs to hash. Uses the backends' parser, so
+    the inventory accepts exactly the refs `tunesafe eval` runs, plus `litellm:` (no local files)."""
+    scheme, _, rest = ref.partition(":")
+    if scheme == "litellm":
+        if not rest.strip():
+            raise UserError(f"model ref {ref!r} names no model", where="--ref", fix=f"use {_REF_SCHEMES}")
+        return []
+    from tunesafe.models.refs import parse_ref  # lazy: keeps `tunesafe models list` light
+
+    parsed = parse_ref(ref)
+    paths: list[tuple[str, str]] = []
+    if parsed.scheme in ("hf", "gguf"):
+        paths.append(("weights", parsed.target))
+    if parsed.adapter:
+        paths.append(("adapter", parsed.adapter))
+    return paths
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else base_dir / candidate
+
+
+def version_body(spec: ModelSpec, base_dir: Path) -> dict[str, Any]:
+    """Validate a spec and hash its files: the body of a MODEL_VERSION record. Pure with respect to the
+    store (duplicate and base checks need the inventory: see `check_against`)."""
+    check_name(spec.name)
+    check_stage(spec.stage)
+    files = [{"role": role, **content_hash(_resolve(path, base_dir), what=f"{role} of {spec.ref}").as_dict()}
+             for role, path in ref_paths(spec.ref)]
+    datasets = [content_hash(_resolve(path, base_dir), what="dataset").as_dict() for path in spec.datasets]
+    config = spec.training_config
+    vendor = spec.vendor_eval
+    return {
+        "name": spec.name, "ref": spec.ref, "base": spec.base, "stage": spec.stage, "owner": spec.owner,
+        "files": files, "datasets": datasets,
+        "training_config": content_hash(_resolve(config, base_dir), what="training config").as_dict()
+        if config else None,
+        "vendor_eval": content_hash(_resolve(vendor, base_dir), what="vendor evaluation").as_dict()
+        if vendor else None,
+    }
+
+
+def check_against(spec: ModelSpec, known: Mapping[str, str | None], *, new_version: bool = False) -> None:
+    """Duplicate names, unknown bases and lineage cycles, against `known` (each model's base by name)."""
+    if spec.name in known and not new_version:
+        raise UserError(f"model {spec.name!r} is already in the inventory", where="NAME",
+                        fix="pick another name, or pass --new-version to record a new version of it")
+    if spec.name not in known and new_version:
+        raise UserError(f"model {spec.name!r} is not in the inventory", where="NAME",
+                        fix="drop --new-version to add it")
+    if spec.base is None:
+        return
+    if spec.base not in known:
+        raise UserError(f"base model {spec.base!r} is not in the inventory", where="--base",
+                        fix=f"add it first: tunesafe models add {spec.base} --ref REF")
+    if spec.name in ancestors(known, spec.base):
+        raise UserError(f"{spec.base!r} descends from {spec.name!r}: the lineage would be a cycle",
+                        where="--base", fix="name the model this one was fine-tuned from")
+
+
+# ---- reading the inventory -----------------------------------------------------------------------------
+
+
+def _fold(records: Iterable[EvidenceRecord]) -> dict[str, ModelVersion]:
+    state: dict[str, ModelVersion] = {}
+    for rec in sorted(records, key=lambda r: r.id):
+        body = rec.body
+        name = str(body["name"])
+        if rec.type == RecordType.MODEL_VERSION:
+            previous = state.get(name)
+            state[name] = ModelVersion(
+                name=name, ref=body["ref"], base=body.get("base"), stage=body.get("stage", "dev"),
+                owner=body.get("owner"), files=tuple(body.get("files", ())),
+                datasets=tuple(body.get("datasets", ())), training_config=body.get("training_config"),
+                vendor_eval=body.get("vendor_eval"), version=previous.version + 1 if previous else 1,
+                record_id=rec.id, record_hash=rec.hash, created_at=rec.created_at)
+        elif name in state:  # MODEL_UPDATE: only the fields it carries change
+            current = state[name]
+            changes = {k: body[k] for k in ("stage", "owner") if k in body}
+            state[name] = replace(current, **changes, updates=(*current.updates, rec.id))
+    return state
+
+
+def inventory(store: Store) -> dict[str, ModelVersion]:
+    """Every model's current state, by name."""
+    versions = store.records(type=RecordType.MODEL_VERSION)
+    return _fold([*versions, *store.records(type=RecordType.MODEL_UPDATE)])
+
+
+def get_model(store: Store, name: str, known: Mapping[str, ModelVersion] | None = None) -> ModelVersion:
+    known = inventory(store) if known is None else known
+    if name not in known:
+        raise UserError(f"model {name!r} is not in the inventory", where="NAME",
+                        fix="see `tunesafe models list`, or add it with `tunesafe models add`")
+    return known[name]
+
+
+def bases(known: Mapping[str, ModelVersion]) -> dict[str, str | None]:
+    return {name: model.base for name, model in known.items()}
+
+
+def ancestors(bases: Mapping[str, str | None], name: str) -> list[str]:
+    """`name` and its bases up to the root, root first (stops at an unknown name or a repeated one)."""
+    chain: list[str] = []
+    current: str | None = name
+    while current is not None and current in bases and current not in chain:
+        chain.append(current)
+        current = bases[current]
+    return chain[::-1]
+
+
+def get_lineage(store: Store, name: str) -> list[ModelVersion]:
+    """The chain of models from the root base to `name` (inclusive)."""
+    known = inventory(store)
+    get_model(store, name, known)
+    return [known[n] for n in ancestors(bases(known), name)]
+
+
+def evaluations(store: Store) -> dict[str, list[EvidenceRecord]]:
+    """Post-fine-tuning evaluation records (safety evals, gate decisions) by the model name they name."""
+    found: dict[str, list[EvidenceRecord]] = {}
+    for type_ in EVAL_TYPES:
+        for rec in store.records(type=type_):
+            names = {rec.body.get(f) for f in EVAL_NAME_FIELDS} - {None}
+            for name in names:
+                found.setdefault(str(name), []).append(rec)
+    return found
+
+
+def latest_evaluation(model: ModelVersion,
+                      evals: Mapping[str, Sequence[EvidenceRecord]]) -> EvidenceRecord | None:
+    """The newest evaluation of the model's current version (one recorded after that version)."""
+    after = [r for r in evals.get(model.name, ()) if r.id > model.record_id]
+    return max(after, key=lambda r: r.id) if after else None
+
+
+def list_models(store: Store, stage: str | None = None, *,
+                missing_post_eval: bool = False) -> list[ModelVersion]:
+    if stage is not None:
+        check_stage(stage)
+    models = [m for m in inventory(store).values() if stage is None or m.stage == stage]
+    if missing_post_eval:
+        evals = evaluations(store)
+        models = [m for m in models if m.fine_tuned and latest_evaluation(m, evals) is None]
+    return sorted(models, key=lambda m: m.name)
+
+
+def missing_post_eval(store: Store, stage: str | None = None) -> list[ModelVersion]:
+    """Fine-tuned models whose current version has no safety evaluation or gate decision recorded."""
+    return list_models(store, stage, missing_post_eval=True)
+
+
+def attached_records(store: Store, name: str) -> list[EvidenceRecord]:
+    """Evidence about one model: records whose subject is its name, plus evaluations naming it."""
+    by_id = {r.id: r for r in store.records(subject=name)}
+    by_id.update({r.id: r for r in evaluations(store).get(name, ())})
+    return [by_id[i] for i in sorted(by_id)]
+
+
+# ---- writing -------------------------------------------------------------------------------------------
+
+
+def add_model(store: Store, spec: ModelSpec, *, base_dir: Path | None = None, new_version: bool = False,
+              actor: str | None = None) -> ModelVersion:
+    """Record a model version (hashing its local files). UserError for a bad ref, a missing file, a
+    duplicate name or an unknown base; nothing is written then."""
+    check_name(spec.name)
+    check_against(spec, bases(inventory(store)), new_version=new_version)
+    body = version_body(spec, base_dir or Path.cwd())
+    store.append(RecordType.MODEL_VERSION, body, actor=actor, subject=spec.name)
+    return get_model(store, spec.name)
+
+
+def update_model(store: Store, name: str, *, stage: str | None = None, owner: str | None = None,
+                 actor: str | None = None) -> ModelVersion:
+    """Change stage and/or owner: an appended MODEL_UPDATE record, the version record stays as it was."""
+    get_model(store, name)
+    changes: dict[str, Any] = {}
+    if stage is not None:
+        changes["stage"] = check_stage(stage)
+    if owner is not None:
+        changes["owner"] = owner
+    if not changes:
+        raise UserError("nothing to update", where=name, fix="pass --stage and/or --owner")
+    store.append(RecordType.MODEL_UPDATE, {"name": name, **changes}, actor=actor, subject=name)
+    return get_model(store, name)
+
+
+def record_safety_eval(store: Store, name: str, *, verdict: str | None = None, run_id: str | None = None,
+                       details: Mapping[str, Any] | None = None, actor: str | None = None) -> EvidenceRecord:
+    """Record that model `name` (its current version) had a post-fine-tuning safety evaluation."""
+    model = get_model(store, name)
+    body = {"model_name": name, "model_version_record": model.record_id,
+            "model_version_hash": model.record_hash, "verdict": verdict, "run_id": run_id,
+            "details": dict(details or {})}
+    return store.append(RecordType.SAFETY_EVAL, body, actor=actor, subject=name)
