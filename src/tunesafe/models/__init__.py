@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunesafe.errors import UserError
 from tunesafe.models.base import ChatModel, error_generation
 from tunesafe.models.embedded import DEFAULT_EMBEDDED, embedded_gguf_path
 from tunesafe.models.refs import ModelRef, align_backends, parse_ref
@@ -22,17 +23,16 @@ __all__ = ["DEFAULT_MODEL", "ChatModel", "ModelRef", "align_backends", "backend_
 
 
 def backend_for(ref: ModelRef) -> str:
-    """The backend a parsed ref will run on (see tunesafe.models.refs for the rule)."""
+    """The backend a parsed ref runs on: openai for HTTP refs, hf (transformers) for every local ref.
+    `?backend=llamacpp` is refused: see docs/decisions.md (models) for why llama.cpp is not wired in."""
     if ref.scheme == "openai":
         return "openai"
-    if ref.scheme == "hf" or ref.adapter:
-        return "hf"
-    choice = ref.options.get("backend")
-    if choice:
-        return choice
-    from tunesafe.models.llamacpp import llamacpp_available
-
-    return "llamacpp" if llamacpp_available() else "hf"
+    choice = ref.options.get("backend", "hf")
+    if choice != "hf":
+        raise UserError(f"backend '{choice}' is not available for local models", where=str(ref),
+                        fix="drop ?backend= (local models run on hf), or serve the GGUF with llama.cpp's "
+                            "llama-server and use openai:MODEL@http://127.0.0.1:PORT/v1")
+    return "hf"
 
 
 def load_model(ref: str, **opts: Any) -> ChatModel:
@@ -41,24 +41,10 @@ def load_model(ref: str, **opts: Any) -> ChatModel:
     parsed = parse_ref(ref)
     if opts:
         parsed = parsed.with_options(**{k: str(v) for k, v in opts.items()})
-    backend = backend_for(parsed)
-    if backend == "openai":
+    if backend_for(parsed) == "openai":
         from tunesafe.models.openai_http import OpenAIChatModel
 
         return OpenAIChatModel.from_ref(parsed)
-    if backend == "llamacpp":
-        if parsed.adapter:
-            raise_adapter_needs_hf(parsed)
-        from tunesafe.models.llamacpp import LlamaCppChatModel
-
-        return LlamaCppChatModel.from_ref(parsed)
     from tunesafe.models.hf import HFChatModel
 
     return HFChatModel.from_ref(parsed)
-
-
-def raise_adapter_needs_hf(ref: ModelRef) -> None:
-    from tunesafe.errors import UserError
-
-    raise UserError(f"'{ref}' has an adapter, which only the hf backend runs", where="model ref",
-                    fix="drop ?backend=llamacpp (adapters run on backend=hf)")

@@ -1,0 +1,319 @@
+"""The transformers (+ PEFT) backend: the white-box one (prefill, hidden states, logits, adapters).
+
+Refs: `hf:DIR_OR_GGUF[+ADAPTER_DIR]`, `gguf:FILE[+ADAPTER_DIR]?backend=hf`,
+`embedded:NAME[+ADAPTER_DIR]?backend=hf`. Options: `dtype` (auto|float32|bfloat16|float16; auto = fp32
+on CPU), `device` (auto|cpu|cuda), `trust_remote_code` (0; 1 to opt in), `max_batch` (8).
+
+Safe by default: weights load from safetensors only (pickle is refused), remote code is off, adapters
+must ship adapter_model.safetensors. A GGUF file is de-quantised by transformers once and the fp32
+result is kept as safetensors in the tunesafe cache (keyed by the GGUF's sha256), so later loads take
+seconds instead of minutes; the numbers are the same either way.
+
+Greedy requests (temperature 0) of one micro-batch are decoded together, left-padded; sampled requests
+run one at a time so each gets its own seed. A request's `latency_s` is the wall time of its batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesafe.errors import UserError
+from tunesafe.models.base import apply_stop, error_generation
+from tunesafe.models.batching import MicroBatcher
+from tunesafe.models.embedded import embedded_gguf_path
+from tunesafe.models.hashing import cache_dir, file_sha256, files_sha256
+from tunesafe.models.refs import ModelRef
+from tunesafe.types import Capabilities, ChatRequest, Generation
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+_OPTIONS = ("backend", "dtype", "device", "trust_remote_code", "max_batch")
+
+
+@dataclass
+class LastTokenStates:
+    """White-box view of the position that produces the next token: `hidden` is
+    [layers + 1, batch, hidden_size] (index 0 = embeddings), `logits` is [batch, vocab]."""
+
+    hidden: Any
+    logits: Any
+
+
+def resolve_weights(ref: ModelRef) -> Path:
+    """The weights a local ref names: a GGUF file or a transformers model folder."""
+    if ref.scheme == "embedded":
+        return embedded_gguf_path(ref.target)
+    path = Path(ref.target).expanduser()
+    if not path.exists():
+        raise UserError(f"model path '{path}' does not exist", where=str(ref),
+                        fix="give an existing model folder or .gguf file")
+    if ref.scheme == "gguf" and not (path.is_file() and path.suffix == ".gguf"):
+        raise UserError(f"'{path}' is not a .gguf file", where=str(ref),
+                        fix="use hf:FOLDER for model folders")
+    if path.is_dir() and not sorted(path.glob("*.safetensors")):
+        raise UserError(f"no *.safetensors weights in '{path}' (pickle weights are refused)", where=str(ref),
+                        fix="convert the checkpoint to safetensors")
+    return path
+
+
+def weight_files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(path.glob("*.safetensors"))
+
+
+def adapter_files(adapter: str | None, ref: ModelRef) -> list[Path]:
+    if adapter is None:
+        return []
+    folder = Path(adapter).expanduser()
+    missing = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"adapter folder '{folder}' lacks {', '.join(missing)}", where=str(ref),
+                        fix="give a PEFT adapter folder saved with safetensors (save_pretrained)")
+    return [folder / name for name in ADAPTER_FILES]
+
+
+def _pick_dtype(name: str, device: str) -> Any:
+    import torch
+
+    if name == "auto":
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32  # CPU: fp32 is exact and, without bf16 units, not slower
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    except KeyError:
+        raise UserError(f"unknown dtype '{name}'", where="dtype option",
+                        fix="use auto, float32, bfloat16 or float16") from None
+
+
+def _converted_gguf(gguf: Path) -> Path:
+    """Folder with the GGUF de-quantised to safetensors, created on first use (atomically)."""
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = cache_dir() / "hf" / file_sha256(gguf)[:32]
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+        # save_pretrained refuses models loaded from GGUF (they carry a non-serialisable quantizer
+        # marker), yet the tensors are plain fp32 by now: save them and a config without the marker.
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        model.generation_config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first: its folder is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+class HFEngine:
+    """Loaded weights (+ adapter) shared by the views on it; one lock serialises the model."""
+
+    def __init__(self, weights: Path, adapter: Path | None, *, dtype: str = "auto", device: str = "auto",
+                 trust_remote_code: bool = False) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        folder = _converted_gguf(weights) if weights.is_file() else weights
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=_pick_dtype(dtype, self.device), use_safetensors=True,
+            trust_remote_code=trust_remote_code)
+        self.model: Any = _attach_adapter(model, adapter) if adapter else model
+        self.model.to(self.device).eval()
+        self.has_adapter = adapter is not None
+        self.lock = threading.Lock()
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.eos_ids.add(self.tokenizer.eos_token_id)
+
+    def _adapter_state(self, adapter_on: bool) -> contextlib.AbstractContextManager[Any]:
+        if self.has_adapter and not adapter_on:
+            return self.model.disable_adapter()  # type: ignore[no-any-return,operator]
+        return contextlib.nullcontext()
+
+    def prompt(self, request: ChatRequest) -> str:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if self.tokenizer.chat_template:
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        else:  # base models without a template get plain role lines
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+        return str(text) + (request.prefill or "")
+
+    def _encode(self, requests: Sequence[ChatRequest]) -> Any:
+        return self.tokenizer([self.prompt(r) for r in requests], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(self.device)
+
+    def run(self, requests: list[ChatRequest], adapter_on: bool) -> list[Generation]:
+        out: dict[int, Generation] = {}
+        greedy = [i for i, r in enumerate(requests) if r.temperature <= 0]
+        groups = [greedy] if greedy else []
+        groups += [[i] for i, r in enumerate(requests) if r.temperature > 0]
+        with self._adapter_state(adapter_on):
+            for group in groups:
+                batch = [requests[i] for i in group]
+                try:
+                    results = self._generate(batch)
+                except Exception as exc:  # e.g. out of memory: these requests fail, the run goes on
+                    failed = error_generation(f"generation failed: {type(exc).__name__}: {exc}")
+                    results = [failed] * len(batch)
+                out.update(zip(group, results, strict=True))
+        return [out[i] for i in range(len(requests))]
+
+    def _generate(self, batch: list[ChatRequest]) -> list[Generation]:
+        import torch
+
+        started = time.perf_counter()
+        enc = self._encode(batch)
+        sample = batch[0].temperature > 0
+        kwargs: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max(r.max_new_tokens for r in batch),
+                                  "pad_token_id": self.tokenizer.pad_token_id}
+        if sample:
+            torch.manual_seed(batch[0].seed)
+            kwargs.update(temperature=batch[0].temperature, top_k=0, top_p=1.0)
+        else:
+            kwargs.update(temperature=None, top_k=None, top_p=None)
+        with torch.inference_mode():
+            output = self.model.generate(**enc, **kwargs)
+        latency = time.perf_counter() - started
+        width = enc["input_ids"].shape[1]
+        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+        return [self._decode(output[row, width:].tolist(), request, int(prompt_lens[row]), latency)
+                for row, request in enumerate(batch)]
+
+    def _decode(self, ids: list[int], request: ChatRequest, prompt_tokens: int, latency: float) -> Generation:
+        ids = ids[: request.max_new_tokens]
+        end = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
+        finish = "stop" if end is not None else "length"
+        kept = ids if end is None else ids[:end]
+        text, stopped = apply_stop(str(self.tokenizer.decode(kept, skip_special_tokens=True)), request.stop)
+        return Generation(text=text, finish_reason="stop" if stopped else finish, prompt_tokens=prompt_tokens,
+                          completion_tokens=len(kept) + (end is not None), latency_s=latency)
+
+    def last_token_states(self, requests: Sequence[ChatRequest], adapter_on: bool) -> LastTokenStates:
+        import torch
+
+        with self.lock, self._adapter_state(adapter_on), torch.inference_mode():
+            enc = self._encode(requests)
+            out = self.model(**enc, output_hidden_states=True)
+        hidden = torch.stack([h[:, -1, :] for h in out.hidden_states])
+        return LastTokenStates(hidden=hidden.float().cpu(), logits=out.logits[:, -1, :].float().cpu())
+
+
+def _attach_adapter(model: Any, adapter: Path) -> Any:
+    from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise UserError(f"adapter does not match the base model: {str(exc).splitlines()[0][:300]}",
+                        where=str(adapter), fix="use the base model the adapter was trained on") from None
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as fh:
+        stored = set(fh.keys())
+    expected = set(get_peft_model_state_dict(peft_model).keys())
+    if stored != expected:
+        odd = sorted(stored ^ expected)[:3]
+        raise UserError(f"adapter does not match the base model ({len(stored ^ expected)} mismatched "
+                        f"tensors, e.g. {', '.join(odd)})", where=str(adapter),
+                        fix="use the base model the adapter was trained on")
+    return peft_model
+
+
+_ENGINES: dict[tuple[str, str | None, str, str, bool], HFEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(weights: Path, adapter: Path | None, dtype: str, device: str, trust: bool) -> HFEngine:
+    # One engine per weights+adapter per process: loading twice would double memory for nothing.
+    key = (str(weights.resolve()), str(adapter.resolve()) if adapter else None, dtype, device, trust)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = HFEngine(weights, adapter, dtype=dtype, device=device, trust_remote_code=trust)
+        return _ENGINES[key]
+
+
+class HFChatModel:
+    """A ChatModel on an HFEngine. With an adapter, `base_view()` is the same weights with the adapter
+    switched off: both run in one process on the same numerics."""
+
+    backend = "hf"
+
+    def __init__(self, ref: str, engine: HFEngine, hash_files: list[Path], *, adapter_on: bool,
+                 max_batch: int = 8) -> None:
+        self.ref = ref
+        self.engine = engine
+        self.adapter_on = adapter_on
+        self._hash_files = hash_files
+        self.capabilities = Capabilities(prefill=True, logprobs=True, hidden_states=True, white_box=True,
+                                         lora=True)
+        self._batcher: MicroBatcher[ChatRequest, Generation] = MicroBatcher(
+            lambda reqs: engine.run(reqs, adapter_on), max_batch=max_batch, lock=engine.lock)
+
+    @classmethod
+    def from_ref(cls, ref: ModelRef) -> HFChatModel:
+        unknown = sorted(set(ref.options) - set(_OPTIONS))
+        if unknown:
+            raise UserError(f"unknown option(s) {', '.join(unknown)}", where=str(ref),
+                            fix=f"use {', '.join(_OPTIONS)}")
+        weights = resolve_weights(ref)
+        adapters = adapter_files(ref.adapter, ref)
+        adapter = adapters[0].parent if adapters else None
+        opts = ref.options
+        engine = _engine(weights, adapter, opts.get("dtype", "auto"), opts.get("device", "auto"),
+                         opts.get("trust_remote_code", "0").lower() in ("1", "true", "yes"))
+        try:
+            max_batch = int(opts.get("max_batch", "8"))
+        except ValueError:
+            raise UserError("max_batch must be an integer", where=str(ref), fix="e.g. ?max_batch=8") from None
+        return cls(str(ref), engine, weight_files(weights) + adapters, adapter_on=adapter is not None,
+                   max_batch=max_batch)
+
+    def base_view(self) -> HFChatModel:
+        """The base model (adapter off) on the same loaded weights."""
+        base_ref = self.ref.split("+", 1)[0] if "+" in self.ref else self.ref
+        files = [p for p in self._hash_files if p.name not in ADAPTER_FILES]
+        return HFChatModel(base_ref, self.engine, files, adapter_on=False, max_batch=self._batcher.max_batch)
+
+    def content_hash(self) -> str:
+        return files_sha256(self._hash_files)
+
+    async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
+        try:
+            return await self._batcher.submit(list(requests))
+        except Exception as exc:  # never let one failure kill the caller's batch
+            return [error_generation(f"generation failed: {type(exc).__name__}: {exc}")] * len(requests)
+
+    def last_token_states(self, requests: Sequence[ChatRequest]) -> LastTokenStates:
+        """Hidden states and logits at the next-token position (blocking; for white-box features)."""
+        return self.engine.last_token_states(requests, self.adapter_on)
+
+    async def aclose(self) -> None:
+        await self._batcher.aclose()
