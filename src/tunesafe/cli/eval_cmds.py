@@ -138,7 +138,8 @@ def _fmt(rate: Rate) -> str:
 
 def _print_summary(summary: Summary, *, title: str) -> None:
     table = Table(title=title)
-    for column in ("group", "n", "ASR", "refusal", "over-refusal", "errors", "degenerate"):
+    table.add_column("group", no_wrap=True)
+    for column in ("n", "ASR", "refusal", "over-refusal", "errors", "degenerate"):
         table.add_column(column)
     for key, g in summary.groups.items():
         table.add_row(key, str(g.n), _fmt(g.asr), _fmt(g.refusal), _fmt(g.over_refusal), _fmt(g.error),

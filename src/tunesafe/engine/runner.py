@@ -207,11 +207,13 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
                         fix="pass a model ref, e.g. embedded:qwen2.5-coder-0.5b")
     if config.replay_from is not None:
         store_results.load_run(store, config.replay_from)  # UserError now if it does not exist
+    planned = plan_evaluation(config)  # a bad suite or attack spec fails here, before anything loads
     judges = [get_judge(name) for name in config.judges]
     model = _load_model(model_ref, config)
     attacker = _load_model(config.attacker_ref, config) if config.attacker_ref else None
     try:
-        planned = plan_evaluation(config, capabilities=model.capabilities)
+        if any(a.requires(model.capabilities) for a in planned.attacks):
+            planned = plan_evaluation(config, capabilities=model.capabilities)
         model_hash = model.content_hash()
         stored_config = run_config(config, planned, judges, attacker, model_name)
         digest = config_hash(stored_config)

@@ -1,0 +1,119 @@
+"""`tunesafe eval` and `tunesafe runs` through the CLI entry point: bad input exits 2 with one line naming
+what is wrong and the fix (nothing stored), and a real run's table / JSON output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunesafe.cli.app import main
+from tunesafe.engine.results import list_runs
+from tunesafe.evidence.store import Store
+
+from .conftest import Server, write_suite
+
+
+class Cli:
+    """Runs `tunesafe --db DB ...` in-process through the real entry point (main)."""
+
+    def __init__(self, db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.db = db
+        self._capsys = capsys
+        self._monkeypatch = monkeypatch
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self._monkeypatch.setattr(sys, "argv", ["tunesafe", "--db", str(self.db), *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = self._capsys.readouterr()
+        return code, out, " ".join(err.split())  # Rich may wrap the line
+
+    def runs(self) -> list[str]:
+        return [r.id for r in list_runs(Store.open(str(self.db)))]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return Cli(tmp_path / "store.db", capsys, monkeypatch)
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--suite", "no-such-suite"], ["no built-in suite or file named 'no-such-suite'"]),
+    (["--attacks", "no_such_attack"], ["--attacks", "unknown attack or family 'no_such_attack'"]),
+    (["--judge", "no_such_judge"], ["unknown judges 'no_such_judge'"]),
+    (["--concurrency", "0"], ["--concurrency", "at least 1"]),
+    (["--limit", "0"], ["--limit"]),
+    (["--attacks", "crescendo_5"], ["need an attacker model"]),
+])
+def test_bad_options_exit_2(cli: Cli, server: Server, args: list[str], fragments: list[str]) -> None:
+    code, _, err = cli("eval", server.ref(), "--suite", "smoke", *args)
+    assert code == 2, err
+    for fragment in (*fragments, "fix:"):
+        assert fragment in err
+    assert "Traceback" not in err
+    assert cli.runs() == []  # nothing was started
+
+
+def test_bad_model_refs_exit_2(cli: Cli) -> None:
+    code, _, err = cli("eval", "nonsense-model", "--suite", "smoke", "--judge", "refusal")
+    assert code == 2 and "unknown model ref 'nonsense-model'" in err and "fix:" in err
+    code, _, err = cli("eval", "openai:m@http://127.0.0.1:9/v1", "--suite", "smoke", "--judge", "refusal")
+    assert code == 2 and "cannot reach http://127.0.0.1:9/v1" in err
+    code, _, err = cli("eval", "--suite", "smoke")
+    assert code == 2 and "missing MODEL" in err
+    assert cli.runs() == []
+
+
+def test_unknown_runs_exit_2(cli: Cli) -> None:
+    code, _, err = cli("eval", "--resume", "nope")
+    assert code == 2 and "no run 'nope'" in err and "tunesafe runs list" in err
+    code, _, err = cli("runs", "show", "nope")
+    assert code == 2 and "no run 'nope'" in err
+
+
+def test_real_process_exit_code(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "tunesafe.cli.app", "--db", str(tmp_path / "s.db"), "eval",
+                             "gguf:", "--suite", "smoke"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "model ref" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dry_run_counts_attempts_per_family_without_a_model(cli: Cli) -> None:
+    code, out, err = cli("eval", "--suite", "smoke", "--attacks", "direct_request,style_injection",
+                         "--dry-run", "--json", "--usd-per-mtok", "1.0")
+    assert code == 0, err
+    body = json.loads(out)
+    families = {f["family"]: f["attempts"] for f in body["families"]}
+    assert set(families) == {"direct_request", "style_injection"}
+    assert sum(families.values()) == body["attempts"] > 0
+    assert body["usd"] == pytest.approx(body["tokens_max"] / 1e6)
+    code, out, _ = cli("eval", "--suite", "smoke", "--attacks", "direct_request", "--dry-run")
+    assert code == 0 and "direct_request" in out and "estimated time" in out
+
+
+def test_eval_then_runs_list_and_show(cli: Cli, tmp_path: Path, server: Server) -> None:
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=3, n_benign=2)
+    code, out, err = cli("eval", server.ref(), "--suite", str(suite), "--attacks", "direct_request",
+                         "--judge", "refusal", "--json")
+    assert code == 0, err
+    body = json.loads(out)
+    run_id = body["run"]["id"]
+    assert body["run"]["status"] == "complete" and body["run"]["n_done"] == 5
+    assert body["summary"]["groups"]["overall"]["asr"]["k"] == 3  # the echo server always complies
+    assert body["session"]["attempts"] == 5
+    code, out, _ = cli("runs", "list", "--json")
+    assert code == 0 and [r["id"] for r in json.loads(out)] == [run_id]
+    code, out, _ = cli("runs", "show", run_id)
+    assert code == 0 and "complete: 5/5 attempts" in out and "family:direct_request" in out
+    code, out, _ = cli("runs", "show", run_id, "--json")
+    assert json.loads(out)["summary"]["groups"]["category:homonyms"]["over_refusal"]["n"] == 2
+    code, out, err = cli("eval", server.ref(), "--suite", str(suite), "--attacks", "direct_request",
+                         "--judge", "refusal", "--no-progress")
+    assert code == 0 and "ASR" in out and "5 attempts in" in err
