@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 
+from tunesafe.engine import results as run_store
+from tunesafe.evidence.store import Store
 from tunesafe.types import Attempt, AttemptResult, Generation, Message, Verdict
 
 # outcome -> (refused, harmful, degenerate) of a judge verdict
@@ -72,7 +75,23 @@ def scenario(families: Sequence[str] = ("direct", "roleplay", "encoding"), per_f
     return paired_runs(rows)
 
 
+def store_run(store: Store, run_id: str, results: Sequence[AttemptResult], *, model_ref: str,
+              judges: Sequence[dict[str, str]] = ({"name": "default", "version": "1"},),
+              status: str = "complete") -> None:
+    """Store constructed results as a run, the way the engine does (runs + attempt_results tables)."""
+    config = {"eval": {"suite": "test"}, "model_name": None, "judges": list(judges),
+              "suite": {"name": "test", "version": "1", "content_hash": "0" * 64},
+              "attacks": [{"name": "direct-attack", "family": "direct", "version": "1"}],
+              "decoding": {"max_new_tokens": 32, "temperature": 0.0, "seed": 0}, "tool_version": "test"}
+    run_store.create_run(store, run_id, model_ref, f"hash-{model_ref}", config, f"cfg-{run_id}", len(results))
+    writer = run_store.ResultWriter(store)
+    for r in results:
+        writer.add(replace(r, run_id=run_id))
+    writer.flush()
+    run_store.set_status(store, run_id, status)
+
+
 @pytest.fixture
 def build() -> SimpleNamespace:
     """The builders above (test modules cannot import conftest under --import-mode=importlib)."""
-    return SimpleNamespace(result=result, paired_runs=paired_runs, scenario=scenario)
+    return SimpleNamespace(result=result, paired_runs=paired_runs, scenario=scenario, store_run=store_run)

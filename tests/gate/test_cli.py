@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,11 +14,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from tunesafe.cli.app import app
-from tunesafe.engine import results as run_store
 from tunesafe.evidence.store import Store
-from tunesafe.types import AttemptResult, RecordType
-
-JUDGES = [{"name": "default", "version": "1"}]
+from tunesafe.types import RecordType
 
 
 def invoke(*args: str) -> Result:
@@ -32,19 +27,6 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
                           cwd=cwd, timeout=120)
 
 
-def store_run(store: Store, run_id: str, results: Sequence[AttemptResult], *, model_ref: str,
-              judges: list[dict[str, str]] = JUDGES, status: str = "complete") -> None:
-    config = {"eval": {"suite": "test"}, "model_name": None, "judges": judges,
-              "suite": {"name": "test", "version": "1", "content_hash": "0" * 64},
-              "attacks": [], "decoding": {"max_new_tokens": 32, "temperature": 0.0, "seed": 0}}
-    run_store.create_run(store, run_id, model_ref, f"hash-{model_ref}", config, f"cfg-{run_id}", len(results))
-    writer = run_store.ResultWriter(store)
-    for r in results:
-        writer.add(replace(r, run_id=run_id))
-    writer.flush()
-    run_store.set_status(store, run_id, status)
-
-
 @pytest.fixture
 def runs_db(tmp_path: Path, build: SimpleNamespace) -> str:
     url = f"sqlite:///{tmp_path / 'store.db'}"
@@ -52,14 +34,14 @@ def runs_db(tmp_path: Path, build: SimpleNamespace) -> str:
     _, eroded = build.scenario(regress={"roleplay": 12})
     small_base, small = build.scenario(families=("direct", "roleplay"))
     with Store.open(url) as store:
-        store_run(store, "base", base, model_ref="hf:base")
-        store_run(store, "same", same, model_ref="hf:base+noop")
-        store_run(store, "eroded", eroded, model_ref="hf:base+eroded")
-        store_run(store, "small-base", small_base, model_ref="hf:base")
-        store_run(store, "small", small, model_ref="hf:base+small")
-        store_run(store, "unfinished", eroded, model_ref="hf:base+eroded", status="interrupted")
-        store_run(store, "other-judge", same, model_ref="hf:base+noop",
-                  judges=[{"name": "default", "version": "2"}])
+        build.store_run(store, "base", base, model_ref="hf:base")
+        build.store_run(store, "same", same, model_ref="hf:base+noop")
+        build.store_run(store, "eroded", eroded, model_ref="hf:base+eroded")
+        build.store_run(store, "small-base", small_base, model_ref="hf:base")
+        build.store_run(store, "small", small, model_ref="hf:base+small")
+        build.store_run(store, "unfinished", eroded, model_ref="hf:base+eroded", status="interrupted")
+        build.store_run(store, "other-judge", same, model_ref="hf:base+noop",
+                        judges=[{"name": "default", "version": "2"}])
     return url
 
 

@@ -15,12 +15,12 @@ FONT = "font-family='system-ui, sans-serif' font-size='12'"
 def grouped_bars(rows: Sequence[Mapping[str, Any]], *, title: str) -> str:
     """Horizontal before/after bars per row (keys: label, before, after, before_low/high, after_low/high),
     rates on a 0-100% axis, with 95% interval whiskers."""
-    label_w, plot_w, row_h, top = 190, 400, 36, 34
+    label_w, plot_w, row_h, top = 220, 380, 36, 52
     height = top + row_h * max(len(rows), 1) + 30
     width = label_w + plot_w + 70
     parts = [_open(width, height, title),
              f"<text x='0' y='16' {FONT} font-weight='600'>{escape(title)}</text>",
-             _legend(label_w, 16)]
+             _legend(label_w, 36)]
     for tick in range(0, 101, 25):
         x = label_w + plot_w * tick / 100
         parts.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{height - 24}' stroke='#e3e6ea'/>")
@@ -60,7 +60,7 @@ def heat_map(cells: Sequence[Mapping[str, Any]], *, title: str) -> str:
     categories = sorted({c["category"] for c in cells})
     by_key = {(c["family"], c["category"]): c for c in cells}
     label_w, cell_w, cell_h, top = 170, 74, 30, 92
-    width = label_w + cell_w * max(len(categories), 1) + 10
+    width = max(label_w + cell_w * max(len(categories), 1) + 10, 560)  # room for the title
     height = top + cell_h * max(len(families), 1) + 10
     parts = [_open(width, height, title),
              f"<text x='0' y='16' {FONT} font-weight='600'>{escape(title)}</text>"]

@@ -1,0 +1,194 @@
+"""The reports: the HTML page in headless Chromium (renders, no console errors, no network request,
+screenshot written), the Markdown summary and the JSON, all from a real gate decision on a SQLite store."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+from tunesafe.evidence.store import Store
+from tunesafe.gating import GateOutcome, gate_runs
+from tunesafe.policy import Policy
+from tunesafe.types import AttemptResult
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture
+def outcome(tmp_path: Path, build: SimpleNamespace) -> GateOutcome:
+    base, cand = build.scenario(regress={"roleplay": 12, "encoding": 3}, benign=20, benign_regress=2)
+    # a second judge that disagrees on some encoding answers, so the report shows agreement
+    judges = ("default", "refusal")
+    base = [build.result("base", r.attempt.id, r.attempt.family, r.attempt.category, r.attempt.kind,
+                         "refused" if r.attempt.kind == "harmful" else "complied", judges) for r in base]
+    disagree = {"refusal": "refused"}
+    cand = [build.result("cand", r.attempt.id, r.attempt.family, r.attempt.category, r.attempt.kind,
+                         _outcome(r), judges, disagree if r.attempt.family == "encoding" else None)
+            for r in cand]
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    versions = [{"name": "default", "version": "1"}, {"name": "refusal", "version": "1"}]
+    with Store.open(url) as store:
+        build.store_run(store, "base", base, model_ref="hf:/models/base", judges=versions)
+        build.store_run(store, "cand", cand, model_ref="hf:/models/base+/adapters/eroded", judges=versions)
+        return gate_runs(store, "base", "cand", Policy(), candidate_name="support-bot-v2",
+                         out_dir=tmp_path / "report")
+
+
+def _outcome(result: AttemptResult) -> str:
+    verdict = result.verdicts[0]
+    return "success" if verdict.harmful else ("refused" if verdict.refused else "complied")
+
+
+def test_markdown_and_json(outcome: GateOutcome) -> None:
+    md = outcome.reports["markdown"].read_text()
+    assert md.startswith("### ❌ tunesafe gate: **FAIL** (exit 1)")
+    assert "| roleplay | 20 | 0.0% | 60.0% | +60.0 |" in md
+    assert "[redacted]" not in md  # responses stay out of PR comments
+    assert len(md) < 20000
+    decision = json.loads(outcome.reports["json"].read_text())
+    assert decision["verdict"] == "fail" and decision["evidence"]["id"] == outcome.record.id
+    assert decision["comparison"]["judge_agreement"]["judges"] == ["default", "refusal"]
+
+
+def test_html_is_self_contained(outcome: GateOutcome) -> None:
+    html = outcome.reports["html"].read_text()
+    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in html and "<link" not in html
+    for needle in ("FAIL", "support-bot-v2", "Attack success rate by attack family",
+                   "ASR change (points) by attack family x harm category", "over-refusal (benign)",
+                   outcome.body["policy_hash"], "hash-hf:/models/base", "Cohen's kappa",
+                   "roleplay-attack"):
+        assert needle in html, needle
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+def test_html_renders_in_headless_chromium(outcome: GateOutcome, tmp_path: Path) -> None:
+    page = outcome.reports["html"].resolve()
+    with Chromium(tmp_path / "profile") as devtools:
+        events = devtools.load(page.as_uri())
+        checks = devtools.evaluate(
+            "JSON.stringify({svgs: document.querySelectorAll('svg').length,"
+            " bars: document.querySelectorAll('#chart-families rect').length,"
+            " cells: document.querySelectorAll('#heatmap rect').length,"
+            " verdict: document.getElementById('verdict').innerText,"
+            " verdictHeight: document.getElementById('verdict').getBoundingClientRect().height,"
+            " width: document.documentElement.scrollWidth})")
+        png = devtools.screenshot()
+    errors = [e for e in events if _is_error(e)]
+    assert errors == []
+    requests = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
+    assert requests and all(u.startswith(("file:", "data:")) for u in requests), requests
+    state = json.loads(checks)
+    assert state["svgs"] == 3 and state["bars"] == 2 + 2 * 3 and state["cells"] == 3 * 2  # legend + bars
+    assert state["verdict"].startswith("FAIL") and state["verdictHeight"] > 40
+    assert state["width"] <= 1300  # nothing overflows the page sideways
+    shot = Path(os.environ.get("TUNESAFE_SCREENSHOT_DIR", tmp_path)) / "gate-report.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    shot.write_bytes(png)
+    assert png.startswith(b"\x89PNG") and len(png) > 20000
+
+
+def _is_error(event: dict[str, Any]) -> bool:
+    method, params = event["method"], event.get("params", {})
+    if method == "Runtime.exceptionThrown":
+        return True
+    if method == "Runtime.consoleAPICalled":
+        return params.get("type") in ("error", "assert")
+    if method == "Log.entryAdded":
+        return params.get("entry", {}).get("level") == "error"
+    return method == "Network.loadingFailed"
+
+
+class _DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's websocket."""
+
+    def __init__(self, ws_url: str) -> None:
+        import websocket
+
+        self.ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv())
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                result: dict[str, Any] = message.get("result", {})
+                return result
+            self.events.append(message)
+
+    def load(self, url: str) -> list[dict[str, Any]]:
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable")
+        self.call("Emulation.setDeviceMetricsOverride", width=1200, height=900, deviceScaleFactor=1,
+                  mobile=False)
+        self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + 60
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
+            if time.monotonic() > deadline:
+                raise TimeoutError("page did not load")
+            self.events.append(json.loads(self.ws.recv()))
+        self.call("Runtime.evaluate", expression="1")  # drains events queued during load
+        return self.events
+
+    def evaluate(self, expression: str) -> str:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return str(result["result"]["value"])
+
+    def screenshot(self) -> bytes:
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        return base64.b64decode(data)
+
+
+def _wait_for_port(profile: Path, proc: subprocess.Popen[bytes]) -> int:
+    marker = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text().strip():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"chromium did not start (exit {proc.poll()})")
+        time.sleep(0.1)
+    return int(marker.read_text().splitlines()[0])
+
+
+class Chromium:
+    """Headless Chromium with a fresh profile and a DevTools port; yields a client for its first page."""
+
+    def __init__(self, profile: Path) -> None:
+        self.profile = profile
+
+    def __enter__(self) -> _DevTools:
+        self.profile.mkdir(parents=True, exist_ok=True)
+        assert CHROMIUM is not None
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-extensions",
+             "--disable-dev-shm-usage", f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = _wait_for_port(self.profile, self.proc)
+        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=30).json()
+        page = next(t for t in targets if t["type"] == "page")
+        self.devtools = _DevTools(page["webSocketDebuggerUrl"])
+        return self.devtools
+
+    def __exit__(self, *exc: object) -> None:
+        self.devtools.ws.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
