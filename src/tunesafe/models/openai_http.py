@@ -241,7 +241,8 @@ class OpenAIChatModel:
             raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:200]}",
                              _retry_after(resp.headers.get("retry-after")))
         if resp.status_code in (401, 403):
-            raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check env var {self.key_env})")
+            raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check env var {self.key_env}): "
+                         f"{resp.text[:200]}")
         if resp.status_code != 200:
             raise _Fatal(f"HTTP {resp.status_code}: {resp.text[:300]}")
         return _parse_completion(resp, request)

@@ -58,7 +58,8 @@ class ServerConfig:
 
 
 class OpenAICompatApp:
-    """The ASGI app. `requests` logs every chat body received; `auth_headers` every Authorization."""
+    """The ASGI app. `requests` logs every valid chat body received, `auth_headers` every Authorization
+    header, `max_in_flight` the peak number of concurrent chat requests."""
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
@@ -66,6 +67,8 @@ class OpenAICompatApp:
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str | None] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most chat requests handled at once (checks clients' bounds)
 
     def inject(self, fault: str, times: int = 1) -> None:
         if fault not in FAULTS:
@@ -90,7 +93,12 @@ class OpenAICompatApp:
             await _json(send, 200, {"object": "list", "data": [
                 {"id": self.config.model, "object": "model", "owned_by": "tunesafe-test"}]})
         elif method == "POST" and path == "/v1/chat/completions":
-            await self._chat(scope, raw, send)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await self._chat(scope, raw, send)
+            finally:
+                self.in_flight -= 1
         elif method == "POST" and path == "/control/faults":
             spec = json.loads(raw or b"{}")
             self.inject(spec["fault"], int(spec.get("times", 1)))
@@ -102,7 +110,9 @@ class OpenAICompatApp:
         auth = dict(scope["headers"]).get(b"authorization")
         self.auth_headers.append(auth.decode() if auth else None)
         if self.config.api_key and auth != f"Bearer {self.config.api_key}".encode():
-            await _json(send, 401, {"error": {"message": "invalid api key"}})
+            # Like some real servers, echo the key back: clients must scrub it from their errors.
+            given = auth.decode() if auth else "none"
+            await _json(send, 401, {"error": {"message": f"invalid api key: {given}"}})
             return
         try:
             body = json.loads(raw)

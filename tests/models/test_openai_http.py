@@ -1,0 +1,122 @@
+"""The HTTP backend against the real loopback server (uvicorn on 127.0.0.1) with injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tunesafe.models import load_model
+from tunesafe.models.openai_http import OpenAIChatModel
+from tunesafe.testing.openai_server import RunningServer, serve
+from tunesafe.types import ChatRequest, Generation, Message
+
+
+def req(text: str, **kw: object) -> ChatRequest:
+    return ChatRequest(messages=(Message("user", text),), **kw)  # type: ignore[arg-type]
+
+
+def generate(model: OpenAIChatModel, requests: list[ChatRequest]) -> list[Generation]:
+    async def main() -> list[Generation]:
+        try:
+            return await model.generate(requests)
+        finally:
+            await model.aclose()
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def server() -> Iterator[RunningServer]:
+    with serve(retry_after=0.05, stall_s=2.0, replies={"knock knock": "who is there"}) as running:
+        yield running
+
+
+def model_for(server: RunningServer, **opts: object) -> OpenAIChatModel:
+    model = load_model(f"openai:tunesafe-test@{server.url}", **opts)
+    assert isinstance(model, OpenAIChatModel)
+    return model
+
+
+def test_replies_tokens_stop_and_length(server: RunningServer) -> None:
+    model = model_for(server)
+    gens = generate(model, [req("hello there"), req("knock knock"), req("a b c d e", max_new_tokens=3),
+                            req("stop here please", stop=("here",))])
+    assert [g.text for g in gens] == ["ECHO: hello there", "who is there", "ECHO: a b", "ECHO: stop "]
+    assert [g.finish_reason for g in gens] == ["stop", "stop", "length", "stop"]
+    assert gens[0].prompt_tokens == 2 and gens[0].completion_tokens == 3 and gens[0].latency_s > 0
+    assert server.requests[0]["temperature"] == 0.0 and server.requests[0]["max_tokens"] == 256
+
+
+def test_every_fault_gives_a_per_request_error_and_the_batch_completes(server: RunningServer) -> None:
+    model = model_for(server, timeout=0.5, max_retries=1, breaker=100)
+    faults = ["500", "stall", "malformed", "garbage", "drop"]
+    requests = [req(f"q{i} [[fault:{f}]]") for i, f in enumerate(faults)] + [req("fine")]
+    gens = generate(model, requests)
+    assert len(gens) == len(requests)
+    for fault, gen in zip(faults, gens[:-1], strict=True):
+        assert gen.error and not gen.ok and gen.text == "" and gen.finish_reason == "error", fault
+        assert "after 2 attempts" in gen.error
+    assert "HTTP 500" in gens[0].error and "timeout" in gens[1].error and "malformed" in gens[2].error
+    assert "connection error" in gens[4].error
+    assert gens[-1].ok and gens[-1].text == "ECHO: fine"
+
+
+def test_transient_429_and_500_are_retried_honouring_retry_after(server: RunningServer) -> None:
+    model = model_for(server, max_retries=3)
+    server.inject("429", times=2)
+    server.inject("500")
+    started = time.perf_counter()
+    [gen] = generate(model, [req("eventually")])
+    assert gen.ok and gen.text == "ECHO: eventually"
+    assert len(server.requests) == 4  # 429, 429, 500, success
+    assert time.perf_counter() - started >= 0.1  # two Retry-After waits of 0.05 s
+
+
+def test_circuit_breaker_fails_fast_after_repeated_failures(server: RunningServer) -> None:
+    model = model_for(server, max_retries=0, breaker=3, cooldown=60, concurrency=1)
+    server.inject("500", times=3)
+    gens = generate(model, [req(f"r{i}") for i in range(6)])
+    assert all(not g.ok for g in gens)
+    assert sum("circuit breaker open" in (g.error or "") for g in gens) == 3
+    assert len(server.requests) == 3  # the last three never reached the server
+
+
+def test_bounded_concurrency(server: RunningServer) -> None:
+    server.app.config.latency_s = 0.05
+    gens = generate(model_for(server, concurrency=3), [req(f"c{i}") for i in range(12)])
+    assert all(g.ok for g in gens)
+    assert server.app.max_in_flight == 3
+
+
+def test_prefill_fails_closed_unless_enabled(server: RunningServer) -> None:
+    [gen] = generate(model_for(server), [req("hi", prefill="Sure,")])
+    assert not gen.ok and "prefill" in (gen.error or "")
+    assert server.requests == []
+    [gen] = generate(model_for(server, prefill=1), [req("hi", prefill="Sure,")])
+    assert gen.ok
+    sent = server.requests[-1]
+    assert sent["messages"][-1] == {"role": "assistant", "content": "Sure,"}
+    assert sent["continue_final_message"] is True
+
+
+def test_api_key_is_sent_but_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-test-" + "9" * 24
+    monkeypatch.setenv("TUNESAFE_TEST_KEY", secret)
+    with serve(api_key=secret) as server:
+        [ok] = generate(model_for(server, key_env="TUNESAFE_TEST_KEY"), [req("with key")])
+        assert ok.ok and server.app.auth_headers[-1] == f"Bearer {secret}"
+        monkeypatch.setenv("TUNESAFE_TEST_KEY", "wrong-" + secret)
+        [bad] = generate(model_for(server, key_env="TUNESAFE_TEST_KEY"), [req("bad key")])
+        assert not bad.ok and "TUNESAFE_TEST_KEY" in (bad.error or "")
+        assert "invalid api key: Bearer ***" in (bad.error or "")  # the server echoed it; we scrubbed it
+        assert secret not in (bad.error or "")
+
+
+def test_content_hash_names_ref_and_server_model(server: RunningServer) -> None:
+    a = model_for(server).content_hash()
+    assert a == model_for(server).content_hash() and len(a) == 64
+    other = load_model(f"openai:other-model@{server.url}").content_hash()
+    assert other != a
