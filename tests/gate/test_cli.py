@@ -116,3 +116,28 @@ def test_policy_init_and_validate(tmp_path: Path) -> None:
 def test_gate_usage_error_exits_2() -> None:
     done = cli("gate", "--base", "embedded:qwen2.5-coder-0.5b")
     assert done.returncode == 2 and "--candidate" in done.stderr
+
+
+def test_decision_links_to_the_inventory(runs_db: str) -> None:
+    def models(*args: str) -> object:
+        done = invoke("--db", runs_db, "models", *args, "--json")
+        assert done.exit_code == 0, done.output
+        return json.loads(done.stdout)
+
+    invoke("--db", runs_db, "models", "add", "base-model", "--ref", "openai:base@http://127.0.0.1:9/v1")
+    invoke("--db", runs_db, "models", "add", "my-ft", "--base", "base-model",
+           "--ref", "openai:ft@http://127.0.0.1:9/v1")
+    assert [m["name"] for m in models("list", "--missing-post-eval")] == ["my-ft"]  # type: ignore[attr-defined]
+    done = invoke("--db", runs_db, "compare", "base", "eroded", "--base-name", "base-model",
+                  "--candidate-name", "my-ft")
+    assert done.exit_code == 1 and "not in the inventory" not in done.output
+    assert models("list", "--missing-post-eval") == []  # a failed gate is still a post-fine-tuning evaluation
+    shown = models("show", "my-ft")
+    evidence = [e for m in shown["lineage"] for e in m["evidence"]]  # type: ignore[index]
+    assert any(e["type"] == "gate_decision" and e["verdict"] == "fail" for e in evidence)
+
+
+def test_unknown_inventory_name_warns(runs_db: str) -> None:
+    done = invoke("--db", runs_db, "compare", "base", "same", "--candidate-name", "typo-ft")
+    assert done.exit_code == 0
+    assert "model 'typo-ft' is not in the inventory" in done.output

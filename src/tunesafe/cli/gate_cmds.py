@@ -13,6 +13,7 @@ from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print
 from tunesafe.cli.groups import AFTER, BEFORE, policy_app
 from tunesafe.engine.runner import EvalConfig
 from tunesafe.errors import UserError
+from tunesafe.evidence.store import Store
 from tunesafe.evidence.workspace import open_store
 from tunesafe.gating import GateOutcome, gate_models, gate_runs
 from tunesafe.policy import Policy, default_policy, default_policy_text, load_policy
@@ -62,6 +63,7 @@ def gate_command(
         outcome = asyncio.run(gate_models(store, base, candidate, policy, config, base_name=base_name,
                                           candidate_name=candidate_name, out_dir=out,
                                           progress=progress and not as_json))
+        _warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 
 
@@ -81,6 +83,7 @@ def compare_command(
     with open_store(db_url(ctx)) as store:
         outcome = gate_runs(store, run_a, run_b, policy, base_name=base_name, candidate_name=candidate_name,
                             out_dir=out)
+        _warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 
 
@@ -111,6 +114,18 @@ def policy_validate(path: Path = typer.Argument(..., help="Policy YAML to check.
 
 def _policy(path: Path | None) -> Policy:
     return default_policy() if path is None else load_policy(path)
+
+
+def _warn_if_not_in_inventory(store: Store, *names: str | None) -> None:
+    """The decision is recorded against the name either way; an unknown name is most likely a typo."""
+    from tunesafe.production.inventory import inventory
+
+    known = inventory(store)
+    for name in names:
+        if name and name not in known:
+            err_console.print(f"warning: model {name!r} is not in the inventory; add it with "
+                              "`tunesafe models add` so `tunesafe models` tracks this decision",
+                              highlight=False)
 
 
 def _finish(outcome: GateOutcome, as_json: bool) -> None:
