@@ -123,15 +123,23 @@ def with_prefill(prefill: str | None, text: str) -> str:
     return prefill + text
 
 
+def at_least_one(what: str, value: int) -> int:
+    if value < 1:
+        raise ValueError(f"{what} must be at least 1, got {value}")
+    return value
+
+
 class AttackImpl:
-    """Base of every attack. Subclasses set `meta` and implement `build`; those with several attempts per
-    behaviour override `variants`; those that encode the answer override `decode`."""
+    """Base of every attack. Subclasses set `meta` and implement `build`; an attack with a setting (shots,
+    turns, iterations) puts it in `params`; one with several attempts per behaviour overrides `variants`;
+    one that encodes the answer overrides `decode`."""
 
     meta: Attack
+    params: Mapping[str, Any] = {}
 
     def variants(self, behavior: Behavior, seed: int) -> list[dict[str, Any]]:
         """The params of each attempt for this behaviour (recorded in the attempt, part of its id)."""
-        return [{}]
+        return [dict(self.params)]
 
     def build(self, behavior: Behavior, params: Mapping[str, Any], seed: int) -> Prompt:
         raise NotImplementedError

@@ -9,7 +9,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from tunesafe.attacks.base import AttackImpl, Prompt, make_meta, request_text
+from tunesafe.attacks.base import AttackImpl, Prompt, at_least_one, make_meta, request_text
 from tunesafe.attacks.library import add
 from tunesafe.types import Behavior, Message
 
@@ -51,15 +51,11 @@ PLACEHOLDER_ANSWER = (
 
 class ManyShot(AttackImpl):
     def __init__(self, shots: int) -> None:
-        if shots < 1:
-            raise ValueError("many-shot needs at least one shot")
-        self.shots = shots
+        self.shots = at_least_one("shots", shots)
+        self.params = {"shots": shots}
         self.meta = make_meta(FAMILY, f"many_shot_{shots}", "1",
                               f"{shots} fake prior turns of compliant (placeholder) answers, "
                               "then the request.")
-
-    def variants(self, behavior: Behavior, seed: int) -> list[dict[str, Any]]:
-        return [{"shots": self.shots}]
 
     def build(self, behavior: Behavior, params: Mapping[str, Any], seed: int) -> Prompt:
         shots = int(params["shots"])

@@ -18,9 +18,9 @@ from tunesafe.attacks.attacker import (
     judge_one,
     send,
 )
-from tunesafe.attacks.base import ExecContext, Execution, make_meta
+from tunesafe.attacks.base import ExecContext, Execution, at_least_one, make_meta
 from tunesafe.attacks.library import add
-from tunesafe.types import Attempt, Behavior, Generation, Message
+from tunesafe.types import Attempt, Generation, Message
 
 if TYPE_CHECKING:
     from tunesafe.models.base import ChatModel
@@ -47,15 +47,11 @@ class Crescendo(AttackerDriven):
     frozen_keys = ("user_turns",)
 
     def __init__(self, max_turns: int) -> None:
-        if max_turns < 1:
-            raise ValueError("crescendo needs at least one turn")
-        self.max_turns = max_turns
+        self.max_turns = at_least_one("max_turns", max_turns)
+        self.params = {"max_turns": max_turns}
         self.meta = make_meta(FAMILY, f"crescendo_{max_turns}", "1",
                               f"Attacker-driven escalation over up to {max_turns} turns.",
                               needs_attacker=True)
-
-    def variants(self, behavior: Behavior, seed: int) -> list[dict[str, Any]]:
-        return [{"max_turns": self.max_turns}]
 
     async def search(self, goal: str, attempt: Attempt, target: ChatModel, ctx: ExecContext) -> Execution:
         conversation: list[Message] = []

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tunesafe.attacks.attacker import AttackerDriven, ask_attacker, is_success, judge_one, send
-from tunesafe.attacks.base import ExecContext, Execution, make_meta
+from tunesafe.attacks.base import ExecContext, Execution, at_least_one, make_meta
 from tunesafe.attacks.library import add
-from tunesafe.types import Attempt, Behavior, Generation, Message, Verdict
+from tunesafe.types import Attempt, Generation, Message, Verdict
 
 if TYPE_CHECKING:
     from tunesafe.models.base import ChatModel
@@ -40,15 +40,11 @@ def rating(verdict: Verdict | None) -> int:
 
 class Pair(AttackerDriven):
     def __init__(self, iterations: int) -> None:
-        if iterations < 1:
-            raise ValueError("PAIR needs at least one iteration")
-        self.iterations = iterations
+        self.iterations = at_least_one("iterations", iterations)
+        self.params = {"iterations": iterations}
         self.meta = make_meta(FAMILY, f"pair_{iterations}", "1",
                               f"PAIR: attacker proposes, judge scores, {iterations} refinement iterations.",
                               needs_attacker=True)
-
-    def variants(self, behavior: Behavior, seed: int) -> list[dict[str, Any]]:
-        return [{"iterations": self.iterations}]
 
     async def search(self, goal: str, attempt: Attempt, target: ChatModel, ctx: ExecContext) -> Execution:
         if ctx.judge is None:

@@ -42,9 +42,7 @@ class PayloadSplit(AttackImpl):
         self.meta = meta
         self.parts = parts
         self.by_words = by_words
-
-    def variants(self, behavior: Behavior, seed: int) -> list[dict[str, Any]]:
-        return [{"parts": self.parts, "cut": "words" if self.by_words else "chars"}]
+        self.params = {"parts": parts, "cut": "words" if by_words else "chars"}
 
     def pieces(self, text: str) -> list[str]:
         return split_words(text, self.parts) if self.by_words else split_chars(text, self.parts)
