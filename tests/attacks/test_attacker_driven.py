@@ -169,3 +169,16 @@ def test_attacker_driven_attacks_fail_closed(
     stale = execute(attack, connect(target_server), frozen={"unrelated": 1})
     assert not stale.ok and "lack" in (stale.error or "")
     assert not target_server.requests  # nothing reached the target in any of the three
+
+
+def test_an_unfinished_search_freezes_nothing_to_replay(
+    attacker_server: RunningServer, target_server: RunningServer, connect: Connect
+) -> None:
+    """A search cut short by a target error must not hand a partial conversation to the replay run."""
+    for attack in (Crescendo(2), Pair(2)):
+        target_server.inject("500")
+        execution = execute(attack, connect(target_server), attacker=connect(attacker_server),
+                            judge=get_judge("refusal"))
+        assert not execution.ok and set(execution.frozen) == {"trace"}
+        replay = execute(attack, connect(target_server), frozen=execution.frozen)
+        assert not replay.ok and "lack" in (replay.error or "")

@@ -71,9 +71,9 @@ class Crescendo(AttackerDriven):
                 raise AttackerError(str(exc), conversation) from exc
             exchange = [*conversation, Message("user", prompt)]
             generation = await send(target, exchange, ctx)
-            if not generation.ok:
+            if not generation.ok:  # an unfinished search freezes no turns: its replay is an error too
                 return Execution(generation=generation, response="", conversation=tuple(exchange),
-                                 frozen={"user_turns": _user_turns(exchange), "trace": trace})
+                                 frozen={"trace": trace})
             verdict = await judge_one(ctx, goal, generation.text)
             step = {"turn": turn, "prompt": prompt, "response": generation.text,
                     "refused": None if verdict is None else verdict.refused, "kept": True}

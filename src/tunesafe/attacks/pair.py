@@ -58,9 +58,9 @@ class Pair(AttackerDriven):
             prompt = await ask_attacker(ctx, history, seed=attempt.seed + iteration)
             history.append(Message("assistant", prompt))
             generation = await send(target, (Message("user", prompt),), ctx)
-            if not generation.ok:
+            if not generation.ok:  # an unfinished search freezes no prompt: its replay is an error too
                 return Execution(generation=generation, response="", conversation=(Message("user", prompt),),
-                                 frozen={"prompt": prompt, "trace": trace})
+                                 frozen={"trace": trace})
             score = rating(await judge_one(ctx, goal, generation.text))
             trace.append({"iteration": iteration + 1, "prompt": prompt, "response": generation.text,
                           "score": score})
