@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,9 @@ def test_a_changed_template_bumps_its_version() -> None:
     """An attack's prompts may only change together with its version, because the version is part of the
     attempt id: old and new prompts must never pair up. After a deliberate bump, regenerate the file with
     TUNESAFE_UPDATE_FINGERPRINTS=1."""
-    current = {a.meta.name: {"version": a.meta.version, "fingerprint": fingerprint(a)}
-               for a in attacks.all_attacks()}
+    current = {
+        a.meta.name: {"version": a.meta.version, "fingerprint": fingerprint(a)} for a in attacks.all_attacks()
+    }
     if os.environ.get("TUNESAFE_UPDATE_FINGERPRINTS") == "1":
         FINGERPRINTS.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
     recorded = json.loads(FINGERPRINTS.read_text())
@@ -96,3 +98,39 @@ def test_a_changed_template_bumps_its_version() -> None:
             assert now["fingerprint"] == before["fingerprint"], f"{name} changed: bump its version"
         else:
             pytest.fail(f"{name} is now version {now['version']}: regenerate {FINGERPRINTS.name}")
+
+
+def test_entry_point_plugins_load_as_instances_or_classes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real installed-distribution layout (dist-info with entry_points.txt) on sys.path."""
+    plugin = textwrap.dedent("""
+        from tunesafe.attacks.base import TemplateAttack, make_meta
+
+        INSTANCE = TemplateAttack(make_meta("roleplay_persona", "plugin_instance", "1", "x"),
+                                  "Pirate: {request}")
+
+        class Built(TemplateAttack):
+            def __init__(self):
+                super().__init__(make_meta("style_injection", "plugin_class", "1", "y"), "Haiku: {request}")
+    """)
+    (tmp_path / "ts_plugin_attacks.py").write_text(plugin)
+    dist = tmp_path / "ts_plugin_attacks-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ts-plugin-attacks\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[tunesafe.attacks]\n"
+        "plugin_instance = ts_plugin_attacks:INSTANCE\n"
+        "plugin_class = ts_plugin_attacks:Built\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_loaded_entry_points", False)
+    try:
+        assert (
+            attacks.get("plugin_instance").build(REFERENCE, {}, 0).messages[-1].content.startswith("Pirate:")
+        )
+        assert attacks.get("plugin_class").meta.family == "style_injection"
+        assert {"plugin_instance", "plugin_class"} <= {a.meta.name for a in attacks.resolve("all")}
+    finally:
+        registry._items.pop("plugin_instance", None)
+        registry._items.pop("plugin_class", None)
