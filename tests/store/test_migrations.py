@@ -37,6 +37,10 @@ def test_store_at_first_revision_is_upgraded_with_its_records(store_url: str) ->
         assert store.verify().checked == 4
 
 
+def test_schema_head_constant_is_the_newest_migration() -> None:
+    assert database.head_revision() == database.SCHEMA_HEAD
+
+
 def test_schema_models_match_migrations(store_url: str) -> None:
     with Store.open(store_url) as store, store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)

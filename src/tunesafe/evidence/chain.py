@@ -8,20 +8,23 @@ parsing it: verify hashes exactly the bytes in the database, and any edit to the
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tunesafe.types import canonical_json
-
 GENESIS = "0" * 64
+
+
+# canonical_json of a str or None, without building an encoder per call (verify encodes 4 per record)
+_scalar = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def envelope_text(type_: str, body_json: str, created_at: str, actor: str, subject: str | None) -> str:
     """canonical_json({"actor", "body", "created_at", "subject", "type"}) with the body already canonical;
     keys are written in sorted order by hand, which is what canonical_json would produce."""
     return (
-        f'{{"actor":{canonical_json(actor)},"body":{body_json},"created_at":{canonical_json(created_at)},'
-        f'"subject":{canonical_json(subject)},"type":{canonical_json(type_)}}}'
+        f'{{"actor":{_scalar(actor)},"body":{body_json},"created_at":{_scalar(created_at)},'
+        f'"subject":{_scalar(subject)},"type":{_scalar(type_)}}}'
     )
 
 

@@ -65,7 +65,8 @@ class Store:
         parsed = database.parse_url(url)
         engine = database.create(parsed)
         try:
-            database.migrate(engine, parsed)
+            if database.current_revision(engine) != database.SCHEMA_HEAD:
+                database.migrate(engine, parsed)
         except DBAPIError as exc:
             engine.dispose()
             raise database.connect_error(parsed, exc) from exc
@@ -153,7 +154,7 @@ class Store:
                 head = conn.execute(select(ChainHead.last_id, ChainHead.last_hash)
                                     .where(ChainHead.id == 1)).one()
                 rows = conn.execute(select(*_COLUMNS).order_by(RecordRow.id))
-                return verify_rows((tuple(r) for r in rows), head.last_id, head.last_hash)  # type: ignore[misc]
+                return verify_rows(rows, head.last_id, head.last_hash)  # type: ignore[arg-type]
 
     def _read(self, query: Executable) -> list[Any]:
         with self._guard(), self.engine.connect() as conn:
