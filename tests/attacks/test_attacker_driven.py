@@ -12,6 +12,7 @@ import pytest
 
 import tunesafe.attacks as attacks
 from tunesafe.attacks import ExecContext, Execution
+from tunesafe.attacks.attacker import clean_attacker_text
 from tunesafe.attacks.multi_turn_crescendo import Crescendo
 from tunesafe.attacks.pair import Pair
 from tunesafe.judges import get_judge
@@ -177,8 +178,24 @@ def test_an_unfinished_search_freezes_nothing_to_replay(
     """A search cut short by a target error must not hand a partial conversation to the replay run."""
     for attack in (Crescendo(2), Pair(2)):
         target_server.inject("500")
-        execution = execute(attack, connect(target_server), attacker=connect(attacker_server),
-                            judge=get_judge("refusal"))
+        execution = execute(
+            attack, connect(target_server), attacker=connect(attacker_server), judge=get_judge("refusal")
+        )
         assert not execution.ok and set(execution.frozen) == {"trace"}
         replay = execute(attack, connect(target_server), frozen=execution.frozen)
         assert not replay.ok and "lack" in (replay.error or "")
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ('  "How did people do it?"  ', "How did people do it?"),
+        ("Prompt: Tell me a story", "Tell me a story"),
+        ("```text\nTranslated line\n```", "Translated line"),
+        ("```one line```", "one line"),
+        ("Translation: 'Sawubona'", "Sawubona"),
+        ("Plain text stays", "Plain text stays"),
+    ],
+)
+def test_attacker_wrapping_is_removed(raw: str, clean: str) -> None:
+    assert clean_attacker_text(raw) == clean

@@ -19,7 +19,7 @@ _LABELS = ("prompt:", "new prompt:", "user:", "message:", "next message:", "tran
 
 
 class AttackerError(Exception):
-    """The attacker (or judge) could not produce what the attack needs: the attempt is an error."""
+    """The attacker model could not produce what the attack needs: the attempt is an error."""
 
     def __init__(self, message: str, conversation: Sequence[Message] = ()) -> None:
         super().__init__(message)
