@@ -56,31 +56,47 @@ def test_holm_skips_untested_and_caps_at_one() -> None:
     assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
 
 
+def _singletons(b: int, c: int, n: int) -> tuple[list[int], list[int], list[int]]:
+    """n independent pairs: b got worse, c got better."""
+    return [1] * b + [0] * (n - b), [0] * b + [1] * c + [0] * (n - b - c), [1] * n
+
+
 def test_bootstrap_contains_diff_and_is_reproducible() -> None:
     b, c, n = 18, 4, 120
-    ci = paired_bootstrap_ci(b, c, n, seed=7)
+    ci = paired_bootstrap_ci(*_singletons(b, c, n), seed=7)
     assert ci is not None
     low, high = ci
     assert low < (b - c) / n < high
-    assert paired_bootstrap_ci(b, c, n, seed=7) == ci
-    assert paired_bootstrap_ci(b, c, n, seed=8) != ci
+    assert paired_bootstrap_ci(*_singletons(b, c, n), seed=7) == ci
+    assert paired_bootstrap_ci(*_singletons(b, c, n), seed=8) != ci
 
 
 def test_bootstrap_matches_index_resampling() -> None:
-    """The multinomial shortcut gives the same interval as resampling pair indices (independent code)."""
+    """With one pair per cluster the interval is the plain paired bootstrap (independent code)."""
     b, c, n = 25, 10, 200
     diffs = np.array([1] * b + [-1] * c + [0] * (n - b - c))
     rng = np.random.default_rng(123)
     means = diffs[rng.integers(0, n, size=(20000, n))].mean(axis=1)
     expected = np.percentile(means, [2.5, 97.5])
-    low, high = paired_bootstrap_ci(b, c, n, n_boot=20000, seed=1) or (0.0, 0.0)
+    low, high = paired_bootstrap_ci(*_singletons(b, c, n), n_boot=20000, seed=1) or (0.0, 0.0)
     assert low == pytest.approx(expected[0], abs=0.01)
     assert high == pytest.approx(expected[1], abs=0.01)
 
 
+def test_bootstrap_resamples_clusters() -> None:
+    """40 attempts that are 10 behaviours x 4 identical attacks carry the information of 10 pairs, not 40:
+    the interval matches 10 independent pairs and is wider than 40 independent ones."""
+    clustered = paired_bootstrap_ci([4] * 3 + [0] * 7, [0] * 10, [4] * 10, n_boot=20000, seed=3)
+    ten = paired_bootstrap_ci(*_singletons(3, 0, 10), n_boot=20000, seed=3)
+    forty = paired_bootstrap_ci(*_singletons(12, 0, 40), n_boot=20000, seed=3)
+    assert clustered is not None and ten is not None and forty is not None
+    assert clustered == pytest.approx(ten, abs=0.02)
+    assert clustered[1] - clustered[0] > (forty[1] - forty[0]) * 1.5
+
+
 def test_bootstrap_without_discordance_is_a_point() -> None:
-    assert paired_bootstrap_ci(0, 0, 50) == (0.0, 0.0)
-    assert paired_bootstrap_ci(0, 0, 0) is None
+    assert paired_bootstrap_ci(*_singletons(0, 0, 50)) == (0.0, 0.0)
+    assert paired_bootstrap_ci([], [], []) is None
 
 
 def test_required_pairs_matches_connor_table() -> None:

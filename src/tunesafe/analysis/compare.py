@@ -148,7 +148,7 @@ def _delta(metric: _Metric, group: str, pairs: Sequence[_Pair], alpha: float, li
     down = sum(metric.rate_of(p.before) and not metric.rate_of(p.after) for p in pairs)
     # b counts pairs that got worse, whichever way "worse" points for this metric
     b, c = (up, down) if metric.higher_is_worse else (down, up)
-    ci = paired_bootstrap_ci(up, down, n, n_boot=n_boot, seed=seed)
+    ci = paired_bootstrap_ci(*_by_behaviour(metric, pairs), n_boot=n_boot, seed=seed)
     p_one = mcnemar_exact(b, c, "greater") if n else None
     mde = minimum_detectable_regression(n, c / n, alpha) if n else None
     axis = group.split(":", 1)[0]
@@ -166,6 +166,19 @@ def _delta(metric: _Metric, group: str, pairs: Sequence[_Pair], alpha: float, li
         before_low=rate_before.low, before_high=rate_before.high,
         after_low=rate_after.low, after_high=rate_after.high,
     )
+
+
+def _by_behaviour(metric: _Metric, pairs: Sequence[_Pair]) -> tuple[list[int], list[int], list[int]]:
+    """Per behaviour (the bootstrap's cluster): pairs whose rate event appeared / vanished, and pairs."""
+    clusters: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for p in pairs:
+        counts = clusters[p.base.attempt.behavior_id]
+        before, after = metric.rate_of(p.before), metric.rate_of(p.after)
+        counts[0] += after and not before
+        counts[1] += before and not after
+        counts[2] += 1
+    up, down, sizes = zip(*clusters.values(), strict=True) if clusters else ((), (), ())
+    return list(up), list(down), list(sizes)
 
 
 def _error_delta(base: Mapping[str, AttemptResult], cand: Mapping[str, AttemptResult],

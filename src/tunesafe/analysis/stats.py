@@ -14,6 +14,7 @@ from scipy.optimize import brentq
 from scipy.stats import binomtest, norm
 
 POWER = 0.8
+BOOT_CELLS = 4_000_000  # cluster draws held in memory at once by the bootstrap
 
 
 def mcnemar_exact(b: int, c: int, alternative: str = "two-sided") -> float:
@@ -40,22 +41,31 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def paired_bootstrap_ci(b: int, c: int, n: int, *, n_boot: int = 2000, seed: int = 0,
-                        confidence: float = 0.95) -> tuple[float, float] | None:
-    """Percentile interval of the paired difference (after - before) of a binary rate.
+def paired_bootstrap_ci(up: Sequence[int], down: Sequence[int], sizes: Sequence[int], *, n_boot: int = 2000,
+                        seed: int = 0, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Percentile interval of the paired difference (after - before) of a binary rate, resampling
+    clusters: cluster i holds sizes[i] pairs, up[i] of them got the event only after, down[i] only before.
 
-    Resampling n pairs with replacement only matters through how many +1 (b), -1 (c) and 0 differences
-    are drawn, so one multinomial draw per replicate is exactly the index bootstrap, in O(n_boot)."""
-    if n <= 0:
+    Attempts of one behaviour under several attacks are correlated, so resampling behaviours (not
+    attempts) keeps the interval honest; with one pair per cluster this is the plain paired bootstrap."""
+    k = len(sizes)
+    if k == 0 or sum(sizes) == 0:
         return None
-    if b + c > n:
-        raise ValueError(f"b + c = {b + c} exceeds n = {n}")
     rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n, [b / n, c / n, (n - b - c) / n], size=n_boot)
-    diffs = (draws[:, 0] - draws[:, 1]) / n
+    net = np.asarray(up, dtype=np.int64) - np.asarray(down, dtype=np.int64)
+    size = np.asarray(sizes, dtype=np.int64)
+    rows = max(1, BOOT_CELLS // k)  # replicates per block: bounds memory on very large runs
+    diffs = np.concatenate([_replicates(rng, net, size, min(rows, n_boot - start))
+                            for start in range(0, n_boot, rows)])
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def _replicates(rng: np.random.Generator, net: np.ndarray, size: np.ndarray, count: int) -> np.ndarray:
+    picks = rng.integers(0, len(size), size=(count, len(size)))
+    result: np.ndarray = net[picks].sum(axis=1) / size[picks].sum(axis=1)
+    return result
 
 
 def required_pairs(delta: float, p01: float, alpha: float, power: float = POWER) -> float:
