@@ -100,3 +100,15 @@ def test_chain_stays_valid_across_reopen(store_url: str) -> None:
     with Store.open(store_url) as store:
         store.append(RecordType.INCIDENT, {"what": "reopened"})
         assert store.verify().ok and store.verify().checked == 4
+
+
+def test_append_many_is_all_or_nothing(store: Store) -> None:
+    store.append(RecordType.RUN, {"i": 0})
+    batch = [(RecordType.MODEL_VERSION, {"name": f"m{i}"}, f"m{i}") for i in range(3)]
+    written = store.append_many(batch, actor="importer")
+    assert [r.id for r in written] == [2, 3, 4] and written[0].prev_hash == store.get(1).hash
+    assert list(store.records())[1:] == written
+    unserialisable = [(RecordType.RUN, {"ok": 1}, None), (RecordType.RUN, {"bad": object()}, None)]
+    with pytest.raises(TypeError):
+        store.append_many(unserialisable)
+    assert store.verify().checked == 4 and store.append_many([]) == []
