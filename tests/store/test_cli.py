@@ -130,3 +130,10 @@ def test_broken_workspace_config(tmp_path: Path) -> None:
     (tmp_path / ".tunesafe").mkdir()
     (tmp_path / ".tunesafe" / "config.yaml").write_text("db: [unclosed\n")
     assert_user_error(tunesafe("verify", cwd=tmp_path), "config.yaml", "tunesafe init")
+
+
+def test_missing_postgres_database_is_named(tmp_path: Path, pg_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_url).set(database="no_such_db").render_as_string(hide_password=False)
+    assert_user_error(tunesafe("--db", url, "verify", cwd=tmp_path), "no_such_db", "does not exist")

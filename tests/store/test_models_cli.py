@@ -136,3 +136,9 @@ def test_bad_input_is_one_line_and_exit_2(
         assert fragment in err
     code, out, _ = cli("models", "list", "--json")
     assert [m["name"] for m in json.loads(out)] == ["dup"]  # nothing else written
+
+
+def test_init_on_a_file_is_refused(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    code, _, err = cli("init", "a-file")
+    assert code == 2 and "a-file: is a file, not a folder" in err

@@ -143,7 +143,7 @@ class Store:
         rows = self._read(select(*_COLUMNS).where(RecordRow.id == record_id))
         if not rows:
             raise UserError(f"no evidence record with id {record_id}", where=self.location,
-                            fix="list records with `tunesafe models show NAME` or check the id")
+                            fix="check the id: records are numbered 1..N in chain order")
         return _record(rows[0])
 
     def verify(self) -> VerifyResult:
