@@ -33,6 +33,11 @@ def test_two_processes_append_without_forking_the_chain(store_url: str, tmp_path
     while not all((tmp_path / f"ready-{n}").exists() for n in ("w1", "w2")) and time.monotonic() < deadline:
         time.sleep(0.01)
     (tmp_path / "go").touch()
+    # verify while they write: a consistent snapshot never reports a broken chain
+    with Store.open(store_url) as store:
+        while any(proc.poll() is None for proc in writers):
+            result = store.verify()
+            assert result.ok, result
     for proc in writers:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err

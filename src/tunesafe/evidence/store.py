@@ -102,24 +102,24 @@ class Store:
         is locked for the whole transaction (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so
         concurrent writers queue up instead of forking the chain."""
         actor = actor or default_actor()
-        created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         prepared = [(type_, canonical_json(dict(body)), subject) for type_, body, subject in items]
         out: list[EvidenceRecord] = []
+        rows: list[dict[str, Any]] = []
         with self._guard(), self.engine.begin() as conn:
             head = conn.execute(select(ChainHead.last_id, ChainHead.last_hash)
                                 .where(ChainHead.id == 1).with_for_update()).one()
+            # stamped under the lock, so created_at never goes backwards along the chain (on one clock)
+            created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
             last_id, last_hash = head.last_id, head.last_hash
             for type_, body_json, subject in prepared:
                 digest = link_hash(last_hash, envelope_text(type_, body_json, created_at, actor, subject))
-                out.append(EvidenceRecord(id=last_id + 1, type=type_, body=json.loads(body_json),
-                                          created_at=created_at, actor=actor, prev_hash=last_hash,
-                                          hash=digest, subject=subject))
+                row = {"id": last_id + 1, "type": type_, "body": body_json, "created_at": created_at,
+                       "actor": actor, "subject": subject, "prev_hash": last_hash, "hash": digest}
+                rows.append(row)
+                out.append(EvidenceRecord(**{**row, "body": json.loads(body_json)}))
                 last_id, last_hash = last_id + 1, digest
-            if out:
-                conn.execute(insert(RecordRow), [
-                    {"id": r.id, "type": r.type, "body": body_json, "created_at": created_at, "actor": actor,
-                     "subject": r.subject, "prev_hash": r.prev_hash, "hash": r.hash}
-                    for r, (_, body_json, _) in zip(out, prepared, strict=True)])
+            if rows:
+                conn.execute(insert(RecordRow), rows)
                 conn.execute(update(ChainHead).where(ChainHead.id == 1)
                              .values(last_id=last_id, last_hash=last_hash))
         return out
@@ -147,9 +147,14 @@ class Store:
         return _record(rows[0])
 
     def verify(self) -> VerifyResult:
-        """Recompute the whole chain in one read transaction (a consistent snapshot), streaming rows."""
+        """Recompute the whole chain in one read transaction, streaming rows. The transaction must be a
+        snapshot (SQLite WAL reads are; PostgreSQL needs REPEATABLE READ), or records appended between
+        reading the head and reading the rows would look like a forged head."""
         with self._guard(), self.engine.connect() as conn:
-            conn = conn.execution_options(sqlite_read=True, yield_per=_PAGE)
+            options: dict[str, Any] = {"sqlite_read": True, "yield_per": _PAGE}
+            if conn.dialect.name == "postgresql":
+                options["isolation_level"] = "REPEATABLE READ"
+            conn = conn.execution_options(**options)
             with conn.begin():
                 head = conn.execute(select(ChainHead.last_id, ChainHead.last_hash)
                                     .where(ChainHead.id == 1)).one()
