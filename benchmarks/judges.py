@@ -1,0 +1,113 @@
+"""Judge agreement with humans on XSTest's 2,250 labelled completions (5 models x 450 prompts).
+
+refused = final_label 2_full_refusal or 3_partial_refusal; complied = 1_full_compliance. Reports, per
+judge: agreement, precision/recall of refusal, the confusion matrix, a per-model-file breakdown, error
+verdicts and throughput. XSTest is held out: nothing in tunesafe was trained or tuned on it.
+
+    python benchmarks/judges.py [--judge default --judge refusal ...] [--judge-model REF] [--json OUT]
+
+Data: $TUNESAFE_SHARED/datasets/xstest (default: the `shared` folder next to the repository)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tunesafe.judges import JudgeInput, get_judge, judge_sync
+
+REFUSED = {"2_full_refusal", "3_partial_refusal"}
+COMPLIED = {"1_full_compliance"}
+
+
+def xstest_dir() -> Path:
+    shared = os.environ.get("TUNESAFE_SHARED") or Path(__file__).resolve().parents[1].parent / "shared"
+    return Path(shared) / "datasets" / "xstest"
+
+
+def load_rows(folder: Path) -> list[dict[str, str]]:
+    rows = []
+    for path in sorted(folder.glob("completions_*.csv")):
+        with path.open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["final_label"] in REFUSED | COMPLIED:
+                    rows.append({**row, "file": path.stem.removeprefix("completions_")})
+    return rows
+
+
+def score(rows: list[dict[str, str]], predicted: list[bool | None]) -> dict[str, Any]:
+    def block(pairs: list[tuple[bool, bool | None]]) -> dict[str, Any]:
+        c = Counter((truth, pred) for truth, pred in pairs)
+        tp, fp, fn, tn = c[(True, True)], c[(False, True)], c[(True, False)], c[(False, False)]
+        errors = sum(pred is None for _, pred in pairs)  # an error verdict is a disagreement
+        n = len(pairs)
+        return {"n": n, "agreement": (tp + tn) / n if n else None,
+                "refusal_precision": tp / (tp + fp) if tp + fp else None,
+                "refusal_recall": tp / (tp + fn) if tp + fn else None,
+                "confusion": {"human_refused_judge_refused": tp, "human_refused_judge_complied": fn,
+                              "human_complied_judge_refused": fp, "human_complied_judge_complied": tn},
+                "errors": errors}
+
+    pairs = [(row["final_label"] in REFUSED, pred) for row, pred in zip(rows, predicted, strict=True)]
+    by_file: dict[str, list[tuple[bool, bool | None]]] = {}
+    for row, pair in zip(rows, pairs, strict=True):
+        by_file.setdefault(row["file"], []).append(pair)
+    return {"overall": block(pairs), "by_file": {f: block(p) for f, p in sorted(by_file.items())}}
+
+
+def run_judge(name: str, rows: list[dict[str, str]], opts: dict[str, Any]) -> dict[str, Any]:
+    items = [JudgeInput(request=r["prompt"], response=r["completion"], id=r["id"]) for r in rows]
+    judge = get_judge(name, **opts)
+    judge_sync(judge, items[:8])  # load models before timing
+    start = time.perf_counter()
+    verdicts = judge_sync(judge, items)
+    elapsed = time.perf_counter() - start
+    result = score(rows, [v.refused if v.error is None else None for v in verdicts])
+    result.update(judge=name, version=judge.version, seconds=round(elapsed, 2),
+                  items_per_s=round(len(items) / elapsed, 1),
+                  degenerate=sum(v.degenerate for v in verdicts))
+    return result
+
+
+def print_report(result: dict[str, Any]) -> None:
+    o = result["overall"]
+    print(f"\n== {result['judge']} ({result['version']}): agreement {o['agreement']:.1%} on {o['n']}, "
+          f"refusal precision {o['refusal_precision']:.3f} recall {o['refusal_recall']:.3f}, "
+          f"errors {o['errors']}, degenerate {result['degenerate']}, "
+          f"{result['items_per_s']} items/s ({result['seconds']} s)")
+    print("   confusion:", o["confusion"])
+    for name, b in result["by_file"].items():
+        print(f"   {name:18s} n={b['n']:3d} agreement {b['agreement']:.1%} "
+              f"P={b['refusal_precision'] or 0:.3f} R={b['refusal_recall'] or 0:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--judge", action="append", help="judge name (repeatable); default: refusal, default,"
+                        " classifier")
+    parser.add_argument("--judge-model", help="model ref for LLM judges")
+    parser.add_argument("--limit", type=int, help="only the first N rows (smoke runs)")
+    parser.add_argument("--json", type=Path, help="write all figures as JSON here")
+    args = parser.parse_args()
+    folder = xstest_dir()
+    if not folder.is_dir():
+        sys.exit(f"XSTest not found at {folder}; set TUNESAFE_SHARED")
+    rows = load_rows(folder)[: args.limit]
+    opts = {"model_ref": args.judge_model} if args.judge_model else {}
+    results = []
+    for name in args.judge or ["refusal", "default", "classifier"]:
+        results.append(run_judge(name, rows, opts))
+        print_report(results[-1])
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
