@@ -96,7 +96,10 @@ def ref_paths(ref: str) -> list[tuple[str, str]]:
         return []
     from tunesafe.models.refs import parse_ref  # lazy: keeps `tunesafe models list` light
 
-    parsed = parse_ref(ref)
+    try:
+        parsed = parse_ref(ref)
+    except UserError as exc:  # same check, but name the option and every scheme the inventory takes
+        raise UserError(exc.message, where="--ref", fix=f"use {_REF_SCHEMES}") from exc
     paths: list[tuple[str, str]] = []
     if parsed.scheme in ("hf", "gguf"):
         paths.append(("weights", parsed.target))
