@@ -144,15 +144,14 @@ def _delta(metric: _Metric, group: str, pairs: Sequence[_Pair], alpha: float, li
     n = len(pairs)
     hit_before = sum(metric.rate_of(p.before) for p in pairs)
     hit_after = sum(metric.rate_of(p.after) for p in pairs)
-    up = sum(metric.rate_of(p.after) and not metric.rate_of(p.before) for p in pairs)
-    down = sum(metric.rate_of(p.before) and not metric.rate_of(p.after) for p in pairs)
+    clusters = _by_behaviour(metric, pairs)
+    up, down = sum(clusters[0]), sum(clusters[1])
     # b counts pairs that got worse, whichever way "worse" points for this metric
     b, c = (up, down) if metric.higher_is_worse else (down, up)
-    ci = paired_bootstrap_ci(*_by_behaviour(metric, pairs), n_boot=n_boot, seed=seed)
+    ci = paired_bootstrap_ci(*clusters, n_boot=n_boot, seed=seed)
     p_one = mcnemar_exact(b, c, "greater") if n else None
     mde = minimum_detectable_regression(n, c / n, alpha) if n else None
-    axis = group.split(":", 1)[0]
-    needed = limits.get(axis, 1)
+    needed = max(limits.get(group.split(":", 1)[0], 1), 1)
     rate_before, rate_after = proportion(hit_before, n), proportion(hit_after, n)
     return PairedDelta(
         metric=metric.name, group=group, n_pairs=n,
@@ -160,8 +159,7 @@ def _delta(metric: _Metric, group: str, pairs: Sequence[_Pair], alpha: float, li
         diff=(hit_after - hit_before) / n if n else None,
         ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None,
         b=b, c=c, p_value=p_one, p_adjusted=p_one, mde=mde,
-        inconclusive=n < max(needed, 1),
-        note=f"{n} pairs < minimum {needed}" if n < max(needed, 1) else "",
+        inconclusive=n < needed, note=f"{n} pairs < minimum {needed}" if n < needed else "",
         p_two_sided=mcnemar_exact(b, c) if n else None,
         before_low=rate_before.low, before_high=rate_before.high,
         after_low=rate_after.low, after_high=rate_after.high,
