@@ -70,6 +70,17 @@ def test_versions_carry_content_hashes(store: Store, files: Path) -> None:
     assert store.verify().ok
 
 
+def test_file_hash_is_streamed_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from tunesafe.evidence import hashing
+
+    data = bytes(range(256)) * 40
+    (tmp_path / "w.bin").write_bytes(data)
+    monkeypatch.setattr(hashing, "CHUNK", 7)  # many partial reads, as on a multi-GB file with 1 MiB chunks
+    assert file_sha256(tmp_path / "w.bin") == hashlib.sha256(data).hexdigest()
+
+
 def test_folder_hash_changes_with_any_file_inside(files: Path) -> None:
     before = content_hash(files / "adapter").sha256
     (files / "adapter" / "adapter_config.json").write_text('{"r": 16}')
