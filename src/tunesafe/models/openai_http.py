@@ -109,10 +109,12 @@ class OpenAIChatModel:
         self._key = os.environ.get(key_env) or None
         self._breaker = CircuitBreaker(breaker, cooldown)
         self._concurrency = concurrency
-        # The client and semaphore belong to one event loop; a CLI may call asyncio.run more than once.
+        # One client per concurrency slot: httpx's pool scans all its connections for every request,
+        # which made one shared 64-connection client CPU-bound (benchmarks/backends.py: 56 vs ~290 req/s
+        # at concurrency 64). The slots belong to one event loop; a CLI may call asyncio.run twice.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._semaphore: asyncio.Semaphore | None = None
+        self._slots: asyncio.Queue[httpx.AsyncClient] | None = None
+        self._clients: list[httpx.AsyncClient] = []
         self._hash: str | None = None
 
     @classmethod
@@ -162,20 +164,23 @@ class OpenAIChatModel:
             self._hash = sha256_hex(canonical_json({"ref": self.ref, "model_info": info}))
         return self._hash
 
-    def _bind_loop(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    def _bind_loop(self) -> asyncio.Queue[httpx.AsyncClient]:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._semaphore is None or self._loop is not loop:
-            n = self._concurrency
-            limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-            self._client = httpx.AsyncClient(limits=limits, timeout=self.timeout)
-            self._semaphore = asyncio.Semaphore(self._concurrency)
+        if self._slots is None or self._loop is not loop:
+            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            self._clients = [httpx.AsyncClient(limits=limits, timeout=self.timeout)
+                             for _ in range(self._concurrency)]
+            self._slots = asyncio.Queue()
+            for client in self._clients:
+                self._slots.put_nowait(client)
             self._loop = loop
-        return self._client, self._semaphore
+        return self._slots
 
     async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.aclose()
-        self._client = self._semaphore = self._loop = None
+        if self._loop is asyncio.get_running_loop():
+            for client in self._clients:
+                await client.aclose()
+        self._clients, self._slots, self._loop = [], None, None
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
@@ -184,9 +189,10 @@ class OpenAIChatModel:
         if request.prefill and not self.capabilities.prefill:
             return error_generation(f"{self.ref} does not support prefill (add ?prefill=1 if the server "
                                     "continues a final assistant message)")
-        started = time.perf_counter()
-        client, semaphore = self._bind_loop()
-        async with semaphore:
+        slots = self._bind_loop()
+        client = await slots.get()  # bounds concurrency: one request per slot
+        started = time.perf_counter()  # latency counts from here, not the wait for a slot
+        try:
             attempt = 0
             while True:
                 if not self._breaker.allow():
@@ -207,6 +213,8 @@ class OpenAIChatModel:
                     return error_generation(self._scrub(str(exc)), time.perf_counter() - started)
                 self._breaker.success()
                 return _with_latency(generation, time.perf_counter() - started)
+        finally:
+            slots.put_nowait(client)
 
     @staticmethod
     def _delay(attempt: int, retry_after: float | None) -> float:
