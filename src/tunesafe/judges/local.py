@@ -71,8 +71,8 @@ class EmbeddingJudge:
         stages = [pattern_stage(item) for item in items]
         todo = [i for i, (scan, reason) in enumerate(stages)
                 if not self.only_undecided or (scan.decisive is None and reason is None)]
-        probs, cosines = await asyncio.to_thread(self._classify, [items[i] for i in todo],
-                                                 [stages[i][0] for i in todo])
+        probs, cosines = ([], []) if not todo else await asyncio.to_thread(
+            self._classify, [items[i] for i in todo], [stages[i][0] for i in todo])
         by_index = {i: (float(p), c) for i, p, c in zip(todo, probs, cosines, strict=True)}
         verdicts = []
         for i, (item, (scan, reason)) in enumerate(zip(items, stages, strict=True)):
@@ -93,8 +93,6 @@ class EmbeddingJudge:
 
     def _classify(self, items: Sequence[JudgeInput], scans: Sequence[refusal.RefusalScan]
                   ) -> tuple[list[float], list[float | None]]:
-        if not items:
-            return [], []
         embedder = classifier.Embedder.shared()
         texts = [classifier.classifier_text(item.response) for item in items]
         if self.only_undecided:
