@@ -133,20 +133,21 @@ def _duration(seconds: float) -> str:
 def _fmt(rate: Rate) -> str:
     if rate.rate is None:
         return "-"
-    return f"{rate.rate:.1%} [{rate.low:.1%}, {rate.high:.1%}] ({rate.k}/{rate.n})"
+    assert rate.low is not None and rate.high is not None
+    return f"{rate.rate:.1%} [{100 * rate.low:.1f}-{100 * rate.high:.1f}] {rate.k}/{rate.n}"
 
 
 def _print_summary(summary: Summary, *, title: str) -> None:
     table = Table(title=title)
     table.add_column("group", no_wrap=True)
     for column in ("n", "ASR", "refusal", "over-refusal", "errors", "degenerate"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wrap a narrow terminal's cells, never cut an interval
     for key, g in summary.groups.items():
         table.add_row(key, str(g.n), _fmt(g.asr), _fmt(g.refusal), _fmt(g.over_refusal), _fmt(g.error),
                       _fmt(g.degenerate))
     console.print(table)
-    console.print("ASR and refusal over harmful attempts, over-refusal over benign and borderline ones; "
-                  "errors are excluded from those and counted on their own. 95% intervals.", style="dim")
+    console.print("rate [95% interval] k/n. ASR and refusal over harmful attempts, over-refusal over benign "
+                  "and borderline ones; errors are left out of those and counted on their own.", style="dim")
 
 
 def runs_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
