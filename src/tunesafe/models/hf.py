@@ -24,7 +24,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.batching import MicroBatcher
 from tunesafe.models.embedded import embedded_gguf_path
 from tunesafe.models.hashing import cache_dir, file_sha256, files_sha256
-from tunesafe.models.refs import ModelRef
+from tunesafe.models.refs import ModelRef, parse_ref
 from tunesafe.types import Capabilities, ChatRequest, Generation
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -298,7 +298,7 @@ class HFChatModel:
 
     def base_view(self) -> HFChatModel:
         """The base model (adapter off) on the same loaded weights."""
-        base_ref = self.ref.split("+", 1)[0] if "+" in self.ref else self.ref
+        base_ref = str(replace(parse_ref(self.ref), adapter=None))
         files = [p for p in self._hash_files if p.name not in ADAPTER_FILES]
         return HFChatModel(base_ref, self.engine, files, adapter_on=False, max_batch=self._batcher.max_batch)
 
