@@ -164,31 +164,37 @@ class HFEngine:
             text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
         return str(text) + (request.prefill or "")
 
-    def _encode(self, requests: Sequence[ChatRequest]) -> Any:
-        return self.tokenizer([self.prompt(r) for r in requests], return_tensors="pt", padding=True,
+    def _encode(self, prompts: Sequence[str]) -> Any:
+        return self.tokenizer(list(prompts), return_tensors="pt", padding=True,
                               add_special_tokens=False).to(self.device)
 
     def run(self, requests: list[ChatRequest], adapter_on: bool) -> list[Generation]:
         out: dict[int, Generation] = {}
-        greedy = [i for i, r in enumerate(requests) if r.temperature <= 0]
+        prompts: dict[int, str] = {}
+        for i, request in enumerate(requests):
+            try:
+                prompts[i] = self.prompt(request)
+            except Exception as exc:  # e.g. a chat template rejecting a role order: only this one fails
+                out[i] = error_generation(f"chat template failed: {type(exc).__name__}: {exc}")
+        greedy = [i for i in prompts if requests[i].temperature <= 0]
         groups = [greedy] if greedy else []
-        groups += [[i] for i, r in enumerate(requests) if r.temperature > 0]
+        groups += [[i] for i in prompts if requests[i].temperature > 0]
         with self._adapter_state(adapter_on):
             for group in groups:
                 batch = [requests[i] for i in group]
                 try:
-                    results = self._generate(batch)
+                    results = self._generate(batch, [prompts[i] for i in group])
                 except Exception as exc:  # e.g. out of memory: these requests fail, the run goes on
                     failed = error_generation(f"generation failed: {type(exc).__name__}: {exc}")
                     results = [failed] * len(batch)
                 out.update(zip(group, results, strict=True))
         return [out[i] for i in range(len(requests))]
 
-    def _generate(self, batch: list[ChatRequest]) -> list[Generation]:
+    def _generate(self, batch: list[ChatRequest], prompts: list[str]) -> list[Generation]:
         import torch
 
         started = time.perf_counter()
-        enc = self._encode(batch)
+        enc = self._encode(prompts)
         sample = batch[0].temperature > 0
         kwargs: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max(r.max_new_tokens for r in batch),
                                   "pad_token_id": self.tokenizer.pad_token_id}
@@ -218,7 +224,7 @@ class HFEngine:
         import torch
 
         with self.lock, self._adapter_state(adapter_on), torch.inference_mode():
-            enc = self._encode(requests)
+            enc = self._encode([self.prompt(r) for r in requests])
             out = self.model(**enc, output_hidden_states=True)
         hidden = torch.stack([h[:, -1, :] for h in out.hidden_states])
         return LastTokenStates(hidden=hidden.float().cpu(), logits=out.logits[:, -1, :].float().cpu())
