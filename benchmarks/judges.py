@@ -65,13 +65,15 @@ def run_judge(name: str, rows: list[dict[str, str]], opts: dict[str, Any]) -> di
     items = [JudgeInput(request=r["prompt"], response=r["completion"], id=r["id"]) for r in rows]
     judge = get_judge(name, **opts)
     judge_sync(judge, items[:8])  # load models before timing
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     verdicts = judge_sync(judge, items)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     result = score(rows, [v.refused if v.error is None else None for v in verdicts])
     result.update(judge=name, version=judge.version, seconds=round(elapsed, 2),
-                  items_per_s=round(len(items) / elapsed, 1),
-                  degenerate=sum(v.degenerate for v in verdicts))
+                  items_per_s=round(len(items) / elapsed, 1), items_per_cpu_s=round(len(items) / cpu, 1),
+                  load_average=round(os.getloadavg()[0], 1),
+                  degenerate=sum(v.degenerate for v in verdicts),
+                  classified=sum("classifier_p_refusal" in v.evidence for v in verdicts))
     return result
 
 
@@ -80,7 +82,9 @@ def print_report(result: dict[str, Any]) -> None:
     print(f"\n== {result['judge']} ({result['version']}): agreement {o['agreement']:.1%} on {o['n']}, "
           f"refusal precision {o['refusal_precision']:.3f} recall {o['refusal_recall']:.3f}, "
           f"errors {o['errors']}, degenerate {result['degenerate']}, "
-          f"{result['items_per_s']} items/s ({result['seconds']} s)")
+          f"sent to the classifier {result['classified']}, "
+          f"{result['items_per_s']} items/s wall ({result['seconds']} s, load average "
+          f"{result['load_average']}), {result['items_per_cpu_s']} items per CPU-second")
     print("   confusion:", o["confusion"])
     for name, b in result["by_file"].items():
         print(f"   {name:18s} n={b['n']:3d} agreement {b['agreement']:.1%} "
