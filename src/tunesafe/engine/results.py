@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +25,7 @@ from tunesafe.types import (
     Attempt,
     AttemptResult,
     Generation,
+    Message,
     Verdict,
     canonical_json,
     messages_from_dicts,
@@ -100,7 +101,18 @@ def _insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[M
         conn.execute(table.insert(), list(rows))
 
 
+def _messages(messages: Sequence[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def _jsonable(value: Mapping[str, Any]) -> Any:
+    """A free-form mapping (params, frozen prompts, judge evidence) as plain JSON values."""
+    return json.loads(canonical_json(dict(value))) if value else {}
+
+
 def result_row(result: AttemptResult) -> dict[str, Any]:
+    # Built field by field rather than with dataclasses.asdict: this runs once per attempt on the hot
+    # path and asdict deep-copies every value.
     attempt = result.attempt
     generation = result.generation
     errors = [generation.error] if generation.error else []
@@ -114,15 +126,22 @@ def result_row(result: AttemptResult) -> dict[str, Any]:
         "category": attempt.category,
         "kind": attempt.kind,
         # The attempt as planned plus what happened to it: every turn, the judged text, replay data.
-        "attempt": json.loads(canonical_json({
-            **asdict(attempt), "params": dict(attempt.params),
-            "conversation": result.conversation, "response": result.response, "frozen": dict(result.frozen),
-        })),
-        "generation": asdict(generation),
-        "verdicts": json.loads(canonical_json(list(result.verdicts))),
+        "attempt": {
+            **{f: getattr(attempt, f) for f in _ATTEMPT_SCALARS}, "messages": _messages(attempt.messages),
+            "params": _jsonable(attempt.params), "conversation": _messages(result.conversation),
+            "response": result.response, "frozen": _jsonable(result.frozen),
+        },
+        "generation": {f: getattr(generation, f) for f in _GENERATION_FIELDS},
+        "verdicts": [{**{f: getattr(v, f) for f in _VERDICT_SCALARS}, "evidence": _jsonable(v.evidence)}
+                     for v in result.verdicts],
         "error": "; ".join(errors) or None,
         "latency_s": generation.latency_s,
     }
+
+
+_ATTEMPT_SCALARS = tuple(f.name for f in fields(Attempt) if f.name not in ("messages", "params"))
+_GENERATION_FIELDS = tuple(f.name for f in fields(Generation))
+_VERDICT_SCALARS = tuple(f.name for f in fields(Verdict) if f.name != "evidence")
 
 
 def result_from_row(run_id: str, attempt: Mapping[str, Any], generation: Mapping[str, Any],
