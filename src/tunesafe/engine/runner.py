@@ -264,7 +264,10 @@ async def _run(store: Store, run_id: str, model: ChatModel, model_hash: str, att
                stored_config: Mapping[str, Any], done: set[str], progress: bool) -> RunReport:
     writer = store_results.ResultWriter(store)
     target: ChatModel = CachedModel(model, store, writer, model_hash) if config.use_cache else model
-    pending = [a for a in planned.plan.attempts if a.id not in done]
+    # Shortest prompts first: local backends batch whatever is in flight together and pad it to the
+    # longest prompt, so mixing a 30-token request with a 1,300-token many-shot one wastes most of the
+    # batch. The order changes nothing else (ids, results and resume are order-free).
+    pending = sorted((a for a in planned.plan.attempts if a.id not in done), key=_prompt_size)
     frozen = store_results.frozen_prompts(store, config.replay_from) if config.replay_from else {}
     executor = _Executor(target, attacker, judges, planned, config, frozen, writer, run_id)
     started = time.perf_counter()
@@ -415,6 +418,10 @@ class _Executor:
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "completion_tokens_per_s": round(self.completion_tokens / wall_s, 2) if wall_s > 0 else None,
                 "cache_hits": cache_hits}
+
+
+def _prompt_size(attempt: Attempt) -> tuple[int, str]:
+    return sum(len(m.content) for m in attempt.messages) + len(attempt.prefill or ""), attempt.id
 
 
 async def _judge_safely(judge: Judge, inputs: Sequence[Any]) -> list[Verdict]:
