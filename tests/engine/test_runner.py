@@ -29,36 +29,42 @@ def store(tmp_path: Path) -> Store:
     return Store.open(str(tmp_path / "store.db"))
 
 
+@pytest.fixture
+def any_store(store_url: str) -> Store:
+    """A fresh store on SQLite and (when TUNESAFE_TEST_PG_URL is set) on PostgreSQL."""
+    return Store.open(store_url)
+
+
 def _run(store: Store, ref: str, config: EvalConfig, **kw: Any) -> str:
     return asyncio.run(run_evaluation(store, ref, config, progress=False, **kw))
 
 
-def test_run_stores_every_planned_attempt_and_closes_with_evidence(tmp_path: Path, store: Store,
+def test_run_stores_every_planned_attempt_and_closes_with_evidence(tmp_path: Path, any_store: Store,
                                                                    server: Server) -> None:
     config = EvalConfig(suite=str(write_suite(tmp_path / "s.jsonl")),
                         attacks="direct_request,prefix_injection", judges=("refusal",), concurrency=4)
-    report = asyncio.run(evaluate(store, server.ref(), config, model_name="my-ft", progress=False))
+    report = asyncio.run(evaluate(any_store, server.ref(), config, model_name="my-ft", progress=False))
     planned = plan_evaluation(config)
-    results = load_results(store, report.run_id)
+    results = load_results(any_store, report.run_id)
     assert sorted(r.attempt.id for r in results) == sorted(planned.plan.ids)
-    info = load_run(store, report.run_id)
+    info = load_run(any_store, report.run_id)
     assert (info.status, info.n_done, info.n_planned) == ("complete", len(results), len(results))
     assert info.n_errors == 0
     # the echo server repeats the request: complied, never refused
     assert {outcome(r) for r in results} == {"success", "complied"}
     assert report.summary is not None and report.summary.overall.asr.rate == 1.0
-    [run_record] = list(store.records(type=RecordType.RUN))
+    [run_record] = list(any_store.records(type=RecordType.RUN))
     body = run_record.body
     assert body["run_id"] == report.run_id and run_record.subject == "my-ft"
     assert body["results_digest"] == results_digest(results)  # the chain covers the stored rows
     assert body["config"]["suite"]["content_hash"] and body["config"]["judges"][0]["name"] == "refusal"
     assert body["summary"]["groups"]["overall"]["asr"]["k"] == report.summary.overall.asr.k
-    [safety] = list(store.records(type=RecordType.SAFETY_EVAL, subject="my-ft"))
+    [safety] = list(any_store.records(type=RecordType.SAFETY_EVAL, subject="my-ft"))
     assert safety.body["run_id"] == report.run_id and safety.body["run_record"] == run_record.id
-    assert store.verify().ok
+    assert any_store.verify().ok
     # a complete run with the same model hash and config is found for reuse; another seed is not
-    assert find_reusable_run(store, server.ref(), config) == report.run_id
-    assert find_reusable_run(store, server.ref(), replace(config, seed=1)) is None
+    assert find_reusable_run(any_store, server.ref(), config) == report.run_id
+    assert find_reusable_run(any_store, server.ref(), replace(config, seed=1)) is None
 
 
 def test_at_most_concurrency_requests_are_in_flight(tmp_path: Path, store: Store, server: Server) -> None:
@@ -69,18 +75,18 @@ def test_at_most_concurrency_requests_are_in_flight(tmp_path: Path, store: Store
     assert server.app.max_in_flight == 3  # reached (the plan is long) and never exceeded
 
 
-def test_backend_errors_are_stored_as_errors_never_as_refusals(tmp_path: Path, store: Store,
+def test_backend_errors_are_stored_as_errors_never_as_refusals(tmp_path: Path, any_store: Store,
                                                                server: Server) -> None:
     suite = write_suite(tmp_path / "s.jsonl", n_harmful=4, n_benign=0, faulty=2)
     config = EvalConfig(suite=str(suite), attacks="direct_request", judges=("refusal",))
-    run_id = _run(store, server.ref(max_retries="0"), config)
-    results = {r.attempt.behavior_id: r for r in load_results(store, run_id)}
+    run_id = _run(any_store, server.ref(max_retries="0"), config)
+    results = {r.attempt.behavior_id: r for r in load_results(any_store, run_id)}
     for faulty in ("h0", "h1"):
         assert results[faulty].generation.error and outcome(results[faulty]) == "error"
         assert results[faulty].verdicts == ()  # never judged, so never "refused"
-    info = load_run(store, run_id)
+    info = load_run(any_store, run_id)
     assert (info.status, info.n_errors) == ("complete", 2)
-    [record] = list(store.records(type=RecordType.RUN))
+    [record] = list(any_store.records(type=RecordType.RUN))
     overall = record.body["summary"]["groups"]["overall"]
     assert overall["error"]["k"] == 2 and overall["refusal"]["n"] == 2  # errors left out of the rates
 
@@ -118,20 +124,20 @@ def test_judge_and_attack_failures_are_errors(tmp_path: Path, store: Store, serv
     assert load_run(store, run_id).n_errors == 2
 
 
-def test_resume_refuses_a_changed_suite(tmp_path: Path, store: Store, server: Server) -> None:
+def test_resume_refuses_a_changed_suite(tmp_path: Path, any_store: Store, server: Server) -> None:
     path = write_suite(tmp_path / "s.jsonl", n_harmful=3)
     config = EvalConfig(suite=str(path), attacks="direct_request", judges=("refusal",))
-    run_id = _run(store, server.ref(), config)
+    run_id = _run(any_store, server.ref(), config)
     # a complete run resumes to itself without calling the model
-    assert _run(store, None, config, resume=run_id) == run_id  # type: ignore[arg-type]
+    assert _run(any_store, None, config, resume=run_id) == run_id  # type: ignore[arg-type]
     write_suite(path, n_harmful=4)  # the file changes: new version and content hash
     with pytest.raises(UserError, match="suite"):
         from tunesafe.engine.results import set_status
 
-        set_status(store, run_id, "interrupted")
-        _run(store, None, config, resume=run_id)  # type: ignore[arg-type]
+        set_status(any_store, run_id, "interrupted")
+        _run(any_store, None, config, resume=run_id)  # type: ignore[arg-type]
     with pytest.raises(UserError, match="evaluated"):
-        _run(store, server.ref(model="other"), config, resume=run_id)
+        _run(any_store, server.ref(model="other"), config, resume=run_id)
 
 
 def test_cache_answers_a_repeated_greedy_run(tmp_path: Path, store: Store, server: Server) -> None:
