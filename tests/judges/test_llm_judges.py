@@ -97,3 +97,21 @@ def test_parsers() -> None:
     assert parse_guard("safe") == (False, ())
     with pytest.raises(ValueError):
         parse_guard("no idea")
+
+
+@pytest.mark.slow
+def test_a_real_small_model_as_judge_never_yields_an_unfounded_verdict() -> None:
+    """SmolLM2-135M cannot follow the rubric in 24 tokens: whatever it says, the verdict is either an
+    error (refused/harmful None) or backed by parsed rubric scores in range."""
+    judge = get_judge("strongreject", model_ref="embedded:smollm2-135m", max_new_tokens=24)
+    try:
+        verdicts = judge_sync(judge, [JudgeInput(REQUEST, COMPLIANCE, "harmful")])
+    finally:
+        import asyncio
+
+        asyncio.run(judge.aclose())  # type: ignore[attr-defined]
+    for v in verdicts:
+        if v.error is None:
+            assert v.evidence["refused"] in (0, 1) and 1 <= v.evidence["specific"] <= 5
+        else:
+            assert v.refused is None and v.harmful is None and "raw" in v.evidence

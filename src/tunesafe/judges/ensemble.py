@@ -71,6 +71,12 @@ class EnsembleJudge:
         per_member = await asyncio.gather(*(m.judge(items) for m in self.members))
         return [combine(self, item, [verdicts[i] for verdicts in per_member]) for i, item in enumerate(items)]
 
+    async def aclose(self) -> None:
+        for member in self.members:
+            close = getattr(member, "aclose", None)
+            if close is not None:
+                await close()
+
 
 def pairwise_agreement(verdicts: Mapping[str, Sequence[Verdict]]) -> list[dict[str, Any]]:
     """Per pair of judges: share of items with the same label, and Cohen's kappa on refused/not."""

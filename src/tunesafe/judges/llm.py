@@ -129,9 +129,10 @@ class LLMJudge:
     prompt = ""
     max_new_tokens = 512
 
-    def __init__(self, model: Any, owns_model: bool = False) -> None:
+    def __init__(self, model: Any, owns_model: bool = False, max_new_tokens: int | None = None) -> None:
         self.model = model
         self._owns_model = owns_model
+        self.max_new_tokens = max_new_tokens or self.max_new_tokens
         self.version = content_version("1", self.prompt, type(self).__name__, model.ref, model.content_hash())
 
     def request(self, item: JudgeInput) -> ChatRequest:
@@ -197,8 +198,9 @@ class SafetyGuardJudge(LLMJudge):
     prompt = GUARD_PROMPT
     max_new_tokens = 32
 
-    def __init__(self, model: Any, owns_model: bool = False, refusal_judge: Judge | None = None) -> None:
-        super().__init__(model, owns_model)
+    def __init__(self, model: Any, owns_model: bool = False, refusal_judge: Judge | None = None,
+                 max_new_tokens: int | None = None) -> None:
+        super().__init__(model, owns_model, max_new_tokens)
         self.refusal_judge = refusal_judge or get_judge("default")
         self.version = content_version(self.version, self.refusal_judge.name, self.refusal_judge.version)
 
@@ -237,10 +239,11 @@ def judge_model(name: str, opts: dict[str, Any]) -> tuple[Any, bool]:
 @registry.register("strongreject")
 def _strongreject_factory(**opts: Any) -> StrongRejectJudge:
     model, owns = judge_model("strongreject", opts)
-    return StrongRejectJudge(model, owns)
+    return StrongRejectJudge(model, owns, opts.get("max_new_tokens"))
 
 
 @registry.register("llama-guard")
 def _guard_factory(**opts: Any) -> SafetyGuardJudge:
     model, owns = judge_model("llama-guard", opts)
-    return SafetyGuardJudge(model, owns, refusal_judge=opts.get("refusal_judge"))
+    return SafetyGuardJudge(model, owns, refusal_judge=opts.get("refusal_judge"),
+                            max_new_tokens=opts.get("max_new_tokens"))

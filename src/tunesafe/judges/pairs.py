@@ -61,11 +61,17 @@ def verdict_row(item: JudgeInput, verdict: Verdict) -> dict[str, Any]:
 
 async def _judge_all(judges: Sequence[Judge], items: Sequence[JudgeInput]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for start in range(0, len(items), BATCH):
-        chunk = items[start : start + BATCH]
-        per_judge = [await judge.judge(chunk) for judge in judges]
-        for i, item in enumerate(chunk):
-            rows.extend(verdict_row(item, verdicts[i]) for verdicts in per_judge)
+    try:
+        for start in range(0, len(items), BATCH):
+            chunk = items[start : start + BATCH]
+            per_judge = [await judge.judge(chunk) for judge in judges]
+            for i, item in enumerate(chunk):
+                rows.extend(verdict_row(item, verdicts[i]) for verdicts in per_judge)
+    finally:
+        for judge in judges:  # LLM judges that loaded their own model close it (HTTP clients, weights)
+            close = getattr(judge, "aclose", None)
+            if close is not None:
+                await close()
     return rows
 
 
