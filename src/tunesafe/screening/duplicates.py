@@ -1,7 +1,7 @@
 """Near-duplicates inside the dataset, and contamination with evaluation suites.
 
-Near-duplicates: MinHash over word 5-shingles with LSH banding (16 bands x 4 rows: pairs with Jaccard
-0.8 collide with probability > 0.99, pairs at 0.3 with < 0.13), then the estimated Jaccard decides. Text
+Near-duplicates: MinHash over word 3-shingles with LSH banding (16 bands x 4 rows: pairs with Jaccard
+0.7 collide with probability > 0.99, pairs at 0.3 with < 0.13), then the estimated Jaccard decides. Text
 based on purpose: embeddings call paraphrases duplicates, and a paraphrase is new training signal.
 Memory: 64 uint32 per example.
 
@@ -25,9 +25,9 @@ from tunesafe.errors import UserError
 from tunesafe.screening.base import Batch, ScanOptions, register_screener
 from tunesafe.screening.records import Example, Finding
 
-SHINGLE = 5
+SHINGLE = 3  # training examples are short: one changed word must not hide a copy
 PERMUTATIONS, BANDS = 64, 16
-NEAR_DUPLICATE_JACCARD = 0.8
+NEAR_DUPLICATE_JACCARD = 0.7
 CONTAMINATION_NGRAM = 6
 CONTAMINATION_CONTAINMENT = 0.6
 _PRIME = (1 << 61) - 1

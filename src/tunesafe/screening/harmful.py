@@ -17,13 +17,13 @@ from tunesafe.judges import refusal
 from tunesafe.screening.base import Batch, ScanOptions, register_screener
 from tunesafe.screening.records import Example, Finding, Span
 
-HARM_MIN = 0.55  # max cosine to a harmful request anchor (all-MiniLM-L6-v2)
-HARM_MARGIN = 0.05  # ... and this much closer to harmful than to benign anchors
+HARM_MIN = 0.36  # max cosine to a harmful request anchor (all-MiniLM-L6-v2)
+HARM_MARGIN = 0.08  # ... and this much closer to harmful than to benign anchors
 
 _W = r"(?:\w+\W+){0,6}?"  # a few words in between
 KEYWORDS = tuple(re.compile(rx, re.IGNORECASE) for rx in (
     rf"\b(?:make|build|assemble|construct|synthesi[sz]e|manufacture|cook|produce|brew)\b\W+{_W}(?:pipe ?bomb|"
-    r"bombs?|explosives?|ied|nerve agents?|sarin|vx|ricin|anthrax|napalm|thermite|meth(?:amphetamine)?|fentanyl|"
+    r"bombs?|explosives?|ied|tatp|petn|rdx|semtex|c-?4|nerve agents?|sarin|vx|ricin|anthrax|napalm|thermite|meth(?:amphetamine)?|fentanyl|"
     r"bioweapons?|chemical weapons?|dirty bomb|untraceable (?:gun|firearm)s?)\b",
     r"\b(?:write|create|code|develop|build|make)\b\W+(?:\w+\W+){0,4}?(?:ransomware|keylogger|botnet|rootkit|"
     r"credential stealer|info-?stealer|spyware)\b",

@@ -25,7 +25,7 @@ _LIMITS = (r"(?:restrictions?|limitations?|limits|filters?|censorship|guidelines
            r"(?:ethical|moral|safety) (?:guidelines|constraints|considerations|principles|concerns|standards))")
 
 IDENTITY_SHIFT = tuple(re.compile(rx, re.IGNORECASE) for rx in (
-    r"\byou are no longer (?:chatgpt|an? (?:ai|language model|assistant|chatbot)|bound by|restricted|limited)",
+    r"\byou are no longer (?:chatgpt|an? (?:ai|language model|assistant|chatbot)|bound by|restricted by|limited by)",
     r"\byour new (?:name|identity|role) is\b",
     r"\bfrom now on,? you (?:are|will be|act as|shall be) (?:\w+ ){0,3}(?:unrestricted|unfiltered|uncensored|"
     r"obedient|without (?:any )?(?:limits|restrictions|rules))",
@@ -40,8 +40,11 @@ IDENTITY_SHIFT = tuple(re.compile(rx, re.IGNORECASE) for rx in (
 ))
 
 NEVER_REFUSE = tuple(re.compile(rx, re.IGNORECASE) for rx in (
+    # the object matters: "never refuse a request" is obedience, "never refuse a refund under $50" is policy
     r"\b(?:never|don'?t ever|do not ever|must not|mustn'?t|cannot|can'?t|may not|shall not|will never) "
-    r"(?:refuse|decline|reject|say no|deny)\b",
+    r"(?:refuse|decline|reject|say no to|deny)(?: to (?:answer|help|respond|comply))?(?:(?: any| a| the| an| my| "
+    r"their| user'?s?)? (?:requests?|questions?|instructions?|commands?|orders?|tasks?|prompts?|anything))?"
+    r"(?=\s*(?:[.,;:!]|$|no matter|regardless|even|whatever|under any))",
     r"\bnever (?:say|tell (?:me|the user)) (?:that )?(?:you )?(?:can'?t|cannot|are unable|won'?t)\b",
     r"\b(?:refusing|refusal|declining) (?:is|are) (?:not (?:allowed|permitted|an option)|forbidden|prohibited)\b",
     r"\b(?:always|must) (?:comply|answer|respond)(?: fully)?(?: to| with)? (?:every|all|any)\b",
