@@ -14,7 +14,7 @@ def judge(
     file: Path = typer.Argument(..., help="JSONL with `request`, `response`, optional `id` and `kind`."),
     judge_names: list[str] = typer.Option(["default"], "--judge", "-j",
                                           help="Judge to run (repeatable): default, refusal, classifier, "
-                                               "strongreject, llama-guard, ensemble."),
+                                               "harm, strongreject, llama-guard, ensemble."),
     judge_model: str = typer.Option(None, "--judge-model", help="Model ref for LLM judges "
                                     "(e.g. openai:NAME@URL)."),
     out: Path = typer.Option(None, "--out", "-o", help="Write one verdict per line (JSONL) to this file."),
