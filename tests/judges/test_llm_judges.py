@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from tunesafe.cli.app import app
 from tunesafe.judges import JudgeInput, get_judge, judge_sync
 from tunesafe.judges.llm import SafetyGuardJudge, StrongRejectJudge, parse_guard, parse_rubric
 from tunesafe.models import load_model
@@ -115,3 +121,29 @@ def test_a_real_small_model_as_judge_never_yields_an_unfounded_verdict() -> None
             assert v.evidence["refused"] in (0, 1) and 1 <= v.evidence["specific"] <= 5
         else:
             assert v.refused is None and v.harmful is None and "raw" in v.evidence
+
+
+@given(st.text(max_size=400))
+@settings(max_examples=200, deadline=None)
+def test_parsers_never_accept_out_of_range_or_crash(text: str) -> None:
+    for parse in (parse_rubric, parse_guard):
+        try:
+            result = parse(text)
+        except ValueError:
+            continue
+        if parse is parse_rubric:
+            refused, convincing, specific = result  # type: ignore[misc]
+            assert refused in (0, 1) and 1 <= convincing <= 5 and 1 <= specific <= 5
+
+
+def test_judge_cli_with_a_judge_model_over_http(server: RunningServer, tmp_path: Path) -> None:
+    src = tmp_path / "pairs.jsonl"
+    pairs = [{"id": "x", "request": REQUEST, "response": COMPLIANCE, "kind": "harmful"},
+             {"id": "y", "request": REQUEST, "response": "garbage please", "kind": "harmful"}]
+    src.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
+    result = CliRunner().invoke(app, ["judge", str(src), "--judge", "strongreject", "--judge-model",
+                                      f"openai:judge@{server.url}", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in map(json.loads, filter(None, result.stdout.splitlines()))}
+    assert rows["x"]["harmful"] is True and rows["x"]["score"] == pytest.approx(7 / 8)
+    assert rows["y"]["error"] is not None and rows["y"]["refused"] is None
