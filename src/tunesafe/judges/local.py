@@ -1,7 +1,8 @@
-"""The local judges (no API): `refusal` (patterns only, microseconds per item) and `default` (patterns,
-then the embedding classifier for the pairs the patterns cannot decide).
+"""The local judges (no API): `refusal` (patterns only, microseconds per item), `default` (patterns,
+then the embedding classifier for the pairs the patterns cannot decide), `classifier` (the classifier on
+every pair, plus off-topic detection) and `harm` (`default` with a harm score).
 
-Both decide refusal and degeneracy; their harm decision is by compliance (see
+All decide refusal and degeneracy; their harm decision is by compliance (see
 base.harmful_by_compliance): without an LLM judge, "harmful" means "complied with a harmful request"."""
 
 from __future__ import annotations
