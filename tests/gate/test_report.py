@@ -196,3 +196,15 @@ class Chromium:
         except subprocess.TimeoutExpired:
             self.proc.kill()
 
+
+
+def test_html_escapes_model_text(outcome: GateOutcome) -> None:
+    from tunesafe.reports.html import render_html
+
+    comparison = dict(outcome.body["comparison"])
+    hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    comparison["regressions"] = [{**comparison["regressions"][0], "candidate_response": hostile,
+                                  "request": hostile}]
+    html = render_html({**outcome.body, "comparison": comparison})
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
