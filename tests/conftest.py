@@ -32,6 +32,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pg_url() -> Iterator[str]:
     base = os.environ.get(PG_ENV)
     if not base:
+        if os.environ.get("TUNESAFE_REQUIRE_PG"):  # CI sets it: PostgreSQL tests must run there, not skip
+            pytest.fail(f"{PG_ENV} is not set but TUNESAFE_REQUIRE_PG is")
         pytest.skip(f"{PG_ENV} is not set: start a server with `eval \"$(.ci/start-postgres.sh)\"`")
     psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg (tunesafe[postgres])")
     from sqlalchemy.engine import make_url
