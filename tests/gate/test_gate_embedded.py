@@ -18,7 +18,7 @@ MODEL = "embedded:smollm2-135m"
 
 def test_embedded_base_against_itself_passes(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
-    policy.write_text("min_items_per_family: 4\nmin_items_per_category: 1\n")
+    policy.write_text("min_items_per_family: 2\nmin_items_per_category: 1\n")  # --limit 6: 2 harmful
     args = ["--db", f"sqlite:///{tmp_path / 'store.db'}", "gate", "--base", MODEL, "--candidate", MODEL,
             "--suite", "smoke", "--attacks", "direct_request,refusal_suppression,prefix_injection",
             "--limit", "6", "--max-new-tokens", "32", "--judge", "refusal", "--policy", str(policy),
