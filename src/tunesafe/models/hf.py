@@ -70,10 +70,22 @@ def weight_files(path: Path) -> list[Path]:
     return [path] if path.is_file() else sorted(path.glob("*.safetensors"))
 
 
+BUILTIN_ADAPTERS = Path(__file__).parent / "adapters"
+
+
+def adapter_folder(adapter: str) -> Path:
+    """A path, or the name of an adapter shipped with tunesafe (e.g. `aoa-demo`, the safety-eroding
+    demonstration LoRA of the embedded model; see models/adapters/README.md)."""
+    folder = Path(adapter).expanduser()
+    if not folder.exists() and "/" not in adapter and (BUILTIN_ADAPTERS / adapter).is_dir():
+        return BUILTIN_ADAPTERS / adapter
+    return folder
+
+
 def adapter_files(adapter: str | None, ref: ModelRef) -> list[Path]:
     if adapter is None:
         return []
-    folder = Path(adapter).expanduser()
+    folder = adapter_folder(adapter)
     missing = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
     if missing:
         raise UserError(f"adapter folder '{folder}' lacks {', '.join(missing)}", where=str(ref),
