@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tunesafe.engine.results import ResultWriter, cached_generations
+from tunesafe.engine.results import ResultWriter, cache_keys, cached_generations
 from tunesafe.evidence.store import Store
 from tunesafe.types import Capabilities, ChatRequest, Generation
 
@@ -31,6 +31,8 @@ class CachedModel:
         self._writer = writer
         self._hash = model_hash
         self._key_space = f"{self.backend}:{model_hash}"  # same weights, other numerics: other answers
+        # The keys this model has in the cache, read once: a miss (the common case) then costs no query.
+        self._known = cache_keys(store, model_hash)
         self.hits = 0
 
     def content_hash(self) -> str:
@@ -38,7 +40,7 @@ class CachedModel:
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
         keys = [r.cache_key(self._key_space) if r.temperature == 0 else None for r in requests]
-        found = cached_generations(self._store, [k for k in keys if k is not None])
+        found = cached_generations(self._store, [k for k in keys if k is not None and k in self._known])
         missing = [i for i, k in enumerate(keys) if k is None or k not in found]
         fresh = await self.inner.generate([requests[i] for i in missing]) if missing else []
         out: list[Generation | None] = [found.get(k) if k is not None else None for k in keys]

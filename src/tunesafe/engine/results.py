@@ -194,6 +194,11 @@ class ResultWriter:
         self.written += len(results)
 
 
+def cache_keys(store: Store, model_hash: str) -> set[str]:
+    query = select(ResponseCacheRow.key).where(ResponseCacheRow.model_hash == model_hash)
+    return {k for (k,) in read(store, query)}
+
+
 def cached_generations(store: Store, keys: Sequence[str]) -> dict[str, Generation]:
     if not keys:
         return {}

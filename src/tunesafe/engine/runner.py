@@ -103,9 +103,8 @@ class RunReport:
 
 
 def plan_evaluation(config: EvalConfig, *, capabilities: Any = None) -> Planned:
-    """Load the suite, resolve the attacks and expand the plan. With `capabilities` (of the target),
-    attacks the target cannot run are left out when they came from "all"/"template" (and recorded), and
-    are a UserError when named explicitly."""
+    """Load the suite, resolve the attacks and expand the plan; with `capabilities` (of the target),
+    restricted to what the target can run (see `for_target`)."""
     from tunesafe.attacks import resolve
     from tunesafe.suite import load_suite
 
@@ -113,24 +112,32 @@ def plan_evaluation(config: EvalConfig, *, capabilities: Any = None) -> Planned:
     # Replaying frozen attacker prompts needs no attacker model.
     attacks = resolve(config.attacks,
                       attacker_available=config.attacker_ref is not None or config.replay_from is not None)
-    skipped: list[dict[str, str]] = []
-    if capabilities is not None:
-        named = {t.strip() for t in config.attacks.split(",")}
-        runnable = []
-        for attack in attacks:
-            reason = attack.requires(capabilities)
-            if reason is None:
-                runnable.append(attack)
-            elif named & {attack.meta.name, attack.meta.family}:
-                raise UserError(reason, where="--attacks",
-                                fix="drop this attack or use a backend that has it")
-            else:
-                skipped.append({"attack": attack.meta.name, "reason": reason})
-        attacks = runnable
     benign = [a for a in attacks if a.meta.name == BENIGN_ATTACK] or resolve(BENIGN_ATTACK)
     plan = build_plan(suite.behaviors, attacks, seed=config.seed, limit=config.limit, benign_attacks=benign)
-    return Planned(suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
-                   attacks=tuple(attacks), benign_attacks=tuple(benign), plan=plan, skipped=tuple(skipped))
+    planned = Planned(suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
+                      attacks=tuple(attacks), benign_attacks=tuple(benign), plan=plan)
+    return planned if capabilities is None else for_target(planned, config.attacks, capabilities)
+
+
+def for_target(planned: Planned, spec: str, capabilities: Any) -> Planned:
+    """The plan without the attacks the target cannot run (e.g. prefilling over HTTP): left out and
+    recorded when they came from "all"/"template", a UserError when the spec names them."""
+    named = {t.strip() for t in spec.split(",")}
+    skipped: dict[str, str] = {}
+    for attack in planned.attacks:
+        reason = attack.requires(capabilities)
+        if reason is not None and named & {attack.meta.name, attack.meta.family}:
+            raise UserError(reason, where="--attacks", fix="drop this attack or use a backend that has it")
+        if reason is not None:
+            skipped[attack.meta.name] = reason
+    if not skipped:
+        return planned
+    benign = {a.meta.name for a in planned.benign_attacks}
+    kept = tuple(a for a in planned.plan.attempts if a.attack not in skipped or
+                 (a.kind != "harmful" and a.attack in benign))
+    return replace(planned, attacks=tuple(a for a in planned.attacks if a.meta.name not in skipped),
+                   plan=replace(planned.plan, attempts=kept),
+                   skipped=tuple({"attack": name, "reason": why} for name, why in skipped.items()))
 
 
 def run_config(config: EvalConfig, planned: Planned, judges: Sequence[Judge], attacker: ChatModel | None,
@@ -212,8 +219,7 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     model = _load_model(model_ref, config)
     attacker = _load_model(config.attacker_ref, config) if config.attacker_ref else None
     try:
-        if any(a.requires(model.capabilities) for a in planned.attacks):
-            planned = plan_evaluation(config, capabilities=model.capabilities)
+        planned = for_target(planned, config.attacks, model.capabilities)
         model_hash = model.content_hash()
         stored_config = run_config(config, planned, judges, attacker, model_name)
         digest = config_hash(stored_config)
