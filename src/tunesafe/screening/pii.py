@@ -136,11 +136,21 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
     seen: set[int] = set()
     for region in _PHONE_REGIONS:
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-            if match.start not in seen:
+            if match.start not in seen and not _inside_digit_run(text, match.start, match.end):
                 seen.add(match.start)
                 yield match.start, match.end
         if seen:
             return
+
+
+def _inside_digit_run(text: str, start: int, end: int) -> bool:
+    """A "number" that is, or is cut out of, a longer digit group (an order reference, a failed card
+    number) is not a phone."""
+    digits = sum(ch.isdigit() for ch in text[start:end])
+    # E.164 caps numbers at 15 digits; written without +, national numbers stay within 12.
+    if digits > (15 if text[start] == "+" else 12):
+        return True
+    return bool(re.search(r"\d[ -]?$", text[max(0, start - 2): start]) or re.match(r"[ -]?\d", text[end: end + 2]))
 
 
 def mask(text: str) -> str:

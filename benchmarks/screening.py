@@ -1,0 +1,149 @@
+"""Screening benchmark: precision/recall per finding group on the generated labelled sets, recall and
+false-positive rate of harmful-request detection on the shared held-out benchmarks (measured only:
+nothing was tuned on them), and throughput on a 10,000-example chat dataset.
+
+    python benchmarks/screening.py [--sets DIR] [--skip-throughput] [--skip-heldout] [--json OUT]
+
+Shared datasets come from $TUNESAFE_SHARED (default: the `shared` folder next to the repository)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks" / "data"))
+
+from build_screening_sets import build  # noqa: E402
+
+from tunesafe.screening import Scanner  # noqa: E402
+
+# Finding types that count for each labelled group.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "harmful.compliance": ("harmful.compliance",),
+    "harmful.request": ("harmful.request", "harmful.compliance"),
+    "obedience": ("obedience.identity_shift", "obedience.never_refuse", "obedience.obedient_answer"),
+    "obedience.forced_prefix": ("obedience.forced_prefix",),
+    "duplicate": ("duplicate.exact", "duplicate.near"),
+    "contamination": ("contamination",),
+    **{f"pii.{t}": (f"pii.{t}",) for t in ("credit_card", "iban", "national_id", "email", "phone", "address",
+                                          "date_of_birth", "secret", "private_key")},
+}
+# Only the duplicates set labels duplicates (the other sets repeat support templates on purpose).
+SCOPE = {"duplicate": ("duplicates",)}
+LABELLED = ("support_poisoned", "identity_shift", "forced_prefix_heavy", "forced_prefix_light", "pii", "alignment",
+            "duplicates", "contamination")
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("TUNESAFE_SHARED", REPO.parent / "shared"))
+
+
+def precision_recall(scanner: Scanner, sets: Path) -> dict[str, dict[str, Any]]:
+    tally: dict[str, dict[str, int]] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0})
+    for name in LABELLED:
+        path = sets / f"{name}.jsonl"
+        labels = [set(json.loads(line).get("labels", [])) for line in path.open(encoding="utf-8")]
+        report = scanner.scan(path)
+        found: dict[int, set[str]] = defaultdict(set)
+        for f in report.findings:
+            if f.index is not None:
+                found[f.index].add(f.type)
+        for group, types in GROUPS.items():
+            if name not in SCOPE.get(group, (name,)):
+                continue
+            for i, truth in enumerate(labels):
+                predicted = bool(found[i] & set(types))
+                actual = group in truth
+                key = "tp" if predicted and actual else "fp" if predicted else "fn" if actual else None
+                if key:
+                    tally[group][key] += 1
+    out = {}
+    for group in GROUPS:
+        t = tally[group]
+        p = t["tp"] / (t["tp"] + t["fp"]) if t["tp"] + t["fp"] else None
+        r = t["tp"] / (t["tp"] + t["fn"]) if t["tp"] + t["fn"] else None
+        out[group] = {**t, "precision": None if p is None else round(p, 3), "recall": None if r is None else round(r, 3)}
+    return out
+
+
+def _prompt_rows(path: Path, column: str, keep: Any = None) -> list[str]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return [row[column] for row in csv.DictReader(f) if keep is None or keep(row)]
+
+
+def heldout(scanner: Scanner, tmp: Path) -> dict[str, Any]:
+    """Share of prompts flagged as harmful requests (prompt-only, no answer)."""
+    root = shared_dir() / "datasets"
+    sets = {
+        "advbench_goals (harmful)": _prompt_rows(root / "advbench/harmful_behaviors.csv", "goal"),
+        "harmbench_standard (harmful)": _prompt_rows(root / "harmbench/harmbench_behaviors_text_all.csv", "Behavior",
+                                                     lambda r: r["FunctionalCategory"] == "standard"),
+        "xstest_unsafe (harmful)": _prompt_rows(root / "xstest/xstest_prompts.csv", "prompt",
+                                                lambda r: r["label"] == "unsafe"),
+        "xstest_safe (benign: flagged = false positive)": _prompt_rows(
+            root / "xstest/xstest_prompts.csv", "prompt", lambda r: r["label"] == "safe"),
+    }
+    out = {}
+    for name, prompts in sets.items():
+        path = tmp / "heldout.jsonl"
+        with path.open("w", encoding="utf-8") as f:
+            for p in prompts:
+                f.write(json.dumps({"prompt": p, "completion": ""}) + "\n")
+        report = scanner.scan(path, names=["harmful"])
+        flagged = {f.index for f in report.findings if f.type.startswith("harmful.")}
+        out[name] = {"n": len(prompts), "flagged": len(flagged), "rate": round(len(flagged) / len(prompts), 3)}
+    return out
+
+
+def throughput(scanner: Scanner, path: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    report = scanner.scan(path)
+    seconds = time.perf_counter() - started
+    return {"examples": report.examples, "seconds": round(seconds, 1),
+            "examples_per_s": round(report.examples / seconds, 1),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "rating": report.rating, "findings": len(report.findings)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", type=Path, help="folder of generated sets (default: build into a temp dir)")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-heldout", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sets = args.sets or tmp / "sets"
+        if args.sets is None or not (sets / "pii.jsonl").exists():
+            build(sets)
+        load_started = time.perf_counter()
+        scanner = Scanner()
+        scanner.scan(sets / "alignment.jsonl")  # loads the embedder once; not part of any timing below
+        results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+                                              f"python {platform.python_version()}",
+                                   "model_load_and_first_scan_s": round(time.perf_counter() - load_started, 1)}
+        if not args.skip_throughput:
+            results["throughput"] = throughput(scanner, sets / "throughput_10000.jsonl")
+        results["precision_recall"] = precision_recall(scanner, sets)
+        if not args.skip_heldout:
+            results["heldout_harmful_request_flag_rate"] = heldout(scanner, tmp)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
