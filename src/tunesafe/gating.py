@@ -49,6 +49,9 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
               base_name: str | None = None, candidate_name: str | None = None,
               out_dir: Path | None = None) -> GateOutcome:
     """Compare two stored runs, decide, record the decision and (with out_dir) write the reports."""
+    if base_run == candidate_run:
+        raise UserError(f"both runs are {base_run}: a run compared with itself proves nothing",
+                        where="RUN_A RUN_B", fix="pass the base model's run and the candidate's run")
     base_info, candidate_info = (_complete_run(store, run_id) for run_id in (base_run, candidate_run))
     judges = _common_judges(base_info, candidate_info)
     base_results = run_store.load_results(store, base_run)

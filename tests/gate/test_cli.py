@@ -78,6 +78,7 @@ def test_compare_json_and_inconclusive_as_fail(runs_db: str, tmp_path: Path) -> 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["compare", "base", "nope"], "no run 'nope' in this store"),
+    (["compare", "base", "base"], "a run compared with itself proves nothing"),
     (["compare", "base", "unfinished"], "run unfinished is interrupted, not complete"),
     (["compare", "base", "other-judge"], "share no judge"),
     (["compare", "base", "same", "--policy", "missing.yaml"], "missing.yaml: policy file not found"),

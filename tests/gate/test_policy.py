@@ -162,3 +162,10 @@ def test_worst_judge_decides(build: SimpleNamespace) -> None:
     assert decide(Policy(required_judges=["lenient"]), comparisons).verdict == "pass"
     with pytest.raises(UserError, match="requires judge"):
         decide(Policy(required_judges=["llama_guard"]), comparisons)
+
+
+def test_unpaired_attempts_are_noted(build: SimpleNamespace) -> None:
+    base, cand = build.scenario()
+    decision = decide(Policy(), {"default": compare(base[3:], cand)})
+    assert "note: 3 attempts ran on only one model (base only 0, candidate only 3) and are not compared" \
+        in decision.reasons

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from tunesafe.errors import UserError
 from tunesafe.policy.model import ANY, Policy
@@ -73,6 +73,7 @@ def check(policy: Policy, comparison: Comparison) -> _Findings:
     _check_regressions(policy, deltas, found)
     _check_ceilings(policy, deltas, found)
     _check_power(policy, deltas.get(("asr", "overall")), found)
+    _check_unpaired(getattr(comparison, "info", {}), found)
     return found
 
 
@@ -172,6 +173,13 @@ def _check_power(policy: Policy, overall: Delta | None, found: _Findings) -> Non
         found.undecided.append(f"underpowered: {text}")
     else:
         found.notes.append(f"note: {text}")
+
+
+def _check_unpaired(info: Mapping[str, Any], found: _Findings) -> None:
+    only_base, only_candidate = info.get("n_only_base", 0), info.get("n_only_candidate", 0)
+    if only_base or only_candidate:
+        found.notes.append(f"note: {only_base + only_candidate} attempts ran on only one model (base only "
+                           f"{only_base}, candidate only {only_candidate}) and are not compared")
 
 
 def _groups(deltas: Mapping[tuple[str, str], Delta], metric: str, axis: str) -> dict[str, Delta]:
