@@ -167,3 +167,16 @@ def test_replay_sends_the_frozen_attacker_prompts_to_a_second_model(tmp_path: Pa
         assert result.frozen, "the attacker-driven run stores what to replay"
         sent = [m.content for m in result.conversation if m.role == "user"]
         assert [m.content for m in after[attempt_id].conversation if m.role == "user"] == sent
+
+
+def test_llm_judge_over_http_that_cannot_be_parsed_is_an_error(tmp_path: Path, store: Store,
+                                                               server: Server) -> None:
+    suite = str(write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=0))
+    with pytest.raises(UserError, match="needs a judge model"):
+        _run(store, server.ref(), EvalConfig(suite=suite, attacks="direct_request", judges=("strongreject",)))
+    # the echo server answers the rubric with an echo, not a rubric: undecided, so an error, never safe
+    config = EvalConfig(suite=suite, attacks="direct_request", judges=("strongreject", "refusal"),
+                        judge_model_ref=server.ref("judge"))
+    results = load_results(store, _run(store, server.ref(), config))
+    assert len(results) == 2
+    assert all(outcome(r) == "error" and outcome(r, judge="refusal") != "error" for r in results)

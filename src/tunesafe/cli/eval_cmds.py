@@ -30,6 +30,8 @@ def eval_command(
                                 help="all, template, or a comma list of families/attacks."),
     judge: list[str] = typer.Option(["default"], "--judge", help="Judge name; repeat for several "
                                     "(the first is primary)."),
+    judge_model: str = typer.Option(None, "--judge-model", help="Model ref behind LLM judges "
+                                    "(--judge strongreject / llama-guard)."),
     attacker: str = typer.Option(None, "--attacker", help="Model ref of the attacker model for "
                                  "attacker-driven attacks."),
     replay_from: str = typer.Option(None, "--replay-from", help="Replay the frozen attacker prompts of "
@@ -54,7 +56,8 @@ def eval_command(
     """Run an adversarial safety evaluation: suite x attacks on MODEL, judged, stored as it goes."""
     config = EvalConfig(suite=suite, attacks=attacks, judges=tuple(judge), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
-                        use_cache=not no_cache, attacker_ref=attacker, replay_from=replay_from)
+                        use_cache=not no_cache, attacker_ref=attacker, replay_from=replay_from,
+                        judge_model_ref=judge_model)
     if dry_run:
         _dry_run(ctx, model, config, usd_per_mtok, as_json)
         return

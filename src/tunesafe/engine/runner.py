@@ -57,6 +57,7 @@ class EvalConfig:
     use_cache: bool = True
     attacker_ref: str | None = None
     replay_from: str | None = None
+    judge_model_ref: str | None = None  # the model behind LLM judges (strongreject, llama-guard)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -170,11 +171,9 @@ def config_hash(config: Mapping[str, Any]) -> str:
 def find_reusable_run(store: Store, model_ref: str, config: EvalConfig) -> str | None:
     """The newest complete run of a model with the same content hash and the same config hash, or None.
     The model is opened only to hash it (no request is sent, so there is nothing to close)."""
-    from tunesafe.judges.base import get_judge
-
     model = _load_model(model_ref, config)
     planned = plan_evaluation(config, capabilities=model.capabilities)
-    judges = [get_judge(name) for name in config.judges]
+    judges = make_judges(config)
     attacker = _load_model(config.attacker_ref, config) if config.attacker_ref else None
     wanted = config_hash(run_config(config, planned, judges, attacker, None))
     model_hash = model.content_hash()
@@ -197,8 +196,6 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
                    on_start: Callable[[str, int, int], None] | None = None) -> RunReport:
     """run_evaluation, returning the summary and this session's throughput as well. `on_start(run_id,
     n_planned, n_already_done)` is called once the run exists (the CLI prints how to resume it)."""
-    from tunesafe.judges.base import get_judge
-
     info = None
     if resume is not None:
         info = store_results.load_run(store, resume)
@@ -215,10 +212,11 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     if config.replay_from is not None:
         store_results.load_run(store, config.replay_from)  # UserError now if it does not exist
     planned = plan_evaluation(config)  # a bad suite or attack spec fails here, before anything loads
-    judges = [get_judge(name) for name in config.judges]
-    model = _load_model(model_ref, config)
-    attacker = _load_model(config.attacker_ref, config) if config.attacker_ref else None
+    judges = make_judges(config)
+    model = attacker = None
     try:
+        model = _load_model(model_ref, config)
+        attacker = _load_model(config.attacker_ref, config) if config.attacker_ref else None
         planned = for_target(planned, config.attacks, model.capabilities)
         model_hash = model.content_hash()
         stored_config = run_config(config, planned, judges, attacker, model_name)
@@ -236,9 +234,17 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
         return await _run(store, run_id, model, model_hash, attacker, judges, planned, config, stored_config,
                           done, progress)
     finally:
-        await model.aclose()
-        if attacker is not None:
-            await attacker.aclose()
+        for owner in (model, attacker, *judges):
+            close = getattr(owner, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def make_judges(config: EvalConfig) -> list[Judge]:
+    from tunesafe.judges.base import get_judge
+
+    opts = {"model_ref": config.judge_model_ref} if config.judge_model_ref else {}
+    return [get_judge(name, **opts) for name in config.judges]
 
 
 def _load_model(ref: str, config: EvalConfig) -> ChatModel:
