@@ -86,7 +86,7 @@ def align_backends(base: str, candidate: str) -> tuple[str, str]:
     b, c = parse_ref(base), parse_ref(candidate)
     if not (b.local and c.local):
         return base, candidate
-    wanted = {r.options.get("backend") for r in (b, c)} - {None}
+    wanted = {r.options["backend"] for r in (b, c) if "backend" in r.options}
     if b.adapter or c.adapter:
         wanted.add("hf")
     if len(wanted) > 1:
