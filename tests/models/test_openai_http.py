@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -84,11 +85,37 @@ def test_circuit_breaker_fails_fast_after_repeated_failures(server: RunningServe
     assert len(server.requests) == 3  # the last three never reached the server
 
 
+def test_circuit_breaker_lets_a_trial_through_after_cooldown(server: RunningServer) -> None:
+    model = model_for(server, max_retries=0, breaker=2, cooldown=0.2, concurrency=1)
+
+    async def main() -> list[Generation]:
+        server.inject("500", times=2)
+        failed = await model.generate([req("a"), req("b"), req("c")])
+        await asyncio.sleep(0.3)
+        server.inject("429")  # a paced trial neither closes nor re-opens the breaker...
+        paced = await model.generate([req("d")])
+        await asyncio.sleep(0.3)
+        recovered = await model.generate([req("e"), req("f")])  # ...so a later trial still runs
+        await model.aclose()
+        return failed + paced + recovered
+
+    gens = asyncio.run(main())
+    assert ["circuit breaker open" in (g.error or "") for g in gens[:3]] == [False, False, True]
+    assert "429" in (gens[3].error or "")
+    assert [g.text for g in gens[4:]] == ["ECHO: e", "ECHO: f"]
+
+
 def test_bounded_concurrency(server: RunningServer) -> None:
     server.app.config.latency_s = 0.05
     gens = generate(model_for(server, concurrency=3), [req(f"c{i}") for i in range(12)])
     assert all(g.ok for g in gens)
     assert server.app.max_in_flight == 3
+
+
+def test_cli_prefill_prints_prefill_and_continuation(server: RunningServer, cli: Any) -> None:
+    result = cli("chat", f"openai:tunesafe-test@{server.url}?prefill=1", "hi", "--prefill", "Sure: ")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Sure: ECHO: hi"
 
 
 def test_prefill_fails_closed_unless_enabled(server: RunningServer) -> None:

@@ -73,6 +73,10 @@ class CircuitBreaker:
         self.opened_at = None
         self._trial_running = False
 
+    def neutral(self) -> None:
+        """An outcome that says nothing about health (a 429, a 4xx): end the trial, keep the state."""
+        self._trial_running = False
+
     def failure(self) -> None:
         self.failures += 1
         self._trial_running = False
@@ -203,6 +207,8 @@ class OpenAIChatModel:
                 except _Retryable as exc:
                     if exc.counts_for_breaker:
                         self._breaker.failure()
+                    else:
+                        self._breaker.neutral()
                     if attempt >= self.max_retries:
                         return error_generation(f"{self._scrub(str(exc))} (after {attempt + 1} attempts)",
                                                 time.perf_counter() - started)
@@ -210,6 +216,7 @@ class OpenAIChatModel:
                     attempt += 1
                     continue
                 except _Fatal as exc:
+                    self._breaker.neutral()
                     return error_generation(self._scrub(str(exc)), time.perf_counter() - started)
                 self._breaker.success()
                 return _with_latency(generation, time.perf_counter() - started)
