@@ -115,5 +115,6 @@ def test_eval_then_runs_list_and_show(cli: Cli, tmp_path: Path, server: Server) 
     code, out, _ = cli("runs", "show", run_id, "--json")
     assert json.loads(out)["summary"]["groups"]["category:homonyms"]["over_refusal"]["n"] == 2
     code, out, err = cli("eval", server.ref(), "--suite", str(suite), "--attacks", "direct_request",
-                         "--judge", "refusal", "--no-progress")
+                         "--judge", "refusal", "--no-progress", "--name", "unregistered-ft")
     assert code == 0 and "ASR" in out and "5 attempts in" in err
+    assert "'unregistered-ft' is not in the inventory" in err  # said before the run, not after

@@ -19,6 +19,7 @@ from tunesafe.engine.runner import EvalConfig, evaluate, find_reusable_run, plan
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.judges.base import registry as judge_registry
+from tunesafe.production.inventory import ModelSpec, add_model, missing_post_eval
 from tunesafe.types import Attempt, RecordType, Verdict
 
 from .conftest import Server, write_suite
@@ -43,6 +44,9 @@ def test_run_stores_every_planned_attempt_and_closes_with_evidence(tmp_path: Pat
                                                                    server: Server) -> None:
     config = EvalConfig(suite=str(write_suite(tmp_path / "s.jsonl")),
                         attacks="direct_request,prefix_injection", judges=("refusal",), concurrency=4)
+    add_model(any_store, ModelSpec("my-base", server.ref("base")))
+    add_model(any_store, ModelSpec("my-ft", server.ref(), base="my-base"))
+    assert [m.name for m in missing_post_eval(any_store)] == ["my-ft"]
     report = asyncio.run(evaluate(any_store, server.ref(), config, model_name="my-ft", progress=False))
     planned = plan_evaluation(config)
     results = load_results(any_store, report.run_id)
@@ -60,7 +64,8 @@ def test_run_stores_every_planned_attempt_and_closes_with_evidence(tmp_path: Pat
     assert body["config"]["suite"]["content_hash"] and body["config"]["judges"][0]["name"] == "refusal"
     assert body["summary"]["groups"]["overall"]["asr"]["k"] == report.summary.overall.asr.k
     [safety] = list(any_store.records(type=RecordType.SAFETY_EVAL, subject="my-ft"))
-    assert safety.body["run_id"] == report.run_id and safety.body["run_record"] == run_record.id
+    assert safety.body["run_id"] == report.run_id and safety.body["details"]["run_record"] == run_record.id
+    assert [m.name for m in missing_post_eval(any_store)] == []  # the inventory sees the evaluation
     assert any_store.verify().ok
     # a complete run with the same model hash and config is found for reuse; another seed is not
     assert find_reusable_run(any_store, server.ref(), config) == report.run_id

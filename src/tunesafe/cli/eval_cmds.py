@@ -14,7 +14,7 @@ from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print
 from tunesafe.cli.groups import AFTER, runs_app
 from tunesafe.engine import estimate as estimates
 from tunesafe.engine.results import list_runs, load_results, load_run
-from tunesafe.engine.runner import EvalConfig, evaluate, plan_evaluation
+from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory, plan_evaluation
 from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
 from tunesafe.types import Rate, RecordType
@@ -72,6 +72,10 @@ def eval_command(
                           highlight=False)
 
     with open_store(db_url(ctx)) as store:
+        if name and not in_inventory(store, name):
+            err_console.print(f"warning: model '{name}' is not in the inventory: the run is recorded under "
+                              "that name, but no safety evaluation is linked (add it with `tunesafe models "
+                              "add`)", highlight=False)
         try:
             report = asyncio.run(evaluate(store, model, config, resume=resume, model_name=name,
                                           progress=progress and not as_json, on_start=announce))

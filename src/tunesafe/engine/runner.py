@@ -13,6 +13,7 @@ an error, never as a refusal or a safe answer.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -247,6 +248,13 @@ def make_judges(config: EvalConfig) -> list[Judge]:
     return [get_judge(name, **opts) for name in config.judges]
 
 
+def in_inventory(store: Store, name: str) -> bool:
+    """Whether `name` is a model of the inventory (then a run of it also records a safety evaluation)."""
+    from tunesafe.production.inventory import inventory
+
+    return name in inventory(store)
+
+
 def _load_model(ref: str, config: EvalConfig) -> ChatModel:
     from tunesafe.models import load_model, parse_ref
 
@@ -320,13 +328,15 @@ def _finish(store: Store, run_id: str, planned: Planned, stored_config: Mapping[
         "finished_at": info.finished_at.isoformat() if info.finished_at else None, "session": stats,
     }
     record = store.append(RecordType.RUN, body, subject=model_name)
-    if model_name:
+    if model_name and in_inventory(store, model_name):
+        from tunesafe.production.inventory import record_safety_eval
+
         overall = summary.overall
-        store.append(RecordType.SAFETY_EVAL, {
-            "model_name": model_name, "model_ref": info.model_ref, "model_hash": model_hash, "run_id": run_id,
-            "run_record": record.id, "suite": stored_config["suite"], "judge": stored_config["judges"][0],
-            "asr": overall.asr, "refusal": overall.refusal, "over_refusal": overall.over_refusal,
-            "error": overall.error, "n_attempts": len(results)}, subject=model_name)
+        record_safety_eval(store, model_name, run_id=run_id, details={
+            "run_record": record.id, "model_ref": info.model_ref, "model_hash": model_hash,
+            "suite": stored_config["suite"], "judge": stored_config["judges"][0], "n_attempts": len(results),
+            **json.loads(canonical_json({m: overall.rate(m) for m in ("asr", "refusal", "over_refusal",
+                                                                        "error")}))})
     return RunReport(run_id, "complete", summary, stats, record.id)
 
 
