@@ -15,7 +15,14 @@ from tunesafe.analysis.outcome import outcome
 from tunesafe.attacks import library as attack_library
 from tunesafe.attacks.base import AttackImpl, ExecContext, Execution, make_meta
 from tunesafe.engine.results import load_results, load_run, results_digest
-from tunesafe.engine.runner import EvalConfig, evaluate, find_reusable_run, plan_evaluation, run_evaluation
+from tunesafe.engine.runner import (
+    EvalConfig,
+    config_hash,
+    evaluate,
+    find_reusable_run,
+    plan_evaluation,
+    run_evaluation,
+)
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.judges.base import registry as judge_registry
@@ -185,3 +192,12 @@ def test_llm_judge_over_http_that_cannot_be_parsed_is_an_error(tmp_path: Path, s
     results = load_results(store, _run(store, server.ref(), config))
     assert len(results) == 2
     assert all(outcome(r) == "error" and outcome(r, judge="refusal") != "error" for r in results)
+
+
+def test_config_hash_ignores_runtime_knobs_and_options_left_at_none() -> None:
+    base = {"eval": {"suite": "smoke", "seed": 0, "concurrency": 8, "use_cache": True}, "model_name": "a",
+            "suite": {"name": "smoke", "version": "1"}}
+    same = {**base, "model_name": "b", "eval": {**base["eval"], "concurrency": 64, "new_option": None}}
+    assert config_hash(base) == config_hash(same)
+    assert config_hash(base) != config_hash({**base, "eval": {**base["eval"], "seed": 1}})
+    assert config_hash(base) != config_hash({**base, "suite": {"name": "smoke", "version": "2"}})

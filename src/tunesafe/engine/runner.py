@@ -162,11 +162,16 @@ def run_config(config: EvalConfig, planned: Planned, judges: Sequence[Judge], at
     }
 
 
-def config_hash(config: Mapping[str, Any]) -> str:
-    """Hash of what the run measures: the config without the model name and the runtime knobs."""
+def hashed_part(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the config hash covers: everything but the model name and the runtime knobs. Options at
+    their None default are left out, so adding a new option keeps older runs resumable and reusable."""
     hashed = {k: v for k, v in config.items() if k != "model_name"}
-    hashed["eval"] = {k: v for k, v in config["eval"].items() if k not in RUNTIME_FIELDS}
-    return sha256_hex(canonical_json(hashed))
+    hashed["eval"] = {k: v for k, v in config["eval"].items() if k not in RUNTIME_FIELDS and v is not None}
+    return hashed
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    return sha256_hex(canonical_json(hashed_part(config)))
 
 
 def find_reusable_run(store: Store, model_ref: str, config: EvalConfig) -> str | None:
@@ -272,11 +277,19 @@ def _check_resumable(info: store_results.RunInfo, model_hash: str, config: Mappi
                         f"(hash {info.model_hash[:12]} -> {model_hash[:12]})", where="--resume",
                         fix="start a new run: resuming would mix answers of two models")
     if info.config_hash != digest:
-        changed = sorted(k for k in config if k not in ("eval", "model_name")
-                         and canonical_json(config[k]) != canonical_json(info.config.get(k)))
+        changed = _changed(hashed_part(config), hashed_part({"eval": {}, **info.config}))
         raise UserError(f"run {info.id} was planned with a different {', '.join(changed) or 'config'} "
                         "(suite, attack or judge versions changed since)", where="--resume",
                         fix="start a new run with the current versions, or reinstall the versions it used")
+
+
+def _changed(now: Mapping[str, Any], then: Mapping[str, Any]) -> list[str]:
+    """The options and sections (suite, attacks, judges, plan, ...) in which two hashed configs differ."""
+    options = now["eval"].keys() | then["eval"].keys()
+    changed = [f"eval.{k}" for k in sorted(options) if now["eval"].get(k) != then["eval"].get(k)]
+    sections = (now.keys() | then.keys()) - {"eval"}
+    changed += [k for k in sorted(sections) if canonical_json(now.get(k)) != canonical_json(then.get(k))]
+    return changed
 
 
 async def _run(store: Store, run_id: str, model: ChatModel, model_hash: str, attacker: ChatModel | None,
