@@ -278,8 +278,9 @@ def _check_resumable(info: store_results.RunInfo, model_hash: str, config: Mappi
                         fix="start a new run: resuming would mix answers of two models")
     if info.config_hash != digest:
         changed = _changed(hashed_part(config), hashed_part({"eval": {}, **info.config}))
-        raise UserError(f"run {info.id} was planned with a different {', '.join(changed) or 'config'} "
-                        "(suite, attack or judge versions changed since)", where="--resume",
+        what = (f"a different {', '.join(changed)}" if changed
+                else "the same options but another config-hash scheme (an older tunesafe)")
+        raise UserError(f"run {info.id} was planned with {what}", where="--resume",
                         fix="start a new run with the current versions, or reinstall the versions it used")
 
 
