@@ -112,3 +112,18 @@ def test_an_adapter_for_another_base_is_refused(adapter_dir: Path, tmp_path: Pat
         load_model(f"{REF}+{wrong}")
     user_error(cli("chat", f"{REF}+{wrong}", "hi"), "adapter does not match the base model")
     user_error(cli("chat", f"{REF}+{tmp_path / 'nothing'}", "hi"), "lacks adapter_config.json")
+
+
+def test_a_modified_converted_copy_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    gguf = embedded_gguf_path("smollm2-135m")
+    original = _converted_gguf(gguf)
+    monkeypatch.setenv("TUNESAFE_CACHE", str(tmp_path))
+    copy = tmp_path / "hf" / original.name
+    shutil.copytree(original, copy)
+    assert _converted_gguf(gguf) == copy  # an intact copy passes its manifest
+    config = copy / "config.json"
+    config.write_text(config.read_text().replace('"num_hidden_layers": 30', '"num_hidden_layers": 29'))
+    with pytest.raises(UserError, match=r"was modified \(config.json\)"):
+        _converted_gguf(gguf)

@@ -32,7 +32,7 @@ from tunesafe.errors import UserError
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.batching import MicroBatcher
 from tunesafe.models.embedded import embedded_gguf_path
-from tunesafe.models.hashing import cache_dir, file_sha256, files_sha256
+from tunesafe.models.hashing import cache_dir, file_sha256, files_sha256, remember
 from tunesafe.models.refs import ModelRef, parse_ref
 from tunesafe.types import Capabilities, ChatRequest, Generation
 
@@ -107,14 +107,30 @@ def _pick_dtype(name: str, device: str) -> Any:
                         fix="use auto, float32, bfloat16 or float16") from None
 
 
+CONVERSION_MANIFEST = "tunesafe-conversion.json"
+
+
 def _converted_gguf(gguf: Path) -> Path:
-    """Folder with the GGUF de-quantised to safetensors, created on first use (atomically)."""
+    """Folder with the GGUF de-quantised to safetensors, created on first use (atomically). Its files'
+    sha256 are recorded at conversion and checked at every load (memoised by size and mtime), so a
+    converted copy cannot drift from the pinned GGUF it was made from unnoticed."""
+    gguf_sha = file_sha256(gguf)
+    target = cache_dir() / "hf" / gguf_sha[:32]
+    if not (target / CONVERSION_MANIFEST).is_file():
+        _convert(gguf, gguf_sha, target)
+    manifest = json.loads((target / CONVERSION_MANIFEST).read_text())
+    for name, digest in manifest["files"].items():
+        path = target / name
+        if not path.is_file() or file_sha256(path) != digest:
+            raise UserError(f"the converted copy of {gguf.name} was modified ({name})", where=str(target),
+                            fix=f"delete {target}; it is rebuilt from the verified GGUF on next use")
+    return target
+
+
+def _convert(gguf: Path, gguf_sha: str, target: Path) -> None:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target = cache_dir() / "hf" / file_sha256(gguf)[:32]
-    if (target / "config.json").is_file():
-        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
@@ -128,14 +144,23 @@ def _converted_gguf(gguf: Path) -> Path:
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         model.generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        manifest = {"gguf_sha256": gguf_sha, "files": files}
+        (tmp / CONVERSION_MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if target.exists():  # a folder without a manifest: unfinished or from an older version
+            stale = target.with_name(f".stale-{os.getpid()}-{target.name}")
+            os.replace(target, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first: its folder is as good as ours
             shutil.rmtree(tmp, ignore_errors=True)
+            return
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
+    for name, digest in files.items():
+        remember(target / name, digest)  # spare the first load a re-hash of the new paths
 
 
 class HFEngine:
