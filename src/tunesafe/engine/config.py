@@ -1,0 +1,96 @@
+"""What a run measures: the evaluation options (EvalConfig), the full config stored with a run, and its
+hash (what `find_reusable_run` matches and a resume checks)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from tunesafe import __version__
+from tunesafe.engine.plan import attack_descriptor
+from tunesafe.errors import UserError
+from tunesafe.types import canonical_json, sha256_hex
+
+if TYPE_CHECKING:
+    from tunesafe.engine.targets import Planned
+    from tunesafe.judges.base import Judge
+    from tunesafe.models.base import ChatModel
+
+# Knobs that change how fast a run goes, not what it measures: left out of the config hash, and a
+# resumed run takes them from the resuming command.
+RUNTIME_FIELDS = ("concurrency", "use_cache")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    suite: str = "default"
+    attacks: str = "all"
+    judges: tuple[str, ...] = ("default",)
+    limit: int | None = None
+    seed: int = 0
+    concurrency: int = 8
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    use_cache: bool = True
+    attacker_ref: str | None = None
+    replay_from: str | None = None
+    judge_model_ref: str | None = None  # the model behind LLM judges (strongreject, llama-guard)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UserError(f"concurrency must be at least 1, got {self.concurrency}", where="--concurrency",
+                            fix="pass --concurrency 1 or more")
+        if self.max_new_tokens < 1:
+            raise UserError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}",
+                            where="--max-new-tokens", fix="pass a positive number")
+        if not self.judges:
+            raise UserError("no judge given", where="--judge", fix="pass --judge default (or another judge)")
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any], runtime: EvalConfig) -> EvalConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in stored.items() if k in known and k not in RUNTIME_FIELDS}
+        values["judges"] = tuple(values.get("judges", ()))
+        return cls(**values, **{k: getattr(runtime, k) for k in RUNTIME_FIELDS})
+
+
+def run_config(config: EvalConfig, planned: Planned, judges: Sequence[Judge], attacker: ChatModel | None,
+               model_name: str | None) -> dict[str, Any]:
+    """Everything that determines what a run measures, as stored in runs.config and the evidence."""
+    return {
+        "eval": {**asdict(config), "judges": list(config.judges)},
+        "model_name": model_name,
+        "suite": {"name": planned.suite_name, "version": planned.suite_version,
+                  "content_hash": planned.suite_hash},
+        "attacks": [attack_descriptor(a.meta) for a in planned.attacks],
+        "benign_attacks": [attack_descriptor(a.meta) for a in planned.benign_attacks],
+        "skipped_attacks": list(planned.skipped),
+        "judges": [{"name": j.name, "version": j.version} for j in judges],
+        "attacker": None if attacker is None else {"ref": attacker.ref, "hash": attacker.content_hash()},
+        "decoding": {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
+                     "seed": config.seed},
+        "plan": {"n": len(planned.plan.attempts), "digest": planned.plan.digest},
+        "tool_version": __version__,
+    }
+
+
+def hashed_part(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the config hash covers: everything but the model name and the runtime knobs. Options at
+    their None default are left out, so adding a new option keeps older runs resumable and reusable."""
+    hashed = {k: v for k, v in config.items() if k != "model_name"}
+    hashed["eval"] = {k: v for k, v in config["eval"].items() if k not in RUNTIME_FIELDS and v is not None}
+    return hashed
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    return sha256_hex(canonical_json(hashed_part(config)))
+
+
+def changed_options(now: Mapping[str, Any], then: Mapping[str, Any]) -> list[str]:
+    """The options and sections (suite, attacks, judges, plan, ...) in which two hashed configs differ."""
+    options = now["eval"].keys() | then["eval"].keys()
+    changed = [f"eval.{k}" for k in sorted(options) if now["eval"].get(k) != then["eval"].get(k)]
+    sections = (now.keys() | then.keys()) - {"eval"}
+    changed += [k for k in sorted(sections) if canonical_json(now.get(k)) != canonical_json(then.get(k))]
+    return changed

@@ -1,0 +1,152 @@
+"""Executing a run's pending attempts: `concurrency` workers pull attempts from one shared iterator (so at
+most that many are in flight; local backends micro-batch what arrives together), one judge task judges
+whatever has queued as a batch, and each result goes to the batched writer as it completes.
+
+Fail closed: an attack that raises, a backend error or a judge error is recorded as an error (never a
+refusal or a safe answer); errored generations are not judged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from tunesafe.engine.config import EvalConfig
+from tunesafe.engine.progress import RunProgress
+from tunesafe.engine.results import ResultWriter
+from tunesafe.engine.targets import Planned
+from tunesafe.types import Attempt, AttemptResult, Verdict
+
+if TYPE_CHECKING:
+    from tunesafe.attacks.base import Execution
+    from tunesafe.judges.base import Judge
+    from tunesafe.models.base import ChatModel
+
+log = logging.getLogger(__name__)
+
+JUDGE_BATCH = 64
+
+
+class Executor:
+    def __init__(self, target: ChatModel, attacker: ChatModel | None, judges: Sequence[Judge],
+                 planned: Planned, config: EvalConfig, frozen: Mapping[str, Mapping[str, Any]],
+                 writer: ResultWriter, run_id: str) -> None:
+        from tunesafe.attacks.base import ExecContext
+
+        self.target = target
+        self.judges = judges
+        self.impls = {a.meta.name: a for a in (*planned.attacks, *planned.benign_attacks)}
+        self.behaviors = planned.behaviors
+        self.frozen = frozen
+        self.writer = writer
+        self.run_id = run_id
+        self.context = ExecContext(attacker=attacker, judge=judges[0], max_new_tokens=config.max_new_tokens,
+                                   temperature=config.temperature, seed=config.seed)
+        self.concurrency = config.concurrency
+        self.progress: RunProgress | None = None
+        self.executed = 0
+        self.errors = 0
+        self.completion_tokens = 0
+        self.prompt_tokens = 0
+
+    async def run(self, pending: Sequence[Attempt]) -> None:
+        todo = iter(pending)
+        queue: asyncio.Queue[tuple[Attempt, Execution] | None] = asyncio.Queue(maxsize=4 * JUDGE_BATCH)
+
+        async def worker() -> None:
+            for attempt in todo:  # one shared iterator: at most `concurrency` attempts in flight
+                await queue.put((attempt, await self.execute(attempt)))
+
+        judge_task = asyncio.create_task(self.judge_loop(queue))
+        workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(pending)))]
+        try:
+            await asyncio.gather(*workers)
+            await queue.put(None)
+            await judge_task
+        finally:
+            for task in (*workers, judge_task):
+                task.cancel()
+
+    async def execute(self, attempt: Attempt) -> Execution:
+        from tunesafe.attacks.base import Execution
+
+        impl = self.impls[attempt.attack]
+        ctx = replace(self.context, frozen=self.frozen.get(attempt.id))
+        started = time.perf_counter()
+        try:
+            return await impl.execute(attempt, self.target, ctx)
+        except Exception as exc:  # an attack bug must cost one attempt (as an error), not the run
+            log.debug("attack %s failed on %s", attempt.attack, attempt.id, exc_info=True)
+            return Execution.failed(f"attack {attempt.attack} failed: {type(exc).__name__}: {exc}",
+                                    attempt.messages, latency_s=time.perf_counter() - started)
+
+    async def judge_loop(self, queue: asyncio.Queue[tuple[Attempt, Execution] | None]) -> None:
+        finished = False
+        while not finished:
+            item = await queue.get()
+            batch: list[tuple[Attempt, Execution]] = []
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= JUDGE_BATCH or queue.empty():
+                    break
+                item = queue.get_nowait()
+            finished = item is None
+            if batch:
+                for result in await self.judge_batch(batch):
+                    self.record(result)
+
+    async def judge_batch(self, batch: Sequence[tuple[Attempt, Execution]]) -> list[AttemptResult]:
+        from tunesafe.judges.base import JudgeInput
+
+        answered = [(a, e) for a, e in batch if e.ok]
+        inputs = [JudgeInput(request=self.behaviors[a.behavior_id].text, response=e.response, kind=a.kind,
+                             id=a.id) for a, e in answered]
+        per_attempt: dict[str, list[Verdict]] = {a.id: [] for a, _ in batch}
+        for judge in self.judges:
+            verdicts = await judge_safely(judge, inputs) if inputs else []
+            for (attempt, _), verdict in zip(answered, verdicts, strict=True):
+                per_attempt[attempt.id].append(verdict)
+        return [AttemptResult(run_id=self.run_id, attempt=a, generation=e.generation, response=e.response,
+                              conversation=e.conversation, verdicts=tuple(per_attempt[a.id]), frozen=e.frozen)
+                for a, e in batch]
+
+    def record(self, result: AttemptResult) -> None:
+        self.writer.add(result)
+        self.executed += 1
+        self.prompt_tokens += result.generation.prompt_tokens
+        self.completion_tokens += result.generation.completion_tokens
+        failed = result.generation.error is not None or any(v.error for v in result.verdicts)
+        self.errors += failed
+        if self.progress is not None:
+            self.progress.advance(error=failed)
+
+    def stats(self, wall_s: float, cache_hits: int) -> dict[str, Any]:
+        rate = self.executed / wall_s if wall_s > 0 else None
+        return {"wall_s": round(wall_s, 3), "attempts": self.executed, "errors": self.errors,
+                "attempts_per_s": None if rate is None else round(rate, 2),
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "completion_tokens_per_s": round(self.completion_tokens / wall_s, 2) if wall_s > 0 else None,
+                "cache_hits": cache_hits}
+
+
+def prompt_size(attempt: Attempt) -> tuple[int, str]:
+    return sum(len(m.content) for m in attempt.messages) + len(attempt.prefill or ""), attempt.id
+
+
+async def judge_safely(judge: Judge, inputs: Sequence[Any]) -> list[Verdict]:
+    """A judge that raises or answers the wrong number of items yields error verdicts (fail closed)."""
+    from tunesafe.judges.base import error_verdict
+
+    try:
+        verdicts = await judge.judge(inputs)
+    except Exception as exc:
+        log.debug("judge %s failed", judge.name, exc_info=True)
+        return [error_verdict(judge, f"{type(exc).__name__}: {exc}") for _ in inputs]
+    if len(verdicts) != len(inputs):
+        return [error_verdict(judge, f"returned {len(verdicts)} verdicts for {len(inputs)} items")
+                for _ in inputs]
+    return list(verdicts)

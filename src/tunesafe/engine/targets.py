@@ -1,0 +1,73 @@
+"""The plan of a run for a given config and target: the suite and attacks resolved, the attempts expanded,
+and the attacks the target cannot run left out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from tunesafe.engine.config import EvalConfig
+from tunesafe.engine.plan import Plan, build_plan
+from tunesafe.errors import UserError
+from tunesafe.types import Behavior
+
+if TYPE_CHECKING:
+    from tunesafe.attacks.base import AttackImpl
+
+BENIGN_ATTACK = "direct_request"  # benign/borderline prompts are asked as written (see plan.py)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What a config asks for, before any model is loaded (also what --dry-run shows)."""
+
+    suite_name: str
+    suite_version: str
+    suite_hash: str
+    attacks: tuple[AttackImpl, ...]
+    benign_attacks: tuple[AttackImpl, ...]
+    plan: Plan
+    skipped: tuple[Mapping[str, str], ...] = ()
+
+    @property
+    def behaviors(self) -> dict[str, Behavior]:
+        return {b.id: b for b in self.plan.behaviors}
+
+
+def plan_evaluation(config: EvalConfig, *, capabilities: Any = None) -> Planned:
+    """Load the suite, resolve the attacks and expand the plan; with `capabilities` (of the target),
+    restricted to what the target can run (see `for_target`)."""
+    from tunesafe.attacks import resolve
+    from tunesafe.suite import load_suite
+
+    suite = load_suite(config.suite)
+    # Replaying frozen attacker prompts needs no attacker model.
+    attacks = resolve(config.attacks,
+                      attacker_available=config.attacker_ref is not None or config.replay_from is not None)
+    benign = [a for a in attacks if a.meta.name == BENIGN_ATTACK] or resolve(BENIGN_ATTACK)
+    plan = build_plan(suite.behaviors, attacks, seed=config.seed, limit=config.limit, benign_attacks=benign)
+    planned = Planned(suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
+                      attacks=tuple(attacks), benign_attacks=tuple(benign), plan=plan)
+    return planned if capabilities is None else for_target(planned, config.attacks, capabilities)
+
+
+def for_target(planned: Planned, spec: str, capabilities: Any) -> Planned:
+    """The plan without the attacks the target cannot run (e.g. prefilling over HTTP): left out and
+    recorded when they came from "all"/"template", a UserError when the spec names them."""
+    named = {t.strip() for t in spec.split(",")}
+    skipped: dict[str, str] = {}
+    for attack in planned.attacks:
+        reason = attack.requires(capabilities)
+        if reason is not None and named & {attack.meta.name, attack.meta.family}:
+            raise UserError(reason, where="--attacks", fix="drop this attack or use a backend that has it")
+        if reason is not None:
+            skipped[attack.meta.name] = reason
+    if not skipped:
+        return planned
+    benign = {a.meta.name for a in planned.benign_attacks}
+    kept = tuple(a for a in planned.plan.attempts if a.attack not in skipped or
+                 (a.kind != "harmful" and a.attack in benign))
+    return replace(planned, attacks=tuple(a for a in planned.attacks if a.meta.name not in skipped),
+                   plan=replace(planned.plan, attempts=kept),
+                   skipped=tuple({"attack": name, "reason": why} for name, why in skipped.items()))
