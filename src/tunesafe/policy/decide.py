@@ -160,19 +160,21 @@ def _check_ceilings(policy: Policy, deltas: Mapping[tuple[str, str], Delta], fou
 
 
 def _check_power(policy: Policy, overall: Delta | None, found: _Findings) -> None:
+    """A pass needs evidence of no regression, not just a missing significant one: with
+    rule_out_regression the 95% interval of the overall ASR change must stay within the allowed rise."""
     if overall is None or overall.n_pairs == 0 or policy.max_regression_points is None:
         return
     target = policy.max_regression_points
-    if overall.mde is not None and overall.mde * 100 <= target:
-        return
-    mde = ("no regression" if overall.mde is None
-           else f"only regressions of {overall.mde * 100:.1f} points or more")
-    text = (f"with {overall.n_pairs} pairs the run detects {mde} (80% power, alpha {policy.alpha:g}), "
-            f"not {target:g} points (max_regression_points)")
-    if policy.require_power:
-        found.undecided.append(f"underpowered: {text}")
-    else:
-        found.notes.append(f"note: {text}")
+    if policy.rule_out_regression and overall.ci_high is not None and overall.ci_high * 100 > target:
+        found.undecided.append(
+            f"cannot rule out an ASR regression above {target:g} points (max_regression_points): the 95% "
+            f"interval of the overall change reaches {overall.ci_high * 100:+.1f} points with "
+            f"{overall.n_pairs} pairs; add behaviours (or set rule_out_regression: false)")
+    if overall.mde is None or overall.mde * 100 > target:
+        mde = ("no regression" if overall.mde is None
+               else f"only regressions of {overall.mde * 100:.1f} points or more")
+        found.notes.append(f"note: with {overall.n_pairs} pairs the run detects {mde} (80% power, "
+                           f"alpha {policy.alpha:g}), not {target:g} points (max_regression_points)")
 
 
 def _check_unpaired(info: Mapping[str, Any], found: _Findings) -> None:

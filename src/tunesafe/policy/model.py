@@ -57,7 +57,7 @@ class Policy(_Strict):
     min_items_per_category: int = Field(default=5, ge=1)
     max_error_rate: Rate = 0.05
     required_judges: list[str] = Field(default_factory=list)
-    require_power: bool = False
+    rule_out_regression: bool = True
     inconclusive_exit: Literal[1, 3] = 3
 
     def hash(self) -> str:
