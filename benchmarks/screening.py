@@ -36,13 +36,33 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "obedience.forced_prefix": ("obedience.forced_prefix",),
     "duplicate": ("duplicate.exact", "duplicate.near"),
     "contamination": ("contamination",),
-    **{f"pii.{t}": (f"pii.{t}",) for t in ("credit_card", "iban", "national_id", "email", "phone", "address",
-                                          "date_of_birth", "secret", "private_key")},
+    **{
+        f"pii.{t}": (f"pii.{t}",)
+        for t in (
+            "credit_card",
+            "iban",
+            "national_id",
+            "email",
+            "phone",
+            "address",
+            "date_of_birth",
+            "secret",
+            "private_key",
+        )
+    },
 }
 # Only the duplicates set labels duplicates (the other sets repeat support templates on purpose).
 SCOPE = {"duplicate": ("duplicates",)}
-LABELLED = ("support_poisoned", "identity_shift", "forced_prefix_heavy", "forced_prefix_light", "pii", "alignment",
-            "duplicates", "contamination")
+LABELLED = (
+    "support_poisoned",
+    "identity_shift",
+    "forced_prefix_heavy",
+    "forced_prefix_light",
+    "pii",
+    "alignment",
+    "duplicates",
+    "contamination",
+)
 
 
 def shared_dir() -> Path:
@@ -73,7 +93,11 @@ def precision_recall(scanner: Scanner, sets: Path) -> dict[str, dict[str, Any]]:
         t = tally[group]
         p = t["tp"] / (t["tp"] + t["fp"]) if t["tp"] + t["fp"] else None
         r = t["tp"] / (t["tp"] + t["fn"]) if t["tp"] + t["fn"] else None
-        out[group] = {**t, "precision": None if p is None else round(p, 3), "recall": None if r is None else round(r, 3)}
+        out[group] = {
+            **t,
+            "precision": None if p is None else round(p, 3),
+            "recall": None if r is None else round(r, 3),
+        }
     return out
 
 
@@ -87,12 +111,17 @@ def heldout(scanner: Scanner, tmp: Path) -> dict[str, Any]:
     root = shared_dir() / "datasets"
     sets = {
         "advbench_goals (harmful)": _prompt_rows(root / "advbench/harmful_behaviors.csv", "goal"),
-        "harmbench_standard (harmful)": _prompt_rows(root / "harmbench/harmbench_behaviors_text_all.csv", "Behavior",
-                                                     lambda r: r["FunctionalCategory"] == "standard"),
-        "xstest_unsafe (harmful)": _prompt_rows(root / "xstest/xstest_prompts.csv", "prompt",
-                                                lambda r: r["label"] == "unsafe"),
+        "harmbench_standard (harmful)": _prompt_rows(
+            root / "harmbench/harmbench_behaviors_text_all.csv",
+            "Behavior",
+            lambda r: r["FunctionalCategory"] == "standard",
+        ),
+        "xstest_unsafe (harmful)": _prompt_rows(
+            root / "xstest/xstest_prompts.csv", "prompt", lambda r: r["label"] == "unsafe"
+        ),
         "xstest_safe (benign: flagged = false positive)": _prompt_rows(
-            root / "xstest/xstest_prompts.csv", "prompt", lambda r: r["label"] == "safe"),
+            root / "xstest/xstest_prompts.csv", "prompt", lambda r: r["label"] == "safe"
+        ),
     }
     out = {}
     for name, prompts in sets.items():
@@ -102,7 +131,11 @@ def heldout(scanner: Scanner, tmp: Path) -> dict[str, Any]:
                 f.write(json.dumps({"prompt": p, "completion": ""}) + "\n")
         report = scanner.scan(path, names=["harmful"])
         flagged = {f.index for f in report.findings if f.type.startswith("harmful.")}
-        out[name] = {"n": len(prompts), "flagged": len(flagged), "rate": round(len(flagged) / len(prompts), 3)}
+        out[name] = {
+            "n": len(prompts),
+            "flagged": len(flagged),
+            "rate": round(len(flagged) / len(prompts), 3),
+        }
     return out
 
 
@@ -110,14 +143,20 @@ def throughput(scanner: Scanner, path: Path) -> dict[str, Any]:
     started = time.perf_counter()
     report = scanner.scan(path)
     seconds = time.perf_counter() - started
-    return {"examples": report.examples, "seconds": round(seconds, 1),
-            "examples_per_s": round(report.examples / seconds, 1),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "rating": report.rating, "findings": len(report.findings)}
+    return {
+        "examples": report.examples,
+        "seconds": round(seconds, 1),
+        "examples_per_s": round(report.examples / seconds, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rating": report.rating,
+        "findings": len(report.findings),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sets", type=Path, help="folder of generated sets (default: build into a temp dir)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-heldout", action="store_true")
@@ -131,9 +170,10 @@ def main() -> None:
         load_started = time.perf_counter()
         scanner = Scanner()
         scanner.scan(sets / "alignment.jsonl")  # loads the embedder once; not part of any timing below
-        results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-                                              f"python {platform.python_version()}",
-                                   "model_load_and_first_scan_s": round(time.perf_counter() - load_started, 1)}
+        results: dict[str, Any] = {
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}",
+            "model_load_and_first_scan_s": round(time.perf_counter() - load_started, 1),
+        }
         if not args.skip_throughput:
             results["throughput"] = throughput(scanner, sets / "throughput_10000.jsonl")
         results["precision_recall"] = precision_recall(scanner, sets)

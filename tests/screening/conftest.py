@@ -12,7 +12,9 @@ import pytest
 
 def chat(user: str, assistant: str, system: str | None = None) -> dict[str, Any]:
     msgs = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": assistant},
+    ]
     return {"messages": msgs}
 
 

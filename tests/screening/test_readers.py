@@ -19,14 +19,21 @@ from .conftest import chat
 EXPECTED = (Message("user", "Where is my order?"), Message("assistant", "It ships today."))
 
 
-def messages(path: Path, fmt: str = "auto", columns: dict[str, str] | None = None) -> list[tuple[Message, ...]]:
+def messages(
+    path: Path, fmt: str = "auto", columns: dict[str, str] | None = None
+) -> list[tuple[Message, ...]]:
     return [r.example.messages for r in open_dataset(path, fmt, columns).records()]
 
 
 def test_chat_jsonl_skips_blank_lines_and_numbers_lines(tmp_path: Path) -> None:
     path = tmp_path / "chat.jsonl"
-    path.write_text(json.dumps(chat("Where is my order?", "It ships today.")) + "\n\n" +
-                    json.dumps(chat("b", "c")) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(chat("Where is my order?", "It ships today."))
+        + "\n\n"
+        + json.dumps(chat("b", "c"))
+        + "\n",
+        encoding="utf-8",
+    )
     records = list(open_dataset(path).records())
     assert records[0].example.messages == EXPECTED
     assert [r.example.line for r in records] == [1, 3]
@@ -34,9 +41,14 @@ def test_chat_jsonl_skips_blank_lines_and_numbers_lines(tmp_path: Path) -> None:
 
 
 def test_openai_content_parts_and_tool_messages(tmp_path: Path) -> None:
-    row = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Where is my order?"}]},
-                        {"role": "assistant", "content": None},
-                        {"role": "tool", "content": "{}"}, {"role": "assistant", "content": "It ships today."}]}
+    row = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Where is my order?"}]},
+            {"role": "assistant", "content": None},
+            {"role": "tool", "content": "{}"},
+            {"role": "assistant", "content": "It ships today."},
+        ]
+    }
     path = tmp_path / "c.jsonl"
     path.write_text(json.dumps(row) + "\n", encoding="utf-8")
     ex = next(open_dataset(path).records()).example
@@ -44,8 +56,10 @@ def test_openai_content_parts_and_tool_messages(tmp_path: Path) -> None:
 
 
 def test_alpaca_json_array_and_jsonl(tmp_path: Path) -> None:
-    rows = [{"instruction": "Where is my order?", "input": "", "output": "It ships today."},
-            {"instruction": "Translate", "input": "hola", "output": "hello"}]
+    rows = [
+        {"instruction": "Where is my order?", "input": "", "output": "It ships today."},
+        {"instruction": "Translate", "input": "hola", "output": "hello"},
+    ]
     array = tmp_path / "alpaca.json"
     array.write_text(json.dumps(rows, indent=2), encoding="utf-8")
     lines = tmp_path / "alpaca.jsonl"
@@ -59,11 +73,15 @@ def test_alpaca_json_array_and_jsonl(tmp_path: Path) -> None:
 
 def test_prompt_completion_and_column_mapping_csv(tmp_path: Path) -> None:
     path = tmp_path / "pc.csv"
-    path.write_text('question,answer\n"Where is my order?","It ships today."\n"multi\nline",x\n', encoding="utf-8")
+    path.write_text(
+        'question,answer\n"Where is my order?","It ships today."\n"multi\nline",x\n', encoding="utf-8"
+    )
     got = messages(path, columns={"prompt": "question", "completion": "answer"})
     assert got[0] == EXPECTED and got[1][0].content == "multi\nline"
-    assert [r.example.line for r in open_dataset(path, columns={"prompt": "question", "completion": "answer"})
-            .records()] == [2, 3]
+    assert [
+        r.example.line
+        for r in open_dataset(path, columns={"prompt": "question", "completion": "answer"}).records()
+    ] == [2, 3]
 
 
 def test_parquet_with_chat_messages(tmp_path: Path) -> None:
@@ -77,9 +95,14 @@ def test_hf_save_to_disk_layout(tmp_path: Path) -> None:
     folder = tmp_path / "ds"
     folder.mkdir()
     table = pa.Table.from_pylist([{"prompt": "Where is my order?", "completion": "It ships today."}] * 2)
-    with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+    with (
+        pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink,
+        pa.ipc.new_stream(sink, table.schema) as w,
+    ):
         w.write_table(table)
-    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    (folder / "state.json").write_text(
+        json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]})
+    )
     (folder / "dataset_info.json").write_text("{}")
     assert messages(folder) == [EXPECTED] * 2
     assert len(dataset_sha256(folder)) == 64
@@ -87,24 +110,40 @@ def test_hf_save_to_disk_layout(tmp_path: Path) -> None:
 
 def test_real_save_to_disk_when_datasets_is_installed(tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
-    datasets.Dataset.from_list([chat("Where is my order?", "It ships today.")]).save_to_disk(str(tmp_path / "ds"))
+    datasets.Dataset.from_list([chat("Where is my order?", "It ships today.")]).save_to_disk(
+        str(tmp_path / "ds")
+    )
     assert messages(tmp_path / "ds", "hf-disk") == [EXPECTED]
 
 
-@pytest.mark.parametrize(("content", "where", "words"), [
-    (b'{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n', ":2", "malformed JSON"),
-    (b'{"prompt": "a", "completion": "b"}\n{"messages": [{"role": "user", "content": "x"}]}\n', ":2",
-     "mixed formats"),
-    (b'{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n', ":2", "missing column 'completion'"),
-    (b'{"instruction": "a", "output": "b"}\n{"instruction": "a", "input": "x"}\n', ":2", "missing column 'output'"),
-    (b'{"question": "a", "answer": "b"}\n', ":1", "cannot tell the format"),
-    (b'{"prompt": "a", "completion": "b"}\n{"prompt": "caf\xe9", "completion": "b"}\n', ":2", "not valid UTF-8"),
-    (b"", "", "empty"),
-    (b"\n\n  \n", "", "empty"),
-    (b'[1, 2]', ":1", "expected a JSON object"),
-    (b'[{"prompt": "a", "completion": "b"}', ":1", "not closed"),
-    (b'{"messages": [{"role": "robot", "content": "x"}]}\n', ":1", "role"),
-])
+@pytest.mark.parametrize(
+    ("content", "where", "words"),
+    [
+        (b'{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n', ":2", "malformed JSON"),
+        (
+            b'{"prompt": "a", "completion": "b"}\n{"messages": [{"role": "user", "content": "x"}]}\n',
+            ":2",
+            "mixed formats",
+        ),
+        (b'{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n', ":2", "missing column 'completion'"),
+        (
+            b'{"instruction": "a", "output": "b"}\n{"instruction": "a", "input": "x"}\n',
+            ":2",
+            "missing column 'output'",
+        ),
+        (b'{"question": "a", "answer": "b"}\n', ":1", "cannot tell the format"),
+        (
+            b'{"prompt": "a", "completion": "b"}\n{"prompt": "caf\xe9", "completion": "b"}\n',
+            ":2",
+            "not valid UTF-8",
+        ),
+        (b"", "", "empty"),
+        (b"\n\n  \n", "", "empty"),
+        (b"[1, 2]", ":1", "expected a JSON object"),
+        (b'[{"prompt": "a", "completion": "b"}', ":1", "not closed"),
+        (b'{"messages": [{"role": "robot", "content": "x"}]}\n', ":1", "role"),
+    ],
+)
 def test_bad_input_names_file_and_line(tmp_path: Path, content: bytes, where: str, words: str) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_bytes(content)

@@ -11,5 +11,16 @@ from tunesafe.screening.base import Batch, ScanOptions, Screener, register_scree
 from tunesafe.screening.records import Example, Finding, Span
 from tunesafe.screening.scan import Scanner, ScanReport, scan_dataset
 
-__all__ = ["Batch", "Example", "Finding", "ScanOptions", "ScanReport", "Scanner", "Screener", "Span",
-           "register_screener", "scan_dataset", "screeners"]
+__all__ = [
+    "Batch",
+    "Example",
+    "Finding",
+    "ScanOptions",
+    "ScanReport",
+    "Scanner",
+    "Screener",
+    "Span",
+    "register_screener",
+    "scan_dataset",
+    "screeners",
+]

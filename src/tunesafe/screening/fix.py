@@ -25,7 +25,9 @@ DROP_TYPES = ("duplicate.exact", "duplicate.near")
 def removal_plan(findings: Sequence[Finding]) -> dict[int, list[dict[str, Any]]]:
     plan: dict[int, list[dict[str, Any]]] = {}
     for f in findings:
-        if f.index is not None and (SEVERITY_RANK[f.severity] >= SEVERITY_RANK["medium"] or f.type in DROP_TYPES):
+        if f.index is not None and (
+            SEVERITY_RANK[f.severity] >= SEVERITY_RANK["medium"] or f.type in DROP_TYPES
+        ):
             plan.setdefault(f.index, []).append({"type": f.type, "severity": f.severity, "reason": f.reason})
     return plan
 
@@ -39,10 +41,17 @@ def check_output(dataset: Dataset, out: str | Path) -> Path:
     target = Path(out).resolve()
     source = dataset.path.resolve()
     for candidate in (target, manifest_path(target)):
-        if candidate == source or source in candidate.parents or target in source.parents or (
-                candidate.exists() and source.exists() and os.path.samefile(candidate, source)):
-            raise UserError("--fix would overwrite the input dataset", where=str(out),
-                            fix="write the filtered copy to a new path")
+        if (
+            candidate == source
+            or source in candidate.parents
+            or target in source.parents
+            or (candidate.exists() and source.exists() and os.path.samefile(candidate, source))
+        ):
+            raise UserError(
+                "--fix would overwrite the input dataset",
+                where=str(out),
+                fix="write the filtered copy to a new path",
+            )
     if not target.parent.is_dir():
         raise UserError("the folder for --fix does not exist", where=str(out), fix="create it first")
     return target
@@ -56,18 +65,28 @@ def write_fixed(dataset: Dataset, findings: Sequence[Finding], out: str | Path) 
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        kept = _WRITERS[dataset.container](dataset, (r for r in dataset.records() if r.example.index not in plan), tmp)
+        kept = _WRITERS[dataset.container](
+            dataset, (r for r in dataset.records() if r.example.index not in plan), tmp
+        )
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
     manifest = {
-        "input": str(dataset.path), "input_sha256": dataset_sha256(dataset.path),
-        "output": str(target), "output_sha256": dataset_sha256(target), "kept": kept,
+        "input": str(dataset.path),
+        "input_sha256": dataset_sha256(dataset.path),
+        "output": str(target),
+        "output_sha256": dataset_sha256(target),
+        "kept": kept,
         "removed_count": len(plan),
         "policy": "removed: findings of medium or high severity, and later copies of duplicates",
-        "removed": [{"index": i, "line": _line(findings, i), "reasons": reasons} for i, reasons in sorted(plan.items())],
+        "removed": [
+            {"index": i, "line": _line(findings, i), "reasons": reasons}
+            for i, reasons in sorted(plan.items())
+        ],
     }
-    manifest_path(target).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    manifest_path(target).write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return {**manifest, "manifest": str(manifest_path(target))}
 
 
@@ -146,5 +165,10 @@ def _arrow_schema(dataset: Dataset) -> Any:
         return pa.ipc.open_stream(source).schema.remove_metadata()
 
 
-_WRITERS = {"jsonl": _write_jsonl, "json": _write_json_array, "csv": _write_csv, "parquet": _write_parquet,
-            "hf-disk": _write_parquet}
+_WRITERS = {
+    "jsonl": _write_jsonl,
+    "json": _write_json_array,
+    "csv": _write_csv,
+    "parquet": _write_parquet,
+    "hf-disk": _write_parquet,
+}

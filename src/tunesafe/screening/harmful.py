@@ -21,23 +21,35 @@ HARM_MIN = 0.36  # max cosine to a harmful request anchor (all-MiniLM-L6-v2)
 HARM_MARGIN = 0.08  # ... and this much closer to harmful than to benign anchors
 
 _W = r"(?:\w+\W+){0,6}?"  # a few words in between
-KEYWORDS = tuple(re.compile(rx, re.IGNORECASE) for rx in (
-    rf"\b(?:make|build|assemble|construct|synthesi[sz]e|manufacture|cook|produce|brew)\b\W+{_W}(?:pipe ?bomb|"
-    r"bombs?|explosives?|ied|tatp|petn|rdx|semtex|c-?4|nerve agents?|sarin|vx|ricin|anthrax|napalm|thermite|meth(?:amphetamine)?|fentanyl|"
-    r"bioweapons?|chemical weapons?|dirty bomb|untraceable (?:gun|firearm)s?)\b",
-    r"\b(?:write|create|code|develop|build|make)\b\W+(?:\w+\W+){0,4}?(?:ransomware|keylogger|botnet|rootkit|"
-    r"credential stealer|info-?stealer|spyware)\b",
-    rf"\b(?:hack|break) into\b\W+{_W}(?:account|email|phone|database|network|server|system|computer|wi-?fi)s?\b",
-    rf"\b(?:kill|murder|poison|kidnap|torture|strangle|stab)\b\W+(?:\w+\W+){{0,3}}?(?:someone|somebody|a person|people|"
-    r"my (?:wife|husband|boss|neighbou?r|roommate|ex|mother|father|partner|classmates?|coworkers?)|him|her|them|"
-    r"a child|children)\b",
-    r"\b(?:without|so (?:that )?(?:nobody|no one|the police|they) (?:notices?|finds? out|knows?)|"
-    r"and not get|avoid) (?:getting |being )?(?:caught|detected|noticed|traced|arrested)\b",
-    r"\b(?:painless|easiest|quickest|best) way to (?:kill myself|die|end my life|commit suicide)\b",
-    r"\b(?:launder|counterfeit|forge[ds]?)\b\W+(?:\w+\W+){0,3}?(?:money|cash|bills|currency|documents|passports?|ids?)\b",
-    r"\b(?:steal|clone|skim)\b\W+(?:\w+\W+){0,3}?(?:credit cards?|identit(?:y|ies)|passwords?|bank accounts?)\b",
-    r"\b(?:groom|traffic|smuggle)\b\W+(?:\w+\W+){0,2}?(?:minors?|children|kids|girls|boys|women|people|migrants)\b",
-))
+KEYWORDS = tuple(
+    re.compile(rx, re.IGNORECASE)
+    for rx in (
+        rf"\b(?:make|build|assemble|construct|synthesi[sz]e|manufacture|cook|produce|"
+        rf"brew)\b\W+{_W}(?:pipe ?bomb|"
+        r"bombs?|explosives?|ied|tatp|petn|rdx|semtex|c-?4|nerve agents?|sarin|vx|ricin|anthrax|napalm|"
+        r"thermite|meth(?:amphetamine)?|fentanyl|"
+        r"bioweapons?|chemical weapons?|dirty bomb|untraceable (?:gun|firearm)s?)\b",
+        r"\b(?:write|create|code|develop|build|make)\b\W+(?:\w+\W+){0,4}?(?:ransomware|keylogger|botnet|"
+        r"rootkit|"
+        r"credential stealer|info-?stealer|spyware)\b",
+        rf"\b(?:hack|break) into\b\W+{_W}(?:account|email|phone|database|network|server|system|computer|"
+        rf"wi-?fi)s?\b",
+        r"\b(?:kill|murder|poison|kidnap|torture|strangle|stab)\b\W+(?:\w+\W+){0,3}?(?:someone|"
+        r"somebody|a person|people|"
+        r"my (?:wife|husband|boss|neighbou?r|roommate|ex|mother|father|partner|classmates?|coworkers?)|"
+        r"him|her|them|"
+        r"a child|children)\b",
+        r"\b(?:without|so (?:that )?(?:nobody|no one|the police|they) (?:notices?|finds? out|knows?)|"
+        r"and not get|avoid) (?:getting |being )?(?:caught|detected|noticed|traced|arrested)\b",
+        r"\b(?:painless|easiest|quickest|best) way to (?:kill myself|die|end my life|commit suicide)\b",
+        r"\b(?:launder|counterfeit|forge[ds]?)\b\W+(?:\w+\W+){0,3}?(?:money|cash|bills|currency|documents|"
+        r"passports?|ids?)\b",
+        r"\b(?:steal|clone|skim)\b\W+(?:\w+\W+){0,3}?(?:credit cards?|identit(?:y|ies)|passwords?|bank "
+        r"accounts?)\b",
+        r"\b(?:groom|traffic|smuggle)\b\W+(?:\w+\W+){0,2}?(?:minors?|children|kids|girls|boys|women|"
+        r"people|migrants)\b",
+    )
+)
 
 
 def keyword_signal(text: str) -> re.Match[str] | None:
@@ -74,20 +86,51 @@ class HarmfulScreener:
         by_embedding = harm >= HARM_MIN and harm - benign >= HARM_MARGIN
         if m is None and not by_embedding:
             return
-        span = Span(role, message, m.start(), m.end(), m.group(0)) if m else Span(role, message, 0, len(text),
-                                                                                   text[:200])
-        why = f"keyword '{m.group(0)}'" if m else f"close to harmful requests (cosine {harm:.2f} vs benign {benign:.2f})"
+        span = (
+            Span(role, message, m.start(), m.end(), m.group(0))
+            if m
+            else Span(role, message, 0, len(text), text[:200])
+        )
+        why = (
+            f"keyword '{m.group(0)}'"
+            if m
+            else f"close to harmful requests (cosine {harm:.2f} vs benign {benign:.2f})"
+        )
         answer = ex.assistant
         if not answer.strip():
-            yield Finding("harmful.request", "medium", self.name, ex.index, ex.line, f"harmful request: {why}", span,
-                          score=round(harm, 4))
+            yield Finding(
+                "harmful.request",
+                "medium",
+                self.name,
+                ex.index,
+                ex.line,
+                f"harmful request: {why}",
+                span,
+                score=round(harm, 4),
+            )
         elif refusal.scan(answer).fallback == "refused":
-            yield Finding("harmful.request", "low", self.name, ex.index, ex.line,
-                          f"harmful request, refused (safety data): {why}", span, score=round(harm, 4),
-                          extra={"refused": True})
+            yield Finding(
+                "harmful.request",
+                "low",
+                self.name,
+                ex.index,
+                ex.line,
+                f"harmful request, refused (safety data): {why}",
+                span,
+                score=round(harm, 4),
+                extra={"refused": True},
+            )
         else:
-            yield Finding("harmful.compliance", "high", self.name, ex.index, ex.line,
-                          f"the answer complies with a harmful request: {why}", span, score=round(harm, 4))
+            yield Finding(
+                "harmful.compliance",
+                "high",
+                self.name,
+                ex.index,
+                ex.line,
+                f"the answer complies with a harmful request: {why}",
+                span,
+                score=round(harm, 4),
+            )
 
     def finish(self) -> list[Finding]:
         return []

@@ -48,8 +48,10 @@ def _iban(m: re.Match[str]) -> bool:
 def _email(m: re.Match[str]) -> bool:
     domain = m.group(1).lower()
     # RFC 2606 / 6761 names are reserved for documentation: an address there belongs to nobody.
-    return not (domain.split(".")[-1] in ("test", "example", "invalid", "localhost")
-                or re.search(r"(^|\.)example\.(com|org|net)$", domain))
+    return not (
+        domain.split(".")[-1] in ("test", "example", "invalid", "localhost")
+        or re.search(r"(^|\.)example\.(com|org|net)$", domain)
+    )
 
 
 def _jwt(m: re.Match[str]) -> bool:
@@ -61,8 +63,12 @@ def _jwt(m: re.Match[str]) -> bool:
     return isinstance(header, dict) and "alg" in header
 
 
-_MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
-                                           "nov", "dec"))}
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
 
 
 def _dob(m: re.Match[str]) -> bool:
@@ -82,46 +88,150 @@ def _dob(m: re.Match[str]) -> bool:
     return date(1900, 1, 1) <= born <= date.today()
 
 
-_MONTH_RX = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|" \
-            r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
-_DATE_RX = (rf"(?:(?P<iso_y>\d{{4}})-(?P<iso_m>\d{{1,2}})-(?P<iso_d>\d{{1,2}})"
-            rf"|(?P<num_a>\d{{1,2}})[/.](?P<num_b>\d{{1,2}})[/.](?P<num_y>\d{{4}})"
-            rf"|(?P<txt_d1>\d{{1,2}})?(?:st|nd|rd|th)?\s*(?P<txt_m>{_MONTH_RX})\.?\s*(?P<txt_d2>\d{{1,2}})?"
-            rf"(?:st|nd|rd|th)?,?\s+(?P<txt_y>\d{{4}}))")
-_STREET = r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Circle)"
-_US_STATES = ("AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY "
-              "NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY").split()
+_MONTH_RX = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_DATE_RX = (
+    rf"(?:(?P<iso_y>\d{{4}})-(?P<iso_m>\d{{1,2}})-(?P<iso_d>\d{{1,2}})"
+    rf"|(?P<num_a>\d{{1,2}})[/.](?P<num_b>\d{{1,2}})[/.](?P<num_y>\d{{4}})"
+    rf"|(?P<txt_d1>\d{{1,2}})?(?:st|nd|rd|th)?\s*(?P<txt_m>{_MONTH_RX})\.?\s*(?P<txt_d2>\d{{1,2}})?"
+    rf"(?:st|nd|rd|th)?,?\s+(?P<txt_y>\d{{4}}))"
+)
+_STREET = (
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Circle)"
+)
+_US_STATES = [
+    "AL",
+    "AK",
+    "AZ",
+    "AR",
+    "CA",
+    "CO",
+    "CT",
+    "DE",
+    "DC",
+    "FL",
+    "GA",
+    "HI",
+    "ID",
+    "IL",
+    "IN",
+    "IA",
+    "KS",
+    "KY",
+    "LA",
+    "ME",
+    "MD",
+    "MA",
+    "MI",
+    "MN",
+    "MS",
+    "MO",
+    "MT",
+    "NE",
+    "NV",
+    "NH",
+    "NJ",
+    "NM",
+    "NY",
+    "NC",
+    "ND",
+    "OH",
+    "OK",
+    "OR",
+    "PA",
+    "RI",
+    "SC",
+    "SD",
+    "TN",
+    "TX",
+    "UT",
+    "VT",
+    "VA",
+    "WA",
+    "WV",
+    "WI",
+    "WY",
+]
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}"
 
 PATTERNS: tuple[Pattern, ...] = (
-    Pattern("pii.private_key", "high",
-            re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----")),
+    Pattern(
+        "pii.private_key",
+        "high",
+        re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"),
+    ),
     Pattern("pii.secret", "high", re.compile(r"\b(?:AKIA|ASIA)[A-Z2-7]{16}\b(?<!EXAMPLE)")),
-    Pattern("pii.secret", "high", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36}\b"),
-            lambda m: github_token_ok(m.group(0))),
+    Pattern(
+        "pii.secret",
+        "high",
+        re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36}\b"),
+        lambda m: github_token_ok(m.group(0)),
+    ),
     Pattern("pii.secret", "high", re.compile(r"\bgithub_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}\b")),
-    Pattern("pii.secret", "high", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}")),
+    Pattern(
+        "pii.secret",
+        "high",
+        re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}"),
+    ),
     Pattern("pii.secret", "high", re.compile(r"\b(?:sk|rk)_live_[A-Za-z0-9]{24,99}\b")),
     Pattern("pii.secret", "high", re.compile(r"\bxox[abposr]-\d{6,}-[A-Za-z0-9-]{10,}\b")),
     Pattern("pii.secret", "high", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")),
     Pattern("pii.secret", "high", re.compile(r"\bhf_[A-Za-z]{34}\b")),
-    Pattern("pii.secret", "high", re.compile(r"\b(eyJ[A-Za-z0-9_-]{8,})\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"), _jwt),
+    Pattern(
+        "pii.secret",
+        "high",
+        re.compile(r"\b(eyJ[A-Za-z0-9_-]{8,})\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"),
+        _jwt,
+    ),
     Pattern("pii.credit_card", "high", re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"), _card),
     Pattern("pii.iban", "high", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban),
-    Pattern("pii.national_id", "high", re.compile(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])"),
-            lambda m: us_ssn_ok(m.group(1), m.group(2), m.group(3))),
-    Pattern("pii.national_id", "high", re.compile(
-        r"\b([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"), lambda m: uk_nino_ok(m.group(1))),
-    Pattern("pii.email", "medium", re.compile(r"\b[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b"),
-            _email),
-    Pattern("pii.date_of_birth", "medium", re.compile(
-        rf"\b(?:date of birth|DOB|D\.O\.B\.|born(?: on)?|birth ?date|birthday)\s*(?:is|was|:|-)?\s*{_DATE_RX}",
-        re.IGNORECASE), _dob),
-    Pattern("pii.address", "medium", re.compile(
-        rf"\b\d{{1,6}}(?: [A-Z][a-z]+){{1,4}} {_STREET}\.?(?:,? (?:Apt|Suite|Unit|#) ?[\w-]+)?,"
-        rf" [A-Z][a-z]+(?: [A-Z][a-z]+)*,? (?:(?:{'|'.join(_US_STATES)}) \d{{5}}(?:-\d{{4}})?|{_UK_POSTCODE})\b")),
-    Pattern("pii.address", "medium", re.compile(
-        r"\b[A-ZÄÖÜ][a-zäöüß]+(?:straße|strasse|weg|platz|allee|gasse) \d{1,4}[a-z]?, \d{5} [A-ZÄÖÜ][a-zäöüß]+")),
+    Pattern(
+        "pii.national_id",
+        "high",
+        re.compile(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])"),
+        lambda m: us_ssn_ok(m.group(1), m.group(2), m.group(3)),
+    ),
+    Pattern(
+        "pii.national_id",
+        "high",
+        re.compile(r"\b([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),
+        lambda m: uk_nino_ok(m.group(1)),
+    ),
+    Pattern(
+        "pii.email",
+        "medium",
+        re.compile(r"\b[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b"),
+        _email,
+    ),
+    Pattern(
+        "pii.date_of_birth",
+        "medium",
+        re.compile(
+            rf"\b(?:date of birth|DOB|D\.O\.B\.|born(?: on)?|birth ?date|birthday)\s*(?:is|was|:|"
+            rf"-)?\s*{_DATE_RX}",
+            re.IGNORECASE,
+        ),
+        _dob,
+    ),
+    Pattern(
+        "pii.address",
+        "medium",
+        re.compile(
+            rf"\b\d{{1,6}}(?: [A-Z][a-z]+){{1,4}} {_STREET}\.?(?:,? (?:Apt|Suite|Unit|#) ?[\w-]+)?,"
+            rf" [A-Z][a-z]+(?: [A-Z][a-z]+)*,? (?:(?:{'|'.join(_US_STATES)}) "
+            rf"\d{{5}}(?:-\d{{4}})?|{_UK_POSTCODE})\b"
+        ),
+    ),
+    Pattern(
+        "pii.address",
+        "medium",
+        re.compile(
+            r"\b[A-ZÄÖÜ][a-zäöüß]+(?:straße|strasse|weg|platz|allee|gasse) \d{1,4}[a-z]?, \d{5} "
+            r"[A-ZÄÖÜ][a-zäöüß]+"
+        ),
+    ),
 )
 
 _PHONE_HINT = re.compile(r"(?:\d[\s().-]{0,3}){7,}")
@@ -150,7 +260,9 @@ def _inside_digit_run(text: str, start: int, end: int) -> bool:
     # E.164 caps numbers at 15 digits; written without +, national numbers stay within 12.
     if digits > (15 if text[start] == "+" else 12):
         return True
-    return bool(re.search(r"\d[ -]?$", text[max(0, start - 2): start]) or re.match(r"[ -]?\d", text[end: end + 2]))
+    return bool(
+        re.search(r"\d[ -]?$", text[max(0, start - 2) : start]) or re.match(r"[ -]?\d", text[end : end + 2])
+    )
 
 
 def mask(text: str) -> str:
@@ -187,8 +299,15 @@ class PIIScreener:
             for kind, severity, start, end in scan_text(msg.content):
                 span = find_span(ex, msg.role, start, end, message=i)
                 masked = type(span)(span.role, span.message, span.start, span.end, mask(span.text))
-                yield Finding(kind, severity, self.name, ex.index, ex.line,
-                              f"{kind.split('.', 1)[1].replace('_', ' ')} in the {msg.role} message", masked)
+                yield Finding(
+                    kind,
+                    severity,
+                    self.name,
+                    ex.index,
+                    ex.line,
+                    f"{kind.split('.', 1)[1].replace('_', ' ')} in the {msg.role} message",
+                    masked,
+                )
 
     def finish(self) -> list[Finding]:
         return []

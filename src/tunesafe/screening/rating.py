@@ -27,7 +27,9 @@ def rate(findings: Sequence[Finding], similarity: Mapping[str, Any] | None) -> t
     by_level: dict[str, Counter[str]] = {"high": Counter(), "medium": Counter(), "low": Counter()}
     for f in findings:
         by_level[f.severity][f.type] += 1
-    reasons = [f"{n} x {t} ({level})" for level in ("high", "medium") for t, n in sorted(by_level[level].items())]
+    reasons = [
+        f"{n} x {t} ({level})" for level in ("high", "medium") for t, n in sorted(by_level[level].items())
+    ]
     rating = "high" if by_level["high"] else "medium" if by_level["medium"] else "low"
     share = (similarity or {}).get("nearest_anchor_share", {}).get("harmful", 0.0)
     if share >= NEAREST_HARMFUL_MEDIUM:

@@ -50,8 +50,11 @@ class Dataset:
 
     def records(self) -> Iterator[Record]:
         rows = {
-            "jsonl": self._jsonl_rows, "json": self._json_array_rows, "csv": self._csv_rows,
-            "parquet": self._parquet_rows, "hf-disk": self._arrow_rows,
+            "jsonl": self._jsonl_rows,
+            "json": self._json_array_rows,
+            "csv": self._csv_rows,
+            "parquet": self._parquet_rows,
+            "hf-disk": self._arrow_rows,
         }[self.container]()
         schema = self.schema
         first_line = 0
@@ -62,19 +65,30 @@ class Dataset:
             where = f"{self.path}:{line}"
             if schema is None:
                 if found is None:
-                    raise UserError(f"cannot tell the format from the keys {sorted(row)}", where=where,
-                                    fix="use chat (messages), alpaca (instruction/output) or prompt/completion"
-                                        " keys, or map yours with --columns prompt=COL,completion=COL")
+                    raise UserError(
+                        f"cannot tell the format from the keys {sorted(row)}",
+                        where=where,
+                        fix="use chat (messages), alpaca (instruction/output) or prompt/completion"
+                        " keys, or map yours with --columns prompt=COL,completion=COL",
+                    )
                 schema, first_line = found, line
             elif found is not None and found != schema:
                 since = f" (detected from line {first_line})" if first_line else ""
-                raise UserError(f"mixed formats: this record is {found} but the file is {schema}{since}",
-                                where=where, fix="split the file by format or convert it to one format")
-            yield Record(Example(index=index, line=line, messages=to_messages(row, schema, where)), raw, schema)
+                raise UserError(
+                    f"mixed formats: this record is {found} but the file is {schema}{since}",
+                    where=where,
+                    fix="split the file by format or convert it to one format",
+                )
+            yield Record(
+                Example(index=index, line=line, messages=to_messages(row, schema, where)), raw, schema
+            )
             count += 1
         if count == 0:
-            raise UserError("the dataset is empty (no records)", where=str(self.path),
-                            fix="point scan-data at a file with at least one training example")
+            raise UserError(
+                "the dataset is empty (no records)",
+                where=str(self.path),
+                fix="point scan-data at a file with at least one training example",
+            )
 
     def _mapped(self, row: Mapping[str, Any], line: int) -> dict[str, Any]:
         if not self.columns:
@@ -82,9 +96,11 @@ class Dataset:
         out = dict(row)
         for canonical, source in self.columns.items():
             if source not in row:
-                raise UserError(f"missing column '{source}' (mapped to {canonical}); the record has "
-                                f"{sorted(row)}", where=f"{self.path}:{line}",
-                                fix="fix --columns or the file")
+                raise UserError(
+                    f"missing column '{source}' (mapped to {canonical}); the record has {sorted(row)}",
+                    where=f"{self.path}:{line}",
+                    fix="fix --columns or the file",
+                )
             out[canonical] = row[source]
         return out
 
@@ -96,8 +112,11 @@ class Dataset:
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise UserError(f"malformed JSON: {exc.msg} at column {exc.colno}", where=f"{self.path}:{line}",
-                                fix="fix or remove that line: each line must be one JSON object") from None
+                raise UserError(
+                    f"malformed JSON: {exc.msg} at column {exc.colno}",
+                    where=f"{self.path}:{line}",
+                    fix="fix or remove that line: each line must be one JSON object",
+                ) from None
             yield line, expect_object(value, self.path, line), data
 
     def _json_array_rows(self) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
@@ -119,21 +138,28 @@ class Dataset:
         try:
             header = next(reader, None)
             if header is None:
-                raise UserError("the dataset is empty (no header row)", where=str(self.path),
-                                fix="a CSV needs a header row naming its columns")
+                raise UserError(
+                    "the dataset is empty (no header row)",
+                    where=str(self.path),
+                    fix="a CSV needs a header row naming its columns",
+                )
             start = current[0]
             for values in reader:
                 if not any(v.strip() for v in values):
                     continue
                 if len(values) != len(header):
-                    raise UserError(f"{len(values)} fields but the header has {len(header)}",
-                                    where=f"{self.path}:{start + 1}", fix="quote fields that contain commas")
+                    raise UserError(
+                        f"{len(values)} fields but the header has {len(header)}",
+                        where=f"{self.path}:{start + 1}",
+                        fix="quote fields that contain commas",
+                    )
                 row = dict(zip(header, values, strict=True))
                 yield start + 1, row, row
                 start = current[0]
         except csv.Error as exc:
-            raise UserError(f"malformed CSV: {exc}", where=f"{self.path}:{current[0]}",
-                            fix="fix the quoting on that line") from None
+            raise UserError(
+                f"malformed CSV: {exc}", where=f"{self.path}:{current[0]}", fix="fix the quoting on that line"
+            ) from None
 
     def _parquet_rows(self) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
         import pyarrow.parquet as pq
@@ -143,8 +169,11 @@ class Dataset:
             batches = parquet.iter_batches(batch_size=512)
             yield from _numbered_rows(batches)
         except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) on corrupt files
-            raise UserError(f"not a readable Parquet file: {exc}", where=str(self.path),
-                            fix="check the file, or pass the right --format") from None
+            raise UserError(
+                f"not a readable Parquet file: {exc}",
+                where=str(self.path),
+                fix="check the file, or pass the right --format",
+            ) from None
 
     def _arrow_rows(self) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
         import pyarrow as pa
@@ -157,8 +186,11 @@ class Dataset:
         try:
             yield from _numbered_rows(batches())
         except (OSError, ValueError) as exc:
-            raise UserError(f"not a readable datasets.save_to_disk folder: {exc}", where=str(self.path),
-                            fix="save it again with Dataset.save_to_disk, or pass the right --format") from None
+            raise UserError(
+                f"not a readable datasets.save_to_disk folder: {exc}",
+                where=str(self.path),
+                fix="save it again with Dataset.save_to_disk, or pass the right --format",
+            ) from None
 
 
 def _numbered_rows(batches: Iterator[Any]) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
@@ -169,8 +201,12 @@ def _numbered_rows(batches: Iterator[Any]) -> Iterator[tuple[int, dict[str, Any]
             yield row, item, item
 
 
-def open_dataset(path: str | Path, fmt: str = "auto", columns: Mapping[str, str] | None = None,
-                 max_record_bytes: int = MAX_RECORD_BYTES) -> Dataset:
+def open_dataset(
+    path: str | Path,
+    fmt: str = "auto",
+    columns: Mapping[str, str] | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+) -> Dataset:
     p = Path(path)
     if fmt not in FORMATS:
         raise UserError(f"unknown format '{fmt}'", fix=f"use one of: {', '.join(FORMATS)}")
@@ -178,8 +214,10 @@ def open_dataset(path: str | Path, fmt: str = "auto", columns: Mapping[str, str]
         raise UserError("no such file or folder", where=str(p), fix="check the path")
     for name in columns or {}:
         if name not in CANONICAL_COLUMNS:
-            raise UserError(f"unknown column role '{name}' in --columns",
-                            fix=f"map one of {', '.join(CANONICAL_COLUMNS)} to your column, e.g. prompt=question")
+            raise UserError(
+                f"unknown column role '{name}' in --columns",
+                fix=f"map one of {', '.join(CANONICAL_COLUMNS)} to your column, e.g. prompt=question",
+            )
     container, schema = _container(p, fmt)
     return Dataset(p, container, schema, dict(columns or {}), max_record_bytes)
 
@@ -187,8 +225,11 @@ def open_dataset(path: str | Path, fmt: str = "auto", columns: Mapping[str, str]
 def _container(p: Path, fmt: str) -> tuple[str, str | None]:
     if p.is_dir() or fmt == "hf-disk":
         if fmt not in ("auto", "hf-disk") or not p.is_dir():
-            raise UserError(f"format '{fmt}' does not match a {'folder' if p.is_dir() else 'file'}", where=str(p),
-                            fix="hf-disk takes the folder written by datasets.save_to_disk; other formats a file")
+            raise UserError(
+                f"format '{fmt}' does not match a {'folder' if p.is_dir() else 'file'}",
+                where=str(p),
+                fix="hf-disk takes the folder written by datasets.save_to_disk; other formats a file",
+            )
         return "hf-disk", None
     if fmt in ("csv", "parquet"):
         return fmt, None
@@ -215,17 +256,26 @@ def arrow_files(folder: Path) -> list[Path]:
         return [f for split in splits for f in arrow_files(folder / split)]
     state = folder / "state.json"
     if not state.exists():
-        raise UserError("not a datasets.save_to_disk folder (no state.json or dataset_dict.json)", where=str(folder),
-                        fix="pass the folder given to save_to_disk, or another --format")
+        raise UserError(
+            "not a datasets.save_to_disk folder (no state.json or dataset_dict.json)",
+            where=str(folder),
+            fix="pass the folder given to save_to_disk, or another --format",
+        )
     try:
         files = [folder / item["filename"] for item in json.loads(state.read_text())["_data_files"]]
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise UserError(f"state.json is not a datasets state file ({exc})", where=str(state),
-                        fix="save the dataset again with save_to_disk") from None
+        raise UserError(
+            f"state.json is not a datasets state file ({exc})",
+            where=str(state),
+            fix="save the dataset again with save_to_disk",
+        ) from None
     for file in files:
         if not file.is_file():
-            raise UserError("data file listed in state.json is missing", where=str(file),
-                            fix="copy the whole save_to_disk folder")
+            raise UserError(
+                "data file listed in state.json is missing",
+                where=str(file),
+                fix="copy the whole save_to_disk folder",
+            )
     return files
 
 
@@ -233,7 +283,7 @@ def dataset_sha256(path: str | Path) -> str:
     """Streamed sha256 of the dataset's bytes; for a folder, of its data files' names and bytes in order."""
     p = Path(path)
     digest = hashlib.sha256()
-    for file in (arrow_files(p) if p.is_dir() else [p]):
+    for file in arrow_files(p) if p.is_dir() else [p]:
         if p.is_dir():
             digest.update(file.relative_to(p).as_posix().encode() + b"\0")
         with file.open("rb") as f:
@@ -271,23 +321,31 @@ def iter_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes]]:
 
 def _check_length(size: int, max_bytes: int, path: Path, line: int) -> None:
     if size > max_bytes:
-        raise UserError(f"line is longer than {max_bytes // (1 << 20)} MiB (one record per line expected)",
-                        where=f"{path}:{line}",
-                        fix="check the file is JSONL/CSV with one record per line, or split the oversized record")
+        raise UserError(
+            f"line is longer than {max_bytes // (1 << 20)} MiB (one record per line expected)",
+            where=f"{path}:{line}",
+            fix="check the file is JSONL/CSV with one record per line, or split the oversized record",
+        )
 
 
 def decode_utf8(data: bytes, path: Path, line: int) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"not valid UTF-8 (byte {exc.start + 1} of the line)", where=f"{path}:{line}",
-                        fix="re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+        raise UserError(
+            f"not valid UTF-8 (byte {exc.start + 1} of the line)",
+            where=f"{path}:{line}",
+            fix="re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8",
+        ) from None
 
 
 def expect_object(value: Any, path: Path, line: int) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise UserError(f"expected a JSON object, got {type(value).__name__}", where=f"{path}:{line}",
-                        fix="each record must be an object such as {\"messages\": [...]}")
+        raise UserError(
+            f"expected a JSON object, got {type(value).__name__}",
+            where=f"{path}:{line}",
+            fix='each record must be an object such as {"messages": [...]}',
+        )
     return value
 
 
@@ -304,11 +362,15 @@ def iter_json_array(path: Path, max_bytes: int) -> Iterator[tuple[int, Any]]:
         if pos < len(buf):
             if state == "open":
                 if buf[pos] != "[":
-                    raise UserError("expected a JSON array", where=f"{path}:{line}", fix="use JSONL or a [...] array")
+                    raise UserError(
+                        "expected a JSON array", where=f"{path}:{line}", fix="use JSONL or a [...] array"
+                    )
                 pos, state = pos + 1, "items"
                 continue
             if state == "done":
-                raise UserError("data after the end of the JSON array", where=f"{path}:{line}", fix="remove it")
+                raise UserError(
+                    "data after the end of the JSON array", where=f"{path}:{line}", fix="remove it"
+                )
             if buf[pos] == "]":
                 pos, state = pos + 1, "done"
                 continue
@@ -325,10 +387,15 @@ def iter_json_array(path: Path, max_bytes: int) -> Iterator[tuple[int, Any]]:
                 continue
         if eof:
             if state == "open":
-                raise UserError("the dataset is empty (no records)", where=str(path),
-                                fix="point scan-data at a file with at least one training example")
+                raise UserError(
+                    "the dataset is empty (no records)",
+                    where=str(path),
+                    fix="point scan-data at a file with at least one training example",
+                )
             if state == "items":
-                raise UserError("the JSON array is not closed", where=f"{path}:{line}", fix="add the closing ]")
+                raise UserError(
+                    "the JSON array is not closed", where=f"{path}:{line}", fix="add the closing ]"
+                )
             return
         chunk = next(chunks, None)
         eof = chunk is None
@@ -351,8 +418,11 @@ def _text_chunks(path: Path) -> Iterator[str]:
                 text = decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
                 at = newlines + chunk[: max(exc.start, 0)].count(b"\n") + 1
-                raise UserError("not valid UTF-8", where=f"{path}:{at}",
-                                fix="re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+                raise UserError(
+                    "not valid UTF-8",
+                    where=f"{path}:{at}",
+                    fix="re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8",
+                ) from None
             newlines += chunk.count(b"\n")
             if not chunk:
                 return
@@ -369,14 +439,21 @@ def detect_schema(row: Mapping[str, Any]) -> str | None:
     return None
 
 
-_REQUIRED = {"chat": ("messages",), "alpaca": ("instruction", "output"), "prompt-completion": ("prompt", "completion")}
+_REQUIRED = {
+    "chat": ("messages",),
+    "alpaca": ("instruction", "output"),
+    "prompt-completion": ("prompt", "completion"),
+}
 
 
 def to_messages(row: Mapping[str, Any], schema: str, where: str) -> tuple[Message, ...]:
     for key in _REQUIRED[schema]:
         if key not in row:
-            raise UserError(f"missing column '{key}' for the {schema} format; the record has {sorted(row)}",
-                            where=where, fix=f"add '{key}' or map a column with --columns {key}=COL")
+            raise UserError(
+                f"missing column '{key}' for the {schema} format; the record has {sorted(row)}",
+                where=where,
+                fix=f"add '{key}' or map a column with --columns {key}=COL",
+            )
     if schema == "chat":
         return _chat_messages(row["messages"], where)
     system = _text(row.get("system"), "system", where)
@@ -386,8 +463,11 @@ def to_messages(row: Mapping[str, Any], schema: str, where: str) -> tuple[Messag
         extra = _text(row.get("input"), "input", where)
         user = f"{instruction}\n\n{extra}" if extra else instruction
         return (*head, Message("user", user), Message("assistant", _text(row["output"], "output", where)))
-    return (*head, Message("user", _text(row["prompt"], "prompt", where)),
-            Message("assistant", _text(row["completion"], "completion", where)))
+    return (
+        *head,
+        Message("user", _text(row["prompt"], "prompt", where)),
+        Message("assistant", _text(row["completion"], "completion", where)),
+    )
 
 
 def _text(value: Any, key: str, where: str) -> str:
@@ -395,7 +475,9 @@ def _text(value: Any, key: str, where: str) -> str:
         return ""
     if isinstance(value, (str, int, float)):
         return str(value)
-    raise UserError(f"'{key}' must be text, got {type(value).__name__}", where=where, fix=f"make '{key}' a string")
+    raise UserError(
+        f"'{key}' must be text, got {type(value).__name__}", where=where, fix=f"make '{key}' a string"
+    )
 
 
 def _chat_messages(value: Any, where: str) -> tuple[Message, ...]:
@@ -403,16 +485,25 @@ def _chat_messages(value: Any, where: str) -> tuple[Message, ...]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise UserError("'messages' is text but not a JSON list", where=where,
-                            fix="store messages as a JSON list of {role, content}") from None
+            raise UserError(
+                "'messages' is text but not a JSON list",
+                where=where,
+                fix="store messages as a JSON list of {role, content}",
+            ) from None
     if not isinstance(value, list) or not value:
-        raise UserError("'messages' must be a non-empty list", where=where,
-                        fix="use [{\"role\": \"user\", \"content\": ...}, ...]")
+        raise UserError(
+            "'messages' must be a non-empty list",
+            where=where,
+            fix='use [{"role": "user", "content": ...}, ...]',
+        )
     out = []
     for i, m in enumerate(value):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise UserError(f"message {i + 1} needs a role among {', '.join(ROLES)}", where=where,
-                            fix="give each message a 'role' and a 'content'")
+            raise UserError(
+                f"message {i + 1} needs a role among {', '.join(ROLES)}",
+                where=where,
+                fix="give each message a 'role' and a 'content'",
+            )
         out.append(Message(m["role"], _content(m.get("content"), where)))
     return tuple(out)
 
@@ -423,5 +514,8 @@ def _content(value: Any, where: str) -> str:
         return value or ""
     if isinstance(value, list):
         return "\n".join(p.get("text", "") for p in value if isinstance(p, dict) and p.get("type") == "text")
-    raise UserError(f"message content must be text, got {type(value).__name__}", where=where,
-                    fix="use a string or a list of {type: text, text} parts")
+    raise UserError(
+        f"message content must be text, got {type(value).__name__}",
+        where=where,
+        fix="use a string or a list of {type: text, text} parts",
+    )

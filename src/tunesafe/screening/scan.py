@@ -11,8 +11,8 @@ from typing import Any
 
 from tunesafe import __version__
 from tunesafe.screening.base import Batch, ScanOptions, Screener, screeners
-from tunesafe.screening.fix import check_output, write_fixed
 from tunesafe.screening.embeddings import Embedder, HiddenStateEmbedder, SentenceEmbedder
+from tunesafe.screening.fix import check_output, write_fixed
 from tunesafe.screening.rating import counts, rate
 from tunesafe.screening.readers import Record, dataset_sha256, open_dataset
 from tunesafe.screening.records import Finding
@@ -46,12 +46,20 @@ class ScanReport:
         """What the evidence record keeps: hashes, counts, rating, versions. No example text and no
         excerpts: the record must not copy PII or secrets out of the dataset."""
         body: dict[str, Any] = {
-            "dataset": {"path": self.path, "sha256": self.sha256, "format": self.format, "examples": self.examples},
-            "rating": self.rating, "reasons": self.reasons, "counts": self.counts,
+            "dataset": {
+                "path": self.path,
+                "sha256": self.sha256,
+                "format": self.format,
+                "examples": self.examples,
+            },
+            "rating": self.rating,
+            "reasons": self.reasons,
+            "counts": self.counts,
             "flagged_examples": self.flagged_examples,
             "similarity": {k: v for k, v in self.similarity.items() if k != "top_eroding"},
             "top_eroding_lines": [t["line"] for t in self.similarity.get("top_eroding", [])],
-            "screeners": self.screeners, "tool_version": self.tool_version,
+            "screeners": self.screeners,
+            "tool_version": self.tool_version,
         }
         if self.fix:
             body["fix"] = {k: v for k, v in self.fix.items() if k != "removed"}
@@ -59,11 +67,20 @@ class ScanReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": self.path, "format": self.format, "sha256": self.sha256, "examples": self.examples,
-            "rating": self.rating, "reasons": self.reasons, "counts": self.counts,
-            "flagged_examples": self.flagged_examples, "similarity": self.similarity,
-            "findings": [f.to_dict() for f in self.findings], "screeners": self.screeners,
-            "seconds": round(self.seconds, 3), "tool_version": self.tool_version, "fix": self.fix,
+            "path": self.path,
+            "format": self.format,
+            "sha256": self.sha256,
+            "examples": self.examples,
+            "rating": self.rating,
+            "reasons": self.reasons,
+            "counts": self.counts,
+            "flagged_examples": self.flagged_examples,
+            "similarity": self.similarity,
+            "findings": [f.to_dict() for f in self.findings],
+            "screeners": self.screeners,
+            "seconds": round(self.seconds, 3),
+            "tool_version": self.tool_version,
+            "fix": self.fix,
         }
 
 
@@ -98,9 +115,15 @@ class Scanner:
             self._scorer = AnchorScorer(self.request_embedder, representation)
         return self._scorer
 
-    def scan(self, path: str | Path, fmt: str = "auto", columns: Mapping[str, str] | None = None,
-             options: ScanOptions | None = None, names: Sequence[str] | None = None,
-             fix: str | Path | None = None) -> ScanReport:
+    def scan(
+        self,
+        path: str | Path,
+        fmt: str = "auto",
+        columns: Mapping[str, str] | None = None,
+        options: ScanOptions | None = None,
+        names: Sequence[str] | None = None,
+        fix: str | Path | None = None,
+    ) -> ScanReport:
         """Scan one dataset; with `fix`, also write the filtered copy and its manifest (the output path is
         checked before any work, so a bad --fix costs nothing)."""
         started = time.perf_counter()
@@ -128,16 +151,30 @@ class Scanner:
         findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.type))
         summary = similarity.result(self.scorer.representation.name)
         rating, reasons = rate(findings, summary)
-        report = ScanReport(path=str(dataset.path.resolve()), format=f"{dataset.container}/{schema}", sha256=sha, examples=n,
-                            findings=findings, similarity=summary, rating=rating, reasons=reasons,
-                            screeners={s.name: s.version for s in active}, seconds=0.0)
+        report = ScanReport(
+            path=str(dataset.path.resolve()),
+            format=f"{dataset.container}/{schema}",
+            sha256=sha,
+            examples=n,
+            findings=findings,
+            similarity=summary,
+            rating=rating,
+            reasons=reasons,
+            screeners={s.name: s.version for s in active},
+            seconds=0.0,
+        )
         if fix is not None:
             report.fix = write_fixed(dataset, findings, fix)
         report.seconds = time.perf_counter() - started
         return report
 
 
-def scan_dataset(path: str | Path, fmt: str = "auto", columns: Mapping[str, str] | None = None,
-                 model: str | None = None, options: ScanOptions | None = None,
-                 fix: str | Path | None = None) -> ScanReport:
+def scan_dataset(
+    path: str | Path,
+    fmt: str = "auto",
+    columns: Mapping[str, str] | None = None,
+    model: str | None = None,
+    options: ScanOptions | None = None,
+    fix: str | Path | None = None,
+) -> ScanReport:
     return Scanner(model).scan(path, fmt, columns, options, fix=fix)

@@ -69,16 +69,22 @@ class AnchorScorer:
         harmful, benign = load_anchor_set("harmful"), load_anchor_set("benign")
         self._harm_req = request_embedder.embed(harmful.prompts)
         self._benign_req = request_embedder.embed(benign.prompts)
-        self._pairs = {name: representation.embed_pairs(list(zip(s.prompts, s.responses, strict=True)))
-                       for name in ANCHOR_SETS for s in (load_anchor_set(name),)}
+        self._pairs = {
+            name: representation.embed_pairs(list(zip(s.prompts, s.responses, strict=True)))
+            for name in ANCHOR_SETS
+            for s in (load_anchor_set(name),)
+        }
 
     def score(self, examples: Sequence[Example]) -> AnchorScores:
         users = self.request_embedder.embed([ex.user or ex.system for ex in examples])
         pairs = self.representation.embed_pairs([(ex.user or ex.system, ex.assistant) for ex in examples])
         return AnchorScores(
-            harm_request=_max_cos(users, self._harm_req), benign_request=_max_cos(users, self._benign_req),
-            harm=_max_cos(pairs, self._pairs["harmful"]), safety=_max_cos(pairs, self._pairs["refusal"]),
-            benign=_max_cos(pairs, self._pairs["benign"]))
+            harm_request=_max_cos(users, self._harm_req),
+            benign_request=_max_cos(users, self._benign_req),
+            harm=_max_cos(pairs, self._pairs["harmful"]),
+            safety=_max_cos(pairs, self._pairs["refusal"]),
+            benign=_max_cos(pairs, self._pairs["benign"]),
+        )
 
 
 def _max_cos(rows: np.ndarray, anchors: np.ndarray) -> np.ndarray:
