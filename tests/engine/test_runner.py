@@ -14,7 +14,7 @@ import pytest
 from tunesafe.analysis.outcome import outcome
 from tunesafe.attacks import library as attack_library
 from tunesafe.attacks.base import AttackImpl, ExecContext, Execution, make_meta
-from tunesafe.engine.results import load_results, load_run, results_digest
+from tunesafe.engine.results import list_runs, load_results, load_run, results_digest
 from tunesafe.engine.runner import (
     EvalConfig,
     config_hash,
@@ -201,3 +201,26 @@ def test_config_hash_ignores_runtime_knobs_and_options_left_at_none() -> None:
     assert config_hash(base) == config_hash(same)
     assert config_hash(base) != config_hash({**base, "eval": {**base["eval"], "seed": 1}})
     assert config_hash(base) != config_hash({**base, "suite": {"name": "smoke", "version": "2"}})
+
+
+class _UnstorableJudge:
+    """A plugin judge whose evidence cannot be stored: the run must fail loudly, not hang."""
+
+    name = "unstorable"
+    version = "1"
+
+    async def judge(self, items: Sequence[Any]) -> list[Verdict]:
+        return [Verdict(judge=self.name, judge_version=self.version, refused=False, harmful=True,
+                        evidence={"blob": object()}) for _ in items]
+
+
+def test_a_failing_store_write_fails_the_run_instead_of_hanging(tmp_path: Path, store: Store, server: Server,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(judge_registry._items, "unstorable", lambda **_: _UnstorableJudge())
+    # long enough to fill the judge queue, so workers would block forever if the failure were not raised
+    suite = str(write_suite(tmp_path / "s.jsonl", n_harmful=20, n_benign=0))
+    config = EvalConfig(suite=suite, attacks="template", judges=("unstorable",), concurrency=8)
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        asyncio.run(asyncio.wait_for(run_evaluation(store, server.ref(), config, progress=False), 120))
+    [run] = list_runs(store)
+    assert run.status == "failed"

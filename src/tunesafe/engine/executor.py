@@ -63,8 +63,15 @@ class Executor:
 
         judge_task = asyncio.create_task(self.judge_loop(queue))
         workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(pending)))]
+        producing = asyncio.gather(*workers)
         try:
-            await asyncio.gather(*workers)
+            # The judge task only returns after the end marker, so if it is done first it failed (e.g. the
+            # store went away): raise now rather than leave the workers blocked on a full queue.
+            either: set[asyncio.Future[Any]] = {judge_task, producing}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if judge_task.done():
+                judge_task.result()
+            await producing
             await queue.put(None)
             await judge_task
         finally:

@@ -175,9 +175,11 @@ async def _run(store: Store, run_id: str, model: ChatModel, model_hash: str, att
         status = "interrupted" if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) else "failed"
         raise
     finally:
-        writer.flush()
-        if status != "complete":
-            store_results.set_status(store, run_id, status)
+        try:
+            writer.flush()  # what finished before a Ctrl-C or a failure is kept
+        finally:
+            if status != "complete":
+                store_results.set_status(store, run_id, status)
     wall = time.perf_counter() - started
     stats = executor.stats(wall, getattr(target, "hits", 0))
     return _finish(store, run_id, planned, stored_config, model_hash, stats)
