@@ -96,6 +96,12 @@ def test_dry_run_counts_attempts_per_family_without_a_model(cli: Cli) -> None:
     assert body["usd"] == pytest.approx(body["tokens_max"] / 1e6)
     code, out, _ = cli("eval", "--suite", "smoke", "--attacks", "direct_request", "--dry-run")
     assert code == 0 and "direct_request" in out and "estimated time" in out
+    # an HTTP model cannot prefill: its dry run leaves prefilling out, a local model's keeps it
+    code, out, _ = cli("eval", "openai:m@http://127.0.0.1:9/v1", "--suite", "smoke", "--attacks", "template",
+                       "--dry-run", "--json")
+    assert code == 0 and "prefilling" not in {f["family"] for f in json.loads(out)["families"]}
+    code, out, _ = cli("eval", "--suite", "smoke", "--attacks", "template", "--dry-run", "--json")
+    assert "prefilling" in {f["family"] for f in json.loads(out)["families"]}
 
 
 def test_eval_then_runs_list_and_show(cli: Cli, tmp_path: Path, server: Server) -> None:

@@ -14,7 +14,8 @@ from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print
 from tunesafe.cli.groups import AFTER, runs_app
 from tunesafe.engine import estimate as estimates
 from tunesafe.engine.results import list_runs, load_results, load_run
-from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory, plan_evaluation
+from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory
+from tunesafe.engine.targets import dry_run_plan
 from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
 from tunesafe.types import Rate, RecordType
@@ -99,7 +100,7 @@ def _dry_run(ctx: typer.Context, model: str | None, config: EvalConfig, usd_per_
              as_json: bool) -> None:
     from tunesafe.models import parse_ref
 
-    planned = plan_evaluation(config)
+    planned = dry_run_plan(config, model)
     local = parse_ref(model).local if model else True
     rate = _measured_rate(ctx, model) if model else None
     est = estimates.estimate(planned.plan, max_new_tokens=config.max_new_tokens,

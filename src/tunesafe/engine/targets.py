@@ -71,3 +71,17 @@ def for_target(planned: Planned, spec: str, capabilities: Any) -> Planned:
     return replace(planned, attacks=tuple(a for a in planned.attacks if a.meta.name not in skipped),
                    plan=replace(planned.plan, attempts=kept),
                    skipped=tuple({"attack": name, "reason": why} for name, why in skipped.items()))
+
+
+def dry_run_plan(config: EvalConfig, model_ref: str | None) -> Planned:
+    """The plan `--dry-run` shows, without loading weights or sending a request: an HTTP model is opened
+    (cheap, no call) so attacks it cannot run are left out; a local model is not loaded, so its plan
+    keeps every attack (an upper bound)."""
+    planned = plan_evaluation(config)
+    if model_ref is None:
+        return planned
+    from tunesafe.models import load_model, parse_ref
+
+    if parse_ref(model_ref).local:
+        return planned
+    return for_target(planned, config.attacks, load_model(model_ref).capabilities)
