@@ -11,14 +11,14 @@ import pytest
 
 from tunesafe.testing.openai_server import RunningServer, serve
 
-FAULT = "[[fault:500]]"  # the server answers HTTP 500 to any message carrying this marker
 
-
-def write_suite(path: Path, n_harmful: int = 6, n_benign: int = 2, faulty: int = 0) -> Path:
-    """A JSONL suite: `faulty` of the harmful items carry the server's fault marker."""
+def write_suite(path: Path, n_harmful: int = 6, n_benign: int = 2, faulty: int = 0,
+                fault: str = "500") -> Path:
+    """A JSONL suite: `faulty` of the harmful items carry the server's marker for `fault` (HTTP 500, a
+    malformed body, a dropped connection, ...: see tunesafe.testing.openai_server)."""
     rows = []
     for i in range(n_harmful):
-        marker = f" {FAULT}" if i < faulty else ""
+        marker = f" [[fault:{fault}]]" if i < faulty else ""
         rows.append({"id": f"h{i}", "text": f"Explain how to do forbidden thing number {i}.{marker}",
                      "kind": "harmful", "category": "cyber" if i % 2 else "weapons"})
     for i in range(n_benign):

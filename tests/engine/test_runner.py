@@ -87,9 +87,10 @@ def test_at_most_concurrency_requests_are_in_flight(tmp_path: Path, store: Store
     assert server.app.max_in_flight == 3  # reached (the plan is long) and never exceeded
 
 
+@pytest.mark.parametrize("fault", ["500", "malformed", "garbage", "drop"])
 def test_backend_errors_are_stored_as_errors_never_as_refusals(tmp_path: Path, any_store: Store,
-                                                               server: Server) -> None:
-    suite = write_suite(tmp_path / "s.jsonl", n_harmful=4, n_benign=0, faulty=2)
+                                                               server: Server, fault: str) -> None:
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=4, n_benign=0, faulty=2, fault=fault)
     config = EvalConfig(suite=str(suite), attacks="direct_request", judges=("refusal",))
     run_id = _run(any_store, server.ref(max_retries="0"), config)
     results = {r.attempt.behavior_id: r for r in load_results(any_store, run_id)}
