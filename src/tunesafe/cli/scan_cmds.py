@@ -11,10 +11,10 @@ import typer
 from tunesafe.cli.common import JSON_OPTION, console, db_url, print_json, print_rows
 from tunesafe.cli.groups import BEFORE
 from tunesafe.errors import UserError
-from tunesafe.screening.records import SEVERITY_RANK
 
 FINDINGS_SHOWN = 40
 FAIL_LEVELS = ("never", "medium", "high")
+RATINGS = ("low", "medium", "high")
 
 
 def parse_columns(spec: str | None) -> dict[str, str]:
@@ -104,7 +104,7 @@ def scan_data(
         print_json({**report.to_dict(), "evidence_id": evidence_id})
     else:
         render(report, evidence_id)
-    if fail_on != "never" and SEVERITY_RANK[report.rating] >= SEVERITY_RANK[fail_on]:
+    if fail_on != "never" and RATINGS.index(report.rating) >= RATINGS.index(fail_on):
         raise typer.Exit(1)
 
 
