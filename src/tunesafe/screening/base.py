@@ -43,6 +43,13 @@ class Screener(Protocol):
     def finish(self) -> list[Finding]: ...
 
 
+class ExampleScreener:
+    """Base for screeners whose findings are per example only: nothing to add at the end."""
+
+    def finish(self) -> list[Finding]:
+        return []
+
+
 ScreenerFactory = Callable[[ScanOptions], Screener]
 
 screeners: Registry[ScreenerFactory] = Registry("screeners")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tunesafe.errors import UserError
-from tunesafe.screening.base import Batch, ScanOptions, register_screener
+from tunesafe.screening.base import Batch, ExampleScreener, ScanOptions, register_screener
 from tunesafe.screening.records import Example, Finding
 
 SHINGLE = 3  # training examples are short: one changed word must not hide a copy
@@ -64,7 +64,7 @@ def example_text(ex: Example) -> str:
     return "\n".join(m.content for m in ex.messages)
 
 
-class DuplicateScreener:
+class DuplicateScreener(ExampleScreener):
     name = "duplicates"
     version = "1"
 
@@ -119,9 +119,6 @@ class DuplicateScreener:
                     extra={"duplicate_of": best},
                 )
 
-    def finish(self) -> list[Finding]:
-        return []
-
 
 def load_eval_prompts(path: Path) -> list[str]:
     """Prompts of an evaluation file: CSV (a column named like a prompt), JSONL or plain text lines."""
@@ -172,7 +169,7 @@ def _json_prompt(line: str, path: Path, n: int) -> str:
     )
 
 
-class ContaminationScreener:
+class ContaminationScreener(ExampleScreener):
     name = "contamination"
     version = "1"
 
@@ -222,9 +219,6 @@ class ContaminationScreener:
             score=round(share, 4),
             extra={"source": source},
         )
-
-    def finish(self) -> list[Finding]:
-        return []
 
 
 @register_screener("duplicates")

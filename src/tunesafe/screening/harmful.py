@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 
 from tunesafe.judges import refusal
-from tunesafe.screening.base import Batch, ScanOptions, register_screener
+from tunesafe.screening.base import Batch, ExampleScreener, ScanOptions, register_screener
 from tunesafe.screening.records import Example, Finding, Span
 
 HARM_MIN = 0.36  # max cosine to a harmful request anchor (all-MiniLM-L6-v2)
@@ -65,7 +65,7 @@ def _user_message(ex: Example) -> tuple[int, str]:
     return i, ex.messages[i].role
 
 
-class HarmfulScreener:
+class HarmfulScreener(ExampleScreener):
     name = "harmful"
     version = "1"
 
@@ -131,9 +131,6 @@ class HarmfulScreener:
                 span,
                 score=round(harm, 4),
             )
-
-    def finish(self) -> list[Finding]:
-        return []
 
 
 @register_screener("harmful")

@@ -17,7 +17,7 @@ from datetime import date
 
 import phonenumbers
 
-from tunesafe.screening.base import Batch, register_screener
+from tunesafe.screening.base import Batch, ExampleScreener, register_screener
 from tunesafe.screening.checksums import card_issuer, github_token_ok, iban_ok, luhn_ok, uk_nino_ok, us_ssn_ok
 from tunesafe.screening.records import Example, Finding, Severity, find_span
 
@@ -287,7 +287,7 @@ def _overlaps(taken: list[tuple[int, int]], start: int, end: int) -> bool:
     return any(start < e and s < end for s, e in taken)
 
 
-class PIIScreener:
+class PIIScreener(ExampleScreener):
     name = "pii"
     version = "1"
 
@@ -308,9 +308,6 @@ class PIIScreener:
                     f"{kind.split('.', 1)[1].replace('_', ' ')} in the {msg.role} message",
                     masked,
                 )
-
-    def finish(self) -> list[Finding]:
-        return []
 
 
 @register_screener("pii")
