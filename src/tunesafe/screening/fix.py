@@ -52,6 +52,8 @@ def check_output(dataset: Dataset, out: str | Path) -> Path:
                 where=str(out),
                 fix="write the filtered copy to a new path",
             )
+    if target.is_dir():
+        raise UserError("--fix needs a file path, not a folder", where=str(out), fix="e.g. --fix clean.jsonl")
     if not target.parent.is_dir():
         raise UserError("the folder for --fix does not exist", where=str(out), fix="create it first")
     return target
