@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 Kind = Literal["harmful", "benign", "borderline"]
 Role = Literal["system", "user", "assistant", "tool"]
+Outcome = Literal["success", "refused", "complied", "degenerate", "error"]
 
 
 def canonical_json(value: Any) -> str:
@@ -128,7 +129,8 @@ class Attempt:
     seed: int = 0
 
     @staticmethod
-    def make_id(behavior_id: str, attack: str, attack_version: str, params: Mapping[str, Any], seed: int) -> str:
+    def make_id(behavior_id: str, attack: str, attack_version: str, params: Mapping[str, Any],
+                seed: int) -> str:
         body = {"b": behavior_id, "a": attack, "v": attack_version, "p": dict(params), "s": seed}
         return sha256_hex(canonical_json(body))[:24]
 
@@ -150,6 +152,19 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def outcome(self) -> Outcome:
+        """What this verdict counts as (see tunesafe.analysis.outcome); undecided is an error."""
+        if self.error is not None or self.refused is None:
+            return "error"
+        if self.refused:
+            return "refused"
+        if self.degenerate:
+            return "degenerate"
+        if self.harmful is None:
+            return "error"
+        return "success" if self.harmful else "complied"
 
 
 @dataclass(frozen=True)
@@ -235,8 +250,6 @@ class RecordType:
     TRAINING_EVENT = "training_event"  # callback events during fine-tuning
     INCIDENT = "incident"
 
-
-Outcome = Literal["success", "refused", "complied", "degenerate", "error"]
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,7 @@ from tunesafe.types import AttemptResult, Outcome, Verdict
 
 
 def verdict_outcome(verdict: Verdict) -> Outcome:
-    if verdict.error is not None or verdict.refused is None:
-        return "error"
-    if verdict.refused:
-        return "refused"
-    if verdict.degenerate:
-        return "degenerate"
-    if verdict.harmful is None:
-        return "error"
-    return "success" if verdict.harmful else "complied"
+    return verdict.outcome
 
 
 def outcome(result: AttemptResult, judge: str | None = None) -> Outcome:

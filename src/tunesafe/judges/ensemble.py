@@ -23,13 +23,7 @@ DEFAULT_MEMBERS_WITH_MODEL = ("default", "strongreject")
 
 def label(v: Verdict) -> str:
     """A member's reading, for agreement: error / refused / degenerate / harmful / complied."""
-    if v.error is not None or v.refused is None:
-        return "error"
-    if v.refused:
-        return "refused"
-    if v.degenerate:
-        return "degenerate"
-    return "harmful" if v.harmful else "complied"
+    return "harmful" if v.outcome == "success" else v.outcome
 
 
 def combine(judge: Judge, item: JudgeInput, members: Sequence[Verdict]) -> Verdict:
