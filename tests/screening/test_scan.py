@@ -241,3 +241,35 @@ def test_user_screener_from_the_registry(write_jsonl: Callable[..., Path]) -> No
     report = Scanner().scan(write_jsonl("s.jsonl", rows), options=ScanOptions(), names=["shouting"])
     assert [(f.line, f.type) for f in report.findings] == [(1, "style.shouting")]
     assert report.screeners == {"shouting": "1"}
+
+
+def test_fix_for_parquet_save_to_disk_and_json_array(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {"prompt": "Where is my parcel?", "completion": "Tomorrow."},
+        {"prompt": f"My card {CARD} is wrong", "completion": "Noted."},
+    ]
+    parquet = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    table = pa.Table.from_pylist(rows)
+    with (
+        pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink,
+        pa.ipc.new_stream(sink, table.schema) as w,
+    ):
+        w.write_table(table)
+    (folder / "state.json").write_text(
+        json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]})
+    )
+    array = tmp_path / "d.json"
+    array.write_text(json.dumps(rows), encoding="utf-8")
+    scanner = Scanner()
+    for source, out in ((parquet, tmp_path / "a.parquet"), (folder, tmp_path / "b.parquet")):
+        report = scanner.scan(source, fix=out)
+        assert report.fix is not None and report.fix["kept"] == 1
+        assert pq.read_table(out).to_pylist() == rows[:1]
+    scanner.scan(array, fix=tmp_path / "c.json")
+    assert json.loads((tmp_path / "c.json").read_text(encoding="utf-8")) == rows[:1]
