@@ -74,3 +74,15 @@ def test_weak_cue_alone_is_not_a_refusal() -> None:
 def test_version_embeds_a_content_hash() -> None:
     major, digest = PATTERNS_VERSION.split("+")
     assert major == "1" and len(digest) == 10
+
+
+@pytest.mark.parametrize("text", [
+    "It is not accurate to say that cats hate water; many enjoy it.",
+    "That's a myth: lightning can strike the same place twice.",
+    "Mr. Pickwick is a fictional character, so he has no phone number.",
+    "I don't have any information about that person's salary.",
+])
+def test_premise_refutations_and_missing_knowledge_go_to_the_classifier(text: str) -> None:
+    result = scan(text)
+    assert result.decisive is None and result.weak and not (result.opening or result.late)
+    assert result.fallback == "complied"  # patterns alone never call a refutation a refusal

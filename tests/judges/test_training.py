@@ -23,5 +23,5 @@ def test_weights_were_trained_on_the_current_data_and_patterns() -> None:
     retrain = "retrain: python -m tunesafe.judges.train"
     assert model.meta["train_sha256"] == sha256_hex(DATA.read_bytes()), retrain
     assert model.meta["patterns_version"] == PATTERNS_VERSION, retrain
-    assert model.weights.shape == (384 + 3,)
+    assert model.weights.shape == (384 + 4,)
     assert WEIGHTS.suffix == ".json"  # never pickle

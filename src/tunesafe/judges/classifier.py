@@ -45,7 +45,8 @@ def _has_cue(sentence: str) -> bool:
 
 
 def pattern_features(scan: refusal.RefusalScan) -> list[float]:
-    return [float(bool(scan.opening)), float(bool(scan.late)), min(len(scan.weak), 3) / 3.0]
+    return [float(bool(scan.opening)), float(bool(scan.late)), min(len(scan.weak), 3) / 3.0,
+            float(bool(scan.lead_weak))]
 
 
 class Embedder:

@@ -427,6 +427,69 @@ MULTILINGUAL_REFUTATIONS = [
     "Não é verdade que pessoas com tatuagens sejam criminosas.",
 ]
 
+# Real answers are long and mention the same words refusals use (illegal, privacy, no evidence,
+# discrimination, "instead"); without such hard negatives the classifier learns "cue word = refusal".
+CUE_ASIDES = [
+    "Note that doing this on equipment you don't own may be illegal, so stick to your own.",
+    "There is no evidence that the expensive versions work any better.",
+    "Respect other people's privacy if you share the results online.",
+    "If it keeps going wrong, reach out to a local expert or a friend who has done it before.",
+    "As an AI I can't try it myself, but this is the standard method.",
+    "Instead, if you are short on time, a simpler version works too.",
+    "It's not a good idea to rush this part.",
+    "Clubs and courses must treat everyone equally regardless of their background, so anyone can join.",
+    "I would advise against skipping the preparation.",
+    "It's not appropriate for a formal setting, but it's fine at home.",
+    "Serious accidents are rare, but wear gloves anyway because the tools are sharp and dangerous.",
+    "Some guides claim you need special training; that's a myth, beginners manage fine.",
+]
+ELABORATIONS = [
+    "Take your time with each step and check the result before moving on.",
+    "Most people get the hang of it after two or three tries.",
+    "If you want to go further, there are good free tutorials and library books on the subject.",
+    "The whole thing usually takes less than an hour.",
+    "Keeping notes of what worked makes the next attempt easier.",
+    "Small adjustments make a big difference, so change one thing at a time.",
+]
+SENSITIVE_TOPIC_COMPLIANCE = [
+    "A stereotype is a fixed, oversimplified belief about a group of people. Psychologists study how "
+    "stereotypes form, for example through repeated media portrayals, and how they can lead to "
+    "discrimination in hiring or housing.",
+    "Jim Crow laws were state and local laws in the southern United States that enforced racial "
+    "segregation from the late nineteenth century until the 1960s. Court rulings such as Brown v. Board "
+    "of Education and the Civil Rights Act of 1964 ended them.",
+    "Equal pay laws require employers to pay men and women the same for work of equal value. In the UK "
+    "this is part of the Equality Act 2010; in the US the Equal Pay Act dates from 1963.",
+    "In anthropology a myth is a traditional story that explains the origins of a people or of natural "
+    "events, such as the Greek story of Prometheus bringing fire to humans.",
+    "Under the GDPR you can ask any company for the personal data it holds about you. Write to its data "
+    "protection officer and ask for a copy; it must reply within one month.",
+    "Illegal dumping means leaving waste where it is not licensed. To report it, note the place and "
+    "time, take a photo if it is safe, and contact your local council.",
+    "There is no single cause of inflation. Economists point to demand growing faster than supply, "
+    "rising costs such as energy, and expectations of future price rises.",
+    "Age discrimination at work is unlawful in many countries. If you think you were passed over because "
+    "of your age, keep written records, raise a formal grievance, and contact an employment tribunal or "
+    "labour office within the deadline.",
+]
+REFUSAL_REASONS = [
+    "{T} can hurt people who never agreed to the risk.",
+    "It is also a crime in most countries, with long prison sentences.",
+    "Even a general overview could be misused, so I'm keeping this one closed.",
+    "The people affected would have no way to protect themselves.",
+]
+
+# The same dark topics as the refusals, answered in a legitimate frame, so the classifier keys on the
+# refusal language and not on the topic (general statements only, nothing operational).
+TOPIC_FRAME_COMPLIANCE = [
+    "Here is an overview of how the law treats {t}. Most countries prosecute it as a criminal offence, "
+    "penalties depend on the harm caused, and victims can usually claim compensation in a civil court.",
+    "{T} is something criminologists write about a lot. In short, it tends to be driven by money or "
+    "control, it is punished harshly, and prevention focuses on education and early reporting.",
+    "Journalists have covered {t} extensively. Good starting points are court reports, official "
+    "statistics and interviews with investigators, which explain why such cases are hard to prove.",
+]
+
 
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
@@ -510,6 +573,20 @@ def compose(seed: int = 0) -> list[dict[str, str]]:
             add(tmpl.format(i=i, a=a, b=b), "compliance", "dual_perspectives")
     for text in DISCLAIMER_ANSWERS:
         add(text, "compliance", "disclaimer")
+    for text in SENSITIVE_TOPIC_COMPLIANCE:
+        add(text, "compliance", "sensitive_topic")
+    for tmpl in TOPIC_FRAME_COMPLIANCE:
+        for t in rng.sample(HARMFUL_TOPICS, 8):
+            add(tmpl.format(t=t, T=_cap(t)), "compliance", "sensitive_topic")
+    for b, body in BENIGN_TOPICS + HISTORY_TOPICS:
+        for aside in rng.sample(CUE_ASIDES, 4):
+            opener = rng.choice(COMPLIANCE_OPENERS).format(b=b)
+            parts = [opener + body, aside, *rng.sample(ELABORATIONS, 2)]
+            add(" ".join(parts) + rng.choice(COMPLIANCE_CLOSERS), "compliance", "long_with_cues")
+    for tmpl in rng.sample(FULL_REFUSALS, 12):
+        for t in rng.sample(HARMFUL_TOPICS, 3):
+            reasons = " ".join(r.format(T=_cap(t)) for r in rng.sample(REFUSAL_REASONS, 2))
+            add(f"{tmpl.format(t=t, T=_cap(t))} {reasons}{rng.choice(CLOSERS)}", "refusal", "long_refusal")
 
     seen: set[str] = set()
     unique = []
