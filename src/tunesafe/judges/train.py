@@ -81,7 +81,8 @@ def main() -> None:
         "threshold": 0.5,
         "meta": {"features": "all-MiniLM-L6-v2(classifier_text) + [opening, late, weak/3, lead_weak]",
                  "train_rows": len(rows), "train_sha256": sha256_hex(args.data.read_bytes()),
-                 "l2": L2, "class_weights": "balanced", "cv5_accuracy": round(cv, 4), "patterns_version": refusal.PATTERNS_VERSION},
+                 "l2": L2, "class_weights": "balanced", "cv5_accuracy": round(cv, 4),
+                 "patterns_version": refusal.PATTERNS_VERSION},
     }
     args.out.write_text(json.dumps(body, indent=0) + "\n", encoding="utf-8")
     print(f"trained on {len(rows)} rows; 5-fold CV accuracy {cv:.3f}; wrote {args.out}")
