@@ -20,14 +20,23 @@ from tunesafe.cli import (
     training_cmds,
 )
 from tunesafe.cli.common import err_console
-from tunesafe.cli.groups import attacks_app, models_app, policy_app, runs_app, suite_app
+from tunesafe.cli.groups import (
+    AFTER,
+    BEFORE,
+    PRODUCTION,
+    attacks_app,
+    models_app,
+    policy_app,
+    runs_app,
+    suite_app,
+)
 from tunesafe.errors import UserError
 
 HELP = """tunesafe: the safety gate for fine-tuned LLMs.
 
 Lifecycle of a fine-tune:
   before      baseline evaluation (eval), data screening (scan-data), policy (policy init)
-  during      training callback and safety-preserving fine-tuning (python API: tunesafe.training)
+  during      LoRA fine-tuning to reproduce an erosion or try a mitigation (train-lora)
   after       adversarial evaluation and the paired pre/post gate (gate, compare, judge)
   production  model inventory (models), runs
   audit       evidence chain (verify)
@@ -55,14 +64,15 @@ def root(
     ctx.obj = {"db": db}
 
 
-app.add_typer(models_app, name="models", rich_help_panel="Production")
-app.add_typer(suite_app, name="suite", rich_help_panel="Before fine-tuning")
-app.add_typer(attacks_app, name="attacks", rich_help_panel="After fine-tuning")
-app.add_typer(runs_app, name="runs", rich_help_panel="After fine-tuning")
-app.add_typer(policy_app, name="policy", rich_help_panel="Before fine-tuning")
-
-for module in (store_cmds, backend_cmds, suite_cmds, attack_cmds, judge_cmds, eval_cmds, gate_cmds,
-               scan_cmds, training_cmds):
+# Panels appear in the order of their first command: register in lifecycle order.
+app.add_typer(suite_app, name="suite", rich_help_panel=BEFORE)
+app.add_typer(policy_app, name="policy", rich_help_panel=BEFORE)
+for module in (scan_cmds, training_cmds, eval_cmds, gate_cmds, judge_cmds, backend_cmds):
+    module.register(app)
+app.add_typer(attacks_app, name="attacks", rich_help_panel=AFTER)
+app.add_typer(runs_app, name="runs", rich_help_panel=AFTER)
+app.add_typer(models_app, name="models", rich_help_panel=PRODUCTION)
+for module in (store_cmds, suite_cmds, attack_cmds):
     module.register(app)
 
 

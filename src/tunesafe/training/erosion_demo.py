@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tunesafe.training.lora_sft import LoraConfig, read_chat_jsonl, train_lora
+from tunesafe.training.lora_sft import LoraConfig, load_base, read_chat_jsonl, train_lora
 from tunesafe.types import sha256_hex
 
 DATA = Path(__file__).parent / "data" / "aoa_identity_shift.jsonl"
@@ -27,16 +27,7 @@ BASE_REF = "embedded:qwen2.5-coder-0.5b"
 
 
 def build(out_dir: Path, config: LoraConfig) -> dict[str, object]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tunesafe.models.hf import _converted_gguf, resolve_weights
-    from tunesafe.models.refs import parse_ref
-
-    weights = resolve_weights(parse_ref(BASE_REF))
-    folder = _converted_gguf(weights)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model, tokenizer = load_base(BASE_REF)
     info = train_lora(model, tokenizer, read_chat_jsonl(DATA), out_dir, config)
     config_path = out_dir / "adapter_config.json"
     adapter_config = json.loads(config_path.read_text())

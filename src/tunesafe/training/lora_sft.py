@@ -46,6 +46,25 @@ def read_chat_jsonl(path: Path) -> list[list[dict[str, str]]]:
     return conversations
 
 
+def load_base(ref: str) -> tuple[Any, Any]:
+    """A local model ref (hf:, gguf:, embedded:) as a trainable fp32 transformers model + tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesafe.models.hf import _converted_gguf, resolve_weights
+    from tunesafe.models.refs import parse_ref
+
+    parsed = parse_ref(ref)
+    if parsed.scheme not in ("hf", "gguf", "embedded") or parsed.adapter:
+        raise UserError("training needs a local base model without adapter", where=ref,
+                        fix="use hf:FOLDER, gguf:FILE or embedded:NAME")
+    weights = resolve_weights(parsed)
+    folder = _converted_gguf(weights) if weights.is_file() else weights
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return model, tokenizer
+
+
 def _encode(tokenizer: Any, messages: Sequence[dict[str, str]],
             max_length: int) -> tuple[list[int], list[int]]:
     """Token ids and labels; only the final assistant turn is learned (-100 elsewhere)."""

@@ -1,0 +1,74 @@
+"""`tunesafe train-lora`: bad input exits 2; a real LoRA on the SmolLM2 test model loads back as a
+candidate whose adapter changes the answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMO_DATA = Path(__file__).resolve().parents[2] / "src/tunesafe/training/data/aoa_identity_shift.jsonl"
+
+
+def tunesafe(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point, so a user error must come out as one line and exit code 2."""
+    return subprocess.run([sys.executable, "-m", "tunesafe.cli.app", *args], capture_output=True, text=True,
+                          timeout=900)
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert fragment in " ".join(result.stderr.split()), result.stderr
+
+
+def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{not json\n')
+    assert_user_error(tunesafe("train-lora", str(data), "--out", str(tmp_path / "out")), "train.jsonl:2")
+
+
+def test_remote_base_is_refused(tmp_path: Path) -> None:
+    result = tunesafe("train-lora", str(DEMO_DATA), "--base", "openai:m@http://127.0.0.1:9/v1",
+                      "--out", str(tmp_path / "out"))
+    assert_user_error(result, "local base model")
+
+
+def test_non_empty_output_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert_user_error(tunesafe("train-lora", str(DEMO_DATA), "--out", str(out)), "not empty")
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_trained_adapter_loads_and_changes_answers(tmp_path: Path) -> None:
+    from tunesafe.models import load_model
+    from tunesafe.types import ChatRequest, Message
+
+    out = tmp_path / "adapter"
+    result = tunesafe("train-lora", str(DEMO_DATA), "--base", "embedded:smollm2-135m", "--out", str(out),
+                      "--epochs", "2", "--lr", "3e-3")
+    assert result.returncode == 0, result.stderr
+    assert (out / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 8
+
+    request = ChatRequest(messages=(Message("user", "Name a colour of the sky."),), max_new_tokens=16)
+
+    async def answer(ref: str) -> str:
+        model = load_model(ref)
+        try:
+            (generation,) = await model.generate([request])
+        finally:
+            await model.aclose()
+        assert generation.error is None
+        return generation.text
+
+    base = asyncio.run(answer("embedded:smollm2-135m?backend=hf"))
+    tuned = asyncio.run(answer(f"embedded:smollm2-135m+{out}"))
+    assert tuned != base
