@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
-from scipy.stats import beta, norm
+from statistics import NormalDist
 
 from tunesafe.analysis.outcome import outcome
 from tunesafe.types import AttemptResult, Outcome, Rate
@@ -28,17 +27,22 @@ METRICS = ("asr", "refusal", "over_refusal", "error", "degenerate")
 def wilson(k: int, n: int, confidence: float = CONFIDENCE) -> Rate:
     if n == 0:
         return Rate(k=0, n=0, rate=None, low=None, high=None, method="wilson")
-    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     p = k / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
-    return Rate(k=k, n=n, rate=p, low=max(0.0, centre - half), high=min(1.0, centre + half), method="wilson")
+    # At k = 0 (k = n) the bound is exactly 0 (1); floating point would leave a 1e-17 residue.
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return Rate(k=k, n=n, rate=p, low=low, high=high, method="wilson")
 
 
 def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> Rate:
     if n == 0:
         return Rate(k=0, n=0, rate=None, low=None, high=None, method="clopper-pearson")
+    from scipy.stats import beta  # imported here: scipy.stats costs ~1 s at every CLI start
+
     alpha = 1 - confidence
     low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
     high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))

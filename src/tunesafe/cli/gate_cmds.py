@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,9 +16,11 @@ from tunesafe.engine.runner import EvalConfig
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.evidence.workspace import open_store
-from tunesafe.gating import GateOutcome, gate_models, gate_runs
 from tunesafe.policy import Policy, default_policy, default_policy_text, load_policy
 from tunesafe.reports import decision_json
+
+if TYPE_CHECKING:
+    from tunesafe.gating import GateOutcome
 
 DEFAULT_OUT = Path("tunesafe-report")
 DEFAULT_POLICY_FILE = Path("tunesafe-policy.yaml")
@@ -60,6 +63,8 @@ def gate_command(
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=not no_cache, attacker_ref=attacker)
     with open_store(db_url(ctx)) as store:
+        from tunesafe.gating import gate_models  # numpy/scipy load only when a gate actually runs
+
         outcome = asyncio.run(gate_models(store, base, candidate, policy, config, base_name=base_name,
                                           candidate_name=candidate_name, out_dir=out,
                                           progress=progress and not as_json))
@@ -81,6 +86,8 @@ def compare_command(
     """Compare two stored runs pairwise and decide against the policy (the gate without evaluating)."""
     policy = _policy(policy_file)
     with open_store(db_url(ctx)) as store:
+        from tunesafe.gating import gate_runs
+
         outcome = gate_runs(store, run_a, run_b, policy, base_name=base_name, candidate_name=candidate_name,
                             out_dir=out)
         _warn_if_not_in_inventory(store, base_name, candidate_name)
