@@ -65,7 +65,7 @@ def validate(
     console.print(f"ok: {path}: {summary['items']} items ({summary['harmful']} harmful, "
                   f"{summary['borderline']} borderline, {summary['benign']} benign) in "
                   f"{summary['categories']} categories; content hash {suite.content_hash[:16]}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)  # a wrapped path cannot be copied
 
 
 def register(app: typer.Typer) -> None:
