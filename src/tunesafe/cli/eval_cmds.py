@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from tunesafe.analysis.metrics import Summary, summarize
+from tunesafe.cli import eval_options as opts
 from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
 from tunesafe.cli.groups import AFTER, runs_app
 from tunesafe.engine import estimate as estimates
@@ -26,23 +27,21 @@ def eval_command(
     model: str = typer.Argument(None, help="Model ref, e.g. embedded:qwen2.5-coder-0.5b, "
                                 "openai:NAME@http://HOST/v1, hf:PATH[+ADAPTER], gguf:PATH. "
                                 "Not needed with --resume."),
-    suite: str = typer.Option("default", "--suite", help="default, smoke, or a .jsonl/.csv/.parquet path."),
-    attacks: str = typer.Option("all", "--attacks",
-                                help="all, template, or a comma list of families/attacks."),
+    suite: str = opts.SUITE,
+    attacks: str = opts.ATTACKS,
     judge: list[str] = typer.Option(["default"], "--judge", help="Judge name; repeat for several "
                                     "(the first is primary)."),
     judge_model: str = typer.Option(None, "--judge-model", help="Model ref behind LLM judges "
                                     "(--judge strongreject / llama-guard)."),
-    attacker: str = typer.Option(None, "--attacker", help="Model ref of the attacker model for "
-                                 "attacker-driven attacks."),
+    attacker: str = opts.ATTACKER,
     replay_from: str = typer.Option(None, "--replay-from", help="Replay the frozen attacker prompts of "
                                     "this run (pairs two models on identical attempts)."),
-    limit: int = typer.Option(None, "--limit", help="At most N behaviours (spread over kinds)."),
-    seed: int = typer.Option(0, "--seed"),
-    concurrency: int = typer.Option(8, "--concurrency", help="Attempts in flight at once."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
-    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (reproducible)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse or store cached responses."),
+    limit: int = opts.LIMIT,
+    seed: int = opts.SEED,
+    concurrency: int = opts.CONCURRENCY,
+    max_new_tokens: int = opts.MAX_NEW_TOKENS,
+    temperature: float = opts.TEMPERATURE,
+    no_cache: bool = opts.NO_CACHE,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show attempts per family and the estimated "
                                  "cost and time; call no model."),
     usd_per_mtok: float = typer.Option(None, "--usd-per-mtok", help="With --dry-run: price per million "
@@ -51,7 +50,7 @@ def eval_command(
                                "is used)."),
     name: str = typer.Option(None, "--name", help="Inventory name of the model: also records a "
                              "safety evaluation for it."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    progress: bool = opts.PROGRESS,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run an adversarial safety evaluation: suite x attacks on MODEL, judged, stored as it goes."""

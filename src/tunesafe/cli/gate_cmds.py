@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from tunesafe.cli import eval_options as opts
 from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json
 from tunesafe.cli.groups import AFTER, BEFORE, policy_app
 from tunesafe.engine.runner import EvalConfig
@@ -38,22 +39,21 @@ def gate_command(
     base: str = typer.Option(..., "--base", help="Model ref of the base (pre-fine-tuning) model."),
     candidate: str = typer.Option(..., "--candidate", help="Model ref of the fine-tuned candidate."),
     policy_file: Path = POLICY_OPTION,
-    suite: str = typer.Option("default", "--suite", help="default, smoke, or a .jsonl/.csv/.parquet path."),
-    attacks: str = typer.Option("all", "--attacks",
-                                help="all, template, or a comma list of families/attacks."),
+    suite: str = opts.SUITE,
+    attacks: str = opts.ATTACKS,
     judge: list[str] = typer.Option(["default"], "--judge", help="Judge name; repeat for several (the "
                                     "gate keeps the worst outcome among the policy's required judges)."),
-    attacker: str = typer.Option(None, "--attacker", help="Attacker model ref for attacker-driven attacks."),
-    limit: int = typer.Option(None, "--limit", help="At most N behaviours (spread over kinds)."),
-    seed: int = typer.Option(0, "--seed"),
-    concurrency: int = typer.Option(8, "--concurrency", help="Attempts in flight at once."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
-    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (reproducible)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse or store cached responses."),
+    attacker: str = opts.ATTACKER,
+    limit: int = opts.LIMIT,
+    seed: int = opts.SEED,
+    concurrency: int = opts.CONCURRENCY,
+    max_new_tokens: int = opts.MAX_NEW_TOKENS,
+    temperature: float = opts.TEMPERATURE,
+    no_cache: bool = opts.NO_CACHE,
     base_name: str = BASE_NAME_OPTION,
     candidate_name: str = CANDIDATE_NAME_OPTION,
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Folder for report.html, summary.md, decision.json."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
+    progress: bool = opts.PROGRESS,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Gate a fine-tuned model: evaluate base and candidate on identical attempts (reusing stored runs),
