@@ -14,8 +14,9 @@ from rich.table import Table
 
 from tunesafe.types import canonical_json
 
-console = Console()
-err_console = Console(stderr=True)
+# No emoji codes: ":child_safety" in a category name must print as written.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
 
