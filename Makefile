@@ -19,11 +19,17 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The main job: gate a fine-tune of the embedded model (an identity-shifting LoRA made by the project)
-# against its base on the smoke suite. Exit code 1 = the gate failed, as it should for this adapter.
+# against its base on the smoke suite. The gate is expected to FAIL (exit code 1): that is the demo.
+# `make demo` itself succeeds whenever the gate reached a decision (0 pass, 1 fail, 3 inconclusive).
+DEMO_GATE := $(BIN)/tunesafe gate --base embedded:qwen2.5-coder-0.5b \
+	--candidate embedded:qwen2.5-coder-0.5b+aoa-demo --suite smoke \
+	--attacks direct_request,refusal_suppression,roleplay_dan --max-new-tokens 64 --concurrency 16 \
+	--out tunesafe-report
+
 demo: $(STAMP)
-	$(BIN)/tunesafe gate --base embedded:qwen2.5-coder-0.5b --candidate embedded:qwen2.5-coder-0.5b+aoa-demo \
-	  --suite smoke --attacks direct_request,prefix_injection,roleplay_persona --out tunesafe-report; \
-	  code=$$?; echo "gate exit code: $$code (report: tunesafe-report/report.html)"; test $$code -le 3
+	test -d .tunesafe || $(BIN)/tunesafe init
+	$(DEMO_GATE); code=$$?; echo "gate exit code: $$code (0 pass, 1 fail, 3 inconclusive); report: tunesafe-report/report.html"; \
+	  case $$code in 0|1|3) ;; *) exit $$code ;; esac
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
