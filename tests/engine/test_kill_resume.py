@@ -17,6 +17,7 @@ from tunesafe.engine.results import list_runs, load_run, read
 from tunesafe.engine.runner import EvalConfig, plan_evaluation
 from tunesafe.evidence.schema import AttemptResultRow
 from tunesafe.evidence.store import Store
+from tunesafe.testing.openai_server import serve
 from tunesafe.types import Capabilities, RecordType
 
 from .conftest import Server, write_suite
@@ -36,7 +37,14 @@ def _stored(store: Store, run_id: str) -> tuple[int, int]:
     return int(total), int(distinct)
 
 
-def test_sigkill_at_random_points_then_resume_completes_the_plan(tmp_path: Path, server: Server) -> None:
+def test_sigkill_at_random_points_then_resume_completes_the_plan(tmp_path: Path) -> None:
+    # 200 ms per request at concurrency 2: the plan needs about 40 s of serving, while the kills below land
+    # within about 10 s of it, so they hit mid-run however fast (idle) the machine is.
+    with serve(latency_s=0.2) as running:
+        _kill_and_resume(tmp_path, Server(running))
+
+
+def _kill_and_resume(tmp_path: Path, server: Server) -> None:
     rng = random.Random(int(os.environ.get("TUNESAFE_TEST_SEED", time.time_ns() % 10_000)))
     db = tmp_path / "store.db"
     suite = write_suite(tmp_path / "s.jsonl", n_harmful=16, n_benign=4)
