@@ -48,7 +48,9 @@ def test_replies_tokens_stop_and_length(server: RunningServer) -> None:
     assert [g.text for g in gens] == ["ECHO: hello there", "who is there", "ECHO: a b", "ECHO: stop "]
     assert [g.finish_reason for g in gens] == ["stop", "stop", "length", "stop"]
     assert gens[0].prompt_tokens == 2 and gens[0].completion_tokens == 3 and gens[0].latency_s > 0
-    assert server.requests[0]["temperature"] == 0.0 and server.requests[0]["max_tokens"] == 256
+    # requests run concurrently, so the server may have seen them in any order: find the first by content
+    (first,) = [r for r in server.requests if r["messages"][-1]["content"] == "hello there"]
+    assert first["temperature"] == 0.0 and first["max_tokens"] == 256
 
 
 def test_every_fault_gives_a_per_request_error_and_the_batch_completes(server: RunningServer) -> None:
