@@ -12,23 +12,33 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
 
 The API key lives only in the client's headers: it is never part of the ref, an error message, a log
 line or anything stored (error text is scrubbed of it in case a server echoes it back).
+
+Transport: a plain http:// server that no proxy variable (HTTP_PROXY / ALL_PROXY, minus NO_PROXY)
+routes elsewhere -- the local vLLM / llama-server / Ollama case, where the client's CPU per request
+bounds throughput -- is talked to over tunesafe.models.http1 (h11 on asyncio); https:// and proxied
+URLs go through httpx, which brings TLS, certificates and proxies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import ssl
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
 from tunesafe.errors import UserError
 from tunesafe.models.base import apply_stop, error_generation
+from tunesafe.models.http1 import Http1Connection, Response
 from tunesafe.models.refs import ModelRef
 from tunesafe.types import Capabilities, ChatRequest, Generation, canonical_json, sha256_hex
 
@@ -97,6 +107,47 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+class _Connection(Protocol):
+    """One request at a time to the server; raises TimeoutError or ConnectionError for the attempt."""
+
+    async def request(self, method: str, target: str, body: bytes, timeout: float) -> Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _HttpxConnection:
+    """The same over httpx, for what http1 leaves out (TLS, proxies). One client with one connection:
+    httpx's pool scans all its connections for every request, which made one shared 64-connection
+    client CPU-bound (56 vs ~290 req/s at concurrency 64 in benchmarks/backends.py)."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], ssl_context: ssl.SSLContext) -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self._client = httpx.AsyncClient(base_url=base_url, headers=dict(headers), limits=limits,
+                                         verify=ssl_context)
+
+    async def request(self, method: str, target: str, body: bytes, timeout: float) -> Response:
+        try:
+            resp = await self._client.request(method, target, content=body, timeout=timeout)
+        except httpx.TimeoutException:
+            raise TimeoutError(f"no complete response within {timeout:g}s") from None
+        except httpx.TransportError as exc:
+            raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+        return Response(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _goes_direct(url: str) -> bool:
+    """Whether http1 can serve the URL: plain http and no proxy variable applies to its host."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    proxies = urllib.request.getproxies()
+    proxied = bool(proxies.get("http") or proxies.get("all"))
+    return not proxied or bool(urllib.request.proxy_bypass(parts.hostname))
+
+
 class OpenAIChatModel:
     backend = "openai"
 
@@ -113,12 +164,15 @@ class OpenAIChatModel:
         self._key = os.environ.get(key_env) or None
         self._breaker = CircuitBreaker(breaker, cooldown)
         self._concurrency = concurrency
-        # One client per concurrency slot: httpx's pool scans all its connections for every request,
-        # which made one shared 64-connection client CPU-bound (benchmarks/backends.py: 56 vs ~290 req/s
-        # at concurrency 64). The slots belong to one event loop; a CLI may call asyncio.run twice.
+        parts = urlsplit(self.base_url)
+        self._path = parts.path.rstrip("/") + "/chat/completions"
+        self._direct = _goes_direct(self.base_url)
+        self._ssl_context: ssl.SSLContext | None = None
+        # One connection per concurrency slot. The slots belong to one event loop; a CLI may call
+        # asyncio.run twice.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots: asyncio.Queue[httpx.AsyncClient] | None = None
-        self._clients: list[httpx.AsyncClient] = []
+        self._slots: asyncio.Queue[_Connection] | None = None
+        self._connections: list[_Connection] = []
         self._hash: str | None = None
 
     @classmethod
@@ -168,23 +222,32 @@ class OpenAIChatModel:
             self._hash = sha256_hex(canonical_json({"ref": self.ref, "model_info": info}))
         return self._hash
 
-    def _bind_loop(self) -> asyncio.Queue[httpx.AsyncClient]:
+    def _connect(self) -> _Connection:
+        headers = {"content-type": "application/json", "accept": "application/json",
+                   "user-agent": "tunesafe", **self._headers()}
+        if self._direct:
+            parts = urlsplit(self.base_url)
+            assert parts.hostname is not None
+            return Http1Connection(parts.hostname, parts.port or 80, list(headers.items()))
+        if self._ssl_context is None:  # one for all slots: loading the CA bundle takes ~25 ms each time
+            self._ssl_context = httpx.create_ssl_context()
+        return _HttpxConnection(self.base_url, headers, self._ssl_context)
+
+    def _bind_loop(self) -> asyncio.Queue[_Connection]:
         loop = asyncio.get_running_loop()
         if self._slots is None or self._loop is not loop:
-            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            self._clients = [httpx.AsyncClient(limits=limits, timeout=self.timeout)
-                             for _ in range(self._concurrency)]
+            self._connections = [self._connect() for _ in range(self._concurrency)]
             self._slots = asyncio.Queue()
-            for client in self._clients:
-                self._slots.put_nowait(client)
+            for connection in self._connections:
+                self._slots.put_nowait(connection)
             self._loop = loop
         return self._slots
 
     async def aclose(self) -> None:
-        if self._loop is asyncio.get_running_loop():
-            for client in self._clients:
-                await client.aclose()
-        self._clients, self._slots, self._loop = [], None, None
+        if self._loop is asyncio.get_running_loop():  # connections of an earlier loop died with it
+            for connection in self._connections:
+                await connection.aclose()
+        self._connections, self._slots, self._loop = [], None, None
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
@@ -194,7 +257,7 @@ class OpenAIChatModel:
             return error_generation(f"{self.ref} does not support prefill (add ?prefill=1 if the server "
                                     "continues a final assistant message)")
         slots = self._bind_loop()
-        client = await slots.get()  # bounds concurrency: one request per slot
+        connection = await slots.get()  # bounds concurrency: one request per slot
         started = time.perf_counter()  # latency counts from here, not the wait for a slot
         try:
             attempt = 0
@@ -203,7 +266,7 @@ class OpenAIChatModel:
                     return error_generation("circuit breaker open after repeated failures",
                                             time.perf_counter() - started)
                 try:
-                    generation = await self._attempt(client, request)
+                    generation = await self._attempt(connection, request)
                 except _Retryable as exc:
                     if exc.counts_for_breaker:
                         self._breaker.failure()
@@ -221,7 +284,7 @@ class OpenAIChatModel:
                 self._breaker.success()
                 return _with_latency(generation, time.perf_counter() - started)
         finally:
-            slots.put_nowait(client)
+            slots.put_nowait(connection)
 
     @staticmethod
     def _delay(attempt: int, retry_after: float | None) -> float:
@@ -241,14 +304,14 @@ class OpenAIChatModel:
             payload.update(continue_final_message=True, add_generation_prompt=False)
         return payload
 
-    async def _attempt(self, client: httpx.AsyncClient, request: ChatRequest) -> Generation:
+    async def _attempt(self, connection: _Connection, request: ChatRequest) -> Generation:
+        body = json.dumps(self._payload(request), ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            resp = await client.post(f"{self.base_url}/chat/completions", json=self._payload(request),
-                                     headers=self._headers())
-        except httpx.TimeoutException:
+            resp = await connection.request("POST", self._path, body, self.timeout)
+        except TimeoutError:
             raise _Retryable(f"timeout after {self.timeout:g}s") from None
-        except httpx.TransportError as exc:
-            raise _Retryable(f"connection error: {type(exc).__name__}: {exc}") from None
+        except ConnectionError as exc:
+            raise _Retryable(f"connection error: {exc}") from None
         if resp.status_code == 429:
             raise _Retryable("HTTP 429 rate limited", _retry_after(resp.headers.get("retry-after")),
                              counts_for_breaker=False)
@@ -263,9 +326,9 @@ class OpenAIChatModel:
         return _parse_completion(resp, request)
 
 
-def _parse_completion(resp: httpx.Response, request: ChatRequest) -> Generation:
+def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
     try:
-        body = resp.json()
+        body = json.loads(resp.content)
         choice = body["choices"][0]
         text = choice["message"].get("content") or ""
         finish = str(choice.get("finish_reason") or "stop")
