@@ -9,6 +9,8 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
   cooldown=30              seconds the open breaker fails requests fast before letting one through
   prefill=0                1 = the server continues a final assistant message (vLLM
                            `continue_final_message`); otherwise prefill requests fail (fail closed)
+  client=auto              auto = see "Transport" below; httpx = always httpx (a server that the
+                           lean client cannot talk to)
 
 The API key lives only in the client's headers: it is never part of the ref, an error message, a log
 line or anything stored (error text is scrubbed of it in case a server echoes it back).
@@ -43,6 +45,7 @@ from tunesafe.models.refs import ModelRef
 from tunesafe.types import Capabilities, ChatRequest, Generation, canonical_json, sha256_hex
 
 BACKOFF_BASE_S = 0.5
+CLIENTS = ("auto", "httpx")
 BACKOFF_CAP_S = 30.0
 
 
@@ -120,9 +123,9 @@ class _HttpxConnection:
     httpx's pool scans all its connections for every request, which made one shared 64-connection
     client CPU-bound (56 vs ~290 req/s at concurrency 64 in benchmarks/backends.py)."""
 
-    def __init__(self, base_url: str, headers: Mapping[str, str], ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, origin: str, headers: Mapping[str, str], ssl_context: ssl.SSLContext) -> None:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self._client = httpx.AsyncClient(base_url=base_url, headers=dict(headers), limits=limits,
+        self._client = httpx.AsyncClient(base_url=origin, headers=dict(headers), limits=limits,
                                          verify=ssl_context)
 
     async def request(self, method: str, target: str, body: bytes, timeout: float) -> Response:
@@ -153,7 +156,10 @@ class OpenAIChatModel:
 
     def __init__(self, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
                  timeout: float = 60.0, max_retries: int = 4, breaker: int = 8, cooldown: float = 30.0,
-                 prefill: bool = False) -> None:
+                 prefill: bool = False, client: str = "auto") -> None:
+        if client not in CLIENTS:
+            raise UserError(f"unknown client {client!r}", where=f"openai:{model}@{base_url}",
+                            fix=f"use client={' or client='.join(CLIENTS)}")
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.ref = f"openai:{model}@{self.base_url}"
@@ -166,7 +172,7 @@ class OpenAIChatModel:
         self._concurrency = concurrency
         parts = urlsplit(self.base_url)
         self._path = parts.path.rstrip("/") + "/chat/completions"
-        self._direct = _goes_direct(self.base_url)
+        self._direct = client == "auto" and _goes_direct(self.base_url)
         self._ssl_context: ssl.SSLContext | None = None
         # One connection per concurrency slot. The slots belong to one event loop; a CLI may call
         # asyncio.run twice.
@@ -181,7 +187,7 @@ class OpenAIChatModel:
         opts = dict(ref.options)
         opts.pop("backend", None)
         conv: dict[str, Any] = {"key_env": str, "concurrency": int, "timeout": float, "max_retries": int,
-                                "breaker": int, "cooldown": float,
+                                "breaker": int, "cooldown": float, "client": str,
                                 "prefill": lambda v: v.lower() in ("1", "true", "yes")}
         unknown = sorted(set(opts) - set(conv))
         if unknown:
@@ -225,13 +231,13 @@ class OpenAIChatModel:
     def _connect(self) -> _Connection:
         headers = {"content-type": "application/json", "accept": "application/json",
                    "user-agent": "tunesafe", **self._headers()}
+        parts = urlsplit(self.base_url)
         if self._direct:
-            parts = urlsplit(self.base_url)
             assert parts.hostname is not None
             return Http1Connection(parts.hostname, parts.port or 80, list(headers.items()))
         if self._ssl_context is None:  # one for all slots: loading the CA bundle takes ~25 ms each time
             self._ssl_context = httpx.create_ssl_context()
-        return _HttpxConnection(self.base_url, headers, self._ssl_context)
+        return _HttpxConnection(f"{parts.scheme}://{parts.netloc}", headers, self._ssl_context)
 
     def _bind_loop(self) -> asyncio.Queue[_Connection]:
         loop = asyncio.get_running_loop()

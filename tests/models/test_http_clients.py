@@ -1,0 +1,198 @@
+"""The two HTTP clients of the openai: backend: the lean h11 connection (tunesafe.models.http1, plain
+http without a proxy) and httpx (TLS, proxies, client=httpx). Both against the real loopback server,
+and the lean one also against raw asyncio servers that answer the ways the test server never does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from tunesafe.models import load_model
+from tunesafe.models.http1 import Http1Connection
+from tunesafe.models.openai_http import OpenAIChatModel, _goes_direct
+from tunesafe.testing.openai_server import RunningServer, serve
+from tunesafe.types import ChatRequest, Generation, Message
+
+
+def req(text: str) -> ChatRequest:
+    return ChatRequest(messages=(Message("user", text),))
+
+
+def generate(model: OpenAIChatModel, requests: list[ChatRequest]) -> list[Generation]:
+    async def main() -> list[Generation]:
+        try:
+            return await model.generate(requests)
+        finally:
+            await model.aclose()
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def server() -> Iterator[RunningServer]:
+    with serve(retry_after=0.05, stall_s=2.0) as running:
+        yield running
+
+
+@pytest.mark.parametrize("client", ["auto", "httpx"])
+def test_both_clients_answer_retry_and_fail_each_request_alone(server: RunningServer, client: str) -> None:
+    model = load_model(f"openai:tunesafe-test@{server.url}?client={client}", timeout=0.5, max_retries=1,
+                       breaker=100)
+    assert isinstance(model, OpenAIChatModel) and model._direct is (client == "auto")
+    server.inject("429")  # the first request to arrive is paced, then retried after Retry-After
+    faults = ["500", "stall", "malformed", "garbage", "drop"]
+    gens = generate(model, [req(f"q{i} [[fault:{f}]]") for i, f in enumerate(faults)] + [req("fine")])
+    for gen in gens[:-1]:
+        assert not gen.ok and gen.finish_reason == "error" and "after 2 attempts" in (gen.error or "")
+    assert "HTTP 500" in (gens[0].error or "") and "timeout after 0.5s" in (gens[1].error or "")
+    assert "malformed" in (gens[2].error or "") and "malformed" in (gens[3].error or "")
+    assert "connection error" in (gens[4].error or "")
+    assert gens[-1].ok and gens[-1].text == "ECHO: fine" and gens[-1].completion_tokens == 2
+    assert sum(r["messages"][-1]["content"] == "fine" for r in server.requests) in (1, 2)  # 2: it got the 429
+
+
+def test_unknown_client_is_a_user_error(cli: Any, user_error: Any) -> None:
+    result = cli("chat", "openai:m@http://127.0.0.1:9/v1?client=fast", "hi")
+    user_error(result, "unknown client 'fast'", "client=auto or client=httpx")
+
+
+def test_only_plain_http_without_a_proxy_goes_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert _goes_direct("http://127.0.0.1:8000/v1")
+    assert not _goes_direct("https://api.example.com/v1")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert not _goes_direct("http://gpu-box:8000/v1")
+    monkeypatch.setenv("NO_PROXY", "gpu-box")
+    assert _goes_direct("http://gpu-box:8000/v1")
+
+
+# --- the lean connection against raw servers -------------------------------------------------------------
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[tuple[int, list[int]]]:
+    """A TCP server on 127.0.0.1 running `handler` per connection; yields the port and a list that
+    counts connections."""
+    connections: list[int] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], connections
+    finally:
+        server.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return head + await reader.readexactly(length)
+
+
+def answer_with(*replies: bytes) -> Handler:
+    """Answer the n-th request on a connection with replies[n]; close after the last."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for reply in replies:
+            await read_request(reader)
+            writer.write(reply)
+            await writer.drain()
+
+    return handler
+
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+def test_keeps_the_connection_and_reopens_one_the_server_closed() -> None:
+    async def main() -> None:
+        async with raw_server(answer_with(OK, OK)) as (port, connections):
+            conn = Http1Connection("127.0.0.1", port)
+            for _ in range(2):
+                assert (await conn.request("POST", "/x", b"{}", 5)).content == b"ok"
+            assert len(connections) == 1  # both on one connection
+            await asyncio.sleep(0.1)  # the server hung up after its second answer (an idle timeout)
+            response = await conn.request("POST", "/x", b"{}", 5)
+            assert response.status_code == 200 and len(connections) == 2
+            await conn.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("reply", [
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\n{\"a\": \r\n2\r\n1}\r\n0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{\"a\": 1}",
+    b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{\"a\": 1}",  # the body ends when the server closes
+], ids=["chunked", "100-continue", "close-delimited"])
+def test_reads_every_way_a_body_can_arrive(reply: bytes) -> None:
+    async def main() -> None:
+        async with raw_server(answer_with(reply)) as (port, _):
+            response = await Http1Connection("127.0.0.1", port).request("POST", "/x", b"{}", 5)
+            assert (response.status_code, response.content) == (200, b'{"a": 1}')
+
+    asyncio.run(main())
+
+
+def test_sends_one_well_formed_request() -> None:
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(b"HTTP/1.1 429 Too Many\r\nretry-after: 7\r\ncontent-length: 0\r\n\r\n")
+
+    async def main() -> None:
+        async with raw_server(record) as (port, _):
+            conn = Http1Connection("127.0.0.1", port, [("authorization", "Bearer k")])
+            response = await conn.request("POST", "/v1/chat/completions", b'{"q": 1}', 5)
+            assert response.status_code == 429 and response.headers["retry-after"] == "7"
+
+    asyncio.run(main())
+    head, body = seen[0].split(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /v1/chat/completions HTTP/1.1" and body == b'{"q": 1}'
+    assert {b"authorization: Bearer k", b"content-length: 8"} <= set(lines)
+    assert any(line.startswith(b"host: 127.0.0.1:") for line in lines)
+
+
+@pytest.mark.parametrize(("handler", "message"), [
+    (answer_with(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"), "RemoteProtocolError"),
+    (answer_with(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf"), "peer closed"),
+    (answer_with(), "RemoteProtocolError"),  # closes without answering
+], ids=["not-http", "cut-short", "no-answer"])
+def test_broken_answers_raise_connection_error(handler: Handler, message: str) -> None:
+    async def main() -> None:
+        async with raw_server(handler) as (port, _):
+            with pytest.raises(ConnectionError, match=message):
+                await Http1Connection("127.0.0.1", port).request("POST", "/x", b"{}", 5)
+
+    asyncio.run(main())
+
+
+def test_deadline_covers_the_whole_request_and_refused_connects_are_connection_errors() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        async with raw_server(silent) as (port, _):
+            conn = Http1Connection("127.0.0.1", port)
+            with pytest.raises(TimeoutError, match="within 0.2s"):
+                await conn.request("POST", "/x", b"{}", 0.2)
+        with pytest.raises(ConnectionError, match="ConnectionRefusedError"):
+            await conn.request("POST", "/x", b"{}", 5)  # the server is gone: nothing listens there
+
+    asyncio.run(main())
