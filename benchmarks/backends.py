@@ -1,7 +1,8 @@
 """Backend throughput.
 
 (a) HTTP: requests/s of the OpenAI-compatible backend against the loopback server (own process) with
-    a fixed latency per request, at several concurrency levels, vs the ideal concurrency / latency.
+    a fixed latency per request, at several concurrency levels, vs the ideal concurrency / latency;
+    and the CPU milliseconds per request of the client (this process) and of the server process.
 (b) local: generated tokens/s of an embedded model on the transformers backend at several batch sizes
     (greedy, one micro-batch per measurement), and the process's peak resident memory.
 
@@ -19,6 +20,8 @@ import os
 import resource
 import time
 from typing import Any
+
+import httpx
 
 from tunesafe.models import load_model
 from tunesafe.testing.openai_server import serve_subprocess
@@ -38,14 +41,19 @@ def request(i: int, max_new_tokens: int) -> ChatRequest:
     return ChatRequest(messages=(Message("user", PROMPTS[i % len(PROMPTS)]),), max_new_tokens=max_new_tokens)
 
 
-async def timed_http(model: Any, n: int, concurrency: int) -> tuple[float, int]:
+def server_cpu_s(url: str) -> float:
+    return float(httpx.get(f"{url.removesuffix('/v1')}/control/stats").json()["cpu_s"])
+
+
+async def timed_http(model: Any, n: int, concurrency: int) -> tuple[float, float, int]:
+    """Wall seconds and client CPU seconds of n requests, and how many failed."""
     # Open every slot's connection first: the figure is steady-state throughput.
     await model.generate([request(0, 16) for _ in range(concurrency)])
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     gens = await model.generate([request(i, 16) for i in range(n)])
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     await model.aclose()
-    return wall, sum(not g.ok for g in gens)
+    return wall, cpu, sum(not g.ok for g in gens)
 
 
 def http_throughput(latency: float, levels: list[int]) -> list[dict[str, Any]]:
@@ -54,12 +62,16 @@ def http_throughput(latency: float, levels: list[int]) -> list[dict[str, Any]]:
         for concurrency in levels:
             n = max(50, concurrency * 10)
             model = load_model(f"openai:bench@{url}", concurrency=concurrency)
-            wall, errors = asyncio.run(timed_http(model, n, concurrency))
+            server_cpu = server_cpu_s(url)
+            wall, client_cpu, errors = asyncio.run(timed_http(model, n, concurrency))
+            server_cpu = server_cpu_s(url) - server_cpu  # includes the warm-up round: an upper bound
             ideal = concurrency / latency
             rows.append({"concurrency": concurrency, "requests": n, "errors": errors,
                          "wall_s": round(wall, 2), "req_per_s": round(n / wall, 1),
                          "ideal_req_per_s": round(ideal, 1),
-                         "pct_of_ideal": round(100 * n / wall / ideal, 1)})
+                         "pct_of_ideal": round(100 * n / wall / ideal, 1),
+                         "client_cpu_ms_per_req": round(1000 * client_cpu / n, 3),
+                         "server_cpu_ms_per_req": round(1000 * server_cpu / n, 3)})
             print(rows[-1], flush=True)
     return rows
 

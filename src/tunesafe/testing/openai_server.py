@@ -1,7 +1,8 @@
 """A real OpenAI-compatible chat server for tests and benchmarks, on 127.0.0.1.
 
 Deterministic replies: echo (default: "ECHO: <last user message>") or a reply table keyed by the last
-user message. Faults on demand, either queued (`server.inject("429", times=2)`, also over HTTP with
+user message. GET /control/stats reports the serving process's CPU seconds (for benchmarks).
+Faults on demand, either queued (`server.inject("429", times=2)`, also over HTTP with
 POST /control/faults) or triggered by a marker in the last user message such as `[[fault:500]]`:
 
     429        status 429 with Retry-After: <retry_after> seconds
@@ -103,6 +104,8 @@ class OpenAICompatApp:
                 await self._chat(scope, raw, send)
             finally:
                 self.in_flight -= 1
+        elif method == "GET" and path == "/control/stats":
+            await _json(send, 200, {"cpu_s": time.process_time(), "requests": len(self.requests)})
         elif method == "POST" and path == "/control/faults":
             spec = json.loads(raw or b"{}")
             self.inject(spec["fault"], int(spec.get("times", 1)))
