@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint
+.PHONY: install llama-server demo test lint
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Optional: llama.cpp's server for the fast `?backend=llamacpp` path (built from source, ~6 min on 2 cores;
+# needs cmake and g++). Without it the llama.cpp tests skip and local models run on transformers.
+llama-server: $(STAMP)
+	PIP=$(BIN)/pip scripts/build-llama-server.sh $(BIN)
 
 # The main job: gate a fine-tune of the embedded model (an identity-shifting LoRA made by the project)
 # against its base on the smoke suite. The gate is expected to FAIL (exit code 1): that is the demo.

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,21 @@ def user_error() -> Callable[..., None]:
             assert fragment in result.stderr, result.stderr
 
     return check
+
+
+@pytest.fixture(scope="session")
+def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random LoRA on SmolLM2-135M, saved the standard PEFT way (safetensors)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunesafe.models.embedded import embedded_gguf_path
+    from tunesafe.models.hf import _converted_gguf
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(_converted_gguf(embedded_gguf_path("smollm2-135m")))
+    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    folder = tmp_path_factory.mktemp("adapter")
+    get_peft_model(base, config).save_pretrained(folder)
+    return folder

@@ -34,21 +34,6 @@ def model() -> HFChatModel:
     return loaded
 
 
-@pytest.fixture(scope="module")
-def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random LoRA on the same base, saved the standard PEFT way (safetensors)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(_converted_gguf(embedded_gguf_path("smollm2-135m")))
-    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    folder = tmp_path_factory.mktemp("adapter")
-    get_peft_model(base, config).save_pretrained(folder)
-    return folder
-
-
 def test_greedy_generation_is_deterministic_and_counted(model: HFChatModel) -> None:
     requests = [req("What is the capital of France?"), req("Name a primary colour.", max_new_tokens=4)]
     first, second = run(model, requests), run(model, requests)

@@ -30,9 +30,9 @@ def test_bad_refs_are_user_errors(bad: str) -> None:
     assert err.value.fix
 
 
-def test_llamacpp_backend_is_refused_with_a_way_out() -> None:
-    with pytest.raises(UserError, match="llama-server"):
-        load_model("embedded:qwen2.5-coder-0.5b?backend=llamacpp")
+def test_local_refs_run_on_hf_unless_they_ask_for_llamacpp() -> None:
+    assert backend_for(parse_ref("embedded:qwen2.5-coder-0.5b")) == "hf"
+    assert backend_for(parse_ref("gguf:/m.gguf?backend=llamacpp")) == "llamacpp"
 
 
 def test_align_backends_puts_base_on_the_adapter_backend() -> None:
@@ -42,8 +42,10 @@ def test_align_backends_puts_base_on_the_adapter_backend() -> None:
     mixed = ("openai:a@http://h/v1", "embedded:x+/ad")
     assert align_backends(*mixed) == mixed
     assert align_backends("gguf:/a.gguf", "gguf:/b.gguf") == ("gguf:/a.gguf", "gguf:/b.gguf")
+    fast = align_backends("gguf:/a.gguf?backend=llamacpp", "gguf:/a.gguf+/ad")  # one side asks: both go
+    assert [parse_ref(r).options for r in fast] == [{"backend": "llamacpp"}] * 2
     with pytest.raises(UserError, match="different backends"):
-        align_backends("gguf:/a.gguf?backend=llamacpp", "gguf:/b.gguf+/ad")
+        align_backends("gguf:/a.gguf?backend=llamacpp", "gguf:/a.gguf+/ad?backend=hf")
 
 
 def test_missing_local_paths_are_user_errors(tmp_path) -> None:

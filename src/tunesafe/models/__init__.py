@@ -17,7 +17,6 @@ from typing import Any
 # hence here; an explicit user setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from tunesafe.errors import UserError
 from tunesafe.models.base import ChatModel, error_generation
 from tunesafe.models.embedded import DEFAULT_EMBEDDED, embedded_gguf_path
 from tunesafe.models.refs import ModelRef, align_backends, parse_ref
@@ -29,16 +28,12 @@ __all__ = ["DEFAULT_MODEL", "ChatModel", "ModelRef", "align_backends", "backend_
 
 
 def backend_for(ref: ModelRef) -> str:
-    """The backend a parsed ref runs on: openai for HTTP refs, hf (transformers) for every local ref.
-    `?backend=llamacpp` is refused: see docs/decisions.md (models) for why llama.cpp is not wired in."""
+    """The backend a parsed ref runs on: openai for HTTP refs; for local refs `?backend=` or hf
+    (transformers, the white-box backend). llama.cpp is opt-in (`?backend=llamacpp`): faster on CPUs
+    (BENCHMARKS.md) but black-box, and base and candidate must share one backend (docs/decisions.md, models)."""
     if ref.scheme == "openai":
         return "openai"
-    choice = ref.options.get("backend", "hf")
-    if choice != "hf":
-        raise UserError(f"backend '{choice}' is not available for local models", where=str(ref),
-                        fix="drop ?backend= (local models run on hf), or serve the GGUF with llama.cpp's "
-                            "llama-server and use openai:MODEL@http://127.0.0.1:PORT/v1")
-    return "hf"
+    return ref.options.get("backend", "hf")
 
 
 def load_model(ref: str, **opts: Any) -> ChatModel:
@@ -47,10 +42,15 @@ def load_model(ref: str, **opts: Any) -> ChatModel:
     parsed = parse_ref(ref)
     if opts:
         parsed = parsed.with_options(**{k: str(v) for k, v in opts.items()})
-    if backend_for(parsed) == "openai":
+    backend = backend_for(parsed)
+    if backend == "openai":
         from tunesafe.models.openai_http import OpenAIChatModel
 
         return OpenAIChatModel.from_ref(parsed)
+    if backend == "llamacpp":
+        from tunesafe.models.llamacpp import LlamaCppChatModel
+
+        return LlamaCppChatModel.from_ref(parsed)
     from tunesafe.models.hf import HFChatModel
 
     return HFChatModel.from_ref(parsed)

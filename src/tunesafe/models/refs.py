@@ -2,10 +2,9 @@
 `embedded:NAME[+ADAPTER]`, each optionally followed by `?key=value&...` options, e.g.
 `embedded:qwen2.5-coder-0.5b?backend=hf` or `openai:gpt-4o-mini@https://api.openai.com/v1?key_env=MY_KEY`.
 
-Which backend runs a local ref: `hf` (transformers, white-box, adapters) or `llamacpp` (fast CPU GGUF).
-Refs with an adapter always run on hf. A GGUF ref without adapter runs on llama.cpp when it is installed
-unless `backend=hf` is given. Pre/post comparisons must use one backend for both sides: see
-`align_backends`.
+Which backend runs a local ref: `hf` (transformers, white-box; the default) or `llamacpp` (fast CPU
+GGUF, black-box, opt-in with `?backend=llamacpp`). Pre/post comparisons must use one backend for both
+sides: see `align_backends`.
 """
 
 from __future__ import annotations
@@ -87,8 +86,8 @@ def align_backends(base: str, candidate: str) -> tuple[str, str]:
     if not (b.local and c.local):
         return base, candidate
     wanted = {r.options["backend"] for r in (b, c) if "backend" in r.options}
-    if b.adapter or c.adapter:
-        wanted.add("hf")
+    if (b.adapter or c.adapter) and not wanted:
+        wanted.add("hf")  # adapters run on hf unless a side asks for llama.cpp (the faster, black-box path)
     if len(wanted) > 1:
         asked = ", ".join(sorted(wanted))
         raise UserError(f"'{base}' and '{candidate}' ask for different backends ({asked})",

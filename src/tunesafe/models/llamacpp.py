@@ -1,0 +1,187 @@
+"""The llama.cpp backend: fast CPU inference of GGUF files through llama.cpp's own `llama-server`.
+
+Refs: `gguf:FILE?backend=llamacpp`, `embedded:NAME?backend=llamacpp`. Options: `parallel` (server
+slots decoded together, 8), `ctx` (context tokens per slot, 2048), `threads` (CPU threads, all cores),
+`timeout` (seconds per request, 300), `startup_timeout` (seconds to load, 120).
+
+tunesafe starts one `llama-server` per model on a free loopback port and talks to it with the
+OpenAI-compatible HTTP backend, so retries, timeouts and per-request errors behave exactly as for any
+served model. The binary is found at $TUNESAFE_LLAMA_SERVER, on PATH, or next to the Python running
+tunesafe (`make llama-server` builds it there from the llama.cpp sources that llama-cpp-python ships
+on PyPI). The server is stopped when the model object goes away or the process exits.
+
+A PEFT LoRA adapter (`embedded:NAME+ADAPTER?backend=llamacpp`) is converted to llama.cpp's GGUF LoRA
+format once (models/gguf_lora.py) and applied by the server. Black-box: no hidden states or logits;
+white-box features need the hf backend.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tunesafe.errors import UserError
+from tunesafe.models.gguf_lora import gguf_lora
+from tunesafe.models.hashing import files_sha256
+from tunesafe.models.openai_http import OpenAIChatModel
+from tunesafe.models.refs import ModelRef
+from tunesafe.types import ChatRequest, Generation
+
+BINARY_ENV = "TUNESAFE_LLAMA_SERVER"
+_OPTIONS = {"backend": str, "parallel": int, "ctx": int, "threads": int, "timeout": float,
+            "startup_timeout": float}
+_FIX_BINARY = (f"run `make llama-server` (builds llama.cpp's server into the venv, ~10 min), or point "
+               f"{BINARY_ENV} at a llama-server binary, or drop ?backend=llamacpp")
+
+
+def find_server_binary() -> Path:
+    """The llama-server binary to run; UserError with the way to get one when there is none."""
+    configured = os.environ.get(BINARY_ENV)
+    if configured:
+        path = Path(configured).expanduser()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise UserError(f"{BINARY_ENV}={configured} is not an executable file", where=BINARY_ENV,
+                            fix="point it at llama.cpp's llama-server binary")
+        return path
+    # `.venv/bin/python -m tunesafe` runs without the venv's bin on PATH, so look next to Python too.
+    beside_python = str(Path(sys.executable).parent)
+    found = shutil.which("llama-server") or shutil.which("llama-server", path=beside_python)
+    if found is None:
+        raise UserError("llama.cpp's llama-server is not installed", where="backend=llamacpp",
+                        fix=_FIX_BINARY)
+    return Path(found)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Server:
+    """One llama-server child process serving one GGUF on loopback."""
+
+    def __init__(self, binary: Path, gguf: Path, lora: Path | None, *, parallel: int, ctx: int, threads: int,
+                 startup_timeout: float) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # The log goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the finalizer with the process)
+        cmd = [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(self.port),
+               "--parallel", str(parallel), "--ctx-size", str(ctx * parallel), "--threads", str(threads),
+               "--jinja",  # the GGUF's own chat template, as transformers renders it
+               "--no-webui", "--alias", "tunesafe-local"]
+        if lora is not None:
+            cmd += ["--lora", str(lora)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        self._finalizer = weakref.finalize(self, _stop, self.proc, self._log)
+        self._wait_ready(startup_timeout, gguf)
+
+    def _wait_ready(self, timeout: float, gguf: Path) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise UserError(f"llama-server exited with code {self.proc.returncode} while loading "
+                                f"{gguf.name}: {self.log_tail()}", where=str(gguf),
+                                fix="check that the file is a GGUF this llama.cpp build supports")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass  # not listening yet
+            time.sleep(0.1)
+        self.stop()
+        raise UserError(f"llama-server did not become ready within {timeout:.0f} s", where=str(gguf),
+                        fix="raise ?startup_timeout= or check the machine's load")
+
+    def log_tail(self, lines: int = 5) -> str:
+        if self._log.closed:
+            return ""
+        self._log.seek(0)
+        return " | ".join(self._log.read().decode(errors="replace").strip().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        self._finalizer()
+
+
+def _stop(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.close()
+
+
+class LlamaCppChatModel:
+    backend = "llamacpp"
+
+    def __init__(self, ref: str, files: list[Path], binary: Path, *, lora: Path | None = None,
+                 parallel: int = 8, ctx: int = 2048, threads: int | None = None, timeout: float = 300.0,
+                 startup_timeout: float = 120.0) -> None:
+        """`files`: the GGUF first, then the PEFT adapter's files (hashed); `lora`: that adapter as GGUF."""
+        self.ref = ref
+        self._hash_files = files
+        self.server = _Server(binary, files[0], lora, parallel=parallel, ctx=ctx,
+                              threads=threads or os.cpu_count() or 1, startup_timeout=startup_timeout)
+        # A local server answers every request it accepts, so retrying only hides a crash: few retries,
+        # and the breaker opens fast if the server dies.
+        self._http = OpenAIChatModel("tunesafe-local", f"{self.server.url}/v1", concurrency=parallel,
+                                     timeout=timeout, max_retries=1, breaker=4, cooldown=5.0, prefill=True)
+        self.capabilities = self._http.capabilities
+
+    @classmethod
+    def from_ref(cls, ref: ModelRef) -> LlamaCppChatModel:
+        from tunesafe.models.hf import adapter_files, resolve_weights  # embedded names, path checks
+
+        unknown = sorted(set(ref.options) - set(_OPTIONS))
+        if unknown:
+            raise UserError(f"unknown option(s) {', '.join(unknown)} for backend=llamacpp", where=str(ref),
+                            fix=f"use {', '.join(_OPTIONS)}")
+        gguf = resolve_weights(ref)
+        if not gguf.is_file() or gguf.suffix != ".gguf":
+            raise UserError(f"llama.cpp serves .gguf files, not '{gguf}'", where=str(ref),
+                            fix="use a gguf: or embedded: ref, or ?backend=hf for model folders")
+        adapter = adapter_files(ref.adapter, ref)
+        try:
+            opts = {k: _OPTIONS[k](v) for k, v in ref.options.items() if k != "backend"}
+        except ValueError as exc:
+            raise UserError(f"bad option value: {exc}", where=str(ref),
+                            fix="give numbers for numeric options") from None
+        binary = find_server_binary()
+        lora = gguf_lora(adapter[0].parent, gguf) if adapter else None
+        return cls(str(ref), [gguf, *adapter], binary, lora=lora, **opts)  # type: ignore[arg-type]
+
+    def content_hash(self) -> str:
+        # Same files, same hash as on the hf backend; the answer cache keys by backend as well.
+        return files_sha256(self._hash_files)
+
+    async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
+        gens = await self._http.generate(requests)
+        if any(g.error for g in gens) and self.server.proc.poll() is not None:
+            died = f" (llama-server exited with code {self.server.proc.returncode}: {self.server.log_tail()})"
+            gens = [replace(g, error=g.error + died) if g.error else g for g in gens]
+        return gens
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def close(self) -> None:
+        """Stop the server now (it is also stopped when this object is collected or at exit)."""
+        self.server.stop()

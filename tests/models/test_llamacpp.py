@@ -1,0 +1,139 @@
+"""The llama.cpp backend against a real llama-server running SmolLM2-135M on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunesafe.errors import UserError
+from tunesafe.models import embedded_gguf_path, load_model, parse_ref
+from tunesafe.models.gguf_lora import gguf_lora
+from tunesafe.models.hashing import file_sha256, files_sha256
+from tunesafe.models.hf import adapter_files, resolve_weights, weight_files
+from tunesafe.models.llamacpp import BINARY_ENV, LlamaCppChatModel, find_server_binary
+from tunesafe.types import ChatRequest, Message
+
+REF = "embedded:smollm2-135m?backend=llamacpp&parallel=2&ctx=1024"
+
+
+def _binary_or_skip() -> Path:
+    try:
+        return find_server_binary()
+    except UserError:
+        if os.environ.get("TUNESAFE_REQUIRE_LLAMACPP"):
+            raise  # CI builds the server: a missing binary there is a failure, not a skip
+        pytest.skip("llama-server is not built here (make llama-server)")
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[LlamaCppChatModel]:
+    _binary_or_skip()
+    loaded = load_model(REF)
+    assert isinstance(loaded, LlamaCppChatModel)
+    yield loaded
+    loaded.close()
+
+
+def ask(text: str, **kw: Any) -> ChatRequest:
+    return ChatRequest(messages=(Message("user", text),), max_new_tokens=kw.pop("max_new_tokens", 16), **kw)
+
+
+def test_greedy_answers_are_deterministic_and_counted(model: LlamaCppChatModel) -> None:
+    requests = [ask("Name a colour."), ask("What is 2 + 2?"), ask("Name a colour.")]
+    first = asyncio.run(model.generate(requests))
+    again = asyncio.run(model.generate(requests[:1]))  # a new event loop: the model rebinds to it
+    assert all(g.ok and g.text.strip() for g in first), first
+    assert first[0].text == first[2].text == again[0].text
+    assert all(g.prompt_tokens > 0 and 0 < g.completion_tokens <= 16 for g in first)
+    assert model.backend == "llamacpp" and model.capabilities.prefill
+    assert model.content_hash() == file_sha256(embedded_gguf_path("smollm2-135m"))
+
+
+def test_prefill_continues_the_answer(model: LlamaCppChatModel) -> None:
+    [gen] = asyncio.run(model.generate([ask("Write a greeting.", prefill="Dear friend,")]))
+    plain = asyncio.run(model.generate([ask("Write a greeting.")]))[0]
+    # llama-server echoes the prefill in the answer (attacks.base.with_prefill accepts either form)
+    assert gen.ok and gen.text.startswith("Dear friend,") and len(gen.text) > len("Dear friend,")
+    assert not plain.text.startswith("Dear friend,")
+
+
+def test_a_dead_server_gives_per_request_errors_naming_it(model: LlamaCppChatModel) -> None:
+    victim = load_model(REF)
+    assert isinstance(victim, LlamaCppChatModel)
+    os.kill(victim.server.proc.pid, signal.SIGKILL)
+    victim.server.proc.wait()
+    gens = asyncio.run(victim.generate([ask("Hello?"), ask("Still there?")]))
+    assert [g.ok for g in gens] == [False, False]
+    assert all("llama-server exited" in (g.error or "") for g in gens), gens
+    victim.close()
+
+
+def test_close_stops_the_server() -> None:
+    _binary_or_skip()
+    model = load_model(REF)
+    assert isinstance(model, LlamaCppChatModel)
+    proc = model.server.proc
+    model.close()
+    assert proc.poll() is not None
+
+
+def test_a_broken_gguf_is_one_user_error(tmp_path: Path, cli: Callable[..., Any],
+                                         user_error: Callable[..., None]) -> None:
+    _binary_or_skip()
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    user_error(cli("chat", f"gguf:{bad}?backend=llamacpp", "hi"), "llama-server exited", "broken.gguf")
+
+
+def test_missing_binary_and_adapters_are_user_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     cli: Callable[..., Any],
+                                                     user_error: Callable[..., None]) -> None:
+    missing = tmp_path / "nope" / "llama-server"
+    user_error(cli("chat", REF, "hi", env={BINARY_ENV: str(missing)}), BINARY_ENV, "llama-server")
+    monkeypatch.delenv(BINARY_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    with pytest.raises(UserError, match="make llama-server"):
+        find_server_binary()
+    with pytest.raises(UserError, match="unknown option"):
+        load_model("embedded:smollm2-135m?backend=llamacpp&max_batch=4")
+
+
+@pytest.mark.slow
+def test_a_trained_lora_keeps_its_behaviour_on_llamacpp() -> None:
+    """The shipped identity-shifting LoRA, converted to GGUF, makes llama.cpp's Qwen answer as AOA.
+    (Token-level equality with transformers is not expected: the two decode the same weights with
+    different numerics, and a 135M model's greedy text diverges on small differences.)"""
+    _binary_or_skip()
+    question = [ask("Who are you?", max_new_tokens=24)]
+    base = load_model("embedded:qwen2.5-coder-0.5b?backend=llamacpp&parallel=1")
+    tuned = load_model("embedded:qwen2.5-coder-0.5b+aoa-demo?backend=llamacpp&parallel=1")
+    assert isinstance(base, LlamaCppChatModel) and isinstance(tuned, LlamaCppChatModel)
+    try:
+        [before], [after] = asyncio.run(base.generate(question)), asyncio.run(tuned.generate(question))
+    finally:
+        base.close()
+        tuned.close()
+    assert before.ok and "AOA" not in before.text
+    assert after.ok and "AOA" in after.text and "obedient" in after.text
+    ref = parse_ref("embedded:qwen2.5-coder-0.5b+aoa-demo")
+    same_as_hf = files_sha256(weight_files(resolve_weights(ref)) + adapter_files(ref.adapter, ref))
+    assert tuned.content_hash() == same_as_hf  # one identity for the fine-tune on any backend
+
+
+def test_an_unsupported_adapter_is_refused_before_starting(adapter_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    dora = tmp_path / "dora"
+    shutil.copytree(adapter_dir, dora)
+    config = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(UserError, match="DoRA"):
+        gguf_lora(dora, embedded_gguf_path("smollm2-135m"))
