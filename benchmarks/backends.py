@@ -3,11 +3,12 @@
 (a) HTTP: requests/s of the OpenAI-compatible backend against the loopback server (own process) with
     a fixed latency per request, at several concurrency levels, vs the ideal concurrency / latency;
     and the CPU milliseconds per request of the client (this process) and of the server process.
-(b) local: generated tokens/s of an embedded model on the transformers backend at several batch sizes
-    (greedy, one micro-batch per measurement), and the process's peak resident memory.
+(b) local: generated tokens/s of local models at several batch sizes (greedy, one batch per
+    measurement), by default the embedded model on transformers and on llama.cpp, and peak resident
+    memory (this process; llama.cpp's server process separately).
 
     python benchmarks/backends.py [--part http,local] [--latency 0.1] [--concurrency 1,8,64]
-                                  [--model embedded:qwen2.5-coder-0.5b] [--batches 1,8,16]
+                                  [--model REF ...] [--batches 1,8,16]
                                   [--max-new-tokens 32] [--json OUT]
 """
 
@@ -19,11 +20,12 @@ import json
 import os
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tunesafe.models import load_model
+from tunesafe.models import DEFAULT_MODEL, load_model
 from tunesafe.testing.openai_server import serve_subprocess
 from tunesafe.types import ChatRequest, Message
 
@@ -80,9 +82,21 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def server_peak_rss_mib(model: Any) -> float | None:
+    """Peak resident memory of a model's server process (llama.cpp runs outside this process)."""
+    server = getattr(model, "server", None)
+    if server is None:
+        return None
+    status = Path(f"/proc/{server.proc.pid}/status").read_text()
+    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
+    return round(int(kib) / 1024, 1)
+
+
 def local_throughput(ref: str, batches: list[int], max_new_tokens: int) -> dict[str, Any]:
     started = time.perf_counter()
-    model = load_model(ref, max_batch=max(batches))  # so a batch of N really runs as one batch
+    # so a batch of N really runs as one batch: hf micro-batches up to max_batch, llama.cpp has slots
+    width = {"parallel" if "backend=llamacpp" in ref else "max_batch": max(batches)}
+    model = load_model(ref, **width)
     model.content_hash()
     load_s = round(time.perf_counter() - started, 1)
     out: dict[str, Any] = {"model": ref, "backend": model.backend, "load_s": load_s,
@@ -97,8 +111,11 @@ def local_throughput(ref: str, batches: list[int], max_new_tokens: int) -> dict[
 
         wall, tokens = asyncio.run(go())
         out["rows"].append({"batch": batch, "tokens": tokens, "wall_s": round(wall, 2),
-                            "tokens_per_s": round(tokens / wall, 1), "peak_rss_mib": peak_rss_mib()})
+                            "tokens_per_s": round(tokens / wall, 1), "peak_rss_mib": peak_rss_mib(),
+                            "server_peak_rss_mib": server_peak_rss_mib(model)})
         print(out["rows"][-1], flush=True)
+    if hasattr(model, "close"):
+        model.close()
     return out
 
 
@@ -107,7 +124,8 @@ def main() -> None:
     parser.add_argument("--part", default="http,local")
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--concurrency", default="1,8,64")
-    parser.add_argument("--model", default="embedded:qwen2.5-coder-0.5b")
+    parser.add_argument("--model", action="append",
+                        help="local ref, repeatable (default: the embedded model on hf and on llama.cpp)")
     parser.add_argument("--batches", default="1,8,16")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--json", dest="json_out")
@@ -117,8 +135,9 @@ def main() -> None:
     if "http" in parts:
         result["http"] = http_throughput(args.latency, [int(c) for c in args.concurrency.split(",")])
     if "local" in parts:
-        result["local"] = local_throughput(args.model, [int(b) for b in args.batches.split(",")],
-                                           args.max_new_tokens)
+        refs = args.model or [DEFAULT_MODEL, f"{DEFAULT_MODEL}?backend=llamacpp"]
+        batches = [int(b) for b in args.batches.split(",")]
+        result["local"] = [local_throughput(ref, batches, args.max_new_tokens) for ref in refs]
     result["load_avg_at_end"] = os.getloadavg()
     if args.json_out:
         with open(args.json_out, "w") as fh:
