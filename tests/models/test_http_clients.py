@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 
 from tunesafe.models import load_model
@@ -69,6 +70,12 @@ def test_only_plain_http_without_a_proxy_goes_direct(monkeypatch: pytest.MonkeyP
     assert not _goes_direct("http://gpu-box:8000/v1")
     monkeypatch.setenv("NO_PROXY", "gpu-box")
     assert _goes_direct("http://gpu-box:8000/v1")
+
+
+def test_server_reports_its_cpu_and_request_count(server: RunningServer) -> None:
+    generate(load_model(f"openai:tunesafe-test@{server.url}"), [req("a"), req("b")])
+    stats = httpx.get(f"{server.url.removesuffix('/v1')}/control/stats").json()
+    assert stats["requests"] == 2 and stats["cpu_s"] > 0
 
 
 # --- the lean connection against raw servers -------------------------------------------------------------
@@ -196,3 +203,4 @@ def test_deadline_covers_the_whole_request_and_refused_connects_are_connection_e
             await conn.request("POST", "/x", b"{}", 5)  # the server is gone: nothing listens there
 
     asyncio.run(main())
+
