@@ -7,10 +7,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tunesafe.models import load_model
-from tunesafe.models.openai_http import OpenAIChatModel
+from tunesafe.models.openai_http import OpenAIChatModel, _goes_direct
 from tunesafe.testing.openai_server import RunningServer, serve
 from tunesafe.types import ChatRequest, Generation, Message
 
@@ -149,3 +150,43 @@ def test_content_hash_names_ref_and_server_model(server: RunningServer) -> None:
     assert a == model_for(server).content_hash() and len(a) == 64
     other = load_model(f"openai:other-model@{server.url}").content_hash()
     assert other != a
+
+
+@pytest.mark.parametrize("client", ["auto", "httpx"])
+def test_both_clients_answer_retry_and_fail_each_request_alone(server: RunningServer, client: str) -> None:
+    # auto: plain http on 127.0.0.1 goes over tunesafe.models.http1; httpx: what https/proxies use
+    model = model_for(server, client=client, timeout=0.5, max_retries=1, breaker=100)
+    assert model._direct is (client == "auto")
+    server.inject("429")  # the first request to arrive is paced, then retried after Retry-After
+    faults = ["500", "stall", "malformed", "garbage", "drop"]
+    gens = generate(model, [req(f"q{i} [[fault:{f}]]") for i, f in enumerate(faults)] + [req("fine")])
+    for gen in gens[:-1]:
+        assert not gen.ok and gen.finish_reason == "error" and "after 2 attempts" in (gen.error or "")
+    assert "HTTP 500" in (gens[0].error or "") and "timeout after 0.5s" in (gens[1].error or "")
+    assert "malformed" in (gens[2].error or "") and "malformed" in (gens[3].error or "")
+    assert "connection error" in (gens[4].error or "")
+    assert gens[-1].ok and gens[-1].text == "ECHO: fine" and gens[-1].completion_tokens == 2
+    # the queued 429 can only hit "fine" (a marked request takes its marker's fault), so it ran twice
+    assert sum(r["messages"][-1]["content"] == "fine" for r in server.requests) == 2
+
+
+def test_unknown_client_is_a_user_error(cli: Any, user_error: Any) -> None:
+    result = cli("chat", "openai:m@http://127.0.0.1:9/v1?client=fast", "hi")
+    user_error(result, "unknown client 'fast'", "client=auto or client=httpx")
+
+
+def test_only_plain_http_without_a_proxy_goes_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert _goes_direct("http://127.0.0.1:8000/v1")
+    assert not _goes_direct("https://api.example.com/v1")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert not _goes_direct("http://gpu-box:8000/v1")
+    monkeypatch.setenv("NO_PROXY", "gpu-box")
+    assert _goes_direct("http://gpu-box:8000/v1")
+
+
+def test_server_reports_its_cpu_and_request_count(server: RunningServer) -> None:
+    generate(load_model(f"openai:tunesafe-test@{server.url}"), [req("a"), req("b")])
+    stats = httpx.get(f"{server.url.removesuffix('/v1')}/control/stats").json()
+    assert stats["requests"] == 2 and stats["cpu_s"] > 0

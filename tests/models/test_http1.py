@@ -1,84 +1,16 @@
-"""The two HTTP clients of the openai: backend: the lean h11 connection (tunesafe.models.http1, plain
-http without a proxy) and httpx (TLS, proxies, client=httpx). Both against the real loopback server,
-and the lean one also against raw asyncio servers that answer the ways the test server never does."""
+"""tunesafe.models.http1, the lean HTTP/1.1 connection of the openai: backend, against raw asyncio
+servers on 127.0.0.1 that answer the ways the loopback OpenAI server never does (chunked, 100 Continue,
+close-delimited, cut short, not HTTP, silent). The backend over it: test_openai_http.py."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
-import httpx
 import pytest
 
-from tunesafe.models import load_model
 from tunesafe.models.http1 import Http1Connection
-from tunesafe.models.openai_http import OpenAIChatModel, _goes_direct
-from tunesafe.testing.openai_server import RunningServer, serve
-from tunesafe.types import ChatRequest, Generation, Message
-
-
-def req(text: str) -> ChatRequest:
-    return ChatRequest(messages=(Message("user", text),))
-
-
-def generate(model: OpenAIChatModel, requests: list[ChatRequest]) -> list[Generation]:
-    async def main() -> list[Generation]:
-        try:
-            return await model.generate(requests)
-        finally:
-            await model.aclose()
-
-    return asyncio.run(main())
-
-
-@pytest.fixture
-def server() -> Iterator[RunningServer]:
-    with serve(retry_after=0.05, stall_s=2.0) as running:
-        yield running
-
-
-@pytest.mark.parametrize("client", ["auto", "httpx"])
-def test_both_clients_answer_retry_and_fail_each_request_alone(server: RunningServer, client: str) -> None:
-    model = load_model(f"openai:tunesafe-test@{server.url}?client={client}", timeout=0.5, max_retries=1,
-                       breaker=100)
-    assert isinstance(model, OpenAIChatModel) and model._direct is (client == "auto")
-    server.inject("429")  # the first request to arrive is paced, then retried after Retry-After
-    faults = ["500", "stall", "malformed", "garbage", "drop"]
-    gens = generate(model, [req(f"q{i} [[fault:{f}]]") for i, f in enumerate(faults)] + [req("fine")])
-    for gen in gens[:-1]:
-        assert not gen.ok and gen.finish_reason == "error" and "after 2 attempts" in (gen.error or "")
-    assert "HTTP 500" in (gens[0].error or "") and "timeout after 0.5s" in (gens[1].error or "")
-    assert "malformed" in (gens[2].error or "") and "malformed" in (gens[3].error or "")
-    assert "connection error" in (gens[4].error or "")
-    assert gens[-1].ok and gens[-1].text == "ECHO: fine" and gens[-1].completion_tokens == 2
-    assert sum(r["messages"][-1]["content"] == "fine" for r in server.requests) in (1, 2)  # 2: it got the 429
-
-
-def test_unknown_client_is_a_user_error(cli: Any, user_error: Any) -> None:
-    result = cli("chat", "openai:m@http://127.0.0.1:9/v1?client=fast", "hi")
-    user_error(result, "unknown client 'fast'", "client=auto or client=httpx")
-
-
-def test_only_plain_http_without_a_proxy_goes_direct(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    assert _goes_direct("http://127.0.0.1:8000/v1")
-    assert not _goes_direct("https://api.example.com/v1")
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
-    assert not _goes_direct("http://gpu-box:8000/v1")
-    monkeypatch.setenv("NO_PROXY", "gpu-box")
-    assert _goes_direct("http://gpu-box:8000/v1")
-
-
-def test_server_reports_its_cpu_and_request_count(server: RunningServer) -> None:
-    generate(load_model(f"openai:tunesafe-test@{server.url}"), [req("a"), req("b")])
-    stats = httpx.get(f"{server.url.removesuffix('/v1')}/control/stats").json()
-    assert stats["requests"] == 2 and stats["cpu_s"] > 0
-
-
-# --- the lean connection against raw servers -------------------------------------------------------------
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
