@@ -137,3 +137,14 @@ def test_missing_postgres_database_is_named(tmp_path: Path, pg_url: str) -> None
 
     url = make_url(pg_url).set(database="no_such_db").render_as_string(hide_password=False)
     assert_user_error(tunesafe("--db", url, "verify", cwd=tmp_path), "no_such_db", "does not exist")
+
+
+def test_help_lists_the_panels_in_lifecycle_order(tmp_path: Path) -> None:
+    from tunesafe.cli.app import PANELS
+
+    result = tunesafe("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    positions = [result.stdout.index(f"─ {title} ─") for title in PANELS]
+    assert positions == sorted(positions)
+    # each command sits under its own panel: `models` (production) after the Production title
+    assert positions[3] < result.stdout.index(" models ") < positions[4]

@@ -4,8 +4,10 @@ no logic lives here beyond global options and turning UserError into exit code 2
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from tunesafe import __version__
 from tunesafe.cli import (
@@ -22,7 +24,9 @@ from tunesafe.cli import (
 from tunesafe.cli.common import err_console
 from tunesafe.cli.groups import (
     AFTER,
+    AUDIT,
     BEFORE,
+    DURING,
     PRODUCTION,
     attacks_app,
     models_app,
@@ -42,9 +46,25 @@ Lifecycle of a fine-tune:
   audit       evidence chain (verify)
 """
 
+PANELS = (BEFORE, DURING, AFTER, PRODUCTION, AUDIT)
+
+
+class _LifecycleGroup(TyperGroup):
+    """Lists commands panel by panel in lifecycle order: Typer lists all plain commands before all
+    sub-groups, which put the Audit panel before Production in `--help`."""
+
+    def list_commands(self, ctx: Any) -> list[str]:  # Any: Typer vendors its own click
+        def panel(name: str) -> int:
+            command = self.get_command(ctx, name)
+            title = getattr(command, "rich_help_panel", None)
+            return PANELS.index(title) if title in PANELS else len(PANELS)
+
+        return sorted(super().list_commands(ctx), key=panel)  # stable: registration order within a panel
+
+
 # Locals are never shown in tracebacks: they can hold API keys.
-app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(cls=_LifecycleGroup, help=HELP, no_args_is_help=True, rich_markup_mode="rich",
+                  add_completion=False, pretty_exceptions_show_locals=False)
 
 
 def _version(value: bool) -> None:
@@ -64,7 +84,7 @@ def root(
     ctx.obj = {"db": db}
 
 
-# Panels appear in the order of their first command: register in lifecycle order.
+# Within a panel, commands are listed in registration order.
 app.add_typer(suite_app, name="suite", rich_help_panel=BEFORE)
 app.add_typer(policy_app, name="policy", rich_help_panel=BEFORE)
 for module in (scan_cmds, training_cmds, eval_cmds, gate_cmds, judge_cmds, backend_cmds):
