@@ -291,8 +291,13 @@ def main(argv: list[str] | None = None) -> None:
         await server.main_loop()
         await server.shutdown()
 
-    new_loop = server.config.get_loop_factory() or asyncio.new_event_loop
-    loop = new_loop()
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(run())
     finally:
