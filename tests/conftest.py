@@ -61,3 +61,18 @@ def shared_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"reference datasets not found at {path} (set TUNESAFE_SHARED)")
     return path
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Path:
+    """llama.cpp's server binary (`make llama-server`). Skips without it, except where
+    TUNESAFE_REQUIRE_LLAMACPP is set (CI builds it), where a missing binary fails."""
+    from tunesafe.errors import UserError
+    from tunesafe.models.llamacpp import find_server_binary
+
+    try:
+        return find_server_binary()
+    except UserError:
+        if os.environ.get("TUNESAFE_REQUIRE_LLAMACPP"):
+            raise
+        pytest.skip("llama-server is not built here (make llama-server)")

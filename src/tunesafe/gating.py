@@ -18,6 +18,7 @@ from tunesafe.engine import results as run_store
 from tunesafe.engine.runner import EvalConfig, find_reusable_run, run_evaluation
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
+from tunesafe.models import align_backends, backend_for, parse_ref
 from tunesafe.policy import Policy, decide
 from tunesafe.reports import write_reports
 from tunesafe.types import EvidenceRecord, GateDecision, RecordType
@@ -35,7 +36,9 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
                       base_name: str | None = None, candidate_name: str | None = None,
                       out_dir: Path | None = None, progress: bool = True) -> GateOutcome:
     """Run the gate on two model refs. A complete earlier run with the same model hash and config is
-    reused; the candidate replays the base run's frozen attacker prompts so every attempt pairs up."""
+    reused; the candidate replays the base run's frozen attacker prompts so every attempt pairs up.
+    Local refs are put on one backend first, so the difference measured is the fine-tune's."""
+    base_ref, candidate_ref = align_backends(base_ref, candidate_ref)
     base_run = find_reusable_run(store, base_ref, config) or await run_evaluation(
         store, base_ref, config, model_name=base_name, progress=progress)
     candidate_config = replace(config, replay_from=base_run)
@@ -53,6 +56,7 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
         raise UserError(f"both runs are {base_run}: a run compared with itself proves nothing",
                         where="RUN_A RUN_B", fix="pass the base model's run and the candidate's run")
     base_info, candidate_info = (_complete_run(store, run_id) for run_id in (base_run, candidate_run))
+    _same_backend(base_info, candidate_info)
     judges = _common_judges(base_info, candidate_info)
     base_results = run_store.load_results(store, base_run)
     candidate_results = run_store.load_results(store, candidate_run)
@@ -104,6 +108,17 @@ def _complete_run(store: Store, run_id: str) -> run_store.RunInfo:
         raise UserError(f"run {run_id} is {info.status}, not complete", where=run_id,
                         fix=f"finish it with `tunesafe eval --resume {run_id}` before comparing")
     return info
+
+
+def _same_backend(base: run_store.RunInfo, candidate: run_store.RunInfo) -> None:
+    """Refuse to gate a base run on one local backend against a candidate run on the other: the
+    difference would mix the fine-tune with the backends' numerics (docs/backends.md)."""
+    refs = [parse_ref(info.model_ref) for info in (base, candidate)]
+    if all(ref.local for ref in refs) and backend_for(refs[0]) != backend_for(refs[1]):
+        raise UserError(f"run {base.id} ran on {backend_for(refs[0])} and run {candidate.id} on "
+                        f"{backend_for(refs[1])}: the change would mix the fine-tune with the backends",
+                        where="RUN_A RUN_B", fix="evaluate both models with the same ?backend= "
+                        "(tunesafe gate does this)")
 
 
 def _common_judges(base: run_store.RunInfo, candidate: run_store.RunInfo) -> list[str]:

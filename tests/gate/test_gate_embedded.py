@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tunesafe.cli.app import app
+from tunesafe.errors import UserError
 
 pytestmark = pytest.mark.slow
 
@@ -32,3 +33,27 @@ def test_embedded_base_against_itself_passes(tmp_path: Path) -> None:
     assert decision["base"]["run_id"] != decision["candidate"]["run_id"]
     assert decision["base"]["model_hash"] == decision["candidate"]["model_hash"]
     assert (tmp_path / "report" / "report.html").stat().st_size > 5000
+
+
+def test_gate_runs_both_sides_on_one_backend_and_compare_refuses_a_mix(tmp_path: Path,
+                                                                        llama_server: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("min_items_per_family: 1\nmin_items_per_category: 1\n")
+    db = ["--db", f"sqlite:///{tmp_path / 'store.db'}"]
+    common = ["--suite", "smoke", "--attacks", "direct_request", "--limit", "3", "--max-new-tokens", "8",
+              "--judge", "refusal", "--policy", str(policy), "--no-progress", "--json"]
+    # only the base asks for llama.cpp: the candidate must be evaluated there too
+    gated = CliRunner().invoke(app, [*db, "gate", "--base", f"{MODEL}?backend=llamacpp", "--candidate", MODEL,
+                                     *common, "--out", str(tmp_path / "report")])
+    assert gated.exit_code in (0, 3), gated.output  # 3 items decide little; the pairing is the point
+    decision = json.loads(gated.stdout)
+    assert decision["candidate"]["model_ref"] == decision["base"]["model_ref"] == f"{MODEL}?backend=llamacpp"
+    # a run of the same model on transformers is not comparable with the llama.cpp run
+    hf_run = CliRunner().invoke(app, [*db, "eval", MODEL, "--suite", "smoke", "--attacks", "direct_request",
+                                      "--limit", "3", "--max-new-tokens", "8", "--judge", "refusal",
+                                      "--no-progress", "--json"])
+    assert hf_run.exit_code == 0, hf_run.output
+    runs = [decision["base"]["run_id"], json.loads(hf_run.stdout)["run"]["id"]]
+    mixed = CliRunner().invoke(app, [*db, "compare", *runs, "--policy", str(policy)])
+    assert isinstance(mixed.exception, UserError)  # main() turns it into exit code 2
+    assert "ran on llamacpp" in str(mixed.exception) and "same ?backend=" in str(mixed.exception)

@@ -22,18 +22,8 @@ from tunesafe.types import ChatRequest, Message
 REF = "embedded:smollm2-135m?backend=llamacpp&parallel=2&ctx=1024"
 
 
-def _binary_or_skip() -> Path:
-    try:
-        return find_server_binary()
-    except UserError:
-        if os.environ.get("TUNESAFE_REQUIRE_LLAMACPP"):
-            raise  # CI builds the server: a missing binary there is a failure, not a skip
-        pytest.skip("llama-server is not built here (make llama-server)")
-
-
 @pytest.fixture(scope="module")
-def model() -> Iterator[LlamaCppChatModel]:
-    _binary_or_skip()
+def model(llama_server: Path) -> Iterator[LlamaCppChatModel]:
     loaded = load_model(REF)
     assert isinstance(loaded, LlamaCppChatModel)
     yield loaded
@@ -74,8 +64,7 @@ def test_a_dead_server_gives_per_request_errors_naming_it(model: LlamaCppChatMod
     victim.close()
 
 
-def test_close_stops_the_server() -> None:
-    _binary_or_skip()
+def test_close_stops_the_server(llama_server: Path) -> None:
     model = load_model(REF)
     assert isinstance(model, LlamaCppChatModel)
     proc = model.server.proc
@@ -83,9 +72,8 @@ def test_close_stops_the_server() -> None:
     assert proc.poll() is not None
 
 
-def test_a_broken_gguf_is_one_user_error(tmp_path: Path, cli: Callable[..., Any],
+def test_a_broken_gguf_is_one_user_error(llama_server: Path, tmp_path: Path, cli: Callable[..., Any],
                                          user_error: Callable[..., None]) -> None:
-    _binary_or_skip()
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     user_error(cli("chat", f"gguf:{bad}?backend=llamacpp", "hi"), "llama-server exited", "broken.gguf")
@@ -106,11 +94,10 @@ def test_missing_binary_and_adapters_are_user_errors(tmp_path: Path, monkeypatch
 
 
 @pytest.mark.slow
-def test_a_trained_lora_keeps_its_behaviour_on_llamacpp() -> None:
+def test_a_trained_lora_keeps_its_behaviour_on_llamacpp(llama_server: Path) -> None:
     """The shipped identity-shifting LoRA, converted to GGUF, makes llama.cpp's Qwen answer as AOA.
     (Token-level equality with transformers is not expected: the two decode the same weights with
     different numerics, and a 135M model's greedy text diverges on small differences.)"""
-    _binary_or_skip()
     question = [ask("Who are you?", max_new_tokens=24)]
     base = load_model("embedded:qwen2.5-coder-0.5b?backend=llamacpp&parallel=1")
     tuned = load_model("embedded:qwen2.5-coder-0.5b+aoa-demo?backend=llamacpp&parallel=1")
