@@ -62,6 +62,7 @@ LABELLED = (
     "alignment",
     "duplicates",
     "contamination",
+    "category_requests",
 )
 
 
