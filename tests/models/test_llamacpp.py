@@ -124,3 +124,9 @@ def test_an_unsupported_adapter_is_refused_before_starting(adapter_dir: Path, tm
     (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
     with pytest.raises(UserError, match="DoRA"):
         gguf_lora(dora, embedded_gguf_path("smollm2-135m"))
+
+
+def test_a_prompt_longer_than_a_slot_is_an_error_naming_the_option(model: LlamaCppChatModel) -> None:
+    long_prompt = "Here is a list of words: " + " ".join(f"word{i}" for i in range(700)) + ". Name the first."
+    [gen] = asyncio.run(model.generate([ask(long_prompt, max_new_tokens=4)]))
+    assert not gen.ok and "?ctx=" in (gen.error or "")  # fail closed, with the way out

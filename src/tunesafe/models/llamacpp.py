@@ -1,7 +1,7 @@
 """The llama.cpp backend: fast CPU inference of GGUF files through llama.cpp's own `llama-server`.
 
 Refs: `gguf:FILE?backend=llamacpp`, `embedded:NAME?backend=llamacpp`. Options: `parallel` (server
-slots decoded together, 8), `ctx` (context tokens per slot, 2048), `threads` (CPU threads, all cores),
+slots decoded together, 8), `ctx` (context tokens per slot, prompt + answer, 4096), `threads` (CPU threads, all cores),
 `timeout` (seconds per request, 300), `startup_timeout` (seconds to load, 120).
 
 tunesafe starts one `llama-server` per model on a free loopback port and talks to it with the
@@ -81,6 +81,10 @@ class _Server:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the finalizer with the process)
         cmd = [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(self.port),
                "--parallel", str(parallel), "--ctx-size", str(ctx * parallel), "--threads", str(threads),
+               # Per-slot KV, not --kv-unified: with one shared pool, identical greedy requests decoded
+               # together came back different (batch layout changed the numerics); reproducible
+               # answers matter more here than packing long prompts.
+               "--no-kv-unified",
                "--jinja",  # the GGUF's own chat template, as transformers renders it
                "--no-webui", "--alias", "tunesafe-local"]
         if lora is not None:
@@ -133,11 +137,12 @@ class LlamaCppChatModel:
     backend = "llamacpp"
 
     def __init__(self, ref: str, files: list[Path], binary: Path, *, lora: Path | None = None,
-                 parallel: int = 8, ctx: int = 2048, threads: int | None = None, timeout: float = 300.0,
+                 parallel: int = 8, ctx: int = 4096, threads: int | None = None, timeout: float = 300.0,
                  startup_timeout: float = 120.0) -> None:
         """`files`: the GGUF first, then the PEFT adapter's files (hashed); `lora`: that adapter as GGUF."""
         self.ref = ref
         self._hash_files = files
+        self._ctx = ctx
         self.server = _Server(binary, files[0], lora, parallel=parallel, ctx=ctx,
                               threads=threads or os.cpu_count() or 1, startup_timeout=startup_timeout)
         # A local server answers every request it accepts, so retrying only hides a crash: few retries,
@@ -177,7 +182,8 @@ class LlamaCppChatModel:
         if any(g.error for g in gens) and self.server.proc.poll() is not None:
             died = f" (llama-server exited with code {self.server.proc.returncode}: {self.server.log_tail()})"
             gens = [replace(g, error=g.error + died) if g.error else g for g in gens]
-        return gens
+        return [replace(g, error=f"{g.error} (raise ?ctx=, now {self._ctx})")
+                if g.error and "exceed_context_size" in g.error else g for g in gens]
 
     async def aclose(self) -> None:
         await self._http.aclose()
