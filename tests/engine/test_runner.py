@@ -225,3 +225,17 @@ def test_a_failing_store_write_fails_the_run_instead_of_hanging(tmp_path: Path, 
         asyncio.run(asyncio.wait_for(run_evaluation(store, server.ref(), config, progress=False), 120))
     [run] = list_runs(store)
     assert run.status == "failed"
+
+
+def test_a_resumed_run_shows_running_until_it_completes(tmp_path: Path, store: Store, server: Server) -> None:
+    config = EvalConfig(suite=str(write_suite(tmp_path / "s.jsonl", n_harmful=2)), attacks="direct_request",
+                        judges=("refusal",))
+    run_id = _run(store, server.ref(), config)
+    from tunesafe.engine.results import set_status
+
+    set_status(store, run_id, "interrupted")
+    seen: list[str] = []
+    report = asyncio.run(evaluate(store, None, config, resume=run_id, progress=False,  # type: ignore[arg-type]
+                                  on_start=lambda *_: seen.append(load_run(store, run_id).status)))
+    assert seen == ["running"] and report.status == "complete"
+    assert load_run(store, run_id).status == "complete"

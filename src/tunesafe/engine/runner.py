@@ -103,6 +103,7 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
         else:
             run_id = info.id
             _check_resumable(info, model_hash, stored_config, digest)
+            store_results.set_status(store, run_id, "running")  # not "interrupted" while it runs again
         done = store_results.done_attempt_ids(store, run_id)
         if on_start is not None:
             on_start(run_id, len(planned.plan.attempts), len(done))
