@@ -71,7 +71,9 @@ def shared_dir() -> Path:
 
 
 def precision_recall(scanner: Scanner, sets: Path) -> dict[str, dict[str, Any]]:
-    tally: dict[str, dict[str, int]] = defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0})
+    """Per finding group over all labelled sets ("all") and per set (the set's name)."""
+    tally: dict[str, dict[str, dict[str, int]]] = defaultdict(
+        lambda: defaultdict(lambda: {"tp": 0, "fp": 0, "fn": 0}))
     for name in LABELLED:
         path = sets / f"{name}.jsonl"
         labels = [set(json.loads(line).get("labels", [])) for line in path.open(encoding="utf-8")]
@@ -88,18 +90,17 @@ def precision_recall(scanner: Scanner, sets: Path) -> dict[str, dict[str, Any]]:
                 actual = group in truth
                 key = "tp" if predicted and actual else "fp" if predicted else "fn" if actual else None
                 if key:
-                    tally[group][key] += 1
-    out = {}
-    for group in GROUPS:
-        t = tally[group]
-        p = t["tp"] / (t["tp"] + t["fp"]) if t["tp"] + t["fp"] else None
-        r = t["tp"] / (t["tp"] + t["fn"]) if t["tp"] + t["fn"] else None
-        out[group] = {
-            **t,
-            "precision": None if p is None else round(p, 3),
-            "recall": None if r is None else round(r, 3),
-        }
-    return out
+                    for scope in ("all", name):
+                        tally[scope][group][key] += 1
+    return {scope: {group: _rates(counts) for group, counts in groups.items()}
+            for scope, groups in tally.items()}
+
+
+def _rates(t: dict[str, int]) -> dict[str, Any]:
+    p = t["tp"] / (t["tp"] + t["fp"]) if t["tp"] + t["fp"] else None
+    r = t["tp"] / (t["tp"] + t["fn"]) if t["tp"] + t["fn"] else None
+    return {**t, "precision": None if p is None else round(p, 3),
+            "recall": None if r is None else round(r, 3)}
 
 
 def _prompt_rows(path: Path, column: str, keep: Any = None) -> list[str]:
