@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_MODEL", "ChatModel", "ModelRef", "align_backends", "backend_
 def backend_for(ref: ModelRef) -> str:
     """The backend a parsed ref runs on: openai for HTTP refs; for local refs `?backend=` or hf
     (transformers, the white-box backend). llama.cpp is opt-in (`?backend=llamacpp`): faster on CPUs
-    (BENCHMARKS.md) but black-box, and base and candidate must share one backend (docs/decisions.md, models)."""
+    (BENCHMARKS.md) but black-box, and base and candidate must share one backend (docs/backends.md)."""
     if ref.scheme == "openai":
         return "openai"
     return ref.options.get("backend", "hf")

@@ -33,7 +33,7 @@ from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.batching import MicroBatcher
 from tunesafe.models.embedded import embedded_gguf_path
 from tunesafe.models.hashing import cache_dir, file_sha256, files_sha256, remember
-from tunesafe.models.refs import ModelRef, parse_ref
+from tunesafe.models.refs import ModelRef, check_options, parse_ref
 from tunesafe.types import Capabilities, ChatRequest, Generation
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -322,10 +322,7 @@ class HFChatModel:
 
     @classmethod
     def from_ref(cls, ref: ModelRef) -> HFChatModel:
-        unknown = sorted(set(ref.options) - set(_OPTIONS))
-        if unknown:
-            raise UserError(f"unknown option(s) {', '.join(unknown)}", where=str(ref),
-                            fix=f"use {', '.join(_OPTIONS)}")
+        check_options(ref, _OPTIONS, "hf")
         weights = resolve_weights(ref)
         adapters = adapter_files(ref.adapter, ref)
         adapter = adapters[0].parent if adapters else None

@@ -1,8 +1,8 @@
 """The llama.cpp backend: fast CPU inference of GGUF files through llama.cpp's own `llama-server`.
 
 Refs: `gguf:FILE?backend=llamacpp`, `embedded:NAME?backend=llamacpp`. Options: `parallel` (server
-slots decoded together, 8), `ctx` (context tokens per slot, prompt + answer, 4096), `threads` (CPU threads, all cores),
-`timeout` (seconds per request, 300), `startup_timeout` (seconds to load, 120).
+slots decoded together, 8), `ctx` (context tokens per slot, prompt + answer, 4096), `threads` (CPU
+threads, all cores), `timeout` (seconds per request, 300), `startup_timeout` (seconds to load, 120).
 
 tunesafe starts one `llama-server` per model on a free loopback port and talks to it with the
 OpenAI-compatible HTTP backend, so retries, timeouts and per-request errors behave exactly as for any
@@ -36,11 +36,11 @@ from tunesafe.errors import UserError
 from tunesafe.models.gguf_lora import gguf_lora
 from tunesafe.models.hashing import files_sha256
 from tunesafe.models.openai_http import OpenAIChatModel
-from tunesafe.models.refs import ModelRef
+from tunesafe.models.refs import ModelRef, parse_options
 from tunesafe.types import ChatRequest, Generation
 
 BINARY_ENV = "TUNESAFE_LLAMA_SERVER"
-_OPTIONS = {"backend": str, "parallel": int, "ctx": int, "threads": int, "timeout": float,
+_OPTIONS = {"parallel": int, "ctx": int, "threads": int, "timeout": float,
             "startup_timeout": float}
 _FIX_BINARY = (f"run `make llama-server` (builds llama.cpp's server into the venv, ~10 min), or point "
                f"{BINARY_ENV} at a llama-server binary, or drop ?backend=llamacpp")
@@ -155,20 +155,12 @@ class LlamaCppChatModel:
     def from_ref(cls, ref: ModelRef) -> LlamaCppChatModel:
         from tunesafe.models.hf import adapter_files, resolve_weights  # embedded names, path checks
 
-        unknown = sorted(set(ref.options) - set(_OPTIONS))
-        if unknown:
-            raise UserError(f"unknown option(s) {', '.join(unknown)} for backend=llamacpp", where=str(ref),
-                            fix=f"use {', '.join(_OPTIONS)}")
+        opts = parse_options(ref, _OPTIONS, "llamacpp")
         gguf = resolve_weights(ref)
         if not gguf.is_file() or gguf.suffix != ".gguf":
             raise UserError(f"llama.cpp serves .gguf files, not '{gguf}'", where=str(ref),
                             fix="use a gguf: or embedded: ref, or ?backend=hf for model folders")
         adapter = adapter_files(ref.adapter, ref)
-        try:
-            opts = {k: _OPTIONS[k](v) for k, v in ref.options.items() if k != "backend"}
-        except ValueError as exc:
-            raise UserError(f"bad option value: {exc}", where=str(ref),
-                            fix="give numbers for numeric options") from None
         binary = find_server_binary()
         lora = gguf_lora(adapter[0].parent, gguf) if adapter else None
         return cls(str(ref), [gguf, *adapter], binary, lora=lora, **opts)  # type: ignore[arg-type]

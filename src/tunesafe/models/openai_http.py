@@ -41,7 +41,7 @@ import httpx
 from tunesafe.errors import UserError
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.http1 import Http1Connection, Response
-from tunesafe.models.refs import ModelRef
+from tunesafe.models.refs import ModelRef, parse_options
 from tunesafe.types import Capabilities, ChatRequest, Generation, canonical_json, sha256_hex
 
 BACKOFF_BASE_S = 0.5
@@ -184,20 +184,10 @@ class OpenAIChatModel:
     @classmethod
     def from_ref(cls, ref: ModelRef) -> OpenAIChatModel:
         assert ref.base_url is not None
-        opts = dict(ref.options)
-        opts.pop("backend", None)
         conv: dict[str, Any] = {"key_env": str, "concurrency": int, "timeout": float, "max_retries": int,
                                 "breaker": int, "cooldown": float, "client": str,
                                 "prefill": lambda v: v.lower() in ("1", "true", "yes")}
-        unknown = sorted(set(opts) - set(conv))
-        if unknown:
-            raise UserError(f"unknown option(s) {', '.join(unknown)} for an openai: ref", where=str(ref),
-                            fix=f"use {', '.join(conv)}")
-        try:
-            kwargs = {k: conv[k](v) for k, v in opts.items()}
-        except ValueError as exc:
-            raise UserError(f"bad option value: {exc}", where=str(ref),
-                            fix="give numbers for numeric options") from None
+        kwargs = parse_options(ref, conv, "openai")
         return cls(ref.target, ref.base_url, **kwargs)
 
     def _headers(self) -> dict[str, str]:

@@ -10,7 +10,9 @@ sides: see `align_backends`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from tunesafe.errors import UserError
@@ -69,6 +71,25 @@ def parse_ref(ref: str) -> ModelRef:
     if not target:
         raise UserError(f"model ref '{ref}' names no model", where="model ref", fix=_REF_FIX)
     return ModelRef(scheme, target, adapter=adapter, options=options)
+
+
+def check_options(ref: ModelRef, allowed: Iterable[str], backend: str) -> None:
+    """UserError naming the options of `ref` that `backend` does not take, and the ones it does."""
+    unknown = sorted(set(ref.options) - set(allowed))
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)} for the {backend} backend", where=str(ref),
+                        fix=f"use {', '.join(allowed)}")
+
+
+def parse_options(ref: ModelRef, converters: Mapping[str, Callable[[str], Any]],
+                  backend: str) -> dict[str, Any]:
+    """The ref's options (but `backend`) converted for the backend; UserError for unknown or bad ones."""
+    check_options(ref, ("backend", *converters), backend)
+    try:
+        return {k: converters[k](v) for k, v in ref.options.items() if k != "backend"}
+    except ValueError as exc:
+        raise UserError(f"bad option value: {exc}", where=str(ref),
+                        fix="give numbers for numeric options") from None
 
 
 def _split_adapter(rest: str) -> tuple[str, str | None]:
