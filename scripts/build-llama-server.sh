@@ -34,8 +34,8 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 # it runs (into the venv), so it is not meant to be copied to another machine.
 cmake -S "$src" -B "$work/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-  -DGGML_NATIVE=ON >"$work/cmake.log" || { tail -20 "$work/cmake.log" >&2; exit 1; }
-cmake --build "$work/build" --target llama-server -j "$JOBS" >"$work/build.log" || { tail -40 "$work/build.log" >&2; exit 1; }
+  -DGGML_NATIVE=ON >"$work/cmake.log" 2>&1 || { tail -20 "$work/cmake.log" >&2; exit 1; }
+cmake --build "$work/build" --target llama-server -j "$JOBS" >"$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; exit 1; }
 mkdir -p "$BIN_DIR"
 install -m 755 "$work/build/bin/llama-server" "$BIN_DIR/llama-server"
 echo "built $BIN_DIR/llama-server (llama.cpp from llama-cpp-python $VERSION)"
