@@ -76,7 +76,9 @@ def test_a_broken_gguf_is_one_user_error(llama_server: Path, tmp_path: Path, cli
                                          user_error: Callable[..., None]) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
-    user_error(cli("chat", f"gguf:{bad}?backend=llamacpp", "hi"), "llama-server exited", "broken.gguf")
+    result = cli("chat", f"gguf:{bad}?backend=llamacpp", "hi")
+    user_error(result, "llama-server exited", "broken.gguf")
+    assert "failed to load" in " ".join(result.stderr.split())  # the server's own reason is shown
 
 
 def test_missing_binary_and_adapters_are_user_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

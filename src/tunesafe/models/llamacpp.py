@@ -98,9 +98,10 @@ class _Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                tail = self.log_tail()  # before stop(), which closes the log
                 self.stop()
                 raise UserError(f"llama-server exited with code {self.proc.returncode} while loading "
-                                f"{gguf.name}: {self.log_tail()}", where=str(gguf),
+                                f"{gguf.name}: {tail}", where=str(gguf),
                                 fix="check that the file is a GGUF this llama.cpp build supports")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
