@@ -37,9 +37,11 @@ def ask(text: str, **kw: Any) -> ChatRequest:
 def test_greedy_answers_are_deterministic_and_counted(model: LlamaCppChatModel) -> None:
     requests = [ask("Name a colour."), ask("What is 2 + 2?"), ask("Name a colour.")]
     first = asyncio.run(model.generate(requests))
-    again = asyncio.run(model.generate(requests[:1]))  # a new event loop: the model rebinds to it
+    # alone twice, each on a new event loop (the model rebinds to it). Alone vs in a batch may differ:
+    # llama.cpp's numerics depend on the batch (docs/backends.md), so that is not asserted.
+    alone = [asyncio.run(model.generate(requests[:1]))[0] for _ in range(2)]
     assert all(g.ok and g.text.strip() for g in first), first
-    assert first[0].text == first[2].text == again[0].text
+    assert first[0].text == first[2].text and alone[0].text == alone[1].text
     assert all(g.prompt_tokens > 0 and 0 < g.completion_tokens <= 16 for g in first)
     assert model.backend == "llamacpp" and model.capabilities.prefill
     assert model.content_hash() == file_sha256(embedded_gguf_path("smollm2-135m"))
