@@ -14,7 +14,7 @@ from tunesafe.errors import UserError
 from tunesafe.screening.readers import dataset_sha256, open_dataset
 from tunesafe.types import Message
 
-from .conftest import chat
+from .conftest import chat, write_save_to_disk
 
 EXPECTED = (Message("user", "Where is my order?"), Message("assistant", "It ships today."))
 
@@ -92,17 +92,8 @@ def test_parquet_with_chat_messages(tmp_path: Path) -> None:
 
 def test_hf_save_to_disk_layout(tmp_path: Path) -> None:
     """The folder layout written by datasets.save_to_disk: state.json naming Arrow IPC stream files."""
-    folder = tmp_path / "ds"
-    folder.mkdir()
-    table = pa.Table.from_pylist([{"prompt": "Where is my order?", "completion": "It ships today."}] * 2)
-    with (
-        pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink,
-        pa.ipc.new_stream(sink, table.schema) as w,
-    ):
-        w.write_table(table)
-    (folder / "state.json").write_text(
-        json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]})
-    )
+    folder = write_save_to_disk(tmp_path / "ds", [{"prompt": "Where is my order?",
+                                                    "completion": "It ships today."}] * 2)
     (folder / "dataset_info.json").write_text("{}")
     assert messages(folder) == [EXPECTED] * 2
     assert len(dataset_sha256(folder)) == 64

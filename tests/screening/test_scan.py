@@ -18,7 +18,7 @@ from tunesafe.evidence.store import Store
 from tunesafe.screening import Batch, Finding, Scanner, ScanOptions, register_screener, screeners
 from tunesafe.types import RecordType, canonical_json
 
-from .conftest import chat
+from .conftest import chat, write_save_to_disk
 
 CARD = "4111 1111 1111 1111"
 ROWS = [
@@ -253,17 +253,7 @@ def test_fix_for_parquet_save_to_disk_and_json_array(tmp_path: Path) -> None:
     ]
     parquet = tmp_path / "d.parquet"
     pq.write_table(pa.Table.from_pylist(rows), parquet)
-    folder = tmp_path / "ds"
-    folder.mkdir()
-    table = pa.Table.from_pylist(rows)
-    with (
-        pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink,
-        pa.ipc.new_stream(sink, table.schema) as w,
-    ):
-        w.write_table(table)
-    (folder / "state.json").write_text(
-        json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]})
-    )
+    folder = write_save_to_disk(tmp_path / "ds", rows)
     array = tmp_path / "d.json"
     array.write_text(json.dumps(rows), encoding="utf-8")
     scanner = Scanner()
