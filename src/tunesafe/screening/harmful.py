@@ -1,12 +1,12 @@
 """Harmful content: user requests for harm, and assistant answers that comply with them.
 
-A request is harmful when a tight keyword signal fires, or when its embedding is close to the harmful
-request anchors and closer to them than to the benign ones (the margin keeps "how do I kill a Python
-process" on the benign side). No LLM: the answer is classified with the project's refusal patterns
+A request is harmful when a tight keyword signal fires, or when the harmful-request classifier (a
+logistic regression on the request's embedding, screening/request_classifier.py) gives it a probability
+above one half (its decision boundary). No LLM: the answer is classified with the project's refusal patterns
 (tunesafe.judges.refusal), and an answer that does not refuse a harmful request complies.
 
-Thresholds were set on the project's own generated labelled sets (benchmarks/data), never on the
-shared held-out benchmarks, which are only measured."""
+The classifier was trained on the project's own requests only; the shared held-out benchmarks are only
+measured (benchmarks/screening.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from tunesafe.judges import refusal
 from tunesafe.screening.base import Batch, ExampleScreener, ScanOptions, register_screener
 from tunesafe.screening.records import Example, Finding, Span
-
-HARM_MIN = 0.36  # max cosine to a harmful request anchor (all-MiniLM-L6-v2)
-HARM_MARGIN = 0.08  # ... and this much closer to harmful than to benign anchors
+from tunesafe.screening.request_classifier import request_model
 
 _W = r"(?:\w+\W+){0,6}?"  # a few words in between
 KEYWORDS = tuple(
@@ -67,7 +65,10 @@ def _user_message(ex: Example) -> tuple[int, str]:
 
 class HarmfulScreener(ExampleScreener):
     name = "harmful"
-    version = "1"
+
+    def __init__(self) -> None:
+        self.model = request_model()
+        self.version = f"2+{self.model.digest}"  # findings change with the classifier's weights
 
     def screen(self, batch: Batch) -> list[Finding]:
         if batch.scores is None:
@@ -75,16 +76,15 @@ class HarmfulScreener(ExampleScreener):
         scores = batch.scores
         findings: list[Finding] = []
         for row, ex in enumerate(batch.examples):
-            harm, benign = float(scores.harm_request[row]), float(scores.benign_request[row])
-            findings.extend(self._example(ex, harm, benign))
+            p, nearest = float(scores.request_harm_p[row]), float(scores.harm_request[row])
+            findings.extend(self._example(ex, p, nearest))
         return findings
 
-    def _example(self, ex: Example, harm: float, benign: float) -> Iterator[Finding]:
+    def _example(self, ex: Example, p: float, nearest: float) -> Iterator[Finding]:
         message, role = _user_message(ex)
         text = ex.messages[message].content
         m = keyword_signal(text)
-        by_embedding = harm >= HARM_MIN and harm - benign >= HARM_MARGIN
-        if m is None and not by_embedding:
+        if m is None and p < 0.5:  # 0.5: the classifier's decision boundary
             return
         span = (
             Span(role, message, m.start(), m.end(), m.group(0))
@@ -94,7 +94,7 @@ class HarmfulScreener(ExampleScreener):
         why = (
             f"keyword '{m.group(0)}'"
             if m
-            else f"close to harmful requests (cosine {harm:.2f} vs benign {benign:.2f})"
+            else f"classifier p={p:.2f} (nearest harmful anchor: cosine {nearest:.2f})"
         )
         answer = ex.assistant
         if not answer.strip():
@@ -106,7 +106,7 @@ class HarmfulScreener(ExampleScreener):
                 ex.line,
                 f"harmful request: {why}",
                 span,
-                score=round(harm, 4),
+                score=round(p, 4),
             )
         elif refusal.scan(answer).fallback == "refused":
             yield Finding(
@@ -117,7 +117,7 @@ class HarmfulScreener(ExampleScreener):
                 ex.line,
                 f"harmful request, refused (safety data): {why}",
                 span,
-                score=round(harm, 4),
+                score=round(p, 4),
                 extra={"refused": True},
             )
         else:
@@ -129,7 +129,7 @@ class HarmfulScreener(ExampleScreener):
                 ex.line,
                 f"the answer complies with a harmful request: {why}",
                 span,
-                score=round(harm, 4),
+                score=round(p, 4),
             )
 
 

@@ -10,8 +10,9 @@ safety anchors (Hsiung et al.). Per dataset: means, the share of examples whose 
 harmful / safety / benign, and the top-k examples by S_rep (the most alignment-eroding). The literature
 gives no absolute threshold, so these are a risk rank, not a verdict.
 
-Request-level scores (user turn vs harmful / benign requests) feed the harmful-request screener; they
-always use the default sentence embedder, whose thresholds are the calibrated ones."""
+Request-level scores (user turn vs harmful requests, and the harmful-request classifier) feed
+the harmful-request screener; they always use the default sentence embedder, on which the thresholds
+were set and the classifier was trained."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from tunesafe.screening.embeddings import Embedder
 from tunesafe.screening.records import Example
+from tunesafe.screening.request_classifier import request_model
 
 ANCHOR_SETS = ("harmful", "refusal", "benign")
 
@@ -56,7 +58,7 @@ class AnchorScores:
     """Scores of one batch of examples, aligned with the batch."""
 
     harm_request: np.ndarray  # user turn vs harmful requests (max cosine)
-    benign_request: np.ndarray  # user turn vs benign requests
+    request_harm_p: np.ndarray  # the harmful-request classifier's probability for the user turn
     harm: np.ndarray  # S_rep: (user + answer) vs harmful anchors
     safety: np.ndarray  # (user + answer) vs refusal anchors
     benign: np.ndarray  # (user + answer) vs benign anchors
@@ -66,9 +68,7 @@ class AnchorScorer:
     def __init__(self, request_embedder: Embedder, representation: Embedder) -> None:
         self.request_embedder = request_embedder
         self.representation = representation
-        harmful, benign = load_anchor_set("harmful"), load_anchor_set("benign")
-        self._harm_req = request_embedder.embed(harmful.prompts)
-        self._benign_req = request_embedder.embed(benign.prompts)
+        self._harm_req = request_embedder.embed(load_anchor_set("harmful").prompts)
         self._pairs = {
             name: representation.embed_pairs(list(zip(s.prompts, s.responses, strict=True)))
             for name in ANCHOR_SETS
@@ -80,7 +80,7 @@ class AnchorScorer:
         pairs = self.representation.embed_pairs([(ex.user or ex.system, ex.assistant) for ex in examples])
         return AnchorScores(
             harm_request=_max_cos(users, self._harm_req),
-            benign_request=_max_cos(users, self._benign_req),
+            request_harm_p=request_model().probability(users).astype(np.float32),
             harm=_max_cos(pairs, self._pairs["harmful"]),
             safety=_max_cos(pairs, self._pairs["refusal"]),
             benign=_max_cos(pairs, self._pairs["benign"]),

@@ -1,0 +1,109 @@
+"""Retrains the harmful-request classifier into data/request_classifier.json:
+`python -m tunesafe.screening.train_requests`.
+
+Training rows, all written by the project: the screening anchors (harmful / refusal / benign requests),
+the English items of the default evaluation suite (harmful vs benign and borderline: the borderline
+items are the hard negatives a well-calibrated model must answer), and data/requests_train.jsonl.
+Nothing from ../shared/datasets (held out) or from the benchmark's labelled sets. Prints 5-fold
+cross-validated accuracy, precision and recall on the training rows themselves. Training needs
+scikit-learn (libsvm, deterministic); scoring needs numpy only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from tunesafe.screening.embeddings import SentenceEmbedder
+from tunesafe.screening.request_classifier import WEIGHTS_FILE
+from tunesafe.screening.similarity import load_anchor_set
+from tunesafe.types import sha256_hex
+
+C = 3.0  # chosen by 5-fold CV on the training rows (docs/decisions.md)
+GAMMA = 1.0  # sklearn's "scale" for unit vectors in 384 dimensions, fixed so retraining is stable
+DATA = resources.files("tunesafe.screening").joinpath("data")
+
+
+def training_rows() -> list[tuple[str, int, str]]:
+    """(text, label, source) with label 1 = asks for harm; first occurrence of a text wins."""
+    from tunesafe.suite import load_suite
+
+    rows: list[tuple[str, int, str]] = []
+    for name, label in (("harmful", 1), ("refusal", 1), ("benign", 0)):
+        rows += [(p, label, f"anchors/{name}") for p in load_anchor_set(name).prompts]
+    rows += [
+        (b.text, int(b.kind == "harmful"), f"suite/default/{b.kind}")
+        for b in load_suite("default").behaviors
+        if b.language == "en"
+    ]
+    text = DATA.joinpath("requests_train.jsonl").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows.append((row["text"], int(row["label"] == "harmful"), f"requests_train/{row['style']}"))
+    seen: set[str] = set()
+    unique = []
+    for row in rows:
+        if row[0].casefold() not in seen:
+            seen.add(row[0].casefold())
+            unique.append(row)
+    return unique
+
+
+def _scores(y: np.ndarray, decision: np.ndarray) -> dict[str, float]:
+    pred = decision >= 0
+    tp = float((pred & (y > 0.5)).sum())
+    return {"accuracy": round(float((pred == (y > 0.5)).mean()), 4),
+            "precision": round(tp / max(float(pred.sum()), 1.0), 4),
+            "recall": round(tp / max(float((y > 0.5).sum()), 1.0), 4)}
+
+
+def cross_validated(x: np.ndarray, y: np.ndarray, c: float, folds: int = 5) -> dict[str, float]:
+    from sklearn.svm import SVC
+
+    order = np.arange(len(y)) % folds  # deterministic interleaved folds
+    decision = np.zeros(len(y))
+    for k in range(folds):
+        model = SVC(C=c, kernel="rbf", gamma=GAMMA, class_weight="balanced").fit(x[order != k], y[order != k])
+        decision[order == k] = model.decision_function(x[order == k])
+    return _scores(y, decision)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path(str(DATA.joinpath(WEIGHTS_FILE))))
+    parser.add_argument("--c", type=float, nargs="+", default=[C],
+                        help="several values: print the CV figures of each, train on the first")
+    args = parser.parse_args()
+    try:
+        from sklearn.svm import SVC
+    except ImportError:
+        raise SystemExit("training needs scikit-learn: pip install 'tunesafe[dev]'") from None
+    rows = training_rows()
+    x = SentenceEmbedder().embed([t for t, _, _ in rows]).astype(np.float64)
+    y = np.asarray([float(label) for _, label, _ in rows])
+    for c in args.c:
+        print(f"C={c}: 5-fold CV {cross_validated(x, y, c)}")
+    model = SVC(C=args.c[0], kernel="rbf", gamma=GAMMA, class_weight="balanced").fit(x, y)
+    # libsvm's decision value is positive for the second class in classes_ (1.0: harmful)
+    np.savez_compressed(
+        args.out,
+        support=model.support_vectors_.astype(np.float16),
+        coef=model.dual_coef_[0].astype(np.float32),
+        intercept=np.float64(model.intercept_[0]),
+        gamma=np.float64(GAMMA),
+        train_sha256=np.str_(rows_digest(rows)),
+    )
+    print(f"trained on {len(rows)} rows ({int(y.sum())} harmful), {len(model.support_)} support vectors; "
+          f"wrote {args.out}")
+
+
+def rows_digest(rows: list[tuple[str, int, str]]) -> str:
+    return sha256_hex(json.dumps([r[:2] for r in rows]))
+
+
+if __name__ == "__main__":
+    main()
