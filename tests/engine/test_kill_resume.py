@@ -79,6 +79,7 @@ def _kill_and_resume(tmp_path: Path, server: Server) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and f"--resume {run_id}" in err, err
+    assert "Traceback" not in err and "never retrieved" not in err, err  # one clean line, no asyncio noise
     assert load_run(store, run_id).status == "interrupted"
     progress.append(_stored(store, run_id)[0])
     proc = _eval(db, "--resume", run_id)

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 JUDGE_BATCH = 64
 
 
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
 class Executor:
     def __init__(self, target: ChatModel, attacker: ChatModel | None, judges: Sequence[Judge],
                  planned: Planned, config: EvalConfig, frozen: Mapping[str, Mapping[str, Any]],
@@ -77,6 +82,9 @@ class Executor:
         finally:
             for task in (*workers, judge_task):
                 task.cancel()
+            # On Ctrl-C the gather ends with the workers' CancelledError after this frame is gone; read it
+            # then, or asyncio logs "exception was never retrieved" under the clean "interrupted" line.
+            producing.add_done_callback(_retrieve)
 
     async def execute(self, attempt: Attempt) -> Execution:
         from tunesafe.attacks.base import Execution
