@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 JUDGE_BATCH = 64
 
 
-
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
 
 class Executor:
     def __init__(self, target: ChatModel, attacker: ChatModel | None, judges: Sequence[Judge],
