@@ -69,7 +69,9 @@ def _kill_and_resume(tmp_path: Path, server: Server) -> None:
         total, distinct = _stored(store, run_id)
         assert total == distinct  # never a duplicate, even mid-run
         progress.append(total)
-        proc = _eval(db, "--resume", run_id)
+        # concurrency is a runtime knob that a resume takes from its own command: keep it at 2, or the
+        # resumed run finishes the plan before the Ctrl-C below can land
+        proc = _eval(db, "--resume", run_id, "--concurrency", "2")
     # Ctrl-C once the run is going: what is done is kept, the status says so, and the message says how
     # to resume (exit 130 like any interrupted command)
     assert proc.stderr is not None
