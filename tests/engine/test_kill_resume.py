@@ -23,11 +23,17 @@ from tunesafe.types import Capabilities, RecordType
 from .conftest import Server, write_suite
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored and children inherit that, so under a
+    # backgrounded test runner the Ctrl-C below would be ignored (as a nohup'd tunesafe rightly does).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _eval(db: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "tunesafe.cli.app", "--db", str(db), "eval", *args,
                              "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=_default_sigint)
 
 
 def _stored(store: Store, run_id: str) -> tuple[int, int]:
