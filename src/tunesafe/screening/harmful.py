@@ -1,8 +1,8 @@
 """Harmful content: user requests for harm, and assistant answers that comply with them.
 
-A request is harmful when a tight keyword signal fires, or when the harmful-request classifier (a
-logistic regression on the request's embedding, screening/request_classifier.py) gives it a probability
-above one half (its decision boundary). No LLM: the answer is classified with the project's refusal patterns
+A request is harmful when a tight keyword signal fires, or when the harmful-request classifier (an
+RBF-kernel SVM on the request's embedding, screening/request_classifier.py) puts it on the harmful
+side of its boundary. No LLM: the answer is classified with the project's refusal patterns
 (tunesafe.judges.refusal), and an answer that does not refuse a harmful request complies.
 
 The classifier was trained on the project's own requests only; the shared held-out benchmarks are only

@@ -11,8 +11,8 @@ harmful / safety / benign, and the top-k examples by S_rep (the most alignment-e
 gives no absolute threshold, so these are a risk rank, not a verdict.
 
 Request-level scores (user turn vs harmful requests, and the harmful-request classifier) feed
-the harmful-request screener; they always use the default sentence embedder, on which the thresholds
-were set and the classifier was trained."""
+the harmful-request screener; they always use the default sentence embedder, on which the classifier
+was trained."""
 
 from __future__ import annotations
 
