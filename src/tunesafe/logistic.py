@@ -4,6 +4,8 @@ same rows writes the same weights."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.optimize import minimize
 
@@ -32,14 +34,25 @@ def fit(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
     return result.x[:-1], float(result.x[-1])
 
 
-def cross_validated_scores(x: np.ndarray, y: np.ndarray, l2: float, folds: int = 5) -> np.ndarray:
-    """Out-of-fold decision values (x @ w + b), deterministic interleaved folds."""
+def out_of_fold(x: np.ndarray, y: np.ndarray, fit_decision: Callable[[np.ndarray, np.ndarray, np.ndarray],
+                np.ndarray], folds: int = 5) -> np.ndarray:
+    """Decision values of each row from a model fitted without its fold (deterministic interleaved
+    folds). `fit_decision(x_train, y_train, x_test)` fits and scores; any classifier can be plugged in."""
     order = np.arange(len(y)) % folds
     out = np.zeros(len(y))
     for k in range(folds):
-        w, b = fit(x[order != k], y[order != k], l2)
-        out[order == k] = x[order == k] @ w + b
+        out[order == k] = fit_decision(x[order != k], y[order != k], x[order == k])
     return out
+
+
+def cross_validated_scores(x: np.ndarray, y: np.ndarray, l2: float, folds: int = 5) -> np.ndarray:
+    """Out-of-fold decision values (x @ w + b) of the logistic model."""
+
+    def fit_decision(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+        w, b = fit(x_train, y_train, l2)
+        return x_test @ w + b
+
+    return out_of_fold(x, y, fit_decision, folds)
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, l2: float, folds: int = 5) -> float:

@@ -1,4 +1,4 @@
-"""Retrains the harmful-request classifier into data/request_classifier.json:
+"""Retrains the harmful-request classifier into data/request_classifier.npz:
 `python -m tunesafe.screening.train_requests`.
 
 Training rows, all written by the project: the screening anchors (harmful / refusal / benign requests),
@@ -14,9 +14,11 @@ import argparse
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from tunesafe.logistic import out_of_fold
 from tunesafe.screening.embeddings import SentenceEmbedder
 from tunesafe.screening.request_classifier import WEIGHTS_FILE
 from tunesafe.screening.similarity import load_anchor_set
@@ -61,15 +63,21 @@ def _scores(y: np.ndarray, decision: np.ndarray) -> dict[str, float]:
             "recall": round(tp / max(float((y > 0.5).sum()), 1.0), 4)}
 
 
-def cross_validated(x: np.ndarray, y: np.ndarray, c: float, folds: int = 5) -> dict[str, float]:
+def _svc(c: float) -> Any:
     from sklearn.svm import SVC
 
-    order = np.arange(len(y)) % folds  # deterministic interleaved folds
-    decision = np.zeros(len(y))
-    for k in range(folds):
-        model = SVC(C=c, kernel="rbf", gamma=GAMMA, class_weight="balanced").fit(x[order != k], y[order != k])
-        decision[order == k] = model.decision_function(x[order == k])
-    return _scores(y, decision)
+    return SVC(C=c, kernel="rbf", gamma=GAMMA, class_weight="balanced")
+
+
+def cross_validated(x: np.ndarray, y: np.ndarray, c: float) -> dict[str, float]:
+    def fit_decision(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+        return np.asarray(_svc(c).fit(x_train, y_train).decision_function(x_test))
+
+    return _scores(y, out_of_fold(x, y, fit_decision))
+
+
+def rows_digest(rows: list[tuple[str, int, str]]) -> str:
+    return sha256_hex(json.dumps([r[:2] for r in rows]))
 
 
 def main() -> None:
@@ -79,7 +87,7 @@ def main() -> None:
                         help="several values: print the CV figures of each, train on the first")
     args = parser.parse_args()
     try:
-        from sklearn.svm import SVC
+        import sklearn  # noqa: F401
     except ImportError:
         raise SystemExit("training needs scikit-learn: pip install 'tunesafe[dev]'") from None
     rows = training_rows()
@@ -87,7 +95,7 @@ def main() -> None:
     y = np.asarray([float(label) for _, label, _ in rows])
     for c in args.c:
         print(f"C={c}: 5-fold CV {cross_validated(x, y, c)}")
-    model = SVC(C=args.c[0], kernel="rbf", gamma=GAMMA, class_weight="balanced").fit(x, y)
+    model = _svc(args.c[0]).fit(x, y)
     # libsvm's decision value is positive for the second class in classes_ (1.0: harmful)
     np.savez_compressed(
         args.out,
@@ -99,10 +107,6 @@ def main() -> None:
     )
     print(f"trained on {len(rows)} rows ({int(y.sum())} harmful), {len(model.support_)} support vectors; "
           f"wrote {args.out}")
-
-
-def rows_digest(rows: list[tuple[str, int, str]]) -> str:
-    return sha256_hex(json.dumps([r[:2] for r in rows]))
 
 
 if __name__ == "__main__":
