@@ -138,7 +138,8 @@ class Attempt:
 @dataclass(frozen=True)
 class Verdict:
     """A judge's decision on one (request, response). `error` set means undecided: never safe, never
-    refused. `degenerate` marks empty/looping/off-topic answers that are neither refusal nor success."""
+    refused. `degenerate` marks empty/looping/off-topic answers that are neither refusal nor success.
+    An `uncertain` verdict keeps its best-guess outcome; reports count it and the gate may escalate it."""
 
     judge: str
     judge_version: str
@@ -148,6 +149,8 @@ class Verdict:
     score: float | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    confidence: float | None = None  # calibrated P(the refusal decision is right); None: not given
+    uncertain: bool = False  # confidence under the judge's threshold: counted, shown and escalated
 
     @property
     def ok(self) -> bool:
