@@ -82,3 +82,26 @@ def test_gate_pass_then_fail_reusing_the_base_run(servers: tuple[RunningServer, 
         assert decision["base"]["run_id"] == runs[0].id
         (record,) = list(store.records(type=RecordType.GATE_DECISION, subject="support-bot-v2"))
         assert record.body["candidate"]["run_id"] == runs[2].id
+
+
+def test_gate_over_http_without_an_attacker_plans_the_same_attempts_on_both_sides(
+        servers: tuple[RunningServer, RunningServer], tmp_path: Path) -> None:
+    """The default attacks include attacker-driven ones; with no attacker and nothing frozen to replay
+    they are skipped on both sides (the candidate once planned them and recorded them all as errors)."""
+    base_server, _ = servers
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    args = ["--db", db, "gate", "--base", f"openai:model-a@{base_server.url}",
+            "--candidate", f"openai:model-b@{base_server.url}", "--suite", "smoke", "--judge", "refusal",
+            "--max-new-tokens", "32", "--concurrency", "16", "--no-progress", "--json", "--out",
+            str(tmp_path / "r")]
+    outcome = CliRunner().invoke(app, args)
+    assert outcome.exit_code == 0, outcome.output
+    decision = json.loads(outcome.stdout)
+    assert decision["base"]["n_errors"] == decision["candidate"]["n_errors"] == 0
+    assert decision["comparison"]["info"]["n_only_base"] == decision["comparison"]["info"]["n_only_candidate"] == 0
+    with Store.open(db) as store:
+        base_run, candidate_run = list_runs(store)
+    assert base_run.config["attacks"] == candidate_run.config["attacks"]
+    planned = {a["name"] for a in candidate_run.config["attacks"]}
+    assert "direct_request" in planned and not planned & {"pair_3", "crescendo_5", "past_tense_attacker"}
+    assert outcome.stderr.count("attacker-driven") <= 1

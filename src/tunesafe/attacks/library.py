@@ -7,6 +7,7 @@ Built-ins register on import of `tunesafe.attacks`; plugins register through the
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from tunesafe.attacks.base import AttackImpl, families
 from tunesafe.errors import UserError
@@ -44,15 +45,22 @@ def _instance(name: str, obj: object) -> AttackImpl:
     return obj
 
 
-def resolve(spec: str, *, attacker_available: bool = True) -> list[AttackImpl]:
+def resolve(spec: str, *, attacker_available: bool = True,
+            replayable: Collection[str] = ()) -> list[AttackImpl]:
     """Attacks named by `spec`: "all", "template" (every attack that needs no attacker model), or a comma
     list of family and attack names. Order follows the spec, duplicates are dropped.
 
-    Without an attacker model (`attacker_available=False`), "all" leaves out attacker-driven attacks with a
-    warning, while naming one explicitly is a UserError: a requested attack never silently disappears.
+    Without an attacker model (`attacker_available=False`), attacker-driven attacks can still run when
+    their attacker prompts are replayed from an earlier run (`replayable`: the names that run planned).
+    "all" leaves out the others with one warning, while naming one explicitly is a UserError: a requested
+    attack never silently disappears.
     """
     attacks = all_attacks()
     family_names = sorted({a.meta.family for a in attacks})
+
+    def unavailable(attack: AttackImpl) -> bool:
+        return attack.meta.needs_attacker and not attacker_available and attack.meta.name not in replayable
+
     chosen: dict[str, AttackImpl] = {}
     terms = [t.strip() for t in spec.split(",") if t.strip()]
     if not terms:
@@ -60,12 +68,11 @@ def resolve(spec: str, *, attacker_available: bool = True) -> list[AttackImpl]:
                         fix="use all, template, or family/attack names")
     for term in terms:
         if term == "all":
-            matched = attacks
-            if not attacker_available:
-                skipped = [a.meta.name for a in attacks if a.meta.needs_attacker]
-                if skipped:
-                    log.warning("no attacker model: skipping attacker-driven attacks %s", ", ".join(skipped))
-                matched = [a for a in attacks if not a.meta.needs_attacker]
+            skipped = [a.meta.name for a in attacks if unavailable(a)]
+            if skipped:
+                _warn_once(f"no attacker model: skipping attacker-driven attacks {', '.join(skipped)} "
+                           "(pass --attacker REF to run them)")
+            matched = [a for a in attacks if not unavailable(a)]
         elif term == "template":
             matched = [a for a in attacks if not a.meta.needs_attacker]
         else:
@@ -74,10 +81,20 @@ def resolve(spec: str, *, attacker_available: bool = True) -> list[AttackImpl]:
                 raise UserError(f"unknown attack or family '{term}'", where="--attacks",
                                 fix=f"use all, template, a family ({', '.join(family_names)}) "
                                     "or a name from `tunesafe attacks list`")
-            needy = [a.meta.name for a in matched if a.meta.needs_attacker]
-            if needy and not attacker_available:
+            needy = [a.meta.name for a in matched if unavailable(a)]
+            if needy:
                 raise UserError(f"{', '.join(needy)} need an attacker model", where="--attacks",
                                 fix="pass an attacker model (--attacker REF) or drop these attacks")
         for attack in matched:
             chosen.setdefault(attack.meta.name, attack)
     return list(chosen.values())
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A gate plans each side more than once (reuse check, run); the user needs to read a skip once."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)

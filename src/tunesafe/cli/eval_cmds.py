@@ -15,7 +15,7 @@ from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print
 from tunesafe.cli.groups import AFTER, runs_app
 from tunesafe.engine import estimate as estimates
 from tunesafe.engine.results import list_runs, load_results, load_run
-from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory
+from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory, replayable_attacks
 from tunesafe.engine.targets import dry_run_plan
 from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
@@ -99,7 +99,7 @@ def _dry_run(ctx: typer.Context, model: str | None, config: EvalConfig, usd_per_
              as_json: bool) -> None:
     from tunesafe.models import parse_ref
 
-    planned = dry_run_plan(config, model)
+    planned = dry_run_plan(config, model, _replayable(ctx, config))
     local = parse_ref(model).local if model else True
     rate = _measured_rate(ctx, model) if model else None
     est = estimates.estimate(planned.plan, max_new_tokens=config.max_new_tokens,
@@ -120,6 +120,13 @@ def _dry_run(ctx: typer.Context, model: str | None, config: EvalConfig, usd_per_
                   highlight=False)
     cost = f"; about ${est.usd:.2f}" if est.usd is not None else " (pass --usd-per-mtok for a cost)"
     console.print(f"estimated time {_duration(est.seconds)} ({est.basis}){cost}", highlight=False)
+
+
+def _replayable(ctx: typer.Context, config: EvalConfig) -> frozenset[str]:
+    if config.replay_from is None:
+        return frozenset()
+    with open_store(db_url(ctx)) as store:
+        return replayable_attacks(store, config)
 
 
 def _measured_rate(ctx: typer.Context, model: str) -> float | None:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tunesafe.models.base import ChatModel
 
 __all__ = ["EvalConfig", "RunReport", "config_hash", "evaluate", "find_reusable_run", "in_inventory",
-           "plan_evaluation", "run_evaluation"]
+           "plan_evaluation", "replayable_attacks", "run_evaluation"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ def find_reusable_run(store: Store, model_ref: str, config: EvalConfig) -> str |
     """The newest complete run of a model with the same content hash and the same config hash, or None.
     The model is opened only to hash it (no request is sent, so there is nothing to close)."""
     model = _load_model(model_ref, config)
-    planned = plan_evaluation(config, capabilities=model.capabilities)
+    planned = plan_evaluation(config, capabilities=model.capabilities,
+                              replayable=replayable_attacks(store, config))
     judges = make_judges(config)
     attacker = _load_model(config.attacker_ref, config) if config.attacker_ref else None
     wanted = config_hash(run_config(config, planned, judges, attacker, None))
@@ -84,9 +85,8 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     if model_ref is None:
         raise UserError("no model given", where="MODEL",
                         fix="pass a model ref, e.g. embedded:qwen2.5-coder-0.5b")
-    if config.replay_from is not None:
-        store_results.load_run(store, config.replay_from)  # UserError now if it does not exist
-    planned = plan_evaluation(config)  # a bad suite or attack spec fails here, before anything loads
+    # A bad suite, attack spec or replayed run fails here, before anything loads.
+    planned = plan_evaluation(config, replayable=replayable_attacks(store, config))
     judges = make_judges(config)
     model = attacker = None
     try:
@@ -114,6 +114,16 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
             close = getattr(owner, "aclose", None)
             if close is not None:
                 await close()
+
+
+def replayable_attacks(store: Store, config: EvalConfig) -> frozenset[str]:
+    """The attacks whose attacker prompts a replay can take from the replayed run: those it planned. With
+    no attacker model, attacker-driven attacks the replayed run skipped are skipped here too, so both
+    sides of a gate plan the same attempts (UserError if the replayed run does not exist)."""
+    if config.replay_from is None:
+        return frozenset()
+    info = store_results.load_run(store, config.replay_from)
+    return frozenset(a["name"] for a in info.config.get("attacks", ()))
 
 
 def make_judges(config: EvalConfig) -> list[Judge]:

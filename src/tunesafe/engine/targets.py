@@ -3,7 +3,7 @@ and the attacks the target cannot run left out."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -35,16 +35,17 @@ class Planned:
         return {b.id: b for b in self.plan.behaviors}
 
 
-def plan_evaluation(config: EvalConfig, *, capabilities: Any = None) -> Planned:
+def plan_evaluation(config: EvalConfig, *, capabilities: Any = None,
+                    replayable: Collection[str] = ()) -> Planned:
     """Load the suite, resolve the attacks and expand the plan; with `capabilities` (of the target),
-    restricted to what the target can run (see `for_target`)."""
+    restricted to what the target can run (see `for_target`). `replayable` names the attacks whose
+    frozen attacker prompts the replayed run holds (see `replayable_attacks`): they need no attacker."""
     from tunesafe.attacks import resolve
     from tunesafe.suite import load_suite
 
     suite = load_suite(config.suite)
-    # Replaying frozen attacker prompts needs no attacker model.
-    attacks = resolve(config.attacks,
-                      attacker_available=config.attacker_ref is not None or config.replay_from is not None)
+    attacks = resolve(config.attacks, attacker_available=config.attacker_ref is not None,
+                      replayable=replayable)
     benign = [a for a in attacks if a.meta.name == BENIGN_ATTACK] or resolve(BENIGN_ATTACK)
     plan = build_plan(suite.behaviors, attacks, seed=config.seed, limit=config.limit, benign_attacks=benign)
     planned = Planned(suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
@@ -73,11 +74,11 @@ def for_target(planned: Planned, spec: str, capabilities: Any) -> Planned:
                    skipped=tuple({"attack": name, "reason": why} for name, why in skipped.items()))
 
 
-def dry_run_plan(config: EvalConfig, model_ref: str | None) -> Planned:
+def dry_run_plan(config: EvalConfig, model_ref: str | None, replayable: Collection[str] = ()) -> Planned:
     """The plan `--dry-run` shows, without loading weights or sending a request: an HTTP model is opened
     (cheap, no call) so attacks it cannot run are left out; a local model is not loaded, so its plan
     keeps every attack (an upper bound)."""
-    planned = plan_evaluation(config)
+    planned = plan_evaluation(config, replayable=replayable)
     if model_ref is None:
         return planned
     from tunesafe.models import load_model, parse_ref
