@@ -98,7 +98,8 @@ def test_gate_over_http_without_an_attacker_plans_the_same_attempts_on_both_side
     assert outcome.exit_code == 0, outcome.output
     decision = json.loads(outcome.stdout)
     assert decision["base"]["n_errors"] == decision["candidate"]["n_errors"] == 0
-    assert decision["comparison"]["info"]["n_only_base"] == decision["comparison"]["info"]["n_only_candidate"] == 0
+    info = decision["comparison"]["info"]
+    assert info["n_only_base"] == info["n_only_candidate"] == 0
     with Store.open(db) as store:
         base_run, candidate_run = list_runs(store)
     assert base_run.config["attacks"] == candidate_run.config["attacks"]
