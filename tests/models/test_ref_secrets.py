@@ -114,7 +114,7 @@ def test_eval_and_gate_use_the_credentials_and_never_keep_them(server: RunningSe
     ref, db, out = _secret_ref(server), tmp_path / "store.db", tmp_path / "reports"
     common = ["--suite", str(_suite(tmp_path / "suite.jsonl")), "--attacks", "direct_request",
               "--judge", "refusal", "--no-progress"]
-    evaluated = _tunesafe(db, "eval", ref, *common)
+    evaluated = _tunesafe(db, "eval", ref, *common, "--judge-model", ref)  # stored in the run's config
     assert evaluated.returncode == 0, evaluated.stderr
     gated = _tunesafe(db, "gate", "--base", ref, "--candidate", ref, *common, "--out", str(out))
     # too few attempts to decide (exit 3), but the decision and its reports are recorded all the same
@@ -138,7 +138,7 @@ def test_resume_takes_the_ref_again(server: RunningServer, tmp_path: Path) -> No
     ref, db = _secret_ref(server), tmp_path / "store.db"
     common = ["--suite", str(_suite(tmp_path / "suite.jsonl")), "--attacks", "direct_request",
               "--judge", "refusal", "--no-progress", "--no-cache"]
-    assert _tunesafe(db, "eval", ref, *common).returncode == 0
+    assert _tunesafe(db, "eval", ref, *common, "--judge-model", ref).returncode == 0
     with Store.open(str(db)) as store:
         [run] = list_runs(store)
         with store.engine.begin() as conn:  # as if the run had been interrupted after 3 attempts
@@ -150,8 +150,11 @@ def test_resume_takes_the_ref_again(server: RunningServer, tmp_path: Path) -> No
     assert without.returncode == 2
     assert "had credentials" in " ".join(without.stderr.split()) and _leaks(without.stderr.encode()) == []
 
+    no_judge_model = _tunesafe(db, "eval", ref, "--resume", run.id, "--no-progress")
+    assert no_judge_model.returncode == 2 and "--judge-model" in no_judge_model.stderr
+
     before = len(server.app.auth_headers)
-    resumed = _tunesafe(db, "eval", ref, "--resume", run.id, "--no-progress")
+    resumed = _tunesafe(db, "eval", ref, "--resume", run.id, "--judge-model", ref, "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert len(server.app.auth_headers) > before and set(server.app.auth_headers) == {BASIC}
     with Store.open(str(db)) as store:
