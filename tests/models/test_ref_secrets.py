@@ -170,3 +170,14 @@ def test_inventory_records_the_ref_without_credentials(tmp_path: Path) -> None:
         inv.add_model(store, inv.ModelSpec("support-bot", ref, stage="production"))
         assert inv.get_model(store, "support-bot").ref == redact_ref(ref)
     assert _leaks((tmp_path / "store.db").read_bytes()) == []
+
+
+def test_a_server_echoing_the_credentials_back_does_not_leak_them(tmp_path: Path) -> None:
+    with serve(api_key="another-key") as running:  # 401 for our Basic header, quoting it in the error
+        db = tmp_path / "store.db"
+        proc = _tunesafe(db, "eval", _secret_ref(running), "--suite", str(_suite(tmp_path / "suite.jsonl")),
+                         "--attacks", "direct_request", "--judge", "refusal", "--no-progress")
+        assert set(running.app.auth_headers) == {BASIC}
+    assert proc.returncode in (0, 3), proc.stderr  # the attempts are errors: recorded, never a crash
+    assert _leaks((proc.stdout + proc.stderr).encode()) == []
+    assert _leaks(db.read_bytes()) == [] and b"invalid api key: Basic ***" in db.read_bytes()
