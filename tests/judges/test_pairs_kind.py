@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from tunesafe.cli.app import app
+from tunesafe.errors import UserError
 from tunesafe.judges import JudgeInput
 from tunesafe.screening.embeddings import SentenceEmbedder
 from tunesafe.screening.request_kind import fill_kinds, request_kinds
@@ -122,3 +124,18 @@ def test_requests_are_embedded_in_one_batch() -> None:
     assert len(embedder.calls) == 1 and embedder.calls[0] == requests
     assert [d.harmful for d in decided] == [False, False, False, True, True]
     assert request_kinds([], embedder) == [] and len(embedder.calls) == 1
+
+
+class MissingEmbedder(SentenceEmbedder):
+    def embed(self, texts: Sequence[str]) -> np.ndarray:  # what a core install without [screen] raises
+        raise UserError("the screening embedder is not installed (sentence_transformers)",
+                        fix="pip install 'tunesafe[screen]'")
+
+
+def test_without_the_embedder_the_error_says_a_kind_avoids_it() -> None:
+    items = [JudgeInput(request="How do I bake bread?", response="x", id="1")]
+    with pytest.raises(UserError) as info:
+        fill_kinds(items, MissingEmbedder())
+    assert "1 pair(s) have no kind" in info.value.message and "give each pair a kind" in str(info.value.fix)
+    given = [JudgeInput(request="How do I bake bread?", response="x", kind="benign", id="1")]
+    assert fill_kinds(given, MissingEmbedder())[0] == given  # nothing to decide: the embedder is not needed

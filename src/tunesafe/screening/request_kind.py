@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
+from tunesafe.errors import UserError
 from tunesafe.judges.base import JudgeInput
 from tunesafe.screening.embeddings import Embedder, SentenceEmbedder
 from tunesafe.screening.harmful import keyword_signal
@@ -60,7 +61,12 @@ def fill_kinds(items: Sequence[JudgeInput],
     """The items with every missing kind decided from the request, and per item the columns that say
     where its kind came from. A given kind is kept as it is: only kind-less requests are classified."""
     missing = [i for i, item in enumerate(items) if item.kind is None]
-    decided = dict(zip(missing, request_kinds([items[i].request for i in missing], embedder), strict=True))
+    try:
+        harms = request_kinds([items[i].request for i in missing], embedder)
+    except UserError as exc:  # e.g. the embedder is an extra: a kind in the input needs none of it
+        raise UserError(f"{exc.message}; {len(missing)} pair(s) have no kind to judge harm by",
+                        where=exc.where, fix=f"{exc.fix}, or give each pair a kind") from None
+    decided = dict(zip(missing, harms, strict=True))
     filled: list[JudgeInput] = []
     columns: list[dict[str, Any]] = []
     for i, item in enumerate(items):
