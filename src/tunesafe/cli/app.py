@@ -35,6 +35,7 @@ from tunesafe.cli.groups import (
     suite_app,
 )
 from tunesafe.errors import UserError
+from tunesafe.models.refs import redact_ref
 
 HELP = """tunesafe: the safety gate for fine-tuned LLMs.
 
@@ -102,7 +103,7 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.render()}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {redact_ref(exc.render())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tunesafe import __version__
 from tunesafe.engine.plan import attack_descriptor
 from tunesafe.errors import UserError
+from tunesafe.models.refs import redact_ref
 from tunesafe.types import canonical_json, sha256_hex
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ def run_config(config: EvalConfig, planned: Planned, judges: Sequence[Judge], at
                model_name: str | None) -> dict[str, Any]:
     """Everything that determines what a run measures, as stored in runs.config and the evidence."""
     return {
-        "eval": {**asdict(config), "judges": list(config.judges)},
+        "eval": {**asdict(config), "judges": list(config.judges), **{  # credentials are never stored
+            k: redact_ref(v) for k in ("attacker_ref", "judge_model_ref") if (v := getattr(config, k))}},
         "model_name": model_name,
         "suite": {"name": planned.suite_name, "version": planned.suite_version,
                   "content_hash": planned.suite_hash},

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tunesafe.errors import UserError
 from tunesafe.evidence.schema import AttemptResultRow, ResponseCacheRow, RunRow
 from tunesafe.evidence.store import Store
+from tunesafe.models.refs import redact_ref
 from tunesafe.types import (
     Attempt,
     AttemptResult,
@@ -78,7 +79,7 @@ def create_run(store: Store, run_id: str, model_ref: str, model_hash: str, confi
                config_hash: str, n_planned: int) -> None:
     with store.engine.begin() as conn:
         conn.execute(insert(RunRow).values(
-            id=run_id, model_ref=model_ref, model_hash=model_hash, config=dict(config),
+            id=run_id, model_ref=redact_ref(model_ref), model_hash=model_hash, config=dict(config),
             config_hash=config_hash, status="running", n_planned=n_planned, created_at=now(),
             finished_at=None))
 

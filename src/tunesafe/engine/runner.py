@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tunesafe.analysis.metrics import Summary, summarize
@@ -24,6 +24,7 @@ from tunesafe.engine.progress import RunProgress
 from tunesafe.engine.targets import Planned, for_target, plan_evaluation
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
+from tunesafe.models.refs import redact_ref, restore_ref
 from tunesafe.types import RecordType, canonical_json
 
 if TYPE_CHECKING:
@@ -75,13 +76,17 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     info = None
     if resume is not None:
         info = store_results.load_run(store, resume)
-        if model_ref is not None and model_ref != info.model_ref:
-            raise UserError(f"run {resume} evaluated '{info.model_ref}', not '{model_ref}'", where="--resume",
-                            fix="leave out MODEL when resuming, or start a new run")
-        model_ref, model_name = info.model_ref, info.model_name
-        config = EvalConfig.from_stored(info.config["eval"], runtime=config)
+        if model_ref is not None and redact_ref(model_ref) != redact_ref(info.model_ref):
+            raise UserError(f"run {resume} evaluated '{info.model_ref}', not '{redact_ref(model_ref)}'",
+                            where="--resume", fix="leave out MODEL when resuming, or start a new run")
+        given, config = config, EvalConfig.from_stored(info.config["eval"], runtime=config)
         if info.status == "complete":
             return RunReport(resume, "complete", summarize(store_results.load_results(store, resume)))
+        # stored refs lost their credentials (models/refs.py): take them from the refs given again
+        model_ref, model_name = restore_ref(info.model_ref, model_ref, "MODEL"), info.model_name
+        config = replace(
+            config, attacker_ref=restore_ref(config.attacker_ref, given.attacker_ref, "--attacker"),
+            judge_model_ref=restore_ref(config.judge_model_ref, given.judge_model_ref, "--judge-model"))
     if model_ref is None:
         raise UserError("no model given", where="MODEL",
                         fix="pass a model ref, e.g. embedded:qwen2.5-coder-0.5b")

@@ -1,12 +1,15 @@
 """(request, response) pairs from a JSONL file, for re-judging logged conversations without re-running
 a model: one object per line with `request`, `response`, optional `id` and `kind`. A bad line is a
-UserError naming the file and line, before anything is judged."""
+UserError naming the file and line, before anything is judged.
+
+A pair without `kind` must have it decided before judging (tunesafe.screening.request_kind, joined
+in by the CLI: judges do not import screening); `judge_pairs` adds the columns saying how to each row."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +56,23 @@ def _parse_line(path: Path, number: int, line: str) -> JudgeInput:
                       id=str(item_id) if item_id is not None else str(number))
 
 
-def verdict_row(item: JudgeInput, verdict: Verdict) -> dict[str, Any]:
-    return {"id": item.id, "judge": verdict.judge, "judge_version": verdict.judge_version,
+def verdict_row(item: JudgeInput, verdict: Verdict,
+                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"id": item.id, **(extra or {}), "judge": verdict.judge, "judge_version": verdict.judge_version,
             "refused": verdict.refused, "harmful": verdict.harmful, "degenerate": verdict.degenerate,
             "score": verdict.score, "error": verdict.error, "evidence": dict(verdict.evidence)}
 
 
-async def _judge_all(judges: Sequence[Judge], items: Sequence[JudgeInput]) -> list[dict[str, Any]]:
+async def _judge_all(judges: Sequence[Judge], items: Sequence[JudgeInput],
+                     extra: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     try:
         for start in range(0, len(items), BATCH):
             chunk = items[start : start + BATCH]
             per_judge = [await judge.judge(chunk) for judge in judges]
             for i, item in enumerate(chunk):
-                rows.extend(verdict_row(item, verdicts[i]) for verdicts in per_judge)
+                columns = extra[start + i] if extra is not None else None
+                rows.extend(verdict_row(item, verdicts[i], columns) for verdicts in per_judge)
     finally:
         for judge in judges:  # LLM judges that loaded their own model close it (HTTP clients, weights)
             close = getattr(judge, "aclose", None)
@@ -75,9 +81,12 @@ async def _judge_all(judges: Sequence[Judge], items: Sequence[JudgeInput]) -> li
     return rows
 
 
-def judge_pairs(judges: Sequence[Judge], items: Sequence[JudgeInput]) -> list[dict[str, Any]]:
-    """One row per (pair, judge), in file order."""
-    return asyncio.run(_judge_all(judges, items))
+def judge_pairs(judges: Sequence[Judge], items: Sequence[JudgeInput],
+                extra: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per (pair, judge), in file order; `extra[i]` adds columns to the rows of pair i."""
+    if extra is not None and len(extra) != len(items):
+        raise ValueError(f"{len(extra)} column sets for {len(items)} pairs")
+    return asyncio.run(_judge_all(judges, items, extra))
 
 
 def iter_jsonl(rows: Sequence[dict[str, Any]]) -> Iterator[str]:

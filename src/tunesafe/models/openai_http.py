@@ -41,7 +41,7 @@ import httpx
 from tunesafe.errors import UserError
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.http1 import Http1Connection, Response
-from tunesafe.models.refs import ModelRef, parse_options
+from tunesafe.models.refs import ModelRef, parse_options, split_credentials
 from tunesafe.types import Capabilities, ChatRequest, Generation, canonical_json, sha256_hex
 
 BACKOFF_BASE_S = 0.5
@@ -161,7 +161,8 @@ class OpenAIChatModel:
             raise UserError(f"unknown client {client!r}", where=f"openai:{model}@{base_url}",
                             fix=f"use client={' or client='.join(CLIENTS)}")
         self.model = model
-        self.base_url = base_url.rstrip("/")
+        # URL userinfo becomes a header: base_url, ref, hashes and errors never carry it (models/refs.py)
+        self.base_url, self._url_auth = split_credentials(base_url.rstrip("/"))
         self.ref = f"openai:{model}@{self.base_url}"
         self.capabilities = Capabilities(prefill=prefill)
         self.key_env = key_env
@@ -191,9 +192,11 @@ class OpenAIChatModel:
         return cls(ref.target, ref.base_url, **kwargs)
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        return self._url_auth or ({"Authorization": f"Bearer {self._key}"} if self._key else {})
 
     def _scrub(self, text: str) -> str:
+        for auth in self._url_auth.values():  # a server may echo the Basic token back, like a key
+            text = text.replace(auth.split()[-1], "***")
         return text.replace(self._key, "***") if self._key else text
 
     def content_hash(self) -> str:

@@ -5,15 +5,23 @@
 Which backend runs a local ref: `hf` (transformers, white-box; the default) or `llamacpp` (fast CPU
 GGUF, black-box, opt-in with `?backend=llamacpp`). Pre/post comparisons must use one backend for both
 sides: see `align_backends`.
+
+Credentials: a URL may carry them (`http://user:pw@host/v1`, or `?api_key=...` / `token=` / `key=`).
+They reach the request (userinfo becomes an HTTP Basic header) but nothing stored, printed or reported:
+every such place shows `redact_ref(ref)` (`http://***@host/v1`, `api_key=***`). Stored refs therefore
+cannot restore credentials: resuming takes the ref again (`restore_ref`). Keys belong in an environment
+variable named with `?key_env=VAR`; a ref with credentials says so once per process.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from tunesafe.errors import UserError
 
@@ -22,6 +30,17 @@ LOCAL_BACKENDS = ("hf", "llamacpp")
 _OPENAI = re.compile(r"^(?P<model>[^@]+)@(?P<url>https?://\S+)$")
 _REF_FIX = ("use openai:MODEL@http(s)://HOST/v1, hf:PATH[+ADAPTER], gguf:PATH[+ADAPTER] "
             "or embedded:NAME[+ADAPTER]")
+REDACTED = "***"
+# userinfo up to the last '@' of the authority (a raw '@' in a password must not leak its tail)
+_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/\s?#'\"]*@", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&;](?:api[_-]?key|key|token|access[_-]?token|auth|authorization|password|passwd|pwd|"
+    r"secret|client[_-]?secret|sig|signature)=)[^&;\s#'\"]*", re.IGNORECASE)
+_LOST = re.compile(rf"://{re.escape(REDACTED)}@|={re.escape(REDACTED)}(?=[&;#\s]|$)")
+_KEY_ENV_ADVICE = ("put the key in an environment variable and name it in the ref with ?key_env=VAR "
+                   "(e.g. openai:MODEL@https://HOST/v1?key_env=MY_API_KEY)")
+_warned = False
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,26 +69,73 @@ class ModelRef:
         return replace(self, options={**self.options, **options})
 
 
+def redact_ref(text: str) -> str:
+    """`text` (a ref, a URL, or a message quoting them) with URL userinfo and secret query values masked:
+    `openai:m@http://user:pw@host/v1?api_key=sk` -> `openai:m@http://***@host/v1?api_key=***`. Idempotent;
+    the one function every place that stores, prints or reports a ref goes through."""
+    text = _USERINFO.sub(rf"\g<scheme>{REDACTED}@", text)
+    return _SECRET_PARAM.sub(rf"\g<name>{REDACTED}", text)
+
+
+def has_credentials(ref: str) -> bool:
+    return redact_ref(ref) != ref
+
+
+def restore_ref(stored: str | None, given: str | None, where: str) -> str | None:
+    """The ref to use when resuming from a stored one. A stored ref whose credentials were redacted
+    cannot reach its server: take `given` (the same ref with its credentials) when it redacts to the
+    stored form; without it, a UserError saying how to resume."""
+    if stored is None or not _LOST.search(stored):
+        return stored
+    if given is not None and redact_ref(given) == stored:
+        return given
+    raise UserError(f"'{stored}' had credentials in its URL, which are never stored", where=where,
+                    fix=f"pass the same ref again with its credentials, or {_KEY_ENV_ADVICE}")
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its userinfo, and the HTTP Basic Authorization header it stood for: the
+    credentials then live only in the client's headers, never in the URL it prints or stores."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, {}
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    return urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}
+
+
+def warn_credentials(ref: str) -> None:
+    """Say once per process that credentials in a ref are kept out of records, and where keys belong."""
+    global _warned
+    if not _warned and has_credentials(ref):
+        _warned = True
+        log.warning("warning: the model ref %s carries credentials: they are used for the requests but never "
+                    "stored or printed; %s", redact_ref(ref), _KEY_ENV_ADVICE)
+
+
 def parse_ref(ref: str) -> ModelRef:
     """Parse a model ref; UserError naming the ref and the accepted forms for anything else."""
+    warn_credentials(ref)
+    shown = redact_ref(ref)
     scheme, sep, rest = ref.strip().partition(":")
     if not sep or scheme not in SCHEMES or not rest:
-        raise UserError(f"unknown model ref '{ref}'", where="model ref", fix=_REF_FIX)
+        raise UserError(f"unknown model ref '{shown}'", where="model ref", fix=_REF_FIX)
     rest, _, query = rest.partition("?")
     options = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
     backend = options.get("backend")
     if backend is not None and backend not in (*LOCAL_BACKENDS, "openai"):
-        raise UserError(f"unknown backend '{backend}' in '{ref}'", where="model ref",
+        raise UserError(f"unknown backend '{backend}' in '{shown}'", where="model ref",
                         fix=f"use backend={' or backend='.join(LOCAL_BACKENDS)}")
     if scheme == "openai":
         match = _OPENAI.match(rest)
         if not match:
-            raise UserError(f"bad OpenAI-compatible ref '{ref}'", where="model ref",
+            raise UserError(f"bad OpenAI-compatible ref '{shown}'", where="model ref",
                             fix="write openai:MODEL@http://HOST:PORT/v1")
         return ModelRef(scheme, match["model"], base_url=match["url"].rstrip("/"), options=options)
     target, adapter = _split_adapter(rest)
     if not target:
-        raise UserError(f"model ref '{ref}' names no model", where="model ref", fix=_REF_FIX)
+        raise UserError(f"model ref '{shown}' names no model", where="model ref", fix=_REF_FIX)
     return ModelRef(scheme, target, adapter=adapter, options=options)
 
 
@@ -77,7 +143,8 @@ def check_options(ref: ModelRef, allowed: Iterable[str], backend: str) -> None:
     """UserError naming the options of `ref` that `backend` does not take, and the ones it does."""
     unknown = sorted(set(ref.options) - set(allowed))
     if unknown:
-        raise UserError(f"unknown option(s) {', '.join(unknown)} for the {backend} backend", where=str(ref),
+        raise UserError(f"unknown option(s) {', '.join(unknown)} for the {backend} backend",
+                        where=redact_ref(str(ref)),
                         fix=f"use {', '.join(allowed)}")
 
 
@@ -88,7 +155,7 @@ def parse_options(ref: ModelRef, converters: Mapping[str, Callable[[str], Any]],
     try:
         return {k: converters[k](v) for k, v in ref.options.items() if k != "backend"}
     except ValueError as exc:
-        raise UserError(f"bad option value: {exc}", where=str(ref),
+        raise UserError(f"bad option value: {redact_ref(str(exc))}", where=redact_ref(str(ref)),
                         fix="give numbers for numeric options") from None
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from tunesafe.errors import UserError
 from tunesafe.evidence.hashing import content_hash
 from tunesafe.evidence.store import Store
+from tunesafe.models.refs import redact_ref
 from tunesafe.types import EvidenceRecord, RecordType
 
 STAGES = ("dev", "staging", "production")
@@ -124,7 +125,8 @@ def version_body(spec: ModelSpec, base_dir: Path) -> dict[str, Any]:
     config = spec.training_config
     vendor = spec.vendor_eval
     return {
-        "name": spec.name, "ref": spec.ref, "base": spec.base, "stage": spec.stage, "owner": spec.owner,
+        "name": spec.name, "ref": redact_ref(spec.ref),  # never its credentials
+        "base": spec.base, "stage": spec.stage, "owner": spec.owner,
         "files": files, "datasets": datasets,
         "training_config": content_hash(_resolve(config, base_dir), what="training config").as_dict()
         if config else None,
