@@ -67,7 +67,7 @@ def gate_command(
 
         outcome = asyncio.run(gate_models(store, base, candidate, policy, config, base_name=base_name,
                                           candidate_name=candidate_name, out_dir=out,
-                                          progress=progress and not as_json))
+                                          progress=progress and not as_json, notify=_note))
         _warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 
@@ -83,13 +83,14 @@ def compare_command(
     out: Path = typer.Option(None, "--out", help="Also write report.html, summary.md, decision.json here."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Compare two stored runs pairwise and decide against the policy (the gate without evaluating)."""
+    """Compare two stored runs pairwise and decide against the policy (the gate without evaluating). A
+    base judged by other judge versions than the candidate is re-judged from its stored answers."""
     policy = _policy(policy_file)
     with open_store(db_url(ctx)) as store:
-        from tunesafe.gating import gate_runs
+        from tunesafe.gating import compare_runs
 
-        outcome = gate_runs(store, run_a, run_b, policy, base_name=base_name, candidate_name=candidate_name,
-                            out_dir=out)
+        outcome = asyncio.run(compare_runs(store, run_a, run_b, policy, base_name=base_name,
+                                           candidate_name=candidate_name, out_dir=out, notify=_note))
         _warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 
@@ -121,6 +122,10 @@ def policy_validate(path: Path = typer.Argument(..., help="Policy YAML to check.
 
 def _policy(path: Path | None) -> Policy:
     return default_policy() if path is None else load_policy(path)
+
+
+def _note(line: str) -> None:
+    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def _warn_if_not_in_inventory(store: Store, *names: str | None) -> None:
