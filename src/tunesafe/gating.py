@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesafe.analysis.compare import compare
+from tunesafe.analysis.escalate import Escalation, EscalationRef, escalate
 from tunesafe.engine import results as run_store
 from tunesafe.engine.rejudge import (
     answers_source,
@@ -22,6 +23,7 @@ from tunesafe.engine.rejudge import (
     installed_judges,
     judges_label,
     rejudge_run,
+    run_behaviors,
 )
 from tunesafe.engine.runner import EvalConfig, run_evaluation
 from tunesafe.errors import UserError
@@ -43,11 +45,13 @@ class GateOutcome:
 async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: Policy, config: EvalConfig, *,
                       base_name: str | None = None, candidate_name: str | None = None,
                       out_dir: Path | None = None, progress: bool = True,
-                      notify: Callable[[str], None] | None = None) -> GateOutcome:
+                      notify: Callable[[str], None] | None = None,
+                      escalate: EscalationRef | None = None) -> GateOutcome:
     """Run the gate on two model refs. A complete earlier run with the same model hash and config is
     reused; one whose answers were judged by other judge versions is re-judged (no model calls, said
     through `notify`); the candidate replays the base answers' frozen attacker prompts so every attempt
-    pairs up. Local refs are put on one backend first, so the difference measured is the fine-tune's."""
+    pairs up. Local refs are put on one backend first, so the difference measured is the fine-tune's.
+    With `escalate`, the pairs that move the decision are judged again by that judge first."""
     base_ref, candidate_ref = align_backends(base_ref, candidate_ref)
     say = notify or _quiet
     base_run = await _stored_or_new(store, "base", base_ref, config, base_name, progress, say)
@@ -56,19 +60,30 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
     candidate_config = replace(config, replay_from=answers_source(run_store.load_run(store, base_run)))
     candidate_run = await _stored_or_new(store, "candidate", candidate_ref, candidate_config, candidate_name,
                                          progress, say)
+    escalation = await escalate_runs(store, base_run, candidate_run, escalate) if escalate else None
     return gate_runs(store, base_run, candidate_run, policy, base_name=base_name,
-                     candidate_name=candidate_name, out_dir=out_dir)
+                     candidate_name=candidate_name, out_dir=out_dir, escalation=escalation)
 
 
 async def compare_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *,
                        base_name: str | None = None, candidate_name: str | None = None,
-                       out_dir: Path | None = None,
-                       notify: Callable[[str], None] | None = None) -> GateOutcome:
+                       out_dir: Path | None = None, notify: Callable[[str], None] | None = None,
+                       escalate: EscalationRef | None = None) -> GateOutcome:
     """gate_runs on two stored runs, after re-judging the base (or both) when it was judged by other
     judge versions than the candidate: a re-judged run already stored is used, else one is made."""
     base_run, candidate_run = await align_judges(store, base_run, candidate_run, notify or _quiet)
+    escalation = await escalate_runs(store, base_run, candidate_run, escalate) if escalate else None
     return gate_runs(store, base_run, candidate_run, policy, base_name=base_name,
-                     candidate_name=candidate_name, out_dir=out_dir)
+                     candidate_name=candidate_name, out_dir=out_dir, escalation=escalation)
+
+
+async def escalate_runs(store: Store, base_run: str, candidate_run: str, ref: EscalationRef) -> Escalation:
+    """Judge the discordant and uncertain pairs of two runs again with the escalation judge."""
+    base, candidate = (_complete_run(store, run_id) for run_id in (base_run, candidate_run))
+    judges = _common_judges(base, candidate)
+    base_results = run_store.load_results(store, base_run)
+    candidate_results = run_store.load_results(store, candidate_run)
+    return await escalate(ref, base_results, candidate_results, judges, run_behaviors(base, base_results))
 
 
 async def align_judges(store: Store, base_run: str, candidate_run: str,
@@ -110,21 +125,30 @@ async def align_judges(store: Store, base_run: str, candidate_run: str,
 
 def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *,
               base_name: str | None = None, candidate_name: str | None = None,
-              out_dir: Path | None = None) -> GateOutcome:
-    """Compare two stored runs, decide, record the decision and (with out_dir) write the reports."""
+              out_dir: Path | None = None, escalation: Escalation | None = None) -> GateOutcome:
+    """Compare two stored runs, decide, record the decision and (with out_dir) write the reports. With an
+    escalation (of these two runs), its verdicts stand in for the local ones and are recorded too."""
     _distinct(base_run, candidate_run)
     base_info, candidate_info = (_complete_run(store, run_id) for run_id in (base_run, candidate_run))
     _same_backend(base_info, candidate_info)
     judges = _common_judges(base_info, candidate_info)
     base_results = run_store.load_results(store, base_run)
     candidate_results = run_store.load_results(store, candidate_run)
+    seen = (base_results, candidate_results)
+    if escalation is not None:
+        if (escalation.base_run, escalation.candidate_run) != (base_run, candidate_run):
+            raise ValueError("the escalation belongs to other runs")
+        seen = (escalation.view(base_results, "base"), escalation.view(candidate_results, "candidate"))
     min_n = {"family": policy.min_items_per_family, "category": policy.min_items_per_category}
-    comparisons = {j: compare(base_results, candidate_results, judge=j, alpha=policy.alpha, min_n=min_n)
-                   for j in judges}
+    comparisons = {j: compare(*seen, judge=j, alpha=policy.alpha, min_n=min_n) for j in judges}
     decision = decide(policy, comparisons)
     base_name = base_name or base_info.model_name
     candidate_name = candidate_name or candidate_info.model_name
     body = decision_body(decision, policy, base_info, candidate_info, base_name, candidate_name)
+    if escalation is not None:
+        escalated = store.append(RecordType.ESCALATION, escalation.record_body(), subject=candidate_name)
+        summary = escalation.summary(base_results, candidate_results)
+        body["escalation"] = {**summary, "record_id": escalated.id}
     record = store.append(RecordType.GATE_DECISION, body, subject=candidate_name)
     reports = write_reports(body, out_dir, record=record) if out_dir is not None else {}
     return GateOutcome(decision, body, record, reports)

@@ -97,7 +97,7 @@ async def rejudge_run(store: Store, run_id: str, judges: Sequence[str], *,
         raise UserError(f"run {run_id} is {info.status}, not complete", where=run_id,
                         fix=f"finish it with `tunesafe eval --resume {run_id}`, then re-judge it")
     results = store_results.load_results(store, run_id)
-    behaviors = _behaviors(info, results)  # a suite that moved on fails here, before anything is stored
+    behaviors = run_behaviors(info, results)  # a suite that moved on fails here, before anything is stored
     names = tuple(dict.fromkeys(judges))
     instances = make_judges(EvalConfig(judges=names, judge_model_ref=judge_model_ref))
     config = _rejudged_config(info, names, judge_model_ref, instances)
@@ -147,7 +147,7 @@ def _descriptors(judges: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     return [{"name": str(j["name"]), "version": str(j.get("version"))} for j in judges]
 
 
-def _behaviors(info: store_results.RunInfo, results: Sequence[AttemptResult]) -> dict[str, Behavior]:
+def run_behaviors(info: store_results.RunInfo, results: Sequence[AttemptResult]) -> dict[str, Behavior]:
     """The run's behaviours, whose text the judges read as the request: reloaded from its suite, which
     must still have the content it had when the answers were generated."""
     from tunesafe.suite import load_suite
