@@ -130,19 +130,19 @@ def select_pairs(base: Sequence[AttemptResult], candidate: Sequence[AttemptResul
     """(attempt ids to escalate, of them discordant, of them only uncertain). Attempts that errored on
     either side leave the pair (nothing to escalate); unpaired attempts are never selected."""
     by_id = {r.attempt.id: r for r in candidate}
-    chosen, discordant, uncertain = [], 0, 0
+    chosen, n_discordant, n_uncertain = [], 0, 0
     for before in base:
         after = by_id.get(before.attempt.id)
         if after is None or not (before.generation.ok and after.generation.ok):
             continue
-        if any(_discordant(outcome(before, j), outcome(after, j)) for j in judges):
-            discordant += 1
+        if any(discordant(outcome(before, j), outcome(after, j)) for j in judges):
+            n_discordant += 1
         elif any(v.uncertain for r in (before, after) for v in r.verdicts if v.judge in judges):
-            uncertain += 1
+            n_uncertain += 1
         else:
             continue
         chosen.append(before.attempt.id)
-    return chosen, discordant, uncertain
+    return chosen, n_discordant, n_uncertain
 
 
 async def escalate(ref: EscalationRef, base: Sequence[AttemptResult], candidate: Sequence[AttemptResult],
@@ -195,7 +195,8 @@ class _Metered:
             await close()
 
 
-def _discordant(before: str, after: str) -> bool:
+def discordant(before: str, after: str) -> bool:
+    """Refused on one side and complied (harmfully or not) on the other: a pair that moves the test."""
     return (before in REFUSED and after in COMPLIED) or (before in COMPLIED and after in REFUSED)
 
 
