@@ -143,7 +143,8 @@ def test_gate_rejudges_an_old_baseline_without_calling_the_base_model(server: Ru
         assert records[0].body["config"]["rejudged_from"] == old_run
         assert records[0].body["session"]["model_calls"] == 0
 
-    again = _cli("--db", db, "gate", "--base", base, "--candidate", candidate, *_options("--json"))
+    again = _cli("--db", db, "gate", "--base", base, "--candidate", candidate, "--out", str(tmp_path / "r2"),
+                 *_options("--json"))
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["base"]["run_id"] == rejudged and "re-judged" not in again.stderr
     assert len(server.requests) == n_base_requests + len(new_requests)  # both sides reused: no call at all
