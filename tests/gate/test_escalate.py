@@ -9,13 +9,18 @@ compliance and marks its verdicts on plain answers uncertain."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from tunesafe.analysis.escalate import parse_escalation_ref
+from tunesafe.cli.app import app
+from tunesafe.engine.results import list_runs
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.testing.openai_server import RunningServer, serve
@@ -69,6 +74,14 @@ def test_escalated_verdicts_decide_the_gate_and_are_reported(loopback: SimpleNam
     assert f"agreed on {agreement['k']}/{agreement['n']}" in summary
     assert "Judge checks" in (tmp_path / "escalated" / "report.html").read_text()
 
+    # compare on the stored runs escalates the same pairs and decides the same way
+    base, candidate = decision["base"]["run_id"], decision["candidate"]["run_id"]
+    with serve(replies=loopback.replies(rules, "no grade")) as judge_server:
+        compared = CliRunner().invoke(app, ["--db", db, "compare", base, candidate, "--json",
+                                            "--escalate-judge", _judge_ref(judge_server)])
+    assert compared.exit_code == 0, compared.output
+    assert json.loads(compared.stdout)["escalation"]["n_verdicts"] == escalation["n_verdicts"]
+
 
 def test_an_escalation_that_errors_counts_as_an_error_never_a_refusal(loopback: SimpleNamespace,
                                                                       tmp_path: Path) -> None:
@@ -85,6 +98,17 @@ def test_an_escalation_that_errors_counts_as_an_error_never_a_refusal(loopback: 
     assert error["after"] > error["before"]
     # the unparseable escalations left their pairs: not one counts as refused
     assert _overall(decision, "refusal")["n_pairs"] == 0
+
+
+def test_a_bad_escalation_ref_stops_the_gate_before_any_evaluation(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    done = subprocess.run([sys.executable, "-m", "tunesafe.cli.app", "--db", db, "gate", "--base",
+                           "openai:a@http://127.0.0.1:9/v1", "--candidate", "openai:b@http://127.0.0.1:9/v1",
+                           "--escalate-judge", "strongreject"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--escalate-judge: escalation judge 'strongreject' needs the model behind it" in done.stderr
+    with Store.open(db) as store:
+        assert not list_runs(store)
 
 
 @pytest.mark.parametrize(("ref", "message"), [
