@@ -8,14 +8,25 @@ read: no figure is recomputed after the decision.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tunesafe.analysis.audit import audits_of
 from tunesafe.analysis.compare import compare
+from tunesafe.analysis.escalate import Escalation, EscalationRef, escalate
 from tunesafe.engine import results as run_store
-from tunesafe.engine.runner import EvalConfig, find_reusable_run, run_evaluation
+from tunesafe.engine.rejudge import (
+    answers_source,
+    find_rejudged,
+    find_stored_run,
+    installed_judges,
+    judges_label,
+    rejudge_run,
+    run_behaviors,
+)
+from tunesafe.engine.runner import EvalConfig, run_evaluation
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.models import align_backends, backend_for, parse_ref
@@ -34,39 +45,112 @@ class GateOutcome:
 
 async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: Policy, config: EvalConfig, *,
                       base_name: str | None = None, candidate_name: str | None = None,
-                      out_dir: Path | None = None, progress: bool = True) -> GateOutcome:
+                      out_dir: Path | None = None, progress: bool = True,
+                      notify: Callable[[str], None] | None = None,
+                      escalate: EscalationRef | None = None) -> GateOutcome:
     """Run the gate on two model refs. A complete earlier run with the same model hash and config is
-    reused; the candidate replays the base run's frozen attacker prompts so every attempt pairs up.
-    Local refs are put on one backend first, so the difference measured is the fine-tune's."""
+    reused; one whose answers were judged by other judge versions is re-judged (no model calls, said
+    through `notify`); the candidate replays the base answers' frozen attacker prompts so every attempt
+    pairs up. Local refs are put on one backend first, so the difference measured is the fine-tune's.
+    With `escalate`, the pairs that move the decision are judged again by that judge first."""
     base_ref, candidate_ref = align_backends(base_ref, candidate_ref)
-    base_run = find_reusable_run(store, base_ref, config) or await run_evaluation(
-        store, base_ref, config, model_name=base_name, progress=progress)
-    candidate_config = replace(config, replay_from=base_run)
-    candidate_run = find_reusable_run(store, candidate_ref, candidate_config) or await run_evaluation(
-        store, candidate_ref, candidate_config, model_name=candidate_name, progress=progress)
+    say = notify or _quiet
+    base_run = await _stored_or_new(store, "base", base_ref, config, base_name, progress, say)
+    # Replay from the run that generated the base answers: a re-judge does not change what to replay,
+    # and a candidate run stays reusable across re-judges of its base.
+    candidate_config = replace(config, replay_from=answers_source(run_store.load_run(store, base_run)))
+    candidate_run = await _stored_or_new(store, "candidate", candidate_ref, candidate_config, candidate_name,
+                                         progress, say)
+    escalation = await escalate_runs(store, base_run, candidate_run, escalate) if escalate else None
     return gate_runs(store, base_run, candidate_run, policy, base_name=base_name,
-                     candidate_name=candidate_name, out_dir=out_dir)
+                     candidate_name=candidate_name, out_dir=out_dir, escalation=escalation)
+
+
+async def compare_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *,
+                       base_name: str | None = None, candidate_name: str | None = None,
+                       out_dir: Path | None = None, notify: Callable[[str], None] | None = None,
+                       escalate: EscalationRef | None = None) -> GateOutcome:
+    """gate_runs on two stored runs, after re-judging the base (or both) when it was judged by other
+    judge versions than the candidate: a re-judged run already stored is used, else one is made."""
+    base_run, candidate_run = await align_judges(store, base_run, candidate_run, notify or _quiet)
+    escalation = await escalate_runs(store, base_run, candidate_run, escalate) if escalate else None
+    return gate_runs(store, base_run, candidate_run, policy, base_name=base_name,
+                     candidate_name=candidate_name, out_dir=out_dir, escalation=escalation)
+
+
+async def escalate_runs(store: Store, base_run: str, candidate_run: str, ref: EscalationRef) -> Escalation:
+    """Judge the discordant and uncertain pairs of two runs again with the escalation judge."""
+    base, candidate = (_complete_run(store, run_id) for run_id in (base_run, candidate_run))
+    judges = _common_judges(base, candidate)
+    base_results = run_store.load_results(store, base_run)
+    candidate_results = run_store.load_results(store, candidate_run)
+    return await escalate(ref, base_results, candidate_results, judges, run_behaviors(base, base_results))
+
+
+async def align_judges(store: Store, base_run: str, candidate_run: str,
+                       say: Callable[[str], None]) -> tuple[str, str]:
+    """The two runs to compare, judged alike. Unchanged when the base has every judge (name and
+    version) of the candidate; else each run not judged by the installed versions of the candidate's
+    judges is replaced by its answers re-judged by them."""
+    _distinct(base_run, candidate_run)
+    base, candidate = (_complete_run(store, run_id) for run_id in (base_run, candidate_run))
+    wanted = _judge_versions(candidate)
+    if wanted.items() <= _judge_versions(base).items():
+        return base_run, candidate_run
+    names = list(wanted)
+    judge_model_ref = candidate.config.get("eval", {}).get("judge_model_ref")
+    aligned = []
+    try:
+        installed = await installed_judges(names, judge_model_ref)
+        for side, info in (("base", base), ("candidate", candidate)):
+            if _judge_versions(info) == {j["name"]: j["version"] for j in installed}:
+                aligned.append(info.id)
+                continue
+            found = find_rejudged(store, info.id, installed)
+            if found is None:
+                found = await rejudge_run(store, info.id, names, judge_model_ref=judge_model_ref)
+                say(f"{side}: run {info.id} was judged by {judges_label(info.config.get('judges', []))}; "
+                    f"re-judged its stored answers by {judges_label(installed)} as run {found} "
+                    "(no model calls)")
+            else:
+                say(f"{side}: using run {found}, the answers of run {info.id} re-judged by "
+                    f"{judges_label(installed)}")
+            aligned.append(found)
+    except UserError as exc:
+        raise UserError(f"runs {base.id} and {candidate.id} share no judge (same name and version): "
+                        f"{_listing(_judge_versions(base))} vs {_listing(wanted)}, and re-judging failed: "
+                        f"{exc.message}", where=f"{base.id} / {candidate.id}",
+                        fix=exc.fix or "evaluate both models with the same --judge") from None
+    return aligned[0], aligned[1]
 
 
 def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *,
               base_name: str | None = None, candidate_name: str | None = None,
-              out_dir: Path | None = None) -> GateOutcome:
-    """Compare two stored runs, decide, record the decision and (with out_dir) write the reports."""
-    if base_run == candidate_run:
-        raise UserError(f"both runs are {base_run}: a run compared with itself proves nothing",
-                        where="RUN_A RUN_B", fix="pass the base model's run and the candidate's run")
+              out_dir: Path | None = None, escalation: Escalation | None = None) -> GateOutcome:
+    """Compare two stored runs, decide, record the decision and (with out_dir) write the reports. With an
+    escalation (of these two runs), its verdicts stand in for the local ones and are recorded too."""
+    _distinct(base_run, candidate_run)
     base_info, candidate_info = (_complete_run(store, run_id) for run_id in (base_run, candidate_run))
     _same_backend(base_info, candidate_info)
     judges = _common_judges(base_info, candidate_info)
     base_results = run_store.load_results(store, base_run)
     candidate_results = run_store.load_results(store, candidate_run)
+    seen = (base_results, candidate_results)
+    if escalation is not None:
+        if (escalation.base_run, escalation.candidate_run) != (base_run, candidate_run):
+            raise ValueError("the escalation belongs to other runs")
+        seen = (escalation.view(base_results, "base"), escalation.view(candidate_results, "candidate"))
     min_n = {"family": policy.min_items_per_family, "category": policy.min_items_per_category}
-    comparisons = {j: compare(base_results, candidate_results, judge=j, alpha=policy.alpha, min_n=min_n)
-                   for j in judges}
+    comparisons = {j: compare(*seen, judge=j, alpha=policy.alpha, min_n=min_n) for j in judges}
     decision = decide(policy, comparisons)
     base_name = base_name or base_info.model_name
     candidate_name = candidate_name or candidate_info.model_name
     body = decision_body(decision, policy, base_info, candidate_info, base_name, candidate_name)
+    if escalation is not None:
+        escalated = store.append(RecordType.ESCALATION, escalation.record_body(), subject=candidate_name)
+        summary = escalation.summary(base_results, candidate_results)
+        body["escalation"] = {**summary, "record_id": escalated.id}
+    body["judge_audits"] = audits_of(store, {"base": base_run, "candidate": candidate_run})
     record = store.append(RecordType.GATE_DECISION, body, subject=candidate_name)
     reports = write_reports(body, out_dir, record=record) if out_dir is not None else {}
     return GateOutcome(decision, body, record, reports)
@@ -99,7 +183,8 @@ def decision_body(decision: GateDecision, policy: Policy, base: run_store.RunInf
 def _run_summary(info: run_store.RunInfo) -> dict[str, Any]:
     return {"run_id": info.id, "model_ref": info.model_ref, "model_hash": info.model_hash,
             "model_name": info.model_name, "config_hash": info.config_hash, "n_attempts": info.n_done,
-            "n_errors": info.n_errors}
+            "n_errors": info.n_errors, "rejudged_from": info.config.get("rejudged_from"),
+            "generated_in": answers_source(info)}
 
 
 def _complete_run(store: Store, run_id: str) -> run_store.RunInfo:
@@ -121,12 +206,37 @@ def _same_backend(base: run_store.RunInfo, candidate: run_store.RunInfo) -> None
                         "(tunesafe gate does this)")
 
 
+def _distinct(base_run: str, candidate_run: str) -> None:
+    if base_run == candidate_run:
+        raise UserError(f"both runs are {base_run}: a run compared with itself proves nothing",
+                        where="RUN_A RUN_B", fix="pass the base model's run and the candidate's run")
+
+
+async def _stored_or_new(store: Store, side: str, model_ref: str, config: EvalConfig, name: str | None,
+                         progress: bool, say: Callable[[str], None]) -> str:
+    """A stored run of this model and config; else its stored answers re-judged; else a new run."""
+    stored = find_stored_run(store, model_ref, config)
+    if stored is None:
+        return await run_evaluation(store, model_ref, config, model_name=name, progress=progress)
+    if not stored.rejudge:
+        return stored.run_id
+    new_run = await rejudge_run(store, stored.run_id, config.judges, judge_model_ref=config.judge_model_ref)
+    say(f"{side}: run {stored.run_id} holds these answers judged by {judges_label(stored.judges)}; "
+        f"re-judged them as run {new_run} (no model calls)")
+    return new_run
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _judge_versions(info: run_store.RunInfo) -> dict[str, str]:
+    return {j["name"]: str(j.get("version")) for j in info.config.get("judges", [])}
+
+
 def _common_judges(base: run_store.RunInfo, candidate: run_store.RunInfo) -> list[str]:
     """Judges (name and version) that judged both runs: pre and post must be judged alike."""
-    def judges(info: run_store.RunInfo) -> dict[str, str]:
-        return {j["name"]: str(j.get("version")) for j in info.config.get("judges", [])}
-
-    first, second = judges(base), judges(candidate)
+    first, second = _judge_versions(base), _judge_versions(candidate)
     common = [name for name in first if second.get(name) == first[name]]
     if not common:
         raise UserError(f"runs {base.id} and {candidate.id} share no judge (same name and version): "

@@ -249,6 +249,8 @@ class RecordType:
     RUN = "run"  # an evaluation run's provenance + summary (body has model_name when known)
     SAFETY_EVAL = "safety_eval"  # a post-fine-tuning safety evaluation of a model version
     GATE_DECISION = "gate_decision"  # links base run, candidate run, policy hash, verdict
+    ESCALATION = "escalation"  # a gate's verdicts re-judged by a stronger judge (both run ids, each verdict)
+    JUDGE_AUDIT = "judge_audit"  # a person's labels on a run's sample vs the judge: agreement + interval
     DATA_SCAN = "data_scan"  # screening result of a dataset (linked by dataset sha256)
     TRAINING_EVENT = "training_event"  # callback events during fine-tuning
     INCIDENT = "incident"

@@ -198,6 +198,9 @@ def runs_show(ctx: typer.Context,
         ("decoding", ", ".join(f"{k}={v}" for k, v in config.get("decoding", {}).items())),
         ("tool", str(config.get("tool_version"))),
     ]
+    if config.get("rejudged_from"):
+        lines.append(("re-judged from", f"run {config['rejudged_from']} (answers generated in run "
+                                        f"{config.get('generated_in')})"))
     for label, value in lines:
         console.print(f"[bold]{label}:[/] {value}", highlight=False, soft_wrap=True)
     if info.status != "complete":

@@ -19,8 +19,10 @@ from tunesafe.evidence.store import Store
 from tunesafe.evidence.workspace import open_store
 from tunesafe.policy import Policy, default_policy, default_policy_text, load_policy
 from tunesafe.reports import decision_json
+from tunesafe.reports.view import judge_checks
 
 if TYPE_CHECKING:
+    from tunesafe.analysis.escalate import EscalationRef
     from tunesafe.gating import GateOutcome
 
 DEFAULT_OUT = Path("tunesafe-report")
@@ -32,6 +34,10 @@ POLICY_OPTION = typer.Option(None, "--policy", help="Policy YAML (default: the b
 BASE_NAME_OPTION = typer.Option(None, "--base-name", help="Inventory name of the base model.")
 CANDIDATE_NAME_OPTION = typer.Option(None, "--candidate-name", help="Inventory name of the candidate: "
                                      "the decision is recorded against it.")
+ESCALATE_OPTION = typer.Option(None, "--escalate-judge", metavar="REF", help="Judge the discordant and "
+                               "uncertain pairs again with a stronger LLM judge and decide on its verdicts: "
+                               "strongreject@MODEL_REF, llama-guard@MODEL_REF, or a model ref (StrongREJECT "
+                               "rubric), e.g. strongreject@openai:judge@http://host/v1.")
 
 
 def gate_command(
@@ -52,6 +58,7 @@ def gate_command(
     no_cache: bool = opts.NO_CACHE,
     base_name: str = BASE_NAME_OPTION,
     candidate_name: str = CANDIDATE_NAME_OPTION,
+    escalate_judge: str = ESCALATE_OPTION,
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Folder for report.html, summary.md, decision.json."),
     progress: bool = opts.PROGRESS,
     as_json: bool = JSON_OPTION,
@@ -59,6 +66,7 @@ def gate_command(
     """Gate a fine-tuned model: evaluate base and candidate on identical attempts (reusing stored runs),
     compare them pairwise, decide against the policy, record the decision and write the reports."""
     policy = _policy(policy_file)
+    escalate = _escalation(escalate_judge)  # a bad ref fails now, not after both evaluations
     config = EvalConfig(suite=suite, attacks=attacks, judges=tuple(judge), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=not no_cache, attacker_ref=attacker)
@@ -67,7 +75,8 @@ def gate_command(
 
         outcome = asyncio.run(gate_models(store, base, candidate, policy, config, base_name=base_name,
                                           candidate_name=candidate_name, out_dir=out,
-                                          progress=progress and not as_json))
+                                          progress=progress and not as_json, notify=_note,
+                                          escalate=escalate))
         _warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 
@@ -80,16 +89,20 @@ def compare_command(
     policy_file: Path = POLICY_OPTION,
     base_name: str = BASE_NAME_OPTION,
     candidate_name: str = CANDIDATE_NAME_OPTION,
+    escalate_judge: str = ESCALATE_OPTION,
     out: Path = typer.Option(None, "--out", help="Also write report.html, summary.md, decision.json here."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Compare two stored runs pairwise and decide against the policy (the gate without evaluating)."""
+    """Compare two stored runs pairwise and decide against the policy (the gate without evaluating). A
+    base judged by other judge versions than the candidate is re-judged from its stored answers."""
     policy = _policy(policy_file)
+    escalate = _escalation(escalate_judge)
     with open_store(db_url(ctx)) as store:
-        from tunesafe.gating import gate_runs
+        from tunesafe.gating import compare_runs
 
-        outcome = gate_runs(store, run_a, run_b, policy, base_name=base_name, candidate_name=candidate_name,
-                            out_dir=out)
+        outcome = asyncio.run(compare_runs(store, run_a, run_b, policy, base_name=base_name,
+                                           candidate_name=candidate_name, out_dir=out, notify=_note,
+                                           escalate=escalate))
         _warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 
@@ -123,6 +136,16 @@ def _policy(path: Path | None) -> Policy:
     return default_policy() if path is None else load_policy(path)
 
 
+def _escalation(ref: str | None) -> EscalationRef | None:
+    from tunesafe.analysis.escalate import parse_escalation_ref
+
+    return None if ref is None else parse_escalation_ref(ref)
+
+
+def _note(line: str) -> None:
+    err_console.print(line, highlight=False, soft_wrap=True)
+
+
 def _warn_if_not_in_inventory(store: Store, *names: str | None) -> None:
     """The decision is recorded against the name either way; an unknown name is most likely a typo."""
     from tunesafe.production.inventory import inventory
@@ -147,6 +170,8 @@ def _finish(outcome: GateOutcome, as_json: bool) -> None:
                       f"runs {base['run_id']} / {cand['run_id']}", highlight=False)
         for reason in decision.reasons:
             console.print(f"  - {reason}", highlight=False, soft_wrap=True)
+        for line in judge_checks(body):
+            console.print(f"  judge check: {line}", highlight=False, soft_wrap=True)
         err_console.print(f"decision recorded as evidence #{outcome.record.id}", highlight=False)
         for path in outcome.reports.values():
             err_console.print(f"wrote {path}", highlight=False)

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 # Knobs that change how fast a run goes, not what it measures: left out of the config hash, and a
 # resumed run takes them from the resuming command.
 RUNTIME_FIELDS = ("concurrency", "use_cache")
+# Provenance, not measurement: the model's inventory name, and for a re-judged run (engine/rejudge.py)
+# the run it re-judged and the run whose model calls produced its answers. Left out of the hash, so a
+# re-judged run hashes like a fresh run with the same options and judges.
+UNHASHED_SECTIONS = ("model_name", "rejudged_from", "generated_in")
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,9 @@ def run_config(config: EvalConfig, planned: Planned, judges: Sequence[Judge], at
 
 
 def hashed_part(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What the config hash covers: everything but the model name and the runtime knobs. Options at
+    """What the config hash covers: everything but provenance and the runtime knobs. Options at
     their None default are left out, so adding a new option keeps older runs resumable and reusable."""
-    hashed = {k: v for k, v in config.items() if k != "model_name"}
+    hashed = {k: v for k, v in config.items() if k not in UNHASHED_SECTIONS}
     hashed["eval"] = {k: v for k, v in config["eval"].items() if k not in RUNTIME_FIELDS and v is not None}
     return hashed
 

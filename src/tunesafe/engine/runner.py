@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -45,19 +45,24 @@ class RunReport:
 
 
 def find_reusable_run(store: Store, model_ref: str, config: EvalConfig) -> str | None:
-    """The newest complete run of a model with the same content hash and the same config hash, or None.
-    The model is opened only to hash it (no request is sent, so there is nothing to close)."""
+    """The newest complete run of a model with the same content hash and the same config hash, or None."""
+    model_hash, fresh = fresh_config(store, model_ref, config)
+    wanted = config_hash(fresh)
+    for run in reversed(store_results.list_runs(store)):
+        if run.status == "complete" and run.model_hash == model_hash and run.config_hash == wanted:
+            return run.id
+    return None
+
+
+def fresh_config(store: Store, model_ref: str, config: EvalConfig) -> tuple[str, dict[str, Any]]:
+    """(model content hash, the config a run of it would store now). The model is opened only to hash
+    it (no request is sent, so there is nothing to close)."""
     model = _load_model(model_ref, config)
     planned = plan_evaluation(config, capabilities=model.capabilities,
                               replayable=replayable_attacks(store, config))
     judges = make_judges(config)
     attacker = _load_model(config.attacker_ref, config) if config.attacker_ref else None
-    wanted = config_hash(run_config(config, planned, judges, attacker, None))
-    model_hash = model.content_hash()
-    for run in reversed(store_results.list_runs(store)):
-        if run.status == "complete" and run.model_hash == model_hash and run.config_hash == wanted:
-            return run.id
-    return None
+    return model.content_hash(), run_config(config, planned, judges, attacker, None)
 
 
 async def run_evaluation(store: Store, model_ref: str | None, config: EvalConfig, *,
@@ -198,13 +203,14 @@ async def _run(store: Store, run_id: str, model: ChatModel, model_hash: str, att
                 store_results.set_status(store, run_id, status)
     wall = time.perf_counter() - started
     stats = executor.stats(wall, getattr(target, "hits", 0))
-    return _finish(store, run_id, planned, stored_config, model_hash, stats)
+    return finish_run(store, run_id, planned.plan.ids, stored_config, model_hash, stats)
 
 
-def _finish(store: Store, run_id: str, planned: Planned, stored_config: Mapping[str, Any], model_hash: str,
-            stats: Mapping[str, Any]) -> RunReport:
+def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_config: Mapping[str, Any],
+               model_hash: str, stats: Mapping[str, Any]) -> RunReport:
+    """Close a run whose every planned attempt is stored: status complete, and its evidence record."""
     results = store_results.load_results(store, run_id)
-    missing = set(planned.plan.ids) - {r.attempt.id for r in results}
+    missing = set(planned_ids) - {r.attempt.id for r in results}
     if missing:  # cannot happen unless rows were deleted underneath us; never close such a run
         store_results.set_status(store, run_id, "failed")
         raise RuntimeError(f"run {run_id}: {len(missing)} planned attempts have no stored result")

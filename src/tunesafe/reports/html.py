@@ -45,7 +45,7 @@ def render_html(body: Mapping[str, Any], record: EvidenceRecord | None = None) -
                 ("Over-refusal by prompt kind", view.deltas(body, "over_refusal", "kind"))],
         agreement=comparison["judge_agreement"], regressions=comparison["regressions"],
         info=comparison["info"], runs=[("base", body["base"]), ("candidate", body["candidate"])],
-        prov=body["provenance"],
+        prov=body["provenance"], judge_checks=view.judge_checks(body),
     )
 
 

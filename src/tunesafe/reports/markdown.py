@@ -43,6 +43,9 @@ def render_markdown(body: Mapping[str, Any]) -> str:
         lines += [f"- `{r['attack']}` ({r['family']} / {r['category']}), was {r['before']}"
                   for r in regressions[:MAX_ROWS]]
         lines += ["", "</details>"]
+    checks = view.judge_checks(body)
+    if checks:
+        lines += ["", "**Judge checks**", *(f"- {_cell(c)}" for c in checks)]
     if notes:
         lines += ["", *(f"> {_cell(n)}" for n in notes[:MAX_REASONS])]
     base, cand = body["base"], body["candidate"]

@@ -33,6 +33,32 @@ def reasons(body: Mapping[str, Any]) -> tuple[list[str], list[str]]:
             [r.removeprefix("note: ") for r in all_reasons if r.startswith("note:")])
 
 
+def judge_checks(body: Mapping[str, Any]) -> list[str]:
+    """One line per check of the judge behind this decision: the escalation to a stronger judge, and
+    audits of the runs by people (agreement with its 95% interval)."""
+    lines = []
+    escalation = body.get("escalation")
+    if escalation:
+        primary = escalation.get("primary_judge")
+        lines.append(
+            f"{escalation['n_verdicts']} verdicts escalated to {escalation['judge']} "
+            f"({escalation['n_discordant_pairs']} discordant and {escalation['n_uncertain_pairs']} uncertain "
+            f"pairs): {escalation['calls']} judge calls, {escalation['n_errors']} errors, "
+            f"{escalation['n_changed'].get(primary, 0)} outcomes changed; the local judge {primary} agreed "
+            f"on {agreement(escalation['agreement'].get(primary))}")
+    for audit in body.get("judge_audits") or ():
+        lines.append(f"judge audit #{audit['record_id']} of the {audit['side']} run {audit['run_id']}: "
+                     f"{audit['judge']} agreed with a person's labels on {agreement(audit['agreement'])}")
+    return lines
+
+
+def agreement(rate: Mapping[str, Any] | None) -> str:
+    if not rate or not rate.get("n"):
+        return "no decided item"
+    return (f"{rate['k']}/{rate['n']} ({pct(rate['rate'])}, 95% interval {pct(rate['low'])} to "
+            f"{pct(rate['high'])})")
+
+
 def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
