@@ -167,7 +167,8 @@ async def escalate(ref: EscalationRef, base: Sequence[AttemptResult], candidate:
         await model.aclose()
     return Escalation(
         base_run=_run_id(base), candidate_run=_run_id(candidate), judge=judge.name,
-        judge_version=judge.version, model_ref=redact_ref(ref.model_ref), judges=tuple(judges), n_discordant=n_discordant,
+        judge_version=judge.version, model_ref=redact_ref(ref.model_ref), judges=tuple(judges),
+        n_discordant=n_discordant,
         n_uncertain=n_uncertain, calls=model.calls, prompt_tokens=model.prompt_tokens,
         completion_tokens=model.completion_tokens,
         verdicts={(side, r.attempt.id): v for (side, r), v in zip(items, verdicts, strict=True)})
