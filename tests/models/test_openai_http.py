@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from tunesafe.models import load_model
-from tunesafe.models.openai_http import OpenAIChatModel, _goes_direct
-from tunesafe.testing.openai_server import RunningServer, serve
+from tunesafe.errors import EndpointUnavailable
+from tunesafe.models.openai_http import FREE_TRIALS, OpenAIChatModel, _goes_direct
+from tunesafe.testing.openai_server import REFUSAL, RunningServer, serve
 from tunesafe.types import ChatRequest, Generation, Message
 
 
@@ -65,33 +66,86 @@ def test_transient_429_and_500_are_retried_honouring_retry_after(server: Running
     assert time.perf_counter() - started >= 0.1  # two Retry-After waits of 0.05 s
 
 
-def test_circuit_breaker_fails_fast_after_repeated_failures(server: RunningServer) -> None:
-    model = model_for(server, max_retries=0, breaker=3, cooldown=60, concurrency=1)
-    server.inject("500", times=3)
-    gens = generate(model, [req(f"r{i}") for i in range(6)])
-    assert all(not g.ok for g in gens)
-    assert sum("circuit breaker open" in (g.error or "") for g in gens) == 3
-    assert len(server.requests) == 3  # the last three never reached the server
+def test_open_breaker_makes_requests_wait_and_an_outage_costs_no_attempt(server: RunningServer) -> None:
+    model = model_for(server, max_retries=2, breaker=2, cooldown=0.1, concurrency=4)
+    paused: list[float | None] = []
+
+    async def main() -> list[Generation]:
+        server.app.go_down(0.6)
+        task = asyncio.ensure_future(model.generate([req(f"w{i}") for i in range(6)]))
+        while not task.done():
+            paused.append(model.paused())
+            await asyncio.sleep(0.02)
+        await model.aclose()
+        return task.result()
+
+    gens = asyncio.run(main())
+    assert [g.text for g in gens] == [f"ECHO: w{i}" for i in range(6)]
+    assert any(p is not None for p in paused) and paused[-1] is None  # paused, then closed again
+    # while down, about one trial per cooldown reached the server, not every waiting request's retries
+    assert len(server.requests) < 6 + 4 + 0.6 / 0.1 + 4
 
 
-def test_circuit_breaker_lets_a_trial_through_after_cooldown(server: RunningServer) -> None:
+def test_an_endpoint_down_past_max_pause_raises_instead_of_failing_requests(server: RunningServer) -> None:
+    model = model_for(server, max_retries=1, breaker=2, cooldown=0.05, concurrency=2, max_pause=0.4)
+    server.app.go_down()
+    with pytest.raises(EndpointUnavailable, match="failed every request for") as info:
+        generate(model, [req(f"d{i}") for i in range(4)])
+    assert info.value.exit_code == 3 and "HTTP 500" in info.value.message
+
+
+def test_a_prompt_the_server_always_fails_cannot_hold_the_breaker_open(server: RunningServer) -> None:
+    model = model_for(server, max_retries=1, breaker=2, cooldown=0.05, concurrency=1)
+    gens = generate(model, [req("bad one [[fault:500]]"), req("bad two [[fault:500]]"), req("good")])
+    assert not gens[0].ok and "after 2 attempts" in (gens[0].error or "")
+    # the second took the breaker's trials while open (free), then spent its own retries
+    assert not gens[1].ok and f"after {2 + FREE_TRIALS} attempts" in (gens[1].error or "")
+    assert gens[2].text == "ECHO: good" and model.paused() is None
+
+
+def test_a_paced_trial_neither_closes_nor_reopens_the_breaker(server: RunningServer) -> None:
     model = model_for(server, max_retries=0, breaker=2, cooldown=0.2, concurrency=1)
 
     async def main() -> list[Generation]:
         server.inject("500", times=2)
-        failed = await model.generate([req("a"), req("b"), req("c")])
-        await asyncio.sleep(0.3)
-        server.inject("429")  # a paced trial neither closes nor re-opens the breaker...
-        paced = await model.generate([req("d")])
-        await asyncio.sleep(0.3)
-        recovered = await model.generate([req("e"), req("f")])  # ...so a later trial still runs
+        failed = await model.generate([req("a"), req("b")])
+        assert model.paused() is not None
+        server.inject("429")
+        paced = await model.generate([req("d")])  # waits for the trial, which is paced: an error...
+        assert model.paused() is not None  # ...that leaves the breaker open
+        recovered = await model.generate([req("e"), req("f")])
         await model.aclose()
         return failed + paced + recovered
 
     gens = asyncio.run(main())
-    assert ["circuit breaker open" in (g.error or "") for g in gens[:3]] == [False, False, True]
-    assert "429" in (gens[3].error or "")
-    assert [g.text for g in gens[4:]] == ["ECHO: e", "ECHO: f"]
+    assert ["HTTP 500" in (g.error or "") for g in gens[:2]] == [True, True]
+    assert "429" in (gens[2].error or "")
+    assert [g.text for g in gens[3:]] == ["ECHO: e", "ECHO: f"]
+
+
+@pytest.mark.parametrize(("fault", "reason", "text"), [
+    ("filter400", "content_filter: prompt (jailbreak)", ""),
+    ("filter200", "content_filter: completion (violence)", ""),
+    ("refusal_field", "refusal", REFUSAL),
+])
+def test_provider_filters_and_refusals_are_blocked_not_errors(server: RunningServer, fault: str, reason: str,
+                                                              text: str) -> None:
+    model = model_for(server, breaker=2)
+    server.inject(fault)  # queued: hits the one unmarked request
+    gens = generate(model, [req("queued"), req(f"by marker [[fault:{fault}]]"), req("plain")])
+    for gen in gens[:2]:
+        assert gen.ok and gen.blocked == reason and gen.text == text, gen
+    assert gens[2].blocked is None and gens[2].text == "ECHO: plain"
+    assert len(server.requests) == 3  # a filter is an answer: never retried
+
+
+def test_many_filters_in_a_row_do_not_trip_the_breaker(server: RunningServer) -> None:
+    model = model_for(server, breaker=2, cooldown=60, concurrency=1)
+    gens = generate(model, [req(f"f{i} [[fault:{('filter400', 'filter200')[i % 2]}]]") for i in range(8)]
+                    + [req("after")])
+    assert all(g.blocked for g in gens[:8]) and not any(g.error for g in gens)
+    assert gens[-1].text == "ECHO: after" and model.paused() is None
+    assert len(server.requests) == 9
 
 
 def test_bounded_concurrency(server: RunningServer) -> None:

@@ -6,11 +6,22 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
   timeout=60               seconds per HTTP attempt
   max_retries=4            retries of 429 / 5xx / timeouts / dropped connections / malformed replies
   breaker=8                consecutive failed attempts that open the circuit breaker
-  cooldown=30              seconds the open breaker fails requests fast before letting one through
+  cooldown=30              seconds requests wait while the breaker is open before one goes through
+  max_pause=600            seconds the breaker may stay open (the endpoint failing) before generate
+                           raises EndpointUnavailable; an evaluation sets it from --max-pause
   prefill=0                1 = the server continues a final assistant message (vLLM
                            `continue_final_message`); otherwise prefill requests fail (fail closed)
   client=auto              auto = see "Transport" below; httpx = always httpx (a server that the
                            lean client cannot talk to)
+
+A struggling endpoint pauses callers instead of failing them: while the breaker is open, requests wait
+(the longest-waiting goes first as the trial), so an outage costs time, not attempts. An attempt is an
+error only once its own retries are spent, and a failed trial is the endpoint's failure, not the
+request's, for its first FREE_TRIALS trials.
+
+Provider content filters are an answer, not a failure: Azure's HTTP 400 `content_filter`, a 200 with
+`finish_reason: "content_filter"`, or an OpenAI `message.refusal` come back as a Generation with
+`blocked` set (no retry, not counted by the breaker).
 
 The API key lives only in the client's headers: it is never part of the ref, an error message, a log
 line or anything stored (error text is scrubbed of it in case a server echoes it back).
@@ -30,6 +41,7 @@ import random
 import ssl
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
@@ -38,7 +50,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tunesafe.errors import UserError
+from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.http1 import Http1Connection, Response
 from tunesafe.models.refs import ModelRef, parse_options
@@ -47,6 +59,11 @@ from tunesafe.types import Capabilities, ChatRequest, Generation, canonical_json
 BACKOFF_BASE_S = 0.5
 CLIENTS = ("auto", "httpx")
 BACKOFF_CAP_S = 30.0
+# Failed trials a request may make for an endpoint that is down before they count against its own
+# retries: enough that an outage never spends an attempt's retries, few enough that one prompt the
+# server always fails cannot hold the breaker open on its own.
+FREE_TRIALS = 3
+POLL_S = 0.05  # how often a waiting request looks again while a trial is out
 
 
 class _Retryable(Exception):
@@ -63,38 +80,70 @@ class _Fatal(Exception):
 
 
 class CircuitBreaker:
-    """Opens after `threshold` consecutive failed attempts; while open, requests fail fast. After
-    `cooldown_s` one trial request is let through (half-open): success closes it, failure re-opens it."""
+    """Opens after `threshold` consecutive failed attempts. While open, requests wait in `wait()` (they are
+    not failed); `cooldown_s` after it (re-)opened, the request that has waited longest goes through as
+    the trial (half-open): success closes it, failure re-opens it. `down_since` is when it first opened
+    (cleared when it closes): how long the endpoint has been failing."""
 
     def __init__(self, threshold: int, cooldown_s: float) -> None:
         self.threshold = threshold
         self.cooldown_s = cooldown_s
         self.failures = 0
         self.opened_at: float | None = None
+        self.down_since: float | None = None
+        self.last_failure = ""
         self._trial_running = False
+        self._waiting: deque[object] = deque()
 
-    def allow(self) -> bool:
+    def retry_in(self) -> float | None:
+        """Seconds until the next trial while open (0 while one is out); None when closed."""
         if self.opened_at is None:
-            return True
-        if time.monotonic() - self.opened_at >= self.cooldown_s and not self._trial_running:
-            self._trial_running = True
-            return True
-        return False
+            return None
+        return max(0.0, self.opened_at + self.cooldown_s - time.monotonic())
+
+    def down_for(self) -> float:
+        return 0.0 if self.down_since is None else time.monotonic() - self.down_since
+
+    async def wait(self, max_pause: float) -> bool:
+        """Return when a request may go out: at once while closed (False), or as the trial (True).
+        Raises EndpointUnavailable once the breaker has been open longer than `max_pause` seconds."""
+        if self.opened_at is None:
+            return False
+        ticket = object()
+        self._waiting.append(ticket)
+        try:
+            while True:
+                retry_in = self.retry_in()
+                if retry_in is None:
+                    return False  # another request's success closed it
+                if retry_in == 0 and not self._trial_running and self._waiting[0] is ticket:
+                    self._trial_running = True
+                    return True
+                if self.down_for() > max_pause:
+                    raise EndpointUnavailable(
+                        f"the endpoint failed every request for {self.down_for():.0f} s "
+                        f"(last: {self.last_failure})", fix="check the server, then resume the run")
+                await asyncio.sleep(min(max(retry_in, POLL_S), 1.0))
+        finally:
+            self._waiting.remove(ticket)
 
     def success(self) -> None:
         self.failures = 0
-        self.opened_at = None
+        self.opened_at = self.down_since = None
         self._trial_running = False
 
     def neutral(self) -> None:
         """An outcome that says nothing about health (a 429, a 4xx): end the trial, keep the state."""
         self._trial_running = False
 
-    def failure(self) -> None:
+    def failure(self, reason: str = "") -> None:
         self.failures += 1
+        self.last_failure = reason
         self._trial_running = False
         if self.failures >= self.threshold:
             self.opened_at = time.monotonic()
+            if self.down_since is None:
+                self.down_since = self.opened_at
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -156,7 +205,7 @@ class OpenAIChatModel:
 
     def __init__(self, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
                  timeout: float = 60.0, max_retries: int = 4, breaker: int = 8, cooldown: float = 30.0,
-                 prefill: bool = False, client: str = "auto") -> None:
+                 prefill: bool = False, client: str = "auto", max_pause: float = 600.0) -> None:
         if client not in CLIENTS:
             raise UserError(f"unknown client {client!r}", where=f"openai:{model}@{base_url}",
                             fix=f"use client={' or client='.join(CLIENTS)}")
@@ -167,6 +216,7 @@ class OpenAIChatModel:
         self.key_env = key_env
         self.timeout = timeout
         self.max_retries = max_retries
+        self.max_pause = max_pause
         self._key = os.environ.get(key_env) or None
         self._breaker = CircuitBreaker(breaker, cooldown)
         self._concurrency = concurrency
@@ -185,7 +235,7 @@ class OpenAIChatModel:
     def from_ref(cls, ref: ModelRef) -> OpenAIChatModel:
         assert ref.base_url is not None
         conv: dict[str, Any] = {"key_env": str, "concurrency": int, "timeout": float, "max_retries": int,
-                                "breaker": int, "cooldown": float, "client": str,
+                                "breaker": int, "cooldown": float, "client": str, "max_pause": float,
                                 "prefill": lambda v: v.lower() in ("1", "true", "yes")}
         kwargs = parse_options(ref, conv, "openai")
         return cls(ref.target, ref.base_url, **kwargs)
@@ -245,7 +295,12 @@ class OpenAIChatModel:
                 await connection.aclose()
         self._connections, self._slots, self._loop = [], None, None
 
+    def paused(self) -> float | None:
+        """Seconds until the next trial while the endpoint is failing (the breaker is open), else None."""
+        return self._breaker.retry_in()
+
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
+        """Raises EndpointUnavailable (no Generation) when the endpoint stays down past max_pause."""
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
     async def _one(self, request: ChatRequest) -> Generation:
@@ -256,20 +311,22 @@ class OpenAIChatModel:
         connection = await slots.get()  # bounds concurrency: one request per slot
         started = time.perf_counter()  # latency counts from here, not the wait for a slot
         try:
-            attempt = 0
+            attempt = trials = 0
             while True:
-                if not self._breaker.allow():
-                    return error_generation("circuit breaker open after repeated failures",
-                                            time.perf_counter() - started)
+                trial = await self._breaker.wait(self.max_pause)
                 try:
                     generation = await self._attempt(connection, request)
                 except _Retryable as exc:
-                    if exc.counts_for_breaker:
-                        self._breaker.failure()
-                    else:
+                    message = self._scrub(str(exc))
+                    if not exc.counts_for_breaker:
                         self._breaker.neutral()
+                    else:
+                        self._breaker.failure(message)
+                        if trial and trials < FREE_TRIALS:
+                            trials += 1  # the endpoint is down: wait() paces the next try, not backoff
+                            continue
                     if attempt >= self.max_retries:
-                        return error_generation(f"{self._scrub(str(exc))} (after {attempt + 1} attempts)",
+                        return error_generation(f"{message} (after {attempt + 1 + trials} attempts)",
                                                 time.perf_counter() - started)
                     await asyncio.sleep(self._delay(attempt, exc.retry_after))
                     attempt += 1
@@ -277,7 +334,10 @@ class OpenAIChatModel:
                 except _Fatal as exc:
                     self._breaker.neutral()
                     return error_generation(self._scrub(str(exc)), time.perf_counter() - started)
-                self._breaker.success()
+                if generation.blocked is None:
+                    self._breaker.success()
+                else:  # a filter in front of the model answered: nothing learnt about the model's health
+                    self._breaker.neutral()
                 return _with_latency(generation, time.perf_counter() - started)
         finally:
             slots.put_nowait(connection)
@@ -314,6 +374,8 @@ class OpenAIChatModel:
         if resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:200]}",
                              _retry_after(resp.headers.get("retry-after")))
+        if resp.status_code == 400 and (blocked := _filtered_prompt(resp)) is not None:
+            return blocked
         if resp.status_code in (401, 403):
             raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check env var {self.key_env}): "
                          f"{resp.text[:200]}")
@@ -326,15 +388,42 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
     try:
         body = json.loads(resp.content)
         choice = body["choices"][0]
-        text = choice["message"].get("content") or ""
+        message = choice["message"]
+        text = message.get("content") or ""
+        refusal = message.get("refusal")
         finish = str(choice.get("finish_reason") or "stop")
         usage: Mapping[str, Any] = body.get("usage") or {}
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise _Retryable(f"malformed response from server: {resp.text[:120]!r}") from None
+    tokens = {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
+              "completion_tokens": int(usage.get("completion_tokens") or 0)}
+    if finish == "content_filter":  # Azure filtered the completion: what came before the cut is kept
+        reason = _filter_reason("completion", choice.get("content_filter_results"))
+        return Generation(text=text, finish_reason=finish, blocked=reason, **tokens)
+    if refusal:  # OpenAI's refusal field replaces the content when the model declines
+        return Generation(text=str(refusal), finish_reason="refusal", blocked="refusal", **tokens)
     text, stopped = apply_stop(text, request.stop)
-    return Generation(text=text, finish_reason="stop" if stopped else finish,
-                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                      completion_tokens=int(usage.get("completion_tokens") or 0))
+    return Generation(text=text, finish_reason="stop" if stopped else finish, **tokens)
+
+
+def _filtered_prompt(resp: Response) -> Generation | None:
+    """Azure's answer to a filtered prompt (HTTP 400, error.code "content_filter"), else None."""
+    try:
+        error = json.loads(resp.content)["error"]
+        if error.get("code") != "content_filter":
+            return None
+        inner = error.get("innererror") or {}
+        reason = _filter_reason("prompt", inner.get("content_filter_result"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return Generation(text="", finish_reason="content_filter", blocked=reason)
+
+
+def _filter_reason(where: str, results: Any) -> str:
+    """"content_filter: prompt (jailbreak, violence)": the categories the provider marked filtered."""
+    hits = sorted(k for k, v in results.items() if isinstance(v, Mapping) and v.get("filtered")) \
+        if isinstance(results, Mapping) else []
+    return f"content_filter: {where}" + (f" ({', '.join(hits)})" if hits else "")
 
 
 def _with_latency(generation: Generation, latency_s: float) -> Generation:
