@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tunesafe.models import load_model
 from tunesafe.errors import EndpointUnavailable
+from tunesafe.models import load_model
 from tunesafe.models.openai_http import FREE_TRIALS, OpenAIChatModel, _goes_direct
 from tunesafe.testing.openai_server import REFUSAL, RunningServer, serve
 from tunesafe.types import ChatRequest, Generation, Message

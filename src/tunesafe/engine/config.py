@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # Knobs that change how fast a run goes, not what it measures: left out of the config hash, and a
 # resumed run takes them from the resuming command.
-RUNTIME_FIELDS = ("concurrency", "use_cache")
+RUNTIME_FIELDS = ("concurrency", "use_cache", "max_pause")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class EvalConfig:
     attacker_ref: str | None = None
     replay_from: str | None = None
     judge_model_ref: str | None = None  # the model behind LLM judges (strongreject, llama-guard)
+    max_pause: float = 600.0  # seconds an HTTP endpoint may fail every request before the run stops
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -44,6 +45,10 @@ class EvalConfig:
         if self.max_new_tokens < 1:
             raise UserError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}",
                             where="--max-new-tokens", fix="pass a positive number")
+        if self.max_pause < 0:
+            raise UserError(f"max_pause must be 0 or more seconds, got {self.max_pause:g}",
+                            where="--max-pause",
+                            fix="pass --max-pause 600 (seconds; 0 stops at the first outage)")
         if not self.judges:
             raise UserError("no judge given", where="--judge", fix="pass --judge default (or another judge)")
 

@@ -85,7 +85,8 @@ class CircuitBreaker:
     the trial (half-open): success closes it, failure re-opens it. `down_since` is when it first opened
     (cleared when it closes): how long the endpoint has been failing."""
 
-    def __init__(self, threshold: int, cooldown_s: float) -> None:
+    def __init__(self, threshold: int, cooldown_s: float, name: str | None = None) -> None:
+        self.name = name  # the endpoint, for the error that stops its callers
         self.threshold = threshold
         self.cooldown_s = cooldown_s
         self.failures = 0
@@ -122,7 +123,8 @@ class CircuitBreaker:
                 if self.down_for() > max_pause:
                     raise EndpointUnavailable(
                         f"the endpoint failed every request for {self.down_for():.0f} s "
-                        f"(last: {self.last_failure})", fix="check the server, then resume the run")
+                        f"(last: {self.last_failure})", where=self.name,
+                        fix="check the server, then try again")
                 await asyncio.sleep(min(max(retry_in, POLL_S), 1.0))
         finally:
             self._waiting.remove(ticket)
@@ -218,7 +220,7 @@ class OpenAIChatModel:
         self.max_retries = max_retries
         self.max_pause = max_pause
         self._key = os.environ.get(key_env) or None
-        self._breaker = CircuitBreaker(breaker, cooldown)
+        self._breaker = CircuitBreaker(breaker, cooldown, self.ref)
         self._concurrency = concurrency
         parts = urlsplit(self.base_url)
         self._path = parts.path.rstrip("/") + "/chat/completions"
@@ -395,15 +397,17 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
         usage: Mapping[str, Any] = body.get("usage") or {}
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise _Retryable(f"malformed response from server: {resp.text[:120]!r}") from None
-    tokens = {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
-              "completion_tokens": int(usage.get("completion_tokens") or 0)}
+    blocked = None
     if finish == "content_filter":  # Azure filtered the completion: what came before the cut is kept
-        reason = _filter_reason("completion", choice.get("content_filter_results"))
-        return Generation(text=text, finish_reason=finish, blocked=reason, **tokens)
-    if refusal:  # OpenAI's refusal field replaces the content when the model declines
-        return Generation(text=str(refusal), finish_reason="refusal", blocked="refusal", **tokens)
-    text, stopped = apply_stop(text, request.stop)
-    return Generation(text=text, finish_reason="stop" if stopped else finish, **tokens)
+        blocked = _filter_reason("completion", choice.get("content_filter_results"))
+    elif refusal:  # OpenAI's refusal field replaces the content when the model declines
+        text, finish, blocked = str(refusal), "refusal", "refusal"
+    else:
+        text, stopped = apply_stop(text, request.stop)
+        finish = "stop" if stopped else finish
+    return Generation(text=text, finish_reason=finish, blocked=blocked,
+                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(usage.get("completion_tokens") or 0))
 
 
 def _filtered_prompt(resp: Response) -> Generation | None:
