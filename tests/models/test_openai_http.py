@@ -12,7 +12,7 @@ import pytest
 
 from tunesafe.errors import EndpointUnavailable
 from tunesafe.models import load_model
-from tunesafe.models.openai_http import FREE_TRIALS, OpenAIChatModel, _goes_direct
+from tunesafe.models.openai_http import OpenAIChatModel, _goes_direct
 from tunesafe.testing.openai_server import REFUSAL, RunningServer, serve
 from tunesafe.types import ChatRequest, Generation, Message
 
@@ -76,14 +76,17 @@ def test_open_breaker_makes_requests_wait_and_an_outage_costs_no_attempt(server:
         while not task.done():
             paused.append(model.paused())
             await asyncio.sleep(0.02)
+        paused.append(model.paused())
         await model.aclose()
         return task.result()
 
     gens = asyncio.run(main())
     assert [g.text for g in gens] == [f"ECHO: w{i}" for i in range(6)]
     assert any(p is not None for p in paused) and paused[-1] is None  # paused, then closed again
-    # while down, about one trial per cooldown reached the server, not every waiting request's retries
-    assert len(server.requests) < 6 + 4 + 0.6 / 0.1 + 4
+    probes = [r for r in server.requests if r["messages"][-1]["content"] == "ping"]
+    assert probes and all(r["max_tokens"] == 1 for r in probes)
+    # while down, one probe per cooldown reached the server, not the waiting requests' retries
+    assert len(server.requests) - len(probes) <= 6 + 4 + 4
 
 
 def test_an_endpoint_down_past_max_pause_raises_instead_of_failing_requests(server: RunningServer) -> None:
@@ -92,35 +95,35 @@ def test_an_endpoint_down_past_max_pause_raises_instead_of_failing_requests(serv
     with pytest.raises(EndpointUnavailable, match="failed every request for") as info:
         generate(model, [req(f"d{i}") for i in range(4)])
     assert info.value.exit_code == 3 and "HTTP 500" in info.value.message
+    assert info.value.where == model.ref
 
 
-def test_a_prompt_the_server_always_fails_cannot_hold_the_breaker_open(server: RunningServer) -> None:
-    model = model_for(server, max_retries=1, breaker=2, cooldown=0.05, concurrency=1)
-    gens = generate(model, [req("bad one [[fault:500]]"), req("bad two [[fault:500]]"), req("good")])
-    assert not gens[0].ok and "after 2 attempts" in (gens[0].error or "")
-    # the second took the breaker's trials while open (free), then spent its own retries
-    assert not gens[1].ok and f"after {2 + FREE_TRIALS} attempts" in (gens[1].error or "")
-    assert gens[2].text == "ECHO: good" and model.paused() is None
+def test_prompts_the_server_always_fails_cannot_hold_the_breaker_open(server: RunningServer) -> None:
+    model = model_for(server, max_retries=2, breaker=3, cooldown=0.05, concurrency=3)
+    bad = [req(f"bad {i} [[fault:500]]") for i in range(3)]  # all in flight at once: the breaker opens...
+    gens = generate(model, [*bad, req("good")])
+    # ...the probe finds the endpoint up, and then each bad prompt fails on its own retries only
+    for gen in gens[:3]:
+        assert not gen.ok and "HTTP 500" in (gen.error or "") and "after 3 attempts" in (gen.error or "")
+    assert gens[3].text == "ECHO: good" and model.paused() is None
+    assert [r["messages"][-1]["content"] for r in server.requests].count("ping") == 1
 
 
-def test_a_paced_trial_neither_closes_nor_reopens_the_breaker(server: RunningServer) -> None:
-    model = model_for(server, max_retries=0, breaker=2, cooldown=0.2, concurrency=1)
+def test_a_paced_or_refused_probe_closes_the_breaker(server: RunningServer) -> None:
+    model = model_for(server, max_retries=0, breaker=2, cooldown=0.1, concurrency=1)
 
     async def main() -> list[Generation]:
         server.inject("500", times=2)
         failed = await model.generate([req("a"), req("b")])
         assert model.paused() is not None
-        server.inject("429")
-        paced = await model.generate([req("d")])  # waits for the trial, which is paced: an error...
-        assert model.paused() is not None  # ...that leaves the breaker open
-        recovered = await model.generate([req("e"), req("f")])
+        server.inject("429")  # the probe is paced: the server is up
+        recovered = await model.generate([req("c"), req("d")])
         await model.aclose()
-        return failed + paced + recovered
+        return failed + recovered
 
     gens = asyncio.run(main())
     assert ["HTTP 500" in (g.error or "") for g in gens[:2]] == [True, True]
-    assert "429" in (gens[2].error or "")
-    assert [g.text for g in gens[3:]] == ["ECHO: e", "ECHO: f"]
+    assert [g.text for g in gens[2:]] == ["ECHO: c", "ECHO: d"]
 
 
 @pytest.mark.parametrize(("fault", "reason", "text"), [

@@ -16,7 +16,7 @@ from tunesafe.cli import eval_options as opts
 from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
 from tunesafe.cli.groups import AFTER, runs_app
 from tunesafe.engine import estimate as estimates
-from tunesafe.engine.results import list_runs, load_results, load_run
+from tunesafe.engine.results import list_runs, load_history, load_results, load_run
 from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory
 from tunesafe.engine.targets import dry_run_plan
 from tunesafe.errors import EndpointUnavailable, UserError
@@ -184,14 +184,15 @@ def _fmt(rate: Rate) -> str:
 def _print_summary(summary: Summary, *, title: str) -> None:
     table = Table(title=title)
     table.add_column("group", no_wrap=True)
-    for column in ("n", "ASR", "refusal", "over-refusal", "errors", "degenerate"):
+    for column in ("n", "ASR", "refusal", "over-refusal", "errors", "degenerate", "blocked"):
         table.add_column(column, overflow="fold")  # wrap a narrow terminal's cells, never cut an interval
     for key, g in summary.groups.items():
         table.add_row(key, str(g.n), _fmt(g.asr), _fmt(g.refusal), _fmt(g.over_refusal), _fmt(g.error),
-                      _fmt(g.degenerate))
+                      _fmt(g.degenerate), _fmt(g.blocked))
     console.print(table)
     console.print("rate [95% interval] k/n. ASR and refusal over harmful attempts, over-refusal over benign "
-                  "and borderline ones; errors are left out of those and counted on their own.", style="dim")
+                  "and borderline ones; errors are left out of those and counted on their own. Blocked: the "
+                  "deployment declined (provider filter or refusal field), counted as refused.", style="dim")
 
 
 def runs_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
@@ -215,13 +216,16 @@ def runs_show(ctx: typer.Context,
     with open_store(db_url(ctx)) as store:
         info = load_run(store, run_id)
         summary = summarize(load_results(store, run_id))
+        replaced = len(load_history(store, run_id))
     if as_json:
         print_json({"run": info.as_dict(), "summary": summary})
         return
     config = info.config
     lines = [
         ("model", f"{info.model_ref} (hash {info.model_hash[:16]})"),
-        ("status", f"{info.status}: {info.n_done}/{info.n_planned} attempts, {info.n_errors} errors"),
+        ("status", f"{info.status}: {info.n_done}/{info.n_planned} attempts, {info.n_errors} errors"
+                   + (f" ({replaced} earlier results replaced by --retry-errors, kept as history)"
+                      if replaced else "")),
         ("suite", _suite_label(config)),
         ("attacks", _names(config.get("attacks", []))),
         ("judges", _names(config.get("judges", []))),

@@ -14,10 +14,12 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
   client=auto              auto = see "Transport" below; httpx = always httpx (a server that the
                            lean client cannot talk to)
 
-A struggling endpoint pauses callers instead of failing them: while the breaker is open, requests wait
-(the longest-waiting goes first as the trial), so an outage costs time, not attempts. An attempt is an
-error only once its own retries are spent, and a failed trial is the endpoint's failure, not the
-request's, for its first FREE_TRIALS trials.
+A struggling endpoint pauses callers instead of failing them: while the breaker is open, requests wait,
+and the half-open trial is a one-token probe that no prompt of the run can make fail, so an outage costs
+time, not attempts. An attempt is an error only once its own retries are spent. A request's repeated
+failures count toward opening the breaker only while nothing else succeeds: once the endpoint has
+answered anyone (or a probe) since the request first failed, its failures are about the prompt (a
+server that always fails that one), not the endpoint.
 
 Provider content filters are an answer, not a failure: Azure's HTTP 400 `content_filter`, a 200 with
 `finish_reason: "content_filter"`, or an OpenAI `message.refusal` come back as a Generation with
@@ -41,7 +43,6 @@ import random
 import ssl
 import time
 import urllib.request
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
@@ -54,16 +55,13 @@ from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.http1 import Http1Connection, Response
 from tunesafe.models.refs import ModelRef, parse_options
-from tunesafe.types import Capabilities, ChatRequest, Generation, canonical_json, sha256_hex
+from tunesafe.types import Capabilities, ChatRequest, Generation, Message, canonical_json, sha256_hex
 
 BACKOFF_BASE_S = 0.5
 CLIENTS = ("auto", "httpx")
 BACKOFF_CAP_S = 30.0
-# Failed trials a request may make for an endpoint that is down before they count against its own
-# retries: enough that an outage never spends an attempt's retries, few enough that one prompt the
-# server always fails cannot hold the breaker open on its own.
-FREE_TRIALS = 3
-POLL_S = 0.05  # how often a waiting request looks again while a trial is out
+POLL_S = 0.05  # how often a waiting request looks again while the probe is out
+PROBE = ChatRequest(messages=(Message("user", "ping"),), max_new_tokens=1)
 
 
 class _Retryable(Exception):
@@ -81,20 +79,21 @@ class _Fatal(Exception):
 
 class CircuitBreaker:
     """Opens after `threshold` consecutive failed attempts. While open, requests wait in `wait()` (they are
-    not failed); `cooldown_s` after it (re-)opened, the request that has waited longest goes through as
-    the trial (half-open): success closes it, failure re-opens it. `down_since` is when it first opened
-    (cleared when it closes): how long the endpoint has been failing."""
+    not failed); `cooldown_s` after it (re-)opened, one waiter is told to send the trial (half-open):
+    success closes it, failure re-opens it. `down_since` is when it first opened (cleared when it
+    closes): how long the endpoint has been failing. `successes` counts every success, so a request
+    can tell whether the endpoint answered anyone since it first failed."""
 
     def __init__(self, threshold: int, cooldown_s: float, name: str | None = None) -> None:
         self.name = name  # the endpoint, for the error that stops its callers
         self.threshold = threshold
         self.cooldown_s = cooldown_s
         self.failures = 0
+        self.successes = 0
         self.opened_at: float | None = None
         self.down_since: float | None = None
         self.last_failure = ""
         self._trial_running = False
-        self._waiting: deque[object] = deque()
 
     def retry_in(self) -> float | None:
         """Seconds until the next trial while open (0 while one is out); None when closed."""
@@ -106,36 +105,25 @@ class CircuitBreaker:
         return 0.0 if self.down_since is None else time.monotonic() - self.down_since
 
     async def wait(self, max_pause: float) -> bool:
-        """Return when a request may go out: at once while closed (False), or as the trial (True).
-        Raises EndpointUnavailable once the breaker has been open longer than `max_pause` seconds."""
-        if self.opened_at is None:
-            return False
-        ticket = object()
-        self._waiting.append(ticket)
-        try:
-            while True:
-                retry_in = self.retry_in()
-                if retry_in is None:
-                    return False  # another request's success closed it
-                if retry_in == 0 and not self._trial_running and self._waiting[0] is ticket:
-                    self._trial_running = True
-                    return True
-                if self.down_for() > max_pause:
-                    raise EndpointUnavailable(
-                        f"the endpoint failed every request for {self.down_for():.0f} s "
-                        f"(last: {self.last_failure})", where=self.name,
-                        fix="check the server, then try again")
-                await asyncio.sleep(min(max(retry_in, POLL_S), 1.0))
-        finally:
-            self._waiting.remove(ticket)
+        """Return False when a request may go out (at once while closed), True when the caller is to send
+        the trial. Raises EndpointUnavailable once the breaker has been open longer than `max_pause`."""
+        while True:
+            retry_in = self.retry_in()
+            if retry_in is None:
+                return False
+            if retry_in == 0 and not self._trial_running:
+                self._trial_running = True
+                return True
+            if self.down_for() > max_pause:
+                raise EndpointUnavailable(
+                    f"the endpoint failed every request for {self.down_for():.0f} s "
+                    f"(last: {self.last_failure})", where=self.name, fix="check the server, then try again")
+            await asyncio.sleep(min(max(retry_in, POLL_S), 1.0))
 
     def success(self) -> None:
+        self.successes += 1
         self.failures = 0
         self.opened_at = self.down_since = None
-        self._trial_running = False
-
-    def neutral(self) -> None:
-        """An outcome that says nothing about health (a 429, a 4xx): end the trial, keep the state."""
         self._trial_running = False
 
     def failure(self, reason: str = "") -> None:
@@ -313,36 +301,51 @@ class OpenAIChatModel:
         connection = await slots.get()  # bounds concurrency: one request per slot
         started = time.perf_counter()  # latency counts from here, not the wait for a slot
         try:
-            attempt = trials = 0
+            attempt = 0
+            first_failed: int | None = None  # the breaker's success count when this request first failed
             while True:
-                trial = await self._breaker.wait(self.max_pause)
+                if await self._breaker.wait(self.max_pause):
+                    await self._probe(connection)
+                    continue
                 try:
                     generation = await self._attempt(connection, request)
                 except _Retryable as exc:
                     message = self._scrub(str(exc))
-                    if not exc.counts_for_breaker:
-                        self._breaker.neutral()
-                    else:
-                        self._breaker.failure(message)
-                        if trial and trials < FREE_TRIALS:
-                            trials += 1  # the endpoint is down: wait() paces the next try, not backoff
-                            continue
+                    if exc.counts_for_breaker:
+                        first_failed = self._breaker.successes if first_failed is None else first_failed
+                        if self._breaker.successes == first_failed:  # no one answered since: the endpoint?
+                            self._breaker.failure(message)
                     if attempt >= self.max_retries:
-                        return error_generation(f"{message} (after {attempt + 1 + trials} attempts)",
+                        return error_generation(f"{message} (after {attempt + 1} attempts)",
                                                 time.perf_counter() - started)
                     await asyncio.sleep(self._delay(attempt, exc.retry_after))
                     attempt += 1
                     continue
                 except _Fatal as exc:
-                    self._breaker.neutral()
                     return error_generation(self._scrub(str(exc)), time.perf_counter() - started)
-                if generation.blocked is None:
+                if generation.blocked is None:  # a filter in front of the model says nothing of its health
                     self._breaker.success()
-                else:  # a filter in front of the model answered: nothing learnt about the model's health
-                    self._breaker.neutral()
                 return _with_latency(generation, time.perf_counter() - started)
         finally:
             slots.put_nowait(connection)
+
+    async def _probe(self, connection: _Connection) -> None:
+        """The half-open trial: a one-token request no prompt of the run shapes. Any answer closes the
+        breaker (a 4xx or a 429 is a server that is up); a 5xx, timeout or dropped connection re-opens it."""
+        failed = None
+        try:
+            await self._attempt(connection, PROBE)
+        except _Retryable as exc:
+            failed = self._scrub(str(exc)) if exc.counts_for_breaker else None
+        except _Fatal:
+            pass
+        except BaseException:  # cancelled mid-probe: let the next waiter probe
+            self._breaker.failure(self._breaker.last_failure)
+            raise
+        if failed is None:
+            self._breaker.success()
+        else:
+            self._breaker.failure(failed)
 
     @staticmethod
     def _delay(attempt: int, retry_after: float | None) -> float:

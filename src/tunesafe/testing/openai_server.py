@@ -73,6 +73,7 @@ class ServerConfig:
     retry_after: float = 1.0
     stall_s: float = 30.0
     api_key: str | None = None  # when set, requests without "Bearer <api_key>" get 401
+    markers: bool = True  # False: [[fault:...]] markers are ignored (a server whose fault was fixed)
 
 
 class OpenAICompatApp:
@@ -107,7 +108,7 @@ class OpenAICompatApp:
             self._faults.extend([fault] * times)
 
     def _next_fault(self, body: Mapping[str, Any]) -> str | None:
-        marker = _MARKER.search(_last_user(body))
+        marker = _MARKER.search(_last_user(body)) if self.config.markers else None
         if marker and marker.group(1) in FAULTS:
             return marker.group(1)
         with self._lock:
