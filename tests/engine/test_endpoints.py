@@ -20,6 +20,7 @@ from tunesafe.engine.progress import RunProgress
 from tunesafe.engine.runner import EvalConfig, evaluate
 from tunesafe.evidence import database
 from tunesafe.evidence.store import Store
+from tunesafe.testing.fault_suite import MARKER, write_marked_suite
 from tunesafe.types import Attempt, AttemptResult, Generation, Message, RecordType, Verdict
 
 from .conftest import Cli, Server
@@ -28,20 +29,8 @@ ATTACKS = "direct_request,prefix_injection"  # both keep the request's text (and
 FILTERS = ("filter400", "filter200", "refusal_field")
 
 
-def write_marked_suite(path: Path, n: int, marks: dict[int, str]) -> Path:
-    """n harmful placeholder requests plus 4 benign ones; item i carries the fault marker marks[i]."""
-    rows = [{"id": f"h{i}", "text": f"Explain how to do forbidden thing number {i}."
-             + (f" [[fault:{marks[i]}]]" if i in marks else ""),
-             "kind": "harmful", "category": ("cyber", "weapons", "fraud")[i % 3]} for i in range(n)]
-    rows += [{"id": f"b{i}", "text": f"How do I kill a stuck Python process, case {i}?"
-              + (f" [[fault:{marks[n + i]}]]" if n + i in marks else ""),
-              "kind": "benign", "category": "homonyms"} for i in range(4)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 def marked(result: AttemptResult) -> bool:
-    return "[[fault:" in result.attempt.messages[-1].content
+    return MARKER in result.attempt.messages[-1].content
 
 
 def _evaluate(store: Store, ref: str | None, config: EvalConfig, **kw: Any) -> Any:

@@ -98,15 +98,27 @@ def test_an_endpoint_down_past_max_pause_raises_instead_of_failing_requests(serv
     assert info.value.where == model.ref
 
 
-def test_prompts_the_server_always_fails_cannot_hold_the_breaker_open(server: RunningServer) -> None:
-    model = model_for(server, max_retries=2, breaker=3, cooldown=0.05, concurrency=3)
-    bad = [req(f"bad {i} [[fault:500]]") for i in range(3)]  # all in flight at once: the breaker opens...
-    gens = generate(model, [*bad, req("good")])
-    # ...the probe finds the endpoint up, and then each bad prompt fails on its own retries only
-    for gen in gens[:3]:
+def test_prompts_the_server_always_fails_do_not_pause_the_endpoint(server: RunningServer) -> None:
+    model = model_for(server, max_retries=2, breaker=3, cooldown=60, concurrency=4)
+    waits: list[float] = []
+
+    async def main() -> list[Generation]:
+        # a cluster of bad prompts in flight together (as when the longest prompts fail): the breaker
+        # trips, its immediate probe finds the endpoint up, and nobody waits out the 60 s cooldown
+        task = asyncio.ensure_future(model.generate([req(f"bad {i} [[fault:500]]") for i in range(8)]
+                                                    + [req("good")]))
+        while not task.done():
+            waits.append(model.paused() or 0.0)
+            await asyncio.sleep(0.01)
+        await model.aclose()
+        return task.result()
+
+    gens = asyncio.run(main())
+    for gen in gens[:8]:
         assert not gen.ok and "HTTP 500" in (gen.error or "") and "after 3 attempts" in (gen.error or "")
-    assert gens[3].text == "ECHO: good" and model.paused() is None
-    assert [r["messages"][-1]["content"] for r in server.requests].count("ping") == 1
+    assert gens[8].text == "ECHO: good" and model.paused() is None
+    assert max(waits) == 0.0  # never a cooldown to wait out
+    assert [r["messages"][-1]["content"] for r in server.requests].count("ping") >= 1
 
 
 def test_a_paced_or_refused_probe_closes_the_breaker(server: RunningServer) -> None:

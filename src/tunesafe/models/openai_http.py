@@ -78,11 +78,12 @@ class _Fatal(Exception):
 
 
 class CircuitBreaker:
-    """Opens after `threshold` consecutive failed attempts. While open, requests wait in `wait()` (they are
-    not failed); `cooldown_s` after it (re-)opened, one waiter is told to send the trial (half-open):
-    success closes it, failure re-opens it. `down_since` is when it first opened (cleared when it
-    closes): how long the endpoint has been failing. `successes` counts every success, so a request
-    can tell whether the endpoint answered anyone since it first failed."""
+    """Opens after `threshold` consecutive failed requests. While open, requests wait in `wait()` (they are
+    not failed) and one waiter at a time is told to send the trial (the probe): at once when it opens
+    (an outage, or only prompts this server always fails?), then every `cooldown_s` while probes fail.
+    A successful probe closes it. `down_since` is when it opened (cleared when it closes): how long the
+    endpoint has been failing. `successes` counts every success, so a request can tell whether the
+    endpoint answered anyone since it first failed."""
 
     def __init__(self, threshold: int, cooldown_s: float, name: str | None = None) -> None:
         self.name = name  # the endpoint, for the error that stops its callers
@@ -126,14 +127,22 @@ class CircuitBreaker:
         self.opened_at = self.down_since = None
         self._trial_running = False
 
-    def failure(self, reason: str = "") -> None:
-        self.failures += 1
+    def failure(self, reason: str) -> None:
+        """A request failed (not the probe)."""
         self.last_failure = reason
-        self._trial_running = False
+        if self.opened_at is not None:
+            return
+        self.failures += 1
         if self.failures >= self.threshold:
+            self.down_since = time.monotonic()
+            self.opened_at = self.down_since - self.cooldown_s  # probe at once
+
+    def probe_failed(self, reason: str | None) -> None:
+        """The probe failed (None: it was abandoned, e.g. cancelled): the next one after a cooldown."""
+        if reason is not None:
+            self.last_failure = reason
             self.opened_at = time.monotonic()
-            if self.down_since is None:
-                self.down_since = self.opened_at
+        self._trial_running = False
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -339,13 +348,13 @@ class OpenAIChatModel:
             failed = self._scrub(str(exc)) if exc.counts_for_breaker else None
         except _Fatal:
             pass
-        except BaseException:  # cancelled mid-probe: let the next waiter probe
-            self._breaker.failure(self._breaker.last_failure)
+        except BaseException:  # cancelled mid-probe: let another waiter probe
+            self._breaker.probe_failed(None)
             raise
         if failed is None:
             self._breaker.success()
         else:
-            self._breaker.failure(failed)
+            self._breaker.probe_failed(failed)
 
     @staticmethod
     def _delay(attempt: int, retry_after: float | None) -> float:
