@@ -6,7 +6,7 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
   timeout=60               seconds per HTTP attempt
   max_retries=4            retries of 429 / 5xx / timeouts / dropped connections / malformed replies
   breaker=8                consecutive failed attempts that open the circuit breaker
-  cooldown=30              seconds requests wait while the breaker is open before one goes through
+  cooldown=30              seconds between probes while the endpoint keeps failing (requests wait)
   max_pause=600            seconds the breaker may stay open (the endpoint failing) before generate
                            raises EndpointUnavailable; an evaluation sets it from --max-pause
   prefill=0                1 = the server continues a final assistant message (vLLM
@@ -15,11 +15,12 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
                            lean client cannot talk to)
 
 A struggling endpoint pauses callers instead of failing them: while the breaker is open, requests wait,
-and the half-open trial is a one-token probe that no prompt of the run can make fail, so an outage costs
-time, not attempts. An attempt is an error only once its own retries are spent. A request's repeated
-failures count toward opening the breaker only while nothing else succeeds: once the endpoint has
-answered anyone (or a probe) since the request first failed, its failures are about the prompt (a
-server that always fails that one), not the endpoint.
+and the half-open trial is a one-token probe that no prompt of the run can make fail, sent at once when
+the breaker trips (a burst of failing prompts on a healthy server costs no pause) and then every
+`cooldown` while it fails, so an outage costs time, not attempts. An attempt is an error only once its
+own retries are spent. A request's repeated failures count toward opening the breaker only while
+nothing else succeeds: once the endpoint has answered anyone (or a probe) since the request first
+failed, its failures are about the prompt (a server that always fails that one), not the endpoint.
 
 Provider content filters are an answer, not a failure: Azure's HTTP 400 `content_filter`, a 200 with
 `finish_reason: "content_filter"`, or an OpenAI `message.refusal` come back as a Generation with

@@ -20,6 +20,9 @@ Provider content filters and refusals (shapes as Azure OpenAI and OpenAI send th
                    content_filter_results marking "violence" (a filtered completion)
     refusal_field  status 200, message.content null and message.refusal set (OpenAI refusals)
 
+`ServerConfig(markers=False)` (or `server.app.config.markers = False` while it runs) ignores the markers:
+the same prompts against a server whose fault was fixed.
+
 An outage: `server.app.go_down(seconds)` answers every chat request with 500 for that long (None: until
 `server.app.come_back()`), the endpoint-wide failure a circuit breaker is for.
 
