@@ -143,10 +143,12 @@ def _load_model(ref: str, config: EvalConfig) -> ChatModel:
     from tunesafe.models import load_model, parse_ref
 
     parsed = parse_ref(ref)
-    if parsed.scheme == "openai" and "concurrency" not in parsed.options:
-        # The HTTP client has its own connection bound; let it match the engine's.
-        return load_model(ref, concurrency=config.concurrency, max_pause=config.max_pause)
-    return load_model(ref)
+    if parsed.scheme != "openai":
+        return load_model(ref)
+    # The HTTP client has its own connection bound and outage limit; let them match the engine's unless
+    # the ref sets them.
+    wanted = {"concurrency": config.concurrency, "max_pause": config.max_pause}
+    return load_model(ref, **{k: v for k, v in wanted.items() if k not in parsed.options})
 
 
 def _check_resumable(info: store_results.RunInfo, model_hash: str, config: Mapping[str, Any],
