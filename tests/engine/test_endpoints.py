@@ -234,3 +234,16 @@ def test_a_store_written_before_the_history_table_upgrades_and_retires(tmp_path:
         assert [r.attempt.id for r in store_results.load_results(store, "r1")] == ["a0", "a2"]
         [(retired, _)] = store_results.load_history(store, "r1")
         assert retired == written[1]
+
+
+def test_gate_on_an_endpoint_that_stays_down_stops_with_exit_3(cli: Cli, tmp_path: Path,
+                                                               server: Server) -> None:
+    server.app.go_down()
+    ref = server.ref(breaker="2", cooldown="0.1")
+    code, _, err = cli("gate", "--base", ref, "--candidate", server.ref("b"), "--suite", "smoke",
+                       "--attacks", "direct_request", "--max-pause", "0.5", "--out", str(tmp_path / "r"),
+                       "--no-progress")
+    assert code == 3, err
+    [run_id] = cli.runs()
+    assert "the endpoint failed every request for" in err and f"tunesafe eval --resume {run_id}" in err
+    assert store_results.load_run(Store.open(str(cli.db)), run_id).status == "interrupted"
