@@ -194,6 +194,8 @@ def test_retry_errors_reruns_errored_attempts_keeping_history(cli: Cli, tmp_path
     code, out, _ = cli("runs", "show", run_id)
     shown = " ".join(out.split())
     assert f"{len(errored)} earlier results replaced by --retry-errors, kept as history" in shown
+    code, out, _ = cli("runs", "show", run_id, "--json")
+    assert json.loads(out)["replaced_results"] == len(errored)
     code, _, err = cli("eval", "--resume", run_id, "--retry-errors")  # nothing left to retry
     assert code == 0, err
     assert len(store_results.load_history(store, run_id)) == len(errored)

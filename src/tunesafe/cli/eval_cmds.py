@@ -218,7 +218,7 @@ def runs_show(ctx: typer.Context,
         summary = summarize(load_results(store, run_id))
         replaced = len(load_history(store, run_id))
     if as_json:
-        print_json({"run": info.as_dict(), "summary": summary})
+        print_json({"run": info.as_dict(), "summary": summary, "replaced_results": replaced})
         return
     config = info.config
     lines = [
