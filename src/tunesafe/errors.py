@@ -22,3 +22,10 @@ class UserError(TunesafeError):
     def render(self) -> str:
         text = f"{self.where}: {self.message}" if self.where else self.message
         return f"{text} (fix: {self.fix})" if self.fix else text
+
+
+class EndpointUnavailable(UserError):
+    """A model endpoint failed every request for longer than a run may pause. The run stops resumably;
+    exit 3 (inconclusive: nothing was decided), not 2 (nothing the user typed was wrong)."""
+
+    exit_code = 3

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 Kind = Literal["harmful", "benign", "borderline"]
 Role = Literal["system", "user", "assistant", "tool"]
-Outcome = Literal["success", "refused", "complied", "degenerate", "error"]
+Outcome = Literal["success", "refused", "complied", "degenerate", "error", "blocked"]
 
 
 def canonical_json(value: Any) -> str:
@@ -87,7 +87,9 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class Generation:
-    """What a backend returned for one request. A failed request has `error` set and is never an answer."""
+    """What a backend returned for one request. A failed request has `error` set and is never an answer.
+    `blocked` set (the reason): the deployed system declined (a provider content filter, a refusal
+    field); not an error, and counted as a refusal, never judged as an answer."""
 
     text: str
     finish_reason: str  # "stop" | "length" | "error" | backend-specific
@@ -96,6 +98,7 @@ class Generation:
     latency_s: float = 0.0
     error: str | None = None
     cached: bool = False
+    blocked: str | None = None
 
     @property
     def ok(self) -> bool:

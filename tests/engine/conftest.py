@@ -4,11 +4,15 @@ OpenAI-compatible server (which counts how many chat requests it handles at once
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tunesafe.cli.app import main
+from tunesafe.engine.results import list_runs
+from tunesafe.evidence.store import Store
 from tunesafe.testing.openai_server import RunningServer, serve
 
 
@@ -43,3 +47,30 @@ def server() -> Iterator[Server]:
     """The real server on a free loopback port, 20 ms latency so requests overlap."""
     with serve(latency_s=0.02) as running:
         yield Server(running)
+
+
+class Cli:
+    """Runs `tunesafe --db DB ...` in-process through the real entry point (main)."""
+
+    def __init__(self, db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.db = db
+        self._capsys = capsys
+        self._monkeypatch = monkeypatch
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self._monkeypatch.setattr(sys, "argv", ["tunesafe", "--db", str(self.db), *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = self._capsys.readouterr()
+        return code, out, " ".join(err.split())  # Rich may wrap the line
+
+    def runs(self) -> list[str]:
+        return [r.id for r in list_runs(Store.open(str(self.db)))]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return Cli(tmp_path / "store.db", capsys, monkeypatch)

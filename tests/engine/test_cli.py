@@ -10,38 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tunesafe.cli.app import main
-from tunesafe.engine.results import list_runs
-from tunesafe.evidence.store import Store
-
-from .conftest import Server, write_suite
-
-
-class Cli:
-    """Runs `tunesafe --db DB ...` in-process through the real entry point (main)."""
-
-    def __init__(self, db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-        self.db = db
-        self._capsys = capsys
-        self._monkeypatch = monkeypatch
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self._monkeypatch.setattr(sys, "argv", ["tunesafe", "--db", str(self.db), *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = self._capsys.readouterr()
-        return code, out, " ".join(err.split())  # Rich may wrap the line
-
-    def runs(self) -> list[str]:
-        return [r.id for r in list_runs(Store.open(str(self.db)))]
-
-
-@pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(tmp_path / "store.db", capsys, monkeypatch)
+from .conftest import Cli, Server, write_suite
 
 
 @pytest.mark.parametrize(("args", "fragments"), [

@@ -40,13 +40,14 @@ def test_proportion_uses_exact_interval_for_tiny_n_and_none_for_empty() -> None:
 
 def _result(i: int, kind: str, family: str, category: str, *, refused: bool | None = False,
             harmful: bool | None = False, degenerate: bool = False, gen_error: str | None = None,
-            judge_error: str | None = None) -> AttemptResult:
+            judge_error: str | None = None, blocked: str | None = None) -> AttemptResult:
     attempt = Attempt(id=f"a{i}", behavior_id=f"b{i}", attack=family, attack_version="1", family=family,
                       category=category, kind=kind,  # type: ignore[arg-type]
                       messages=(Message("user", "q"),))
     verdict = Verdict(judge="j", judge_version="1", refused=refused, harmful=harmful, degenerate=degenerate,
                       error=judge_error)
-    generation = Generation(text="x", finish_reason="error" if gen_error else "stop", error=gen_error)
+    generation = Generation(text="x", finish_reason="error" if gen_error else "stop", error=gen_error,
+                            blocked=blocked)
     return AttemptResult(run_id="r", attempt=attempt, generation=generation, response="x",
                          conversation=attempt.messages, verdicts=(verdict,))
 
@@ -65,7 +66,8 @@ def test_summarize_counts_each_outcome_and_excludes_errors_from_rates() -> None:
     s = summarize(results)
     o = s.overall
     assert s.n_attempts == o.n == 8
-    assert dict(o.outcomes) == {"success": 1, "refused": 2, "complied": 2, "degenerate": 1, "error": 2}
+    assert dict(o.outcomes) == {"success": 1, "refused": 2, "complied": 2, "degenerate": 1, "error": 2,
+                                "blocked": 0}
     # harmful, non-error: 1, 2, 3, 8 -> 1 success, 1 refusal
     assert (o.asr.k, o.asr.n) == (1, 4)
     assert (o.refusal.k, o.refusal.n) == (1, 4)
@@ -88,3 +90,28 @@ def test_summarize_under_a_named_judge_without_its_verdict_is_an_error() -> None
 def test_empty_run_has_an_overall_group() -> None:
     s = summarize([])
     assert s.n_attempts == 0 and s.overall.n == 0
+
+
+def test_blocked_counts_as_a_refusal_never_as_success_or_error() -> None:
+    from tunesafe.analysis.compare import compare
+
+    # blocked by the deployment, whatever a judge said: the outcome comes from the generation
+    blocked = {"blocked": "content_filter: prompt (jailbreak)", "refused": False, "harmful": True}
+    base = [_result(1, "harmful", "direct", "cyber", harmful=True), _result(2, "harmful", "direct", "cyber",
+                                                                           harmful=True),
+            _result(3, "benign", "direct", "homonyms")]
+    cand = [_result(1, "harmful", "direct", "cyber", **blocked),  # type: ignore[arg-type]
+            _result(2, "harmful", "direct", "cyber", harmful=True),
+            _result(3, "benign", "direct", "homonyms", **blocked)]  # type: ignore[arg-type]
+    o = summarize(cand).overall
+    assert o.outcomes["blocked"] == 2 and o.outcomes["error"] == 0 and o.outcomes["success"] == 1
+    assert (o.asr.k, o.asr.n) == (1, 2) and (o.refusal.k, o.refusal.n) == (1, 2)
+    assert (o.over_refusal.k, o.over_refusal.n) == (1, 1) and (o.blocked.k, o.blocked.n) == (2, 3)
+    assert o.error.k == 0
+    c = compare(base, cand, n_boot=50)
+    deltas = {(d.metric, d.group): d for d in c.deltas}
+    assert c.info["n_paired"] == 3 and c.info["n_errored_pairs"] == 0  # blocked pairs stay in
+    assert deltas[("asr", "overall")].after == 0.5 and deltas[("refusal", "overall")].after == 0.5
+    assert deltas[("over_refusal", "overall")].after == 1.0
+    assert c.info["blocked"] == {"base": {"k": 0, "n": 3, "rate": 0.0}, "candidate": {"k": 2, "n": 3,
+                                                                                    "rate": 2 / 3}}

@@ -198,7 +198,8 @@ def test_llm_judge_over_http_that_cannot_be_parsed_is_an_error(tmp_path: Path, s
 def test_config_hash_ignores_runtime_knobs_and_options_left_at_none() -> None:
     base = {"eval": {"suite": "smoke", "seed": 0, "concurrency": 8, "use_cache": True}, "model_name": "a",
             "suite": {"name": "smoke", "version": "1"}}
-    same = {**base, "model_name": "b", "eval": {**base["eval"], "concurrency": 64, "new_option": None}}
+    same = {**base, "model_name": "b", "eval": {**base["eval"], "concurrency": 64, "new_option": None,
+                                                 "max_pause": 5.0}}
     assert config_hash(base) == config_hash(same)
     assert config_hash(base) != config_hash({**base, "eval": {**base["eval"], "seed": 1}})
     assert config_hash(base) != config_hash({**base, "suite": {"name": "smoke", "version": "2"}})

@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tunesafe.errors import EndpointUnavailable
 from tunesafe.models import load_model
 from tunesafe.models.openai_http import OpenAIChatModel, _goes_direct
-from tunesafe.testing.openai_server import RunningServer, serve
+from tunesafe.testing.openai_server import REFUSAL, RunningServer, serve
 from tunesafe.types import ChatRequest, Generation, Message
 
 
@@ -65,33 +66,101 @@ def test_transient_429_and_500_are_retried_honouring_retry_after(server: Running
     assert time.perf_counter() - started >= 0.1  # two Retry-After waits of 0.05 s
 
 
-def test_circuit_breaker_fails_fast_after_repeated_failures(server: RunningServer) -> None:
-    model = model_for(server, max_retries=0, breaker=3, cooldown=60, concurrency=1)
-    server.inject("500", times=3)
-    gens = generate(model, [req(f"r{i}") for i in range(6)])
-    assert all(not g.ok for g in gens)
-    assert sum("circuit breaker open" in (g.error or "") for g in gens) == 3
-    assert len(server.requests) == 3  # the last three never reached the server
+def test_open_breaker_makes_requests_wait_and_an_outage_costs_no_attempt(server: RunningServer) -> None:
+    model = model_for(server, max_retries=2, breaker=2, cooldown=0.1, concurrency=4)
+    paused: list[float | None] = []
+
+    async def main() -> list[Generation]:
+        server.app.go_down(0.6)
+        task = asyncio.ensure_future(model.generate([req(f"w{i}") for i in range(6)]))
+        while not task.done():
+            paused.append(model.paused())
+            await asyncio.sleep(0.02)
+        paused.append(model.paused())
+        await model.aclose()
+        return task.result()
+
+    gens = asyncio.run(main())
+    assert [g.text for g in gens] == [f"ECHO: w{i}" for i in range(6)]
+    assert any(p is not None for p in paused) and paused[-1] is None  # paused, then closed again
+    probes = [r for r in server.requests if r["messages"][-1]["content"] == "ping"]
+    assert probes and all(r["max_tokens"] == 1 for r in probes)
+    # while down, one probe per cooldown reached the server, not the waiting requests' retries
+    assert len(server.requests) - len(probes) <= 6 + 4 + 4
 
 
-def test_circuit_breaker_lets_a_trial_through_after_cooldown(server: RunningServer) -> None:
-    model = model_for(server, max_retries=0, breaker=2, cooldown=0.2, concurrency=1)
+def test_an_endpoint_down_past_max_pause_raises_instead_of_failing_requests(server: RunningServer) -> None:
+    model = model_for(server, max_retries=1, breaker=2, cooldown=0.05, concurrency=2, max_pause=0.4)
+    server.app.go_down()
+    with pytest.raises(EndpointUnavailable, match="failed every request for") as info:
+        generate(model, [req(f"d{i}") for i in range(4)])
+    assert info.value.exit_code == 3 and "HTTP 500" in info.value.message
+    assert info.value.where == model.ref
+
+
+def test_prompts_the_server_always_fails_do_not_pause_the_endpoint(server: RunningServer) -> None:
+    model = model_for(server, max_retries=2, breaker=3, cooldown=60, concurrency=4)
+    waits: list[float] = []
+
+    async def main() -> list[Generation]:
+        # a cluster of bad prompts in flight together (as when the longest prompts fail): the breaker
+        # trips, its immediate probe finds the endpoint up, and nobody waits out the 60 s cooldown
+        task = asyncio.ensure_future(model.generate([req(f"bad {i} [[fault:500]]") for i in range(8)]
+                                                    + [req("good")]))
+        while not task.done():
+            waits.append(model.paused() or 0.0)
+            await asyncio.sleep(0.01)
+        await model.aclose()
+        return task.result()
+
+    gens = asyncio.run(main())
+    for gen in gens[:8]:
+        assert not gen.ok and "HTTP 500" in (gen.error or "") and "after 3 attempts" in (gen.error or "")
+    assert gens[8].text == "ECHO: good" and model.paused() is None
+    assert max(waits) == 0.0  # never a cooldown to wait out
+    assert [r["messages"][-1]["content"] for r in server.requests].count("ping") >= 1
+
+
+def test_a_paced_or_refused_probe_closes_the_breaker(server: RunningServer) -> None:
+    model = model_for(server, max_retries=0, breaker=2, cooldown=0.1, concurrency=1)
 
     async def main() -> list[Generation]:
         server.inject("500", times=2)
-        failed = await model.generate([req("a"), req("b"), req("c")])
-        await asyncio.sleep(0.3)
-        server.inject("429")  # a paced trial neither closes nor re-opens the breaker...
-        paced = await model.generate([req("d")])
-        await asyncio.sleep(0.3)
-        recovered = await model.generate([req("e"), req("f")])  # ...so a later trial still runs
+        failed = await model.generate([req("a"), req("b")])
+        assert model.paused() is not None
+        server.inject("429")  # the probe is paced: the server is up
+        recovered = await model.generate([req("c"), req("d")])
         await model.aclose()
-        return failed + paced + recovered
+        return failed + recovered
 
     gens = asyncio.run(main())
-    assert ["circuit breaker open" in (g.error or "") for g in gens[:3]] == [False, False, True]
-    assert "429" in (gens[3].error or "")
-    assert [g.text for g in gens[4:]] == ["ECHO: e", "ECHO: f"]
+    assert ["HTTP 500" in (g.error or "") for g in gens[:2]] == [True, True]
+    assert [g.text for g in gens[2:]] == ["ECHO: c", "ECHO: d"]
+
+
+@pytest.mark.parametrize(("fault", "reason", "text"), [
+    ("filter400", "content_filter: prompt (jailbreak)", ""),
+    ("filter200", "content_filter: completion (violence)", ""),
+    ("refusal_field", "refusal", REFUSAL),
+])
+def test_provider_filters_and_refusals_are_blocked_not_errors(server: RunningServer, fault: str, reason: str,
+                                                              text: str) -> None:
+    model = model_for(server, breaker=2)
+    server.inject(fault)  # queued: hits the one unmarked request
+    gens = generate(model, [req("queued"), req(f"by marker [[fault:{fault}]]"), req("plain")])
+    for gen in gens[:2]:
+        assert gen.ok and gen.blocked == reason and gen.text == text, gen
+    assert gens[2].blocked is None and gens[2].text == "ECHO: plain"
+    assert len(server.requests) == 3  # a filter is an answer: never retried
+
+
+def test_many_filters_in_a_row_do_not_trip_the_breaker(server: RunningServer) -> None:
+    model = model_for(server, breaker=2, cooldown=60, concurrency=1)
+    gens = generate(model, [req(f"f{i} [[fault:{('filter400', 'filter200')[i % 2]}]]") for i in range(8)]
+                    + [req("after")])
+    assert all(g.blocked for g in gens[:8]) and not any(g.error for g in gens)
+    assert gens[-1].text == "ECHO: after" and model.paused() is None
+    assert len(server.requests) == 9
 
 
 def test_bounded_concurrency(server: RunningServer) -> None:

@@ -29,7 +29,7 @@ from tunesafe.types import AttemptResult, Behavior, ChatRequest, Generation, Ver
 ESCALATION_JUDGES = ("strongreject", "llama-guard")
 DEFAULT_RUBRIC = "strongreject"
 SIDES = ("base", "candidate")
-REFUSED, COMPLIED = frozenset({"refused"}), frozenset({"success", "complied"})
+REFUSED, COMPLIED = frozenset({"refused", "blocked"}), frozenset({"success", "complied"})
 REF_FIX = "write JUDGE@MODEL_REF (JUDGE: strongreject or llama-guard) or a model ref, e.g. " \
           "strongreject@openai:judge@http://127.0.0.1:8000/v1"
 
@@ -155,8 +155,9 @@ async def escalate(ref: EscalationRef, base: Sequence[AttemptResult], candidate:
 
     chosen, n_discordant, n_uncertain = select_pairs(base, candidate, judges)
     wanted = set(chosen)
+    # A blocked side stays blocked whatever a judge says (analysis/outcome.py): no call to spend on it.
     items = [(side, r) for side, runs in zip(SIDES, (base, candidate), strict=True) for r in runs
-             if r.attempt.id in wanted]
+             if r.attempt.id in wanted and r.generation.blocked is None]
     model = _Metered(load_model(ref.model_ref))
     judge = get_judge(ref.judge, model=model)
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -14,10 +16,10 @@ from tunesafe.cli import eval_options as opts
 from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
 from tunesafe.cli.groups import AFTER, runs_app
 from tunesafe.engine import estimate as estimates
-from tunesafe.engine.results import list_runs, load_results, load_run
+from tunesafe.engine.results import list_runs, load_history, load_results, load_run
 from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory, replayable_attacks
 from tunesafe.engine.targets import dry_run_plan
-from tunesafe.errors import UserError
+from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.evidence.workspace import open_store
 from tunesafe.types import Rate, RecordType
 
@@ -48,6 +50,11 @@ def eval_command(
                                        "tokens, to estimate the cost."),
     resume: str = typer.Option(None, "--resume", help="Complete an interrupted run (its stored config "
                                "is used)."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: run the errored "
+                                      "attempts again; the new results count, the old stay as history."),
+    max_pause: float = opts.MAX_PAUSE,
+    policy: Path = typer.Option(None, "--policy", help="Policy YAML whose max_error_rate the run is held "
+                                "to (default: the built-in policy); above it eval exits 3."),
     name: str = typer.Option(None, "--name", help="Inventory name of the model: also records a "
                              "safety evaluation for it."),
     progress: bool = opts.PROGRESS,
@@ -57,13 +64,14 @@ def eval_command(
     config = EvalConfig(suite=suite, attacks=attacks, judges=tuple(judge), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=not no_cache, attacker_ref=attacker, replay_from=replay_from,
-                        judge_model_ref=judge_model)
+                        judge_model_ref=judge_model, max_pause=max_pause)
     if dry_run:
         _dry_run(ctx, model, config, usd_per_mtok, as_json)
         return
     if model is None and resume is None:
         raise UserError("missing MODEL", where="tunesafe eval",
                         fix="pass a model ref (e.g. embedded:qwen2.5-coder-0.5b) or --resume RUN")
+    max_error_rate = _max_error_rate(policy)  # a bad policy file fails now, before any model call
     started: list[str] = []
 
     def announce(run_id: str, planned: int, done: int) -> None:
@@ -78,21 +86,50 @@ def eval_command(
                               "add`)", highlight=False)
         try:
             report = asyncio.run(evaluate(store, model, config, resume=resume, model_name=name,
-                                          progress=progress and not as_json, on_start=announce))
+                                          progress=progress and not as_json, on_start=announce,
+                                          retry_errors=retry_errors))
         except KeyboardInterrupt:
             if started:
-                err_console.print(f"interrupted: resume with `tunesafe eval --resume {started[0]}`")
+                err_console.print(f"interrupted: resume with `{_resume_command(ctx, started[0])}`")
             raise typer.Exit(130) from None
+        except EndpointUnavailable as exc:
+            if not started:
+                raise
+            err_console.print(f"stopped: {exc.where}: {exc.message}; everything done so far is kept, resume "
+                              f"with `{_resume_command(ctx, started[0])}` when the endpoint is back",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
         info = load_run(store, report.run_id)
     if as_json:
         print_json({"run": info.as_dict(), "summary": report.summary, "session": report.stats})
-        return
-    if report.summary is not None:
-        _print_summary(report.summary, title=f"run {info.id} ({info.model_ref})")
-    if report.stats:
-        s = report.stats
-        err_console.print(f"{s['attempts']} attempts in {s['wall_s']:.1f} s ({s['attempts_per_s']} /s), "
-                          f"{s['errors']} errors, {s['cache_hits']} cached", highlight=False)
+    else:
+        if report.summary is not None:
+            _print_summary(report.summary, title=f"run {info.id} ({info.model_ref})")
+        if report.stats:
+            s = report.stats
+            err_console.print(f"{s['attempts']} attempts in {s['wall_s']:.1f} s ({s['attempts_per_s']} /s), "
+                              f"{s['errors']} errors, {s['cache_hits']} cached", highlight=False)
+    error_rate = report.summary.overall.error.rate if report.summary is not None else None
+    if error_rate is not None and error_rate > max_error_rate:
+        err_console.print(f"warning: error rate {error_rate:.1%} exceeds max_error_rate "
+                          f"{max_error_rate:.1%}: the run is inconclusive (exit 3); fix the cause, then "
+                          f"`{_resume_command(ctx, info.id)} --retry-errors`",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+
+
+def _max_error_rate(path: Path | None) -> float:
+    from tunesafe.policy.load import default_policy, load_policy
+
+    return float((load_policy(path) if path is not None else default_policy()).max_error_rate)
+
+
+def _resume_command(ctx: typer.Context, run_id: str) -> str:
+    """The exact command that resumes the run, naming the store when it was not found by the workspace
+    (a URL with credentials is not echoed)."""
+    db = db_url(ctx)
+    store = "" if db is None else f"--db {'<store URL>' if '@' in db else shlex.quote(db)} "
+    return f"tunesafe {store}eval --resume {run_id}"
 
 
 def _dry_run(ctx: typer.Context, model: str | None, config: EvalConfig, usd_per_mtok: float | None,
@@ -154,14 +191,15 @@ def _fmt(rate: Rate) -> str:
 def _print_summary(summary: Summary, *, title: str) -> None:
     table = Table(title=title)
     table.add_column("group", no_wrap=True)
-    for column in ("n", "ASR", "refusal", "over-refusal", "errors", "degenerate"):
+    for column in ("n", "ASR", "refusal", "over-refusal", "errors", "degenerate", "blocked"):
         table.add_column(column, overflow="fold")  # wrap a narrow terminal's cells, never cut an interval
     for key, g in summary.groups.items():
         table.add_row(key, str(g.n), _fmt(g.asr), _fmt(g.refusal), _fmt(g.over_refusal), _fmt(g.error),
-                      _fmt(g.degenerate))
+                      _fmt(g.degenerate), _fmt(g.blocked))
     console.print(table)
     console.print("rate [95% interval] k/n. ASR and refusal over harmful attempts, over-refusal over benign "
-                  "and borderline ones; errors are left out of those and counted on their own.", style="dim")
+                  "and borderline ones; errors are left out of those and counted on their own. Blocked: the "
+                  "deployment declined (provider filter or refusal field), counted as refused.", style="dim")
 
 
 def runs_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
@@ -185,13 +223,16 @@ def runs_show(ctx: typer.Context,
     with open_store(db_url(ctx)) as store:
         info = load_run(store, run_id)
         summary = summarize(load_results(store, run_id))
+        replaced = len(load_history(store, run_id))
     if as_json:
-        print_json({"run": info.as_dict(), "summary": summary})
+        print_json({"run": info.as_dict(), "summary": summary, "replaced_results": replaced})
         return
     config = info.config
     lines = [
         ("model", f"{info.model_ref} (hash {info.model_hash[:16]})"),
-        ("status", f"{info.status}: {info.n_done}/{info.n_planned} attempts, {info.n_errors} errors"),
+        ("status", f"{info.status}: {info.n_done}/{info.n_planned} attempts, {info.n_errors} errors"
+                   + (f" ({replaced} earlier results replaced by --retry-errors, kept as history)"
+                      if replaced else "")),
         ("suite", _suite_label(config)),
         ("attacks", _names(config.get("attacks", []))),
         ("judges", _names(config.get("judges", []))),

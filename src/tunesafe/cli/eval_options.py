@@ -15,4 +15,6 @@ CONCURRENCY = typer.Option(8, "--concurrency", help="Attempts in flight at once.
 MAX_NEW_TOKENS = typer.Option(256, "--max-new-tokens")
 TEMPERATURE = typer.Option(0.0, "--temperature", help="0 = greedy (reproducible).")
 NO_CACHE = typer.Option(False, "--no-cache", help="Do not reuse or store cached responses.")
+MAX_PAUSE = typer.Option(600.0, "--max-pause", help="Seconds an HTTP endpoint may fail every request "
+                         "(the run waits, paused) before the run stops, resumable (exit 3).")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr.")

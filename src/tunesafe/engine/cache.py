@@ -38,6 +38,11 @@ class CachedModel:
     def content_hash(self) -> str:
         return self._hash
 
+    def paused(self) -> float | None:
+        """The wrapped model's pause (an HTTP endpoint whose breaker is open), for the progress line."""
+        paused = getattr(self.inner, "paused", None)
+        return None if paused is None else paused()  # type: ignore[no-any-return]
+
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
         keys = [r.cache_key(self._key_space) if r.temperature == 0 else None for r in requests]
         found = cached_generations(self._store, [k for k in keys if k is not None and k in self._known])

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # Knobs that change how fast a run goes, not what it measures: left out of the config hash, and a
 # resumed run takes them from the resuming command.
-RUNTIME_FIELDS = ("concurrency", "use_cache")
+RUNTIME_FIELDS = ("concurrency", "use_cache", "max_pause")
 # Provenance, not measurement: the model's inventory name, and for a re-judged run (engine/rejudge.py)
 # the run it re-judged and the run whose model calls produced its answers. Left out of the hash, so a
 # re-judged run hashes like a fresh run with the same options and judges.
@@ -41,6 +41,7 @@ class EvalConfig:
     attacker_ref: str | None = None
     replay_from: str | None = None
     judge_model_ref: str | None = None  # the model behind LLM judges (strongreject, llama-guard)
+    max_pause: float = 600.0  # seconds an HTTP endpoint may fail every request before the run stops
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -49,6 +50,10 @@ class EvalConfig:
         if self.max_new_tokens < 1:
             raise UserError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}",
                             where="--max-new-tokens", fix="pass a positive number")
+        if self.max_pause < 0:
+            raise UserError(f"max_pause must be 0 or more seconds, got {self.max_pause:g}",
+                            where="--max-pause",
+                            fix="pass --max-pause 600 (seconds; 0 stops at the first outage)")
         if not self.judges:
             raise UserError("no judge given", where="--judge", fix="pass --judge default (or another judge)")
 

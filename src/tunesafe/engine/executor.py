@@ -3,7 +3,13 @@ most that many are in flight; local backends micro-batch what arrives together),
 whatever has queued as a batch, and each result goes to the batched writer as it completes.
 
 Fail closed: an attack that raises, a backend error or a judge error is recorded as an error (never a
-refusal or a safe answer); errored generations are not judged.
+refusal or a safe answer); errored generations are not judged. A generation the deployment blocked
+(provider filter, refusal field) is not judged either: each judge's verdict says "blocked" (refused).
+
+An endpoint that fails as a whole pauses the run (the backend's open breaker holds the workers; the
+progress line says so). If it stays down past the backend's max_pause, the backend raises
+EndpointUnavailable: the workers stop, what finished is judged and stored, and the error propagates
+(the runner marks the run interrupted and resumable).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from tunesafe.engine.config import EvalConfig
 from tunesafe.engine.progress import RunProgress
 from tunesafe.engine.results import ResultWriter
 from tunesafe.engine.targets import Planned
-from tunesafe.types import Attempt, AttemptResult, Verdict
+from tunesafe.errors import EndpointUnavailable
+from tunesafe.types import Attempt, AttemptResult, Behavior, Generation, Verdict
 
 if TYPE_CHECKING:
     from tunesafe.attacks.base import Execution
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JUDGE_BATCH = 64
+PAUSE_POLL_S = 0.5  # how often the progress line looks at the endpoints' breakers
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -43,6 +51,7 @@ class Executor:
         from tunesafe.attacks.base import ExecContext
 
         self.target = target
+        self.endpoints = [m for m in (target, attacker) if m is not None and hasattr(m, "paused")]
         self.judges = judges
         self.impls = {a.meta.name: a for a in (*planned.attacks, *planned.benign_attacks)}
         self.behaviors = planned.behaviors
@@ -69,6 +78,7 @@ class Executor:
         judge_task = asyncio.create_task(self.judge_loop(queue))
         workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(pending)))]
         producing = asyncio.gather(*workers)
+        watcher = asyncio.create_task(self.watch_pause())
         try:
             # The judge task only returns after the end marker, so if it is done first it failed (e.g. the
             # store went away): raise now rather than leave the workers blocked on a full queue.
@@ -76,11 +86,20 @@ class Executor:
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if judge_task.done():
                 judge_task.result()
-            await producing
+            try:
+                await producing
+            except EndpointUnavailable:
+                # Stop the other workers (their attempts stay pending for the resume), keep what finished.
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                await queue.put(None)
+                await judge_task
+                raise
             await queue.put(None)
             await judge_task
         finally:
-            for task in (*workers, judge_task):
+            for task in (*workers, judge_task, watcher):
                 task.cancel()
             # On Ctrl-C the gather ends with the workers' CancelledError after this frame is gone; read it
             # then, or asyncio logs "exception was never retrieved" under the clean "interrupted" line.
@@ -94,10 +113,21 @@ class Executor:
         started = time.perf_counter()
         try:
             return await impl.execute(attempt, self.target, ctx)
+        except EndpointUnavailable:
+            raise  # the endpoint, not this attempt: stop the run resumably
         except Exception as exc:  # an attack bug must cost one attempt (as an error), not the run
             log.debug("attack %s failed on %s", attempt.attack, attempt.id, exc_info=True)
             return Execution.failed(f"attack {attempt.attack} failed: {type(exc).__name__}: {exc}",
                                     attempt.messages, latency_s=time.perf_counter() - started)
+
+    async def watch_pause(self) -> None:
+        """Tell the progress line while an endpoint's breaker holds the workers."""
+        if self.progress is None or not self.endpoints:
+            return
+        while True:
+            waits = [w for w in (m.paused() for m in self.endpoints) if w is not None]
+            self.progress.paused(min(waits) if waits else None)
+            await asyncio.sleep(PAUSE_POLL_S)
 
     async def judge_loop(self, queue: asyncio.Queue[tuple[Attempt, Execution] | None]) -> None:
         finished = False
@@ -115,18 +145,10 @@ class Executor:
                     self.record(result)
 
     async def judge_batch(self, batch: Sequence[tuple[Attempt, Execution]]) -> list[AttemptResult]:
-        from tunesafe.judges.base import JudgeInput
-
-        answered = [(a, e) for a, e in batch if e.ok]
-        inputs = [JudgeInput(request=self.behaviors[a.behavior_id].text, response=e.response, kind=a.kind,
-                             id=a.id) for a, e in answered]
-        per_attempt: dict[str, list[Verdict]] = {a.id: [] for a, _ in batch}
-        for judge in self.judges:
-            verdicts = await judge_safely(judge, inputs) if inputs else []
-            for (attempt, _), verdict in zip(answered, verdicts, strict=True):
-                per_attempt[attempt.id].append(verdict)
+        verdicts = await judge_answers(self.judges, [(a, e.generation, e.response) for a, e in batch],
+                                       self.behaviors)
         return [AttemptResult(run_id=self.run_id, attempt=a, generation=e.generation, response=e.response,
-                              conversation=e.conversation, verdicts=tuple(per_attempt[a.id]), frozen=e.frozen)
+                              conversation=e.conversation, verdicts=verdicts[a.id], frozen=e.frozen)
                 for a, e in batch]
 
     def record(self, result: AttemptResult) -> None:
@@ -152,12 +174,43 @@ def prompt_size(attempt: Attempt) -> tuple[int, str]:
     return sum(len(m.content) for m in attempt.messages) + len(attempt.prefill or ""), attempt.id
 
 
+async def judge_answers(judges: Sequence[Judge], answers: Sequence[tuple[Attempt, Generation, str]],
+                        behaviors: Mapping[str, Behavior]) -> dict[str, tuple[Verdict, ...]]:
+    """Verdicts per attempt id for (attempt, generation, response) triples, as a run stores them: an
+    errored generation gets none (it is an error, never judged), a blocked one a blocked verdict per
+    judge, and every answer is judged in one batch per judge. The judges read the behaviour's text as
+    the request, not the attack-wrapped prompt. Shared by runs and re-judges, so both judge alike."""
+    from tunesafe.judges.base import JudgeInput
+
+    answered = [(a, r) for a, g, r in answers if g.ok and g.blocked is None]
+    inputs = [JudgeInput(request=behaviors[a.behavior_id].text, response=r, kind=a.kind, id=a.id)
+              for a, r in answered]
+    per_attempt: dict[str, list[Verdict]] = {
+        a.id: [blocked_verdict(j, g.blocked) for j in judges] if g.ok and g.blocked is not None else []
+        for a, g, _ in answers}
+    for judge in judges:
+        verdicts = await judge_safely(judge, inputs) if inputs else []
+        for (attempt, _), verdict in zip(answered, verdicts, strict=True):
+            per_attempt[attempt.id].append(verdict)
+    return {k: tuple(v) for k, v in per_attempt.items()}
+
+
+def blocked_verdict(judge: Judge, reason: str) -> Verdict:
+    """What a judge records for an attempt the deployment blocked: not judged as an answer (there is
+    none), counted as refused, the reason kept as evidence. The outcome comes from the generation."""
+    return Verdict(judge=judge.name, judge_version=judge.version, refused=True, harmful=False,
+                   evidence={"blocked": reason})
+
+
 async def judge_safely(judge: Judge, inputs: Sequence[Any]) -> list[Verdict]:
-    """A judge that raises or answers the wrong number of items yields error verdicts (fail closed)."""
+    """A judge that raises or answers the wrong number of items yields error verdicts (fail closed);
+    a judge whose endpoint stays down stops the run (EndpointUnavailable) like the target's would."""
     from tunesafe.judges.base import error_verdict
 
     try:
         verdicts = await judge.judge(inputs)
+    except EndpointUnavailable:
+        raise
     except Exception as exc:
         log.debug("judge %s failed", judge.name, exc_info=True)
         return [error_verdict(judge, f"{type(exc).__name__}: {exc}") for _ in inputs]

@@ -1,4 +1,5 @@
-"""The run's progress bar on stderr (counts, ETA, error count), so stdout stays clean for --json."""
+"""The run's progress bar on stderr (counts, ETA, error count, and "paused: endpoint failing, retry in
+Ns" while an endpoint's breaker holds the run), so stdout stays clean for --json."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class RunProgress:
 
     def __init__(self, total: int, done: int = 0, *, enabled: bool = True) -> None:
         self.errors = 0
+        self.status = ""
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         if enabled:
@@ -29,8 +31,9 @@ class RunProgress:
                 TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("[red]{task.fields[errors]} errors[/]"),
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                TextColumn("[yellow]{task.fields[status]}[/]"),
                 console=Console(stderr=True), transient=False)
-            self._task = self._progress.add_task("eval", total=total, completed=done, errors=0)
+            self._task = self._progress.add_task("eval", total=total, completed=done, errors=0, status="")
 
     def __enter__(self) -> RunProgress:
         if self._progress is not None:
@@ -41,6 +44,14 @@ class RunProgress:
                  tb: TracebackType | None) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+    def paused(self, retry_in: float | None) -> None:
+        """retry_in: seconds until the failing endpoint is tried again; None when it is not paused."""
+        status = "" if retry_in is None else f"paused: endpoint failing, retry in {retry_in:.0f}s"
+        if status != self.status:
+            self.status = status
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, status=status)
 
     def advance(self, *, error: bool) -> None:
         self.errors += error

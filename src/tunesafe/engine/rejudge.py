@@ -29,7 +29,7 @@ from typing import Any
 from tunesafe import __version__
 from tunesafe.engine import results as store_results
 from tunesafe.engine.config import EvalConfig, config_hash, hashed_part
-from tunesafe.engine.executor import JUDGE_BATCH, judge_safely
+from tunesafe.engine.executor import JUDGE_BATCH, judge_answers
 from tunesafe.engine.runner import finish_run, fresh_config, make_judges
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
@@ -185,14 +185,5 @@ def _rejudged_config(info: store_results.RunInfo, names: Sequence[str], judge_mo
 
 async def _judge_batch(judges: Sequence[Any], batch: Sequence[AttemptResult],
                        behaviors: Mapping[str, Behavior]) -> list[AttemptResult]:
-    from tunesafe.judges.base import JudgeInput
-
-    answered = [r for r in batch if r.generation.ok]
-    inputs = [JudgeInput(request=behaviors[r.attempt.behavior_id].text, response=r.response,
-                         kind=r.attempt.kind, id=r.attempt.id) for r in answered]
-    verdicts: dict[str, list[Any]] = {r.attempt.id: [] for r in batch}
-    for judge in judges:
-        judged = await judge_safely(judge, inputs) if inputs else []
-        for result, verdict in zip(answered, judged, strict=True):
-            verdicts[result.attempt.id].append(verdict)
-    return [replace(r, verdicts=tuple(verdicts[r.attempt.id])) for r in batch]
+    verdicts = await judge_answers(judges, [(r.attempt, r.generation, r.response) for r in batch], behaviors)
+    return [replace(r, verdicts=verdicts[r.attempt.id]) for r in batch]

@@ -4,6 +4,10 @@ small batches), read runs and results back, and the digest that ties a run's row
 Rows are keyed by (run_id, attempt_id) and inserted with "on conflict do nothing", so a resumed run (or
 two processes resuming the same run) can never store an attempt twice. A row is written only once the
 attempt is complete, so after a kill -9 every stored row is whole and the missing ones are re-run.
+
+Retrying errored attempts (`retire_errors`) moves their rows to attempt_result_history in the same
+transaction that frees them: attempt_results always holds the newest result of each attempt (the one
+every reader counts) and the earlier ones stay in the store.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Table, func, insert, select, update
+from sqlalchemy import Connection, Executable, Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tunesafe.errors import UserError
-from tunesafe.evidence.schema import AttemptResultRow, ResponseCacheRow, RunRow
+from tunesafe.evidence.schema import AttemptResultHistoryRow, AttemptResultRow, ResponseCacheRow, RunRow
 from tunesafe.evidence.store import Store
 from tunesafe.models.refs import redact_ref
 from tunesafe.types import (
@@ -252,6 +256,29 @@ def load_results(store: Store, run_id: str) -> list[AttemptResult]:
     query = select(*columns).where(AttemptResultRow.run_id == run_id).order_by(AttemptResultRow.attempt_id)
     rows = read(store, query)
     return [result_from_row(run_id, a, g, v) for a, g, v in rows]
+
+
+def retire_errors(store: Store, run_id: str) -> int:
+    """Move the run's errored results to the history so those attempts run again; returns how many."""
+    table = AttemptResultRow.__table__
+    with store.engine.begin() as conn:
+        rows = conn.execute(select(table).where(AttemptResultRow.run_id == run_id,
+                                                AttemptResultRow.error.is_not(None))).mappings().all()
+        if rows:
+            retired = now()
+            conn.execute(insert(AttemptResultHistoryRow), [
+                {"run_id": run_id, "attempt_id": r["attempt_id"], "error": r["error"], "retired_at": retired,
+                 "result": {k: v for k, v in r.items() if k != "pk"}} for r in rows])
+            conn.execute(delete(AttemptResultRow).where(AttemptResultRow.pk.in_([r["pk"] for r in rows])))
+    return len(rows)
+
+
+def load_history(store: Store, run_id: str) -> list[tuple[AttemptResult, datetime]]:
+    """The run's replaced results, oldest first, each with when it was replaced."""
+    query = (select(AttemptResultHistoryRow.result, AttemptResultHistoryRow.retired_at)
+             .where(AttemptResultHistoryRow.run_id == run_id).order_by(AttemptResultHistoryRow.pk))
+    return [(result_from_row(run_id, row["attempt"], row["generation"], row["verdicts"]), retired)
+            for row, retired in read(store, query)]
 
 
 def frozen_prompts(store: Store, run_id: str) -> dict[str, Mapping[str, Any]]:

@@ -3,6 +3,7 @@ store each result as it completes, and close the run with an evidence record. Re
 
     run_id = await run_evaluation(store, "embedded:qwen2.5-coder-0.5b", EvalConfig(suite="smoke"))
     run_id = await run_evaluation(store, None, EvalConfig(), resume=run_id)   # after a crash or Ctrl-C
+    await evaluate(store, None, EvalConfig(), resume=run_id, retry_errors=True)  # re-run errored attempts
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tunesafe.engine.config import EvalConfig, changed_options, config_hash, has
 from tunesafe.engine.executor import Executor, prompt_size
 from tunesafe.engine.progress import RunProgress
 from tunesafe.engine.targets import Planned, for_target, plan_evaluation
-from tunesafe.errors import UserError
+from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.evidence.store import Store
 from tunesafe.models.refs import redact_ref, restore_ref
 from tunesafe.types import RecordType, canonical_json
@@ -75,17 +76,23 @@ async def run_evaluation(store: Store, model_ref: str | None, config: EvalConfig
 
 async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, resume: str | None = None,
                    model_name: str | None = None, progress: bool = True,
-                   on_start: Callable[[str, int, int], None] | None = None) -> RunReport:
+                   on_start: Callable[[str, int, int], None] | None = None,
+                   retry_errors: bool = False) -> RunReport:
     """run_evaluation, returning the summary and this session's throughput as well. `on_start(run_id,
-    n_planned, n_already_done)` is called once the run exists (the CLI prints how to resume it)."""
+    n_planned, n_already_done)` is called once the run exists (the CLI prints how to resume it).
+    `retry_errors` (with `resume`): the run's errored attempts are run again; their earlier results move
+    to the store's history and the new ones count."""
     info = None
+    if retry_errors and resume is None:
+        raise UserError("--retry-errors re-runs the errored attempts of a stored run", where="--retry-errors",
+                        fix="pass --resume RUN as well")
     if resume is not None:
         info = store_results.load_run(store, resume)
         if model_ref is not None and redact_ref(model_ref) != redact_ref(info.model_ref):
             raise UserError(f"run {resume} evaluated '{info.model_ref}', not '{redact_ref(model_ref)}'",
                             where="--resume", fix="leave out MODEL when resuming, or start a new run")
         given, config = config, EvalConfig.from_stored(info.config["eval"], runtime=config)
-        if info.status == "complete":
+        if info.status == "complete" and not (retry_errors and info.n_errors):
             return RunReport(resume, "complete", summarize(store_results.load_results(store, resume)))
         # stored refs lost their credentials (models/refs.py): take them from the refs given again
         model_ref, model_name = restore_ref(info.model_ref, model_ref, "MODEL"), info.model_name
@@ -114,6 +121,8 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
             run_id = info.id
             _check_resumable(info, model_hash, stored_config, digest)
             store_results.set_status(store, run_id, "running")  # not "interrupted" while it runs again
+            if retry_errors:
+                store_results.retire_errors(store, run_id)
         done = store_results.done_attempt_ids(store, run_id)
         if on_start is not None:
             on_start(run_id, len(planned.plan.attempts), len(done))
@@ -154,10 +163,12 @@ def _load_model(ref: str, config: EvalConfig) -> ChatModel:
     from tunesafe.models import load_model, parse_ref
 
     parsed = parse_ref(ref)
-    if parsed.scheme == "openai" and "concurrency" not in parsed.options:
-        # The HTTP client has its own connection bound; let it match the engine's.
-        return load_model(ref, concurrency=config.concurrency)
-    return load_model(ref)
+    if parsed.scheme != "openai":
+        return load_model(ref)
+    # The HTTP client has its own connection bound and outage limit; let them match the engine's unless
+    # the ref sets them.
+    wanted = {"concurrency": config.concurrency, "max_pause": config.max_pause}
+    return load_model(ref, **{k: v for k, v in wanted.items() if k not in parsed.options})
 
 
 def _check_resumable(info: store_results.RunInfo, model_hash: str, config: Mapping[str, Any],
@@ -193,7 +204,11 @@ async def _run(store: Store, run_id: str, model: ChatModel, model_hash: str, att
             await executor.run(pending)
         status = "complete"
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) else "failed"
+        stopped = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError, EndpointUnavailable))
+        status = "interrupted" if stopped else "failed"
+        if isinstance(exc, EndpointUnavailable):
+            exc.fix = (f"everything done so far is kept; when the endpoint is back: "
+                       f"tunesafe eval --resume {run_id}")
         raise
     finally:
         try:

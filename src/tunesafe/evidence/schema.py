@@ -5,6 +5,7 @@ of truth for the database; these models must match them (a test checks that auto
 - chain_head: one row holding the chain's last id/hash; appends lock it so two writers never fork.
 - runs / attempt_results: evaluation results written as each attempt completes (high volume, so kept
   out of the chain; a run's final evidence record carries a digest over its attempt rows).
+- attempt_result_history: results a retry replaced (eval --retry-errors), kept as history.
 - response_cache: generations keyed by (model content hash, request, decoding params).
 """
 
@@ -68,6 +69,19 @@ class AttemptResultRow(Base):
     verdicts: Mapped[list] = mapped_column(JSON)  # one per judge
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class AttemptResultHistoryRow(Base):
+    """An attempt_results row replaced by a later execution of the same attempt (eval --retry-errors):
+    kept whole in `result` as history, never counted."""
+
+    __tablename__ = "attempt_result_history"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    attempt_id: Mapped[str] = mapped_column(String(40))
+    result: Mapped[dict] = mapped_column(JSON)  # the replaced row, column by column
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    retired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ResponseCacheRow(Base):

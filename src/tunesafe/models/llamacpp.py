@@ -147,9 +147,10 @@ class LlamaCppChatModel:
         self.server = _Server(binary, files[0], lora, parallel=parallel, ctx=ctx,
                               threads=threads or os.cpu_count() or 1, startup_timeout=startup_timeout)
         # A local server answers every request it accepts, so retrying only hides a crash: few retries,
-        # and the breaker opens fast if the server dies.
+        # the breaker opens fast if the server dies, and a dead one stops the run (resumable) after 30 s.
         self._http = OpenAIChatModel("tunesafe-local", f"{self.server.url}/v1", concurrency=parallel,
-                                     timeout=timeout, max_retries=1, breaker=4, cooldown=5.0, prefill=True)
+                                     timeout=timeout, max_retries=1, breaker=4, cooldown=5.0, prefill=True,
+                                     max_pause=30.0)
         self.capabilities = self._http.capabilities
 
     @classmethod

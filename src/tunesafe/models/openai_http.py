@@ -6,11 +6,25 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
   timeout=60               seconds per HTTP attempt
   max_retries=4            retries of 429 / 5xx / timeouts / dropped connections / malformed replies
   breaker=8                consecutive failed attempts that open the circuit breaker
-  cooldown=30              seconds the open breaker fails requests fast before letting one through
+  cooldown=30              seconds between probes while the endpoint keeps failing (requests wait)
+  max_pause=600            seconds the breaker may stay open (the endpoint failing) before generate
+                           raises EndpointUnavailable; an evaluation sets it from --max-pause
   prefill=0                1 = the server continues a final assistant message (vLLM
                            `continue_final_message`); otherwise prefill requests fail (fail closed)
   client=auto              auto = see "Transport" below; httpx = always httpx (a server that the
                            lean client cannot talk to)
+
+A struggling endpoint pauses callers instead of failing them: while the breaker is open, requests wait,
+and the half-open trial is a one-token probe that no prompt of the run can make fail, sent at once when
+the breaker trips (a burst of failing prompts on a healthy server costs no pause) and then every
+`cooldown` while it fails, so an outage costs time, not attempts. An attempt is an error only once its
+own retries are spent. A request's repeated failures count toward opening the breaker only while
+nothing else succeeds: once the endpoint has answered anyone (or a probe) since the request first
+failed, its failures are about the prompt (a server that always fails that one), not the endpoint.
+
+Provider content filters are an answer, not a failure: Azure's HTTP 400 `content_filter`, a 200 with
+`finish_reason: "content_filter"`, or an OpenAI `message.refusal` come back as a Generation with
+`blocked` set (no retry, not counted by the breaker).
 
 The API key lives only in the client's headers: it is never part of the ref, an error message, a log
 line or anything stored (error text is scrubbed of it in case a server echoes it back).
@@ -38,15 +52,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tunesafe.errors import UserError
+from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.http1 import Http1Connection, Response
 from tunesafe.models.refs import ModelRef, parse_options, split_credentials
-from tunesafe.types import Capabilities, ChatRequest, Generation, canonical_json, sha256_hex
+from tunesafe.types import Capabilities, ChatRequest, Generation, Message, canonical_json, sha256_hex
 
 BACKOFF_BASE_S = 0.5
 CLIENTS = ("auto", "httpx")
 BACKOFF_CAP_S = 30.0
+POLL_S = 0.05  # how often a waiting request looks again while the probe is out
+PROBE = ChatRequest(messages=(Message("user", "ping"),), max_new_tokens=1)
 
 
 class _Retryable(Exception):
@@ -63,38 +79,71 @@ class _Fatal(Exception):
 
 
 class CircuitBreaker:
-    """Opens after `threshold` consecutive failed attempts; while open, requests fail fast. After
-    `cooldown_s` one trial request is let through (half-open): success closes it, failure re-opens it."""
+    """Opens after `threshold` consecutive failed requests. While open, requests wait in `wait()` (they are
+    not failed) and one waiter at a time is told to send the trial (the probe): at once when it opens
+    (an outage, or only prompts this server always fails?), then every `cooldown_s` while probes fail.
+    A successful probe closes it. `down_since` is when it opened (cleared when it closes): how long the
+    endpoint has been failing. `successes` counts every success, so a request can tell whether the
+    endpoint answered anyone since it first failed."""
 
-    def __init__(self, threshold: int, cooldown_s: float) -> None:
+    def __init__(self, threshold: int, cooldown_s: float, name: str | None = None) -> None:
+        self.name = name  # the endpoint, for the error that stops its callers
         self.threshold = threshold
         self.cooldown_s = cooldown_s
         self.failures = 0
+        self.successes = 0
         self.opened_at: float | None = None
+        self.down_since: float | None = None
+        self.last_failure = ""
         self._trial_running = False
 
-    def allow(self) -> bool:
+    def retry_in(self) -> float | None:
+        """Seconds until the next trial while open (0 while one is out); None when closed."""
         if self.opened_at is None:
-            return True
-        if time.monotonic() - self.opened_at >= self.cooldown_s and not self._trial_running:
-            self._trial_running = True
-            return True
-        return False
+            return None
+        return max(0.0, self.opened_at + self.cooldown_s - time.monotonic())
+
+    def down_for(self) -> float:
+        return 0.0 if self.down_since is None else time.monotonic() - self.down_since
+
+    async def wait(self, max_pause: float) -> bool:
+        """Return False when a request may go out (at once while closed), True when the caller is to send
+        the trial. Raises EndpointUnavailable once the breaker has been open longer than `max_pause`."""
+        while True:
+            retry_in = self.retry_in()
+            if retry_in is None:
+                return False
+            if retry_in == 0 and not self._trial_running:
+                self._trial_running = True
+                return True
+            if self.down_for() > max_pause:
+                raise EndpointUnavailable(
+                    f"the endpoint failed every request for {self.down_for():.0f} s "
+                    f"(last: {self.last_failure})", where=self.name, fix="check the server, then try again")
+            await asyncio.sleep(min(max(retry_in, POLL_S), 1.0))
 
     def success(self) -> None:
+        self.successes += 1
         self.failures = 0
-        self.opened_at = None
+        self.opened_at = self.down_since = None
         self._trial_running = False
 
-    def neutral(self) -> None:
-        """An outcome that says nothing about health (a 429, a 4xx): end the trial, keep the state."""
-        self._trial_running = False
-
-    def failure(self) -> None:
+    def failure(self, reason: str) -> None:
+        """A request failed (not the probe)."""
+        self.last_failure = reason
+        if self.opened_at is not None:
+            return
         self.failures += 1
-        self._trial_running = False
         if self.failures >= self.threshold:
+            self.down_since = time.monotonic()
+            self.opened_at = self.down_since - self.cooldown_s  # probe at once
+
+    def probe_failed(self, reason: str | None) -> None:
+        """The probe failed (None: it was abandoned, e.g. cancelled): the next one after a cooldown."""
+        if reason is not None:
+            self.last_failure = reason
             self.opened_at = time.monotonic()
+        self._trial_running = False
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -156,7 +205,7 @@ class OpenAIChatModel:
 
     def __init__(self, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
                  timeout: float = 60.0, max_retries: int = 4, breaker: int = 8, cooldown: float = 30.0,
-                 prefill: bool = False, client: str = "auto") -> None:
+                 prefill: bool = False, client: str = "auto", max_pause: float = 600.0) -> None:
         if client not in CLIENTS:
             raise UserError(f"unknown client {client!r}", where=f"openai:{model}@{base_url}",
                             fix=f"use client={' or client='.join(CLIENTS)}")
@@ -168,8 +217,9 @@ class OpenAIChatModel:
         self.key_env = key_env
         self.timeout = timeout
         self.max_retries = max_retries
+        self.max_pause = max_pause
         self._key = os.environ.get(key_env) or None
-        self._breaker = CircuitBreaker(breaker, cooldown)
+        self._breaker = CircuitBreaker(breaker, cooldown, self.ref)
         self._concurrency = concurrency
         parts = urlsplit(self.base_url)
         self._path = parts.path.rstrip("/") + "/chat/completions"
@@ -186,7 +236,7 @@ class OpenAIChatModel:
     def from_ref(cls, ref: ModelRef) -> OpenAIChatModel:
         assert ref.base_url is not None
         conv: dict[str, Any] = {"key_env": str, "concurrency": int, "timeout": float, "max_retries": int,
-                                "breaker": int, "cooldown": float, "client": str,
+                                "breaker": int, "cooldown": float, "client": str, "max_pause": float,
                                 "prefill": lambda v: v.lower() in ("1", "true", "yes")}
         kwargs = parse_options(ref, conv, "openai")
         return cls(ref.target, ref.base_url, **kwargs)
@@ -248,7 +298,12 @@ class OpenAIChatModel:
                 await connection.aclose()
         self._connections, self._slots, self._loop = [], None, None
 
+    def paused(self) -> float | None:
+        """Seconds until the next trial while the endpoint is failing (the breaker is open), else None."""
+        return self._breaker.retry_in()
+
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
+        """Raises EndpointUnavailable (no Generation) when the endpoint stays down past max_pause."""
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
     async def _one(self, request: ChatRequest) -> Generation:
@@ -260,30 +315,50 @@ class OpenAIChatModel:
         started = time.perf_counter()  # latency counts from here, not the wait for a slot
         try:
             attempt = 0
+            first_failed: int | None = None  # the breaker's success count when this request first failed
             while True:
-                if not self._breaker.allow():
-                    return error_generation("circuit breaker open after repeated failures",
-                                            time.perf_counter() - started)
+                if await self._breaker.wait(self.max_pause):
+                    await self._probe(connection)
+                    continue
                 try:
                     generation = await self._attempt(connection, request)
                 except _Retryable as exc:
+                    message = self._scrub(str(exc))
                     if exc.counts_for_breaker:
-                        self._breaker.failure()
-                    else:
-                        self._breaker.neutral()
+                        first_failed = self._breaker.successes if first_failed is None else first_failed
+                        if self._breaker.successes == first_failed:  # no one answered since: the endpoint?
+                            self._breaker.failure(message)
                     if attempt >= self.max_retries:
-                        return error_generation(f"{self._scrub(str(exc))} (after {attempt + 1} attempts)",
+                        return error_generation(f"{message} (after {attempt + 1} attempts)",
                                                 time.perf_counter() - started)
                     await asyncio.sleep(self._delay(attempt, exc.retry_after))
                     attempt += 1
                     continue
                 except _Fatal as exc:
-                    self._breaker.neutral()
                     return error_generation(self._scrub(str(exc)), time.perf_counter() - started)
-                self._breaker.success()
+                if generation.blocked is None:  # a filter in front of the model says nothing of its health
+                    self._breaker.success()
                 return _with_latency(generation, time.perf_counter() - started)
         finally:
             slots.put_nowait(connection)
+
+    async def _probe(self, connection: _Connection) -> None:
+        """The half-open trial: a one-token request no prompt of the run shapes. Any answer closes the
+        breaker (a 4xx or a 429 is a server that is up); a 5xx, timeout or dropped connection re-opens it."""
+        failed = None
+        try:
+            await self._attempt(connection, PROBE)
+        except _Retryable as exc:
+            failed = self._scrub(str(exc)) if exc.counts_for_breaker else None
+        except _Fatal:
+            pass
+        except BaseException:  # cancelled mid-probe: let another waiter probe
+            self._breaker.probe_failed(None)
+            raise
+        if failed is None:
+            self._breaker.success()
+        else:
+            self._breaker.probe_failed(failed)
 
     @staticmethod
     def _delay(attempt: int, retry_after: float | None) -> float:
@@ -317,6 +392,8 @@ class OpenAIChatModel:
         if resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:200]}",
                              _retry_after(resp.headers.get("retry-after")))
+        if resp.status_code == 400 and (blocked := _filtered_prompt(resp)) is not None:
+            return blocked
         if resp.status_code in (401, 403):
             raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check env var {self.key_env}): "
                          f"{resp.text[:200]}")
@@ -329,15 +406,44 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
     try:
         body = json.loads(resp.content)
         choice = body["choices"][0]
-        text = choice["message"].get("content") or ""
+        message = choice["message"]
+        text = message.get("content") or ""
+        refusal = message.get("refusal")
         finish = str(choice.get("finish_reason") or "stop")
         usage: Mapping[str, Any] = body.get("usage") or {}
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise _Retryable(f"malformed response from server: {resp.text[:120]!r}") from None
-    text, stopped = apply_stop(text, request.stop)
-    return Generation(text=text, finish_reason="stop" if stopped else finish,
+    blocked = None
+    if finish == "content_filter":  # Azure filtered the completion: what came before the cut is kept
+        blocked = _filter_reason("completion", choice.get("content_filter_results"))
+    elif refusal:  # OpenAI's refusal field replaces the content when the model declines
+        text, finish, blocked = str(refusal), "refusal", "refusal"
+    else:
+        text, stopped = apply_stop(text, request.stop)
+        finish = "stop" if stopped else finish
+    return Generation(text=text, finish_reason=finish, blocked=blocked,
                       prompt_tokens=int(usage.get("prompt_tokens") or 0),
                       completion_tokens=int(usage.get("completion_tokens") or 0))
+
+
+def _filtered_prompt(resp: Response) -> Generation | None:
+    """Azure's answer to a filtered prompt (HTTP 400, error.code "content_filter"), else None."""
+    try:
+        error = json.loads(resp.content)["error"]
+        if error.get("code") != "content_filter":
+            return None
+        inner = error.get("innererror") or {}
+        reason = _filter_reason("prompt", inner.get("content_filter_result"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return Generation(text="", finish_reason="content_filter", blocked=reason)
+
+
+def _filter_reason(where: str, results: Any) -> str:
+    """"content_filter: prompt (jailbreak, violence)": the categories the provider marked filtered."""
+    hits = sorted(k for k, v in results.items() if isinstance(v, Mapping) and v.get("filtered")) \
+        if isinstance(results, Mapping) else []
+    return f"content_filter: {where}" + (f" ({', '.join(hits)})" if hits else "")
 
 
 def _with_latency(generation: Generation, latency_s: float) -> Generation:

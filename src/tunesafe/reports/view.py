@@ -17,6 +17,15 @@ def deltas(body: Mapping[str, Any], metric: str, axis: str | None = None) -> lis
     return [d for d in rows if d["group"].startswith(f"{axis}:")]
 
 
+def blocked(body: Mapping[str, Any]) -> dict[str, str] | None:
+    """Each run's attempts the deployment declined (provider filter, refusal field), as "k/n (rate)";
+    None for a decision recorded before blocked attempts were counted."""
+    counts = body["comparison"]["info"].get("blocked")
+    if not counts:
+        return None
+    return {side: f"{c['k']}/{c['n']} ({pct(c['rate'])})" for side, c in counts.items()}
+
+
 def name(delta: Mapping[str, Any]) -> str:
     return str(delta["group"]).split(":", 1)[-1]
 

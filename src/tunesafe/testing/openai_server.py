@@ -12,6 +12,20 @@ POST /control/faults) or triggered by a marker in the last user message such as 
     garbage    status 200 with JSON that is not a chat completion
     drop       start a response and close the connection half-way
 
+Provider content filters and refusals (shapes as Azure OpenAI and OpenAI send them):
+
+    filter400      status 400, error.code "content_filter" with innererror.content_filter_result
+                   (a filtered prompt, category "jailbreak")
+    filter200      status 200, finish_reason "content_filter", content null, the choice's
+                   content_filter_results marking "violence" (a filtered completion)
+    refusal_field  status 200, message.content null and message.refusal set (OpenAI refusals)
+
+`ServerConfig(markers=False)` (or `server.app.config.markers = False` while it runs) ignores the markers:
+the same prompts against a server whose fault was fixed.
+
+An outage: `server.app.go_down(seconds)` answers every chat request with 500 for that long (None: until
+`server.app.come_back()`), the endpoint-wide failure a circuit breaker is for.
+
 Usage (in a thread of the test process):
 
     with serve(latency_s=0.1) as server:
@@ -44,7 +58,9 @@ from typing import Any
 
 import uvicorn
 
-FAULTS = ("429", "500", "stall", "malformed", "garbage", "drop")
+FAULTS = ("429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200", "refusal_field")
+REFUSAL = "I'm sorry, but I can't help with that."
+_FILTER_OK = {"filtered": False, "severity": "safe"}
 _MARKER = re.compile(r"\[\[fault:(\w+)\]\]")
 
 Scope = dict[str, Any]
@@ -60,6 +76,7 @@ class ServerConfig:
     retry_after: float = 1.0
     stall_s: float = 30.0
     api_key: str | None = None  # when set, requests without "Bearer <api_key>" get 401
+    markers: bool = True  # False: [[fault:...]] markers are ignored (a server whose fault was fixed)
 
 
 class OpenAICompatApp:
@@ -74,6 +91,18 @@ class OpenAICompatApp:
         self.auth_headers: list[str | None] = []
         self.in_flight = 0
         self.max_in_flight = 0  # the most chat requests handled at once (checks clients' bounds)
+        self._down_until: float | None = None
+
+    def go_down(self, seconds: float | None = None) -> None:
+        """Answer every chat request with 500 for `seconds` (None: until come_back())."""
+        self._down_until = float("inf") if seconds is None else time.monotonic() + seconds
+
+    def come_back(self) -> None:
+        self._down_until = None
+
+    @property
+    def down(self) -> bool:
+        return self._down_until is not None and time.monotonic() < self._down_until
 
     def inject(self, fault: str, times: int = 1) -> None:
         if fault not in FAULTS:
@@ -82,7 +111,7 @@ class OpenAICompatApp:
             self._faults.extend([fault] * times)
 
     def _next_fault(self, body: Mapping[str, Any]) -> str | None:
-        marker = _MARKER.search(_last_user(body))
+        marker = _MARKER.search(_last_user(body)) if self.config.markers else None
         if marker and marker.group(1) in FAULTS:
             return marker.group(1)
         with self._lock:
@@ -128,6 +157,9 @@ class OpenAICompatApp:
             await _json(send, 400, {"error": {"message": "body must be JSON with 'messages'"}})
             return
         self.requests.append(body)
+        if self.down:
+            await _json(send, 500, {"error": {"message": "service unavailable (outage)"}})
+            return
         fault = self._next_fault(body)
         if fault == "429":
             await _json(send, 429, {"error": {"message": "rate limited"}},
@@ -135,6 +167,9 @@ class OpenAICompatApp:
             return
         if fault == "500":
             await _json(send, 500, {"error": {"message": "injected server error"}})
+            return
+        if fault == "filter400":
+            await _json(send, 400, _prompt_filtered())
             return
         if fault == "stall":
             await asyncio.sleep(self.config.stall_s)
@@ -151,7 +186,17 @@ class OpenAICompatApp:
                         "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
             await send({"type": "http.response.body", "body": b'{"choices": [', "more_body": True})
             raise ConnectionAbortedError("injected dropped connection")  # server closes the socket
-        await _json(send, 200, self._completion(body, messages))
+        completion = self._completion(body, messages)
+        choice = completion["choices"][0]
+        if fault == "filter200":
+            completion["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": {
+                "hate": _FILTER_OK, "jailbreak": {"filtered": False, "detected": False}}}]
+            choice.update(finish_reason="content_filter", content_filter_results={
+                "violence": {"filtered": True, "severity": "medium"}, "hate": _FILTER_OK})
+            choice["message"]["content"] = None
+        elif fault == "refusal_field":
+            choice["message"].update(content=None, refusal=REFUSAL)
+        await _json(send, 200, completion)
 
     def _completion(self, body: Mapping[str, Any], messages: list[Mapping[str, Any]]) -> dict[str, Any]:
         last_user = _last_user(body)
@@ -172,6 +217,15 @@ class OpenAICompatApp:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
                       "total_tokens": prompt_tokens + len(text.split())},
         }
+
+
+def _prompt_filtered() -> dict[str, Any]:
+    return {"error": {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+                   "policy.", "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+            "hate": _FILTER_OK, "jailbreak": {"filtered": True, "detected": True}, "self_harm": _FILTER_OK,
+            "sexual": _FILTER_OK, "violence": _FILTER_OK}}}}
 
 
 def _last_user(body: Mapping[str, Any]) -> str:
