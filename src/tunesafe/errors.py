@@ -3,6 +3,8 @@ UserError; the CLI prints its one-line message and exits 2, never a traceback.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class TunesafeError(Exception):
     exit_code = 1
@@ -19,8 +21,10 @@ class UserError(TunesafeError):
         self.fix = fix
         super().__init__(self.render())
 
-    def render(self) -> str:
-        text = f"{self.where}: {self.message}" if self.where else self.message
+    def render(self, redact: Callable[[str], str] = str) -> str:
+        """The one-line message; `redact` masks credentials in the parts that may quote user input (the
+        fix is our own text, and its placeholders such as postgresql://USER@HOST must stay readable)."""
+        text = f"{redact(self.where)}: {redact(self.message)}" if self.where else redact(self.message)
         return f"{text} (fix: {self.fix})" if self.fix else text
 
 

@@ -103,7 +103,7 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {redact_ref(exc.render())}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {exc.render(redact_ref)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
 
 
