@@ -256,6 +256,7 @@ class RecordType:
     JUDGE_AUDIT = "judge_audit"  # a person's labels on a run's sample vs the judge: agreement + interval
     DATA_SCAN = "data_scan"  # screening result of a dataset (linked by dataset sha256)
     TRAINING_EVENT = "training_event"  # callback events during fine-tuning
+    DATA_MIX = "data_mix"  # safety examples mixed into a dataset (input, output and mix-file sha256s)
     INCIDENT = "incident"
 
 

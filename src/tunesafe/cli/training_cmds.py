@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tunesafe.cli.common import console
+from tunesafe.cli.common import console, db_url
 from tunesafe.cli.groups import DURING
 from tunesafe.errors import UserError
 
@@ -39,5 +39,43 @@ def train_lora_command(
     console.print(f"gate it: tunesafe gate --base {base} --candidate {base}+{out}")
 
 
+def mix_safety_command(
+    ctx: typer.Context,
+    data: Path = typer.Argument(..., help="Chat JSONL to fine-tune on: one {\"messages\": [...]} per line."),
+    ratio: float = typer.Option(0.03, "--ratio", help="Safety examples to add, as a share of DATA's "
+                                "examples (0 < ratio <= 1; Bianchi et al. 2024 used about 3%)."),
+    out: Path = typer.Option(..., "--out", help="The mixed chat JSONL (plus OUT.provenance.json)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds which examples are added and the shuffle."),
+    categories: str = typer.Option(None, "--categories", help="Comma-separated harm categories to draw "
+                                   "from (default: all of the taxonomy)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing OUT (never DATA itself)."),
+) -> None:
+    """Add project-written safety examples (refusals, borderline help, safety recovery) to training data."""
+    import os
+
+    from tunesafe.evidence.workspace import find_workspace, open_store
+    from tunesafe.training.mixing import mix_safety, parse_categories
+    from tunesafe.types import RecordType
+
+    cats = parse_categories(categories)
+    url = db_url(ctx) or os.environ.get("TUNESAFE_DB")
+    # opened before the work: a mix that should be recorded but cannot be fails before writing anything
+    store = open_store(url) if url or find_workspace() is not None else None
+    try:
+        body = mix_safety(data, out, ratio=ratio, seed=seed, categories=cats, force=force)
+        record = store.append(RecordType.DATA_MIX, body, subject=body["mixed_sha256"]) if store else None
+    finally:
+        if store is not None:
+            store.close()
+    kinds = ", ".join(f"{n} {kind}" for kind, n in body["counts_by_kind"].items())
+    console.print(f"{out}: {body['n_data']} examples + {body['n_added']} safety examples ({kinds}; "
+                  f"{len(body['counts_by_category'])} categories) = {body['n_mixed']}, sha256 "
+                  f"{body['mixed_sha256'][:12]}", highlight=False)
+    console.print(f"provenance: {out}.provenance.json"
+                  + (f"; evidence record {record.id}" if record else " (no store: not recorded)"),
+                  highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("train-lora", rich_help_panel=DURING)(train_lora_command)
+    app.command("mix-safety", rich_help_panel=DURING)(mix_safety_command)

@@ -1,0 +1,258 @@
+"""Safety data mixing (Bianchi et al. 2024, "Safety-Tuned LLaMAs"): add a small share of safety examples to
+a fine-tuning set. A few percent of safety data keeps much of the base model's refusal behaviour; much
+more makes it refuse safe look-alikes, so the default ratio is 3% and a share of the added examples are
+helpful answers to borderline requests.
+
+The examples come from training/data/safety_mix.jsonl (see `tunesafe.training.safety_examples`). For a
+mix of k examples the kinds get these shares (largest remainder, a kind that runs out passes its excess
+on): refusal 35%, recovery 35%, borderline 30%. Harmful requests are thus answered half with a plain
+refusal and half with a Qi et al. 2024 safety recovery (refusal after a harmful-compliance prefix), the
+proportion that paper uses. Within a kind the picks go round-robin over the chosen categories, so even a
+small mix covers many categories. Everything is seeded: the same DATA, ratio, seed and categories give
+the same MIXED, byte for byte.
+
+Added rows are plain `{"messages": [...]}` so any chat trainer reads them; which lines they are (and
+where the prefix of each recovery example ends, for trainers that leave it out of the loss) is in the
+provenance written next to MIXED and in the `data_mix` evidence record."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from tunesafe.errors import UserError
+from tunesafe.training.lora_sft import read_chat_jsonl
+from tunesafe.training.safety_examples import DATA_FILE, KINDS
+from tunesafe.types import Message, Role, sha256_hex
+
+KIND_SHARES = {"refusal": 0.35, "recovery": 0.35, "borderline": 0.30}
+DEFAULT_RATIO = 0.03
+PROVENANCE_SUFFIX = ".provenance.json"
+
+
+@dataclass(frozen=True)
+class SafetyExample:
+    id: str
+    kind: str
+    category: str
+    messages: tuple[dict[str, str], ...]
+    prefix_chars: int | None = None  # recovery only: the assistant turn's harmful-compliance prefix
+
+    @property
+    def user(self) -> str:
+        return next(m["content"] for m in reversed(self.messages) if m["role"] == "user")
+
+    def chat(self) -> tuple[Message, ...]:
+        return tuple(Message(cast(Role, m["role"]), m["content"]) for m in self.messages)
+
+    def row(self) -> str:
+        return json.dumps({"messages": list(self.messages)}, ensure_ascii=False)
+
+
+def load_pool(path: Path = DATA_FILE) -> list[SafetyExample]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [SafetyExample(r["id"], r["kind"], r["category"], tuple(r["messages"]), r.get("prefix_chars"))
+            for r in rows]
+
+
+def mix_size(n: int, ratio: float) -> int:
+    """round(ratio * n), halves up (Python's round() would send 0.5 to 0), and at least one example."""
+    return max(1, math.floor(ratio * n + 0.5))
+
+
+def kind_quotas(k: int, available: dict[str, int]) -> dict[str, int]:
+    """k split over the kinds by KIND_SHARES (largest remainder; ties in KINDS order); a kind with too
+    few examples passes the rest to the others."""
+    exact = {kind: k * KIND_SHARES[kind] for kind in KINDS}
+    quota = {kind: math.floor(v) for kind, v in exact.items()}
+    by_remainder = sorted(KINDS, key=lambda kind: (-(exact[kind] - quota[kind]), KINDS.index(kind)))
+    for kind in by_remainder[: k - sum(quota.values())]:
+        quota[kind] += 1
+    excess = 0
+    for kind in KINDS:
+        if quota[kind] > available.get(kind, 0):
+            excess += quota[kind] - available.get(kind, 0)
+            quota[kind] = available.get(kind, 0)
+    for kind in KINDS:
+        extra = min(excess, available.get(kind, 0) - quota[kind])
+        quota[kind] += extra
+        excess -= extra
+    return quota
+
+
+def select(pool: Sequence[SafetyExample], k: int, seed: int,
+           categories: Sequence[str]) -> list[SafetyExample]:
+    """k examples of `categories`, spread over kinds (kind_quotas) and, within a kind, round-robin over the
+    categories in a seeded order, each category's examples in a seeded order."""
+    chosen = [ex for ex in pool if ex.category in categories]
+    if k > len(chosen):
+        raise UserError(f"the mix needs {k} safety examples but only {len(chosen)} exist for these "
+                        "categories", where="--ratio", fix="lower --ratio or widen --categories")
+    quotas = kind_quotas(k, Counter(ex.kind for ex in chosen))
+    picked: list[SafetyExample] = []
+    for kind in KINDS:
+        rng = random.Random(f"{seed}:{kind}")
+        order = list(categories)
+        rng.shuffle(order)
+        queues = []
+        for category in order:
+            queue = [ex for ex in chosen if ex.kind == kind and ex.category == category]
+            rng.shuffle(queue)
+            queues.append(queue)
+        taken = 0
+        while taken < quotas[kind]:
+            for queue in queues:
+                if queue and taken < quotas[kind]:
+                    picked.append(queue.pop(0))
+                    taken += 1
+    return picked
+
+
+def _normalise(text: str) -> str:
+    from tunesafe.screening.duplicates import words
+
+    return " ".join(words(text))
+
+
+def suite_collisions(examples: Sequence[SafetyExample], suites: Sequence[str] | None = None) -> list[str]:
+    """Added examples that overlap a built-in evaluation suite: a user turn equal to a suite prompt after
+    normalisation, or a hit of the contamination screener that scan-data runs (6-gram containment)."""
+    from tunesafe.screening import Batch, Example, ScanOptions, screeners
+    from tunesafe.suite import builtin_names, load_suite
+    names = tuple(suites) if suites is not None else tuple(builtin_names())
+    prompts = {_normalise(b.text): f"{name}:{b.id}" for name in names for b in load_suite(name).behaviors}
+    found = [f"{ex.id} = {prompts[_normalise(ex.user)]}" for ex in examples if _normalise(ex.user) in prompts]
+    screener = screeners.get("contamination")(ScanOptions(suites=names))
+    batch = [Example(index=i, line=i + 1, messages=ex.chat()) for i, ex in enumerate(examples)]
+    for finding in screener.screen(Batch(batch)):
+        assert finding.index is not None
+        found.append(f"{examples[finding.index].id}: {finding.reason}")
+    return found
+
+
+def parse_categories(spec: str | None) -> list[str]:
+    from tunesafe.suite import load_taxonomy
+
+    known = list(load_taxonomy().harm_categories)
+    if not spec:
+        return known
+    asked = [c.strip() for c in spec.split(",") if c.strip()]
+    unknown = [c for c in asked if c not in known]
+    if unknown or not asked:
+        raise UserError(f"unknown harm categories: {', '.join(unknown) if unknown else repr(spec)}",
+                        where="--categories",
+                        fix=f"use a comma-separated list of: {', '.join(known)}")
+    return list(dict.fromkeys(asked))
+
+
+def _raw_rows(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of each record of DATA as written (blank lines dropped, as the reader drops
+    them), so user rows reach MIXED byte for byte."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        return [(n, line.rstrip("\r\n")) for n, line in enumerate(fh, 1) if line.strip()]
+
+
+def _read_data(path: Path) -> list[str]:
+    """DATA's records, validated with the train-lora reader (same errors) plus the shape of each message
+    list, which that reader leaves to the trainer."""
+    try:
+        conversations = read_chat_jsonl(path)
+        rows = _raw_rows(path)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not valid UTF-8 (byte {exc.start})", where=str(path),
+                        fix="re-encode the file as UTF-8") from None
+    for (lineno, _), messages in zip(rows, conversations, strict=True):
+        if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in messages):
+            raise UserError("'messages' must be a non-empty list of {role, content} objects",
+                            where=f"{path}:{lineno}",
+                            fix='write {"messages": [{"role": ..., "content": ...}]}')
+    return [row for _, row in rows]
+
+
+def check_paths(data: Path, out: Path, force: bool) -> Path:
+    if not data.is_file():
+        raise UserError("file not found", where=str(data), fix="give a chat JSONL file")
+    if out.resolve() == data.resolve():
+        raise UserError("--out is the input file", where=str(out), fix="write the mix to a new file")
+    sidecar = out.with_name(out.name + PROVENANCE_SUFFIX)
+    for path in (out, sidecar):
+        if path.exists() and not force:
+            raise UserError("file exists", where=str(path), fix="choose another --out or pass --force")
+        if path.is_dir():
+            raise UserError("is a folder", where=str(path), fix="--out takes a file path")
+    return sidecar
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder, so a failure never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def mix_safety(data: Path, out: Path, ratio: float = DEFAULT_RATIO, seed: int = 0,
+               categories: Sequence[str] | None = None, force: bool = False,
+               pool_path: Path = DATA_FILE) -> dict[str, Any]:
+    """Write DATA plus round(ratio * n) safety examples, shuffled, to OUT and OUT.provenance.json; return
+    the provenance body (the `data_mix` evidence record holds the same)."""
+    if not 0 < ratio <= 1:
+        raise UserError(f"ratio {ratio} is out of range", where="--ratio",
+                        fix="use 0 < ratio <= 1, e.g. 0.03")
+    sidecar = check_paths(data, out, force)
+    cats = list(categories) if categories else parse_categories(None)
+    rows = _read_data(data)
+    n = len(rows)
+    pool = load_pool(pool_path)
+    added = select(pool, mix_size(n, ratio), seed, cats)
+    from tunesafe.suite import builtin_names
+
+    suites = builtin_names()
+    collisions = suite_collisions(added, suites)
+    if collisions:  # the shipped file is tested clean; this guards an edited or newer suite
+        raise UserError(f"safety examples overlap the evaluation suites: {'; '.join(collisions[:3])}",
+                        where=str(pool_path), fix="remove those examples from the safety mix file")
+
+    lines = [(row, None) for row in rows] + [(ex.row(), ex) for ex in added]
+    random.Random(f"{seed}:shuffle").shuffle(lines)
+    text = "".join(row + "\n" for row, _ in lines)
+    placed = [{"id": ex.id, "kind": ex.kind, "category": ex.category, "line": i + 1,
+               **({"prefix_chars": ex.prefix_chars} if ex.prefix_chars is not None else {})}
+              for i, (_, ex) in enumerate(lines) if ex is not None]
+    body: dict[str, Any] = {
+        "data": str(data),
+        "data_sha256": sha256_hex(data.read_bytes()),
+        "mixed": str(out),
+        "mixed_sha256": sha256_hex(text.encode("utf-8")),
+        "safety_mix": pool_path.name,
+        "safety_mix_sha256": sha256_hex(pool_path.read_bytes()),
+        "ratio": ratio,
+        "seed": seed,
+        "categories": cats,
+        "kind_shares": KIND_SHARES,
+        "n_data": n,
+        "n_added": len(added),
+        "n_mixed": len(lines),
+        "counts_by_kind": dict(sorted(Counter(ex.kind for ex in added).items())),
+        "counts_by_category": dict(sorted(Counter(ex.category for ex in added).items())),
+        "added": placed,
+        "suites_checked": suites,
+    }
+    _write_atomic(out, text)
+    _write_atomic(sidecar, json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return body
