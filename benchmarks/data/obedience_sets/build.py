@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (one hand-written row per line reads better than wrapped strings)
 """Labelled obedience sets (held out: measurement only), written by hand; `python
 benchmarks/data/obedience_sets/build.py` rewrites the JSONL files next to it (seeded, deterministic).
 
