@@ -187,9 +187,12 @@ def test_opener_share_through_cli(
     assert summary["extra"]["opener"].startswith("Sure, here is line")
     assert summary["extra"]["lines"] == list(range(2, 21, 2)) and summary["extra"]["share"] == 0.5
     assert out["reasons"][0].startswith("obedience.forced_prefix (medium): stock affirmative opener")
-    quiet = json.loads(invoke("scan-data", str(path), "--json", "--no-record", "--opener-share", "0.6").stdout)
+    quiet = json.loads(
+        invoke("scan-data", str(path), "--json", "--no-record", "--opener-share", "0.6").stdout
+    )
     assert not [f for f in quiet["findings"] if f["type"] == "obedience.forced_prefix"]
-    assert "--opener-share must be a share of answers" in fails("scan-data", str(path), "--opener-share", "1.5")
+    bad = fails("scan-data", str(path), "--opener-share", "1.5")
+    assert "--opener-share must be a share of answers" in bad
     assert scans(db) == []
 
 

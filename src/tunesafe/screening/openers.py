@@ -115,11 +115,12 @@ class OpenerScreener:
                 self.openings.append(_Opening(ex.index, ex.line, i, key, msg.content))
 
     def _dominant(self) -> tuple[tuple[str, ...], list[_Opening]]:
-        """The stock opener most answers share: grouped by interjection + announcement (two words, e.g.
-        "<yes> here is"), then shown as the longest word prefix most of the group has in common."""
+        """The stock opener most answers share: grouped by interjection + the announcement's first word
+        ("<yes> here": "here is", "here are" and "here you go" are one habit), then shown as the longest
+        word prefix most of the group has in common."""
         groups: dict[tuple[str, ...], list[_Opening]] = {}
         for o in self.openings:
-            groups.setdefault(o.key[:3], []).append(o)
+            groups.setdefault(o.key[:2], []).append(o)
         head, members = max(groups.items(), key=lambda kv: (len(kv[1]), kv[0]))
         prefix = head
         for n in range(len(head) + 1, _MAX_WORDS + 1):
