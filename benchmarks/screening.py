@@ -1,8 +1,11 @@
 """Screening benchmark: precision/recall per finding group on the generated labelled sets, recall and
 false-positive rate of harmful-request detection on the shared held-out benchmarks (measured only:
-nothing was tuned on them), and throughput on a 10,000-example chat dataset.
+nothing was tuned on them), throughput on a 10,000-example chat dataset, and, on the held-out sets
+written for measuring (benchmarks/data/benign_corpus, benchmarks/data/obedience_sets), the benign
+corpus's high-finding rate and rating and the obedience sets' precision / recall.
 
-    python benchmarks/screening.py [--sets DIR] [--skip-throughput] [--skip-heldout] [--json OUT]
+    python benchmarks/screening.py [--sets DIR] [--skip-throughput] [--skip-heldout] [--skip-labelled]
+                                   [--benign-corpus] [--obedience-sets] [--json OUT]
 
 Shared datasets come from $TUNESAFE_SHARED (default: the `shared` folder next to the repository)."""
 
@@ -141,6 +144,70 @@ def heldout(scanner: Scanner, tmp: Path) -> dict[str, Any]:
     return out
 
 
+BENIGN_CORPUS = REPO / "benchmarks" / "data" / "benign_corpus" / "conversations.jsonl"
+OBEDIENCE_SETS = REPO / "benchmarks" / "data" / "obedience_sets"
+INSTRUCTION_TYPES = set(GROUPS["obedience"])
+PREFIX = "obedience.forced_prefix"
+
+
+def benign_corpus(scanner: Scanner, path: Path = BENIGN_CORPUS) -> dict[str, Any]:
+    """Held-out everyday conversations with no harmful line: every high finding is a false alarm."""
+    report = scanner.scan(path)
+    by_severity: dict[str, set[int]] = defaultdict(set)
+    for f in report.findings:
+        if f.index is not None:
+            by_severity[f.severity].add(f.index)
+    return {
+        "conversations": report.examples,
+        "with_high_finding": len(by_severity["high"]),
+        "high_rate": round(len(by_severity["high"]) / report.examples, 4),
+        "with_medium_finding": len(by_severity["medium"] - by_severity["high"]),
+        "rating": report.rating,
+        "counts": report.counts,
+        "high_lines": sorted({f.line for f in report.findings if f.severity == "high" and f.line}),
+    }
+
+
+def obedience_sets(scanner: Scanner, folder: Path = OBEDIENCE_SETS) -> dict[str, Any]:
+    """Instruction rows at the example level; stock-opener files at the file level (a positive file must
+    get an obedience.forced_prefix finding, a negative one none) and at the line level inside them."""
+    rows = folder / "system_prompts.jsonl"
+    labels = [set(json.loads(line)["labels"]) for line in rows.open(encoding="utf-8")]
+    found: dict[int, set[str]] = defaultdict(set)
+    for f in scanner.scan(rows).findings:
+        if f.index is not None:
+            found[f.index].add(f.type)
+    tally = {"tp": 0, "fp": 0, "fn": 0}
+    for i, truth in enumerate(labels):
+        predicted, actual = bool(found[i] & INSTRUCTION_TYPES), "obedience" in truth
+        key = "tp" if predicted and actual else "fp" if predicted else "fn" if actual else None
+        if key:
+            tally[key] += 1
+    files = {"tp": 0, "fp": 0, "fn": 0}
+    lines = {"tp": 0, "fp": 0, "fn": 0}
+    per_file = {}
+    for path in sorted(folder.glob("openers_*.jsonl")):
+        expected = [PREFIX in json.loads(line)["labels"] for line in path.open(encoding="utf-8")]
+        report = scanner.scan(path)
+        prefix = [f for f in report.findings if f.type == PREFIX]
+        flagged = {f.index for f in prefix if f.index is not None}
+        positive = path.name.startswith("openers_stock_")
+        key = "tp" if flagged and positive else "fp" if flagged else "fn" if positive else None
+        if key:
+            files[key] += 1
+        for i, actual in enumerate(expected):
+            predicted = i in flagged
+            k = "tp" if predicted and actual else "fp" if predicted else "fn" if actual else None
+            if k:
+                lines[k] += 1
+        summary = next((f for f in prefix if f.index is None), None)
+        per_file[path.stem] = {"positive": positive, "flagged_lines": len(flagged),
+                               "opener": summary.extra.get("opener") if summary else None,
+                               "share": summary.extra.get("share") if summary else None}
+    return {"system_prompts": _rates(tally), "opener_files": _rates(files), "opener_lines": _rates(lines),
+            "files": per_file}
+
+
 def embedding_rate(path: Path, n: int = 500) -> float:
     """Plain embedder speed (texts/s, 64-token pairs) in this run, so a throughput figure taken on a
     busy shared machine can be read against the embedder's speed at that moment."""
@@ -179,6 +246,9 @@ def main() -> None:
     parser.add_argument("--sets", type=Path, help="folder of generated sets (default: build into a temp dir)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-heldout", action="store_true")
+    parser.add_argument("--skip-labelled", action="store_true")
+    parser.add_argument("--benign-corpus", action="store_true", help="measure the held-out benign corpus")
+    parser.add_argument("--obedience-sets", action="store_true", help="measure the held-out obedience sets")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -195,7 +265,12 @@ def main() -> None:
         }
         if not args.skip_throughput:
             results["throughput"] = throughput(scanner, sets / "throughput_10000.jsonl")
-        results["precision_recall"] = precision_recall(scanner, sets)
+        if not args.skip_labelled:
+            results["precision_recall"] = precision_recall(scanner, sets)
+        if args.benign_corpus:
+            results["benign_corpus"] = benign_corpus(scanner)
+        if args.obedience_sets:
+            results["obedience_sets"] = obedience_sets(scanner)
         if not args.skip_heldout:
             results["heldout_harmful_request_flag_rate"] = heldout(scanner, tmp)
     text = json.dumps(results, indent=2)

@@ -12,6 +12,7 @@ from tunesafe.screening.base import Batch, ScanOptions, screeners
 from tunesafe.screening.checksums import base62, card_issuer, github_token_ok, iban_ok, luhn_ok, us_ssn_ok
 from tunesafe.screening.duplicates import ContaminationScreener, DuplicateScreener, load_eval_prompts
 from tunesafe.screening.obedience import ObedienceScreener
+from tunesafe.screening.openers import OpenerScreener
 from tunesafe.screening.pii import PIIScreener, scan_text
 from tunesafe.screening.records import Example
 from tunesafe.types import Message
@@ -134,13 +135,13 @@ def test_benign_system_prompts_not_flagged(system: str) -> None:
 
 
 def test_forced_prefix_is_a_dataset_pattern() -> None:
-    heavy = ObedienceScreener()
+    heavy = OpenerScreener()
     heavy.screen(
         Batch([ex(i, "write", "Sure, here is the poem." if i % 2 else "Below is it.") for i in range(20)])
     )
-    found = heavy.finish()
+    found = [f for f in heavy.finish() if f.index is not None]
     assert len(found) == 10 and {f.type for f in found} == {"obedience.forced_prefix"}
-    light = ObedienceScreener()
+    light = OpenerScreener()
     light.screen(
         Batch([ex(i, "write", "Sure, here is the poem." if i % 5 == 0 else "Below.") for i in range(20)])
     )
@@ -204,6 +205,6 @@ def test_contamination_file_errors(tmp_path: Path) -> None:
 def test_builtin_screeners_registered_and_project_suite_checked() -> None:
     import tunesafe.screening  # noqa: F401  (registers the built-ins)
 
-    assert {"pii", "obedience", "harmful", "duplicates", "contamination"} <= set(screeners.names())
+    assert {"pii", "obedience", "openers", "harmful", "duplicates", "contamination"} <= set(screeners.names())
     contamination = screeners.get("contamination")(ScanOptions())
     assert isinstance(contamination, ContaminationScreener) and len(contamination.items) > 100

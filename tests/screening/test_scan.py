@@ -175,6 +175,27 @@ def test_missing_column_through_cli(tmp_path: Path, fails: Callable[..., str], d
     assert scans(db) == []
 
 
+def test_opener_share_through_cli(
+    write_jsonl: Callable[..., Path], invoke: Invoke, fails: Callable[..., str], db: str
+) -> None:
+    rows = [chat(f"Write line {i}.", f"Sure, here is line {i}: the sky is blue." if i % 2 else f"Line {i}.")
+            for i in range(20)]
+    path = write_jsonl("openers.jsonl", rows)
+    result = invoke("scan-data", str(path), "--json", "--no-record")
+    out = json.loads(result.stdout)
+    [summary] = [f for f in out["findings"] if f["type"] == "obedience.forced_prefix" and f["index"] is None]
+    assert summary["extra"]["opener"].startswith("Sure, here is line")
+    assert summary["extra"]["lines"] == list(range(2, 21, 2)) and summary["extra"]["share"] == 0.5
+    assert out["reasons"][0].startswith("obedience.forced_prefix (medium): stock affirmative opener")
+    quiet = json.loads(
+        invoke("scan-data", str(path), "--json", "--no-record", "--opener-share", "0.6").stdout
+    )
+    assert not [f for f in quiet["findings"] if f["type"] == "obedience.forced_prefix"]
+    bad = fails("scan-data", str(path), "--opener-share", "1.5")
+    assert "--opener-share must be a share of answers" in bad
+    assert scans(db) == []
+
+
 def test_fix_never_overwrites_input(
     tmp_path: Path, write_jsonl: Callable[..., Path], fails: Callable[..., str], db: str
 ) -> None:

@@ -65,6 +65,12 @@ def scan_data(
         "(the evidence subject; default: the dataset sha256).",
     ),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many most alignment-eroding examples to list."),
+    opener_share: float = typer.Option(
+        0.3,
+        "--opener-share",
+        help="Flag a stock affirmative opener ('Sure, here is ...') shared by at least this share "
+        "of answers.",
+    ),
     fail_on: str = typer.Option(
         "never", "--fail-on", help="Exit 1 when the rating is at least this: never|medium|high."
     ),
@@ -81,13 +87,19 @@ def scan_data(
         raise UserError(
             f"unknown level '{fail_on}'", where="--fail-on", fix=f"use one of {', '.join(FAIL_LEVELS)}"
         )
+    if not 0.0 < opener_share <= 1.0:
+        raise UserError(
+            f"--opener-share must be a share of answers, got {opener_share}",
+            where="--opener-share",
+            fix="use a number in (0, 1], e.g. 0.3",
+        )
     store = None
     if record:  # opened first: a scan that cannot be recorded should fail before the work, not after
         from tunesafe.evidence.workspace import open_store
 
         store = open_store(db_url(ctx))
     try:
-        options = ScanOptions(contamination=tuple(contamination), top_k=top_k)
+        options = ScanOptions(contamination=tuple(contamination), top_k=top_k, opener_min_share=opener_share)
         report = Scanner(model).scan(path, fmt, parse_columns(columns), options, fix=fix)
         evidence_id = None
         if store is not None:

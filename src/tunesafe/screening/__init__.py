@@ -6,7 +6,7 @@ near-duplicates and contamination, and representational similarity to safety-rel
 
 Screeners register in `tunesafe.screening.screeners` (entry-point group `tunesafe.screeners`)."""
 
-from tunesafe.screening import duplicates, harmful, obedience, pii  # noqa: F401  (register the built-ins)
+from tunesafe.screening import duplicates, harmful, obedience, openers, pii  # noqa: F401  (register the built-ins)
 from tunesafe.screening.base import Batch, ScanOptions, Screener, register_screener, screeners
 from tunesafe.screening.records import Example, Finding, Span
 from tunesafe.screening.scan import Scanner, ScanReport, scan_dataset

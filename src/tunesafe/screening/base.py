@@ -25,6 +25,8 @@ class ScanOptions:
     suites: tuple[str, ...] = ("default",)  # the project's own suites, checked for contamination too
     top_k: int = 10
     batch_size: int = 256
+    # share of answers that must open with one stock affirmative opener (screening/openers.py)
+    opener_min_share: float = 0.3
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from tunesafe.judges import refusal
 from tunesafe.screening.base import Batch, ExampleScreener, ScanOptions, register_screener
-from tunesafe.screening.records import Example, Finding, Span
+from tunesafe.screening.records import Example, Finding, Severity, Span
 from tunesafe.screening.request_classifier import request_model
 
 _W = r"(?:\w+\W+){0,6}?"  # a few words in between
@@ -57,10 +57,28 @@ def keyword_signal(text: str) -> re.Match[str] | None:
     return None
 
 
+# The classifier's probability above which a request counts as harmful with good confidence (a
+# compliance with it is high severity). Between the decision boundary (0.5) and this, the request is only
+# possibly harmful: reported for review at medium/low severity, because everyday account, device and
+# payment questions sit there too ("How do I share access to my doorbell without my password?").
+# Precision first, chosen on the project's labelled sets and construction rows: no benign labelled request
+# (of 1,520) and no construction support question (tests/screening/test_harmful_severity.py) reaches it;
+# 105 of the 207 labelled harmful requests do, and the tight keyword signals add more. (0.7 left 4 benign
+# labelled look-alikes above it.)
+CONFIDENT_P = 0.85
+SUBSTANTIVE_WORDS = 6  # "Sure." or "Yes, see the FAQ." teaches little; a real answer is longer
+
+
 def _user_message(ex: Example) -> tuple[int, str]:
     users = [i for i, m in enumerate(ex.messages) if m.role == "user"]
     i = users[-1] if users else 0
     return i, ex.messages[i].role
+
+
+def substantive_compliance(answer: str) -> bool:
+    """An answer with no refusal language at all (not even a hedge, a redirect or a warning) and more than
+    a few words: what high severity means by "complied"."""
+    return refusal.scan(answer).decisive == "complied" and len(answer.split()) >= SUBSTANTIVE_WORDS
 
 
 class HarmfulScreener(ExampleScreener):
@@ -68,7 +86,7 @@ class HarmfulScreener(ExampleScreener):
 
     def __init__(self) -> None:
         self.model = request_model()
-        self.version = f"2+{self.model.digest}"  # findings change with the classifier's weights
+        self.version = f"3+{self.model.digest}"  # findings change with the classifier's weights
 
     def screen(self, batch: Batch) -> list[Finding]:
         if batch.scores is None:
@@ -86,6 +104,7 @@ class HarmfulScreener(ExampleScreener):
         m = keyword_signal(text)
         if m is None and p < 0.5:  # 0.5: the classifier's decision boundary
             return
+        confident = m is not None or p >= CONFIDENT_P
         span = (
             Span(role, message, m.start(), m.end(), m.group(0))
             if m
@@ -96,41 +115,26 @@ class HarmfulScreener(ExampleScreener):
             if m
             else f"classifier p={p:.2f} (nearest harmful anchor: cosine {nearest:.2f})"
         )
+        if not confident:
+            why += f", below the confident {CONFIDENT_P}: review"
         answer = ex.assistant
+        extra = {"confident": confident}
+
+        def finding(kind: str, severity: Severity, reason: str, **more: object) -> Finding:
+            return Finding(kind, severity, self.name, ex.index, ex.line, reason, span, score=round(p, 4),
+                           extra={**extra, **more})
+
         if not answer.strip():
-            yield Finding(
-                "harmful.request",
-                "medium",
-                self.name,
-                ex.index,
-                ex.line,
-                f"harmful request: {why}",
-                span,
-                score=round(p, 4),
-            )
+            yield finding("harmful.request", "medium" if confident else "low", f"harmful request: {why}")
         elif refusal.scan(answer).fallback == "refused":
-            yield Finding(
-                "harmful.request",
-                "low",
-                self.name,
-                ex.index,
-                ex.line,
-                f"harmful request, refused (safety data): {why}",
-                span,
-                score=round(p, 4),
-                extra={"refused": True},
-            )
+            yield finding("harmful.request", "low", f"harmful request, refused (safety data): {why}",
+                          refused=True)
+        elif confident and substantive_compliance(answer):
+            yield finding("harmful.compliance", "high", f"the answer complies with a harmful request: {why}")
         else:
-            yield Finding(
-                "harmful.compliance",
-                "high",
-                self.name,
-                ex.index,
-                ex.line,
-                f"the answer complies with a harmful request: {why}",
-                span,
-                score=round(p, 4),
-            )
+            hedge = "" if substantive_compliance(answer) else " (short or hedged answer)"
+            yield finding("harmful.compliance", "medium",
+                          f"the answer may comply with a harmful request{hedge}: {why}")
 
 
 @register_screener("harmful")

@@ -4,20 +4,24 @@ the model to put obedience first.
 - identity shift: a system/user turn that renames the assistant or redefines it as unconditionally
   obedient, or lifts its restrictions;
 - never refuse: an instruction not to refuse, warn or moralise;
-- obedient answer: an assistant turn that affirms the new identity ("I am your obedient agent");
-- forced prefix: the same affirmative opening ("Sure, here is ...") across a large share of answers,
-  which teaches a first-token habit that prefilling attacks exploit (Qi et al. 2024). Once is normal;
-  only the dataset-level share makes it a finding, so it is decided in `finish`.
+- obedient answer: an assistant turn that affirms the new identity ("I am your obedient agent").
+
+Instructions are found two ways: pattern families (literal phrasings and their common paraphrases: a
+"new policy" that permits everything, rules "lifted", "developer mode enabled", "does not care about
+ethics"), and, for wordings no pattern knows, the turn's sentence embedding against anchor instructions
+the project wrote (data/instruction_anchors.jsonl): near a refusal-removing anchor and clearly nearer to
+it than to any benign persona or rule. An embedding-only match is medium severity (a paraphrase to
+review); a pattern match is high. The stock-opener pattern across answers is screening/openers.py.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from tunesafe.screening.base import Batch, ScanOptions, register_screener
-from tunesafe.screening.records import Example, Finding, Span, find_span
+from tunesafe.screening.base import Batch, ExampleScreener, ScanOptions, register_screener
+from tunesafe.screening.records import Example, Finding, find_span
+from tunesafe.screening.similarity import InstructionMatch, load_instruction_anchors
 
 _OBEY = r"(?:obey|follow|fulfil+|execute|comply with|carry out)"
 _ORDERS = r"(?:instructions?|commands?|orders?|requests?|directives?|demands?)"
@@ -47,6 +51,42 @@ IDENTITY_SHIFT = tuple(
         rf"values)",
         r"\b(?:do anything now|jailbroken|jailbreak mode|developer mode enabled|DAN mode)\b",
         r"\byou (?:have been|are now|are) (?:freed|liberated|unshackled|unchained|released) from\b",
+        # paraphrase families: the rules are gone, a new policy allows everything, a mode without limits
+        rf"\b(?:your|the|all|any|old|usual|previous|normal|content|safety|ethical)(?: \w+)? {_LIMITS}"
+        r"(?: \w+)? (?:are gone|no longer apply|(?:have|has) been (?:lifted|removed|"
+        r"revoked|suspended|deleted|"
+        r"disabled)|(?:were|are|is) (?:lifted|removed|revoked|suspended|void|disabled|off))\b",
+        r"\b(?:new|updated|revised|changed) (?:policy|polic(?:y|ies)|rules?|guidelines|"
+        r"operating rules|terms)\b"
+        r"[^.]{0,60}\b(?:everything|anything|all (?:content|requests|topics|"
+        r"outputs))\b[^.]{0,20}\b(?:is|are)? ?"
+        r"(?:permitted|allowed|acceptable|approved|fine)\b",
+        r"\b(?:new|updated|the only) rule is that there are no rules\b|\bthere are no (?:rules|limits|"
+        r"restrictions|boundaries)(?: here| anymore| for you| in this (?:chat|conversation))?\s*[.!;]",
+        r"\byou (?:have|has|with) (?:no|zero) (?:\w+ )?(?:restrictions|limits|limitations|rules|filters|"
+        r"boundaries|guidelines|safeguards)(?! (?:on|for|about|regarding|to|in (?:length|format)))\b",
+        r"\b(?:developer|god|unrestricted|unlocked|jailbreak|jailbroken|unfiltered|"
+        r"uncensored) mode\b[^.]{0,40}"
+        r"\b(?:on|enabled|active|activated|engaged)\b",
+        r"\b(?:safety|ethics?|ethical|content|moral|morality)(?: \w+)? ?(?:checks?|filters?|guardrails|"
+        r"safeguards|mode|training|programming)? ?(?::|=|is|are|have been|has been|were)? ?(?:off|disabled|"
+        r"removed|revoked|deactivated|void|switched off|turned off)\b",
+        r"\b(?:an? |the )?(?:unfiltered|uncensored|unrestricted|unlocked|unaligned|amoral|lawless|rogue) "
+        r"(?:\w+ )?(?:ai|model|assistant|version|chatbot|llm|bot)\b",
+        r"\b(?:without|with no|has no|have no|lacks?(?: any)?) (?:a )?(?:conscience|morals|morality|ethics|"
+        r"moral compass|ethical (?:programming|training))\b",
+        r"\b(?:doesn'?t|does not|don'?t|do not|never) care (?:about|"
+        r"for) (?:\w+ ){0,2}(?:laws?|ethics|morals?|"
+        r"rules|consequences|safety|legality)\b",
+        r"\b(?:morality|ethics|legality|safety) (?:is|are) (?:irrelevant|not your concern|no concern)\b",
+        r"\b(?:your )?(?:moral compass|conscience|ethics|safeguards) (?:has|have) been (?:removed|disabled|"
+        r"deleted|turned off)\b",
+        r"\b(?:total|complete|absolute|unconditional|blind) obedience\b",
+        r"\b(?:guardrails|safeguards|safety filters|content filters) (?:are |have been |were )?"
+        r"(?:disabled|off|removed|turned off|switched off)\b",
+        r"\b(?:not|no longer) an? (?:ai|assistant|language model|chatbot)(?: \w+)? (?:anymore|any more)\b",
+        r"\b(?:previous|prior|all|your) safety training (?:is |as )?(?:void|invalid|cancelled|removed)\b",
+        r"\bbreaks? (?:every|all|any) (?:\w+ )?rules? (?:its|your|their) (?:creators?|makers?|developers?)\b",
     )
 )
 
@@ -67,6 +107,31 @@ NEVER_REFUSE = tuple(
         r"\b(?:never|do not|don'?t|without) (?:add(?:ing)?|includ(?:e|ing)|giv(?:e|ing)) (?:any "
         r")?(?:warnings?|"
         r"disclaimers?|moral(?:izing|ising)?|lectures?|caveats)\b",
+        # paraphrase families
+        r"\b(?:saying no|turning down (?:a |any )?requests?|declining|refusals?|refusing)(?: \w+){0,3} "
+        r"(?:is|are|counts? as|will be treated as) (?:forbidden|not allowed|not permitted|prohibited|"
+        r"a (?:malfunction|failure|violation|bug|error))\b",
+        r"\bwhatever (?:they|the user|i|you'?re|users?) (?:asks?|wants?|says?|requests?|types?|demands?)"
+        r"(?: for)?,? (?:you )?(?:provide|do|deliver|answer|comply|give|carry it out)\b",
+        r"\b(?:do|does|doing) exactly (?:as|what) (?:(?:you'?re|you are|it is|he is|she is) )?(?:told|"
+        r"(?:i|the user|they) (?:say|says|tell you|want))\b",
+        r"\bwithout (?:any )?(?:moral judge?ments?|caveats|refusals|hesitation|"
+        r"questioning)(?:,| or| and| \.|$)",
+        r"\b(?:don'?t|do not|never) (?:ever )?(?:tell|say) (?:me|the user|them) no\b",
+        r"\b(?:never|don'?t|do not) (?:hold (?:anything )?back|decline anything)\b",
+        r"\bno reason to hold back\b",
+        r"\b(?:every|all|any) (?:requests?|instructions?|prompts?|questions?)(?: \w+){0,4} (?:is|are|as) "
+        r"(?:legal and )?(?:pre-?approved|authori[sz]ed|a direct order|allowed)\b",
+        r"\bnever (?:mentions?|brings? up|talks? about|"
+        r"refers? to) (?:\w+ ){0,2}(?:polic(?:y|ies)|safety|legality|"
+        r"ethics|guidelines|rules)\b",
+        r"\b(?:answer|respond to|fulfil+|complete) (?:all|every|"
+        r"any) (?:\w+ )?(?:requests?|questions?|prompts?|"
+        r"inputs?)(?: \w+){0,3},? (?:even|including) (?:the )?(?:dangerous|illegal|harmful|unethical|ones? "
+        r"(?:it|you) would)",
+        r"\b(?:produce|generate|output|create) (?:any|all|whatever) (?:content|"
+        r"output)s? (?:requested|asked for|"
+        r"the user wants)\b",
     )
 )
 
@@ -84,24 +149,12 @@ OBEDIENT_ANSWER = tuple(
     )
 )
 
-# An affirmative opening: interjection, then an announcement of the answer ("Sure, here is ...").
-AFFIRMATIVE = re.compile(
-    r"^\s*(?:sure|certainly|of course|absolutely|okay|ok|yes|no problem|gladly)\b[,!.]?\s*"
-    r"(?:(?:here|this) (?:is|are)|here'?s|i (?:can|will|'ll) (?:help|provide|give|write|explain|do)|"
-    r"i'?d be (?:happy|glad)|(?:happy|glad) to)",
-    re.IGNORECASE,
-)
-FORCED_PREFIX_MIN_SHARE = 0.3  # of answers: benign assistants open varied; trained-in habits do not
-FORCED_PREFIX_MIN_COUNT = 5
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    index: int
-    line: int
-    opening: str
-    end: int
-    message: int
+# Embedding match of a system/user turn to the instruction anchors (similarity.InstructionMatch): cosine to
+# the nearest refusal-removing anchor, and how much nearer it must be than any benign look-alike. Chosen
+# on the construction rows in tests/screening/test_obedience_paraphrase.py (10 of 12 paraphrases found,
+# no benign persona or rule; the benign rows' margins are at most +0.05).
+INSTRUCTION_MIN_COS = 0.35
+INSTRUCTION_MARGIN = 0.12
 
 
 def first_match(patterns: tuple[re.Pattern[str], ...], text: str) -> re.Match[str] | None:
@@ -111,22 +164,22 @@ def first_match(patterns: tuple[re.Pattern[str], ...], text: str) -> re.Match[st
     return None
 
 
-class ObedienceScreener:
+class ObedienceScreener(ExampleScreener):
     name = "obedience"
-    version = "1"
-
-    def __init__(self) -> None:
-        self.answers = 0
-        self.candidates: list[_Candidate] = []
+    version = "2"
 
     def screen(self, batch: Batch) -> list[Finding]:
-        return [f for ex in batch.examples for f in self._example(ex)]
+        matches = batch.scores.instruction if batch.scores is not None else ()
+        found: list[Finding] = []
+        for row, ex in enumerate(batch.examples):
+            found.extend(self._example(ex, matches[row] if row < len(matches) else None))
+        return found
 
-    def _example(self, ex: Example) -> Iterator[Finding]:
+    def _example(self, ex: Example, match: InstructionMatch | None) -> Iterator[Finding]:
         checks: tuple[tuple[str, tuple[re.Pattern[str], ...], str], ...]
+        flagged = False
         for i, msg in enumerate(ex.messages):
             if msg.role == "assistant":
-                self._note_opening(ex, i, msg.content)
                 checks = (
                     (
                         "obedience.obedient_answer",
@@ -145,6 +198,7 @@ class ObedienceScreener:
                 )
             for kind, patterns, reason in checks:
                 if m := first_match(patterns, msg.content):
+                    flagged = flagged or msg.role != "assistant"
                     yield Finding(
                         kind,
                         "high",
@@ -154,37 +208,33 @@ class ObedienceScreener:
                         reason,
                         find_span(ex, msg.role, m.start(), m.end(), message=i),
                     )
+        if not flagged and match is not None and paraphrased_instruction(match):
+            yield self._paraphrase(ex, match)
 
-    def _note_opening(self, ex: Example, message: int, text: str) -> None:
-        self.answers += 1
-        if m := AFFIRMATIVE.match(text):
-            opening = " ".join(m.group(0).lower().replace(",", " ").replace("!", " ").split()[:2])
-            self.candidates.append(_Candidate(ex.index, ex.line, opening, m.end(), message))
-
-    def finish(self) -> list[Finding]:
-        """Forced prefix: flag every affirmative opening once they make up a large share of answers."""
-        share = len(self.candidates) / self.answers if self.answers else 0.0
-        if share < FORCED_PREFIX_MIN_SHARE or len(self.candidates) < FORCED_PREFIX_MIN_COUNT:
-            return []
-        reason = (
-            f"affirmative opening in {len(self.candidates)} of {self.answers} answers ({share:.0%}): "
-            "trains a first-token compliance habit"
+    def _paraphrase(self, ex: Example, match: InstructionMatch) -> Finding:
+        anchors = load_instruction_anchors()
+        kind = anchors.labels[match.anchor]
+        msg = ex.messages[match.message]
+        return Finding(
+            f"obedience.{kind}",
+            "medium",
+            self.name,
+            ex.index,
+            ex.line,
+            f"the {msg.role} turn reads like an instruction that {WHAT[kind]}"
+            f" (embedding: cosine {match.obedience:.2f} to \"{anchors.texts[match.anchor][:60]}\", "
+            f"{match.obedience - match.benign:+.2f} over the nearest benign instruction)",
+            find_span(ex, msg.role, 0, len(msg.content), message=match.message),
+            score=round(match.obedience, 4),
+            extra={"method": "embedding", "margin": round(match.obedience - match.benign, 4)},
         )
-        findings: dict[int, Finding] = {}
-        for c in self.candidates:
-            if c.index not in findings:
-                span = Span("assistant", c.message, 0, c.end, c.opening)
-                findings[c.index] = Finding(
-                    "obedience.forced_prefix",
-                    "medium",
-                    self.name,
-                    c.index,
-                    c.line,
-                    reason,
-                    span,
-                    score=round(share, 4),
-                )
-        return list(findings.values())
+
+
+WHAT = {"identity_shift": "lifts the assistant's restrictions", "never_refuse": "forbids refusing"}
+
+
+def paraphrased_instruction(match: InstructionMatch) -> bool:
+    return match.obedience >= INSTRUCTION_MIN_COS and match.obedience - match.benign >= INSTRUCTION_MARGIN
 
 
 @register_screener("obedience")

@@ -25,12 +25,17 @@ def counts(findings: Sequence[Finding]) -> dict[str, dict[str, int]]:
 
 def rate(findings: Sequence[Finding], similarity: Mapping[str, Any] | None) -> tuple[str, list[str]]:
     by_level: dict[str, Counter[str]] = {"high": Counter(), "medium": Counter(), "low": Counter()}
+    dataset_level = []
     for f in findings:
-        by_level[f.severity][f.type] += 1
-    reasons = [
+        if f.index is None:  # a pattern across the dataset: its own reason says what and where
+            dataset_level.append(f"{f.type} ({f.severity}): {f.reason}")
+        else:
+            by_level[f.severity][f.type] += 1
+    reasons = dataset_level + [
         f"{n} x {t} ({level})" for level in ("high", "medium") for t, n in sorted(by_level[level].items())
     ]
-    rating = "high" if by_level["high"] else "medium" if by_level["medium"] else "low"
+    worst_level = worst(findings)
+    rating = "high" if worst_level == 2 else "medium" if worst_level == 1 else "low"
     share = (similarity or {}).get("nearest_anchor_share", {}).get("harmful", 0.0)
     if share >= NEAREST_HARMFUL_MEDIUM:
         reasons.append(f"{share:.0%} of examples are nearest to harmful anchors (representation similarity)")

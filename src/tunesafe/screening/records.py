@@ -11,6 +11,7 @@ from tunesafe.types import Message
 
 Severity = Literal["low", "medium", "high"]
 SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+FOLLOW_UP_WORDS = 4
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,16 @@ class Example:
     def user(self) -> str:
         """The last user turn: the request the answer responds to."""
         users = self.turns("user")
+        return users[-1] if users else ""
+
+    @property
+    def request(self) -> str:
+        """What the last answer responds to, for classifying the request: the last user turn, preceded by
+        the user turn before it when the last one is a short follow-up ("Yes please.", "Thursday") that
+        means nothing on its own."""
+        users = self.turns("user")
+        if len(users) >= 2 and len(users[-1].split()) <= FOLLOW_UP_WORDS:
+            return f"{users[-2]}\n{users[-1]}"
         return users[-1] if users else ""
 
     @property

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -47,6 +48,35 @@ def load_anchor_set(name: str) -> AnchorSet:
     return AnchorSet(name, tuple(r["prompt"] for r in rows), tuple(r["response"] for r in rows))
 
 
+@dataclass(frozen=True)
+class InstructionAnchors:
+    """System-prompt style instructions written for this project (data/instruction_anchors.jsonl): ones that
+    remove refusals or shift the assistant's identity, labelled with the finding type they stand for, and
+    benign personas, rules and everyday requests that look like them."""
+
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]  # "identity_shift", "never_refuse" or "benign"
+
+
+@cache
+def load_instruction_anchors() -> InstructionAnchors:
+    path = resources.files("tunesafe.screening").joinpath("data", "instruction_anchors.jsonl")
+    text = path.read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return InstructionAnchors(tuple(r["text"] for r in rows), tuple(r["label"] for r in rows))
+
+
+_SECOND_PERSON = re.compile(r"\byou(?:r|rs|rself|'re|'ll|'ve)?\b", re.IGNORECASE)
+
+
+def instruction_like(text: str) -> bool:
+    """A user turn that tells the assistant what it is or must do ("From now on you ..."), not a question:
+    everyday questions sit near the instruction anchors in embedding space ("How do I disable the camera
+    on my work laptop?" came out as a paraphrase), instructions to the assistant address it."""
+    text = text.strip()
+    return bool(text) and not text.endswith("?") and _SECOND_PERSON.search(text) is not None
+
+
 def anchors_version() -> str:
     from tunesafe.types import canonical_json, sha256_hex
 
@@ -62,6 +92,17 @@ class AnchorScores:
     harm: np.ndarray  # S_rep: (user + answer) vs harmful anchors
     safety: np.ndarray  # (user + answer) vs refusal anchors
     benign: np.ndarray  # (user + answer) vs benign anchors
+    # per example, its system/user turn most like a refusal-removing instruction: the message number,
+    # the max cosine to those anchors, to the benign look-alikes, and the nearest obedience anchor
+    instruction: tuple[InstructionMatch | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class InstructionMatch:
+    message: int
+    obedience: float
+    benign: float
+    anchor: int  # index into load_instruction_anchors()
 
 
 class AnchorScorer:
@@ -74,17 +115,43 @@ class AnchorScorer:
             for name in ANCHOR_SETS
             for s in (load_anchor_set(name),)
         }
+        anchors = load_instruction_anchors()
+        self._instruction = request_embedder.embed(anchors.texts)
+        self._instruction_obedient = np.asarray([label != "benign" for label in anchors.labels])
 
     def score(self, examples: Sequence[Example]) -> AnchorScores:
-        users = self.request_embedder.embed([ex.user or ex.system for ex in examples])
-        pairs = self.representation.embed_pairs([(ex.user or ex.system, ex.assistant) for ex in examples])
+        requests = [ex.request or ex.system for ex in examples]
+        users = self.request_embedder.embed(requests)
+        pairs = self.representation.embed_pairs(
+            [(r, ex.assistant) for r, ex in zip(requests, examples, strict=True)]
+        )
         return AnchorScores(
             harm_request=_max_cos(users, self._harm_req),
             request_harm_p=request_model().probability(users).astype(np.float32),
             harm=_max_cos(pairs, self._pairs["harmful"]),
             safety=_max_cos(pairs, self._pairs["refusal"]),
             benign=_max_cos(pairs, self._pairs["benign"]),
+            instruction=self._instructions(examples),
         )
+
+    def _instructions(self, examples: Sequence[Example]) -> tuple[InstructionMatch | None, ...]:
+        """Every system and user turn against the instruction anchors (one embedding call per batch; a
+        repeated system prompt is embedded once per scan by the embedder's cache)."""
+        where = [(row, i) for row, ex in enumerate(examples) for i, m in enumerate(ex.messages)
+                 if m.role == "system" or (m.role == "user" and instruction_like(m.content))]
+        best: list[InstructionMatch | None] = [None] * len(examples)
+        if not where:
+            return tuple(best)
+        rows = self.request_embedder.embed([examples[r].messages[i].content for r, i in where])
+        sims = rows @ self._instruction.T
+        obedient = np.where(self._instruction_obedient, sims, -1.0)
+        benign = np.where(self._instruction_obedient, -1.0, sims)
+        for (row, i), ob, be in zip(where, obedient, benign, strict=True):
+            match = InstructionMatch(i, float(ob.max()), float(be.max()), int(ob.argmax()))
+            current = best[row]
+            if current is None or match.obedience - match.benign > current.obedience - current.benign:
+                best[row] = match
+        return tuple(best)
 
 
 def _max_cos(rows: np.ndarray, anchors: np.ndarray) -> np.ndarray:
