@@ -259,6 +259,7 @@ class RecordType:
     DATA_MIX = "data_mix"  # safety examples mixed into a dataset (input, output and mix-file sha256s)
     INCIDENT = "incident"
     INCIDENT_UPDATE = "incident_update"  # a change to an incident (tunesafe.production.incidents)
+    REGRESSION_SUITE = "regression_suite"  # an incident's conversations as a suite the model's gates run
 
 
 

@@ -15,6 +15,7 @@ from tunesafe.cli import (
     backend_cmds,
     eval_cmds,
     gate_cmds,
+    incident_cmds,
     judge_cmds,
     scan_cmds,
     store_cmds,
@@ -95,6 +96,7 @@ app.add_typer(runs_app, name="runs", rich_help_panel=AFTER)
 app.add_typer(models_app, name="models", rich_help_panel=PRODUCTION)
 for module in (store_cmds, suite_cmds, attack_cmds):
     module.register(app)
+incident_cmds.register(app)
 
 
 def main() -> None:

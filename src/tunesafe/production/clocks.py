@@ -94,5 +94,11 @@ def parse_duration(text: str, where: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
+def span(seconds: float) -> str:
+    """A duration for people: '2d 3h', or '5h 12m' under a day."""
+    hours = int(seconds // 3600)
+    return f"{hours // 24}d {hours % 24}h" if hours >= 24 else f"{hours}h {int(seconds % 3600 // 60)}m"
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

@@ -28,6 +28,7 @@ from tunesafe.production.clocks import (
     deadlines,
     iso,
     parse_time,
+    span,
     utcnow,
 )
 from tunesafe.types import EvidenceRecord, RecordType
@@ -89,6 +90,16 @@ class Incident:
         left = self.time_left(now)
         return left is not None and left < timedelta(0)
 
+    def clock(self, now: datetime) -> str:
+        """The clock for people: time left, OVERDUE by how much, or why it stopped."""
+        if self.reported_at is not None:
+            return f"stopped: reported {iso(self.reported_at)}"
+        left = self.time_left(now)
+        if left is None:
+            return "stopped: closed without a report"
+        seconds = left.total_seconds()
+        return f"OVERDUE by {span(-seconds)}" if seconds < 0 else f"{span(seconds)} left"
+
     def as_dict(self, now: datetime | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id, "label": self.label, "model": self.model, "title": self.title,
@@ -107,6 +118,7 @@ class Incident:
             out["now"] = iso(now)
             out["overdue"] = self.overdue(now)
             out["seconds_left"] = None if left is None else int(left.total_seconds())
+            out["clock"] = self.clock(now)
         return out
 
 
@@ -233,6 +245,8 @@ def _apply(incident: Incident, rec: EvidenceRecord) -> Incident:
         changes["links"] = (*incident.links, *(i for i in body["links"] if i not in incident.links))
     if body.get("conversations"):
         changes["conversations"] = (*incident.conversations, *body["conversations"])
+    if body.get("details"):
+        changes["details"] = {**incident.details, **body["details"]}
     return replace(incident, **changes, updates=(*incident.updates, rec.id))
 
 
@@ -309,11 +323,11 @@ def update_incident(store: Store, incident_id: int | str, *, status: str | None 
                     owner: str | None = None, severity: str | None = None, note: str | None = None,
                     kind: str | Sequence[str] | None = None, links: Sequence[int] = (),
                     conversations: Sequence[Mapping[str, Any]] = (),
-                    reported_at: datetime | str | None = None, actor: str | None = None,
-                    now: datetime | None = None) -> Incident:
+                    reported_at: datetime | str | None = None, details: Mapping[str, Any] | None = None,
+                    actor: str | None = None, now: datetime | None = None) -> Incident:
     """Append an INCIDENT_UPDATE. `kind` replaces the kinds (general always stays); `links` and
-    `conversations` add to those already attached. `reported_at` (or status "reported", then the time
-    defaults to now) stops the clock."""
+    `conversations` add to those already attached; `details` keys replace those of the same name.
+    `reported_at` (or status "reported", then the time defaults to now) stops the clock."""
     now = as_utc(now) if now is not None else utcnow()
     incident = get_incident(store, incident_id)
     if incident.status == "closed":
@@ -345,10 +359,12 @@ def update_incident(store: Store, incident_id: int | str, *, status: str | None 
         changes["links"] = [i for i in _check_links(store, links) if i not in incident.links]
     if conversations:
         changes["conversations"] = check_conversations(conversations)
+    if details:
+        changes["details"] = dict(details)
     if not changes:
         raise UserError("nothing to update", where=incident.label,
-                        fix="pass --status, --owner, --severity, --kind, --note, --link, --conversation or "
-                            "--reported-at")
+                        fix="pass --status, --owner, --severity, --kind, --note, --link, --conversation, "
+                            "--field or --reported-at")
     store.append(RecordType.INCIDENT_UPDATE, {"incident": incident.id, **changes}, actor=actor,
                  subject=incident.model)
     return get_incident(store, incident.id)
