@@ -73,7 +73,9 @@ def gate_command(
                         use_cache=not no_cache, attacker_ref=attacker, max_pause=max_pause)
     with open_store(db_url(ctx)) as store:
         from tunesafe.gating import gate_models  # numpy/scipy load only when a gate actually runs
+        from tunesafe.production.regression import with_regressions
 
+        config = with_regressions(store, candidate_name, config, out, notify=_note)  # incidents' suites
         outcome = asyncio.run(gate_models(store, base, candidate, policy, config, base_name=base_name,
                                           candidate_name=candidate_name, out_dir=out,
                                           progress=progress and not as_json, notify=_note,
