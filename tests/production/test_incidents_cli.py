@@ -130,6 +130,8 @@ def test_report_draft_has_the_art73_fields(db: str, tmp_path: Path) -> None:
     assert "Official Journal" in text
     printed = invoke(db, "incidents", "report", ident, "--now", NOW)
     assert printed.stdout == text
+    lineage = ok(db, "models", "show", "support-bot")["lineage"]
+    assert "incident" in [e["type"] for e in lineage[-1]["evidence"]]  # shows in the model's lineage
 
 
 def test_to_suite_loads_and_is_registered(db: str, conversations: Path, tmp_path: Path) -> None:
