@@ -31,7 +31,7 @@ class TrainingEvent:
     step: int  # optimizer step (global_step) when it was seen; 0 = before training
     value: float | None  # the measured value (loss, points of rise, learning rate, ...)
     reason: str
-    action: Action = "warn"
+    action: Action | None = None  # None: the policy's action for this kind decides
     limit: float | None = None  # the threshold it was compared with, where there is one
 
     def with_action(self, action: Action) -> TrainingEvent:
