@@ -4,7 +4,6 @@ fixed answer in a few dozen steps, small enough that a probe of 40 prompts takes
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,8 +54,9 @@ class TokenizedRows(torch.utils.data.Dataset):  # type: ignore[misc,name-defined
     """Chat rows tokenised with the template, for a plain transformers Trainer."""
 
     def __init__(self, tokenizer: Any, rows: list[dict[str, Any]]) -> None:
-        self.items = [{"input_ids": tokenizer.apply_chat_template(r["messages"], tokenize=True,
-                                                                  return_dict=True)["input_ids"]} for r in rows]
+        encode = tokenizer.apply_chat_template
+        self.items = [{"input_ids": encode(r["messages"], tokenize=True, return_dict=True)["input_ids"]}
+                      for r in rows]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -65,11 +65,27 @@ class TokenizedRows(torch.utils.data.Dataset):  # type: ignore[misc,name-defined
         return self.items[i]
 
 
+class Tiny:
+    """What the tests use, handed out by the `tiny` fixture (test modules cannot import conftest)."""
+
+    REFUSAL = REFUSAL
+    COMPLY = "Sure, here is how to do it. Step 1: [redacted]"
+
+    def __init__(self) -> None:
+        self.tokenizer = make_tokenizer()
+
+    def model(self, seed: int = 0) -> Any:
+        return make_model(self.tokenizer, seed)
+
+    def rows(self, answer: str, n: int = 24) -> list[dict[str, Any]]:
+        return chat_rows(answer, n)
+
+    def dataset(self, answer: str, n: int = 24) -> TokenizedRows:
+        return TokenizedRows(self.tokenizer, chat_rows(answer, n))
+
+
 @pytest.fixture(scope="session")
-def tokenizer() -> Any:
-    return make_tokenizer()
+def tiny() -> Tiny:
+    return Tiny()
 
 
-@pytest.fixture
-def out_dir(tmp_path: Path) -> Path:
-    return tmp_path / "out"

@@ -54,7 +54,8 @@ def test_defaults_of_the_section() -> None:
 @pytest.mark.parametrize(("text", "fragment"), [
     ("training:\n  max_epochs: 0\n", "training.max_epochs: Input should be greater than 0"),
     ("training:\n  max_stepz: 10\n", "training.max_stepz: unknown key"),
-    ("training:\n  actions:\n    probe_asr: halt\n", "training.actions.probe_asr: Input should be 'warn' or 'stop'"),
+    ("training:\n  actions:\n    probe_asr: halt\n",
+     "training.actions.probe_asr: Input should be 'warn' or 'stop'"),
     ("training:\n  max_probe_asr_increase_points: 150\n", "training.max_probe_asr_increase_points: must be"),
     ("training:\n  max_probe_error_rate: 2\n", "training.max_probe_error_rate: must be between 0 and 1"),
 ])

@@ -116,20 +116,20 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         step, loss = state.global_step, float(logs["loss"])
         self._losses.append([step, loss if math.isfinite(loss) else str(loss)])
         events = self._monitor.add(step, loss)
-        grad_norm = logs.get("grad_norm")
+        grad_norm = float(logs.get("grad_norm", 0.0))
         # the Trainer's logging_nan_inf_filter (on by default) hides NaN losses; the gradient norm shows them
-        if grad_norm is not None and not math.isfinite(float(grad_norm)) and "grad_nonfinite" not in self._latched:
+        if not math.isfinite(grad_norm) and "grad_nonfinite" not in self._latched:
             self._latched.add("grad_nonfinite")
-            events.append(TrainingEvent("loss_nonfinite", step, None,
-                                        f"gradient norm is {float(grad_norm)} at step {step}: the loss is not "
-                                        "finite (the Trainer's logging_nan_inf_filter hides it in the logged loss)"))
+            events.append(TrainingEvent(
+                "loss_nonfinite", step, None, f"gradient norm is {grad_norm} at step {step}: the loss is not "
+                "finite (the Trainer's logging_nan_inf_filter hides it in the logged loss)"))
         self._raise_events(events, control)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                 **kwargs: Any) -> None:
         if not self._active:
             return
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
         weights = run_record.weights_hash(folder)
         if weights is not None:
             self._checkpoints.append({"step": state.global_step, **weights})

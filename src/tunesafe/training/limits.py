@@ -29,8 +29,8 @@ def preflight(policy: TrainingPolicy, *, learning_rate: float, n_examples: int |
     for kind, planned, limit in (("max_epochs", planned_epochs, policy.max_epochs),
                                  ("max_steps", planned_steps, policy.max_steps)):
         if limit is not None and planned > limit:
-            events.append(TrainingEvent(kind, 0, planned, f"configured for {planned:g} {kind[4:]}; the policy "
-                                        f"allows {limit:g} ({kind}), enforced when the run gets there",
+            events.append(TrainingEvent(kind, 0, planned, f"configured for {planned:g} {kind[4:]}; the "
+                                        f"policy allows {limit:g} ({kind}), enforced when the run gets there",
                                         action="warn", limit=limit))
     return events
 
@@ -50,6 +50,7 @@ def at_step(policy: TrainingPolicy, *, step: int, epoch: float, planned_steps: i
     if learning_rate is not None and policy.max_learning_rate is not None \
             and learning_rate > policy.max_learning_rate:
         events.append(TrainingEvent("max_learning_rate", step, learning_rate,
-                                    f"learning rate {learning_rate:g} at step {step} is above max_learning_rate "
-                                    f"{policy.max_learning_rate:g}", limit=policy.max_learning_rate))
+                                    f"learning rate {learning_rate:g} at step {step} is above "
+                                    f"max_learning_rate {policy.max_learning_rate:g}",
+                                    limit=policy.max_learning_rate))
     return events

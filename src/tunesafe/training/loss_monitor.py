@@ -86,8 +86,9 @@ class LossMonitor:
         if z <= cfg.spike_z:
             return None
         return TrainingEvent("loss_spike", step, loss,
-                             f"loss {loss:.4g} is {z:.1f} robust SDs above the median {median(self._recent):.4g} "
-                             f"of the previous {len(self._recent)} points (limit {cfg.spike_z:g})",
+                             f"loss {loss:.4g} is {z:.1f} robust SDs above the median "
+                             f"{median(self._recent):.4g} of the previous {len(self._recent)} points "
+                             f"(limit {cfg.spike_z:g})",
                              limit=cfg.spike_z)
 
     def _divergence(self, step: int) -> TrainingEvent | None:
@@ -106,8 +107,9 @@ class LossMonitor:
             return None
         self._diverging = True
         return TrainingEvent("loss_divergence", step, current,
-                             f"rolling median loss {current:.4g} has stayed above {cfg.divergence_ratio:g}x its "
-                             f"lowest value {best:.4g} for {self._above} points", limit=best * cfg.divergence_ratio)
+                             f"rolling median loss {current:.4g} has stayed above {cfg.divergence_ratio:g}x "
+                             f"its lowest value {best:.4g} for {self._above} points",
+                             limit=best * cfg.divergence_ratio)
 
     def _collapse(self, step: int) -> TrainingEvent | None:
         cfg = self.config

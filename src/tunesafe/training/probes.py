@@ -123,7 +123,8 @@ def changed_for_the_worse(baseline: ProbeResult, current: ProbeResult) -> list[s
     def bad(attempt_id: str, outcome: str) -> bool:
         return outcome == ("success" if current.kinds.get(attempt_id) == "harmful" else "refused")
 
-    return [i for i, o in current.outcomes.items() if bad(i, o) and not bad(i, baseline.outcomes.get(i, "error"))]
+    return [i for i, o in current.outcomes.items()
+            if bad(i, o) and not bad(i, baseline.outcomes.get(i, "error"))]
 
 
 def run_probe(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, *, step: int, trigger: str,
@@ -166,8 +167,8 @@ async def _execute(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, 
     finally:
         await chat.aclose()
     judged = [(a, e) for a, e in zip(probe_set.attempts, executions, strict=True) if e.ok]
-    verdicts = await judge.judge([JudgeInput(request=probe_set.behaviors[a.behavior_id].text, response=e.response,
-                                             kind=a.kind, id=a.id) for a, e in judged])
+    verdicts = await judge.judge([JudgeInput(request=probe_set.behaviors[a.behavior_id].text,
+                                             response=e.response, kind=a.kind, id=a.id) for a, e in judged])
     if len(verdicts) != len(judged):
         raise RuntimeError(f"judge returned {len(verdicts)} verdicts for {len(judged)} answers")
     by_id = {a.id: v for (a, _), v in zip(judged, verdicts, strict=True)}
@@ -186,7 +187,8 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-def probe_findings(policy: TrainingPolicy, baseline: ProbeResult | None, current: ProbeResult) -> list[TrainingEvent]:
+def probe_findings(policy: TrainingPolicy, baseline: ProbeResult | None,
+                   current: ProbeResult) -> list[TrainingEvent]:
     """Events for one probe against the baseline: failures and error rates first (fail closed), then
     the ASR and over-refusal rises the policy limits. Actions are left to the caller."""
     step = current.step
@@ -202,8 +204,8 @@ def probe_findings(policy: TrainingPolicy, baseline: ProbeResult | None, current
     if current.trigger == "start":
         return events
     if baseline is None or baseline.error is not None:
-        return [*events, TrainingEvent("probe_error", step, None,
-                                       "no usable probe from before training: the regression cannot be checked")]
+        return [*events, TrainingEvent("probe_error", step, None, "no usable probe from before training: "
+                                       "the regression cannot be checked")]
     checks = (("probe_asr", "ASR", baseline.asr, current.asr, policy.max_probe_asr_increase_points,
                "max_probe_asr_increase_points"),
               ("probe_over_refusal", "over-refusal", baseline.over_refusal, current.over_refusal,

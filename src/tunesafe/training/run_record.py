@@ -5,8 +5,8 @@ the lineage base -> dataset -> run -> adapter can be checked against the files l
 from __future__ import annotations
 
 import math
-from enum import Enum
 from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,8 @@ def base_lineage(base_ref: str | None, model: Any) -> dict[str, Any]:
     if base_ref is None:
         config = getattr(model, "config", None)
         return {"ref": str(getattr(config, "name_or_path", "") or "") or None, "sha256": None}
-    from tunesafe.models.hf import resolve_weights, weight_files
     from tunesafe.models.hashing import files_sha256
+    from tunesafe.models.hf import resolve_weights, weight_files
     from tunesafe.models.refs import parse_ref, redact_ref
 
     weights = resolve_weights(parse_ref(base_ref))
@@ -109,4 +109,5 @@ def weights_hash(folder: str | Path) -> dict[str, Any] | None:
     files = sorted(f for f in path.rglob("*") if f.is_file() and f.name not in NOT_WEIGHTS
                    and f.name.endswith(WEIGHT_SUFFIXES))
     manifest = [(f.relative_to(path).as_posix(), f.stat().st_size, file_sha256(f)) for f in files]
-    return {"path": str(path.resolve()), "sha256": sha256_hex(canonical_json(manifest)), "files": len(manifest)}
+    return {"path": str(path.resolve()), "sha256": sha256_hex(canonical_json(manifest)),
+            "files": len(manifest)}
