@@ -20,6 +20,7 @@ from tunesafe.evidence.store import Store
 from tunesafe.policy import Policy, parse_policy
 from tunesafe.policy.model import TrainingPolicy
 from tunesafe.training import SafetyCallback
+from tunesafe.training.callback import probe_due
 from tunesafe.training.probes import select_probe_set
 from tunesafe.types import RecordType, Verdict
 
@@ -304,6 +305,27 @@ def test_policy_file_with_training_section_is_used_and_hashed(tmp_path: Path) ->
     assert callback.policy_hash == parse_policy(path.read_text(), "x").hash()
 
 
-def test_probe_every_must_be_positive() -> None:
-    with pytest.raises(UserError, match="probe_every must be at least 1"):
-        SafetyCallback(probe_every=0)
+@pytest.mark.parametrize("bad", [0, -3, "often"])
+def test_probe_every_must_be_auto_none_or_positive(bad: Any) -> None:
+    with pytest.raises(UserError, match="probe_every must be 'auto', None or at least 1"):
+        SafetyCallback(probe_every=bad)
+
+
+def test_probe_budget_must_be_a_share() -> None:
+    with pytest.raises(UserError, match="probe_budget"):
+        SafetyCallback(probe_budget=0)
+
+
+def test_auto_interval_keeps_probe_time_to_the_budget() -> None:
+    # a 20 s probe with a 10% budget is due after 200 s of training, not before
+    assert not probe_due(199.0, 20.0, 0.1)
+    assert probe_due(200.0, 20.0, 0.1)
+    assert probe_due(0.5, 0.0, 0.1)  # a probe that cost nothing (it failed at once) is due again
+
+
+def test_auto_interval_does_not_probe_before_the_budget_allows(tiny: Any, tmp_path: Path) -> None:
+    callback = SafetyCallback(probe_budget=1e-9, max_new_tokens=4)  # default probe_every="auto"
+    trainer(tiny, tiny.model(), callback, tmp_path / "out").train()
+    body = callback.record
+    assert body is not None and body["config"]["probe_every"] == "auto"
+    assert [p["trigger"] for p in body["probes"]] == ["start"]

@@ -6,8 +6,11 @@
 It does four things, each recorded as a TrainingEvent with step, value and reason:
 - watches the training loss (tunesafe.training.loss_monitor: spikes, NaN/inf, divergence, collapse);
 - enforces the `training:` limits of the gate policy (epochs, steps, learning rate, dataset size);
-- probes the live model before the first step, every `probe_every` steps and at every checkpoint save
-  (tunesafe.training.probes) and compares with the first probe;
+- probes the live model before the first step, during training and at every checkpoint save
+  (tunesafe.training.probes) and compares with the first probe. By default (`probe_every="auto"`) the
+  next probe is due once the training time since the last one reaches that probe's duration divided by
+  `probe_budget` (0.1): probing then costs about a tenth of the training time on any model and
+  hardware, and the steps probed are in the record. An integer probes every that many steps instead;
 - writes the evidence: each event as a `training_event` record when it happens (so a killed process
   keeps them), and one `training_run` record when the run ends, stops early or raises.
 
@@ -29,7 +32,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
@@ -45,30 +48,37 @@ from tunesafe.training.loss_monitor import LossMonitor, LossMonitorConfig
 from tunesafe.training.probes import ProbeResult, ProbeSet, probe_findings, run_probe, select_probe_set
 from tunesafe.types import RecordType, canonical_json, sha256_hex
 
-DEFAULT_PROBE_EVERY = 50
+DEFAULT_PROBE_BUDGET = 0.10
 LATCHED = ("max_epochs", "max_steps", "max_learning_rate")
 
 
 class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped
     def __init__(self, policy: str | Path | Policy | TrainingPolicy | None = None,
-                 probe_every: int | None = DEFAULT_PROBE_EVERY, store: str | Path | Store | None = None,
+                 probe_every: int | Literal["auto"] | None = "auto", store: str | Path | Store | None = None,
                  probe_set: str | ProbeSet | None = None, *, judge: str | Any = "default",
                  max_new_tokens: int = 32, max_batch: int = 16, model_name: str | None = None,
                  base_ref: str | None = None, data: str | Path | None = None, data_sha256: str | None = None,
                  loss_config: LossMonitorConfig | None = None, log_every_step: bool = True,
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, probe_budget: float = DEFAULT_PROBE_BUDGET) -> None:
         """`policy`: a policy file or Policy with a `training:` section (None: the section's defaults).
-        `probe_every`: steps between probes (None: only before training and at saves). `store`: the
+        `probe_every`: "auto" (probe time kept near `probe_budget` of the training time), a number of
+        steps between probes, or None (only before training and at saves). `store`: the
         evidence store (a URL, a SQLite path or a Store; None: keep the record in `self.record` only).
         `probe_set`: a ProbeSet, or a suite name to select one from (default: the built-in suite).
         `judge`: a registered judge name or a Judge. `model_name`: the inventory name, the records'
         subject. `base_ref`, `data`/`data_sha256`: the lineage. `log_every_step`: make the Trainer log
         the loss every step, so the monitor sees each step rather than logging_steps averages."""
         self.policy, self.policy_hash = _training_policy(policy)
-        if probe_every is not None and probe_every < 1:
-            raise UserError(f"probe_every must be at least 1, got {probe_every}", where="SafetyCallback",
-                            fix="pass a number of steps, or None to probe only before training and at saves")
+        if probe_every != "auto" and probe_every is not None and (not isinstance(probe_every, int)
+                                                                  or probe_every < 1):
+            raise UserError(f"probe_every must be 'auto', None or at least 1, got {probe_every!r}",
+                            where="SafetyCallback", fix="pass \"auto\", a number of steps, or None to probe "
+                                                        "only before training and at saves")
+        if not 0 < probe_budget <= 1:
+            raise UserError(f"probe_budget must be in (0, 1], got {probe_budget}", where="SafetyCallback",
+                            fix="pass a share of the training time, e.g. 0.1")
         self.probe_every = probe_every
+        self.probe_budget = probe_budget
         self._store_arg = store
         self._probe_set_arg = probe_set
         self._judge_arg = judge
@@ -106,7 +116,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         lr = _current_lr(optimizer)
         self._raise_events(at_step(self.policy, step=state.global_step, epoch=float(state.epoch or 0.0),
                                    planned_steps=state.max_steps, learning_rate=lr), control)
-        if self.probe_every is not None and state.global_step % self.probe_every == 0:
+        if self._probe_due(state.global_step):
             self._probe(state.global_step, "interval", control)
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -173,7 +183,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             "started_at": self._started_at, "ended_at": _now(), "steps": self._step,
             "planned_steps": self._planned_steps, "config": self._config,
             "policy": {"hash": self.policy_hash, "training": self.policy.model_dump(mode="json")},
-            "lineage": lineage, "probe_set": self._probe_set.describe() if self._probe_set else None,
+            "lineage": lineage, "probe_set": self._probe_set.describe(),
             "loss_curve": self._losses,
             "probes": [p.as_dict(baseline if p is not baseline else None) for p in self._probes],
             "events": [e.as_dict() for e in self._events], "checkpoints": self._checkpoints,
@@ -225,7 +235,8 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self._lineage = {"base": run_record.base_lineage(self.base_ref, model),
                          "dataset": run_record.data_lineage(self.data, self.data_sha256, dataset)}
         self._config = {**run_record.trainer_config(args), "adapter": run_record.adapter_config(model),
-                        "probe_every": self.probe_every, "probe_max_new_tokens": self.max_new_tokens,
+                        "probe_every": self.probe_every, "probe_budget": self.probe_budget,
+                        "probe_max_new_tokens": self.max_new_tokens,
                         "judge": getattr(self._judge, "name", str(self._judge)),
                         "judge_version": getattr(self._judge, "version", None)}
         self._planned_steps = state.max_steps
@@ -238,21 +249,28 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self._stopped_by: TrainingEvent | None = None
         self._step = 0
         self._started_at = _now()
-        self._clock = time.perf_counter()
+        self._clock = self._last_probe_end = time.perf_counter()
         self._active = True
 
     def _probe(self, step: int, trigger: str, control: TrainerControl, *, before_start: bool = False,
                checkpoint: str | None = None) -> None:
-        if self._probe_set is None:
-            return
         result = run_probe(self._model, self._tokenizer, self._probe_set, self._judge, step=step,
                            trigger=trigger, max_new_tokens=self.max_new_tokens, max_batch=self.max_batch,
                            checkpoint=checkpoint)
         baseline = self._probes[0] if self._probes else None
         self._probes.append(result)
+        self._last_probe_end = time.perf_counter()
         self._append(RecordType.TRAINING_EVENT, {"run_id": self.run_id, "kind": "probe",
                                                  "probe": result.as_dict(baseline)})
         self._raise_events(probe_findings(self.policy, baseline, result), control, before_start=before_start)
+
+    def _probe_due(self, step: int) -> bool:
+        if self.probe_every is None:
+            return False
+        if self.probe_every == "auto":
+            last = self._probes[-1].seconds if self._probes else 0.0
+            return probe_due(time.perf_counter() - self._last_probe_end, last, self.probe_budget)
+        return step % self.probe_every == 0
 
     def _raise_events(self, events: list[TrainingEvent], control: TrainerControl, *,
                       before_start: bool = False) -> None:
@@ -296,6 +314,11 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         if isinstance(self._store_arg, (str, Path)) and self._store is not None:
             self._store.close()
             self._store = None
+
+
+def probe_due(trained_seconds: float, last_probe_seconds: float, budget: float) -> bool:
+    """Auto interval: the last probe may cost `budget` of the training time since it ended."""
+    return trained_seconds * budget >= last_probe_seconds
 
 
 def _training_policy(policy: str | Path | Policy | TrainingPolicy | None) -> tuple[TrainingPolicy, str]:
