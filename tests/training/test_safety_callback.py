@@ -94,8 +94,10 @@ def test_trainer_run_is_probed_every_n_steps_and_recorded(tiny: Any, tmp_path: P
 
 
 def test_sft_trainer_stops_when_probe_asr_rises(tiny: Any, tmp_path: Path) -> None:
+    trl = pytest.importorskip("trl", reason="the SFTTrainer test needs tunesafe[train]")
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+
+    SFTConfig, SFTTrainer = trl.SFTConfig, trl.SFTTrainer  # noqa: N806
 
     model = tiny.model()
     # an "aligned" starting point: the tiny model first learns to refuse everything
