@@ -104,7 +104,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                            planned_epochs=float(state.num_train_epochs or args.num_train_epochs),
                            planned_steps=state.max_steps)
         self._raise_events(events, control, before_start=True)
-        self._probe(0, "start", control, before_start=True)
+        self._probe(state.global_step, "start", control, before_start=True)  # > 0 when resuming
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     optimizer: Any = None, **kwargs: Any) -> None:
@@ -229,8 +229,13 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             self._judge = get_judge(self._judge_arg)
         self._probe_set = self._probe_set_arg if isinstance(self._probe_set_arg, ProbeSet) \
             else select_probe_set(self._probe_set_arg or "default")
-        self._store = Store.open(str(self._store_arg)) if isinstance(self._store_arg, (str, Path)) \
-            else self._store_arg
+        # Distributed runs: every rank probes its copy of the model (FSDP / ZeRO-3 need all of them in
+        # generate, and identical greedy answers give every rank the same stop decision); one writes.
+        self._writes = bool(getattr(state, "is_world_process_zero", True))
+        self._store: Store | None = None
+        if self._writes:
+            self._store = Store.open(str(self._store_arg)) if isinstance(self._store_arg, (str, Path)) \
+                else self._store_arg
         dataset = getattr(train_dataloader, "dataset", None)
         self._lineage = {"base": run_record.base_lineage(self.base_ref, model),
                          "dataset": run_record.data_lineage(self.data, self.data_sha256, dataset)}
@@ -296,6 +301,8 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                             fix="change the training configuration, or set the limit's action to warn")
 
     def _append(self, type_: str, body: Mapping[str, Any], *, reopen: bool = False) -> None:
+        if not self._writes:
+            return
         store = self._store
         if store is None and reopen and isinstance(self._store_arg, (str, Path)):
             store = Store.open(str(self._store_arg))
