@@ -251,7 +251,7 @@ class RecordType:
     GATE_DECISION = "gate_decision"  # links base run, candidate run, policy hash, verdict
     DATA_SCAN = "data_scan"  # screening result of a dataset (linked by dataset sha256)
     TRAINING_EVENT = "training_event"  # callback events during fine-tuning
-    TRAINING_RUN = "training_run"  # one fine-tuning run: config, data hash, loss curve, probes, why it stopped
+    TRAINING_RUN = "training_run"  # one fine-tuning run: config, data hash, losses, probes, why it stopped
     INCIDENT = "incident"
 
 
