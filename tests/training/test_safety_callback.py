@@ -331,3 +331,29 @@ def test_auto_interval_does_not_probe_before_the_budget_allows(tiny: Any, tmp_pa
     body = callback.record
     assert body is not None and body["config"]["probe_every"] == "auto"
     assert [p["trigger"] for p in body["probes"]] == ["start"]
+
+
+def test_lineage_names_base_weights_dataset_file_and_adapter_config(tiny: Any, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from tunesafe.models.hashing import files_sha256
+    from tunesafe.screening.readers import dataset_sha256
+
+    base_dir = tmp_path / "base"
+    tiny.model().save_pretrained(str(base_dir), safe_serialization=True)
+    tiny.tokenizer.save_pretrained(str(base_dir))
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in tiny.rows(REFUSAL)))
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    model = get_peft_model(transformers.AutoModelForCausalLM.from_pretrained(str(base_dir)), lora)
+    callback = SafetyCallback(probe_every=None, max_new_tokens=4, base_ref=f"hf:{base_dir}", data=data)
+    trainer(tiny, model, callback, tmp_path / "out", max_steps=2).train()
+    body = callback.record
+    assert body is not None
+    base = body["lineage"]["base"]
+    assert base["ref"] == f"hf:{base_dir}"
+    assert base["sha256"] == files_sha256([base_dir / "model.safetensors"])
+    assert body["lineage"]["dataset"] == {"sha256": dataset_sha256(data), "hash_of": "file",
+                                          "path": str(data.resolve()), "n_examples": 24}
+    (adapter,) = body["config"]["adapter"].values()
+    assert adapter["r"] == 4 and sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
