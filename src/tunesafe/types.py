@@ -256,6 +256,7 @@ class RecordType:
     JUDGE_AUDIT = "judge_audit"  # a person's labels on a run's sample vs the judge: agreement + interval
     DATA_SCAN = "data_scan"  # screening result of a dataset (linked by dataset sha256)
     TRAINING_EVENT = "training_event"  # callback events during fine-tuning
+    TRAINING_RUN = "training_run"  # one fine-tuning run: config, data hash, losses, probes, why it stopped
     DATA_MIX = "data_mix"  # safety examples mixed into a dataset (input, output and mix-file sha256s)
     INCIDENT = "incident"
     INCIDENT_UPDATE = "incident_update"  # a change to an incident (tunesafe.production.incidents)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -89,8 +89,13 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
     for part in parent:
         if not _is_model(model) or str(part) not in model.model_fields:
             return []
-        model = model.model_fields[str(part)].annotation
+        model = _model_in(model.model_fields[str(part)].annotation)
     return list(model.model_fields) if _is_model(model) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The model inside an optional section (`TrainingPolicy | None`), else the annotation itself."""
+    return next((arg for arg in get_args(annotation) if _is_model(arg)), annotation)
 
 
 def _is_model(value: Any) -> bool:

@@ -1,0 +1,357 @@
+"""`SafetyCallback`: tunesafe's watch over a fine-tuning run, added to a transformers `Trainer` or a TRL
+`SFTTrainer` in one line:
+
+    trainer = SFTTrainer(..., callbacks=[SafetyCallback(policy="policy.yaml", store="evidence.db")])
+
+It does four things, each recorded as a TrainingEvent with step, value and reason:
+- watches the training loss (tunesafe.training.loss_monitor: spikes, NaN/inf, divergence, collapse);
+- enforces the `training:` limits of the gate policy (epochs, steps, learning rate, dataset size);
+- probes the live model before the first step, during training and at every checkpoint save
+  (tunesafe.training.probes) and compares with the first probe. By default (`probe_every="auto"`) the
+  next probe is due once the training time since the last one reaches that probe's duration divided by
+  `probe_budget` (0.1): probing then costs about a tenth of the training time on any model and
+  hardware, and the steps probed are in the record. An integer probes every that many steps instead;
+- writes the evidence: each event as a `training_event` record when it happens (so a killed process
+  keeps them), and one `training_run` record when the run ends, stops early or raises.
+
+Each event gets the action the policy gives its limit. `stop` sets `control.should_training_stop`, so the
+Trainer ends the run cleanly after the current step (checkpoints and on_train_end as usual); a `stop`
+found before the first step (learning rate, dataset size, a failed first probe) refuses the run: the
+record is written and a UserError is raised. The first stop is the run's `stopped_by`.
+
+Exceptions inside `trainer.train()` skip on_train_end; wrap the call in `with callback.guard():` (or
+call `callback.finalize(status="error")`) so the record is written for them too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from tunesafe import __version__
+from tunesafe.errors import UserError
+from tunesafe.evidence.store import Store
+from tunesafe.policy.model import Policy, TrainingPolicy
+from tunesafe.training import run_record
+from tunesafe.training.events import ACTION_KEYS, TrainingEvent
+from tunesafe.training.limits import at_step, preflight
+from tunesafe.training.live_model import text_tokenizer
+from tunesafe.training.loss_monitor import LossMonitor, LossMonitorConfig
+from tunesafe.training.probes import ProbeResult, ProbeSet, probe_findings, run_probe, select_probe_set
+from tunesafe.types import RecordType, canonical_json, sha256_hex
+
+DEFAULT_PROBE_BUDGET = 0.10
+LATCHED = ("max_epochs", "max_steps", "max_learning_rate")
+
+
+class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped
+    def __init__(self, policy: str | Path | Policy | TrainingPolicy | None = None,
+                 probe_every: int | Literal["auto"] | None = "auto", store: str | Path | Store | None = None,
+                 probe_set: str | ProbeSet | None = None, *, judge: str | Any = "default",
+                 max_new_tokens: int = 32, max_batch: int = 16, model_name: str | None = None,
+                 base_ref: str | None = None, data: str | Path | None = None, data_sha256: str | None = None,
+                 loss_config: LossMonitorConfig | None = None, log_every_step: bool = True,
+                 run_id: str | None = None, probe_budget: float = DEFAULT_PROBE_BUDGET) -> None:
+        """`policy`: a policy file or Policy with a `training:` section (None: the section's defaults).
+        `probe_every`: "auto" (probe time kept near `probe_budget` of the training time), a number of
+        steps between probes, or None (only before training and at saves). `store`: the
+        evidence store (a URL, a SQLite path or a Store; None: keep the record in `self.record` only).
+        `probe_set`: a ProbeSet, or a suite name to select one from (default: the built-in suite).
+        `judge`: a registered judge name or a Judge. `model_name`: the inventory name, the records'
+        subject. `base_ref`, `data`/`data_sha256`: the lineage. `log_every_step`: make the Trainer log
+        the loss every step, so the monitor sees each step rather than logging_steps averages."""
+        self.policy, self.policy_hash = _training_policy(policy)
+        if probe_every != "auto" and probe_every is not None and (not isinstance(probe_every, int)
+                                                                  or probe_every < 1):
+            raise UserError(f"probe_every must be 'auto', None or at least 1, got {probe_every!r}",
+                            where="SafetyCallback", fix="pass \"auto\", a number of steps, or None to probe "
+                                                        "only before training and at saves")
+        if not 0 < probe_budget <= 1:
+            raise UserError(f"probe_budget must be in (0, 1], got {probe_budget}", where="SafetyCallback",
+                            fix="pass a share of the training time, e.g. 0.1")
+        self.probe_every = probe_every
+        self.probe_budget = probe_budget
+        self._store_arg = store
+        self._probe_set_arg = probe_set
+        self._judge_arg = judge
+        self.max_new_tokens = max_new_tokens
+        self.max_batch = max_batch
+        self.model_name = model_name
+        self.base_ref = base_ref
+        self.data, self.data_sha256 = data, data_sha256
+        self.loss_config = loss_config or LossMonitorConfig()
+        self.log_every_step = log_every_step
+        self._run_id_arg = run_id
+        self.record: dict[str, Any] | None = None  # the training_run body, once written
+        self._active = False
+
+    # ---- Trainer hooks -----------------------------------------------------------------------------
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       model: Any = None, processing_class: Any = None, train_dataloader: Any = None,
+                       **kwargs: Any) -> None:
+        self._start(args, state, model, processing_class, train_dataloader)
+        events = preflight(self.policy, learning_rate=float(args.learning_rate),
+                           n_examples=self._lineage["dataset"]["n_examples"],
+                           planned_epochs=float(state.num_train_epochs or args.num_train_epochs),
+                           planned_steps=state.max_steps)
+        self._raise_events(events, control, before_start=True)
+        self._probe(state.global_step, "start", control, before_start=True)  # > 0 when resuming
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    optimizer: Any = None, **kwargs: Any) -> None:
+        if not self._active:
+            return
+        self._step = state.global_step
+        if self.log_every_step:
+            control.should_log = True
+        lr = _current_lr(optimizer)
+        self._raise_events(at_step(self.policy, step=state.global_step, epoch=float(state.epoch or 0.0),
+                                   planned_steps=state.max_steps, learning_rate=lr), control)
+        if self._probe_due(state.global_step):
+            self._probe(state.global_step, "interval", control)
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        if not self._active or not logs or "loss" not in logs:
+            return
+        step, loss = state.global_step, float(logs["loss"])
+        self._losses.append([step, loss if math.isfinite(loss) else str(loss)])
+        events = self._monitor.add(step, loss)
+        grad_norm = float(logs.get("grad_norm", 0.0))
+        # the Trainer's logging_nan_inf_filter (on by default) hides NaN losses; the gradient norm shows them
+        if not math.isfinite(grad_norm) and "grad_nonfinite" not in self._latched:
+            self._latched.add("grad_nonfinite")
+            events.append(TrainingEvent(
+                "loss_nonfinite", step, None, f"gradient norm is {grad_norm} at step {step}: the loss is not "
+                "finite (the Trainer's logging_nan_inf_filter hides it in the logged loss)"))
+        self._raise_events(events, control)
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                **kwargs: Any) -> None:
+        if not self._active:
+            return
+        folder = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+        weights = run_record.weights_hash(folder)
+        if weights is not None:
+            self._checkpoints.append({"step": state.global_step, **weights})
+        if not self._probes or self._probes[-1].step != state.global_step:
+            self._probe(state.global_step, "save", control, checkpoint=str(folder))
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
+        if self._active:
+            self.finalize()
+
+    # ---- public ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[SafetyCallback]:
+        """`with callback.guard(): trainer.train()`: the record is written even when training raises."""
+        try:
+            yield self
+        except BaseException as exc:
+            if self._active:
+                self.finalize(status="error", error=f"{type(exc).__name__}: {exc}")
+            raise
+
+    def finalize(self, status: str | None = None, error: str | None = None) -> dict[str, Any]:
+        """Write the training_run record (once per run) and return its body."""
+        if not self._active:
+            if self.record is None:
+                raise RuntimeError("finalize() before the training started")
+            return self.record
+        self._active = False
+        if status is None:
+            status = "stopped" if self._stopped_by else "completed"
+        probe_seconds = sum(p.seconds for p in self._probes)
+        wall = time.perf_counter() - self._clock
+        baseline = self._probes[0] if self._probes else None
+        lineage = {**self._lineage, "run": self.run_id,
+                   "adapter": self._checkpoints[-1] if self._checkpoints else None}
+        body: dict[str, Any] = {
+            "run_id": self.run_id, "model_name": self.model_name, "status": status,
+            "stopped_by": self._stopped_by.as_dict() if self._stopped_by else None, "error": error,
+            "started_at": self._started_at, "ended_at": _now(), "steps": self._step,
+            "planned_steps": self._planned_steps, "config": self._config,
+            "policy": {"hash": self.policy_hash, "training": self.policy.model_dump(mode="json")},
+            "lineage": lineage, "probe_set": self._probe_set.describe(),
+            "loss_curve": self._losses,
+            "probes": [p.as_dict(baseline if p is not baseline else None) for p in self._probes],
+            "events": [e.as_dict() for e in self._events], "checkpoints": self._checkpoints,
+            "timing": {"wall_seconds": round(wall, 3), "probe_seconds": round(probe_seconds, 3),
+                       "probe_share": round(probe_seconds / wall, 4) if wall > 0 else None},
+            "tunesafe_version": __version__,
+        }
+        self.record = body
+        try:
+            self._append(RecordType.TRAINING_RUN, body)
+        finally:
+            self._close_store()
+        return body
+
+    def record_output(self, path: str | Path) -> dict[str, Any]:
+        """After `trainer.save_model(path)`: link the saved weights to this run (a training_event record),
+        the last link of the lineage base -> dataset -> run -> adapter."""
+        weights = run_record.weights_hash(path)
+        if weights is None:
+            raise UserError("no saved model folder here", where=str(path),
+                            fix="call trainer.save_model(PATH) first and pass the same PATH")
+        if self.record is None:
+            raise UserError("the training run has not ended yet", where="record_output",
+                            fix="call it after trainer.train() returns")
+        body = {"run_id": self.run_id, "kind": "output", "adapter": weights}
+        self._append(RecordType.TRAINING_EVENT, body, reopen=True)
+        return body
+
+    # ---- internals ---------------------------------------------------------------------------------
+
+    def _start(self, args: TrainingArguments, state: TrainerState, model: Any, processing_class: Any,
+               train_dataloader: Any) -> None:
+        if model is None or processing_class is None:
+            raise UserError("the Trainer gave the callback no model or no tokenizer", where="SafetyCallback",
+                            fix="pass processing_class=tokenizer to the Trainer")
+        self.run_id = self._run_id_arg or uuid.uuid4().hex[:16]
+        self.record = None
+        self._model, self._tokenizer = model, text_tokenizer(processing_class)
+        self._judge = self._judge_arg
+        if isinstance(self._judge_arg, str):
+            from tunesafe.judges import get_judge
+
+            self._judge = get_judge(self._judge_arg)
+        self._probe_set = self._probe_set_arg if isinstance(self._probe_set_arg, ProbeSet) \
+            else select_probe_set(self._probe_set_arg or "default")
+        # Distributed runs: every rank probes its copy of the model (FSDP / ZeRO-3 need all of them in
+        # generate, and identical greedy answers give every rank the same stop decision); one writes.
+        self._writes = bool(getattr(state, "is_world_process_zero", True))
+        self._store: Store | None = None
+        if self._writes:
+            self._store = Store.open(str(self._store_arg)) if isinstance(self._store_arg, (str, Path)) \
+                else self._store_arg
+        dataset = getattr(train_dataloader, "dataset", None)
+        self._lineage = {"base": run_record.base_lineage(self.base_ref, model),
+                         "dataset": run_record.data_lineage(self.data, self.data_sha256, dataset)}
+        self._config = {**run_record.trainer_config(args), "adapter": run_record.adapter_config(model),
+                        "probe_every": self.probe_every, "probe_budget": self.probe_budget,
+                        "probe_max_new_tokens": self.max_new_tokens,
+                        "judge": getattr(self._judge, "name", str(self._judge)),
+                        "judge_version": getattr(self._judge, "version", None)}
+        self._planned_steps = state.max_steps
+        self._monitor = LossMonitor(self.loss_config)
+        self._losses: list[list[Any]] = []
+        self._events: list[TrainingEvent] = []
+        self._probes: list[ProbeResult] = []
+        self._checkpoints: list[dict[str, Any]] = []
+        self._latched: set[str] = set()
+        self._stopped_by: TrainingEvent | None = None
+        self._step = 0
+        self._started_at = _now()
+        self._clock = self._last_probe_end = time.perf_counter()
+        self._active = True
+
+    def _probe(self, step: int, trigger: str, control: TrainerControl, *, before_start: bool = False,
+               checkpoint: str | None = None) -> None:
+        result = run_probe(self._model, self._tokenizer, self._probe_set, self._judge, step=step,
+                           trigger=trigger, max_new_tokens=self.max_new_tokens, max_batch=self.max_batch,
+                           checkpoint=checkpoint)
+        baseline = self._probes[0] if self._probes else None
+        self._probes.append(result)
+        self._last_probe_end = time.perf_counter()
+        self._append(RecordType.TRAINING_EVENT, {"run_id": self.run_id, "kind": "probe",
+                                                 "probe": result.as_dict(baseline)})
+        self._raise_events(probe_findings(self.policy, baseline, result), control, before_start=before_start)
+
+    def _probe_due(self, step: int) -> bool:
+        if self.probe_every is None:
+            return False
+        if self.probe_every == "auto":
+            last = self._probes[-1].seconds if self._probes else 0.0
+            return probe_due(time.perf_counter() - self._last_probe_end, last, self.probe_budget)
+        return step % self.probe_every == 0
+
+    def _raise_events(self, events: list[TrainingEvent], control: TrainerControl, *,
+                      before_start: bool = False) -> None:
+        for found in events:
+            event = found if found.action else found.with_action(getattr(self.policy.actions,
+                                                                         ACTION_KEYS[found.kind]))
+            if event.step > 0 and event.kind in LATCHED:
+                if event.kind in self._latched:  # a limit is reported once per run, not at every step
+                    continue
+                self._latched.add(event.kind)
+            self._events.append(event)
+            self._append(RecordType.TRAINING_EVENT, {"run_id": self.run_id, "kind": "event",
+                                                     "event": event.as_dict()})
+            if event.action == "stop":
+                control.should_training_stop = True
+                if self._stopped_by is None:
+                    self._stopped_by = event
+        if before_start and self._stopped_by is not None:
+            stop = self._stopped_by
+            self.finalize(status="refused")
+            raise UserError(f"training refused by the policy: {stop.reason}",
+                            where=f"training.actions.{ACTION_KEYS[stop.kind]}",
+                            fix="change the training configuration, or set the limit's action to warn")
+
+    def _append(self, type_: str, body: Mapping[str, Any], *, reopen: bool = False) -> None:
+        if not self._writes:
+            return
+        store = self._store
+        if store is None and reopen and isinstance(self._store_arg, (str, Path)):
+            store = Store.open(str(self._store_arg))
+            try:
+                store.append(type_, body, subject=self._subject())
+            finally:
+                store.close()
+            return
+        if store is not None:
+            store.append(type_, body, subject=self._subject())
+
+    def _subject(self) -> str:
+        return self.model_name or f"training:{self.run_id}"
+
+    def _close_store(self) -> None:
+        if isinstance(self._store_arg, (str, Path)) and self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def probe_due(trained_seconds: float, last_probe_seconds: float, budget: float) -> bool:
+    """Auto interval: the last probe may cost `budget` of the training time since it ended."""
+    return trained_seconds * budget >= last_probe_seconds
+
+
+def _training_policy(policy: str | Path | Policy | TrainingPolicy | None) -> tuple[TrainingPolicy, str]:
+    """The training section and the hash to record: the whole policy's, or the section's own."""
+    if policy is None or isinstance(policy, TrainingPolicy):
+        section = policy or TrainingPolicy()
+        return section, sha256_hex(canonical_json(section.model_dump(mode="json")))
+    if isinstance(policy, (str, Path)):
+        from tunesafe.policy.load import load_policy
+
+        where, policy = str(policy), load_policy(policy)
+    else:
+        where = "policy"
+    if policy.training is None:
+        raise UserError("the policy has no training: section", where=where,
+                        fix="add one (`tunesafe policy init` shows it, commented out), or pass policy=None "
+                            "for its defaults")
+    return policy.training, policy.hash()
+
+
+def _current_lr(optimizer: Any) -> float | None:
+    groups = getattr(optimizer, "param_groups", None)
+    if not groups:
+        return None
+    return max(float(g.get("lr", 0.0)) for g in groups)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
