@@ -16,6 +16,7 @@ from tunesafe.cli import (
     eval_cmds,
     gate_cmds,
     judge_cmds,
+    redteam_cmds,
     scan_cmds,
     store_cmds,
     suite_cmds,
@@ -43,7 +44,7 @@ Lifecycle of a fine-tune:
   before      baseline evaluation (eval), data screening (scan-data), policy (policy init)
   during      LoRA fine-tuning to reproduce an erosion or try a mitigation (train-lora)
   after       adversarial evaluation and the paired pre/post gate (gate, compare, judge)
-  production  model inventory (models), runs
+  production  model inventory (models), runs, scheduled red-teaming (redteam)
   audit       evidence chain (verify)
 """
 
@@ -95,6 +96,7 @@ app.add_typer(runs_app, name="runs", rich_help_panel=AFTER)
 app.add_typer(models_app, name="models", rich_help_panel=PRODUCTION)
 for module in (store_cmds, suite_cmds, attack_cmds):
     module.register(app)
+redteam_cmds.register(app)
 
 
 def main() -> None:
