@@ -258,6 +258,7 @@ class RecordType:
     TRAINING_EVENT = "training_event"  # callback events during fine-tuning
     DATA_MIX = "data_mix"  # safety examples mixed into a dataset (input, output and mix-file sha256s)
     INCIDENT = "incident"
+    INCIDENT_UPDATE = "incident_update"  # a change to an incident (tunesafe.production.incidents)
     REDTEAM_SCHEDULE = "redteam_schedule"  # a red-team schedule added or removed (body "action")
     REDTEAM_RUN = "redteam_run"  # one scheduled run: schedule, period, run ids, comparison, verdict
 
