@@ -77,7 +77,8 @@ def schedule_remove(ctx: typer.Context, schedule_id: str = typer.Argument(..., m
     if as_json:
         print_json({"removed": schedule.as_dict()})
         return
-    console.print(f"removed schedule {schedule.id} ({schedule.model} every {schedule.every})", highlight=False)
+    console.print(f"removed schedule {schedule.id} ({schedule.model} every {schedule.every})",
+                  highlight=False)
 
 
 def run_due_command(
@@ -88,6 +89,7 @@ def run_due_command(
                                      "the built-in policy)."),
     lease: float = typer.Option(1800.0, "--lease", help="Seconds a claim stands without renewal; a runner "
                                 "renews it while it runs, so only a crashed runner's claim lapses."),
+    max_pause: float = opts.MAX_PAUSE,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run every schedule that is due, once per period however often it is called; two runners at once
@@ -96,10 +98,11 @@ def run_due_command(
     from tunesafe.production.redteam import run_due
 
     if lease <= 0:
-        raise UserError(f"--lease must be positive, got {lease:g}", where="--lease", fix="pass e.g. --lease 1800")
+        raise UserError(f"--lease must be positive, got {lease:g}", where="--lease",
+                        fix="pass e.g. --lease 1800")
     policy = default_policy() if policy_file is None else load_policy(policy_file)
     with open_store(db_url(ctx)) as store:
-        result = run_due(store, now=_now(now), max_runs=max_runs, policy=policy,
+        result = run_due(store, now=_now(now), max_runs=max_runs, policy=policy, max_pause=max_pause,
                          lease=timedelta(seconds=lease), notify=None if as_json else _note)
     if as_json:
         print_json({"now": result.now, "ran": result.ran, "held_elsewhere": result.held_elsewhere,
@@ -117,9 +120,11 @@ def run_due_command(
             if run.incident_id is not None:
                 console.print(f"  incident #{run.incident_id} opened", highlight=False)
         for entry in result.held_elsewhere:
-            console.print(f"{entry['schedule_id']} {entry['model']}: held by another runner", highlight=False)
+            console.print(f"{entry['schedule_id']} {entry['model']}: held by another runner",
+                          highlight=False)
         for entry in result.not_run:
-            console.print(f"{entry['schedule_id']} {entry['model']}: still due (--max reached)", highlight=False)
+            console.print(f"{entry['schedule_id']} {entry['model']}: still due (--max reached)",
+                          highlight=False)
     raise typer.Exit(result.exit_code)
 
 

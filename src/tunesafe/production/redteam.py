@@ -95,11 +95,14 @@ def due(store: Store, now: datetime) -> list[tuple[Schedule, Period]]:
 
 def run_due(store: Store, *, now: datetime | None = None, max_runs: int | None = None,
             policy: Policy | None = None, lease: timedelta = DEFAULT_LEASE, owner: str | None = None,
-            notify: Callable[[str], None] | None = None) -> RunDueResult:
+            max_pause: float = 600.0, notify: Callable[[str], None] | None = None) -> RunDueResult:
     """Claim and run each due schedule in turn (claiming one at a time, so runners started together
-    share the work). `now` picks the periods (default: the clock); leases always use the clock."""
+    share the work). `now` picks the periods (default: the clock); leases always use the clock.
+    `max_pause`: seconds an endpoint may fail every request before its run stops (failed, resumed by
+    the next run-due)."""
     if max_runs is not None and max_runs < 1:
-        raise UserError(f"--max must be at least 1, got {max_runs}", where="--max", fix="pass --max 1 or more")
+        raise UserError(f"--max must be at least 1, got {max_runs}", where="--max",
+                        fix="pass --max 1 or more")
     now = now or datetime.now(timezone.utc)
     owner = owner or claims.new_owner()
     policy = policy or default_policy()
@@ -116,7 +119,7 @@ def run_due(store: Store, *, now: datetime | None = None, max_runs: int | None =
             continue
         say(f"{schedule.id}: running {schedule.model} for the period from {period.key}"
             + (f" (attempt {held.attempts}, resuming run {held.run_id})" if held.run_id else ""))
-        result.ran.append(_run_claimed(store, schedule, period, held, policy, lease))
+        result.ran.append(_run_claimed(store, schedule, period, held, policy, lease, max_pause))
     return result
 
 
@@ -124,22 +127,23 @@ def run_due(store: Store, *, now: datetime | None = None, max_runs: int | None =
 
 
 def _run_claimed(store: Store, schedule: Schedule, period: Period, held: claims.Claim, policy: Policy,
-                 lease: timedelta) -> ScheduledRun:
-    base = {"schedule_id": schedule.id, "model": schedule.model, "period": period.key}
-    run_id = held.run_id
+                 lease: timedelta, max_pause: float) -> ScheduledRun:
+    started = [held.run_id] if held.run_id else []
     try:
         recorded = _recorded(store, schedule.id, period.key)
         if recorded is None:  # else a runner recorded it, then died before closing its claim
             from tunesafe.production.inventory import get_model
 
             ref = get_model(store, schedule.model).ref
-            run_id = asyncio.run(_evaluate(store, schedule, ref, held, lease))
+            config = EvalConfig(suite=schedule.suite, attacks=schedule.attacks, judges=schedule.judges,
+                                limit=schedule.limit, use_cache=False, max_pause=max_pause)
+            run_id = asyncio.run(_evaluate(store, schedule.model, ref, config, held, lease, started.append))
             recorded = _record(store, schedule, period, run_id, policy)
         incident_id = _incident(store, recorded)
         claims.finish(store, held, record_id=recorded.id)
         body = recorded.body
-        return ScheduledRun(**base, status="recorded", run_id=body["run_id"], record_id=recorded.id,
-                            verdict=body["verdict"], incident_id=incident_id,
+        return ScheduledRun(schedule.id, schedule.model, period.key, "recorded", run_id=body["run_id"],
+                            record_id=recorded.id, verdict=body["verdict"], incident_id=incident_id,
                             notes=tuple((body.get("comparison") or {}).get("notes", ())))
     except BaseException as exc:
         message = exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
@@ -147,21 +151,22 @@ def _run_claimed(store: Store, schedule: Schedule, period: Period, held: claims.
             claims.finish(store, held, error=message)
         if not isinstance(exc, Exception):  # Ctrl-C, SystemExit: stop here, the claim is released
             raise
-        return ScheduledRun(**base, status="failed", run_id=run_id, error=message)
+        return ScheduledRun(schedule.id, schedule.model, period.key, "failed",
+                            run_id=started[-1] if started else None, error=message)
 
 
-async def _evaluate(store: Store, schedule: Schedule, ref: str, held: claims.Claim, lease: timedelta) -> str:
+async def _evaluate(store: Store, model: str, ref: str, config: EvalConfig, held: claims.Claim,
+                    lease: timedelta, on_run: Callable[[str], None]) -> str:
     """Evaluate (or resume the run an earlier holder started), renewing the lease meanwhile."""
     from tunesafe.engine.runner import evaluate
 
-    config = EvalConfig(suite=schedule.suite, attacks=schedule.attacks, judges=schedule.judges,
-                        limit=schedule.limit, use_cache=False)
     lost = asyncio.Event()
 
     def started(run_id: str, _planned: int, _done: int) -> None:
         claims.set_run(store, held, run_id)
+        on_run(run_id)
 
-    task = asyncio.ensure_future(evaluate(store, ref, config, resume=held.run_id, model_name=schedule.model,
+    task = asyncio.ensure_future(evaluate(store, ref, config, resume=held.run_id, model_name=model,
                                           progress=False, on_start=started))
 
     async def heartbeat() -> None:
@@ -177,7 +182,8 @@ async def _evaluate(store: Store, schedule: Schedule, ref: str, held: claims.Cla
         report = await task
     except asyncio.CancelledError:
         if lost.is_set():
-            raise LostClaim(f"the lease on {schedule.id} lapsed and another runner took it over") from None
+            raise LostClaim(f"the lease on {held.schedule_id} lapsed and another runner took "
+                            "it over") from None
         raise
     finally:
         beat.cancel()
@@ -196,7 +202,8 @@ def _record(store: Store, schedule: Schedule, period: Period, run_id: str, polic
         "pinned": pinned_versions(info.config), "policy_hash": policy.hash(),
         "previous_run_id": previous.body["run_id"] if previous else None,
         "previous_record": previous.id if previous else None,
-        "comparison": None, "verdict": "baseline",  # the first scheduled run of a model has nothing to compare
+        # the first scheduled run of a model has nothing to compare with
+        "comparison": None, "verdict": "baseline",
     }
     if previous is not None:
         comparison = _compare(store, schedule.model, previous.body["run_id"], info, policy)

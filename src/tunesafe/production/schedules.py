@@ -116,15 +116,18 @@ def add_schedule(store: Store, model: str, *, every: str, suite: str, attacks: s
     interval_s = parse_interval(every)
     judge_names = tuple(judges) or ("default",)
     if limit is not None and limit < 1:
-        raise UserError(f"limit must be at least 1, got {limit}", where="--limit", fix="pass --limit 1 or more")
+        raise UserError(f"limit must be at least 1, got {limit}", where="--limit",
+                        fix="pass --limit 1 or more")
     _check_evaluation(suite, attacks, judge_names, limit)
     if Path(suite).expanduser().is_file():  # run-due may run from another folder (cron, a CronJob)
         suite = str(Path(suite).expanduser().resolve())
-    body = {"action": "add", "schedule_id": f"rt-{uuid.uuid4().hex[:10]}", "model": model, "every": every.strip(),
+    schedule_id = f"rt-{uuid.uuid4().hex[:10]}"
+    body = {"action": "add", "schedule_id": schedule_id, "model": model,
+            "every": every.strip(),
             "interval_s": interval_s, "start": iso(start or datetime.now(timezone.utc)), "suite": suite,
             "attacks": attacks, "judges": list(judge_names), "limit": limit}
     store.append(RecordType.REDTEAM_SCHEDULE, body, actor=actor, subject=model)
-    return get_schedule(store, body["schedule_id"])
+    return get_schedule(store, schedule_id)
 
 
 def remove_schedule(store: Store, schedule_id: str, *, actor: str | None = None) -> Schedule:
