@@ -111,7 +111,8 @@ def test_periods_at_fixed_times() -> None:
     assert second is not None and second.key == "2026-01-31T00:00:00Z"
     # a runner down for months runs the current period once, not every missed one
     later = current_period(monthly, _at("2026-06-15T12:00:00Z"))
-    assert later is not None and later.key == "2026-05-31T00:00:00Z" and later.end == _at("2026-06-30T00:00:00Z")
+    assert later is not None and later.key == "2026-05-31T00:00:00Z"
+    assert later.end == _at("2026-06-30T00:00:00Z")
 
 
 def test_times_without_a_zone_are_utc() -> None:
