@@ -63,12 +63,14 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.fixture
-def redteam(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def redteam(request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str],
             monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
+    """On a SQLite file; `parametrize("redteam", ["postgresql"], indirect=True)` for PostgreSQL."""
     monkeypatch.setenv("COLUMNS", "250")
     harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
     replies = Replies(harmful)
-    db = f"sqlite:///{tmp_path / 'store.db'}"
+    on_pg = getattr(request, "param", "sqlite") == "postgresql"
+    db = str(request.getfixturevalue("pg_url")) if on_pg else f"sqlite:///{tmp_path / 'store.db'}"
     with serve(replies=replies) as server:
         add_inventory_model(db, server.url)
 

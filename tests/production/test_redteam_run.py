@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
-from sqlalchemy import insert, select
+import pytest
+from sqlalchemy import insert, select, update
 
 from tunesafe.engine.results import load_run
 from tunesafe.evidence.schema import RedteamClaimRow
@@ -99,6 +100,8 @@ def _claim_row(db: str, schedule_id: str, lease_until: datetime, state: str = "r
             claimed_at=now - timedelta(hours=2), lease_until=lease_until))
 
 
+@pytest.mark.parametrize("redteam", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+                         indirect=True)
 def test_a_live_claim_is_left_alone_and_a_lapsed_one_taken_over(redteam: SimpleNamespace) -> None:
     schedule_id = redteam.add("--every", "30d", "--start", START)
     _claim_row(redteam.db, schedule_id, datetime.now(timezone.utc) + timedelta(hours=1))
@@ -106,7 +109,7 @@ def test_a_live_claim_is_left_alone_and_a_lapsed_one_taken_over(redteam: SimpleN
     assert code == 0 and out["ran"] == [] and out["held_elsewhere"] == [] and not redteam.server.requests
 
     with Store.open(redteam.db) as store, store.engine.begin() as conn:  # ... and then its host died
-        conn.execute(RedteamClaimRow.__table__.update().values(
+        conn.execute(update(RedteamClaimRow).values(
             lease_until=datetime.now(timezone.utc) - timedelta(minutes=1)))
     code, out = redteam.run_due("--now", JAN)
     assert code == 0 and out["ran"][0]["status"] == "recorded"

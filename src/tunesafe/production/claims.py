@@ -70,9 +70,10 @@ def claim(store: Store, schedule_id: str, period: str, owner: str, lease: timede
               "claimed_at": now, "lease_until": now + lease}
     with store.engine.begin() as conn:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING
         inserted = conn.execute(dialect.insert(_T).values(**values).on_conflict_do_nothing(
-            index_elements=["schedule_id", "period"]))
-        if inserted.rowcount == 1:
+            index_elements=["schedule_id", "period"]).returning(_T.schedule_id)).first()
+        if inserted is not None:
             return Claim(schedule_id, period, owner, 1, None)
         taken = conn.execute(
             update(_T).where(_key(schedule_id, period),
