@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
@@ -21,6 +23,7 @@ from tunesafe.production.schedules import (
 from tunesafe.types import RecordType
 
 START = "2026-01-01T00:00:00Z"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _schedule(every_s: int, start: str = START) -> Schedule:
@@ -118,3 +121,15 @@ def test_periods_at_fixed_times() -> None:
 def test_times_without_a_zone_are_utc() -> None:
     assert parse_instant("2026-01-01T03:00:00", "x") == datetime(2026, 1, 1, 3, tzinfo=timezone.utc)
     assert parse_instant("2026-01-01T04:00:00+01:00", "x") == datetime(2026, 1, 1, 3, tzinfo=timezone.utc)
+
+
+def test_the_cronjob_example_runs_a_real_command(redteam: SimpleNamespace) -> None:
+    manifest = yaml.safe_load((REPO / "docs" / "examples" / "redteam-cronjob.yaml").read_text())
+    assert manifest["kind"] == "CronJob" and manifest["spec"]["concurrencyPolicy"] == "Forbid"
+    container = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    args = list(container["args"])
+    policy = args.index("--policy")
+    args[policy + 1] = str(REPO / "src" / "tunesafe" / "policy" / "default_policy.yaml")
+    result = redteam.cli(*args, "--now", "2020-01-01T00:00:00Z", "--json")  # every option exists
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ran"] == []
