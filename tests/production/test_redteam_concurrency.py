@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -24,6 +25,7 @@ from tunesafe.types import RecordType
 # tunesafe takes longer than a run-due, so plain Popen would mostly run them one after the other).
 RUNNER = """
 import sys, time
+from datetime import timedelta
 from pathlib import Path
 from tunesafe.cli.app import main
 folder, name = Path(sys.argv[1]), sys.argv[2]
@@ -78,3 +80,43 @@ def test_two_runners_never_run_a_schedule_twice(store_url: str, tmp_path: Path) 
     # they really ran at the same time: each started before the other had finished
     spans = [tuple(map(float, (tmp_path / f"span-{n}").read_text().split())) for n in procs]
     assert max(start for start, _ in spans) < min(end for _, end in spans)
+
+
+def test_a_running_claim_is_renewed_past_its_lease(tmp_path: Path) -> None:
+    """A run longer than its lease keeps its claim: a second runner arriving after the lease would have
+    lapsed (without renewal) finds the schedule held and runs nothing."""
+    from tunesafe.production.redteam import run_due
+
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    lease_s = 4.0
+    with serve(latency_s=0.5) as server:  # 152 attempts, 8 at a time: about 10 s of model calls
+        with Store.open(db) as store:
+            add_model(store, ModelSpec(name="support-bot", ref=f"openai:tunesafe-test@{server.url}"))
+            add_schedule(store, "support-bot", every="30d", suite="smoke",
+                         attacks="direct_request,refusal_suppression,prefix_injection", judges=("refusal",),
+                         start=parse_instant("2026-01-01", "test"))
+        first = subprocess.Popen([sys.executable, "-m", "tunesafe.cli.app", "--db", db, "redteam", "run-due",
+                                  "--now", NOW, "--lease", str(lease_s), "--json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with Store.open(db) as store:
+            deadline = time.monotonic() + 120
+            while not _claimed(store) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.5 * lease_s)  # past the first lease
+            assert first.poll() is None, "the run ended before the lease ran out: make it slower"
+            second = run_due(store, now=parse_instant(NOW, "test"), lease=timedelta(seconds=lease_s))
+        out, err = first.communicate(timeout=300)
+        requests = len(server.requests)
+    assert first.returncode == 0, err
+    assert second.ran == []  # the claim still stood: not due, not taken over
+    assert len(json.loads(out)["ran"]) == 1
+    with Store.open(db) as store:
+        assert requests == sum(run.n_planned for run in list_runs(store))
+        with store.engine.connect() as conn:
+            claim = conn.execute(select(RedteamClaimRow)).one()
+    assert claim.state == "done" and claim.attempts == 1
+
+
+def _claimed(store: Store) -> bool:
+    with store.engine.connect() as conn:
+        return conn.execute(select(RedteamClaimRow)).first() is not None
