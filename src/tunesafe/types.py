@@ -261,6 +261,8 @@ class RecordType:
     INCIDENT = "incident"
     INCIDENT_UPDATE = "incident_update"  # a change to an incident (tunesafe.production.incidents)
     REGRESSION_SUITE = "regression_suite"  # an incident's conversations as a suite the model's gates run
+    REDTEAM_SCHEDULE = "redteam_schedule"  # a red-team schedule added or removed (body "action")
+    REDTEAM_RUN = "redteam_run"  # one scheduled run: schedule, period, run ids, comparison, verdict
 
 
 

@@ -17,6 +17,7 @@ from tunesafe.cli import (
     gate_cmds,
     incident_cmds,
     judge_cmds,
+    redteam_cmds,
     scan_cmds,
     store_cmds,
     suite_cmds,
@@ -44,7 +45,7 @@ Lifecycle of a fine-tune:
   before      baseline evaluation (eval), data screening (scan-data), policy (policy init)
   during      LoRA fine-tuning to reproduce an erosion or try a mitigation (train-lora)
   after       adversarial evaluation and the paired pre/post gate (gate, compare, judge)
-  production  model inventory (models), runs
+  production  model inventory (models), runs, scheduled red-teaming (redteam)
   audit       evidence chain (verify)
 """
 
@@ -97,6 +98,7 @@ app.add_typer(models_app, name="models", rich_help_panel=PRODUCTION)
 for module in (store_cmds, suite_cmds, attack_cmds):
     module.register(app)
 incident_cmds.register(app)
+redteam_cmds.register(app)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ of truth for the database; these models must match them (a test checks that auto
   out of the chain; a run's final evidence record carries a digest over its attempt rows).
 - attempt_result_history: results a retry replaced (eval --retry-errors), kept as history.
 - response_cache: generations keyed by (model content hash, request, decoding params).
+- redteam_claims: which runner claimed a red-team schedule's period, and its lease (production/schedules).
 """
 
 from __future__ import annotations
@@ -90,3 +91,18 @@ class ResponseCacheRow(Base):
     model_hash: Mapped[str] = mapped_column(String(64), index=True)
     generation: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RedteamClaimRow(Base):
+    __tablename__ = "redteam_claims"
+    schedule_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    period: Mapped[str] = mapped_column(String(40), primary_key=True)  # ISO-8601 UTC start of the period
+    owner: Mapped[str] = mapped_column(String(200))  # host:pid:nonce of the runner holding the claim
+    state: Mapped[str] = mapped_column(String(20))  # running | done | failed
+    attempts: Mapped[int] = mapped_column(Integer)  # claims taken (1 + takeovers of expired/failed ones)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    record_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the redteam_run record
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
