@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 # OpenMP threads that spin while waiting made local generation 2.5-3x slower on a shared, loaded CPU
-# (benchmarks/backends.py; BENCHMARKS.md "models"). It only takes effect if set before torch loads,
+# (benchmarks/backends.py; BENCHMARKS.md "Local backends"). It only takes effect if set before torch loads,
 # hence here; an explicit user setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
