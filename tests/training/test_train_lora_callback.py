@@ -160,7 +160,7 @@ def test_bad_input_exits_2(tiny: Any, tiny_base: Path, tmp_path: Path) -> None:
         vocab_size=len(tiny.tokenizer), hidden_size=48, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2))
     adapter = tmp_path / "other-adapter"
-    get_peft_model(other, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    get_peft_model(other, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(str(adapter))
     assert_user_error(tunesafe("train-lora", str(good), "--base", f"hf:{tiny_base}+{adapter}", "--out", out,
                                cwd=tmp_path), "adapter does not match the base model")
     assert not Path(out).exists()
