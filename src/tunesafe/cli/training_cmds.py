@@ -42,13 +42,18 @@ def train_lora_command(
                                 "summary.md, training_run.json); default OUT-report next to OUT."),
     model_name: str = typer.Option(None, "--model-name", help="Inventory name of the fine-tune (the "
                                    "evidence records' subject)."),
+    objective: str = typer.Option("sft", "--objective", help="sft (cross-entropy) or constrained (Qi et "
+                                  "al. 2024: the first answer tokens are held near the base model)."),
 ) -> None:
     """Train a LoRA adapter on a local model under the safety callback; gate it with --candidate BASE+OUT.
 
     Exit 0 when the run completed, 1 when a policy limit or probe stopped it (the adapter, evidence and
     report are still written), 2 for bad input or a run the policy refuses before the first step."""
-    from tunesafe.training.lora_sft import LoraConfig, load_base, read_chat_jsonl, train_lora
+    from tunesafe.training.lora_sft import OBJECTIVES, LoraConfig, load_base, read_chat_jsonl, train_lora
 
+    if objective not in OBJECTIVES:
+        raise UserError(f"unknown objective {objective!r}", where="--objective",
+                        fix=f"use one of {', '.join(OBJECTIVES)}")
     if not data.is_file():
         raise UserError("file not found", where=str(data), fix="give a chat JSONL file")
     if out.exists() and any(out.iterdir()):
@@ -66,7 +71,8 @@ def train_lora_command(
     model, tokenizer = load_base(base, allow_adapter=True)
     config = LoraConfig(r=rank, alpha=2 * rank, epochs=epochs, learning_rate=lr, seed=seed)
     try:
-        info = train_lora(model, tokenizer, conversations, out, config, callback=callback)
+        info = train_lora(model, tokenizer, conversations, out, config, callback=callback,
+                          objective=objective)
     finally:  # refused and failed runs get their report too
         if callback.record is not None:
             paths = write_training_report(callback.record, report_dir)

@@ -57,8 +57,10 @@ class LoopArguments:
     optim: str = "torch.optim.AdamW"
     weight_decay: float = 0.01
     assistant_only_loss: bool = True
+    objective: str = "sft"
 
 
+OBJECTIVES = ("sft", "constrained")
 CHAT_FIX = 'write {"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]}'
 
 
@@ -142,15 +144,21 @@ def _encode(tokenizer: Any, messages: Sequence[dict[str, str]],
 
 
 def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], out_dir: Path,
-               config: LoraConfig, *, callback: SafetyCallback | None = None) -> dict[str, Any]:
+               config: LoraConfig, *, callback: SafetyCallback | None = None,
+               objective: str = "sft") -> dict[str, Any]:
     """Train a LoRA adapter on `model` (a transformers causal LM, or a PEFT model to continue) and save it
     (safetensors) to out_dir. With a `callback`, the run is watched and recorded like a Trainer's: it may
     stop early (the adapter is still saved, and linked in the record) or be refused before the first
-    step (UserError, nothing saved); the training_run body is then `callback.record`."""
+    step (UserError, nothing saved); the training_run body is then `callback.record`. `objective`:
+    "sft" (cross-entropy) or "constrained" (tunesafe.training.constrained, Qi et al. 2024: the first
+    answer tokens are held near the base with the adapter disabled)."""
     import torch
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
+    if objective not in OBJECTIVES:
+        raise UserError(f"unknown objective {objective!r}", where="--objective",
+                        fix=f"use one of {', '.join(OBJECTIVES)}")
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     peft_model = model if hasattr(model, "peft_config") else get_peft_model(model, PeftLoraConfig(
@@ -160,7 +168,8 @@ def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
     examples = [_encode(tokenizer, conv, config.max_length) for conv in conversations]
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-    watch = _Watch(callback, peft_model, tokenizer, conversations, out_dir, config) if callback else None
+    watch = _Watch(callback, peft_model, tokenizer, conversations, out_dir, config, objective) \
+        if callback else None
     losses: list[float] = []
     order = list(range(len(examples)))
     with watch.guard() if watch else contextlib.nullcontext():
@@ -169,14 +178,14 @@ def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
             epoch_loss, seen = 0.0, 0
             for i in order:
                 ids, labels = examples[i]
-                out = peft_model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
-                out.loss.backward()
+                loss = _loss(peft_model, torch.tensor([ids]), torch.tensor([labels]), objective)
+                loss.backward()
                 grad_norm = _grad_norm(params) if watch else 0.0  # read-only: the update is unchanged
                 optimizer.step()
                 optimizer.zero_grad()
-                epoch_loss += float(out.loss)
+                epoch_loss += float(loss)
                 seen += 1
-                if watch and watch.step(float(out.loss), grad_norm, optimizer, len(examples)):
+                if watch and watch.step(float(loss), grad_norm, optimizer, len(examples)):
                     break
             losses.append(epoch_loss / seen)
             if watch and watch.stopped:
@@ -187,9 +196,20 @@ def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
         out_dir.mkdir(parents=True, exist_ok=True)
         peft_model.save_pretrained(str(out_dir), safe_serialization=True)
     info = {"epoch_losses": losses, "config": asdict(config), "n_examples": len(examples)}
+    if objective != "sft":  # the demo adapter's training_info.json stays as it was
+        info["objective"] = objective
     if watch:
         info["training_run"] = watch.finish()
     return info
+
+
+def _loss(model: Any, input_ids: Any, labels: Any, objective: str) -> Any:
+    if objective == "constrained":
+        from tunesafe.training.constrained import constrained_sft_loss, reference_logits
+
+        ref = reference_logits(model, {"input_ids": input_ids})
+        return constrained_sft_loss(model(input_ids=input_ids).logits, ref, labels)
+    return model(input_ids=input_ids, labels=labels).loss
 
 
 def _grad_norm(params: Sequence[Any]) -> float:
@@ -203,7 +223,8 @@ class _Watch:
     """Drives a SafetyCallback through its Trainer hooks from train_lora's loop."""
 
     def __init__(self, callback: SafetyCallback, model: Any, tokenizer: Any,
-                 conversations: list[list[dict[str, str]]], out_dir: Path, config: LoraConfig) -> None:
+                 conversations: list[list[dict[str, str]]], out_dir: Path, config: LoraConfig,
+                 objective: str) -> None:
         from transformers import TrainerControl, TrainerState
 
         self.callback, self.out_dir = callback, out_dir
@@ -211,7 +232,8 @@ class _Watch:
         # the callback reads arguments by attribute, so this loop's own stand in for TrainingArguments
         self.args: Any = cast(Any, LoopArguments(
             output_dir=str(out_dir), learning_rate=config.learning_rate,
-            num_train_epochs=float(config.epochs), seed=config.seed, max_length=config.max_length))
+            num_train_epochs=float(config.epochs), seed=config.seed, max_length=config.max_length,
+            objective=objective))
         self.state = TrainerState(max_steps=n_steps, num_train_epochs=config.epochs)
         self.control = TrainerControl()
         # refusals (policy limits, a failed first probe) raise here, before any weight moves
