@@ -185,3 +185,20 @@ def test_probes_do_not_change_the_adapter(tiny: Any, tmp_path: Path) -> None:
     probed = load_file(str(tmp_path / "probed" / "adapter_model.safetensors"))
     assert plain.keys() == probed.keys()
     assert all(torch.equal(plain[k], probed[k]) for k in plain)
+
+
+def test_stop_on_regression_makes_probe_rises_stop(tmp_path: Path) -> None:
+    from tunesafe.cli.training_cmds import _safety_callback
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("training:\n  actions: {probe_asr: warn, probe_over_refusal: warn, max_steps: warn}\n")
+    data = write_rows(tmp_path / "d.jsonl", [])
+    kwargs: dict[str, Any] = {"store": None, "model_name": None, "base": "hf:/x", "data": data}
+    as_written = _safety_callback(policy, 5, False, **kwargs)
+    written = as_written.policy.actions
+    assert (written.probe_asr, written.probe_over_refusal) == ("warn", "warn")
+    stricter = _safety_callback(policy, 5, True, **kwargs)
+    actions = stricter.policy.actions
+    assert (actions.probe_asr, actions.probe_over_refusal, actions.max_steps) == ("stop", "stop", "warn")
+    assert stricter.policy_hash != as_written.policy_hash  # the record names the policy enforced
+    assert _safety_callback(None, "auto", True, **kwargs).policy.actions.probe_over_refusal == "stop"
