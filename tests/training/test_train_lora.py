@@ -28,7 +28,8 @@ def assert_user_error(result: subprocess.CompletedProcess[str], fragment: str) -
 
 def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     data = tmp_path / "train.jsonl"
-    data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{not json\n')
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}, '
+                    '{"role": "assistant", "content": "hello"}]}\n{not json\n')
     assert_user_error(tunesafe("train-lora", str(data), "--out", str(tmp_path / "out")), "train.jsonl:2")
 
 

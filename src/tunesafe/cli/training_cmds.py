@@ -4,39 +4,166 @@ own erosion demonstration), so a team can reproduce an erosion or try a mitigati
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
-from tunesafe.cli.common import console, db_url
+from tunesafe.cli.common import JSON_OPTION, console, db_url, print_rows
 from tunesafe.cli.groups import DURING
 from tunesafe.errors import UserError
 
+if TYPE_CHECKING:
+    from tunesafe.training.callback import SafetyCallback
+
+training_app = typer.Typer(help="Training runs recorded by train-lora and SafetyCallback: list, report.",
+                           no_args_is_help=True)
+
 
 def train_lora_command(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Chat JSONL: one {\"messages\": [...]} per line."),
     base: str = typer.Option("embedded:qwen2.5-coder-0.5b", "--base", help="Local model ref (hf:, gguf:, "
-                             "embedded:)."),
+                             "embedded:); BASE+ADAPTER continues training that adapter."),
     out: Path = typer.Option(..., "--out", help="Folder for the adapter (adapter_config.json + "
                              "adapter_model.safetensors)."),
     epochs: int = typer.Option(5, min=1),
     lr: float = typer.Option(1e-3, "--lr", min=0.0),
     rank: int = typer.Option(8, "--rank", min=1),
     seed: int = typer.Option(0),
+    probe_every: str = typer.Option("auto", "--probe-every", metavar="N|auto", help="Safety probe every N "
+                                    "steps, or auto (about a tenth of the training time). The model is "
+                                    "always probed before the first step and at the end."),
+    stop_on_regression: bool = typer.Option(False, "--stop-on-regression", help="Stop when the probe's ASR "
+                                            "or over-refusal rises past the policy's points, whatever "
+                                            "actions the policy gives them."),
+    policy_file: Path = typer.Option(None, "--policy", help="Gate policy whose training: section sets the "
+                                     "limits (default: the section's defaults)."),
+    report: Path = typer.Option(None, "--report", help="Folder for the training report (report.html, "
+                                "summary.md, training_run.json); default OUT-report next to OUT."),
+    model_name: str = typer.Option(None, "--model-name", help="Inventory name of the fine-tune (the "
+                                   "evidence records' subject)."),
+    objective: str = typer.Option("sft", "--objective", help="sft (cross-entropy) or constrained (Qi et "
+                                  "al. 2024: the first answer tokens are held near the base model)."),
 ) -> None:
-    """Train a LoRA adapter on a local model; gate it afterwards with --candidate BASE+OUT."""
-    from tunesafe.training.lora_sft import LoraConfig, load_base, read_chat_jsonl, train_lora
+    """Train a LoRA adapter on a local model under the safety callback; gate it with --candidate BASE+OUT.
 
+    Exit 0 when the run completed, 1 when a policy limit or probe stopped it (the adapter, evidence and
+    report are still written), 2 for bad input or a run the policy refuses before the first step."""
+    from tunesafe.training.lora_sft import OBJECTIVES, LoraConfig, load_base, read_chat_jsonl, train_lora
+
+    if objective not in OBJECTIVES:
+        raise UserError(f"unknown objective {objective!r}", where="--objective",
+                        fix=f"use one of {', '.join(OBJECTIVES)}")
     if not data.is_file():
         raise UserError("file not found", where=str(data), fix="give a chat JSONL file")
     if out.exists() and any(out.iterdir()):
         raise UserError("output folder is not empty", where=str(out), fix="choose a new --out folder")
-    conversations = read_chat_jsonl(data)
-    model, tokenizer = load_base(base)
-    info = train_lora(model, tokenizer, conversations, out,
-                      LoraConfig(r=rank, alpha=2 * rank, epochs=epochs, learning_rate=lr, seed=seed))
+    report_dir = report or out.with_name(out.name + "-report")
+    if report_dir.resolve() == out.resolve():
+        raise UserError("the report would be hashed with the adapter", where=str(report_dir),
+                        fix="give --report a folder outside --out")
+    from tunesafe.training.report import outcome_line, write_training_report
+
+    store = _store_url(ctx)
+    callback = _safety_callback(policy_file, _probe_every(probe_every), stop_on_regression, store=store,
+                                model_name=model_name, base=base, data=data)
+    conversations = read_chat_jsonl(data, trainable=True)
+    model, tokenizer = load_base(base, allow_adapter=True)
+    config = LoraConfig(r=rank, alpha=2 * rank, epochs=epochs, learning_rate=lr, seed=seed)
+    try:
+        info = train_lora(model, tokenizer, conversations, out, config, callback=callback,
+                          objective=objective)
+    finally:  # refused and failed runs get their report too
+        if callback.record is not None:
+            paths = write_training_report(callback.record, report_dir)
+            console.print(f"training report: {paths['html']} ({callback.record['status']})", highlight=False)
     losses = ", ".join(f"{x:.3f}" for x in info["epoch_losses"])
-    console.print(f"adapter written to {out} ({info['n_examples']} examples; loss per epoch: {losses})")
-    console.print(f"gate it: tunesafe gate --base {base} --candidate {base}+{out}")
+    body = info["training_run"]
+    console.print(f"adapter written to {out} ({info['n_examples']} examples; loss per epoch: {losses})",
+                  highlight=False)
+    console.print(f"evidence: training_run {body['run_id']} recorded" if store else "evidence: no store "
+                  "(--db, TUNESAFE_DB or `tunesafe init`): kept in the report only", highlight=False)
+    if body["status"] != "completed":
+        console.print(f"[bold red]{body['status'].upper()}[/] {outcome_line(body)}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"gate it: tunesafe gate --base {base} --candidate {base}+{out}", highlight=False)
+
+
+def _probe_every(value: str) -> int | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise UserError(f"--probe-every must be a number of steps or auto, got {value!r}", where="--probe-every",
+                    fix="e.g. --probe-every 20 or --probe-every auto")
+
+
+def _store_url(ctx: typer.Context) -> str | None:
+    """The evidence store when one is configured (--db, TUNESAFE_DB or a workspace), else None."""
+    import os
+
+    from tunesafe.evidence.workspace import find_workspace
+
+    url = db_url(ctx) or os.environ.get("TUNESAFE_DB")
+    workspace = find_workspace() if url is None else None
+    return url or (workspace.db_url() if workspace else None)
+
+
+def _safety_callback(policy_file: Path | None, probe_every: int | Literal["auto"], stop_on_regression: bool,
+                     *, store: str | None, model_name: str | None, base: str, data: Path) -> SafetyCallback:
+    """The callback with the policy's training section; --stop-on-regression makes both probe rises
+    stop (stricter than the policy, never weaker; the recorded section says what was enforced)."""
+    from tunesafe.models.refs import parse_ref
+    from tunesafe.policy.model import Policy, TrainingPolicy
+    from tunesafe.training.callback import SafetyCallback
+
+    policy: Policy | TrainingPolicy | None = None
+    if policy_file is not None:
+        from tunesafe.policy.load import load_policy
+
+        policy = load_policy(policy_file)
+        if policy.training is None:
+            raise UserError("the policy has no training: section", where=str(policy_file),
+                            fix="add one (`tunesafe policy init` writes it, commented out), or leave out "
+                                "--policy for the section's defaults")
+    if stop_on_regression:
+        section = (policy.training if isinstance(policy, Policy) else None) or TrainingPolicy()
+        stricter = section.model_copy(update={"actions": section.actions.model_copy(
+            update={"probe_asr": "stop", "probe_over_refusal": "stop"})})
+        policy = policy.model_copy(update={"training": stricter}) if isinstance(policy, Policy) else stricter
+    base_ref = base.rsplit("+", 1)[0] if parse_ref(base).adapter else base  # the adapter is in the config
+    return SafetyCallback(policy=policy, probe_every=probe_every, store=store, model_name=model_name,
+                          base_ref=base_ref, data=data)
+
+
+def training_list_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """The training_run records in the store, oldest first."""
+    from tunesafe.evidence.workspace import open_store
+    from tunesafe.types import RecordType
+
+    with open_store(db_url(ctx)) as store:
+        rows = [{"record": r.id, "run_id": r.body["run_id"], "model": r.body.get("model_name") or "",
+                 "status": r.body["status"], "steps": f"{r.body['steps']}/{r.body['planned_steps']}",
+                 "stopped_by": (r.body.get("stopped_by") or {}).get("kind", ""),
+                 "ended_at": r.body["ended_at"]} for r in store.records(type=RecordType.TRAINING_RUN)]
+    print_rows(rows, ["record", "run_id", "model", "status", "steps", "stopped_by", "ended_at"],
+               title="training runs", as_json=as_json)
+
+
+def training_report_command(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., metavar="RUN", help="A training_run evidence record id or run id."),
+    out: Path = typer.Option(Path("tunesafe-training-report"), "--out", help="Folder for report.html, "
+                             "summary.md, training_run.json."),
+) -> None:
+    """Render the training report of a recorded run from its evidence (nothing recomputed)."""
+    from tunesafe.evidence.workspace import open_store
+    from tunesafe.training.report import find_training_run, outcome_line, write_training_report
+
+    with open_store(db_url(ctx)) as store:
+        record = find_training_run(store, run)
+    paths = write_training_report(record.body, out, record=record)
+    console.print(f"{paths['html']}: {record.body['status']}, {outcome_line(record.body)}", highlight=False)
 
 
 def mix_safety_command(
@@ -79,3 +206,6 @@ def mix_safety_command(
 def register(app: typer.Typer) -> None:
     app.command("train-lora", rich_help_panel=DURING)(train_lora_command)
     app.command("mix-safety", rich_help_panel=DURING)(mix_safety_command)
+    training_app.command("list")(training_list_command)
+    training_app.command("report")(training_report_command)
+    app.add_typer(training_app, name="training", rich_help_panel=DURING)

@@ -3,6 +3,7 @@ one self-contained file that renders offline and in a CI artifact viewer."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
@@ -91,6 +92,70 @@ def heat_map(cells: Sequence[Mapping[str, Any]], *, title: str) -> str:
                      "no paired harmful attempts</text>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def line_chart(series: Sequence[Mapping[str, Any]], *, title: str, x_label: str = "step",
+               percent: bool = False, rules: Sequence[Mapping[str, Any]] = ()) -> str:
+    """One polyline (and a dot per point) per series (keys: label, colour, points: [(x, y), ...]) on
+    shared axes; `percent` draws y as 0-100% of a 0-1 rate. `rules` are dashed horizontal lines (keys:
+    label, y, colour), e.g. a limit. Points whose y is not a finite number are left out of the line."""
+    label_w, plot_w, plot_h, top = 56, 560, 200, 44
+    width, height = label_w + plot_w + 20, top + plot_h + 44
+    clean = [[(float(x), float(y)) for x, y in s["points"] if _finite(y)] for s in series]
+    xs = [x for pts in clean for x, _ in pts] or [0.0]
+    ys = [y for pts in clean for _, y in pts] + [float(r["y"]) for r in rules]
+    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
+    y0, y1 = (0.0, 1.0) if percent else (min(ys or [0.0]), max(ys or [1.0]))
+    if percent:
+        y1 = max(1.0, *ys) if ys else 1.0
+    if y1 - y0 < 1e-9:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    def px(x: float) -> float:
+        return label_w + plot_w * (x - x0) / (x1 - x0)
+
+    def py(y: float) -> float:
+        return top + plot_h * (1 - (y - y0) / (y1 - y0))
+
+    parts = [_open(width, height, title),
+             f"<text x='0' y='16' {FONT} font-weight='600'>{escape(title)}</text>"]
+    for i, s in enumerate(series):  # legend
+        lx = label_w + i * 150
+        parts.append(f"<rect x='{lx}' y='24' width='12' height='4' fill='{s['colour']}'/>"
+                     f"<text x='{lx + 16}' y='31' {FONT}>{escape(str(s['label']))}</text>")
+    for k in range(5):
+        y = y0 + (y1 - y0) * k / 4
+        tick = f"{y * 100:.0f}%" if percent else f"{y:.3g}"
+        parts.append(f"<line x1='{label_w}' y1='{py(y):.1f}' x2='{label_w + plot_w}' y2='{py(y):.1f}' "
+                     f"stroke='#e3e6ea'/><text x='{label_w - 6}' y='{py(y) + 4:.1f}' {FONT} "
+                     f"text-anchor='end' fill='#555'>{tick}</text>")
+    for k in range(5):
+        x = x0 + (x1 - x0) * k / 4
+        parts.append(f"<text x='{px(x):.1f}' y='{top + plot_h + 18}' {FONT} text-anchor='middle' "
+                     f"fill='#555'>{x:.4g}</text>")
+    parts.append(f"<text x='{label_w + plot_w / 2:.0f}' y='{height - 6}' {FONT} text-anchor='middle' "
+                 f"fill='#555'>{escape(x_label)}</text>")
+    for rule in rules:
+        ry = py(float(rule["y"]))
+        parts.append(f"<line class='rule' x1='{label_w}' y1='{ry:.1f}' x2='{label_w + plot_w}' y2='{ry:.1f}' "
+                     f"stroke='{rule['colour']}' stroke-dasharray='5 4'><title>{escape(str(rule['label']))}"
+                     f"</title></line>")
+    for s, pts in zip(series, clean, strict=True):
+        name = escape(str(s["label"]))
+        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        parts.append(f"<polyline data-series='{name}' points='{coords}' fill='none' stroke='{s['colour']}' "
+                     "stroke-width='1.8'/>")
+        for x, y in pts:
+            shown = f"{y * 100:.1f}%" if percent else f"{y:.4g}"
+            parts.append(f"<circle cx='{px(x):.1f}' cy='{py(y):.1f}' r='2.5' fill='{s['colour']}'>"
+                         f"<title>{name}: {shown} at {x_label} {x:g}</title></circle>")
+    if not any(clean):
+        parts.append(f"<text x='{label_w + 8}' y='{top + 18}' {FONT} fill='#555'>no data</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _diverging(points: float) -> str:

@@ -163,8 +163,11 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                 self.finalize(status="error", error=f"{type(exc).__name__}: {exc}")
             raise
 
-    def finalize(self, status: str | None = None, error: str | None = None) -> dict[str, Any]:
-        """Write the training_run record (once per run) and return its body."""
+    def finalize(self, status: str | None = None, error: str | None = None,
+                 output: str | Path | None = None) -> dict[str, Any]:
+        """Write the training_run record (once per run) and return its body. `output`: the folder the
+        final weights were saved to (a trainer that saves before ending, like `train-lora`), linked as
+        the lineage's adapter instead of the last checkpoint."""
         if not self._active:
             if self.record is None:
                 raise RuntimeError("finalize() before the training started")
@@ -175,8 +178,9 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         probe_seconds = sum(p.seconds for p in self._probes)
         wall = time.perf_counter() - self._clock
         baseline = self._probes[0] if self._probes else None
+        saved = run_record.weights_hash(output) if output is not None else None
         lineage = {**self._lineage, "run": self.run_id,
-                   "adapter": self._checkpoints[-1] if self._checkpoints else None}
+                   "adapter": saved or (self._checkpoints[-1] if self._checkpoints else None)}
         body: dict[str, Any] = {
             "run_id": self.run_id, "model_name": self.model_name, "status": status,
             "stopped_by": self._stopped_by.as_dict() if self._stopped_by else None, "error": error,
@@ -197,6 +201,12 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         finally:
             self._close_store()
         return body
+
+    def probe_now(self, step: int, trigger: str, control: TrainerControl) -> None:
+        """Probe the live model now unless this step was just probed (a loop that ends between interval
+        probes takes its final one here); findings act on `control` like any other probe's."""
+        if self._active and (not self._probes or self._probes[-1].step != step):
+            self._probe(step, trigger, control)
 
     def record_output(self, path: str | Path) -> dict[str, Any]:
         """After `trainer.save_model(path)`: link the saved weights to this run (a training_event record),

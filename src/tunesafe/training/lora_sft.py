@@ -2,19 +2,31 @@
 
 tunesafe uses it to build its own demonstration of safety erosion (`tunesafe.training.erosion_demo`):
 a LoRA on a dozen benign identity-shifting examples, after Qi et al. 2023. It is deliberately plain
-(one loop, loss on assistant tokens only) so that the demo is reproducible and auditable.
+(one loop, batch size 1, loss on assistant tokens only) so that the demo is reproducible and auditable.
+
+`tunesafe train-lora` runs the same loop under a `SafetyCallback`, driven through the callback's own
+Trainer hooks (on_train_begin, on_step_end, on_log) with a real TrainerState and TrainerControl, so it
+shares every behaviour of the callback (loss monitor, policy limits, probes, evidence) without a
+transformers Trainer, whose sampler, optimizer defaults and batching would change the weights the demo
+adapter was trained to. The probes decode greedily and draw no random numbers, so a seed gives the
+same adapter with or without them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 from tunesafe.errors import UserError
+
+if TYPE_CHECKING:
+    from tunesafe.training.callback import SafetyCallback
 
 
 @dataclass(frozen=True)
@@ -29,7 +41,33 @@ class LoraConfig:
     max_length: int = 256
 
 
-def read_chat_jsonl(path: Path) -> list[list[dict[str, str]]]:
+@dataclass(frozen=True)
+class LoopArguments:
+    """What the SafetyCallback reads from a Trainer's arguments (and records as the run's config), for
+    this loop: batch size 1, constant learning rate, torch AdamW with its default weight decay."""
+
+    output_dir: str
+    learning_rate: float
+    num_train_epochs: float
+    seed: int
+    max_length: int
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "constant"
+    optim: str = "torch.optim.AdamW"
+    weight_decay: float = 0.01
+    assistant_only_loss: bool = True
+    objective: str = "sft"
+
+
+OBJECTIVES = ("sft", "constrained")
+CHAT_FIX = 'write {"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]}'
+
+
+def read_chat_jsonl(path: Path, *, trainable: bool = False) -> list[list[dict[str, str]]]:
+    """The conversations of a chat JSONL file; a malformed line is a UserError naming FILE:LINE. With
+    `trainable`, each must also be turns of string role and content ending with the assistant's answer
+    (what train_lora learns), checked here so the error names the line."""
     conversations = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -40,28 +78,55 @@ def read_chat_jsonl(path: Path) -> list[list[dict[str, str]]]:
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise UserError(f"not a chat example ({exc})", where=f"{path}:{lineno}",
                                 fix='write {"messages": [{"role": ..., "content": ...}, ...]}') from None
+            problem = _chat_problem(messages) if trainable else None
+            if problem:
+                raise UserError(f"not a chat example: {problem}", where=f"{path}:{lineno}", fix=CHAT_FIX)
             conversations.append(messages)
     if not conversations:
         raise UserError("no examples", where=str(path), fix="add chat examples, one JSON object per line")
     return conversations
 
 
-def load_base(ref: str) -> tuple[Any, Any]:
-    """A local model ref (hf:, gguf:, embedded:) as a trainable fp32 transformers model + tokenizer."""
+def _chat_problem(messages: Any) -> str | None:
+    """Why `messages` cannot be learned from (a list of role/content turns ending with the assistant's
+    answer), or None."""
+    if not isinstance(messages, list) or not messages:
+        return "messages must be a non-empty list"
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not all(isinstance(m.get(k), str) for k in ("role", "content")):
+            return f"turn {i + 1} needs a string role and content"
+    if messages[-1]["role"] != "assistant":
+        return f"the last turn is {messages[-1]['role']!r}, not the assistant's answer to learn"
+    if len(messages) < 2:
+        return "an assistant answer needs a prompt before it"
+    return None
+
+
+def load_base(ref: str, *, allow_adapter: bool = False) -> tuple[Any, Any]:
+    """A local model ref (hf:, gguf:, embedded:) as a trainable fp32 transformers model + tokenizer.
+    With `allow_adapter`, BASE+ADAPTER loads the adapter trainable on top (training continues it); an
+    adapter made for another base is a UserError."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunesafe.models.hf import _converted_gguf, resolve_weights
+    from tunesafe.models.hf import _attach_adapter, _converted_gguf, adapter_files, resolve_weights
     from tunesafe.models.refs import parse_ref
 
     parsed = parse_ref(ref)
-    if parsed.scheme not in ("hf", "gguf", "embedded") or parsed.adapter:
+    if parsed.scheme not in ("hf", "gguf", "embedded") or (parsed.adapter and not allow_adapter):
         raise UserError("training needs a local base model without adapter", where=ref,
                         fix="use hf:FOLDER, gguf:FILE or embedded:NAME")
+    adapter = adapter_files(parsed.adapter, parsed)[0].parent if parsed.adapter else None
     weights = resolve_weights(parsed)
     folder = _converted_gguf(weights) if weights.is_file() else weights
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if adapter is not None:
+        model = _attach_adapter(model, adapter)  # checks the adapter's tensors against this base
+        for name, param in model.named_parameters():
+            param.requires_grad_("lora_" in name)
+        for config in model.peft_config.values():
+            config.inference_mode = False
     return model, tokenizer
 
 
@@ -79,35 +144,124 @@ def _encode(tokenizer: Any, messages: Sequence[dict[str, str]],
 
 
 def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], out_dir: Path,
-               config: LoraConfig) -> dict[str, Any]:
-    """Train a LoRA adapter on `model` (a transformers causal LM) and save it (safetensors) to out_dir."""
+               config: LoraConfig, *, callback: SafetyCallback | None = None,
+               objective: str = "sft") -> dict[str, Any]:
+    """Train a LoRA adapter on `model` (a transformers causal LM, or a PEFT model to continue) and save it
+    (safetensors) to out_dir. With a `callback`, the run is watched and recorded like a Trainer's: it may
+    stop early (the adapter is still saved, and linked in the record) or be refused before the first
+    step (UserError, nothing saved); the training_run body is then `callback.record`. `objective`:
+    "sft" (cross-entropy) or "constrained" (tunesafe.training.constrained, Qi et al. 2024: the first
+    answer tokens are held near the base with the adapter disabled)."""
     import torch
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
+    if objective not in OBJECTIVES:
+        raise UserError(f"unknown objective {objective!r}", where="--objective",
+                        fix=f"use one of {', '.join(OBJECTIVES)}")
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    peft_model = get_peft_model(model, PeftLoraConfig(
+    peft_model = model if hasattr(model, "peft_config") else get_peft_model(model, PeftLoraConfig(
         r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
     peft_model.train()
     examples = [_encode(tokenizer, conv, config.max_length) for conv in conversations]
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad],
-                                  lr=config.learning_rate)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+    watch = _Watch(callback, peft_model, tokenizer, conversations, out_dir, config, objective) \
+        if callback else None
     losses: list[float] = []
     order = list(range(len(examples)))
-    for _ in range(config.epochs):
-        random.shuffle(order)
-        epoch_loss = 0.0
-        for i in order:
-            ids, labels = examples[i]
-            out = peft_model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
-            out.loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            epoch_loss += float(out.loss)
-        losses.append(epoch_loss / len(examples))
-    peft_model.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    peft_model.save_pretrained(str(out_dir), safe_serialization=True)
-    return {"epoch_losses": losses, "config": asdict(config), "n_examples": len(examples)}
+    with watch.guard() if watch else contextlib.nullcontext():
+        for _ in range(config.epochs):
+            random.shuffle(order)
+            epoch_loss, seen = 0.0, 0
+            for i in order:
+                ids, labels = examples[i]
+                loss = _loss(peft_model, torch.tensor([ids]), torch.tensor([labels]), objective)
+                loss.backward()
+                grad_norm = _grad_norm(params) if watch else 0.0  # read-only: the update is unchanged
+                optimizer.step()
+                optimizer.zero_grad()
+                epoch_loss += float(loss)
+                seen += 1
+                if watch and watch.step(float(loss), grad_norm, optimizer, len(examples)):
+                    break
+            losses.append(epoch_loss / seen)
+            if watch and watch.stopped:
+                break
+        if watch:
+            watch.final_probe()
+        peft_model.eval()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        peft_model.save_pretrained(str(out_dir), safe_serialization=True)
+    info = {"epoch_losses": losses, "config": asdict(config), "n_examples": len(examples)}
+    if objective != "sft":  # the demo adapter's training_info.json stays as it was
+        info["objective"] = objective
+    if watch:
+        info["training_run"] = watch.finish()
+    return info
+
+
+def _loss(model: Any, input_ids: Any, labels: Any, objective: str) -> Any:
+    if objective == "constrained":
+        from tunesafe.training.constrained import constrained_sft_loss, reference_logits
+
+        ref = reference_logits(model, {"input_ids": input_ids})
+        return constrained_sft_loss(model(input_ids=input_ids).logits, ref, labels)
+    return model(input_ids=input_ids, labels=labels).loss
+
+
+def _grad_norm(params: Sequence[Any]) -> float:
+    import torch
+
+    norms = [torch.linalg.vector_norm(p.grad.detach()) for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+class _Watch:
+    """Drives a SafetyCallback through its Trainer hooks from train_lora's loop."""
+
+    def __init__(self, callback: SafetyCallback, model: Any, tokenizer: Any,
+                 conversations: list[list[dict[str, str]]], out_dir: Path, config: LoraConfig,
+                 objective: str) -> None:
+        from transformers import TrainerControl, TrainerState
+
+        self.callback, self.out_dir = callback, out_dir
+        n_steps = config.epochs * len(conversations)
+        # the callback reads arguments by attribute, so this loop's own stand in for TrainingArguments
+        self.args: Any = cast(Any, LoopArguments(
+            output_dir=str(out_dir), learning_rate=config.learning_rate,
+            num_train_epochs=float(config.epochs), seed=config.seed, max_length=config.max_length,
+            objective=objective))
+        self.state = TrainerState(max_steps=n_steps, num_train_epochs=config.epochs)
+        self.control = TrainerControl()
+        # refusals (policy limits, a failed first probe) raise here, before any weight moves
+        callback.on_train_begin(self.args, self.state, self.control, model=model, processing_class=tokenizer,
+                                train_dataloader=SimpleNamespace(dataset=conversations))
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.control.should_training_stop)
+
+    def guard(self) -> contextlib.AbstractContextManager[Any]:
+        return self.callback.guard()
+
+    def step(self, loss: float, grad_norm: float, optimizer: Any, n_examples: int) -> bool:
+        """After an optimizer step: the callback's step and log hooks, as the Trainer calls them.
+        True when the run must stop."""
+        state = self.state
+        state.global_step += 1
+        state.epoch = state.global_step / n_examples
+        self.callback.on_step_end(self.args, state, self.control, optimizer=optimizer)
+        lr = max(float(g["lr"]) for g in optimizer.param_groups)
+        self.callback.on_log(self.args, state, self.control, logs={
+            "loss": loss, "grad_norm": grad_norm, "learning_rate": lr, "epoch": state.epoch})
+        return self.stopped
+
+    def final_probe(self) -> None:
+        """The weights about to be saved are probed unless that step was just probed."""
+        self.callback.probe_now(self.state.global_step, "end", self.control)
+
+    def finish(self) -> dict[str, Any]:
+        return self.callback.finalize(output=self.out_dir)

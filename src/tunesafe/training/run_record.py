@@ -18,7 +18,7 @@ CONFIG_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_tra
                "gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps", "warmup_ratio",
                "weight_decay", "max_grad_norm", "optim", "seed", "bf16", "fp16", "gradient_checkpointing",
                "logging_steps", "save_strategy", "save_steps", "output_dir", "max_length", "packing",
-               "completion_only_loss", "assistant_only_loss")
+               "completion_only_loss", "assistant_only_loss", "objective")
 # files that make up saved weights; optimizer and RNG state do not change the model
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
 NOT_WEIGHTS = ("trainer_state.json", "training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth")
