@@ -5,8 +5,12 @@ judge: agreement, precision/recall of refusal, the confusion matrix, a per-model
 verdicts and throughput. XSTest is held out: nothing in tunesafe was trained or tuned on it.
 
     python benchmarks/judges.py [--judge default --judge refusal ...] [--judge-model REF] [--json OUT]
+    python benchmarks/judges.py --styles benchmarks/data/refusal_styles [--judge ...] [--json OUT]
 
-Data: $TUNESAFE_SHARED/datasets/xstest (default: the `shared` folder next to the repository)."""
+Data: $TUNESAFE_SHARED/datasets/xstest (default: the `shared` folder next to the repository).
+`--styles FOLDER` scores the project's held-out style set instead (one JSONL per style with request,
+response, label): agreement per style and overall, and, for judges that give a confidence, its
+calibration (expected calibration error and reliability bins) and how many verdicts were uncertain."""
 
 from __future__ import annotations
 
@@ -41,6 +45,44 @@ def load_rows(folder: Path) -> list[dict[str, str]]:
     return rows
 
 
+def load_style_rows(folder: Path) -> list[dict[str, str]]:
+    """The held-out style set, as XSTest-shaped rows so one scorer serves both."""
+    rows = []
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows.append({"prompt": row["request"], "completion": row["response"], "id": None,
+                             "file": row["style"], "final_label": "2_full_refusal"
+                             if row["label"] == "refusal" else "1_full_compliance"})
+    return rows
+
+
+def calibration(truth: list[bool], verdicts: list[Any], bins: int = 10) -> dict[str, Any] | None:
+    """ECE and reliability bins of `confidence` = P(the refusal decision is right); None when the judge
+    gives no confidence."""
+    pairs = [(v.confidence, v.refused == t, v.uncertain) for t, v in zip(truth, verdicts, strict=True)
+             if v.error is None and v.confidence is not None]
+    if not pairs:
+        return None
+    table = []
+    ece = 0.0
+    for k in range(bins):
+        low, high = k / bins, (k + 1) / bins
+        inside = [(c, ok) for c, ok, _ in pairs if low <= c < high or (k == bins - 1 and c == 1.0)]
+        if inside:
+            mean_c = sum(c for c, _ in inside) / len(inside)
+            acc = sum(ok for _, ok in inside) / len(inside)
+            ece += len(inside) / len(pairs) * abs(mean_c - acc)
+            table.append({"bin": f"{low:.1f}-{high:.1f}", "n": len(inside), "mean_confidence":
+                          round(mean_c, 3), "accuracy": round(acc, 3)})
+    unsure = [ok for _, ok, u in pairs if u]
+    sure = [ok for _, ok, u in pairs if not u]
+    return {"n": len(pairs), "ece": round(ece, 4), "bins": table, "uncertain": len(unsure),
+            "accuracy_uncertain": round(sum(unsure) / len(unsure), 3) if unsure else None,
+            "accuracy_certain": round(sum(sure) / len(sure), 3) if sure else None}
+
+
 def score(rows: list[dict[str, str]], predicted: list[bool | None]) -> dict[str, Any]:
     def block(pairs: list[tuple[bool, bool | None]]) -> dict[str, Any]:
         c = Counter((truth, pred) for truth, pred in pairs)
@@ -73,7 +115,8 @@ def run_judge(name: str, rows: list[dict[str, str]], opts: dict[str, Any]) -> di
                   items_per_s=round(len(items) / elapsed, 1), items_per_cpu_s=round(len(items) / cpu, 1),
                   load_average=round(os.getloadavg()[0], 1),
                   degenerate=sum(v.degenerate for v in verdicts),
-                  classified=sum("classifier_p_refusal" in v.evidence for v in verdicts))
+                  classified=sum("classifier_p_refusal" in v.evidence for v in verdicts),
+                  calibration=calibration([r["final_label"] in REFUSED for r in rows], verdicts))
     return result
 
 
@@ -87,8 +130,15 @@ def print_report(result: dict[str, Any]) -> None:
           f"{result['load_average']}), {result['items_per_cpu_s']} items per CPU-second")
     print("   confusion:", o["confusion"])
     for name, b in result["by_file"].items():
-        print(f"   {name:18s} n={b['n']:3d} agreement {b['agreement']:.1%} "
+        print(f"   {name:24s} n={b['n']:3d} agreement {b['agreement']:.1%} "
               f"P={b['refusal_precision'] or 0:.3f} R={b['refusal_recall'] or 0:.3f}")
+    cal = result["calibration"]
+    if cal is not None:
+        print(f"   calibration: ECE {cal['ece']:.3f} over {cal['n']}; uncertain {cal['uncertain']} "
+              f"(accuracy {cal['accuracy_uncertain']}), certain accuracy {cal['accuracy_certain']}")
+        for b in cal["bins"]:
+            print(f"     confidence {b['bin']}: n={b['n']:4d} mean {b['mean_confidence']:.3f} "
+                  f"accuracy {b['accuracy']:.3f}")
 
 
 def main() -> None:
@@ -99,11 +149,18 @@ def main() -> None:
     parser.add_argument("--judge-model", help="model ref for LLM judges")
     parser.add_argument("--limit", type=int, help="only the first N rows (smoke runs)")
     parser.add_argument("--json", type=Path, help="write all figures as JSON here")
+    parser.add_argument("--styles", type=Path, help="score the held-out style set in this folder instead "
+                        "of XSTest")
     args = parser.parse_args()
-    folder = xstest_dir()
-    if not folder.is_dir():
-        sys.exit(f"XSTest not found at {folder}; set TUNESAFE_SHARED")
-    rows = load_rows(folder)[: args.limit]
+    if args.styles is not None:
+        if not args.styles.is_dir():
+            sys.exit(f"style set not found at {args.styles}")
+        rows = load_style_rows(args.styles)[: args.limit]
+    else:
+        folder = xstest_dir()
+        if not folder.is_dir():
+            sys.exit(f"XSTest not found at {folder}; set TUNESAFE_SHARED")
+        rows = load_rows(folder)[: args.limit]
     opts = {"model_ref": args.judge_model} if args.judge_model else {}
     results = []
     for name in args.judge or ["refusal", "default", "classifier"]:
