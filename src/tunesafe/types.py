@@ -258,6 +258,8 @@ class RecordType:
     TRAINING_EVENT = "training_event"  # callback events during fine-tuning
     DATA_MIX = "data_mix"  # safety examples mixed into a dataset (input, output and mix-file sha256s)
     INCIDENT = "incident"
+    ENDPOINT = "endpoint"  # a deployed model (name, model, redacted URL) and the guardrails in front of it
+    GUARDRAIL_VERIFICATION = "guardrail_verification"  # a guard's measured block/false-positive rates, SLOs
 
 
 

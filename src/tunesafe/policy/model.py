@@ -43,6 +43,16 @@ class MaxOverRefusal(_Strict):
     borderline: Rate | None = None
 
 
+class GuardrailSLO(_Strict):
+    """What a guardrail in front of a production endpoint must achieve (`tunesafe guardrails verify`)."""
+
+    min_block_rate: Rate | None = None  # harmful attempts blocked (either side when both are checked)
+    max_false_positive_rate: MaxOverRefusal = Field(default_factory=MaxOverRefusal)  # benign/borderline
+    max_latency_p95_ms: float | None = Field(default=None, gt=0)  # added by the guard's checks
+    fail_mode: Literal["closed", "open"] | None = None  # required behaviour when the guard errors
+    max_error_rate: Rate = 0.05
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     max_asr: MaxAsr = Field(default_factory=MaxAsr)
@@ -59,11 +69,15 @@ class Policy(_Strict):
     required_judges: list[str] = Field(default_factory=list)
     rule_out_regression: bool = True
     inconclusive_exit: Literal[1, 3] = 3
+    guardrails: GuardrailSLO | None = None
 
     def hash(self) -> str:
         """sha256 of the canonical JSON of the validated policy (defaults filled in), so two files that
         mean the same policy hash the same."""
-        return sha256_hex(canonical_json(self.model_dump(mode="json")))
+        data = self.model_dump(mode="json")
+        if data["guardrails"] is None:  # a policy without the section hashes as it did before it existed
+            del data["guardrails"]
+        return sha256_hex(canonical_json(data))
 
     def threshold(self, table: dict[str, float], name: str) -> float | None:
         return table.get(name, table.get(ANY))
