@@ -12,6 +12,7 @@ import pytest
 
 from tunesafe.engine.config import EvalConfig
 from tunesafe.engine.targets import plan_evaluation
+from tunesafe.guardrails.base import last_user
 from tunesafe.types import Attempt
 
 RunCli = Callable[..., tuple[int, str, str]]
@@ -20,10 +21,6 @@ RunCli = Callable[..., tuple[int, str, str]]
 @pytest.fixture(scope="session")
 def attempts() -> list[Attempt]:
     return list(plan_evaluation(EvalConfig(suite="smoke", attacks="direct_request")).plan.attempts)
-
-
-def prompt(attempt: Attempt) -> str:
-    return next(m.content for m in reversed(attempt.messages) if m.role == "user")
 
 
 @pytest.fixture
@@ -53,8 +50,8 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 def team_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attempts: list[Attempt]) -> str:
     """Module `team_filter`: `check` blocks the listed texts (every harmful prompt and one borderline
     one), `broken` raises, `swallow` hides its failures by returning False (a silent fail-open)."""
-    blocked = [prompt(a) for a in attempts if a.kind == "harmful"]
-    blocked.append(next(prompt(a) for a in attempts if a.kind == "borderline"))
+    blocked = [last_user(a.messages) for a in attempts if a.kind == "harmful"]
+    blocked.append(next(last_user(a.messages) for a in attempts if a.kind == "borderline"))
     folder = tmp_path / "filters"
     folder.mkdir()
     (folder / "blocked.json").write_text(json.dumps(blocked))

@@ -132,3 +132,12 @@ def test_on_error_is_taken_off_the_ref() -> None:
     guard = load_guard("moderation:http://127.0.0.1:9/v1?on_error=open&model=m")
     assert guard.fail_mode == "open" and guard.ref == "moderation:http://127.0.0.1:9/v1?model=m"
     assert load_guard("moderation:http://127.0.0.1:9/v1").fail_mode == "closed"
+
+
+def test_canonical_ref_names_fail_open_guards_apart() -> None:
+    from tunesafe.guardrails.base import canonical_ref
+
+    assert canonical_ref("python:m:f?on_error=closed") == canonical_ref("python:m:f") == "python:m:f"
+    open_ref = "moderation:http://h/v1?model=x&on_error=open"
+    assert canonical_ref(open_ref) == open_ref
+    assert canonical_ref("python:m:f?on_error=open") == "python:m:f?on_error=open"

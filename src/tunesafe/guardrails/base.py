@@ -94,6 +94,16 @@ def split_options(target: str) -> tuple[str, FailMode]:
     return (f"{head}?{rest}" if rest else head), mode  # type: ignore[return-value]
 
 
+def canonical_ref(ref: str) -> str:
+    """The ref as inventories and evidence name it: `on_error` shown only when it is `open` (closed is
+    the default), so `X` and `X?on_error=closed` are one guard and `X?on_error=open` another."""
+    scheme, sep, target = ref.partition(":")
+    target, mode = split_options(target)
+    if mode == "closed":
+        return f"{scheme}{sep}{target}"
+    return f"{scheme}{sep}{target}{'&' if '?' in target else '?'}on_error=open"
+
+
 def load_guard(ref: str) -> Guard:
     """Build the adapter a ref names (built-ins, or plugins in the `tunesafe.guardrails` group)."""
     from tunesafe.guardrails import adapters  # noqa: F401  (registers the built-ins)

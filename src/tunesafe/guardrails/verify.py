@@ -187,17 +187,18 @@ class Verification:
         return EXIT_CODES[self.verdict]
 
 
-def verification_body(guard: Guard, rows: Sequence[Checked], *, planned: Any, model: ChatModel | None,
-                      policy: Any, endpoint: str | None) -> dict[str, Any]:
+def verification_body(guard: Guard, rows: Sequence[Checked], *, guard_ref: str, planned: Any,
+                      model: ChatModel | None, policy: Any, endpoint: str | None) -> dict[str, Any]:
     """The `guardrail_verification` evidence body (also what the reports render)."""
     from tunesafe.engine.plan import attack_descriptor
+    from tunesafe.guardrails.base import canonical_ref
     from tunesafe.models.refs import redact_ref
 
     slo = policy.guardrails or GuardrailSLO()
     figs = figures(rows, guard, with_model=model is not None)
     verdict, reasons = decide(figs, slo)
     return {
-        "guard_ref": redact_ref(guard.ref), "guard": guard.name, "endpoint": endpoint,
+        "guard_ref": redact_ref(canonical_ref(guard_ref)), "guard": guard.name, "endpoint": endpoint,
         "model_ref": redact_ref(model.ref) if model is not None else None,
         "suite": {"name": planned.suite_name, "version": planned.suite_version,
                   "content_hash": planned.suite_hash},
@@ -233,7 +234,8 @@ async def verify_guard(guard_ref: str, *, suite: str, attacks: str, model_ref: s
         await guard.aclose()
         if model is not None:
             await model.aclose()
-    body = verification_body(guard, rows, planned=planned, model=model, policy=policy, endpoint=endpoint)
+    body = verification_body(guard, rows, guard_ref=guard_ref, planned=planned, model=model, policy=policy,
+                             endpoint=endpoint)
     record = None
     if store is not None:
         record = store.append(RecordType.GUARDRAIL_VERIFICATION, body, subject=endpoint)

@@ -15,6 +15,7 @@ from typing import Any
 
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
+from tunesafe.guardrails.base import canonical_ref
 from tunesafe.models.refs import redact_ref
 from tunesafe.production.inventory import check_name, get_model
 from tunesafe.types import EvidenceRecord, RecordType
@@ -81,7 +82,7 @@ def add_endpoint(store: Store, name: str, *, model: str, url: str | None, guardr
     version = get_model(store, model)
     body = {"name": name, "model": model, "model_version_record": version.record_id,
             "url": redact_ref(url) if url else None,
-            "guardrails": sorted({redact_ref(g) for g in guardrails})}  # never credentials
+            "guardrails": sorted({redact_ref(canonical_ref(g)) for g in guardrails})}  # never credentials
     store.append(RecordType.ENDPOINT, body, actor=actor, subject=name)
     return endpoints(store)[name]
 
