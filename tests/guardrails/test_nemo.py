@@ -10,51 +10,27 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from importlib.resources import files
-from pathlib import Path
 
-import httpx
 import pytest
-import yaml
 
 from tunesafe.guardrails import load_guard
 from tunesafe.guardrails.base import last_user
+from tunesafe.guardrails.nemo_server import nemo_binary, rail_prompt, serve_nemo
 from tunesafe.testing.openai_server import RunningServer, serve
 from tunesafe.types import Attempt, Message
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = Path(str(files("tunesafe.guardrails").joinpath("nemo_config")))
 RunCli = Callable[..., tuple[int, str, str]]
 
 
-def nemo_binary() -> str:
-    found = (os.environ.get("TUNESAFE_NEMO_BIN")
-             or shutil.which("nemoguardrails", path=str(REPO / ".venv-nemo/bin")))
+def require_nemo() -> str:
+    found = nemo_binary()
     if found:
         return found
     reason = "nemoguardrails is not installed: run `make nemo` (a separate venv, .venv-nemo)"
     if os.environ.get("TUNESAFE_REQUIRE_NEMO"):
         pytest.fail(reason + " (TUNESAFE_REQUIRE_NEMO is set)")
     pytest.skip(reason)
-
-
-def rail_prompt(task: str, text: str) -> str:
-    """The self-check prompt NeMo sends for `text`, from the shipped prompts.yml."""
-    prompts = yaml.safe_load((CONFIG / "tunesafe" / "prompts.yml").read_text())["prompts"]
-    content = next(p["content"] for p in prompts if p["task"] == task)
-    field = "{{ user_input }}" if task == "self_check_input" else "{{ bot_response }}"
-    return str(content.replace(field, text).strip())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -66,43 +42,18 @@ def attempts_module() -> list[Attempt]:
 
 
 @pytest.fixture(scope="module")
-def nemo(attempts_module: list[Attempt], tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[tuple[str, RunningServer]]:
+def nemo(attempts_module: list[Attempt]) -> Iterator[tuple[str, RunningServer]]:
     """(NeMo base URL, the loopback server behind its rails): harmful prompts and the echoed answers to
     them get "Yes" (block), everything else "No"."""
-    binary = nemo_binary()
+    binary = require_nemo()
     replies = {}
     for attempt in attempts_module:
         text = last_user(attempt.messages)
         verdict = "Yes" if attempt.kind == "harmful" else "No"
         replies[rail_prompt("self_check_input", text)] = verdict
         replies[rail_prompt("self_check_output", f"ECHO: {text}")] = verdict
-    with serve(replies=replies) as backend:
-        port = free_port()
-        env = {**os.environ, "MAIN_MODEL_BASE_URL": backend.url, "OPENAI_API_KEY": "unused",
-               "NEMO_GUARDRAILS_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
-        # Its log goes to a file: NeMo logs every rail call, and an unread pipe would fill and stall it.
-        log = tmp_path_factory.mktemp("nemo") / "server.log"
-        proc = subprocess.Popen([binary, "server", "--config", str(CONFIG), "--port", str(port),
-                                 "--disable-chat-ui"], env=env, stdout=log.open("w"),
-                                stderr=subprocess.STDOUT, text=True)
-        url = f"http://127.0.0.1:{port}/v1"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/rails/configs", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    pytest.fail(f"nemoguardrails server did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
-            yield url, backend
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with serve(replies=replies) as backend, serve_nemo(backend.url, binary) as url:
+        yield url, backend
 
 
 def test_nemo_checks_both_sides_offline(nemo: tuple[str, RunningServer],
