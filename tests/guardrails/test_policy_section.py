@@ -25,3 +25,13 @@ def test_the_section_changes_the_hash_and_is_validated() -> None:
                 "guardrails:\n  max_block_rate: 0.1\n"):
         with pytest.raises(UserError):
             parse_policy(bad, "p.yaml")
+
+
+def test_the_commented_example_in_the_default_policy_is_valid() -> None:
+    from tunesafe.policy.load import default_policy_text
+
+    lines = default_policy_text().splitlines()
+    start = lines.index("# guardrails:")
+    example = "\n".join(line[2:] for line in lines[start:] if line.startswith("# "))
+    slo = parse_policy(example, "example").guardrails
+    assert slo is not None and slo.fail_mode == "closed" and slo.min_block_rate == 0.9
