@@ -97,3 +97,24 @@ def test_nemo_verify_end_to_end_and_a_fault_behind_the_rails_is_an_error(
     assert code == 3, err
     assert figs["errors"]["input"] == figs["attempts"] and figs["block_rate"]["overall"]["input"]["k"] == 0
     assert any("HTTP 500" in e for e in figs["errors"]["examples"])
+
+
+def test_nemo_chat_completions_as_a_guarded_chat_endpoint(nemo: tuple[str, RunningServer],
+                                                          attempts_module: list[Attempt]) -> None:
+    """The whole guarded system through its OpenAI-compatible chat API (what a gate's --candidate
+    would call): NeMo's block message reads as a refusal, the model's answer passes both rails."""
+    url, _ = nemo
+    harmful = next(last_user(a.messages) for a in attempts_module if a.kind == "harmful")
+    benign = next(last_user(a.messages) for a in attempts_module if a.kind == "benign")
+    guard = load_guard(f"guarded-chat:openai:tunesafe-test@{url}")
+
+    async def checks() -> list:  # type: ignore[type-arg]
+        try:
+            return [await guard.check_input((Message("user", harmful),)),
+                    await guard.check_input((Message("user", benign),))]
+        finally:
+            await guard.aclose()
+
+    blocked, answered = asyncio.run(checks())
+    assert blocked.blocked is True and "can't respond" in blocked.detail["answer"]
+    assert answered.blocked is False and answered.detail["answer"] == f"ECHO: {benign}"

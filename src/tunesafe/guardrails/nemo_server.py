@@ -46,7 +46,8 @@ def _free_port() -> int:
 
 @contextmanager
 def serve_nemo(model_url: str, binary: str | None = None, startup_s: float = 120.0) -> Iterator[str]:
-    """Run the server until the block ends; yields its base URL (`http://127.0.0.1:PORT/v1`)."""
+    """Run the server until the block ends; yields its base URL (`http://127.0.0.1:PORT/v1`). The shipped
+    config is the default one, so plain OpenAI chat clients (no `guardrails` field) get the rails too."""
     binary = binary or nemo_binary()
     if binary is None:
         raise RuntimeError("nemoguardrails is not installed: run `make nemo`")
@@ -57,8 +58,9 @@ def serve_nemo(model_url: str, binary: str | None = None, startup_s: float = 120
     with tempfile.TemporaryDirectory(prefix="tunesafe-nemo-") as folder:
         log = Path(folder) / "server.log"
         with log.open("w") as sink:
-            proc = subprocess.Popen([binary, "server", "--config", str(CONFIG_DIR), "--port", str(port),
-                                     "--disable-chat-ui"], env=env, stdout=sink, stderr=subprocess.STDOUT)
+            command = [binary, "server", "--config", str(CONFIG_DIR), "--port", str(port),
+                       "--disable-chat-ui", "--default-config-id", CONFIG_ID]
+            proc = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}/v1"
         try:
             deadline = time.monotonic() + startup_s
