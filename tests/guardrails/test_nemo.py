@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,17 @@ def test_nemo_chat_completions_as_a_guarded_chat_endpoint(nemo: tuple[str, Runni
     blocked, answered = asyncio.run(checks())
     assert blocked.blocked is True and "can't respond" in blocked.detail["answer"]
     assert answered.blocked is False and answered.detail["answer"] == f"ECHO: {benign}"
+
+
+def test_missing_binary_skips_or_fails_when_required(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tunesafe.guardrails.nemo_server as nemo_server
+
+    monkeypatch.delenv("TUNESAFE_NEMO_BIN", raising=False)
+    monkeypatch.setattr(nemo_server, "VENV_BIN", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("TUNESAFE_REQUIRE_NEMO", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="make nemo"):
+        require_nemo()
+    monkeypatch.setenv("TUNESAFE_REQUIRE_NEMO", "1")
+    with pytest.raises(pytest.fail.Exception, match="TUNESAFE_REQUIRE_NEMO"):
+        require_nemo()
