@@ -141,3 +141,10 @@ def test_canonical_ref_names_fail_open_guards_apart() -> None:
     open_ref = "moderation:http://h/v1?model=x&on_error=open"
     assert canonical_ref(open_ref) == open_ref
     assert canonical_ref("python:m:f?on_error=open") == "python:m:f?on_error=open"
+
+
+def test_the_input_side_prompt_rates_the_user_turn_only() -> None:
+    prompt = render_guard(HARMFUL)
+    assert "'User' messages" in prompt and "ONLY THE LAST User message" in prompt
+    assert "Agent" not in prompt and f"User: {HARMFUL}" in prompt
+    assert "ONLY THE LAST Agent message" in render_guard(HARMFUL, ANSWER)
