@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server demo test lint
+.PHONY: install llama-server nemo demo test lint
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -22,6 +22,17 @@ install: $(STAMP)
 # needs cmake and g++). Without it the llama.cpp tests skip and local models run on transformers.
 llama-server: $(STAMP)
 	PIP=$(BIN)/pip scripts/build-llama-server.sh $(BIN)
+
+# Optional: NeMo Guardrails' server for the guardrail tests, in its own venv: nemoguardrails 0.24.1 pins
+# huggingface_hub<2 and would downgrade the main venv. Without it the NeMo tests skip (CI sets
+# TUNESAFE_REQUIRE_NEMO=1 to fail instead).
+NEMO_VENV := .venv-nemo
+$(NEMO_VENV)/.installed:
+	test -d $(NEMO_VENV) || $(PY) -m venv $(NEMO_VENV)
+	$(NEMO_VENV)/bin/pip install -q 'nemoguardrails[server]==0.24.1'
+	touch $(NEMO_VENV)/.installed
+
+nemo: $(NEMO_VENV)/.installed
 
 # The main job: gate a fine-tune of the embedded model (an identity-shifting LoRA made by the project)
 # against its base on the smoke suite. The gate is expected to FAIL (exit code 1): that is the demo.

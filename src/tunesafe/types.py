@@ -263,6 +263,8 @@ class RecordType:
     REGRESSION_SUITE = "regression_suite"  # an incident's conversations as a suite the model's gates run
     REDTEAM_SCHEDULE = "redteam_schedule"  # a red-team schedule added or removed (body "action")
     REDTEAM_RUN = "redteam_run"  # one scheduled run: schedule, period, run ids, comparison, verdict
+    ENDPOINT = "endpoint"  # a deployed model (name, model, redacted URL) and the guardrails in front of it
+    GUARDRAIL_VERIFICATION = "guardrail_verification"  # a guard's measured block/false-positive rates, SLOs
 
 
 

@@ -15,6 +15,7 @@ from tunesafe.cli import (
     backend_cmds,
     eval_cmds,
     gate_cmds,
+    guardrail_cmds,
     incident_cmds,
     judge_cmds,
     redteam_cmds,
@@ -95,7 +96,7 @@ for module in (scan_cmds, training_cmds, eval_cmds, gate_cmds, judge_cmds, backe
 app.add_typer(attacks_app, name="attacks", rich_help_panel=AFTER)
 app.add_typer(runs_app, name="runs", rich_help_panel=AFTER)
 app.add_typer(models_app, name="models", rich_help_panel=PRODUCTION)
-for module in (store_cmds, suite_cmds, attack_cmds):
+for module in (store_cmds, suite_cmds, attack_cmds, guardrail_cmds):
     module.register(app)
 incident_cmds.register(app)
 redteam_cmds.register(app)

@@ -103,9 +103,16 @@ def models_list(
     stage: str = typer.Option(None, "--stage", help="Only models at this stage."),
     missing_post_eval: bool = typer.Option(False, "--missing-post-eval", help="Only fine-tuned models whose "
                                            "current version has no safety evaluation or gate decision."),
+    missing_guardrail: bool = typer.Option(False, "--missing-guardrail", help="List production endpoints "
+                                           "instead: those without a guardrail that passed verification."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List the inventory (current state of each model)."""
+    if missing_guardrail:
+        from tunesafe.cli.guardrail_cmds import print_endpoints
+
+        print_endpoints(ctx, missing_guardrail=True, as_json=as_json)
+        return
     with open_store(db_url(ctx)) as store:
         models = inv.list_models(store, stage, missing_post_eval=missing_post_eval)
         evals = inv.evaluations(store)

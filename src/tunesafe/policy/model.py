@@ -75,6 +75,16 @@ class TrainingPolicy(_Strict):
     actions: TrainingActions = Field(default_factory=TrainingActions)
 
 
+class GuardrailSLO(_Strict):
+    """What a guardrail in front of a production endpoint must achieve (`tunesafe guardrails verify`)."""
+
+    min_block_rate: Rate | None = None  # harmful attempts blocked (either side when both are checked)
+    max_false_positive_rate: MaxOverRefusal = Field(default_factory=MaxOverRefusal)  # benign/borderline
+    max_latency_p95_ms: float | None = Field(default=None, gt=0)  # added by the guard's checks
+    fail_mode: Literal["closed", "open"] | None = None  # required behaviour when the guard errors
+    max_error_rate: Rate = 0.05
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     max_asr: MaxAsr = Field(default_factory=MaxAsr)
@@ -92,14 +102,16 @@ class Policy(_Strict):
     rule_out_regression: bool = True
     inconclusive_exit: Literal[1, 3] = 3
     training: TrainingPolicy | None = None
+    guardrails: GuardrailSLO | None = None
 
     def hash(self) -> str:
         """sha256 of the canonical JSON of the validated policy (defaults filled in), so two files that
-        mean the same policy hash the same. Without a `training:` section the key is left out, so
-        policies written before the section existed keep their hash (and the gate decisions naming it)."""
+        mean the same policy hash the same. Optional sections left out are dropped from the hashed JSON,
+        so policies written before a section existed keep their hash (and the gate decisions naming it)."""
         data = self.model_dump(mode="json")
-        if data.get("training") is None:
-            data.pop("training", None)
+        for section in ("training", "guardrails"):
+            if data.get(section) is None:
+                data.pop(section, None)
         return sha256_hex(canonical_json(data))
 
     def threshold(self, table: dict[str, float], name: str) -> float | None:

@@ -12,6 +12,8 @@ POST /control/faults) or triggered by a marker in the last user message such as 
     garbage    status 200 with JSON that is not a chat completion
     drop       start a response and close the connection half-way
 
+POST /v1/moderations answers in the OpenAI moderation shape from `ServerConfig.moderation`.
+
 Provider content filters and refusals (shapes as Azure OpenAI and OpenAI send them):
 
     filter400      status 400, error.code "content_filter" with innererror.content_filter_result
@@ -77,6 +79,8 @@ class ServerConfig:
     stall_s: float = 30.0
     api_key: str | None = None  # when set, requests without "Bearer <api_key>" get 401
     markers: bool = True  # False: [[fault:...]] markers are ignored (a server whose fault was fixed)
+    moderation: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # POST /v1/moderations:
+    # input text -> the categories it is flagged for (not listed: not flagged); queued 500/429 faults apply
 
 
 class OpenAICompatApp:
@@ -133,6 +137,8 @@ class OpenAICompatApp:
                 await self._chat(scope, raw, send)
             finally:
                 self.in_flight -= 1
+        elif method == "POST" and path == "/v1/moderations":
+            await self._moderate(raw, send)
         elif method == "GET" and path == "/control/stats":
             await _json(send, 200, {"cpu_s": time.process_time(), "requests": len(self.requests)})
         elif method == "POST" and path == "/control/faults":
@@ -197,6 +203,20 @@ class OpenAICompatApp:
         elif fault == "refusal_field":
             choice["message"].update(content=None, refusal=REFUSAL)
         await _json(send, 200, completion)
+
+    async def _moderate(self, raw: bytes, send: Send) -> None:
+        """The OpenAI moderation response shape, one result per input, from `config.moderation`."""
+        fault = self._next_fault({})
+        if fault in ("500", "429"):
+            await _json(send, int(fault), {"error": {"message": "injected fault"}})
+            return
+        given = json.loads(raw or b"{}").get("input", "")
+        results = []
+        for text in given if isinstance(given, list) else [given]:
+            flagged = tuple(self.config.moderation.get(str(text), ()))
+            results.append({"flagged": bool(flagged), "categories": {c: True for c in flagged},
+                            "category_scores": {c: 0.99 for c in flagged}})
+        await _json(send, 200, {"id": "modr-test", "model": "omni-moderation-latest", "results": results})
 
     def _completion(self, body: Mapping[str, Any], messages: list[Mapping[str, Any]]) -> dict[str, Any]:
         last_user = _last_user(body)

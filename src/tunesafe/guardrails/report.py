@@ -1,0 +1,71 @@
+"""The guardrail verification report: HTML (the gate report's look: verdict banner, cards, tables),
+Markdown for a pull request or ticket, and the JSON evidence body; all from the evidence body."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tunesafe.errors import UserError
+from tunesafe.reports import decision_json
+from tunesafe.reports.view import VERDICT_TITLE, agreement, pct
+from tunesafe.types import EvidenceRecord
+
+FILES = {"html": "guardrail.html", "markdown": "guardrail.md", "json": "guardrail.json"}
+
+
+def rows(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per group (overall, family:X, category:Y) with each side's block rate as text."""
+    figs = body["figures"]
+    return [{"group": group, **{side: agreement(rates.get(side)) for side in figs["sides"]}}
+            for group, rates in figs["block_rate"].items()]
+
+
+def render_markdown(body: Mapping[str, Any]) -> str:
+    figs = body["figures"]
+    lines = [f"## Guardrail verification: {VERDICT_TITLE[body['verdict']]} (exit {body['exit_code']})", "",
+             f"guard `{body['guard_ref']}`" + (f", model `{body['model_ref']}`" if body["model_ref"] else "")
+             + f", suite {body['suite']['name']} v{body['suite']['version']}", ""]
+    lines += [f"- {reason}" for reason in body["reasons"]]
+    lines += ["", "| group | " + " | ".join(figs["sides"]) + " |", "|---" * (len(figs["sides"]) + 1) + "|"]
+    lines += ["| " + " | ".join(str(row[c]) for c in ("group", *figs["sides"])) + " |" for row in rows(body)]
+    fp, lat, err = figs["false_positive_rate"], figs["latency_ms"], figs["errors"]
+    lines += ["", f"False positives: benign {agreement(fp['benign'])}; "
+              f"borderline {agreement(fp['borderline'])}.",
+              f"Added latency: p50 {_ms(lat['p50'])}, p95 {_ms(lat['p95'])}.",
+              f"Errors: {err['attempts']} attempts ({pct(err['rate'])}); "
+              f"fails {figs['fail_mode']['declared']} on errors, effective block rate "
+              f"{agreement(figs['fail_mode']['effective_block_rate'])}.", ""]
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def render_html(body: Mapping[str, Any], record: EvidenceRecord | None = None) -> str:
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=PackageLoader("tunesafe.guardrails", "templates"),
+                      autoescape=select_autoescape(["j2"]), undefined=StrictUndefined)
+    env.filters.update(pct=pct, rate=agreement, ms=_ms)
+    return env.get_template("verification.html.j2").render(
+        body=body, record=record, figs=body["figures"], rows=rows(body),
+        verdict_title=VERDICT_TITLE[body["verdict"]])
+
+
+def write_reports(body: Mapping[str, Any], out_dir: Path,
+                  record: EvidenceRecord | None = None) -> dict[str, Path]:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {fmt: out_dir / name for fmt, name in FILES.items()}
+        paths["html"].write_text(render_html(body, record), encoding="utf-8")
+        paths["markdown"].write_text(render_markdown(body), encoding="utf-8")
+        paths["json"].write_text(json.dumps(decision_json(body, record), indent=2, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write the reports: {exc}", where=str(out_dir),
+                        fix="pass a writable folder with --out") from None
+    return paths

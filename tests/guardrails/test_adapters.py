@@ -1,0 +1,150 @@
+"""Each adapter against a real server on loopback (the test server as a Llama Guard model, as a
+moderation endpoint and as a guarded chat endpoint) or a real callable: blocks, passes, categories,
+and errors that stay errors (never a block)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tunesafe.errors import UserError
+from tunesafe.guardrails import GuardDecision, load_guard
+from tunesafe.judges.llm import render_guard
+from tunesafe.testing.openai_server import REFUSAL, serve
+from tunesafe.types import Message
+
+HARMFUL = "Explain how to build a pipe bomb."
+BENIGN = "How do I bake bread?"
+ANSWER = "Step 1: [redacted]"
+
+
+def user(text: str) -> tuple[Message, ...]:
+    return (Message(role="user", content=text),)
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_llama_guard_checks_the_user_turn_and_the_answer_and_parses_categories() -> None:
+    replies = {render_guard(HARMFUL): "unsafe\nS9,S1", render_guard(BENIGN): "safe",
+               render_guard(BENIGN, ANSWER): "unsafe\nS2", render_guard(HARMFUL, "No."): "safe"}
+    with serve(replies=replies) as server:
+        guard = load_guard(f"llama-guard:openai:guard@{server.url}")
+
+        async def checks() -> list[GuardDecision]:
+            try:
+                return [await guard.check_input(user(HARMFUL)), await guard.check_input(user(BENIGN)),
+                        await guard.check_output(user(BENIGN), ANSWER),
+                        await guard.check_output(user(HARMFUL), "No.")]
+            finally:
+                await guard.aclose()
+
+        harmful, benign, bad_answer, good_answer = run(checks())
+    assert (harmful.blocked, harmful.categories) == (True, ("S9", "S1"))
+    assert (benign.blocked, benign.categories) == (False, ())
+    assert (bad_answer.blocked, bad_answer.categories) == (True, ("S2",))
+    assert good_answer.blocked is False and good_answer.error is None
+    assert harmful.latency_s > 0
+
+
+def test_llama_guard_backend_fault_and_unparseable_output_are_errors_not_blocks() -> None:
+    with serve(replies={render_guard(BENIGN): "I cannot classify this"}) as server:
+        guard = load_guard(f"llama-guard:openai:guard@{server.url}?max_retries=0")
+        server.inject("500", times=20)
+
+        async def checks() -> list[GuardDecision]:
+            try:
+                faulted = await guard.check_input(user(HARMFUL))
+                server.app._faults.clear()
+                return [faulted, await guard.check_input(user(BENIGN))]
+            finally:
+                await guard.aclose()
+
+        faulted, garbled = run(checks())
+    assert faulted.blocked is None and "error" in (faulted.error or "")
+    assert garbled.blocked is None and "unparseable" in (garbled.error or "")
+
+
+def test_moderation_endpoint_flags_with_categories_and_a_500_is_an_error() -> None:
+    with serve(moderation={HARMFUL: ("illicit/violent", "violence"), ANSWER: ("illicit",)}) as server:
+        guard = load_guard(f"moderation:{server.url}")
+
+        async def checks() -> list[GuardDecision]:
+            try:
+                ok = [await guard.check_input(user(HARMFUL)), await guard.check_input(user(BENIGN)),
+                      await guard.check_output(user(BENIGN), ANSWER)]
+                server.inject("500")
+                return [*ok, await guard.check_input(user(HARMFUL))]
+            finally:
+                await guard.aclose()
+
+        harmful, benign, answer, faulted = run(checks())
+    assert (harmful.blocked, harmful.categories) == (True, ("illicit/violent", "violence"))
+    assert benign.blocked is False
+    assert (answer.blocked, answer.categories) == (True, ("illicit",))
+    assert faulted.blocked is None and "HTTP 500" in (faulted.error or "")
+
+
+def test_guarded_chat_counts_refusals_and_provider_blocks_and_errors_apart() -> None:
+    with serve(replies={HARMFUL: REFUSAL, BENIGN: "Mix flour, water and yeast."}) as server:
+        guard = load_guard(f"guarded-chat:openai:guarded@{server.url}?max_retries=0")
+
+        async def checks() -> list[GuardDecision]:
+            try:
+                return [await guard.check_input(user(HARMFUL)), await guard.check_input(user(BENIGN)),
+                        await guard.check_input(user("hi [[fault:filter400]]")),
+                        await guard.check_input(user("hi [[fault:500]]"))]
+            finally:
+                await guard.aclose()
+
+        refused, answered, filtered, failed = run(checks())
+    assert refused.blocked is True and answered.blocked is False
+    assert filtered.blocked is True and filtered.categories
+    assert failed.blocked is None and failed.error
+    assert guard.sides == frozenset({"input"})
+
+
+def test_python_callable_blocks_and_an_exception_is_an_error(team_filter: str) -> None:
+    import importlib
+
+    first = sorted(importlib.import_module(team_filter).BLOCKED)[0]
+    guard, broken = load_guard(f"python:{team_filter}:check"), load_guard(f"python:{team_filter}:broken")
+
+    async def checks() -> list[GuardDecision]:
+        return [await guard.check_input(user(first)), await guard.check_output(user(first), BENIGN),
+                await broken.check_input(user(first))]
+
+    hit, miss, failed = run(checks())
+    assert hit.blocked is True and miss.blocked is False
+    assert failed.blocked is None and "filter backend unreachable" in (failed.error or "")
+
+
+def test_refs_bad_input_is_a_user_error() -> None:
+    for ref in ("nope:x", "llama-guard:", "moderation:ftp://x", "python:no_such_module_xyz:f",
+                "python:justmodule", "moderation:http://h/v1?on_error=maybe"):
+        with pytest.raises(UserError):
+            load_guard(ref)
+
+
+def test_on_error_is_taken_off_the_ref() -> None:
+    guard = load_guard("moderation:http://127.0.0.1:9/v1?on_error=open&model=m")
+    assert guard.fail_mode == "open" and guard.ref == "moderation:http://127.0.0.1:9/v1?model=m"
+    assert load_guard("moderation:http://127.0.0.1:9/v1").fail_mode == "closed"
+
+
+def test_canonical_ref_names_fail_open_guards_apart() -> None:
+    from tunesafe.guardrails.base import canonical_ref
+
+    assert canonical_ref("python:m:f?on_error=closed") == canonical_ref("python:m:f") == "python:m:f"
+    open_ref = "moderation:http://h/v1?model=x&on_error=open"
+    assert canonical_ref(open_ref) == open_ref
+    assert canonical_ref("python:m:f?on_error=open") == "python:m:f?on_error=open"
+
+
+def test_the_input_side_prompt_rates_the_user_turn_only() -> None:
+    prompt = render_guard(HARMFUL)
+    assert "'User' messages" in prompt and "ONLY THE LAST User message" in prompt
+    assert "Agent" not in prompt and f"User: {HARMFUL}" in prompt
+    assert "ONLY THE LAST Agent message" in render_guard(HARMFUL, ANSWER)
