@@ -99,6 +99,8 @@ def test_refusal_projection_removes_writes_along_r_and_keeps_the_rest(tiny: Any,
     assert rows[(0, "o_proj")]["action"] == "projected" and rows[(0, "o_proj")]["removed_share"] > 0.999
     assert torch.allclose(delta(after, 1, "mlp.down_proj"), delta(before, 1, "mlp.down_proj"), atol=1e-6)
     assert rows[(1, "down_proj")]["removed_share"] < 1e-6
+    assert rows[(0, "o_proj")]["chance_share"] == pytest.approx(1 / 32)
+    assert rows[(0, "v_proj")]["chance_share"] == pytest.approx(2 / 8)  # 2 heads per kv group, head_dim 8
     for layer in (0, 1):  # reading side left alone, exactly
         key = f"{PREFIX}.{layer}.self_attn.q_proj.lora_B.weight"
         assert torch.equal(before[key], after[key]) and rows[(layer, "q_proj")]["action"] == "left"

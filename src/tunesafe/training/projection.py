@@ -30,7 +30,10 @@ A pair is projected when the share of its squared norm along the direction(s) ex
 (default 0: every pair that has any).
 
 Figures are Frobenius norms of B A before and after, and the removed share 1 - (after / before)^2 (for
-an orthogonal projection, the share of the squared norm removed).
+an orthogonal projection, the share of the squared norm removed). `chance_share` is what an update with
+no preference for the direction would lose (removed dimensions / output dimensions: 1/hidden for
+o_proj and down_proj, heads-per-kv-group/head_dim for v_proj); a removed share near it means the
+adapter does not write along r any more than at random.
 """
 
 from __future__ import annotations
@@ -209,19 +212,24 @@ def project_refusal(adapter: Adapter, model: Any, directions: Any, layers: set[i
         r = directions[pair.layer].double()
         if pair.kind in WRITERS:
             new_b = b - r[:, None] @ (r[None, :] @ b)
+            removed_dims = 1
         else:
             bases = _value_basis(model, pair.layer, r)
             head_dim = b.shape[0] // len(bases)
             blocks = [b[g * head_dim:(g + 1) * head_dim] for g in range(len(bases))]
             new_b = torch.cat([blk - q @ (q.T @ blk) for q, blk in zip(bases, blocks, strict=True)])
+            removed_dims = sum(q.shape[1] for q in bases)
+        # the share an update with no preference for r would lose: dims removed / output dims
+        chance = round(removed_dims / b.shape[0], 8)
         after = float((new_b @ a).norm())
         share = 1.0 - (after / before) ** 2 if before > 0 else 0.0
         if not _selected(pair, layers) or share <= threshold:
             reason = "layer not selected" if not _selected(pair, layers) else "share at or below threshold"
-            rows.append(_row(pair, before, before, "kept", share_along=round(share, 8), reason=reason))
+            rows.append(_row(pair, before, before, "kept", share_along=round(share, 8), chance_share=chance,
+                             reason=reason))
             continue
         tensors[pair.b_key] = new_b.to(adapter.tensors[pair.b_key].dtype).contiguous()
-        rows.append(_row(pair, before, after, "projected"))
+        rows.append(_row(pair, before, after, "projected", chance_share=chance))
     return tensors, rows
 
 
@@ -336,6 +344,7 @@ def project_adapter(base: str, adapter_path: Path, out: Path, *, method: str = "
     adapter = read_adapter(folder)
     model, tokenizer = load_base(base)
     check_base(adapter, model, base)
+    seconds = {"load": time.perf_counter() - started}
     from tunesafe.training.refusal_direction import decoder_layers, direction_prompts, refusal_directions
 
     n_layers = len(decoder_layers(model))
@@ -349,10 +358,12 @@ def project_adapter(base: str, adapter_path: Path, out: Path, *, method: str = "
         assert unaligned is not None
         twin, _ = load_base(unaligned)
         report["unaligned"] = base_lineage(unaligned, twin)
+        seconds["load"] = time.perf_counter() - started
         tensors, rows = project_safelora(adapter, model, twin, chosen, tau)
     else:
         harmful, harmless = direction_prompts(suite, prompts)
         directions = refusal_directions(model, tokenizer, harmful, harmless, suite)
+        seconds["directions"] = time.perf_counter() - started - seconds["load"]
         report["direction"] = directions.provenance()
         extra[DIRECTIONS_FILE] = {"directions": directions.vectors.contiguous()}
         tensors, rows = project_refusal(adapter, model, directions.vectors, chosen, tau)
@@ -360,7 +371,8 @@ def project_adapter(base: str, adapter_path: Path, out: Path, *, method: str = "
     report["per_layer"] = by_layer(rows)
     report["n_projected"] = sum(r["action"] == "projected" for r in rows)
     report["input_adapter"] = {"ref": redact_ref(str(adapter_path)), **(weights_hash(folder) or {})}
-    report["seconds"] = round(time.perf_counter() - started, 3)
+    seconds["total"] = time.perf_counter() - started  # before writing and hashing the output
+    report["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     write_adapter(adapter, tensors, out, report, extra)
     report["output_adapter"] = weights_hash(out)
     return report
