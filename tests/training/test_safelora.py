@@ -246,3 +246,19 @@ def test_library_refuses_a_non_empty_out_and_bad_layers(tiny: Any, tmp_path: Pat
     with pytest.raises(UserError, match="outside 0-1"):
         project_adapter(base, tmp_path / "in", tmp_path / "o", layers="0-5", prompts=N_PROMPTS)
     assert not (tmp_path / "o").exists()
+
+
+def test_refuses_adapters_it_cannot_project_before_loading_the_base(tiny: Any, tmp_path: Path) -> None:
+    save_adapter(tiny.model(), tmp_path / "in", ["o_proj"], {})
+    config = json.loads((tmp_path / "in" / "adapter_config.json").read_text())
+    (tmp_path / "in" / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(UserError, match="DoRA") as err:  # the base ref does not exist: never reached
+        project_adapter("hf:/nonexistent", tmp_path / "in", tmp_path / "o1")
+    assert err.value.where == str(tmp_path / "in" / "adapter_config.json")
+    (tmp_path / "in" / "adapter_config.json").write_text(json.dumps(config))
+    weights = lora(tmp_path / "in")
+    safetensors_torch.save_file({k: v for k, v in weights.items() if "lora_B" not in k},
+                                str(tmp_path / "in" / "adapter_model.safetensors"))
+    with pytest.raises(UserError, match="no complete LoRA pairs"):
+        project_adapter("hf:/nonexistent", tmp_path / "in", tmp_path / "o2")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
