@@ -203,9 +203,57 @@ def mix_safety_command(
                   highlight=False)
 
 
+def safelora_command(
+    ctx: typer.Context,
+    adapter: Path = typer.Option(..., "--adapter", help="The LoRA adapter folder (or a shipped adapter name, "
+                                 "e.g. aoa-demo)."),
+    out: Path = typer.Option(..., "--out", help="New folder for the projected adapter (+ projection.json)."),
+    base: str = typer.Option("embedded:qwen2.5-coder-0.5b", "--base", help="The aligned base the adapter "
+                             "was trained on (hf:, gguf:, embedded:)."),
+    unaligned: str = typer.Option(None, "--unaligned", help="Unaligned twin of the base (same "
+                                  "architecture), for --method safelora."),
+    method: str = typer.Option("refusal-direction", "--method", help="refusal-direction (needs only the "
+                               "base) or safelora (needs --unaligned)."),
+    threshold: float = typer.Option(None, "--threshold", help="safelora: project pairs with cosine <= T "
+                                    "(default 0.5); refusal-direction: pairs with a share along r > T "
+                                    "(default 0)."),
+    layers: str = typer.Option(None, "--layers", help="Only these layers, e.g. 0-11,20 (default all)."),
+    prompts: int = typer.Option(32, "--prompts", help="Harmful and harmless prompts each, for the "
+                                "refusal direction."),
+    suite: str = typer.Option("default", "--suite", help="Suite the direction prompts come from."),
+) -> None:
+    """Project a LoRA adapter so it no longer writes along the base's refusal direction (or SafeLoRA)."""
+    import os
+
+    from tunesafe.evidence.workspace import find_workspace, open_store
+    from tunesafe.training.projection import project_adapter
+    from tunesafe.types import RecordType
+
+    url = db_url(ctx) or os.environ.get("TUNESAFE_DB")
+    store = open_store(url) if url or find_workspace() is not None else None
+    try:
+        report = project_adapter(base, adapter, out, method=method, unaligned=unaligned, threshold=threshold,
+                                 layers=layers, prompts=prompts, suite=suite)
+        subject = (report["output_adapter"] or {}).get("sha256")
+        record = store.append(RecordType.ADAPTER_PROJECTION, report, subject=subject) if store else None
+    finally:
+        if store is not None:
+            store.close()
+    for row in report["per_layer"]:
+        console.print(f"layer {row['layer']}: |dW| {row['norm_before']:.4g} -> {row['norm_after']:.4g} "
+                      f"(removed {100 * row['removed_share']:.1f}%; projected "
+                      f"{', '.join(row['projected']) or 'nothing'})", highlight=False)
+    console.print(f"{out}: {report['n_projected']} of {len(report['modules'])} LoRA pairs projected "
+                  f"({method}, threshold {report['threshold']}); report {out}/projection.json"
+                  + (f"; evidence record {record.id}" if record else " (no store: not recorded)"),
+                  highlight=False)
+    console.print(f"gate it: tunesafe gate --base {base} --candidate {base}+{out}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("train-lora", rich_help_panel=DURING)(train_lora_command)
     app.command("mix-safety", rich_help_panel=DURING)(mix_safety_command)
+    app.command("safelora", rich_help_panel=DURING)(safelora_command)
     training_app.command("list")(training_list_command)
     training_app.command("report")(training_report_command)
     app.add_typer(training_app, name="training", rich_help_panel=DURING)
