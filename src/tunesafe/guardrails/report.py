@@ -3,13 +3,11 @@ Markdown for a pull request or ticket, and the JSON evidence body; all from the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunesafe.errors import UserError
-from tunesafe.reports import decision_json
+from tunesafe.reports import decision_json, write_files
 from tunesafe.reports.view import VERDICT_TITLE, agreement, pct
 from tunesafe.types import EvidenceRecord
 
@@ -58,14 +56,5 @@ def render_html(body: Mapping[str, Any], record: EvidenceRecord | None = None) -
 
 def write_reports(body: Mapping[str, Any], out_dir: Path,
                   record: EvidenceRecord | None = None) -> dict[str, Path]:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {fmt: out_dir / name for fmt, name in FILES.items()}
-        paths["html"].write_text(render_html(body, record), encoding="utf-8")
-        paths["markdown"].write_text(render_markdown(body), encoding="utf-8")
-        paths["json"].write_text(json.dumps(decision_json(body, record), indent=2, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write the reports: {exc}", where=str(out_dir),
-                        fix="pass a writable folder with --out") from None
-    return paths
+    return write_files(out_dir, FILES, html=render_html(body, record), markdown=render_markdown(body),
+                       data=decision_json(body, record))

@@ -27,13 +27,20 @@ def write_reports(body: Mapping[str, Any], out_dir: Path, *,
     from tunesafe.reports.html import render_html
     from tunesafe.reports.markdown import render_markdown
 
+    return write_files(out_dir, FILES, html=render_html(body, record), markdown=render_markdown(body),
+                       data=decision_json(body, record))
+
+
+def write_files(out_dir: Path, names: Mapping[str, str], *, html: str, markdown: str,
+                data: Mapping[str, Any]) -> dict[str, Path]:
+    """One report's three renderings (`names`: format -> file name) into out_dir, for every report kind
+    (gate, training, guardrails); a folder that cannot be written is one clear error."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {fmt: out_dir / name for fmt, name in FILES.items()}
-        paths["html"].write_text(render_html(body, record), encoding="utf-8")
-        paths["markdown"].write_text(render_markdown(body), encoding="utf-8")
-        paths["json"].write_text(json.dumps(decision_json(body, record), indent=2, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
+        paths = {fmt: out_dir / name for fmt, name in names.items()}
+        paths["html"].write_text(html, encoding="utf-8")
+        paths["markdown"].write_text(markdown, encoding="utf-8")
+        paths["json"].write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot write the reports: {exc}", where=str(out_dir),
                         fix="pass a writable folder with --out") from None

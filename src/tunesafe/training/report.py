@@ -5,7 +5,6 @@ refused or failed runs included) and by `tunesafe training report` from the stor
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ from markupsafe import Markup
 
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
-from tunesafe.reports import charts, decision_json, view
+from tunesafe.reports import charts, decision_json, view, write_files
 from tunesafe.types import EvidenceRecord, RecordType
 
 FILES = {"html": "report.html", "markdown": "summary.md", "json": "training_run.json"}
@@ -156,17 +155,8 @@ def title(body: Mapping[str, Any]) -> str:
 def write_training_report(body: Mapping[str, Any], out_dir: Path, *,
                           record: EvidenceRecord | None = None) -> dict[str, Path]:
     """Write report.html, summary.md and training_run.json into out_dir; returns format -> path."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {fmt: out_dir / name for fmt, name in FILES.items()}
-        paths["html"].write_text(render_html(body, record), encoding="utf-8")
-        paths["markdown"].write_text(render_markdown(body), encoding="utf-8")
-        paths["json"].write_text(json.dumps(decision_json(body, record), indent=2, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write the training report: {exc}", where=str(out_dir),
-                        fix="pass a writable folder") from None
-    return paths
+    return write_files(out_dir, FILES, html=render_html(body, record), markdown=render_markdown(body),
+                       data=decision_json(body, record))
 
 
 def find_training_run(store: Store, ref: str) -> EvidenceRecord:
