@@ -44,9 +44,11 @@ HELP = """tunesafe: the safety gate for fine-tuned LLMs.
 
 Lifecycle of a fine-tune:
   before      baseline evaluation (eval), data screening (scan-data), policy (policy init)
-  during      LoRA fine-tuning to reproduce an erosion or try a mitigation (train-lora)
-  after       adversarial evaluation and the paired pre/post gate (gate, compare, judge)
-  production  model inventory (models), runs, scheduled red-teaming (redteam)
+  during      LoRA fine-tuning under the safety callback (train-lora, training), mitigations
+              (mix-safety, safelora)
+  after       adversarial evaluation and the paired pre/post gate (gate, compare, judge, runs rejudge)
+  production  model inventory (models), guardrails (guardrails verify), incidents, scheduled
+              red-teaming (redteam)
   audit       evidence chain (verify)
 """
 
