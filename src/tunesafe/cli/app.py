@@ -44,11 +44,9 @@ HELP = """tunesafe: the safety gate for fine-tuned LLMs.
 
 Lifecycle of a fine-tune:
   before      baseline evaluation (eval), data screening (scan-data), policy (policy init)
-  during      LoRA fine-tuning under the safety callback (train-lora, training), mitigations
-              (mix-safety, safelora)
+  during      fine-tuning under the safety callback (train-lora), mitigations (mix-safety, safelora)
   after       adversarial evaluation and the paired pre/post gate (gate, compare, judge, runs rejudge)
-  production  model inventory (models), guardrails (guardrails verify), incidents, scheduled
-              red-teaming (redteam)
+  production  inventory (models), guardrails, incidents, scheduled red-teaming (redteam)
   audit       evidence chain (verify)
 """
 
