@@ -249,3 +249,22 @@ def test_gate_on_an_endpoint_that_stays_down_stops_with_exit_3(cli: Cli, tmp_pat
     [run_id] = cli.runs()
     assert "the endpoint failed every request for" in err and f"tunesafe eval --resume {run_id}" in err
     assert store_results.load_run(Store.open(str(cli.db)), run_id).status == "interrupted"
+
+
+def test_an_llm_judge_down_past_max_pause_stops_the_run_resumably(tmp_path: Path, server: Server) -> None:
+    """The judge's endpoint is an endpoint too: down for good, it stops the run like the target's would,
+    instead of filling the run with error verdicts."""
+    from tunesafe.errors import EndpointUnavailable
+    from tunesafe.testing.openai_server import serve
+
+    suite = write_marked_suite(tmp_path / "s.jsonl", 10, {})
+    store = Store.open(str(tmp_path / "store.db"))
+    with serve() as judge_server:
+        judge_server.app.go_down()
+        judge_ref = f"openai:judge@{judge_server.url}?breaker=2&cooldown=0.1&max_pause=1"
+        config = EvalConfig(suite=str(suite), attacks=ATTACKS, judges=("strongreject",),
+                            judge_model_ref=judge_ref, concurrency=2)
+        with pytest.raises(EndpointUnavailable):
+            asyncio.run(evaluate(store, server.ref(), config, progress=False))
+    [run] = store_results.list_runs(store)
+    assert run.status == "interrupted" and run.n_errors == 0

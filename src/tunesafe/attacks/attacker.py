@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tunesafe.attacks.base import AttackImpl, ExecContext, Execution, JudgeItem, Prompt, request_text, user
+from tunesafe.errors import EndpointUnavailable
 from tunesafe.types import Attempt, Behavior, ChatRequest, Generation, Message, Verdict
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ async def judge_one(ctx: ExecContext, goal: str, response: str) -> Verdict | Non
         return None
     try:
         [verdict] = await ctx.judge.judge([JudgeItem(request=goal, response=response, kind="harmful")])
+    except EndpointUnavailable:
+        raise  # an endpoint down past max_pause stops the run resumably; it is not a broken judge
     except Exception as exc:  # a broken judge must not abort the run; it counts as undecided
         return Verdict(judge=ctx.judge.name, judge_version=ctx.judge.version, refused=None, harmful=None,
                        error=f"judge failed: {exc}")

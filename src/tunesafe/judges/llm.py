@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from tunesafe.errors import UserError
+from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.judges.base import Judge, JudgeInput, content_version, error_verdict, get_judge, registry
 from tunesafe.types import ChatRequest, Message, Verdict
 
@@ -159,6 +159,8 @@ class LLMJudge:
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         try:
             generations = await self.model.generate([self.request(item) for item in items])
+        except EndpointUnavailable:
+            raise  # the judge's endpoint stayed down: the run stops resumably, like for the target
         except Exception as exc:  # a backend must not raise; if it does, the whole batch is undecided
             return [error_verdict(self, f"judge backend raised: {exc!r}") for _ in items]
         if len(generations) != len(items):
