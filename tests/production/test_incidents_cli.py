@@ -183,3 +183,18 @@ def test_bad_input_exits_2_and_records_nothing(db: str, tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
     with Store.open(db) as store:
         assert list(store.records()) == []
+
+
+def test_an_unwritable_out_exits_2_and_registers_nothing(db: str, tmp_path: Path) -> None:
+    conv = tmp_path / "c.jsonl"
+    conv.write_text('{"messages": [{"role": "user", "content": "a request"}]}\n')
+    assert _cli(db, "incidents", "open", "m", "--title", "t", "--severity", "low",
+                "--conversation", str(conv)).returncode == 0
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    for args in (["report", "1"], ["to-suite", "1"]):
+        done = _cli(db, "incidents", *args, "--out", str(blocked / "x"))
+        assert done.returncode == 2, done.stderr
+        assert f"{blocked / 'x'}:" in done.stderr and "Traceback" not in done.stderr
+    with Store.open(db) as store:
+        assert [r.type for r in store.records()] == ["incident"]

@@ -245,8 +245,12 @@ def report_command(
     if out is None:
         typer.echo(text, nl=False)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write the report: {exc.strerror}", where=str(out),
+                        fix="pass a writable path with --out") from None
     err_console.print(f"Wrote {out}", highlight=False)
 
 

@@ -54,8 +54,13 @@ def suite_rows(incident: Incident) -> list[dict[str, Any]]:
 
 
 def write_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in rows)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:  # before anything is recorded: nothing is registered for a file not written
+        raise UserError(f"cannot write the suite: {exc.strerror}", where=str(path),
+                        fix="pass a writable path with --out") from None
     return path
 
 
