@@ -93,3 +93,17 @@ def test_eval_then_runs_list_and_show(cli: Cli, tmp_path: Path, server: Server) 
                          "--judge", "refusal", "--no-progress", "--name", "unregistered-ft")
     assert code == 0 and "ASR" in out and "5 attempts in" in err
     assert "'unregistered-ft' is not in the inventory" in err  # said before the run, not after
+
+
+def test_eval_over_replicas_records_each_replica(cli: Cli, tmp_path: Path, server: Server) -> None:
+    from tunesafe.testing.openai_server import serve
+
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=6, n_benign=2)
+    with serve(latency_s=0.02) as second:
+        code, out, err = cli("eval", f"{server.ref('tunesafe-test')},{second.url}", "--suite", str(suite),
+                             "--attacks", "direct_request", "--judge", "refusal", "--json")
+    assert code == 0, err
+    replicas = json.loads(out)["session"]["replicas"]
+    assert [r["url"] for r in replicas] == [server.url, second.url]
+    assert sum(r["requests"] for r in replicas) == 8
+    assert all(r["model_id"] == "tunesafe-test" for r in replicas)

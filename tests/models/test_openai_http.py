@@ -246,3 +246,10 @@ def test_server_reports_its_cpu_and_request_count(server: RunningServer) -> None
     generate(model_for(server), [req("a"), req("b")])
     stats = httpx.get(f"{server.url.removesuffix('/v1')}/control/stats").json()
     assert stats["requests"] == 2 and stats["cpu_s"] > 0
+
+
+def test_the_model_hash_ignores_what_the_server_stamps_per_request(server: RunningServer) -> None:
+    # vLLM's /v1/models gives `created` = now: a run resumed in a later process must see the same model
+    first, second = model_for(server), model_for(server)
+    assert first.content_hash() == second.content_hash()
+    assert "created" not in (first.model_info() or {})

@@ -218,6 +218,8 @@ async def _run(store: Store, run_id: str, model: ChatModel, model_hash: str, att
                 store_results.set_status(store, run_id, status)
     wall = time.perf_counter() - started
     stats = executor.stats(wall, getattr(target, "hits", 0))
+    if (replica_stats := getattr(model, "replica_stats", None)) is not None:
+        stats["replicas"] = replica_stats()  # per replica: requests, errors, moved away, its model id
     return finish_run(store, run_id, planned.plan.ids, stored_config, model_hash, stats)
 
 

@@ -45,7 +45,11 @@ def load_model(ref: str, **opts: Any) -> ChatModel:
     backend = backend_for(parsed)
     if backend == "openai":
         from tunesafe.models.openai_http import OpenAIChatModel
+        from tunesafe.models.replicas import ReplicatedChatModel
 
+        assert parsed.base_url is not None
+        if "," in parsed.base_url:
+            return ReplicatedChatModel.from_ref(parsed)
         return OpenAIChatModel.from_ref(parsed)
     if backend == "llamacpp":
         from tunesafe.models.llamacpp import LlamaCppChatModel

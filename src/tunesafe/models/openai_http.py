@@ -62,6 +62,7 @@ BACKOFF_BASE_S = 0.5
 CLIENTS = ("auto", "httpx")
 BACKOFF_CAP_S = 30.0
 POLL_S = 0.05  # how often a waiting request looks again while the probe is out
+VOLATILE_MODEL_FIELDS = frozenset({"created"})
 PROBE = ChatRequest(messages=(Message("user", "ping"),), max_new_tokens=1)
 
 
@@ -76,6 +77,11 @@ class _Retryable(Exception):
 
 class _Fatal(Exception):
     """An attempt failed in a way retrying cannot fix (bad request, bad credentials)."""
+
+
+class ReplicaDown(Exception):
+    """A replica of a replicated model (models/replicas.py) whose breaker is open: the request goes to
+    another replica instead of waiting for this one."""
 
 
 class CircuitBreaker:
@@ -102,6 +108,11 @@ class CircuitBreaker:
         if self.opened_at is None:
             return None
         return max(0.0, self.opened_at + self.cooldown_s - time.monotonic())
+
+    def accepting(self) -> bool:
+        """Closed, or open with the trial due and nobody sending it: a new request may come here."""
+        retry_in = self.retry_in()
+        return retry_in is None or (retry_in == 0 and not self._trial_running)
 
     def down_for(self) -> float:
         return 0.0 if self.down_since is None else time.monotonic() - self.down_since
@@ -231,6 +242,7 @@ class OpenAIChatModel:
         self._slots: asyncio.Queue[_Connection] | None = None
         self._connections: list[_Connection] = []
         self._hash: str | None = None
+        self.fail_fast = False  # set by a replica set: raise ReplicaDown instead of waiting out an outage
 
     @classmethod
     def from_ref(cls, ref: ModelRef) -> OpenAIChatModel:
@@ -253,23 +265,29 @@ class OpenAIChatModel:
         """sha256 of the ref plus what the server reports for the model at /v1/models (NOT a weight hash:
         an HTTP server can swap weights under the same name). Unreachable server: UserError."""
         if self._hash is None:
-            info: Any = None
-            try:
-                resp = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=self.timeout)
-            except httpx.HTTPError as exc:
-                raise UserError(f"cannot reach {self.base_url}: {type(exc).__name__}", where=self.ref,
-                                fix="start the server or fix the URL") from None
-            if resp.status_code == 200:
-                try:
-                    data = resp.json().get("data") or []
-                    info = next((m for m in data if isinstance(m, dict) and m.get("id") == self.model), None)
-                except (ValueError, AttributeError):
-                    info = None
-            elif resp.status_code in (401, 403):
-                raise UserError(f"server refused the credentials (HTTP {resp.status_code})", where=self.ref,
-                                fix=f"set a valid key in the environment variable {self.key_env}")
-            self._hash = sha256_hex(canonical_json({"ref": self.ref, "model_info": info}))
+            self._hash = sha256_hex(canonical_json({"ref": self.ref, "model_info": self.model_info()}))
         return self._hash
+
+    def model_info(self) -> Any:
+        """The server's /v1/models entry for this model (None when it lists none), without the fields a
+        server stamps per request (vLLM's `created` is the time of the request): a resumed run must see
+        the same model in a later process."""
+        try:
+            resp = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise UserError(f"cannot reach {self.base_url}: {type(exc).__name__}", where=self.ref,
+                            fix="start the server or fix the URL") from None
+        if resp.status_code in (401, 403):
+            raise UserError(f"server refused the credentials (HTTP {resp.status_code})", where=self.ref,
+                            fix=f"set a valid key in the environment variable {self.key_env}")
+        if resp.status_code != 200:
+            return None
+        try:
+            data = resp.json().get("data") or []
+            info = next((m for m in data if isinstance(m, dict) and m.get("id") == self.model), None)
+        except (ValueError, AttributeError):
+            return None
+        return None if info is None else {k: v for k, v in info.items() if k not in VOLATILE_MODEL_FIELDS}
 
     def _connect(self) -> _Connection:
         headers = {"content-type": "application/json", "accept": "application/json",
@@ -302,6 +320,12 @@ class OpenAIChatModel:
         """Seconds until the next trial while the endpoint is failing (the breaker is open), else None."""
         return self._breaker.retry_in()
 
+    def accepting(self) -> bool:
+        return self._breaker.accepting()
+
+    def down_for(self) -> float:
+        return self._breaker.down_for()
+
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
         """Raises EndpointUnavailable (no Generation) when the endpoint stays down past max_pause."""
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
@@ -317,6 +341,8 @@ class OpenAIChatModel:
             attempt = 0
             first_failed: int | None = None  # the breaker's success count when this request first failed
             while True:
+                if self.fail_fast and not self._breaker.accepting():
+                    raise ReplicaDown(self.ref)
                 if await self._breaker.wait(self.max_pause):
                     await self._probe(connection)
                     continue

@@ -129,7 +129,9 @@ class OpenAICompatApp:
         raw = await _read_body(receive)
         if method == "GET" and path == "/v1/models":
             await _json(send, 200, {"object": "list", "data": [
-                {"id": self.config.model, "object": "model", "owned_by": "tunesafe-test"}]})
+                # vLLM stamps `created` with the time of the request: ns here, so every listing differs
+                {"id": self.config.model, "object": "model", "owned_by": "tunesafe-test",
+                 "created": time.time_ns()}]})
         elif method == "POST" and path == "/v1/chat/completions":
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)

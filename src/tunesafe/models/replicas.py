@@ -1,0 +1,150 @@
+"""One model served by several OpenAI-compatible replicas: `openai:MODEL@URL1,URL2,...[?options]`.
+
+Each request goes to the replica with the fewest requests outstanding among those that accept work (breaker
+closed, or its trial due). A replica whose breaker opens is taken out: its queued and retrying requests
+move to another replica at once, and it comes back when a request sent as its trial succeeds. A request
+that errors on one replica (its own retries spent) is tried once on each other replica before it is an
+error. Only when every replica is down does the run pause, and it stops resumably past `max_pause`, as
+for one endpoint. The options apply to every replica (`concurrency` is per replica).
+
+Replicas must serve identical weights and settings: the model's hash covers each replica's /v1/models
+entry, and replicas that report different entries are refused. Per-replica counts (requests, errors,
+moved away, mean latency, the reported model id) go into the run record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tunesafe.errors import EndpointUnavailable, UserError
+from tunesafe.models.openai_http import POLL_S, OpenAIChatModel, ReplicaDown
+from tunesafe.models.refs import ModelRef, redact_ref
+from tunesafe.types import ChatRequest, Generation, canonical_json, sha256_hex
+
+_URL = re.compile(r"^https?://[^\s,/]+(/\S*)?$")
+
+
+@dataclass
+class ReplicaStats:
+    url: str
+    model_id: str | None = None
+    requests: int = 0
+    errors: int = 0
+    moved_away: int = 0  # requests sent here that went to another replica because this one was down
+    latency_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["mean_latency_s"] = round(self.latency_s / self.requests, 4) if self.requests else None
+        del row["latency_s"]
+        return row
+
+
+def replica_urls(base_url: str, ref: str) -> list[str]:
+    urls = [u.strip().rstrip("/") for u in base_url.split(",")]
+    for url in urls:
+        if not _URL.match(url):
+            raise UserError(f"bad replica URL {redact_ref(url)!r} in {redact_ref(ref)}", where="model ref",
+                            fix="write openai:MODEL@http://HOST1:PORT/v1,http://HOST2:PORT/v1")
+    if len(set(urls)) != len(urls):
+        raise UserError(f"a replica URL is listed twice in {redact_ref(ref)}", where="model ref",
+                        fix="list each replica once")
+    return urls
+
+
+class ReplicatedChatModel:
+    backend = "openai"
+
+    def __init__(self, replicas: Sequence[OpenAIChatModel]) -> None:
+        self.replicas = list(replicas)
+        for replica in self.replicas:
+            replica.fail_fast = True
+        first = self.replicas[0]
+        self.model = first.model
+        self.ref = f"openai:{first.model}@{','.join(r.base_url for r in self.replicas)}"
+        self.capabilities = first.capabilities
+        self.max_pause = first.max_pause
+        self._outstanding = [0] * len(self.replicas)
+        self._stats = [ReplicaStats(r.base_url) for r in self.replicas]
+        self._hash: str | None = None
+
+    @classmethod
+    def from_ref(cls, ref: ModelRef) -> ReplicatedChatModel:
+        assert ref.base_url is not None
+        urls = replica_urls(ref.base_url, str(ref))
+        return cls([OpenAIChatModel.from_ref(ModelRef(ref.scheme, ref.target, base_url=url,
+                                                      options=ref.options)) for url in urls])
+
+    def content_hash(self) -> str:
+        if self._hash is None:
+            infos = [r.model_info() for r in self.replicas]
+            for stats, info in zip(self._stats, infos, strict=True):
+                stats.model_id = info.get("id") if isinstance(info, dict) else None
+            if len({canonical_json(i) for i in infos}) > 1:
+                shown = "; ".join(f"{s.url}: {canonical_json(i)}"
+                                  for s, i in zip(self._stats, infos, strict=True))
+                raise UserError(f"the replicas report different models ({shown})", where=self.ref,
+                                fix="serve the same weights and settings on every replica")
+            self._hash = sha256_hex(canonical_json({"ref": self.ref, "model_info": infos[0]}))
+        return self._hash
+
+    def paused(self) -> float | None:
+        """None while any replica accepts work; else seconds until the earliest trial."""
+        if any(r.accepting() for r in self.replicas):
+            return None
+        return min(r.paused() or 0.0 for r in self.replicas)
+
+    def replica_stats(self) -> list[dict[str, Any]]:
+        return [s.summary() for s in self._stats]
+
+    async def aclose(self) -> None:
+        for replica in self.replicas:
+            await replica.aclose()
+
+    async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def _one(self, request: ChatRequest) -> Generation:
+        tried: set[int] = set()
+        last: Generation | None = None
+        while (index := await self._pick(tried)) is not None:
+            replica, stats = self.replicas[index], self._stats[index]
+            self._outstanding[index] += 1
+            try:
+                generation = (await replica.generate([request]))[0]
+            except ReplicaDown:
+                stats.moved_away += 1
+                continue  # not marked tried: it may be back by the time the others have failed too
+            finally:
+                self._outstanding[index] -= 1
+            stats.requests += 1
+            stats.latency_s += generation.latency_s
+            if generation.error is None:
+                return generation
+            stats.errors += 1
+            tried.add(index)
+            last = generation
+        assert last is not None
+        return last
+
+    async def _pick(self, tried: set[int]) -> int | None:
+        """The replica with the fewest outstanding requests among the untried ones that accept work.
+        None once the request has failed on every replica, or on every one still up (it failed where it
+        could be served: a prompt that fails, not an outage). While no replica at all accepts work it
+        waits, and stops the run once every replica has been down past max_pause."""
+        while len(tried) < len(self.replicas):
+            up = [i for i, r in enumerate(self.replicas) if r.accepting()]
+            if untried := [i for i in up if i not in tried]:
+                return min(untried, key=lambda i: self._outstanding[i])
+            if up:
+                return None
+            if all(r.down_for() > self.max_pause for r in self.replicas):
+                raise EndpointUnavailable(
+                    f"every replica failed every request for over {self.max_pause:.0f} s", where=self.ref,
+                    fix="check the servers, then try again")
+            await asyncio.sleep(POLL_S)
+        return None
