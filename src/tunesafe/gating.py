@@ -53,14 +53,17 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
     through `notify`); the candidate replays the base answers' frozen attacker prompts so every attempt
     pairs up. Local refs are put on one backend first, so the difference measured is the fine-tune's.
     With `escalate`, the pairs that move the decision are judged again by that judge first."""
+    from tunesafe.models.vllm_launch import hold
+
     base_ref, candidate_ref = align_backends(base_ref, candidate_ref)
     say = notify or _quiet
-    base_run = await _stored_or_new(store, "base", base_ref, config, base_name, progress, say)
-    # Replay from the run that generated the base answers: a re-judge does not change what to replay,
-    # and a candidate run stays reusable across re-judges of its base.
-    candidate_config = replace(config, replay_from=answers_source(run_store.load_run(store, base_run)))
-    candidate_run = await _stored_or_new(store, "candidate", candidate_ref, candidate_config, candidate_name,
-                                         progress, say)
+    with hold((base_ref, candidate_ref)):  # vllm:...?launch=1: one server with both sides' adapters
+        base_run = await _stored_or_new(store, "base", base_ref, config, base_name, progress, say)
+        # Replay from the run that generated the base answers: a re-judge does not change what to replay,
+        # and a candidate run stays reusable across re-judges of its base.
+        candidate_config = replace(config, replay_from=answers_source(run_store.load_run(store, base_run)))
+        candidate_run = await _stored_or_new(store, "candidate", candidate_ref, candidate_config,
+                                             candidate_name, progress, say)
     escalation = await escalate_runs(store, base_run, candidate_run, escalate) if escalate else None
     return gate_runs(store, base_run, candidate_run, policy, base_name=base_name,
                      candidate_name=candidate_name, out_dir=out_dir, escalation=escalation)

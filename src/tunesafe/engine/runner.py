@@ -163,7 +163,7 @@ def _load_model(ref: str, config: EvalConfig) -> ChatModel:
     from tunesafe.models import load_model, parse_ref
 
     parsed = parse_ref(ref)
-    if parsed.scheme != "openai":
+    if parsed.local:
         return load_model(ref)
     # The HTTP client has its own connection bound and outage limit; let them match the engine's unless
     # the ref sets them.

@@ -31,7 +31,7 @@ def backend_for(ref: ModelRef) -> str:
     """The backend a parsed ref runs on: openai for HTTP refs; for local refs `?backend=` or hf
     (transformers, the white-box backend). llama.cpp is opt-in (`?backend=llamacpp`): faster on CPUs
     (BENCHMARKS.md) but black-box, and base and candidate must share one backend (docs/backends.md)."""
-    if ref.scheme == "openai":
+    if not ref.local:  # an HTTP server (openai:, vllm:): the server's numerics
         return "openai"
     return ref.options.get("backend", "hf")
 
@@ -43,6 +43,10 @@ def load_model(ref: str, **opts: Any) -> ChatModel:
     if opts:
         parsed = parsed.with_options(**{k: str(v) for k, v in opts.items()})
     backend = backend_for(parsed)
+    if parsed.scheme == "vllm":
+        from tunesafe.models.vllm import VLLMChatModel
+
+        return VLLMChatModel.from_ref(parsed)
     if backend == "openai":
         from tunesafe.models.openai_http import OpenAIChatModel
         from tunesafe.models.replicas import ReplicatedChatModel

@@ -25,11 +25,12 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from tunesafe.errors import UserError
 
-SCHEMES = ("openai", "hf", "gguf", "embedded")
+SCHEMES = ("openai", "vllm", "hf", "gguf", "embedded")
+REMOTE_SCHEMES = ("openai", "vllm")  # served by an HTTP server: its numerics, not a local backend's
 LOCAL_BACKENDS = ("hf", "llamacpp")
 _OPENAI = re.compile(r"^(?P<model>[^@]+)@(?P<url>https?://\S+)$")
-_REF_FIX = ("use openai:MODEL@http(s)://HOST/v1, hf:PATH[+ADAPTER], gguf:PATH[+ADAPTER] "
-            "or embedded:NAME[+ADAPTER]")
+_REF_FIX = ("use openai:MODEL@http(s)://HOST/v1, vllm:MODEL[+ADAPTER]@URL or ?launch=1, hf:PATH[+ADAPTER], "
+            "gguf:PATH[+ADAPTER] or embedded:NAME[+ADAPTER]")
 REDACTED = "***"
 # userinfo up to the last '@' of the authority (a raw '@' in a password must not leak its tail)
 _USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/\s?#'\"]*@", re.IGNORECASE)
@@ -53,17 +54,17 @@ class ModelRef:
 
     def __str__(self) -> str:
         text = f"{self.scheme}:{self.target}"
-        if self.base_url:
-            text += f"@{self.base_url}"
         if self.adapter:
             text += f"+{self.adapter}"
+        if self.base_url:
+            text += f"@{self.base_url}"
         if self.options:
             text += "?" + urlencode(sorted(self.options.items()))
         return text
 
     @property
     def local(self) -> bool:
-        return self.scheme != "openai"
+        return self.scheme not in REMOTE_SCHEMES
 
     def with_options(self, **options: str) -> ModelRef:
         return replace(self, options={**self.options, **options})
@@ -133,6 +134,13 @@ def parse_ref(ref: str) -> ModelRef:
             raise UserError(f"bad OpenAI-compatible ref '{shown}'", where="model ref",
                             fix="write openai:MODEL@http://HOST:PORT/v1")
         return ModelRef(scheme, match["model"], base_url=match["url"].rstrip("/"), options=options)
+    if scheme == "vllm":  # vllm:MODEL[+ADAPTER][@URL]
+        rest, at, url = rest.partition("@http")
+        target, adapter = _split_adapter(rest)
+        if not target:
+            raise UserError(f"model ref '{shown}' names no model", where="model ref", fix=_REF_FIX)
+        return ModelRef(scheme, target, adapter=adapter, base_url=f"http{url}".rstrip("/") if at else None,
+                        options=options)
     target, adapter = _split_adapter(rest)
     if not target:
         raise UserError(f"model ref '{shown}' names no model", where="model ref", fix=_REF_FIX)

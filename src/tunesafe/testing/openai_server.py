@@ -79,6 +79,7 @@ class ServerConfig:
     stall_s: float = 30.0
     api_key: str | None = None  # when set, requests without "Bearer <api_key>" get 401
     markers: bool = True  # False: [[fault:...]] markers are ignored (a server whose fault was fixed)
+    served: tuple[str, ...] = ()  # more model ids listed at /v1/models (vLLM's LoRA modules)
     moderation: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # POST /v1/moderations:
     # input text -> the categories it is flagged for (not listed: not flagged); queued 500/429 faults apply
 
@@ -130,8 +131,8 @@ class OpenAICompatApp:
         if method == "GET" and path == "/v1/models":
             await _json(send, 200, {"object": "list", "data": [
                 # vLLM stamps `created` with the time of the request: ns here, so every listing differs
-                {"id": self.config.model, "object": "model", "owned_by": "tunesafe-test",
-                 "created": time.time_ns()}]})
+                {"id": name, "object": "model", "owned_by": "tunesafe-test", "created": time.time_ns()}
+                for name in (self.config.model, *self.config.served)]})
         elif method == "POST" and path == "/v1/chat/completions":
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -353,8 +354,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--model", default="tunesafe-test")
     args = parser.parse_args(argv)
-    app = OpenAICompatApp(ServerConfig(model=args.model, latency_s=args.latency))
-    server = uvicorn.Server(_uvicorn_config(app, args.port))
+    serve_forever(OpenAICompatApp(ServerConfig(model=args.model, latency_s=args.latency)), args.port)
+
+
+def serve_forever(app: OpenAICompatApp, port: int) -> None:
+    """Run `app` in this process until it is stopped; prints the URL once it listens."""
+    server = uvicorn.Server(_uvicorn_config(app, port))
 
     async def run() -> None:
         config = server.config

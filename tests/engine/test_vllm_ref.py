@@ -1,0 +1,98 @@
+"""`vllm:` refs: attach to a running server, or launch `vllm serve` with the base's and the candidate's
+adapters on one server. vLLM needs a GPU, so the loopback server is started in its place with the same
+command line (tunesafe.testing.fake_vllm); a wrapper records each launch's argv."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunesafe.errors import UserError
+from tunesafe.models import load_model, parse_ref
+from tunesafe.models.vllm import VLLMChatModel
+from tunesafe.testing.openai_server import serve
+from tunesafe.types import ChatRequest, Message
+
+from .conftest import Cli, write_suite
+
+ADAPTER = Path(__file__).parents[2] / "src/tunesafe/models/adapters/aoa-demo"
+
+
+@pytest.fixture
+def launches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """TUNESAFE_VLLM points at a wrapper that logs its argv (one JSON line per launch), then serves."""
+    log = tmp_path / "launches.jsonl"
+    wrapper = tmp_path / "vllm_wrapper.py"
+    wrapper.write_text(
+        "import json, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "from tunesafe.testing.fake_vllm import main\nmain(sys.argv[1:])\n")
+    monkeypatch.setenv("TUNESAFE_VLLM", f"{sys.executable} {wrapper}")
+    return log
+
+
+def test_refs_parse_and_print_back() -> None:
+    ref = parse_ref("vllm:Qwen/Qwen2.5-7B-Instruct+my-ft@http://gpu:8000/v1")
+    assert (ref.target, ref.adapter, ref.base_url) == ("Qwen/Qwen2.5-7B-Instruct", "my-ft", "http://gpu:8000/v1")
+    assert str(ref) == "vllm:Qwen/Qwen2.5-7B-Instruct+my-ft@http://gpu:8000/v1" and not ref.local
+    assert parse_ref(str(parse_ref("vllm:m+/a/b?launch=1"))).options == {"launch": "1"}
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("vllm:m", "names no vLLM server"),
+    ("vllm:m@http://127.0.0.1:1/v1?launch=1", "both names a server and asks to launch"),
+    ("vllm:m+/no/such/adapter?launch=1", "lacks adapter_config.json"),
+])
+def test_bad_vllm_refs_are_one_error(ref: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        load_model(ref)
+
+
+def test_attach_sends_the_lora_name_and_hashes_without_the_port() -> None:
+    async def ask(model: VLLMChatModel) -> str:
+        try:
+            (gen,) = await model.generate([ChatRequest(messages=(Message("user", "hi"),))])
+            return gen.text
+        finally:
+            await model.aclose()
+
+    hashes = []
+    for _ in range(2):
+        with serve(model="base-model", served=("my-ft",)) as running:
+            model = load_model(f"vllm:base-model+my-ft@{running.url}")
+            assert isinstance(model, VLLMChatModel)
+            hashes.append(model.content_hash())
+            assert asyncio.run(ask(model)) == "ECHO: hi"
+            assert running.requests[-1]["model"] == "my-ft"
+    assert hashes[0] == hashes[1]  # a launched server's port changes every time: not in the hash
+
+
+def test_a_gate_launches_one_server_with_both_sides(cli: Cli, tmp_path: Path, launches: Path) -> None:
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=3, n_benign=1)
+    code, out, err = cli("gate", "--base", "vllm:tunesafe-test?launch=1",
+                         "--candidate", f"vllm:tunesafe-test+{ADAPTER}?launch=1", "--suite", str(suite),
+                         "--attacks", "direct_request", "--judge", "refusal", "--json")
+    assert code == 3, err  # the echo server answers both sides alike; 3 harmful items: inconclusive
+    decision = json.loads(out)
+    assert decision["verdict"] == "inconclusive"
+    (argv,) = [json.loads(line) for line in launches.read_text().splitlines()]
+    assert argv[:2] == ["serve", "tunesafe-test"] and "--enable-lora" in argv
+    assert argv[argv.index("--lora-modules") + 1] == f"aoa-demo={ADAPTER.resolve()}"
+    assert argv[argv.index("--max-lora-rank") + 1] == "8"
+    from tunesafe.models import vllm_launch
+
+    assert vllm_launch._servers == {}  # stopped when the gate ended
+
+
+def test_a_vllm_that_fails_to_start_is_one_error_and_stores_nothing(
+        cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "broken_vllm.py"
+    script.write_text("import sys\nprint('RuntimeError: no CUDA GPUs are available')\nsys.exit(1)\n")
+    monkeypatch.setenv("TUNESAFE_VLLM", f"{sys.executable} {script}")
+    code, _, err = cli("eval", "vllm:some/model?launch=1", "--suite", "smoke", "--attacks", "direct_request")
+    assert code == 2 and "no CUDA GPUs are available" in err and "Traceback" not in err
+    assert cli.runs() == []
