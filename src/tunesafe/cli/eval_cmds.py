@@ -53,6 +53,9 @@ def eval_command(
     retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: run the errored "
                                       "attempts again; the new results count, the old stay as history."),
     max_pause: float = opts.MAX_PAUSE,
+    executor: str = opts.EXECUTOR,
+    ray_address: str = opts.RAY_ADDRESS,
+    workers: int = opts.WORKERS,
     policy: Path = typer.Option(None, "--policy", help="Policy YAML whose max_error_rate the run is held "
                                 "to (default: the built-in policy); above it eval exits 3."),
     name: str = typer.Option(None, "--name", help="Inventory name of the model: also records a "
@@ -64,7 +67,8 @@ def eval_command(
     config = EvalConfig(suite=suite, attacks=attacks, judges=tuple(judge), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=not no_cache, attacker_ref=attacker, replay_from=replay_from,
-                        judge_model_ref=judge_model, max_pause=max_pause)
+                        judge_model_ref=judge_model, max_pause=max_pause, executor=executor,
+                        ray_address=ray_address, workers=workers)
     if dry_run:
         _dry_run(ctx, model, config, usd_per_mtok, as_json)
         return

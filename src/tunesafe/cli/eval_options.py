@@ -18,3 +18,9 @@ NO_CACHE = typer.Option(False, "--no-cache", help="Do not reuse or store cached 
 MAX_PAUSE = typer.Option(600.0, "--max-pause", help="Seconds an HTTP endpoint may fail every request "
                          "(the run waits, paused) before the run stops, resumable (exit 3).")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr.")
+EXECUTOR = typer.Option("local", "--executor", help="local, or ray: attempts split over Ray actors "
+                        "(pip install 'tunesafe[ray]'; results stream to this process, the only writer).")
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --executor ray: a running cluster (auto, "
+                           "ray://HOST:10001); default: start a local one.")
+WORKERS = typer.Option(2, "--workers", help="With --executor ray: actors (each holds its own model or "
+                       "endpoint client; a local model takes one GPU each where there are GPUs).")

@@ -57,6 +57,9 @@ def gate_command(
     temperature: float = opts.TEMPERATURE,
     no_cache: bool = opts.NO_CACHE,
     max_pause: float = opts.MAX_PAUSE,
+    executor: str = opts.EXECUTOR,
+    ray_address: str = opts.RAY_ADDRESS,
+    workers: int = opts.WORKERS,
     base_name: str = BASE_NAME_OPTION,
     candidate_name: str = CANDIDATE_NAME_OPTION,
     escalate_judge: str = ESCALATE_OPTION,
@@ -70,7 +73,8 @@ def gate_command(
     escalate = _escalation(escalate_judge)  # a bad ref fails now, not after both evaluations
     config = EvalConfig(suite=suite, attacks=attacks, judges=tuple(judge), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
-                        use_cache=not no_cache, attacker_ref=attacker, max_pause=max_pause)
+                        use_cache=not no_cache, attacker_ref=attacker, max_pause=max_pause,
+                        executor=executor, ray_address=ray_address, workers=workers)
     with open_store(db_url(ctx)) as store:
         from tunesafe.gating import gate_models  # numpy/scipy load only when a gate actually runs
         from tunesafe.production.regression import with_regressions

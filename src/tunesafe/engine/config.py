@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 # Knobs that change how fast a run goes, not what it measures: left out of the config hash, and a
 # resumed run takes them from the resuming command.
-RUNTIME_FIELDS = ("concurrency", "use_cache", "max_pause")
+RUNTIME_FIELDS = ("concurrency", "use_cache", "max_pause", "executor", "ray_address", "workers")
+EXECUTORS = ("local", "ray")
 # Provenance, not measurement: the model's inventory name, and for a re-judged run (engine/rejudge.py)
 # the run it re-judged and the run whose model calls produced its answers. Left out of the hash, so a
 # re-judged run hashes like a fresh run with the same options and judges.
@@ -42,6 +43,9 @@ class EvalConfig:
     replay_from: str | None = None
     judge_model_ref: str | None = None  # the model behind LLM judges (strongreject, llama-guard)
     max_pause: float = 600.0  # seconds an HTTP endpoint may fail every request before the run stops
+    executor: str = "local"  # or "ray": attempts split over Ray actors (engine/distributed.py)
+    ray_address: str | None = None  # a running cluster ("auto", "ray://HOST:10001"); None: start one here
+    workers: int = 2  # Ray actors, each with its own model (a replica per GPU) or endpoint client
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -54,6 +58,12 @@ class EvalConfig:
             raise UserError(f"max_pause must be 0 or more seconds, got {self.max_pause:g}",
                             where="--max-pause",
                             fix="pass --max-pause 600 (seconds; 0 stops at the first outage)")
+        if self.executor not in EXECUTORS:
+            raise UserError(f"unknown executor {self.executor!r}", where="--executor",
+                            fix=f"use {' or '.join(EXECUTORS)}")
+        if self.workers < 1:
+            raise UserError(f"workers must be at least 1, got {self.workers}", where="--workers",
+                            fix="pass --workers 1 or more")
         if not self.judges:
             raise UserError("no judge given", where="--judge", fix="pass --judge default (or another judge)")
 

@@ -19,11 +19,10 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tunesafe.engine.config import EvalConfig
 from tunesafe.engine.progress import RunProgress
-from tunesafe.engine.results import ResultWriter
 from tunesafe.engine.targets import Planned
 from tunesafe.errors import EndpointUnavailable
 from tunesafe.types import Attempt, AttemptResult, Behavior, Generation, Verdict
@@ -44,28 +43,58 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class Executor:
+class ResultSink(Protocol):
+    def add(self, result: AttemptResult) -> None: ...
+
+
+class ResultRecorder:
+    """Takes finished results: the writer, the session's counts and the progress line. Shared by the local
+    executor and the distributed one (engine/distributed.py), so both count alike."""
+
+    def __init__(self, writer: ResultSink) -> None:
+        self.writer = writer
+        self.progress: RunProgress | None = None
+        self.executed = 0
+        self.errors = 0
+        self.completion_tokens = 0
+        self.prompt_tokens = 0
+
+    def record(self, result: AttemptResult) -> None:
+        self.writer.add(result)
+        self.executed += 1
+        self.prompt_tokens += result.generation.prompt_tokens
+        self.completion_tokens += result.generation.completion_tokens
+        failed = result.generation.error is not None or any(v.error for v in result.verdicts)
+        self.errors += failed
+        if self.progress is not None:
+            self.progress.advance(error=failed)
+
+    def stats(self, wall_s: float, cache_hits: int) -> dict[str, Any]:
+        rate = self.executed / wall_s if wall_s > 0 else None
+        return {"wall_s": round(wall_s, 3), "attempts": self.executed, "errors": self.errors,
+                "attempts_per_s": None if rate is None else round(rate, 2),
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "completion_tokens_per_s": round(self.completion_tokens / wall_s, 2) if wall_s > 0 else None,
+                "cache_hits": cache_hits}
+
+
+class Executor(ResultRecorder):
     def __init__(self, target: ChatModel, attacker: ChatModel | None, judges: Sequence[Judge],
                  planned: Planned, config: EvalConfig, frozen: Mapping[str, Mapping[str, Any]],
-                 writer: ResultWriter, run_id: str) -> None:
+                 writer: ResultSink, run_id: str) -> None:
         from tunesafe.attacks.base import ExecContext
 
+        super().__init__(writer)
         self.target = target
         self.endpoints = [m for m in (target, attacker) if m is not None and hasattr(m, "paused")]
         self.judges = judges
         self.impls = {a.meta.name: a for a in (*planned.attacks, *planned.benign_attacks)}
         self.behaviors = planned.behaviors
         self.frozen = frozen
-        self.writer = writer
         self.run_id = run_id
         self.context = ExecContext(attacker=attacker, judge=judges[0], max_new_tokens=config.max_new_tokens,
                                    temperature=config.temperature, seed=config.seed)
         self.concurrency = config.concurrency
-        self.progress: RunProgress | None = None
-        self.executed = 0
-        self.errors = 0
-        self.completion_tokens = 0
-        self.prompt_tokens = 0
 
     async def run(self, pending: Sequence[Attempt]) -> None:
         todo = iter(pending)
@@ -150,24 +179,6 @@ class Executor:
         return [AttemptResult(run_id=self.run_id, attempt=a, generation=e.generation, response=e.response,
                               conversation=e.conversation, verdicts=verdicts[a.id], frozen=e.frozen)
                 for a, e in batch]
-
-    def record(self, result: AttemptResult) -> None:
-        self.writer.add(result)
-        self.executed += 1
-        self.prompt_tokens += result.generation.prompt_tokens
-        self.completion_tokens += result.generation.completion_tokens
-        failed = result.generation.error is not None or any(v.error for v in result.verdicts)
-        self.errors += failed
-        if self.progress is not None:
-            self.progress.advance(error=failed)
-
-    def stats(self, wall_s: float, cache_hits: int) -> dict[str, Any]:
-        rate = self.executed / wall_s if wall_s > 0 else None
-        return {"wall_s": round(wall_s, 3), "attempts": self.executed, "errors": self.errors,
-                "attempts_per_s": None if rate is None else round(rate, 2),
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "completion_tokens_per_s": round(self.completion_tokens / wall_s, 2) if wall_s > 0 else None,
-                "cache_hits": cache_hits}
 
 
 def prompt_size(attempt: Attempt) -> tuple[int, str]:

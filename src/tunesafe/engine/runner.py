@@ -20,6 +20,7 @@ from tunesafe.analysis.metrics import Summary, summarize
 from tunesafe.engine import results as store_results
 from tunesafe.engine.cache import CachedModel
 from tunesafe.engine.config import EvalConfig, changed_options, config_hash, hashed_part, run_config
+from tunesafe.engine.distributed import RayExecutor, WorkerSpec
 from tunesafe.engine.executor import Executor, prompt_size
 from tunesafe.engine.progress import RunProgress
 from tunesafe.engine.targets import Planned, for_target, plan_evaluation
@@ -58,11 +59,11 @@ def find_reusable_run(store: Store, model_ref: str, config: EvalConfig) -> str |
 def fresh_config(store: Store, model_ref: str, config: EvalConfig) -> tuple[str, dict[str, Any]]:
     """(model content hash, the config a run of it would store now). The model is opened only to hash
     it (no request is sent, so there is nothing to close)."""
-    model = _load_model(model_ref, config)
+    model = load_run_model(model_ref, config)
     planned = plan_evaluation(config, capabilities=model.capabilities,
                               replayable=replayable_attacks(store, config))
     judges = make_judges(config)
-    attacker = _load_model(config.attacker_ref, config) if config.attacker_ref else None
+    attacker = load_run_model(config.attacker_ref, config) if config.attacker_ref else None
     return model.content_hash(), run_config(config, planned, judges, attacker, None)
 
 
@@ -107,8 +108,8 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     judges = make_judges(config)
     model = attacker = None
     try:
-        model = _load_model(model_ref, config)
-        attacker = _load_model(config.attacker_ref, config) if config.attacker_ref else None
+        model = load_run_model(model_ref, config)
+        attacker = load_run_model(config.attacker_ref, config) if config.attacker_ref else None
         planned = for_target(planned, config.attacks, model.capabilities)
         model_hash = model.content_hash()
         stored_config = run_config(config, planned, judges, attacker, model_name)
@@ -126,8 +127,8 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
         done = store_results.done_attempt_ids(store, run_id)
         if on_start is not None:
             on_start(run_id, len(planned.plan.attempts), len(done))
-        return await _run(store, run_id, model, model_hash, attacker, judges, planned, config, stored_config,
-                          done, progress)
+        return await _run(store, run_id, model_ref, model, model_hash, attacker, judges, planned, config,
+                          stored_config, done, progress)
     finally:
         for owner in (model, attacker, *judges):
             close = getattr(owner, "aclose", None)
@@ -159,7 +160,7 @@ def in_inventory(store: Store, name: str) -> bool:
     return name in inventory(store)
 
 
-def _load_model(ref: str, config: EvalConfig) -> ChatModel:
+def load_run_model(ref: str, config: EvalConfig) -> ChatModel:
     from tunesafe.models import load_model, parse_ref
 
     parsed = parse_ref(ref)
@@ -185,8 +186,8 @@ def _check_resumable(info: store_results.RunInfo, model_hash: str, config: Mappi
                         fix="start a new run with the current versions, or reinstall the versions it used")
 
 
-async def _run(store: Store, run_id: str, model: ChatModel, model_hash: str, attacker: ChatModel | None,
-               judges: Sequence[Judge], planned: Planned, config: EvalConfig,
+async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, model_hash: str,
+               attacker: ChatModel | None, judges: Sequence[Judge], planned: Planned, config: EvalConfig,
                stored_config: Mapping[str, Any], done: set[str], progress: bool) -> RunReport:
     writer = store_results.ResultWriter(store)
     target: ChatModel = CachedModel(model, store, writer, model_hash) if config.use_cache else model
@@ -195,7 +196,11 @@ async def _run(store: Store, run_id: str, model: ChatModel, model_hash: str, att
     # batch. The order changes nothing else (ids, results and resume are order-free).
     pending = sorted((a for a in planned.plan.attempts if a.id not in done), key=prompt_size)
     frozen = store_results.frozen_prompts(store, config.replay_from) if config.replay_from else {}
-    executor = Executor(target, attacker, judges, planned, config, frozen, writer, run_id)
+    executor: Executor | RayExecutor
+    if config.executor == "ray":
+        executor = RayExecutor(WorkerSpec(model_ref, config, planned, frozen, run_id), writer)
+    else:
+        executor = Executor(target, attacker, judges, planned, config, frozen, writer, run_id)
     started = time.perf_counter()
     status = "interrupted"
     try:

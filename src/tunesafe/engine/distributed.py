@@ -1,0 +1,152 @@
+"""A run's attempts executed on Ray actors (`--executor ray`), for clusters of GPU machines or many endpoints.
+
+Each actor holds what one local run holds: its own model (a replica of a local model, one GPU each when the
+cluster has GPUs) or endpoint client, the attacker and the judges, and runs the local executor on chunks
+of attempts that it pulls from one queue, so a slow actor takes fewer. Results come back to the driver,
+the only process that writes to the store: an attempt is stored when its chunk returns, once. A killed
+actor is restarted by Ray and its chunk re-run (nothing of it was stored); a killed driver leaves what it
+stored, and `tunesafe eval --resume RUN` runs the rest. Actors run without the response cache (it lives
+in the store); everything else (plan, judges, replayed prompts, fail-closed errors, the pause and stop of
+a failing endpoint) is the local executor's own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tunesafe.engine.config import EvalConfig
+from tunesafe.engine.executor import Executor, ResultRecorder, ResultSink
+from tunesafe.engine.targets import Planned
+from tunesafe.errors import EndpointUnavailable, UserError
+from tunesafe.types import Attempt, AttemptResult
+
+RESTARTS = 3  # a worker that dies more often than this on one chunk stops the run (resumable)
+CHUNKS_PER_SLOT = 2  # chunk = concurrency x this: enough in flight per actor, small loss when one dies
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    model_ref: str
+    config: EvalConfig
+    planned: Planned
+    frozen: Mapping[str, Mapping[str, Any]]
+    run_id: str
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.results: list[AttemptResult] = []
+
+    def add(self, result: AttemptResult) -> None:
+        self.results.append(result)
+
+
+class Worker:
+    """One Ray actor (made remote in RayExecutor.run, so importing this module needs no Ray)."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        from tunesafe.engine.runner import load_run_model, make_judges
+
+        self.spec = spec
+        self.model = load_run_model(spec.model_ref, spec.config)
+        self.attacker = load_run_model(spec.config.attacker_ref, spec.config) if spec.config.attacker_ref \
+            else None
+        self.judges = make_judges(spec.config)
+
+    async def run(self, attempts: list[Attempt]) -> tuple[list[AttemptResult], str | None]:
+        """The chunk's results, and why the run must stop (an endpoint down past max_pause) or None."""
+        sink = _Collect()
+        spec = self.spec
+        executor = Executor(self.model, self.attacker, self.judges, spec.planned, spec.config, spec.frozen,
+                            sink, spec.run_id)
+        try:
+            await executor.run(attempts)
+        except EndpointUnavailable as exc:
+            return sink.results, f"{exc.where}: {exc.message}"
+        return sink.results, None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--executor ray needs Ray", where="--executor",
+                        fix="pip install 'tunesafe[ray]'") from None
+    return ray
+
+
+def connect(config: EvalConfig) -> bool:
+    """Connect to the cluster (or start a local one); True when this call started it."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, **({} if config.ray_address else {
+                     "num_cpus": max(os.cpu_count() or 1, config.workers)}))
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot reach the Ray cluster at {config.ray_address}: {exc}", where="--ray-address",
+                        fix="start it (ray start --head) or pass the right address") from None
+    return True
+
+
+def actor_options(model_ref: str) -> dict[str, Any]:
+    """Where an actor may run: a local model wants a GPU per replica when the cluster has them (else a
+    CPU); an endpoint client only waits on the network."""
+    from tunesafe.models import parse_ref
+
+    ray = import_ray()
+    options: dict[str, Any] = {"max_restarts": RESTARTS, "max_task_retries": RESTARTS}
+    if not parse_ref(model_ref).local:
+        return {**options, "num_cpus": 0}
+    if ray.cluster_resources().get("GPU", 0) >= 1:
+        return {**options, "num_gpus": 1}
+    return {**options, "num_cpus": 1}
+
+
+class RayExecutor(ResultRecorder):
+    def __init__(self, spec: WorkerSpec, writer: ResultSink) -> None:
+        super().__init__(writer)
+        self.spec = spec
+        self.pids: list[int] = []  # the actors' processes (tests kill one)
+
+    async def run(self, pending: Sequence[Attempt]) -> None:
+        config = self.spec.config
+        ray = import_ray()
+        started_here = connect(config)
+        remote = ray.remote(**actor_options(self.spec.model_ref))(Worker)
+        spec = ray.put(self.spec)
+        actors = [remote.remote(spec) for _ in range(min(config.workers, max(1, len(pending))))]
+        size = max(1, config.concurrency * CHUNKS_PER_SLOT)
+        chunks = deque(list(pending[i:i + size]) for i in range(0, len(pending), size))
+
+        async def drive(actor: Any) -> None:
+            self.pids.append(await actor.pid.remote())
+            while chunks:
+                chunk = chunks.popleft()
+                results, stopped = await actor.run.remote(chunk)
+                for result in results:
+                    self.record(result)
+                if stopped is not None:
+                    where, _, message = stopped.partition(": ")
+                    raise EndpointUnavailable(message, where=where, fix="")
+
+        tasks = [asyncio.create_task(drive(actor)) for actor in actors]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for actor in actors:
+                ray.kill(actor)
+            if started_here:
+                ray.shutdown()
