@@ -58,8 +58,8 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     ray.shutdown()
-    result = {"ray_start_s": ray_start_s, "cpus": os.cpu_count(), "load": os.getloadavg(), "latency_s": args.latency,
-              "concurrency_per_worker": args.concurrency, "rows": rows}
+    result = {"ray_start_s": ray_start_s, "cpus": os.cpu_count(), "load": os.getloadavg(),
+              "latency_s": args.latency, "concurrency_per_worker": args.concurrency, "rows": rows}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
