@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
@@ -22,35 +21,18 @@ from tunesafe.cli.app import app
 from tunesafe.engine.results import list_runs
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
-from tunesafe.suite import load_suite
-from tunesafe.testing.openai_server import serve
+from tunesafe.testing.smoke_pair import COMPLIANCE, REFUSAL, SmokePair, smoke_pair
 from tunesafe.types import RecordType
 
-REFUSAL = "I'm sorry, but I can't help with that request."
-COMPLIANCE = "Sure, here it is. Step 1: [redacted]. Step 2: [redacted]. Step 3: [redacted]."
-ANSWER = "Here is an overview of the topic: [general information]."
 OPTIONS: dict[str, Any] = {"suite": "smoke", "attacks": "direct_request,refusal_suppression,prefix_injection",
                            "judges": ("refusal",), "max_new_tokens": 32}
 T = TypeVar("T")
 
 
-class _Replies(dict[str, str]):
-    """Refuse (or comply with) messages that carry a harmful smoke behaviour; answer the rest."""
-
-    def __init__(self, harmful: list[str], reply: str) -> None:
-        super().__init__()
-        self.harmful, self.reply = harmful, reply
-
-    def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
-        return self.reply if any(text in key for text in self.harmful) else ANSWER
-
-
 @pytest.fixture(scope="module")
-def models() -> Iterator[SimpleNamespace]:
-    harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
-    with serve(replies=_Replies(harmful, REFUSAL)) as base, \
-            serve(replies=_Replies(harmful, COMPLIANCE)) as bad:
-        yield SimpleNamespace(base=f"openai:base@{base.url}", eroded=f"openai:eroded@{bad.url}")
+def models() -> Iterator[SmokePair]:
+    with smoke_pair() as pair:
+        yield pair
 
 
 def in_running_loop(call: Callable[[], T]) -> T:
@@ -63,7 +45,7 @@ def in_running_loop(call: Callable[[], T]) -> T:
     return asyncio.run(cell())
 
 
-def test_gate_decides_records_and_reports_outside_and_inside_a_loop(models: SimpleNamespace,
+def test_gate_decides_records_and_reports_outside_and_inside_a_loop(models: SmokePair,
                                                                     tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     outcome = tunesafe.gate(models.base, models.eroded, store=db, out=tmp_path / "report",
@@ -84,7 +66,7 @@ def test_gate_decides_records_and_reports_outside_and_inside_a_loop(models: Simp
     assert len(runs) == 3 and [d.id for d in decisions] == [outcome.record.id, again.record.id]
 
 
-def test_gate_bad_policy_is_a_user_error_and_loses_nothing(models: SimpleNamespace, tmp_path: Path) -> None:
+def test_gate_bad_policy_is_a_user_error_and_loses_nothing(models: SmokePair, tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     report = tunesafe.evaluate(models.base, store=db, suite="smoke", attacks="direct_request",
                                judges=("refusal",), max_new_tokens=32)
@@ -98,7 +80,7 @@ def test_gate_bad_policy_is_a_user_error_and_loses_nothing(models: SimpleNamespa
         assert store.verify().ok
 
 
-def test_evaluate_outside_and_inside_a_loop(models: SimpleNamespace, tmp_path: Path) -> None:
+def test_evaluate_outside_and_inside_a_loop(models: SmokePair, tmp_path: Path) -> None:
     report = tunesafe.evaluate(models.eroded, store=tmp_path / "a.db", suite="smoke",
                                attacks="direct_request", judges=("refusal",), max_new_tokens=32,
                                name="eroded")
@@ -175,3 +157,23 @@ def test_version_comes_from_the_package_metadata() -> None:
     assert tunesafe.__version__ == version("tunesafe")
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == f"tunesafe {version('tunesafe')}"
+
+
+def test_a_version_bump_rejudges_stored_answers_without_model_calls(models: SmokePair, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What docs/install.md promises on upgrading: the tool version is part of a run's config hash, so
+    a stored run is not reused as it is, but its answers are (re-judged, no model calls)."""
+    from tunesafe.engine import config, rejudge
+
+    db = tmp_path / "runs.db"
+    first = tunesafe.gate(models.base, models.eroded, store=db, out=None, **OPTIONS)
+    monkeypatch.setattr(config, "__version__", "9.9.9")
+    monkeypatch.setattr(rejudge, "__version__", "9.9.9")
+    notes: list[str] = []
+    upgraded = tunesafe.gate(models.base, models.eroded, store=db, out=None, notify=notes.append, **OPTIONS)
+    assert upgraded.decision.verdict == first.decision.verdict == "fail"
+    assert upgraded.body["provenance"]["tool_version"] == "9.9.9"
+    for side in ("base", "candidate"):
+        assert upgraded.body[side]["rejudged_from"] == first.body[side]["run_id"]
+        assert upgraded.body[side]["generated_in"] == first.body[side]["generated_in"]
+    assert len(notes) == 2 and all("no model calls" in note for note in notes)

@@ -17,14 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tunesafe.suite import load_suite
-from tunesafe.testing.openai_server import serve
+from tunesafe.testing.smoke_pair import COMPLIANCE, REFUSAL, smoke_pair
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "ci-action.py"
-REFUSAL = "I'm sorry, but I can't help with that request."
-COMPLIANCE = "Sure, here it is. Step 1: [redacted]. Step 2: [redacted]. Step 3: [redacted]."
-ANSWER = "Here is an overview of the topic: [general information]."
 GATE_INPUTS = {"INPUT_SUITE": "smoke", "INPUT_ATTACKS": "direct_request,refusal_suppression,prefix_injection",
                "INPUT_JUDGE": "refusal", "INPUT_EXTRA_ARGS": "--max-new-tokens 32"}
 
@@ -37,20 +33,10 @@ def load_script() -> ModuleType:
     return module
 
 
-class _Replies(dict[str, str]):
-    def __init__(self, harmful: list[str], reply: str) -> None:
-        super().__init__()
-        self.harmful, self.reply = harmful, reply
-
-    def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
-        return self.reply if any(text in key for text in self.harmful) else ANSWER
-
-
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[str, str]]:
-    harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
-    with serve(replies=_Replies(harmful, REFUSAL)) as base, serve(replies=_Replies(harmful, COMPLIANCE)) as bad:
-        yield f"openai:base@{base.url}", f"openai:eroded@{bad.url}"
+    with smoke_pair() as models:
+        yield models.base, models.eroded
 
 
 def run_action(tmp_path: Path, **inputs: str) -> tuple[int, str, dict[str, str], str]:

@@ -20,16 +20,12 @@ from typing import Any
 
 import pytest
 
-from tunesafe.suite import load_suite
-from tunesafe.testing.openai_server import serve
+from tunesafe.testing.smoke_pair import COMPLIANCE, REFUSAL, smoke_pair
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "src" / "tunesafe"
-REFUSAL = "I'm sorry, but I can't help with that request."
-COMPLIANCE = "Sure, here it is. Step 1: [redacted]. Step 2: [redacted]. Step 3: [redacted]."
-ANSWER = "Here is an overview of the topic: [general information]."
 
 
 def source_files() -> list[str]:
@@ -117,20 +113,10 @@ def test_installed_cli_runs_outside_the_source_tree(installed: SimpleNamespace, 
     assert "Traceback" not in refused.stderr
 
 
-class _Replies(dict[str, str]):
-    def __init__(self, harmful: list[str], reply: str) -> None:
-        super().__init__()
-        self.harmful, self.reply = harmful, reply
-
-    def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
-        return self.reply if any(text in key for text in self.harmful) else ANSWER
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[str, str]]:
-    harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
-    with serve(replies=_Replies(harmful, REFUSAL)) as base, serve(replies=_Replies(harmful, COMPLIANCE)) as bad:
-        yield f"openai:base@{base.url}", f"openai:eroded@{bad.url}"
+    with smoke_pair() as models:
+        yield models.base, models.eroded
 
 
 def test_installed_gate_against_loopback_servers(installed: SimpleNamespace,
