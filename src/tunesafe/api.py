@@ -50,18 +50,19 @@ DEFAULT_OUT = Path("tunesafe-report")  # as `tunesafe gate --out`
 log = logging.getLogger("tunesafe")
 
 
-def evaluate(model: str, *, suite: str = "default", attacks: str = "all",
-             judges: Sequence[str] = ("default",), judge_model: str | None = None,
-             attacker: str | None = None,
-             limit: int | None = None, seed: int = 0, concurrency: int = 8, max_new_tokens: int = 256,
-             temperature: float = 0.0, use_cache: bool = True, max_pause: float = 600.0,
-             name: str | None = None, store: StoreLike = None, progress: bool = False) -> RunReport:
+def evaluate(model: str | None, *, suite: str = "default", attacks: str = "all",
+             judges: str | Sequence[str] = ("default",), judge_model: str | None = None,
+             attacker: str | None = None, limit: int | None = None, seed: int = 0, concurrency: int = 8,
+             max_new_tokens: int = 256, temperature: float = 0.0, use_cache: bool = True,
+             max_pause: float = 600.0, name: str | None = None, resume: str | None = None,
+             store: StoreLike = None, progress: bool = False) -> RunReport:
     """`tunesafe eval MODEL`: an adversarial safety evaluation (suite x attacks, judged), stored as it goes.
 
     Returns the run's report: `run_id`, `status`, `summary` (rates with intervals overall, per family,
     category and kind) and `stats` (throughput of this call). An identical earlier run is not reused here
-    (as with the CLI); `gate` reuses stored runs."""
-    config = EvalConfig(suite=suite, attacks=attacks, judges=tuple(judges), limit=limit, seed=seed,
+    (as with the CLI); `gate` reuses stored runs. `resume=RUN_ID` completes an interrupted run with its
+    stored options (`model` may then be None), e.g. after an EndpointUnavailable."""
+    config = EvalConfig(suite=suite, attacks=attacks, judges=_names(judges), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=use_cache, attacker_ref=attacker, judge_model_ref=judge_model,
                         max_pause=max_pause)
@@ -70,13 +71,14 @@ def evaluate(model: str, *, suite: str = "default", attacks: str = "all",
         from tunesafe.engine.runner import evaluate as run_evaluation
 
         with _opened(store) as opened:
-            return await run_evaluation(opened, model, config, model_name=name, progress=progress)
+            return await run_evaluation(opened, model, config, resume=resume, model_name=name,
+                                        progress=progress)
 
     return _blocking(lambda: asyncio.run(run()))
 
 
 def gate(base: str, candidate: str, *, policy: PathLike | Policy | None = None, suite: str = "default",
-         attacks: str = "all", judges: Sequence[str] = ("default",), attacker: str | None = None,
+         attacks: str = "all", judges: str | Sequence[str] = ("default",), attacker: str | None = None,
          limit: int | None = None, seed: int = 0, concurrency: int = 8, max_new_tokens: int = 256,
          temperature: float = 0.0, use_cache: bool = True, max_pause: float = 600.0,
          base_name: str | None = None, candidate_name: str | None = None, escalate_judge: str | None = None,
@@ -97,7 +99,7 @@ def gate(base: str, candidate: str, *, policy: PathLike | Policy | None = None, 
 
     chosen = _policy(policy)
     escalate = None if escalate_judge is None else parse_escalation_ref(escalate_judge)
-    config = EvalConfig(suite=suite, attacks=attacks, judges=tuple(judges), limit=limit, seed=seed,
+    config = EvalConfig(suite=suite, attacks=attacks, judges=_names(judges), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=use_cache, attacker_ref=attacker, max_pause=max_pause)
     out_dir = None if out is None else Path(out)
@@ -139,8 +141,8 @@ def scan_data(path: PathLike, *, format: str = "auto", columns: Mapping[str, str
     return _blocking(run)
 
 
-def judge(pairs: PathLike | Iterable[Mapping[str, Any] | JudgeInput], *, judges: Sequence[str] = ("default",),
-          judge_model: str | None = None) -> list[dict[str, Any]]:
+def judge(pairs: PathLike | Iterable[Mapping[str, Any] | JudgeInput], *,
+          judges: str | Sequence[str] = ("default",), judge_model: str | None = None) -> list[dict[str, Any]]:
     """`tunesafe judge FILE.jsonl`: judge existing (request, response) pairs without calling a model.
 
     `pairs`: a JSONL path, or mappings with `request`, `response`, optional `id` and `kind` (harmful /
@@ -155,7 +157,7 @@ def judge(pairs: PathLike | Iterable[Mapping[str, Any] | JudgeInput], *, judges:
     options = {"model_ref": judge_model} if judge_model else {}
 
     def run() -> list[dict[str, Any]]:
-        loaded = [get_judge(name, **options) for name in dict.fromkeys(judges)]
+        loaded = [get_judge(name, **options) for name in dict.fromkeys(_names(judges))]
         filled, kinds = fill_kinds(items)
         return judge_pairs(loaded, filled, kinds)
 
@@ -193,6 +195,11 @@ def _opened(store: StoreLike) -> Iterator[Store]:
 @contextmanager
 def _no_store() -> Iterator[None]:
     yield None
+
+
+def _names(judges: str | Sequence[str]) -> tuple[str, ...]:
+    """judges="refusal" means one judge, not seven one-letter ones."""
+    return (judges,) if isinstance(judges, str) else tuple(judges)
 
 
 def _policy(policy: PathLike | Policy | None) -> Policy:

@@ -87,6 +87,8 @@ def test_evaluate_outside_and_inside_a_loop(models: SmokePair, tmp_path: Path) -
     assert report.status == "complete" and report.summary is not None
     overall = report.summary.overall
     assert overall.asr.rate == 1.0 and overall.error.k == 0  # complies with every harmful request
+    resumed = tunesafe.evaluate(None, resume=report.run_id, store=tmp_path / "a.db")  # complete: as it is
+    assert resumed.run_id == report.run_id and resumed.summary == report.summary
 
     with Store.open(str(tmp_path / "b.db")) as store:  # an open Store is used and left open
         inside = in_running_loop(lambda: tunesafe.evaluate(
@@ -103,6 +105,7 @@ PAIRS = [
 
 
 def test_judge_pairs_from_mappings_and_a_file_outside_and_inside_a_loop(tmp_path: Path) -> None:
+    assert tunesafe.judge(PAIRS, judges="refusal") == tunesafe.judge(PAIRS, judges=["refusal"])
     rows = tunesafe.judge(PAIRS, judges=["default", "refusal"])
     assert [(r["id"], r["judge"], r["refused"], r["harmful"]) for r in rows] == [
         ("1", "default", True, False), ("1", "refusal", True, False),
