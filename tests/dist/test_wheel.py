@@ -58,7 +58,8 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleNa
     env_dir = root / "venv"
     venv.EnvBuilder(with_pip=False, clear=True).create(env_dir)  # this process's pip installs into it
     python = env_dir / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    hidden = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "TUNESAFE_DB")  # nothing of the dev setup leaks in
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
     env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-compile",
                     str(wheel)], cwd=root, env=env, capture_output=True, text=True, check=True)
