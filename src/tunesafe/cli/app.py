@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from tunesafe import __version__
@@ -108,7 +109,9 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.render(redact_ref)}", highlight=False, soft_wrap=True)
+        # escaped: a fix such as "pip install 'tunesafe[screen]'" is text, not Rich markup
+        err_console.print(f"[bold red]error:[/] {escape(exc.render(redact_ref))}", highlight=False,
+                          soft_wrap=True)
         sys.exit(exc.exit_code)
 
 
