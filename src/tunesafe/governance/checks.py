@@ -188,7 +188,11 @@ def scan_rating(ctx: CheckContext) -> CheckResult:
     if worst:
         return failed(f"data scan rated {worst[0].body.get('rating')} (above {limit}): "
                       f"{'; '.join(worst[0].body.get('reasons') or [])}", worst)
-    return passed("data scan rating " + ", ".join(str(s.body.get("rating")) for s in scans), scans)
+    ratings = "data scan rating " + ", ".join(str(s.body.get("rating")) for s in scans)
+    flagged = sum(int(s.body.get("flagged_examples") or 0) for s in scans)
+    if flagged:
+        return attest(f"{ratings}; {flagged} flagged example(s): attest what was done with them", scans)
+    return passed(ratings, scans)
 
 
 @registry.register("policy_referenced")
