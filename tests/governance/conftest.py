@@ -64,8 +64,10 @@ class Replies(dict[str, str]):
 @pytest.fixture(scope="session")
 def servers() -> Iterator[SimpleNamespace]:
     harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
-    with serve(replies=Replies(harmful, refuse=True)) as safe, serve(replies=Replies(harmful, refuse=False)) as bad:
-        yield SimpleNamespace(safe=f"openai:tunesafe-test@{safe.url}", eroded=f"openai:tunesafe-test@{bad.url}")
+    with serve(replies=Replies(harmful, refuse=True)) as safe, \
+            serve(replies=Replies(harmful, refuse=False)) as bad:
+        yield SimpleNamespace(safe=f"openai:tunesafe-test@{safe.url}",
+                              eroded=f"openai:tunesafe-test@{bad.url}")
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +94,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 
 
 class Cli:
-    """`tunesafe ARGS` on this test's copy of the store: (exit code, stdout, stderr with whitespace folded)."""
+    """`tunesafe ARGS` on this test's copy of the store: (exit code, stdout, stderr, whitespace folded)."""
 
     def __init__(self, url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
         self.url, self.capsys, self.monkeypatch = url, capsys, monkeypatch

@@ -17,8 +17,8 @@ from tunesafe.evidence.store import Store
 from tunesafe.governance.controls import load_catalogue
 from tunesafe.types import RecordType
 
-ROLE = ("role", "decide", "ft", "--intended-purpose", "customer support chat for a bank", "--annex-iii", "none",
-        "--no-annex-i", "--no-own-name", "--base-gpai", "--base-flop", "3e24", "--params", "1.5e9",
+ROLE = ("role", "decide", "ft", "--intended-purpose", "customer support chat for a bank", "--annex-iii",
+        "none", "--no-annex-i", "--no-own-name", "--base-gpai", "--base-flop", "3e24", "--params", "1.5e9",
         "--tokens", "2e7")
 
 
@@ -83,7 +83,8 @@ def test_status_moves_with_the_evidence(world: SimpleNamespace) -> None:
                        "--field", "residual_risks=over-refusal on borderline prompts")
     assert code == 0, err
     (signed,) = records_of(world.url, RecordType.CONTROL_ATTESTATION)
-    assert signed.subject == "ft" and signed.body["control"] == "POST-05" and signed.body["by"] == "J. Doe (head of ML)"
+    assert signed.subject == "ft" and signed.body["control"] == "POST-05"
+    assert signed.body["by"] == "J. Doe (head of ML)"
     assert signed.body["fields"]["approver"] == "J. Doe"
     attested = cli.json("controls", "status", "ft", expect=1)
     assert statuses(attested)["POST-05"] == "satisfied"
@@ -114,7 +115,8 @@ def test_broken_chain_fails_the_lineage_control(world: SimpleNamespace) -> None:
     assert world.gate(world.servers.safe) == 0
     gate = records_of(world.url, RecordType.GATE_DECISION)[-1]
     with sqlite3.connect(world.db) as conn:  # someone edits the stored decision
-        conn.execute("UPDATE records SET body = replace(body, '\"pass\"', '\"PASS\"') WHERE id = ?", (gate.id,))
+        conn.execute("UPDATE records SET body = replace(body, '\"pass\"', '\"PASS\"') WHERE id = ?",
+                     (gate.id,))
     report = world.cli.json("controls", "status", "ft", expect=1)
     assert report["chain_ok"] is False and statuses(report)["POST-04"] == "failing"
 
@@ -129,7 +131,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(world: SimpleNamespace,
         (("controls", "attest", "ft", "POST-77", "--by", "x", "--note", "y"), "unknown control"),
         (("controls", "attest", "ft", "POST-05", "--by", "x", "--note", "y"), "--field approver=VALUE"),
         (("controls", "attest", "ft", "PROD-03", "--by", " ", "--note", "y"), "names nobody"),
-        (("controls", "attest", "ft", "PROD-03", "--by", "x", "--note", "y", "--field", "novalue"), "KEY=VALUE"),
+        (("controls", "attest", "ft", "PROD-03", "--by", "x", "--note", "y", "--field", "novalue"),
+         "KEY=VALUE"),
         (("controls", "attest", "nope", "DUR-01", "--by", "x", "--note", "y"), "not in the inventory"),
         (("controls", "list", "--catalogue", str(tmp_path / "none.yaml")), "cannot read"),
     ]

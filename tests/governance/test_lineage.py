@@ -24,8 +24,9 @@ def deploy(world: SimpleNamespace, tmp_path: Path) -> None:
 
     sys.path.insert(0, str(tmp_path))
     try:
-        assert world.cli("models", "endpoint", "bot", "--model", "ft", "--guard", "python:block_all:check")[0] == 0
-        code, out, err = world.cli("guardrails", "verify", "--guard", "python:block_all:check", "--suite", "smoke",
+        guard = "python:block_all:check"
+        assert world.cli("models", "endpoint", "bot", "--model", "ft", "--guard", guard)[0] == 0
+        code, out, err = world.cli("guardrails", "verify", "--guard", guard, "--suite", "smoke",
                                    "--attacks", "direct_request", "--endpoint", "bot")
         assert code in (0, 1), (out, err)
     finally:
