@@ -115,7 +115,7 @@ def role_decision(ctx: CheckContext) -> CheckResult:
 
     decisions = ctx.lineage.of_kind("role_decision")
     if not decisions:
-        return missing("no role decision for this version (tunesafe role decide MODEL ...)")
+        return missing(f"no role decision for this version (tunesafe role decide {ctx.lineage.model} ...)")
     latest = decisions[-1]
     problems = recheck(latest.body)
     if problems:
