@@ -91,6 +91,9 @@ def test_status_moves_with_the_evidence(world: SimpleNamespace) -> None:
     attested = cli.json("controls", "status", "ft", expect=1)
     assert statuses(attested)["POST-05"] == "satisfied"
     assert control(attested, "POST-05")["records"] == [str(gate.id), str(signed.id)]
+    assert world.gate(world.servers.safe) == 0  # a newer gate: the old sign-off does not cover it
+    stale = control(cli.json("controls", "status", "ft", expect=1), "POST-05")
+    assert stale["status"] == "needs_attestation" and f"#{signed.id} predates" in " ".join(stale["missing"])
 
     assert cli(*ROLE)[0] == 0
     assert statuses(cli.json("controls", "status", "ft", expect=1))["PRE-00"] == "needs_attestation"
