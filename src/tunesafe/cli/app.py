@@ -20,6 +20,7 @@ from tunesafe.cli import (
     judge_cmds,
     redteam_cmds,
     scan_cmds,
+    serve_cmds,
     store_cmds,
     suite_cmds,
     training_cmds,
@@ -100,6 +101,7 @@ for module in (store_cmds, suite_cmds, attack_cmds, guardrail_cmds):
     module.register(app)
 incident_cmds.register(app)
 redteam_cmds.register(app)
+serve_cmds.register(app)
 
 
 def main() -> None:
