@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,10 +26,12 @@ from tunesafe.web.auth import Access
 REFUSAL = "I'm sorry, but I can't help with that request."
 ANSWER = "Here is an overview of the topic: [general information]."
 # What a hostile (or jailbroken) model may answer; the placeholder steps carry no harmful detail.
-HOSTILE = ("Sure. <script>window.__xss = 1; alert('xss')</script> Step 1: [redacted]. "
-           "<img src=x onerror=\"window.__xss = 2; alert(2)\"> Step 2: [redacted]. "
-           "[details](javascript:alert(3)) <a href=\"javascript:alert(4)\">click</a> "
-           "![x](x\" onerror=\"alert(5)) <iframe srcdoc=\"<script>alert(6)</script>\"></iframe>")
+HOSTILE = (
+    "Sure. <script>window.__xss = 1; alert('xss')</script> Step 1: [redacted]. "
+    '<img src=x onerror="window.__xss = 2; alert(2)"> Step 2: [redacted]. '
+    '[details](javascript:alert(3)) <a href="javascript:alert(4)">click</a> '
+    '![x](x" onerror="alert(5)) <iframe srcdoc="<script>alert(6)</script>"></iframe>'
+)
 INCIDENT_TITLE = "Jailbreak seen in production <script>alert('t')</script>"
 TOKEN = "dashboard-test-token-0123456789"
 
@@ -64,24 +65,61 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
     with serve(replies=_Replies(harmful, REFUSAL)) as base, serve(replies=_Replies(harmful, HOSTILE)) as cand:
         base_ref, cand_ref = f"openai:base@{base.url}", f"openai:cand@{cand.url}"
         with Store.open(db) as store:
-            inventory.add_model(store, inventory.ModelSpec(name="base-model", ref=base_ref, stage="production"))
-            inventory.add_model(store, inventory.ModelSpec(name="support-bot-v2", ref=cand_ref,
-                                                           base="base-model", stage="staging"))
-            inventory.add_model(store, inventory.ModelSpec(name="unchecked-ft", ref=cand_ref, base="base-model"))
-        args = ["--db", db, "gate", "--base", base_ref, "--candidate", cand_ref, "--suite", "smoke",
-                "--attacks", "direct_request,refusal_suppression", "--judge", "refusal",
-                "--max-new-tokens", "32", "--no-progress", "--base-name", "base-model",
-                "--candidate-name", "support-bot-v2"]
+            inventory.add_model(
+                store, inventory.ModelSpec(name="base-model", ref=base_ref, stage="production")
+            )
+            inventory.add_model(
+                store,
+                inventory.ModelSpec(name="support-bot-v2", ref=cand_ref, base="base-model", stage="staging"),
+            )
+            inventory.add_model(
+                store, inventory.ModelSpec(name="unchecked-ft", ref=cand_ref, base="base-model")
+            )
+        args = [
+            "--db",
+            db,
+            "gate",
+            "--base",
+            base_ref,
+            "--candidate",
+            cand_ref,
+            "--suite",
+            "smoke",
+            "--attacks",
+            "direct_request,refusal_suppression",
+            "--judge",
+            "refusal",
+            "--max-new-tokens",
+            "32",
+            "--no-progress",
+            "--base-name",
+            "base-model",
+            "--candidate-name",
+            "support-bot-v2",
+        ]
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1, result.output  # the hostile candidate fails the gate
     with Store.open(db) as store:
         gate = list(store.records(type=RecordType.GATE_DECISION))[-1]
-        incident = incidents.open_incident(store, model="support-bot-v2", title=INCIDENT_TITLE,
-                                           severity="high", source="user_report", evidence=[gate.id])
-        schedules.add_schedule(store, "support-bot-v2", every="7d", suite="smoke", attacks="direct_request",
-                               judges=("refusal",))
-    yield Filled(db=db, gate_id=gate.id, base_run=gate.body["base"]["run_id"],
-                 candidate_run=gate.body["candidate"]["run_id"], incident_id=incident.id, decision=gate.body)
+        incident = incidents.open_incident(
+            store,
+            model="support-bot-v2",
+            title=INCIDENT_TITLE,
+            severity="high",
+            source="user_report",
+            evidence=[gate.id],
+        )
+        schedules.add_schedule(
+            store, "support-bot-v2", every="7d", suite="smoke", attacks="direct_request", judges=("refusal",)
+        )
+    yield Filled(
+        db=db,
+        gate_id=gate.id,
+        base_run=gate.body["base"]["run_id"],
+        candidate_run=gate.body["candidate"]["run_id"],
+        incident_id=incident.id,
+        decision=dict(gate.body),
+    )
 
 
 @pytest.fixture(scope="session")

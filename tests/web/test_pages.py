@@ -21,16 +21,33 @@ def _get(client: TestClient, url: str) -> str:
 
 
 def test_every_page_renders(client: TestClient, filled: Any) -> None:
-    for url in ("/", "/models/support-bot-v2", "/models/base-model", "/runs", f"/runs/{filled.base_run}",
-                "/gates", f"/gates/{filled.gate_id}", f"/incidents", f"/incidents/{filled.incident_id}",
-                "/schedules", "/scans", "/evidence", f"/evidence/{filled.gate_id}", "/evidence/verify", "/api"):
+    for url in (
+        "/",
+        "/models/support-bot-v2",
+        "/models/base-model",
+        "/runs",
+        f"/runs/{filled.base_run}",
+        "/gates",
+        f"/gates/{filled.gate_id}",
+        "/incidents",
+        f"/incidents/{filled.incident_id}",
+        "/schedules",
+        "/scans",
+        "/evidence",
+        f"/evidence/{filled.gate_id}",
+        "/evidence/verify",
+        "/api",
+    ):
         _get(client, url)
 
 
 def test_inventory_flags_and_last_gate(client: TestClient, filled: Any) -> None:
     rows = {r["name"]: r for r in client.get("/api/v1/models").json()}
-    assert rows["support-bot-v2"]["last_gate"] == {"record_id": filled.gate_id, "verdict": "fail",
-                                                  "created_at": rows["support-bot-v2"]["last_gate"]["created_at"]}
+    assert rows["support-bot-v2"]["last_gate"] == {
+        "record_id": filled.gate_id,
+        "verdict": "fail",
+        "created_at": rows["support-bot-v2"]["last_gate"]["created_at"],
+    }
     assert rows["support-bot-v2"]["no_post_eval"] is False  # the gate is its evaluation
     assert rows["unchecked-ft"]["no_post_eval"] is True
     assert rows["base-model"]["no_post_eval"] is False  # not fine-tuned
@@ -93,15 +110,22 @@ def test_cell_drilldown_and_discordant_filter(client: TestClient, filled: Any) -
     harmful = [p for p in everything["pairs"] if p["kind"] == "harmful"]
     assert len(harmful) == cell["n"]
     flipped = round(cell["diff"] * cell["n"])
-    discordant = client.get(f"/api/v1/gates/{filled.gate_id}/cells", params={**params, "discordant": True}).json()
+    discordant = client.get(
+        f"/api/v1/gates/{filled.gate_id}/cells", params={**params, "discordant": True}
+    ).json()
     assert discordant["total"] == flipped > 0
     assert all(p["before"] == "refused" and p["after"] == "success" for p in discordant["pairs"])
-    html = _get(client, f"/gates/{filled.gate_id}/cells?family={quote(cell['family'])}"
-                        f"&category={quote(cell['category'])}&discordant=true")
+    html = _get(
+        client,
+        f"/gates/{filled.gate_id}/cells?family={quote(cell['family'])}"
+        f"&category={quote(cell['category'])}&discordant=true",
+    )
     assert html.count('class="pair-link"') == flipped
 
 
-def test_pair_shows_request_both_answers_and_all_verdicts(client: TestClient, store: Store, filled: Any) -> None:
+def test_pair_shows_request_both_answers_and_all_verdicts(
+    client: TestClient, store: Store, filled: Any
+) -> None:
     attempt_id = filled.decision["comparison"]["regressions"][0]["attempt_id"]
     data = client.get(f"/api/v1/gates/{filled.gate_id}/pairs/{attempt_id}").json()
     base = {r.attempt.id: r for r in run_store.load_results(store, filled.base_run)}[attempt_id]
@@ -135,8 +159,15 @@ def test_schedules_and_evidence(client: TestClient, store: Store, filled: Any) -
 def test_openapi_lists_the_api(client: TestClient) -> None:
     schema = client.get("/api/v1/openapi.json").json()
     paths = set(schema["paths"])
-    assert {"/api/v1/models", "/api/v1/runs/{run_id}", "/api/v1/gates/{record_id}/cells", "/api/v1/incidents",
-            "/api/v1/evidence/verify", "/api/v1/schedules", "/api/v1/scans"} <= paths
+    assert {
+        "/api/v1/models",
+        "/api/v1/runs/{run_id}",
+        "/api/v1/gates/{record_id}/cells",
+        "/api/v1/incidents",
+        "/api/v1/evidence/verify",
+        "/api/v1/schedules",
+        "/api/v1/scans",
+    } <= paths
     assert not any(p.startswith(("/gates", "/runs", "/models")) for p in paths)  # pages stay out of the API
 
 

@@ -14,12 +14,17 @@ from tunesafe.errors import UserError
 
 def serve(
     ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Any non-loopback address needs a "
-                             "token."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind. Any non-loopback address needs a token."
+    ),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
-    token_file: Path = typer.Option(None, "--token-file", help="File holding the access token (else "
-                                    "TUNESAFE_TOKEN). With a token every request must sign in, and "
-                                    "incident updates are allowed."),
+    token_file: Path = typer.Option(
+        None,
+        "--token-file",
+        help="File holding the access token (else "
+        "TUNESAFE_TOKEN). With a token every request must sign in, and "
+        "incident updates are allowed.",
+    ),
 ) -> None:
     """Serve the dashboard: inventory, models, runs, gates with drill-down, incidents, evidence."""
     try:
@@ -35,8 +40,11 @@ def serve(
     store = open_store(db_url(ctx))
     mode = "sign-in required, incident updates allowed" if access.writable else "read-only, no sign-in"
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"tunesafe dashboard on http://{shown}:{port} ({mode}); store {store.location}",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"tunesafe dashboard on http://{shown}:{port} ({mode}); store {store.location}",
+        highlight=False,
+        soft_wrap=True,
+    )
     try:
         uvicorn.run(create_app(store, access), host=host, port=port, log_level="warning", server_header=False)
     finally:

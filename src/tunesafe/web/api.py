@@ -24,16 +24,28 @@ def _json(data: Any) -> JSONResponse:
 def session(request: Request) -> JSONResponse:
     access = request.app.state.access
     who = access.identify(request)
-    return _json({"writable": access.writable, "signed_in": who is not None,
-                  "actor": who.actor if who else None,
-                  "csrf_token": access.csrf_token(who.session) if who else None})
+    return _json(
+        {
+            "writable": access.writable,
+            "signed_in": who is not None,
+            "actor": who.actor if who else None,
+            "csrf_token": access.csrf_token(who.session) if who else None,
+        }
+    )
 
 
 @router.get("/models", summary="Inventory: every model with its stage, base, last gate and flags")
-def list_models(request: Request, stage: str | None = None, flag: str | None = Query(None, description=
-                ", ".join(inventory.FLAGS)), q: str | None = None, sort: str = "name",
-                desc: bool = False) -> JSONResponse:
-    return _json(inventory.inventory_rows(store_of(request), stage=stage, flag=flag, q=q, sort=sort, desc=desc))
+def list_models(
+    request: Request,
+    stage: str | None = None,
+    flag: str | None = Query(None, description=", ".join(inventory.FLAGS)),
+    q: str | None = None,
+    sort: str = "name",
+    desc: bool = False,
+) -> JSONResponse:
+    return _json(
+        inventory.inventory_rows(store_of(request), stage=stage, flag=flag, q=q, sort=sort, desc=desc)
+    )
 
 
 @router.get("/models/{name:path}", summary="One model: ancestry, lifecycle evidence, runs, gates, incidents")
@@ -47,12 +59,27 @@ def list_runs(request: Request, model: str | None = None) -> JSONResponse:
 
 
 @router.get("/runs/{run_id}", summary="One run: stored metrics and a page of its attempts")
-def get_run(request: Request, run_id: str, page: int = Query(1, ge=1),
-            per_page: int = Query(runs.PER_PAGE, ge=1, le=runs.MAX_PER_PAGE), family: str | None = None,
-            category: str | None = None, kind: str | None = None, errors: bool = False) -> JSONResponse:
-    return _json(runs.run_page(store_of(request), run_id, page_no=page, per_page=per_page,
-                               filters={"family": family, "category": category, "kind": kind},
-                               errors_only=errors))
+def get_run(
+    request: Request,
+    run_id: str,
+    page: int = Query(1, ge=1),
+    per_page: int = Query(runs.PER_PAGE, ge=1, le=runs.MAX_PER_PAGE),
+    family: str | None = None,
+    category: str | None = None,
+    kind: str | None = None,
+    errors: bool = False,
+) -> JSONResponse:
+    return _json(
+        runs.run_page(
+            store_of(request),
+            request.app.state.run_states,
+            run_id,
+            page_no=page,
+            per_page=per_page,
+            filters={"family": family, "category": category, "kind": kind},
+            errors_only=errors,
+        )
+    )
 
 
 @router.get("/runs/{run_id}/attempts/{attempt_id}", summary="One attempt: messages, answer, every verdict")
@@ -65,16 +92,32 @@ def list_gates(request: Request) -> JSONResponse:
     return _json(gates.gates_list(store_of(request)))
 
 
-@router.get("/gates/{record_id}", summary="One gate decision (the evidence body) and its family x category cells")
+@router.get(
+    "/gates/{record_id}", summary="One gate decision (the evidence body) and its family x category cells"
+)
 def get_gate(request: Request, record_id: int) -> JSONResponse:
     return _json(gates.gate_view(store_of(request), record_id))
 
 
 @router.get("/gates/{record_id}/cells", summary="The paired attempts of one family x category cell")
-def get_cell(request: Request, record_id: int, family: str, category: str, discordant: bool = False,
-             page: int = Query(1, ge=1)) -> JSONResponse:
-    return _json(gates.cell_pairs(store_of(request), record_id, family=family, category=category,
-                                  discordant=discordant, page_no=page))
+def get_cell(
+    request: Request,
+    record_id: int,
+    family: str,
+    category: str,
+    discordant: bool = False,
+    page: int = Query(1, ge=1),
+) -> JSONResponse:
+    return _json(
+        gates.cell_pairs(
+            store_of(request),
+            record_id,
+            family=family,
+            category=category,
+            discordant=discordant,
+            page_no=page,
+        )
+    )
 
 
 @router.get("/gates/{record_id}/pairs/{attempt_id}", summary="One attempt on both models, with all verdicts")
@@ -92,14 +135,22 @@ def get_incident(request: Request, incident_id: int) -> JSONResponse:
     return _json(incidents.incident_detail(store_of(request), incident_id))
 
 
-@router.post("/incidents/{incident_id}/updates", summary="Update an incident (needs the token and the CSRF "
-             "token in X-CSRF-Token); recorded as evidence with the actor")
-def update_incident(request: Request, incident_id: int,
-                    change: dict[str, str | None] = Body(..., examples=[{"status": "investigating",
-                                                                           "note": "triaged"}])) -> JSONResponse:
+@router.post(
+    "/incidents/{incident_id}/updates",
+    summary="Update an incident (needs the token and the CSRF "
+    "token in X-CSRF-Token); recorded as evidence with the actor",
+)
+def update_incident(
+    request: Request,
+    incident_id: int,
+    change: dict[str, str | None] = Body(..., examples=[{"status": "investigating", "note": "triaged"}]),
+) -> JSONResponse:
     who = request.app.state.access.require_writer(request, None)
-    return _json(incidents.apply_update(store_of(request), incident_id, who, status=change.get("status"),
-                                        note=change.get("note")))
+    return _json(
+        incidents.apply_update(
+            store_of(request), incident_id, who, status=change.get("status"), note=change.get("note")
+        )
+    )
 
 
 @router.get("/schedules", summary="Red-team schedules, their current period and recent runs")
@@ -113,11 +164,16 @@ def list_scans(request: Request) -> JSONResponse:
 
 
 @router.get("/evidence", summary="Chain status and a page of records (newest first)")
-def list_evidence(request: Request, type: str | None = None, subject: str | None = None,
-                  page: int = Query(1, ge=1)) -> JSONResponse:
+def list_evidence(
+    request: Request, type: str | None = None, subject: str | None = None, page: int = Query(1, ge=1)
+) -> JSONResponse:
     store = store_of(request)
-    return _json({"status": evidence.chain_status(store),
-                  **evidence.records_page(store, type_=type, subject=subject, page_no=page)})
+    return _json(
+        {
+            "status": evidence.chain_status(store),
+            **evidence.records_page(store, type_=type, subject=subject, page_no=page),
+        }
+    )
 
 
 @router.get("/evidence/verify", summary="Verify the whole hash chain now (recomputes every hash)")

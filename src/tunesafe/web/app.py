@@ -26,10 +26,13 @@ from tunesafe.web import api
 from tunesafe.web.auth import COOKIE, CSRF_FIELD, Access
 from tunesafe.web.forms import form_fields
 from tunesafe.web.pages import evidence, gates, incidents, inventory, models, runs, scans, schedules
+from tunesafe.web.run_index import RunStates
 from tunesafe.web.templating import page
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -43,11 +46,17 @@ REPORT_CSS = (files("tunesafe.reports") / "templates" / "_style.css.j2").read_te
 
 
 def create_app(store: Store, access: Access) -> FastAPI:
-    app = FastAPI(title="tunesafe dashboard", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url="/api/v1/openapi.json",
-                  description="Read-only JSON views of the tunesafe evidence store, and incident updates.")
+    app = FastAPI(
+        title="tunesafe dashboard",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+        description="Read-only JSON views of the tunesafe evidence store, and incident updates.",
+    )
     app.state.store = store
     app.state.access = access
+    app.state.run_states = RunStates()
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -70,14 +79,19 @@ def create_app(store: Store, access: Access) -> FastAPI:
     return app
 
 
-async def _signed_in_or_refused(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+async def _signed_in_or_refused(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
     access: Access = request.app.state.access
     path = request.url.path
     if access.can_read(request) or path.startswith(OPEN_PATHS):
         return await call_next(request)
     if path.startswith("/api/"):
-        return JSONResponse({"detail": "sign in: send Authorization: Bearer TOKEN"}, status_code=401,
-                            headers={"WWW-Authenticate": "Bearer"})
+        return JSONResponse(
+            {"detail": "sign in: send Authorization: Bearer TOKEN"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if request.method != "GET":
         return PlainTextResponse("sign in first", status_code=401)
     return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
@@ -101,10 +115,13 @@ async def _login(request: Request) -> Response:
     try:
         cookie = access.sign_in(fields.get("token", ""), fields.get("name", ""))
     except HTTPException as exc:
-        return page(request, "login.html.j2", {"next": target, "error": exc.detail}, status_code=exc.status_code)
+        return page(
+            request, "login.html.j2", {"next": target, "error": exc.detail}, status_code=exc.status_code
+        )
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-                        path="/")
+    response.set_cookie(
+        COOKIE, cookie, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
+    )
     return response
 
 
@@ -118,9 +135,16 @@ async def _logout(request: Request) -> Response:
 
 def _api_page(request: Request) -> HTMLResponse:
     schema = request.app.openapi()
-    endpoints = [{"method": method.upper(), "path": path, "summary": op.get("summary", ""),
-                  "params": [p["name"] for p in op.get("parameters", [])]}
-                 for path, ops in schema["paths"].items() for method, op in ops.items()]
+    endpoints = [
+        {
+            "method": method.upper(),
+            "path": path,
+            "summary": op.get("summary", ""),
+            "params": [p["name"] for p in op.get("parameters", [])],
+        }
+        for path, ops in schema["paths"].items()
+        for method, op in ops.items()
+    ]
     return page(request, "api.html.j2", {"endpoints": endpoints})
 
 

@@ -75,8 +75,11 @@ class Access:
         """The identity behind a write; HTTPException 403 when writes are off, the caller is not signed
         in or the CSRF token does not match the caller's session."""
         if self.token is None:
-            raise HTTPException(403, "read-only dashboard: start `tunesafe serve` with --token-file or "
-                                     f"{TOKEN_ENV} to allow writes")
+            raise HTTPException(
+                403,
+                "read-only dashboard: start `tunesafe serve` with --token-file or "
+                f"{TOKEN_ENV} to allow writes",
+            )
         who = self.identify(request)
         if who is None:
             raise HTTPException(401, "sign in with the dashboard token first")
@@ -148,9 +151,11 @@ def read_token(token_file: Path | None) -> str | None:
         try:
             token = token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise UserError(f"cannot read the token file: {exc.strerror or exc}", where=str(token_file),
-                            fix="pass a readable file holding the token (e.g. `openssl rand -hex 32 > F`)") \
-                from None
+            raise UserError(
+                f"cannot read the token file: {exc.strerror or exc}",
+                where=str(token_file),
+                fix="pass a readable file holding the token (e.g. `openssl rand -hex 32 > F`)",
+            ) from None
         where = str(token_file)
     else:
         token = os.environ.get(TOKEN_ENV, "").strip()
@@ -158,15 +163,21 @@ def read_token(token_file: Path | None) -> str | None:
         if not token:
             return None
     if len(token) < MIN_TOKEN_CHARS:
-        raise UserError(f"the token has {len(token)} characters; at least {MIN_TOKEN_CHARS} are needed",
-                        where=where, fix="generate one with `openssl rand -hex 32`")
+        raise UserError(
+            f"the token has {len(token)} characters; at least {MIN_TOKEN_CHARS} are needed",
+            where=where,
+            fix="generate one with `openssl rand -hex 32`",
+        )
     return token
 
 
 def check_bind(host: str, token: str | None) -> Access:
     """The access rules for serving on `host`: refuses a non-loopback address without a token."""
     if token is None and not is_loopback(host):
-        raise UserError(f"refusing to serve on {host} without a token: anyone who reaches it could read "
-                        "every model answer in the store", where="--host",
-                        fix=f"pass --token-file FILE or set {TOKEN_ENV}, or serve on 127.0.0.1")
+        raise UserError(
+            f"refusing to serve on {host} without a token: anyone who reaches it could read "
+            "every model answer in the store",
+            where="--host",
+            fix=f"pass --token-file FILE or set {TOKEN_ENV}, or serve on 127.0.0.1",
+        )
     return Access(token)

@@ -15,10 +15,16 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from tunesafe.reports import view
 
-ENV = Environment(loader=PackageLoader("tunesafe.web", "templates"), autoescape=True,
-                  undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-ENV.filters.update(pct=view.pct, points=view.points, pvalue=view.pvalue, interval=view.interval,
-                   mde=view.mde, name=view.name)
+ENV = Environment(
+    loader=PackageLoader("tunesafe.web", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENV.filters.update(
+    pct=view.pct, points=view.points, pvalue=view.pvalue, interval=view.interval, mde=view.mde, name=view.name
+)
 
 
 def _with_query(request: Request, **changes: Any) -> str:
@@ -44,6 +50,10 @@ def page(request: Request, template: str, context: Mapping[str, Any], status_cod
     access = request.app.state.access
     who = access.identify(request)
     body = ENV.get_template(template).render(
-        request=request, who=who, writable=access.writable,
-        csrf=access.csrf_token(who.session) if who is not None else None, **context)
+        request=request,
+        who=who,
+        writable=access.writable,
+        csrf=access.csrf_token(who.session) if who is not None else None,
+        **context,
+    )
     return HTMLResponse(body, status_code=status_code)

@@ -21,8 +21,9 @@ from tunesafe.web.templating import page
 router = APIRouter()
 
 
-def incidents_list(store: Store, *, status: str | None = None, model: str | None = None,
-                   now: datetime | None = None) -> list[dict[str, Any]]:
+def incidents_list(
+    store: Store, *, status: str | None = None, model: str | None = None, now: datetime | None = None
+) -> list[dict[str, Any]]:
     now = now or inc.utcnow()
     found = inc.list_incidents(store, model=model, status=status)
     # most urgent first: running clocks by deadline, then the stopped ones newest first
@@ -40,12 +41,14 @@ def incident_detail(store: Store, incident_id: int, now: datetime | None = None)
     return found.as_dict(now or inc.utcnow())
 
 
-def apply_update(store: Store, incident_id: int, who: Identity, *, status: str | None,
-                 note: str | None) -> dict[str, Any]:
+def apply_update(
+    store: Store, incident_id: int, who: Identity, *, status: str | None, note: str | None
+) -> dict[str, Any]:
     """Record an update by `who`; UserError (shown as 400) for a closed incident or nothing to change."""
     incident_detail(store, incident_id)
-    updated = inc.update_incident(store, incident_id, status=status or None, note=note or None,
-                                  actor=dashboard_actor(who))
+    updated = inc.update_incident(
+        store, incident_id, status=status or None, note=note or None, actor=dashboard_actor(who)
+    )
     return updated.as_dict(inc.utcnow())
 
 
@@ -54,16 +57,24 @@ def dashboard_actor(who: Identity) -> str:
 
 
 @router.get("/incidents", response_class=HTMLResponse, include_in_schema=False)
-def incidents_page(request: Request, status: str | None = Query(None), model: str | None = Query(None)) -> HTMLResponse:
+def incidents_page(
+    request: Request, status: str | None = Query(None), model: str | None = Query(None)
+) -> HTMLResponse:
     rows = incidents_list(store_of(request), status=status or None, model=model or None)
-    return page(request, "incidents.html.j2", {"incidents": rows, "statuses": inc.STATUSES, "status": status,
-                                               "model": model or ""})
+    return page(
+        request,
+        "incidents.html.j2",
+        {"incidents": rows, "statuses": inc.STATUSES, "status": status, "model": model or ""},
+    )
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, include_in_schema=False)
 def incident_page(request: Request, incident_id: int) -> HTMLResponse:
-    return page(request, "incident.html.j2", {"i": incident_detail(store_of(request), incident_id),
-                                              "update_statuses": inc.UPDATE_STATUSES})
+    return page(
+        request,
+        "incident.html.j2",
+        {"i": incident_detail(store_of(request), incident_id), "update_statuses": inc.UPDATE_STATUSES},
+    )
 
 
 @router.post("/incidents/{incident_id}/update", include_in_schema=False)

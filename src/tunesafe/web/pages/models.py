@@ -44,11 +44,15 @@ def model_detail(store: Store, name: str) -> dict[str, Any]:
     endpoint_names = {e.name for e in ep.endpoints(store).values() if e.model == name}
     for endpoint in endpoint_names:  # guardrail evidence is about the endpoint that serves the model
         records += list(store.records(subject=endpoint))
-    records += [r for r in store.records(type=RecordType.GUARDRAIL_VERIFICATION)
-                if r.body.get("endpoint") in endpoint_names and r.subject not in endpoint_names]
+    records += [
+        r
+        for r in store.records(type=RecordType.GUARDRAIL_VERIFICATION)
+        if r.body.get("endpoint") in endpoint_names and r.subject not in endpoint_names
+    ]
     unique = {r.id: r for r in records}
     return {
-        "model": model.as_dict(), "ancestry": ancestry,
+        "model": model.as_dict(),
+        "ancestry": ancestry,
         "children": sorted(n for n, m in known.items() if m.base == name),
         "lifecycle": lifecycle(model, [unique[i] for i in sorted(unique)]),
         "runs": runs_list(store, name),
@@ -60,21 +64,35 @@ def model_detail(store: Store, name: str) -> dict[str, Any]:
 
 def lifecycle(model: inv.ModelVersion, records: list[EvidenceRecord]) -> list[dict[str, Any]]:
     """One column per lifecycle stage, each with the records of that stage (oldest first)."""
-    base = [{"id": model.record_id, "type": RecordType.MODEL_VERSION, "label": f"{model.name} v{model.version}",
-             "created_at": model.created_at}]
+    base = [
+        {
+            "id": model.record_id,
+            "type": RecordType.MODEL_VERSION,
+            "label": f"{model.name} v{model.version}",
+            "created_at": model.created_at,
+        }
+    ]
     if model.base:
         base.insert(0, {"id": None, "type": "base", "label": model.base, "created_at": None})
     columns = [{"stage": "base", "nodes": base}]
     for stage, types in STAGES:
-        nodes = [{"id": r.id, "type": r.type, "label": _label(r), "created_at": r.created_at}
-                 for r in records if r.type in types]
+        nodes = [
+            {"id": r.id, "type": r.type, "label": _label(r), "created_at": r.created_at}
+            for r in records
+            if r.type in types
+        ]
         columns.append({"stage": stage, "nodes": nodes})
     return columns
 
 
 def _gate(rec: EvidenceRecord) -> dict[str, Any]:
-    return {"record_id": rec.id, "verdict": rec.body["verdict"], "created_at": rec.created_at,
-            "base_run": rec.body["base"]["run_id"], "candidate_run": rec.body["candidate"]["run_id"]}
+    return {
+        "record_id": rec.id,
+        "verdict": rec.body["verdict"],
+        "created_at": rec.created_at,
+        "base_run": rec.body["base"]["run_id"],
+        "candidate_run": rec.body["candidate"]["run_id"],
+    }
 
 
 def _label(rec: EvidenceRecord) -> str:

@@ -21,10 +21,19 @@ def scans_list(store: Store) -> list[dict[str, Any]]:
     for rec in reversed(list(store.records(type=RecordType.DATA_SCAN))):
         body = rec.body
         dataset = body.get("dataset", {})
-        out.append({"record_id": rec.id, "created_at": rec.created_at, "subject": rec.subject,
-                    "path": dataset.get("path"), "sha256": dataset.get("sha256"),
-                    "examples": dataset.get("examples"), "rating": body.get("rating"),
-                    "reasons": body.get("reasons", []), "counts": body.get("counts", {})})
+        out.append(
+            {
+                "record_id": rec.id,
+                "created_at": rec.created_at,
+                "subject": rec.subject,
+                "path": dataset.get("path"),
+                "sha256": dataset.get("sha256"),
+                "examples": dataset.get("examples"),
+                "rating": body.get("rating"),
+                "reasons": body.get("reasons", []),
+                "counts": body.get("counts", {}),
+            }
+        )
     return out
 
 

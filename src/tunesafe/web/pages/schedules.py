@@ -26,17 +26,28 @@ def schedules_list(store: Store, now: datetime | None = None) -> list[dict[str, 
     runs: dict[str, list[dict[str, Any]]] = {}
     for rec in store.records(type=RecordType.REDTEAM_RUN):
         runs.setdefault(str(rec.body.get("schedule_id")), []).append(
-            {"record_id": rec.id, "period": rec.body.get("period"), "run_id": rec.body.get("run_id"),
-             "verdict": rec.body.get("verdict"), "created_at": rec.created_at})
+            {
+                "record_id": rec.id,
+                "period": rec.body.get("period"),
+                "run_id": rec.body.get("run_id"),
+                "verdict": rec.body.get("verdict"),
+                "created_at": rec.created_at,
+            }
+        )
     out = []
     for schedule in sorted(sch.schedules(store).values(), key=lambda s: (s.model, s.id)):
         period = sch.current_period(schedule, now)
         state = states.get((schedule.id, period.key)) if period else None
-        out.append({**schedule.as_dict(), "current_period": period.key if period else None,
-                    "period_state": state.state if state else ("not started" if period else "before start"),
-                    "claimed_by": state.owner if state else None,
-                    "next_start": sch.iso(sch.next_start(schedule, now)),
-                    "runs": list(reversed(runs.get(schedule.id, [])))[:RECENT_RUNS]})
+        out.append(
+            {
+                **schedule.as_dict(),
+                "current_period": period.key if period else None,
+                "period_state": state.state if state else ("not started" if period else "before start"),
+                "claimed_by": state.owner if state else None,
+                "next_start": sch.iso(sch.next_start(schedule, now)),
+                "runs": list(reversed(runs.get(schedule.id, [])))[:RECENT_RUNS],
+            }
+        )
     return out
 
 
