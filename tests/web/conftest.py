@@ -34,6 +34,17 @@ HOSTILE = (
 )
 INCIDENT_TITLE = "Jailbreak seen in production <script>alert('t')</script>"
 TOKEN = "dashboard-test-token-0123456789"
+SCAN_BODY = {
+    "dataset": {"path": "data/<b>train</b>.jsonl", "sha256": "ab" * 32, "format": "jsonl", "examples": 1200},
+    "rating": "high",
+    "reasons": ["identity-shifting system prompts in 4.1% of examples"],
+    "counts": {"identity_shift": 49},
+    "flagged_examples": 49,
+    "similarity": {},
+    "top_eroding_lines": [],
+    "screeners": ["identity_shift"],
+    "tool_version": "test",
+}
 
 
 class _Replies(dict[str, str]):
@@ -96,6 +107,8 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
             "base-model",
             "--candidate-name",
             "support-bot-v2",
+            "--out",
+            str(folder / "reports"),
         ]
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1, result.output  # the hostile candidate fails the gate
@@ -109,6 +122,9 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
             source="user_report",
             evidence=[gate.id],
         )
+        # the body `tunesafe scan-data` records (hashes, counts, rating; never example text), written here
+        # without running the embedding model the real scan needs
+        store.append(RecordType.DATA_SCAN, SCAN_BODY, subject="support-bot-v2")
         schedules.add_schedule(
             store, "support-bot-v2", every="7d", suite="smoke", attacks="direct_request", judges=("refusal",)
         )

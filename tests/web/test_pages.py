@@ -176,3 +176,12 @@ def _text(value: str) -> str:
     from markupsafe import escape
 
     return str(escape(value))
+
+
+def test_scans_page_shows_the_scan_records(client: TestClient, store: Store) -> None:
+    records = list(store.records(type="data_scan"))
+    rows = client.get("/api/v1/scans").json()
+    assert [r["record_id"] for r in rows] == [r.id for r in reversed(records)]
+    assert rows[0]["rating"] == records[-1].body["rating"] and rows[0]["examples"] == 1200
+    html = _get(client, "/scans")
+    assert _text(records[-1].body["dataset"]["path"]) in html and records[-1].body["reasons"][0] in html
