@@ -34,8 +34,15 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TOKEN = "dashboard-browser-token-0123456789"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--window-size=1280,1000")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--window-size=1280,1000",
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +71,9 @@ def _serve(store: Store, access: Access) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(store, access), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(store, access), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -152,9 +160,14 @@ def test_click_from_inventory_to_a_pair(browser: Any, site: str, store: Store, f
 
 
 def test_hostile_text_is_shown_not_run_on_every_page(browser: Any, site: str, filled: Any) -> None:
-    for path in (f"/runs/{filled.candidate_run}", f"/gates/{filled.gate_id}/cells?family=direct&category="
-                 f"{filled.decision['comparison']['info']['asr_cells'][0]['category']}", "/incidents",
-                 f"/incidents/{filled.incident_id}", f"/evidence/{filled.incident_id}"):
+    for path in (
+        f"/runs/{filled.candidate_run}",
+        f"/gates/{filled.gate_id}/cells?family=direct&category="
+        f"{filled.decision['comparison']['info']['asr_cells'][0]['category']}",
+        "/incidents",
+        f"/incidents/{filled.incident_id}",
+        f"/evidence/{filled.incident_id}",
+    ):
         browser.get(site + path)
         _no_script_ran(browser)
         assert browser.find_elements(By.CSS_SELECTOR, "main script, main img, main iframe") == []
@@ -166,8 +179,9 @@ def test_hostile_text_is_shown_not_run_on_every_page(browser: Any, site: str, fi
     assert severe == []  # no CSP violation and no script error anywhere
 
 
-def test_sign_in_refusals_and_an_update_in_the_browser(browser: Any, locked_site: str, store: Store,
-                                                       filled: Any) -> None:
+def test_sign_in_refusals_and_an_update_in_the_browser(
+    browser: Any, locked_site: str, store: Store, filled: Any
+) -> None:
     browser.delete_all_cookies()
     browser.get(locked_site + f"/incidents/{filled.incident_id}")
     _wait_url(browser, "/login?next=")
@@ -181,7 +195,9 @@ def test_sign_in_refusals_and_an_update_in_the_browser(browser: Any, locked_site
     _wait_url(browser, f"/incidents/{filled.incident_id}")
     browser.find_element(By.NAME, "note").send_keys("checked in the browser <img src=x onerror=alert(1)>")
     browser.find_element(By.CSS_SELECTOR, "#update button").click()
-    WebDriverWait(browser, 10).until(lambda d: "checked in the browser" in d.find_element(By.ID, "notes").text)
+    WebDriverWait(browser, 10).until(
+        lambda d: "checked in the browser" in d.find_element(By.ID, "notes").text
+    )
     _no_script_ran(browser)
     last = list(store.records(type="incident_update"))[-1]
     assert last.actor == "bob (dashboard)" and last.body["note"].startswith("checked in the browser")
