@@ -221,3 +221,24 @@ def test_serve_command_serves_the_store(filled: Any, tmp_path: Path) -> None:
         proc.terminate()
         output = proc.communicate(timeout=10)[0]
     assert f"http://127.0.0.1:{port} (read-only" in output
+
+
+def test_attesting_a_control_is_evidence_with_the_actor(token_client: TestClient, store: Store) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}", "X-Tunesafe-Actor": "reviewer-1"}
+    csrf = token_client.get("/api/v1/session", headers=bearer).json()["csrf_token"]
+    url = "/api/v1/models/support-bot-v2/attestations"
+    before = _head(store)
+    lacking = token_client.post(
+        url, json={"control": "PRE-04", "note": "ok"}, headers={**bearer, "X-CSRF-Token": csrf}
+    )
+    assert lacking.status_code == 400 and "approved_by" in lacking.json()["detail"] and _head(store) == before
+    assert token_client.post(url, json={"control": "PRE-04", "note": "ok"}, headers=bearer).status_code == 403
+    body = {"control": "PRE-04", "note": "release approved", "fields": {"approved_by": "Head of ML"}}
+    done = token_client.post(url, json=body, headers={**bearer, "X-CSRF-Token": csrf})
+    assert done.status_code == 200
+    record = store.get(done.json()["record_id"])
+    assert record.type == RecordType.CONTROL_ATTESTATION and record.actor == "reviewer-1 (dashboard)"
+    assert record.body["by"] == "reviewer-1" and record.body["fields"] == {"approved_by": "Head of ML"}
+    shown = token_client.get("/api/v1/models/support-bot-v2", headers=bearer).json()["controls"]["controls"]
+    pre04 = next(c for c in shown if c["id"] == "PRE-04")
+    assert pre04["attestation"]["record_id"] == str(record.id)

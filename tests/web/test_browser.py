@@ -27,7 +27,11 @@ from tunesafe.web.app import create_app
 from tunesafe.web.auth import Access
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="browser tests need selenium (the dev extra)")
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoAlertPresentException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -113,6 +117,13 @@ def _wait_url(driver: Any, part: str) -> None:
     WebDriverWait(driver, 10).until(lambda d: part in d.current_url)
 
 
+def _wait_text(driver: Any, element_id: str, text: str) -> None:
+    """Until the element (on the page loaded after a submit) shows the text."""
+    WebDriverWait(
+        driver, 10, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    ).until(lambda d: text in d.find_element(By.ID, element_id).text)
+
+
 def test_click_from_inventory_to_a_pair(browser: Any, site: str, store: Store, filled: Any) -> None:
     browser.get(site + "/")
     rows = browser.find_elements(By.CSS_SELECTOR, "#models tr[data-model]")
@@ -124,6 +135,14 @@ def test_click_from_inventory_to_a_pair(browser: Any, site: str, store: Store, f
     browser.find_element(By.LINK_TEXT, "support-bot-v2").click()
     _wait_url(browser, "/models/support-bot-v2")
     assert "fail" in browser.find_element(By.ID, "gates").text
+    _shot(browser, "model")
+    # a box of the lineage graph opens its evidence record (dashboard.js)
+    browser.find_element(
+        By.CSS_SELECTOR, f"g.node[data-kind='gate'][data-record-id='{filled.gate_id}'] rect"
+    ).click()
+    _wait_url(browser, f"/evidence/{filled.gate_id}")
+    browser.back()
+    _wait_url(browser, "/models/support-bot-v2")
     browser.find_element(By.CSS_SELECTOR, "#gates a.gate-link").click()
     _wait_url(browser, f"/gates/{filled.gate_id}")
     assert browser.find_element(By.ID, "verdict").text.startswith("FAIL")
@@ -188,16 +207,14 @@ def test_sign_in_refusals_and_an_update_in_the_browser(
     browser.find_element(By.NAME, "token").send_keys("not-the-token-0123456789")
     browser.find_element(By.NAME, "name").send_keys("mallory")
     browser.find_element(By.CSS_SELECTOR, "#login button").click()
-    assert "wrong token" in browser.find_element(By.ID, "error").text
+    _wait_text(browser, "error", "wrong token")
     browser.find_element(By.NAME, "token").send_keys(TOKEN)
     browser.find_element(By.NAME, "name").send_keys("bob")
     browser.find_element(By.CSS_SELECTOR, "#login button").click()
     _wait_url(browser, f"/incidents/{filled.incident_id}")
     browser.find_element(By.NAME, "note").send_keys("checked in the browser <img src=x onerror=alert(1)>")
     browser.find_element(By.CSS_SELECTOR, "#update button").click()
-    WebDriverWait(browser, 10).until(
-        lambda d: "checked in the browser" in d.find_element(By.ID, "notes").text
-    )
+    _wait_text(browser, "notes", "checked in the browser")
     _no_script_ran(browser)
     last = list(store.records(type="incident_update"))[-1]
     assert last.actor == "bob (dashboard)" and last.body["note"].startswith("checked in the browser")

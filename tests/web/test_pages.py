@@ -185,3 +185,25 @@ def test_scans_page_shows_the_scan_records(client: TestClient, store: Store) -> 
     assert rows[0]["rating"] == records[-1].body["rating"] and rows[0]["examples"] == 1200
     html = _get(client, "/scans")
     assert _text(records[-1].body["dataset"]["path"]) in html and records[-1].body["reasons"][0] in html
+
+
+def test_model_page_shows_lineage_and_controls(client: TestClient, store: Store, filled: Any) -> None:
+    from tunesafe.governance.controls import control_status
+    from tunesafe.governance.lineage import collect_lineage
+
+    lineage = collect_lineage(store, "support-bot-v2")
+    data = client.get("/api/v1/models/support-bot-v2").json()
+    assert [n["id"] for n in data["lineage"]["nodes"]] == [n.node_id for n in lineage.nodes]
+    assert str(filled.gate_id) in {n["record_id"] for n in data["lineage"]["nodes"] if n["kind"] == "gate"}
+    expected = {c["id"]: c["status"] for c in control_status(store, "support-bot-v2").to_json()["controls"]}
+    assert {c["id"]: c["status"] for c in data["controls"]["controls"]} == expected
+    html = _get(client, "/models/support-bot-v2")
+    assert html.count("<g class='node'") == len(lineage.nodes)
+    for control_id, status in expected.items():
+        assert f'<tr data-control="{control_id}">' in html
+        assert (
+            html.split(f'<tr data-control="{control_id}">')[1]
+            .split("</tr>")[0]
+            .count(status.replace("_", " "))
+        )
+    assert client.get("/models/no-such-model").status_code == 404

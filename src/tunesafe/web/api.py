@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
@@ -51,6 +51,34 @@ def list_models(
 @router.get("/models/{name:path}", summary="One model: ancestry, lifecycle evidence, runs, gates, incidents")
 def get_model(request: Request, name: str) -> JSONResponse:
     return _json(models.model_detail(store_of(request), name))
+
+
+@router.post(
+    "/models/{name:path}/attestations",
+    summary="Attest a control for the model's current version (needs the token and X-CSRF-Token); "
+    "recorded as evidence with the actor",
+)
+def attest_control(
+    request: Request,
+    name: str,
+    attestation: dict[str, Any] = Body(
+        ..., examples=[{"control": "PRE-04", "note": "reviewed", "fields": {"approved_by": "J. Doe"}}]
+    ),
+) -> JSONResponse:
+    who = request.app.state.access.require_writer(request, None)
+    fields = attestation.get("fields") or {}
+    if not isinstance(fields, dict):
+        raise HTTPException(422, "fields: an object of field name -> text")
+    return _json(
+        models.attest(
+            store_of(request),
+            name,
+            who,
+            control=str(attestation.get("control", "")),
+            note=str(attestation.get("note", "")),
+            fields={str(k): str(v) for k, v in fields.items()},
+        )
+    )
 
 
 @router.get("/runs", summary="Evaluation runs, newest first")

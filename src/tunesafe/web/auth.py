@@ -44,6 +44,11 @@ class Identity:
     actor: str
     session: str
 
+    @property
+    def evidence_actor(self) -> str:
+        """The actor written into evidence records: the name given at sign-in, marked as a dashboard write."""
+        return f"{self.actor} (dashboard)"
+
 
 @dataclass(frozen=True)
 class Access:

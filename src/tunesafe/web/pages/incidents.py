@@ -47,13 +47,9 @@ def apply_update(
     """Record an update by `who`; UserError (shown as 400) for a closed incident or nothing to change."""
     incident_detail(store, incident_id)
     updated = inc.update_incident(
-        store, incident_id, status=status or None, note=note or None, actor=dashboard_actor(who)
+        store, incident_id, status=status or None, note=note or None, actor=who.evidence_actor
     )
     return updated.as_dict(inc.utcnow())
-
-
-def dashboard_actor(who: Identity) -> str:
-    return f"{who.actor} (dashboard)"
 
 
 @router.get("/incidents", response_class=HTMLResponse, include_in_schema=False)

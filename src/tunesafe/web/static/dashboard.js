@@ -7,3 +7,12 @@ document.addEventListener("change", (event) => {
     target.form.requestSubmit();
   }
 });
+
+// The lineage graph's boxes open the evidence record they stand for.
+document.addEventListener("click", (event) => {
+  const target = event.target;
+  const node = target instanceof Element ? target.closest("g.node[data-record-id]") : null;
+  if (node) {
+    window.location.assign("/evidence/" + encodeURIComponent(node.getAttribute("data-record-id")));
+  }
+});
