@@ -55,13 +55,13 @@ class RunIndex:
 
 @dataclass(frozen=True)
 class RunState:
-    key: tuple[int, int | None]  # (rows stored, highest row id)
-    record: EvidenceRecord | None  # the RUN record (None until the run completes)
+    rows: tuple[int, int | None]  # (rows stored, highest row id): what the index was built from
+    record: EvidenceRecord | None  # the newest RUN record (None until the run completes)
     pending: Future[RunIndex]
 
     @property
     def n_rows(self) -> int:
-        return self.key[0]
+        return self.rows[0]
 
     def index(self) -> RunIndex:
         return self.pending.result()
@@ -77,13 +77,20 @@ class RunStates:
         self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-index")
 
     def get(self, store: Store, run_id: str) -> RunState:
-        key = _key(store, run_id)
         with self._lock:
             found = self._cache.get(run_id)
-            if found is not None and found.key == key:
-                self._cache.move_to_end(run_id)
-                return found
-        state = RunState(key, run_record(store, run_id), self._builder.submit(_build, store, run_id))
+        rows = _rows_key(store, run_id)
+        record_id = newest_run_record_id(store, run_id, confirmed=_id(found.record) if found else None)
+        if found is not None and found.rows == rows and _id(found.record) == record_id:
+            state = found
+        else:
+            # a run that completed (or was retried) since has a new record; its rows may be unchanged
+            pending = found.pending if found is not None and found.rows == rows else None
+            state = RunState(
+                rows,
+                None if record_id is None else store.get(record_id),
+                pending or self._builder.submit(_build, store, run_id),
+            )
         with self._lock:
             self._cache[run_id] = state
             self._cache.move_to_end(run_id)
@@ -95,9 +102,10 @@ class RunStates:
         self._builder.shutdown(wait=False, cancel_futures=True)
 
 
-def run_record(store: Store, run_id: str) -> EvidenceRecord | None:
-    """The newest RUN evidence record of a run. Bodies are canonical JSON, so the run id appears in
-    exactly this form; the match is confirmed on the parsed body."""
+def newest_run_record_id(store: Store, run_id: str, confirmed: int | None = None) -> int | None:
+    """The id of the newest RUN evidence record of a run. Bodies are canonical JSON, so the run id
+    appears in exactly this form; the match is confirmed on the parsed body (unless it is `confirmed`,
+    a record already known to be this run's)."""
     needle = f'"run_id":{json.dumps(run_id, ensure_ascii=False)}'
     query = (
         select(RecordRow.id)
@@ -105,13 +113,16 @@ def run_record(store: Store, run_id: str) -> EvidenceRecord | None:
         .order_by(RecordRow.id.desc())
     )
     for (record_id,) in run_store.read(store, query):
-        rec = store.get(record_id)
-        if rec.body.get("run_id") == run_id:
-            return rec
+        if record_id == confirmed or store.get(record_id).body.get("run_id") == run_id:
+            return int(record_id)
     return None
 
 
-def _key(store: Store, run_id: str) -> tuple[int, int | None]:
+def _id(record: EvidenceRecord | None) -> int | None:
+    return None if record is None else record.id
+
+
+def _rows_key(store: Store, run_id: str) -> tuple[int, int | None]:
     # both answered from the (run_id) index alone, without reading the rows
     count, top = run_store.read(store, select(func.count(), func.max(_T.pk)).where(_T.run_id == run_id))[0]
     return int(count), top
