@@ -34,6 +34,7 @@ HOSTILE = (
 )
 INCIDENT_TITLE = "Jailbreak seen in production <script>alert('t')</script>"
 TOKEN = "dashboard-test-token-0123456789"
+LOOPBACK = "http://127.0.0.1"  # the test client's Host (the open dashboard serves loopback names only)
 SCAN_BODY = {
     "dataset": {"path": "data/<b>train</b>.jsonl", "sha256": "ab" * 32, "format": "jsonl", "examples": 1200},
     "rating": "high",
@@ -147,10 +148,10 @@ def store(filled: Filled) -> Iterator[Store]:
 @pytest.fixture(scope="session")
 def client(store: Store) -> TestClient:
     """Loopback without a token: open reads, no writes."""
-    return TestClient(create_app(store, Access(None)))
+    return TestClient(create_app(store, Access(None)), base_url=LOOPBACK)
 
 
 @pytest.fixture(scope="session")
 def token_client(store: Store) -> TestClient:
     """A token configured: everything needs signing in."""
-    return TestClient(create_app(store, Access(TOKEN)))
+    return TestClient(create_app(store, Access(TOKEN)), base_url=LOOPBACK)

@@ -25,6 +25,7 @@ from tunesafe.web import auth
 from tunesafe.web.app import create_app
 
 TOKEN = "dashboard-test-token-0123456789"
+LOOPBACK = "http://127.0.0.1"  # the test client's Host (the open dashboard serves loopback names only)
 
 
 def _head(store: Store) -> int:
@@ -37,6 +38,15 @@ def test_security_headers_on_pages_api_errors_and_static(client: TestClient) -> 
         csp = headers["content-security-policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
         assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+
+
+def test_open_dashboard_answers_only_to_loopback_names(client: TestClient, token_client: TestClient) -> None:
+    for host in ("127.0.0.1:8080", "localhost", "[::1]:8080"):
+        assert client.get("/api/v1/models", headers={"host": host}).status_code == 200
+    rebound = client.get("/api/v1/models", headers={"host": "attacker.example"})
+    assert rebound.status_code == 421 and rebound.headers["x-frame-options"] == "DENY"
+    # with a token, any name may reach it (behind a proxy), and still needs signing in
+    assert token_client.get("/api/v1/models", headers={"host": "dash.example.com"}).status_code == 401
 
 
 def test_no_inline_script_in_any_page(client: TestClient, filled: Any) -> None:
@@ -82,7 +92,7 @@ def test_tokens_are_compared_in_constant_time(
 
 
 def test_sign_in_then_write_with_csrf_records_the_actor(store: Store, filled: Any) -> None:
-    browser = TestClient(create_app(store, auth.Access(TOKEN)))
+    browser = TestClient(create_app(store, auth.Access(TOKEN)), base_url=LOOPBACK)
     refused = browser.post("/login", data={"token": "not-the-token-at-all", "name": "mallory", "next": "/"})
     assert refused.status_code == 401 and "wrong token" in refused.text
     signed = browser.post(
@@ -120,7 +130,9 @@ def test_sign_in_then_write_with_csrf_records_the_actor(store: Store, filled: An
 
     # a session cookie made with another token is not accepted
     other = auth.Access("another-token-0123456789abcdef").sign_in("another-token-0123456789abcdef", "eve")
-    forged = TestClient(create_app(store, auth.Access(TOKEN)), cookies={auth.COOKIE: other})
+    forged = TestClient(
+        create_app(store, auth.Access(TOKEN)), base_url=LOOPBACK, cookies={auth.COOKIE: other}
+    )
     assert forged.get("/api/v1/models").status_code == 401
 
 

@@ -14,6 +14,8 @@ from tunesafe.types import Attempt, AttemptResult, Generation, Message, Verdict
 from tunesafe.web.app import create_app
 from tunesafe.web.auth import Access
 
+LOOPBACK = "http://127.0.0.1"  # the test client's Host (the open dashboard serves loopback names only)
+
 
 def _result(i: int) -> AttemptResult:
     family = ("direct", "roleplay", "encoding")[i % 3]
@@ -43,7 +45,7 @@ def test_run_and_evidence_pages_on_both_stores(store_url: str) -> None:
         for i in range(60):
             writer.add(replace(_result(i), run_id="run-1"))
         writer.flush()
-        client = TestClient(create_app(store, Access(None)))
+        client = TestClient(create_app(store, Access(None)), base_url=LOOPBACK)
         running = client.get("/api/v1/runs/run-1", params={"family": "direct"}).json()
         assert running["record_id"] is None and running["total"] == 20 and running["run"]["n_errors"] == 6
         finish_run(store, "run-1", [f"a{i:04d}" for i in range(60)], config, "0" * 64, {})

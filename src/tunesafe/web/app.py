@@ -84,6 +84,8 @@ async def _signed_in_or_refused(
 ) -> Response:
     access: Access = request.app.state.access
     path = request.url.path
+    if not access.host_allowed(request):
+        return PlainTextResponse("this dashboard answers only to a loopback host name", status_code=421)
     if access.can_read(request) or path.startswith(OPEN_PATHS):
         return await call_next(request)
     if path.startswith("/api/"):

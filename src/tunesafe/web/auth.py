@@ -2,7 +2,8 @@
 
 Rules (docs/dashboard.md):
 - On a loopback address the dashboard may run without a token; on any other address `check_bind`
-  refuses to start without one (a UserError: exit 2, nothing served).
+  refuses to start without one (a UserError: exit 2, nothing served). Without a token, requests whose
+  Host header is not a loopback name are refused (DNS rebinding).
 - With a token, every request must be signed in: an `Authorization: Bearer TOKEN` header, or the session
   cookie that POST /login sets after checking the token. Every comparison is `hmac.compare_digest`.
 - Without a token the dashboard is read-only: writes are refused, because an unauthenticated write would
@@ -72,6 +73,11 @@ class Access:
             actor = request.headers.get(ACTOR_HEADER, "").strip()
             return Identity(actor if _ACTOR.match(actor) else "api client", BEARER_SESSION)
         return self._from_cookie(request.cookies.get(COOKIE))
+
+    def host_allowed(self, request: Request) -> bool:
+        """Without a token only loopback names are served: a page on another site that rebinds its own
+        DNS name to 127.0.0.1 would otherwise read the open dashboard (its Host header gives it away)."""
+        return self.token is not None or is_loopback(request.url.hostname or "")
 
     def can_read(self, request: Request) -> bool:
         return self.token is None or self.identify(request) is not None
