@@ -17,13 +17,12 @@ def serve(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to bind. Any non-loopback address needs a token."
     ),
-    port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port."),
     token_file: Path = typer.Option(
         None,
         "--token-file",
-        help="File holding the access token (else "
-        "TUNESAFE_TOKEN). With a token every request must sign in, and "
-        "incident updates are allowed.",
+        help="File holding the access token (else TUNESAFE_TOKEN). With a token every request must sign "
+        "in, and incident updates and control attestations are allowed.",
     ),
 ) -> None:
     """Serve the dashboard: inventory, models, runs, gates with drill-down, incidents, evidence."""
@@ -38,7 +37,7 @@ def serve(
 
     access = check_bind(host, read_token(token_file))
     store = open_store(db_url(ctx))
-    mode = "sign-in required, incident updates allowed" if access.writable else "read-only, no sign-in"
+    mode = "sign-in required, writes allowed" if access.writable else "read-only, no sign-in"
     shown = f"[{host}]" if ":" in host else host
     console.print(
         f"tunesafe dashboard on http://{shown}:{port} ({mode}); store {store.location}",
