@@ -24,6 +24,7 @@ from tunesafe.web.templating import page
 router = APIRouter()
 
 PER_PAGE = 50
+AXES = ("overall", "family", "category", "kind")
 MAX_PER_PAGE = 500
 _T = AttemptResultRow
 
@@ -186,11 +187,16 @@ def _row(run_id: str, row: Any) -> dict[str, Any]:
 
 
 def _metrics(summary: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The stored summary's groups as rows: group, n, and each rate with its interval."""
+    """The stored summary's groups as rows (overall, then by family, category, kind): group, n, and each
+    rate with its interval. The record's canonical JSON sorted the groups by name."""
     if not summary:
         return []
     rows = []
-    for group, metrics in summary.get("groups", {}).items():
+    groups = summary.get("groups", {})
+    for group in sorted(
+        groups, key=lambda g: (AXES.index(g.split(":", 1)[0]) if g.split(":", 1)[0] in AXES else len(AXES), g)
+    ):
+        metrics = groups[group]
         rows.append(
             {
                 "group": group,
