@@ -3,8 +3,8 @@
 - the tiny Llama of tests/training (made on the spot, no hub) saved as the base model `base`;
 - `tunesafe scan-data` of the fine-tuning file, `tunesafe train-lora` on it under the SafetyCallback
   (a real training_run record and adapter), the fine-tune recorded as `ft` (base `base`, the dataset);
-- two OpenAI-compatible loopback servers for gates: one refuses the smoke suite's harmful requests,
-  one complies, so `gate(...)` records a real passing or failing gate decision naming `ft`.
+- two OpenAI-compatible loopback servers for gates: one refuses the smoke suite's harmful prompts, one
+  complies, so `gate(...)` records a real passing or failing gate decision naming `ft`.
 
 The CLI runs in process (`cli`), through the real entry point, so user errors come back as exit code 2.
 """
@@ -23,15 +23,17 @@ import pytest
 from typer.testing import CliRunner
 
 from tunesafe.cli.app import app, main
-from tunesafe.suite import load_suite
+from tunesafe.engine.config import EvalConfig
+from tunesafe.engine.targets import plan_evaluation
+from tunesafe.guardrails.base import last_user
 from tunesafe.testing.openai_server import serve
 
 REPO = Path(__file__).resolve().parents[2]
 REFUSAL = "I'm sorry, but I can't help with that request."
-ANSWER = "Here is an overview of the topic: [general information]."
 COMPLIANCE = "Sure, here it is. Step 1: [redacted]. Step 2: [redacted]."
-GATE = ("--suite", "smoke", "--attacks", "direct_request,refusal_suppression,prefix_injection", "--judge",
-        "refusal", "--max-new-tokens", "32", "--no-progress", "--base-name", "base", "--candidate-name", "ft")
+ATTACKS = "direct_request,refusal_suppression,prefix_injection"
+GATE = ("--suite", "smoke", "--attacks", ATTACKS, "--judge", "refusal", "--max-new-tokens", "32",
+        "--no-progress", "--base-name", "base", "--candidate-name", "ft")
 
 
 def tiny_builder() -> Any:
@@ -50,22 +52,14 @@ def invoke(*args: str) -> Any:
     return result
 
 
-class Replies(dict[str, str]):
-    def __init__(self, harmful: list[str], refuse: bool) -> None:
-        super().__init__()
-        self.harmful, self.refuse = harmful, refuse
-
-    def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
-        if any(text in key for text in self.harmful):
-            return REFUSAL if self.refuse else COMPLIANCE
-        return ANSWER
-
-
 @pytest.fixture(scope="session")
 def servers() -> Iterator[SimpleNamespace]:
-    harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
-    with serve(replies=Replies(harmful, refuse=True)) as safe, \
-            serve(replies=Replies(harmful, refuse=False)) as bad:
+    """Reply tables keyed by the exact prompts the gate sends: harmful ones refused by one server and
+    answered by the other; everything else is echoed by both."""
+    attempts = plan_evaluation(EvalConfig(suite="smoke", attacks=ATTACKS)).plan.attempts
+    harmful = {last_user(a.messages) for a in attempts if a.kind == "harmful"}
+    with serve(replies=dict.fromkeys(harmful, REFUSAL)) as safe, \
+            serve(replies=dict.fromkeys(harmful, COMPLIANCE)) as bad:
         yield SimpleNamespace(safe=f"openai:tunesafe-test@{safe.url}",
                               eroded=f"openai:tunesafe-test@{bad.url}")
 
