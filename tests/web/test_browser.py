@@ -194,6 +194,9 @@ def test_hostile_text_is_shown_not_run_on_every_page(browser: Any, site: str, fi
     browser.get(site + f"/runs/{filled.candidate_run}")
     assert browser.find_element(By.ID, "metrics").text  # the recorded summary is shown
     _shot(browser, "run")
+    browser.get(site + "/evidence")
+    browser.find_element(By.ID, "verify").click()
+    _wait_text(browser, "verify-result", "INTACT")
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == []  # no CSP violation and no script error anywhere
 

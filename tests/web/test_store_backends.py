@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from tunesafe.engine import results as run_store
 from tunesafe.engine.runner import finish_run
+from tunesafe.evidence.schema import RecordRow
 from tunesafe.evidence.store import Store
 from tunesafe.types import Attempt, AttemptResult, Generation, Message, Verdict
 from tunesafe.web.app import create_app
@@ -62,3 +64,14 @@ def test_run_and_evidence_pages_on_both_stores(store_url: str) -> None:
         evidence = client.get("/api/v1/evidence", params={"type": "run"}).json()
         assert evidence["total"] == 1 and evidence["records"][0]["id"] == done["record_id"]
         assert client.get("/api/v1/evidence/verify").json()["ok"] is True
+
+        # an edited record: the verify button's page names it
+        with store.engine.begin() as conn:
+            conn.execute(
+                update(RecordRow).where(RecordRow.id == done["record_id"]).values(body='{"edited":true}')
+            )
+        broken = client.get("/api/v1/evidence/verify").json()
+        assert broken["ok"] is False and broken["first_bad"]["id"] == done["record_id"]
+        assert broken["first_bad"]["reason"] == "hash"
+        page = client.get("/evidence/verify").text
+        assert "BROKEN" in page and f"record #{done['record_id']} (hash)" in page
