@@ -8,7 +8,8 @@ configured, every page and API call except /login and the static files needs the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
@@ -46,17 +47,26 @@ REPORT_CSS = (files("tunesafe.reports") / "templates" / "_style.css.j2").read_te
 
 
 def create_app(store: Store, access: Access) -> FastAPI:
+    states = RunStates()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        states.close()  # the store is the caller's to close
+
     app = FastAPI(
+        lifespan=lifespan,
         title="tunesafe dashboard",
         version=__version__,
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
-        description="Read-only JSON views of the tunesafe evidence store, and incident updates.",
+        description="JSON views of the tunesafe evidence store (what the dashboard pages show), and the two "
+        "writes: incident updates and control attestations.",
     )
     app.state.store = store
     app.state.access = access
-    app.state.run_states = RunStates()
+    app.state.run_states = states
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -70,7 +70,10 @@ def cell_grid(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def gate_view(store: Store, record_id: int) -> dict[str, Any]:
-    rec = gate_record(store, record_id)
+    return _view(gate_record(store, record_id))
+
+
+def _view(rec: EvidenceRecord) -> dict[str, Any]:
     return {
         "record": {"id": rec.id, "hash": rec.hash, "created_at": rec.created_at, "actor": rec.actor},
         "decision": rec.body,
@@ -169,9 +172,8 @@ def gates_page(request: Request) -> HTMLResponse:
 
 @router.get("/gates/{record_id}", response_class=HTMLResponse, include_in_schema=False)
 def gate_page(request: Request, record_id: int) -> HTMLResponse:
-    data = gate_view(store_of(request), record_id)
     rec = gate_record(store_of(request), record_id)
-    return page(request, "gate.html.j2", {**data, "report": report_context(rec.body, rec)})
+    return page(request, "gate.html.j2", {**_view(rec), "report": report_context(rec.body, rec)})
 
 
 @router.get("/gates/{record_id}/cells", response_class=HTMLResponse, include_in_schema=False)
