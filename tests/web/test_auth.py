@@ -153,6 +153,10 @@ def test_api_write_needs_bearer_and_csrf(token_client: TestClient, store: Store,
     bad = token_client.post(
         url, json={"status": "closed"}, headers={**bearer, "X-CSRF-Token": session["csrf_token"]}
     )
+    assert bad.status_code == 400 and "--resolution" in bad.json()["detail"]  # closing needs a resolution
+    bad = token_client.post(
+        url, json={"status": "open"}, headers={**bearer, "X-CSRF-Token": session["csrf_token"]}
+    )
     assert bad.status_code == 400 and "cannot set status" in bad.json()["detail"]
 
 
@@ -254,3 +258,24 @@ def test_attesting_a_control_is_evidence_with_the_actor(token_client: TestClient
     shown = token_client.get("/api/v1/models/support-bot-v2", headers=bearer).json()["controls"]["controls"]
     pre04 = next(c for c in shown if c["id"] == "PRE-04")
     assert pre04["attestation"]["record_id"] == str(record.id)
+
+
+def test_closing_an_incident_needs_a_resolution(token_client: TestClient, store: Store) -> None:
+    from tunesafe.production.incidents import open_incident
+
+    opened = open_incident(store, model="support-bot-v2", title="to close", severity="low", source="test")
+    bearer = {"Authorization": f"Bearer {TOKEN}", "X-Tunesafe-Actor": "lead"}
+    headers = {
+        **bearer,
+        "X-CSRF-Token": token_client.get("/api/v1/session", headers=bearer).json()["csrf_token"],
+    }
+    url = f"/api/v1/incidents/{opened.id}/updates"
+    before = _head(store)
+    empty = token_client.post(url, json={"status": "closed", "note": " "}, headers=headers)
+    assert empty.status_code == 400 and "--resolution" in empty.json()["detail"] and _head(store) == before
+    closed = token_client.post(url, json={"status": "closed", "note": "prompt filter added"}, headers=headers)
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    last = store.get(_head(store))
+    assert last.actor == "lead (dashboard)" and last.body["resolution"] == "prompt filter added"
+    again = token_client.post(url, json={"note": "late"}, headers=headers)
+    assert again.status_code == 400 and "is closed" in again.json()["detail"]

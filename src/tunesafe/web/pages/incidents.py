@@ -44,8 +44,13 @@ def incident_detail(store: Store, incident_id: int, now: datetime | None = None)
 def apply_update(
     store: Store, incident_id: int, who: Identity, *, status: str | None, note: str | None
 ) -> dict[str, Any]:
-    """Record an update by `who`; UserError (shown as 400) for a closed incident or nothing to change."""
+    """Record an update by `who`. Status "closed" closes the incident with the note as its resolution
+    (root cause, corrective action). UserError (shown as 400) for a closed incident, a close without a
+    resolution, or nothing to change; nothing is written then."""
     incident_detail(store, incident_id)
+    if status == "closed":
+        closed = inc.close_incident(store, incident_id, resolution=note or "", actor=who.evidence_actor)
+        return closed.as_dict(inc.utcnow())
     updated = inc.update_incident(
         store, incident_id, status=status or None, note=note or None, actor=who.evidence_actor
     )
@@ -69,7 +74,10 @@ def incident_page(request: Request, incident_id: int) -> HTMLResponse:
     return page(
         request,
         "incident.html.j2",
-        {"i": incident_detail(store_of(request), incident_id), "update_statuses": inc.UPDATE_STATUSES},
+        {
+            "i": incident_detail(store_of(request), incident_id),
+            "update_statuses": (*inc.UPDATE_STATUSES, "closed"),
+        },
     )
 
 
