@@ -114,7 +114,7 @@ def _no_script_ran(driver: Any) -> None:
 
 
 def _wait_url(driver: Any, part: str) -> None:
-    WebDriverWait(driver, 10).until(lambda d: part in d.current_url)
+    WebDriverWait(driver, 30).until(lambda d: part in d.current_url)
 
 
 def _wait_text(driver: Any, element_id: str, text: str) -> None:
