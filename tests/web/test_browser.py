@@ -120,7 +120,7 @@ def _wait_url(driver: Any, part: str) -> None:
 def _wait_text(driver: Any, element_id: str, text: str) -> None:
     """Until the element (on the page loaded after a submit) shows the text."""
     WebDriverWait(
-        driver, 10, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+        driver, 30, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
     ).until(lambda d: text in d.find_element(By.ID, element_id).text)
 
 
