@@ -109,12 +109,21 @@ class Cli:
         return json.loads(out)
 
 
-@pytest.fixture
-def world(trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
-          capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """This test's copy of the trained store, its CLI, and `gate(candidate_ref)` against the safe base."""
-    db = tmp_path / "store.db"
+@pytest.fixture(scope="session")
+def gated(trained: SimpleNamespace, servers: SimpleNamespace,
+          tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained store after one passing gate of ft (the pristine copy)."""
+    db = tmp_path_factory.mktemp("gated") / "store.db"
     shutil.copy(trained.db, db)
+    invoke("--db", f"sqlite:///{db}", "gate", "--base", servers.safe, "--candidate", servers.safe, *GATE,
+           "--out", str(db.parent / "gate"))
+    return db
+
+
+def _world(source: Path, trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
+           capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    db = tmp_path / "store.db"
+    shutil.copy(source, db)
     url = f"sqlite:///{db}"
     monkeypatch.setenv("COLUMNS", "250")
     monkeypatch.delenv("TUNESAFE_DB", raising=False)
@@ -127,3 +136,17 @@ def world(trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
         return code
 
     return SimpleNamespace(db=db, url=url, cli=cli, gate=gate, servers=servers, trained=trained, tmp=tmp_path)
+
+
+@pytest.fixture
+def world(trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
+          capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """This test's copy of the trained store, its CLI, and `gate(candidate_ref)` against the safe base."""
+    return _world(trained.db, trained, servers, tmp_path, capsys, monkeypatch)
+
+
+@pytest.fixture
+def passed(gated: Path, trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
+           capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """Like `world`, after a passing gate of ft."""
+    return _world(gated, trained, servers, tmp_path, capsys, monkeypatch)

@@ -34,8 +34,8 @@ def deploy(world: SimpleNamespace, tmp_path: Path) -> None:
         sys.modules.pop("block_all", None)
 
 
-def test_lineage_chains_every_record_kind(world: SimpleNamespace, tmp_path: Path) -> None:
-    assert world.gate(world.servers.safe) == 0
+def test_lineage_chains_every_record_kind(passed: SimpleNamespace, tmp_path: Path) -> None:
+    world = passed
     deploy(world, tmp_path)
     code, _, err = world.cli("incidents", "open", "ft", "--title", "jailbreak seen in logs",
                              "--severity", "high")
