@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 
 from tunesafe.cli.app import main
 from tunesafe.errors import UserError
@@ -23,6 +24,7 @@ from tunesafe.evidence.store import Store
 from tunesafe.types import RecordType
 from tunesafe.web import auth
 from tunesafe.web.app import create_app
+from tunesafe.web.schemas import Attestation, Incident
 
 TOKEN = "dashboard-test-token-0123456789"
 LOOPBACK = "http://127.0.0.1"  # the test client's Host (the open dashboard serves loopback names only)
@@ -252,6 +254,7 @@ def test_attesting_a_control_is_evidence_with_the_actor(token_client: TestClient
     body = {"control": "PRE-04", "note": "release approved", "fields": {"approved_by": "Head of ML"}}
     done = token_client.post(url, json=body, headers={**bearer, "X-CSRF-Token": csrf})
     assert done.status_code == 200
+    TypeAdapter(Attestation).validate_python(done.json())
     record = store.get(done.json()["record_id"])
     assert record.type == RecordType.CONTROL_ATTESTATION and record.actor == "reviewer-1 (dashboard)"
     assert record.body["by"] == "reviewer-1" and record.body["fields"] == {"approved_by": "Head of ML"}
@@ -275,6 +278,7 @@ def test_closing_an_incident_needs_a_resolution(token_client: TestClient, store:
     assert empty.status_code == 400 and "--resolution" in empty.json()["detail"] and _head(store) == before
     closed = token_client.post(url, json={"status": "closed", "note": "prompt filter added"}, headers=headers)
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    TypeAdapter(Incident).validate_python(closed.json())
     last = store.get(_head(store))
     assert last.actor == "lead (dashboard)" and last.body["resolution"] == "prompt filter added"
     again = token_client.post(url, json={"note": "late"}, headers=headers)

@@ -209,3 +209,43 @@ def test_model_page_shows_lineage_and_controls(client: TestClient, store: Store,
             .count(status.replace("_", " "))
         )
     assert client.get("/models/no-such-model").status_code == 404
+
+
+def test_api_answers_match_their_openapi_models(client: TestClient, filled: Any) -> None:
+    from pydantic import TypeAdapter
+
+    from tunesafe.web import schemas as s
+
+    cell = filled.decision["comparison"]["info"]["asr_cells"][0]
+    attempt_id = filled.decision["comparison"]["regressions"][0]["attempt_id"]
+    gate = f"/api/v1/gates/{filled.gate_id}"
+    cases: list[tuple[str, Any]] = [
+        ("/api/v1/session", s.Session),
+        ("/api/v1/models", list[s.InventoryRow]),
+        ("/api/v1/models/support-bot-v2", s.ModelDetail),
+        ("/api/v1/runs", list[s.RunSummary]),
+        (f"/api/v1/runs/{filled.candidate_run}?family=direct_request", s.RunPage),
+        (f"/api/v1/runs/{filled.candidate_run}/attempts/{attempt_id}", s.AttemptDetail),
+        ("/api/v1/gates", list[s.GateRow]),
+        (gate, s.GateView),
+        (f"{gate}/cells?family={quote(cell['family'])}&category={quote(cell['category'])}", s.CellPairs),
+        (f"{gate}/pairs/{attempt_id}", s.PairDetail),
+        ("/api/v1/incidents", list[s.Incident]),
+        (f"/api/v1/incidents/{filled.incident_id}", s.Incident),
+        ("/api/v1/schedules", list[s.Schedule]),
+        ("/api/v1/scans", list[s.Scan]),
+        ("/api/v1/evidence", s.EvidencePage),
+        ("/api/v1/evidence/verify", s.Verification),
+        (f"/api/v1/evidence/{filled.gate_id}", s.Record),
+    ]
+    schema = client.get("/api/v1/openapi.json").json()
+    for url, model in cases:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        TypeAdapter(model).validate_python(response.json())  # extra or missing fields fail here
+    documented = schema["components"]["schemas"]
+    assert {"InventoryRow", "RunPage", "CellPairs", "PairDetail", "Incident", "EvidencePage"} <= set(
+        documented
+    )
+    ok = schema["paths"]["/api/v1/runs/{run_id}"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"] == {"$ref": "#/components/schemas/RunPage"}

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
+from tunesafe.web import schemas as S
 from tunesafe.web.deps import store_of
 from tunesafe.web.pages import evidence, gates, incidents, inventory, models, runs, scans, schedules
 
@@ -20,7 +21,11 @@ def _json(data: Any) -> JSONResponse:
     return JSONResponse(jsonable_encoder(data))
 
 
-@router.get("/session", summary="Who is signed in, whether writes are allowed, and the CSRF token for them")
+@router.get(
+    "/session",
+    response_model=S.Session,
+    summary="Who is signed in, whether writes are allowed, and the CSRF token for them",
+)
 def session(request: Request) -> JSONResponse:
     access = request.app.state.access
     who = access.identify(request)
@@ -34,7 +39,11 @@ def session(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/models", summary="Inventory: every model with its stage, base, last gate and flags")
+@router.get(
+    "/models",
+    response_model=list[S.InventoryRow],
+    summary="Inventory: every model with its stage, base, last gate and flags",
+)
 def list_models(
     request: Request,
     stage: str | None = None,
@@ -48,13 +57,18 @@ def list_models(
     )
 
 
-@router.get("/models/{name:path}", summary="One model: ancestry, lifecycle evidence, runs, gates, incidents")
+@router.get(
+    "/models/{name:path}",
+    response_model=S.ModelDetail,
+    summary="One model: ancestry, lifecycle evidence, runs, gates, incidents",
+)
 def get_model(request: Request, name: str) -> JSONResponse:
     return _json(models.model_detail(store_of(request), name))
 
 
 @router.post(
     "/models/{name:path}/attestations",
+    response_model=S.Attestation,
     summary="Attest a control for the model's current version (needs the token and X-CSRF-Token); "
     "recorded as evidence with the actor",
 )
@@ -81,12 +95,14 @@ def attest_control(
     )
 
 
-@router.get("/runs", summary="Evaluation runs, newest first")
+@router.get("/runs", response_model=list[S.RunSummary], summary="Evaluation runs, newest first")
 def list_runs(request: Request, model: str | None = None) -> JSONResponse:
     return _json(runs.runs_list(store_of(request), model))
 
 
-@router.get("/runs/{run_id}", summary="One run: stored metrics and a page of its attempts")
+@router.get(
+    "/runs/{run_id}", response_model=S.RunPage, summary="One run: stored metrics and a page of its attempts"
+)
 def get_run(
     request: Request,
     run_id: str,
@@ -110,24 +126,34 @@ def get_run(
     )
 
 
-@router.get("/runs/{run_id}/attempts/{attempt_id}", summary="One attempt: messages, answer, every verdict")
+@router.get(
+    "/runs/{run_id}/attempts/{attempt_id}",
+    response_model=S.AttemptDetail,
+    summary="One attempt: messages, answer, every verdict",
+)
 def get_attempt(request: Request, run_id: str, attempt_id: str) -> JSONResponse:
     return _json(runs.attempt_detail(store_of(request), run_id, attempt_id))
 
 
-@router.get("/gates", summary="Gate decisions, newest first")
+@router.get("/gates", response_model=list[S.GateRow], summary="Gate decisions, newest first")
 def list_gates(request: Request) -> JSONResponse:
     return _json(gates.gates_list(store_of(request)))
 
 
 @router.get(
-    "/gates/{record_id}", summary="One gate decision (the evidence body) and its family x category cells"
+    "/gates/{record_id}",
+    response_model=S.GateView,
+    summary="One gate decision (the evidence body) and its family x category cells",
 )
 def get_gate(request: Request, record_id: int) -> JSONResponse:
     return _json(gates.gate_view(store_of(request), record_id))
 
 
-@router.get("/gates/{record_id}/cells", summary="The paired attempts of one family x category cell")
+@router.get(
+    "/gates/{record_id}/cells",
+    response_model=S.CellPairs,
+    summary="The paired attempts of one family x category cell",
+)
 def get_cell(
     request: Request,
     record_id: int,
@@ -148,23 +174,32 @@ def get_cell(
     )
 
 
-@router.get("/gates/{record_id}/pairs/{attempt_id}", summary="One attempt on both models, with all verdicts")
+@router.get(
+    "/gates/{record_id}/pairs/{attempt_id}",
+    response_model=S.PairDetail,
+    summary="One attempt on both models, with all verdicts",
+)
 def get_pair(request: Request, record_id: int, attempt_id: str) -> JSONResponse:
     return _json(gates.pair_detail(store_of(request), record_id, attempt_id))
 
 
-@router.get("/incidents", summary="Incidents with their Art. 73 clocks, most urgent first")
+@router.get(
+    "/incidents",
+    response_model=list[S.Incident],
+    summary="Incidents with their Art. 73 clocks, most urgent first",
+)
 def list_incidents(request: Request, status: str | None = None, model: str | None = None) -> JSONResponse:
     return _json(incidents.incidents_list(store_of(request), status=status, model=model))
 
 
-@router.get("/incidents/{incident_id}", summary="One incident")
+@router.get("/incidents/{incident_id}", response_model=S.Incident, summary="One incident")
 def get_incident(request: Request, incident_id: int) -> JSONResponse:
     return _json(incidents.incident_detail(store_of(request), incident_id))
 
 
 @router.post(
     "/incidents/{incident_id}/updates",
+    response_model=S.Incident,
     summary="Update an incident (needs the token and the CSRF "
     "token in X-CSRF-Token); recorded as evidence with the actor",
 )
@@ -181,17 +216,23 @@ def update_incident(
     )
 
 
-@router.get("/schedules", summary="Red-team schedules, their current period and recent runs")
+@router.get(
+    "/schedules",
+    response_model=list[S.Schedule],
+    summary="Red-team schedules, their current period and recent runs",
+)
 def list_schedules(request: Request) -> JSONResponse:
     return _json(schedules.schedules_list(store_of(request)))
 
 
-@router.get("/scans", summary="Fine-tuning data scans")
+@router.get("/scans", response_model=list[S.Scan], summary="Fine-tuning data scans")
 def list_scans(request: Request) -> JSONResponse:
     return _json(scans.scans_list(store_of(request)))
 
 
-@router.get("/evidence", summary="Chain status and a page of records (newest first)")
+@router.get(
+    "/evidence", response_model=S.EvidencePage, summary="Chain status and a page of records (newest first)"
+)
 def list_evidence(
     request: Request, type: str | None = None, subject: str | None = None, page: int = Query(1, ge=1)
 ) -> JSONResponse:
@@ -204,11 +245,15 @@ def list_evidence(
     )
 
 
-@router.get("/evidence/verify", summary="Verify the whole hash chain now (recomputes every hash)")
+@router.get(
+    "/evidence/verify",
+    response_model=S.Verification,
+    summary="Verify the whole hash chain now (recomputes every hash)",
+)
 def verify(request: Request) -> JSONResponse:
     return _json(evidence.verify_chain(store_of(request)))
 
 
-@router.get("/evidence/{record_id}", summary="One evidence record in full")
+@router.get("/evidence/{record_id}", response_model=S.Record, summary="One evidence record in full")
 def get_record(request: Request, record_id: int) -> JSONResponse:
     return _json(evidence.record_detail(store_of(request), record_id))
