@@ -247,5 +247,10 @@ def test_api_answers_match_their_openapi_models(client: TestClient, filled: Any)
     assert {"InventoryRow", "RunPage", "CellPairs", "PairDetail", "Incident", "EvidencePage"} <= set(
         documented
     )
+    listing = _get(client, "/api")
+    assert (
+        "<td><code>/api/v1/runs/{run_id}</code></td>" in listing
+        and "<td>list of InventoryRow</td>" in listing
+    )
     ok = schema["paths"]["/api/v1/runs/{run_id}"]["get"]["responses"]["200"]["content"]["application/json"]
     assert ok["schema"] == {"$ref": "#/components/schemas/RunPage"}

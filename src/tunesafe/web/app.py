@@ -153,11 +153,21 @@ def _api_page(request: Request) -> HTMLResponse:
             "path": path,
             "summary": op.get("summary", ""),
             "params": [p["name"] for p in op.get("parameters", [])],
+            "answer": _answer(op),
         }
         for path, ops in schema["paths"].items()
         for method, op in ops.items()
     ]
     return page(request, "api.html.j2", {"endpoints": endpoints})
+
+
+def _answer(operation: dict[str, Any]) -> str:
+    """The documented answer's model name: "RunPage", or "list of InventoryRow"."""
+    content = operation.get("responses", {}).get("200", {}).get("content", {})
+    schema = content.get("application/json", {}).get("schema", {})
+    if schema.get("type") == "array":
+        return "list of " + str(schema.get("items", {}).get("$ref", "")).rsplit("/", 1)[-1]
+    return str(schema.get("$ref", "")).rsplit("/", 1)[-1]
 
 
 def _report_css() -> Response:
