@@ -22,6 +22,7 @@ from tunesafe.cli import (
     judge_cmds,
     redteam_cmds,
     scan_cmds,
+    serve_cmds,
     store_cmds,
     suite_cmds,
     training_cmds,
@@ -103,6 +104,7 @@ for module in (store_cmds, suite_cmds, attack_cmds, guardrail_cmds):
 incident_cmds.register(app)
 redteam_cmds.register(app)
 governance_cmds.register(app)
+serve_cmds.register(app)
 
 
 def main() -> None:
