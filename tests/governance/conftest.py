@@ -7,14 +7,14 @@ third model, `bare`, has an inventory entry and nothing else (every section abou
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
-from tunesafe.cli.app import app
+from tunesafe.cli.app import app, main
 from tunesafe.suite import load_suite
 from tunesafe.testing.openai_server import serve
 
@@ -68,3 +68,22 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
                    "--max-new-tokens", "32", "--no-progress", "--out", str(root / "gate"))
         assert gate.exit_code == 1, gate.output  # the fine-tune complies: the gate fails
     yield SimpleNamespace(root=root, db=db, data=data, cli=lambda *args: cli(db, *args))
+
+
+@pytest.fixture
+def tunesafe(gated: SimpleNamespace, capsys: pytest.CaptureFixture[str],
+             monkeypatch: pytest.MonkeyPatch) -> Callable[..., SimpleNamespace]:
+    """`tunesafe --db STORE ARGS` through the real entry point (UserError -> one line, exit 2), in process."""
+    monkeypatch.setenv("COLUMNS", "250")
+
+    def run(*args: str) -> SimpleNamespace:
+        monkeypatch.setattr("sys.argv", ["tunesafe", "--db", gated.db, *args])
+        code: Any = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return SimpleNamespace(exit_code=code if isinstance(code, int) else 0, stdout=out, stderr=err)
+
+    return run

@@ -1,5 +1,6 @@
 """Evidence bundles an auditor checks offline. CONTRACT:
 
+    info = bundle_model(evidence, out, signing_key=None) -> BundleInfo       # lineage + documents, zipped
     files = bundle_files(records, chain, documents, model=..., version=...)   # path -> bytes
     info = write_bundle(out, files, signing_key=None) -> BundleInfo           # a zip; UserError if unwritable
     check = verify_bundle(path, public_key=None) -> BundleCheck               # .ok, .problems (all of them)
@@ -38,10 +39,11 @@ from tunesafe import __version__
 from tunesafe.errors import UserError
 from tunesafe.evidence.chain import GENESIS, envelope_text, link_hash
 from tunesafe.governance import keys
+from tunesafe.governance.documents import ModelEvidence, model_documents
 from tunesafe.types import EvidenceRecord, canonical_json, sha256_hex
 
-__all__ = ["FORMAT", "BundleCheck", "BundleInfo", "ChainLink", "bundle_files", "verify_bundle",
-           "write_bundle"]
+__all__ = ["FORMAT", "BundleCheck", "BundleInfo", "ChainLink", "bundle_files", "bundle_model",
+           "verify_bundle", "write_bundle"]
 
 FORMAT = "tunesafe.bundle/v1"
 MANIFEST, SIGNATURE, SIGNER = "manifest.json", "manifest.sig", "signer.pub"
@@ -360,3 +362,16 @@ def _record_hash_ok(row: Mapping[str, Any]) -> bool:
     envelope = envelope_text(row["type"], canonical_json(row["body"]), row["created_at"], row["actor"],
                              subject)
     return bool(link_hash(row["prev_hash"], envelope) == row["hash"])
+
+
+def bundle_model(evidence: ModelEvidence, out: Path, *,
+                 signing_key: Ed25519PrivateKey | None = None) -> BundleInfo:
+    """The bundle of one model version: its lineage records, the chain from the first of them to the
+    head, and every document generated from them."""
+    created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    records = evidence.lineage_records()
+    chain = chain_segment(evidence.chain, records[0].id)
+    lineage = evidence.facts.lineage
+    files = bundle_files(records, chain, model_documents(evidence, generated_at=created_at),
+                         model=lineage.model, version=lineage.version, created_at=created_at)
+    return write_bundle(out, files, signing_key=signing_key)
