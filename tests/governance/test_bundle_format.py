@@ -150,7 +150,7 @@ def test_keys_are_never_overwritten_and_bad_keys_are_user_errors(tmp_path: Path)
         keys.generate_keypair(tmp_path / "k")
     with pytest.raises(UserError, match="not an unencrypted PEM private key"):
         keys.load_private_key(made.public)
-    with pytest.raises(UserError, match="not a PEM public key"):
+    with pytest.raises(UserError, match="not an unencrypted PEM public key"):
         keys.load_public_key(made.private)
     with pytest.raises(UserError, match="cannot read"):
         keys.load_public_key(tmp_path / "none.pub")

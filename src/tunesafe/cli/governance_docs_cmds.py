@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json
+from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, write_out
 from tunesafe.cli.groups import AUDIT
-from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
 
 if TYPE_CHECKING:
@@ -33,15 +32,6 @@ def _evidence(ctx: typer.Context, model: str, version: str | None) -> ModelEvide
 
     with open_store(db_url(ctx)) as store:
         return load_evidence(store, model, version)
-
-
-def _write(path: Path, text: str, what: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write the {what}: {exc.strerror or exc}", where=str(path),
-                        fix="pass a writable path with --out") from None
 
 
 def annex_iv(ctx: typer.Context, model: str = MODEL_ARG, version: str = VERSION_OPTION,
@@ -74,7 +64,7 @@ def model_card(ctx: typer.Context, model: str = MODEL_ARG, version: str = VERSIO
     if out is None:
         typer.echo(card, nl=False)
         return
-    _write(out, card, "model card")
+    write_out(out, card, "model card")
     console.print(f"Wrote {out}", highlight=False, soft_wrap=True)
 
 
@@ -93,7 +83,7 @@ def export_cyclonedx(ctx: typer.Context, model: str = MODEL_ARG, version: str = 
     if out is None:
         typer.echo(text, nl=False)
         return
-    _write(out, text, "BOM")
+    write_out(out, text, "BOM")
     console.print(f"Wrote {out} (CycloneDX 1.6, schema-valid)", highlight=False, soft_wrap=True)
 
 

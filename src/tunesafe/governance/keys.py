@@ -14,6 +14,7 @@ Private keys are written unencrypted with owner-only permissions: a CI secret st
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,25 +61,16 @@ def generate_keypair(prefix: Path) -> KeyFiles:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    data = _read(path, "private key")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise UserError("not an unencrypted PEM private key", where=str(path),
-                        fix="pass the .key file written by `tunesafe keys generate`") from None
+    key = _load(path, "private key", lambda data: serialization.load_pem_private_key(data, password=None),
+                ".key")
     if not isinstance(key, Ed25519PrivateKey):
-        raise UserError(f"not an Ed25519 key ({type(key).__name__})", where=str(path),
+        raise UserError(f"not an Ed25519 private key ({type(key).__name__})", where=str(path),
                         fix="generate one with `tunesafe keys generate`")
     return key
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
-    data = _read(path, "public key")
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise UserError("not a PEM public key", where=str(path),
-                        fix="pass the .pub file written by `tunesafe keys generate`") from None
+    key = _load(path, "public key", serialization.load_pem_public_key, ".pub")
     if not isinstance(key, Ed25519PublicKey):
         raise UserError(f"not an Ed25519 public key ({type(key).__name__})", where=str(path),
                         fix="pass the .pub file written by `tunesafe keys generate`")
@@ -116,9 +108,16 @@ def signature_ok(key: Ed25519PublicKey, data: bytes, signature: bytes) -> bool:
     return True
 
 
-def _read(path: Path, what: str) -> bytes:
+def _load(path: Path, what: str, parse: Callable[[bytes], object], suffix: str) -> object:
+    """Read and parse a PEM key file; UserError naming the file when it cannot be read or parsed (an
+    encrypted private key is refused too: bundles are signed unattended, in CI)."""
     try:
-        return Path(path).expanduser().read_bytes()
+        data = Path(path).expanduser().read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read the {what}: {exc.strerror or exc}", where=str(path),
                         fix="check the path and its permissions") from None
+    try:
+        return parse(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise UserError(f"not an unencrypted PEM {what}", where=str(path),
+                        fix=f"pass the {suffix} file written by `tunesafe keys generate`") from None
