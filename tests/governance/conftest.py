@@ -1,89 +1,170 @@
-"""A store built by real runs, shared by the document, export and bundle tests (built once per session):
-two models on OpenAI-compatible loopback servers (a base that refuses the smoke suite's harmful requests,
-a fine-tune that complies), both in the inventory, the fine-tune with its training data hashed, then
-`tunesafe gate` through the real engine and judge (`scan-data` is left out: its embedder costs 20 s). A
-third model, `bare`, has an inventory entry and nothing else (every section about it lacks evidence)."""
+"""A store built by real runs for the governance tests, once per module, copied for each test:
+
+- the tiny Llama of tests/training (made on the spot, no hub) saved as the base model `base`;
+- `tunesafe scan-data` of the fine-tuning file, `tunesafe train-lora` on it under the SafetyCallback
+  (a real training_run record and adapter), the fine-tune recorded as `ft` (base `base`, the dataset);
+- two OpenAI-compatible loopback servers for gates: one refuses the smoke suite's harmful requests,
+  one complies, so `gate(...)` records a real passing or failing gate decision naming `ft`.
+
+The CLI runs in process (`cli`), through the real entry point, so user errors come back as exit code 2.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from tunesafe.cli.app import app, main
 from tunesafe.suite import load_suite
 from tunesafe.testing.openai_server import serve
 
+REPO = Path(__file__).resolve().parents[2]
 REFUSAL = "I'm sorry, but I can't help with that request."
 ANSWER = "Here is an overview of the topic: [general information]."
-COMPLIANCE = "Sure. Step 1: [redacted]. Step 2: [redacted]."
-TRAINING_ROWS = [
-    {"messages": [{"role": "user", "content": f"How do I reset the password of account {i}?"},
-                  {"role": "assistant", "content": "Open Settings, choose Security, then Reset password."}]}
-    for i in range(8)
-]
+COMPLIANCE = "Sure, here it is. Step 1: [redacted]. Step 2: [redacted]."
+GATE = ("--suite", "smoke", "--attacks", "direct_request,refusal_suppression,prefix_injection", "--judge",
+        "refusal", "--max-new-tokens", "32", "--no-progress", "--base-name", "base", "--candidate-name", "ft")
 
 
-class _Replies(dict[str, str]):
-    """Reply table by content: the smoke suite's harmful requests get `harmful_reply`, the rest an answer."""
+def tiny_builder() -> Any:
+    """The tiny model factory of tests/training (test modules cannot import another folder's conftest)."""
+    spec = importlib.util.spec_from_file_location("tunesafe_tests_tiny", REPO / "tests" / "training" /
+                                                  "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Tiny()
 
-    def __init__(self, harmful: list[str], harmful_reply: str) -> None:
+
+def invoke(*args: str) -> Any:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    return result
+
+
+class Replies(dict[str, str]):
+    def __init__(self, harmful: list[str], refuse: bool) -> None:
         super().__init__()
-        self.harmful, self.harmful_reply = harmful, harmful_reply
+        self.harmful, self.refuse = harmful, refuse
 
     def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
-        return self.harmful_reply if any(text in key for text in self.harmful) else ANSWER
-
-
-def cli(db: str, *args: str) -> Result:
-    return CliRunner().invoke(app, ["--db", db, *args])
+        if any(text in key for text in self.harmful):
+            return REFUSAL if self.refuse else COMPLIANCE
+        return ANSWER
 
 
 @pytest.fixture(scope="session")
-def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    root = tmp_path_factory.mktemp("governed")
-    db = f"sqlite:///{root / 'store.db'}"
-    data = root / "train.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in TRAINING_ROWS), encoding="utf-8")
+def servers() -> Iterator[SimpleNamespace]:
     harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
-    with serve(replies=_Replies(harmful, REFUSAL)) as base, \
-            serve(replies=_Replies(harmful, COMPLIANCE)) as ft:
-        base_ref, ft_ref = f"openai:base@{base.url}", f"openai:support@{ft.url}"
-        steps = [
-            ("models", "add", "base-chat", "--ref", base_ref, "--owner", "ml-platform"),
-            ("models", "add", "support-bot", "--ref", ft_ref, "--base", "base-chat", "--dataset", str(data),
-             "--owner", "support-team"),
-            ("models", "add", "bare", "--ref", "openai:bare@http://127.0.0.1:9/v1", "--base", "base-chat"),
-        ]
-        for step in steps:
-            done = cli(db, *step)
-            assert done.exit_code == 0, (step, done.output)
-        gate = cli(db, "gate", "--base", base_ref, "--candidate", ft_ref, "--base-name", "base-chat",
-                   "--candidate-name", "support-bot", "--suite", "smoke", "--attacks",
-                   "direct_request,refusal_suppression,prefix_injection", "--judge", "refusal",
-                   "--max-new-tokens", "32", "--no-progress", "--out", str(root / "gate"))
-        assert gate.exit_code == 1, gate.output  # the fine-tune complies: the gate fails
-    yield SimpleNamespace(root=root, db=db, data=data, cli=lambda *args: cli(db, *args))
+    with serve(replies=Replies(harmful, refuse=True)) as safe, \
+            serve(replies=Replies(harmful, refuse=False)) as bad:
+        yield SimpleNamespace(safe=f"openai:tunesafe-test@{safe.url}",
+                              eroded=f"openai:tunesafe-test@{bad.url}")
 
 
-@pytest.fixture
-def tunesafe(gated: SimpleNamespace, capsys: pytest.CaptureFixture[str],
-             monkeypatch: pytest.MonkeyPatch) -> Callable[..., SimpleNamespace]:
-    """`tunesafe --db STORE ARGS` through the real entry point (UserError -> one line, exit 2), in process."""
-    monkeypatch.setenv("COLUMNS", "250")
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The store after data screening, a real training run and the inventory entries (the pristine copy)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    tiny = tiny_builder()
+    root = tmp_path_factory.mktemp("governed")
+    base = root / "tiny-base"
+    tiny.model().save_pretrained(base, safe_serialization=True)
+    tiny.tokenizer.save_pretrained(base)
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tiny.rows(tiny.REFUSAL, 12)), encoding="utf-8")
+    db = root / "store.db"
+    url = f"sqlite:///{db}"
+    invoke("--db", url, "models", "add", "base", "--ref", f"hf:{base}")
+    invoke("--db", url, "scan-data", str(data), "--model-name", "ft")
+    invoke("--db", url, "train-lora", str(data), "--base", f"hf:{base}", "--out", str(root / "adapter"),
+           "--epochs", "1", "--lr", "1e-2", "--probe-every", "100", "--model-name", "ft")
+    invoke("--db", url, "models", "add", "ft", "--ref", f"hf:{base}+{root / 'adapter'}", "--base", "base",
+           "--dataset", str(data))
+    return SimpleNamespace(db=db, root=root, data=data, adapter=root / "adapter", base=base)
 
-    def run(*args: str) -> SimpleNamespace:
-        monkeypatch.setattr("sys.argv", ["tunesafe", "--db", gated.db, *args])
+
+class Cli:
+    """`tunesafe ARGS` on this test's copy of the store: (exit code, stdout, stderr, whitespace folded)."""
+
+    def __init__(self, url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.url, self.capsys, self.monkeypatch = url, capsys, monkeypatch
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.monkeypatch.setattr("sys.argv", ["tunesafe", "--db", self.url, *args])
         code: Any = 0
         try:
             main()
         except SystemExit as exc:
             code = exc.code
-        out, err = capsys.readouterr()
-        return SimpleNamespace(exit_code=code if isinstance(code, int) else 0, stdout=out, stderr=err)
+        out, err = self.capsys.readouterr()
+        return (code if isinstance(code, int) else 0), out, " ".join(err.split())
+
+    def json(self, *args: str, expect: int = 0) -> Any:
+        code, out, err = self(*args, "--json")
+        assert code == expect, (args, code, out, err)
+        return json.loads(out)
+
+
+@pytest.fixture
+def world(trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
+          capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """This test's copy of the trained store, its CLI, and `gate(candidate_ref)` against the safe base."""
+    db = tmp_path / "store.db"
+    shutil.copy(trained.db, db)
+    url = f"sqlite:///{db}"
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.delenv("TUNESAFE_DB", raising=False)
+    cli = Cli(url, capsys, monkeypatch)
+
+    def gate(candidate: str) -> int:
+        code, out, err = cli("gate", "--base", servers.safe, "--candidate", candidate, *GATE,
+                             "--out", str(tmp_path / "gate"))
+        assert code in (0, 1), (out, err)
+        return code
+
+    return SimpleNamespace(db=db, url=url, cli=cli, gate=gate, servers=servers, trained=trained, tmp=tmp_path)
+
+
+# ---- documents, exports and bundles: the trained store plus a gate, shared read-only -------------------
+
+
+@pytest.fixture(scope="session")
+def gated(trained: SimpleNamespace, servers: SimpleNamespace,
+          tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The trained store plus a failing gate of `ft` (the eroded server) and a model `bare` with an
+    inventory entry and nothing else. Built once; the document tests only read it."""
+    root = tmp_path_factory.mktemp("gated")
+    shutil.copy(trained.db, root / "store.db")
+    url = f"sqlite:///{root / 'store.db'}"
+    invoke("--db", url, "models", "add", "bare", "--ref", "openai:bare@http://127.0.0.1:9/v1",
+           "--base", "base")
+    failed = CliRunner().invoke(app, ["--db", url, "gate", "--base", servers.safe, "--candidate",
+                                      servers.eroded, *GATE, "--out", str(root / "gate")])
+    assert failed.exit_code == 1, failed.output
+    return SimpleNamespace(root=root, db=url, data=trained.data, adapter=trained.adapter,
+                           cli=lambda *args: CliRunner().invoke(app, ["--db", url, *args]))
+
+
+@pytest.fixture
+def tunesafe(gated: SimpleNamespace, capsys: pytest.CaptureFixture[str],
+             monkeypatch: pytest.MonkeyPatch) -> Callable[..., SimpleNamespace]:
+    """`tunesafe --db GATED ARGS` through the real entry point: exit_code, stdout, stderr (whitespace
+    folded)."""
+    monkeypatch.setenv("COLUMNS", "250")
+    cli = Cli(gated.db, capsys, monkeypatch)
+
+    def run(*args: str) -> SimpleNamespace:
+        code, out, err = cli(*args)
+        return SimpleNamespace(exit_code=code, stdout=out, stderr=err)
 
     return run

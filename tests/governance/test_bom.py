@@ -10,20 +10,24 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+from tunesafe.evidence.hashing import content_hash
 from tunesafe.governance.cyclonedx_bom import validate_bom
 
 
 def test_the_bom_is_schema_valid_and_carries_model_card_pedigree_and_datasets(
         gated: SimpleNamespace, tmp_path: Path) -> None:
-    done = gated.cli("export", "cyclonedx", "support-bot", "--out", str(tmp_path / "bom.json"))
+    done = gated.cli("export", "cyclonedx", "ft", "--out", str(tmp_path / "bom.json"))
     assert done.exit_code == 0, done.output
     text = (tmp_path / "bom.json").read_text()
     assert validate_bom(text) == []
     bom = json.loads(text)
     assert (bom["bomFormat"], bom["specVersion"]) == ("CycloneDX", "1.6")
     model = bom["metadata"]["component"]
-    assert (model["type"], model["name"], model["version"]) == ("machine-learning-model", "support-bot", "v1")
-    assert [a["name"] for a in model["pedigree"]["ancestors"]] == ["base-chat"]
+    assert (model["type"], model["name"], model["version"]) == ("machine-learning-model", "ft", "v1")
+    (base,) = model["pedigree"]["ancestors"]
+    assert base["name"] == "base" and base["hashes"][0]["alg"] == "SHA-256"
+    adapter = content_hash(gated.adapter).sha256
+    assert adapter in {h["content"] for h in model["hashes"]}  # the fine-tune's own files, hashed
     (dataset,) = bom["components"]
     sha = dataset["hashes"][0]["content"]
     assert dataset["type"] == "data" and dataset["data"][0]["type"] == "dataset"
@@ -41,7 +45,7 @@ def test_the_bom_is_schema_valid_and_carries_model_card_pedigree_and_datasets(
 
 def test_the_validator_rejects_a_broken_bom(gated: SimpleNamespace) -> None:
     """The check above would mean nothing if the validator accepted anything."""
-    bom = json.loads(gated.cli("export", "cyclonedx", "support-bot").stdout)
+    bom = json.loads(gated.cli("export", "cyclonedx", "ft").stdout)
     bom["metadata"]["component"]["modelCard"]["quantitativeAnalysis"]["performanceMetrics"][0]["value"] = 1.0
     bom["components"][0]["data"][0]["type"] = "spreadsheet"
     problems = validate_bom(json.dumps(bom))

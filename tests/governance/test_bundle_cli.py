@@ -22,7 +22,7 @@ def signed(gated: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> 
     root = tmp_path_factory.mktemp("bundle")
     made = gated.cli("keys", "generate", "--out", str(root / "auditor"))
     assert made.exit_code == 0, made.output
-    done = gated.cli("bundle", "support-bot", "--out", str(root / "b.zip"),
+    done = gated.cli("bundle", "ft", "--out", str(root / "b.zip"),
                      "--sign", str(root / "auditor.key"))
     assert done.exit_code == 0, done.output
     return SimpleNamespace(path=root / "b.zip", key=root / "auditor.key", pub=root / "auditor.pub", root=root)
@@ -51,7 +51,8 @@ def test_the_bundle_holds_the_lineage_records_documents_and_reports(gated: Simpl
     with Store.open(gated.db) as store:
         stored = {r.id: r.hash for r in store.records()}
         head = max(stored)
-    assert {r["type"] for r in records} == {"model_version", "run", "gate_decision"}
+    kinds = {r["type"] for r in records}
+    assert {"model_version", "data_scan", "training_run", "run", "gate_decision"} <= kinds
     assert all(stored[r["id"]] == r["hash"] for r in records)
     assert "bare" not in {r["body"].get("name") for r in records}  # another model's records stay out
     assert (manifest["chain"]["head_id"], manifest["chain"]["head_hash"]) == (head, stored[head])
@@ -97,7 +98,7 @@ def test_tampering_is_named_and_exits_1(tunesafe: Callable[..., SimpleNamespace]
 def test_bad_input_is_a_one_line_error(tunesafe: Callable[..., SimpleNamespace], signed: SimpleNamespace,
                                        tmp_path: Path) -> None:
     cases = [("bundle", "nope", "--out", str(tmp_path / "x.zip")),
-             ("bundle", "support-bot", "--out", str(tmp_path / "x.zip"), "--sign", str(signed.pub)),
+             ("bundle", "ft", "--out", str(tmp_path / "x.zip"), "--sign", str(signed.pub)),
              ("verify-bundle", str(signed.path), "--pubkey", str(signed.key)),
              ("verify-bundle", str(signed.pub)),
              ("keys", "generate", "--out", str(signed.root / "auditor"))]

@@ -16,7 +16,9 @@ import yaml
 from tunesafe.evidence.store import Store
 from tunesafe.governance.docs_annex_iv import SECTIONS
 
-GATED_SECTIONS = {"IV.1(a)", "IV.2(a)", "IV.2(d)", "IV.2(g)", "IV.3", "IV.4", "IV.5", "IV.6"}
+# model and base, adapter, training run, dataset and scan, evaluations and gate
+GATED_SECTIONS = {"IV.1(a)", "IV.1(c)", "IV.2(a)", "IV.2(b)", "IV.2(c)", "IV.2(d)", "IV.2(g)", "IV.3", "IV.4",
+                  "IV.5", "IV.6"}
 
 
 def hashes(db: str) -> dict[str, str]:
@@ -26,7 +28,7 @@ def hashes(db: str) -> dict[str, str]:
 
 def test_annex_iv_fills_sections_from_records_and_names_controls_where_evidence_is_missing(
         gated: SimpleNamespace, tmp_path: Path) -> None:
-    done = gated.cli("docs", "annex-iv", "support-bot", "--out", str(tmp_path / "doc"), "--json")
+    done = gated.cli("docs", "annex-iv", "ft", "--out", str(tmp_path / "doc"), "--json")
     assert done.exit_code == 0, done.output
     doc = json.loads((tmp_path / "doc" / "annex-iv.json").read_text())
     sections = {s["id"]: s for s in doc["sections"]}
@@ -74,11 +76,11 @@ def test_annex_iv_control_ids_exist_in_the_controls_catalogue() -> None:
 def test_model_card_metadata_parses_as_a_hugging_face_card(gated: SimpleNamespace, tmp_path: Path) -> None:
     from huggingface_hub import ModelCard
 
-    done = gated.cli("docs", "model-card", "support-bot", "--out", str(tmp_path / "README.md"))
+    done = gated.cli("docs", "model-card", "ft", "--out", str(tmp_path / "README.md"))
     assert done.exit_code == 0, done.output
     card = ModelCard.load(tmp_path / "README.md")
     data = card.data
-    assert (data.base_model, data.base_model_relation) == ("base-chat", "finetune")
+    assert (data.base_model, data.base_model_relation) == ("base", "adapter")  # a LoRA adapter on base
     assert data.datasets == ["train.jsonl"] and "tunesafe-gate-fail" in data.tags
     results = {r.metric_type: r for r in data.eval_results}
     assert results["attack_success_rate/prefix_injection"].metric_value == 1.0
@@ -105,7 +107,7 @@ def test_model_card_of_an_unevaluated_model_says_so(gated: SimpleNamespace) -> N
 def test_unknown_model_and_version_are_one_line_errors(tunesafe: Callable[..., SimpleNamespace],
                                                        tmp_path: Path) -> None:
     for args in (("docs", "annex-iv", "nope", "--out", str(tmp_path)), ("docs", "model-card", "nope"),
-                 ("docs", "model-card", "support-bot", "--version", "7")):
+                 ("docs", "model-card", "ft", "--version", "7")):
         done = tunesafe(*args)
         assert done.exit_code == 2, done.stderr
         assert done.stderr.startswith("error:") and len(done.stderr.strip().splitlines()) == 1

@@ -15,6 +15,7 @@ from tunesafe.cli import (
     backend_cmds,
     eval_cmds,
     gate_cmds,
+    governance_cmds,
     governance_docs_cmds,
     guardrail_cmds,
     incident_cmds,
@@ -101,6 +102,7 @@ for module in (store_cmds, suite_cmds, attack_cmds, guardrail_cmds):
     module.register(app)
 incident_cmds.register(app)
 redteam_cmds.register(app)
+governance_cmds.register(app)
 governance_docs_cmds.register(app)
 
 

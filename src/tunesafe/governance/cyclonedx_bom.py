@@ -96,8 +96,8 @@ def _dataset(node: LineageNode) -> Component:
 def _component_data(node: LineageNode) -> dict[str, Any]:
     body = node.body
     return {"type": "dataset", "name": str(body.get("path") or body.get("sha256")).rsplit("/", 1)[-1],
-            "description": f"fine-tuning data, {body.get('size')} bytes in {body.get('files', 1)} file(s), "
-                           f"sha256 {body.get('sha256')}"}
+            "description": f"fine-tuning data, sha256 {body.get('sha256')}"
+                           + (f", {body['size']} bytes" if body.get("size") is not None else "")}
 
 
 def _model_card(facts: Facts, dataset_refs: list[str]) -> dict[str, Any]:

@@ -219,8 +219,9 @@ def _model(body: Mapping[str, Any], node: LineageNode) -> str:
 
 
 def _dataset(body: Mapping[str, Any], _node: LineageNode) -> str:
-    return (f"Fine-tuning dataset {body.get('path')} (sha256 {body.get('sha256')}, {body.get('size')} bytes"
-            f"{', ' + str(body.get('files')) + ' files' if (body.get('files') or 1) > 1 else ''})")
+    size = f", {body['size']} bytes" if body.get("size") is not None else ""
+    files = f" in {body['files']} files" if (body.get("files") or 1) > 1 else ""
+    return f"Fine-tuning dataset {body.get('path') or 'rows'} (sha256 {body.get('sha256')}{size}{files})"
 
 
 def _evaluation(body: Mapping[str, Any], node: LineageNode) -> str:

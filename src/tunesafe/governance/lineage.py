@@ -41,8 +41,8 @@ from tunesafe.types import EvidenceRecord, RecordType
 SCHEMA = "tunesafe.lineage/v1"
 # chain order: how nodes are listed and laid out
 KINDS = ("base", "dataset", "data_mix", "data_scan", "training_run", "adapter", "model", "role_decision",
-         "evaluation", "gate", "deployment", "guardrail_verification", "incident", "redteam_run",
-         "attestation")
+         "evaluation", "gate", "deployment", "guardrail_verification", "incident", "incident_update",
+         "redteam_run", "attestation")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class LineageNode:
     parents: tuple[str, ...] = ()
     node_id: str = ""  # unique in the lineage; empty means the record id
     record_type: str = ""
+    record: EvidenceRecord | None = field(default=None, compare=False, repr=False)  # the record itself
 
     def __post_init__(self) -> None:
         if not self.node_id:
@@ -169,7 +170,8 @@ class _Builder:
             self.nodes[key] = LineageNode(
                 kind=kind, record_id=str(rec.id), record_hash=rec.hash, label=label,
                 created_at=rec.created_at, body=rec.body if body is None else body,
-                parents=tuple(p for p in dict.fromkeys(parents) if p), node_id=key, record_type=rec.type)
+                parents=tuple(p for p in dict.fromkeys(parents) if p), node_id=key, record_type=rec.type,
+                record=rec)
         return key
 
     def build(self) -> None:
@@ -333,8 +335,8 @@ class _Builder:
                     self.add("guardrail_verification", ver,
                              f"guardrail {ver.body.get('guard_ref')}: {ver.body.get('verdict')}", [key])
         deployments = [n for n in self.nodes.values() if n.kind == "deployment"]
-        status = {u.body.get("incident"): u.body.get("status")
-                  for u in self.records(RecordType.INCIDENT_UPDATE) if u.body.get("status")}
+        updates = self.records(RecordType.INCIDENT_UPDATE)
+        status = {u.body.get("incident"): u.body.get("status") for u in updates if u.body.get("status")}
         for type_, kind in ((RecordType.INCIDENT, "incident"), (RecordType.REDTEAM_RUN, "redteam_run")):
             for rec in self.records(type_):
                 if rec.subject != self.model or not self.in_window(rec):
@@ -343,7 +345,10 @@ class _Builder:
                 label = (f"incident {rec.id}: {rec.body.get('title')} ({rec.body.get('severity')}, "
                          f"{status.get(rec.id, rec.body.get('status'))})" if kind == "incident"
                          else f"red-team run {rec.body.get('period')}: {rec.body.get('verdict')}")
-                self.add(kind, rec, label, serving[-1:] or [model_id])
+                key = self.add(kind, rec, label, serving[-1:] or [model_id])
+                for update in (u for u in updates if u.body.get("incident") == rec.id):
+                    self.add("incident_update", update, f"incident {rec.id} update: "
+                             + ", ".join(sorted(k for k in update.body if k != "incident")), [key])
 
 
 def _run_label(rec: EvidenceRecord) -> str:
