@@ -70,6 +70,7 @@ def test_status_moves_with_the_evidence(world: SimpleNamespace) -> None:
     assert statuses(failing)["POST-02"] == "failing" and statuses(failing)["POST-05"] == "failing"
     assert "is fail" in control(failing, "POST-02")["missing"][0]
     assert statuses(failing)["POST-01"] == "satisfied"  # three attack families were evaluated
+    assert "ATLAS AML.T0051.000, AML.T0054" in control(failing, "POST-01")["checks"][0]["detail"]
 
     assert world.gate(world.servers.safe) == 0
     passing = cli.json("controls", "status", "ft", expect=1)

@@ -166,8 +166,9 @@ def role_decide(
         mark = "[bold]yes[/]" if step["answer"] else "no"
         console.print(f"{mark:>12}  {step['question']} [dim]({step['hook']}; {step['because']})[/]",
                       highlight=False)
-    console.print(f"role: [bold]{body['eu_role']}[/]; substantial modification: "
-                  f"{body['substantial_modification']}; evidence record #{record.id}"
+    substantial = {None: "not applicable", True: "yes", False: "no"}[body["substantial_modification"]]
+    console.print(f"role: [bold]{body['eu_role']}[/]; substantial modification: {substantial}; "
+                  f"evidence record #{record.id}"
                   + ("" if body["reviewer"] else " (not reviewed: pass --reviewer or attest PRE-00)"),
                   highlight=False)
 
@@ -178,9 +179,10 @@ def lineage_command(ctx: typer.Context, model: str = typer.Argument(..., help="I
                     html: Path = typer.Option(None, "--html", help="Also write a one-page HTML with the "
                                               "graph."),
                     as_json: bool = JSON_OPTION) -> None:
-    """The safety lineage of a model version: base -> datasets (scans) -> training runs -> adapter ->
-    evaluations -> gates -> deployments -> guardrail verifications -> incidents; every node names its
-    evidence record."""
+    """The safety lineage of a model version, every node naming its evidence record.
+
+    base -> datasets (scans) -> training runs -> adapter -> evaluations -> gates -> deployments ->
+    guardrail verifications -> incidents, as a tree, JSON, SVG or one HTML page."""
     from tunesafe.evidence.workspace import open_store
     from tunesafe.governance.lineage import collect_lineage
     from tunesafe.governance.lineage_svg import render_html, render_svg

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from tunesafe.governance.frameworks import evaluated_frameworks
 from tunesafe.governance.lineage import Lineage, LineageNode
 from tunesafe.registry import Registry
 
@@ -114,7 +115,7 @@ def role_decision(ctx: CheckContext) -> CheckResult:
 
     decisions = ctx.lineage.of_kind("role_decision")
     if not decisions:
-        return missing("no role decision for this version (tunesafe role decide MODEL ...)")
+        return missing(f"no role decision for this version (tunesafe role decide {ctx.lineage.model} ...)")
     latest = decisions[-1]
     problems = recheck(latest.body)
     if problems:
@@ -278,7 +279,9 @@ def attack_families_covered(ctx: CheckContext) -> CheckResult:
         return failed(f"evaluation run {latest.body.get('run_id')} covers {len(families)} attack "
                       f"famil{'y' if len(families) == 1 else 'ies'} ({', '.join(families)}), "
                       f"fewer than {need}", [latest])
-    return passed(f"{len(families)} attack families: {', '.join(families)}", [latest])
+    ids = evaluated_frameworks(latest.body)
+    return passed(f"{len(families)} attack families: {', '.join(families)}; OWASP {', '.join(ids['owasp'])}; "
+                  f"ATLAS {', '.join(ids['atlas'])}", [latest])
 
 
 @registry.register("gate_passed")

@@ -308,7 +308,8 @@ class _Builder:
             if rec.body.get("candidate_model") != self.model or not self.in_window(rec):
                 continue
             parents = []
-            for side, parent in (("base", self.base_id), ("candidate", model_id)):
+            # candidate first: a tree shows the gate under the run of the model it decided on
+            for side, parent in (("candidate", model_id), ("base", self.base_id)):
                 run = runs.get((rec.body.get(side) or {}).get("run_id"))
                 if run is not None:
                     parents.append(self.add("evaluation", run, _run_label(run), [parent]))
