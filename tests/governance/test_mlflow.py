@@ -23,7 +23,7 @@ def test_a_run_is_exported_and_reads_back(gated: SimpleNamespace, tracking: str)
     done = gated.cli("export", "mlflow", "ft", "--tracking-uri", tracking, "--json")
     assert done.exit_code == 0, done.output
     run_id = json.loads(done.stdout)["run_id"]
-    client = mlflow.MlflowClient(tracking_uri=tracking)
+    client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert client.get_experiment(run.info.experiment_id).name == "tunesafe"
@@ -62,7 +62,7 @@ def test_the_gate_decision_lands_on_the_registered_model_version(
 
 def test_missing_evidence_and_half_given_options_are_one_line_errors(
         tunesafe: Callable[..., SimpleNamespace], tracking: str) -> None:
-    client = mlflow.MlflowClient(tracking_uri=tracking)
+    client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
     nothing = tunesafe("export", "mlflow", "bare", "--tracking-uri", tracking)
     assert nothing.exit_code == 2 and "nothing to export" in nothing.stderr
