@@ -9,9 +9,9 @@ policy), tags in the `tunesafe.*` namespace (governance.md 6.6: tunesafe.base_mo
 tunesafe.lineage_sha256, ...), and the generated documents as artifacts under `tunesafe/`. With
 registered_model and model_version, the gate decision is also set as tags on that registered model version.
 
-Everything is checked before anything is written: a model with no evaluation and no gate (nothing to
+The inputs are checked before anything is written: a model with no evaluation and no gate (nothing to
 export), a registered model version without a gate decision, or one that does not exist, is a UserError
-(exit 2) and leaves no half-made run. MLflow's own failures (unreachable server, a file store MLflow
+(exit 2) and leaves no run behind. MLflow's own failures (unreachable server, a file store MLflow
 refuses) are UserErrors naming the tracking URI. Needs `mlflow-skinny` (tunesafe[governance]).
 """
 
