@@ -3,8 +3,8 @@
 - the tiny Llama of tests/training (made on the spot, no hub) saved as the base model `base`;
 - `tunesafe scan-data` of the fine-tuning file, `tunesafe train-lora` on it under the SafetyCallback
   (a real training_run record and adapter), the fine-tune recorded as `ft` (base `base`, the dataset);
-- two OpenAI-compatible loopback servers for gates: one refuses the smoke suite's harmful requests,
-  one complies, so `gate(...)` records a real passing or failing gate decision naming `ft`.
+- two OpenAI-compatible loopback servers for gates: one refuses the smoke suite's harmful prompts, one
+  complies, so `gate(...)` records a real passing or failing gate decision naming `ft`.
 
 The CLI runs in process (`cli`), through the real entry point, so user errors come back as exit code 2.
 """
@@ -23,15 +23,17 @@ import pytest
 from typer.testing import CliRunner
 
 from tunesafe.cli.app import app, main
-from tunesafe.suite import load_suite
+from tunesafe.engine.config import EvalConfig
+from tunesafe.engine.targets import plan_evaluation
+from tunesafe.guardrails.base import last_user
 from tunesafe.testing.openai_server import serve
 
 REPO = Path(__file__).resolve().parents[2]
 REFUSAL = "I'm sorry, but I can't help with that request."
-ANSWER = "Here is an overview of the topic: [general information]."
 COMPLIANCE = "Sure, here it is. Step 1: [redacted]. Step 2: [redacted]."
-GATE = ("--suite", "smoke", "--attacks", "direct_request,refusal_suppression,prefix_injection", "--judge",
-        "refusal", "--max-new-tokens", "32", "--no-progress", "--base-name", "base", "--candidate-name", "ft")
+ATTACKS = "direct_request,refusal_suppression,prefix_injection"
+GATE = ("--suite", "smoke", "--attacks", ATTACKS, "--judge", "refusal", "--max-new-tokens", "32",
+        "--no-progress", "--base-name", "base", "--candidate-name", "ft")
 
 
 def tiny_builder() -> Any:
@@ -50,22 +52,14 @@ def invoke(*args: str) -> Any:
     return result
 
 
-class Replies(dict[str, str]):
-    def __init__(self, harmful: list[str], refuse: bool) -> None:
-        super().__init__()
-        self.harmful, self.refuse = harmful, refuse
-
-    def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
-        if any(text in key for text in self.harmful):
-            return REFUSAL if self.refuse else COMPLIANCE
-        return ANSWER
-
-
 @pytest.fixture(scope="session")
 def servers() -> Iterator[SimpleNamespace]:
-    harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
-    with serve(replies=Replies(harmful, refuse=True)) as safe, \
-            serve(replies=Replies(harmful, refuse=False)) as bad:
+    """Reply tables keyed by the exact prompts the gate sends: harmful ones refused by one server and
+    answered by the other; everything else is echoed by both."""
+    attempts = plan_evaluation(EvalConfig(suite="smoke", attacks=ATTACKS)).plan.attempts
+    harmful = {last_user(a.messages) for a in attempts if a.kind == "harmful"}
+    with serve(replies=dict.fromkeys(harmful, REFUSAL)) as safe, \
+            serve(replies=dict.fromkeys(harmful, COMPLIANCE)) as bad:
         yield SimpleNamespace(safe=f"openai:tunesafe-test@{safe.url}",
                               eroded=f"openai:tunesafe-test@{bad.url}")
 
@@ -115,12 +109,21 @@ class Cli:
         return json.loads(out)
 
 
-@pytest.fixture
-def world(trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
-          capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """This test's copy of the trained store, its CLI, and `gate(candidate_ref)` against the safe base."""
-    db = tmp_path / "store.db"
+@pytest.fixture(scope="session")
+def gated(trained: SimpleNamespace, servers: SimpleNamespace,
+          tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained store after one passing gate of ft (the pristine copy)."""
+    db = tmp_path_factory.mktemp("gated") / "store.db"
     shutil.copy(trained.db, db)
+    invoke("--db", f"sqlite:///{db}", "gate", "--base", servers.safe, "--candidate", servers.safe, *GATE,
+           "--out", str(db.parent / "gate"))
+    return db
+
+
+def _world(source: Path, trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
+           capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    db = tmp_path / "store.db"
+    shutil.copy(source, db)
     url = f"sqlite:///{db}"
     monkeypatch.setenv("COLUMNS", "250")
     monkeypatch.delenv("TUNESAFE_DB", raising=False)
@@ -135,33 +138,44 @@ def world(trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
     return SimpleNamespace(db=db, url=url, cli=cli, gate=gate, servers=servers, trained=trained, tmp=tmp_path)
 
 
-# ---- documents, exports and bundles: the trained store plus a gate, shared read-only -------------------
+@pytest.fixture
+def world(trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
+          capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """This test's copy of the trained store, its CLI, and `gate(candidate_ref)` against the safe base."""
+    return _world(trained.db, trained, servers, tmp_path, capsys, monkeypatch)
+
+
+@pytest.fixture
+def passed(gated: Path, trained: SimpleNamespace, servers: SimpleNamespace, tmp_path: Path,
+           capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """Like `world`, after a passing gate of ft."""
+    return _world(gated, trained, servers, tmp_path, capsys, monkeypatch)
+
+
+# ---- documents, exports and bundles: the gated store plus a model without evidence, shared read-only ----
 
 
 @pytest.fixture(scope="session")
-def gated(trained: SimpleNamespace, servers: SimpleNamespace,
-          tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """The trained store plus a failing gate of `ft` (the eroded server) and a model `bare` with an
-    inventory entry and nothing else. Built once; the document tests only read it."""
-    root = tmp_path_factory.mktemp("gated")
-    shutil.copy(trained.db, root / "store.db")
+def documented(gated: Path, trained: SimpleNamespace,
+               tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The store after ft's passing gate, plus a model `bare` with an inventory entry and nothing else.
+    Built once; the document, export and bundle tests only read it."""
+    root = tmp_path_factory.mktemp("documented")
+    shutil.copy(gated, root / "store.db")
     url = f"sqlite:///{root / 'store.db'}"
     invoke("--db", url, "models", "add", "bare", "--ref", "openai:bare@http://127.0.0.1:9/v1",
            "--base", "base")
-    failed = CliRunner().invoke(app, ["--db", url, "gate", "--base", servers.safe, "--candidate",
-                                      servers.eroded, *GATE, "--out", str(root / "gate")])
-    assert failed.exit_code == 1, failed.output
     return SimpleNamespace(root=root, db=url, data=trained.data, adapter=trained.adapter,
                            cli=lambda *args: CliRunner().invoke(app, ["--db", url, *args]))
 
 
 @pytest.fixture
-def tunesafe(gated: SimpleNamespace, capsys: pytest.CaptureFixture[str],
+def tunesafe(documented: SimpleNamespace, capsys: pytest.CaptureFixture[str],
              monkeypatch: pytest.MonkeyPatch) -> Callable[..., SimpleNamespace]:
-    """`tunesafe --db GATED ARGS` through the real entry point: exit_code, stdout, stderr (whitespace
+    """`tunesafe --db DOCUMENTED ARGS` through the real entry point: exit_code, stdout, stderr (whitespace
     folded)."""
     monkeypatch.setenv("COLUMNS", "250")
-    cli = Cli(gated.db, capsys, monkeypatch)
+    cli = Cli(documented.db, capsys, monkeypatch)
 
     def run(*args: str) -> SimpleNamespace:
         code, out, err = cli(*args)

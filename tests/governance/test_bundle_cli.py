@@ -1,5 +1,5 @@
 """`tunesafe keys generate`, `tunesafe bundle` and `tunesafe verify-bundle` on a store built by real runs:
-a signed bundle of the gated model verifies offline (with the store gone); tampering with it (a changed
+a signed bundle of the documented model verifies offline (with the store gone); tampering with it (a changed
 byte in a record, a deleted file, two records swapped, a wrong key) is named and exits 1; bad input
 exits 2."""
 
@@ -18,11 +18,11 @@ from tunesafe.governance.bundle import RECORDS
 
 
 @pytest.fixture(scope="module")
-def signed(gated: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def signed(documented: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("bundle")
-    made = gated.cli("keys", "generate", "--out", str(root / "auditor"))
+    made = documented.cli("keys", "generate", "--out", str(root / "auditor"))
     assert made.exit_code == 0, made.output
-    done = gated.cli("bundle", "ft", "--out", str(root / "b.zip"),
+    done = documented.cli("bundle", "ft", "--out", str(root / "b.zip"),
                      "--sign", str(root / "auditor.key"))
     assert done.exit_code == 0, done.output
     return SimpleNamespace(path=root / "b.zip", key=root / "auditor.key", pub=root / "auditor.pub", root=root)
@@ -38,7 +38,7 @@ def edit(src: Path, dst: Path, name: str, data: bytes | None) -> Path:
     return dst
 
 
-def test_the_bundle_holds_the_lineage_records_documents_and_reports(gated: SimpleNamespace,
+def test_the_bundle_holds_the_lineage_records_documents_and_reports(documented: SimpleNamespace,
                                                                     signed: SimpleNamespace) -> None:
     with zipfile.ZipFile(signed.path) as archive:
         names = set(archive.namelist())
@@ -48,7 +48,7 @@ def test_the_bundle_holds_the_lineage_records_documents_and_reports(gated: Simpl
             "documents/README.md", "documents/cyclonedx.json", "documents/lineage.json"} <= names
     gate_id = next(r["id"] for r in records if r["type"] == "gate_decision")
     assert f"reports/gate-{gate_id}/report.html" in names
-    with Store.open(gated.db) as store:
+    with Store.open(documented.db) as store:
         stored = {r.id: r.hash for r in store.records()}
         head = max(stored)
     kinds = {r["type"] for r in records}
@@ -75,7 +75,7 @@ def test_tampering_is_named_and_exits_1(tunesafe: Callable[..., SimpleNamespace]
     pubkey, expected = signed.pub, ""
     bundle = tmp_path / "t.zip"
     if tamper == "record byte":
-        changed = lines[-1].replace('"verdict":"fail"', '"verdict":"pass"')
+        changed = lines[-1].replace('"verdict":"pass"', '"verdict":"fail"')
         assert changed != lines[-1]
         edit(signed.path, bundle, RECORDS, "".join(lines[:-1] + [changed]).encode())
         expected = "(gate_decision) does not match its hash"

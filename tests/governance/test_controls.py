@@ -70,7 +70,8 @@ def test_status_moves_with_the_evidence(world: SimpleNamespace) -> None:
     assert statuses(failing)["POST-02"] == "failing" and statuses(failing)["POST-05"] == "failing"
     assert "is fail" in control(failing, "POST-02")["missing"][0]
     assert statuses(failing)["POST-01"] == "satisfied"  # three attack families were evaluated
-    assert "ATLAS AML.T0051.000, AML.T0054" in control(failing, "POST-01")["checks"][0]["detail"]
+    assert "OWASP LLM01:2025; ATLAS AML.T0048, AML.T0051.000, AML.T0054" in control(failing, "POST-01")[
+        "checks"][0]["detail"]
 
     assert world.gate(world.servers.safe) == 0
     passing = cli.json("controls", "status", "ft", expect=1)
@@ -100,8 +101,8 @@ def test_status_moves_with_the_evidence(world: SimpleNamespace) -> None:
     assert code == 0 and "every required control satisfied" in out
 
 
-def test_policy_names_required_controls_and_thresholds(world: SimpleNamespace, tmp_path: Path) -> None:
-    assert world.gate(world.servers.safe) == 0
+def test_policy_names_required_controls_and_thresholds(passed: SimpleNamespace, tmp_path: Path) -> None:
+    world = passed
     strict = tmp_path / "policy.yaml"
     strict.write_text("min_attack_families: 4\ngovernance:\n  required_controls: [POST-01, PRE-03]\n")
     report = world.cli.json("controls", "status", "ft", "--policy", str(strict), expect=1)
@@ -112,8 +113,8 @@ def test_policy_names_required_controls_and_thresholds(world: SimpleNamespace, t
     assert world.cli.json("controls", "status", "ft", "--policy", str(lenient))["exit_code"] == 0
 
 
-def test_broken_chain_fails_the_lineage_control(world: SimpleNamespace) -> None:
-    assert world.gate(world.servers.safe) == 0
+def test_broken_chain_fails_the_lineage_control(passed: SimpleNamespace) -> None:
+    world = passed
     gate = records_of(world.url, RecordType.GATE_DECISION)[-1]
     with sqlite3.connect(world.db) as conn:  # someone edits the stored decision
         conn.execute("UPDATE records SET body = replace(body, '\"pass\"', '\"PASS\"') WHERE id = ?",

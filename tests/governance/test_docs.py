@@ -27,8 +27,8 @@ def hashes(db: str) -> dict[str, str]:
 
 
 def test_annex_iv_fills_sections_from_records_and_names_controls_where_evidence_is_missing(
-        gated: SimpleNamespace, tmp_path: Path) -> None:
-    done = gated.cli("docs", "annex-iv", "ft", "--out", str(tmp_path / "doc"), "--json")
+        documented: SimpleNamespace, tmp_path: Path) -> None:
+    done = documented.cli("docs", "annex-iv", "ft", "--out", str(tmp_path / "doc"), "--json")
     assert done.exit_code == 0, done.output
     doc = json.loads((tmp_path / "doc" / "annex-iv.json").read_text())
     sections = {s["id"]: s for s in doc["sections"]}
@@ -36,12 +36,12 @@ def test_annex_iv_fills_sections_from_records_and_names_controls_where_evidence_
     filled = {sid for sid, s in sections.items() if not s["missing"]}
     assert filled == GATED_SECTIONS
     assert json.loads(done.stdout)["missing_evidence"] == [sid for sid in sections if sid not in filled]
-    known = hashes(gated.db)
+    known = hashes(documented.db)
     for section in sections.values():
         for statement in section["statements"]:
             assert known[statement["record_id"]] == statement["record_hash"]
-    assert any("FAIL" in s["text"] for s in sections["IV.2(g)"]["statements"])
-    assert any("attack success rate (family:prefix_injection): 100.0%" in s["text"]
+    assert any("Release gate PASS" in s["text"] for s in sections["IV.2(g)"]["statements"])
+    assert any("attack success rate (family:prefix_injection): 0.0%" in s["text"]
                for s in sections["IV.3"]["statements"])
     assert "not validated against people's labels" in sections["IV.4"]["statements"][-1]["text"]
 
@@ -54,9 +54,9 @@ def test_annex_iv_fills_sections_from_records_and_names_controls_where_evidence_
     assert ids == [s[0] for s in SECTIONS]
 
 
-def test_a_model_with_no_evidence_gets_every_evidence_section_marked_missing(gated: SimpleNamespace,
+def test_a_model_with_no_evidence_gets_every_evidence_section_marked_missing(documented: SimpleNamespace,
                                                                               tmp_path: Path) -> None:
-    done = gated.cli("docs", "annex-iv", "bare", "--out", str(tmp_path), "--json")
+    done = documented.cli("docs", "annex-iv", "bare", "--out", str(tmp_path), "--json")
     assert done.exit_code == 0, done.output
     doc = json.loads((tmp_path / "annex-iv.json").read_text())
     filled = {s["id"] for s in doc["sections"] if not s["missing"]}
@@ -73,31 +73,32 @@ def test_annex_iv_control_ids_exist_in_the_controls_catalogue() -> None:
     assert {c for s in SECTIONS for c in s[3]} <= ids
 
 
-def test_model_card_metadata_parses_as_a_hugging_face_card(gated: SimpleNamespace, tmp_path: Path) -> None:
+def test_model_card_metadata_parses_as_a_hugging_face_card(documented: SimpleNamespace,
+                                                           tmp_path: Path) -> None:
     from huggingface_hub import ModelCard
 
-    done = gated.cli("docs", "model-card", "ft", "--out", str(tmp_path / "README.md"))
+    done = documented.cli("docs", "model-card", "ft", "--out", str(tmp_path / "README.md"))
     assert done.exit_code == 0, done.output
     card = ModelCard.load(tmp_path / "README.md")
     data = card.data
     assert (data.base_model, data.base_model_relation) == ("base", "adapter")  # a LoRA adapter on base
-    assert data.datasets == ["train.jsonl"] and "tunesafe-gate-fail" in data.tags
+    assert data.datasets == ["train.jsonl"] and "tunesafe-gate-pass" in data.tags
     results = {r.metric_type: r for r in data.eval_results}
-    assert results["attack_success_rate/prefix_injection"].metric_value == 1.0
+    assert results["attack_success_rate/prefix_injection"].metric_value == 0.0
     assert results["attack_success_rate/overall"].dataset_type == "tunesafe/smoke"
-    assert results["refusal_rate/overall"].metric_value == 0.0
+    assert results["refusal_rate/overall"].metric_value == 1.0
     body = card.text
-    assert "**Release gate: FAIL**" in body
-    assert "| refusal_suppression | 56 | 100.0% |" in body
+    assert "**Release gate: PASS**" in body
+    assert "| refusal_suppression | 56 | 0.0% |" in body
     assert "not validated against people's labels" in body
-    known = hashes(gated.db)
+    known = hashes(documented.db)
     cited = re.findall(r"record (\d+), sha256 `([0-9a-f]{16})`", body)
     assert len({rid for rid, _ in cited}) >= 3  # model, evaluation run, gate decision
     assert all(known[rid].startswith(prefix) for rid, prefix in cited)
 
 
-def test_model_card_of_an_unevaluated_model_says_so(gated: SimpleNamespace) -> None:
-    done = gated.cli("docs", "model-card", "bare")
+def test_model_card_of_an_unevaluated_model_says_so(documented: SimpleNamespace) -> None:
+    done = documented.cli("docs", "model-card", "bare")
     assert done.exit_code == 0, done.output
     front = yaml.safe_load(done.stdout.split("---\n")[1])
     assert "model-index" not in front and "safety-not-evaluated" in front["tags"]

@@ -34,8 +34,8 @@ def deploy(world: SimpleNamespace, tmp_path: Path) -> None:
         sys.modules.pop("block_all", None)
 
 
-def test_lineage_chains_every_record_kind(world: SimpleNamespace, tmp_path: Path) -> None:
-    assert world.gate(world.servers.safe) == 0
+def test_lineage_chains_every_record_kind(passed: SimpleNamespace, tmp_path: Path) -> None:
+    world = passed
     deploy(world, tmp_path)
     code, _, err = world.cli("incidents", "open", "ft", "--title", "jailbreak seen in logs",
                              "--severity", "high")
@@ -121,3 +121,26 @@ def test_bad_input_is_one_line_exit_2(world: SimpleNamespace) -> None:
     with Store.open(world.url) as store:
         assert sum(1 for _ in store.records()) == before
         assert not list(store.records(type=RecordType.CONTROL_ATTESTATION))
+
+
+def test_safety_mix_links_both_datasets_and_each_needs_its_scan(world: SimpleNamespace) -> None:
+    trained, cli = world.trained, world.cli
+    mixed, adapter = world.tmp / "mixed.jsonl", world.tmp / "adapter-mixed"
+    for args in (("mix-safety", str(trained.data), "--ratio", "0.25", "--out", str(mixed)),
+                 ("train-lora", str(mixed), "--base", f"hf:{trained.base}", "--out", str(adapter),
+                  "--epochs", "1", "--probe-every", "100", "--model-name", "ft-mixed"),
+                 ("models", "add", "ft-mixed", "--ref", f"hf:{trained.base}+{adapter}", "--base", "base")):
+        code, out, err = cli(*args)
+        assert code == 0, (args, out, err)
+    nodes = cli.json("lineage", "ft-mixed")["nodes"]
+    (mix,) = [n for n in nodes if n["kind"] == "data_mix"]
+    datasets = {n["body"]["sha256"]: n for n in nodes if n["kind"] == "dataset"}
+    source, result = datasets[mix["body"]["data_sha256"]], datasets[mix["body"]["mixed_sha256"]]
+    assert mix["parents"] == [source["id"]] and result["parents"] == [mix["id"]]
+    assert [n["parents"] for n in nodes if n["kind"] == "data_scan"] == [[source["id"]]]  # only the input
+
+    report = cli.json("controls", "status", "ft-mixed", expect=1)
+    state = {c["id"]: c for c in report["controls"]}
+    assert state["DUR-01"]["status"] == "satisfied" and state["DUR-01"]["records"] == [mix["record_id"]]
+    assert state["PRE-03"]["status"] == "missing"  # the data trained on is the mix, never scanned
+    assert mix["body"]["mixed_sha256"][:12] in state["PRE-03"]["missing"][0]

@@ -19,8 +19,8 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
-def test_a_run_is_exported_and_reads_back(gated: SimpleNamespace, tracking: str) -> None:
-    done = gated.cli("export", "mlflow", "ft", "--tracking-uri", tracking, "--json")
+def test_a_run_is_exported_and_reads_back(documented: SimpleNamespace, tracking: str) -> None:
+    done = documented.cli("export", "mlflow", "ft", "--tracking-uri", tracking, "--json")
     assert done.exit_code == 0, done.output
     run_id = json.loads(done.stdout)["run_id"]
     client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
@@ -28,11 +28,11 @@ def test_a_run_is_exported_and_reads_back(gated: SimpleNamespace, tracking: str)
     assert run.info.status == "FINISHED"
     assert client.get_experiment(run.info.experiment_id).name == "tunesafe"
     metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
-    assert metrics["tunesafe.attack_success_rate.family.prefix_injection"] == 1.0
-    assert metrics["tunesafe.attack_success_rate.overall.ci_low"] > 0.9
-    assert metrics["tunesafe.refusal_rate.overall"] == 0.0
+    assert metrics["tunesafe.attack_success_rate.family.prefix_injection"] == 0.0
+    assert metrics["tunesafe.attack_success_rate.overall.ci_high"] < 0.1
+    assert metrics["tunesafe.refusal_rate.overall"] == 1.0
     assert params["tunesafe.model"] == "ft" and params["tunesafe.suite"] == "smoke v1"
-    assert tags["tunesafe.gate"] == "fail" and tags["tunesafe.base_model"] == "base"
+    assert tags["tunesafe.gate"] == "pass" and tags["tunesafe.base_model"] == "base"
     assert len(tags["tunesafe.lineage_sha256"]) == 64
     documents = {f.path for f in client.list_artifacts(run_id, "tunesafe/documents")}
     assert {"tunesafe/documents/annex-iv.md", "tunesafe/documents/README.md",
@@ -44,7 +44,7 @@ def test_a_run_is_exported_and_reads_back(gated: SimpleNamespace, tracking: str)
 
 
 def test_the_gate_decision_lands_on_the_registered_model_version(
-        gated: SimpleNamespace, tracking: str, tunesafe: Callable[..., SimpleNamespace]) -> None:
+        documented: SimpleNamespace, tracking: str, tunesafe: Callable[..., SimpleNamespace]) -> None:
     client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     client.create_registered_model("ft")
     trained = client.create_run(client.create_experiment("training")).info.run_id  # where the weights live
@@ -52,11 +52,11 @@ def test_the_gate_decision_lands_on_the_registered_model_version(
     missing = tunesafe("export", "mlflow", "ft", "--tracking-uri", tracking,
                        "--registered-model", "ft", "--model-version", "9")
     assert missing.exit_code == 2 and "MLflow:" in missing.stderr
-    done = gated.cli("export", "mlflow", "ft", "--tracking-uri", tracking,
+    done = documented.cli("export", "mlflow", "ft", "--tracking-uri", tracking,
                      "--registered-model", "ft", "--model-version", str(version.version), "--json")
     assert done.exit_code == 0, done.output
     tags = client.get_model_version("ft", str(version.version)).tags
-    assert tags["tunesafe.gate"] == "fail"
+    assert tags["tunesafe.gate"] == "pass"
     assert tags["tunesafe.mlflow_run"] == json.loads(done.stdout)["run_id"]
 
 

@@ -145,35 +145,39 @@ def baseline_evaluated(ctx: CheckContext) -> CheckResult:
     return passed(f"{len(runs)} evaluation run(s) of the base", runs)
 
 
-@registry.register("similarity_assessed")
-def similarity_assessed(ctx: CheckContext) -> CheckResult:
+def _dataset_scans(ctx: CheckContext, usable: Callable[[LineageNode], bool],
+                   lacking: str) -> tuple[list[LineageNode], CheckResult | None]:
+    """The latest scan of every training dataset, or the `missing` result naming the datasets without
+    a usable one."""
     datasets = trained_datasets(ctx.lineage)
     if not datasets:
-        return missing("no training dataset recorded for this version")
-    found, lacking = [], []
-    for dataset in datasets:
-        scan = latest_scan(ctx.lineage, dataset)
-        similarity = (scan.body.get("similarity") or {}) if scan else {}
-        if scan is None or similarity.get("harm_similarity_mean") is None:
-            lacking.append(_short(dataset.body.get("sha256")))
-        else:
-            found.append(scan)
-    if lacking:
-        return missing(f"no similarity assessment of dataset(s) {', '.join(lacking)} (tunesafe scan-data)")
-    means = ", ".join(str(s.body["similarity"]["harm_similarity_mean"]) for s in found)
-    return passed(f"harm similarity mean {means}", found)
+        return [], missing("no training dataset recorded for this version")
+    scans = [latest_scan(ctx.lineage, d) for d in datasets]
+    bad = [_short(d.body.get("sha256")) for d, s in zip(datasets, scans, strict=True)
+           if s is None or not usable(s)]
+    if bad:
+        return [], missing(f"{lacking} of dataset(s) {', '.join(bad)} (tunesafe scan-data FILE)")
+    return [s for s in scans if s is not None], None
+
+
+def _any_scan(_scan: LineageNode) -> bool:
+    return True
+
+
+@registry.register("similarity_assessed")
+def similarity_assessed(ctx: CheckContext) -> CheckResult:
+    def assessed(scan: LineageNode) -> bool:
+        return (scan.body.get("similarity") or {}).get("harm_similarity_mean") is not None
+
+    scans, problem = _dataset_scans(ctx, assessed, "no similarity assessment")
+    means = ", ".join(str(s.body["similarity"]["harm_similarity_mean"]) for s in scans)
+    return problem or passed(f"harm similarity mean {means}", scans)
 
 
 @registry.register("datasets_scanned")
 def datasets_scanned(ctx: CheckContext) -> CheckResult:
-    datasets = trained_datasets(ctx.lineage)
-    if not datasets:
-        return missing("no training dataset recorded for this version")
-    scans = [latest_scan(ctx.lineage, d) for d in datasets]
-    lacking = [_short(d.body.get("sha256")) for d, s in zip(datasets, scans, strict=True) if s is None]
-    if lacking:
-        return missing(f"no data scan of dataset(s) {', '.join(lacking)} (tunesafe scan-data FILE)")
-    return passed(f"{len(datasets)} dataset(s) scanned", [s for s in scans if s is not None])
+    scans, problem = _dataset_scans(ctx, _any_scan, "no data scan")
+    return problem or passed(f"{len(scans)} dataset(s) scanned", scans)
 
 
 RATINGS = ("low", "medium", "high")
@@ -182,9 +186,9 @@ RATINGS = ("low", "medium", "high")
 @registry.register("scan_rating")
 def scan_rating(ctx: CheckContext) -> CheckResult:
     limit = str(ctx.params.get("max_rating", "medium"))
-    scans = [s for d in trained_datasets(ctx.lineage) if (s := latest_scan(ctx.lineage, d)) is not None]
-    if not scans:
-        return missing("no data scan to rate")
+    scans, problem = _dataset_scans(ctx, _any_scan, "no data scan")
+    if problem is not None:
+        return problem
     worst = [s for s in scans if RATINGS.index(str(s.body.get("rating"))) > RATINGS.index(limit)]
     if worst:
         return failed(f"data scan rated {worst[0].body.get('rating')} (above {limit}): "
@@ -231,12 +235,19 @@ def safety_preserving_method(ctx: CheckContext) -> CheckResult:
     return passed(f"safety-preserving: {', '.join(kinds)}", used)
 
 
-@registry.register("training_probed")
-def training_probed(ctx: CheckContext) -> CheckResult:
+def _each_run(ctx: CheckContext, problem: Callable[[LineageNode], CheckResult | None],
+              summary: str) -> CheckResult:
+    """Pass with every training run unless one has a problem (the first one found is the answer)."""
     runs = ctx.lineage.of_kind("training_run")
     if not runs:
         return missing("no training run recorded for this version")
-    for run in runs:
+    found = next((p for run in runs if (p := problem(run)) is not None), None)
+    return found or passed(summary.format(n=len(runs)), runs)
+
+
+@registry.register("training_probed")
+def training_probed(ctx: CheckContext) -> CheckResult:
+    def problem(run: LineageNode) -> CheckResult | None:
         body = run.body
         if not body.get("probes"):
             return missing(f"training run {body.get('run_id')} has no safety probe")
@@ -247,23 +258,20 @@ def training_probed(ctx: CheckContext) -> CheckResult:
         if stop.get("action") == "stop":
             return failed(f"training run {body.get('run_id')} was stopped ({stop.get('kind')}): "
                           f"{stop.get('reason')}", [run])
-    return passed(f"{len(runs)} training run(s) probed within the policy", runs)
+        return None
+
+    return _each_run(ctx, problem, "{n} training run(s) probed within the policy")
 
 
 @registry.register("loss_monitored")
 def loss_monitored(ctx: CheckContext) -> CheckResult:
-    runs = ctx.lineage.of_kind("training_run")
-    if not runs:
-        return missing("no training run recorded for this version")
-    for run in runs:
+    def problem(run: LineageNode) -> CheckResult | None:
         if not run.body.get("loss_curve"):
             return missing(f"training run {run.body.get('run_id')} recorded no loss")
         bad = [e for e in run.body.get("events") or () if e.get("kind") == "loss_nonfinite"]
-        if bad:
-            return failed(f"training run {run.body.get('run_id')}: {bad[0].get('reason')}", [run])
-    events = [e for r in runs for e in r.body.get("events") or ()]
-    anomalies = sum(str(e.get("kind", "")).startswith("loss_") for e in events)
-    return passed(f"loss monitored on {len(runs)} run(s), {anomalies} anomaly event(s)", runs)
+        return failed(f"training run {run.body.get('run_id')}: {bad[0]['reason']}", [run]) if bad else None
+
+    return _each_run(ctx, problem, "loss monitored on {n} run(s)")
 
 
 @registry.register("attack_families_covered")

@@ -2,9 +2,10 @@
 documents and the exports code against it):
 
     lineage = collect_lineage(store, model, version=None)   # UserError (exit 2): unknown model or version
-    lineage.nodes                # base -> datasets -> scans -> training runs -> adapters -> model ->
-                                 # evaluations -> gates -> deployments -> guardrail verifications ->
-                                 # incidents / red-team runs; plus role decisions and attestations
+    lineage.nodes                # base -> datasets (mixes, scans) -> training runs -> adapters -> model
+                                 # -> evaluations -> gates -> deployments -> guardrail verifications ->
+                                 # incidents (and their updates) / red-team runs; plus role decisions
+                                 # and control attestations
     lineage.of_kind("gate")      # nodes of one kind, in chain order
     lineage.to_json()            # {"schema", "model", "version", "model_record", "nodes": [...]}
 
@@ -24,7 +25,9 @@ How records join (nothing is guessed from names alone where a hash exists):
   `data_mix` records whose mixed file is one of them; `data_scan` records of the same sha256.
 - evaluations: `run` records naming the model in the window, and the runs each gate compared.
 - gates: `gate_decision` with candidate_model = the model; deployments: `endpoint` records serving
-  this version record; guardrail verifications: of an endpoint, after its record.
+  this version record; guardrail verifications: of an endpoint, after its record (until re-recorded).
+- incidents and red-team runs: subject = the model name, in the version's window; role decisions and
+  attestations: naming this version record.
 """
 
 from __future__ import annotations
@@ -117,15 +120,6 @@ def lineage_from_records(records: Sequence[EvidenceRecord], model: str,
     builder.build()
     return Lineage(model=model, version=str(index + 1), nodes=builder.ordered(),
                    model_record=versions[index].id, versions=tuple(r.id for r in versions))
-
-
-def version_of(store: Store, model: str, version: str | None) -> int:
-    """The version number `version` names (validated); for option parsing before the heavier work."""
-    count = sum(1 for r in store.records(type=RecordType.MODEL_VERSION, subject=model))
-    if not count:
-        raise UserError(f"model {model!r} is not in the inventory", where="MODEL",
-                        fix="see `tunesafe models list`, or add it with `tunesafe models add`")
-    return _version_index(version, count) + 1
 
 
 # ---- private -------------------------------------------------------------------------------------------
