@@ -25,7 +25,8 @@ def signed(documented: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
     done = documented.cli("bundle", "ft", "--out", str(root / "b.zip"),
                      "--sign", str(root / "auditor.key"))
     assert done.exit_code == 0, done.output
-    return SimpleNamespace(path=root / "b.zip", key=root / "auditor.key", pub=root / "auditor.pub", root=root)
+    return SimpleNamespace(path=root / "b.zip", key=root / "auditor.key", pub=root / "auditor.pub", root=root,
+                           written=done.output)
 
 
 def edit(src: Path, dst: Path, name: str, data: bytes | None) -> Path:
@@ -62,9 +63,14 @@ def test_a_signed_bundle_verifies_offline_with_the_pinned_key(tunesafe: Callable
                                                               signed: SimpleNamespace,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUNESAFE_DB", "sqlite:////nonexistent/store.db")  # the store is not consulted
-    done = tunesafe("verify-bundle", str(signed.path), "--pubkey", str(signed.pub))
+    done = tunesafe("verify-bundle", str(signed.path), "--pubkey", str(signed.pub), "--json")
     assert done.exit_code == 0, done.stderr
-    assert "bundle intact" in done.stdout and "(pinned key)" in done.stdout
+    check = json.loads(done.stdout)
+    assert check["ok"] and check["pinned"] and check["problems"] == []
+    counts = f"{check['records']} records, {check['chain_links']} chain links, {check['files']} files"
+    assert counts in signed.written  # what `bundle` reported is what the auditor finds
+    text = tunesafe("verify-bundle", str(signed.path))
+    assert "bundle intact" in text.stdout and "pass --pubkey to pin it" in text.stdout
 
 
 @pytest.mark.parametrize("tamper", ["record byte", "deleted file", "swapped records", "wrong key"])

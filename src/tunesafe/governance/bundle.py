@@ -61,7 +61,7 @@ class ChainLink:
 @dataclass(frozen=True)
 class BundleInfo:
     path: Path
-    files: int
+    files: int  # listed in the manifest (it, the signature and the signer's key come on top)
     records: int
     chain_links: int
     signer: str | None  # fingerprint of the signing key
@@ -151,7 +151,7 @@ def write_bundle(out: Path, files: Mapping[str, bytes], *,
     except OSError as exc:
         raise UserError(f"cannot write the bundle: {exc.strerror or exc}", where=str(out),
                         fix="pass a writable path with --out") from None
-    return BundleInfo(out, len(files), len(manifest["records"]), _lines(files[CHAIN]), signer)
+    return BundleInfo(out, len(manifest["files"]), len(manifest["records"]), _lines(files[CHAIN]), signer)
 
 
 def _record_line(record: EvidenceRecord) -> dict[str, Any]:
