@@ -44,6 +44,8 @@ def test_annex_iv_fills_sections_from_records_and_names_controls_where_evidence_
     assert any("attack success rate (family:prefix_injection): 0.0%" in s["text"]
                for s in sections["IV.3"]["statements"])
     assert "not validated against people's labels" in sections["IV.4"]["statements"][-1]["text"]
+    (training,) = [s["text"] for s in sections["IV.2(c)"]["statements"]]
+    assert "method LORA r=" in training and "s wall time" in training and "completed" in training
 
     markdown = (tmp_path / "doc" / "annex-iv.md").read_text()
     assert "## IV.2(h) Cybersecurity" in markdown

@@ -251,8 +251,31 @@ def _gate(body: Mapping[str, Any], _node: LineageNode) -> str:
             f"judge {body.get('judge')}){because}")
 
 
+def _training_run(body: Mapping[str, Any], node: LineageNode) -> str:
+    """Method, hyperparameters, data and compute of a fine-tuning run (IV.2(a)-(c))."""
+    config = body.get("config") or {}
+    adapters = config.get("adapter") or {}
+    methods = [f"{a.get('peft_type')} r={a.get('r')} alpha={a.get('lora_alpha')} on "
+               f"{', '.join(map(str, a.get('target_modules') or [])) or 'default modules'}"
+               for a in adapters.values() if isinstance(a, Mapping)]
+    lineage = body.get("lineage") or {}
+    dataset = lineage.get("dataset") or {}
+    timing = body.get("timing") or {}
+    stopped = body.get("stopped_by") or {}
+    why = f", stopped by {stopped.get('rule') or stopped.get('kind') or 'the callback'}" if stopped else ""
+    parts = [f"Fine-tuning run {body.get('run_id')} ({body.get('status')}{why})",
+             f"method {'; '.join(methods) or 'full fine-tuning'}",
+             f"learning rate {config.get('learning_rate')}, epochs {config.get('num_train_epochs')}, "
+             f"{body.get('steps')} of {body.get('planned_steps')} steps, seed {config.get('seed')}",
+             f"base {(lineage.get('base') or {}).get('ref')}",
+             f"data sha256 {dataset.get('sha256')}",
+             f"{timing.get('wall_seconds')} s wall time, {len(body.get('probes') or ())} safety probes"]
+    return ", ".join(parts) if body.get("run_id") else node.label
+
+
 _DESCRIBERS: dict[str, Callable[[Mapping[str, Any], LineageNode], str]] = {
     "base": _model, "model": _model, "dataset": _dataset, "evaluation": _evaluation, "gate": _gate,
+    "training_run": _training_run,
 }
 
 
