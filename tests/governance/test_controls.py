@@ -91,6 +91,9 @@ def test_status_moves_with_the_evidence(world: SimpleNamespace) -> None:
     attested = cli.json("controls", "status", "ft", expect=1)
     assert statuses(attested)["POST-05"] == "satisfied"
     assert control(attested, "POST-05")["records"] == [str(gate.id), str(signed.id)]
+    assert world.gate(world.servers.safe) == 0  # a newer gate: the old sign-off does not cover it
+    stale = control(cli.json("controls", "status", "ft", expect=1), "POST-05")
+    assert stale["status"] == "needs_attestation" and f"#{signed.id} predates" in " ".join(stale["missing"])
 
     assert cli(*ROLE)[0] == 0
     assert statuses(cli.json("controls", "status", "ft", expect=1))["PRE-00"] == "needs_attestation"
@@ -145,3 +148,27 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(world: SimpleNamespace,
         assert code == 2 and fragment in err and "Traceback" not in err, (args, err)
     with Store.open(world.url) as store:
         assert sum(1 for _ in store.records()) == before and store.verify().ok
+
+
+def test_scheduled_red_teaming_of_a_served_fine_tune(world: SimpleNamespace, tmp_path: Path) -> None:
+    cli = world.cli
+    assert cli("models", "add", "bot", "--ref", world.servers.safe, "--base", "base")[0] == 0
+    assert statuses(cli.json("controls", "status", "bot", expect=1))["PROD-02"] == "missing"
+    code, out, err = cli("redteam", "schedule", "add", "bot", "--suite", "smoke", "--attacks",
+                         "direct_request,refusal_suppression,prefix_injection", "--judge", "refusal",
+                         "--every", "30d", "--start", "2025-01-01T00:00:00Z")
+    assert code == 0, err
+    code, out, err = cli("redteam", "run-due")
+    assert code == 0, (out, err)
+    (run,) = records_of(world.url, RecordType.REDTEAM_RUN)
+    nodes = cli.json("lineage", "bot")["nodes"]
+    (node,) = [n for n in nodes if n["kind"] == "redteam_run"]
+    model = next(n for n in nodes if n["kind"] == "model")
+    assert node["record_id"] == str(run.id) and node["parents"] == [model["id"]]
+    report = cli.json("controls", "status", "bot", expect=1)
+    assert statuses(report)["PROD-02"] == statuses(report)["PRI-06"] == "satisfied"
+    assert control(report, "PROD-02")["records"] == [str(run.id)]
+    tight = tmp_path / "tight.yaml"  # a window the run already falls out of
+    tight.write_text("governance:\n  redteam_max_interval_days: 0.000001\n")
+    stale = cli.json("controls", "status", "bot", "--policy", str(tight), expect=1)
+    assert statuses(stale)["PROD-02"] == "failing" and "more than" in control(stale, "PROD-02")["missing"][0]

@@ -102,6 +102,10 @@ def _age(node: LineageNode, now: datetime) -> timedelta:
     return now - datetime.fromisoformat(node.created_at)
 
 
+def _days(span: timedelta) -> str:
+    return f"{span.total_seconds() / 86400:.3g}"
+
+
 def _short(sha: Any) -> str:
     return str(sha)[:12]
 
@@ -323,9 +327,9 @@ def guardrail_verified(ctx: CheckContext) -> CheckResult:
             return failed(f"latest guardrail verification of {name} is {latest.body.get('verdict')}",
                           [latest])
         if _age(latest, ctx.now) > max_age:
-            return failed(f"guardrail verification of {name} is older than {max_age.days} days", [latest])
+            return failed(f"guardrail verification of {name} is older than {_days(max_age)} days", [latest])
         proof.append(latest)
-    return passed(f"guardrails verified on {len(proof)} endpoint(s) within {max_age.days} days", proof)
+    return passed(f"guardrails verified on {len(proof)} endpoint(s) within {_days(max_age)} days", proof)
 
 
 @registry.register("lineage_complete")
@@ -365,9 +369,9 @@ def redteam_recent(ctx: CheckContext) -> CheckResult:
     times = [datetime.fromisoformat(r.created_at) for r in runs] + [ctx.now]
     gap = max(b - a for a, b in zip(times, times[1:], strict=False))
     if gap > limit:
-        return failed(f"{gap.days} days between red-team runs (or since the last), more than {limit.days}",
-                      [latest])
-    return passed(f"{len(runs)} red-team run(s), at most {gap.days} days apart", runs)
+        return failed(f"{_days(gap)} days between red-team runs (or since the last), more than "
+                      f"{_days(limit)}", [latest])
+    return passed(f"{len(runs)} red-team run(s), at most {_days(gap)} days apart", runs)
 
 
 @registry.register("incidents_reported_on_time")

@@ -10,7 +10,8 @@ Status of one control, from its automatic checks (tunesafe.governance.checks) ov
 Lineage plus the latest attestation of it:
     failing            a check found the evidence and it shows the control broken
     missing            a check found no evidence (an attestation never stands in for evidence)
-    needs_attestation  the evidence is there but the control asks a person's sign-off that is not recorded
+    needs_attestation  the evidence is there but the control asks a person's sign-off that is not recorded,
+                       or was recorded before the newest evidence the checks used (it covers what it saw)
     satisfied          every check passed (and the sign-off, where asked, is recorded); `records` are the
                        evidence record ids that prove it
 A control with no automatic check is satisfied by its attestation alone. Required controls come from the
@@ -249,10 +250,16 @@ def _status(control: Control, lineage: Lineage, policy: Policy | None, chain_ok:
         asked.append(f"sign-off on {', '.join(control.attestation)}")
     elif not control.checks:
         asked.append("no automatic check: a person attests it")
+    evidence = [rid for r in results for rid in r.records]
+    newest = max((int(rid) for rid in evidence), default=0)
+    if asked and signed is not None and int(signed.record_id) < newest:
+        # a sign-off covers the evidence it saw: newer evidence (a later gate) needs a new one
+        asked.append(f"the sign-off #{signed.record_id} predates evidence #{newest}: attest again")
+        signed = None
     if asked and signed is None:
         return status("needs_attestation", [*asked, f"tunesafe controls attest {lineage.model} {control.id} "
                                                      "--by NAME --note TEXT"])
-    proof = [rid for r in results for rid in r.records] + ([signed.record_id] if asked and signed else [])
+    proof = evidence + ([signed.record_id] if asked and signed else [])
     return status("satisfied", [], list(dict.fromkeys(proof)))
 
 
