@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -150,3 +150,35 @@ def passed(gated: Path, trained: SimpleNamespace, servers: SimpleNamespace, tmp_
            capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """Like `world`, after a passing gate of ft."""
     return _world(gated, trained, servers, tmp_path, capsys, monkeypatch)
+
+
+# ---- documents, exports and bundles: the gated store plus a model without evidence, shared read-only ----
+
+
+@pytest.fixture(scope="session")
+def documented(gated: Path, trained: SimpleNamespace,
+               tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The store after ft's passing gate, plus a model `bare` with an inventory entry and nothing else.
+    Built once; the document, export and bundle tests only read it."""
+    root = tmp_path_factory.mktemp("documented")
+    shutil.copy(gated, root / "store.db")
+    url = f"sqlite:///{root / 'store.db'}"
+    invoke("--db", url, "models", "add", "bare", "--ref", "openai:bare@http://127.0.0.1:9/v1",
+           "--base", "base")
+    return SimpleNamespace(root=root, db=url, data=trained.data, adapter=trained.adapter,
+                           cli=lambda *args: CliRunner().invoke(app, ["--db", url, *args]))
+
+
+@pytest.fixture
+def tunesafe(documented: SimpleNamespace, capsys: pytest.CaptureFixture[str],
+             monkeypatch: pytest.MonkeyPatch) -> Callable[..., SimpleNamespace]:
+    """`tunesafe --db DOCUMENTED ARGS` through the real entry point: exit_code, stdout, stderr (whitespace
+    folded)."""
+    monkeypatch.setenv("COLUMNS", "250")
+    cli = Cli(documented.db, capsys, monkeypatch)
+
+    def run(*args: str) -> SimpleNamespace:
+        code, out, err = cli(*args)
+        return SimpleNamespace(exit_code=code, stdout=out, stderr=err)
+
+    return run

@@ -17,6 +17,7 @@ from tunesafe.cli import (
     eval_cmds,
     gate_cmds,
     governance_cmds,
+    governance_docs_cmds,
     guardrail_cmds,
     incident_cmds,
     judge_cmds,
@@ -50,7 +51,7 @@ Lifecycle of a fine-tune:
   during      fine-tuning under the safety callback (train-lora), mitigations (mix-safety, safelora)
   after       adversarial evaluation and the paired pre/post gate (gate, compare, judge, runs rejudge)
   production  inventory (models), guardrails, incidents, scheduled red-teaming (redteam)
-  audit       evidence chain (verify)
+  audit       evidence chain (verify), documents (docs, export), bundles (bundle, verify-bundle)
 """
 
 PANELS = (BEFORE, DURING, AFTER, PRODUCTION, AUDIT)
@@ -105,6 +106,7 @@ incident_cmds.register(app)
 redteam_cmds.register(app)
 governance_cmds.register(app)
 serve_cmds.register(app)
+governance_docs_cmds.register(app)
 
 
 def main() -> None:
