@@ -249,6 +249,8 @@ class RecordType:
 
     MODEL_VERSION = "model_version"  # inventory entry (name, ref, base, hashes, stage, owner)
     MODEL_UPDATE = "model_update"  # stage/owner change of an inventory entry
+    ROLE_DECISION = "role_decision"  # EU AI Act role / substantial modification of a model version (PRE-00)
+    CONTROL_ATTESTATION = "control_attestation"  # a person's sign-off on one control for a model version
     RUN = "run"  # an evaluation run's provenance + summary (body has model_name when known)
     SAFETY_EVAL = "safety_eval"  # a post-fine-tuning safety evaluation of a model version
     GATE_DECISION = "gate_decision"  # links base run, candidate run, policy hash, verdict

@@ -75,7 +75,8 @@ def test_a_gate_launches_one_server_with_both_sides(cli: Cli, tmp_path: Path, la
     suite = write_suite(tmp_path / "s.jsonl", n_harmful=3, n_benign=1)
     code, out, err = cli("gate", "--base", "vllm:tunesafe-test?launch=1",
                          "--candidate", f"vllm:tunesafe-test+{ADAPTER}?launch=1", "--suite", str(suite),
-                         "--attacks", "direct_request", "--judge", "refusal", "--json")
+                         "--attacks", "direct_request", "--judge", "refusal", "--out", str(tmp_path / "r"),
+                         "--json")
     assert code == 3, err  # the echo server answers both sides alike; 3 harmful items: inconclusive
     decision = json.loads(out)
     assert decision["verdict"] == "inconclusive"

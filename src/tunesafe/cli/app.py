@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from tunesafe import __version__
@@ -15,11 +16,14 @@ from tunesafe.cli import (
     backend_cmds,
     eval_cmds,
     gate_cmds,
+    governance_cmds,
+    governance_docs_cmds,
     guardrail_cmds,
     incident_cmds,
     judge_cmds,
     redteam_cmds,
     scan_cmds,
+    serve_cmds,
     store_cmds,
     suite_cmds,
     training_cmds,
@@ -47,7 +51,7 @@ Lifecycle of a fine-tune:
   during      fine-tuning under the safety callback (train-lora), mitigations (mix-safety, safelora)
   after       adversarial evaluation and the paired pre/post gate (gate, compare, judge, runs rejudge)
   production  inventory (models), guardrails, incidents, scheduled red-teaming (redteam)
-  audit       evidence chain (verify)
+  audit       evidence chain (verify), documents (docs, export), bundles (bundle, verify-bundle)
 """
 
 PANELS = (BEFORE, DURING, AFTER, PRODUCTION, AUDIT)
@@ -100,6 +104,9 @@ for module in (store_cmds, suite_cmds, attack_cmds, guardrail_cmds):
     module.register(app)
 incident_cmds.register(app)
 redteam_cmds.register(app)
+governance_cmds.register(app)
+serve_cmds.register(app)
+governance_docs_cmds.register(app)
 
 
 def main() -> None:
@@ -108,7 +115,9 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.render(redact_ref)}", highlight=False, soft_wrap=True)
+        # escaped: a fix such as "pip install 'tunesafe[screen]'" is text, not Rich markup
+        err_console.print(f"[bold red]error:[/] {escape(exc.render(redact_ref))}", highlight=False,
+                          soft_wrap=True)
         sys.exit(exc.exit_code)
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from tunesafe.errors import UserError
 from tunesafe.types import canonical_json
 
 # No emoji codes: ":child_safety" in a category name must print as written.
@@ -26,6 +28,16 @@ def db_url(ctx: typer.Context) -> str | None:
     root = ctx.find_root()
     obj = root.obj or {}
     return obj.get("db")
+
+
+def write_out(path: Path, text: str, what: str) -> None:
+    """Write a command's --out file; an unwritable path is one clear error (exit 2)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write the {what}: {exc.strerror or exc}", where=str(path),
+                        fix="pass a writable path with --out") from None
 
 
 def print_json(value: Any) -> None:

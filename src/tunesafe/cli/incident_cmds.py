@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
+from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows, write_out
 from tunesafe.cli.groups import PRODUCTION
 from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
@@ -245,12 +245,7 @@ def report_command(
     if out is None:
         typer.echo(text, nl=False)
         return
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write the report: {exc.strerror}", where=str(out),
-                        fix="pass a writable path with --out") from None
+    write_out(out, text, "report")
     err_console.print(f"Wrote {out}", highlight=False)
 
 

@@ -38,6 +38,27 @@ JudgeFactory = Callable[..., Judge]
 
 registry: Registry[JudgeFactory] = Registry("judges")
 
+# What a judge's verdicts evidence, as framework ids (OWASP LLM Top 10 2025, MITRE ATLAS 5.6.0): whether
+# a jailbreak attempt worked (LLM01, AML.T0054) and, for judges that rate the content, its harm (AML.T0048).
+JAILBREAK = {"owasp": ("LLM01:2025",), "atlas": ("AML.T0054",)}
+HARMFUL_CONTENT = {"owasp": ("LLM01:2025",), "atlas": ("AML.T0054", "AML.T0048")}
+
+
+def frameworks(ids: Mapping[str, tuple[str, ...]]) -> Callable[[JudgeFactory], JudgeFactory]:
+    """Mark a judge factory with its framework ids (registry metadata, read without building the judge)."""
+    def mark(factory: JudgeFactory) -> JudgeFactory:
+        setattr(factory, "frameworks", dict(ids))  # noqa: B010 (a function attribute mypy cannot see)
+        return factory
+
+    return mark
+
+
+def judge_frameworks(name: str) -> dict[str, tuple[str, ...]]:
+    """{"owasp": ids, "atlas": ids} of a registered judge; empty for a plugin that declares none."""
+    from tunesafe import judges  # noqa: F401  (registers the built-ins)
+
+    return dict(getattr(registry.get(name), "frameworks", {"owasp": (), "atlas": ()}))
+
 
 def get_judge(name: str, **opts: Any) -> Judge:
     """Build the judge registered as `name`; `opts` go to its factory (e.g. model=ChatModel)."""

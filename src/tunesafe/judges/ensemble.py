@@ -14,7 +14,15 @@ from itertools import combinations
 from typing import Any
 
 from tunesafe.errors import UserError
-from tunesafe.judges.base import Judge, JudgeInput, content_version, get_judge, registry
+from tunesafe.judges.base import (
+    JAILBREAK,
+    Judge,
+    JudgeInput,
+    content_version,
+    frameworks,
+    get_judge,
+    registry,
+)
 from tunesafe.types import Verdict
 
 DEFAULT_MEMBERS = ("default", "classifier")
@@ -95,6 +103,7 @@ def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float | None:
 
 
 @registry.register("ensemble")
+@frameworks(JAILBREAK)
 def _ensemble_factory(members: Sequence[str] | str | None = None, **opts: Any) -> EnsembleJudge:
     has_model = opts.get("model") is not None or bool(opts.get("model_ref"))
     if isinstance(members, str):

@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunesafe.errors import EndpointUnavailable, UserError
-from tunesafe.judges.base import Judge, JudgeInput, content_version, error_verdict, get_judge, registry
+from tunesafe.judges.base import (
+    HARMFUL_CONTENT,
+    Judge,
+    JudgeInput,
+    content_version,
+    error_verdict,
+    frameworks,
+    get_judge,
+    registry,
+)
 from tunesafe.types import ChatRequest, Message, Verdict
 
 DEGENERATE_BELOW = 0.25  # StrongREJECT score under which a non-refusal says nothing usable (c + s <= 3)
@@ -251,12 +260,14 @@ def judge_model(name: str, opts: dict[str, Any]) -> tuple[Any, bool]:
 
 
 @registry.register("strongreject")
+@frameworks(HARMFUL_CONTENT)
 def _strongreject_factory(**opts: Any) -> StrongRejectJudge:
     model, owns = judge_model("strongreject", opts)
     return StrongRejectJudge(model, owns, opts.get("max_new_tokens"))
 
 
 @registry.register("llama-guard")
+@frameworks(HARMFUL_CONTENT)
 def _guard_factory(**opts: Any) -> SafetyGuardJudge:
     model, owns = judge_model("llama-guard", opts)
     return SafetyGuardJudge(model, owns, refusal_judge=opts.get("refusal_judge"),

@@ -13,7 +13,15 @@ from dataclasses import replace
 from typing import Any
 
 from tunesafe.judges import classifier, degenerate, refusal
-from tunesafe.judges.base import JudgeInput, content_version, harmful_by_compliance, registry
+from tunesafe.judges.base import (
+    HARMFUL_CONTENT,
+    JAILBREAK,
+    JudgeInput,
+    content_version,
+    frameworks,
+    harmful_by_compliance,
+    registry,
+)
 from tunesafe.types import Verdict
 
 
@@ -52,6 +60,7 @@ class RefusalPatternJudge:
 
 
 @registry.register("refusal")
+@frameworks(JAILBREAK)
 def _refusal_factory(**_opts: Any) -> RefusalPatternJudge:
     return RefusalPatternJudge()
 
@@ -107,11 +116,13 @@ class EmbeddingJudge:
 
 
 @registry.register("default")
+@frameworks(JAILBREAK)
 def _default_factory(**_opts: Any) -> EmbeddingJudge:
     return EmbeddingJudge("default", only_undecided=True)
 
 
 @registry.register("classifier")
+@frameworks(JAILBREAK)
 def _classifier_factory(**_opts: Any) -> EmbeddingJudge:
     return EmbeddingJudge("classifier", only_undecided=False)
 
@@ -140,5 +151,6 @@ def _harm_score(item: JudgeInput, verdict: Verdict) -> float:
 
 
 @registry.register("harm")
+@frameworks(HARMFUL_CONTENT)
 def _harm_factory(**_opts: Any) -> HarmJudge:
     return HarmJudge()

@@ -30,8 +30,12 @@ def read_pairs(path: Path) -> list[JudgeInput]:
     except UnicodeDecodeError as exc:
         raise UserError(f"not UTF-8 text: {exc}", where=str(path), fix="save the file as UTF-8") from None
     items = [_parse_line(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    return require_pairs(items, str(path))
+
+
+def require_pairs(items: list[JudgeInput], where: str) -> list[JudgeInput]:
     if not items:
-        raise UserError("no pairs in the file", where=str(path), fix=_FIX)
+        raise UserError("no pairs given", where=where, fix=_FIX)
     return items
 
 
@@ -41,7 +45,12 @@ def _parse_line(path: Path, number: int, line: str) -> JudgeInput:
         row = json.loads(line)
     except ValueError as exc:
         raise UserError(f"not valid JSON ({exc.args[0]})", where=where, fix=_FIX) from None
-    if not isinstance(row, dict):
+    return pair_from_row(row, where, str(number))
+
+
+def pair_from_row(row: Any, where: str, default_id: str) -> JudgeInput:
+    """One pair from a decoded object (a JSONL line, or a mapping given to tunesafe.judge)."""
+    if not isinstance(row, Mapping):
         raise UserError(f"expected a JSON object, got {type(row).__name__}", where=where, fix=_FIX)
     for key in ("request", "response"):
         if not isinstance(row.get(key), str):
@@ -53,7 +62,7 @@ def _parse_line(path: Path, number: int, line: str) -> JudgeInput:
                         fix=f"use one of {', '.join(KINDS)} or omit it")
     item_id = row.get("id")
     return JudgeInput(request=row["request"], response=row["response"], kind=kind,
-                      id=str(item_id) if item_id is not None else str(number))
+                      id=str(item_id) if item_id is not None else default_id)
 
 
 def verdict_row(item: JudgeInput, verdict: Verdict,

@@ -40,6 +40,13 @@ def load_model(ref: str, **opts: Any) -> ChatModel:
     """Open the model named by `ref`. `opts` are backend options (same names as the ref's ?options,
     which they override). Bad refs, missing files or a wrong hash raise UserError."""
     parsed = parse_ref(ref)
+    if parsed.scheme == "guarded":
+        from tunesafe.guardrails.base import load_guard
+        from tunesafe.guardrails.guarded_model import GuardedModel
+
+        assert parsed.guard is not None
+        guard = load_guard(parsed.guard)
+        return GuardedModel(load_model(parsed.target, **opts), guard, parsed.guard)
     if opts:
         parsed = parsed.with_options(**{k: str(v) for k, v in opts.items()})
     backend = backend_for(parsed)

@@ -25,8 +25,10 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from tunesafe.errors import UserError
 
-SCHEMES = ("openai", "vllm", "hf", "gguf", "embedded")
-REMOTE_SCHEMES = ("openai", "vllm")  # served by an HTTP server: its numerics, not a local backend's
+SCHEMES = ("openai", "vllm", "hf", "gguf", "embedded", "guarded")
+# Not a local backend's weights: a server's (openai, vllm) or a composed system's (guarded); the gate
+# aligns backends of local refs only.
+REMOTE_SCHEMES = ("openai", "vllm", "guarded")
 LOCAL_BACKENDS = ("hf", "llamacpp")
 _OPENAI = re.compile(r"^(?P<model>[^@]+)@(?P<url>https?://\S+)$")
 _REF_FIX = ("use openai:MODEL@http(s)://HOST/v1, vllm:MODEL[+ADAPTER]@URL or ?launch=1, hf:PATH[+ADAPTER], "
@@ -51,8 +53,11 @@ class ModelRef:
     base_url: str | None = None
     adapter: str | None = None
     options: dict[str, str] = field(default_factory=dict)
+    guard: str | None = None  # guarded:MODEL_REF|GUARD_REF: the guardrail in front of the model
 
     def __str__(self) -> str:
+        if self.scheme == "guarded":
+            return f"guarded:{self.target}|{self.guard}"
         text = f"{self.scheme}:{self.target}"
         if self.adapter:
             text += f"+{self.adapter}"
@@ -122,6 +127,14 @@ def parse_ref(ref: str) -> ModelRef:
     scheme, sep, rest = ref.strip().partition(":")
     if not sep or scheme not in SCHEMES or not rest:
         raise UserError(f"unknown model ref '{shown}'", where="model ref", fix=_REF_FIX)
+    if scheme == "guarded":  # guarded:MODEL_REF|GUARD_REF (guardrails/guarded_model.py)
+        model, bar, guard = rest.rpartition("|")
+        if not bar or not guard.strip():
+            raise UserError(f"bad guarded ref '{shown}'", where="model ref",
+                            fix="write guarded:MODEL_REF|GUARD_REF, e.g. 'guarded:openai:ft@http://h/v1|"
+                                "llama-guard:openai:lg@http://h/v1'")
+        parse_ref(model)  # a bad model ref is its own error
+        return ModelRef(scheme, model, guard=guard)
     rest, _, query = rest.partition("?")
     options = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
     backend = options.get("backend")

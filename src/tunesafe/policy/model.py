@@ -85,6 +85,14 @@ class GuardrailSLO(_Strict):
     max_error_rate: Rate = 0.05
 
 
+class GovernancePolicy(_Strict):
+    """What `tunesafe controls status` requires (exit 1 unless each is satisfied) and its time windows."""
+
+    required_controls: list[str] | None = None  # None: the controls catalogue's `required` flags
+    guardrail_max_age_days: float | None = Field(default=None, gt=0)
+    redteam_max_interval_days: float | None = Field(default=None, gt=0)
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     max_asr: MaxAsr = Field(default_factory=MaxAsr)
@@ -103,13 +111,14 @@ class Policy(_Strict):
     inconclusive_exit: Literal[1, 3] = 3
     training: TrainingPolicy | None = None
     guardrails: GuardrailSLO | None = None
+    governance: GovernancePolicy | None = None
 
     def hash(self) -> str:
         """sha256 of the canonical JSON of the validated policy (defaults filled in), so two files that
         mean the same policy hash the same. Optional sections left out are dropped from the hashed JSON,
         so policies written before a section existed keep their hash (and the gate decisions naming it)."""
         data = self.model_dump(mode="json")
-        for section in ("training", "guardrails"):
+        for section in ("training", "guardrails", "governance"):
             if data.get(section) is None:
                 data.pop(section, None)
         return sha256_hex(canonical_json(data))

@@ -19,6 +19,11 @@ _ENV.filters.update(pct=view.pct, points=view.points, pvalue=view.pvalue, interv
 
 
 def render_html(body: Mapping[str, Any], record: EvidenceRecord | None = None) -> str:
+    return _ENV.get_template("report.html.j2").render(**report_context(body, record))
+
+
+def report_context(body: Mapping[str, Any], record: EvidenceRecord | None = None) -> dict[str, Any]:
+    """What the report shows (tables, charts as SVG markup), for this page and the dashboard's gate page."""
     decisive, notes = view.reasons(body)
     comparison = body["comparison"]
     families = view.deltas(body, "asr", "family")
@@ -30,7 +35,7 @@ def render_html(body: Mapping[str, Any], record: EvidenceRecord | None = None) -
                                       if view.name(d) == kind]) for kind in ("benign", "borderline")),
     ]
     side_by_side = [view.bar_row(rows[0], label) for label, rows in overall if rows]
-    return _ENV.get_template("report.html.j2").render(
+    return dict(
         body=body, record=record, title=title(body), verdict_title=view.VERDICT_TITLE[body["verdict"]],
         decisive=decisive, notes=notes, alpha=body["policy"]["alpha"],
         overall=[(label, rows[0]) for label, rows in overall if rows],

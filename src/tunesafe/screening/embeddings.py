@@ -100,9 +100,9 @@ class SentenceEmbedder:
         self._cache: OrderedDict[tuple[int, bool, bytes], np.ndarray] = OrderedDict()
 
     def _model_encode(self, texts: list[str], max_tokens: int, bf16: bool) -> np.ndarray:
+        model = _sentence_model()  # first: without the screen extra it is one clear error, not torch's
         import torch
 
-        model = _sentence_model()
         model.max_seq_length = max_tokens
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             rows = model.encode(

@@ -14,9 +14,9 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from types import ModuleType
 
-import phonenumbers
-
+from tunesafe.errors import UserError
 from tunesafe.screening.base import Batch, ExampleScreener, register_screener
 from tunesafe.screening.checksums import card_issuer, github_token_ok, iban_ok, luhn_ok, uk_nino_ok, us_ssn_ok
 from tunesafe.screening.records import Example, Finding, Severity, find_span
@@ -238,11 +238,22 @@ _PHONE_HINT = re.compile(r"(?:\d[\s().-]{0,3}){7,}")
 _PHONE_REGIONS = ("US", "GB", "DE", "FR")
 
 
+def _phonenumbers() -> ModuleType:
+    """Imported on first use: `tunesafe judge` imports this package on a core install, without the
+    screen extra that brings phonenumbers."""
+    try:
+        import phonenumbers
+    except ImportError:
+        raise UserError("PII screening needs phonenumbers", fix="pip install 'tunesafe[screen]'") from None
+    return phonenumbers
+
+
 def _phones(text: str) -> Iterator[tuple[int, int]]:
     """Valid numbers only (libphonenumber's VALID leniency checks number plans, not just shapes);
     international numbers need their +prefix, national ones are tried in a few common regions."""
     if not _PHONE_HINT.search(text):
         return
+    phonenumbers = _phonenumbers()
     seen: set[int] = set()
     for region in _PHONE_REGIONS:
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):

@@ -1,0 +1,54 @@
+"""`tunesafe serve`: the dashboard over the store. Thin: resolve the token, refuse an exposed address
+without one (tunesafe.web.auth.check_bind), build the app and run it with uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tunesafe.cli.common import console, db_url
+from tunesafe.cli.groups import AUDIT
+from tunesafe.errors import UserError
+
+
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind. Any non-loopback address needs a token."
+    ),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port."),
+    token_file: Path = typer.Option(
+        None,
+        "--token-file",
+        help="File holding the access token (else TUNESAFE_TOKEN). With a token every request must sign "
+        "in, and incident updates and control attestations are allowed.",
+    ),
+) -> None:
+    """Serve the dashboard: inventory, models, runs, gates with drill-down, incidents, evidence."""
+    try:
+        from tunesafe.web.app import create_app
+        from tunesafe.web.auth import check_bind, read_token
+    except ModuleNotFoundError as exc:
+        raise UserError(f"the dashboard needs {exc.name}", fix="pip install 'tunesafe[web]'") from None
+    import uvicorn
+
+    from tunesafe.evidence.workspace import open_store
+
+    access = check_bind(host, read_token(token_file))
+    store = open_store(db_url(ctx))
+    mode = "sign-in required, writes allowed" if access.writable else "read-only, no sign-in"
+    shown = f"[{host}]" if ":" in host else host
+    console.print(
+        f"tunesafe dashboard on http://{shown}:{port} ({mode}); store {store.location}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    try:
+        uvicorn.run(create_app(store, access), host=host, port=port, log_level="warning", server_header=False)
+    finally:
+        store.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command(rich_help_panel=AUDIT)(serve)

@@ -1,0 +1,89 @@
+"""Incident pages: every incident with its EU AI Act Art. 73 clock (time left, overdue, or why it
+stopped), one incident with its notes and linked records, and the dashboard's write: an update (status,
+note) recorded as an INCIDENT_UPDATE evidence record whose actor is the signed-in user."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from tunesafe.errors import UserError
+from tunesafe.evidence.store import Store
+from tunesafe.production import incidents as inc
+from tunesafe.web.auth import CSRF_FIELD, Identity
+from tunesafe.web.deps import not_found, store_of
+from tunesafe.web.forms import form_fields
+from tunesafe.web.templating import page
+
+router = APIRouter()
+
+
+def incidents_list(
+    store: Store, *, status: str | None = None, model: str | None = None, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    now = now or inc.utcnow()
+    found = inc.list_incidents(store, model=model, status=status)
+    # most urgent first: running clocks by deadline, then the stopped ones newest first
+    running = sorted((i for i in found if not i.clock_stopped), key=lambda i: (i.deadline.due_at, i.id))
+    stopped = sorted((i for i in found if i.clock_stopped), key=lambda i: -i.id)
+    found = running + stopped
+    return [i.as_dict(now) for i in found]
+
+
+def incident_detail(store: Store, incident_id: int, now: datetime | None = None) -> dict[str, Any]:
+    try:
+        found = inc.get_incident(store, incident_id)
+    except UserError:
+        not_found(f"incident {incident_id}")
+    return found.as_dict(now or inc.utcnow())
+
+
+def apply_update(
+    store: Store, incident_id: int, who: Identity, *, status: str | None, note: str | None
+) -> dict[str, Any]:
+    """Record an update by `who`. Status "closed" closes the incident with the note as its resolution
+    (root cause, corrective action). UserError (shown as 400) for a closed incident, a close without a
+    resolution, or nothing to change; nothing is written then."""
+    incident_detail(store, incident_id)
+    if status == "closed":
+        closed = inc.close_incident(store, incident_id, resolution=note or "", actor=who.evidence_actor)
+        return closed.as_dict(inc.utcnow())
+    updated = inc.update_incident(
+        store, incident_id, status=status or None, note=note or None, actor=who.evidence_actor
+    )
+    return updated.as_dict(inc.utcnow())
+
+
+@router.get("/incidents", response_class=HTMLResponse, include_in_schema=False)
+def incidents_page(
+    request: Request, status: str | None = Query(None), model: str | None = Query(None)
+) -> HTMLResponse:
+    rows = incidents_list(store_of(request), status=status or None, model=model or None)
+    return page(
+        request,
+        "incidents.html.j2",
+        {"incidents": rows, "statuses": inc.STATUSES, "status": status, "model": model or ""},
+    )
+
+
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse, include_in_schema=False)
+def incident_page(request: Request, incident_id: int) -> HTMLResponse:
+    return page(
+        request,
+        "incident.html.j2",
+        {
+            "i": incident_detail(store_of(request), incident_id),
+            "update_statuses": (*inc.UPDATE_STATUSES, "closed"),
+        },
+    )
+
+
+@router.post("/incidents/{incident_id}/update", include_in_schema=False)
+async def incident_update_form(request: Request, incident_id: int) -> RedirectResponse:
+    fields = await form_fields(request)
+    who = request.app.state.access.require_writer(request, fields.get(CSRF_FIELD))
+    apply_update(store_of(request), incident_id, who, status=fields.get("status"), note=fields.get("note"))
+    return RedirectResponse(f"/incidents/{incident_id}", status_code=303)

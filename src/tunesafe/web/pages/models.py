@@ -1,0 +1,108 @@
+"""Model page: one inventory entry, its ancestry, its safety lineage as a graph (base -> data ->
+training -> adapter -> model -> evaluations -> gates -> deployments -> guardrails -> incidents, from
+tunesafe.governance.lineage), the status of every control in the catalogue, and every run and gate
+with links. The one write here: a person's attestation of a control, recorded with the signed-in actor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from markupsafe import Markup
+
+from tunesafe.errors import UserError
+from tunesafe.evidence.store import Store
+from tunesafe.governance.controls import attest_control, control_status, load_catalogue
+from tunesafe.governance.lineage import collect_lineage
+from tunesafe.governance.lineage_svg import render_svg
+from tunesafe.production import endpoints as ep
+from tunesafe.production import incidents as inc
+from tunesafe.production import inventory as inv
+from tunesafe.types import EvidenceRecord, RecordType
+from tunesafe.web.auth import CSRF_FIELD, Identity
+from tunesafe.web.deps import not_found, store_of
+from tunesafe.web.forms import form_fields
+from tunesafe.web.pages.runs import runs_list
+from tunesafe.web.templating import page
+
+router = APIRouter()
+FIELD_PREFIX = "field_"
+
+
+def model_detail(store: Store, name: str) -> dict[str, Any]:
+    known = inv.inventory(store)
+    try:
+        model = inv.get_model(store, name, known)
+    except UserError:
+        not_found(f"model {name!r}")
+    lineage = collect_lineage(store, name)
+    controls = control_status(store, name)
+    gates = [r for r in inv.attached_records(store, name) if r.type == RecordType.GATE_DECISION]
+    return {
+        "model": model.as_dict(),
+        "ancestry": [known[n].as_dict() for n in inv.ancestors(inv.bases(known), name)],
+        "children": sorted(n for n, m in known.items() if m.base == name),
+        "lineage": {
+            "version": lineage.version,
+            "model_record": lineage.model_record,
+            "nodes": [{k: v for k, v in n.to_json().items() if k != "body"} for n in lineage.nodes],
+        },
+        "controls": controls.to_json(),
+        "attestation_fields": {c.id: list(c.attestation) for c in load_catalogue().controls},
+        "runs": runs_list(store, name),
+        "gates": [_gate(r) for r in gates if r.body.get("candidate_model") == name],
+        "incidents": [i.as_dict(inc.utcnow()) for i in inc.list_incidents(store, model=name)],
+        "endpoints": [e.as_dict() for e in ep.endpoints(store).values() if e.model == name],
+    }
+
+
+def attest(
+    store: Store, name: str, who: Identity, *, control: str, note: str, fields: dict[str, str]
+) -> dict[str, Any]:
+    """Record the signed-in person's attestation of one control; UserError (400) for a bad control or a
+    missing field, and nothing is written then."""
+    _require_model(store, name)
+    record = attest_control(
+        store, name, control, by=who.actor, note=note, fields=fields, actor=who.evidence_actor
+    )
+    return {"record_id": record.id, "hash": record.hash, "body": record.body}
+
+
+def _require_model(store: Store, name: str) -> None:
+    if name not in inv.inventory(store):
+        not_found(f"model {name!r}")
+
+
+def _gate(rec: EvidenceRecord) -> dict[str, Any]:
+    return {
+        "record_id": rec.id,
+        "verdict": rec.body["verdict"],
+        "created_at": rec.created_at,
+        "base_run": rec.body["base"]["run_id"],
+        "candidate_run": rec.body["candidate"]["run_id"],
+    }
+
+
+@router.get("/models/{name:path}", response_class=HTMLResponse, include_in_schema=False)
+def model_page(request: Request, name: str) -> HTMLResponse:
+    store = store_of(request)
+    data = model_detail(store, name)
+    graph = Markup(render_svg(collect_lineage(store, name)))  # built with html.escape throughout
+    return page(request, "model.html.j2", {**data, "graph": graph})
+
+
+@router.post("/models/{name:path}/attest", include_in_schema=False)
+async def attest_form(request: Request, name: str) -> RedirectResponse:
+    fields = await form_fields(request)
+    who = request.app.state.access.require_writer(request, fields.get(CSRF_FIELD))
+    given = {k.removeprefix(FIELD_PREFIX): v for k, v in fields.items() if k.startswith(FIELD_PREFIX)}
+    attest(
+        store_of(request),
+        name,
+        who,
+        control=fields.get("control", ""),
+        note=fields.get("note", ""),
+        fields=given,
+    )
+    return RedirectResponse(f"/models/{name}#controls", status_code=303)

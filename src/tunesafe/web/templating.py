@@ -1,0 +1,59 @@
+"""Rendering pages: one Jinja environment with autoescape on for every template and string, so model
+answers, prompts and names are always text, never markup. Charts come from tunesafe.reports.charts as
+markup built with html.escape; nothing else is marked safe."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from tunesafe.reports import view
+
+ENV = Environment(
+    loader=PackageLoader("tunesafe.web", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENV.filters.update(
+    pct=view.pct, points=view.points, pvalue=view.pvalue, interval=view.interval, mde=view.mde, name=view.name
+)
+
+
+def _with_query(request: Request, **changes: Any) -> str:
+    """This page's URL with some query parameters changed (None removes one): paging and sort links."""
+    params = {k: v for k, v in request.query_params.items()}
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    return f"{request.url.path}?{urlencode(params)}" if params else request.url.path
+
+
+def _pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)  # escaped by autoescape
+
+
+ENV.globals["with_query"] = _with_query
+ENV.filters["pretty_json"] = _pretty_json
+
+
+def page(request: Request, template: str, context: Mapping[str, Any], status_code: int = 200) -> HTMLResponse:
+    access = request.app.state.access
+    who = access.identify(request)
+    body = ENV.get_template(template).render(
+        request=request,
+        who=who,
+        writable=access.writable,
+        csrf=access.csrf_token(who.session) if who is not None else None,
+        **context,
+    )
+    return HTMLResponse(body, status_code=status_code)

@@ -1,0 +1,285 @@
+"""Access rules: loopback without a token is read-only; with a token everything needs signing in (token
+compared in constant time); writes need the token and a CSRF token and are evidence with the actor;
+security headers on every response; `tunesafe serve` refuses an exposed address without a token."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
+
+from tunesafe.cli.app import main
+from tunesafe.errors import UserError
+from tunesafe.evidence.store import Store
+from tunesafe.types import RecordType
+from tunesafe.web import auth
+from tunesafe.web.app import create_app
+from tunesafe.web.schemas import Attestation, Incident
+
+TOKEN = "dashboard-test-token-0123456789"
+LOOPBACK = "http://127.0.0.1"  # the test client's Host (the open dashboard serves loopback names only)
+
+
+def _head(store: Store) -> int:
+    return store.verify().head_id
+
+
+def test_security_headers_on_pages_api_errors_and_static(client: TestClient) -> None:
+    for url in ("/", "/api/v1/models", "/no-such-page", "/static/dashboard.js", "/report.css", "/runs/nope"):
+        headers = client.get(url).headers
+        csp = headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+
+
+def test_open_dashboard_answers_only_to_loopback_names(client: TestClient, token_client: TestClient) -> None:
+    for host in ("127.0.0.1:8080", "localhost", "[::1]:8080"):
+        assert client.get("/api/v1/models", headers={"host": host}).status_code == 200
+    rebound = client.get("/api/v1/models", headers={"host": "attacker.example"})
+    assert rebound.status_code == 421 and rebound.headers["x-frame-options"] == "DENY"
+    # with a token, any name may reach it (behind a proxy), and still needs signing in
+    assert token_client.get("/api/v1/models", headers={"host": "dash.example.com"}).status_code == 401
+
+
+def test_no_inline_script_in_any_page(client: TestClient, filled: Any) -> None:
+    for url in ("/", f"/gates/{filled.gate_id}", f"/incidents/{filled.incident_id}", "/evidence"):
+        html = client.get(url).text
+        assert "<script>" not in html and " on" + "click=" not in html
+        assert html.count("<script") == 1 and '<script src="/static/dashboard.js" defer></script>' in html
+
+
+def test_loopback_without_token_is_read_only(client: TestClient, store: Store, filled: Any) -> None:
+    before = _head(store)
+    form = client.post(f"/incidents/{filled.incident_id}/update", data={"status": "investigating"})
+    api = client.post(f"/api/v1/incidents/{filled.incident_id}/updates", json={"note": "x"})
+    assert form.status_code == api.status_code == 403
+    assert "read-only" in api.json()["detail"]
+    assert _head(store) == before  # nothing recorded
+
+
+def test_token_needed_for_every_page_and_api_call(token_client: TestClient) -> None:
+    page = token_client.get("/gates", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=/gates"
+    assert token_client.get("/api/v1/models").status_code == 401
+    wrong = token_client.get("/api/v1/models", headers={"Authorization": "Bearer " + TOKEN[:-1] + "x"})
+    assert wrong.status_code == 401
+    right = token_client.get("/api/v1/models", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert right.status_code == 200 and len(right.json()) == 3
+    assert token_client.get("/static/dashboard.css").status_code == 200  # the login page needs it
+
+
+def test_tokens_are_compared_in_constant_time(
+    token_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    token_client.get("/api/v1/models", headers={"Authorization": "Bearer guess-guess-guess-guess"})
+    assert (b"guess-guess-guess-guess", TOKEN.encode()) in compared
+
+
+def test_sign_in_then_write_with_csrf_records_the_actor(store: Store, filled: Any) -> None:
+    browser = TestClient(create_app(store, auth.Access(TOKEN)), base_url=LOOPBACK)
+    refused = browser.post("/login", data={"token": "not-the-token-at-all", "name": "mallory", "next": "/"})
+    assert refused.status_code == 401 and "wrong token" in refused.text
+    signed = browser.post(
+        "/login", data={"token": TOKEN, "name": "alice", "next": "//evil.example/x"}, follow_redirects=False
+    )
+    assert signed.status_code == 303 and signed.headers["location"] == "/"  # no open redirect
+    cookie = signed.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    page = browser.get(f"/incidents/{filled.incident_id}")
+    assert page.status_code == 200 and 'name="csrf_token"' in page.text
+    csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+
+    before = _head(store)
+    no_csrf = browser.post(f"/incidents/{filled.incident_id}/update", data={"note": "forged"})
+    bad_csrf = browser.post(
+        f"/incidents/{filled.incident_id}/update", data={"note": "forged", "csrf_token": "0" * 64}
+    )
+    assert no_csrf.status_code == bad_csrf.status_code == 403 and _head(store) == before
+
+    done = browser.post(
+        f"/incidents/{filled.incident_id}/update",
+        data={"status": "investigating", "note": "triaged <b>now</b>", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    update = list(store.records(type=RecordType.INCIDENT_UPDATE))[-1]
+    assert update.id == before + 1 and update.actor == "alice (dashboard)"
+    assert update.body == {
+        "incident": filled.incident_id,
+        "status": "investigating",
+        "note": "triaged <b>now</b>",
+    }
+    shown = browser.get(f"/incidents/{filled.incident_id}").text
+    assert "triaged &lt;b&gt;now&lt;/b&gt;" in shown and "alice (dashboard)" in shown
+
+    # a session cookie made with another token is not accepted
+    other = auth.Access("another-token-0123456789abcdef").sign_in("another-token-0123456789abcdef", "eve")
+    forged = TestClient(
+        create_app(store, auth.Access(TOKEN)), base_url=LOOPBACK, cookies={auth.COOKIE: other}
+    )
+    assert forged.get("/api/v1/models").status_code == 401
+
+
+def test_api_write_needs_bearer_and_csrf(token_client: TestClient, store: Store, filled: Any) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}", "X-Tunesafe-Actor": "ci-bot"}
+    session = token_client.get("/api/v1/session", headers=bearer).json()
+    assert session["signed_in"] and session["actor"] == "ci-bot"
+    url = f"/api/v1/incidents/{filled.incident_id}/updates"
+    before = _head(store)
+    assert token_client.post(url, json={"note": "no csrf"}, headers=bearer).status_code == 403
+    assert token_client.post(url, json={"note": "no token"}).status_code == 401
+    assert _head(store) == before
+    ok = token_client.post(
+        url, json={"note": "from CI"}, headers={**bearer, "X-CSRF-Token": session["csrf_token"]}
+    )
+    assert ok.status_code == 200 and ok.json()["notes"][-1]["text"] == "from CI"
+    assert list(store.records(type=RecordType.INCIDENT_UPDATE))[-1].actor == "ci-bot (dashboard)"
+    bad = token_client.post(
+        url, json={"status": "closed"}, headers={**bearer, "X-CSRF-Token": session["csrf_token"]}
+    )
+    assert bad.status_code == 400 and "--resolution" in bad.json()["detail"]  # closing needs a resolution
+    bad = token_client.post(
+        url, json={"status": "open"}, headers={**bearer, "X-CSRF-Token": session["csrf_token"]}
+    )
+    assert bad.status_code == 400 and "cannot set status" in bad.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("10.1.2.3", False),
+        ("dash.example.com", False),
+    ],
+)
+def test_which_addresses_are_loopback(host: str, loopback: bool) -> None:
+    assert auth.is_loopback(host) is loopback
+    if loopback:
+        assert auth.check_bind(host, None).token is None
+    else:
+        with pytest.raises(UserError, match="without a token"):
+            auth.check_bind(host, None)
+        assert auth.check_bind(host, TOKEN).writable
+
+
+def _serve(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str]:
+    """`tunesafe serve ARGS` through the real entry point (UserError -> exit 2), in process."""
+    monkeypatch.setattr("sys.argv", ["tunesafe", "serve", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out + " ".join(err.split())
+
+
+def test_serve_refuses_exposed_address_without_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(auth.TOKEN_ENV, raising=False)
+    monkeypatch.setenv("TUNESAFE_DB", str(tmp_path / "store.db"))
+    code, output = _serve(capsys, monkeypatch, "--host", "0.0.0.0")
+    assert code == 2 and "refusing to serve on 0.0.0.0 without a token" in output
+    monkeypatch.setenv(auth.TOKEN_ENV, "short")
+    code, output = _serve(capsys, monkeypatch, "--host", "0.0.0.0")
+    assert code == 2 and "at least 16" in output
+    code, output = _serve(capsys, monkeypatch, "--token-file", str(tmp_path / "nope"))
+    assert code == 2 and "cannot read the token file" in output
+    assert not (tmp_path / "store.db").exists()  # refused before anything was opened
+
+
+def test_serve_command_serves_the_store(filled: Any, tmp_path: Path) -> None:
+    """The real command in its own process: it binds, serves pages with the headers, and stops on SIGTERM."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "TUNESAFE_DB": filled.db}
+    env.pop(auth.TOKEN_ENV, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunesafe.cli.app", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        response = None
+        for _ in range(100):
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/gates", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert response is not None and response.status_code == 200
+        assert f"/gates/{filled.gate_id}" in response.text
+        assert response.headers["x-frame-options"] == "DENY" and "server" not in response.headers
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+    assert f"http://127.0.0.1:{port} (read-only" in output
+
+
+def test_attesting_a_control_is_evidence_with_the_actor(token_client: TestClient, store: Store) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}", "X-Tunesafe-Actor": "reviewer-1"}
+    csrf = token_client.get("/api/v1/session", headers=bearer).json()["csrf_token"]
+    url = "/api/v1/models/support-bot-v2/attestations"
+    before = _head(store)
+    lacking = token_client.post(
+        url, json={"control": "PRE-04", "note": "ok"}, headers={**bearer, "X-CSRF-Token": csrf}
+    )
+    assert lacking.status_code == 400 and "approved_by" in lacking.json()["detail"] and _head(store) == before
+    assert token_client.post(url, json={"control": "PRE-04", "note": "ok"}, headers=bearer).status_code == 403
+    body = {"control": "PRE-04", "note": "release approved", "fields": {"approved_by": "Head of ML"}}
+    done = token_client.post(url, json=body, headers={**bearer, "X-CSRF-Token": csrf})
+    assert done.status_code == 200
+    TypeAdapter(Attestation).validate_python(done.json())
+    record = store.get(done.json()["record_id"])
+    assert record.type == RecordType.CONTROL_ATTESTATION and record.actor == "reviewer-1 (dashboard)"
+    assert record.body["by"] == "reviewer-1" and record.body["fields"] == {"approved_by": "Head of ML"}
+    shown = token_client.get("/api/v1/models/support-bot-v2", headers=bearer).json()["controls"]["controls"]
+    pre04 = next(c for c in shown if c["id"] == "PRE-04")
+    assert pre04["attestation"]["record_id"] == str(record.id)
+
+
+def test_closing_an_incident_needs_a_resolution(token_client: TestClient, store: Store) -> None:
+    from tunesafe.production.incidents import open_incident
+
+    opened = open_incident(store, model="support-bot-v2", title="to close", severity="low", source="test")
+    bearer = {"Authorization": f"Bearer {TOKEN}", "X-Tunesafe-Actor": "lead"}
+    headers = {
+        **bearer,
+        "X-CSRF-Token": token_client.get("/api/v1/session", headers=bearer).json()["csrf_token"],
+    }
+    url = f"/api/v1/incidents/{opened.id}/updates"
+    before = _head(store)
+    empty = token_client.post(url, json={"status": "closed", "note": " "}, headers=headers)
+    assert empty.status_code == 400 and "--resolution" in empty.json()["detail"] and _head(store) == before
+    closed = token_client.post(url, json={"status": "closed", "note": "prompt filter added"}, headers=headers)
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    TypeAdapter(Incident).validate_python(closed.json())
+    last = store.get(_head(store))
+    assert last.actor == "lead (dashboard)" and last.body["resolution"] == "prompt filter added"
+    again = token_client.post(url, json={"note": "late"}, headers=headers)
+    assert again.status_code == 400 and "is closed" in again.json()["detail"]

@@ -1,0 +1,256 @@
+"""Every page renders from a store filled by real runs, and shows what the store holds."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+from fastapi.testclient import TestClient
+
+from tunesafe.analysis.outcome import outcome
+from tunesafe.engine import results as run_store
+from tunesafe.evidence.store import Store
+
+
+def _get(client: TestClient, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code, response.text[:500])
+    assert response.headers["content-type"].startswith("text/html")
+    return response.text
+
+
+def test_every_page_renders(client: TestClient, filled: Any) -> None:
+    for url in (
+        "/",
+        "/models/support-bot-v2",
+        "/models/base-model",
+        "/runs",
+        f"/runs/{filled.base_run}",
+        "/gates",
+        f"/gates/{filled.gate_id}",
+        "/incidents",
+        f"/incidents/{filled.incident_id}",
+        "/schedules",
+        "/scans",
+        "/evidence",
+        f"/evidence/{filled.gate_id}",
+        "/evidence/verify",
+        "/api",
+    ):
+        _get(client, url)
+
+
+def test_inventory_flags_and_last_gate(client: TestClient, filled: Any) -> None:
+    rows = {r["name"]: r for r in client.get("/api/v1/models").json()}
+    assert rows["support-bot-v2"]["last_gate"] == {
+        "record_id": filled.gate_id,
+        "verdict": "fail",
+        "created_at": rows["support-bot-v2"]["last_gate"]["created_at"],
+    }
+    assert rows["support-bot-v2"]["no_post_eval"] is False  # the gate is its evaluation
+    assert rows["unchecked-ft"]["no_post_eval"] is True
+    assert rows["base-model"]["no_post_eval"] is False  # not fine-tuned
+    assert rows["support-bot-v2"]["open_incidents"] == 1
+    assert all(r["no_verified_guardrail"] for r in rows.values())  # no endpoint has a verified guard
+    flagged = client.get("/api/v1/models", params={"flag": "no_post_eval"}).json()
+    assert [r["name"] for r in flagged] == ["unchecked-ft"]
+    html = _get(client, "/?flag=no_post_eval")
+    assert "unchecked-ft" in html and "support-bot-v2" not in html
+    by_base = client.get("/api/v1/models", params={"sort": "base", "desc": True}).json()
+    assert by_base[0]["base"] == "base-model" and by_base[-1]["base"] is None
+    assert client.get("/api/v1/models", params={"flag": "nope"}).status_code == 422
+
+
+def test_run_page_pages_through_all_attempts_in_order(client: TestClient, store: Store, filled: Any) -> None:
+    stored = run_store.load_results(store, filled.candidate_run)
+    seen: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        data = client.get(f"/api/v1/runs/{filled.candidate_run}", params={"page": page, "per_page": 7}).json()
+        assert data["total"] == len(stored)
+        seen += data["rows"]
+        if page >= data["pages"]:
+            break
+        page += 1
+    assert [r["attempt_id"] for r in seen] == [r.attempt.id for r in stored]
+    assert [r["outcome"] for r in seen] == [outcome(r) for r in stored]
+    # the metrics are the run's recorded summary, not a recomputation
+    groups = [m["group"] for m in data["metrics"]]
+    assert groups[0] == "overall" and groups.index("family:direct_request") < groups.index("kind:benign")
+    overall = data["metrics"][0]
+    assert overall["n"] == len(stored) and overall["asr"]["rate"] == 1.0
+
+
+def test_run_filters_in_sql(client: TestClient, store: Store, filled: Any) -> None:
+    stored = run_store.load_results(store, filled.base_run)
+    family = stored[0].attempt.family
+    data = client.get(f"/api/v1/runs/{filled.base_run}", params={"family": family, "kind": "harmful"}).json()
+    expected = [r.attempt.id for r in stored if r.attempt.family == family and r.attempt.kind == "harmful"]
+    assert data["total"] == len(expected) and [r["attempt_id"] for r in data["rows"]] == expected[:50]
+    assert family in data["choices"]["family"]
+    assert client.get(f"/api/v1/runs/{filled.base_run}", params={"per_page": 0}).status_code == 422
+    assert client.get("/runs/no-such-run").status_code == 404
+
+
+def test_gate_page_matches_the_decision(client: TestClient, filled: Any) -> None:
+    html = _get(client, f"/gates/{filled.gate_id}")
+    assert "FAIL" in html and "support-bot-v2 vs base-model" in html
+    for reason in filled.decision["reasons"]:
+        if not reason.startswith("note:"):
+            assert _text(reason) in html
+    cells = filled.decision["comparison"]["info"]["asr_cells"]
+    links = re.findall(r'class="cell [a-z]+" data-family="([^"]+)" data-category="([^"]+)"', html)
+    assert sorted(links) == sorted((c["family"], c["category"]) for c in cells)
+    assert "<svg" in html  # the report's charts
+
+
+def test_cell_drilldown_and_discordant_filter(client: TestClient, filled: Any) -> None:
+    cell = filled.decision["comparison"]["info"]["asr_cells"][0]
+    params = {"family": cell["family"], "category": cell["category"]}
+    everything = client.get(f"/api/v1/gates/{filled.gate_id}/cells", params=params).json()
+    harmful = [p for p in everything["pairs"] if p["kind"] == "harmful"]
+    assert len(harmful) == cell["n"]
+    flipped = round(cell["diff"] * cell["n"])
+    discordant = client.get(
+        f"/api/v1/gates/{filled.gate_id}/cells", params={**params, "discordant": True}
+    ).json()
+    assert discordant["total"] == flipped > 0
+    assert all(p["before"] == "refused" and p["after"] == "success" for p in discordant["pairs"])
+    html = _get(
+        client,
+        f"/gates/{filled.gate_id}/cells?family={quote(cell['family'])}"
+        f"&category={quote(cell['category'])}&discordant=true",
+    )
+    assert html.count('class="pair-link"') == flipped
+
+
+def test_pair_shows_request_both_answers_and_all_verdicts(
+    client: TestClient, store: Store, filled: Any
+) -> None:
+    attempt_id = filled.decision["comparison"]["regressions"][0]["attempt_id"]
+    data = client.get(f"/api/v1/gates/{filled.gate_id}/pairs/{attempt_id}").json()
+    base = {r.attempt.id: r for r in run_store.load_results(store, filled.base_run)}[attempt_id]
+    assert data["base"]["response"] == base.response
+    assert data["base"]["outcome"] == "refused" and data["candidate"]["outcome"] == "success"
+    assert [v["judge"] for v in data["candidate"]["verdicts"]] == [v.judge for v in base.verdicts]
+    html = _get(client, f"/gates/{filled.gate_id}/pairs/{attempt_id}")
+    assert _text(base.attempt.messages[-1].content) in html
+    assert _text(base.response) in html
+
+
+def test_incident_page_shows_the_art73_clock(client: TestClient, filled: Any) -> None:
+    data = client.get(f"/api/v1/incidents/{filled.incident_id}").json()
+    assert data["deadline"]["days"] == 15 and data["clock"].endswith("left")
+    html = _get(client, f"/incidents/{filled.incident_id}")
+    assert data["deadline"]["due_at"] in html and "Read-only dashboard" in html
+
+
+def test_schedules_and_evidence(client: TestClient, store: Store, filled: Any) -> None:
+    rows = client.get("/api/v1/schedules").json()
+    assert [r["model"] for r in rows] == ["support-bot-v2"] and rows[0]["every"] == "7d"
+    evidence = client.get("/api/v1/evidence").json()
+    assert evidence["status"]["head_id"] == evidence["total"] == store.verify().head_id
+    verified = client.get("/api/v1/evidence/verify").json()
+    assert verified["ok"] is True and verified["checked"] == evidence["total"]
+    record = client.get(f"/api/v1/evidence/{filled.gate_id}").json()
+    assert record["body"]["verdict"] == "fail"
+    assert client.get("/api/v1/evidence/999999").status_code == 404
+
+
+def test_openapi_lists_the_api(client: TestClient) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    paths = set(schema["paths"])
+    assert {
+        "/api/v1/models",
+        "/api/v1/runs/{run_id}",
+        "/api/v1/gates/{record_id}/cells",
+        "/api/v1/incidents",
+        "/api/v1/evidence/verify",
+        "/api/v1/schedules",
+        "/api/v1/scans",
+    } <= paths
+    assert not any(p.startswith(("/gates", "/runs", "/models")) for p in paths)  # pages stay out of the API
+
+
+def _text(value: str) -> str:
+    """How autoescape writes text into HTML."""
+    from markupsafe import escape
+
+    return str(escape(value))
+
+
+def test_scans_page_shows_the_scan_records(client: TestClient, store: Store) -> None:
+    records = list(store.records(type="data_scan"))
+    rows = client.get("/api/v1/scans").json()
+    assert [r["record_id"] for r in rows] == [r.id for r in reversed(records)]
+    assert rows[0]["rating"] == records[-1].body["rating"] and rows[0]["examples"] == 1200
+    html = _get(client, "/scans")
+    assert _text(records[-1].body["dataset"]["path"]) in html and records[-1].body["reasons"][0] in html
+
+
+def test_model_page_shows_lineage_and_controls(client: TestClient, store: Store, filled: Any) -> None:
+    from tunesafe.governance.controls import control_status
+    from tunesafe.governance.lineage import collect_lineage
+
+    lineage = collect_lineage(store, "support-bot-v2")
+    data = client.get("/api/v1/models/support-bot-v2").json()
+    assert [n["id"] for n in data["lineage"]["nodes"]] == [n.node_id for n in lineage.nodes]
+    assert str(filled.gate_id) in {n["record_id"] for n in data["lineage"]["nodes"] if n["kind"] == "gate"}
+    expected = {c["id"]: c["status"] for c in control_status(store, "support-bot-v2").to_json()["controls"]}
+    assert {c["id"]: c["status"] for c in data["controls"]["controls"]} == expected
+    html = _get(client, "/models/support-bot-v2")
+    assert html.count("<g class='node'") == len(lineage.nodes)
+    for control_id, status in expected.items():
+        assert f'<tr data-control="{control_id}">' in html
+        assert (
+            html.split(f'<tr data-control="{control_id}">')[1]
+            .split("</tr>")[0]
+            .count(status.replace("_", " "))
+        )
+    assert client.get("/models/no-such-model").status_code == 404
+
+
+def test_api_answers_match_their_openapi_models(client: TestClient, filled: Any) -> None:
+    from pydantic import TypeAdapter
+
+    from tunesafe.web import schemas as s
+
+    cell = filled.decision["comparison"]["info"]["asr_cells"][0]
+    attempt_id = filled.decision["comparison"]["regressions"][0]["attempt_id"]
+    gate = f"/api/v1/gates/{filled.gate_id}"
+    cases: list[tuple[str, Any]] = [
+        ("/api/v1/session", s.Session),
+        ("/api/v1/models", list[s.InventoryRow]),
+        ("/api/v1/models/support-bot-v2", s.ModelDetail),
+        ("/api/v1/runs", list[s.RunSummary]),
+        (f"/api/v1/runs/{filled.candidate_run}?family=direct_request", s.RunPage),
+        (f"/api/v1/runs/{filled.candidate_run}/attempts/{attempt_id}", s.AttemptDetail),
+        ("/api/v1/gates", list[s.GateRow]),
+        (gate, s.GateView),
+        (f"{gate}/cells?family={quote(cell['family'])}&category={quote(cell['category'])}", s.CellPairs),
+        (f"{gate}/pairs/{attempt_id}", s.PairDetail),
+        ("/api/v1/incidents", list[s.Incident]),
+        (f"/api/v1/incidents/{filled.incident_id}", s.Incident),
+        ("/api/v1/schedules", list[s.Schedule]),
+        ("/api/v1/scans", list[s.Scan]),
+        ("/api/v1/evidence", s.EvidencePage),
+        ("/api/v1/evidence/verify", s.Verification),
+        (f"/api/v1/evidence/{filled.gate_id}", s.Record),
+    ]
+    schema = client.get("/api/v1/openapi.json").json()
+    for url, model in cases:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        TypeAdapter(model).validate_python(response.json())  # extra or missing fields fail here
+    documented = schema["components"]["schemas"]
+    assert {"InventoryRow", "RunPage", "CellPairs", "PairDetail", "Incident", "EvidencePage"} <= set(
+        documented
+    )
+    listing = _get(client, "/api")
+    assert (
+        "<td><code>/api/v1/runs/{run_id}</code></td>" in listing
+        and "<td>list of InventoryRow</td>" in listing
+    )
+    ok = schema["paths"]["/api/v1/runs/{run_id}"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"] == {"$ref": "#/components/schemas/RunPage"}
