@@ -13,7 +13,9 @@ a failing endpoint) is the local executor's own code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -123,8 +125,9 @@ class RayExecutor(ResultRecorder):
         ray = import_ray()
         started_here = connect(config)
         remote = ray.remote(**actor_options(self.spec.model_ref))(Worker)
-        spec = ray.put(self.spec)
-        actors = [remote.remote(spec) for _ in range(min(config.workers, max(1, len(pending))))]
+        # The spec goes by value: a restarted actor needs its constructor arguments again, and an object
+        # in Ray's store may be gone by then.
+        actors = [remote.remote(self.spec) for _ in range(min(config.workers, max(1, len(pending))))]
         size = max(1, config.concurrency * CHUNKS_PER_SLOT)
         chunks = deque(list(pending[i:i + size]) for i in range(0, len(pending), size))
 
@@ -141,7 +144,10 @@ class RayExecutor(ResultRecorder):
 
         tasks = [asyncio.create_task(drive(actor)) for actor in actors]
         try:
-            await asyncio.gather(*tasks)
+            # Ray prints task retries and worker deaths to stdout from a driver thread: stderr while the
+            # run lasts, so stdout stays the command's output (`--json`).
+            with contextlib.redirect_stdout(sys.stderr):
+                await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
