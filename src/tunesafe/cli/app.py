@@ -18,6 +18,7 @@ from tunesafe.cli import (
     guardrail_cmds,
     incident_cmds,
     judge_cmds,
+    monitor_cmds,
     redteam_cmds,
     scan_cmds,
     store_cmds,
@@ -46,7 +47,7 @@ Lifecycle of a fine-tune:
   before      baseline evaluation (eval), data screening (scan-data), policy (policy init)
   during      fine-tuning under the safety callback (train-lora), mitigations (mix-safety, safelora)
   after       adversarial evaluation and the paired pre/post gate (gate, compare, judge, runs rejudge)
-  production  inventory (models), guardrails, incidents, scheduled red-teaming (redteam)
+  production  inventory (models), guardrails, incidents, scheduled red-teaming (redteam), monitor
   audit       evidence chain (verify)
 """
 
@@ -100,6 +101,7 @@ for module in (store_cmds, suite_cmds, attack_cmds, guardrail_cmds):
     module.register(app)
 incident_cmds.register(app)
 redteam_cmds.register(app)
+monitor_cmds.register(app)
 
 
 def main() -> None:
