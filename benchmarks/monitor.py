@@ -1,0 +1,70 @@
+"""Throughput of `tunesafe monitor ingest` with the default judge: records per second on a generated log
+of distinct shop-support requests (monitor_examples.generated_log: ~80% everyday questions answered, 12%
+harmful requests refused, 5% library jailbreaks refused, 2% blocked, 1% failed calls), into a fresh
+SQLite store, every record judged (--sample 1). The models are loaded before the clock starts (a
+long-running ingest loads them once); the load time is reported on its own.
+
+    python benchmarks/monitor.py [--records 20000] [--json OUT] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tunesafe.evidence.store import Store
+from tunesafe.production.inventory import ModelSpec, add_model
+from tunesafe.production.monitor import ingest
+from tunesafe.production.monitor_assess import Assessor
+from tunesafe.production.monitor_examples import generated_log
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", action="store_true", help="print the top functions by cumulative time")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "traffic.jsonl"
+        log.write_text("\n".join(generated_log(args.records)) + "\n", encoding="utf-8")
+        start = time.perf_counter()
+        warm = Assessor()  # loads the judge's classifier and the embedders: once per process
+        from tunesafe.production.monitor_examples import example_log
+        from tunesafe.production.monitor_formats import LogRecord, parse_line
+
+        samples = [p for i, line in enumerate(example_log()) if not isinstance(p := parse_line(line, i), Exception)
+                   and not hasattr(p, "reason")]
+        warm.assess([r for p in samples for r in p.records if isinstance(r, LogRecord)])  # type: ignore[union-attr]
+        load_s = time.perf_counter() - start
+        with Store.open(str(Path(tmp) / "store.db")) as store:
+            add_model(store, ModelSpec(name="support-bot", ref="openai:support-bot@http://127.0.0.1:9/v1"))
+            profiler = cProfile.Profile() if args.profile else None
+            start = time.perf_counter()
+            if profiler:
+                profiler.enable()
+            summary = ingest(store, log, model="support-bot")
+            if profiler:
+                profiler.disable()
+            elapsed = time.perf_counter() - start
+            counts = dict(summary.counts)
+    result: dict[str, Any] = {
+        "records": summary.records, "new": summary.new, "seconds": round(elapsed, 2),
+        "records_per_s": round(summary.records / elapsed, 1), "model_load_s": round(load_s, 2),
+        "counts": counts, "cpus": os.cpu_count(), "load_avg": os.getloadavg()[0]}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
