@@ -24,6 +24,7 @@ from tunesafe.production.inventory import ModelSpec, add_model
 from tunesafe.production.monitor import ingest
 from tunesafe.production.monitor_assess import Assessor
 from tunesafe.production.monitor_examples import generated_log
+from tunesafe.production.monitor_formats import Parsed, parse_line
 
 
 def main() -> None:
@@ -36,13 +37,9 @@ def main() -> None:
         log = Path(tmp) / "traffic.jsonl"
         log.write_text("\n".join(generated_log(args.records)) + "\n", encoding="utf-8")
         start = time.perf_counter()
-        warm = Assessor()  # loads the judge's classifier and the embedders: once per process
-        from tunesafe.production.monitor_examples import example_log
-        from tunesafe.production.monitor_formats import LogRecord, parse_line
-
-        samples = [p for i, line in enumerate(example_log()) if not isinstance(p := parse_line(line, i), Exception)
-                   and not hasattr(p, "reason")]
-        warm.assess([r for p in samples for r in p.records if isinstance(r, LogRecord)])  # type: ignore[union-attr]
+        # the judge's classifier and the embedders load once per process: warm them on other traffic
+        parsed = [parse_line(line, n) for n, line in enumerate(generated_log(50, seed=1), 1)]
+        Assessor().assess([r for p in parsed if isinstance(p, Parsed) for r in p.records])
         load_s = time.perf_counter() - start
         with Store.open(str(Path(tmp) / "store.db")) as store:
             add_model(store, ModelSpec(name="support-bot", ref="openai:support-bot@http://127.0.0.1:9/v1"))

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from tunesafe.production.monitor_examples import PLACEHOLDER, REFUSAL, example_log, openai_line, otlp_log, write_examples
+from tunesafe.production.monitor_examples import (
+    PLACEHOLDER,
+    REFUSAL,
+    example_log,
+    openai_line,
+    otlp_log,
+    write_examples,
+)
 from tunesafe.production.monitor_formats import LogRecord, Malformed, Parsed, parse_line
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "production"
@@ -60,9 +67,11 @@ def test_provider_filters_block_and_flag() -> None:
     azure_400 = {"request": {"messages": USER}, "error": {
         "code": "content_filter", "status": 400, "message": "filtered",
         "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
-            "hate": {"filtered": False, "severity": "safe"}, "jailbreak": {"filtered": True, "detected": True}}}}}
+            "hate": {"filtered": False, "severity": "safe"},
+            "jailbreak": {"filtered": True, "detected": True}}}}}
     prompt = one(azure_400)
-    assert prompt.blocked == "content_filter (prompt)" and prompt.provider_jailbreak and prompt.category is None
+    assert prompt.blocked == "content_filter (prompt)" and prompt.provider_jailbreak
+    assert prompt.category is None  # a jailbreak is a flag, not a harm category
 
 
 def test_errors_are_error_records_not_answers() -> None:
@@ -77,9 +86,11 @@ def test_errors_are_error_records_not_answers() -> None:
     ('{"request": ', "not JSON"),
     ("[1, 2]", "not a JSON object"),
     ('{"request": {"messages": []}, "response": "x"}', "no request messages"),
-    ('{"request": {"messages": [{"role": "assistant", "content": "x"}]}, "response": "x"}', "no user message"),
+    ('{"request": {"messages": [{"role": "assistant", "content": "x"}]}, "response": "x"}',
+     "no user message"),
     ('{"request": {"messages": [{"role": "user", "content": "x"}]}}', "no response"),
-    ('{"request": {"messages": [{"role": "user", "content": "x"}]}, "response": {"choices": []}}', "no choices"),
+    ('{"request": {"messages": [{"role": "user", "content": "x"}]}, "response": {"choices": []}}',
+     "no choices"),
     ('{"messages": [{"role": "user", "content": "x"}], "response": "y", "timestamp": "yesterday"}',
      "unreadable time"),
     ('{"resourceSpans": {}}', "resourceSpans"),
@@ -116,14 +127,18 @@ def test_otlp_spans_in_all_three_content_forms() -> None:
     assert all(r.at is not None and r.at.year == 2026 for r in records)
 
 
+def operation(name: str) -> dict[str, Any]:
+    return {"spanId": "ab", "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": name}}]}
+
+
 def test_otlp_genai_span_without_content_is_malformed() -> None:
-    span = {"spanId": "ab", "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}}]}
+    span = operation("chat")
     parsed = parse_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), 3)
     assert isinstance(parsed, Malformed) and "capture" in parsed.reason
 
 
 def test_otlp_embeddings_span_is_skipped_not_malformed() -> None:
-    span = {"spanId": "ab", "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "embeddings"}}]}
+    span = operation("embeddings")
     parsed = parse_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), 3)
     assert isinstance(parsed, Parsed) and parsed.records == [] and parsed.skipped == 1
 

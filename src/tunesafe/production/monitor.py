@@ -41,7 +41,7 @@ from tunesafe.errors import UserError
 from tunesafe.evidence.schema import MonitorSourceRow
 from tunesafe.evidence.store import Store
 from tunesafe.policy.model import MonitorPolicy
-from tunesafe.production.clocks import utcnow
+from tunesafe.production.clocks import check_kinds, utcnow
 from tunesafe.production.monitor_aggregate import daily, insert_new
 from tunesafe.production.monitor_assess import Assessment, Assessor
 from tunesafe.production.monitor_formats import FORMATS, LogRecord, Malformed, parse_line
@@ -103,6 +103,7 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
     except UserError as exc:
         raise UserError(exc.message, where="--model", fix=exc.fix) from None
     policy = policy or MonitorPolicy()
+    check_kinds(policy.kind, where="policy monitor.kind")  # before reading: not after the records are in
     assessor = Assessor(judge, detectors, sample)
     run = _Ingest(store, model, str(source), fmt, assessor, policy, actor, now)
     if str(source) == "-":
