@@ -39,7 +39,10 @@ def main() -> None:
         start = time.perf_counter()
         # the judge's classifier and the embedders load once per process: warm them on other traffic
         parsed = [parse_line(line, n) for n, line in enumerate(generated_log(50, seed=1), 1)]
-        Assessor().assess([r for p in parsed if isinstance(p, Parsed) for r in p.records])
+        assessor = Assessor()
+        assessor.assess([r for p in parsed if isinstance(p, Parsed) for r in p.records])
+        assessor.seconds.clear()
+        assessor.classified = 0
         load_s = time.perf_counter() - start
         with Store.open(str(Path(tmp) / "store.db")) as store:
             add_model(store, ModelSpec(name="support-bot", ref="openai:support-bot@http://127.0.0.1:9/v1"))
@@ -47,7 +50,7 @@ def main() -> None:
             start = time.perf_counter()
             if profiler:
                 profiler.enable()
-            summary = ingest(store, log, model="support-bot")
+            summary = ingest(store, log, model="support-bot", assessor=assessor)
             if profiler:
                 profiler.disable()
             elapsed = time.perf_counter() - start
@@ -55,7 +58,9 @@ def main() -> None:
     result: dict[str, Any] = {
         "records": summary.records, "new": summary.new, "seconds": round(elapsed, 2),
         "records_per_s": round(summary.records / elapsed, 1), "model_load_s": round(load_s, 2),
-        "counts": counts, "cpus": os.cpu_count(), "load_avg": os.getloadavg()[0]}
+        "stage_seconds": {k: round(v, 2) for k, v in sorted(assessor.seconds.items())},
+        "requests_classified": assessor.classified,
+        "counts": counts, "cpus": os.cpu_count(), "load_avg_1m": [round(x, 1) for x in os.getloadavg()]}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -90,7 +90,7 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
            policy: MonitorPolicy | None = None, follow: bool = False, poll_s: float = 0.5,
            idle_exit_s: float | None = None, stop: threading.Event | None = None,
            stream: IO[bytes] | None = None, chunk_lines: int = CHUNK_LINES, actor: str | None = None,
-           now: datetime | None = None) -> IngestSummary:
+           now: datetime | None = None, assessor: Assessor | None = None) -> IngestSummary:
     """Ingest a log file (or `stream` when source is "-"). UserError for bad input (unknown model or
     format, unreadable file, bad sample rate); nothing stored is lost then."""
     from tunesafe.production.inventory import get_model
@@ -104,7 +104,7 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
         raise UserError(exc.message, where="--model", fix=exc.fix) from None
     policy = policy or MonitorPolicy()
     check_kinds(policy.kind, where="policy monitor.kind")  # before reading: not after the records are in
-    assessor = Assessor(judge, detectors, sample)
+    assessor = assessor or Assessor(judge, detectors, sample)
     run = _Ingest(store, model, str(source), fmt, assessor, policy, actor, now)
     if str(source) == "-":
         if follow:

@@ -16,6 +16,8 @@ the same records; a sampled-out record is stored as such and counted, never as j
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +72,8 @@ class Assessor:
         self.judge = get_judge(judge)
         self.detectors: list[Detector] = [get_detector(name) for name in dict.fromkeys(detectors)]
         self.request_classifier: str | None = None
+        self.seconds: Counter[str] = Counter()  # per stage, for benchmarks/monitor.py
+        self.classified = 0  # requests the request classifier embedded
 
     def versions(self) -> dict[str, Any]:
         return {"judge": {"name": self.judge.name, "version": self.judge.version},
@@ -86,13 +90,18 @@ class Assessor:
                 out[i] = Assessment("error", error=rec.error, category=rec.category)
             else:
                 kept.append(i)
+        start = time.perf_counter()
         shapes = self._jailbreaks([records[i] for i in kept])
         to_judge = [i for i in kept if records[i].blocked is None]
+        detected = time.perf_counter()
         verdicts = dict(zip(to_judge, self._judge([records[i] for i in to_judge]), strict=True))
         answered = [i for i in to_judge if verdicts[i].error is None and not verdicts[i].refused
                     and not verdicts[i].degenerate]
+        judged = time.perf_counter()
         harms = self._request_harmful([records[i].request for i in answered])
         kinds = dict(zip(answered, harms, strict=True))
+        self.seconds.update({"detect": detected - start, "judge": judged - detected,
+                             "request_kind": time.perf_counter() - judged})
         for i, shape in zip(kept, shapes, strict=True):
             rec = records[i]
             if rec.blocked is not None:
@@ -136,6 +145,7 @@ class Assessor:
         decided = {r: True for r in dict.fromkeys(requests) if keyword_signal(r) is not None}
         rest = [r for r in dict.fromkeys(requests) if r not in decided]
         harms = request_kinds(rest)
+        self.classified += len(rest)
         if harms:
             self.request_classifier = harms[0].classifier
         decided.update((r, h.harmful) for r, h in zip(rest, harms, strict=True))
