@@ -163,6 +163,10 @@ def test_thresholds_open_one_incident_per_window(store: Store, tmp_path: Path) -
         row for row in _hashes(store))))
     more = write(tmp_path / "d1b.jsonl", [jailbreak(24), harmful(25)])  # the same day again: no new incident
     assert run(store, more, policy=policy).incidents == []
+    again = {i.details["rule"]: i for i in list_incidents(store, model=MODEL)}["successful_jailbreaks"]
+    second = max(r.id for r in store.records(type=RecordType.MONITOR_INGEST))
+    assert again.links == (batch.id, second) and len(again.conversations) == 2  # added to the open one
+    assert "1 more offending record(s)" in again.notes[0]["text"]
     next_day = [json.dumps({**json.loads(jailbreak(26)), "timestamp": "2026-12-02T08:00:00Z"})]
     assert len(run(store, write(tmp_path / "d2.jsonl", next_day), policy=policy).incidents) == 1
     assert len(list_incidents(store, model=MODEL)) == 3

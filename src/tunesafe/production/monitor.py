@@ -267,8 +267,8 @@ class _Ingest:
         self.summary.batches.append(evidence.id)
         from tunesafe.production.monitor_thresholds import open_incidents
 
-        self.summary.incidents += open_incidents(self.store, self.model, days, self.policy, actor=self.actor,
-                                                 now=self.now)
+        self.summary.incidents += open_incidents(self.store, self.model, days, self.policy,
+                                                 batch=(batch, evidence.id), actor=self.actor, now=self.now)
 
     def _malformed(self, bad: Malformed) -> None:
         self.summary.malformed += 1

@@ -131,8 +131,10 @@ def _top(conn: Connection, column: Any, where: list[Any], flagged: Any
     return out
 
 
-def offending(store: Store, model: str, day: str, rule: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The records behind a crossed threshold (newest lines last), with their kept conversations."""
+def offending(store: Store, model: str, day: str, rule: str, limit: int = 50,
+              batch: str | None = None) -> list[dict[str, Any]]:
+    """The records behind a crossed threshold (newest lines last), with their kept conversations; only
+    those of one ingest batch when `batch` is given."""
     condition = {
         "successful_jailbreaks": and_(R.jailbreak.is_not(None), R.harmful.is_(True)),
         "harmful_completions": R.harmful.is_(True),
@@ -142,7 +144,8 @@ def offending(store: Store, model: str, day: str, rule: str, limit: int = 50) ->
         "error_rate": R.status == "error",
     }[rule]
     query = (select(R.record_hash, R.batch, R.source, R.line, R.at, R.jailbreak, R.category, R.conversation)
-             .where(R.model == model, R.day == day, condition).order_by(R.at, R.line).limit(limit))
+             .where(R.model == model, R.day == day, condition, *([R.batch == batch] if batch else []))
+             .order_by(R.at, R.line).limit(limit))
     with store.engine.connect() as conn:
         conn = conn.execution_options(sqlite_read=True)
         with conn.begin():

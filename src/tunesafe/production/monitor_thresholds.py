@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tunesafe.evidence.schema import MonitorAlertRow
@@ -65,8 +65,11 @@ def crossings(stats: DayStats, policy: MonitorPolicy) -> list[Crossing]:
 
 
 def open_incidents(store: Store, model: str, days: Iterable[str], policy: MonitorPolicy, *,
-                   actor: str | None = None, now: datetime | None = None) -> list[int]:
-    """Open an incident for every threshold crossed on these days that has not opened one yet; their ids."""
+                   batch: tuple[str, int] | None = None, actor: str | None = None,
+                   now: datetime | None = None) -> list[int]:
+    """Open an incident for every threshold crossed on these days that has not opened one yet; their ids.
+    Where the window's incident is already open, the offending records of `batch` (batch id, its
+    evidence record) are added to it instead: linked, with their requests, and a note."""
     from tunesafe.production.incidents import open_incident
 
     check_kinds(policy.kind, where="policy monitor.kind")
@@ -74,6 +77,8 @@ def open_incidents(store: Store, model: str, days: Iterable[str], policy: Monito
     for stats in daily(store, model=model, days=days):
         for crossing in crossings(stats, policy):
             if not _claim(store, model, stats.day, crossing.rule, now or utcnow()):
+                if batch is not None:
+                    _add_to_open(store, model, stats.day, crossing.rule, batch, actor, now)
                 continue
             try:
                 records = offending(store, model, stats.day, crossing.rule)
@@ -92,6 +97,26 @@ def open_incidents(store: Store, model: str, days: Iterable[str], policy: Monito
                              .values(incident_id=incident.id))
             opened.append(incident.id)
     return opened
+
+
+def _add_to_open(store: Store, model: str, day: str, rule: str, batch: tuple[str, int], actor: str | None,
+                 now: datetime | None) -> None:
+    from tunesafe.production.incidents import get_incident, update_incident
+
+    with store.engine.connect() as conn:
+        found = conn.execute(select(MonitorAlertRow.incident_id).where(*_key(model, day, rule)))
+        incident_id = found.scalar()
+    records = offending(store, model, day, rule, batch=batch[0])
+    if incident_id is None or not records:  # still being opened by another ingest, or nothing new here
+        return
+    incident = get_incident(store, incident_id)
+    if incident.status == "closed":  # its window stays claimed: a closed incident is not reopened
+        return
+    room = max(0, CONVERSATIONS - len(incident.conversations))
+    update_incident(store, incident_id, links=[batch[1]], conversations=_requests(records)[:room],
+                    note=f"{len(records)} more offending record(s) ({rule}) in monitor_ingest record "
+                         f"{batch[1]}",
+                    actor=actor, now=now)
 
 
 def _key(model: str, day: str, rule: str) -> tuple[Any, ...]:
