@@ -2,7 +2,8 @@
 of distinct shop-support requests (monitor_examples.generated_log: ~80% everyday questions answered, 12%
 harmful requests refused, 5% library jailbreaks refused, 2% blocked, 1% failed calls), into a fresh
 SQLite store, every record judged (--sample 1). The models are loaded before the clock starts (a
-long-running ingest loads them once); the load time is reported on its own.
+long-running ingest loads them once); the load time is reported on its own, and so are the seconds per
+stage (detectors, judge, request classifier) and the process's CPU seconds.
 
     python benchmarks/monitor.py [--records 20000] [--json OUT] [--profile]
 """
@@ -47,17 +48,21 @@ def main() -> None:
         with Store.open(str(Path(tmp) / "store.db")) as store:
             add_model(store, ModelSpec(name="support-bot", ref="openai:support-bot@http://127.0.0.1:9/v1"))
             profiler = cProfile.Profile() if args.profile else None
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             if profiler:
                 profiler.enable()
             summary = ingest(store, log, model="support-bot", assessor=assessor)
             if profiler:
                 profiler.disable()
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu_start
             counts = dict(summary.counts)
     result: dict[str, Any] = {
         "records": summary.records, "new": summary.new, "seconds": round(elapsed, 2),
         "records_per_s": round(summary.records / elapsed, 1), "model_load_s": round(load_s, 2),
+        # CPU seconds of this process (all threads): on a shared machine, records per CPU-second times the
+        # cores is what an otherwise idle machine of that size would approach
+        "cpu_s": round(cpu, 2), "records_per_cpu_s": round(summary.records / cpu, 1),
         "stage_seconds": {k: round(v, 2) for k, v in sorted(assessor.seconds.items())},
         "requests_classified": assessor.classified,
         "counts": counts, "cpus": os.cpu_count(), "load_avg_1m": [round(x, 1) for x in os.getloadavg()]}
