@@ -19,7 +19,7 @@ Contract:
   judge/detector versions), never one per log line. Offsets and rows commit in one transaction; the
   evidence record follows it (a crash in between leaves rows whose batch has no record: `batch` names it).
 - `follow=True` keeps reading as the file grows (poll), until `stop` is set, or `idle_exit_s` passes
-  without new data, or KeyboardInterrupt (the chunk in hand is finished first).
+  without new data, or KeyboardInterrupt (a chunk not yet committed is read again by the next ingest).
 """
 
 from __future__ import annotations
