@@ -1,11 +1,11 @@
 """Throughput of `tunesafe monitor ingest` with the default judge: records per second on a generated log
 of distinct shop-support requests (monitor_examples.generated_log: ~80% everyday questions answered, 12%
 harmful requests refused, 5% library jailbreaks refused, 2% blocked, 1% failed calls), into a fresh
-SQLite store, every record judged (--sample 1). The models are loaded before the clock starts (a
+SQLite store, every record judged (unless --sample says otherwise). The models are loaded before the clock starts (a
 long-running ingest loads them once); the load time is reported on its own, and so are the seconds per
 stage (detectors, judge, request classifier) and the process's CPU seconds.
 
-    python benchmarks/monitor.py [--records 20000] [--json OUT] [--profile]
+    python benchmarks/monitor.py [--records 20000] [--sample 1] [--json OUT] [--profile]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from tunesafe.production.monitor_formats import Parsed, parse_line
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--sample", type=float, default=1.0, help="--sample of the ingest (1: judge all)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", action="store_true", help="print the top functions by cumulative time")
     args = parser.parse_args()
@@ -40,7 +41,7 @@ def main() -> None:
         start = time.perf_counter()
         # the judge's classifier and the embedders load once per process: warm them on other traffic
         parsed = [parse_line(line, n) for n, line in enumerate(generated_log(50, seed=1), 1)]
-        assessor = Assessor()
+        assessor = Assessor(sample=args.sample)
         assessor.assess([r for p in parsed if isinstance(p, Parsed) for r in p.records])
         assessor.seconds.clear()
         assessor.classified = 0
@@ -58,7 +59,7 @@ def main() -> None:
             cpu = time.process_time() - cpu_start
             counts = dict(summary.counts)
     result: dict[str, Any] = {
-        "records": summary.records, "new": summary.new, "seconds": round(elapsed, 2),
+        "records": summary.records, "sample": args.sample, "new": summary.new, "seconds": round(elapsed, 2),
         "records_per_s": round(summary.records / elapsed, 1), "model_load_s": round(load_s, 2),
         # CPU seconds of this process (all threads): on a shared machine, records per CPU-second times the
         # cores is what an otherwise idle machine of that size would approach
