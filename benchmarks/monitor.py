@@ -2,8 +2,8 @@
 of distinct shop-support requests (monitor_examples.generated_log: ~80% everyday questions answered, 12%
 harmful requests refused, 5% library jailbreaks refused, 2% blocked, 1% failed calls), into a fresh
 SQLite store, every record judged (unless --sample says otherwise). The models are loaded before the
-clock starts (a long-running ingest loads them once); the load time is reported on its own, and so are the seconds per
-stage (detectors, judge, request classifier) and the process's CPU seconds.
+clock starts (a long-running ingest loads them once); the load time is reported on its own, and so are
+the seconds per stage (detectors, judge, request classifier) and the process's CPU seconds.
 
     python benchmarks/monitor.py [--records 20000] [--sample 1] [--json OUT] [--profile]
 """
