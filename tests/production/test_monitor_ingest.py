@@ -256,7 +256,9 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
 
 
 def test_example_log_with_a_planted_jailbreak_opens_an_incident(cli: Any) -> None:
-    result = cli("monitor", "ingest", str(EXAMPLE), "--model", MODEL, "--json")
+    # the refusal judge decides these answers as the default one does (by their patterns) and loads no
+    # classifier; the walk-through runs the default judge on the same log
+    result = cli("monitor", "ingest", str(EXAMPLE), "--model", MODEL, "--judge", "refusal", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["counts"] == {"blocked": 1, "error": 1, "harmful": 1, "jailbreaks": 1, "judged": 42,
