@@ -25,6 +25,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tunesafe.errors import UserError
 from tunesafe.evidence.schema import MonitorSourceRow
@@ -45,6 +47,7 @@ from tunesafe.production.clocks import check_kinds, utcnow
 from tunesafe.production.monitor_aggregate import daily, insert_new
 from tunesafe.production.monitor_assess import Assessment, Assessor
 from tunesafe.production.monitor_formats import FORMATS, LogRecord, Malformed, parse_line
+from tunesafe.production.monitor_thresholds import open_incidents
 from tunesafe.types import RecordType, sha256_hex
 
 HEAD_BYTES = 4096  # a file is "the same file" while its first bytes (up to this many) are unchanged
@@ -265,8 +268,6 @@ class _Ingest:
         }
         evidence = self.store.append(RecordType.MONITOR_INGEST, body, actor=self.actor, subject=self.model)
         self.summary.batches.append(evidence.id)
-        from tunesafe.production.monitor_thresholds import open_incidents
-
         self.summary.incidents += open_incidents(self.store, self.model, days, self.policy,
                                                  batch=(batch, evidence.id), actor=self.actor, now=self.now)
 
@@ -276,8 +277,6 @@ class _Ingest:
             self.summary.malformed_lines.append((bad.line, bad.reason))
 
     def _save_offset(self, conn: Any, position: tuple[str, IO[bytes]], last: _Line, now: datetime) -> None:
-        from sqlalchemy.dialects import postgresql, sqlite
-
         path, handle = position
         head_len = min(HEAD_BYTES, last.end)
         head = os.pread(handle.fileno(), head_len, 0)
@@ -314,8 +313,6 @@ def _counts(assessments: list[Assessment]) -> Counter[str]:
 
 
 def _is_json_object(raw: bytes) -> bool:
-    import json
-
     try:
         return isinstance(json.loads(raw), dict)
     except (ValueError, UnicodeDecodeError):
