@@ -303,6 +303,8 @@ def test_bad_input_is_one_error_and_nothing_is_stored(cli: Any, args: tuple[str,
 def test_missing_file_and_bad_policy_are_errors(cli: Any, tmp_path: Path) -> None:
     missing = cli("monitor", "ingest", str(tmp_path / "nope.jsonl"), "--model", MODEL)
     assert missing.exit_code == 2 and "cannot read the log" in missing.output
+    piped = cli("monitor", "ingest", "-", "--model", MODEL, "--follow")
+    assert piped.exit_code == 2 and "--follow needs a file" in piped.output
     policy = tmp_path / "policy.yaml"
     policy.write_text("monitor:\n  max_harmful_rate: 2\n")
     bad = cli("monitor", "ingest", str(EXAMPLE), "--model", MODEL, "--policy", str(policy))

@@ -95,7 +95,8 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
            stream: IO[bytes] | None = None, chunk_lines: int = CHUNK_LINES, actor: str | None = None,
            now: datetime | None = None, assessor: Assessor | None = None) -> IngestSummary:
     """Ingest a log file (or `stream` when source is "-"). UserError for bad input (unknown model or
-    format, unreadable file, bad sample rate); nothing stored is lost then."""
+    format, unreadable file, bad sample rate); nothing stored is lost then. A given `assessor` (judge,
+    detectors and sample rate already chosen, models loaded) is used instead of building one."""
     from tunesafe.production.inventory import get_model
 
     if fmt not in FORMATS:
@@ -107,12 +108,12 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
         raise UserError(exc.message, where="--model", fix=exc.fix) from None
     policy = policy or MonitorPolicy()
     check_kinds(policy.kind, where="policy monitor.kind")  # before reading: not after the records are in
+    if str(source) == "-" and follow:
+        raise UserError("--follow needs a file", where="--follow",
+                        fix="stdin is read until it closes anyway; pass a file path to tail it")
     assessor = assessor or Assessor(judge, detectors, sample)
     run = _Ingest(store, model, str(source), fmt, assessor, policy, actor, now)
     if str(source) == "-":
-        if follow:
-            raise UserError("--follow needs a file", where="--follow",
-                            fix="stdin is read until it closes anyway; pass a file path to tail it")
         run.read_stream(stream, chunk_lines)
     else:
         run.read_file(Path(source), chunk_lines, follow=follow, poll_s=poll_s, idle_exit_s=idle_exit_s,
