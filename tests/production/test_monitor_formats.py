@@ -137,6 +137,14 @@ def test_otlp_genai_span_without_content_is_malformed() -> None:
     assert isinstance(parsed, Malformed) and "capture" in parsed.reason
 
 
+def test_one_bad_span_does_not_lose_the_others_of_its_line() -> None:
+    good = json.loads(otlp_log()[0])["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    line = {"resourceSpans": [{"scopeSpans": [{"spans": [operation("chat"), good]}]}]}
+    parsed = parse_line(json.dumps(line), 4)
+    assert isinstance(parsed, Parsed) and len(parsed.records) == 1
+    assert len(parsed.problems) == 1 and "no message content" in parsed.problems[0]
+
+
 def test_otlp_embeddings_span_is_skipped_not_malformed() -> None:
     span = operation("embeddings")
     parsed = parse_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), 3)

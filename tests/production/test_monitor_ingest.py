@@ -23,7 +23,7 @@ from tunesafe.production.incidents import list_incidents
 from tunesafe.production.inventory import ModelSpec, add_model
 from tunesafe.production.monitor import ingest
 from tunesafe.production.monitor_aggregate import daily
-from tunesafe.production.monitor_examples import PLACEHOLDER, REFUSAL, openai_line
+from tunesafe.production.monitor_examples import PLACEHOLDER, REFUSAL, openai_line, otlp_log
 from tunesafe.types import Behavior, RecordType, sha256_hex
 
 from .conftest import run_cli
@@ -129,6 +129,17 @@ def test_malformed_lines_are_counted_with_numbers_never_fatal(sqlite_store: Stor
         handle.write(refused(3).encode()[40:] + b"\n")
     rest = run(sqlite_store, log)
     assert (rest.start_line, rest.new, rest.malformed, rest.incomplete_tail) == (7, 1, 0, False)
+
+
+def test_a_bad_span_is_reported_and_its_line_mates_are_kept(sqlite_store: Store, tmp_path: Path) -> None:
+    export = json.loads(otlp_log()[0])
+    spans = export["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans.append({"spanId": "bad", "attributes": [{"key": "gen_ai.operation.name",
+                                                   "value": {"stringValue": "chat"}}]})
+    summary = run(sqlite_store, write(tmp_path / "otel.jsonl", [refused(0), json.dumps(export)]))
+    assert summary.new == 1 + len(spans) - 1 and summary.malformed == 1
+    [(line, reason)] = summary.malformed_lines
+    assert line == 2 and "GenAI span bad has no message content" in reason
 
 
 def test_errors_fail_closed_and_open_an_error_rate_incident(sqlite_store: Store, tmp_path: Path) -> None:

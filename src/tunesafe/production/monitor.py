@@ -237,6 +237,8 @@ class _Ingest:
                 continue
             records.extend(parsed.records)
             self.summary.skipped_spans += parsed.skipped
+            for problem in parsed.problems:
+                self._malformed(Malformed(item.number, problem))
         assessments = self.assessor.assess(records)
         batch = uuid.uuid4().hex
         now = self.now or utcnow()

@@ -69,6 +69,7 @@ class Malformed:
 class Parsed:
     records: list[LogRecord]
     skipped: int = 0  # OTLP spans that are not model calls
+    problems: tuple[str, ...] = ()  # OTLP spans that could not be read (the line's other spans still count)
 
 
 class _Bad(ValueError):
@@ -245,14 +246,20 @@ def _otlp(obj: Mapping[str, Any], line: int) -> Parsed:
     resource_spans = obj.get("resourceSpans")
     if not isinstance(resource_spans, list):
         raise _Bad("OTLP line without a resourceSpans list")
-    records, skipped = [], 0
+    records, skipped, problems = [], 0, []
     for span in _spans(resource_spans):
-        record = _span(span, line)
+        try:
+            record = _span(span, line)
+        except _Bad as exc:
+            problems.append(str(exc))
+            continue
         if record is None:
             skipped += 1
         else:
             records.append(record)
-    return Parsed(records, skipped)
+    if problems and not records and not skipped:
+        raise _Bad("; ".join(problems[:3]))
+    return Parsed(records, skipped, tuple(problems))
 
 
 def _spans(resource_spans: Sequence[Any]) -> Iterator[Mapping[str, Any]]:
