@@ -247,6 +247,8 @@ def test_follow_tails_a_file_another_thread_writes(sqlite_store: Store, tmp_path
     thread.join()
     summary_rest = run(sqlite_store, log)  # whatever arrived after the last poll
     assert summary.malformed == 0 and summary.new + summary_rest.new == 25 and stored(sqlite_store) == 25
+    # committed every flush_s (10 s), not on each of the many polls: no evidence record per line
+    assert len(list(sqlite_store.records(type=RecordType.MONITOR_INGEST))) <= 3
 
 
 # ---- the CLI -------------------------------------------------------------------------------------------

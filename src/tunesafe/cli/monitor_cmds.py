@@ -25,7 +25,8 @@ def ingest_command(
     path: str = typer.Argument(..., metavar="PATH|-", help="A JSONL log (OpenAI chat completions or OTLP "
                                "JSON GenAI spans), or - for stdin."),
     model: str = typer.Option(..., "--model", help="Inventory name of the model that served the traffic."),
-    follow: bool = typer.Option(False, "--follow", help="Keep reading as the file grows (Ctrl-C stops)."),
+    follow: bool = typer.Option(False, "--follow", help="Keep reading as the file grows, committing every "
+                                "10 s (Ctrl-C stops; what was not committed is read again next time)."),
     idle_exit: float = typer.Option(None, "--idle-exit", min=0.1, help="With --follow: stop after this many "
                                     "seconds without new lines."),
     fmt: str = typer.Option("auto", "--format", help=f"One of {', '.join(FORMATS)} (auto: per line)."),

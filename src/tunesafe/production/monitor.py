@@ -18,8 +18,9 @@ Contract:
   aggregates touched, a digest over the new record hashes, the flagged ones, malformed line numbers, the
   judge/detector versions), never one per log line. Offsets and rows commit in one transaction; the
   evidence record follows it (a crash in between leaves rows whose batch has no record: `batch` names it).
-- `follow=True` keeps reading as the file grows (poll), until `stop` is set, or `idle_exit_s` passes
-  without new data, or KeyboardInterrupt (a chunk not yet committed is read again by the next ingest).
+- `follow=True` keeps reading as the file grows (poll every `poll_s`), committing what arrived every
+  `flush_s` (or every `chunk_lines` lines), until `stop` is set, or `idle_exit_s` passes without new
+  data, or KeyboardInterrupt (a chunk not yet committed is read again by the next ingest).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from tunesafe.types import RecordType, sha256_hex
 
 HEAD_BYTES = 4096  # a file is "the same file" while its first bytes (up to this many) are unchanged
 CHUNK_LINES = 2000  # lines judged and committed together
+FLUSH_S = 10.0  # with follow: lines that arrived are judged and committed at least this often
 MALFORMED_LISTED = 100  # line numbers kept in the summary / evidence; all are counted
 READ_BYTES = 1 << 20
 
@@ -91,6 +93,7 @@ class IngestSummary:
 def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", sample: float = 1.0,
            judge: str = "default", detectors: tuple[str, ...] = ("attack_library",),
            policy: MonitorPolicy | None = None, follow: bool = False, poll_s: float = 0.5,
+           flush_s: float = FLUSH_S,
            idle_exit_s: float | None = None, stop: threading.Event | None = None,
            stream: IO[bytes] | None = None, chunk_lines: int = CHUNK_LINES, actor: str | None = None,
            now: datetime | None = None, assessor: Assessor | None = None) -> IngestSummary:
@@ -116,8 +119,8 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
     if str(source) == "-":
         run.read_stream(stream, chunk_lines)
     else:
-        run.read_file(Path(source), chunk_lines, follow=follow, poll_s=poll_s, idle_exit_s=idle_exit_s,
-                      stop=stop or threading.Event())
+        run.read_file(Path(source), chunk_lines, follow=follow, poll_s=poll_s, flush_s=flush_s,
+                      idle_exit_s=idle_exit_s, stop=stop or threading.Event())
     return run.summary
 
 
@@ -148,7 +151,7 @@ class _Ingest:
                 chunk = []
         self._process(chunk, source_key="stdin", position=None)
 
-    def read_file(self, path: Path, chunk_lines: int, *, follow: bool, poll_s: float,
+    def read_file(self, path: Path, chunk_lines: int, *, follow: bool, poll_s: float, flush_s: float,
                   idle_exit_s: float | None, stop: threading.Event) -> None:
         resolved = str(path.expanduser().resolve())
         key = sha256_hex(resolved)[:16]
@@ -163,7 +166,7 @@ class _Ingest:
             offset, line = self._resume(resolved, handle)
             self.summary.start_line = line
             handle.seek(offset)
-            idle_since = time.monotonic()
+            idle_since = flushed = time.monotonic()
             pending = b""
             chunk: list[_Line] = []
             while True:
@@ -177,7 +180,7 @@ class _Ingest:
                         chunk.append(_Line(line, offset, raw))
                         if len(chunk) >= chunk_lines:
                             self._process(chunk, key, (resolved, handle))
-                            chunk = []
+                            chunk, flushed = [], time.monotonic()
                     continue
                 # end of the data written so far
                 if not follow and pending and _is_json_object(pending):
@@ -185,13 +188,15 @@ class _Ingest:
                     line += 1
                     chunk.append(_Line(line, offset, pending))
                     pending = b""
-                self._process(chunk, key, (resolved, handle))
-                chunk = []
-                if not follow:
-                    self.summary.incomplete_tail = bool(pending.strip())
-                    return
                 idle = time.monotonic() - idle_since
-                if stop.is_set() or (idle_exit_s is not None and idle >= idle_exit_s):
+                stopping = not follow or stop.is_set() or (idle_exit_s is not None and idle >= idle_exit_s)
+                # a slow trickle is committed every flush_s, not on every poll: one evidence record per
+                # poll would be one per line
+                if stopping or time.monotonic() - flushed >= flush_s:
+                    self._process(chunk, key, (resolved, handle))
+                    chunk, flushed = [], time.monotonic()
+                if stopping:
+                    self.summary.incomplete_tail = not follow and bool(pending.strip())
                     return
                 try:
                     stop.wait(poll_s)
