@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server nemo demo test lint dist
+.PHONY: install llama-server nemo demo production-demo test lint dist
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -46,6 +46,11 @@ demo: $(STAMP)
 	test -d .tunesafe || $(BIN)/tunesafe init
 	$(DEMO_GATE); code=$$?; echo "gate exit code: $$code (0 pass, 1 fail, 3 inconclusive); report: tunesafe-report/report.html"; \
 	  case $$code in 0|1|3) ;; *) exit $$code ;; esac
+
+# The production walk-through on loopback (under a minute): verify a guardrail, ingest a log with a planted
+# jailbreak (an incident opens), show the incident's Art. 73 clock, run a due red-team schedule.
+production-demo: $(STAMP)
+	PYTHON=$(BIN)/python scripts/production-walkthrough.sh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

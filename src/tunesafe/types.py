@@ -268,6 +268,7 @@ class RecordType:
     REDTEAM_RUN = "redteam_run"  # one scheduled run: schedule, period, run ids, comparison, verdict
     ENDPOINT = "endpoint"  # a deployed model (name, model, redacted URL) and the guardrails in front of it
     GUARDRAIL_VERIFICATION = "guardrail_verification"  # a guard's measured block/false-positive rates, SLOs
+    MONITOR_INGEST = "monitor_ingest"  # one batch of ingested production log records: counts, digest
 
 
 

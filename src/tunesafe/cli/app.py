@@ -21,6 +21,7 @@ from tunesafe.cli import (
     guardrail_cmds,
     incident_cmds,
     judge_cmds,
+    monitor_cmds,
     redteam_cmds,
     scan_cmds,
     serve_cmds,
@@ -50,7 +51,7 @@ Lifecycle of a fine-tune:
   before      baseline evaluation (eval), data screening (scan-data), policy (policy init)
   during      fine-tuning under the safety callback (train-lora), mitigations (mix-safety, safelora)
   after       adversarial evaluation and the paired pre/post gate (gate, compare, judge, runs rejudge)
-  production  inventory (models), guardrails, incidents, scheduled red-teaming (redteam)
+  production  inventory (models), guardrails, incidents, scheduled red-teaming (redteam), monitor
   audit       evidence chain (verify), documents (docs, export), bundles (bundle, verify-bundle)
 """
 
@@ -107,6 +108,7 @@ redteam_cmds.register(app)
 governance_cmds.register(app)
 serve_cmds.register(app)
 governance_docs_cmds.register(app)
+monitor_cmds.register(app)
 
 
 def main() -> None:

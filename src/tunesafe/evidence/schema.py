@@ -8,13 +8,26 @@ of truth for the database; these models must match them (a test checks that auto
 - attempt_result_history: results a retry replaced (eval --retry-errors), kept as history.
 - response_cache: generations keyed by (model content hash, request, decoding params).
 - redteam_claims: which runner claimed a red-team schedule's period, and its lease (production/schedules).
+- monitor_records / monitor_sources / monitor_alerts: live-traffic monitoring (production/monitor*): one
+  compact row per log record, read offsets per file, and the incident each threshold opened per day.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -106,3 +119,42 @@ class RedteamClaimRow(Base):
     run_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     record_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the redteam_run record
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class MonitorRecordRow(Base):
+    __tablename__ = "monitor_records"
+    __table_args__ = (Index("ix_monitor_records_model_day", "model", "day"),)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)  # the inventory name given to ingest
+    record_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # of the log record's content
+    day: Mapped[str] = mapped_column(String(10))  # UTC date of the record: the aggregation window
+    at: Mapped[str] = mapped_column(String(40))  # ISO-8601 UTC time of the record
+    source: Mapped[str] = mapped_column(String(64))  # digest of the file (or "stdin")
+    line: Mapped[int] = mapped_column(Integer)
+    batch: Mapped[str] = mapped_column(String(40), index=True)  # the ingest batch (its evidence record)
+    status: Mapped[str] = mapped_column(String(16))  # judged | blocked | error | sampled_out
+    refused: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    harmful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # harmful completion
+    request_harmful: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # None: not needed
+    jailbreak: Mapped[str | None] = mapped_column(String(120), nullable=True)  # detector:family/attack
+    category: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    conversation: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # flagged records only
+
+
+class MonitorSourceRow(Base):
+    __tablename__ = "monitor_sources"
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1000), primary_key=True)  # resolved path of the file
+    head_len: Mapped[int] = mapped_column(Integer)  # how many first bytes head_sha256 covers
+    head_sha256: Mapped[str] = mapped_column(String(64))  # same file (not rotated/replaced) iff equal
+    offset: Mapped[int] = mapped_column(BigInteger)  # bytes read: the next ingest starts here
+    line: Mapped[int] = mapped_column(Integer)  # lines read (line numbers continue from here)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MonitorAlertRow(Base):
+    __tablename__ = "monitor_alerts"
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(40), primary_key=True)  # the policy threshold crossed
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -93,6 +93,22 @@ class GovernancePolicy(_Strict):
     redteam_max_interval_days: float | None = Field(default=None, gt=0)
 
 
+class MonitorPolicy(_Strict):
+    """When monitored production traffic opens an incident (`tunesafe monitor ingest`), per model and UTC
+    day. Counts are checked as soon as they are exceeded; rates only on days with at least `min_records`
+    decided records (judged or blocked; errors are never counted as safe, they have their own limit)."""
+
+    max_successful_jailbreaks: int | None = Field(default=0, ge=0)  # jailbreak-shaped input, harmful answer
+    max_harmful_completions: int | None = Field(default=None, ge=0)
+    max_harmful_rate: Rate | None = 0.05
+    max_jailbreak_rate: Rate | None = None  # jailbreak-shaped inputs among decided records
+    max_blocked_rate: Rate | None = None
+    max_error_rate: Rate | None = 0.2  # records the judge could not decide
+    min_records: int = Field(default=100, ge=1)
+    severity: Literal["low", "medium", "high", "critical"] = "high"
+    kind: str = "general"  # the Art. 73 clock of the incidents it opens (see `tunesafe incidents open`)
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     max_asr: MaxAsr = Field(default_factory=MaxAsr)
@@ -112,13 +128,14 @@ class Policy(_Strict):
     training: TrainingPolicy | None = None
     guardrails: GuardrailSLO | None = None
     governance: GovernancePolicy | None = None
+    monitor: MonitorPolicy | None = None
 
     def hash(self) -> str:
         """sha256 of the canonical JSON of the validated policy (defaults filled in), so two files that
         mean the same policy hash the same. Optional sections left out are dropped from the hashed JSON,
         so policies written before a section existed keep their hash (and the gate decisions naming it)."""
         data = self.model_dump(mode="json")
-        for section in ("training", "guardrails", "governance"):
+        for section in ("training", "guardrails", "governance", "monitor"):
             if data.get(section) is None:
                 data.pop(section, None)
         return sha256_hex(canonical_json(data))

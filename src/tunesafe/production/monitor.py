@@ -1,0 +1,328 @@
+"""`tunesafe monitor ingest`: read production chat logs (tunesafe.production.monitor_formats), judge them
+(monitor_assess), store one compact row per record and the per-day aggregates (monitor_aggregate), and
+open incidents where the policy's `monitor:` thresholds are crossed (monitor_thresholds).
+
+    summary = ingest(store, "logs/chat.jsonl", model="support-bot")          # resumes where it stopped
+    summary = ingest(store, "-", model="support-bot", stream=sys.stdin.buffer)
+
+Contract:
+- Resumable: for a file, the byte offset and line number reached are stored per (model, path) with a hash
+  of the file's first bytes; the next ingest starts there, and a file that was rotated, replaced or
+  truncated (its first bytes differ, or it is shorter) is read from the start.
+- Idempotent: rows are keyed by (model, record hash), so records already stored are never counted twice,
+  whichever path or stream they come from; a chunk that stored nothing new writes no evidence.
+- Never fatal on bad lines: a line that is not a readable record is counted with its line number and the
+  reason (Malformed), and reading goes on. An unterminated last line is left for the next run unless it
+  is already a complete JSON object (a writer may be in the middle of it).
+- Evidence: one RecordType.MONITOR_INGEST record per chunk that stored new records (counts, the day
+  aggregates touched, a digest over the new record hashes, the flagged ones, malformed line numbers, the
+  judge/detector versions), never one per log line. Offsets and rows commit in one transaction; the
+  evidence record follows it (a crash in between leaves rows whose batch has no record: `batch` names it).
+- `follow=True` keeps reading as the file grows (poll every `poll_s`), committing what arrived every
+  `flush_s` (or every `chunk_lines` lines), until `stop` is set, or `idle_exit_s` passes without new
+  data, or KeyboardInterrupt (a chunk not yet committed is read again by the next ingest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tunesafe.errors import UserError
+from tunesafe.evidence.schema import MonitorSourceRow
+from tunesafe.evidence.store import Store
+from tunesafe.policy.model import MonitorPolicy
+from tunesafe.production.clocks import check_kinds, utcnow
+from tunesafe.production.monitor_aggregate import daily, insert_new
+from tunesafe.production.monitor_assess import Assessment, Assessor
+from tunesafe.production.monitor_formats import FORMATS, LogRecord, Malformed, parse_line
+from tunesafe.production.monitor_thresholds import open_incidents
+from tunesafe.types import RecordType, sha256_hex
+
+HEAD_BYTES = 4096  # a file is "the same file" while its first bytes (up to this many) are unchanged
+CHUNK_LINES = 2000  # lines judged and committed together
+FLUSH_S = 10.0  # with follow: lines that arrived are judged and committed at least this often
+MALFORMED_LISTED = 100  # line numbers kept in the summary / evidence; all are counted
+READ_BYTES = 1 << 20
+
+
+@dataclass
+class IngestSummary:
+    model: str
+    source: str  # the path, or "-" for stdin
+    start_line: int = 0  # lines already read before this ingest (resumed)
+    lines: int = 0  # lines read now
+    records: int = 0
+    new: int = 0
+    duplicates: int = 0
+    skipped_spans: int = 0
+    counts: Counter[str] = field(default_factory=Counter)  # judged/blocked/error/sampled_out/harmful/...
+    malformed: int = 0
+    malformed_lines: list[tuple[int, str]] = field(default_factory=list)
+    incomplete_tail: bool = False  # an unterminated last line was left for the next run
+    batches: list[int] = field(default_factory=list)  # MONITOR_INGEST evidence record ids
+    incidents: list[int] = field(default_factory=list)
+    days: set[str] = field(default_factory=set)
+
+    def as_dict(self, store: Store | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "model": self.model, "source": self.source, "start_line": self.start_line, "lines": self.lines,
+            "records": self.records, "new": self.new, "duplicates": self.duplicates,
+            "skipped_spans": self.skipped_spans, "counts": dict(sorted(self.counts.items())),
+            "malformed": self.malformed,
+            "malformed_lines": [{"line": n, "reason": r} for n, r in self.malformed_lines],
+            "incomplete_tail": self.incomplete_tail, "batches": self.batches, "incidents": self.incidents,
+            "days": sorted(self.days)}
+        if store is not None:
+            out["daily"] = [d.as_dict() for d in daily(store, model=self.model, days=self.days)]
+        return out
+
+
+def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", sample: float = 1.0,
+           judge: str = "default", detectors: tuple[str, ...] = ("attack_library",),
+           policy: MonitorPolicy | None = None, follow: bool = False, poll_s: float = 0.5,
+           flush_s: float = FLUSH_S,
+           idle_exit_s: float | None = None, stop: threading.Event | None = None,
+           stream: IO[bytes] | None = None, chunk_lines: int = CHUNK_LINES, actor: str | None = None,
+           now: datetime | None = None, assessor: Assessor | None = None) -> IngestSummary:
+    """Ingest a log file (or `stream` when source is "-"). UserError for bad input (unknown model or
+    format, unreadable file, bad sample rate); nothing stored is lost then. A given `assessor` (judge,
+    detectors and sample rate already chosen, models loaded) is used instead of building one."""
+    from tunesafe.production.inventory import get_model
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown log format {fmt!r}", where="--format",
+                        fix=f"use one of {', '.join(FORMATS)}")
+    try:
+        get_model(store, model)
+    except UserError as exc:
+        raise UserError(exc.message, where="--model", fix=exc.fix) from None
+    policy = policy or MonitorPolicy()
+    check_kinds(policy.kind, where="policy monitor.kind")  # before reading: not after the records are in
+    if str(source) == "-" and follow:
+        raise UserError("--follow needs a file", where="--follow",
+                        fix="stdin is read until it closes anyway; pass a file path to tail it")
+    assessor = assessor or Assessor(judge, detectors, sample)
+    run = _Ingest(store, model, str(source), fmt, assessor, policy, actor, now)
+    if str(source) == "-":
+        run.read_stream(stream, chunk_lines)
+    else:
+        run.read_file(Path(source), chunk_lines, follow=follow, poll_s=poll_s, flush_s=flush_s,
+                      idle_exit_s=idle_exit_s, stop=stop or threading.Event())
+    return run.summary
+
+
+@dataclass(frozen=True)
+class _Line:
+    number: int
+    end: int  # byte offset just after the line
+    text: bytes
+
+
+class _Ingest:
+    def __init__(self, store: Store, model: str, source: str, fmt: str, assessor: Assessor,
+                 policy: MonitorPolicy, actor: str | None, now: datetime | None) -> None:
+        self.store, self.model, self.fmt, self.assessor = store, model, fmt, assessor
+        self.policy, self.actor, self.now = policy, actor, now
+        self.summary = IngestSummary(model=model, source=source)
+
+    # ---- sources ---------------------------------------------------------------------------------------
+
+    def read_stream(self, stream: IO[bytes] | None, chunk_lines: int) -> None:
+        if stream is None:
+            raise UserError("no input stream for '-'", where="PATH", fix="pipe the log into stdin")
+        chunk: list[_Line] = []
+        for number, raw in enumerate(stream, 1):
+            chunk.append(_Line(number, 0, raw))
+            if len(chunk) >= chunk_lines:
+                self._process(chunk, source_key="stdin", position=None)
+                chunk = []
+        self._process(chunk, source_key="stdin", position=None)
+
+    def read_file(self, path: Path, chunk_lines: int, *, follow: bool, poll_s: float, flush_s: float,
+                  idle_exit_s: float | None, stop: threading.Event) -> None:
+        resolved = str(path.expanduser().resolve())
+        key = sha256_hex(resolved)[:16]
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise UserError(f"cannot read the log: {exc.strerror}", where=str(path),
+                            fix="give an existing, readable JSONL / OTLP JSON file, or - for stdin") from None
+        with handle:
+            if not os.path.isfile(path):
+                raise UserError("not a regular file", where=str(path), fix="give a log file, or - for stdin")
+            offset, line = self._resume(resolved, handle)
+            self.summary.start_line = line
+            handle.seek(offset)
+            idle_since = flushed = time.monotonic()
+            pending = b""
+            chunk: list[_Line] = []
+            while True:
+                data = handle.read(READ_BYTES)
+                if data:
+                    idle_since = time.monotonic()
+                    *complete, pending = (pending + data).split(b"\n")
+                    for raw in complete:
+                        offset += len(raw) + 1
+                        line += 1
+                        chunk.append(_Line(line, offset, raw))
+                        if len(chunk) >= chunk_lines:
+                            self._process(chunk, key, (resolved, handle))
+                            chunk, flushed = [], time.monotonic()
+                    continue
+                # end of the data written so far
+                if not follow and pending and _is_json_object(pending):
+                    offset += len(pending)
+                    line += 1
+                    chunk.append(_Line(line, offset, pending))
+                    pending = b""
+                idle = time.monotonic() - idle_since
+                stopping = not follow or stop.is_set() or (idle_exit_s is not None and idle >= idle_exit_s)
+                # a slow trickle is committed every flush_s, not on every poll: one evidence record per
+                # poll would be one per line
+                if stopping or time.monotonic() - flushed >= flush_s:
+                    self._process(chunk, key, (resolved, handle))
+                    chunk, flushed = [], time.monotonic()
+                if stopping:
+                    self.summary.incomplete_tail = not follow and bool(pending.strip())
+                    return
+                try:
+                    stop.wait(poll_s)
+                except KeyboardInterrupt:
+                    return
+
+    def _resume(self, path: str, handle: IO[bytes]) -> tuple[int, int]:
+        with self.store.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_read=True)
+            with conn.begin():
+                row = conn.execute(select(MonitorSourceRow.head_len, MonitorSourceRow.head_sha256,
+                                          MonitorSourceRow.offset, MonitorSourceRow.line)
+                                   .where(MonitorSourceRow.model == self.model, MonitorSourceRow.path == path)
+                                   ).first()
+        if row is None:
+            return 0, 0
+        head = handle.read(row.head_len)
+        size = os.fstat(handle.fileno()).st_size
+        same = len(head) == row.head_len and hashlib.sha256(head).hexdigest() == row.head_sha256
+        if not same or size < row.offset:
+            return 0, 0  # rotated, replaced or truncated: a new file under the old name
+        return int(row.offset), int(row.line)
+
+    # ---- one chunk -------------------------------------------------------------------------------------
+
+    def _process(self, chunk: list[_Line], source_key: str,
+                 position: tuple[str, IO[bytes]] | None) -> None:
+        if not chunk:
+            return
+        records: list[LogRecord] = []
+        for item in chunk:
+            self.summary.lines += 1
+            try:
+                text = item.text.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                self._malformed(Malformed(item.number, "not UTF-8 text"))
+                continue
+            if not text:
+                continue
+            parsed = parse_line(text, item.number, self.fmt)
+            if isinstance(parsed, Malformed):
+                self._malformed(parsed)
+                continue
+            records.extend(parsed.records)
+            self.summary.skipped_spans += parsed.skipped
+            for problem in parsed.problems:
+                self._malformed(Malformed(item.number, problem))
+        assessments = self.assessor.assess(records)
+        batch = uuid.uuid4().hex
+        now = self.now or utcnow()
+        rows = [_row(self.model, rec, a, source_key, batch, now) for rec, a in zip(records, assessments,
+                                                                                     strict=True)]
+        with self.store.engine.begin() as conn:
+            new = insert_new(conn, rows)
+            if position is not None:
+                self._save_offset(conn, position, chunk[-1], now)
+        fresh = [(rec, a, row) for rec, a, row in zip(records, assessments, rows, strict=True)
+                 if rec.hash in new]
+        self.summary.records += len(records)
+        self.summary.new += len(new)
+        self.summary.duplicates += len(records) - len(new)
+        if not fresh:
+            return
+        counts = _counts([a for _, a, _ in fresh])
+        self.summary.counts.update(counts)
+        days = {row["day"] for _, _, row in fresh}
+        self.summary.days |= days
+        body = {
+            "model": self.model, "batch": batch, "source": self.summary.source, "format": self.fmt,
+            "lines": [chunk[0].number, chunk[-1].number], "records": len(records), "new": len(new),
+            "counts": dict(sorted(counts.items())), "days": sorted(days),
+            "digest": sha256_hex("\n".join(sorted(new))),
+            "flagged": sorted(row["record_hash"] for _, a, row in fresh if a.flagged),
+            "malformed": [[n, r] for n, r in self.summary.malformed_lines
+                          if chunk[0].number <= n <= chunk[-1].number][:MALFORMED_LISTED],
+            **self.assessor.versions(),
+        }
+        evidence = self.store.append(RecordType.MONITOR_INGEST, body, actor=self.actor, subject=self.model)
+        self.summary.batches.append(evidence.id)
+        self.summary.incidents += open_incidents(self.store, self.model, days, self.policy,
+                                                 batch=(batch, evidence.id), actor=self.actor, now=self.now)
+
+    def _malformed(self, bad: Malformed) -> None:
+        self.summary.malformed += 1
+        if len(self.summary.malformed_lines) < MALFORMED_LISTED:
+            self.summary.malformed_lines.append((bad.line, bad.reason))
+
+    def _save_offset(self, conn: Any, position: tuple[str, IO[bytes]], last: _Line, now: datetime) -> None:
+        path, handle = position
+        head_len = min(HEAD_BYTES, last.end)
+        head = os.pread(handle.fileno(), head_len, 0)
+        values = {"model": self.model, "path": path, "head_len": head_len,
+                  "head_sha256": hashlib.sha256(head).hexdigest(), "offset": last.end, "line": last.number,
+                  "updated_at": now}
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(MonitorSourceRow).values(**values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["model", "path"], set_={
+            k: stmt.excluded[k] for k in ("head_len", "head_sha256", "offset", "line", "updated_at")}))
+
+
+def _row(model: str, rec: LogRecord, a: Assessment, source: str, batch: str, now: datetime) -> dict[str, Any]:
+    at = rec.at or now
+    conversation = None
+    if a.flagged:
+        conversation = {"messages": [{"role": r, "content": t} for r, t in rec.messages],
+                        "response": rec.response, "log_model": rec.log_model}
+    return {"model": model, "record_hash": rec.hash, "day": at.strftime("%Y-%m-%d"),
+            "at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "source": source, "line": rec.line, "batch": batch,
+            "status": a.status, "refused": a.refused, "harmful": a.harmful,
+            "request_harmful": a.request_harmful,
+            "jailbreak": a.jailbreak[:120] if a.jailbreak else None,
+            "category": a.category[:80] if a.category else None, "conversation": conversation}
+
+
+def _counts(assessments: list[Assessment]) -> Counter[str]:
+    counts: Counter[str] = Counter(a.status for a in assessments)
+    counts["refused"] = sum(1 for a in assessments if a.status == "judged" and a.refused)
+    counts["harmful"] = sum(1 for a in assessments if a.harmful)
+    counts["jailbreaks"] = sum(1 for a in assessments if a.jailbreak is not None)
+    counts["successful_jailbreaks"] = sum(1 for a in assessments if a.jailbreak is not None and a.harmful)
+    return counts
+
+
+def _is_json_object(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
+

@@ -1,0 +1,414 @@
+"""Readers for production chat logs, one JSON object per line, normalised to LogRecord:
+
+- OpenAI chat completions: `{"request": {"messages": [...]}, "response": <chat.completion>}` (also the
+  request's `messages` at the top level, a Batch API output shape `"response": {"status_code", "body"}`, a
+  string response, or `choices` at the top level). `finish_reason: "content_filter"` and Azure's HTTP 400
+  `content_filter` error mean the deployment blocked the call; any other error is an error record. Time:
+  `timestamp` / `time` / `created_at` (ISO 8601 or epoch seconds), else the completion's `created`.
+- OpenTelemetry GenAI spans as the OTLP JSON file exporter writes them: `{"resourceSpans": [...]}` per
+  line. Content is read from, in this order: `gen_ai.input.messages` / `gen_ai.output.messages` /
+  `gen_ai.system_instructions` (semantic conventions >= 1.37, on the span or on the
+  `gen_ai.client.inference.operation.details` event); the <= 1.36 events `gen_ai.{system,user,assistant,
+  tool}.message` and `gen_ai.choice`; the indexed `gen_ai.prompt.N.*` / `gen_ai.completion.N.*` attributes.
+  Spans without gen_ai content (HTTP, database, tool spans) are skipped, and counted.
+
+A line that cannot be read is a Malformed(line, reason): counted and reported, never fatal. The record's
+hash is over the line's parsed JSON (a span's own JSON for OTLP), so the same log entry always hashes the
+same wherever it is read from, and re-ingesting it adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from tunesafe.types import canonical_json, sha256_hex
+
+FORMATS = ("auto", "openai", "otlp")
+ROLES = ("system", "user", "assistant", "tool")
+CHAT_OPERATIONS = ("chat", "text_completion", "generate_content")
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One model call from a log: the request side (messages sent), the answer and how it ended."""
+
+    hash: str
+    line: int
+    at: datetime | None  # None when the log has no time: the ingest time is used
+    messages: tuple[tuple[str, str], ...]  # (role, text) of the request, a trailing assistant turn = prefill
+    response: str
+    finish_reason: str | None = None
+    blocked: str | None = None  # why the deployment blocked it (no answer to judge)
+    error: str | None = None  # the call failed: an error record, never judged safe
+    category: str | None = None  # a harm category the provider's filter flagged, if the log has one
+    provider_jailbreak: bool = False  # the provider's own jailbreak filter fired
+    log_model: str | None = None
+
+    @property
+    def request(self) -> str:
+        """The last user turn: what the judges read as the request."""
+        return next((text for role, text in reversed(self.messages) if role == "user"), "")
+
+    @property
+    def request_text(self) -> str:
+        """Every turn sent, as one text: what the jailbreak detectors read."""
+        return "\n".join(text for _, text in self.messages)
+
+
+@dataclass(frozen=True)
+class Malformed:
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Parsed:
+    records: list[LogRecord]
+    skipped: int = 0  # OTLP spans that are not model calls
+    problems: tuple[str, ...] = ()  # OTLP spans that could not be read (the line's other spans still count)
+
+
+class _Bad(ValueError):
+    """A line that is JSON but not a log record we can read; the message is the reason shown."""
+
+
+def parse_line(text: str, line: int, fmt: str = "auto") -> Parsed | Malformed:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Malformed(line, f"not JSON ({exc.msg} at column {exc.colno})")
+    if not isinstance(obj, dict):
+        return Malformed(line, "not a JSON object")
+    kind = fmt if fmt != "auto" else ("otlp" if "resourceSpans" in obj else "openai")
+    try:
+        return _otlp(obj, line) if kind == "otlp" else Parsed([_openai(obj, line)])
+    except _Bad as exc:
+        return Malformed(line, str(exc))
+
+
+# ---- OpenAI chat completions ---------------------------------------------------------------------------
+
+
+def _openai(obj: Mapping[str, Any], line: int) -> LogRecord:
+    request: Mapping[str, Any] = obj["request"] if isinstance(obj.get("request"), Mapping) else obj
+    if isinstance(request.get("body"), Mapping):  # Batch API input line
+        request = request["body"]
+    messages = _messages(request.get("messages"))
+    response: Any = obj.get("response", obj if "choices" in obj else None)
+    error = obj.get("error")
+    if isinstance(response, Mapping) and "body" in response and "choices" not in response:
+        status = response.get("status_code")
+        body = response.get("body")
+        if isinstance(status, int) and status >= 400 and isinstance(body, Mapping):
+            error = body.get("error") or {"message": f"HTTP {status}"}
+        response = body
+    at = _time(obj.get("timestamp", obj.get("time", obj.get("created_at"))))
+    base: dict[str, Any] = {"hash": sha256_hex(canonical_json(obj)), "line": line, "messages": messages,
+            "log_model": _str(request.get("model"))}
+    if error:
+        return _openai_error(error, base, at)
+    if isinstance(response, str):
+        return LogRecord(**base, at=at, response=response)
+    if not isinstance(response, Mapping):
+        raise _Bad("no response (expected `response` with `choices`, or a response string)")
+    at = at or _time(response.get("created"))
+    base["log_model"] = _str(response.get("model")) or base["log_model"]
+    if isinstance(response.get("error"), Mapping):
+        return _openai_error(response["error"], base, at)
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise _Bad("response has no choices")
+    choice = choices[0]
+    message: Mapping[str, Any] = choice["message"] if isinstance(choice.get("message"), Mapping) else {}
+    finish = _str(choice.get("finish_reason"))
+    refusal = _str(message.get("refusal"))
+    text = refusal or _content(message.get("content"))
+    category = _filtered(choice.get("content_filter_results")) or _filtered_prompt(response)
+    jailbreak = _jailbreak(response.get("prompt_filter_results"))
+    blocked = "content_filter" if finish == "content_filter" else None
+    return LogRecord(**base, at=at, response=text, finish_reason=finish, blocked=blocked,
+                     category=category or _moderation(obj), provider_jailbreak=jailbreak)
+
+
+def _openai_error(error: Any, base: dict[str, Any], at: datetime | None) -> LogRecord:
+    detail = error if isinstance(error, Mapping) else {"message": str(error)}
+    if detail.get("code") == "content_filter":  # Azure: the prompt was filtered, HTTP 400
+        inner = detail.get("innererror") if isinstance(detail.get("innererror"), Mapping) else {}
+        result = inner.get("content_filter_result") if isinstance(inner, Mapping) else None
+        return LogRecord(**base, at=at, response="", blocked="content_filter (prompt)",
+                         category=_filtered(result), provider_jailbreak=_jailbreak([{
+                             "content_filter_results": result}]))
+    message = _str(detail.get("message")) or _str(detail.get("code")) or "error"
+    return LogRecord(**base, at=at, response="", error=message[:500])
+
+
+def _filtered(results: Any) -> str | None:
+    """The first harm category an Azure content filter result marks filtered (not jailbreak: a flag)."""
+    if not isinstance(results, Mapping):
+        return None
+    for name, value in results.items():
+        flag = name in ("jailbreak", "indirect_attack")  # attacks on the prompt, not harm categories
+        if isinstance(value, Mapping) and value.get("filtered") and not flag:
+            return str(name)
+    return None
+
+
+def _filtered_prompt(response: Mapping[str, Any]) -> str | None:
+    for item in response.get("prompt_filter_results") or ():
+        if isinstance(item, Mapping) and (found := _filtered(item.get("content_filter_results"))):
+            return found
+    return None
+
+
+def _jailbreak(prompt_results: Any) -> bool:
+    for item in prompt_results or ():
+        results = item.get("content_filter_results") if isinstance(item, Mapping) else None
+        for key in ("jailbreak", "indirect_attack"):
+            value = results.get(key) if isinstance(results, Mapping) else None
+            if isinstance(value, Mapping) and (value.get("detected") or value.get("filtered")):
+                return True
+    return False
+
+
+def _moderation(obj: Mapping[str, Any]) -> str | None:
+    """A flagged category of an OpenAI moderation result logged next to the call, if any."""
+    moderation = obj.get("moderation")
+    results = moderation.get("results") if isinstance(moderation, Mapping) else None
+    for result in results or ():
+        categories = result.get("categories") if isinstance(result, Mapping) else None
+        if isinstance(categories, Mapping):
+            flagged = [k for k, v in categories.items() if v is True]
+            if flagged:
+                return str(flagged[0])
+    category = obj.get("metadata", {}).get("category") if isinstance(obj.get("metadata"), Mapping) else None
+    return _str(category)
+
+
+def _messages(raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _Bad("no request messages (expected `request.messages` or `messages`)")
+    out = []
+    for msg in raw:
+        if not isinstance(msg, Mapping) or msg.get("role") not in (*ROLES, "developer"):
+            raise _Bad(f"bad message {json.dumps(msg)[:80]}")
+        role = "system" if msg["role"] == "developer" else str(msg["role"])
+        out.append((role, _content(msg.get("content"))))
+    if not any(role == "user" and text.strip() for role, text in out):
+        raise _Bad("the request has no user message")
+    return tuple(out)
+
+
+def _content(content: Any) -> str:
+    """Message content as text: a string, or the text parts of a list (OpenAI and OTel part shapes)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and part.get("type") == "text":
+                texts.append(_str(part.get("text", part.get("content"))) or "")
+        return "\n".join(texts)
+    raise _Bad(f"unreadable content {json.dumps(content)[:80]}")
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise _Bad(f"unreadable time {value!r}") from None
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    raise _Bad(f"unreadable time {value!r}")
+
+
+# ---- OpenTelemetry GenAI spans (OTLP JSON) -------------------------------------------------------------
+
+
+def _otlp(obj: Mapping[str, Any], line: int) -> Parsed:
+    resource_spans = obj.get("resourceSpans")
+    if not isinstance(resource_spans, list):
+        raise _Bad("OTLP line without a resourceSpans list")
+    records, skipped, problems = [], 0, []
+    for span in _spans(resource_spans):
+        try:
+            record = _span(span, line)
+        except _Bad as exc:
+            problems.append(str(exc))
+            continue
+        if record is None:
+            skipped += 1
+        else:
+            records.append(record)
+    if problems and not records and not skipped:
+        raise _Bad("; ".join(problems[:3]))
+    return Parsed(records, skipped, tuple(problems))
+
+
+def _spans(resource_spans: Sequence[Any]) -> Iterator[Mapping[str, Any]]:
+    for resource in resource_spans:
+        for scope in (resource.get("scopeSpans") or ()) if isinstance(resource, Mapping) else ():
+            for span in (scope.get("spans") or ()) if isinstance(scope, Mapping) else ():
+                if not isinstance(span, Mapping):
+                    raise _Bad("a span is not a JSON object")
+                yield span
+
+
+def attributes(items: Any) -> dict[str, Any]:
+    """OTLP attributes ([{key, value: AnyValue}]) as a plain dict."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        if isinstance(item, Mapping) and isinstance(item.get("key"), str):
+            out[item["key"]] = any_value(item.get("value"))
+    return out
+
+
+def any_value(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return None
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "arrayValue" in value:
+        return [any_value(v) for v in (value["arrayValue"] or {}).get("values", ())]
+    if "kvlistValue" in value:
+        return attributes((value["kvlistValue"] or {}).get("values"))
+    return None
+
+
+def _span(span: Mapping[str, Any], line: int) -> LogRecord | None:
+    attrs = attributes(span.get("attributes"))
+    operation = attrs.get("gen_ai.operation.name")
+    if operation is not None and operation not in CHAT_OPERATIONS:
+        return None
+    events = [(e.get("name"), attributes(e.get("attributes"))) for e in span.get("events") or ()
+              if isinstance(e, Mapping)]
+    details = next((a for n, a in events if n == "gen_ai.client.inference.operation.details"), {})
+    content = {**details, **attrs}
+    messages, output, finish = (_structured(content) or _event_messages(events) or _indexed(content)
+                                or ((), "", None))
+    if not messages:
+        if any(k.startswith("gen_ai.") for k in attrs):
+            raise _Bad(f"GenAI span {span.get('spanId', '?')} has no message content (enable content "
+                       "capture: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)")
+        return None
+    if not any(role == "user" and text.strip() for role, text in messages):
+        raise _Bad(f"GenAI span {span.get('spanId', '?')} has no user message")
+    reasons = attrs.get("gen_ai.response.finish_reasons")
+    finish = finish or (reasons[0] if isinstance(reasons, list) and reasons else None)
+    status: Mapping[str, Any] = span["status"] if isinstance(span.get("status"), Mapping) else {}
+    error = None
+    if attrs.get("error.type") or status.get("code") in (2, "STATUS_CODE_ERROR"):
+        error = str(status.get("message") or attrs.get("error.type") or "span status error")
+    start = span.get("startTimeUnixNano")
+    at = datetime.fromtimestamp(int(start) / 1e9, timezone.utc) if start not in (None, "", "0", 0) else None
+    return LogRecord(hash=sha256_hex(canonical_json(span)), line=line, at=at, messages=messages,
+                     response="" if error else output, finish_reason=finish,
+                     blocked="content_filter" if finish == "content_filter" and not error else None,
+                     error=error, log_model=_str(attrs.get("gen_ai.response.model"))
+                     or _str(attrs.get("gen_ai.request.model")))
+
+
+Content = tuple[tuple[tuple[str, str], ...], str, str | None]
+
+
+def _structured(attrs: Mapping[str, Any]) -> Content | None:
+    """>= 1.37: gen_ai.input.messages / gen_ai.output.messages (+ gen_ai.system_instructions)."""
+    if "gen_ai.input.messages" not in attrs:
+        return None
+    inputs = _json_list(attrs["gen_ai.input.messages"], "gen_ai.input.messages")
+    messages = [("system", _parts(p)) for p in _json_list(attrs.get("gen_ai.system_instructions"),
+                                                          "gen_ai.system_instructions") if _parts(p)]
+    messages += [(_role(m), _parts(m.get("parts"))) for m in inputs if isinstance(m, Mapping)]
+    outputs = [m for m in _json_list(attrs.get("gen_ai.output.messages"), "gen_ai.output.messages")
+               if isinstance(m, Mapping)]
+    text = "\n".join(_parts(m.get("parts")) for m in outputs[:1])
+    finish = _str(outputs[0].get("finish_reason")) if outputs else None
+    return tuple(messages), text, finish
+
+
+def _event_messages(events: Sequence[tuple[Any, dict[str, Any]]]) -> Content | None:
+    """<= 1.36: one event per message, `gen_ai.choice` for the answer; content in the `content` attribute
+    or in `gen_ai.event.content` (a JSON string) as some instrumentations write it."""
+    messages: list[tuple[str, str]] = []
+    output, finish = "", None
+    for name, attrs in events:
+        body = attrs
+        if isinstance(attrs.get("gen_ai.event.content"), str):
+            try:
+                parsed = json.loads(attrs["gen_ai.event.content"])
+            except json.JSONDecodeError:
+                raise _Bad(f"{name}: gen_ai.event.content is not JSON") from None
+            body = parsed if isinstance(parsed, dict) else {"content": parsed}
+        if isinstance(name, str) and name.startswith("gen_ai.") and name.endswith(".message"):
+            role = name[len("gen_ai."):-len(".message")]
+            if role in ROLES:
+                messages.append((role, _content(body.get("content"))))
+        elif name == "gen_ai.choice":
+            message: Mapping[str, Any] = body["message"] if isinstance(body.get("message"), Mapping) else body
+            output = _content(message.get("content"))
+            finish = _str(body.get("finish_reason"))
+    return (tuple(messages), output, finish) if messages else None
+
+
+def _indexed(attrs: Mapping[str, Any]) -> Content | None:
+    """Older still: gen_ai.prompt.N.role / .content and gen_ai.completion.N.content / .finish_reason."""
+    messages = []
+    index = 0
+    while f"gen_ai.prompt.{index}.content" in attrs:
+        role = attrs.get(f"gen_ai.prompt.{index}.role", "user")
+        text = _content(attrs[f"gen_ai.prompt.{index}.content"])
+        messages.append((role if role in ROLES else "user", text))
+        index += 1
+    if not messages:
+        return None
+    return (tuple(messages), _content(attrs.get("gen_ai.completion.0.content")),
+            _str(attrs.get("gen_ai.completion.0.finish_reason")))
+
+
+def _json_list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise _Bad(f"{name} is not JSON") from None
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise _Bad(f"{name} is not a list of messages")
+    return value
+
+
+def _role(message: Mapping[str, Any]) -> str:
+    role = message.get("role")
+    return role if role in ROLES else "user"
+
+
+def _parts(parts: Any) -> str:
+    if isinstance(parts, Mapping):  # a system instruction part on its own
+        parts = [parts]
+    return _content(parts) if isinstance(parts, list) else ""

@@ -1,0 +1,157 @@
+"""The log readers on the shapes real logs have: OpenAI chat completions (several wrappers, refusals,
+provider content filters, errors) and OTLP JSON GenAI spans in the three content forms; bad lines are
+Malformed with a reason, never an exception."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunesafe.production.monitor_examples import (
+    PLACEHOLDER,
+    REFUSAL,
+    example_log,
+    openai_line,
+    otlp_log,
+    write_examples,
+)
+from tunesafe.production.monitor_formats import LogRecord, Malformed, Parsed, parse_line
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "production"
+USER = [{"role": "user", "content": "Where is my parcel?"}]
+
+
+def one(obj: Any, fmt: str = "auto") -> LogRecord:
+    parsed = parse_line(json.dumps(obj), 7, fmt)
+    assert isinstance(parsed, Parsed), parsed
+    [record] = parsed.records
+    return record
+
+
+def test_openai_request_response_pair() -> None:
+    rec = one(openai_line(3, USER, "It ships tomorrow."))
+    assert rec.request == "Where is my parcel?" and rec.response == "It ships tomorrow."
+    assert rec.messages[0][0] == "system" and rec.line == 7 and rec.log_model == "support-bot"
+    assert rec.at == datetime.fromtimestamp(1_796_083_200 + 3 * 37, timezone.utc)
+    assert rec.blocked is None and rec.error is None
+
+
+def test_openai_other_wrappers_and_content_parts() -> None:
+    top_level = {"messages": [{"role": "developer", "content": "Be brief."},
+                              {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+                 "choices": [{"message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+                 "timestamp": "2026-12-02T10:00:00Z"}
+    rec = one(top_level)
+    assert rec.messages == (("system", "Be brief."), ("user", "Hi")) and rec.response == "Hello"
+    assert rec.at == datetime(2026, 12, 2, 10, tzinfo=timezone.utc)
+    assert one({"request": {"messages": USER}, "response": "plain text"}).response == "plain text"
+    batch = {"custom_id": "r-1", "request": {"body": {"messages": USER}},
+             "response": {"status_code": 200, "body": openai_line(1, USER, "ok")["response"]}}
+    assert one(batch).response == "ok"
+
+
+def test_openai_refusal_field_is_the_answer() -> None:
+    line = openai_line(1, USER, None)
+    line["response"]["choices"][0]["message"]["refusal"] = REFUSAL
+    assert one(line).response == REFUSAL
+
+
+def test_provider_filters_block_and_flag() -> None:
+    completion = one(openai_line(1, USER, None, finish="content_filter",
+                                 filters={"violence": {"filtered": True, "severity": "medium"}}))
+    assert completion.blocked == "content_filter" and completion.category == "violence"
+    azure_400 = {"request": {"messages": USER}, "error": {
+        "code": "content_filter", "status": 400, "message": "filtered",
+        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+            "hate": {"filtered": False, "severity": "safe"},
+            "jailbreak": {"filtered": True, "detected": True}}}}}
+    prompt = one(azure_400)
+    assert prompt.blocked == "content_filter (prompt)" and prompt.provider_jailbreak
+    assert prompt.category is None  # a jailbreak is a flag, not a harm category
+
+
+def test_errors_are_error_records_not_answers() -> None:
+    failed = one(openai_line(1, USER, None, error={"code": "server_error", "message": "boom"}))
+    assert failed.error == "boom" and failed.response == ""
+    http = one({"request": {"messages": USER}, "response": {"status_code": 500, "body": {"error": {
+        "message": "upstream"}}}})
+    assert http.error == "upstream"
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ('{"request": ', "not JSON"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"request": {"messages": []}, "response": "x"}', "no request messages"),
+    ('{"request": {"messages": [{"role": "assistant", "content": "x"}]}, "response": "x"}',
+     "no user message"),
+    ('{"request": {"messages": [{"role": "user", "content": "x"}]}}', "no response"),
+    ('{"request": {"messages": [{"role": "user", "content": "x"}]}, "response": {"choices": []}}',
+     "no choices"),
+    ('{"messages": [{"role": "user", "content": "x"}], "response": "y", "timestamp": "yesterday"}',
+     "unreadable time"),
+    ('{"resourceSpans": {}}', "resourceSpans"),
+])
+def test_malformed_lines_say_why(text: str, reason: str) -> None:
+    parsed = parse_line(text, 12)
+    assert isinstance(parsed, Malformed) and parsed.line == 12 and reason in parsed.reason
+
+
+def test_same_entry_same_hash_wherever_read() -> None:
+    line = openai_line(5, USER, "ok")
+    assert one(line).hash == one(json.loads(json.dumps(line, indent=2))).hash
+    assert one(line).hash != one(openai_line(6, USER, "ok")).hash
+
+
+def test_otlp_spans_in_all_three_content_forms() -> None:
+    records: list[LogRecord] = []
+    skipped = 0
+    for number, line in enumerate(otlp_log(), 1):
+        parsed = parse_line(line, number)
+        assert isinstance(parsed, Parsed)
+        records += parsed.records
+        skipped += parsed.skipped
+    assert skipped == 1  # the HTTP span
+    ok = [r for r in records if r.error is None]
+    assert len(ok) == 13 and all(r.request and r.response for r in ok)
+    structured, events, indexed = ok[0], ok[1], ok[2]
+    assert structured.messages[0] == ("system", "You are the support assistant of an online shop.")
+    assert events.messages[0][0] == "system" and events.finish_reason == "stop"
+    assert indexed.messages == (("user", indexed.request),)
+    assert ok[-1].response.endswith(PLACEHOLDER) and "FreeBot" in ok[-1].request
+    [failed] = [r for r in records if r.error is not None]
+    assert failed.error == "upstream timed out" and failed.response == ""
+    assert all(r.at is not None and r.at.year == 2026 for r in records)
+
+
+def operation(name: str) -> dict[str, Any]:
+    return {"spanId": "ab", "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": name}}]}
+
+
+def test_otlp_genai_span_without_content_is_malformed() -> None:
+    span = operation("chat")
+    parsed = parse_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), 3)
+    assert isinstance(parsed, Malformed) and "capture" in parsed.reason
+
+
+def test_one_bad_span_does_not_lose_the_others_of_its_line() -> None:
+    good = json.loads(otlp_log()[0])["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    line = {"resourceSpans": [{"scopeSpans": [{"spans": [operation("chat"), good]}]}]}
+    parsed = parse_line(json.dumps(line), 4)
+    assert isinstance(parsed, Parsed) and len(parsed.records) == 1
+    assert len(parsed.problems) == 1 and "no message content" in parsed.problems[0]
+
+
+def test_otlp_embeddings_span_is_skipped_not_malformed() -> None:
+    span = operation("embeddings")
+    parsed = parse_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), 3)
+    assert isinstance(parsed, Parsed) and parsed.records == [] and parsed.skipped == 1
+
+
+def test_shipped_examples_match_their_generator(tmp_path: Path) -> None:
+    for written in write_examples(tmp_path):
+        assert written.read_text(encoding="utf-8") == (EXAMPLES / written.name).read_text(encoding="utf-8")
+    assert sum(isinstance(parse_line(line, i), Malformed) for i, line in enumerate(example_log())) == 1
