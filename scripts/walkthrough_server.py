@@ -8,6 +8,7 @@ ready and serves until terminated.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
@@ -24,10 +25,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     with serve(config) as server:
         print(f"listening on {server.url}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             done.wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":
