@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from tunesafe.judges import classifier, degenerate, refusal
+from tunesafe.judges import classifier, degenerate, implicit, refusal
 from tunesafe.judges.base import JudgeInput, content_version, harmful_by_compliance, registry
 from tunesafe.types import Verdict
 
@@ -142,3 +142,8 @@ def _harm_score(item: JudgeInput, verdict: Verdict) -> float:
 @registry.register("harm")
 def _harm_factory(**_opts: Any) -> HarmJudge:
     return HarmJudge()
+
+
+@registry.register("implicit")
+def _implicit_factory(**_opts: Any) -> implicit.ImplicitJudge:
+    return implicit.ImplicitJudge()
