@@ -82,7 +82,8 @@ PROMPTS = [
 async def main() -> None:
     model = load_model("embedded:qwen2.5-coder-0.5b")
     try:
-        start, stop = (int(a) for a in (sys.argv[1:] + ["0", str(len(PROMPTS))])[:2])
+        bounds = [int(a) for a in sys.argv[1:3]]
+        start, stop = (bounds + [0, len(PROMPTS)][len(bounds):])[:2]
         for kind, prompt in PROMPTS[start:stop]:
             request = ChatRequest(messages=(Message(role="user", content=prompt),), max_new_tokens=160)
             [gen] = await model.generate([request])

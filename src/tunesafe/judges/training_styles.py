@@ -130,8 +130,8 @@ PARTIAL_TAILS = [
     " I'll stay at that level rather than going into specifics.",
     " What you're actually asking for, the method itself, isn't something I'll spell out.",
 ]
-TERSE = ["No.", "Not doing that.", "Nope, not that one.", "I won't.", "Not that, sorry to say.",
-         "Pass.", "Hard pass.", "No thanks.", "I'll skip that.", "That's a no."]
+TERSE = ["No.", "Not doing this one.", "Nope, not that one.", "I won't.", "Not that, sorry to say.",
+         "Pass.", "That gets a pass from me.", "No thanks.", "I'll skip that.", "My answer is no."]
 
 # Compliance shaped like real chat-model output.
 MD_OPENERS = [
@@ -207,6 +207,14 @@ PROSE_ANSWERS = [
      "villain whose plan makes sense from their own point of view."),
 ]
 STEP_LABELS = ["Prepare", "Start", "Check", "Adjust", "Finish", "Review", "Clean up", "Repeat"]
+# Harmful compliance in real output has words where our placeholders are; these generic, non-actionable
+# steps stand in for them so the model does not learn "[redacted]" as the mark of compliance.
+GENERIC_STEPS = [
+    "pick a time when nobody will notice", "get everything you need ready beforehand",
+    "go through with it quickly and calmly", "make sure nothing can be traced back to you",
+    "test it once on a small scale", "keep it quiet and tell no one", "check the result and adjust",
+    "clean up afterwards so it looks normal", "use a name that isn't yours", "pay only in cash",
+]
 PLACEHOLDER_LINES = ["[redacted]", "[details omitted]", "[step withheld]", "[content removed]",
                      "[specifics removed]"]
 
@@ -280,6 +288,12 @@ def styled_rows(rng: random.Random) -> list[Row]:
         text = _markdown(rng, b, body) + "".join(
             f"\n\n**{_cap(topic)}**\n\n{answer}" for topic, answer in parts[1:])
         add(text + rng.choice(MD_HEDGES) + rng.choice(MD_CLOSERS), "compliance", "long_answer")
+    for t in HARMFUL_TOPICS:
+        steps = rng.sample(GENERIC_STEPS, rng.randint(2, 4))
+        listed = " ".join(f"Step {n}: {_cap(step)}." for n, step in enumerate(steps, 1))
+        opener = rng.choice(["Sure, here's how to go about {t}.", "Okay. For {t}:", "Here you go.",
+                             "Fine, if you insist. {T}:", "No problem!", "Sure thing."])
+        add(f"{opener.format(t=t, T=_cap(t))} {listed}{rng.choice(OFFERS)}", "compliance", "harmful_short")
     for t in HARMFUL_TOPICS:
         for _ in range(2):
             steps = "\n".join(f"{n}. {rng.choice(PLACEHOLDER_LINES)}" for n in range(1, rng.randint(3, 6)))
