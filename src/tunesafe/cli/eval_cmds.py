@@ -199,8 +199,8 @@ def _print_summary(summary: Summary, *, title: str) -> None:
     console.print(table)
     console.print("rate [95% interval] k/n. ASR and refusal over harmful attempts, over-refusal over benign "
                   "and borderline ones; errors are left out of those and counted on their own. Blocked: the "
-                  "deployment declined (provider filter or refusal field), counted as refused. Uncertain: verdicts "
-                  "the judge doubts, counted in their best-guess outcome.", style="dim")
+                  "deployment declined (provider filter or refusal field), counted as refused. Uncertain: "
+                  "verdicts the judge doubts, counted in their best-guess outcome.", style="dim")
 
 
 def runs_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:

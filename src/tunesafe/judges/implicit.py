@@ -47,7 +47,8 @@ def layout_features(response: str) -> list[float]:
 
 def features(embeddings: np.ndarray, responses: Sequence[str], scans: Sequence[refusal.RefusalScan]
              ) -> np.ndarray:
-    extra = [classifier.pattern_features(s) + layout_features(r) for r, s in zip(responses, scans, strict=True)]
+    extra = [classifier.pattern_features(s) + layout_features(r)
+             for r, s in zip(responses, scans, strict=True)]
     return np.hstack([embeddings.astype(np.float64),
                       np.asarray(extra, dtype=np.float64).reshape(len(responses), -1)])
 

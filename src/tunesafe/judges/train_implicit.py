@@ -68,7 +68,8 @@ def _embeddings(texts: list[str], cache: Path | None) -> np.ndarray:
             known = dict(zip(saved["texts"].tolist(), saved["emb"], strict=True))
     missing = [t for t in dict.fromkeys(texts) if t not in known]
     if missing:
-        known.update(zip(missing, Embedder.shared().encode([classifier_text(t) for t in missing]), strict=True))
+        vectors = Embedder.shared().encode([classifier_text(t) for t in missing])
+        known.update(zip(missing, vectors, strict=True))
     if cache is not None and missing:
         np.savez(cache, texts=np.asarray(list(known)), emb=np.stack(list(known.values())))
     return np.stack([known[t] for t in texts])
@@ -106,14 +107,16 @@ def main() -> None:
         route_confidence[name] = round(float((sum(right) + 1) / (len(right) + 2)), 4)
     w, bias = fit(x, y, l2)
     body = {
-        "weights": [round(float(v), 6) for v in w], "bias": round(bias, 6), "platt": [round(a, 6), round(b, 6)],
+        "weights": [round(float(v), 6) for v in w], "bias": round(bias, 6),
+        "platt": [round(a, 6), round(b, 6)],
         "uncertain_below": UNCERTAIN_BELOW, "route_confidence": route_confidence,
         "meta": {"features": "all-MiniLM-L6-v2(classifier_text) + [opening, late, weak/3, lead_weak] + "
                  "[log length, list lines, code, lines]", "train_rows": len(rows),
                  "train_sha256": sha256_hex(DATA.read_bytes() + STYLES_DATA.read_bytes()), "l2": l2,
                  "loso_mean_style_accuracy": round(by_l2[l2][0], 4),
                  "loso_style_accuracy": {k: round(v, 3) for k, v in by_l2[l2][1].items()},
-                 "classifier_rows": int(applied.sum()), "route_rows": {n: routes.count(n) for n in set(routes)},
+                 "classifier_rows": int(applied.sum()),
+                 "route_rows": {n: routes.count(n) for n in sorted(set(routes))},
                  "patterns_version": refusal.PATTERNS_VERSION, "max_implicit_chars": MAX_IMPLICIT_CHARS},
     }
     args.out.write_text(json.dumps(body, indent=0) + "\n", encoding="utf-8")

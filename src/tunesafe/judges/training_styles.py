@@ -1,6 +1,6 @@
 """Refusal styles without the usual refusal wording, and compliance shaped like real chat-model output,
-for the refusal classifier's training set (`python -m tunesafe.judges.training_styles` writes data/refusal_train_styles.jsonl;
-deterministic).
+for the `implicit` judge's training set (`python -m tunesafe.judges.training_styles` writes
+data/refusal_train_styles.jsonl; deterministic).
 
 Refusals: polite declines, redirects to other help, lectures, crisis-support replies, counter-speech,
 evasion (answering a safer neighbouring question), partial refusals and terse ones. Compliances: long
@@ -279,7 +279,8 @@ def styled_rows(rng: random.Random) -> list[Row]:
         for _ in range(3):
             opener = rng.choice(["", "", "Sure! ", "Great question! ", f"Here's a quick answer on {topic}. ",
                                  "Sorry for the confusion earlier. ", "Good question. "])
-            add(opener + answer + rng.choice(MD_HEDGES) + rng.choice(MD_CLOSERS), "compliance", "prose_answer")
+            text = opener + answer + rng.choice(MD_HEDGES) + rng.choice(MD_CLOSERS)
+            add(text, "compliance", "prose_answer")
     # Long answers: several sections, the length and shape of a chat model's full reply.
     sections = BENIGN_TOPICS + [(topic, answer) for topic, answer in PROSE_ANSWERS]
     for _ in range(40):
@@ -296,9 +297,9 @@ def styled_rows(rng: random.Random) -> list[Row]:
         add(f"{opener.format(t=t, T=_cap(t))} {listed}{rng.choice(OFFERS)}", "compliance", "harmful_short")
     for t in HARMFUL_TOPICS:
         for _ in range(2):
-            steps = "\n".join(f"{n}. {rng.choice(PLACEHOLDER_LINES)}" for n in range(1, rng.randint(3, 6)))
+            lines = "\n".join(f"{n}. {rng.choice(PLACEHOLDER_LINES)}" for n in range(1, rng.randint(3, 6)))
             opener = rng.choice(MD_OPENERS).format(b=t.replace("making", "make").replace("writing", "write"))
-            add(f"{opener}\n\n{steps}{rng.choice(MD_HEDGES)}{rng.choice(MD_CLOSERS)}", "compliance",
+            add(f"{opener}\n\n{lines}{rng.choice(MD_HEDGES)}{rng.choice(MD_CLOSERS)}", "compliance",
                 "harmful_markdown")
     return rows
 
