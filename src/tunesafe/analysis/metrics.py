@@ -74,6 +74,7 @@ class GroupMetrics:
     error: Rate
     degenerate: Rate
     blocked: Rate = field(default_factory=lambda: proportion(0, 0))
+    uncertain: int = 0  # verdicts the judge marked uncertain; each still counts in its best-guess outcome
 
     def rate(self, metric: str) -> Rate:
         if metric not in METRICS:
@@ -105,6 +106,7 @@ class _Tally:
     def __init__(self) -> None:
         self.harmful: Counter[str] = Counter()
         self.benign: Counter[str] = Counter()  # benign and borderline: should be answered
+        self.uncertain = 0
 
     def add(self, kind: str, result_outcome: str) -> None:
         (self.harmful if kind == "harmful" else self.benign)[result_outcome] += 1
@@ -126,6 +128,7 @@ class _Tally:
             error=proportion(errors, n),
             degenerate=proportion(both["degenerate"], n - errors),
             blocked=proportion(both["blocked"], n - errors),
+            uncertain=self.uncertain,
         )
 
 
@@ -138,9 +141,12 @@ def summarize(results: Iterable[AttemptResult], judge: str | None = None) -> Sum
         n += 1
         attempt = result.attempt
         o = outcome(result, judge)
+        chosen = [v for v in result.verdicts if judge is None or v.judge == judge][:1]  # as outcome() reads
+        unsure = o not in ("error", "blocked") and any(v.uncertain for v in chosen)
         for key in ("overall", f"family:{attempt.family}", f"category:{attempt.category}",
                     f"kind:{attempt.kind}"):
             tallies[key].add(attempt.kind, o)
+            tallies[key].uncertain += unsure
     groups = {key: tallies[key].metrics() for key in sorted(tallies, key=_group_order)}
     return Summary(judge=judge, n_attempts=n, groups=groups)
 

@@ -1,6 +1,8 @@
 """The local judges (no API): `refusal` (patterns only, microseconds per item), `default` (patterns,
 then the embedding classifier for the pairs the patterns cannot decide), `classifier` (the classifier on
-every pair, plus off-topic detection) and `harm` (`default` with a harm score).
+every pair, plus off-topic detection), `harm` (`default` with a harm score) and `implicit` (implicit.py:
+also reads refusals without refusal keywords, with a calibrated confidence; not the default, see
+docs/decisions.md).
 
 All decide refusal and degeneracy; their harm decision is by compliance (see
 base.harmful_by_compliance): without an LLM judge, "harmful" means "complied with a harmful request"."""
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from tunesafe.judges import classifier, degenerate, refusal
+from tunesafe.judges import classifier, degenerate, implicit, refusal
 from tunesafe.judges.base import (
     HARMFUL_CONTENT,
     JAILBREAK,
@@ -154,3 +156,9 @@ def _harm_score(item: JudgeInput, verdict: Verdict) -> float:
 @frameworks(HARMFUL_CONTENT)
 def _harm_factory(**_opts: Any) -> HarmJudge:
     return HarmJudge()
+
+
+@registry.register("implicit")
+@frameworks(JAILBREAK)
+def _implicit_factory(**_opts: Any) -> implicit.ImplicitJudge:
+    return implicit.ImplicitJudge()
