@@ -197,8 +197,8 @@ class HFEngine:
     def prompt(self, request: ChatRequest) -> str:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         if request.tools:  # the template's own tool format (Qwen2.5: <tool_call> blocks, <tool_response>)
-            if not self.tokenizer.chat_template:
-                raise ValueError("tool calling needs a chat template, and this model has none")
+            if "tools" not in (self.tokenizer.chat_template or ""):  # else the tools would silently vanish
+                raise ValueError("this model's chat template has no tool format (tool calling needs one)")
             text = self.tokenizer.apply_chat_template(
                 to_template_messages(request.messages), tools=[dict(t) for t in request.tools],
                 add_generation_prompt=True, tokenize=False)
