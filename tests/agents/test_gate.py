@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from tunesafe.analysis.agents import agent_metrics, defence_effect
 from tunesafe.cli.app import app
 from tunesafe.engine import results as store_results
+from tunesafe.engine.rejudge import rejudge_run
 from tunesafe.engine.runner import EvalConfig, evaluate
 from tunesafe.evidence.store import Store
 from tunesafe.testing.openai_server import RunningServer
@@ -64,6 +65,13 @@ def test_run_stores_environment_verdicts_and_exact_metrics(agent_servers: dict[s
     assert metrics["family:agent_second_order"].rates["propagation"].rate == 1.0
     assert metrics["family:agent_persistent_memory"].rates["stored"].rate == 1.0
     assert metrics["family:agent_tool_injection/env:bank"].rates["attack_success"].n == 1
+
+    async def rejudge() -> list[Any]:  # a re-judge keeps the environment's verdicts (no text judge)
+        with Store.open(db) as store:
+            new_id = await rejudge_run(store, results[0].run_id, ["refusal"])
+            return store_results.load_results(store, new_id)
+    again = {r.attempt.id: r.verdicts[0] for r in asyncio.run(rejudge())}
+    assert again == {r.attempt.id: r.verdicts[0] for r in results}
 
 
 def test_defended_configuration_compares_with_the_undefended_one(agent_servers: dict[str, RunningServer],
