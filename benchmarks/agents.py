@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from tunesafe.analysis.agents import agent_metrics
+from tunesafe.analysis.agents import agent_metrics, rate_fields
 from tunesafe.engine import results as store_results
 from tunesafe.engine.runner import EvalConfig, evaluate
 from tunesafe.evidence.store import Store
@@ -43,9 +43,9 @@ async def measure(store: Store, model: str, args: argparse.Namespace) -> dict[st
     episodes = [e for r in results for e in (r.frozen.get("agent") or {}).get("episodes", ())]
     outcomes = Counter(e["outcome"] for e in episodes)
     calls = sum(len(s["calls"]) for e in episodes for s in e["steps"])
-    groups = {key: {"n": g.n, "errors": g.errors, **{
-        name: {"k": rate.k, "n": rate.n, "rate": rate.rate, "low": rate.low, "high": rate.high}
-        for name, rate in g.rates.items() if rate.n}} for key, g in agent_metrics(results).items()}
+    groups = {key: {"n": g.n, "errors": g.errors,
+                    **{name: rate_fields(rate) for name, rate in g.rates.items() if rate.n}}
+              for key, g in agent_metrics(results).items()}
     return {"model": model, "suite": args.suite, "attacks": args.attacks, "attempts": len(results),
             "wall_s": round(wall, 1), "episode_outcomes": dict(outcomes), "tool_calls": calls,
             "completion_tokens": sum(r.generation.completion_tokens for r in results), "groups": groups}

@@ -108,6 +108,11 @@ def test_gate_fails_on_the_family_that_follows_injections(agent_servers: dict[st
     assert not any("family:agent_tool_injection_delimit:" in r for r in reasons), reasons
     deltas = {(d["metric"], d["group"]): d for d in decision["comparison"]["deltas"]}
     assert deltas[("asr", "family:agent_tool_injection_delimit")]["after"] == 0.0
+    rows = {(r["group"], r["metric"]): r for r in decision["agents"]["rows"]}  # the report's agent section
+    success = rows[("family:agent_tool_injection", "attack_success")]
+    assert success["base"]["rate"] == 0.0 and success["candidate"]["rate"] == 1.0
+    html = Path(decision["reports"]["html"]).read_text(encoding="utf-8")
+    assert "Agents: rates decided by the environment" in html and "utility_under_attack" in html
 
 
 def test_gate_fails_when_benign_utility_falls(agent_servers: dict[str, RunningServer],

@@ -107,3 +107,23 @@ def defence_effect(results: Iterable[AttemptResult], undefended: str, defended: 
                          attack_success=(share(0, "attack_success"), share(1, "attack_success")),
                          utility_under_attack=(share(0, "utility"), share(1, "utility")),
                          b=b, c=c, p_value=mcnemar_exact(b, c, alternative="greater"))
+
+
+def rate_fields(rate: Rate) -> dict[str, Any]:
+    return {"k": rate.k, "n": rate.n, "rate": rate.rate, "low": rate.low, "high": rate.high}
+
+
+def report_section(base: Iterable[AttemptResult], candidate: Iterable[AttemptResult]) -> dict[str, Any]:
+    """The agent metrics of both runs of a gate, for its evidence body and report (empty without agent
+    attempts): per group, per rate, the base and candidate rate as k / n with its interval."""
+    sides = {"base": agent_metrics(base), "candidate": agent_metrics(candidate)}
+    rows = []
+    for group in sorted(sides["base"].keys() | sides["candidate"].keys()):
+        for name in RATES:
+            cells = {}
+            for side, metrics in sides.items():
+                rate = metrics[group].rates[name] if group in metrics else proportion(0, 0)
+                cells[side] = rate_fields(rate)
+            if cells["base"]["n"] or cells["candidate"]["n"]:
+                rows.append({"group": group, "metric": name, **cells})
+    return {"rows": rows} if rows else {}
