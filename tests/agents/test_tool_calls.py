@@ -32,6 +32,16 @@ def test_packaging_is_tolerated_a_missing_close_tag_a_fence_a_bare_call() -> Non
     assert fenced.calls == (ToolCall("get_balance", {}),)
     bare = parse_reply('```json\n{"name": "get_balance", "arguments": "{}"}\n```')
     assert bare.calls == (ToolCall("get_balance", {}),) and bare.untagged
+    lines = parse_reply('{"name": "get_balance", "arguments": {}}\n{"name": "read_inbox", "arguments": {}}')
+    assert lines.calls == (ToolCall("get_balance", {}), ToolCall("read_inbox", {})) and lines.untagged
+
+
+def test_bare_json_that_is_not_all_calls_is_malformed() -> None:
+    for text in ('{"name": "get_balance", "arguments": {}}\n{"name": "read_inbox", "args": {}}',
+                 '{"name": "get_balance", "arguments": {}}\n{"name": "read_inbox", "argu',
+                 '{"answer": 42}'):
+        reply = parse_reply(text)
+        assert reply.calls == () and reply.malformed and reply.untagged, text
 
 
 def test_broken_content_is_malformed_never_repaired() -> None:

@@ -15,7 +15,9 @@ Parsing is strict about content and lenient only about packaging: a call needs a
 string `name` and an object `arguments` (a JSON string holding an object is accepted, as OpenAI sends
 it); a missing closing tag or a Markdown fence inside the tags is tolerated (vLLM's hermes parser does
 the same). Single quotes, Python literals or truncated JSON are never repaired: such a block is
-`malformed`, an outcome the harness counts (InjecAgent's invalid rate), never a call.
+`malformed`, an outcome the harness counts (InjecAgent's invalid rate), never a call. A reply made
+only of bare JSON objects (small models often drop the tags) is read the same way: calls when every
+object is one, malformed otherwise.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class ToolCall:
 @dataclass(frozen=True)
 class ParsedReply:
     """An assistant turn read back: its text outside the calls, the well-formed calls in order, and the
-    raw bodies of blocks that are not a call. `untagged`: the whole reply was one bare call object."""
+    raw bodies of blocks that are not a call. `untagged`: the reply was bare JSON objects, no tags."""
 
     text: str
     calls: tuple[ToolCall, ...] = ()
@@ -71,10 +73,33 @@ def parse_reply(text: str) -> ParsedReply:
             calls.append(call)
     outside = _BLOCK.sub("", text).strip()
     if not calls and not malformed:
-        bare = _call(outside)  # small models often drop the tags around an otherwise valid call
+        bare = _bare_calls(outside)  # small models often drop the tags around otherwise valid calls
         if bare is not None:
-            return ParsedReply(text="", calls=(bare,), untagged=True)
+            return bare
     return ParsedReply(text=outside, calls=tuple(calls), malformed=tuple(malformed))
+
+
+def _bare_calls(text: str) -> ParsedReply | None:
+    """A reply made only of JSON objects (optionally in one fence): calls when every object is one,
+    else malformed; None for a reply that is text."""
+    fenced = _FENCE.match(text)
+    body = fenced.group(1) if fenced else text
+    if not body.startswith("{"):
+        return None
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while at < len(body):
+        try:
+            value, end = decoder.raw_decode(body, at)
+        except ValueError:
+            return ParsedReply(text="", malformed=(body,), untagged=True)
+        values.append(value)
+        at = end
+        while at < len(body) and body[at].isspace():
+            at += 1
+    calls = [_call(json.dumps(v)) for v in values]
+    if any(c is None for c in calls):
+        return ParsedReply(text="", malformed=(body,), untagged=True)
+    return ParsedReply(text="", calls=tuple(c for c in calls if c is not None), untagged=True)
 
 
 def _call(body: str) -> ToolCall | None:
