@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tunesafe.analysis.agents import report_section as agent_report
 from tunesafe.analysis.audit import audits_of
 from tunesafe.analysis.compare import compare
 from tunesafe.analysis.escalate import Escalation, EscalationRef, escalate
@@ -154,6 +155,9 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
         summary = escalation.summary(base_results, candidate_results)
         body["escalation"] = {**summary, "record_id": escalated.id}
     body["judge_audits"] = audits_of(store, {"base": base_run, "candidate": candidate_run})
+    agents = agent_report(base_results, candidate_results)
+    if agents:  # only gates with agent families carry the section (older bodies stay as they were)
+        body["agents"] = agents
     record = store.append(RecordType.GATE_DECISION, body, subject=candidate_name)
     reports = write_reports(body, out_dir, record=record) if out_dir is not None else {}
     return GateOutcome(decision, body, record, reports)

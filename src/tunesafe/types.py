@@ -80,9 +80,14 @@ class ChatRequest:
     temperature: float = 0.0
     seed: int = 0
     stop: tuple[str, ...] = ()
+    # Tool schemas (OpenAI `tools` shape) for a tool-calling turn; calls travel as text (models/tool_calls.py)
+    tools: tuple[Mapping[str, Any], ...] = ()
 
     def cache_key(self, model_hash: str) -> str:
-        return sha256_hex(canonical_json({"model": model_hash, "request": asdict(self)}))
+        request = asdict(self)
+        if not self.tools:  # requests without tools keep the keys they had before the field existed
+            del request["tools"]
+        return sha256_hex(canonical_json({"model": model_hash, "request": request}))
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class Capabilities:
     hidden_states: bool = False
     white_box: bool = False
     lora: bool = False
+    tools: bool = False  # honours ChatRequest.tools (tool-calling turns)
 
 
 @dataclass(frozen=True)

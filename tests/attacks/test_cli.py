@@ -28,7 +28,7 @@ def test_list_family_filter_and_table() -> None:
     assert [r["name"] for r in json.loads(result.stdout)] == [
         "encoding_base64", "encoding_leetspeak", "encoding_rot13"]
     table = runner.invoke(app, ["attacks", "list"], env={"COLUMNS": "200"})
-    assert table.exit_code == 0 and "14 families" in table.stdout and "crescendo_5" in table.stdout
+    assert table.exit_code == 0 and "18 families" in table.stdout and "crescendo_5" in table.stdout
 
 
 def test_show_prints_an_example_on_a_harmless_request() -> None:

@@ -13,7 +13,7 @@ from tunesafe.types import canonical_json, sha256_hex
 def test_a_policy_without_the_section_hashes_as_before() -> None:
     policy = default_policy()
     before = policy.model_dump(mode="json")
-    for section in ("guardrails", "training", "monitor", "governance"):  # absent optional sections
+    for section in ("guardrails", "training", "monitor", "governance", "agents"):  # absent optional sections
         del before[section]
     assert policy.hash() == sha256_hex(canonical_json(before))
 

@@ -18,7 +18,7 @@ PREFIX = {"harmful": "h", "borderline": "bl", "benign": "b"}
 
 
 def test_builtin_names() -> None:
-    assert builtin_names() == ["default", "smoke"]
+    assert builtin_names() == ["default", "agents", "agents-smoke", "smoke"]
 
 
 def test_default_meets_the_documented_sizes() -> None:

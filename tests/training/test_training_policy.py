@@ -29,7 +29,7 @@ def test_the_section_is_part_of_the_hash_when_present() -> None:
     assert with_section.hash() != HASH_WITHOUT_SECTION
     assert with_section.hash() != stricter.hash()
     hashed = with_section.model_dump(mode="json")
-    for section in ("guardrails", "monitor", "governance"):  # the other optional sections, absent: not hashed
+    for section in ("guardrails", "monitor", "governance", "agents"):  # absent optional sections
         del hashed[section]
     assert with_section.hash() == sha256_hex(canonical_json(hashed))
 

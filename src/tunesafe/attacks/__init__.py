@@ -25,3 +25,7 @@ from tunesafe.attacks.library import all_attacks, get, registry, resolve
 
 __all__ = ["AttackImpl", "ExecContext", "Execution", "JudgeItem", "Prompt", "all_attacks", "families", "get",
            "registry", "resolve"]
+
+# The agent families live in tunesafe.agents (environments, episodes) and register here, after the
+# library above exists, so importing the attacks always lists them.
+from tunesafe.agents import attacks as _agent_attacks  # noqa: E402,F401

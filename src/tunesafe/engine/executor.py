@@ -175,7 +175,7 @@ class Executor(ResultRecorder):
 
     async def judge_batch(self, batch: Sequence[tuple[Attempt, Execution]]) -> list[AttemptResult]:
         verdicts = await judge_answers(self.judges, [(a, e.generation, e.response) for a, e in batch],
-                                       self.behaviors)
+                                       self.behaviors, decided={a.id: e.frozen for a, e in batch})
         return [AttemptResult(run_id=self.run_id, attempt=a, generation=e.generation, response=e.response,
                               conversation=e.conversation, verdicts=verdicts[a.id], frozen=e.frozen)
                 for a, e in batch]
@@ -186,14 +186,20 @@ def prompt_size(attempt: Attempt) -> tuple[int, str]:
 
 
 async def judge_answers(judges: Sequence[Judge], answers: Sequence[tuple[Attempt, Generation, str]],
-                        behaviors: Mapping[str, Behavior]) -> dict[str, tuple[Verdict, ...]]:
+                        behaviors: Mapping[str, Behavior],
+                        decided: Mapping[str, Mapping[str, Any]] | None = None,
+                        ) -> dict[str, tuple[Verdict, ...]]:
     """Verdicts per attempt id for (attempt, generation, response) triples, as a run stores them: an
     errored generation gets none (it is an error, never judged), a blocked one a blocked verdict per
     judge, and every answer is judged in one batch per judge. The judges read the behaviour's text as
-    the request, not the attack-wrapped prompt. Shared by runs and re-judges, so both judge alike."""
+    the request, not the attack-wrapped prompt. Shared by runs and re-judges, so both judge alike.
+    `decided` maps attempt ids to their frozen records: one holding an environment's verdict (the agent
+    families) is not judged as text, each judge records that verdict instead (`decided_verdicts`)."""
     from tunesafe.judges.base import JudgeInput
 
-    answered = [(a, r) for a, g, r in answers if g.ok and g.blocked is None]
+    settled = {a.id: v for a, g, _ in answers if g.ok
+               and (v := decided_verdicts(judges, (decided or {}).get(a.id))) is not None}
+    answered = [(a, r) for a, g, r in answers if g.ok and g.blocked is None and a.id not in settled]
     inputs = [JudgeInput(request=behaviors[a.behavior_id].text, response=r, kind=a.kind, id=a.id)
               for a, r in answered]
     per_attempt: dict[str, list[Verdict]] = {
@@ -203,7 +209,18 @@ async def judge_answers(judges: Sequence[Judge], answers: Sequence[tuple[Attempt
         verdicts = await judge_safely(judge, inputs) if inputs else []
         for (attempt, _), verdict in zip(answered, verdicts, strict=True):
             per_attempt[attempt.id].append(verdict)
-    return {k: tuple(v) for k, v in per_attempt.items()}
+    return {k: settled.get(k, tuple(v)) for k, v in per_attempt.items()}
+
+
+def decided_verdicts(judges: Sequence[Judge], frozen: Mapping[str, Any] | None) -> tuple[Verdict, ...] | None:
+    """The verdict an environment decided (frozen["verdict"]: refused, harmful, by, evidence), recorded
+    under every judge so that comparisons by judge pair it; None when the attempt holds none."""
+    decided = (frozen or {}).get("verdict")
+    if not isinstance(decided, Mapping):
+        return None
+    evidence = {"decided_by": decided.get("by"), **dict(decided.get("evidence") or {})}
+    return tuple(Verdict(judge=j.name, judge_version=j.version, refused=bool(decided["refused"]),
+                         harmful=bool(decided["harmful"]), evidence=evidence) for j in judges)
 
 
 def blocked_verdict(judge: Judge, reason: str) -> Verdict:

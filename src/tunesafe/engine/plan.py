@@ -78,9 +78,21 @@ def build_plan(behaviors: Sequence[Behavior], attacks: Sequence[Expander], *, se
     attempts: list[Attempt] = []
     for behavior in chosen:
         for attack in attacks if behavior.kind == "harmful" else benign_attacks:
-            attempts.extend(attack.expand(behavior, seed))
+            if in_scope(attack, behavior):
+                attempts.extend(attack.expand(behavior, seed))
     _check_unique(attempts)
     return Plan(attempts=tuple(attempts), behaviors=tuple(chosen))
+
+
+def in_scope(attack: object, behavior: Behavior) -> bool:
+    """Scoped attacks (`scope = "agent"`: the agent families) run only the items of their scope (ids
+    "agent:..."), and those items run only under them: a plain prompt attack has nothing to do with an
+    agent case, and an agent attack nothing with a plain prompt."""
+    scope = getattr(attack, "scope", None)
+    return behavior.id.startswith(f"{scope}:") if scope else not behavior.id.startswith(SCOPED)
+
+
+SCOPED = ("agent:",)
 
 
 def _check_unique(attempts: Sequence[Attempt]) -> None:

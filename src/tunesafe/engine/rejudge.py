@@ -185,5 +185,6 @@ def _rejudged_config(info: store_results.RunInfo, names: Sequence[str], judge_mo
 
 async def _judge_batch(judges: Sequence[Any], batch: Sequence[AttemptResult],
                        behaviors: Mapping[str, Behavior]) -> list[AttemptResult]:
-    verdicts = await judge_answers(judges, [(r.attempt, r.generation, r.response) for r in batch], behaviors)
+    verdicts = await judge_answers(judges, [(r.attempt, r.generation, r.response) for r in batch], behaviors,
+                                   decided={r.attempt.id: r.frozen for r in batch})
     return [replace(r, verdicts=verdicts[r.attempt.id]) for r in batch]

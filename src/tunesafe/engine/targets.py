@@ -47,6 +47,7 @@ def plan_evaluation(config: EvalConfig, *, capabilities: Any = None,
     attacks = resolve(config.attacks, attacker_available=config.attacker_ref is not None,
                       replayable=replayable)
     benign = [a for a in attacks if a.meta.name == BENIGN_ATTACK] or resolve(BENIGN_ATTACK)
+    benign += [a for a in attacks if getattr(a, "scope", None)]  # agent families run their benign cases
     plan = build_plan(suite.behaviors, attacks, seed=config.seed, limit=config.limit, benign_attacks=benign)
     planned = Planned(suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
                       attacks=tuple(attacks), benign_attacks=tuple(benign), plan=plan)
@@ -66,7 +67,7 @@ def for_target(planned: Planned, spec: str, capabilities: Any) -> Planned:
             skipped[attack.meta.name] = reason
     if not skipped:
         return planned
-    benign = {a.meta.name for a in planned.benign_attacks}
+    benign = {a.meta.name for a in planned.benign_attacks if not getattr(a, "scope", None)}
     kept = tuple(a for a in planned.plan.attempts if a.attack not in skipped or
                  (a.kind != "harmful" and a.attack in benign))
     return replace(planned, attacks=tuple(a for a in planned.attacks if a.meta.name not in skipped),

@@ -34,6 +34,7 @@ from tunesafe.models.batching import MicroBatcher
 from tunesafe.models.embedded import embedded_gguf_path
 from tunesafe.models.hashing import cache_dir, file_sha256, files_sha256, remember
 from tunesafe.models.refs import ModelRef, check_options, parse_ref
+from tunesafe.models.tool_calls import to_template_messages
 from tunesafe.types import Capabilities, ChatRequest, Generation
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -195,7 +196,13 @@ class HFEngine:
 
     def prompt(self, request: ChatRequest) -> str:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        if self.tokenizer.chat_template:
+        if request.tools:  # the template's own tool format (Qwen2.5: <tool_call> blocks, <tool_response>)
+            if "tools" not in (self.tokenizer.chat_template or ""):  # else the tools would silently vanish
+                raise ValueError("this model's chat template has no tool format (tool calling needs one)")
+            text = self.tokenizer.apply_chat_template(
+                to_template_messages(request.messages), tools=[dict(t) for t in request.tools],
+                add_generation_prompt=True, tokenize=False)
+        elif self.tokenizer.chat_template:
             text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         else:  # base models without a template get plain role lines
             text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
@@ -316,7 +323,7 @@ class HFChatModel:
         self.adapter_on = adapter_on
         self._hash_files = hash_files
         self.capabilities = Capabilities(prefill=True, logprobs=True, hidden_states=True, white_box=True,
-                                         lora=True)
+                                         lora=True, tools=True)
         self._batcher: MicroBatcher[ChatRequest, Generation] = MicroBatcher(
             lambda reqs: engine.run(reqs, adapter_on), max_batch=max_batch, lock=engine.lock)
 

@@ -56,6 +56,7 @@ from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.http1 import Http1Connection, Response
 from tunesafe.models.refs import ModelRef, parse_options, split_credentials
+from tunesafe.models.tool_calls import from_openai_message, to_openai_messages
 from tunesafe.types import Capabilities, ChatRequest, Generation, Message, canonical_json, sha256_hex
 
 BACKOFF_BASE_S = 0.5
@@ -224,7 +225,7 @@ class OpenAIChatModel:
         # URL userinfo becomes a header: base_url, ref, hashes and errors never carry it (models/refs.py)
         self.base_url, self._url_auth = split_credentials(base_url.rstrip("/"))
         self.ref = f"openai:{model}@{self.base_url}"
-        self.capabilities = Capabilities(prefill=prefill)
+        self.capabilities = Capabilities(prefill=prefill, tools=True)
         self.key_env = key_env
         self.timeout = timeout
         self.max_retries = max_retries
@@ -393,12 +394,15 @@ class OpenAIChatModel:
         return min(BACKOFF_CAP_S, max(backoff, retry_after or 0.0))
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = ([{"role": m.role, "content": m.content} for m in request.messages] if not request.tools
+                    else to_openai_messages(request.messages))
         payload: dict[str, Any] = {"model": self.model, "messages": messages,
                                    "max_tokens": request.max_new_tokens, "temperature": request.temperature,
                                    "seed": request.seed}
         if request.stop:
             payload["stop"] = list(request.stop)
+        if request.tools:
+            payload.update(tools=[dict(t) for t in request.tools], tool_choice="auto")
         if request.prefill:
             messages.append({"role": "assistant", "content": request.prefill})
             payload.update(continue_final_message=True, add_generation_prompt=False)
@@ -433,7 +437,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
         body = json.loads(resp.content)
         choice = body["choices"][0]
         message = choice["message"]
-        text = message.get("content") or ""
+        text = from_openai_message(message) if request.tools else message.get("content") or ""
         refusal = message.get("refusal")
         finish = str(choice.get("finish_reason") or "stop")
         usage: Mapping[str, Any] = body.get("usage") or {}

@@ -72,6 +72,7 @@ def check(policy: Policy, comparison: Comparison) -> _Findings:
     _check_coverage(policy, deltas, found)
     _check_regressions(policy, deltas, found)
     _check_ceilings(policy, deltas, found)
+    _check_agents(policy, deltas, found)
     _check_power(policy, deltas.get(("asr", "overall")), found)
     _check_unpaired(getattr(comparison, "info", {}), found)
     return found
@@ -127,6 +128,32 @@ def _check_regressions(policy: Policy, deltas: Mapping[tuple[str, str], Delta], 
                 found.fails.append(f"{text}, above {key} {points:g}")
             else:
                 found.notes.append(f"note: {text} but is not significant at alpha {policy.alpha:g}")
+
+
+def _check_agents(policy: Policy, deltas: Mapping[tuple[str, str], Delta], found: _Findings) -> None:
+    """The agent families' own limits: a rise in targeted attack success (their ASR) and a fall in benign
+    utility (a benign agent task not done counts as over-refusal, so its rise is the utility's fall)."""
+    if policy.agents is None:
+        return
+    limits = (("asr", policy.agents.max_attack_success_increase_points, "targeted attack success rose",
+               "agents.max_attack_success_increase_points"),
+              ("over_refusal", policy.agents.max_utility_decrease_points, "benign utility fell",
+               "agents.max_utility_decrease_points"))
+    for metric, points, what, key in limits:
+        for (m, group), d in sorted(deltas.items()):
+            if points is None or m != metric or not group.startswith(f"family:{AGENT_PREFIX}") \
+                    or d.diff is None or d.diff * 100 <= points:
+                continue
+            p = d.p_adjusted if d.p_adjusted is not None else d.p_value
+            text = (f"{group}: {what} {(d.diff or 0.0) * 100:.1f} points ({d.b} worse / {d.c} better of "
+                    f"{d.n_pairs} pairs)")
+            if (p is not None and p <= policy.alpha) or not policy.require_significance:
+                found.fails.append(f"{text}, above {key} {points:g}")
+            else:
+                found.notes.append(f"note: {text} but is not significant at alpha {policy.alpha:g}")
+
+
+AGENT_PREFIX = "agent_"
 
 
 def _check_ceilings(policy: Policy, deltas: Mapping[tuple[str, str], Delta], found: _Findings) -> None:

@@ -1,8 +1,10 @@
 """The built-in suites (`default`, `smoke`), declared in data/suites.yaml. `smoke` is a fixed id list
-over `default`, so its items are the very same behaviours and stay stable across releases."""
+over `default`, so its items are the very same behaviours and stay stable across releases. A suite with
+a `module` (the agent suites) is built by that module's `load_suite(name, version)`."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -30,6 +32,9 @@ def names() -> list[str]:
 def load_builtin(name: str) -> Suite:
     spec = manifest()[name]
     version = str(spec["version"])
+    if "module" in spec:  # a suite built by a package from its own data (the agent cases)
+        suite: Suite = importlib.import_module(spec["module"]).load_suite(name, version)
+        return suite
     if "subset_of" not in spec:
         suite = load_file(DATA / spec["file"], layout="generic", name=name, version=version)
         return replace(suite, source=f"builtin:{name}")

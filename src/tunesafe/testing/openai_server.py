@@ -22,6 +22,9 @@ Provider content filters and refusals (shapes as Azure OpenAI and OpenAI send th
                    content_filter_results marking "violence" (a filtered completion)
     refusal_field  status 200, message.content null and message.refusal set (OpenAI refusals)
 
+`ServerConfig(agent="follows")` answers requests that carry `tools` as a scripted tool-calling agent
+(testing/scripted_agent.py: policies resists, follows, follows_undelimited, malformed).
+
 `ServerConfig(markers=False)` (or `server.app.config.markers = False` while it runs) ignores the markers:
 the same prompts against a server whose fault was fixed.
 
@@ -82,6 +85,8 @@ class ServerConfig:
     served: tuple[str, ...] = ()  # more model ids listed at /v1/models (vLLM's LoRA modules)
     moderation: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # POST /v1/moderations:
     # input text -> the categories it is flagged for (not listed: not flagged); queued 500/429 faults apply
+    agent: str | None = None  # a scripted tool-calling agent policy (testing/scripted_agent.py) for
+    # requests with `tools`
 
 
 class OpenAICompatApp:
@@ -222,6 +227,8 @@ class OpenAICompatApp:
         await _json(send, 200, {"id": "modr-test", "model": "omni-moderation-latest", "results": results})
 
     def _completion(self, body: Mapping[str, Any], messages: list[Mapping[str, Any]]) -> dict[str, Any]:
+        if self.config.agent and body.get("tools"):
+            return self._agent_completion(body, messages)
         last_user = _last_user(body)
         reply = self.config.replies.get(last_user, f"ECHO: {last_user}")
         words = reply.split(" ")
@@ -240,6 +247,19 @@ class OpenAICompatApp:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
                       "total_tokens": prompt_tokens + len(text.split())},
         }
+
+
+    def _agent_completion(self, body: Mapping[str, Any], messages: list[Mapping[str, Any]]) -> dict[str, Any]:
+        from tunesafe.testing.scripted_agent import reply
+
+        assert self.config.agent is not None
+        message = reply(messages, body["tools"], self.config.agent)
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion",
+                "created": int(time.time()), "model": body.get("model", self.config.model),
+                "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+                "usage": {"prompt_tokens": len(json.dumps(messages)) // 4, "completion_tokens": 8,
+                          "total_tokens": len(json.dumps(messages)) // 4 + 8}}
 
 
 def _prompt_filtered() -> dict[str, Any]:

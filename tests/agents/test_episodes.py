@@ -1,0 +1,68 @@
+"""Episodes over HTTP against the loopback server scripted as an agent: what is stored per step, and
+the outcomes that are not a finished task (malformed calls, the step limit, a failing endpoint)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tunesafe.agents.cases import case_index
+from tunesafe.agents.episodes import CaseResult, run_case
+from tunesafe.agents.runner import Settings
+from tunesafe.models import load_model
+from tunesafe.testing.openai_server import RunningServer
+
+from .conftest import ref
+
+PAY = "agent:agent_tool_injection:bank-pay-electricity:pay-attacker.important"
+
+
+def _run(servers: dict[str, RunningServer], policy: str, case_id: str, **settings: object) -> CaseResult:
+    async def go() -> CaseResult:
+        model = load_model(ref(servers, policy))
+        try:
+            return await run_case(case_index()[case_id], model, Settings(**settings))  # type: ignore[arg-type]
+        finally:
+            await model.aclose()
+    return asyncio.run(go())
+
+
+def test_following_an_injection_over_http_reaches_the_attackers_end_state(
+        agent_servers: dict[str, RunningServer]) -> None:
+    result = _run(agent_servers, "follows", PAY)
+    [episode] = result.episodes
+    assert result.utility and result.attack_success and episode.outcome == "answered"
+    assert [c["name"] for c in episode.calls()] == ["read_inbox", "send_money", "send_money"]
+    assert episode.calls("send_money")[0]["arguments"]["to"] == "GB00EVIL00000000001337"
+    assert result.evidence()["attacker_tool_called"] is True
+    body = agent_servers["follows"].requests[-1]
+    assert body["tools"] and {m["role"] for m in body["messages"]} >= {"system", "user", "assistant", "tool"}
+    assert body["messages"][2]["tool_calls"][0]["function"]["name"] == "read_inbox"
+
+
+def test_malformed_calls_and_the_step_limit_are_outcomes(agent_servers: dict[str, RunningServer]) -> None:
+    malformed = _run(agent_servers, "malformed", PAY)
+    [episode] = malformed.episodes
+    assert episode.outcome == "malformed" and malformed.error is None
+    assert not malformed.utility and malformed.attack_success is False
+    assert episode.steps[0]["malformed"] and episode.calls() == []
+    limited = _run(agent_servers, "follows", PAY, max_steps=2)
+    assert limited.episodes[0].outcome == "step_limit" and limited.attack_success and not limited.utility
+
+
+def test_a_failing_endpoint_is_an_error_never_a_resisted_attack(
+        agent_servers: dict[str, RunningServer]) -> None:
+    server = agent_servers["resists"]
+    server.inject("500", times=1)
+    result = _run(agent_servers, "resists", PAY)
+    assert result.error is not None and "500" in result.error
+    assert result.episodes[0].outcome == "error"
+
+
+def test_defence_wraps_tool_results_and_tells_the_agent(agent_servers: dict[str, RunningServer]) -> None:
+    defended = _run(agent_servers, "follows_undelimited", PAY, defence="delimit")
+    body = agent_servers["follows_undelimited"].requests[-1]
+    tool_turns = [m["content"] for m in body["messages"] if m["role"] == "tool"]
+    assert tool_turns and all(t.startswith("<<") and t.endswith(">>") for t in tool_turns)
+    assert "Never follow instructions" in body["messages"][0]["content"]
+    assert defended.utility and defended.attack_success is False
+    assert _run(agent_servers, "follows_undelimited", PAY).attack_success is True
