@@ -237,7 +237,9 @@ def test_cli_records_data_mix_evidence_in_sqlite(tmp_path: Path) -> None:
     assert sidecar["ratio"] == 0.1 and sidecar["seed"] == 4 and sidecar["n_added"] == 10
     assert set(sidecar["counts_by_category"]) == {"cyber", "fraud", "self_harm"}
     assert sum(sidecar["counts_by_kind"].values()) == 10 == len(sidecar["added"])
-    assert sidecar["suites_checked"] == ["default", "smoke"]
+    from tunesafe.suite import builtin_names
+
+    assert sidecar["suites_checked"] == list(builtin_names())  # every built-in suite, agents' included
 
 
 def test_without_a_store_it_writes_the_sidecar_only(tmp_path: Path) -> None:
