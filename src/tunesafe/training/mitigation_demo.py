@@ -139,6 +139,11 @@ def _check(config: DemoConfig, out_dir: Path) -> tuple[Chats, Chats]:
                         fix="use 0 < ratio <= 1")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UserError("output folder is not empty", where=str(out_dir), fix="choose a new folder")
+    from tunesafe.models.refs import parse_ref
+
+    if parse_ref(config.base).adapter:  # every arm trains its own adapter on the bare base
+        raise UserError("the demo trains adapters on a base model, not on an adapter", where=config.base,
+                        fix=f"pass the base alone, e.g. --base {config.base.rsplit('+', 1)[0]}")
     for path in (config.data, config.heldout):
         if not path.is_file():
             raise UserError("file not found", where=str(path), fix="give a chat JSONL file")
