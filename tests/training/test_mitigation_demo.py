@@ -80,15 +80,15 @@ def test_non_empty_output_folder_is_refused_and_kept(tmp_path: Path,
 
 
 def test_first_flag_is_the_first_probe_event_with_its_probe() -> None:
-    body = {"planned_steps": 60,
-            "probes": [{"step": 0, "trigger": "start"}, {"step": 48, "trigger": "interval"},
-                       {"step": 60, "trigger": "end"}],
-            "events": [{"kind": "loss_anomaly", "step": 3, "action": "warn", "reason": "spike"},
-                       {"kind": "probe_asr", "step": 48, "action": "warn", "reason": "ASR rose"},
-                       {"kind": "probe_asr", "step": 60, "action": "warn", "reason": "ASR rose more"}]}
+    events = [{"kind": "loss_anomaly", "step": 3, "action": "warn", "reason": "spike"},
+              {"kind": "probe_asr", "step": 48, "action": "warn", "reason": "ASR rose"},
+              {"kind": "probe_asr", "step": 60, "action": "warn", "reason": "ASR rose more"}]
+    probes = [{"step": 0, "trigger": "start"}, {"step": 48, "trigger": "interval"},
+              {"step": 60, "trigger": "end"}]
+    body: dict[str, Any] = {"planned_steps": 60, "events": events, "probes": probes}
     assert first_flag(body) == {"step": 48, "kind": "probe_asr", "action": "warn", "reason": "ASR rose",
                                 "trigger": "interval", "of_steps": 60}
-    assert first_flag({**body, "events": body["events"][:1]}) is None
+    assert first_flag({**body, "events": events[:1]}) is None
 
 
 # ---- the cut-down demo on SmolLM2 ----------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_figures_come_from_the_store(demo: tuple[dict[str, Any], Path, str]) -> 
             assert run.body["timing"]["wall_seconds"] == row["training_run"]["wall_seconds"]
             assert run.body["timing"]["probe_share"] == row["training_run"]["probe_share"]
             assert first_flag(run.body) == row["training_run"]["flagged"]
-            assert run.body["config"]["objective"] == ("constrained" if row["arm"] == "constrained" else "sft")
+            assert run.body["config"]["objective"] == {"constrained": "constrained"}.get(row["arm"], "sft")
             gate = store.get(row["gate"]["record_id"])
             assert gate is not None and gate.type == RecordType.GATE_DECISION
             assert gate.body["verdict"] == row["gate"]["verdict"]
