@@ -156,7 +156,7 @@ def test_figures_come_from_the_store(demo: tuple[dict[str, Any], Path, str]) -> 
             assert gate is not None and gate.type == RecordType.GATE_DECISION
             assert gate.body["verdict"] == row["gate"]["verdict"]
             assert gate.body["candidate"]["run_id"] == row["gate"]["candidate_run"]
-            assert gate.body["candidate"]["model_ref"].endswith(row["adapter"])
+            assert f"+{row['adapter']}?" in gate.body["candidate"]["model_ref"]  # ?backend= of the gate
             assert overall(gate.body["comparison"]["deltas"], "asr") == row["gate"]["asr"]
             assert overall(gate.body["comparison"]["deltas"], "over_refusal") == row["gate"]["over_refusal"]
             base_runs.add(gate.body["base"]["run_id"])
@@ -166,5 +166,9 @@ def test_figures_come_from_the_store(demo: tuple[dict[str, Any], Path, str]) -> 
                 assert again == row["vs_plain"]
                 assert row["vs_plain"]["n_paired"] > 0
         assert len(base_runs) == 1  # every arm gated against the same base run: the same attempts
-        mix = store.get(body["arms"][1]["data_mix"]["record_id"])
-        assert mix is not None and mix.type == RecordType.DATA_MIX and mix.body["n_added"] == 1
+        mixing = body["arms"][1]
+        mix = store.get(mixing["data_mix"]["record_id"])
+        assert mix.type == RecordType.DATA_MIX and mix.body["n_added"] >= 1
+        assert mix.body["mixed_sha256"] == mixing["data_mix"]["mixed_sha256"]
+        assert store.get(mixing["training_run"]["record_id"]).body["lineage"]["dataset"]["n_examples"] == \
+            mix.body["n_mixed"]

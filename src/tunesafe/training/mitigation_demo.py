@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import sys
 import time
@@ -45,7 +46,7 @@ from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.policy.model import Policy, TrainingPolicy
 from tunesafe.training.erosion_demo import BASE_REF, DATA
-from tunesafe.types import RecordType, sha256_hex
+from tunesafe.types import RecordType, canonical_json, sha256_hex
 
 HELDOUT = DATA.with_name("aoa_identity_shift_heldout.jsonl")
 ARMS = ("plain", "mixing", "constrained")
@@ -111,6 +112,7 @@ def run_demo(store: Store, out_dir: Path, config: DemoConfig, policy: Policy, *,
     # machine load next to the wall time: on a shared CPU the seconds mean little without it
     body["timing"] = {"wall_seconds": round(time.perf_counter() - started, 1), "load_before": load_before,
                       "load_after": _load()}
+    body = json.loads(canonical_json(body))  # as stored (tuples become lists), so the table equals the record
     record = store.append(RecordType.MITIGATION_COMPARISON, body, subject=f"mitigation-demo:{config.base}")
     body = {**body, "record_id": record.id}
     write_table(body, out_dir)
@@ -341,8 +343,6 @@ def _body(store: Store, config: DemoConfig, policy: Policy, trained: Mapping[str
 
 def write_table(body: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     """mitigation-table.md and mitigation-table.json (the record's body) in out_dir."""
-    import json
-
     paths = {fmt: out_dir / name for fmt, name in TABLE_FILES.items()}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
