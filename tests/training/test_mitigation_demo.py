@@ -5,6 +5,8 @@ matches the store's records and runs."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ def records(tmp_path: Path) -> int:
     (("--arms", "mixing,plain"), "plain must come first"),
     (("--mix-ratio", "0"), "--mix-ratio"),
     (("--probe-every", "often"), "--probe-every must be a number"),
+    (("--probe-items", "1,2"), "--probe-items needs 4 counts"),
 ])
 def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              args: tuple[str, ...], fragment: str) -> None:
@@ -95,21 +98,22 @@ def test_first_flag_is_the_first_probe_event_with_its_probe() -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
-    """Two AOA examples, one epoch, a 3-item probe, 4 attempts of one attack, 4 new tokens."""
-    from tunesafe.policy import default_policy
-    from tunesafe.training.mitigation_demo import DemoConfig, run_demo
-
+    """The real entry point in its own process (torch's OpenMP then starts with tunesafe's passive
+    waiting, which this test process, having imported torch first, does not have): two AOA examples, one
+    epoch, a 3-item probe, 4 attempts of one attack, 4 new tokens."""
     root = tmp_path_factory.mktemp("mitigation-demo")
     data, heldout = root / "aoa.jsonl", root / "heldout.jsonl"
     data.write_text("\n".join(AOA.read_text().splitlines()[2:4]) + "\n")
     heldout.write_text(HELDOUT.read_text().splitlines()[2] + "\n")
-    config = DemoConfig(base="embedded:smollm2-135m", data=data, heldout=heldout, epochs=1,
-                        attacks="direct_request", limit=4, max_new_tokens=4, concurrency=4,
-                        probe_max_new_tokens=4, probe_composition={"harmful": 1, "prefilled": 1,
-                                                                   "borderline": 0, "benign": 1})
     db = f"sqlite:///{root / 'ev.db'}"
-    with Store.open(db) as store:
-        body = run_demo(store, root / "out", config, default_policy(), notify=lambda _: None)
+    result = subprocess.run(
+        [sys.executable, "-m", "tunesafe.training.mitigation_demo", str(root / "out"), "--db", db,
+         "--base", "embedded:smollm2-135m", "--data", str(data), "--heldout", str(heldout), "--epochs", "1",
+         "--attacks", "direct_request", "--limit", "4", "--max-new-tokens", "4", "--concurrency", "4",
+         "--probe-max-new-tokens", "4", "--probe-items", "1,1,0,1"],
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    body = json.loads((root / "out" / "mitigation-table.json").read_text())
     return body, root / "out", db
 
 

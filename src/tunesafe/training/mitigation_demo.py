@@ -373,7 +373,8 @@ def render_markdown(body: Mapping[str, Any]) -> str:
             f"{_pct(asr and asr['before'])} -> {_pct(asr and asr['after'])} ({_points(asr)})",
             _points(over), _versus(row.get("vs_plain")),
             f"{row['heldout_loss']:.3f} ({_ratio(row)})",
-            f"{run['wall_seconds']:.0f} s ({_pct(run['probe_share'])})",
+            f"{run['wall_seconds']:.0f} s ({_pct(run['probe_share'])})"
+            + ("" if run["status"] == "completed" else f", {run['status'].upper()} at step {run['steps']}"),
             f"{_flag_text(run['flagged'])} |"]))
     lines += ["", f"Held-out task loss: cross-entropy on {body['heldout']['path']} (never trained on); "
               f"base model {_num(body['heldout_loss_base'])}. 'learns' = within "
@@ -471,10 +472,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mix-ratio", type=float, default=DemoConfig.mix_ratio)
     parser.add_argument("--epochs", type=int, default=DemoConfig.epochs)
     parser.add_argument("--suite", default=DemoConfig.suite)
+    parser.add_argument("--attacks", default=DEMO_ATTACKS)
     parser.add_argument("--max-new-tokens", type=int, default=DemoConfig.max_new_tokens)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=DemoConfig.concurrency)
     parser.add_argument("--probe-every", default="auto")
+    parser.add_argument("--probe-max-new-tokens", type=int, default=DemoConfig.probe_max_new_tokens)
+    parser.add_argument("--probe-items", default=",".join(str(n) for n in DEMO_PROBE.values()),
+                        help="Probe set size per kind: harmful,prefilled,borderline,benign.")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     from tunesafe.cli.training_cmds import _probe_every as probe_every  # train-lora's --probe-every
@@ -484,7 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
                             mix_ratio=args.mix_ratio, epochs=args.epochs, suite=args.suite,
                             max_new_tokens=args.max_new_tokens, limit=args.limit,
-                            concurrency=args.concurrency, probe_every=probe_every(args.probe_every))
+                            concurrency=args.concurrency, probe_every=probe_every(args.probe_every),
+                            attacks=args.attacks, probe_max_new_tokens=args.probe_max_new_tokens,
+                            probe_composition=_probe_items(args.probe_items))
         policy = policy_with_training(args.policy)
         from tunesafe.evidence.workspace import open_store
 
@@ -496,6 +503,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render_markdown(body))
     print(f"table: {args.out_dir / TABLE_FILES['markdown']}; evidence record #{body['record_id']}")
     return 0
+
+
+def _probe_items(value: str) -> dict[str, int]:
+    counts = [c.strip() for c in value.split(",")]
+    if len(counts) != len(DEMO_PROBE) or not all(c.isdigit() for c in counts):
+        raise UserError(f"--probe-items needs {len(DEMO_PROBE)} counts, got {value!r}", where="--probe-items",
+                        fix=f"counts of {', '.join(DEMO_PROBE)}, e.g. 6,4,3,3")
+    return dict(zip(DEMO_PROBE, map(int, counts), strict=True))
 
 
 if __name__ == "__main__":
