@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server nemo demo production-demo test lint dist
+.PHONY: install llama-server nemo demo production-demo mitigation-demo test lint dist
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -51,6 +51,18 @@ demo: $(STAMP)
 # jailbreak (an incident opens), show the incident's Art. 73 clock, run a due red-team schedule.
 production-demo: $(STAMP)
 	PYTHON=$(BIN)/python scripts/production-walkthrough.sh
+
+# The proof that a mitigation helps: train the same AOA fine-tune plainly, with safety-data mixing and with
+# constrained SFT (each under the SafetyCallback), gate each against the base on the same attempts and
+# compare each mitigation with the plain one (McNemar). Writes MITIGATION_OUT/mitigation-table.md (+ .json)
+# and the evidence; replaces an earlier MITIGATION_OUT. Timings: BENCHMARKS.md ("Mitigation proof").
+MITIGATION_OUT := tunesafe-mitigation-demo
+MITIGATION_ARGS := --arms plain,mixing,constrained --max-new-tokens 32
+
+mitigation-demo: $(STAMP)
+	test -d .tunesafe || $(BIN)/tunesafe init
+	rm -rf $(MITIGATION_OUT)
+	$(BIN)/python -m tunesafe.training.mitigation_demo $(MITIGATION_OUT) $(MITIGATION_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -267,6 +267,7 @@ class RecordType:
     TRAINING_RUN = "training_run"  # one fine-tuning run: config, data hash, losses, probes, why it stopped
     DATA_MIX = "data_mix"  # safety examples mixed into a dataset (input, output and mix-file sha256s)
     ADAPTER_PROJECTION = "adapter_projection"  # a LoRA adapter projected (SafeLoRA / refusal direction)
+    MITIGATION_COMPARISON = "mitigation_comparison"  # plain fine-tune vs mitigations: gates, paired tests
     INCIDENT = "incident"
     INCIDENT_UPDATE = "incident_update"  # a change to an incident (tunesafe.production.incidents)
     REGRESSION_SUITE = "regression_suite"  # an incident's conversations as a suite the model's gates run
