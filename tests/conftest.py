@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+# As tunesafe.models does for the CLI, before any conftest imports torch: OpenMP threads that spin while
+# waiting cost several times the CPU on a shared 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parents[1]
 PG_ENV = "TUNESAFE_TEST_PG_URL"
 
