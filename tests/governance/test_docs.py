@@ -10,6 +10,7 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
+from xml.etree import ElementTree
 
 import yaml
 
@@ -53,7 +54,14 @@ def test_annex_iv_fills_sections_from_records_and_names_controls_where_evidence_
     assert "## IV.8 EU declaration of conformity" in markdown
     html = (tmp_path / "doc" / "annex-iv.html").read_text()
     ids = _section_ids(html)
-    assert ids == [s[0] for s in SECTIONS]
+    assert ids == ["lineage", *(s[0] for s in SECTIONS)]
+    graph = html[html.index("<svg"):html.index("</svg>") + len("</svg>")]
+    ElementTree.fromstring(graph)  # the lineage graph is well-formed SVG
+    from tunesafe.governance.lineage import collect_lineage
+
+    with Store.open(documented.db) as store:
+        nodes = collect_lineage(store, "ft").nodes
+    assert len(nodes) >= 4 and all(node.record_id in graph for node in nodes)  # each box names its record
 
 
 def test_a_model_with_no_evidence_gets_every_evidence_section_marked_missing(documented: SimpleNamespace,

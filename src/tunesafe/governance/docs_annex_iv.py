@@ -23,6 +23,7 @@ from tunesafe import __version__
 from tunesafe.errors import UserError
 from tunesafe.governance.facts import Facts, Source
 from tunesafe.governance.lineage import LineageNode
+from tunesafe.governance.lineage_svg import render_svg
 from tunesafe.governance.render import render_template
 from tunesafe.reports import view
 
@@ -60,12 +61,15 @@ class AnnexIV:
     generated_at: str
     tool_version: str
     sections: tuple[Section, ...]
+    lineage_svg: str = ""  # the lineage graph for the HTML output (each box names its record)
 
     def section(self, section_id: str) -> Section:
         return next(s for s in self.sections if s.id == section_id)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "sections": [{**asdict(s), "missing": s.missing} for s in self.sections]}
+        body = {**asdict(self), "sections": [{**asdict(s), "missing": s.missing} for s in self.sections]}
+        del body["lineage_svg"]  # a picture of the records the JSON already lists
+        return body
 
 
 Filler = Callable[[Facts], list[Statement]]
@@ -171,7 +175,7 @@ def annex_iv(facts: Facts, *, generated_at: str | None = None) -> AnnexIV:
     return AnnexIV(model=lineage.model, version=lineage.version, model_record=facts.model.record_id,
                    model_hash=facts.model.record_hash,
                    generated_at=generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   tool_version=__version__, sections=sections)
+                   tool_version=__version__, sections=sections, lineage_svg=render_svg(lineage))
 
 
 def render(doc: AnnexIV) -> dict[str, str]:
