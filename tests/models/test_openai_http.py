@@ -12,6 +12,7 @@ import pytest
 
 from tunesafe.errors import EndpointUnavailable
 from tunesafe.models import load_model
+from tunesafe.models.base import ChatModel
 from tunesafe.models.openai_http import OpenAIChatModel, _goes_direct
 from tunesafe.testing.openai_server import REFUSAL, RunningServer, serve
 from tunesafe.types import ChatRequest, Generation, Message
@@ -21,7 +22,8 @@ def req(text: str, **kw: object) -> ChatRequest:
     return ChatRequest(messages=(Message("user", text),), **kw)  # type: ignore[arg-type]
 
 
-def generate(model: OpenAIChatModel, requests: list[ChatRequest]) -> list[Generation]:
+def generate(model: ChatModel, requests: list[ChatRequest]) -> list[Generation]:
+    """Generate, then close the model (its connections belong to this call's event loop)."""
     async def main() -> list[Generation]:
         try:
             return await model.generate(requests)

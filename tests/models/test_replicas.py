@@ -12,21 +12,9 @@ from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models import load_model
 from tunesafe.models.replicas import ReplicatedChatModel
 from tunesafe.testing.openai_server import RunningServer, serve
-from tunesafe.types import ChatRequest, Generation, Message
+from tunesafe.types import Generation
 
-
-def req(text: str) -> ChatRequest:
-    return ChatRequest(messages=(Message("user", text),))
-
-
-def generate(model: ReplicatedChatModel, requests: list[ChatRequest]) -> list[Generation]:
-    async def main() -> list[Generation]:
-        try:
-            return await model.generate(requests)
-        finally:
-            await model.aclose()
-
-    return asyncio.run(main())
+from .test_openai_http import generate, req
 
 
 @pytest.fixture
