@@ -183,7 +183,7 @@ def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
                 grad_norm = _grad_norm(params) if watch else 0.0  # read-only: the update is unchanged
                 optimizer.step()
                 optimizer.zero_grad()
-                epoch_loss += float(loss)
+                epoch_loss += float(loss.detach())
                 seen += 1
                 if watch and watch.step(float(loss), grad_norm, optimizer, len(examples)):
                     break
