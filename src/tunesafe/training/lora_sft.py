@@ -185,7 +185,7 @@ def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
                 optimizer.zero_grad()
                 epoch_loss += float(loss.detach())
                 seen += 1
-                if watch and watch.step(float(loss), grad_norm, optimizer, len(examples)):
+                if watch and watch.step(float(loss.detach()), grad_norm, optimizer, len(examples)):
                     break
             losses.append(epoch_loss / seen)
             if watch and watch.stopped:
