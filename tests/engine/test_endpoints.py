@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,13 @@ def test_down_past_max_pause_stops_resumably_then_resume_completes(cli: Cli, tmp
                                                                    server: Server) -> None:
     suite = str(write_marked_suite(tmp_path / "s.jsonl", 40, {}))
     server.app.config.latency_s = 0.03
-    timer = threading.Timer(0.5, server.app.go_down)  # down for good, part-way through the run
+    def down_part_way() -> None:  # down for good once some attempts are done (not after a fixed time:
+        deadline = time.monotonic() + 60  # a loaded machine may not have started the run by then)
+        while len(server.app.requests) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.app.go_down()
+
+    timer = threading.Thread(target=down_part_way)
     timer.start()
     ref = server.ref(breaker="2", cooldown="0.1")
     code, _, err = cli("eval", ref, "--suite", suite, "--attacks", ATTACKS, "--judge", "refusal",
