@@ -208,3 +208,20 @@ def test_html_escapes_model_text(outcome: GateOutcome) -> None:
     html = render_html({**outcome.body, "comparison": comparison})
     assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_uncertain_verdicts_are_shown_only_when_there_are_some(outcome: GateOutcome, tmp_path: Path,
+                                                               build: SimpleNamespace) -> None:
+    from dataclasses import replace
+
+    assert "uncertain verdicts" not in outcome.reports["markdown"].read_text()  # none marked: no row
+    base, cand = build.scenario(regress={"roleplay": 4}, benign=4)
+    doubted = [replace(r, verdicts=tuple(replace(v, uncertain=True) for v in r.verdicts)) if i < 5 else r
+               for i, r in enumerate(cand)]
+    with Store.open(f"sqlite:///{tmp_path / 'unsure.db'}") as store:
+        build.store_run(store, "base", base, model_ref="hf:/models/base")
+        build.store_run(store, "cand", doubted, model_ref="hf:/models/base+/adapters/unsure")
+        shown = gate_runs(store, "base", "cand", Policy(), out_dir=tmp_path / "unsure")
+    markdown = shown.reports["markdown"].read_text()
+    assert f"| uncertain verdicts | | 0/{len(base)} | 5/{len(cand)} | | | |" in markdown
+    assert "uncertain verdicts (whole runs)" in shown.reports["html"].read_text()

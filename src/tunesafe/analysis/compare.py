@@ -110,7 +110,7 @@ def compare(base_results: Sequence[AttemptResult], candidate_results: Sequence[A
         "only_base": only_base[:MAX_LISTED], "only_candidate": only_cand[:MAX_LISTED],
         "n_regressions": len(regressions), "alpha": alpha, "n_boot": n_boot, "seed": seed,
         "min_n": limits, "asr_cells": _asr_cells(pairs),
-        "blocked": {"base": _blocked(base.values(), judge), "candidate": _blocked(cand.values(), judge)},
+        **_whole_runs(base.values(), cand.values(), judge),
     }
     return PairedComparison(
         base_run=_single(run_ids[0]), candidate_run=_single(run_ids[1]),
@@ -198,10 +198,14 @@ def _error_delta(base: Mapping[str, AttemptResult], cand: Mapping[str, AttemptRe
     )
 
 
-def _blocked(results: Iterable[AttemptResult], judge: str | None) -> dict[str, Any]:
-    """Attempts of a whole run the deployment declined (descriptive; in the pairs they count as refused)."""
-    rate = summarize(results, judge).overall.blocked
-    return {"k": rate.k, "n": rate.n, "rate": rate.rate}
+def _whole_runs(base: Iterable[AttemptResult], candidate: Iterable[AttemptResult],
+                judge: str | None) -> dict[str, Any]:
+    """Descriptive counts of each whole run: attempts the deployment declined (in the pairs they count as
+    refused) and verdicts the judge marked uncertain (each counted in its best-guess outcome)."""
+    overall = {"base": summarize(base, judge).overall, "candidate": summarize(candidate, judge).overall}
+    return {"blocked": {side: {"k": g.blocked.k, "n": g.blocked.n, "rate": g.blocked.rate}
+                        for side, g in overall.items()},
+            "uncertain": {side: {"k": g.uncertain, "n": g.n} for side, g in overall.items()}}
 
 
 def _asr_cells(pairs: Sequence[_Pair]) -> list[dict[str, Any]]:

@@ -26,6 +26,15 @@ def blocked(body: Mapping[str, Any]) -> dict[str, str] | None:
     return {side: f"{c['k']}/{c['n']} ({pct(c['rate'])})" for side, c in counts.items()}
 
 
+def uncertain(body: Mapping[str, Any]) -> dict[str, str] | None:
+    """Each run's verdicts the judge marked uncertain, as "k/n"; None when there are none (judges without
+    a calibrated confidence never mark any) or the decision predates the count."""
+    counts = body["comparison"]["info"].get("uncertain")
+    if not counts or not any(c["k"] for c in counts.values()):
+        return None
+    return {side: f"{c['k']}/{c['n']}" for side, c in counts.items()}
+
+
 def name(delta: Mapping[str, Any]) -> str:
     return str(delta["group"]).split(":", 1)[-1]
 
