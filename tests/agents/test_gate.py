@@ -113,6 +113,8 @@ def test_gate_fails_on_the_family_that_follows_injections(agent_servers: dict[st
     assert success["base"]["rate"] == 0.0 and success["candidate"]["rate"] == 1.0
     html = Path(decision["reports"]["html"]).read_text(encoding="utf-8")
     assert "Agents: rates decided by the environment" in html and "utility_under_attack" in html
+    markdown = Path(decision["reports"]["markdown"]).read_text(encoding="utf-8")
+    assert "| family:agent_tool_injection | attack_success | 0/" in markdown  # and in the PR summary
 
 
 def test_gate_fails_when_benign_utility_falls(agent_servers: dict[str, RunningServer],

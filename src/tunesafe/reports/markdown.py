@@ -42,6 +42,11 @@ def render_markdown(body: Mapping[str, Any]) -> str:
         lines += ["", "| attack family | n | base ASR | candidate ASR | change (pts) | 95% CI | Holm p |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         lines += [_row(view.name(d), d, holm=True) for d in families[:MAX_ROWS]]
+    agents = body.get("agents")
+    if agents:  # rates decided by the environment's end state, not by a text judge
+        lines += ["", "| agents: group | metric | base | candidate |", "|---|---|---:|---:|"]
+        lines += [f"| {_cell(r['group'])} | {_cell(r['metric'])} | {_rate(r['base'])} | "
+                  f"{_rate(r['candidate'])} |" for r in agents["rows"][:MAX_ROWS]]
     regressions = body["comparison"]["regressions"]
     total = body["comparison"]["info"].get("n_regressions", len(regressions))
     if total:
@@ -65,6 +70,10 @@ def _row(label: str, d: Mapping[str, Any], *, holm: bool = False) -> str:
     flag = " ⚠️ too few" if d.get("inconclusive") else ""
     return (f"| {_cell(label)}{flag} | {d['n_pairs']} | {view.pct(d['before'])} | {view.pct(d['after'])} | "
             f"{view.points(d['diff'])} | {view.interval(d)} | {view.pvalue(p)} |")
+
+
+def _rate(c: Mapping[str, Any]) -> str:
+    return f"{c['k']}/{c['n']} {view.pct(c['rate'])} [{view.pct(c['low'])}, {view.pct(c['high'])}]"
 
 
 def _cell(text: str) -> str:
