@@ -9,7 +9,15 @@ from typing import Any
 import typer
 from rich.tree import Tree
 
-from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
+from tunesafe.cli.common import (
+    JSON_OPTION,
+    console,
+    db_url,
+    err_console,
+    print_json,
+    print_rows,
+    write_out,
+)
 from tunesafe.cli.groups import AUDIT
 from tunesafe.errors import UserError
 
@@ -191,7 +199,8 @@ def lineage_command(ctx: typer.Context, model: str = typer.Argument(..., help="I
         lineage = collect_lineage(store, model, version)
     for path, text in ((svg, render_svg), (html, render_html)):
         if path is not None:
-            _write(path, text(lineage))
+            write_out(path, text(lineage), "lineage graph")
+            err_console.print(f"wrote {path}", highlight=False)  # stdout may be the JSON
     if as_json:
         print_json(lineage.to_json())
         return
@@ -220,16 +229,6 @@ def _flop(text: str) -> float | None:
     except ValueError:
         raise UserError(f"--base-flop must be a number of FLOP or 'unknown', got {text!r}",
                         where="--base-flop", fix="e.g. --base-flop 3.8e25, or --base-flop unknown") from None
-
-
-def _write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write: {exc.strerror or exc}", where=str(path),
-                        fix="choose a writable path") from exc
-    err_console.print(f"wrote {path}", highlight=False)  # stdout may be the JSON
 
 
 def register(app: typer.Typer) -> None:
