@@ -8,6 +8,7 @@ input under 128 tokens, which is what makes batched embedding affordable. Weight
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -120,11 +121,6 @@ class RefusalModel:
         return 1.0 / (1.0 + np.exp(-(features @ self.weights + self.bias)))
 
 
-_MODEL: RefusalModel | None = None
-
-
+@functools.cache
 def shared_model() -> RefusalModel:
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = RefusalModel.load()
-    return _MODEL
+    return RefusalModel.load()

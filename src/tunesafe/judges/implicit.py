@@ -15,6 +15,7 @@ the confidence reflects styles the model has not seen. Weights: data/refusal_imp
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import re
@@ -80,14 +81,9 @@ class ImplicitModel:
         return 1.0 / (1.0 + np.exp(-(a * (x @ self.weights + self.bias) + b)))
 
 
-_MODEL: ImplicitModel | None = None
-
-
+@functools.cache
 def shared_model() -> ImplicitModel:
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = ImplicitModel.load()
-    return _MODEL
+    return ImplicitModel.load()
 
 
 def route(scan: refusal.RefusalScan, reason: str | None, response: str) -> str:
