@@ -15,6 +15,7 @@ from tunesafe.production.monitor_examples import (
     PLACEHOLDER,
     REFUSAL,
     example_log,
+    generated_log,
     openai_line,
     otlp_log,
     write_examples,
@@ -155,3 +156,13 @@ def test_shipped_examples_match_their_generator(tmp_path: Path) -> None:
     for written in write_examples(tmp_path):
         assert written.read_text(encoding="utf-8") == (EXAMPLES / written.name).read_text(encoding="utf-8")
     assert sum(isinstance(parse_line(line, i), Malformed) for i, line in enumerate(example_log())) == 1
+
+
+def test_generated_benchmark_log_parses_with_its_shares() -> None:
+    # every library attack the generator may draw must give a one-turn request (agent families do not)
+    lines = list(generated_log(1500))
+    parsed = [parse_line(line, n) for n, line in enumerate(lines, 1)]
+    assert all(isinstance(p, Parsed) for p in parsed)
+    records = [r for p in parsed if isinstance(p, Parsed) for r in p.records]
+    assert len(records) == 1500 and len({r.hash for r in records}) == 1500
+    assert sum(r.blocked is not None for r in records) > 0 and sum(r.error is not None for r in records) > 0

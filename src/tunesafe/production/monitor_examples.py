@@ -178,8 +178,9 @@ def generated_log(n: int, seed: int = 0) -> Iterator[str]:
     rng = random.Random(seed)
     behaviors = _suite()
     harmful = [b for b in behaviors if b.kind == "harmful"]
+    # attacks that rewrite one chat turn: agent families expand to episodes, not to a logged request
     attacks = [a for a in library.all_attacks() if not a.meta.needs_attacker and a.meta.family not in (
-        "direct_request", "past_tense_reformulation", "many_shot")]
+        "direct_request", "past_tense_reformulation", "many_shot") and a.expand(harmful[0], seed=0)]
     for number in range(n):
         draw = rng.random()
         topic, ref = rng.choice(_TOPICS), f"{rng.randrange(10**7):07d}-{number}"
