@@ -96,7 +96,8 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
            flush_s: float = FLUSH_S,
            idle_exit_s: float | None = None, stop: threading.Event | None = None,
            stream: IO[bytes] | None = None, chunk_lines: int = CHUNK_LINES, actor: str | None = None,
-           now: datetime | None = None, assessor: Assessor | None = None) -> IngestSummary:
+           now: datetime | None = None, assessor: Assessor | None = None,
+           triage: bool = True) -> IngestSummary:
     """Ingest a log file (or `stream` when source is "-"). UserError for bad input (unknown model or
     format, unreadable file, bad sample rate); nothing stored is lost then. A given `assessor` (judge,
     detectors and sample rate already chosen, models loaded) is used instead of building one."""
@@ -114,7 +115,7 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
     if str(source) == "-" and follow:
         raise UserError("--follow needs a file", where="--follow",
                         fix="stdin is read until it closes anyway; pass a file path to tail it")
-    assessor = assessor or Assessor(judge, detectors, sample)
+    assessor = assessor or Assessor(judge, detectors, sample, triage)
     run = _Ingest(store, model, str(source), fmt, assessor, policy, actor, now)
     if str(source) == "-":
         run.read_stream(stream, chunk_lines)

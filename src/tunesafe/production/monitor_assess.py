@@ -6,7 +6,8 @@ A log carries no behaviour kind, so "harmful" is decided as in `tunesafe judge` 
 (not refused, not degenerate). The request classifier embeds the request, which costs far more than the
 pattern stage of the local judges; it only runs where it can change the outcome, i.e. on answers the judge
 found neither refused nor degenerate (a refusal is never a harmful completion, whatever was asked).
-Those requests are classified in one batch per chunk.
+Those requests are classified in one batch per chunk, after a triage model (tunesafe.screening.
+request_triage) has cleared the plainly everyday ones without an embedding; `triage=False` embeds all.
 
 Fail closed: an error in the log, or a judge that could not decide, is an `error` assessment, counted
 apart and never as refused or safe. Sampling is deterministic by the record's hash, so a re-run samples
@@ -63,7 +64,7 @@ class Assessor:
     """The judge and detectors for one ingest, built once (the embedding models load on first use)."""
 
     def __init__(self, judge: str = "default", detectors: Sequence[str] = ("attack_library",),
-                 sample: float = 1.0) -> None:
+                 sample: float = 1.0, triage: bool = True) -> None:
         from tunesafe.judges.base import get_judge
 
         if judge not in LOCAL_JUDGES:
@@ -72,9 +73,11 @@ class Assessor:
         self.sample = check_sample(sample)
         self.judge = get_judge(judge)
         self.detectors: list[Detector] = [get_detector(name) for name in dict.fromkeys(detectors)]
+        self.triage = triage
         self.request_classifier: str | None = None
         self.seconds: Counter[str] = Counter()  # per stage, for benchmarks/monitor.py
         self.classified = 0  # requests the request classifier embedded
+        self.cleared = 0  # requests the triage model cleared as everyday
 
     def versions(self) -> dict[str, Any]:
         return {"judge": {"name": self.judge.name, "version": self.judge.version},
@@ -145,9 +148,21 @@ class Assessor:
         # those need no embedding
         decided = {r: True for r in dict.fromkeys(requests) if keyword_signal(r) is not None}
         rest = [r for r in dict.fromkeys(requests) if r not in decided]
+        if not rest:
+            return [decided[r] for r in requests]
+        from tunesafe.screening.request_classifier import request_model
+
+        self.request_classifier = request_model().digest
+        if self.triage:
+            from tunesafe.screening.request_triage import triage_model
+
+            model = triage_model()
+            cleared = model.clears(rest)
+            decided.update((r, False) for r, c in zip(rest, cleared, strict=True) if c)
+            rest = [r for r, c in zip(rest, cleared, strict=True) if not c]
+            self.cleared += int(cleared.sum())
+            self.request_classifier += f" after triage {model.digest}"
         harms = request_kinds(rest)
         self.classified += len(rest)
-        if harms:
-            self.request_classifier = harms[0].classifier
         decided.update((r, h.harmful) for r, h in zip(rest, harms, strict=True))
         return [decided[r] for r in requests]
