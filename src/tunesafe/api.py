@@ -54,18 +54,20 @@ def evaluate(model: str | None, *, suite: str = "default", attacks: str = "all",
              judges: str | Sequence[str] = ("default",), judge_model: str | None = None,
              attacker: str | None = None, limit: int | None = None, seed: int = 0, concurrency: int = 8,
              max_new_tokens: int = 256, temperature: float = 0.0, use_cache: bool = True,
-             max_pause: float = 600.0, name: str | None = None, resume: str | None = None,
+             max_pause: float = 600.0, executor: str = "local", workers: int = 2,
+             ray_address: str | None = None, name: str | None = None, resume: str | None = None,
              store: StoreLike = None, progress: bool = False) -> RunReport:
     """`tunesafe eval MODEL`: an adversarial safety evaluation (suite x attacks, judged), stored as it goes.
 
     Returns the run's report: `run_id`, `status`, `summary` (rates with intervals overall, per family,
     category and kind) and `stats` (throughput of this call). An identical earlier run is not reused here
     (as with the CLI); `gate` reuses stored runs. `resume=RUN_ID` completes an interrupted run with its
-    stored options (`model` may then be None), e.g. after an EndpointUnavailable."""
+    stored options (`model` may then be None), e.g. after an EndpointUnavailable. `executor="ray"` runs
+    the attempts on `workers` Ray actors (at `ray_address`, or a local instance), as `--executor ray`."""
     config = EvalConfig(suite=suite, attacks=attacks, judges=_names(judges), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=use_cache, attacker_ref=attacker, judge_model_ref=judge_model,
-                        max_pause=max_pause)
+                        max_pause=max_pause, executor=executor, ray_address=ray_address, workers=workers)
 
     async def run() -> RunReport:
         from tunesafe.engine.runner import evaluate as run_evaluation
@@ -81,6 +83,7 @@ def gate(base: str, candidate: str, *, policy: PathLike | Policy | None = None, 
          attacks: str = "all", judges: str | Sequence[str] = ("default",), attacker: str | None = None,
          limit: int | None = None, seed: int = 0, concurrency: int = 8, max_new_tokens: int = 256,
          temperature: float = 0.0, use_cache: bool = True, max_pause: float = 600.0,
+         executor: str = "local", workers: int = 2, ray_address: str | None = None,
          base_name: str | None = None, candidate_name: str | None = None, escalate_judge: str | None = None,
          out: PathLike | None = DEFAULT_OUT, store: StoreLike = None, progress: bool = False,
          notify: Callable[[str], None] | None = None) -> GateOutcome:
@@ -95,23 +98,22 @@ def gate(base: str, candidate: str, *, policy: PathLike | Policy | None = None, 
     "tunesafe" logger."""
     from tunesafe.analysis.escalate import parse_escalation_ref
     from tunesafe.gating import gate_models
-    from tunesafe.production.regression import with_regressions
 
     chosen = _policy(policy)
     escalate = None if escalate_judge is None else parse_escalation_ref(escalate_judge)
     config = EvalConfig(suite=suite, attacks=attacks, judges=_names(judges), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
-                        use_cache=use_cache, attacker_ref=attacker, max_pause=max_pause)
+                        use_cache=use_cache, attacker_ref=attacker, max_pause=max_pause,
+                        executor=executor, ray_address=ray_address, workers=workers)
     out_dir = None if out is None else Path(out)
     say = notify or log.info
 
     async def run() -> GateOutcome:
         with _opened(store) as opened:
             # incident regression items join the suite, written where the CLI writes them
-            gated = with_regressions(opened, candidate_name, config, out_dir or DEFAULT_OUT, notify=say)
-            return await gate_models(opened, base, candidate, chosen, gated, base_name=base_name,
+            return await gate_models(opened, base, candidate, chosen, config, base_name=base_name,
                                      candidate_name=candidate_name, out_dir=out_dir, progress=progress,
-                                     notify=say, escalate=escalate)
+                                     notify=say, escalate=escalate, regressions_dir=out_dir or DEFAULT_OUT)
 
     return _blocking(lambda: asyncio.run(run()))
 

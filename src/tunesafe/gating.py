@@ -48,16 +48,23 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
                       base_name: str | None = None, candidate_name: str | None = None,
                       out_dir: Path | None = None, progress: bool = True,
                       notify: Callable[[str], None] | None = None,
-                      escalate: EscalationRef | None = None) -> GateOutcome:
+                      escalate: EscalationRef | None = None,
+                      regressions_dir: Path | None = None) -> GateOutcome:
     """Run the gate on two model refs. A complete earlier run with the same model hash and config is
     reused; one whose answers were judged by other judge versions is re-judged (no model calls, said
     through `notify`); the candidate replays the base answers' frozen attacker prompts so every attempt
     pairs up. Local refs are put on one backend first, so the difference measured is the fine-tune's.
-    With `escalate`, the pairs that move the decision are judged again by that judge first."""
+    With `escalate`, the pairs that move the decision are judged again by that judge first. With
+    `regressions_dir`, the suite gains the regression items of the candidate's incidents (the combined suite
+    is written there), as every later gate of that model must run them."""
     from tunesafe.models.vllm_launch import hold
 
     base_ref, candidate_ref = align_backends(base_ref, candidate_ref)
     say = notify or _quiet
+    if regressions_dir is not None:
+        from tunesafe.production.regression import with_regressions
+
+        config = with_regressions(store, candidate_name, config, regressions_dir, notify=say)
     with hold((base_ref, candidate_ref)):  # vllm:...?launch=1: one server with both sides' adapters
         base_run = await _stored_or_new(store, "base", base_ref, config, base_name, progress, say)
         # Replay from the run that generated the base answers: a re-judge does not change what to replay,

@@ -80,6 +80,18 @@ def test_gate_bad_policy_is_a_user_error_and_loses_nothing(models: SmokePair, tm
         assert store.verify().ok
 
 
+def test_unknown_executor_is_a_user_error_before_any_model_call(models: SmokePair, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    for call in (lambda: tunesafe.evaluate(models.base, store=db, executor="spark", **OPTIONS),
+                 lambda: tunesafe.gate(models.base, models.eroded, store=db, out=None, executor="ray",
+                                       workers=0, **OPTIONS)):
+        with pytest.raises(UserError) as err:
+            call()
+        assert err.value.exit_code == 2 and err.value.where in ("--executor", "--workers")
+    with Store.open(str(db)) as store:
+        assert list_runs(store) == []
+
+
 def test_evaluate_outside_and_inside_a_loop(models: SmokePair, tmp_path: Path) -> None:
     report = tunesafe.evaluate(models.eroded, store=tmp_path / "a.db", suite="smoke",
                                attacks="direct_request", judges=("refusal",), max_new_tokens=32,

@@ -77,13 +77,11 @@ def gate_command(
                         executor=executor, ray_address=ray_address, workers=workers)
     with open_store(db_url(ctx)) as store:
         from tunesafe.gating import gate_models  # numpy/scipy load only when a gate actually runs
-        from tunesafe.production.regression import with_regressions
 
-        config = with_regressions(store, candidate_name, config, out, notify=_note)  # incidents' suites
         outcome = asyncio.run(gate_models(store, base, candidate, policy, config, base_name=base_name,
                                           candidate_name=candidate_name, out_dir=out,
                                           progress=progress and not as_json, notify=_note,
-                                          escalate=escalate))
+                                          escalate=escalate, regressions_dir=out))
         _warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 
