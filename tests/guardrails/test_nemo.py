@@ -133,3 +133,25 @@ def test_missing_binary_skips_or_fails_when_required(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("TUNESAFE_REQUIRE_NEMO", "1")
     with pytest.raises(pytest.fail.Exception, match="TUNESAFE_REQUIRE_NEMO"):
         require_nemo()
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses with a listening TCP socket on `port` (Linux /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_nemo_listens_on_loopback_only(nemo: tuple[str, RunningServer]) -> None:
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("reads the listening sockets from /proc/net/tcp (Linux)")
+    url, _ = nemo
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1, and not 0.0.0.0 (00000000)

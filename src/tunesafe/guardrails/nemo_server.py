@@ -29,6 +29,18 @@ def nemo_binary() -> str | None:
             or shutil.which("nemoguardrails"))
 
 
+def nemo_python(binary: str) -> str:
+    """The interpreter of the venv the `nemoguardrails` script belongs to: its sibling `python`, else the
+    script's shebang."""
+    sibling = Path(binary).with_name("python")
+    if sibling.exists():
+        return str(sibling)
+    first = Path(binary).read_bytes().split(b"\n", 1)[0].decode(errors="replace")
+    if first.startswith("#!") and first[2:].strip():
+        return first[2:].strip().split()[0]
+    raise RuntimeError(f"cannot tell which python runs {binary}: no sibling python and no shebang")
+
+
 def rail_prompt(task: str, text: str) -> str:
     """The self-check prompt the shipped config makes NeMo send for `text` (task self_check_input with
     the user's message, self_check_output with the answer)."""
@@ -46,8 +58,9 @@ def _free_port() -> int:
 
 @contextmanager
 def serve_nemo(model_url: str, binary: str | None = None, startup_s: float = 120.0) -> Iterator[str]:
-    """Run the server until the block ends; yields its base URL (`http://127.0.0.1:PORT/v1`). The shipped
-    config is the default one, so plain OpenAI chat clients (no `guardrails` field) get the rails too."""
+    """Run the server until the block ends, listening on 127.0.0.1 only; yields its base URL
+    (`http://127.0.0.1:PORT/v1`). The shipped config is the default one, so plain OpenAI chat clients (no
+    `guardrails` field) get the rails too."""
     binary = binary or nemo_binary()
     if binary is None:
         raise RuntimeError("nemoguardrails is not installed: run `make nemo`")
@@ -58,8 +71,10 @@ def serve_nemo(model_url: str, binary: str | None = None, startup_s: float = 120
     with tempfile.TemporaryDirectory(prefix="tunesafe-nemo-") as folder:
         log = Path(folder) / "server.log"
         with log.open("w") as sink:
-            command = [binary, "server", "--config", str(CONFIG_DIR), "--port", str(port),
-                       "--disable-chat-ui", "--default-config-id", CONFIG_ID]
+            # through nemo_loopback.py: `nemoguardrails server` itself binds 0.0.0.0 and has no --host
+            command = [nemo_python(binary), str(Path(__file__).with_name("nemo_loopback.py")), "server",
+                       "--config", str(CONFIG_DIR), "--port", str(port), "--disable-chat-ui",
+                       "--default-config-id", CONFIG_ID]
             proc = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}/v1"
         try:
