@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--suite", default="agents-smoke")
     parser.add_argument("--attacks", default=FAMILIES)
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=8)  # llama.cpp serves 8 slots
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     models = args.model or ["embedded:qwen2.5-coder-0.5b?backend=llamacpp"]

@@ -32,6 +32,7 @@ def test_table_and_profile_of_a_scripted_run(agent_servers: dict[str, RunningSer
     assert stats["turns"] == len(steps) and stats["tool_calls"] == sum(len(s["calls"]) for s in steps)
     assert stats["completion_tokens"] == sum(s["completion_tokens"] for s in steps) > 0
     assert stats["turns_at_token_limit"] == 0
+    assert stats["completion_tokens_max_unclipped"] == max(s["completion_tokens"] for s in steps)
     # A limit below every reply: every turn counts as cut off, and holds all the model time.
     tight = profile(results, max_new_tokens=1)
     assert tight["turns_at_token_limit"] == len(steps) and tight["model_time_share_at_limit"] == 1.0

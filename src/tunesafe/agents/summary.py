@@ -74,6 +74,9 @@ def profile(results: Iterable[AttemptResult], max_new_tokens: int) -> dict[str, 
         "completion_tokens": sum(completion),
         "completion_tokens_per_turn": round(sum(completion) / len(steps)) if steps else 0,
         "turns_at_token_limit": len(at_limit),
+        # how close replies that ended by themselves came to the limit (is the limit cutting real calls?)
+        "completion_tokens_max_unclipped": max((s.get("completion_tokens", 0) for s in steps
+                                                if s not in at_limit), default=0),
         "model_time_s": round(latency, 1),
         "model_time_share_at_limit": round(sum(s.get("latency_s", 0.0) for s in at_limit) / latency, 2)
         if latency else 0.0,
