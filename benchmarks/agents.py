@@ -43,9 +43,14 @@ async def measure(store: Store, model: str, args: argparse.Namespace) -> dict[st
     wall = time.perf_counter() - started
     results = store_results.load_results(store, report.run_id)
     rows = table(results)
+    # What a malformed ending looks like (the last reply of each such episode, cut): the table's
+    # malformed share says how often, these say why.
+    malformed = [e["steps"][-1]["reply"][:240] for r in results
+                 for e in (r.frozen.get("agent") or {}).get("episodes", ()) if e["outcome"] == "malformed"]
     return {"model": model, "suite": args.suite, "attacks": args.attacks, "attempts": len(results),
             "max_new_tokens": args.max_new_tokens, "wall_s": round(wall, 1),
             "profile": profile(results, args.max_new_tokens), "markdown": markdown(rows),
+            "malformed_replies": malformed,
             "table": [{k: asdict(v) if isinstance(v, Rate) else v for k, v in r.items()} for r in rows]}
 
 

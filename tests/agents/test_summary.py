@@ -21,6 +21,7 @@ def test_table_and_profile_of_a_scripted_run(agent_servers: dict[str, RunningSer
     assert ti["benign_utility"] == wilson(5, 5) and ti["attack_success"] == wilson(0, 5)
     assert ti["malformed"] == wilson(0, 10) and ti["benign_utility"].method == "wilson"
     assert rows[("agent_second_order", "bank")]["attack_success"] == wilson(0, 1)
+    assert rows[("agent_second_order", "all")]["propagation"] == wilson(0, 2)
     assert {f for f, _ in rows} == set(FAMILIES.split(","))
     text = markdown(list(rows.values()))
     assert "| agent_tool_injection | **all** | 10 | 5/5 100% [57%, 100%] | 0/5 0% [0%, 43%] |" in text

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tunesafe.analysis.agents import agent_metrics, agent_records
+from tunesafe.analysis.agents import RATES, agent_metrics, agent_records
 from tunesafe.analysis.metrics import wilson
 from tunesafe.types import AttemptResult, Rate
 
@@ -30,7 +30,7 @@ def table(results: Iterable[AttemptResult]) -> list[dict[str, Any]]:
         family, _, env = key.removeprefix("family:").partition("/env:")
         row: dict[str, Any] = {"family": family, "environment": env or "all", "n": group.n,
                                "errors": group.errors}
-        for name, _label in COLUMNS:
+        for name in RATES:  # the markdown shows COLUMNS; the rest (propagation, stored, ...) is for JSON
             rate = group.rates[name]
             row[name] = wilson(rate.k, rate.n)
         rows.append(row)
