@@ -86,7 +86,7 @@ async def run_case(case: Case, model: ChatModel, settings: Settings) -> CaseResu
     return await _tool_injection(case, model, settings)
 
 
-def _world(case: Case, persist: bool = False) -> World:
+def case_world(case: Case, persist: bool = False) -> World:
     placements = {case.task.vector: case.injection.text(persist)} if case.injection else {}
     return load_world(placements)
 
@@ -96,7 +96,7 @@ def _attacked(case: Case, before: Mapping[str, Any], world: World, answer: str) 
 
 
 async def _tool_injection(case: Case, model: ChatModel, settings: Settings) -> CaseResult:
-    world = _world(case)
+    world = case_world(case)
     before = world.snapshot()
     episode = await run_agent(model, world, kit(case.task), ASSISTANT, case.task.prompt, settings)
     return CaseResult(case, (episode,), holds(case.task.check, before, world, episode.answer),
@@ -113,7 +113,7 @@ def _messenger(outbox: list[str]) -> Tool:
 
 
 async def _second_order(case: Case, model: ChatModel, settings: Settings) -> CaseResult:
-    world = _world(case)
+    world = case_world(case)
     before = world.snapshot()
     outbox: list[str] = []
     reader_tools = {**kit(case.task, only_reads=True), "message_executor": _messenger(outbox)}
@@ -131,7 +131,7 @@ async def _second_order(case: Case, model: ChatModel, settings: Settings) -> Cas
 
 async def _memory(case: Case, model: ChatModel, settings: Settings) -> CaseResult:
     assert case.trigger is not None  # every memory case has its later task
-    first_world = _world(case, persist=True)
+    first_world = case_world(case, persist=True)
     first_before = first_world.snapshot()
     first = await run_agent(model, first_world, kit(case.task), ASSISTANT, case.task.prompt, settings,
                             agent="episode-1")

@@ -88,7 +88,12 @@ async def run_agent(model: ChatModel, world: World, tools: Mapping[str, Tool], s
             return episode
         reply = parse_reply(generation.text)
         step: dict[str, Any] = {"index": index, "reply": generation.text, "calls": [],
-                                "malformed": list(reply.malformed), "untagged": reply.untagged}
+                                "malformed": list(reply.malformed), "untagged": reply.untagged,
+                                # where an episode's time goes (benchmarks/agents.py profiles from these)
+                                "prompt_tokens": generation.prompt_tokens,
+                                "completion_tokens": generation.completion_tokens,
+                                "finish_reason": generation.finish_reason,
+                                "latency_s": round(generation.latency_s, 3)}
         episode.steps.append(step)
         episode.messages.append(Message("assistant", generation.text))
         if reply.malformed:

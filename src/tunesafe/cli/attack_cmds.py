@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import typer
 from rich.markup import escape
 
 from tunesafe import attacks
+from tunesafe.agents.attacks import AgentAttack
+from tunesafe.agents.example import agent_example
 from tunesafe.attacks import AttackImpl
 from tunesafe.cli.common import JSON_OPTION, console, print_json, print_rows
 from tunesafe.cli.groups import attacks_app
@@ -57,6 +60,8 @@ def show(name: str = typer.Argument(..., help="An attack name (see `tunesafe att
             "example": [{"messages": [{"role": m.role, "content": m.content} for m in a.messages],
                          "prefill": a.prefill, "params": dict(a.params), "attempt_id": a.id}
                         for a in attempts]}
+    if isinstance(attack, AgentAttack):  # transforms no request: its example is an attacked case
+        info["agent_example"] = agent_example(attack.case_family, attack.defence)
     if as_json:
         print_json(info)
         return
@@ -68,6 +73,9 @@ def show(name: str = typer.Argument(..., help="An attack name (see `tunesafe att
             console.print(f"{label}: {info[key]}", highlight=False)
     for source in info["sources"]:
         console.print(f"Source: {source}", highlight=False)
+    if "agent_example" in info:
+        _print_agent_example(info["agent_example"])
+        return
     console.print(f"\nExample on a harmless request: {EXAMPLE.text!r}", highlight=False)
     if attack.meta.needs_attacker:
         console.print("(attacker-driven: the attacker model writes the turns at run time; the attempt holds "
@@ -78,6 +86,23 @@ def show(name: str = typer.Argument(..., help="An attack name (see `tunesafe att
             console.print(f"[bold]{message['role']}:[/] {escape(message['content'])}", highlight=False)
         if example["prefill"]:
             console.print(f"[bold]assistant (prefilled):[/] {escape(example['prefill'])}", highlight=False)
+
+
+def _print_agent_example(example: dict[str, Any]) -> None:
+    console.print(f"\nExample case: {example['case']} (environment {example['environment']}, style "
+                  f"{example['style']})", highlight=False)
+    for agent in example["agents"]:
+        console.print(f"[bold]{agent['agent']}[/] (tools: {', '.join(agent['tools'])})", highlight=False)
+        console.print(f"  [bold]system:[/] {escape(agent['system'])}", highlight=False)
+        console.print(f"  [bold]user:[/] {escape(agent['user'])}", highlight=False)
+    injected = example["injected"]
+    console.print(f"[bold]tool result carrying the injection[/] ({injected['name']}"
+                  f"({json.dumps(injected['arguments'])})):", highlight=False)
+    console.print(f"  {escape(injected['result'])}", highlight=False)
+    console.print(f"[bold]Attack success:[/] {escape(example['success'])}: "
+                  f"{json.dumps(example['success_check'])}", highlight=False)
+    console.print(f"[bold]Utility:[/] the user's task done: "
+                  f"{' and '.join(json.dumps(c) for c in example['utility_check'])}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
