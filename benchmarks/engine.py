@@ -1,6 +1,9 @@
 """End-to-end engine throughput: attempts/s (attack, HTTP call, judge, store) against the loopback
 OpenAI-compatible server with a fixed latency per request, template attacks, at several concurrency
-levels. Each run uses a fresh SQLite store (so no cache hits) and the server runs in its own process.
+levels. Each run uses a fresh SQLite store (so no response-cache hits) and starts with the judge's
+embedding cache emptied (the model stays loaded): the loopback server answers the same prompts the same
+way in every run, and a warm cache would measure answers judged before. The server runs in its own
+process.
 
 Also times the judge alone on the same answers, so a judge bottleneck shows up as such.
 
@@ -24,11 +27,13 @@ from tunesafe.engine.results import load_results
 from tunesafe.engine.runner import EvalConfig, evaluate
 from tunesafe.evidence.store import Store
 from tunesafe.judges import JudgeInput, get_judge
+from tunesafe.judges.classifier import Embedder
 from tunesafe.testing.openai_server import serve_subprocess
 
 
 def one_run(url: str, config: EvalConfig, folder: Path) -> tuple[dict[str, Any], Store, str]:
     store = Store.open(str(folder / f"bench-{time.time_ns()}.db"))
+    Embedder.forget()
     started = time.perf_counter()
     report = asyncio.run(evaluate(store, f"openai:bench@{url}", config, progress=False))
     wall = time.perf_counter() - started  # includes opening the model and closing the run (evidence)
@@ -44,6 +49,7 @@ def judge_alone(store: Store, run_id: str, judge_name: str, batch: int = 64) -> 
     items = [JudgeInput(request="", response=r.response, kind=r.attempt.kind, id=r.attempt.id)
              for r in results if r.generation.ok]
     judge = get_judge(judge_name)
+    Embedder.forget()
 
     async def go() -> None:
         for i in range(0, len(items), batch):
@@ -70,9 +76,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, serve_subprocess(latency_s=args.latency) as url:
         folder = Path(tmp)
-        # Warm-up: loads the judge's embedding model once, as a long run would.
+        # Warm-up, as a long run would be: the judge's embedding model loads on first use, and the few
+        # answers of a short run may all be decided by patterns, so load it explicitly too.
         warm = EvalConfig(suite=args.suite, attacks=args.attacks, judges=(args.judge,), limit=3)
         _, store, run_id = one_run(url, warm, folder)
+        if args.judge in ("default", "classifier", "implicit", "harm"):
+            Embedder.shared().encode(["warm-up"])
         for level in levels:
             config = EvalConfig(suite=args.suite, attacks=args.attacks, judges=(args.judge,),
                                 limit=args.limit, concurrency=level)

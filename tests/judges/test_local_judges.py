@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tunesafe.judges import JudgeInput, get_judge, judge_sync, registry
@@ -115,3 +116,14 @@ def test_response_actions_follow_the_documented_mapping(request_text: str, respo
     assert verdict.refused is refused, verdict.evidence
     if refused:  # no refusal phrase, only weak cues: the classifier decided
         assert "classifier_p_refusal" in verdict.evidence and not verdict.evidence["patterns"]["opening"]
+
+
+def test_forget_drops_cached_embeddings_and_keeps_the_model() -> None:
+    from tunesafe.judges.classifier import Embedder
+
+    embedder = Embedder.shared()
+    first = embedder.encode(["I would rather not go into that."])
+    assert "I would rather not go into that." in embedder._cache
+    Embedder.forget()
+    assert not embedder._cache and Embedder.shared() is embedder
+    assert np.allclose(embedder.encode(["I would rather not go into that."]), first, atol=1e-6)

@@ -78,6 +78,15 @@ class Embedder:
                 cls._instance = Embedder()
             return cls._instance
 
+    @classmethod
+    def forget(cls) -> None:
+        """Drops the shared instance's cached embeddings (the model stays loaded): benchmarks measure
+        judging answers never seen before, as a new model's answers are."""
+        with cls._lock:
+            if cls._instance is not None:
+                with cls._instance._encode_lock:
+                    cls._instance._cache.clear()
+
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Unit-normalised embeddings, one row per text."""
         with self._encode_lock:  # torch already uses every core; parallel calls only thrash
