@@ -394,6 +394,11 @@ def test_shared_baseline_is_the_start_probe_and_not_counted_in_the_share(tiny: A
     assert timing["judge_load_seconds"] >= 0
     (run,) = records(db, RecordType.TRAINING_RUN)
     assert run.body["probes"][0]["reused"]
+    from tunesafe.training.report import render_html, render_markdown
+
+    for text in (render_markdown(body), render_html(body)):
+        assert "probe share 0.0%" in text
+        assert f"shared start probe {baseline.seconds:.1f} s" in text
 
 
 def test_baseline_of_another_probe_set_or_setting_is_refused(tiny: Any, tmp_path: Path) -> None:
