@@ -303,18 +303,19 @@ def first_flag(body: Mapping[str, Any]) -> dict[str, Any] | None:
 def eval_backend(asked: str) -> str:
     """The backend the gates run on: llama.cpp when asked, or for `auto` when its server is built
     (`make llama-server`), else transformers."""
-    from tunesafe.models.llamacpp import find_server_binary
+    from tunesafe.models.llamacpp import BINARY_ENV, find_server_binary
 
     if asked not in ("auto", "hf", "llamacpp"):
         raise UserError(f"unknown evaluation backend {asked!r}", where="--eval-backend",
                         fix="use auto, hf or llamacpp")
-    if asked != "auto":
-        if asked == "llamacpp":
-            find_server_binary()  # UserError with the way to build it
+    if asked == "hf":
         return asked
+    if asked == "llamacpp" or os.environ.get(BINARY_ENV):  # asked for, or pointed at: must be there
+        find_server_binary()  # UserError with the way to build it
+        return "llamacpp"
     try:
         find_server_binary()
-    except UserError:
+    except UserError:  # not built: the slower transformers backend, said in the table
         return "hf"
     return "llamacpp"
 
