@@ -3,6 +3,7 @@ each training-time mitigation on the same data, gate every adapter against the b
 and compare each mitigation with the plain fine-tune on those attempts.
 
     python -m tunesafe.training.mitigation_demo OUT_DIR [--arms plain,mixing,constrained] [--db URL]
+        [--eval-backend auto|hf|llamacpp]
 
 What it establishes, from records in the evidence store only:
 - the plain fine-tune fails the gate, and the SafetyCallback flags it during training (the first probe
@@ -19,6 +20,11 @@ The arms: `plain` (cross-entropy on the twelve AOA examples, the recipe of the s
 looking at the gate's items: the epochs, learning rate and seed are the shipped adapter's and the
 constrained betas the paper's. The mixing ratio is 0.5, not Bianchi et al.'s 3%, because 3% of twelve
 rounds to a single example; 0.5 gives six (two of each kind), fixed before any measurement.
+
+The judge is loaded once and the base model's start probe taken once, both shared by the arms (a fresh
+LoRA adapter leaves the outputs unchanged and the probes decode greedily); each arm's probe share counts
+the probes it ran itself, and the table's timing line names the shared costs apart. The gates run on
+llama.cpp when its server is built (`--eval-backend auto`), else on transformers.
 
 During the demo the callback watches and does not stop (the probe actions are `warn`), so every arm runs
 its planned steps and the gate sees the finished fine-tune; the flag and the step where the policy's
