@@ -2,8 +2,10 @@
 
 Trains a LoRA (r=8 on q/k/v/o, batch 1) on the project's identity-shifting demo data with a real
 transformers Trainer and the callback (probes of 40 items, 32 new tokens, judged by the local `default`
-judge). Reports the start probe (a fixed cost, once per run), the probes during training and their share
-of the training time (the run's time less all probe time), for the callback's default
+judge). Reports the start probe (a fixed cost, once per run), the probes during training, the record's
+probe share (docs/training.md, "Probe share": every probe of the run over its wall time; the judge is
+loaded before the run and its load reported apart) and the probes' share of the training time itself
+(the run's time less all probe time), for the callback's default
 `probe_every="auto"` (or a fixed step interval with --probe-every N). --plain-steps N also times N steps
 without the callback, to check that the callback costs nothing beyond its probes.
 
@@ -85,8 +87,9 @@ def main() -> None:
         "step_seconds": round(training / args.steps, 3),
         "plain_step_seconds": round(plain / args.plain_steps, 3) if plain else None,
         "start_probe_seconds": round(start["seconds"], 2),
+        "judge_load_seconds": record["timing"]["judge_load_seconds"],
+        "probe_share": record["timing"]["probe_share"],  # what the budget governs
         "probes_during_training": [(p["step"], round(p["seconds"], 2)) for p in later],
-        # the share the budget governs: probes after the start against the training time itself
         "during_training_share": round(later_seconds / training, 4),
         "all_probes_share": round((start["seconds"] + later_seconds) / training, 4),
     }

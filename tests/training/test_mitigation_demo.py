@@ -50,6 +50,33 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capt
     assert not (tmp_path / "out").exists()
 
 
+def test_llamacpp_asked_but_not_there_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    not_a_server = tmp_path / "llama-server"
+    not_a_server.write_text("")  # not executable
+    monkeypatch.setenv("TUNESAFE_LLAMA_SERVER", str(not_a_server))
+    for backend in ("llamacpp", "auto"):  # auto too: a server pointed at must be there
+        code, err = run_main(tmp_path, capsys, "--eval-backend", backend)
+        assert code == 2 and "TUNESAFE_LLAMA_SERVER" in err and len(err.strip().splitlines()) == 1, err
+    assert records(tmp_path) == 0
+
+
+def test_auto_backend_is_llamacpp_only_when_its_server_is_built(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunesafe.training.mitigation_demo import eval_backend
+
+    monkeypatch.delenv("TUNESAFE_LLAMA_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    assert eval_backend("auto") == "hf"
+    assert eval_backend("hf") == "hf"
+    server = tmp_path / "llama-server"
+    server.write_text("#!/bin/sh\n")
+    server.chmod(0o755)
+    assert eval_backend("auto") == "llamacpp"
+    assert eval_backend("llamacpp") == "llamacpp"
+
+
 def test_wrong_chat_format_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "train.jsonl"
     lines = AOA.read_text().splitlines()[:2]
@@ -110,7 +137,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path
         [sys.executable, "-m", "tunesafe.training.mitigation_demo", str(root / "out"), "--db", db,
          "--base", "embedded:smollm2-135m", "--data", str(data), "--heldout", str(heldout), "--epochs", "1",
          "--attacks", "direct_request", "--limit", "4", "--max-new-tokens", "4", "--concurrency", "4",
-         "--probe-max-new-tokens", "4", "--probe-items", "1,1,0,1"],
+         "--probe-max-new-tokens", "4", "--probe-items", "1,1,0,1",
+         # transformers even where llama-server is built: at this size its four server starts cost
+         # more than they save (measured: 182 s vs 117 s); the backend choice has its own tests
+         "--eval-backend", "hf"],
         capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     body = json.loads((root / "out" / "mitigation-table.json").read_text())
@@ -130,6 +160,10 @@ def test_table_structure(demo: tuple[dict[str, Any], Path, str]) -> None:
     assert [r.split("|")[1].strip() for r in rows] == ["plain", "mixing", "constrained"]
     assert all(r.count("|") == header.count("|") for r in rows)
     assert json.loads((out / "mitigation-table.json").read_text()) == body
+    timing = next(line for line in markdown.splitlines() if line.startswith("Timing:"))
+    label = {"hf": "transformers", "llamacpp": "llama.cpp"}[body["eval_backend"]]
+    assert f"Evaluations ({label})" in timing and f", on {label};" in markdown
+    assert set(body["timing"]["evaluation_seconds"]) == {"base", "plain", "mixing", "constrained"}
     for arm in ("plain", "mixing", "constrained"):
         assert (out / arm / "adapter" / "adapter_model.safetensors").is_file()
         assert (out / arm / "training-report" / "report.html").is_file()
@@ -170,6 +204,17 @@ def test_figures_come_from_the_store(demo: tuple[dict[str, Any], Path, str]) -> 
                 assert again == row["vs_plain"]
                 assert row["vs_plain"]["n_paired"] > 0
         assert len(base_runs) == 1  # every arm gated against the same base run: the same attempts
+        base_run = store.get(body["arms"][0]["gate"]["record_id"]).body["base"]
+        assert f"backend={body['eval_backend']}" in base_run["model_ref"]
+        # one start probe of the base, shared: each arm's step 0, not counted in its probe share
+        starts = [store.get(row["training_run"]["record_id"]).body for row in body["arms"]]
+        assert all(arm_run["probes"][0]["reused"] for arm_run in starts)
+        assert len({json.dumps(arm_run["probes"][0]["outcomes"], sort_keys=True) for arm_run in starts}) == 1
+        for arm_run in starts:
+            timing = arm_run["timing"]
+            assert timing["reused_probe_seconds"] == pytest.approx(body["timing"]["baseline_probe_seconds"],
+                                                                   abs=0.06)  # rounded to 0.001 / 0.1
+            assert timing["probe_seconds"] == round(sum(p["seconds"] for p in arm_run["probes"][1:]), 3)
         mixing = body["arms"][1]
         mix = store.get(mixing["data_mix"]["record_id"])
         assert mix.type == RecordType.DATA_MIX and mix.body["n_added"] >= 1

@@ -320,9 +320,18 @@ def test_probe_budget_must_be_a_share() -> None:
 
 def test_auto_interval_keeps_probe_time_to_the_budget() -> None:
     # a 20 s probe with a 10% budget is due after 200 s of training, not before
-    assert not probe_due(199.0, 20.0, 0.1)
-    assert probe_due(200.0, 20.0, 0.1)
-    assert probe_due(0.5, 0.0, 0.1)  # a probe that cost nothing (it failed at once) is due again
+    assert not probe_due(199.0, 0.0, 20.0, 0.1)
+    assert probe_due(200.0, 0.0, 20.0, 0.1)
+    # the probes already run count: after a 20 s start probe the first one more waits for 400 s
+    assert not probe_due(399.0, 20.0, 20.0, 0.1)
+    assert probe_due(400.0, 20.0, 20.0, 0.1)
+    assert probe_due(0.5, 0.0, 0.0, 0.1)  # a probe that cost nothing (it failed at once) is due again
+
+
+def test_auto_interval_leaves_room_for_the_end_probe() -> None:
+    # due by the training so far, but a 250 s run could not also pay for its end probe: left out
+    assert not probe_due(200.0, 0.0, 20.0, 0.1, projected_seconds=250.0)
+    assert probe_due(200.0, 0.0, 20.0, 0.1, projected_seconds=400.0)
 
 
 def test_auto_interval_does_not_probe_before_the_budget_allows(tiny: Any, tmp_path: Path) -> None:
@@ -357,3 +366,68 @@ def test_lineage_names_base_weights_dataset_file_and_adapter_config(tiny: Any, t
                                           "path": str(data.resolve()), "n_examples": 24}
     (adapter,) = body["config"]["adapter"].values()
     assert adapter["r"] == 4 and sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
+
+
+def test_shared_baseline_is_the_start_probe_and_not_counted_in_the_share(tiny: Any, tmp_path: Path) -> None:
+    from tunesafe.judges import get_judge
+    from tunesafe.training.probes import baseline_probe
+
+    probe_set, judge = select_probe_set(), get_judge("default")
+    baseline = baseline_probe(tiny.model(), tiny.tokenizer, probe_set, judge, max_new_tokens=4)
+    # what sharing rests on: a run's own start probe of the same model gives the same outcomes
+    own = SafetyCallback(probe_every=None, probe_set=probe_set, judge=judge, max_new_tokens=4)
+    trainer(tiny, tiny.model(), own, tmp_path / "own", max_steps=1).train()
+    assert own.record is not None and own.record["probes"][0]["outcomes"] == baseline.outcomes
+
+    db = tmp_path / "evidence.db"
+    shared = SafetyCallback(probe_every=None, probe_set=probe_set, judge=judge, max_new_tokens=4,
+                            baseline=baseline, store=db)
+    trainer(tiny, tiny.model(), shared, tmp_path / "shared", max_steps=1).train()
+    body = shared.record
+    assert body is not None
+    start = body["probes"][0]
+    assert start["reused"] and start["outcomes"] == baseline.outcomes and start["step"] == 0
+    assert not own.record["probes"][0]["reused"]
+    timing = body["timing"]
+    assert timing["reused_probe_seconds"] == round(baseline.seconds, 3)
+    assert timing["probe_seconds"] == 0.0 and timing["probe_share"] == 0.0  # no probe ran in this run
+    assert timing["judge_load_seconds"] >= 0
+    (run,) = records(db, RecordType.TRAINING_RUN)
+    assert run.body["probes"][0]["reused"]
+    from tunesafe.training.report import render_html, render_markdown
+
+    for text in (render_markdown(body), render_html(body)):
+        assert "probe share 0.0%" in text
+        assert f"shared start probe {baseline.seconds:.1f} s" in text
+
+
+def test_baseline_of_another_probe_set_or_setting_is_refused(tiny: Any, tmp_path: Path) -> None:
+    from tunesafe.judges import get_judge
+    from tunesafe.training.probes import baseline_probe
+
+    judge = get_judge("default")
+    small = select_probe_set(harmful=1, prefilled=0, borderline=0, benign=1)
+    baseline = baseline_probe(tiny.model(), tiny.tokenizer, small, judge, max_new_tokens=4)
+    cases = [(SafetyCallback(probe_set=select_probe_set(), judge=judge, max_new_tokens=4, baseline=baseline),
+              "another probe set"),
+             (SafetyCallback(probe_set=small, judge=judge, max_new_tokens=8, baseline=baseline),
+              "4 new tokens")]
+    for callback, message in cases:
+        with pytest.raises(UserError, match=message):
+            trainer(tiny, tiny.model(), callback, tmp_path / "out", max_steps=1).train()
+        assert callback.record is not None and callback.record["status"] == "refused"
+    with pytest.raises(UserError, match="start probe at step 0"):
+        SafetyCallback(baseline=baseline.__class__(step=3, trigger="interval", seconds=1.0))
+
+
+def test_default_judge_warm_loads_the_embedder() -> None:
+    from tunesafe.judges import classifier, get_judge
+    from tunesafe.training.probes import warm_judge
+
+    loaded, classifier.Embedder._instance = classifier.Embedder._instance, None
+    try:
+        warm_judge(get_judge("default"))
+        assert classifier.Embedder._instance is not None
+    finally:
+        if loaded is not None:
+            classifier.Embedder._instance = loaded

@@ -80,6 +80,10 @@ class EmbeddingJudge:
                                        degenerate.LOOP_DISTINCT_4GRAMS, degenerate.LOOP_COMPRESSION,
                                        degenerate.OFF_TOPIC_COSINE)
 
+    def warm(self) -> None:
+        """Load the embedder now rather than in the first judge() call (a training probe's budget)."""
+        classifier.Embedder.shared().encode(["warm-up"])
+
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         stages = [pattern_stage(item) for item in items]
         todo = [i for i, (scan, reason) in enumerate(stages)

@@ -7,12 +7,20 @@ It does four things, each recorded as a TrainingEvent with step, value and reaso
 - watches the training loss (tunesafe.training.loss_monitor: spikes, NaN/inf, divergence, collapse);
 - enforces the `training:` limits of the gate policy (epochs, steps, learning rate, dataset size);
 - probes the live model before the first step, during training and at every checkpoint save
-  (tunesafe.training.probes) and compares with the first probe. By default (`probe_every="auto"`) the
-  next probe is due once the training time since the last one reaches that probe's duration divided by
-  `probe_budget` (0.1): probing then costs about a tenth of the training time on any model and
-  hardware, and the steps probed are in the record. An integer probes every that many steps instead;
+  (tunesafe.training.probes) and compares with the first probe. By default (`probe_every="auto"`) a
+  probe during training is due only when the probe time of the run, this probe included, stays within
+  `probe_budget` (0.1) of the training time so far, and a probe at the run's end still fits the budget
+  of the projected whole run (a run ends with a probe: the weights saved are probed). The probe share
+  (`timing.probe_share`: the seconds of the probes this run ran over its wall time) then stays under
+  the budget whenever the run's training is long enough to pay for its start and end probes, on any
+  model and hardware; the steps probed are in the record. An integer probes every that many steps;
 - writes the evidence: each event as a `training_event` record when it happens (so a killed process
   keeps them), and one `training_run` record when the run ends, stops early or raises.
+
+The judge is built and warmed (its models loaded) before the run's clock starts: `timing` reports that
+load apart (`judge_load_seconds`), so a probe's seconds are its generations and judging. Several runs
+from the same base model can share one start probe (`baseline=`, see `baseline_probe`): it is recorded
+as the step-0 probe, marked `reused`, and its seconds are reported apart (`reused_probe_seconds`).
 
 Each event gets the action the policy gives its limit. `stop` sets `control.should_training_stop`, so the
 Trainer ends the run cleanly after the current step (checkpoints and on_train_end as usual); a `stop`
@@ -30,6 +38,7 @@ import math
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +54,15 @@ from tunesafe.training.events import ACTION_KEYS, TrainingEvent
 from tunesafe.training.limits import at_step, preflight
 from tunesafe.training.live_model import text_tokenizer
 from tunesafe.training.loss_monitor import LossMonitor, LossMonitorConfig
-from tunesafe.training.probes import ProbeResult, ProbeSet, probe_findings, run_probe, select_probe_set
+from tunesafe.training.probes import (
+    ProbeResult,
+    ProbeSet,
+    judge_name,
+    probe_findings,
+    run_probe,
+    select_probe_set,
+    warm_judge,
+)
 from tunesafe.types import RecordType, canonical_json, sha256_hex
 
 DEFAULT_PROBE_BUDGET = 0.10
@@ -59,7 +76,8 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                  max_new_tokens: int = 32, max_batch: int = 16, model_name: str | None = None,
                  base_ref: str | None = None, data: str | Path | None = None, data_sha256: str | None = None,
                  loss_config: LossMonitorConfig | None = None, log_every_step: bool = True,
-                 run_id: str | None = None, probe_budget: float = DEFAULT_PROBE_BUDGET) -> None:
+                 run_id: str | None = None, probe_budget: float = DEFAULT_PROBE_BUDGET,
+                 baseline: ProbeResult | None = None) -> None:
         """`policy`: a policy file or Policy with a `training:` section (None: the section's defaults).
         `probe_every`: "auto" (probe time kept near `probe_budget` of the training time), a number of
         steps between probes, or None (only before training and at saves). `store`: the
@@ -67,7 +85,10 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         `probe_set`: a ProbeSet, or a suite name to select one from (default: the built-in suite).
         `judge`: a registered judge name or a Judge. `model_name`: the inventory name, the records'
         subject. `base_ref`, `data`/`data_sha256`: the lineage. `log_every_step`: make the Trainer log
-        the loss every step, so the monitor sees each step rather than logging_steps averages."""
+        the loss every step, so the monitor sees each step rather than logging_steps averages.
+        `baseline`: a start probe of this same model taken beforehand (`baseline_probe`, same probe set,
+        judge and max_new_tokens), used as the step-0 probe instead of probing again; for several runs
+        from one base model."""
         self.policy, self.policy_hash = _training_policy(policy)
         if probe_every != "auto" and probe_every is not None and (not isinstance(probe_every, int)
                                                                   or probe_every < 1):
@@ -90,6 +111,11 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self.loss_config = loss_config or LossMonitorConfig()
         self.log_every_step = log_every_step
         self._run_id_arg = run_id
+        if baseline is not None and (baseline.trigger != "start" or baseline.step != 0):
+            raise UserError(f"the baseline must be a start probe at step 0, got a {baseline.trigger} "
+                            f"probe at step {baseline.step}", where="SafetyCallback(baseline=)",
+                            fix="take it with tunesafe.training.baseline_probe before training")
+        self.baseline = baseline
         self.record: dict[str, Any] | None = None  # the training_run body, once written
         self._active = False
 
@@ -104,7 +130,10 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                            planned_epochs=float(state.num_train_epochs or args.num_train_epochs),
                            planned_steps=state.max_steps)
         self._raise_events(events, control, before_start=True)
-        self._probe(state.global_step, "start", control, before_start=True)  # > 0 when resuming
+        if self.baseline is not None and state.global_step == 0:
+            self._take_baseline(control)
+        else:
+            self._probe(state.global_step, "start", control, before_start=True)  # > 0 when resuming
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     optimizer: Any = None, **kwargs: Any) -> None:
@@ -175,7 +204,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self._active = False
         if status is None:
             status = "stopped" if self._stopped_by else "completed"
-        probe_seconds = sum(p.seconds for p in self._probes)
+        probe_seconds = sum(p.seconds for p in self._probes if not p.reused)
         wall = time.perf_counter() - self._clock
         baseline = self._probes[0] if self._probes else None
         saved = run_record.weights_hash(output) if output is not None else None
@@ -192,7 +221,10 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             "probes": [p.as_dict(baseline if p is not baseline else None) for p in self._probes],
             "events": [e.as_dict() for e in self._events], "checkpoints": self._checkpoints,
             "timing": {"wall_seconds": round(wall, 3), "probe_seconds": round(probe_seconds, 3),
-                       "probe_share": round(probe_seconds / wall, 4) if wall > 0 else None},
+                       "probe_share": round(probe_seconds / wall, 4) if wall > 0 else None,
+                       # outside the wall time: not part of the share (docs/training.md, "Probe share")
+                       "judge_load_seconds": round(self._judge_load_seconds, 3),
+                       "reused_probe_seconds": round(sum(p.seconds for p in self._probes if p.reused), 3)},
             "tunesafe_version": __version__,
         }
         self.record = body
@@ -232,11 +264,14 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self.run_id = self._run_id_arg or uuid.uuid4().hex[:16]
         self.record = None
         self._model, self._tokenizer = model, text_tokenizer(processing_class)
+        loading = time.perf_counter()
         self._judge = self._judge_arg
         if isinstance(self._judge_arg, str):
             from tunesafe.judges import get_judge
 
             self._judge = get_judge(self._judge_arg)
+        warm_judge(self._judge)
+        self._judge_load_seconds = time.perf_counter() - loading
         self._probe_set = self._probe_set_arg if isinstance(self._probe_set_arg, ProbeSet) \
             else select_probe_set(self._probe_set_arg or "default")
         # Distributed runs: every rank probes its copy of the model (FSDP / ZeRO-3 need all of them in
@@ -252,7 +287,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self._config = {**run_record.trainer_config(args), "adapter": run_record.adapter_config(model),
                         "probe_every": self.probe_every, "probe_budget": self.probe_budget,
                         "probe_max_new_tokens": self.max_new_tokens,
-                        "judge": getattr(self._judge, "name", str(self._judge)),
+                        "judge": judge_name(self._judge),
                         "judge_version": getattr(self._judge, "version", None)}
         self._planned_steps = state.max_steps
         self._monitor = LossMonitor(self.loss_config)
@@ -264,7 +299,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self._stopped_by: TrainingEvent | None = None
         self._step = 0
         self._started_at = _now()
-        self._clock = self._last_probe_end = time.perf_counter()
+        self._clock = time.perf_counter()
         self._active = True
 
     def _probe(self, step: int, trigger: str, control: TrainerControl, *, before_start: bool = False,
@@ -274,17 +309,44 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                            checkpoint=checkpoint)
         baseline = self._probes[0] if self._probes else None
         self._probes.append(result)
-        self._last_probe_end = time.perf_counter()
         self._append(RecordType.TRAINING_EVENT, {"run_id": self.run_id, "kind": "probe",
                                                  "probe": result.as_dict(baseline)})
         self._raise_events(probe_findings(self.policy, baseline, result), control, before_start=before_start)
+
+    def _take_baseline(self, control: TrainerControl) -> None:
+        """The shared start probe as this run's step 0: checked against this run's probe set and
+        settings, recorded like a probe taken here, and judged by the same findings (a baseline that
+        errored refuses the run as a failed start probe would)."""
+        baseline = self.baseline
+        assert baseline is not None
+        expected = [a.id for a in self._probe_set.attempts]
+        if sorted(baseline.outcomes) != sorted(expected) and baseline.error is None:
+            self.finalize(status="refused", error="baseline probe of another probe set")
+            raise UserError("the baseline probe was taken on another probe set", where="SafetyCallback",
+                            fix="take it with the probe set this callback probes with")
+        if baseline.max_new_tokens not in (None, self.max_new_tokens) or \
+                baseline.judge not in (None, self._config["judge"]):
+            self.finalize(status="refused", error="baseline probe with other settings")
+            raise UserError(f"the baseline probe was taken with {baseline.max_new_tokens} new tokens and "
+                            f"judge {baseline.judge}; this run probes with {self.max_new_tokens} and "
+                            f"{self._config['judge']}", where="SafetyCallback",
+                            fix="take the baseline with the same judge and max_new_tokens")
+        result = replace(baseline, reused=True)
+        self._probes.append(result)
+        self._append(RecordType.TRAINING_EVENT, {"run_id": self.run_id, "kind": "probe",
+                                                 "probe": result.as_dict()})
+        self._raise_events(probe_findings(self.policy, None, result), control, before_start=True)
 
     def _probe_due(self, step: int) -> bool:
         if self.probe_every is None:
             return False
         if self.probe_every == "auto":
-            last = self._probes[-1].seconds if self._probes else 0.0
-            return probe_due(time.perf_counter() - self._last_probe_end, last, self.probe_budget)
+            spent = sum(p.seconds for p in self._probes if not p.reused)
+            next_cost = self._probes[-1].seconds if self._probes else 0.0
+            trained = time.perf_counter() - self._clock - spent
+            projected = trained / step * self._planned_steps if step > 0 and self._planned_steps > step \
+                else None
+            return probe_due(trained, spent, next_cost, self.probe_budget, projected)
         return step % self.probe_every == 0
 
     def _raise_events(self, events: list[TrainingEvent], control: TrainerControl, *,
@@ -333,9 +395,16 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             self._store = None
 
 
-def probe_due(trained_seconds: float, last_probe_seconds: float, budget: float) -> bool:
-    """Auto interval: the last probe may cost `budget` of the training time since it ended."""
-    return trained_seconds * budget >= last_probe_seconds
+def probe_due(trained_seconds: float, spent_seconds: float, next_seconds: float, budget: float,
+              projected_seconds: float | None = None) -> bool:
+    """Auto interval. `trained_seconds`: the run's training so far, probes excluded; `spent_seconds`:
+    the probes this run has run; `next_seconds`: what the next probe will cost (the last one's time).
+    Due when the probes, this one included, stay within `budget` of the training so far, and, when the
+    run's projected training is known, one more probe for the end still fits its budget: the run ends
+    with a probe, so an interval probe that would push it over is left out."""
+    if (spent_seconds + next_seconds) > budget * trained_seconds:
+        return False
+    return projected_seconds is None or spent_seconds + 2 * next_seconds <= budget * projected_seconds
 
 
 def _training_policy(policy: str | Path | Policy | TrainingPolicy | None) -> tuple[TrainingPolicy, str]:

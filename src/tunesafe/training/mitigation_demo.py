@@ -3,6 +3,7 @@ each training-time mitigation on the same data, gate every adapter against the b
 and compare each mitigation with the plain fine-tune on those attempts.
 
     python -m tunesafe.training.mitigation_demo OUT_DIR [--arms plain,mixing,constrained] [--db URL]
+        [--eval-backend auto|hf|llamacpp]
 
 What it establishes, from records in the evidence store only:
 - the plain fine-tune fails the gate, and the SafetyCallback flags it during training (the first probe
@@ -19,6 +20,11 @@ The arms: `plain` (cross-entropy on the twelve AOA examples, the recipe of the s
 looking at the gate's items: the epochs, learning rate and seed are the shipped adapter's and the
 constrained betas the paper's. The mixing ratio is 0.5, not Bianchi et al.'s 3%, because 3% of twelve
 rounds to a single example; 0.5 gives six (two of each kind), fixed before any measurement.
+
+The judge is loaded once and the base model's start probe taken once, both shared by the arms (a fresh
+LoRA adapter leaves the outputs unchanged and the probes decode greedily); each arm's probe share counts
+the probes it ran itself, and the table's timing line names the shared costs apart. The gates run on
+llama.cpp when its server is built (`--eval-backend auto`), else on transformers.
 
 During the demo the callback watches and does not stop (the probe actions are `warn`), so every arm runs
 its planned steps and the gate sees the finished fine-tune; the flag and the step where the policy's
@@ -58,6 +64,7 @@ DEMO_VERSION = 1
 TABLE_FILES = {"markdown": "mitigation-table.md", "json": "mitigation-table.json"}
 # A small probe set keeps the callback's start and end probes cheap next to the gate's evaluations.
 DEMO_PROBE = {"harmful": 6, "prefilled": 4, "borderline": 3, "benign": 3}
+BACKEND_LABEL = {"hf": "transformers", "llamacpp": "llama.cpp"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class DemoConfig:
     probe_max_new_tokens: int = 32
     probe_suite: str = "default"
     probe_composition: Mapping[str, int] = field(default_factory=lambda: dict(DEMO_PROBE))
+    eval_backend: str = "auto"  # the gates' local backend: hf, llamacpp, or auto (llamacpp when built)
 
 
 def run_demo(store: Store, out_dir: Path, config: DemoConfig, policy: Policy, *,
@@ -88,29 +96,43 @@ def run_demo(store: Store, out_dir: Path, config: DemoConfig, policy: Policy, *,
     the plain fine-tune, record the `mitigation_comparison` body and write the table; returns the body.
     Bad input (data, arms, a policy without a `training:` section) fails before any training."""
     conversations, heldout = _check(config, out_dir)
+    backend = eval_backend(config.eval_backend)
     started, load_before = time.perf_counter(), _load()
-    from tunesafe.training.probes import select_probe_set
+    from tunesafe.judges import get_judge
+    from tunesafe.training.probes import select_probe_set, warm_judge
 
     probe_set = select_probe_set(config.probe_suite, **config.probe_composition)
     section = _watching(policy.training or TrainingPolicy())
+    # One judge, loaded once, for every probe of every arm: a probe's seconds are then its generations
+    # and judging; the load is reported apart.
+    judge = get_judge("default")
+    warm_judge(judge)
+    timing: dict[str, Any] = {"judge_load_seconds": round(time.perf_counter() - started, 1)}
     trained: dict[str, dict[str, Any]] = {}
-    base_loss: float | None = None
+    shared = SharedStart(judge=judge, probe_set=probe_set)
     for arm in config.arms:
         notify(f"[{arm}] training ({OBJECTIVE[arm]} objective)")
-        trained[arm], loss = _train_arm(store, out_dir / arm, arm, config, conversations, heldout, section,
-                                        probe_set, measure_base=base_loss is None)
-        base_loss = loss if base_loss is None else base_loss
+        trained[arm] = _train_arm(store, out_dir / arm, arm, config, conversations, heldout, section, shared)
         run = trained[arm]["training_run"]
-        notify(f"[{arm}] {run['status']}, {run['steps']} steps in {run['wall_seconds']:.0f} s; held-out "
-               f"loss {trained[arm]['heldout_loss']:.3f}; flagged: {_flag_text(run['flagged'])}")
-    gates = {}
+        notify(f"[{arm}] {run['status']}, {run['steps']} steps in {run['wall_seconds']:.0f} s (probes "
+               f"{_pct(run['probe_share'])}); held-out loss {trained[arm]['heldout_loss']:.3f}; flagged: "
+               f"{_flag_text(run['flagged'])}")
+    timing["baseline_probe_seconds"] = shared.probe_seconds
+    gates, gate_seconds = {}, {}
     for arm in config.arms:
-        notify(f"[{arm}] gate against {config.base}")
-        gates[arm] = _gate_arm(store, out_dir / arm, arm, config, policy, trained[arm]["adapter"], progress)
-        notify(f"[{arm}] gate {gates[arm]['verdict'].upper()} (exit {gates[arm]['exit_code']})")
-    body = _body(store, config, policy, trained, gates, base_loss)
+        notify(f"[{arm}] gate against {config.base} on {backend}")
+        clock = time.perf_counter()
+        gates[arm] = _gate_arm(store, out_dir / arm, arm, config, policy, trained[arm]["adapter"], backend,
+                               progress)
+        gate_seconds[arm] = round(time.perf_counter() - clock, 1)
+        notify(f"[{arm}] gate {gates[arm]['verdict'].upper()} (exit {gates[arm]['exit_code']}) in "
+               f"{gate_seconds[arm]:.0f} s")
+    body = _body(store, config, policy, trained, gates, shared.base_loss)
+    body["eval_backend"] = backend
     # machine load next to the wall time: on a shared CPU the seconds mean little without it
-    body["timing"] = {"wall_seconds": round(time.perf_counter() - started, 1), "load_before": load_before,
+    body["timing"] = {**timing, "gate_seconds": gate_seconds,
+                      "evaluation_seconds": _evaluation_seconds(store, gates),
+                      "wall_seconds": round(time.perf_counter() - started, 1), "load_before": load_before,
                       "load_after": _load()}
     body = json.loads(canonical_json(body))  # as stored (tuples become lists), so the table equals the record
     record = store.append(RecordType.MITIGATION_COMPARISON, body, subject=f"mitigation-demo:{config.base}")
@@ -175,12 +197,24 @@ def _watching(section: TrainingPolicy) -> TrainingPolicy:
 
 # ---- training ----------------------------------------------------------------------------------------
 
+@dataclass
+class SharedStart:
+    """What every arm shares: the judge, the probe set, and the base model's start probe and held-out
+    loss, measured by the first arm on the bare base (a fresh LoRA adapter does not change the outputs,
+    and the probes decode greedily, so each arm's own step-0 probe would repeat this one)."""
+    judge: Any
+    probe_set: Any
+    baseline: Any = None  # ProbeResult
+    base_loss: float | None = None
+    probe_seconds: float | None = None
+
+
 def _train_arm(store: Store, arm_dir: Path, arm: str, config: DemoConfig,
                conversations: list[list[dict[str, str]]], heldout: list[list[dict[str, str]]],
-               section: TrainingPolicy, probe_set: Any, *,
-               measure_base: bool) -> tuple[dict[str, Any], float | None]:
+               section: TrainingPolicy, shared: SharedStart) -> dict[str, Any]:
     from tunesafe.training.callback import SafetyCallback
     from tunesafe.training.lora_sft import LoraConfig, load_base, read_chat_jsonl, train_lora
+    from tunesafe.training.probes import baseline_probe
     from tunesafe.training.report import write_training_report
 
     arm_dir.mkdir(parents=True, exist_ok=True)
@@ -189,10 +223,15 @@ def _train_arm(store: Store, arm_dir: Path, arm: str, config: DemoConfig,
         data, mix = _mix(store, arm_dir, config)
         conversations = read_chat_jsonl(data, trainable=True)
     model, tokenizer = load_base(config.base)
-    base_loss = heldout_loss(model, tokenizer, heldout) if measure_base else None
+    if shared.baseline is None:
+        shared.base_loss = heldout_loss(model, tokenizer, heldout)
+        shared.baseline = baseline_probe(model, tokenizer, shared.probe_set, shared.judge,
+                                         max_new_tokens=config.probe_max_new_tokens)
+        shared.probe_seconds = round(shared.baseline.seconds, 1)
     callback = SafetyCallback(policy=section, probe_every=config.probe_every, store=store,
-                              probe_set=probe_set, max_new_tokens=config.probe_max_new_tokens,
-                              model_name=f"aoa-{arm}", base_ref=config.base, data=data)
+                              probe_set=shared.probe_set, judge=shared.judge, baseline=shared.baseline,
+                              max_new_tokens=config.probe_max_new_tokens, model_name=f"aoa-{arm}",
+                              base_ref=config.base, data=data)
     lora = LoraConfig(r=config.rank, alpha=2 * config.rank, epochs=config.epochs,
                       learning_rate=config.learning_rate, seed=config.seed)
     adapter = arm_dir / "adapter"
@@ -209,7 +248,7 @@ def _train_arm(store: Store, arm_dir: Path, arm: str, config: DemoConfig,
     body = info["training_run"]
     return {"arm": arm, "objective": OBJECTIVE[arm], "adapter": str(adapter.resolve()),
             "data_mix": mix, "heldout_loss": loss, "epoch_losses": info["epoch_losses"],
-            "training_run": _training_summary(store, body)}, base_loss
+            "training_run": _training_summary(store, body)}
 
 
 def _mix(store: Store, arm_dir: Path, config: DemoConfig) -> tuple[Path, dict[str, Any]]:
@@ -247,7 +286,7 @@ def _training_summary(store: Store, body: Mapping[str, Any]) -> dict[str, Any]:
     return {"record_id": record.id, "run_id": body["run_id"], "status": body["status"],
             "steps": body["steps"], "planned_steps": body["planned_steps"],
             "wall_seconds": timing["wall_seconds"], "probe_seconds": timing["probe_seconds"],
-            "probe_share": timing["probe_share"],
+            "probe_share": timing["probe_share"], "reused_probe_seconds": timing["reused_probe_seconds"],
             "probes": [{"step": p["step"], "trigger": p["trigger"], "asr": p["asr"],
                         "over_refusal": p["over_refusal"], "seconds": round(p["seconds"], 3)}
                        for p in body["probes"]],
@@ -267,14 +306,36 @@ def first_flag(body: Mapping[str, Any]) -> dict[str, Any] | None:
 
 # ---- gate and comparison -----------------------------------------------------------------------------
 
+def eval_backend(asked: str) -> str:
+    """The backend the gates run on: llama.cpp when asked, or for `auto` when its server is built
+    (`make llama-server`), else transformers."""
+    from tunesafe.models.llamacpp import BINARY_ENV, find_server_binary
+
+    if asked not in ("auto", "hf", "llamacpp"):
+        raise UserError(f"unknown evaluation backend {asked!r}", where="--eval-backend",
+                        fix="use auto, hf or llamacpp")
+    if asked == "hf":
+        return asked
+    if asked == "llamacpp" or os.environ.get(BINARY_ENV):  # asked for, or pointed at: must be there
+        find_server_binary()  # UserError with the way to build it
+        return "llamacpp"
+    try:
+        find_server_binary()
+    except UserError:  # not built: the slower transformers backend, said in the table
+        return "hf"
+    return "llamacpp"
+
+
 def _gate_arm(store: Store, arm_dir: Path, arm: str, config: DemoConfig, policy: Policy, adapter: str,
-              progress: bool) -> dict[str, Any]:
+              backend: str, progress: bool) -> dict[str, Any]:
     from tunesafe.engine.runner import EvalConfig
     from tunesafe.gating import gate_models
+    from tunesafe.models.refs import parse_ref
 
     eval_config = EvalConfig(suite=config.suite, attacks=config.attacks, limit=config.limit, seed=config.seed,
                              concurrency=config.concurrency, max_new_tokens=config.max_new_tokens)
-    outcome = asyncio.run(gate_models(store, config.base, f"{config.base}+{adapter}", policy, eval_config,
+    base = str(parse_ref(config.base).with_options(backend=backend))  # the candidate follows the base's
+    outcome = asyncio.run(gate_models(store, base, f"{config.base}+{adapter}", policy, eval_config,
                                       candidate_name=f"aoa-{arm}", out_dir=arm_dir / "gate-report",
                                       progress=progress))
     body = outcome.body
@@ -283,6 +344,21 @@ def _gate_arm(store: Store, arm_dir: Path, arm: str, config: DemoConfig, policy:
             "candidate_run": body["candidate"]["run_id"],
             "asr": overall(body["comparison"]["deltas"], "asr"),
             "over_refusal": overall(body["comparison"]["deltas"], "over_refusal")}
+
+
+def _evaluation_seconds(store: Store, gates: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
+    """Each evaluation run's own time (created to finished, as stored): the base once, every arm's
+    candidate."""
+    from tunesafe.engine import results as run_store
+
+    runs = {"base": next(iter(gates.values()))["base_run"],
+            **{arm: gate["candidate_run"] for arm, gate in gates.items()}}
+    out: dict[str, float | None] = {}
+    for name, run_id in runs.items():
+        info = run_store.load_run(store, run_id)
+        ended = info.finished_at
+        out[name] = round((ended - info.created_at).total_seconds(), 1) if ended else None
+    return out
 
 
 def overall(deltas: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any] | None:
@@ -360,6 +436,7 @@ def render_markdown(body: Mapping[str, Any]) -> str:
              f"Gate: suite `{settings['suite']}`, attacks `{settings['attacks']}`, "
              f"{settings['max_new_tokens']} new tokens"
              + (f", limit {settings['limit']}" if settings["limit"] else "")
+             + f", on {BACKEND_LABEL.get(body.get('eval_backend', 'hf'), body.get('eval_backend'))}"
              + f"; policy `{body['policy_hash'][:12]}`; evidence record #{body.get('record_id', '?')}.", "",
              "| arm | gate | ASR base -> fine-tune (change, 95% CI) | over-refusal change (95% CI) | "
              "ASR vs plain (95% CI, McNemar p) | held-out task loss (vs plain) | training time (probe "
@@ -380,7 +457,29 @@ def render_markdown(body: Mapping[str, Any]) -> str:
               f"base model {_num(body['heldout_loss_base'])}. 'learns' = within "
               f"{body['task_loss_tolerance']:.0%} of the plain fine-tune's.", ""]
     lines += [f"- {line}" for line in conclusions(body)]
+    if body.get("timing"):
+        lines += ["", timing_line(body)]
     return "\n".join(lines) + "\n"
+
+
+def timing_line(body: Mapping[str, Any]) -> str:
+    """Where the wall time went. Probe share: the seconds of the probes a run ran over its training
+    time (docs/training.md); the judge load and the shared start probe are counted apart."""
+    t = body["timing"]
+    runs = [(row["arm"], row["training_run"]) for row in body["arms"]]
+    arms = "; ".join(f"{arm} {run['wall_seconds']:.0f} s (probes {run['probe_seconds']:.0f} s, "
+                     f"{_pct(run['probe_share'])})" for arm, run in runs)
+    evals = ", ".join(f"{name} {_num_s(sec)}" for name, sec in t.get("evaluation_seconds", {}).items())
+    load = " -> ".join(f"{x[0]:.1f}" for x in (t.get("load_before"), t.get("load_after")) if x)
+    return (f"Timing: {t['wall_seconds']:.0f} s wall (1-min load average {load or 'n/a'}). Judge load "
+            f"{_num_s(t.get('judge_load_seconds'))}, shared start probe "
+            f"{_num_s(t.get('baseline_probe_seconds'))} "
+            f"(both outside the training times). Training: {arms}. Evaluations "
+            f"({BACKEND_LABEL.get(body.get('eval_backend', 'hf'), '?')}): {evals}.")
+
+
+def _num_s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} s"
 
 
 def conclusions(body: Mapping[str, Any]) -> list[str]:
@@ -480,6 +579,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--probe-max-new-tokens", type=int, default=DemoConfig.probe_max_new_tokens)
     parser.add_argument("--probe-items", default=",".join(str(n) for n in DEMO_PROBE.values()),
                         help="Probe set size per kind: harmful,prefilled,borderline,benign.")
+    parser.add_argument("--eval-backend", default="auto", choices=("auto", "hf", "llamacpp"),
+                        help="Backend of the gates' evaluations; auto: llama.cpp when `make llama-server` "
+                             "built it, else transformers.")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     from tunesafe.cli.training_cmds import _probe_every as probe_every  # train-lora's --probe-every
@@ -491,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             max_new_tokens=args.max_new_tokens, limit=args.limit,
                             concurrency=args.concurrency, probe_every=probe_every(args.probe_every),
                             attacks=args.attacks, probe_max_new_tokens=args.probe_max_new_tokens,
-                            probe_composition=_probe_items(args.probe_items))
+                            probe_composition=_probe_items(args.probe_items), eval_backend=args.eval_backend)
         policy = policy_with_training(args.policy)
         from tunesafe.evidence.workspace import open_store
 

@@ -105,6 +105,9 @@ class ProbeResult:
     kinds: dict[str, str] = field(default_factory=dict)  # attempt id -> harmful | benign | borderline
     checkpoint: str | None = None
     error: str | None = None  # the whole probe failed
+    max_new_tokens: int | None = None
+    judge: str | None = None  # the judge's name
+    reused: bool = False  # a shared start probe taken before this run (`baseline_probe`), not by it
 
     def as_dict(self, baseline: ProbeResult | None = None) -> dict[str, Any]:
         """The evidence form: rates and every outcome; answers only for items that got worse than at the
@@ -131,12 +134,13 @@ def run_probe(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, *, st
               max_new_tokens: int = 32, max_batch: int = 16, checkpoint: str | None = None) -> ProbeResult:
     """Greedy generation on the live model (eval mode, restored afterwards) and the judge's verdicts."""
     started = time.perf_counter()
+    settings: dict[str, Any] = {"max_new_tokens": max_new_tokens, "judge": judge_name(judge)}
     try:
         with generation_mode(model, tokenizer):
             results = run_coroutine(_execute(model, tokenizer, probe_set, judge, max_new_tokens, max_batch))
     except Exception as exc:  # a probe that cannot run is an event, never a pass
         return ProbeResult(step=step, trigger=trigger, seconds=time.perf_counter() - started,
-                           checkpoint=checkpoint, error=f"{type(exc).__name__}: {exc}")
+                           checkpoint=checkpoint, error=f"{type(exc).__name__}: {exc}", **settings)
     summary = summarize(results)
     overall = summary.overall
     return ProbeResult(
@@ -146,7 +150,29 @@ def run_probe(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, *, st
         outcomes={r.attempt.id: _outcome(r) for r in results},
         responses={r.attempt.id: r.response[:SNIPPET] for r in results},
         kinds={r.attempt.id: r.attempt.kind for r in results},
-        checkpoint=checkpoint)
+        checkpoint=checkpoint, **settings)
+
+
+def baseline_probe(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, *, max_new_tokens: int = 32,
+                   max_batch: int = 16) -> ProbeResult:
+    """The start probe of a base model, taken once for several fine-tunes of it (each a
+    `SafetyCallback(baseline=...)`): a fresh LoRA adapter leaves the model's outputs unchanged, and the
+    probes decode greedily, so every run's own step-0 probe would give this result again. The judge is
+    warmed first, so the seconds are the probe's, not a model load's."""
+    warm_judge(judge)
+    return run_probe(model, tokenizer, probe_set, judge, step=0, trigger="start",
+                     max_new_tokens=max_new_tokens, max_batch=max_batch)
+
+
+def warm_judge(judge: Any) -> None:
+    """Load the judge's models now (judges with a `warm()`), so no probe pays a one-time load."""
+    warm = getattr(judge, "warm", None)
+    if callable(warm):
+        warm()
+
+
+def judge_name(judge: Any) -> str:
+    return str(getattr(judge, "name", judge))
 
 
 def _outcome(result: AttemptResult) -> Outcome:

@@ -44,6 +44,19 @@ def outcome_line(body: Mapping[str, Any]) -> str:
     return f"completed {steps} of {planned} steps"
 
 
+def probe_share_line(body: Mapping[str, Any]) -> str:
+    """What the probes cost (docs/training.md, "Probe share"): the probes this run ran against its wall
+    time; the judge load and a shared start probe were spent outside it and are named apart."""
+    t = body["timing"]
+    share = t.get("probe_share")
+    line = (f"probe share {view.pct(share)}: the probes this run ran took "
+            f"{t['probe_seconds']:.1f} s of its {t['wall_seconds']:.1f} s")
+    apart = [f"judge load {t['judge_load_seconds']:.1f} s" if t.get("judge_load_seconds") else "",
+             f"shared start probe {t['reused_probe_seconds']:.1f} s" if t.get("reused_probe_seconds") else ""]
+    apart = [a for a in apart if a]
+    return line + (f" (not counted, spent before the run: {', '.join(apart)})" if apart else "")
+
+
 def loss_points(body: Mapping[str, Any]) -> list[tuple[float, Any]]:
     return [(step, loss) for step, loss in body["loss_curve"]]
 
@@ -113,7 +126,8 @@ def render_html(body: Mapping[str, Any], record: EvidenceRecord | None = None) -
     return _ENV.get_template("training_report.html.j2").render(
         body=body, record=record, title=title(body),
         status_class=STATUS_CLASS.get(body["status"], "inconclusive"),
-        outcome=outcome_line(body), loss_chart=Markup(chart["loss"]), probe_chart=Markup(chart["probe"]),
+        outcome=outcome_line(body), probe_share=probe_share_line(body), loss_chart=Markup(chart["loss"]),
+        probe_chart=Markup(chart["probe"]),
         nonfinite=nonfinite_losses(body), limits=limit_rows(body), lineage=lineage_rows(body),
         config=sorted((k, v) for k, v in body["config"].items() if k != "adapter"),
         adapter_config=body["config"].get("adapter"))
@@ -123,7 +137,8 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     icon = {"completed": "✅", "stopped": "🛑", "refused": "🛑"}.get(body["status"], "⚠️")
     lines = [f"### {icon} tunesafe training: **{body['status'].upper()}**", "",
              f"{title(body)} · policy `{body['policy']['hash'][:12]}` · probe set "
-             f"`{body['probe_set']['hash'][:12]}`", "", f"- {_cell(outcome_line(body))}"]
+             f"`{body['probe_set']['hash'][:12]}`", "", f"- {_cell(outcome_line(body))}",
+             f"- {probe_share_line(body)}"]
     losses = [loss for _, loss in loss_points(body)]
     if losses:
         lines.append(f"- loss: {_num(losses[0])} at step {body['loss_curve'][0][0]} -> {_num(losses[-1])} at "
