@@ -35,7 +35,7 @@ def ingest_command(
     judge: str = typer.Option("default", "--judge", help="Local judge: default, refusal, classifier, harm."),
     triage: bool = typer.Option(True, "--triage/--no-triage", help="Clear plainly everyday requests with the "
                                 "n-gram triage model before the embedding classifier (--no-triage: embed "
-                                "every answered request; about 4x slower on everyday traffic)."),
+                                "every answered request: exact, and slower the more everyday the traffic)."),
     detector: list[str] = typer.Option(["attack_library"], "--detector", help="Jailbreak-shape detector "
                                        "(repeatable)."),
     policy_file: Path = typer.Option(None, "--policy", help="Policy YAML whose `monitor:` section sets the "
