@@ -70,3 +70,12 @@ def test_wrong_shape_and_missing_file_are_clear_errors(tmp_path: Path) -> None:
         load_triage(path)
     with pytest.raises(UserError, match="not found"):
         load_triage(tmp_path / "missing.npz")
+
+
+def test_an_empty_request_scores_the_bias_without_a_warning() -> None:
+    import warnings
+
+    model = triage_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert model.decision(["", "Where is my order?"])[0] == pytest.approx(model.bias)

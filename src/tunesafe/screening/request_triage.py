@@ -7,8 +7,8 @@ bigrams and character 3-5-grams of each word, hashed into 2^18 buckets (~5,000 r
 It only ever says "clearly benign": a request above its threshold goes to the classifier, which decides
 as before. The threshold is set on out-of-fold scores of the same project-written training rows as the
 classifier, so that at most `MISS_SHARE` of the harmful training requests would have been cleared; no
-held-out data is used (docs/decisions.md, "request triage"). Scoring needs numpy only; the weights are a
-plain .npz, read without pickle.
+held-out data is used (docs/decisions.md, "Monitoring live traffic"). Scoring needs numpy and scipy; the
+weights are a plain .npz, read without pickle.
 
     cleared = triage_model().clears(["Where is my order 1234?"])   # array([ True])
 """
@@ -53,7 +53,7 @@ def feature_matrix(texts: Sequence[str]) -> csr_matrix:
     for text in texts:
         buckets = sorted(features(text))
         indices += buckets
-        values += [1.0 / np.sqrt(len(buckets))] * len(buckets)
+        values += [1.0 / np.sqrt(max(len(buckets), 1))] * len(buckets)  # an empty text is a zero row
         indptr.append(len(indices))
     return csr_matrix((np.asarray(values, dtype=np.float64), np.asarray(indices, dtype=np.int64),
                        np.asarray(indptr, dtype=np.int64)), shape=(len(texts), DIM))
