@@ -29,6 +29,7 @@ from tunesafe.evidence.store import Store
 from tunesafe.judges import JudgeInput, get_judge
 from tunesafe.judges.classifier import Embedder
 from tunesafe.testing.openai_server import serve_subprocess
+from tunesafe.training.probes import warm_judge
 
 
 def one_run(url: str, config: EvalConfig, folder: Path) -> tuple[dict[str, Any], Store, str]:
@@ -80,8 +81,7 @@ def main() -> None:
         # answers of a short run may all be decided by patterns, so load it explicitly too.
         warm = EvalConfig(suite=args.suite, attacks=args.attacks, judges=(args.judge,), limit=3)
         _, store, run_id = one_run(url, warm, folder)
-        if args.judge in ("default", "classifier", "implicit", "harm"):
-            Embedder.shared().encode(["warm-up"])
+        warm_judge(get_judge(args.judge))
         for level in levels:
             config = EvalConfig(suite=args.suite, attacks=args.attacks, judges=(args.judge,),
                                 limit=args.limit, concurrency=level)

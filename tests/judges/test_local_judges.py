@@ -127,3 +127,12 @@ def test_forget_drops_cached_embeddings_and_keeps_the_model() -> None:
     Embedder.forget()
     assert not embedder._cache and Embedder.shared() is embedder
     assert np.allclose(embedder.encode(["I would rather not go into that."]), first, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["default", "classifier", "harm", "implicit"])
+def test_embedding_judges_can_be_warmed_before_a_clock_starts(name: str) -> None:
+    # probes and benchmarks call warm() (tunesafe.training.probes.warm_judge) so no timed call pays the load
+    from tunesafe.judges.classifier import Embedder
+
+    get_judge(name).warm()  # type: ignore[attr-defined]
+    assert Embedder._instance is not None

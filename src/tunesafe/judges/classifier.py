@@ -79,6 +79,11 @@ class Embedder:
             return cls._instance
 
     @classmethod
+    def warm(cls) -> None:
+        """Load the shared model and run one forward pass now, not inside the first judge() call."""
+        cls.shared().encode(["warm-up"])
+
+    @classmethod
     def forget(cls) -> None:
         """Drops the shared instance's cached embeddings (the model stays loaded): benchmarks measure
         judging answers never seen before, as a new model's answers are."""

@@ -110,6 +110,10 @@ class ImplicitJudge:
         self.version = content_version(major, refusal.PATTERNS_VERSION, self.model.digest, MAX_IMPLICIT_CHARS,
                                        degenerate.LOOP_DISTINCT_4GRAMS, degenerate.LOOP_COMPRESSION)
 
+    def warm(self) -> None:
+        """Load the embedder now rather than in the first judge() call."""
+        classifier.Embedder.warm()
+
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         scans = [refusal.scan(item.response) for item in items]
         reasons = [degenerate.degenerate_reason(item.response) for item in items]

@@ -82,7 +82,7 @@ class EmbeddingJudge:
 
     def warm(self) -> None:
         """Load the embedder now rather than in the first judge() call (a training probe's budget)."""
-        classifier.Embedder.shared().encode(["warm-up"])
+        classifier.Embedder.warm()
 
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         stages = [pattern_stage(item) for item in items]
@@ -143,6 +143,9 @@ class HarmJudge:
     def __init__(self) -> None:
         self.inner = EmbeddingJudge("default", only_undecided=True)
         self.version = content_version("1", self.inner.version)
+
+    def warm(self) -> None:
+        self.inner.warm()
 
     async def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         verdicts = await self.inner.judge(items)
