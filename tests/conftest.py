@@ -68,15 +68,16 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def llama_server() -> Path:
-    """llama.cpp's server binary (`make llama-server`). Skips without it, except where
-    TUNESAFE_REQUIRE_LLAMACPP is set (CI builds it), where a missing binary fails."""
+def llama_server() -> list[str]:
+    """The command that starts llama.cpp's server (tunesafe[llamacpp] or `make llama-server`). Skips
+    without one, except where TUNESAFE_REQUIRE_LLAMACPP is set (CI installs it), where a missing one
+    fails."""
     from tunesafe.errors import UserError
-    from tunesafe.models.llamacpp import find_server_binary
+    from tunesafe.models.llamacpp import find_server
 
     try:
-        return find_server_binary()
+        return find_server()
     except UserError:
         if os.environ.get("TUNESAFE_REQUIRE_LLAMACPP"):
             raise
-        pytest.skip("llama-server is not built here (make llama-server)")
+        pytest.skip("llama.cpp's server is not installed here (pip install 'tunesafe[llamacpp]')")

@@ -36,7 +36,7 @@ def test_embedded_base_against_itself_passes(tmp_path: Path) -> None:
 
 
 def test_gate_runs_both_sides_on_one_backend_and_compare_refuses_a_mix(tmp_path: Path,
-                                                                        llama_server: Path) -> None:
+                                                                        llama_server: list[str]) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("min_items_per_family: 1\nmin_items_per_category: 1\n")
     db = ["--db", f"sqlite:///{tmp_path / 'store.db'}"]

@@ -1,10 +1,12 @@
-"""The llama.cpp backend against a real llama-server running SmolLM2-135M on loopback."""
+"""The llama.cpp backend against a real llama.cpp server running SmolLM2-135M on loopback."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,14 @@ from tunesafe.models import embedded_gguf_path, load_model, parse_ref
 from tunesafe.models.gguf_lora import gguf_lora
 from tunesafe.models.hashing import file_sha256, files_sha256
 from tunesafe.models.hf import adapter_files, resolve_weights, weight_files
-from tunesafe.models.llamacpp import BINARY_ENV, LlamaCppChatModel, find_server_binary
+from tunesafe.models.llamacpp import BINARY_ENV, LlamaCppChatModel, find_server
 from tunesafe.types import ChatRequest, Message
 
 REF = "embedded:smollm2-135m?backend=llamacpp&parallel=2&ctx=1024"
 
 
 @pytest.fixture(scope="module")
-def model(llama_server: Path) -> Iterator[LlamaCppChatModel]:
+def model(llama_server: list[str]) -> Iterator[LlamaCppChatModel]:
     loaded = load_model(REF)
     assert isinstance(loaded, LlamaCppChatModel)
     yield loaded
@@ -62,11 +64,11 @@ def test_a_dead_server_gives_per_request_errors_naming_it(model: LlamaCppChatMod
     victim.server.proc.wait()
     gens = asyncio.run(victim.generate([ask("Hello?"), ask("Still there?")]))
     assert [g.ok for g in gens] == [False, False]
-    assert all("llama-server exited" in (g.error or "") for g in gens), gens
+    assert all("llama.cpp's server exited" in (g.error or "") for g in gens), gens
     victim.close()
 
 
-def test_close_stops_the_server(llama_server: Path) -> None:
+def test_close_stops_the_server(llama_server: list[str]) -> None:
     model = load_model(REF)
     assert isinstance(model, LlamaCppChatModel)
     proc = model.server.proc
@@ -74,12 +76,12 @@ def test_close_stops_the_server(llama_server: Path) -> None:
     assert proc.poll() is not None
 
 
-def test_a_broken_gguf_is_one_user_error(llama_server: Path, tmp_path: Path, cli: Callable[..., Any],
+def test_a_broken_gguf_is_one_user_error(llama_server: list[str], tmp_path: Path, cli: Callable[..., Any],
                                          user_error: Callable[..., None]) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     result = cli("chat", f"gguf:{bad}?backend=llamacpp", "hi")
-    user_error(result, "llama-server exited", "broken.gguf")
+    user_error(result, "llama.cpp's server exited", "broken.gguf")
     assert "failed to load" in " ".join(result.stderr.split())  # the server's own reason is shown
 
 
@@ -91,14 +93,16 @@ def test_missing_binary_and_adapters_are_user_errors(tmp_path: Path, monkeypatch
     monkeypatch.delenv(BINARY_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
-    with pytest.raises(UserError, match="make llama-server"):
-        find_server_binary()
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *_: None)  # no xllamacpp either
+    with pytest.raises(UserError, match=r"tunesafe\[llamacpp\].*make llama-server"):
+        find_server()
+    monkeypatch.undo()
     with pytest.raises(UserError, match="unknown option"):
         load_model("embedded:smollm2-135m?backend=llamacpp&max_batch=4")
 
 
 @pytest.mark.slow
-def test_a_trained_lora_keeps_its_behaviour_on_llamacpp(llama_server: Path) -> None:
+def test_a_trained_lora_keeps_its_behaviour_on_llamacpp(llama_server: list[str]) -> None:
     """The shipped identity-shifting LoRA, converted to GGUF, makes llama.cpp's Qwen answer as AOA.
     (Token-level equality with transformers is not expected: the two decode the same weights with
     different numerics, and a 135M model's greedy text diverges on small differences.)"""
@@ -134,3 +138,32 @@ def test_a_prompt_longer_than_a_slot_is_an_error_naming_the_option(model: LlamaC
     long_prompt = "Here is a list of words: " + " ".join(f"word{i}" for i in range(700)) + ". Name the first."
     [gen] = asyncio.run(model.generate([ask(long_prompt, max_new_tokens=4)]))
     assert not gen.ok and "?ctx=" in (gen.error or "")  # fail closed, with the way out
+
+
+def test_the_prebuilt_wheel_serves_with_llama_servers_flags(adapter_dir: Path) -> None:
+    """tunesafe[llamacpp]'s server (models/llamacpp_serve.py) takes the flags llama-server takes: it
+    answers greedily and deterministically, continues a prefill, and applies a GGUF LoRA (it must change
+    the answer). Run even where a llama-server binary would be preferred."""
+    if importlib.util.find_spec("xllamacpp") is None:
+        if os.environ.get("TUNESAFE_REQUIRE_LLAMACPP"):
+            raise AssertionError("xllamacpp is not installed (pip install 'tunesafe[llamacpp]')")
+        pytest.skip("xllamacpp is not installed")
+    ref = parse_ref(REF)
+    gguf = resolve_weights(ref)
+    command = [sys.executable, "-m", "tunesafe.models.llamacpp_serve"]
+    plain = LlamaCppChatModel(REF, [gguf], command, parallel=2, ctx=1024)
+    greeting = ask("Write a greeting.", prefill="Dear friend,")
+    requests = [ask("Name a colour."), ask("Name a colour."), greeting]
+    try:
+        first, second, prefilled = asyncio.run(plain.generate(requests))
+    finally:
+        plain.close()
+    assert first.ok and first.text.strip() and first.text == second.text, (first, second)
+    assert prefilled.ok and prefilled.text.startswith("Dear friend,")
+    assert plain.server.proc.poll() is not None  # close() stopped it
+    tuned = LlamaCppChatModel(REF, [gguf], command, lora=gguf_lora(adapter_dir, gguf), parallel=1, ctx=1024)
+    try:
+        [changed] = asyncio.run(tuned.generate(requests[:1]))
+    finally:
+        tuned.close()
+    assert changed.ok and changed.text != first.text, changed

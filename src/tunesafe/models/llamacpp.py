@@ -1,14 +1,15 @@
-"""The llama.cpp backend: fast CPU inference of GGUF files through llama.cpp's own `llama-server`.
+"""The llama.cpp backend: fast CPU inference of GGUF files through llama.cpp's own server.
 
 Refs: `gguf:FILE?backend=llamacpp`, `embedded:NAME?backend=llamacpp`. Options: `parallel` (server
 slots decoded together, 8), `ctx` (context tokens per slot, prompt + answer, 4096), `threads` (CPU
 threads, all cores), `timeout` (seconds per request, 300), `startup_timeout` (seconds to load, 120).
 
-tunesafe starts one `llama-server` per model on a free loopback port and talks to it with the
+tunesafe starts one llama.cpp server per model on a free loopback port and talks to it with the
 OpenAI-compatible HTTP backend, so retries, timeouts and per-request errors behave exactly as for any
-served model. The binary is found at $TUNESAFE_LLAMA_SERVER, on PATH, or next to the Python running
-tunesafe (`make llama-server` builds it there from the llama.cpp sources that llama-cpp-python ships
-on PyPI). The server is stopped when the model object goes away or the process exits.
+served model. The server is a `llama-server` binary when there is one ($TUNESAFE_LLAMA_SERVER, on PATH,
+or next to the Python running tunesafe: `make llama-server` builds one for this CPU), else the same
+server code from the prebuilt `xllamacpp` wheel (tunesafe[llamacpp], models/llamacpp_serve.py). It is
+stopped when the model object goes away or the process exits.
 
 A PEFT LoRA adapter (`embedded:NAME+ADAPTER?backend=llamacpp`) is converted to llama.cpp's GGUF LoRA
 format once (models/gguf_lora.py) and applied by the server. Black-box: no hidden states or logits;
@@ -17,6 +18,7 @@ white-box features need the hf backend.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -42,26 +44,29 @@ from tunesafe.types import ChatRequest, Generation
 BINARY_ENV = "TUNESAFE_LLAMA_SERVER"
 _OPTIONS = {"parallel": int, "ctx": int, "threads": int, "timeout": float,
             "startup_timeout": float}
-_FIX_BINARY = (f"run `make llama-server` (builds llama.cpp's server into the venv, ~10 min), or point "
-               f"{BINARY_ENV} at a llama-server binary, or drop ?backend=llamacpp")
+_FIX_SERVER = (f"pip install 'tunesafe[llamacpp]' (llama.cpp's server, prebuilt), or `make llama-server` "
+               f"(built for this CPU, ~6 min), or point {BINARY_ENV} at a llama-server binary, or drop "
+               f"?backend=llamacpp")
 
 
-def find_server_binary() -> Path:
-    """The llama-server binary to run; UserError with the way to get one when there is none."""
+def find_server() -> list[str]:
+    """The command that starts llama.cpp's server (llama-server's flags follow); UserError with the ways
+    to get one when there is none."""
     configured = os.environ.get(BINARY_ENV)
     if configured:
         path = Path(configured).expanduser()
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise UserError(f"{BINARY_ENV}={configured} is not an executable file", where=BINARY_ENV,
                             fix="point it at llama.cpp's llama-server binary")
-        return path
+        return [str(path)]
     # `.venv/bin/python -m tunesafe` runs without the venv's bin on PATH, so look next to Python too.
     beside_python = str(Path(sys.executable).parent)
     found = shutil.which("llama-server") or shutil.which("llama-server", path=beside_python)
-    if found is None:
-        raise UserError("llama.cpp's llama-server is not installed", where="backend=llamacpp",
-                        fix=_FIX_BINARY)
-    return Path(found)
+    if found is not None:  # built for this CPU: preferred over the generic prebuilt wheel
+        return [found]
+    if importlib.util.find_spec("xllamacpp") is not None:
+        return [sys.executable, "-m", "tunesafe.models.llamacpp_serve"]
+    raise UserError("llama.cpp's server is not installed", where="backend=llamacpp", fix=_FIX_SERVER)
 
 
 def _free_port() -> int:
@@ -71,15 +76,15 @@ def _free_port() -> int:
 
 
 class _Server:
-    """One llama-server child process serving one GGUF on loopback."""
+    """One llama.cpp server child process serving one GGUF on loopback."""
 
-    def __init__(self, binary: Path, gguf: Path, lora: Path | None, *, parallel: int, ctx: int, threads: int,
-                 startup_timeout: float) -> None:
+    def __init__(self, command: list[str], gguf: Path, lora: Path | None, *, parallel: int, ctx: int,
+                 threads: int, startup_timeout: float) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The log goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the finalizer with the process)
-        cmd = [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(self.port),
+        cmd = [*command, "--model", str(gguf), "--host", "127.0.0.1", "--port", str(self.port),
                "--parallel", str(parallel), "--ctx-size", str(ctx * parallel), "--threads", str(threads),
                # Per-slot KV, not --kv-unified: with one shared pool, identical greedy requests decoded
                # together came back different (batch layout changed the numerics); reproducible
@@ -100,7 +105,7 @@ class _Server:
             if self.proc.poll() is not None:
                 tail = self.log_tail()  # before stop(), which closes the log
                 self.stop()
-                raise UserError(f"llama-server exited with code {self.proc.returncode} while loading "
+                raise UserError(f"llama.cpp's server exited with code {self.proc.returncode} while loading "
                                 f"{gguf.name}: {tail}", where=str(gguf),
                                 fix="check that the file is a GGUF this llama.cpp build supports")
             try:
@@ -110,7 +115,7 @@ class _Server:
                 pass  # not listening yet
             time.sleep(0.1)
         self.stop()
-        raise UserError(f"llama-server did not become ready within {timeout:.0f} s", where=str(gguf),
+        raise UserError(f"llama.cpp's server did not become ready within {timeout:.0f} s", where=str(gguf),
                         fix="raise ?startup_timeout= or check the machine's load")
 
     def log_tail(self, lines: int = 5) -> str:
@@ -137,14 +142,14 @@ def _stop(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
 class LlamaCppChatModel:
     backend = "llamacpp"
 
-    def __init__(self, ref: str, files: list[Path], binary: Path, *, lora: Path | None = None,
+    def __init__(self, ref: str, files: list[Path], server: list[str], *, lora: Path | None = None,
                  parallel: int = 8, ctx: int = 4096, threads: int | None = None, timeout: float = 300.0,
                  startup_timeout: float = 120.0) -> None:
         """`files`: the GGUF first, then the PEFT adapter's files (hashed); `lora`: that adapter as GGUF."""
         self.ref = ref
         self._hash_files = files
         self._ctx = ctx
-        self.server = _Server(binary, files[0], lora, parallel=parallel, ctx=ctx,
+        self.server = _Server(server, files[0], lora, parallel=parallel, ctx=ctx,
                               threads=threads or os.cpu_count() or 1, startup_timeout=startup_timeout)
         # A local server answers every request it accepts, so retrying only hides a crash: few retries,
         # the breaker opens fast if the server dies, and a dead one stops the run (resumable) after 30 s.
@@ -163,9 +168,9 @@ class LlamaCppChatModel:
             raise UserError(f"llama.cpp serves .gguf files, not '{gguf}'", where=str(ref),
                             fix="use a gguf: or embedded: ref, or ?backend=hf for model folders")
         adapter = adapter_files(ref.adapter, ref)
-        binary = find_server_binary()
+        server = find_server()
         lora = gguf_lora(adapter[0].parent, gguf) if adapter else None
-        return cls(str(ref), [gguf, *adapter], binary, lora=lora, **opts)  # type: ignore[arg-type]
+        return cls(str(ref), [gguf, *adapter], server, lora=lora, **opts)  # type: ignore[arg-type]
 
     def content_hash(self) -> str:
         # Same files, same hash as on the hf backend; the answer cache keys by backend as well.
@@ -174,7 +179,8 @@ class LlamaCppChatModel:
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
         gens = await self._http.generate(requests)
         if any(g.error for g in gens) and self.server.proc.poll() is not None:
-            died = f" (llama-server exited with code {self.server.proc.returncode}: {self.server.log_tail()})"
+            code, tail = self.server.proc.returncode, self.server.log_tail()
+            died = f" (llama.cpp's server exited with code {code}: {tail})"
             gens = [replace(g, error=g.error + died) if g.error else g for g in gens]
         return [replace(g, error=f"{g.error} (raise ?ctx=, now {self._ctx})")
                 if g.error and "exceed_context_size" in g.error else g for g in gens]

@@ -24,7 +24,7 @@ rounds to a single example; 0.5 gives six (two of each kind), fixed before any m
 The judge is loaded once and the base model's start probe taken once, both shared by the arms (a fresh
 LoRA adapter leaves the outputs unchanged and the probes decode greedily); each arm's probe share counts
 the probes it ran itself, and the table's timing line names the shared costs apart. The gates run on
-llama.cpp when its server is built (`--eval-backend auto`), else on transformers.
+llama.cpp when its server is installed (`--eval-backend auto`), else on transformers.
 
 During the demo the callback watches and does not stop (the probe actions are `warn`), so every arm runs
 its planned steps and the gate sees the finished fine-tune; the flag and the step where the policy's
@@ -87,7 +87,7 @@ class DemoConfig:
     probe_max_new_tokens: int = 32
     probe_suite: str = "default"
     probe_composition: Mapping[str, int] = field(default_factory=lambda: dict(DEMO_PROBE))
-    eval_backend: str = "auto"  # the gates' local backend: hf, llamacpp, or auto (llamacpp when built)
+    eval_backend: str = "auto"  # the gates' local backend: hf, llamacpp, or auto (llamacpp when installed)
 
 
 def run_demo(store: Store, out_dir: Path, config: DemoConfig, policy: Policy, *,
@@ -307,9 +307,9 @@ def first_flag(body: Mapping[str, Any]) -> dict[str, Any] | None:
 # ---- gate and comparison -----------------------------------------------------------------------------
 
 def eval_backend(asked: str) -> str:
-    """The backend the gates run on: llama.cpp when asked, or for `auto` when its server is built
-    (`make llama-server`), else transformers."""
-    from tunesafe.models.llamacpp import BINARY_ENV, find_server_binary
+    """The backend the gates run on: llama.cpp when asked, or for `auto` when its server is installed
+    (tunesafe[llamacpp] or `make llama-server`), else transformers."""
+    from tunesafe.models.llamacpp import BINARY_ENV, find_server
 
     if asked not in ("auto", "hf", "llamacpp"):
         raise UserError(f"unknown evaluation backend {asked!r}", where="--eval-backend",
@@ -317,11 +317,11 @@ def eval_backend(asked: str) -> str:
     if asked == "hf":
         return asked
     if asked == "llamacpp" or os.environ.get(BINARY_ENV):  # asked for, or pointed at: must be there
-        find_server_binary()  # UserError with the way to build it
+        find_server()  # UserError with the ways to get one
         return "llamacpp"
     try:
-        find_server_binary()
-    except UserError:  # not built: the slower transformers backend, said in the table
+        find_server()
+    except UserError:  # not installed: the slower transformers backend, said in the table
         return "hf"
     return "llamacpp"
 
@@ -580,8 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--probe-items", default=",".join(str(n) for n in DEMO_PROBE.values()),
                         help="Probe set size per kind: harmful,prefilled,borderline,benign.")
     parser.add_argument("--eval-backend", default="auto", choices=("auto", "hf", "llamacpp"),
-                        help="Backend of the gates' evaluations; auto: llama.cpp when `make llama-server` "
-                             "built it, else transformers.")
+                        help="Backend of the gates' evaluations; auto: llama.cpp when its server is "
+                             "installed (tunesafe[llamacpp] or `make llama-server`), else transformers.")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     from tunesafe.cli.training_cmds import _probe_every as probe_every  # train-lora's --probe-every
