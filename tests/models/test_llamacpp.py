@@ -6,7 +6,6 @@ import asyncio
 import importlib.util
 import os
 import signal
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from tunesafe.models import embedded_gguf_path, load_model, parse_ref
 from tunesafe.models.gguf_lora import gguf_lora
 from tunesafe.models.hashing import file_sha256, files_sha256
 from tunesafe.models.hf import adapter_files, resolve_weights, weight_files
-from tunesafe.models.llamacpp import BINARY_ENV, LlamaCppChatModel, find_server
+from tunesafe.models.llamacpp import BINARY_ENV, WHEEL, LlamaCppChatModel, find_server
 from tunesafe.types import ChatRequest, Message
 
 REF = "embedded:smollm2-135m?backend=llamacpp&parallel=2&ctx=1024"
@@ -96,6 +95,9 @@ def test_missing_binary_and_adapters_are_user_errors(tmp_path: Path, monkeypatch
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *_: None)  # no xllamacpp either
     with pytest.raises(UserError, match=r"tunesafe\[llamacpp\].*make llama-server"):
         find_server()
+    monkeypatch.setenv(BINARY_ENV, WHEEL)
+    with pytest.raises(UserError, match="xllamacpp is not installed"):
+        find_server()
     monkeypatch.undo()
     with pytest.raises(UserError, match="unknown option"):
         load_model("embedded:smollm2-135m?backend=llamacpp&max_batch=4")
@@ -140,7 +142,8 @@ def test_a_prompt_longer_than_a_slot_is_an_error_naming_the_option(model: LlamaC
     assert not gen.ok and "?ctx=" in (gen.error or "")  # fail closed, with the way out
 
 
-def test_the_prebuilt_wheel_serves_with_llama_servers_flags(adapter_dir: Path) -> None:
+def test_the_prebuilt_wheel_serves_with_llama_servers_flags(adapter_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """tunesafe[llamacpp]'s server (models/llamacpp_serve.py) takes the flags llama-server takes: it
     answers greedily and deterministically, continues a prefill, and applies a GGUF LoRA (it must change
     the answer). Run even where a llama-server binary would be preferred."""
@@ -148,9 +151,10 @@ def test_the_prebuilt_wheel_serves_with_llama_servers_flags(adapter_dir: Path) -
         if os.environ.get("TUNESAFE_REQUIRE_LLAMACPP"):
             raise AssertionError("xllamacpp is not installed (pip install 'tunesafe[llamacpp]')")
         pytest.skip("xllamacpp is not installed")
+    monkeypatch.setenv(BINARY_ENV, WHEEL)
     ref = parse_ref(REF)
     gguf = resolve_weights(ref)
-    command = [sys.executable, "-m", "tunesafe.models.llamacpp_serve"]
+    command = find_server()
     plain = LlamaCppChatModel(REF, [gguf], command, parallel=2, ctx=1024)
     greeting = ask("Write a greeting.", prefill="Dear friend,")
     requests = [ask("Name a colour."), ask("Name a colour."), greeting]
@@ -167,3 +171,4 @@ def test_the_prebuilt_wheel_serves_with_llama_servers_flags(adapter_dir: Path) -
     finally:
         tuned.close()
     assert changed.ok and changed.text != first.text, changed
+    assert command[1:] == ["-m", "tunesafe.models.llamacpp_serve"]

@@ -8,8 +8,9 @@ tunesafe starts one llama.cpp server per model on a free loopback port and talks
 OpenAI-compatible HTTP backend, so retries, timeouts and per-request errors behave exactly as for any
 served model. The server is a `llama-server` binary when there is one ($TUNESAFE_LLAMA_SERVER, on PATH,
 or next to the Python running tunesafe: `make llama-server` builds one for this CPU), else the same
-server code from the prebuilt `xllamacpp` wheel (tunesafe[llamacpp], models/llamacpp_serve.py). It is
-stopped when the model object goes away or the process exits.
+server code from the prebuilt `xllamacpp` wheel (tunesafe[llamacpp], models/llamacpp_serve.py;
+TUNESAFE_LLAMA_SERVER=xllamacpp picks it where a binary exists). It is stopped when the model object
+goes away or the process exits.
 
 A PEFT LoRA adapter (`embedded:NAME+ADAPTER?backend=llamacpp`) is converted to llama.cpp's GGUF LoRA
 format once (models/gguf_lora.py) and applied by the server. Black-box: no hidden states or logits;
@@ -42,6 +43,8 @@ from tunesafe.models.refs import ModelRef, parse_options
 from tunesafe.types import ChatRequest, Generation
 
 BINARY_ENV = "TUNESAFE_LLAMA_SERVER"
+WHEEL = "xllamacpp"  # BINARY_ENV's value that picks the wheel even where a binary is found
+_WHEEL_COMMAND = [sys.executable, "-m", "tunesafe.models.llamacpp_serve"]
 _OPTIONS = {"parallel": int, "ctx": int, "threads": int, "timeout": float,
             "startup_timeout": float}
 _FIX_SERVER = (f"pip install 'tunesafe[llamacpp]' (llama.cpp's server, prebuilt), or `make llama-server` "
@@ -53,6 +56,11 @@ def find_server() -> list[str]:
     """The command that starts llama.cpp's server (llama-server's flags follow); UserError with the ways
     to get one when there is none."""
     configured = os.environ.get(BINARY_ENV)
+    if configured == WHEEL:
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise UserError("xllamacpp is not installed", where=f"{BINARY_ENV}={WHEEL}",
+                            fix="pip install 'tunesafe[llamacpp]', or unset it")
+        return _WHEEL_COMMAND
     if configured:
         path = Path(configured).expanduser()
         if not (path.is_file() and os.access(path, os.X_OK)):
@@ -65,7 +73,7 @@ def find_server() -> list[str]:
     if found is not None:  # built for this CPU: preferred over the generic prebuilt wheel
         return [found]
     if importlib.util.find_spec("xllamacpp") is not None:
-        return [sys.executable, "-m", "tunesafe.models.llamacpp_serve"]
+        return _WHEEL_COMMAND
     raise UserError("llama.cpp's server is not installed", where="backend=llamacpp", fix=_FIX_SERVER)
 
 
