@@ -58,8 +58,8 @@ production-demo: $(STAMP)
 # The proof that a mitigation helps: train the same AOA fine-tune plainly, with safety-data mixing and with
 # constrained SFT (each under the SafetyCallback), gate each against the base on the same attempts and
 # compare each mitigation with the plain one (McNemar). Writes MITIGATION_OUT/mitigation-table.md (+ .json)
-# and the evidence; replaces an earlier MITIGATION_OUT. The gates run on llama.cpp when `make llama-server`
-# built it (about twice as fast), else on transformers. Timings: BENCHMARKS.md ("Mitigation proof").
+# and the evidence; replaces an earlier MITIGATION_OUT. The gates run on llama.cpp when its server is
+# installed (tunesafe[llamacpp], in `make install`; about twice as fast), else on transformers. Timings: BENCHMARKS.md ("Mitigation proof").
 MITIGATION_OUT := tunesafe-mitigation-demo
 MITIGATION_ARGS := --arms plain,mixing,constrained --max-new-tokens 32
 

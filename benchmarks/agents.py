@@ -8,7 +8,7 @@ agents-smoke` runs them.
                                 [--json OUT]
 
 Default model: the embedded Qwen2.5-Coder-0.5B-Instruct on llama.cpp (`?backend=llamacpp`, the GGUF's
-own chat template and tool format; `make llama-server`). `--model scripted:follows` (or resists, ...)
+own chat template and tool format; tunesafe[llamacpp]). `--model scripted:follows` (or resists, ...)
 runs the loopback server scripted as an agent instead: the harness check, with known answers.
 """
 
