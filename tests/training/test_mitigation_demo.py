@@ -61,13 +61,17 @@ def test_llamacpp_asked_but_not_there_is_one_line_and_exit_2(tmp_path: Path, mon
     assert records(tmp_path) == 0
 
 
-def test_auto_backend_is_llamacpp_only_when_its_server_is_built(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_backend_is_llamacpp_only_when_its_server_is_installed(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
     from tunesafe.training.mitigation_demo import eval_backend
 
+    find_spec = importlib.util.find_spec
     monkeypatch.delenv("TUNESAFE_LLAMA_SERVER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *_: None)  # no xllamacpp wheel
     assert eval_backend("auto") == "hf"
     assert eval_backend("hf") == "hf"
     server = tmp_path / "llama-server"
@@ -75,6 +79,10 @@ def test_auto_backend_is_llamacpp_only_when_its_server_is_built(tmp_path: Path,
     server.chmod(0o755)
     assert eval_backend("auto") == "llamacpp"
     assert eval_backend("llamacpp") == "llamacpp"
+    server.unlink()
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    if find_spec("xllamacpp") is not None:  # the wheel alone is enough
+        assert eval_backend("auto") == "llamacpp"
 
 
 def test_wrong_chat_format_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
