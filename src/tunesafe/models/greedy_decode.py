@@ -6,7 +6,8 @@ preamble (Qwen2.5's default system prompt, 20+ tokens), `generate()` computes th
 row and also runs the padded rows of a left-padded batch, and it keeps decoding rows that already
 ended. Here the tokens every prompt shares are run once and their KV cache is repeated for the batch;
 the rest of each prompt sits after it, left-padded, with the padding masked out and the positions
-counted as if it were not there; and a row leaves the batch (and its KV cache) at its first end token.
+counted as if it were not there (prompts of similar length are prefilled together, so little padding is
+computed); and a row leaves the batch (and its KV cache) at its first end token.
 
 The tokens are those `generate(do_sample=False)` picks: the same prompts, positions, attention and argmax
 (the arithmetic runs on differently shaped batches, so the logits agree to float rounding, not bit for
@@ -34,6 +35,11 @@ _NEUTRAL_SETTINGS = frozenset({
     "renormalize_logits", "length_penalty", "early_stopping", "low_memory", "disable_compile",
     "compile_config",
 })
+
+
+# A forward costs more than its tokens (per-layer overhead, a smaller matrix product): a prompt group of
+# its own must save at least this many padded tokens.
+GROUP_OVERHEAD_TOKENS = 32
 
 
 class Unsupported(Exception):
@@ -65,39 +71,29 @@ def greedy_decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_token
         raise ValueError("an empty prompt has no next-token position")
     device = next(model.parameters()).device
     keys = _Keywords(model)
-    n = len(prompts)
     # Each row keeps at least its last token of its own: its logits are that row's first new token.
     shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)
-    cache = None
+    prefix: list[tuple[Any, Any]] = []
     if shared:
         out = model(input_ids=torch.tensor([list(prompts[0][:shared])], device=device), use_cache=True,
                     **keys.last_logit_only())
         cache = keys.cache_of(out)
         _check_cache(model, cache)
-        cache.batch_repeat_interleave(n)
+        prefix = _layers(cache)
     rest = [list(p[shared:]) for p in prompts]
     width = max(len(r) for r in rest)
-    ids = torch.zeros((n, width), dtype=torch.long)
-    mask = torch.zeros((n, shared + width), dtype=torch.long)
+    groups = length_groups([len(r) for r in rest])
+    live = [i for rows in groups for i in rows]  # batch row -> prompt index
+    parts = [_prefill(model, keys, prefix, [rest[i] for i in rows], device) for rows in groups]
+    tokens = torch.cat([first for first, _ in parts])
+    cache = parts[0][1] if len(parts) == 1 else _join([kv for _, kv in parts], shared, width)
+    mask = torch.zeros((len(live), shared + width), dtype=torch.long, device=device)
     mask[:, :shared] = 1
-    positions = torch.zeros((n, width), dtype=torch.long)
-    for row, tokens in enumerate(rest):
-        start = width - len(tokens)
-        ids[row, start:] = torch.tensor(tokens)
-        mask[row, shared + start:] = 1
-        positions[row, start:] = torch.arange(shared, shared + len(tokens))
-    ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                **keys.cache_arg(cache), **keys.last_logit_only())
-    cache = keys.cache_of(out)
-    if not shared:
-        _check_cache(model, cache)
-    next_position = torch.tensor([len(p) for p in prompts], device=device)
-    live = list(range(n))  # batch row -> prompt index
+    for row, index in enumerate(live):
+        mask[row, shared + width - len(rest[index]):] = 1
+    next_position = torch.tensor([len(prompts[i]) for i in live], device=device)
     generated: list[list[int]] = [[] for _ in prompts]
     for step in range(max_new_tokens):
-        # generate() takes the argmax of the fp32 logits: the same ties, the same winner
-        tokens = out.logits[:, -1, :].float().argmax(dim=-1)
         keep = []
         for row, (index, token) in enumerate(zip(live, tokens.tolist(), strict=True)):
             generated[index].append(token)
@@ -114,8 +110,86 @@ def greedy_decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_token
         out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_position[:, None],
                     use_cache=True, **keys.cache_arg(cache))
         cache = keys.cache_of(out)
+        tokens = _argmax(out)
         next_position = next_position + 1
     return generated
+
+
+def length_groups(lengths: Sequence[int], overhead: int = GROUP_OVERHEAD_TOKENS) -> list[list[int]]:
+    """Indices by ascending length, cut into the groups that minimise the padded tokens of a prefill run
+    group by group (each group padded to its longest), counting `overhead` tokens per extra forward."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    best = [0] + [0] * len(order)  # best[j]: cost of the first j rows
+    cut = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        best[j], cut[j] = min((best[i] + (j - i) * lengths[order[j - 1]] + overhead, i) for i in range(j))
+    groups = []
+    j = len(order)
+    while j:
+        groups.append(order[cut[j]:j])
+        j = cut[j]
+    return groups[::-1]
+
+
+def _argmax(output: Any) -> Any:
+    # generate() takes the argmax of the fp32 logits: the same ties, the same winner
+    return output.logits[:, -1, :].float().argmax(dim=-1)
+
+
+def _prefill(model: Any, keys: _Keywords, prefix: list[tuple[Any, Any]], rest: list[list[int]],
+             device: Any) -> tuple[Any, Any]:
+    """One group's own prompt tokens, left-padded after the shared prefix (masked out, positions counted
+    as if absent): its first new tokens and its KV cache."""
+    import torch
+    from transformers import DynamicCache
+
+    n, width, shared = len(rest), max(len(r) for r in rest), prefix[0][0].shape[2] if prefix else 0
+    cache = None
+    if prefix:
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(prefix):
+            cache.update(k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous(), layer)
+    ids = torch.zeros((n, width), dtype=torch.long)
+    mask = torch.zeros((n, shared + width), dtype=torch.long)
+    mask[:, :shared] = 1
+    positions = torch.zeros((n, width), dtype=torch.long)
+    for row, tokens in enumerate(rest):
+        start = width - len(tokens)
+        ids[row, start:] = torch.tensor(tokens)
+        mask[row, shared + start:] = 1
+        positions[row, start:] = torch.arange(shared, shared + len(tokens))
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                use_cache=True, **keys.cache_arg(cache), **keys.last_logit_only())
+    result = keys.cache_of(out)
+    if not prefix:
+        _check_cache(model, result)
+    return _argmax(out), result
+
+
+def _join(caches: list[Any], shared: int, width: int) -> Any:
+    """One batch cache from the groups' caches, each group's gap after the shared prefix widened to the
+    longest group's (zeros there are never attended: the mask hides them)."""
+    import torch
+    from transformers import DynamicCache
+
+    joined = DynamicCache()
+    per_group = [_layers(c) for c in caches]
+    for layer in range(len(per_group[0])):
+        keys, values = [], []
+        for group in per_group:
+            k, v = group[layer]
+            gap = k.new_zeros((k.shape[0], k.shape[1], shared + width - k.shape[2], k.shape[3]))
+            keys.append(torch.cat([k[:, :, :shared], gap, k[:, :, shared:]], dim=2))
+            gap = v.new_zeros((v.shape[0], v.shape[1], shared + width - v.shape[2], v.shape[3]))
+            values.append(torch.cat([v[:, :, :shared], gap, v[:, :, shared:]], dim=2))
+        joined.update(torch.cat(keys), torch.cat(values), layer)
+    return joined
+
+
+def _layers(cache: Any) -> list[tuple[Any, Any]]:
+    """(keys, values) per layer, [batch, heads, tokens, head_dim]; iterating a DynamicCache gives them
+    first in transformers 4 and 5."""
+    return [(entry[0], entry[1]) for entry in cache]
 
 
 def _common_prefix(prompts: Sequence[Sequence[int]]) -> int:

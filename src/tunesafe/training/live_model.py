@@ -6,8 +6,9 @@ the tokenizer switched to left padding with a pad token, and everything put back
 train mode, even when generation fails.
 
 Greedy batches decode with `tunesafe.models.greedy_decode` (the chat template's shared preamble run
-once, no padded or finished rows computed): the probe is compute-bound on a CPU and runs inside the
-training's time. The tokens are generate()'s; a model it cannot serve falls back to generate().
+once, little padding, no finished rows computed) with a LoRA merged for the batch (`lora_merge`, the
+base weights restored bit for bit): the probe runs inside the training's time. The tokens are
+generate()'s; a model the decoder cannot serve falls back to generate(), unmerged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from tunesafe.models.greedy_decode import Unsupported, greedy_decode, plain_greedy
 from tunesafe.models.hf import HFChatModel, HFEngine
+from tunesafe.training.lora_merge import merge_lora
 from tunesafe.types import ChatRequest, Generation
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class LiveEngine(HFEngine):
 
         started = time.perf_counter()
         rows = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+        restore = merge_lora(self.model)
         try:
             with torch.inference_mode():
                 outputs = greedy_decode(self.model, rows, max_new_tokens=max(r.max_new_tokens for r in batch),
@@ -56,6 +59,11 @@ class LiveEngine(HFEngine):
         except (Unsupported, TypeError) as exc:  # TypeError: a forward() without these keywords
             log.info("probe decoding falls back to generate(): %s", exc)
             self.fast_greedy = False
+            outputs = None
+        finally:
+            if restore is not None:
+                restore()
+        if outputs is None:
             return super()._generate(batch, prompts)
         latency = time.perf_counter() - started
         return [self._decode(ids, request, len(row), latency)
