@@ -200,7 +200,7 @@ def test_lora_in_half_precision_is_left_unmerged(tiny: Any) -> None:
 
 
 @pytest.mark.slow
-def test_smollm2_with_a_lora_gives_generates_tokens_on_the_demo_probe() -> None:
+def test_smollm2_with_a_lora_decodes_the_demo_probe_as_generate_does() -> None:
     from peft import LoraConfig, get_peft_model
 
     from tunesafe.training.lora_sft import load_base
