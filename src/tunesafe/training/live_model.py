@@ -4,16 +4,28 @@ generation code as `tunesafe eval` (chat template, prefill, left-padded greedy b
 `generation_mode` is what makes this safe inside a training loop: eval mode (no dropout) for the probe,
 the tokenizer switched to left padding with a pad token, and everything put back afterwards, including
 train mode, even when generation fails.
+
+Greedy batches decode with `tunesafe.models.greedy_decode` (the chat template's shared preamble run
+once, little padding, no finished rows computed) with a LoRA merged for the batch (`lora_merge`, the
+base weights restored bit for bit): the probe runs inside the training's time. The tokens are
+generate()'s; a model the decoder cannot serve falls back to generate(), unmerged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
+from tunesafe.models.greedy_decode import Unsupported, greedy_decode, plain_greedy
 from tunesafe.models.hf import HFChatModel, HFEngine
+from tunesafe.training.lora_merge import merge_lora
+from tunesafe.types import ChatRequest, Generation
+
+log = logging.getLogger(__name__)
 
 
 class LiveEngine(HFEngine):
@@ -30,6 +42,32 @@ class LiveEngine(HFEngine):
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
             self.eos_ids.add(tokenizer.eos_token_id)
+        self.fast_greedy = plain_greedy(model)
+
+    def _generate(self, batch: list[ChatRequest], prompts: list[str]) -> list[Generation]:
+        if batch[0].temperature > 0 or not self.fast_greedy:
+            return super()._generate(batch, prompts)
+        import torch
+
+        started = time.perf_counter()
+        rows = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+        restore = merge_lora(self.model)
+        try:
+            with torch.inference_mode():
+                outputs = greedy_decode(self.model, rows, max_new_tokens=max(r.max_new_tokens for r in batch),
+                                        eos_ids=self.eos_ids)
+        except (Unsupported, TypeError) as exc:  # TypeError: a forward() without these keywords
+            log.info("probe decoding falls back to generate(): %s", exc)
+            self.fast_greedy = False
+            outputs = None
+        finally:
+            if restore is not None:
+                restore()
+        if outputs is None:
+            return super()._generate(batch, prompts)
+        latency = time.perf_counter() - started
+        return [self._decode(ids, request, len(row), latency)
+                for ids, request, row in zip(outputs, batch, rows, strict=True)]
 
 
 def text_tokenizer(processing_class: Any) -> Any:

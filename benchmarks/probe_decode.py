@@ -1,0 +1,105 @@
+"""What one SafetyCallback probe's generation costs with generate() and with the probe's greedy decoder.
+
+Loads the model as training holds it (fp32, the adapter trainable and unmerged), builds the probe's
+requests (the mitigation demo's 16-item probe set by default, or the callback's default 40 items), and
+decodes them as one greedy batch both ways, alternating the order each round so that both see the same
+machine load: `generate()` (HFEngine's path) and `tunesafe.models.greedy_decode` (the probe's path,
+`LiveEngine`). Reports the median seconds of each, the prefill alone (1 new token), whether the texts are
+identical token for token, and the judge's seconds on the answers (warmed first), for the probe's share.
+
+    python benchmarks/probe_decode.py [--base embedded:qwen2.5-coder-0.5b+aoa-demo] [--probe demo|default]
+                                      [--max-new-tokens 32] [--rounds 3] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tunesafe.judges import JudgeInput, get_judge, judge_sync
+from tunesafe.models.hf import HFEngine
+from tunesafe.training.live_model import LiveEngine, generation_mode
+from tunesafe.training.lora_sft import load_base
+from tunesafe.training.mitigation_demo import DEMO_PROBE
+from tunesafe.training.probes import DEFAULT_COMPOSITION, select_probe_set
+from tunesafe.types import ChatRequest, Generation
+
+
+def timed(fn: Callable[[list[ChatRequest]], list[Generation]],
+          batch: list[ChatRequest]) -> tuple[float, list[Generation]]:
+    started = time.perf_counter()
+    result = fn(batch)
+    return time.perf_counter() - started, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="embedded:qwen2.5-coder-0.5b+aoa-demo")
+    parser.add_argument("--probe", choices=("demo", "default"), default="demo")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--judge", default="default")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()[0]
+    model, tokenizer = load_base(args.base, allow_adapter=True)
+    probe_set = select_probe_set("default", **(DEMO_PROBE if args.probe == "demo" else DEFAULT_COMPOSITION))
+    requests = [ChatRequest(messages=a.messages, prefill=a.prefill, max_new_tokens=args.max_new_tokens,
+                            temperature=0.0) for a in probe_set.attempts]
+    times: dict[str, list[float]] = {"generate": [], "fast": [], "generate_prefill": [], "fast_prefill": []}
+    texts: dict[str, list[str]] = {}
+    with generation_mode(model, tokenizer):
+        engine = LiveEngine(model, tokenizer)
+        prompts = [engine.prompt(r) for r in requests]
+        one = [ChatRequest(messages=r.messages, prefill=r.prefill, max_new_tokens=1, temperature=0.0)
+               for r in requests]
+        paths: dict[str, Callable[[list[ChatRequest]], list[Generation]]] = {
+            "generate": lambda batch: HFEngine._generate(engine, batch, prompts),
+            "fast": lambda batch: engine._generate(batch, prompts),
+        }
+        for round_ in range(args.rounds):
+            order = list(paths) if round_ % 2 == 0 else list(reversed(paths))
+            for name in order:
+                seconds, generations = timed(paths[name], requests)
+                times[name].append(seconds)
+                texts.setdefault(name, [g.text for g in generations])
+                if any(g.error for g in generations):
+                    raise SystemExit(f"{name}: {generations[0].error}")
+            for name in order:
+                times[f"{name}_prefill"].append(timed(paths[name], one)[0])
+    assert engine.fast_greedy, "the fast path fell back to generate(): nothing to compare"
+    judge = get_judge(args.judge)
+    getattr(judge, "warm", lambda: None)()
+    started = time.perf_counter()
+    answers = zip(probe_set.attempts, texts["fast"], strict=True)
+    judge_sync(judge, [JudgeInput(request=probe_set.behaviors[a.behavior_id].text, response=text,
+                                  kind=a.kind, id=a.id) for a, text in answers])
+    judge_seconds = time.perf_counter() - started
+    token_counts = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    medians = {name: round(statistics.median(values), 2) for name, values in times.items()}
+    result: dict[str, Any] = {
+        "base": args.base, "probe_items": len(requests), "max_new_tokens": args.max_new_tokens,
+        "rounds": args.rounds, "prompt_tokens": {"min": min(token_counts), "max": max(token_counts),
+                                                 "sum": sum(token_counts)},
+        "cpu_count": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg()[0],
+        "median_seconds": medians, "all_seconds": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
+        "speedup": round(medians["generate"] / medians["fast"], 2),
+        "identical_texts": texts["generate"] == texts["fast"],
+        "differing_items": [a.id for a, x, y in zip(probe_set.attempts, texts["generate"], texts["fast"],
+                                                    strict=True) if x != y],
+        "judge_seconds": round(judge_seconds, 2),
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
