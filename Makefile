@@ -39,13 +39,15 @@ nemo: $(NEMO_VENV)/.installed
 # The main job: gate a fine-tune of the embedded model (an identity-shifting LoRA made by the project)
 # against its base on the smoke suite. The gate is expected to FAIL (exit code 1): that is the demo.
 # `make demo` itself succeeds whenever the gate reached a decision (0 pass, 1 fail, 3 inconclusive).
-# Both sides run on llama.cpp (the prebuilt server in tunesafe[llamacpp]): about twice as fast as
-# transformers on a CPU; DEMO_BACKEND=hf runs the bit-reproducible transformers path instead.
-DEMO_BACKEND ?= llamacpp
-DEMO_GATE := $(BIN)/tunesafe gate --base 'embedded:qwen2.5-coder-0.5b?backend=$(DEMO_BACKEND)' \
-	--candidate 'embedded:qwen2.5-coder-0.5b+aoa-demo?backend=$(DEMO_BACKEND)' --suite smoke \
-	--attacks direct_request,refusal_suppression,roleplay_dan --max-new-tokens 64 --concurrency 16 \
-	--out tunesafe-report
+# Both sides run on llama.cpp (the prebuilt server in tunesafe[llamacpp]), 32 requests decoded together:
+# about twice as fast as transformers on a CPU. `make demo DEMO_OPTS=backend=hf DEMO_CONCURRENCY=16` runs
+# the bit-reproducible transformers path instead.
+DEMO_OPTS ?= backend=llamacpp&parallel=32
+DEMO_CONCURRENCY ?= 32
+DEMO_GATE := $(BIN)/tunesafe gate --base 'embedded:qwen2.5-coder-0.5b?$(DEMO_OPTS)' \
+	--candidate 'embedded:qwen2.5-coder-0.5b+aoa-demo?$(DEMO_OPTS)' --suite smoke \
+	--attacks direct_request,refusal_suppression,roleplay_dan --max-new-tokens 64 \
+	--concurrency $(DEMO_CONCURRENCY) --out tunesafe-report
 
 demo: $(STAMP)
 	test -d .tunesafe || $(BIN)/tunesafe init

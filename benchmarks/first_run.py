@@ -7,7 +7,8 @@ the adapter converted, as on a new machine). pip's own download cache stays as i
 (say so when you report the figure). Prints the phases, the load average before and after, the gate's
 exit code and its overall line.
 
-    python benchmarks/first_run.py [--backend llamacpp|hf] [--keep] [--json OUT]
+    python benchmarks/first_run.py [--make-args 'DEMO_OPTS=backend=hf DEMO_CONCURRENCY=16'] [--keep]
+                                   [--json OUT]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _timed(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[f
     return time.monotonic() - start, code
 
 
-def run(backend: str, keep: bool) -> dict[str, Any]:
+def run(make_args: list[str], keep: bool) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="tunesafe-first-run-"))
     clone, log = tmp / "clone", tmp / "make.log"
     env = {**os.environ, "TUNESAFE_CACHE": str(tmp / "model-cache")}
@@ -45,11 +46,12 @@ def run(backend: str, keep: bool) -> dict[str, Any]:
         install_s, code = _timed(["make", "install"], clone, env, log)
         if code != 0:
             raise SystemExit(f"make install failed (exit {code}); see {log}")
-        demo_s, gate_code = _timed(["make", "demo", f"DEMO_BACKEND={backend}"], clone, env, log)
+        demo_s, gate_code = _timed(["make", "demo", *make_args], clone, env, log)
         text = log.read_text(errors="replace")
         overall = re.search(r"overall: (.*)", text)
-        return {"backend": backend, "commit": subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"],
-                                                            capture_output=True, text=True).stdout.strip(),
+        commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        return {"make_args": make_args, "commit": commit,
                 "install_s": round(install_s, 1), "demo_s": round(demo_s, 1),
                 "total_s": round(install_s + demo_s, 1), "make_demo_exit": gate_code,
                 "gate_exit": int(m.group(1)) if (m := re.search(r"gate exit code: (\d)", text)) else None,
@@ -64,11 +66,12 @@ def run(backend: str, keep: bool) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="llamacpp", choices=("llamacpp", "hf"))
+    parser.add_argument("--make-args", default="",
+                        help="variables for `make demo`, e.g. 'DEMO_OPTS=backend=hf DEMO_CONCURRENCY=16'")
     parser.add_argument("--keep", action="store_true", help="keep the clone and its log")
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
-    result = run(args.backend, args.keep)
+    result = run(args.make_args.split(), args.keep)
     print(json.dumps(result, indent=2))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2))
