@@ -47,7 +47,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.lora_adapters = [xlc.CommonAdapterLoraInfo(path, 1.0) for path in args.lora]
-    server = xlc.Server(params)  # loads the model and starts listening in its own threads
+    try:
+        server = xlc.Server(params)  # loads the model and starts listening in its own threads
+    except RuntimeError:
+        # llama.cpp has already logged why (e.g. "failed to load model"); a traceback would push that
+        # reason out of the log tail the backend shows the user.
+        raise SystemExit(1) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
