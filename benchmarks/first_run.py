@@ -45,6 +45,7 @@ def run(make_args: list[str], keep: bool) -> dict[str, Any]:
         load_before = os.getloadavg()
         install_s, code = _timed(["make", "install"], clone, env, log)
         if code != 0:
+            keep = True  # the log named below must survive for the reader
             raise SystemExit(f"make install failed (exit {code}); see {log}")
         demo_s, gate_code = _timed(["make", "demo", *make_args], clone, env, log)
         text = log.read_text(errors="replace")
