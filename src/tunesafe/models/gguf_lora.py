@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesafe.errors import UserError
+from tunesafe.models.gguf_header import gguf_metadata
 from tunesafe.models.hashing import cache_dir, files_sha256
 
 _PEFT_PREFIX = "base_model.model."
@@ -88,17 +89,15 @@ def _check_config(config: dict[str, Any], adapter_dir: Path) -> None:
 def _base_arch(base_gguf: Path) -> tuple[Any, int]:
     import gguf
 
-    reader = gguf.GGUFReader(str(base_gguf))
-
-    def field(key: str) -> Any:
-        value = reader.get_field(key)
-        if value is None:
-            raise UserError(f"'{base_gguf.name}' lacks {key}", where=str(base_gguf),
-                            fix="use a complete GGUF")
-        return value.contents()
-
-    arch_name = str(field("general.architecture"))
+    arch_name = _header_value(base_gguf, "general.architecture")
     arch = next((a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch_name), None)
     if arch is None:
         raise UserError(f"unknown architecture '{arch_name}'", where=str(base_gguf), fix=_FIX)
-    return arch, int(field(f"{arch_name}.block_count"))
+    return arch, int(_header_value(base_gguf, f"{arch_name}.block_count"))
+
+
+def _header_value(base_gguf: Path, key: str) -> Any:
+    value = gguf_metadata(base_gguf, [key]).get(key)
+    if value is None:
+        raise UserError(f"'{base_gguf.name}' lacks {key}", where=str(base_gguf), fix="use a complete GGUF")
+    return value
