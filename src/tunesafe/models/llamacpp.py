@@ -2,7 +2,9 @@
 
 Refs: `gguf:FILE?backend=llamacpp`, `embedded:NAME?backend=llamacpp`. Options: `parallel` (server
 slots decoded together, 8), `ctx` (context tokens per slot, prompt + answer, 4096), `threads` (CPU
-threads, all cores), `timeout` (seconds per request, 300), `startup_timeout` (seconds to load, 120).
+threads, all cores), `timeout` (seconds per request, 300), `startup_timeout` (seconds to load, 120),
+`share_prefix` (1: a prompt prefix several requests share is computed once and restored into the other
+slots, models/llamacpp_slots.py; 0: each slot computes its own prompt).
 
 tunesafe starts one llama.cpp server per model on a free loopback port and talks to it with the
 OpenAI-compatible HTTP backend, so retries, timeouts and per-request errors behave exactly as for any
@@ -19,6 +21,7 @@ white-box features need the hf backend.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import shutil
@@ -38,6 +41,7 @@ import httpx
 from tunesafe.errors import UserError
 from tunesafe.models.gguf_lora import gguf_lora
 from tunesafe.models.hashing import files_sha256
+from tunesafe.models.llamacpp_slots import SharedPrefixSlots
 from tunesafe.models.openai_http import OpenAIChatModel
 from tunesafe.models.refs import ModelRef, parse_options
 from tunesafe.types import ChatRequest, Generation
@@ -46,7 +50,7 @@ BINARY_ENV = "TUNESAFE_LLAMA_SERVER"
 WHEEL = "xllamacpp"  # BINARY_ENV's value that picks the wheel even where a binary is found
 _WHEEL_COMMAND = [sys.executable, "-m", "tunesafe.models.llamacpp_serve"]
 _OPTIONS = {"parallel": int, "ctx": int, "threads": int, "timeout": float,
-            "startup_timeout": float}
+            "startup_timeout": float, "share_prefix": int}
 _FIX_SERVER = (f"pip install 'tunesafe[llamacpp]' (llama.cpp's server, prebuilt), or `make llama-server` "
                f"(built for this CPU, ~6 min), or point {BINARY_ENV} at a llama-server binary, or drop "
                f"?backend=llamacpp")
@@ -87,7 +91,7 @@ class _Server:
     """One llama.cpp server child process serving one GGUF on loopback."""
 
     def __init__(self, command: list[str], gguf: Path, lora: Path | None, *, parallel: int, ctx: int,
-                 threads: int, startup_timeout: float) -> None:
+                 threads: int, startup_timeout: float, save_dir: Path | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The log goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
@@ -102,6 +106,8 @@ class _Server:
                "--no-webui", "--alias", "tunesafe-local"]
         if lora is not None:
             cmd += ["--lora", str(lora)]
+        if save_dir is not None:
+            cmd += ["--slot-save-path", str(save_dir)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         self._finalizer = weakref.finalize(self, _stop, self.proc, self._log)
@@ -126,11 +132,15 @@ class _Server:
         raise UserError(f"llama.cpp's server did not become ready within {timeout:.0f} s", where=str(gguf),
                         fix="raise ?startup_timeout= or check the machine's load")
 
-    def log_tail(self, lines: int = 5) -> str:
+    def log_text(self) -> str:
+        """Everything the server has logged (empty once it is stopped)."""
         if self._log.closed:
             return ""
         self._log.seek(0)
-        return " | ".join(self._log.read().decode(errors="replace").strip().splitlines()[-lines:])
+        return self._log.read().decode(errors="replace")
+
+    def log_tail(self, lines: int = 5) -> str:
+        return " | ".join(self.log_text().strip().splitlines()[-lines:])
 
     def stop(self) -> None:
         self._finalizer()
@@ -152,19 +162,24 @@ class LlamaCppChatModel:
 
     def __init__(self, ref: str, files: list[Path], server: list[str], *, lora: Path | None = None,
                  parallel: int = 8, ctx: int = 4096, threads: int | None = None, timeout: float = 300.0,
-                 startup_timeout: float = 120.0) -> None:
+                 startup_timeout: float = 120.0, share_prefix: int = 1) -> None:
         """`files`: the GGUF first, then the PEFT adapter's files (hashed); `lora`: that adapter as GGUF."""
         self.ref = ref
         self._hash_files = files
         self._ctx = ctx
+        # the saved prefixes live as long as the server (removed with this object)
+        self._save_dir = tempfile.TemporaryDirectory(prefix="tunesafe-llamacpp-") if share_prefix else None
         self.server = _Server(server, files[0], lora, parallel=parallel, ctx=ctx,
-                              threads=threads or os.cpu_count() or 1, startup_timeout=startup_timeout)
+                              threads=threads or os.cpu_count() or 1, startup_timeout=startup_timeout,
+                              save_dir=Path(self._save_dir.name) if self._save_dir else None)
         # A local server answers every request it accepts, so retrying only hides a crash: few retries,
         # the breaker opens fast if the server dies, and a dead one stops the run (resumable) after 30 s.
         self._http = OpenAIChatModel("tunesafe-local", f"{self.server.url}/v1", concurrency=parallel,
                                      timeout=timeout, max_retries=1, breaker=4, cooldown=5.0, prefill=True,
                                      max_pause=30.0)
         self.capabilities = self._http.capabilities
+        self.prefixes = (SharedPrefixSlots(self.server.url, parallel, timeout=timeout) if share_prefix
+                         else None)
 
     @classmethod
     def from_ref(cls, ref: ModelRef) -> LlamaCppChatModel:
@@ -185,7 +200,8 @@ class LlamaCppChatModel:
         return files_sha256(self._hash_files)
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
-        gens = await self._http.generate(requests)
+        gens = await self._http.generate(requests) if self.prefixes is None else list(await asyncio.gather(
+            *(self._shared(r, self.prefixes) for r in requests)))
         if any(g.error for g in gens) and self.server.proc.poll() is not None:
             code, tail = self.server.proc.returncode, self.server.log_tail()
             died = f" (llama.cpp's server exited with code {code}: {tail})"
@@ -193,7 +209,13 @@ class LlamaCppChatModel:
         return [replace(g, error=f"{g.error} (raise ?ctx=, now {self._ctx})")
                 if g.error and "exceed_context_size" in g.error else g for g in gens]
 
+    async def _shared(self, request: ChatRequest, prefixes: SharedPrefixSlots) -> Generation:
+        return await prefixes.generate(request, self._http.payload(request),
+                                       lambda extra: self._http.generate_one(request, extra))
+
     async def aclose(self) -> None:
+        if self.prefixes is not None:
+            await self.prefixes.aclose()
         await self._http.aclose()
 
     def close(self) -> None:

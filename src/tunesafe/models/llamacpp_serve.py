@@ -9,6 +9,7 @@ accepted; the process serves until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-webui", action="store_true")
     parser.add_argument("--alias", default="tunesafe-local")
     parser.add_argument("--lora", action="append", default=[])
+    parser.add_argument("--slot-save-path", default="")
     return parser
 
 
@@ -46,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     params.model_alias = args.alias
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
+    if args.slot_save_path:  # llama-server's flag parser adds the separator; the field is joined as is
+        params.slot_save_path = os.path.join(args.slot_save_path, "")
     params.lora_adapters = [xlc.CommonAdapterLoraInfo(path, 1.0) for path in args.lora]
     try:
         server = xlc.Server(params)  # loads the model and starts listening in its own threads

@@ -331,7 +331,15 @@ class OpenAIChatModel:
         """Raises EndpointUnavailable (no Generation) when the endpoint stays down past max_pause."""
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
-    async def _one(self, request: ChatRequest) -> Generation:
+    async def generate_one(self, request: ChatRequest, extra_body: Mapping[str, Any]) -> Generation:
+        """One request with server-specific fields added to its body (llama.cpp's `id_slot`)."""
+        return await self._one(request, extra_body)
+
+    def payload(self, request: ChatRequest) -> dict[str, Any]:
+        """The chat-completions body this client sends for `request`."""
+        return self._payload(request)
+
+    async def _one(self, request: ChatRequest, extra_body: Mapping[str, Any] | None = None) -> Generation:
         if request.prefill and not self.capabilities.prefill:
             return error_generation(f"{self.ref} does not support prefill (add ?prefill=1 if the server "
                                     "continues a final assistant message)")
@@ -348,7 +356,7 @@ class OpenAIChatModel:
                     await self._probe(connection)
                     continue
                 try:
-                    generation = await self._attempt(connection, request)
+                    generation = await self._attempt(connection, request, extra_body)
                 except _Retryable as exc:
                     message = self._scrub(str(exc))
                     if exc.counts_for_breaker:
@@ -408,8 +416,10 @@ class OpenAIChatModel:
             payload.update(continue_final_message=True, add_generation_prompt=False)
         return payload
 
-    async def _attempt(self, connection: _Connection, request: ChatRequest) -> Generation:
-        body = json.dumps(self._payload(request), ensure_ascii=False, separators=(",", ":")).encode()
+    async def _attempt(self, connection: _Connection, request: ChatRequest,
+                       extra_body: Mapping[str, Any] | None = None) -> Generation:
+        payload = self._payload(request) if extra_body is None else {**self._payload(request), **extra_body}
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             resp = await connection.request("POST", self._path, body, self.timeout)
         except TimeoutError:

@@ -1,0 +1,86 @@
+"""Prompt prefixes shared across llama.cpp's slots: the index, the real server's work, and failing open."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Sequence
+
+from tunesafe.models import load_model
+from tunesafe.models.llamacpp import LlamaCppChatModel
+from tunesafe.models.llamacpp_slots import PrefixIndex, SharedPrefixSlots, common_prefix
+from tunesafe.models.openai_http import OpenAIChatModel
+from tunesafe.testing.openai_server import serve
+from tunesafe.types import ChatRequest, Generation, Message
+
+TEMPLATE = ("You are a ship's captain in a story. Stay in character whatever happens, never leave the role, "
+            "and answer each question in sailor's slang with one line of a sea shanty. The question: ")
+QUESTIONS = ["how do ships float?", "what is the capital of France?", "why is the sea salty?",
+             "how do I tie a knot?", "what is two plus two?", "who wrote Hamlet?"]
+
+
+def test_the_index_finds_the_longest_shared_prefix() -> None:
+    rng = random.Random(7)
+    index, items = PrefixIndex(), []
+    for _ in range(300):
+        item = tuple(rng.choice((1, 2, 3)) for _ in range(rng.randint(1, 12)))
+        probe = tuple(rng.choice((1, 2, 3)) for _ in range(rng.randint(1, 12)))
+        expected = max((common_prefix(i, probe) for i in items), default=0)
+        length, found = index.longest(probe)
+        assert length == expected and (not items or common_prefix(found, probe) == length)
+        index.add(item)
+        items.append(item)
+
+
+def _asks(texts: Sequence[str]) -> list[ChatRequest]:
+    return [ChatRequest(messages=(Message("user", t),), max_new_tokens=8) for t in texts]
+
+
+def _evaluated(model: LlamaCppChatModel) -> int:
+    """Prompt tokens the server says it computed (its per-request timing lines)."""
+    return sum(int(n) for n in re.findall(r"prompt eval time =\s+[\d.]+ ms /\s+(\d+) tokens",
+                                          model.server.log_text()))
+
+
+def _run(share: int) -> tuple[list[Generation], int, dict[str, int] | None]:
+    model = load_model(f"embedded:smollm2-135m?backend=llamacpp&parallel=4&ctx=1024&share_prefix={share}")
+    assert isinstance(model, LlamaCppChatModel)
+    try:
+        gens = asyncio.run(model.generate(_asks([TEMPLATE + q for q in QUESTIONS] + QUESTIONS)))
+        stats = dict(model.prefixes.stats) if model.prefixes else None
+        assert model.prefixes is None or model.prefixes.enabled
+        return gens, _evaluated(model), stats
+    finally:
+        model.close()
+
+
+def test_a_shared_template_is_computed_once_not_per_slot(llama_server: list[str]) -> None:
+    shared, shared_work, stats = _run(1)
+    plain, plain_work, _ = _run(0)
+    assert all(g.ok and g.text for g in shared + plain), shared + plain
+    # the same prompts were asked: the server counts the same prompt tokens, computes fewer of them
+    assert [g.prompt_tokens for g in shared] == [g.prompt_tokens for g in plain]
+    assert stats is not None and stats["saved"] >= 1 and stats["restored"] >= 1, stats
+    assert shared_work < plain_work, (shared_work, plain_work)
+
+
+def test_a_server_without_the_endpoints_is_asked_unshared() -> None:
+    with serve() as server:  # an OpenAI-compatible server with no /apply-template or /slots
+        client = OpenAIChatModel("tunesafe-test", server.url, concurrency=2)
+        slots = SharedPrefixSlots(server.url.removesuffix("/v1"), 2)
+
+        async def ask_all() -> list[Generation]:
+            requests = _asks([TEMPLATE + q for q in QUESTIONS])
+            try:
+                return list(await asyncio.gather(*(
+                    slots.generate(r, client.payload(r), lambda extra, r=r: client.generate_one(r, extra))
+                    for r in requests)))
+            finally:
+                await slots.aclose()
+                await client.aclose()
+
+        gens = asyncio.run(ask_all())
+    assert all(g.ok for g in gens) and len(gens) == len(QUESTIONS)
+    assert not slots.enabled
+    assert {r.get("id_slot") for r in server.requests} <= {0, 1}  # still one request per slot
