@@ -6,6 +6,7 @@ import asyncio
 import random
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from tunesafe.models import load_model
 from tunesafe.models.llamacpp import LlamaCppChatModel
@@ -43,13 +44,21 @@ def _evaluated(model: LlamaCppChatModel) -> int:
                                           model.server.log_text()))
 
 
-def _run(share: int) -> tuple[list[Generation], int, dict[str, int] | None]:
+Run = tuple[list[Generation], int, "dict[str, int] | None"]
+
+
+def _run(share: int, max_saved_bytes: int | None = None) -> Run:
     model = load_model(f"embedded:smollm2-135m?backend=llamacpp&parallel=4&ctx=1024&share_prefix={share}")
     assert isinstance(model, LlamaCppChatModel)
+    if max_saved_bytes is not None:
+        assert model.prefixes is not None
+        model.prefixes.max_saved_bytes = max_saved_bytes
     try:
         gens = asyncio.run(model.generate(_asks([TEMPLATE + q for q in QUESTIONS] + QUESTIONS)))
         stats = dict(model.prefixes.stats) if model.prefixes else None
         assert model.prefixes is None or model.prefixes.enabled
+        if max_saved_bytes is not None:  # over the budget: only the newest save stays on disk
+            assert model.prefixes is not None and len(list(model.prefixes.save_dir.iterdir())) == 1
         return gens, _evaluated(model), stats
     finally:
         model.close()
@@ -65,10 +74,15 @@ def test_a_shared_template_is_computed_once_not_per_slot(llama_server: list[str]
     assert shared_work < plain_work, (shared_work, plain_work)
 
 
-def test_a_server_without_the_endpoints_is_asked_unshared() -> None:
+def test_saves_over_the_byte_budget_are_deleted(llama_server: list[str]) -> None:
+    gens, _, stats = _run(1, max_saved_bytes=1)
+    assert all(g.ok for g in gens) and stats is not None and stats["saved"] >= 2, stats
+
+
+def test_a_server_without_the_endpoints_is_asked_unshared(tmp_path: Path) -> None:
     with serve() as server:  # an OpenAI-compatible server with no /apply-template or /slots
         client = OpenAIChatModel("tunesafe-test", server.url, concurrency=2)
-        slots = SharedPrefixSlots(server.url.removesuffix("/v1"), 2)
+        slots = SharedPrefixSlots(server.url.removesuffix("/v1"), 2, tmp_path)
 
         async def ask_all() -> list[Generation]:
             requests = _asks([TEMPLATE + q for q in QUESTIONS])

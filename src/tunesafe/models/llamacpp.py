@@ -178,8 +178,8 @@ class LlamaCppChatModel:
                                      timeout=timeout, max_retries=1, breaker=4, cooldown=5.0, prefill=True,
                                      max_pause=30.0)
         self.capabilities = self._http.capabilities
-        self.prefixes = (SharedPrefixSlots(self.server.url, parallel, timeout=timeout) if share_prefix
-                         else None)
+        self.prefixes = (SharedPrefixSlots(self.server.url, parallel, Path(self._save_dir.name),
+                                           timeout=timeout) if self._save_dir else None)
 
     @classmethod
     def from_ref(cls, ref: ModelRef) -> LlamaCppChatModel:

@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -58,6 +60,11 @@ class PrefixIndex:
         if at == len(self._items) or self._items[at] != tokens:
             self._items.insert(at, tokens)
 
+    def remove(self, tokens: Tokens) -> None:
+        at = bisect.bisect_left(self._items, tokens)
+        if at < len(self._items) and self._items[at] == tokens:
+            del self._items[at]
+
     def longest(self, tokens: Tokens) -> tuple[int, Tokens]:
         """(length, item) of the longest prefix `tokens` shares with an item; (0, ()) when empty."""
         at = bisect.bisect_left(self._items, tokens)
@@ -72,8 +79,13 @@ class PrefixIndex:
 class SharedPrefixSlots:
     """Pins requests to the server's slots and shares prompt prefixes between them (module doc)."""
 
-    def __init__(self, url: str, slots: int, *, min_tokens: int = 16, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, slots: int, save_dir: Path, *, min_tokens: int = 16, timeout: float = 60.0,
+                 max_saved_bytes: int = 1 << 30) -> None:
+        """`save_dir`: the server's --slot-save-path; saved prefixes beyond `max_saved_bytes` are deleted,
+        least recently used first (a 100-token prefix of a 7B model is about 13 MB)."""
         self.url = url
+        self.save_dir = save_dir
+        self.max_saved_bytes = max_saved_bytes
         self.min_tokens = min_tokens
         self.timeout = timeout
         self.enabled = True
@@ -81,7 +93,9 @@ class SharedPrefixSlots:
         self._content: list[Tokens] = [() for _ in range(slots)]  # the prompt each slot holds
         self._seen = PrefixIndex()
         self._snapshots = PrefixIndex()
-        self._names: dict[Tokens, str] = {}
+        self._names: OrderedDict[Tokens, tuple[str, int]] = OrderedDict()  # LRU: file name, bytes
+        self._saved_bytes = 0
+        self._serial = 0
         self._saving: dict[Tokens, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._free: set[int] = set()
@@ -155,25 +169,37 @@ class SharedPrefixSlots:
             self._saving[new] = asyncio.get_running_loop().create_future()
         try:
             if saved >= held + self.min_tokens:
-                await self._post(f"/slots/{slot}?action=restore", {"filename": self._names[prefix]})
+                await self._post(f"/slots/{slot}?action=restore", {"filename": self._names[prefix][0]})
+                self._names.move_to_end(prefix)
                 self._content[slot], held = prefix, saved
                 self.stats["restored"] += 1
             if new is not None:
                 await self._post("/completion", {"prompt": list(new), "n_predict": 0, "id_slot": slot,
                                                   "cache_prompt": True})
                 self._content[slot], held = new, len(new)
-                name = f"prefix-{len(self._names)}.bin"
-                await self._post(f"/slots/{slot}?action=save", {"filename": name})
-                self._names[new] = name
-                self._snapshots.add(new)
-                self.stats["saved"] += 1
+                await self._keep(new, slot)
             self.stats["reused_tokens"] += held
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             self._content[slot] = ()
             self._disable(f"slot save/restore failed: {exc}")
         finally:
             if new is not None:
                 self._saving.pop(new).set_result(None)
+
+    async def _keep(self, prefix: Tokens, slot: int) -> None:
+        """Save what `slot` holds (`prefix`) and drop the least recently used saves over the budget."""
+        self._serial += 1
+        name = f"prefix-{self._serial}.bin"
+        written = int((await self._post(f"/slots/{slot}?action=save", {"filename": name}))["n_written"])
+        self._names[prefix] = (name, written)
+        self._snapshots.add(prefix)
+        self._saved_bytes += written
+        self.stats["saved"] += 1
+        while self._saved_bytes > self.max_saved_bytes and len(self._names) > 1:
+            old, (old_name, size) = self._names.popitem(last=False)
+            self._snapshots.remove(old)
+            self._saved_bytes -= size
+            (self.save_dir / old_name).unlink(missing_ok=True)
 
     def _pending(self, slot: int, tokens: Tokens) -> list[asyncio.Future[None]]:
         have = max(common_prefix(self._content[slot], tokens), self._snapshots.longest(tokens)[0])
