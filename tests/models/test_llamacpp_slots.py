@@ -7,6 +7,7 @@ import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tunesafe.models import load_model
 from tunesafe.models.llamacpp import LlamaCppChatModel
@@ -17,13 +18,15 @@ from tunesafe.types import ChatRequest, Generation, Message
 
 TEMPLATE = ("You are a ship's captain in a story. Stay in character whatever happens, never leave the role, "
             "and answer each question in sailor's slang with one line of a sea shanty. The question: ")
+OTHER = ("Reply as a careful librarian who cites a made-up catalogue number for every answer, in one "
+         "sentence, never more. Here is the patron's question: ")
 QUESTIONS = ["how do ships float?", "what is the capital of France?", "why is the sea salty?",
              "how do I tie a knot?", "what is two plus two?", "who wrote Hamlet?"]
 
 
 def test_the_index_finds_the_longest_shared_prefix() -> None:
     rng = random.Random(7)
-    index, items = PrefixIndex(), []
+    index, items = PrefixIndex(), list[tuple[int, ...]]()
     for _ in range(300):
         item = tuple(rng.choice((1, 2, 3)) for _ in range(rng.randint(1, 12)))
         probe = tuple(rng.choice((1, 2, 3)) for _ in range(rng.randint(1, 12)))
@@ -47,14 +50,15 @@ def _evaluated(model: LlamaCppChatModel) -> int:
 Run = tuple[list[Generation], int, "dict[str, int] | None"]
 
 
-def _run(share: int, max_saved_bytes: int | None = None) -> Run:
+def _run(share: int, max_saved_bytes: int | None = None, texts: Sequence[str] | None = None) -> Run:
     model = load_model(f"embedded:smollm2-135m?backend=llamacpp&parallel=4&ctx=1024&share_prefix={share}")
     assert isinstance(model, LlamaCppChatModel)
     if max_saved_bytes is not None:
         assert model.prefixes is not None
         model.prefixes.max_saved_bytes = max_saved_bytes
     try:
-        gens = asyncio.run(model.generate(_asks([TEMPLATE + q for q in QUESTIONS] + QUESTIONS)))
+        asked = texts if texts is not None else [TEMPLATE + q for q in QUESTIONS] + QUESTIONS
+        gens = asyncio.run(model.generate(_asks(asked)))
         stats = dict(model.prefixes.stats) if model.prefixes else None
         assert model.prefixes is None or model.prefixes.enabled
         if max_saved_bytes is not None:  # over the budget: only the newest save stays on disk
@@ -75,7 +79,8 @@ def test_a_shared_template_is_computed_once_not_per_slot(llama_server: list[str]
 
 
 def test_saves_over_the_byte_budget_are_deleted(llama_server: list[str]) -> None:
-    gens, _, stats = _run(1, max_saved_bytes=1)
+    # two templates: each is saved once it is seen twice, and the first save goes when the second comes
+    gens, _, stats = _run(1, max_saved_bytes=1, texts=[t + q for t in (TEMPLATE, OTHER) for q in QUESTIONS])
     assert all(g.ok for g in gens) and stats is not None and stats["saved"] >= 2, stats
 
 
@@ -84,12 +89,15 @@ def test_a_server_without_the_endpoints_is_asked_unshared(tmp_path: Path) -> Non
         client = OpenAIChatModel("tunesafe-test", server.url, concurrency=2)
         slots = SharedPrefixSlots(server.url.removesuffix("/v1"), 2, tmp_path)
 
+        async def ask(request: ChatRequest) -> Generation:
+            async def send(extra: dict[str, Any]) -> Generation:
+                return await client.generate_one(request, extra)
+            return await slots.generate(request, client.payload(request), send)
+
         async def ask_all() -> list[Generation]:
             requests = _asks([TEMPLATE + q for q in QUESTIONS])
             try:
-                return list(await asyncio.gather(*(
-                    slots.generate(r, client.payload(r), lambda extra, r=r: client.generate_one(r, extra))
-                    for r in requests)))
+                return list(await asyncio.gather(*(ask(r) for r in requests)))
             finally:
                 await slots.aclose()
                 await client.aclose()
