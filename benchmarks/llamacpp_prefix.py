@@ -2,8 +2,10 @@
 
 Plans the demo's attempts (smoke suite; direct requests, refusal suppression, roleplay), sends them in the
 engine's order (shortest prompt first) to the embedded model on llama.cpp with as many in flight as slots,
-and reports per setting: wall seconds, prompt tokens asked, prompt tokens the server computed (summed from
-its own per-request timing lines), generated tokens, and how many answers are the same in both settings.
+unshared, shared, and unshared again, and reports per run: wall seconds, prompt tokens asked, prompt
+tokens the server computed (summed from its own per-request timing lines), generated tokens; and how many
+answers two unshared runs have in common against an unshared and a shared one (llama.cpp's greedy
+answers depend on the batch, so the first is the yardstick for the second).
 
     python benchmarks/llamacpp_prefix.py [--model REF] [--parallel 32] [--max-new-tokens 64] [--json OUT]
 """
@@ -68,6 +70,10 @@ def measure(ref: str, requests: list[ChatRequest], parallel: int,
             "load_before": round(load, 2), "prefix_stats": stats}, [g.text for g in gens]
 
 
+def _same(a: list[str], b: list[str]) -> int:
+    return sum(x == y for x, y in zip(a, b, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded:qwen2.5-coder-0.5b")
@@ -77,14 +83,15 @@ def main() -> None:
     args = parser.parse_args()
     requests = demo_requests(args.max_new_tokens)
     rows, texts = [], []
-    for share in (0, 1):
+    for share in (0, 1, 0):
         row, answers = measure(args.model, requests, args.parallel, share)
         rows.append(row)
         texts.append(answers)
         print(json.dumps(row))
     result = {"model": args.model, "parallel": args.parallel, "max_new_tokens": args.max_new_tokens,
               "cpus": os.cpu_count(), "runs": rows,
-              "same_answers": sum(a == b for a, b in zip(*texts, strict=True)), "of": len(requests)}
+              "same_answers_unshared_vs_unshared": _same(texts[0], texts[2]),
+              "same_answers_unshared_vs_shared": _same(texts[0], texts[1]), "of": len(requests)}
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2))
