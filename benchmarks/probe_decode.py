@@ -6,14 +6,17 @@ decodes them as one greedy batch both ways, alternating the order each round so 
 machine load: `generate()` (HFEngine's path) and `tunesafe.models.greedy_decode` (the probe's path,
 `LiveEngine`). Reports the median seconds of each, the prefill alone (1 new token), whether the texts are
 identical token for token, and the judge's seconds on the answers (warmed first), for the probe's share.
+`--skip-generate` times the probe's path alone (generate() is the slow reference; `texts_sha256` then
+compares the answers across runs, e.g. of two checkouts: `PYTHONPATH=OTHER/src python ...`).
 
     python benchmarks/probe_decode.py [--base embedded:qwen2.5-coder-0.5b+aoa-demo] [--probe demo|default]
-                                      [--max-new-tokens 32] [--rounds 3] [--json OUT]
+                                      [--max-new-tokens 32] [--rounds 3] [--skip-generate] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -45,6 +48,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--judge", default="default")
+    parser.add_argument("--skip-generate", action="store_true", help="time the probe's decoder only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -53,17 +57,19 @@ def main() -> None:
     probe_set = select_probe_set("default", **(DEMO_PROBE if args.probe == "demo" else DEFAULT_COMPOSITION))
     requests = [ChatRequest(messages=a.messages, prefill=a.prefill, max_new_tokens=args.max_new_tokens,
                             temperature=0.0) for a in probe_set.attempts]
-    times: dict[str, list[float]] = {"generate": [], "fast": [], "generate_prefill": [], "fast_prefill": []}
+    names = ("fast",) if args.skip_generate else ("generate", "fast")
+    times: dict[str, list[float]] = {n: [] for name in names for n in (name, f"{name}_prefill")}
     texts: dict[str, list[str]] = {}
     with generation_mode(model, tokenizer):
         engine = LiveEngine(model, tokenizer)
         prompts = [engine.prompt(r) for r in requests]
         one = [ChatRequest(messages=r.messages, prefill=r.prefill, max_new_tokens=1, temperature=0.0)
                for r in requests]
-        paths: dict[str, Callable[[list[ChatRequest]], list[Generation]]] = {
+        all_paths: dict[str, Callable[[list[ChatRequest]], list[Generation]]] = {
             "generate": lambda batch: HFEngine._generate(engine, batch, prompts),
             "fast": lambda batch: engine._generate(batch, prompts),
         }
+        paths = {name: all_paths[name] for name in names}
         for round_ in range(args.rounds):
             order = list(paths) if round_ % 2 == 0 else list(reversed(paths))
             for name in order:
@@ -82,6 +88,7 @@ def main() -> None:
     judge_sync(judge, [JudgeInput(request=probe_set.behaviors[a.behavior_id].text, response=text,
                                   kind=a.kind, id=a.id) for a, text in answers])
     judge_seconds = time.perf_counter() - started
+    choice = getattr(engine, "threads", None)
     token_counts = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     medians = {name: round(statistics.median(values), 2) for name, values in times.items()}
     result: dict[str, Any] = {
@@ -90,12 +97,16 @@ def main() -> None:
                                                  "sum": sum(token_counts)},
         "cpu_count": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg()[0],
         "median_seconds": medians, "all_seconds": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
-        "speedup": round(medians["generate"] / medians["fast"], 2),
-        "identical_texts": texts["generate"] == texts["fast"],
-        "differing_items": [a.id for a, x, y in zip(probe_set.attempts, texts["generate"], texts["fast"],
-                                                    strict=True) if x != y],
+        "texts_sha256": hashlib.sha256(json.dumps(texts["fast"]).encode()).hexdigest(),
         "judge_seconds": round(judge_seconds, 2),
+        # the probe's CPU thread counts and their latest decode-step seconds (absent before ThreadChoice)
+        "thread_step_seconds": {n: round(v, 3) for n, v in getattr(choice, "seconds", {}).items()},
     }
+    if not args.skip_generate:
+        pairs = zip(probe_set.attempts, texts["generate"], texts["fast"], strict=True)
+        result |= {"speedup": round(medians["generate"] / medians["fast"], 2),
+                   "identical_texts": texts["generate"] == texts["fast"],
+                   "differing_items": [a.id for a, x, y in pairs if x != y]}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
