@@ -133,29 +133,34 @@ def test_length_groups_pay_padding_only_where_it_is_cheaper_than_a_forward() -> 
     assert sorted(i for g in length_groups(list(range(30, 0, -1)), overhead=4) for i in g) == list(range(30))
 
 
-def test_thread_choice_keeps_the_faster_count_and_retries_the_other_ever_less_often() -> None:
-    choice = ThreadChoice(4, recheck=2)
+def test_thread_choice_keeps_the_faster_count_and_retries_the_other_as_its_time_ages() -> None:
+    now = [0.0]
+    choice = ThreadChoice(4, half_life=10.0, clock=lambda: now[0])
     assert choice.settled() == 4
     timed = {4: 3.0, 1: 1.0}  # a busy machine: one thread is faster
-    picks = []
-    for _ in range(14):
-        picks.append(choice.pick())
-        choice.record(picks[-1], timed[picks[-1]])
-    # each count once, then the faster; the slower again after 2 steps, then 4, then 8
-    assert picks == [4, 1, 1, 1, 4, 1, 1, 1, 1, 4, 1, 1, 1, 1]
+
+    def steps(n: int) -> list[int]:
+        picks = []
+        for _ in range(n):
+            picks.append(choice.pick())
+            choice.record(picks[-1], timed[picks[-1]])
+            now[0] += timed[picks[-1]]
+        return picks
+
+    # each count once, then the faster; 4's 3 s counts for less than 1's 1 s after about 17 s (log2(3)
+    # half-lives), when 4 is tried again, loses, and waits as long again
+    assert steps(20) == [4, 1] + [1] * 13 + [4] + [1] * 4
     assert choice.settled() == 1
-    timed = {4: 0.5, 1: 1.0}  # the machine became idle: the next try of 4 (due after 8) wins
-    picks = []
-    for _ in range(9):
-        picks.append(choice.pick())
-        choice.record(picks[-1], timed[picks[-1]])
-    assert picks == [1, 1, 1, 1, 4, 4, 4, 1, 4] and choice.settled() == 4  # 1 tried again after 2
+    timed = {4: 0.5, 1: 1.0}  # the machine became idle: the next try of 4 wins and keeps it
+    assert steps(20)[-3:] == [4, 4, 4] and choice.settled() == 4
+    now[0] += 600  # a probe minutes later tries the other count again early
+    assert 1 in steps(5) and choice.settled() == 4
     single = ThreadChoice(1)
     assert single.counts == [1] and [single.pick() for _ in range(3)] == [1, 1, 1]
 
 
 def test_decode_steps_on_either_thread_count_give_generate_s_tokens(live: LiveEngine) -> None:
-    live.threads = ThreadChoice(2, recheck=1)  # switch often: every count serves some steps
+    live.threads = ThreadChoice(2, half_life=1e-9)  # the other count ever due: they alternate
     own = torch.get_num_threads()
     counts: list[int] = []
     handle = live.model.register_forward_pre_hook(lambda *_: counts.append(torch.get_num_threads()))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 # Generation-config keys that cannot change greedy tokens (sampling knobs are off when do_sample=False;
@@ -51,37 +51,32 @@ class ThreadChoice:
     Why: on a machine shared with other work every multi-threaded operation waits for its slowest thread,
     and a thread that lost its core stalls it for a scheduler slice. A decode step is hundreds of small
     operations: on the busy 2-core machine of BENCHMARKS.md a probe decoded 4-5x slower on two threads
-    than on one, while on an idle machine the second thread pays. The count that lost is tried again on
-    one step after `recheck` steps, after twice as many each time it loses again (a try costs one slow
-    step), and after `recheck` once it has won."""
+    than on one, while on an idle machine the second thread pays. The count in use is timed at every
+    step; the other's last time counts for half as much every `half_life` seconds, so it is tried again
+    (on one step) when it may have become the faster: soon after a near tie, rarely after a clear loss
+    (each try costs one slow step), and at the first step of a probe minutes later."""
 
-    def __init__(self, threads: int, recheck: int = 8) -> None:
+    def __init__(self, threads: int, half_life: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.counts = sorted({max(threads, 1), 1}, reverse=True)
-        self.seconds: dict[int, float] = {}
-        self.recheck = self.interval = recheck
-        self.since = 0  # steps on the faster count since the other was last tried
+        self.seconds: dict[int, float] = {}  # each count's latest step
+        self.when: dict[int, float] = {}
+        self.half_life, self.clock = half_life, clock
 
     def settled(self) -> int:
-        """The faster count so far (torch's own before any step was timed)."""
+        """The count measured faster (torch's own before any step was timed)."""
         return min(self.seconds, key=self.seconds.__getitem__) if self.seconds else self.counts[0]
 
     def pick(self) -> int:
         untried = [n for n in self.counts if n not in self.seconds]
         if untried:
             return untried[0]
-        best = self.settled()
-        if len(self.counts) > 1 and self.since >= self.interval:
-            return next(n for n in self.counts if n != best)
-        return best
+        now = self.clock()
+        aged = {n: self.seconds[n] * 0.5 ** ((now - self.when[n]) / self.half_life) for n in self.counts}
+        return min(aged, key=aged.__getitem__)
 
     def record(self, threads: int, seconds: float) -> None:
-        best = self.settled() if len(self.seconds) == len(self.counts) else None
-        self.seconds[threads] = seconds
-        if best is None or threads == best:
-            self.since += best is not None
-            return
-        self.since = 0
-        self.interval = self.interval * 2 if self.settled() == best else self.recheck
+        self.seconds[threads], self.when[threads] = seconds, self.clock()
 
 
 class Unsupported(Exception):
