@@ -6,11 +6,14 @@ decodes them as one greedy batch both ways, alternating the order each round so 
 machine load: `generate()` (HFEngine's path) and `tunesafe.models.greedy_decode` (the probe's path,
 `LiveEngine`). Reports the median seconds of each, the prefill alone (1 new token), whether the texts are
 identical token for token, and the judge's seconds on the answers (warmed first), for the probe's share.
-`--skip-generate` times the probe's path alone (generate() is the slow reference; `texts_sha256` then
-compares the answers across runs, e.g. of two checkouts: `PYTHONPATH=OTHER/src python ...`).
+`--profile` adds where one more probe's time goes (torch profiler, the top operations by own CPU time)
+and the seconds of the LoRA merge and restore alone. `--skip-generate` times the probe's path alone
+(generate() is the slow reference; `texts_sha256` then compares the answers across runs, e.g. of two
+checkouts: `PYTHONPATH=OTHER/src python ...`).
 
     python benchmarks/probe_decode.py [--base embedded:qwen2.5-coder-0.5b+aoa-demo] [--probe demo|default]
-                                      [--max-new-tokens 32] [--rounds 3] [--skip-generate] [--json OUT]
+                                      [--max-new-tokens 32] [--rounds 3] [--skip-generate] [--profile]
+                                      [--json OUT]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from tunesafe.judges import JudgeInput, get_judge, judge_sync
 from tunesafe.models.hf import HFEngine
 from tunesafe.training.live_model import LiveEngine, generation_mode
+from tunesafe.training.lora_merge import merge_lora
 from tunesafe.training.lora_sft import load_base
 from tunesafe.training.mitigation_demo import DEMO_PROBE
 from tunesafe.training.probes import DEFAULT_COMPOSITION, select_probe_set
@@ -41,6 +45,25 @@ def timed(fn: Callable[[list[ChatRequest]], list[Generation]],
     return time.perf_counter() - started, result
 
 
+def profiled(engine: LiveEngine, requests: list[ChatRequest], prompts: list[str]) -> dict[str, Any]:
+    """The top operations of one probe by own CPU time (share of the total) and the merge and restore."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        seconds = timed(lambda batch: engine._generate(batch, prompts), requests)[0]
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    started = time.perf_counter()
+    restore = merge_lora(engine.model)
+    merged = time.perf_counter()
+    if restore is not None:
+        restore()
+    return {"profiled_probe_seconds": round(seconds, 2),
+            "profile_top": {e.key: round(e.self_cpu_time_total / total, 3) for e in events[:12]},
+            "merge_seconds": round(merged - started, 3), "merged": restore is not None,
+            "restore_seconds": round(time.perf_counter() - merged, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="embedded:qwen2.5-coder-0.5b+aoa-demo")
@@ -49,6 +72,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--judge", default="default")
     parser.add_argument("--skip-generate", action="store_true", help="time the probe's decoder only")
+    parser.add_argument("--profile", action="store_true", help="profile one more probe of the decoder")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -80,6 +104,7 @@ def main() -> None:
                     raise SystemExit(f"{name}: {generations[0].error}")
             for name in order:
                 times[f"{name}_prefill"].append(timed(paths[name], one)[0])
+        profile = profiled(engine, requests, prompts) if args.profile else {}
     assert engine.fast_greedy, "the fast path fell back to generate(): nothing to compare"
     judge = get_judge(args.judge)
     getattr(judge, "warm", lambda: None)()
@@ -102,6 +127,7 @@ def main() -> None:
         # the probe's CPU thread counts and their latest decode-step seconds (absent before ThreadChoice)
         "thread_step_seconds": {n: round(v, 3) for n, v in getattr(choice, "seconds", {}).items()},
     }
+    result |= profile
     if not args.skip_generate:
         pairs = zip(probe_set.attempts, texts["generate"], texts["fast"], strict=True)
         result |= {"speedup": round(medians["generate"] / medians["fast"], 2),
