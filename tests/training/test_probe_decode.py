@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tunesafe.models.greedy_decode import greedy_decode, length_groups, plain_greedy  # noqa: E402
+from tunesafe.models.greedy_decode import ThreadChoice, greedy_decode, length_groups, plain_greedy  # noqa: E402
 from tunesafe.models.hf import HFEngine  # noqa: E402
 from tunesafe.training.live_model import LiveEngine, generation_mode  # noqa: E402
 from tunesafe.types import ChatRequest, Generation, Message  # noqa: E402
@@ -133,6 +133,46 @@ def test_length_groups_pay_padding_only_where_it_is_cheaper_than_a_forward() -> 
     assert sorted(i for g in length_groups(list(range(30, 0, -1)), overhead=4) for i in g) == list(range(30))
 
 
+def test_thread_choice_keeps_the_faster_count_and_retries_the_other_as_its_time_ages() -> None:
+    now = [0.0]
+    choice = ThreadChoice(4, half_life=10.0, clock=lambda: now[0])
+    assert choice.settled() == 4
+    timed = {4: 3.0, 1: 1.0}  # a busy machine: one thread is faster
+
+    def steps(n: int) -> list[int]:
+        picks = []
+        for _ in range(n):
+            picks.append(choice.pick())
+            choice.record(picks[-1], timed[picks[-1]])
+            now[0] += timed[picks[-1]]
+        return picks
+
+    # each count once, then the faster; 4's 3 s counts for less than 1's 1 s after about 17 s (log2(3)
+    # half-lives), when 4 is tried again, loses, and waits as long again
+    assert steps(20) == [4, 1] + [1] * 13 + [4] + [1] * 4
+    assert choice.settled() == 1
+    timed = {4: 0.5, 1: 1.0}  # the machine became idle: the next try of 4 wins and keeps it
+    assert steps(20)[-3:] == [4, 4, 4] and choice.settled() == 4
+    now[0] += 600  # a probe minutes later tries the other count again early
+    assert 1 in steps(5) and choice.settled() == 4
+    single = ThreadChoice(1)
+    assert single.counts == [1] and [single.pick() for _ in range(3)] == [1, 1, 1]
+
+
+def test_decode_steps_on_either_thread_count_give_generate_s_tokens(live: LiveEngine) -> None:
+    live.threads = ThreadChoice(2, half_life=1e-9)  # the other count ever due: they alternate
+    own = torch.get_num_threads()
+    counts: list[int] = []
+    handle = live.model.register_forward_pre_hook(lambda *_: counts.append(torch.get_num_threads()))
+    try:
+        reference, fast = both_paths(live, requests(16))
+    finally:
+        handle.remove()
+    same(reference, fast)
+    assert {1, 2} <= set(counts) and torch.get_num_threads() == own
+    assert set(live.threads.seconds) == {1, 2}
+
+
 def test_empty_batch_and_empty_prompt(live: LiveEngine) -> None:
     assert greedy_decode(live.model, [], max_new_tokens=4, eos_ids={0}) == []
     with pytest.raises(ValueError, match="empty prompt"):
@@ -197,6 +237,47 @@ def test_lora_in_half_precision_is_left_unmerged(tiny: Any) -> None:
     assert restore is not None and all(m.merged for m in model.modules() if hasattr(m, "merged"))
     restore()
     assert not any(m.merged for m in model.modules() if hasattr(m, "merged"))
+
+
+def test_lora_merge_is_peft_s_sum_and_the_restore_swaps_the_untouched_weights_back(tiny: Any,
+                                                                                   monkeypatch: Any) -> None:
+    from peft.tuners.lora import LoraLayer
+
+    from tunesafe.training.lora_merge import merge_lora
+
+    model = lora_model(tiny)
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    weights: list[Any] = [m.get_base_layer().weight for m in layers]
+    before = [(w.data_ptr(), w.detach().clone()) for w in weights]
+    model.merge_adapter()  # PEFT's own in-place merge: the sums ours must give bit for bit
+    peft_sums = [w.detach().clone() for w in weights]
+    model.unmerge_adapter()
+    for w, (_, original) in zip(weights, before, strict=True):
+        w.data.copy_(original)
+    own, originals = torch.get_num_threads(), [w.data for w in weights]
+    restore = merge_lora(model)
+    assert restore is not None and all(m.merged for m in layers) and torch.get_num_threads() == own
+    assert all(torch.equal(w, s) for w, s in zip(weights, peft_sums, strict=True))
+    # the merge wrote new tensors: the originals, still held, keep their bits while the probe runs
+    assert all(torch.equal(d, o) for d, (_, o) in zip(originals, before, strict=True))
+    restore()
+    assert not any(m.merged for m in layers)
+    assert all(w.data_ptr() == p and torch.equal(w, o) for w, (p, o) in zip(weights, before, strict=True))
+    # a layer that cannot merge midway: the layers merged before it are put back, nothing stays merged
+    monkeypatch.setattr(layers[3], "get_delta_weight", lambda _name: torch.ones(3))
+    assert merge_lora(model) is None
+    assert not any(m.merged for m in layers) and [w.data_ptr() for w in weights] == [p for p, _ in before]
+
+
+def test_dora_and_lora_bias_are_left_unmerged(tiny: Any) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from tunesafe.training.lora_merge import merge_lora
+
+    targets = ["q_proj", "v_proj"]
+    for config in (LoraConfig(r=4, target_modules=targets, use_dora=True),
+                   LoraConfig(r=4, target_modules=targets, lora_bias=True)):
+        assert merge_lora(get_peft_model(tiny.model(seed=3), config)) is None
 
 
 @pytest.mark.slow

@@ -20,7 +20,8 @@ caller then uses `generate()`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 # Generation-config keys that cannot change greedy tokens (sampling knobs are off when do_sample=False;
@@ -42,6 +43,42 @@ _NEUTRAL_SETTINGS = frozenset({
 GROUP_OVERHEAD_TOKENS = 32
 
 
+class ThreadChoice:
+    """The intra-op thread count of the decoder's forwards on a CPU: torch's own count or one thread,
+    whichever its latest timed decode step was faster with. Keep one per process: it is about the
+    machine, and what a probe learnt serves the next one's prefill and first steps.
+
+    Why: on a machine shared with other work every multi-threaded operation waits for its slowest thread,
+    and a thread that lost its core stalls it for a scheduler slice. A decode step is hundreds of small
+    operations: on the busy 2-core machine of BENCHMARKS.md a probe decoded 4-5x slower on two threads
+    than on one, while on an idle machine the second thread pays. The count in use is timed at every
+    step; the other's last time counts for half as much every `half_life` seconds, so it is tried again
+    (on one step) when it may have become the faster: soon after a near tie, rarely after a clear loss
+    (each try costs one slow step), and at the first step of a probe minutes later."""
+
+    def __init__(self, threads: int, half_life: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.counts = sorted({max(threads, 1), 1}, reverse=True)
+        self.seconds: dict[int, float] = {}  # each count's latest step
+        self.when: dict[int, float] = {}
+        self.half_life, self.clock = half_life, clock
+
+    def settled(self) -> int:
+        """The count measured faster (torch's own before any step was timed)."""
+        return min(self.seconds, key=self.seconds.__getitem__) if self.seconds else self.counts[0]
+
+    def pick(self) -> int:
+        untried = [n for n in self.counts if n not in self.seconds]
+        if untried:
+            return untried[0]
+        now = self.clock()
+        aged = {n: self.seconds[n] * 0.5 ** ((now - self.when[n]) / self.half_life) for n in self.counts}
+        return min(aged, key=aged.__getitem__)
+
+    def record(self, threads: int, seconds: float) -> None:
+        self.seconds[threads], self.when[threads] = seconds, self.clock()
+
+
 class Unsupported(Exception):
     """The model cannot be decoded here; use generate()."""
 
@@ -60,9 +97,10 @@ def plain_greedy(model: Any) -> bool:
 
 
 def greedy_decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-                  eos_ids: Collection[int]) -> list[list[int]]:
+                  eos_ids: Collection[int], threads: ThreadChoice | None = None) -> list[list[int]]:
     """The greedy continuation of each prompt (token ids), up to and including its first end token or
-    `max_new_tokens` tokens. Call it under torch.inference_mode() with the model in eval mode."""
+    `max_new_tokens` tokens. Call it under torch.inference_mode() with the model in eval mode. On a CPU,
+    `threads` picks the intra-op thread count of each forward (torch's own count is put back after)."""
     import torch
 
     if not prompts or max_new_tokens < 1:
@@ -70,6 +108,21 @@ def greedy_decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_token
     if any(len(p) == 0 for p in prompts):
         raise ValueError("an empty prompt has no next-token position")
     device = next(model.parameters()).device
+    if threads is None or device.type != "cpu":
+        return _decode(model, prompts, max_new_tokens, eos_ids, device, None)
+    own = torch.get_num_threads()
+    try:
+        return _decode(model, prompts, max_new_tokens, eos_ids, device, threads)
+    finally:
+        torch.set_num_threads(own)
+
+
+def _decode(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_ids: Collection[int],
+            device: Any, threads: ThreadChoice | None) -> list[list[int]]:
+    import torch
+
+    if threads is not None:  # the prefill takes the count the last decode steps found faster
+        torch.set_num_threads(threads.settled())
     keys = _Keywords(model)
     # Each row keeps at least its last token of its own: its logits are that row's first new token.
     shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)
@@ -107,10 +160,16 @@ def greedy_decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_token
             tokens, mask, next_position = tokens[kept], mask[kept], next_position[kept]
             live = [live[row] for row in keep]
         mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+        if threads is not None:
+            count = threads.pick()
+            torch.set_num_threads(count)
+            started = time.perf_counter()
         out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_position[:, None],
                     use_cache=True, **keys.cache_arg(cache))
         cache = keys.cache_of(out)
         tokens = _argmax(out)
+        if threads is not None:  # on a CPU the argmax has waited for the forward: the step's whole time
+            threads.record(count, time.perf_counter() - started)
         next_position = next_position + 1
     return generated
 

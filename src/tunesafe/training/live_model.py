@@ -7,8 +7,9 @@ train mode, even when generation fails.
 
 Greedy batches decode with `tunesafe.models.greedy_decode` (the chat template's shared preamble run
 once, little padding, no finished rows computed) with a LoRA merged for the batch (`lora_merge`, the
-base weights restored bit for bit): the probe runs inside the training's time. The tokens are
-generate()'s; a model the decoder cannot serve falls back to generate(), unmerged.
+base weights restored bit for bit), each forward on the CPU thread count found faster (`ThreadChoice`):
+the probe runs inside the training's time. The tokens are generate()'s; a model the decoder cannot serve
+falls back to generate(), unmerged.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tunesafe.models.greedy_decode import Unsupported, greedy_decode, plain_greedy
+from tunesafe.models.greedy_decode import ThreadChoice, Unsupported, greedy_decode, plain_greedy
 from tunesafe.models.hf import HFChatModel, HFEngine
 from tunesafe.training.lora_merge import merge_lora
 from tunesafe.types import ChatRequest, Generation
@@ -43,6 +44,7 @@ class LiveEngine(HFEngine):
         if tokenizer.eos_token_id is not None:
             self.eos_ids.add(tokenizer.eos_token_id)
         self.fast_greedy = plain_greedy(model)
+        self.threads = probe_threads()
 
     def _generate(self, batch: list[ChatRequest], prompts: list[str]) -> list[Generation]:
         if batch[0].temperature > 0 or not self.fast_greedy:
@@ -55,7 +57,7 @@ class LiveEngine(HFEngine):
         try:
             with torch.inference_mode():
                 outputs = greedy_decode(self.model, rows, max_new_tokens=max(r.max_new_tokens for r in batch),
-                                        eos_ids=self.eos_ids)
+                                        eos_ids=self.eos_ids, threads=self.threads)
         except (Unsupported, TypeError) as exc:  # TypeError: a forward() without these keywords
             log.info("probe decoding falls back to generate(): %s", exc)
             self.fast_greedy = False
@@ -68,6 +70,18 @@ class LiveEngine(HFEngine):
         latency = time.perf_counter() - started
         return [self._decode(ids, request, len(row), latency)
                 for ids, request, row in zip(outputs, batch, rows, strict=True)]
+
+
+# Thread contention is the machine's, not a probe's: each probe's engine starts from what the last learnt.
+_THREAD_CHOICES: dict[int, ThreadChoice] = {}
+
+
+def probe_threads() -> ThreadChoice:
+    """The process's ThreadChoice for probes at torch's current thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    return _THREAD_CHOICES.setdefault(threads, ThreadChoice(threads))
 
 
 def text_tokenizer(processing_class: Any) -> Any:
