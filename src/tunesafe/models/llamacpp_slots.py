@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,7 @@ class SharedPrefixSlots:
         self._names: OrderedDict[Tokens, tuple[str, int]] = OrderedDict()  # LRU: file name, bytes
         self._saved_bytes = 0
         self._serial = 0
+        self._restoring: Counter[Tokens] = Counter()  # saves being read by the server: never deleted
         self._saving: dict[Tokens, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._free: set[int] = set()
@@ -169,8 +170,13 @@ class SharedPrefixSlots:
             self._saving[new] = asyncio.get_running_loop().create_future()
         try:
             if saved >= held + self.min_tokens:
-                await self._post(f"/slots/{slot}?action=restore", {"filename": self._names[prefix][0]})
                 self._names.move_to_end(prefix)
+                self._restoring[prefix] += 1
+                try:
+                    await self._post(f"/slots/{slot}?action=restore", {"filename": self._names[prefix][0]})
+                finally:
+                    self._restoring[prefix] -= 1
+                    self._evict()
                 self._content[slot], held = prefix, saved
                 self.stats["restored"] += 1
             if new is not None:
@@ -195,8 +201,16 @@ class SharedPrefixSlots:
         self._snapshots.add(prefix)
         self._saved_bytes += written
         self.stats["saved"] += 1
-        while self._saved_bytes > self.max_saved_bytes and len(self._names) > 1:
-            old, (old_name, size) = self._names.popitem(last=False)
+        self._evict()
+
+    def _evict(self) -> None:
+        """Delete saves over the byte budget, least recently used first; never the newest, never one the
+        server is reading."""
+        newest = next(reversed(self._names), None)
+        for old in [p for p in self._names if p != newest and self._restoring[p] == 0]:
+            if self._saved_bytes <= self.max_saved_bytes:
+                break
+            old_name, size = self._names.pop(old)
             self._snapshots.remove(old)
             self._saved_bytes -= size
             (self.save_dir / old_name).unlink(missing_ok=True)
