@@ -8,6 +8,8 @@ read: no figure is recomputed after the decision.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,7 +20,9 @@ from tunesafe.analysis.audit import audits_of
 from tunesafe.analysis.compare import compare
 from tunesafe.analysis.escalate import Escalation, EscalationRef, escalate
 from tunesafe.engine import results as run_store
+from tunesafe.engine.progress import run_label, shared_display
 from tunesafe.engine.rejudge import (
+    StoredRun,
     answers_source,
     find_rejudged,
     find_stored_run,
@@ -27,7 +31,7 @@ from tunesafe.engine.rejudge import (
     rejudge_run,
     run_behaviors,
 )
-from tunesafe.engine.runner import EvalConfig, run_evaluation
+from tunesafe.engine.runner import EvalConfig, evaluate, run_evaluation
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.models import align_backends, backend_for, parse_ref
@@ -66,12 +70,24 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
 
         config = with_regressions(store, candidate_name, config, regressions_dir, notify=say)
     with hold((base_ref, candidate_ref)):  # vllm:...?launch=1: one server with both sides' adapters
-        base_run = await _stored_or_new(store, "base", base_ref, config, base_name, progress, say)
-        # Replay from the run that generated the base answers: a re-judge does not change what to replay,
-        # and a candidate run stays reusable across re-judges of its base.
-        candidate_config = replace(config, replay_from=answers_source(run_store.load_run(store, base_run)))
-        candidate_run = await _stored_or_new(store, "candidate", candidate_ref, candidate_config,
-                                             candidate_name, progress, say)
+        stored_base = find_stored_run(store, base_ref, config)
+        threads = side_by_side_threads(base_ref, candidate_ref, config)
+        if stored_base is None and threads:
+            base_run, candidate_run = await _side_by_side(store, (base_ref, candidate_ref),
+                                                          replace(config, threads=threads),
+                                                          (base_name, candidate_name), progress)
+        else:
+            with run_label("base"):
+                base_run = await _stored_or_new(store, "base", base_ref, config, base_name, progress, say,
+                                                stored_base)
+            # Replay from the run that generated the base answers: a re-judge does not change what to
+            # replay, and a candidate run stays reusable across re-judges of its base.
+            replay = answers_source(run_store.load_run(store, base_run))
+            candidate_config = replace(config, replay_from=replay)
+            with run_label("candidate"):
+                candidate_run = await _stored_or_new(store, "candidate", candidate_ref, candidate_config,
+                                                     candidate_name, progress, say,
+                                                     find_stored_run(store, candidate_ref, candidate_config))
     escalation = await escalate_runs(store, base_run, candidate_run, escalate) if escalate else None
     return gate_runs(store, base_run, candidate_run, policy, base_name=base_name,
                      candidate_name=candidate_name, out_dir=out_dir, escalation=escalation)
@@ -226,10 +242,61 @@ def _distinct(base_run: str, candidate_run: str) -> None:
                         where="RUN_A RUN_B", fix="pass the base model's run and the candidate's run")
 
 
+def side_by_side_threads(base_ref: str, candidate_ref: str, config: EvalConfig) -> int | None:
+    """CPU threads for each side's server when the gate evaluates both sides at once, else None.
+
+    Both sides must be local llama.cpp servers whose refs leave the thread count to tunesafe: two servers
+    on half the cores each, decoding together, beat one server on all cores twice (BENCHMARKS.md, "Main
+    job"). The candidate must have nothing to replay, since the base is still producing it: no attacker
+    model (attacker-driven attacks are then skipped on both sides) and no replayed run."""
+    cpus = os.cpu_count() or 1
+    if cpus < 2 or config.attacker_ref or config.replay_from or config.executor != "local" or config.threads:
+        return None
+    for parsed in (parse_ref(base_ref), parse_ref(candidate_ref)):
+        if not parsed.local or backend_for(parsed) != "llamacpp" or "threads" in parsed.options:
+            return None
+    return cpus // 2
+
+
+async def _side_by_side(store: Store, refs: tuple[str, str], config: EvalConfig,
+                        names: tuple[str | None, str | None], progress: bool) -> tuple[str, str]:
+    """New runs of base and candidate, evaluated at once; the candidate starts as soon as the base run
+    exists, replaying from it like a sequential gate. A failure on either side stops the other
+    (interrupted, resumable) and is raised."""
+    base_id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def side(label: str, ref: str, side_config: EvalConfig, name: str | None,
+                   on_start: Callable[[str, int, int], None] | None = None) -> str:
+        with run_label(label):
+            report = await evaluate(store, ref, side_config, model_name=name, progress=progress,
+                                    on_start=on_start)
+        return report.run_id
+
+    with shared_display(progress):
+        base = asyncio.create_task(side("base", refs[0], config, names[0],
+                                        lambda run_id, *_: base_id.set_result(run_id)))
+        tasks = [base]
+        try:
+            await asyncio.wait([base, base_id], return_when=asyncio.FIRST_COMPLETED)
+            if not base_id.done():  # the base failed before its run existed
+                base.result()
+                raise RuntimeError("the base evaluation ended without creating its run")
+            tasks.append(asyncio.create_task(side("candidate", refs[1],
+                                                  replace(config, replay_from=base_id.result()), names[1])))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # the first failure, if any
+            return tasks[0].result(), tasks[1].result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _stored_or_new(store: Store, side: str, model_ref: str, config: EvalConfig, name: str | None,
-                         progress: bool, say: Callable[[str], None]) -> str:
-    """A stored run of this model and config; else its stored answers re-judged; else a new run."""
-    stored = find_stored_run(store, model_ref, config)
+                         progress: bool, say: Callable[[str], None], stored: StoredRun | None) -> str:
+    """A stored run of this model and config (`stored`, from find_stored_run); else its stored answers
+    re-judged; else a new run."""
     if stored is None:
         return await run_evaluation(store, model_ref, config, model_name=name, progress=progress)
     if not stored.rejudge:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # Knobs that change how fast a run goes, not what it measures: left out of the config hash, and a
 # resumed run takes them from the resuming command.
-RUNTIME_FIELDS = ("concurrency", "use_cache", "max_pause", "executor", "ray_address", "workers")
+RUNTIME_FIELDS = ("concurrency", "use_cache", "max_pause", "executor", "ray_address", "workers", "threads")
 EXECUTORS = ("local", "ray")
 # Provenance, not measurement: the model's inventory name, and for a re-judged run (engine/rejudge.py)
 # the run it re-judged and the run whose model calls produced its answers. Left out of the hash, so a
@@ -46,6 +46,7 @@ class EvalConfig:
     executor: str = "local"  # or "ray": attempts split over Ray actors (engine/distributed.py)
     ray_address: str | None = None  # a running cluster ("auto", "ray://HOST:10001"); None: start one here
     workers: int = 2  # Ray actors, each with its own model (a replica per GPU) or endpoint client
+    threads: int | None = None  # CPU threads of a local llama.cpp server the ref does not set; None: all
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

@@ -3,6 +3,9 @@ Ns" while an endpoint's breaker holds the run), so stdout stays clean for --json
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 
 from rich.console import Console
@@ -16,6 +19,45 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+# Rich shows one live display at a time, so runs that go on together (a gate's two sides) share one,
+# a row each; a run's row is labelled with its side.
+_SHARED: ContextVar[Progress | None] = ContextVar("tunesafe_progress_display", default=None)
+_LABEL: ContextVar[str] = ContextVar("tunesafe_progress_label", default="eval")
+
+
+def _display() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[errors]} errors[/]"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TextColumn("[yellow]{task.fields[status]}[/]"),
+        console=Console(stderr=True), transient=False)
+
+
+@contextmanager
+def shared_display(enabled: bool = True) -> Iterator[None]:
+    """Within this block, the bars of runs started in this context are rows of one display."""
+    if not enabled:
+        yield
+        return
+    display = _display()
+    token = _SHARED.set(display)
+    try:
+        with display:
+            yield
+    finally:
+        _SHARED.reset(token)
+
+
+@contextmanager
+def run_label(label: str) -> Iterator[None]:
+    """Within this block, the bars of runs started in this context are labelled `label`."""
+    token = _LABEL.set(label)
+    try:
+        yield
+    finally:
+        _LABEL.reset(token)
+
 
 class RunProgress:
     """A no-op when disabled (library use, tests), a Rich bar otherwise. Attempts already stored by an
@@ -26,23 +68,22 @@ class RunProgress:
         self.status = ""
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._owned = False
         if enabled:
-            self._progress = Progress(
-                TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("[red]{task.fields[errors]} errors[/]"),
-                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                TextColumn("[yellow]{task.fields[status]}[/]"),
-                console=Console(stderr=True), transient=False)
-            self._task = self._progress.add_task("eval", total=total, completed=done, errors=0, status="")
+            shared = _SHARED.get()
+            self._owned = shared is None
+            self._progress = shared or _display()
+            self._task = self._progress.add_task(_LABEL.get(), total=total, completed=done, errors=0,
+                                                 status="")
 
     def __enter__(self) -> RunProgress:
-        if self._progress is not None:
+        if self._progress is not None and self._owned:
             self._progress.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._owned:
             self._progress.stop()
 
     def paused(self, retry_in: float | None) -> None:

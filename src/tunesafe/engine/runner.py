@@ -161,10 +161,12 @@ def in_inventory(store: Store, name: str) -> bool:
 
 
 def load_run_model(ref: str, config: EvalConfig) -> ChatModel:
-    from tunesafe.models import load_model, parse_ref
+    from tunesafe.models import backend_for, load_model, parse_ref
 
     parsed = parse_ref(ref)
     if parsed.local:
+        if config.threads and backend_for(parsed) == "llamacpp" and "threads" not in parsed.options:
+            return load_model(ref, threads=config.threads)
         return load_model(ref)
     # The HTTP client has its own connection bound and outage limit; let them match the engine's unless
     # the ref sets them.
