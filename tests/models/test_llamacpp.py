@@ -172,3 +172,23 @@ def test_the_prebuilt_wheel_serves_with_llama_servers_flags(adapter_dir: Path,
         tuned.close()
     assert changed.ok and changed.text != first.text, changed
     assert command[1:] == ["-m", "tunesafe.models.llamacpp_serve"]
+
+
+def test_checking_for_a_stored_run_starts_no_server(model: LlamaCppChatModel, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunesafe.engine.config import EvalConfig
+    from tunesafe.engine.runner import fresh_config
+    from tunesafe.evidence.store import Store
+    from tunesafe.models import llamacpp
+
+    def no_server(*_: object, **__: object) -> None:
+        raise AssertionError("a server was started to hash the model")
+
+    monkeypatch.setattr(llamacpp, "_Server", no_server)
+    model_hash, config = fresh_config(Store.open(str(tmp_path / "s.db")), REF,
+                                      EvalConfig(suite="smoke", attacks="prefill_sure"))
+    assert model_hash == model.content_hash()  # the running model's hash, from its files
+    assert llamacpp.identity(parse_ref(REF)) == (model_hash, model.capabilities)
+    assert config["attacks"][0]["name"] == "prefill_sure"  # planned: the server prefills
+    with pytest.raises(UserError, match="unknown option"):
+        llamacpp.identity(parse_ref("embedded:smollm2-135m?backend=llamacpp&max_batch=4"))

@@ -58,13 +58,20 @@ def find_reusable_run(store: Store, model_ref: str, config: EvalConfig) -> str |
 
 def fresh_config(store: Store, model_ref: str, config: EvalConfig) -> tuple[str, dict[str, Any]]:
     """(model content hash, the config a run of it would store now). The model is opened only to hash
-    it (no request is sent, so there is nothing to close)."""
-    model = load_run_model(model_ref, config)
-    planned = plan_evaluation(config, capabilities=model.capabilities,
-                              replayable=replayable_attacks(store, config))
+    it (no request is sent, so there is nothing to close); a llama.cpp server is not even started."""
+    from tunesafe.models import backend_for, parse_ref
+    from tunesafe.models.llamacpp import identity
+
+    parsed = parse_ref(model_ref)
+    if parsed.local and backend_for(parsed) == "llamacpp":
+        model_hash, capabilities = identity(parsed)
+    else:
+        model = load_run_model(model_ref, config)
+        model_hash, capabilities = model.content_hash(), model.capabilities
+    planned = plan_evaluation(config, capabilities=capabilities, replayable=replayable_attacks(store, config))
     judges = make_judges(config)
     attacker = load_run_model(config.attacker_ref, config) if config.attacker_ref else None
-    return model.content_hash(), run_config(config, planned, judges, attacker, None)
+    return model_hash, run_config(config, planned, judges, attacker, None)
 
 
 async def run_evaluation(store: Store, model_ref: str | None, config: EvalConfig, *,

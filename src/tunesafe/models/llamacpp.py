@@ -44,7 +44,7 @@ from tunesafe.models.hashing import files_sha256
 from tunesafe.models.llamacpp_slots import SharedPrefixSlots
 from tunesafe.models.openai_http import OpenAIChatModel
 from tunesafe.models.refs import ModelRef, parse_options
-from tunesafe.types import ChatRequest, Generation
+from tunesafe.types import Capabilities, ChatRequest, Generation
 
 BINARY_ENV = "TUNESAFE_LLAMA_SERVER"
 WHEEL = "xllamacpp"  # BINARY_ENV's value that picks the wheel even where a binary is found
@@ -54,6 +54,10 @@ _OPTIONS = {"parallel": int, "ctx": int, "threads": int, "timeout": float,
 _FIX_SERVER = (f"pip install 'tunesafe[llamacpp]' (llama.cpp's server, prebuilt), or `make llama-server` "
                f"(built for this CPU, ~6 min), or point {BINARY_ENV} at a llama-server binary, or drop "
                f"?backend=llamacpp")
+
+
+# The server continues an assistant turn the request prefills and calls tools (OpenAIChatModel's).
+CAPABILITIES = Capabilities(prefill=True, tools=True)
 
 
 def find_server() -> list[str]:
@@ -115,19 +119,20 @@ class _Server:
 
     def _wait_ready(self, timeout: float, gguf: Path) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log_tail()  # before stop(), which closes the log
-                self.stop()
-                raise UserError(f"llama.cpp's server exited with code {self.proc.returncode} while loading "
-                                f"{gguf.name}: {tail}", where=str(gguf),
-                                fix="check that the file is a GGUF this llama.cpp build supports")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass  # not listening yet
-            time.sleep(0.1)
+        with httpx.Client(timeout=2.0) as client:  # one client: each httpx.get loads the CA bundle again
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    tail = self.log_tail()  # before stop(), which closes the log
+                    self.stop()
+                    raise UserError(f"llama.cpp's server exited with code {self.proc.returncode} while "
+                                    f"loading {gguf.name}: {tail}", where=str(gguf),
+                                    fix="check that the file is a GGUF this llama.cpp build supports")
+                try:
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass  # not listening yet
+                time.sleep(0.1)
         self.stop()
         raise UserError(f"llama.cpp's server did not become ready within {timeout:.0f} s", where=str(gguf),
                         fix="raise ?startup_timeout= or check the machine's load")
@@ -157,6 +162,25 @@ def _stop(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
     log.close()
 
 
+def _files(ref: ModelRef) -> tuple[Path, list[Path]]:
+    """The GGUF a ref names and its PEFT adapter's files (UserError when either is missing or wrong)."""
+    from tunesafe.models.hf import adapter_files, resolve_weights  # embedded names, path checks
+
+    gguf = resolve_weights(ref)
+    if not gguf.is_file() or gguf.suffix != ".gguf":
+        raise UserError(f"llama.cpp serves .gguf files, not '{gguf}'", where=str(ref),
+                        fix="use a gguf: or embedded: ref, or ?backend=hf for model folders")
+    return gguf, adapter_files(ref.adapter, ref)
+
+
+def identity(ref: ModelRef) -> tuple[str, Capabilities]:
+    """A ref's content hash and capabilities, as LlamaCppChatModel would report them, without starting a
+    server (checking for a stored run needs only these; a server takes seconds to load)."""
+    parse_options(ref, _OPTIONS, "llamacpp")
+    gguf, adapter = _files(ref)
+    return files_sha256([gguf, *adapter]), CAPABILITIES
+
+
 class LlamaCppChatModel:
     backend = "llamacpp"
 
@@ -175,22 +199,16 @@ class LlamaCppChatModel:
         # A local server answers every request it accepts, so retrying only hides a crash: few retries,
         # the breaker opens fast if the server dies, and a dead one stops the run (resumable) after 30 s.
         self._http = OpenAIChatModel("tunesafe-local", f"{self.server.url}/v1", concurrency=parallel,
-                                     timeout=timeout, max_retries=1, breaker=4, cooldown=5.0, prefill=True,
-                                     max_pause=30.0)
+                                     timeout=timeout, max_retries=1, breaker=4, cooldown=5.0,
+                                     prefill=CAPABILITIES.prefill, max_pause=30.0)
         self.capabilities = self._http.capabilities
         self.prefixes = (SharedPrefixSlots(self.server.url, parallel, Path(self._save_dir.name),
                                            timeout=timeout) if self._save_dir else None)
 
     @classmethod
     def from_ref(cls, ref: ModelRef) -> LlamaCppChatModel:
-        from tunesafe.models.hf import adapter_files, resolve_weights  # embedded names, path checks
-
         opts = parse_options(ref, _OPTIONS, "llamacpp")
-        gguf = resolve_weights(ref)
-        if not gguf.is_file() or gguf.suffix != ".gguf":
-            raise UserError(f"llama.cpp serves .gguf files, not '{gguf}'", where=str(ref),
-                            fix="use a gguf: or embedded: ref, or ?backend=hf for model folders")
-        adapter = adapter_files(ref.adapter, ref)
+        gguf, adapter = _files(ref)
         server = find_server()
         lora = gguf_lora(adapter[0].parent, gguf) if adapter else None
         return cls(str(ref), [gguf, *adapter], server, lora=lora, **opts)  # type: ignore[arg-type]
