@@ -37,7 +37,8 @@ def demo_requests(max_new_tokens: int) -> list[ChatRequest]:
             for a in sorted(attempts, key=prompt_size)]
 
 
-async def _ask(model: LlamaCppChatModel, requests: list[ChatRequest], parallel: int) -> list[Generation]:
+async def ask_in_flight(model: LlamaCppChatModel, requests: list[ChatRequest],
+                        parallel: int) -> list[Generation]:
     gate = asyncio.Semaphore(parallel)  # the engine's --concurrency: one request per slot
 
     async def one(request: ChatRequest) -> Generation:
@@ -57,7 +58,7 @@ def measure(ref: str, requests: list[ChatRequest], parallel: int,
     assert isinstance(model, LlamaCppChatModel)
     try:
         started = time.perf_counter()
-        gens = asyncio.run(_ask(model, requests, parallel))
+        gens = asyncio.run(ask_in_flight(model, requests, parallel))
         wall = time.perf_counter() - started
         computed = sum(int(n) for n in re.findall(r"prompt eval time =\s+[\d.]+ ms /\s+(\d+) tokens",
                                                   model.server.log_text()))
