@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesafe.analysis.agents import report_section as agent_report
 from tunesafe.analysis.audit import audits_of
@@ -31,13 +31,16 @@ from tunesafe.engine.rejudge import (
     rejudge_run,
     run_behaviors,
 )
-from tunesafe.engine.runner import EvalConfig, evaluate, run_evaluation
+from tunesafe.engine.runner import EvalConfig, evaluate, load_run_model, run_evaluation
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.models import align_backends, backend_for, parse_ref
 from tunesafe.policy import Policy, decide
 from tunesafe.reports import write_reports
 from tunesafe.types import EvidenceRecord, GateDecision, RecordType
+
+if TYPE_CHECKING:
+    from tunesafe.models.base import ChatModel
 
 
 @dataclass(frozen=True)
@@ -261,15 +264,18 @@ def side_by_side_threads(base_ref: str, candidate_ref: str, config: EvalConfig) 
 async def _side_by_side(store: Store, refs: tuple[str, str], config: EvalConfig,
                         names: tuple[str | None, str | None], progress: bool) -> tuple[str, str]:
     """New runs of base and candidate, evaluated at once; the candidate starts as soon as the base run
-    exists, replaying from it like a sequential gate. A failure on either side stops the other
-    (interrupted, resumable) and is raised."""
+    exists, replaying from it like a sequential gate, on a server started alongside the base's. A
+    failure on either side stops the other (interrupted, resumable) and is raised."""
     base_id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    # The candidate's server (and adapter conversion) loads in a thread while the base's loads
+    candidate_model = asyncio.ensure_future(asyncio.to_thread(load_run_model, refs[1], config))
 
     async def side(label: str, ref: str, side_config: EvalConfig, name: str | None,
-                   on_start: Callable[[str, int, int], None] | None = None) -> str:
+                   on_start: Callable[[str, int, int], None] | None = None,
+                   opened: ChatModel | None = None) -> str:
         with run_label(label):
             report = await evaluate(store, ref, side_config, model_name=name, progress=progress,
-                                    on_start=on_start)
+                                    on_start=on_start, opened=opened)
         return report.run_id
 
     with shared_display(progress):
@@ -281,8 +287,13 @@ async def _side_by_side(store: Store, refs: tuple[str, str], config: EvalConfig,
             if not base_id.done():  # the base failed before its run existed
                 base.result()
                 raise RuntimeError("the base evaluation ended without creating its run")
+            await asyncio.wait([base, candidate_model], return_when=asyncio.FIRST_COMPLETED)
+            if base.done():
+                base.result()  # a failed base stops the gate here; a finished one waits for the model
+            opened = await candidate_model
             tasks.append(asyncio.create_task(side("candidate", refs[1],
-                                                  replace(config, replay_from=base_id.result()), names[1])))
+                                                  replace(config, replay_from=base_id.result()), names[1],
+                                                  opened=opened)))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()  # the first failure, if any
@@ -291,6 +302,18 @@ async def _side_by_side(store: Store, refs: tuple[str, str], config: EvalConfig,
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await _close(candidate_model)
+
+
+async def _close(opening: asyncio.Future[ChatModel]) -> None:
+    """Stop a model opened ahead, once its opening has ended (a thread cannot be cancelled)."""
+    try:
+        model = await asyncio.shield(opening)
+    except BaseException:  # its failure, if it matters, was raised already
+        return
+    close = getattr(model, "close", None)
+    if close is not None:
+        close()
 
 
 async def _stored_or_new(store: Store, side: str, model_ref: str, config: EvalConfig, name: str | None,

@@ -85,11 +85,12 @@ async def run_evaluation(store: Store, model_ref: str | None, config: EvalConfig
 async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, resume: str | None = None,
                    model_name: str | None = None, progress: bool = True,
                    on_start: Callable[[str, int, int], None] | None = None,
-                   retry_errors: bool = False) -> RunReport:
+                   retry_errors: bool = False, opened: ChatModel | None = None) -> RunReport:
     """run_evaluation, returning the summary and this session's throughput as well. `on_start(run_id,
     n_planned, n_already_done)` is called once the run exists (the CLI prints how to resume it).
     `retry_errors` (with `resume`): the run's errored attempts are run again; their earlier results move
-    to the store's history and the new ones count."""
+    to the store's history and the new ones count. `opened`: the model of `model_ref`, already opened by
+    the caller (load_run_model) so that its loading overlapped other work; the caller closes it."""
     info = None
     if retry_errors and resume is None:
         raise UserError("--retry-errors re-runs the errored attempts of a stored run", where="--retry-errors",
@@ -115,7 +116,7 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     judges = make_judges(config)
     model = attacker = None
     try:
-        model = load_run_model(model_ref, config)
+        model = opened or load_run_model(model_ref, config)
         attacker = load_run_model(config.attacker_ref, config) if config.attacker_ref else None
         planned = for_target(planned, config.attacks, model.capabilities)
         model_hash = model.content_hash()
