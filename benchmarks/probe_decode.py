@@ -3,9 +3,11 @@
 Loads the model as training holds it (fp32, the adapter trainable and unmerged), builds the probe's
 requests (the mitigation demo's 16-item probe set by default, or the callback's default 40 items), and
 decodes them as one greedy batch both ways, alternating the order each round so that both see the same
-machine load: `generate()` (HFEngine's path) and `tunesafe.models.greedy_decode` (the probe's path,
-`LiveEngine`). Reports the median seconds of each, the prefill alone (1 new token), whether the texts are
-identical token for token, and the judge's seconds on the answers (warmed first), for the probe's share.
+machine load: `generate()` (HFEngine's path), `tunesafe.models.greedy_decode` (the probe's path,
+`LiveEngine`), and the same decoder with every argmax over the full fp32 output layer ("unscreened":
+`screened_argmax` off). Reports the median seconds of each, the prefill alone (1 new token), whether the
+texts are identical token for token, and the judge's seconds on the answers (warmed first), for the
+probe's share.
 `--profile` adds where one more probe's time goes (torch profiler, the top operations by own CPU time)
 and the seconds of the LoRA merge and restore alone. `--skip-generate` times the probe's path alone
 (generate() is the slow reference; `texts_sha256` then compares the answers across runs, e.g. of two
@@ -64,6 +66,23 @@ def profiled(engine: LiveEngine, requests: list[ChatRequest], prompts: list[str]
             "restore_seconds": round(time.perf_counter() - merged, 3)}
 
 
+def unscreened(engine: LiveEngine, batch: list[ChatRequest], prompts: list[str]) -> list[Generation]:
+    """The probe's decoder with every argmax over the full fp32 output layer."""
+    engine.screen_output = False
+    try:
+        return engine._generate(batch, prompts)
+    finally:
+        engine.screen_output = True
+
+
+def screen_stats(engine: LiveEngine) -> dict[str, Any]:
+    screen = engine.screen
+    if screen is None:
+        return {"used": False}
+    return {"used": bool(screen.trusted), "rows": screen.rows,
+            "fp32_logits_per_row": round(screen.rescored / max(screen.rows, 1), 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="embedded:qwen2.5-coder-0.5b+aoa-demo")
@@ -81,7 +100,7 @@ def main() -> None:
     probe_set = select_probe_set("default", **(DEMO_PROBE if args.probe == "demo" else DEFAULT_COMPOSITION))
     requests = [ChatRequest(messages=a.messages, prefill=a.prefill, max_new_tokens=args.max_new_tokens,
                             temperature=0.0) for a in probe_set.attempts]
-    names = ("fast",) if args.skip_generate else ("generate", "fast")
+    names = ("fast", "unscreened") if args.skip_generate else ("generate", "fast", "unscreened")
     times: dict[str, list[float]] = {n: [] for name in names for n in (name, f"{name}_prefill")}
     texts: dict[str, list[str]] = {}
     with generation_mode(model, tokenizer):
@@ -92,6 +111,7 @@ def main() -> None:
         all_paths: dict[str, Callable[[list[ChatRequest]], list[Generation]]] = {
             "generate": lambda batch: HFEngine._generate(engine, batch, prompts),
             "fast": lambda batch: engine._generate(batch, prompts),
+            "unscreened": lambda batch: unscreened(engine, batch, prompts),
         }
         paths = {name: all_paths[name] for name in names}
         for round_ in range(args.rounds):
@@ -126,6 +146,9 @@ def main() -> None:
         "judge_seconds": round(judge_seconds, 2),
         # the probe's CPU thread counts and their latest decode-step seconds (absent before ThreadChoice)
         "thread_step_seconds": {n: round(v, 3) for n, v in getattr(choice, "seconds", {}).items()},
+        "screen": screen_stats(engine),
+        "screen_speedup": round(medians["unscreened"] / medians["fast"], 3),
+        "identical_unscreened": texts["unscreened"] == texts["fast"],
     }
     result |= profile
     if not args.skip_generate:

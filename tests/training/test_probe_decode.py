@@ -48,9 +48,10 @@ def same(a: Sequence[Generation], b: Sequence[Generation]) -> list[tuple[Any, ..
 
 @contextmanager
 def forward_shapes(model: Any) -> Iterator[list[tuple[int, int]]]:
-    """(batch, tokens) of every forward() of the model while the block runs."""
+    """(batch, tokens) of every forward() of the model's decoder (the layers under the output layer,
+    which every path runs) while the block runs."""
     shapes: list[tuple[int, int]] = []
-    handle = model.register_forward_pre_hook(
+    handle = model.get_decoder().register_forward_pre_hook(
         lambda _m, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
     try:
         yield shapes
@@ -163,7 +164,8 @@ def test_decode_steps_on_either_thread_count_give_generate_s_tokens(live: LiveEn
     live.threads = ThreadChoice(2, half_life=1e-9)  # the other count ever due: they alternate
     own = torch.get_num_threads()
     counts: list[int] = []
-    handle = live.model.register_forward_pre_hook(lambda *_: counts.append(torch.get_num_threads()))
+    handle = live.model.get_decoder().register_forward_pre_hook(
+        lambda *_: counts.append(torch.get_num_threads()))
     try:
         reference, fast = both_paths(live, requests(16))
     finally:
@@ -171,6 +173,25 @@ def test_decode_steps_on_either_thread_count_give_generate_s_tokens(live: LiveEn
     same(reference, fast)
     assert {1, 2} <= set(counts) and torch.get_num_threads() == own
     assert set(live.threads.seconds) == {1, 2}
+
+
+def test_the_output_layer_read_through_its_bf16_screen_gives_generate_s_tokens(
+        live: LiveEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunesafe.models import screened_argmax
+
+    monkeypatch.setattr(screened_argmax, "bf16_faster", lambda weight, rows=16: True)
+    reference, fast = both_paths(live, requests(16))
+    same(reference, fast)
+    assert live.screen is not None and live.screen.trusted and live.screen.rows > len(QUESTIONS) * 10
+    # the screen is rebuilt only when the weights change (here: an optimiser step)
+    screen = live.screen
+    live._generate(requests(2)[:2], [live.prompt(r) for r in requests(2)[:2]])
+    assert live.screen is screen
+    with torch.no_grad():
+        live.model.lm_head.weight.mul_(1.01)
+    reference, fast = both_paths(live, requests(8))
+    same(reference, fast)
+    assert live.screen is not screen
 
 
 def test_empty_batch_and_empty_prompt(live: LiveEngine) -> None:

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+from tunesafe.models.screened_argmax import ScreenedArgmax
+
 # Generation-config keys that cannot change greedy tokens (sampling knobs are off when do_sample=False;
 # the token ids, output and cache options do not touch the logits). Any other key set away from its
 # default (repetition_penalty, num_beams, suppress_tokens, min_new_tokens, ...) sends the batch to
@@ -97,10 +99,12 @@ def plain_greedy(model: Any) -> bool:
 
 
 def greedy_decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-                  eos_ids: Collection[int], threads: ThreadChoice | None = None) -> list[list[int]]:
+                  eos_ids: Collection[int], threads: ThreadChoice | None = None,
+                  screen: ScreenedArgmax | None = None) -> list[list[int]]:
     """The greedy continuation of each prompt (token ids), up to and including its first end token or
     `max_new_tokens` tokens. Call it under torch.inference_mode() with the model in eval mode. On a CPU,
-    `threads` picks the intra-op thread count of each forward (torch's own count is put back after)."""
+    `threads` picks the intra-op thread count of each forward (torch's own count is put back after), and
+    `screen` (from `output_screen(model)`) takes each argmax without the full fp32 output layer."""
     import torch
 
     if not prompts or max_new_tokens < 1:
@@ -109,21 +113,21 @@ def greedy_decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_token
         raise ValueError("an empty prompt has no next-token position")
     device = next(model.parameters()).device
     if threads is None or device.type != "cpu":
-        return _decode(model, prompts, max_new_tokens, eos_ids, device, None)
+        return _decode(model, prompts, max_new_tokens, eos_ids, device, None, screen)
     own = torch.get_num_threads()
     try:
-        return _decode(model, prompts, max_new_tokens, eos_ids, device, threads)
+        return _decode(model, prompts, max_new_tokens, eos_ids, device, threads, screen)
     finally:
         torch.set_num_threads(own)
 
 
 def _decode(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_ids: Collection[int],
-            device: Any, threads: ThreadChoice | None) -> list[list[int]]:
+            device: Any, threads: ThreadChoice | None, screen: ScreenedArgmax | None) -> list[list[int]]:
     import torch
 
     if threads is not None:  # the prefill takes the count the last decode steps found faster
         torch.set_num_threads(threads.settled())
-    keys = _Keywords(model)
+    keys = _Keywords(model, screen)
     # Each row keeps at least its last token of its own: its logits are that row's first new token.
     shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)
     prefix: list[tuple[Any, Any]] = []
@@ -137,7 +141,7 @@ def _decode(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, e
     width = max(len(r) for r in rest)
     groups = length_groups([len(r) for r in rest])
     live = [i for rows in groups for i in rows]  # batch row -> prompt index
-    parts = [_prefill(model, keys, prefix, [rest[i] for i in rows], device) for rows in groups]
+    parts = [_prefill(keys, prefix, [rest[i] for i in rows], device) for rows in groups]
     tokens = torch.cat([first for first, _ in parts])
     cache = parts[0][1] if len(parts) == 1 else _join([kv for _, kv in parts], shared, width)
     mask = torch.zeros((len(live), shared + width), dtype=torch.long, device=device)
@@ -164,10 +168,9 @@ def _decode(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, e
             count = threads.pick()
             torch.set_num_threads(count)
             started = time.perf_counter()
-        out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                    use_cache=True, **keys.cache_arg(cache))
-        cache = keys.cache_of(out)
-        tokens = _argmax(out)
+        cache, tokens = keys.forward(input_ids=tokens[:, None], attention_mask=mask,
+                                     position_ids=next_position[:, None], use_cache=True,
+                                     **keys.cache_arg(cache))
         if threads is not None:  # on a CPU the argmax has waited for the forward: the step's whole time
             threads.record(count, time.perf_counter() - started)
         next_position = next_position + 1
@@ -190,12 +193,7 @@ def length_groups(lengths: Sequence[int], overhead: int = GROUP_OVERHEAD_TOKENS)
     return groups[::-1]
 
 
-def _argmax(output: Any) -> Any:
-    # generate() takes the argmax of the fp32 logits: the same ties, the same winner
-    return output.logits[:, -1, :].float().argmax(dim=-1)
-
-
-def _prefill(model: Any, keys: _Keywords, prefix: list[tuple[Any, Any]], rest: list[list[int]],
+def _prefill(keys: _Keywords, prefix: list[tuple[Any, Any]], rest: list[list[int]],
              device: Any) -> tuple[Any, Any]:
     """One group's own prompt tokens, left-padded after the shared prefix (masked out, positions counted
     as if absent): its first new tokens and its KV cache."""
@@ -217,12 +215,11 @@ def _prefill(model: Any, keys: _Keywords, prefix: list[tuple[Any, Any]], rest: l
         ids[row, start:] = torch.tensor(tokens)
         mask[row, shared + start:] = 1
         positions[row, start:] = torch.arange(shared, shared + len(tokens))
-    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                use_cache=True, **keys.cache_arg(cache), **keys.last_logit_only())
-    result = keys.cache_of(out)
+    result, tokens = keys.forward(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                  position_ids=positions.to(device), use_cache=True, **keys.cache_arg(cache))
     if not prefix:
-        _check_cache(model, result)
-    return _argmax(out), result
+        _check_cache(keys.model, result)
+    return tokens, result
 
 
 def _join(caches: list[Any], shared: int, width: int) -> Any:
@@ -275,14 +272,26 @@ def _check_cache(model: Any, cache: Any) -> None:
 
 
 class _Keywords:
-    """The forward() keyword names of this transformers version (4.x: past_key_values and
-    num_logits_to_keep; 5.x: cache and logits_to_keep)."""
+    """The model's forward() as the decoder calls it: the keyword names of this transformers version
+    (4.x: past_key_values and num_logits_to_keep; 5.x: cache and logits_to_keep), and the next token of
+    each row from the last position's logits, or from the final hidden state through a screen."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, screen: ScreenedArgmax | None = None) -> None:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         params = set(inspect.signature(base.forward).parameters)
         self.cache = "cache" if "cache" in params else "past_key_values"
         self.keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+        self.model, self.screen = model, screen
+        self.decoder: Any = base.get_decoder() if screen is not None else None
+
+    def forward(self, **inputs: Any) -> tuple[Any, Any]:
+        """The KV cache after these inputs and each row's greedy next token."""
+        if self.screen is not None:
+            out = self.decoder(**inputs)
+            return self.cache_of(out), self.screen(out.last_hidden_state[:, -1, :])
+        out = self.model(**inputs, **self.last_logit_only())
+        # generate() takes the argmax of the fp32 logits: the same ties, the same winner
+        return self.cache_of(out), out.logits[:, -1, :].float().argmax(dim=-1)
 
     def cache_arg(self, cache: Any) -> dict[str, Any]:
         return {} if cache is None else {self.cache: cache}

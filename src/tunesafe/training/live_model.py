@@ -7,8 +7,9 @@ train mode, even when generation fails.
 
 Greedy batches decode with `tunesafe.models.greedy_decode` (the chat template's shared preamble run
 once, little padding, no finished rows computed) with a LoRA merged for the batch (`lora_merge`, the
-base weights restored bit for bit), each forward on the CPU thread count found faster (`ThreadChoice`):
-the probe runs inside the training's time. The tokens are generate()'s; a model the decoder cannot serve
+base weights restored bit for bit), each forward on the CPU thread count found faster (`ThreadChoice`),
+and each argmax screened through a bf16 copy of the output layer (`screened_argmax`): the probe runs
+inside the training's time. The tokens are generate()'s; a model the decoder cannot serve
 falls back to generate(), unmerged.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from tunesafe.models.greedy_decode import ThreadChoice, Unsupported, greedy_decode, plain_greedy
 from tunesafe.models.hf import HFChatModel, HFEngine
+from tunesafe.models.screened_argmax import ScreenedArgmax, output_screen
 from tunesafe.training.lora_merge import merge_lora
 from tunesafe.types import ChatRequest, Generation
 
@@ -45,6 +47,8 @@ class LiveEngine(HFEngine):
             self.eos_ids.add(tokenizer.eos_token_id)
         self.fast_greedy = plain_greedy(model)
         self.threads = probe_threads()
+        self.screen: ScreenedArgmax | None = None
+        self.screen_output = True  # off: every argmax reads the full fp32 output layer (benchmarks)
 
     def _generate(self, batch: list[ChatRequest], prompts: list[str]) -> list[Generation]:
         if batch[0].temperature > 0 or not self.fast_greedy:
@@ -56,8 +60,11 @@ class LiveEngine(HFEngine):
         restore = merge_lora(self.model)
         try:
             with torch.inference_mode():
+                if self.screen_output:
+                    self.screen = output_screen(self.model, self.screen)
                 outputs = greedy_decode(self.model, rows, max_new_tokens=max(r.max_new_tokens for r in batch),
-                                        eos_ids=self.eos_ids, threads=self.threads)
+                                        eos_ids=self.eos_ids, threads=self.threads,
+                                        screen=self.screen if self.screen_output else None)
         except (Unsupported, TypeError) as exc:  # TypeError: a forward() without these keywords
             log.info("probe decoding falls back to generate(): %s", exc)
             self.fast_greedy = False

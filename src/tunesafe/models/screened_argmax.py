@@ -1,0 +1,127 @@
+"""The greedy token of each row (the argmax of its fp32 logits) with the output layer read in bf16, then
+only the few tokens that can still win scored in fp32.
+
+Why: the output layer of a small chat model is a large share of a CPU decode step (Qwen2.5-0.5B: 151,936
+rows of 896, more than a quarter of the step's multiply-adds), and only its argmax is used. A bf16 matrix
+product reads half the bytes and runs on the CPU's bf16 units, but its logits are off by rounding, which
+can move the argmax. So the bf16 logits only screen: each is within a proven bound of the fp32 logit,
+every token whose upper bound reaches the best lower bound is scored again in fp32, and the argmax is
+taken among those. The token is the one the full fp32 product picks (up to the float rounding of a
+different summation order, as any other batch shape); nothing is approximated.
+
+The bound: bf16 keeps 8 significant bits, so rounding the hidden state and the weights each moves a
+product h_i*w_i by at most 2**-8 of its size, the fp32 accumulation adds d*2**-24, and a bf16 result
+rounds once more by 2**-8. In all |bf16 logit - fp32 logit| <= c * sum_i |h_i*w_i| <= c * |h| * |w| with
+c = 3 * 2**-8 + 2 * d * 2**-24; `SLACK` doubles it. `ScreenedArgmax.check` measures the bound on real
+logits before the screen is trusted, so a kernel that accumulated in bf16 would be caught, not believed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+SLACK = 2.0 ** -5
+
+# Architectures whose logits are exactly `lm_head(final hidden state)`: no logit scale or soft-capping.
+PLAIN_HEAD_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+
+def output_screen(model: Any, previous: ScreenedArgmax | None = None) -> ScreenedArgmax | None:
+    """A screen for this model's output layer (`previous` while its weights are unchanged), or None
+    where the logits are not a plain bias-free fp32 product on the CPU."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(getattr(base, "config", None), "model_type", None) not in PLAIN_HEAD_MODELS:
+        return None
+    head = base.get_output_embeddings()
+    if (type(head) is not torch.nn.Linear or head.bias is not None or head.weight.dtype != torch.float32
+            or head.weight.device.type != "cpu"):
+        return None
+    if previous is not None and previous.weight is head.weight and previous.key == ScreenedArgmax.key_of(
+            head.weight):
+        return previous
+    return ScreenedArgmax(head.weight)
+
+
+class ScreenedArgmax:
+    """Greedy argmax over `weight` ([vocab, hidden], fp32, no bias) through a bf16 copy."""
+
+    def __init__(self, weight: Any) -> None:
+        import torch
+
+        self.weight = weight
+        self.low = weight.detach().to(torch.bfloat16)
+        self.row_norms = weight.detach().norm(dim=1)
+        self.max_norm = self.row_norms.max()
+        self.slack = SLACK + 2 * weight.shape[1] * 2.0 ** -24
+        self.key = self.key_of(weight)
+        self.trusted: bool | None = None  # decided by `check` on the first rows it screens
+        self.rows = self.rescored = 0  # rows screened, and fp32 logits computed for them (benchmarks)
+
+    @staticmethod
+    def key_of(weight: Any) -> tuple[int, int]:
+        """Changes when the weights do (a new tensor, or an in-place update by the optimiser)."""
+        return weight.data_ptr(), weight._version
+
+    def approx(self, hidden: Any) -> tuple[Any, Any]:
+        """bf16 logits [rows, vocab] (as fp32), and per row the factor that bounds how far each is from
+        its fp32 logit: |bf16 - fp32| <= factor * |w_token|."""
+        import torch
+
+        approx = torch.nn.functional.linear(hidden.to(torch.bfloat16), self.low).float()
+        return approx, self.slack * hidden.norm(dim=1)
+
+    def check(self, hidden: Any) -> bool:
+        """Whether every bf16 logit of these rows is within its bound of the fp32 logit, on a CPU whose
+        bf16 product is the faster (one without bf16 units runs it slower than fp32)."""
+        approx, factor = self.approx(hidden)
+        exact = hidden @ self.weight.T
+        within = (approx - exact).abs() <= factor[:, None] * self.row_norms
+        return bool(within.all()) and bf16_faster(self.weight)
+
+    def __call__(self, hidden: Any) -> Any:
+        """The argmax token of each row of `hidden` ([rows, hidden] fp32), lowest id on ties as argmax."""
+        import torch
+
+        if self.trusted is None:
+            self.trusted = self.check(hidden)
+        if not self.trusted:
+            return (hidden @ self.weight.T).argmax(dim=-1)
+        approx, factor = self.approx(hidden)
+        # The bf16 leader's fp32 logit is at least `floor`, so a token can only win if its own upper bound
+        # reaches it; the largest row norm stands in for each token's own (one comparison per logit).
+        leader = approx.argmax(dim=1)
+        floor = approx.gather(1, leader[:, None])[:, 0] - factor * self.row_norms[leader]
+        rows, tokens = (approx >= (floor - factor * self.max_norm)[:, None]).nonzero(as_tuple=True)
+        if rows.unique().numel() < hidden.shape[0]:  # a row of NaN or inf: no bound holds, read it in full
+            return (hidden @ self.weight.T).argmax(dim=-1)
+        scores = (hidden[rows] * self.weight[tokens]).sum(dim=-1)
+        n = hidden.shape[0]
+        self.rows, self.rescored = self.rows + n, self.rescored + int(rows.numel())
+        best = torch.full((n,), -torch.inf, dtype=scores.dtype).scatter_reduce(0, rows, scores, "amax")
+        winners = torch.where(scores == best[rows], tokens, torch.iinfo(torch.long).max)
+        return torch.full((n,), torch.iinfo(torch.long).max).scatter_reduce(0, rows, winners, "amin")
+
+
+_FASTER: dict[tuple[int, ...], bool] = {}
+
+
+def bf16_faster(weight: Any, rows: int = 16) -> bool:
+    """Whether a bf16 product of `rows` hidden states with `weight` ran faster than the fp32 one here
+    (each timed on its second run; measured once per weight shape and process)."""
+    import torch
+
+    shape = tuple(weight.shape)
+    if shape not in _FASTER:
+        hidden = torch.randn(rows, shape[1])
+        low, low_hidden = weight.detach().to(torch.bfloat16), hidden.to(torch.bfloat16)
+        times = []
+        for product in (lambda: low_hidden @ low.T, lambda: hidden @ weight.detach().T):
+            product()
+            started = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - started)
+        _FASTER[shape] = times[0] < times[1]
+    return _FASTER[shape]
