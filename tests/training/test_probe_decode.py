@@ -183,10 +183,14 @@ def test_the_output_layer_read_through_its_bf16_screen_gives_generate_s_tokens(
     reference, fast = both_paths(live, requests(16))
     same(reference, fast)
     assert live.screen is not None and live.screen.trusted and live.screen.rows > len(QUESTIONS) * 10
-    # the screen is rebuilt only when the weights change (here: an optimiser step)
+    # the screen is rebuilt only when the weights change (here: an optimiser step), and the next probe's
+    # engine starts from it
     screen = live.screen
     live._generate(requests(2)[:2], [live.prompt(r) for r in requests(2)[:2]])
     assert live.screen is screen
+    next_probe = LiveEngine(live.model, live.tokenizer)
+    next_probe._generate(requests(2)[:2], [live.prompt(r) for r in requests(2)[:2]])
+    assert next_probe.screen is screen
     with torch.no_grad():
         live.model.lm_head.weight.mul_(1.01)
     reference, fast = both_paths(live, requests(8))
