@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 from collections.abc import Sequence
@@ -106,3 +107,40 @@ def test_a_server_without_the_endpoints_is_asked_unshared(tmp_path: Path) -> Non
     assert all(g.ok for g in gens) and len(gens) == len(QUESTIONS)
     assert not slots.enabled
     assert {r.get("id_slot") for r in server.requests} <= {0, 1}  # still one request per slot
+
+
+def test_a_keep_alive_connection_the_server_closes_is_asked_again_on_a_new_one(tmp_path: Path) -> None:
+    """llama.cpp closes idle keep-alive connections; a request that races the close gets no answer.
+    Here the server answers the first request of each connection and drops the second unanswered."""
+    answers = {"/apply-template": {"prompt": "rendered"}, "/tokenize": {"tokens": [5, 6, 7]}}
+    dropped: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for turn in range(2):
+            head = await reader.readuntil(b"\r\n\r\n")
+            path = head.split(b" ")[1].decode()
+            length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            if turn == 1:
+                dropped.append(path)
+                break
+            body = json.dumps(answers[path]).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            await writer.drain()
+        writer.close()
+
+    async def render() -> tuple[Any, bool]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        slots = SharedPrefixSlots(f"http://127.0.0.1:{port}", 1, tmp_path)
+        slots._bind_loop()
+        try:
+            return await slots._tokens({"messages": []}), slots.enabled
+        finally:
+            await slots.aclose()
+            server.close()
+
+    tokens, enabled = asyncio.run(render())
+    assert dropped == ["/tokenize"]  # the second request of the first connection went unanswered
+    assert tokens == (5, 6, 7) and enabled

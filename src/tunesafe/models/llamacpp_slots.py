@@ -232,7 +232,13 @@ class SharedPrefixSlots:
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         assert self._client is not None
-        resp = await self._client.post(path, json=body)
+        try:
+            resp = await self._client.post(path, json=body)
+        except httpx.RemoteProtocolError:
+            # llama.cpp's server closes a keep-alive connection idle for 5 s (or after 100 requests); a
+            # request sent on it as it closes gets no answer. Every call here can be repeated, so once
+            # more, on a new connection, before prefix sharing is given up for the whole run.
+            resp = await self._client.post(path, json=body)
         if resp.status_code != 200:
             raise ValueError(f"POST {path}: HTTP {resp.status_code}: {resp.text[:200]}")
         return resp.json()
