@@ -97,3 +97,12 @@ def test_the_screen_follows_the_weights_and_declines_heads_it_cannot_read() -> N
         vocab_size=500, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
         num_key_value_heads=2, head_dim=8))
     assert output_screen(gemma) is None  # soft-capped logits: not a plain product
+
+
+def test_weights_made_under_inference_mode_are_screened() -> None:
+    with torch.inference_mode():
+        weight = head()
+        hidden = torch.randn(4, 64) * 20
+        screen = ScreenedArgmax(weight)
+        assert torch.equal(screen(hidden), (hidden @ weight.T).argmax(dim=-1))
+    assert ScreenedArgmax.key_of(weight) == screen.key

@@ -63,7 +63,11 @@ class ScreenedArgmax:
     @staticmethod
     def key_of(weight: Any) -> tuple[int, int]:
         """Changes when the weights do (a new tensor, or an in-place update by the optimiser)."""
-        return weight.data_ptr(), weight._version
+        try:
+            version = weight._version
+        except RuntimeError:  # weights loaded under inference_mode keep no version count
+            version = -1
+        return weight.data_ptr(), version
 
     def approx(self, hidden: Any) -> tuple[Any, Any]:
         """bf16 logits [rows, vocab] (as fp32), and per row the factor that bounds how far each is from
