@@ -5,15 +5,16 @@ Why: the output layer of a small chat model is a large share of a CPU decode ste
 rows of 896, more than a quarter of the step's multiply-adds), and only its argmax is used. A bf16 matrix
 product reads half the bytes and runs on the CPU's bf16 units, but its logits are off by rounding, which
 can move the argmax. So the bf16 logits only screen: each is within a proven bound of the fp32 logit,
-every token whose upper bound reaches the best lower bound is scored again in fp32, and the argmax is
-taken among those. The token is the one the full fp32 product picks (up to the float rounding of a
+every token whose upper bound reaches the bf16 leader's lower bound is scored again in fp32, and the
+argmax is taken among those. The token is the one the full fp32 product picks (up to the float rounding of a
 different summation order, as any other batch shape); nothing is approximated.
 
 The bound: bf16 keeps 8 significant bits, so rounding the hidden state and the weights each moves a
 product h_i*w_i by at most 2**-8 of its size, the fp32 accumulation adds d*2**-24, and a bf16 result
 rounds once more by 2**-8. In all |bf16 logit - fp32 logit| <= c * sum_i |h_i*w_i| <= c * |h| * |w| with
-c = 3 * 2**-8 + 2 * d * 2**-24; `SLACK` doubles it. `ScreenedArgmax.check` measures the bound on real
-logits before the screen is trusted, so a kernel that accumulated in bf16 would be caught, not believed.
+c = 3 * 2**-8 + 2 * d * 2**-24; `SLACK` is about 2.7 times that. `ScreenedArgmax.check` measures the
+bound on real logits before the screen is trusted, so a kernel that accumulated in bf16 would be caught,
+not believed.
 """
 
 from __future__ import annotations
