@@ -106,3 +106,22 @@ def test_weights_made_under_inference_mode_are_screened() -> None:
         screen = ScreenedArgmax(weight)
         assert torch.equal(screen(hidden), (hidden @ weight.T).argmax(dim=-1))
     assert ScreenedArgmax.key_of(weight) == screen.key
+
+
+def test_each_token_is_bounded_by_its_own_row_norm() -> None:
+    # a few long rows (as in SmolLM2's head) must not widen every other token's bound
+    weight = head(vocab=4000)
+    weight[:20] *= 30
+    hidden = torch.randn(16, 64, generator=torch.Generator().manual_seed(3)) * 40
+    screen = ScreenedArgmax(weight)
+    assert torch.equal(screen(hidden), (hidden @ weight.T).argmax(dim=-1))
+    assert screen.fallbacks == 0
+    assert screen.rescored < 16 * 40  # the largest row norm for every token let most of the layer through
+
+
+def test_too_many_candidates_read_the_layer_in_full() -> None:
+    weight = head(vocab=400)
+    hidden = torch.zeros(4, 64)  # separates no token: every one stays in the race
+    screen = ScreenedArgmax(weight)
+    assert torch.equal(screen(hidden), (hidden @ weight.T).argmax(dim=-1))
+    assert screen.fallbacks == 1 and screen.rescored == 0
