@@ -3,6 +3,8 @@ non-finite rows included, read through a bf16 copy of the output layer; and the 
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -67,7 +69,8 @@ def test_a_bf16_product_outside_the_bound_is_not_trusted() -> None:
 
 def test_a_cpu_with_slow_bf16_keeps_the_fp32_product(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(screened_argmax, "bf16_faster", lambda weight, rows=16: False)
-    screen = ScreenedArgmax(head())
+    weight = head()  # the screen holds its layer weakly
+    screen = ScreenedArgmax(weight)
     assert not screen.check(torch.randn(4, 64))
 
 
@@ -82,12 +85,17 @@ def test_the_screen_follows_the_weights_and_declines_heads_it_cannot_read() -> N
     model = llama()
     screen = output_screen(model)
     assert screen is not None and screen.weight is model.lm_head.weight
-    assert output_screen(model, screen) is screen
+    assert output_screen(model) is screen
     with torch.no_grad():
         model.lm_head.weight.add_(0.01)  # an optimiser step: the bf16 copy is stale
-    fresh = output_screen(model, screen)
+    fresh = output_screen(model)
     assert fresh is not None and fresh is not screen
     assert torch.equal(fresh.low, model.lm_head.weight.bfloat16())
+    # the screen goes with its model: nothing of the model is kept alive for the next one
+    gone = weakref.ref(fresh)
+    del model, screen, fresh
+    gc.collect()
+    assert gone() is None
 
     assert output_screen(llama().to(torch.bfloat16)) is None  # not fp32
     biased = llama()

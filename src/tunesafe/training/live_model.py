@@ -61,7 +61,7 @@ class LiveEngine(HFEngine):
         try:
             with torch.inference_mode():
                 if self.screen_output:
-                    self.screen = _LAST_SCREEN[0] = output_screen(self.model, self.screen or _LAST_SCREEN[0])
+                    self.screen = output_screen(self.model)
                 outputs = greedy_decode(self.model, rows, max_new_tokens=max(r.max_new_tokens for r in batch),
                                         eos_ids=self.eos_ids, threads=self.threads,
                                         screen=self.screen if self.screen_output else None)
@@ -81,11 +81,6 @@ class LiveEngine(HFEngine):
 
 # Thread contention is the machine's, not a probe's: each probe's engine starts from what the last learnt.
 _THREAD_CHOICES: dict[int, ThreadChoice] = {}
-
-
-# A probe's output screen serves the next probe while the output layer is unchanged (a LoRA leaves it
-# alone): building and checking it costs about 0.3 s per probe on the 0.5B model.
-_LAST_SCREEN: list[ScreenedArgmax | None] = [None]
 
 
 def probe_threads() -> ThreadChoice:
