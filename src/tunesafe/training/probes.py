@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
@@ -204,13 +204,37 @@ async def _execute(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, 
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, also from code already inside an event loop (a notebook): then on a worker thread."""
+    """asyncio.run with the loop's blocking calls (`asyncio.to_thread`: the model's batches, the judge's
+    embedding) run in the loop's own thread; from code already inside an event loop (a notebook), all
+    of it on one worker thread.
+
+    Why one thread: torch's OpenMP runtime (libgomp) gives every OS thread that runs an operation its
+    own team of threads, and once the process has more of them than CPUs it stops spin-waiting between
+    operations. The demo's probe took 18-19 s on an executor thread beside the training thread's team,
+    and 14-16 s on the training thread (BENCHMARKS.md, "Training callback")."""
+    async def here() -> T:
+        asyncio.get_running_loop().set_default_executor(_SameThread())
+        return await coro
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return asyncio.run(here())
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(asyncio.run, here()).result()
+
+
+class _SameThread(concurrent.futures.ThreadPoolExecutor):
+    """An executor that runs each call at once in the submitting thread (asyncio accepts only a
+    ThreadPoolExecutor as the default executor); its pool never starts a thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # the awaiting coroutine re-raises it, as with a worker thread
+            future.set_exception(exc)
+        return future
 
 
 def probe_findings(policy: TrainingPolicy, baseline: ProbeResult | None,
