@@ -210,8 +210,8 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 
     Why one thread: torch's OpenMP runtime (libgomp) gives every OS thread that runs an operation its
     own team of threads, and once the process has more of them than CPUs it stops spin-waiting between
-    operations. The demo's probe took 18-19 s on an executor thread beside the training thread's team,
-    and 14-16 s on the training thread (BENCHMARKS.md, "Training callback")."""
+    operations. The demo's probe took 17-18 s on an executor thread beside the training thread's team,
+    and 14-15 s on the training thread (BENCHMARKS.md, "Training callback")."""
     async def here() -> T:
         asyncio.get_running_loop().set_default_executor(_SameThread())
         return await coro
