@@ -5,7 +5,8 @@ requests (the mitigation demo's 16-item probe set by default, or the callback's 
 decodes them as one greedy batch both ways, alternating the order each round so that both see the same
 machine load: `generate()` (HFEngine's path), `tunesafe.models.greedy_decode` (the probe's path,
 `LiveEngine`), and the same decoder with every argmax over the full fp32 output layer ("unscreened":
-`screened_argmax` off). Reports the median seconds of each, the prefill alone (1 new token), whether the
+`screened_argmax` off) and with the linear layers on their weights as stored ("unpacked":
+`packed_linear` off). Reports the median seconds of each, the prefill alone (1 new token), whether the
 texts are identical token for token, and the judge's seconds on the answers (warmed first), for the
 probe's share.
 `--profile` adds where one more probe's time goes (torch profiler, the top operations by own CPU time)
@@ -66,13 +67,15 @@ def profiled(engine: LiveEngine, requests: list[ChatRequest], prompts: list[str]
             "restore_seconds": round(time.perf_counter() - merged, 3)}
 
 
-def unscreened(engine: LiveEngine, batch: list[ChatRequest], prompts: list[str]) -> list[Generation]:
-    """The probe's decoder with every argmax over the full fp32 output layer."""
-    engine.screen_output = False
+def without(engine: LiveEngine, switch: str, batch: list[ChatRequest],
+            prompts: list[str]) -> list[Generation]:
+    """The probe's decoder with one of its speed-ups off: `screen_output` (every argmax over the full
+    fp32 output layer) or `pack_weights` (the linear layers on their weights as stored)."""
+    setattr(engine, switch, False)
     try:
         return engine._generate(batch, prompts)
     finally:
-        engine.screen_output = True
+        setattr(engine, switch, True)
 
 
 def screen_stats(engine: LiveEngine) -> dict[str, Any]:
@@ -100,7 +103,8 @@ def main() -> None:
     probe_set = select_probe_set("default", **(DEMO_PROBE if args.probe == "demo" else DEFAULT_COMPOSITION))
     requests = [ChatRequest(messages=a.messages, prefill=a.prefill, max_new_tokens=args.max_new_tokens,
                             temperature=0.0) for a in probe_set.attempts]
-    names = ("fast", "unscreened") if args.skip_generate else ("generate", "fast", "unscreened")
+    names = ("fast", "unscreened", "unpacked")
+    names = names if args.skip_generate else ("generate", *names)
     times: dict[str, list[float]] = {n: [] for name in names for n in (name, f"{name}_prefill")}
     texts: dict[str, list[str]] = {}
     with generation_mode(model, tokenizer):
@@ -111,7 +115,8 @@ def main() -> None:
         all_paths: dict[str, Callable[[list[ChatRequest]], list[Generation]]] = {
             "generate": lambda batch: HFEngine._generate(engine, batch, prompts),
             "fast": lambda batch: engine._generate(batch, prompts),
-            "unscreened": lambda batch: unscreened(engine, batch, prompts),
+            "unscreened": lambda batch: without(engine, "screen_output", batch, prompts),
+            "unpacked": lambda batch: without(engine, "pack_weights", batch, prompts),
         }
         paths = {name: all_paths[name] for name in names}
         for round_ in range(args.rounds):
@@ -149,6 +154,8 @@ def main() -> None:
         "screen": screen_stats(engine),
         "screen_speedup": round(medians["unscreened"] / medians["fast"], 3),
         "identical_unscreened": texts["unscreened"] == texts["fast"],
+        "pack_speedup": round(medians["unpacked"] / medians["fast"], 3),
+        "identical_unpacked": texts["unpacked"] == texts["fast"],
     }
     result |= profile
     if not args.skip_generate:

@@ -84,6 +84,20 @@ def test_same_tokens_as_generate_with_the_shared_prefix_run_once(live: LiveEngin
     assert padded < len(batch) * shapes[0][1] - (len(batch) - 1) * prefix_tokens
 
 
+def test_the_probe_multiplies_by_packed_weights_with_generate_s_tokens(live: LiveEngine) -> None:
+    from tunesafe.models import packed_linear
+
+    if not packed_linear.onednn_works():
+        pytest.skip("this torch has no oneDNN packed linear")
+    batch = requests(12)
+    reference, fast = both_paths(live, batch)
+    same(reference, fast)
+    projections = [m.weight for m in live.model.modules()
+                   if type(m) is torch.nn.Linear and m is not live.model.get_output_embeddings()]
+    assert projections and all(id(w) in packed_linear._PACKS for w in projections)
+    assert not any("forward" in m.__dict__ for m in live.model.modules())
+
+
 def test_without_a_shared_prefix_the_batch_is_left_padded_as_generate_does(live: LiveEngine) -> None:
     batch = requests(10, system=False)
     reference, fast = both_paths(live, batch)

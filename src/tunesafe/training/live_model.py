@@ -24,6 +24,7 @@ from typing import Any
 
 from tunesafe.models.greedy_decode import ThreadChoice, Unsupported, greedy_decode, plain_greedy
 from tunesafe.models.hf import HFChatModel, HFEngine
+from tunesafe.models.packed_linear import packed_linears
 from tunesafe.models.screened_argmax import ScreenedArgmax, output_screen
 from tunesafe.training.lora_merge import merge_lora
 from tunesafe.types import ChatRequest, Generation
@@ -49,6 +50,7 @@ class LiveEngine(HFEngine):
         self.threads = probe_threads()
         self.screen: ScreenedArgmax | None = None
         self.screen_output = True  # off: every argmax reads the full fp32 output layer (benchmarks)
+        self.pack_weights = True  # off: the linear layers multiply by their weights as stored (benchmarks)
 
     def _generate(self, batch: list[ChatRequest], prompts: list[str]) -> list[Generation]:
         if batch[0].temperature > 0 or not self.fast_greedy:
@@ -59,7 +61,8 @@ class LiveEngine(HFEngine):
         rows = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
         restore = merge_lora(self.model)
         try:
-            with torch.inference_mode():
+            packs = packed_linears(self.model) if self.pack_weights else contextlib.nullcontext(0)
+            with torch.inference_mode(), packs:
                 if self.screen_output:
                     self.screen = output_screen(self.model)
                 outputs = greedy_decode(self.model, rows, max_new_tokens=max(r.max_new_tokens for r in batch),
