@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import tunesafe.models  # noqa: F401  (OMP_WAIT_POLICY=PASSIVE, as every local run)
 from tunesafe.suite import load_suite
 
 

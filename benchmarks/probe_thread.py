@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-import torch  # before tunesafe: tunesafe.models would set OMP_WAIT_POLICY=PASSIVE before torch loads
+import torch  # before tunesafe: `import tunesafe` would set its own spin count before torch loads
 
 from tunesafe.judges import get_judge
 from tunesafe.training.live_model import generation_mode
@@ -58,6 +58,7 @@ def main() -> None:
     started_with = dict(item.split("=", 1) for item in
                         Path("/proc/self/environ").read_text().split("\0") if "=" in item)
     result = {"base": args.base, "omp_wait_policy": started_with.get("OMP_WAIT_POLICY"),
+              "gomp_spincount": started_with.get("GOMP_SPINCOUNT"),
               "load_before": load_before, "load_after": os.getloadavg()[0], "seconds": seconds}
     print(json.dumps(result, indent=2))
     if args.json:

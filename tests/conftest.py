@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-# As tunesafe.models does for the CLI, before any conftest imports torch: OpenMP threads that spin while
-# waiting cost several times the CPU on a shared 2-core machine.
+# Before any conftest imports torch: the tests run servers, judges and models side by side in one process
+# on 2 cores, where OpenMP threads that spin while waiting only take CPU from the others (the tool's own
+# default, a short spin, is set by `import tunesafe` and tested in tests/api/test_openmp_default.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,16 @@ The public Python API (docs/python-api.md), stable across minor versions:
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# torch's OpenMP runtime (libgomp) reads its wait policy once, when torch loads, hence here, before any
+# entry point can import it; a user setting of either variable wins. Its default spins 300,000 rounds
+# (about 3 ms) at every wait: 25% faster LoRA training steps than no spinning (PASSIVE) on an idle
+# machine, twice as slow beside other busy processes. 10,000 rounds kept nearly all of the first and
+# almost none of the second (benchmarks/omp_wait.py; BENCHMARKS.md "OpenMP spin-waiting").
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "10000"
 
 if TYPE_CHECKING:
     from tunesafe.api import evaluate, gate, judge, scan_data

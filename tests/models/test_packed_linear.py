@@ -124,3 +124,16 @@ def test_packs_go_with_their_model() -> None:
     del net
     gc.collect()
     assert not ids & set(packed_linear._PACKS)
+
+
+def test_a_layer_that_cannot_be_packed_leaves_every_layer_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+    net, x = Net(), rows()
+    expected = net(x)
+
+    def refuse(weight: Any) -> Any:
+        raise RuntimeError("no oneDNN layout for this weight")
+
+    monkeypatch.setattr(packed_linear, "_pack", refuse)
+    with torch.inference_mode(), packed_linears(net) as count:
+        assert count == 0 and not any("forward" in m.__dict__ for m in net.modules())
+        assert torch.equal(net(x), expected)

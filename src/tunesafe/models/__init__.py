@@ -9,13 +9,7 @@ Backends import lazily: `import tunesafe.models` does not load torch.
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-# OpenMP threads that spin while waiting made local generation 2.5-3x slower on a shared, loaded CPU
-# (benchmarks/backends.py; BENCHMARKS.md "Local backends"). It only takes effect if set before torch loads,
-# hence here; an explicit user setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tunesafe.models.base import ChatModel, error_generation
 from tunesafe.models.embedded import DEFAULT_EMBEDDED, embedded_gguf_path

@@ -40,8 +40,14 @@ def packed_linears(model: Any, max_bytes: int = MAX_PACKED_BYTES) -> Iterator[in
         yield 0
         return
     try:
-        for module in layers:
-            module.forward = _PackedForward(module.weight, _pack(module.weight), module.bias)
+        packs = [_pack(m.weight) for m in layers]
+    except RuntimeError as exc:  # a layer oneDNN cannot pack: every layer keeps the plain product
+        log.info("linear layers not packed: %s", exc)
+        yield 0
+        return
+    try:
+        for module, packed in zip(layers, packs, strict=True):
+            module.forward = _PackedForward(module.weight, packed, module.bias)
         yield len(layers)
     finally:
         for module in layers:

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import tunesafe.models  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE before torch starts: see BENCHMARKS.md)
 from tunesafe.errors import UserError
 from tunesafe.production.monitor_detect import Detector, get_detector
 from tunesafe.production.monitor_formats import LogRecord
