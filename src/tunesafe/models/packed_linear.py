@@ -39,10 +39,8 @@ def packed_linears(model: Any, max_bytes: int = MAX_PACKED_BYTES) -> Iterator[in
     if not layers or sum(m.weight.numel() * 4 for m in layers) > max_bytes or not onednn_works():
         yield 0
         return
-    try:
-        packs = [_pack(m.weight) for m in layers]
-    except RuntimeError as exc:  # a layer oneDNN cannot pack: every layer keeps the plain product
-        log.info("linear layers not packed: %s", exc)
+    packs = [_pack(m.weight) for m in layers]
+    if any(p is None for p in packs):  # a layer oneDNN cannot pack: every layer keeps the plain product
         yield 0
         return
     try:
@@ -76,20 +74,40 @@ class _PackedForward:
         if x.dtype != torch.float32 or x.device.type != "cpu" or torch.is_grad_enabled():
             # Packed weights carry no autograd: a forward that needs gradients takes the plain product.
             return torch.nn.functional.linear(x, self.weight, self.bias)
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        return packed_product(x, self.packed, self.bias)
 
 
-def _pack(weight: Any) -> Any:
+def pack(weight: Any) -> Any | None:
+    """`weight` ([out, in], fp32 or bf16) packed for `packed_product`, or None where oneDNN cannot."""
     import torch
 
+    if not onednn_works():
+        return None
+    try:
+        return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 16)  # laid out for about 16 rows
+    except RuntimeError as exc:
+        log.info("weight not packed: %s", exc)
+        return None
+
+
+def packed_product(x: Any, packed: Any, bias: Any = None) -> Any:
+    """`linear(x, weight, bias)` on the weight's pack, in the weight's dtype."""
+    import torch
+
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+def _pack(weight: Any) -> Any | None:
     entry = _PACKS.get(id(weight))
     if entry is None or entry.weight() is not weight or not entry.packs(weight):
         if entry is None:
             weakref.finalize(weight, _PACKS.pop, id(weight), None)
         _PACKS.pop(id(weight), None)  # the stale pack goes before the new one is built
         data = weight.detach()
-        entry = _PACKS[id(weight)] = _Pack(weakref.ref(weight), data, _version(data),
-                                           torch.ops.mkldnn._reorder_linear_weight(data, 16))
+        packed = pack(data)
+        if packed is None:
+            return None
+        entry = _PACKS[id(weight)] = _Pack(weakref.ref(weight), data, _version(data), packed)
     return entry.packed
 
 

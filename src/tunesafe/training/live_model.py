@@ -59,7 +59,7 @@ class LiveEngine(HFEngine):
 
         started = time.perf_counter()
         rows = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
-        restore = merge_lora(self.model)
+        restore = merge_lora(self.model, threads=self.threads.settled())
         try:
             packs = packed_linears(self.model) if self.pack_weights else contextlib.nullcontext(0)
             with torch.inference_mode(), packs:
