@@ -42,6 +42,23 @@ def test_every_row_gets_the_fp32_argmax_including_near_ties() -> None:
     assert not torch.equal(approx, exact)  # bf16 alone would have picked other tokens
 
 
+@pytest.mark.parametrize("onednn", [True, False])
+def test_the_bf16_copy_is_read_through_its_pack_where_onednn_works(monkeypatch: pytest.MonkeyPatch,
+                                                                  onednn: bool) -> None:
+    from tunesafe.models import packed_linear
+
+    if onednn and not packed_linear.onednn_works():
+        pytest.skip("this torch has no oneDNN packed linear")
+    monkeypatch.setattr(packed_linear, "_WORKS", [onednn])
+    weight = head()
+    hidden = torch.randn(16, 64, generator=torch.Generator().manual_seed(2)) * 40
+    screen = ScreenedArgmax(weight)
+    assert torch.equal(screen(hidden), (hidden @ weight.T).argmax(dim=-1))
+    assert (screen._packed is not None and screen._packed[1] is not None) == onednn
+    plain = torch.nn.functional.linear(hidden.bfloat16(), screen.low).float()
+    assert torch.allclose(screen.approx(hidden)[0], plain, rtol=1e-2, atol=1e-2)
+
+
 def test_exact_ties_go_to_the_lowest_token_id_as_argmax_does() -> None:
     weight = head()
     weight[2500] = weight[40]
