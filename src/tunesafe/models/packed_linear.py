@@ -107,7 +107,7 @@ def _pack(weight: Any) -> Any | None:
         packed = pack(data)
         if packed is None:
             return None
-        entry = _PACKS[id(weight)] = _Pack(weakref.ref(weight), data, _version(data), packed)
+        entry = _PACKS[id(weight)] = _Pack(weakref.ref(weight), data, tensor_version(data), packed)
     return entry.packed
 
 
@@ -121,10 +121,11 @@ class _Pack(NamedTuple):
 
     def packs(self, weight: Any) -> bool:
         """Whether this pack is of the weight's current values."""
-        return weight.data_ptr() == self.data.data_ptr() and _version(weight) == self.version
+        return weight.data_ptr() == self.data.data_ptr() and tensor_version(weight) == self.version
 
 
-def _version(tensor: Any) -> int:
+def tensor_version(tensor: Any) -> int:
+    """The tensor's in-place update count (-1 for one made under inference_mode, which keeps none)."""
     try:
         return int(tensor._version)
     except RuntimeError:  # tensors made under inference_mode keep no version count

@@ -23,7 +23,7 @@ import time
 import weakref
 from typing import Any
 
-from tunesafe.models.packed_linear import pack, packed_product
+from tunesafe.models.packed_linear import pack, packed_product, tensor_version
 
 SLACK = 2.0 ** -5
 
@@ -82,11 +82,7 @@ class ScreenedArgmax:
     @staticmethod
     def key_of(weight: Any) -> tuple[int, int]:
         """Changes when the weights do (a new tensor, or an in-place update by the optimiser)."""
-        try:
-            version = weight._version
-        except RuntimeError:  # weights loaded under inference_mode keep no version count
-            version = -1
-        return weight.data_ptr(), version
+        return weight.data_ptr(), tensor_version(weight)
 
     def approx(self, hidden: Any) -> tuple[Any, Any]:
         """bf16 logits [rows, vocab] (as fp32), and per row the factor that bounds how far each is from
