@@ -43,7 +43,7 @@ def merge_lora(model: Any, max_copy_bytes: int = MAX_COPY_BYTES,
             weight.data = data
             layer.merged_adapters.clear()  # it was empty: nothing was merged before (_plain_lora_layers)
 
-    threads = torch.get_num_threads()
+    own = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
@@ -59,7 +59,7 @@ def merge_lora(model: Any, max_copy_bytes: int = MAX_COPY_BYTES,
         restore()
         return None
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(own)
     return restore
 
 
