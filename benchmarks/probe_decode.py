@@ -6,7 +6,8 @@ decodes them as one greedy batch both ways, alternating the order each round so 
 machine load: `generate()` (HFEngine's path), `tunesafe.models.greedy_decode` (the probe's path,
 `LiveEngine`), and the same decoder with every argmax over the full fp32 output layer ("unscreened":
 `screened_argmax` off) and with the linear layers on their weights as stored ("unpacked":
-`packed_linear` off). Reports the median seconds of each, the prefill alone (1 new token), whether the
+`packed_linear` off) and with every decode step through the model's own forward ("unfused":
+`decode_step` off). Reports the median seconds of each, the prefill alone (1 new token), whether the
 texts are identical token for token, and the judge's seconds on the answers (warmed first), for the
 probe's share.
 `--profile` adds where one more probe's time goes (torch profiler, the top operations by own CPU time)
@@ -70,7 +71,8 @@ def profiled(engine: LiveEngine, requests: list[ChatRequest], prompts: list[str]
 def without(engine: LiveEngine, switch: str, batch: list[ChatRequest],
             prompts: list[str]) -> list[Generation]:
     """The probe's decoder with one of its speed-ups off: `screen_output` (every argmax over the full
-    fp32 output layer) or `pack_weights` (the linear layers on their weights as stored)."""
+    fp32 output layer), `pack_weights` (the linear layers on their weights as stored) or `fuse_steps`
+    (each decode step through the model's forward)."""
     setattr(engine, switch, False)
     try:
         return engine._generate(batch, prompts)
@@ -103,7 +105,7 @@ def main() -> None:
     probe_set = select_probe_set("default", **(DEMO_PROBE if args.probe == "demo" else DEFAULT_COMPOSITION))
     requests = [ChatRequest(messages=a.messages, prefill=a.prefill, max_new_tokens=args.max_new_tokens,
                             temperature=0.0) for a in probe_set.attempts]
-    names = ("fast", "unscreened", "unpacked")
+    names = ("fast", "unscreened", "unpacked", "unfused")
     names = names if args.skip_generate else ("generate", *names)
     times: dict[str, list[float]] = {n: [] for name in names for n in (name, f"{name}_prefill")}
     texts: dict[str, list[str]] = {}
@@ -117,6 +119,7 @@ def main() -> None:
             "fast": lambda batch: engine._generate(batch, prompts),
             "unscreened": lambda batch: without(engine, "screen_output", batch, prompts),
             "unpacked": lambda batch: without(engine, "pack_weights", batch, prompts),
+            "unfused": lambda batch: without(engine, "fuse_steps", batch, prompts),
         }
         paths = {name: all_paths[name] for name in names}
         for round_ in range(args.rounds):
@@ -156,6 +159,8 @@ def main() -> None:
         "identical_unscreened": texts["unscreened"] == texts["fast"],
         "pack_speedup": round(medians["unpacked"] / medians["fast"], 3),
         "identical_unpacked": texts["unpacked"] == texts["fast"],
+        "fuse_speedup": round(medians["unfused"] / medians["fast"], 3),
+        "identical_unfused": texts["unfused"] == texts["fast"],
     }
     result |= profile
     if not args.skip_generate:

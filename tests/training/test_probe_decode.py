@@ -49,11 +49,11 @@ def same(a: Sequence[Generation], b: Sequence[Generation]) -> list[tuple[Any, ..
 
 @contextmanager
 def forward_shapes(model: Any) -> Iterator[list[tuple[int, int]]]:
-    """(batch, tokens) of every forward() of the model's decoder (the layers under the output layer,
-    which every path runs) while the block runs."""
+    """(batch, tokens) of every pass through the model's layers while the block runs: the token
+    embedding's inputs, which the forward and the probe's decode step (one token per row) both embed."""
     shapes: list[tuple[int, int]] = []
-    handle = model.get_decoder().register_forward_pre_hook(
-        lambda _m, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    handle = model.get_input_embeddings().register_forward_pre_hook(
+        lambda _m, args: shapes.append((args[0].shape[0], args[0].shape[1] if args[0].dim() > 1 else 1)))
     try:
         yield shapes
     finally:
@@ -179,7 +179,7 @@ def test_decode_steps_on_either_thread_count_give_generate_s_tokens(live: LiveEn
     live.threads = ThreadChoice(2, half_life=1e-9)  # the other count ever due: they alternate
     own = torch.get_num_threads()
     counts: list[int] = []
-    handle = live.model.get_decoder().register_forward_pre_hook(
+    handle = live.model.get_input_embeddings().register_forward_pre_hook(  # every forward and decode step
         lambda *_: counts.append(torch.get_num_threads()))
     try:
         reference, fast = both_paths(live, requests(16))

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+from tunesafe.models.decode_step import DecodeStep
 from tunesafe.models.screened_argmax import ScreenedArgmax
 
 # Generation-config keys that cannot change greedy tokens (sampling knobs are off when do_sample=False;
@@ -100,11 +101,13 @@ def plain_greedy(model: Any) -> bool:
 
 def greedy_decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
                   eos_ids: Collection[int], threads: ThreadChoice | None = None,
-                  screen: ScreenedArgmax | None = None) -> list[list[int]]:
+                  screen: ScreenedArgmax | None = None,
+                  decode_step: DecodeStep | None = None) -> list[list[int]]:
     """The greedy continuation of each prompt (token ids), up to and including its first end token or
     `max_new_tokens` tokens. Call it under torch.inference_mode() with the model in eval mode. On a CPU,
-    `threads` picks the intra-op thread count of each forward (torch's own count is put back after), and
-    `screen` (from `output_screen(model)`) takes each argmax without the full fp32 output layer."""
+    `threads` picks the intra-op thread count of each forward (torch's own count is put back after),
+    `screen` (from `output_screen(model)`) takes each argmax without the full fp32 output layer, and
+    `decode_step` (from `DecodeStep.of(model)`) runs the steps after the prefill in place of the forward."""
     import torch
 
     if not prompts or max_new_tokens < 1:
@@ -113,16 +116,17 @@ def greedy_decode(model: Any, prompts: Sequence[Sequence[int]], *, max_new_token
         raise ValueError("an empty prompt has no next-token position")
     device = next(model.parameters()).device
     if threads is None or device.type != "cpu":
-        return _decode(model, prompts, max_new_tokens, eos_ids, device, None, screen)
+        return _decode(model, prompts, max_new_tokens, eos_ids, device, None, screen, decode_step)
     own = torch.get_num_threads()
     try:
-        return _decode(model, prompts, max_new_tokens, eos_ids, device, threads, screen)
+        return _decode(model, prompts, max_new_tokens, eos_ids, device, threads, screen, decode_step)
     finally:
         torch.set_num_threads(own)
 
 
 def _decode(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_ids: Collection[int],
-            device: Any, threads: ThreadChoice | None, screen: ScreenedArgmax | None) -> list[list[int]]:
+            device: Any, threads: ThreadChoice | None, screen: ScreenedArgmax | None,
+            decode_step: DecodeStep | None) -> list[list[int]]:
     import torch
 
     if threads is not None:  # the prefill takes the count the last decode steps found faster
@@ -168,9 +172,12 @@ def _decode(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, e
             count = threads.pick()
             torch.set_num_threads(count)
             started = time.perf_counter()
-        cache, tokens = keys.forward(input_ids=tokens[:, None], attention_mask=mask,
-                                     position_ids=next_position[:, None], use_cache=True,
-                                     **keys.cache_arg(cache))
+        if decode_step is not None:
+            tokens = keys.next_tokens(decode_step(tokens, mask, next_position, cache))
+        else:
+            cache, tokens = keys.forward(input_ids=tokens[:, None], attention_mask=mask,
+                                         position_ids=next_position[:, None], use_cache=True,
+                                         **keys.cache_arg(cache))
         if threads is not None:  # on a CPU the argmax has waited for the forward: the step's whole time
             threads.record(count, time.perf_counter() - started)
         next_position = next_position + 1
@@ -283,6 +290,7 @@ class _Keywords:
         self.keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
         self.model, self.screen = model, screen
         self.decoder: Any = base.get_decoder() if screen is not None else None
+        self.head: Any = base.get_output_embeddings()
 
     def forward(self, **inputs: Any) -> tuple[Any, Any]:
         """The KV cache after these inputs and each row's greedy next token."""
@@ -292,6 +300,12 @@ class _Keywords:
         out = self.model(**inputs, **self.last_logit_only())
         # generate() takes the argmax of the fp32 logits: the same ties, the same winner
         return self.cache_of(out), out.logits[:, -1, :].float().argmax(dim=-1)
+
+    def next_tokens(self, hidden: Any) -> Any:
+        """Each row's greedy next token from its final hidden state ([rows, hidden])."""
+        if self.screen is not None:
+            return self.screen(hidden)
+        return self.head(hidden).float().argmax(dim=-1)
 
     def cache_arg(self, cache: Any) -> dict[str, Any]:
         return {} if cache is None else {self.cache: cache}

@@ -39,7 +39,7 @@ def packed_linears(model: Any, max_bytes: int = MAX_PACKED_BYTES) -> Iterator[in
     if not layers or sum(m.weight.numel() * 4 for m in layers) > max_bytes or not onednn_works():
         yield 0
         return
-    packs = [_pack(m.weight) for m in layers]
+    packs = [cached_pack(m.weight) for m in layers]
     if any(p is None for p in packs):  # a layer oneDNN cannot pack: every layer keeps the plain product
         yield 0
         return
@@ -97,7 +97,9 @@ def packed_product(x: Any, packed: Any, bias: Any = None) -> Any:
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
-def _pack(weight: Any) -> Any | None:
+def cached_pack(weight: Any) -> Any | None:
+    """The pack of the parameter `weight` as it is now: the one built before while its memory and version
+    are unchanged, else a new one (None where oneDNN cannot pack it)."""
     entry = _PACKS.get(id(weight))
     if entry is None or entry.weight() is not weight or not entry.packs(weight):
         if entry is None:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from tunesafe.models.decode_step import DecodeStep
 from tunesafe.models.greedy_decode import ThreadChoice, Unsupported, greedy_decode, plain_greedy
 from tunesafe.models.hf import HFChatModel, HFEngine
 from tunesafe.models.packed_linear import packed_linears
@@ -51,6 +52,7 @@ class LiveEngine(HFEngine):
         self.screen: ScreenedArgmax | None = None
         self.screen_output = True  # off: every argmax reads the full fp32 output layer (benchmarks)
         self.pack_weights = True  # off: the linear layers multiply by their weights as stored (benchmarks)
+        self.fuse_steps = True  # off: every decode step is the model's own forward (benchmarks)
 
     def _generate(self, batch: list[ChatRequest], prompts: list[str]) -> list[Generation]:
         if batch[0].temperature > 0 or not self.fast_greedy:
@@ -62,12 +64,13 @@ class LiveEngine(HFEngine):
         restore = merge_lora(self.model, threads=self.threads.settled())
         try:
             packs = packed_linears(self.model) if self.pack_weights else contextlib.nullcontext(0)
-            with torch.inference_mode(), packs:
+            with torch.inference_mode(), packs as packed:
                 if self.screen_output:
                     self.screen = output_screen(self.model)
+                step = DecodeStep.of(self.model, packed=packed > 0) if self.fuse_steps else None
                 outputs = greedy_decode(self.model, rows, max_new_tokens=max(r.max_new_tokens for r in batch),
                                         eos_ids=self.eos_ids, threads=self.threads,
-                                        screen=self.screen if self.screen_output else None)
+                                        screen=self.screen if self.screen_output else None, decode_step=step)
         except (Unsupported, TypeError) as exc:  # TypeError: a forward() without these keywords
             log.info("probe decoding falls back to generate(): %s", exc)
             self.fast_greedy = False
