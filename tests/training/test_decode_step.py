@@ -98,6 +98,9 @@ def test_no_step_where_it_would_not_compute_the_model_s_forward(tiny: Any) -> No
     assert DecodeStep.of(qwen2(use_sliding_window=True, sliding_window=4), packed=False) is None
     assert DecodeStep.of(qwen2(hidden_act="gelu"), packed=False) is None
     assert DecodeStep.of(qwen2().to(torch.bfloat16), packed=False) is None
+    unscaled = qwen2()
+    del unscaled.model.layers[1].self_attn.scaling  # an attention of another transformers version
+    assert DecodeStep.of(unscaled, packed=False) is None
     torch.manual_seed(0)
     llama_mlp_bias = transformers.LlamaForCausalLM(transformers.LlamaConfig(
         vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,

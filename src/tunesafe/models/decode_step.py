@@ -20,9 +20,12 @@ these models do not have, an unmerged LoRA layer, non-fp32 weights); the decoder
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from tunesafe.models.packed_linear import cached_pack, pack, packed_product
+
+log = logging.getLogger(__name__)
 
 MODEL_TYPES = frozenset({"llama", "qwen2", "mistral"})
 
@@ -81,7 +84,11 @@ class DecodeStep:
         decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
         if decoder is None or not _supported(decoder):
             return None
-        return cls(decoder, packed)
+        try:
+            return cls(decoder, packed)
+        except (AttributeError, RuntimeError, _NotPlain) as exc:  # the forward can still run this probe
+            log.info("decode steps through the model's forward: %s", exc)
+            return None
 
     def __call__(self, tokens: Any, mask: Any, positions: Any, cache: Any) -> Any:
         import torch
@@ -170,7 +177,8 @@ def _plain_layer(layer: Any) -> bool:
     return (all(p.weight.dtype == torch.float32 and p.weight.device.type == "cpu" for p in qkv + rest)
             and all(p.bias is None for p in rest) and len({p.bias is None for p in qkv}) == 1
             and _has_norm(layer.input_layernorm) and _has_norm(layer.post_attention_layernorm)
-            and set(attention._modules) == {"q_proj", "k_proj", "v_proj", "o_proj"})
+            and set(attention._modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+            and isinstance(getattr(attention, "scaling", None), float))
 
 
 def _has_norm(norm: Any) -> bool:
