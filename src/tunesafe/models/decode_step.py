@@ -20,28 +20,16 @@ these models do not have, an unmerged LoRA layer, non-fp32 weights); the decoder
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from tunesafe.models.packed_linear import cached_pack, pack, packed_product
+from tunesafe.models.packed_linear import PackedLinear, cached_pack, pack
 
 log = logging.getLogger(__name__)
 
 MODEL_TYPES = frozenset({"llama", "qwen2", "mistral"})
-
-
-class _Product:
-    """x @ weight.T + bias on a oneDNN pack where one is given, else torch's linear."""
-
-    def __init__(self, weight: Any, bias: Any, packed: Any) -> None:
-        self.weight, self.bias, self.packed = weight, bias, packed
-
-    def __call__(self, x: Any) -> Any:
-        import torch
-
-        if self.packed is not None:
-            return packed_product(x, self.packed, self.bias)
-        return torch.nn.functional.linear(x, self.weight, self.bias)
 
 
 class _Layer:
@@ -53,10 +41,10 @@ class _Layer:
         biases = [m.bias for m in (q, k, v)]
         qkv = torch.cat([q.weight, k.weight, v.weight]).detach()
         bias = torch.cat(biases).detach() if all(b is not None for b in biases) else None
-        self.qkv = _Product(qkv, bias, pack(qkv) if packed else None)
+        self.qkv = _product(qkv, bias, pack(qkv) if packed else None)
         self.o, self.gate, self.up, self.down = (
-            _product(_linear(m), packed)
-            for m in (attention.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj))
+            _product(m.weight, m.bias, cached_pack(m.weight) if packed else None)
+            for m in map(_linear, (attention.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)))
         self.norms = [(n.weight, n.variance_epsilon) for n in (layer.input_layernorm,
                                                                 layer.post_attention_layernorm)]
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
@@ -140,8 +128,13 @@ def _linear(module: Any) -> Any:
     raise _NotPlain(type(module).__name__)
 
 
-def _product(module: Any, packed: bool) -> _Product:
-    return _Product(module.weight, module.bias, cached_pack(module.weight) if packed else None)
+def _product(weight: Any, bias: Any, packed: Any) -> Callable[[Any], Any]:
+    """x @ weight.T + bias: on the oneDNN pack where there is one, else torch's linear."""
+    import torch
+
+    if packed is not None:
+        return PackedLinear(weight, packed, bias)
+    return functools.partial(torch.nn.functional.linear, weight=weight, bias=bias)
 
 
 class _NotPlain(Exception):

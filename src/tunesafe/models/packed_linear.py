@@ -45,7 +45,7 @@ def packed_linears(model: Any, max_bytes: int = MAX_PACKED_BYTES) -> Iterator[in
         return
     try:
         for module, packed in zip(layers, packs, strict=True):
-            module.forward = _PackedForward(module.weight, packed, module.bias)
+            module.forward = PackedLinear(module.weight, packed, module.bias)
         yield len(layers)
     finally:
         for module in layers:
@@ -64,7 +64,9 @@ def _packable(model: Any) -> list[Any]:
             and (m.bias is None or m.bias.dtype == torch.float32)]
 
 
-class _PackedForward:
+class PackedLinear:
+    """`linear(x, weight, bias)` on the weight's pack; the plain product where the pack cannot serve."""
+
     def __init__(self, weight: Any, packed: Any, bias: Any) -> None:
         self.weight, self.packed, self.bias = weight, packed, bias
 
