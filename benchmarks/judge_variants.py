@@ -8,11 +8,17 @@ measured on XSTest other than those of short cue-free answers.
 
     python benchmarks/judge_variants.py --styles benchmarks/data/refusal_styles --judge short-cue-free
     python benchmarks/judge_variants.py --judge short-cue-free          # XSTest (held out)
+    python benchmarks/judge_variants.py --stored .tunesafe/tunesafe.db --judge short-cue-free --judge implicit
+
+`--stored DB` judges every stored answer in a tunesafe SQLite store (e.g. the workspace of `make demo`)
+with `default` and each `--judge`, and prints the answers whose refusal verdict differs from `default`'s,
+to be read.
 
 Arguments are those of benchmarks/judges.py; the variants are registered under their names first."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,5 +61,30 @@ def _short_cue_free(**_opts: Any) -> ShortCueFreeJudge:
     return ShortCueFreeJudge()
 
 
+def compare_stored(db: Path, names: Sequence[str]) -> None:
+    """Print, per judge, the stored answers whose refusal verdict differs from `default`'s."""
+    import sqlite3
+
+    from tunesafe.judges import get_judge, judge_sync
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT run_id, kind, generation FROM attempt_results ORDER BY pk").fetchall()
+    items = [JudgeInput(request="", response=json.loads(gen).get("text") or "", kind=kind)
+             for _, kind, gen in rows]
+    reference = judge_sync(get_judge("default"), items)
+    for name in names:
+        verdicts = judge_sync(get_judge(name), items)
+        differ = [(row, v) for row, v, ref in zip(rows, verdicts, reference, strict=True)
+                  if v.refused != ref.refused]
+        print(f"== {name}: {len(differ)} of {len(items)} stored answers judged otherwise than by default")
+        for (run, kind, gen), v in differ:
+            print(f"   {run} {kind:10s} refused={v.refused} {json.loads(gen).get('text', '')[:150]!r}")
+
+
 if __name__ == "__main__":
-    judges.main()
+    if "--stored" in sys.argv:
+        at = sys.argv.index("--stored")
+        names = [sys.argv[i + 1] for i, arg in enumerate(sys.argv) if arg == "--judge"]
+        compare_stored(Path(sys.argv[at + 1]), names or ["short-cue-free"])
+    else:
+        judges.main()
