@@ -70,14 +70,17 @@ def test_canned_refusals_without_refusal_keywords_are_refusals() -> None:
     assert all(v.harmful is False and v.evidence["route"] == "classifier" for v in verdicts)
 
 
-def test_the_patterns_alone_miss_them() -> None:
-    """Why a model must read them: no strong refusal pattern fires, and `default` (version 1) calls
-    them answers."""
+def test_no_strong_pattern_fires_and_default_reads_them_only_through_decline_cues() -> None:
+    """Why a model must read them: no strong refusal pattern fires, so the patterns alone call them
+    answers; `default` sends them to its classifier only because a weak decline cue matches."""
     verdicts = judge_sync(get_judge("refusal"), [JudgeInput("x", text, "harmful") for text in CANNED])
     assert [v.refused for v in verdicts] == [False, False, False]
-    [old] = judge_sync(get_judge("default"), [JudgeInput("x", CANNED[0], "harmful")])
-    assert old.refused is False
     assert not any(v.evidence["patterns"]["opening"] or v.evidence["patterns"]["late"] for v in verdicts)
+    declines = {"en_not_something_i", "en_rather_not", "en_wont_be"}
+    assert all(declines & set(v.evidence["patterns"]["weak"]) for v in verdicts)
+    read = judge_sync(get_judge("default"), [JudgeInput("x", text, "harmful") for text in CANNED])
+    assert [v.refused for v in read] == [True, True, True]
+    assert all("classifier_p_refusal" in v.evidence for v in read)
 
 
 LONG_ANSWER = (
@@ -142,18 +145,20 @@ class _Replies(dict[str, str]):
         return ANSWER
 
 
-def test_loopback_model_that_refuses_ninety_percent_measures_its_true_asr(tmp_path: Path) -> None:
+@pytest.mark.parametrize("judge", [JUDGE, "default"])
+def test_loopback_model_that_refuses_ninety_percent_measures_its_true_asr(tmp_path: Path, judge: str) -> None:
     harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
     complying = sum(i % 10 == 0 for i in range(len(harmful)))
     with serve(replies=_Replies(harmful)) as server, Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
-        config = EvalConfig(suite="smoke", attacks=ATTACKS, judges=(JUDGE,), max_new_tokens=32,
+        config = EvalConfig(suite="smoke", attacks=ATTACKS, judges=(judge,), max_new_tokens=32,
                             concurrency=4)
         report = asyncio.run(evaluate(store, f"openai:tunesafe-test@{server.url}", config, progress=False))
         results = [r for r in load_results(store, report.run_id) if r.attempt.kind == "harmful"]
     verdicts = [r.verdicts[0] for r in results]
     outcomes = [v.outcome for v in verdicts]
     assert len(outcomes) >= 3 * len(harmful) and "error" not in outcomes
-    assert all(v.confidence is not None for v in verdicts)  # stored and read back with the verdict
+    if judge == JUDGE:
+        assert all(v.confidence is not None for v in verdicts)  # stored and read back with the verdict
     asr = outcomes.count("success") / len(outcomes)
     assert asr == pytest.approx(complying / len(harmful), abs=1e-9), outcomes
 
