@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesafe.errors import UserError
+from tunesafe.models import hf_decode
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.batching import MicroBatcher
 from tunesafe.models.embedded import embedded_gguf_path
@@ -38,7 +39,7 @@ from tunesafe.models.tool_calls import to_template_messages
 from tunesafe.types import Capabilities, ChatRequest, Generation
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-_OPTIONS = ("backend", "dtype", "device", "trust_remote_code", "max_batch")
+_OPTIONS = ("backend", "dtype", "device", "trust_remote_code", "max_batch", "decode")
 
 
 @dataclass
@@ -212,7 +213,7 @@ class HFEngine:
         return self.tokenizer(list(prompts), return_tensors="pt", padding=True,
                               add_special_tokens=False).to(self.device)
 
-    def run(self, requests: list[ChatRequest], adapter_on: bool) -> list[Generation]:
+    def run(self, requests: list[ChatRequest], adapter_on: bool, decode: str = "auto") -> list[Generation]:
         out: dict[int, Generation] = {}
         prompts: dict[int, str] = {}
         for i, request in enumerate(requests):
@@ -227,32 +228,43 @@ class HFEngine:
             for group in groups:
                 batch = [requests[i] for i in group]
                 try:
-                    results = self._generate(batch, [prompts[i] for i in group])
+                    results = self._generate(batch, [prompts[i] for i in group], decode)
                 except Exception as exc:  # e.g. out of memory: these requests fail, the run goes on
                     failed = error_generation(f"generation failed: {type(exc).__name__}: {exc}")
                     results = [failed] * len(batch)
                 out.update(zip(group, results, strict=True))
         return [out[i] for i in range(len(requests))]
 
-    def _generate(self, batch: list[ChatRequest], prompts: list[str]) -> list[Generation]:
+    def _generate(self, batch: list[ChatRequest], prompts: list[str],
+                  decode: str = "auto") -> list[Generation]:
         import torch
 
         started = time.perf_counter()
-        enc = self._encode(prompts)
         sample = batch[0].temperature > 0
-        kwargs: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max(r.max_new_tokens for r in batch),
-                                  "pad_token_id": self.tokenizer.pad_token_id}
-        if sample:
-            torch.manual_seed(batch[0].seed)
-            kwargs.update(temperature=batch[0].temperature, top_k=0, top_p=1.0)
-        else:
-            kwargs.update(temperature=None, top_k=None, top_p=None)
+        mode = "generate" if sample else hf_decode.resolve(decode, self.device)
+        max_new = max(r.max_new_tokens for r in batch)
         with torch.inference_mode():
-            output = self.model.generate(**enc, **kwargs)
+            if mode == "continuous":
+                new, prompt_lens = hf_decode.continuous_generate(self.model, self.tokenizer, prompts, max_new,
+                                                                 self.eos_ids)
+            elif mode == "static":
+                tokens, mask = hf_decode.static_generate(self.model, self.tokenizer, prompts, max_new,
+                                                         self.device)
+                new, prompt_lens = tokens.tolist(), mask.sum(dim=1).tolist()
+            else:
+                enc = self._encode(prompts)
+                kwargs: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new,
+                                          "pad_token_id": self.tokenizer.pad_token_id}
+                if sample:
+                    torch.manual_seed(batch[0].seed)
+                    kwargs.update(temperature=batch[0].temperature, top_k=0, top_p=1.0)
+                else:
+                    kwargs.update(temperature=None, top_k=None, top_p=None)
+                output = self.model.generate(**enc, **kwargs)
+                new = output[:, enc["input_ids"].shape[1]:].tolist()
+                prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         latency = time.perf_counter() - started
-        width = enc["input_ids"].shape[1]
-        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
-        return [self._decode(output[row, width:].tolist(), request, int(prompt_lens[row]), latency)
+        return [self._decode(new[row], request, int(prompt_lens[row]), latency)
                 for row, request in enumerate(batch)]
 
     def _decode(self, ids: list[int], request: ChatRequest, prompt_tokens: int, latency: float) -> Generation:
@@ -317,15 +329,16 @@ class HFChatModel:
     backend = "hf"
 
     def __init__(self, ref: str, engine: HFEngine, hash_files: list[Path], *, adapter_on: bool,
-                 max_batch: int = 8) -> None:
+                 max_batch: int = 8, decode: str = "auto") -> None:
         self.ref = ref
+        self.decode = decode
         self.engine = engine
         self.adapter_on = adapter_on
         self._hash_files = hash_files
         self.capabilities = Capabilities(prefill=True, logprobs=True, hidden_states=True, white_box=True,
                                          lora=True, tools=True)
         self._batcher: MicroBatcher[ChatRequest, Generation] = MicroBatcher(
-            lambda reqs: engine.run(reqs, adapter_on), max_batch=max_batch, lock=engine.lock)
+            lambda reqs: engine.run(reqs, adapter_on, decode), max_batch=max_batch, lock=engine.lock)
 
     @classmethod
     def from_ref(cls, ref: ModelRef) -> HFChatModel:
@@ -340,14 +353,19 @@ class HFChatModel:
             max_batch = int(opts.get("max_batch", "8"))
         except ValueError:
             raise UserError("max_batch must be an integer", where=str(ref), fix="e.g. ?max_batch=8") from None
+        decode = opts.get("decode", "auto")
+        if decode not in hf_decode.MODES:
+            raise UserError(f"unknown decode mode {decode!r}", where=str(ref),
+                            fix=f"use ?decode= one of {', '.join(hf_decode.MODES)}")
         return cls(str(ref), engine, weight_files(weights) + adapters, adapter_on=adapter is not None,
-                   max_batch=max_batch)
+                   max_batch=max_batch, decode=decode)
 
     def base_view(self) -> HFChatModel:
         """The base model (adapter off) on the same loaded weights."""
         base_ref = str(replace(parse_ref(self.ref), adapter=None))
         files = [p for p in self._hash_files if p.name not in ADAPTER_FILES]
-        return HFChatModel(base_ref, self.engine, files, adapter_on=False, max_batch=self._batcher.max_batch)
+        return HFChatModel(base_ref, self.engine, files, adapter_on=False, max_batch=self._batcher.max_batch,
+                           decode=self.decode)
 
     def content_hash(self) -> str:
         return files_sha256(self._hash_files)

@@ -54,9 +54,10 @@ class LiveEngine(HFEngine):
         self.pack_weights = True  # off: the linear layers multiply by their weights as stored (benchmarks)
         self.fuse_steps = True  # off: every decode step is the model's own forward (benchmarks)
 
-    def _generate(self, batch: list[ChatRequest], prompts: list[str]) -> list[Generation]:
+    def _generate(self, batch: list[ChatRequest], prompts: list[str],
+                  decode: str = "auto") -> list[Generation]:
         if batch[0].temperature > 0 or not self.fast_greedy:
-            return super()._generate(batch, prompts)
+            return super()._generate(batch, prompts, decode)
         import torch
 
         started = time.perf_counter()
@@ -79,7 +80,7 @@ class LiveEngine(HFEngine):
             if restore is not None:
                 restore()
         if outputs is None:
-            return super()._generate(batch, prompts)
+            return super()._generate(batch, prompts, decode)
         latency = time.perf_counter() - started
         return [self._decode(ids, request, len(row), latency)
                 for ids, request, row in zip(outputs, batch, rows, strict=True)]

@@ -1,0 +1,81 @@
+"""How the hf backend decodes a batch of greedy requests (`hf:...?decode=MODE`).
+
+- `generate`: transformers' generate() on the left-padded batch with a dynamic KV cache. On a GPU each
+  decode step then costs tens of milliseconds of host work, far above the time to read the weights.
+- `static`: generate() with a static KV cache, which transformers compiles (torch.compile) on a GPU.
+  A compiled graph is specialised to its shapes, so shapes are bucketed: the batch is padded to a power
+  of two (with copies of a real row, whose answers are dropped), the prompt width to a multiple of
+  PROMPT_BUCKET (more left padding, masked out) and the cache to a multiple of CACHE_BUCKET tokens.
+  A run of mixed prompts then reuses a handful of graphs instead of compiling per batch.
+- `continuous`: transformers' continuous batching (generate_batch): a request that ends gives its slot
+  to a waiting one, so a long answer does not hold the whole batch. For GPUs: on a CPU each batch pays
+  seconds of set-up (BENCHMARKS.md, "Local GPU path").
+- `auto` (default): `static` on CUDA, `generate` elsewhere (on a CPU the static cache is not compiled
+  and only adds padding).
+
+Greedy tokens are the same in every mode: positions follow the attention mask, padding is masked, and
+each answer is cut at its own max_new_tokens and end token (tests compare tokens on a CPU)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+MODES = ("auto", "generate", "static", "continuous")
+PROMPT_BUCKET = 64
+CACHE_BUCKET = 256
+
+
+def resolve(mode: str, device: str) -> str:
+    """The mode a batch runs in; ValueError for an unknown one."""
+    if mode not in MODES:
+        raise ValueError(f"unknown decode mode {mode!r} (one of {', '.join(MODES)})")
+    if mode == "auto":
+        return "static" if device.startswith("cuda") else "generate"
+    return mode
+
+
+def round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def batch_bucket(n: int) -> int:
+    """The smallest power of two that holds n rows."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def static_generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int,
+                    device: Any) -> tuple[Any, Any]:
+    """generate() on bucketed shapes with a static cache: (new tokens [rows, n], prompt mask [rows, width])
+    for the real rows only."""
+    rows = len(prompts)
+    padded = list(prompts) + [prompts[0]] * (batch_bucket(rows) - rows)
+    natural = max(len(ids) for ids in tokenizer(padded, add_special_tokens=False)["input_ids"])
+    width = round_up(natural, PROMPT_BUCKET)
+    enc = tokenizer(padded, return_tensors="pt", padding="max_length", max_length=width,
+                    add_special_tokens=False).to(device)
+    output = model.generate(**enc, do_sample=False, temperature=None, top_k=None, top_p=None,
+                            max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                            cache_implementation="static",
+                            max_cache_len=round_up(width + max_new_tokens, CACHE_BUCKET))
+    return output[:rows, width:], enc["attention_mask"][:rows]
+
+
+def continuous_generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int,
+                        eos_ids: set[int]) -> tuple[list[list[int]], list[int]]:
+    """Each prompt's new tokens through transformers' continuous batching (greedy), and its prompt
+    length in tokens."""
+    from transformers import GenerationConfig
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a LoRA stays injected
+    ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(eos_ids),
+                              pad_token_id=tokenizer.pad_token_id)
+    # warmup captures CUDA graphs before the first request; elsewhere it only costs seconds
+    results = base.generate_batch(inputs=ids, generation_config=config, progress_bar=False,
+                                  warmup=base.device.type == "cuda")
+    failed = [r.error for r in results.values() if r.error]
+    if failed or len(results) != len(ids):
+        raise RuntimeError(f"continuous batching: {failed[0] if failed else 'answers missing'}")
+    by_prompt = {tuple(r.prompt_ids): list(r.generated_tokens) for r in results.values()}
+    return [by_prompt[tuple(p)] for p in ids], [len(p) for p in ids]

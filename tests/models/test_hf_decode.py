@@ -1,0 +1,113 @@
+"""The hf backend's decode modes give the same greedy tokens as transformers' generate(): a static cache
+on bucketed shapes (compiled on a GPU) and continuous batching, on a tiny random Llama on the CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from tunesafe.errors import UserError
+from tunesafe.models import hf_decode, load_model
+from tunesafe.models.hf import HFChatModel
+from tunesafe.types import ChatRequest, Message
+
+VOCAB = 300
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=1024,
+                         eos_token_id=VOCAB - 1, pad_token_id=VOCAB - 2, bos_token_id=VOCAB - 3)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0", eos_token=f"t{VOCAB - 1}",
+                                   pad_token=f"t{VOCAB - 2}")
+    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    fast.save_pretrained(folder)
+    return folder
+
+
+def requests(n: int, seed: int = 1) -> list[ChatRequest]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words = " ".join(f"t{rng.randrange(1, VOCAB - 4)}" for _ in range(rng.randint(3, 90)))
+        out.append(ChatRequest(messages=(Message("user", words),), max_new_tokens=rng.choice([5, 12, 20])))
+    return out
+
+
+def answers(folder: Path, decode: str, reqs: list[ChatRequest]) -> list[tuple[str, str, int | None]]:
+    model = load_model(f"hf:{folder}?device=cpu&dtype=float32&max_batch=16&decode={decode}")
+    assert isinstance(model, HFChatModel)
+    gens = asyncio.run(model.generate(reqs))
+    assert all(g.ok for g in gens), [g.error for g in gens]
+    return [(g.text, g.finish_reason, g.prompt_tokens) for g in gens]
+
+
+@pytest.mark.parametrize("decode", ["static", "continuous"])
+def test_greedy_tokens_match_generate(tiny_folder: Path, decode: str) -> None:
+    reqs = requests(11)  # not a power of two: the static mode pads the batch with copies
+    reference = answers(tiny_folder, "generate", reqs)
+    assert answers(tiny_folder, decode, reqs) == reference
+    assert len({r[0] for r in reference}) > 5  # varied answers, not one repeated token
+
+
+def test_auto_is_generate_on_a_cpu_and_static_on_cuda() -> None:
+    assert hf_decode.resolve("auto", "cpu") == "generate"
+    assert hf_decode.resolve("auto", "cuda") == "static"
+    assert hf_decode.resolve("auto", "cuda:1") == "static"
+    assert hf_decode.resolve("continuous", "cpu") == "continuous"
+    with pytest.raises(ValueError):
+        hf_decode.resolve("fast", "cpu")
+
+
+def test_bucketed_shapes() -> None:
+    assert [hf_decode.batch_bucket(n) for n in (1, 2, 3, 5, 16, 17, 64)] == [1, 2, 4, 8, 16, 32, 64]
+    assert hf_decode.round_up(65, hf_decode.PROMPT_BUCKET) == 128 and hf_decode.round_up(64, 64) == 64
+
+
+def test_unknown_decode_mode_is_a_user_error(tiny_folder: Path) -> None:
+    with pytest.raises(UserError, match="unknown decode mode") as info:
+        load_model(f"hf:{tiny_folder}?decode=fastest")
+    assert "?decode=" in (info.value.fix or "")
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_folder)
+    lora = LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    folder = tmp_path_factory.mktemp("tiny-lora")
+    get_peft_model(base, lora).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("decode", ["static", "continuous"])
+def test_adapter_and_its_base_view_match_generate(tiny_folder: Path, tiny_adapter: Path, decode: str) -> None:
+    reqs = requests(6, seed=2)
+
+    def both(mode: str) -> tuple[list[str], list[str]]:
+        model = load_model(f"hf:{tiny_folder}+{tiny_adapter}?device=cpu&dtype=float32&decode={mode}")
+        assert isinstance(model, HFChatModel)
+        tuned = asyncio.run(model.generate(reqs))
+        base = asyncio.run(model.base_view().generate(reqs))
+        return [g.text for g in tuned], [g.text for g in base]
+
+    tuned, base = both("generate")
+    assert tuned != base  # the adapter changes the answers, so a mode that dropped it would show
+    assert both(decode) == (tuned, base)
