@@ -67,6 +67,9 @@ def test_auto_is_generate_on_a_cpu_and_static_on_cuda() -> None:
     assert hf_decode.resolve("auto", "cpu") == "generate"
     assert hf_decode.resolve("auto", "cuda") == "static"
     assert hf_decode.resolve("auto", "cuda:1") == "static"
+    import torch
+
+    assert hf_decode.resolve("auto", torch.device("cpu")) == "generate"  # engines hold either form
     assert hf_decode.resolve("continuous", "cpu") == "continuous"
     with pytest.raises(ValueError):
         hf_decode.resolve("fast", "cpu")
@@ -111,3 +114,35 @@ def test_adapter_and_its_base_view_match_generate(tiny_folder: Path, tiny_adapte
     tuned, base = both("generate")
     assert tuned != base  # the adapter changes the answers, so a mode that dropped it would show
     assert both(decode) == (tuned, base)
+
+
+def test_a_mode_auto_picked_that_fails_falls_back_to_generate(tiny_folder: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    reqs = requests(3, seed=3)
+    reference = answers(tiny_folder, "generate", reqs)
+
+    def broken(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("graph capture failed")
+
+    monkeypatch.setattr(hf_decode, "resolve", lambda mode, device: "static")  # as on CUDA
+    monkeypatch.setattr(hf_decode, "static_generate", broken)
+    model = load_model(f"hf:{tiny_folder}?device=cpu&dtype=float32&max_batch=16")
+    assert isinstance(model, HFChatModel)
+    model.engine.auto_failed = False  # engines are shared per process
+    with caplog.at_level("WARNING"):
+        gens = asyncio.run(model.generate(reqs))
+    assert [(g.text, g.finish_reason, g.prompt_tokens) for g in gens] == reference
+    assert model.engine.auto_failed and "graph capture failed" in caplog.text
+    model.engine.auto_failed = False
+
+
+def test_an_explicit_mode_that_fails_fails_its_requests(tiny_folder: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("graph capture failed")
+
+    monkeypatch.setattr(hf_decode, "static_generate", broken)
+    model = load_model(f"hf:{tiny_folder}?device=cpu&dtype=float32&decode=static")
+    gens = asyncio.run(model.generate(requests(2, seed=4)))
+    assert all(not g.ok and "graph capture failed" in (g.error or "") for g in gens)  # errors, never answers

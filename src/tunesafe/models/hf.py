@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -39,6 +40,7 @@ from tunesafe.models.tool_calls import to_template_messages
 from tunesafe.types import Capabilities, ChatRequest, Generation
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+log = logging.getLogger(__name__)
 _OPTIONS = ("backend", "dtype", "device", "trust_remote_code", "max_batch", "decode")
 
 
@@ -168,6 +170,8 @@ def _convert(gguf: Path, gguf_sha: str, target: Path) -> None:
 class HFEngine:
     """Loaded weights (+ adapter) shared by the views on it; one lock serialises the model."""
 
+    auto_failed = False  # the mode `auto` picked failed once: generate() from then on
+
     def __init__(self, weights: Path, adapter: Path | None, *, dtype: str = "auto", device: str = "auto",
                  trust_remote_code: bool = False) -> None:
         import torch
@@ -241,31 +245,42 @@ class HFEngine:
 
         started = time.perf_counter()
         sample = batch[0].temperature > 0
-        mode = "generate" if sample else hf_decode.resolve(decode, self.device)
-        max_new = max(r.max_new_tokens for r in batch)
+        mode = "generate" if sample or self.auto_failed else hf_decode.resolve(decode, self.device)
         with torch.inference_mode():
-            if mode == "continuous":
-                new, prompt_lens = hf_decode.continuous_generate(self.model, self.tokenizer, prompts, max_new,
-                                                                 self.eos_ids)
-            elif mode == "static":
-                tokens, mask = hf_decode.static_generate(self.model, self.tokenizer, prompts, max_new,
-                                                         self.device)
-                new, prompt_lens = tokens.tolist(), mask.sum(dim=1).tolist()
-            else:
-                enc = self._encode(prompts)
-                kwargs: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new,
-                                          "pad_token_id": self.tokenizer.pad_token_id}
-                if sample:
-                    torch.manual_seed(batch[0].seed)
-                    kwargs.update(temperature=batch[0].temperature, top_k=0, top_p=1.0)
-                else:
-                    kwargs.update(temperature=None, top_k=None, top_p=None)
-                output = self.model.generate(**enc, **kwargs)
-                new = output[:, enc["input_ids"].shape[1]:].tolist()
-                prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+            try:
+                new, prompt_lens = self._new_tokens(mode, batch, prompts)
+            except Exception as exc:  # a mode `auto` picked must not fail a run that generate() can do
+                if decode != "auto" or mode == "generate":
+                    raise
+                log.warning("decode=%s failed on this model (%s: %s); decoding with generate() from now on",
+                            mode, type(exc).__name__, exc)
+                self.auto_failed = True
+                new, prompt_lens = self._new_tokens("generate", batch, prompts)
         latency = time.perf_counter() - started
         return [self._decode(new[row], request, int(prompt_lens[row]), latency)
                 for row, request in enumerate(batch)]
+
+    def _new_tokens(self, mode: str, batch: list[ChatRequest], prompts: list[str]
+                    ) -> tuple[list[list[int]], list[int]]:
+        """Each row's new token ids (up to the batch's largest max_new_tokens) and its prompt length."""
+        import torch
+
+        max_new = max(r.max_new_tokens for r in batch)
+        if mode == "continuous":
+            return hf_decode.continuous_generate(self.model, self.tokenizer, prompts, max_new, self.eos_ids)
+        if mode == "static":
+            tokens, mask = hf_decode.static_generate(self.model, self.tokenizer, prompts, max_new,
+                                                     self.device)
+            return tokens.tolist(), mask.sum(dim=1).tolist()
+        enc = self._encode(prompts)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": self.tokenizer.pad_token_id}
+        if batch[0].temperature > 0:
+            torch.manual_seed(batch[0].seed)
+            kwargs.update(do_sample=True, temperature=batch[0].temperature, top_k=0, top_p=1.0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
+        output = self.model.generate(**enc, **kwargs)
+        return output[:, enc["input_ids"].shape[1]:].tolist(), enc["attention_mask"].sum(dim=1).tolist()
 
     def _decode(self, ids: list[int], request: ChatRequest, prompt_tokens: int, latency: float) -> Generation:
         ids = ids[: request.max_new_tokens]

@@ -26,12 +26,12 @@ PROMPT_BUCKET = 64
 CACHE_BUCKET = 256
 
 
-def resolve(mode: str, device: str) -> str:
+def resolve(mode: str, device: Any) -> str:
     """The mode a batch runs in; ValueError for an unknown one."""
     if mode not in MODES:
         raise ValueError(f"unknown decode mode {mode!r} (one of {', '.join(MODES)})")
     if mode == "auto":
-        return "static" if device.startswith("cuda") else "generate"
+        return "static" if str(device).startswith("cuda") else "generate"  # a name or a torch.device
     return mode
 
 
