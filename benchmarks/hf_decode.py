@@ -21,36 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesafe.models import load_model
+from tunesafe.testing.random_llama import SHAPES, save_random_llama
 from tunesafe.types import ChatRequest, Message
-
-SHAPES = {  # Llama-3-8B and a toy of the same family
-    "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-               num_key_value_heads=8, vocab_size=128256, max_position_embeddings=4096),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=512, max_position_embeddings=1024),
-}
-
-
-def build(shape: str, folder: Path, device: str) -> int:
-    """Save a random-weight model and a one-token-per-word tokenizer; returns the weight bytes."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    vocab = SHAPES[shape]["vocab_size"]
-    config = LlamaConfig(**SHAPES[shape], eos_token_id=vocab - 1, pad_token_id=vocab - 2,
-                         bos_token_id=vocab - 3)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = LlamaForCausalLM(config).to(torch.bfloat16 if device == "cuda" else torch.float32)
-    model.save_pretrained(folder, safe_serialization=True)
-    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab)}, unk_token="t0"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0", eos_token=f"t{vocab - 1}",
-                                   pad_token=f"t{vocab - 2}")
-    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
-    fast.save_pretrained(folder)
-    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def copy_bandwidth() -> float:
@@ -105,7 +77,8 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        weight_bytes = build(args.shape, Path(tmp), device)
+        weight_bytes = save_random_llama(Path(tmp), args.shape, device=device,
+                                         dtype=torch.bfloat16 if device == "cuda" else None)
         bandwidth = copy_bandwidth() if device == "cuda" else None
         dtype = "bfloat16" if device == "cuda" else "float32"
         for mode in args.modes.split(","):
