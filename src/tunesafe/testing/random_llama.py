@@ -28,7 +28,8 @@ def save_random_llama(folder: Path, shape: str = "tiny", *, device: str = "cpu",
                          bos_token_id=vocab - 3)
     torch.manual_seed(seed)
     with torch.device(device):
-        model = LlamaForCausalLM(config).to(dtype or torch.float32)
+        model: Any = LlamaForCausalLM(config)
+    model = model.to(dtype or torch.float32)
     model.save_pretrained(folder, safe_serialization=True)
     tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab)}, unk_token="t0"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
