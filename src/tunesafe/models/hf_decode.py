@@ -62,14 +62,15 @@ def static_generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_
 
 
 def continuous_generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int,
-                        eos_ids: set[int]) -> tuple[list[list[int]], list[int]]:
+                        eos_ids: set[int | None]) -> tuple[list[list[int]], list[int]]:
     """Each prompt's new tokens through transformers' continuous batching (greedy), and its prompt
     length in tokens."""
     from transformers import GenerationConfig
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a LoRA stays injected
     ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(eos_ids),
+    ends = sorted(i for i in eos_ids if i is not None)  # a tokenizer without an end token adds None
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=ends,
                               pad_token_id=tokenizer.pad_token_id)
     # warmup captures CUDA graphs before the first request; elsewhere it only costs seconds
     results = base.generate_batch(inputs=ids, generation_config=config, progress_bar=False,
