@@ -245,7 +245,8 @@ class HFEngine:
 
         started = time.perf_counter()
         sample = batch[0].temperature > 0
-        mode = "generate" if sample or self.auto_failed else hf_decode.resolve(decode, self.device)
+        fell_back = self.auto_failed and decode == "auto"
+        mode = "generate" if sample or fell_back else hf_decode.resolve(decode, self.device)
         with torch.inference_mode():
             try:
                 new, prompt_lens = self._new_tokens(mode, batch, prompts)
