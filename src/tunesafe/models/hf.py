@@ -359,6 +359,10 @@ class HFChatModel:
     @classmethod
     def from_ref(cls, ref: ModelRef) -> HFChatModel:
         check_options(ref, _OPTIONS, "hf")
+        decode = ref.options.get("decode", "auto")
+        if decode not in hf_decode.MODES:
+            raise UserError(f"unknown decode mode {decode!r}", where=str(ref),
+                            fix=f"use ?decode= one of {', '.join(hf_decode.MODES)}")
         weights = resolve_weights(ref)
         adapters = adapter_files(ref.adapter, ref)
         adapter = adapters[0].parent if adapters else None
@@ -369,10 +373,6 @@ class HFChatModel:
             max_batch = int(opts.get("max_batch", "8"))
         except ValueError:
             raise UserError("max_batch must be an integer", where=str(ref), fix="e.g. ?max_batch=8") from None
-        decode = opts.get("decode", "auto")
-        if decode not in hf_decode.MODES:
-            raise UserError(f"unknown decode mode {decode!r}", where=str(ref),
-                            fix=f"use ?decode= one of {', '.join(hf_decode.MODES)}")
         return cls(str(ref), engine, weight_files(weights) + adapters, adapter_on=adapter is not None,
                    max_batch=max_batch, decode=decode)
 
