@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.stats import binomtest, norm
+
+# scipy is imported inside the functions that need it: scipy.stats alone took a third of the CLI's start-up,
+# and most commands (input errors, listings) never compute a p-value.
 
 POWER = 0.8
 BOOT_CELLS = 4_000_000  # cluster draws held in memory at once by the bootstrap
@@ -25,6 +26,8 @@ def mcnemar_exact(b: int, c: int, alternative: str = "two-sided") -> float:
         raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
     if b + c == 0:
         return 1.0
+    from scipy.stats import binomtest
+
     return float(binomtest(b, b + c, 0.5, alternative=alternative).pvalue)
 
 
@@ -73,6 +76,8 @@ def required_pairs(delta: float, p01: float, alpha: float, power: float = POWER)
 
         n = [z_{1-alpha} sqrt(psi) + z_{power} sqrt(psi - delta^2)]^2 / delta^2,  psi = p10 + p01
     """
+    from scipy.stats import norm
+
     psi = 2 * p01 + delta
     za, zb = float(norm.ppf(1 - alpha)), float(norm.ppf(power))
     return float((za * psi ** 0.5 + zb * max(psi - delta * delta, 0.0) ** 0.5) ** 2 / (delta * delta))
@@ -87,6 +92,8 @@ def minimum_detectable_regression(n: int, p01: float, alpha: float, power: float
     top = 1 - 2 * p01  # p10 + p01 <= 1
     if top <= 0 or required_pairs(top, p01, alpha, power) > n:
         return None
+    from scipy.optimize import brentq
+
     # required_pairs decreases in delta, so the root is unique
     return float(brentq(lambda d: required_pairs(d, p01, alpha, power) - n, 1e-9, top, xtol=1e-7))
 
