@@ -128,7 +128,7 @@ def test_requests_are_embedded_in_one_batch() -> None:
 
 class MissingEmbedder(SentenceEmbedder):
     def embed(self, texts: Sequence[str]) -> np.ndarray:  # what a core install without [screen] raises
-        raise UserError("the screening embedder is not installed (sentence_transformers)",
+        raise UserError("the screening embedder is not installed (tokenizers)",
                         fix="pip install 'tunesafe[screen]'")
 
 

@@ -62,7 +62,7 @@ class SentenceEmbedder:
     - (request, answer) pairs run in bfloat16 autocast where the CPU has native bf16 (about half the
       CPU-seconds; cosines within ~2e-3 of float32). They only feed the similarity ranking. Requests stay
       float32: they meet calibrated thresholds, and bf16 moved a benign request across one;
-    - 128 texts per forward pass, sorted by length by sentence-transformers, so batches are dense.
+    - 128 texts per forward pass, sorted by length (tunesafe.minilm), so batches are dense.
 
     A request is embedded up to `request_tokens`; a (request, answer) pair only up to `pair_tokens`: its
     head (the request and the answer's opening) is what the representation comparison needs (He et al.
