@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,6 @@ from typing import Any
 import numpy as np
 
 from tunesafe.errors import UserError
-
-DIM = 384
 
 
 class MiniLM:
@@ -38,17 +37,21 @@ class MiniLM:
         # checkpoints name the encoder with or without the "bert." prefix
         weights = load_file(str(path / "model.safetensors"))
         self.w = {k.removeprefix("bert."): v.float() for k, v in weights.items()}
+        self.dim = int(config["hidden_size"])
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.no_padding()  # the file pads to a fixed 128; a batch pads to its longest text
+        # The truncation length is tokenizer state and callers differ (the judge reads 128 tokens, the
+        # screener's pairs 64); one call at a time also keeps torch from running two passes on the cores.
+        self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str], *, max_tokens: int, batch_size: int = 64) -> np.ndarray:
         """Unit-length float32 rows, one per text, each text cut to max_tokens tokens."""
         import torch
 
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        self.tokenizer.enable_truncation(max_tokens)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
+            self.tokenizer.enable_truncation(max_tokens)
             for start in range(0, len(texts), batch_size):
                 rows = order[start:start + batch_size]
                 encodings = self.tokenizer.encode_batch([texts[i].strip() for i in rows])
@@ -71,10 +74,10 @@ class MiniLM:
             return F.linear(x, self.w[name + ".weight"], self.w[name + ".bias"])
 
         def norm(x: Any, name: str) -> Any:
-            return F.layer_norm(x, (DIM,), self.w[name + ".weight"], self.w[name + ".bias"], self.eps)
+            return F.layer_norm(x, (self.dim,), self.w[name + ".weight"], self.w[name + ".bias"], self.eps)
 
-        def heads(y: Any) -> Any:  # [batch, width, DIM] -> [batch, heads, width, head_dim]
-            return y.view(batch, width, self.heads, DIM // self.heads).transpose(1, 2)
+        def heads(y: Any) -> Any:  # [batch, width, dim] -> [batch, heads, width, head_dim]
+            return y.view(batch, width, self.heads, self.dim // self.heads).transpose(1, 2)
 
         e = "embeddings."
         batch, width = ids.shape
@@ -86,7 +89,7 @@ class MiniLM:
             p = f"encoder.layer.{i}."
             q, k, v = (heads(linear(x, p + f"attention.self.{n}")) for n in ("query", "key", "value"))
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
-            context = context.transpose(1, 2).reshape(batch, width, DIM)
+            context = context.transpose(1, 2).reshape(batch, width, self.dim)
             x = norm(x + linear(context, p + "attention.output.dense"), p + "attention.output.LayerNorm")
             inner = F.gelu(linear(x, p + "intermediate.dense"))  # exact erf GELU, as BERT
             x = norm(x + linear(inner, p + "output.dense"), p + "output.LayerNorm")

@@ -41,7 +41,7 @@ def reference(texts: list[str], max_tokens: int) -> np.ndarray:
 def test_rows_equal_the_bert_pipeline_in_the_callers_order(max_tokens: int) -> None:
     ours = minilm.shared().encode(TEXTS, max_tokens=max_tokens, batch_size=3)  # batches pad, and split
     expected = reference(TEXTS, max_tokens)
-    assert ours.shape == (len(TEXTS), minilm.DIM) and ours.dtype == np.float32
+    assert ours.shape == (len(TEXTS), 384) and ours.dtype == np.float32
     assert np.abs(ours - expected).max() < 1e-5
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
 
@@ -51,6 +51,20 @@ def test_the_token_limit_cuts_long_texts_only() -> None:
     assert not np.allclose(at_64[3], at_128[3], atol=1e-3)  # the long text reads on past 64 tokens
     short = [i for i in range(len(TEXTS)) if i != 3]
     assert np.abs(at_64[short] - at_128[short]).max() < 1e-5
+
+
+def test_callers_in_threads_each_get_their_own_token_limit() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = minilm.shared()
+    # long texts in every batch, so a limit set by another thread between two batches would show
+    texts = [f"Step {i}: open the settings, choose Security and save. " * (10 + i) for i in range(8)]
+    expected = {n: model.encode(texts, max_tokens=n) for n in (64, 128)}
+    with ThreadPoolExecutor(4) as pool:
+        limits = [64, 128] * 6
+        rows = list(pool.map(lambda n: model.encode(texts, max_tokens=n, batch_size=2), limits))
+    for n, got in zip(limits, rows, strict=True):
+        assert np.abs(got - expected[n]).max() < 1e-5
 
 
 def test_a_missing_package_is_one_error_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
