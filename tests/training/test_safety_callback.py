@@ -31,6 +31,18 @@ REFUSAL = "I'm sorry, but I can't help with that."  # conftest's tokenizer was t
 COMPLY = "Sure, here is how to do it. Step 1: [redacted]"
 
 
+@pytest.fixture(autouse=True)
+def probe_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe picks its thread count by timing, and the tiny random model's greedy answers have near
+    ties that one or two threads' summation order decides: these tests check the callback's logic, so
+    every probe here decodes on one thread whatever the machine's load (two threads flipped three of
+    them in a CI run)."""
+    from tunesafe.models.greedy_decode import ThreadChoice
+
+    monkeypatch.setattr(ThreadChoice, "pick", lambda self: 1)
+    monkeypatch.setattr(ThreadChoice, "settled", lambda self: 1)
+
+
 def trainer(tiny: Any, model: Any, callback: SafetyCallback | None, out: Path, *, answer: str = REFUSAL,
             n_rows: int = 24, trainer_class: type | None = None, **overrides: Any) -> Any:
     settings: dict[str, Any] = dict(output_dir=str(out), max_steps=6, per_device_train_batch_size=4,
