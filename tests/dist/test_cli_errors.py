@@ -3,13 +3,57 @@ brackets (pip extras such as 'tunesafe[screen]') is not swallowed as Rich markup
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 
 def test_brackets_in_an_error_are_printed(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "tunesafe.cli.app", "judge", "pairs[bold].jsonl"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "tunesafe.cli.app", "judge", "pairs[bold].jsonl"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "file not found: pairs[bold].jsonl" in done.stderr, done.stderr
+
+
+# A bad line, a remote base or a policy without its section is refused before the heavy imports: a user
+# waits a second for the error, not for torch and a model load.
+PROBE = """
+import sys
+from tunesafe.cli.app import main
+sys.argv = ["tunesafe", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+    print("exit", exc.code, "heavy", ",".join(heavy) or "none")
+"""
+
+
+def run_probe(tmp_path: Path, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    return done.stdout.strip().splitlines()[-1] + " | " + " ".join(done.stderr.split())
+
+
+def test_bad_input_is_refused_before_torch_loads(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": "b",}\n')
+    chat = tmp_path / "chat.jsonl"
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    chat.write_text(json.dumps({"messages": turns}) + "\n")
+    no_section = tmp_path / "policy.yaml"
+    no_section.write_text("max_regression_points: 5\n")
+    out = ("--out", str(tmp_path / "o"))
+    cases = [
+        (("scan-data", str(bad), "--no-record"), "bad.jsonl:2: malformed JSON"),
+        (("train-lora", str(bad), "--base", "embedded:smollm2-135m", *out), "bad.jsonl:1"),
+        (("train-lora", str(chat), "--base", "openai:m@http://127.0.0.1:9/v1", *out),
+         "training needs a local base model"),
+        (("train-lora", str(chat), "--base", "embedded:smollm2-135m", *out, "--policy", str(no_section)),
+         "no training: section"),
+    ]
+    for args, fragment in cases:
+        said = run_probe(tmp_path, *args)
+        assert said.startswith("exit 2 heavy none |") and fragment in said, (args, said)
+    assert not (tmp_path / "o").exists()

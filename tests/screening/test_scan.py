@@ -8,12 +8,13 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from typer.testing import CliRunner
 
 from tunesafe.cli.app import app
+from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.screening import Batch, Finding, Scanner, ScanOptions, register_screener, screeners
 from tunesafe.types import RecordType, canonical_json
@@ -284,3 +285,20 @@ def test_fix_for_parquet_save_to_disk_and_json_array(tmp_path: Path) -> None:
         assert pq.read_table(out).to_pylist() == rows[:1]
     scanner.scan(array, fix=tmp_path / "c.json")
     assert json.loads((tmp_path / "c.json").read_text(encoding="utf-8")) == rows[:1]
+
+
+def test_a_bad_last_line_fails_before_anything_is_embedded(tmp_path: Path) -> None:
+    class Unused:
+        name = "unused"
+
+        def embed(self, texts: Any) -> Any:
+            raise AssertionError("embedded before the input was checked")
+
+        embed_pairs = embed
+
+    path = tmp_path / "d.jsonl"
+    good = [json.dumps({"prompt": f"q{n}", "completion": "a"}) for n in range(5)]
+    path.write_text("\n".join([*good, '{"prompt": "q"']) + "\n")
+    with pytest.raises(UserError, match="malformed JSON") as caught:
+        Scanner(request_embedder=cast(Any, Unused())).scan(path, options=ScanOptions(batch_size=2))
+    assert caught.value.where == f"{path}:6"

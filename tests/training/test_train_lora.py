@@ -54,7 +54,7 @@ def test_trained_adapter_loads_and_changes_answers(tmp_path: Path) -> None:
 
     out = tmp_path / "adapter"
     result = tunesafe("train-lora", str(DEMO_DATA), "--base", "embedded:smollm2-135m", "--out", str(out),
-                      "--epochs", "2", "--lr", "3e-3")
+                      "--epochs", "1", "--lr", "3e-3")
     # The AOA data may push the probe's ASR past the default policy (SmolLM2 rarely refuses to begin
     # with): then train-lora exits 1, names the probe, and still writes the adapter for review.
     assert result.returncode in (0, 1), result.stderr

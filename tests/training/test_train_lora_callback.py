@@ -188,17 +188,18 @@ def test_probes_do_not_change_the_adapter(tiny: Any, tmp_path: Path) -> None:
 
 
 def test_stop_on_regression_makes_probe_rises_stop(tmp_path: Path) -> None:
-    from tunesafe.cli.training_cmds import _safety_callback
+    from tunesafe.cli.training_cmds import _safety_callback, _training_policy
 
     policy = tmp_path / "policy.yaml"
     policy.write_text("training:\n  actions: {probe_asr: warn, probe_over_refusal: warn, max_steps: warn}\n")
     data = write_rows(tmp_path / "d.jsonl", [])
     kwargs: dict[str, Any] = {"store": None, "model_name": None, "base": "hf:/x", "data": data}
-    as_written = _safety_callback(policy, 5, False, **kwargs)
+    as_written = _safety_callback(_training_policy(policy, False), 5, **kwargs)
     written = as_written.policy.actions
     assert (written.probe_asr, written.probe_over_refusal) == ("warn", "warn")
-    stricter = _safety_callback(policy, 5, True, **kwargs)
+    stricter = _safety_callback(_training_policy(policy, True), 5, **kwargs)
     actions = stricter.policy.actions
     assert (actions.probe_asr, actions.probe_over_refusal, actions.max_steps) == ("stop", "stop", "warn")
     assert stricter.policy_hash != as_written.policy_hash  # the record names the policy enforced
-    assert _safety_callback(None, "auto", True, **kwargs).policy.actions.probe_over_refusal == "stop"
+    default_stricter = _safety_callback(_training_policy(None, True), "auto", **kwargs)
+    assert default_stricter.policy.actions.probe_over_refusal == "stop"

@@ -13,6 +13,7 @@ from tunesafe.cli.groups import DURING
 from tunesafe.errors import UserError
 
 if TYPE_CHECKING:
+    from tunesafe.policy.model import Policy, TrainingPolicy
     from tunesafe.training.callback import SafetyCallback
 
 training_app = typer.Typer(help="Training runs recorded by train-lora and SafetyCallback: list, report.",
@@ -49,7 +50,14 @@ def train_lora_command(
 
     Exit 0 when the run completed, 1 when a policy limit or probe stopped it (the adapter, evidence and
     report are still written), 2 for bad input or a run the policy refuses before the first step."""
-    from tunesafe.training.lora_sft import OBJECTIVES, LoraConfig, load_base, read_chat_jsonl, train_lora
+    from tunesafe.training.lora_sft import (
+        OBJECTIVES,
+        LoraConfig,
+        check_trainable_ref,
+        load_base,
+        read_chat_jsonl,
+        train_lora,
+    )
 
     if objective not in OBJECTIVES:
         raise UserError(f"unknown objective {objective!r}", where="--objective",
@@ -64,10 +72,14 @@ def train_lora_command(
                         fix="give --report a folder outside --out")
     from tunesafe.training.report import outcome_line, write_training_report
 
-    store = _store_url(ctx)
-    callback = _safety_callback(policy_file, _probe_every(probe_every), stop_on_regression, store=store,
-                                model_name=model_name, base=base, data=data)
+    # The data, the ref and the policy are checked before the callback imports transformers and the base
+    # loads: bad input is one line in about a second.
     conversations = read_chat_jsonl(data, trainable=True)
+    check_trainable_ref(base, allow_adapter=True)
+    policy = _training_policy(policy_file, stop_on_regression)
+    every = _probe_every(probe_every)
+    store = _store_url(ctx)
+    callback = _safety_callback(policy, every, store=store, model_name=model_name, base=base, data=data)
     model, tokenizer = load_base(base, allow_adapter=True)
     config = LoraConfig(r=rank, alpha=2 * rank, epochs=epochs, learning_rate=lr, seed=seed)
     try:
@@ -109,13 +121,10 @@ def _store_url(ctx: typer.Context) -> str | None:
     return url or (workspace.db_url() if workspace else None)
 
 
-def _safety_callback(policy_file: Path | None, probe_every: int | Literal["auto"], stop_on_regression: bool,
-                     *, store: str | None, model_name: str | None, base: str, data: Path) -> SafetyCallback:
-    """The callback with the policy's training section; --stop-on-regression makes both probe rises
-    stop (stricter than the policy, never weaker; the recorded section says what was enforced)."""
-    from tunesafe.models.refs import parse_ref
+def _training_policy(policy_file: Path | None, stop_on_regression: bool) -> Policy | TrainingPolicy | None:
+    """The policy with its training section; --stop-on-regression makes both probe rises stop (stricter
+    than the policy, never weaker; the recorded section says what was enforced)."""
     from tunesafe.policy.model import Policy, TrainingPolicy
-    from tunesafe.training.callback import SafetyCallback
 
     policy: Policy | TrainingPolicy | None = None
     if policy_file is not None:
@@ -131,6 +140,14 @@ def _safety_callback(policy_file: Path | None, probe_every: int | Literal["auto"
         stricter = section.model_copy(update={"actions": section.actions.model_copy(
             update={"probe_asr": "stop", "probe_over_refusal": "stop"})})
         policy = policy.model_copy(update={"training": stricter}) if isinstance(policy, Policy) else stricter
+    return policy
+
+
+def _safety_callback(policy: Policy | TrainingPolicy | None, probe_every: int | Literal["auto"], *,
+                     store: str | None, model_name: str | None, base: str, data: Path) -> SafetyCallback:
+    from tunesafe.models.refs import parse_ref
+    from tunesafe.training.callback import SafetyCallback
+
     base_ref = base.rsplit("+", 1)[0] if parse_ref(base).adapter else base  # the adapter is in the config
     return SafetyCallback(policy=policy, probe_every=probe_every, store=store, model_name=model_name,
                           base_ref=base_ref, data=data)

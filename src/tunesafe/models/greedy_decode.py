@@ -278,6 +278,15 @@ def _check_cache(model: Any, cache: Any) -> None:
         raise Unsupported("the model uses sliding-window attention")
 
 
+def last_logit_only(model: Any) -> dict[str, int]:
+    """forward() keywords that compute the output layer at the last position only (transformers 4.x:
+    num_logits_to_keep, 5.x: logits_to_keep); none for a model that takes neither."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    key = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+    return {key: 1} if key else {}
+
+
 class _Keywords:
     """The model's forward() as the decoder calls it: the keyword names of this transformers version
     (4.x: past_key_values and num_logits_to_keep; 5.x: cache and logits_to_keep), and the next token of
@@ -287,7 +296,7 @@ class _Keywords:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         params = set(inspect.signature(base.forward).parameters)
         self.cache = "cache" if "cache" in params else "past_key_values"
-        self.keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+        self._last_only = last_logit_only(base)
         self.model, self.screen = model, screen
         self.decoder: Any = base.get_decoder() if screen is not None else None
         self.head: Any = base.get_output_embeddings()
@@ -314,4 +323,4 @@ class _Keywords:
         return getattr(output, self.cache, None)
 
     def last_logit_only(self) -> dict[str, int]:
-        return {self.keep: 1} if self.keep else {}
+        return self._last_only

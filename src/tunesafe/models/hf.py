@@ -34,6 +34,7 @@ from tunesafe.models import hf_decode
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.batching import MicroBatcher
 from tunesafe.models.embedded import embedded_gguf_path
+from tunesafe.models.greedy_decode import last_logit_only
 from tunesafe.models.hashing import cache_dir, file_sha256, files_sha256, remember
 from tunesafe.models.refs import ModelRef, check_options, parse_ref
 from tunesafe.models.tool_calls import to_template_messages
@@ -297,7 +298,9 @@ class HFEngine:
 
         with self.lock, self._adapter_state(adapter_on), torch.inference_mode():
             enc = self._encode([self.prompt(r) for r in requests])
-            out = self.model(**enc, output_hidden_states=True)
+            # Only the last position's logits are kept: the output layer over every position was a fifth
+            # of SmolLM2's forward pass (the hidden states are the same to the bit).
+            out = self.model(**enc, output_hidden_states=True, **last_logit_only(self.model))
         hidden = torch.stack([h[:, -1, :] for h in out.hidden_states])
         return LastTokenStates(hidden=hidden.float().cpu(), logits=out.logits[:, -1, :].float().cpu())
 

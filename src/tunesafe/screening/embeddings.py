@@ -80,7 +80,7 @@ class SentenceEmbedder:
         self.pair_tokens = pair_tokens
         self.batch_size = batch_size
         self.cache_rows = cache_rows
-        self.bf16 = bf16_is_native() if bf16 is None else bf16
+        self._bf16 = bf16  # None: decided at the first pair, so a constructor does not import torch
         self.name = "all-MiniLM-L6-v2"
         self._cache: OrderedDict[tuple[int, bool, bytes], np.ndarray] = OrderedDict()
 
@@ -114,6 +114,10 @@ class SentenceEmbedder:
 
     def embed_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         return self._encode([pair_text(p, r) for p, r in pairs], self.pair_tokens, self.bf16)
+
+    @property
+    def bf16(self) -> bool:
+        return bf16_is_native() if self._bf16 is None else self._bf16
 
 
 class HiddenStateEmbedder:

@@ -131,6 +131,10 @@ class Scanner:
         dataset = open_dataset(path, fmt, columns)
         if fix is not None:
             check_output(dataset, fix)
+        # Every record is read once before the models load: a bad line anywhere is one error in seconds,
+        # not after the embedding of every line above it.
+        for _ in dataset.records():
+            pass
         sha = dataset_sha256(dataset.path)
         active = build_screeners(options, names)
         findings: list[Finding] = []

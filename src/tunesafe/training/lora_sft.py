@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 from tunesafe.errors import UserError
 
 if TYPE_CHECKING:
+    from tunesafe.models.refs import ModelRef
     from tunesafe.training.callback import SafetyCallback
 
 
@@ -102,6 +103,18 @@ def _chat_problem(messages: Any) -> str | None:
     return None
 
 
+def check_trainable_ref(ref: str, *, allow_adapter: bool = False) -> ModelRef:
+    """The parsed ref of a base that can be trained here: local (hf:, gguf:, embedded:), and without an
+    adapter unless `allow_adapter`."""
+    from tunesafe.models.refs import parse_ref
+
+    parsed = parse_ref(ref)
+    if parsed.scheme not in ("hf", "gguf", "embedded") or (parsed.adapter and not allow_adapter):
+        raise UserError("training needs a local base model without adapter", where=ref,
+                        fix="use hf:FOLDER, gguf:FILE or embedded:NAME")
+    return parsed
+
+
 def load_base(ref: str, *, allow_adapter: bool = False) -> tuple[Any, Any]:
     """A local model ref (hf:, gguf:, embedded:) as a trainable fp32 transformers model + tokenizer.
     With `allow_adapter`, BASE+ADAPTER loads the adapter trainable on top (training continues it); an
@@ -110,12 +123,8 @@ def load_base(ref: str, *, allow_adapter: bool = False) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunesafe.models.hf import _attach_adapter, _converted_gguf, adapter_files, resolve_weights
-    from tunesafe.models.refs import parse_ref
 
-    parsed = parse_ref(ref)
-    if parsed.scheme not in ("hf", "gguf", "embedded") or (parsed.adapter and not allow_adapter):
-        raise UserError("training needs a local base model without adapter", where=ref,
-                        fix="use hf:FOLDER, gguf:FILE or embedded:NAME")
+    parsed = check_trainable_ref(ref, allow_adapter=allow_adapter)
     adapter = adapter_files(parsed.adapter, parsed)[0].parent if parsed.adapter else None
     weights = resolve_weights(parsed)
     folder = _converted_gguf(weights) if weights.is_file() else weights

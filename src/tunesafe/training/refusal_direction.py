@@ -75,6 +75,8 @@ def _last_token_states(model: Any, tokenizer: Any, text: str) -> list[Any]:
     so positions are exactly those of a real request)."""
     import torch
 
+    from tunesafe.models.greedy_decode import last_logit_only
+
     ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
                                         tokenize=True, return_dict=True)["input_ids"]
     captured: list[Any] = []
@@ -86,7 +88,7 @@ def _last_token_states(model: Any, tokenizer: Any, text: str) -> list[Any]:
     hooks = [layer.register_forward_hook(keep) for layer in decoder_layers(model)]
     try:
         with torch.no_grad():
-            model(input_ids=torch.tensor([list(ids)]))
+            model(input_ids=torch.tensor([list(ids)]), **last_logit_only(model))  # no unused logits
     finally:
         for hook in hooks:
             hook.remove()
