@@ -1,5 +1,6 @@
-"""Start-up costs a user waits for before any work: a CLI command that stops at an input error, and
-loading the local judge's embedder (all-MiniLM-L6-v2), each in a fresh process.
+"""Start-up costs a user waits for before any work: CLI commands that stop at an input error (a missing
+run; a malformed last line given to `scan-data` and to `train-lora`, which must be refused before a model
+loads), and loading the local judge's embedder (all-MiniLM-L6-v2), each in a fresh process.
 
 Two cache states: `cached` (Python may write and read bytecode, as on a user's machine after the first
 command) and `first` (an empty bytecode cache that is never written: every module compiled from source,
@@ -21,10 +22,13 @@ import tempfile
 import time
 from typing import Any
 
+CLI = "import sys; from tunesafe.cli.app import main; sys.argv = ['tunesafe', {}]; main()"
 SNIPPETS = {
     "input error (`tunesafe compare` of a missing run)":
-        "import sys; from tunesafe.cli.app import main; "
-        "sys.argv = ['tunesafe', '--db', 'sqlite:///' + sys.argv[1], 'compare', 'nope', 'base']; main()",
+        CLI.format("'--db', 'sqlite:///' + sys.argv[1], 'compare', 'nope', 'base'"),
+    "bad last line (`tunesafe scan-data`)": CLI.format("'scan-data', sys.argv[2], '--no-record'"),
+    "bad last line (`tunesafe train-lora`)":
+        CLI.format("'train-lora', sys.argv[2], '--base', 'embedded:smollm2-135m', '--out', sys.argv[1]+'.o'"),
     "judge embedder (tunesafe.minilm)":
         "from tunesafe.judges.classifier import Embedder; Embedder.warm()",
 }
@@ -35,7 +39,7 @@ OLD_EMBEDDER = ("judge embedder through sentence-transformers",
                 "model.encode(['warm-up'])")
 
 
-def run_once(code: str, state: str, db: str) -> float:
+def run_once(code: str, state: str, db: str, bad: str) -> float:
     env = dict(os.environ)
     if state == "cached":
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -43,7 +47,10 @@ def run_once(code: str, state: str, db: str) -> float:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="startup-pyc-")  # empty: nothing cached
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code, db], env=env, capture_output=True, check=False, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code, db, bad], env=env, capture_output=True, text=True,
+                          check=False, timeout=300)
+    if done.returncode not in (0, 2):  # 2: the input error each command is meant to stop at
+        raise SystemExit(f"{code!r} exited {done.returncode}: {done.stderr[-500:]}")
     return time.perf_counter() - start
 
 
@@ -57,12 +64,16 @@ def main() -> None:
     snippets = dict(SNIPPETS)
     if args.old_embedder:
         snippets[OLD_EMBEDDER[0]] = OLD_EMBEDDER[1]
-    db = os.path.join(tempfile.mkdtemp(prefix="startup-db-"), "store.db")
+    folder = tempfile.mkdtemp(prefix="startup-db-")
+    db, bad = os.path.join(folder, "store.db"), os.path.join(folder, "bad.jsonl")
+    turn = '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}'
+    with open(bad, "w", encoding="utf-8") as out:  # 1,000 good lines, then one cut short
+        out.write((turn + "\n") * 1000 + turn[:40] + "\n")
     rows: list[dict[str, Any]] = []
     for name, code in snippets.items():
-        run_once(code, "cached", db)  # writes the bytecode the cached runs read
+        run_once(code, "cached", db, bad)  # writes the bytecode the cached runs read
         for state in ("cached", "first"):
-            times = [run_once(code, state, db) for _ in range(args.repeats)]
+            times = [run_once(code, state, db, bad) for _ in range(args.repeats)]
             rows.append({"what": name, "cache": state, "median_s": round(statistics.median(times), 2),
                          "runs_s": [round(t, 2) for t in times]})
             print(f"{name:55s} {state:7s} median {rows[-1]['median_s']:6.2f} s  runs {rows[-1]['runs_s']}")
