@@ -45,7 +45,10 @@ def test_resolve_specs() -> None:
     assert names == ["encoding_base64", "encoding_leetspeak", "encoding_rot13", "direct_request"]
 
 
-def test_resolve_without_attacker(caplog: pytest.LogCaptureFixture) -> None:
+def test_resolve_without_attacker(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the warning is said once per process: start from a process that has not said it yet, whichever
+    # test said it before this one
+    monkeypatch.setattr("tunesafe.attacks.library._warned", set())
     with caplog.at_level(logging.WARNING):
         chosen = attacks.resolve("all", attacker_available=False)
     assert chosen and not any(a.meta.needs_attacker for a in chosen)
