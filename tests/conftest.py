@@ -19,6 +19,11 @@ import pytest
 # on 2 cores, where OpenMP threads that spin while waiting only take CPU from the others (the tool's own
 # default, a short spin, is set by `import tunesafe` and tested in tests/api/test_openmp_default.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before tunesafe's consoles exist: Rich fixes a console's width from COLUMNS when the console is made,
+# and a shell or CI runner that exports COLUMNS=80 would wrap the tables the CLI tests read (they pass
+# their own COLUMNS to each command, which Rich then reads at print time).
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ENV = "TUNESAFE_TEST_PG_URL"
