@@ -88,8 +88,10 @@ mitigation-demo: $(STAMP)
 # Many tests start the CLI as a subprocess; where the environment sets PYTHONDONTWRITEBYTECODE (as
 # these build machines do) each one compiled torch, scipy and sqlalchemy from source again (5.8 s for a
 # one-line input error against 2.0 s with bytecode written once).
+# Two pytest workers, each test file on one worker: run one at a time, the suite kept about 1.1 of the 2
+# cores busy (much of it is single-threaded Python and waiting on servers).
 test: $(STAMP)
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
