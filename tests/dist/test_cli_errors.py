@@ -1,5 +1,6 @@
-"""The one-line error of the installed command prints user text as text: a path or a fix with square
-brackets (pip extras such as 'tunesafe[screen]') is not swallowed as Rich markup."""
+"""The one-line error of the installed command: it prints user text as text (a path or a fix with square
+brackets, pip extras such as 'tunesafe[screen]', is not swallowed as Rich markup), and the heavy commands
+give it before importing torch or transformers."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ except SystemExit as exc:
 def run_probe(tmp_path: Path, *args: str) -> str:
     done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
-    return done.stdout.strip().splitlines()[-1] + " | " + " ".join(done.stderr.split())
+    last = (done.stdout.strip().splitlines() or [f"no exit line (exit code {done.returncode})"])[-1]
+    return last + " | " + " ".join(done.stderr.split())
 
 
 def test_bad_input_is_refused_before_torch_loads(tmp_path: Path) -> None:
