@@ -50,6 +50,28 @@ def test_greedy_tokens_match_generate(tiny_folder: Path, decode: str) -> None:
     assert len({r[0] for r in reference}) > 5  # varied answers, not one repeated token
 
 
+def test_static_batches_of_a_model_share_one_shape(tiny_folder: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small batch (a warm-up, the tail of a run) is padded to the model's max_batch bucket, so it
+    reuses the compiled graph of the full batches rather than compiling one of its own."""
+    small, full = requests(3, seed=5), requests(12, seed=6)
+    reference = answers(tiny_folder, "generate", small)  # before the spy: engines are shared per process
+    model = load_model(f"hf:{tiny_folder}?device=cpu&dtype=float32&max_batch=12&decode=static")
+    assert isinstance(model, HFChatModel)
+    shapes: list[tuple[int, int]] = []
+    real = model.engine.model.generate
+
+    def spy(**kw: object) -> object:
+        shapes.append(tuple(kw["input_ids"].shape))  # type: ignore[attr-defined]
+        return real(**kw)
+
+    monkeypatch.setattr(model.engine.model, "generate", spy)
+    gens = asyncio.run(model.generate(small))
+    assert [(g.text, g.finish_reason, g.prompt_tokens) for g in gens] == reference
+    asyncio.run(model.generate(full))
+    assert {rows for rows, _ in shapes} == {16} and len(shapes) == 2
+
+
 def test_auto_is_generate_on_a_cpu_and_static_on_cuda() -> None:
     assert hf_decode.resolve("auto", "cpu") == "generate"
     assert hf_decode.resolve("auto", "cuda") == "static"

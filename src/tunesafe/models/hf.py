@@ -218,7 +218,8 @@ class HFEngine:
         return self.tokenizer(list(prompts), return_tensors="pt", padding=True,
                               add_special_tokens=False).to(self.device)
 
-    def run(self, requests: list[ChatRequest], adapter_on: bool, decode: str = "auto") -> list[Generation]:
+    def run(self, requests: list[ChatRequest], adapter_on: bool, decode: str = "auto",
+            max_batch: int = 1) -> list[Generation]:
         out: dict[int, Generation] = {}
         prompts: dict[int, str] = {}
         for i, request in enumerate(requests):
@@ -233,7 +234,7 @@ class HFEngine:
             for group in groups:
                 batch = [requests[i] for i in group]
                 try:
-                    results = self._generate(batch, [prompts[i] for i in group], decode)
+                    results = self._generate(batch, [prompts[i] for i in group], decode, max_batch)
                 except Exception as exc:  # e.g. out of memory: these requests fail, the run goes on
                     failed = error_generation(f"generation failed: {type(exc).__name__}: {exc}")
                     results = [failed] * len(batch)
@@ -241,7 +242,7 @@ class HFEngine:
         return [out[i] for i in range(len(requests))]
 
     def _generate(self, batch: list[ChatRequest], prompts: list[str],
-                  decode: str = "auto") -> list[Generation]:
+                  decode: str = "auto", max_batch: int = 1) -> list[Generation]:
         import torch
 
         started = time.perf_counter()
@@ -250,7 +251,7 @@ class HFEngine:
         mode = "generate" if sample or fell_back else hf_decode.resolve(decode, self.device)
         with torch.inference_mode():
             try:
-                new, prompt_lens = self._new_tokens(mode, batch, prompts)
+                new, prompt_lens = self._new_tokens(mode, batch, prompts, max_batch)
             except Exception as exc:  # a mode `auto` picked must not fail a run that generate() can do
                 if decode != "auto" or mode == "generate":
                     raise
@@ -262,7 +263,7 @@ class HFEngine:
         return [self._decode(new[row], request, int(prompt_lens[row]), latency)
                 for row, request in enumerate(batch)]
 
-    def _new_tokens(self, mode: str, batch: list[ChatRequest], prompts: list[str]
+    def _new_tokens(self, mode: str, batch: list[ChatRequest], prompts: list[str], max_batch: int = 1
                     ) -> tuple[list[list[int]], list[int]]:
         """Each row's new token ids (up to the batch's largest max_new_tokens) and its prompt length."""
         import torch
@@ -272,7 +273,7 @@ class HFEngine:
             return hf_decode.continuous_generate(self.model, self.tokenizer, prompts, max_new, self.eos_ids)
         if mode == "static":
             tokens, mask = hf_decode.static_generate(self.model, self.tokenizer, prompts, max_new,
-                                                     self.device)
+                                                     self.device, max_batch)
             return tokens.tolist(), mask.sum(dim=1).tolist()
         enc = self._encode(prompts)
         kwargs: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": self.tokenizer.pad_token_id}
@@ -357,7 +358,8 @@ class HFChatModel:
         self.capabilities = Capabilities(prefill=True, logprobs=True, hidden_states=True, white_box=True,
                                          lora=True, tools=True)
         self._batcher: MicroBatcher[ChatRequest, Generation] = MicroBatcher(
-            lambda reqs: engine.run(reqs, adapter_on, decode), max_batch=max_batch, lock=engine.lock)
+            lambda reqs: engine.run(reqs, adapter_on, decode, max_batch), max_batch=max_batch,
+            lock=engine.lock)
 
     @classmethod
     def from_ref(cls, ref: ModelRef) -> HFChatModel:

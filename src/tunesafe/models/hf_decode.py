@@ -3,10 +3,12 @@
 - `generate`: transformers' generate() on the left-padded batch with a dynamic KV cache. On a GPU each
   decode step then costs tens of milliseconds of host work, far above the time to read the weights.
 - `static`: generate() with a static KV cache, which transformers compiles (torch.compile) on a GPU.
-  A compiled graph is specialised to its shapes, so shapes are bucketed: the batch is padded to a power
-  of two (with copies of a real row, whose answers are dropped), the prompt width to a multiple of
-  PROMPT_BUCKET (more left padding, masked out) and the cache to a multiple of CACHE_BUCKET tokens.
-  A run of mixed prompts then reuses a handful of graphs instead of compiling per batch.
+  A compiled graph is specialised to its shapes, so shapes are bucketed: the batch is padded to the
+  power of two that holds the model's max_batch (with copies of a real row, whose answers are dropped),
+  the prompt width to a multiple of PROMPT_BUCKET (more left padding, masked out) and the cache to a
+  multiple of CACHE_BUCKET tokens. A run of mixed prompts then reuses one decode graph per cache bucket
+  instead of compiling per batch: compiling an 8B decode step takes tens of seconds, while a decode step
+  below batch 64 costs about the same at any batch, since it is bound by reading the weights.
 - `continuous`: transformers' continuous batching (generate_batch): a request that ends gives its slot
   to a waiting one, so a long answer does not hold the whole batch. For GPUs: on a CPU each batch pays
   seconds of set-up (BENCHMARKS.md, "Local GPU path").
@@ -47,11 +49,12 @@ def batch_bucket(n: int) -> int:
 
 
 def static_generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int,
-                    device: Any) -> tuple[Any, Any]:
+                    device: Any, max_batch: int = 1) -> tuple[Any, Any]:
     """generate() on bucketed shapes with a static cache: (new tokens [rows, n], prompt mask [rows, width])
-    for the real rows only."""
+    for the real rows only. The batch is padded to batch_bucket(max_batch), so a model's smaller batches
+    (the tail of a run, a warm-up) reuse the graph of its full ones."""
     rows = len(prompts)
-    padded = list(prompts) + [prompts[0]] * (batch_bucket(rows) - rows)
+    padded = list(prompts) + [prompts[0]] * (batch_bucket(max(rows, max_batch)) - rows)
     natural = max(len(ids) for ids in tokenizer(padded, add_special_tokens=False)["input_ids"])
     width = round_up(natural, PROMPT_BUCKET)
     enc = tokenizer(padded, return_tensors="pt", padding="max_length", max_length=width,
