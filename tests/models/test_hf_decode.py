@@ -72,6 +72,25 @@ def test_static_batches_of_a_model_share_one_shape(tiny_folder: Path,
     assert {rows for rows, _ in shapes} == {16} and len(shapes) == 2
 
 
+def test_continuous_with_warmup_inside_inference_mode(tiny_folder: Path) -> None:
+    """The CUDA path (a warm-up before the first request) called from the engine's inference_mode gives
+    generate()'s tokens. transformers 5.17 refused it there: the warm-up's buffers were inference tensors
+    that its generation thread then updated in place."""
+    import torch
+
+    model = load_model(f"hf:{tiny_folder}?device=cpu&dtype=float32")
+    assert isinstance(model, HFChatModel)
+    engine = model.engine
+    prompts = ["t5 t9 t12", "t40 t41 t42 t43 t44 t45"]
+    with torch.inference_mode():
+        reference = engine.model.generate(**engine._encode(prompts), max_new_tokens=6, do_sample=False,
+                                          min_new_tokens=6, pad_token_id=engine.tokenizer.pad_token_id)
+        tokens, lengths = hf_decode.continuous_generate(engine.model, engine.tokenizer, prompts, 6, set(),
+                                                        warmup=True)
+    width = reference.shape[1] - 6
+    assert tokens == reference[:, width:].tolist() and lengths == [3, 6]
+
+
 def test_auto_is_generate_on_a_cpu_and_static_on_cuda() -> None:
     assert hf_decode.resolve("auto", "cpu") == "generate"
     assert hf_decode.resolve("auto", "cuda") == "static"
@@ -143,6 +162,7 @@ def test_a_mode_auto_picked_that_fails_falls_back_to_generate(tiny_folder: Path,
         gens = asyncio.run(model.generate(reqs))
     assert [(g.text, g.finish_reason, g.prompt_tokens) for g in gens] == reference
     assert model.engine.auto_failed and "graph capture failed" in caplog.text
+    assert "test_hf_decode.py:" in caplog.text  # where it was raised, for errors that carry no message
     model.engine.auto_failed = False
 
 

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -255,8 +256,11 @@ class HFEngine:
             except Exception as exc:  # a mode `auto` picked must not fail a run that generate() can do
                 if decode != "auto" or mode == "generate":
                     raise
-                log.warning("decode=%s failed on this model (%s: %s); decoding with generate() from now on",
-                            mode, type(exc).__name__, exc)
+                # the raising line too: compiler errors often carry no message (a bare AssertionError)
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                log.warning("decode=%s failed on this model (%s: %s, raised at %s:%s); decoding with "
+                            "generate() from now on", mode, type(exc).__name__, exc, frame.filename,
+                            frame.lineno)
                 self.auto_failed = True
                 new, prompt_lens = self._new_tokens("generate", batch, prompts)
         latency = time.perf_counter() - started

@@ -67,9 +67,21 @@ def static_generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_
 
 
 def continuous_generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int,
-                        eos_ids: set[int | None]) -> tuple[list[list[int]], list[int]]:
+                        eos_ids: set[int | None], warmup: bool | None = None
+                        ) -> tuple[list[list[int]], list[int]]:
     """Each prompt's new tokens through transformers' continuous batching (greedy), and its prompt
-    length in tokens."""
+    length in tokens. `warmup` (default: on CUDA) captures CUDA graphs before the first request."""
+    import torch
+
+    # The warm-up builds the batch's buffers in this thread and the generation loop updates them in place
+    # in its own thread, outside any inference mode: buffers made under the engine's inference_mode were
+    # refused there (transformers 5.17 on an H100, BENCHMARKS.md). Plain no_grad tensors work in both.
+    with torch.inference_mode(False), torch.no_grad():
+        return _continuous(model, tokenizer, prompts, max_new_tokens, eos_ids, warmup)
+
+
+def _continuous(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int,
+                eos_ids: set[int | None], warmup: bool | None) -> tuple[list[list[int]], list[int]]:
     from transformers import GenerationConfig
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a LoRA stays injected
@@ -77,9 +89,8 @@ def continuous_generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_
     ends = sorted(i for i in eos_ids if i is not None)  # a tokenizer without an end token adds None
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=ends,
                               pad_token_id=tokenizer.pad_token_id)
-    # warmup captures CUDA graphs before the first request; elsewhere it only costs seconds
     results = base.generate_batch(inputs=ids, generation_config=config, progress_bar=False,
-                                  warmup=base.device.type == "cuda")
+                                  warmup=base.device.type == "cuda" if warmup is None else warmup)
     failed = [r.error for r in results.values() if r.error]
     if failed or len(results) != len(ids):
         raise RuntimeError(f"continuous batching: {failed[0] if failed else 'answers missing'}")
