@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import tempfile
 import time
@@ -39,6 +40,22 @@ def copy_bandwidth() -> float:
         y.copy_(x)
     torch.cuda.synchronize()
     return 10 * 2 * x.numel() / (time.perf_counter() - started)
+
+
+def weight_file_bytes(folder: Path) -> int:
+    """The weight bytes of a model saved earlier (its safetensors tensors, header excluded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in folder.glob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                part = f.get_slice(name)
+                total += math.prod(part.get_shape()) * BYTES[part.get_dtype()]
+    return total
+
+
+BYTES = {"BF16": 2, "F16": 2, "F32": 4}
 
 
 def requests(n: int, vocab: int, prompt: int, new: int, seed: int) -> list[ChatRequest]:
@@ -71,14 +88,19 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model-dir", type=Path,
+                        help="keep the random model here and reuse it when it is there already (so each "
+                             "shape can run in a process of its own without writing 16 GB again)")
     args = parser.parse_args()
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        weight_bytes = save_random_llama(Path(tmp), args.shape, device=device,
-                                         dtype=torch.bfloat16 if device == "cuda" else None)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.model_dir or Path(scratch)
+        weight_bytes = (weight_file_bytes(tmp) if (tmp / "config.json").exists() else
+                        save_random_llama(tmp, args.shape, device=device,
+                                          dtype=torch.bfloat16 if device == "cuda" else None))
         bandwidth = copy_bandwidth() if device == "cuda" else None
         dtype = "bfloat16" if device == "cuda" else "float32"
         for mode in args.modes.split(","):
