@@ -55,9 +55,9 @@ class LiveEngine(HFEngine):
         self.fuse_steps = True  # off: every decode step is the model's own forward (benchmarks)
 
     def _generate(self, batch: list[ChatRequest], prompts: list[str],
-                  decode: str = "auto") -> list[Generation]:
+                  decode: str = "auto", max_batch: int = 1) -> list[Generation]:
         if batch[0].temperature > 0 or not self.fast_greedy:
-            return super()._generate(batch, prompts, decode)
+            return super()._generate(batch, prompts, decode, max_batch)
         import torch
 
         started = time.perf_counter()
@@ -80,7 +80,7 @@ class LiveEngine(HFEngine):
             if restore is not None:
                 restore()
         if outputs is None:
-            return super()._generate(batch, prompts, decode)
+            return super()._generate(batch, prompts, decode, max_batch)
         latency = time.perf_counter() - started
         return [self._decode(ids, request, len(row), latency)
                 for ids, request, row in zip(outputs, batch, rows, strict=True)]
