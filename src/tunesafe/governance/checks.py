@@ -318,7 +318,11 @@ def guardrail_verified(ctx: CheckContext) -> CheckResult:
     proof = []
     for deployment in deployments:
         name = deployment.body.get("name")
-        checks = [c for c in ctx.lineage.children(deployment.node_id) if c.kind == "guardrail_verification"]
+        # only a guard the endpoint record puts in front of it verifies it (as production.endpoints reads
+        # it): a passing check of some other guard, naming this endpoint, proves nothing about it
+        guards = set(deployment.body.get("guardrails") or ())
+        checks = [c for c in ctx.lineage.children(deployment.node_id)
+                  if c.kind == "guardrail_verification" and c.body.get("guard_ref") in guards]
         if not checks:
             return missing(f"no guardrail verification of endpoint {name} (tunesafe guardrails verify "
                            f"--endpoint {name})")
