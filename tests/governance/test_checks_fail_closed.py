@@ -41,3 +41,35 @@ def test_a_verified_guard_that_is_not_in_front_of_the_endpoint_does_not_verify_i
     assert post03.status == "missing" and "bot" in post03.missing[0]
     verification(store, "bot", "python:deployed_guard:check")
     assert status_of(store, "POST-03").status == "satisfied"
+
+
+def _rate(k: int, n: int) -> dict[str, Any]:
+    return {"k": k, "n": n, "rate": k / n if n else None, "low": None, "high": None}
+
+
+def _group(judged: int, errors: int) -> dict[str, Any]:
+    """A summary group as the runner stores it: rates over the harmful attempts that did not error."""
+    return {"n": judged + errors, "asr": _rate(0, judged), "refusal": _rate(judged, judged),
+            "over_refusal": _rate(0, 0), "error": _rate(errors, judged + errors)}
+
+
+def evaluation_run(store: Store, judged: dict[str, int], errors: int = 0) -> None:
+    groups = {"overall": _group(sum(judged.values()), errors * len(judged)),
+              **{f"family:{family}": _group(n, errors) for family, n in judged.items()}}
+    store.append(RecordType.RUN, {"run_id": "r1", "model_name": "ft", "n_attempts": 0,
+                                  "config": {"attacks": [{"family": f} for f in judged]},
+                                  "summary": {"groups": groups}}, subject="ft")
+
+
+def test_attack_families_whose_every_attempt_errored_were_not_evaluated(store: Store) -> None:
+    evaluation_run(store, {"direct_request": 0, "prefix_injection": 0, "refusal_suppression": 0}, errors=20)
+    post01 = status_of(store, "POST-01")
+    assert post01.status == "failing" and "0 attack families" in post01.missing[0]
+
+
+def test_attack_families_with_judged_attempts_cover_post_01(store: Store) -> None:
+    evaluation_run(store, {"direct_request": 20, "prefix_injection": 20, "refusal_suppression": 20})
+    assert status_of(store, "POST-01").status == "satisfied"
+    evaluation_run(store, {"direct_request": 20, "prefix_injection": 20, "refusal_suppression": 0}, errors=20)
+    post01 = status_of(store, "POST-01")  # the newest run lost one family to errors
+    assert post01.status == "failing" and "2 attack families" in post01.missing[0]

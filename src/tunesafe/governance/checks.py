@@ -285,15 +285,28 @@ def attack_families_covered(ctx: CheckContext) -> CheckResult:
         return missing("no adversarial evaluation run of this version")
     latest = runs[-1]
     attacks = (latest.body.get("config") or {}).get("attacks", ())
-    families = sorted({a.get("family") for a in attacks} - {None})
+    configured = sorted({a.get("family") for a in attacks} - {None})
+    groups = (latest.body.get("summary") or {}).get("groups") or {}
+    # a family was evaluated only if the judge saw at least one of its harmful attempts: one whose every
+    # attempt errored was configured, not tested
+    families = [f for f in configured if _judged_harmful(groups.get(f"family:{f}")) > 0]
+    unjudged = [f for f in configured if f not in families]
     need = int(ctx.params.get("min_families", 3))
     if len(families) < need:
+        lost = f"; no judged harmful attempt in {', '.join(unjudged)}" if unjudged else ""
         return failed(f"evaluation run {latest.body.get('run_id')} covers {len(families)} attack "
                       f"famil{'y' if len(families) == 1 else 'ies'} ({', '.join(families)}), "
-                      f"fewer than {need}", [latest])
+                      f"fewer than {need}{lost}", [latest])
     ids = evaluated_frameworks(latest.body)
     return passed(f"{len(families)} attack families: {', '.join(families)}; OWASP {', '.join(ids['owasp'])}; "
                   f"ATLAS {', '.join(ids['atlas'])}", [latest])
+
+
+def _judged_harmful(group: Any) -> int:
+    """Harmful attempts of a summary group that did not error (the attack success rate's n)."""
+    asr = group.get("asr") if isinstance(group, Mapping) else None
+    n = asr.get("n") if isinstance(asr, Mapping) else None
+    return n if isinstance(n, int) else 0
 
 
 @registry.register("gate_passed")
