@@ -32,7 +32,7 @@ import yaml
 
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
-from tunesafe.governance.checks import CheckContext, CheckResult, registry, run_check
+from tunesafe.governance.checks import RATINGS, CheckContext, CheckResult, registry, run_check
 from tunesafe.governance.lineage import Lineage, LineageNode, collect_lineage
 from tunesafe.policy import Policy
 from tunesafe.types import EvidenceRecord, RecordType
@@ -152,7 +152,8 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
 @lru_cache(maxsize=8)
 def _load(path: str) -> Catalogue:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
     except OSError as exc:
         raise UserError(f"cannot read the controls catalogue: {exc.strerror or exc}", where=path,
                         fix="give an existing controls YAML file") from exc
@@ -161,7 +162,10 @@ def _load(path: str) -> Catalogue:
                         fix="fix the YAML syntax") from exc
     if not isinstance(data, dict) or not isinstance(data.get("controls"), list):
         raise UserError("no `controls:` list", where=path, fix="start from tunesafe's controls.yaml")
-    controls = tuple(_control(entry, path, i) for i, entry in enumerate(data["controls"]))
+    lines = _entry_lines(text)
+    wheres = [f"{path}: controls[{i}]" + (f", line {lines[i]}" if i < len(lines) else "")
+              for i in range(len(data["controls"]))]
+    controls = tuple(_control(entry, where) for entry, where in zip(data["controls"], wheres, strict=True))
     ids = [c.id for c in controls]
     if len(set(ids)) != len(ids):
         raise UserError("a control id appears twice", where=path, fix="give every control its own id")
@@ -169,20 +173,52 @@ def _load(path: str) -> Catalogue:
                      ref_prefixes=dict(data.get("ref_prefixes") or {}), controls=controls, source=path)
 
 
-def _control(entry: Any, path: str, index: int) -> Control:
-    where = f"{path}: controls[{index}]"
+def _entry_lines(text: str) -> list[int]:
+    """The 1-based line of each entry of the `controls:` list, for error messages ([] when unknown)."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if getattr(key, "value", None) == "controls" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+_LISTS = ("checks", "attestation", "refs", "verify")  # lists of strings
+_MAPPINGS = ("params", "evidence")
+
+
+def _control(entry: Any, where: str) -> Control:
     if not isinstance(entry, dict) or not entry.get("id") or not entry.get("phase"):
         raise UserError("a control needs at least an id and a phase", where=where,
                         fix="add `id:` and `phase:`")
+    # a wrong shape would otherwise surface later as a TypeError, or (a string) be split into letters
+    for key in _LISTS:
+        value = entry.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise UserError(f"control {entry['id']}: `{key}` must be a list of strings, got {value!r}",
+                            where=where, fix=f"write `{key}: [A, B]` (or leave it out)")
+    for key in _MAPPINGS:
+        value = entry.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise UserError(f"control {entry['id']}: `{key}` must be a mapping, got {value!r}", where=where,
+                            fix=f"write `{key}: {{name: value}}` (or leave it out)")
     checks = tuple(entry.get("checks") or ())
     unknown = [c for c in checks if c not in registry]
     if unknown:
         raise UserError(f"control {entry['id']} names unknown check(s) {', '.join(unknown)}", where=where,
                         fix=f"use registered checks: {', '.join(registry.names())}")
+    params = dict(entry.get("params") or {})
+    if "scan_rating" in checks and str(params.get("max_rating", "medium")) not in RATINGS:
+        raise UserError(f"control {entry['id']}: unknown `max_rating` {params['max_rating']!r}", where=where,
+                        fix=f"use one of {', '.join(RATINGS)}")
     return Control(id=str(entry["id"]), phase=str(entry["phase"]), text=str(entry.get("text", "")),
                    required=bool(entry.get("required", False)), checks=checks,
                    attestation=tuple(entry.get("attestation") or ()), refs=tuple(entry.get("refs") or ()),
-                   params=dict(entry.get("params") or {}), evidence=dict(entry.get("evidence") or {}),
+                   params=params, evidence=dict(entry.get("evidence") or {}),
                    verify=tuple(entry.get("verify") or ()), origin=entry.get("origin"),
                    note=entry.get("note"))
 
