@@ -154,3 +154,18 @@ def test_keys_are_never_overwritten_and_bad_keys_are_user_errors(tmp_path: Path)
         keys.load_public_key(made.private)
     with pytest.raises(UserError, match="cannot read"):
         keys.load_public_key(tmp_path / "none.pub")
+
+
+def test_malformed_record_entries_are_findings_never_a_crash(bundled: Path, tmp_path: Path) -> None:
+    manifest = json.loads(member(bundled, MANIFEST))
+    manifest["records"] += [{"id": 4, "hash": ["not", "a", "hash"]}, {"id": "x", "hash": "h"}, {"id": 99}]
+    first, *rest = member(bundled, RECORDS).decode().splitlines(keepends=True)
+    row = json.loads(first)
+    row["hash"] = {"a": 1}
+    records = (json.dumps(row) + "\n" + "".join(rest)).encode()
+    check = verify_bundle(rewrite(bundled, tmp_path / "t.zip", {MANIFEST: json.dumps(manifest).encode(),
+                                                                  RECORDS: records}))
+    assert any(p.startswith(SIGNATURE) for p in check.problems), check.problems
+    assert any("record 2 (model_version) does not match its hash" in p for p in check.problems)
+    malformed = [p for p in check.problems if "not an {id: integer, hash: string} entry" in p]
+    assert len(malformed) == 3, check.problems

@@ -343,13 +343,27 @@ def _check_records(data: bytes | None, manifest: Mapping[str, Any], links: Mappi
             check.problems.append(f"{RECORDS}: record {rid} is outside the chain segment in {CHAIN}")
         elif (link.get("prev_hash"), link.get("hash")) != (row.get("prev_hash"), row.get("hash")):
             check.problems.append(f"{RECORDS}: record {rid} has other hashes than link {rid} of {CHAIN}")
-    listed = {(r.get("id"), r.get("hash")) for r in manifest["records"] if isinstance(r, dict)}
-    present = {(row["id"], row.get("hash")) for row in rows}
-    for rid, digest in sorted(listed - present, key=lambda item: (item[0] or 0)):
+    # a tampered manifest or record may hold any JSON: only well-formed (id, hash) pairs are compared, and
+    # every other entry is a finding (never a TypeError on hashing or sorting them)
+    listed: set[tuple[int, str]] = set()
+    for index, entry in enumerate(manifest["records"]):
+        if _well_formed(entry):
+            listed.add((entry["id"], entry["hash"]))
+        else:
+            check.problems.append(f"{MANIFEST}: records[{index}] is not an {{id: integer, hash: string}} "
+                                  f"entry ({str(entry)[:60]})")
+    present = {(row["id"], row["hash"] if isinstance(row.get("hash"), str) else repr(row.get("hash")))
+               for row in rows}
+    for rid, digest in sorted(listed - present):
         check.problems.append(f"{RECORDS}: record {rid} listed in {MANIFEST} is missing "
                               f"(hash {str(digest)[:16]})")
     for rid, _digest in sorted(present - listed):
         check.problems.append(f"{RECORDS}: record {rid} is not listed in {MANIFEST}")
+
+
+def _well_formed(entry: Any) -> bool:
+    return (isinstance(entry, dict) and isinstance(entry.get("id"), int) and not isinstance(entry["id"], bool)
+            and isinstance(entry.get("hash"), str))
 
 
 def _record_hash_ok(row: Mapping[str, Any]) -> bool:
