@@ -129,7 +129,8 @@ def _version_index(version: str | None, count: int) -> int:
     if version is None:
         return count - 1
     text = version.strip().lower().removeprefix("v")
-    if not text.isdigit() or not 1 <= int(text) <= count:
+    # isdigit() alone accepts digits int() refuses (superscripts): a ValueError traceback, not a UserError
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= count:
         raise UserError(f"no version {version!r}", where="--version",
                         fix=f"use 1..{count} (the inventory numbers versions from 1), or leave it out "
                             "for the newest")
