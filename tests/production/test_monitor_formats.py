@@ -166,3 +166,38 @@ def test_generated_benchmark_log_parses_with_its_shares() -> None:
     records = [r for p in parsed if isinstance(p, Parsed) for r in p.records]
     assert len(records) == 1500 and len({r.hash for r in records}) == 1500
     assert sum(r.blocked is not None for r in records) > 0 and sum(r.error is not None for r in records) > 0
+
+
+UNREADABLE_SPAN = {"spanId": "odd", "startTimeUnixNano": "not-a-number", "attributes": [
+    {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+    {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "many"}},
+    {"key": "gen_ai.response.finish_reasons", "value": {"arrayValue": ["stop"]}},
+    {"key": "gen_ai.input.messages", "value": {"stringValue": json.dumps(
+        [{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}])}}]}
+
+
+@pytest.mark.parametrize(("obj", "reason"), [
+    # epoch milliseconds, as JavaScript loggers write them: not epoch seconds
+    ({"messages": USER, "response": "y", "timestamp": 1_796_083_200_000}, "unreadable time"),
+    ({"messages": USER, "response": "y", "timestamp": 1e300}, "unreadable time"),
+    ({"messages": USER, "response": {"choices": [{"message": {"content": "y"}}],
+                                     "prompt_filter_results": 5}}, "unreadable"),
+    ({"messages": USER, "response": {"choices": [{"message": {"content": "y"}}]},
+      "moderation": {"results": 5}}, "unreadable"),
+    ({"resourceSpans": [{"scopeSpans": 5}]}, "unreadable"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [UNREADABLE_SPAN]}]}]}, "span odd"),
+])
+def test_unreadable_values_are_malformed_not_an_exception(obj: dict[str, Any], reason: str) -> None:
+    # an exception here stops `monitor ingest` at this line on every run: the log is never monitored again
+    parsed = parse_line(json.dumps(obj), 9)
+    assert isinstance(parsed, Malformed) and parsed.line == 9 and reason in parsed.reason, parsed
+
+
+def test_an_unreadable_span_leaves_its_line_mates_readable() -> None:
+    good = json.loads(otlp_log()[0])
+    spans = good["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    n = len(spans)
+    spans.append(UNREADABLE_SPAN)
+    parsed = parse_line(json.dumps(good), 4)
+    assert isinstance(parsed, Parsed) and len(parsed.records) + parsed.skipped == n
+    assert len(parsed.problems) == 1 and "span odd" in parsed.problems[0]

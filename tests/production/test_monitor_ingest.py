@@ -325,3 +325,14 @@ def test_missing_file_and_bad_policy_are_errors(cli: Any, tmp_path: Path) -> Non
     policy.write_text("monitor:\n  kind: sometimes\n")
     kind = cli("monitor", "ingest", str(EXAMPLE), "--model", MODEL, "--policy", str(policy))
     assert kind.exit_code == 2 and "unknown incident kind" in kind.output
+
+
+def test_a_line_with_an_unreadable_value_does_not_stop_the_ingest(sqlite_store: Store,
+                                                                  tmp_path: Path) -> None:
+    millis = json.loads(refused(1))
+    millis["timestamp"] = 1_796_083_200_000  # epoch milliseconds, not seconds
+    log = write(tmp_path / "ms.jsonl", [refused(0), json.dumps(millis), refused(2)])
+    summary = run(sqlite_store, log)
+    assert (summary.new, summary.malformed) == (2, 1) and summary.malformed_lines[0][0] == 2
+    assert "unreadable time" in summary.malformed_lines[0][1]
+    assert run(sqlite_store, log).start_line == 3  # the offset moved past it: the next ingest goes on

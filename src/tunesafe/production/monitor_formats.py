@@ -76,6 +76,10 @@ class _Bad(ValueError):
     """A line that is JSON but not a log record we can read; the message is the reason shown."""
 
 
+# What reading a field of the wrong type or range raises (int("many"), iterating a number, a year past 9999)
+_UNREADABLE = (ValueError, TypeError, OverflowError, AttributeError)
+
+
 def parse_line(text: str, line: int, fmt: str = "auto") -> Parsed | Malformed:
     try:
         obj = json.loads(text)
@@ -88,6 +92,8 @@ def parse_line(text: str, line: int, fmt: str = "auto") -> Parsed | Malformed:
         return _otlp(obj, line) if kind == "otlp" else Parsed([_openai(obj, line)])
     except _Bad as exc:
         return Malformed(line, str(exc))
+    except _UNREADABLE as exc:  # a field of an unexpected shape: one bad line, never a stopped ingest
+        return Malformed(line, f"unreadable record ({type(exc).__name__}: {str(exc)[:120]})")
 
 
 # ---- OpenAI chat completions ---------------------------------------------------------------------------
@@ -227,7 +233,10 @@ def _time(value: Any) -> datetime | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
+        try:
+            return datetime.fromtimestamp(value, timezone.utc)
+        except (OverflowError, OSError, ValueError):  # e.g. epoch milliseconds
+            raise _Bad(f"unreadable time {value!r} (expected ISO 8601 or epoch seconds)") from None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -252,6 +261,10 @@ def _otlp(obj: Mapping[str, Any], line: int) -> Parsed:
             record = _span(span, line)
         except _Bad as exc:
             problems.append(str(exc))
+            continue
+        except _UNREADABLE as exc:
+            problems.append(f"span {span.get('spanId', '?')} is unreadable ({type(exc).__name__}: "
+                            f"{str(exc)[:120]})")
             continue
         if record is None:
             skipped += 1
