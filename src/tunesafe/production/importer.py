@@ -10,6 +10,7 @@ a bad row names file:line and nothing is written.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,22 @@ def read_rows(path: Path) -> list[Row]:
                     fix="use a .csv, .yaml or .yml file")
 
 
+def _text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read the inventory file: {exc.strerror}", where=str(path),
+                        fix="check the path and its permissions") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:  # spreadsheet exports are often Windows-1252
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"not UTF-8 text (byte {data[exc.start]:#04x})", where=f"{path}:{line}",
+                        fix="save the file as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
+
+
 def _csv_rows(path: Path) -> list[Row]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with io.StringIO(_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in reader.fieldnames or []]
         _check_keys(columns, f"{path}:1")
@@ -66,7 +81,7 @@ def _csv_rows(path: Path) -> list[Row]:
 
 
 def _yaml_rows(path: Path) -> list[Row]:
-    loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+    loader = yaml.SafeLoader(_text(path))
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

@@ -1,0 +1,32 @@
+"""Files a person hands to the production commands (`models import`, `incidents open --conversation`) that
+cannot be read as written: one error naming the file (and line) with exit code 2, and nothing stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunesafe.evidence.store import Store
+from tunesafe.production.inventory import inventory
+
+from .conftest import run_cli
+
+LATIN1_CSV = b"name,ref,owner\nbase-model,embedded:qwen2.5-coder-0.5b,Jos\xe9\n"
+LATIN1_YAML = b"- name: base-model\n  ref: embedded:qwen2.5-coder-0.5b\n  owner: Jos\xe9\n"
+
+
+@pytest.mark.parametrize(("name", "data", "line"), [("inv.csv", LATIN1_CSV, 2), ("inv.yaml", LATIN1_YAML, 3)])
+def test_import_of_a_file_that_is_not_utf8_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch, name: str,
+                                                       data: bytes, line: int) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    path = tmp_path / name
+    path.write_bytes(data)  # e.g. a spreadsheet export in Windows-1252
+    result = run_cli(capsys, monkeypatch, "--db", db, "models", "import", str(path))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert f"{path}:{line}:" in result.output and "UTF-8" in result.output
+    with Store.open(db) as store:
+        assert inventory(store) == {}
