@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tunesafe.evidence.store import Store
-from tunesafe.production.inventory import inventory
+from tunesafe.production.incidents import list_incidents
+from tunesafe.production.inventory import ModelSpec, add_model, inventory
 
 from .conftest import run_cli
 
@@ -30,3 +31,32 @@ def test_import_of_a_file_that_is_not_utf8_is_one_error(tmp_path: Path, capsys: 
     assert f"{path}:{line}:" in result.output and "UTF-8" in result.output
     with Store.open(db) as store:
         assert inventory(store) == {}
+
+
+GOOD = '{"messages": [{"role": "user", "content": "placeholder request"}]}\n'
+
+
+@pytest.mark.parametrize(("data", "line", "reason"), [
+    (GOOD.encode() + b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n', 2, "UTF-8"),
+    # valid JSON, but not a conversation: the error must say which file and line, not "#2 of all files"
+    ((GOOD + '{"messages": [{"role": "assistant", "content": "x"}]}\n').encode(), 2, "user message"),
+    ((GOOD + "\n" + '{"prompt": "x"}\n').encode(), 3, "no request messages"),
+])
+def test_a_bad_conversation_file_is_one_error_naming_file_and_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data: bytes,
+        line: int, reason: str) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    with Store.open(db) as store:
+        add_model(store, ModelSpec(name="support-bot", ref="openai:support-bot@http://127.0.0.1:9/v1"))
+    first = tmp_path / "first.jsonl"
+    first.write_text(GOOD, encoding="utf-8")
+    path = tmp_path / "conv.jsonl"
+    path.write_bytes(data)
+    result = run_cli(capsys, monkeypatch, "--db", db, "incidents", "open", "support-bot", "--title", "t",
+                     "--severity", "low", "--conversation", str(first), "--conversation", str(path))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert f"{path}:{line}:" in result.output and reason in result.output, result.output
+    with Store.open(db) as store:
+        assert list_incidents(store) == []

@@ -40,11 +40,16 @@ def _read_conversations(paths: list[Path]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for path in paths:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            data = path.read_bytes()
         except OSError as exc:
             raise UserError(f"cannot read {path}: {exc.strerror}", where="--conversation",
                             fix="give an existing JSONL file") from exc
-        for number, line in enumerate(lines, 1):
+        for number, raw in enumerate(data.splitlines(), 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UserError("not UTF-8 text", where=f"{path}:{number}",
+                                fix="save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -54,8 +59,11 @@ def _read_conversations(paths: list[Path]) -> list[dict[str, Any]]:
                                 fix="one JSON object per line") from exc
             if not isinstance(item, dict):
                 raise UserError("not a JSON object", where=f"{path}:{number}", fix="one JSON object per line")
-            out.append(item)
-    return inc.check_conversations(out)
+            try:
+                out += inc.check_conversations([item])
+            except UserError as exc:  # its own "#1" would not say which file or line
+                raise UserError(exc.message, where=f"{path}:{number}", fix=exc.fix) from None
+    return out
 
 
 def _fields(items: list[str]) -> dict[str, str]:
