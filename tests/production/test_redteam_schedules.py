@@ -63,6 +63,8 @@ def test_add_list_remove_are_evidence(redteam: SimpleNamespace) -> None:
     (("support-bot", "--every", "30x"), "--every"),
     (("support-bot", "--every", "0d"), "--every"),
     (("support-bot", "--every", "30m"), "--every"),  # shorter than an hour
+    # past year 9999 from the start: stored, it crashed every later run-due, for every schedule
+    (("support-bot", "--every", "600000w"), "--every"),
     (("support-bot", "--every", "7d", "--start", "next tuesday"), "--start"),
     (("support-bot", "--every", "7d", "--limit", "0"), "--limit"),
     (("support-bot", "--every", "7d", "--suite", "no-such-suite"), "suite"),
@@ -97,7 +99,8 @@ def test_intervals() -> None:
     assert parse_interval(" 30d ") == 30 * 86400
     assert parse_interval("2w") == 14 * 86400
     assert parse_interval("90m") == 90 * 60
-    for bad in ("30", "d", "1.5d", "-1d", "59m", "30 days"):
+    assert parse_interval("366d") == 366 * 86400
+    for bad in ("30", "d", "1.5d", "-1d", "59m", "30 days", "367d", "99999999999999999999w"):
         with pytest.raises(UserError):
             parse_interval(bad)
 

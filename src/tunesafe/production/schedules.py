@@ -31,6 +31,9 @@ __all__ = ["Schedule", "add_schedule", "current_period", "get_schedule", "parse_
 _INTERVAL = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MIN_INTERVAL_S = 60 * 60  # a red-team run takes minutes to hours: hourly is the most that makes sense
+# Period ends are datetimes: an interval reaching past year 9999 overflowed in every run-due, for every
+# schedule. Red-teaming less than yearly is no schedule anyway.
+MAX_INTERVAL_S = 366 * 86400
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class Period:
 
 
 def parse_interval(text: str) -> int:
-    """'12h', '7d', '30d', '2w' (and 'Nm' minutes) -> seconds; at least an hour."""
+    """'12h', '7d', '30d', '2w' (and 'Nm' minutes) -> seconds; an hour to a year."""
     match = _INTERVAL.match(text)
     if not match or int(match.group(1)) == 0:
         raise UserError(f"not an interval: {text!r}", where="--every",
@@ -69,6 +72,9 @@ def parse_interval(text: str) -> int:
     if seconds < MIN_INTERVAL_S:
         raise UserError(f"interval {text!r} is shorter than an hour", where="--every",
                         fix="schedule red-teaming at most hourly, e.g. --every 12h")
+    if seconds > MAX_INTERVAL_S:
+        raise UserError(f"interval {text!r} is longer than a year", where="--every",
+                        fix="schedule red-teaming at least yearly, e.g. --every 30d")
     return seconds
 
 
