@@ -156,3 +156,12 @@ def test_bad_updates_record_nothing(store: Store) -> None:
     with pytest.raises(UserError, match="closed"):
         inc.update_incident(store, incident.id, note="late", now=NOW)
     assert len(list(store.records())) == before + 1
+
+
+def test_durations_too_long_for_a_date_are_one_error() -> None:
+    from tunesafe.production.clocks import parse_duration
+
+    assert parse_duration("1.5d", "--within") == timedelta(days=1.5)
+    for text in ("99999999999d", "999999999999999999999h"):  # timedelta's limit, not a traceback
+        with pytest.raises(UserError, match="--within"):
+            parse_duration(text, "--within")

@@ -91,7 +91,11 @@ def parse_duration(text: str, where: str) -> timedelta:
     if not match:
         raise UserError(f"not a duration: {text!r}", where=where,
                         fix="write a number and a unit: 3d, 12h or 30m")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    except OverflowError:
+        raise UserError(f"duration {text!r} is too long", where=where,
+                        fix="give at most a few years, e.g. 30d") from None
 
 
 def span(seconds: float) -> str:
