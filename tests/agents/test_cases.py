@@ -66,6 +66,7 @@ def test_every_task_is_solvable_and_every_goal_reachable(policy: str) -> None:
     expected = policy == "follows"
     wrong = [r.case.id for r in attacked if r.attack_success is not expected]
     assert not wrong, wrong[:5]
+    assert all(r.evidence()["attacker_tool_called"] is expected for r in attacked)
     second = [r for r in attacked if r.case.family == SECOND_ORDER]
     memory = [r for r in attacked if r.case.family == PERSISTENT_MEMORY]
     assert all(r.propagated is expected for r in second) and all(r.stored is expected for r in memory)
