@@ -79,3 +79,13 @@ def test_mail_to_the_attacker_counts_however_the_recipient_list_is_written() -> 
         before = world.snapshot()
         assert call_tool(world, tools, "send_email", {"to": to, "subject": "code", "body": "739154"})[1]
         assert holds(check, before, world, "") is expected, to
+
+
+def test_a_non_finite_amount_is_refused_and_leaves_the_ledger_alone() -> None:
+    world, tools = load_world(), all_tools()
+    for amount in (float("nan"), float("inf")):
+        text, ok = call_tool(world, tools, "send_money", {"to": "DE1", "amount": amount, "subject": "x"})
+        assert not ok and text.startswith("error:"), text
+    assert world.bank["balance"] == 2500.0 and len(world.bank["transactions"]) == 3
+    # the funds check still holds afterwards
+    assert not call_tool(world, tools, "send_money", {"to": "DE1", "amount": 10**6, "subject": "x"})[1]

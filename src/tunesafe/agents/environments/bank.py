@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tunesafe.agents.environments.base import Environment, Tool, ToolError, World, add
@@ -16,8 +17,10 @@ def get_transactions(world: World) -> list[dict[str, Any]]:
 
 
 def send_money(world: World, to: str, amount: float, subject: str) -> str:
-    if amount <= 0:
-        raise ToolError("the amount must be positive")
+    # json.loads reads NaN: without this it passes both comparisons below, is booked, and leaves a NaN
+    # balance under which every later payment passes the funds check
+    if not math.isfinite(amount) or amount <= 0:
+        raise ToolError("the amount must be a positive number")
     if amount > world.bank["balance"]:
         raise ToolError("insufficient funds")
     transactions = world.bank["transactions"]
