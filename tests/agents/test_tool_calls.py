@@ -49,9 +49,13 @@ def test_broken_content_is_malformed_never_repaired() -> None:
                  '{"name": "read_file", "arguments": {"path": "a"}',  # truncated
                  '{"name": "read_file", "arguments": "not json"}',
                  '{"name": "read_file", "args": {}}',  # wrong key
-                 '{"name": 3, "arguments": {}}'):
-        reply = parse_reply(f"<tool_call>\n{body}\n</tool_call>")
+                 '{"name": 3, "arguments": {}}',
+                 '{"name": "send_money", "arguments": {"to": "GB00", "amount": NaN, "subject": "x"}}',
+                 '{"name": "send_money", "arguments": "{\\"amount\\": Infinity}"}'):  # not JSON, though
+        reply = parse_reply(f"<tool_call>\n{body}\n</tool_call>")           # Python's json reads them
         assert reply.calls == () and reply.malformed == (body,), body
+    bare = '{"name": "send_money", "arguments": {"amount": -Infinity}}'
+    assert parse_reply(bare).calls == () and parse_reply(bare).malformed == (bare,)
     assert parse_reply("The bill is 98.70 EUR.").calls == ()  # plain text is an answer, not malformed
 
 

@@ -32,6 +32,16 @@ from tunesafe.types import Message
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>|<tool_call>(.*)\Z", re.DOTALL)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+# Strict JSON: Python's decoder reads NaN and Infinity, which no JSON call can hold; read as numbers they
+# slip past a tool's own checks (a NaN amount passes both `<= 0` and `> balance`), so the call is malformed.
+_JSON = json.JSONDecoder(parse_constant=_not_json)
+
 _FENCE = re.compile(r"\A```(?:json)?\s*(.*?)\s*```\Z", re.DOTALL)
 
 
@@ -86,7 +96,7 @@ def _bare_calls(text: str) -> ParsedReply | None:
     body = fenced.group(1) if fenced else text
     if not body.startswith("{"):
         return None
-    decoder, values, at = json.JSONDecoder(), [], 0
+    decoder, values, at = _JSON, [], 0
     while at < len(body):
         try:
             value, end = decoder.raw_decode(body, at)
@@ -107,7 +117,7 @@ def _call(body: str) -> ToolCall | None:
     if fenced:
         body = fenced.group(1)
     try:
-        value = json.loads(body)
+        value = _JSON.decode(body)
     except ValueError:
         return None
     if not isinstance(value, dict) or set(value) != {"name", "arguments"}:
@@ -121,10 +131,11 @@ def _call(body: str) -> ToolCall | None:
 def _arguments(value: Any) -> dict[str, Any] | None:
     if isinstance(value, str):  # OpenAI's arguments are a JSON string holding the object
         try:
-            value = json.loads(value)
+            value = _JSON.decode(value)
         except ValueError:
             return None
     return value if isinstance(value, dict) else None
+
 
 
 def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
