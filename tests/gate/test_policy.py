@@ -179,3 +179,20 @@ def test_unpaired_attempts_are_noted(build: SimpleNamespace) -> None:
     decision = decide(Policy(), {"default": compare(base[3:], cand)})
     assert "note: 3 attempts ran on only one model (base only 0, candidate only 3) and are not compared" \
         in decision.reasons
+
+
+def test_a_rise_equal_to_the_limit_is_not_above_it(build: SimpleNamespace) -> None:
+    """7 of 100 pairs regress: +7 points is not "more than" max_regression_points 7, though 0.07 * 100 is
+    7.000000000000001 in floating point (the comparison must not depend on that residue)."""
+    families, flips = ("direct", "roleplay", "encoding", "dialogue"), (2, 2, 2, 1)
+    base, cand = build.scenario(families=families, per_family=25, benign=0,
+                                regress=dict(zip(families, flips, strict=True)))
+    comparison = compare(base, cand)
+    overall = next(d for d in comparison.deltas if (d.metric, d.group) == ("asr", "overall"))
+    assert (overall.n_pairs, overall.b, overall.c) == (100, 7, 0)
+    assert overall.p_value is not None and overall.p_value < 0.05  # significant: only the margin decides
+    at_limit = decide(Policy(max_regression_points=7, rule_out_regression=False), {"default": comparison})
+    assert at_limit.verdict == "pass", at_limit.reasons
+    below = decide(Policy(max_regression_points=6.9, rule_out_regression=False), {"default": comparison})
+    assert below.verdict == "fail"
+    assert any(r.startswith("overall: ASR rose 0.0% -> 7.0%") for r in below.reasons)

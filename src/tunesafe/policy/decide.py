@@ -119,7 +119,7 @@ def _check_regressions(policy: Policy, deltas: Mapping[tuple[str, str], Delta], 
         if points is None:
             continue
         for (m, group), d in deltas.items():
-            if m != metric or d.diff is None or d.diff * 100 <= points:
+            if m != metric or d.diff is None or not _above(d.diff, points):
                 continue
             p = d.p_adjusted if d.p_adjusted is not None else d.p_value
             significant = p is not None and p <= policy.alpha
@@ -142,7 +142,7 @@ def _check_agents(policy: Policy, deltas: Mapping[tuple[str, str], Delta], found
     for metric, points, what, key in limits:
         for (m, group), d in sorted(deltas.items()):
             if points is None or m != metric or not group.startswith(f"family:{AGENT_PREFIX}") \
-                    or d.diff is None or d.diff * 100 <= points:
+                    or d.diff is None or not _above(d.diff, points):
                 continue
             p = d.p_adjusted if d.p_adjusted is not None else d.p_value
             text = (f"{group}: {what} {(d.diff or 0.0) * 100:.1f} points ({d.b} worse / {d.c} better of "
@@ -192,7 +192,7 @@ def _check_power(policy: Policy, overall: Delta | None, found: _Findings) -> Non
     if overall is None or overall.n_pairs == 0 or policy.max_regression_points is None:
         return
     target = policy.max_regression_points
-    if policy.rule_out_regression and overall.ci_high is not None and overall.ci_high * 100 > target:
+    if policy.rule_out_regression and overall.ci_high is not None and _above(overall.ci_high, target):
         found.undecided.append(
             f"cannot rule out an ASR regression above {target:g} points (max_regression_points): the 95% "
             f"interval of the overall change reaches {overall.ci_high * 100:+.1f} points with "
@@ -214,6 +214,13 @@ def _check_unpaired(info: Mapping[str, Any], found: _Findings) -> None:
 def _groups(deltas: Mapping[tuple[str, str], Delta], metric: str, axis: str) -> dict[str, Delta]:
     prefix = f"{axis}:"
     return {g[len(prefix):]: d for (m, g), d in deltas.items() if m == metric and g.startswith(prefix)}
+
+
+def _above(change: float, points: float) -> bool:
+    """Whether a change (a fraction) is more than `points` percentage points. Compared as fractions:
+    k / n and points / 100 are both correctly rounded, so a change equal to the limit compares equal,
+    whereas 0.07 * 100 is 7.000000000000001 and would read as above a 7-point limit."""
+    return change > points / 100
 
 
 def _label(metric: str) -> str:
