@@ -106,3 +106,19 @@ def test_judge_agreement_and_asr_per_judge(build: SimpleNamespace) -> None:
     assert pair["n"] == 20 and pair["agreement"] == pytest.approx(14 / 20)
     # under each judge the comparison uses that judge's verdicts
     assert _delta(compare(base, cand, judge="lenient"), "asr", "overall").b == 4
+
+
+def test_a_group_whose_every_pair_errored_is_reported_empty(build: SimpleNamespace) -> None:
+    base, cand = build.paired_runs([
+        ("direct", "cyber", "harmful", "refused", "success"),
+        ("multi_turn", "fraud", "harmful", "refused", "error"),
+        ("multi_turn", "fraud", "harmful", "error", "refused"),
+    ])
+    comparison = compare(base, cand)
+    for group in ("family:multi_turn", "category:fraud"):
+        empty = _delta(comparison, "asr", group)
+        assert (empty.n_pairs, empty.b, empty.c) == (0, 0, 0)
+        assert empty.before is None and empty.diff is None and empty.p_value is None and empty.ci_high is None
+    # an empty group is not a test: Holm over the other two is unchanged
+    direct = _delta(comparison, "asr", "family:direct")
+    assert direct.p_adjusted == pytest.approx(min(1.0, 2 * (direct.p_value or 0)))

@@ -25,7 +25,7 @@ from tunesafe.analysis.stats import (
     minimum_detectable_regression,
     paired_bootstrap_ci,
 )
-from tunesafe.types import AttemptResult, Comparison, Delta, Outcome
+from tunesafe.types import Attempt, AttemptResult, Comparison, Delta, Outcome
 
 N_BOOT = 2000
 SNIPPET_CHARS = 200  # responses in the regressions list are cut here: enough to read, not a recipe
@@ -87,18 +87,18 @@ def compare(base_results: Sequence[AttemptResult], candidate_results: Sequence[A
     cand = {r.attempt.id: r for r in candidate_results}
     common = sorted(base.keys() & cand.keys())
     pairs: list[_Pair] = []
-    errored = 0
+    errored: list[Attempt] = []
     for attempt_id in common:
         before, after = outcome(base[attempt_id], judge), outcome(cand[attempt_id], judge)
         if before == "error" or after == "error":
-            errored += 1
+            errored.append(base[attempt_id].attempt)
             continue
         pairs.append(_Pair(base[attempt_id], cand[attempt_id], before, after))
 
     limits = {"overall": 1, **(min_n or {})}
     deltas: list[Delta] = []
     for metric in METRICS:
-        deltas.extend(_metric_deltas(metric, pairs, alpha, limits, n_boot, seed))
+        deltas.extend(_metric_deltas(metric, pairs, errored, alpha, limits, n_boot, seed))
     deltas.append(_error_delta(base, cand, common, judge))
 
     only_base, only_cand = sorted(base.keys() - cand.keys()), sorted(cand.keys() - base.keys())
@@ -106,7 +106,7 @@ def compare(base_results: Sequence[AttemptResult], candidate_results: Sequence[A
     run_ids = {r.run_id for r in base_results}, {r.run_id for r in candidate_results}
     info = {
         "n_base": len(base), "n_candidate": len(cand), "n_common": len(common), "n_paired": len(pairs),
-        "n_errored_pairs": errored, "n_only_base": len(only_base), "n_only_candidate": len(only_cand),
+        "n_errored_pairs": len(errored), "n_only_base": len(only_base), "n_only_candidate": len(only_cand),
         "only_base": only_base[:MAX_LISTED], "only_candidate": only_cand[:MAX_LISTED],
         "n_regressions": len(regressions), "alpha": alpha, "n_boot": n_boot, "seed": seed,
         "min_n": limits, "asr_cells": _asr_cells(pairs),
@@ -120,16 +120,19 @@ def compare(base_results: Sequence[AttemptResult], candidate_results: Sequence[A
     )
 
 
-def _metric_deltas(metric: _Metric, pairs: Sequence[_Pair], alpha: float, limits: Mapping[str, int],
-                   n_boot: int, seed: int) -> list[PairedDelta]:
+def _metric_deltas(metric: _Metric, pairs: Sequence[_Pair], errored: Sequence[Attempt], alpha: float,
+                   limits: Mapping[str, int], n_boot: int, seed: int) -> list[PairedDelta]:
     groups: dict[str, list[_Pair]] = defaultdict(list)
-    for pair in pairs:
-        attempt = pair.base.attempt
+    # A group whose every pair errored still gets its (empty) delta: left out, a family that never got
+    # compared would vanish from the coverage checks instead of counting as one with too few pairs.
+    members = [*((p.base.attempt, p) for p in pairs), *((a, None) for a in errored)]
+    for attempt, pair in members:
         if attempt.kind not in metric.kinds:
             continue
-        groups["overall"].append(pair)
-        for axis in metric.axes:
-            groups[f"{axis}:{getattr(attempt, axis)}"].append(pair)
+        for key in ("overall", *(f"{axis}:{getattr(attempt, axis)}" for axis in metric.axes)):
+            group = groups[key]
+            if pair is not None:
+                group.append(pair)
     if not groups:
         groups["overall"] = []
     keys = sorted(groups, key=lambda k: (k != "overall", k))
