@@ -30,8 +30,8 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 @pytest.fixture
 def runs_db(tmp_path: Path, build: SimpleNamespace) -> str:
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    base, same = build.scenario()
-    _, eroded = build.scenario(regress={"roleplay": 12})
+    base, same = build.scenario(per_family=30)  # 90 pairs: identical runs rule out a 5-point regression
+    _, eroded = build.scenario(per_family=30, regress={"roleplay": 12})
     small_base, small = build.scenario(families=("direct", "roleplay"))
     with Store.open(url) as store:
         build.store_run(store, "base", base, model_ref="hf:base")

@@ -19,7 +19,8 @@ MODEL = "embedded:smollm2-135m"
 
 def test_embedded_base_against_itself_passes(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
-    policy.write_text("min_items_per_family: 2\nmin_items_per_category: 1\n")  # --limit 6: 2 harmful
+    # --limit 6: 2 harmful per family, far too few to rule out a regression; this test is the plumbing
+    policy.write_text("min_items_per_family: 2\nmin_items_per_category: 1\nrule_out_regression: false\n")
     args = ["--db", f"sqlite:///{tmp_path / 'store.db'}", "gate", "--base", MODEL, "--candidate", MODEL,
             "--suite", "smoke", "--attacks", "direct_request,refusal_suppression,prefix_injection",
             "--limit", "6", "--max-new-tokens", "32", "--judge", "refusal", "--policy", str(policy),

@@ -15,6 +15,7 @@ from tunesafe.analysis.stats import (
     minimum_detectable_regression,
     paired_bootstrap_ci,
     required_pairs,
+    tango_ci,
 )
 
 
@@ -97,6 +98,31 @@ def test_bootstrap_resamples_clusters() -> None:
 def test_bootstrap_without_discordance_is_a_point() -> None:
     assert paired_bootstrap_ci(*_singletons(0, 0, 50)) == (0.0, 0.0)
     assert paired_bootstrap_ci([], [], []) is None
+
+
+def test_tango_interval_matches_the_published_example() -> None:
+    # Fagerland, Lydersen & Laake 2014 (Stat Med 33:2850), 21 pairs with 1 and 7 discordant: Tango's
+    # asymptotic score interval is -0.517 to -0.026
+    low, high = tango_ci(1, 7, 21)
+    assert round(low, 3) == -0.517 and round(high, 3) == -0.026
+
+
+@pytest.mark.parametrize("n", [30, 60, 112, 1000])
+def test_tango_interval_of_identical_pairs_has_a_width(n: int) -> None:
+    """No discordant pair: the bound solves n d / (1 - d) = z^2, so n identical pairs rule out only
+    regressions above z^2 / (n + z^2), where the bootstrap gives [0, 0]."""
+    z2 = 1.959963984540054 ** 2
+    low, high = tango_ci(0, 0, n)
+    assert high == pytest.approx(z2 / (n + z2), abs=1e-9) and low == pytest.approx(-high, abs=1e-9)
+
+
+def test_tango_interval_holds_the_estimate_and_stays_in_range() -> None:
+    for up, down, n in [(5, 0, 5), (0, 5, 5), (28, 4, 112), (3, 1, 20), (0, 1, 1)]:
+        low, high = tango_ci(up, down, n)
+        assert -1 <= low <= (up - down) / n <= high <= 1
+    assert tango_ci(0, 0, 0) is None
+    with pytest.raises(ValueError):
+        tango_ci(3, 3, 5)
 
 
 def test_required_pairs_matches_connor_table() -> None:

@@ -83,3 +83,15 @@ def test_cli_exits_2_on_a_bad_training_section(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "training.max_learning_rate" in result.stderr and "policy.yaml:3" in result.stderr
+
+
+@pytest.mark.parametrize(("after", "flagged"), [(0.17, False), (0.18, True)])
+def test_a_probe_rise_equal_to_the_limit_is_not_above_it(after: float, flagged: bool) -> None:
+    """0.10 -> 0.17 is a rise of exactly 7 points; in floats (0.17 - 0.1) * 100 is 7.000000000000001."""
+    from tunesafe.policy.model import TrainingPolicy
+    from tunesafe.training.probes import ProbeResult, probe_findings
+
+    policy = TrainingPolicy(max_probe_asr_increase_points=7)
+    start = ProbeResult(step=0, trigger="start", seconds=1.0, asr=0.1, over_refusal=0.0, error_rate=0.0)
+    now = ProbeResult(step=10, trigger="interval", seconds=1.0, asr=after, over_refusal=0.0, error_rate=0.0)
+    assert any(e.kind == "probe_asr" for e in probe_findings(policy, start, now)) is flagged

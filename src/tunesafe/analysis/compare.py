@@ -24,6 +24,7 @@ from tunesafe.analysis.stats import (
     mcnemar_exact,
     minimum_detectable_regression,
     paired_bootstrap_ci,
+    tango_ci,
 )
 from tunesafe.types import Attempt, AttemptResult, Comparison, Delta, Outcome
 
@@ -152,7 +153,7 @@ def _delta(metric: _Metric, group: str, pairs: Sequence[_Pair], alpha: float, li
     up, down = sum(clusters[0]), sum(clusters[1])
     # b counts pairs that got worse, whichever way "worse" points for this metric
     b, c = (up, down) if metric.higher_is_worse else (down, up)
-    ci = paired_bootstrap_ci(*clusters, n_boot=n_boot, seed=seed)
+    ci = _union(paired_bootstrap_ci(*clusters, n_boot=n_boot, seed=seed), tango_ci(up, down, n))
     p_one = mcnemar_exact(b, c, "greater") if n else None
     mde = minimum_detectable_regression(n, c / n, alpha) if n else None
     needed = max(limits.get(group.split(":", 1)[0], 1), 1)
@@ -168,6 +169,15 @@ def _delta(metric: _Metric, group: str, pairs: Sequence[_Pair], alpha: float, li
         before_low=rate_before.low, before_high=rate_before.high,
         after_low=rate_after.low, after_high=rate_after.high,
     )
+
+
+def _union(boot: tuple[float, float] | None, score: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The wider of the two intervals at each end. The behaviour bootstrap keeps attempts of one behaviour
+    together but collapses to [0, 0] when no pair changed (so a run of 30 identical pairs "ruled out" any
+    regression); Tango's score interval holds at small counts but takes attempts as independent."""
+    if boot is None or score is None:
+        return boot or score
+    return min(boot[0], score[0]), max(boot[1], score[1])
 
 
 def _by_behaviour(metric: _Metric, pairs: Sequence[_Pair]) -> tuple[list[int], list[int], list[int]]:

@@ -65,6 +65,38 @@ def paired_bootstrap_ci(up: Sequence[int], down: Sequence[int], sizes: Sequence[
     return float(low), float(high)
 
 
+def tango_ci(up: int, down: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Tango's (1998) score interval of the paired difference (up - down) / n, pairs taken as independent:
+    every difference d whose score statistic |T(d)| stays within the normal quantile, with
+
+        T(d) = (up - down - n d) / sqrt(n (2 q + d (1 - d))),
+
+    q the maximum-likelihood rate of "down" pairs given the difference d. Unlike a percentile bootstrap
+    it does not collapse to [0, 0] when few or no pairs changed: n identical pairs rule out a regression
+    of only about z^2 / (n + z^2) (3.3 points at n = 112, 11.3 at n = 30)."""
+    if n <= 0:
+        return None
+    if up < 0 or down < 0 or up + down > n:
+        raise ValueError(f"need 0 <= up, down and up + down <= n, got {up}, {down}, {n}")
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    observed = (up - down) / n
+
+    def score(d: float) -> float:
+        w = -up - down + (2 * n - up + down) * d
+        q = (max(w * w + 8 * n * down * d * (1 - d), 0.0) ** 0.5 - w) / (4 * n)
+        spread = n * (2 * q + d * (1 - d))
+        return (up - down - n * d) / spread ** 0.5 if spread > 0 else 0.0
+
+    # the score falls as d rises: the bounds are where it crosses -z (upper) and +z (lower)
+    edge = 1 - 1e-12
+    high = 1.0 if score(edge) >= -z else brentq(lambda d: score(d) + z, observed, edge, xtol=1e-10)
+    low = -1.0 if score(-edge) <= z else brentq(lambda d: score(d) - z, -edge, observed, xtol=1e-10)
+    return float(low), float(high)
+
+
 def _replicates(rng: np.random.Generator, net: np.ndarray, size: np.ndarray, count: int) -> np.ndarray:
     picks = rng.integers(0, len(size), size=(count, len(size)))
     result: np.ndarray = net[picks].sum(axis=1) / size[picks].sum(axis=1)
