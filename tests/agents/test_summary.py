@@ -37,3 +37,23 @@ def test_table_and_profile_of_a_scripted_run(agent_servers: dict[str, RunningSer
     # A limit below every reply: every turn counts as cut off, and holds all the model time.
     tight = profile(results, max_new_tokens=1)
     assert tight["turns_at_token_limit"] == len(steps) and tight["model_time_share_at_limit"] == 1.0
+
+
+def test_an_agent_attempt_that_crashed_before_its_record_counts_as_an_error() -> None:
+    """The engine stores an attack that raised as an error with no environment record; the per-family
+    table must count it (fail closed), not drop it and report fewer cases."""
+    from tunesafe.analysis.agents import agent_metrics
+    from tunesafe.types import Attempt, AttemptResult, Generation, Message
+
+    attempt = Attempt(id="a1", behavior_id="agent:agent_tool_injection:bank-1", attack="agent_tool_injection",
+                      attack_version="1", family="agent_tool_injection", category="bank", kind="harmful",
+                      messages=(Message("user", "[task]"),))
+    crashed = AttemptResult(run_id="r", attempt=attempt, generation=Generation("", "error", error="boom"),
+                            response="", conversation=(), verdicts=())
+    plain = Attempt(id="a2", behavior_id="b-2", attack="direct", attack_version="1", family="direct_request",
+                    category="cyber", kind="harmful", messages=(Message("user", "[request]"),))
+    other = AttemptResult(run_id="r", attempt=plain, generation=Generation("", "error", error="boom"),
+                          response="", conversation=(), verdicts=())
+    groups = agent_metrics([crashed, other])
+    assert set(groups) == {"family:agent_tool_injection", "family:agent_tool_injection/env:bank"}
+    assert groups["family:agent_tool_injection"].n == 1 and groups["family:agent_tool_injection"].errors == 1

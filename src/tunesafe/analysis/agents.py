@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tunesafe.agents.cases import PREFIX
 from tunesafe.analysis.metrics import proportion
 from tunesafe.analysis.outcome import outcome
 from tunesafe.analysis.stats import mcnemar_exact
@@ -44,9 +45,11 @@ def agent_records(results: Iterable[AttemptResult]) -> list[tuple[AttemptResult,
     out: list[tuple[AttemptResult, Mapping[str, Any] | None]] = []
     for result in results:
         record = result.frozen.get("agent") if result.frozen else None
-        if not isinstance(record, Mapping):
-            continue
-        out.append((result, None if outcome(result) == "error" else record))
+        if isinstance(record, Mapping):
+            out.append((result, None if outcome(result) == "error" else record))
+        elif result.attempt.behavior_id.startswith(PREFIX):
+            # an agent attempt that crashed before its environment wrote a record: an error, not absent
+            out.append((result, None))
     return out
 
 
