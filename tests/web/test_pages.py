@@ -254,3 +254,19 @@ def test_api_answers_match_their_openapi_models(client: TestClient, filled: Any)
     )
     ok = schema["paths"]["/api/v1/runs/{run_id}"]["get"]["responses"]["200"]["content"]["application/json"]
     assert ok["schema"] == {"$ref": "#/components/schemas/RunPage"}
+
+
+def test_a_record_id_past_the_database_integer_range_is_a_404(client: TestClient) -> None:
+    # a path int is unbounded in Python; SQLite (and PostgreSQL BIGINT) raise on one past 2**63 - 1
+    huge = 2**63
+    for url in (
+        f"/gates/{huge}",
+        f"/gates/{huge}/cells?family=a&category=b",
+        f"/gates/{huge}/pairs/a",
+        f"/evidence/{huge}",
+        f"/api/v1/gates/{huge}",
+        f"/api/v1/gates/{huge}/cells?family=a&category=b",
+        f"/api/v1/gates/{huge}/pairs/a",
+        f"/api/v1/evidence/{huge}",
+    ):
+        assert client.get(url).status_code == 404, url

@@ -6,7 +6,13 @@ from typing import NoReturn
 
 from fastapi import HTTPException, Request
 
+from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
+from tunesafe.types import EvidenceRecord
+
+# The largest id SQLite INTEGER and PostgreSQL BIGINT hold: a path int past it makes the driver raise
+# (OverflowError, a 500) instead of finding nothing.
+MAX_RECORD_ID = 2**63 - 1
 
 
 def store_of(request: Request) -> Store:
@@ -16,3 +22,13 @@ def store_of(request: Request) -> Store:
 
 def not_found(what: str) -> NoReturn:
     raise HTTPException(404, f"no {what} in this store")
+
+
+def record_or_404(store: Store, record_id: int, what: str) -> EvidenceRecord:
+    """The evidence record `record_id`; a 404 naming `what` when there is none."""
+    if not 1 <= record_id <= MAX_RECORD_ID:
+        not_found(what)
+    try:
+        return store.get(record_id)
+    except UserError:
+        not_found(what)

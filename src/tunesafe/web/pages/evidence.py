@@ -12,10 +12,9 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
 from tunesafe.engine import results as run_store
-from tunesafe.errors import UserError
 from tunesafe.evidence.schema import ChainHead, RecordRow
 from tunesafe.evidence.store import Store
-from tunesafe.web.deps import not_found, store_of
+from tunesafe.web.deps import record_or_404, store_of
 from tunesafe.web.templating import page
 
 router = APIRouter()
@@ -70,11 +69,7 @@ def records_page(
 
 
 def record_detail(store: Store, record_id: int) -> dict[str, Any]:
-    try:
-        rec = store.get(record_id)
-    except UserError:
-        not_found(f"evidence record #{record_id}")
-    return asdict(rec)
+    return asdict(record_or_404(store, record_id, f"evidence record #{record_id}"))
 
 
 def verify_chain(store: Store) -> dict[str, Any]:

@@ -17,12 +17,11 @@ from sqlalchemy import select
 
 from tunesafe.analysis.outcome import is_attack_success, outcome
 from tunesafe.engine import results as run_store
-from tunesafe.errors import UserError
 from tunesafe.evidence.schema import AttemptResultRow
 from tunesafe.evidence.store import Store
 from tunesafe.reports.html import report_context, title
 from tunesafe.types import AttemptResult, EvidenceRecord, RecordType
-from tunesafe.web.deps import not_found, store_of
+from tunesafe.web.deps import not_found, record_or_404, store_of
 from tunesafe.web.pages.runs import PER_PAGE, attempt_detail
 from tunesafe.web.templating import page
 
@@ -47,10 +46,7 @@ def gates_list(store: Store) -> list[dict[str, Any]]:
 
 
 def gate_record(store: Store, record_id: int) -> EvidenceRecord:
-    try:
-        rec = store.get(record_id)
-    except UserError:
-        not_found(f"gate decision #{record_id}")
+    rec = record_or_404(store, record_id, f"gate decision #{record_id}")
     if rec.type != RecordType.GATE_DECISION:
         not_found(f"gate decision #{record_id} (record #{record_id} is a {rec.type})")
     return rec
