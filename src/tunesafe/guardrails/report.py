@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesafe.reports import decision_json, write_files
-from tunesafe.reports.view import VERDICT_TITLE, agreement, pct
+from tunesafe.reports.view import VERDICT_TITLE, agreement, markdown_cell, pct
 from tunesafe.types import EvidenceRecord
 
 FILES = {"html": "guardrail.html", "markdown": "guardrail.md", "json": "guardrail.json"}
@@ -26,9 +26,10 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     lines = [f"## Guardrail verification: {VERDICT_TITLE[body['verdict']]} (exit {body['exit_code']})", "",
              f"guard `{body['guard_ref']}`" + (f", model `{body['model_ref']}`" if body["model_ref"] else "")
              + f", suite {body['suite']['name']} v{body['suite']['version']}", ""]
-    lines += [f"- {reason}" for reason in body["reasons"]]
+    lines += [f"- {markdown_cell(reason)}" for reason in body["reasons"]]
     lines += ["", "| group | " + " | ".join(figs["sides"]) + " |", "|---" * (len(figs["sides"]) + 1) + "|"]
-    lines += ["| " + " | ".join(str(row[c]) for c in ("group", *figs["sides"])) + " |" for row in rows(body)]
+    lines += ["| " + " | ".join(markdown_cell(row[c]) for c in ("group", *figs["sides"])) + " |"
+              for row in rows(body)]
     fp, lat, err = figs["false_positive_rate"], figs["latency_ms"], figs["errors"]
     lines += ["", f"False positives: benign {agreement(fp['benign'])}; "
               f"borderline {agreement(fp['borderline'])}.",

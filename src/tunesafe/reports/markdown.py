@@ -77,4 +77,4 @@ def _rate(c: Mapping[str, Any]) -> str:
 
 
 def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return view.markdown_cell(text)

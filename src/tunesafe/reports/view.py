@@ -77,6 +77,11 @@ def agreement(rate: Mapping[str, Any] | None) -> str:
             f"{pct(rate['high'])})")
 
 
+def markdown_cell(text: Any) -> str:
+    """Text inside a Markdown table row or list item: a '|' would end the cell, a line break the row."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
