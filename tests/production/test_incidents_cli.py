@@ -198,3 +198,17 @@ def test_an_unwritable_out_exits_2_and_registers_nothing(db: str, tmp_path: Path
         assert f"{blocked / 'x'}:" in done.stderr and "Traceback" not in done.stderr
     with Store.open(db) as store:
         assert [r.type for r in store.records()] == ["incident"]
+
+
+def test_a_resolution_with_line_breaks_stays_in_its_report_cell(db: str, tmp_path: Path) -> None:
+    # the dashboard's close form is a textarea: a resolution is typically several lines
+    opened = ok(db, "incidents", "open", "support-bot", "--title", "t", "--severity", "high", "--aware-at",
+                AWARE, "--now", NOW)
+    ok(db, "incidents", "close", str(opened["id"]), "--resolution",
+       "root cause: adapter | data mix\nfix: adapter withdrawn", "--now", NOW)
+    out = tmp_path / "report.md"
+    done = invoke(db, "incidents", "report", str(opened["id"]), "--out", str(out), "--now", NOW)
+    assert done.exit_code == 0, done.output
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| Corrective measures"))
+    assert row == ("| Corrective measures taken or planned | root cause: adapter \\| data mix<br>"
+                   "fix: adapter withdrawn |")

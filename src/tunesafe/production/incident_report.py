@@ -86,7 +86,7 @@ def report_context(store: Store, incident: Incident, now: datetime) -> dict[str,
     if implied and fields["harm_category"]["value"] == TO_FILL:
         fields["harm_category"]["value"] = "; ".join(implied)
     if incident.resolution and fields["corrective_measures"]["value"] == TO_FILL:
-        fields["corrective_measures"]["value"] = incident.resolution
+        fields["corrective_measures"]["value"] = cell(incident.resolution)
     own = [store.get(incident.id), *(store.get(i) for i in incident.updates)]
     linked = [store.get(i) for i in incident.links]
     return {
