@@ -212,3 +212,15 @@ def test_a_resolution_with_line_breaks_stays_in_its_report_cell(db: str, tmp_pat
     row = next(line for line in out.read_text().splitlines() if line.startswith("| Corrective measures"))
     assert row == ("| Corrective measures taken or planned | root cause: adapter \\| data mix<br>"
                    "fix: adapter withdrawn |")
+
+
+def test_an_actor_with_a_pipe_stays_in_the_detected_by_cell(db: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNESAFE_ACTOR", "ops | on call")  # free text, as the records table already allows
+    opened = ok(db, "incidents", "open", "support-bot", "--title", "t", "--severity", "high", "--aware-at",
+                AWARE, "--now", NOW)
+    out = tmp_path / "report.md"
+    done = invoke(db, "incidents", "report", str(opened["id"]), "--out", str(out), "--now", NOW)
+    assert done.exit_code == 0, done.output
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| Detected by"))
+    assert row.endswith("by ops \\| on call) |") and row.replace("\\|", "").count("|") == 3
