@@ -225,3 +225,18 @@ def test_uncertain_verdicts_are_shown_only_when_there_are_some(outcome: GateOutc
     markdown = shown.reports["markdown"].read_text()
     assert f"| uncertain verdicts | | 0/{len(base)} | 5/{len(cand)} | | | |" in markdown
     assert "uncertain verdicts (whole runs)" in shown.reports["html"].read_text()
+
+
+def test_markdown_rows_survive_carriage_returns_in_group_names(outcome: GateOutcome) -> None:
+    from tunesafe.reports.markdown import render_markdown
+
+    # CommonMark ends a line at CR as well as LF: a suite category read from a Windows CSV keeps "\r\n"
+    comparison = dict(outcome.body["comparison"])
+    comparison["deltas"] = [{**d, "group": d["group"].replace("family:roleplay", "family:role\r\nplay\rx")}
+                            for d in comparison["deltas"]]
+    md = render_markdown({**outcome.body, "comparison": comparison})
+    lines = md.splitlines()  # splits at CR too, as a Markdown renderer does
+    start = lines.index("| attack family | n | base ASR | candidate ASR | change (pts) | 95% CI | Holm p |")
+    families = lines[start : lines.index("", start)]
+    assert any(row.startswith("| role play x |") for row in families)
+    assert all(row.replace("\\|", "").count("|") == 8 for row in families)

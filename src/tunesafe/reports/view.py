@@ -78,8 +78,9 @@ def agreement(rate: Mapping[str, Any] | None) -> str:
 
 
 def markdown_cell(text: Any) -> str:
-    """Text inside a Markdown table row or list item: a '|' would end the cell, a line break the row."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text inside a Markdown table row or list item: a '|' would end the cell, a line break the row (a lone
+    CR is a line break in CommonMark too)."""
+    return str(text).replace("|", "\\|").replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
 def pct(value: float | None) -> str:
