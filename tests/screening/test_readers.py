@@ -84,6 +84,18 @@ def test_prompt_completion_and_column_mapping_csv(tmp_path: Path) -> None:
     ] == [2, 3]
 
 
+def test_csv_lines_after_blank_rows(tmp_path: Path) -> None:
+    """A blank row is skipped but still counts: every later record keeps its own line number."""
+    path = tmp_path / "blank.csv"
+    path.write_text("prompt,completion\nq1,a1\n\nq2,a2\n,\n\n\"q3\nmore\",a3\nq4,a4\n", encoding="utf-8")
+    assert [r.example.line for r in open_dataset(path).records()] == [2, 4, 7, 9]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,completion\nq1,a1\n\nq2,a2,extra\n", encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        list(open_dataset(bad).records())
+    assert err.value.where == f"{bad}:4"
+
+
 def test_parquet_with_chat_messages(tmp_path: Path) -> None:
     path = tmp_path / "d.parquet"
     pq.write_table(pa.Table.from_pylist([chat("Where is my order?", "It ships today.")] * 3), path)

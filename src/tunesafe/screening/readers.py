@@ -143,19 +143,20 @@ class Dataset:
                     where=str(self.path),
                     fix="a CSV needs a header row naming its columns",
                 )
-            start = current[0]
+            end = current[0]
             for values in reader:
+                # A row starts on the line after the previous one ended; skipped blank rows count too.
+                line, end = end + 1, current[0]
                 if not any(v.strip() for v in values):
                     continue
                 if len(values) != len(header):
                     raise UserError(
                         f"{len(values)} fields but the header has {len(header)}",
-                        where=f"{self.path}:{start + 1}",
+                        where=f"{self.path}:{line}",
                         fix="quote fields that contain commas",
                     )
                 row = dict(zip(header, values, strict=True))
-                yield start + 1, row, row
-                start = current[0]
+                yield line, row, row
         except csv.Error as exc:
             raise UserError(
                 f"malformed CSV: {exc}", where=f"{self.path}:{current[0]}", fix="fix the quoting on that line"
