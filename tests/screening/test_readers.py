@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tunesafe.errors import UserError
+from tunesafe.screening.fix import write_fixed
 from tunesafe.screening.readers import dataset_sha256, open_dataset
+from tunesafe.screening.records import Finding
 from tunesafe.types import Message
 
 from .conftest import chat, write_save_to_disk
@@ -94,6 +97,21 @@ def test_csv_lines_after_blank_rows(tmp_path: Path) -> None:
     with pytest.raises(UserError) as err:
         list(open_dataset(bad).records())
     assert err.value.where == f"{bad}:4"
+
+
+def test_tsv_is_tab_separated_and_its_fix_stays_tsv(tmp_path: Path) -> None:
+    """A .tsv file is a CSV container split on tabs: a comma inside a field is text."""
+    path = tmp_path / "pc.tsv"
+    path.write_text("prompt\tcompletion\nWhere is my order?\tIt ships today.\nHi, there\tHello, you\n",
+                    encoding="utf-8")
+    dataset = open_dataset(path)
+    assert messages(path) == [EXPECTED, (Message("user", "Hi, there"), Message("assistant", "Hello, you"))]
+    finding = Finding("pii.email", "medium", "pii", 0, 2, "email in the user message")
+    out = tmp_path / "clean.tsv"
+    write_fixed(dataset, [finding], out)
+    assert out.read_text(encoding="utf-8").splitlines() == ["prompt\tcompletion", "Hi, there\tHello, you"]
+    write_fixed(dataset, [finding, replace(finding, index=1, line=3)], out)  # nothing kept: the header only
+    assert out.read_text(encoding="utf-8").splitlines() == ["prompt\tcompletion"]
 
 
 def test_parquet_with_chat_messages(tmp_path: Path) -> None:

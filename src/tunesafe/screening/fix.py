@@ -116,18 +116,18 @@ def _write_json_array(_dataset: Dataset, records: Iterator[Record], tmp: Path) -
     return n
 
 
-def _write_csv(_dataset: Dataset, records: Iterator[Record], tmp: Path) -> int:
+def _write_csv(dataset: Dataset, records: Iterator[Record], tmp: Path) -> int:
     n = 0
     with tmp.open("w", encoding="utf-8", newline="") as f:
         writer: csv.DictWriter[str] | None = None
         for r in records:
             if writer is None:
-                writer = csv.DictWriter(f, fieldnames=list(r.raw))
+                writer = csv.DictWriter(f, fieldnames=list(r.raw), delimiter=dataset.delimiter)
                 writer.writeheader()
             writer.writerow(r.raw)
             n += 1
         if writer is None:
-            _write_header_only(f, _dataset)
+            _write_header_only(f, dataset)
     return n
 
 

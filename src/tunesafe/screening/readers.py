@@ -47,6 +47,7 @@ class Dataset:
     schema: str | None  # None: detected from the first record
     columns: Mapping[str, str]
     max_record_bytes: int = MAX_RECORD_BYTES
+    delimiter: str = ","  # of a CSV container; a .tsv file is tab-separated
 
     def records(self) -> Iterator[Record]:
         rows = {
@@ -134,7 +135,7 @@ class Dataset:
                 current[0] = line
                 yield decode_utf8(data, self.path, line) + "\n"
 
-        reader = csv.reader(text_lines())
+        reader = csv.reader(text_lines(), delimiter=self.delimiter)
         try:
             header = next(reader, None)
             if header is None:
@@ -220,7 +221,8 @@ def open_dataset(
                 fix=f"map one of {', '.join(CANONICAL_COLUMNS)} to your column, e.g. prompt=question",
             )
     container, schema = _container(p, fmt)
-    return Dataset(p, container, schema, dict(columns or {}), max_record_bytes)
+    delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
+    return Dataset(p, container, schema, dict(columns or {}), max_record_bytes, delimiter)
 
 
 def _container(p: Path, fmt: str) -> tuple[str, str | None]:
