@@ -163,6 +163,13 @@ def test_real_save_to_disk_when_datasets_is_installed(tmp_path: Path) -> None:
         (b"[1, 2]", ":1", "expected a JSON object"),
         (b'[{"prompt": "a", "completion": "b"}', ":1", "not closed"),
         (b'{"messages": [{"role": "robot", "content": "x"}]}\n', ":1", "role"),
+        (
+            b'{"messages": [{"role": "user", "content": "a"}]}\n'
+            b'{"messages": [{"role": "user", "content": [{"type": "text", "text": null}]}]}\n',
+            ":2",
+            "text part",
+        ),
+        (b'{"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}\n', ":1", "text part"),
     ],
 )
 def test_bad_input_names_file_and_line(tmp_path: Path, content: bytes, where: str, words: str) -> None:

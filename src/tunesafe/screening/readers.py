@@ -516,7 +516,18 @@ def _content(value: Any, where: str) -> str:
     if value is None or isinstance(value, str):
         return value or ""
     if isinstance(value, list):
-        return "\n".join(p.get("text", "") for p in value if isinstance(p, dict) and p.get("type") == "text")
+        texts: list[str] = []
+        for part in value:
+            if isinstance(part, dict) and part.get("type") == "text":
+                text = part.get("text", "")
+                if not isinstance(text, str):
+                    raise UserError(
+                        f"a text part's 'text' must be a string, got {type(text).__name__}",
+                        where=where,
+                        fix='give each {"type": "text"} part a string "text"',
+                    )
+                texts.append(text)
+        return "\n".join(texts)
     raise UserError(
         f"message content must be text, got {type(value).__name__}",
         where=where,
