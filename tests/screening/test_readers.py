@@ -129,6 +129,17 @@ def test_hf_save_to_disk_layout(tmp_path: Path) -> None:
     assert len(dataset_sha256(folder)) == 64
 
 
+@pytest.mark.parametrize("content", ["{}", '{"splits": 3}', '{"splits": [1]}', "not json"])
+def test_bad_dataset_dict_json_is_a_user_error(tmp_path: Path, content: str) -> None:
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "dataset_dict.json").write_text(content)
+    with pytest.raises(UserError) as err:
+        list(open_dataset(folder).records())
+    assert "dataset_dict.json" in (err.value.where or "") + err.value.message
+    assert err.value.fix
+
+
 def test_real_save_to_disk_when_datasets_is_installed(tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
     datasets.Dataset.from_list([chat("Where is my order?", "It ships today.")]).save_to_disk(

@@ -254,8 +254,18 @@ def _starts_with_array(p: Path) -> bool:
 def arrow_files(folder: Path) -> list[Path]:
     """The Arrow files of a save_to_disk folder in order: one Dataset (state.json) or a DatasetDict
     (dataset_dict.json listing splits, read in that order)."""
-    if (folder / "dataset_dict.json").exists():
-        splits = json.loads((folder / "dataset_dict.json").read_text())["splits"]
+    listing = folder / "dataset_dict.json"
+    if listing.exists():
+        try:
+            splits = json.loads(listing.read_text())["splits"]
+        except (KeyError, TypeError, json.JSONDecodeError):
+            splits = None
+        if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+            raise UserError(
+                "dataset_dict.json is not a datasets file listing its splits",
+                where=str(listing),
+                fix="save the DatasetDict again with save_to_disk",
+            )
         return [f for split in splits for f in arrow_files(folder / split)]
     state = folder / "state.json"
     if not state.exists():
