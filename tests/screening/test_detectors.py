@@ -91,6 +91,30 @@ def test_pii_decoys_not_found(text: str) -> None:
     assert types_in(text) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("IBAN DE89 3704 0044 0532 0130 00 BIC COBADEFFXXX", ("pii.iban", "DE89 3704 0044 0532 0130 00")),
+        ("IBAN DE89370400440532013000 EUR 100", ("pii.iban", "DE89370400440532013000")),
+        ("card 4111 1111 1111 1111 123 (CVV)", ("pii.credit_card", "4111 1111 1111 1111")),
+        ("card 4111 1111 1111 1111 12/27", ("pii.credit_card", "4111 1111 1111 1111")),
+        ("amex 378282246310005 1234", ("pii.credit_card", "378282246310005")),
+    ],
+)
+def test_pii_followed_by_more_text(text: str, found: tuple[str, str]) -> None:
+    """An IBAN or card number followed by a BIC, currency, CVV or expiry: the pattern runs on into the next
+    word, and that longer run must not hide the valid number at its start."""
+    assert (found[0], found[1]) in [(t, text[s:e]) for t, _sev, s, e in scan_text(text)]
+
+
+def test_two_ibans_in_a_row_are_both_found() -> None:
+    text = "from GB82 WEST 1234 5698 7654 32 GB29 NWBK 6016 1331 9268 19"
+    assert [text[s:e] for _t, _sev, s, e in scan_text(text)] == [
+        "GB82 WEST 1234 5698 7654 32",
+        "GB29 NWBK 6016 1331 9268 19",
+    ]
+
+
 def test_pii_finding_is_masked_and_located() -> None:
     f = PIIScreener().screen(Batch([ex(0, "card 4111 1111 1111 1111")]))[0]
     assert f.span is not None and "1111 1111" not in f.span.text

@@ -30,6 +30,9 @@ class Pattern:
     severity: Severity
     regex: re.Pattern[str]
     valid: Validator | None = None
+    # The regex may run on into the next word (an IBAN into its BIC, a card number into its CVV): when the
+    # whole run fails its check, its longest valid prefix ending before a space is the item.
+    trim: bool = False
 
 
 def _digits(m: re.Match[str]) -> str:
@@ -185,8 +188,10 @@ PATTERNS: tuple[Pattern, ...] = (
         re.compile(r"\b(eyJ[A-Za-z0-9_-]{8,})\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"),
         _jwt,
     ),
-    Pattern("pii.credit_card", "high", re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"), _card),
-    Pattern("pii.iban", "high", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban),
+    Pattern(
+        "pii.credit_card", "high", re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"), _card, trim=True
+    ),
+    Pattern("pii.iban", "high", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban, trim=True),
     Pattern(
         "pii.national_id",
         "high",
@@ -285,13 +290,31 @@ def scan_text(text: str) -> Iterator[tuple[str, Severity, int, int]]:
     (patterns are ordered most specific first, so a card number is not also a phone number)."""
     taken: list[tuple[int, int]] = []
     for p in PATTERNS:
-        for m in p.regex.finditer(text):
-            if (p.valid is None or p.valid(m)) and not _overlaps(taken, m.start(), m.end()):
-                taken.append((m.start(), m.end()))
-                yield p.type, p.severity, m.start(), m.end()
+        pos = 0
+        while (m := p.regex.search(text, pos)) is not None:
+            found = _validated(p, m)
+            # after a trimmed item the rest of the run is searched again: it may hold the next one
+            pos = m.end() if found is None else found.end()
+            if found is not None and not _overlaps(taken, found.start(), found.end()):
+                taken.append((found.start(), found.end()))
+                yield p.type, p.severity, found.start(), found.end()
     for start, end in _phones(text):
         if not _overlaps(taken, start, end):
             yield "pii.phone", "medium", start, end
+
+
+def _validated(p: Pattern, m: re.Match[str]) -> re.Match[str] | None:
+    if p.valid is None or p.valid(m):
+        return m
+    if not p.trim:
+        return None
+    for cut in range(m.end() - 1, m.start(), -1):
+        if not m.string[cut].isspace():
+            continue
+        shorter = p.regex.fullmatch(m.string, m.start(), cut)
+        if shorter is not None and p.valid(shorter):
+            return shorter
+    return None
 
 
 def _overlaps(taken: list[tuple[int, int]], start: int, end: int) -> bool:
@@ -300,7 +323,7 @@ def _overlaps(taken: list[tuple[int, int]], start: int, end: int) -> bool:
 
 class PIIScreener(ExampleScreener):
     name = "pii"
-    version = "1"
+    version = "2"
 
     def screen(self, batch: Batch) -> list[Finding]:
         return [f for ex in batch.examples for f in self._example(ex)]
