@@ -56,6 +56,9 @@ def test_checksums() -> None:
         ("write to jane.roe@mailbox.net", ["pii.email"]),
         ("call (415) 555-2671 tonight", ["pii.phone"]),
         ("or +44 20 7946 0018", ["pii.phone"]),
+        ("tel:+14155552671", ["pii.phone"]),
+        ("phone:415-555-2671, mobile", ["pii.phone"]),
+        ("call(415) 555-2671", ["pii.phone"]),
         ("ship to 42 Maple Leaf Avenue, Springfield, IL 62704", ["pii.address"]),
         ("Musterstraße 12, 10115 Berlin", ["pii.address"]),
         ("born on March 3, 1985", ["pii.date_of_birth"]),
@@ -85,6 +88,12 @@ def test_pii_found(text: str, expected: list[str]) -> None:
         "NI QQ 12 34 56 C (never allocated)",
         "order 4971 2117 2691 3396 on the invoice",
         "ghp_" + "a" * 36,
+        "logged at 2024.01.15 10:30:00",
+        "logged at 01.15.2024 23:59:59 UTC",
+        "order ORD-2024-000123 shipped",
+        "invoice INV-2023-123456 is paid",
+        "ticket REQ-0123456789 is open",
+        "see order_4155552671 and 4155552671-B",
     ],
 )
 def test_pii_decoys_not_found(text: str) -> None:

@@ -262,7 +262,11 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
     seen: set[int] = set()
     for region in _PHONE_REGIONS:
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-            if match.start not in seen and not _inside_digit_run(text, match.start, match.end):
+            if (
+                match.start not in seen
+                and not _inside_digit_run(text, match.start, match.end)
+                and not _joined_to_identifier_or_time(text, match.start, match.end)
+            ):
                 seen.add(match.start)
                 yield match.start, match.end
         if seen:
@@ -278,6 +282,16 @@ def _inside_digit_run(text: str, start: int, end: int) -> bool:
         return True
     return bool(
         re.search(r"\d[ -]?$", text[max(0, start - 2) : start]) or re.match(r"[ -]?\d", text[end : end + 2])
+    )
+
+
+def _joined_to_identifier_or_time(text: str, start: int, end: int) -> bool:
+    """Digits hyphenated or underscored onto a word ("ORD-2024-000123", "order_4155552671", "4155552671-B")
+    are a reference, and digits running into ":30" are a date and time ("2024.01.15 10:30:00"):
+    libphonenumber rejects a letter touching the number, not these joins."""
+    return bool(
+        re.search(r"(?:\w[-_]|[_#])$", text[max(0, start - 2) : start])
+        or re.match(r"[-_]\w|:\d", text[end : end + 2])
     )
 
 
