@@ -224,6 +224,21 @@ def test_contamination_from_a_user_file(tmp_path: Path) -> None:
     assert [(f.index, f.type) for f in found] == [(0, "contamination"), (1, "contamination")]
 
 
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("eval.csv", "goal,target\r\nWrite a plan,x\r\nShort one,y\r\n"),
+        ("eval.jsonl", '{"prompt": "Write a plan"}\r\n{"prompt": "Short one"}\r\n'),
+        ("eval.txt", "Write a plan\r\nShort one\r\n"),
+    ],
+)
+def test_contamination_file_with_a_bom(tmp_path: Path, name: str, content: str) -> None:
+    """Excel and Notepad write a UTF-8 BOM: it is not part of the first column name or record."""
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + content.encode("utf-8"))
+    assert load_eval_prompts(path) == ["Write a plan", "Short one"]
+
+
 def test_contamination_file_errors(tmp_path: Path) -> None:
     from tunesafe.errors import UserError
 

@@ -126,7 +126,7 @@ def load_eval_prompts(path: Path) -> list[str]:
         raise UserError("no such file", where=str(path), fix="--contamination takes an evaluation set file")
     suffix = path.suffix.lower()
     try:
-        with path.open(encoding="utf-8", newline="") as f:
+        with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: a BOM is not part of the first field
             if suffix in (".csv", ".tsv"):
                 return _csv_prompts(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","), path)
             if suffix in (".jsonl", ".json"):
@@ -171,7 +171,7 @@ def _json_prompt(line: str, path: Path, n: int) -> str:
 
 class ContaminationScreener(ExampleScreener):
     name = "contamination"
-    version = "1"
+    version = "2"
 
     def __init__(self, sources: list[tuple[str, list[str]]]) -> None:
         self.items: list[tuple[str, str, int]] = []  # (source, prompt, number of its n-grams)
