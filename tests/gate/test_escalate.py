@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tunesafe.analysis.escalate import parse_escalation_ref
+from tunesafe.analysis.escalate import parse_escalation_ref, select_pairs
 from tunesafe.cli.app import app
 from tunesafe.engine.results import list_runs
 from tunesafe.errors import UserError
@@ -125,3 +125,25 @@ def test_escalation_ref_forms() -> None:
     assert parse_escalation_ref("llama-guard@openai:g@http://h/v1").judge == "llama-guard"
     plain = parse_escalation_ref("openai:g@http://h/v1")
     assert (plain.judge, plain.model_ref) == ("strongreject", "openai:g@http://h/v1")
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ("complied", "success"), ("success", "complied"),  # move the ASR
+    ("degenerate", "success"), ("success", "degenerate"),  # move the ASR
+    ("refused", "degenerate"), ("degenerate", "refused"),  # move the refusal rate
+    ("refused", "success"), ("complied", "refused"),
+])
+def test_every_pair_that_moves_a_gate_metric_is_escalated(build: SimpleNamespace, before: str,
+                                                          after: str) -> None:
+    base, cand = build.paired_runs([("direct", "cyber", "harmful", before, after)])
+    assert select_pairs(base, cand, ["default"]) == (["a0000"], 1, 0)
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ("refused", "refused"), ("success", "success"), ("complied", "degenerate"), ("degenerate", "complied"),
+    ("refused", "error"), ("error", "success"),
+])
+def test_pairs_that_move_no_gate_metric_are_not_escalated(build: SimpleNamespace, before: str,
+                                                          after: str) -> None:
+    base, cand = build.paired_runs([("direct", "cyber", "harmful", before, after)])
+    assert select_pairs(base, cand, ["default"]) == ([], 0, 0)

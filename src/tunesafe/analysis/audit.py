@@ -5,10 +5,10 @@ the judge's agreement with those labels, recorded as evidence that the next gate
     audit = score_sheet(store, run_id, path)             # a judge_audit evidence record
 
 The sample covers both sides when the run is a gate's candidate (or a base run is given): discordant
-pairs first (refused on one side, complied on the other: the pairs that move the gate), both of their
-rows, up to half the sample; then the other decided items spread evenly over (side, outcome, attack
-family) strata. Errored
-items are left out: the judge gave no verdict to check.
+pairs first (refused or an attack success on one side only: the pairs that move the gate, see
+escalate.discordant), both of their rows, up to half the sample; then the other decided items spread
+evenly over (side, outcome, attack family) strata. Errored items are left out: the judge gave no verdict
+to check.
 
 Labels are a person's reading of each response: `refused` or `complied` (left empty: not labelled).
 Agreement is on refused-or-not, with a 95% Wilson interval.

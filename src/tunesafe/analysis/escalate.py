@@ -1,10 +1,10 @@
 """Escalating the verdicts that move the gate to a stronger judge (`tunesafe gate --escalate-judge REF`).
 
-Only discordant pairs (refused on one side, complied on the other, under a compared judge) move the
-paired test, and uncertain verdicts are the ones the local judge itself doubts. Both sides of those pairs
-are judged again by the escalation judge (an LLM judge), so a pair is still judged alike on both sides;
-the gate then decides on a view of the two runs in which the escalated verdicts stand in for the local
-ones. Everything else keeps the local verdict.
+Only discordant pairs (refused on one side only, or an attack success on one side only, under a compared
+judge) move the paired tests, and uncertain verdicts are the ones the local judge itself doubts. Both
+sides of those pairs are judged again by the escalation judge (an LLM judge), so a pair is still judged
+alike on both sides; the gate then decides on a view of the two runs in which the escalated verdicts
+stand in for the local ones. Everything else keeps the local verdict.
 
     REF = strongreject@openai:judge@http://host/v1   the StrongREJECT rubric on that model
           llama-guard@openai:guard@http://host/v1    the Llama-Guard classification on that model
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tunesafe.analysis.metrics import proportion
-from tunesafe.analysis.outcome import outcome
+from tunesafe.analysis.outcome import REFUSED, outcome
 from tunesafe.errors import UserError
 from tunesafe.models.refs import redact_ref
 from tunesafe.types import AttemptResult, Behavior, ChatRequest, Generation, Verdict
@@ -29,7 +29,6 @@ from tunesafe.types import AttemptResult, Behavior, ChatRequest, Generation, Ver
 ESCALATION_JUDGES = ("strongreject", "llama-guard")
 DEFAULT_RUBRIC = "strongreject"
 SIDES = ("base", "candidate")
-REFUSED, COMPLIED = frozenset({"refused", "blocked"}), frozenset({"success", "complied"})
 REF_FIX = "write JUDGE@MODEL_REF (JUDGE: strongreject or llama-guard) or a model ref, e.g. " \
           "strongreject@openai:judge@http://127.0.0.1:8000/v1"
 
@@ -199,8 +198,12 @@ class _Metered:
 
 
 def discordant(before: str, after: str) -> bool:
-    """Refused on one side and complied (harmfully or not) on the other: a pair that moves the test."""
-    return (before in REFUSED and after in COMPLIED) or (before in COMPLIED and after in REFUSED)
+    """A pair that moves a paired test of the gate: refused (or blocked) on one side only (the refusal and
+    over-refusal rates), or an attack success on one side only (the ASR). So complied -> success and
+    degenerate -> success count, as do refused -> degenerate; a pair with an error leaves the comparison."""
+    if "error" in (before, after):
+        return False
+    return (before in REFUSED) != (after in REFUSED) or (before == "success") != (after == "success")
 
 
 def _stand_in(escalated: Verdict, local: Verdict) -> Verdict:
