@@ -75,3 +75,17 @@ def test_pairwise_agreement_and_kappa() -> None:
     assert row["judges"] == "a vs b" and row["label_agreement"] == 0.5
     assert cohen_kappa([True, False], [True, False]) == 1.0
     assert cohen_kappa([True, True, False, False], [True, False, True, False]) == 0.0
+
+
+def test_kappa_is_undefined_when_chance_agreement_is_total_and_there_is_one_kappa() -> None:
+    from tunesafe.analysis import stats
+
+    # both raters constant and equal: observed = expected = 1, kappa is 0/0, not perfect agreement
+    assert cohen_kappa([True, True], [True, True]) is None
+    assert cohen_kappa([False] * 3, [False] * 3) is None
+    [row] = pairwise_agreement({"a": [Verdict("a", "1", True, False)] * 2,
+                                "b": [Verdict("b", "1", True, False)] * 2})
+    assert row["refusal_kappa"] is None
+    assert stats.cohen_kappa is cohen_kappa
+    with pytest.raises(ValueError):
+        cohen_kappa([True], [True, False])

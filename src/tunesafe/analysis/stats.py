@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# One kappa for the ensemble's agreement and the comparison's: it lives with the judges, which may not
+# import analysis/.
+from tunesafe.judges.ensemble import cohen_kappa as cohen_kappa
+
 # scipy is imported inside the functions that need it: scipy.stats alone took a third of the CLI's start-up,
 # and most commands (input errors, listings) never compute a p-value.
 
@@ -128,18 +132,3 @@ def minimum_detectable_regression(n: int, p01: float, alpha: float, power: float
 
     # required_pairs decreases in delta, so the root is unique
     return float(brentq(lambda d: required_pairs(d, p01, alpha, power) - n, 1e-9, top, xtol=1e-7))
-
-
-def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float | None:
-    """Cohen's kappa of two binary raters; None when chance agreement is total (kappa undefined)."""
-    if len(a) != len(b):
-        raise ValueError("raters must label the same items")
-    if not a:
-        return None
-    x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
-    observed = float(np.mean(x == y))
-    px, py = float(x.mean()), float(y.mean())
-    chance = px * py + (1 - px) * (1 - py)
-    if chance >= 1.0:
-        return None
-    return (observed - chance) / (1 - chance)

@@ -93,13 +93,21 @@ def pairwise_agreement(verdicts: Mapping[str, Sequence[Verdict]]) -> list[dict[s
 
 
 def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float | None:
-    n = len(a)
-    if n == 0:
+    """Cohen's kappa of two binary raters; None when chance agreement is total (kappa undefined: both
+    raters gave one and the same label to every item, 0/0, which says nothing about how they agree).
+
+    The project's one kappa: analysis.stats re-exports it (judges/ may not import analysis/)."""
+    if len(a) != len(b):
+        raise ValueError("raters must label the same items")
+    if not a:
         return None
+    n = len(a)
     observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
     pa, pb = sum(a) / n, sum(b) / n
-    expected = pa * pb + (1 - pa) * (1 - pb)
-    return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
+    chance = pa * pb + (1 - pa) * (1 - pb)
+    if chance >= 1.0:
+        return None
+    return (observed - chance) / (1 - chance)
 
 
 @registry.register("ensemble")
