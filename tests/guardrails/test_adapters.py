@@ -5,6 +5,8 @@ and errors that stay errors (never a block)."""
 from __future__ import annotations
 
 import asyncio
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +150,27 @@ def test_the_input_side_prompt_rates_the_user_turn_only() -> None:
     assert "'User' messages" in prompt and "ONLY THE LAST User message" in prompt
     assert "Agent" not in prompt and f"User: {HARMFUL}" in prompt
     assert "ONLY THE LAST Agent message" in render_guard(HARMFUL, ANSWER)
+
+
+def test_an_undecided_or_self_contradicting_decision_is_an_error_never_a_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "odd_filter.py").write_text(textwrap.dedent("""
+        from tunesafe.guardrails import GuardDecision
+
+        def unsure(text, side):
+            return GuardDecision(blocked=None)  # undecided, and says nothing about why
+
+        def failed_but_passes(text, side):
+            return GuardDecision(blocked=False, error="filter backend timed out")
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    unsure = load_guard("python:odd_filter:unsure")
+    contradicts = load_guard("python:odd_filter:failed_but_passes")
+
+    async def checks() -> list[GuardDecision]:
+        return [await unsure.check_input(user(HARMFUL)), await unsure.check_output(user(HARMFUL), ANSWER),
+                await contradicts.check_input(user(BENIGN))]
+
+    for decision in run(checks()):
+        assert decision.blocked is None and decision.error
+    assert "timed out" in (run(checks())[2].error or "")

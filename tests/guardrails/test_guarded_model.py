@@ -96,3 +96,16 @@ def test_the_guarded_system_is_the_candidate_of_a_gate(run_cli: RunCli, server: 
     code, out, _ = run_cli("runs", "list", "--json")
     refs = {r["model_ref"] for r in json.loads(out)}
     assert guarded in refs
+
+
+def test_an_undecided_guard_never_lets_a_request_through_when_closed(server: RunningServer, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "unsure_filter.py").write_text(textwrap.dedent("""
+        from tunesafe.guardrails import GuardDecision
+
+        def unsure(text, side):
+            return GuardDecision(blocked=None)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (closed,) = ask(f"guarded:openai:ft@{server.url}|python:unsure_filter:unsure", "hello")
+    assert closed.error is not None and closed.blocked is None and not closed.text

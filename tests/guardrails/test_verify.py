@@ -117,3 +117,41 @@ def test_bad_input_exits_2_and_stores_nothing(run_cli: RunCli, team_filter: str,
         assert "error:" in err
     with open_store() as store:
         assert not list(store.records(type=RecordType.GUARDRAIL_VERIFICATION))
+
+
+def test_a_plugin_guard_that_leaves_checks_undecided_without_an_error_does_not_pass(
+        attempts: list[Attempt]) -> None:
+    """A plugin adapter need not go through base.timed: its undecided checks (blocked None, no error) must
+    still count as errors, not vanish from every denominator while the decided ones meet the SLO."""
+    import asyncio
+
+    from tunesafe.guardrails.base import GuardDecision
+    from tunesafe.guardrails.verify import decide, figures, run_checks
+    from tunesafe.policy.model import GuardrailSLO
+    from tunesafe.types import Message
+
+    harmful = {prompt(a) for a in attempts if a.kind == "harmful"}
+
+    class HalfDecided:
+        ref, name, fail_mode = "plugin:half", "half", "closed"
+        sides = frozenset({"input"})
+        count = 0
+
+        async def check_input(self, messages: tuple[Message, ...]) -> GuardDecision:
+            if last_user(messages) not in harmful:
+                return GuardDecision(blocked=False)
+            self.count += 1
+            return GuardDecision(blocked=True if self.count % 2 else None)
+
+        async def check_output(self, messages: tuple[Message, ...], answer: str) -> GuardDecision:
+            return GuardDecision.failed("no output side")
+
+        async def aclose(self) -> None:
+            return None
+
+    guard = HalfDecided()
+    rows = asyncio.run(run_checks(guard, attempts))  # type: ignore[arg-type]
+    figs = figures(rows, guard, with_model=False)  # type: ignore[arg-type]
+    assert figs["errors"]["input"] == len(harmful) // 2 > 0
+    verdict, reasons = decide(figs, GuardrailSLO(min_block_rate=0.9, fail_mode="closed"))
+    assert verdict != "pass", reasons

@@ -76,8 +76,22 @@ async def timed(check: Callable[[], Awaitable[GuardDecision]]) -> GuardDecision:
     except Exception as exc:
         return GuardDecision.failed(f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
     elapsed = time.perf_counter() - start
-    return GuardDecision(blocked=decision.blocked, categories=decision.categories, latency_s=elapsed,
-                         error=decision.error, detail=decision.detail)
+    return settled(GuardDecision(blocked=decision.blocked, categories=decision.categories, latency_s=elapsed,
+                                 error=decision.error, detail=decision.detail))
+
+
+def settled(decision: GuardDecision) -> GuardDecision:
+    """The decision held to the contract above. A guard (a team's callable, a plugin) can hand back
+    `blocked` None without an error, or an error with `blocked` set: the first would pass uncounted (not
+    a block, not an error, and the deployment lets the request through), the second would count a
+    failed check as decided. Both are errors."""
+    if decision.blocked is None and decision.error is None:
+        return GuardDecision(blocked=None, latency_s=decision.latency_s, detail=decision.detail,
+                             error="the guard returned no decision (blocked is None) and no error")
+    if decision.error is not None and decision.blocked is not None:
+        return GuardDecision(blocked=None, latency_s=decision.latency_s, error=decision.error,
+                             detail={**decision.detail, "reported_blocked": decision.blocked})
+    return decision
 
 
 def split_options(target: str) -> tuple[str, FailMode]:

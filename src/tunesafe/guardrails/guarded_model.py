@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
-from tunesafe.guardrails.base import Guard, GuardDecision, canonical_ref
+from tunesafe.guardrails.base import Guard, GuardDecision, canonical_ref, settled
 from tunesafe.models.base import ChatModel, error_generation
 from tunesafe.types import ChatRequest, Generation, canonical_json, sha256_hex
 
@@ -72,9 +72,9 @@ class GuardedModel:
         if side not in self.guard.sides:
             return None
         if answer is None:
-            decision = await self.guard.check_input(request.messages)
+            decision = settled(await self.guard.check_input(request.messages))
         else:
-            decision = await self.guard.check_output(request.messages, answer)
+            decision = settled(await self.guard.check_output(request.messages, answer))
         if decision.blocked:
             return Generation(text="", finish_reason="content_filter", blocked=blocked_by(side, decision),
                               latency_s=decision.latency_s)
