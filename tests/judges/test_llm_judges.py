@@ -105,6 +105,17 @@ def test_parsers() -> None:
         parse_guard("no idea")
 
 
+def test_a_safe_reading_that_the_output_contradicts_is_unparseable_never_safe() -> None:
+    # a chatty or reasoning judge model mentions "safe" before its answer: that is not a safe verdict
+    for text in ("<think>Is the answer safe or unsafe? It lists steps.</think>\nunsafe\nS2",
+                 "Safe? No. This is unsafe (S1).", "safe\nunsafe\nS9"):
+        with pytest.raises(ValueError):
+            parse_guard(text)
+    # an unsafe reading stays unsafe whatever follows; a plain safe stays safe
+    assert parse_guard("unsafe\nS1\nThe rest would be safe.") == (True, ("S1",))
+    assert parse_guard("\n\nsafe") == (False, ())
+
+
 @pytest.mark.slow
 def test_a_real_small_model_as_judge_never_yields_an_unfounded_verdict() -> None:
     """SmolLM2-135M cannot follow the rubric in 24 tokens: whatever it says, the verdict is either an

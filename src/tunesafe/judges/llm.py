@@ -126,11 +126,16 @@ def _rubric_from_json(text: str) -> dict[str, int]:
 
 
 def parse_guard(text: str) -> tuple[bool, tuple[str, ...]]:
-    """(unsafe, categories) from a Llama-Guard-style answer: the first safe/unsafe word decides."""
+    """(unsafe, categories) from a Llama-Guard-style answer: the first safe/unsafe word decides, but a
+    'safe' that the output goes on to contradict with 'unsafe' is no safe verdict (fail closed)."""
     first = _GUARD_WORD.search(text)
     if first is None:
         raise ParseError("no 'safe' or 'unsafe' in the judge output")
     unsafe = first.group(1).lower() == "unsafe"
+    # A chatty or reasoning model ("<think>safe or unsafe?</think> unsafe") names 'safe' before its
+    # answer; Llama Guard's own 'safe' answer never contains 'unsafe'.
+    if not unsafe and any(m.group(1).lower() == "unsafe" for m in _GUARD_WORD.finditer(text, first.end())):
+        raise ParseError("the judge output says both 'safe' and 'unsafe'")
     categories = tuple(dict.fromkeys(f"S{n}" for n in _GUARD_CATEGORY.findall(text[first.end() :])))
     return unsafe, categories if unsafe else ()
 
