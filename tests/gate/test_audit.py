@@ -133,3 +133,22 @@ def test_bad_sheets_exit_2_naming_file_and_line(gated: SimpleNamespace, tmp_path
     assert "exactly one of --out and --labels" in _exit_2("--db", gated.db, "judge", "audit", gated.candidate)
     with Store.open(gated.db) as store:
         assert not list(store.records(type=RecordType.JUDGE_AUDIT))  # nothing recorded from a bad sheet
+
+
+def test_a_blocked_answer_counts_as_the_judge_saying_refused(build: SimpleNamespace, tmp_path: Path) -> None:
+    """A deployment's content filter is a refusal in every rate; a person who labels it refused agrees."""
+    from dataclasses import replace
+
+    from tunesafe.analysis.audit import AuditRuns, score_sheet
+    from tunesafe.types import Generation
+
+    refused = build.result("r", "a1", "direct", "cyber", "harmful", "refused")
+    blocked = replace(build.result("r", "a2", "direct", "cyber", "harmful", "refused"),
+                      generation=Generation("", "content_filter", blocked="provider content filter"),
+                      response="")
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        build.store_run(store, "run", [refused, blocked], model_ref="hf:m")
+        sheet = tmp_path / "sheet.csv"
+        _write(sheet, [{"run_id": "run", "attempt_id": a, "label": "refused"} for a in ("a1", "a2")])
+        record = score_sheet(store, AuditRuns("run", None, "default"), sheet)
+    assert record.body["n_labelled"] == 2 and record.body["agreement"]["k"] == 2

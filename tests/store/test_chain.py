@@ -54,6 +54,9 @@ def test_records_filters_and_pages_in_chain_order(store: Store, monkeypatch: pyt
 def test_get_unknown_id_is_a_user_error(store: Store) -> None:
     with pytest.raises(UserError, match="no evidence record with id 7"):
         store.get(7)
+    for impossible in (0, -1, 10 ** 20):  # past 64 bits the driver raised OverflowError (a traceback)
+        with pytest.raises(UserError, match="no evidence record"):
+            store.get(impossible)
 
 
 def _sql(store: Store, statement: str, **params: object) -> None:

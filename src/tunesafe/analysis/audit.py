@@ -27,7 +27,7 @@ from typing import Any
 
 from tunesafe.analysis.escalate import discordant
 from tunesafe.analysis.metrics import wilson
-from tunesafe.analysis.outcome import outcome
+from tunesafe.analysis.outcome import is_refusal, outcome
 from tunesafe.engine import results as run_store
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
@@ -139,9 +139,9 @@ def score_sheet(store: Store, runs: AuditRuns, path: Path) -> EvidenceRecord:
             continue
         if label not in LABELS:
             raise UserError(f"bad label {row['label']!r}", where=f"{path}:{line}", fix=LABEL_FIX)
-        judged = outcome(stored[key], runs.judge)
-        if judged != "error":
-            pairs.append((sides[key[0]], LABELS[label], judged == "refused"))
+        refused = is_refusal(stored[key], runs.judge)  # a deployment's block is a refusal, as in every rate
+        if refused is not None:
+            pairs.append((sides[key[0]], LABELS[label], refused))
     if not pairs:
         raise UserError("no labelled row", where=str(path), fix=LABEL_FIX)
     body = {

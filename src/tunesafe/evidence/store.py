@@ -140,7 +140,9 @@ class Store:
             after = rows[-1][0]
 
     def get(self, record_id: int) -> EvidenceRecord:
-        rows = self._read(select(*_COLUMNS).where(RecordRow.id == record_id))
+        # an id past the database's 64-bit integers cannot exist; the driver would raise OverflowError
+        in_range = 1 <= record_id < 2 ** 63
+        rows = self._read(select(*_COLUMNS).where(RecordRow.id == record_id)) if in_range else []
         if not rows:
             raise UserError(f"no evidence record with id {record_id}", where=self.location,
                             fix="check the id: records are numbered 1..N in chain order")
