@@ -137,3 +137,29 @@ def test_entry_point_plugins_load_as_instances_or_classes(
     finally:
         registry._items.pop("plugin_instance", None)
         registry._items.pop("plugin_class", None)
+
+
+class _NeedsArguments(TemplateAttack):
+    def __init__(self, template: str) -> None:
+        super().__init__(make_meta("style_injection", "plugin_needs_args", "1", "z"), template)
+
+
+class _MetaIsNotAnAttack(attacks.AttackImpl):
+    meta = "not attack metadata"  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(
+    "plugin", [_NeedsArguments, _MetaIsNotAnAttack()], ids=["class-needs-args", "bad-meta"]
+)
+def test_a_broken_plugin_is_one_user_error_not_a_traceback(plugin: object) -> None:
+    """A plugin class that cannot be built without arguments, or an instance whose `meta` is not attack
+    metadata, must stop `attacks list`, `eval --attacks all`... with one clear error (exit 2)."""
+    registry.add("broken_plugin", plugin)  # type: ignore[arg-type]
+    try:
+        calls = (lambda: attacks.get("broken_plugin"), lambda: attacks.resolve("all"), attacks.all_attacks)
+        for call in calls:
+            with pytest.raises(UserError, match="broken_plugin") as info:
+                call()
+            assert info.value.where == "entry point group tunesafe.attacks" and info.value.fix
+    finally:
+        registry._items.pop("broken_plugin")

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from tunesafe.attacks.base import AttackImpl, families
 from tunesafe.errors import UserError
 from tunesafe.registry import Registry
+from tunesafe.types import Attack
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,18 @@ def all_attacks() -> list[AttackImpl]:
 
 
 def _instance(name: str, obj: object) -> AttackImpl:
+    where, fix = "entry point group tunesafe.attacks", \
+        "register an AttackImpl instance, or a subclass built with no arguments, whose `meta` is an Attack"
     if isinstance(obj, type) and issubclass(obj, AttackImpl):
-        obj = obj()
-    if not isinstance(obj, AttackImpl) or not hasattr(obj, "meta"):
-        raise UserError(f"attack plugin '{name}' is not an AttackImpl",
-                        where="entry point group tunesafe.attacks",
-                        fix="register an AttackImpl instance or subclass with a `meta` attribute")
+        try:
+            obj = obj()
+        except Exception as exc:  # plugin code: whatever it raises is the plugin's fault, not a crash of ours
+            raise UserError(f"attack plugin '{name}' could not be built: {type(exc).__name__}: {exc}",
+                            where=where, fix=fix) from exc
+    # Every caller reads meta.name / meta.family: a wrong `meta` would surface later as an AttributeError.
+    if not isinstance(obj, AttackImpl) or not isinstance(getattr(obj, "meta", None), Attack):
+        raise UserError(f"attack plugin '{name}' is not an AttackImpl with Attack metadata",
+                        where=where, fix=fix)
     return obj
 
 
