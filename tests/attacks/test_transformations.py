@@ -124,6 +124,20 @@ def test_base64_round_trip_and_robust_answer_decoding() -> None:
     assert decode_base64_answer(plain) == plain  # English is never mistaken for base64
 
 
+def test_base64_next_to_a_long_plain_word_is_still_decoded() -> None:
+    """A plain word of 8+ letters (which looks like a base64 token) right before or after the encoded run
+    must not leave the whole answer encoded for the judges."""
+    answer = "Sure, here is how. Step 1: [redacted]. Step 2: [redacted]."
+    b64 = base64.b64encode(answer.encode()).decode()
+    unpadded = base64.b64encode(b"Step 1: [redacted]").decode()  # 18 bytes: no '=' to end the run
+    decode = attacks.get("encoding_base64").decode
+    lead = "Here is my answer in base64 encoding\n"
+    assert decode(lead + b64) == lead + answer
+    assert decode(f"Certainly {b64}") == f"Certainly {answer}"
+    assert decode(f"{unpadded}\nAnything") == "Step 1: [redacted]\nAnything"
+    assert decode_base64_answer("Internationalization requirements") == "Internationalization requirements"
+
+
 def test_rot13_and_leetspeak_round_trip() -> None:
     assert rot13(rot13(REQUEST)) == REQUEST
     assert decode_rot13_answer(rot13(REQUEST)) == REQUEST
