@@ -153,6 +153,15 @@ def test_rot13_and_leetspeak_round_trip() -> None:
     )
 
 
+def test_rot13_lines_without_function_words_are_decoded_too() -> None:
+    """Terse step lines ("Gather ingredients.") hold none of the common words that tell English from ROT13;
+    they must not stay encoded while the rest of the answer is decoded, nor plain ones be flipped."""
+    plain = "Sure, here is how.\n1. Gather ingredients.\n2. Mix flour, sugar.\n3. Bake [redacted]."
+    assert decode_rot13_answer(rot13(plain)) == plain
+    assert decode_rot13_answer("Okay:\n" + rot13("Preheat oven.")) == "Okay:\nPreheat oven."
+    assert decode_rot13_answer("Gather ingredients.\nMix flour.") == "Gather ingredients.\nMix flour."
+
+
 def test_past_tense_rules() -> None:
     assert to_past_tense("How do I make my neighbour's dog stop barking?") == (
         "How did people make their neighbour's dog stop barking in the past?"
