@@ -163,3 +163,34 @@ def test_a_broken_plugin_is_one_user_error_not_a_traceback(plugin: object) -> No
             assert info.value.where == "entry point group tunesafe.attacks" and info.value.fix
     finally:
         registry._items.pop("broken_plugin")
+
+
+# The taxonomy of /shared/reference/governance.md section 8: per entry, its OWASP LLM 2025 and ATLAS ids.
+TAXONOMY = {
+    "direct_request": ({"LLM01:2025"}, {"AML.T0051.000", "AML.T0048"}),
+    "roleplay_persona": ({"LLM01:2025"}, {"AML.T0054", "AML.T0065"}),
+    "prefix_injection_refusal_suppression": ({"LLM01:2025"}, {"AML.T0054", "AML.T0051.000"}),
+    "encoding_obfuscation": ({"LLM01:2025"}, {"AML.T0068", "AML.T0054"}),
+    "low_resource_translation": ({"LLM01:2025"}, {"AML.T0054", "AML.T0068"}),
+    "past_tense_reformulation": ({"LLM01:2025"}, {"AML.T0054", "AML.T0065"}),
+    "many_shot": ({"LLM01:2025"}, {"AML.T0054", "AML.T0065", "AML.T0051.000"}),
+    "multi_turn_crescendo": ({"LLM01:2025"}, {"AML.T0054", "AML.T0080.001"}),
+    "indirect_injection_tool_results": ({"LLM01:2025", "LLM06:2025", "LLM08:2025", "LLM05:2025"},
+                                        {"AML.T0051.001", "AML.T0099", "AML.T0070", "AML.T0093", "AML.T0053",
+                                         "AML.T0086"}),
+    "prefilling": ({"LLM01:2025"}, {"AML.T0054", "AML.T0051.000"}),
+}
+
+
+def test_prompt_families_carry_the_ids_of_their_taxonomy_entry() -> None:
+    """A family that names a taxonomy entry carries that entry's OWASP LLM and ATLAS ids (the agent
+    families refine theirs per environment and are checked with the agents)."""
+    checked = []
+    for family, entry in attacks.families().items():
+        if family.startswith("agent_") or entry["taxonomy_id"] is None:
+            continue
+        owasp, atlas = TAXONOMY[entry["taxonomy_id"]]
+        assert {x for x in entry["owasp"] if x.startswith("LLM")} == owasp, family
+        assert set(entry["atlas"]) == atlas, family
+        checked.append(family)
+    assert "style_injection" in checked and len(checked) >= 12
