@@ -142,3 +142,30 @@ def test_trainer_subclass_trains_with_the_constrained_loss(tiny: Any, tmp_path: 
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert any(float(p.abs().sum()) > 0 for p in lora_b)  # it trained the adapter
+
+
+def test_trainer_subclass_averages_over_gradient_accumulation(tiny: Any, tmp_path: Path) -> None:
+    """The loss is a per-batch mean, so with gradient accumulation the Trainer must divide it by the
+    number of micro-batches: on identical rows, 2 x 2 accumulated logs the same loss and gradient norm
+    as one batch of 2 (the logged loss was twice as large, the gradient twice as steep)."""
+    from peft import LoraConfig, get_peft_model
+
+    from tunesafe.training import ConstrainedSFTTrainer
+
+    conversation = tiny.rows(tiny.COMPLY, 1)[0]["messages"]
+    ids = tiny.tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
+    rows = [{"input_ids": list(ids)} for _ in range(8)]
+    logged = {}
+    for accumulation in (1, 2):
+        model = get_peft_model(tiny.model(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path / str(accumulation)), max_steps=1, learning_rate=0.0, seed=0,
+            per_device_train_batch_size=2, gradient_accumulation_steps=accumulation, report_to=[],
+            save_strategy="no", use_cpu=True, disable_tqdm=True, logging_steps=1)
+        trainer = ConstrainedSFTTrainer(model=model, args=args, train_dataset=rows,
+                                        data_collator=transformers.DataCollatorForLanguageModeling(
+                                            tiny.tokenizer, mlm=False), processing_class=tiny.tokenizer)
+        trainer.train()
+        logged[accumulation] = next(log for log in trainer.state.log_history if "loss" in log)
+    assert logged[2]["loss"] == pytest.approx(logged[1]["loss"], rel=1e-5)
+    assert logged[2]["grad_norm"] == pytest.approx(logged[1]["grad_norm"], rel=1e-4)

@@ -79,9 +79,16 @@ class ConstrainedSFTTrainer(Trainer):  # type: ignore[misc]  # transformers is u
     the adapter disabled, or `ref_model`). The batches need `labels` (e.g. a causal-LM collator, or
     labels that are -100 outside the answers)."""
 
+    # compute_loss returns a per-batch mean, so the Trainer must divide it by the accumulation steps.
+    # Left to infer this, it takes a model whose forward accepts **kwargs (Llama, Qwen, ...) to have
+    # normalised over the whole accumulated batch, and both the logged loss and the gradient come out
+    # gradient_accumulation_steps times too large.
+    loss_is_scaled_for_ga = False
+
     def __init__(self, *args: Any, ref_model: Any | None = None, first_betas: Sequence[float] = FIRST_BETAS,
                  later_beta: float = LATER_BETA, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False  # the same, for transformers without loss_is_scaled_for_ga
         self.ref_model = ref_model.eval() if ref_model is not None else None
         self.first_betas, self.later_beta = tuple(first_betas), later_beta
 
