@@ -47,6 +47,13 @@ def test_non_empty_output_folder_is_refused(tmp_path: Path) -> None:
     assert (out / "keep.txt").read_text() == "mine"
 
 
+def test_output_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "adapter"
+    out.write_text("mine")
+    assert_user_error(tunesafe("train-lora", str(DEMO_DATA), "--out", str(out)), "not a folder")
+    assert out.read_text() == "mine"
+
+
 @pytest.mark.slow
 def test_trained_adapter_loads_and_changes_answers(tmp_path: Path) -> None:
     from tunesafe.models import load_model

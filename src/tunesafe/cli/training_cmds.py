@@ -64,6 +64,8 @@ def train_lora_command(
                         fix=f"use one of {', '.join(OBJECTIVES)}")
     if not data.is_file():
         raise UserError("file not found", where=str(data), fix="give a chat JSONL file")
+    if out.exists() and not out.is_dir():
+        raise UserError("--out is a file, not a folder", where=str(out), fix="choose a new --out folder")
     if out.exists() and any(out.iterdir()):
         raise UserError("output folder is not empty", where=str(out), fix="choose a new --out folder")
     report_dir = report or out.with_name(out.name + "-report")
