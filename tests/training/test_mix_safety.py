@@ -300,3 +300,15 @@ def test_bad_options_exit_2(tmp_path: Path) -> None:
     assert_user_error(tunesafe("mix-safety", str(data), "--out", str(out)), "--force")
     assert out.read_text() == "mine\n"
     assert data.read_bytes() == before
+
+
+def test_an_unwritable_output_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TUNESAFE_DB"}
+    data = write_data(tmp_path / "d.jsonl", 5)
+    (tmp_path / "afile").write_text("mine\n")
+    out = tmp_path / "afile" / "m.jsonl"
+    args = ["mix-safety", str(data), "--out", str(out)]
+    result = subprocess.run([sys.executable, "-m", "tunesafe.cli.app", *args], capture_output=True, text=True,
+                            timeout=600, cwd=tmp_path, env=env)
+    assert_user_error(result, "afile")
+    assert (tmp_path / "afile").read_text() == "mine\n"

@@ -195,8 +195,12 @@ def check_paths(data: Path, out: Path, force: bool) -> Path:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder, so a failure never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:  # a parent that is a file, a read-only folder: bad --out, not a crash
+        raise UserError(f"cannot write here ({exc.strerror or exc})", where=str(path),
+                        fix="choose an --out in a writable folder") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
