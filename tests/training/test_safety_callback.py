@@ -202,6 +202,26 @@ def test_learning_rate_above_the_policy_refuses_to_start(tiny: Any, tmp_path: Pa
     assert run.body["stopped_by"]["kind"] == "max_learning_rate"
 
 
+def test_learning_rate_of_the_trainers_optimizer_refuses_to_start(tiny: Any, tmp_path: Path) -> None:
+    """An optimizer passed to the Trainer sets the learning rate, whatever the arguments say: the default
+    learning_rate (5e-5) is under the limit, the optimizer's 1e-2 is not, so no step may run at it."""
+    model = tiny.model()
+    before = weights(model)
+    callback = SafetyCallback(policy=policy(max_learning_rate=1e-3), max_new_tokens=4)
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=3, report_to=[],
+                                          per_device_train_batch_size=4, save_strategy="no", use_cpu=True,
+                                          disable_tqdm=True, seed=0, warmup_steps=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    collator = transformers.DataCollatorForLanguageModeling(tiny.tokenizer, mlm=False)
+    run = transformers.Trainer(model=model, args=args, train_dataset=tiny.dataset(REFUSAL, 24),
+                               data_collator=collator, processing_class=tiny.tokenizer, callbacks=[callback],
+                               optimizers=(optimizer, None))
+    with pytest.raises(UserError, match="learning rate 0.01 is above max_learning_rate 0.001"):
+        run.train()
+    assert all(torch.equal(a, b) for a, b in zip(before, weights(model), strict=True))  # not one step taken
+    assert callback.record is not None and callback.record["status"] == "refused"
+
+
 def test_too_few_examples_refuses_to_start(tiny: Any, tmp_path: Path) -> None:
     callback = SafetyCallback(policy=policy(min_examples=100), max_new_tokens=4)
     with pytest.raises(UserError, match="24 training examples, fewer than min_examples 100"):

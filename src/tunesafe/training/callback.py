@@ -123,9 +123,9 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        model: Any = None, processing_class: Any = None, train_dataloader: Any = None,
-                       **kwargs: Any) -> None:
+                       optimizer: Any = None, **kwargs: Any) -> None:
         self._start(args, state, model, processing_class, train_dataloader)
-        events = preflight(self.policy, learning_rate=float(args.learning_rate),
+        events = preflight(self.policy, learning_rate=_planned_lr(args, optimizer),
                            n_examples=self._lineage["dataset"]["n_examples"],
                            planned_epochs=float(state.num_train_epochs or args.num_train_epochs),
                            planned_steps=state.max_steps)
@@ -423,6 +423,16 @@ def _training_policy(policy: str | Path | Policy | TrainingPolicy | None) -> tup
                         fix="add one (`tunesafe policy init` shows it, commented out), or pass policy=None "
                             "for its defaults")
     return policy.training, policy.hash()
+
+
+def _planned_lr(args: TrainingArguments, optimizer: Any) -> float:
+    """The highest learning rate the run is set up with. An optimizer handed to the Trainer keeps its own
+    rate (args.learning_rate is then unused), parameter groups can differ (LoRA+), and a warmup scheduler
+    has lowered `lr` to its start while `initial_lr` (`max_lr` for OneCycleLR) keeps the peak it climbs to."""
+    rates = [float(args.learning_rate)]
+    for group in getattr(optimizer, "param_groups", None) or []:
+        rates += [float(group[key]) for key in ("lr", "initial_lr", "max_lr") if group.get(key) is not None]
+    return max(rates)
 
 
 def _current_lr(optimizer: Any) -> float | None:
