@@ -177,6 +177,13 @@ def test_selection_spreads_over_kinds_and_categories() -> None:
         select(pool, 10_000, seed=0, categories=cats)
 
 
+def test_a_category_named_twice_adds_no_example_twice() -> None:
+    pool = load_pool()
+    picked = select(pool, 20, seed=3, categories=["fraud", "fraud", "privacy"])
+    assert len({ex.id for ex in picked}) == 20
+    assert picked == select(pool, 20, seed=3, categories=["fraud", "privacy"])
+
+
 # --- the command ------------------------------------------------------------------------------------------
 
 def test_same_seed_gives_the_same_bytes_and_keeps_every_user_row(tmp_path: Path) -> None:

@@ -92,6 +92,7 @@ def select(pool: Sequence[SafetyExample], k: int, seed: int,
            categories: Sequence[str]) -> list[SafetyExample]:
     """k examples of `categories`, spread over kinds (kind_quotas) and, within a kind, round-robin over the
     categories in a seeded order, each category's examples in a seeded order."""
+    categories = list(dict.fromkeys(categories))  # named twice, a category got two queues: duplicates
     chosen = [ex for ex in pool if ex.category in categories]
     if k > len(chosen):
         raise UserError(f"the mix needs {k} safety examples but only {len(chosen)} exist for these "
