@@ -156,6 +156,19 @@ def test_provider_filters_and_refusals_are_blocked_not_errors(server: RunningSer
     assert len(server.requests) == 3  # a filter is an answer: never retried
 
 
+@pytest.mark.parametrize("fault", ["error200", "choice_error"])
+def test_a_200_carrying_an_error_is_an_error_not_an_answer(server: RunningServer, fault: str) -> None:
+    # OpenRouter answers 200 when a provider fails after generation began, the error in the body: what
+    # text came before it is not the model's answer (fail closed), and a retry may well succeed.
+    model = model_for(server, max_retries=1, breaker=100)
+    gens = generate(model, [req(f"cut [[fault:{fault}]]")])
+    assert not gens[0].ok and gens[0].finish_reason == "error" and gens[0].text == "", gens[0]
+    assert "provider" in (gens[0].error or "") and "after 2 attempts" in (gens[0].error or "")
+    server.inject(fault)
+    [retried] = generate(model, [req("recovers")])
+    assert retried.ok and retried.text == "ECHO: recovers" and len(server.requests) == 4
+
+
 def test_many_filters_in_a_row_do_not_trip_the_breaker(server: RunningServer) -> None:
     model = model_for(server, breaker=2, cooldown=60, concurrency=1)
     gens = generate(model, [req(f"f{i} [[fault:{('filter400', 'filter200')[i % 2]}]]") for i in range(8)]

@@ -451,8 +451,14 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
         refusal = message.get("refusal")
         finish = str(choice.get("finish_reason") or "stop")
         usage: Mapping[str, Any] = body.get("usage") or {}
+        # OpenRouter answers 200 once generation began, even when a provider then fails: the error
+        # rides in the body, and the text before it is no answer (fail closed). Like a 5xx, retryable.
+        failure = body.get("error") or choice.get("error")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise _Retryable(f"malformed response from server: {resp.text[:120]!r}") from None
+    if failure or finish == "error":
+        detail = failure.get("message") if isinstance(failure, Mapping) else failure
+        raise _Retryable(f"HTTP 200 carrying an error: {str(detail or finish)[:200]}")
     blocked = None
     if finish == "content_filter":  # Azure filtered the completion: what came before the cut is kept
         blocked = _filter_reason("completion", choice.get("content_filter_results"))

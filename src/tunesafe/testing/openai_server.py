@@ -11,6 +11,9 @@ POST /control/faults) or triggered by a marker in the last user message such as 
     malformed  status 200 with a body that is not JSON
     garbage    status 200 with JSON that is not a chat completion
     drop       start a response and close the connection half-way
+    error200   status 200 with a top-level `error` object next to an empty choice (OpenRouter's shape for
+               an error after generation began)
+    choice_error  status 200, the choice carrying `error` and finish_reason "error" after partial text
 
 POST /v1/moderations answers in the OpenAI moderation shape from `ServerConfig.moderation`.
 
@@ -63,7 +66,8 @@ from typing import Any
 
 import uvicorn
 
-FAULTS = ("429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200", "refusal_field")
+FAULTS = ("429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200", "refusal_field",
+          "error200", "choice_error")
 REFUSAL = "I'm sorry, but I can't help with that."
 _FILTER_OK = {"filtered": False, "severity": "safe"}
 _MARKER = re.compile(r"\[\[fault:(\w+)\]\]")
@@ -202,7 +206,13 @@ class OpenAICompatApp:
             raise ConnectionAbortedError("injected dropped connection")  # server closes the socket
         completion = self._completion(body, messages)
         choice = completion["choices"][0]
-        if fault == "filter200":
+        if fault == "error200":
+            completion["error"] = {"code": 502, "message": "upstream provider disconnected"}
+            choice.update(finish_reason="error")
+            choice["message"]["content"] = ""
+        elif fault == "choice_error":
+            choice.update(finish_reason="error", error={"code": 502, "message": "upstream provider error"})
+        elif fault == "filter200":
             completion["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": {
                 "hate": _FILTER_OK, "jailbreak": {"filtered": False, "detected": False}}}]
             choice.update(finish_reason="content_filter", content_filter_results={
