@@ -97,3 +97,24 @@ def test_a_vllm_that_fails_to_start_is_one_error_and_stores_nothing(
     code, _, err = cli("eval", "vllm:some/model?launch=1", "--suite", "smoke", "--attacks", "direct_request")
     assert code == 2 and "no CUDA GPUs are available" in err and "Traceback" not in err
     assert cli.runs() == []
+
+
+def test_credentials_in_an_attached_url_reach_the_server_and_not_the_ref() -> None:
+    secret = "pw-s3cr3t-7731"
+
+    async def ask(model: VLLMChatModel) -> list[str | None]:
+        try:
+            gens = await model.generate([ChatRequest(messages=(Message("user", "hi"),)),
+                                         ChatRequest(messages=(Message("user", "hi"),), prefill="Sure")])
+            return [g.text for g in gens[:1]] + [g.error for g in gens[1:]]
+        finally:
+            await model.aclose()
+
+    with serve(model="base-model", served=("my-ft",)) as running:
+        url = running.url.replace("http://", f"http://alice:{secret}@")
+        model = load_model(f"vllm:base-model+my-ft@{url}")
+        assert isinstance(model, VLLMChatModel)
+        assert model.ref == f"vllm:base-model+my-ft@{running.url}"  # what runs, hashes and errors quote
+        text, error = asyncio.run(ask(model))
+        assert text == "ECHO: hi" and (running.app.auth_headers[-1] or "").startswith("Basic ")
+        assert "prefill" in (error or "") and secret not in (error or "")

@@ -54,7 +54,8 @@ class VLLMChatModel(OpenAIChatModel):
         model_ = super().from_ref(ModelRef("openai", served, base_url=url, options=options))
         assert isinstance(model_, VLLMChatModel)
         model_._identity = {**identity, "served": served}
-        model_.ref = f"vllm:{ref.target}" + (f"+{served}" if ref.adapter else "") + f"@{url}"
+        # base_url, not url: the parent took the URL's userinfo out into a header, and the ref is stored
+        model_.ref = f"vllm:{ref.target}" + (f"+{served}" if ref.adapter else "") + f"@{model_.base_url}"
         return model_
 
     def content_hash(self) -> str:
