@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -10,6 +11,7 @@ import pytest
 
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models import load_model
+from tunesafe.models.openai_http import OpenAIChatModel
 from tunesafe.models.replicas import ReplicatedChatModel
 from tunesafe.testing.openai_server import RunningServer, serve
 from tunesafe.types import Generation
@@ -104,3 +106,20 @@ def test_replicas_that_report_different_models_are_refused() -> None:
 def test_bad_replica_lists_are_one_error(ref: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         load_model(ref)
+
+
+def test_a_comma_in_a_password_does_not_split_a_replica(servers: list[RunningServer]) -> None:
+    # RFC 3986 allows ',' unescaped in userinfo: only a comma before another URL separates replicas
+    secret = "pw,s3cr3t"
+    basic = "Basic " + base64.b64encode(f"alice:{secret}".encode()).decode()
+    urls = [s.url.replace("http://", f"http://alice:{secret}@") for s in servers[:2]]
+    single = load_model(f"openai:tunesafe-test@{urls[0]}")
+    assert isinstance(single, OpenAIChatModel) and single.ref == f"openai:tunesafe-test@{servers[0].url}"
+    model = load_model(f"openai:tunesafe-test@{','.join(urls)}")
+    assert isinstance(model, ReplicatedChatModel)
+    assert model.ref == f"openai:tunesafe-test@{servers[0].url},{servers[1].url}"
+    assert all(g.ok for g in generate(model, [req(f"q{i}") for i in range(6)]))
+    assert all(s.app.auth_headers and set(s.app.auth_headers) == {basic} for s in servers[:2])
+    with pytest.raises(UserError, match="bad replica URL") as info:
+        load_model(f"openai:m@{urls[0]},ftp://x/v1")
+    assert "s3cr3t" not in info.value.render() and "ftp://x/v1" in info.value.render()

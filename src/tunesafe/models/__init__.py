@@ -50,10 +50,10 @@ def load_model(ref: str, **opts: Any) -> ChatModel:
         return VLLMChatModel.from_ref(parsed)
     if backend == "openai":
         from tunesafe.models.openai_http import OpenAIChatModel
-        from tunesafe.models.replicas import ReplicatedChatModel
+        from tunesafe.models.replicas import ReplicatedChatModel, replica_urls
 
         assert parsed.base_url is not None
-        if "," in parsed.base_url:
+        if "," in parsed.base_url and len(replica_urls(parsed.base_url, str(parsed))) > 1:
             return ReplicatedChatModel.from_ref(parsed)
         return OpenAIChatModel.from_ref(parsed)
     if backend == "llamacpp":

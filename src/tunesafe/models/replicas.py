@@ -25,7 +25,11 @@ from tunesafe.models.openai_http import POLL_S, OpenAIChatModel, ReplicaDown
 from tunesafe.models.refs import ModelRef, redact_ref
 from tunesafe.types import ChatRequest, Generation, canonical_json, sha256_hex
 
-_URL = re.compile(r"^https?://[^\s,/]+(/\S*)?$")
+# A comma separates replicas only where another URL starts: RFC 3986 allows ',' unescaped in userinfo,
+# so splitting at every comma cut a password in two (and quoted its tail, unredacted, in the error).
+_SEPARATOR = re.compile(r",(?=\s*[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+# userinfo (up to the authority's last '@') may hold a comma; host and path may not
+_URL = re.compile(r"^https?://(?:[^\s/?#]*@)?[^\s,/@]+(/[^\s,]*)?$")
 
 
 @dataclass
@@ -45,7 +49,7 @@ class ReplicaStats:
 
 
 def replica_urls(base_url: str, ref: str) -> list[str]:
-    urls = [u.strip().rstrip("/") for u in base_url.split(",")]
+    urls = [u.strip().rstrip("/") for u in _SEPARATOR.split(base_url)]
     for url in urls:
         if not _URL.match(url):
             raise UserError(f"bad replica URL {redact_ref(url)!r} in {redact_ref(ref)}", where="model ref",
