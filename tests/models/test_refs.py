@@ -23,7 +23,11 @@ def test_local_refs_split_the_adapter_at_the_last_plus() -> None:
 
 
 @pytest.mark.parametrize("bad", ["", "qwen", "ftp:x", "openai:model-without-url", "openai:m@ftp://h", "hf:",
-                                 "hf:+adapter", "embedded:x?backend=vllm"])
+                                 "hf:+adapter", "embedded:x?backend=vllm",
+                                 # URLs urllib cannot take apart: a traceback later, at the first request
+                                 "openai:m@http://[::1/v1", "openai:m@http://h:99999/v1", "openai:m@http://h:x/v1",
+                                 "openai:m@http:///v1", "vllm:m@http://[::1/v1",
+                                 "openai:m@http://h:1/v1,http://h:70000/v1"])
 def test_bad_refs_are_user_errors(bad: str) -> None:
     with pytest.raises(UserError) as err:
         parse_ref(bad)

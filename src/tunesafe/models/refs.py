@@ -34,6 +34,9 @@ _OPENAI = re.compile(r"^(?P<model>[^@]+)@(?P<url>https?://\S+)$")
 _REF_FIX = ("use openai:MODEL@http(s)://HOST/v1, vllm:MODEL[+ADAPTER]@URL or ?launch=1, hf:PATH[+ADAPTER], "
             "gguf:PATH[+ADAPTER] or embedded:NAME[+ADAPTER]")
 REDACTED = "***"
+# A comma separates replicas (models/replicas.py) only where another URL starts: RFC 3986 allows ','
+# unescaped in userinfo, so splitting at every comma would cut a password in two.
+REPLICA_SEPARATOR = re.compile(r",(?=\s*[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 # userinfo up to the last '@' of the authority (a raw '@' in a password must not leak its tail)
 _USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/\s?#'\"]*@", re.IGNORECASE)
 _SECRET_PARAM = re.compile(
@@ -146,12 +149,15 @@ def parse_ref(ref: str) -> ModelRef:
         if not match:
             raise UserError(f"bad OpenAI-compatible ref '{shown}'", where="model ref",
                             fix="write openai:MODEL@http://HOST:PORT/v1")
+        _check_urls(match["url"], shown)
         return ModelRef(scheme, match["model"], base_url=match["url"].rstrip("/"), options=options)
     if scheme == "vllm":  # vllm:MODEL[+ADAPTER][@URL]
         rest, at, url = rest.partition("@http")
         target, adapter = _split_adapter(rest)
         if not target:
             raise UserError(f"model ref '{shown}' names no model", where="model ref", fix=_REF_FIX)
+        if at:
+            _check_urls(f"http{url}", shown)
         return ModelRef(scheme, target, adapter=adapter, base_url=f"http{url}".rstrip("/") if at else None,
                         options=options)
     target, adapter = _split_adapter(rest)
@@ -178,6 +184,21 @@ def parse_options(ref: ModelRef, converters: Mapping[str, Callable[[str], Any]],
     except ValueError as exc:
         raise UserError(f"bad option value: {redact_ref(str(exc))}", where=redact_ref(str(ref)),
                         fix="give numbers for numeric options") from None
+
+
+def _check_urls(urls: str, shown: str) -> None:
+    """UserError for a URL with no host or a malformed authority (an unclosed IPv6 bracket, a port that
+    is no port): urllib raises ValueError for those at the first request, a traceback mid-run."""
+    for url in REPLICA_SEPARATOR.split(urls):
+        try:
+            parts = urlsplit(url.strip())
+            parts.port  # noqa: B018 -- parsing the port is the check
+        except ValueError as exc:
+            raise UserError(f"bad URL in model ref '{shown}': {exc}", where="model ref",
+                            fix="write the server as http(s)://HOST[:PORT]/v1") from None
+        if not parts.hostname:
+            raise UserError(f"the URL in model ref '{shown}' names no host", where="model ref",
+                            fix="write the server as http(s)://HOST[:PORT]/v1")
 
 
 def _split_adapter(rest: str) -> tuple[str, str | None]:

@@ -22,12 +22,9 @@ from typing import Any
 
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models.openai_http import POLL_S, OpenAIChatModel, ReplicaDown
-from tunesafe.models.refs import ModelRef, redact_ref
+from tunesafe.models.refs import REPLICA_SEPARATOR, ModelRef, redact_ref
 from tunesafe.types import ChatRequest, Generation, canonical_json, sha256_hex
 
-# A comma separates replicas only where another URL starts: RFC 3986 allows ',' unescaped in userinfo,
-# so splitting at every comma cut a password in two (and quoted its tail, unredacted, in the error).
-_SEPARATOR = re.compile(r",(?=\s*[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 # userinfo (up to the authority's last '@') may hold a comma; host and path may not
 _URL = re.compile(r"^https?://(?:[^\s/?#]*@)?[^\s,/@]+(/[^\s,]*)?$")
 
@@ -49,7 +46,7 @@ class ReplicaStats:
 
 
 def replica_urls(base_url: str, ref: str) -> list[str]:
-    urls = [u.strip().rstrip("/") for u in _SEPARATOR.split(base_url)]
+    urls = [u.strip().rstrip("/") for u in REPLICA_SEPARATOR.split(base_url)]
     for url in urls:
         if not _URL.match(url):
             raise UserError(f"bad replica URL {redact_ref(url)!r} in {redact_ref(ref)}", where="model ref",
