@@ -169,6 +169,15 @@ def test_a_200_carrying_an_error_is_an_error_not_an_answer(server: RunningServer
     assert retried.ok and retried.text == "ECHO: recovers" and len(server.requests) == 4
 
 
+@pytest.mark.parametrize("fault", ["bad_usage", "content_list"])
+def test_a_reply_of_the_wrong_shape_fails_its_request_alone(server: RunningServer, fault: str) -> None:
+    # generate never raises for one request's failure (models/base.py): an odd body is that request's error
+    model = model_for(server, max_retries=0)
+    gens = generate(model, [req(f"odd [[fault:{fault}]]"), req("fine")])
+    assert not gens[0].ok and "malformed" in (gens[0].error or "") and gens[0].text == ""
+    assert gens[1].ok and gens[1].text == "ECHO: fine"
+
+
 def test_many_filters_in_a_row_do_not_trip_the_breaker(server: RunningServer) -> None:
     model = model_for(server, breaker=2, cooldown=60, concurrency=1)
     gens = generate(model, [req(f"f{i} [[fault:{('filter400', 'filter200')[i % 2]}]]") for i in range(8)]

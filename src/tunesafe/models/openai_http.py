@@ -447,10 +447,13 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
         body = json.loads(resp.content)
         choice = body["choices"][0]
         message = choice["message"]
+        if not isinstance(message.get("content"), (str, type(None))):  # e.g. a list of parts: not read
+            raise TypeError("message.content is not a string")
         text = from_openai_message(message) if request.tools else message.get("content") or ""
         refusal = message.get("refusal")
         finish = str(choice.get("finish_reason") or "stop")
         usage: Mapping[str, Any] = body.get("usage") or {}
+        tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         # OpenRouter answers 200 once generation began, even when a provider then fails: the error
         # rides in the body, and the text before it is no answer (fail closed). Like a 5xx, retryable.
         failure = body.get("error") or choice.get("error")
@@ -467,9 +470,8 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
     else:
         text, stopped = apply_stop(text, request.stop)
         finish = "stop" if stopped else finish
-    return Generation(text=text, finish_reason=finish, blocked=blocked,
-                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                      completion_tokens=int(usage.get("completion_tokens") or 0))
+    return Generation(text=text, finish_reason=finish, blocked=blocked, prompt_tokens=tokens[0],
+                      completion_tokens=tokens[1])
 
 
 def _filtered_prompt(resp: Response) -> Generation | None:

@@ -14,6 +14,8 @@ POST /control/faults) or triggered by a marker in the last user message such as 
     error200   status 200 with a top-level `error` object next to an empty choice (OpenRouter's shape for
                an error after generation began)
     choice_error  status 200, the choice carrying `error` and finish_reason "error" after partial text
+    bad_usage  status 200, a normal choice but `usage` a string (not an object)
+    content_list  status 200, message.content a list of parts instead of a string
 
 POST /v1/moderations answers in the OpenAI moderation shape from `ServerConfig.moderation`.
 
@@ -67,7 +69,7 @@ from typing import Any
 import uvicorn
 
 FAULTS = ("429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200", "refusal_field",
-          "error200", "choice_error")
+          "error200", "choice_error", "bad_usage", "content_list")
 REFUSAL = "I'm sorry, but I can't help with that."
 _FILTER_OK = {"filtered": False, "severity": "safe"}
 _MARKER = re.compile(r"\[\[fault:(\w+)\]\]")
@@ -212,6 +214,10 @@ class OpenAICompatApp:
             choice["message"]["content"] = ""
         elif fault == "choice_error":
             choice.update(finish_reason="error", error={"code": 502, "message": "upstream provider error"})
+        elif fault == "bad_usage":
+            completion["usage"] = "n/a"
+        elif fault == "content_list":
+            choice["message"]["content"] = [{"type": "text", "text": choice["message"]["content"]}]
         elif fault == "filter200":
             completion["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": {
                 "hate": _FILTER_OK, "jailbreak": {"filtered": False, "detected": False}}}]
