@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tunesafe.errors import EndpointUnavailable
+from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models import load_model
 from tunesafe.models.base import ChatModel
 from tunesafe.models.openai_http import OpenAIChatModel, _goes_direct
@@ -253,6 +253,15 @@ def test_both_clients_answer_retry_and_fail_each_request_alone(server: RunningSe
 def test_unknown_client_is_a_user_error(cli: Any, user_error: Any) -> None:
     result = cli("chat", "openai:m@http://127.0.0.1:9/v1?client=fast", "hi")
     user_error(result, "unknown client 'fast'", "client=auto or client=httpx")
+
+
+@pytest.mark.parametrize("option", ["concurrency=0", "concurrency=-2", "timeout=0", "timeout=nan",
+                                    "timeout=-1"])
+def test_options_that_would_hang_or_fail_every_request_are_user_errors(option: str) -> None:
+    # concurrency<1 leaves no connection slot (every request waits forever); a NaN timeout never fires
+    with pytest.raises(UserError, match=option.split("=")[0]) as info:
+        load_model(f"openai:m@http://127.0.0.1:9/v1?{option}")
+    assert info.value.fix
 
 
 def test_only_plain_http_without_a_proxy_goes_direct(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import ssl
@@ -221,6 +222,12 @@ class OpenAIChatModel:
         if client not in CLIENTS:
             raise UserError(f"unknown client {client!r}", where=f"openai:{model}@{base_url}",
                             fix=f"use client={' or client='.join(CLIENTS)}")
+        if concurrency < 1:  # no connection slot: every request would wait for one forever
+            raise UserError(f"concurrency={concurrency} leaves no request in flight", where=f"openai:{model}",
+                            fix="use concurrency=1 or more")
+        if not 0 < timeout < math.inf:  # NaN never expires (a hang); 0 or less fails every attempt
+            raise UserError(f"timeout={timeout:g} is not a number of seconds above 0",
+                            where=f"openai:{model}", fix="use e.g. timeout=60")
         self.model = model
         # URL userinfo becomes a header: base_url, ref, hashes and errors never carry it (models/refs.py)
         self.base_url, self._url_auth = split_credentials(base_url.rstrip("/"))
