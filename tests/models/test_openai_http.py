@@ -224,6 +224,16 @@ def test_api_key_is_sent_but_never_shown(monkeypatch: pytest.MonkeyPatch) -> Non
         assert secret not in (bad.error or "")
 
 
+def test_a_long_key_echoed_back_is_scrubbed_before_the_error_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the error keeps 200 characters of the body: cut first, the key's head survived the scrub
+    wrong = "sk-wrong-" + "7" * 300
+    monkeypatch.setenv("TUNESAFE_TEST_KEY", wrong)
+    with serve(api_key="sk-right") as server:
+        [bad] = generate(model_for(server, key_env="TUNESAFE_TEST_KEY"), [req("bad key")])
+    assert not bad.ok and "invalid api key: Bearer ***" in (bad.error or "")
+    assert "sk-wrong-" not in (bad.error or "") and "7777" not in (bad.error or "")
+
+
 def test_content_hash_names_ref_and_server_model(server: RunningServer) -> None:
     a = model_for(server).content_hash()
     assert a == model_for(server).content_hash() and len(a) == 64

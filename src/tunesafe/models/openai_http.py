@@ -436,16 +436,17 @@ class OpenAIChatModel:
         if resp.status_code == 429:
             raise _Retryable("HTTP 429 rate limited", _retry_after(resp.headers.get("retry-after")),
                              counts_for_breaker=False)
+        # scrubbed before it is cut: a key echoed across the cut would keep its head
         if resp.status_code >= 500:
-            raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:200]}",
+            raise _Retryable(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:200]}",
                              _retry_after(resp.headers.get("retry-after")))
         if resp.status_code == 400 and (blocked := _filtered_prompt(resp)) is not None:
             return blocked
         if resp.status_code in (401, 403):
             raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check env var {self.key_env}): "
-                         f"{resp.text[:200]}")
+                         f"{self._scrub(resp.text)[:200]}")
         if resp.status_code != 200:
-            raise _Fatal(f"HTTP {resp.status_code}: {resp.text[:300]}")
+            raise _Fatal(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:300]}")
         return _parse_completion(resp, request)
 
 
