@@ -46,6 +46,7 @@ def test_refs_parse_and_print_back() -> None:
     ("vllm:m", "names no vLLM server"),
     ("vllm:m@http://127.0.0.1:1/v1?launch=1", "both names a server and asks to launch"),
     ("vllm:m+/no/such/adapter?launch=1", "lacks adapter_config.json"),
+    ("vllm:m?launch=1&args=--max-model-len%20'4096", "args"),  # shlex cannot split it: was a ValueError
 ])
 def test_bad_vllm_refs_are_one_error(ref: str, message: str) -> None:
     with pytest.raises(UserError, match=message):

@@ -168,7 +168,13 @@ def launch_spec(ref: ModelRef) -> tuple[str, dict[str, Path], str, float]:
     except ValueError:
         raise UserError("startup_timeout must be a number of seconds", where=str(ref),
                         fix="e.g. ?launch=1&startup_timeout=1800") from None
-    return ref.target, adapters, ref.options.get("args", ""), timeout_s
+    args = ref.options.get("args", "")
+    try:
+        shlex.split(args)  # checked here: command() splits it only once the server is being started
+    except ValueError as exc:
+        raise UserError(f"args cannot be split into flags: {exc}", where=str(ref),
+                        fix="quote the extra vllm serve flags as in a shell") from None
+    return ref.target, adapters, args, timeout_s
 
 
 @contextmanager
