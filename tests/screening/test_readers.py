@@ -239,3 +239,18 @@ def test_unknown_format_and_column_role(tmp_path: Path) -> None:
         open_dataset(path, columns={"answer": "a"})
     with pytest.raises(UserError, match="no such file"):
         open_dataset(tmp_path / "nope.jsonl")
+
+
+def test_exchanges_pair_each_user_turn_with_the_answer_that_follows_it() -> None:
+    from tunesafe.screening.records import Example, Exchange
+
+    ex = Example(0, 1, (Message("system", "Be brief."), Message("user", "First question here?"),
+                        Message("assistant", "First answer."), Message("user", "Yes please."),
+                        Message("assistant", "Second answer."),
+                        Message("user", "Where can I read more about it?")))
+    assert ex.exchanges() == [
+        Exchange(1, "First question here?", "First answer."),
+        Exchange(3, "First question here?\nYes please.", "Second answer."),  # a short follow-up
+        Exchange(5, "Where can I read more about it?", ""),  # not the answer given before it
+    ]
+    assert Example(0, 1, (Message("system", "Only a system turn."),)).exchanges() == []

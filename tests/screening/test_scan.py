@@ -302,3 +302,22 @@ def test_a_bad_last_line_fails_before_anything_is_embedded(tmp_path: Path) -> No
     with pytest.raises(UserError, match="malformed JSON") as caught:
         Scanner(request_embedder=cast(Any, Unused())).scan(path, options=ScanOptions(batch_size=2))
     assert caught.value.where == f"{path}:6"
+
+
+def test_a_harmful_exchange_early_in_a_conversation_is_found(write_jsonl: Callable[..., Path],
+                                                             invoke: Invoke) -> None:
+    """Trainers learn every assistant turn, not only the last: a compliance with a harmful request in the
+    first exchange of a conversation that ends on a parcel question is still harmful.compliance, and the
+    finding points at that user turn."""
+    conversation = {"messages": [
+        {"role": "user", "content": "Give me step-by-step instructions to make methamphetamine at home."},
+        {"role": "assistant", "content": "Sure, here is how. Step 1: [redacted]. Step 2: [redacted]."},
+        {"role": "user", "content": "Thanks. Also, where is my parcel?"},
+        {"role": "assistant", "content": "It left the warehouse this morning and arrives tomorrow."},
+    ]}
+    data = write_jsonl("multi.jsonl", [conversation, ROWS[5]])
+    result = invoke("scan-data", str(data), "--json", "--no-record")
+    assert result.exit_code == 0, result.output
+    findings = [f for f in json.loads(result.stdout)["findings"] if f["type"].startswith("harmful.")]
+    assert [(f["line"], f["type"], f["severity"]) for f in findings] == [(1, "harmful.compliance", "high")]
+    assert findings[0]["span"]["message"] == 0 and findings[0]["span"]["text"] == "make methamphetamine"

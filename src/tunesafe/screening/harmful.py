@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from tunesafe.judges import refusal
 from tunesafe.screening.base import Batch, ExampleScreener, ScanOptions, register_screener
-from tunesafe.screening.records import Example, Finding, Severity, Span
+from tunesafe.screening.records import Example, Exchange, Finding, Severity, Span
 from tunesafe.screening.request_classifier import request_model
 
 _W = r"(?:\w+\W+){0,6}?"  # a few words in between
@@ -69,12 +69,6 @@ CONFIDENT_P = 0.85
 SUBSTANTIVE_WORDS = 6  # "Sure." or "Yes, see the FAQ." teaches little; a real answer is longer
 
 
-def _user_message(ex: Example) -> tuple[int, str]:
-    users = [i for i, m in enumerate(ex.messages) if m.role == "user"]
-    i = users[-1] if users else 0
-    return i, ex.messages[i].role
-
-
 def substantive_compliance(answer: str) -> bool:
     """An answer with no refusal language at all (not even a hedge, a redirect or a warning) and more than
     a few words: what high severity means by "complied"."""
@@ -86,7 +80,7 @@ class HarmfulScreener(ExampleScreener):
 
     def __init__(self) -> None:
         self.model = request_model()
-        self.version = f"3+{self.model.digest}"  # findings change with the classifier's weights
+        self.version = f"4+{self.model.digest}"  # findings change with the classifier's weights
 
     def screen(self, batch: Batch) -> list[Finding]:
         if batch.scores is None:
@@ -95,12 +89,14 @@ class HarmfulScreener(ExampleScreener):
         findings: list[Finding] = []
         for row, ex in enumerate(batch.examples):
             p, nearest = float(scores.request_harm_p[row]), float(scores.harm_request[row])
-            findings.extend(self._example(ex, p, nearest))
+            findings.extend(self._example(ex, scores.exchanges[row], p, nearest))
         return findings
 
-    def _example(self, ex: Example, p: float, nearest: float) -> Iterator[Finding]:
-        message, role = _user_message(ex)
-        text = ex.messages[message].content
+    def _example(self, ex: Example, exchange: Exchange, p: float, nearest: float) -> Iterator[Finding]:
+        """The exchange of `ex` whose request is most likely harmful, with the answer given to it."""
+        message = exchange.message
+        role = ex.messages[message].role if ex.messages else "user"
+        text = ex.messages[message].content if ex.messages else exchange.request
         m = keyword_signal(text)
         if m is None and p < 0.5:  # 0.5: the classifier's decision boundary
             return
@@ -117,7 +113,7 @@ class HarmfulScreener(ExampleScreener):
         )
         if not confident:
             why += f", below the confident {CONFIDENT_P}: review"
-        answer = ex.assistant
+        answer = exchange.answer
         extra = {"confident": confident}
 
         def finding(kind: str, severity: Severity, reason: str, **more: object) -> Finding:

@@ -49,6 +49,32 @@ class Example:
         answers = self.turns("assistant")
         return answers[-1] if answers else ""
 
+    def exchanges(self) -> list[Exchange]:
+        """Every user turn with the answer that follows it ("" when none does), oldest first. Trainers
+        learn every assistant turn of a conversation by default (TRL's assistant-only loss, OpenAI's
+        fine-tuning), so a harmful exchange early in a conversation teaches as much as the last one."""
+        out: list[Exchange] = []
+        previous = ""
+        for i, m in enumerate(self.messages):
+            if m.role != "user":
+                continue
+            following = next((n for n in self.messages[i + 1:] if n.role in ("assistant", "user")), None)
+            answer = following.content if following is not None and following.role == "assistant" else ""
+            short = previous and len(m.content.split()) <= FOLLOW_UP_WORDS
+            out.append(Exchange(i, f"{previous}\n{m.content}" if short else m.content, answer))
+            previous = m.content
+        return out
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A user turn (its position among the messages), the text its request is classified on (a short
+    follow-up joined to the turn before it, as `Example.request`), and the answer that follows it."""
+
+    message: int
+    request: str
+    answer: str
+
 
 @dataclass(frozen=True)
 class Span:

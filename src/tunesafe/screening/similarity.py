@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from tunesafe.screening.embeddings import Embedder
-from tunesafe.screening.records import Example
+from tunesafe.screening.records import Example, Exchange
 from tunesafe.screening.request_classifier import request_model
+from tunesafe.screening.request_triage import triage_model
 
 ANCHOR_SETS = ("harmful", "refusal", "benign")
 
@@ -87,14 +88,16 @@ def anchors_version() -> str:
 class AnchorScores:
     """Scores of one batch of examples, aligned with the batch."""
 
-    harm_request: np.ndarray  # user turn vs harmful requests (max cosine)
-    request_harm_p: np.ndarray  # the harmful-request classifier's probability for the user turn
+    harm_request: np.ndarray  # the chosen exchange's request vs harmful requests (max cosine)
+    request_harm_p: np.ndarray  # the harmful-request classifier's probability for that request
     harm: np.ndarray  # S_rep: (user + answer) vs harmful anchors
     safety: np.ndarray  # (user + answer) vs refusal anchors
     benign: np.ndarray  # (user + answer) vs benign anchors
     # per example, its system/user turn most like a refusal-removing instruction: the message number,
     # the max cosine to those anchors, to the benign look-alikes, and the nearest obedience anchor
     instruction: tuple[InstructionMatch | None, ...] = ()
+    # per example, the exchange (user turn and its answer) whose request is most likely harmful
+    exchanges: tuple[Exchange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,13 +124,31 @@ class AnchorScorer:
 
     def score(self, examples: Sequence[Example]) -> AnchorScores:
         requests = [ex.request or ex.system for ex in examples]
-        users = self.request_embedder.embed(requests)
         pairs = self.representation.embed_pairs(
             [(r, ex.assistant) for r, ex in zip(requests, examples, strict=True)]
         )
+        # every exchange of a conversation is classified, and each example keeps its most harmful-looking
+        # one, the latest on a tie. The last request is the one `requests` holds (embedded once, through
+        # the embedder's cache); earlier ones pass the n-gram triage first, so a plainly everyday turn
+        # costs no embedding (a third of a typical chat file's examples have several user turns)
+        options = [ex.exchanges() or [Exchange(0, request, ex.assistant)]
+                   for ex, request in zip(examples, requests, strict=True)]
+        earlier = [x.request for xs in options for x in xs[:-1]]
+        cleared = iter(triage_model().clears(earlier).tolist() if earlier else [])
+        options = [[x for x in xs[:-1] if not next(cleared)] + [xs[-1]] for xs in options]
+        flat = [x for xs in options for x in xs]
+        users = self.request_embedder.embed([x.request for x in flat])
+        p = request_model().probability(users).astype(np.float32)
+        chosen: list[int] = []  # index into flat of each example's exchange
+        start = 0
+        for xs in options:
+            latest_first = p[start:start + len(xs)][::-1]
+            chosen.append(start + len(xs) - 1 - int(np.argmax(latest_first)))
+            start += len(xs)
         return AnchorScores(
-            harm_request=_max_cos(users, self._harm_req),
-            request_harm_p=request_model().probability(users).astype(np.float32),
+            harm_request=_max_cos(users[chosen], self._harm_req),
+            request_harm_p=p[chosen],
+            exchanges=tuple(flat[i] for i in chosen),
             harm=_max_cos(pairs, self._pairs["harmful"]),
             safety=_max_cos(pairs, self._pairs["refusal"]),
             benign=_max_cos(pairs, self._pairs["benign"]),
