@@ -68,6 +68,13 @@ def test_transient_429_and_500_are_retried_honouring_retry_after(server: Running
     assert time.perf_counter() - started >= 0.1  # two Retry-After waits of 0.05 s
 
 
+def test_a_408_is_retried_like_a_timeout(server: RunningServer) -> None:
+    model = model_for(server, max_retries=2)
+    server.inject("408")
+    [gen] = generate(model, [req("after a 408")])
+    assert gen.ok and gen.text == "ECHO: after a 408" and len(server.requests) == 2
+
+
 def test_open_breaker_makes_requests_wait_and_an_outage_costs_no_attempt(server: RunningServer) -> None:
     model = model_for(server, max_retries=2, breaker=2, cooldown=0.1, concurrency=4)
     paused: list[float | None] = []
@@ -266,7 +273,8 @@ def test_unknown_client_is_a_user_error(cli: Any, user_error: Any) -> None:
 
 
 @pytest.mark.parametrize("option", ["concurrency=0", "concurrency=-2", "timeout=0", "timeout=nan",
-                                    "timeout=-1"])
+                                    "timeout=-1", "max_retries=-1", "breaker=0", "cooldown=-5",
+                                    "cooldown=nan", "max_pause=-1"])
 def test_options_that_would_hang_or_fail_every_request_are_user_errors(option: str) -> None:
     # concurrency<1 leaves no connection slot (every request waits forever); a NaN timeout never fires
     with pytest.raises(UserError, match=option.split("=")[0]) as info:

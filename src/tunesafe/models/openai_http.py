@@ -4,7 +4,7 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
   key_env=OPENAI_API_KEY   name of the env var holding the API key (unset var: no Authorization header)
   concurrency=16           requests in flight at once
   timeout=60               seconds per HTTP attempt
-  max_retries=4            retries of 429 / 5xx / timeouts / dropped connections / malformed replies
+  max_retries=4            retries of 408 / 429 / 5xx / timeouts / dropped connections / malformed replies
   breaker=8                consecutive failed attempts that open the circuit breaker
   cooldown=30              seconds between probes while the endpoint keeps failing (requests wait)
   max_pause=600            seconds the breaker may stay open (the endpoint failing) before generate
@@ -228,6 +228,12 @@ class OpenAIChatModel:
         if not 0 < timeout < math.inf:  # NaN never expires (a hang); 0 or less fails every attempt
             raise UserError(f"timeout={timeout:g} is not a number of seconds above 0",
                             where=f"openai:{model}", fix="use e.g. timeout=60")
+        # below these a request is never tried, the breaker opens before any failure, or waits go negative
+        for name, value, least in (("max_retries", max_retries, 0), ("breaker", breaker, 1),
+                                   ("cooldown", cooldown, 0), ("max_pause", max_pause, 0)):
+            if not value >= least:  # NaN too
+                raise UserError(f"{name}={value:g} is below {least}", where=f"openai:{model}",
+                                fix=f"use {name}={least} or more")
         self.model = model
         # URL userinfo becomes a header: base_url, ref, hashes and errors never carry it (models/refs.py)
         self.base_url, self._url_auth = split_credentials(base_url.rstrip("/"))
@@ -437,7 +443,7 @@ class OpenAIChatModel:
             raise _Retryable("HTTP 429 rate limited", _retry_after(resp.headers.get("retry-after")),
                              counts_for_breaker=False)
         # scrubbed before it is cut: a key echoed across the cut would keep its head
-        if resp.status_code >= 500:
+        if resp.status_code >= 500 or resp.status_code == 408:  # 408: the server timed out waiting for us
             raise _Retryable(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:200]}",
                              _retry_after(resp.headers.get("retry-after")))
         if resp.status_code == 400 and (blocked := _filtered_prompt(resp)) is not None:

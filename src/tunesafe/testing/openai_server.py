@@ -7,6 +7,7 @@ POST /control/faults) or triggered by a marker in the last user message such as 
 
     429        status 429 with Retry-After: <retry_after> seconds
     500        status 500
+    408        status 408 (the server gave up waiting for the request)
     stall      sleep `stall_s` before answering (to trip client timeouts)
     malformed  status 200 with a body that is not JSON
     garbage    status 200 with JSON that is not a chat completion
@@ -68,8 +69,8 @@ from typing import Any
 
 import uvicorn
 
-FAULTS = ("429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200", "refusal_field",
-          "error200", "choice_error", "bad_usage", "content_list")
+FAULTS = ("408", "429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200",
+          "refusal_field", "error200", "choice_error", "bad_usage", "content_list")
 REFUSAL = "I'm sorry, but I can't help with that."
 _FILTER_OK = {"filtered": False, "severity": "safe"}
 _MARKER = re.compile(r"\[\[fault:(\w+)\]\]")
@@ -185,8 +186,8 @@ class OpenAICompatApp:
             await _json(send, 429, {"error": {"message": "rate limited"}},
                         headers=[(b"retry-after", f"{self.config.retry_after:g}".encode())])
             return
-        if fault == "500":
-            await _json(send, 500, {"error": {"message": "injected server error"}})
+        if fault in ("500", "408"):
+            await _json(send, int(fault), {"error": {"message": f"injected status {fault}"}})
             return
         if fault == "filter400":
             await _json(send, 400, _prompt_filtered())
