@@ -10,7 +10,7 @@ What it establishes, from records in the evidence store only:
   event: its step, trigger and reason, from the `training_run` record);
 - per mitigation: the ASR and over-refusal change against the base (the `gate_decision` record's paired
   comparison), the ASR change against the plain fine-tune (`analysis.compare` on the two stored runs:
-  McNemar on the same attempts, bootstrap 95% interval), the held-out task loss on paraphrased AOA
+  McNemar on the same attempts, the paired 95% interval), the held-out task loss on paraphrased AOA
   examples the training never saw (within 10% of the plain one's or not), the training time and the
   probes' share of it.
 
