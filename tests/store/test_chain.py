@@ -87,6 +87,17 @@ def test_verify_names_the_first_broken_record(store: Store, statement: str, bad_
         assert result.first_bad.found == expected_hash and result.first_bad.expected != expected_hash
 
 
+def test_verify_reports_a_deleted_chain_head_instead_of_crashing(store: Store) -> None:
+    # the head row is part of what an editor can tamper with; verify crashed with NoResultFound (a
+    # traceback from `tunesafe verify`) instead of naming the broken chain
+    _fill(store, 3)
+    _sql(store, "DELETE FROM chain_head")
+    result = store.verify()
+    assert not result.ok and result.checked == 3
+    assert result.first_bad is not None and result.first_bad.reason == "head"
+    assert result.first_bad.found == "no chain head" and result.first_bad.expected == f"3:{store.get(3).hash}"
+
+
 def test_verify_detects_swapped_records(store: Store) -> None:
     _fill(store, 5)
     # move record 3's content into slot 2 and vice versa (ids are primary keys, so swap via a spare id)

@@ -56,9 +56,21 @@ Row = tuple[int, str, str, str, str, str | None, str, str]  # id, type, body, cr
 # prev_hash, hash
 
 
-def verify_rows(rows: Iterable[Row], head_id: int, head_hash: str) -> VerifyResult:
+MISSING_HEAD = "no chain head"
+
+
+def verify_rows(rows: Iterable[Row], head_id: int | None, head_hash: str | None) -> VerifyResult:
     """Walk rows in id order; stop at the first record whose link or content hash is wrong, then check
-    that the chain ends where chain_head says it does (so deleting the newest records is caught too)."""
+    that the chain ends where chain_head says it does (so deleting the newest records is caught too).
+    head_id None: the chain_head row itself is gone, which is an edit too (reported, never a crash)."""
+    if head_id is None or head_hash is None:
+        walked = verify_rows(rows, 0, GENESIS)
+        if walked.first_bad is not None and walked.first_bad.reason != "head":
+            return walked
+        # the records chain correctly; what they end at is what the missing head should have said
+        last = walked.first_bad.found if walked.first_bad is not None else f"0:{GENESIS}"
+        bad = BrokenRecord(int(last.split(":")[0]), "head", last, MISSING_HEAD)
+        return VerifyResult(False, walked.checked, 0, "", bad)
     prev_hash, last_id, checked = GENESIS, 0, 0
     for rid, type_, body, created_at, actor, subject, stored_prev, stored_hash in rows:
         checked += 1
