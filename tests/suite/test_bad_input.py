@@ -143,3 +143,10 @@ def test_csv_line_numbers_count_multiline_fields_and_blank_lines(tmp_path: Path,
     path = tmp_path / "suite.csv"
     path.write_text('text,kind\n"two\nlines",benign\n\nthird,evil\n', encoding="utf-8")
     expect_error(path, f"{path}:5", "unknown kind 'evil'")
+
+
+def test_jsonl_line_numbers_are_file_lines(tmp_path: Path, expect_error: ExpectError) -> None:
+    # a form feed on a blank line counted as one more line break, so every later line number was off by one
+    path = tmp_path / "suite.jsonl"
+    path.write_text(GOOD + "\n \x0c \n" + '{"text": "placeholder", "kind": "evil"}\n', encoding="utf-8")
+    expect_error(path, f"{path}:3", "unknown kind 'evil'")

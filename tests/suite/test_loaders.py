@@ -153,3 +153,14 @@ def test_cli_validate_with_mapping(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert (summary["items"], summary["harmful"], summary["benign"]) == (3, 2, 1)
+
+
+def test_jsonl_texts_with_unicode_line_separators_stay_on_their_line(tmp_path: Path) -> None:
+    # U+2028, U+2029 and U+0085 are legal raw inside a JSON string (json.dumps(ensure_ascii=False) writes
+    # them so); str.splitlines() broke the line at them and the file was rejected as malformed JSON
+    texts = ["First\u2028placeholder", "Second\u2029placeholder", "Third\x85placeholder"]
+    path = tmp_path / "seps.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "kind": "benign"}, ensure_ascii=False) + "\n"
+                            for t in texts), encoding="utf-8")
+    suite = load_suite(str(path))
+    assert [b.text for b in suite.behaviors] == texts

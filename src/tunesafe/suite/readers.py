@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from tunesafe.errors import UserError
 
 FORMATS = ("jsonl", "csv", "parquet")
+_NEWLINE = re.compile(r"\r\n?|\n")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,10 @@ def _read_text(path: Path, fmt: str) -> Table:
 def _read_jsonl(path: Path, text: str) -> Table:
     rows: list[Row] = []
     columns: dict[str, None] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    # universal newlines only (JSON strings cannot hold a raw CR or LF): str.splitlines() also breaks at
+    # U+2028/U+2029/U+0085 (legal raw inside a JSON string) and at form feeds, which split valid lines and
+    # put line numbers out of step with the file
+    for number, line in enumerate(_NEWLINE.split(text), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
