@@ -150,3 +150,16 @@ def test_jsonl_line_numbers_are_file_lines(tmp_path: Path, expect_error: ExpectE
     path = tmp_path / "suite.jsonl"
     path.write_text(GOOD + "\n \x0c \n" + '{"text": "placeholder", "kind": "evil"}\n', encoding="utf-8")
     expect_error(path, f"{path}:3", "unknown kind 'evil'")
+
+
+def test_csv_header_with_a_repeated_column(tmp_path: Path, expect_error: ExpectError) -> None:
+    # dict(zip(header, row)) kept only the last of two same-named columns: the first 'text' was dropped
+    path = tmp_path / "suite.csv"
+    path.write_text("id,text,kind,text\n1,first placeholder,benign,second placeholder\n", encoding="utf-8")
+    expect_error(path, f"{path}:1", "column 'text' appears twice")
+
+
+def test_jsonl_object_with_a_repeated_key(tmp_path: Path, expect_error: ExpectError) -> None:
+    # json.loads keeps the last of two same-named keys, so the first value was silently dropped
+    path = _jsonl(tmp_path, GOOD, '{"text": "placeholder", "kind": "benign", "kind": "harmful"}')
+    expect_error(path, f"{path}:2", "key 'kind' appears twice")

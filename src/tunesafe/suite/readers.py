@@ -79,10 +79,13 @@ def _read_jsonl(path: Path, text: str) -> Table:
             continue
         where = f"{path}:{number}"
         try:
-            value = json.loads(line)
+            value = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise UserError(f"malformed JSON: {exc.msg} (column {exc.colno})", where=where,
                             fix="write one complete JSON object per line") from None
+        except _DuplicateKey as exc:
+            raise UserError(f"key '{exc.key}' appears twice in one object", where=where,
+                            fix="keep one value per key") from None
         if not isinstance(value, dict):
             raise UserError(f"expected a JSON object, found {type(value).__name__}", where=where,
                             fix='write one object per line, e.g. {"text": "...", "kind": "harmful"}')
@@ -91,10 +94,38 @@ def _read_jsonl(path: Path, text: str) -> Table:
     return Table(path, tuple(columns), tuple(rows))
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads would keep the last of two equal keys and drop the first value without a word
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _check_header(where: str, columns: tuple[str, ...]) -> None:
+    """A repeated column name would leave only its last column in each row. Unnamed columns (trailing
+    commas of spreadsheet exports) carry no field and are not compared."""
+    seen: set[str] = set()
+    for column in columns:
+        if column and column in seen:
+            raise UserError(f"column '{column}' appears twice in the header", where=where,
+                            fix="rename or remove one of the two columns")
+        seen.add(column)
+
+
 def _read_csv(path: Path, text: str) -> Table:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         columns = tuple(next(reader, []))
+        _check_header(f"{path}:1", columns)
         rows: list[Row] = []
         start = reader.line_num + 1  # a quoted field may span lines: track where each record starts
         for record in reader:
@@ -121,6 +152,7 @@ def _read_parquet(path: Path) -> Table:
     except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
         raise UserError(f"not a readable Parquet file: {exc}", where=str(path),
                         fix="check that the file is Parquet, or use JSONL/CSV") from None
+    _check_header(str(path), tuple(table.column_names))
     rows = tuple(Row(f"{path}:row {i + 1}", values) for i, values in enumerate(table.to_pylist()))
     return Table(path, tuple(table.column_names), rows)
 
