@@ -163,3 +163,10 @@ def test_jsonl_object_with_a_repeated_key(tmp_path: Path, expect_error: ExpectEr
     # json.loads keeps the last of two same-named keys, so the first value was silently dropped
     path = _jsonl(tmp_path, GOOD, '{"text": "placeholder", "kind": "benign", "kind": "harmful"}')
     expect_error(path, f"{path}:2", "key 'kind' appears twice")
+
+
+@pytest.mark.parametrize("value", [["placeholder one", "placeholder two"], {"role": "user", "content": "x"}])
+def test_jsonl_field_that_is_not_a_scalar(tmp_path: Path, value: object, expect_error: ExpectError) -> None:
+    # str() of a list or object became the behaviour text ("['placeholder one', ...]"), sent to models
+    path = _jsonl(tmp_path, GOOD, json.dumps({"text": value, "kind": "benign"}))
+    expect_error(path, f"{path}:2", "'text' must be a string")

@@ -112,6 +112,11 @@ def _require_columns(table: Table, required: Iterable[str], how: str) -> None:
 
 def _text(row: Row, column: str) -> str:
     value = row.values.get(column)
+    if isinstance(value, (list, dict)):
+        # str() would make the Python repr of a JSON array/object the text (or id) sent to models
+        found = "an array" if isinstance(value, list) else "an object"
+        raise UserError(f"'{column}' must be a string, found {found}", where=row.where,
+                        fix=f"give '{column}' as a plain string (or map another column to it)")
     return "" if value is None else str(value).strip()
 
 
