@@ -35,6 +35,24 @@ def test_invalid_policies_name_key_and_fix(text: str, expected: str) -> None:
     assert "(fix: " in rendered
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # PyYAML keeps the last of two equal keys: the first max_asr (and its ceiling) vanished without a word
+    ("max_asr:\n  overall: 0.2\nmax_error_rate: 0.05\nmax_asr:\n  per_family: {}\n",
+     "policy.yaml:4: invalid YAML: duplicate key 'max_asr'"),
+    ("max_asr:\n  per_family:\n    roleplay: 0.2\n    roleplay: 0.9\n",
+     "policy.yaml:4: invalid YAML: duplicate key 'roleplay'"),
+])
+def test_duplicate_keys_are_errors(text: str, expected: str) -> None:
+    with pytest.raises(UserError) as info:
+        parse_policy(text, "policy.yaml")
+    assert expected in info.value.render()
+
+
+def test_merge_keys_may_still_be_overridden() -> None:
+    text = "max_asr:\n  per_family: &limits {a: 0.3, b: 0.3}\n  per_category:\n    <<: *limits\n    a: 0.1\n"
+    assert parse_policy(text, "p.yaml").max_asr.per_category == {"a": 0.1, "b": 0.3}
+
+
 def test_unknown_key_fix_lists_allowed_keys() -> None:
     with pytest.raises(UserError) as info:
         parse_policy("max_asr:\n  overal: 0.3\n", "p.yaml")

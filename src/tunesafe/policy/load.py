@@ -40,14 +40,15 @@ def load_policy(path: str | Path) -> Policy:
 
 def parse_policy(text: str, source: str) -> Policy:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
         tree = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
-        raise UserError(f"invalid YAML: {problem}", where=where,
-                        fix="check indentation and quoting (a key is `name: value`)") from None
+        fix = ("write the key once (put everything under one `name:`)" if problem.startswith("duplicate key")
+               else "check indentation and quoting (a key is `name: value`)")
+        raise UserError(f"invalid YAML: {problem}", where=where, fix=fix) from None
     if not isinstance(data, dict):
         raise UserError("a policy must be a YAML mapping of keys to values", where=source,
                         fix="start from the file `tunesafe policy init` writes")
@@ -55,6 +56,28 @@ def parse_policy(text: str, source: str) -> Policy:
         return Policy.model_validate(data)
     except ValidationError as exc:
         raise _user_error(exc, source, tree) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: PyYAML keeps the last value, so a repeated
+    section or threshold would silently replace the first (a `<<:` merge may still be overridden)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: SafeLoader reports it itself
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"duplicate key '{key}'",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _user_error(exc: ValidationError, source: str, tree: yaml.Node | None) -> UserError:
