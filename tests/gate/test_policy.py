@@ -48,6 +48,26 @@ def test_duplicate_keys_are_errors(text: str, expected: str) -> None:
     assert expected in info.value.render()
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # YAML reads yes/no/on/off/true/false as booleans and pydantic took them as 1 and 0: `max_error_rate: yes`
+    # became a 100% error tolerance, `min_attack_families: on` a minimum of one family
+    ("max_error_rate: yes\n", "policy.yaml:1: max_error_rate: a yes/no value where a number is expected"),
+    ("min_attack_families: on\n", "policy.yaml:1: min_attack_families: a yes/no value"),
+    ("max_asr:\n  per_family:\n    roleplay: yes\n", "policy.yaml:3: max_asr.per_family.roleplay: a yes/no"),
+    ("inconclusive_exit: true\n", "policy.yaml:1: inconclusive_exit: a yes/no value"),
+    ("training:\n  max_steps: true\n", "policy.yaml:2: training.max_steps: a yes/no value"),
+])
+def test_yes_no_where_a_number_is_expected(text: str, expected: str) -> None:
+    with pytest.raises(UserError) as info:
+        parse_policy(text, "policy.yaml")
+    assert expected in info.value.render()
+
+
+def test_yes_no_still_sets_the_yes_no_keys() -> None:
+    policy = parse_policy("require_significance: no\nrule_out_regression: off\n", "p.yaml")
+    assert (policy.require_significance, policy.rule_out_regression) == (False, False)
+
+
 def test_merge_keys_may_still_be_overridden() -> None:
     text = "max_asr:\n  per_family: &limits {a: 0.3, b: 0.3}\n  per_category:\n    <<: *limits\n    a: 0.1\n"
     assert parse_policy(text, "p.yaml").max_asr.per_category == {"a": 0.1, "b": 0.3}

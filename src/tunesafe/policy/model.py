@@ -4,9 +4,17 @@ percentage points in [0, 100]; a threshold left at null is not checked."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from tunesafe.types import canonical_json, sha256_hex
 
@@ -23,13 +31,43 @@ def _points(value: float) -> float:
     return value
 
 
-Rate = Annotated[float, AfterValidator(_rate)]
-Points = Annotated[float, AfterValidator(_points)]
+YES_NO = "a yes/no value where a number is expected (YAML reads yes/no/on/off/true/false as booleans)"
+
+
+def _not_yes_no(value: Any) -> Any:
+    # pydantic's lax mode takes a boolean as 1 or 0: `max_error_rate: yes` would allow 100% errors
+    if isinstance(value, bool):
+        raise ValueError(YES_NO)
+    return value
+
+
+Rate = Annotated[float, BeforeValidator(_not_yes_no), AfterValidator(_rate)]
+Points = Annotated[float, BeforeValidator(_not_yes_no), AfterValidator(_points)]
 ANY = "*"  # key of a per_family / per_category map that applies to every group not named
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _yes_no_only_for_yes_no_keys(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            types = _types(cls.model_fields[info.field_name].annotation)
+            if bool not in types and types & {int, float}:
+                raise ValueError(YES_NO)
+        return value
+
+
+def _types(annotation: Any) -> set[Any]:
+    """The types an annotation admits at its top level (`int | None` -> {int, NoneType},
+    `Literal[1, 3]` -> {int}, `Rate` -> {float})."""
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return {type(arg) for arg in args}
+    if get_origin(annotation) is Annotated:
+        return _types(args[0])
+    return {annotation} if not args else set().union(*(_types(arg) for arg in args))
 
 
 class MaxAsr(_Strict):
