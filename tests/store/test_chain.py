@@ -96,6 +96,10 @@ def test_verify_reports_a_deleted_chain_head_instead_of_crashing(store: Store) -
     assert not result.ok and result.checked == 3
     assert result.first_bad is not None and result.first_bad.reason == "head"
     assert result.first_bad.found == "no chain head" and result.first_bad.expected == f"3:{store.get(3).hash}"
+    # appending cannot know where the chain ends: one clear error (was NoResultFound), nothing written
+    with pytest.raises(UserError, match="chain head is missing"):
+        store.append(RecordType.RUN, {"i": 99})
+    assert [r.id for r in store.records()] == [1, 2, 3]
 
 
 def test_verify_detects_swapped_records(store: Store) -> None:

@@ -107,7 +107,11 @@ class Store:
         rows: list[dict[str, Any]] = []
         with self._guard(), self.engine.begin() as conn:
             head = conn.execute(select(ChainHead.last_id, ChainHead.last_hash)
-                                .where(ChainHead.id == 1).with_for_update()).one()
+                                .where(ChainHead.id == 1).with_for_update()).one_or_none()
+            if head is None:  # deleted behind the store's back; guessing where the chain ends would fork it
+                raise UserError("the evidence chain head is missing (the chain_head row was deleted)",
+                                where=self.location, fix="run `tunesafe verify` and restore the database "
+                                "from a backup")
             # stamped under the lock, so created_at never goes backwards along the chain (on one clock)
             created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
             last_id, last_hash = head.last_id, head.last_hash
