@@ -101,3 +101,31 @@ def test_bad_executor_options_are_one_error(cli: Cli, server: Server) -> None:
     assert code == 2 and "unknown executor" in err and "Traceback" not in err
     code, _, err = cli("eval", server.ref(), "--suite", "smoke", "--executor", "ray", "--workers", "0")
     assert code == 2 and "--workers" in err
+
+
+def test_a_worker_that_keeps_failing_is_one_error_and_the_run_resumes(
+        cli: Cli, tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunesafe.engine import distributed
+
+    class Broken(distributed.Worker):
+        # Defined here so Ray ships it by value; every actor dies in its constructor (a model that cannot
+        # load on the worker machines), past any restart.
+        def __init__(self, spec: distributed.WorkerSpec) -> None:
+            raise RuntimeError("placeholder: no model on this worker")
+
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=4, n_benign=2)
+    args = ("--suite", str(suite), "--attacks", "direct_request", "--judge", "refusal", "--no-cache",
+            "--no-progress")
+    original = distributed.Worker
+    monkeypatch.setattr(distributed, "Worker", Broken)
+    code, _, err = cli("eval", server.ref(), *args, "--executor", "ray", "--workers", "2")
+    # Ray itself logs the remote task's traceback from its driver thread; ours is one error line, exit 2
+    assert code == 2 and "error: --executor ray: a Ray worker failed" in err, err
+    [run_id] = cli.runs()
+    assert f"--resume {run_id}" in err, err
+    assert load_run(Store.open(str(cli.db)), run_id).status != "complete"
+    monkeypatch.setattr(distributed, "Worker", original)
+    code, _, err = cli("eval", "--resume", run_id, "--executor", "ray", "--workers", "2", "--no-progress")
+    assert code == 0, err
+    info = load_run(Store.open(str(cli.db)), run_id)
+    assert info.status == "complete" and info.n_done == info.n_planned

@@ -132,15 +132,20 @@ class RayExecutor(ResultRecorder):
         chunks = deque(list(pending[i:i + size]) for i in range(0, len(pending), size))
 
         async def drive(actor: Any) -> None:
-            self.pids.append(await actor.pid.remote())
-            while chunks:
-                chunk = chunks.popleft()
-                results, stopped = await actor.run.remote(chunk)
-                for result in results:
-                    self.record(result)
-                if stopped is not None:
-                    where, _, message = stopped.partition(": ")
-                    raise EndpointUnavailable(message, where=where, fix="")
+            try:
+                self.pids.append(await actor.pid.remote())
+                while chunks:
+                    chunk = chunks.popleft()
+                    results, stopped = await actor.run.remote(chunk)
+                    for result in results:
+                        self.record(result)
+                    if stopped is not None:
+                        where, _, message = stopped.partition(": ")
+                        raise EndpointUnavailable(message, where=where, fix="")
+            except ray.exceptions.RayError as exc:
+                # A worker that cannot start or keeps dying past its restarts: nothing of its chunk was
+                # stored, so the run stops resumably with one line instead of Ray's remote traceback.
+                raise worker_failed(exc, self.spec.run_id) from None
 
         tasks = [asyncio.create_task(drive(actor)) for actor in actors]
         try:
@@ -156,3 +161,12 @@ class RayExecutor(ResultRecorder):
                 ray.kill(actor)
             if started_here:
                 ray.shutdown()
+
+
+def worker_failed(exc: BaseException, run_id: str) -> UserError:
+    """One line for a Ray error: its first line (the rest is the remote traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    return UserError(f"a Ray worker failed ({type(exc).__name__}): {first}", where="--executor ray",
+                     fix=f"everything stored so far is kept; fix the workers, then: "
+                         f"tunesafe eval --resume {run_id}")
