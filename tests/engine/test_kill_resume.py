@@ -101,3 +101,30 @@ def _kill_and_resume(tmp_path: Path, server: Server) -> None:
     assert load_run(store, run_id).status == "complete"
     assert [r.body["run_id"] for r in store.records(type=RecordType.RUN)] == [run_id]
     assert store.verify().ok
+
+
+def test_sigterm_keeps_what_finished_and_marks_the_run_interrupted(tmp_path: Path) -> None:
+    # SIGTERM is how kill, systemd, docker stop and schedulers stop a job: it must end the run like Ctrl-C
+    # (finished results committed, status interrupted, the resume command shown), not drop the buffer and
+    # leave a dead run marked "running".
+    db = tmp_path / "store.db"
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=16, n_benign=4)
+    store = Store.open(str(db))
+    with serve(latency_s=0.2) as running:
+        proc = _eval(db, Server(running).ref(), "--suite", str(suite), "--attacks", "template", "--judge",
+                     "refusal", "--concurrency", "2")
+        assert proc.stderr is not None
+        while "attempts planned" not in proc.stderr.readline():
+            assert proc.poll() is None, "the run ended before it announced itself"
+        run_id = list_runs(store)[0].id
+        deadline = time.monotonic() + 60
+        while _stored(store, run_id)[0] == 0:  # some results are committed, more are in flight
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and f"--resume {run_id}" in err, (proc.returncode, err)
+    assert "Traceback" not in err, err
+    info = load_run(store, run_id)
+    assert info.status == "interrupted" and 0 < info.n_done < info.n_planned

@@ -9,10 +9,12 @@ store each result as it completes, and close the run with an evidence record. Re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -213,8 +215,10 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
         executor = Executor(target, attacker, judges, planned, config, frozen, writer, run_id)
     started = time.perf_counter()
     status = "interrupted"
+    terminated: list[bool] = []
     try:
-        with RunProgress(len(planned.plan.attempts), len(done), enabled=progress) as bar:
+        with RunProgress(len(planned.plan.attempts), len(done), enabled=progress) as bar, \
+                _sigterm_interrupts(terminated):
             executor.progress = bar
             await executor.run(pending)
         status = "complete"
@@ -224,10 +228,12 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
         if isinstance(exc, EndpointUnavailable):
             exc.fix = (f"everything done so far is kept; when the endpoint is back: "
                        f"tunesafe eval --resume {run_id}")
+        if terminated and isinstance(exc, asyncio.CancelledError):
+            raise KeyboardInterrupt from None  # the caller reports it as the interruption it is
         raise
     finally:
         try:
-            writer.flush()  # what finished before a Ctrl-C or a failure is kept
+            writer.flush()  # what finished before a Ctrl-C, a SIGTERM or a failure is kept
         finally:
             if status != "complete":
                 store_results.set_status(store, run_id, status)
@@ -236,6 +242,41 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
     if (replica_stats := getattr(model, "replica_stats", None)) is not None:
         stats["replicas"] = replica_stats()  # per replica: requests, errors, moved away, its model id
     return finish_run(store, run_id, planned.plan.ids, stored_config, model_hash, stats)
+
+
+_TERMINABLE: dict[asyncio.Task[Any], list[bool]] = {}
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts(hit: list[bool]) -> Iterator[None]:
+    """While a run executes, SIGTERM (kill, systemd, docker stop, a batch scheduler) stops it like Ctrl-C:
+    the default action would end the process at once, dropping the writer's buffered results and leaving
+    the run marked running. The run's task is cancelled, and `hit` made non-empty. Runs that go on
+    together (a gate's two sides) share the one handler."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def terminate() -> None:
+        for running, flag in list(_TERMINABLE.items()):
+            flag.append(True)
+            running.cancel()
+
+    if task is None:
+        yield
+        return
+    if not _TERMINABLE:
+        try:
+            loop.add_signal_handler(signal.SIGTERM, terminate)
+        except (NotImplementedError, RuntimeError, ValueError):  # not on Windows, nor off the main thread
+            yield
+            return
+    _TERMINABLE[task] = hit
+    try:
+        yield
+    finally:
+        del _TERMINABLE[task]
+        if not _TERMINABLE:
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_config: Mapping[str, Any],
