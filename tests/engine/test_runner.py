@@ -4,6 +4,7 @@ results, evidence, reuse, the concurrency bound, fail-closed errors, resume chec
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -240,3 +241,25 @@ def test_a_resumed_run_shows_running_until_it_completes(tmp_path: Path, store: S
                                   on_start=lambda *_: seen.append(load_run(store, run_id).status)))
     assert seen == ["running"] and report.status == "complete"
     assert load_run(store, run_id).status == "complete"
+
+
+def test_an_unreachable_ray_address_is_one_error_not_a_hang(tmp_path: Path, server: Server) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    cmd = [sys.executable, "-m", "tunesafe.cli.app", "--db", str(tmp_path / "store.db"), "eval", server.ref(),
+           "--suite", str(suite), "--attacks", "direct_request", "--judge", "refusal", "--no-progress",
+           "--executor", "ray", "--ray-address", f"127.0.0.1:{port}"]
+    # Ray itself retries an absent head for minutes on end
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
+                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    assert done.returncode == 2, done.stderr
+    assert "cannot reach the Ray cluster" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    [run] = list_runs(Store.open(str(tmp_path / "store.db")))
+    assert run.status != "complete" and run.n_done == 0  # resumable once the cluster is up

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -90,6 +91,8 @@ def connect(config: EvalConfig) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
+    if config.ray_address:
+        _check_reachable(config.ray_address)
     try:
         ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, **({} if config.ray_address else {
@@ -98,6 +101,23 @@ def connect(config: EvalConfig) -> bool:
         raise UserError(f"cannot reach the Ray cluster at {config.ray_address}: {exc}", where="--ray-address",
                         fix="start it (ray start --head) or pass the right address") from None
     return True
+
+
+REACH_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT head that does not answer: Ray would retry it for minutes on end (silently, from the
+    user's side), so try one TCP connection first. "auto", "local" and ray:// are left to ray.init."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {exc}", where="--ray-address",
+                        fix="start it (ray start --head) or pass the right address; the run is kept: "
+                            "resume it with tunesafe eval --resume RUN") from None
 
 
 def actor_options(model_ref: str) -> dict[str, Any]:
