@@ -129,3 +129,22 @@ def test_a_worker_that_keeps_failing_is_one_error_and_the_run_resumes(
     assert code == 0, err
     info = load_run(Store.open(str(cli.db)), run_id)
     assert info.status == "complete" and info.n_done == info.n_planned
+
+
+def test_a_worker_whose_model_differs_stores_nothing(cli: Cli, tmp_path: Path, server: Server,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunesafe.engine import distributed
+
+    class Stale(distributed.Worker):
+        # a node whose copy of the model is not the driver's (another checkpoint at the same path)
+        def __init__(self, spec: distributed.WorkerSpec) -> None:
+            super().__init__(spec)
+            self.model.content_hash = lambda: "0" * 64  # type: ignore[method-assign]
+
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=4, n_benign=2)
+    monkeypatch.setattr(distributed, "Worker", Stale)
+    code, _, err = cli("eval", server.ref(), "--suite", str(suite), "--attacks", "direct_request", "--judge",
+                       "refusal", "--no-cache", "--no-progress", "--executor", "ray", "--workers", "2")
+    assert code == 2 and "model" in err, err
+    [run_id] = cli.runs()
+    assert load_run(Store.open(str(cli.db)), run_id).n_done == 0  # no answer of another model was stored

@@ -39,6 +39,7 @@ class WorkerSpec:
     planned: Planned
     frozen: Mapping[str, Mapping[str, Any]]
     run_id: str
+    model_hash: str  # the driver's model: every actor's must be the same
 
 
 class _Collect:
@@ -75,6 +76,10 @@ class Worker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def identity(self) -> tuple[int, str]:
+        """(process id, the content hash of the model this actor loaded)."""
+        return os.getpid(), self.model.content_hash()
 
 
 def import_ray() -> Any:
@@ -153,7 +158,15 @@ class RayExecutor(ResultRecorder):
 
         async def drive(actor: Any) -> None:
             try:
-                self.pids.append(await actor.pid.remote())
+                pid, model_hash = await actor.identity.remote()
+                self.pids.append(pid)
+                if model_hash != self.spec.model_hash:
+                    # Each actor loads the ref on its own node: another checkpoint or server model there
+                    # would store its answers under the driver's model hash, mixing two models in one run.
+                    raise UserError(f"a Ray worker's model (hash {model_hash[:12]}) is not the driver's "
+                                    f"(hash {self.spec.model_hash[:12]})", where=self.spec.model_ref,
+                                    fix="give every node the same model, then: "
+                                        f"tunesafe eval --resume {self.spec.run_id}")
                 while chunks:
                     chunk = chunks.popleft()
                     results, stopped = await actor.run.remote(chunk)

@@ -210,7 +210,7 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
     frozen = store_results.frozen_prompts(store, config.replay_from) if config.replay_from else {}
     executor: Executor | RayExecutor
     if config.executor == "ray":
-        executor = RayExecutor(WorkerSpec(model_ref, config, planned, frozen, run_id), writer)
+        executor = RayExecutor(WorkerSpec(model_ref, config, planned, frozen, run_id, model_hash), writer)
     else:
         executor = Executor(target, attacker, judges, planned, config, frozen, writer, run_id)
     started = time.perf_counter()
