@@ -263,3 +263,32 @@ def test_an_unreachable_ray_address_is_one_error_not_a_hang(tmp_path: Path, serv
     assert "cannot reach the Ray cluster" in done.stderr and "Traceback" not in done.stderr, done.stderr
     [run] = list_runs(Store.open(str(tmp_path / "store.db")))
     assert run.status != "complete" and run.n_done == 0  # resumable once the cluster is up
+
+
+class _Died(BaseException):
+    """The process dying at this point (kill -9 between two commits)."""
+
+
+def test_a_run_killed_before_its_evidence_record_gets_it_on_resume(
+        tmp_path: Path, store: Store, server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    config = EvalConfig(suite=str(suite), attacks="direct_request", judges=("refusal",))
+    real_append = Store.append
+
+    def dying(self: Store, type: str, body: Any, *args: Any, **kw: Any) -> Any:
+        if type == RecordType.RUN:
+            raise _Died
+        return real_append(self, type, body, *args, **kw)
+
+    monkeypatch.setattr(Store, "append", dying)
+    with pytest.raises(_Died):
+        _run(store, server.ref(), config)
+    monkeypatch.setattr(Store, "append", real_append)
+    [run] = list_runs(store)
+    # never "complete" without the evidence record that closes it, or a resume would have nothing to do
+    assert run.status != "complete"
+    assert _run(store, None, config, resume=run.id) == run.id  # type: ignore[arg-type]
+    assert load_run(store, run.id).status == "complete"
+    assert [r.body["run_id"] for r in store.records(type=RecordType.RUN)] == [run.id]
+    _run(store, None, config, resume=run.id)  # type: ignore[arg-type]
+    assert [r.body["run_id"] for r in store.records(type=RecordType.RUN)] == [run.id]

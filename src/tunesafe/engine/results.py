@@ -88,8 +88,8 @@ def create_run(store: Store, run_id: str, model_ref: str, model_hash: str, confi
             finished_at=None))
 
 
-def set_status(store: Store, run_id: str, status: str) -> None:
-    finished = now() if status == "complete" else None
+def set_status(store: Store, run_id: str, status: str, finished_at: datetime | None = None) -> None:
+    finished = (finished_at or now()) if status == "complete" else None
     with store.engine.begin() as conn:
         conn.execute(update(RunRow).where(RunRow.id == run_id).values(status=status, finished_at=finished))
 

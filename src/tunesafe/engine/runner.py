@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tunesafe.analysis.metrics import Summary, summarize
@@ -281,25 +282,36 @@ def _sigterm_interrupts(hit: list[bool]) -> Iterator[None]:
 
 def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_config: Mapping[str, Any],
                model_hash: str, stats: Mapping[str, Any]) -> RunReport:
-    """Close a run whose every planned attempt is stored: status complete, and its evidence record."""
+    """Close a run whose every planned attempt is stored: its evidence record, then status complete.
+    The status goes last and each record is written once: a run killed in between is not complete, and
+    its resume (nothing left to execute) comes back here and writes only what is missing."""
     results = store_results.load_results(store, run_id)
     missing = set(planned_ids) - {r.attempt.id for r in results}
     if missing:  # cannot happen unless rows were deleted underneath us; never close such a run
         store_results.set_status(store, run_id, "failed")
         raise RuntimeError(f"run {run_id}: {len(missing)} planned attempts have no stored result")
-    store_results.set_status(store, run_id, "complete")
     summary = summarize(results)
     info = store_results.load_run(store, run_id)
     model_name = stored_config.get("model_name")
-    body = {
-        "run_id": run_id, "model_ref": info.model_ref, "model_hash": model_hash, "model_name": model_name,
-        "config": stored_config, "config_hash": info.config_hash, "n_attempts": len(results),
-        "results_digest": store_results.results_digest(results), "summary": summary,
-        "started_at": info.created_at.isoformat(),
-        "finished_at": info.finished_at.isoformat() if info.finished_at else None, "session": stats,
-    }
-    record = store.append(RecordType.RUN, body, subject=model_name)
-    if model_name and in_inventory(store, model_name):
+    digest = store_results.results_digest(results)
+    record = next((r for r in reversed(list(store.records(type=RecordType.RUN, subject=model_name)))
+                   if r.body.get("run_id") == run_id and r.body.get("results_digest") == digest), None)
+    if record is None:
+        finished = store_results.now()
+        if info.created_at.tzinfo is None:  # as the store gives its times back (SQLite: naive UTC)
+            finished = finished.replace(tzinfo=None)
+        body = {
+            "run_id": run_id, "model_ref": info.model_ref, "model_hash": model_hash, "model_name": model_name,
+            "config": stored_config, "config_hash": info.config_hash, "n_attempts": len(results),
+            "results_digest": digest, "summary": summary, "started_at": info.created_at.isoformat(),
+            "finished_at": finished.isoformat(), "session": stats,
+        }
+        record = store.append(RecordType.RUN, body, subject=model_name)
+    else:
+        finished = datetime.fromisoformat(record.body["finished_at"])
+    if model_name and in_inventory(store, model_name) and not any(
+            r.body.get("details", {}).get("run_record") == record.id
+            for r in store.records(type=RecordType.SAFETY_EVAL, subject=model_name)):
         from tunesafe.production.inventory import record_safety_eval
 
         overall = summary.overall
@@ -308,6 +320,7 @@ def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_con
             "suite": stored_config["suite"], "judge": stored_config["judges"][0], "n_attempts": len(results),
             **json.loads(canonical_json({m: overall.rate(m) for m in ("asr", "refusal", "over_refusal",
                                                                         "error")}))})
+    store_results.set_status(store, run_id, "complete", finished_at=finished)
     return RunReport(run_id, "complete", summary, stats, record.id)
 
 
