@@ -4,6 +4,7 @@ UserError; the CLI prints its one-line message and exits 2, never a traceback.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 
 class TunesafeError(Exception):
@@ -33,3 +34,16 @@ class EndpointUnavailable(UserError):
     exit 3 (inconclusive: nothing was decided), not 2 (nothing the user typed was wrong)."""
 
     exit_code = 3
+
+
+def read_user_text(path: str | Path, what: str, fix: str) -> str:
+    """The text of a file the user named, or a UserError naming it: a missing file, a folder and bytes
+    that are not UTF-8 (a ValueError, which `except OSError` lets through as a traceback) alike. A leading
+    BOM, as Windows editors write one, is dropped: it is not part of the first key or token."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UserError(f"cannot read the {what}: {exc.strerror or exc}", where=str(path), fix=fix) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"the {what} is not UTF-8 text (byte {exc.start}: 0x{exc.object[exc.start]:02x})",
+                        where=str(path), fix="save the file as UTF-8") from None

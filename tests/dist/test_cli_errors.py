@@ -59,3 +59,22 @@ def test_bad_input_is_refused_before_torch_loads(tmp_path: Path) -> None:
         said = run_probe(tmp_path, *args)
         assert said.startswith("exit 2 heavy none |") and fragment in said, (args, said)
     assert not (tmp_path / "o").exists()
+
+
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tunesafe.cli.app", "--db", f"sqlite:///{cwd}/store.db", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_a_text_file_that_is_not_utf8_is_one_error_line(tmp_path: Path) -> None:
+    # Latin-1 bytes (a file saved by an old editor): UnicodeDecodeError is a ValueError, not an OSError, and
+    # escaped the handlers of the catalogue and token readers as a traceback with exit 1.
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"controls: []\n# caf\xe9 placeholder token 0123456789abcdef\n")
+    for args in (("controls", "list", "--catalogue", str(latin)),
+                 ("controls", "status", "m1", "--catalogue", str(latin)),
+                 ("serve", "--token-file", str(latin))):
+        done = run_cli(tmp_path, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Traceback" not in done.stderr and "latin.yaml" in done.stderr and "UTF-8" in done.stderr, (
+            args, done.stderr)

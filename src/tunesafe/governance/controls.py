@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import yaml
 
-from tunesafe.errors import UserError
+from tunesafe.errors import UserError, read_user_text
 from tunesafe.evidence.store import Store
 from tunesafe.governance.checks import RATINGS, CheckContext, CheckResult, registry, run_check
 from tunesafe.governance.lineage import Lineage, LineageNode, collect_lineage
@@ -151,12 +151,9 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
 
 @lru_cache(maxsize=8)
 def _load(path: str) -> Catalogue:
+    text = read_user_text(path, "controls catalogue", fix="give an existing controls YAML file")
     try:
-        text = Path(path).read_text(encoding="utf-8")
         data = yaml.safe_load(text)
-    except OSError as exc:
-        raise UserError(f"cannot read the controls catalogue: {exc.strerror or exc}", where=path,
-                        fix="give an existing controls YAML file") from exc
     except yaml.YAMLError as exc:
         raise UserError(f"the controls catalogue is not valid YAML: {exc}", where=path,
                         fix="fix the YAML syntax") from exc

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request
 
-from tunesafe.errors import UserError
+from tunesafe.errors import UserError, read_user_text
 
 TOKEN_ENV = "TUNESAFE_TOKEN"
 COOKIE = "tunesafe_session"
@@ -159,14 +159,8 @@ def read_token(token_file: Path | None) -> str | None:
     """The token from --token-file, else TUNESAFE_TOKEN, else None. UserError for an unreadable file or
     a token too short to resist guessing."""
     if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UserError(
-                f"cannot read the token file: {exc.strerror or exc}",
-                where=str(token_file),
-                fix="pass a readable file holding the token (e.g. `openssl rand -hex 32 > F`)",
-            ) from None
+        fix = "pass a readable file holding the token (e.g. `openssl rand -hex 32 > F`)"
+        token = read_user_text(token_file, "token file", fix=fix).strip()
         where = str(token_file)
     else:
         token = os.environ.get(TOKEN_ENV, "").strip()
