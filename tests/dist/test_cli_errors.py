@@ -78,3 +78,11 @@ def test_a_text_file_that_is_not_utf8_is_one_error_line(tmp_path: Path) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert "Traceback" not in done.stderr and "latin.yaml" in done.stderr and "UTF-8" in done.stderr, (
             args, done.stderr)
+
+
+def test_a_lease_that_is_not_a_finite_number_of_seconds_is_refused(tmp_path: Path) -> None:
+    # `nan <= 0` is False, so NaN passed the check and crashed in timedelta (and inf/1e400 overflowed it).
+    for value in ("nan", "inf", "1e400", "1e300"):
+        done = run_cli(tmp_path, "redteam", "run-due", "--lease", value)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (value, done.stderr)
+        assert "--lease" in done.stderr, (value, done.stderr)

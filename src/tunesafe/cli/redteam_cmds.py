@@ -81,6 +81,9 @@ def schedule_remove(ctx: typer.Context, schedule_id: str = typer.Argument(..., m
                   highlight=False)
 
 
+MAX_LEASE_S = 7 * 24 * 3600  # a week: a live runner renews its claim long before
+
+
 def run_due_command(
     ctx: typer.Context,
     now: str = NOW_OPTION,
@@ -97,9 +100,10 @@ def run_due_command(
     from tunesafe.policy import default_policy, load_policy
     from tunesafe.production.redteam import run_due
 
-    if lease <= 0:
-        raise UserError(f"--lease must be positive, got {lease:g}", where="--lease",
-                        fix="pass e.g. --lease 1800")
+    # written so NaN fails too; the ceiling keeps now + lease inside datetime's range
+    if not 0 < lease <= MAX_LEASE_S:
+        raise UserError(f"--lease must be between 0 and {MAX_LEASE_S} seconds, got {lease:g}",
+                        where="--lease", fix="pass e.g. --lease 1800")
     policy = default_policy() if policy_file is None else load_policy(policy_file)
     with open_store(db_url(ctx)) as store:
         result = run_due(store, now=_now(now), max_runs=max_runs, policy=policy, max_pause=max_pause,
