@@ -5,6 +5,7 @@ give it before importing torch or transformers."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,13 @@ def test_a_lease_that_is_not_a_finite_number_of_seconds_is_refused(tmp_path: Pat
         done = run_cli(tmp_path, "redteam", "run-due", "--lease", value)
         assert done.returncode == 2 and "Traceback" not in done.stderr, (value, done.stderr)
         assert "--lease" in done.stderr, (value, done.stderr)
+
+
+def test_a_workspace_config_that_is_not_utf8_is_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / ".tunesafe").mkdir()
+    (tmp_path / ".tunesafe" / "config.yaml").write_bytes(b"db: caf\xe9.db\n")
+    env = {k: v for k, v in os.environ.items() if k != "TUNESAFE_DB"}
+    done = subprocess.run([sys.executable, "-m", "tunesafe.cli.app", "models", "list"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "config.yaml" in done.stderr and "UTF-8" in done.stderr, done.stderr

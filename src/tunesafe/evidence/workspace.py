@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tunesafe.errors import UserError
+from tunesafe.errors import UserError, read_user_text
 from tunesafe.evidence.store import Store
 
 DIR = ".tunesafe"
@@ -37,11 +37,13 @@ class Workspace:
 
 
 def _read_config(path: Path) -> dict[str, object]:
+    fix = "fix the YAML or delete the file and run `tunesafe init` again"
+    text = read_user_text(path, "workspace config", fix=fix)
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
         raise UserError(f"cannot read the workspace config: {exc}".splitlines()[0], where=str(path),
-                        fix="fix the YAML or delete the file and run `tunesafe init` again") from exc
+                        fix=fix) from exc
     if not isinstance(loaded, dict):
         raise UserError("workspace config must be a mapping (e.g. `db: tunesafe.db`)", where=str(path),
                         fix="fix the file or delete it and run `tunesafe init` again")
