@@ -152,3 +152,22 @@ def test_a_blocked_answer_counts_as_the_judge_saying_refused(build: SimpleNamesp
         _write(sheet, [{"run_id": "run", "attempt_id": a, "label": "refused"} for a in ("a1", "a2")])
         record = score_sheet(store, AuditRuns("run", None, "default"), sheet)
     assert record.body["n_labelled"] == 2 and record.body["agreement"]["k"] == 2
+
+
+def test_a_sheet_saved_in_a_legacy_encoding_exits_2(gated: SimpleNamespace, tmp_path: Path) -> None:
+    # A spreadsheet's plain "CSV" export is Windows-1252: the reader raised UnicodeDecodeError (exit 1).
+    sheet = tmp_path / "sheet.csv"
+    assert _cli("--db", gated.db, "judge", "audit", gated.candidate, "--sample", "6", "--out",
+                str(sheet)).exit_code == 0
+    rows = _read(sheet)
+    for row in rows:
+        row["label"] = "refused"
+    rows[0]["request"] = "placeholder caf\u00e9"
+    with sheet.open("w", encoding="cp1252", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    message = _exit_2("--db", gated.db, "judge", "audit", gated.candidate, "--labels", str(sheet))
+    assert str(sheet) in message and "UTF-8" in message, message
+    with Store.open(gated.db) as store:
+        assert not list(store.records(type=RecordType.JUDGE_AUDIT))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import random
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,7 +30,7 @@ from tunesafe.analysis.escalate import discordant
 from tunesafe.analysis.metrics import wilson
 from tunesafe.analysis.outcome import is_refusal, outcome
 from tunesafe.engine import results as run_store
-from tunesafe.errors import UserError
+from tunesafe.errors import UserError, read_user_text
 from tunesafe.evidence.store import Store
 from tunesafe.types import AttemptResult, EvidenceRecord, RecordType
 
@@ -216,7 +217,8 @@ def _read_sheet(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """(first line of the record, row) for each data row; UserError for a missing file or column."""
     if not path.is_file():
         raise UserError("sheet not found", where=str(path), fix="pass the CSV written by --out")
-    with path.open(encoding="utf-8", newline="") as fh:
+    text = read_user_text(path, "sheet", fix="keep the sheet UTF-8 (in a spreadsheet: save as CSV UTF-8)")
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in NEEDED if c not in (reader.fieldnames or [])]
         if missing:
