@@ -38,12 +38,17 @@ class EndpointUnavailable(UserError):
 
 def read_user_text(path: str | Path, what: str, fix: str) -> str:
     """The text of a file the user named, or a UserError naming it: a missing file, a folder and bytes
-    that are not UTF-8 (a ValueError, which `except OSError` lets through as a traceback) alike. A leading
-    BOM, as Windows editors write one, is dropped: it is not part of the first key or token."""
+    that are not UTF-8 (a ValueError, which `except OSError` lets through as a traceback) alike; bad bytes
+    are named by line. A leading BOM, as Windows editors write one, is dropped: it is not part of the
+    first key, record or token."""
     try:
-        return Path(path).read_text(encoding="utf-8-sig")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read the {what}: {exc.strerror or exc}", where=str(path), fix=fix) from None
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UserError(f"the {what} is not UTF-8 text (byte {exc.start}: 0x{exc.object[exc.start]:02x})",
-                        where=str(path), fix="save the file as UTF-8") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"the {what} is not valid UTF-8 text (byte 0x{data[exc.start]:02x})",
+                        where=f"{path}:{line}",
+                        fix="save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None

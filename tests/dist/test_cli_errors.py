@@ -97,3 +97,31 @@ def test_a_workspace_config_that_is_not_utf8_is_one_error_line(tmp_path: Path) -
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "config.yaml" in done.stderr and "UTF-8" in done.stderr, done.stderr
+
+
+def test_chat_data_not_in_utf8_names_the_line_before_torch_loads(tmp_path: Path) -> None:
+    # read_chat_jsonl let UnicodeDecodeError through: train-lora printed a traceback (exit 1).
+    data = tmp_path / "latin.jsonl"
+    good = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}\n'
+    data.write_bytes(good + good.replace(b"ok", b"caf\xe9"))
+    said = run_probe(tmp_path, "train-lora", str(data), "--base", "embedded:smollm2-135m", "--out",
+                     str(tmp_path / "o"))
+    assert said.startswith("exit 2 heavy none |") and "latin.jsonl:2:" in said and "UTF-8" in said, said
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bom_before_jsonl_is_not_a_malformed_first_line(tmp_path: Path) -> None:
+    # Notepad and Excel write a UTF-8 BOM; scan-data and suites drop it, mix-safety and judge pairs called
+    # line 1 malformed JSON with a fix that did not mention it.
+    from tunesafe.judges.pairs import read_pairs
+
+    chat = tmp_path / "chat.jsonl"
+    row = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}\n'
+    chat.write_bytes(b"\xef\xbb\xbf" + (row * 40).encode())
+    out = tmp_path / "mixed.jsonl"
+    done = run_cli(tmp_path, "mix-safety", str(chat), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert not out.read_bytes().startswith(b"\xef\xbb\xbf") and row.strip() in out.read_text(encoding="utf-8")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_bytes(b'\xef\xbb\xbf{"request": "hi", "response": "ok"}\n')
+    assert [(p.request, p.response) for p in read_pairs(pairs)] == [("hi", "ok")]

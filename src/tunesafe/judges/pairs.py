@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tunesafe.errors import UserError
+from tunesafe.errors import UserError, read_user_text
 from tunesafe.judges.base import Judge, JudgeInput
 from tunesafe.types import Verdict
 
@@ -25,10 +25,7 @@ _FIX = 'each line must be a JSON object like {"request": "...", "response": "...
 def read_pairs(path: Path) -> list[JudgeInput]:
     if not path.is_file():
         raise UserError(f"file not found: {path}", fix="pass a JSONL file of request/response pairs")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise UserError(f"not UTF-8 text: {exc}", where=str(path), fix="save the file as UTF-8") from None
+    lines = read_user_text(path, "pairs file", fix=_FIX).splitlines()
     items = [_parse_line(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
     return require_pairs(items, str(path))
 

@@ -15,6 +15,7 @@ same adapter with or without them.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import random
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from tunesafe.errors import UserError
+from tunesafe.errors import UserError, read_user_text
 
 if TYPE_CHECKING:
     from tunesafe.models.refs import ModelRef
@@ -70,7 +71,8 @@ def read_chat_jsonl(path: Path, *, trainable: bool = False) -> list[list[dict[st
     `trainable`, each must also be turns of string role and content ending with the assistant's answer
     (what train_lora learns), checked here so the error names the line."""
     conversations = []
-    with path.open(encoding="utf-8") as fh:
+    text = read_user_text(path, "chat data", fix="give a chat JSONL file")
+    with io.StringIO(text) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -17,6 +17,7 @@ provenance written next to MIXED and in the `data_mix` evidence record."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from tunesafe.errors import UserError
+from tunesafe.errors import UserError, read_user_text
 from tunesafe.training.lora_sft import read_chat_jsonl
 from tunesafe.training.safety_examples import DATA_FILE, KINDS
 from tunesafe.types import Message, Role, sha256_hex
@@ -157,7 +158,8 @@ def parse_categories(spec: str | None) -> list[str]:
 def _raw_rows(path: Path) -> list[tuple[int, str]]:
     """(line number, text) of each record of DATA as written (blank lines dropped, as the reader drops
     them), so user rows reach MIXED byte for byte."""
-    with path.open(encoding="utf-8", newline="") as fh:
+    # the reader's own decoding (BOM dropped), so line numbers and rows agree with read_chat_jsonl
+    with io.StringIO(read_user_text(path, "chat data", fix="give a chat JSONL file"), newline="") as fh:
         return [(n, line.rstrip("\r\n")) for n, line in enumerate(fh, 1) if line.strip()]
 
 
