@@ -125,3 +125,15 @@ def test_a_bom_before_jsonl_is_not_a_malformed_first_line(tmp_path: Path) -> Non
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_bytes(b'\xef\xbb\xbf{"request": "hi", "response": "ok"}\n')
     assert [(p.request, p.response) for p in read_pairs(pairs)] == [("hi", "ok")]
+
+
+def test_eval_refuses_a_temperature_or_max_pause_that_is_not_a_finite_number(tmp_path: Path) -> None:
+    # EvalConfig checked neither a negative/NaN temperature nor a NaN max_pause (`nan < 0` is False): the
+    # dry run accepted them (exit 0) and a real run would send them to the model and store them in the
+    # run's config record.
+    model = "openai:m@http://127.0.0.1:9/v1"
+    for option, value in (("--temperature", "-1"), ("--temperature", "nan"), ("--temperature", "inf"),
+                          ("--max-pause", "nan")):
+        done = run_cli(tmp_path, "eval", model, "--dry-run", "--suite", "smoke", option, value)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (option, value, done.stderr)
+        assert f"{option}:" in done.stderr, (option, value, done.stderr)

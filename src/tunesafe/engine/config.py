@@ -3,6 +3,7 @@ hash (what `find_reusable_run` matches and a resume checks)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,10 @@ class EvalConfig:
         if self.max_new_tokens < 1:
             raise UserError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}",
                             where="--max-new-tokens", fix="pass a positive number")
-        if self.max_pause < 0:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise UserError(f"temperature must be a number 0 or more, got {self.temperature:g}",
+                            where="--temperature", fix="pass --temperature 0 (greedy) or e.g. 0.7")
+        if not self.max_pause >= 0:  # written so NaN fails too; inf (never stop) is meaningful
             raise UserError(f"max_pause must be 0 or more seconds, got {self.max_pause:g}",
                             where="--max-pause",
                             fix="pass --max-pause 600 (seconds; 0 stops at the first outage)")
