@@ -137,3 +137,13 @@ def test_eval_refuses_a_temperature_or_max_pause_that_is_not_a_finite_number(tmp
         done = run_cli(tmp_path, "eval", model, "--dry-run", "--suite", "smoke", option, value)
         assert done.returncode == 2 and "Traceback" not in done.stderr, (option, value, done.stderr)
         assert f"{option}:" in done.stderr, (option, value, done.stderr)
+
+
+def test_judge_pairs_out_that_cannot_be_written_is_one_error_line(tmp_path: Path) -> None:
+    # --out under a file (not a folder) raised NotADirectoryError from a bare open(): exit 1, traceback.
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"request": "hi", "response": "ok"}\n')
+    (tmp_path / "afile").write_text("")
+    done = run_cli(tmp_path, "judge", "pairs", str(pairs), "--out", str(tmp_path / "afile" / "v.jsonl"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "afile/v.jsonl" in done.stderr and "--out" in done.stderr, done.stderr

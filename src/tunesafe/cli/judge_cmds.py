@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
+from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows, write_out
 from tunesafe.cli.groups import AFTER, runs_app
 from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
@@ -57,8 +57,7 @@ def judge(
     items, kinds = fill_kinds(items)
     rows = judge_pairs(judges, items, kinds)
     if out is not None:
-        with out.open("w", encoding="utf-8") as fh:
-            fh.writelines(iter_jsonl(rows))
+        write_out(out, "".join(iter_jsonl(rows)), "verdicts")
     if as_json:
         sys.stdout.writelines(iter_jsonl(rows))
         return
