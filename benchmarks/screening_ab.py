@@ -33,12 +33,20 @@ def main() -> None:
     parser.add_argument("--warm-up", type=Path, help="a small file scanned first (default: FILE itself)")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    for path in (args.file, args.warm_up):
+        if path is not None and not path.is_file():
+            parser.error(f"{path}: no such file")  # one line, exit 2
+    for src in (args.before, args.after):
+        if not (src / "tunesafe").is_dir():
+            parser.error(f"{src}: not a src folder holding tunesafe (fix: give CHECKOUT/src)")
     warm = args.warm_up or args.file
     for _ in range(args.rounds):
         for label, src in (("before", args.before), ("after", args.after)):
             env = {**os.environ, "PYTHONPATH": str(src.resolve())}
             done = subprocess.run([sys.executable, "-c", PROBE, str(args.file), str(warm)], env=env,
-                                  capture_output=True, text=True, check=True)
+                                  capture_output=True, text=True, check=False)
+            if done.returncode != 0:  # the scan's own error (e.g. a malformed line), not ours
+                sys.exit(f"{label}: the scan failed: {done.stderr.strip().splitlines()[-1:]}")
             print(label, done.stdout.strip(), flush=True)
 
 
