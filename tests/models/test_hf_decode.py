@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from pathlib import Path
 
 import pytest
 
 from tunesafe.errors import UserError
 from tunesafe.models import hf_decode, load_model
-from tunesafe.models.hf import HFChatModel
+from tunesafe.models.hf import HFChatModel, HFEngine
 from tunesafe.testing.random_llama import SHAPES, save_random_llama
 from tunesafe.types import ChatRequest, Message
 
@@ -70,6 +71,27 @@ def test_static_batches_of_a_model_share_one_shape(tiny_folder: Path,
     assert [(g.text, g.finish_reason, g.prompt_tokens) for g in gens] == reference
     asyncio.run(model.generate(full))
     assert {rows for rows, _ in shapes} == {16} and len(shapes) == 2
+
+
+def test_every_generation_of_the_process_runs_on_one_thread(tiny_folder: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled CUDA graphs (torch < 2.13) only replay on the thread that holds their state, and each
+    asyncio.run has executor threads of its own: two runs and two models must still share one thread."""
+    threads: list[threading.Thread] = []  # the objects, not names or idents, which a new thread can reuse
+    model = load_model(f"hf:{tiny_folder}?device=cpu&dtype=float32&max_batch=4")
+    other = load_model(f"hf:{tiny_folder}?device=cpu&dtype=float32&max_batch=2&decode=static")
+    assert isinstance(model, HFChatModel) and isinstance(other, HFChatModel)
+    real = HFEngine.run
+
+    def spy(self: HFEngine, *args: object, **kw: object) -> object:
+        threads.append(threading.current_thread())
+        return real(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HFEngine, "run", spy)
+    for m in (model, model, other):
+        assert all(g.ok for g in asyncio.run(m.generate(requests(2, seed=7))))
+    assert len(threads) == 3 and len({id(t) for t in threads}) == 1
+    assert threads[0].name.startswith("tunesafe-hf")
 
 
 def test_continuous_with_warmup_inside_inference_mode(tiny_folder: Path) -> None:

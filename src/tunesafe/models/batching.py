@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -18,11 +19,14 @@ Result = TypeVar("Result")
 class MicroBatcher(Generic[Item, Result]):
     """Collects items from concurrent callers for up to `max_wait_s` (or until `max_batch` are waiting)
     and runs `run_batch` on them. Calls into `run_batch` never overlap (the model is not re-entrant),
-    even across event loops, because they share `lock`."""
+    even across event loops, because they share `lock`. `executor` is where `run_batch` runs (default:
+    the event loop's default executor, whose threads change from one event loop to the next)."""
 
     def __init__(self, run_batch: Callable[[list[Item]], list[Result]], *, max_batch: int = 8,
-                 max_wait_s: float = 0.02, lock: threading.Lock | None = None) -> None:
+                 max_wait_s: float = 0.02, lock: threading.Lock | None = None,
+                 executor: Executor | None = None) -> None:
         self.run_batch = run_batch
+        self.executor = executor
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.lock = lock or threading.Lock()
@@ -66,7 +70,7 @@ class MicroBatcher(Generic[Item, Result]):
             if not live:
                 continue
             try:
-                results = await asyncio.to_thread(self._locked_run, [item for item, _ in live])
+                results = await loop.run_in_executor(self.executor, self._locked_run, [i for i, _ in live])
             except Exception as exc:  # the batch failed as a whole: every caller gets the exception
                 for _, fut in live:
                     if not fut.done():

@@ -363,7 +363,7 @@ class HFChatModel:
                                          lora=True, tools=True)
         self._batcher: MicroBatcher[ChatRequest, Generation] = MicroBatcher(
             lambda reqs: engine.run(reqs, adapter_on, decode, max_batch), max_batch=max_batch,
-            lock=engine.lock)
+            lock=engine.lock, executor=hf_decode.MODEL_THREAD)
 
     @classmethod
     def from_ref(cls, ref: ModelRef) -> HFChatModel:

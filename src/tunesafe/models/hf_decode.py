@@ -22,12 +22,31 @@ can go the other way, as with any change of batch."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 MODES = ("auto", "generate", "static", "continuous")
 PROMPT_BUCKET = 64
 CACHE_BUCKET = 256
+
+
+def _own_graph_state() -> None:
+    """Import torch's CUDA-graph trees on the model thread first: before torch 2.13 they live in the state
+    of the thread that imported them, and a compiled call from any other thread raised a bare
+    AssertionError (pytorch/pytorch#123177; the H100 run in BENCHMARKS.md, "Local GPU path")."""
+    import torch
+
+    if torch.cuda.is_available():
+        with contextlib.suppress(ImportError):
+            import torch._inductor.cudagraph_trees  # noqa: F401
+
+
+# Every hf model of the process generates on this one thread, so graphs are captured and replayed on the
+# same thread whichever event loop or engine asks (each asyncio.run has its own default executor threads).
+MODEL_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunesafe-hf",
+                                  initializer=_own_graph_state)
 
 
 def resolve(mode: str, device: Any) -> str:
