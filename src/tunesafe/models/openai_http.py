@@ -415,8 +415,10 @@ class OpenAIChatModel:
         return min(BACKOFF_CAP_S, max(backoff, retry_after or 0.0))
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
-        messages = ([{"role": m.role, "content": m.content} for m in request.messages] if not request.tools
-                    else to_openai_messages(request.messages))
+        # Tool results need OpenAI's call ids, also in a conversation that offers no tools any more.
+        tooled = request.tools or any(m.role == "tool" for m in request.messages)
+        messages = (to_openai_messages(request.messages) if tooled
+                    else [{"role": m.role, "content": m.content} for m in request.messages])
         payload: dict[str, Any] = {"model": self.model, "messages": messages,
                                    "max_tokens": request.max_new_tokens, "temperature": request.temperature,
                                    "seed": request.seed}

@@ -178,6 +178,10 @@ class OpenAICompatApp:
             await _json(send, 400, {"error": {"message": "body must be JSON with 'messages'"}})
             return
         self.requests.append(body)
+        if (invalid := _invalid_tool_messages(messages)) is not None:
+            await _json(send, 400, {"error": {"message": invalid, "type": "invalid_request_error",
+                                              "param": "messages", "code": None}})
+            return
         if self.down:
             await _json(send, 500, {"error": {"message": "service unavailable (outage)"}})
             return
@@ -277,6 +281,24 @@ class OpenAICompatApp:
                 "choices": [{"index": 0, "finish_reason": finish, "message": message}],
                 "usage": {"prompt_tokens": len(json.dumps(messages)) // 4, "completion_tokens": 8,
                           "total_tokens": len(json.dumps(messages)) // 4 + 8}}
+
+
+def _invalid_tool_messages(messages: Any) -> str | None:
+    """OpenAI's rule, which vLLM's and other servers' validation follows: a `tool` message answers a
+    call of the assistant message before it, by that call's id. A client that sends a tool result any
+    other way gets a 400 from a real endpoint, so the loopback server refuses it too."""
+    open_ids: set[str] = set()
+    for i, message in enumerate(messages if isinstance(messages, list) else ()):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "assistant":
+            open_ids = {c.get("id") for c in message.get("tool_calls") or () if isinstance(c, dict)}
+        elif role == "tool":
+            if message.get("tool_call_id") not in open_ids:
+                return (f"Invalid parameter: messages[{i}] with role 'tool' must be a response to a "
+                        "preceding message with 'tool_calls' (tool_call_id not found)")
+        else:
+            open_ids = set()
+    return None
 
 
 def _prompt_filtered() -> dict[str, Any]:
