@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tunesafe.analysis.outcome import outcome
 from tunesafe.engine import results as run_store
 from tunesafe.evidence.store import Store
+from tunesafe.web.pages import gates
 
 
 def _get(client: TestClient, url: str) -> str:
@@ -103,6 +107,26 @@ def test_gate_page_matches_the_decision(client: TestClient, filled: Any) -> None
     links = re.findall(r'class="cell [a-z]+" data-family="([^"]+)" data-category="([^"]+)"', html)
     assert sorted(links) == sorted((c["family"], c["category"]) for c in cells)
     assert "<svg" in html  # the report's charts
+
+
+def test_gate_page_shows_blocked_and_uncertain_counts(client: TestClient, filled: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard shows what the report shows: a deployment's filter counts as refusals, so the
+    count must be visible wherever the gate's ASR is."""
+    real = gates.gate_record
+
+    def with_counts(store: Store, record_id: int) -> Any:
+        rec = real(store, record_id)
+        body = copy.deepcopy(rec.body)
+        body["comparison"]["info"].update(
+            blocked={"base": {"k": 3, "n": 40, "rate": 0.075}, "candidate": {"k": 1, "n": 40, "rate": 0.025}},
+            uncertain={"base": {"k": 0, "n": 40}, "candidate": {"k": 2, "n": 40}})
+        return dataclasses.replace(rec, body=body)
+
+    monkeypatch.setattr(gates, "gate_record", with_counts)
+    html = _get(client, f"/gates/{filled.gate_id}")
+    assert "blocked by the deployment (whole runs)" in html and "3/40 (7.5%)" in html
+    assert "uncertain verdicts (whole runs)" in html and "2/40" in html
 
 
 def test_cell_drilldown_and_discordant_filter(client: TestClient, filled: Any) -> None:

@@ -39,7 +39,7 @@ def report_context(body: Mapping[str, Any], record: EvidenceRecord | None = None
         body=body, record=record, title=title(body), verdict_title=view.VERDICT_TITLE[body["verdict"]],
         decisive=decisive, notes=notes, alpha=body["policy"]["alpha"],
         overall=[(label, rows[0]) for label, rows in overall if rows],
-        error=view.deltas(body, "error")[0], blocked=view.blocked(body), uncertain=view.uncertain(body),
+        error=view.deltas(body, "error")[0], counts=view.whole_run_counts(body),
         family_chart=Markup(charts.grouped_bars([view.bar_row(d) for d in families],
                                                 title="Attack success rate by attack family")),
         refusal_chart=Markup(charts.grouped_bars(side_by_side, title="ASR next to refusal and over-refusal")),

@@ -31,12 +31,8 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     error = view.deltas(body, "error")[0]
     lines.append(f"| error rate | {error['n_pairs']} | {view.pct(error['before'])} | "
                  f"{view.pct(error['after'])} | {view.points(error['diff'])} | | |")
-    blocked = view.blocked(body)
-    if blocked:  # counted as refusals above; shown so a filtered deployment is not mistaken for a safe model
-        lines.append(f"| blocked by the deployment | | {blocked['base']} | {blocked['candidate']} | | | |")
-    unsure = view.uncertain(body)
-    if unsure:  # counted in their best-guess outcome above; shown so a doubtful measurement says so
-        lines.append(f"| uncertain verdicts | | {unsure['base']} | {unsure['candidate']} | | | |")
+    for label, counts, _why in view.whole_run_counts(body):
+        lines.append(f"| {label} | | {counts['base']} | {counts['candidate']} | | | |")
     families = view.deltas(body, "asr", "family")
     if families:
         lines += ["", "| attack family | n | base ASR | candidate ASR | change (pts) | 95% CI | Holm p |",

@@ -35,6 +35,20 @@ def uncertain(body: Mapping[str, Any]) -> dict[str, str] | None:
     return {side: f"{c['k']}/{c['n']}" for side, c in counts.items()}
 
 
+def whole_run_counts(body: Mapping[str, Any]) -> list[tuple[str, dict[str, str], str]]:
+    """The counts every rendering of a gate shows under its paired metrics: (label, count per side, why
+    it is shown). Blocked answers are counted as refusals, so a filtered deployment must not pass for a
+    safe model unseen; uncertain verdicts count in their best guess, so a doubtful measurement says so."""
+    rows = []
+    if (declined := blocked(body)) is not None:
+        rows.append(("blocked by the deployment", declined, "a provider content filter or refusal field "
+                     "declined these: counted as refusals, never as errors"))
+    if (doubted := uncertain(body)) is not None:
+        rows.append(("uncertain verdicts", doubted, "the judge doubted these: each counts in its best-guess "
+                     "outcome; escalate them with --escalate-judge"))
+    return rows
+
+
 def name(delta: Mapping[str, Any]) -> str:
     return str(delta["group"]).split(":", 1)[-1]
 
