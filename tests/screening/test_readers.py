@@ -254,3 +254,153 @@ def test_exchanges_pair_each_user_turn_with_the_answer_that_follows_it() -> None
         Exchange(5, "Where can I read more about it?", ""),  # not the answer given before it
     ]
     assert Example(0, 1, (Message("system", "Only a system turn."),)).exchanges() == []
+
+
+SHAREGPT = {
+    "system": "You are a shop assistant.",
+    "conversations": [
+        {"from": "human", "value": "Where is my order?"},
+        {"from": "gpt", "value": "It ships today."},
+        {"from": "human", "value": "Track it for me."},
+        {"from": "function_call", "value": '{"name": "track", "arguments": {"order": 7}}'},
+        {"from": "observation", "value": '{"status": "shipped"}'},
+        {"from": "gpt", "value": "It has shipped."},
+    ],
+}
+
+
+def test_sharegpt_roles_system_and_key_spellings(tmp_path: Path) -> None:
+    """FastChat / LLaMA-Factory / Axolotl ShareGPT: `conversations` (or `conversation`, or `messages`)
+    of from/value turns, and a top-level system prompt; a function call is an assistant turn, its
+    result a tool turn."""
+    rows = [
+        SHAREGPT,
+        {"conversation": [{"from": "user", "value": "a"}, {"from": "chatgpt", "value": "b"}]},
+        {"messages": [{"from": "system", "value": "s"}, {"from": "human", "value": "a"},
+                      {"from": "bard", "value": "b"}, {"from": "tool", "value": "t"},
+                      {"from": "model", "value": "c"}]},
+    ]
+    path = tmp_path / "sharegpt.json"
+    path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    records = list(open_dataset(path).records())
+    assert {r.schema for r in records} == {"sharegpt"}
+    assert records[0].example.messages == (
+        Message("system", "You are a shop assistant."),
+        *EXPECTED,
+        Message("user", "Track it for me."),
+        Message("assistant", '{"name": "track", "arguments": {"order": 7}}'),
+        Message("tool", '{"status": "shipped"}'),
+        Message("assistant", "It has shipped."),
+    )
+    assert records[1].example.messages == (Message("user", "a"), Message("assistant", "b"))
+    roles = [m.role for m in records[2].example.messages]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    assert [r.example.messages for r in open_dataset(path, "sharegpt").records()] == [
+        r.example.messages for r in records
+    ]
+
+
+def test_sharegpt_in_parquet_and_csv(tmp_path: Path) -> None:
+    parquet = tmp_path / "s.parquet"
+    pq.write_table(pa.Table.from_pylist([SHAREGPT]), parquet)
+    assert messages(parquet)[0][1:3] == EXPECTED
+    # an Arrow struct has every field of the column: a turn's missing keys come back as None
+    mixed = tmp_path / "m.parquet"
+    turns = [{"from": "human", "value": "Where is my order?"},
+             {"role": "assistant", "content": "It ships today."}]
+    pq.write_table(pa.Table.from_pylist([{"messages": turns}]), mixed)
+    assert messages(mixed) == [EXPECTED]
+    csv_path = tmp_path / "s.csv"
+    cell = json.dumps(SHAREGPT["conversations"][:2]).replace('"', '""')
+    csv_path.write_text(f'turns\n"{cell}"\n', encoding="utf-8")
+    assert messages(csv_path, columns={"conversations": "turns"}) == [EXPECTED]
+
+
+def test_alpaca_history_comes_before_the_current_instruction(tmp_path: Path) -> None:
+    """LLaMA-Factory's `history`: earlier [instruction, response] pairs, oldest first; each is screened."""
+    row = {
+        "system": "Be brief.",
+        "instruction": "Where is my order?",
+        "input": "",
+        "output": "It ships today.",
+        "history": [["First question?", "First answer."], ["Second question?", "Second answer."]],
+    }
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps({**row, "history": []}) + "\n", encoding="utf-8")
+    got = messages(path)
+    assert got[0] == (
+        Message("system", "Be brief."),
+        Message("user", "First question?"),
+        Message("assistant", "First answer."),
+        Message("user", "Second question?"),
+        Message("assistant", "Second answer."),
+        *EXPECTED,
+    )
+    assert got[1] == (Message("system", "Be brief."), *EXPECTED)
+    parquet = tmp_path / "a.parquet"
+    pq.write_table(pa.Table.from_pylist([row]), parquet)
+    assert messages(parquet) == got[:1]
+
+
+def test_trl_conversational_prompt_completion(tmp_path: Path) -> None:
+    """TRL's conversational prompt-completion: both sides are lists of messages."""
+    row = {
+        "prompt": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Where is my order?"},
+        ],
+        "completion": [{"role": "assistant", "content": "It ships today."}],
+    }
+    path = tmp_path / "trl.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    records = list(open_dataset(path).records())
+    assert records[0].schema == "prompt-completion"
+    assert records[0].example.messages == (Message("system", "Be brief."), *EXPECTED)
+
+
+def test_trl_conversational_messages_is_chat(tmp_path: Path) -> None:
+    path = tmp_path / "trl.jsonl"
+    path.write_text(json.dumps(chat("Where is my order?", "It ships today.", system="Be brief.")) + "\n")
+    [record] = open_dataset(path).records()
+    assert record.schema == "chat" and record.example.messages == (Message("system", "Be brief."), *EXPECTED)
+
+
+@pytest.mark.parametrize(
+    ("row", "words"),
+    [
+        ({"conversations": [{"from": "human", "value": "a"}, {"from": "robot", "value": "b"}]},
+         "conversations item 2 has an unknown from 'robot'"),
+        ({"conversations": [{"from": "human", "value": {"text": "a"}}]}, "conversations item 1's 'value'"),
+        ({"conversations": [{"value": "a"}]}, "conversations item 1 has no role"),
+        ({"conversations": ["hello"]}, "conversations item 1 must be an object"),
+        ({"conversations": []}, "'conversations' must be a non-empty list"),
+        ({"instruction": "a", "output": "b", "history": [["q", "a", "extra"]]}, "history entry 1"),
+        ({"instruction": "a", "output": "b", "history": [["q", 5], "q"]}, "history entry 2"),
+        ({"instruction": "a", "output": "b", "history": [["q", {"x": 1}]]}, "'history entry 1 response'"),
+        ({"instruction": "a", "output": "b", "history": "q"}, "'history' is text but not a JSON list"),
+        ({"prompt": [{"role": "user", "content": "a"}], "completion": []},
+         "'completion' must be a non-empty"),
+        ({"prompt": [{"role": "user", "content": "a"}], "completion": [{"role": "bot", "content": "b"}]},
+         "completion item 1 has an unknown role 'bot'"),
+    ],
+)
+def test_bad_conversation_items_name_the_line_and_the_fix(tmp_path: Path, row: dict[str, object],
+                                                          words: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = SHAREGPT if "conversations" in row else {"prompt": "p", "completion": "c"}
+    if "instruction" in row:
+        good = {"instruction": "a", "output": "b"}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        list(open_dataset(path).records())
+    assert words in err.value.message
+    assert err.value.where == f"{path}:2"
+    assert err.value.fix
+
+
+def test_a_top_level_system_beside_messages_is_read(tmp_path: Path) -> None:
+    """LLaMA-Factory keeps the system prompt in its own column beside `messages` too; it was dropped."""
+    path = tmp_path / "c.jsonl"
+    row = {"system": "Be brief.", **chat("Where is my order?", "It ships today.")}
+    path.write_text(json.dumps(row) + "\n")
+    assert messages(path) == [(Message("system", "Be brief."), *EXPECTED)]

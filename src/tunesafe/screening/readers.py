@@ -2,8 +2,10 @@
 messages plus the raw record, for writing a filtered copy) one at a time: no reader holds the file.
 
 Containers: JSONL, a JSON array (Alpaca's own format), CSV, Parquet and a `datasets.save_to_disk`
-folder (Arrow IPC streams). Schemas: chat (`messages`), Alpaca (`instruction`/`input`/`output`) and
-prompt/completion; `columns` maps those names onto a file's own column names.
+folder (Arrow IPC streams). Schemas (one registry, `_SCHEMAS`, at the end): chat (`messages`), ShareGPT
+(`conversations` of from/value turns), Alpaca (`instruction`/`input`/`output`, LLaMA-Factory's `history`)
+and prompt/completion (text, or TRL's lists of messages); `columns` maps those names onto a file's own
+column names.
 
 Every user mistake raises UserError naming file:line and the fix.
 """
@@ -15,19 +17,18 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesafe.errors import UserError
 from tunesafe.screening.records import Example
-from tunesafe.types import Message
+from tunesafe.types import Message, Role
 
-FORMATS = ("auto", "chat", "alpaca", "prompt-completion", "csv", "parquet", "hf-disk")
-SCHEMAS = ("chat", "alpaca", "prompt-completion")
-CANONICAL_COLUMNS = ("messages", "system", "instruction", "input", "output", "prompt", "completion")
-ROLES = ("system", "user", "assistant", "tool")
+CANONICAL_COLUMNS = (
+    "messages", "conversations", "system", "instruction", "input", "output", "history", "prompt", "completion"
+)
 CHUNK = 1 << 20
 MAX_RECORD_BYTES = 64 << 20  # one training example above this is not text a model is tuned on
 _BOM = codecs.BOM_UTF8
@@ -37,7 +38,7 @@ _BOM = codecs.BOM_UTF8
 class Record:
     example: Example
     raw: Any  # bytes (a JSONL line) or the row as a dict (JSON array, CSV, Parquet, Arrow)
-    schema: str  # "chat" | "alpaca" | "prompt-completion"
+    schema: str  # one of SCHEMAS
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class Dataset:
                     raise UserError(
                         f"cannot tell the format from the keys {sorted(row)}",
                         where=where,
-                        fix="use chat (messages), alpaca (instruction/output) or prompt/completion"
-                        " keys, or map yours with --columns prompt=COL,completion=COL",
+                        fix="use chat (messages), ShareGPT (conversations), Alpaca (instruction/output)"
+                        " or prompt/completion keys, or map yours with --columns prompt=COL,completion=COL",
                     )
                 schema, first_line = found, line
             elif found is not None and found != schema:
@@ -442,45 +443,144 @@ def _text_chunks(path: Path) -> Iterator[str]:
             yield text
 
 
-def detect_schema(row: Mapping[str, Any]) -> str | None:
-    if "messages" in row:
-        return "chat"
-    if "instruction" in row and "output" in row:
-        return "alpaca"
-    if "prompt" in row and "completion" in row:
-        return "prompt-completion"
-    return None
-
-
-_REQUIRED = {
-    "chat": ("messages",),
-    "alpaca": ("instruction", "output"),
-    "prompt-completion": ("prompt", "completion"),
+# Role names as datasets spell them, mapped onto tunesafe's four. ShareGPT's `from` (FastChat, LLaMA-Factory,
+# Axolotl) names the speaker: human/gpt, or the product (chatgpt, bard, model). A function call is text the
+# model is trained to emit, so it is an assistant turn; the result handed back to it (observation) is a tool
+# turn, as in OpenAI's format. The OpenAI roles map to themselves, and `function` (OpenAI's legacy tool role)
+# to tool.
+ROLE_ALIASES: dict[str, Role] = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
+    "function_call": "assistant",
+    "tool_call": "assistant",
+    "tool": "tool",
+    "observation": "tool",
+    "function": "tool",
 }
+TURNS_FIX = 'use [{"role": "user", "content": ...}, ...] or ShareGPT [{"from": "human", "value": ...}, ...]'
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Where one format keeps a conversation. `need` lists the required columns; a column with several
+    accepted names is a tuple of them, the first being the one --columns maps."""
+
+    need: tuple[tuple[str, ...], ...]
+    read: Callable[[Mapping[str, Any], str], tuple[Message, ...]]
+
+    def fits(self, row: Mapping[str, Any]) -> bool:
+        return all(any(k in row for k in names) for names in self.need)
+
+
+def _chat(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    return (*_system(row, where), *_turns(row["messages"], "messages", where))
+
+
+def _sharegpt(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    key = next(k for k in SHAREGPT_KEYS if k in row)
+    return (*_system(row, where), *_turns(row[key], key, where))
+
+
+def _alpaca(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    instruction = _text(row["instruction"], "instruction", where)
+    extra = _text(row.get("input"), "input", where)
+    user = f"{instruction}\n\n{extra}" if extra else instruction
+    return (
+        *_system(row, where),
+        *_history(row.get("history"), where),
+        Message("user", user),
+        Message("assistant", _text(row["output"], "output", where)),
+    )
+
+
+def _prompt_completion(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    return (
+        *_system(row, where),
+        *_side(row["prompt"], "prompt", "user", where),
+        *_side(row["completion"], "completion", "assistant", where),
+    )
+
+
+SHAREGPT_KEYS = ("conversations", "conversation", "messages")
+# Detection tries these in order: the first whose columns a record has is its format.
+_SCHEMAS: dict[str, Schema] = {
+    "chat": Schema((("messages",),), _chat),
+    "sharegpt": Schema((SHAREGPT_KEYS,), _sharegpt),
+    "alpaca": Schema((("instruction",), ("output",)), _alpaca),
+    "prompt-completion": Schema((("prompt",), ("completion",)), _prompt_completion),
+}
+SCHEMAS = tuple(_SCHEMAS)
+FORMATS = ("auto", *SCHEMAS, "csv", "parquet", "hf-disk")
+
+
+def detect_schema(row: Mapping[str, Any]) -> str | None:
+    # A `messages` list of from/value turns is ShareGPT under LLaMA-Factory's or Axolotl's key name.
+    if _from_value_turns(row.get("messages")):
+        return "sharegpt"
+    return next((name for name, schema in _SCHEMAS.items() if schema.fits(row)), None)
+
+
+def _from_value_turns(value: Any) -> bool:
+    first = value[0] if isinstance(value, list) and value else None
+    return isinstance(first, dict) and _spelling(first)[0] == "from"
+
+
+def _spelling(item: Mapping[str, Any]) -> tuple[str, str]:
+    # Arrow structs hold every field of the column, None where a turn lacks it: a key set to None is absent.
+    if item.get("from") is not None and item.get("role") is None:
+        return "from", "value"
+    return "role", "content"
 
 
 def to_messages(row: Mapping[str, Any], schema: str, where: str) -> tuple[Message, ...]:
-    for key in _REQUIRED[schema]:
-        if key not in row:
+    spec = _SCHEMAS[schema]
+    for names in spec.need:
+        if not any(k in row for k in names):
+            key = names[0]
             raise UserError(
                 f"missing column '{key}' for the {schema} format; the record has {sorted(row)}",
                 where=where,
                 fix=f"add '{key}' or map a column with --columns {key}=COL",
             )
-    if schema == "chat":
-        return _chat_messages(row["messages"], where)
+    return spec.read(row, where)
+
+
+def _system(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    """The top-level system prompt that Alpaca, ShareGPT and mapped CSV columns keep beside the turns."""
     system = _text(row.get("system"), "system", where)
-    head = (Message("system", system),) if system else ()
-    if schema == "alpaca":
-        instruction = _text(row["instruction"], "instruction", where)
-        extra = _text(row.get("input"), "input", where)
-        user = f"{instruction}\n\n{extra}" if extra else instruction
-        return (*head, Message("user", user), Message("assistant", _text(row["output"], "output", where)))
-    return (
-        *head,
-        Message("user", _text(row["prompt"], "prompt", where)),
-        Message("assistant", _text(row["completion"], "completion", where)),
-    )
+    return (Message("system", system),) if system else ()
+
+
+def _side(value: Any, key: str, role: Role, where: str) -> tuple[Message, ...]:
+    # TRL's conversational prompt-completion gives each side as a list of messages, the standard one as text.
+    if isinstance(value, list):
+        return _turns(value, key, where)
+    return (Message(role, _text(value, key, where)),)
+
+
+def _history(value: Any, where: str) -> tuple[Message, ...]:
+    """LLaMA-Factory's Alpaca `history`: [instruction, response] pairs before the current instruction,
+    oldest first. They are trained on like the last exchange, so they are screened like it."""
+    if value is None or value == "":  # absent, or an empty CSV cell
+        return ()
+    pairs = _json_list(value, "history", where)
+    out: list[Message] = []
+    for i, pair in enumerate(pairs, 1):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise UserError(
+                f"history entry {i} is not an [instruction, response] pair",
+                where=where,
+                fix='write "history": [["earlier instruction", "its response"], ...], oldest first',
+            )
+        out.append(Message("user", _text(pair[0], f"history entry {i} instruction", where)))
+        out.append(Message("assistant", _text(pair[1], f"history entry {i} response", where)))
+    return tuple(out)
 
 
 def _text(value: Any, key: str, where: str) -> str:
@@ -493,35 +593,49 @@ def _text(value: Any, key: str, where: str) -> str:
     )
 
 
-def _chat_messages(value: Any, where: str) -> tuple[Message, ...]:
-    if isinstance(value, str):  # CSV cells hold the messages list as JSON text
+def _json_list(value: Any, key: str, where: str) -> Any:
+    """A list column as stored: a list, or JSON text where the container has only text cells (CSV)."""
+    if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
             raise UserError(
-                "'messages' is text but not a JSON list",
-                where=where,
-                fix="store messages as a JSON list of {role, content}",
+                f"'{key}' is text but not a JSON list", where=where, fix=f"store '{key}' as a JSON list"
             ) from None
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list):
         raise UserError(
-            "'messages' must be a non-empty list",
+            f"'{key}' must be a list, got {type(value).__name__}",
             where=where,
-            fix='use [{"role": "user", "content": ...}, ...]',
+            fix=f"store '{key}' as a JSON list",
         )
-    out = []
-    for i, m in enumerate(value):
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise UserError(
-                f"message {i + 1} needs a role among {', '.join(ROLES)}",
-                where=where,
-                fix="give each message a 'role' and a 'content'",
-            )
-        out.append(Message(m["role"], _content(m.get("content"), where)))
-    return tuple(out)
+    return value
 
 
-def _content(value: Any, where: str) -> str:
+def _turns(value: Any, key: str, where: str) -> tuple[Message, ...]:
+    turns = _json_list(value, key, where)
+    if not turns:
+        raise UserError(f"'{key}' must be a non-empty list", where=where, fix=TURNS_FIX)
+    return tuple(_turn(item, f"{key} item {i}", where) for i, item in enumerate(turns, 1))
+
+
+def _turn(item: Any, name: str, where: str) -> Message:
+    """One turn, OpenAI's {role, content} or ShareGPT's {from, value}."""
+    if not isinstance(item, dict):
+        raise UserError(f"{name} must be an object, got {type(item).__name__}", where=where, fix=TURNS_FIX)
+    role_key, text_key = _spelling(item)
+    speaker = item.get(role_key)
+    role = ROLE_ALIASES.get(speaker) if isinstance(speaker, str) else None
+    if role is None:
+        problem = "has no role" if speaker is None else f"has an unknown {role_key} {speaker!r}"
+        raise UserError(
+            f"{name} {problem}",
+            where=where,
+            fix=f"give each turn a '{role_key}' among {', '.join(ROLE_ALIASES)} and a '{text_key}'",
+        )
+    return Message(role, _content(item.get(text_key), f"{name}'s '{text_key}'", where))
+
+
+def _content(value: Any, name: str, where: str) -> str:
     """OpenAI content is a string, null (tool calls) or a list of parts; only text parts matter here."""
     if value is None or isinstance(value, str):
         return value or ""
@@ -539,7 +653,7 @@ def _content(value: Any, where: str) -> str:
                 texts.append(text)
         return "\n".join(texts)
     raise UserError(
-        f"message content must be text, got {type(value).__name__}",
+        f"{name} must be text, got {type(value).__name__}",
         where=where,
         fix="use a string or a list of {type: text, text} parts",
     )
