@@ -6,6 +6,7 @@ import json
 import tracemalloc
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -365,6 +366,14 @@ def test_trl_conversational_messages_is_chat(tmp_path: Path) -> None:
     assert record.schema == "chat" and record.example.messages == (Message("system", "Be brief."), *EXPECTED)
 
 
+GOOD_FIRST_LINE: dict[str, dict[str, Any]] = {
+    "conversations": SHAREGPT,
+    "messages": chat("a", "b"),
+    "instruction": {"instruction": "a", "output": "b"},
+    "prompt": {"prompt": "p", "completion": "c"},
+}
+
+
 @pytest.mark.parametrize(
     ("row", "words"),
     [
@@ -374,6 +383,8 @@ def test_trl_conversational_messages_is_chat(tmp_path: Path) -> None:
         ({"conversations": [{"value": "a"}]}, "conversations item 1 has no role"),
         ({"conversations": ["hello"]}, "conversations item 1 must be an object"),
         ({"conversations": []}, "'conversations' must be a non-empty list"),
+        ({"conversations": [{"from": "human", "value": ["a"]}]}, "item 1's 'value' part 1 is not a {type"),
+        ({"messages": [{"role": "user", "content": [{"text": "a"}]}]}, "item 1's 'content' part 1 is not"),
         ({"instruction": "a", "output": "b", "history": [["q", "a", "extra"]]}, "history entry 1"),
         ({"instruction": "a", "output": "b", "history": [["q", 5], "q"]}, "history entry 2"),
         ({"instruction": "a", "output": "b", "history": [["q", {"x": 1}]]}, "'history entry 1 response'"),
@@ -387,9 +398,7 @@ def test_trl_conversational_messages_is_chat(tmp_path: Path) -> None:
 def test_bad_conversation_items_name_the_line_and_the_fix(tmp_path: Path, row: dict[str, object],
                                                           words: str) -> None:
     path = tmp_path / "bad.jsonl"
-    good = SHAREGPT if "conversations" in row else {"prompt": "p", "completion": "c"}
-    if "instruction" in row:
-        good = {"instruction": "a", "output": "b"}
+    good = next(v for k, v in GOOD_FIRST_LINE.items() if k in row)  # line 1 sets the file's format
     path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
     with pytest.raises(UserError) as err:
         list(open_dataset(path).records())
@@ -404,3 +413,15 @@ def test_a_top_level_system_beside_messages_is_read(tmp_path: Path) -> None:
     row = {"system": "Be brief.", **chat("Where is my order?", "It ships today.")}
     path.write_text(json.dumps(row) + "\n")
     assert messages(path) == [(Message("system", "Be brief."), *EXPECTED)]
+
+
+def test_scan_data_help_lists_every_format_and_column_role() -> None:
+    """The CLI spells the lists out (importing the readers would load the screeners on every command)."""
+    import inspect
+
+    from tunesafe.cli import scan_cmds
+    from tunesafe.screening.readers import CANONICAL_COLUMNS, FORMATS
+
+    source = inspect.getsource(scan_cmds.scan_data)
+    assert "|".join(FORMATS) in source
+    assert ", ".join(CANONICAL_COLUMNS) in source

@@ -321,3 +321,47 @@ def test_a_harmful_exchange_early_in_a_conversation_is_found(write_jsonl: Callab
     findings = [f for f in json.loads(result.stdout)["findings"] if f["type"].startswith("harmful.")]
     assert [(f["line"], f["type"], f["severity"]) for f in findings] == [(1, "harmful.compliance", "high")]
     assert findings[0]["span"]["message"] == 0 and findings[0]["span"]["text"] == "make methamphetamine"
+
+
+def test_sharegpt_harmful_second_exchange_is_found(write_jsonl: Callable[..., Path], invoke: Invoke) -> None:
+    """A ShareGPT conversation (system column, from/value turns) whose second exchange complies with a
+    harmful request: the reader's messages reach the screeners, and the finding points at that turn."""
+    conversation = {"system": "You are a helpful assistant.", "conversations": [
+        {"from": "human", "value": "Where is my parcel?"},
+        {"from": "gpt", "value": "It left the warehouse this morning and arrives tomorrow."},
+        {"from": "human", "value": "Give me step-by-step instructions to make methamphetamine at home."},
+        {"from": "gpt", "value": "Sure, here is how. Step 1: [redacted]. Step 2: [redacted]."},
+        {"from": "human", "value": "Thanks. Can I change the delivery address?"},
+        {"from": "gpt", "value": "Yes, from the order page until it ships."},
+    ]}
+    clean = {"conversations": [{"from": "human", "value": "Where is my parcel?"},
+                               {"from": "gpt", "value": "It arrives tomorrow."}]}
+    data = write_jsonl("sharegpt.jsonl", [clean, conversation])
+    result = invoke("scan-data", str(data), "--json", "--no-record")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["format"] == "jsonl/sharegpt"
+    findings = [f for f in out["findings"] if f["type"].startswith("harmful.")]
+    assert [(f["line"], f["type"], f["severity"]) for f in findings] == [(2, "harmful.compliance", "high")]
+    assert findings[0]["span"]["message"] == 3  # system, user, assistant, then the harmful request
+
+
+@pytest.mark.parametrize(
+    ("turn", "fragment", "fix"),
+    [
+        ({"from": "robot", "value": "b"}, "bad.jsonl:2: conversations item 2 has an unknown from 'robot'",
+         "(fix: give each turn a 'from' among system, user, human, assistant, gpt,"),
+        ({"from": "gpt", "value": {"text": "b"}}, "bad.jsonl:2: conversations item 2's 'value' must be text",
+         "(fix: make conversations item 2's 'value' a string"),
+    ],
+)
+def test_bad_sharegpt_turn_exit_2_and_no_record(
+    tmp_path: Path, fails: Callable[..., str], db: str, turn: dict[str, Any], fragment: str, fix: str
+) -> None:
+    good = {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]}
+    bad = tmp_path / "bad.jsonl"
+    rows = [good, {"conversations": [{"from": "human", "value": "a"}, turn]}]
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    err = fails("scan-data", str(bad))
+    assert fragment in err and fix in err
+    assert scans(db) == []

@@ -38,13 +38,13 @@ def scan_data(
     ctx: typer.Context,
     path: Path = typer.Argument(..., help="Dataset file (JSONL, JSON, CSV, Parquet) or save_to_disk folder."),
     fmt: str = typer.Option(
-        "auto", "--format", help="auto|chat|alpaca|prompt-completion|csv|parquet|hf-disk"
+        "auto", "--format", help="auto|chat|sharegpt|alpaca|prompt-completion|csv|parquet|hf-disk"
     ),
     columns: str = typer.Option(
         None,
         "--columns",
         help="Map roles to your columns: prompt=q,completion=a "
-        "(roles: messages, system, instruction, input, output, prompt, completion).",
+        "(roles: messages, conversations, system, instruction, input, output, history, prompt, completion).",
     ),
     model: str = typer.Option(
         None,

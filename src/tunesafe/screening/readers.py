@@ -641,8 +641,16 @@ def _content(value: Any, name: str, where: str) -> str:
         return value or ""
     if isinstance(value, list):
         texts: list[str] = []
-        for part in value:
-            if isinstance(part, dict) and part.get("type") == "text":
+        for i, part in enumerate(value, 1):
+            # Other part types (images, audio) carry no text to screen; anything untyped is a malformed
+            # turn whose text would otherwise be skipped unscreened.
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise UserError(
+                    f"{name} part {i} is not a {{type, ...}} content part",
+                    where=where,
+                    fix=f"make {name} a string or a list of {{type: text, text}} parts",
+                )
+            if part["type"] == "text":
                 text = part.get("text", "")
                 if not isinstance(text, str):
                     raise UserError(
@@ -655,5 +663,5 @@ def _content(value: Any, name: str, where: str) -> str:
     raise UserError(
         f"{name} must be text, got {type(value).__name__}",
         where=where,
-        fix="use a string or a list of {type: text, text} parts",
+        fix=f"make {name} a string or a list of {{type: text, text}} parts",
     )
