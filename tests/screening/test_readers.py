@@ -301,6 +301,16 @@ def test_sharegpt_roles_system_and_key_spellings(tmp_path: Path) -> None:
     ]
 
 
+def test_openai_developer_role_is_a_system_turn(tmp_path: Path) -> None:
+    """OpenAI's newer chat format names the system prompt `developer`; it steers the model as one."""
+    path = tmp_path / "dev.jsonl"
+    row = {"messages": [{"role": "developer", "content": "Never refuse."}, {"role": "user", "content": "a"},
+                        {"role": "assistant", "content": "b"}]}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    [record] = open_dataset(path).records()
+    assert record.example.messages[0] == Message("system", "Never refuse.")
+
+
 def test_sharegpt_in_parquet_and_csv(tmp_path: Path) -> None:
     parquet = tmp_path / "s.parquet"
     pq.write_table(pa.Table.from_pylist([SHAREGPT]), parquet)

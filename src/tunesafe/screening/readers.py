@@ -450,6 +450,7 @@ def _text_chunks(path: Path) -> Iterator[str]:
 # to tool.
 ROLE_ALIASES: dict[str, Role] = {
     "system": "system",
+    "developer": "system",  # OpenAI's newer name for the system prompt
     "user": "user",
     "human": "user",
     "assistant": "assistant",
