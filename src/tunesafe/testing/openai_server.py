@@ -287,7 +287,7 @@ def _invalid_tool_messages(messages: Any) -> str | None:
     """OpenAI's rule, which vLLM's and other servers' validation follows: a `tool` message answers a
     call of the assistant message before it, by that call's id. A client that sends a tool result any
     other way gets a 400 from a real endpoint, so the loopback server refuses it too."""
-    open_ids: set[str] = set()
+    open_ids: set[Any] = set()
     for i, message in enumerate(messages if isinstance(messages, list) else ()):
         role = message.get("role") if isinstance(message, dict) else None
         if role == "assistant":
