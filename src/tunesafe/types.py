@@ -94,7 +94,9 @@ class ChatRequest:
 class Generation:
     """What a backend returned for one request. A failed request has `error` set and is never an answer.
     `blocked` set (the reason): the deployed system declined (a provider content filter, a refusal
-    field); not an error, and counted as a refusal, never judged as an answer."""
+    field); not an error, and counted as a refusal, never judged as an answer.
+    `reasoning`: a reasoning model's trace before its answer (models/reasoning.py), kept for reviewers;
+    `text` is then the answer alone, the only part judged."""
 
     text: str
     finish_reason: str  # "stop" | "length" | "error" | backend-specific
@@ -104,6 +106,7 @@ class Generation:
     error: str | None = None
     cached: bool = False
     blocked: str | None = None
+    reasoning: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -37,6 +37,7 @@ from tunesafe.models.batching import MicroBatcher
 from tunesafe.models.embedded import embedded_gguf_path
 from tunesafe.models.greedy_decode import last_logit_only
 from tunesafe.models.hashing import cache_dir, file_sha256, files_sha256, remember
+from tunesafe.models.reasoning import opens_reasoning, settle_reasoning
 from tunesafe.models.refs import ModelRef, check_options, parse_ref
 from tunesafe.models.tool_calls import to_template_messages
 from tunesafe.types import Capabilities, ChatRequest, Generation
@@ -264,7 +265,7 @@ class HFEngine:
                 self.auto_failed = True
                 new, prompt_lens = self._new_tokens("generate", batch, prompts)
         latency = time.perf_counter() - started
-        return [self._decode(new[row], request, int(prompt_lens[row]), latency)
+        return [self._decode(new[row], request, int(prompt_lens[row]), latency, opens_reasoning(prompts[row]))
                 for row, request in enumerate(batch)]
 
     def _new_tokens(self, mode: str, batch: list[ChatRequest], prompts: list[str], max_batch: int = 1
@@ -289,14 +290,17 @@ class HFEngine:
         output = self.model.generate(**enc, **kwargs)
         return output[:, enc["input_ids"].shape[1]:].tolist(), enc["attention_mask"].sum(dim=1).tolist()
 
-    def _decode(self, ids: list[int], request: ChatRequest, prompt_tokens: int, latency: float) -> Generation:
+    def _decode(self, ids: list[int], request: ChatRequest, prompt_tokens: int, latency: float,
+                opened: bool = False) -> Generation:
         ids = ids[: request.max_new_tokens]
         end = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
         finish = "stop" if end is not None else "length"
         kept = ids if end is None else ids[:end]
         text, stopped = apply_stop(str(self.tokenizer.decode(kept, skip_special_tokens=True)), request.stop)
-        return Generation(text=text, finish_reason="stop" if stopped else finish, prompt_tokens=prompt_tokens,
-                          completion_tokens=len(kept) + (end is not None), latency_s=latency)
+        generation = Generation(text=text, finish_reason="stop" if stopped else finish,
+                                prompt_tokens=prompt_tokens, completion_tokens=len(kept) + (end is not None),
+                                latency_s=latency)
+        return settle_reasoning(generation, opened)
 
     def last_token_states(self, requests: Sequence[ChatRequest], adapter_on: bool) -> LastTokenStates:
         import torch

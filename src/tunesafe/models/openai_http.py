@@ -26,6 +26,11 @@ Provider content filters are an answer, not a failure: Azure's HTTP 400 `content
 `finish_reason: "content_filter"`, or an OpenAI `message.refusal` come back as a Generation with
 `blocked` set (no retry, not counted by the breaker).
 
+A reasoning model's trace, inline (`<think>...</think>` before the answer) or in a separate field
+(`reasoning_content` / `reasoning`), is split off the answer (models/reasoning.py); a reply whose
+reasoning left no answer (content empty or null) is an error, not retried: the same budget would cut
+it off again.
+
 The API key lives only in the client's headers: it is never part of the ref, an error message, a log
 line or anything stored (error text is scrubbed of it in case a server echoes it back).
 
@@ -56,6 +61,7 @@ import httpx
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.http1 import Http1Connection, Response
+from tunesafe.models.reasoning import reasoning_field, settle_reasoning
 from tunesafe.models.refs import ModelRef, parse_options, split_credentials
 from tunesafe.models.tool_calls import from_openai_message, to_openai_messages
 from tunesafe.types import Capabilities, ChatRequest, Generation, Message, canonical_json, sha256_hex
@@ -467,6 +473,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
             raise TypeError("message.content is not a string")
         text = from_openai_message(message) if request.tools else message.get("content") or ""
         refusal = message.get("refusal")
+        reasoning = reasoning_field(message)
         finish = str(choice.get("finish_reason") or "stop")
         usage: Mapping[str, Any] = body.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
@@ -486,8 +493,9 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
     else:
         text, stopped = apply_stop(text, request.stop)
         finish = "stop" if stopped else finish
-    return Generation(text=text, finish_reason=finish, blocked=blocked, prompt_tokens=tokens[0],
-                      completion_tokens=tokens[1])
+    return settle_reasoning(Generation(text=text, finish_reason=finish, blocked=blocked,
+                                       prompt_tokens=tokens[0], completion_tokens=tokens[1],
+                                       reasoning=reasoning))
 
 
 def _filtered_prompt(resp: Response) -> Generation | None:
