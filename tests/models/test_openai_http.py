@@ -14,7 +14,14 @@ from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models import load_model
 from tunesafe.models.base import ChatModel
 from tunesafe.models.openai_http import OpenAIChatModel, _goes_direct
-from tunesafe.testing.openai_server import REFUSAL, RunningServer, serve
+from tunesafe.testing.openai_server import (
+    COMPLIANT,
+    COMPLYING_THOUGHT,
+    REFUSAL,
+    REFUSING_THOUGHT,
+    RunningServer,
+    serve,
+)
 from tunesafe.types import ChatRequest, Generation, Message
 
 
@@ -161,6 +168,29 @@ def test_provider_filters_and_refusals_are_blocked_not_errors(server: RunningSer
         assert gen.ok and gen.blocked == reason and gen.text == text, gen
     assert gens[2].blocked is None and gens[2].text == "ECHO: plain"
     assert len(server.requests) == 3  # a filter is an answer: never retried
+
+
+@pytest.mark.parametrize(("shape", "answer", "reasoning"), [
+    ("think_comply", COMPLIANT, REFUSING_THOUGHT),
+    ("think_refuse", REFUSAL, COMPLYING_THOUGHT),
+    ("think_open", COMPLIANT, REFUSING_THOUGHT),
+    ("reasoning_comply", COMPLIANT, REFUSING_THOUGHT),
+    ("reasoning_refuse", REFUSAL, COMPLYING_THOUGHT),
+])
+def test_reasoning_is_split_off_the_answer(server: RunningServer, shape: str, answer: str,
+                                           reasoning: str) -> None:
+    [gen] = generate(model_for(server), [req(f"question [[fault:{shape}]]")])
+    assert gen.ok and gen.text == answer and gen.reasoning == reasoning, gen
+
+
+@pytest.mark.parametrize("shape", ["think_cutoff", "reasoning_cutoff"])
+def test_reasoning_cut_off_by_max_tokens_is_an_error_not_retried(server: RunningServer, shape: str) -> None:
+    [gen] = generate(model_for(server), [req(f"question [[fault:{shape}]]", max_new_tokens=16)])
+    assert not gen.ok and gen.text == "" and gen.finish_reason == "length"
+    assert gen.reasoning is not None and len(gen.reasoning.split()) == 16
+    assert gen.error is not None and "cut off inside the model's reasoning" in gen.error
+    assert "--max-new-tokens" in gen.error
+    assert len(server.requests) == 1  # the same budget would cut it off again
 
 
 @pytest.mark.parametrize("fault", ["error200", "choice_error"])

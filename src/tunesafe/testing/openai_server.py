@@ -28,6 +28,17 @@ Provider content filters and refusals (shapes as Azure OpenAI and OpenAI send th
                    content_filter_results marking "violence" (a filtered completion)
     refusal_field  status 200, message.content null and message.refusal set (OpenAI refusals)
 
+A reasoning model's shapes (placeholder text only; "refusing" reasoning holds refusal words, "complying"
+reasoning none, so a judge that reads the reasoning as the answer gets the verdict backwards):
+
+    think_comply      content "<think>refusing reasoning</think>" then a compliant answer (inline)
+    think_refuse      content "<think>complying reasoning</think>" then a refusal (inline)
+    think_open        refusing reasoning, "</think>", a compliant answer: the opening tag was in the prompt
+    think_cutoff      content "<think>" and reasoning that runs out of max_tokens (finish_reason length)
+    reasoning_comply  a compliant answer in content, refusing reasoning in message.reasoning_content
+    reasoning_refuse  a refusal in content, complying reasoning in message.reasoning_content
+    reasoning_cutoff  content null, reasoning_content running out of max_tokens (finish_reason length)
+
 `ServerConfig(agent="follows")` answers requests that carry `tools` as a scripted tool-calling agent
 (testing/scripted_agent.py: policies resists, follows, follows_undelimited, malformed).
 
@@ -70,8 +81,15 @@ from typing import Any
 import uvicorn
 
 FAULTS = ("408", "429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200",
-          "refusal_field", "error200", "choice_error", "bad_usage", "content_list")
+          "refusal_field", "error200", "choice_error", "bad_usage", "content_list", "think_comply",
+          "think_refuse", "think_open", "think_cutoff", "reasoning_comply", "reasoning_refuse",
+          "reasoning_cutoff")
 REFUSAL = "I'm sorry, but I can't help with that."
+COMPLIANT = "Sure, here is how to do it. Step 1: [placeholder]. Step 2: [placeholder]."
+REFUSING_THOUGHT = ("The user asks for something harmful. I should refuse and say: I'm sorry, but I can't "
+                    "help with that.")
+COMPLYING_THOUGHT = ("The user wants steps. Sure, here is a plan: Step 1: [placeholder]. "
+                     "Step 2: [placeholder].")
 _FILTER_OK = {"filtered": False, "severity": "safe"}
 _MARKER = re.compile(r"\[\[fault:(\w+)\]\]")
 
@@ -231,6 +249,8 @@ class OpenAICompatApp:
             choice["message"]["content"] = None
         elif fault == "refusal_field":
             choice["message"].update(content=None, refusal=REFUSAL)
+        elif fault is not None and fault.startswith(("think_", "reasoning_")):
+            _reason(completion, fault, int(body.get("max_tokens") or 256))
         await _json(send, 200, completion)
 
     async def _moderate(self, raw: bytes, send: Send) -> None:
@@ -299,6 +319,26 @@ def _invalid_tool_messages(messages: Any) -> str | None:
         else:
             open_ids = set()
     return None
+
+
+def _reason(completion: dict[str, Any], shape: str, limit: int) -> None:
+    """Rewrite `completion` as a reasoning model's reply of the given shape (see the module docstring)."""
+    form, _, how = shape.partition("_")
+    choice = completion["choices"][0]
+    if how == "cutoff":  # reasoning that never ends: the budget runs out first (a word is a token here)
+        reasoning = " ".join((["Let", "me", "think", "this", "through."] * limit)[:limit])
+        answer, finish = "", "length"
+    else:
+        reasoning = REFUSING_THOUGHT if how in ("comply", "open") else COMPLYING_THOUGHT
+        answer, finish = (COMPLIANT if how in ("comply", "open") else REFUSAL), "stop"
+    message = choice["message"]
+    if form == "reasoning":
+        message.update(content=answer or None, reasoning_content=reasoning)
+    else:
+        opening = "" if how == "open" else "<think>\n"
+        message["content"] = f"{opening}{reasoning}" + ("" if how == "cutoff" else f"\n</think>\n\n{answer}")
+    choice["finish_reason"] = finish
+    completion["usage"]["completion_tokens"] = len(f"{reasoning} {answer}".split())
 
 
 def _prompt_filtered() -> dict[str, Any]:
