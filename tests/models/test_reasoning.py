@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from tunesafe.models.reasoning import opens_reasoning, reasoning_field, settle_reasoning, split_reasoning
@@ -62,3 +65,25 @@ def test_fields_and_prompts() -> None:
     assert reasoning_field({"content": "a", "reasoning": "r"}) == "r"
     assert reasoning_field({"content": "a", "reasoning_content": None, "reasoning": ""}) is None
     assert opens_reasoning("<|im_start|>assistant\n<think>\n") and not opens_reasoning("assistant\n")
+
+
+class _CharTokenizer:
+    """One character per token id: enough for the hf backend's decode step."""
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(chr(i) for i in ids)
+
+
+@pytest.mark.parametrize(("raw", "opened", "text", "error"), [
+    (f"<think>I must refuse.</think>\n{ANSWER}", False, ANSWER, None),
+    (f"I must refuse.</think>\n{ANSWER}", True, ANSWER, None),
+    ("I must refuse, since", True, "", "cut off inside the model's reasoning"),  # no tag ever: the prompt
+])
+def test_the_hf_backend_settles_what_it_decodes(raw: str, opened: bool, text: str, error: str | None) -> None:
+    from tunesafe.models.hf import HFEngine
+    from tunesafe.types import ChatRequest, Message
+
+    stub: Any = SimpleNamespace(tokenizer=_CharTokenizer(), eos_ids={0})
+    request = ChatRequest(messages=(Message("user", "q"),), max_new_tokens=len(raw))
+    gen = HFEngine._decode(stub, [ord(c) for c in raw], request, 3, 0.1, opened)
+    assert gen.text == text and gen.reasoning and (gen.error is None if error is None else error in gen.error)
