@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tunesafe.errors import UserError
 from tunesafe.evidence.schema import AttemptResultHistoryRow, AttemptResultRow, ResponseCacheRow, RunRow
 from tunesafe.evidence.store import Store
+from tunesafe.models.reasoning import settle_reasoning
 from tunesafe.models.refs import redact_ref
 from tunesafe.types import (
     Attempt,
@@ -136,12 +137,21 @@ def result_row(result: AttemptResult) -> dict[str, Any]:
             "params": _jsonable(attempt.params), "conversation": _messages(result.conversation),
             "response": result.response, "frozen": _jsonable(result.frozen),
         },
-        "generation": {f: getattr(generation, f) for f in _GENERATION_FIELDS},
+        "generation": _generation(generation),
         "verdicts": [{**{f: getattr(v, f) for f in _VERDICT_SCALARS}, "evidence": _jsonable(v.evidence)}
                      for v in result.verdicts],
         "error": "; ".join(errors) or None,
         "latency_s": generation.latency_s,
     }
+
+
+def _generation(generation: Generation) -> dict[str, Any]:
+    # `reasoning` only where there is one: rows stored before the field existed (and every answer of a
+    # model that does not reason) keep the exact JSON, so their results_digest does not move.
+    row = {f: getattr(generation, f) for f in _GENERATION_FIELDS}
+    if row["reasoning"] is None:
+        del row["reasoning"]
+    return row
 
 
 _ATTEMPT_SCALARS = tuple(f.name for f in fields(Attempt) if f.name not in ("messages", "params"))
@@ -209,7 +219,8 @@ def cached_generations(store: Store, keys: Sequence[str]) -> dict[str, Generatio
         return {}
     rows = read(store, select(ResponseCacheRow.key, ResponseCacheRow.generation)
                 .where(ResponseCacheRow.key.in_(list(keys))))
-    return {key: Generation(**{**gen, "cached": True}) for key, gen in rows}
+    # Entries cached before reasoning was split off hold the raw text: settle them as a backend would now
+    return {key: settle_reasoning(Generation(**{**gen, "cached": True})) for key, gen in rows}
 
 
 def _run_row(store: Store, run_id: str) -> Any:
