@@ -33,6 +33,7 @@ def test_every_page_renders(client: TestClient, filled: Any) -> None:
         f"/runs/{filled.base_run}",
         "/gates",
         f"/gates/{filled.gate_id}",
+        f"/runs/{filled.candidate_run}/attempts/{filled.decision['comparison']['regressions'][0]['attempt_id']}",
         "/incidents",
         f"/incidents/{filled.incident_id}",
         "/schedules",
