@@ -69,8 +69,11 @@ def test_import_orders_bases_first_and_hashes_relative_paths(
     assert [m.name for m in inv.missing_post_eval(store)] == ["legal-ft", "support-ft"]
     assert store.verify().ok
 
-    with pytest.raises(UserError, match="already in the inventory"):
+    with pytest.raises(UserError, match="already in the inventory") as again_error:
         import_inventory(store, path)
+    # The fix names import's own option; import has no --new-version to pass (only `models add` has).
+    assert again_error.value.fix.startswith("pass --skip-existing")
+    assert "pass --new-version" not in again_error.value.fix
     again = import_inventory(store, path, skip_existing=True)
     assert again.added == [] and sorted(again.skipped) == ["base", "legal-ft", "support-ft"]
 

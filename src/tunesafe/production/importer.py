@@ -151,6 +151,10 @@ def import_inventory(store: Store, path: Path, *, skip_existing: bool = False,
             raise UserError(f"model {spec.name!r} appears twice in the file", where=where,
                             fix="keep one row per model")
         seen.add(spec.name)
+        if spec.name in known:
+            raise UserError(f"model {spec.name!r} is already in the inventory", where=where,
+                            fix="pass --skip-existing to import only the new names (a new version of a "
+                                "model: `tunesafe models add NAME --new-version`)")
     bodies: list[dict[str, Any]] = []
     # Bases may be defined further down: take rows in dependency order, a model after its base.
     while pending:
