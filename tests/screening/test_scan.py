@@ -350,7 +350,7 @@ def test_sharegpt_harmful_second_exchange_is_found(write_jsonl: Callable[..., Pa
     ("turn", "fragment", "fix"),
     [
         ({"from": "robot", "value": "b"}, "bad.jsonl:2: conversations item 2 has an unknown from 'robot'",
-         "(fix: give each turn a 'from' among system, user, human, assistant, gpt,"),
+         "(fix: give each turn a 'from' among system, developer, user, human, assistant,"),
         ({"from": "gpt", "value": {"text": "b"}}, "bad.jsonl:2: conversations item 2's 'value' must be text",
          "(fix: make conversations item 2's 'value' a string"),
     ],
