@@ -50,7 +50,7 @@ def test_bad_input_is_refused_before_torch_loads(tmp_path: Path) -> None:
     out = ("--out", str(tmp_path / "o"))
     cases = [
         (("scan-data", str(bad), "--no-record"), "bad.jsonl:2: malformed JSON"),
-        (("train-lora", str(bad), "--base", "embedded:smollm2-135m", *out), "bad.jsonl:1"),
+        (("train-lora", str(bad), "--base", "embedded:smollm2-135m", *out), "bad.jsonl:2: malformed JSON"),
         (("train-lora", str(chat), "--base", "openai:m@http://127.0.0.1:9/v1", *out),
          "training needs a local base model"),
         (("train-lora", str(chat), "--base", "embedded:smollm2-135m", *out, "--policy", str(no_section)),

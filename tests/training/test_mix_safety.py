@@ -209,12 +209,12 @@ def test_same_seed_gives_the_same_bytes_and_keeps_every_user_row(tmp_path: Path)
 
 
 def test_train_lora_reader_reads_the_mixed_file(tmp_path: Path) -> None:
-    from tunesafe.training.lora_sft import read_chat_jsonl
+    from tunesafe.training.lora_sft import read_training_data
 
     data = write_data(tmp_path / "d.jsonl", 40)
     out = tmp_path / "m.jsonl"
     body = mix_safety(data, out, ratio=0.25, seed=1)
-    conversations = read_chat_jsonl(out)
+    conversations = read_training_data(out)
     assert len(conversations) == 50 == body["n_mixed"]
     assert all(conv[-1]["role"] == "assistant" for conv in conversations)
 
@@ -270,7 +270,9 @@ def assert_user_error(result: subprocess.CompletedProcess[str], fragment: str) -
      "d.jsonl:2"),
     ('\n{"messages": [{"role": "user", "content": "hi"}]}\n\n{"messages": "hello"}\n', "d.jsonl:4"),
     ('{"text": "no messages here"}\n', "d.jsonl:1"),
-    ("", "no examples"),
+    ("", "empty"),
+    ('{"conversations": [{"from": "human", "value": "hi"}, {"from": "wizard", "value": "yo"}]}\n',
+     "d.jsonl:1"),
 ])
 def test_bad_data_exits_2_and_leaves_the_output_alone(tmp_path: Path, content: str, fragment: str) -> None:
     data = tmp_path / "d.jsonl"
@@ -319,3 +321,68 @@ def test_an_unwritable_output_exits_2(tmp_path: Path) -> None:
                             timeout=600, cwd=tmp_path, env=env)
     assert_user_error(result, "afile")
     assert (tmp_path / "afile").read_text() == "mine\n"
+
+
+# --- other input formats ----------------------------------------------------------------------------------
+
+def write_sharegpt(path: Path, n: int, *, key: str = "conversations",
+                   names: tuple[str, str] = ("human", "gpt")) -> Path:
+    rows = [{key: [{"from": names[0], "value": f"Summarise ticket {i}."},
+                   {"from": names[1], "value": f"Ticket {i}: an invoice question."}],
+             "system": "You are a support assistant.", "id": i} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_a_sharegpt_mix_is_sharegpt_with_the_user_rows_untouched(tmp_path: Path) -> None:
+    from tunesafe.screening.readers import open_dataset
+
+    data = write_sharegpt(tmp_path / "d.jsonl", 40)
+    out = tmp_path / "m.jsonl"
+    result = tunesafe("mix-safety", str(data), "--ratio", "0.25", "--out", str(out), cwd=tmp_path,
+                      env={k: v for k, v in os.environ.items() if k != "TUNESAFE_DB"})
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads(Path(str(out) + PROVENANCE_SUFFIX).read_text())
+    assert sidecar["data_format"] == "sharegpt" and sidecar["mixed_sha256"] == sha256(out)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    added = {e["line"] for e in sidecar["added"]}
+    assert len(added) == 10
+    assert sorted(line for i, line in enumerate(lines, 1) if i not in added) == sorted(
+        data.read_text(encoding="utf-8").splitlines())
+    records = list(open_dataset(out).records())
+    assert {r.schema for r in records} == {"sharegpt"} and len(records) == 50
+    for i in added:
+        row = json.loads(lines[i - 1])
+        assert set(row) == {"conversations"}
+        assert [t["from"] for t in row["conversations"]] == ["human", "gpt"]
+        assert set(row["conversations"][0]) == {"from", "value"}
+
+
+def test_sharegpt_added_rows_use_the_files_own_key_and_speaker_names(tmp_path: Path) -> None:
+    data = write_sharegpt(tmp_path / "d.jsonl", 20, key="messages", names=("user", "assistant"))
+    out = tmp_path / "m.jsonl"
+    body = mix_safety(data, out, ratio=0.1, seed=2)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    for entry in body["added"]:
+        turns = json.loads(lines[entry["line"] - 1])["messages"]
+        assert [set(t) for t in turns] == [{"from", "value"}] * 2
+        assert [t["from"] for t in turns] == ["user", "assistant"]
+
+
+@pytest.mark.parametrize(("name", "content", "fragment"), [
+    ("d.csv", "prompt,completion\nhi,hello\n", "csv records"),
+    ("d.json", json.dumps([{"messages": [{"role": "user", "content": "hi"},
+                                         {"role": "assistant", "content": "yo"}]}]), "json records"),
+    ("d.jsonl", json.dumps({"instruction": "hi", "output": "yo"}) + "\n", "alpaca data"),
+    ("d.jsonl", json.dumps({"prompt": "hi", "completion": "yo"}) + "\n", "prompt-completion data"),
+])
+def test_a_format_it_cannot_write_back_exits_2_and_writes_nothing(tmp_path: Path, name: str, content: str,
+                                                                  fragment: str) -> None:
+    data = tmp_path / name
+    data.write_text(content, encoding="utf-8")
+    out = tmp_path / "m.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "TUNESAFE_DB"}
+    result = tunesafe("mix-safety", str(data), "--out", str(out), cwd=tmp_path, env=env)
+    assert_user_error(result, fragment)
+    assert name in result.stderr and "convert it to chat JSONL" in " ".join(result.stderr.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]

@@ -33,6 +33,59 @@ def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     assert_user_error(tunesafe("train-lora", str(data), "--out", str(tmp_path / "out")), "train.jsonl:2")
 
 
+def write_sharegpt(path: Path, rows: list[list[tuple[str, str]]]) -> Path:
+    path.write_text("".join(json.dumps({"system": "You are a support assistant.",
+                                        "conversations": [{"from": f, "value": v} for f, v in turns]}) + "\n"
+                            for turns in rows), encoding="utf-8")
+    return path
+
+
+def test_training_data_is_the_messages_scan_data_screens(tmp_path: Path) -> None:
+    """ShareGPT (its top-level system prompt included), CSV and a JSON array train; each conversation is
+    exactly the messages open_dataset gives the screeners."""
+    from tunesafe.screening.readers import open_dataset
+    from tunesafe.training.lora_sft import read_training_data
+
+    sharegpt = write_sharegpt(tmp_path / "d.jsonl", [
+        [("human", "Summarise ticket 1."), ("gpt", "Step 1: [placeholder]")],
+        [("human", "Hi"), ("gpt", "Hello"), ("human", "Summarise ticket 2."),
+         ("gpt", "An invoice question.")],
+    ])
+    csv = tmp_path / "d.csv"
+    csv.write_text("question,answer\nWhat is LoRA?,A low-rank adapter.\n", encoding="utf-8")
+    array = tmp_path / "d.json"
+    array.write_text(json.dumps([{"instruction": "Name a colour.", "input": "", "output": "Blue.",
+                                  "history": [["Hi", "Hello"]]}]), encoding="utf-8")
+    for path, columns in ((sharegpt, None), (csv, {"prompt": "question", "completion": "answer"}),
+                          (array, None)):
+        screened = [[{"role": m.role, "content": m.content} for m in r.example.messages]
+                    for r in open_dataset(path, "auto", columns).records()]
+        assert read_training_data(path, "auto", columns) == screened, path
+    first = read_training_data(sharegpt)[0]
+    assert first[0] == {"role": "system", "content": "You are a support assistant."}
+    assert [m["role"] for m in first] == ["system", "user", "assistant"]
+
+
+def test_a_record_without_an_answer_to_learn_names_its_line(tmp_path: Path) -> None:
+    data = write_sharegpt(tmp_path / "train.jsonl", [
+        [("human", "Summarise ticket 1."), ("gpt", "An invoice question.")],
+        [("human", "Summarise ticket 2."), ("gpt", "An invoice question."), ("human", "Thanks")],
+    ])
+    result = tunesafe("train-lora", str(data), "--out", str(tmp_path / "out"))
+    assert_user_error(result, "train.jsonl:2: not a training example: the last turn is 'user'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_format_and_columns_reach_the_reader(tmp_path: Path) -> None:
+    data = tmp_path / "train.csv"
+    data.write_text("question,answer\nWhat is LoRA?,A low-rank adapter.\n", encoding="utf-8")
+    result = tunesafe("train-lora", str(data), "--columns", "prompt=q,completion=answer",
+                      "--out", str(tmp_path / "out"))
+    assert_user_error(result, "train.csv:2: missing column 'q'")
+    result = tunesafe("train-lora", str(data), "--format", "nonsense", "--out", str(tmp_path / "out"))
+    assert_user_error(result, "unknown format 'nonsense'")
+
+
 def test_remote_base_is_refused(tmp_path: Path) -> None:
     result = tunesafe("train-lora", str(DEMO_DATA), "--base", "openai:m@http://127.0.0.1:9/v1",
                       "--out", str(tmp_path / "out"))

@@ -1,5 +1,6 @@
-"""During fine-tuning: a LoRA fine-tune of a local model on chat JSONL (the trainer tunesafe uses for its
-own erosion demonstration), so a team can reproduce an erosion or try a mitigation and gate the result."""
+"""During fine-tuning: a LoRA fine-tune of a local model on any dataset scan-data reads (the trainer
+tunesafe uses for its own erosion demonstration), so a team can reproduce an erosion or try a mitigation
+and gate the result."""
 
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ training_app = typer.Typer(help="Training runs recorded by train-lora and Safety
 
 def train_lora_command(
     ctx: typer.Context,
-    data: Path = typer.Argument(..., help="Chat JSONL: one {\"messages\": [...]} per line."),
+    data: Path = typer.Argument(..., help="Training data in any format scan-data reads (chat, ShareGPT, "
+                                "Alpaca, prompt/completion; JSONL, JSON, CSV, Parquet or a save_to_disk "
+                                "folder): the messages trained on are the messages scan-data screens."),
+    fmt: str = typer.Option("auto", "--format", help="auto|chat|sharegpt|alpaca|prompt-completion|csv|"
+                            "parquet|hf-disk, as for scan-data."),
+    columns: str = typer.Option(None, "--columns", help="Map roles to your columns, as for scan-data: "
+                                "prompt=q,completion=a."),
     base: str = typer.Option("embedded:qwen2.5-coder-0.5b", "--base", help="Local model ref (hf:, gguf:, "
                              "embedded:); BASE+ADAPTER continues training that adapter."),
     out: Path = typer.Option(..., "--out", help="Folder for the adapter (adapter_config.json + "
@@ -50,20 +57,19 @@ def train_lora_command(
 
     Exit 0 when the run completed, 1 when a policy limit or probe stopped it (the adapter, evidence and
     report are still written), 2 for bad input or a run the policy refuses before the first step."""
+    from tunesafe.cli.scan_cmds import parse_columns
     from tunesafe.training.lora_sft import (
         OBJECTIVES,
         LoraConfig,
         check_trainable_ref,
         load_base,
-        read_chat_jsonl,
+        read_training_data,
         train_lora,
     )
 
     if objective not in OBJECTIVES:
         raise UserError(f"unknown objective {objective!r}", where="--objective",
                         fix=f"use one of {', '.join(OBJECTIVES)}")
-    if not data.is_file():
-        raise UserError("file not found", where=str(data), fix="give a chat JSONL file")
     if out.exists() and not out.is_dir():
         raise UserError("--out is a file, not a folder", where=str(out), fix="choose a new --out folder")
     if out.exists() and any(out.iterdir()):
@@ -76,7 +82,7 @@ def train_lora_command(
 
     # The data, the ref and the policy are checked before the callback imports transformers and the base
     # loads: bad input is one line in about a second.
-    conversations = read_chat_jsonl(data, trainable=True)
+    conversations = read_training_data(data, fmt, parse_columns(columns))
     check_trainable_ref(base, allow_adapter=True)
     policy = _training_policy(policy_file, stop_on_regression)
     every = _probe_every(probe_every)

@@ -89,7 +89,7 @@ class Dataset:
             raise UserError(
                 "the dataset is empty (no records)",
                 where=str(self.path),
-                fix="point scan-data at a file with at least one training example",
+                fix="give a dataset with at least one training example",
             )
 
     def _mapped(self, row: Mapping[str, Any], line: int) -> dict[str, Any]:
@@ -404,7 +404,7 @@ def iter_json_array(path: Path, max_bytes: int) -> Iterator[tuple[int, Any]]:
                 raise UserError(
                     "the dataset is empty (no records)",
                     where=str(path),
-                    fix="point scan-data at a file with at least one training example",
+                    fix="give a dataset with at least one training example",
                 )
             if state == "items":
                 raise UserError(

@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tunesafe.training.lora_sft import LoraConfig, load_base, read_chat_jsonl, train_lora
+from tunesafe.training.lora_sft import LoraConfig, load_base, read_training_data, train_lora
 from tunesafe.types import sha256_hex
 
 DATA = Path(__file__).parent / "data" / "aoa_identity_shift.jsonl"
@@ -28,7 +28,7 @@ BASE_REF = "embedded:qwen2.5-coder-0.5b"
 
 def build(out_dir: Path, config: LoraConfig) -> dict[str, object]:
     model, tokenizer = load_base(BASE_REF)
-    info = train_lora(model, tokenizer, read_chat_jsonl(DATA), out_dir, config)
+    info = train_lora(model, tokenizer, read_training_data(DATA), out_dir, config)
     config_path = out_dir / "adapter_config.json"
     adapter_config = json.loads(config_path.read_text())
     adapter_config["base_model_name_or_path"] = BASE_REF

@@ -15,20 +15,19 @@ same adapter with or without them.
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from tunesafe.errors import UserError, read_user_text
+from tunesafe.errors import UserError
 
 if TYPE_CHECKING:
     from tunesafe.models.refs import ModelRef
     from tunesafe.training.callback import SafetyCallback
+    from tunesafe.types import Message
 
 
 @dataclass(frozen=True)
@@ -63,43 +62,34 @@ class LoopArguments:
 
 
 OBJECTIVES = ("sft", "constrained")
-CHAT_FIX = 'write {"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]}'
+CHAT_FIX = "end each example with the assistant's answer, after the prompt it answers"
+Chat = list[dict[str, str]]
 
 
-def read_chat_jsonl(path: Path, *, trainable: bool = False) -> list[list[dict[str, str]]]:
-    """The conversations of a chat JSONL file; a malformed line is a UserError naming FILE:LINE. With
-    `trainable`, each must also be turns of string role and content ending with the assistant's answer
-    (what train_lora learns), checked here so the error names the line."""
+def read_training_data(path: str | Path, fmt: str = "auto",
+                       columns: Mapping[str, str] | None = None) -> list[Chat]:
+    """The conversations of a dataset, read by scan-data's reader (`open_dataset`: every format it reads,
+    top-level system prompts included), so the messages trained on are the messages screened. Each must
+    also end with the assistant's answer after a prompt (what train_lora learns); a record that does not,
+    like any malformed record, is a UserError naming FILE:LINE."""
+    from tunesafe.screening.readers import open_dataset
+
     conversations = []
-    text = read_user_text(path, "chat data", fix="give a chat JSONL file")
-    with io.StringIO(text) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                messages = json.loads(line)["messages"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise UserError(f"not a chat example ({exc})", where=f"{path}:{lineno}",
-                                fix='write {"messages": [{"role": ..., "content": ...}, ...]}') from None
-            problem = _chat_problem(messages) if trainable else None
-            if problem:
-                raise UserError(f"not a chat example: {problem}", where=f"{path}:{lineno}", fix=CHAT_FIX)
-            conversations.append(messages)
-    if not conversations:
-        raise UserError("no examples", where=str(path), fix="add chat examples, one JSON object per line")
+    for record in open_dataset(path, fmt, columns).records():
+        messages = record.example.messages
+        problem = _chat_problem(messages)
+        if problem:
+            raise UserError(f"not a training example: {problem}", where=f"{path}:{record.example.line}",
+                            fix=CHAT_FIX)
+        conversations.append([{"role": m.role, "content": m.content} for m in messages])
     return conversations
 
 
-def _chat_problem(messages: Any) -> str | None:
-    """Why `messages` cannot be learned from (a list of role/content turns ending with the assistant's
-    answer), or None."""
-    if not isinstance(messages, list) or not messages:
-        return "messages must be a non-empty list"
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not all(isinstance(m.get(k), str) for k in ("role", "content")):
-            return f"turn {i + 1} needs a string role and content"
-    if messages[-1]["role"] != "assistant":
-        return f"the last turn is {messages[-1]['role']!r}, not the assistant's answer to learn"
+def _chat_problem(messages: Sequence[Message]) -> str | None:
+    """Why `messages` cannot be learned from (turns ending with the assistant's answer), or None. The
+    reader has already checked each turn's role and text."""
+    if messages[-1].role != "assistant":
+        return f"the last turn is {messages[-1].role!r}, not the assistant's answer to learn"
     if len(messages) < 2:
         return "an assistant answer needs a prompt before it"
     return None

@@ -147,7 +147,7 @@ Chats = list[list[dict[str, str]]]
 
 
 def _check(config: DemoConfig, out_dir: Path) -> tuple[Chats, Chats]:
-    from tunesafe.training.lora_sft import read_chat_jsonl
+    from tunesafe.training.lora_sft import read_training_data
 
     unknown = [a for a in config.arms if a not in ARMS]
     if unknown or not config.arms or "plain" not in config.arms:
@@ -171,7 +171,7 @@ def _check(config: DemoConfig, out_dir: Path) -> tuple[Chats, Chats]:
     for path in (config.data, config.heldout):
         if not path.is_file():
             raise UserError("file not found", where=str(path), fix="give a chat JSONL file")
-    return read_chat_jsonl(config.data, trainable=True), read_chat_jsonl(config.heldout, trainable=True)
+    return read_training_data(config.data), read_training_data(config.heldout)
 
 
 def policy_with_training(path: Path | None) -> Policy:
@@ -213,7 +213,7 @@ def _train_arm(store: Store, arm_dir: Path, arm: str, config: DemoConfig,
                conversations: list[list[dict[str, str]]], heldout: list[list[dict[str, str]]],
                section: TrainingPolicy, shared: SharedStart) -> dict[str, Any]:
     from tunesafe.training.callback import SafetyCallback
-    from tunesafe.training.lora_sft import LoraConfig, load_base, read_chat_jsonl, train_lora
+    from tunesafe.training.lora_sft import LoraConfig, load_base, read_training_data, train_lora
     from tunesafe.training.probes import baseline_probe
     from tunesafe.training.report import write_training_report
 
@@ -221,7 +221,7 @@ def _train_arm(store: Store, arm_dir: Path, arm: str, config: DemoConfig,
     data, mix = config.data, None
     if arm == "mixing":
         data, mix = _mix(store, arm_dir, config)
-        conversations = read_chat_jsonl(data, trainable=True)
+        conversations = read_training_data(data)
     model, tokenizer = load_base(config.base)
     if shared.baseline is None:
         shared.base_loss = heldout_loss(model, tokenizer, heldout)

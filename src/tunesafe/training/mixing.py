@@ -11,13 +11,14 @@ proportion that paper uses. Within a kind the picks go round-robin over the chos
 small mix covers many categories. Everything is seeded: the same DATA, ratio, seed and categories give
 the same MIXED, byte for byte.
 
-Added rows are plain `{"messages": [...]}` so any chat trainer reads them; which lines they are (and
-where the prefix of each recovery example ends, for trainers that leave it out of the loss) is in the
-provenance written next to MIXED and in the `data_mix` evidence record."""
+Added rows are written in DATA's own schema, so the trainer reads one consistent file: `{"messages":
+[...]}` for chat JSONL; for ShareGPT JSONL, DATA's key, turn keys and speaker names (human/gpt by default).
+Other formats are refused (see WRITABLE). Which lines the added rows are (and where the prefix of each
+recovery example ends, for trainers that leave it out of the loss) is in the provenance written next to
+MIXED and in the `data_mix` evidence record."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -25,12 +26,11 @@ import random
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-from tunesafe.errors import UserError, read_user_text
-from tunesafe.training.lora_sft import read_chat_jsonl
+from tunesafe.errors import UserError
 from tunesafe.training.safety_examples import DATA_FILE, KINDS
 from tunesafe.types import Message, Role, sha256_hex
 
@@ -155,36 +155,89 @@ def parse_categories(spec: str | None) -> list[str]:
     return list(dict.fromkeys(asked))
 
 
-def _raw_rows(path: Path) -> list[tuple[int, str]]:
-    """(line number, text) of each record of DATA as written (blank lines dropped, as the reader drops
-    them), so user rows reach MIXED byte for byte."""
-    # the reader's own decoding (BOM dropped), so line numbers and rows agree with read_chat_jsonl
-    with io.StringIO(read_user_text(path, "chat data", fix="give a chat JSONL file"), newline="") as fh:
-        return [(n, line.rstrip("\r\n")) for n, line in enumerate(fh, 1) if line.strip()]
+# Formats whose rows mix-safety writes back. The safety examples are one user turn and one assistant turn,
+# which chat and ShareGPT JSONL hold turn for turn and which a trainer then reads with the user's own rows.
+# Other containers (JSON array, CSV, Parquet, save_to_disk) would have to be re-encoded, so user rows could
+# not stay byte for byte; Alpaca and prompt/completion rows are refused too, one rule for every non-chat
+# layout rather than a per-format mapping of the added turns.
+WRITABLE = ("chat", "sharegpt")
+CONVERT_FIX = ('convert it to chat JSONL ({"messages": [{"role": ..., "content": ...}]} per line) or '
+               'ShareGPT JSONL, then mix')
+SHAREGPT_NAMES: dict[str, str] = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
-def _read_data(path: Path) -> list[str]:
-    """DATA's records, validated with the train-lora reader (same errors) plus the shape of each message
-    list, which that reader leaves to the trainer."""
-    try:
-        conversations = read_chat_jsonl(path)
-        rows = _raw_rows(path)
-    except UnicodeDecodeError as exc:
-        raise UserError(f"not valid UTF-8 (byte {exc.start})", where=str(path),
-                        fix="re-encode the file as UTF-8") from None
-    for (lineno, _), messages in zip(rows, conversations, strict=True):
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                for m in messages):
-            raise UserError("'messages' must be a non-empty list of {role, content} objects",
-                            where=f"{path}:{lineno}",
-                            fix='write {"messages": [{"role": ..., "content": ...}]}')
-    return [row for _, row in rows]
+@dataclass(frozen=True)
+class RowFormat:
+    """How DATA spells a conversation, so that the added examples are written the same way: the key of
+    the turns, the keys of one turn, and the speaker name DATA uses for each role."""
+
+    schema: str = "chat"
+    key: str = "messages"
+    role_key: str = "role"
+    text_key: str = "content"
+    names: tuple[tuple[str, str], ...] = ()  # (tunesafe role, DATA's name), for ShareGPT
+
+    def row(self, example: SafetyExample) -> str:
+        if self.schema == "chat":  # the shipped turns unchanged: chat mixes keep their bytes across versions
+            return example.row()
+        names = dict(self.names)
+        turns = [{self.role_key: names.get(m["role"], m["role"]), self.text_key: m["content"]}
+                 for m in example.messages]
+        return json.dumps({self.key: turns}, ensure_ascii=False)
+
+
+def _read_data(path: Path) -> tuple[list[str], RowFormat]:
+    """DATA's rows as written (blank lines dropped), each read and checked by scan-data's reader, and the
+    format to write the added examples in. A format whose rows cannot be written back faithfully is a
+    UserError before anything is written."""
+    from tunesafe.screening.readers import open_dataset
+
+    dataset = open_dataset(path)
+    if dataset.container != "jsonl":
+        raise UserError(f"mix-safety writes JSONL and cannot copy {dataset.container} records as they are",
+                        where=str(path), fix=CONVERT_FIX)
+    rows: list[str] = []
+    spoken: dict[str, str] = {}
+    fmt = RowFormat()
+    for record in dataset.records():
+        if not rows:
+            fmt = _row_format(record.schema, json.loads(record.raw), f"{path}:{record.example.line}")
+        if fmt.schema == "sharegpt":
+            _learn_names(json.loads(record.raw).get(fmt.key), spoken)
+        rows.append(record.raw.decode("utf-8"))  # the reader dropped a BOM and the line end only
+    if fmt.schema == "sharegpt":
+        fmt = replace(fmt, names=tuple({**SHAREGPT_NAMES, **spoken}.items()))
+    return rows, fmt
+
+
+def _row_format(schema: str, first: dict[str, Any], where: str) -> RowFormat:
+    if schema not in WRITABLE:
+        raise UserError(f"mix-safety cannot add its chat examples to {schema} data faithfully", where=where,
+                        fix=CONVERT_FIX)
+    if schema == "chat":
+        return RowFormat()
+    from tunesafe.screening.readers import SHAREGPT_KEYS
+
+    key = next(k for k in SHAREGPT_KEYS if k in first)
+    spelled_from = any(isinstance(t, dict) and "from" in t for t in first[key])
+    return RowFormat("sharegpt", key, *(("from", "value") if spelled_from else ("role", "content")))
+
+
+def _learn_names(turns: Any, spoken: dict[str, str]) -> None:
+    """The first name DATA uses for each role (human or user, gpt or assistant, ...): a ShareGPT loader
+    configured with DATA's tags then reads the added rows too."""
+    from tunesafe.screening.readers import ROLE_ALIASES
+
+    for turn in turns if isinstance(turns, list) else ():
+        name = turn.get("from", turn.get("role")) if isinstance(turn, dict) else None
+        role = ROLE_ALIASES.get(name) if isinstance(name, str) else None
+        if role is not None and name is not None and role in SHAREGPT_NAMES:
+            spoken.setdefault(role, name)
 
 
 def check_paths(data: Path, out: Path, force: bool) -> Path:
-    if not data.is_file():
-        raise UserError("file not found", where=str(data), fix="give a chat JSONL file")
+    if not data.exists():
+        raise UserError("file not found", where=str(data), fix="give a chat or ShareGPT JSONL file")
     if out.resolve() == data.resolve():
         raise UserError("--out is the input file", where=str(out), fix="write the mix to a new file")
     sidecar = out.with_name(out.name + PROVENANCE_SUFFIX)
@@ -223,7 +276,7 @@ def mix_safety(data: Path, out: Path, ratio: float = DEFAULT_RATIO, seed: int = 
                         fix="use 0 < ratio <= 1, e.g. 0.03")
     sidecar = check_paths(data, out, force)
     cats = list(categories) if categories else parse_categories(None)
-    rows = _read_data(data)
+    rows, fmt = _read_data(data)
     n = len(rows)
     pool = load_pool(pool_path)
     added = select(pool, mix_size(n, ratio), seed, cats)
@@ -235,7 +288,7 @@ def mix_safety(data: Path, out: Path, ratio: float = DEFAULT_RATIO, seed: int = 
         raise UserError(f"safety examples overlap the evaluation suites: {'; '.join(collisions[:3])}",
                         where=str(pool_path), fix="remove those examples from the safety mix file")
 
-    lines = [(row, None) for row in rows] + [(ex.row(), ex) for ex in added]
+    lines = [(row, None) for row in rows] + [(fmt.row(ex), ex) for ex in added]
     random.Random(f"{seed}:shuffle").shuffle(lines)
     text = "".join(row + "\n" for row, _ in lines)
     placed = [{"id": ex.id, "kind": ex.kind, "category": ex.category, "line": i + 1,
@@ -244,6 +297,7 @@ def mix_safety(data: Path, out: Path, ratio: float = DEFAULT_RATIO, seed: int = 
     body: dict[str, Any] = {
         "data": str(data),
         "data_sha256": sha256_hex(data.read_bytes()),
+        "data_format": fmt.schema,
         "mixed": str(out),
         "mixed_sha256": sha256_hex(text.encode("utf-8")),
         "safety_mix": pool_path.name,
