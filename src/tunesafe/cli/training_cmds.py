@@ -193,10 +193,11 @@ def training_report_command(
 
 def mix_safety_command(
     ctx: typer.Context,
-    data: Path = typer.Argument(..., help="Chat JSONL to fine-tune on: one {\"messages\": [...]} per line."),
+    data: Path = typer.Argument(..., help="Chat or ShareGPT JSONL to fine-tune on; the safety examples are "
+                                "written in its schema (other formats: convert to chat JSONL first)."),
     ratio: float = typer.Option(0.03, "--ratio", help="Safety examples to add, as a share of DATA's "
                                 "examples (0 < ratio <= 1; Bianchi et al. 2024 used about 3%)."),
-    out: Path = typer.Option(..., "--out", help="The mixed chat JSONL (plus OUT.provenance.json)."),
+    out: Path = typer.Option(..., "--out", help="The mixed JSONL (plus OUT.provenance.json)."),
     seed: int = typer.Option(0, "--seed", help="Seeds which examples are added and the shuffle."),
     categories: str = typer.Option(None, "--categories", help="Comma-separated harm categories to draw "
                                    "from (default: all of the taxonomy)."),
