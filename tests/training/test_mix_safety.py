@@ -375,6 +375,9 @@ def test_sharegpt_added_rows_use_the_files_own_key_and_speaker_names(tmp_path: P
                                          {"role": "assistant", "content": "yo"}]}]), "json records"),
     ("d.jsonl", json.dumps({"instruction": "hi", "output": "yo"}) + "\n", "alpaca data"),
     ("d.jsonl", json.dumps({"prompt": "hi", "completion": "yo"}) + "\n", "prompt-completion data"),
+    ("d.jsonl", json.dumps({"conversations": json.dumps([{"from": "human", "value": "hi"},
+                                                         {"from": "gpt", "value": "yo"}])}) + "\n",
+     "stored as text"),
 ])
 def test_a_format_it_cannot_write_back_exits_2_and_writes_nothing(tmp_path: Path, name: str, content: str,
                                                                   fragment: str) -> None:

@@ -214,11 +214,13 @@ def _row_format(schema: str, first: dict[str, Any], where: str) -> RowFormat:
     if schema not in WRITABLE:
         raise UserError(f"mix-safety cannot add its chat examples to {schema} data faithfully", where=where,
                         fix=CONVERT_FIX)
-    if schema == "chat":
-        return RowFormat()
     from tunesafe.screening.readers import SHAREGPT_KEYS
 
-    key = next(k for k in SHAREGPT_KEYS if k in first)
+    key = "messages" if schema == "chat" else next(k for k in SHAREGPT_KEYS if k in first)
+    if not isinstance(first[key], list):  # turns kept as JSON text: added rows would be lists beside them
+        raise UserError(f"'{key}' is stored as text, not a list of turns", where=where, fix=CONVERT_FIX)
+    if schema == "chat":
+        return RowFormat()
     spelled_from = any(isinstance(t, dict) and "from" in t for t in first[key])
     return RowFormat("sharegpt", key, *(("from", "value") if spelled_from else ("role", "content")))
 
