@@ -76,6 +76,21 @@ def test_a_record_without_an_answer_to_learn_names_its_line(tmp_path: Path) -> N
     assert not (tmp_path / "out").exists()
 
 
+def test_an_empty_final_answer_is_not_a_training_example(tmp_path: Path) -> None:
+    """An assistant turn with null content (a tool call's) reads as empty text: nothing to learn."""
+    from tunesafe.errors import UserError
+    from tunesafe.training.lora_sft import read_training_data
+
+    data = tmp_path / "train.jsonl"
+    ask = {"role": "user", "content": "Book a room."}
+    rows = [{"messages": [ask, {"role": "assistant", "content": "Done."}]},
+            {"messages": [ask, {"role": "assistant", "content": None}]}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(UserError, match="the assistant's answer is empty") as caught:
+        read_training_data(data)
+    assert caught.value.where == f"{data}:2"
+
+
 def test_format_and_columns_reach_the_reader(tmp_path: Path) -> None:
     data = tmp_path / "train.csv"
     data.write_text("question,answer\nWhat is LoRA?,A low-rank adapter.\n", encoding="utf-8")

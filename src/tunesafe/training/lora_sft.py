@@ -90,6 +90,8 @@ def _chat_problem(messages: Sequence[Message]) -> str | None:
     reader has already checked each turn's role and text."""
     if messages[-1].role != "assistant":
         return f"the last turn is {messages[-1].role!r}, not the assistant's answer to learn"
+    if not messages[-1].content.strip():  # e.g. a tool-call turn with null content: nothing to learn
+        return "the assistant's answer is empty"
     if len(messages) < 2:
         return "an assistant answer needs a prompt before it"
     return None
