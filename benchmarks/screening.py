@@ -2,10 +2,13 @@
 false-positive rate of harmful-request detection on the shared held-out benchmarks (measured only:
 nothing was tuned on them), throughput on a 10,000-example chat dataset, and, on the held-out sets
 written for measuring (benchmarks/data/benign_corpus, benchmarks/data/obedience_sets), the benign
-corpus's high-finding rate and rating and the obedience sets' precision / recall.
+corpus's high-finding rate and rating and the obedience sets' precision / recall; and, with --styles,
+harmful-request recall / false-positive rate per request style on the project's own held-out style set
+(benchmarks/data/request_styles: never trained on), with the share of each style the request triage would
+clear.
 
     python benchmarks/screening.py [--sets DIR] [--skip-throughput] [--skip-heldout] [--skip-labelled]
-                                   [--benign-corpus] [--obedience-sets] [--json OUT]
+                                   [--benign-corpus] [--obedience-sets] [--styles [DIR]] [--json OUT]
 
 Shared datasets come from $TUNESAFE_SHARED (default: the `shared` folder next to the repository)."""
 
@@ -208,6 +211,41 @@ def obedience_sets(scanner: Scanner, folder: Path = OBEDIENCE_SETS) -> dict[str,
             "files": per_file}
 
 
+REQUEST_STYLES = REPO / "benchmarks" / "data" / "request_styles"
+
+
+def request_styles(scanner: Scanner, tmp: Path, folder: Path = REQUEST_STYLES) -> dict[str, Any]:
+    """Prompt-only rows (as the shared held-out sets are scanned): per style, recall on the harmful rows
+    and false-positive rate on the benign ones (flagged = any harmful.* finding), and how many of each the
+    request triage clears (a cleared harmful row is a miss wherever the triage runs first)."""
+    from tunesafe.screening.request_triage import triage_model
+
+    rows = [json.loads(line) for path in sorted(folder.glob("*.jsonl"))
+            for line in path.open(encoding="utf-8") if line.strip()]
+    path = tmp / "request_styles.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({"prompt": row["text"], "completion": ""}) + "\n")
+    report = scanner.scan(path, names=["harmful"])
+    flagged = {f.index for f in report.findings if f.type.startswith("harmful.")}
+    cleared = triage_model().clears([row["text"] for row in rows])
+    tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for i, row in enumerate(rows):
+        for scope in ("all", row["style"]):
+            t = tally[scope]
+            t[row["label"]] += 1
+            t[f"{row['label']}_flagged"] += i in flagged
+            t[f"{row['label']}_cleared_by_triage"] += bool(cleared[i])
+    out = {}
+    for scope, t in sorted(tally.items(), key=lambda kv: (kv[0] != "all", kv[0])):
+        out[scope] = {
+            **dict(t),
+            "recall": round(t["harmful_flagged"] / t["harmful"], 3) if t["harmful"] else None,
+            "false_positive_rate": round(t["benign_flagged"] / t["benign"], 3) if t["benign"] else None,
+        }
+    return out
+
+
 def embedding_rate(path: Path, n: int = 500) -> float:
     """Plain embedder speed (texts/s, 64-token pairs) in this run, so a throughput figure taken on a
     busy shared machine can be read against the embedder's speed at that moment."""
@@ -249,6 +287,8 @@ def main() -> None:
     parser.add_argument("--skip-labelled", action="store_true")
     parser.add_argument("--benign-corpus", action="store_true", help="measure the held-out benign corpus")
     parser.add_argument("--obedience-sets", action="store_true", help="measure the held-out obedience sets")
+    parser.add_argument("--styles", type=Path, nargs="?", const=REQUEST_STYLES,
+                        help="measure the held-out request style set (default folder: %(const)s)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -271,6 +311,8 @@ def main() -> None:
             results["benign_corpus"] = benign_corpus(scanner)
         if args.obedience_sets:
             results["obedience_sets"] = obedience_sets(scanner)
+        if args.styles:
+            results["request_styles"] = request_styles(scanner, tmp, args.styles)
         if not args.skip_heldout:
             results["heldout_harmful_request_flag_rate"] = heldout(scanner, tmp)
     text = json.dumps(results, indent=2)

@@ -3,6 +3,9 @@ for harm from asking about a harmful topic on requests written here (not in its 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tunesafe.screening.embeddings import SentenceEmbedder
@@ -41,3 +44,12 @@ def test_classifier_separates_asking_for_harm_from_the_topic(text: str, harmful:
     model = request_model()
     p = float(model.probability(SentenceEmbedder().embed([text]))[0])
     assert (p >= 0.5) is harmful, f"p={p:.2f}"
+
+
+def test_training_rows_never_include_the_request_style_set() -> None:
+    """benchmarks/data/request_styles is held out: measured, never trained on."""
+    folder = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "request_styles"
+    held_out = {json.loads(line)["text"].casefold() for path in folder.glob("*.jsonl")
+                for line in path.open(encoding="utf-8") if line.strip()}
+    assert len(held_out) >= 300
+    assert not held_out & {t.casefold() for t, _, _ in training_rows()}
