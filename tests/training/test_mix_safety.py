@@ -389,3 +389,21 @@ def test_a_format_it_cannot_write_back_exits_2_and_writes_nothing(tmp_path: Path
     assert_user_error(result, fragment)
     assert name in result.stderr and "convert it to chat JSONL" in " ".join(result.stderr.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_sharegpt_function_call_turns_do_not_name_the_added_answers(tmp_path: Path) -> None:
+    """LLaMA-Factory's function-calling ShareGPT: a function_call turn is read as the assistant's, but it
+    is not the assistant's answer tag. Added refusals written as function calls would train the model
+    to emit them as calls."""
+    rows = [{"conversations": [{"from": "human", "value": f"What is the weather in town {i}?"},
+                               {"from": "function_call", "value": '{"name": "weather", "arguments": {}}'},
+                               {"from": "observation", "value": "sunny"},
+                               {"from": "gpt", "value": f"It is sunny in town {i}."}]} for i in range(20)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "m.jsonl"
+    body = mix_safety(data, out, ratio=0.1, seed=0)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    for entry in body["added"]:
+        turns = json.loads(lines[entry["line"] - 1])["conversations"]
+        assert [t["from"] for t in turns] == ["human", "gpt"]

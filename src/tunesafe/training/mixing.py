@@ -164,6 +164,7 @@ WRITABLE = ("chat", "sharegpt")
 CONVERT_FIX = ('convert it to chat JSONL ({"messages": [{"role": ..., "content": ...}]} per line) or '
                'ShareGPT JSONL, then mix')
 SHAREGPT_NAMES: dict[str, str] = {"system": "system", "user": "human", "assistant": "gpt"}
+CALL_NAMES = ("function_call", "tool_call")  # ShareGPT tags of a call, not of an answer
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,8 @@ def _learn_names(turns: Any, spoken: dict[str, str]) -> None:
     for turn in turns if isinstance(turns, list) else ():
         name = turn.get("from", turn.get("role")) if isinstance(turn, dict) else None
         role = ROLE_ALIASES.get(name) if isinstance(name, str) else None
-        if role is not None and name is not None and role in SHAREGPT_NAMES:
+        # a function call is read as an assistant turn but is not the tag of the assistant's answers
+        if role is not None and name is not None and role in SHAREGPT_NAMES and name not in CALL_NAMES:
             spoken.setdefault(role, name)
 
 
