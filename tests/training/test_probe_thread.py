@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,32 @@ def test_an_error_in_a_blocking_call_reaches_the_caller() -> None:
 
     with pytest.raises(ZeroDivisionError):
         run_coroutine(failing())
+
+
+def test_the_live_models_batches_run_on_the_training_thread(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's model batches are the calls run_coroutine keeps on the training thread: the hf
+    backend's one model thread (for eval's compiled graphs) must not take them to a second OpenMP team."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesafe.models.hf import HFEngine
+    from tunesafe.testing.random_llama import save_random_llama
+    from tunesafe.training.live_model import generation_mode, live_chat_model
+    from tunesafe.types import ChatRequest, Message
+
+    save_random_llama(tmp_path, "tiny")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    threads: list[threading.Thread] = []
+    real = HFEngine.run
+
+    def spy(self: HFEngine, *args: object, **kw: object) -> object:
+        threads.append(threading.current_thread())
+        return real(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HFEngine, "run", spy)
+    live = live_chat_model(model, tokenizer, max_batch=2)
+    request = ChatRequest(messages=(Message("user", "t5 t9 t12"),), max_new_tokens=3)
+    with generation_mode(model, tokenizer):
+        generations = run_coroutine(live.generate([request, request]))
+    assert all(g.ok for g in generations), [g.error for g in generations]
+    assert threads and all(t is threading.current_thread() for t in threads)

@@ -26,6 +26,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -357,7 +358,8 @@ class HFChatModel:
     backend = "hf"
 
     def __init__(self, ref: str, engine: HFEngine, hash_files: list[Path], *, adapter_on: bool,
-                 max_batch: int = 8, decode: str = "auto") -> None:
+                 max_batch: int = 8, decode: str = "auto",
+                 executor: Executor | None = hf_decode.MODEL_THREAD) -> None:
         self.ref = ref
         self.decode = decode
         self.engine = engine
@@ -367,7 +369,7 @@ class HFChatModel:
                                          lora=True, tools=True)
         self._batcher: MicroBatcher[ChatRequest, Generation] = MicroBatcher(
             lambda reqs: engine.run(reqs, adapter_on, decode, max_batch), max_batch=max_batch,
-            lock=engine.lock, executor=hf_decode.MODEL_THREAD)
+            lock=engine.lock, executor=executor)
 
     @classmethod
     def from_ref(cls, ref: ModelRef) -> HFChatModel:

@@ -104,8 +104,10 @@ def text_tokenizer(processing_class: Any) -> Any:
 
 
 def live_chat_model(model: Any, tokenizer: Any, *, max_batch: int) -> HFChatModel:
+    # executor None: the loop's default, which run_coroutine makes the training thread (not the hf
+    # backend's model thread: a second OpenMP team slows the probe and the training)
     return HFChatModel("live:training-model", LiveEngine(model, tokenizer), [], adapter_on=True,
-                       max_batch=max_batch)
+                       max_batch=max_batch, executor=None)
 
 
 @contextlib.contextmanager
