@@ -435,3 +435,19 @@ def test_scan_data_help_lists_every_format_and_column_role() -> None:
     source = inspect.getsource(scan_cmds.scan_data)
     assert "|".join(FORMATS) in source
     assert ", ".join(CANONICAL_COLUMNS) in source
+
+
+@pytest.mark.parametrize(("fmt", "turn"), [
+    ("sharegpt", lambda role, text: {"role": role, "content": text}),  # LLaMA-Factory's OpenAI-style tags
+    ("chat", lambda role, text: {"from": {"user": "human", "assistant": "gpt"}[role], "value": text}),
+])
+def test_a_named_format_reads_rows_its_reader_reads(tmp_path: Path, fmt: str, turn: Any) -> None:
+    """--format names the file's format: a one-format file is not 'mixed' because auto-detection would
+    call a row the other turn spelling of `messages`."""
+    path = tmp_path / "d.jsonl"
+    rows = [{"messages": [turn("user", f"q{i}"), turn("assistant", f"a{i}")]} for i in range(2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    records = list(open_dataset(path, fmt).records())
+    assert [r.example.messages for r in records] == [
+        (Message("user", f"q{i}"), Message("assistant", f"a{i}")) for i in range(2)]
+    assert {r.schema for r in records} == {fmt}

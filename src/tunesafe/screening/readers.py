@@ -74,7 +74,8 @@ class Dataset:
                         " or prompt/completion keys, or map yours with --columns prompt=COL,completion=COL",
                     )
                 schema, first_line = found, line
-            elif found is not None and found != schema:
+            elif found is not None and found != schema and not (self.schema and _SCHEMAS[schema].fits(row)):
+                # a --format the record fits reads it (chat and ShareGPT both read either turn spelling)
                 since = f" (detected from line {first_line})" if first_line else ""
                 raise UserError(
                     f"mixed formats: this record is {found} but the file is {schema}{since}",
