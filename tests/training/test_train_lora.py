@@ -152,3 +152,27 @@ def test_trained_adapter_loads_and_changes_answers(tmp_path: Path) -> None:
     base = asyncio.run(answer("embedded:smollm2-135m?backend=hf"))
     tuned = asyncio.run(answer(f"embedded:smollm2-135m+{out}"))
     assert tuned != base
+
+
+def test_a_chat_template_that_refuses_an_example_is_a_user_error(tmp_path: Path) -> None:
+    """The readers now hand the trainer top-level system prompts and tool turns; a base whose chat
+    template refuses one (Gemma: "System role not supported") is bad input naming the example, not a
+    jinja traceback."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesafe.errors import UserError
+    from tunesafe.testing.random_llama import save_random_llama
+    from tunesafe.training.lora_sft import LoraConfig, train_lora
+
+    save_random_llama(tmp_path / "m", "tiny")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
+    tokenizer.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
+                               "{{ raise_exception('System role not supported') }}{% endif %}"
+                               "{{ m['content'] }} {% endfor %}")
+    ok = [{"role": "user", "content": "t5 t6"}, {"role": "assistant", "content": "t7"}]
+    refused = [{"role": "system", "content": "t9"}, *ok]
+    with pytest.raises(UserError) as err:
+        train_lora(model, tokenizer, [ok, refused], tmp_path / "out", LoraConfig(epochs=1))
+    assert "example 2" in err.value.message and "System role not supported" in err.value.message
+    assert not (tmp_path / "out").exists()

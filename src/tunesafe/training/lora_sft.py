@@ -146,6 +146,20 @@ def _encode(tokenizer: Any, messages: Sequence[dict[str, str]],
     return full_ids, labels
 
 
+def _encoded(tokenizer: Any, messages: Sequence[dict[str, str]], max_length: int,
+             n: int) -> tuple[list[int], list[int]]:
+    """_encode, with a chat template's refusal of the example (a role it does not support: a system
+    prompt, a tool turn) as bad input naming the example."""
+    from jinja2 import TemplateError
+
+    try:
+        return _encode(tokenizer, messages, max_length)
+    except (TemplateError, ValueError) as exc:
+        raise UserError(f"the base model's chat template refused training example {n}: {exc}",
+                        fix="drop or convert the turns that template does not take (e.g. a system prompt "
+                            "or tool turns), or train a base whose template takes them") from None
+
+
 def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], out_dir: Path,
                config: LoraConfig, *, callback: SafetyCallback | None = None,
                objective: str = "sft") -> dict[str, Any]:
@@ -168,7 +182,7 @@ def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
         r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
     peft_model.train()
-    examples = [_encode(tokenizer, conv, config.max_length) for conv in conversations]
+    examples = [_encoded(tokenizer, conv, config.max_length, n) for n, conv in enumerate(conversations, 1)]
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
     watch = _Watch(callback, peft_model, tokenizer, conversations, out_dir, config, objective) \
