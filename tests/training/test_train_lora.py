@@ -176,3 +176,27 @@ def test_a_chat_template_that_refuses_an_example_is_a_user_error(tmp_path: Path)
         train_lora(model, tokenizer, [ok, refused], tmp_path / "out", LoraConfig(epochs=1))
     assert "example 2" in err.value.message and "System role not supported" in err.value.message
     assert not (tmp_path / "out").exists()
+
+
+def test_a_dataset_dict_with_several_splits_is_not_trained_on_whole(tmp_path: Path) -> None:
+    """load_dataset(...).save_to_disk writes every split: training on the folder would train on the test
+    split too. One split's folder trains."""
+    import pyarrow as pa
+
+    from tunesafe.errors import UserError
+    from tunesafe.training.lora_sft import read_training_data
+
+    folder = tmp_path / "ds"
+    for split, answer in (("train", "Blue."), ("test", "Held out.")):
+        (folder / split).mkdir(parents=True)
+        table = pa.Table.from_pylist([{"prompt": "Name a colour.", "completion": answer}])
+        with pa.OSFile(str(folder / split / "data.arrow"), "wb") as sink, \
+                pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        (folder / split / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data.arrow"}]}))
+    (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+    with pytest.raises(UserError) as err:
+        read_training_data(folder)
+    assert "train, test" in err.value.message and str(folder / "train") in (err.value.fix or "")
+    assert read_training_data(folder / "train") == [[{"role": "user", "content": "Name a colour."},
+                                                     {"role": "assistant", "content": "Blue."}]]

@@ -74,8 +74,14 @@ def read_training_data(path: str | Path, fmt: str = "auto",
     like any malformed record, is a UserError naming FILE:LINE."""
     from tunesafe.screening.readers import open_dataset
 
+    dataset = open_dataset(path, fmt, columns)
+    splits = _splits(dataset.path) if dataset.container == "hf-disk" else []
+    if len(splits) > 1:  # scan-data reads every split; training on them all would train on the test split
+        raise UserError(f"a DatasetDict folder with the splits {', '.join(splits)}: training on it would "
+                        "train on every split", where=str(path),
+                        fix=f"train on one split's folder, e.g. {dataset.path / splits[0]}")
     conversations = []
-    for record in open_dataset(path, fmt, columns).records():
+    for record in dataset.records():
         messages = record.example.messages
         problem = _chat_problem(messages)
         if problem:
@@ -83,6 +89,18 @@ def read_training_data(path: str | Path, fmt: str = "auto",
                             fix=CHAT_FIX)
         conversations.append([{"role": m.role, "content": m.content} for m in messages])
     return conversations
+
+
+def _splits(folder: Path) -> list[str]:
+    """The splits a save_to_disk DatasetDict folder lists (none for a single Dataset's folder)."""
+    import json
+
+    listing = folder / "dataset_dict.json"
+    try:
+        splits = json.loads(listing.read_text())["splits"] if listing.exists() else []
+    except (KeyError, TypeError, ValueError):
+        return []  # the reader names a malformed listing
+    return [s for s in splits if isinstance(s, str)] if isinstance(splits, list) else []
 
 
 def _chat_problem(messages: Sequence[Message]) -> str | None:
