@@ -350,3 +350,16 @@ def test_smollm2_with_a_lora_decodes_the_demo_probe_as_generate_does() -> None:
         reference, fast = both_paths(engine, batch)
     same(reference, fast)
     assert engine.fast_greedy and model.training
+
+
+def test_a_template_opened_reasoning_block_is_settled_as_generate_settles_it(
+        live: LiveEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An R1-style template puts `<think>` in the prompt: both probe paths must read the new text as
+    reasoning (here it never closes, so no answer: an error), not judge it as the answer."""
+    template = live.tokenizer.chat_template + "{% if add_generation_prompt %}<think>\n{% endif %}"
+    monkeypatch.setattr(live.tokenizer, "chat_template", template)
+    batch = requests(6)[:3]
+    reference, probe = both_paths(live, batch)
+    assert not any(g.ok for g in reference)
+    settled = [[(g.error, g.reasoning, g.text) for g in gens] for gens in (reference, probe)]
+    assert settled[0] == settled[1]

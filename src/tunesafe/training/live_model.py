@@ -26,6 +26,7 @@ from tunesafe.models.decode_step import DecodeStep
 from tunesafe.models.greedy_decode import ThreadChoice, Unsupported, greedy_decode, plain_greedy
 from tunesafe.models.hf import HFChatModel, HFEngine
 from tunesafe.models.packed_linear import packed_linears
+from tunesafe.models.reasoning import opens_reasoning
 from tunesafe.models.screened_argmax import ScreenedArgmax, output_screen
 from tunesafe.training.lora_merge import merge_lora
 from tunesafe.types import ChatRequest, Generation
@@ -82,8 +83,8 @@ class LiveEngine(HFEngine):
         if outputs is None:
             return super()._generate(batch, prompts, decode, max_batch)
         latency = time.perf_counter() - started
-        return [self._decode(ids, request, len(row), latency)
-                for ids, request, row in zip(outputs, batch, rows, strict=True)]
+        return [self._decode(ids, request, len(row), latency, opens_reasoning(prompt))
+                for ids, request, row, prompt in zip(outputs, batch, rows, prompts, strict=True)]
 
 
 # Thread contention is the machine's, not a probe's: each probe's engine starts from what the last learnt.
