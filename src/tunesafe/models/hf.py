@@ -396,7 +396,7 @@ class HFChatModel:
         base_ref = str(replace(parse_ref(self.ref), adapter=None))
         files = [p for p in self._hash_files if p.name not in ADAPTER_FILES]
         return HFChatModel(base_ref, self.engine, files, adapter_on=False, max_batch=self._batcher.max_batch,
-                           decode=self.decode)
+                           decode=self.decode, executor=self._batcher.executor)
 
     def content_hash(self) -> str:
         return files_sha256(self._hash_files)
