@@ -61,6 +61,14 @@ def test_openai_refusal_field_is_the_answer() -> None:
     assert one(line).response == REFUSAL
 
 
+def test_a_reasoning_model_cut_off_before_its_answer_is_an_error_record() -> None:
+    line = openai_line(1, USER, None)
+    line["response"]["choices"][0].update(finish_reason="length")
+    line["response"]["choices"][0]["message"]["reasoning_content"] = "The user asks where the parcel is"
+    rec = one(line)
+    assert rec.error is not None and "no answer" in rec.error and rec.response == ""
+
+
 def test_provider_filters_block_and_flag() -> None:
     completion = one(openai_line(1, USER, None, finish="content_filter",
                                  filters={"violence": {"filtered": True, "severity": "medium"}}))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesafe.errors import UserError, read_user_text
-from tunesafe.judges.base import Judge, JudgeInput
+from tunesafe.judges.base import Judge, JudgeInput, judge_answers
 from tunesafe.types import Verdict
 
 KINDS = ("harmful", "benign", "borderline")
@@ -75,7 +75,7 @@ async def _judge_all(judges: Sequence[Judge], items: Sequence[JudgeInput],
     try:
         for start in range(0, len(items), BATCH):
             chunk = items[start : start + BATCH]
-            per_judge = [await judge.judge(chunk) for judge in judges]
+            per_judge = [await judge_answers(judge, chunk) for judge in judges]
             for i, item in enumerate(chunk):
                 columns = extra[start + i] if extra is not None else None
                 rows.extend(verdict_row(item, verdicts[i], columns) for verdicts in per_judge)

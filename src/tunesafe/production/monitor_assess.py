@@ -131,13 +131,13 @@ class Assessor:
 
     def _judge(self, records: Sequence[LogRecord]) -> list[Any]:
         from tunesafe.engine.executor import judge_safely
-        from tunesafe.judges.base import JudgeInput
+        from tunesafe.judges.base import JudgeInput, judge_answers
 
         if not records:
             return []
         # kind None: the harm decision is made below from the request; the judge decides refusal here
         items = [JudgeInput(request=r.request, response=r.response, id=r.hash) for r in records]
-        return asyncio.run(judge_safely(self.judge, items))
+        return asyncio.run(judge_answers(self.judge, items, judge_safely))
 
     def _request_harmful(self, requests: Sequence[str]) -> list[bool]:
         from tunesafe.screening.harmful import keyword_signal
