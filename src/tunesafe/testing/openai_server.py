@@ -42,6 +42,17 @@ reasoning none, so a judge that reads the reasoning as the answer gets the verdi
 `ServerConfig(agent="follows")` answers requests that carry `tools` as a scripted tool-calling agent
 (testing/scripted_agent.py: policies resists, follows, follows_undelimited, malformed).
 
+`ServerConfig(azure=True, api_key=KEY)` answers at Azure OpenAI's two data-plane shapes instead of /v1,
+checking what Azure checks (the shapes of Azure's errors too):
+
+    POST /openai/deployments/DEPLOYMENT/chat/completions?api-version=V   classic: the key in an `api-key`
+         header (else 401), `api-version` present (else 404 "Resource not found"), DEPLOYMENT served
+    POST /openai/v1/chat/completions    v1: the key as `api-key` or `Authorization: Bearer`, the body's
+         model a deployment (else 404 DeploymentNotFound); no api-version needed
+    GET  /openai/v1/models              the resource's base models, which are not its deployments
+Azure has no /models under a deployment: GET /openai/deployments/DEPLOYMENT/models is a 404.
+`RunningServer.azure_classic_url` / `azure_v1_url` are the base URLs for the two shapes.
+
 `ServerConfig(markers=False)` (or `server.app.config.markers = False` while it runs) ignores the markers:
 the same prompts against a server whose fault was fixed.
 
@@ -77,6 +88,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import uvicorn
 
@@ -92,6 +104,14 @@ COMPLYING_THOUGHT = ("The user wants steps. Sure, here is a plan: Step 1: [place
                      "Step 2: [placeholder].")
 _FILTER_OK = {"filtered": False, "severity": "safe"}
 _MARKER = re.compile(r"\[\[fault:(\w+)\]\]")
+_CLASSIC = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)(?P<rest>/.*)")
+# Azure OpenAI's own texts for these errors
+_AZURE_DENIED = ("Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide "
+                 "a valid key for an active subscription and use a correct regional API endpoint for your "
+                 "resource.")
+_AZURE_NOT_FOUND = {"error": {"code": "404", "message": "Resource not found"}}
+_AZURE_NO_DEPLOYMENT = ("The API deployment for this resource does not exist. If you created the deployment "
+                        "within the last 5 minutes, please wait a moment and try again.")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -112,11 +132,13 @@ class ServerConfig:
     # input text -> the categories it is flagged for (not listed: not flagged); queued 500/429 faults apply
     agent: str | None = None  # a scripted tool-calling agent policy (testing/scripted_agent.py) for
     # requests with `tools`
+    azure: bool = False  # serve Azure OpenAI's classic and v1 paths (see the module docstring), not /v1
 
 
 class OpenAICompatApp:
     """The ASGI app. `requests` logs every valid chat body received, `auth_headers` every Authorization
-    header, `max_in_flight` the peak number of concurrent chat requests."""
+    header, `targets` every request line ("GET /v1/models?..."), `max_in_flight` the peak number of
+    concurrent chat requests."""
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
@@ -124,6 +146,7 @@ class OpenAICompatApp:
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str | None] = []
+        self.targets: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0  # the most chat requests handled at once (checks clients' bounds)
         self._down_until: float | None = None
@@ -158,6 +181,13 @@ class OpenAICompatApp:
             return
         path, method = scope["path"], scope["method"]
         raw = await _read_body(receive)
+        query = scope.get("query_string", b"").decode()
+        self.targets.append(f"{method} {path}" + (f"?{query}" if query else ""))
+        if self.config.azure:
+            routed = await self._azure_route(scope, raw, send)
+            if routed is None:
+                return
+            path = routed
         if method == "GET" and path == "/v1/models":
             await _json(send, 200, {"object": "list", "data": [
                 # vLLM stamps `created` with the time of the request: ns here, so every listing differs
@@ -181,10 +211,44 @@ class OpenAICompatApp:
         else:
             await _json(send, 404, {"error": {"message": f"no route {method} {path}"}})
 
+    async def _azure_route(self, scope: Scope, raw: bytes, send: Send) -> str | None:
+        """The /v1 path an Azure request is served as, once it passed Azure's checks; None when it was
+        answered here (Azure's 401 and 404 shapes, or its listing of base models)."""
+        path, method = scope["path"], scope["method"]
+        classic = _CLASSIC.fullmatch(path)
+        if not self._azure_key_ok(scope, bearer=classic is None):
+            await _json(send, 401, {"error": {"code": "401", "message": _AZURE_DENIED}})
+            return None
+        if classic and "api-version" not in dict(parse_qsl(scope.get("query_string", b"").decode())):
+            await _json(send, 404, _AZURE_NOT_FOUND)
+            return None
+        deployments = (self.config.model, *self.config.served)
+        if method == "GET" and path == "/openai/v1/models":
+            await _json(send, 200, {"object": "list", "data": [_azure_base_model(n) for n in deployments]})
+            return None
+        if classic and classic["rest"] == "/chat/completions" and method == "POST":
+            deployment = classic["deployment"]
+        elif path == "/openai/v1/chat/completions" and method == "POST":
+            deployment = _body_model(raw)
+        else:
+            await _json(send, 404, _AZURE_NOT_FOUND)
+            return None
+        if deployment not in deployments:
+            await _json(send, 404, {"error": {"code": "DeploymentNotFound", "message": _AZURE_NO_DEPLOYMENT}})
+            return None
+        return "/v1/chat/completions"
+
+    def _azure_key_ok(self, scope: Scope, bearer: bool) -> bool:
+        """Azure's key check: an `api-key` header, or on the v1 API also `Authorization: Bearer`."""
+        headers = dict(scope["headers"])
+        wanted = (self.config.api_key or "").encode()
+        bearer_ok = bearer and headers.get(b"authorization") == b"Bearer " + wanted
+        return headers.get(b"api-key") == wanted or bearer_ok
+
     async def _chat(self, scope: Scope, raw: bytes, send: Send) -> None:
         auth = dict(scope["headers"]).get(b"authorization")
         self.auth_headers.append(auth.decode() if auth else None)
-        if self.config.api_key and auth != f"Bearer {self.config.api_key}".encode():
+        if self.config.api_key and not self.config.azure and auth != f"Bearer {self.config.api_key}".encode():
             # Like some real servers, echo the key back: clients must scrub it from their errors.
             given = auth.decode() if auth else "none"
             await _json(send, 401, {"error": {"message": f"invalid api key: {given}"}})
@@ -350,6 +414,20 @@ def _prompt_filtered() -> dict[str, Any]:
             "sexual": _FILTER_OK, "violence": _FILTER_OK}}}}
 
 
+def _azure_base_model(deployment: str) -> dict[str, Any]:
+    """An entry of Azure's model listing: a base model by its own id (dated), never a deployment name."""
+    return {"id": f"{deployment}-2024-07-18", "object": "model", "status": "succeeded",
+            "created_at": int(time.time()), "lifecycle_status": "generally-available"}
+
+
+def _body_model(raw: bytes) -> str | None:
+    try:
+        model = json.loads(raw).get("model")
+    except (ValueError, AttributeError):
+        return None
+    return model if isinstance(model, str) else None
+
+
 def _last_user(body: Mapping[str, Any]) -> str:
     for message in reversed(body.get("messages") or ()):
         if isinstance(message, Mapping) and message.get("role") == "user":
@@ -394,6 +472,11 @@ class RunningServer:
         self.app = app
         self.port = port
         self.url = f"http://127.0.0.1:{port}/v1"
+        self.azure_v1_url = f"http://127.0.0.1:{port}/openai/v1"
+
+    def azure_classic_url(self, deployment: str | None = None) -> str:
+        """The classic Azure base URL of a deployment (default: the served model)."""
+        return f"http://127.0.0.1:{self.port}/openai/deployments/{deployment or self.app.config.model}"
 
     def inject(self, fault: str, times: int = 1) -> None:
         self.app.inject(fault, times)
