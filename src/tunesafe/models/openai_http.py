@@ -1,7 +1,11 @@
 """Any OpenAI-compatible chat server (vLLM, TGI, Ollama, llama-server, SGLang, OpenAI, Azure, ...).
 
 Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_model):
-  key_env=OPENAI_API_KEY   name of the env var holding the API key (unset var: no Authorization header)
+  key_env=OPENAI_API_KEY   name of the env var holding the API key (unset var: no key header)
+  key_header=authorization the header the key goes in: authorization (`Authorization: Bearer KEY`) or
+                           api-key (`api-key: KEY`, Azure OpenAI's key header)
+  api_version=             added as the `api-version` query parameter to every request, chat and
+                           /models (Azure OpenAI's classic deployment URLs require it), e.g. 2024-10-21
   concurrency=16           requests in flight at once
   timeout=60               seconds per HTTP attempt
   max_retries=4            retries of 408 / 429 / 5xx / timeouts / dropped connections / malformed replies
@@ -21,6 +25,11 @@ the breaker trips (a burst of failing prompts on a healthy server costs no pause
 own retries are spent. A request's repeated failures count toward opening the breaker only while
 nothing else succeeds: once the endpoint has answered anyone (or a probe) since the request first
 failed, its failures are about the prompt (a server that always fails that one), not the endpoint.
+
+Azure OpenAI: its classic deployment URL is the base URL,
+`openai:DEPLOYMENT@https://RES.openai.azure.com/openai/deployments/DEPLOYMENT?key_header=api-key&api_version=V`,
+and so is its v1 API, `openai:DEPLOYMENT@https://RES.openai.azure.com/openai/v1` (Bearer or api-key). Neither
+lists deployments at /models, so their model_info is None and the hash is the ref's alone.
 
 Provider content filters are an answer, not a failure: Azure's HTTP 400 `content_filter`, a 200 with
 `finish_reason: "content_filter"`, or an OpenAI `message.refusal` come back as a Generation with
@@ -47,6 +56,7 @@ import json
 import math
 import os
 import random
+import re
 import ssl
 import time
 import urllib.request
@@ -54,7 +64,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -68,6 +78,9 @@ from tunesafe.types import Capabilities, ChatRequest, Generation, Message, canon
 
 BACKOFF_BASE_S = 0.5
 CLIENTS = ("auto", "httpx")
+KEY_HEADERS = ("authorization", "api-key")
+# Azure's api-version values: a date, a dated preview, or the v1 API's rolling names
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?|preview|latest")
 BACKOFF_CAP_S = 30.0
 POLL_S = 0.05  # how often a waiting request looks again while the probe is out
 VOLATILE_MODEL_FIELDS = frozenset({"created"})
@@ -224,10 +237,13 @@ class OpenAIChatModel:
 
     def __init__(self, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
                  timeout: float = 60.0, max_retries: int = 4, breaker: int = 8, cooldown: float = 30.0,
-                 prefill: bool = False, client: str = "auto", max_pause: float = 600.0) -> None:
-        if client not in CLIENTS:
-            raise UserError(f"unknown client {client!r}", where=f"openai:{model}@{base_url}",
-                            fix=f"use client={' or client='.join(CLIENTS)}")
+                 prefill: bool = False, client: str = "auto", max_pause: float = 600.0,
+                 key_header: str = "authorization", api_version: str | None = None) -> None:
+        _check_choice("client", client, CLIENTS, model)
+        _check_choice("key_header", key_header, KEY_HEADERS, model)
+        if api_version is not None and not _API_VERSION.fullmatch(api_version):
+            raise UserError(f"api_version={api_version!r} is not an API version", where=f"openai:{model}",
+                            fix="use the date Azure names, e.g. api_version=2024-10-21 or 2025-04-01-preview")
         if concurrency < 1:  # no connection slot: every request would wait for one forever
             raise UserError(f"concurrency={concurrency} leaves no request in flight", where=f"openai:{model}",
                             fix="use concurrency=1 or more")
@@ -246,6 +262,7 @@ class OpenAIChatModel:
         self.ref = f"openai:{model}@{self.base_url}"
         self.capabilities = Capabilities(prefill=prefill, tools=True)
         self.key_env = key_env
+        self.key_header = key_header
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_pause = max_pause
@@ -253,7 +270,8 @@ class OpenAIChatModel:
         self._breaker = CircuitBreaker(breaker, cooldown, self.ref)
         self._concurrency = concurrency
         parts = urlsplit(self.base_url)
-        self._path = parts.path.rstrip("/") + "/chat/completions"
+        self._query = {"api-version": api_version} if api_version else {}
+        self._path = parts.path.rstrip("/") + "/chat/completions" + _query_string(self._query)
         self._direct = client == "auto" and _goes_direct(self.base_url)
         self._ssl_context: ssl.SSLContext | None = None
         # One connection per concurrency slot. The slots belong to one event loop; a CLI may call
@@ -269,12 +287,23 @@ class OpenAIChatModel:
         assert ref.base_url is not None
         conv: dict[str, Any] = {"key_env": str, "concurrency": int, "timeout": float, "max_retries": int,
                                 "breaker": int, "cooldown": float, "client": str, "max_pause": float,
-                                "prefill": lambda v: v.lower() in ("1", "true", "yes")}
+                                "prefill": lambda v: v.lower() in ("1", "true", "yes"), "key_header": str,
+                                "api_version": str}
         kwargs = parse_options(ref, conv, "openai")
         return cls(ref.target, ref.base_url, **kwargs)
 
     def _headers(self) -> dict[str, str]:
-        return self._url_auth or ({"Authorization": f"Bearer {self._key}"} if self._key else {})
+        if self._url_auth or not self._key:
+            return self._url_auth
+        if self.key_header == "api-key":
+            return {"api-key": self._key}
+        return {"Authorization": f"Bearer {self._key}"}
+
+    def _key_advice(self) -> str:
+        """The key's variable, and Azure's header where the key went as Bearer (a classic Azure URL's 401)."""
+        if self.key_header == "api-key" or self._url_auth:
+            return self.key_env
+        return f"{self.key_env}; Azure OpenAI takes it with ?key_header=api-key"
 
     def _scrub(self, text: str) -> str:
         for auth in self._url_auth.values():  # a server may echo the Basic token back, like a key
@@ -293,13 +322,14 @@ class OpenAIChatModel:
         server stamps per request (vLLM's `created` is the time of the request): a resumed run must see
         the same model in a later process."""
         try:
-            resp = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=self.timeout)
+            resp = httpx.get(f"{self.base_url}/models", params=self._query, headers=self._headers(),
+                             timeout=self.timeout)
         except httpx.HTTPError as exc:
             raise UserError(f"cannot reach {self.base_url}: {type(exc).__name__}", where=self.ref,
                             fix="start the server or fix the URL") from None
         if resp.status_code in (401, 403):
             raise UserError(f"server refused the credentials (HTTP {resp.status_code})", where=self.ref,
-                            fix=f"set a valid key in the environment variable {self.key_env}")
+                            fix=f"set a valid key in the environment variable {self._key_advice()}")
         if resp.status_code != 200:
             return None
         try:
@@ -457,11 +487,21 @@ class OpenAIChatModel:
         if resp.status_code == 400 and (blocked := _filtered_prompt(resp)) is not None:
             return blocked
         if resp.status_code in (401, 403):
-            raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check env var {self.key_env}): "
-                         f"{self._scrub(resp.text)[:200]}")
+            raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check env var "
+                         f"{self._key_advice()}): {self._scrub(resp.text)[:200]}")
         if resp.status_code != 200:
             raise _Fatal(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:300]}")
         return _parse_completion(resp, request)
+
+
+def _check_choice(option: str, value: str, choices: Sequence[str], model: str) -> None:
+    if value not in choices:
+        raise UserError(f"unknown {option} {value!r}", where=f"openai:{model}",
+                        fix=f"use {option}={f' or {option}='.join(choices)}")
+
+
+def _query_string(params: Mapping[str, str]) -> str:
+    return "?" + urlencode(params) if params else ""
 
 
 def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
