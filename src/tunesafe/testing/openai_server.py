@@ -240,8 +240,10 @@ class OpenAICompatApp:
 
     def _azure_key_ok(self, scope: Scope, bearer: bool) -> bool:
         """Azure's key check: an `api-key` header, or on the v1 API also `Authorization: Bearer`."""
+        if not self.config.api_key:  # Azure has no keyless resource: nothing gets in
+            return False
         headers = dict(scope["headers"])
-        wanted = (self.config.api_key or "").encode()
+        wanted = self.config.api_key.encode()
         bearer_ok = bearer and headers.get(b"authorization") == b"Bearer " + wanted
         return headers.get(b"api-key") == wanted or bearer_ok
 
