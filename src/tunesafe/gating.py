@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from tunesafe.evidence.store import Store
 from tunesafe.models import align_backends, backend_for, parse_ref
 from tunesafe.policy import Policy, decide
 from tunesafe.reports import write_reports
-from tunesafe.types import EvidenceRecord, GateDecision, RecordType
+from tunesafe.types import AttemptResult, EvidenceRecord, GateDecision, RecordType
 
 if TYPE_CHECKING:
     from tunesafe.models.base import ChatModel
@@ -165,6 +165,7 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
     judges = _common_judges(base_info, candidate_info)
     base_results = run_store.load_results(store, base_run)
     candidate_results = run_store.load_results(store, candidate_run)
+    _same_prompts(base_info, candidate_info, base_results, candidate_results)
     seen = (base_results, candidate_results)
     if escalation is not None:
         if (escalation.base_run, escalation.candidate_run) != (base_run, candidate_run):
@@ -237,6 +238,20 @@ def _same_backend(base: run_store.RunInfo, candidate: run_store.RunInfo) -> None
                         f"{backend_for(refs[1])}: the change would mix the fine-tune with the backends",
                         where="RUN_A RUN_B", fix="evaluate both models with the same ?backend= "
                         "(tunesafe gate does this)")
+
+
+def _same_prompts(base: run_store.RunInfo, candidate: run_store.RunInfo,
+                  base_results: Sequence[AttemptResult], candidate_results: Sequence[AttemptResult]) -> None:
+    """Refuse pairs that did not ask the same thing. Attempt ids hash the behaviour id, not its text, so
+    runs of a suite edited in between (or of another suite reusing its ids) share ids across prompts."""
+    sent = {r.attempt.id: (r.attempt.messages, r.attempt.prefill) for r in base_results}
+    differ = sorted(r.attempt.id for r in candidate_results
+                    if r.attempt.id in sent and sent[r.attempt.id] != (r.attempt.messages, r.attempt.prefill))
+    if differ:
+        raise UserError(f"runs {base.id} and {candidate.id} share {len(differ)} attempt ids whose prompts "
+                        f"differ (e.g. {differ[0]}): those pairs are not the same prompt",
+                        where="RUN_A RUN_B",
+                        fix="evaluate both models on the same suite file (tunesafe gate does this)")
 
 
 def _distinct(base_run: str, candidate_run: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +16,7 @@ from typer.testing import CliRunner, Result
 
 from tunesafe.cli.app import app
 from tunesafe.evidence.store import Store
-from tunesafe.types import RecordType
+from tunesafe.types import Message, RecordType
 
 
 def invoke(*args: str) -> Result:
@@ -87,6 +88,24 @@ def test_compare_input_errors_exit_2(runs_db: str, args: list[str], message: str
     done = cli("--db", runs_db, *args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_compare_refuses_pairs_whose_prompts_differ(tmp_path: Path, build: SimpleNamespace) -> None:
+    """Attempt ids hash the behaviour id, not its text: two runs of a suite whose texts were edited in
+    between share every id, yet no pair asked the same thing. Comparing them must stop (exit 2), not
+    pass on pairs of different prompts."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    base, cand = build.scenario(per_family=30)
+    edited = [replace(r, attempt=replace(r.attempt, messages=(Message("user", "a cookie recipe"),)))
+              for r in cand]
+    with Store.open(url) as store:
+        build.store_run(store, "base", base, model_ref="hf:base")
+        build.store_run(store, "edited", edited, model_ref="hf:base+ft")
+    done = cli("--db", url, "compare", "base", "edited")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "not the same prompt" in done.stderr and "Traceback" not in done.stderr
+    with Store.open(url) as store:
+        assert not list(store.records(type=RecordType.GATE_DECISION))
 
 
 def test_invalid_policy_exits_2_and_stores_nothing(runs_db: str, tmp_path: Path) -> None:
