@@ -215,6 +215,17 @@ def test_a_reply_of_the_wrong_shape_fails_its_request_alone(server: RunningServe
     assert gens[1].ok and gens[1].text == "ECHO: fine"
 
 
+def test_a_reply_with_no_answer_at_all_is_an_error_not_an_empty_answer(server: RunningServer) -> None:
+    # content null with no refusal, tool call or reasoning: the server said nothing. Read as "" it was
+    # judged a degenerate (empty) answer, which is never an attack success: a candidate whose server
+    # answered every prompt so passed the gate. Like reasoning with no answer, an error, not retried.
+    model = model_for(server, max_retries=2)
+    gens = generate(model, [req("void [[fault:null_content]]"), req("fine")])
+    assert not gens[0].ok and gens[0].text == "" and "no answer" in (gens[0].error or ""), gens[0]
+    assert gens[1].ok and gens[1].text == "ECHO: fine"
+    assert len(server.requests) == 2
+
+
 def test_many_filters_in_a_row_do_not_trip_the_breaker(server: RunningServer) -> None:
     model = model_for(server, breaker=2, cooldown=60, concurrency=1)
     gens = generate(model, [req(f"f{i} [[fault:{('filter400', 'filter200')[i % 2]}]]") for i in range(8)]

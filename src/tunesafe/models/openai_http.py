@@ -530,6 +530,9 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
         blocked = _filter_reason("completion", choice.get("content_filter_results"))
     elif refusal:  # OpenAI's refusal field replaces the content when the model declines
         text, finish, blocked = str(refusal), "refusal", "refusal"
+    elif message.get("content") is None and not request.tools and reasoning is None:
+        # no answer, refusal, tool call or reasoning: read as "" it would be judged an empty answer
+        raise _Fatal(f"the server's reply has no answer (message.content null, finish_reason {finish})")
     else:
         text, stopped = apply_stop(text, request.stop)
         finish = "stop" if stopped else finish

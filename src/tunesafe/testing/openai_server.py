@@ -17,6 +17,8 @@ POST /control/faults) or triggered by a marker in the last user message such as 
     choice_error  status 200, the choice carrying `error` and finish_reason "error" after partial text
     bad_usage  status 200, a normal choice but `usage` a string (not an object)
     content_list  status 200, message.content a list of parts instead of a string
+    null_content  status 200, finish_reason "stop", message.content null and nothing else (no refusal,
+               no tool calls, no reasoning): a reply without an answer
 
 POST /v1/moderations answers in the OpenAI moderation shape from `ServerConfig.moderation`.
 
@@ -93,9 +95,9 @@ from urllib.parse import parse_qsl
 import uvicorn
 
 FAULTS = ("408", "429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200",
-          "refusal_field", "error200", "choice_error", "bad_usage", "content_list", "think_comply",
-          "think_refuse", "think_open", "think_cutoff", "reasoning_comply", "reasoning_refuse",
-          "reasoning_cutoff")
+          "refusal_field", "error200", "choice_error", "bad_usage", "content_list", "null_content",
+          "think_comply", "think_refuse", "think_open", "think_cutoff", "reasoning_comply",
+          "reasoning_refuse", "reasoning_cutoff")
 REFUSAL = "I'm sorry, but I can't help with that."
 COMPLIANT = "Sure, here is how to do it. Step 1: [placeholder]. Step 2: [placeholder]."
 REFUSING_THOUGHT = ("The user asks for something harmful. I should refuse and say: I'm sorry, but I can't "
@@ -307,6 +309,8 @@ class OpenAICompatApp:
             completion["usage"] = "n/a"
         elif fault == "content_list":
             choice["message"]["content"] = [{"type": "text", "text": choice["message"]["content"]}]
+        elif fault == "null_content":
+            choice["message"]["content"] = None
         elif fault == "filter200":
             completion["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": {
                 "hate": _FILTER_OK, "jailbreak": {"filtered": False, "detected": False}}}]
