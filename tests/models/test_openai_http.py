@@ -289,6 +289,29 @@ def test_content_hash_names_ref_and_server_model(server: RunningServer) -> None:
     assert other != a
 
 
+@pytest.mark.parametrize("status", [502, 503, 429])
+def test_a_failing_model_listing_is_an_error_not_a_model_without_entry(
+        server: RunningServer, status: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The hash names what /models reports; a listing that failed for the moment hashed as "no entry", so a
+    # resume during the blip was refused as "the model changed" and a run started during it was
+    # identified by the blip. A server without /models (404, or a 500 for a route it lacks) still hashes
+    # as one without an entry.
+    listed = model_for(server).content_hash()
+    real_get = httpx.get
+
+    def failing(url: str, **kw: Any) -> httpx.Response:
+        return httpx.Response(status, request=httpx.Request("GET", url), text="busy")
+
+    monkeypatch.setattr(httpx, "get", failing)
+    with pytest.raises(UserError, match=f"HTTP {status}"):
+        model_for(server).content_hash()
+    missing = httpx.Response(404, request=httpx.Request("GET", server.url))
+    monkeypatch.setattr(httpx, "get", lambda url, **kw: missing)
+    assert model_for(server).content_hash() != listed
+    monkeypatch.setattr(httpx, "get", real_get)
+    assert model_for(server).content_hash() == listed
+
+
 @pytest.mark.parametrize("client", ["auto", "httpx"])
 def test_both_clients_answer_retry_and_fail_each_request_alone(server: RunningServer, client: str) -> None:
     # auto: plain http on 127.0.0.1 goes over tunesafe.models.http1; httpx: what https/proxies use

@@ -84,6 +84,7 @@ _API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?|preview|latest")
 BACKOFF_CAP_S = 30.0
 POLL_S = 0.05  # how often a waiting request looks again while the probe is out
 VOLATILE_MODEL_FIELDS = frozenset({"created"})
+TRANSIENT_STATUS = frozenset({408, 429, 502, 503, 504})  # a model listing that may answer on a later try
 PROBE = ChatRequest(messages=(Message("user", "ping"),), max_new_tokens=1)
 
 
@@ -330,6 +331,9 @@ class OpenAIChatModel:
         if resp.status_code in (401, 403):
             raise UserError(f"server refused the credentials (HTTP {resp.status_code})", where=self.ref,
                             fix=f"set a valid key in the environment variable {self._key_advice()}")
+        if resp.status_code in TRANSIENT_STATUS:  # not "no entry": the hash would name the blip
+            raise UserError(f"the server's model listing failed for now (HTTP {resp.status_code})",
+                            where=self.ref, fix="try again once the server answers GET /models")
         if resp.status_code != 200:
             return None
         try:
