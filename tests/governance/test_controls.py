@@ -6,6 +6,7 @@ them); a broken chain fails the lineage control; bad input is one line and exit 
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -168,7 +169,8 @@ def test_scheduled_red_teaming_of_a_served_fine_tune(world: SimpleNamespace, tmp
     report = cli.json("controls", "status", "bot", expect=1)
     assert statuses(report)["PROD-02"] == statuses(report)["PRI-06"] == "satisfied"
     assert control(report, "PROD-02")["records"] == [str(run.id)]
-    tight = tmp_path / "tight.yaml"  # a window the run already falls out of
-    tight.write_text("governance:\n  redteam_max_interval_days: 0.000001\n")
+    tight = tmp_path / "tight.yaml"  # a window of 8.6 ms, which the run falls out of after the pause
+    tight.write_text("governance:\n  redteam_max_interval_days: 0.0000001\n")
+    time.sleep(0.05)  # the calls since the run can take less than any window worth writing
     stale = cli.json("controls", "status", "bot", "--policy", str(tight), expect=1)
     assert statuses(stale)["PROD-02"] == "failing" and "more than" in control(stale, "PROD-02")["missing"][0]
