@@ -87,3 +87,17 @@ def test_the_hf_backend_settles_what_it_decodes(raw: str, opened: bool, text: st
     request = ChatRequest(messages=(Message("user", "q"),), max_new_tokens=len(raw))
     gen = HFEngine._decode(stub, [ord(c) for c in raw], request, 3, 0.1, opened)
     assert gen.text == text and gen.reasoning and (gen.error is None if error is None else error in gen.error)
+
+
+def test_a_bare_closing_tag_the_prompt_did_not_open_is_judged_on_transformers() -> None:
+    """Where tunesafe renders the prompt it knows whether the template opened a reasoning block, so a
+    fine-tune cannot hide an answer before a `</think>` of its own: the whole text is judged."""
+    from tunesafe.models.hf import HFEngine
+    from tunesafe.types import ChatRequest, Message
+
+    raw = f"Step 1: [placeholder].</think>\n{ANSWER}"
+    stub: Any = SimpleNamespace(tokenizer=_CharTokenizer(), eos_ids={0})
+    request = ChatRequest(messages=(Message("user", "q"),), max_new_tokens=len(raw))
+    gen = HFEngine._decode(stub, [ord(c) for c in raw], request, 3, 0.1, False)
+    assert gen.text == raw and gen.reasoning is None and gen.error is None
+    assert split_reasoning(raw).reasoning == "Step 1: [placeholder]."  # over HTTP the prompt is unseen

@@ -301,7 +301,8 @@ class HFEngine:
         generation = Generation(text=text, finish_reason="stop" if stopped else finish,
                                 prompt_tokens=prompt_tokens, completion_tokens=len(kept) + (end is not None),
                                 latency_s=latency)
-        return settle_reasoning(generation, opened)
+        # the prompt is ours: a closing tag the template did not open is the answer's own text
+        return settle_reasoning(generation, opened, prompt_known=True)
 
     def last_token_states(self, requests: Sequence[ChatRequest], adapter_on: bool) -> LastTokenStates:
         import torch

@@ -32,13 +32,15 @@ class Split:
     answer: str  # empty when the text ended inside the reasoning
 
 
-def split_reasoning(text: str, opened: bool = False) -> Split:
+def split_reasoning(text: str, opened: bool = False, prompt_known: bool = False) -> Split:
     """Split inline reasoning off the start of `text`. `opened`: the prompt ended with the opening tag,
-    so the text starts inside the reasoning even when it never closes."""
+    so the text starts inside the reasoning even when it never closes. `prompt_known`: the caller rendered
+    the prompt, so `opened` is the truth and a closing tag without it is text of the answer (an HTTP
+    client cannot see the prompt and must read a bare closing tag as a template-opened block)."""
     stripped = text.lstrip()
     if stripped.startswith(OPEN):
         body = stripped[len(OPEN):]
-    elif opened or CLOSE in text:
+    elif opened or (CLOSE in text and not prompt_known):
         body = text
     else:
         return Split(reasoning=None, answer=text)
@@ -52,14 +54,14 @@ def opens_reasoning(prompt: str) -> bool:
     return prompt.rstrip().endswith(OPEN)
 
 
-def settle_reasoning(generation: Generation, opened: bool = False) -> Generation:
+def settle_reasoning(generation: Generation, opened: bool = False, prompt_known: bool = False) -> Generation:
     """`generation` with its reasoning moved out of `text` into `reasoning`, or an error when the
     reasoning left no answer. A reasoning already in `generation.reasoning` (a separate field) is taken
     as given. Errors and blocked generations are returned as they are; applying it twice changes nothing."""
     if not generation.ok or generation.blocked is not None:
         return generation
     if generation.reasoning is None:
-        split = split_reasoning(generation.text, opened)
+        split = split_reasoning(generation.text, opened, prompt_known)
         if split.reasoning is None:
             return generation
         generation = replace(generation, text=split.answer, reasoning=split.reasoning)
