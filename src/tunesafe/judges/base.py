@@ -83,9 +83,6 @@ def error_verdict(judge: Judge, message: str, evidence: Mapping[str, Any] | None
                    evidence=dict(evidence or {}), error=message)
 
 
-NO_ANSWER = "the response is a reasoning trace with no answer after it (cut off?): nothing to judge"
-
-
 async def judge_answers(judge: Judge, items: Sequence[JudgeInput],
                         run: Callable[[Judge, Sequence[JudgeInput]], Any] | None = None) -> list[Verdict]:
     """`judge` on pairs logged outside tunesafe (pair files, production logs), whose responses may carry a
@@ -94,7 +91,7 @@ async def judge_answers(judge: Judge, items: Sequence[JudgeInput],
     `judge.judge`; the monitor passes its fail-closed wrapper)."""
     from dataclasses import replace
 
-    from tunesafe.models.reasoning import split_reasoning
+    from tunesafe.models.reasoning import LOGGED_NO_ANSWER, split_reasoning
 
     answers: list[JudgeInput] = []
     missing: set[int] = set()
@@ -107,7 +104,8 @@ async def judge_answers(judge: Judge, items: Sequence[JudgeInput],
         else:
             missing.add(i)
     judged = iter(await (run(judge, answers) if run else judge.judge(answers)) if answers else [])
-    return [error_verdict(judge, NO_ANSWER) if i in missing else next(judged) for i in range(len(items))]
+    return [error_verdict(judge, LOGGED_NO_ANSWER) if i in missing else next(judged)
+            for i in range(len(items))]
 
 
 def harmful_by_compliance(kind: str | None, refused: bool, degenerate: bool) -> bool:

@@ -24,6 +24,8 @@ from typing import Any
 from tunesafe.types import Generation
 
 OPEN, CLOSE = "<think>", "</think>"
+# For responses logged outside a run (pair files, production logs), where no token budget is known
+LOGGED_NO_ANSWER = "the response is a reasoning trace with no answer after it (cut off?): nothing to judge"
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from tunesafe.judges.base import NO_ANSWER
-from tunesafe.models.reasoning import reasoning_field
+from tunesafe.models.reasoning import LOGGED_NO_ANSWER, reasoning_field
 from tunesafe.types import canonical_json, sha256_hex
 
 FORMATS = ("auto", "openai", "otlp")
@@ -140,7 +139,7 @@ def _openai(obj: Mapping[str, Any], line: int) -> LogRecord:
     blocked = "content_filter" if finish == "content_filter" else None
     if blocked is None and not text.strip() and reasoning_field(message) is not None:
         # a reasoning model cut off before its answer (its trace in a field of its own): nothing to judge
-        return LogRecord(**base, at=at, response="", finish_reason=finish, error=NO_ANSWER)
+        return LogRecord(**base, at=at, response="", finish_reason=finish, error=LOGGED_NO_ANSWER)
     return LogRecord(**base, at=at, response=text, finish_reason=finish, blocked=blocked,
                      category=category or _moderation(obj), provider_jailbreak=jailbreak)
 
