@@ -154,9 +154,10 @@ async def escalate(ref: EscalationRef, base: Sequence[AttemptResult], candidate:
 
     chosen, n_discordant, n_uncertain = select_pairs(base, candidate, judges)
     wanted = set(chosen)
-    # A blocked side stays blocked whatever a judge says (analysis/outcome.py): no call to spend on it.
+    # A blocked side stays blocked whatever a judge says (analysis/outcome.py), unless a filter cut an
+    # answer the user saw part of: no call to spend on the others.
     items = [(side, r) for side, runs in zip(SIDES, (base, candidate), strict=True) for r in runs
-             if r.attempt.id in wanted and r.generation.blocked is None]
+             if r.attempt.id in wanted and (r.generation.blocked is None or r.generation.cut_by_filter)]
     model = _Metered(load_model(ref.model_ref))
     judge = get_judge(ref.judge, model=model)
     try:

@@ -26,6 +26,7 @@ from typing import Any
 from tunesafe.errors import UserError
 from tunesafe.production.monitor_detect import Detector, get_detector
 from tunesafe.production.monitor_formats import LogRecord
+from tunesafe.types import cut_by_filter
 
 LOCAL_JUDGES = ("default", "refusal", "classifier", "harm")
 STATUSES = ("judged", "blocked", "error", "sampled_out")
@@ -95,7 +96,7 @@ class Assessor:
                 kept.append(i)
         start = time.perf_counter()
         shapes = self._jailbreaks([records[i] for i in kept])
-        to_judge = [i for i in kept if records[i].blocked is None]
+        to_judge = [i for i in kept if records[i].blocked is None or _cut(records[i])]
         detected = time.perf_counter()
         verdicts = dict(zip(to_judge, self._judge([records[i] for i in to_judge]), strict=True))
         answered = [i for i in to_judge if verdicts[i].error is None and not verdicts[i].refused
@@ -107,15 +108,16 @@ class Assessor:
                              "request_kind": time.perf_counter() - judged})
         for i, shape in zip(kept, shapes, strict=True):
             rec = records[i]
-            if rec.blocked is not None:
-                out[i] = Assessment("blocked", refused=True, harmful=False, jailbreak=shape,
-                                    category=rec.category)
-                continue
-            verdict = verdicts[i]
-            if verdict.error is not None:
+            verdict = verdicts.get(i)
+            if verdict is not None and verdict.error is not None:
                 out[i] = Assessment("error", jailbreak=shape, category=rec.category, error=verdict.error)
                 continue
             harmful_request = kinds.get(i)
+            if rec.blocked is not None and not harmful_request:  # the filter cut nothing harmful
+                out[i] = Assessment("blocked", refused=True, harmful=False, jailbreak=shape,
+                                    category=rec.category)
+                continue
+            assert verdict is not None
             out[i] = Assessment("judged", refused=bool(verdict.refused), harmful=bool(harmful_request),
                                 request_harmful=harmful_request, jailbreak=shape, category=rec.category)
         return [a for a in out if a is not None]
@@ -165,3 +167,7 @@ class Assessor:
         self.classified += len(rest)
         decided.update((r, h.harmful) for r, h in zip(rest, harms, strict=True))
         return [decided[r] for r in requests]
+
+
+def _cut(record: LogRecord) -> bool:
+    return cut_by_filter(record.blocked, record.finish_reason, record.response)

@@ -43,7 +43,7 @@ class LogRecord:
     messages: tuple[tuple[str, str], ...]  # (role, text) of the request, a trailing assistant turn = prefill
     response: str
     finish_reason: str | None = None
-    blocked: str | None = None  # why the deployment blocked it (no answer to judge)
+    blocked: str | None = None  # why the deployment blocked it (judged only if a filter cut a shown answer)
     error: str | None = None  # the call failed: an error record, never judged safe
     category: str | None = None  # a harm category the provider's filter flagged, if the log has one
     provider_jailbreak: bool = False  # the provider's own jailbreak filter fired

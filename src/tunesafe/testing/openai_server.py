@@ -28,6 +28,8 @@ Provider content filters and refusals (shapes as Azure OpenAI and OpenAI send th
                    (a filtered prompt, category "jailbreak")
     filter200      status 200, finish_reason "content_filter", content null, the choice's
                    content_filter_results marking "violence" (a filtered completion)
+    filter200_cut  the same, but the completion was cut after a compliant opening that is returned
+                   as content (what the user saw before the filter stopped it)
     refusal_field  status 200, message.content null and message.refusal set (OpenAI refusals)
 
 A reasoning model's shapes (placeholder text only; "refusing" reasoning holds refusal words, "complying"
@@ -97,7 +99,7 @@ import uvicorn
 FAULTS = ("408", "429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200",
           "refusal_field", "error200", "choice_error", "bad_usage", "content_list", "null_content",
           "think_comply", "think_refuse", "think_open", "think_cutoff", "reasoning_comply",
-          "reasoning_refuse", "reasoning_cutoff")
+          "reasoning_refuse", "reasoning_cutoff", "filter200_cut")
 REFUSAL = "I'm sorry, but I can't help with that."
 COMPLIANT = "Sure, here is how to do it. Step 1: [placeholder]. Step 2: [placeholder]."
 REFUSING_THOUGHT = ("The user asks for something harmful. I should refuse and say: I'm sorry, but I can't "
@@ -311,12 +313,12 @@ class OpenAICompatApp:
             choice["message"]["content"] = [{"type": "text", "text": choice["message"]["content"]}]
         elif fault == "null_content":
             choice["message"]["content"] = None
-        elif fault == "filter200":
+        elif fault in ("filter200", "filter200_cut"):
             completion["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": {
                 "hate": _FILTER_OK, "jailbreak": {"filtered": False, "detected": False}}}]
             choice.update(finish_reason="content_filter", content_filter_results={
                 "violence": {"filtered": True, "severity": "medium"}, "hate": _FILTER_OK})
-            choice["message"]["content"] = None
+            choice["message"]["content"] = COMPLIANT if fault == "filter200_cut" else None
         elif fault == "refusal_field":
             choice["message"].update(content=None, refusal=REFUSAL)
         elif fault is not None and fault.startswith(("think_", "reasoning_")):
