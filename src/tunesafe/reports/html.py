@@ -33,6 +33,7 @@ def report_context(body: Mapping[str, Any], record: EvidenceRecord | None = None
         ("over-refusal (benign + borderline)", view.deltas(body, "over_refusal")),
         *((f"over-refusal ({kind})", [d for d in view.deltas(body, "over_refusal", "kind")
                                       if view.name(d) == kind]) for kind in ("benign", "borderline")),
+        ("degenerate answers (all prompts)", view.deltas(body, "degenerate")),
     ]
     side_by_side = [view.bar_row(rows[0], label) for label, rows in overall if rows]
     return dict(

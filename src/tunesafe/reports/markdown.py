@@ -25,7 +25,8 @@ def render_markdown(body: Mapping[str, Any]) -> str:
         lines.append(f"- … and {len(decisive) - MAX_REASONS} more (see report.html)")
     lines += ["", "| metric | n | base | candidate | change (pts) | 95% CI | p (one-sided) |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for label, metric in (("ASR", "asr"), ("refusal", "refusal"), ("over-refusal", "over_refusal")):
+    for label, metric in (("ASR", "asr"), ("refusal", "refusal"), ("over-refusal", "over_refusal"),
+                          ("degenerate answers", "degenerate")):
         for d in view.deltas(body, metric):
             lines.append(_row(label, d))
     error = view.deltas(body, "error")[0]
