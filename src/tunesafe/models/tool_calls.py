@@ -42,6 +42,7 @@ def _not_json(constant: str) -> Any:
 # slip past a tool's own checks (a NaN amount passes both `<= 0` and `> balance`), so the call is malformed.
 _JSON = json.JSONDecoder(parse_constant=_not_json)
 
+_END, _END_ESCAPED = "</", "<\\/"
 _FENCE = re.compile(r"\A```(?:json)?\s*(.*?)\s*```\Z", re.DOTALL)
 
 
@@ -64,7 +65,9 @@ class ParsedReply:
 
 def render_call(call: ToolCall) -> str:
     body = json.dumps({"name": call.name, "arguments": dict(call.arguments)}, ensure_ascii=False)
-    return f"{OPEN}\n{body}\n{CLOSE}"
+    # "</" occurs only inside strings here; JSON's "\/" keeps a closing tag an argument holds (a file the
+    # call forwards) from ending the block early, which read a well-formed call back as malformed
+    return f"{OPEN}\n{body.replace(_END, _END_ESCAPED)}\n{CLOSE}"
 
 
 def render_reply(text: str, calls: Sequence[ToolCall]) -> str:
