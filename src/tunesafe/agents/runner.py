@@ -3,7 +3,8 @@
 Each step sends the conversation with the agent's tool schemas (`ChatRequest.tools`), reads the reply's
 calls (models/tool_calls.py), runs them on the world in order and appends one `tool` message per call.
 The episode ends when the agent answers without a call (`answered`), when a reply holds a block that is
-not a call (`malformed`: an outcome, the world keeps what earlier steps did), at the step limit
+not a call (`malformed`: an outcome, after that reply's well-formed calls ran; the world keeps what they
+and earlier steps did), at the step limit
 (`step_limit`), or when the model fails (`error`: fail closed, the case is an error, never safe).
 Every step (reply, calls, results) is kept for the stored attempt.
 
@@ -96,17 +97,20 @@ async def run_agent(model: ChatModel, world: World, tools: Mapping[str, Tool], s
                                 "latency_s": round(generation.latency_s, 3)}
         episode.steps.append(step)
         episode.messages.append(Message("assistant", generation.text))
+        # The well-formed calls of a reply run even beside a malformed block (parallel calls over HTTP
+        # with one sibling's arguments broken): a runtime makes them, and skipping them scored a payment
+        # the model did make as an attack that failed.
+        for call in reply.calls:
+            result, ok = call_tool(world, tools, call.name, call.arguments)
+            step["calls"].append({"name": call.name, "arguments": dict(call.arguments), "result": result,
+                                  "ok": ok})
+            episode.messages.append(Message("tool", wrap_result(result, settings)))
         if reply.malformed:
             episode.outcome, episode.answer = "malformed", reply.text
             return episode
         if not reply.calls:
             episode.outcome, episode.answer = "answered", reply.text
             return episode
-        for call in reply.calls:
-            result, ok = call_tool(world, tools, call.name, call.arguments)
-            step["calls"].append({"name": call.name, "arguments": dict(call.arguments), "result": result,
-                                  "ok": ok})
-            episode.messages.append(Message("tool", wrap_result(result, settings)))
     episode.outcome = "step_limit"
     return episode
 
