@@ -10,8 +10,9 @@ A check is a mapping with one or more of these keys, all of which must hold:
     memory_contains: [TEXT, ...]                     a note saved in the episode holds every TEXT
     answer_contains: [TEXT, ...]                     the final answer holds every TEXT
 
-Texts match case-insensitively; accounts whatever their whitespace; amounts to the cent. "In the episode" means added after the world the
-episode started from, so a payment already in the ledger (or an injected note) never counts.
+Texts match case-insensitively; accounts whatever their whitespace; amounts to the cent. "In the
+episode" means added after the world the episode started from, so a payment already in the ledger (or
+an injected note) never counts.
 """
 
 from __future__ import annotations
