@@ -3,10 +3,14 @@ exception), and checks that only count what the episode did (negative cases incl
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from tunesafe.agents.checks import holds, validate
 from tunesafe.agents.environments import all_tools, call_tool, load_world, registry, vectors
+from tunesafe.errors import UserError
 
 
 def test_five_environments_register_with_unique_tools() -> None:
@@ -89,3 +93,28 @@ def test_a_non_finite_amount_is_refused_and_leaves_the_ledger_alone() -> None:
     assert world.bank["balance"] == 2500.0 and len(world.bank["transactions"]) == 3
     # the funds check still holds afterwards
     assert not call_tool(world, tools, "send_money", {"to": "DE1", "amount": 10**6, "subject": "x"})[1]
+
+
+@pytest.mark.parametrize("plugin, message", [
+    ('ENV = Environment("ts_clash", "x", (Tool("send_email", "a second send_email", lambda world: ""),))',
+     "send_email"),
+    ("ENV = print", "not an Environment"),
+])
+def test_a_plugin_environment_that_cannot_join_is_one_user_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin: str, message: str) -> None:
+    """A real installed-distribution layout (dist-info with entry_points.txt) on sys.path."""
+    (tmp_path / "ts_plugin_env.py").write_text(
+        f"from tunesafe.agents.environments import Environment, Tool\n{plugin}\n")
+    dist = tmp_path / "ts_plugin_env-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ts-plugin-env\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[tunesafe.agent_environments]\nts_env = ts_plugin_env:ENV\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_loaded_entry_points", False)
+    try:
+        with pytest.raises(UserError, match=message) as caught:
+            all_tools()
+        assert "ts_env" in str(caught.value) and "\n" not in str(caught.value)
+    finally:
+        registry._items.pop("ts_env", None)
+        sys.modules.pop("ts_plugin_env", None)

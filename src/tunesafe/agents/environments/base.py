@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from tunesafe.errors import UserError
 from tunesafe.registry import Registry
 
 _MARKER = re.compile(r"\s*\[\[(\w+)\]\]")
@@ -83,9 +84,15 @@ def all_tools() -> dict[str, Tool]:
     """Every tool of every registered environment, by name (names are unique across environments)."""
     tools: dict[str, Tool] = {}
     for env_name, environment in registry.items():
+        # a plugin's mistake, so one line naming it rather than a traceback from deep in a run
+        where = f"agent environment '{env_name}'"
+        if not isinstance(environment, Environment):
+            raise UserError(f"{type(environment).__name__} is not an Environment", where=where,
+                            fix="point the tunesafe.agent_environments entry point at an Environment")
         for tool in environment.tools:
             if tool.name in tools:
-                raise ValueError(f"tool {tool.name} of environment {env_name} is defined twice")
+                raise UserError(f"tool {tool.name} is defined twice (tool names are unique across "
+                                "environments)", where=where, fix=f"rename the plugin's tool {tool.name}")
             tools[tool.name] = tool
     return tools
 
