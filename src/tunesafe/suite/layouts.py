@@ -69,6 +69,7 @@ def load_file(path: str | Path, **options: str) -> Suite:
     build = _BUILDERS[layout]
     items = build(table, _Context(name, version, options, mapping))
     _check_unique(items)
+    _check_agent_ids(items)
     return Suite(name=name, version=version, behaviors=tuple(i.behavior for i in items),
                  source=str(path), extra={i.behavior.id: i.extra for i in items if i.extra})
 
@@ -218,6 +219,22 @@ def _xstest(table: Table, ctx: _Context) -> list[Item]:
 _BUILDERS: dict[str, Callable[[Table, _Context], list[Item]]] = {
     "generic": _generic, "harmbench": _harmbench, "advbench": _advbench, "xstest": _xstest,
 }
+
+
+def _check_agent_ids(items: list[Item]) -> None:
+    """Only agent attacks expand "agent:" ids, and only the cases they know: any other such id would
+    leave the plan without a word, and the suite run without it."""
+    from tunesafe.engine.plan import SCOPED
+
+    for item in items:
+        ident = item.behavior.id
+        if ident.startswith(SCOPED):
+            from tunesafe.agents.cases import case_index  # only then: it builds the whole catalogue
+
+            if ident not in case_index():
+                raise UserError(f"id '{ident}' is no agent case (the prefix is reserved for them)",
+                                where=item.row.where,
+                                fix="copy the id from `tunesafe suite show agents`, or drop the prefix")
 
 
 def _check_unique(items: list[Item]) -> None:
