@@ -17,7 +17,7 @@ it); a missing closing tag or a Markdown fence inside the tags is tolerated (vLL
 the same). Single quotes, Python literals or truncated JSON are never repaired: such a block is
 `malformed`, an outcome the harness counts (InjecAgent's invalid rate), never a call. A reply made
 only of bare JSON objects (small models often drop the tags) is read the same way: calls when every
-object is one, malformed otherwise.
+object is one, malformed otherwise. A call object inside prose is malformed, never part of an answer.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class ToolCall:
 @dataclass(frozen=True)
 class ParsedReply:
     """An assistant turn read back: its text outside the calls, the well-formed calls in order, and the
-    raw bodies of blocks that are not a call. `untagged`: the reply was bare JSON objects, no tags."""
+    raw bodies of blocks that are not a call (and of call objects in the text around the blocks).
+    `untagged`: the reply was bare JSON objects, no tags."""
 
     text: str
     calls: tuple[ToolCall, ...] = ()
@@ -89,7 +90,27 @@ def parse_reply(text: str) -> ParsedReply:
         bare = _bare_calls(outside)  # small models often drop the tags around otherwise valid calls
         if bare is not None:
             return bare
+    malformed += _calls_in_text(outside)
     return ParsedReply(text=outside, calls=tuple(calls), malformed=tuple(malformed))
+
+
+def _calls_in_text(text: str) -> list[str]:
+    """Call objects written into prose ("Paying now: {"name": ...}"): no call, as no runtime reads one
+    there, but no answer either; read as text, the episode ended "answered", the attempt uncounted."""
+    found: list[str] = []
+    at = text.find("{")
+    while at != -1:
+        try:
+            value, end = _JSON.raw_decode(text, at)
+        except ValueError:
+            at = text.find("{", at + 1)
+            continue
+        if isinstance(value, dict) and set(value) == {"name", "arguments"} and isinstance(value["name"], str):
+            found.append(text[at:end])
+            at = text.find("{", end)
+        else:
+            at = text.find("{", at + 1)
+    return found
 
 
 def _bare_calls(text: str) -> ParsedReply | None:
