@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunesafe.errors import UserError
 from tunesafe.models.base import ChatModel, error_generation
 from tunesafe.models.embedded import DEFAULT_EMBEDDED, embedded_gguf_path
 from tunesafe.models.refs import ModelRef, align_backends, parse_ref
@@ -32,30 +33,37 @@ def backend_for(ref: ModelRef) -> str:
 
 def load_model(ref: str, **opts: Any) -> ChatModel:
     """Open the model named by `ref`. `opts` are backend options (same names as the ref's ?options,
-    which they override). Bad refs, missing files or a wrong hash raise UserError."""
+    which they override), and for HTTP refs `token_provider=CALLABLE` (the key, renewed on a 401, as with
+    ?key_cmd=). Bad refs, missing files or a wrong hash raise UserError."""
     parsed = parse_ref(ref)
+    token_provider = opts.pop("token_provider", None)
     if parsed.scheme == "guarded":
         from tunesafe.guardrails.base import load_guard
         from tunesafe.guardrails.guarded_model import GuardedModel
 
         assert parsed.guard is not None
         guard = load_guard(parsed.guard)
-        return GuardedModel(load_model(parsed.target, **opts), guard, parsed.guard)
+        given = {"token_provider": token_provider} if token_provider else {}
+        inner = load_model(parsed.target, **opts, **given)
+        return GuardedModel(inner, guard, parsed.guard)
     if opts:
         parsed = parsed.with_options(**{k: str(v) for k, v in opts.items()})
     backend = backend_for(parsed)
     if parsed.scheme == "vllm":
         from tunesafe.models.vllm import VLLMChatModel
 
-        return VLLMChatModel.from_ref(parsed)
+        return VLLMChatModel.from_ref(parsed, token_provider)
     if backend == "openai":
         from tunesafe.models.openai_http import OpenAIChatModel
         from tunesafe.models.replicas import ReplicatedChatModel, replica_urls
 
         assert parsed.base_url is not None
         if "," in parsed.base_url and len(replica_urls(parsed.base_url, str(parsed))) > 1:
-            return ReplicatedChatModel.from_ref(parsed)
-        return OpenAIChatModel.from_ref(parsed)
+            return ReplicatedChatModel.from_ref(parsed, token_provider)
+        return OpenAIChatModel.from_ref(parsed, token_provider)
+    if token_provider is not None:
+        raise UserError(f"token_provider is for HTTP models, not {parsed.scheme}:", where="load_model",
+                        fix="leave token_provider out, or load an openai:MODEL@URL ref")
     if backend == "llamacpp":
         from tunesafe.models.llamacpp import LlamaCppChatModel
 

@@ -95,14 +95,16 @@ class Http1Connection:
         self._stream: _Stream | None = None
         self._h11: h11.Connection | None = None
 
-    async def request(self, method: str, target: str, body: bytes, timeout: float) -> Response:
+    async def request(self, method: str, target: str, body: bytes, timeout: float,
+                      headers: Sequence[tuple[str, str]] = ()) -> Response:
+        """`headers` go with this request only (after the connection's own)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
             stream, conn = await self._connection(deadline)
             timer = loop.call_at(deadline, stream.expire)
             try:
-                return await self._exchange(stream, conn, method, target, body)
+                return await self._exchange(stream, conn, method, target, body, headers)
             finally:
                 timer.cancel()
         except TimeoutError:
@@ -129,8 +131,9 @@ class Http1Connection:
         return stream, self._h11
 
     async def _exchange(self, stream: _Stream, conn: h11.Connection, method: str, target: str,
-                        body: bytes) -> Response:
-        headers = [*self._headers, (b"content-length", str(len(body)).encode())]
+                        body: bytes, extra: Sequence[tuple[str, str]]) -> Response:
+        headers = [*self._headers, *((k.encode(), v.encode()) for k, v in extra),
+                   (b"content-length", str(len(body)).encode())]
         request = h11.Request(method=method, target=target, headers=headers)
         assert stream.transport is not None
         # One write, so the request leaves as one segment (one wake-up of the server, not three).

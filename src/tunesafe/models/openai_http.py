@@ -2,6 +2,11 @@
 
 Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_model):
   key_env=OPENAI_API_KEY   name of the env var holding the API key (unset var: no key header)
+  key_cmd=                 a command (URL-encoded, run without a shell) that prints the key: a token
+                           that expires, e.g. Entra ID's from `az account get-access-token ...`; run at
+                           first use and again, once per 401 burst, when the endpoint answers 401
+                           (models/credentials.py). Not together with key_env. In Python:
+                           OpenAIChatModel(..., token_provider=CALLABLE)
   key_header=authorization the header the key goes in: authorization (`Authorization: Bearer KEY`) or
                            api-key (`api-key: KEY`, Azure OpenAI's key header)
   api_version=             added as the `api-version` query parameter to every request, chat and
@@ -70,6 +75,7 @@ import httpx
 
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models.base import apply_stop, error_generation
+from tunesafe.models.credentials import KeySource, TokenError, TokenSource, command_provider
 from tunesafe.models.http1 import Http1Connection, Response
 from tunesafe.models.reasoning import reasoning_field, settle_reasoning
 from tunesafe.models.refs import ModelRef, parse_options, split_credentials
@@ -195,7 +201,8 @@ def _retry_after(value: str | None) -> float | None:
 class _Connection(Protocol):
     """One request at a time to the server; raises TimeoutError or ConnectionError for the attempt."""
 
-    async def request(self, method: str, target: str, body: bytes, timeout: float) -> Response: ...
+    async def request(self, method: str, target: str, body: bytes, timeout: float,
+                      headers: Sequence[tuple[str, str]] = ()) -> Response: ...
 
     async def aclose(self) -> None: ...
 
@@ -210,9 +217,11 @@ class _HttpxConnection:
         self._client = httpx.AsyncClient(base_url=origin, headers=dict(headers), limits=limits,
                                          verify=ssl_context)
 
-    async def request(self, method: str, target: str, body: bytes, timeout: float) -> Response:
+    async def request(self, method: str, target: str, body: bytes, timeout: float,
+                      headers: Sequence[tuple[str, str]] = ()) -> Response:
         try:
-            resp = await self._client.request(method, target, content=body, timeout=timeout)
+            resp = await self._client.request(method, target, content=body, timeout=timeout,
+                                              headers=dict(headers) or None)
         except httpx.TimeoutException:
             raise TimeoutError(f"no complete response within {timeout:g}s") from None
         except httpx.TransportError as exc:
@@ -236,10 +245,11 @@ def _goes_direct(url: str) -> bool:
 class OpenAIChatModel:
     backend = "openai"
 
-    def __init__(self, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
+    def __init__(self, model: str, base_url: str, *, key_env: str | None = None, concurrency: int = 16,
                  timeout: float = 60.0, max_retries: int = 4, breaker: int = 8, cooldown: float = 30.0,
                  prefill: bool = False, client: str = "auto", max_pause: float = 600.0,
-                 key_header: str = "authorization", api_version: str | None = None) -> None:
+                 key_header: str = "authorization", api_version: str | None = None,
+                 key_cmd: str | None = None, token_provider: KeySource | None = None) -> None:
         _check_choice("client", client, CLIENTS, model)
         _check_choice("key_header", key_header, KEY_HEADERS, model)
         if api_version is not None and not _API_VERSION.fullmatch(api_version):
@@ -262,12 +272,13 @@ class OpenAIChatModel:
         self.base_url, self._url_auth = split_credentials(base_url.rstrip("/"))
         self.ref = f"openai:{model}@{self.base_url}"
         self.capabilities = Capabilities(prefill=prefill, tools=True)
-        self.key_env = key_env
+        self.key_env = key_env or "OPENAI_API_KEY"
         self.key_header = key_header
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_pause = max_pause
-        self._key = os.environ.get(key_env) or None
+        self._tokens = _token_source(model, key_env, key_cmd, token_provider)
+        self._key = None if self._tokens else os.environ.get(self.key_env) or None
         self._breaker = CircuitBreaker(breaker, cooldown, self.ref)
         self._concurrency = concurrency
         parts = urlsplit(self.base_url)
@@ -284,32 +295,39 @@ class OpenAIChatModel:
         self.fail_fast = False  # set by a replica set: raise ReplicaDown instead of waiting out an outage
 
     @classmethod
-    def from_ref(cls, ref: ModelRef) -> OpenAIChatModel:
+    def from_ref(cls, ref: ModelRef, token_provider: KeySource | None = None) -> OpenAIChatModel:
+        """`token_provider`: a callable (or a source shared by replicas) giving the key, as key_cmd does."""
         assert ref.base_url is not None
         conv: dict[str, Any] = {"key_env": str, "concurrency": int, "timeout": float, "max_retries": int,
                                 "breaker": int, "cooldown": float, "client": str, "max_pause": float,
                                 "prefill": lambda v: v.lower() in ("1", "true", "yes"), "key_header": str,
-                                "api_version": str}
+                                "api_version": str, "key_cmd": str}
         kwargs = parse_options(ref, conv, "openai")
-        return cls(ref.target, ref.base_url, **kwargs)
+        return cls(ref.target, ref.base_url, **kwargs, token_provider=token_provider)
 
     def _headers(self) -> dict[str, str]:
-        if self._url_auth or not self._key:
+        if self._url_auth:
             return self._url_auth
+        key = self._tokens.current() if self._tokens else self._key
+        if not key:
+            return {}
         if self.key_header == "api-key":
-            return {"api-key": self._key}
-        return {"Authorization": f"Bearer {self._key}"}
+            return {"api-key": key}
+        return {"Authorization": f"Bearer {key}"}
 
     def _key_advice(self) -> str:
         """The key's variable, and Azure's header where the key went as Bearer (a classic Azure URL's 401)."""
+        where = f"the token of {self._tokens.name}" if self._tokens else f"env var {self.key_env}"
         if self.key_header == "api-key" or self._url_auth:
-            return self.key_env
-        return f"{self.key_env}; Azure OpenAI takes it with ?key_header=api-key"
+            return where
+        return f"{where}; Azure OpenAI takes it with ?key_header=api-key"
 
     def _scrub(self, text: str) -> str:
         for auth in self._url_auth.values():  # a server may echo the Basic token back, like a key
             text = text.replace(auth.split()[-1], "***")
-        return text.replace(self._key, "***") if self._key else text
+        for key in self._tokens.issued if self._tokens else [self._key] if self._key else []:
+            text = text.replace(key, "***")
+        return text
 
     def content_hash(self) -> str:
         """sha256 of the ref plus what the server reports for the model at /v1/models (NOT a weight hash:
@@ -330,7 +348,7 @@ class OpenAIChatModel:
                             fix="start the server or fix the URL") from None
         if resp.status_code in (401, 403):
             raise UserError(f"server refused the credentials (HTTP {resp.status_code})", where=self.ref,
-                            fix=f"set a valid key in the environment variable {self._key_advice()}")
+                            fix=f"give a valid key: check {self._key_advice()}")
         if resp.status_code in TRANSIENT_STATUS:  # not "no entry": the hash would name the blip
             raise UserError(f"the server's model listing failed for now (HTTP {resp.status_code})",
                             where=self.ref, fix="try again once the server answers GET /models")
@@ -344,8 +362,9 @@ class OpenAIChatModel:
         return None if info is None else {k: v for k, v in info.items() if k not in VOLATILE_MODEL_FIELDS}
 
     def _connect(self) -> _Connection:
+        # a token that expires goes with each request instead (_send)
         headers = {"content-type": "application/json", "accept": "application/json",
-                   "user-agent": "tunesafe", **self._headers()}
+                   "user-agent": "tunesafe", **({} if self._tokens else self._headers())}
         parts = urlsplit(self.base_url)
         if self._direct:
             assert parts.hostname is not None
@@ -475,12 +494,17 @@ class OpenAIChatModel:
                        extra_body: Mapping[str, Any] | None = None) -> Generation:
         payload = self._payload(request) if extra_body is None else {**self._payload(request), **extra_body}
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        try:
-            resp = await connection.request("POST", self._path, body, self.timeout)
-        except TimeoutError:
-            raise _Retryable(f"timeout after {self.timeout:g}s") from None
-        except ConnectionError as exc:
-            raise _Retryable(f"connection error: {exc}") from None
+        seen = self._tokens.generation if self._tokens else 0
+        resp = await self._send(connection, body)
+        refresh_failed = None
+        if resp.status_code == 401 and self._tokens:  # expired: a new token, then this request once more
+            try:
+                await self._tokens.refresh(seen)
+            except TokenError as exc:
+                refresh_failed = str(exc)
+            if self._tokens.last_error is None:
+                resp = await self._send(connection, body)
+            refresh_failed = refresh_failed or self._tokens.last_error
         if resp.status_code == 429:
             raise _Retryable("HTTP 429 rate limited", _retry_after(resp.headers.get("retry-after")),
                              counts_for_breaker=False)
@@ -491,11 +515,44 @@ class OpenAIChatModel:
         if resp.status_code == 400 and (blocked := _filtered_prompt(resp)) is not None:
             return blocked
         if resp.status_code in (401, 403):
-            raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check env var "
-                         f"{self._key_advice()}): {self._scrub(resp.text)[:200]}")
+            renewed = (f"; renewing the token failed: {refresh_failed}" if refresh_failed
+                       else ", also with a renewed token" if resp.status_code == 401 and self._tokens else "")
+            raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check {self._key_advice()})"
+                         f"{renewed}: {self._scrub(resp.text)[:200]}")
         if resp.status_code != 200:
             raise _Fatal(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:300]}")
         return _parse_completion(resp, request)
+
+
+    async def _send(self, connection: _Connection, body: bytes) -> Response:
+        auth = tuple(self._headers().items()) if self._tokens else ()
+        try:
+            return await connection.request("POST", self._path, body, self.timeout, auth)
+        except TimeoutError:
+            raise _Retryable(f"timeout after {self.timeout:g}s") from None
+        except ConnectionError as exc:
+            raise _Retryable(f"connection error: {exc}") from None
+
+
+def ref_token_source(ref: ModelRef, provider: KeySource | None = None) -> TokenSource | None:
+    """The one token source of a ref's key_cmd (or `provider`), for replicas to share."""
+    return _token_source(ref.target, ref.options.get("key_env"), ref.options.get("key_cmd"), provider)
+
+
+def _token_source(model: str, key_env: str | None, key_cmd: str | None,
+                  provider: KeySource | None) -> TokenSource | None:
+    """The source of a key that expires (key_cmd, or a callable in Python), or None for a fixed key."""
+    given = [name for name, value in (("key_env", key_env), ("key_cmd", key_cmd),
+                                      ("token_provider", provider)) if value is not None]
+    if len(given) > 1:
+        raise UserError(f"{' and '.join(given)} both name where the key comes from", where=f"openai:{model}",
+                        fix="give one: key_env for a fixed key, key_cmd (or token_provider) for one that "
+                            "expires")
+    if isinstance(provider, TokenSource):
+        return provider
+    if provider is not None:
+        return TokenSource(provider)
+    return TokenSource(command_provider(key_cmd), "key_cmd") if key_cmd is not None else None
 
 
 def _check_choice(option: str, value: str, choices: Sequence[str], model: str) -> None:

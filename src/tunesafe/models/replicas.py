@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tunesafe.errors import EndpointUnavailable, UserError
-from tunesafe.models.openai_http import POLL_S, OpenAIChatModel, ReplicaDown
+from tunesafe.models.credentials import KeySource
+from tunesafe.models.openai_http import POLL_S, OpenAIChatModel, ReplicaDown, ref_token_source
 from tunesafe.models.refs import REPLICA_SEPARATOR, ModelRef, redact_ref
 from tunesafe.types import ChatRequest, Generation, canonical_json, sha256_hex
 
@@ -74,11 +75,14 @@ class ReplicatedChatModel:
         self._hash: str | None = None
 
     @classmethod
-    def from_ref(cls, ref: ModelRef) -> ReplicatedChatModel:
+    def from_ref(cls, ref: ModelRef, token_provider: KeySource | None = None) -> ReplicatedChatModel:
         assert ref.base_url is not None
         urls = replica_urls(ref.base_url, str(ref))
-        return cls([OpenAIChatModel.from_ref(ModelRef(ref.scheme, ref.target, base_url=url,
-                                                      options=ref.options)) for url in urls])
+        # one token for all replicas: one key command run at start and per refresh, not one per replica
+        tokens = ref_token_source(ref, token_provider)
+        options = {k: v for k, v in ref.options.items() if k != "key_cmd"} if tokens else ref.options
+        return cls([OpenAIChatModel.from_ref(ModelRef(ref.scheme, ref.target, base_url=url, options=options),
+                                             token_provider=tokens) for url in urls])
 
     def content_hash(self) -> str:
         if self._hash is None:

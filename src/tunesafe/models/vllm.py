@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunesafe.errors import UserError
+from tunesafe.models.credentials import KeySource
 from tunesafe.models.hashing import files_sha256
 from tunesafe.models.openai_http import OpenAIChatModel
 from tunesafe.models.refs import ModelRef
@@ -34,7 +35,7 @@ class VLLMChatModel(OpenAIChatModel):
     _identity: dict[str, Any]
 
     @classmethod
-    def from_ref(cls, ref: ModelRef) -> VLLMChatModel:
+    def from_ref(cls, ref: ModelRef, token_provider: KeySource | None = None) -> VLLMChatModel:
         options = {k: v for k, v in ref.options.items() if k not in LAUNCH_OPTIONS}
         identity: dict[str, Any] = {"vllm": ref.target, "adapter": ref.adapter}
         if ref.options.get("launch") == "1":
@@ -51,7 +52,7 @@ class VLLMChatModel(OpenAIChatModel):
         else:
             raise UserError(f"'{ref}' names no vLLM server", where="model ref",
                             fix="attach with vllm:MODEL[+LORA_NAME]@http://HOST:PORT/v1, or add ?launch=1")
-        model_ = super().from_ref(ModelRef("openai", served, base_url=url, options=options))
+        model_ = super().from_ref(ModelRef("openai", served, base_url=url, options=options), token_provider)
         assert isinstance(model_, VLLMChatModel)
         model_._identity = {**identity, "served": served}
         # base_url, not url: the parent took the URL's userinfo out into a header, and the ref is stored

@@ -60,6 +60,11 @@ Azure has no /models under a deployment: GET /openai/deployments/DEPLOYMENT/mode
 `ServerConfig(markers=False)` (or `server.app.config.markers = False` while it runs) ignores the markers:
 the same prompts against a server whose fault was fixed.
 
+Tokens that expire (Azure Entra ID's): `ServerConfig(token_uses=N)` is its own token issuer. GET
+/control/token issues a new token (`app.tokens_issued` lists them), and a chat request is served only
+with `Authorization: Bearer <the newest token>`, for N chat requests; then, or after
+`app.expire_token()`, it is a 401 until a new token is issued. The listing at /v1/models takes no token.
+
 An outage: `server.app.go_down(seconds)` answers every chat request with 500 for that long (None: until
 `server.app.come_back()`), the endpoint-wide failure a circuit breaker is for.
 
@@ -137,6 +142,7 @@ class ServerConfig:
     agent: str | None = None  # a scripted tool-calling agent policy (testing/scripted_agent.py) for
     # requests with `tools`
     azure: bool = False  # serve Azure OpenAI's classic and v1 paths (see the module docstring), not /v1
+    token_uses: int | None = None  # expiring tokens from GET /control/token (see the module docstring)
 
 
 class OpenAICompatApp:
@@ -154,6 +160,28 @@ class OpenAICompatApp:
         self.in_flight = 0
         self.max_in_flight = 0  # the most chat requests handled at once (checks clients' bounds)
         self._down_until: float | None = None
+        self.tokens_issued: list[str] = []
+        self._token_uses_left = 0
+
+    def issue_token(self) -> str:
+        """A new token, which replaces the one before it."""
+        with self._lock:
+            token = f"entra-token-{len(self.tokens_issued) + 1}"
+            self.tokens_issued.append(token)
+            self._token_uses_left = self.config.token_uses or 0
+            return token
+
+    def expire_token(self) -> None:
+        self._token_uses_left = 0
+
+    def _spend_token(self, auth: bytes | None) -> bool:
+        """Whether `auth` carries the newest token with uses left; it then has one use fewer."""
+        with self._lock:
+            current = self.tokens_issued[-1] if self.tokens_issued else None
+            if current is None or auth != f"Bearer {current}".encode() or self._token_uses_left <= 0:
+                return False
+            self._token_uses_left -= 1
+            return True
 
     def go_down(self, seconds: float | None = None) -> None:
         """Answer every chat request with 500 for `seconds` (None: until come_back())."""
@@ -206,6 +234,8 @@ class OpenAICompatApp:
                 self.in_flight -= 1
         elif method == "POST" and path == "/v1/moderations":
             await self._moderate(raw, send)
+        elif method == "GET" and path == "/control/token":
+            await _send(send, 200, self.issue_token().encode(), b"text/plain")
         elif method == "GET" and path == "/control/stats":
             await _json(send, 200, {"cpu_s": time.process_time(), "requests": len(self.requests)})
         elif method == "POST" and path == "/control/faults":
@@ -258,6 +288,10 @@ class OpenAICompatApp:
             # Like some real servers, echo the key back: clients must scrub it from their errors.
             given = auth.decode() if auth else "none"
             await _json(send, 401, {"error": {"message": f"invalid api key: {given}"}})
+            return
+        if self.config.token_uses is not None and not self._spend_token(auth):
+            await _json(send, 401, {"error": {"code": "401", "message": "Access token has expired or is "
+                                              "not yet valid."}})
             return
         try:
             body = json.loads(raw)
