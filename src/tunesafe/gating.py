@@ -174,9 +174,13 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
     min_n = {"family": policy.min_items_per_family, "category": policy.min_items_per_category}
     comparisons = {j: compare(*seen, judge=j, alpha=policy.alpha, min_n=min_n) for j in judges}
     decision = decide(policy, comparisons)
+    served = [run_store.reported_models(store, answers_source(info)) for info in (base_info, candidate_info)]
+    if (note := _same_model_served(base_info, candidate_info, *served)) is not None:
+        decision = replace(decision, reasons=(*decision.reasons, note))  # said, but never the verdict
     base_name = base_name or base_info.model_name
     candidate_name = candidate_name or candidate_info.model_name
     body = decision_body(decision, policy, base_info, candidate_info, base_name, candidate_name)
+    body["base"]["reported_models"], body["candidate"]["reported_models"] = served
     if escalation is not None:
         escalated = store.append(RecordType.ESCALATION, escalation.record_body(), subject=candidate_name)
         summary = escalation.summary(base_results, candidate_results)
@@ -219,6 +223,24 @@ def _run_summary(info: run_store.RunInfo) -> dict[str, Any]:
             "model_name": info.model_name, "config_hash": info.config_hash, "n_attempts": info.n_done,
             "n_errors": info.n_errors, "rejudged_from": info.config.get("rejudged_from"),
             "generated_in": answers_source(info)}
+
+
+def _same_model_served(base: run_store.RunInfo, candidate: run_store.RunInfo, base_served: Mapping[str, int],
+                       candidate_served: Mapping[str, int]) -> str | None:
+    """A note when two HTTP refs that name different models were both answered by one and the same model
+    id (the replies' `model`): the candidate's endpoint may be serving the base model, and the gate would
+    then compare the base with itself. A note only: providers answer with their own names (OpenAI's
+    `gpt-4o-2024-08-06` for `gpt-4o`), so a mismatch between ref and reply proves nothing by itself."""
+    refs = [parse_ref(info.model_ref) for info in (base, candidate)]
+    if any(ref.scheme not in ("openai", "vllm") for ref in refs):
+        return None
+    if (refs[0].target, refs[0].adapter) == (refs[1].target, refs[1].adapter):
+        return None
+    if len(base_served) != 1 or set(base_served) != set(candidate_served):
+        return None
+    [served] = base_served
+    return (f"note: both sides were answered by model {served!r} (the model id the servers' replies name), "
+            f"though the refs name different models: the candidate endpoint may be serving the base model")
 
 
 def _complete_run(store: Store, run_id: str) -> run_store.RunInfo:

@@ -40,6 +40,7 @@ def test_requests_spread_over_the_replicas_and_are_counted(servers: list[Running
     stats = model.replica_stats()
     assert [s["requests"] for s in stats] == served and all(s["errors"] == 0 for s in stats)
     assert [s["url"] for s in stats] == [s.url for s in servers]
+    assert model.reported_models() == {"tunesafe-test": 60}  # the replies' model ids, over all replicas
 
 
 def test_a_failed_replica_is_taken_out_and_its_work_served_elsewhere(servers: list[RunningServer]) -> None:

@@ -23,7 +23,13 @@ from sqlalchemy import Connection, Executable, Table, delete, func, insert, sele
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tunesafe.errors import UserError
-from tunesafe.evidence.schema import AttemptResultHistoryRow, AttemptResultRow, ResponseCacheRow, RunRow
+from tunesafe.evidence.schema import (
+    AttemptResultHistoryRow,
+    AttemptResultRow,
+    RecordRow,
+    ResponseCacheRow,
+    RunRow,
+)
 from tunesafe.evidence.store import Store
 from tunesafe.models.reasoning import settle_reasoning
 from tunesafe.models.refs import redact_ref
@@ -32,6 +38,7 @@ from tunesafe.types import (
     AttemptResult,
     Generation,
     Message,
+    RecordType,
     Verdict,
     canonical_json,
     messages_from_dicts,
@@ -253,6 +260,32 @@ def list_runs(store: Store) -> list[RunInfo]:
     rows = read(store, select(RunRow.__table__).order_by(RunRow.created_at, RunRow.id))
     counts = _counts(store, [r.id for r in rows])
     return [_info(r, counts) for r in rows]
+
+
+def newest_run_record_id(store: Store, run_id: str, confirmed: int | None = None) -> int | None:
+    """The id of the newest RUN evidence record of a run. Bodies are canonical JSON, so the run id
+    appears in exactly this form; the match is confirmed on the parsed body (unless it is `confirmed`,
+    a record already known to be this run's)."""
+    needle = f'"run_id":{json.dumps(run_id, ensure_ascii=False)}'
+    query = (
+        select(RecordRow.id)
+        .where(RecordRow.type == RecordType.RUN, RecordRow.body.contains(needle))
+        .order_by(RecordRow.id.desc())
+    )
+    for (record_id,) in read(store, query):
+        if record_id == confirmed or store.get(record_id).body.get("run_id") == run_id:
+            return int(record_id)
+    return None
+
+
+def reported_models(store: Store, run_id: str) -> dict[str, int]:
+    """The model ids an HTTP server's replies named during the session that finished the run, with their
+    counts (empty when unknown: a local model, a run stored before they were counted, answers all cached)."""
+    record_id = newest_run_record_id(store, run_id)
+    if record_id is None:
+        return {}
+    reported = (store.get(record_id).body.get("session") or {}).get("reported_models") or {}
+    return {str(k): int(v) for k, v in reported.items()}
 
 
 def done_attempt_ids(store: Store, run_id: str) -> set[str]:

@@ -242,6 +242,9 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
     stats = executor.stats(wall, getattr(target, "hits", 0))
     if (replica_stats := getattr(model, "replica_stats", None)) is not None:
         stats["replicas"] = replica_stats()  # per replica: requests, errors, moved away, its model id
+    reported: Mapping[str, int] = getattr(model, "reported_models", dict)()
+    if reported:  # HTTP: the model ids the replies named
+        stats["reported_models"] = reported
     return finish_run(store, run_id, planned.plan.ids, stored_config, model_hash, stats)
 
 

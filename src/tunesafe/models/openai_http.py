@@ -65,6 +65,7 @@ import re
 import ssl
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
@@ -292,6 +293,7 @@ class OpenAIChatModel:
         self._slots: asyncio.Queue[_Connection] | None = None
         self._connections: list[_Connection] = []
         self._hash: str | None = None
+        self._reported: Counter[str] = Counter()
         self.fail_fast = False  # set by a replica set: raise ReplicaDown instead of waiting out an outage
 
     @classmethod
@@ -521,7 +523,14 @@ class OpenAIChatModel:
                          f"{renewed}: {self._scrub(resp.text)[:200]}")
         if resp.status_code != 200:
             raise _Fatal(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:300]}")
-        return _parse_completion(resp, request)
+        generation, reported = _parse_completion(resp, request)
+        if isinstance(reported, str) and reported:
+            self._reported[reported] += 1
+        return generation
+
+    def reported_models(self) -> dict[str, int]:
+        """How many replies named each model id (the reply's `model`: what the server says answered)."""
+        return dict(self._reported)
 
 
     async def _send(self, connection: _Connection, body: bytes) -> Response:
@@ -565,7 +574,8 @@ def _query_string(params: Mapping[str, str]) -> str:
     return "?" + urlencode(params) if params else ""
 
 
-def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
+def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation, Any]:
+    """The generation, and the model id the reply names (not checked: anything a server sent)."""
     try:
         body = json.loads(resp.content)
         choice = body["choices"][0]
@@ -599,7 +609,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> Generation:
         finish = "stop" if stopped else finish
     return settle_reasoning(Generation(text=text, finish_reason=finish, blocked=blocked,
                                        prompt_tokens=tokens[0], completion_tokens=tokens[1],
-                                       reasoning=reasoning))
+                                       reasoning=reasoning)), body.get("model")
 
 
 def _filtered_prompt(resp: Response) -> Generation | None:

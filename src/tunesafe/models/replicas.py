@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -105,6 +106,12 @@ class ReplicatedChatModel:
 
     def replica_stats(self) -> list[dict[str, Any]]:
         return [s.summary() for s in self._stats]
+
+    def reported_models(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for replica in self.replicas:
+            total.update(replica.reported_models())
+        return dict(total)
 
     async def aclose(self) -> None:
         for replica in self.replicas:

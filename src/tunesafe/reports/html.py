@@ -15,7 +15,7 @@ _ENV = Environment(loader=PackageLoader("tunesafe.reports", "templates"),
                    autoescape=select_autoescape(["j2"]), undefined=StrictUndefined,
                    trim_blocks=True, lstrip_blocks=True)
 _ENV.filters.update(pct=view.pct, points=view.points, pvalue=view.pvalue, interval=view.interval,
-                    mde=view.mde, name=view.name)
+                    mde=view.mde, name=view.name, reported_models=view.reported_models)
 
 
 def render_html(body: Mapping[str, Any], record: EvidenceRecord | None = None) -> str:

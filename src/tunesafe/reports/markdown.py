@@ -59,6 +59,10 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     base, cand = body["base"], body["candidate"]
     lines += ["", f"_base `{base['model_hash'][:12]}` · candidate `{cand['model_hash'][:12]}`"
               f" · runs `{base['run_id']}` / `{cand['run_id']}`_", ""]
+    answered = [view.reported_models(run) for run in (base, cand)]
+    if any(answered):  # what the servers say answered, next to the refs' names
+        lines[-1:] = [f"_answered as (the replies' model): base {_cell(answered[0] or 'unknown')} · "
+                      f"candidate {_cell(answered[1] or 'unknown')}_", ""]
     return "\n".join(lines)
 
 

@@ -49,6 +49,13 @@ def whole_run_counts(body: Mapping[str, Any]) -> list[tuple[str, dict[str, str],
     return rows
 
 
+def reported_models(run: Mapping[str, Any]) -> str | None:
+    """The model ids an HTTP server's replies named for a run, as "id (count), ..."; None when unknown
+    (a local model, a decision recorded before they were read)."""
+    reported = run.get("reported_models") or {}
+    return ", ".join(f"{model} ({n})" for model, n in sorted(reported.items())) or None
+
+
 def name(delta: Mapping[str, Any]) -> str:
     return str(delta["group"]).split(":", 1)[-1]
 

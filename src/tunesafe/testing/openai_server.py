@@ -57,6 +57,8 @@ checking what Azure checks (the shapes of Azure's errors too):
 Azure has no /models under a deployment: GET /openai/deployments/DEPLOYMENT/models is a 404.
 `RunningServer.azure_classic_url` / `azure_v1_url` are the base URLs for the two shapes.
 
+Replies name the requested model as `model`; `ServerConfig(reported_model=ID)` names ID instead.
+
 `ServerConfig(markers=False)` (or `server.app.config.markers = False` while it runs) ignores the markers:
 the same prompts against a server whose fault was fixed.
 
@@ -143,6 +145,8 @@ class ServerConfig:
     # requests with `tools`
     azure: bool = False  # serve Azure OpenAI's classic and v1 paths (see the module docstring), not /v1
     token_uses: int | None = None  # expiring tokens from GET /control/token (see the module docstring)
+    reported_model: str | None = None  # the `model` every reply names (default: the one requested),
+    # as a provider names its own snapshot, or a server that serves one model under every name
 
 
 class OpenAICompatApp:
@@ -388,13 +392,16 @@ class OpenAICompatApp:
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         return {
             "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", self.config.model),
+            "model": self._reported_model(body),
             "choices": [{"index": 0, "finish_reason": finish,
                          "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
                       "total_tokens": prompt_tokens + len(text.split())},
         }
 
+
+    def _reported_model(self, body: Mapping[str, Any]) -> Any:
+        return self.config.reported_model or body.get("model", self.config.model)
 
     def _agent_completion(self, body: Mapping[str, Any], messages: list[Mapping[str, Any]]) -> dict[str, Any]:
         from tunesafe.testing.scripted_agent import reply
@@ -403,7 +410,7 @@ class OpenAICompatApp:
         message = reply(messages, body["tools"], self.config.agent)
         finish = "tool_calls" if message.get("tool_calls") else "stop"
         return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion",
-                "created": int(time.time()), "model": body.get("model", self.config.model),
+                "created": int(time.time()), "model": self._reported_model(body),
                 "choices": [{"index": 0, "finish_reason": finish, "message": message}],
                 "usage": {"prompt_tokens": len(json.dumps(messages)) // 4, "completion_tokens": 8,
                           "total_tokens": len(json.dumps(messages)) // 4 + 8}}

@@ -13,7 +13,6 @@ retried error (a replaced row gets a new id) all move.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,9 +21,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from tunesafe.engine import results as run_store
-from tunesafe.evidence.schema import AttemptResultRow, RecordRow
+from tunesafe.evidence.schema import AttemptResultRow
 from tunesafe.evidence.store import Store
-from tunesafe.types import EvidenceRecord, RecordType
+from tunesafe.types import EvidenceRecord
 
 FILTERS = ("family", "category", "kind")
 _T = AttemptResultRow
@@ -80,7 +79,8 @@ class RunStates:
         with self._lock:
             found = self._cache.get(run_id)
         rows = _rows_key(store, run_id)
-        record_id = newest_run_record_id(store, run_id, confirmed=_id(found.record) if found else None)
+        record_id = run_store.newest_run_record_id(store, run_id,
+                                                   confirmed=_id(found.record) if found else None)
         if found is not None and found.rows == rows and _id(found.record) == record_id:
             state = found
         else:
@@ -100,22 +100,6 @@ class RunStates:
 
     def close(self) -> None:
         self._builder.shutdown(wait=False, cancel_futures=True)
-
-
-def newest_run_record_id(store: Store, run_id: str, confirmed: int | None = None) -> int | None:
-    """The id of the newest RUN evidence record of a run. Bodies are canonical JSON, so the run id
-    appears in exactly this form; the match is confirmed on the parsed body (unless it is `confirmed`,
-    a record already known to be this run's)."""
-    needle = f'"run_id":{json.dumps(run_id, ensure_ascii=False)}'
-    query = (
-        select(RecordRow.id)
-        .where(RecordRow.type == RecordType.RUN, RecordRow.body.contains(needle))
-        .order_by(RecordRow.id.desc())
-    )
-    for (record_id,) in run_store.read(store, query):
-        if record_id == confirmed or store.get(record_id).body.get("run_id") == run_id:
-            return int(record_id)
-    return None
 
 
 def _id(record: EvidenceRecord | None) -> int | None:
