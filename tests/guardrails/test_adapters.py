@@ -123,6 +123,39 @@ def test_python_callable_blocks_and_an_exception_is_an_error(team_filter: str) -
     assert failed.blocked is None and "filter backend unreachable" in (failed.error or "")
 
 
+def test_a_python_guard_that_hangs_is_an_error_after_its_timeout(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A team's filter that never answers (a dead backend, a lock) stalled the whole verification; past
+    its timeout it is an error decision (never a pass or a block), for sync and async callables."""
+    (tmp_path / "stuck_filter.py").write_text(textwrap.dedent("""
+        import asyncio, threading
+        RELEASE = threading.Event()
+
+        def hangs(text, side):
+            RELEASE.wait(30)
+            return False
+
+        async def hangs_async(text, side):
+            await asyncio.sleep(30)
+            return False
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    guards = [load_guard(f"python:stuck_filter:{f}?timeout=0.2") for f in ("hangs", "hangs_async")]
+
+    async def checks() -> list[GuardDecision]:
+        return [await g.check_input(user(HARMFUL)) for g in guards]
+
+    try:
+        for decision in run(checks()):
+            assert decision.blocked is None and "did not answer within 0.2 s" in (decision.error or "")
+    finally:
+        import stuck_filter  # type: ignore[import-not-found]
+        stuck_filter.RELEASE.set()
+    with pytest.raises(UserError, match="timeout"):
+        load_guard("python:stuck_filter:hangs?timeout=soon")
+    assert guards[0].ref == "python:stuck_filter:hangs?timeout=0.2"
+
+
 def test_refs_bad_input_is_a_user_error() -> None:
     for ref in ("nope:x", "llama-guard:", "moderation:ftp://x", "python:no_such_module_xyz:f",
                 "python:justmodule", "moderation:http://h/v1?on_error=maybe"):

@@ -1,6 +1,8 @@
 """`python:MODULE:FUNCTION`: a team's own filter as a plain callable `(text, side) -> GuardDecision`
 (a bool is accepted too: True blocks). Input side gets the user's message, output side the answer. A
-raised exception is an error decision, never a pass; a sync callable runs in a worker thread."""
+raised exception is an error decision, never a pass; a sync callable runs in a worker thread. A check
+that does not answer within `?timeout=SECONDS` (default 30) is an error decision too: a filter stuck on
+a dead backend must not stall the run."""
 
 from __future__ import annotations
 
@@ -9,20 +11,25 @@ import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 from tunesafe.errors import UserError
 from tunesafe.guardrails.base import FailMode, GuardDecision, Side, last_user, registry, timed
 from tunesafe.types import Message
+
+TIMEOUT_S = 30.0
 
 
 class PythonGuard:
     name = "python"
     sides: frozenset[Side] = frozenset({"input", "output"})
 
-    def __init__(self, target: str, function: Callable[..., Any], fail_mode: FailMode = "closed") -> None:
+    def __init__(self, target: str, function: Callable[..., Any], fail_mode: FailMode = "closed",
+                 timeout_s: float = TIMEOUT_S) -> None:
         self.ref = f"python:{target}"
         self.function = function
         self.fail_mode = fail_mode
+        self.timeout_s = timeout_s
 
     async def check_input(self, messages: Sequence[Message]) -> GuardDecision:
         return await timed(lambda: self._call(last_user(messages), "input"))
@@ -32,9 +39,13 @@ class PythonGuard:
 
     async def _call(self, text: str, side: Side) -> GuardDecision:
         if inspect.iscoroutinefunction(self.function):
-            result = await self.function(text, side)
-        else:
-            result = await asyncio.to_thread(self.function, text, side)
+            pending = self.function(text, side)
+        else:  # a hung thread cannot be stopped; the check gives up on it and the run goes on
+            pending = asyncio.to_thread(self.function, text, side)
+        try:
+            result = await asyncio.wait_for(pending, self.timeout_s)
+        except TimeoutError:
+            return GuardDecision.failed(f"{self.ref} did not answer within {self.timeout_s:g} s")
         if isinstance(result, GuardDecision):
             return result
         if isinstance(result, bool):
@@ -46,7 +57,19 @@ class PythonGuard:
 
 
 @registry.register("python")
-def _factory(target: str, fail_mode: FailMode) -> PythonGuard:
+def _factory(ref_target: str, fail_mode: FailMode) -> PythonGuard:
+    target, _, query = ref_target.partition("?")
+    options = dict(parse_qsl(query))
+    try:
+        timeout_s = float(options.pop("timeout", TIMEOUT_S))
+        if not timeout_s > 0:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"python guard {ref_target!r}: timeout must be a positive number of seconds",
+                        where="--guard", fix="e.g. python:my_package.filters:check?timeout=10") from None
+    if options:
+        raise UserError(f"python guard {ref_target!r}: unknown option(s) {', '.join(options)}",
+                        where="--guard", fix="python guards take timeout= and on_error= only")
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise UserError(f"python guard {target!r} is not MODULE:FUNCTION", where="--guard",
@@ -58,4 +81,6 @@ def _factory(target: str, fail_mode: FailMode) -> PythonGuard:
                         fix="check the module is importable (PYTHONPATH) and defines the function") from None
     if not callable(function):
         raise UserError(f"{target} is not callable", where="--guard", fix="name a function")
-    return PythonGuard(target, function, fail_mode)
+    guard = PythonGuard(target, function, fail_mode, timeout_s)
+    guard.ref = f"python:{ref_target}"  # the timeout is part of what was verified
+    return guard
