@@ -148,3 +148,22 @@ def test_help_lists_the_panels_in_lifecycle_order(tmp_path: Path) -> None:
     assert positions == sorted(positions)
     # each command sits under its own panel: `models` (production) after the Production title
     assert positions[3] < result.stdout.index(" models ") < positions[4]
+
+
+@pytest.mark.parametrize("body", ["{bad", "[1, 2]"])
+def test_a_record_body_edited_into_non_object_json_is_one_error_line(tmp_path: Path, body: str) -> None:
+    import sqlite3
+
+    db = tmp_path / "evidence.db"
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"messages": []}\n')
+    assert tunesafe("--db", str(db), "models", "add", "bot", "--ref", "openai:m@http://127.0.0.1:1/v1",
+                    "--dataset", str(data), cwd=tmp_path).returncode == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE records SET body = ? WHERE id = 1", (body,))
+    verified = tunesafe("--db", str(db), "verify", cwd=tmp_path)
+    assert verified.returncode == 1 and "at record 1 (content edited)" in " ".join(verified.stderr.split())
+    # every command that reads records names the damaged one instead of a JSONDecodeError traceback
+    for command in (["lineage", "bot"], ["controls", "status", "bot"], ["models", "list"]):
+        assert_user_error(tunesafe("--db", str(db), *command, cwd=tmp_path), str(db),
+                          "evidence record 1 (model_version)", "tunesafe verify")

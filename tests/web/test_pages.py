@@ -295,3 +295,23 @@ def test_a_record_id_past_the_database_integer_range_is_a_404(client: TestClient
         f"/api/v1/evidence/{huge}",
     ):
         assert client.get(url).status_code == 404, url
+
+
+def test_a_record_edited_into_non_json_is_named_not_a_500(tmp_path: Any) -> None:
+    import sqlite3
+
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    db = tmp_path / "store.db"
+    with Store.open(str(db)) as store:
+        store.append("incident", {"title": "t"}, subject="bot")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE records SET body = '{bad' WHERE id = 1")
+    with Store.open(str(db)) as store:
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1",
+                            raise_server_exceptions=False)
+        for url in ("/evidence/1", "/api/v1/evidence/1"):
+            response = client.get(url)
+            assert response.status_code == 400, (url, response.status_code)
+            assert "evidence record 1 (incident)" in response.text and "tunesafe verify" in response.text

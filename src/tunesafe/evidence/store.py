@@ -34,11 +34,15 @@ from tunesafe.evidence.chain import VerifyResult, envelope_text, link_hash, veri
 from tunesafe.evidence.schema import ChainHead, RecordRow
 from tunesafe.types import EvidenceRecord, canonical_json
 
-__all__ = ["Store", "VerifyResult", "default_actor"]
+__all__ = ["DamagedRecord", "Store", "VerifyResult", "default_actor"]
 
 _PAGE = 1000
 _COLUMNS = (RecordRow.id, RecordRow.type, RecordRow.body, RecordRow.created_at, RecordRow.actor,
             RecordRow.subject, RecordRow.prev_hash, RecordRow.hash)
+
+
+class DamagedRecord(UserError):
+    """A stored record that no tunesafe version could have written (edited in the database file)."""
 
 
 def default_actor() -> str:
@@ -138,7 +142,7 @@ class Store:
         after = 0
         while True:
             rows = self._read(query.where(RecordRow.id > after))
-            yield from (_record(row) for row in rows)
+            yield from (_record(row, self.location) for row in rows)
             if len(rows) < _PAGE:
                 return
             after = rows[-1][0]
@@ -150,7 +154,7 @@ class Store:
         if not rows:
             raise UserError(f"no evidence record with id {record_id}", where=self.location,
                             fix="check the id: records are numbered 1..N in chain order")
-        return _record(rows[0])
+        return _record(rows[0], self.location)
 
     def verify(self) -> VerifyResult:
         """Recompute the whole chain in one read transaction, streaming rows. The transaction must be a
@@ -193,7 +197,17 @@ class _DatabaseErrors:
             raise database.connect_error(self.url, exc) from exc
 
 
-def _record(row: Any) -> EvidenceRecord:
+def _record(row: Any, location: str) -> EvidenceRecord:
     rid, type_, body, created_at, actor, subject, prev_hash, digest = row
-    return EvidenceRecord(id=rid, type=type_, body=json.loads(body), created_at=created_at, actor=actor,
+    try:
+        parsed = json.loads(body)
+    except (TypeError, ValueError):
+        parsed = None
+    # append only ever stores a JSON object: anything else was written behind the store's back, and every
+    # reader (controls, documents, the dashboard) would stop on it with a traceback
+    if not isinstance(parsed, dict):
+        raise DamagedRecord(f"evidence record {rid} ({type_}) holds a body that is not a JSON object (edited "
+                        "outside tunesafe)", where=location,
+                        fix="run `tunesafe verify` and restore the database from a backup")
+    return EvidenceRecord(id=rid, type=type_, body=parsed, created_at=created_at, actor=actor,
                           prev_hash=prev_hash, hash=digest, subject=subject)

@@ -7,7 +7,7 @@ from typing import NoReturn
 from fastapi import HTTPException, Request
 
 from tunesafe.errors import UserError
-from tunesafe.evidence.store import Store
+from tunesafe.evidence.store import DamagedRecord, Store
 from tunesafe.types import EvidenceRecord
 
 # The largest id SQLite INTEGER and PostgreSQL BIGINT hold: a path int past it makes the driver raise
@@ -30,5 +30,7 @@ def record_or_404(store: Store, record_id: int, what: str) -> EvidenceRecord:
         not_found(what)
     try:
         return store.get(record_id)
+    except DamagedRecord:
+        raise  # there, but edited behind the store's back: say so, never "no such record"
     except UserError:
         not_found(what)
