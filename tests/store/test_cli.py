@@ -167,3 +167,69 @@ def test_a_record_body_edited_into_non_object_json_is_one_error_line(tmp_path: P
     for command in (["lineage", "bot"], ["controls", "status", "bot"], ["models", "list"]):
         assert_user_error(tunesafe("--db", str(db), *command, cwd=tmp_path), str(db),
                           "evidence record 1 (model_version)", "tunesafe verify")
+
+
+def _rehash_from(db: Path, first: int) -> None:
+    """What someone who can write the file does to hide an edit: recompute every hash from `first` on and
+    the chain head, so the chain is consistent again."""
+    import sqlite3
+
+    from tunesafe.evidence.chain import envelope_text, link_hash
+
+    with sqlite3.connect(db) as conn:
+        prev = conn.execute("SELECT hash FROM records WHERE id = ?", (first - 1,)).fetchone()[0]
+        rows = conn.execute("SELECT id, type, body, created_at, actor, subject FROM records WHERE id >= ? "
+                            "ORDER BY id", (first,)).fetchall()
+        for rid, type_, body, created_at, actor, subject in rows:
+            digest = link_hash(prev, envelope_text(type_, body, created_at, actor, subject))
+            conn.execute("UPDATE records SET prev_hash = ?, hash = ? WHERE id = ?", (prev, digest, rid))
+            prev = digest
+        last = conn.execute("SELECT max(id) FROM records").fetchone()[0]
+        conn.execute("UPDATE chain_head SET last_id = ?, last_hash = ?", (last, prev))
+
+
+@pytest.mark.parametrize("tamper", ["rewritten", "cut"])
+def test_a_chain_rewritten_or_cut_consistently_is_caught_by_its_anchors(tmp_path: Path, tamper: str) -> None:
+    import sqlite3
+
+    from tunesafe.governance.bundle import bundle_files, write_bundle
+
+    db = tmp_path / "evidence.db"
+    with Store.open(str(db)) as store:
+        for i in range(1, 7):
+            store.append("gate_decision", {"verdict": "fail", "i": i}, subject="bot")
+        records = list(store.records())
+    write_bundle(tmp_path / "b.zip", bundle_files(records[2:], [], {}, model="bot"))
+    printed = tunesafe("--db", str(db), "verify", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    head = f"6:{records[-1].hash}"
+    assert head in printed.stdout  # the head to write down (anchor) elsewhere
+    with Store.open(str(db)) as store:
+        store.append("incident", {"title": "later"})  # the chain goes on after the bundle
+    with sqlite3.connect(db) as conn:
+        if tamper == "rewritten":
+            conn.execute("""UPDATE records SET body = replace(body, '"fail"', '"pass"') WHERE id = 4""")
+        else:
+            conn.execute("DELETE FROM records WHERE id >= 5")
+    _rehash_from(db, 4)
+    assert tunesafe("--db", str(db), "verify", cwd=tmp_path).returncode == 0  # consistent: only anchors tell
+    for anchor in (["--bundle", str(tmp_path / "b.zip")], ["--anchor", head]):
+        result = tunesafe("--db", str(db), "verify", *anchor, cwd=tmp_path)
+        message = " ".join(result.stderr.split())
+        assert result.returncode == 1 and "BROKEN" in message, (anchor, result.stdout, message)
+        assert "not the hash anchored outside the store" in message
+    untouched = tunesafe("--db", str(tmp_path / "fresh.db"), "verify", "--anchor", "1:" + "a" * 64,
+                         cwd=tmp_path)
+    assert untouched.returncode == 1  # an anchored record that is not there at all
+
+
+@pytest.mark.parametrize("anchor", ["12", "x:" + "a" * 64, "0:" + "a" * 64, "3:abc"])
+def test_a_malformed_anchor_is_one_error_line(tmp_path: Path, anchor: str) -> None:
+    assert_user_error(tunesafe("--db", str(tmp_path / "e.db"), "verify", "--anchor", anchor, cwd=tmp_path),
+                      "--anchor", "expected ID:SHA256")
+
+
+def test_verify_bundle_option_needs_a_bundle(tmp_path: Path) -> None:
+    (tmp_path / "notes.zip").write_text("not a zip")
+    assert_user_error(tunesafe("--db", str(tmp_path / "e.db"), "verify", "--bundle",
+                               str(tmp_path / "notes.zip"), cwd=tmp_path), "notes.zip", "not a zip archive")

@@ -11,6 +11,7 @@ from rich.tree import Tree
 
 from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
 from tunesafe.cli.groups import AUDIT, models_app
+from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import init_workspace, open_store
 from tunesafe.production import inventory as inv
 from tunesafe.production.importer import import_inventory
@@ -25,15 +26,28 @@ def init(path: Path = typer.Argument(Path("."), help="Folder to create .tunesafe
                   highlight=False, soft_wrap=True)
 
 
-def verify(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+def verify(ctx: typer.Context,
+           anchor: list[str] = typer.Option([], "--anchor", help="ID:SHA256 of a record written down "
+                                            "earlier (a head printed by verify); it must still hash so. "
+                                            "Repeatable."),
+           bundle: Path = typer.Option(None, "--bundle", help="An evidence bundle: its records and chain "
+                                       "head must still be in this chain with the same hashes."),
+           as_json: bool = JSON_OPTION) -> None:
     """Recompute the evidence hash chain; name the first broken record. Exit 1 when broken."""
+    anchors = _anchors(anchor)
+    if bundle is not None:
+        from tunesafe.governance.bundle import bundle_anchors
+
+        anchors.update(bundle_anchors(bundle))
     with open_store(db_url(ctx)) as store:
-        result = store.verify()
+        result = store.verify(anchors)
         location = store.location
     if as_json:
-        print_json({"location": location, **result.__dict__})
+        print_json({"location": location, "anchors": len(anchors), **result.__dict__})
     elif result.ok:
-        console.print(f"[green]OK[/] evidence chain intact: {result.checked} records ({location})",
+        anchored = f", {len(anchors)} anchored record(s) match" if anchors else ""
+        console.print(f"[green]OK[/] evidence chain intact: {result.checked} records, head "
+                      f"{result.head_id}:{result.head_hash}{anchored} ({location})",
                       highlight=False, soft_wrap=True)
     else:
         bad = result.first_bad
@@ -49,7 +63,21 @@ _REASONS = {
     "hash": "content edited",
     "link": "a record before it was deleted or reordered",
     "head": "records at the end were deleted, or the chain head was edited",
+    "anchor": "not the hash anchored outside the store: the chain was rewritten or cut",
 }
+
+
+def _anchors(items: Sequence[str]) -> dict[int, str]:
+    out = {}
+    for item in items:
+        rid, sep, digest = item.strip().partition(":")
+        digest = digest.strip().lower()
+        if not (sep and rid.isascii() and rid.isdigit() and int(rid) >= 1 and len(digest) == 64
+                and all(c in "0123456789abcdef" for c in digest)):
+            raise UserError(f"expected ID:SHA256, got {item!r}", where="--anchor",
+                            fix="e.g. --anchor 42:<64 hex digits>, as `tunesafe verify` prints the head")
+        out[int(rid)] = digest
+    return out
 
 
 # ---- models -------------------------------------------------------------------------------------------

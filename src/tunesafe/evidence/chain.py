@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 GENESIS = "0" * 64
@@ -39,6 +39,7 @@ class BrokenRecord:
 
     id: int
     reason: str  # "hash" (content edited) | "link" (record deleted/reordered) | "head" (truncated/forked)
+    # | "anchor" (not the hash written down elsewhere, e.g. a bundle's head: the chain was rewritten or cut)
     expected: str
     found: str
 
@@ -57,14 +58,19 @@ Row = tuple[int, str, str, str, str, str | None, str, str]  # id, type, body, cr
 
 
 MISSING_HEAD = "no chain head"
+MISSING_RECORD = "no such record"
 
 
-def verify_rows(rows: Iterable[Row], head_id: int | None, head_hash: str | None) -> VerifyResult:
+def verify_rows(rows: Iterable[Row], head_id: int | None, head_hash: str | None,
+                anchors: Mapping[int, str] | None = None) -> VerifyResult:
     """Walk rows in id order; stop at the first record whose link or content hash is wrong, then check
     that the chain ends where chain_head says it does (so deleting the newest records is caught too).
-    head_id None: the chain_head row itself is gone, which is an edit too (reported, never a crash)."""
+    head_id None: the chain_head row itself is gone, which is an edit too (reported, never a crash).
+    `anchors` {id: hash} were written down outside the database (a bundle's head): whoever can edit the
+    file can rewrite or cut the chain and its head consistently, but not make record id hash to them."""
+    anchors = anchors or {}
     if head_id is None or head_hash is None:
-        walked = verify_rows(rows, 0, GENESIS)
+        walked = verify_rows(rows, 0, GENESIS, anchors)
         if walked.first_bad is not None and walked.first_bad.reason != "head":
             return walked
         # the records chain correctly; what they end at is what the missing head should have said
@@ -82,7 +88,14 @@ def verify_rows(rows: Iterable[Row], head_id: int | None, head_hash: str | None)
         if expected != stored_hash:
             bad = BrokenRecord(rid, "hash", expected, stored_hash)
             return VerifyResult(False, checked, head_id, head_hash, bad)
+        if rid in anchors and anchors[rid] != stored_hash:
+            bad = BrokenRecord(rid, "anchor", anchors[rid], stored_hash)
+            return VerifyResult(False, checked, head_id, head_hash, bad)
         prev_hash, last_id = stored_hash, rid
+    beyond = sorted(rid for rid in anchors if rid > last_id)
+    if beyond:  # the anchored record is gone: the chain was cut before it
+        bad = BrokenRecord(beyond[0], "anchor", anchors[beyond[0]], MISSING_RECORD)
+        return VerifyResult(False, checked, head_id, head_hash, bad)
     if (last_id, prev_hash) != (head_id, head_hash):
         bad = BrokenRecord(head_id, "head", f"{head_id}:{head_hash}", f"{last_id}:{prev_hash}")
         return VerifyResult(False, checked, head_id, head_hash, bad)

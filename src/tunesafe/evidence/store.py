@@ -156,10 +156,11 @@ class Store:
                             fix="check the id: records are numbered 1..N in chain order")
         return _record(rows[0], self.location)
 
-    def verify(self) -> VerifyResult:
-        """Recompute the whole chain in one read transaction, streaming rows. The transaction must be a
-        snapshot (SQLite WAL reads are; PostgreSQL needs REPEATABLE READ), or records appended between
-        reading the head and reading the rows would look like a forged head."""
+    def verify(self, anchors: Mapping[int, str] | None = None) -> VerifyResult:
+        """Recompute the whole chain in one read transaction, streaming rows, and check that each anchored
+        record id {id: hash} has that hash. The transaction must be a snapshot (SQLite WAL reads are;
+        PostgreSQL needs REPEATABLE READ), or records appended between reading the head and reading the
+        rows would look like a forged head."""
         with self._guard(), self.engine.connect() as conn:
             options: dict[str, Any] = {"sqlite_read": True, "yield_per": _PAGE}
             if conn.dialect.name == "postgresql":
@@ -170,8 +171,8 @@ class Store:
                                     .where(ChainHead.id == 1)).one_or_none()
                 rows = conn.execute(select(*_COLUMNS).order_by(RecordRow.id))
                 if head is None:  # deleted behind the store's back: a broken chain, not a crash
-                    return verify_rows(rows, None, None)  # type: ignore[arg-type]
-                return verify_rows(rows, head.last_id, head.last_hash)  # type: ignore[arg-type]
+                    return verify_rows(rows, None, None, anchors)  # type: ignore[arg-type]
+                return verify_rows(rows, head.last_id, head.last_hash, anchors)  # type: ignore[arg-type]
 
     def _read(self, query: Executable) -> list[Any]:
         with self._guard(), self.engine.connect() as conn:

@@ -4,6 +4,7 @@
     files = bundle_files(records, chain, documents, model=..., version=...)   # path -> bytes
     info = write_bundle(out, files, signing_key=None) -> BundleInfo           # a zip; UserError if unwritable
     check = verify_bundle(path, public_key=None) -> BundleCheck               # .ok, .problems (all of them)
+    anchors = bundle_anchors(path) -> {record id: hash}   # its records and head, for `tunesafe verify`
 
 A bundle is a zip of:
     manifest.json             format, model, the lineage records (id, type, hash), the chain segment's
@@ -42,8 +43,8 @@ from tunesafe.governance import keys
 from tunesafe.governance.documents import ModelEvidence, model_documents
 from tunesafe.types import EvidenceRecord, canonical_json, sha256_hex
 
-__all__ = ["FORMAT", "BundleCheck", "BundleInfo", "ChainLink", "bundle_files", "bundle_model",
-           "verify_bundle", "write_bundle"]
+__all__ = ["FORMAT", "BundleCheck", "BundleInfo", "ChainLink", "bundle_anchors", "bundle_files",
+           "bundle_model", "verify_bundle", "write_bundle"]
 
 FORMAT = "tunesafe.bundle/v1"
 MANIFEST, SIGNATURE, SIGNER = "manifest.json", "manifest.sig", "signer.pub"
@@ -196,6 +197,23 @@ def verify_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bun
     links = _check_chain(files.get(CHAIN), manifest, check)
     _check_records(files.get(RECORDS), manifest, links, check)
     return check
+
+
+def bundle_anchors(path: Path) -> dict[int, str]:
+    """{record id: hash} of the records and the chain head a bundle's manifest names: checked against the
+    live store (`tunesafe verify --bundle`), they show the bundled records are still in its chain and the
+    chain was not cut or rewritten since. Check the bundle itself with verify_bundle first."""
+    check = BundleCheck(path=path)
+    raw = _read_zip(path, check).get(MANIFEST)
+    manifest = _parse_manifest(raw, check) if raw is not None else None
+    if manifest is None:
+        raise UserError(f"no readable {MANIFEST} in the bundle", where=str(path),
+                        fix="pass the .zip written by `tunesafe bundle`")
+    anchors = {entry["id"]: entry["hash"] for entry in manifest["records"] if _well_formed(entry)}
+    head = {"id": manifest["chain"].get("head_id"), "hash": manifest["chain"].get("head_hash")}
+    if _well_formed(head):
+        anchors[head["id"]] = head["hash"]
+    return anchors
 
 
 def _read_zip(path: Path, check: BundleCheck) -> dict[str, bytes]:
