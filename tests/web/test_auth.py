@@ -283,3 +283,17 @@ def test_closing_an_incident_needs_a_resolution(token_client: TestClient, store:
     assert last.actor == "lead (dashboard)" and last.body["resolution"] == "prompt filter added"
     again = token_client.post(url, json={"note": "late"}, headers=headers)
     assert again.status_code == 400 and "is closed" in again.json()["detail"]
+
+
+@pytest.mark.parametrize("actor", [None, "", "<script>"])
+def test_an_api_attestation_without_a_signer_name_is_refused(token_client: TestClient, store: Store,
+                                                             actor: str | None) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}"} | ({"X-Tunesafe-Actor": actor} if actor is not None else {})
+    csrf = token_client.get("/api/v1/session", headers=bearer).json()["csrf_token"]
+    before = _head(store)
+    body = {"control": "PRE-04", "note": "release approved", "fields": {"approved_by": "Head of ML"}}
+    refused = token_client.post("/api/v1/models/support-bot-v2/attestations", json=body,
+                                headers={**bearer, "X-CSRF-Token": csrf})
+    # a sign-off recorded as by "api client" would satisfy the control with nobody accountable
+    assert refused.status_code == 400 and "X-Tunesafe-Actor" in refused.json()["detail"]
+    assert _head(store) == before

@@ -44,6 +44,7 @@ class Identity:
 
     actor: str
     session: str
+    named: bool = True  # False: an API client that sent no (valid) X-Tunesafe-Actor, so "api client"
 
     @property
     def evidence_actor(self) -> str:
@@ -71,7 +72,9 @@ class Access:
             if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
                 return None
             actor = request.headers.get(ACTOR_HEADER, "").strip()
-            return Identity(actor if _ACTOR.match(actor) else "api client", BEARER_SESSION)
+            if _ACTOR.match(actor):
+                return Identity(actor, BEARER_SESSION)
+            return Identity("api client", BEARER_SESSION, named=False)
         return self._from_cookie(request.cookies.get(COOKIE))
 
     def host_allowed(self, request: Request) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from markupsafe import Markup
 
@@ -63,6 +63,9 @@ def attest(
     """Record the signed-in person's attestation of one control; UserError (400) for a bad control or a
     missing field, and nothing is written then."""
     _require_model(store, name)
+    if not who.named:  # a sign-off stands for a person: "api client" would be an attestation by nobody
+        raise HTTPException(400, "an attestation needs the signer's name: send X-Tunesafe-Actor: NAME "
+                                 "(1-80 letters, digits, spaces and . @ + - _)")
     record = attest_control(
         store, name, control, by=who.actor, note=note, fields=fields, actor=who.evidence_actor
     )
