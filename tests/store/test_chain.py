@@ -130,3 +130,14 @@ def test_append_many_is_all_or_nothing(store: Store) -> None:
     with pytest.raises(TypeError):
         store.append_many(unserialisable)
     assert store.verify().checked == 4 and store.append_many([]) == []
+
+
+def test_text_that_is_not_utf8_is_named_and_nothing_is_stored(store: Store) -> None:
+    store.append(RecordType.INCIDENT, {"title": "first"})
+    # a command-line argument in another encoding reaches Python as a lone surrogate (surrogateescape)
+    for body, actor, field in (({"fields": {"approved_by": "x\udcff"}}, None, "body.fields.approved_by"),
+                               ({"note": "ok"}, "j\udcfe", "actor")):
+        with pytest.raises(UserError, match=field) as info:
+            store.append(RecordType.CONTROL_ATTESTATION, body, actor=actor)
+        assert "not valid UTF-8" in str(info.value)
+    assert [r.id for r in store.records()] == [1] and store.verify().ok

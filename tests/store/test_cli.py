@@ -233,3 +233,14 @@ def test_verify_bundle_option_needs_a_bundle(tmp_path: Path) -> None:
     (tmp_path / "notes.zip").write_text("not a zip")
     assert_user_error(tunesafe("--db", str(tmp_path / "e.db"), "verify", "--bundle",
                                str(tmp_path / "notes.zip"), cwd=tmp_path), "notes.zip", "not a zip archive")
+
+
+def test_a_note_in_another_encoding_is_one_error_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "e.db")
+    for args in (["models", "add", "base", "--ref", "openai:m@http://127.0.0.1:1/v1"],
+                 ["models", "add", "ft", "--ref", "openai:m@http://127.0.0.1:1/v1", "--base", "base"]):
+        assert tunesafe("--db", db, *args, cwd=tmp_path).returncode == 0
+    # "\udcff" is how Python receives the byte 0xff of a Latin-1 terminal's argument
+    result = tunesafe("--db", db, "controls", "attest", "ft", "PRE-04", "--by", "J. Doe",
+                      "--note", "ok\udcff", "--field", "approved_by=J. Doe", cwd=tmp_path)
+    assert_user_error(result, "control_attestation record, body.note", "not valid UTF-8")

@@ -107,6 +107,11 @@ class Store:
         concurrent writers queue up instead of forking the chain."""
         actor = actor or default_actor()
         prepared = [(type_, canonical_json(dict(body)), subject) for type_, body, subject in items]
+        for (type_, body_json, subject), (_, body, _) in zip(prepared, items, strict=True):
+            try:
+                "".join((type_, body_json, actor, subject or "")).encode("utf-8")
+            except UnicodeEncodeError:  # hashing would stop on it: name the field instead
+                _check_text(type_, {"actor": actor, "subject": subject, "body": body})
         out: list[EvidenceRecord] = []
         rows: list[dict[str, Any]] = []
         with self._guard(), self.engine.begin() as conn:
@@ -196,6 +201,24 @@ class _DatabaseErrors:
     def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         if isinstance(exc, DBAPIError):
             raise database.connect_error(self.url, exc) from exc
+
+
+def _check_text(type_: str, value: Any, path: str = "") -> None:
+    """UserError naming the field whose text cannot be stored as UTF-8: a command-line argument in another
+    encoding reaches Python as lone surrogates, which hashing (UTF-8) would stop on with a traceback."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"not valid UTF-8 text: {value!r:.80}", where=f"{type_} record, {path or 'text'}",
+                            fix="pass the text in UTF-8 (check the terminal's or file's encoding)") from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_text(type_, key, path)
+            _check_text(type_, item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_text(type_, item, f"{path}[{index}]")
 
 
 def _record(row: Any, location: str) -> EvidenceRecord:
