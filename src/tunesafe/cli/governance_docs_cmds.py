@@ -12,6 +12,7 @@ import typer
 
 from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, write_out
 from tunesafe.cli.groups import AUDIT
+from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
 
 if TYPE_CHECKING:
@@ -27,10 +28,16 @@ MODEL_ARG = typer.Argument(..., help="Inventory name of the model.")
 VERSION_OPTION = typer.Option(None, "--version", help="Model version (1, 2, ... or v2; default: newest).")
 
 
-def _evidence(ctx: typer.Context, model: str, version: str | None) -> ModelEvidence:
+def _evidence(ctx: typer.Context, model: str, version: str | None, *,
+              verified: bool = False) -> ModelEvidence:
+    """The model's evidence; with `verified`, only from a chain that verifies (what a bundle signs)."""
     from tunesafe.governance.documents import load_evidence  # lazy: keeps `tunesafe --help` light
 
     with open_store(db_url(ctx)) as store:
+        if verified and (bad := store.verify().first_bad) is not None:
+            raise UserError(f"the evidence chain is broken at record {bad.id} ({bad.reason}): a bundle would "
+                            "pack and sign it", where=store.location,
+                            fix="run `tunesafe verify` and restore the database from a backup")
         return load_evidence(store, model, version)
 
 
@@ -123,7 +130,7 @@ def bundle(ctx: typer.Context, model: str = MODEL_ARG, version: str = VERSION_OP
     from tunesafe.governance.keys import load_private_key
 
     key = load_private_key(sign) if sign is not None else None  # a bad key fails before any work
-    info = bundle_model(_evidence(ctx, model, version), out, signing_key=key)
+    info = bundle_model(_evidence(ctx, model, version, verified=True), out, signing_key=key)
     signed = f", signed by key {info.signer[:16]}" if info.signer else ", unsigned"
     console.print(f"Wrote {info.path}: {info.records} records, {info.chain_links} chain links, {info.files} "
                   f"files{signed}", highlight=False, soft_wrap=True)
