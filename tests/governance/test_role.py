@@ -114,3 +114,15 @@ def test_role_decide_records_the_decision(world: SimpleNamespace) -> None:
     assert record.body["base_model_flop_source"] == "not published" and record.body["reviewer"] == "A. Legal"
     code, out, _ = cli("role", "decide", "ft", *answers, "--base-flop", "1e24")
     assert code == 0 and "role: deployer" in out and "not reviewed" in out
+
+
+@pytest.mark.parametrize("edit", [{"eu_role": "deployer"}, {"conformity_assessment_required": False},
+                                  {"provider_hooks": []}])
+def test_a_decision_whose_outcome_does_not_follow_from_its_answers_fails(edit: dict[str, Any]) -> None:
+    high = replace(SMALL, annex_iii="employment", base_high_risk_on_market=True, purpose_changed=False,
+                   compliance_affected=True)
+    body = decide(high)
+    assert recheck(body) == []
+    # the compute fields still add up, but the role is not the one the answers lead to
+    key = next(iter(edit))
+    assert [p for p in recheck({**body, **edit}) if p.startswith(f"{key} is ")]

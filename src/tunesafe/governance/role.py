@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -38,6 +38,9 @@ MODIFIER_SHARE = 1 / 3
 # risk thresholds (10^23 and 10^25 FLOP). Marked unverified in the record (see the module docstring).
 FALLBACK_BASE_FLOP = {"gpai": 1e23, "systemic": 1e25}
 REL_TOLERANCE = 1e-9
+# what the decision concludes from its answers (recheck recomputes these)
+OUTCOME = ("high_risk", "substantial_modification", "provider_hooks", "eu_role",
+           "conformity_assessment_required")
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,15 @@ def recheck(body: Mapping[str, Any]) -> list[str]:
                 else math.isclose(got, want, rel_tol=REL_TOLERANCE))
         if not same:
             problems.append(f"{key} is {got}, its answers give {want}")
+    # the outcome too: a role the answers do not lead to must not pass PRE-00
+    known = {f.name for f in fields(RoleAnswers)}
+    try:
+        decided = decide_role(RoleAnswers(**{k: v for k, v in answers.items() if k in known}), {})
+    except (TypeError, UserError) as exc:
+        return [*problems, f"the answers do not make a decision ({exc})"]
+    for key in OUTCOME:
+        if body.get(key) != decided[key]:
+            problems.append(f"{key} is {body.get(key)!r}, its answers give {decided[key]!r}")
     return problems
 
 
