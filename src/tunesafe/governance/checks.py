@@ -328,7 +328,7 @@ def guardrail_verified(ctx: CheckContext) -> CheckResult:
     if not deployments:
         return missing("no deployment (endpoint) recorded for this version")
     max_age = timedelta(days=float(ctx.params.get("max_age_days", 90)))
-    proof = []
+    proof: list[LineageNode] = []
     for deployment in deployments:
         name = deployment.body.get("name")
         # only a guard the endpoint record puts in front of it verifies it (as production.endpoints reads
@@ -339,14 +339,18 @@ def guardrail_verified(ctx: CheckContext) -> CheckResult:
         if not checks:
             return missing(f"no guardrail verification of endpoint {name} (tunesafe guardrails verify "
                            f"--endpoint {name})")
-        latest = checks[-1]
-        if latest.body.get("verdict") != "pass":
-            return failed(f"latest guardrail verification of {name} is {latest.body.get('verdict')}",
-                          [latest])
-        if _age(latest, ctx.now) > max_age:
-            return failed(f"guardrail verification of {name} is older than {_days(max_age)} days", [latest])
-        proof.append(latest)
-    return passed(f"guardrails verified on {len(proof)} endpoint(s) within {_days(max_age)} days", proof)
+        # the latest of each guard: a later pass of one guard says nothing about another that failed
+        latest_by_guard = {c.body.get("guard_ref"): c for c in checks}
+        for guard, latest in latest_by_guard.items():
+            if latest.body.get("verdict") != "pass":
+                return failed(f"latest verification of guardrail {guard} on {name} is "
+                              f"{latest.body.get('verdict')}", [latest])
+            if _age(latest, ctx.now) > max_age:
+                return failed(f"verification of guardrail {guard} on {name} is older than {_days(max_age)} "
+                              "days", [latest])
+        proof.extend(latest_by_guard.values())
+    return passed(f"guardrails verified on {len(deployments)} endpoint(s) within {_days(max_age)} days",
+                  proof)
 
 
 @registry.register("lineage_complete")
