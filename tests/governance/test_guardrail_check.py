@@ -38,3 +38,28 @@ def test_a_failing_guard_is_not_hidden_by_a_later_pass_of_another(tmp_path: Path
         assert _post03(store) == "failing"
         _verified(store, INPUT, "pass")
         assert _post03(store) == "satisfied"
+
+
+def _redteam(store: Store, schedule: str, verdict: str) -> None:
+    body = {"schedule_id": schedule, "period": "2025-01-01T00:00:00+00:00", "model": "ft", "verdict": verdict}
+    store.append(RecordType.REDTEAM_RUN, body, subject="ft")
+
+
+def _prod02(store: Store) -> str:
+    report = control_status(store, "ft")
+    return next(c for c in report.controls if c.control.id == "PROD-02").status
+
+
+def test_a_failing_red_team_schedule_is_not_hidden_by_a_later_run_of_another(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "e.db")) as store:
+        inventory.add_model(store, inventory.ModelSpec(name="base", ref="openai:b@http://127.0.0.1:1/v1"))
+        inventory.add_model(store, inventory.ModelSpec(name="ft", ref="openai:f@http://127.0.0.1:1/v1",
+                                                       base="base"))
+        _redteam(store, "rt-monthly", "baseline")
+        _redteam(store, "rt-weekly", "baseline")
+        assert _prod02(store) == "satisfied"
+        _redteam(store, "rt-monthly", "fail")  # the full monthly run found a regression
+        _redteam(store, "rt-weekly", "pass")  # the weekly smoke run passing does not clear it
+        assert _prod02(store) == "failing"
+        _redteam(store, "rt-monthly", "pass")
+        assert _prod02(store) == "satisfied"

@@ -384,9 +384,13 @@ def redteam_recent(ctx: CheckContext) -> CheckResult:
         return missing("no scheduled red-team run of this version (tunesafe redteam schedule add)")
     limit = timedelta(days=float(ctx.params.get("max_interval_days", 31)))
     latest = runs[-1]
-    if latest.body.get("verdict") in ("fail", "inconclusive"):
-        return failed(f"latest red-team run ({latest.body.get('period')}) is {latest.body.get('verdict')}",
-                      [latest])
+    # the latest run of each schedule still running (one within the interval): a weekly smoke run passing
+    # does not clear the monthly full run's regression; a schedule stopped long ago no longer counts
+    by_schedule = {r.body.get("schedule_id"): r for r in runs}
+    for run in by_schedule.values():
+        if run.body.get("verdict") in ("fail", "inconclusive") and _age(run, ctx.now) <= limit:
+            return failed(f"latest red-team run of schedule {run.body.get('schedule_id')} "
+                          f"({run.body.get('period')}) is {run.body.get('verdict')}", [run])
     times = [datetime.fromisoformat(r.created_at) for r in runs] + [ctx.now]
     gap = max(b - a for a, b in zip(times, times[1:], strict=False))
     if gap > limit:
