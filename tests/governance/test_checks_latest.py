@@ -1,6 +1,6 @@
-"""POST-03 (guardrail_verified) on an endpoint with two guardrails in front of it: the latest verification
-of each guard counts, so a guard whose latest verification failed is not hidden by a later pass of the
-other one."""
+"""Checks that read "the latest" record where several sources record side by side: POST-03 takes the
+latest verification of each guardrail in front of an endpoint, PROD-02 the latest run of each red-team
+schedule, so a failure of one is not hidden by a later pass of another."""
 
 from __future__ import annotations
 
