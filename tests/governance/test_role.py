@@ -126,3 +126,18 @@ def test_a_decision_whose_outcome_does_not_follow_from_its_answers_fails(edit: d
     # the compute fields still add up, but the role is not the one the answers lead to
     key = next(iter(edit))
     assert [p for p in recheck({**body, **edit}) if p.startswith(f"{key} is ")]
+
+
+def test_a_blank_reviewer_is_a_review_by_nobody() -> None:
+    with pytest.raises(UserError, match="--reviewer"):
+        decide(replace(SMALL, reviewer="  "))
+    from datetime import datetime, timezone
+
+    from tunesafe.governance.checks import CheckContext, role_decision
+    from tunesafe.governance.lineage import Lineage, LineageNode
+
+    body = {**decide(SMALL), "reviewer": " "}  # as a record written before the option was checked holds it
+    node = LineageNode(kind="role_decision", record_id="3", record_hash="ab" * 32, label="role",
+                       created_at="", body=body)
+    lineage = Lineage(model="ft", version="1", nodes=(node,))
+    assert role_decision(CheckContext(lineage, datetime.now(timezone.utc))).status == "attest"

@@ -125,7 +125,7 @@ def role_decision(ctx: CheckContext) -> CheckResult:
     if problems:
         return failed(f"role decision {latest.record_id} does not add up: {'; '.join(problems)}", [latest])
     role = latest.body.get("eu_role")
-    if not latest.body.get("reviewer"):
+    if not str(latest.body.get("reviewer") or "").strip():  # a blank name is a review by nobody
         return attest(f"role decided ({role}) but not reviewed: decide with --reviewer NAME or attest it",
                       [latest])
     return passed(f"role: {role}; reviewed by {latest.body['reviewer']}", [latest])

@@ -97,6 +97,9 @@ def check_answers(answers: RoleAnswers) -> None:
                                                    or answers.base_training_flop <= 0):
         raise UserError(f"--base-flop must be positive, got {answers.base_training_flop}",
                         where="--base-flop", fix="give its training compute in FLOP, or 'unknown'")
+    if answers.reviewer is not None and not answers.reviewer.strip():
+        raise UserError("the reviewer names nobody", where="--reviewer",
+                        fix="give the reviewer's name, or leave --reviewer out to attest PRE-00 later")
     if answers.base_systemic_risk and not answers.base_gpai:
         raise UserError("a base with systemic risk is a GPAI model", where="--base-systemic-risk",
                         fix="add --base-gpai, or drop --base-systemic-risk")
