@@ -35,6 +35,7 @@ from tunesafe.errors import UserError
 from tunesafe.models import hf_decode
 from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.batching import MicroBatcher
+from tunesafe.models.chat_template import fold_system, keeps_system
 from tunesafe.models.embedded import embedded_gguf_path
 from tunesafe.models.greedy_decode import last_logit_only
 from tunesafe.models.hashing import cache_dir, file_sha256, files_sha256, remember
@@ -187,6 +188,7 @@ class HFEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.folds_system = bool(self.tokenizer.chat_template) and not keeps_system(self.tokenizer)
         model: Any = AutoModelForCausalLM.from_pretrained(
             folder, dtype=_pick_dtype(dtype, self.device), use_safetensors=True,
             trust_remote_code=trust_remote_code)
@@ -212,7 +214,8 @@ class HFEngine:
                 to_template_messages(request.messages), tools=[dict(t) for t in request.tools],
                 add_generation_prompt=True, tokenize=False)
         elif self.tokenizer.chat_template:
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            turns = fold_system(messages) if self.folds_system else messages
+            text = self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
         else:  # base models without a template get plain role lines
             text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
         return str(text) + (request.prefill or "")
