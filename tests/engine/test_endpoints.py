@@ -83,6 +83,28 @@ def test_an_answer_the_filter_cut_is_judged_and_counts_when_harmful(tmp_path: Pa
     assert report.summary.overall.outcomes["success"] >= len(harmful)
 
 
+def test_a_server_whose_template_takes_no_system_message_gets_it_in_the_user_turn(tmp_path: Path,
+                                                                                  server: Server) -> None:
+    """vLLM serving Gemma-2 answers every request with a system message 400 "System role not supported":
+    each such attempt was an error. The client folds the system prompt into the first user turn, as on
+    transformers, and the run record says so."""
+    server.app.config.system_role = False
+    suite = write_marked_suite(tmp_path / "s.jsonl", 6, {})
+    store = Store.open(str(tmp_path / "store.db"))
+    config = EvalConfig(suite=str(suite), attacks="indirect_retrieved_document", judges=("refusal",),
+                        concurrency=4)
+    report = _evaluate(store, server.ref(), config)
+    assert report.summary.overall.outcomes["error"] == 0 and report.summary.n_attempts >= 6
+    answered = [b["messages"] for b in server.app.requests
+                if all(m["role"] != "system" for m in b["messages"])]
+    assert len(answered) == report.summary.n_attempts
+    folded = [m for m in answered if "Retrieved documents" in m[0]["content"]]
+    assert len(folded) >= 6 and all(m[0]["role"] == "user" and m[0]["content"].startswith(
+        "You answer questions using only") for m in folded)
+    record = [r for r in store.records(RecordType.RUN) if r.body.get("run_id") == report.run_id][-1]
+    assert record.body["session"]["system_prompt_folded"] is True
+
+
 def test_eval_and_gate_on_a_filtering_deployment(cli: Cli, tmp_path: Path, server: Server) -> None:
     marks = {i: FILTERS[i % 3] for i in range(0, 30, 3)}
     suite = str(write_marked_suite(tmp_path / "s.jsonl", 30, marks))

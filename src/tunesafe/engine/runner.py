@@ -245,6 +245,8 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
     reported: Mapping[str, int] = getattr(model, "reported_models", dict)()
     if reported:  # HTTP: the model ids the replies named
         stats["reported_models"] = reported
+    if getattr(model, "folds_system", False):  # the template took no system message: folded into user
+        stats["system_prompt_folded"] = True
     return finish_run(store, run_id, planned.plan.ids, stored_config, model_hash, stats)
 
 

@@ -375,6 +375,10 @@ class HFChatModel:
             lambda reqs: engine.run(reqs, adapter_on, decode, max_batch), max_batch=max_batch,
             lock=engine.lock, executor=executor)
 
+    @property
+    def folds_system(self) -> bool:
+        return self.engine.folds_system
+
     @classmethod
     def from_ref(cls, ref: ModelRef) -> HFChatModel:
         check_options(ref, _OPTIONS, "hf")

@@ -76,6 +76,7 @@ import httpx
 
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models.base import apply_stop, error_generation
+from tunesafe.models.chat_template import fold_system
 from tunesafe.models.credentials import KeySource, TokenError, TokenSource, command_provider
 from tunesafe.models.http1 import Http1Connection, Response
 from tunesafe.models.reasoning import reasoning_field, settle_reasoning
@@ -294,6 +295,7 @@ class OpenAIChatModel:
         self._connections: list[_Connection] = []
         self._hash: str | None = None
         self._reported: Counter[str] = Counter()
+        self.folds_system = False  # the server's template refused a system message (models/chat_template.py)
         self.fail_fast = False  # set by a replica set: raise ReplicaDown instead of waiting out an outage
 
     @classmethod
@@ -480,6 +482,8 @@ class OpenAIChatModel:
         tooled = request.tools or any(m.role == "tool" for m in request.messages)
         messages = (to_openai_messages(request.messages) if tooled
                     else [{"role": m.role, "content": m.content} for m in request.messages])
+        if self.folds_system and not tooled:
+            messages = fold_system(messages)
         payload: dict[str, Any] = {"model": self.model, "messages": messages,
                                    "max_tokens": request.max_new_tokens, "temperature": request.temperature,
                                    "seed": request.seed}
@@ -494,6 +498,7 @@ class OpenAIChatModel:
 
     async def _attempt(self, connection: _Connection, request: ChatRequest,
                        extra_body: Mapping[str, Any] | None = None) -> Generation:
+        folded = self.folds_system  # what this body was built with; a concurrent request may flip it
         payload = self._payload(request) if extra_body is None else {**self._payload(request), **extra_body}
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         seen = self._tokens.generation if self._tokens else 0
@@ -521,6 +526,9 @@ class OpenAIChatModel:
                        else ", also with a renewed token" if resp.status_code == 401 and self._tokens else "")
             raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check {self._key_advice()})"
                          f"{renewed}: {self._scrub(resp.text)[:200]}")
+        if resp.status_code in (400, 422) and not folded and _refused_system(resp, request):
+            self.folds_system = True  # as on transformers: the system prompt opens the first user turn
+            return await self._attempt(connection, request, extra_body)
         if resp.status_code != 200:
             raise _Fatal(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:300]}")
         generation, reported = _parse_completion(resp, request)
@@ -610,6 +618,16 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
     return settle_reasoning(Generation(text=text, finish_reason=finish, blocked=blocked,
                                        prompt_tokens=tokens[0], completion_tokens=tokens[1],
                                        reasoning=reasoning)), body.get("model")
+
+
+# What vLLM and TGI answer when the model's chat template raises on a system message (Gemma-2: "System
+# role not supported"; Mistral-7B-Instruct v0.1-v0.2: "Conversation roles must alternate ...").
+_NO_SYSTEM_ROLE = re.compile(r"system role|roles must alternate", re.IGNORECASE)
+
+
+def _refused_system(resp: Response, request: ChatRequest) -> bool:
+    return (any(m.role == "system" for m in request.messages) and not request.tools
+            and _NO_SYSTEM_ROLE.search(resp.text) is not None)
 
 
 def _filtered_prompt(resp: Response) -> Generation | None:

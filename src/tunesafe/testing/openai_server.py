@@ -147,6 +147,8 @@ class ServerConfig:
     token_uses: int | None = None  # expiring tokens from GET /control/token (see the module docstring)
     reported_model: str | None = None  # the `model` every reply names (default: the one requested),
     # as a provider names its own snapshot, or a server that serves one model under every name
+    system_role: bool = True  # False: a system message is a 400, as vLLM answers for a chat template
+    # that raises on one (Gemma-2)
 
 
 class OpenAICompatApp:
@@ -304,6 +306,10 @@ class OpenAICompatApp:
             await _json(send, 400, {"error": {"message": "body must be JSON with 'messages'"}})
             return
         self.requests.append(body)
+        if not self.config.system_role and any(m.get("role") == "system" for m in messages):
+            await _json(send, 400, {"object": "error", "message": "System role not supported",
+                                    "type": "BadRequestError", "param": None, "code": 400})
+            return
         if (invalid := _invalid_tool_messages(messages)) is not None:
             await _json(send, 400, {"error": {"message": invalid, "type": "invalid_request_error",
                                               "param": "messages", "code": None}})
