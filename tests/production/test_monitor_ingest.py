@@ -199,6 +199,26 @@ def test_thresholds_open_one_incident_per_window(store: Store, tmp_path: Path) -
     assert len(list_incidents(store, model=MODEL)) == 3
 
 
+def test_an_ingest_stopped_before_its_thresholds_were_checked_checks_them_on_the_next_run(
+        sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = write(tmp_path / "chat.jsonl", [refused(i) for i in range(5)] + [jailbreak(5)])
+    policy = MonitorPolicy(max_successful_jailbreaks=0, max_harmful_rate=None, max_error_rate=None)
+
+    def stopped(*_args: Any, **_kwargs: Any) -> list[int]:
+        raise KeyboardInterrupt  # Ctrl-C (or a kill) after the chunk's rows were committed
+
+    with monkeypatch.context() as patch:
+        patch.setattr("tunesafe.production.monitor.open_incidents", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            run(sqlite_store, log, policy=policy)
+    assert stored(sqlite_store) == 6 and list_incidents(sqlite_store, model=MODEL) == []
+    again = run(sqlite_store, log, policy=policy)  # the same command again
+    [incident] = list_incidents(sqlite_store, model=MODEL)
+    assert incident.details["rule"] == "successful_jailbreaks" and again.incidents == [incident.id]
+    assert (again.new, stored(sqlite_store)) == (0, 6)  # nothing counted twice
+    assert run(sqlite_store, log, policy=policy).lines == 0  # and then it resumes past them
+
+
 def _hashes(store: Store) -> list[str]:
     with store.engine.connect() as conn:
         return [r[0] for r in conn.execute(select(MonitorRecordRow.record_hash))]

@@ -16,8 +16,10 @@ Contract:
   is already a complete JSON object (a writer may be in the middle of it).
 - Evidence: one RecordType.MONITOR_INGEST record per chunk that stored new records (counts, the day
   aggregates touched, a digest over the new record hashes, the flagged ones, malformed line numbers, the
-  judge/detector versions), never one per log line. Offsets and rows commit in one transaction; the
-  evidence record follows it (a crash in between leaves rows whose batch has no record: `batch` names it).
+  judge/detector versions), never one per log line. The rows commit first, then the evidence record, the
+  thresholds, and last the file offset: a crash in between leaves rows whose batch has no record (`batch`
+  names it), and the next ingest reads those lines again, finds them stored and checks their days'
+  thresholds, so an incident they call for still opens.
 - `follow=True` keeps reading as the file grows (poll every `poll_s`), committing what arrived every
   `flush_s` (or every `chunk_lines` lines), until `stop` is set, or `idle_exit_s` passes without new
   data, or KeyboardInterrupt (a chunk not yet committed is read again by the next ingest).
@@ -252,15 +254,26 @@ class _Ingest:
                                                                                      strict=True)]
         with self.store.engine.begin() as conn:
             new = insert_new(conn, rows)
-            if position is not None:
-                self._save_offset(conn, position, chunk[-1], now)
         fresh = [(rec, a, row) for rec, a, row in zip(records, assessments, rows, strict=True)
                  if rec.hash in new]
         self.summary.records += len(records)
         self.summary.new += len(new)
         self.summary.duplicates += len(records) - len(new)
-        if not fresh:
-            return
+        evidence = self._evidence(chunk, batch, records, new, fresh) if fresh else None
+        # Every day the chunk holds, not only its new records' days: rows committed by an ingest that
+        # stopped before its thresholds were checked come back as duplicates (the offset is saved only
+        # after this), and are checked now. A window already claimed opens nothing.
+        if rows:
+            self.summary.incidents += open_incidents(
+                self.store, self.model, {row["day"] for row in rows}, self.policy,
+                batch=None if evidence is None else (batch, evidence), actor=self.actor, now=self.now)
+        if position is not None:
+            with self.store.engine.begin() as conn:
+                self._save_offset(conn, position, chunk[-1], now)
+
+    def _evidence(self, chunk: list[_Line], batch: str, records: list[LogRecord], new: set[str],
+                  fresh: list[tuple[LogRecord, Assessment, dict[str, Any]]]) -> int:
+        """The MONITOR_INGEST record of a chunk that stored new records; its id."""
         counts = _counts([a for _, a, _ in fresh])
         self.summary.counts.update(counts)
         days = {row["day"] for _, _, row in fresh}
@@ -277,8 +290,7 @@ class _Ingest:
         }
         evidence = self.store.append(RecordType.MONITOR_INGEST, body, actor=self.actor, subject=self.model)
         self.summary.batches.append(evidence.id)
-        self.summary.incidents += open_incidents(self.store, self.model, days, self.policy,
-                                                 batch=(batch, evidence.id), actor=self.actor, now=self.now)
+        return evidence.id
 
     def _malformed(self, bad: Malformed) -> None:
         self.summary.malformed += 1
