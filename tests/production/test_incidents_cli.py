@@ -200,6 +200,20 @@ def test_an_unwritable_out_exits_2_and_registers_nothing(db: str, tmp_path: Path
         assert [r.type for r in store.records()] == ["incident"]
 
 
+def test_report_names_the_model_version_the_incident_concerns(db: str, tmp_path: Path) -> None:
+    ok(db, "models", "add", "support-bot", "--ref", "openai:ft-v1@http://127.0.0.1:9/v1")
+    opened = ok(db, "incidents", "open", "support-bot", "--title", "t", "--severity", "high", "--aware-at",
+                AWARE, "--now", NOW)
+    # the fix is rolled out as a new version before the report is filed
+    ok(db, "models", "add", "support-bot", "--new-version", "--ref", "openai:ft-v2@http://127.0.0.1:9/v1")
+    out = tmp_path / "report.md"
+    done = invoke(db, "incidents", "report", str(opened["id"]), "--out", str(out), "--now", NOW)
+    assert done.exit_code == 0, done.output
+    rows = {line.split(" | ")[0]: line for line in out.read_text().splitlines() if line.startswith("| ")}
+    assert rows["| Version"].startswith("| Version | v1 (record 1, ") and "now v2" in rows["| Version"]
+    assert rows["| Model reference"] == "| Model reference | openai:ft-v1@http://127.0.0.1:9/v1 |"
+
+
 def test_a_resolution_with_line_breaks_stays_in_its_report_cell(db: str, tmp_path: Path) -> None:
     # the dashboard's close form is a textarea: a resolution is typically several lines
     opened = ok(db, "incidents", "open", "support-bot", "--title", "t", "--severity", "high", "--aware-at",

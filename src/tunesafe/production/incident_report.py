@@ -69,11 +69,17 @@ def cell(text: str) -> str:
 
 
 def _system(store: Store, incident: Incident) -> dict[str, str]:
-    model = inventory(store).get(incident.model)
-    if model is None:
+    """The model as the inventory held it when the incident was opened: a version recorded since (the fix
+    rolled out, say) is not the system the incident concerns. A model added to the inventory only after
+    the incident shows its current one."""
+    current = inventory(store).get(incident.model)
+    model = inventory(store, before=incident.id).get(incident.model) or current
+    if model is None or current is None:
         return {"name": incident.model, "version": TO_FILL + " (model not in the inventory)", "ref": TO_FILL,
                 "base": TO_FILL, "stage": TO_FILL, "owner": TO_FILL}
     version = f"v{model.version} (record {model.record_id}, {model.record_hash})"
+    if current.version != model.version:
+        version += f"; now v{current.version}"
     return {"name": model.name, "version": version,
             "ref": model.ref, "base": model.base or "none (not fine-tuned)", "stage": model.stage,
             "owner": model.owner or TO_FILL}

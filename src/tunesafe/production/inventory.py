@@ -176,10 +176,10 @@ def _fold(records: Iterable[EvidenceRecord]) -> dict[str, ModelVersion]:
     return state
 
 
-def inventory(store: Store) -> dict[str, ModelVersion]:
-    """Every model's current state, by name."""
-    versions = store.records(type=RecordType.MODEL_VERSION)
-    return _fold([*versions, *store.records(type=RecordType.MODEL_UPDATE)])
+def inventory(store: Store, *, before: int | None = None) -> dict[str, ModelVersion]:
+    """Every model's current state, by name; with `before`, as it stood before that record id."""
+    records = [*store.records(type=RecordType.MODEL_VERSION), *store.records(type=RecordType.MODEL_UPDATE)]
+    return _fold(r for r in records if before is None or r.id < before)
 
 
 def get_model(store: Store, name: str, known: Mapping[str, ModelVersion] | None = None) -> ModelVersion:
