@@ -123,6 +123,9 @@ def test_conversations_keep_the_request_side_only(store: Store) -> None:
     ({"severity": "urgent"}, "--severity"),
     ({"kind": "fatal"}, "--kind"),
     ({"aware_at": datetime(2027, 1, 1, tzinfo=timezone.utc)}, "--aware-at"),
+    ({"aware_at": "0001-01-01T00:00:00+01:00"}, "--aware-at"),  # before year 1 in UTC
+    # stored, a deadline past year 9999 crashed every later `incidents list` and `due`
+    ({"aware_at": None, "now": datetime(9999, 12, 30, tzinfo=timezone.utc)}, "--aware-at"),
     ({"title": "  "}, "--title"),
     ({"model": "bad name"}, "MODEL"),
     ({"source": "Red Team"}, "--source"),

@@ -66,6 +66,7 @@ def test_add_list_remove_are_evidence(redteam: SimpleNamespace) -> None:
     # past year 9999 from the start: stored, it crashed every later run-due, for every schedule
     (("support-bot", "--every", "600000w"), "--every"),
     (("support-bot", "--every", "7d", "--start", "next tuesday"), "--start"),
+    (("support-bot", "--every", "7d", "--start", "0001-01-01T00:00:00+01:00"), "--start"),  # before year 1
     (("support-bot", "--every", "7d", "--limit", "0"), "--limit"),
     (("support-bot", "--every", "7d", "--suite", "no-such-suite"), "suite"),
     (("support-bot", "--every", "7d", "--attacks", "no_such_attack"), "attack"),

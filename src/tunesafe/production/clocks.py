@@ -71,10 +71,10 @@ def parse_time(text: str, where: str) -> datetime:
     """ISO 8601 to an aware UTC datetime; 'Z' and offsets accepted, no offset means UTC."""
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        return as_utc(value)
+    except (ValueError, OverflowError):  # OverflowError: an offset that takes it outside years 1-9999
         raise UserError(f"not an ISO 8601 time: {text!r}", where=where,
                         fix="write e.g. 2026-12-04T09:30:00Z (UTC) or 2026-12-04T10:30:00+01:00") from None
-    return as_utc(value)
 
 
 def as_utc(value: datetime) -> datetime:

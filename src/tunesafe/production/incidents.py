@@ -306,11 +306,19 @@ def open_incident(store: Store, *, model: str, title: str, severity: str, source
     death, widespread or critical_infrastructure (comma-separated for several: the earliest counts).
     `aware_at` defaults to now. UserError for bad input; nothing is written then."""
     now = as_utc(now) if now is not None else utcnow()
+    kinds = check_kinds(kind)
+    aware = _aware_time(aware_at, now, "--aware-at")
+    try:
+        deadlines(aware, kinds)
+    except OverflowError:  # stored, it would break every later read of the incidents
+        raise UserError(f"the reporting deadlines of {iso(aware)} fall after the year 9999",
+                        where="--aware-at",
+                        fix="give the real time of awareness (and --now, if set)") from None
     body: dict[str, Any] = {
         "model": _check_model(model), "title": _check_text(title, "--title"),
         "severity": check_severity(severity), "status": "open", "owner": owner,
-        "kinds": list(check_kinds(kind)), "source": _check_source(source),
-        "aware_at": iso(_aware_time(aware_at, now, "--aware-at")),
+        "kinds": list(kinds), "source": _check_source(source),
+        "aware_at": iso(aware),
         "links": _check_links(store, evidence),
         "conversations": check_conversations(conversations),
         "details": dict(details or {}),

@@ -82,10 +82,10 @@ def parse_instant(text: str, where: str) -> datetime:
     """An ISO-8601 time; without a zone it is UTC (schedules never depend on the runner's local zone)."""
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: an offset that takes it outside years 1-9999
         raise UserError(f"not an ISO-8601 time: {text!r}", where=where,
                         fix="use e.g. 2026-01-31T03:00:00Z") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def iso(moment: datetime) -> str:
