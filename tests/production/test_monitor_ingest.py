@@ -114,6 +114,21 @@ def test_resumes_after_appends_and_restarts_on_a_rotated_file(sqlite_store: Stor
     assert stored(sqlite_store) == 18
 
 
+def test_line_numbers_stay_right_after_a_last_line_read_before_its_newline(sqlite_store: Store,
+                                                                          tmp_path: Path) -> None:
+    log = tmp_path / "live.jsonl"
+    log.write_text(refused(0) + "\n" + refused(1))  # the writer has not ended line 2 yet
+    assert run(sqlite_store, log).new == 2
+    with log.open("a") as handle:
+        handle.write("\n" + "not json\n" + jailbreak(3) + "\n")
+    resumed = run(sqlite_store, log)
+    assert resumed.start_line == 2 and resumed.lines == 2
+    assert [line for line, _ in resumed.malformed_lines] == [3]
+    with sqlite_store.engine.connect() as conn:
+        assert conn.execute(select(MonitorRecordRow.line).where(MonitorRecordRow.jailbreak.is_not(None))
+                            ).scalar_one() == 4
+
+
 def test_malformed_lines_are_counted_with_numbers_never_fatal(sqlite_store: Store, tmp_path: Path) -> None:
     no_messages = '{"request": {"messages": []}, "response": "x"}'
     lines = [refused(0), "not json", "", refused(1), no_messages, refused(2)]
