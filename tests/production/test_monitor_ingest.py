@@ -9,14 +9,15 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
 from tunesafe.attacks import library
-from tunesafe.evidence.schema import MonitorRecordRow
+from tunesafe.evidence.schema import MonitorAlertRow, MonitorRecordRow
 from tunesafe.evidence.store import Store
 from tunesafe.policy.model import MonitorPolicy
 from tunesafe.production.incidents import list_incidents
@@ -232,6 +233,39 @@ def test_an_ingest_stopped_before_its_thresholds_were_checked_checks_them_on_the
     assert incident.details["rule"] == "successful_jailbreaks" and again.incidents == [incident.id]
     assert (again.new, stored(sqlite_store)) == (0, 6)  # nothing counted twice
     assert run(sqlite_store, log, policy=policy).lines == 0  # and then it resumes past them
+
+
+def _window_claimed(store: Store, day: str, rule: str, age: timedelta) -> None:
+    """The claim row an ingest writes before it opens the window's incident, as a process killed right
+    after it (SIGKILL, or the SIGTERM of a pod being stopped, which runs no cleanup) leaves it."""
+    with store.engine.begin() as conn:
+        conn.execute(insert(MonitorAlertRow).values(model=MODEL, day=day, rule=rule, incident_id=None,
+                                                    opened_at=datetime.now(timezone.utc) - age))
+
+
+def test_a_window_whose_ingest_died_while_opening_its_incident_opens_it_later(sqlite_store: Store,
+                                                                             tmp_path: Path) -> None:
+    policy = MonitorPolicy(max_successful_jailbreaks=0, max_harmful_rate=None, max_error_rate=None)
+    day = daily_of(jailbreak(1))
+    _window_claimed(sqlite_store, day, "successful_jailbreaks", age=timedelta(seconds=5))
+    # a claim that young may be an ingest opening it right now: left alone
+    assert run(sqlite_store, write(tmp_path / "a.jsonl", [jailbreak(1)]), policy=policy).incidents == []
+    an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    with sqlite_store.engine.begin() as conn:
+        conn.execute(update(MonitorAlertRow).values(opened_at=an_hour_ago))
+    later = run(sqlite_store, write(tmp_path / "b.jsonl", [jailbreak(2)]), policy=policy)
+    [incident] = list_incidents(sqlite_store, model=MODEL)
+    assert later.incidents == [incident.id] and incident.details["rule"] == "successful_jailbreaks"
+    assert len(incident.conversations) == 2  # both offending records of the day
+    # killed after the incident was recorded but before its id was noted: not opened twice
+    with sqlite_store.engine.begin() as conn:
+        conn.execute(update(MonitorAlertRow).values(incident_id=None, opened_at=an_hour_ago))
+    assert run(sqlite_store, write(tmp_path / "c.jsonl", [jailbreak(3)]), policy=policy).incidents == []
+    assert len(list_incidents(sqlite_store, model=MODEL)) == 1
+
+
+def daily_of(line: str) -> str:
+    return datetime.fromtimestamp(json.loads(line)["response"]["created"], timezone.utc).strftime("%Y-%m-%d")
 
 
 def _hashes(store: Store) -> list[str]:

@@ -6,14 +6,15 @@ CONFLICT DO NOTHING, so concurrent ingests on SQLite or PostgreSQL claim it once
 opened through tunesafe.production.incidents with source "monitor", linking the ingest batches' evidence
 records and carrying the offending requests (request side only) and their record hashes. A window already
 claimed opens nothing: re-ingesting, or more bad traffic the same day, never opens a second incident for
-the same threshold. If opening fails the claim is released, so the next ingest tries again.
+the same threshold. If opening fails the claim is released, so the next ingest tries again; a claim left
+without its incident by a process killed outright is taken over by the next ingest after STALE_CLAIM.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -27,6 +28,9 @@ from tunesafe.production.monitor_aggregate import DayStats, daily, offending
 from tunesafe.types import RecordType
 
 CONVERSATIONS = 20  # attached to an incident; the rest are linked by hash in its details
+# A window claimed this long ago without an incident id lost its ingest while opening it; opening takes
+# seconds, so a live one is never this old.
+STALE_CLAIM = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ def open_incidents(store: Store, model: str, days: Iterable[str], policy: Monito
     opened = []
     for stats in daily(store, model=model, days=days):
         for crossing in crossings(stats, policy):
-            if not _claim(store, model, stats.day, crossing.rule, now or utcnow()):
+            if not _claim(store, model, stats.day, crossing.rule):
                 if batch is not None:
                     _add_to_open(store, model, stats.day, crossing.rule, batch, actor, now)
                 continue
@@ -123,12 +127,38 @@ def _key(model: str, day: str, rule: str) -> tuple[Any, ...]:
     return (MonitorAlertRow.model == model, MonitorAlertRow.day == day, MonitorAlertRow.rule == rule)
 
 
-def _claim(store: Store, model: str, day: str, rule: str, now: datetime) -> bool:
+def _claim(store: Store, model: str, day: str, rule: str) -> bool:
+    """Claim the window; False when another ingest has it. A claim that never got its incident id (its
+    ingest was killed while opening it, with no chance to release it) is taken over once stale, unless
+    that incident was recorded after all."""
+    # the wall clock, as in tunesafe.production.claims: an ingest's `now` may be a time given for its records
+    wall = utcnow()
     with store.engine.begin() as conn:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = (dialect.insert(MonitorAlertRow).values(model=model, day=day, rule=rule, opened_at=now)
+        stmt = (dialect.insert(MonitorAlertRow).values(model=model, day=day, rule=rule, opened_at=wall)
                 .on_conflict_do_nothing().returning(MonitorAlertRow.rule))
-        return conn.execute(stmt).first() is not None
+        if conn.execute(stmt).first() is not None:
+            return True
+        taken = conn.execute(update(MonitorAlertRow)
+                             .where(*_key(model, day, rule), MonitorAlertRow.incident_id.is_(None),
+                                    MonitorAlertRow.opened_at < wall - STALE_CLAIM)
+                             .values(opened_at=wall).returning(MonitorAlertRow.rule)).first()
+    if taken is None:
+        return False
+    recorded = _recorded_incident(store, model, day, rule)
+    if recorded is None:
+        return True
+    with store.engine.begin() as conn:
+        conn.execute(update(MonitorAlertRow).where(*_key(model, day, rule)).values(incident_id=recorded))
+    return False
+
+
+def _recorded_incident(store: Store, model: str, day: str, rule: str) -> int | None:
+    for rec in store.records(type=RecordType.INCIDENT, subject=model):
+        details = rec.body.get("details") or {}
+        if rec.body.get("source") == "monitor" and details.get("day") == day and details.get("rule") == rule:
+            return rec.id
+    return None
 
 
 def _release(store: Store, model: str, day: str, rule: str) -> None:
