@@ -147,6 +147,16 @@ def test_malformed_lines_are_counted_with_numbers_never_fatal(sqlite_store: Stor
     assert (rest.start_line, rest.new, rest.malformed, rest.incomplete_tail) == (7, 1, 0, False)
 
 
+def test_a_byte_order_mark_does_not_cost_the_first_record(sqlite_store: Store, tmp_path: Path) -> None:
+    # Windows tools (PowerShell 5 `Out-File -Encoding utf8`) start the file with one; `cat` of two such
+    # files puts one mid-file. The resumed offset is past line 1, so a dropped record was never judged.
+    log = tmp_path / "windows.jsonl"
+    log.write_bytes(("\ufeff" + jailbreak(0) + "\n" + refused(1) + "\n\ufeff" + harmful(2) + "\n").encode())
+    summary = run(sqlite_store, log)
+    assert (summary.new, summary.malformed) == (3, 0)
+    assert (summary.counts["successful_jailbreaks"], summary.counts["harmful"]) == (1, 2)
+
+
 def test_a_bad_span_is_reported_and_its_line_mates_are_kept(sqlite_store: Store, tmp_path: Path) -> None:
     export = json.loads(otlp_log()[0])
     spans = export["resourceSpans"][0]["scopeSpans"][0]["spans"]

@@ -238,7 +238,8 @@ class _Ingest:
         for item in chunk:
             self.summary.lines += 1
             try:
-                text = item.text.decode("utf-8").strip()
+                # a byte order mark (Windows tools write one; `cat` of such files puts it mid-file)
+                text = item.text.decode("utf-8").strip().lstrip("\ufeff").strip()
             except UnicodeDecodeError:
                 self._malformed(Malformed(item.number, "not UTF-8 text"))
                 continue
