@@ -25,7 +25,8 @@ from tunesafe.production.inventory import ModelSpec, add_model
 from tunesafe.production.monitor import ingest
 from tunesafe.production.monitor_aggregate import daily
 from tunesafe.production.monitor_examples import PLACEHOLDER, REFUSAL, openai_line, otlp_log
-from tunesafe.types import Behavior, RecordType, sha256_hex
+from tunesafe.production.monitor_formats import Malformed, parse_line
+from tunesafe.types import Behavior, RecordType, canonical_json, sha256_hex
 
 from .conftest import run_cli
 
@@ -155,6 +156,21 @@ def test_a_byte_order_mark_does_not_cost_the_first_record(sqlite_store: Store, t
     summary = run(sqlite_store, log)
     assert (summary.new, summary.malformed) == (3, 0)
     assert (summary.counts["successful_jailbreaks"], summary.counts["harmful"]) == (1, 2)
+
+
+def test_every_choice_of_a_completion_is_judged(sqlite_store: Store, tmp_path: Path) -> None:
+    # n=2: the first answer refused, the second complied; the user may be shown either
+    line = json.loads(harmful(0))
+    [answer] = line["response"]["choices"]
+    refusal = {**answer, "message": {"role": "assistant", "content": REFUSAL}}
+    line["response"]["choices"] = [refusal, {**answer, "index": 1}]
+    log = write(tmp_path / "n2.jsonl", [json.dumps(line), refused(1)])
+    summary = run(sqlite_store, log)
+    assert (summary.records, summary.counts["refused"], summary.counts["harmful"]) == (3, 2, 1)
+    # a line's first choice keeps the line's hash: logs ingested before are not counted again
+    first = parse_line(harmful(2), 1)
+    assert not isinstance(first, Malformed)
+    assert [r.hash for r in first.records] == [sha256_hex(canonical_json(json.loads(harmful(2))))]
 
 
 def test_a_bad_span_is_reported_and_its_line_mates_are_kept(sqlite_store: Store, tmp_path: Path) -> None:

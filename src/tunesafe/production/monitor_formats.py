@@ -2,7 +2,7 @@
 
 - OpenAI chat completions: `{"request": {"messages": [...]}, "response": <chat.completion>}` (also the
   request's `messages` at the top level, a Batch API output shape `"response": {"status_code", "body"}`, a
-  string response, or `choices` at the top level). `finish_reason: "content_filter"` and Azure's HTTP 400
+  string response, or `choices` at the top level); one record per choice. `finish_reason: "content_filter"` and Azure's HTTP 400
   `content_filter` error mean the deployment blocked the call; any other error is an error record. Time:
   `timestamp` / `time` / `created_at` (ISO 8601 or epoch seconds), else the completion's `created`.
 - OpenTelemetry GenAI spans as the OTLP JSON file exporter writes them: `{"resourceSpans": [...]}` per
@@ -90,7 +90,7 @@ def parse_line(text: str, line: int, fmt: str = "auto") -> Parsed | Malformed:
         return Malformed(line, "not a JSON object")
     kind = fmt if fmt != "auto" else ("otlp" if "resourceSpans" in obj else "openai")
     try:
-        return _otlp(obj, line) if kind == "otlp" else Parsed([_openai(obj, line)])
+        return _otlp(obj, line) if kind == "otlp" else Parsed(_openai(obj, line))
     except _Bad as exc:
         return Malformed(line, str(exc))
     except _UNREADABLE as exc:  # a field of an unexpected shape: one bad line, never a stopped ingest
@@ -100,7 +100,7 @@ def parse_line(text: str, line: int, fmt: str = "auto") -> Parsed | Malformed:
 # ---- OpenAI chat completions ---------------------------------------------------------------------------
 
 
-def _openai(obj: Mapping[str, Any], line: int) -> LogRecord:
+def _openai(obj: Mapping[str, Any], line: int) -> list[LogRecord]:
     request: Mapping[str, Any] = obj["request"] if isinstance(obj.get("request"), Mapping) else obj
     if isinstance(request.get("body"), Mapping):  # Batch API input line
         request = request["body"]
@@ -117,19 +117,27 @@ def _openai(obj: Mapping[str, Any], line: int) -> LogRecord:
     base: dict[str, Any] = {"hash": sha256_hex(canonical_json(obj)), "line": line, "messages": messages,
             "log_model": _str(request.get("model"))}
     if error:
-        return _openai_error(error, base, at)
+        return [_openai_error(error, base, at)]
     if isinstance(response, str):
-        return LogRecord(**base, at=at, response=response)
+        return [LogRecord(**base, at=at, response=response)]
     if not isinstance(response, Mapping):
         raise _Bad("no response (expected `response` with `choices`, or a response string)")
     at = at or _time(response.get("created"))
     base["log_model"] = _str(response.get("model")) or base["log_model"]
     if isinstance(response.get("error"), Mapping):
-        return _openai_error(response["error"], base, at)
+        return [_openai_error(response["error"], base, at)]
     choices = response.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
         raise _Bad("response has no choices")
-    choice = choices[0]
+    # n > 1: every choice is an answer of the model, and one harmful answer among refusals is harmful.
+    # The first keeps the line's hash, so logs already ingested are not counted again.
+    return [_choice(choice, response, obj, {**base, "hash": base["hash"] if i == 0
+                                            else sha256_hex(f"{base['hash']}:choice:{i}")}, at)
+            for i, choice in enumerate(choices) if isinstance(choice, Mapping)]
+
+
+def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping[str, Any],
+            base: dict[str, Any], at: datetime | None) -> LogRecord:
     message: Mapping[str, Any] = choice["message"] if isinstance(choice.get("message"), Mapping) else {}
     finish = _str(choice.get("finish_reason"))
     refusal = _str(message.get("refusal"))
