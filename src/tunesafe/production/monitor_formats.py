@@ -2,9 +2,10 @@
 
 - OpenAI chat completions: `{"request": {"messages": [...]}, "response": <chat.completion>}` (also the
   request's `messages` at the top level, a Batch API output shape `"response": {"status_code", "body"}`, a
-  string response, or `choices` at the top level); one record per choice. `finish_reason: "content_filter"` and Azure's HTTP 400
-  `content_filter` error mean the deployment blocked the call; any other error is an error record. Time:
-  `timestamp` / `time` / `created_at` (ISO 8601 or epoch seconds), else the completion's `created`.
+  string response, or `choices` at the top level); one record per choice. `finish_reason:
+  "content_filter"` and Azure's HTTP 400 `content_filter` error mean the deployment blocked the call; any
+  other error is an error record. Time: `timestamp` / `time` / `created_at` (ISO 8601 or epoch seconds),
+  else the completion's `created`.
 - OpenTelemetry GenAI spans as the OTLP JSON file exporter writes them: `{"resourceSpans": [...]}` per
   line. Content is read from, in this order: `gen_ai.input.messages` / `gen_ai.output.messages` /
   `gen_ai.system_instructions` (semantic conventions >= 1.37, on the span or on the
