@@ -410,6 +410,18 @@ def test_stdin_through_the_cli(cli: Any, monkeypatch: pytest.MonkeyPatch) -> Non
     assert result.exit_code == 0 and "5 new" in result.output
 
 
+def test_a_rotated_file_says_the_old_file_may_hold_unread_lines(cli: Any, tmp_path: Path) -> None:
+    log = write(tmp_path / "chat.jsonl", [refused(i) for i in range(4)])
+    assert cli("monitor", "ingest", str(log), "--model", MODEL, "--judge", "refusal").exit_code == 0
+    write(log, [harmful(4)], mode="a")  # written after that ingest ...
+    log.rename(tmp_path / "chat.jsonl.1")  # ... then logrotate moved the file away
+    write(log, [refused(i) for i in range(5, 7)])
+    result = cli("monitor", "ingest", str(log), "--model", MODEL, "--judge", "refusal", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["restarted_after_line"] == 4
+    text = cli("monitor", "ingest", str(write(log, [refused(9)])), "--model", MODEL, "--judge", "refusal")
+    assert "ingest the rotated file too" in text.output
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--model", "nobody"), "--model: model 'nobody' is not in the inventory"),
     (("--model", MODEL, "--sample", "0"), "--sample: sample rate 0.0 is not in (0, 1]"),

@@ -78,6 +78,11 @@ def _print_summary(result: dict[str, Any]) -> None:
             console.print(f"    line {item['line']}: {item['reason']}", highlight=False, soft_wrap=True)
         if result["malformed"] > SHOWN_MALFORMED:
             console.print(f"    ... (--json lists up to {len(result['malformed_lines'])})", highlight=False)
+    if result["restarted_after_line"] is not None:
+        console.print(f"[yellow]  the file was rotated, replaced or truncated since the last ingest (which "
+                      f"read {result['restarted_after_line']} line(s)): read from its start. Lines the old "
+                      "file got after that are not in it: ingest the rotated file too (records already "
+                      "stored are skipped).[/]", highlight=False, soft_wrap=True)
     if result["incomplete_tail"]:
         console.print("  the last line is incomplete: left for the next ingest", highlight=False)
     for incident in result["incidents"]:

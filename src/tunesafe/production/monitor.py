@@ -74,6 +74,9 @@ class IngestSummary:
     malformed: int = 0
     malformed_lines: list[tuple[int, str]] = field(default_factory=list)
     incomplete_tail: bool = False  # an unterminated last line was left for the next run
+    # the file was rotated, replaced or truncated since the last ingest, which had read this many lines:
+    # what the old file got after them is not in this file
+    restarted_after_line: int | None = None
     batches: list[int] = field(default_factory=list)  # MONITOR_INGEST evidence record ids
     incidents: list[int] = field(default_factory=list)
     days: set[str] = field(default_factory=set)
@@ -85,7 +88,8 @@ class IngestSummary:
             "skipped_spans": self.skipped_spans, "counts": dict(sorted(self.counts.items())),
             "malformed": self.malformed,
             "malformed_lines": [{"line": n, "reason": r} for n, r in self.malformed_lines],
-            "incomplete_tail": self.incomplete_tail, "batches": self.batches, "incidents": self.incidents,
+            "incomplete_tail": self.incomplete_tail, "restarted_after_line": self.restarted_after_line,
+            "batches": self.batches, "incidents": self.incidents,
             "days": sorted(self.days)}
         if store is not None:
             out["daily"] = [d.as_dict() for d in daily(store, model=self.model, days=self.days)]
@@ -224,8 +228,9 @@ class _Ingest:
         head = handle.read(row.head_len)
         size = os.fstat(handle.fileno()).st_size
         same = len(head) == row.head_len and hashlib.sha256(head).hexdigest() == row.head_sha256
-        if not same or size < row.offset:
-            return 0, 0  # rotated, replaced or truncated: a new file under the old name
+        if not same or size < row.offset:  # rotated, replaced or truncated: a new file under the old name
+            self.summary.restarted_after_line = int(row.line)
+            return 0, 0
         return int(row.offset), int(row.line)
 
     # ---- one chunk -------------------------------------------------------------------------------------
