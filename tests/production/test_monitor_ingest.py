@@ -116,13 +116,14 @@ def test_resumes_after_appends_and_restarts_on_a_rotated_file(sqlite_store: Stor
     assert stored(sqlite_store) == 18
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n"])
 def test_line_numbers_stay_right_after_a_last_line_read_before_its_newline(sqlite_store: Store,
-                                                                          tmp_path: Path) -> None:
+                                                                          tmp_path: Path, end: str) -> None:
     log = tmp_path / "live.jsonl"
-    log.write_text(refused(0) + "\n" + refused(1))  # the writer has not ended line 2 yet
+    log.write_bytes((refused(0) + end + refused(1)).encode())  # the writer has not ended line 2 yet
     assert run(sqlite_store, log).new == 2
-    with log.open("a") as handle:
-        handle.write("\n" + "not json\n" + jailbreak(3) + "\n")
+    with log.open("ab") as handle:
+        handle.write((end + "not json" + end + jailbreak(3) + end).encode())
     resumed = run(sqlite_store, log)
     assert resumed.start_line == 2 and resumed.lines == 2
     assert [line for line, _ in resumed.malformed_lines] == [3]

@@ -171,11 +171,11 @@ class _Ingest:
             if not os.path.isfile(path):
                 raise UserError("not a regular file", where=str(path), fix="give a log file, or - for stdin")
             offset, line = self._resume(resolved, handle)
-            around = os.pread(handle.fileno(), 2, offset - 1) if offset else b""
-            if around[:1] != b"\n" and around[1:] == b"\n":
+            around = os.pread(handle.fileno(), 3, offset - 1) if offset else b"\n"
+            if around[:1] != b"\n":
                 # the last ingest took an unterminated last line that was already a whole JSON object;
-                # this newline ends that line, it does not start one
-                offset += 1
+                # the line end written since ends that line, it does not start one
+                offset += next((len(end) for end in (b"\n", b"\r\n") if around[1:].startswith(end)), 0)
             self.summary.start_line = line
             handle.seek(offset)
             idle_since = flushed = time.monotonic()
