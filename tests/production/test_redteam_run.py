@@ -14,8 +14,11 @@ from sqlalchemy import insert, select, update
 from tunesafe.engine.results import load_run
 from tunesafe.evidence.schema import RedteamClaimRow
 from tunesafe.evidence.store import Store
+from tunesafe.policy import default_policy
+from tunesafe.production import claims
 from tunesafe.production.incidents import get_incident
-from tunesafe.production.redteam import version_notes
+from tunesafe.production.redteam import _run_claimed, version_notes
+from tunesafe.production.schedules import current_period, parse_instant, schedules
 from tunesafe.types import RecordType
 
 START = "2026-01-01T00:00:00Z"
@@ -117,6 +120,34 @@ def test_a_live_claim_is_left_alone_and_a_lapsed_one_taken_over(redteam: SimpleN
         row = conn.execute(select(RedteamClaimRow)).one()
     assert row.state == "done" and row.attempts == 2 and row.owner != "dead-host:1:abc"
     assert row.record_id == _records(redteam.db, RecordType.REDTEAM_RUN)[0].id
+
+
+def test_a_runner_whose_claim_was_taken_over_records_nothing(redteam: SimpleNamespace) -> None:
+    """A runner frozen past its lease (a laptop asleep, a VM paused, an event loop blocked) wakes up after
+    another runner took its period over: it must not record the run or open an incident beside the new
+    holder's, which would make two records and two incidents for one period."""
+    schedule_id = redteam.add("--every", "30d", "--start", START)
+    assert redteam.run_due("--now", JAN)[1]["ran"][0]["verdict"] == "baseline"
+    redteam.replies.refuse = False  # a regression in the next period
+    hour = timedelta(hours=1)
+    with Store.open(redteam.db) as store:
+        schedule = schedules(store)[schedule_id]
+        period = current_period(schedule, parse_instant(FEB, "test"))
+        assert period is not None
+        frozen = claims.claim(store, schedule_id, period.key, "host-a:1:aaaa", hour)
+        assert frozen is not None
+        with store.engine.begin() as conn:  # its lease ran out while it was frozen ...
+            conn.execute(update(RedteamClaimRow).values(lease_until=datetime.now(timezone.utc) - hour))
+        holder = claims.claim(store, schedule_id, period.key, "host-b:1:bbbb", hour)  # ... B took over
+        assert holder is not None
+        woke = _run_claimed(store, schedule, period, frozen, default_policy(), hour, 600.0)
+        assert woke.status == "failed" and "took it over" in str(woke.error)
+        assert len(list(store.records(type=RecordType.REDTEAM_RUN))) == 1  # the baseline only
+        assert list(store.records(type=RecordType.INCIDENT)) == []
+        done = _run_claimed(store, schedule, period, holder, default_policy(), hour, 600.0)
+        assert done.verdict == "fail" and done.incident_id is not None
+        assert len(list(store.records(type=RecordType.REDTEAM_RUN))) == 2
+        assert len(list(store.records(type=RecordType.INCIDENT))) == 1
 
 
 def test_a_failed_run_is_retried_and_resumed(redteam: SimpleNamespace) -> None:

@@ -79,6 +79,10 @@ class LostClaim(RuntimeError):
     """The lease lapsed while the run went on and another runner took the period over."""
 
 
+def _lost(held: claims.Claim) -> LostClaim:
+    return LostClaim(f"the lease on {held.schedule_id} lapsed and another runner took it over")
+
+
 def due(store: Store, now: datetime) -> list[tuple[Schedule, Period]]:
     """Active schedules whose current period no runner has finished or holds a live lease on."""
     states = claims.claim_states(store)
@@ -138,6 +142,10 @@ def _run_claimed(store: Store, schedule: Schedule, period: Period, held: claims.
             config = EvalConfig(suite=schedule.suite, attacks=schedule.attacks, judges=schedule.judges,
                                 limit=schedule.limit, use_cache=False, max_pause=max_pause)
             run_id = asyncio.run(_evaluate(store, schedule.model, ref, config, held, lease, started.append))
+            # the heartbeat only notices a lost claim at its next beat: a runner frozen past its lease (a
+            # host asleep, a paused VM) may finish its run after another took the period over
+            if not claims.renew(store, held, lease):
+                raise _lost(held)
             recorded = _record(store, schedule, period, run_id, policy)
         incident_id = _incident(store, recorded)
         claims.finish(store, held, record_id=recorded.id)
@@ -182,8 +190,7 @@ async def _evaluate(store: Store, model: str, ref: str, config: EvalConfig, held
         report = await task
     except asyncio.CancelledError:
         if lost.is_set():
-            raise LostClaim(f"the lease on {held.schedule_id} lapsed and another runner took "
-                            "it over") from None
+            raise _lost(held) from None
         raise
     finally:
         beat.cancel()
