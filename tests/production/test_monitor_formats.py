@@ -21,6 +21,7 @@ from tunesafe.production.monitor_examples import (
     write_examples,
 )
 from tunesafe.production.monitor_formats import LogRecord, Malformed, Parsed, parse_line
+from tunesafe.types import canonical_json, sha256_hex
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "production"
 USER = [{"role": "user", "content": "Where is my parcel?"}]
@@ -134,6 +135,33 @@ def test_otlp_spans_in_all_three_content_forms() -> None:
     [failed] = [r for r in records if r.error is not None]
     assert failed.error == "upstream timed out" and failed.response == ""
     assert all(r.at is not None and r.at.year == 2026 for r in records)
+
+
+def _first_span(number: int) -> dict[str, Any]:
+    span: dict[str, Any] = json.loads(otlp_log()[number])["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    return span
+
+
+def _string(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": {"stringValue": value}}
+
+
+def test_every_answer_of_an_otlp_span_is_a_record() -> None:
+    # n=2 in each content form: a refusal first, a compliance second; the user may be shown either
+    structured, indexed, events = _first_span(0), _first_span(1), _first_span(2)
+    structured["attributes"] = [a for a in structured["attributes"] if a["key"] != "gen_ai.output.messages"]
+    structured["attributes"].append(_string("gen_ai.output.messages", json.dumps([
+        {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": "stop"}
+        for text in (REFUSAL, PLACEHOLDER)])))
+    indexed["attributes"].append(_string("gen_ai.completion.1.content", PLACEHOLDER))
+    second = {"index": 1, "finish_reason": "stop", "message": {"content": PLACEHOLDER}}
+    events["events"].append({"name": "gen_ai.choice",
+                             "attributes": [_string("gen_ai.event.content", json.dumps(second))]})
+    for span in (structured, indexed, events):
+        parsed = parse_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), 1)
+        assert isinstance(parsed, Parsed)
+        assert [r.response for r in parsed.records] == [REFUSAL, PLACEHOLDER], span["spanId"]
+        assert parsed.records[0].hash == sha256_hex(canonical_json(span)) != parsed.records[1].hash
 
 
 def operation(name: str) -> dict[str, Any]:

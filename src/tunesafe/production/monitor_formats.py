@@ -11,7 +11,8 @@
   `gen_ai.system_instructions` (semantic conventions >= 1.37, on the span or on the
   `gen_ai.client.inference.operation.details` event); the <= 1.36 events `gen_ai.{system,user,assistant,
   tool}.message` and `gen_ai.choice`; the indexed `gen_ai.prompt.N.*` / `gen_ai.completion.N.*` attributes.
-  Spans without gen_ai content (HTTP, database, tool spans) are skipped, and counted.
+  One record per answer (choice). Spans without gen_ai content (HTTP, database, tool spans) are skipped,
+  and counted.
 
 A line that cannot be read is a Malformed(line, reason): counted and reported, never fatal. The record's
 hash is over the line's parsed JSON (a span's own JSON for OTLP), so the same log entry always hashes the
@@ -271,7 +272,7 @@ def _otlp(obj: Mapping[str, Any], line: int) -> Parsed:
     records, skipped, problems = [], 0, []
     for span in _spans(resource_spans):
         try:
-            record = _span(span, line)
+            found = _span(span, line)
         except _Bad as exc:
             problems.append(str(exc))
             continue
@@ -279,10 +280,10 @@ def _otlp(obj: Mapping[str, Any], line: int) -> Parsed:
             problems.append(f"span {span.get('spanId', '?')} is unreadable ({type(exc).__name__}: "
                             f"{str(exc)[:120]})")
             continue
-        if record is None:
+        if found is None:
             skipped += 1
         else:
-            records.append(record)
+            records.extend(found)
     if problems and not records and not skipped:
         raise _Bad("; ".join(problems[:3]))
     return Parsed(records, skipped, tuple(problems))
@@ -324,7 +325,8 @@ def any_value(value: Any) -> Any:
     return None
 
 
-def _span(span: Mapping[str, Any], line: int) -> LogRecord | None:
+def _span(span: Mapping[str, Any], line: int) -> list[LogRecord] | None:
+    """The span's records, one per answer (choice); None for a span that is not a model call."""
     attrs = attributes(span.get("attributes"))
     operation = attrs.get("gen_ai.operation.name")
     if operation is not None and operation not in CHAT_OPERATIONS:
@@ -333,8 +335,7 @@ def _span(span: Mapping[str, Any], line: int) -> LogRecord | None:
               if isinstance(e, Mapping)]
     details = next((a for n, a in events if n == "gen_ai.client.inference.operation.details"), {})
     content = {**details, **attrs}
-    messages, output, finish = (_structured(content) or _event_messages(events) or _indexed(content)
-                                or ((), "", None))
+    messages, answers = _structured(content) or _event_messages(events) or _indexed(content) or ((), ())
     if not messages:
         if any(k.startswith("gen_ai.") for k in attrs):
             raise _Bad(f"GenAI span {span.get('spanId', '?')} has no message content (enable content "
@@ -343,21 +344,30 @@ def _span(span: Mapping[str, Any], line: int) -> LogRecord | None:
     if not any(role == "user" and text.strip() for role, text in messages):
         raise _Bad(f"GenAI span {span.get('spanId', '?')} has no user message")
     reasons = attrs.get("gen_ai.response.finish_reasons")
-    finish = finish or (reasons[0] if isinstance(reasons, list) and reasons else None)
+    reasons = reasons if isinstance(reasons, list) else []
     status: Mapping[str, Any] = span["status"] if isinstance(span.get("status"), Mapping) else {}
     error = None
     if attrs.get("error.type") or status.get("code") in (2, "STATUS_CODE_ERROR"):
         error = str(status.get("message") or attrs.get("error.type") or "span status error")
+        answers = (("", None),)  # the call failed: one error record, whatever it answered
     start = span.get("startTimeUnixNano")
     at = datetime.fromtimestamp(int(start) / 1e9, timezone.utc) if start not in (None, "", "0", 0) else None
-    return LogRecord(hash=sha256_hex(canonical_json(span)), line=line, at=at, messages=messages,
-                     response="" if error else output, finish_reason=finish,
-                     blocked="content_filter" if finish == "content_filter" and not error else None,
-                     error=error, log_model=_str(attrs.get("gen_ai.response.model"))
-                     or _str(attrs.get("gen_ai.request.model")))
+    span_hash = sha256_hex(canonical_json(span))
+    out = []
+    # n > 1: every answer is judged; the first keeps the span's hash, so spans already ingested are not
+    # counted again
+    for i, (output, finish) in enumerate(answers or (("", None),)):
+        finish = finish or (reasons[i] if i < len(reasons) else None)
+        out.append(LogRecord(hash=span_hash if i == 0 else sha256_hex(f"{span_hash}:choice:{i}"), line=line,
+                             at=at, messages=messages, response="" if error else output, finish_reason=finish,
+                             blocked="content_filter" if finish == "content_filter" and not error else None,
+                             error=error, log_model=_str(attrs.get("gen_ai.response.model"))
+                             or _str(attrs.get("gen_ai.request.model"))))
+    return out
 
 
-Content = tuple[tuple[tuple[str, str], ...], str, str | None]
+Answers = tuple[tuple[str, str | None], ...]  # (text, finish reason) per choice
+Content = tuple[tuple[tuple[str, str], ...], Answers]
 
 
 def _structured(attrs: Mapping[str, Any]) -> Content | None:
@@ -370,16 +380,14 @@ def _structured(attrs: Mapping[str, Any]) -> Content | None:
     messages += [(_role(m), _parts(m.get("parts"))) for m in inputs if isinstance(m, Mapping)]
     outputs = [m for m in _json_list(attrs.get("gen_ai.output.messages"), "gen_ai.output.messages")
                if isinstance(m, Mapping)]
-    text = "\n".join(_parts(m.get("parts")) for m in outputs[:1])
-    finish = _str(outputs[0].get("finish_reason")) if outputs else None
-    return tuple(messages), text, finish
+    return tuple(messages), tuple((_parts(m.get("parts")), _str(m.get("finish_reason"))) for m in outputs)
 
 
 def _event_messages(events: Sequence[tuple[Any, dict[str, Any]]]) -> Content | None:
-    """<= 1.36: one event per message, `gen_ai.choice` for the answer; content in the `content` attribute
+    """<= 1.36: one event per message, `gen_ai.choice` for each answer; content in the `content` attribute
     or in `gen_ai.event.content` (a JSON string) as some instrumentations write it."""
     messages: list[tuple[str, str]] = []
-    output, finish = "", None
+    answers: list[tuple[str, str | None]] = []
     for name, attrs in events:
         body = attrs
         if isinstance(attrs.get("gen_ai.event.content"), str):
@@ -394,9 +402,8 @@ def _event_messages(events: Sequence[tuple[Any, dict[str, Any]]]) -> Content | N
                 messages.append((role, _content(body.get("content"))))
         elif name == "gen_ai.choice":
             message: Mapping[str, Any] = body["message"] if isinstance(body.get("message"), Mapping) else body
-            output = _content(message.get("content"))
-            finish = _str(body.get("finish_reason"))
-    return (tuple(messages), output, finish) if messages else None
+            answers.append((_content(message.get("content")), _str(body.get("finish_reason"))))
+    return (tuple(messages), tuple(answers)) if messages else None
 
 
 def _indexed(attrs: Mapping[str, Any]) -> Content | None:
@@ -410,8 +417,13 @@ def _indexed(attrs: Mapping[str, Any]) -> Content | None:
         index += 1
     if not messages:
         return None
-    return (tuple(messages), _content(attrs.get("gen_ai.completion.0.content")),
-            _str(attrs.get("gen_ai.completion.0.finish_reason")))
+    answers = []
+    index = 0
+    while f"gen_ai.completion.{index}.content" in attrs:
+        answers.append((_content(attrs[f"gen_ai.completion.{index}.content"]),
+                        _str(attrs.get(f"gen_ai.completion.{index}.finish_reason"))))
+        index += 1
+    return tuple(messages), tuple(answers)
 
 
 def _json_list(value: Any, name: str) -> list[Any]:
