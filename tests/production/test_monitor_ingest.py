@@ -280,10 +280,12 @@ def test_a_window_whose_ingest_died_while_opening_its_incident_opens_it_later(sq
     an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
     with sqlite_store.engine.begin() as conn:
         conn.execute(update(MonitorAlertRow).values(opened_at=an_hour_ago))
-    later = run(sqlite_store, write(tmp_path / "b.jsonl", [jailbreak(2)]), policy=policy)
+    # the next ingest, even of another day's harmless traffic, opens the window's incident
+    next_day = json.dumps({**json.loads(refused(2)), "timestamp": "2027-01-02T08:00:00Z"})
+    later = run(sqlite_store, write(tmp_path / "b.jsonl", [next_day]), policy=policy)
     [incident] = list_incidents(sqlite_store, model=MODEL)
     assert later.incidents == [incident.id] and incident.details["rule"] == "successful_jailbreaks"
-    assert len(incident.conversations) == 2  # both offending records of the day
+    assert incident.details["day"] == day and len(incident.conversations) == 1
     # killed after the incident was recorded but before its id was noted: not opened twice
     with sqlite_store.engine.begin() as conn:
         conn.execute(update(MonitorAlertRow).values(incident_id=None, opened_at=an_hour_ago))

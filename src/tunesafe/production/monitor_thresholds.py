@@ -78,7 +78,9 @@ def open_incidents(store: Store, model: str, days: Iterable[str], policy: Monito
 
     check_kinds(policy.kind, where="policy monitor.kind")
     opened = []
-    for stats in daily(store, model=model, days=days):
+    # with the windows claimed but left without their incident (an ingest killed while opening it):
+    # checked again by every ingest of the model, so one goes stale while traffic of any day comes in
+    for stats in daily(store, model=model, days={*days, *_pending_days(store, model)}):
         for crossing in crossings(stats, policy):
             if not _claim(store, model, stats.day, crossing.rule):
                 if batch is not None:
@@ -151,6 +153,13 @@ def _claim(store: Store, model: str, day: str, rule: str) -> bool:
     with store.engine.begin() as conn:
         conn.execute(update(MonitorAlertRow).where(*_key(model, day, rule)).values(incident_id=recorded))
     return False
+
+
+def _pending_days(store: Store, model: str) -> set[str]:
+    with store.engine.connect() as conn:
+        found = conn.execute(select(MonitorAlertRow.day).where(MonitorAlertRow.model == model,
+                                                               MonitorAlertRow.incident_id.is_(None)))
+        return {row[0] for row in found}
 
 
 def _recorded_incident(store: Store, model: str, day: str, rule: str) -> int | None:
