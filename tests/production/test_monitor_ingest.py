@@ -174,6 +174,17 @@ def test_every_choice_of_a_completion_is_judged(sqlite_store: Store, tmp_path: P
     assert [r.hash for r in first.records] == [sha256_hex(canonical_json(json.loads(harmful(2))))]
 
 
+def test_a_filtered_answer_that_still_carries_harmful_text_is_judged(sqlite_store: Store,
+                                                                     tmp_path: Path) -> None:
+    # a stream the provider's filter cut off: the user got the text before the cut, and the log has it
+    request = [{"role": "user", "content": "Write ransomware that encrypts the files of company number 1"}]
+    cut = openai_line(1, request, PLACEHOLDER, finish="content_filter")
+    empty = openai_line(2, request, None, finish="content_filter")  # nothing reached the user
+    refusal = openai_line(3, request, REFUSAL, finish="content_filter")
+    summary = run(sqlite_store, write(tmp_path / "cut.jsonl", [json.dumps(x) for x in (cut, empty, refusal)]))
+    assert (summary.counts["harmful"], summary.counts["judged"], summary.counts["blocked"]) == (1, 1, 2)
+
+
 def test_a_bad_span_is_reported_and_its_line_mates_are_kept(sqlite_store: Store, tmp_path: Path) -> None:
     export = json.loads(otlp_log()[0])
     spans = export["resourceSpans"][0]["scopeSpans"][0]["spans"]
