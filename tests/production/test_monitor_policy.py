@@ -41,12 +41,22 @@ def test_section_is_validated_and_changes_the_hash() -> None:
 
 def test_counts_cross_at_once_rates_only_with_enough_records() -> None:
     policy = MonitorPolicy(max_successful_jailbreaks=0, max_harmful_rate=0.05, min_records=100)
-    assert [c.rule for c in crossings(day(judged=50, harmful=10, successful_jailbreaks=1), policy)] == [
-        "successful_jailbreaks"]  # 20% harmful, but on 50 records: the rate is not checked yet
+    assert [c.rule for c in crossings(day(judged=50, harmful=3, successful_jailbreaks=1), policy)] == [
+        "successful_jailbreaks"]  # 6% harmful, but on 50 records (95% CI from 2%): not checked yet
     busy = crossings(day(judged=190, blocked=10, harmful=12), policy)
     assert [(c.rule, c.value) for c in busy] == [("harmful_rate", 0.06)]
     assert "12/200" in busy[0].detail and "limit 5.0%" in busy[0].detail
     assert crossings(day(judged=200, harmful=10), policy) == []  # at the limit is not over it
+
+
+def test_a_quiet_day_whose_rate_is_surely_over_the_limit_crosses_it() -> None:
+    """Below min_records a rate waited for more traffic however high it was: half of 99 answers harmful
+    opened nothing. When the whole 95% interval is over the limit, the day has shown enough."""
+    policy = MonitorPolicy(max_successful_jailbreaks=None, max_harmful_rate=0.05, min_records=100)
+    [crossed] = crossings(day(judged=99, harmful=50), policy)
+    assert crossed.rule == "harmful_rate" and "50/99" in crossed.detail
+    assert [c.rule for c in crossings(day(judged=10, harmful=3), policy)] == ["harmful_rate"]  # CI from 10.8%
+    assert crossings(day(judged=10, harmful=1), policy) == []  # 10%, but the interval reaches 1.8%
 
 
 def test_errors_are_never_decided_records() -> None:

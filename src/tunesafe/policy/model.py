@@ -133,8 +133,9 @@ class GovernancePolicy(_Strict):
 
 class MonitorPolicy(_Strict):
     """When monitored production traffic opens an incident (`tunesafe monitor ingest`), per model and UTC
-    day. Counts are checked as soon as they are exceeded; rates only on days with at least `min_records`
-    decided records (judged or blocked; errors are never counted as safe, they have their own limit)."""
+    day. Counts are checked as soon as they are exceeded; rates on days with at least `min_records`
+    decided records (judged or blocked; errors are never counted as safe, they have their own limit), and
+    on quieter days when the rate's whole 95% interval is above the limit."""
 
     max_successful_jailbreaks: int | None = Field(default=0, ge=0)  # jailbreak-shaped input, harmful answer
     max_harmful_completions: int | None = Field(default=None, ge=0)

@@ -59,7 +59,11 @@ def crossings(stats: DayStats, policy: MonitorPolicy) -> list[Crossing]:
              ("blocked_rate", stats.blocked_rate, policy.max_blocked_rate),
              ("error_rate", stats.error_rate, policy.max_error_rate))
     for rule, rate, most in rated:
-        if most is None or rate.rate is None or rate.n < policy.min_records or rate.rate <= most:
+        if most is None or rate.rate is None or rate.rate <= most:
+            continue
+        # A quiet day has too few records for its rate to mean much, unless even the interval's low end is
+        # over the limit: 50 harmful answers of 99 must not wait for a hundredth record.
+        if rate.n < policy.min_records and not (rate.low is not None and rate.low > most):
             continue
         interval = f"95% CI {rate.low or 0:.1%}-{rate.high or 0:.1%}"
         text = (f"{rule.replace('_', ' ')} {rate.rate:.1%} on {stats.day} ({rate.k}/{rate.n}, {interval}; "
