@@ -424,6 +424,17 @@ def test_stdin_through_the_cli(cli: Any, monkeypatch: pytest.MonkeyPatch) -> Non
     assert result.exit_code == 0 and "5 new" in result.output
 
 
+def test_a_log_with_no_readable_line_exits_3(cli: Any, tmp_path: Path) -> None:
+    """A log in a shape the readers do not know (here: times in an unknown text form) read as zero records
+    and exited 0, so a cron job reported the traffic as monitored."""
+    lines = [json.dumps({**json.loads(refused(i)), "timestamp": f"day {i}"}) for i in range(3)]
+    log = write(tmp_path / "odd.jsonl", lines)
+    result = cli("monitor", "ingest", str(log), "--model", MODEL, "--judge", "refusal")
+    assert result.exit_code == 3 and "no line of" in result.output and "unreadable time" in result.output
+    assert cli("monitor", "ingest", str(write(tmp_path / "ok.jsonl", [refused(9)])), "--model", MODEL,
+               "--judge", "refusal").exit_code == 0
+
+
 def test_a_rotated_file_says_the_old_file_may_hold_unread_lines(cli: Any, tmp_path: Path) -> None:
     log = write(tmp_path / "chat.jsonl", [refused(i) for i in range(4)])
     assert cli("monitor", "ingest", str(log), "--model", MODEL, "--judge", "refusal").exit_code == 0
@@ -467,7 +478,7 @@ def test_missing_file_and_bad_policy_are_errors(cli: Any, tmp_path: Path) -> Non
 def test_a_line_with_an_unreadable_value_does_not_stop_the_ingest(sqlite_store: Store,
                                                                   tmp_path: Path) -> None:
     millis = json.loads(refused(1))
-    millis["timestamp"] = 1_796_083_200_000  # epoch milliseconds, not seconds
+    millis["timestamp"] = 1e300  # no epoch unit makes this a time
     log = write(tmp_path / "ms.jsonl", [refused(0), json.dumps(millis), refused(2)])
     summary = run(sqlite_store, log)
     assert (summary.new, summary.malformed) == (2, 1) and summary.malformed_lines[0][0] == 2

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from tunesafe.cli.common import JSON_OPTION, console, db_url, print_json, print_rows
+from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
 from tunesafe.cli.groups import PRODUCTION
 from tunesafe.evidence.workspace import open_store
 from tunesafe.production.monitor_formats import FORMATS
@@ -55,8 +55,13 @@ def ingest_command(
         result = summary.as_dict(store)
     if as_json:
         print_json(result)
-        return
-    _print_summary(result)
+    else:
+        _print_summary(result)
+    if result["malformed"] and not result["records"]:
+        # a log in a format this reader does not know must not pass a cron job as "monitored"
+        err_console.print(f"[yellow]warning: no line of {result['source']} could be read as a log record; "
+                          "check --format and the reasons above (exit 3)[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
 
 
 def _print_summary(result: dict[str, Any]) -> None:

@@ -4,8 +4,8 @@
   request's `messages` at the top level, a Batch API output shape `"response": {"status_code", "body"}`, a
   string response, or `choices` at the top level); one record per choice. `finish_reason:
   "content_filter"` and Azure's HTTP 400 `content_filter` error mean the deployment blocked the call; any
-  other error is an error record. Time: `timestamp` / `time` / `created_at` (ISO 8601 or epoch seconds),
-  else the completion's `created`.
+  other error is an error record. Time: `timestamp` / `time` / `created_at` (ISO 8601, or epoch
+  seconds, milli-, micro- or nanoseconds), else the completion's `created`.
 - OpenTelemetry GenAI spans as the OTLP JSON file exporter writes them: `{"resourceSpans": [...]}` per
   line. Content is read from, in this order: `gen_ai.input.messages` / `gen_ai.output.messages` /
   `gen_ai.system_instructions` (semantic conventions >= 1.37, on the span or on the
@@ -243,13 +243,19 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))  # (smallest value, units per second)
+
+
 def _time(value: Any) -> datetime | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
+        # Epoch seconds reach 1e11 only in the year 5138: larger numbers are milli-, micro- or
+        # nanoseconds (JavaScript's Date.now(), some loggers, OpenTelemetry)
+        scale = next((s for limit, s in _EPOCH_UNITS if abs(value) >= limit), 1)
         try:
-            return datetime.fromtimestamp(value, timezone.utc)
-        except (OverflowError, OSError, ValueError):  # e.g. epoch milliseconds
+            return datetime.fromtimestamp(value / scale, timezone.utc)
+        except (OverflowError, OSError, ValueError):
             raise _Bad(f"unreadable time {value!r} (expected ISO 8601 or epoch seconds)") from None
     if isinstance(value, str):
         try:
