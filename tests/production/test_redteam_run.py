@@ -17,7 +17,7 @@ from tunesafe.evidence.store import Store
 from tunesafe.policy import default_policy
 from tunesafe.production import claims
 from tunesafe.production.incidents import get_incident
-from tunesafe.production.redteam import _run_claimed, version_notes
+from tunesafe.production.redteam import RunDueResult, ScheduledRun, _run_claimed, version_notes
 from tunesafe.production.schedules import current_period, parse_instant, schedules
 from tunesafe.types import RecordType
 
@@ -101,6 +101,20 @@ def _claim_row(db: str, schedule_id: str, lease_until: datetime, state: str = "r
         conn.execute(insert(RedteamClaimRow).values(
             schedule_id=schedule_id, period=START, owner="dead-host:1:abc", state=state, attempts=1,
             claimed_at=now - timedelta(hours=2), lease_until=lease_until))
+
+
+def test_an_inconclusive_scheduled_comparison_exits_3_never_0() -> None:
+    """A run that could not be compared (or too weakly to rule a regression out) exited 0 like a pass, so
+    cron never heard of it. A regression or a failed run still decides first."""
+    def ran(*verdicts: str, failed: bool = False) -> RunDueResult:
+        runs = [ScheduledRun("rt-1", "m", "p", "recorded", verdict=v) for v in verdicts]
+        runs += [ScheduledRun("rt-2", "m", "p", "failed", error="down")] if failed else []
+        return RunDueResult(now="n", ran=runs)
+
+    assert ran("baseline", "pass").exit_code == 0
+    assert ran("pass", "inconclusive").exit_code == 3
+    assert ran("inconclusive", failed=True).exit_code == 4
+    assert ran("inconclusive", "fail").exit_code == 1
 
 
 @pytest.mark.parametrize("redteam", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],

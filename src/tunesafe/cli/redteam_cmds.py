@@ -1,7 +1,8 @@
 """`tunesafe redteam schedule add|list|remove` and `tunesafe redteam run-due`. Thin: parse, call
 tunesafe.production.schedules / tunesafe.production.redteam, render. run-due exits 0 when everything due
 ran without regression (or nothing was due, or another runner holds it), 1 when a regression opened an
-incident, 4 when a scheduled run could not finish (the next run-due resumes it), 2 for bad input."""
+incident, 4 when a scheduled run could not finish (the next run-due resumes it), 3 when a run's
+comparison was inconclusive, 2 for bad input."""
 
 from __future__ import annotations
 
@@ -96,7 +97,8 @@ def run_due_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run every schedule that is due, once per period however often it is called; two runners at once
-    never run one schedule twice. Exit 0 ok, 1 regression (incident opened), 4 a run could not finish."""
+    never run one schedule twice. Exit 0 ok, 1 regression (incident opened), 4 a run could not finish, 3 a
+    run could not be compared with the previous one (or too weakly to rule a regression out)."""
     from tunesafe.policy import default_policy, load_policy
     from tunesafe.production.redteam import run_due
 

@@ -41,6 +41,7 @@ INCIDENT_SEVERITY = "high"  # a significant safety regression found in productio
 # exit codes of run-due (0: everything due ran and nothing regressed, or nothing was due)
 EXIT_REGRESSION = 1  # an incident was opened
 EXIT_RUN_FAILED = 4  # a scheduled run could not finish; the next run-due retries it
+EXIT_INCONCLUSIVE = 3  # a run could not be compared, or too weakly to rule a regression out: never a pass
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class RunDueResult:
             return EXIT_REGRESSION
         if any(r.status == "failed" for r in self.ran):
             return EXIT_RUN_FAILED
+        if any(r.verdict == "inconclusive" for r in self.ran):
+            return EXIT_INCONCLUSIVE
         return 0
 
 
