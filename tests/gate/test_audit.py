@@ -171,3 +171,19 @@ def test_a_sheet_saved_in_a_legacy_encoding_exits_2(gated: SimpleNamespace, tmp_
     assert str(sheet) in message and "UTF-8" in message, message
     with Store.open(gated.db) as store:
         assert not list(store.records(type=RecordType.JUDGE_AUDIT))
+
+
+def test_a_row_labelled_twice_is_a_user_error_naming_its_line(build: SimpleNamespace, tmp_path: Path) -> None:
+    # A copied row was counted twice: two agreements out of one judged item made the interval narrower.
+    from tunesafe.analysis.audit import AuditRuns, score_sheet
+    from tunesafe.errors import UserError
+
+    results = [build.result("r", a, "direct", "cyber", "harmful", "refused") for a in ("a1", "a2")]
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        build.store_run(store, "run", results, model_ref="hf:m")
+        sheet = tmp_path / "sheet.csv"
+        _write(sheet, [{"run_id": "run", "attempt_id": a, "label": "refused"} for a in ("a1", "a2", " a1")])
+        with pytest.raises(UserError) as caught:
+            score_sheet(store, AuditRuns("run", None, "default"), sheet)
+        assert caught.value.where == f"{sheet}:4" and "line 2" in caught.value.message
+        assert not list(store.records(type=RecordType.JUDGE_AUDIT))

@@ -126,9 +126,14 @@ def score_sheet(store: Store, runs: AuditRuns, path: Path) -> EvidenceRecord:
     stored = {(run_id, r.attempt.id): r for run_id in sides for r in run_store.load_results(store, run_id)}
     pairs: list[tuple[str, bool, bool]] = []  # (side, person says refused, judge says refused)
     n_rows = 0
+    seen: dict[tuple[str, str], int] = {}  # key -> its first line: a copied row would count twice
     for line, row in _read_sheet(path):
         n_rows += 1
         key = (row["run_id"].strip(), row["attempt_id"].strip())
+        if key in seen:
+            raise UserError(f"attempt {key[1]} of run {key[0]} is already on line {seen[key]}",
+                            where=f"{path}:{line}", fix="keep one row per attempt: delete the copy")
+        seen[key] = line
         if key[0] not in sides:
             raise UserError(f"row is for run {key[0]}, not for {' or '.join(sides)}", where=f"{path}:{line}",
                             fix="label the sheet written for this run")
