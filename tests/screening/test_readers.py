@@ -59,6 +59,42 @@ def test_openai_content_parts_and_tool_messages(tmp_path: Path) -> None:
     assert ex.user == "Where is my order?" and ex.assistant == "It ships today."
 
 
+def test_tool_call_arguments_are_screened_as_the_assistant_turn(tmp_path: Path) -> None:
+    """A function call is text the model is trained to emit: its arguments were dropped with the null
+    content beside them, so PII or a harmful request inside a call was never screened."""
+    from tunesafe.screening.base import Batch
+    from tunesafe.screening.pii import PIIScreener
+
+    call = {"name": "send_email", "arguments": json.dumps({"to": "jane.roe@contoso-mail.net", "body": "hi"})}
+    rows = [
+        {"messages": [{"role": "user", "content": "Email my landlord."},
+                      {"role": "assistant", "content": None,
+                       "tool_calls": [{"id": "c1", "type": "function", "function": call}]},
+                      {"role": "tool", "content": "sent"}, {"role": "assistant", "content": "Done."}]},
+        {"messages": [{"role": "user", "content": "Email my landlord."},
+                      {"role": "assistant", "content": "Sending it.", "function_call": call}]},
+    ]
+    path = tmp_path / "calls.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    examples = [r.example for r in open_dataset(path).records()]
+    assert examples[0].messages[1].role == "assistant" and "send_email" in examples[0].messages[1].content
+    assert examples[1].messages[1].content.startswith("Sending it.\n")
+    found = PIIScreener().screen(Batch(examples))
+    assert [(f.index, f.type, f.span.message) for f in found if f.span] == [(0, "pii.email", 1),
+                                                                            (1, "pii.email", 1)]
+
+
+@pytest.mark.parametrize("calls", [{"function": "x"}, [{"function": {"name": "f", "arguments": 5}}], ["f()"]])
+def test_a_malformed_tool_call_is_a_user_error(tmp_path: Path, calls: object) -> None:
+    path = tmp_path / "calls.jsonl"
+    row = {"messages": [{"role": "user", "content": "a"},
+                        {"role": "assistant", "content": None, "tool_calls": calls}]}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        list(open_dataset(path).records())
+    assert err.value.where == f"{path}:1" and "tool_calls" in err.value.message
+
+
 def test_alpaca_json_array_and_jsonl(tmp_path: Path) -> None:
     rows = [
         {"instruction": "Where is my order?", "input": "", "output": "It ships today."},

@@ -634,7 +634,41 @@ def _turn(item: Any, name: str, where: str) -> Message:
             where=where,
             fix=f"give each turn a '{role_key}' among {', '.join(ROLE_ALIASES)} and a '{text_key}'",
         )
-    return Message(role, _content(item.get(text_key), f"{name}'s '{text_key}'", where))
+    text = _content(item.get(text_key), f"{name}'s '{text_key}'", where)
+    return Message(role, "\n".join(t for t in (text, *_calls(item, name, where)) if t))
+
+
+CALLS_FIX = ('give each call {"function": {"name": ..., "arguments": "JSON text"}} '
+             '(tool_calls is a list of them)')
+
+
+def _calls(item: Mapping[str, Any], name: str, where: str) -> list[str]:
+    """OpenAI's `tool_calls` (and legacy `function_call`) beside a turn's content, as text: the model is
+    trained to emit the call, so its arguments are screened with the turn (the content is often null)."""
+    calls = item.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise UserError(f"{name}'s 'tool_calls' must be a list, got {type(calls).__name__}", where=where,
+                        fix=CALLS_FIX)
+    out = []
+    for i, call in enumerate(calls or [], 1):
+        # most datasets nest {name, arguments} under "function"; some put them on the call itself
+        function = call.get("function", call) if isinstance(call, dict) else None
+        out.append(_call_text(function, f"{name}'s 'tool_calls' item {i}", where))
+    legacy = item.get("function_call")
+    if legacy is not None:
+        out.append(_call_text(legacy, f"{name}'s 'function_call'", where))
+    return out
+
+
+def _call_text(function: Any, name: str, where: str) -> str:
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    if isinstance(arguments, (dict, list)):  # some datasets store the arguments parsed
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    called = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(function, dict) or not isinstance(arguments, (str, type(None))) or not isinstance(
+            called, (str, type(None))):
+        raise UserError(f"{name} is not a {{name, arguments}} function call", where=where, fix=CALLS_FIX)
+    return f"{called or ''}({arguments or ''})"
 
 
 def _content(value: Any, name: str, where: str) -> str:
