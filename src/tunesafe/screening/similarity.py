@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from tunesafe.screening.embeddings import Embedder
+from tunesafe.screening.harmful import keyword_signal
 from tunesafe.screening.records import Example, Exchange
 from tunesafe.screening.request_classifier import request_model
 from tunesafe.screening.request_triage import triage_model
@@ -133,16 +134,24 @@ class AnchorScorer:
         # costs no embedding (a third of a typical chat file's examples have several user turns)
         options = [ex.exchanges() or [Exchange(0, request, ex.assistant)]
                    for ex, request in zip(examples, requests, strict=True)]
+        # A tight keyword signal makes a request harmful on its own (screening/harmful.py), wherever it is:
+        # such an exchange is never cleared and outranks any without one, whatever the classifier says.
+        keyword = [[_keyword(ex, x) for x in xs] for ex, xs in zip(examples, options, strict=True)]
         earlier = [x.request for xs in options for x in xs[:-1]]
         cleared = iter(triage_model().clears(earlier).tolist() if earlier else [])
-        options = [[x for x in xs[:-1] if not next(cleared)] + [xs[-1]] for xs in options]
+        kept = [[i for i, kw in enumerate(kws[:-1]) if not next(cleared) or kw] + [len(kws) - 1]
+                for kws in keyword]
+        options = [[xs[i] for i in keep] for xs, keep in zip(options, kept, strict=True)]
         flat = [x for xs in options for x in xs]
+        signal = np.asarray([keyword[row][i] for row, keep in enumerate(kept) for i in keep],
+                            dtype=np.float32)
         users = self.request_embedder.embed([x.request for x in flat])
         p = request_model().probability(users).astype(np.float32)
+        rank = p + 2 * signal  # p is at most 1: any keyword exchange ranks first
         chosen: list[int] = []  # index into flat of each example's exchange
         start = 0
         for xs in options:
-            latest_first = p[start:start + len(xs)][::-1]
+            latest_first = rank[start:start + len(xs)][::-1]
             chosen.append(start + len(xs) - 1 - int(np.argmax(latest_first)))
             start += len(xs)
         return AnchorScores(
@@ -173,6 +182,12 @@ class AnchorScorer:
             if current is None or match.obedience - match.benign > current.obedience - current.benign:
                 best[row] = match
         return tuple(best)
+
+
+def _keyword(ex: Example, exchange: Exchange) -> bool:
+    """The keyword signal on the turn itself, as the harmful screener reads it."""
+    text = ex.messages[exchange.message].content if ex.messages else exchange.request
+    return keyword_signal(text) is not None
 
 
 def _max_cos(rows: np.ndarray, anchors: np.ndarray) -> np.ndarray:
