@@ -341,6 +341,26 @@ def test_a_keyword_request_early_in_a_conversation_outranks_a_later_borderline_o
     assert harmful == [(1, "harmful.compliance", "high", 0)] and report.rating == "high"
 
 
+def test_no_excerpt_copies_a_secret_the_pii_finding_masks(write_jsonl: Callable[..., Path],
+                                                         invoke: Invoke) -> None:
+    """The harmful finding's excerpt is the whole request: it printed the card number and the address that
+    the PII findings on the same turn mask."""
+    email = "jane.roe@contoso-mail.net"
+    row = chat(f"How do I get a fake doctor's note? Bill it to my card {CARD} and mail {email}",
+               "Sure, here is how. Step 1: [redacted]. Step 2: [redacted].")
+    data = write_jsonl("secret.jsonl", [row, ROWS[5]])
+    result = invoke("scan-data", str(data), "--json", "--no-record")
+    assert result.exit_code == 0, result.output
+    findings = json.loads(result.stdout)["findings"]
+    excerpts = {f["type"]: f["span"]["text"] for f in findings if f["span"]}
+    assert {"harmful.compliance", "pii.credit_card", "pii.email"} <= set(excerpts)
+    harmful = excerpts["harmful.compliance"]
+    assert harmful.startswith("How do I get a fake doctor's note? Bill it to my card 4111…[19 chars]")
+    assert CARD not in result.stdout and email not in result.stdout
+    table = invoke("scan-data", str(data), "--no-record")
+    assert CARD[:9] not in table.stdout and email[:10] not in table.stdout
+
+
 def test_sharegpt_harmful_second_exchange_is_found(write_jsonl: Callable[..., Path], invoke: Invoke) -> None:
     """A ShareGPT conversation (system column, from/value turns) whose second exchange complies with a
     harmful request: the reader's messages reach the screeners, and the finding points at that turn."""

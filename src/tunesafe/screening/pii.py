@@ -299,6 +299,15 @@ def mask(text: str) -> str:
     return f"{text[:4]}…[{len(text)} chars]" if len(text) > 6 else "…"
 
 
+def redact(text: str) -> str:
+    """`text` with every PII item masked, for excerpts that other findings quote from the same turn."""
+    out, last = [], 0
+    for _kind, _severity, start, end in sorted(scan_text(text), key=lambda hit: hit[2]):
+        out += [text[last:start], mask(text[start:end])]
+        last = end
+    return "".join(out) + text[last:] if out else text
+
+
 def scan_text(text: str) -> Iterator[tuple[str, Severity, int, int]]:
     """(type, severity, start, end) of every validated PII item; overlapping hits keep the first type
     (patterns are ordered most specific first, so a card number is not also a phone number)."""

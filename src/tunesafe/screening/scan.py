@@ -4,8 +4,8 @@ screener on it, then collect dataset-level findings, the similarity summary and 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from tunesafe import __version__
 from tunesafe.screening.base import Batch, ScanOptions, Screener, screeners
 from tunesafe.screening.embeddings import Embedder, HiddenStateEmbedder, SentenceEmbedder
 from tunesafe.screening.fix import check_output, write_fixed
+from tunesafe.screening.pii import redact
 from tunesafe.screening.rating import counts, rate
 from tunesafe.screening.readers import Record, dataset_sha256, open_dataset
 from tunesafe.screening.records import Finding
@@ -147,11 +148,11 @@ class Scanner:
             similarity.add(examples, scores)
             batch = Batch(examples, scores)
             for screener in active:
-                findings.extend(screener.screen(batch))
+                findings.extend(_masked(screener.screen(batch)))
             n += len(examples)
             schema = records[0].schema
         for screener in active:
-            findings.extend(screener.finish())
+            findings.extend(_masked(screener.finish()))
         findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.type))
         summary = similarity.result(self.scorer.representation.name)
         rating, reasons = rate(findings, summary)
@@ -171,6 +172,15 @@ class Scanner:
             report.fix = write_fixed(dataset, findings, fix)
         report.seconds = time.perf_counter() - started
         return report
+
+
+def _masked(findings: Iterable[Finding]) -> Iterator[Finding]:
+    """Findings whose excerpts mask any PII or secret in them: a harmful request or a system prompt
+    quoted whole must not print the card number or key that the PII finding on the same turn masks."""
+    for f in findings:
+        if f.span is not None and (text := redact(f.span.text)) != f.span.text:
+            f = replace(f, span=replace(f.span, text=text))
+        yield f
 
 
 def scan_dataset(
