@@ -178,6 +178,7 @@ PATTERNS: tuple[Pattern, ...] = (
         "high",
         re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}"),
     ),
+    Pattern("pii.secret", "high", re.compile(r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,}")),  # Anthropic
     Pattern("pii.secret", "high", re.compile(r"\b(?:sk|rk)_live_[A-Za-z0-9]{24,99}\b")),
     Pattern("pii.secret", "high", re.compile(r"\bxox[abposr]-\d{6,}-[A-Za-z0-9-]{10,}\b")),
     Pattern("pii.secret", "high", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")),
@@ -191,7 +192,10 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "pii.credit_card", "high", re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"), _card, trim=True
     ),
-    Pattern("pii.iban", "high", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban, trim=True),
+    # IBANs are case-insensitive (ISO 13616) and people type them in lower case; the check upper-cases
+    Pattern(
+        "pii.iban", "high", re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}\b"), _iban, trim=True
+    ),
     Pattern(
         "pii.national_id",
         "high",
