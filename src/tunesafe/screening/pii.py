@@ -350,7 +350,7 @@ def _overlaps(taken: list[tuple[int, int]], start: int, end: int) -> bool:
 
 class PIIScreener(ExampleScreener):
     name = "pii"
-    version = "2"
+    version = "3"  # 3: lower-case IBANs, Anthropic keys
 
     def screen(self, batch: Batch) -> list[Finding]:
         return [f for ex in batch.examples for f in self._example(ex)]
