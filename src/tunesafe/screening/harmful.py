@@ -80,7 +80,8 @@ class HarmfulScreener(ExampleScreener):
 
     def __init__(self) -> None:
         self.model = request_model()
-        self.version = f"4+{self.model.digest}"  # findings change with the classifier's weights
+        # findings change with the classifier's weights; 5: a keyword turn is the reported exchange
+        self.version = f"5+{self.model.digest}"
 
     def screen(self, batch: Batch) -> list[Finding]:
         if batch.scores is None:
