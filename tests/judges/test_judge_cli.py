@@ -79,3 +79,15 @@ def test_bad_line_through_the_real_command_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "pairs.jsonl:2: field 'response' is missing" in proc.stderr.replace("\n", "")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_line_separator_inside_a_response_does_not_split_the_line(tmp_path: Path) -> None:
+    # U+2028 is legal raw inside a JSON string (json.dumps(ensure_ascii=False) and this command's own --out
+    # leave it so); str.splitlines() broke the line there and the valid file was "not valid JSON"
+    rows = [{**GOOD[0], "response": "I'm sorry,\u2028but I can't help with that."}, GOOD[1]]
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    result = runner.invoke(app, ["judge", str(src), "--judge", "refusal", "--json"])
+    assert result.exit_code == 0, result.output
+    out = [json.loads(line) for line in result.stdout.split("\n") if line.startswith("{")]
+    assert [(r["id"], r["refused"]) for r in out] == [("r1", True), ("2", False)]

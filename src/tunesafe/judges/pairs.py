@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ _FIX = 'each line must be a JSON object like {"request": "...", "response": "...
 def read_pairs(path: Path) -> list[JudgeInput]:
     if not path.is_file():
         raise UserError(f"file not found: {path}", fix="pass a JSONL file of request/response pairs")
-    lines = read_user_text(path, "pairs file", fix=_FIX).splitlines()
+    # newlines only: str.splitlines() also breaks at U+2028/U+2029/U+0085, legal raw inside a JSON string
+    lines = re.split(r"\r\n?|\n", read_user_text(path, "pairs file", fix=_FIX))
     items = [_parse_line(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
     return require_pairs(items, str(path))
 
