@@ -427,6 +427,11 @@ GOOD_FIRST_LINE: dict[str, dict[str, Any]] = {
          "conversations item 2 has an unknown from 'robot'"),
         ({"conversations": [{"from": "human", "value": {"text": "a"}}]}, "conversations item 1's 'value'"),
         ({"conversations": [{"value": "a"}]}, "conversations item 1 has no role"),
+        # Gemini's {role, parts} or a {role, text} turn was read as an empty turn: its text went unscreened
+        ({"messages": [{"role": "user", "parts": [{"text": "a"}]}]}, "messages item 1 has no 'content'"),
+        ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "text": "b"}]},
+         "messages item 2 has no 'content'"),
+        ({"conversations": [{"from": "human", "text": "a"}]}, "conversations item 1 has no 'value'"),
         ({"conversations": ["hello"]}, "conversations item 1 must be an object"),
         ({"conversations": []}, "'conversations' must be a non-empty list"),
         ({"conversations": [{"from": "human", "value": ["a"]}]}, "item 1's 'value' part 1 is not a {type"),

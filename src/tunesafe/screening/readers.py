@@ -634,6 +634,12 @@ def _turn(item: Any, name: str, where: str) -> Message:
             where=where,
             fix=f"give each turn a '{role_key}' among {', '.join(ROLE_ALIASES)} and a '{text_key}'",
         )
+    if text_key not in item and item.get("tool_calls") is None and item.get("function_call") is None:
+        # a turn keeping its text under another key ({role, parts}, {role, text}) would read as empty
+        # and its text go unscreened; a null content (a tool-calling turn) is a key that is there
+        keys = ", ".join(sorted(map(str, item)))
+        raise UserError(f"{name} has no '{text_key}' (keys: {keys})", where=where,
+                        fix=f"give each turn a '{role_key}' and a '{text_key}' (text or text parts)")
     text = _content(item.get(text_key), f"{name}'s '{text_key}'", where)
     return Message(role, "\n".join(t for t in (text, *_calls(item, name, where)) if t))
 
