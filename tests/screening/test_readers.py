@@ -95,6 +95,22 @@ def test_a_malformed_tool_call_is_a_user_error(tmp_path: Path, calls: object) ->
     assert err.value.where == f"{path}:1" and "tool_calls" in err.value.message
 
 
+def test_text_parts_of_every_type_are_read(tmp_path: Path) -> None:
+    """OpenAI's Responses format types its text parts input_text / output_text: they were skipped like
+    images, so the turn read as empty and its text went unscreened."""
+    row = {"messages": [
+        {"role": "user", "content": [{"type": "input_text", "text": "Where is my order?"},
+                                     {"type": "image_url", "image_url": {"url": "data:,"}}]},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "It ships today."}]},
+    ]}
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    assert messages(path) == [EXPECTED]
+    # Parquet holds every field of the part struct: an image part's absent text is None, not text
+    pq.write_table(pa.Table.from_pylist([row]), tmp_path / "c.parquet")
+    assert messages(tmp_path / "c.parquet") == [EXPECTED]
+
+
 def test_alpaca_json_array_and_jsonl(tmp_path: Path) -> None:
     rows = [
         {"instruction": "Where is my order?", "input": "", "output": "It ships today."},

@@ -685,14 +685,15 @@ def _content(value: Any, name: str, where: str) -> str:
         texts: list[str] = []
         for i, part in enumerate(value, 1):
             # Other part types (images, audio) carry no text to screen; anything untyped is a malformed
-            # turn whose text would otherwise be skipped unscreened.
+            # turn whose text would otherwise be skipped unscreened. A part with a `text` is text whatever
+            # its type says (the Responses format's input_text / output_text).
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
                 raise UserError(
                     f"{name} part {i} is not a {{type, ...}} content part",
                     where=where,
                     fix=f"make {name} a string or a list of {{type: text, text}} parts",
                 )
-            if part["type"] == "text":
+            if part["type"] == "text" or part.get("text") is not None:  # Arrow: absent fields are None
                 text = part.get("text", "")
                 if not isinstance(text, str):
                     raise UserError(
