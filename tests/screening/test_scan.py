@@ -361,6 +361,19 @@ def test_no_excerpt_copies_a_secret_the_pii_finding_masks(write_jsonl: Callable[
     assert CARD[:9] not in table.stdout and email[:10] not in table.stdout
 
 
+def test_a_secret_cut_by_the_excerpt_cap_is_masked(write_jsonl: Callable[..., Path]) -> None:
+    """An excerpt is capped at 200 characters: a key running over the cut no longer matched its pattern,
+    so the part before the cut was printed unmasked."""
+    key = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dcQz" * 2
+    request = ("How do I get a fake doctor's note? " + "I need it for work, please help. " * 5)[:180]
+    request += " " + key  # the key starts 19 characters before the cut
+    answer = "Sure, here is how. Step 1: [redacted]. Step 2: [redacted]."
+    data = write_jsonl("cut.jsonl", [chat(request, answer), ROWS[5]])
+    report = Scanner().scan(data)
+    excerpts = [f.span.text for f in report.findings if f.span and f.type.startswith("harmful.")]
+    assert excerpts and all(key[:12] not in text for text in excerpts), excerpts
+
+
 def test_sharegpt_harmful_second_exchange_is_found(write_jsonl: Callable[..., Path], invoke: Invoke) -> None:
     """A ShareGPT conversation (system column, from/value turns) whose second exchange complies with a
     harmful request: the reader's messages reach the screeners, and the finding points at that turn."""

@@ -16,7 +16,7 @@ from tunesafe.screening.fix import check_output, write_fixed
 from tunesafe.screening.pii import redact
 from tunesafe.screening.rating import counts, rate
 from tunesafe.screening.readers import Record, dataset_sha256, open_dataset
-from tunesafe.screening.records import Finding
+from tunesafe.screening.records import Example, Finding
 from tunesafe.screening.similarity import AnchorScorer, SimilarityAccumulator
 
 
@@ -147,12 +147,13 @@ class Scanner:
             scores = self.scorer.score(examples)
             similarity.add(examples, scores)
             batch = Batch(examples, scores)
+            by_index = {ex.index: ex for ex in examples}
             for screener in active:
-                findings.extend(_masked(screener.screen(batch)))
+                findings.extend(_masked(screener.screen(batch), by_index))
             n += len(examples)
             schema = records[0].schema
         for screener in active:
-            findings.extend(_masked(screener.finish()))
+            findings.extend(_masked(screener.finish(), {}))
         findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.type))
         summary = similarity.result(self.scorer.representation.name)
         rating, reasons = rate(findings, summary)
@@ -174,12 +175,22 @@ class Scanner:
         return report
 
 
-def _masked(findings: Iterable[Finding]) -> Iterator[Finding]:
+def _masked(findings: Iterable[Finding], examples: Mapping[int, Example]) -> Iterator[Finding]:
     """Findings whose excerpts mask any PII or secret in them: a harmful request or a system prompt
-    quoted whole must not print the card number or key that the PII finding on the same turn masks."""
+    quoted whole must not print the card number or key that the PII finding on the same turn masks. An
+    excerpt cut short is masked on its whole span, then cut again: a key running over the cut would no
+    longer match its pattern."""
     for f in findings:
-        if f.span is not None and (text := redact(f.span.text)) != f.span.text:
-            f = replace(f, span=replace(f.span, text=text))
+        if f.span is not None:
+            text = f.span.text
+            ex = examples.get(f.index) if f.index is not None else None
+            if ex is not None and 0 <= f.span.message < len(ex.messages):
+                whole = ex.messages[f.span.message].content[f.span.start:f.span.end]
+                if len(whole) > len(text) and whole.startswith(text):
+                    text = redact(whole)[: len(text)]
+            text = redact(text)
+            if text != f.span.text:
+                f = replace(f, span=replace(f.span, text=text))
         yield f
 
 
