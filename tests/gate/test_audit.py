@@ -187,3 +187,26 @@ def test_a_row_labelled_twice_is_a_user_error_naming_its_line(build: SimpleNames
             score_sheet(store, AuditRuns("run", None, "default"), sheet)
         assert caught.value.where == f"{sheet}:4" and "line 2" in caught.value.message
         assert not list(store.records(type=RecordType.JUDGE_AUDIT))
+
+
+def test_a_base_run_not_judged_by_the_audited_judge_is_a_user_error(build: SimpleNamespace,
+                                                                    tmp_path: Path) -> None:
+    # Its rows had no verdict of that judge: all left out as errors (the sheet claimed both sides while
+    # holding one), and a blocked one crashed the sheet with StopIteration.
+    from dataclasses import replace
+
+    from tunesafe.analysis.audit import audit_runs
+    from tunesafe.errors import UserError
+    from tunesafe.types import Generation
+
+    candidate = [build.result("cand", a, "direct", "cyber", "harmful", "refused") for a in ("a1", "a2")]
+    base = [build.result("base", "a1", "direct", "cyber", "harmful", "refused", judges=("other",)),
+            replace(build.result("base", "a2", "direct", "cyber", "harmful", "refused", judges=("other",)),
+                    generation=Generation("", "content_filter", blocked="provider content filter"),
+                    response="")]
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        build.store_run(store, "cand", candidate, model_ref="hf:c")
+        build.store_run(store, "base", base, model_ref="hf:b", judges=({"name": "other", "version": "1"},))
+        with pytest.raises(UserError) as caught:
+            audit_runs(store, "cand", base_run="base")
+    assert caught.value.where == "--base" and "'default'" in caught.value.message

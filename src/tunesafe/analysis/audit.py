@@ -59,13 +59,13 @@ def audit_runs(store: Store, run_id: str, *, base_run: str | None = None,
     """What an audit of `run_id` covers: with `base_run`, or when the run is the candidate of a recorded
     gate decision, both sides; the judge is `judge` or the run's first (primary) judge."""
     info = run_store.load_run(store, run_id)
+    given = base_run is not None
     if base_run is None:
         base_run = _gate_base(store, run_id)
     if base_run == run_id:
         raise UserError(f"--base is {run_id} itself", where="--base", fix="pass the base model's run")
-    if base_run is not None:
-        run_store.load_run(store, base_run)  # UserError now if it does not exist
-    judges = [str(j["name"]) for j in info.config.get("judges", [])]
+    base_info = run_store.load_run(store, base_run) if base_run is not None else None  # UserError if none
+    judges = _judge_names(info)
     if judge is None:
         if not judges:
             raise UserError(f"run {run_id} records no judge", where=run_id, fix="pass --judge NAME")
@@ -73,7 +73,17 @@ def audit_runs(store: Store, run_id: str, *, base_run: str | None = None,
     elif judge not in judges:
         raise UserError(f"run {run_id} was not judged by '{judge}'", where="--judge",
                         fix=f"use one of: {', '.join(judges) or 'none'}")
+    if base_info is not None and judge not in _judge_names(base_info):
+        # its items would have no verdict to check: all left out as errors, the sheet one-sided
+        raise UserError(f"base run {base_run} was not judged by '{judge}'",
+                        where="--base" if given else f"the gate decision on {run_id}",
+                        fix=f"re-judge it (`tunesafe runs rejudge {base_run} --judge {judge}`) and pass that "
+                            "run as --base, or audit a judge both runs have with --judge")
     return AuditRuns(run_id, base_run, judge)
+
+
+def _judge_names(info: run_store.RunInfo) -> list[str]:
+    return [str(j["name"]) for j in info.config.get("judges", [])]
 
 
 def audit_sample(store: Store, runs: AuditRuns, size: int, seed: int = 0) -> list[dict[str, Any]]:
