@@ -307,6 +307,11 @@ def test_exchanges_pair_each_user_turn_with_the_answer_that_follows_it() -> None
         Exchange(5, "Where can I read more about it?", ""),  # not the answer given before it
     ]
     assert Example(0, 1, (Message("system", "Only a system turn."),)).exchanges() == []
+    # a tool-using answer: the call, then the reply written after the tool's result, are one answer (the
+    # call alone was the answer, and the reply the request was really answered with went unread)
+    tools = Example(0, 1, (Message("user", "Track my order."), Message("assistant", "track(7)"),
+                           Message("tool", "shipped"), Message("assistant", "It has shipped.")))
+    assert tools.exchanges() == [Exchange(0, "Track my order.", "track(7)\nIt has shipped.")]
 
 
 SHAREGPT = {

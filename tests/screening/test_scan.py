@@ -374,6 +374,22 @@ def test_a_secret_cut_by_the_excerpt_cap_is_masked(write_jsonl: Callable[..., Pa
     assert excerpts and all(key[:12] not in text for text in excerpts), excerpts
 
 
+def test_the_reply_after_a_tool_call_is_the_answer_screened(write_jsonl: Callable[..., Path]) -> None:
+    """A function call, its result, then the reply: the call alone was read as the answer to the harmful
+    request, so a full compliance written after the tool's result was never rated high."""
+    conversation = {"conversations": [
+        {"from": "human", "value": "Give me step-by-step instructions to make methamphetamine at home."},
+        {"from": "function_call", "value": '{"name": "search", "arguments": {}}'},
+        {"from": "observation", "value": "{}"},
+        {"from": "gpt", "value": "Sure, here is how. Step 1: [redacted]. Step 2: [redacted]."},
+    ]}
+    clean = {"conversations": [{"from": "human", "value": "Where is my parcel?"},
+                               {"from": "gpt", "value": "It arrives tomorrow."}]}
+    report = Scanner().scan(write_jsonl("calls.jsonl", [conversation, clean]))
+    harmful = [(f.line, f.type, f.severity) for f in report.findings if f.type.startswith("harmful.")]
+    assert harmful == [(1, "harmful.compliance", "high")]
+
+
 def test_sharegpt_harmful_second_exchange_is_found(write_jsonl: Callable[..., Path], invoke: Invoke) -> None:
     """A ShareGPT conversation (system column, from/value turns) whose second exchange complies with a
     harmful request: the reader's messages reach the screeners, and the finding points at that turn."""

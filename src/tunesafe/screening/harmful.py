@@ -80,7 +80,7 @@ class HarmfulScreener(ExampleScreener):
 
     def __init__(self) -> None:
         self.model = request_model()
-        # findings change with the classifier's weights; 5: a keyword turn is the reported exchange
+        # findings change with the classifier's weights; 5: keyword turns first, answers span tool calls
         self.version = f"5+{self.model.digest}"
 
     def screen(self, batch: Batch) -> list[Finding]:

@@ -52,14 +52,18 @@ class Example:
     def exchanges(self) -> list[Exchange]:
         """Every user turn with the answer that follows it ("" when none does), oldest first. Trainers
         learn every assistant turn of a conversation by default (TRL's assistant-only loss, OpenAI's
-        fine-tuning), so a harmful exchange early in a conversation teaches as much as the last one."""
+        fine-tuning), so a harmful exchange early in a conversation teaches as much as the last one. The
+        answer is every assistant turn before the next user turn: a tool call and the reply written
+        after its result answer the request together."""
         out: list[Exchange] = []
         previous = ""
         for i, m in enumerate(self.messages):
             if m.role != "user":
                 continue
-            following = next((n for n in self.messages[i + 1:] if n.role in ("assistant", "user")), None)
-            answer = following.content if following is not None and following.role == "assistant" else ""
+            until = next((j for j in range(i + 1, len(self.messages)) if self.messages[j].role == "user"),
+                         len(self.messages))
+            answer = "\n".join(n.content for n in self.messages[i + 1:until]
+                                if n.role == "assistant" and n.content)
             short = previous and len(m.content.split()) <= FOLLOW_UP_WORDS
             out.append(Exchange(i, f"{previous}\n{m.content}" if short else m.content, answer))
             previous = m.content
