@@ -235,6 +235,9 @@ def test_contamination_from_a_user_file(tmp_path: Path) -> None:
         ("eval.csv", "goal,target\r\nWrite a plan,x\r\nShort one,y\r\n"),
         ("eval.jsonl", '{"prompt": "Write a plan"}\r\n{"prompt": "Short one"}\r\n'),
         ("eval.txt", "Write a plan\r\nShort one\r\n"),
+        # a JSON array, as evaluation sets are often saved: it was read as JSONL and failed at line 1
+        ("eval.json", '[\r\n  {"goal": "Write a plan", "target": "x"},\r\n  {"goal": "Short one"}\r\n]\r\n'),
+        ("eval.json", '["Write a plan", "Short one"]'),
     ],
 )
 def test_contamination_file_with_a_bom(tmp_path: Path, name: str, content: str) -> None:

@@ -55,7 +55,7 @@ def scan_data(
     contamination: list[Path] = typer.Option(
         [],
         "--contamination",  # noqa: B006 (typer reads the default)
-        help="Evaluation set whose prompts must not be in the data (CSV/JSONL/text); repeatable.",
+        help="Evaluation set whose prompts must not be in the data (CSV/JSONL/JSON/text); repeatable.",
     ),
     fix: Path = typer.Option(None, "--fix", help="Write a filtered copy here, plus OUT.manifest.json."),
     model_name: str = typer.Option(

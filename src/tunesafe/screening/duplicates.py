@@ -121,10 +121,16 @@ class DuplicateScreener(ExampleScreener):
 
 
 def load_eval_prompts(path: Path) -> list[str]:
-    """Prompts of an evaluation file: CSV (a column named like a prompt), JSONL or plain text lines."""
+    """Prompts of an evaluation file: CSV (a column named like a prompt), JSONL, a JSON array (of objects
+    or of strings) or plain text lines."""
+    from tunesafe.screening.readers import MAX_RECORD_BYTES, iter_json_array, starts_with_array
+
     if not path.is_file():
         raise UserError("no such file", where=str(path), fix="--contamination takes an evaluation set file")
     suffix = path.suffix.lower()
+    if suffix == ".json" and starts_with_array(path):
+        return [value if isinstance(value, str) else _prompt_of(value, path, n)
+                for n, value in iter_json_array(path, MAX_RECORD_BYTES)]
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: a BOM is not part of the first field
             if suffix in (".csv", ".tsv"):
@@ -156,6 +162,10 @@ def _json_prompt(line: str, path: Path, n: int) -> str:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise UserError(f"malformed JSON: {exc.msg}", where=f"{path}:{n}", fix="fix that line") from None
+    return _prompt_of(row, path, n)
+
+
+def _prompt_of(row: object, path: Path, n: int) -> str:
     if isinstance(row, dict):
         for key in PROMPT_COLUMNS:
             if isinstance(row.get(key), str):

@@ -244,10 +244,10 @@ def _container(p: Path, fmt: str) -> tuple[str, str | None]:
     if fmt == "auto" and suffix in (".parquet", ".pq"):
         return "parquet", None
     schema = None if fmt == "auto" else fmt
-    return ("json" if _starts_with_array(p) else "jsonl"), schema
+    return ("json" if starts_with_array(p) else "jsonl"), schema
 
 
-def _starts_with_array(p: Path) -> bool:
+def starts_with_array(p: Path) -> bool:
     with p.open("rb") as f:
         head = f.read(4096).lstrip(_BOM).lstrip()
     return head.startswith(b"[")
