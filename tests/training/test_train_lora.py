@@ -91,6 +91,24 @@ def test_an_empty_final_answer_is_not_a_training_example(tmp_path: Path) -> None
     assert caught.value.where == f"{data}:2"
 
 
+def test_a_tool_calling_conversation_is_not_trained_as_plain_text(tmp_path: Path) -> None:
+    """scan-data reads a tool call as `name(arguments)` text so its arguments are screened; train-lora
+    would have taught the model to print its calls as prose."""
+    from tunesafe.errors import UserError
+    from tunesafe.training.lora_sft import read_training_data
+
+    data = tmp_path / "train.jsonl"
+    call = {"id": "c1", "type": "function", "function": {"name": "book", "arguments": '{"room": 4}'}}
+    rows = [{"messages": [{"role": "user", "content": "Book room 4."},
+                          {"role": "assistant", "content": None, "tool_calls": [call]},
+                          {"role": "tool", "tool_call_id": "c1", "content": "booked"},
+                          {"role": "assistant", "content": "Room 4 is booked."}]}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(UserError, match="tool-calling conversation") as caught:
+        read_training_data(data)
+    assert caught.value.where == f"{data}:1"
+
+
 def test_format_and_columns_reach_the_reader(tmp_path: Path) -> None:
     data = tmp_path / "train.csv"
     data.write_text("question,answer\nWhat is LoRA?,A low-rank adapter.\n", encoding="utf-8")

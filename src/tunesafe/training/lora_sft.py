@@ -108,6 +108,11 @@ def _chat_problem(messages: Sequence[Message]) -> str | None:
     reader has already checked each turn's role and text."""
     if messages[-1].role != "assistant":
         return f"the last turn is {messages[-1].role!r}, not the assistant's answer to learn"
+    if any(m.role == "tool" for m in messages):
+        # the reader renders tool calls as `name(arguments)` text for screening; trained as that text,
+        # the model would learn to print its calls as prose instead of the template's tool format
+        return ("it is a tool-calling conversation, which train-lora would learn as plain text, not in "
+                "the chat template's tool format (train it with your own trainer and the SafetyCallback)")
     if not messages[-1].content.strip():  # e.g. a tool-call turn with null content: nothing to learn
         return "the assistant's answer is empty"
     if len(messages) < 2:
