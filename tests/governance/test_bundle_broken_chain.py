@@ -35,3 +35,25 @@ def test_bundle_refuses_a_broken_chain_and_writes_nothing(tmp_path: Path) -> Non
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "evidence chain is broken at record 2" in message and "tunesafe verify" in message
     assert not (tmp_path / "b.zip").exists()
+
+
+def test_no_document_cites_a_broken_chain(tmp_path: Path) -> None:
+    """Annex IV, the model card, the ML-BOM and the MLflow export cite records by hash; from an edited
+    database file they vouched for records `tunesafe verify` reports as tampered."""
+    db = str(tmp_path / "e.db")
+    for args in (["models", "add", "base", "--ref", "openai:m@http://127.0.0.1:1/v1"],
+                 ["models", "add", "ft", "--ref", "openai:m@http://127.0.0.1:1/v1", "--base", "base"]):
+        assert tunesafe("--db", db, *args, cwd=tmp_path).returncode == 0
+    assert tunesafe("--db", db, "docs", "model-card", "ft", cwd=tmp_path).returncode == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("""UPDATE records SET body = replace(body, '"stage":"dev"', '"stage":"production"')
+                        WHERE id = 2""")
+    for args in (["docs", "annex-iv", "ft", "--out", str(tmp_path / "annex")], ["docs", "model-card", "ft"],
+                 ["export", "cyclonedx", "ft"]):
+        result = tunesafe("--db", db, *args, cwd=tmp_path)
+        message = " ".join(result.stderr.split())
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
+        assert "evidence chain is broken at record 2" in message and "would cite it" in message
+        assert result.stdout == ""
+    assert not (tmp_path / "annex").exists()
+

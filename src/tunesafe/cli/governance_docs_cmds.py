@@ -25,18 +25,19 @@ export_app = typer.Typer(help="Exports of a model's evidence: CycloneDX ML-BOM, 
 keys_app = typer.Typer(help="Ed25519 keys for signing evidence bundles.", no_args_is_help=True)
 
 MODEL_ARG = typer.Argument(..., help="Inventory name of the model.")
+CITES = "the document would cite it as evidence"
 VERSION_OPTION = typer.Option(None, "--version", help="Model version (1, 2, ... or v2; default: newest).")
 
 
-def _evidence(ctx: typer.Context, model: str, version: str | None, *,
-              verified: bool = False) -> ModelEvidence:
-    """The model's evidence; with `verified`, only from a chain that verifies (what a bundle signs)."""
+def _evidence(ctx: typer.Context, model: str, version: str | None, *, output: str) -> ModelEvidence:
+    """The model's evidence, only from a chain that verifies: every document cites records by hash, and a
+    bundle signs them, so neither may vouch for records edited in the database file."""
     from tunesafe.governance.documents import load_evidence  # lazy: keeps `tunesafe --help` light
 
     with open_store(db_url(ctx)) as store:
-        if verified and (bad := store.verify().first_bad) is not None:
-            raise UserError(f"the evidence chain is broken at record {bad.id} ({bad.reason}): a bundle would "
-                            "pack and sign it", where=store.location,
+        if (bad := store.verify().first_bad) is not None:
+            raise UserError(f"the evidence chain is broken at record {bad.id} ({bad.reason}): {output}",
+                            where=store.location,
                             fix="run `tunesafe verify` and restore the database from a backup")
         return load_evidence(store, model, version)
 
@@ -49,7 +50,7 @@ def annex_iv(ctx: typer.Context, model: str = MODEL_ARG, version: str = VERSION_
     from tunesafe.governance.docs_annex_iv import annex_iv as build
     from tunesafe.governance.docs_annex_iv import write_annex_iv
 
-    doc = build(_evidence(ctx, model, version).facts)
+    doc = build(_evidence(ctx, model, version, output=CITES).facts)
     paths = write_annex_iv(doc, out)
     missing = [s.id for s in doc.sections if s.missing]
     if as_json:
@@ -67,7 +68,7 @@ def model_card(ctx: typer.Context, model: str = MODEL_ARG, version: str = VERSIO
     """A Hugging Face model card (README.md) with YAML metadata and a safety section from the evidence."""
     from tunesafe.governance.model_card import model_card as build
 
-    card = build(_evidence(ctx, model, version).facts)
+    card = build(_evidence(ctx, model, version, output=CITES).facts)
     if out is None:
         typer.echo(card, nl=False)
         return
@@ -82,7 +83,7 @@ def export_cyclonedx(ctx: typer.Context, model: str = MODEL_ARG, version: str = 
     Validated against the CycloneDX schema before it is written."""
     from tunesafe.governance.cyclonedx_bom import cyclonedx_bom, validate_bom
 
-    bom = cyclonedx_bom(_evidence(ctx, model, version).facts)
+    bom = cyclonedx_bom(_evidence(ctx, model, version, output=CITES).facts)
     text = json.dumps(bom, indent=2, ensure_ascii=False) + "\n"
     problems = validate_bom(text)
     if problems:  # our bug, not the user's: never hand out a BOM that does not validate
@@ -108,7 +109,7 @@ def export_mlflow(
     from tunesafe.governance.documents import model_documents
     from tunesafe.governance.mlflow_export import export_mlflow as export
 
-    evidence = _evidence(ctx, model, version)
+    evidence = _evidence(ctx, model, version, output=CITES)
     done = export(evidence, model_documents(evidence), tracking_uri=tracking_uri, experiment=experiment,
                   registered_model=registered_model, model_version=model_version)
     if as_json:
@@ -130,7 +131,8 @@ def bundle(ctx: typer.Context, model: str = MODEL_ARG, version: str = VERSION_OP
     from tunesafe.governance.keys import load_private_key
 
     key = load_private_key(sign) if sign is not None else None  # a bad key fails before any work
-    info = bundle_model(_evidence(ctx, model, version, verified=True), out, signing_key=key)
+    info = bundle_model(_evidence(ctx, model, version, output="a bundle would pack and sign it"), out,
+                        signing_key=key)
     signed = f", signed by key {info.signer[:16]}" if info.signer else ", unsigned"
     console.print(f"Wrote {info.path}: {info.records} records, {info.chain_links} chain links, {info.files} "
                   f"files{signed}", highlight=False, soft_wrap=True)
