@@ -16,6 +16,7 @@ run one at a time so each gets its own seed. A request's `latency_s` is the wall
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -188,7 +189,6 @@ class HFEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.folds_system = bool(self.tokenizer.chat_template) and not keeps_system(self.tokenizer)
         model: Any = AutoModelForCausalLM.from_pretrained(
             folder, dtype=_pick_dtype(dtype, self.device), use_safetensors=True,
             trust_remote_code=trust_remote_code)
@@ -199,6 +199,11 @@ class HFEngine:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.eos_token_id)
+
+    @functools.cached_property
+    def folds_system(self) -> bool:
+        """The chat template takes no system message: it goes into the first user turn (chat_template.py)."""
+        return bool(self.tokenizer.chat_template) and not keeps_system(self.tokenizer)
 
     def _adapter_state(self, adapter_on: bool) -> contextlib.AbstractContextManager[Any]:
         if self.has_adapter and not adapter_on:
