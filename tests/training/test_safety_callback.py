@@ -371,7 +371,25 @@ def test_auto_interval_does_not_probe_before_the_budget_allows(tiny: Any, tmp_pa
     trainer(tiny, tiny.model(), callback, tmp_path / "out").train()
     body = callback.record
     assert body is not None and body["config"]["probe_every"] == "auto"
-    assert [p["trigger"] for p in body["probes"]] == ["start"]
+    assert [p["trigger"] for p in body["probes"]] == ["start", "end"]  # no interval probe
+
+
+def test_a_trainer_run_ends_with_a_probe_of_the_weights_it_made(tiny: Any, tmp_path: Path) -> None:
+    """No save at the end and a last step between interval probes: the final weights are probed anyway,
+    so a regression in the last steps is not recorded as a completed run."""
+    callback = SafetyCallback(probe_budget=1e-9, max_new_tokens=4)  # auto, no interval probe due
+    trainer(tiny, tiny.model(), callback, tmp_path / "auto").train()  # 6 steps at 1e-2: the ASR rises
+    body = callback.record
+    assert body is not None
+    assert [(p["step"], p["trigger"]) for p in body["probes"]] == [(0, "start"), (6, "end")]
+    assert body["status"] == "stopped"
+    assert body["stopped_by"]["kind"] == "probe_asr" and body["stopped_by"]["step"] == 6
+
+    every = SafetyCallback(probe_every=4, max_new_tokens=4)
+    trainer(tiny, tiny.model(), every, tmp_path / "every", learning_rate=1e-5).train()
+    assert every.record is not None and every.record["status"] == "completed"
+    assert [(p["step"], p["trigger"]) for p in every.record["probes"]] == [(0, "start"), (4, "interval"),
+                                                                          (6, "end")]
 
 
 def test_lineage_names_base_weights_dataset_file_and_adapter_config(tiny: Any, tmp_path: Path) -> None:
@@ -463,3 +481,4 @@ def test_default_judge_warm_loads_the_embedder() -> None:
     finally:
         if loaded is not None:
             classifier.Embedder._instance = loaded
+

@@ -6,8 +6,8 @@
 It does four things, each recorded as a TrainingEvent with step, value and reason:
 - watches the training loss (tunesafe.training.loss_monitor: spikes, NaN/inf, divergence, collapse);
 - enforces the `training:` limits of the gate policy (epochs, steps, learning rate, dataset size);
-- probes the live model before the first step, during training and at every checkpoint save
-  (tunesafe.training.probes) and compares with the first probe. By default (`probe_every="auto"`) a
+- probes the live model before the first step, during training, at every checkpoint save and at the
+  end (tunesafe.training.probes) and compares with the first probe. By default (`probe_every="auto"`) a
   probe during training is due only when the probe time of the run, this probe included, stays within
   `probe_budget` (0.1) of the training time so far, and a probe at the run's end still fits the budget
   of the projected whole run (a run ends with a probe: the weights saved are probed). The probe share
@@ -178,6 +178,10 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
         if self._active:
+            # the weights the run ends with are probed (a Trainer saves at the end only with save_strategy
+            # "steps", and the last step can fall between interval probes); None asked for saves only
+            if self.probe_every is not None:
+                self.probe_now(state.global_step, "end", control)
             self.finalize()
 
     # ---- public ------------------------------------------------------------------------------------
