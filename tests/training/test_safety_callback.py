@@ -482,3 +482,34 @@ def test_default_judge_warm_loads_the_embedder() -> None:
         if loaded is not None:
             classifier.Embedder._instance = loaded
 
+
+def test_a_resumed_run_is_compared_with_the_probe_before_training(tiny: Any, tmp_path: Path) -> None:
+    """A run resumed from a checkpoint has no probe of its own from before training. With the base's
+    step-0 probe (`baseline=`) every probe, the resumed weights' first, is compared with it; without one
+    the regression since the base cannot be checked, which is a probe_error, never a pass."""
+    from tunesafe.judges import get_judge
+    from tunesafe.training.probes import baseline_probe
+
+    out = tmp_path / "out"
+    first = SafetyCallback(probe_every=None, max_new_tokens=4,
+                           policy=policy(actions={"probe_asr": "warn"}))
+    trainer(tiny, tiny.model(), first, out, max_steps=4, save_strategy="steps", save_steps=4).train()
+    assert first.record is not None and first.record["stopped_by"] is None
+    assert [e["kind"] for e in first.record["events"]] == ["probe_asr"]  # the first leg regressed (warn)
+
+    baseline = baseline_probe(tiny.model(), tiny.tokenizer, select_probe_set(), get_judge("default"),
+                              max_new_tokens=4)
+    resumed = SafetyCallback(probe_every=None, max_new_tokens=4, baseline=baseline)
+    with pytest.raises(UserError, match="probe ASR rose"):
+        trainer(tiny, tiny.model(), resumed, out, max_steps=6).train(
+            resume_from_checkpoint=str(out / "checkpoint-4"))
+    body = resumed.record
+    assert body is not None and body["status"] == "refused"
+    assert [(p["step"], p["trigger"], p["reused"]) for p in body["probes"]] == [(0, "start", True),
+                                                                                (4, "resume", False)]
+
+    unanchored = SafetyCallback(probe_every=None, max_new_tokens=4)
+    with pytest.raises(UserError, match="resumed at step 4"):
+        trainer(tiny, tiny.model(), unanchored, out, max_steps=6).train(
+            resume_from_checkpoint=str(out / "checkpoint-4"))
+    assert unanchored.record is not None and unanchored.record["stopped_by"]["kind"] == "probe_error"

@@ -21,6 +21,8 @@ The judge is built and warmed (its models loaded) before the run's clock starts:
 load apart (`judge_load_seconds`), so a probe's seconds are its generations and judging. Several runs
 from the same base model can share one start probe (`baseline=`, see `baseline_probe`): it is recorded
 as the step-0 probe, marked `reused`, and its seconds are reported apart (`reused_probe_seconds`).
+A run resumed from a checkpoint needs it: its first probe (`resume`) and the later ones are compared with
+the base's; resumed without one, the regression since the base cannot be checked (a `probe_error`).
 
 Each event gets the action the policy gives its limit. `stop` sets `control.should_training_stop`, so the
 Trainer ends the run cleanly after the current step (checkpoints and on_train_end as usual); a `stop`
@@ -130,10 +132,19 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                            planned_epochs=float(state.num_train_epochs or args.num_train_epochs),
                            planned_steps=state.max_steps)
         self._raise_events(events, control, before_start=True)
-        if self.baseline is not None and state.global_step == 0:
+        if self.baseline is not None:
             self._take_baseline(control)
-        else:
-            self._probe(state.global_step, "start", control, before_start=True)  # > 0 when resuming
+            if state.global_step > 0:  # resumed: the checkpoint's weights against the base's step-0 probe
+                self._probe(state.global_step, "resume", control, before_start=True)
+            return
+        self._probe(state.global_step, "start", control, before_start=True)
+        if state.global_step > 0:
+            # the probe at the checkpoint is the only baseline: a regression before it would go unseen
+            self._raise_events([TrainingEvent(
+                "probe_error", state.global_step, None,
+                f"resumed at step {state.global_step} without the probe from before training: the "
+                "regression since the base cannot be checked (pass baseline=, a baseline_probe of the "
+                "base model)")], control, before_start=True)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     optimizer: Any = None, **kwargs: Any) -> None:
