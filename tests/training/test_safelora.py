@@ -262,3 +262,40 @@ def test_refuses_adapters_it_cannot_project_before_loading_the_base(tiny: Any, t
     with pytest.raises(UserError, match="no complete LoRA pairs"):
         project_adapter("hf:/nonexistent", tmp_path / "in", tmp_path / "o2")
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.parametrize(("method", "threshold"), [("refusal-direction", 1.0), ("refusal-direction", -0.1),
+                                                   ("refusal-direction", float("nan")), ("safelora", -1.5),
+                                                   ("safelora", float("nan"))])
+def test_a_threshold_that_can_never_decide_is_refused(tiny: Any, tmp_path: Path, method: str,
+                                                      threshold: float) -> None:
+    """A share is in [0, 1] and a cosine in [-1, 1]: a threshold outside would project nothing (or
+    every pair) whatever the adapter, and still write an adapter reported as projected."""
+    base = save_base(tiny, tmp_path / "base")
+    save_adapter(tiny.model(), tmp_path / "in", ["o_proj"], {})
+    with pytest.raises(UserError, match="--threshold") as err:
+        project_adapter(base, tmp_path / "in", tmp_path / "o", method=method,
+                        unaligned=save_base(tiny, tmp_path / "twin", tiny.model(seed=1)), threshold=threshold,
+                        prompts=N_PROMPTS)
+    assert err.value.where == "--threshold"
+    assert not (tmp_path / "o").exists()
+
+
+def test_layers_or_modules_the_method_cannot_project_are_refused(tiny: Any, tmp_path: Path) -> None:
+    """An adapter with nothing the method projects in the chosen layers would come out unchanged, yet be
+    recorded as a projection (a safety-preserving step)."""
+    base = save_base(tiny, tmp_path / "base")
+    model = tiny.model()
+    save_adapter(model, tmp_path / "layer0", ["o_proj"], {})
+    config = json.loads((tmp_path / "layer0" / "adapter_config.json").read_text())
+    weights = {k: v for k, v in lora(tmp_path / "layer0").items() if ".layers.0." in k}
+    safetensors_torch.save_file(weights, str(tmp_path / "layer0" / "adapter_model.safetensors"))
+    layer0 = {**config, "layers_to_transform": [0]}
+    (tmp_path / "layer0" / "adapter_config.json").write_text(json.dumps(layer0))
+    with pytest.raises(UserError, match="no LoRA pair") as err:
+        project_adapter(base, tmp_path / "layer0", tmp_path / "o1", layers="1", prompts=N_PROMPTS)
+    assert err.value.where == "--layers"
+    save_adapter(tiny.model(), tmp_path / "q", ["q_proj"], {})
+    with pytest.raises(UserError, match="no LoRA pair"):
+        project_adapter(base, tmp_path / "q", tmp_path / "o2", prompts=N_PROMPTS)
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()

@@ -161,6 +161,43 @@ def parse_layers(spec: str | None, n_layers: int) -> set[int] | None:
     return chosen
 
 
+def check_threshold(method: str, threshold: float | None) -> None:
+    """The share along r is in [0, 1] and SafeLoRA's cosine in [-1, 1]: a threshold outside (or NaN)
+    decides every pair the same way whatever the adapter, so its projection would prove nothing."""
+    if threshold is None:
+        return
+    if method == "safelora" and not -1 <= threshold <= 1:
+        raise UserError(f"threshold {threshold} is outside the cosine's range", where="--threshold",
+                        fix="use a cosine from -1 to 1 (default 0.5): pairs at or below it are projected")
+    if method == "refusal-direction" and not 0 <= threshold < 1:
+        raise UserError(f"threshold {threshold} can never be exceeded by a share in [0, 1]" if threshold >= 1
+                        else f"threshold {threshold} is not a share", where="--threshold",
+                        fix="use a share from 0 up to, not including, 1 (default 0): pairs above it are "
+                            "projected")
+
+
+def check_projectable(adapter: Adapter, method: str, layers: set[int] | None) -> None:
+    """At least one pair the method can project in the chosen layers; otherwise the output would be the
+    input adapter, recorded as projected."""
+    def projectable(pair: LoraPair) -> bool:
+        writes = method == "safelora" or (pair.layer is not None and pair.kind in (*WRITERS, "v_proj"))
+        return writes and _selected(pair, layers)
+
+    if any(projectable(p) for p in adapter.pairs):
+        return
+    touched = sorted({p.layer for p in adapter.pairs if p.layer is not None})
+    kinds = sorted({p.kind for p in adapter.pairs})
+    if layers is not None and not any(_selected(p, layers) for p in adapter.pairs):
+        raise UserError(f"the chosen layers hold no LoRA pair of the adapter (it has pairs in layers "
+                        f"{', '.join(map(str, touched)) or 'none'})", where="--layers",
+                        fix="choose layers the adapter was trained on, or leave out --layers")
+    raise UserError(f"no LoRA pair the {method} method projects in the chosen layers (the adapter targets "
+                    f"{', '.join(kinds)}; it projects o_proj, down_proj and v_proj)",
+                    where="--layers" if layers is not None else str(adapter.folder / ADAPTER_CONFIG),
+                    fix="use --method safelora, which projects every pair, or an adapter that targets "
+                        "o_proj, down_proj or v_proj")
+
+
 def _row(pair: LoraPair, before: float, after: float, action: str, **extra: Any) -> dict[str, Any]:
     removed = 1.0 - (after / before) ** 2 if before > 0 else 0.0
     return {"module": pair.module, "layer": pair.layer, "kind": pair.kind, "action": action,
@@ -338,6 +375,7 @@ def project_adapter(base: str, adapter_path: Path, out: Path, *, method: str = "
     if method == "safelora" and not unaligned:
         raise UserError("classic SafeLoRA needs the unaligned twin of the base", where="--unaligned",
                         fix="give --unaligned REF, or use --method refusal-direction (needs only the base)")
+    check_threshold(method, threshold)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError("output folder is not empty", where=str(out), fix="choose a new --out folder")
     folder = adapter_folder(str(adapter_path))
@@ -349,6 +387,7 @@ def project_adapter(base: str, adapter_path: Path, out: Path, *, method: str = "
 
     n_layers = len(decoder_layers(model))
     chosen = parse_layers(layers, n_layers)
+    check_projectable(adapter, method, chosen)
     tau = DEFAULT_THRESHOLD[method] if threshold is None else threshold
     extra: dict[str, Any] = {}
     report: dict[str, Any] = {"method": method, "threshold": tau,
