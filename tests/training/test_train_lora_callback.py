@@ -203,3 +203,29 @@ def test_stop_on_regression_makes_probe_rises_stop(tmp_path: Path) -> None:
     assert stricter.policy_hash != as_written.policy_hash  # the record names the policy enforced
     default_stricter = _safety_callback(_training_policy(None, True), "auto", **kwargs)
     assert default_stricter.policy.actions.probe_over_refusal == "stop"
+
+
+def test_continued_adapter_is_part_of_the_recorded_base(tiny: Any, tiny_base: Path, tmp_path: Path) -> None:
+    """Training BASE+ADAPTER starts from the adapter's weights: the record's base is that ref, hashed as
+    `tunesafe eval` hashes it (base weights and adapter files), not the bare base's hash."""
+    from peft import LoraConfig, get_peft_model
+
+    from tunesafe.models.hashing import files_sha256
+
+    start = tmp_path / "start-adapter"
+    get_peft_model(tiny.model(), LoraConfig(r=2, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False)).save_pretrained(str(start))
+    data = write_rows(tmp_path / "train.jsonl", tiny.rows(tiny.REFUSAL, 2))
+    db, ref = tmp_path / "evidence.db", f"hf:{tiny_base}+{start}"
+    result = tunesafe("--db", str(db), "train-lora", str(data), "--base", ref, "--out", str(tmp_path / "out"),
+                      "--epochs", "1", "--lr", "1e-5", cwd=tmp_path)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    store = Store.open(str(db))
+    try:
+        (run,) = store.records(type=RecordType.TRAINING_RUN)
+    finally:
+        store.close()
+    base = run.body["lineage"]["base"]
+    assert base["ref"] == ref
+    assert base["sha256"] == files_sha256([tiny_base / "model.safetensors", start / "adapter_config.json",
+                                           start / "adapter_model.safetensors"])

@@ -153,12 +153,11 @@ def _training_policy(policy_file: Path | None, stop_on_regression: bool) -> Poli
 
 def _safety_callback(policy: Policy | TrainingPolicy | None, probe_every: int | Literal["auto"], *,
                      store: str | None, model_name: str | None, base: str, data: Path) -> SafetyCallback:
-    from tunesafe.models.refs import parse_ref
     from tunesafe.training.callback import SafetyCallback
 
-    base_ref = base.rsplit("+", 1)[0] if parse_ref(base).adapter else base  # the adapter is in the config
+    # BASE+ADAPTER: training starts from the adapter's weights, so the recorded base is the pair
     return SafetyCallback(policy=policy, probe_every=probe_every, store=store, model_name=model_name,
-                          base_ref=base_ref, data=data)
+                          base_ref=base, data=data)
 
 
 def training_list_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:

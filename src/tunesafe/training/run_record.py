@@ -56,17 +56,19 @@ def adapter_config(model: Any) -> dict[str, Any] | None:
 
 
 def base_lineage(base_ref: str | None, model: Any) -> dict[str, Any]:
-    """The base model: the ref the team names (hashed as `tunesafe eval` hashes that ref) or, without
-    one, the name transformers loaded it from (not hashed: it may be a hub id)."""
+    """The base model: the ref the team names (hashed as `tunesafe eval` hashes that ref, so a
+    BASE+ADAPTER that training continues is hashed with the adapter's files) or, without one, the name
+    transformers loaded it from (not hashed: it may be a hub id)."""
     if base_ref is None:
         config = getattr(model, "config", None)
         return {"ref": str(getattr(config, "name_or_path", "") or "") or None, "sha256": None}
     from tunesafe.models.hashing import files_sha256
-    from tunesafe.models.hf import resolve_weights, weight_files
+    from tunesafe.models.hf import adapter_files, resolve_weights, weight_files
     from tunesafe.models.refs import parse_ref, redact_ref
 
-    weights = resolve_weights(parse_ref(base_ref))
-    return {"ref": redact_ref(base_ref), "sha256": files_sha256(weight_files(weights))}
+    parsed = parse_ref(base_ref)
+    files = weight_files(resolve_weights(parsed)) + adapter_files(parsed.adapter, parsed)
+    return {"ref": redact_ref(base_ref), "sha256": files_sha256(files)}
 
 
 def data_lineage(data: str | Path | None, data_sha256: str | None, dataset: Any) -> dict[str, Any]:
