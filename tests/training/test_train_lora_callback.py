@@ -229,3 +229,17 @@ def test_continued_adapter_is_part_of_the_recorded_base(tiny: Any, tiny_base: Pa
     assert base["ref"] == ref
     assert base["sha256"] == files_sha256([tiny_base / "model.safetensors", start / "adapter_config.json",
                                            start / "adapter_model.safetensors"])
+
+
+def test_stop_on_regression_with_the_asr_check_switched_off_is_refused(tmp_path: Path) -> None:
+    """--stop-on-regression promises a stop when the probe ASR rises; a policy that sets no ASR limit
+    would let any rise through without a word."""
+    from tunesafe.cli.training_cmds import _training_policy
+    from tunesafe.errors import UserError
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("training:\n  max_probe_asr_increase_points: null\n")
+    assert _training_policy(policy, False) is not None  # without the flag the policy is as written
+    with pytest.raises(UserError, match="max_probe_asr_increase_points") as err:
+        _training_policy(policy, True)
+    assert err.value.where == str(policy)

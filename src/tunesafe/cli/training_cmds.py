@@ -145,6 +145,11 @@ def _training_policy(policy_file: Path | None, stop_on_regression: bool) -> Poli
                                 "--policy for the section's defaults")
     if stop_on_regression:
         section = (policy.training if isinstance(policy, Policy) else None) or TrainingPolicy()
+        if section.max_probe_asr_increase_points is None:  # the flag's stop would never come
+            raise UserError("--stop-on-regression, but the policy sets no probe ASR limit "
+                            "(training.max_probe_asr_increase_points: null)", where=str(policy_file),
+                            fix="set training.max_probe_asr_increase_points (e.g. 10), or leave out "
+                                "--stop-on-regression")
         stricter = section.model_copy(update={"actions": section.actions.model_copy(
             update={"probe_asr": "stop", "probe_over_refusal": "stop"})})
         policy = policy.model_copy(update={"training": stricter}) if isinstance(policy, Policy) else stricter
