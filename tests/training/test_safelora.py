@@ -299,3 +299,15 @@ def test_layers_or_modules_the_method_cannot_project_are_refused(tiny: Any, tmp_
     with pytest.raises(UserError, match="no LoRA pair"):
         project_adapter(base, tmp_path / "q", tmp_path / "o2", prompts=N_PROMPTS)
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_safelora_with_the_base_as_its_own_twin_is_refused(tiny: Any, tmp_path: Path) -> None:
+    """W_aligned - W_unaligned is zero everywhere: every pair would be kept and the input adapter written
+    out as a SafeLoRA projection."""
+    base = save_base(tiny, tmp_path / "base")
+    copy = save_base(tiny, tmp_path / "copy")  # the same weights under another path
+    save_adapter(tiny.model(), tmp_path / "in", ["o_proj", "v_proj"], {})
+    with pytest.raises(UserError, match="equal the base") as err:
+        project_adapter(base, tmp_path / "in", tmp_path / "o", method="safelora", unaligned=copy)
+    assert err.value.where == "--unaligned"
+    assert not (tmp_path / "o").exists()

@@ -309,6 +309,10 @@ def project_safelora(adapter: Adapter, aligned: Any, unaligned: Any, layers: set
             reason = "layer not selected" if not _selected(pair, layers) else "cosine above threshold"
             rows.append(_row(pair, float(delta.norm()), float(delta.norm()), "kept", cosine=round(cos, 8),
                              reason=reason))
+    if all(row.get("cosine", 0) is None for row in rows):  # V = 0 at every pair: no alignment to project on
+        raise UserError("the unaligned model's weights equal the base's at every module the adapter targets",
+                        where="--unaligned", fix="give the unaligned twin of the base (e.g. its pre-chat "
+                                                 "checkpoint), not the base itself")
     return tensors, rows
 
 
