@@ -34,6 +34,12 @@ def test_betas_by_answer_position_and_gradient_at_the_reference() -> None:
     labels = torch.tensor([[-100, -100, 7, 7, 7, 7, 7, 7, 7, -100]])
     assert token_betas(labels)[0, 2:9].tolist() == pytest.approx([0.5, 2.0, 2.0, 2.0, 2.0, 0.1, 0.1])
 
+    # each answer of a row starts again at beta 0.5 (multi-turn rows with every assistant turn learned,
+    # packed rows): the first tokens of the second answer are where its alignment lives too
+    two = torch.tensor([[-100, 7, 7, 7, -100, -100, 7, 7, 7, 7, 7, 7, 7]])
+    learned = token_betas(two)[two != -100]
+    assert learned.tolist() == pytest.approx([0.5, 2.0, 2.0, 0.5, 2.0, 2.0, 2.0, 2.0, 0.1, 0.1])
+
     torch.manual_seed(0)
     logits = torch.randn(2, 6, 11, requires_grad=True)
     labels = torch.randint(0, 11, (2, 6))

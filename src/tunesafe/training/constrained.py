@@ -33,9 +33,14 @@ IGNORE = -100
 def token_betas(labels: torch.Tensor, first: Sequence[float] = FIRST_BETAS,
                 later: float = LATER_BETA) -> torch.Tensor:
     """beta per label position (already shifted: labels[:, i] is predicted at i), by the token's index
-    within the answer (positions not learned, IGNORE, count for nothing)."""
+    within its answer: a row with several learned answers (every assistant turn, packed examples) starts
+    each one again at the first beta. Positions not learned (IGNORE) count for nothing."""
     learned = labels != IGNORE
-    index = torch.cumsum(learned.long(), dim=-1) - 1  # 0-based position among the learned tokens
+    count = torch.cumsum(learned.long(), dim=-1)  # learned tokens up to and including each position
+    before = F.pad(learned, (1, 0))[..., :-1]
+    # learned tokens before the current answer: the count just before its first token, carried forward
+    starts = torch.where(learned & ~before, count - 1, torch.zeros_like(count))
+    index = count - 1 - torch.cummax(starts, dim=-1).values  # 0-based position within the answer
     table = torch.tensor([*first, later], dtype=torch.float32, device=labels.device)
     return table[index.clamp(min=0, max=len(first))]
 
