@@ -196,6 +196,27 @@ def test_a_chat_template_that_refuses_an_example_is_a_user_error(tmp_path: Path)
     assert not (tmp_path / "out").exists()
 
 
+
+def test_an_example_whose_prompt_fills_max_length_is_a_user_error(tmp_path: Path) -> None:
+    """Truncated to max_length, such an example keeps no answer token: its loss is a mean over nothing
+    (NaN), and one optimizer step on it turns every adapter weight into NaN."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesafe.errors import UserError
+    from tunesafe.testing.random_llama import save_random_llama
+    from tunesafe.training.lora_sft import LoraConfig, train_lora
+
+    save_random_llama(tmp_path / "m", "tiny")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    ok = [{"role": "user", "content": "t5 t6"}, {"role": "assistant", "content": "t7"}]
+    long = [{"role": "user", "content": " ".join(["t5"] * 40)}, {"role": "assistant", "content": "t7"}]
+    with pytest.raises(UserError) as err:
+        train_lora(model, tokenizer, [ok, long], tmp_path / "out", LoraConfig(epochs=1, max_length=16))
+    assert "example 2" in err.value.message and "16" in err.value.message
+    assert not (tmp_path / "out").exists()
+
 def test_a_dataset_dict_with_several_splits_is_not_trained_on_whole(tmp_path: Path) -> None:
     """load_dataset(...).save_to_disk writes every split: training on the folder would train on the test
     split too. One split's folder trains."""

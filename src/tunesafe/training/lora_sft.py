@@ -176,11 +176,16 @@ def _encoded(tokenizer: Any, messages: Sequence[dict[str, str]], max_length: int
     from jinja2 import TemplateError
 
     try:
-        return _encode(tokenizer, messages, max_length)
+        ids, labels = _encode(tokenizer, messages, max_length)
     except (TemplateError, ValueError) as exc:
         raise UserError(f"the base model's chat template refused training example {n}: {exc}",
                         fix="drop or convert the turns that template does not take (e.g. a system prompt "
                             "or tool turns), or train a base whose template takes them") from None
+    if all(label == -100 for label in labels):  # a loss over no token is NaN, and NaN spreads to every weight
+        raise UserError(f"training example {n}: its prompt fills the {max_length} tokens read per example, "
+                        "so no token of the answer is left to learn",
+                        fix="shorten that example's prompt or drop the example")
+    return ids, labels
 
 
 def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], out_dir: Path,
