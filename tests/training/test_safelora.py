@@ -311,3 +311,13 @@ def test_safelora_with_the_base_as_its_own_twin_is_refused(tiny: Any, tmp_path: 
         project_adapter(base, tmp_path / "in", tmp_path / "o", method="safelora", unaligned=copy)
     assert err.value.where == "--unaligned"
     assert not (tmp_path / "o").exists()
+
+
+def test_a_reversed_layer_range_is_named_as_such() -> None:
+    """'1-0' lies inside a 2-layer model; the error said it was outside 0-1."""
+    from tunesafe.training.projection import parse_layers
+
+    with pytest.raises(UserError, match="reversed") as err:
+        parse_layers("1-0", 2)
+    assert err.value.where == "--layers" and "0-1" not in err.value.message
+    assert parse_layers("0-1", 2) == {0, 1}

@@ -154,6 +154,9 @@ def parse_layers(spec: str | None, n_layers: int) -> set[int] | None:
             first, last = int(lo), int(hi or lo)
         except ValueError:
             raise UserError(f"bad layer range '{part}'", where="--layers", fix="write e.g. 0-5,10") from None
+        if first > last:
+            raise UserError(f"layer range '{part}' is reversed", where="--layers",
+                            fix=f"write the lower layer first, e.g. {last}-{first}")
         if not 0 <= first <= last < n_layers:
             raise UserError(f"layers {part} outside 0-{n_layers - 1}", where="--layers",
                             fix=f"use layer numbers from 0 to {n_layers - 1}")
