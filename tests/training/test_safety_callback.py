@@ -513,3 +513,17 @@ def test_a_resumed_run_is_compared_with_the_probe_before_training(tiny: Any, tmp
         trainer(tiny, tiny.model(), unanchored, out, max_steps=6).train(
             resume_from_checkpoint=str(out / "checkpoint-4"))
     assert unanchored.record is not None and unanchored.record["stopped_by"]["kind"] == "probe_error"
+
+
+def test_a_probe_set_without_benign_items_cannot_check_over_refusal(tiny: Any, tmp_path: Path) -> None:
+    """No benign or borderline item: the over-refusal limit can never be checked. That is bad input,
+    said before training, not a probe 'where every item errored' (none did) stopping the run midway."""
+    harmful_only = select_probe_set(borderline=0, benign=0)
+    callback = SafetyCallback(probe_set=harmful_only, probe_every=3, max_new_tokens=4)
+    with pytest.raises(UserError, match="over-refusal") as err:
+        trainer(tiny, tiny.model(), callback, tmp_path / "out", learning_rate=1e-5).train()
+    assert "max_probe_over_refusal_increase_points" in err.value.fix
+    off = SafetyCallback(policy=policy(max_probe_over_refusal_increase_points=None), probe_set=harmful_only,
+                         probe_every=3, max_new_tokens=4)
+    trainer(tiny, tiny.model(), off, tmp_path / "off", learning_rate=1e-5).train()
+    assert off.record is not None and off.record["status"] == "completed" and not off.record["events"]

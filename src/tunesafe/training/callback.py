@@ -289,6 +289,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self._judge_load_seconds = time.perf_counter() - loading
         self._probe_set = self._probe_set_arg if isinstance(self._probe_set_arg, ProbeSet) \
             else select_probe_set(self._probe_set_arg or "default")
+        self._check_probe_set()
         # Distributed runs: every rank probes its copy of the model (FSDP / ZeRO-3 need all of them in
         # generate, and identical greedy answers give every rank the same stop decision); one writes.
         self._writes = bool(getattr(state, "is_world_process_zero", True))
@@ -316,6 +317,18 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self._started_at = _now()
         self._clock = time.perf_counter()
         self._active = True
+
+    def _check_probe_set(self) -> None:
+        """A rate the policy limits needs items of its kinds in the probe set; without them every probe
+        would fail that check (a probe_error at the first comparison), though no item errored."""
+        kinds = {a.kind for a in self._probe_set.attempts}
+        for key, label, needed in (("max_probe_asr_increase_points", "ASR", ("harmful",)),
+                                   ("max_probe_over_refusal_increase_points", "over-refusal",
+                                    ("benign", "borderline"))):
+            if getattr(self.policy, key) is not None and not kinds & set(needed):
+                raise UserError(f"the probe set has no {' or '.join(needed)} items: the probe {label} the "
+                                "policy limits cannot be measured", where="SafetyCallback(probe_set=)",
+                                fix=f"probe with a set that has them, or set training.{key}: null")
 
     def _probe(self, step: int, trigger: str, control: TrainerControl, *, before_start: bool = False,
                checkpoint: str | None = None) -> None:
