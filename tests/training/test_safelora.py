@@ -321,3 +321,17 @@ def test_a_reversed_layer_range_is_named_as_such() -> None:
         parse_layers("1-0", 2)
     assert err.value.where == "--layers" and "0-1" not in err.value.message
     assert parse_layers("0-1", 2) == {0, 1}
+
+
+def test_an_adapter_that_also_saves_whole_modules_is_refused(tiny: Any, tmp_path: Path) -> None:
+    """modules_to_save ships trained copies of whole modules (here the output layer) beside the LoRA
+    pairs: they are not projected, so the output would not be what the projection claims."""
+    base = save_base(tiny, tmp_path / "base")
+    wrapped = peft.get_peft_model(tiny.model(), peft.LoraConfig(r=RANK, target_modules=["o_proj"],
+                                                                modules_to_save=["lm_head"]))
+    wrapped.save_pretrained(str(tmp_path / "in"), safe_serialization=True)
+    assert any("lm_head" in key for key in lora(tmp_path / "in"))
+    with pytest.raises(UserError, match="modules_to_save") as err:
+        project_adapter(base, tmp_path / "in", tmp_path / "o", prompts=N_PROMPTS)
+    assert err.value.where == str(tmp_path / "in" / "adapter_config.json")
+    assert not (tmp_path / "o").exists()

@@ -104,6 +104,10 @@ def read_adapter(folder: Path) -> Adapter:
     if config.get("use_dora") or config.get("fan_in_fan_out") or config.get("lora_bias"):
         raise UserError("DoRA, fan_in_fan_out and LoRA biases are not supported", where=where,
                         fix="project a plain LoRA adapter")
+    if config.get("modules_to_save"):  # trained copies of whole modules: no LoRA pair, nothing projects them
+        raise UserError(f"the adapter also saves whole trained modules (modules_to_save: "
+                        f"{', '.join(map(str, config['modules_to_save']))}), which would pass unprojected",
+                        where=where, fix="project an adapter trained without modules_to_save")
     try:
         tensors = load_file(str(folder / ADAPTER_WEIGHTS))
     except (SafetensorError, OSError) as exc:
