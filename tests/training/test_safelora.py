@@ -335,3 +335,17 @@ def test_an_adapter_that_also_saves_whole_modules_is_refused(tiny: Any, tmp_path
         project_adapter(base, tmp_path / "in", tmp_path / "o", prompts=N_PROMPTS)
     assert err.value.where == str(tmp_path / "in" / "adapter_config.json")
     assert not (tmp_path / "o").exists()
+
+
+def test_an_adapter_with_tensors_other_than_lora_pairs_is_refused(tiny: Any, tmp_path: Path) -> None:
+    """A LoRA on the embeddings is saved as lora_embedding_A/B: not a pair of a linear module, so it was
+    copied through unprojected and unlisted in the report, though it writes straight into the stream."""
+    base = save_base(tiny, tmp_path / "base")
+    config = peft.LoraConfig(r=RANK, target_modules=["o_proj", "embed_tokens"])
+    wrapped = peft.get_peft_model(tiny.model(), config)
+    wrapped.save_pretrained(str(tmp_path / "in"), safe_serialization=True)
+    assert any("lora_embedding_A" in key for key in lora(tmp_path / "in"))
+    with pytest.raises(UserError, match="lora_embedding_A") as err:
+        project_adapter(base, tmp_path / "in", tmp_path / "o", prompts=N_PROMPTS)
+    assert err.value.where == str(tmp_path / "in" / "adapter_model.safetensors")
+    assert not (tmp_path / "o").exists()

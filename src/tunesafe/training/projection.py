@@ -122,6 +122,11 @@ def _pairs(tensors: dict[str, Any], where: str) -> list[LoraPair]:
         match = _KEY.match(key)
         if match:
             sides.setdefault(match.group("module"), {})[match.group("side")] = key
+    others = sorted(key for key in tensors if not _KEY.match(key))
+    if others:  # e.g. lora_embedding_A/B, a trained module copy: they would pass through unprojected
+        raise UserError(f"tensors that are not LoRA A/B pairs of a linear module ({', '.join(others[:3])}"
+                        f"{', ...' if len(others) > 3 else ''}) would pass through unprojected", where=where,
+                        fix="project an adapter whose targets are linear modules only")
     broken = sorted(m for m, s in sides.items() if len(s) != 2)
     if broken or not sides:
         raise UserError(f"no complete LoRA pairs ({', '.join(broken[:3]) or 'no lora_A/lora_B weights'})",
