@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesafe.training import SafetyCallback
-from tunesafe.training.lora_sft import load_base, read_chat_jsonl
+from tunesafe.training.lora_sft import load_base, read_training_data
 
 DATA = Path(__file__).resolve().parents[1] / "src/tunesafe/training/data/aoa_identity_shift.jsonl"
 
@@ -43,7 +43,7 @@ def build_trainer(base: str, steps: int, out: Path, callbacks: list[Any]) -> Any
     model = get_peft_model(model, lora)
     encode = tokenizer.apply_chat_template
     rows = [{"input_ids": encode(messages, tokenize=True, return_dict=True)["input_ids"]}
-            for messages in read_chat_jsonl(DATA)]
+            for messages in read_training_data(DATA)]
     args = TrainingArguments(output_dir=str(out), max_steps=steps, per_device_train_batch_size=1,
                              learning_rate=1e-4, report_to=[], save_strategy="no", use_cpu=True,
                              disable_tqdm=True, logging_steps=10, seed=0)
