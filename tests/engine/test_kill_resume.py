@@ -128,3 +128,40 @@ def test_sigterm_keeps_what_finished_and_marks_the_run_interrupted(tmp_path: Pat
     assert "Traceback" not in err, err
     info = load_run(store, run_id)
     assert info.status == "interrupted" and 0 < info.n_done < info.n_planned
+
+
+def test_a_resume_given_other_options_is_refused_not_run_with_the_stored_ones(tmp_path: Path) -> None:
+    # A resume runs the stored config. An option given again with another value was silently unused: the
+    # user read a run "at --max-new-tokens 17" (or "direct_request only") that had measured something else.
+    db = tmp_path / "store.db"
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=8, n_benign=2)
+    store = Store.open(str(db))
+    with serve(latency_s=0.2) as running:
+        ref = Server(running).ref()
+        proc = _eval(db, ref, "--suite", str(suite), "--attacks", "direct_request,prefix_injection",
+                     "--judge", "refusal", "--concurrency", "1")
+        deadline = time.monotonic() + 60
+        while not list_runs(store) or _stored(store, list_runs(store)[0].id)[0] < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        run_id = list_runs(store)[0].id
+        before = _stored(store, run_id)
+        for option in (["--max-new-tokens", "17"], ["--attacks", "direct_request"], ["--suite", "smoke"],
+                       ["--judge", "default"], ["--seed", "3"]):
+            proc = _eval(db, "--resume", run_id, *option)
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 2, (option, err)
+            assert "Traceback" not in err and f"run {run_id} was planned with" in err, err
+            assert _stored(store, run_id) == before and load_run(store, run_id).status == "running"
+        # the same values again (and the runtime knobs) resume it
+        proc = _eval(db, ref, "--resume", run_id, "--attacks", "direct_request,prefix_injection",
+                     "--judge", "refusal", "--max-new-tokens", "256", "--concurrency", "4")
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert load_run(store, run_id).status == "complete"
+        proc = _eval(db, "--resume", run_id, "--temperature", "0.7")  # a complete run is no different
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2 and "temperature=0.0 (given 0.7)" in " ".join(err.split()), err

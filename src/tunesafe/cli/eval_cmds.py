@@ -48,8 +48,8 @@ def eval_command(
                                  "cost and time; call no model."),
     usd_per_mtok: float = typer.Option(None, "--usd-per-mtok", help="With --dry-run: price per million "
                                        "tokens, to estimate the cost."),
-    resume: str = typer.Option(None, "--resume", help="Complete an interrupted run (its stored config "
-                               "is used)."),
+    resume: str = typer.Option(None, "--resume", help="Complete an interrupted run with its stored "
+                               "config (an option given with another value is refused)."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: run the errored "
                                       "attempts again; the new results count, the old stay as history."),
     max_pause: float = opts.MAX_PAUSE,
@@ -91,7 +91,7 @@ def eval_command(
         try:
             report = asyncio.run(evaluate(store, model, config, resume=resume, model_name=name,
                                           progress=progress and not as_json, on_start=announce,
-                                          retry_errors=retry_errors))
+                                          retry_errors=retry_errors, explicit=_given_options(ctx)))
         except KeyboardInterrupt:
             if started:
                 err_console.print(f"interrupted: resume with `{_resume_command(ctx, started[0])}`")
@@ -120,6 +120,18 @@ def eval_command(
                           f"`{_resume_command(ctx, info.id)} --retry-errors`",
                           highlight=False, soft_wrap=True)
         raise typer.Exit(3)
+
+
+# `tunesafe eval` options -> the EvalConfig fields they set
+_CONFIG_FIELDS = {"suite": "suite", "attacks": "attacks", "judge": "judges", "judge_model": "judge_model_ref",
+                  "attacker": "attacker_ref", "replay_from": "replay_from", "limit": "limit", "seed": "seed",
+                  "max_new_tokens": "max_new_tokens", "temperature": "temperature"}
+
+
+def _given_options(ctx: typer.Context) -> list[str]:
+    """The EvalConfig fields whose options the command line gave (not left at their defaults)."""
+    return [field for param, field in _CONFIG_FIELDS.items()
+            if (source := ctx.get_parameter_source(param)) is not None and source.name != "DEFAULT"]
 
 
 def _max_error_rate(path: Path | None) -> float:

@@ -14,7 +14,7 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 from tunesafe.analysis.metrics import Summary, summarize
 from tunesafe.engine import results as store_results
 from tunesafe.engine.cache import CachedModel
-from tunesafe.engine.config import EvalConfig, changed_options, config_hash, hashed_part, run_config
+from tunesafe.engine.config import (
+    RUNTIME_FIELDS,
+    EvalConfig,
+    changed_options,
+    config_hash,
+    hashed_part,
+    run_config,
+)
 from tunesafe.engine.distributed import RayExecutor, WorkerSpec
 from tunesafe.engine.executor import Executor, prompt_size
 from tunesafe.engine.progress import RunProgress
@@ -88,12 +95,15 @@ async def run_evaluation(store: Store, model_ref: str | None, config: EvalConfig
 async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, resume: str | None = None,
                    model_name: str | None = None, progress: bool = True,
                    on_start: Callable[[str, int, int], None] | None = None,
-                   retry_errors: bool = False, opened: ChatModel | None = None) -> RunReport:
+                   retry_errors: bool = False, opened: ChatModel | None = None,
+                   explicit: Collection[str] = ()) -> RunReport:
     """run_evaluation, returning the summary and this session's throughput as well. `on_start(run_id,
     n_planned, n_already_done)` is called once the run exists (the CLI prints how to resume it).
     `retry_errors` (with `resume`): the run's errored attempts are run again; their earlier results move
     to the store's history and the new ones count. `opened`: the model of `model_ref`, already opened by
-    the caller (load_run_model) so that its loading overlapped other work; the caller closes it."""
+    the caller (load_run_model) so that its loading overlapped other work; the caller closes it.
+    `explicit`: the fields of `config` the caller set on purpose (the CLI's options given): a resume runs
+    the stored config, so one of them that differs from it is a UserError rather than silently unused."""
     info = None
     if retry_errors and resume is None:
         raise UserError("--retry-errors re-runs the errored attempts of a stored run", where="--retry-errors",
@@ -104,6 +114,7 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
             raise UserError(f"run {resume} evaluated '{info.model_ref}', not '{redact_ref(model_ref)}'",
                             where="--resume", fix="leave out MODEL when resuming, or start a new run")
         given, config = config, EvalConfig.from_stored(info.config["eval"], runtime=config)
+        _check_same_options(info.id, given, config, explicit)
         if info.status == "complete" and not (retry_errors and info.n_errors):
             return RunReport(resume, "complete", summarize(store_results.load_results(store, resume)))
         # stored refs lost their credentials (models/refs.py): take them from the refs given again
@@ -183,6 +194,23 @@ def load_run_model(ref: str, config: EvalConfig) -> ChatModel:
     # the ref sets them.
     wanted = {"concurrency": config.concurrency, "max_pause": config.max_pause}
     return load_model(ref, **{k: v for k, v in wanted.items() if k not in parsed.options})
+
+
+def _check_same_options(run_id: str, given: EvalConfig, stored: EvalConfig,
+                        explicit: Collection[str]) -> None:
+    """A resume runs the stored options: an option given again with another value would either be
+    ignored without a word or mix answers of two configurations in one run, so it is refused."""
+    def shown(name: str, config: EvalConfig) -> Any:
+        value = getattr(config, name)
+        return redact_ref(value) if name in ("attacker_ref", "judge_model_ref") and value else value
+
+    changed = [name for name in explicit
+               if name not in RUNTIME_FIELDS and shown(name, given) != shown(name, stored)]
+    if changed:
+        what = ", ".join(f"{name}={shown(name, stored)!r} (given {shown(name, given)!r})" for name in changed)
+        raise UserError(f"run {run_id} was planned with {what}", where="--resume",
+                        fix="leave those options out to resume the run as planned, or start a new run "
+                            "without --resume")
 
 
 def _check_resumable(info: store_results.RunInfo, model_hash: str, config: Mapping[str, Any],
