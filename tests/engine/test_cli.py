@@ -4,6 +4,7 @@ what is wrong and the fix (nothing stored), and a real run's table / JSON output
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,39 @@ def test_eval_over_replicas_records_each_replica(cli: Cli, tmp_path: Path, serve
     assert [r["url"] for r in replicas] == [server.url, second.url]
     assert sum(r["requests"] for r in replicas) == 8
     assert all(r["model_id"] == "tunesafe-test" for r in replicas)
+
+
+@pytest.mark.parametrize(("damage", "fragment"), [
+    ("update runs set config = 'not json'", "a run or result row holds a column that is not JSON"),
+    ("update attempt_results set generation = '{\"x\": 1}' where pk = 1", "does not read back"),
+    ("drop table attempt_results", "no such table: attempt_results"),
+])
+def test_a_damaged_run_store_is_one_error_line(cli: Cli, tmp_path: Path, server: Server, damage: str,
+                                               fragment: str, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rows edited (or a table dropped) outside tunesafe: every command that reads runs said so in a
+    # traceback; it is one line naming the store, exit 2, and the file is left as it was.
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    code, _, err = cli("eval", server.ref(), "--suite", str(suite), "--attacks", "direct_request",
+                       "--judge", "refusal", "--no-progress")
+    assert code == 0, err
+    [run_id] = cli.runs()
+    with sqlite3.connect(cli.db) as conn:
+        conn.execute(damage)
+        conn.execute("update runs set status = 'interrupted'")
+    damaged = _rows(cli.db)
+    commands = [["runs", "list"], ["runs", "show", run_id], ["eval", "--resume", run_id, "--no-progress"]]
+    for command in commands[1:] if "attempt_results set" in damage else commands:
+        code, _, err = Cli(cli.db, capsys, monkeypatch)(*command)
+        assert code == 2, (command, err)
+        assert fragment in err and str(cli.db) in err and "fix:" in err, err
+    assert _rows(cli.db) == damaged  # nothing stored was lost or rewritten
+
+
+def _rows(db: Path) -> list[tuple[object, ...]]:
+    """What the store holds, but the runs' status (a resume that stops on the damage may move it)."""
+    queries = {"runs": "select id, model_hash, config, config_hash, n_planned from runs",
+               "attempt_results": "select * from attempt_results", "records": "select * from records"}
+    with sqlite3.connect(db) as conn:
+        tables = {t for (t,) in conn.execute("select name from sqlite_master where type = 'table'")}
+        return [(t, *row) for t, query in queries.items() if t in tables for row in conn.execute(query)]

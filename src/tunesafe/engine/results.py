@@ -21,8 +21,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Executable, Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from tunesafe.errors import UserError
+from tunesafe.evidence import database
 from tunesafe.evidence.schema import (
     AttemptResultHistoryRow,
     AttemptResultRow,
@@ -80,11 +82,23 @@ def now() -> datetime:
 
 
 def read(store: Store, query: Executable) -> list[Any]:
-    """A read that does not take SQLite's write lock (the engine opts reads out of BEGIN IMMEDIATE)."""
-    with store.engine.connect() as conn:
-        conn = conn.execution_options(sqlite_read=True)
-        with conn.begin():
-            return list(conn.execute(query).all())
+    """A read that does not take SQLite's write lock (the engine opts reads out of BEGIN IMMEDIATE).
+    A database that fails (a table gone, a server down) or a JSON column that does not parse (edited
+    outside tunesafe) is a UserError naming the store, not a traceback."""
+    try:
+        with store.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_read=True)
+            with conn.begin():
+                return list(conn.execute(query).all())
+    except DBAPIError as exc:
+        raise database.connect_error(store.url, exc) from exc
+    except json.JSONDecodeError as exc:
+        raise damaged("a run or result row holds a column that is not JSON", store) from exc
+
+
+def damaged(what: str, store: Store) -> UserError:
+    return UserError(f"{what} (edited outside tunesafe)", where=store.location,
+                     fix="restore the database from a backup")
 
 
 def create_run(store: Store, run_id: str, model_ref: str, model_hash: str, config: Mapping[str, Any],
@@ -298,8 +312,7 @@ def load_results(store: Store, run_id: str) -> list[AttemptResult]:
     _run_row(store, run_id)
     columns = (AttemptResultRow.attempt, AttemptResultRow.generation, AttemptResultRow.verdicts)
     query = select(*columns).where(AttemptResultRow.run_id == run_id).order_by(AttemptResultRow.attempt_id)
-    rows = read(store, query)
-    return [result_from_row(run_id, a, g, v) for a, g, v in rows]
+    return [_stored_result(store, run_id, a, g, v) for a, g, v in read(store, query)]
 
 
 def retire_errors(store: Store, run_id: str) -> int:
@@ -321,8 +334,17 @@ def load_history(store: Store, run_id: str) -> list[tuple[AttemptResult, datetim
     """The run's replaced results, oldest first, each with when it was replaced."""
     query = (select(AttemptResultHistoryRow.result, AttemptResultHistoryRow.retired_at)
              .where(AttemptResultHistoryRow.run_id == run_id).order_by(AttemptResultHistoryRow.pk))
-    return [(result_from_row(run_id, row["attempt"], row["generation"], row["verdicts"]), retired)
+    return [(_stored_result(store, run_id, row["attempt"], row["generation"], row["verdicts"]), retired)
             for row, retired in read(store, query)]
+
+
+def _stored_result(store: Store, run_id: str, attempt: Any, generation: Any, verdicts: Any) -> AttemptResult:
+    try:
+        return result_from_row(run_id, attempt, generation, verdicts)
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:  # only tunesafe writes these rows
+        shown = attempt.get("id") if isinstance(attempt, Mapping) else None
+        raise damaged(f"run {run_id}: the stored result of attempt {shown} does not read back "
+                      f"({type(exc).__name__}: {exc})", store) from exc
 
 
 def frozen_prompts(store: Store, run_id: str) -> dict[str, Mapping[str, Any]]:
