@@ -206,6 +206,8 @@ def test_down_past_max_pause_stops_resumably_then_resume_completes(cli: Cli, tmp
     store = Store.open(str(cli.db))
     info = store_results.load_run(store, run_id)
     assert info.status == "interrupted" and 0 < info.n_done < info.n_planned and info.n_errors == 0
+    code, out, _ = cli("runs", "show", run_id)  # the command it shows reaches this store too
+    assert code == 0 and f"incomplete: resume with `{match.group(2)}`" in " ".join(out.split()), out
 
     server.app.come_back()
     code, _, err = cli(*match.group(2).split()[1:], "--no-progress")

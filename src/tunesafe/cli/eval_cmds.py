@@ -267,7 +267,8 @@ def runs_show(ctx: typer.Context,
     for label, value in lines:
         console.print(f"[bold]{label}:[/] {value}", highlight=False, soft_wrap=True)
     if info.status != "complete":
-        console.print(f"incomplete: resume with `tunesafe eval --resume {info.id}`", style="yellow")
+        console.print(f"incomplete: resume with `{_resume_command(ctx, info.id)}`", style="yellow",
+                      soft_wrap=True)
     _print_summary(summary, title=f"run {info.id}")
 
 
