@@ -321,3 +321,34 @@ def test_an_llm_judge_down_past_max_pause_stops_the_run_resumably(tmp_path: Path
             asyncio.run(evaluate(store, server.ref(), config, progress=False))
     [run] = store_results.list_runs(store)
     assert run.status == "interrupted" and run.n_errors == 0
+
+
+def test_a_rejudged_run_is_not_resumed_or_retried_with_new_model_calls(cli: Cli, tmp_path: Path,
+                                                                        server: Server) -> None:
+    # A re-judged run holds another run's answers (generated_in). Retrying its errors (or resuming it after
+    # an interrupted re-judge) called the model and stored new answers under that claim: the run then
+    # mixed two sources, and a gate reusing it as "RUN's answers, re-judged" paired answers RUN never gave.
+    suite = str(write_marked_suite(tmp_path / "s.jsonl", 6, {1: "500"}))
+    code, _, err = cli("eval", server.ref(max_retries="0"), "--suite", suite, "--attacks", ATTACKS,
+                       "--judge", "refusal", "--no-progress")
+    [source] = cli.runs()
+    code, _, err = cli("runs", "rejudge", source, "--judge", "default")
+    assert code == 0, err
+    [rejudged] = [r for r in cli.runs() if r != source]
+    store = Store.open(str(cli.db))
+    before = store_results.load_results(store, rejudged)
+    assert any(r.generation.error for r in before)
+    server.app.config.markers = False  # the fault is fixed: a model call would now answer
+    calls = len(server.app.requests)
+    code, _, err = cli("eval", "--resume", rejudged, "--retry-errors", "--no-progress")
+    assert code == 2, err
+    assert f"run {rejudged} re-judged the answers of run {source}" in err
+    assert f"tunesafe eval --resume {source} --retry-errors" in err
+    assert len(server.app.requests) == calls and store_results.load_results(store, rejudged) == before
+    assert store_results.load_history(store, rejudged) == []
+    store_results.set_status(store, rejudged, "failed")  # as a re-judge stopped part way leaves it
+    code, _, err = cli("eval", "--resume", rejudged, "--no-progress")
+    assert code == 2 and f"tunesafe runs rejudge {source}" in err, err
+    assert len(server.app.requests) == calls
+    code, out, _ = cli("runs", "show", rejudged)
+    assert f"incomplete: re-judge run {source} again" in " ".join(out.split()), out

@@ -267,8 +267,9 @@ def runs_show(ctx: typer.Context,
     for label, value in lines:
         console.print(f"[bold]{label}:[/] {value}", highlight=False, soft_wrap=True)
     if info.status != "complete":
-        console.print(f"incomplete: resume with `{_resume_command(ctx, info.id)}`", style="yellow",
-                      soft_wrap=True)
+        again = (f"re-judge run {source} again" if (source := config.get("rejudged_from"))
+                 else f"resume with `{_resume_command(ctx, info.id)}`")
+        console.print(f"incomplete: {again}", style="yellow", soft_wrap=True)
     _print_summary(summary, title=f"run {info.id}")
 
 

@@ -117,6 +117,7 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
         _check_same_options(info.id, given, config, explicit)
         if info.status == "complete" and not (retry_errors and info.n_errors):
             return RunReport(resume, "complete", summarize(store_results.load_results(store, resume)))
+        _check_not_rejudged(info, retry_errors)
         # stored refs lost their credentials (models/refs.py): take them from the refs given again
         model_ref, model_name = restore_ref(info.model_ref, model_ref, "MODEL"), info.model_name
         config = replace(
@@ -211,6 +212,21 @@ def _check_same_options(run_id: str, given: EvalConfig, stored: EvalConfig,
         raise UserError(f"run {run_id} was planned with {what}", where="--resume",
                         fix="leave those options out to resume the run as planned, or start a new run "
                             "without --resume")
+
+
+def _check_not_rejudged(info: store_results.RunInfo, retry_errors: bool) -> None:
+    """A re-judged run holds the answers of the run it re-judged (engine/rejudge.py): running its model
+    would store new answers under that claim, mixing two sources in one run."""
+    source = info.config.get("rejudged_from")
+    if source is None:
+        return
+    if retry_errors:
+        fix = (f"retry the errors where the answers were made, `tunesafe eval --resume {source} "
+               "--retry-errors`, then re-judge that run again")
+    else:
+        fix = f"re-judge it again: tunesafe runs rejudge {source}"
+    raise UserError(f"run {info.id} re-judged the answers of run {source}; it calls no model",
+                    where="--resume", fix=fix)
 
 
 def _check_resumable(info: store_results.RunInfo, model_hash: str, config: Mapping[str, Any],
