@@ -25,10 +25,11 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
-from tunesafe.engine.config import EvalConfig
+from tunesafe.engine.config import RUNTIME_FIELDS, EvalConfig
 from tunesafe.evidence.store import Store
 from tunesafe.evidence.workspace import open_store
 
@@ -62,7 +63,8 @@ def evaluate(model: str | None, *, suite: str = "default", attacks: str = "all",
     Returns the run's report: `run_id`, `status`, `summary` (rates with intervals overall, per family,
     category and kind) and `stats` (throughput of this call). An identical earlier run is not reused here
     (as with the CLI); `gate` reuses stored runs. `resume=RUN_ID` completes an interrupted run with its
-    stored options (`model` may then be None), e.g. after an EndpointUnavailable. `executor="ray"` runs
+    stored options (`model` may then be None; a measured option set to another value than the stored
+    one is a UserError), e.g. after an EndpointUnavailable. `executor="ray"` runs
     the attempts on `workers` Ray actors (at `ray_address`, or a local instance), as `--executor ray`."""
     config = EvalConfig(suite=suite, attacks=attacks, judges=_names(judges), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -74,9 +76,17 @@ def evaluate(model: str | None, *, suite: str = "default", attacks: str = "all",
 
         with _opened(store) as opened:
             return await run_evaluation(opened, model, config, resume=resume, model_name=name,
-                                        progress=progress)
+                                        progress=progress, explicit=_set_options(config))
 
     return _blocking(lambda: asyncio.run(run()))
+
+
+def _set_options(config: EvalConfig) -> list[str]:
+    """The measured options a call set away from their defaults (a resume refuses them if they differ
+    from the stored run's, as the CLI does for the options given)."""
+    default = EvalConfig()
+    return [f.name for f in fields(EvalConfig)
+            if f.name not in RUNTIME_FIELDS and getattr(config, f.name) != getattr(default, f.name)]
 
 
 def gate(base: str, candidate: str, *, policy: PathLike | Policy | None = None, suite: str = "default",

@@ -101,6 +101,8 @@ def test_evaluate_outside_and_inside_a_loop(models: SmokePair, tmp_path: Path) -
     assert overall.asr.rate == 1.0 and overall.error.k == 0  # complies with every harmful request
     resumed = tunesafe.evaluate(None, resume=report.run_id, store=tmp_path / "a.db")  # complete: as it is
     assert resumed.run_id == report.run_id and resumed.summary == report.summary
+    with pytest.raises(UserError, match="max_new_tokens=32 \\(given 64\\)"):  # not silently 32
+        tunesafe.evaluate(None, resume=report.run_id, store=tmp_path / "a.db", max_new_tokens=64)
 
     with Store.open(str(tmp_path / "b.db")) as store:  # an open Store is used and left open
         inside = in_running_loop(lambda: tunesafe.evaluate(
