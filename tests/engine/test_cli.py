@@ -114,6 +114,8 @@ def test_eval_over_replicas_records_each_replica(cli: Cli, tmp_path: Path, serve
     ("update runs set config = 'not json'", "a run or result row holds a column that is not JSON"),
     ("update attempt_results set generation = '{\"x\": 1}' where pk = 1", "does not read back"),
     ("drop table attempt_results", "no such table: attempt_results"),
+    ("update runs set config = '[]'", "holds a config that is not a JSON object"),
+    ("update runs set config = '{}'", "holds no evaluation options"),
 ])
 def test_a_damaged_run_store_is_one_error_line(cli: Cli, tmp_path: Path, server: Server, damage: str,
                                                fragment: str, capsys: pytest.CaptureFixture[str],
@@ -130,7 +132,11 @@ def test_a_damaged_run_store_is_one_error_line(cli: Cli, tmp_path: Path, server:
         conn.execute("update runs set status = 'interrupted'")
     damaged = _rows(cli.db)
     commands = [["runs", "list"], ["runs", "show", run_id], ["eval", "--resume", run_id, "--no-progress"]]
-    for command in commands[1:] if "attempt_results set" in damage else commands:
+    if "attempt_results set" in damage:  # a result row: the commands that read results
+        commands = commands[1:]
+    elif "'{}'" in damage:  # a run without its options: only a resume needs them
+        commands = commands[2:]
+    for command in commands:
         code, _, err = Cli(cli.db, capsys, monkeypatch)(*command)
         assert code == 2, (command, err)
         assert fragment in err and str(cli.db) in err and "fix:" in err, err

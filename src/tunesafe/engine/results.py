@@ -259,7 +259,9 @@ def _counts(store: Store, run_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
     return {run_id: (int(n), int(e or 0)) for run_id, n, e in read(store, query)}
 
 
-def _info(row: Any, counts: Mapping[str, tuple[int, int]]) -> RunInfo:
+def _info(store: Store, row: Any, counts: Mapping[str, tuple[int, int]]) -> RunInfo:
+    if not isinstance(row.config, Mapping):  # create_run stores a mapping, always
+        raise damaged(f"run {row.id} holds a config that is not a JSON object", store)
     done, errors = counts.get(row.id, (0, 0))
     return RunInfo(id=row.id, model_ref=row.model_ref, model_hash=row.model_hash, config=row.config,
                    config_hash=row.config_hash, status=row.status, n_planned=row.n_planned, n_done=done,
@@ -267,13 +269,13 @@ def _info(row: Any, counts: Mapping[str, tuple[int, int]]) -> RunInfo:
 
 
 def load_run(store: Store, run_id: str) -> RunInfo:
-    return _info(_run_row(store, run_id), _counts(store, [run_id]))
+    return _info(store, _run_row(store, run_id), _counts(store, [run_id]))
 
 
 def list_runs(store: Store) -> list[RunInfo]:
     rows = read(store, select(RunRow.__table__).order_by(RunRow.created_at, RunRow.id))
     counts = _counts(store, [r.id for r in rows])
-    return [_info(r, counts) for r in rows]
+    return [_info(store, r, counts) for r in rows]
 
 
 def newest_run_record_id(store: Store, run_id: str, confirmed: int | None = None) -> int | None:

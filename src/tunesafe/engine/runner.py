@@ -113,7 +113,10 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
         if model_ref is not None and redact_ref(model_ref) != redact_ref(info.model_ref):
             raise UserError(f"run {resume} evaluated '{info.model_ref}', not '{redact_ref(model_ref)}'",
                             where="--resume", fix="leave out MODEL when resuming, or start a new run")
-        given, config = config, EvalConfig.from_stored(info.config["eval"], runtime=config)
+        stored = info.config.get("eval")
+        if not isinstance(stored, Mapping):  # every run tunesafe creates has its options stored
+            raise store_results.damaged(f"run {resume} holds no evaluation options", store)
+        given, config = config, EvalConfig.from_stored(stored, runtime=config)
         _check_same_options(info.id, given, config, explicit)
         if info.status == "complete" and not (retry_errors and info.n_errors):
             return RunReport(resume, "complete", summarize(store_results.load_results(store, resume)))
