@@ -17,6 +17,7 @@ ICON = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️"}
 def render_markdown(body: Mapping[str, Any]) -> str:
     decisive, notes = view.reasons(body)
     verdict = body["verdict"]
+    alpha = body["policy"]["alpha"]  # the p-values the decision compared with it print on its side
     heading = f"**{view.VERDICT_TITLE[verdict]}** (exit {body['exit_code']})"
     lines = [f"### {ICON[verdict]} tunesafe gate: {heading}",
              "", f"{title(body)} · judge `{body['judge']}` · policy `{body['policy_hash'][:12]}`", ""]
@@ -28,7 +29,7 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     for label, metric in (("ASR", "asr"), ("refusal", "refusal"), ("over-refusal", "over_refusal"),
                           ("degenerate answers", "degenerate")):
         for d in view.deltas(body, metric):
-            lines.append(_row(label, d))
+            lines.append(_row(label, d, alpha))
     error = view.deltas(body, "error")[0]
     lines.append(f"| error rate | {error['n_pairs']} | {view.pct(error['before'])} | "
                  f"{view.pct(error['after'])} | {view.points(error['diff'])} | | |")
@@ -38,7 +39,7 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     if families:
         lines += ["", "| attack family | n | base ASR | candidate ASR | change (pts) | 95% CI | Holm p |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [_row(view.name(d), d, holm=True) for d in families[:MAX_ROWS]]
+        lines += [_row(view.name(d), d, alpha, holm=True) for d in families[:MAX_ROWS]]
     agents = body.get("agents")
     if agents:  # rates decided by the environment's end state, not by a text judge
         lines += ["", "| agents: group | metric | base | candidate |", "|---|---|---:|---:|"]
@@ -66,11 +67,11 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _row(label: str, d: Mapping[str, Any], *, holm: bool = False) -> str:
+def _row(label: str, d: Mapping[str, Any], alpha: float, *, holm: bool = False) -> str:
     p = d["p_adjusted"] if holm else d["p_value"]
     flag = " ⚠️ too few" if d.get("inconclusive") else ""
     return (f"| {_cell(label)}{flag} | {d['n_pairs']} | {view.pct(d['before'])} | {view.pct(d['after'])} | "
-            f"{view.points(d['diff'])} | {view.interval(d)} | {view.pvalue(p)} |")
+            f"{view.points(d['diff'])} | {view.interval(d)} | {view.pvalue(p, alpha)} |")
 
 
 def _rate(c: Mapping[str, Any]) -> str:

@@ -112,10 +112,17 @@ def points(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:+.1f}"
 
 
-def pvalue(value: float | None) -> str:
+def pvalue(value: float | None, alpha: float | None = None) -> str:
+    """Three decimals, or more where three would put the p-value on the other side of the gate's alpha:
+    0.0503 is not significant at 0.05, but "0.050" reads as if it were."""
     if value is None:
         return "n/a"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
+    if value < 0.001 and (alpha is None or alpha >= 0.001):
+        return "<0.001"
+    digits = 3
+    while alpha is not None and digits < 8 and (round(value, digits) <= alpha) != (value <= alpha):
+        digits += 1
+    return f"{value:.{digits}f}"
 
 
 def interval(delta: Mapping[str, Any]) -> str:
