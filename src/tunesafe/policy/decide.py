@@ -121,6 +121,10 @@ def _check_regressions(policy: Policy, deltas: Mapping[tuple[str, str], Delta], 
         if points is None:
             continue
         for (m, group), d in deltas.items():
+            if m == metric and group.startswith("kind:") and d.n_pairs == 0:
+                # prompts of this kind ran but every pair errored: the limit was never checked on them
+                found.undecided.append(f"{group}: 0 paired attempts, so {key} {points:g} cannot be checked")
+                continue
             if m != metric or d.diff is None or not _above(d.diff, points):
                 continue
             p = d.p_adjusted if d.p_adjusted is not None else d.p_value
