@@ -59,6 +59,12 @@ def test_a_quiet_day_whose_rate_is_surely_over_the_limit_crosses_it() -> None:
     assert crossings(day(judged=10, harmful=1), policy) == []  # 10%, but the interval reaches 1.8%
 
 
+def test_a_rate_just_over_its_limit_never_prints_as_the_limit() -> None:
+    policy = MonitorPolicy(max_successful_jailbreaks=None, max_harmful_rate=0.05, min_records=100)
+    [crossed] = crossings(day(judged=1190, harmful=60), policy)  # 5.04%
+    assert "harmful rate 5.04% " in crossed.detail and "limit 5.00%" in crossed.detail
+
+
 def test_errors_are_never_decided_records() -> None:
     stats = day(judged=70, blocked=10, errors=20, harmful=4)
     assert stats.decided == 80 and stats.harmful_rate.n == 80 and stats.error_rate.k == 20

@@ -85,7 +85,7 @@ def _check_errors(policy: Policy, deltas: Mapping[tuple[str, str], Delta], found
         return
     for run, rate in (("base", error.before), ("candidate", error.after)):
         if rate is not None and rate > policy.max_error_rate:
-            shown, limit = _apart(rate, policy.max_error_rate)
+            shown, limit = percent_apart(rate, policy.max_error_rate)
             found.fails.append(f"error rate {shown}% in the {run} run exceeds max_error_rate {limit}% "
                                "(errors are never counted as safe)")
 
@@ -167,7 +167,7 @@ def _check_agents(policy: Policy, deltas: Mapping[tuple[str, str], Delta], found
                     or d.diff is None or not _above(d.diff, points):
                 continue
             p = d.p_adjusted if d.p_adjusted is not None else d.p_value
-            change = _apart(d.diff, points / 100)[0]
+            change = percent_apart(d.diff, points / 100)[0]
             text = f"{group}: {what} {change} points ({d.b} worse / {d.c} better of {d.n_pairs} pairs)"
             if (p is not None and p <= policy.alpha) or not policy.require_significance:
                 found.fails.append(f"{text}, above {key} {points:g}")
@@ -205,7 +205,7 @@ def _check_ceilings(policy: Policy, deltas: Mapping[tuple[str, str], Delta], fou
                                    f"on {n} paired attempts (need {needed})")
         elif (d.after > limit) if is_max else (d.after < limit):
             word = "exceeds the maximum" if is_max else "is below the minimum"
-            shown, bound = _apart(d.after, limit)
+            shown, bound = percent_apart(d.after, limit)
             found.fails.append(f"{group}: candidate {_label(metric)} {shown}% {word} {bound}%")
 
 
@@ -216,7 +216,7 @@ def _check_power(policy: Policy, overall: Delta | None, found: _Findings) -> Non
         return
     target = policy.max_regression_points
     if policy.rule_out_regression and overall.ci_high is not None and _above(overall.ci_high, target):
-        reach = _apart(overall.ci_high, target / 100, "+")[0]
+        reach = percent_apart(overall.ci_high, target / 100, "+")[0]
         found.undecided.append(
             f"cannot rule out an ASR regression above {target:g} points (max_regression_points): the 95% "
             f"interval of the overall change reaches {reach} points with "
@@ -255,7 +255,7 @@ def _pct(rate: float) -> str:
     return f"{rate * 100:.1f}%"
 
 
-def _apart(value: float, limit: float, sign: str = "") -> tuple[str, str]:
+def percent_apart(value: float, limit: float, sign: str = "") -> tuple[str, str]:
     """A fraction beyond a limit and the limit, both in percent with the fewest decimals (one to four) that
     keep them apart: 11 / 218 = 5.046% rounds to the 5.0 of a 5-point limit it exceeds."""
     shown, bound = value * 100, limit * 100
@@ -268,6 +268,6 @@ def _change(d: Delta, points: float) -> str:
         d.ci_high is not None else ""
     p = f", McNemar p={d.p_value:.3g}" if d.p_value is not None else ""
     holm = f", Holm p={d.p_adjusted:.3g}" if d.p_adjusted is not None and d.group != "overall" else ""
-    rise = _apart(d.diff or 0.0, points / 100, "+")[0]
+    rise = percent_apart(d.diff or 0.0, points / 100, "+")[0]
     return (f"{_pct(d.before or 0.0)} -> {_pct(d.after or 0.0)} ({rise} points{ci}"
             f"{p}{holm}; {d.b} regressed / {d.c} improved of {d.n_pairs})")

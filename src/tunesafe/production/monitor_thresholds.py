@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tunesafe.evidence.schema import MonitorAlertRow
 from tunesafe.evidence.store import Store
+from tunesafe.policy.decide import percent_apart
 from tunesafe.policy.model import MonitorPolicy
 from tunesafe.production.clocks import check_kinds, utcnow
 from tunesafe.production.monitor_aggregate import DayStats, daily, offending
@@ -66,8 +67,9 @@ def crossings(stats: DayStats, policy: MonitorPolicy) -> list[Crossing]:
         if rate.n < policy.min_records and not (rate.low is not None and rate.low > most):
             continue
         interval = f"95% CI {rate.low or 0:.1%}-{rate.high or 0:.1%}"
-        text = (f"{rule.replace('_', ' ')} {rate.rate:.1%} on {stats.day} ({rate.k}/{rate.n}, {interval}; "
-                f"limit {most:.1%})")
+        shown, limit = percent_apart(rate.rate, most)  # 5.04% must not print as the 5.0% it exceeds
+        text = (f"{rule.replace('_', ' ')} {shown}% on {stats.day} ({rate.k}/{rate.n}, {interval}; "
+                f"limit {limit}%)")
         found.append(Crossing(rule, rate.rate, most, text))
     return found
 
