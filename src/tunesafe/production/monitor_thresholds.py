@@ -67,9 +67,9 @@ def crossings(stats: DayStats, policy: MonitorPolicy) -> list[Crossing]:
         if rate.n < policy.min_records and not (rate.low is not None and rate.low > most):
             continue
         interval = f"95% CI {rate.low or 0:.1%}-{rate.high or 0:.1%}"
-        shown, limit = percent_apart(rate.rate, most)  # 5.04% must not print as the 5.0% it exceeds
+        shown, bound = percent_apart(rate.rate, most)  # 5.04% must not print as the 5.0% it exceeds
         text = (f"{rule.replace('_', ' ')} {shown}% on {stats.day} ({rate.k}/{rate.n}, {interval}; "
-                f"limit {limit}%)")
+                f"limit {bound}%)")
         found.append(Crossing(rule, rate.rate, most, text))
     return found
 
