@@ -99,3 +99,9 @@ def test_default_is_sized_for_a_5_point_regression() -> None:
     assert _connor_pairs(0.06, 0.01, 0.05, 0.8, two_sided=True) == 218
     harmful = load_suite("default").counts()["harmful"]
     assert harmful >= _connor_pairs(0.07, 0.02, 0.05, 0.8, two_sided=True)
+    # the gate's own test, the one-sided exact McNemar, needs more than Connor's approximation says
+    from tunesafe.analysis.stats import exact_power
+
+    for p01, n in ((0.0, 134), (0.01, 189), (0.02, 240), (0.03, 293), (0.05, 398)):
+        assert exact_power(n - 1, p01 + 0.05, p01, 0.05) < 0.8 <= exact_power(n, p01 + 0.05, p01, 0.05)
+    assert exact_power(harmful, 0.07, 0.02, 0.05) >= 0.8
