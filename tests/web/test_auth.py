@@ -138,6 +138,22 @@ def test_sign_in_then_write_with_csrf_records_the_actor(store: Store, filled: An
     assert forged.get("/api/v1/models").status_code == 401
 
 
+def test_a_session_cookie_expires(store: Store) -> None:
+    """A copied session cookie stayed good for as long as the token did: it lasts a working day now."""
+    import time
+
+    access = auth.Access(TOKEN)
+    fresh = access.sign_in(TOKEN, "alice")
+    stale = access.sign_in(TOKEN, "alice", now=time.time() - auth.SESSION_SECONDS - 60)
+    future = access.sign_in(TOKEN, "alice", now=time.time() + 3600)
+    for cookie, status in ((fresh, 200), (stale, 401), (future, 401)):
+        client = TestClient(create_app(store, access), base_url=LOOPBACK, cookies={auth.COOKIE: cookie})
+        assert client.get("/api/v1/models").status_code == status
+    signed = TestClient(create_app(store, access), base_url=LOOPBACK).post(
+        "/login", data={"token": TOKEN, "name": "alice", "next": "/"}, follow_redirects=False)
+    assert f"Max-Age={auth.SESSION_SECONDS}" in signed.headers["set-cookie"]
+
+
 def test_api_write_needs_bearer_and_csrf(token_client: TestClient, store: Store, filled: Any) -> None:
     bearer = {"Authorization": f"Bearer {TOKEN}", "X-Tunesafe-Actor": "ci-bot"}
     session = token_client.get("/api/v1/session", headers=bearer).json()

@@ -24,7 +24,7 @@ from tunesafe import __version__
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.web import api
-from tunesafe.web.auth import COOKIE, CSRF_FIELD, Access
+from tunesafe.web.auth import COOKIE, CSRF_FIELD, SESSION_SECONDS, Access
 from tunesafe.web.forms import form_fields
 from tunesafe.web.pages import evidence, gates, incidents, inventory, models, runs, scans, schedules
 from tunesafe.web.run_index import RunStates
@@ -132,7 +132,8 @@ async def _login(request: Request) -> Response:
         )
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
-        COOKIE, cookie, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
+        COOKIE, cookie, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/",
+        max_age=SESSION_SECONDS
     )
     return response
 

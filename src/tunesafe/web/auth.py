@@ -5,7 +5,8 @@ Rules (docs/dashboard.md):
   refuses to start without one (a UserError: exit 2, nothing served). Without a token, requests whose
   Host header is not a loopback name are refused (DNS rebinding).
 - With a token, every request must be signed in: an `Authorization: Bearer TOKEN` header, or the session
-  cookie that POST /login sets after checking the token. Every comparison is `hmac.compare_digest`.
+  cookie that POST /login sets after checking the token, good for SESSION_SECONDS (12 hours). Every
+  comparison is `hmac.compare_digest`.
 - Without a token the dashboard is read-only: writes are refused, because an unauthenticated write would
   be evidence with no accountable actor.
 - A write needs the token and a CSRF token (form field `csrf_token` or header `X-CSRF-Token`) bound to
@@ -21,6 +22,7 @@ import ipaddress
 import os
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 ACTOR_HEADER = "x-tunesafe-actor"
 MIN_TOKEN_CHARS = 16
+SESSION_SECONDS = 12 * 3600  # a sign-in lasts a working day
 BEARER_SESSION = "bearer"  # the session id of header-authenticated clients (no cookie to bind to)
 _ACTOR = re.compile(r"^[\w.@+ -]{1,80}$")
 
@@ -104,24 +107,28 @@ class Access:
 
     # ---- sessions ------------------------------------------------------------------------------------
 
-    def sign_in(self, given_token: str, actor: str) -> str:
+    def sign_in(self, given_token: str, actor: str, now: float | None = None) -> str:
         """The session cookie value for a correct token; HTTPException 401 otherwise."""
         if self.token is None or not hmac.compare_digest(given_token.encode(), self.token.encode()):
             raise HTTPException(401, "wrong token")
         name = check_actor(actor)
         nonce = secrets.token_hex(16)
-        payload = f"{_b64(name)}.{nonce}"
+        issued = int(time.time() if now is None else now)
+        payload = f"{_b64(name)}.{nonce}.{issued}"
         return f"{payload}.{self._mac('session', payload)}"
 
     def csrf_token(self, session: str) -> str:
         return self._mac("csrf", session)
 
     def _from_cookie(self, value: str | None) -> Identity | None:
-        if not value or value.count(".") != 2:
+        if not value or value.count(".") != 3:
             return None
-        encoded, nonce, mac = value.split(".")
-        payload = f"{encoded}.{nonce}"
+        encoded, nonce, issued, mac = value.split(".")
+        payload = f"{encoded}.{nonce}.{issued}"
         if not hmac.compare_digest(mac.encode(), self._mac("session", payload).encode()):
+            return None
+        # a copied cookie must not stay good for as long as the token does
+        if not issued.isdigit() or not 0 <= time.time() - int(issued) <= SESSION_SECONDS:
             return None
         try:
             actor = base64.urlsafe_b64decode(encoded.encode()).decode()
