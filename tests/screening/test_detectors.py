@@ -54,6 +54,7 @@ def test_checksums() -> None:
         ("iban de89 3704 0044 0532 0130 00", ["pii.iban"]),  # typed in lower case: the same account
         ("pay gb82west12345698765432 today", ["pii.iban"]),
         ("key sk-ant-api03-" + "Xy3_kP9m" * 11 + "Zq7b9AA in the config", ["pii.secret"]),  # Anthropic
+        ("export GITLAB_TOKEN=glpat-" + "x7Kq2_Zp9-Lm4Rt8vW1y", ["pii.secret"]),  # GitLab
         ("my SSN is 536-22-4127", ["pii.national_id"]),
         ("NI number JG 10 37 72 A", ["pii.national_id"]),
         ("write to jane.roe@mailbox.net", ["pii.email"]),
@@ -82,6 +83,7 @@ def test_pii_found(text: str, expected: list[str]) -> None:
         "IBAN DE89 3704 0044 0532 0130 01",
         "iban de89 3704 0044 0532 0130 01",
         "the key looks like sk-ant-api03-... in the docs",
+        "a token looks like glpat-xxxx in the docs",
         "SSN 000-12-3456 is a sample",
         "item 123-45-6789-A",
         "mail test@example.com or a@b.test",

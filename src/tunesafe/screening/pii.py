@@ -183,6 +183,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("pii.secret", "high", re.compile(r"\bxox[abposr]-\d{6,}-[A-Za-z0-9-]{10,}\b")),
     Pattern("pii.secret", "high", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")),
     Pattern("pii.secret", "high", re.compile(r"\bhf_[A-Za-z]{34}\b")),
+    Pattern("pii.secret", "high", re.compile(r"\bglpat-[A-Za-z0-9_-]{20}(?![A-Za-z0-9_-])")),  # GitLab
     Pattern(
         "pii.secret",
         "high",
@@ -350,7 +351,7 @@ def _overlaps(taken: list[tuple[int, int]], start: int, end: int) -> bool:
 
 class PIIScreener(ExampleScreener):
     name = "pii"
-    version = "3"  # 3: lower-case IBANs, Anthropic keys
+    version = "4"  # 3: lower-case IBANs, Anthropic keys; 4: GitLab personal access tokens
 
     def screen(self, batch: Batch) -> list[Finding]:
         return [f for ex in batch.examples for f in self._example(ex)]
