@@ -14,8 +14,9 @@ class ChatModel(Protocol):
 
     `generate` returns exactly one Generation per request, in order, and never raises for a
     per-request failure: the failed item carries `error` (fail closed: an error is never an answer).
-    `content_hash` identifies the weights (+ adapter) for local models; for HTTP models it is a hash of
-    the ref and what the server reports, which is not a weight hash.
+    `content_hash` identifies the weights (+ adapter) for local models (on transformers in half precision,
+    with the dtype and decode mode: models/hf.py numerics_hash); for HTTP models it is a hash of the ref
+    and what the server reports, which is not a weight hash.
     `backend` names the numerics ("hf", "llamacpp", "openai"): the same weights on two backends can
     decode differently, so pairing and caching take it into account.
     """

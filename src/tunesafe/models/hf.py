@@ -43,7 +43,7 @@ from tunesafe.models.hashing import cache_dir, file_sha256, files_sha256, rememb
 from tunesafe.models.reasoning import opens_reasoning, settle_reasoning
 from tunesafe.models.refs import ModelRef, check_options, parse_ref
 from tunesafe.models.tool_calls import to_template_messages
-from tunesafe.types import Capabilities, ChatRequest, Generation
+from tunesafe.types import Capabilities, ChatRequest, Generation, canonical_json, sha256_hex
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 log = logging.getLogger(__name__)
@@ -115,6 +115,22 @@ def _pick_dtype(name: str, device: str) -> Any:
     except KeyError:
         raise UserError(f"unknown dtype '{name}'", where="dtype option",
                         fix="use auto, float32, bfloat16 or float16") from None
+
+
+def dtype_name(dtype: Any) -> str:
+    """A torch dtype's name as the `dtype` option spells it, e.g. "bfloat16"."""
+    return str(dtype).removeprefix("torch.")
+
+
+def numerics_hash(weights_sha256: str, dtype: str, decode: str) -> str:
+    """The identity of the answers of these weights run in `dtype` with `decode` (the resolved names): the
+    model hash runs and response-cache entries are stored under. Half precision answers differ from fp32
+    ones (and, decoded statically, by batch shape), so a store shared by a CPU and a GPU machine must
+    not hand one's answers to the other. fp32 keeps the plain weights hash: the identity runs and cache
+    entries were stored under before precision counted, so stored fp32 baselines stay reusable."""
+    if dtype == "float32":
+        return weights_sha256
+    return sha256_hex(canonical_json({"weights": weights_sha256, "dtype": dtype, "decode": decode}))
 
 
 CONVERSION_MANIFEST = "tunesafe-conversion.json"
@@ -189,9 +205,10 @@ class HFEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        picked = _pick_dtype(dtype, self.device)
+        self.dtype = dtype_name(picked)  # what `auto` resolved to
         model: Any = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=_pick_dtype(dtype, self.device), use_safetensors=True,
-            trust_remote_code=trust_remote_code)
+            folder, dtype=picked, use_safetensors=True, trust_remote_code=trust_remote_code)
         self.model: Any = _attach_adapter(model, adapter) if adapter else model
         self.model.to(self.device).eval()
         self.has_adapter = adapter is not None
@@ -412,7 +429,8 @@ class HFChatModel:
                            decode=self.decode, executor=self._batcher.executor)
 
     def content_hash(self) -> str:
-        return files_sha256(self._hash_files)
+        return numerics_hash(files_sha256(self._hash_files), self.engine.dtype,
+                             hf_decode.resolve(self.decode, self.engine.device))
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Generation]:
         try:

@@ -24,7 +24,7 @@ from typing import Any
 
 from tunesafe.models.decode_step import DecodeStep
 from tunesafe.models.greedy_decode import ThreadChoice, Unsupported, greedy_decode, plain_greedy
-from tunesafe.models.hf import HFChatModel, HFEngine
+from tunesafe.models.hf import HFChatModel, HFEngine, dtype_name
 from tunesafe.models.packed_linear import packed_linears
 from tunesafe.models.reasoning import opens_reasoning
 from tunesafe.models.screened_argmax import ScreenedArgmax, output_screen
@@ -41,6 +41,7 @@ class LiveEngine(HFEngine):
         self.model = model
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
+        self.dtype = dtype_name(next(model.parameters()).dtype)
         self.has_adapter = False  # the live weights (adapter included) are what we probe
         self.lock = threading.Lock()
         config = getattr(model, "generation_config", None)
