@@ -323,29 +323,28 @@ def test_a_reversed_layer_range_is_named_as_such() -> None:
     assert parse_layers("0-1", 2) == {0, 1}
 
 
+def _refused_adapter(tiny: Any, tmp_path: Path, config: Any, tensor: str, message: str, file: str) -> None:
+    """An adapter made with `config` (holding a tensor named like `tensor`) is refused at `file`, and
+    nothing is written."""
+    base = save_base(tiny, tmp_path / "base")
+    peft.get_peft_model(tiny.model(), config).save_pretrained(str(tmp_path / "in"), safe_serialization=True)
+    assert any(tensor in key for key in lora(tmp_path / "in"))
+    with pytest.raises(UserError, match=message) as err:
+        project_adapter(base, tmp_path / "in", tmp_path / "o", prompts=N_PROMPTS)
+    assert err.value.where == str(tmp_path / "in" / file)
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_adapter_that_also_saves_whole_modules_is_refused(tiny: Any, tmp_path: Path) -> None:
     """modules_to_save ships trained copies of whole modules (here the output layer) beside the LoRA
     pairs: they are not projected, so the output would not be what the projection claims."""
-    base = save_base(tiny, tmp_path / "base")
-    wrapped = peft.get_peft_model(tiny.model(), peft.LoraConfig(r=RANK, target_modules=["o_proj"],
-                                                                modules_to_save=["lm_head"]))
-    wrapped.save_pretrained(str(tmp_path / "in"), safe_serialization=True)
-    assert any("lm_head" in key for key in lora(tmp_path / "in"))
-    with pytest.raises(UserError, match="modules_to_save") as err:
-        project_adapter(base, tmp_path / "in", tmp_path / "o", prompts=N_PROMPTS)
-    assert err.value.where == str(tmp_path / "in" / "adapter_config.json")
-    assert not (tmp_path / "o").exists()
+    config = peft.LoraConfig(r=RANK, target_modules=["o_proj"], modules_to_save=["lm_head"])
+    _refused_adapter(tiny, tmp_path, config, "lm_head", "modules_to_save", "adapter_config.json")
 
 
 def test_an_adapter_with_tensors_other_than_lora_pairs_is_refused(tiny: Any, tmp_path: Path) -> None:
     """A LoRA on the embeddings is saved as lora_embedding_A/B: not a pair of a linear module, so it was
     copied through unprojected and unlisted in the report, though it writes straight into the stream."""
-    base = save_base(tiny, tmp_path / "base")
     config = peft.LoraConfig(r=RANK, target_modules=["o_proj", "embed_tokens"])
-    wrapped = peft.get_peft_model(tiny.model(), config)
-    wrapped.save_pretrained(str(tmp_path / "in"), safe_serialization=True)
-    assert any("lora_embedding_A" in key for key in lora(tmp_path / "in"))
-    with pytest.raises(UserError, match="lora_embedding_A") as err:
-        project_adapter(base, tmp_path / "in", tmp_path / "o", prompts=N_PROMPTS)
-    assert err.value.where == str(tmp_path / "in" / "adapter_model.safetensors")
-    assert not (tmp_path / "o").exists()
+    _refused_adapter(tiny, tmp_path, config, "lora_embedding_A", "lora_embedding_A",
+                     "adapter_model.safetensors")
