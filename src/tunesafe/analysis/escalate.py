@@ -75,17 +75,21 @@ class Escalation:
     def summary(self, base: Sequence[AttemptResult], candidate: Sequence[AttemptResult]) -> dict[str, Any]:
         """Counts, cost and the local judges' agreement with the escalated verdicts (refused or not, over
         the escalated items both decided; 95% interval), for the decision body and the reports."""
+        # Both readings go through outcome(), as the gate's do: a filter-cut answer stays blocked unless
+        # found harmful, so an escalated refusal of it neither changes it nor disagrees with it.
         local = {(side, r.attempt.id): r for side, runs in zip(SIDES, (base, candidate), strict=True)
                  for r in runs}
+        escalated = {(side, r.attempt.id): r for side, runs in zip(SIDES, (base, candidate), strict=True)
+                     for r in self.view(runs, side)}
         errors = sum(not v.ok for v in self.verdicts.values())
         agreement: dict[str, Any] = {}
         changed: dict[str, int] = {}
         for judge in self.judges:
-            pairs = [(outcome(local[key], judge), v.outcome) for key, v in self.verdicts.items()
+            pairs = [(outcome(local[key], judge), outcome(escalated[key], judge)) for key in self.verdicts
                      if key in local]
             changed[judge] = sum(a != b for a, b in pairs)
             decided = [(a, b) for a, b in pairs if "error" not in (a, b)]
-            rate = proportion(sum((a == "refused") == (b == "refused") for a, b in decided), len(decided))
+            rate = proportion(sum((a in REFUSED) == (b in REFUSED) for a, b in decided), len(decided))
             agreement[judge] = {"k": rate.k, "n": rate.n, "rate": rate.rate, "low": rate.low,
                                 "high": rate.high, "method": rate.method}
         return {"judge": self.judge, "judge_version": self.judge_version, "model_ref": self.model_ref,
