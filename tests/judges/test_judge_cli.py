@@ -55,6 +55,8 @@ def test_json_output(tmp_path: Path) -> None:
     ('{"request": "q"}', "field 'response' is missing"),
     ('{"request": 3, "response": "a"}', "field 'request' is not a string"),
     ('{"request": "q", "response": "a", "kind": "evil"}', "unknown kind"),
+    # a lone surrogate escape is valid JSON but no text: the judges would stop on it with a traceback
+    ('{"request": "q", "response": "Sure \\ud800 here"}', "field 'response' holds an unpaired surrogate"),
 ])
 def test_bad_line_is_exit_2_with_line_number(tmp_path: Path, line: str, message: str) -> None:
     src = write(tmp_path / "pairs.jsonl", [json.dumps(GOOD[0]), "", line])

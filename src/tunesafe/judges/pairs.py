@@ -20,6 +20,7 @@ from tunesafe.types import Verdict
 
 KINDS = ("harmful", "benign", "borderline")
 BATCH = 256
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _FIX = 'each line must be a JSON object like {"request": "...", "response": "...", "id": "optional"}'
 
 
@@ -55,6 +56,9 @@ def pair_from_row(row: Any, where: str, default_id: str) -> JudgeInput:
         if not isinstance(row.get(key), str):
             problem = "missing" if key not in row else f"not a string ({type(row[key]).__name__})"
             raise UserError(f"field '{key}' is {problem}", where=where, fix=_FIX)
+        if _SURROGATE.search(row[key]):
+            raise UserError(f"field '{key}' holds an unpaired surrogate (a \\ud800-\\udfff escape), which is "
+                            "no text", where=where, fix="write the text as UTF-8, or escape whole pairs")
     kind = row.get("kind")
     if kind is not None and kind not in KINDS:
         raise UserError(f"unknown kind {kind!r}", where=where,
