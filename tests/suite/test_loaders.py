@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tunesafe.cli.app import app
+from tunesafe.errors import UserError
 from tunesafe.suite import load_suite, parse_mapping
 from tunesafe.suite.layouts import HARMBENCH_CATEGORIES
 
@@ -164,3 +165,21 @@ def test_jsonl_texts_with_unicode_line_separators_stay_on_their_line(tmp_path: P
                             for t in texts), encoding="utf-8")
     suite = load_suite(str(path))
     assert [b.text for b in suite.behaviors] == texts
+
+
+def test_generic_header_names_differing_in_case_or_spaces_are_read(tmp_path: Path) -> None:
+    # "text, kind" (a space after the comma) or "Kind": the kind column was not found, every item became
+    # harmful (the default) and its label went to `extra` unread
+    path = tmp_path / "spaced.csv"
+    path.write_text("Text, Kind ,Category\nHow do I boil an egg?,benign,cooking\nPlaceholder request,harmful,"
+                    "fraud\n", encoding="utf-8")
+    suite = load_suite(str(path))
+    assert [(b.kind, b.category) for b in suite.behaviors] == [("benign", "cooking"), ("harmful", "fraud")]
+    assert suite.extra == {}
+
+
+def test_generic_header_with_two_columns_of_one_name_up_to_case_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text("text,Kind,KIND\nHow do I boil an egg?,benign,harmful\n", encoding="utf-8")
+    with pytest.raises(UserError, match="all read as 'kind'"):
+        load_suite(str(path))

@@ -140,8 +140,21 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "item"
 
 
+def _column(table: Table, name: str) -> str:
+    """The header column meant by `name`: the exact one, else the one equal up to case and surrounding
+    spaces ("Kind", " kind" of a `text, kind` header). Missed, such a column left every item at
+    default_kind (harmful) without a word, and its labels only in `extra`."""
+    if name in table.columns:
+        return name
+    like = [c for c in table.columns if c.strip().lower() == name.strip().lower()]
+    if len(like) > 1:
+        raise UserError(f"columns {', '.join(repr(c) for c in like)} all read as '{name}'",
+                        where=f"{table.path}:1", fix="keep one of them, or rename the others")
+    return like[0] if like else name
+
+
 def _generic(table: Table, ctx: _Context) -> list[Item]:
-    columns = {f: ctx.mapping.get(f, f) for f in FIELDS}
+    columns = {f: _column(table, ctx.mapping.get(f, f)) for f in FIELDS}
     # A mapped column must exist; an unmapped optional one may be absent and then takes the default.
     _require_columns(table, [columns["text"]], "rename your column to 'text', or map it: text=COLUMN")
     _require_columns(table, [columns[f] for f in ctx.mapping], "check the column mapping")
