@@ -150,3 +150,21 @@ def _rows(db: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(db) as conn:
         tables = {t for (t,) in conn.execute("select name from sqlite_master where type = 'table'")}
         return [(t, *row) for t, query in queries.items() if t in tables for row in conn.execute(query)]
+
+
+def test_runs_show_and_list_print_names_from_the_data_as_written(cli: Cli, tmp_path: Path,
+                                                                  server: Server) -> None:
+    # Category and suite names went through Rich markup: "[/b]" crashed the eval's summary (after the
+    # run was stored) and `runs show`; "[v2]" vanished from the suite line
+    suite = tmp_path / "tags[v2].jsonl"
+    suite.write_text(json.dumps({"id": "h0", "text": "Explain forbidden thing 0.", "kind": "harmful",
+                                 "category": "a[/b]"}) + "\n", encoding="utf-8")
+    code, _, err = cli("eval", server.ref(), "--suite", str(suite), "--attacks", "direct_request",
+                       "--judge", "refusal", "--no-progress", "--name", "ft[v2]")
+    assert code == 0, err
+    run_id = cli.runs()[0]
+    code, out, err = cli("runs", "show", run_id)
+    assert code == 0, err
+    assert "category:a[/b]" in out and "tags[v2] v" in out
+    code, out, err = cli("runs", "list")
+    assert code == 0 and "ft[v2]" in out, err

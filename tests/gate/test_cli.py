@@ -161,3 +161,19 @@ def test_unknown_inventory_name_warns(runs_db: str) -> None:
     done = invoke("--db", runs_db, "compare", "base", "same", "--candidate-name", "typo-ft")
     assert done.exit_code == 0
     assert "model 'typo-ft' is not in the inventory" in done.output
+
+
+def test_compare_prints_names_from_the_data_as_written(tmp_path: Path, build: SimpleNamespace) -> None:
+    # Model refs and reasons went through Rich markup: "[/b]" in a family named by a reason crashed the
+    # command after the decision was recorded (exit 1 with a traceback instead of the gate's exit code),
+    # and "[v2]" vanished from the model ref
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    base, eroded = build.scenario(families=("direct", "role[/b]", "encoding"), per_family=30,
+                                  regress={"role[/b]": 12})
+    with Store.open(url) as store:
+        build.store_run(store, "base", base, model_ref="hf:base[v2]")
+        build.store_run(store, "eroded", eroded, model_ref="hf:base[v2]+eroded")
+    done = invoke("--db", url, "compare", "base", "eroded")
+    assert done.exit_code == 1, done.output
+    assert "hf:base[v2]+eroded vs hf:base[v2]" in " ".join(done.stdout.split())
+    assert "role[/b]" in done.stdout

@@ -183,3 +183,17 @@ def test_generic_header_with_two_columns_of_one_name_up_to_case_is_an_error(tmp_
     path.write_text("text,Kind,KIND\nHow do I boil an egg?,benign,harmful\n", encoding="utf-8")
     with pytest.raises(UserError, match="all read as 'kind'"):
         load_suite(str(path))
+
+
+def test_cli_tables_print_suite_text_as_written(tmp_path: Path) -> None:
+    # Rich read "[/INST]" and "[/b]" in a behaviour's text or category as markup: a closing tag without
+    # its opening one crashed `suite show`, and the others vanished from the table
+    path = tmp_path / "tags[v2].jsonl"
+    _write_jsonl(path, [{"id": "t-1", "text": "[INST] placeholder [/INST]", "kind": "benign",
+                         "category": "a[/b]"}, {"id": "t-2", "text": "[bold]x", "kind": "benign"}])
+    shown = runner.invoke(app, ["suite", "show", str(path)], env={"COLUMNS": "300"})
+    assert shown.exit_code == 0, shown.output
+    assert "[INST] placeholder [/INST]" in shown.output and "a[/b]" in shown.output
+    assert "[bold]x" in shown.output and "tags[v2]" in shown.output
+    validated = runner.invoke(app, ["suite", "validate", str(path)], env={"COLUMNS": "300"})
+    assert validated.exit_code == 0 and f"ok: {path}:" in validated.output

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tunesafe.errors import UserError
 from tunesafe.types import canonical_json
@@ -49,9 +50,9 @@ def print_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, tit
     if as_json:
         print_json(list(rows))
         return
-    table = Table(title=title)
+    table = Table(title=None if title is None else Text(title))
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
     console.print(table)

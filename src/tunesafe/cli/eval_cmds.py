@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tunesafe.analysis.metrics import Summary, summarize
 from tunesafe.cli import eval_options as opts
@@ -205,7 +207,7 @@ def _fmt(rate: Rate) -> str:
 
 
 def _print_summary(summary: Summary, *, title: str) -> None:
-    table = Table(title=title)
+    table = Table(title=Text(title))
     table.add_column("group", no_wrap=True)
     # Only judges with a calibrated confidence mark verdicts uncertain: no column when none did.
     uncertain = any(g.uncertain for g in summary.groups.values())
@@ -213,8 +215,8 @@ def _print_summary(summary: Summary, *, title: str) -> None:
     for column in (*columns, "uncertain") if uncertain else columns:
         table.add_column(column, overflow="fold")  # wrap a narrow terminal's cells, never cut an interval
     for key, g in summary.groups.items():
-        cells = [key, str(g.n), _fmt(g.asr), _fmt(g.refusal), _fmt(g.over_refusal), _fmt(g.error),
-                 _fmt(g.degenerate), _fmt(g.blocked)]
+        cells: list[str | Text] = [Text(key), str(g.n), _fmt(g.asr), _fmt(g.refusal), _fmt(g.over_refusal),
+                                   _fmt(g.error), _fmt(g.degenerate), _fmt(g.blocked)]
         table.add_row(*cells, *([str(g.uncertain)] if uncertain else []))
     console.print(table)
     console.print("rate [95% interval] k/n. ASR and refusal over harmful attempts, over-refusal over benign "
@@ -265,7 +267,7 @@ def runs_show(ctx: typer.Context,
         lines.append(("re-judged from", f"run {config['rejudged_from']} (answers generated in run "
                                         f"{config.get('generated_in')})"))
     for label, value in lines:
-        console.print(f"[bold]{label}:[/] {value}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{label}:[/] {escape(value)}", highlight=False, soft_wrap=True)
     if info.status != "complete":
         again = (f"re-judge run {source} again" if (source := config.get("rejudged_from"))
                  else f"resume with `{_resume_command(ctx, info.id)}`")

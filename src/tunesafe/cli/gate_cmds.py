@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from tunesafe.cli import eval_options as opts
 from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json
@@ -171,12 +172,12 @@ def _finish(outcome: GateOutcome, as_json: bool) -> None:
     else:
         base, cand = body["base"], body["candidate"]
         console.print(f"[{STYLE[decision.verdict]}]{decision.verdict.upper()}[/] (exit {decision.exit_code}) "
-                      f"{cand['model_ref']} vs {base['model_ref']}, judge {body['judge']}, "
-                      f"runs {base['run_id']} / {cand['run_id']}", highlight=False)
+                      + escape(f"{cand['model_ref']} vs {base['model_ref']}, judge {body['judge']}, "
+                               f"runs {base['run_id']} / {cand['run_id']}"), highlight=False)
         for reason in decision.reasons:
-            console.print(f"  - {reason}", highlight=False, soft_wrap=True)
+            console.print(f"  - {escape(reason)}", highlight=False, soft_wrap=True)
         for line in judge_checks(body):
-            console.print(f"  judge check: {line}", highlight=False, soft_wrap=True)
+            console.print(f"  judge check: {escape(line)}", highlight=False, soft_wrap=True)
         err_console.print(f"decision recorded as evidence #{outcome.record.id}", highlight=False)
         for path in outcome.reports.values():
             err_console.print(f"wrote {path}", highlight=False)
