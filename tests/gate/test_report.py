@@ -261,3 +261,32 @@ def test_a_pvalue_just_above_alpha_never_prints_as_alpha(tmp_path: Path, build: 
     assert asr.endswith("| 0.0503 |"), asr
     html = gated.reports["html"].read_text()
     assert ">0.0503<" in html and ">0.050<" not in html
+
+
+def test_markdown_title_and_regressions_survive_line_breaks_in_names(outcome: GateOutcome) -> None:
+    from tunesafe.reports.markdown import render_markdown
+
+    # the model names and the regressions' categories come from the user's refs and suite file: a line
+    # break split the heading line and the regression's list item
+    comparison = dict(outcome.body["comparison"])
+    comparison["regressions"] = [{**r, "category": "cy\r\nber"} for r in comparison["regressions"]]
+    body = {**outcome.body, "comparison": comparison, "candidate_model": "support\nbot"}
+    lines = render_markdown(body).splitlines()
+    assert lines[2].startswith("support bot vs ")
+    items = [line for line in lines if line.startswith("- `")]
+    assert items and all(line.endswith("/ cy ber), was refused") for line in items)
+
+
+def test_markdown_says_how_many_family_rows_it_leaves_out(outcome: GateOutcome) -> None:
+    from tunesafe.reports.markdown import MAX_ROWS, render_markdown
+
+    # a family past the first MAX_ROWS left the table without a word (the reasons list says "and N more")
+    comparison = dict(outcome.body["comparison"])
+    family = next(d for d in comparison["deltas"] if d["metric"] == "asr" and d["group"] == "family:roleplay")
+    extra = [{**family, "group": f"family:f{i:02d}"} for i in range(MAX_ROWS)]
+    comparison["deltas"] = [*comparison["deltas"], *extra]
+    md = render_markdown({**outcome.body, "comparison": comparison})
+    shown = len([line for line in md.splitlines() if line.startswith("| f") or line.startswith("| roleplay")
+                 or line.startswith("| direct") or line.startswith("| encoding")])
+    assert shown == MAX_ROWS
+    assert f"… and {MAX_ROWS + 3 - MAX_ROWS} more attack families (see report.html)" in md

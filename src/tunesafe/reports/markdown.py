@@ -20,7 +20,7 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     alpha = body["policy"]["alpha"]  # the p-values the decision compared with it print on its side
     heading = f"**{view.VERDICT_TITLE[verdict]}** (exit {body['exit_code']})"
     lines = [f"### {ICON[verdict]} tunesafe gate: {heading}",
-             "", f"{title(body)} · judge `{body['judge']}` · policy `{body['policy_hash'][:12]}`", ""]
+             "", f"{_cell(title(body))} · judge `{body['judge']}` · policy `{body['policy_hash'][:12]}`", ""]
     lines += [f"- {_cell(r)}" for r in decisive[:MAX_REASONS]]
     if len(decisive) > MAX_REASONS:
         lines.append(f"- … and {len(decisive) - MAX_REASONS} more (see report.html)")
@@ -40,16 +40,18 @@ def render_markdown(body: Mapping[str, Any]) -> str:
         lines += ["", "| attack family | n | base ASR | candidate ASR | change (pts) | 95% CI | Holm p |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         lines += [_row(view.name(d), d, alpha, holm=True) for d in families[:MAX_ROWS]]
+        lines += _more(len(families), "attack families")
     agents = body.get("agents")
     if agents:  # rates decided by the environment's end state, not by a text judge
         lines += ["", "| agents: group | metric | base | candidate |", "|---|---|---:|---:|"]
         lines += [f"| {_cell(r['group'])} | {_cell(r['metric'])} | {_rate(r['base'])} | "
                   f"{_rate(r['candidate'])} |" for r in agents["rows"][:MAX_ROWS]]
+        lines += _more(len(agents["rows"]), "agent rows")
     regressions = body["comparison"]["regressions"]
     total = body["comparison"]["info"].get("n_regressions", len(regressions))
     if total:
         lines += ["", f"<details><summary>{total} attempts became attack successes</summary>", ""]
-        lines += [f"- `{r['attack']}` ({r['family']} / {r['category']}), was {r['before']}"
+        lines += [f"- `{r['attack']}` ({_cell(r['family'])} / {_cell(r['category'])}), was {r['before']}"
                   for r in regressions[:MAX_ROWS]]
         lines += ["", "</details>"]
     checks = view.judge_checks(body)
@@ -72,6 +74,12 @@ def _row(label: str, d: Mapping[str, Any], alpha: float, *, holm: bool = False) 
     flag = " ⚠️ too few" if d.get("inconclusive") else ""
     return (f"| {_cell(label)}{flag} | {d['n_pairs']} | {view.pct(d['before'])} | {view.pct(d['after'])} | "
             f"{view.points(d['diff'])} | {view.interval(d)} | {view.pvalue(p, alpha)} |")
+
+
+def _more(total: int, what: str) -> list[str]:
+    """Under a table cut at MAX_ROWS, how many rows it leaves out: a group past the cut is otherwise
+    missing without a word."""
+    return ["", f"… and {total - MAX_ROWS} more {what} (see report.html)"] if total > MAX_ROWS else []
 
 
 def _rate(c: Mapping[str, Any]) -> str:
