@@ -170,3 +170,14 @@ def test_jsonl_field_that_is_not_a_scalar(tmp_path: Path, value: object, expect_
     # str() of a list or object became the behaviour text ("['placeholder one', ...]"), sent to models
     path = _jsonl(tmp_path, GOOD, json.dumps({"text": value, "kind": "benign"}))
     expect_error(path, f"{path}:2", "'text' must be a string")
+
+
+@pytest.mark.parametrize("line", ['{"text": "Placeholder request"}',
+                                  '{"text": "Placeholder request", "kind": ""}'])
+def test_an_unlabelled_item_in_a_labelled_file(tmp_path: Path, line: str, expect_error: ExpectError,
+                                               validate: Validate) -> None:
+    # it silently took default_kind (harmful); a file without a kind column still takes it
+    path = _jsonl(tmp_path, GOOD, line)
+    expect_error(path, f"{path}:2", "missing or empty 'kind'", "default_kind=")
+    code, out, err = validate(path, "--map", "default_kind=benign")
+    assert code == 0 and "2 items (0 harmful, 0 borderline, 2 benign)" in out, err

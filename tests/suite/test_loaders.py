@@ -149,11 +149,11 @@ def test_cli_list_and_show() -> None:
 
 def test_cli_validate_with_mapping(tmp_path: Path) -> None:
     path = _write_jsonl(tmp_path / "mine.jsonl", ROWS)
-    mapping = "text=prompt,kind=label,category=topic"
+    mapping = "text=prompt,kind=label,category=topic,default_kind=borderline"
     result = runner.invoke(app, ["suite", "validate", str(path), "--map", mapping, "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert (summary["items"], summary["harmful"], summary["benign"]) == (3, 2, 1)
+    assert (summary["items"], summary["harmful"], summary["benign"], summary["borderline"]) == (3, 1, 1, 1)
 
 
 def test_jsonl_texts_with_unicode_line_separators_stay_on_their_line(tmp_path: Path) -> None:

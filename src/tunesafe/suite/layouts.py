@@ -169,6 +169,11 @@ def _generic(table: Table, ctx: _Context) -> list[Item]:
     for row in table.rows:
         text = _required_text(row, columns["text"])
         raw_kind = _text(row, columns["kind"]) if has["kind"] else ""
+        if has["kind"] and not raw_kind and "default_kind" not in ctx.options:
+            # in a labelled file an unlabelled item is more likely an omission than a harmful one: the
+            # default would have scored a benign prompt as harmful without a word
+            raise UserError(f"missing or empty '{columns['kind']}'", where=row.where,
+                            fix="give the item its kind, or pass default_kind=KIND for unlabelled items")
         kind = _kind(row, raw_kind, columns["kind"]) if raw_kind else default_kind
         ident = _text(row, columns["id"]) if has["id"] else ""
         behavior = ctx.behavior(
