@@ -181,3 +181,12 @@ def test_an_unlabelled_item_in_a_labelled_file(tmp_path: Path, line: str, expect
     expect_error(path, f"{path}:2", "missing or empty 'kind'", "default_kind=")
     code, out, err = validate(path, "--map", "default_kind=benign")
     assert code == 0 and "2 items (0 harmful, 0 borderline, 2 benign)" in out, err
+
+
+@pytest.mark.parametrize(("sep", "shown"), [(";", "';'"), ("\t", "a tab")])
+def test_csv_separated_by_semicolons_or_tabs(tmp_path: Path, sep: str, shown: str,
+                                             expect_error: ExpectError) -> None:
+    # a ';' export was reported as a missing 'text' column, with the advice to rename a column
+    path = tmp_path / "suite.csv"
+    path.write_text(f"text{sep}kind\nPlaceholder request{sep}benign\n", encoding="utf-8")
+    expect_error(path, f"{path}:1", f"separated by {shown}", "comma separators")

@@ -121,11 +121,22 @@ def _check_header(where: str, columns: tuple[str, ...]) -> None:
         seen.add(column)
 
 
+def _check_separator(where: str, columns: tuple[str, ...]) -> None:
+    """A header read as one column that holds a ';' or a tab: a spreadsheet's "CSV" in a locale that
+    separates with ';', or a TSV. Read on, it only failed later on a missing column, with the advice
+    to rename one."""
+    if len(columns) == 1 and (sep := next((s for s in (";", "\t") if s in columns[0]), None)):
+        shown = "a tab" if sep == "\t" else "';'"
+        raise UserError(f"the header is one column separated by {shown}, not by commas", where=where,
+                        fix="save the file with comma separators (CSV), or as JSONL")
+
+
 def _read_csv(path: Path, text: str) -> Table:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         columns = tuple(next(reader, []))
         _check_header(f"{path}:1", columns)
+        _check_separator(f"{path}:1", columns)
         rows: list[Row] = []
         start = reader.line_num + 1  # a quoted field may span lines: track where each record starts
         for record in reader:
