@@ -190,3 +190,21 @@ def test_csv_separated_by_semicolons_or_tabs(tmp_path: Path, sep: str, shown: st
     path = tmp_path / "suite.csv"
     path.write_text(f"text{sep}kind\nPlaceholder request{sep}benign\n", encoding="utf-8")
     expect_error(path, f"{path}:1", f"separated by {shown}", "comma separators")
+
+
+def test_validate_counts_the_rows_a_layout_leaves_out(tmp_path: Path, validate: Validate) -> None:
+    # HarmBench's copyright behaviours are left out by default: validate said "1 items" of a 2-row file
+    # without a word on the other
+    path = tmp_path / "hb.csv"
+    path.write_text("Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID\n"
+                    "Placeholder behaviour one,standard,illegal,,,placeholder_one\n"
+                    "Placeholder lyrics request,copyright,copyright,,,placeholder_lyrics\n", encoding="utf-8")
+    code, out, err = validate(path)
+    assert code == 0, err
+    said = " ".join(out.split())
+    assert "1 items" in said
+    assert "1 rows left out (HarmBench copyright behaviours; copyright=true keeps them)" in said
+    code, out, _ = validate(path, "--json")
+    assert json.loads(out)["left_out"] == 1
+    code, out, _ = validate(path, "--map", "copyright=true", "--json")
+    assert (json.loads(out)["items"], json.loads(out)["left_out"]) == (2, 0)

@@ -19,7 +19,8 @@ MAP_OPTION = typer.Option(None, "--map", help="Column mapping and options for fi
 
 def _summary(suite: Suite) -> dict[str, object]:
     return {"name": suite.name, "version": suite.version, **suite.counts(),
-            "categories": len(suite.categories()), "content_hash": suite.content_hash, "source": suite.source}
+            "categories": len(suite.categories()), "content_hash": suite.content_hash, "source": suite.source,
+            "left_out": suite.left_out}
 
 
 @suite_app.command("list")
@@ -65,7 +66,8 @@ def validate(
         return
     console.print(f"ok: {escape(path)}: {summary['items']} items ({summary['harmful']} harmful, "
                   f"{summary['borderline']} borderline, {summary['benign']} benign) in "
-                  f"{summary['categories']} categories; content hash {suite.content_hash[:16]}",
+                  f"{summary['categories']} categories; content hash {suite.content_hash[:16]}"
+                  + (f"; {suite.left_out} rows left out ({suite.left_out_why})" if suite.left_out else ""),
                   highlight=False, soft_wrap=True)  # a wrapped path cannot be copied
 
 

@@ -34,6 +34,8 @@ HARMBENCH_CATEGORIES = {
     # "harmbench:harmful".
 }
 XSTEST_KINDS = {"safe": "borderline", "unsafe": "harmful"}
+# why a layout leaves rows out (the only one that does)
+_LEFT_OUT = {"harmbench": "HarmBench copyright behaviours; copyright=true keeps them"}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -70,8 +72,10 @@ def load_file(path: str | Path, **options: str) -> Suite:
     items = build(table, _Context(name, version, options, mapping))
     _check_unique(items)
     _check_agent_ids(items)
+    left_out = len(table.rows) - len(items)
     return Suite(name=name, version=version, behaviors=tuple(i.behavior for i in items),
-                 source=str(path), extra={i.behavior.id: i.extra for i in items if i.extra})
+                 source=str(path), extra={i.behavior.id: i.extra for i in items if i.extra},
+                 left_out=left_out, left_out_why=_LEFT_OUT.get(layout, "") if left_out else "")
 
 
 def _detect_layout(columns: tuple[str, ...]) -> str:

@@ -20,6 +20,10 @@ class Suite:
     # Per behaviour id, fields of the source row that Behavior has no place for (the original category of
     # an external taxonomy, the XSTest type, the borderline type, ...). Not part of the content hash.
     extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Rows of the file left out by design (HarmBench's copyright behaviours), with why: `suite validate`
+    # says so, so that a file's rows and its items add up. Not part of the content hash.
+    left_out: int = 0
+    left_out_why: str = ""
 
     @cached_property
     def content_hash(self) -> str:
