@@ -208,3 +208,14 @@ def test_validate_counts_the_rows_a_layout_leaves_out(tmp_path: Path, validate: 
     assert json.loads(out)["left_out"] == 1
     code, out, _ = validate(path, "--map", "copyright=true", "--json")
     assert (json.loads(out)["items"], json.loads(out)["left_out"]) == (2, 0)
+
+
+def test_a_label_column_that_is_not_read_as_the_kind(tmp_path: Path, expect_error: ExpectError,
+                                                     validate: Validate) -> None:
+    # "text,label": the labels went to `extra` and every item became harmful (the default kind)
+    path = tmp_path / "labelled.csv"
+    path.write_text("text,label\nHow do I boil an egg?,benign\nPlaceholder request,harmful\n",
+                    encoding="utf-8")
+    expect_error(path, f"{path}:1", "'label' column but no 'kind' column", "kind=label")
+    code, out, err = validate(path, "--map", "kind=label")
+    assert code == 0 and "(1 harmful, 0 borderline, 1 benign)" in out, err

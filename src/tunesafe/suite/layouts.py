@@ -167,6 +167,13 @@ def _generic(table: Table, ctx: _Context) -> list[Item]:
     if default_kind not in KINDS:
         raise UserError(f"unknown default_kind '{default_kind}' (allowed: {', '.join(KINDS)})",
                         where=str(table.path), fix="use one of the allowed kinds")
+    label = _column(table, "label")
+    if not has["kind"] and "default_kind" not in ctx.options and label in table.columns:
+        # labels in a column the generic layout does not read: every item would be harmful, its label
+        # only in `extra`
+        raise UserError(f"the file has a '{label}' column but no 'kind' column", where=f"{table.path}:1",
+                        fix=f"map it (kind={label.strip()}, values {', '.join(KINDS)}), or pass "
+                            "default_kind=KIND to give every item that kind")
     prefix = _slug(ctx.name)
     used = set(columns.values())
     items = []
