@@ -103,6 +103,7 @@ def test_status_moves_with_the_evidence(world: SimpleNamespace) -> None:
     assert done["failed_required"] == [] and done["exit_code"] == 0 and done["chain_ok"] is True
     code, out, _ = cli("controls", "status", "ft")
     assert code == 0 and "every required control satisfied" in out
+    assert "[/]" not in out  # the status cells are styled, not printed as markup
 
 
 def test_policy_names_required_controls_and_thresholds(passed: SimpleNamespace, tmp_path: Path) -> None:

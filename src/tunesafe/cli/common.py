@@ -50,9 +50,17 @@ def print_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, tit
     if as_json:
         print_json(list(rows))
         return
+    # Cells are plain text: a name or prompt from the data ("[/INST]", "model[v2]") is no Rich markup.
+    # A caller that styles a cell passes a Text.
     table = Table(title=None if title is None else Text(title))
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
+        table.add_row(*(_cell(row.get(c)) for c in columns))
     console.print(table)
+
+
+def _cell(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
+    return Text("" if value is None else str(value))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.text import Text
 from rich.tree import Tree
 
 from tunesafe.cli.common import (
@@ -68,7 +69,7 @@ def controls_status(ctx: typer.Context, model: str = typer.Argument(..., help="I
         print_json(report.to_json())
     else:
         rows = [{"control": c.control.id + (" *" if c.required else ""),
-                 "status": f"[{STATUS_STYLE[c.status]}]{c.status}[/]",
+                 "status": Text(c.status, style=STATUS_STYLE[c.status]),
                  "records": ", ".join(f"#{r}" for r in c.records),
                  "missing": "; ".join(c.missing)} for c in report.controls]
         print_rows(rows, ["control", "status", "records", "missing"],
