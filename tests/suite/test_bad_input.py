@@ -219,3 +219,17 @@ def test_a_label_column_that_is_not_read_as_the_kind(tmp_path: Path, expect_erro
     expect_error(path, f"{path}:1", "'label' column but no 'kind' column", "kind=label")
     code, out, err = validate(path, "--map", "kind=label")
     assert code == 0 and "(1 harmful, 0 borderline, 1 benign)" in out, err
+
+
+@pytest.mark.parametrize(("content", "line", "problem"), [
+    # the quote opened on line 3 is never closed: lines 3-5 were read as one item's text
+    ('text\nPlaceholder one\n"Placeholder two\nPlaceholder three\nPlaceholder four\n', 3,
+     "unexpected end of data"),
+    # a quote inside a quoted field that is not doubled: the field was read on past it
+    ('text,kind\nPlaceholder one,benign\n"Placeholder "two" here",benign\n', 3, "',' expected after '\"'"),
+])
+def test_csv_quote_never_closed_or_not_doubled(tmp_path: Path, content: str, line: int, problem: str,
+                                               expect_error: ExpectError) -> None:
+    path = tmp_path / "suite.csv"
+    path.write_text(content, encoding="utf-8")
+    expect_error(path, f"{path}:{line}", problem, "double a quote")

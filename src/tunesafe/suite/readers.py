@@ -132,13 +132,16 @@ def _check_separator(where: str, columns: tuple[str, ...]) -> None:
 
 
 def _read_csv(path: Path, text: str) -> Table:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: lenient parsing took a quote that is never closed as one field running to the end of the
+    # file, so every later row became part of one item's text without a word
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1  # a quoted field may span lines: track where each record starts
     try:
         columns = tuple(next(reader, []))
         _check_header(f"{path}:1", columns)
         _check_separator(f"{path}:1", columns)
         rows: list[Row] = []
-        start = reader.line_num + 1  # a quoted field may span lines: track where each record starts
+        start = reader.line_num + 1
         for record in reader:
             if len(record) > len(columns):
                 raise UserError(f"{len(record)} fields but the header has {len(columns)}",
@@ -147,8 +150,10 @@ def _read_csv(path: Path, text: str) -> Table:
                 rows.append(Row(f"{path}:{start}", dict(zip(columns, record, strict=False))))
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise UserError(f"malformed CSV: {exc}", where=f"{path}:{reader.line_num}",
-                        fix="check the quoting on that line") from None
+        raise UserError(f"malformed CSV in the record that starts on this line: {exc}",
+                        where=f"{path}:{start}",
+                        fix='close every quote you open, and double a quote inside a quoted field ("")'
+                        ) from None
     return Table(path, columns, tuple(rows))
 
 
