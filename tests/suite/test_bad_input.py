@@ -219,6 +219,9 @@ def test_a_label_column_that_is_not_read_as_the_kind(tmp_path: Path, expect_erro
     expect_error(path, f"{path}:1", "'label' column but no 'kind' column", "kind=label")
     code, out, err = validate(path, "--map", "kind=label")
     assert code == 0 and "(1 harmful, 0 borderline, 1 benign)" in out, err
+    path.write_text("label\nPlaceholder request\n", encoding="utf-8")  # read as the text: nothing unread
+    code, out, err = validate(path, "--map", "text=label")
+    assert code == 0 and "(1 harmful, 0 borderline, 0 benign)" in out, err
 
 
 @pytest.mark.parametrize(("content", "line", "problem"), [

@@ -168,7 +168,8 @@ def _generic(table: Table, ctx: _Context) -> list[Item]:
         raise UserError(f"unknown default_kind '{default_kind}' (allowed: {', '.join(KINDS)})",
                         where=str(table.path), fix="use one of the allowed kinds")
     label = _column(table, "label")
-    if not has["kind"] and "default_kind" not in ctx.options and label in table.columns:
+    unread = label in table.columns and label not in columns.values()
+    if not has["kind"] and "default_kind" not in ctx.options and unread:
         # labels in a column the generic layout does not read: every item would be harmful, its label
         # only in `extra`
         raise UserError(f"the file has a '{label}' column but no 'kind' column", where=f"{table.path}:1",
