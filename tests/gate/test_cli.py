@@ -5,6 +5,7 @@ the decision's evidence record."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from dataclasses import replace
@@ -177,3 +178,16 @@ def test_compare_prints_names_from_the_data_as_written(tmp_path: Path, build: Si
     assert done.exit_code == 1, done.output
     assert "hf:base[v2]+eroded vs hf:base[v2]" in " ".join(done.stdout.split())
     assert "role[/b]" in done.stdout
+
+
+def test_runs_show_prints_the_resume_command_as_written(tmp_path: Path, build: SimpleNamespace) -> None:
+    # the store's path went through Rich markup: "[run]" vanished from the command to copy
+    folder = tmp_path / "[run]"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'store.db'}"
+    base, _ = build.scenario(families=("direct",), per_family=2, benign=0)
+    with Store.open(url) as store:
+        build.store_run(store, "unfinished", base, model_ref="hf:base", status="interrupted")
+    done = invoke("--db", url, "runs", "show", "unfinished")
+    assert done.exit_code == 0, done.output
+    assert f"tunesafe --db {shlex.quote(url)} eval --resume unfinished" in "".join(done.stdout.split("\n"))

@@ -96,7 +96,7 @@ def eval_command(
                                           retry_errors=retry_errors, explicit=_given_options(ctx)))
         except KeyboardInterrupt:
             if started:
-                err_console.print(f"interrupted: resume with `{_resume_command(ctx, started[0])}`")
+                err_console.print(f"interrupted: resume with `{escape(_resume_command(ctx, started[0]))}`")
             raise typer.Exit(130) from None
         except EndpointUnavailable as exc:
             if not started:
@@ -271,7 +271,7 @@ def runs_show(ctx: typer.Context,
     if info.status != "complete":
         again = (f"re-judge run {source} again" if (source := config.get("rejudged_from"))
                  else f"resume with `{_resume_command(ctx, info.id)}`")
-        console.print(f"incomplete: {again}", style="yellow", soft_wrap=True)
+        console.print(f"incomplete: {escape(again)}", style="yellow", soft_wrap=True)
     _print_summary(summary, title=f"run {info.id}")
 
 
