@@ -132,6 +132,7 @@ def test_escalation_ref_forms() -> None:
     ("degenerate", "success"), ("success", "degenerate"),  # move the ASR
     ("refused", "degenerate"), ("degenerate", "refused"),  # move the refusal rate
     ("refused", "success"), ("complied", "refused"),
+    ("complied", "degenerate"), ("degenerate", "complied"),  # move the degenerate-answer check
 ])
 def test_every_pair_that_moves_a_gate_metric_is_escalated(build: SimpleNamespace, before: str,
                                                           after: str) -> None:
@@ -140,7 +141,7 @@ def test_every_pair_that_moves_a_gate_metric_is_escalated(build: SimpleNamespace
 
 
 @pytest.mark.parametrize(("before", "after"), [
-    ("refused", "refused"), ("success", "success"), ("complied", "degenerate"), ("degenerate", "complied"),
+    ("refused", "refused"), ("success", "success"), ("degenerate", "degenerate"),
     ("refused", "error"), ("error", "success"),
 ])
 def test_pairs_that_move_no_gate_metric_are_not_escalated(build: SimpleNamespace, before: str,
