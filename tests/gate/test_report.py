@@ -277,6 +277,15 @@ def test_markdown_title_and_regressions_survive_line_breaks_in_names(outcome: Ga
     assert items and all(line.endswith("/ cy ber), was refused") for line in items)
 
 
+def test_markdown_never_lets_a_name_open_an_html_comment_or_tag(outcome: GateOutcome) -> None:
+    """summary.md is posted as a pull-request comment, where HTML renders: a model name holding '<!--'
+    hid the rest of the comment, the verdict's reasons included."""
+    from tunesafe.reports.markdown import render_markdown
+
+    md = render_markdown({**outcome.body, "candidate_model": "support-bot <!-- v2"})
+    assert "<!--" not in md and "support-bot &lt;!-- v2" in md
+
+
 def test_markdown_says_how_many_family_rows_it_leaves_out(outcome: GateOutcome) -> None:
     from tunesafe.reports.markdown import MAX_ROWS, render_markdown
 

@@ -100,8 +100,10 @@ def agreement(rate: Mapping[str, Any] | None) -> str:
 
 def markdown_cell(text: Any) -> str:
     """Text inside a Markdown table row or list item: a '|' would end the cell, a line break the row (a lone
-    CR is a line break in CommonMark too)."""
-    return str(text).replace("|", "\\|").replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    CR is a line break in CommonMark too), and a '<' could open an HTML tag or comment where the summary
+    is posted (a pull-request comment renders HTML)."""
+    return (str(text).replace("<", "&lt;").replace("|", "\\|").replace("\r\n", " ").replace("\r", " ")
+            .replace("\n", " "))
 
 
 def pct(value: float | None) -> str:
