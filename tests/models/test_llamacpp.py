@@ -192,3 +192,14 @@ def test_checking_for_a_stored_run_starts_no_server(model: LlamaCppChatModel, tm
     assert config["attacks"][0]["name"] == "prefill_sure"  # planned: the server prefills
     with pytest.raises(UserError, match="unknown option"):
         llamacpp.identity(parse_ref("embedded:smollm2-135m?backend=llamacpp&max_batch=4"))
+
+
+@pytest.mark.parametrize("script", ["#!/nonexistent/interpreter\n", "no shebang line\n"])
+def test_a_server_that_cannot_be_executed_is_one_user_error(script: str, tmp_path: Path,
+                                                            cli: Callable[..., Any],
+                                                            user_error: Callable[..., None]) -> None:
+    # an executable file the OS cannot run (a missing interpreter, no binary format): no traceback
+    binary = tmp_path / "llama-server"
+    binary.write_text(script)
+    binary.chmod(0o755)
+    user_error(cli("chat", REF, "hi", env={BINARY_ENV: str(binary)}), "cannot start", str(binary))
