@@ -112,8 +112,13 @@ class _Server:
             cmd += ["--lora", str(lora)]
         if save_dir is not None:
             cmd += ["--slot-save-path", str(save_dir)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                         stderr=subprocess.STDOUT)
+        except OSError as exc:  # an executable file the OS cannot run: a missing interpreter, a wrong format
+            self._log.close()
+            raise UserError(f"cannot start {command[0]}: {exc.strerror or exc}", where=BINARY_ENV,
+                            fix=_FIX_SERVER) from None
         self._finalizer = weakref.finalize(self, _stop, self.proc, self._log)
         self._wait_ready(startup_timeout, gguf)
 
