@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -119,3 +124,41 @@ def test_credentials_in_an_attached_url_reach_the_server_and_not_the_ref() -> No
         text, error = asyncio.run(ask(model))
         assert text == "ECHO: hi" and (running.app.auth_headers[-1] or "").startswith("Basic ")
         assert "prefill" in (error or "") and secret not in (error or "")
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie that its new parent has not reaped yet has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_until(done: Callable[[], bool]) -> bool:
+    for _ in range(600):
+        if done():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_an_interrupted_launch_leaves_no_server_behind(tmp_path: Path) -> None:
+    # Ctrl-C while vLLM loads: the half-started server must go with the process (it holds a GPU)
+    pid_file = tmp_path / "vllm.pid"
+    loading = tmp_path / "vllm_loading.py"
+    loading.write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                       "time.sleep(300)\n")
+    code = "from tunesafe.models.vllm_launch import ensure\nensure('m', {}, '', 300.0)\n"
+    env = {**os.environ, "TUNESAFE_VLLM": f"{sys.executable} {loading}"}
+    parent = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    child = 0
+    try:
+        assert _wait_until(lambda: pid_file.exists() and pid_file.read_text() != "")
+        child = int(pid_file.read_text())
+        parent.send_signal(signal.SIGINT)
+        parent.wait(timeout=60)
+        assert _wait_until(lambda: not _alive(child)), "the vLLM process outlived tunesafe"
+    finally:
+        parent.kill()
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)
