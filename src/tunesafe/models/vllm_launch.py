@@ -141,8 +141,9 @@ def ensure(model: str, adapters: Mapping[str, Path], args: str = "", timeout_s: 
             _servers[key] = server
             try:
                 _start(server, timeout_s)
-            except BaseException:
+            except BaseException:  # Ctrl-C while it loads too: atexit's stop_all no longer sees it
                 _servers.pop(key, None)
+                server.stop()
                 raise
         return server
 
