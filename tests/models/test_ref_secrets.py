@@ -31,6 +31,11 @@ BASIC = "Basic " + base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
     ("openai:m@http://alice:pw@host:8000/v1", "openai:m@http://***@host:8000/v1"),
     ("openai:m@https://tok@host/v1", "openai:m@https://***@host/v1"),
     ("openai:m@http://u:p@ss@host/v1", "openai:m@http://***@host/v1"),  # raw '@' in the password
+    ("openai:m@http://u:p?ss@host/v1", "openai:m@http://***@host/v1"),  # raw '?' (not a query yet)
+    ("vllm:m@http://u:p#ss@host/v1?key_env=K", "vllm:m@http://***@host/v1?key_env=K"),  # raw '#'
+    ("openai:m@http://host/v1?api_key=sk#tail", "openai:m@http://host/v1?api_key=***"),
+    ("openai:m@http://host/v1?x-api-key=sk&subscription-key=k2&key_env=K",
+     "openai:m@http://host/v1?x-api-key=***&subscription-key=***&key_env=K"),
     ("openai:m@http://host/v1?key_env=MY_KEY&api_key=sk-1&token=t2", "openai:m@http://host/v1?key_env=MY_KEY&api_key=***&token=***"),
     ("openai:m@http://host/v1?key=abc&concurrency=4", "openai:m@http://host/v1?key=***&concurrency=4"),
     ("error: cannot reach 'openai:m@http://a:b@[::1]:80/v1'", "error: cannot reach 'openai:m@http://***@[::1]:80/v1'"),
@@ -77,6 +82,15 @@ def test_errors_never_echo_a_query_secret() -> None:
     with pytest.raises(UserError) as info:
         load_model(f"openai:m@http://127.0.0.1:9/v1?api_key={SECRET}")
     assert "api_key" in info.value.render() and SECRET not in info.value.render()
+
+
+@pytest.mark.parametrize("raw", ["?", "#"])
+def test_a_raw_query_or_fragment_mark_in_a_password_is_one_error_without_it(raw: str) -> None:
+    # the URL would end at that mark: the password's head would be taken for a port and printed
+    with pytest.raises(UserError, match="percent-encoded") as info:
+        load_model(f"openai:m@http://{USER}:pw7731{raw}{SECRET}@127.0.0.1:9/v1")
+    shown = info.value.render(redact_ref)
+    assert "pw7731" not in shown and SECRET not in shown and "127.0.0.1:9/v1" in shown
 
 
 # --- end to end: a real server that logs the Authorization header, a real SQLite file, the real CLI ---
