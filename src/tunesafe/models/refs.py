@@ -37,11 +37,14 @@ REDACTED = "***"
 # A comma separates replicas (models/replicas.py) only where another URL starts: RFC 3986 allows ','
 # unescaped in userinfo, so splitting at every comma would cut a password in two.
 REPLICA_SEPARATOR = re.compile(r",(?=\s*[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
-# userinfo up to the last '@' of the authority (a raw '@' in a password must not leak its tail)
-_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/\s?#'\"]*@", re.IGNORECASE)
+# userinfo up to the last '@' before the path (a raw '@', '?' or '#' in a password must not leak its
+# tail; a query without a path that holds an '@' is masked too, which hides nothing secret)
+_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/\s'\"]*@", re.IGNORECASE)
+_RAW_MARK_IN_USERINFO = re.compile(r"://[^/\s@]*[?#][^/\s]*@")
+# a secret's value runs to the next parameter: a '#' in it is no fragment to show
 _SECRET_PARAM = re.compile(
-    r"(?P<name>[?&;](?:api[_-]?key|key|token|access[_-]?token|auth|authorization|password|passwd|pwd|"
-    r"secret|client[_-]?secret|sig|signature)=)[^&;\s#'\"]*", re.IGNORECASE)
+    r"(?P<name>[?&;](?:[\w.-]*[_-])?(?:api[_-]?key|key|token|access[_-]?token|auth|authorization|"
+    r"password|passwd|pwd|secret|client[_-]?secret|sig|signature)=)[^&;\s'\"]*", re.IGNORECASE)
 _LOST = re.compile(rf"://{re.escape(REDACTED)}@|={re.escape(REDACTED)}(?=[&;#\s]|$)")
 _KEY_ENV_ADVICE = ("put the key in an environment variable and name it in the ref with ?key_env=VAR "
                    "(e.g. openai:MODEL@https://HOST/v1?key_env=MY_API_KEY)")
@@ -127,6 +130,10 @@ def parse_ref(ref: str) -> ModelRef:
     """Parse a model ref; UserError naming the ref and the accepted forms for anything else."""
     warn_credentials(ref)
     shown = redact_ref(ref)
+    if _RAW_MARK_IN_USERINFO.search(ref):  # the URL would end there, its password's head read as a port
+        raise UserError(f"a '?' or '#' in the credentials of '{shown}' must be percent-encoded",
+                        where="model ref",
+                        fix=f"write '?' as %3F and '#' as %23 in the user and password, or {_KEY_ENV_ADVICE}")
     scheme, sep, rest = ref.strip().partition(":")
     if not sep or scheme not in SCHEMES or not rest:
         raise UserError(f"unknown model ref '{shown}'", where="model ref", fix=_REF_FIX)
