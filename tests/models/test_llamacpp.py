@@ -203,3 +203,27 @@ def test_a_server_that_cannot_be_executed_is_one_user_error(script: str, tmp_pat
     binary.write_text(script)
     binary.chmod(0o755)
     user_error(cli("chat", REF, "hi", env={BINARY_ENV: str(binary)}), "cannot start", str(binary))
+
+
+def test_a_port_taken_before_the_server_binds_it_is_retried(llama_server: list[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # another process may take the free port between our probe and the server's bind: the server then
+    # exits with "couldn't bind", which is no broken GGUF
+    import socket
+
+    from tunesafe.models import llamacpp
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        free = llamacpp._free_port
+        monkeypatch.setattr(llamacpp, "_free_port", lambda: next(ports, None) or free())
+        model = load_model("embedded:smollm2-135m?backend=llamacpp&parallel=1&ctx=512&share_prefix=0")
+        assert isinstance(model, LlamaCppChatModel)
+        try:
+            assert model.server.port != taken.getsockname()[1]
+            [answer] = asyncio.run(model.generate([ask("Name a colour.")]))
+            assert answer.ok, answer.error
+        finally:
+            model.close()
