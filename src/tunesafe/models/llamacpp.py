@@ -51,6 +51,8 @@ WHEEL = "xllamacpp"  # BINARY_ENV's value that picks the wheel even where a bina
 _WHEEL_COMMAND = [sys.executable, "-m", "tunesafe.models.llamacpp_serve"]
 _OPTIONS = {"parallel": int, "ctx": int, "threads": int, "timeout": float,
             "startup_timeout": float, "share_prefix": int}
+_BIND_TRIES = 3
+_PORT_TAKEN = "couldn't bind"  # llama-server's log line when its port is in use
 _FIX_SERVER = (f"pip install 'tunesafe[llamacpp]' (llama.cpp's server, prebuilt), or `make llama-server` "
                f"(built for this CPU, ~6 min), or point {BINARY_ENV} at a llama-server binary, or drop "
                f"?backend=llamacpp")
@@ -96,45 +98,54 @@ class _Server:
 
     def __init__(self, command: list[str], gguf: Path, lora: Path | None, *, parallel: int, ctx: int,
                  threads: int, startup_timeout: float, save_dir: Path | None = None) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        flags = ["--model", str(gguf), "--host", "127.0.0.1",
+                 "--parallel", str(parallel), "--ctx-size", str(ctx * parallel), "--threads", str(threads),
+                 # Per-slot KV, not --kv-unified: with one shared pool, identical greedy requests decoded
+                 # together came back different (batch layout changed the numerics); reproducible
+                 # answers matter more here than packing long prompts.
+                 "--no-kv-unified",
+                 "--jinja",  # the GGUF's own chat template, as transformers renders it
+                 "--no-webui", "--alias", "tunesafe-local"]
+        if lora is not None:
+            flags += ["--lora", str(lora)]
+        if save_dir is not None:
+            flags += ["--slot-save-path", str(save_dir)]
+        # The free port is probed, then bound by the child: another process may take it in between.
+        for attempt in range(_BIND_TRIES):
+            self._start([*command, *flags], _free_port())
+            if self._wait_ready(startup_timeout, gguf, retry_port=attempt + 1 < _BIND_TRIES):
+                return
+
+    def _start(self, cmd: list[str], port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
         # The log goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the finalizer with the process)
-        cmd = [*command, "--model", str(gguf), "--host", "127.0.0.1", "--port", str(self.port),
-               "--parallel", str(parallel), "--ctx-size", str(ctx * parallel), "--threads", str(threads),
-               # Per-slot KV, not --kv-unified: with one shared pool, identical greedy requests decoded
-               # together came back different (batch layout changed the numerics); reproducible
-               # answers matter more here than packing long prompts.
-               "--no-kv-unified",
-               "--jinja",  # the GGUF's own chat template, as transformers renders it
-               "--no-webui", "--alias", "tunesafe-local"]
-        if lora is not None:
-            cmd += ["--lora", str(lora)]
-        if save_dir is not None:
-            cmd += ["--slot-save-path", str(save_dir)]
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([*cmd, "--port", str(port)], stdin=subprocess.DEVNULL,
+                                         stdout=self._log, stderr=subprocess.STDOUT)
         except OSError as exc:  # an executable file the OS cannot run: a missing interpreter, a wrong format
             self._log.close()
-            raise UserError(f"cannot start {command[0]}: {exc.strerror or exc}", where=BINARY_ENV,
+            raise UserError(f"cannot start {cmd[0]}: {exc.strerror or exc}", where=BINARY_ENV,
                             fix=_FIX_SERVER) from None
         self._finalizer = weakref.finalize(self, _stop, self.proc, self._log)
-        self._wait_ready(startup_timeout, gguf)
 
-    def _wait_ready(self, timeout: float, gguf: Path) -> None:
+    def _wait_ready(self, timeout: float, gguf: Path, retry_port: bool) -> bool:
+        """True once the server answers; False when it could not bind its port and `retry_port`."""
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as client:  # one client: each httpx.get loads the CA bundle again
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     tail = self.log_tail()  # before stop(), which closes the log
                     self.stop()
+                    if retry_port and _PORT_TAKEN in tail:
+                        return False
                     raise UserError(f"llama.cpp's server exited with code {self.proc.returncode} while "
                                     f"loading {gguf.name}: {tail}", where=str(gguf),
                                     fix="check that the file is a GGUF this llama.cpp build supports")
                 try:
                     if client.get(f"{self.url}/health").status_code == 200:
-                        return
+                        return True
                 except httpx.HTTPError:
                     pass  # not listening yet
                 time.sleep(0.1)
