@@ -227,3 +227,18 @@ def test_a_port_taken_before_the_server_binds_it_is_retried(llama_server: list[s
             assert answer.ok, answer.error
         finally:
             model.close()
+
+
+@pytest.mark.parametrize("option", ["parallel=0", "ctx=-1", "timeout=0", "timeout=inf", "startup_timeout=nan",
+                                    "threads=-2", "share_prefix=5"])
+def test_bad_option_values_are_refused_before_a_server_starts(option: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # a "server" that fails at once: an error saying it exited means one was started for a bad value
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\necho started >&2\nexit 1\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv(BINARY_ENV, str(binary))
+    with pytest.raises(UserError) as info:
+        load_model(f"embedded:smollm2-135m?backend=llamacpp&{option}")
+    assert option in info.value.render()  # named as written, not as the HTTP client's concurrency/timeout
+    assert "exited" not in info.value.render() and "concurrency" not in info.value.render()
