@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import os
 import shutil
 import socket
@@ -34,7 +35,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -43,7 +44,7 @@ from tunesafe.models.gguf_lora import gguf_lora
 from tunesafe.models.hashing import files_sha256
 from tunesafe.models.llamacpp_slots import SharedPrefixSlots
 from tunesafe.models.openai_http import OpenAIChatModel
-from tunesafe.models.refs import ModelRef, parse_options
+from tunesafe.models.refs import ModelRef, parse_options, redact_ref
 from tunesafe.types import Capabilities, ChatRequest, Generation
 
 BINARY_ENV = "TUNESAFE_LLAMA_SERVER"
@@ -192,9 +193,29 @@ def _files(ref: ModelRef) -> tuple[Path, list[Path]]:
 def identity(ref: ModelRef) -> tuple[str, Capabilities]:
     """A ref's content hash and capabilities, as LlamaCppChatModel would report them, without starting a
     server (checking for a stored run needs only these; a server takes seconds to load)."""
-    parse_options(ref, _OPTIONS, "llamacpp")
+    _options(ref)
     gguf, adapter = _files(ref)
     return files_sha256([gguf, *adapter]), CAPABILITIES
+
+
+def _options(ref: ModelRef) -> dict[str, Any]:
+    """The ref's options, each value checked here under its own name: past this point a bad one surfaces
+    only after the server has loaded, as an option of the HTTP client the user never wrote."""
+    opts = parse_options(ref, _OPTIONS, "llamacpp")
+    for name, value in opts.items():
+        if name in ("timeout", "startup_timeout"):
+            # NaN too; a request's timeout must end (a startup's may wait for ever)
+            bad = not value > 0 or (name == "timeout" and value == math.inf)
+            wanted = "a number of seconds above 0"
+        elif name == "share_prefix":
+            bad, wanted = value not in (0, 1), "0 or 1"
+        else:  # threads 0 means all cores
+            least = 0 if name == "threads" else 1
+            bad, wanted = value < least, f"{least} or more"
+        if bad:
+            raise UserError(f"{name}={ref.options[name]} is not {wanted}", where=redact_ref(str(ref)),
+                            fix=f"make {name} {wanted}, or leave it out for the default")
+    return opts
 
 
 class LlamaCppChatModel:
@@ -223,7 +244,7 @@ class LlamaCppChatModel:
 
     @classmethod
     def from_ref(cls, ref: ModelRef) -> LlamaCppChatModel:
-        opts = parse_options(ref, _OPTIONS, "llamacpp")
+        opts = _options(ref)
         gguf, adapter = _files(ref)
         server = find_server()
         lora = gguf_lora(adapter[0].parent, gguf) if adapter else None
