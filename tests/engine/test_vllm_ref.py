@@ -52,6 +52,8 @@ def test_refs_parse_and_print_back() -> None:
     ("vllm:m@http://127.0.0.1:1/v1?launch=1", "both names a server and asks to launch"),
     ("vllm:m+/no/such/adapter?launch=1", "lacks adapter_config.json"),
     ("vllm:m?launch=1&args=--max-model-len%20'4096", "args"),  # shlex cannot split it: was a ValueError
+    ("vllm:m?launch=1&startup_timeout=nan", "startup_timeout=nan"),  # was a launch, then 'within nan s'
+    ("vllm:m?launch=1&startup_timeout=-5", "startup_timeout=-5"),
 ])
 def test_bad_vllm_refs_are_one_error(ref: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
