@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import shlex
 import socket
@@ -164,11 +165,14 @@ def launch_spec(ref: ModelRef) -> tuple[str, dict[str, Path], str, float]:
     if ref.adapter:
         folder = adapter_files(ref.adapter, ref)[0].parent
         adapters[lora_name(folder)] = folder.resolve()
+    given = ref.options.get("startup_timeout", "900")
     try:
-        timeout_s = float(ref.options.get("startup_timeout", "900"))
+        timeout_s = float(given)
     except ValueError:
-        raise UserError("startup_timeout must be a number of seconds", where=str(ref),
-                        fix="e.g. ?launch=1&startup_timeout=1800") from None
+        timeout_s = math.nan
+    if not timeout_s > 0:  # NaN too: the wait would end at once, after starting the server
+        raise UserError(f"startup_timeout={given} is not a number of seconds above 0", where=str(ref),
+                        fix="e.g. ?launch=1&startup_timeout=1800")
     args = ref.options.get("args", "")
     try:
         shlex.split(args)  # checked here: command() splits it only once the server is being started
