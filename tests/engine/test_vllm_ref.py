@@ -54,6 +54,8 @@ def test_refs_parse_and_print_back() -> None:
     ("vllm:m?launch=1&args=--max-model-len%20'4096", "args"),  # shlex cannot split it: was a ValueError
     ("vllm:m?launch=1&startup_timeout=nan", "startup_timeout=nan"),  # was a launch, then 'within nan s'
     ("vllm:m?launch=1&startup_timeout=-5", "startup_timeout=-5"),
+    # replicas are an openai: ref's; here the list became one URL whose path held the second
+    ("vllm:m@http://127.0.0.1:1/v1,http://127.0.0.1:2/v1", "one vLLM server"),
 ])
 def test_bad_vllm_refs_are_one_error(ref: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
