@@ -165,6 +165,10 @@ def parse_ref(ref: str) -> ModelRef:
             raise UserError(f"model ref '{shown}' names no model", where="model ref", fix=_REF_FIX)
         if at:
             _check_urls(f"http{url}", shown)
+            if len(REPLICA_SEPARATOR.split(url)) > 1:  # one URL else: its path would hold the others
+                raise UserError(f"'{shown}' lists several servers; a vllm: ref attaches to one vLLM server",
+                                where="model ref", fix="list replicas in an openai:MODEL@URL1,URL2 ref, or "
+                                                       "name one server")
         return ModelRef(scheme, target, adapter=adapter, base_url=f"http{url}".rstrip("/") if at else None,
                         options=options)
     target, adapter = _split_adapter(rest)
