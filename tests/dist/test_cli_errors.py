@@ -147,3 +147,23 @@ def test_judge_pairs_out_that_cannot_be_written_is_one_error_line(tmp_path: Path
     done = run_cli(tmp_path, "judge", "pairs", str(pairs), "--out", str(tmp_path / "afile" / "v.jsonl"))
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "afile/v.jsonl" in done.stderr and "--out" in done.stderr, done.stderr
+
+
+def test_eval_dry_run_checks_what_the_real_run_would_refuse(tmp_path: Path) -> None:
+    # The dry run is how a user checks a command before spending hours on it, yet it said nothing (exit 0)
+    # about an unknown judge or a policy file with a typo'd key, which the real run refuses, and printed a
+    # cost of "$-3.64" for a negative price.
+    typo = tmp_path / "policy.yaml"
+    typo.write_text("max_regresion_points: 5\n")
+    model = "openai:m@http://127.0.0.1:9/v1"
+    cases = [
+        (("--judge", "nosuch"), "unknown judges 'nosuch'"),
+        (("--policy", str(typo)), "policy.yaml:1: max_regresion_points"),
+        (("--policy", str(tmp_path / "missing.yaml")), "missing.yaml"),
+        (("--usd-per-mtok", "-1"), "--usd-per-mtok:"),
+        (("--usd-per-mtok", "nan"), "--usd-per-mtok:"),
+    ]
+    for extra, fragment in cases:
+        done = run_cli(tmp_path, "eval", model, "--dry-run", "--suite", "smoke", *extra)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (extra, done.stderr)
+        assert fragment in " ".join(done.stderr.split()), (extra, done.stderr)
