@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -71,13 +72,14 @@ def eval_command(
                         use_cache=not no_cache, attacker_ref=attacker, replay_from=replay_from,
                         judge_model_ref=judge_model, max_pause=max_pause, executor=executor,
                         ray_address=ray_address, workers=workers)
+    max_error_rate = _max_error_rate(policy)  # a bad policy file fails now, before any model call
     if dry_run:
+        _check_judges(config.judges)  # the dry run refuses what the real run would
         _dry_run(ctx, model, config, usd_per_mtok, as_json)
         return
     if model is None and resume is None:
         raise UserError("missing MODEL", where="tunesafe eval",
                         fix="pass a model ref (e.g. embedded:qwen2.5-coder-0.5b) or --resume RUN")
-    max_error_rate = _max_error_rate(policy)  # a bad policy file fails now, before any model call
     started: list[str] = []
 
     def announce(run_id: str, planned: int, done: int) -> None:
@@ -142,6 +144,14 @@ def _max_error_rate(path: Path | None) -> float:
     return float((load_policy(path) if path is not None else default_policy()).max_error_rate)
 
 
+def _check_judges(names: tuple[str, ...]) -> None:
+    from tunesafe import judges  # noqa: F401  (registers the built-ins)
+    from tunesafe.judges.base import registry
+
+    for name in names:
+        registry.get(name)
+
+
 def _resume_command(ctx: typer.Context, run_id: str) -> str:
     """The exact command that resumes the run, naming the store when it was not found by the workspace
     (a URL with credentials is not echoed)."""
@@ -154,6 +164,9 @@ def _dry_run(ctx: typer.Context, model: str | None, config: EvalConfig, usd_per_
              as_json: bool) -> None:
     from tunesafe.models import parse_ref
 
+    if usd_per_mtok is not None and not (math.isfinite(usd_per_mtok) and usd_per_mtok >= 0):
+        raise UserError(f"not a price: {usd_per_mtok}", where="--usd-per-mtok",
+                        fix="pass the price in USD per million tokens, 0 or more (e.g. 0.6)")
     planned = dry_run_plan(config, model, _replayable(ctx, config))
     local = parse_ref(model).local if model else True
     rate = _measured_rate(ctx, model) if model else None
