@@ -167,3 +167,31 @@ def test_eval_dry_run_checks_what_the_real_run_would_refuse(tmp_path: Path) -> N
         done = run_cli(tmp_path, "eval", model, "--dry-run", "--suite", "smoke", *extra)
         assert done.returncode == 2 and "Traceback" not in done.stderr, (extra, done.stderr)
         assert fragment in " ".join(done.stderr.split()), (extra, done.stderr)
+
+
+def test_a_report_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path: Path) -> None:
+    # gate --out naming a file ran both evaluations and recorded the decision, then failed writing the
+    # reports (exit 2 after what may be hours); train-lora --report, or --out under a file, failed the
+    # same way after training, and guardrails verify --out after every guard call.
+    from tunesafe.testing.openai_server import serve_subprocess
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with serve_subprocess() as url:
+        model = f"openai:tunesafe-test@{url}"
+        done = run_cli(tmp_path, "gate", "--base", model, "--candidate", model, "--suite", "smoke", "--limit",
+                       "2", "--attacks", "direct_request", "--out", str(afile))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "--out" in done.stderr and "afile" in done.stderr, done.stderr
+    assert not (tmp_path / "store.db").exists(), "nothing is evaluated or stored before the check"
+    done = run_cli(tmp_path, "guardrails", "verify", "--guard", "moderation:http://127.0.0.1:9/v1", "--out",
+                   str(afile / "reports"))
+    assert done.returncode == 2 and "--out" in done.stderr and "afile" in done.stderr, done.stderr
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}\n')
+    base = ("train-lora", str(chat), "--base", "embedded:smollm2-135m")
+    for args, option in (((*base, "--out", str(tmp_path / "o"), "--report", str(afile)), "--report"),
+                         ((*base, "--out", str(afile / "o")), "--out")):
+        said = run_probe(tmp_path, *args)
+        assert said.startswith("exit 2 heavy none |") and option in said and "afile" in said, said
+    assert not (tmp_path / "o").exists()
