@@ -41,6 +41,17 @@ def write_out(path: Path, text: str, what: str) -> None:
                         fix="pass a writable path with --out") from None
 
 
+def check_out_folder(path: Path, option: str) -> None:
+    """Refuse, before any long work, an output folder that cannot be made: the path or one of its parents
+    is a file. Nothing is created here; the command makes the folder when it writes into it."""
+    for place in (path, *path.parents):
+        if place.is_dir():
+            return
+        if place.exists():
+            raise UserError(f"{place} is a file, not a folder", where=option,
+                            fix=f"choose another {option} folder")
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(json.loads(canonical_json(value)), indent=2, ensure_ascii=False) + "\n")
 

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from tunesafe.cli import eval_options as opts
-from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json
+from tunesafe.cli.common import JSON_OPTION, check_out_folder, console, db_url, err_console, print_json
 from tunesafe.cli.groups import AFTER, BEFORE, policy_app
 from tunesafe.engine.runner import EvalConfig
 from tunesafe.errors import UserError
@@ -72,6 +72,7 @@ def gate_command(
     compare them pairwise, decide against the policy, record the decision and write the reports."""
     policy = _policy(policy_file)
     escalate = _escalation(escalate_judge)  # a bad ref fails now, not after both evaluations
+    check_out_folder(out, "--out")  # likewise a report folder that cannot be made
     config = EvalConfig(suite=suite, attacks=attacks, judges=tuple(judge), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=not no_cache, attacker_ref=attacker, max_pause=max_pause,

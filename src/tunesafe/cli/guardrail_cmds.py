@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from tunesafe.cli.common import JSON_OPTION, console, db_url, print_json, print_rows
+from tunesafe.cli.common import JSON_OPTION, check_out_folder, console, db_url, print_json, print_rows
 from tunesafe.cli.groups import PRODUCTION, models_app
 from tunesafe.evidence.workspace import open_store
 from tunesafe.policy import default_policy, load_policy
@@ -45,6 +45,8 @@ def verify(
     from tunesafe.guardrails.verify import verify_guard
 
     slo_policy = default_policy() if policy is None else load_policy(policy)
+    if out is not None:
+        check_out_folder(out, "--out")
     with open_store(db_url(ctx)) as store:
         if endpoint is not None:
             ep.get_endpoint(store, endpoint)  # exit 2 before any request when the name is wrong

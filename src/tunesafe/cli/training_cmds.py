@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
-from tunesafe.cli.common import JSON_OPTION, console, db_url, print_rows
+from tunesafe.cli.common import JSON_OPTION, check_out_folder, console, db_url, print_rows
 from tunesafe.cli.groups import DURING
 from tunesafe.errors import UserError
 
@@ -70,14 +70,14 @@ def train_lora_command(
     if objective not in OBJECTIVES:
         raise UserError(f"unknown objective {objective!r}", where="--objective",
                         fix=f"use one of {', '.join(OBJECTIVES)}")
-    if out.exists() and not out.is_dir():
-        raise UserError("--out is a file, not a folder", where=str(out), fix="choose a new --out folder")
+    check_out_folder(out, "--out")
     if out.exists() and any(out.iterdir()):
         raise UserError("output folder is not empty", where=str(out), fix="choose a new --out folder")
     report_dir = report or out.with_name(out.name + "-report")
     if report_dir.resolve() == out.resolve():
         raise UserError("the report would be hashed with the adapter", where=str(report_dir),
                         fix="give --report a folder outside --out")
+    check_out_folder(report_dir, "--report")
     from tunesafe.training.report import outcome_line, write_training_report
 
     # The data, the ref and the policy are checked before the callback imports transformers and the base
