@@ -115,6 +115,15 @@ def test_model_card_of_an_unevaluated_model_says_so(documented: SimpleNamespace)
     assert "No evaluation with stored results covers this model (control POST-01)" in done.stdout
 
 
+def test_model_card_of_a_model_without_a_base(documented: SimpleNamespace) -> None:
+    # The template read meta.base_model_relation, which only a fine-tune has: the card (and so every
+    # bundle) of a base model crashed with a Jinja UndefinedError traceback.
+    done = documented.cli("docs", "model-card", "base")
+    assert done.exit_code == 0, done.output
+    assert "- **Model type:** base language model" in done.stdout
+    assert "- **Finetuned from model:** none recorded" in done.stdout
+
+
 def test_unknown_model_and_version_are_one_line_errors(tunesafe: Callable[..., SimpleNamespace],
                                                        tmp_path: Path) -> None:
     for args in (("docs", "annex-iv", "nope", "--out", str(tmp_path)), ("docs", "model-card", "nope"),
