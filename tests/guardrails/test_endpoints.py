@@ -62,3 +62,16 @@ def test_endpoint_bad_input_exits_2(run_cli: RunCli) -> None:
     code, _, err = run_cli("models", "endpoint", "bad name!", "--model", "m")
     assert code == 2
     assert missing(run_cli) == []
+
+
+def test_an_endpoint_with_a_guard_or_url_that_cannot_be_used_is_not_recorded(run_cli: RunCli) -> None:
+    # A typo'd guard scheme or a URL without http(s):// was recorded as given (exit 0): the endpoint then
+    # stayed "missing a verified guardrail" for good, since no verification can name that guard.
+    assert run_cli("models", "add", "m", "--ref", "openai:m@http://127.0.0.1:9/v1")[0] == 0
+    for option, value, fragment in (("--guard", "lama-guard:openai:g@http://127.0.0.1:9/v1", "lama-guard"),
+                                    ("--guard", "moderation", "moderation"),
+                                    ("--url", "bot.example/v1", "bot.example/v1")):
+        code, _, err = run_cli("models", "endpoint", "bot", "--model", "m", option, value)
+        assert code == 2 and option in err and fragment in err, (value, err)
+    code, out, _ = run_cli("models", "endpoints", "--json")
+    assert code == 0 and json.loads(out) == []
