@@ -118,13 +118,21 @@ def canonical_ref(ref: str) -> str:
     return f"{scheme}{sep}{target}{'&' if '?' in target else '?'}on_error=open"
 
 
-def load_guard(ref: str) -> Guard:
-    """Build the adapter a ref names (built-ins, or plugins in the `tunesafe.guardrails` group)."""
+def check_guard_ref(ref: str) -> None:
+    """A ref names a known scheme and a target; nothing is built, imported or reached."""
     from tunesafe.guardrails import adapters  # noqa: F401  (registers the built-ins)
 
     scheme, sep, target = ref.partition(":")
+    fix = f"use SCHEME:TARGET with a scheme from: {', '.join(registry.names())}"
     if not sep or not target.strip():
-        raise UserError(f"guardrail ref {ref!r} has no target", where="--guard",
-                        fix=f"use SCHEME:TARGET with a scheme from: {', '.join(registry.names())}")
+        raise UserError(f"guardrail ref {ref!r} has no target", where="--guard", fix=fix)
+    if scheme not in registry:
+        raise UserError(f"unknown guardrail scheme {scheme!r} in {ref!r}", where="--guard", fix=fix)
+
+
+def load_guard(ref: str) -> Guard:
+    """Build the adapter a ref names (built-ins, or plugins in the `tunesafe.guardrails` group)."""
+    check_guard_ref(ref)
+    scheme, _, target = ref.partition(":")
     target, mode = split_options(target)
     return registry.get(scheme)(target, mode)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
-from tunesafe.guardrails.base import canonical_ref
+from tunesafe.guardrails.base import canonical_ref, check_guard_ref
 from tunesafe.models.refs import redact_ref
 from tunesafe.production.inventory import check_name, get_model
 from tunesafe.types import EvidenceRecord, RecordType
@@ -80,6 +81,13 @@ def add_endpoint(store: Store, name: str, *, model: str, url: str | None, guardr
     """Record (or re-record) an endpoint serving inventory model `model`'s current version."""
     check_name(name)
     version = get_model(store, model)
+    for guard in guardrails:  # a ref no verification can name would leave the endpoint unverifiable
+        check_guard_ref(guard)
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UserError(f"not an http(s) URL: {redact_ref(url)!r}", where="--url",
+                            fix="write it in full, e.g. https://bot.example/v1")
     body = {"name": name, "model": model, "model_version_record": version.record_id,
             "url": redact_ref(url) if url else None,
             "guardrails": sorted({redact_ref(canonical_ref(g)) for g in guardrails})}  # never credentials
