@@ -238,3 +238,14 @@ def test_an_actor_with_a_pipe_stays_in_the_detected_by_cell(db: str, tmp_path: P
     assert done.exit_code == 0, done.output
     row = next(line for line in out.read_text().splitlines() if line.startswith("| Detected by"))
     assert row.endswith("by ops \\| on call) |") and row.replace("\\|", "").count("|") == 3
+
+
+def test_an_incident_on_a_name_not_in_the_inventory_is_warned_about(db: str) -> None:
+    # The incident is recorded either way (its clock must not wait for inventory bookkeeping), but a
+    # typo'd name was taken in silence, and the incident never showed up under the real model.
+    ok(db, "models", "add", "support-bot", "--ref", "openai:ft@http://127.0.0.1:9/v1")
+    done = invoke(db, "incidents", "open", "suport-bot", "--title", "t", "--severity", "low")
+    assert done.exit_code == 0, done.output
+    assert "warning: model 'suport-bot' is not in the inventory" in " ".join(done.stderr.split())
+    done = invoke(db, "incidents", "open", "support-bot", "--title", "t", "--severity", "low")
+    assert done.exit_code == 0 and "warning" not in done.stderr, done.output
