@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.text import Text
 
 from tunesafe.errors import UserError
 from tunesafe.types import canonical_json
+
+if TYPE_CHECKING:
+    from tunesafe.evidence.store import Store
 
 # No emoji codes: ":child_safety" in a category name must print as written.
 console = Console(emoji=False)
@@ -50,6 +53,18 @@ def check_out_folder(path: Path, option: str) -> None:
         if place.exists():
             raise UserError(f"{place} is a file, not a folder", where=option,
                             fix=f"choose another {option} folder")
+
+
+def warn_if_not_in_inventory(store: Store, *names: str | None) -> None:
+    """A record is made against the name either way; an unknown name is most likely a typo."""
+    from tunesafe.production.inventory import inventory
+
+    known = inventory(store)
+    for name in names:
+        if name and name not in known:
+            err_console.print(f"warning: model {name!r} is not in the inventory; add it with "
+                              "`tunesafe models add` so `tunesafe models` tracks this record",
+                              highlight=False, soft_wrap=True)
 
 
 def print_json(value: Any) -> None:

@@ -12,11 +12,18 @@ import typer
 from rich.markup import escape
 
 from tunesafe.cli import eval_options as opts
-from tunesafe.cli.common import JSON_OPTION, check_out_folder, console, db_url, err_console, print_json
+from tunesafe.cli.common import (
+    JSON_OPTION,
+    check_out_folder,
+    console,
+    db_url,
+    err_console,
+    print_json,
+    warn_if_not_in_inventory,
+)
 from tunesafe.cli.groups import AFTER, BEFORE, policy_app
 from tunesafe.engine.runner import EvalConfig
 from tunesafe.errors import UserError
-from tunesafe.evidence.store import Store
 from tunesafe.evidence.workspace import open_store
 from tunesafe.policy import Policy, default_policy, default_policy_text, load_policy
 from tunesafe.reports import decision_json
@@ -84,7 +91,7 @@ def gate_command(
                                           candidate_name=candidate_name, out_dir=out,
                                           progress=progress and not as_json, notify=_note,
                                           escalate=escalate, regressions_dir=out))
-        _warn_if_not_in_inventory(store, base_name, candidate_name)
+        warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 
 
@@ -110,7 +117,7 @@ def compare_command(
         outcome = asyncio.run(compare_runs(store, run_a, run_b, policy, base_name=base_name,
                                            candidate_name=candidate_name, out_dir=out, notify=_note,
                                            escalate=escalate))
-        _warn_if_not_in_inventory(store, base_name, candidate_name)
+        warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 
 
@@ -153,16 +160,6 @@ def _note(line: str) -> None:
     err_console.print(line, highlight=False, soft_wrap=True)
 
 
-def _warn_if_not_in_inventory(store: Store, *names: str | None) -> None:
-    """The decision is recorded against the name either way; an unknown name is most likely a typo."""
-    from tunesafe.production.inventory import inventory
-
-    known = inventory(store)
-    for name in names:
-        if name and name not in known:
-            err_console.print(f"warning: model {name!r} is not in the inventory; add it with "
-                              "`tunesafe models add` so `tunesafe models` tracks this decision",
-                              highlight=False)
 
 
 def _finish(outcome: GateOutcome, as_json: bool) -> None:

@@ -10,7 +10,16 @@ from typing import Any
 
 import typer
 
-from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows, write_out
+from tunesafe.cli.common import (
+    JSON_OPTION,
+    console,
+    db_url,
+    err_console,
+    print_json,
+    print_rows,
+    warn_if_not_in_inventory,
+    write_out,
+)
 from tunesafe.cli.groups import PRODUCTION
 from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
@@ -136,6 +145,7 @@ def open_command(
         incident = inc.open_incident(store, model=model, title=title, severity=severity, source=source,
                                      evidence=evidence, details=details, aware_at=aware, kind=",".join(kind),
                                      owner=owner, conversations=conversations, now=when)
+        warn_if_not_in_inventory(store, model)
     if as_json:
         print_json(incident.as_dict(when))
     else:
