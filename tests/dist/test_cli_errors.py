@@ -151,8 +151,8 @@ def test_judge_pairs_out_that_cannot_be_written_is_one_error_line(tmp_path: Path
 
 def test_eval_dry_run_checks_what_the_real_run_would_refuse(tmp_path: Path) -> None:
     # The dry run is how a user checks a command before spending hours on it, yet it said nothing (exit 0)
-    # about an unknown judge or a policy file with a typo'd key, which the real run refuses, and printed a
-    # cost of "$-3.64" for a negative price.
+    # about an unknown judge, a policy file with a typo'd key or a local model path that does not exist,
+    # which the real run refuses, and printed a cost of "$-3.64" for a negative price.
     typo = tmp_path / "policy.yaml"
     typo.write_text("max_regresion_points: 5\n")
     model = "openai:m@http://127.0.0.1:9/v1"
@@ -162,9 +162,11 @@ def test_eval_dry_run_checks_what_the_real_run_would_refuse(tmp_path: Path) -> N
         (("--policy", str(tmp_path / "missing.yaml")), "missing.yaml"),
         (("--usd-per-mtok", "-1"), "--usd-per-mtok:"),
         (("--usd-per-mtok", "nan"), "--usd-per-mtok:"),
+        (("--model", "hf:./no-such-model"), "model path 'no-such-model' does not exist"),
     ]
     for extra, fragment in cases:
-        done = run_cli(tmp_path, "eval", model, "--dry-run", "--suite", "smoke", *extra)
+        target = [extra[1]] if extra[0] == "--model" else [model, *extra]
+        done = run_cli(tmp_path, "eval", *target, "--dry-run", "--suite", "smoke")
         assert done.returncode == 2 and "Traceback" not in done.stderr, (extra, done.stderr)
         assert fragment in " ".join(done.stderr.split()), (extra, done.stderr)
 
