@@ -84,6 +84,11 @@ def dry_run_plan(config: EvalConfig, model_ref: str | None, replayable: Collecti
         return planned
     from tunesafe.models import load_model, parse_ref
 
-    if parse_ref(model_ref).local:
+    ref = parse_ref(model_ref)
+    if ref.local:
+        if ref.scheme in ("hf", "gguf"):  # a missing path is checked without loading (embedded: no download)
+            from tunesafe.models.hf import resolve_weights
+
+            resolve_weights(ref)
         return planned
     return for_target(planned, config.attacks, load_model(model_ref).capabilities)
