@@ -152,7 +152,9 @@ def test_an_interrupted_launch_leaves_no_server_behind(tmp_path: Path) -> None:
     loading = tmp_path / "vllm_loading.py"
     loading.write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
                        "time.sleep(300)\n")
-    code = "from tunesafe.models.vllm_launch import ensure\nensure('m', {}, '', 300.0)\n"
+    # a test runner's worker (pytest-xdist) ignores SIGINT, and a child inherits that: restore Ctrl-C
+    code = ("import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from tunesafe.models.vllm_launch import ensure\nensure('m', {}, '', 300.0)\n")
     env = {**os.environ, "TUNESAFE_VLLM": f"{sys.executable} {loading}"}
     parent = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
     child = 0
