@@ -294,6 +294,9 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
         stats["reported_models"] = reported
     if getattr(model, "folds_system", False):  # the template took no system message: folded into user
         stats["system_prompt_folded"] = True
+    adapted: Mapping[str, str] = getattr(model, "request_adaptations", dict)()
+    if adapted:  # e.g. max_tokens sent as max_completion_tokens (OpenAI's reasoning models)
+        stats["request_params_adapted"] = adapted
     return finish_run(store, run_id, planned.plan.ids, stored_config, model_hash, stats)
 
 

@@ -45,6 +45,9 @@ A reasoning model's trace, inline (`<think>...</think>` before the answer) or in
 reasoning left no answer (content empty or null) is an error, not retried: the same budget would cut
 it off again.
 
+OpenAI's reasoning models refuse `max_tokens` and `stop`: after the 400 that names one, requests are
+built without it for the rest of the run (models/openai_params.py).
+
 The API key lives only in the client's headers: it is never part of the ref, an error message, a log
 line or anything stored (error text is scrubbed of it in case a server echoes it back).
 
@@ -79,6 +82,7 @@ from tunesafe.models.base import apply_stop, error_generation
 from tunesafe.models.chat_template import fold_system
 from tunesafe.models.credentials import KeySource, TokenError, TokenSource, command_provider
 from tunesafe.models.http1 import Http1Connection, Response
+from tunesafe.models.openai_params import RequestShape, UnsupportedTemperature, hidden_reasoning_error
 from tunesafe.models.reasoning import reasoning_field, settle_reasoning
 from tunesafe.models.refs import ModelRef, parse_options, split_credentials
 from tunesafe.models.tool_calls import from_openai_message, to_openai_messages
@@ -296,6 +300,7 @@ class OpenAIChatModel:
         self._hash: str | None = None
         self._reported: Counter[str] = Counter()
         self.folds_system = False  # the server's template refused a system message (models/chat_template.py)
+        self.request_shape = RequestShape()  # parameters the server refused, renamed or left out since
         self.fail_fast = False  # set by a replica set: raise ReplicaDown instead of waiting out an outage
 
     @classmethod
@@ -494,7 +499,7 @@ class OpenAIChatModel:
         if request.prefill:
             messages.append({"role": "assistant", "content": request.prefill})
             payload.update(continue_final_message=True, add_generation_prompt=False)
-        return payload
+        return self.request_shape.apply(payload)
 
     async def _attempt(self, connection: _Connection, request: ChatRequest,
                        extra_body: Mapping[str, Any] | None = None) -> Generation:
@@ -529,6 +534,11 @@ class OpenAIChatModel:
         if resp.status_code in (400, 422) and not folded and _refused_system(resp, request):
             self.folds_system = True  # as on transformers: the system prompt opens the first user turn
             return await self._attempt(connection, request, extra_body)
+        try:
+            if self.request_shape.adapt(resp.status_code, resp.text, payload):
+                return await self._attempt(connection, request, extra_body)
+        except UnsupportedTemperature as exc:
+            raise _Fatal(str(exc)) from None
         if resp.status_code != 200:
             raise _Fatal(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:300]}")
         generation, reported = _parse_completion(resp, request)
@@ -539,6 +549,10 @@ class OpenAIChatModel:
     def reported_models(self) -> dict[str, int]:
         """How many replies named each model id (the reply's `model`: what the server says answered)."""
         return dict(self._reported)
+
+    def request_adaptations(self) -> dict[str, str]:
+        """Request parameters the server refused, and what this client sends instead (openai_params)."""
+        return self.request_shape.summary()
 
 
     async def _send(self, connection: _Connection, body: bytes) -> Response:
@@ -604,6 +618,10 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
     if failure or finish == "error":
         detail = failure.get("message") if isinstance(failure, Mapping) else failure
         raise _Retryable(f"HTTP 200 carrying an error: {str(detail or finish)[:200]}")
+    hidden = None if request.tools or reasoning is not None or refusal or finish == "content_filter" \
+        else hidden_reasoning_error(usage, message.get("content") or "", finish)
+    if hidden:
+        raise _Fatal(hidden)  # the same budget would crowd the answer out again: no retry
     blocked = None
     if finish == "content_filter":  # Azure filtered the completion: what came before the cut is kept
         blocked = _filter_reason("completion", choice.get("content_filter_results"))

@@ -113,6 +113,13 @@ class ReplicatedChatModel:
             total.update(replica.reported_models())
         return dict(total)
 
+    @property
+    def folds_system(self) -> bool:
+        return any(r.folds_system for r in self.replicas)
+
+    def request_adaptations(self) -> dict[str, str]:
+        return {k: v for r in self.replicas for k, v in r.request_adaptations().items()}
+
     async def aclose(self) -> None:
         for replica in self.replicas:
             await replica.aclose()

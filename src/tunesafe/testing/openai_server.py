@@ -149,6 +149,9 @@ class ServerConfig:
     # as a provider names its own snapshot, or a server that serves one model under every name
     system_role: bool = True  # False: a system message is a 400, as vLLM answers for a chat template
     # that raises on one (Gemma-2)
+    hidden_reasoning: int | None = None  # an OpenAI reasoning model (o-series, gpt-5): `max_tokens`,
+    # `stop` and a temperature other than 1 are 400s, and this many tokens of `max_completion_tokens`
+    # go to reasoning it does not return (usage.completion_tokens_details.reasoning_tokens)
 
 
 class OpenAICompatApp:
@@ -310,6 +313,9 @@ class OpenAICompatApp:
             await _json(send, 400, {"object": "error", "message": "System role not supported",
                                     "type": "BadRequestError", "param": None, "code": 400})
             return
+        if self.config.hidden_reasoning is not None and (refused := _reasoning_model_refuses(body)):
+            await _json(send, 400, refused)
+            return
         if (invalid := _invalid_tool_messages(messages)) is not None:
             await _json(send, 400, {"error": {"message": invalid, "type": "invalid_request_error",
                                               "param": "messages", "code": None}})
@@ -390,6 +396,8 @@ class OpenAICompatApp:
         reply = self.config.replies.get(last_user, f"ECHO: {last_user}")
         words = reply.split(" ")
         limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)
+        hidden = min(limit, self.config.hidden_reasoning or 0)  # spent before the answer starts
+        limit -= hidden
         finish = "length" if len(words) > limit else "stop"
         text = " ".join(words[:limit])
         for stop in body.get("stop") or ():
@@ -401,8 +409,9 @@ class OpenAICompatApp:
             "model": self._reported_model(body),
             "choices": [{"index": 0, "finish_reason": finish,
                          "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                      "total_tokens": prompt_tokens + len(text.split())},
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": hidden + len(text.split()),
+                      "total_tokens": prompt_tokens + hidden + len(text.split()),
+                      "completion_tokens_details": {"reasoning_tokens": hidden}},
         }
 
 
@@ -420,6 +429,22 @@ class OpenAICompatApp:
                 "choices": [{"index": 0, "finish_reason": finish, "message": message}],
                 "usage": {"prompt_tokens": len(json.dumps(messages)) // 4, "completion_tokens": 8,
                           "total_tokens": len(json.dumps(messages)) // 4 + 8}}
+
+
+def _reasoning_model_refuses(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """OpenAI's 400 for what its reasoning models do not take, word for word, else None."""
+    for param in ("max_tokens", "stop"):
+        if param in body:
+            advice = " Use 'max_completion_tokens' instead." if param == "max_tokens" else ""
+            return {"error": {"message": f"Unsupported parameter: '{param}' is not supported with this "
+                              f"model.{advice}", "type": "invalid_request_error", "param": param,
+                              "code": "unsupported_parameter"}}
+    if body.get("temperature", 1) != 1:
+        given = body["temperature"]
+        return {"error": {"message": f"Unsupported value: 'temperature' does not support {given} with this "
+                          "model. Only the default (1) value is supported.", "type": "invalid_request_error",
+                          "param": "temperature", "code": "unsupported_value"}}
+    return None
 
 
 def _invalid_tool_messages(messages: Any) -> str | None:
