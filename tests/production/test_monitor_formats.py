@@ -78,6 +78,19 @@ def test_a_reasoning_model_cut_off_before_its_answer_is_an_error_record() -> Non
     assert rec.error is not None and "no answer" in rec.error and rec.response == ""
 
 
+def test_an_answer_crowded_out_by_hidden_reasoning_is_an_error_record() -> None:
+    """OpenAI's reasoning models return no trace, only its token count: an empty answer after it is no
+    answer to judge (judged, it would count as an empty reply)."""
+    line = openai_line(1, USER, "")
+    line["response"]["choices"][0].update(finish_reason="length")
+    line["response"]["usage"] = {"prompt_tokens": 9, "completion_tokens": 64,
+                                 "completion_tokens_details": {"reasoning_tokens": 64}}
+    rec = one(line)
+    assert rec.error is not None and "no answer" in rec.error and rec.response == ""
+    line["response"]["usage"]["completion_tokens_details"]["reasoning_tokens"] = 0
+    assert one(line).error is None
+
+
 def test_provider_filters_block_and_flag() -> None:
     completion = one(openai_line(1, USER, None, finish="content_filter",
                                  filters={"violence": {"filtered": True, "severity": "medium"}}))

@@ -100,11 +100,17 @@ def refused_param(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def hidden_reasoning_tokens(usage: Any) -> int:
+    """The reasoning tokens a reply's usage counts (OpenAI's reasoning models return no trace), or 0."""
+    details = usage.get("completion_tokens_details") if isinstance(usage, Mapping) else None
+    reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+    return reasoning if isinstance(reasoning, int) and not isinstance(reasoning, bool) else 0
+
+
 def hidden_reasoning_error(usage: Mapping[str, Any], answer: str, finish: str) -> str | None:
     """Why a reply is no answer when hidden reasoning used up the budget, or None when it left one."""
-    details = usage.get("completion_tokens_details")
-    reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
-    if answer.strip() or not isinstance(reasoning, int) or reasoning <= 0:
+    reasoning = hidden_reasoning_tokens(usage)
+    if answer.strip() or reasoning <= 0:
         return None
     return (f"the model spent {reasoning} tokens reasoning (hidden) and gave no answer (finish_reason "
             f"{finish}): raise --max-new-tokens; for reasoning models it bounds reasoning and answer "

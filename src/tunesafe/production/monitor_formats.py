@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from tunesafe.models.openai_params import hidden_reasoning_tokens
 from tunesafe.models.reasoning import LOGGED_NO_ANSWER, reasoning_field
 from tunesafe.types import canonical_json, sha256_hex
 
@@ -147,8 +148,10 @@ def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping
     category = _filtered(choice.get("content_filter_results")) or _filtered_prompt(response)
     jailbreak = _jailbreak(response.get("prompt_filter_results"))
     blocked = "content_filter" if finish == "content_filter" else None
-    if blocked is None and not text.strip() and reasoning_field(message) is not None:
-        # a reasoning model cut off before its answer (its trace in a field of its own): nothing to judge
+    reasoned = reasoning_field(message) is not None or hidden_reasoning_tokens(response.get("usage")) > 0
+    if blocked is None and not text.strip() and reasoned:
+        # a reasoning model cut off before its answer (its trace in a field of its own, or hidden and
+        # only counted): nothing to judge
         return LogRecord(**base, at=at, response="", finish_reason=finish, error=LOGGED_NO_ANSWER)
     return LogRecord(**base, at=at, response=text, finish_reason=finish, blocked=blocked,
                      category=category or _moderation(obj), provider_jailbreak=jailbreak)
