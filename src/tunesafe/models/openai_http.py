@@ -103,10 +103,12 @@ PROBE = ChatRequest(messages=(Message("user", "ping"),), max_new_tokens=1)
 class _Retryable(Exception):
     """An attempt failed in a way worth retrying; `retry_after` is the server's hint, if any."""
 
-    def __init__(self, message: str, retry_after: float | None = None, counts_for_breaker: bool = True):
+    def __init__(self, message: str, retry_after: float | None = None, counts_for_breaker: bool = True,
+                 rate_limited: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
         self.counts_for_breaker = counts_for_breaker
+        self.rate_limited = rate_limited  # a 429: the endpoint is up and asks us to slow down
 
 
 class _Fatal(Exception):
@@ -189,6 +191,14 @@ class CircuitBreaker:
             self.last_failure = reason
             self.opened_at = time.monotonic()
         self._trial_running = False
+
+
+def _wait_hint(headers: Mapping[str, str]) -> float | None:
+    """The server's wait hint: `retry-after-ms` (OpenAI, Azure) before `retry-after`."""
+    try:
+        return max(0.0, float(headers.get("retry-after-ms") or "")) / 1000
+    except ValueError:
+        return _retry_after(headers.get("retry-after"))
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -428,7 +438,8 @@ class OpenAIChatModel:
         connection = await slots.get()  # bounds concurrency: one request per slot
         started = time.perf_counter()  # latency counts from here, not the wait for a slot
         try:
-            attempt = 0
+            attempt = limited = 0
+            limited_s = 0.0  # waited on 429s: bounded by max_pause, not by max_retries
             first_failed: int | None = None  # the breaker's success count when this request first failed
             while True:
                 if self.fail_fast and not self._breaker.accepting():
@@ -440,6 +451,14 @@ class OpenAIChatModel:
                     generation = await self._attempt(connection, request, extra_body)
                 except _Retryable as exc:
                     message = self._scrub(str(exc))
+                    if exc.rate_limited:
+                        delay = _rate_limit_delay(limited, exc.retry_after)
+                        if limited_s + delay > self.max_pause:
+                            why = f"still limited after {limited_s:.0f} s of waiting (max_pause)"
+                            return error_generation(f"{message}: {why}", time.perf_counter() - started)
+                        limited, limited_s = limited + 1, limited_s + delay
+                        await asyncio.sleep(delay)
+                        continue
                     if exc.counts_for_breaker:
                         first_failed = self._breaker.successes if first_failed is None else first_failed
                         if self._breaker.successes == first_failed:  # no one answered since: the endpoint?
@@ -518,8 +537,8 @@ class OpenAIChatModel:
                 resp = await self._send(connection, body)
             refresh_failed = refresh_failed or self._tokens.last_error
         if resp.status_code == 429:
-            raise _Retryable("HTTP 429 rate limited", _retry_after(resp.headers.get("retry-after")),
-                             counts_for_breaker=False)
+            raise _Retryable("HTTP 429 rate limited", _wait_hint(resp.headers), counts_for_breaker=False,
+                             rate_limited=True)
         # scrubbed before it is cut: a key echoed across the cut would keep its head
         if resp.status_code >= 500 or resp.status_code == 408:  # 408: the server timed out waiting for us
             raise _Retryable(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:200]}",
@@ -666,6 +685,14 @@ def _filter_reason(where: str, results: Any) -> str:
     hits = sorted(k for k, v in results.items() if isinstance(v, Mapping) and v.get("filtered")) \
         if isinstance(results, Mapping) else []
     return f"content_filter: {where}" + (f" ({', '.join(hits)})" if hits else "")
+
+
+def _rate_limit_delay(limited: int, hint: float | None) -> float:
+    """The wait before retrying the `limited`+1-th 429 of a request. The server's hint, else exponential
+    backoff; never near zero (a burst of immediate retries is what the limit refuses), and jittered so
+    the requests of one burst come back spread out."""
+    base = hint if hint is not None else min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**limited)
+    return base + random.uniform(0, base / 2 + 0.05)
 
 
 def _with_latency(generation: Generation, latency_s: float) -> Generation:

@@ -152,6 +152,10 @@ class ServerConfig:
     hidden_reasoning: int | None = None  # an OpenAI reasoning model (o-series, gpt-5): `max_tokens`,
     # `stop` and a temperature other than 1 are 400s, and this many tokens of `max_completion_tokens`
     # go to reasoning it does not return (usage.completion_tokens_details.reasoning_tokens)
+    rate_limit: float | None = None  # chat requests per second (a bucket of one second's worth): more
+    # are 429s, with the wait in `retry-after-ms` when `rate_limit_hint`, else no hint (OpenAI's
+    # token limits often send none)
+    rate_limit_hint: bool = False
 
 
 class OpenAICompatApp:
@@ -171,6 +175,24 @@ class OpenAICompatApp:
         self._down_until: float | None = None
         self.tokens_issued: list[str] = []
         self._token_uses_left = 0
+        self._bucket = (0.0, time.monotonic())  # rate_limit: requests allowed now, when last refilled
+        self.rate_limited = 0  # 429s sent for rate_limit
+
+    def _take_rate(self) -> float | None:
+        """None when a request may go on under `rate_limit`, else the seconds until it may."""
+        rate = self.config.rate_limit
+        if rate is None:
+            return None
+        with self._lock:
+            tokens, last = self._bucket
+            now = time.monotonic()
+            tokens = min(max(rate, 1.0), tokens + (now - last) * rate)
+            if tokens >= 1.0:
+                self._bucket = (tokens - 1.0, now)
+                return None
+            self._bucket = (tokens, now)
+            self.rate_limited += 1
+            return (1.0 - tokens) / rate
 
     def issue_token(self) -> str:
         """A new token, which replaces the one before it."""
@@ -309,6 +331,12 @@ class OpenAICompatApp:
             await _json(send, 400, {"error": {"message": "body must be JSON with 'messages'"}})
             return
         self.requests.append(body)
+        if (wait := self._take_rate()) is not None:
+            hint = [(b"retry-after-ms", f"{wait * 1000:.0f}".encode())] if self.config.rate_limit_hint else []
+            limited = {"message": "Rate limit reached for requests", "type": "requests",
+                       "code": "rate_limit_exceeded"}
+            await _json(send, 429, {"error": limited}, headers=hint)
+            return
         if not self.config.system_role and any(m.get("role") == "system" for m in messages):
             await _json(send, 400, {"object": "error", "message": "System role not supported",
                                     "type": "BadRequestError", "param": None, "code": 400})
