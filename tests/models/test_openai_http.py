@@ -206,7 +206,18 @@ def test_a_200_carrying_an_error_is_an_error_not_an_answer(server: RunningServer
     assert retried.ok and retried.text == "ECHO: recovers" and len(server.requests) == 4
 
 
-@pytest.mark.parametrize("fault", ["bad_usage", "content_list"])
+def test_content_as_a_list_of_parts_is_read_and_thinking_parts_are_reasoning(server: RunningServer) -> None:
+    """Mistral's reasoning models send `content` as parts: a thinking part, then the answer's text part.
+    Read as malformed, every attempt against them was an error; the thinking is reasoning, not answer."""
+    model = model_for(server, max_retries=0)
+    listed, thought = generate(model, [req("in parts [[fault:content_list]]"),
+                                       req("think [[fault:content_thinking]]")])
+    assert listed.ok and listed.text == "ECHO: in parts [[fault:content_list]]" and listed.reasoning is None
+    assert thought.ok and thought.text.startswith("Sure, here is how") and thought.reasoning
+    assert "Sure" not in thought.reasoning
+
+
+@pytest.mark.parametrize("fault", ["bad_usage", "content_unknown_part"])
 def test_a_reply_of_the_wrong_shape_fails_its_request_alone(server: RunningServer, fault: str) -> None:
     # generate never raises for one request's failure (models/base.py): an odd body is that request's error
     model = model_for(server, max_retries=0)

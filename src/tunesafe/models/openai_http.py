@@ -83,7 +83,7 @@ from tunesafe.models.chat_template import fold_system
 from tunesafe.models.credentials import KeySource, TokenError, TokenSource, command_provider
 from tunesafe.models.http1 import Http1Connection, Response
 from tunesafe.models.openai_params import RequestShape, UnsupportedTemperature, hidden_reasoning_error
-from tunesafe.models.reasoning import reasoning_field, settle_reasoning
+from tunesafe.models.reasoning import content_parts, reasoning_field, settle_reasoning
 from tunesafe.models.refs import ModelRef, parse_options, split_credentials
 from tunesafe.models.tool_calls import from_openai_message, to_openai_messages
 from tunesafe.types import Capabilities, ChatRequest, Generation, Message, canonical_json, sha256_hex
@@ -621,11 +621,10 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         body = json.loads(resp.content)
         choice = body["choices"][0]
         message = choice["message"]
-        if not isinstance(message.get("content"), (str, type(None))):  # e.g. a list of parts: not read
-            raise TypeError("message.content is not a string")
-        text = from_openai_message(message) if request.tools else message.get("content") or ""
+        content, thinking = content_parts(message.get("content"))  # a list of parts: Mistral's reasoning
+        text = from_openai_message({**message, "content": content}) if request.tools else content or ""
         refusal = message.get("refusal")
-        reasoning = reasoning_field(message)
+        reasoning = reasoning_field(message) or thinking
         finish = str(choice.get("finish_reason") or "stop")
         usage: Mapping[str, Any] = body.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
@@ -638,7 +637,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         detail = failure.get("message") if isinstance(failure, Mapping) else failure
         raise _Retryable(f"HTTP 200 carrying an error: {str(detail or finish)[:200]}")
     hidden = None if request.tools or reasoning is not None or refusal or finish == "content_filter" \
-        else hidden_reasoning_error(usage, message.get("content") or "", finish)
+        else hidden_reasoning_error(usage, content or "", finish)
     if hidden:
         raise _Fatal(hidden)  # the same budget would crowd the answer out again: no retry
     blocked = None
@@ -646,7 +645,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         blocked = _filter_reason("completion", choice.get("content_filter_results"))
     elif refusal:  # OpenAI's refusal field replaces the content when the model declines
         text, finish, blocked = str(refusal), "refusal", "refusal"
-    elif message.get("content") is None and not request.tools and reasoning is None:
+    elif content is None and not request.tools and reasoning is None:
         # no answer, refusal, tool call or reasoning: read as "" it would be judged an empty answer
         raise _Fatal(f"the server's reply has no answer (message.content null, finish_reason {finish})")
     else:

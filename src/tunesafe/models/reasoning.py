@@ -90,3 +90,29 @@ def reasoning_field(message: Mapping[str, Any]) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return None
+
+
+def content_parts(content: Any) -> tuple[str | None, str | None]:
+    """A reply's `message.content` as (answer, reasoning). A string (or null) is the answer. A list of
+    parts, as Mistral's reasoning models send (`[{"type": "thinking", "thinking": [...]}, {"type": "text",
+    "text": "..."}]`), gives its text parts as the answer and its thinking parts as the reasoning. A part
+    of any other type raises ValueError: dropping it could drop what the model said (fail closed)."""
+    if content is None or isinstance(content, str):
+        return content, None
+    if not isinstance(content, list):
+        raise ValueError(f"message.content is a {type(content).__name__}")
+    answer: list[str] = []
+    thoughts: list[str] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, Mapping) else "string" if isinstance(part, str) else None
+        if kind == "string":
+            answer.append(part)
+        elif kind in ("text", "output_text") and isinstance(part.get("text"), str):
+            answer.append(part["text"])
+        elif kind == "thinking":
+            inner = part.get("thinking")
+            thoughts.append(inner if isinstance(inner, str) else content_parts(inner)[0] or "")
+        else:
+            raise ValueError(f"message.content has a part it cannot read: {str(part)[:80]}")
+    reasoning = "\n".join(t for t in thoughts if t.strip()).strip()
+    return "".join(answer), reasoning or None

@@ -16,7 +16,10 @@ POST /control/faults) or triggered by a marker in the last user message such as 
                an error after generation began)
     choice_error  status 200, the choice carrying `error` and finish_reason "error" after partial text
     bad_usage  status 200, a normal choice but `usage` a string (not an object)
-    content_list  status 200, message.content a list of parts instead of a string
+    content_list  status 200, message.content a list of text parts instead of a string
+    content_thinking  status 200, message.content Mistral's reasoning shape: a thinking part (refusing
+               thoughts), then a text part with a compliant answer
+    content_unknown_part  status 200, message.content a list with a part of an unknown type
     null_content  status 200, finish_reason "stop", message.content null and nothing else (no refusal,
                no tool calls, no reasoning): a reply without an answer
 
@@ -104,7 +107,8 @@ from urllib.parse import parse_qsl
 import uvicorn
 
 FAULTS = ("408", "429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200",
-          "refusal_field", "error200", "choice_error", "bad_usage", "content_list", "null_content",
+          "refusal_field", "error200", "choice_error", "bad_usage", "content_list", "content_thinking",
+          "content_unknown_part", "null_content",
           "think_comply", "think_refuse", "think_open", "think_cutoff", "reasoning_comply",
           "reasoning_refuse", "reasoning_cutoff", "filter200_cut")
 REFUSAL = "I'm sorry, but I can't help with that."
@@ -388,7 +392,15 @@ class OpenAICompatApp:
         elif fault == "bad_usage":
             completion["usage"] = "n/a"
         elif fault == "content_list":
-            choice["message"]["content"] = [{"type": "text", "text": choice["message"]["content"]}]
+            text = choice["message"]["content"]
+            choice["message"]["content"] = [{"type": "text", "text": text[:5]},
+                                            {"type": "text", "text": text[5:]}]
+        elif fault == "content_thinking":
+            thought = [{"type": "text", "text": REFUSING_THOUGHT}]
+            choice["message"]["content"] = [{"type": "thinking", "thinking": thought},
+                                            {"type": "text", "text": COMPLIANT}]
+        elif fault == "content_unknown_part":
+            choice["message"]["content"] = [{"type": "input_audio", "input_audio": {"data": "AAAA"}}]
         elif fault == "null_content":
             choice["message"]["content"] = None
         elif fault in ("filter200", "filter200_cut"):
