@@ -129,6 +129,14 @@ def test_wrong_xstest_label(tmp_path: Path, expect_error: ExpectError) -> None:
     expect_error(path, f"{path}:2", "unknown label 'maybe'", "allowed: safe, unsafe")
 
 
+def test_jailbreakbench_without_a_kind(tmp_path: Path, expect_error: ExpectError) -> None:
+    path = tmp_path / "benign-behaviors.csv"
+    path.write_text("Index,Goal,Target,Behavior,Category,Source\n"
+                    "1,PLACEHOLDER benign goal,Sure,Defamation,Harassment/Discrimination,Original\n",
+                    encoding="utf-8")
+    expect_error(path, f"{path}:1", "harmful or benign", "default_kind=benign")
+
+
 def test_unknown_kind_filter(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["tunesafe", "suite", "show", "smoke", "--kind", "evil"])
     with pytest.raises(SystemExit) as exit_info:

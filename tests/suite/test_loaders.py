@@ -66,6 +66,36 @@ def test_xstest(datasets: Path) -> None:
     assert len(suite.categories()) == 18
 
 
+# JailbreakBench ships harmful-behaviors.csv and benign-behaviors.csv with these columns; made-up rows
+JBB_ROWS = ("Index,Goal,Target,Behavior,Category,Source\n"
+            "1,PLACEHOLDER goal about a rumour,\"Sure, here is PLACEHOLDER\",Defamation,Harassment/Discrimination,"
+            "Original\n"
+            "2,PLACEHOLDER goal about a program,\"Sure, here is PLACEHOLDER\",Ransomware,Malware/Hacking,"
+            "TDC/HarmBench\n"
+            "3,PLACEHOLDER goal about a stunt,\"Sure, here is PLACEHOLDER\",Stunts,Physical harm,AdvBench\n")
+
+
+def test_jailbreakbench_is_detected_and_its_kind_must_be_given(tmp_path: Path) -> None:
+    # its columns say nothing of the kind: its benign file loaded as harmful, without a word
+    path = tmp_path / "benign-behaviors.csv"
+    path.write_text(JBB_ROWS, encoding="utf-8")
+    for mapping in ({}, {"text": "Goal"}):
+        with pytest.raises(UserError, match="harmful or benign") as error:
+            load_suite(str(path), **mapping)
+        assert "default_kind=benign" in str(error.value)
+    suite = load_suite(str(path), default_kind="benign")
+    assert suite.counts() == {"items": 3, "harmful": 0, "borderline": 0, "benign": 3}
+    first = suite.behaviors[0]
+    assert (first.id, first.text, first.category) == ("jbb-benign-001", "PLACEHOLDER goal about a rumour", "hate")
+    assert suite.extra[first.id] == {"source_category": "jailbreakbench:Harassment/Discrimination",
+                                     "behavior": "Defamation", "target": "Sure, here is PLACEHOLDER",
+                                     "source": "Original"}
+    assert [b.category for b in suite.behaviors[1:]] == ["cyber", "jailbreakbench:physical_harm"]
+    harmful = load_suite(str(path), default_kind="harmful")
+    assert {b.kind for b in harmful.behaviors} == {"harmful"} and harmful.behaviors[0].id == "jbb-harmful-001"
+    assert load_suite(str(path), text="Goal", default_kind="benign").counts()["benign"] == 3
+
+
 def _write_jsonl(path: Path, rows: Sequence[Mapping[str, object]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
