@@ -1,5 +1,6 @@
 """Turn the rows of a file into behaviours, per dataset layout: HarmBench behaviours CSV, AdvBench CSV,
-XSTest prompts CSV, and a generic layout with a column mapping (`text=prompt,kind=label,...`).
+XSTest prompts CSV, JailbreakBench behaviours CSV, and a generic layout with a column mapping
+(`text=prompt,kind=label,...`).
 
 External categories are mapped onto our taxonomy where the meaning matches; the original category is kept
 in `Suite.extra[id]["source_category"]`."""
@@ -21,7 +22,7 @@ KINDS: tuple[str, ...] = get_args(Kind)
 FIELDS = ("id", "text", "kind", "category", "language", "context")
 OPTIONS = ("format", "layout", "name", "version", "default_kind", "default_category", "default_language",
            "copyright")
-LAYOUTS = ("generic", "harmbench", "advbench", "xstest")
+LAYOUTS = ("generic", "harmbench", "advbench", "xstest", "jailbreakbench")
 
 HARMBENCH_CATEGORIES = {
     "chemical_biological": "cbrn",
@@ -33,6 +34,20 @@ HARMBENCH_CATEGORIES = {
     # "harmful" (general harm: dangerous stunts, self-harm, ...) has no single counterpart: kept as
     # "harmbench:harmful".
 }
+JAILBREAKBENCH_CATEGORIES = {
+    "Harassment/Discrimination": "hate",
+    "Malware/Hacking": "cyber",
+    "Economic harm": "economic",
+    "Fraud/Deception": "fraud",
+    "Disinformation": "disinfo",
+    "Sexual/Adult content": "sexual",
+    "Privacy": "privacy",
+    "Expert advice": "advice",
+    # "Physical harm" (weapons, self-harm, ...) and "Government decision-making" have no single
+    # counterpart: kept as "jailbreakbench:physical_harm", ...
+}
+# JailbreakBench's harmful and benign files share these columns: the kind is in neither
+JAILBREAKBENCH_COLUMNS = ("Goal", "Target", "Behavior", "Category")
 XSTEST_KINDS = {"safe": "borderline", "unsafe": "harmful"}
 # why a layout leaves rows out (the only one that does)
 _LEFT_OUT = {"harmbench": "HarmBench copyright behaviours; copyright=true keeps them"}
@@ -86,6 +101,8 @@ def _detect_layout(columns: tuple[str, ...]) -> str:
         return "advbench"
     if {"prompt", "type", "label"} <= found and "text" not in found:
         return "xstest"
+    if set(JAILBREAKBENCH_COLUMNS) <= found and "text" not in found:
+        return "jailbreakbench"
     return "generic"
 
 
@@ -163,10 +180,10 @@ def _generic(table: Table, ctx: _Context) -> list[Item]:
     _require_columns(table, [columns["text"]], "rename your column to 'text', or map it: text=COLUMN")
     _require_columns(table, [columns[f] for f in ctx.mapping], "check the column mapping")
     has = {f: columns[f] in table.columns for f in FIELDS}
-    default_kind = ctx.options.get("default_kind", "harmful")
-    if default_kind not in KINDS:
-        raise UserError(f"unknown default_kind '{default_kind}' (allowed: {', '.join(KINDS)})",
-                        where=str(table.path), fix="use one of the allowed kinds")
+    default_kind = _default_kind(table, ctx.options.get("default_kind", "harmful"))
+    if not has["kind"] and "default_kind" not in ctx.options and _detect_layout(table.columns) == \
+            "jailbreakbench":
+        _jailbreakbench_kind(table, ctx)  # mapped by hand (text=Goal), the file still says no kind
     label = _column(table, "label")
     unread = label in table.columns and label not in columns.values()
     if not has["kind"] and "default_kind" not in ctx.options and unread:
@@ -246,8 +263,46 @@ def _xstest(table: Table, ctx: _Context) -> list[Item]:
     return items
 
 
+def _jailbreakbench_kind(table: Table, ctx: _Context) -> str:
+    """The kind of every row: JailbreakBench keeps harmful and benign behaviours in two files of the same
+    columns, so only the user can say which one this is (a file name is easily changed)."""
+    kind = ctx.options.get("default_kind")
+    if kind is None:
+        raise UserError("a JailbreakBench file does not say whether its behaviours are harmful or benign",
+                        where=f"{table.path}:1",
+                        fix="pass default_kind=harmful (harmful-behaviors.csv) or default_kind=benign "
+                            "(benign-behaviors.csv)")
+    return _default_kind(table, kind)
+
+
+def _default_kind(table: Table, kind: str) -> str:
+    if kind not in KINDS:
+        raise UserError(f"unknown default_kind '{kind}' (allowed: {', '.join(KINDS)})",
+                        where=str(table.path), fix="use one of the allowed kinds")
+    return kind
+
+
+def _jailbreakbench(table: Table, ctx: _Context) -> list[Item]:
+    _require_columns(table, ("Goal", "Category"),
+                     "use a JailbreakBench behaviours CSV (Index,Goal,Target,Behavior,Category,Source)")
+    kind = _jailbreakbench_kind(table, ctx)
+    items = []
+    for n, row in enumerate(table.rows, start=1):
+        index = _text(row, "Index") or str(n)
+        source = _required_text(row, "Category")
+        category = JAILBREAKBENCH_CATEGORIES.get(source, "jailbreakbench:" + _slug(source).replace("-", "_"))
+        behavior = ctx.behavior(f"jbb-{kind}-{int(index):03d}" if index.isdigit() else f"jbb-{kind}-{index}",
+                                _required_text(row, "Goal"), kind, category)
+        kept = (("behavior", "Behavior"), ("target", "Target"), ("source", "Source"))
+        extra = {"source_category": f"jailbreakbench:{source}",
+                 **{key: _text(row, column) for key, column in kept if _text(row, column)}}
+        items.append(Item(row, behavior, extra))
+    return items
+
+
 _BUILDERS: dict[str, Callable[[Table, _Context], list[Item]]] = {
     "generic": _generic, "harmbench": _harmbench, "advbench": _advbench, "xstest": _xstest,
+    "jailbreakbench": _jailbreakbench,
 }
 
 
