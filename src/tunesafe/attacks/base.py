@@ -155,6 +155,11 @@ class AttackImpl:
                 messages=prompt.messages, prefill=prompt.prefill, params=params, seed=seed))
         return attempts
 
+    def not_for(self, behavior: Behavior) -> str | None:
+        """None when the attack applies to this behaviour, else why not: the plan leaves the pair out and
+        counts it (an encoding that would leave the request as written measures the plain request)."""
+        return None
+
     def requires(self, capabilities: Capabilities) -> str | None:
         """None when a target with these capabilities can run the attack, else the reason to skip it."""
         if self.meta.needs_prefill and not capabilities.prefill:

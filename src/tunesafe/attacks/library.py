@@ -77,7 +77,7 @@ def resolve(spec: str, *, attacker_available: bool = True,
         if term == "all":
             skipped = [a.meta.name for a in attacks if unavailable(a)]
             if skipped:
-                _warn_once(f"no attacker model: skipping attacker-driven attacks {', '.join(skipped)} "
+                warn_once(f"no attacker model: skipping attacker-driven attacks {', '.join(skipped)} "
                            "(pass --attacker REF to run them)")
             matched = [a for a in attacks if not unavailable(a)]
         elif term == "template":
@@ -100,7 +100,7 @@ def resolve(spec: str, *, attacker_available: bool = True,
 _warned: set[str] = set()
 
 
-def _warn_once(message: str) -> None:
+def warn_once(message: str) -> None:
     """A gate plans each side more than once (reuse check, run); the user needs to read a skip once."""
     if message not in _warned:
         _warned.add(message)

@@ -92,6 +92,9 @@ def run_config(config: EvalConfig, planned: Planned, judges: Sequence[Judge], at
         "attacks": [attack_descriptor(a.meta) for a in planned.attacks],
         "benign_attacks": [attack_descriptor(a.meta) for a in planned.benign_attacks],
         "skipped_attacks": list(planned.skipped),
+        # only when some attack left behaviours out: the config hash of every other run stays as it was
+        **({"skipped_behaviors": list(planned.plan.skipped_behaviors)} if planned.plan.skipped_behaviors
+           else {}),
         "judges": [{"name": j.name, "version": j.version} for j in judges],
         "attacker": None if attacker is None else {"ref": attacker.ref, "hash": attacker.content_hash()},
         "decoding": {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature,

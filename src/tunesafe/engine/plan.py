@@ -13,7 +13,7 @@ multiply the cost by the number of families).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
 from typing import Any, Protocol
@@ -31,11 +31,15 @@ class Expander(Protocol):
 
     def expand(self, behavior: Behavior, seed: int) -> list[Attempt]: ...
 
+    def not_for(self, behavior: Behavior) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class Plan:
     attempts: tuple[Attempt, ...]
     behaviors: tuple[Behavior, ...]
+    # per attack that does not apply to some behaviours: {"attack", "reason", "behaviors": how many}
+    skipped_behaviors: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def ids(self) -> list[str]:
@@ -76,12 +80,20 @@ def build_plan(behaviors: Sequence[Behavior], attacks: Sequence[Expander], *, se
     borderline ones under `benign_attacks` (the direct request)."""
     chosen = select_behaviors(behaviors, limit)
     attempts: list[Attempt] = []
+    skipped: dict[str, dict[str, Any]] = {}
     for behavior in chosen:
         for attack in attacks if behavior.kind == "harmful" else benign_attacks:
-            if in_scope(attack, behavior):
+            if not in_scope(attack, behavior):
+                continue
+            reason = attack.not_for(behavior)
+            if reason is None:
                 attempts.extend(attack.expand(behavior, seed))
+            else:
+                entry = skipped.setdefault(attack.meta.name, {"attack": attack.meta.name, "reason": reason,
+                                                              "behaviors": 0})
+                entry["behaviors"] += 1
     _check_unique(attempts)
-    return Plan(attempts=tuple(attempts), behaviors=tuple(chosen))
+    return Plan(attempts=tuple(attempts), behaviors=tuple(chosen), skipped_behaviors=tuple(skipped.values()))
 
 
 def in_scope(attack: object, behavior: Behavior) -> bool:

@@ -41,6 +41,7 @@ def plan_evaluation(config: EvalConfig, *, capabilities: Any = None,
     restricted to what the target can run (see `for_target`). `replayable` names the attacks whose
     frozen attacker prompts the replayed run holds (see `replayable_attacks`): they need no attacker."""
     from tunesafe.attacks import resolve
+    from tunesafe.attacks.library import warn_once
     from tunesafe.suite import load_suite
 
     suite = load_suite(config.suite)
@@ -49,6 +50,9 @@ def plan_evaluation(config: EvalConfig, *, capabilities: Any = None,
     benign = [a for a in attacks if a.meta.name == BENIGN_ATTACK] or resolve(BENIGN_ATTACK)
     benign += [a for a in attacks if getattr(a, "scope", None)]  # agent families run their benign cases
     plan = build_plan(suite.behaviors, attacks, seed=config.seed, limit=config.limit, benign_attacks=benign)
+    for entry in plan.skipped_behaviors:
+        n = entry["behaviors"]
+        warn_once(f"{entry['attack']}: left out for {n} behaviour{'s' if n != 1 else ''} ({entry['reason']})")
     planned = Planned(suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
                       attacks=tuple(attacks), benign_attacks=tuple(benign), plan=plan)
     return planned if capabilities is None else for_target(planned, config.attacks, capabilities)
