@@ -68,8 +68,8 @@ def test_xstest(datasets: Path) -> None:
 
 # JailbreakBench ships harmful-behaviors.csv and benign-behaviors.csv with these columns; made-up rows
 JBB_ROWS = ("Index,Goal,Target,Behavior,Category,Source\n"
-            "1,PLACEHOLDER goal about a rumour,\"Sure, here is PLACEHOLDER\",Defamation,Harassment/Discrimination,"
-            "Original\n"
+            "1,PLACEHOLDER goal about a rumour,\"Sure, here is PLACEHOLDER\",Defamation,"
+            "Harassment/Discrimination,Original\n"
             "2,PLACEHOLDER goal about a program,\"Sure, here is PLACEHOLDER\",Ransomware,Malware/Hacking,"
             "TDC/HarmBench\n"
             "3,PLACEHOLDER goal about a stunt,\"Sure, here is PLACEHOLDER\",Stunts,Physical harm,AdvBench\n")
@@ -86,7 +86,8 @@ def test_jailbreakbench_is_detected_and_its_kind_must_be_given(tmp_path: Path) -
     suite = load_suite(str(path), default_kind="benign")
     assert suite.counts() == {"items": 3, "harmful": 0, "borderline": 0, "benign": 3}
     first = suite.behaviors[0]
-    assert (first.id, first.text, first.category) == ("jbb-benign-001", "PLACEHOLDER goal about a rumour", "hate")
+    assert (first.id, first.category) == ("jbb-benign-001", "hate")
+    assert first.text == "PLACEHOLDER goal about a rumour"
     assert suite.extra[first.id] == {"source_category": "jailbreakbench:Harassment/Discrimination",
                                      "behavior": "Defamation", "target": "Sure, here is PLACEHOLDER",
                                      "source": "Original"}
