@@ -515,6 +515,70 @@ def test_a_resumed_run_is_compared_with_the_probe_before_training(tiny: Any, tmp
     assert unanchored.record is not None and unanchored.record["stopped_by"]["kind"] == "probe_error"
 
 
+class RunClock:
+    """The seconds the callback and its probes read, set by the test: every training step takes `step`
+    seconds (moved on by a callback at each step's begin) and every probe `probe` seconds, whatever the
+    machine's speed or load, so which probes the auto interval takes is decided, not raced."""
+
+    def __init__(self, step: float, probe: float) -> None:
+        self.now, self.step, self.probe, self._probe_reads = 0.0, step, probe, 0
+
+    def read(self) -> float:
+        return self.now
+
+    def read_in_probe(self) -> float:
+        # run_probe reads the clock at its start and at its end
+        self._probe_reads += 1
+        if self._probe_reads % 2 == 0:
+            self.now += self.probe
+        return self.now
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> Any:
+        from types import SimpleNamespace
+
+        from tunesafe.training import callback as callback_module
+        from tunesafe.training import probes as probes_module
+
+        monkeypatch.setattr(callback_module, "time", SimpleNamespace(perf_counter=self.read))
+        monkeypatch.setattr(probes_module, "time", SimpleNamespace(perf_counter=self.read_in_probe))
+        clock = self
+
+        class Steps(transformers.TrainerCallback):  # type: ignore[misc]
+            def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
+                clock.now += clock.step
+
+        return Steps()
+
+
+def test_a_resumed_leg_gets_the_auto_interval_probes_of_its_own_length(
+        tiny: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resumed at step 4 of 7, steps of 1.25 s, probes of 1 s, budget 1: at step 6 the leg has trained
+    2.5 s, so the resume probe and one more fit (2 <= 2.5), and the leg's 3 steps (3.75 s) leave room for
+    the end probe (3 <= 3.75). The projection divided the leg's seconds by the global step (6, not 2
+    steps trained here): 2.9 s projected, and no probe before the last step."""
+    from tunesafe.judges import get_judge
+    from tunesafe.training.probes import baseline_probe
+
+    out = tmp_path / "out"
+    probe_set, judge = select_probe_set(harmful=1, prefilled=0, borderline=0, benign=1), get_judge("default")
+    first = SafetyCallback(probe_every=None, probe_set=probe_set, judge=judge, max_new_tokens=4)
+    trainer(tiny, tiny.model(), first, out, max_steps=4, save_strategy="steps", save_steps=4,
+            learning_rate=1e-5).train()
+    baseline = baseline_probe(tiny.model(), tiny.tokenizer, probe_set, judge, max_new_tokens=4)
+
+    steps = RunClock(step=1.25, probe=1.0).install(monkeypatch)
+    resumed = SafetyCallback(probe_budget=1.0, probe_set=probe_set, judge=judge, max_new_tokens=4,
+                             baseline=baseline, policy=policy(actions={"probe_asr": "warn"}))
+    run = trainer(tiny, tiny.model(), resumed, out, max_steps=7, learning_rate=1e-5)
+    run.add_callback(steps)
+    run.train(resume_from_checkpoint=str(out / "checkpoint-4"))
+    body = resumed.record
+    assert body is not None and body["status"] == "completed"
+    # the last step's probe is the end probe (taken as due at that step, so no second one at the end)
+    assert [(p["step"], p["trigger"]) for p in body["probes"]] == [(0, "start"), (4, "resume"),
+                                                                   (6, "interval"), (7, "interval")]
+
+
 def test_a_probe_set_without_benign_items_cannot_check_over_refusal(tiny: Any, tmp_path: Path) -> None:
     """No benign or borderline item: the over-refusal limit can never be checked. That is bad input,
     said before training, not a probe 'where every item errored' (none did) stopping the run midway."""
