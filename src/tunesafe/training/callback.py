@@ -306,6 +306,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                         "judge": judge_name(self._judge),
                         "judge_version": getattr(self._judge, "version", None)}
         self._planned_steps = state.max_steps
+        self._first_step = state.global_step  # > 0 when resumed: the steps before it are not this run's
         self._monitor = LossMonitor(self.loss_config)
         self._losses: list[list[Any]] = []
         self._events: list[TrainingEvent] = []
@@ -372,8 +373,9 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             spent = sum(p.seconds for p in self._probes if not p.reused)
             next_cost = self._probes[-1].seconds if self._probes else 0.0
             trained = time.perf_counter() - self._clock - spent
-            projected = trained / step * self._planned_steps if step > 0 and self._planned_steps > step \
-                else None
+            # this run's seconds over this run's steps: a resumed run's clock starts at the checkpoint
+            done, planned = step - self._first_step, self._planned_steps - self._first_step
+            projected = trained / done * planned if done > 0 and planned > done else None
             return probe_due(trained, spent, next_cost, self.probe_budget, projected)
         return step % self.probe_every == 0
 
