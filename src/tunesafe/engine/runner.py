@@ -148,13 +148,14 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
             run_id = info.id
             _check_resumable(info, model_hash, stored_config, digest)
             store_results.set_status(store, run_id, "running")  # not "interrupted" while it runs again
+        with _ends_session(store, run_id):
             if retry_errors:
                 store_results.retire_errors(store, run_id)
-        done = store_results.done_attempt_ids(store, run_id)
-        if on_start is not None:
-            on_start(run_id, len(planned.plan.attempts), len(done))
-        return await _run(store, run_id, model_ref, model, model_hash, attacker, judges, planned, config,
-                          stored_config, done, progress)
+            done = store_results.done_attempt_ids(store, run_id)
+            if on_start is not None:
+                on_start(run_id, len(planned.plan.attempts), len(done))
+            return await _run(store, run_id, model_ref, model, model_hash, attacker, judges, planned, config,
+                              stored_config, done, progress)
     finally:
         for owner in (model, attacker, *judges):
             close = getattr(owner, "aclose", None)
@@ -262,17 +263,13 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
     else:
         executor = Executor(target, attacker, judges, planned, config, frozen, writer, run_id)
     started = time.perf_counter()
-    status = "interrupted"
     terminated: list[bool] = []
     try:
         with RunProgress(len(planned.plan.attempts), len(done), enabled=progress) as bar, \
                 _sigterm_interrupts(terminated):
             executor.progress = bar
             await executor.run(pending)
-        status = "complete"
     except BaseException as exc:
-        stopped = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError, EndpointUnavailable))
-        status = "interrupted" if stopped else "failed"
         if isinstance(exc, EndpointUnavailable):
             exc.fix = (f"everything done so far is kept; when the endpoint is back: "
                        f"tunesafe eval --resume {run_id}")
@@ -280,11 +277,7 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
             raise KeyboardInterrupt from None  # the caller reports it as the interruption it is
         raise
     finally:
-        try:
-            writer.flush()  # what finished before a Ctrl-C, a SIGTERM or a failure is kept
-        finally:
-            if status != "complete":
-                store_results.set_status(store, run_id, status)
+        writer.flush()  # what finished before a Ctrl-C, a SIGTERM or a failure is kept
     wall = time.perf_counter() - started
     stats = executor.stats(wall, getattr(target, "hits", 0))
     if (replica_stats := getattr(model, "replica_stats", None)) is not None:
@@ -298,6 +291,20 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
     if adapted:  # e.g. max_tokens sent as max_completion_tokens (OpenAI's reasoning models)
         stats["request_params_adapted"] = adapted
     return finish_run(store, run_id, planned.plan.ids, stored_config, model_hash, stats)
+
+
+@contextlib.contextmanager
+def _ends_session(store: Store, run_id: str) -> Iterator[None]:
+    """From the moment a session marks its run running (created or resumed) until the run is complete:
+    whatever else ends the session marks the run `interrupted` (Ctrl-C, SIGTERM, an endpoint down past
+    max_pause: resumable as it stands) or `failed`, so no run stays `running` after its process is gone,
+    and a resumed session ends as a first one would."""
+    try:
+        yield
+    except BaseException as exc:
+        stopped = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError, EndpointUnavailable))
+        store_results.set_status(store, run_id, "interrupted" if stopped else "failed")
+        raise
 
 
 _TERMINABLE: dict[asyncio.Task[Any], list[bool]] = {}
