@@ -5,15 +5,21 @@ another order (or one replaced) resume the run; the model ids the replies named 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from tunesafe.engine import results as store_results
 from tunesafe.engine.runner import EvalConfig, evaluate
 from tunesafe.errors import UserError
+from tunesafe.evidence.schema import RunRow
 from tunesafe.evidence.store import Store
+from tunesafe.models import load_model
+from tunesafe.testing.openai_server import RunningServer, serve
+from tunesafe.types import canonical_json, sha256_hex
 
 from .conftest import Server, write_suite
 
@@ -79,7 +85,6 @@ def test_ctrl_c_while_the_run_is_closed_leaves_it_interrupted_and_resumable(
 def test_a_resume_against_a_failing_or_stopped_server_leaves_the_run_interrupted(
         store: Store, config: EvalConfig) -> None:
     from tunesafe.errors import EndpointUnavailable
-    from tunesafe.testing.openai_server import serve
 
     with serve() as server:
         ref = f"openai:test@{server.url}?breaker=1&cooldown=0.05&max_retries=0&max_pause=0"
@@ -91,3 +96,60 @@ def test_a_resume_against_a_failing_or_stopped_server_leaves_the_run_interrupted
     with pytest.raises(UserError, match="cannot reach"):  # the server is gone
         _evaluate(store, None, config, resume=run_id)
     assert store_results.load_run(store, run_id).status == "interrupted"
+
+
+@pytest.fixture
+def replicas() -> Iterator[list[RunningServer]]:
+    with serve(latency_s=0.01) as a, serve(latency_s=0.01) as b, serve(latency_s=0.01) as c:
+        yield sorted([a, b, c], key=lambda s: s.url)
+
+
+def _over(*servers: RunningServer, model: str = "tunesafe-test") -> str:
+    return f"openai:{model}@" + ",".join(s.url for s in servers)
+
+
+def test_a_replica_run_resumes_with_its_replicas_in_another_order_or_one_replaced(
+        store: Store, config: EvalConfig, replicas: list[RunningServer]) -> None:
+    a, b, c = replicas
+    assert load_model(_over(a, b)).content_hash() == load_model(_over(b, a)).content_hash()
+    reordered = _stopped_run(store, _over(a, b), config)
+    assert _evaluate(store, _over(b, a), config, resume=reordered).status == "complete"
+    replaced = _stopped_run(store, _over(a, b), config)
+    report = _evaluate(store, _over(a, c), config, resume=replaced)
+    assert report.status == "complete"
+    assert [r["url"] for r in report.stats["replicas"]] == [a.url, c.url]  # where the answers came from
+    for run_id in (reordered, replaced):  # the run keeps the model it was started with
+        info = store_results.load_run(store, run_id)
+        assert (info.model_ref, info.model_hash) == (_over(a, b), load_model(_over(a, b)).content_hash())
+
+
+def test_a_replica_run_is_not_resumed_on_another_model(store: Store, config: EvalConfig,
+                                                       replicas: list[RunningServer]) -> None:
+    a, b, c = replicas
+    run_id = _stopped_run(store, _over(a, b), config)
+    with pytest.raises(UserError, match="evaluated"):  # another model name
+        _evaluate(store, _over(b, a, model="other"), config, resume=run_id)
+    with pytest.raises(UserError, match="evaluated"):  # other options
+        _evaluate(store, _over(b, a) + "?prefill=1", config, resume=run_id)
+    with serve(model="other-weights") as d, serve(model="other-weights") as e, \
+            pytest.raises(UserError, match="changed since run"):  # servers that do not serve it
+        _evaluate(store, _over(d, e), config, resume=run_id)
+    single = _stopped_run(store, f"openai:tunesafe-test@{a.url}", config)
+    with pytest.raises(UserError, match="evaluated"):  # one server's run stays with its URL
+        _evaluate(store, f"openai:tunesafe-test@{b.url}", config, resume=single)
+    assert store_results.load_run(store, run_id).n_done == 0
+
+
+def test_runs_stored_before_replica_order_stopped_counting_still_resume(
+        store: Store, config: EvalConfig, replicas: list[RunningServer]) -> None:
+    a, b, _ = replicas
+    single = load_model(f"openai:tunesafe-test@{a.url}")
+    info = single.model_info()
+    # one URL: the same identity as ever
+    assert single.content_hash() == sha256_hex(canonical_json({"ref": single.ref, "model_info": info}))
+    run_id = _stopped_run(store, _over(b, a), config)
+    legacy = sha256_hex(canonical_json({"ref": _over(b, a), "model_info": info}))  # the URLs as given
+    with store.engine.begin() as conn:
+        conn.execute(update(RunRow).where(RunRow.id == run_id).values(model_hash=legacy))
+    assert _evaluate(store, _over(b, a), config, resume=run_id).status == "complete"
+    assert store_results.load_run(store, run_id).model_hash == legacy

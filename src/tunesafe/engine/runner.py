@@ -109,8 +109,11 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
         raise UserError("--retry-errors re-runs the errored attempts of a stored run", where="--retry-errors",
                         fix="pass --resume RUN as well")
     if resume is not None:
+        from tunesafe.models.replicas import served_elsewhere  # the HTTP client loads only when needed
+
         info = store_results.load_run(store, resume)
-        if model_ref is not None and redact_ref(model_ref) != redact_ref(info.model_ref):
+        moved = model_ref is not None and served_elsewhere(model_ref, info.model_ref)
+        if model_ref is not None and not moved and redact_ref(model_ref) != redact_ref(info.model_ref):
             raise UserError(f"run {resume} evaluated '{info.model_ref}', not '{redact_ref(model_ref)}'",
                             where="--resume", fix="leave out MODEL when resuming, or start a new run")
         stored = info.config.get("eval")
@@ -122,7 +125,9 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
             return RunReport(resume, "complete", summarize(store_results.load_results(store, resume)))
         _check_not_rejudged(info, retry_errors)
         # stored refs lost their credentials (models/refs.py): take them from the refs given again
-        model_ref, model_name = restore_ref(info.model_ref, model_ref, "MODEL"), info.model_name
+        # (replicas at other URLs serve the run's model: the ref given names where, with its credentials)
+        model_ref = model_ref if moved else restore_ref(info.model_ref, model_ref, "MODEL")
+        model_name = info.model_name
         config = replace(
             config, attacker_ref=restore_ref(config.attacker_ref, given.attacker_ref, "--attacker"),
             judge_model_ref=restore_ref(config.judge_model_ref, given.judge_model_ref, "--judge-model"))
@@ -146,7 +151,8 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
                                      len(planned.plan.attempts))
         else:
             run_id = info.id
-            _check_resumable(info, model_hash, stored_config, digest)
+            _check_resumable(info, model, model_hash, stored_config, digest)
+            model_hash = info.model_hash  # the same model; a replica run's may be hashed as stored before
             store_results.set_status(store, run_id, "running")  # not "interrupted" while it runs again
         with _ends_session(store, run_id):
             if retry_errors:
@@ -233,9 +239,11 @@ def _check_not_rejudged(info: store_results.RunInfo, retry_errors: bool) -> None
                     where="--resume", fix=fix)
 
 
-def _check_resumable(info: store_results.RunInfo, model_hash: str, config: Mapping[str, Any],
-                     digest: str) -> None:
-    if info.model_hash != model_hash:
+def _check_resumable(info: store_results.RunInfo, model: ChatModel, model_hash: str,
+                     config: Mapping[str, Any], digest: str) -> None:
+    from tunesafe.models.replicas import hashes_at
+
+    if info.model_hash != model_hash and info.model_hash not in hashes_at(info.model_ref, model):
         raise UserError(f"the model behind '{info.model_ref}' changed since run {info.id} started "
                         f"(hash {info.model_hash[:12]} -> {model_hash[:12]})", where="--resume",
                         fix="start a new run: resuming would mix answers of two models")
@@ -259,7 +267,9 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
     frozen = store_results.frozen_prompts(store, config.replay_from) if config.replay_from else {}
     executor: Executor | RayExecutor
     if config.executor == "ray":
-        executor = RayExecutor(WorkerSpec(model_ref, config, planned, frozen, run_id, model_hash), writer)
+        # the actors hash the model as loaded now (a resumed replica run keeps the hash it was stored with)
+        spec = WorkerSpec(model_ref, config, planned, frozen, run_id, model.content_hash())
+        executor = RayExecutor(spec, writer)
     else:
         executor = Executor(target, attacker, judges, planned, config, frozen, writer, run_id)
     started = time.perf_counter()

@@ -308,6 +308,7 @@ class OpenAIChatModel:
         self._slots: asyncio.Queue[_Connection] | None = None
         self._connections: list[_Connection] = []
         self._hash: str | None = None
+        self._info: Any = None  # the /v1/models entry content_hash read
         self._reported: Counter[str] = Counter()
         self.folds_system = False  # the server's template refused a system message (models/chat_template.py)
         self.request_shape = RequestShape()  # parameters the server refused, renamed or left out since
@@ -352,8 +353,15 @@ class OpenAIChatModel:
         """sha256 of the ref plus what the server reports for the model at /v1/models (NOT a weight hash:
         an HTTP server can swap weights under the same name). Unreachable server: UserError."""
         if self._hash is None:
-            self._hash = sha256_hex(canonical_json({"ref": self.ref, "model_info": self.model_info()}))
+            self._info = self.model_info()
+            self._hash = endpoint_hash(self.model, [self.base_url], self._info)
         return self._hash
+
+    def hash_at(self, urls: Sequence[str]) -> str:
+        """The content hash this model would have if the server listing at `urls` reported what this one
+        reports now (models/replicas.py: a replica run resumed at other URLs)."""
+        self.content_hash()
+        return endpoint_hash(self.model, urls, self._info)
 
     def model_info(self) -> Any:
         """The server's /v1/models entry for this model (None when it lists none), without the fields a
@@ -582,6 +590,12 @@ class OpenAIChatModel:
             raise _Retryable(f"timeout after {self.timeout:g}s") from None
         except ConnectionError as exc:
             raise _Retryable(f"connection error: {exc}") from None
+
+
+def endpoint_hash(model: str, urls: Sequence[str], model_info: Any) -> str:
+    """The content hash of `model` served at `urls` (each without credentials) reporting `model_info`.
+    One URL: sha256 of the ref and the entry, as since the first stored run."""
+    return sha256_hex(canonical_json({"ref": f"openai:{model}@{','.join(urls)}", "model_info": model_info}))
 
 
 def ref_token_source(ref: ModelRef, provider: KeySource | None = None) -> TokenSource | None:

@@ -8,7 +8,9 @@ error. Only when every replica is down does the run pause, and it stops resumabl
 for one endpoint. The options apply to every replica (`concurrency` is per replica).
 
 Replicas must serve identical weights and settings: the model's hash covers each replica's /v1/models
-entry, and replicas that report different entries are refused. Per-replica counts (requests, errors,
+entry, and replicas that report different entries are refused. The hash takes the URLs sorted (they
+are interchangeable), and a stopped run resumes on another list that reports the same entry
+(`served_elsewhere`, `hashes_at`). Per-replica counts (requests, errors,
 moved away, mean latency, the reported model id) go into the run record.
 """
 
@@ -18,14 +20,14 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models.credentials import KeySource
-from tunesafe.models.openai_http import POLL_S, OpenAIChatModel, ReplicaDown, ref_token_source
-from tunesafe.models.refs import REPLICA_SEPARATOR, ModelRef, redact_ref
-from tunesafe.types import ChatRequest, Generation, canonical_json, sha256_hex
+from tunesafe.models.openai_http import POLL_S, OpenAIChatModel, ReplicaDown, endpoint_hash, ref_token_source
+from tunesafe.models.refs import REPLICA_SEPARATOR, ModelRef, parse_ref, redact_ref, split_credentials
+from tunesafe.types import ChatRequest, Generation, canonical_json
 
 # userinfo (up to the authority's last '@') may hold a comma; host and path may not
 _URL = re.compile(r"^https?://(?:[^\s/?#]*@)?[^\s,/@]+(/[^\s,]*)?$")
@@ -59,6 +61,34 @@ def replica_urls(base_url: str, ref: str) -> list[str]:
     return urls
 
 
+def served_elsewhere(given: str, stored: str) -> bool:
+    """Whether `given` names the model of `stored` (an openai: ref, the same model name and options) at
+    other replicas: listed in another order, or with some replaced, added or removed, where either ref
+    lists several. One server's ref stays tied to its URL, as its content hash is."""
+    refs = [parse_ref(ref) for ref in (given, stored)]
+    if any(r.scheme != "openai" or r.base_url is None for r in refs):
+        return False
+    lists = [_listed(r.base_url) for r in refs if r.base_url is not None]
+    served = {redact_ref(str(replace(r, base_url=None))) for r in refs}
+    return len(served) == 1 and lists[0] != lists[1] and max(len(urls) for urls in lists) > 1
+
+
+def hashes_at(stored: str, model: object) -> set[str]:
+    """The content hashes a run of `stored` (an openai: ref) had if its replicas reported what `model`'s
+    report now: the URLs in any order, as hashed now and, for runs stored before, as listed."""
+    hash_at = getattr(model, "hash_at", None)
+    ref = parse_ref(stored)
+    if hash_at is None or ref.scheme != "openai" or ref.base_url is None:
+        return set()
+    urls = _listed(ref.base_url)
+    return {hash_at(sorted(urls)), hash_at(urls)}
+
+
+def _listed(base_url: str) -> list[str]:
+    """The URLs of a ref as its model hashes them (stored refs were checked when their run started)."""
+    return [split_credentials(u.strip().rstrip("/"))[0] for u in REPLICA_SEPARATOR.split(base_url)]
+
+
 class ReplicatedChatModel:
     backend = "openai"
 
@@ -74,6 +104,7 @@ class ReplicatedChatModel:
         self._outstanding = [0] * len(self.replicas)
         self._stats = [ReplicaStats(r.base_url) for r in self.replicas]
         self._hash: str | None = None
+        self._info: Any = None
 
     @classmethod
     def from_ref(cls, ref: ModelRef, token_provider: KeySource | None = None) -> ReplicatedChatModel:
@@ -95,8 +126,15 @@ class ReplicatedChatModel:
                                   for s, i in zip(self._stats, infos, strict=True))
                 raise UserError(f"the replicas report different models ({shown})", where=self.ref,
                                 fix="serve the same weights and settings on every replica")
-            self._hash = sha256_hex(canonical_json({"ref": self.ref, "model_info": infos[0]}))
+            self._info = infos[0]
+            # Replicas are interchangeable: the order they are listed in is no part of the model
+            self._hash = endpoint_hash(self.model, sorted(r.base_url for r in self.replicas), self._info)
         return self._hash
+
+    def hash_at(self, urls: Sequence[str]) -> str:
+        """The content hash this model would have if replicas at `urls` reported what these report now."""
+        self.content_hash()
+        return endpoint_hash(self.model, urls, self._info)
 
     def paused(self) -> float | None:
         """None while any replica accepts work; else seconds until the earliest trial."""
