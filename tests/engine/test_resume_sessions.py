@@ -5,6 +5,8 @@ another order (or one replaced) resume the run; the model ids the replies named 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,12 @@ from sqlalchemy import update
 
 from tunesafe.engine import results as store_results
 from tunesafe.engine.runner import EvalConfig, evaluate
-from tunesafe.errors import UserError
+from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.evidence.schema import RunRow
 from tunesafe.evidence.store import Store
 from tunesafe.models import load_model
 from tunesafe.testing.openai_server import RunningServer, serve
-from tunesafe.types import canonical_json, sha256_hex
+from tunesafe.types import RecordType, canonical_json, sha256_hex
 
 from .conftest import Server, write_suite
 
@@ -84,8 +86,6 @@ def test_ctrl_c_while_the_run_is_closed_leaves_it_interrupted_and_resumable(
 
 def test_a_resume_against_a_failing_or_stopped_server_leaves_the_run_interrupted(
         store: Store, config: EvalConfig) -> None:
-    from tunesafe.errors import EndpointUnavailable
-
     with serve() as server:
         ref = f"openai:test@{server.url}?breaker=1&cooldown=0.05&max_retries=0&max_pause=0"
         run_id = _stopped_run(store, ref, config)
@@ -153,3 +153,38 @@ def test_runs_stored_before_replica_order_stopped_counting_still_resume(
         conn.execute(update(RunRow).where(RunRow.id == run_id).values(model_hash=legacy))
     assert _evaluate(store, _over(b, a), config, resume=run_id).status == "complete"
     assert store_results.load_run(store, run_id).model_hash == legacy
+
+
+def test_the_model_ids_the_replies_named_add_up_over_the_sessions_of_a_run(tmp_path: Path, store: Store,
+                                                                           config: EvalConfig) -> None:
+    with serve(latency_s=0.02, reported_model="snapshot-1") as server:
+        ref = f"openai:tunesafe-test@{server.url}?breaker=1&cooldown=0.05&max_retries=0&max_pause=0"
+
+        def down_part_way() -> None:  # once some attempts are done (not after a fixed time)
+            deadline = time.monotonic() + 60
+            while len(server.app.requests) < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            server.app.go_down()
+
+        timer = threading.Thread(target=down_part_way)
+        timer.start()
+        with pytest.raises(EndpointUnavailable):
+            _evaluate(store, ref, config)
+        timer.join()
+        [run] = store_results.list_runs(store)
+        assert 0 < run.n_done < run.n_planned
+        first = _answered(store, run.id)  # one request each: direct_request and prefix_injection are one turn
+        server.app.come_back()
+        server.app.config.reported_model = "snapshot-2"  # the provider moved its alias in between
+        report = _evaluate(store, None, config, resume=run.id)
+    second = _answered(store, run.id) - first
+    assert first > 0 and second > 0
+    assert report.stats["reported_models"] == {"snapshot-2": second}  # this session
+    served = {"snapshot-1": first, "snapshot-2": second}
+    assert store_results.reported_models(store, run.id) == served  # what the gate reports
+    [record] = store.records(type=RecordType.RUN)
+    assert record.body["reported_models"] == served
+
+
+def _answered(store: Store, run_id: str) -> int:
+    return sum(r.generation.error is None for r in store_results.load_results(store, run_id))

@@ -295,13 +295,29 @@ def newest_run_record_id(store: Store, run_id: str, confirmed: int | None = None
 
 
 def reported_models(store: Store, run_id: str) -> dict[str, int]:
-    """The model ids an HTTP server's replies named during the session that finished the run, with their
-    counts (empty when unknown: a local model, a run stored before they were counted, answers all cached)."""
+    """The model ids an HTTP server's replies named while the run ran, with their counts, from its newest
+    evidence record: over every session (records written before that was kept hold the closing session's
+    only); empty when unknown: a local model, a run stored before they were counted, answers all cached."""
     record_id = newest_run_record_id(store, run_id)
     if record_id is None:
         return {}
-    reported = (store.get(record_id).body.get("session") or {}).get("reported_models") or {}
+    body = store.get(record_id).body
+    reported = body.get("reported_models") or (body.get("session") or {}).get("reported_models") or {}
     return {str(k): int(v) for k, v in reported.items()}
+
+
+def add_reported_models(store: Store, run_id: str, reported: Mapping[str, int]) -> dict[str, int]:
+    """Add one session's reported model ids to the run's; returns the run's, over every session so far.
+    Read and written in one transaction, so two sessions ending together both count."""
+    with store.engine.begin() as conn:
+        query = select(RunRow.reported_models).where(RunRow.id == run_id).with_for_update()
+        row = conn.execute(query).first()
+        total = {str(k): int(v) for k, v in ((row[0] if row else None) or {}).items()}
+        for model, count in reported.items():
+            total[model] = total.get(model, 0) + count
+        if reported:
+            conn.execute(update(RunRow).where(RunRow.id == run_id).values(reported_models=total))
+    return total
 
 
 def done_attempt_ids(store: Store, run_id: str) -> set[str]:

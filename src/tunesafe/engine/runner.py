@@ -288,19 +288,22 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
         raise
     finally:
         writer.flush()  # what finished before a Ctrl-C, a SIGTERM or a failure is kept
+        # HTTP: the model ids this session's replies named, kept with the run so that the session
+        # closing it reports every session's (a provider may move an alias between two sessions)
+        reported: Mapping[str, int] = getattr(model, "reported_models", dict)()
+        served = store_results.add_reported_models(store, run_id, reported)
     wall = time.perf_counter() - started
     stats = executor.stats(wall, getattr(target, "hits", 0))
     if (replica_stats := getattr(model, "replica_stats", None)) is not None:
         stats["replicas"] = replica_stats()  # per replica: requests, errors, moved away, its model id
-    reported: Mapping[str, int] = getattr(model, "reported_models", dict)()
-    if reported:  # HTTP: the model ids the replies named
+    if reported:
         stats["reported_models"] = reported
     if getattr(model, "folds_system", False):  # the template took no system message: folded into user
         stats["system_prompt_folded"] = True
     adapted: Mapping[str, str] = getattr(model, "request_adaptations", dict)()
     if adapted:  # e.g. max_tokens sent as max_completion_tokens (OpenAI's reasoning models)
         stats["request_params_adapted"] = adapted
-    return finish_run(store, run_id, planned.plan.ids, stored_config, model_hash, stats)
+    return finish_run(store, run_id, planned.plan.ids, stored_config, model_hash, stats, served)
 
 
 @contextlib.contextmanager
@@ -353,8 +356,10 @@ def _sigterm_interrupts(hit: list[bool]) -> Iterator[None]:
 
 
 def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_config: Mapping[str, Any],
-               model_hash: str, stats: Mapping[str, Any]) -> RunReport:
+               model_hash: str, stats: Mapping[str, Any],
+               reported: Mapping[str, int] | None = None) -> RunReport:
     """Close a run whose every planned attempt is stored: its evidence record, then status complete.
+    `reported`: the model ids the replies named over every session of the run (`stats` is this one's).
     The status goes last and each record is written once: a run killed in between is not complete, and
     its resume (nothing left to execute) comes back here and writes only what is missing."""
     results = store_results.load_results(store, run_id)
@@ -378,6 +383,8 @@ def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_con
             "results_digest": digest, "summary": summary, "started_at": info.created_at.isoformat(),
             "finished_at": finished.isoformat(), "session": stats,
         }
+        if reported:
+            body["reported_models"] = dict(reported)
         record = store.append(RecordType.RUN, body, subject=model_name)
     else:
         finished = datetime.fromisoformat(record.body["finished_at"])

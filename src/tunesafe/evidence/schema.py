@@ -65,6 +65,8 @@ class RunRow(Base):
     n_planned: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # model id -> replies that named it, over every session that ran the run (None: none counted yet)
+    reported_models: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class AttemptResultRow(Base):
