@@ -41,6 +41,7 @@ def runs_db(tmp_path: Path, build: SimpleNamespace) -> str:
         build.store_run(store, "eroded", eroded, model_ref="hf:base+eroded")
         build.store_run(store, "small-base", small_base, model_ref="hf:base")
         build.store_run(store, "small", small, model_ref="hf:base+small")
+        build.store_run(store, "eroded-ft", eroded, model_ref="openai:ft@http://127.0.0.1:9/v1")
         build.store_run(store, "unfinished", eroded, model_ref="hf:base+eroded", status="interrupted")
         build.store_run(store, "other-judge", same, model_ref="hf:base+noop",
                         judges=[{"name": "default", "version": "2"}])
@@ -149,13 +150,59 @@ def test_decision_links_to_the_inventory(runs_db: str) -> None:
     invoke("--db", runs_db, "models", "add", "my-ft", "--base", "base-model",
            "--ref", "openai:ft@http://127.0.0.1:9/v1")
     assert [m["name"] for m in models("list", "--missing-post-eval")] == ["my-ft"]  # type: ignore[attr-defined]
-    done = invoke("--db", runs_db, "compare", "base", "eroded", "--base-name", "base-model",
+    done = invoke("--db", runs_db, "compare", "base", "eroded-ft", "--base-name", "base-model",
                   "--candidate-name", "my-ft")
     assert done.exit_code == 1 and "not in the inventory" not in done.output
     assert models("list", "--missing-post-eval") == []  # a failed gate is still a post-fine-tuning evaluation
     shown = models("show", "my-ft")
     evidence = [e for m in shown["lineage"] for e in m["evidence"]]  # type: ignore[index]
     assert any(e["type"] == "gate_decision" and e["verdict"] == "fail" for e in evidence)
+
+
+def _decisions(url: str) -> list[int]:
+    with Store.open(url) as store:
+        return [r.id for r in store.records(type=RecordType.GATE_DECISION)]
+
+
+def test_decision_is_refused_for_another_model_than_the_inventory_version(runs_db: str) -> None:
+    """The inventory version names an HTTP model; the candidate run evaluated local weights under
+    another ref: the decision would claim the registered model was gated when it was not."""
+    invoke("--db", runs_db, "models", "add", "my-ft", "--ref", "openai:ft@http://127.0.0.1:9/v1")
+    done = cli("--db", runs_db, "compare", "base", "eroded", "--candidate-name", "my-ft")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "hf:base+eroded" in done.stderr and "openai:ft@http://127.0.0.1:9/v1" in done.stderr
+    assert "tunesafe models add my-ft --new-version" in done.stderr and "Traceback" not in done.stderr
+    assert _decisions(runs_db) == []
+
+
+def test_decision_is_refused_when_the_weights_differ_from_the_inventory_version(
+        tmp_path: Path, build: SimpleNamespace) -> None:
+    """Same ref, but the weights were retrained in place after `models add`: the gate evaluates the new
+    file, so its decision is not about the registered version until that file is registered."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    weights = tmp_path / "ft.gguf"
+    weights.write_bytes(b"placeholder weights v1")
+    ref = f"gguf:{weights}"
+    base, eroded = build.scenario(per_family=30, regress={"roleplay": 12})
+    with Store.open(url) as store:
+        build.store_run(store, "base", base, model_ref="hf:base")
+        build.store_run(store, "eroded", eroded, model_ref=ref)
+    assert invoke("--db", url, "models", "add", "my-ft", "--ref", ref).exit_code == 0
+    first = cli("--db", url, "compare", "base", "eroded", "--candidate-name", "my-ft")
+    assert first.returncode == 1, first.stdout + first.stderr  # the registered weights: recorded
+    assert len(_decisions(url)) == 1
+
+    weights.write_bytes(b"placeholder weights v2")
+    done = cli("--db", url, "compare", "base", "eroded", "--candidate-name", "my-ft")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "version 1 of 'my-ft'" in done.stderr and str(weights) in done.stderr
+    assert "tunesafe models add my-ft --new-version" in done.stderr and "Traceback" not in done.stderr
+    assert len(_decisions(url)) == 1
+
+    assert invoke("--db", url, "models", "add", "my-ft", "--new-version", "--ref", ref).exit_code == 0
+    again = cli("--db", url, "compare", "base", "eroded", "--candidate-name", "my-ft")
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert len(_decisions(url)) == 2
 
 
 def test_unknown_inventory_name_warns(runs_db: str) -> None:
