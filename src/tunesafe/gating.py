@@ -36,6 +36,7 @@ from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.models import align_backends, backend_for, parse_ref
 from tunesafe.policy import Policy, decide
+from tunesafe.production.inventory import check_evaluated
 from tunesafe.reports import write_reports
 from tunesafe.types import AttemptResult, EvidenceRecord, GateDecision, RecordType
 
@@ -56,16 +57,19 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
                       out_dir: Path | None = None, progress: bool = True,
                       notify: Callable[[str], None] | None = None,
                       escalate: EscalationRef | None = None,
-                      regressions_dir: Path | None = None) -> GateOutcome:
+                      regressions_dir: Path | None = None, attest_weights: bool = False) -> GateOutcome:
     """Run the gate on two model refs. A complete earlier run with the same model hash and config is
     reused; one whose answers were judged by other judge versions is re-judged (no model calls, said
     through `notify`); the candidate replays the base answers' frozen attacker prompts so every attempt
     pairs up. Local refs are put on one backend first, so the difference measured is the fine-tune's.
     With `escalate`, the pairs that move the decision are judged again by that judge first. With
     `regressions_dir`, the suite gains the regression items of the candidate's incidents (the combined suite
-    is written there), as every later gate of that model must run them."""
+    is written there), as every later gate of that model must run them. `attest_weights`: see gate_runs."""
     from tunesafe.models.vllm_launch import hold
 
+    if candidate_name:  # now, not after evaluating both models (gate_runs checks the run again)
+        check_evaluated(store, candidate_name, candidate_ref, source="the candidate is",
+                        attested=attest_weights)
     base_ref, candidate_ref = align_backends(base_ref, candidate_ref)
     say = notify or _quiet
     if regressions_dir is not None:
@@ -93,19 +97,21 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
                                                      find_stored_run(store, candidate_ref, candidate_config))
     escalation = await escalate_runs(store, base_run, candidate_run, escalate) if escalate else None
     return gate_runs(store, base_run, candidate_run, policy, base_name=base_name,
-                     candidate_name=candidate_name, out_dir=out_dir, escalation=escalation)
+                     candidate_name=candidate_name, out_dir=out_dir, escalation=escalation,
+                     attest_weights=attest_weights)
 
 
 async def compare_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *,
                        base_name: str | None = None, candidate_name: str | None = None,
                        out_dir: Path | None = None, notify: Callable[[str], None] | None = None,
-                       escalate: EscalationRef | None = None) -> GateOutcome:
+                       escalate: EscalationRef | None = None, attest_weights: bool = False) -> GateOutcome:
     """gate_runs on two stored runs, after re-judging the base (or both) when it was judged by other
     judge versions than the candidate: a re-judged run already stored is used, else one is made."""
     base_run, candidate_run = await align_judges(store, base_run, candidate_run, notify or _quiet)
     escalation = await escalate_runs(store, base_run, candidate_run, escalate) if escalate else None
     return gate_runs(store, base_run, candidate_run, policy, base_name=base_name,
-                     candidate_name=candidate_name, out_dir=out_dir, escalation=escalation)
+                     candidate_name=candidate_name, out_dir=out_dir, escalation=escalation,
+                     attest_weights=attest_weights)
 
 
 async def escalate_runs(store: Store, base_run: str, candidate_run: str, ref: EscalationRef) -> Escalation:
@@ -156,9 +162,13 @@ async def align_judges(store: Store, base_run: str, candidate_run: str,
 
 def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *,
               base_name: str | None = None, candidate_name: str | None = None,
-              out_dir: Path | None = None, escalation: Escalation | None = None) -> GateOutcome:
+              out_dir: Path | None = None, escalation: Escalation | None = None,
+              attest_weights: bool = False) -> GateOutcome:
     """Compare two stored runs, decide, record the decision and (with out_dir) write the reports. With an
-    escalation (of these two runs), its verdicts stand in for the local ones and are recorded too."""
+    escalation (of these two runs), its verdicts stand in for the local ones and are recorded too. A
+    candidate name in the inventory must be the model the candidate run evaluated (UserError, nothing
+    recorded, otherwise); `attest_weights` accepts an endpoint run for a version of local files (or the
+    reverse), which tunesafe cannot check, and the decision records that it was attested."""
     _distinct(base_run, candidate_run)
     base_info, candidate_info = (_complete_run(store, run_id) for run_id in (base_run, candidate_run))
     _same_backend(base_info, candidate_info)
@@ -179,8 +189,13 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
         decision = replace(decision, reasons=(*decision.reasons, note))  # said, but never the verdict
     base_name = base_name or base_info.model_name
     candidate_name = candidate_name or candidate_info.model_name
+    # before anything is appended: a refused decision leaves no record behind
+    version = check_evaluated(store, candidate_name, candidate_info.model_ref, attested=attest_weights,
+                              source=f"run {candidate_run} evaluated") if candidate_name else None
     body = decision_body(decision, policy, base_info, candidate_info, base_name, candidate_name)
     body["base"]["reported_models"], body["candidate"]["reported_models"] = served
+    if version is not None:  # which inventory version the decision is about, and how that was established
+        body["candidate_version"] = version
     if escalation is not None:
         escalated = store.append(RecordType.ESCALATION, escalation.record_body(), subject=candidate_name)
         summary = escalation.summary(base_results, candidate_results)

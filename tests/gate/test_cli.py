@@ -205,6 +205,24 @@ def test_decision_is_refused_when_the_weights_differ_from_the_inventory_version(
     assert len(_decisions(url)) == 2
 
 
+def test_an_endpoint_run_for_local_weights_needs_an_attestation(runs_db: str, tmp_path: Path) -> None:
+    """tunesafe cannot hash the weights behind an endpoint: gating one under the name of a version
+    recorded by its files is refused unless the user attests it, and the record says it was attested."""
+    weights = tmp_path / "ft.gguf"
+    weights.write_bytes(b"placeholder weights")
+    assert invoke("--db", runs_db, "models", "add", "my-ft", "--ref", f"gguf:{weights}").exit_code == 0
+    done = cli("--db", runs_db, "compare", "base", "eroded-ft", "--candidate-name", "my-ft")
+    assert done.returncode == 2 and "--attest-weights" in done.stderr, done.stdout + done.stderr
+    assert _decisions(runs_db) == []
+    attested = invoke("--db", runs_db, "compare", "base", "eroded-ft", "--candidate-name", "my-ft",
+                      "--attest-weights", "--json")
+    assert attested.exit_code == 1, attested.output
+    with Store.open(runs_db) as store:
+        (record,) = list(store.records(type=RecordType.GATE_DECISION))
+    assert record.body["candidate_version"]["identity"] == "attested"
+    assert record.body["candidate_version"]["version"] == 1
+
+
 def test_unknown_inventory_name_warns(runs_db: str) -> None:
     done = invoke("--db", runs_db, "compare", "base", "same", "--candidate-name", "typo-ft")
     assert done.exit_code == 0

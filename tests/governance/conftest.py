@@ -33,7 +33,8 @@ REFUSAL = "I'm sorry, but I can't help with that request."
 COMPLIANCE = "Sure, here it is. Step 1: [redacted]. Step 2: [redacted]."
 ATTACKS = "direct_request,refusal_suppression,prefix_injection"
 GATE = ("--suite", "smoke", "--attacks", ATTACKS, "--judge", "refusal", "--max-new-tokens", "32",
-        "--no-progress", "--base-name", "base", "--candidate-name", "ft")
+        "--no-progress", "--base-name", "base", "--candidate-name", "ft",
+        "--attest-weights")  # `ft` is recorded by its local files; the gates ask endpoints standing in for it
 
 
 def tiny_builder() -> Any:

@@ -26,6 +26,7 @@ from tunesafe.engine.runner import EvalConfig
 from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
 from tunesafe.policy import Policy, default_policy, default_policy_text, load_policy
+from tunesafe.production.inventory import ATTEST_FLAG
 from tunesafe.reports import decision_json
 from tunesafe.reports.view import judge_checks
 
@@ -42,6 +43,10 @@ POLICY_OPTION = typer.Option(None, "--policy", help="Policy YAML (default: the b
 BASE_NAME_OPTION = typer.Option(None, "--base-name", help="Inventory name of the base model.")
 CANDIDATE_NAME_OPTION = typer.Option(None, "--candidate-name", help="Inventory name of the candidate: "
                                      "the decision is recorded against it.")
+ATTEST_OPTION = typer.Option(False, ATTEST_FLAG, help="The candidate is an endpoint serving the weights of "
+                             "the --candidate-name version (or local files of an endpoint version): record "
+                             "the decision against that version, marked as attested, though tunesafe cannot "
+                             "hash an endpoint's weights.")
 ESCALATE_OPTION = typer.Option(None, "--escalate-judge", metavar="REF", help="Judge the discordant and "
                                "uncertain pairs again with a stronger LLM judge and decide on its verdicts: "
                                "strongreject@MODEL_REF, llama-guard@MODEL_REF, or a model ref (StrongREJECT "
@@ -70,6 +75,7 @@ def gate_command(
     workers: int = opts.WORKERS,
     base_name: str = BASE_NAME_OPTION,
     candidate_name: str = CANDIDATE_NAME_OPTION,
+    attest_weights: bool = ATTEST_OPTION,
     escalate_judge: str = ESCALATE_OPTION,
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Folder for report.html, summary.md, decision.json."),
     progress: bool = opts.PROGRESS,
@@ -90,7 +96,8 @@ def gate_command(
         outcome = asyncio.run(gate_models(store, base, candidate, policy, config, base_name=base_name,
                                           candidate_name=candidate_name, out_dir=out,
                                           progress=progress and not as_json, notify=_note,
-                                          escalate=escalate, regressions_dir=out))
+                                          escalate=escalate, regressions_dir=out,
+                                          attest_weights=attest_weights))
         warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 
@@ -103,6 +110,7 @@ def compare_command(
     policy_file: Path = POLICY_OPTION,
     base_name: str = BASE_NAME_OPTION,
     candidate_name: str = CANDIDATE_NAME_OPTION,
+    attest_weights: bool = ATTEST_OPTION,
     escalate_judge: str = ESCALATE_OPTION,
     out: Path = typer.Option(None, "--out", help="Also write report.html, summary.md, decision.json here."),
     as_json: bool = JSON_OPTION,
@@ -116,7 +124,7 @@ def compare_command(
 
         outcome = asyncio.run(compare_runs(store, run_a, run_b, policy, base_name=base_name,
                                            candidate_name=candidate_name, out_dir=out, notify=_note,
-                                           escalate=escalate))
+                                           escalate=escalate, attest_weights=attest_weights))
         warn_if_not_in_inventory(store, base_name, candidate_name)
     _finish(outcome, as_json)
 

@@ -252,6 +252,78 @@ def attached_records(store: Store, name: str) -> list[EvidenceRecord]:
     return [by_id[i] for i in sorted(by_id)]
 
 
+ATTEST_FLAG = "--attest-weights"
+
+
+def check_evaluated(store: Store, name: str, evaluated_ref: str, *, source: str, attested: bool = False,
+                    base_dir: Path | None = None) -> dict[str, Any] | None:
+    """How an evaluation of `evaluated_ref` is tied to the current version of inventory model `name`:
+    None when the name is not in the inventory (the caller warns), else what the decision body records.
+    UserError when that version is another model: its local files (hashed now, relative paths from
+    `base_dir`) differ from the version's recorded hashes, or, for a version without local files, the
+    ref names another model. When one side names local files and the other an endpoint, tunesafe cannot
+    hash the weights it evaluated: refused too, unless `attested` (the user vouches that the endpoint
+    serves the version's weights, and the record says so). `source` opens the message."""
+    model = inventory(store).get(name)
+    if model is None:
+        return None
+    evaluated = redact_ref(evaluated_ref)
+    tie = {"name": name, "version": model.version, "record_id": model.record_id, "ref": model.ref}
+    why, checkable = _other_model(model, evaluated, base_dir or Path.cwd())
+    if why is None:
+        return {**tie, "identity": "files" if model.files else "ref"}
+    if not checkable and attested:
+        return {**tie, "identity": "attested", "unchecked": why}
+    base = f" --base {model.base}" if model.base else ""
+    attest = "" if checkable else f", or pass {ATTEST_FLAG} if this endpoint serves exactly those weights"
+    raise UserError(f"{source} {evaluated}, not version {model.version} of {name!r} in the inventory "
+                    f"({model.ref}): {why}", where="--candidate-name",
+                    fix=f"record what was evaluated first: `tunesafe models add {name} --new-version "
+                        f"--ref {evaluated}{base}` (with its --dataset/--training-config){attest}")
+
+
+def _other_model(model: ModelVersion, evaluated: str, base_dir: Path) -> tuple[str | None, bool]:
+    """(why `evaluated` is not the model of this version or None when it is, whether that was checked
+    on the weights themselves rather than inferred from an endpoint that hides them)."""
+    recorded = {str(f["role"]): f for f in model.files}
+    try:
+        paths = dict(ref_paths(evaluated))
+    except UserError:
+        paths = {}
+    if not recorded and not paths:  # endpoints (or embedded models): the ref is all the identity there is
+        return (None if _ref_identity(evaluated) == _ref_identity(model.ref) else "another model ref"), True
+    if not recorded or not paths:
+        local = "this ref names local files" if paths else "this ref names an endpoint"
+        return f"{local} and the version {'does not' if paths else 'records local files'}; " \
+               "tunesafe cannot tell whether they hold the same weights", False
+    if set(paths) != set(recorded):
+        return f"the version records {' and '.join(sorted(recorded))} files, this ref names " \
+               f"{' and '.join(sorted(paths))}", True
+    for role, path in sorted(paths.items()):
+        try:
+            now = content_hash(_resolve(path, base_dir), what=role).sha256
+        except UserError as exc:
+            return f"its {role} cannot be hashed ({exc.message}: {path})", True
+        if now != recorded[role]["sha256"]:
+            return (f"its {role} {_resolve(path, base_dir)} has sha256 {now[:16]}, the version records "
+                    f"{str(recorded[role]['sha256'])[:16]} ({recorded[role]['path']})"), True
+    return None, True
+
+
+def _ref_identity(ref: str) -> tuple[str | None, ...]:
+    """What names the model in a ref, without its options (timeouts, threads, keys)."""
+    from tunesafe.models.refs import parse_ref
+
+    scheme, _, rest = ref.partition(":")
+    if scheme == "litellm":
+        return (scheme, rest.strip())
+    try:
+        parsed = parse_ref(ref)
+    except UserError:
+        return (ref,)
+    return (parsed.scheme, parsed.target, parsed.base_url, parsed.adapter, parsed.guard)
+
+
 # ---- writing -------------------------------------------------------------------------------------------
 
 
