@@ -41,6 +41,7 @@ from tunesafe.errors import UserError
 from tunesafe.evidence.chain import GENESIS, envelope_text, link_hash
 from tunesafe.governance import keys
 from tunesafe.governance.documents import ModelEvidence, model_documents
+from tunesafe.governance.zip_layout import layout_problems
 from tunesafe.types import EvidenceRecord, canonical_json, sha256_hex
 
 __all__ = ["FORMAT", "BundleCheck", "BundleInfo", "ChainLink", "bundle_anchors", "bundle_files",
@@ -221,11 +222,13 @@ def _read_zip(path: Path, check: BundleCheck) -> dict[str, bytes]:
         raise UserError("no such bundle file", where=str(path),
                         fix="pass the .zip written by `tunesafe bundle`")
     try:
-        archive = zipfile.ZipFile(path)
+        data = path.read_bytes()  # once: the layout checked is the one read
+        archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError) as exc:
         raise UserError(f"not a zip archive ({exc})", where=str(path),
                         fix="pass the .zip written by `tunesafe bundle`") from None
     files: dict[str, bytes] = {}
+    check.problems.extend(layout_problems(data, archive.infolist()))
     with archive:
         for info in archive.infolist():
             if info.is_dir():
