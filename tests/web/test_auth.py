@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -226,13 +228,16 @@ def test_serve_refuses_exposed_address_without_token(
     assert not (tmp_path / "store.db").exists()  # refused before anything was opened
 
 
-def test_serve_command_serves_the_store(filled: Any, tmp_path: Path) -> None:
-    """The real command in its own process: it binds, serves pages with the headers, and stops on SIGTERM."""
+@contextmanager
+def serving(db: str, token: str | None = None) -> Iterator[tuple[str, list[str]]]:
+    """`tunesafe serve` on a free loopback port in its own process: (its URL, its output once stopped)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "TUNESAFE_DB": filled.db}
+    env = {**os.environ, "TUNESAFE_DB": db}
     env.pop(auth.TOKEN_ENV, None)
+    if token is not None:
+        env[auth.TOKEN_ENV] = token
     proc = subprocess.Popen(
         [sys.executable, "-m", "tunesafe.cli.app", "serve", "--port", str(port)],
         env=env,
@@ -240,21 +245,60 @@ def test_serve_command_serves_the_store(filled: Any, tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    url, output = f"http://127.0.0.1:{port}", []
     try:
-        response = None
         for _ in range(100):
             try:
-                response = httpx.get(f"http://127.0.0.1:{port}/gates", timeout=2)
+                httpx.get(f"{url}/login", timeout=2)
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        assert response is not None and response.status_code == 200
-        assert f"/gates/{filled.gate_id}" in response.text
-        assert response.headers["x-frame-options"] == "DENY" and "server" not in response.headers
+        yield url, output
     finally:
         proc.terminate()
-        output = proc.communicate(timeout=10)[0]
-    assert f"http://127.0.0.1:{port} (read-only" in output
+        output.append(proc.communicate(timeout=10)[0])
+
+
+def test_serve_command_serves_the_store(filled: Any, tmp_path: Path) -> None:
+    """The real command in its own process: it binds, serves pages with the headers, and stops on SIGTERM."""
+    with serving(filled.db) as (url, output):
+        response = httpx.get(f"{url}/gates", timeout=2)
+        assert response.status_code == 200
+        assert f"/gates/{filled.gate_id}" in response.text
+        assert response.headers["x-frame-options"] == "DENY" and "server" not in response.headers
+    assert f"{url} (read-only" in output[0]
+
+
+def test_signing_out_revokes_the_session_cookie(filled: Any) -> None:
+    """A copy of the cookie (another browser, a proxy log) must stop working when its owner signs out, on
+    this server and on one started later on the same store; other sessions stay signed in."""
+    def sign_in(url: str, name: str) -> httpx.Client:
+        client = httpx.Client(base_url=url, timeout=5)
+        client.post("/login", data={"token": TOKEN, "name": name, "next": "/"})
+        assert client.get("/api/v1/models").status_code == 200
+        return client
+
+    def with_cookie(url: str, cookie: str) -> httpx.Client:
+        return httpx.Client(base_url=url, timeout=5, cookies={auth.COOKIE: cookie})
+
+    with serving(filled.db, TOKEN) as (url, _):
+        alice, bob = sign_in(url, "alice"), sign_in(url, "bob")
+        copied = alice.cookies[auth.COOKIE]
+        assert with_cookie(url, copied).get("/api/v1/models").status_code == 200
+        page = alice.get("/gates").text
+        csrf = page.split('name="csrf_token" value="')[1].split('"')[0]
+        out = alice.post("/logout", data={"csrf_token": csrf})
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+
+        stolen = with_cookie(url, copied)
+        assert stolen.get("/api/v1/models").status_code == 401
+        page_request = stolen.get("/gates")
+        assert page_request.status_code == 303 and page_request.headers["location"].startswith("/login")
+        assert bob.get("/api/v1/models").status_code == 200
+        bob_cookie = bob.cookies[auth.COOKIE]
+    with serving(filled.db, TOKEN) as (url, _):
+        assert with_cookie(url, copied).get("/api/v1/models").status_code == 401
+        assert with_cookie(url, bob_cookie).get("/api/v1/models").status_code == 200
 
 
 def test_attesting_a_control_is_evidence_with_the_actor(token_client: TestClient, store: Store) -> None:
