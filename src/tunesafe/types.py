@@ -291,6 +291,7 @@ class RecordType:
     ENDPOINT = "endpoint"  # a deployed model (name, model, redacted URL) and the guardrails in front of it
     GUARDRAIL_VERIFICATION = "guardrail_verification"  # a guard's measured block/false-positive rates, SLOs
     MONITOR_INGEST = "monitor_ingest"  # one batch of ingested production log records: counts, digest
+    DASHBOARD_SIGN_OUT = "dashboard_sign_out"  # a dashboard session revoked at sign-out (its hash, the actor)
 
 
 

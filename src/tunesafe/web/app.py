@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from functools import partial
 from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
@@ -23,8 +25,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tunesafe import __version__
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
-from tunesafe.web import api
-from tunesafe.web.auth import COOKIE, CSRF_FIELD, SESSION_SECONDS, Access
+from tunesafe.web import api, sessions
+from tunesafe.web.auth import BEARER_SESSION, COOKIE, CSRF_FIELD, SESSION_SECONDS, Access
 from tunesafe.web.forms import form_fields
 from tunesafe.web.pages import evidence, gates, incidents, inventory, models, runs, scans, schedules
 from tunesafe.web.run_index import RunStates
@@ -65,7 +67,7 @@ def create_app(store: Store, access: Access) -> FastAPI:
         "writes: incident updates and control attestations.",
     )
     app.state.store = store
-    app.state.access = access
+    app.state.access = replace(access, signed_out=partial(sessions.signed_out, store))
     app.state.run_states = states
 
     @app.middleware("http")
@@ -140,7 +142,9 @@ async def _login(request: Request) -> Response:
 
 async def _logout(request: Request) -> Response:
     fields = await form_fields(request)
-    request.app.state.access.require_writer(request, fields.get(CSRF_FIELD))
+    who = request.app.state.access.require_writer(request, fields.get(CSRF_FIELD))
+    if who.session != BEARER_SESSION:  # deleting the cookie leaves any copy of it good: revoke it
+        sessions.sign_out(request.app.state.store, who.session, who.evidence_actor)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response

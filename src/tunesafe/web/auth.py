@@ -5,7 +5,8 @@ Rules (docs/dashboard.md):
   refuses to start without one (a UserError: exit 2, nothing served). Without a token, requests whose
   Host header is not a loopback name are refused (DNS rebinding).
 - With a token, every request must be signed in: an `Authorization: Bearer TOKEN` header, or the session
-  cookie that POST /login sets after checking the token, good for SESSION_SECONDS (12 hours). Every
+  cookie that POST /login sets after checking the token, good for SESSION_SECONDS (12 hours) or until
+  its session signs out (POST /logout revokes it in the store: tunesafe.web.sessions). Every
   comparison is `hmac.compare_digest`.
 - Without a token the dashboard is read-only: writes are refused, because an unauthenticated write would
   be evidence with no accountable actor.
@@ -23,7 +24,8 @@ import os
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import HTTPException, Request
@@ -58,6 +60,8 @@ class Identity:
 @dataclass(frozen=True)
 class Access:
     token: str | None  # None: open reads, no writes (loopback only)
+    # whether a session id signed out (create_app binds it to the store); None: no sign-out is known
+    signed_out: Callable[[str], bool] | None = field(default=None, compare=False)
 
     @property
     def writable(self) -> bool:
@@ -133,6 +137,8 @@ class Access:
         try:
             actor = base64.urlsafe_b64decode(encoded.encode()).decode()
         except (ValueError, UnicodeDecodeError):
+            return None
+        if self.signed_out is not None and self.signed_out(nonce):  # a copy outlives no sign-out
             return None
         return Identity(actor, nonce)
 
