@@ -66,6 +66,23 @@ def test_gate_decides_records_and_reports_outside_and_inside_a_loop(models: Smok
     assert len(runs) == 3 and [d.id for d in decisions] == [outcome.record.id, again.record.id]
 
 
+def test_gate_attests_an_endpoint_for_a_version_of_local_files(models: SmokePair, tmp_path: Path) -> None:
+    """As the CLI's --attest-weights: without it the gate stops before evaluating (tunesafe cannot hash
+    the weights behind an endpoint); with it the decision is recorded, marked as attested."""
+    from tunesafe.production.inventory import ModelSpec, add_model
+
+    weights = tmp_path / "ft.gguf"
+    weights.write_bytes(b"placeholder weights")
+    db = tmp_path / "runs.db"
+    with Store.open(str(db)) as store:
+        add_model(store, ModelSpec(name="support-bot-v2", ref=f"gguf:{weights}"))
+    named = {"store": db, "out": None, "candidate_name": "support-bot-v2", **OPTIONS}
+    with pytest.raises(UserError, match="--attest-weights"):
+        tunesafe.gate(models.base, models.eroded, **named)
+    outcome = tunesafe.gate(models.base, models.eroded, attest_weights=True, **named)
+    assert outcome.body["candidate_version"]["identity"] == "attested"
+
+
 def test_gate_bad_policy_is_a_user_error_and_loses_nothing(models: SmokePair, tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     report = tunesafe.evaluate(models.base, store=db, suite="smoke", attacks="direct_request",
