@@ -96,7 +96,7 @@ def gate(base: str, candidate: str, *, policy: PathLike | Policy | None = None, 
          executor: str = "local", workers: int = 2, ray_address: str | None = None,
          base_name: str | None = None, candidate_name: str | None = None, escalate_judge: str | None = None,
          out: PathLike | None = DEFAULT_OUT, store: StoreLike = None, progress: bool = False,
-         notify: Callable[[str], None] | None = None) -> GateOutcome:
+         notify: Callable[[str], None] | None = None, attest_weights: bool = False) -> GateOutcome:
     """`tunesafe gate`: evaluate base and candidate on identical attempts (reusing stored runs), compare
     them pairwise, decide against the policy, append the decision to the evidence chain, write the reports.
 
@@ -105,7 +105,7 @@ def gate(base: str, candidate: str, *, policy: PathLike | Policy | None = None, 
     decision.json holds) and `reports` (format -> file written under `out`; `out=None` writes none).
     `policy`: a YAML path, a loaded `Policy`, or None for the built-in policy. `notify` receives the
     notes the CLI prints on stderr (runs re-judged, incident regression items added); default: the
-    "tunesafe" logger."""
+    "tunesafe" logger. `attest_weights`: the CLI's `--attest-weights` (docs/gate.md)."""
     from tunesafe.analysis.escalate import parse_escalation_ref
     from tunesafe.gating import gate_models
 
@@ -123,7 +123,8 @@ def gate(base: str, candidate: str, *, policy: PathLike | Policy | None = None, 
             # incident regression items join the suite, written where the CLI writes them
             return await gate_models(opened, base, candidate, chosen, config, base_name=base_name,
                                      candidate_name=candidate_name, out_dir=out_dir, progress=progress,
-                                     notify=say, escalate=escalate, regressions_dir=out_dir or DEFAULT_OUT)
+                                     notify=say, escalate=escalate, regressions_dir=out_dir or DEFAULT_OUT,
+                                     attest_weights=attest_weights)
 
     return _blocking(lambda: asyncio.run(run()))
 
