@@ -1,0 +1,116 @@
+"""A command that only reads the store, given a --db (or a workspace) whose database does not exist, is one
+line naming the path with exit code 2, and leaves no file behind: a mistyped --db must not turn into an
+empty store that later commands silently use. Commands that record evidence still create the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunesafe.cli.app import main
+from tunesafe.evidence.store import Store
+from tunesafe.evidence.workspace import init_workspace
+
+READ_ONLY = [
+    ("verify",),
+    ("runs", "list"),
+    ("runs", "show", "run-1"),
+    ("runs", "rejudge", "run-1"),
+    ("compare", "run-1", "run-2"),
+    ("judge", "audit", "run-1", "--out", "sheet.csv"),
+    ("models", "list"),
+    ("models", "show", "bot"),
+    ("models", "update", "bot", "--stage", "production"),
+    ("models", "endpoints"),
+    ("incidents", "list"),
+    ("incidents", "show", "INC-1"),
+    ("incidents", "due"),
+    ("incidents", "report", "INC-1"),
+    ("incidents", "update", "INC-1", "--status", "investigating"),
+    ("incidents", "close", "INC-1", "--resolution", "fixed"),
+    ("incidents", "to-suite", "INC-1"),
+    ("controls", "status", "bot"),
+    ("lineage", "bot"),
+    ("docs", "annex-iv", "bot", "--out", "docs"),
+    ("docs", "model-card", "bot"),
+    ("export", "cyclonedx", "bot"),
+    ("export", "mlflow", "bot", "--tracking-uri", "sqlite:///mlflow.db"),
+    ("bundle", "bot", "--out", "b.zip"),
+    ("monitor", "daily"),
+    ("redteam", "schedule", "list"),
+    ("redteam", "schedule", "remove", "S-1"),
+    ("training", "list"),
+    ("training", "report", "run-1"),
+]
+
+
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.delenv("TUNESAFE_DB", raising=False)
+    monkeypatch.setattr("sys.argv", ["tunesafe", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    code = exit_info.value.code
+    _out, err = capsys.readouterr()
+    return (code if isinstance(code, int) else 0), " ".join(err.split())
+
+
+@pytest.mark.parametrize("command", READ_ONLY, ids=" ".join)
+def test_a_read_only_command_on_a_missing_store_creates_nothing(
+        command: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "sub" / "missing.db"
+    code, err = run(capsys, monkeypatch, "--db", str(missing), *command)
+    assert code == 2, err
+    assert f"no tunesafe store at {missing}" in err and "--db" in err, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_a_sqlite_url_and_a_workspace_without_its_database_alike(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "missing.db"
+    code, err = run(capsys, monkeypatch, "--db", f"sqlite:///{missing}", "runs", "list")
+    assert code == 2 and f"no tunesafe store at {missing}" in err, err
+    assert not missing.exists()
+
+    workspace, _ = init_workspace(tmp_path / "proj")
+    db = Path(workspace.db_url())
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    monkeypatch.chdir(workspace.root)
+    code, err = run(capsys, monkeypatch, "models", "list")
+    assert code == 2 and f"no tunesafe store at {db}" in err, err
+    assert not db.exists()
+
+
+def test_a_sqlite_file_without_a_tunesafe_schema_is_no_store(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.close()
+    code, err = run(capsys, monkeypatch, "--db", str(other), "verify")
+    assert code == 2 and f"no tunesafe store at {other}" in err, err
+    with sqlite3.connect(other) as conn:  # nothing was migrated into it
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert tables == {"notes"}
+
+
+def test_commands_that_record_still_create_the_store(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "new" / "store.db"
+    code, err = run(capsys, monkeypatch, "--db", str(db), "incidents", "open", "bot", "--title", "t",
+                    "--severity", "low")
+    assert code == 0, err
+    code, err = run(capsys, monkeypatch, "--db", str(db), "incidents", "list")
+    assert code == 0, err
+    with Store.open(str(db), must_exist=True) as store:
+        assert store.verify().ok
