@@ -87,6 +87,9 @@ def test_open_show_update_close_with_fixed_clock(db: str, conversations: Path) -
 
 
 def test_due_exit_codes(db: str) -> None:
+    # no store (a mistyped --db in a cron job): an error, never "nothing due"
+    assert isinstance(invoke(db, "incidents", "due", "--now", NOW).exception, UserError)
+    Store.open(db).close()
     assert invoke(db, "incidents", "due", "--now", NOW).exit_code == 0  # nothing open
     ok(db, "incidents", "open", "m", "--title", "t", "--severity", "low", "--aware-at", AWARE, "--now", NOW)
     # general: due 2026-12-16T09:30Z

@@ -218,6 +218,7 @@ def test_a_chain_rewritten_or_cut_consistently_is_caught_by_its_anchors(tmp_path
         message = " ".join(result.stderr.split())
         assert result.returncode == 1 and "BROKEN" in message, (anchor, result.stdout, message)
         assert "not the hash anchored outside the store" in message
+    Store.open(str(tmp_path / "fresh.db")).close()  # an empty store: verify refuses a missing one
     untouched = tunesafe("--db", str(tmp_path / "fresh.db"), "verify", "--anchor", "1:" + "a" * 64,
                          cwd=tmp_path)
     assert untouched.returncode == 1  # an anchored record that is not there at all

@@ -193,13 +193,13 @@ def _dry_run(ctx: typer.Context, model: str | None, config: EvalConfig, usd_per_
 def _replayable(ctx: typer.Context, config: EvalConfig) -> frozenset[str]:
     if config.replay_from is None:
         return frozenset()
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         return replayable_attacks(store, config)
 
 
 def _measured_rate(ctx: typer.Context, model: str) -> float | None:
     try:
-        store = open_store(db_url(ctx))
+        store = open_store(db_url(ctx), must_exist=True)
     except UserError:  # a dry run works without a workspace; it just has no measurement to go on
         return None
     with store:
@@ -241,7 +241,7 @@ def _print_summary(summary: Summary, *, title: str) -> None:
 
 def runs_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Evaluation runs in the store, oldest first."""
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         runs = list_runs(store)
     rows: list[dict[str, Any]] = [{
         "id": r.id, "model": r.model_ref, "name": r.model_name, "suite": _suite_label(r.config),
@@ -257,7 +257,7 @@ def runs_show(ctx: typer.Context,
               run_id: str = typer.Argument(..., help="Run id (see `tunesafe runs list`)."),
               as_json: bool = JSON_OPTION) -> None:
     """One run: provenance, progress and its metrics overall, per family, category and kind."""
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         info = load_run(store, run_id)
         summary = summarize(load_results(store, run_id))
         replaced = len(load_history(store, run_id))

@@ -119,7 +119,7 @@ def compare_command(
     base judged by other judge versions than the candidate is re-judged from its stored answers."""
     policy = _policy(policy_file)
     escalate = _escalation(escalate_judge)
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         from tunesafe.gating import compare_runs
 
         outcome = asyncio.run(compare_runs(store, run_a, run_b, policy, base_name=base_name,

@@ -165,7 +165,7 @@ def list_command(
 ) -> None:
     """Incidents with their earliest deadline; overdue ones are flagged."""
     when = _now(now)
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         found = inc.list_incidents(store, model=model, status=status)
     print_rows([_row(i, when) for i in found], COLUMNS, title="Incidents", as_json=as_json)
 
@@ -175,7 +175,7 @@ def show_command(ctx: typer.Context, incident_id: str = typer.Argument(..., meta
                  now: str = NOW_OPTION, as_json: bool = JSON_OPTION) -> None:
     """One incident: state, every deadline, notes, links."""
     when = _now(now)
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         incident = inc.get_incident(store, incident_id)
     _print_one(incident, when, as_json)
 
@@ -202,7 +202,7 @@ def update_command(
     when = _now(now)
     conversations = _read_conversations(conversation)
     details = _fields(field)
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         incident = inc.update_incident(store, incident_id, status=status, owner=owner, severity=severity,
                                        note=note, kind=kind or None, links=link, conversations=conversations,
                                        reported_at=reported_at, details=details, now=when)
@@ -219,7 +219,7 @@ def close_command(
 ) -> None:
     """Close an incident with its resolution (final)."""
     when = _now(now)
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         incident = inc.close_incident(store, incident_id, resolution=resolution, now=when)
     _print_one(incident, when, as_json)
 
@@ -235,7 +235,7 @@ def due_command(
     and CI alerts), 0 otherwise."""
     span = parse_duration(within, "--within")
     when = _now(now)
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         found = inc.due_incidents(store, within=span, now=when)
     if as_json:
         print_json([i.as_dict(when) for i in found])
@@ -258,7 +258,7 @@ def report_command(
     from tunesafe.production.incident_report import render_report
 
     when = _now(now)
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         text = render_report(store, inc.get_incident(store, incident_id), when)
     if out is None:
         typer.echo(text, nl=False)
@@ -278,7 +278,7 @@ def to_suite_command(
     `tunesafe gate --candidate-name MODEL` adds these items to its suite."""
     from tunesafe.production.regression import to_suite
 
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         incident = inc.get_incident(store, incident_id)
         path = out or Path(f"incident-{incident.id}.jsonl")
         record = to_suite(store, incident, path)

@@ -92,7 +92,7 @@ def runs_rejudge(
     from tunesafe.engine.rejudge import judges_label, rejudge_run
     from tunesafe.engine.results import load_run
 
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         new_id = asyncio.run(rejudge_run(store, run_id, judge_names, judge_model_ref=judge_model))
         info = load_run(store, new_id)
     if as_json:
@@ -124,7 +124,7 @@ def judge_audit(
     if (out is None) == (labels is None):
         raise UserError("pass exactly one of --out and --labels", where="tunesafe judge audit",
                         fix="--out sheet.csv to write a sheet, then --labels sheet.csv once it is labelled")
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         runs = audit_runs(store, run_id, base_run=base, judge=judge_name)
         if out is not None:
             rows = audit_sample(store, runs, sample, seed)

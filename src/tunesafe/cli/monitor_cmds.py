@@ -123,7 +123,7 @@ def daily_command(
     jailbreak-shaped inputs, top categories."""
     from tunesafe.production.monitor_aggregate import daily
 
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         days = [d.as_dict() for d in daily(store, model=model, since=_day(since))]
     if as_json:
         print_json(days)

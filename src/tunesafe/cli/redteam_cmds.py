@@ -64,7 +64,7 @@ def schedule_add(
 def schedule_list(ctx: typer.Context, now: str = NOW_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Active schedules, with the state of their current period and when the next one begins."""
     moment = _now(now)
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         states = _states(store)
         rows = [_row(states, s, moment) for s in schedules(store).values()]
     print_rows(rows, COLUMNS, title="red-team schedules", as_json=as_json)
@@ -73,7 +73,7 @@ def schedule_list(ctx: typer.Context, now: str = NOW_OPTION, as_json: bool = JSO
 def schedule_remove(ctx: typer.Context, schedule_id: str = typer.Argument(..., metavar="ID"),
                     as_json: bool = JSON_OPTION) -> None:
     """Stop a schedule (recorded as evidence; its past runs stay)."""
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         schedule = remove_schedule(store, schedule_id)
     if as_json:
         print_json({"removed": schedule.as_dict()})

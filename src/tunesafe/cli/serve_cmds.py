@@ -36,7 +36,7 @@ def serve(
     from tunesafe.evidence.workspace import open_store
 
     access = check_bind(host, read_token(token_file))
-    store = open_store(db_url(ctx))
+    store = open_store(db_url(ctx), must_exist=True)  # a dashboard over a new empty store shows nothing
     mode = "sign-in required, writes allowed" if access.writable else "read-only, no sign-in"
     shown = f"[{host}]" if ":" in host else host
     console.print(

@@ -39,7 +39,7 @@ def verify(ctx: typer.Context,
         from tunesafe.governance.bundle import bundle_anchors
 
         anchors.update(bundle_anchors(bundle))
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         result = store.verify(anchors)
         location = store.location
     if as_json:
@@ -121,7 +121,7 @@ def models_update(
     owner: str = typer.Option(None, "--owner", help="New owner."),
 ) -> None:
     """Change a model's stage or owner (appends an update record; history is kept)."""
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         model = inv.update_model(store, name, stage=stage, owner=owner)
     console.print(f"{model.name}: stage {model.stage}, owner {model.owner or '-'}", highlight=False)
 
@@ -141,7 +141,7 @@ def models_list(
 
         print_endpoints(ctx, missing_guardrail=True, as_json=as_json)
         return
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         models = inv.list_models(store, stage, missing_post_eval=missing_post_eval)
         evals = inv.evaluations(store)
     rows = []
@@ -157,7 +157,7 @@ def models_list(
 def models_show(ctx: typer.Context, name: str = typer.Argument(..., help="Inventory name."),
                 as_json: bool = JSON_OPTION) -> None:
     """Lineage tree base -> ... -> NAME with file hashes and the evidence attached to each model."""
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=True) as store:
         lineage = inv.get_lineage(store, name)
         attached = {m.name: inv.attached_records(store, m.name) for m in lineage}
     if as_json:

@@ -23,6 +23,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 60_000
 # Serializes concurrent migrations of one PostgreSQL database (arbitrary constant, "tunesafe" in hex-ish).
 PG_MIGRATION_LOCK = 0x7475_6E65
+STORE_TABLES = frozenset({"records", "chain_head"})
 
 
 def parse_url(url_or_path: str) -> URL:
@@ -48,6 +49,22 @@ def describe(url: URL) -> str:
     if url.get_backend_name() == "sqlite":
         return url.database or ":memory:"
     return url.render_as_string(hide_password=True)
+
+
+def may_hold_store(url: URL) -> bool:
+    """False when the database surely holds no store: a SQLite file that is missing or empty (connecting
+    would create it). Other databases are asked for their schema once connected."""
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return True
+    file = Path(path)
+    return file.is_file() and file.stat().st_size > 0
+
+
+def no_store_error(url: URL) -> UserError:
+    return UserError(f"no tunesafe store at {describe(url)}",
+                     fix="pass the right --db / TUNESAFE_DB, or create it first (`tunesafe init`, "
+                         "`tunesafe eval ...`)")
 
 
 def create(url: URL) -> Engine:
@@ -137,6 +154,14 @@ def current_revision(engine: Engine) -> str | None:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def has_store_tables(engine: Engine) -> bool:
+    """Whether an unversioned database holds tunesafe's tables (an old layout: `migrate` names it)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_read=True)
+        with conn.begin():
+            return bool(STORE_TABLES & set(inspect(conn).get_table_names()))
+
+
 def migrate(engine: Engine, url: URL, revision: str = "head") -> None:
     """Bring the schema to `revision` inside one transaction, so a second process opening the same new
     database waits and then finds it migrated (SQLite: BEGIN IMMEDIATE; PostgreSQL: advisory lock)."""
@@ -150,7 +175,7 @@ def migrate(engine: Engine, url: URL, revision: str = "head") -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
         current = MigrationContext.configure(conn).get_current_revision()
         tables = set(inspect(conn).get_table_names())
-        if current is None and tables & {"records", "chain_head"}:
+        if current is None and tables & STORE_TABLES:
             raise UserError(
                 "database has tunesafe tables but no schema version (made by a pre-release tunesafe or "
                 "edited by hand); refusing to migrate it blindly",

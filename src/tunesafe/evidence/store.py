@@ -63,13 +63,20 @@ class Store:
         self._sessions = sessionmaker(engine)
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, *, must_exist: bool = False) -> Store:
         """Open (creating if needed) the store at a SQLAlchemy URL or a SQLite file path, migrated to the
-        newest schema."""
+        newest schema. With `must_exist` (commands that only read) a database without a tunesafe schema,
+        a SQLite file that is not there included, is a UserError and nothing is created: a mistyped --db
+        would otherwise leave an empty store behind that later commands silently use."""
         parsed = database.parse_url(url)
+        if must_exist and not database.may_hold_store(parsed):
+            raise database.no_store_error(parsed)
         engine = database.create(parsed)
         try:
-            if database.current_revision(engine) != database.SCHEMA_HEAD:
+            revision = database.current_revision(engine)
+            if must_exist and revision is None and not database.has_store_tables(engine):
+                raise database.no_store_error(parsed)
+            if revision != database.SCHEMA_HEAD:
                 database.migrate(engine, parsed)
         except DBAPIError as exc:
             engine.dispose()

@@ -75,13 +75,15 @@ def init_workspace(path: Path | str = ".") -> tuple[Workspace, bool]:
     return workspace, created
 
 
-def open_store(url: str | None = None) -> Store:
-    """The store at `url`, else TUNESAFE_DB, else the workspace found from the current folder."""
+def open_store(url: str | None = None, *, must_exist: bool = False) -> Store:
+    """The store at `url`, else TUNESAFE_DB, else the workspace found from the current folder.
+    `must_exist`: for commands that only read (or change a record that must already be there); a missing
+    store is a UserError instead of a new empty one (Store.open)."""
     url = url or os.environ.get("TUNESAFE_DB")
     if url:
-        return Store.open(url)
+        return Store.open(url, must_exist=must_exist)
     workspace = find_workspace()
     if workspace is None:
         raise UserError(f"no tunesafe workspace found from {Path.cwd()}",
                         fix="run `tunesafe init` or pass --db")
-    return Store.open(workspace.db_url())
+    return Store.open(workspace.db_url(), must_exist=must_exist)
