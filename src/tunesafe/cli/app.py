@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.markup import escape
+from typer import BadParameter
 from typer.core import TyperGroup
 
 from tunesafe import __version__
@@ -42,6 +43,7 @@ from tunesafe.cli.groups import (
     runs_app,
     suite_app,
 )
+from tunesafe.cli.param_errors import ranged_param_error
 from tunesafe.errors import UserError
 from tunesafe.models.refs import redact_ref
 
@@ -69,6 +71,16 @@ class _LifecycleGroup(TyperGroup):
             return PANELS.index(title) if title in PANELS else len(PANELS)
 
         return sorted(super().list_commands(ctx), key=panel)  # stable: registration order within a panel
+
+    def invoke(self, ctx: Any) -> Any:
+        # Sub-commands parse their options in here; a ranged option's bad value leaves as a UserError,
+        # which main() prints as the one line every other bad input gets.
+        try:
+            return super().invoke(ctx)
+        except BadParameter as exc:
+            if (error := ranged_param_error(exc)) is None:
+                raise
+            raise error from None
 
 
 # Locals are never shown in tracebacks: they can hold API keys.
