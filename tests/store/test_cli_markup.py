@@ -72,5 +72,6 @@ def test_file_paths_with_brackets(cli: Cli, tmp_path: Path) -> None:
     bundle = f"b{TAG}.zip"
     assert bundle in cli("bundle", "bot", "--out", bundle)
     assert "bundle intact" in cli("verify-bundle", bundle)
-    cli("incidents", "open", "bot", "--title", "t", "--severity", "low")
-    assert f"Wrote r{TAG}.md" in cli("incidents", "report", "1", "--out", f"r{TAG}.md")
+    opened = cli("incidents", "open", "bot", "--title", "t", "--severity", "low")
+    number = opened.split("Opened INC-")[1].split()[0]  # incident ids are record ids
+    assert f"Wrote r{TAG}.md" in cli("incidents", "report", number, "--out", f"r{TAG}.md")

@@ -131,7 +131,7 @@ def main() -> None:
     except UserError as exc:
         # escaped: a fix such as "pip install 'tunesafe[screen]'" is text, not Rich markup
         err_console.print(f"[bold red]error:[/] {escape(exc.render(redact_ref))}", highlight=False,
-                          soft_wrap=True)
+                          soft_wrap=True, markup=True)
         sys.exit(exc.exit_code)
 
 

@@ -65,8 +65,9 @@ def show(name: str = typer.Argument(..., help="An attack name (see `tunesafe att
     if as_json:
         print_json(info)
         return
-    console.print(f"[bold]{info['name']}[/] v{info['version']}  (family {info['family']})", highlight=False)
-    console.print(escape(info["description"]), highlight=False)
+    console.print(f"[bold]{escape(info['name'])}[/] v{info['version']}  (family {escape(info['family'])})",
+                  highlight=False, markup=True)
+    console.print(info["description"], highlight=False)
     labels = (("Family", "family_summary"), ("Needs", "needs"), ("OWASP", "owasp"), ("ATLAS", "atlas"))
     for label, key in labels:
         if info[key]:
@@ -83,26 +84,30 @@ def show(name: str = typer.Argument(..., help="An attack name (see `tunesafe att
     for example in info["example"]:
         for message in example["messages"]:
             # Prompts contain brackets ("[redacted]") that Rich would read as markup: escape them.
-            console.print(f"[bold]{message['role']}:[/] {escape(message['content'])}", highlight=False)
+            console.print(f"[bold]{escape(message['role'])}:[/] {escape(message['content'])}",
+                          highlight=False, markup=True)
         if example["prefill"]:
-            console.print(f"[bold]assistant (prefilled):[/] {escape(example['prefill'])}", highlight=False)
+            console.print(f"[bold]assistant (prefilled):[/] {escape(example['prefill'])}", highlight=False,
+                          markup=True)
 
 
 def _print_agent_example(example: dict[str, Any]) -> None:
     console.print(f"\nExample case: {example['case']} (environment {example['environment']}, style "
                   f"{example['style']})", highlight=False)
     for agent in example["agents"]:
-        console.print(f"[bold]{agent['agent']}[/] (tools: {', '.join(agent['tools'])})", highlight=False)
-        console.print(f"  [bold]system:[/] {escape(agent['system'])}", highlight=False)
-        console.print(f"  [bold]user:[/] {escape(agent['user'])}", highlight=False)
+        console.print(f"[bold]{escape(agent['agent'])}[/] (tools: {escape(', '.join(agent['tools']))})",
+                      highlight=False, markup=True)
+        console.print(f"  [bold]system:[/] {escape(agent['system'])}", highlight=False, markup=True)
+        console.print(f"  [bold]user:[/] {escape(agent['user'])}", highlight=False, markup=True)
     injected = example["injected"]
-    console.print(f"[bold]tool result carrying the injection[/] ({injected['name']}"
-                  f"({json.dumps(injected['arguments'])})):", highlight=False)
-    console.print(f"  {escape(injected['result'])}", highlight=False)
+    call = f"{injected['name']}({json.dumps(injected['arguments'])})"
+    console.print(f"[bold]tool result carrying the injection[/] ({escape(call)}):", highlight=False,
+                  markup=True)
+    console.print(f"  {injected['result']}", highlight=False)
     console.print(f"[bold]Attack success:[/] {escape(example['success'])}: "
-                  f"{json.dumps(example['success_check'])}", highlight=False)
-    console.print(f"[bold]Utility:[/] the user's task done: "
-                  f"{' and '.join(json.dumps(c) for c in example['utility_check'])}", highlight=False)
+                  f"{escape(json.dumps(example['success_check']))}", highlight=False, markup=True)
+    checks = " and ".join(json.dumps(c) for c in example["utility_check"])
+    console.print(f"[bold]Utility:[/] the user's task done: {escape(checks)}", highlight=False, markup=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ Thin: parse, call tunesafe.models.probe, render."""
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from tunesafe.cli.common import JSON_OPTION, console, print_json
 from tunesafe.cli.groups import AFTER, models_app
@@ -46,7 +47,8 @@ def probe(
         return
     gen = result.generation
     caps = ", ".join(name for name, on in result.capabilities.items() if on) or "none"
-    console.print(f"[green]OK[/] {result.ref} (backend {result.backend})", highlight=False, soft_wrap=True)
+    console.print(f"[green]OK[/] {escape(result.ref)} (backend {escape(result.backend)})", highlight=False,
+                  soft_wrap=True, markup=True)
     console.print(f"  content hash  {result.content_hash}", highlight=False)
     console.print(f"  load / reach  {result.load_s:.2f} s", highlight=False)
     console.print(f"  capabilities  {caps}", highlight=False)

@@ -20,9 +20,11 @@ from tunesafe.types import canonical_json
 if TYPE_CHECKING:
     from tunesafe.evidence.store import Store
 
-# No emoji codes: ":child_safety" in a category name must print as written.
-console = Console(emoji=False)
-err_console = Console(stderr=True, emoji=False)
+# No emoji codes: ":child_safety" in a category name must print as written. No markup either, unless a
+# print asks for it: most lines carry names, titles, notes and paths from the user or the store, and "[/INST]"
+# in one is a MarkupError (or "[bold]" vanishes). A styled line passes markup=True and escapes its values.
+console = Console(emoji=False, markup=False)
+err_console = Console(stderr=True, emoji=False, markup=False)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
 

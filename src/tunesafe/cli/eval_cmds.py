@@ -84,8 +84,8 @@ def eval_command(
 
     def announce(run_id: str, planned: int, done: int) -> None:
         started.append(run_id)
-        err_console.print(f"run [bold]{run_id}[/]: {planned} attempts planned, {done} already done",
-                          highlight=False)
+        err_console.print(f"run [bold]{escape(run_id)}[/]: {planned} attempts planned, {done} already done",
+                          highlight=False, markup=True)
 
     with open_store(db_url(ctx)) as store:
         if name and not in_inventory(store, name):
@@ -98,7 +98,7 @@ def eval_command(
                                           retry_errors=retry_errors, explicit=_given_options(ctx)))
         except KeyboardInterrupt:
             if started:
-                err_console.print(f"interrupted: resume with `{escape(_resume_command(ctx, started[0]))}`")
+                err_console.print(f"interrupted: resume with `{_resume_command(ctx, started[0])}`")
             raise typer.Exit(130) from None
         except EndpointUnavailable as exc:
             if not started:
@@ -280,11 +280,11 @@ def runs_show(ctx: typer.Context,
         lines.append(("re-judged from", f"run {config['rejudged_from']} (answers generated in run "
                                         f"{config.get('generated_in')})"))
     for label, value in lines:
-        console.print(f"[bold]{label}:[/] {escape(value)}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{label}:[/] {escape(value)}", highlight=False, soft_wrap=True, markup=True)
     if info.status != "complete":
         again = (f"re-judge run {source} again" if (source := config.get("rejudged_from"))
                  else f"resume with `{_resume_command(ctx, info.id)}`")
-        console.print(f"incomplete: {escape(again)}", style="yellow", soft_wrap=True)
+        console.print(f"incomplete: {again}", style="yellow", soft_wrap=True)
     _print_summary(summary, title=f"run {info.id}")
 
 

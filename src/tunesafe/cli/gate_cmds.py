@@ -179,11 +179,11 @@ def _finish(outcome: GateOutcome, as_json: bool) -> None:
         base, cand = body["base"], body["candidate"]
         console.print(f"[{STYLE[decision.verdict]}]{decision.verdict.upper()}[/] (exit {decision.exit_code}) "
                       + escape(f"{cand['model_ref']} vs {base['model_ref']}, judge {body['judge']}, "
-                               f"runs {base['run_id']} / {cand['run_id']}"), highlight=False)
+                               f"runs {base['run_id']} / {cand['run_id']}"), highlight=False, markup=True)
         for reason in decision.reasons:
-            console.print(f"  - {escape(reason)}", highlight=False, soft_wrap=True)
+            console.print(f"  - {reason}", highlight=False, soft_wrap=True)
         for line in judge_checks(body):
-            console.print(f"  judge check: {escape(line)}", highlight=False, soft_wrap=True)
+            console.print(f"  judge check: {line}", highlight=False, soft_wrap=True)
         err_console.print(f"decision recorded as evidence #{outcome.record.id}", highlight=False)
         for path in outcome.reports.values():
             err_console.print(f"wrote {path}", highlight=False)

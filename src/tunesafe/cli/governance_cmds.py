@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
 
@@ -77,8 +78,8 @@ def controls_status(ctx: typer.Context, model: str = typer.Argument(..., help="I
         counts = ", ".join(f"{n} {s}" for s, n in report.counts().items() if n)
         failed = [c.control.id for c in report.failed_required]
         console.print(f"{counts}; evidence chain {'verified' if report.chain_ok else 'BROKEN'}; "
-                      + (f"[bold red]required not satisfied: {', '.join(failed)}[/]" if failed
-                         else "[green]every required control satisfied[/]"), highlight=False)
+                      + (f"[bold red]required not satisfied: {escape(', '.join(failed))}[/]" if failed
+                         else "[green]every required control satisfied[/]"), highlight=False, markup=True)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
@@ -173,13 +174,14 @@ def role_decide(
         return
     for step in body["steps"]:
         mark = "[bold]yes[/]" if step["answer"] else "no"
-        console.print(f"{mark:>12}  {step['question']} [dim]({step['hook']}; {step['because']})[/]",
-                      highlight=False)
+        console.print(f"{mark:>12}  {escape(step['question'])} "
+                      f"[dim]({escape(step['hook'])}; {escape(step['because'])})[/]", highlight=False,
+                      markup=True)
     substantial = {None: "not applicable", True: "yes", False: "no"}[body["substantial_modification"]]
-    console.print(f"role: [bold]{body['eu_role']}[/]; substantial modification: {substantial}; "
+    console.print(f"role: [bold]{escape(body['eu_role'])}[/]; substantial modification: {substantial}; "
                   f"evidence record #{record.id}"
                   + ("" if body["reviewer"] else " (not reviewed: pass --reviewer or attest PRE-00)"),
-                  highlight=False)
+                  highlight=False, markup=True)
 
 
 def lineage_command(ctx: typer.Context, model: str = typer.Argument(..., help="Inventory name."),
@@ -210,15 +212,17 @@ def lineage_command(ctx: typer.Context, model: str = typer.Argument(..., help="I
 
 def _tree(lineage: Any) -> Tree:
     """Each node under its first parent; a node with more parents says where else it hangs."""
-    root = Tree(f"[bold]{lineage.model}[/] v{lineage.version} (model version record #{lineage.model_record})")
+    root = Tree(Text.from_markup(f"[bold]{escape(lineage.model)}[/] v{lineage.version} (model version record "
+                                 f"#{lineage.model_record})"))
     branches: dict[str, Tree] = {}
     known = {n.node_id for n in lineage.nodes}
     for node in lineage.nodes:
         parents = [p for p in node.parents if p in known]
         under = branches.get(parents[0], root) if parents else root
-        also = f" [dim](also from {', '.join(parents[1:])})[/]" if len(parents) > 1 else ""
-        branches[node.node_id] = under.add(f"{node.label} [dim]{node.kind} · record #{node.record_id} · "
-                                           f"{node.created_at}[/]{also}")
+        also = f" [dim](also from {escape(', '.join(parents[1:]))})[/]" if len(parents) > 1 else ""
+        branches[node.node_id] = under.add(Text.from_markup(
+            f"{escape(node.label)} [dim]{escape(node.kind)} · record #{node.record_id} · "
+            f"{node.created_at}[/]{also}"))
     return root
 
 

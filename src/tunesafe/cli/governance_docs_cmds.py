@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, write_out
 from tunesafe.cli.groups import AUDIT
@@ -154,10 +155,11 @@ def verify_bundle(path: Path = typer.Argument(..., help="The bundle .zip."),
         pinned = " (pinned key)" if check.pinned else " (key inside the bundle; pass --pubkey to pin it)"
         signer = "unsigned" if check.signer is None else f"signed by {check.signer[:16]}{pinned}"
         console.print(f"[green]OK[/] bundle intact: {check.records} records, {check.chain_links} chain "
-                      f"links, {check.files} files, {signer}", highlight=False, soft_wrap=True)
+                      f"links, {check.files} files, {escape(signer)}", highlight=False, soft_wrap=True,
+                      markup=True)
     else:
-        err_console.print(f"[bold red]TAMPERED[/] {path}: {len(check.problems)} problem(s)", highlight=False,
-                          soft_wrap=True)
+        err_console.print(f"[bold red]TAMPERED[/] {escape(str(path))}: {len(check.problems)} problem(s)",
+                          highlight=False, soft_wrap=True, markup=True)
         for problem in check.problems:
             err_console.print(f"  - {problem}", highlight=False, soft_wrap=True)
     if not check.ok:

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tunesafe.cli.common import JSON_OPTION, check_out_folder, console, db_url, print_json, print_rows
 from tunesafe.cli.groups import PRODUCTION, models_app
@@ -61,10 +62,11 @@ def verify(
     else:
         figs = result.body["figures"]
         overall = figs["block_rate"].get("overall", {}).get(figs["primary_side"], {})
-        console.print(f"[bold]{result.verdict.upper()}[/] {result.body['guard_ref']}: block rate "
-                      f"{overall.get('k', 0)}/{overall.get('n', 0)} ({figs['primary_side']}), errors "
-                      f"{figs['errors']['attempts']}, fails {figs['fail_mode']['declared']} "
-                      f"(record {result.record_id})", highlight=False, soft_wrap=True)
+        rest = (f"{result.body['guard_ref']}: block rate {overall.get('k', 0)}/{overall.get('n', 0)} "
+                f"({figs['primary_side']}), errors {figs['errors']['attempts']}, fails "
+                f"{figs['fail_mode']['declared']} (record {result.record_id})")
+        console.print(f"[bold]{result.verdict.upper()}[/] {escape(rest)}", highlight=False, soft_wrap=True,
+                      markup=True)
         for reason in result.body["reasons"]:
             console.print(f"  - {reason}", highlight=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)

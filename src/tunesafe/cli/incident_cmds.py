@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from tunesafe.cli.common import (
     JSON_OPTION,
@@ -101,7 +102,8 @@ def _print_one(incident: inc.Incident, now: datetime, as_json: bool) -> None:
         return
     row = _row(incident, now)
     style = "bold red" if incident.overdue(now) else "bold"
-    console.print(f"[{style}]{incident.label}[/] {incident.title}", highlight=False, soft_wrap=True)
+    console.print(f"[{style}]{incident.label}[/] {escape(incident.title)}", highlight=False, soft_wrap=True,
+                  markup=True)
     for key in ("model", "severity", "status", "owner", "source", "aware_at", "opened_at"):
         value = "-" if row[key] is None else row[key]
         console.print(f"  {key}: {value}", highlight=False, soft_wrap=True)

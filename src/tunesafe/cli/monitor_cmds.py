@@ -59,8 +59,9 @@ def ingest_command(
         _print_summary(result)
     if result["malformed"] and not result["records"]:
         # a log in a format this reader does not know must not pass a cron job as "monitored"
-        err_console.print(f"[yellow]warning: no line of {result['source']} could be read as a log record; "
-                          "check --format and the reasons above (exit 3)[/]", highlight=False, soft_wrap=True)
+        err_console.print(f"warning: no line of {result['source']} could be read as a log record; "
+                          "check --format and the reasons above (exit 3)", style="yellow", highlight=False,
+                          soft_wrap=True)
         raise typer.Exit(3)
 
 
@@ -78,21 +79,21 @@ def _print_summary(result: dict[str, Any]) -> None:
     if result["skipped_spans"]:
         console.print(f"  {result['skipped_spans']} span(s) without GenAI content skipped", highlight=False)
     if result["malformed"]:
-        console.print(f"[yellow]  {result['malformed']} malformed line(s) skipped:[/]", highlight=False)
+        console.print(f"  {result['malformed']} malformed line(s) skipped:", style="yellow", highlight=False)
         for item in result["malformed_lines"][:SHOWN_MALFORMED]:
             console.print(f"    line {item['line']}: {item['reason']}", highlight=False, soft_wrap=True)
         if result["malformed"] > SHOWN_MALFORMED:
             console.print(f"    ... (--json lists up to {len(result['malformed_lines'])})", highlight=False)
     if result["restarted_after_line"] is not None:
-        console.print(f"[yellow]  the file was rotated, replaced or truncated since the last ingest (which "
+        console.print(f"  the file was rotated, replaced or truncated since the last ingest (which "
                       f"read {result['restarted_after_line']} line(s)): read from its start. Lines the old "
                       "file got after that are not in it: ingest the rotated file too (records already "
-                      "stored are skipped).[/]", highlight=False, soft_wrap=True)
+                      "stored are skipped).", style="yellow", highlight=False, soft_wrap=True)
     if result["incomplete_tail"]:
         console.print("  the last line is incomplete: left for the next ingest", highlight=False)
     for incident in result["incidents"]:
         console.print(f"[bold red]Opened INC-{incident}[/] (see `tunesafe incidents show {incident}`)",
-                      highlight=False)
+                      highlight=False, markup=True)
     if result["daily"]:
         print_rows([_day_row(d) for d in result["daily"]], DAY_COLUMNS, title="Days touched")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from tunesafe.cli.common import JSON_OPTION, console, db_url, print_json, print_rows
 from tunesafe.cli.groups import BEFORE
@@ -122,9 +123,10 @@ def scan_data(
 
 def render(report: Any, evidence_id: int | None) -> None:
     console.print(
-        f"[bold]{report.path}[/] ({report.format}, {report.examples} examples, sha256 "
+        f"[bold]{escape(str(report.path))}[/] ({report.format}, {report.examples} examples, sha256 "
         f"{report.sha256[:12]}…, {report.seconds:.1f}s)",
         highlight=False,
+        markup=True,
     )
     rows = [
         {"type": t, **{s: c.get(s, 0) for s in ("high", "medium", "low")}} for t, c in report.counts.items()
@@ -158,7 +160,7 @@ def render(report: Any, evidence_id: int | None) -> None:
         title="Most alignment-eroding examples (S_rep, He et al. 2024)",
     )
     colour = {"low": "green", "medium": "yellow", "high": "red"}[report.rating]
-    console.print(f"Rating: [bold {colour}]{report.rating}[/]", highlight=False)
+    console.print(f"Rating: [bold {colour}]{report.rating}[/]", highlight=False, markup=True)
     for reason in report.reasons:
         console.print(f"  - {reason}", highlight=False)
     if report.fix:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 from rich.tree import Tree
 
 from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
@@ -47,14 +49,15 @@ def verify(ctx: typer.Context,
     elif result.ok:
         anchored = f", {len(anchors)} anchored record(s) match" if anchors else ""
         console.print(f"[green]OK[/] evidence chain intact: {result.checked} records, head "
-                      f"{result.head_id}:{result.head_hash}{anchored} ({location})",
-                      highlight=False, soft_wrap=True)
+                      f"{result.head_id}:{result.head_hash}{escape(f'{anchored} ({location})')}",
+                      highlight=False, soft_wrap=True, markup=True)
     else:
         bad = result.first_bad
         assert bad is not None
         err_console.print(
             f"[bold red]BROKEN[/] evidence chain at record {bad.id} ({_REASONS[bad.reason]}): "
-            f"expected {bad.expected}, found {bad.found} ({location})", highlight=False, soft_wrap=True)
+            f"expected {bad.expected}, found {bad.found} ({escape(location)})", highlight=False,
+            soft_wrap=True, markup=True)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -186,9 +189,10 @@ def models_import(ctx: typer.Context, file: Path = typer.Argument(..., help="Inv
                       (f", skipped {len(result.skipped)} already present" if result.skipped else ""))
 
 
-def _model_label(model: inv.ModelVersion) -> str:
-    return (f"[bold]{model.name}[/] v{model.version} [dim]{model.ref}[/] stage={model.stage} "
-            f"owner={model.owner or '-'} record={model.record_id}")
+def _model_label(model: inv.ModelVersion) -> Text:
+    rest = f"stage={model.stage} owner={model.owner or '-'} record={model.record_id}"
+    return Text.from_markup(f"[bold]{escape(model.name)}[/] v{model.version} [dim]{escape(model.ref)}[/] "
+                            f"{escape(rest)}")
 
 
 def _add_details(tree: Tree, model: inv.ModelVersion, records: Sequence[EvidenceRecord]) -> None:
@@ -196,11 +200,12 @@ def _add_details(tree: Tree, model: inv.ModelVersion, records: Sequence[Evidence
     hashed += [(label, entry) for label, entry in (("training config", model.training_config),
                                                    ("vendor eval", model.vendor_eval)) if entry]
     for label, entry in hashed:
-        tree.add(f"{label}: sha256 {entry['sha256']} [dim]{entry['path']}[/]")
+        tree.add(Text.from_markup(f"{label}: sha256 {entry['sha256']} [dim]{escape(str(entry['path']))}[/]"))
     if records:
         evidence = tree.add("evidence")
         for rec in records:
-            evidence.add(f"#{rec.id} {_eval_label(rec)} [dim]{rec.created_at} by {rec.actor}[/]")
+            evidence.add(Text.from_markup(f"#{rec.id} {escape(_eval_label(rec))} "
+                                          f"[dim]{rec.created_at} by {escape(rec.actor)}[/]"))
 
 
 def _eval_label(record: EvidenceRecord) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import typer
-from rich.markup import escape
 
 from tunesafe.cli.common import JSON_OPTION, console, print_json, print_rows
 from tunesafe.cli.groups import suite_app
@@ -64,7 +63,7 @@ def validate(
     if as_json:
         print_json(summary)
         return
-    console.print(f"ok: {escape(path)}: {summary['items']} items ({summary['harmful']} harmful, "
+    console.print(f"ok: {path}: {summary['items']} items ({summary['harmful']} harmful, "
                   f"{summary['borderline']} borderline, {summary['benign']} benign) in "
                   f"{summary['categories']} categories; content hash {suite.content_hash[:16]}"
                   + (f"; {suite.left_out} rows left out ({suite.left_out_why})" if suite.left_out else ""),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import typer
+from rich.markup import escape
 
 from tunesafe.cli.common import JSON_OPTION, check_out_folder, console, db_url, print_rows
 from tunesafe.cli.groups import DURING
@@ -104,7 +105,8 @@ def train_lora_command(
     console.print(f"evidence: training_run {body['run_id']} recorded" if store else "evidence: no store "
                   "(--db, TUNESAFE_DB or `tunesafe init`): kept in the report only", highlight=False)
     if body["status"] != "completed":
-        console.print(f"[bold red]{body['status'].upper()}[/] {outcome_line(body)}", highlight=False)
+        console.print(f"[bold red]{escape(body['status'].upper())}[/] {escape(outcome_line(body))}",
+                      highlight=False, markup=True)
         raise typer.Exit(1)
     console.print(f"gate it: tunesafe gate --base {base} --candidate {base}+{out}", highlight=False)
 
