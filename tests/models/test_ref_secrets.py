@@ -128,7 +128,8 @@ def test_eval_and_gate_use_the_credentials_and_never_keep_them(server: RunningSe
     ref, db, out = _secret_ref(server), tmp_path / "store.db", tmp_path / "reports"
     common = ["--suite", str(_suite(tmp_path / "suite.jsonl")), "--attacks", "direct_request",
               "--judge", "refusal", "--no-progress"]
-    evaluated = _tunesafe(db, "eval", ref, *common, "--judge-model", ref)  # stored in the run's config
+    # the judge model (strongreject's) is stored in the run's config
+    evaluated = _tunesafe(db, "eval", ref, *common, "--judge", "strongreject", "--judge-model", ref)
     assert evaluated.returncode == 0, evaluated.stderr
     gated = _tunesafe(db, "gate", "--base", ref, "--candidate", ref, *common, "--out", str(out))
     # too few attempts to decide (exit 3), but the decision and its reports are recorded all the same
@@ -152,7 +153,8 @@ def test_resume_takes_the_ref_again(server: RunningServer, tmp_path: Path) -> No
     ref, db = _secret_ref(server), tmp_path / "store.db"
     common = ["--suite", str(_suite(tmp_path / "suite.jsonl")), "--attacks", "direct_request",
               "--judge", "refusal", "--no-progress", "--no-cache"]
-    assert _tunesafe(db, "eval", ref, *common, "--judge-model", ref).returncode == 0
+    judged = ("--judge", "strongreject", "--judge-model", ref)  # a judge model is only taken by an LLM judge
+    assert _tunesafe(db, "eval", ref, *common, *judged).returncode == 0
     with Store.open(str(db)) as store:
         [run] = list_runs(store)
         with store.engine.begin() as conn:  # as if the run had been interrupted after 3 attempts

@@ -73,8 +73,9 @@ def eval_command(
                         judge_model_ref=judge_model, max_pause=max_pause, executor=executor,
                         ray_address=ray_address, workers=workers)
     max_error_rate = _max_error_rate(policy)  # a bad policy file fails now, before any model call
+    if resume is None:  # a resumed run judges with its stored judges: the runner checks those
+        _check_judges(config.judges, judge_model)
     if dry_run:
-        _check_judges(config.judges)  # the dry run refuses what the real run would
         _dry_run(ctx, model, config, usd_per_mtok, as_json)
         return
     if model is None and resume is None:
@@ -144,12 +145,15 @@ def _max_error_rate(path: Path | None) -> float:
     return float((load_policy(path) if path is not None else default_policy()).max_error_rate)
 
 
-def _check_judges(names: tuple[str, ...]) -> None:
+def _check_judges(names: tuple[str, ...], judge_model: str | None) -> None:
+    """Unknown judges and a judge model no judge uses fail now, not after the model loaded; the dry run
+    refuses what the real run would."""
     from tunesafe import judges  # noqa: F401  (registers the built-ins)
-    from tunesafe.judges.base import registry
+    from tunesafe.judges.base import check_judge_model, registry
 
     for name in names:
         registry.get(name)
+    check_judge_model(names, judge_model)
 
 
 def _resume_command(ctx: typer.Context, run_id: str) -> str:

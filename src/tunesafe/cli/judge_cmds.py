@@ -46,10 +46,11 @@ def judge(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Judge existing (request, response) pairs; one verdict per pair and judge."""
-    from tunesafe.judges.base import get_judge
+    from tunesafe.judges.base import check_judge_model, get_judge
     from tunesafe.judges.pairs import iter_jsonl, judge_pairs, read_pairs
     from tunesafe.screening.request_kind import fill_kinds
 
+    check_judge_model(judge_names, judge_model)
     items = read_pairs(file)
     opts = {"model_ref": judge_model} if judge_model else {}
     judges = [get_judge(name, **opts) for name in dict.fromkeys(judge_names)]
@@ -91,7 +92,9 @@ def runs_rejudge(
     Same attempts and generations, verdicts of the judges installed now; `gate` and `compare` reuse it."""
     from tunesafe.engine.rejudge import judges_label, rejudge_run
     from tunesafe.engine.results import load_run
+    from tunesafe.judges.base import check_judge_model
 
+    check_judge_model(judge_names, judge_model)
     with open_store(db_url(ctx), must_exist=True) as store:
         new_id = asyncio.run(rejudge_run(store, run_id, judge_names, judge_model_ref=judge_model))
         info = load_run(store, new_id)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from tunesafe.errors import UserError
 from tunesafe.registry import Registry
 from tunesafe.types import Verdict, canonical_json, sha256_hex
 
@@ -51,6 +52,28 @@ def frameworks(ids: Mapping[str, tuple[str, ...]]) -> Callable[[JudgeFactory], J
         return factory
 
     return mark
+
+
+def takes_judge_model(factory: JudgeFactory) -> JudgeFactory:
+    """Mark a judge factory that uses the judge model (`model=` / `model_ref=`, the CLI's --judge-model)."""
+    setattr(factory, "takes_judge_model", True)  # noqa: B010 (a function attribute mypy cannot see)
+    return factory
+
+
+def check_judge_model(names: Sequence[str], model_ref: str | None) -> None:
+    """Refuse a judge model that no named judge would use: it would be ignored silently, and the user would
+    take the verdicts for an LLM judge's. A plugin judge that declares nothing may use it: not refused."""
+    from tunesafe import judges  # noqa: F401  (registers the built-ins)
+
+    if not model_ref:
+        return
+    for name in names:
+        factory = registry.get(name)
+        if getattr(factory, "takes_judge_model", False) or not factory.__module__.startswith("tunesafe."):
+            return
+    takers = [n for n, f in registry.items() if getattr(f, "takes_judge_model", False)]
+    raise UserError(f"needs an LLM judge, and none of the judges given uses it ({', '.join(names)})",
+                    where="--judge-model", fix=f"add --judge {' / '.join(takers)}, or drop --judge-model")
 
 
 def judge_frameworks(name: str) -> dict[str, tuple[str, ...]]:

@@ -22,6 +22,7 @@ from tunesafe.judges.base import (
     frameworks,
     get_judge,
     registry,
+    takes_judge_model,
 )
 from tunesafe.types import Verdict
 
@@ -115,6 +116,7 @@ def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float | None:
 
 @registry.register("ensemble")
 @frameworks(JAILBREAK)
+@takes_judge_model  # its members become default + strongreject when given one
 def _ensemble_factory(members: Sequence[str] | str | None = None, **opts: Any) -> EnsembleJudge:
     has_model = opts.get("model") is not None or bool(opts.get("model_ref"))
     if isinstance(members, str):

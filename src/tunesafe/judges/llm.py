@@ -23,6 +23,7 @@ from tunesafe.judges.base import (
     frameworks,
     get_judge,
     registry,
+    takes_judge_model,
 )
 from tunesafe.types import ChatRequest, Message, Verdict
 
@@ -296,6 +297,7 @@ def judge_model(name: str, opts: dict[str, Any]) -> tuple[Any, bool]:
 
 @registry.register("strongreject")
 @frameworks(HARMFUL_CONTENT)
+@takes_judge_model
 def _strongreject_factory(**opts: Any) -> StrongRejectJudge:
     model, owns = judge_model("strongreject", opts)
     return StrongRejectJudge(model, owns, opts.get("max_new_tokens"))
@@ -303,6 +305,7 @@ def _strongreject_factory(**opts: Any) -> StrongRejectJudge:
 
 @registry.register("llama-guard")
 @frameworks(HARMFUL_CONTENT)
+@takes_judge_model
 def _guard_factory(**opts: Any) -> SafetyGuardJudge:
     model, owns = judge_model("llama-guard", opts)
     return SafetyGuardJudge(model, owns, refusal_judge=opts.get("refusal_judge"),
