@@ -237,6 +237,17 @@ def test_a_reply_with_no_answer_at_all_is_an_error_not_an_empty_answer(server: R
     assert len(server.requests) == 2
 
 
+def test_a_seed_refused_as_an_extra_input_is_dropped_not_an_error_on_every_attempt() -> None:
+    # Mistral's schema (and Azure AI Foundry's Mistral deployments) refuse fields it does not have with
+    # pydantic's 422 "extra_forbidden"; `seed` is one. Unread, every attempt of the run was an error.
+    with serve(forbids_extra=("seed",)) as running:
+        model = model_for(running, max_retries=0)
+        gens = generate(model, [req("one"), req("two")])
+        assert [g.text for g in gens] == ["ECHO: one", "ECHO: two"], gens
+        assert "seed" in model.request_adaptations()
+        assert not any("seed" in body for body in running.requests[-2:])
+
+
 def test_many_filters_in_a_row_do_not_trip_the_breaker(server: RunningServer) -> None:
     model = model_for(server, breaker=2, cooldown=60, concurrency=1)
     gens = generate(model, [req(f"f{i} [[fault:{('filter400', 'filter200')[i % 2]}]]") for i in range(8)]

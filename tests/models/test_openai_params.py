@@ -29,6 +29,21 @@ def _openai(message: str, param: str | None, code: str | None) -> str:
     (json.dumps({"object": "error", "message": "System role not supported", "param": None, "code": 400}),
      None),
     ("<html>Bad Request</html>", None),
+    # pydantic's 422 for a field the schema lacks: Azure AI Foundry's Mistral deployments for `seed`
+    # (github.com/langchain-ai/langchain-azure#82), Mistral's API with the list under `message`
+    # (github.com/editor-code-assistant/eca#231), or as a JSON string (mistralai/platform-docs-public#7)
+    (json.dumps({"detail": [{"type": "extra_forbidden", "loc": ["body", "seed"],
+                             "msg": "Extra inputs are not permitted", "input": 123}]}), "seed"),
+    (json.dumps({"object": "error", "message": {"detail": [
+        {"type": "extra_forbidden", "loc": ["body", "seed"], "msg": "Extra inputs are not permitted",
+         "input": 0}]}, "type": "invalid_request_error", "param": None, "code": None}), "seed"),
+    (json.dumps({"object": "error", "message": json.dumps({"detail": [
+        {"type": "extra_forbidden", "loc": ["body", "stop"], "msg": "Extra inputs are not permitted"}]}),
+        "type": "internal_error_proxy", "param": None, "code": "1000"}), "stop"),
+    # a field inside a message, or a value of the wrong type: the request is wrong, not a parameter
+    (json.dumps({"detail": [{"type": "extra_forbidden", "loc": ["body", "messages", 0, "user", "name"],
+                             "msg": "Extra inputs are not permitted"}]}), None),
+    (json.dumps({"detail": [{"type": "int_parsing", "loc": ["body", "seed"], "msg": "not an int"}]}), None),
 ])
 def test_refused_param(body: str, expected: str | None) -> None:
     assert refused_param(body) == expected

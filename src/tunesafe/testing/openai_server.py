@@ -160,6 +160,8 @@ class ServerConfig:
     # are 429s, with the wait in `retry-after-ms` when `rate_limit_hint`, else no hint (OpenAI's
     # token limits often send none)
     rate_limit_hint: bool = False
+    forbids_extra: tuple[str, ...] = ()  # body fields refused with pydantic's 422 "extra_forbidden", in
+    # Mistral's shape (La Plateforme; Azure AI Foundry's Mistral deployments refuse `seed` so)
 
 
 class OpenAICompatApp:
@@ -345,6 +347,9 @@ class OpenAICompatApp:
             await _json(send, 400, {"object": "error", "message": "System role not supported",
                                     "type": "BadRequestError", "param": None, "code": 400})
             return
+        if forbidden := [name for name in self.config.forbids_extra if name in body]:
+            await _json(send, 422, _extra_forbidden(forbidden, body))
+            return
         if self.config.hidden_reasoning is not None and (refused := _reasoning_model_refuses(body)):
             await _json(send, 400, refused)
             return
@@ -485,6 +490,15 @@ def _reasoning_model_refuses(body: Mapping[str, Any]) -> dict[str, Any] | None:
                           "model. Only the default (1) value is supported.", "type": "invalid_request_error",
                           "param": "temperature", "code": "unsupported_value"}}
     return None
+
+
+def _extra_forbidden(names: list[str], body: Mapping[str, Any]) -> dict[str, Any]:
+    """Mistral's 422 for body fields its schema does not have (github.com/editor-code-assistant/eca#231,
+    mistralai/client-ts#65): pydantic's error list under `message.detail`."""
+    detail = [{"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted",
+               "input": body[name]} for name in names]
+    return {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error", "param": None,
+            "code": None}
 
 
 def _invalid_tool_messages(messages: Any) -> str | None:
