@@ -3,6 +3,8 @@
 OpenAI's reasoning models (o1, o3, o4-mini, the gpt-5 family, and fine-tunes of them) answer a chat body
 with `max_tokens` with HTTP 400 "Unsupported parameter: 'max_tokens' is not supported with this model.
 Use 'max_completion_tokens' instead.", and refuse `stop` the same way; some providers refuse `seed`.
+Mistral's API (and Azure AI Foundry's Mistral deployments) refuse fields their schema lacks, `seed`
+among them, with pydantic's HTTP 422 `extra_forbidden` (`loc: ["body", "seed"]`): read the same way.
 Without adapting, every attempt of a run against such a model is an error. The client renames or drops
 the parameter the server named and sends the request again; later requests are built the same way.
 
@@ -96,8 +98,32 @@ def refused_param(text: str) -> str | None:
         param = error.get("param")
         if isinstance(param, str) and code.startswith("unsupported_"):
             return param
+        if (extra := _extra_forbidden(error)) is not None:
+            return extra
     match = _NAMED.search(_message(text))
     return match.group(1) if match else None
+
+
+def _extra_forbidden(error: Mapping[str, Any]) -> str | None:
+    """The top-level body field a pydantic 422 calls an extra input ("extra_forbidden" at loc ["body",
+    FIELD]), or None. FastAPI servers put the list at `detail` (Azure AI Foundry's Mistral deployments
+    refuse `seed` so); Mistral's API nests it under `message`, as an object or as a JSON string."""
+    holder: Any = error
+    message = error.get("message")
+    if isinstance(message, str) and message.lstrip().startswith("{"):
+        try:
+            message = json.loads(message)
+        except ValueError:
+            message = None
+    if "detail" not in error and isinstance(message, dict):
+        holder = message
+    detail = holder.get("detail")
+    for item in detail if isinstance(detail, list) else ():
+        loc = item.get("loc") if isinstance(item, dict) else None
+        if item.get("type") == "extra_forbidden" and isinstance(loc, list) and len(loc) == 2 \
+                and loc[0] == "body" and isinstance(loc[1], str):
+            return loc[1]
+    return None
 
 
 def hidden_reasoning_tokens(usage: Any) -> int:
