@@ -158,6 +158,7 @@ def test_a_paced_or_refused_probe_closes_the_breaker(server: RunningServer) -> N
     ("filter400", "content_filter: prompt (jailbreak)", ""),
     ("filter200", "content_filter: completion (violence)", ""),
     ("refusal_field", "refusal", REFUSAL),
+    ("moderation403", "content_filter: prompt (violence)", ""),  # OpenRouter's moderation, not a bad key
 ])
 def test_provider_filters_and_refusals_are_blocked_not_errors(server: RunningServer, fault: str, reason: str,
                                                               text: str) -> None:

@@ -34,6 +34,8 @@ Provider content filters and refusals (shapes as Azure OpenAI and OpenAI send th
     filter200_cut  the same, but the completion was cut after a compliant opening that is returned
                    as content (what the user saw before the filter stopped it)
     refusal_field  status 200, message.content null and message.refusal set (OpenAI refusals)
+    moderation403  status 403, error.metadata with the `reasons` and `flagged_input` of OpenRouter's
+                   moderation (a model that requires moderation, its input flagged for "violence")
 
 A reasoning model's shapes (placeholder text only; "refusing" reasoning holds refusal words, "complying"
 reasoning none, so a judge that reads the reasoning as the answer gets the verdict backwards):
@@ -107,7 +109,7 @@ from urllib.parse import parse_qsl
 import uvicorn
 
 FAULTS = ("408", "429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200",
-          "refusal_field", "error200", "choice_error", "bad_usage", "content_list", "content_thinking",
+          "refusal_field", "moderation403", "error200", "choice_error", "bad_usage", "content_list", "content_thinking",
           "content_unknown_part", "null_content",
           "think_comply", "think_refuse", "think_open", "think_cutoff", "reasoning_comply",
           "reasoning_refuse", "reasoning_cutoff", "filter200_cut")
@@ -371,6 +373,9 @@ class OpenAICompatApp:
         if fault == "filter400":
             await _json(send, 400, _prompt_filtered())
             return
+        if fault == "moderation403":
+            await _json(send, 403, _moderation_flagged(_last_user(body), self._reported_model(body)))
+            return
         if fault == "stall":
             await asyncio.sleep(self.config.stall_s)
         if self.config.latency_s:
@@ -546,6 +551,15 @@ def _prompt_filtered() -> dict[str, Any]:
         "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
             "hate": _FILTER_OK, "jailbreak": {"filtered": True, "detected": True}, "self_harm": _FILTER_OK,
             "sexual": _FILTER_OK, "violence": _FILTER_OK}}}}
+
+
+def _moderation_flagged(text: str, model: Any) -> dict[str, Any]:
+    """OpenRouter's 403 for a flagged input to a model that requires moderation: its ErrorResponse with
+    ModerationErrorMetadata (openrouter.ai/docs/errors, "Moderation Errors")."""
+    return {"error": {"code": 403, "message": f"{model} requires moderation on OpenRouter. Your input was "
+                      "flagged for \"violence\"", "metadata": {
+                          "reasons": ["violence"], "flagged_input": text[:100], "provider_name": "Test",
+                          "model_slug": str(model)}}}
 
 
 def _azure_base_model(deployment: str) -> dict[str, Any]:
