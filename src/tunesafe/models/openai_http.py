@@ -36,7 +36,8 @@ Azure OpenAI: its classic deployment URL is the base URL,
 and so is its v1 API, `openai:DEPLOYMENT@https://RES.openai.azure.com/openai/v1` (Bearer or api-key). Neither
 lists deployments at /models, so their model_info is None and the hash is the ref's alone.
 
-Provider content filters are an answer, not a failure: Azure's HTTP 400 `content_filter`, a 200 with
+Provider content filters are an answer, not a failure: Azure's HTTP 400 `content_filter`, OpenRouter's
+HTTP 403 for an input its moderation flagged (`error.metadata.reasons`), a 200 with
 `finish_reason: "content_filter"`, or an OpenAI `message.refusal` come back as a Generation with
 `blocked` set (no retry, not counted by the breaker).
 
@@ -551,7 +552,7 @@ class OpenAIChatModel:
         if resp.status_code >= 500 or resp.status_code == 408:  # 408: the server timed out waiting for us
             raise _Retryable(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:200]}",
                              _retry_after(resp.headers.get("retry-after")))
-        if resp.status_code == 400 and (blocked := _filtered_prompt(resp)) is not None:
+        if resp.status_code in (400, 403) and (blocked := _filtered_prompt(resp)) is not None:
             return blocked
         if resp.status_code in (401, 403):
             renewed = (f"; renewing the token failed: {refresh_failed}" if refresh_failed
@@ -681,13 +682,21 @@ def _refused_system(resp: Response, request: ChatRequest) -> bool:
 
 
 def _filtered_prompt(resp: Response) -> Generation | None:
-    """Azure's answer to a filtered prompt (HTTP 400, error.code "content_filter"), else None."""
+    """A provider filter's answer to a prompt, else None: Azure's HTTP 400 with error.code
+    "content_filter", or OpenRouter's HTTP 403 for a model that requires moderation, the input flagged
+    (error.metadata.reasons and flagged_input, openrouter.ai/docs/errors "Moderation Errors")."""
     try:
         error = json.loads(resp.content)["error"]
-        if error.get("code") != "content_filter":
+        metadata = error.get("metadata")
+        if resp.status_code == 403 and isinstance(metadata, Mapping) \
+                and isinstance(metadata.get("reasons"), list) and "flagged_input" in metadata:
+            reasons = sorted(str(r) for r in metadata["reasons"])
+            reason = "content_filter: prompt" + (f" ({', '.join(reasons)})" if reasons else "")
+        elif resp.status_code == 400 and error.get("code") == "content_filter":
+            inner = error.get("innererror") or {}
+            reason = _filter_reason("prompt", inner.get("content_filter_result"))
+        else:
             return None
-        inner = error.get("innererror") or {}
-        reason = _filter_reason("prompt", inner.get("content_filter_result"))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     return Generation(text="", finish_reason="content_filter", blocked=reason)
