@@ -109,8 +109,8 @@ from urllib.parse import parse_qsl
 import uvicorn
 
 FAULTS = ("408", "429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200",
-          "refusal_field", "moderation403", "error200", "choice_error", "bad_usage", "content_list", "content_thinking",
-          "content_unknown_part", "null_content",
+          "refusal_field", "moderation403", "error200", "choice_error", "bad_usage", "content_list",
+          "content_thinking", "content_unknown_part", "null_content",
           "think_comply", "think_refuse", "think_open", "think_cutoff", "reasoning_comply",
           "reasoning_refuse", "reasoning_cutoff", "filter200_cut")
 REFUSAL = "I'm sorry, but I can't help with that."
