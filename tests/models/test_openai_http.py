@@ -159,6 +159,9 @@ def test_a_paced_or_refused_probe_closes_the_breaker(server: RunningServer) -> N
     ("filter200", "content_filter: completion (violence)", ""),
     ("refusal_field", "refusal", REFUSAL),
     ("moderation403", "content_filter: prompt (violence)", ""),  # OpenRouter's moderation, not a bad key
+    # Gemini's OpenAI compatibility endpoint: its own FinishReason, not "content_filter"
+    ("gemini_safety", "content_filter: completion (SAFETY)", ""),
+    ("gemini_prohibited", "content_filter: completion (PROHIBITED_CONTENT)", ""),
 ])
 def test_provider_filters_and_refusals_are_blocked_not_errors(server: RunningServer, fault: str, reason: str,
                                                               text: str) -> None:

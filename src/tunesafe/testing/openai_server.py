@@ -34,6 +34,9 @@ Provider content filters and refusals (shapes as Azure OpenAI and OpenAI send th
     filter200_cut  the same, but the completion was cut after a compliant opening that is returned
                    as content (what the user saw before the filter stopped it)
     refusal_field  status 200, message.content null and message.refusal set (OpenAI refusals)
+    gemini_safety  status 200, message.content null and finish_reason "SAFETY": Gemini's OpenAI compatibility
+                   endpoint passes its own FinishReason through instead of "content_filter"
+    gemini_prohibited  the same with content "" and finish_reason "PROHIBITED_CONTENT"
     moderation403  status 403, error.metadata with the `reasons` and `flagged_input` of OpenRouter's
                    moderation (a model that requires moderation, its input flagged for "violence")
 
@@ -109,7 +112,8 @@ from urllib.parse import parse_qsl
 import uvicorn
 
 FAULTS = ("408", "429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200",
-          "refusal_field", "moderation403", "error200", "choice_error", "bad_usage", "content_list",
+          "refusal_field", "moderation403", "gemini_safety", "gemini_prohibited", "error200", "choice_error",
+          "bad_usage", "content_list",
           "content_thinking", "content_unknown_part", "null_content",
           "think_comply", "think_refuse", "think_open", "think_cutoff", "reasoning_comply",
           "reasoning_refuse", "reasoning_cutoff", "filter200_cut")
@@ -421,6 +425,10 @@ class OpenAICompatApp:
             choice["message"]["content"] = COMPLIANT if fault == "filter200_cut" else None
         elif fault == "refusal_field":
             choice["message"].update(content=None, refusal=REFUSAL)
+        elif fault in ("gemini_safety", "gemini_prohibited"):
+            safety = fault == "gemini_safety"
+            choice.update(finish_reason="SAFETY" if safety else "PROHIBITED_CONTENT")
+            choice["message"]["content"] = None if safety else ""
         elif fault is not None and fault.startswith(("think_", "reasoning_")):
             _reason(completion, fault, int(body.get("max_tokens") or 256))
         await _json(send, 200, completion)
