@@ -38,8 +38,8 @@ lists deployments at /models, so their model_info is None and the hash is the re
 
 Provider content filters are an answer, not a failure: Azure's HTTP 400 `content_filter`, OpenRouter's
 HTTP 403 for an input its moderation flagged (`error.metadata.reasons`), a 200 with
-`finish_reason: "content_filter"`, or an OpenAI `message.refusal` come back as a Generation with
-`blocked` set (no retry, not counted by the breaker).
+`finish_reason: "content_filter"` (or Gemini's own `SAFETY`, `PROHIBITED_CONTENT`, ...), or an OpenAI
+`message.refusal` come back as a Generation with `blocked` set (no retry, not counted by the breaker).
 
 A reasoning model's trace, inline (`<think>...</think>` before the answer) or in a separate field
 (`reasoning_content` / `reasoning`), is split off the answer (models/reasoning.py); a reply whose
@@ -97,6 +97,10 @@ _API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?|preview|latest")
 BACKOFF_CAP_S = 30.0
 POLL_S = 0.05  # how often a waiting request looks again while the probe is out
 VOLATILE_MODEL_FIELDS = frozenset({"created"})
+# Gemini's FinishReason values for output its safety system stopped, which its OpenAI compatibility
+# endpoint passes through instead of "content_filter" (ai.google.dev/api/generate-content#FinishReason)
+GEMINI_FILTER_FINISH = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
+                                  "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"})
 TRANSIENT_STATUS = frozenset({408, 429, 502, 503, 504})  # a model listing that may answer on a later try
 PROBE = ChatRequest(messages=(Message("user", "ping"),), max_new_tokens=1)
 
@@ -641,6 +645,8 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         refusal = message.get("refusal")
         reasoning = reasoning_field(message) or thinking
         finish = str(choice.get("finish_reason") or "stop")
+        native_filter = finish.upper() in GEMINI_FILTER_FINISH
+        finish = "content_filter" if native_filter else finish
         usage: Mapping[str, Any] = body.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         # OpenRouter answers 200 once generation began, even when a provider then fails: the error
@@ -658,6 +664,8 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
     blocked = None
     if finish == "content_filter":  # Azure filtered the completion: what came before the cut is kept
         blocked = _filter_reason("completion", choice.get("content_filter_results"))
+        if native_filter:
+            blocked = f"content_filter: completion ({choice['finish_reason']})"
     elif refusal:  # OpenAI's refusal field replaces the content when the model declines
         text, finish, blocked = str(refusal), "refusal", "refusal"
     elif content is None and not request.tools and reasoning is None:
