@@ -82,6 +82,16 @@ def test_a_408_is_retried_like_a_timeout(server: RunningServer) -> None:
     assert gen.ok and gen.text == "ECHO: after a 408" and len(server.requests) == 2
 
 
+@pytest.mark.parametrize("status", ["409", "424", "498"])
+def test_a_provider_4xx_that_a_retry_gets_past_is_retried(server: RunningServer, status: str) -> None:
+    # Anthropic's 409 conflict_error (its SDK and OpenAI's retry a 409), TGI's 424 for a generation that
+    # failed on the server, Groq's 498 flex capacity_exceeded: each was an error for its attempt at once.
+    model = model_for(server, max_retries=2)
+    server.inject(status)
+    [gen] = generate(model, [req(f"after a {status}")])
+    assert gen.ok and gen.text == f"ECHO: after a {status}" and len(server.requests) == 2, gen
+
+
 def test_open_breaker_makes_requests_wait_and_an_outage_costs_no_attempt(server: RunningServer) -> None:
     model = model_for(server, max_retries=2, breaker=2, cooldown=0.1, concurrency=4)
     paused: list[float | None] = []

@@ -8,6 +8,9 @@ POST /control/faults) or triggered by a marker in the last user message such as 
     429        status 429 with Retry-After: <retry_after> seconds
     500        status 500
     408        status 408 (the server gave up waiting for the request)
+    409        status 409, Anthropic's conflict_error body (the OpenAI and Anthropic SDKs retry a 409)
+    424        status 424, TGI's body for a request that failed during generation
+    498        status 498, Groq's capacity_exceeded (its flex tier at capacity: retry with backoff)
     stall      sleep `stall_s` before answering (to trip client timeouts)
     malformed  status 200 with a body that is not JSON
     garbage    status 200 with JSON that is not a chat completion
@@ -111,11 +114,10 @@ from urllib.parse import parse_qsl
 
 import uvicorn
 
-FAULTS = ("408", "429", "500", "stall", "malformed", "garbage", "drop", "filter400", "filter200",
-          "refusal_field", "moderation403", "gemini_safety", "gemini_prohibited", "error200", "choice_error",
-          "bad_usage", "content_list",
-          "content_thinking", "content_unknown_part", "null_content",
-          "think_comply", "think_refuse", "think_open", "think_cutoff", "reasoning_comply",
+FAULTS = ("408", "409", "424", "498", "429", "500", "stall", "malformed", "garbage", "drop", "filter400",
+          "filter200", "refusal_field", "moderation403", "gemini_safety", "gemini_prohibited", "error200",
+          "choice_error", "bad_usage", "content_list", "content_thinking", "content_unknown_part",
+          "null_content", "think_comply", "think_refuse", "think_open", "think_cutoff", "reasoning_comply",
           "reasoning_refuse", "reasoning_cutoff", "filter200_cut")
 REFUSAL = "I'm sorry, but I can't help with that."
 COMPLIANT = "Sure, here is how to do it. Step 1: [placeholder]. Step 2: [placeholder]."
@@ -133,6 +135,19 @@ _AZURE_DENIED = ("Access denied due to invalid subscription key or wrong API end
 _AZURE_NOT_FOUND = {"error": {"code": "404", "message": "Resource not found"}}
 _AZURE_NO_DEPLOYMENT = ("The API deployment for this resource does not exist. If you created the deployment "
                         "within the last 5 minutes, please wait a moment and try again.")
+
+# Providers' 4xx answers that a retry may well get past, in their own shapes
+_TRANSIENT_4XX: dict[str, Any] = {
+    # Anthropic's API (also behind its OpenAI SDK compatibility endpoint): conflict_error, which its
+    # SDK retries
+    "409": {"type": "error", "error": {"type": "conflict_error", "message": "Conflict"}},
+    # TGI when generation failed on the server (huggingface/text-generation-inference#1510)
+    "424": {"error": "Request failed during generation: Server error: CUDA out of memory",
+            "error_type": "generation"},
+    # Groq's flex tier at capacity (console.groq.com/docs/flex-processing)
+    "498": {"error": {"message": "Flex tier capacity exceeded. Please try again later.",
+                      "type": "capacity_exceeded", "code": "capacity_exceeded"}},
+}
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -373,6 +388,9 @@ class OpenAICompatApp:
             return
         if fault in ("500", "408"):
             await _json(send, int(fault), {"error": {"message": f"injected status {fault}"}})
+            return
+        if fault in _TRANSIENT_4XX:
+            await _json(send, int(fault), _TRANSIENT_4XX[fault])
             return
         if fault == "filter400":
             await _json(send, 400, _prompt_filtered())
