@@ -13,7 +13,8 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
                            /models (Azure OpenAI's classic deployment URLs require it), e.g. 2024-10-21
   concurrency=16           requests in flight at once
   timeout=60               seconds per HTTP attempt
-  max_retries=4            retries of 408 / 429 / 5xx / timeouts / dropped connections / malformed replies
+  max_retries=4            retries of 408 / 409 / 424 / 498 / 5xx / timeouts / dropped connections /
+                           malformed replies (429s wait instead, up to max_pause)
   breaker=8                consecutive failed attempts that open the circuit breaker
   cooldown=30              seconds between probes while the endpoint keeps failing (requests wait)
   max_pause=600            seconds the breaker may stay open (the endpoint failing) before generate
@@ -97,6 +98,10 @@ _API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?|preview|latest")
 BACKOFF_CAP_S = 30.0
 POLL_S = 0.05  # how often a waiting request looks again while the probe is out
 VOLATILE_MODEL_FIELDS = frozenset({"created"})
+# 4xx answers a retry may get past: 408 the server timed out waiting for us; 409 a conflict (Anthropic's
+# conflict_error; the OpenAI and Anthropic SDKs retry it); 424 TGI's generation failed on the server;
+# 498 Groq's flex tier at capacity (console.groq.com/docs/flex-processing: retry with backoff)
+RETRYABLE_4XX = frozenset({408, 409, 424, 498})
 # Gemini's FinishReason values for output its safety system stopped, which its OpenAI compatibility
 # endpoint passes through instead of "content_filter" (ai.google.dev/api/generate-content#FinishReason)
 GEMINI_FILTER_FINISH = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
@@ -553,7 +558,7 @@ class OpenAIChatModel:
             raise _Retryable("HTTP 429 rate limited", _wait_hint(resp.headers), counts_for_breaker=False,
                              rate_limited=True)
         # scrubbed before it is cut: a key echoed across the cut would keep its head
-        if resp.status_code >= 500 or resp.status_code == 408:  # 408: the server timed out waiting for us
+        if resp.status_code >= 500 or resp.status_code in RETRYABLE_4XX:
             raise _Retryable(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:200]}",
                              _retry_after(resp.headers.get("retry-after")))
         if resp.status_code in (400, 403) and (blocked := _filtered_prompt(resp)) is not None:
