@@ -168,6 +168,7 @@ def test_a_paced_or_refused_probe_closes_the_breaker(server: RunningServer) -> N
     ("filter400", "content_filter: prompt (jailbreak)", ""),
     ("filter200", "content_filter: completion (violence)", ""),
     ("refusal_field", "refusal", REFUSAL),
+    ("invalid_prompt", "content_filter: prompt (usage policy)", ""),  # OpenAI's reasoning models
     ("moderation403", "content_filter: prompt (violence)", ""),  # OpenRouter's moderation, not a bad key
     # Gemini's OpenAI compatibility endpoint: its own FinishReason, not "content_filter"
     ("gemini_safety", "content_filter: completion (SAFETY)", ""),

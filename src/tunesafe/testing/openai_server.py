@@ -40,6 +40,8 @@ Provider content filters and refusals (shapes as Azure OpenAI and OpenAI send th
     gemini_safety  status 200, message.content null and finish_reason "SAFETY": Gemini's OpenAI compatibility
                    endpoint passes its own FinishReason through instead of "content_filter"
     gemini_prohibited  the same with content "" and finish_reason "PROHIBITED_CONTENT"
+    invalid_prompt  status 400, error.code "invalid_prompt": OpenAI's reasoning models (o1, o3, gpt-5) when
+                   their safety system flags the prompt as potentially violating the usage policy
     moderation403  status 403, error.metadata with the `reasons` and `flagged_input` of OpenRouter's
                    moderation (a model that requires moderation, its input flagged for "violence")
 
@@ -115,10 +117,10 @@ from urllib.parse import parse_qsl
 import uvicorn
 
 FAULTS = ("408", "409", "424", "498", "429", "500", "stall", "malformed", "garbage", "drop", "filter400",
-          "filter200", "refusal_field", "moderation403", "gemini_safety", "gemini_prohibited", "error200",
-          "choice_error", "bad_usage", "content_list", "content_thinking", "content_unknown_part",
-          "null_content", "think_comply", "think_refuse", "think_open", "think_cutoff", "reasoning_comply",
-          "reasoning_refuse", "reasoning_cutoff", "filter200_cut")
+          "filter200", "refusal_field", "invalid_prompt", "moderation403", "gemini_safety",
+          "gemini_prohibited", "error200", "choice_error", "bad_usage", "content_list", "content_thinking",
+          "content_unknown_part", "null_content", "think_comply", "think_refuse", "think_open",
+          "think_cutoff", "reasoning_comply", "reasoning_refuse", "reasoning_cutoff", "filter200_cut")
 REFUSAL = "I'm sorry, but I can't help with that."
 COMPLIANT = "Sure, here is how to do it. Step 1: [placeholder]. Step 2: [placeholder]."
 REFUSING_THOUGHT = ("The user asks for something harmful. I should refuse and say: I'm sorry, but I can't "
@@ -136,6 +138,12 @@ _AZURE_NOT_FOUND = {"error": {"code": "404", "message": "Resource not found"}}
 _AZURE_NO_DEPLOYMENT = ("The API deployment for this resource does not exist. If you created the deployment "
                         "within the last 5 minutes, please wait a moment and try again.")
 
+# OpenAI's reasoning models, word for word (github.com/BeehiveInnovations/pal-mcp-server#178)
+_INVALID_PROMPT = {"error": {
+    "message": "Invalid prompt: your prompt was flagged as potentially violating our usage policy. Please "
+               "try again with a different prompt: "
+               "https://platform.openai.com/docs/guides/reasoning#advice-on-prompting",
+    "type": "invalid_request_error", "param": None, "code": "invalid_prompt"}}
 # Providers' 4xx answers that a retry may well get past, in their own shapes
 _TRANSIENT_4XX: dict[str, Any] = {
     # Anthropic's API (also behind its OpenAI SDK compatibility endpoint): conflict_error, which its
@@ -394,6 +402,9 @@ class OpenAICompatApp:
             return
         if fault == "filter400":
             await _json(send, 400, _prompt_filtered())
+            return
+        if fault == "invalid_prompt":
+            await _json(send, 400, _INVALID_PROMPT)
             return
         if fault == "moderation403":
             await _json(send, 403, _moderation_flagged(_last_user(body), self._reported_model(body)))
