@@ -37,7 +37,8 @@ Azure OpenAI: its classic deployment URL is the base URL,
 and so is its v1 API, `openai:DEPLOYMENT@https://RES.openai.azure.com/openai/v1` (Bearer or api-key). Neither
 lists deployments at /models, so their model_info is None and the hash is the ref's alone.
 
-Provider content filters are an answer, not a failure: Azure's HTTP 400 `content_filter`, OpenRouter's
+Provider content filters are an answer, not a failure: Azure's HTTP 400 `content_filter`, OpenAI's HTTP
+400 `invalid_prompt` (a reasoning model's prompt flagged under the usage policy), OpenRouter's
 HTTP 403 for an input its moderation flagged (`error.metadata.reasons`), a 200 with
 `finish_reason: "content_filter"` (or Gemini's own `SAFETY`, `PROHIBITED_CONTENT`, ...), or an OpenAI
 `message.refusal` come back as a Generation with `blocked` set (no retry, not counted by the breaker).
@@ -696,8 +697,10 @@ def _refused_system(resp: Response, request: ChatRequest) -> bool:
 
 def _filtered_prompt(resp: Response) -> Generation | None:
     """A provider filter's answer to a prompt, else None: Azure's HTTP 400 with error.code
-    "content_filter", or OpenRouter's HTTP 403 for a model that requires moderation, the input flagged
-    (error.metadata.reasons and flagged_input, openrouter.ai/docs/errors "Moderation Errors")."""
+    "content_filter", OpenAI's HTTP 400 with error.code "invalid_prompt" (its reasoning models: "your
+    prompt was flagged as potentially violating our usage policy"), or OpenRouter's HTTP 403 for a
+    model that requires moderation, the input flagged (error.metadata.reasons and flagged_input,
+    openrouter.ai/docs/errors "Moderation Errors")."""
     try:
         error = json.loads(resp.content)["error"]
         metadata = error.get("metadata")
@@ -708,6 +711,9 @@ def _filtered_prompt(resp: Response) -> Generation | None:
         elif resp.status_code == 400 and error.get("code") == "content_filter":
             inner = error.get("innererror") or {}
             reason = _filter_reason("prompt", inner.get("content_filter_result"))
+        elif resp.status_code == 400 and error.get("code") == "invalid_prompt" \
+                and "usage policy" in str(error.get("message")):
+            reason = "content_filter: prompt (usage policy)"
         else:
             return None
     except (ValueError, KeyError, TypeError, AttributeError):
