@@ -103,6 +103,9 @@ VOLATILE_MODEL_FIELDS = frozenset({"created"})
 # conflict_error; the OpenAI and Anthropic SDKs retry it); 424 TGI's generation failed on the server;
 # 498 Groq's flex tier at capacity (console.groq.com/docs/flex-processing: retry with backoff)
 RETRYABLE_4XX = frozenset({408, 409, 424, 498})
+# Finish reasons of a generation the server failed, whatever text came before: OpenRouter's "error";
+# DeepSeek's "insufficient_system_resource" (its inference system ran out of resources mid-request)
+SERVER_FAILED_FINISH = frozenset({"error", "insufficient_system_resource"})
 # Gemini's FinishReason values for output its safety system stopped, which its OpenAI compatibility
 # endpoint passes through instead of "content_filter" (ai.google.dev/api/generate-content#FinishReason)
 GEMINI_FILTER_FINISH = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
@@ -656,11 +659,12 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         usage: Mapping[str, Any] = body.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         # OpenRouter answers 200 once generation began, even when a provider then fails: the error
-        # rides in the body, and the text before it is no answer (fail closed). Like a 5xx, retryable.
+        # rides in the body, and the text before it is no answer (fail closed). Like a 5xx, retryable;
+        # so is DeepSeek's finish_reason "insufficient_system_resource".
         failure = body.get("error") or choice.get("error")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise _Retryable(f"malformed response from server: {resp.text[:120]!r}") from None
-    if failure or finish == "error":
+    if failure or finish in SERVER_FAILED_FINISH:
         detail = failure.get("message") if isinstance(failure, Mapping) else failure
         raise _Retryable(f"HTTP 200 carrying an error: {str(detail or finish)[:200]}")
     hidden = None if request.tools or reasoning is not None or refusal or finish == "content_filter" \
