@@ -221,15 +221,18 @@ def test_a_200_carrying_an_error_is_an_error_not_an_answer(server: RunningServer
     assert retried.ok and retried.text == "ECHO: recovers" and len(server.requests) == 4
 
 
-def test_a_reply_the_provider_cut_for_lack_of_resources_is_an_error_not_an_answer(
-        server: RunningServer) -> None:
-    # DeepSeek's finish_reason "insufficient_system_resource": the server failed mid-generation, so the
-    # words before the cut are not the model's answer (they were judged as one); a retry may succeed.
+@pytest.mark.parametrize(("fault", "finish"), [("interrupted", "insufficient_system_resource"),
+                                               ("aborted", "abort")])
+def test_a_reply_the_server_cut_short_is_an_error_not_an_answer(server: RunningServer, fault: str,
+                                                                finish: str) -> None:
+    # DeepSeek's finish_reason "insufficient_system_resource", vLLM's "abort": the server failed
+    # mid-generation, so the words before the cut are not the model's answer (they were judged as one);
+    # a retry may succeed.
     model = model_for(server, max_retries=1, breaker=100)
-    [cut] = generate(model, [req("cut short [[fault:interrupted]]")])
-    assert not cut.ok and cut.text == "" and "insufficient_system_resource" in (cut.error or ""), cut
+    [cut] = generate(model, [req(f"cut short [[fault:{fault}]]")])
+    assert not cut.ok and cut.text == "" and finish in (cut.error or ""), cut
     assert len(server.requests) == 2
-    server.inject("interrupted")
+    server.inject(fault)
     [retried] = generate(model, [req("recovers")])
     assert retried.ok and retried.text == "ECHO: recovers" and len(server.requests) == 4
 

@@ -20,6 +20,8 @@ POST /control/faults) or triggered by a marker in the last user message such as 
     choice_error  status 200, the choice carrying `error` and finish_reason "error" after partial text
     interrupted  status 200, finish_reason "insufficient_system_resource" after the first words of the
                reply: DeepSeek's API when its inference system ran out of resources mid-request
+    aborted    the same with finish_reason "abort": vLLM when its engine aborts a request (shutdown,
+               scale-down, sleep) and still answers 200 (github.com/vllm-project/vllm/issues/57082)
     bad_usage  status 200, a normal choice but `usage` a string (not an object)
     content_list  status 200, message.content a list of text parts instead of a string
     content_thinking  status 200, message.content Mistral's reasoning shape: a thinking part (refusing
@@ -120,10 +122,10 @@ import uvicorn
 
 FAULTS = ("408", "409", "424", "498", "429", "500", "stall", "malformed", "garbage", "drop", "filter400",
           "filter200", "refusal_field", "invalid_prompt", "moderation403", "gemini_safety",
-          "gemini_prohibited", "error200", "choice_error", "interrupted", "bad_usage", "content_list",
-          "content_thinking", "content_unknown_part", "null_content", "think_comply", "think_refuse",
-          "think_open", "think_cutoff", "reasoning_comply", "reasoning_refuse", "reasoning_cutoff",
-          "filter200_cut")
+          "gemini_prohibited", "error200", "choice_error", "interrupted", "aborted", "bad_usage",
+          "content_list", "content_thinking", "content_unknown_part", "null_content", "think_comply",
+          "think_refuse", "think_open", "think_cutoff", "reasoning_comply", "reasoning_refuse",
+          "reasoning_cutoff", "filter200_cut")
 REFUSAL = "I'm sorry, but I can't help with that."
 COMPLIANT = "Sure, here is how to do it. Step 1: [placeholder]. Step 2: [placeholder]."
 REFUSING_THOUGHT = ("The user asks for something harmful. I should refuse and say: I'm sorry, but I can't "
@@ -435,8 +437,8 @@ class OpenAICompatApp:
             choice["message"]["content"] = ""
         elif fault == "choice_error":
             choice.update(finish_reason="error", error={"code": 502, "message": "upstream provider error"})
-        elif fault == "interrupted":
-            choice.update(finish_reason="insufficient_system_resource")
+        elif fault in ("interrupted", "aborted"):
+            choice.update(finish_reason="insufficient_system_resource" if fault == "interrupted" else "abort")
             choice["message"]["content"] = " ".join(choice["message"]["content"].split()[:2])
         elif fault == "bad_usage":
             completion["usage"] = "n/a"
