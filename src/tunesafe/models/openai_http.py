@@ -104,8 +104,9 @@ VOLATILE_MODEL_FIELDS = frozenset({"created"})
 # 498 Groq's flex tier at capacity (console.groq.com/docs/flex-processing: retry with backoff)
 RETRYABLE_4XX = frozenset({408, 409, 424, 498})
 # Finish reasons of a generation the server failed, whatever text came before: OpenRouter's "error";
-# DeepSeek's "insufficient_system_resource" (its inference system ran out of resources mid-request)
-SERVER_FAILED_FINISH = frozenset({"error", "insufficient_system_resource"})
+# DeepSeek's "insufficient_system_resource" (its inference system ran out of resources mid-request);
+# vLLM's "abort" (its engine aborted the request: shutdown, scale-down, sleep; vllm-project/vllm#57082)
+SERVER_FAILED_FINISH = frozenset({"error", "insufficient_system_resource", "abort"})
 # Gemini's FinishReason values for output its safety system stopped, which its OpenAI compatibility
 # endpoint passes through instead of "content_filter" (ai.google.dev/api/generate-content#FinishReason)
 GEMINI_FILTER_FINISH = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
@@ -660,7 +661,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         # OpenRouter answers 200 once generation began, even when a provider then fails: the error
         # rides in the body, and the text before it is no answer (fail closed). Like a 5xx, retryable;
-        # so is DeepSeek's finish_reason "insufficient_system_resource".
+        # so are DeepSeek's finish_reason "insufficient_system_resource" and vLLM's "abort".
         failure = body.get("error") or choice.get("error")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise _Retryable(f"malformed response from server: {resp.text[:120]!r}") from None
