@@ -276,7 +276,8 @@ def test_a_seed_refused_as_an_extra_input_is_dropped_not_an_error_on_every_attem
         gens = generate(model, [req("one"), req("two")])
         assert [g.text for g in gens] == ["ECHO: one", "ECHO: two"], gens
         assert "seed" in model.request_adaptations()
-        assert not any("seed" in body for body in running.requests[-2:])
+        # the two went out at once, so each may have been refused once; both were answered without it
+        assert sum("seed" not in body for body in running.requests) == 2 and len(running.requests) <= 4
 
 
 def test_many_filters_in_a_row_do_not_trip_the_breaker(server: RunningServer) -> None:
