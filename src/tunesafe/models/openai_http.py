@@ -86,6 +86,7 @@ from tunesafe.models.chat_template import fold_system
 from tunesafe.models.credentials import KeySource, TokenError, TokenSource, command_provider
 from tunesafe.models.http1 import Http1Connection, Response
 from tunesafe.models.openai_params import RequestShape, UnsupportedTemperature, hidden_reasoning_error
+from tunesafe.models.provider_replies import SERVER_FAILED_FINISH, filter_hits, filtered_finish, prompt_filter
 from tunesafe.models.reasoning import content_parts, reasoning_field, settle_reasoning
 from tunesafe.models.refs import ModelRef, parse_options, split_credentials
 from tunesafe.models.tool_calls import from_openai_message, to_openai_messages
@@ -103,14 +104,6 @@ VOLATILE_MODEL_FIELDS = frozenset({"created"})
 # conflict_error; the OpenAI and Anthropic SDKs retry it); 424 TGI's generation failed on the server;
 # 498 Groq's flex tier at capacity (console.groq.com/docs/flex-processing: retry with backoff)
 RETRYABLE_4XX = frozenset({408, 409, 424, 498})
-# Finish reasons of a generation the server failed, whatever text came before: OpenRouter's "error";
-# DeepSeek's "insufficient_system_resource" (its inference system ran out of resources mid-request);
-# vLLM's "abort" (its engine aborted the request: shutdown, scale-down, sleep; vllm-project/vllm#57082)
-SERVER_FAILED_FINISH = frozenset({"error", "insufficient_system_resource", "abort"})
-# Gemini's FinishReason values for output its safety system stopped, which its OpenAI compatibility
-# endpoint passes through instead of "content_filter" (ai.google.dev/api/generate-content#FinishReason)
-GEMINI_FILTER_FINISH = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
-                                  "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"})
 TRANSIENT_STATUS = frozenset({408, 429, 502, 503, 504})  # a model listing that may answer on a later try
 PROBE = ChatRequest(messages=(Message("user", "ping"),), max_new_tokens=1)
 
@@ -655,7 +648,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         refusal = message.get("refusal")
         reasoning = reasoning_field(message) or thinking
         finish = str(choice.get("finish_reason") or "stop")
-        native_filter = finish.upper() in GEMINI_FILTER_FINISH
+        native_filter = finish != "content_filter" and filtered_finish(finish)  # Gemini's own reasons
         finish = "content_filter" if native_filter else finish
         usage: Mapping[str, Any] = body.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
@@ -674,7 +667,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         raise _Fatal(hidden)  # the same budget would crowd the answer out again: no retry
     blocked = None
     if finish == "content_filter":  # Azure filtered the completion: what came before the cut is kept
-        blocked = _filter_reason("completion", choice.get("content_filter_results"))
+        blocked = _filter_reason("completion", filter_hits(choice.get("content_filter_results")))
         if native_filter:
             blocked = f"content_filter: completion ({choice['finish_reason']})"
     elif refusal:  # OpenAI's refusal field replaces the content when the model declines
@@ -701,35 +694,19 @@ def _refused_system(resp: Response, request: ChatRequest) -> bool:
 
 
 def _filtered_prompt(resp: Response) -> Generation | None:
-    """A provider filter's answer to a prompt, else None: Azure's HTTP 400 with error.code
-    "content_filter", OpenAI's HTTP 400 with error.code "invalid_prompt" (its reasoning models: "your
-    prompt was flagged as potentially violating our usage policy"), or OpenRouter's HTTP 403 for a
-    model that requires moderation, the input flagged (error.metadata.reasons and flagged_input,
-    openrouter.ai/docs/errors "Moderation Errors")."""
+    """A provider filter's answer to a prompt (models/provider_replies.prompt_filter), else None."""
     try:
         error = json.loads(resp.content)["error"]
-        metadata = error.get("metadata")
-        if resp.status_code == 403 and isinstance(metadata, Mapping) \
-                and isinstance(metadata.get("reasons"), list) and "flagged_input" in metadata:
-            reasons = sorted(str(r) for r in metadata["reasons"])
-            reason = "content_filter: prompt" + (f" ({', '.join(reasons)})" if reasons else "")
-        elif resp.status_code == 400 and error.get("code") == "content_filter":
-            inner = error.get("innererror") or {}
-            reason = _filter_reason("prompt", inner.get("content_filter_result"))
-        elif resp.status_code == 400 and error.get("code") == "invalid_prompt" \
-                and "usage policy" in str(error.get("message")):
-            reason = "content_filter: prompt (usage policy)"
-        else:
-            return None
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError):
         return None
-    return Generation(text="", finish_reason="content_filter", blocked=reason)
+    reasons = prompt_filter(error, resp.status_code)
+    if reasons is None:
+        return None
+    return Generation(text="", finish_reason="content_filter", blocked=_filter_reason("prompt", reasons))
 
 
-def _filter_reason(where: str, results: Any) -> str:
-    """"content_filter: prompt (jailbreak, violence)": the categories the provider marked filtered."""
-    hits = sorted(k for k, v in results.items() if isinstance(v, Mapping) and v.get("filtered")) \
-        if isinstance(results, Mapping) else []
+def _filter_reason(where: str, hits: list[str]) -> str:
+    """"content_filter: prompt (jailbreak, violence)": what the provider's filter named."""
     return f"content_filter: {where}" + (f" ({', '.join(hits)})" if hits else "")
 
 
