@@ -105,6 +105,31 @@ def test_provider_filters_block_and_flag() -> None:
     assert prompt.category is None  # a jailbreak is a flag, not a harm category
 
 
+@pytest.mark.parametrize("finish", ["SAFETY", "PROHIBITED_CONTENT"])
+def test_gemini_safety_finish_reasons_are_blocked(finish: str) -> None:
+    """Gemini's OpenAI endpoint passes its own finish reasons through (not content_filter)."""
+    rec = one(openai_line(1, USER, "", finish=finish))
+    assert rec.blocked == "content_filter" and rec.error is None
+
+
+@pytest.mark.parametrize("finish", ["abort", "insufficient_system_resource"])
+def test_a_reply_the_server_failed_is_an_error_record_not_an_answer(finish: str) -> None:
+    """vLLM's engine abort, DeepSeek out of resources: the words before the cut are no answer."""
+    rec = one(openai_line(1, USER, "Sure, here is", finish=finish))
+    assert rec.error is not None and finish in rec.error and rec.blocked is None
+
+
+@pytest.mark.parametrize("error", [
+    {"message": "Invalid prompt: your prompt was flagged as potentially violating our usage policy.",
+     "type": "invalid_request_error", "code": "invalid_prompt"},
+    {"code": 403, "message": "Input flagged", "metadata": {"reasons": ["violence"], "flagged_input": "..."}},
+])
+def test_provider_prompt_filters_logged_as_errors_are_blocked(error: dict[str, Any]) -> None:
+    """OpenAI's invalid_prompt (reasoning models) and OpenRouter's moderation 403 refused the prompt."""
+    rec = one({"request": {"messages": USER}, "error": error})
+    assert rec.blocked == "content_filter (prompt)" and rec.error is None
+
+
 def test_errors_are_error_records_not_answers() -> None:
     failed = one(openai_line(1, USER, None, error={"code": "server_error", "message": "boom"}))
     assert failed.error == "boom" and failed.response == ""

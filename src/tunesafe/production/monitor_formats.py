@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tunesafe.models.openai_params import hidden_reasoning_tokens
+from tunesafe.models.provider_replies import SERVER_FAILED_FINISH, filtered_finish, prompt_filter
 from tunesafe.models.reasoning import LOGGED_NO_ANSWER, reasoning_field
 from tunesafe.types import canonical_json, sha256_hex
 
@@ -147,7 +148,10 @@ def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping
     text = refusal or _content(message.get("content"))
     category = _filtered(choice.get("content_filter_results")) or _filtered_prompt(response)
     jailbreak = _jailbreak(response.get("prompt_filter_results"))
-    blocked = "content_filter" if finish == "content_filter" else None
+    blocked = "content_filter" if finish and filtered_finish(finish) else None
+    if finish in SERVER_FAILED_FINISH:  # the server failed mid-reply: the words before are no answer
+        return LogRecord(**base, at=at, response="", finish_reason=finish,
+                         error=f"the server failed this reply (finish_reason {finish}): no answer to judge")
     reasoned = reasoning_field(message) is not None or hidden_reasoning_tokens(response.get("usage")) > 0
     if blocked is None and not text.strip() and reasoned:
         # a reasoning model cut off before its answer (its trace in a field of its own, or hidden and
@@ -159,11 +163,13 @@ def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping
 
 def _openai_error(error: Any, base: dict[str, Any], at: datetime | None) -> LogRecord:
     detail = error if isinstance(error, Mapping) else {"message": str(error)}
-    if detail.get("code") == "content_filter":  # Azure: the prompt was filtered, HTTP 400
+    if (reasons := prompt_filter(detail)) is not None:  # Azure, OpenAI invalid_prompt, OpenRouter 403
         inner = detail.get("innererror") if isinstance(detail.get("innererror"), Mapping) else {}
         result = inner.get("content_filter_result") if isinstance(inner, Mapping) else None
+        metadata = detail.get("metadata")
+        category = _filtered(result) or (reasons[0] if reasons and isinstance(metadata, Mapping) else None)
         return LogRecord(**base, at=at, response="", blocked="content_filter (prompt)",
-                         category=_filtered(result), provider_jailbreak=_jailbreak([{
+                         category=category, provider_jailbreak=_jailbreak([{
                              "content_filter_results": result}]))
     message = _str(detail.get("message")) or _str(detail.get("code")) or "error"
     return LogRecord(**base, at=at, response="", error=message[:500])
