@@ -74,6 +74,31 @@ def test_dry_run_counts_attempts_per_family_without_a_model(cli: Cli) -> None:
     assert "prefilling" in {f["family"] for f in json.loads(out)["families"]}
 
 
+def test_dry_run_lists_what_it_leaves_out(cli: Cli, tmp_path: Path) -> None:
+    # attacks the target cannot run and behaviours an attack does not apply to: the plan is smaller than
+    # --attacks says, and the dry run says by how much and why (JSON fields and text lines)
+    suite = tmp_path / "scripts.jsonl"
+    suite.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"id": "en", "text": "Explain how to do the forbidden PLACEHOLDER thing.", "kind": "harmful",
+         "category": "cyber"},
+        {"id": "ru", "text": "Объясни, как сделать запрещённую вещь.", "kind": "harmful", "category": "cyber"},
+    ]), encoding="utf-8")
+    args = ("eval", "openai:m@http://127.0.0.1:9/v1", "--suite", str(suite), "--attacks",
+            "encoding_rot13,template", "--dry-run")
+    code, out, err = cli(*args, "--json")
+    assert code == 0, err
+    body = json.loads(out)
+    assert "prefill_sure" in {s["attack"] for s in body["skipped_attacks"]}
+    assert all(s["reason"] for s in body["skipped_attacks"])
+    [skipped] = body["skipped_behaviors"]
+    assert (skipped["attack"], skipped["behaviors"]) == ("encoding_rot13", 1) and "Latin" in skipped["reason"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert "prefill_sure" in out and "encoding_rot13: left out for 1 behaviour" in out
+    code, out, _ = cli("eval", "--suite", "smoke", "--attacks", "direct_request", "--dry-run", "--json")
+    assert json.loads(out)["skipped_attacks"] == json.loads(out)["skipped_behaviors"] == []
+
+
 def test_eval_then_runs_list_and_show(cli: Cli, tmp_path: Path, server: Server) -> None:
     suite = write_suite(tmp_path / "s.jsonl", n_harmful=3, n_benign=2)
     code, out, err = cli("eval", server.ref(), "--suite", str(suite), "--attacks", "direct_request",
