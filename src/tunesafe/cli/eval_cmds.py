@@ -19,6 +19,7 @@ from tunesafe.cli import eval_options as opts
 from tunesafe.cli.common import JSON_OPTION, console, db_url, err_console, print_json, print_rows
 from tunesafe.cli.groups import AFTER, runs_app
 from tunesafe.engine import estimate as estimates
+from tunesafe.engine.plan import left_out_line
 from tunesafe.engine.results import list_runs, load_history, load_results, load_run
 from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory, replayable_attacks
 from tunesafe.engine.targets import dry_run_plan
@@ -183,7 +184,8 @@ def _dry_run(ctx: typer.Context, model: str | None, config: EvalConfig, usd_per_
         print_json({"suite": {"name": planned.suite_name, "version": planned.suite_version},
                     "attempts": est.attempts, "per_kind": planned.plan.per_kind(), "families": est.families,
                     "calls_max": est.calls, "tokens_max": est.tokens, "seconds": est.seconds,
-                    "basis": est.basis, "usd": est.usd})
+                    "basis": est.basis, "usd": est.usd, "skipped_attacks": list(planned.skipped),
+                    "skipped_behaviors": list(planned.plan.skipped_behaviors)})
         return
     print_rows(rows, ["family", "attempts", "calls (max)", "tokens (max)"],
                title=f"dry run: suite {planned.suite_name} v{planned.suite_version}")
@@ -192,6 +194,10 @@ def _dry_run(ctx: typer.Context, model: str | None, config: EvalConfig, usd_per_
                   highlight=False)
     cost = f"; about ${est.usd:.2f}" if est.usd is not None else " (pass --usd-per-mtok for a cost)"
     console.print(f"estimated time {_duration(est.seconds)} ({est.basis}){cost}", highlight=False)
+    for skip in planned.skipped:
+        console.print(f"{skip['attack']}: left out ({skip['reason']})", highlight=False, soft_wrap=True)
+    for entry in planned.plan.skipped_behaviors:
+        console.print(left_out_line(entry), highlight=False, soft_wrap=True)
 
 
 def _replayable(ctx: typer.Context, config: EvalConfig) -> frozenset[str]:

@@ -96,6 +96,12 @@ def build_plan(behaviors: Sequence[Behavior], attacks: Sequence[Expander], *, se
     return Plan(attempts=tuple(attempts), behaviors=tuple(chosen), skipped_behaviors=tuple(skipped.values()))
 
 
+def left_out_line(entry: Mapping[str, Any]) -> str:
+    """How a `skipped_behaviors` entry reads (the once-only warning, the dry run)."""
+    n = entry["behaviors"]
+    return f"{entry['attack']}: left out for {n} behaviour{'s' if n != 1 else ''} ({entry['reason']})"
+
+
 def in_scope(attack: object, behavior: Behavior) -> bool:
     """Scoped attacks (`scope = "agent"`: the agent families) run only the items of their scope (ids
     "agent:..."), and those items run only under them: a plain prompt attack has nothing to do with an

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from tunesafe.engine.config import EvalConfig
-from tunesafe.engine.plan import Plan, build_plan
+from tunesafe.engine.plan import Plan, build_plan, left_out_line
 from tunesafe.errors import UserError
 from tunesafe.types import Behavior
 
@@ -51,8 +51,7 @@ def plan_evaluation(config: EvalConfig, *, capabilities: Any = None,
     benign += [a for a in attacks if getattr(a, "scope", None)]  # agent families run their benign cases
     plan = build_plan(suite.behaviors, attacks, seed=config.seed, limit=config.limit, benign_attacks=benign)
     for entry in plan.skipped_behaviors:
-        n = entry["behaviors"]
-        warn_once(f"{entry['attack']}: left out for {n} behaviour{'s' if n != 1 else ''} ({entry['reason']})")
+        warn_once(left_out_line(entry))
     planned = Planned(suite_name=suite.name, suite_version=suite.version, suite_hash=suite.content_hash,
                       attacks=tuple(attacks), benign_attacks=tuple(benign), plan=plan)
     return planned if capabilities is None else for_target(planned, config.attacks, capabilities)

@@ -204,6 +204,7 @@ def verification_body(guard: Guard, rows: Sequence[Checked], *, guard_ref: str, 
                   "content_hash": planned.suite_hash},
         "attacks": [attack_descriptor(a.meta) for a in planned.attacks],
         "skipped_attacks": list(planned.skipped),
+        "skipped_behaviors": list(planned.plan.skipped_behaviors),
         "policy_hash": policy.hash(), "slo": slo.model_dump(mode="json"),
         "figures": figs, "verdict": verdict, "reasons": reasons, "exit_code": EXIT_CODES[verdict],
     }
