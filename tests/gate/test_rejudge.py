@@ -198,3 +198,48 @@ def test_rejudge_refuses_an_unfinished_run_or_a_changed_suite(server: RunningSer
     assert "is interrupted, not complete" in _exit_2(db, "runs", "rejudge", old_run).stderr
     with Store.open(db) as store:
         assert len(run_store.list_runs(store)) == n_runs  # nothing stored by a refused re-judge
+
+
+def test_a_replica_baseline_stored_with_the_order_sensitive_hash_is_reused(server: RunningServer,
+                                                                           tmp_path: Path) -> None:
+    # Before the replica order stopped counting, a run over B,A was hashed with its URLs as listed: that
+    # stored baseline must still be reused (and re-judged) by a gate, not evaluated again.
+    from tunesafe.models import load_model
+    from tunesafe.types import canonical_json, sha256_hex
+
+    harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
+    with serve(replies=_Replies(harmful)) as other:
+        first, second = sorted([server, other], key=lambda s: s.url)
+        base = f"openai:base-model@{second.url},{first.url}"  # not sorted: the old hash differs
+        candidate = f"openai:cand-model@{server.url}"
+        db = f"sqlite:///{tmp_path / 'store.db'}"
+        old_run = _eval(db, base)
+        info = load_model(f"openai:base-model@{first.url}").model_info()
+        legacy = sha256_hex(canonical_json({"ref": base, "model_info": info}))
+        with Store.open(db) as store:
+            assert run_store.load_run(store, old_run).model_hash != legacy
+            with store.engine.begin() as conn:
+                conn.execute(update(RunRow).where(RunRow.id == old_run).values(model_hash=legacy))
+            config = EvalConfig(suite="smoke", attacks=ATTACKS, judges=("versioned",), max_new_tokens=32,
+                                use_cache=False)
+            assert find_reusable_run(store, base, config) == old_run
+            assert find_reusable_run(store, f"openai:base-model@{first.url},{second.url}", config) == old_run
+            # the same URLs only: a run over other replicas is not this baseline
+            assert find_reusable_run(store, f"openai:base-model@{first.url}", config) is None
+        n_base_requests = len(server.requests) + len(other.requests)
+
+        gated = _cli("--db", db, "gate", "--base", base, "--candidate", candidate, "--out",
+                     str(tmp_path / "r"), *_options("--json"))
+        assert gated.exit_code == 0, gated.output
+        assert json.loads(gated.stdout)["base"]["run_id"] == old_run
+        assert _models(server.requests + other.requests) == {"base-model", "cand-model"}
+        assert len([r for r in server.requests + other.requests if r["model"] == "base-model"]) == \
+            n_base_requests  # not one more request for the base
+
+        JUDGE_VERSION["now"] = "2"  # the gate's re-judge lookup matches the stored hash too
+        again = _cli("--db", db, "gate", "--base", base, "--candidate", candidate, "--out",
+                     str(tmp_path / "r2"), *_options("--json"))
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["base"]["rejudged_from"] == old_run
+        assert len([r for r in server.requests + other.requests if r["model"] == "base-model"]) == \
+            n_base_requests
