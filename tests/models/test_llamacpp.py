@@ -185,8 +185,9 @@ def test_checking_for_a_stored_run_starts_no_server(model: LlamaCppChatModel, tm
         raise AssertionError("a server was started to hash the model")
 
     monkeypatch.setattr(llamacpp, "_Server", no_server)
-    model_hash, config = fresh_config(Store.open(str(tmp_path / "s.db")), REF,
-                                      EvalConfig(suite="smoke", attacks="prefill_sure"))
+    identity, config = fresh_config(Store.open(str(tmp_path / "s.db")), REF,
+                                    EvalConfig(suite="smoke", attacks="prefill_sure"))
+    model_hash = identity.hash
     assert model_hash == model.content_hash()  # the running model's hash, from its files
     assert llamacpp.identity(parse_ref(REF)) == (model_hash, model.capabilities)
     assert config["attacks"][0]["name"] == "prefill_sure"  # planned: the server prefills

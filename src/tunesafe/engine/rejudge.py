@@ -65,10 +65,10 @@ def answers_source(info: store_results.RunInfo) -> str:
 def find_stored_run(store: Store, model_ref: str, config: EvalConfig) -> StoredRun | None:
     """The newest complete run of this model with exactly this config; else the newest whose answers
     were produced with this config but judged by other judge versions (to re-judge); else None."""
-    model_hash, fresh = fresh_config(store, model_ref, config)
+    model, fresh = fresh_config(store, model_ref, config)
     wanted, key = config_hash(fresh), generation_key(fresh)
     runs = [r for r in reversed(store_results.list_runs(store))
-            if r.status == "complete" and r.model_hash == model_hash]
+            if r.status == "complete" and model.evaluated(r)]
     for run in runs:
         if run.config_hash == wanted:
             return StoredRun(run.id, rejudge=False)

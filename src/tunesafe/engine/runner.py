@@ -58,16 +58,34 @@ class RunReport:
 
 def find_reusable_run(store: Store, model_ref: str, config: EvalConfig) -> str | None:
     """The newest complete run of a model with the same content hash and the same config hash, or None."""
-    model_hash, fresh = fresh_config(store, model_ref, config)
+    model, fresh = fresh_config(store, model_ref, config)
     wanted = config_hash(fresh)
     for run in reversed(store_results.list_runs(store)):
-        if run.status == "complete" and run.model_hash == model_hash and run.config_hash == wanted:
+        if run.status == "complete" and model.evaluated(run) and run.config_hash == wanted:
             return run.id
     return None
 
 
-def fresh_config(store: Store, model_ref: str, config: EvalConfig) -> tuple[str, dict[str, Any]]:
-    """(model content hash, the config a run of it would store now). The model is opened only to hash
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The content hash of the model at `ref` now, and whether a stored run evaluated that model."""
+
+    ref: str
+    hash: str
+    opened: Any = None  # the model opened to hash it (no request sent); None for a llama.cpp identity
+
+    def evaluated(self, run: store_results.RunInfo) -> bool:
+        """The same hash, or a replica run over the same URLs stored before their order stopped counting
+        (its hash took them as listed: models/replicas.py)."""
+        from tunesafe.models.replicas import hashes_over_the_same
+
+        return run.model_hash == self.hash or (
+            self.opened is not None and run.model_hash in hashes_over_the_same(run.model_ref, self.ref,
+                                                                               self.opened))
+
+
+def fresh_config(store: Store, model_ref: str, config: EvalConfig) -> tuple[ModelIdentity, dict[str, Any]]:
+    """(the model's identity, the config a run of it would store now). The model is opened only to hash
     it (no request is sent, so there is nothing to close); a llama.cpp server is not even started."""
     from tunesafe.models import backend_for, parse_ref
     from tunesafe.models.llamacpp import identity
@@ -75,13 +93,15 @@ def fresh_config(store: Store, model_ref: str, config: EvalConfig) -> tuple[str,
     parsed = parse_ref(model_ref)
     if parsed.local and backend_for(parsed) == "llamacpp":
         model_hash, capabilities = identity(parsed)
+        model = ModelIdentity(model_ref, model_hash)
     else:
-        model = load_run_model(model_ref, config)
-        model_hash, capabilities = model.content_hash(), model.capabilities
+        opened = load_run_model(model_ref, config)
+        model = ModelIdentity(model_ref, opened.content_hash(), opened)
+        capabilities = opened.capabilities
     planned = plan_evaluation(config, capabilities=capabilities, replayable=replayable_attacks(store, config))
     judges = make_judges(config)
     attacker = load_run_model(config.attacker_ref, config) if config.attacker_ref else None
-    return model_hash, run_config(config, planned, judges, attacker, None)
+    return model, run_config(config, planned, judges, attacker, None)
 
 
 async def run_evaluation(store: Store, model_ref: str | None, config: EvalConfig, *,

@@ -84,6 +84,17 @@ def hashes_at(stored: str, model: object) -> set[str]:
     return {hash_at(sorted(urls)), hash_at(urls)}
 
 
+def hashes_over_the_same(stored: str, given: str, model: object) -> set[str]:
+    """`hashes_at`, where `given` (the ref `model` was opened from) lists the replicas of `stored`, in any
+    order: what a stored run of them may carry for `model` (reuse). Over other replicas, nothing: a stored
+    run stands for the servers it ran on (only a resume moves a run, and keeps its hash)."""
+    refs = [parse_ref(ref) for ref in (stored, given)]
+    if any(r.scheme != "openai" or r.base_url is None for r in refs):
+        return set()
+    lists = [sorted(_listed(r.base_url)) for r in refs if r.base_url is not None]
+    return hashes_at(stored, model) if lists[0] == lists[1] and len(lists[0]) > 1 else set()
+
+
 def _listed(base_url: str) -> list[str]:
     """The URLs of a ref as its model hashes them (stored refs were checked when their run started)."""
     return [split_credentials(u.strip().rstrip("/"))[0] for u in REPLICA_SEPARATOR.split(base_url)]
