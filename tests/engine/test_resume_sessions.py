@@ -188,3 +188,23 @@ def test_the_model_ids_the_replies_named_add_up_over_the_sessions_of_a_run(tmp_p
 
 def _answered(store: Store, run_id: str) -> int:
     return sum(r.generation.error is None for r in store_results.load_results(store, run_id))
+
+
+def test_a_run_moved_to_other_replicas_resumes_there_and_keeps_where_it_was(
+        store: Store, config: EvalConfig, replicas: list[RunningServer]) -> None:
+    # Resumed on a, c and stopped again: a later resume without MODEL must go on where it last ran, not
+    # back to the replica list it was started with (b may be gone); the old list stays on record.
+    a, b, c = replicas
+    run_id = _stopped_run(store, _over(b, a), config)
+    started_hash = store_results.load_run(store, run_id).model_hash
+    with pytest.raises(KeyboardInterrupt):
+        _evaluate(store, _over(a, c), config, resume=run_id, on_start=_stops_at_start(KeyboardInterrupt()))
+    info = store_results.load_run(store, run_id)
+    assert (info.model_ref, info.model_hash) == (_over(a, c), load_model(_over(a, c)).content_hash())
+    report = _evaluate(store, None, config, resume=run_id)
+    assert report.status == "complete"
+    assert [r["url"] for r in report.stats["replicas"]] == [a.url, c.url]
+    assert not b.requests
+    [record] = [r for r in store.records(type=RecordType.RUN) if r.body["run_id"] == run_id]
+    assert record.body["model_ref"] == _over(a, c)
+    assert record.body["moved_from"] == [{"model_ref": _over(b, a), "model_hash": started_hash}]
