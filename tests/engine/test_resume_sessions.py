@@ -118,9 +118,11 @@ def test_a_replica_run_resumes_with_its_replicas_in_another_order_or_one_replace
     report = _evaluate(store, _over(a, c), config, resume=replaced)
     assert report.status == "complete"
     assert [r["url"] for r in report.stats["replicas"]] == [a.url, c.url]  # where the answers came from
-    for run_id in (reordered, replaced):  # the run keeps the model it was started with
+    started = {"model_ref": _over(a, b), "model_hash": load_model(_over(a, b)).content_hash()}
+    for run_id, now in ((reordered, _over(b, a)), (replaced, _over(a, c))):  # where it last ran
         info = store_results.load_run(store, run_id)
-        assert (info.model_ref, info.model_hash) == (_over(a, b), load_model(_over(a, b)).content_hash())
+        assert (info.model_ref, info.model_hash) == (now, load_model(now).content_hash())
+        assert info.config["moved_from"] == [started]  # and where it was started
 
 
 def test_a_replica_run_is_not_resumed_on_another_model(store: Store, config: EvalConfig,

@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 # resumed run takes them from the resuming command.
 RUNTIME_FIELDS = ("concurrency", "use_cache", "max_pause", "executor", "ray_address", "workers", "threads")
 EXECUTORS = ("local", "ray")
-# Provenance, not measurement: the model's inventory name, and for a re-judged run (engine/rejudge.py)
-# the run it re-judged and the run whose model calls produced its answers. Left out of the hash, so a
+# Provenance, not measurement: the model's inventory name, for a re-judged run (engine/rejudge.py)
+# the run it re-judged and the run whose model calls produced its answers, and for a replica run resumed
+# on other replicas the refs and hashes it ran under before (`moved_from`). Left out of the hash, so a
 # re-judged run hashes like a fresh run with the same options and judges.
-UNHASHED_SECTIONS = ("model_name", "rejudged_from", "generated_in")
+UNHASHED_SECTIONS = ("model_name", "rejudged_from", "generated_in", "moved_from")
 
 
 @dataclass(frozen=True)

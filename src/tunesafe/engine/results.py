@@ -110,6 +110,19 @@ def create_run(store: Store, run_id: str, model_ref: str, model_hash: str, confi
             finished_at=None))
 
 
+def move_run(store: Store, run_id: str, model_ref: str, model_hash: str) -> None:
+    """The run goes on at `model_ref` (replicas serving its model elsewhere): later resumes without MODEL
+    go there. The ref and hash it leaves are appended to its config's `moved_from` (unhashed provenance)."""
+    with store.engine.begin() as conn:
+        query = select(RunRow.model_ref, RunRow.model_hash, RunRow.config).where(RunRow.id == run_id)
+        row = conn.execute(query.with_for_update()).one()
+        config = dict(row.config)
+        config["moved_from"] = [*config.get("moved_from", ()),
+                                {"model_ref": row.model_ref, "model_hash": row.model_hash}]
+        conn.execute(update(RunRow).where(RunRow.id == run_id).values(
+            model_ref=redact_ref(model_ref), model_hash=model_hash, config=config))
+
+
 def set_status(store: Store, run_id: str, status: str, finished_at: datetime | None = None) -> None:
     finished = (finished_at or now()) if status == "complete" else None
     with store.engine.begin() as conn:

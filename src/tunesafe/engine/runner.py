@@ -172,7 +172,10 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
         else:
             run_id = info.id
             _check_resumable(info, model, model_hash, stored_config, digest)
-            model_hash = info.model_hash  # the same model; a replica run's may be hashed as stored before
+            if moved:  # where the run goes on from now: a later resume without MODEL comes back here
+                store_results.move_run(store, run_id, model_ref, model_hash)
+            else:
+                model_hash = info.model_hash  # the same model; a replica run's may be hashed as stored before
             store_results.set_status(store, run_id, "running")  # not "interrupted" while it runs again
         with _ends_session(store, run_id):
             if retry_errors:
@@ -403,6 +406,8 @@ def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_con
             "results_digest": digest, "summary": summary, "started_at": info.created_at.isoformat(),
             "finished_at": finished.isoformat(), "session": stats,
         }
+        if info.config.get("moved_from"):  # the replica lists it ran on before `model_ref`
+            body["moved_from"] = info.config["moved_from"]
         if reported:
             body["reported_models"] = dict(reported)
         record = store.append(RecordType.RUN, body, subject=model_name)
