@@ -168,3 +168,28 @@ def test_an_interrupted_launch_leaves_no_server_behind(tmp_path: Path) -> None:
         parent.kill()
         if child and _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_gate_of_launched_vllm_sides_is_checked_against_the_inventory_files(
+        cli: Cli, tmp_path: Path, launches: Path) -> None:
+    # vLLM launched by tunesafe from the registered folders serves those files: the gate's inventory check
+    # hashes them as `models add` did (no --attest-weights needed), and still refuses other files.
+    weights = tmp_path / "base-weights"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"placeholder weights")
+    assert cli("models", "add", "base-model", "--ref", f"hf:{weights}")[0] == 0
+    assert cli("models", "add", "ft", "--ref", f"hf:{weights}+{ADAPTER}", "--base", "base-model")[0] == 0
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=3, n_benign=1)
+    gate = ("gate", "--base", f"vllm:{weights}?launch=1", "--candidate", f"vllm:{weights}+{ADAPTER}?launch=1",
+            "--base-name", "base-model", "--candidate-name", "ft", "--suite", str(suite), "--attacks",
+            "direct_request", "--judge", "refusal", "--out", str(tmp_path / "r"), "--json")
+    code, out, err = cli(*gate)
+    assert code == 3, err
+    decision = json.loads(out)
+    for side, name in (("candidate_version", "ft"), ("base_version", "base-model")):
+        assert (decision[side]["name"], decision[side]["identity"]) == (name, "files")
+
+    (weights / "model.safetensors").write_bytes(b"placeholder weights, retrained")
+    code, _, err = cli(*gate)
+    assert code == 2 and "--candidate-name" in err and "weights" in err and "Traceback" not in err
+    assert len(launches.read_text().splitlines()) == 1  # refused before anything was launched

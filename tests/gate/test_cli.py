@@ -42,6 +42,7 @@ def runs_db(tmp_path: Path, build: SimpleNamespace) -> str:
         build.store_run(store, "small-base", small_base, model_ref="hf:base")
         build.store_run(store, "small", small, model_ref="hf:base+small")
         build.store_run(store, "eroded-ft", eroded, model_ref="openai:ft@http://127.0.0.1:9/v1")
+        build.store_run(store, "base-ep", base, model_ref="openai:base@http://127.0.0.1:9/v1")
         build.store_run(store, "unfinished", eroded, model_ref="hf:base+eroded", status="interrupted")
         build.store_run(store, "other-judge", same, model_ref="hf:base+noop",
                         judges=[{"name": "default", "version": "2"}])
@@ -150,7 +151,7 @@ def test_decision_links_to_the_inventory(runs_db: str) -> None:
     invoke("--db", runs_db, "models", "add", "my-ft", "--base", "base-model",
            "--ref", "openai:ft@http://127.0.0.1:9/v1")
     assert [m["name"] for m in models("list", "--missing-post-eval")] == ["my-ft"]  # type: ignore[attr-defined]
-    done = invoke("--db", runs_db, "compare", "base", "eroded-ft", "--base-name", "base-model",
+    done = invoke("--db", runs_db, "compare", "base-ep", "eroded-ft", "--base-name", "base-model",
                   "--candidate-name", "my-ft")
     assert done.exit_code == 1 and "not in the inventory" not in done.output
     assert models("list", "--missing-post-eval") == []  # a failed gate is still a post-fine-tuning evaluation
@@ -221,6 +222,30 @@ def test_an_endpoint_run_for_local_weights_needs_an_attestation(runs_db: str, tm
         (record,) = list(store.records(type=RecordType.GATE_DECISION))
     assert record.body["candidate_version"]["identity"] == "attested"
     assert record.body["candidate_version"]["version"] == 1
+
+
+def test_decision_is_refused_when_the_base_is_not_a_version_of_the_base_name(runs_db: str,
+                                                                            build: SimpleNamespace) -> None:
+    """--base-name is recorded as the base of the decision: the base run must have evaluated a version of
+    it (any version: a scheduled red-team run compares a model with its own earlier version)."""
+    invoke("--db", runs_db, "models", "add", "base-model", "--ref", "openai:base@http://127.0.0.1:9/v1")
+    invoke("--db", runs_db, "models", "add", "my-ft", "--ref", "openai:ft@http://127.0.0.1:9/v1")
+    done = cli("--db", runs_db, "compare", "base", "eroded-ft", "--base-name", "base-model",
+               "--candidate-name", "my-ft")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--base-name" in done.stderr and "hf:base" in done.stderr and "Traceback" not in done.stderr
+    assert _decisions(runs_db) == []
+
+    invoke("--db", runs_db, "models", "add", "my-ft", "--new-version", "--ref",
+           "openai:ft2@http://127.0.0.1:9/v1")
+    _, eroded = build.scenario(per_family=30, regress={"roleplay": 12})
+    with Store.open(runs_db) as store:
+        build.store_run(store, "ft2", eroded, model_ref="openai:ft2@http://127.0.0.1:9/v1")
+    done = cli("--db", runs_db, "compare", "eroded-ft", "ft2", "--base-name", "my-ft", "--candidate-name",
+               "my-ft", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    body = json.loads(done.stdout)
+    assert (body["base_version"]["version"], body["candidate_version"]["version"]) == (1, 2)
 
 
 def test_unknown_inventory_name_warns(runs_db: str) -> None:
