@@ -67,9 +67,9 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
     is written there), as every later gate of that model must run them. `attest_weights`: see gate_runs."""
     from tunesafe.models.vllm_launch import hold
 
-    if candidate_name:  # now, not after evaluating both models (gate_runs checks the run again)
-        check_evaluated(store, candidate_name, candidate_ref, source="the candidate is",
-                        attested=attest_weights)
+    # now, not after evaluating both models (gate_runs checks the runs again)
+    _check_inventory(store, (base_name, candidate_name), (base_ref, candidate_ref),
+                     ("the base is", "the candidate is"), attest_weights)
     base_ref, candidate_ref = align_backends(base_ref, candidate_ref)
     say = notify or _quiet
     if regressions_dir is not None:
@@ -166,9 +166,10 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
               attest_weights: bool = False) -> GateOutcome:
     """Compare two stored runs, decide, record the decision and (with out_dir) write the reports. With an
     escalation (of these two runs), its verdicts stand in for the local ones and are recorded too. A
-    candidate name in the inventory must be the model the candidate run evaluated (UserError, nothing
-    recorded, otherwise); `attest_weights` accepts an endpoint run for a version of local files (or the
-    reverse), which tunesafe cannot check, and the decision records that it was attested."""
+    candidate name in the inventory must be the model the candidate run evaluated, a base name a version
+    of the model the base run evaluated (UserError, nothing recorded, otherwise); `attest_weights` accepts
+    an endpoint run for a version of local files (or the reverse), which tunesafe cannot check, and the
+    decision records that it was attested."""
     _distinct(base_run, candidate_run)
     base_info, candidate_info = (_complete_run(store, run_id) for run_id in (base_run, candidate_run))
     _same_backend(base_info, candidate_info)
@@ -190,12 +191,16 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
     base_name = base_name or base_info.model_name
     candidate_name = candidate_name or candidate_info.model_name
     # before anything is appended: a refused decision leaves no record behind
-    version = check_evaluated(store, candidate_name, candidate_info.model_ref, attested=attest_weights,
-                              source=f"run {candidate_run} evaluated") if candidate_name else None
+    versions = _check_inventory(
+        store, (base_name, candidate_name),
+        (base_info.model_ref, candidate_info.model_ref),
+        (f"run {base_run} evaluated", f"run {candidate_run} evaluated"), attest_weights)
     body = decision_body(decision, policy, base_info, candidate_info, base_name, candidate_name)
     body["base"]["reported_models"], body["candidate"]["reported_models"] = served
-    if version is not None:  # which inventory version the decision is about, and how that was established
-        body["candidate_version"] = version
+    # which inventory versions the decision is about, and how that was established
+    for side, version in zip(("base_version", "candidate_version"), versions, strict=True):
+        if version is not None:
+            body[side] = version
     if escalation is not None:
         escalated = store.append(RecordType.ESCALATION, escalation.record_body(), subject=candidate_name)
         summary = escalation.summary(base_results, candidate_results)
@@ -207,6 +212,16 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
     record = store.append(RecordType.GATE_DECISION, body, subject=candidate_name)
     reports = write_reports(body, out_dir, record=record) if out_dir is not None else {}
     return GateOutcome(decision, body, record, reports)
+
+
+def _check_inventory(store: Store, names: tuple[str | None, str | None], refs: tuple[str, str],
+                     sources: tuple[str, str], attested: bool) -> list[dict[str, Any] | None]:
+    """check_evaluated on both sides: the candidate against its name's current version, the base against
+    any version of its name (a red-team schedule compares a model with its own earlier run)."""
+    return [check_evaluated(store, name, ref, source=source, attested=attested, option=option,
+                            any_version=option == "--base-name") if name else None
+            for name, ref, source, option in zip(names, refs, sources, ("--base-name", "--candidate-name"),
+                                                 strict=True)]
 
 
 def decision_body(decision: GateDecision, policy: Policy, base: run_store.RunInfo,

@@ -174,13 +174,19 @@ def test_a_gate_of_launched_vllm_sides_is_checked_against_the_inventory_files(
         cli: Cli, tmp_path: Path, launches: Path) -> None:
     # vLLM launched by tunesafe from the registered folders serves those files: the gate's inventory check
     # hashes them as `models add` did (no --attest-weights needed), and still refuses other files.
-    weights = tmp_path / "base-weights"
+    import shutil
+
+    from tunesafe.evidence.store import Store
+    from tunesafe.production.inventory import check_evaluated
+
+    weights, adapter = tmp_path / "base-weights", tmp_path / "aoa-demo"
     weights.mkdir()
     (weights / "model.safetensors").write_bytes(b"placeholder weights")
+    shutil.copytree(ADAPTER, adapter)
     assert cli("models", "add", "base-model", "--ref", f"hf:{weights}")[0] == 0
-    assert cli("models", "add", "ft", "--ref", f"hf:{weights}+{ADAPTER}", "--base", "base-model")[0] == 0
+    assert cli("models", "add", "ft", "--ref", f"hf:{weights}+{adapter}", "--base", "base-model")[0] == 0
     suite = write_suite(tmp_path / "s.jsonl", n_harmful=3, n_benign=1)
-    gate = ("gate", "--base", f"vllm:{weights}?launch=1", "--candidate", f"vllm:{weights}+{ADAPTER}?launch=1",
+    gate = ("gate", "--base", f"vllm:{weights}?launch=1", "--candidate", f"vllm:{weights}+{adapter}?launch=1",
             "--base-name", "base-model", "--candidate-name", "ft", "--suite", str(suite), "--attacks",
             "direct_request", "--judge", "refusal", "--out", str(tmp_path / "r"), "--json")
     code, out, err = cli(*gate)
@@ -188,8 +194,19 @@ def test_a_gate_of_launched_vllm_sides_is_checked_against_the_inventory_files(
     decision = json.loads(out)
     for side, name in (("candidate_version", "ft"), ("base_version", "base-model")):
         assert (decision[side]["name"], decision[side]["identity"]) == (name, "files")
+    # the stored runs keep the launch refs: a later compare of them checks the same files
+    runs = (decision["base"]["run_id"], decision["candidate"]["run_id"])
+    code, out, err = cli("compare", *runs, "--base-name", "base-model", "--candidate-name", "ft", "--json")
+    assert code == 3, err
+    assert json.loads(out)["candidate_version"]["identity"] == "files"
+    # an attached server is an endpoint: what it loaded is its own, whatever its model's name
+    with Store.open(str(cli.db)) as store, pytest.raises(UserError, match="names an endpoint"):
+        check_evaluated(store, "base-model", f"vllm:{weights}@http://127.0.0.1:9/v1", source="run x is")
 
+    (adapter / "adapter_model.safetensors").write_bytes(b"placeholder adapter, retrained")
+    code, _, err = cli(*gate)
+    assert code == 2 and "--candidate-name" in err and "its adapter" in err and "Traceback" not in err
     (weights / "model.safetensors").write_bytes(b"placeholder weights, retrained")
     code, _, err = cli(*gate)
-    assert code == 2 and "--candidate-name" in err and "weights" in err and "Traceback" not in err
+    assert code == 2 and "--base-name" in err and "its weights" in err and "Traceback" not in err
     assert len(launches.read_text().splitlines()) == 1  # refused before anything was launched

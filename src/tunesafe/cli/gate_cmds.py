@@ -43,10 +43,10 @@ POLICY_OPTION = typer.Option(None, "--policy", help="Policy YAML (default: the b
 BASE_NAME_OPTION = typer.Option(None, "--base-name", help="Inventory name of the base model.")
 CANDIDATE_NAME_OPTION = typer.Option(None, "--candidate-name", help="Inventory name of the candidate: "
                                      "the decision is recorded against it.")
-ATTEST_OPTION = typer.Option(False, ATTEST_FLAG, help="The candidate is an endpoint serving the weights of "
-                             "the --candidate-name version (or local files of an endpoint version): record "
-                             "the decision against that version, marked as attested, though tunesafe cannot "
-                             "hash an endpoint's weights.")
+ATTEST_OPTION = typer.Option(False, ATTEST_FLAG, help="The candidate (or base) is an endpoint serving the "
+                             "weights of the --candidate-name (--base-name) version, or local files of an "
+                             "endpoint version: record the decision against that version, marked as "
+                             "attested, though tunesafe cannot hash an endpoint's weights.")
 ESCALATE_OPTION = typer.Option(None, "--escalate-judge", metavar="REF", help="Judge the discordant and "
                                "uncertain pairs again with a stronger LLM judge and decide on its verdicts: "
                                "strongreject@MODEL_REF, llama-guard@MODEL_REF, or a model ref (StrongREJECT "

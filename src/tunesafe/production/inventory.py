@@ -256,40 +256,80 @@ ATTEST_FLAG = "--attest-weights"
 
 
 def check_evaluated(store: Store, name: str, evaluated_ref: str, *, source: str, attested: bool = False,
-                    base_dir: Path | None = None) -> dict[str, Any] | None:
+                    base_dir: Path | None = None, option: str = "--candidate-name",
+                    any_version: bool = False) -> dict[str, Any] | None:
     """How an evaluation of `evaluated_ref` is tied to the current version of inventory model `name`:
     None when the name is not in the inventory (the caller warns), else what the decision body records.
     UserError when that version is another model: its local files (hashed now, relative paths from
     `base_dir`) differ from the version's recorded hashes, or, for a version without local files, the
     ref names another model. When one side names local files and the other an endpoint, tunesafe cannot
     hash the weights it evaluated: refused too, unless `attested` (the user vouches that the endpoint
-    serves the version's weights, and the record says so). `source` opens the message."""
+    serves the version's weights, and the record says so). `source` opens the message, `option` names
+    what the user gave. `any_version`: an earlier version of `name` ties the evaluation as well (a base
+    run may predate the newest version: a scheduled red-team run's base is the model's previous run)."""
     model = inventory(store).get(name)
     if model is None:
         return None
     evaluated = redact_ref(evaluated_ref)
-    tie = {"name": name, "version": model.version, "record_id": model.record_id, "ref": model.ref}
-    why, checkable = _other_model(model, evaluated, base_dir or Path.cwd())
+    folder = base_dir or Path.cwd()
+    hashes: dict[str, str | UserError] = {}  # role -> sha256 now: each file is hashed once
+    why, checkable = _other_model(model, evaluated, folder, hashes)
     if why is None:
-        return {**tie, "identity": "files" if model.files else "ref"}
+        return _tie(model, "files" if model.files else "ref")
+    for earlier in _earlier_versions(store, model) if any_version else ():
+        if _other_model(earlier, evaluated, folder, hashes)[0] is None:
+            return _tie(earlier, "files" if earlier.files else "ref")
     if not checkable and attested:
-        return {**tie, "identity": "attested", "unchecked": why}
+        return {**_tie(model, "attested"), "unchecked": why}
     base = f" --base {model.base}" if model.base else ""
     attest = "" if checkable else f", or pass {ATTEST_FLAG} if this endpoint serves exactly those weights"
     raise UserError(f"{source} {evaluated}, not version {model.version} of {name!r} in the inventory "
-                    f"({model.ref}): {why}", where="--candidate-name",
+                    f"({model.ref}): {why}", where=option,
                     fix=f"record what was evaluated first: `tunesafe models add {name} --new-version "
                         f"--ref {evaluated}{base}` (with its --dataset/--training-config){attest}")
 
 
-def _other_model(model: ModelVersion, evaluated: str, base_dir: Path) -> tuple[str | None, bool]:
-    """(why `evaluated` is not the model of this version or None when it is, whether that was checked
-    on the weights themselves rather than inferred from an endpoint that hides them)."""
-    recorded = {str(f["role"]): f for f in model.files}
+def _tie(model: ModelVersion, identity: str) -> dict[str, Any]:
+    return {"name": model.name, "version": model.version, "record_id": model.record_id, "ref": model.ref,
+            "identity": identity}
+
+
+def _earlier_versions(store: Store, model: ModelVersion) -> list[ModelVersion]:
+    """The versions of `model`'s name before its current one, newest first."""
+    ids = sorted((r.id for r in store.records(type=RecordType.MODEL_VERSION, subject=model.name)
+                  if r.id < model.record_id), reverse=True)
+    return [inventory(store, before=i + 1)[model.name] for i in ids]
+
+
+def evaluated_paths(ref: str, base_dir: Path) -> dict[str, str]:
+    """The local files (role: path) of the model a ref evaluates. A vLLM server tunesafe launches
+    (`vllm:PATH[+ADAPTER]?launch=1`) loads its model folder, when that is a folder here rather than a
+    Hub id, and its adapter folder; an attached vLLM server is an endpoint (what it loaded is its own,
+    and its `+NAME` is a LoRA module name, not a path)."""
+    from tunesafe.models.refs import parse_ref
+
     try:
-        paths = dict(ref_paths(evaluated))
+        parsed = parse_ref(ref)
     except UserError:
-        paths = {}
+        parsed = None
+    if parsed is None or parsed.scheme != "vllm":
+        try:
+            return dict(ref_paths(ref))
+        except UserError:
+            return {}
+    if parsed.options.get("launch") != "1":
+        return {}
+    paths = {"weights": parsed.target} if _resolve(parsed.target, base_dir).exists() else {}
+    return {**paths, **({"adapter": parsed.adapter} if parsed.adapter else {})}
+
+
+def _other_model(model: ModelVersion, evaluated: str, base_dir: Path,
+                 hashes: dict[str, str | UserError]) -> tuple[str | None, bool]:
+    """(why `evaluated` is not the model of this version or None when it is, whether that was checked
+    on the weights themselves rather than inferred from an endpoint that hides them). `hashes` keeps the
+    evaluated files' hashes between calls."""
+    recorded = {str(f["role"]): f for f in model.files}
+    paths = evaluated_paths(evaluated, base_dir)
     if not recorded and not paths:  # endpoints (or embedded models): the ref is all the identity there is
         return (None if _ref_identity(evaluated) == _ref_identity(model.ref) else "another model ref"), True
     if not recorded or not paths:
@@ -300,10 +340,14 @@ def _other_model(model: ModelVersion, evaluated: str, base_dir: Path) -> tuple[s
         return f"the version records {' and '.join(sorted(recorded))} files, this ref names " \
                f"{' and '.join(sorted(paths))}", True
     for role, path in sorted(paths.items()):
-        try:
-            now = content_hash(_resolve(path, base_dir), what=role).sha256
-        except UserError as exc:
-            return f"its {role} cannot be hashed ({exc.message}: {path})", True
+        if role not in hashes:
+            try:
+                hashes[role] = content_hash(_resolve(path, base_dir), what=role).sha256
+            except UserError as exc:
+                hashes[role] = exc
+        now = hashes[role]
+        if isinstance(now, UserError):
+            return f"its {role} cannot be hashed ({now.message}: {path})", True
         if now != recorded[role]["sha256"]:
             return (f"its {role} {_resolve(path, base_dir)} has sha256 {now[:16]}, the version records "
                     f"{str(recorded[role]['sha256'])[:16]} ({recorded[role]['path']})"), True
