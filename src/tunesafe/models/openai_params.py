@@ -47,6 +47,8 @@ class RequestShape:
         self._lock = threading.Lock()
 
     def apply(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if not self._renamed and not self._dropped:  # every server but a few: no copy per request
+            return payload
         with self._lock:
             renamed, dropped = dict(self._renamed), set(self._dropped)
         shaped = {}
