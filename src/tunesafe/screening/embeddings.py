@@ -59,9 +59,10 @@ class SentenceEmbedder:
 
     - each distinct text is embedded once per embedder, across batches too (a bounded LRU of rows keyed by
       a digest): training sets repeat prompts and boilerplate answers;
-    - (request, answer) pairs run in bfloat16 autocast where the CPU has native bf16 (about half the
-      CPU-seconds; cosines within ~2e-3 of float32). They only feed the similarity ranking. Requests stay
-      float32: they meet calibrated thresholds, and bf16 moved a benign request across one;
+    - (request, answer) pairs run in bfloat16 autocast where torch is installed and the CPU has native
+      bf16 (about half the CPU-seconds; cosines within ~2e-3 of float32). They only feed the similarity
+      ranking. Requests stay float32: they meet calibrated thresholds, and bf16 moved a benign request
+      across one. Without torch (tunesafe.minilm on numpy) everything is float32;
     - 128 texts per forward pass, sorted by length (tunesafe.minilm), so batches are dense.
 
     A request is embedded up to `request_tokens`; a (request, answer) pair only up to `pair_tokens`: its
@@ -85,10 +86,12 @@ class SentenceEmbedder:
         self._cache: OrderedDict[tuple[int, bool, bytes], np.ndarray] = OrderedDict()
 
     def _model_encode(self, texts: list[str], max_tokens: int, bf16: bool) -> np.ndarray:
-        model = minilm.shared("screen")  # first: without the screen extra it is one clear error, not torch's
+        model = minilm.shared("screen")  # first: without the screen extra it is one clear error
+        if not (bf16 and model.backend == "torch"):
+            return _normalise(model.encode(texts, max_tokens=max_tokens, batch_size=self.batch_size))
         import torch
 
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
             rows = model.encode(texts, max_tokens=max_tokens, batch_size=self.batch_size)
         return _normalise(rows)
 
