@@ -86,7 +86,7 @@ class Embedder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Unit-normalised embeddings, one row per text."""
-        with self._encode_lock:  # torch already uses every core; parallel calls only thrash
+        with self._encode_lock:  # the embedder already uses every core; parallel calls only thrash
             missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
             if missing:
                 vectors = self.model.encode(missing, max_tokens=MAX_SEQ_TOKENS, batch_size=batch_size)
