@@ -6,6 +6,8 @@ give the same rows."""
 from __future__ import annotations
 
 import functools
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +173,21 @@ def test_the_backend_can_be_chosen_and_a_wrong_one_is_one_error(monkeypatch: pyt
             minilm.shared()
     finally:
         minilm._load.cache_clear()  # the next test loads the default backend again
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_embeds_on_numpy_after_its_parent_did() -> None:
+    """The element-wise thread pool is per process: a child forked after the parent used it inherits the
+    pool object but not its threads, and its work waited on them for ever."""
+    model = backend("numpy")
+    model.encode(["warm the pool in the parent"] * 70, max_tokens=128)  # more than one block of rows
+    pid = os.fork()
+    if pid == 0:  # the child: a hang ends in SIGALRM, so the parent sees a failure, not a hung test
+        signal.alarm(60)
+        try:
+            rows = model.encode(["embedded in the child"] * 70, max_tokens=128)
+            os._exit(0 if rows.shape == (70, 384) else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status}"
