@@ -201,9 +201,10 @@ _CACHE_FLOATS = 1 << 18
 
 
 @functools.cache
-def _pool() -> ThreadPoolExecutor | None:
+def _pool(pid: int) -> ThreadPoolExecutor | None:
     """Threads for the element-wise work, one per core this process may use: numpy runs each operation
-    on one core (releasing the GIL), where BLAS already spreads the matrix products over them all."""
+    on one core (releasing the GIL), where BLAS already spreads the matrix products over them all. One
+    pool per process id: a forked child inherits the pool but none of its threads."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return ThreadPoolExecutor(cores, thread_name_prefix="minilm") if cores > 1 else None
 
@@ -212,7 +213,7 @@ def _in_blocks(work: Callable[[slice], object], rows: int, floats_per_row: int) 
     """work(block) for cache-sized blocks of rows, spread over the cores."""
     step = max(1, _CACHE_FLOATS // floats_per_row)
     blocks = [slice(r, r + step) for r in range(0, rows, step)]
-    pool = _pool()
+    pool = _pool(os.getpid())
     if pool is None or len(blocks) == 1:
         for block in blocks:
             work(block)
