@@ -210,3 +210,30 @@ def test_a_gate_of_launched_vllm_sides_is_checked_against_the_inventory_files(
     code, _, err = cli(*gate)
     assert code == 2 and "--base-name" in err and "its weights" in err and "Traceback" not in err
     assert len(launches.read_text().splitlines()) == 1  # refused before anything was launched
+
+
+def test_models_add_hashes_only_the_local_files_a_vllm_ref_names(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # An attached server's +NAME is a LoRA module name on that server, not a folder here (a folder of the
+    # same name is not what it serves); a launched server loads local folders, which `models add` hashes
+    # as the gate's inventory check does.
+    from tunesafe.evidence.store import Store
+    from tunesafe.production.inventory import ModelSpec, add_model, check_evaluated
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my-ft").mkdir()
+    (tmp_path / "my-ft" / "notes.txt").write_text("not the served adapter", encoding="utf-8")
+    weights = tmp_path / "base-weights"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"placeholder weights")
+    attached = ("vllm:base+my-ft@http://127.0.0.1:9/v1", "vllm:base+elsewhere@http://127.0.0.1:9/v1")
+    launched = f"vllm:{weights}+{ADAPTER}?launch=1"
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        for i, ref in enumerate(attached):
+            assert add_model(store, ModelSpec(name=f"lora-{i}", ref=ref)).files == ()
+            tie = check_evaluated(store, f"lora-{i}", ref, source="the candidate run evaluated")
+            assert tie is not None and tie["identity"] == "ref"
+        model = add_model(store, ModelSpec(name="ft", ref=launched))
+        assert sorted(f["role"] for f in model.files) == ["adapter", "weights"]
+        tie = check_evaluated(store, "ft", launched, source="the candidate run evaluated")
+        assert tie is not None and tie["identity"] == "files"
