@@ -27,7 +27,8 @@ STAGES = ("dev", "staging", "production")
 EVAL_TYPES = (RecordType.SAFETY_EVAL, RecordType.GATE_DECISION)
 EVAL_NAME_FIELDS = ("model_name", "candidate_model")
 _NAME = re.compile(r"^[A-Za-z0-9][\w.@:/+-]{0,199}$")
-_REF_SCHEMES = "openai:MODEL@URL, hf:PATH[+ADAPTER], gguf:PATH, embedded:NAME or litellm:MODEL"
+_REF_SCHEMES = ("openai:MODEL@URL, vllm:MODEL[+NAME]@URL, vllm:PATH[+ADAPTER]?launch=1, hf:PATH[+ADAPTER], "
+                "gguf:PATH, embedded:NAME or litellm:MODEL")
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,13 @@ def check_stage(stage: str) -> str:
     return stage
 
 
-def ref_paths(ref: str) -> list[tuple[str, str]]:
-    """Validate a model ref and return its local (role, path) pairs to hash. Uses the backends' parser, so
-    the inventory accepts exactly the refs `tunesafe eval` runs, plus `litellm:` (no local files)."""
+def ref_paths(ref: str, base_dir: Path) -> list[tuple[str, str]]:
+    """Validate a model ref and return the (role, path) pairs of the local files its model loads (relative
+    paths from `base_dir`). Uses the backends' parser, so the inventory accepts exactly the refs `tunesafe
+    eval` runs, plus `litellm:` (no local files). A vLLM server tunesafe launches
+    (`vllm:PATH[+ADAPTER]?launch=1`) loads its model folder, when that is a folder here rather than a Hub
+    id, and its adapter folder; an attached vLLM server is an endpoint (what it loaded is its own, and its
+    `+NAME` is a LoRA module name, not a path)."""
     scheme, _, rest = ref.partition(":")
     if scheme == "litellm":
         if not rest.strip():
@@ -102,7 +107,12 @@ def ref_paths(ref: str) -> list[tuple[str, str]]:
     except UserError as exc:  # same check, but name the option and every scheme the inventory takes
         raise UserError(exc.message, where="--ref", fix=f"use {_REF_SCHEMES}") from exc
     paths: list[tuple[str, str]] = []
-    if parsed.scheme in ("hf", "gguf"):
+    if parsed.scheme == "vllm":
+        if parsed.options.get("launch") != "1":
+            return []
+        if _resolve(parsed.target, base_dir).exists():
+            paths.append(("weights", parsed.target))
+    elif parsed.scheme in ("hf", "gguf"):
         paths.append(("weights", parsed.target))
     if parsed.adapter:
         paths.append(("adapter", parsed.adapter))
@@ -120,7 +130,7 @@ def version_body(spec: ModelSpec, base_dir: Path) -> dict[str, Any]:
     check_name(spec.name)
     check_stage(spec.stage)
     files = [{"role": role, **content_hash(_resolve(path, base_dir), what=f"{role} of {spec.ref}").as_dict()}
-             for role, path in ref_paths(spec.ref)]
+             for role, path in ref_paths(spec.ref, base_dir)]
     datasets = [content_hash(_resolve(path, base_dir), what="dataset").as_dict() for path in spec.datasets]
     config = spec.training_config
     vendor = spec.vendor_eval
@@ -302,25 +312,12 @@ def _earlier_versions(store: Store, model: ModelVersion) -> list[ModelVersion]:
 
 
 def evaluated_paths(ref: str, base_dir: Path) -> dict[str, str]:
-    """The local files (role: path) of the model a ref evaluates. A vLLM server tunesafe launches
-    (`vllm:PATH[+ADAPTER]?launch=1`) loads its model folder, when that is a folder here rather than a
-    Hub id, and its adapter folder; an attached vLLM server is an endpoint (what it loaded is its own,
-    and its `+NAME` is a LoRA module name, not a path)."""
-    from tunesafe.models.refs import parse_ref
-
+    """The local files (role: path) of the model a ref evaluates, as `models add` records them (see
+    `ref_paths`); none for a ref that does not parse."""
     try:
-        parsed = parse_ref(ref)
+        return dict(ref_paths(ref, base_dir))
     except UserError:
-        parsed = None
-    if parsed is None or parsed.scheme != "vllm":
-        try:
-            return dict(ref_paths(ref))
-        except UserError:
-            return {}
-    if parsed.options.get("launch") != "1":
         return {}
-    paths = {"weights": parsed.target} if _resolve(parsed.target, base_dir).exists() else {}
-    return {**paths, **({"adapter": parsed.adapter} if parsed.adapter else {})}
 
 
 def _other_model(model: ModelVersion, evaluated: str, base_dir: Path,
