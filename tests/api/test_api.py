@@ -157,6 +157,19 @@ def test_judge_bad_pair_names_it() -> None:
         tunesafe.judge([])
 
 
+def test_a_judge_model_no_judge_uses_is_a_user_error_as_in_the_cli(models: SmokePair, tmp_path: Path) -> None:
+    # The verdicts would be taken for an LLM judge's while the refusal judge ignored the model.
+    unused = "openai:judge@http://127.0.0.1:9/v1"
+    with pytest.raises(UserError, match="none of the judges given uses it") as raised:
+        tunesafe.evaluate(models.eroded, store=tmp_path / "a.db", suite="smoke", attacks="direct_request",
+                          judges="refusal", judge_model=unused, max_new_tokens=32)
+    assert raised.value.where == "--judge-model"
+    with Store.open(str(tmp_path / "a.db")) as store:
+        assert list_runs(store) == []  # refused before a run was recorded
+    with pytest.raises(UserError, match="none of the judges given uses it"):
+        tunesafe.judge(PAIRS, judges="refusal", judge_model=unused)
+
+
 def test_scan_data_records_the_scan(tmp_path: Path) -> None:
     data = tmp_path / "train.jsonl"
     rows = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
