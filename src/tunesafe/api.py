@@ -162,10 +162,11 @@ def judge(pairs: PathLike | Iterable[Mapping[str, Any] | JudgeInput], *,
     benign / borderline; decided from the request when missing, which needs tunesafe[screen]).
     Returns one row per pair and judge, as `--json` prints them: id, judge, judge_version, refused,
     harmful, degenerate, score, error, evidence, and where the pair's kind came from."""
-    from tunesafe.judges.base import get_judge
+    from tunesafe.judges.base import check_judge_model, get_judge
     from tunesafe.judges.pairs import judge_pairs, read_pairs
     from tunesafe.screening.request_kind import fill_kinds
 
+    check_judge_model(_names(judges), judge_model)
     items = read_pairs(Path(pairs)) if isinstance(pairs, (str, os.PathLike)) else _pair_inputs(pairs)
     options = {"model_ref": judge_model} if judge_model else {}
 

@@ -154,6 +154,10 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     if model_ref is None:
         raise UserError("no model given", where="MODEL",
                         fix="pass a model ref, e.g. embedded:qwen2.5-coder-0.5b")
+    if info is None:  # a resumed run judges with its stored judges
+        from tunesafe.judges.base import check_judge_model
+
+        check_judge_model(config.judges, config.judge_model_ref)
     # A bad suite, attack spec or replayed run fails here, before anything loads.
     planned = plan_evaluation(config, replayable=replayable_attacks(store, config))
     judges = make_judges(config)
