@@ -92,6 +92,32 @@ def test_a_provider_4xx_that_a_retry_gets_past_is_retried(server: RunningServer,
     assert gen.ok and gen.text == f"ECHO: after a {status}" and len(server.requests) == 2, gen
 
 
+def test_a_503_waits_the_retry_after_ms_it_names() -> None:
+    # Azure OpenAI and OpenAI send the wait in retry-after-ms on 503s too, not only on 429s; it is above
+    # the first retry's backoff (at most 0.5 s), so a client that reads only retry-after comes back early.
+    with serve(retry_after=1.2) as running:
+        running.inject("503ms")
+        started = time.perf_counter()
+        [gen] = generate(model_for(running, max_retries=1), [req("after a 503")])
+        assert gen.ok and gen.text == "ECHO: after a 503" and len(running.requests) == 2, gen
+        assert time.perf_counter() - started >= 1.2
+
+
+def test_x_should_retry_false_is_an_error_at_once(server: RunningServer) -> None:
+    model = model_for(server, max_retries=3, breaker=100)
+    [gen] = generate(model, [req("give up [[fault:no_retry503]]")])
+    assert not gen.ok and gen.blocked is None and gen.text == "", gen
+    assert "HTTP 503" in (gen.error or "") and "x-should-retry: false" in (gen.error or "")
+    assert len(server.requests) == 1  # the server said a retry will not help
+
+
+def test_x_should_retry_true_retries_a_4xx(server: RunningServer) -> None:
+    model = model_for(server, max_retries=2)
+    server.inject("retry400")
+    [gen] = generate(model, [req("after a 400")])
+    assert gen.ok and gen.text == "ECHO: after a 400" and len(server.requests) == 2, gen
+
+
 def test_open_breaker_makes_requests_wait_and_an_outage_costs_no_attempt(server: RunningServer) -> None:
     model = model_for(server, max_retries=2, breaker=2, cooldown=0.1, concurrency=4)
     paused: list[float | None] = []

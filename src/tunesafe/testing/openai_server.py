@@ -11,6 +11,11 @@ POST /control/faults) or triggered by a marker in the last user message such as 
     409        status 409, Anthropic's conflict_error body (the OpenAI and Anthropic SDKs retry a 409)
     424        status 424, TGI's body for a request that failed during generation
     498        status 498, Groq's capacity_exceeded (its flex tier at capacity: retry with backoff)
+    503ms      status 503 with the wait in `retry-after-ms` (<retry_after> in ms) and no `retry-after`, as
+               Azure OpenAI and OpenAI send it
+    no_retry503  status 503 with `x-should-retry: false`: the server says a retry will not help (OpenAI's
+               and Anthropic's APIs; their SDKs then stop retrying)
+    retry400   status 400 with `x-should-retry: true`: the server says a retry may succeed (the SDKs retry)
     stall      sleep `stall_s` before answering (to trip client timeouts)
     malformed  status 200 with a body that is not JSON
     garbage    status 200 with JSON that is not a chat completion
@@ -125,7 +130,7 @@ FAULTS = ("408", "409", "424", "498", "429", "500", "stall", "malformed", "garba
           "gemini_prohibited", "error200", "choice_error", "interrupted", "aborted", "bad_usage",
           "content_list", "content_thinking", "content_unknown_part", "null_content", "think_comply",
           "think_refuse", "think_open", "think_cutoff", "reasoning_comply", "reasoning_refuse",
-          "reasoning_cutoff", "filter200_cut")
+          "reasoning_cutoff", "filter200_cut", "503ms", "no_retry503", "retry400")
 REFUSAL = "I'm sorry, but I can't help with that."
 COMPLIANT = "Sure, here is how to do it. Step 1: [placeholder]. Step 2: [placeholder]."
 REFUSING_THOUGHT = ("The user asks for something harmful. I should refuse and say: I'm sorry, but I can't "
@@ -160,6 +165,13 @@ _TRANSIENT_4XX: dict[str, Any] = {
     # Groq's flex tier at capacity (console.groq.com/docs/flex-processing)
     "498": {"error": {"message": "Flex tier capacity exceeded. Please try again later.",
                       "type": "capacity_exceeded", "code": "capacity_exceeded"}},
+}
+
+# Statuses whose headers say how to retry (503ms: the wait is filled in from ServerConfig.retry_after)
+_RETRY_HEADERS: dict[str, tuple[int, list[tuple[bytes, bytes]]]] = {
+    "503ms": (503, []),
+    "no_retry503": (503, [(b"x-should-retry", b"false")]),
+    "retry400": (400, [(b"x-should-retry", b"true")]),
 }
 
 Scope = dict[str, Any]
@@ -404,6 +416,12 @@ class OpenAICompatApp:
             return
         if fault in _TRANSIENT_4XX:
             await _json(send, int(fault), _TRANSIENT_4XX[fault])
+            return
+        if fault in _RETRY_HEADERS:
+            status, headers = _RETRY_HEADERS[fault]
+            if fault == "503ms":
+                headers = [(b"retry-after-ms", f"{self.config.retry_after * 1000:.0f}".encode())]
+            await _json(send, status, {"error": {"message": f"injected {fault}"}}, headers=headers)
             return
         if fault == "filter400":
             await _json(send, 400, _prompt_filtered())
