@@ -202,11 +202,29 @@ class CircuitBreaker:
 
 
 def _wait_hint(headers: Mapping[str, str]) -> float | None:
-    """The server's wait hint: `retry-after-ms` (OpenAI, Azure) before `retry-after`."""
+    """The server's wait hint, for a 429 and a retried 5xx/4xx alike: `retry-after-ms` (OpenAI, Azure,
+    also on 503s) before `retry-after`."""
     try:
         return max(0.0, float(headers.get("retry-after-ms") or "")) / 1000
     except ValueError:
         return _retry_after(headers.get("retry-after"))
+
+
+def _server_says_retry(headers: Mapping[str, str]) -> bool | None:
+    """The server's own word on retrying, None when it says nothing. `x-should-retry` is not a standard
+    header, but OpenAI's and Anthropic's APIs send it, and their SDKs obey it before looking at the status
+    (openai-python src/openai/_base_client.py, BaseClient._should_retry: "true" retries, "false" does
+    not, and only then 408, 409, 429 and 5xx retry)."""
+    value = headers.get("x-should-retry", "").strip().lower()
+    return True if value == "true" else False if value == "false" else None
+
+
+def _given_up(message: str, headers: Mapping[str, str], says_retry: bool | None) -> Exception:
+    """The failure of an answer this client would not retry, unless the server says a retry may succeed
+    (x-should-retry: true; the SDKs retry then). The server answered: no mark against its health."""
+    if says_retry:
+        return _Retryable(message, _wait_hint(headers), counts_for_breaker=False)
+    return _Fatal(message)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -552,20 +570,25 @@ class OpenAIChatModel:
             if self._tokens.last_error is None:
                 resp = await self._send(connection, body)
             refresh_failed = refresh_failed or self._tokens.last_error
+        says_retry = _server_says_retry(resp.headers) if resp.status_code != 200 else None
+        if says_retry is False and (resp.status_code in (429, *RETRYABLE_4XX) or resp.status_code >= 500):
+            # an error, never a refusal: the server failed this request and says a retry cannot help
+            raise _Fatal(f"HTTP {resp.status_code} with x-should-retry: false (the server says a retry will "
+                         f"not help): {self._scrub(resp.text)[:200]}")
         if resp.status_code == 429:
             raise _Retryable("HTTP 429 rate limited", _wait_hint(resp.headers), counts_for_breaker=False,
                              rate_limited=True)
         # scrubbed before it is cut: a key echoed across the cut would keep its head
         if resp.status_code >= 500 or resp.status_code in RETRYABLE_4XX:
             raise _Retryable(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:200]}",
-                             _retry_after(resp.headers.get("retry-after")))
+                             _wait_hint(resp.headers))
         if resp.status_code in (400, 403) and (blocked := _filtered_prompt(resp)) is not None:
             return blocked
         if resp.status_code in (401, 403):
             renewed = (f"; renewing the token failed: {refresh_failed}" if refresh_failed
                        else ", also with a renewed token" if resp.status_code == 401 and self._tokens else "")
-            raise _Fatal(f"HTTP {resp.status_code}: credentials refused (check {self._key_advice()})"
-                         f"{renewed}: {self._scrub(resp.text)[:200]}")
+            raise _given_up(f"HTTP {resp.status_code}: credentials refused (check {self._key_advice()})"
+                            f"{renewed}: {self._scrub(resp.text)[:200]}", resp.headers, says_retry)
         if resp.status_code in (400, 422) and not folded and _refused_system(resp, request):
             self.folds_system = True  # as on transformers: the system prompt opens the first user turn
             return await self._attempt(connection, request, extra_body)
@@ -575,7 +598,8 @@ class OpenAIChatModel:
         except UnsupportedTemperature as exc:
             raise _Fatal(str(exc)) from None
         if resp.status_code != 200:
-            raise _Fatal(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:300]}")
+            raise _given_up(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:300]}", resp.headers,
+                            says_retry)
         generation, reported = _parse_completion(resp, request)
         if isinstance(reported, str) and reported:
             self._reported[reported] += 1
