@@ -234,6 +234,19 @@ def test_reasoning_cut_off_by_max_tokens_is_an_error_not_retried(server: Running
     assert len(server.requests) == 1  # the same budget would cut it off again
 
 
+@pytest.mark.parametrize("names", [{"stop": "eos_token"}, {"stop": "end_turn", "length": "max_tokens"},
+                                   {"stop": "STOP", "length": "MAX_TOKENS"}],
+                         ids=["tgi", "anthropic", "gemini"])
+def test_other_servers_finish_reasons_read_as_stop_and_length(names: dict[str, str]) -> None:
+    # TGI, Anthropic's OpenAI compatibility endpoint and Gemini name the ends in their own words: an
+    # answer cut by the token budget is still one, and a reasoning cut-off still says what to raise.
+    with serve(finish_names=names) as running:
+        gens = generate(model_for(running), [req("hello there"), req("a b c d e", max_new_tokens=3),
+                                             req("question [[fault:think_cutoff]]", max_new_tokens=16)])
+    assert [g.finish_reason for g in gens] == ["stop", "length", "length"]
+    assert gens[2].error is not None and "--max-new-tokens" in gens[2].error
+
+
 @pytest.mark.parametrize("fault", ["error200", "choice_error"])
 def test_a_200_carrying_an_error_is_an_error_not_an_answer(server: RunningServer, fault: str) -> None:
     # OpenRouter answers 200 when a provider fails after generation began, the error in the body: what

@@ -80,6 +80,8 @@ Azure has no /models under a deployment: GET /openai/deployments/DEPLOYMENT/mode
 `RunningServer.azure_classic_url` / `azure_v1_url` are the base URLs for the two shapes.
 
 Replies name the requested model as `model`; `ServerConfig(reported_model=ID)` names ID instead.
+`ServerConfig(finish_names={"length": "max_tokens"})` says other servers' finish reasons instead of
+OpenAI's (TGI's, Anthropic's and Gemini's OpenAI-compatible endpoints').
 
 `ServerConfig(markers=False)` (or `server.app.config.markers = False` while it runs) ignores the markers:
 the same prompts against a server whose fault was fixed.
@@ -206,6 +208,9 @@ class ServerConfig:
     # are 429s, with the wait in `retry-after-ms` when `rate_limit_hint`, else no hint (OpenAI's
     # token limits often send none)
     rate_limit_hint: bool = False
+    finish_names: Mapping[str, str] = field(default_factory=dict)  # OpenAI's finish reason -> the one
+    # this server says instead (TGI's "eos_token", Anthropic's compatibility endpoint's "end_turn" and
+    # "max_tokens", Gemini's "STOP" and "MAX_TOKENS")
     forbids_extra: tuple[str, ...] = ()  # body fields refused with pydantic's 422 "extra_forbidden", in
     # Mistral's shape (La Plateforme; Azure AI Foundry's Mistral deployments refuse `seed` so)
 
@@ -486,6 +491,8 @@ class OpenAICompatApp:
             choice["message"]["content"] = None if safety else ""
         elif fault is not None and fault.startswith(("think_", "reasoning_")):
             _reason(completion, fault, int(body.get("max_tokens") or 256))
+        finish = choice["finish_reason"]
+        choice["finish_reason"] = self.config.finish_names.get(finish, finish)
         await _json(send, 200, completion)
 
     async def _moderate(self, raw: bytes, send: Send) -> None:
