@@ -86,7 +86,13 @@ from tunesafe.models.chat_template import fold_system
 from tunesafe.models.credentials import KeySource, TokenError, TokenSource, command_provider
 from tunesafe.models.http1 import Http1Connection, Response
 from tunesafe.models.openai_params import RequestShape, UnsupportedTemperature, hidden_reasoning_error
-from tunesafe.models.provider_replies import SERVER_FAILED_FINISH, filter_hits, filtered_finish, prompt_filter
+from tunesafe.models.provider_replies import (
+    SERVER_FAILED_FINISH,
+    filter_hits,
+    filtered_finish,
+    openai_finish,
+    prompt_filter,
+)
 from tunesafe.models.reasoning import content_parts, reasoning_field, settle_reasoning
 from tunesafe.models.refs import ModelRef, parse_options, split_credentials
 from tunesafe.models.tool_calls import from_openai_message, to_openai_messages
@@ -673,7 +679,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         reasoning = reasoning_field(message) or thinking
         finish = str(choice.get("finish_reason") or "stop")
         native_filter = finish != "content_filter" and filtered_finish(finish)  # Gemini's own reasons
-        finish = "content_filter" if native_filter else finish
+        finish = "content_filter" if native_filter else openai_finish(finish)
         usage: Mapping[str, Any] = body.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         # OpenRouter answers 200 once generation began, even when a provider then fails: the error

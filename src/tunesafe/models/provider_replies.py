@@ -17,6 +17,19 @@ GEMINI_FILTER_FINISH = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBIT
                                   "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"})
 
 
+# Other servers' words for OpenAI's two ordinary ends: the model ended its answer ("stop") or ran out of
+# the token budget ("length"). TGI says "eos_token"; Anthropic's OpenAI compatibility endpoint
+# "end_turn", "stop_sequence" and "max_tokens"; Gemini "STOP" and "MAX_TOKENS"; some servers "eos".
+# Read once, where a reply is parsed, so every check of a cut-off answer (finish_reason "length") holds.
+_FINISH_ALIASES = {"eos": "stop", "eos_token": "stop", "end_turn": "stop", "stop_sequence": "stop",
+                   "stop": "stop", "max_tokens": "length", "length": "length"}
+
+
+def openai_finish(finish: str) -> str:
+    """OpenAI's name for a finish reason another server words its own way; any other reason as given."""
+    return _FINISH_ALIASES.get(finish.lower(), finish)
+
+
 def filtered_finish(finish: str) -> bool:
     """Whether a finish reason says a provider's filter stopped the completion."""
     return finish == "content_filter" or finish.upper() in GEMINI_FILTER_FINISH
