@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import re
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from tunesafe.analysis.outcome import outcome
+from tunesafe.cli.app import app as cli
 from tunesafe.engine import results as run_store
 from tunesafe.evidence.store import Store
 from tunesafe.web.pages import gates
@@ -181,6 +184,17 @@ def test_schedules_and_evidence(client: TestClient, store: Store, filled: Any) -
     record = client.get(f"/api/v1/evidence/{filled.gate_id}").json()
     assert record["body"]["verdict"] == "fail"
     assert client.get("/api/v1/evidence/999999").status_code == 404
+
+
+def test_schedule_state_is_the_one_the_cli_shows(client: TestClient, filled: Any) -> None:
+    """A period that began and nobody claimed is "due" on the page as in `redteam schedule list`, not
+    "not started" (which the CLI says of a schedule whose first period has not begun)."""
+    listed = CliRunner().invoke(cli, ["--db", filled.db, "redteam", "schedule", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    cli_states = {r["id"]: r["state"] for r in json.loads(listed.output)}
+    page_states = {r["id"]: r["period_state"] for r in client.get("/api/v1/schedules").json()}
+    assert page_states == cli_states == {next(iter(cli_states)): "due"}
+    assert ">due<" in _get(client, "/schedules")
 
 
 def test_openapi_lists_the_api(client: TestClient) -> None:
