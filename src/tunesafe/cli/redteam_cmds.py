@@ -25,6 +25,7 @@ from tunesafe.production.schedules import (
     iso,
     next_start,
     parse_instant,
+    period_state,
     remove_schedule,
     schedules,
 )
@@ -149,7 +150,7 @@ def _row(states: dict[tuple[str, str], Any], schedule: Schedule, now: datetime) 
     state = states.get((schedule.id, period.key)) if period else None
     return {**schedule.as_dict(), "judges": ",".join(schedule.judges),
             "period": period.key if period else None,
-            "state": "due" if period and state is None else (state.state if state else "not started"),
+            "state": period_state(period, state.state if state else None),
             "next": iso(next_start(schedule, now))}
 
 

@@ -108,6 +108,14 @@ def next_start(schedule: Schedule, now: datetime) -> datetime:
     return parse_instant(schedule.start, "start") if period is None else period.end
 
 
+def period_state(period: Period | None, claimed: str | None) -> str:
+    """What a period's row says, in the CLI and the dashboard alike: the claim's state once someone
+    claimed it, "due" while it runs unclaimed, "not started" before the schedule's first period."""
+    if claimed is not None:
+        return claimed
+    return "due" if period is not None else "not started"
+
+
 # ---- writing -------------------------------------------------------------------------------------------
 
 

@@ -42,7 +42,7 @@ def schedules_list(store: Store, now: datetime | None = None) -> list[dict[str, 
             {
                 **schedule.as_dict(),
                 "current_period": period.key if period else None,
-                "period_state": state.state if state else ("not started" if period else "before start"),
+                "period_state": sch.period_state(period, state.state if state else None),
                 "claimed_by": state.owner if state else None,
                 "next_start": sch.iso(sch.next_start(schedule, now)),
                 "runs": list(reversed(runs.get(schedule.id, [])))[:RECENT_RUNS],
