@@ -5,6 +5,7 @@ security headers on every response; `tunesafe serve` refuses an exposed address 
 from __future__ import annotations
 
 import hmac
+import html
 import os
 import socket
 import subprocess
@@ -93,6 +94,21 @@ def test_tokens_are_compared_in_constant_time(
     monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     token_client.get("/api/v1/models", headers={"Authorization": "Bearer guess-guess-guess-guess"})
     assert (b"guess-guess-guess-guess", TOKEN.encode()) in compared
+
+
+def test_signing_in_returns_to_the_link_with_its_query(store: Store, filled: Any) -> None:
+    """A shared link to a cell (its family and category are query parameters) opens that cell after
+    signing in; it used to land on the bare path, a 422."""
+    browser = TestClient(create_app(store, auth.Access(TOKEN)), base_url=LOOPBACK)
+    cell = filled.decision["comparison"]["info"]["asr_cells"][0]
+    link = f"/gates/{filled.gate_id}/cells?family={cell['family']}&category={cell['category']}&discordant=true"
+    login = browser.get(link)
+    assert login.status_code == 200 and 'id="login"' in login.text
+    shown_next = html.unescape(login.text.split('name="next" value="')[1].split('"')[0])
+    assert shown_next == link
+    opened = browser.post("/login", data={"token": TOKEN, "name": "alice", "next": shown_next})
+    assert opened.status_code == 200 and str(opened.url).endswith(link)
+    assert 'id="pairs"' in opened.text
 
 
 def test_sign_in_then_write_with_csrf_records_the_actor(store: Store, filled: Any) -> None:
