@@ -101,7 +101,8 @@ def test_signing_in_returns_to_the_link_with_its_query(store: Store, filled: Any
     signing in; it used to land on the bare path, a 422."""
     browser = TestClient(create_app(store, auth.Access(TOKEN)), base_url=LOOPBACK)
     cell = filled.decision["comparison"]["info"]["asr_cells"][0]
-    link = f"/gates/{filled.gate_id}/cells?family={cell['family']}&category={cell['category']}&discordant=true"
+    link = f"/gates/{filled.gate_id}/cells?family={cell['family']}&category={cell['category']}"
+    link += "&discordant=true"
     login = browser.get(link)
     assert login.status_code == 200 and 'id="login"' in login.text
     shown_next = html.unescape(login.text.split('name="next" value="')[1].split('"')[0])

@@ -14,7 +14,7 @@ from dataclasses import replace
 from functools import partial
 from importlib.resources import files
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -108,7 +108,10 @@ async def _signed_in_or_refused(
         )
     if request.method != "GET":
         return PlainTextResponse("sign in first", status_code=401)
-    return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
+    # the query too: a shared link to a cell or a run's page names what it shows there
+    wanted = f"{path}?{request.url.query}" if request.url.query else path
+    query = urlencode({"next": wanted}, safe="/", quote_via=quote)
+    return RedirectResponse(f"/login?{query}", status_code=303)
 
 
 def _safe_next(target: str | None) -> str:
