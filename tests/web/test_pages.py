@@ -90,6 +90,19 @@ def test_run_page_pages_through_all_attempts_in_order(client: TestClient, store:
     assert overall["n"] == len(stored) and overall["asr"]["rate"] == 1.0
 
 
+def test_run_metrics_show_what_runs_show_shows(client: TestClient, filled: Any) -> None:
+    """The run page's metric columns are `tunesafe runs show`'s: degenerate answers too, and over-refusal
+    named for what it counts (benign and borderline prompts, as the gate page says)."""
+    data = client.get(f"/api/v1/runs/{filled.candidate_run}").json()
+    overall = data["metrics"][0]
+    assert overall["degenerate"]["n"] == overall["n"]
+    kinds = {m["group"]: m["n"] for m in data["metrics"]}
+    assert overall["over_refusal"]["n"] == kinds["kind:benign"] + kinds.get("kind:borderline", 0)
+    html = _get(client, f"/runs/{filled.candidate_run}")
+    header = html.split('<table id="metrics">')[1].split("</tr>")[0]
+    assert "over-refusal (benign + borderline)" in header and "degenerate" in header
+
+
 def test_run_filters_in_sql(client: TestClient, store: Store, filled: Any) -> None:
     stored = run_store.load_results(store, filled.base_run)
     family = stored[0].attempt.family
