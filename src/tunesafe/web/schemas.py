@@ -69,6 +69,7 @@ class MetricRow(_Out):
     refusal: Rate | None
     over_refusal: Rate | None
     error: Rate | None
+    degenerate: Rate | None
     blocked: Rate | None
 
 

@@ -25,6 +25,7 @@ router = APIRouter()
 
 PER_PAGE = 50
 AXES = ("overall", "family", "category", "kind")
+RATES = ("asr", "refusal", "over_refusal", "error", "degenerate", "blocked")  # the columns of `runs show`
 MAX_PER_PAGE = 500
 _T = AttemptResultRow
 
@@ -202,7 +203,7 @@ def _metrics(summary: dict[str, Any] | None) -> list[dict[str, Any]]:
                 "group": group,
                 "n": metrics["n"],
                 "outcomes": metrics.get("outcomes", {}),
-                **{m: metrics.get(m) for m in ("asr", "refusal", "over_refusal", "error", "blocked")},
+                **{m: metrics.get(m) for m in RATES},
             }
         )
     return rows
