@@ -324,6 +324,32 @@ def test_a_record_id_past_the_database_integer_range_is_a_404(client: TestClient
         assert client.get(url).status_code == 404, url
 
 
+def test_names_outside_the_inventory_are_not_linked(tmp_path: Any) -> None:
+    """Runs and gates recorded under --name / --candidate-name that were never added to the inventory show
+    the name as text: the model page link they had was a 404."""
+    from tunesafe.testing.openai_server import serve
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    with serve() as server:
+        ref = f"openai:m@{server.url}"
+        gated = CliRunner().invoke(cli, [
+            "--db", db, "gate", "--base", ref, "--candidate", ref, "--suite", "smoke", "--attacks",
+            "direct_request", "--judge", "refusal", "--max-new-tokens", "16", "--no-progress",
+            "--base-name", "adhoc-base", "--candidate-name", "adhoc-ft", "--out", str(tmp_path / "out"),
+        ])
+    assert gated.exit_code in (0, 1, 3), gated.output
+    with Store.open(db) as store:
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
+        gate = client.get("/api/v1/gates").json()[0]
+        for url in ("/runs", f"/runs/{gate['base_run']}", f"/gates/{gate['record_id']}"):
+            html = _get(client, url)
+            assert "adhoc-base" in html
+            for link in re.findall(r'href="(/models/[^"]*)"', html):
+                assert client.get(link).status_code == 200, (url, link)
+
+
 def test_a_record_edited_into_non_json_is_named_not_a_500(tmp_path: Any) -> None:
     import sqlite3
 
