@@ -13,6 +13,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from tunesafe.evidence.store import Store
+from tunesafe.production import inventory as inv
 from tunesafe.reports import view
 
 ENV = Environment(
@@ -46,6 +48,21 @@ ENV.globals["with_query"] = _with_query
 ENV.filters["pretty_json"] = _pretty_json
 
 
+class _Inventory:
+    """`name in inventory` in a template: whether a name has a model page. Runs, gates and incidents may
+    carry a name that was never added to the inventory; linking it would be a 404. Read once per page,
+    on first use."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._names: set[str] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        if self._names is None:
+            self._names = set(inv.inventory(self._store))
+        return name in self._names
+
+
 def page(request: Request, template: str, context: Mapping[str, Any], status_code: int = 200) -> HTMLResponse:
     access = request.app.state.access
     who = access.identify(request)
@@ -54,6 +71,7 @@ def page(request: Request, template: str, context: Mapping[str, Any], status_cod
         who=who,
         writable=access.writable,
         csrf=access.csrf_token(who.session) if who is not None else None,
+        inventory=_Inventory(request.app.state.store),
         **context,
     )
     return HTMLResponse(body, status_code=status_code)
