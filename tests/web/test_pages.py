@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import html
 import json
 import re
 from typing import Any
@@ -348,6 +349,23 @@ def test_names_outside_the_inventory_are_not_linked(tmp_path: Any) -> None:
             assert "adhoc-base" in html
             for link in re.findall(r'href="(/models/[^"]*)"', html):
                 assert client.get(link).status_code == 200, (url, link)
+
+
+def test_the_records_under_a_verification_page_on(tmp_path: Any) -> None:
+    """After "Verify the chain now", the records' pager goes to the next page (it showed page 1 again)."""
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    with Store.open(str(tmp_path / "store.db")) as store:
+        for n in range(60):
+            store.append("incident", {"title": f"t{n}"}, subject="bot")
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
+        verified = _get(client, "/evidence/verify")
+        assert "INTACT" in verified and "page 1 of 2" in verified
+        next_page = html.unescape(re.findall(r'<a rel="next" href="([^"]*)"', verified)[0])
+        second = _get(client, next_page)
+        assert "page 2 of 2" in second
+        assert re.findall(r'<a href="/evidence/(\d+)">', second) == [str(n) for n in range(10, 0, -1)]
 
 
 def test_a_record_edited_into_non_json_is_named_not_a_500(tmp_path: Any) -> None:
