@@ -29,15 +29,17 @@ ENV.filters.update(
 )
 
 
-def _with_query(request: Request, **changes: Any) -> str:
-    """This page's URL with some query parameters changed (None removes one): paging and sort links."""
+def _with_query(request: Request, path: str | None = None, **changes: Any) -> str:
+    """This page's URL (or `path` with this page's query) with some query parameters changed (None removes
+    one): paging and sort links."""
     params = {k: v for k, v in request.query_params.items()}
     for key, value in changes.items():
         if value is None:
             params.pop(key, None)
         else:
             params[key] = str(value)
-    return f"{request.url.path}?{urlencode(params)}" if params else request.url.path
+    path = path or request.url.path
+    return f"{path}?{urlencode(params)}" if params else path
 
 
 def _pretty_json(value: Any) -> str:
