@@ -71,6 +71,17 @@ def test_inventory_flags_and_last_gate(client: TestClient, filled: Any) -> None:
     assert client.get("/api/v1/models", params={"flag": "nope"}).status_code == 422
 
 
+def test_inventory_filter_keeps_the_sort_direction(client: TestClient) -> None:
+    """Filtering a list sorted descending keeps it descending (the form carried the column only)."""
+    html = _get(client, "/?sort=base&desc=true")
+    form = html.split('id="inventory-filter"')[1].split("</form>")[0]
+    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form))
+    assert hidden == {"sort": "base", "desc": "true"}
+    filtered = _get(client, "/?" + "&".join(f"{k}={v}" for k, v in hidden.items()) + "&q=model")
+    names = re.findall(r'<tr data-model="([^"]+)"', filtered)
+    assert names == ["unchecked-ft", "support-bot-v2", "base-model"]  # by base, then name, descending
+
+
 def test_run_page_pages_through_all_attempts_in_order(client: TestClient, store: Store, filled: Any) -> None:
     stored = run_store.load_results(store, filled.candidate_run)
     seen: list[dict[str, Any]] = []
