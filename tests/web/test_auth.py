@@ -45,6 +45,15 @@ def test_security_headers_on_pages_api_errors_and_static(client: TestClient) -> 
         assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
 
 
+def test_the_browsers_favicon_request_is_answered(client: TestClient, token_client: TestClient) -> None:
+    """A browser showing an API answer (JSON, no icon link) asks for /favicon.ico; a 404 there was an error
+    in the console of every reviewer reading the API in the browser. Empty, and open like the static files."""
+    for browser in (client, token_client):
+        answer = browser.get("/favicon.ico", follow_redirects=False)
+        assert answer.status_code == 204 and answer.content == b""
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
 def test_open_dashboard_answers_only_to_loopback_names(client: TestClient, token_client: TestClient) -> None:
     for host in ("127.0.0.1:8080", "localhost", "[::1]:8080"):
         assert client.get("/api/v1/models", headers={"host": host}).status_code == 200
