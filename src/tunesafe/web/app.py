@@ -44,7 +44,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-store",  # pages hold model answers: never left in shared caches
 }
-OPEN_PATHS = ("/login", "/static/", "/report.css")
+OPEN_PATHS = ("/login", "/static/", "/report.css", "/favicon.ico")
 REPORT_CSS = (files("tunesafe.reports") / "templates" / "_style.css.j2").read_text(encoding="utf-8")
 
 
@@ -87,6 +87,7 @@ def create_app(store: Store, access: Access) -> FastAPI:
     app.add_api_route("/logout", _logout, methods=["POST"], include_in_schema=False)
     app.add_api_route("/api", _api_page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/report.css", _report_css, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/favicon.ico", _no_icon, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(files("tunesafe.web") / "static")), name="static")
     return app
 
@@ -180,6 +181,11 @@ def _answer(operation: dict[str, Any]) -> str:
 
 def _report_css() -> Response:
     return Response(REPORT_CSS, media_type="text/css")
+
+
+def _no_icon() -> Response:
+    """Pages name an empty icon; a browser showing a JSON answer asks for this one instead."""
+    return Response(status_code=204)
 
 
 def _wants_json(request: Request) -> bool:
