@@ -36,7 +36,8 @@ from selenium.common.exceptions import (  # noqa: E402
 )
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TOKEN = "dashboard-browser-token-0123456789"
@@ -223,3 +224,25 @@ def test_sign_in_refusals_and_an_update_in_the_browser(
     _no_script_ran(browser)
     last = list(store.records(type="incident_update"))[-1]
     assert last.actor == "bob (dashboard)" and last.body["note"].startswith("checked in the browser")
+
+
+def test_a_keyboard_user_picks_a_filter_option_before_it_submits(browser: Any, site: str) -> None:
+    """Arrow keys move through a filter's options without reloading the page at the first one (Chromium
+    fires `change` on each arrow press of a closed select); Enter applies the option reached."""
+    browser.get(site + "/incidents")
+    browser.execute_script(
+        "window.__submits = 0; window.__hold = true;"
+        "document.addEventListener('submit', (e) => { window.__submits += 1;"
+        " if (window.__hold) { e.preventDefault(); } }, true);"
+    )
+    status = browser.find_element(By.NAME, "status")
+    status.send_keys(Keys.ARROW_DOWN)
+    status.send_keys(Keys.ARROW_DOWN)
+    assert browser.execute_script("return window.__submits") == 0
+    assert status.get_attribute("value") == "investigating"
+    browser.execute_script("window.__hold = false;")
+    status.send_keys(Keys.ENTER)
+    _wait_url(browser, "status=investigating")
+    # a pointer choice still applies at once
+    Select(browser.find_element(By.NAME, "status")).select_by_value("open")
+    _wait_url(browser, "status=open")
