@@ -199,6 +199,15 @@ def test_incident_page_shows_the_art73_clock(client: TestClient, filled: Any) ->
     assert data["deadline"]["due_at"] in html and "Read-only dashboard" in html
 
 
+def test_an_incident_is_found_by_the_label_it_is_shown_with(client: TestClient, filled: Any) -> None:
+    """Pages, the CLI and reports name incidents INC-N; the URL took only the number (422)."""
+    label = f"INC-{filled.incident_id}"
+    assert label in _get(client, f"/incidents/{label}")
+    assert client.get(f"/api/v1/incidents/{label.lower()}").json()["id"] == filled.incident_id
+    bad = client.get("/api/v1/incidents/INC-x")
+    assert bad.status_code == 400 and "not an incident id" in bad.text
+
+
 def test_schedules_and_evidence(client: TestClient, store: Store, filled: Any) -> None:
     rows = client.get("/api/v1/schedules").json()
     assert [r["model"] for r in rows] == ["support-bot-v2"] and rows[0]["every"] == "7d"

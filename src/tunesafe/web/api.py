@@ -193,8 +193,8 @@ def list_incidents(request: Request, status: str | None = None, model: str | Non
 
 
 @router.get("/incidents/{incident_id}", response_model=S.Incident, summary="One incident")
-def get_incident(request: Request, incident_id: int) -> JSONResponse:
-    return _json(incidents.incident_detail(store_of(request), incident_id))
+def get_incident(request: Request, incident_id: str) -> JSONResponse:
+    return _json(incidents.incident_detail(store_of(request), incidents.path_id(incident_id)))
 
 
 @router.post(
@@ -205,13 +205,14 @@ def get_incident(request: Request, incident_id: int) -> JSONResponse:
 )
 def update_incident(
     request: Request,
-    incident_id: int,
+    incident_id: str,
     change: dict[str, str | None] = Body(..., examples=[{"status": "investigating", "note": "triaged"}]),
 ) -> JSONResponse:
     who = request.app.state.access.require_writer(request, None)
     return _json(
         incidents.apply_update(
-            store_of(request), incident_id, who, status=change.get("status"), note=change.get("note")
+            store_of(request), incidents.path_id(incident_id), who, status=change.get("status"),
+            note=change.get("note")
         )
     )
 

@@ -33,6 +33,11 @@ def incidents_list(
     return [i.as_dict(now) for i in found]
 
 
+def path_id(text: str) -> int:
+    """An incident in a URL, by number or by the INC-N label everything shows (UserError: 400)."""
+    return inc.parse_id(text, where="URL")
+
+
 def incident_detail(store: Store, incident_id: int, now: datetime | None = None) -> dict[str, Any]:
     try:
         found = inc.get_incident(store, incident_id)
@@ -70,20 +75,21 @@ def incidents_page(
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, include_in_schema=False)
-def incident_page(request: Request, incident_id: int) -> HTMLResponse:
+def incident_page(request: Request, incident_id: str) -> HTMLResponse:
     return page(
         request,
         "incident.html.j2",
         {
-            "i": incident_detail(store_of(request), incident_id),
+            "i": incident_detail(store_of(request), path_id(incident_id)),
             "update_statuses": (*inc.UPDATE_STATUSES, "closed"),
         },
     )
 
 
 @router.post("/incidents/{incident_id}/update", include_in_schema=False)
-async def incident_update_form(request: Request, incident_id: int) -> RedirectResponse:
+async def incident_update_form(request: Request, incident_id: str) -> RedirectResponse:
+    number = path_id(incident_id)
     fields = await form_fields(request)
     who = request.app.state.access.require_writer(request, fields.get(CSRF_FIELD))
-    apply_update(store_of(request), incident_id, who, status=fields.get("status"), note=fields.get("note"))
-    return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
+    apply_update(store_of(request), number, who, status=fields.get("status"), note=fields.get("note"))
+    return RedirectResponse(f"/incidents/{number}", status_code=303)
