@@ -237,3 +237,17 @@ def test_models_add_hashes_only_the_local_files_a_vllm_ref_names(tmp_path: Path,
         assert sorted(f["role"] for f in model.files) == ["adapter", "weights"]
         tie = check_evaluated(store, "ft", launched, source="the candidate run evaluated")
         assert tie is not None and tie["identity"] == "files"
+
+
+@pytest.mark.parametrize("ref", ["vllm:base", "vllm:base+lora@http://127.0.0.1:9/v1?launch=1"])
+def test_models_add_refuses_a_vllm_ref_eval_would_refuse(tmp_path: Path, ref: str) -> None:
+    """A vllm: ref with neither @URL nor ?launch=1 (or both) names no server `tunesafe eval` can use; the
+    inventory registered it with no files, so later gates compared against a ref nothing runs."""
+    from tunesafe.evidence.store import Store
+    from tunesafe.production.inventory import ModelSpec, add_model
+
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        with pytest.raises(UserError, match="vLLM server|launch one") as caught:
+            add_model(store, ModelSpec(name="m", ref=ref))
+        assert caught.value.where == "--ref"
+        assert list(store.records()) == []

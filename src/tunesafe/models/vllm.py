@@ -31,6 +31,19 @@ from tunesafe.types import canonical_json, sha256_hex
 LAUNCH_OPTIONS = ("launch", "args", "startup_timeout")
 
 
+def check_server(ref: ModelRef) -> bool:
+    """Whether a vllm: ref launches its server (True) or attaches to one at @URL (False); UserError when
+    it does both or neither."""
+    launch = ref.options.get("launch") == "1"
+    if launch and ref.base_url:
+        raise UserError(f"'{ref}' both names a server and asks to launch one", where="model ref",
+                        fix="drop @URL to launch, or drop ?launch=1 to attach")
+    if not launch and not ref.base_url:
+        raise UserError(f"'{ref}' names no vLLM server", where="model ref",
+                        fix="attach with vllm:MODEL[+LORA_NAME]@http://HOST:PORT/v1, or add ?launch=1")
+    return launch
+
+
 class VLLMChatModel(OpenAIChatModel):
     _identity: dict[str, Any]
 
@@ -38,20 +51,14 @@ class VLLMChatModel(OpenAIChatModel):
     def from_ref(cls, ref: ModelRef, token_provider: KeySource | None = None) -> VLLMChatModel:
         options = {k: v for k, v in ref.options.items() if k not in LAUNCH_OPTIONS}
         identity: dict[str, Any] = {"vllm": ref.target, "adapter": ref.adapter}
-        if ref.options.get("launch") == "1":
-            if ref.base_url:
-                raise UserError(f"'{ref}' both names a server and asks to launch one", where="model ref",
-                                fix="drop @URL to launch, or drop ?launch=1 to attach")
+        if check_server(ref):
             model, adapters, args, timeout_s = launch_spec(ref)
             served = next(iter(adapters), model)
             identity["adapter_sha256"] = files_sha256(
                 sorted(p for folder in adapters.values() for p in folder.iterdir() if p.is_file()))
             url = ensure(model, adapters, args, timeout_s).url
-        elif ref.base_url:
-            served, url = ref.adapter or ref.target, ref.base_url
         else:
-            raise UserError(f"'{ref}' names no vLLM server", where="model ref",
-                            fix="attach with vllm:MODEL[+LORA_NAME]@http://HOST:PORT/v1, or add ?launch=1")
+            served, url = ref.adapter or ref.target, str(ref.base_url)
         model_ = super().from_ref(ModelRef("openai", served, base_url=url, options=options), token_provider)
         assert isinstance(model_, VLLMChatModel)
         model_._identity = {**identity, "served": served}

@@ -108,7 +108,13 @@ def ref_paths(ref: str, base_dir: Path) -> list[tuple[str, str]]:
         raise UserError(exc.message, where="--ref", fix=f"use {_REF_SCHEMES}") from exc
     paths: list[tuple[str, str]] = []
     if parsed.scheme == "vllm":
-        if parsed.options.get("launch") != "1":
+        from tunesafe.models.vllm import check_server
+
+        try:
+            launched = check_server(parsed)
+        except UserError as exc:
+            raise UserError(exc.message, where="--ref", fix=exc.fix) from exc
+        if not launched:
             return []
         if _resolve(parsed.target, base_dir).exists():
             paths.append(("weights", parsed.target))
