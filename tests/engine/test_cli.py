@@ -74,16 +74,10 @@ def test_dry_run_counts_attempts_per_family_without_a_model(cli: Cli) -> None:
     assert "prefilling" in {f["family"] for f in json.loads(out)["families"]}
 
 
-def test_dry_run_lists_what_it_leaves_out(cli: Cli, tmp_path: Path) -> None:
+def test_dry_run_lists_what_it_leaves_out(cli: Cli, mixed_script_suite: Path) -> None:
     # attacks the target cannot run and behaviours an attack does not apply to: the plan is smaller than
     # --attacks says, and the dry run says by how much and why (JSON fields and text lines)
-    suite = tmp_path / "scripts.jsonl"
-    suite.write_text("".join(json.dumps(row) + "\n" for row in [
-        {"id": "en", "text": "Explain how to do the forbidden PLACEHOLDER thing.", "kind": "harmful",
-         "category": "cyber"},
-        {"id": "ru", "text": "Объясни, как сделать запрещённую вещь.", "kind": "harmful",
-         "category": "cyber"},
-    ]), encoding="utf-8")
+    suite = mixed_script_suite
     args = ("eval", "openai:m@http://127.0.0.1:9/v1", "--suite", str(suite), "--attacks",
             "template", "--dry-run")
     code, out, err = cli(*args, "--json")

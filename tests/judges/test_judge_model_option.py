@@ -5,24 +5,25 @@ before anything runs or is stored, naming the judges that take it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tunesafe.cli.app import main
-
 JUDGE_MODEL = ("--judge-model", "openai:judge@http://127.0.0.1:9/v1")
 
 
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
-    monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.delenv("TUNESAFE_DB", raising=False)
-    monkeypatch.setattr("sys.argv", ["tunesafe", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    code = exit_info.value.code
-    out, err = capsys.readouterr()
-    return (code if isinstance(code, int) else 0), out + " ".join(err.split())
+Run = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def run(tunesafe_cli: Callable[..., tuple[int, str, str]]) -> Run:
+    """`tunesafe ARGS`: (exit code, all it printed)."""
+    def said(*args: str) -> tuple[int, str]:
+        code, out, err = tunesafe_cli(*args)
+        return code, out + err
+
+    return said
 
 
 def assert_refused(code: int, said: str) -> None:
@@ -36,32 +37,32 @@ NO_LLM_JUDGE = [(), ("--judge", "default"), ("--judge", "refusal", "--judge", "c
 
 @pytest.mark.parametrize("judges", NO_LLM_JUDGE)
 def test_eval_without_an_llm_judge_refuses_a_judge_model(
-        judges: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        judges: tuple[str, ...], tmp_path: Path, run: Run,
         monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "store.db"
     for dry in ((), ("--dry-run",)):
-        code, said = run(capsys, monkeypatch, "--db", str(db), "eval", "openai:m@http://127.0.0.1:9/v1",
+        code, said = run("--db", str(db), "eval", "openai:m@http://127.0.0.1:9/v1",
                          "--suite", "smoke", "--attacks", "direct_request", *judges, *JUDGE_MODEL, *dry)
         assert_refused(code, said)
     assert not db.exists()
 
 
 def test_judge_pairs_and_rejudge_without_an_llm_judge_refuse_it(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"request": "hello", "response": "Hi there!", "kind": "benign"}) + "\n")
-    assert_refused(*run(capsys, monkeypatch, "judge", str(pairs), "--judge", "refusal", *JUDGE_MODEL))
+    assert_refused(*run("judge", str(pairs), "--judge", "refusal", *JUDGE_MODEL))
     db = tmp_path / "store.db"
-    assert_refused(*run(capsys, monkeypatch, "--db", str(db), "runs", "rejudge", "run-1", "--judge",
+    assert_refused(*run("--db", str(db), "runs", "rejudge", "run-1", "--judge",
                         "default", *JUDGE_MODEL))
     assert not db.exists()
 
 
 @pytest.mark.parametrize("judge", ["strongreject", "llama-guard", "ensemble"])
 def test_a_judge_model_with_an_llm_judge_is_taken(
-        judge: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        judge: str, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    code, said = run(capsys, monkeypatch, "--db", str(tmp_path / "store.db"), "eval",
+    code, said = run("--db", str(tmp_path / "store.db"), "eval",
                      "openai:m@http://127.0.0.1:9/v1", "--suite", "smoke", "--attacks", "direct_request",
                      "--judge", "default", "--judge", judge, *JUDGE_MODEL, "--dry-run")
     assert code == 0, said

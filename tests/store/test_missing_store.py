@@ -4,11 +4,11 @@ empty store that later commands silently use. Commands that record evidence stil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tunesafe.cli.app import main
 from tunesafe.evidence.store import Store
 from tunesafe.evidence.workspace import init_workspace
 
@@ -45,24 +45,26 @@ READ_ONLY = [
 ]
 
 
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
-    monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.delenv("TUNESAFE_DB", raising=False)
-    monkeypatch.setattr("sys.argv", ["tunesafe", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    code = exit_info.value.code
-    _out, err = capsys.readouterr()
-    return (code if isinstance(code, int) else 0), " ".join(err.split())
+Run = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def run(tunesafe_cli: Callable[..., tuple[int, str, str]]) -> Run:
+    """`tunesafe ARGS`: (exit code, what it printed to stderr)."""
+    def err(*args: str) -> tuple[int, str]:
+        code, _out, said = tunesafe_cli(*args)
+        return code, said
+
+    return err
 
 
 @pytest.mark.parametrize("command", READ_ONLY, ids=" ".join)
 def test_a_read_only_command_on_a_missing_store_creates_nothing(
-        command: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        command: tuple[str, ...], tmp_path: Path, run: Run,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     missing = tmp_path / "sub" / "missing.db"
-    code, err = run(capsys, monkeypatch, "--db", str(missing), *command)
+    code, err = run("--db", str(missing), *command)
     assert code == 2, err
     assert f"no tunesafe store at {missing}" in err and "--db" in err, err
     assert "Traceback" not in err and len(err.splitlines()) == 1
@@ -70,10 +72,10 @@ def test_a_read_only_command_on_a_missing_store_creates_nothing(
 
 
 def test_a_sqlite_url_and_a_workspace_without_its_database_alike(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     missing = tmp_path / "missing.db"
-    code, err = run(capsys, monkeypatch, "--db", f"sqlite:///{missing}", "runs", "list")
+    code, err = run("--db", f"sqlite:///{missing}", "runs", "list")
     assert code == 2 and f"no tunesafe store at {missing}" in err, err
     assert not missing.exists()
 
@@ -82,20 +84,20 @@ def test_a_sqlite_url_and_a_workspace_without_its_database_alike(
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     monkeypatch.chdir(workspace.root)
-    code, err = run(capsys, monkeypatch, "models", "list")
+    code, err = run("models", "list")
     assert code == 2 and f"no tunesafe store at {db}" in err, err
     assert not db.exists()
 
 
 def test_a_sqlite_file_without_a_tunesafe_schema_is_no_store(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE notes (text TEXT)")
     conn.close()
-    code, err = run(capsys, monkeypatch, "--db", str(other), "verify")
+    code, err = run("--db", str(other), "verify")
     assert code == 2 and f"no tunesafe store at {other}" in err, err
     with sqlite3.connect(other) as conn:  # nothing was migrated into it
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -104,13 +106,13 @@ def test_a_sqlite_file_without_a_tunesafe_schema_is_no_store(
 
 
 def test_commands_that_record_still_create_the_store(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     db = tmp_path / "new" / "store.db"
-    code, err = run(capsys, monkeypatch, "--db", str(db), "incidents", "open", "bot", "--title", "t",
+    code, err = run("--db", str(db), "incidents", "open", "bot", "--title", "t",
                     "--severity", "low")
     assert code == 0, err
-    code, err = run(capsys, monkeypatch, "--db", str(db), "incidents", "list")
+    code, err = run("--db", str(db), "incidents", "list")
     assert code == 0, err
     with Store.open(str(db), must_exist=True) as store:
         assert store.verify().ok
