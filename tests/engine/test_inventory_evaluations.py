@@ -1,0 +1,69 @@
+"""An evaluation recorded for an inventory name counts for the version whose model produced the answers:
+`runs rejudge` of an earlier version's run is no evaluation of a later version, and `eval --name` records
+nothing against a version it did not evaluate. Through the CLI on a real SQLite store and the loopback
+OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tunesafe.evidence.store import Store
+from tunesafe.governance.checks import own_evaluations
+from tunesafe.governance.lineage import collect_lineage
+from tunesafe.types import RecordType
+
+from .conftest import Cli, Server, write_suite
+
+
+def _eval(cli: Cli, ref: str, suite: Path, *extra: str) -> tuple[int, str, str]:
+    return cli("eval", ref, "--suite", str(suite), "--attacks", "direct_request", "--judge", "refusal",
+               "--no-progress", *extra)
+
+
+def _missing(cli: Cli) -> list[str]:
+    code, out, err = cli("models", "list", "--missing-post-eval", "--json")
+    assert code == 0, err
+    return [m["name"] for m in json.loads(out)]
+
+
+def _safety_evals(cli: Cli) -> list[dict[str, Any]]:
+    with Store.open(str(cli.db)) as store:
+        return [r.body for r in store.records(type=RecordType.SAFETY_EVAL)]
+
+
+def test_a_rejudged_run_counts_for_the_version_that_generated_its_answers(cli: Cli, tmp_path: Path,
+                                                                          server: Server) -> None:
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    assert cli("models", "add", "base", "--ref", server.ref("base"))[0] == 0
+    assert cli("models", "add", "ft", "--ref", server.ref("ft-v1"), "--base", "base")[0] == 0
+    code, _, err = _eval(cli, server.ref("ft-v1"), suite, "--name", "ft")
+    assert code == 0, err
+    [v1_run] = cli.runs()
+    assert _missing(cli) == []
+    code, _, err = cli("models", "add", "ft", "--new-version", "--ref", server.ref("ft-v2"), "--base", "base")
+    assert code == 0, err
+    assert _missing(cli) == ["ft"]
+
+    code, _, err = cli("runs", "rejudge", v1_run, "--judge", "refusal")
+    assert code == 0, err
+    # no answer of version 2 was generated: the re-judge is an evaluation of version 1
+    assert _missing(cli) == ["ft"]
+    with Store.open(str(cli.db)) as store:
+        v1, v2 = (r.id for r in store.records(type=RecordType.MODEL_VERSION, subject="ft"))
+        assert own_evaluations(collect_lineage(store, "ft")) == []  # what the governance controls read
+        assert len(own_evaluations(collect_lineage(store, "ft", "1"))) == 2
+    assert [e["model_version_record"] for e in _safety_evals(cli)] == [v1, v1]
+
+    # answers of version 2, and a re-judge of them, count for version 2
+    code, _, err = _eval(cli, server.ref("ft-v2"), suite, "--name", "ft")
+    assert code == 0, err
+    v2_run = cli.runs()[-1]
+    assert _missing(cli) == []
+    code, _, err = cli("runs", "rejudge", v2_run, "--judge", "refusal")
+    assert code == 0, err
+    assert [e["model_version_record"] for e in _safety_evals(cli)] == [v1, v1, v2, v2]
+    assert _missing(cli) == []
+    assert cli("verify")[0] == 0
+
