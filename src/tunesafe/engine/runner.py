@@ -414,6 +414,8 @@ def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_con
             body["moved_from"] = info.config["moved_from"]
         if reported:
             body["reported_models"] = dict(reported)
+        if stored_config.get("generated_in"):  # re-judged: it evaluates the model as of those answers
+            body["answers_record"] = _answers_record(store, str(stored_config["generated_in"]), model_name)
         record = store.append(RecordType.RUN, body, subject=model_name)
     else:
         finished = datetime.fromisoformat(record.body["finished_at"])
@@ -423,12 +425,20 @@ def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_con
         from tunesafe.production.inventory import record_safety_eval
 
         overall = summary.overall
-        record_safety_eval(store, model_name, run_id=run_id, details={
+        details = {
             "run_record": record.id, "model_ref": info.model_ref, "model_hash": model_hash,
             "suite": stored_config["suite"], "judge": stored_config["judges"][0], "n_attempts": len(results),
             **json.loads(canonical_json({m: overall.rate(m) for m in ("asr", "refusal", "over_refusal",
-                                                                        "error")}))})
+                                                                        "error")}))}
+        record_safety_eval(store, model_name, run_id=run_id, details=details,
+                           answers_record=record.body.get("answers_record"))
     store_results.set_status(store, run_id, "complete", finished_at=finished)
     return RunReport(run_id, "complete", summary, stats, record.id)
 
 
+def _answers_record(store: Store, source: str, model_name: str | None) -> int:
+    """The newest run record of run `source`, which generated a re-judged run's answers (0 when there is
+    none: the re-judge then counts for no model version rather than the current one)."""
+    found = [r.id for r in store.records(type=RecordType.RUN, subject=model_name)
+             if r.body.get("run_id") == source]
+    return max(found, default=0)

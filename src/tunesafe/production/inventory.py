@@ -6,7 +6,9 @@ records in chain order.
 
 A model is fine-tuned when it has a base. It "lacks post-fine-tuning safety evaluation" when no
 RecordType.SAFETY_EVAL or RecordType.GATE_DECISION record naming it (body `model_name` or
-`candidate_model`) comes after its latest version in the chain.
+`candidate_model`) comes after its latest version in the chain. An evaluation counts for the version
+whose model produced the answers: a re-judged run's (no model call) stands where the run that generated
+its answers recorded them (`answers_record`, see `evaluated_as_of`).
 """
 
 from __future__ import annotations
@@ -238,10 +240,22 @@ def evaluations(store: Store) -> dict[str, list[EvidenceRecord]]:
     return found
 
 
+def evaluated_as_of(rec: EvidenceRecord) -> int:
+    """Where an evaluation (or run) record stands in the chain as to which model version answered: a
+    re-judged run's answers were produced by an earlier run, so it stands at that run's record
+    (`answers_record`; 0, before every version, when that record was not found), anything else at
+    itself."""
+    if "answers_record" not in rec.body:
+        return rec.id
+    as_of = rec.body["answers_record"]
+    return as_of if isinstance(as_of, int) and not isinstance(as_of, bool) else 0
+
+
 def latest_evaluation(model: ModelVersion,
                       evals: Mapping[str, Sequence[EvidenceRecord]]) -> EvidenceRecord | None:
-    """The newest evaluation of the model's current version (one recorded after that version)."""
-    after = [r for r in evals.get(model.name, ()) if r.id > model.record_id]
+    """The newest evaluation of the model's current version: one whose answers were produced after that
+    version was recorded (`evaluated_as_of`)."""
+    after = [r for r in evals.get(model.name, ()) if evaluated_as_of(r) > model.record_id]
     return max(after, key=lambda r: r.id) if after else None
 
 
@@ -401,10 +415,18 @@ def update_model(store: Store, name: str, *, stage: str | None = None, owner: st
 
 
 def record_safety_eval(store: Store, name: str, *, verdict: str | None = None, run_id: str | None = None,
-                       details: Mapping[str, Any] | None = None, actor: str | None = None) -> EvidenceRecord:
-    """Record that model `name` (its current version) had a post-fine-tuning safety evaluation."""
-    model = get_model(store, name)
-    body = {"model_name": name, "model_version_record": model.record_id,
-            "model_version_hash": model.record_hash, "verdict": verdict, "run_id": run_id,
-            "details": dict(details or {})}
+                       details: Mapping[str, Any] | None = None, actor: str | None = None,
+                       answers_record: int | None = None) -> EvidenceRecord:
+    """Record that model `name` (its current version) had a post-fine-tuning safety evaluation. With
+    `answers_record` (a re-judged run: the record of the run that generated the answers), it is an
+    evaluation of the version current at that record instead (none, if the name was not yet in the
+    inventory then)."""
+    current = get_model(store, name)
+    model = current if answers_record is None else inventory(store, before=answers_record).get(name)
+    body: dict[str, Any] = {
+        "model_name": name, "model_version_record": model.record_id if model else None,
+        "model_version_hash": model.record_hash if model else None, "verdict": verdict, "run_id": run_id,
+        "details": dict(details or {})}
+    if answers_record is not None:
+        body["answers_record"] = answers_record
     return store.append(RecordType.SAFETY_EVAL, body, actor=actor, subject=name)
