@@ -9,9 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import tunesafe
+from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.governance.checks import own_evaluations
 from tunesafe.governance.lineage import collect_lineage
+from tunesafe.production.inventory import ModelSpec, add_model
 from tunesafe.types import RecordType
 
 from .conftest import Cli, Server, write_suite
@@ -67,3 +72,55 @@ def test_a_rejudged_run_counts_for_the_version_that_generated_its_answers(cli: C
     assert _missing(cli) == []
     assert cli("verify")[0] == 0
 
+
+
+def test_eval_name_must_be_the_model_of_the_current_version(cli: Cli, tmp_path: Path, server: Server) -> None:
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    assert cli("models", "add", "base", "--ref", server.ref("base"))[0] == 0
+    assert cli("models", "add", "ft", "--ref", server.ref("ft-v1"), "--base", "base")[0] == 0
+    code, _, err = _eval(cli, server.ref("other"), suite, "--name", "ft")
+    assert code == 2, err
+    assert "--name" in err and "not version 1 of 'ft'" in err and "another model ref" in err
+    assert "tunesafe models add ft --new-version" in err and "Traceback" not in err
+    assert cli.runs() == [] and _safety_evals(cli) == []  # refused before the model was called
+    assert _missing(cli) == ["ft"]
+    code, _, err = _eval(cli, server.ref("ft-v1"), suite, "--name", "ft")
+    assert code == 0, err
+    assert _missing(cli) == []
+    [evaluation] = _safety_evals(cli)
+    assert evaluation["details"]["version"]["identity"] == "ref"
+
+
+def test_eval_of_an_endpoint_for_a_version_of_local_files_needs_an_attestation(cli: Cli, tmp_path: Path,
+                                                                               server: Server) -> None:
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x02" * 100)
+    assert cli("models", "add", "base", "--ref", "embedded:qwen2.5-coder-0.5b")[0] == 0
+    code, _, err = cli("models", "add", "ft", "--ref", f"embedded:qwen2.5-coder-0.5b+{adapter}", "--base",
+                       "base")
+    assert code == 0, err
+    code, _, err = _eval(cli, server.ref("ft"), suite, "--name", "ft")
+    assert code == 2, err
+    assert "this ref names an endpoint" in err and "--attest-weights" in err
+    assert cli.runs() == [] and _safety_evals(cli) == []
+    code, _, err = _eval(cli, server.ref("ft"), suite, "--name", "ft", "--attest-weights")
+    assert code == 0, err
+    [evaluation] = _safety_evals(cli)
+    assert evaluation["details"]["version"]["identity"] == "attested"
+    assert _missing(cli) == []
+
+
+def test_the_python_api_checks_the_name_as_the_cli(tmp_path: Path, server: Server) -> None:
+    db = tmp_path / "api.db"
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    with Store.open(str(db)) as store:
+        add_model(store, ModelSpec("base", server.ref("base")))
+        add_model(store, ModelSpec("ft", server.ref("ft-v1"), base="base"))
+    options = {"suite": str(suite), "attacks": "direct_request", "judges": ("refusal",), "store": db}
+    with pytest.raises(UserError, match="not version 1 of 'ft'"):
+        tunesafe.evaluate(server.ref("other"), name="ft", **options)
+    assert tunesafe.evaluate(server.ref("ft-v1"), name="ft", **options).status == "complete"
+    with Store.open(str(db)) as store:
+        assert len(list(store.records(type=RecordType.SAFETY_EVAL))) == 1
