@@ -57,7 +57,7 @@ def evaluate(model: str | None, *, suite: str = "default", attacks: str = "all",
              max_new_tokens: int = 256, temperature: float = 0.0, use_cache: bool = True,
              max_pause: float = 600.0, executor: str = "local", workers: int = 2,
              ray_address: str | None = None, name: str | None = None, resume: str | None = None,
-             store: StoreLike = None, progress: bool = False) -> RunReport:
+             store: StoreLike = None, progress: bool = False, attest_weights: bool = False) -> RunReport:
     """`tunesafe eval MODEL`: an adversarial safety evaluation (suite x attacks, judged), stored as it goes.
 
     Returns the run's report: `run_id`, `status`, `summary` (rates with intervals overall, per family,
@@ -65,7 +65,9 @@ def evaluate(model: str | None, *, suite: str = "default", attacks: str = "all",
     (as with the CLI); `gate` reuses stored runs. `resume=RUN_ID` completes an interrupted run with its
     stored options (`model` may then be None; a measured option set to another value than the stored
     one is a UserError), e.g. after an EndpointUnavailable. `executor="ray"` runs
-    the attempts on `workers` Ray actors (at `ray_address`, or a local instance), as `--executor ray`."""
+    the attempts on `workers` Ray actors (at `ray_address`, or a local instance), as `--executor ray`.
+    `name` in the inventory must be the model of that name's current version (a UserError before any model
+    call otherwise); `attest_weights`: the CLI's `--attest-weights` (docs/gate.md)."""
     config = EvalConfig(suite=suite, attacks=attacks, judges=_names(judges), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=use_cache, attacker_ref=attacker, judge_model_ref=judge_model,
@@ -76,7 +78,8 @@ def evaluate(model: str | None, *, suite: str = "default", attacks: str = "all",
 
         with _opened(store) as opened:
             return await run_evaluation(opened, model, config, resume=resume, model_name=name,
-                                        progress=progress, explicit=_set_options(config))
+                                        progress=progress, explicit=_set_options(config), check_name=True,
+                                        attest_weights=attest_weights)
 
     return _blocking(lambda: asyncio.run(run()))
 

@@ -25,6 +25,7 @@ from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory, replayabl
 from tunesafe.engine.targets import dry_run_plan
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.evidence.workspace import open_store
+from tunesafe.production.inventory import ATTEST_FLAG
 from tunesafe.types import Rate, RecordType
 
 
@@ -63,7 +64,11 @@ def eval_command(
     policy: Path = typer.Option(None, "--policy", help="Policy YAML whose max_error_rate the run is held "
                                 "to (default: the built-in policy); above it eval exits 3."),
     name: str = typer.Option(None, "--name", help="Inventory name of the model: also records a "
-                             "safety evaluation for it."),
+                             "safety evaluation for it (MODEL must be that name's current version)."),
+    attest_weights: bool = typer.Option(False, ATTEST_FLAG, help="MODEL is an endpoint serving the "
+                                        "weights of the --name version's local files (or the reverse): "
+                                        "record the evaluation against that version, marked as attested, "
+                                        "though tunesafe cannot hash an endpoint's weights."),
     progress: bool = opts.PROGRESS,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -97,7 +102,8 @@ def eval_command(
         try:
             report = asyncio.run(evaluate(store, model, config, resume=resume, model_name=name,
                                           progress=progress and not as_json, on_start=announce,
-                                          retry_errors=retry_errors, explicit=_given_options(ctx)))
+                                          retry_errors=retry_errors, explicit=_given_options(ctx),
+                                          check_name=True, attest_weights=attest_weights))
         except KeyboardInterrupt:
             if started:
                 err_console.print(f"interrupted: resume with `{_resume_command(ctx, started[0])}`")

@@ -25,9 +25,10 @@ RUNTIME_FIELDS = ("concurrency", "use_cache", "max_pause", "executor", "ray_addr
 EXECUTORS = ("local", "ray")
 # Provenance, not measurement: the model's inventory name, for a re-judged run (engine/rejudge.py)
 # the run it re-judged and the run whose model calls produced its answers, and for a replica run resumed
-# on other replicas the refs and hashes it ran under before (`moved_from`). Left out of the hash, so a
-# re-judged run hashes like a fresh run with the same options and judges.
-UNHASHED_SECTIONS = ("model_name", "rejudged_from", "generated_in", "moved_from")
+# on other replicas the refs and hashes it ran under before (`moved_from`), and the inventory version
+# `eval --name` checked it against (`model_version`). Left out of the hash, so a re-judged run hashes
+# like a fresh run with the same options and judges.
+UNHASHED_SECTIONS = ("model_name", "rejudged_from", "generated_in", "moved_from", "model_version")
 
 
 @dataclass(frozen=True)

@@ -116,14 +116,19 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
                    model_name: str | None = None, progress: bool = True,
                    on_start: Callable[[str, int, int], None] | None = None,
                    retry_errors: bool = False, opened: ChatModel | None = None,
-                   explicit: Collection[str] = ()) -> RunReport:
+                   explicit: Collection[str] = (), check_name: bool = False,
+                   attest_weights: bool = False) -> RunReport:
     """run_evaluation, returning the summary and this session's throughput as well. `on_start(run_id,
     n_planned, n_already_done)` is called once the run exists (the CLI prints how to resume it).
     `retry_errors` (with `resume`): the run's errored attempts are run again; their earlier results move
     to the store's history and the new ones count. `opened`: the model of `model_ref`, already opened by
     the caller (load_run_model) so that its loading overlapped other work; the caller closes it.
     `explicit`: the fields of `config` the caller set on purpose (the CLI's options given): a resume runs
-    the stored config, so one of them that differs from it is a UserError rather than silently unused."""
+    the stored config, so one of them that differs from it is a UserError rather than silently unused.
+    `check_name`: a new run of an inventory `model_name` must evaluate that name's current version
+    (production.inventory.check_evaluated, before any model loads; `attest_weights` as the gate's), since
+    its safety evaluation is recorded against that version; the gate and scheduled red-teaming tie their
+    names themselves."""
     info = None
     if retry_errors and resume is None:
         raise UserError("--retry-errors re-runs the errored attempts of a stored run", where="--retry-errors",
@@ -154,10 +159,16 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     if model_ref is None:
         raise UserError("no model given", where="MODEL",
                         fix="pass a model ref, e.g. embedded:qwen2.5-coder-0.5b")
+    version = info.config.get("model_version") if info is not None else None
     if info is None:  # a resumed run judges with its stored judges
         from tunesafe.judges.base import check_judge_model
 
         check_judge_model(config.judges, config.judge_model_ref)
+        if check_name and model_name:
+            from tunesafe.production.inventory import check_evaluated
+
+            version = check_evaluated(store, model_name, model_ref, source="MODEL is", option="--name",
+                                      attested=attest_weights)
     # A bad suite, attack spec or replayed run fails here, before anything loads.
     planned = plan_evaluation(config, replayable=replayable_attacks(store, config))
     judges = make_judges(config)
@@ -168,6 +179,8 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
         planned = for_target(planned, config.attacks, model.capabilities)
         model_hash = model.content_hash()
         stored_config = run_config(config, planned, judges, attacker, model_name)
+        if version is not None:  # the inventory version the run evaluates, and how that was established
+            stored_config["model_version"] = version
         digest = config_hash(stored_config)
         if info is None:
             run_id = uuid.uuid4().hex[:12]
@@ -430,6 +443,8 @@ def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_con
             "suite": stored_config["suite"], "judge": stored_config["judges"][0], "n_attempts": len(results),
             **json.loads(canonical_json({m: overall.rate(m) for m in ("asr", "refusal", "over_refusal",
                                                                         "error")}))}
+        if stored_config.get("model_version") is not None:
+            details["version"] = stored_config["model_version"]
         record_safety_eval(store, model_name, run_id=run_id, details=details,
                            answers_record=record.body.get("answers_record"))
     store_results.set_status(store, run_id, "complete", finished_at=finished)
