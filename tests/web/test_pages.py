@@ -429,3 +429,51 @@ def test_a_record_edited_into_non_json_is_named_not_a_500(tmp_path: Any) -> None
             response = client.get(url)
             assert response.status_code == 400, (url, response.status_code)
             assert "evidence record 1 (incident)" in response.text and "tunesafe verify" in response.text
+
+
+def _paged_rows(client: TestClient, url: str, row: str) -> tuple[str, list[str]]:
+    shown = _get(client, url)
+    return shown, re.findall(row, shown)
+
+
+def test_runs_and_gates_lists_are_paged_newest_first(tmp_path: Any) -> None:
+    """/runs and /gates showed every run and gate on one page (thousands in a busy store): they page as the
+    evidence page does, newest first, the run list's model filter kept across pages; the API lists page
+    with page/per_page and say the total in X-Total-Count."""
+    from tunesafe.types import RecordType
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    with Store.open(str(tmp_path / "store.db")) as store:
+        for n in range(120):
+            run_store.create_run(store, f"r{n:03d}", "openai:m@http://127.0.0.1:1", "h" * 64,
+                                 {"model_name": "even" if n % 2 == 0 else "odd"}, "c" * 64, 1)
+        side = {"run_id": "r000", "model_ref": "m"}
+        store.append_many([(RecordType.GATE_DECISION, {"verdict": "pass", "base": side, "candidate": side,
+                                                       "judge": "refusal", "candidate_model": f"g{n}"}, None)
+                           for n in range(60)])
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
+
+        first, ids = _paged_rows(client, "/runs?model=even", r'<a href="/runs/(r\d+)">')
+        assert "page 1 of 2 (60 in all)" in first
+        assert ids == [f"r{n:03d}" for n in range(118, 18, -2)]
+        second_url = html.unescape(re.findall(r'<a rel="next" href="([^"]*)"', first)[0])
+        second, ids = _paged_rows(client, second_url, r'<a href="/runs/(r\d+)">')
+        assert "page 2 of 2" in second and ids == [f"r{n:03d}" for n in range(18, -1, -2)]
+
+        listed = client.get("/api/v1/runs", params={"model": "odd"})
+        assert [r["id"] for r in listed.json()] == [f"r{n:03d}" for n in range(119, 19, -2)]
+        assert listed.headers["x-total-count"] == "60"
+        assert len(client.get("/api/v1/runs", params={"model": "odd", "per_page": 500}).json()) == 60
+        assert client.get("/api/v1/runs", params={"page": 3}).json()[-1]["id"] == "r000"
+        assert client.get("/api/v1/runs", params={"per_page": 0}).status_code == 422
+
+        gates_first, ids = _paged_rows(client, "/gates", r'href="/gates/(\d+)"')
+        assert "page 1 of 2 (60 in all)" in gates_first and len(ids) == 50
+        assert ids == sorted(ids, key=int, reverse=True)
+        gates_next = html.unescape(re.findall(r'<a rel="next" href="([^"]*)"', gates_first)[0])
+        _, older = _paged_rows(client, gates_next, r'href="/gates/(\d+)"')
+        assert len(older) == 10 and int(older[0]) < int(ids[-1])
+        api_gates = client.get("/api/v1/gates", params={"page": 2})
+        assert [g["record_id"] for g in api_gates.json()] == [int(i) for i in older]
+        assert api_gates.headers["x-total-count"] == "60"
