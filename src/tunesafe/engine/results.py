@@ -291,6 +291,24 @@ def list_runs(store: Store) -> list[RunInfo]:
     return [_info(store, r, counts) for r in rows]
 
 
+def run_ids(store: Store, model: str | None = None) -> list[str]:
+    """Run ids, newest first; with `model`, only the runs recorded under that model name (the config's
+    `model_name`, as `RunInfo.model_name`). Reads ids and configs only: no attempt is counted here."""
+    newest = (RunRow.created_at.desc(), RunRow.id.desc())
+    if model is None:
+        return [run_id for (run_id,) in read(store, select(RunRow.id).order_by(*newest))]
+    rows = read(store, select(RunRow.id, RunRow.config).order_by(*newest))
+    return [run_id for run_id, config in rows
+            if isinstance(config, Mapping) and config.get("model_name") == model]
+
+
+def load_runs(store: Store, ids: Sequence[str]) -> list[RunInfo]:
+    """The runs `ids`, in that order, with their attempts counted (only theirs: a page of a long list)."""
+    rows = {r.id: r for r in read(store, select(RunRow.__table__).where(RunRow.id.in_(list(ids))))}
+    counts = _counts(store, list(rows))
+    return [_info(store, rows[run_id], counts) for run_id in ids if run_id in rows]
+
+
 def newest_run_record_id(store: Store, run_id: str, confirmed: int | None = None) -> int | None:
     """The id of the newest RUN evidence record of a run. Bodies are canonical JSON, so the run id
     appears in exactly this form; the match is confirmed on the parsed body (unless it is `confirmed`,

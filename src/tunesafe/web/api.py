@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from tunesafe.web import schemas as S
 from tunesafe.web.deps import store_of
 from tunesafe.web.pages import evidence, gates, incidents, inventory, models, runs, scans, schedules
+from tunesafe.web.paging import MAX_PER_PAGE, PER_PAGE
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 
@@ -95,9 +96,35 @@ def attest_control(
     )
 
 
-@router.get("/runs", response_model=list[S.RunSummary], summary="Evaluation runs, newest first")
-def list_runs(request: Request, model: str | None = None) -> JSONResponse:
-    return _json(runs.runs_list(store_of(request), model))
+# The run and gate lists stay bare lists (what clients read before they were paged); the total rides in a
+# header, and a page past the end is empty, so a client reading pages until an empty one stops.
+TOTAL_HEADER = "X-Total-Count"
+_PAGED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            TOTAL_HEADER: {"description": "items in all pages", "schema": {"type": "integer"}}
+        }
+    }
+}
+_PAGE = Query(1, ge=1, description=f"page number; {PER_PAGE} items a page unless per_page says")
+_PER_PAGE = Query(PER_PAGE, ge=1, le=MAX_PER_PAGE)
+
+
+def _list_page(data: dict[str, Any], key: str, page: int) -> JSONResponse:
+    items = data[key] if page <= data["pages"] else []
+    return JSONResponse(jsonable_encoder(items), headers={TOTAL_HEADER: str(data["total"])})
+
+
+@router.get(
+    "/runs",
+    response_model=list[S.RunSummary],
+    responses=_PAGED,
+    summary="Evaluation runs, newest first, a page at a time",
+)
+def list_runs(
+    request: Request, model: str | None = None, page: int = _PAGE, per_page: int = _PER_PAGE
+) -> JSONResponse:
+    return _list_page(runs.runs_page(store_of(request), model, page_no=page, per_page=per_page), "runs", page)
 
 
 @router.get(
@@ -107,7 +134,7 @@ def get_run(
     request: Request,
     run_id: str,
     page: int = Query(1, ge=1),
-    per_page: int = Query(runs.PER_PAGE, ge=1, le=runs.MAX_PER_PAGE),
+    per_page: int = Query(PER_PAGE, ge=1, le=MAX_PER_PAGE),
     family: str | None = None,
     category: str | None = None,
     kind: str | None = None,
@@ -135,9 +162,14 @@ def get_attempt(request: Request, run_id: str, attempt_id: str) -> JSONResponse:
     return _json(runs.attempt_detail(store_of(request), run_id, attempt_id))
 
 
-@router.get("/gates", response_model=list[S.GateRow], summary="Gate decisions, newest first")
-def list_gates(request: Request) -> JSONResponse:
-    return _json(gates.gates_list(store_of(request)))
+@router.get(
+    "/gates",
+    response_model=list[S.GateRow],
+    responses=_PAGED,
+    summary="Gate decisions, newest first, a page at a time",
+)
+def list_gates(request: Request, page: int = _PAGE, per_page: int = _PER_PAGE) -> JSONResponse:
+    return _list_page(gates.gates_page(store_of(request), page_no=page, per_page=per_page), "gates", page)
 
 
 @router.get(

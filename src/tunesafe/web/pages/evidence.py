@@ -15,10 +15,10 @@ from tunesafe.engine import results as run_store
 from tunesafe.evidence.schema import ChainHead, RecordRow
 from tunesafe.evidence.store import Store
 from tunesafe.web.deps import record_or_404, store_of
+from tunesafe.web.paging import PER_PAGE, clamp
 from tunesafe.web.templating import page
 
 router = APIRouter()
-PER_PAGE = 50
 
 
 def chain_status(store: Store) -> dict[str, Any]:
@@ -50,8 +50,7 @@ def records_page(
     query = select(*columns, RecordRow.hash).where(*where)
     count = select(func.count()).select_from(RecordRow).where(*where)
     total = run_store.read(store, count)[0][0]
-    pages = max(1, -(-total // per_page))
-    page_no = min(page_no, pages)
+    pages, page_no = clamp(total, page_no, per_page)
     rows = run_store.read(
         store, query.order_by(RecordRow.id.desc()).limit(per_page).offset((page_no - 1) * per_page)
     )

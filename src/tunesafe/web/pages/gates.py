@@ -13,36 +13,50 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tunesafe.analysis.outcome import is_attack_success, outcome
 from tunesafe.engine import results as run_store
-from tunesafe.evidence.schema import AttemptResultRow
+from tunesafe.evidence.schema import AttemptResultRow, RecordRow
 from tunesafe.evidence.store import Store
 from tunesafe.reports.html import report_context, title
 from tunesafe.types import AttemptResult, EvidenceRecord, RecordType
 from tunesafe.web.deps import not_found, record_or_404, store_of
-from tunesafe.web.pages.runs import PER_PAGE, attempt_detail
+from tunesafe.web.pages.runs import attempt_detail
+from tunesafe.web.paging import MAX_PER_PAGE, PER_PAGE, clamp, window
 from tunesafe.web.templating import page
 
 router = APIRouter()
 _T = AttemptResultRow
 
 
-def gates_list(store: Store) -> list[dict[str, Any]]:
-    return [
-        {
-            "record_id": r.id,
-            "created_at": r.created_at,
-            "verdict": r.body["verdict"],
-            "title": title(r.body),
-            "candidate_model": r.body.get("candidate_model"),
-            "base_run": r.body["base"]["run_id"],
-            "candidate_run": r.body["candidate"]["run_id"],
-            "judge": r.body["judge"],
-        }
-        for r in reversed(list(store.records(type=RecordType.GATE_DECISION)))
-    ]
+def gates_page(store: Store, *, page_no: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
+    """One page of the gate decisions, newest first: only the page's records are read."""
+    gate = RecordRow.type == RecordType.GATE_DECISION
+    total = run_store.read(store, select(func.count()).select_from(RecordRow).where(gate))[0][0]
+    pages, page_no = clamp(total, page_no, per_page)
+    newest = select(RecordRow.id).where(gate).order_by(RecordRow.id.desc())
+    ids = run_store.read(store, newest.limit(per_page).offset(window(page_no, per_page).start))
+    return {
+        "gates": [_gate_row(store.get(record_id)) for (record_id,) in ids],
+        "total": total,
+        "page": page_no,
+        "pages": pages,
+        "per_page": per_page,
+    }
+
+
+def _gate_row(r: EvidenceRecord) -> dict[str, Any]:
+    return {
+        "record_id": r.id,
+        "created_at": r.created_at,
+        "verdict": r.body["verdict"],
+        "title": title(r.body),
+        "candidate_model": r.body.get("candidate_model"),
+        "base_run": r.body["base"]["run_id"],
+        "candidate_run": r.body["candidate"]["run_id"],
+        "judge": r.body["judge"],
+    }
 
 
 def gate_record(store: Store, record_id: int) -> EvidenceRecord:
@@ -114,8 +128,7 @@ def cell_pairs(
     n_all = len(pairs)
     if discordant:
         pairs = [p for p in pairs if p["discordant"]]
-    pages = max(1, -(-len(pairs) // per_page))
-    page_no = min(page_no, pages)
+    pages, page_no = clamp(len(pairs), page_no, per_page)
     return {
         "record_id": record_id,
         "title": title(body),
@@ -129,7 +142,7 @@ def cell_pairs(
         "pages": pages,
         "per_page": per_page,
         "escalated": bool(body.get("escalation")),
-        "pairs": pairs[(page_no - 1) * per_page : page_no * per_page],
+        "pairs": pairs[window(page_no, per_page)],
     }
 
 
@@ -162,8 +175,12 @@ def _request(result: AttemptResult) -> str:
 
 
 @router.get("/gates", response_class=HTMLResponse, include_in_schema=False)
-def gates_page(request: Request) -> HTMLResponse:
-    return page(request, "gates.html.j2", {"gates": gates_list(store_of(request))})
+def gates_view(
+    request: Request,
+    page_no: int = Query(1, alias="page", ge=1),
+    per_page: int = Query(PER_PAGE, ge=1, le=MAX_PER_PAGE),
+) -> HTMLResponse:
+    return page(request, "gates.html.j2", gates_page(store_of(request), page_no=page_no, per_page=per_page))
 
 
 @router.get("/gates/{record_id}", response_class=HTMLResponse, include_in_schema=False)

@@ -18,21 +18,40 @@ from tunesafe.engine import results as run_store
 from tunesafe.evidence.schema import AttemptResultRow, RunRow
 from tunesafe.evidence.store import Store
 from tunesafe.web.deps import not_found, store_of
+from tunesafe.web.paging import MAX_PER_PAGE, PER_PAGE, clamp, window
 from tunesafe.web.run_index import FILTERS, RunState, RunStates
 from tunesafe.web.templating import page
 
 router = APIRouter()
 
-PER_PAGE = 50
 AXES = ("overall", "family", "category", "kind")
 RATES = ("asr", "refusal", "over_refusal", "error", "degenerate", "blocked")  # the columns of `runs show`
-MAX_PER_PAGE = 500
 _T = AttemptResultRow
 
 
 def runs_list(store: Store, model: str | None = None) -> list[dict[str, Any]]:
-    runs = [r for r in run_store.list_runs(store) if model is None or r.model_name == model]
-    return [{**run_summary(r.as_dict())} for r in reversed(runs)]
+    """Every run (of `model`), newest first."""
+    return _summaries(store, run_store.run_ids(store, model))
+
+
+def runs_page(
+    store: Store, model: str | None = None, *, page_no: int = 1, per_page: int = PER_PAGE
+) -> dict[str, Any]:
+    """One page of the runs (of `model`), newest first: only the page's runs are loaded and counted."""
+    ids = run_store.run_ids(store, model)
+    pages, page_no = clamp(len(ids), page_no, per_page)
+    return {
+        "runs": _summaries(store, ids[window(page_no, per_page)]),
+        "total": len(ids),
+        "page": page_no,
+        "pages": pages,
+        "per_page": per_page,
+        "model": model,
+    }
+
+
+def _summaries(store: Store, ids: list[str]) -> list[dict[str, Any]]:
+    return [run_summary(r.as_dict()) for r in run_store.load_runs(store, ids)]
 
 
 def run_summary(info: dict[str, Any]) -> dict[str, Any]:
@@ -75,11 +94,13 @@ def run_page(
     )
     if chosen or errors_only:
         matching = state.index().select(chosen, errors_only)
-        total, pages, page_no = _paging(len(matching), page_no, per_page)
-        wanted = [state.index().ids[i] for i in matching[(page_no - 1) * per_page : page_no * per_page]]
+        total = len(matching)
+        pages, page_no = clamp(total, page_no, per_page)
+        wanted = [state.index().ids[i] for i in matching[window(page_no, per_page)]]
         query = select(*columns).where(_T.run_id == run_id, _T.attempt_id.in_(wanted))
     else:  # walks the (run_id, attempt_id) index: reads only the page's rows
-        total, pages, page_no = _paging(state.n_rows, page_no, per_page)
+        total = state.n_rows
+        pages, page_no = clamp(total, page_no, per_page)
         query = select(*columns).where(_T.run_id == run_id).limit(per_page).offset((page_no - 1) * per_page)
     rows = [_row(run_id, r) for r in run_store.read(store, query.order_by(_T.attempt_id))] if total else []
     return {
@@ -95,11 +116,6 @@ def run_page(
         "rows": rows,
         "choices": _choices(state, summary),
     }
-
-
-def _paging(total: int, page_no: int, per_page: int) -> tuple[int, int, int]:
-    pages = max(1, -(-total // per_page))
-    return total, pages, min(page_no, pages)
 
 
 def _info(row: Any, state: RunState, summary: dict[str, Any] | None) -> dict[str, Any]:
@@ -210,10 +226,14 @@ def _metrics(summary: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 @router.get("/runs", response_class=HTMLResponse, include_in_schema=False)
-def runs_page(request: Request, model: str | None = Query(None)) -> HTMLResponse:
-    return page(
-        request, "runs.html.j2", {"runs": runs_list(store_of(request), model or None), "model": model}
-    )
+def runs_view(
+    request: Request,
+    model: str | None = Query(None),
+    page_no: int = Query(1, alias="page", ge=1),
+    per_page: int = Query(PER_PAGE, ge=1, le=MAX_PER_PAGE),
+) -> HTMLResponse:
+    data = runs_page(store_of(request), model or None, page_no=page_no, per_page=per_page)
+    return page(request, "runs.html.j2", data)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
