@@ -383,3 +383,44 @@ def test_an_api_attestation_without_a_signer_name_is_refused(token_client: TestC
     # a sign-off recorded as by "api client" would satisfy the control with nobody accountable
     assert refused.status_code == 400 and "X-Tunesafe-Actor" in refused.json()["detail"]
     assert _head(store) == before
+
+
+def test_an_update_posted_after_the_session_expired_keeps_the_note(tmp_path: Path) -> None:
+    """An incident update posted with an expired session answered "sign in first" and the typed note was
+    gone. It now goes to the sign-in page and back to the incident with the note and status in the form,
+    recorded only when the signed-in user submits it again with a fresh CSRF token."""
+    from tunesafe.production import incidents
+
+    note = "Checked the logs <b>twice</b> & found [placeholder]"
+    with Store.open(str(tmp_path / "store.db")) as store:
+        found = incidents.open_incident(store, model="bot", title="t", severity="high", source="user_report")
+        access = auth.Access(TOKEN)
+        stale = access.sign_in(TOKEN, "alice", now=time.time() - auth.SESSION_SECONDS - 60)
+        browser = TestClient(create_app(store, access), base_url=LOOPBACK, cookies={auth.COOKIE: stale})
+        before = _head(store)
+        posted = browser.post(
+            f"/incidents/{found.id}/update",
+            data={"status": "investigating", "note": note, "csrf_token": access.csrf_token("old")},
+            follow_redirects=False,
+        )
+        assert posted.status_code == 303 and posted.headers["location"].startswith("/login?next=")
+        login = browser.get(posted.headers["location"])
+        assert login.status_code == 200 and _head(store) == before
+        shown_next = html.unescape(login.text.split('name="next" value="')[1].split('"')[0])
+        back = browser.post("/login", data={"token": TOKEN, "name": "alice", "next": shown_next})
+        assert back.status_code == 200 and str(back.url).split("?")[0].endswith(f"/incidents/{found.id}")
+        assert _head(store) == before  # signing in applied nothing
+        form = back.text.split('id="update"')[1].split("</form>")[0]
+        assert f">{html.escape(note, quote=False)}</textarea>" in form
+        assert '<option value="investigating" selected>' in form
+        csrf = form.split('name="csrf_token" value="')[1].split('"')[0]
+        done = browser.post(f"/incidents/{found.id}/update",
+                            data={"status": "investigating", "note": note, "csrf_token": csrf})
+        assert done.status_code == 200
+        update = list(store.records(type=RecordType.INCIDENT_UPDATE))[-1]
+        assert update.actor == "alice (dashboard)" and update.body["note"] == note
+
+        # a link carrying a note only fills the form in: nothing is recorded without the signed-in POST
+        head = _head(store)
+        linked = browser.get(f"/incidents/{found.id}", params={"note": "planted", "status": "closed"})
+        assert ">planted</textarea>" in linked.text and _head(store) == head
