@@ -477,4 +477,4 @@ def test_runs_and_gates_lists_are_paged_newest_first(tmp_path: Any) -> None:
         api_gates = client.get("/api/v1/gates", params={"page": 2})
         assert [g["record_id"] for g in api_gates.json()] == [int(i) for i in older]
         assert api_gates.headers["x-total-count"] == "60"
-        assert client.get("/api/v1/gates", params={"page": 3}).json() == []  # a client reading to the end stops
+        assert client.get("/api/v1/gates", params={"page": 3}).json() == []  # a client reading on stops
