@@ -413,12 +413,26 @@ def test_an_update_posted_after_the_session_expired_keeps_the_note(tmp_path: Pat
         form = back.text.split('id="update"')[1].split("</form>")[0]
         assert f">{html.escape(note, quote=False)}</textarea>" in form
         assert '<option value="investigating" selected>' in form
+        assert "not recorded yet" in back.text.split('id="unsent"')[1]
         csrf = form.split('name="csrf_token" value="')[1].split('"')[0]
+        # the old form's CSRF token (of the expired session) is refused, the note comes back again
+        refused = browser.post(f"/incidents/{found.id}/update",
+                               data={"note": note, "csrf_token": access.csrf_token("old")})
+        assert refused.status_code == 403 and _head(store) == before
+        assert f">{html.escape(note, quote=False)}</textarea>" in refused.text and "CSRF" in refused.text
         done = browser.post(f"/incidents/{found.id}/update",
                             data={"status": "investigating", "note": note, "csrf_token": csrf})
         assert done.status_code == 200
         update = list(store.records(type=RecordType.INCIDENT_UPDATE))[-1]
         assert update.actor == "alice (dashboard)" and update.body["note"] == note
+
+        # too long for the sign-in link: the sign-in page shows it to copy
+        long_note = "[placeholder] " * 400
+        expired = TestClient(create_app(store, access), base_url=LOOPBACK, cookies={auth.COOKIE: stale})
+        shown = expired.post(f"/incidents/{found.id}/update", data={"note": long_note, "csrf_token": csrf})
+        assert shown.status_code == 401 and 'id="login"' in shown.text
+        assert f">{long_note}</textarea>" in shown.text
+        assert f'name="next" value="/incidents/{found.id}"' in shown.text
 
         # a link carrying a note only fills the form in: nothing is recorded without the signed-in POST
         head = _head(store)

@@ -44,6 +44,10 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-store",  # pages hold model answers: never left in shared caches
 }
+UNSENT_ERROR = (
+    "Your session ended before the update was recorded. Copy your note from below, sign in, and submit "
+    "it again."
+)
 OPEN_PATHS = ("/login", "/static/", "/report.css", "/favicon.ico")
 REPORT_CSS = (files("tunesafe.reports") / "templates" / "_style.css.j2").read_text(encoding="utf-8")
 
@@ -107,10 +111,16 @@ async def _signed_in_or_refused(
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if request.method != "GET":
+    if request.method == "GET":
+        # the query too: a shared link to a cell or a run's page names what it shows there
+        wanted = f"{path}?{request.url.query}" if request.url.query else path
+    elif (unsent := await incidents.unsent_update(request)) is not None:
+        wanted, too_long = unsent
+        if too_long is not None:
+            return page(request, "login.html.j2", {"next": wanted, "error": UNSENT_ERROR, "draft": too_long},
+                        status_code=401)
+    else:
         return PlainTextResponse("sign in first", status_code=401)
-    # the query too: a shared link to a cell or a run's page names what it shows there
-    wanted = f"{path}?{request.url.query}" if request.url.query else path
     query = urlencode({"next": wanted}, safe="/", quote_via=quote)
     return RedirectResponse(f"/login?{query}", status_code=303)
 

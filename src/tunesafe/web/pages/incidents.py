@@ -4,11 +4,13 @@ note) recorded as an INCIDENT_UPDATE evidence record whose actor is the signed-i
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
@@ -19,6 +21,9 @@ from tunesafe.web.forms import form_fields
 from tunesafe.web.templating import page
 
 router = APIRouter()
+_UPDATE_FORM = re.compile(r"/incidents/([^/]+)/update")
+# The note travels back in the sign-in link: past this, that link would be longer than servers accept.
+MAX_DRAFT_CHARS = 4000
 
 
 def incidents_list(
@@ -74,22 +79,75 @@ def incidents_page(
     )
 
 
+async def unsent_update(request: Request) -> tuple[str, str | None] | None:
+    """For an incident update form posted without a valid session (it expired while the user typed): the
+    incident page to come back to after signing in, with the note and status as query parameters that only
+    fill the form in again (recording still takes the signed-in POST with its CSRF token), and the note
+    when it is too long to travel in that link. None for any other request."""
+    found = _UPDATE_FORM.fullmatch(request.url.path)
+    if request.method != "POST" or found is None:
+        return None
+    try:
+        number = path_id(found.group(1))
+        fields = await form_fields(request)
+    except (UserError, HTTPException):
+        return None
+    back = f"/incidents/{number}"
+    draft = {k: fields[k] for k in ("note", "status") if fields.get(k)}
+    if len(draft.get("note", "")) > MAX_DRAFT_CHARS:
+        return back, draft["note"]
+    return f"{back}?{urlencode({**draft, 'unsent': 'true'})}", None
+
+
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, include_in_schema=False)
-def incident_page(request: Request, incident_id: str) -> HTMLResponse:
+def incident_page(
+    request: Request,
+    incident_id: str,
+    note: str | None = Query(None, description="fills the update form in; nothing is recorded"),
+    status: str | None = Query(None, description="selects a status in the update form"),
+    unsent: bool = Query(False, description="say that the update in the form is not recorded yet"),
+) -> HTMLResponse:
+    return _page_with_draft(request, path_id(incident_id), note, status, UNSENT if unsent else None)
+
+
+UNSENT = "Your update is not recorded yet: check it below and submit it again."
+
+
+def _page_with_draft(
+    request: Request,
+    number: int,
+    note: str | None,
+    status: str | None,
+    unsent: str | None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    statuses = (*inc.UPDATE_STATUSES, "closed")
     return page(
         request,
         "incident.html.j2",
         {
-            "i": incident_detail(store_of(request), path_id(incident_id)),
-            "update_statuses": (*inc.UPDATE_STATUSES, "closed"),
+            "i": incident_detail(store_of(request), number),
+            "update_statuses": statuses,
+            "draft": {"note": note or "", "status": status if status in statuses else ""},
+            "unsent": unsent,
         },
+        status_code=status_code,
     )
 
 
 @router.post("/incidents/{incident_id}/update", include_in_schema=False)
-async def incident_update_form(request: Request, incident_id: str) -> RedirectResponse:
+async def incident_update_form(request: Request, incident_id: str) -> Response:
     number = path_id(incident_id)
     fields = await form_fields(request)
-    who = request.app.state.access.require_writer(request, fields.get(CSRF_FIELD))
+    access = request.app.state.access
+    try:
+        who = access.require_writer(request, fields.get(CSRF_FIELD))
+    except HTTPException as refused:
+        if refused.status_code != 403 or access.identify(request) is None:
+            raise
+        # signed in again since the form was loaded (a new session, so a new CSRF token): nothing is
+        # recorded, the form comes back filled in for the user to submit
+        unsent = f"The form's CSRF token is not this sign-in's (it was loaded before). {UNSENT}"
+        return _page_with_draft(request, number, fields.get("note"), fields.get("status"), unsent, 403)
     apply_update(store_of(request), number, who, status=fields.get("status"), note=fields.get("note"))
     return RedirectResponse(f"/incidents/{number}", status_code=303)
