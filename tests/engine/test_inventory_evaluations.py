@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import tunesafe
+from tunesafe.engine.results import load_run
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.governance.checks import own_evaluations
@@ -124,3 +125,60 @@ def test_the_python_api_checks_the_name_as_the_cli(tmp_path: Path, server: Serve
     assert tunesafe.evaluate(server.ref("ft-v1"), name="ft", **options).status == "complete"
     with Store.open(str(db)) as store:
         assert len(list(store.records(type=RecordType.SAFETY_EVAL))) == 1
+
+
+def test_a_run_finished_after_a_new_version_counts_for_the_version_it_started_on(
+        cli: Cli, tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    assert cli("models", "add", "base", "--ref", server.ref("base"))[0] == 0
+    assert cli("models", "add", "ft", "--ref", server.ref("ft-v1"), "--base", "base")[0] == 0
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+    # every answer of version 1 stored, Ctrl-C while the run's evidence is written
+    monkeypatch.setattr("tunesafe.engine.runner.summarize", interrupted)
+    code, _, err = _eval(cli, server.ref("ft-v1"), suite, "--name", "ft")
+    monkeypatch.undo()
+    assert code == 130, err
+    [run_id] = cli.runs()
+    code, _, err = cli("models", "add", "ft", "--new-version", "--ref", server.ref("ft-v2"), "--base", "base")
+    assert code == 0, err
+
+    code, _, err = cli("eval", "--resume", run_id, "--no-progress")  # nothing left to ask: it only closes
+    assert code == 0, err
+    # the answers are version 1's: version 2 is still unevaluated
+    assert _missing(cli) == ["ft"]
+    with Store.open(str(cli.db)) as store:
+        v1, _ = (r.id for r in store.records(type=RecordType.MODEL_VERSION, subject="ft"))
+        assert own_evaluations(collect_lineage(store, "ft")) == []
+        assert len(own_evaluations(collect_lineage(store, "ft", "1"))) == 2  # the run and its evaluation
+    assert [e["model_version_record"] for e in _safety_evals(cli)] == [v1]
+
+    code, _, err = cli("runs", "rejudge", run_id, "--judge", "refusal")  # its answers stay version 1's
+    assert code == 0, err
+    assert [e["model_version_record"] for e in _safety_evals(cli)] == [v1, v1]
+    assert _missing(cli) == ["ft"]
+    assert cli("verify")[0] == 0
+
+
+def test_a_resume_after_a_new_version_is_refused_rather_than_mixing_two_versions(cli: Cli, tmp_path: Path,
+                                                                                 server: Server) -> None:
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    assert cli("models", "add", "base", "--ref", server.ref("base"))[0] == 0
+    assert cli("models", "add", "ft", "--ref", server.ref("ft-v1"), "--base", "base")[0] == 0
+    server.app.go_down()
+    code, _, err = _eval(cli, server.ref("ft-v1", breaker="2", cooldown="0.1"), suite, "--name", "ft",
+                         "--max-pause", "0.5")
+    assert code == 3, err
+    [run_id] = cli.runs()
+    server.app.come_back()
+    code, _, err = cli("models", "add", "ft", "--new-version", "--ref", server.ref("ft-v2"), "--base", "base")
+    assert code == 0, err
+
+    code, _, err = cli("eval", "--resume", run_id, "--no-progress")
+    assert code == 2, err
+    assert "--resume" in err and "version 1 of 'ft'" in err and "version 2" in err
+    assert "start a new run" in err and "Traceback" not in err
+    with Store.open(str(cli.db)) as store:
+        assert load_run(store, run_id).status == "interrupted"
+    assert _safety_evals(cli) == [] and _missing(cli) == ["ft"]
