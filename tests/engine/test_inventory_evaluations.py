@@ -151,13 +151,16 @@ def test_a_run_finished_after_a_new_version_counts_for_the_version_it_started_on
     with Store.open(str(cli.db)) as store:
         v1, _ = (r.id for r in store.records(type=RecordType.MODEL_VERSION, subject="ft"))
         assert own_evaluations(collect_lineage(store, "ft")) == []
-        assert len(own_evaluations(collect_lineage(store, "ft", "1"))) == 2  # the run and its evaluation
+        assert len(own_evaluations(collect_lineage(store, "ft", "1"))) == 1  # the run (its evaluation's node)
     assert [e["model_version_record"] for e in _safety_evals(cli)] == [v1]
 
     code, _, err = cli("runs", "rejudge", run_id, "--judge", "refusal")  # its answers stay version 1's
     assert code == 0, err
     assert [e["model_version_record"] for e in _safety_evals(cli)] == [v1, v1]
     assert _missing(cli) == ["ft"]
+    with Store.open(str(cli.db)) as store:
+        assert own_evaluations(collect_lineage(store, "ft")) == []
+        assert len(own_evaluations(collect_lineage(store, "ft", "1"))) == 2
     assert cli("verify")[0] == 0
 
 

@@ -149,6 +149,8 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
         if info.status == "complete" and not (retry_errors and info.n_errors):
             return RunReport(resume, "complete", summarize(store_results.load_results(store, resume)))
         _check_not_rejudged(info, retry_errors)
+        if info.n_done < info.n_planned or retry_errors:
+            _check_same_version(store, info)
         # stored refs lost their credentials (models/refs.py): take them from the refs given again
         # (replicas at other URLs serve the run's model: the ref given names where, with its credentials)
         model_ref = model_ref if moved else restore_ref(info.model_ref, model_ref, "MODEL")
@@ -262,6 +264,24 @@ def _check_same_options(run_id: str, given: EvalConfig, stored: EvalConfig,
         raise UserError(f"run {run_id} was planned with {what}", where="--resume",
                         fix="leave those options out to resume the run as planned, or start a new run "
                             "without --resume")
+
+
+def _check_same_version(store: Store, info: store_results.RunInfo) -> None:
+    """A run's answers are all of the inventory version its name was checked against when it started:
+    new answers after another version was registered would mix two models in one evaluation."""
+    pinned = info.config.get("model_version")
+    if not info.model_name or not isinstance(pinned, Mapping):
+        return
+    from tunesafe.production.inventory import inventory
+
+    current = inventory(store).get(info.model_name)
+    if current is None or current.record_id == pinned.get("record_id"):
+        return
+    raise UserError(f"run {info.id} evaluates version {pinned.get('version')} of {info.model_name!r}, and "
+                    f"version {current.version} was registered since: resuming would mix the answers of two "
+                    "versions in one run", where="--resume",
+                    fix=f"start a new run of the current version: `tunesafe eval MODEL --name "
+                        f"{info.model_name}` (run {info.id} stays as it is)")
 
 
 def _check_not_rejudged(info: store_results.RunInfo, retry_errors: bool) -> None:
@@ -443,10 +463,13 @@ def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_con
             "suite": stored_config["suite"], "judge": stored_config["judges"][0], "n_attempts": len(results),
             **json.loads(canonical_json({m: overall.rate(m) for m in ("asr", "refusal", "over_refusal",
                                                                         "error")}))}
-        if stored_config.get("model_version") is not None:
-            details["version"] = stored_config["model_version"]
+        pinned = stored_config.get("model_version")
+        if pinned is not None:
+            details["version"] = pinned
+        # the version checked when the run started made its answers, whatever was registered since
         record_safety_eval(store, model_name, run_id=run_id, details=details,
-                           answers_record=record.body.get("answers_record"))
+                           answers_record=record.body.get("answers_record"),
+                           version=pinned["record_id"] if pinned is not None else None)
     store_results.set_status(store, run_id, "complete", finished_at=finished)
     return RunReport(run_id, "complete", summary, stats, record.id)
 

@@ -23,8 +23,9 @@ How records join (nothing is guessed from names alone where a hash exists):
   saved adapter's sha256 / path equals a file of the model version.
 - datasets: those the model version declares plus those its training runs trained on (sha256);
   `data_mix` records whose mixed file is one of them; `data_scan` records of the same sha256.
-- evaluations: `run` records naming the model in the window (a re-judged run where the run that
-  generated its answers stands: production.inventory.evaluated_as_of), and the runs each gate compared.
+- evaluations: `run` records naming the model of this version (the version the run was checked against
+  when it started, else in the window; a re-judged run where the run that generated its answers stands:
+  production.inventory.evaluates), and the runs each gate compared.
 - gates: `gate_decision` with candidate_model = the model; deployments: `endpoint` records serving
   this version record; guardrail verifications: of an endpoint, after its record (until re-recorded).
 - incidents and red-team runs: subject = the model name, in the version's window; role decisions and
@@ -40,7 +41,7 @@ from typing import Any
 
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
-from tunesafe.production.inventory import evaluated_as_of
+from tunesafe.production.inventory import evaluates
 from tunesafe.types import EvidenceRecord, RecordType
 
 SCHEMA = "tunesafe.lineage/v1"
@@ -294,7 +295,7 @@ class _Builder:
     def add_evaluations(self, model_id: str) -> None:
         runs = {r.body.get("run_id"): r for r in self.records(RecordType.RUN)}
         for rec in self.records(RecordType.RUN):
-            if rec.body.get("model_name") == self.model and self.lo < evaluated_as_of(rec) < self.hi:
+            if rec.body.get("model_name") == self.model and evaluates(rec, self.lo, self.hi):
                 self.add("evaluation", rec, _run_label(rec), [model_id])
         for rec in self.records(RecordType.SAFETY_EVAL):
             pointer = str((rec.body.get("details") or {}).get("run_record"))

@@ -7,8 +7,10 @@ records in chain order.
 A model is fine-tuned when it has a base. It "lacks post-fine-tuning safety evaluation" when no
 RecordType.SAFETY_EVAL or RecordType.GATE_DECISION record naming it (body `model_name` or
 `candidate_model`) comes after its latest version in the chain. An evaluation counts for the version
-whose model produced the answers: a re-judged run's (no model call) stands where the run that generated
-its answers recorded them (`answers_record`, see `evaluated_as_of`).
+whose model produced the answers: the version its name was checked against when the run started (the
+run's `model_version`; a safety evaluation's `model_version_record`), else where it stands in the chain
+(a re-judged run's where the run that generated its answers recorded them: `answers_record`, see
+`evaluated_as_of`). See `evaluates`.
 """
 
 from __future__ import annotations
@@ -251,12 +253,37 @@ def evaluated_as_of(rec: EvidenceRecord) -> int:
     return as_of if isinstance(as_of, int) and not isinstance(as_of, bool) else 0
 
 
+def version_record(rec: EvidenceRecord) -> int | None:
+    """The MODEL_VERSION record an evaluation or run record says it evaluated (0: no version, the name
+    was not in the inventory then), None when it says none. A safety evaluation records it; a run
+    records the version its name was checked against when it started (`model_version`), which a
+    resume and a re-judge keep."""
+    if rec.type == RecordType.SAFETY_EVAL and "model_version_record" in rec.body:
+        found = rec.body["model_version_record"]
+    else:
+        pinned = (rec.body.get("config") or {}).get("model_version") if rec.type == RecordType.RUN else None
+        if not isinstance(pinned, Mapping):
+            return None
+        found = pinned.get("record_id")
+    return found if isinstance(found, int) and not isinstance(found, bool) else 0
+
+
+def evaluates(rec: EvidenceRecord, version: int, next_version: float | None = None) -> bool:
+    """Whether an evaluation or run record is of the version recorded at record `version` (the next
+    version of that name at `next_version`, None: it is the current one): the version it records, else
+    one whose answers were produced in that version's time (`evaluated_as_of`)."""
+    pinned = version_record(rec)
+    if pinned is not None:
+        return pinned == version
+    as_of = evaluated_as_of(rec)
+    return version < as_of and (next_version is None or as_of < next_version)
+
+
 def latest_evaluation(model: ModelVersion,
                       evals: Mapping[str, Sequence[EvidenceRecord]]) -> EvidenceRecord | None:
-    """The newest evaluation of the model's current version: one whose answers were produced after that
-    version was recorded (`evaluated_as_of`)."""
-    after = [r for r in evals.get(model.name, ()) if evaluated_as_of(r) > model.record_id]
-    return max(after, key=lambda r: r.id) if after else None
+    """The newest evaluation of the model's current version (`evaluates`)."""
+    of_it = [r for r in evals.get(model.name, ()) if evaluates(r, model.record_id)]
+    return max(of_it, key=lambda r: r.id) if of_it else None
 
 
 def list_models(store: Store, stage: str | None = None, *,
@@ -416,13 +443,19 @@ def update_model(store: Store, name: str, *, stage: str | None = None, owner: st
 
 def record_safety_eval(store: Store, name: str, *, verdict: str | None = None, run_id: str | None = None,
                        details: Mapping[str, Any] | None = None, actor: str | None = None,
-                       answers_record: int | None = None) -> EvidenceRecord:
+                       answers_record: int | None = None, version: int | None = None) -> EvidenceRecord:
     """Record that model `name` (its current version) had a post-fine-tuning safety evaluation. With
-    `answers_record` (a re-judged run: the record of the run that generated the answers), it is an
-    evaluation of the version current at that record instead (none, if the name was not yet in the
+    `version` (the MODEL_VERSION record id the run was checked against when it started), it is an
+    evaluation of that version; else with `answers_record` (a re-judged run: the record of the run that
+    generated the answers), of the version current at that record (none, if the name was not yet in the
     inventory then)."""
     current = get_model(store, name)
-    model = current if answers_record is None else inventory(store, before=answers_record).get(name)
+    if version is not None:
+        model = inventory(store, before=version + 1).get(name)
+        if model is None or model.record_id != version:
+            raise ValueError(f"record {version} is no version of {name!r}")
+    else:
+        model = current if answers_record is None else inventory(store, before=answers_record).get(name)
     body: dict[str, Any] = {
         "model_name": name, "model_version_record": model.record_id if model else None,
         "model_version_hash": model.record_hash if model else None, "verdict": verdict, "run_id": run_id,
