@@ -185,3 +185,27 @@ def test_a_resume_after_a_new_version_is_refused_rather_than_mixing_two_versions
     with Store.open(str(cli.db)) as store:
         assert load_run(store, run_id).status == "interrupted"
     assert _safety_evals(cli) == [] and _missing(cli) == ["ft"]
+
+
+def test_a_gate_base_of_an_earlier_version_is_an_evaluation_of_that_version(cli: Cli, tmp_path: Path,
+                                                                            server: Server) -> None:
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    assert cli("models", "add", "base", "--ref", server.ref("base"))[0] == 0
+    assert cli("models", "add", "ft", "--ref", server.ref("ft-v1"), "--base", "base")[0] == 0
+    assert cli("models", "add", "ft", "--new-version", "--ref", server.ref("ft-v2"), "--base", "base")[0] == 0
+    assert cli("models", "add", "other", "--ref", server.ref("other"), "--base", "base")[0] == 0
+    # a base may be any version of its name (a model's previous run against another model)
+    code, _, err = cli("gate", "--base", server.ref("ft-v1"), "--base-name", "ft", "--candidate",
+                       server.ref("other"), "--candidate-name", "other", "--suite", str(suite), "--attacks",
+                       "direct_request", "--judge", "refusal", "--out", str(tmp_path / "r"), "--no-progress")
+    assert code in (0, 1, 3) and "decision recorded" in err, err  # a small suite may be inconclusive
+    with Store.open(str(cli.db)) as store:
+        v1, v2 = (r.id for r in store.records(type=RecordType.MODEL_VERSION, subject="ft"))
+        [decision] = store.records(type=RecordType.GATE_DECISION)
+        assert decision.body["base_version"]["record_id"] == v1
+        assert own_evaluations(collect_lineage(store, "ft")) == []
+        assert len(own_evaluations(collect_lineage(store, "ft", "1"))) == 1
+    by_name = {e["model_name"]: e for e in _safety_evals(cli)}
+    assert by_name["ft"]["model_version_record"] == v1 and by_name["ft"]["details"]["version"]["version"] == 1
+    assert _missing(cli) == ["ft"]  # version 2 was not evaluated
+    assert v2 > v1
