@@ -68,8 +68,9 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
     from tunesafe.models.vllm_launch import hold
 
     # now, not after evaluating both models (gate_runs checks the runs again)
-    _check_inventory(store, (base_name, candidate_name), (base_ref, candidate_ref),
-                     ("the base is", "the candidate is"), attest_weights)
+    # the versions matched: a new run of either side is an evaluation of that version
+    versions = _check_inventory(store, (base_name, candidate_name), (base_ref, candidate_ref),
+                                ("the base is", "the candidate is"), attest_weights)
     base_ref, candidate_ref = align_backends(base_ref, candidate_ref)
     say = notify or _quiet
     if regressions_dir is not None:
@@ -82,11 +83,11 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
         if stored_base is None and threads:
             base_run, candidate_run = await _side_by_side(store, (base_ref, candidate_ref),
                                                           replace(config, threads=threads),
-                                                          (base_name, candidate_name), progress)
+                                                          (base_name, candidate_name), progress, versions)
         else:
             with run_label("base"):
                 base_run = await _stored_or_new(store, "base", base_ref, config, base_name, progress, say,
-                                                stored_base)
+                                                stored_base, versions[0])
             # Replay from the run that generated the base answers: a re-judge does not change what to
             # replay, and a candidate run stays reusable across re-judges of its base.
             replay = answers_source(run_store.load_run(store, base_run))
@@ -94,7 +95,8 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
             with run_label("candidate"):
                 candidate_run = await _stored_or_new(store, "candidate", candidate_ref, candidate_config,
                                                      candidate_name, progress, say,
-                                                     find_stored_run(store, candidate_ref, candidate_config))
+                                                     find_stored_run(store, candidate_ref, candidate_config),
+                                                     versions[1])
     escalation = await escalate_runs(store, base_run, candidate_run, escalate) if escalate else None
     return gate_runs(store, base_run, candidate_run, policy, base_name=base_name,
                      candidate_name=candidate_name, out_dir=out_dir, escalation=escalation,
@@ -329,7 +331,8 @@ def side_by_side_threads(base_ref: str, candidate_ref: str, config: EvalConfig) 
 
 
 async def _side_by_side(store: Store, refs: tuple[str, str], config: EvalConfig,
-                        names: tuple[str | None, str | None], progress: bool) -> tuple[str, str]:
+                        names: tuple[str | None, str | None], progress: bool,
+                        versions: Sequence[Mapping[str, Any] | None]) -> tuple[str, str]:
     """New runs of base and candidate, evaluated at once; the candidate starts as soon as the base run
     exists, replaying from it like a sequential gate, on a server started alongside the base's. A
     failure on either side stops the other (interrupted, resumable) and is raised."""
@@ -338,15 +341,15 @@ async def _side_by_side(store: Store, refs: tuple[str, str], config: EvalConfig,
     candidate_model = asyncio.ensure_future(asyncio.to_thread(load_run_model, refs[1], config))
 
     async def side(label: str, ref: str, side_config: EvalConfig, name: str | None,
-                   on_start: Callable[[str, int, int], None] | None = None,
+                   version: Mapping[str, Any] | None, on_start: Callable[[str, int, int], None] | None = None,
                    opened: ChatModel | None = None) -> str:
         with run_label(label):
             report = await evaluate(store, ref, side_config, model_name=name, progress=progress,
-                                    on_start=on_start, opened=opened)
+                                    on_start=on_start, opened=opened, version=version)
         return report.run_id
 
     with shared_display(progress):
-        base = asyncio.create_task(side("base", refs[0], config, names[0],
+        base = asyncio.create_task(side("base", refs[0], config, names[0], versions[0],
                                         lambda run_id, *_: base_id.set_result(run_id)))
         tasks = [base]
         try:
@@ -360,7 +363,7 @@ async def _side_by_side(store: Store, refs: tuple[str, str], config: EvalConfig,
             opened = await candidate_model
             tasks.append(asyncio.create_task(side("candidate", refs[1],
                                                   replace(config, replay_from=base_id.result()), names[1],
-                                                  opened=opened)))
+                                                  versions[1], opened=opened)))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()  # the first failure, if any
@@ -384,11 +387,13 @@ async def _close(opening: asyncio.Future[ChatModel]) -> None:
 
 
 async def _stored_or_new(store: Store, side: str, model_ref: str, config: EvalConfig, name: str | None,
-                         progress: bool, say: Callable[[str], None], stored: StoredRun | None) -> str:
+                         progress: bool, say: Callable[[str], None], stored: StoredRun | None,
+                         version: Mapping[str, Any] | None) -> str:
     """A stored run of this model and config (`stored`, from find_stored_run); else its stored answers
-    re-judged; else a new run."""
+    re-judged; else a new run (of inventory `version` of `name`, as check_evaluated matched it)."""
     if stored is None:
-        return await run_evaluation(store, model_ref, config, model_name=name, progress=progress)
+        return await run_evaluation(store, model_ref, config, model_name=name, progress=progress,
+                                    version=version)
     if not stored.rejudge:
         return stored.run_id
     new_run = await rejudge_run(store, stored.run_id, config.judges, judge_model_ref=config.judge_model_ref)

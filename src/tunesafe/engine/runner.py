@@ -106,9 +106,10 @@ def fresh_config(store: Store, model_ref: str, config: EvalConfig) -> tuple[Mode
 
 async def run_evaluation(store: Store, model_ref: str | None, config: EvalConfig, *,
                          resume: str | None = None, model_name: str | None = None,
-                         progress: bool = True) -> str:
+                         progress: bool = True, version: Mapping[str, Any] | None = None) -> str:
     """Run (or resume) an evaluation; returns the run id."""
-    report = await evaluate(store, model_ref, config, resume=resume, model_name=model_name, progress=progress)
+    report = await evaluate(store, model_ref, config, resume=resume, model_name=model_name, progress=progress,
+                            version=version)
     return report.run_id
 
 
@@ -117,7 +118,7 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
                    on_start: Callable[[str, int, int], None] | None = None,
                    retry_errors: bool = False, opened: ChatModel | None = None,
                    explicit: Collection[str] = (), check_name: bool = False,
-                   attest_weights: bool = False) -> RunReport:
+                   attest_weights: bool = False, version: Mapping[str, Any] | None = None) -> RunReport:
     """run_evaluation, returning the summary and this session's throughput as well. `on_start(run_id,
     n_planned, n_already_done)` is called once the run exists (the CLI prints how to resume it).
     `retry_errors` (with `resume`): the run's errored attempts are run again; their earlier results move
@@ -128,7 +129,7 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     `check_name`: a new run of an inventory `model_name` must evaluate that name's current version
     (production.inventory.check_evaluated, before any model loads; `attest_weights` as the gate's), since
     its safety evaluation is recorded against that version; the gate and scheduled red-teaming tie their
-    names themselves."""
+    names themselves and pass the version they matched as `version` (a new run's `model_version`)."""
     info = None
     if retry_errors and resume is None:
         raise UserError("--retry-errors re-runs the errored attempts of a stored run", where="--retry-errors",
@@ -161,7 +162,7 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     if model_ref is None:
         raise UserError("no model given", where="MODEL",
                         fix="pass a model ref, e.g. embedded:qwen2.5-coder-0.5b")
-    version = info.config.get("model_version") if info is not None else None
+    version = info.config.get("model_version") if info is not None else version
     if info is None:  # a resumed run judges with its stored judges
         from tunesafe.judges.base import check_judge_model
 
