@@ -438,3 +438,49 @@ def test_an_update_posted_after_the_session_expired_keeps_the_note(tmp_path: Pat
         head = _head(store)
         linked = browser.get(f"/incidents/{found.id}", params={"note": "planted", "status": "closed"})
         assert ">planted</textarea>" in linked.text and _head(store) == head
+
+
+def test_an_attestation_posted_after_the_session_expired_keeps_what_was_typed(store: Store) -> None:
+    """A control attestation posted with an expired session answered "sign in first" and the typed note and
+    fields were gone. Like an incident update, it now goes to the sign-in page and back to the model page
+    with that control's form filled in, recorded only when submitted again signed in with a fresh CSRF
+    token; a form from an earlier sign-in comes back filled in (403)."""
+    note = "Policy <b>v3</b> reviewed & approved [placeholder]"
+    typed = {"control": "PRE-04", "note": note, "field_approved_by": "Head of ML & Safety"}
+    access = auth.Access(TOKEN)
+    stale = access.sign_in(TOKEN, "alice", now=time.time() - auth.SESSION_SECONDS - 60)
+    browser = TestClient(create_app(store, access), base_url=LOOPBACK, cookies={auth.COOKIE: stale})
+    before = _head(store)
+    url = "/models/support-bot-v2/attest"
+    posted = browser.post(url, data={**typed, "csrf_token": access.csrf_token("old")}, follow_redirects=False)
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/login?next=")
+    login = browser.get(posted.headers["location"])
+    assert login.status_code == 200 and _head(store) == before
+    shown_next = html.unescape(login.text.split('name="next" value="')[1].split('"')[0])
+    back = browser.post("/login", data={"token": TOKEN, "name": "alice", "next": shown_next})
+    assert back.status_code == 200 and str(back.url).split("?")[0].endswith("/models/support-bot-v2")
+    assert _head(store) == before  # signing in applied nothing
+    row = back.text.split('data-control="PRE-04"')[1].split("</tr>")[0]
+    assert "<details open>" in row and "not recorded yet" in row.split('id="unsent"')[1]
+    assert f">{html.escape(note, quote=False)}</textarea>" in row
+    assert f'name="field_approved_by" value="{html.escape("Head of ML & Safety")}"' in row
+    other = back.text.split('data-control="PRE-00"')[1].split("</tr>")[0]
+    assert note not in html.unescape(other)  # only the control that was being attested is filled in
+    csrf = row.split('name="csrf_token" value="')[1].split('"')[0]
+
+    refused = browser.post(url, data={**typed, "csrf_token": access.csrf_token("old")})
+    assert refused.status_code == 403 and _head(store) == before
+    assert f">{html.escape(note, quote=False)}</textarea>" in refused.text and "CSRF" in refused.text
+
+    done = browser.post(url, data={**typed, "csrf_token": csrf})
+    assert done.status_code == 200
+    record = list(store.records(type=RecordType.CONTROL_ATTESTATION))[-1]
+    assert record.actor == "alice (dashboard)" and record.body["note"] == note
+    assert record.body["fields"] == {"approved_by": "Head of ML & Safety"}
+
+    # too long for the sign-in link: the sign-in page shows it to copy
+    long_note = "[placeholder] " * 400
+    expired = TestClient(create_app(store, access), base_url=LOOPBACK, cookies={auth.COOKIE: stale})
+    shown = expired.post(url, data={**typed, "note": long_note, "csrf_token": csrf})
+    assert shown.status_code == 401 and 'id="login"' in shown.text and long_note in shown.text
+    assert 'name="next" value="/models/support-bot-v2"' in shown.text
