@@ -27,6 +27,7 @@ from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.web import api, sessions
 from tunesafe.web.auth import BEARER_SESSION, COOKIE, CSRF_FIELD, SESSION_SECONDS, Access
+from tunesafe.web.drafts import UNSENT_ERROR, unsent_draft
 from tunesafe.web.forms import form_fields
 from tunesafe.web.pages import evidence, gates, incidents, inventory, models, runs, scans, schedules
 from tunesafe.web.run_index import RunStates
@@ -44,10 +45,6 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-store",  # pages hold model answers: never left in shared caches
 }
-UNSENT_ERROR = (
-    "Your session ended before the update was recorded. Copy your note from below, sign in, and submit "
-    "it again."
-)
 OPEN_PATHS = ("/login", "/static/", "/report.css", "/favicon.ico")
 REPORT_CSS = (files("tunesafe.reports") / "templates" / "_style.css.j2").read_text(encoding="utf-8")
 
@@ -114,7 +111,7 @@ async def _signed_in_or_refused(
     if request.method == "GET":
         # the query too: a shared link to a cell or a run's page names what it shows there
         wanted = f"{path}?{request.url.query}" if request.url.query else path
-    elif (unsent := await incidents.unsent_update(request)) is not None:
+    elif (unsent := await unsent_draft(request, (incidents.UPDATE_FORM, models.ATTEST_FORM))) is not None:
         wanted, too_long = unsent
         if too_long is not None:
             return page(request, "login.html.j2", {"next": wanted, "error": UNSENT_ERROR, "draft": too_long},

@@ -7,23 +7,20 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.production import incidents as inc
-from tunesafe.web.auth import CSRF_FIELD, Identity
+from tunesafe.web.auth import Identity
 from tunesafe.web.deps import not_found, store_of
+from tunesafe.web.drafts import STALE_CSRF, UNSENT, DraftForm, writer_or_refill
 from tunesafe.web.forms import form_fields
 from tunesafe.web.templating import page
 
 router = APIRouter()
-_UPDATE_FORM = re.compile(r"/incidents/([^/]+)/update")
-# The note travels back in the sign-in link: past this, that link would be longer than servers accept.
-MAX_DRAFT_CHARS = 4000
 
 
 def incidents_list(
@@ -79,24 +76,11 @@ def incidents_page(
     )
 
 
-async def unsent_update(request: Request) -> tuple[str, str | None] | None:
-    """For an incident update form posted without a valid session (it expired while the user typed): the
-    incident page to come back to after signing in, with the note and status as query parameters that only
-    fill the form in again (recording still takes the signed-in POST with its CSRF token), and the note
-    when it is too long to travel in that link. None for any other request."""
-    found = _UPDATE_FORM.fullmatch(request.url.path)
-    if request.method != "POST" or found is None:
-        return None
-    try:
-        number = path_id(found.group(1))
-        fields = await form_fields(request)
-    except (UserError, HTTPException):
-        return None
-    back = f"/incidents/{number}"
-    draft = {k: fields[k] for k in ("note", "status") if fields.get(k)}
-    if len(draft.get("note", "")) > MAX_DRAFT_CHARS:
-        return back, draft["note"]
-    return f"{back}?{urlencode({**draft, 'unsent': 'true'})}", None
+UPDATE_FORM = DraftForm(
+    action=re.compile(r"/incidents/([^/]+)/update"),
+    page=lambda given: f"/incidents/{path_id(given)}",
+    keeps=lambda field: field in ("note", "status"),
+)
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -108,9 +92,6 @@ def incident_page(
     unsent: bool = Query(False, description="say that the update in the form is not recorded yet"),
 ) -> HTMLResponse:
     return _page_with_draft(request, path_id(incident_id), note, status, UNSENT if unsent else None)
-
-
-UNSENT = "Your update is not recorded yet: check it below and submit it again."
 
 
 def _page_with_draft(
@@ -139,15 +120,7 @@ def _page_with_draft(
 async def incident_update_form(request: Request, incident_id: str) -> Response:
     number = path_id(incident_id)
     fields = await form_fields(request)
-    access = request.app.state.access
-    try:
-        who = access.require_writer(request, fields.get(CSRF_FIELD))
-    except HTTPException as refused:
-        if refused.status_code != 403 or access.identify(request) is None:
-            raise
-        # signed in again since the form was loaded (a new session, so a new CSRF token): nothing is
-        # recorded, the form comes back filled in for the user to submit
-        unsent = f"The form's CSRF token is not this sign-in's (it was loaded before). {UNSENT}"
-        return _page_with_draft(request, number, fields.get("note"), fields.get("status"), unsent, 403)
+    if (who := writer_or_refill(request, fields)) is None:
+        return _page_with_draft(request, number, fields.get("note"), fields.get("status"), STALE_CSRF, 403)
     apply_update(store_of(request), number, who, status=fields.get("status"), note=fields.get("note"))
     return RedirectResponse(f"/incidents/{number}", status_code=303)

@@ -5,10 +5,12 @@ with links. The one write here: a person's attestation of a control, recorded wi
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from tunesafe.errors import UserError
@@ -20,14 +22,20 @@ from tunesafe.production import endpoints as ep
 from tunesafe.production import incidents as inc
 from tunesafe.production import inventory as inv
 from tunesafe.types import EvidenceRecord, RecordType
-from tunesafe.web.auth import CSRF_FIELD, Identity
+from tunesafe.web.auth import Identity
 from tunesafe.web.deps import not_found, store_of
+from tunesafe.web.drafts import STALE_CSRF, UNSENT, DraftForm, writer_or_refill
 from tunesafe.web.forms import form_fields
 from tunesafe.web.pages.runs import runs_list
 from tunesafe.web.templating import page
 
 router = APIRouter()
 FIELD_PREFIX = "field_"
+ATTEST_FORM = DraftForm(
+    action=re.compile(r"/models/(.+)/attest"),
+    page=lambda name: f"/models/{quote(name)}",
+    keeps=lambda field: field in ("control", "note") or field.startswith(FIELD_PREFIX),
+)
 
 
 def model_detail(store: Store, name: str) -> dict[str, Any]:
@@ -88,17 +96,39 @@ def _gate(rec: EvidenceRecord) -> dict[str, Any]:
 
 
 @router.get("/models/{name:path}", response_class=HTMLResponse, include_in_schema=False)
-def model_page(request: Request, name: str) -> HTMLResponse:
+def model_page(
+    request: Request,
+    name: str,
+    unsent: bool = Query(False, description="say that the attestation in the form is not recorded yet"),
+) -> HTMLResponse:
+    # control, note and field_* query parameters only fill that control's attestation form in
+    return _page_with_draft(request, name, dict(request.query_params), UNSENT if unsent else None)
+
+
+def _page_with_draft(
+    request: Request, name: str, typed: dict[str, str], unsent: str | None, status_code: int = 200
+) -> HTMLResponse:
     store = store_of(request)
     data = model_detail(store, name)
     graph = Markup(render_svg(collect_lineage(store, name)))  # built with html.escape throughout
-    return page(request, "model.html.j2", {**data, "graph": graph})
+    draft = {
+        "control": typed.get("control", ""),
+        "note": typed.get("note", ""),
+        "fields": {k.removeprefix(FIELD_PREFIX): v for k, v in typed.items() if k.startswith(FIELD_PREFIX)},
+    }
+    return page(
+        request,
+        "model.html.j2",
+        {**data, "graph": graph, "draft": draft, "unsent": unsent},
+        status_code=status_code,
+    )
 
 
 @router.post("/models/{name:path}/attest", include_in_schema=False)
-async def attest_form(request: Request, name: str) -> RedirectResponse:
+async def attest_form(request: Request, name: str) -> Response:
     fields = await form_fields(request)
-    who = request.app.state.access.require_writer(request, fields.get(CSRF_FIELD))
+    if (who := writer_or_refill(request, fields)) is None:
+        return _page_with_draft(request, name, fields, STALE_CSRF, 403)
     given = {k.removeprefix(FIELD_PREFIX): v for k, v in fields.items() if k.startswith(FIELD_PREFIX)}
     attest(
         store_of(request),
