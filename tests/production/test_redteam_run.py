@@ -17,6 +17,7 @@ from tunesafe.evidence.store import Store
 from tunesafe.policy import default_policy
 from tunesafe.production import claims
 from tunesafe.production.incidents import get_incident
+from tunesafe.production.inventory import get_model
 from tunesafe.production.redteam import RunDueResult, ScheduledRun, _run_claimed, version_notes
 from tunesafe.production.schedules import current_period, parse_instant, schedules
 from tunesafe.types import RecordType
@@ -203,3 +204,34 @@ def test_version_changes_are_named() -> None:
     assert "attacks no longer run: old_attack" in notes
     assert any("suite's content changed" in n for n in notes)
     assert version_notes(before, before) == []
+
+
+def test_a_held_run_of_an_earlier_version_is_not_resumed_for_the_new_one(redteam: SimpleNamespace) -> None:
+    """A scheduled run counts for the inventory version it started on. A run left failed on version 1,
+    taken over after `models add --new-version`, would mix both versions' answers and count for version
+    2: the period is run afresh on version 2, the version-1 run stays as it was."""
+    redteam.add("--every", "30d", "--start", START)
+    redteam.server.app.go_down()
+    failed = redteam.run_due("--now", JAN, "--max-pause", "0")[1]["ran"][0]
+    assert failed["status"] == "failed" and failed["run_id"]
+    with Store.open(redteam.db) as store:
+        first = load_run(store, failed["run_id"])
+        assert first.config["model_version"]["version"] == 1  # the run is pinned to the version it started on
+    ref = f"openai:support-bot-v2@{redteam.server.url}"
+    added = redteam.cli("models", "add", "support-bot", "--new-version", "--ref", ref)
+    assert added.exit_code == 0, added.output
+
+    redteam.server.app.come_back()
+    code, out = redteam.run_due("--now", JAN)
+    ran = out["ran"][0]
+    assert code == 0 and ran["status"] == "recorded", ran
+    assert ran["run_id"] != failed["run_id"]
+    assert any(f"run {failed['run_id']}" in note and "version 2" in note for note in ran["notes"])
+    with Store.open(redteam.db) as store:
+        fresh = load_run(store, ran["run_id"])
+        assert fresh.model_ref == ref and fresh.config["model_version"]["version"] == 2
+        assert load_run(store, failed["run_id"]).status != "complete"  # nothing of version 2 added to it
+        evaluated = [r.body for r in store.records(type=RecordType.SAFETY_EVAL)]
+        assert [(b["run_id"], b["model_version_record"]) for b in evaluated] == [
+            (ran["run_id"], get_model(store, "support-bot").record_id)]
+        assert _records(redteam.db, RecordType.REDTEAM_RUN)[0].body["superseded_run_id"] == failed["run_id"]
