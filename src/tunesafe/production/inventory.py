@@ -332,12 +332,12 @@ def check_evaluated(store: Store, name: str, evaluated_ref: str, *, source: str,
     hashes: dict[str, str | UserError] = {}  # role -> sha256 now: each file is hashed once
     why, checkable = _other_model(model, evaluated, folder, hashes)
     if why is None:
-        return _tie(model, "files" if model.files else "ref")
+        return version_tie(model, "files" if model.files else "ref")
     for earlier in _earlier_versions(store, model) if any_version else ():
         if _other_model(earlier, evaluated, folder, hashes)[0] is None:
-            return _tie(earlier, "files" if earlier.files else "ref")
+            return version_tie(earlier, "files" if earlier.files else "ref")
     if not checkable and attested:
-        return {**_tie(model, "attested"), "unchecked": why}
+        return {**version_tie(model, "attested"), "unchecked": why}
     base = f" --base {model.base}" if model.base else ""
     attest = "" if checkable else f", or pass {ATTEST_FLAG} if this endpoint serves exactly those weights"
     raise UserError(f"{source} {evaluated}, not version {model.version} of {name!r} in the inventory "
@@ -346,7 +346,9 @@ def check_evaluated(store: Store, name: str, evaluated_ref: str, *, source: str,
                         f"--ref {evaluated}{base}` (with its --dataset/--training-config){attest}")
 
 
-def _tie(model: ModelVersion, identity: str) -> dict[str, Any]:
+def version_tie(model: ModelVersion, identity: str) -> dict[str, Any]:
+    """What a run of `model` records as its `model_version`; `identity`: how the evaluated model was
+    established to be this version ("files", "ref", "attested")."""
     return {"name": model.name, "version": model.version, "record_id": model.record_id, "ref": model.ref,
             "identity": identity}
 

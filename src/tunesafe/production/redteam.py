@@ -11,7 +11,10 @@ comparison summary and the verdict) and, when the policy fails the comparison, o
 
 Contract of the outcome: a scheduled run that could not finish (endpoint down, a schedule whose suite
 no longer exists) is never a pass: its claim is marked failed with the error, the next run-due takes it
-over and resumes the same run, and `RunDueResult.exit_code` is non-zero.
+over and resumes the same run, and `RunDueResult.exit_code` is non-zero. A run counts for the inventory
+version it started on (its `model_version`): one left unfinished on a version that `models add
+--new-version` has replaced since is not resumed; the period runs afresh on the current version and the
+record names the run it replaced (`superseded_run_id`).
 
 A scheduled run never reuses stored answers (the response cache is off): a hosted model can change
 behind an unchanged ref, and noticing that is what the schedule is for.
@@ -139,23 +142,28 @@ def _run_claimed(store: Store, schedule: Schedule, period: Period, held: claims.
     try:
         recorded = _recorded(store, schedule.id, period.key)
         if recorded is None:  # else a runner recorded it, then died before closing its claim
-            from tunesafe.production.inventory import get_model
+            from tunesafe.production.inventory import get_model, version_tie
 
-            ref = get_model(store, schedule.model).ref
+            model = get_model(store, schedule.model)
             config = EvalConfig(suite=schedule.suite, attacks=schedule.attacks, judges=schedule.judges,
                                 limit=schedule.limit, use_cache=False, max_pause=max_pause)
-            run_id = asyncio.run(_evaluate(store, schedule.model, ref, config, held, lease, started.append))
+            resume = _resumable(store, held.run_id, model.record_id)
+            # the schedule evaluates the version's own ref: the run is an evaluation of that version
+            run_id = asyncio.run(_evaluate(store, schedule.model, model.ref, config, held, lease,
+                                           started.append, resume, version_tie(model, "ref")))
             # the heartbeat only notices a lost claim at its next beat: a runner frozen past its lease (a
             # host asleep, a paused VM) may finish its run after another took the period over
             if not claims.renew(store, held, lease):
                 raise _lost(held)
-            recorded = _record(store, schedule, period, run_id, policy)
+            superseded = held.run_id if held.run_id != resume else None
+            recorded = _record(store, schedule, period, run_id, policy, superseded)
         incident_id = _incident(store, recorded)
         claims.finish(store, held, record_id=recorded.id)
         body = recorded.body
         return ScheduledRun(schedule.id, schedule.model, period.key, "recorded", run_id=body["run_id"],
                             record_id=recorded.id, verdict=body["verdict"], incident_id=incident_id,
-                            notes=tuple((body.get("comparison") or {}).get("notes", ())))
+                            notes=(*_superseded_note(store, body),
+                                   *(body.get("comparison") or {}).get("notes", ())))
     except BaseException as exc:
         message = exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, LostClaim):  # a lost claim belongs to its new holder now
@@ -166,9 +174,34 @@ def _run_claimed(store: Store, schedule: Schedule, period: Period, held: claims.
                             run_id=started[-1] if started else None, error=message)
 
 
+def _resumable(store: Store, run_id: str | None, version: int) -> str | None:
+    """The run an earlier holder started, to resume: not one left unfinished on a version of the model
+    that another has replaced since (its answers are of that version; the engine refuses to add the new
+    version's to them), whose period then runs afresh on the current version."""
+    if run_id is None:
+        return None
+    info = run_store.load_run(store, run_id)
+    pinned = info.config.get("model_version")
+    if info.status != "complete" and isinstance(pinned, Mapping) and pinned.get("record_id") != version:
+        return None
+    return run_id
+
+
+def _superseded_note(store: Store, body: Mapping[str, Any]) -> list[str]:
+    run_id = body.get("superseded_run_id")
+    if not run_id:
+        return []
+    pinned = run_store.load_run(store, run_id).config.get("model_version") or {}
+    now = run_store.load_run(store, body["run_id"]).config.get("model_version") or {}
+    return [f"run {run_id} of version {pinned.get('version')} was left unfinished and version "
+            f"{now.get('version')} registered since: the period ran afresh on version {now.get('version')}"]
+
+
 async def _evaluate(store: Store, model: str, ref: str, config: EvalConfig, held: claims.Claim,
-                    lease: timedelta, on_run: Callable[[str], None]) -> str:
-    """Evaluate (or resume the run an earlier holder started), renewing the lease meanwhile."""
+                    lease: timedelta, on_run: Callable[[str], None], resume: str | None,
+                    version: Mapping[str, Any]) -> str:
+    """Evaluate (or resume `resume`, the run an earlier holder started), renewing the lease meanwhile.
+    `version`: the inventory version a new run evaluates (its `model_version`)."""
     from tunesafe.engine.runner import evaluate
 
     lost = asyncio.Event()
@@ -177,8 +210,8 @@ async def _evaluate(store: Store, model: str, ref: str, config: EvalConfig, held
         claims.set_run(store, held, run_id)
         on_run(run_id)
 
-    task = asyncio.ensure_future(evaluate(store, ref, config, resume=held.run_id, model_name=model,
-                                          progress=False, on_start=started))
+    task = asyncio.ensure_future(evaluate(store, ref, config, resume=resume, model_name=model,
+                                          progress=False, on_start=started, version=version))
 
     async def heartbeat() -> None:
         while not task.done():
@@ -202,8 +235,10 @@ async def _evaluate(store: Store, model: str, ref: str, config: EvalConfig, held
     return report.run_id
 
 
-def _record(store: Store, schedule: Schedule, period: Period, run_id: str, policy: Policy) -> EvidenceRecord:
-    """The REDTEAM_RUN record of a finished run, with its comparison to the previous scheduled run."""
+def _record(store: Store, schedule: Schedule, period: Period, run_id: str, policy: Policy,
+            superseded: str | None = None) -> EvidenceRecord:
+    """The REDTEAM_RUN record of a finished run, with its comparison to the previous scheduled run.
+    `superseded`: the unfinished run of an earlier model version that this period's run replaced."""
     info = run_store.load_run(store, run_id)
     previous = _previous(store, schedule, period.key)
     body: dict[str, Any] = {
@@ -215,6 +250,8 @@ def _record(store: Store, schedule: Schedule, period: Period, run_id: str, polic
         # the first scheduled run of a model has nothing to compare with
         "comparison": None, "verdict": "baseline",
     }
+    if superseded is not None:
+        body["superseded_run_id"] = superseded
     if previous is not None:
         comparison = _compare(store, schedule.model, previous.body["run_id"], info, policy)
         body["comparison"], body["verdict"] = comparison, comparison["verdict"]
