@@ -36,7 +36,7 @@ from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.models import align_backends, backend_for, parse_ref
 from tunesafe.policy import Policy, decide
-from tunesafe.production.inventory import check_evaluated
+from tunesafe.production.inventory import check_attestation_named, check_evaluated
 from tunesafe.reports import write_reports
 from tunesafe.types import AttemptResult, EvidenceRecord, GateDecision, RecordType
 
@@ -220,6 +220,7 @@ def _check_inventory(store: Store, names: tuple[str | None, str | None], refs: t
                      sources: tuple[str, str], attested: bool) -> list[dict[str, Any] | None]:
     """check_evaluated on both sides: the candidate against its name's current version, the base against
     any version of its name (a red-team schedule compares a model with its own earlier run)."""
+    check_attestation_named(attested, names, ("--candidate-name", "--base-name"))
     return [check_evaluated(store, name, ref, source=source, attested=attested, option=option,
                             any_version=option == "--base-name") if name else None
             for name, ref, source, option in zip(names, refs, sources, ("--base-name", "--candidate-name"),

@@ -209,3 +209,17 @@ def test_a_gate_base_of_an_earlier_version_is_an_evaluation_of_that_version(cli:
     assert by_name["ft"]["model_version_record"] == v1 and by_name["ft"]["details"]["version"]["version"] == 1
     assert _missing(cli) == ["ft"]  # version 2 was not evaluated
     assert v2 > v1
+
+
+def test_an_attestation_without_a_name_to_attest_is_refused(cli: Cli, tmp_path: Path, server: Server) -> None:
+    """--attest-weights vouches for an inventory version; with no name there is none, and the flag would be
+    silently ignored (the user believes an attestation was recorded)."""
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=2, n_benign=1)
+    code, _, err = _eval(cli, server.ref("ft"), suite, "--attest-weights")
+    assert code == 2 and "--attest-weights" in err and "--name" in err, err
+    assert cli.runs() == []
+    code, _, err = cli("gate", "--base", server.ref("a"), "--candidate", server.ref("b"), "--suite",
+                       str(suite), "--attacks", "direct_request", "--judge", "refusal", "--attest-weights",
+                       "--no-progress")
+    assert code == 2 and "--candidate-name" in err and "--base-name" in err, err
+    assert cli.runs() == []

@@ -165,11 +165,11 @@ async def evaluate(store: Store, model_ref: str | None, config: EvalConfig, *, r
     version = info.config.get("model_version") if info is not None else version
     if info is None:  # a resumed run judges with its stored judges
         from tunesafe.judges.base import check_judge_model
+        from tunesafe.production.inventory import check_attestation_named, check_evaluated
 
         check_judge_model(config.judges, config.judge_model_ref)
+        check_attestation_named(attest_weights, [model_name], ["--name"])
         if check_name and model_name:
-            from tunesafe.production.inventory import check_evaluated
-
             version = check_evaluated(store, model_name, model_ref, source="MODEL is", option="--name",
                                       attested=attest_weights)
     # A bad suite, attack spec or replayed run fails here, before anything loads.

@@ -312,6 +312,14 @@ def attached_records(store: Store, name: str) -> list[EvidenceRecord]:
 ATTEST_FLAG = "--attest-weights"
 
 
+def check_attestation_named(attested: bool, names: Sequence[str | None], options: Sequence[str]) -> None:
+    """UserError when --attest-weights is given with no inventory name for it to vouch for: ignored, the
+    user would believe an attestation was recorded."""
+    if attested and not any(names):
+        raise UserError(f"{ATTEST_FLAG} vouches for an inventory version, and no name says which",
+                        where=ATTEST_FLAG, fix=f"add {' or '.join(options)}, or drop {ATTEST_FLAG}")
+
+
 def check_evaluated(store: Store, name: str, evaluated_ref: str, *, source: str, attested: bool = False,
                     base_dir: Path | None = None, option: str = "--candidate-name",
                     any_version: bool = False) -> dict[str, Any] | None:
