@@ -513,3 +513,15 @@ def test_a_named_format_reads_rows_its_reader_reads(tmp_path: Path, fmt: str, tu
     assert [r.example.messages for r in records] == [
         (Message("user", f"q{i}"), Message("assistant", f"a{i}")) for i in range(2)]
     assert {r.schema for r in records} == {fmt}
+
+
+def test_roles_are_read_whatever_their_letter_case(tmp_path: Path) -> None:
+    """Exports spell roles "User", "ASSISTANT" or "Human": such a file was refused as unknown roles."""
+    rows = [{"messages": [{"role": "System", "content": "s"}, {"role": "User", "content": "Where is my order?"},
+                          {"role": "ASSISTANT", "content": "It ships today."}]},
+            {"messages": [{"from": " Human", "value": "Where is my order?"},
+                          {"from": "GPT", "value": "It ships today."}]}]
+    path = tmp_path / "case.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    got = messages(path, "chat")
+    assert got == [(Message("system", "s"), *EXPECTED), EXPECTED]
