@@ -626,7 +626,8 @@ def _turn(item: Any, name: str, where: str) -> Message:
         raise UserError(f"{name} must be an object, got {type(item).__name__}", where=where, fix=TURNS_FIX)
     role_key, text_key = _spelling(item)
     speaker = item.get(role_key)
-    role = ROLE_ALIASES.get(speaker) if isinstance(speaker, str) else None
+    # exports differ in letter case ("User", "ASSISTANT") and stray spaces; the role is the same
+    role = ROLE_ALIASES.get(speaker.strip().lower()) if isinstance(speaker, str) else None
     if role is None:
         problem = "has no role" if speaker is None else f"has an unknown {role_key} {speaker!r}"
         raise UserError(
