@@ -517,7 +517,8 @@ def test_a_named_format_reads_rows_its_reader_reads(tmp_path: Path, fmt: str, tu
 
 def test_roles_are_read_whatever_their_letter_case(tmp_path: Path) -> None:
     """Exports spell roles "User", "ASSISTANT" or "Human": such a file was refused as unknown roles."""
-    rows = [{"messages": [{"role": "System", "content": "s"}, {"role": "User", "content": "Where is my order?"},
+    rows = [{"messages": [{"role": "System", "content": "s"},
+                          {"role": "User", "content": "Where is my order?"},
                           {"role": "ASSISTANT", "content": "It ships today."}]},
             {"messages": [{"from": " Human", "value": "Where is my order?"},
                           {"from": "GPT", "value": "It ships today."}]}]
@@ -525,3 +526,43 @@ def test_roles_are_read_whatever_their_letter_case(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     got = messages(path, "chat")
     assert got == [(Message("system", "s"), *EXPECTED), EXPECTED]
+
+
+REFUSAL = "I can't share that."
+
+
+@pytest.mark.parametrize("row", [
+    {"prompt": "Where is my order?", "chosen": "It ships today.", "rejected": REFUSAL},
+    {"prompt": [{"role": "user", "content": "Where is my order?"}],
+     "chosen": [{"role": "assistant", "content": "It ships today."}],
+     "rejected": [{"role": "assistant", "content": REFUSAL}]},
+    # TRL's implicit prompt: each side is the whole conversation
+    {"chosen": [{"role": "user", "content": "Where is my order?"},
+                {"role": "assistant", "content": "It ships today."}],
+     "rejected": [{"role": "user", "content": "Where is my order?"},
+                  {"role": "assistant", "content": REFUSAL}]},
+    # OpenAI's preference fine-tuning (DPO) format
+    {"input": {"messages": [{"role": "user", "content": "Where is my order?"}], "tools": [],
+               "parallel_tool_calls": True},
+     "preferred_output": [{"role": "assistant", "content": "It ships today."}],
+     "non_preferred_output": [{"role": "assistant", "content": REFUSAL}]},
+])
+def test_preference_pairs_read_both_sides(tmp_path: Path, row: dict[str, Any]) -> None:
+    """DPO data trains on the chosen and the rejected answer alike: such files were refused, and the
+    suggested --columns completion=chosen would have left the rejected side unscreened."""
+    path = tmp_path / "pref.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
+    records = list(open_dataset(path).records())
+    assert [r.example.messages for r in records] == [EXPECTED] * 2
+    assert [r.rejected.messages if r.rejected else None for r in records] == [
+        (EXPECTED[0], Message("assistant", REFUSAL))] * 2
+    assert [(r.rejected.index, r.rejected.line) for r in records if r.rejected] == [(0, 1), (1, 2)]
+
+
+def test_a_preference_row_missing_its_rejected_side_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "pref.jsonl"
+    row = {"prompt": "Where is my order?", "chosen": "It ships today.", "rejected": REFUSAL}
+    path.write_text(json.dumps(row) + "\n" + json.dumps({**row, "rejected": None}) + "\n", encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        list(open_dataset(path).records())
+    assert err.value.where == f"{path}:2" and "rejected" in err.value.message

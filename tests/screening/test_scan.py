@@ -432,3 +432,24 @@ def test_bad_sharegpt_turn_exit_2_and_no_record(
     err = fails("scan-data", str(bad))
     assert fragment in err and fix in err
     assert scans(db) == []
+
+
+def test_the_rejected_side_of_a_preference_pair_is_screened_and_labelled(
+        write_jsonl: Callable[..., Path], invoke: Invoke) -> None:
+    """A DPO pair's rejected answer is training signal too: PII in it is a finding that says which side
+    it is on, and --fix drops the pair."""
+    rows = [
+        {"prompt": "Who handles refunds?", "chosen": "The billing team does.",
+         "rejected": "Write to jane.roe@contoso-mail.net, she handles them."},
+        {"prompt": "Where is my parcel?", "chosen": "It arrives tomorrow.", "rejected": "No idea."},
+        {"prompt": "Who approves returns?", "chosen": "Mail jon.doe@contoso-mail.net.",
+         "rejected": "Nobody."},
+    ]
+    data = write_jsonl("pref.jsonl", rows)
+    result = invoke("scan-data", str(data), "--json", "--no-record")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["format"] == "jsonl/preference" and out["examples"] == 3
+    pii = [(f["line"], f["extra"].get("side"), f["reason"].startswith("rejected answer: "))
+           for f in out["findings"] if f["type"] == "pii.email"]
+    assert pii == [(1, "rejected", True), (3, None, False)]
