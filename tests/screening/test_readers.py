@@ -546,6 +546,11 @@ REFUSAL = "I can't share that."
                "parallel_tool_calls": True},
      "preferred_output": [{"role": "assistant", "content": "It ships today."}],
      "non_preferred_output": [{"role": "assistant", "content": REFUSAL}]},
+    # LLaMA-Factory's ranking data, Alpaca- and ShareGPT-style: read as Alpaca or ShareGPT, both answers
+    # went unscreened
+    {"instruction": "Where is my order?", "input": "", "chosen": "It ships today.", "rejected": REFUSAL},
+    {"conversations": [{"from": "human", "value": "Where is my order?"}],
+     "chosen": {"from": "gpt", "value": "It ships today."}, "rejected": {"from": "gpt", "value": REFUSAL}},
 ])
 def test_preference_pairs_read_both_sides(tmp_path: Path, row: dict[str, Any]) -> None:
     """DPO data trains on the chosen and the rejected answer alike: such files were refused, and the

@@ -91,6 +91,19 @@ def test_an_empty_final_answer_is_not_a_training_example(tmp_path: Path) -> None
     assert caught.value.where == f"{data}:2"
 
 
+def test_a_preference_pair_is_not_trained_on_its_chosen_side_alone(tmp_path: Path) -> None:
+    """scan-data reads DPO pairs (both answers screened); train-lora's supervised fine-tuning would learn
+    the chosen answer and silently drop the rejected one's signal."""
+    from tunesafe.errors import UserError
+    from tunesafe.training.lora_sft import read_training_data
+
+    data = tmp_path / "pref.jsonl"
+    data.write_text(json.dumps({"prompt": "Hi", "chosen": "Hello.", "rejected": "Go away."}) + "\n")
+    with pytest.raises(UserError, match="preference pair") as caught:
+        read_training_data(data)
+    assert caught.value.where == f"{data}:1"
+
+
 def test_a_tool_calling_conversation_is_not_trained_as_plain_text(tmp_path: Path) -> None:
     """scan-data reads a tool call as `name(arguments)` text so its arguments are screened; train-lora
     would have taught the model to print its calls as prose."""
