@@ -39,7 +39,8 @@ def scan_data(
     ctx: typer.Context,
     path: Path = typer.Argument(..., help="Dataset file (JSONL, JSON, CSV, Parquet) or save_to_disk folder."),
     fmt: str = typer.Option(
-        "auto", "--format", help="auto|chat|sharegpt|alpaca|prompt-completion|csv|parquet|hf-disk"
+        "auto", "--format",
+        help="auto|chat|sharegpt|alpaca|prompt-completion|preference|openai-preference|csv|parquet|hf-disk",
     ),
     columns: str = typer.Option(
         None,

@@ -39,6 +39,9 @@ class Record:
     example: Example
     raw: Any  # bytes (a JSONL line) or the row as a dict (JSON array, CSV, Parquet, Arrow)
     schema: str  # one of SCHEMAS
+    # a preference pair's prompt and rejected answer (`example` holds the prompt and the chosen one): DPO
+    # trains on both sides, so both are screened; same index and line as `example`
+    rejected: Example | None = None
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,10 @@ class Dataset:
                     where=where,
                     fix="split the file by format or convert it to one format",
                 )
-            yield Record(
-                Example(index=index, line=line, messages=to_messages(row, schema, where)), raw, schema
-            )
+            spec = _SCHEMAS[schema]
+            rejected = Example(index, line, spec.rejected(row, where)) if spec.rejected else None
+            example = Example(index=index, line=line, messages=to_messages(row, schema, where))
+            yield Record(example, raw, schema, rejected)
             count += 1
         if count == 0:
             raise UserError(
@@ -475,6 +479,7 @@ class Schema:
 
     need: tuple[tuple[str, ...], ...]
     read: Callable[[Mapping[str, Any], str], tuple[Message, ...]]
+    rejected: Callable[[Mapping[str, Any], str], tuple[Message, ...]] | None = None  # preference pairs
 
     def fits(self, row: Mapping[str, Any]) -> bool:
         return all(any(k in row for k in names) for names in self.need)
@@ -490,15 +495,14 @@ def _sharegpt(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
 
 
 def _alpaca(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    return (*_alpaca_prompt(row, where), Message("assistant", _text(row["output"], "output", where)))
+
+
+def _alpaca_prompt(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
     instruction = _text(row["instruction"], "instruction", where)
     extra = _text(row.get("input"), "input", where)
     user = f"{instruction}\n\n{extra}" if extra else instruction
-    return (
-        *_system(row, where),
-        *_history(row.get("history"), where),
-        Message("user", user),
-        Message("assistant", _text(row["output"], "output", where)),
-    )
+    return (*_system(row, where), *_history(row.get("history"), where), Message("user", user))
 
 
 def _prompt_completion(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
@@ -509,16 +513,66 @@ def _prompt_completion(row: Mapping[str, Any], where: str) -> tuple[Message, ...
     )
 
 
+def _preference_prompt(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    """The prompt of a preference pair, wherever the format keeps it: TRL's `prompt` (text or messages),
+    LLaMA-Factory's Alpaca-style `instruction`/`input` or ShareGPT-style `conversations`, or none (TRL's
+    implicit prompt: each side repeats the whole conversation)."""
+    if row.get("prompt") is not None:
+        return (*_system(row, where), *_side(row["prompt"], "prompt", "user", where))
+    if row.get("instruction") is not None:
+        return _alpaca_prompt(row, where)
+    key = next((k for k in SHAREGPT_KEYS if row.get(k) is not None), None)
+    return (*_system(row, where), *(_turns(row[key], key, where) if key else ()))
+
+
+def _answer(row: Mapping[str, Any], key: str, where: str) -> tuple[Message, ...]:
+    if row.get(key) is None:
+        raise UserError(f"'{key}' is missing: both answers of a preference pair are trained on and screened",
+                        where=where, fix=f"give each record a '{key}' answer (text or a list of messages)")
+    return _side(row[key], key, "assistant", where)
+
+
+def _chosen(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    return (*_preference_prompt(row, where), *_answer(row, "chosen", where))
+
+
+def _rejected(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    return (*_preference_prompt(row, where), *_answer(row, "rejected", where))
+
+
+def _openai_prompt(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    value = row["input"]
+    if not isinstance(value, dict) or "messages" not in value:
+        raise UserError("'input' must be an object holding the prompt's 'messages'", where=where,
+                        fix='write "input": {"messages": [{"role": "user", "content": ...}]}')
+    return (*_system(row, where), *_turns(value["messages"], "input messages", where))
+
+
+def _openai_preferred(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    return (*_openai_prompt(row, where), *_answer(row, "preferred_output", where))
+
+
+def _openai_non_preferred(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    return (*_openai_prompt(row, where), *_answer(row, "non_preferred_output", where))
+
+
 SHAREGPT_KEYS = ("conversations", "conversation", "messages")
-# Detection tries these in order: the first whose columns a record has is its format.
+# Detection tries these in order: the first whose columns a record has is its format. Preference pairs come
+# first: their prompt may sit in a `conversations` or `instruction` column another format would claim,
+# and reading such a row as that format would leave both answers unscreened.
 _SCHEMAS: dict[str, Schema] = {
+    "preference": Schema((("chosen",), ("rejected",)), _chosen, _rejected),
+    "openai-preference": Schema((("input",), ("preferred_output",), ("non_preferred_output",)),
+                                _openai_preferred, _openai_non_preferred),
     "chat": Schema((("messages",),), _chat),
     "sharegpt": Schema((SHAREGPT_KEYS,), _sharegpt),
     "alpaca": Schema((("instruction",), ("output",)), _alpaca),
     "prompt-completion": Schema((("prompt",), ("completion",)), _prompt_completion),
 }
 SCHEMAS = tuple(_SCHEMAS)
-FORMATS = ("auto", *SCHEMAS, "csv", "parquet", "hf-disk")
+# --format names: the schemas as users know them best, then the containers
+FORMATS = ("auto", "chat", "sharegpt", "alpaca", "prompt-completion", "preference", "openai-preference",
+           "csv", "parquet", "hf-disk")
 
 
 def detect_schema(row: Mapping[str, Any]) -> str | None:
@@ -560,9 +614,12 @@ def _system(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
 
 
 def _side(value: Any, key: str, role: Role, where: str) -> tuple[Message, ...]:
-    # TRL's conversational prompt-completion gives each side as a list of messages, the standard one as text.
+    # TRL's conversational prompt-completion gives each side as a list of messages, the standard one as text;
+    # LLaMA-Factory's ranking data gives each answer as one ShareGPT turn.
     if isinstance(value, list):
         return _turns(value, key, where)
+    if isinstance(value, dict):
+        return (_turn(value, key, where),)
     return (Message(role, _text(value, key, where)),)
 
 

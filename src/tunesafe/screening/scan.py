@@ -138,6 +138,7 @@ class Scanner:
             pass
         sha = dataset_sha256(dataset.path)
         active = build_screeners(options, names)
+        rejected_side = _RejectedSide(options, names)
         findings: list[Finding] = []
         similarity = SimilarityAccumulator(top_k=options.top_k)
         n = 0
@@ -148,12 +149,16 @@ class Scanner:
             similarity.add(examples, scores)
             batch = Batch(examples, scores)
             by_index = {ex.index: ex for ex in examples}
+            found: list[Finding] = []
             for screener in active:
-                findings.extend(_masked(screener.screen(batch), by_index))
+                found.extend(_masked(screener.screen(batch), by_index))
+            findings.extend(found)
+            findings.extend(rejected_side.screen(records, self.scorer, found))
             n += len(examples)
             schema = records[0].schema
         for screener in active:
             findings.extend(_masked(screener.finish(), {}))
+        findings.extend(rejected_side.finish())
         findings.sort(key=lambda f: (f.index if f.index is not None else -1, f.type))
         summary = similarity.result(self.scorer.representation.name)
         rating, reasons = rate(findings, summary)
@@ -173,6 +178,53 @@ class Scanner:
             report.fix = write_fixed(dataset, findings, fix)
         report.seconds = time.perf_counter() - started
         return report
+
+
+class _RejectedSide:
+    """The rejected answers of preference pairs, screened by screeners of their own (a stock opener's share
+    or a near-duplicate is counted among the rejected answers, not mixed with the chosen ones). Each
+    finding keeps the pair's index and line, says it is on the rejected side (`extra.side`, a reason
+    starting "rejected answer: "; span message numbers count the prompt, then the rejected turns), and is
+    dropped where the chosen side's pass already reported the same thing on the shared prompt. A harmful
+    answer rejected in favour of a refusal of the same request is safety data, low like a refused request."""
+
+    def __init__(self, options: ScanOptions, names: Sequence[str] | None) -> None:
+        self.options, self.names = options, names
+        self.active: list[Screener] | None = None  # built on the first pair: most datasets have none
+
+    def screen(self, records: Sequence[Record], scorer: AnchorScorer,
+               chosen: Sequence[Finding]) -> list[Finding]:
+        examples = [r.rejected for r in records if r.rejected is not None]
+        if not examples:
+            return []
+        if self.active is None:
+            self.active = build_screeners(self.options, self.names)
+        batch = Batch(examples, scorer.score(examples))
+        by_index = {ex.index: ex for ex in examples}
+        seen = {_same(f) for f in chosen}
+        refused = {f.index for f in chosen if f.type == "harmful.request" and f.extra.get("refused")}
+        out = []
+        for screener in self.active:
+            for f in _masked(screener.screen(batch), by_index):
+                if _same(f) not in seen and not f.type.startswith("duplicate."):
+                    out.append(_labelled(f, f.index in refused))
+        return out
+
+    def finish(self) -> list[Finding]:
+        return [_labelled(f, False) for s in self.active or [] for f in _masked(s.finish(), {})
+                if not f.type.startswith("duplicate.")]
+
+
+def _same(f: Finding) -> tuple[Any, ...]:
+    span = (f.span.message, f.span.start, f.span.end) if f.span else None
+    return f.index, f.type, f.severity, span
+
+
+def _labelled(f: Finding, safety_pair: bool) -> Finding:
+    if safety_pair and f.type == "harmful.compliance":
+        return replace(f, severity="low", reason=f"rejected answer: {f.reason}; the chosen answer refuses "
+                       "(safety data)", extra={**f.extra, "side": "rejected", "chosen_refuses": True})
+    return replace(f, reason=f"rejected answer: {f.reason}", extra={**f.extra, "side": "rejected"})
 
 
 def _masked(findings: Iterable[Finding], examples: Mapping[int, Example]) -> Iterator[Finding]:

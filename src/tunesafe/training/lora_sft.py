@@ -82,6 +82,10 @@ def read_training_data(path: str | Path, fmt: str = "auto",
                         fix=f"train on one split's folder, e.g. {dataset.path / splits[0]}")
     conversations = []
     for record in dataset.records():
+        if record.rejected is not None:  # supervised fine-tuning would learn one side and drop the other
+            raise UserError("a preference pair (chosen and rejected answers): train-lora fine-tunes on one "
+                            "answer per prompt", where=f"{path}:{record.example.line}",
+                            fix="train on prompt/completion or chat data (e.g. the chosen answers)")
         messages = record.example.messages
         problem = _chat_problem(messages)
         if problem:
