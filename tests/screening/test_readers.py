@@ -571,3 +571,22 @@ def test_a_preference_row_missing_its_rejected_side_names_the_line(tmp_path: Pat
     with pytest.raises(UserError) as err:
         list(open_dataset(path).records())
     assert err.value.where == f"{path}:2" and "rejected" in err.value.message
+
+
+def test_gzip_compressed_files_are_read(tmp_path: Path) -> None:
+    """`train.jsonl.gz` is how many teams store data: it was read as bytes and refused as not UTF-8."""
+    import gzip
+
+    row = json.dumps(chat("Where is my order?", "It ships today."))
+    files = {"d.jsonl.gz": f"{row}\n\n{row}\n", "d.json.gz": f"[\n{row},\n{row}\n]\n",
+             "d.csv.gz": 'prompt,completion\n"Where is my order?","It ships today."\n\nq,a\n'}
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(gzip.compress(text.encode()))
+    assert [r.example.line for r in open_dataset(tmp_path / "d.jsonl.gz").records()] == [1, 3]
+    assert messages(tmp_path / "d.json.gz") == [EXPECTED] * 2
+    assert [r.example.line for r in open_dataset(tmp_path / "d.csv.gz").records()] == [2, 4]
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(gzip.compress(f"{row}\n".encode())[:-12])
+    with pytest.raises(UserError, match="gzip") as err:
+        list(open_dataset(broken).records())
+    assert err.value.where and err.value.where.startswith(str(broken))
