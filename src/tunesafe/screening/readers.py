@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import hashlib
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,7 +229,7 @@ def open_dataset(
                 fix=f"map one of {', '.join(CANONICAL_COLUMNS)} to your column, e.g. prompt=question",
             )
     container, schema = _container(p, fmt)
-    delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
+    delimiter = "\t" if _suffix(p) == ".tsv" else ","
     return Dataset(p, container, schema, dict(columns or {}), max_record_bytes, delimiter)
 
 
@@ -242,7 +244,7 @@ def _container(p: Path, fmt: str) -> tuple[str, str | None]:
         return "hf-disk", None
     if fmt in ("csv", "parquet"):
         return fmt, None
-    suffix = p.suffix.lower()
+    suffix = _suffix(p)
     if fmt == "auto" and suffix in (".csv", ".tsv"):
         return "csv", None
     if fmt == "auto" and suffix in (".parquet", ".pq"):
@@ -251,10 +253,37 @@ def _container(p: Path, fmt: str) -> tuple[str, str | None]:
     return ("json" if starts_with_array(p) else "jsonl"), schema
 
 
+def _suffix(p: Path) -> str:
+    """The extension that names the format: `train.csv.gz` is a CSV file, compressed."""
+    return (p.with_suffix("") if p.suffix.lower() == ".gz" else p).suffix.lower()
+
+
 def starts_with_array(p: Path) -> bool:
-    with p.open("rb") as f:
-        head = f.read(4096).lstrip(_BOM).lstrip()
+    head = next(_byte_chunks(p, 4096), b"").lstrip()
     return head.startswith(b"[")
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _byte_chunks(path: Path, size: int = CHUNK) -> Iterator[bytes]:
+    """The file's bytes in chunks, gunzipped when it is gzip-compressed (by its magic bytes, whatever its
+    name), without a leading BOM. A damaged or truncated gzip file is one error, not a traceback."""
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        f = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        first = True
+        try:
+            while chunk := f.read(size):
+                if first:
+                    chunk, first = chunk.removeprefix(_BOM), False
+                yield chunk
+        except (OSError, EOFError, zlib.error) as exc:
+            if not compressed:
+                raise
+            raise UserError(f"not a complete gzip file ({exc})", where=str(path),
+                            fix="compress it again (gzip -t checks it), or give it uncompressed") from None
 
 
 def arrow_files(folder: Path) -> list[Path]:
@@ -316,24 +345,20 @@ def iter_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes]]:
     is rejected as soon as that many bytes have been seen, so a 2 GB line is never held."""
     pending = bytearray()
     line = 1
-    with path.open("rb") as f:
-        first = True
-        while chunk := f.read(CHUNK):
-            if first:
-                chunk, first = chunk.removeprefix(_BOM), False
-            start = 0
-            while (nl := chunk.find(b"\n", start)) >= 0:
-                _check_length(len(pending) + nl - start, max_bytes, path, line)
-                piece = chunk[start:nl]
-                if pending:
-                    pending += piece
-                    piece = bytes(pending)
-                    pending.clear()
-                yield line, piece.removesuffix(b"\r")
-                line += 1
-                start = nl + 1
-            _check_length(len(pending) + len(chunk) - start, max_bytes, path, line)
-            pending += chunk[start:]
+    for chunk in _byte_chunks(path):
+        start = 0
+        while (nl := chunk.find(b"\n", start)) >= 0:
+            _check_length(len(pending) + nl - start, max_bytes, path, line)
+            piece = chunk[start:nl]
+            if pending:
+                pending += piece
+                piece = bytes(pending)
+                pending.clear()
+            yield line, piece.removesuffix(b"\r")
+            line += 1
+            start = nl + 1
+        _check_length(len(pending) + len(chunk) - start, max_bytes, path, line)
+        pending += chunk[start:]
     if pending:
         yield line, bytes(pending).removesuffix(b"\r")
 
@@ -427,25 +452,22 @@ _SEPARATORS = re.compile(r"[\s,]*")
 def _text_chunks(path: Path) -> Iterator[str]:
     decoder = codecs.getincrementaldecoder("utf-8")()
     newlines = 0
-    with path.open("rb") as f:
-        first = True
-        while True:
-            chunk = f.read(CHUNK)
-            if first:
-                chunk, first = chunk.removeprefix(_BOM), False
-            try:
-                text = decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                at = newlines + chunk[: max(exc.start, 0)].count(b"\n") + 1
-                raise UserError(
-                    "not valid UTF-8",
-                    where=f"{path}:{at}",
-                    fix="re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8",
-                ) from None
-            newlines += chunk.count(b"\n")
-            if not chunk:
-                return
-            yield text
+    chunks = _byte_chunks(path)
+    while True:
+        chunk = next(chunks, b"")
+        try:
+            text = decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            at = newlines + chunk[: max(exc.start, 0)].count(b"\n") + 1
+            raise UserError(
+                "not valid UTF-8",
+                where=f"{path}:{at}",
+                fix="re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8",
+            ) from None
+        newlines += chunk.count(b"\n")
+        if not chunk:
+            return
+        yield text
 
 
 # Role names as datasets spell them, mapped onto tunesafe's four. ShareGPT's `from` (FastChat, LLaMA-Factory,
