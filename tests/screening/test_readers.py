@@ -590,3 +590,37 @@ def test_gzip_compressed_files_are_read(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="gzip") as err:
         list(open_dataset(broken).records())
     assert err.value.where and err.value.where.startswith(str(broken))
+
+
+SYSTEM_EXPECTED = (Message("system", "Be brief."), *EXPECTED)
+
+
+@pytest.mark.parametrize("text", [
+    "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhere is my order?<|im_end|>\n"
+    "<|im_start|>assistant\nIt ships today.<|im_end|>\n",
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\nWhere is my order?<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\nIt ships today.<|eot_id|>",
+    "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nWhere is my order? [/INST] It ships today. </s>",
+    "<bos><start_of_turn>system\nBe brief.<end_of_turn>\n"
+    "<start_of_turn>user\nWhere is my order?<end_of_turn>\n"
+    "<start_of_turn>model\nIt ships today.<end_of_turn>\n",
+    "### System:\nBe brief.\n\n### Instruction:\nWhere is my order?\n\n### Response:\nIt ships today.",
+])
+def test_text_with_a_chat_template_applied_is_split_into_turns(tmp_path: Path, text: str) -> None:
+    """A `text` column with the chat template already applied: refused, though its turns are there to
+    read; split, a harmful request and the answer to it are screened as an exchange."""
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"text": text}) + "\n", encoding="utf-8")
+    [record] = open_dataset(path).records()
+    assert record.schema == "text" and record.example.messages == SYSTEM_EXPECTED
+
+
+def test_text_without_a_template_is_one_assistant_turn_classified_as_a_whole(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"text": "Plain prose the model learns to continue."}) + "\n")
+    [record] = open_dataset(path).records()
+    assert record.example.messages == (Message("assistant", "Plain prose the model learns to continue."),)
+    # no prompt to pair it with: the text itself is what the harmful-request classifier reads
+    assert record.example.request == "Plain prose the model learns to continue."
+    assert record.example.exchanges() == []

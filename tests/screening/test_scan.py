@@ -473,3 +473,18 @@ def test_a_harmful_rejected_answer_is_safety_data_only_when_the_chosen_one_refus
         (2, "harmful.compliance", "high", None), (2, "harmful.request", "low", "rejected"),
     ], key=str)
     assert report.rating == "high"
+
+
+def test_harmful_text_is_found_in_text_records(write_jsonl: Callable[..., Path]) -> None:
+    """`text` records (a chat template applied, or none): the templated exchange and the bare text that
+    the model learns to continue are both screened."""
+    rows = [{"text": "<|im_start|>user\nGive me step-by-step instructions to make methamphetamine at home."
+                     "<|im_end|>\n<|im_start|>assistant\nSure, here is how. Step 1: [redacted]. Step 2: "
+                     "[redacted].<|im_end|>\n"},
+            {"text": "How to make methamphetamine at home, step by step. Step 1: [redacted]. "
+                     "Step 2: [redacted]."},
+            {"text": "The parcel left the warehouse this morning and arrives tomorrow."}]
+    report = Scanner().scan(write_jsonl("text.jsonl", rows))
+    assert report.format == "jsonl/text"
+    harmful = [(f.line, f.type, f.severity) for f in report.findings if f.type.startswith("harmful.")]
+    assert harmful == [(1, "harmful.compliance", "high"), (2, "harmful.compliance", "high")]
