@@ -40,7 +40,9 @@ def scan_data(
     path: Path = typer.Argument(..., help="Dataset file (JSONL, JSON, CSV, Parquet) or save_to_disk folder."),
     fmt: str = typer.Option(
         "auto", "--format",
-        help="auto|chat|sharegpt|alpaca|prompt-completion|preference|openai-preference|csv|parquet|hf-disk",
+        help=(
+            "auto|chat|sharegpt|alpaca|prompt-completion|preference|openai-preference|text|csv|parquet|hf-disk"
+        ),
     ),
     columns: str = typer.Option(
         None,

@@ -490,6 +490,7 @@ ROLE_ALIASES: dict[str, Role] = {
     "tool": "tool",
     "observation": "tool",
     "function": "tool",
+    "ipython": "tool",  # Llama 3's tool-result role
 }
 TURNS_FIX = 'use [{"role": "user", "content": ...}, ...] or ShareGPT [{"from": "human", "value": ...}, ...]'
 
@@ -578,6 +579,46 @@ def _openai_non_preferred(row: Mapping[str, Any], where: str) -> tuple[Message, 
     return (*_openai_prompt(row, where), *_answer(row, "non_preferred_output", where))
 
 
+# Chat templates a `text` record may have been rendered with: the markers that open each turn (the role
+# named in the marker, or fixed per marker), tried in order; the first whose markers the text holds splits it.
+_TEMPLATES: tuple[tuple[re.Pattern[str], dict[str, Role]], ...] = (
+    (re.compile(r"<\|im_start\|>[ \t]*(\w+)[ \t]*\n?"), {}),  # ChatML (Qwen, OpenHermes, ...)
+    (re.compile(r"<\|start_header_id\|>\s*(\w+)\s*<\|end_header_id\|>\n*"), {}),  # Llama 3
+    (re.compile(r"<start_of_turn>[ \t]*(\w+)[ \t]*\n?"), {}),  # Gemma
+    (re.compile(r"(\[INST\]|\[/INST\]|<<SYS>>|<</SYS>>)"),  # Llama 2, Mistral
+     {"[INST]": "user", "[/INST]": "assistant", "<<SYS>>": "system", "<</SYS>>": "user"}),
+    (re.compile(r"^#{2,3} ?(Instruction|Input|Response|Human|Assistant|System):?[ \t]*\n?", re.M),  # Alpaca
+     {"Instruction": "user", "Input": "user", "Response": "assistant", "Human": "user",
+      "Assistant": "assistant", "System": "system"}),
+)
+# the templates' own start/end tokens: not text anyone wrote
+_SPECIAL = re.compile(r"<\|(?:im_end|eot_id|endoftext|end_of_text|begin_of_text|eom_id)\|>|<end_of_turn>|"
+                      r"</?s>|<bos>|<eos>")
+
+
+def _text_record(row: Mapping[str, Any], where: str) -> tuple[Message, ...]:
+    """A `text` record: split into turns where a chat template was applied (so a request and the answer to it
+    are screened as an exchange); otherwise the whole text is one assistant turn, what the model learns to
+    write. Nothing is dropped: text before the first marker is a user turn of its own."""
+    text = _text(row["text"], "text", where)
+    for marker, fixed in _TEMPLATES:
+        found = list(marker.finditer(text))
+        if not found:
+            continue
+        out = [Message("user", head)] if (head := _SPECIAL.sub("", text[: found[0].start()]).strip()) else []
+        for m, end in zip(found, [*(n.start() for n in found[1:]), len(text)], strict=True):
+            name = m.group(1)
+            role = fixed.get(name) or ROLE_ALIASES.get(name.lower())
+            if role is None:
+                raise UserError(f"'text' has a turn with an unknown role {name!r}", where=where,
+                                fix=f"use the roles {', '.join(ROLE_ALIASES)}, or give the turns as messages")
+            content = _SPECIAL.sub("", text[m.end():end]).strip()
+            if content:
+                out.append(Message(role, content))
+        return tuple(out)
+    return (Message("assistant", _SPECIAL.sub("", text).strip()),)
+
+
 SHAREGPT_KEYS = ("conversations", "conversation", "messages")
 # Detection tries these in order: the first whose columns a record has is its format. Preference pairs come
 # first: their prompt may sit in a `conversations` or `instruction` column another format would claim,
@@ -590,11 +631,12 @@ _SCHEMAS: dict[str, Schema] = {
     "sharegpt": Schema((SHAREGPT_KEYS,), _sharegpt),
     "alpaca": Schema((("instruction",), ("output",)), _alpaca),
     "prompt-completion": Schema((("prompt",), ("completion",)), _prompt_completion),
+    "text": Schema((("text",),), _text_record),
 }
 SCHEMAS = tuple(_SCHEMAS)
 # --format names: the schemas as users know them best, then the containers
 FORMATS = ("auto", "chat", "sharegpt", "alpaca", "prompt-completion", "preference", "openai-preference",
-           "csv", "parquet", "hf-disk")
+           "text", "csv", "parquet", "hf-disk")
 
 
 def detect_schema(row: Mapping[str, Any]) -> str | None:

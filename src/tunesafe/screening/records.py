@@ -41,6 +41,10 @@ class Example:
         users = self.turns("user")
         if len(users) >= 2 and len(users[-1].split()) <= FOLLOW_UP_WORDS:
             return f"{users[-2]}\n{users[-1]}"
+        if not users and not self.system:
+            # completion-only text: nothing asked for it, so the text itself is classified (it would be
+            # classified as the empty request, and harmful text the model learns to write go unflagged)
+            return self.assistant
         return users[-1] if users else ""
 
     @property
