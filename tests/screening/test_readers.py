@@ -624,3 +624,25 @@ def test_text_without_a_template_is_one_assistant_turn_classified_as_a_whole(tmp
     # no prompt to pair it with: the text itself is what the harmful-request classifier reads
     assert record.example.request == "Plain prose the model learns to continue."
     assert record.example.exchanges() == []
+
+
+def test_a_json_object_holding_the_records_in_one_list(tmp_path: Path) -> None:
+    """`{"version": ..., "data": [...]}` (datasets' json loader with field="data"): refused as malformed
+    JSONL. Its records are read with their own lines; a second list, whose records would go unread, and a
+    one-line file are one error saying what to do."""
+    row = json.dumps(chat("Where is my order?", "It ships today."))
+    path = tmp_path / "d.json"
+    text = f'{{\n  "version": "1.0",\n  "data": [\n    {row},\n    {row}\n  ],\n  "n": {{"a": 2}}\n}}\n'
+    path.write_text(text, encoding="utf-8")
+    assert [(r.example.line, r.example.messages) for r in open_dataset(path).records()] == [
+        (4, EXPECTED), (5, EXPECTED)]
+    two = tmp_path / "two.json"
+    two.write_text(f'{{\n "train": [{row}],\n "test": [{row}]\n}}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="two lists in the JSON object: 'train' and 'test'") as err:
+        list(open_dataset(two).records())
+    assert err.value.where == f"{two}:3"
+    one_line = tmp_path / "one.json"
+    one_line.write_text(json.dumps({"data": [json.loads(row)]}) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match="'data'") as err:
+        list(open_dataset(one_line).records())
+    assert err.value.where == f"{one_line}:1" and "JSONL" in (err.value.fix or "")
