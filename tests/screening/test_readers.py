@@ -646,3 +646,14 @@ def test_a_json_object_holding_the_records_in_one_list(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="'data'") as err:
         list(open_dataset(one_line).records())
     assert err.value.where == f"{one_line}:1" and "JSONL" in (err.value.fix or "")
+
+
+def test_a_row_of_no_known_layout_mid_file_names_the_line_and_the_formats_read(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    rows = [{"prompt": "q", "completion": "a"}, {"question": "q", "answer": "a"},
+            {"prompt": "q", "completion": "a"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        list(open_dataset(path).records())
+    assert err.value.where == f"{path}:2" and "['answer', 'question']" in err.value.message
+    assert "chat (messages), ShareGPT (conversations)" in (err.value.fix or "")
