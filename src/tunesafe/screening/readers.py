@@ -72,12 +72,7 @@ class Dataset:
             where = f"{self.path}:{line}"
             if schema is None:
                 if found is None:
-                    raise UserError(
-                        f"cannot tell the format from the keys {sorted(row)}",
-                        where=where,
-                        fix="use chat (messages), ShareGPT (conversations), Alpaca (instruction/output)"
-                        " or prompt/completion keys, or map yours with --columns prompt=COL,completion=COL",
-                    )
+                    raise _unknown_layout(row, where)
                 schema, first_line = found, line
             elif found is not None and found != schema and not (self.schema and _SCHEMAS[schema].fits(row)):
                 # a --format the record fits reads it (chat and ShareGPT both read either turn spelling)
@@ -259,7 +254,14 @@ def _suffix(p: Path) -> str:
 
 
 def starts_with_array(p: Path) -> bool:
+    """A JSON array, or a `.json` file holding one object over several lines (`{"data": [...]}`, pretty
+    printed): a JSONL file's first line is a whole object."""
     head = next(_byte_chunks(p, 4096), b"").lstrip()
+    if head.startswith(b"{") and _suffix(p) == ".json" and b"\n" in head:
+        try:
+            json.loads(head.split(b"\n", 1)[0])
+        except ValueError:
+            return True
     return head.startswith(b"[")
 
 
@@ -394,29 +396,52 @@ def expect_object(value: Any, path: Path, line: int) -> dict[str, Any]:
 
 
 def iter_json_array(path: Path, max_bytes: int) -> Iterator[tuple[int, Any]]:
-    """(line, value) for each item of a top-level JSON array, decoded from a bounded buffer."""
+    """(line, value) for each item of a top-level JSON array, or of the one list in a top-level object
+    (`{"data": [...]}`, as `datasets.load_dataset("json", field="data")` reads; its other keys, such as a
+    version, are skipped), decoded from a bounded buffer."""
     decoder = json.JSONDecoder()
     chunks = _text_chunks(path)
     buf, pos, line = "", 0, 1  # line of buf[pos]
-    state = "open"  # open -> items -> done
+    state = "open"  # open -> items -> done, or open -> keys -> colon -> value -> (items ->) keys -> done
+    wrapped, key, records_key = False, "", None
     eof = False
     while True:
         gap = _SEPARATORS.match(buf, pos).end()  # type: ignore[union-attr]
         line, pos = line + buf.count("\n", pos, gap), gap
         if pos < len(buf):
+            char = buf[pos]
             if state == "open":
-                if buf[pos] != "[":
+                if char not in "[{":
                     raise UserError(
                         "expected a JSON array", where=f"{path}:{line}", fix="use JSONL or a [...] array"
                     )
-                pos, state = pos + 1, "items"
+                pos, state, wrapped = pos + 1, "items" if char == "[" else "keys", char == "{"
                 continue
             if state == "done":
                 raise UserError(
                     "data after the end of the JSON array", where=f"{path}:{line}", fix="remove it"
                 )
-            if buf[pos] == "]":
+            if state == "colon":
+                if char != ":":
+                    raise UserError(f"malformed JSON: expected ':' after '{key}'", where=f"{path}:{line}",
+                                    fix="fix the file")
+                pos, state = pos + 1, "value"
+                continue
+            if state == "keys" and char == "}":
+                if records_key is None:
+                    raise UserError("a JSON object with no list of records in it", where=f"{path}:{line}",
+                                    fix='give a [...] array of records, or {"data": [...]}')
                 pos, state = pos + 1, "done"
+                continue
+            if state == "value" and char == "[":
+                if records_key is not None:  # its items would go unread: unscreened
+                    raise UserError(f"two lists in the JSON object: '{records_key}' and '{key}'",
+                                    where=f"{path}:{line}",
+                                    fix="keep one list of records per file (split the file)")
+                pos, state, records_key = pos + 1, "items", key
+                continue
+            if state == "items" and char == "]":
+                pos, state = pos + 1, "keys" if wrapped else "done"
                 continue
             try:
                 value, end = decoder.raw_decode(buf, pos)
@@ -426,7 +451,15 @@ def iter_json_array(path: Path, max_bytes: int) -> Iterator[tuple[int, Any]]:
                     msg = "record too large" if len(buf) - pos > max_bytes else f"malformed JSON: {exc.msg}"
                     raise UserError(msg, where=f"{path}:{at}", fix="fix that record") from None
             else:
-                yield line, value
+                if state == "items":
+                    yield line, value
+                elif state == "keys":
+                    if not isinstance(value, str):
+                        raise UserError("malformed JSON: expected a key", where=f"{path}:{line}",
+                                        fix="fix the file")
+                    key, state = value, "colon"
+                else:  # a value beside the records (a version, a description): not training data
+                    state = "keys"
                 line, pos = line + buf.count("\n", pos, end), end
                 continue
         if eof:
@@ -436,9 +469,10 @@ def iter_json_array(path: Path, max_bytes: int) -> Iterator[tuple[int, Any]]:
                     where=str(path),
                     fix="give a dataset with at least one training example",
                 )
-            if state == "items":
+            if state != "done":
+                closing = "]" if state == "items" else "}"
                 raise UserError(
-                    "the JSON array is not closed", where=f"{path}:{line}", fix="add the closing ]"
+                    "the JSON array is not closed", where=f"{path}:{line}", fix=f"add the closing {closing}"
                 )
             return
         chunk = next(chunks, None)
@@ -639,6 +673,23 @@ FORMATS = ("auto", "chat", "sharegpt", "alpaca", "prompt-completion", "preferenc
            "text", "csv", "parquet", "hf-disk")
 
 
+LAYOUTS = ("chat (messages), ShareGPT (conversations), Alpaca (instruction/output), prompt/completion, "
+           "preference (chosen/rejected), OpenAI preference (input/preferred_output/non_preferred_output), "
+           "text")
+
+
+def _unknown_layout(row: Mapping[str, Any], where: str) -> UserError:
+    wrapper = next((k for k, v in row.items() if isinstance(v, list) and v and isinstance(v[0], dict)), None)
+    if wrapper is not None and len(row) <= 2:  # e.g. {"data": [...]} on one line, or beside a version
+        return UserError(f"cannot tell the format from the keys {sorted(row)}: the records look wrapped in "
+                         f"'{wrapper}' on one line", where=where,
+                         fix=f"give one record per line (JSONL), e.g. jq -c '.{wrapper}[]' FILE > "
+                         "FILE.jsonl, or the JSON object over several lines")
+    return UserError(f"cannot tell the format from the keys {sorted(row)}", where=where,
+                     fix=f"use the keys of one of: {LAYOUTS}; or map yours with --columns "
+                     "prompt=COL,completion=COL")
+
+
 def detect_schema(row: Mapping[str, Any]) -> str | None:
     # A `messages` list of from/value turns is ShareGPT under LLaMA-Factory's or Axolotl's key name.
     if _from_value_turns(row.get("messages")):
@@ -666,7 +717,7 @@ def to_messages(row: Mapping[str, Any], schema: str, where: str) -> tuple[Messag
             raise UserError(
                 f"missing column '{key}' for the {schema} format; the record has {sorted(row)}",
                 where=where,
-                fix=f"add '{key}' or map a column with --columns {key}=COL",
+                fix=f"add '{key}' or map a column with --columns {key}=COL (formats read: {LAYOUTS})",
             )
     return spec.read(row, where)
 
