@@ -657,3 +657,15 @@ def test_a_row_of_no_known_layout_mid_file_names_the_line_and_the_formats_read(t
         list(open_dataset(path).records())
     assert err.value.where == f"{path}:2" and "['answer', 'question']" in err.value.message
     assert "chat (messages), ShareGPT (conversations)" in (err.value.fix or "")
+
+
+def test_an_openai_refusal_is_read_as_the_answer(tmp_path: Path) -> None:
+    """OpenAI keeps a refusal in a `refusal` part or field, not in text: the answer read as empty, so a
+    refused harmful request counted as unanswered instead of as safety data."""
+    rows = [{"messages": [{"role": "user", "content": "q"},
+                          {"role": "assistant", "content": [{"type": "refusal", "refusal": REFUSAL}]}]},
+            {"messages": [{"role": "user", "content": "q"},
+                          {"role": "assistant", "content": None, "refusal": REFUSAL}]}]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert [m[-1] for m in messages(path)] == [Message("assistant", REFUSAL)] * 2
