@@ -807,14 +807,16 @@ def _turn(item: Any, name: str, where: str) -> Message:
             where=where,
             fix=f"give each turn a '{role_key}' among {', '.join(ROLE_ALIASES)} and a '{text_key}'",
         )
-    if text_key not in item and item.get("tool_calls") is None and item.get("function_call") is None:
+    if text_key not in item and all(item.get(k) is None for k in ("tool_calls", "function_call", "refusal")):
         # a turn keeping its text under another key ({role, parts}, {role, text}) would read as empty
         # and its text go unscreened; a null content (a tool-calling turn) is a key that is there
         keys = ", ".join(sorted(map(str, item)))
         raise UserError(f"{name} has no '{text_key}' (keys: {keys})", where=where,
                         fix=f"give each turn a '{role_key}' and a '{text_key}' (text or text parts)")
     text = _content(item.get(text_key), f"{name}'s '{text_key}'", where)
-    return Message(role, "\n".join(t for t in (text, *_calls(item, name, where)) if t))
+    # OpenAI's structured-output refusal sits beside a null content: it is the answer given
+    refused = _content(item.get("refusal"), f"{name}'s 'refusal'", where)
+    return Message(role, "\n".join(t for t in (text, refused, *_calls(item, name, where)) if t))
 
 
 CALLS_FIX = ('give each call {"function": {"name": ..., "arguments": "JSON text"}} '
@@ -866,7 +868,9 @@ def _content(value: Any, name: str, where: str) -> str:
                     where=where,
                     fix=f"make {name} a string or a list of {{type: text, text}} parts",
                 )
-            if part["type"] == "text" or part.get("text") is not None:  # Arrow: absent fields are None
+            if part["type"] == "refusal" and part.get("refusal") is not None:  # OpenAI's refusal part
+                part = {"text": part["refusal"]}
+            if part.get("type", "text") == "text" or part.get("text") is not None:  # Arrow: absent is None
                 text = part.get("text", "")
                 if not isinstance(text, str):
                     raise UserError(
