@@ -564,6 +564,19 @@ def test_preference_pairs_read_both_sides(tmp_path: Path, row: dict[str, Any]) -
     assert [(r.rejected.index, r.rejected.line) for r in records if r.rejected] == [(0, 1), (1, 2)]
 
 
+@pytest.mark.parametrize("answer", ["output", "completion"])
+def test_a_preference_row_with_a_third_answer_is_refused(tmp_path: Path, answer: str) -> None:
+    """A row with an `output` (or `completion`) beside chosen/rejected: read as a pair, that answer was
+    dropped unscreened."""
+    path = tmp_path / "pref.jsonl"
+    row = {"instruction": "Where is my order?", "prompt": "Where is my order?", answer: "Elsewhere.",
+           "chosen": "It ships today.", "rejected": REFUSAL}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=f"'{answer}'") as err:
+        list(open_dataset(path).records())
+    assert err.value.where == f"{path}:1"
+
+
 def test_a_preference_row_missing_its_rejected_side_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "pref.jsonl"
     row = {"prompt": "Where is my order?", "chosen": "It ships today.", "rejected": REFUSAL}
