@@ -574,6 +574,10 @@ def _preference_prompt(row: Mapping[str, Any], where: str) -> tuple[Message, ...
     """The prompt of a preference pair, wherever the format keeps it: TRL's `prompt` (text or messages),
     LLaMA-Factory's Alpaca-style `instruction`/`input` or ShareGPT-style `conversations`, or none (TRL's
     implicit prompt: each side repeats the whole conversation)."""
+    third = next((k for k in ("output", "completion") if row.get(k) not in (None, "")), None)
+    if third is not None:  # a third answer beside the pair would be read by no one: unscreened
+        raise UserError(f"a preference pair with an answer in '{third}' too: which one is trained on?",
+                        where=where, fix=f"drop '{third}', or split the file into SFT and preference data")
     if row.get("prompt") is not None:
         return (*_system(row, where), *_side(row["prompt"], "prompt", "user", where))
     if row.get("instruction") is not None:
