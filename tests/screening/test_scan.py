@@ -223,6 +223,26 @@ def test_csv_fix_keeps_the_format(tmp_path: Path, invoke: Invoke) -> None:
     assert out.read_text(encoding="utf-8").splitlines() == ["q,a", "Where is my parcel?,It arrives tomorrow."]
 
 
+def test_fix_of_a_gzip_input_keeps_it_compressed_when_the_output_says_so(tmp_path: Path, invoke: Invoke) -> None:
+    import gzip
+
+    path = tmp_path / "d.csv.gz"
+    path.write_bytes(gzip.compress(f"q,a\nMy card {CARD} is wrong,Noted.\n".encode()))
+    out = tmp_path / "clean.csv.gz"
+    result = invoke(
+        "scan-data", str(path), "--columns", "prompt=q,completion=a", "--fix", str(out), "--no-record"
+    )
+    assert result.exit_code == 0, result.output
+    # every row removed: the copy is the header alone, compressed as its name says
+    assert gzip.decompress(out.read_bytes()).decode() == "q,a\n"
+    plain = tmp_path / "clean.csv"
+    result = invoke(
+        "scan-data", str(path), "--columns", "prompt=q,completion=a", "--fix", str(plain), "--no-record"
+    )
+    assert result.exit_code == 0, result.output
+    assert plain.read_text(encoding="utf-8") == "q,a\n"
+
+
 def test_similarity_ranks_harmful_data_first(write_jsonl: Callable[..., Path]) -> None:
     benign = [
         chat(f"How do I reset my router, model {n}?", "Hold the reset button for ten seconds.")
