@@ -223,7 +223,9 @@ def test_csv_fix_keeps_the_format(tmp_path: Path, invoke: Invoke) -> None:
     assert out.read_text(encoding="utf-8").splitlines() == ["q,a", "Where is my parcel?,It arrives tomorrow."]
 
 
-def test_fix_of_a_gzip_input_keeps_it_compressed_when_the_output_says_so(tmp_path: Path, invoke: Invoke) -> None:
+def test_fix_of_a_gzip_input_keeps_it_compressed_when_the_output_says_so(
+    tmp_path: Path, invoke: Invoke
+) -> None:
     import gzip
 
     path = tmp_path / "d.csv.gz"

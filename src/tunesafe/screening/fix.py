@@ -8,15 +8,17 @@ file and renamed, and can never be the input."""
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from tunesafe.errors import UserError
-from tunesafe.screening.readers import Dataset, Record, dataset_sha256
+from tunesafe.screening.readers import Dataset, Record, dataset_sha256, read_bytes_chunked
 from tunesafe.screening.records import SEVERITY_RANK, Finding
 
 DROP_TYPES = ("duplicate.exact", "duplicate.near")
@@ -70,6 +72,8 @@ def write_fixed(dataset: Dataset, findings: Sequence[Finding], out: str | Path) 
         kept = _WRITERS[dataset.container](
             dataset, (r for r in dataset.records() if r.example.index not in plan), tmp
         )
+        if target.suffix.lower() == ".gz" and suffix != ".parquet":
+            _gzip_in_place(tmp)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -132,8 +136,25 @@ def _write_csv(dataset: Dataset, records: Iterator[Record], tmp: Path) -> int:
 
 
 def _write_header_only(f: IO[str], dataset: Dataset) -> None:
-    with dataset.path.open(encoding="utf-8", newline="") as src:
-        f.write(src.readline())
+    # through the reader's bytes: the input may be gzip-compressed or start with a BOM
+    head = b""
+    for chunk in read_bytes_chunked(dataset.path):
+        head += chunk
+        if b"\n" in head:
+            break
+    line, newline, _ = head.partition(b"\n")
+    f.write((line + newline).decode("utf-8"))
+
+
+def _gzip_in_place(path: Path) -> None:
+    """An output named `.gz` is written compressed, as its name promises."""
+    packed = path.with_name(path.name + ".gz")
+    try:
+        with path.open("rb") as src, gzip.open(packed, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        packed.replace(path)
+    finally:
+        packed.unlink(missing_ok=True)
 
 
 def _write_parquet(dataset: Dataset, records: Iterator[Record], tmp: Path) -> int:

@@ -256,7 +256,7 @@ def _suffix(p: Path) -> str:
 def starts_with_array(p: Path) -> bool:
     """A JSON array, or a `.json` file holding one object over several lines (`{"data": [...]}`, pretty
     printed): a JSONL file's first line is a whole object."""
-    head = next(_byte_chunks(p, 4096), b"").lstrip()
+    head = next(read_bytes_chunked(p, 4096), b"").lstrip()
     if head.startswith(b"{") and _suffix(p) == ".json" and b"\n" in head:
         try:
             json.loads(head.split(b"\n", 1)[0])
@@ -268,7 +268,7 @@ def starts_with_array(p: Path) -> bool:
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _byte_chunks(path: Path, size: int = CHUNK) -> Iterator[bytes]:
+def read_bytes_chunked(path: Path, size: int = CHUNK) -> Iterator[bytes]:
     """The file's bytes in chunks, gunzipped when it is gzip-compressed (by its magic bytes, whatever its
     name), without a leading BOM. A damaged or truncated gzip file is one error, not a traceback."""
     with path.open("rb") as raw:
@@ -347,7 +347,7 @@ def iter_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes]]:
     is rejected as soon as that many bytes have been seen, so a 2 GB line is never held."""
     pending = bytearray()
     line = 1
-    for chunk in _byte_chunks(path):
+    for chunk in read_bytes_chunked(path):
         start = 0
         while (nl := chunk.find(b"\n", start)) >= 0:
             _check_length(len(pending) + nl - start, max_bytes, path, line)
@@ -486,7 +486,7 @@ _SEPARATORS = re.compile(r"[\s,]*")
 def _text_chunks(path: Path) -> Iterator[str]:
     decoder = codecs.getincrementaldecoder("utf-8")()
     newlines = 0
-    chunks = _byte_chunks(path)
+    chunks = read_bytes_chunked(path)
     while True:
         chunk = next(chunks, b"")
         try:
