@@ -5,54 +5,11 @@ close-delimited, cut short, not HTTP, silent). The backend over it: test_openai_
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 
 import pytest
 
 from tunesafe.models.http1 import Http1Connection
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[tuple[int, list[int]]]:
-    """A TCP server on 127.0.0.1 running `handler` per connection; yields the port and a list that
-    counts connections."""
-    connections: list[int] = []
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        try:
-            await handler(reader, writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1], connections
-    finally:
-        server.close()
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
-    return head + await reader.readexactly(length)
-
-
-def answer_with(*replies: bytes) -> Handler:
-    """Answer the n-th request on a connection with replies[n]; close after the last."""
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for reply in replies:
-            await read_request(reader)
-            writer.write(reply)
-            await writer.drain()
-
-    return handler
-
+from tunesafe.testing.raw_http import Handler, answer_with, raw_server, read_request
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
