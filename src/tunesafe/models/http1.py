@@ -9,6 +9,7 @@ throughput (docs/decisions.md "HTTP backend"). Plain http:// only: TLS and proxi
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Sequence
 from typing import NamedTuple, cast
 
@@ -91,7 +92,9 @@ class Http1Connection:
         self.port = port
         name = f"[{host}]" if ":" in host else host  # an IPv6 address
         netloc = name if port == 80 else f"{name}:{port}"
-        self._headers = [(b"host", netloc.encode()), *((k.encode(), v.encode()) for k, v in headers)]
+        # identity: without an Accept-Encoding a server may compress as it likes (RFC 9110 12.5.3)
+        self._headers = [(b"host", netloc.encode()), (b"accept-encoding", b"identity"),
+                         *((k.encode(), v.encode()) for k, v in headers)]
         self._stream: _Stream | None = None
         self._h11: h11.Connection | None = None
 
@@ -154,7 +157,7 @@ class Http1Connection:
             conn.start_next_cycle()
         else:  # the server said Connection: close, or ended the body by closing
             self.close()
-        return Response(status, headers_in, b"".join(chunks))
+        return Response(status, headers_in, _decoded(headers_in, b"".join(chunks)))
 
     async def aclose(self) -> None:
         self.close()
@@ -163,6 +166,27 @@ class Http1Connection:
         if self._stream is not None and self._stream.transport is not None:
             self._stream.transport.close()
         self._stream = self._h11 = None
+
+
+def _decoded(headers: dict[str, str], body: bytes) -> bytes:
+    """The body a gateway gzip- or deflate-compressed although identity was asked for (some do), its
+    content-encoding header then dropped. Another encoding stays as sent, header and all, for the
+    caller to refuse by name rather than read compressed bytes as the reply."""
+    coding = headers.get("content-encoding", "").strip().lower()
+    if coding not in ("gzip", "x-gzip", "deflate"):
+        return body
+    try:
+        if coding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send it
+            try:
+                body = zlib.decompress(body)
+            except zlib.error:
+                body = zlib.decompress(body, -zlib.MAX_WBITS)
+        else:
+            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+    except zlib.error as exc:
+        raise h11.RemoteProtocolError(f"a {coding} body that does not decompress: {exc}") from None
+    del headers["content-encoding"]
+    return body
 
 
 async def _next_event(stream: _Stream, conn: h11.Connection) -> object:

@@ -274,10 +274,20 @@ class _HttpxConnection:
             raise TimeoutError(f"no complete response within {timeout:g}s") from None
         except httpx.TransportError as exc:
             raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
-        return Response(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content)
+        received = {k.lower(): v for k, v in resp.headers.items()}
+        if _httpx_decodes(received.get("content-encoding", "")):  # resp.content is decoded: say so as http1
+            received.pop("content-encoding", None)
+        return Response(resp.status_code, received, resp.content)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _httpx_decodes(coding: str) -> bool:
+    """Whether httpx decoded a body in this content-encoding (gzip and deflate; br and zstd only where
+    their packages are installed)."""
+    supported = getattr(httpx._decoders, "SUPPORTED_DECODERS", ("identity", "gzip", "deflate"))
+    return all(c.strip().lower() in supported for c in coding.split(","))
 
 
 def _goes_direct(url: str) -> bool:
@@ -669,6 +679,10 @@ def _query_string(params: Mapping[str, str]) -> str:
 
 def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation, Any]:
     """The generation, and the model id the reply names (not checked: anything a server sent)."""
+    coding = resp.headers.get("content-encoding", "identity")
+    if coding.strip().lower() != "identity":  # compressed bytes read as JSON: "malformed", and retried
+        raise _Fatal(f"the server sent its reply in content-encoding {coding}, which this client cannot "
+                     "decode (it reads gzip and deflate): have the server or gateway send it uncompressed")
     try:
         body = json.loads(resp.content)
         choice = body["choices"][0]
