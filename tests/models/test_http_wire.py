@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
+import socket
+import struct
 import zlib
 
 import pytest
@@ -20,7 +23,10 @@ JSON = "content-type: application/json"
 
 def ask(handler: Handler, n: int = 1, host: str = "127.0.0.1", url_host: str | None = None,
         path: str = "/v1", **options: object) -> tuple[list[Generation], int]:
-    """Send n requests one after another to a raw server; the generations and the connections made."""
+    """Send n requests one after another to a raw server (over one connection slot, so a connection is
+    reused); the generations and the connections made."""
+    options.setdefault("concurrency", 1)
+
     async def main() -> tuple[list[Generation], int]:
         async with raw_server(handler, host) as (port, connections):
             name = url_host or host
@@ -66,3 +72,157 @@ def test_the_lean_client_asks_for_an_uncompressed_body() -> None:
 
     ask(record, client="auto")
     assert b"accept-encoding: identity" in seen[0].lower()
+
+
+def sse(*events: dict[str, object]) -> bytes:
+    """A streamed completion's body: one `data:` event per chunk, then [DONE]."""
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def delta(finish: str | None = None, **fields: object) -> dict[str, object]:
+    return {"id": "c1", "object": "chat.completion.chunk", "model": "m",
+            "choices": [{"index": 0, "delta": fields, "finish_reason": finish}]}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_stream_sent_unasked_is_read_as_the_answer_it_carries(client: str) -> None:
+    # some gateways stream whatever was asked: the answer is the deltas joined, never the "data:" lines
+    usage = {"id": "c1", "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 3}}
+    body = sse(delta(role="assistant", content=""), delta(content="a real"), delta(content=" answer"),
+               delta("stop"), usage)
+    gen = one(response(body, headers=("content-type: text/event-stream; charset=utf-8",), length=False),
+              client)
+    assert gen.ok and gen.text == "a real answer" and gen.finish_reason == "stop", gen.error
+    assert gen.completion_tokens == 3
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_stream_that_carries_an_error_or_breaks_off_is_an_error(client: str) -> None:
+    failed = sse(delta(content="Sure, here"), {"error": {"message": "upstream died"}})
+    # no finish_reason, no [DONE]: the stream broke off
+    unfinished = b"data: " + json.dumps(delta(content="Sure, here")).encode() + b"\n\n"
+    for body, says in ((failed, "upstream died"), (unfinished, "stream")):
+        gen = one(response(body, headers=("content-type: text/event-stream",)), client)
+        assert not gen.ok and gen.text == "" and says in (gen.error or ""), gen
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_json_body_with_a_byte_order_mark_is_read(client: str) -> None:
+    gen = one(response(b"\xef\xbb\xbf" + completion(), headers=(JSON,)), client)
+    assert gen.ok and gen.text == "a real answer", gen.error
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_what_a_proxy_or_gateway_answers_in_place_of_the_model_is_an_error(client: str) -> None:
+    html = b"<html><body><h1>Welcome</h1>Please sign in to continue</body></html>"
+    gateway_error = json.dumps({"error": {"message": "upstream timed out", "type": "gateway"}}).encode()
+    for reply, says in ((response(html, headers=("content-type: text/html",)), "malformed"),
+                        (response(gateway_error, headers=(JSON,)), "upstream timed out"),
+                        (response(html, "502 Bad Gateway", ("content-type: text/html",)), "HTTP 502"),
+                        (response(b"", "200 OK"), "malformed"),
+                        (response(b"", "204 No Content", length=False), "HTTP 204")):
+        gen = one(reply, client)
+        assert not gen.ok and gen.text == "" and gen.blocked is None, reply
+        assert says in (gen.error or ""), (reply, gen.error)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("status", ["301 Moved Permanently", "302 Found", "307 Temporary Redirect",
+                                    "308 Permanent Redirect"])
+def test_a_redirect_is_one_error_naming_where_to(client: str, status: str) -> None:
+    page = b"<html><head><title>Moved</title></head><body>Moved</body></html>"
+    reply = response(page, status, ("location: https://gpu-box.example/v1/chat/completions",
+                                    "content-type: text/html"))
+    gen = one(reply, client, max_retries=3)
+    assert not gen.ok and gen.text == ""
+    assert "https://gpu-box.example/v1" in (gen.error or "") and "attempts" not in (gen.error or "")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_invalid_utf8_in_the_answer_is_read_as_the_answer(client: str) -> None:
+    # a server that cut a multi-byte character at max_tokens: the answer is there, one byte replaced
+    body = completion("caf\u00e9 au lait").replace(b"\\u00e9", b"\xc3")
+    gen = one(response(body, headers=(JSON,)), client)
+    assert gen.ok and gen.text == "caf\ufffd au lait", gen.error
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_chunks_split_across_packets_are_read(client: str) -> None:
+    body = completion()
+
+    async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"transfer-encoding: chunked\r\n\r\n")
+        for i in range(0, len(body), 7):
+            piece = body[i:i + 7]
+            for part in (f"{len(piece):x}\r\n".encode(), piece, b"\r\n"):
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(0.001)
+        writer.write(b"0\r\n\r\n")
+
+    (gen,), _ = ask(dribble, client=client)
+    assert gen.ok and gen.text == "a real answer", gen.error
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_headers_then_silence_or_a_trickle_is_a_timeout(client: str) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)  # a byte at a time, each well within the timeout: never done
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n")
+        for _ in range(500):
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    for handler in (silent, trickle):
+        (gen,), _ = ask(handler, client=client, timeout=0.5, max_retries=0)
+        assert not gen.ok and gen.text == "" and "timeout after 0.5s" in (gen.error or ""), gen
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_reset_mid_response_is_an_error(client: str) -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 300\r\n\r\n" + completion()[:40])
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+        writer.transport.abort()
+
+    (gen,), _ = ask(reset, client=client)
+    assert not gen.ok and gen.text == "" and "connection error" in (gen.error or ""), gen
+
+
+def test_a_keep_alive_connection_closed_as_the_next_request_arrives_is_retried_at_once() -> None:
+    # the idle-timeout race: the server closes the connection the client just sent on, answering nothing
+    async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(response(completion(), headers=(JSON,)))
+        await writer.drain()
+        await read_request(reader)
+
+    gens, connections = ask(one_then_close, n=3, client="auto", max_retries=0)
+    assert [g.text for g in gens] == ["a real answer"] * 3, [g.error for g in gens]
+    assert connections == 3
+
+
+def test_a_request_the_server_answered_part_of_is_not_sent_again_at_once() -> None:
+    # bytes of an answer came back: the server had the request; it is retried (or not) as a failure
+    async def answer_then_cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(response(completion(), headers=(JSON,)))
+        await writer.drain()
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 300\r\n\r\n{")
+
+    gens, connections = ask(answer_then_cut, n=2, client="auto", max_retries=0)
+    assert gens[0].ok and not gens[1].ok and "connection error" in (gens[1].error or "")
+    assert connections == 1
