@@ -35,12 +35,14 @@ class _Stream(asyncio.Protocol):
         self._eof = False
         self._expired = False
         self._waiter: asyncio.Future[None] | None = None
+        self.answered = False  # a byte arrived since the current request went out
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transport is not an asyncio.Transport subclass (Ray's async actors run on uvloop)
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         self._chunks.append(data)
         self._wake()
 
@@ -103,26 +105,35 @@ class Http1Connection:
         """`headers` go with this request only (after the connection's own)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        try:
-            stream, conn = await self._connection(deadline)
-            timer = loop.call_at(deadline, stream.expire)
+        while True:
+            stream: _Stream | None = None
             try:
-                return await self._exchange(stream, conn, method, target, body, headers)
-            finally:
-                timer.cancel()
-        except TimeoutError:
-            self.close()
-            raise TimeoutError(f"no complete response within {timeout:g}s") from None
-        except (OSError, h11.ProtocolError) as exc:
-            self.close()
-            raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
-        except BaseException:  # cancelled mid-request: the connection's state is unknown
-            self.close()
-            raise
+                stream, conn, reused = await self._connection(deadline)
+                timer = loop.call_at(deadline, stream.expire)
+                try:
+                    return await self._exchange(stream, conn, method, target, body, headers)
+                finally:
+                    timer.cancel()
+            except TimeoutError:
+                self.close()
+                raise TimeoutError(f"no complete response within {timeout:g}s") from None
+            except (OSError, h11.ProtocolError) as exc:
+                self.close()
+                # The keep-alive race: the server closed this idle connection as the request went out.
+                # Not a byte of answer came back, so once more on a fresh connection, no failure counted
+                # (a dropped request is sent again by the caller's retries anyway; this one only skips
+                # their backoff). Any byte of an answer: the server had it, the caller decides.
+                if stream is not None and reused and not stream.answered:
+                    continue
+                raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+            except BaseException:  # cancelled mid-request: the connection's state is unknown
+                self.close()
+                raise
 
-    async def _connection(self, deadline: float) -> tuple[_Stream, h11.Connection]:
+    async def _connection(self, deadline: float) -> tuple[_Stream, h11.Connection, bool]:
+        """The connection for the next request, and whether it served one before."""
         if self._stream is not None and self._h11 is not None and self._stream.usable:
-            return self._stream, self._h11
+            return self._stream, self._h11, True
         self.close()
         loop = asyncio.get_running_loop()
         try:
@@ -131,7 +142,7 @@ class Http1Connection:
         except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             raise TimeoutError from None
         self._stream, self._h11 = stream, h11.Connection(h11.CLIENT)
-        return stream, self._h11
+        return stream, self._h11, False
 
     async def _exchange(self, stream: _Stream, conn: h11.Connection, method: str, target: str,
                         body: bytes, extra: Sequence[tuple[str, str]]) -> Response:
@@ -139,6 +150,7 @@ class Http1Connection:
                    (b"content-length", str(len(body)).encode())]
         request = h11.Request(method=method, target=target, headers=headers)
         assert stream.transport is not None
+        stream.answered = False
         # One write, so the request leaves as one segment (one wake-up of the server, not three).
         stream.transport.write(b"".join(
             conn.send(event) or b"" for event in (request, h11.Data(data=body), h11.EndOfMessage())))
