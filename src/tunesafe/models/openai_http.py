@@ -268,9 +268,12 @@ class _HttpxConnection:
     async def request(self, method: str, target: str, body: bytes, timeout: float,
                       headers: Sequence[tuple[str, str]] = ()) -> Response:
         try:
-            resp = await self._client.request(method, target, content=body, timeout=timeout,
-                                              headers=dict(headers) or None)
-        except httpx.TimeoutException:
+            # httpx's timeout bounds each read, not the response: a server that trickles a byte now
+            # and then never times out. The attempt's deadline is the whole exchange, as on http1.
+            resp = await asyncio.wait_for(
+                self._client.request(method, target, content=body, timeout=timeout,
+                                     headers=dict(headers) or None), timeout)
+        except (httpx.TimeoutException, asyncio.TimeoutError):
             raise TimeoutError(f"no complete response within {timeout:g}s") from None
         except httpx.TransportError as exc:
             raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
