@@ -95,6 +95,7 @@ from tunesafe.models.provider_replies import (
 )
 from tunesafe.models.reasoning import content_parts, reasoning_field, settle_reasoning
 from tunesafe.models.refs import ModelRef, parse_options, split_credentials
+from tunesafe.models.sse import BrokenStream, is_event_stream, stream_completion
 from tunesafe.models.tool_calls import from_openai_message, to_openai_messages
 from tunesafe.types import Capabilities, ChatRequest, Generation, Message, canonical_json, sha256_hex
 
@@ -687,7 +688,9 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         raise _Fatal(f"the server sent its reply in content-encoding {coding}, which this client cannot "
                      "decode (it reads gzip and deflate): have the server or gateway send it uncompressed")
     try:
-        body = json.loads(resp.content)
+        raw = _body_text(resp.content)
+        streamed = is_event_stream(resp.headers.get("content-type", ""), resp.content)
+        body = stream_completion(raw) if streamed else json.loads(raw)
         choice = body["choices"][0]
         message = choice["message"]
         content, thinking = content_parts(message.get("content"))  # a list of parts: Mistral's reasoning
@@ -703,8 +706,9 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         # rides in the body, and the text before it is no answer (fail closed). Like a 5xx, retryable;
         # so are DeepSeek's finish_reason "insufficient_system_resource" and vLLM's "abort".
         failure = body.get("error") or choice.get("error")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise _Retryable(f"malformed response from server: {resp.text[:120]!r}") from None
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        why = f"{exc}: " if isinstance(exc, BrokenStream) else ""
+        raise _Retryable(f"malformed response from server: {why}{resp.text[:120]!r}") from None
     if failure or finish in SERVER_FAILED_FINISH:
         detail = failure.get("message") if isinstance(failure, Mapping) else failure
         raise _Retryable(f"HTTP 200 carrying an error: {str(detail or finish)[:200]}")
@@ -740,10 +744,17 @@ def _refused_system(resp: Response, request: ChatRequest) -> bool:
             and _NO_SYSTEM_ROLE.search(resp.text) is not None)
 
 
+def _body_text(content: bytes) -> str:
+    """A JSON body as servers send it: a byte-order mark some put first is no error, and a byte that is
+    no UTF-8 (a multi-byte character cut at max_tokens) reads as U+FFFD, as any text view shows it,
+    instead of failing an answer that is there."""
+    return content.decode("utf-8", "replace").removeprefix("\ufeff")
+
+
 def _filtered_prompt(resp: Response) -> Generation | None:
     """A provider filter's answer to a prompt (models/provider_replies.prompt_filter), else None."""
     try:
-        error = json.loads(resp.content)["error"]
+        error = json.loads(_body_text(resp.content))["error"]
     except (ValueError, KeyError, TypeError):
         return None
     reasons = prompt_filter(error, resp.status_code)

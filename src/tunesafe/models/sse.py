@@ -1,0 +1,90 @@
+"""A chat completion streamed as server-sent events although no stream was asked for (some gateways stream
+every reply), read back into the one completion object the chunks add up to. The raw `data:` lines are
+never an answer: a stream that breaks off before its finish_reason, or that is no stream of chunks, is a
+ValueError (BrokenStream, or the JSON error of an event that is no JSON); one that carries an error
+comes back with it as the completion's `error`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+_TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
+
+
+class BrokenStream(ValueError):
+    """A stream that is not one whole reply: it says what is wrong."""
+
+
+def is_event_stream(content_type: str, body: bytes) -> bool:
+    """Whether a reply is a stream: by its type, or by its first line where a server did not say."""
+    declared = content_type.split(";")[0].strip().lower() == "text/event-stream"
+    return declared or body.lstrip().startswith(b"data:")
+
+
+def stream_completion(text: str) -> dict[str, Any]:
+    """The chat completion the chunks of an SSE body add up to (the first choice's)."""
+    texts: dict[str, list[str]] = {}
+    calls: dict[int, dict[str, Any]] = {}
+    completion: dict[str, Any] = {}
+    finish = None
+    for data in _events(text):
+        if data.strip() == "[DONE]":
+            break
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            raise BrokenStream(f"a stream event that is no chunk: {data[:80]!r}")
+        if chunk.get("error"):  # a failure mid-stream: what came before it is no answer
+            return {"error": chunk["error"], "choices": [{"message": {"content": ""}}]}
+        completion.update({k: chunk[k] for k in ("id", "model", "usage") if chunk.get(k)})
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            if choice.get("error"):
+                return {"error": choice["error"], "choices": [{"message": {"content": ""}}]}
+            delta = choice.get("delta") or {}
+            for name in _TEXT_FIELDS:
+                if isinstance(delta.get(name), str):
+                    texts.setdefault(name, []).append(delta[name])
+            for call in delta.get("tool_calls") or ():
+                _add_call(calls.setdefault(int(call.get("index", 0)), {}), call)
+            finish = choice.get("finish_reason") or finish
+            if choice.get("content_filter_results"):
+                completion["content_filter_results"] = choice["content_filter_results"]
+    if finish is None:
+        raise BrokenStream("the streamed reply broke off before its finish_reason")
+    message: dict[str, Any] = {"role": "assistant", "content": None,
+                               **{name: "".join(parts) for name, parts in texts.items()}}
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    choice = {"index": 0, "message": message, "finish_reason": finish}
+    if "content_filter_results" in completion:
+        choice["content_filter_results"] = completion.pop("content_filter_results")
+    return {**completion, "object": "chat.completion", "choices": [choice]}
+
+
+def _add_call(call: dict[str, Any], delta: dict[str, Any]) -> None:
+    """A tool call's pieces: its id and name once, its arguments in fragments."""
+    for key in ("id", "type"):
+        if delta.get(key):
+            call[key] = delta[key]
+    function = call.setdefault("function", {"name": "", "arguments": ""})
+    for key in ("name", "arguments"):
+        piece = (delta.get("function") or {}).get(key)
+        if isinstance(piece, str):
+            function[key] += piece
+
+
+def _events(text: str) -> Iterator[str]:
+    """The data of each event: its `data:` lines joined; comments (keep-alives) and other fields skipped."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        if not line:
+            if lines:
+                yield "\n".join(lines)
+            lines = []
+        elif line.startswith("data:"):
+            lines.append(line[5:].removeprefix(" "))
+    if lines:
+        yield "\n".join(lines)
