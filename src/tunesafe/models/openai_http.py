@@ -690,7 +690,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
     try:
         raw = _body_text(resp.content)
         streamed = is_event_stream(resp.headers.get("content-type", ""), resp.content)
-        body = stream_completion(raw) if streamed else json.loads(raw)
+        body = _storable(stream_completion(raw) if streamed else json.loads(raw))
         choice = body["choices"][0]
         message = choice["message"]
         content, thinking = content_parts(message.get("content"))  # a list of parts: Mistral's reasoning
@@ -749,6 +749,21 @@ def _body_text(content: bytes) -> str:
     no UTF-8 (a multi-byte character cut at max_tokens) reads as U+FFFD, as any text view shows it,
     instead of failing an answer that is there."""
     return content.decode("utf-8", "replace").removeprefix("\ufeff")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(value: Any) -> Any:
+    """`value` with every lone surrogate (`"\\ud83d"` escaped in JSON without its other half: a gateway
+    that cut a string inside an emoji) read as U+FFFD: no UTF-8 writer, SQLite included, takes one."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    return value
 
 
 def _filtered_prompt(resp: Response) -> Generation | None:
