@@ -617,6 +617,8 @@ class OpenAIChatModel:
                 return await self._attempt(connection, request, extra_body)
         except UnsupportedTemperature as exc:
             raise _Fatal(str(exc)) from None
+        if 300 <= resp.status_code < 400 and "location" in resp.headers:
+            raise _Fatal(self._scrub(_redirected(resp.status_code, resp.headers["location"])))
         if resp.status_code != 200:
             raise _given_up(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:300]}", resp.headers,
                             says_retry)
@@ -742,6 +744,13 @@ _NO_SYSTEM_ROLE = re.compile(r"system role|roles must alternate", re.IGNORECASE)
 def _refused_system(resp: Response, request: ChatRequest) -> bool:
     return (any(m.role == "system" for m in request.messages) and not request.tools
             and _NO_SYSTEM_ROLE.search(resp.text) is not None)
+
+
+def _redirected(status: int, location: str) -> str:
+    """A redirect is not followed (the key would go wherever it points, a POST may turn into a GET): the
+    error names the base URL to give instead."""
+    base = location.split("?")[0].rstrip("/").removesuffix("/chat/completions").removesuffix("/models")
+    return f"HTTP {status}: the server redirects to {location}; give {base} as the base URL"
 
 
 def _body_text(content: bytes) -> str:
