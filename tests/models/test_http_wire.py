@@ -13,7 +13,9 @@ import zlib
 
 import pytest
 
+from tunesafe.errors import UserError
 from tunesafe.models.openai_http import OpenAIChatModel
+from tunesafe.testing.openai_server import serve
 from tunesafe.testing.raw_http import Handler, answer_with, completion, raw_server, read_request, response
 from tunesafe.types import ChatRequest, Generation, Message
 
@@ -236,3 +238,10 @@ def test_half_a_surrogate_pair_in_the_answer_is_read_as_text_that_can_be_stored(
     gen = one(response(body, headers=(JSON,)), client)
     assert gen.ok and gen.text == "smile \ufffd", gen.error
     gen.text.encode()
+
+
+def test_a_server_that_redirects_its_model_listing_is_a_user_error_before_the_run() -> None:
+    with serve(redirect="https://gpu-box.example") as server, \
+            pytest.raises(UserError, match="redirects to https://gpu-box.example/v1/models") as info:
+        OpenAIChatModel("m", server.url).content_hash()
+    assert "https://gpu-box.example/v1" in info.value.fix

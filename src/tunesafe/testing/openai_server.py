@@ -83,6 +83,8 @@ Replies name the requested model as `model`; `ServerConfig(reported_model=ID)` n
 `ServerConfig(finish_names={"length": "max_tokens"})` says other servers' finish reasons instead of
 OpenAI's (TGI's, Anthropic's and Gemini's OpenAI-compatible endpoints').
 
+`ServerConfig(redirect="https://elsewhere")` answers every request with a 308 to that origin.
+
 `ServerConfig(markers=False)` (or `server.app.config.markers = False` while it runs) ignores the markers:
 the same prompts against a server whose fault was fixed.
 
@@ -211,6 +213,8 @@ class ServerConfig:
     finish_names: Mapping[str, str] = field(default_factory=dict)  # OpenAI's finish reason -> the one
     # this server says instead (TGI's "eos_token", Anthropic's compatibility endpoint's "end_turn" and
     # "max_tokens", Gemini's "STOP" and "MAX_TOKENS")
+    redirect: str | None = None  # answer every request with a 308 to this origin + the request's path (a
+    # server moved to https, or behind a proxy that adds a trailing slash)
     forbids_extra: tuple[str, ...] = ()  # body fields refused with pydantic's 422 "extra_forbidden", in
     # Mistral's shape (La Plateforme; Azure AI Foundry's Mistral deployments refuse `seed` so)
 
@@ -303,6 +307,10 @@ class OpenAICompatApp:
         raw = await _read_body(receive)
         query = scope.get("query_string", b"").decode()
         self.targets.append(f"{method} {path}" + (f"?{query}" if query else ""))
+        if self.config.redirect is not None:
+            await _send(send, 308, b"<html><body>Permanent Redirect</body></html>", b"text/html",
+                        [(b"location", f"{self.config.redirect}{path}".encode())])
+            return
         if self.config.azure:
             routed = await self._azure_route(scope, raw, send)
             if routed is None:
