@@ -422,6 +422,10 @@ class OpenAIChatModel:
         if resp.status_code in (401, 403):
             raise UserError(f"server refused the credentials (HTTP {resp.status_code})", where=self.ref,
                             fix=f"give a valid key: check {self._key_advice()}")
+        if resp.is_redirect:  # not "no entry": every request would then fail the same way
+            location = self._scrub(resp.headers["location"])
+            raise UserError(f"HTTP {resp.status_code}: the server redirects to {location}", where=self.ref,
+                            fix=f"give {_redirect_base(location)} as the base URL (no redirect is followed)")
         if resp.status_code in TRANSIENT_STATUS:  # not "no entry": the hash would name the blip
             raise UserError(f"the server's model listing failed for now (HTTP {resp.status_code})",
                             where=self.ref, fix="try again once the server answers GET /models")
@@ -749,8 +753,13 @@ def _refused_system(resp: Response, request: ChatRequest) -> bool:
 def _redirected(status: int, location: str) -> str:
     """A redirect is not followed (the key would go wherever it points, a POST may turn into a GET): the
     error names the base URL to give instead."""
-    base = location.split("?")[0].rstrip("/").removesuffix("/chat/completions").removesuffix("/models")
+    base = _redirect_base(location)
     return f"HTTP {status}: the server redirects to {location}; give {base} as the base URL"
+
+
+def _redirect_base(location: str) -> str:
+    """The base URL a redirect of a request under it points to."""
+    return location.split("?")[0].rstrip("/").removesuffix("/chat/completions").removesuffix("/models")
 
 
 def _body_text(content: bytes) -> str:
