@@ -32,7 +32,7 @@ def ask(handler: Handler, n: int = 1, host: str = "127.0.0.1", url_host: str | N
     async def main() -> tuple[list[Generation], int]:
         async with raw_server(handler, host) as (port, connections):
             name = url_host or host
-            shown = f"[{name}]" if ":" in name else name
+            shown = f"[{name}]" if ":" in name and "@" not in name else name
             model = OpenAIChatModel("m", f"http://{shown}:{port}{path}", **options)  # type: ignore[arg-type]
             try:
                 gens = [(await model.generate([ChatRequest(messages=(Message("user", f"q{i}"),))]))[0]
@@ -245,3 +245,51 @@ def test_a_server_that_redirects_its_model_listing_is_a_user_error_before_the_ru
             pytest.raises(UserError, match="redirects to https://gpu-box.example/v1/models") as info:
         OpenAIChatModel("m", server.url).content_hash()
     assert "https://gpu-box.example/v1" in info.value.fix
+
+
+def recording(seen: list[bytes], reply: bytes | None = None) -> Handler:
+    """Record each request on a connection and answer it with `reply` (a completion by default)."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            seen.append(await read_request(reader))
+            writer.write(reply or response(completion(), headers=(JSON,)))
+            await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize(("path", "target"), [
+    ("/v1", "/v1/chat/completions"), ("/v1/", "/v1/chat/completions"),
+    ("/team-a/llm/v1", "/team-a/llm/v1/chat/completions"),
+    ("/openai/deployments/d?api-version=2024-10-21",
+     "/openai/deployments/d/chat/completions?api-version=2024-10-21"),
+    ("/v1/?api-version=2024-10-21", "/v1/chat/completions?api-version=2024-10-21"),
+])
+def test_the_request_goes_to_the_base_urls_path_and_query(client: str, path: str, target: str) -> None:
+    seen: list[bytes] = []
+    (gen,), _ = ask(recording(seen), path=path, client=client)
+    assert gen.ok, gen.error
+    assert seen[0].split(b"\r\n")[0] == f"POST {target} HTTP/1.1".encode()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_an_ipv6_literal_host_is_reached(client: str) -> None:
+    seen: list[bytes] = []
+    try:
+        (gen,), _ = ask(recording(seen), host="::1", client=client)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    assert gen.ok, gen.error
+    assert b"host: [::1]:" in seen[0].lower()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_credentials_in_the_url_are_sent_but_never_shown(client: str) -> None:
+    seen: list[bytes] = []
+    echo = response(b"bad gateway: Authorization Basic dXNlcjpzM2NyZXQ= s3cret", "502 Bad Gateway")
+    (gen,), _ = ask(recording(seen, echo), path="/v1", url_host="user:s3cret@127.0.0.1", client=client,
+                    max_retries=0)
+    assert b"authorization: basic dxnlcjpzm2nyzxq=" in seen[0].lower()
+    assert not gen.ok and "HTTP 502" in (gen.error or "")
+    assert "s3cret" not in (gen.error or "") and "dXNlcjpzM2NyZXQ=" not in (gen.error or "")
