@@ -76,7 +76,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -344,7 +344,11 @@ class OpenAIChatModel:
         self._breaker = CircuitBreaker(breaker, cooldown, self.ref)
         self._concurrency = concurrency
         parts = urlsplit(self.base_url)
-        self._query = {"api-version": api_version} if api_version else {}
+        # A query in the base URL (Azure's ?api-version=) goes with every request, chat and /models; the
+        # base URL keeps it, so the ref and the model hash name it as given.
+        given = {"api-version": api_version} if api_version else {}
+        self._query = {**dict(parse_qsl(parts.query)), **given}
+        self._root = urlunsplit(parts._replace(query="", fragment="")).rstrip("/")
         self._path = parts.path.rstrip("/") + "/chat/completions" + _query_string(self._query)
         self._direct = client == "auto" and _goes_direct(self.base_url)
         self._ssl_context: ssl.SSLContext | None = None
@@ -414,7 +418,7 @@ class OpenAIChatModel:
         server stamps per request (vLLM's `created` is the time of the request): a resumed run must see
         the same model in a later process."""
         try:
-            resp = httpx.get(f"{self.base_url}/models", params=self._query, headers=self._headers(),
+            resp = httpx.get(f"{self._root}/models", params=self._query, headers=self._headers(),
                              timeout=self.timeout)
         except httpx.HTTPError as exc:
             raise UserError(f"cannot reach {self.base_url}: {type(exc).__name__}", where=self.ref,
