@@ -14,6 +14,7 @@ import zlib
 import pytest
 
 from tunesafe.errors import UserError
+from tunesafe.models import load_model
 from tunesafe.models.openai_http import OpenAIChatModel
 from tunesafe.testing.openai_server import serve
 from tunesafe.testing.raw_http import Handler, answer_with, completion, raw_server, read_request, response
@@ -293,3 +294,10 @@ def test_credentials_in_the_url_are_sent_but_never_shown(client: str) -> None:
     assert b"authorization: basic dxnlcjpzm2nyzxq=" in seen[0].lower()
     assert not gen.ok and "HTTP 502" in (gen.error or "")
     assert "s3cret" not in (gen.error or "") and "dXNlcjpzM2NyZXQ=" not in (gen.error or "")
+
+
+def test_a_ref_with_azures_api_version_in_its_url_takes_it_as_api_version() -> None:
+    # the URL as Azure's portal shows it: the ref's query is its options, so api-version is one of them
+    model = load_model("openai:d@http://127.0.0.1:9/openai/deployments/d?api-version=2024-10-21")
+    assert isinstance(model, OpenAIChatModel)
+    assert model._path == "/openai/deployments/d/chat/completions?api-version=2024-10-21"
