@@ -367,12 +367,16 @@ class OpenAIChatModel:
     @classmethod
     def from_ref(cls, ref: ModelRef, token_provider: KeySource | None = None) -> OpenAIChatModel:
         """`token_provider`: a callable (or a source shared by replicas) giving the key, as key_cmd does."""
-        assert ref.base_url is not None
         conv: dict[str, Any] = {"key_env": str, "concurrency": int, "timeout": float, "max_retries": int,
                                 "breaker": int, "cooldown": float, "client": str, "max_pause": float,
                                 "prefill": lambda v: v.lower() in ("1", "true", "yes"), "key_header": str,
                                 "api_version": str, "key_cmd": str}
+        if "api-version" in ref.options:  # a URL pasted from Azure's portal: its query reads as options
+            options = dict(ref.options)
+            options.setdefault("api_version", options.pop("api-version"))
+            ref = replace(ref, options=options)
         kwargs = parse_options(ref, conv, "openai")
+        assert ref.base_url is not None
         return cls(ref.target, ref.base_url, **kwargs, token_provider=token_provider)
 
     def _headers(self) -> dict[str, str]:
