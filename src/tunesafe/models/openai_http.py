@@ -63,6 +63,7 @@ URLs go through httpx, which brings TLS, certificates and proxies.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import os
@@ -398,7 +399,10 @@ class OpenAIChatModel:
 
     def _scrub(self, text: str) -> str:
         for auth in self._url_auth.values():  # a server may echo the Basic token back, like a key
-            text = text.replace(auth.split()[-1], "***")
+            token = auth.split()[-1]
+            password = base64.b64decode(token).decode(errors="replace").partition(":")[2]
+            for secret in (token, password) if len(password) >= 4 else (token,):  # or one it decoded
+                text = text.replace(secret, "***")
         for key in self._tokens.issued if self._tokens else [self._key] if self._key else []:
             text = text.replace(key, "***")
         return text
