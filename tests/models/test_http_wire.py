@@ -16,6 +16,7 @@ import pytest
 from tunesafe.errors import UserError
 from tunesafe.models import load_model
 from tunesafe.models.openai_http import OpenAIChatModel
+from tunesafe.models.sse import stream_completion
 from tunesafe.testing.openai_server import serve
 from tunesafe.testing.raw_http import Handler, answer_with, completion, raw_server, read_request, response
 from tunesafe.types import ChatRequest, Generation, Message
@@ -301,3 +302,53 @@ def test_a_ref_with_azures_api_version_in_its_url_takes_it_as_api_version() -> N
     model = load_model("openai:d@http://127.0.0.1:9/openai/deployments/d?api-version=2024-10-21")
     assert isinstance(model, OpenAIChatModel)
     assert model._path == "/openai/deployments/d/chat/completions?api-version=2024-10-21"
+
+
+def through_proxy(url: str, monkeypatch: pytest.MonkeyPatch, no_proxy: str | None = None,
+                  **options: object) -> tuple[Generation, list[bytes], list[bytes]]:
+    """One request to `url` with HTTP_PROXY naming a loopback forward proxy (which answers itself) and a
+    server on 127.0.0.1; the generation and the requests the proxy and the server saw."""
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    via_proxy: list[bytes] = []
+    direct: list[bytes] = []
+
+    async def main() -> Generation:
+        async with raw_server(recording(via_proxy)) as (proxy_port, _), \
+                raw_server(recording(direct)) as (port, _):
+            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+            if no_proxy is not None:
+                monkeypatch.setenv("NO_PROXY", no_proxy)
+            model = OpenAIChatModel("m", url.format(port=port), max_retries=0, **options)  # type: ignore[arg-type]
+            try:
+                return (await model.generate([ChatRequest(messages=(Message("user", "q"),))]))[0]
+            finally:
+                await model.aclose()
+
+    return asyncio.run(main()), via_proxy, direct
+
+
+def test_plain_http_goes_through_the_proxy_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a host only the proxy can reach: going direct would fail to resolve it
+    gen, via_proxy, direct = through_proxy("http://gpu-box.invalid:8000/v1", monkeypatch)
+    assert gen.ok, gen.error
+    assert via_proxy[0].startswith(b"POST http://gpu-box.invalid:8000/v1/chat/completions HTTP/1.1")
+    assert direct == []
+
+
+def test_a_host_no_proxy_names_is_reached_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    gen, via_proxy, direct = through_proxy("http://127.0.0.1:{port}/v1", monkeypatch, no_proxy="127.0.0.1")
+    assert gen.ok and via_proxy == [] and len(direct) == 1
+
+
+def test_a_streamed_tool_call_is_put_back_together() -> None:
+    call = {"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "read_file", "arguments": ""}}
+    text = sse(delta(role="assistant", tool_calls=[call]),
+               delta(tool_calls=[{"index": 0, "function": {"arguments": '{"path": '}}]),
+               delta(tool_calls=[{"index": 0, "function": {"arguments": '"notes.txt"}'}}]),
+               delta("tool_calls")).decode()
+    (choice,) = stream_completion(text)["choices"]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    assert choice["message"]["tool_calls"] == [{"id": "call_1", "type": "function", "function": {
+        "name": "read_file", "arguments": '{"path": "notes.txt"}'}}]
