@@ -352,3 +352,11 @@ def test_a_streamed_tool_call_is_put_back_together() -> None:
     assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
     assert choice["message"]["tool_calls"] == [{"id": "call_1", "type": "function", "function": {
         "name": "read_file", "arguments": '{"path": "notes.txt"}'}}]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_200_that_is_only_an_error_object_says_the_error(client: str) -> None:
+    body = json.dumps({"error": {"message": "upstream timed out", "type": "gateway_timeout"}}).encode()
+    gen = one(response(body, headers=(JSON,)), client)
+    assert not gen.ok and gen.text == ""
+    assert (gen.error or "").startswith("HTTP 200 carrying an error: upstream timed out"), gen.error
