@@ -709,6 +709,8 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         raw = _body_text(resp.content)
         streamed = is_event_stream(resp.headers.get("content-type", ""), resp.content)
         body = _storable(stream_completion(raw) if streamed else json.loads(raw))
+        if isinstance(body, Mapping) and body.get("error") and not body.get("choices"):  # a gateway's
+            raise _carried_error(body["error"], "error")
         choice = body["choices"][0]
         message = choice["message"]
         content, thinking = content_parts(message.get("content"))  # a list of parts: Mistral's reasoning
@@ -728,8 +730,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         why = f"{exc}: " if isinstance(exc, BrokenStream) else ""
         raise _Retryable(f"malformed response from server: {why}{resp.text[:120]!r}") from None
     if failure or finish in SERVER_FAILED_FINISH:
-        detail = failure.get("message") if isinstance(failure, Mapping) else failure
-        raise _Retryable(f"HTTP 200 carrying an error: {str(detail or finish)[:200]}")
+        raise _carried_error(failure, finish)
     hidden = None if request.tools or reasoning is not None or refusal or finish == "content_filter" \
         else hidden_reasoning_error(usage, content or "", finish)
     if hidden:
@@ -760,6 +761,12 @@ _NO_SYSTEM_ROLE = re.compile(r"system role|roles must alternate", re.IGNORECASE)
 def _refused_system(resp: Response, request: ChatRequest) -> bool:
     return (any(m.role == "system" for m in request.messages) and not request.tools
             and _NO_SYSTEM_ROLE.search(resp.text) is not None)
+
+
+def _carried_error(failure: Any, finish: str) -> _Retryable:
+    """A 200 whose body says the request failed: retried like a 5xx."""
+    detail = failure.get("message") if isinstance(failure, Mapping) else failure
+    return _Retryable(f"HTTP 200 carrying an error: {str(detail or finish)[:200]}")
 
 
 def _redirected(status: int, location: str) -> str:
