@@ -33,7 +33,8 @@ def test_keeps_the_connection_and_reopens_one_the_server_closed() -> None:
     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\n{\"a\": \r\n2\r\n1}\r\n0\r\n\r\n",
     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{\"a\": 1}",
     b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{\"a\": 1}",  # the body ends when the server closes
-], ids=["chunked", "100-continue", "close-delimited"])
+    b"HTTP/1.0 200 OK\r\n\r\n{\"a\": 1}",  # an old proxy's HTTP/1.0: no keep-alive, close-delimited
+], ids=["chunked", "100-continue", "close-delimited", "http-1.0"])
 def test_reads_every_way_a_body_can_arrive(reply: bytes) -> None:
     async def main() -> None:
         async with raw_server(answer_with(reply)) as (port, _):

@@ -360,3 +360,14 @@ def test_a_200_that_is_only_an_error_object_says_the_error(client: str) -> None:
     gen = one(response(body, headers=(JSON,)), client)
     assert not gen.ok and gen.text == ""
     assert (gen.error or "").startswith("HTTP 200 carrying an error: upstream timed out"), gen.error
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_slow_first_byte_within_the_timeout_is_waited_for(client: str) -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(0.5)  # a model thinking: no byte for a while, then the whole answer
+        writer.write(response(completion(), headers=(JSON,)))
+
+    (gen,), _ = ask(slow, client=client, timeout=5, max_retries=0)
+    assert gen.ok and gen.text == "a real answer", gen.error
