@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import importlib.util
 import json
 import socket
 import struct
@@ -371,3 +372,15 @@ def test_a_slow_first_byte_within_the_timeout_is_waited_for(client: str) -> None
 
     (gen,), _ = ask(slow, client=client, timeout=5, max_retries=0)
     assert gen.ok and gen.text == "a real answer", gen.error
+
+
+@pytest.mark.parametrize("url", ["http://gpu-box.invalid:8000/v1", "https://api.example.com/v1"])
+def test_a_socks_proxy_httpx_cannot_use_is_a_user_error(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    if importlib.util.find_spec("socksio") is not None:
+        pytest.skip("httpx's socks extra is installed here: the proxy is usable")
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
+    with pytest.raises(UserError, match="SOCKS") as info:
+        load_model(f"openai:m@{url}")
+    assert "httpx[socks]" in info.value.fix and "NO_PROXY" in info.value.fix
