@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import json
 import math
 import os
@@ -95,7 +96,7 @@ from tunesafe.models.provider_replies import (
     prompt_filter,
 )
 from tunesafe.models.reasoning import content_parts, reasoning_field, settle_reasoning
-from tunesafe.models.refs import ModelRef, parse_options, split_credentials
+from tunesafe.models.refs import ModelRef, parse_options, redact_ref, split_credentials
 from tunesafe.models.sse import BrokenStream, is_event_stream, stream_completion
 from tunesafe.models.tool_calls import from_openai_message, to_openai_messages
 from tunesafe.types import Capabilities, ChatRequest, Generation, Message, canonical_json, sha256_hex
@@ -295,14 +296,30 @@ def _httpx_decodes(coding: str) -> bool:
     return all(c.strip().lower() in supported for c in coding.split(","))
 
 
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for the URL (HTTP(S)_PROXY / ALL_PROXY minus NO_PROXY), if any."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or (parts.hostname and urllib.request.proxy_bypass(parts.hostname)):
+        return None
+    return proxy
+
+
 def _goes_direct(url: str) -> bool:
     """Whether http1 can serve the URL: plain http and no proxy variable applies to its host."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        return False
-    proxies = urllib.request.getproxies()
-    proxied = bool(proxies.get("http") or proxies.get("all"))
-    return not proxied or bool(urllib.request.proxy_bypass(parts.hostname))
+    return parts.scheme == "http" and bool(parts.hostname) and _proxy_for(url) is None
+
+
+def _check_proxy(url: str, model: str) -> None:
+    """UserError for a SOCKS proxy httpx cannot use (its socks extra missing): an ImportError at the
+    first request otherwise."""
+    proxy = _proxy_for(url)
+    if proxy and proxy.lower().startswith("socks") and importlib.util.find_spec("socksio") is None:
+        raise UserError(f"the environment routes {urlsplit(url).hostname} through the SOCKS proxy "
+                        f"{redact_ref(proxy)}, which needs httpx's socks extra", where=f"openai:{model}",
+                        fix="pip install 'httpx[socks]', or add the host to NO_PROXY to reach it directly")
 
 
 class OpenAIChatModel:
@@ -352,6 +369,8 @@ class OpenAIChatModel:
         self._root = urlunsplit(parts._replace(query="", fragment="")).rstrip("/")
         self._path = parts.path.rstrip("/") + "/chat/completions" + _query_string(self._query)
         self._direct = client == "auto" and _goes_direct(self.base_url)
+        if not self._direct:
+            _check_proxy(self.base_url, model)
         self._ssl_context: ssl.SSLContext | None = None
         # One connection per concurrency slot. The slots belong to one event loop; a CLI may call
         # asyncio.run twice.
