@@ -206,7 +206,8 @@ def test_a_reset_mid_response_is_an_error(client: str) -> None:
     assert not gen.ok and gen.text == "" and "connection error" in (gen.error or ""), gen
 
 
-def test_a_keep_alive_connection_closed_as_the_next_request_arrives_is_retried_at_once() -> None:
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_keep_alive_connection_closed_as_the_next_request_arrives_is_retried_at_once(client: str) -> None:
     # the idle-timeout race: the server closes the connection the client just sent on, answering nothing
     async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -214,12 +215,13 @@ def test_a_keep_alive_connection_closed_as_the_next_request_arrives_is_retried_a
         await writer.drain()
         await read_request(reader)
 
-    gens, connections = ask(one_then_close, n=3, client="auto", max_retries=0)
+    gens, connections = ask(one_then_close, n=3, client=client, max_retries=0)
     assert [g.text for g in gens] == ["a real answer"] * 3, [g.error for g in gens]
     assert connections == 3
 
 
-def test_a_request_the_server_answered_part_of_is_not_sent_again_at_once() -> None:
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_request_the_server_answered_part_of_is_not_sent_again_at_once(client: str) -> None:
     # bytes of an answer came back: the server had the request; it is retried (or not) as a failure
     async def answer_then_cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -228,7 +230,7 @@ def test_a_request_the_server_answered_part_of_is_not_sent_again_at_once() -> No
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 300\r\n\r\n{")
 
-    gens, connections = ask(answer_then_cut, n=2, client="auto", max_retries=0)
+    gens, connections = ask(answer_then_cut, n=2, client=client, max_retries=0)
     assert gens[0].ok and not gens[1].ok and "connection error" in (gens[1].error or "")
     assert connections == 1
 
