@@ -267,19 +267,30 @@ class _HttpxConnection:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         self._client = httpx.AsyncClient(base_url=origin, headers=dict(headers), limits=limits,
                                          verify=ssl_context)
+        self._kept = False  # the last response left the connection open for the next request
 
     async def request(self, method: str, target: str, body: bytes, timeout: float,
                       headers: Sequence[tuple[str, str]] = ()) -> Response:
-        try:
-            # httpx's timeout bounds each read, not the response: a server that trickles a byte now
-            # and then never times out. The attempt's deadline is the whole exchange, as on http1.
-            resp = await asyncio.wait_for(
-                self._client.request(method, target, content=body, timeout=timeout,
-                                     headers=dict(headers) or None), timeout)
-        except (httpx.TimeoutException, asyncio.TimeoutError):
-            raise TimeoutError(f"no complete response within {timeout:g}s") from None
-        except httpx.TransportError as exc:
-            raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            kept, self._kept = self._kept, False
+            try:
+                # httpx's timeout bounds each read, not the response: a server that trickles a byte now
+                # and then never times out. The attempt's deadline is the whole exchange, as on http1.
+                sent = self._client.request(method, target, content=body, timeout=timeout,
+                                            headers=dict(headers) or None)
+                resp = await asyncio.wait_for(sent, max(0.0, deadline - time.monotonic()))
+                break
+            except (httpx.TimeoutException, asyncio.TimeoutError):
+                raise TimeoutError(f"no complete response within {timeout:g}s") from None
+            except httpx.RemoteProtocolError as exc:
+                # the keep-alive race, as on http1: no byte of answer on a kept connection, once more
+                if kept and "without sending a response" in str(exc):
+                    continue
+                raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+            except httpx.TransportError as exc:
+                raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+        self._kept = resp.headers.get("connection", "").lower() != "close"
         received = {k.lower(): v for k, v in resp.headers.items()}
         if _httpx_decodes(received.get("content-encoding", "")):  # resp.content is decoded: say so as http1
             received.pop("content-encoding", None)
