@@ -19,9 +19,13 @@ async def raw_server(handler: Handler, host: str = "127.0.0.1") -> AsyncIterator
     """A TCP server on `host` running `handler` per connection; yields the port and a list that counts
     connections."""
     connections: list[int] = []
+    handlers: set[asyncio.Task[object]] = set()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
+        task = asyncio.current_task()
+        if task is not None:
+            handlers.add(task)
         try:
             await handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -34,6 +38,9 @@ async def raw_server(handler: Handler, host: str = "127.0.0.1") -> AsyncIterator
         yield server.sockets[0].getsockname()[1], connections
     finally:
         server.close()
+        for task in handlers:  # a handler still waiting on a client that left: end it here, quietly
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
