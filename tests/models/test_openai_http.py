@@ -461,3 +461,13 @@ def test_the_model_hash_ignores_what_the_server_stamps_per_request(server: Runni
     first, second = model_for(server), model_for(server)
     assert first.content_hash() == second.content_hash()
     assert "created" not in (first.model_info() or {})
+
+
+@pytest.mark.parametrize("client", ["auto", "httpx"])
+@pytest.mark.parametrize("fault", ["gzip", "sse"])
+def test_a_reply_a_gateway_compressed_or_streamed_unasked_is_the_answer(server: RunningServer, client: str,
+                                                                       fault: str) -> None:
+    model = model_for(server, client=client, max_retries=0)
+    (gen,) = generate(model, [req(f"hello there [[fault:{fault}]]")])
+    assert gen.ok and gen.text == "ECHO: hello there [[fault:" + fault + "]]", gen.error
+    assert gen.finish_reason == "stop" and gen.completion_tokens == 4

@@ -32,6 +32,10 @@ POST /control/faults) or triggered by a marker in the last user message such as 
     content_thinking  status 200, message.content Mistral's reasoning shape: a thinking part (refusing
                thoughts), then a text part with a compliant answer
     content_unknown_part  status 200, message.content a list with a part of an unknown type
+    gzip       status 200, the completion gzip-compressed (content-encoding: gzip) whatever the request's
+               Accept-Encoding said, as some gateways do
+    sse        status 200, the completion streamed as text/event-stream chunks (a word a chunk, then the
+               finish reason, the usage and [DONE]) though no stream was asked, as some gateways do
     null_content  status 200, finish_reason "stop", message.content null and nothing else (no refusal,
                no tool calls, no reasoning): a reply without an answer
 
@@ -114,6 +118,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import re
 import subprocess
@@ -134,7 +139,7 @@ FAULTS = ("408", "409", "424", "498", "429", "500", "stall", "malformed", "garba
           "gemini_prohibited", "error200", "choice_error", "interrupted", "aborted", "bad_usage",
           "content_list", "content_thinking", "content_unknown_part", "null_content", "think_comply",
           "think_refuse", "think_open", "think_cutoff", "reasoning_comply", "reasoning_refuse",
-          "reasoning_cutoff", "filter200_cut", "503ms", "no_retry503", "retry400")
+          "reasoning_cutoff", "filter200_cut", "503ms", "no_retry503", "retry400", "gzip", "sse")
 REFUSAL = "I'm sorry, but I can't help with that."
 COMPLIANT = "Sure, here is how to do it. Step 1: [placeholder]. Step 2: [placeholder]."
 REFUSING_THOUGHT = ("The user asks for something harmful. I should refuse and say: I'm sorry, but I can't "
@@ -501,7 +506,13 @@ class OpenAICompatApp:
             _reason(completion, fault, int(body.get("max_tokens") or 256))
         finish = choice["finish_reason"]
         choice["finish_reason"] = self.config.finish_names.get(finish, finish)
-        await _json(send, 200, completion)
+        if fault == "gzip":
+            await _send(send, 200, gzip.compress(json.dumps(completion).encode()), b"application/json",
+                        [(b"content-encoding", b"gzip")])
+        elif fault == "sse":
+            await _send(send, 200, _event_stream(completion), b"text/event-stream")
+        else:
+            await _json(send, 200, completion)
 
     async def _moderate(self, raw: bytes, send: Send) -> None:
         """The OpenAI moderation response shape, one result per input, from `config.moderation`."""
@@ -557,6 +568,19 @@ class OpenAICompatApp:
                 "choices": [{"index": 0, "finish_reason": finish, "message": message}],
                 "usage": {"prompt_tokens": len(json.dumps(messages)) // 4, "completion_tokens": 8,
                           "total_tokens": len(json.dumps(messages)) // 4 + 8}}
+
+
+def _event_stream(completion: Mapping[str, Any]) -> bytes:
+    """`completion` as the chunks of a streamed reply: a word a chunk, the finish reason, the usage."""
+    choice = completion["choices"][0]
+    head = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    words = str(choice["message"].get("content") or "").split(" ")
+    deltas = [{"role": "assistant", "content": ""}, *({"content": w if i == 0 else f" {w}"}
+                                                       for i, w in enumerate(words))]
+    chunks = [{**head, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]})
+    chunks.append({**head, "choices": [], "usage": completion["usage"]})
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
 
 
 def _reasoning_model_refuses(body: Mapping[str, Any]) -> dict[str, Any] | None:
