@@ -386,3 +386,20 @@ def test_a_socks_proxy_httpx_cannot_use_is_a_user_error(monkeypatch: pytest.Monk
     with pytest.raises(UserError, match="SOCKS") as info:
         load_model(f"openai:m@{url}")
     assert "httpx[socks]" in info.value.fix and "NO_PROXY" in info.value.fix
+
+
+def test_a_proxy_that_asks_for_credentials_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    refused = response(b"<html>Proxy Authentication Required</html>", "407 Proxy Authentication Required",
+                       ('proxy-authenticate: Basic realm="corp"', "content-type: text/html"))
+
+    async def main() -> None:
+        async with raw_server(answer_with(refused)) as (proxy_port, _):
+            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+            model = OpenAIChatModel("m", "http://gpu-box.invalid:8000/v1")
+            with pytest.raises(UserError, match="HTTP 407") as info:
+                await asyncio.to_thread(model.content_hash)
+            assert "HTTP_PROXY" in info.value.fix
+
+    asyncio.run(main())
