@@ -464,6 +464,10 @@ class OpenAIChatModel:
         if resp.status_code in (401, 403):
             raise UserError(f"server refused the credentials (HTTP {resp.status_code})", where=self.ref,
                             fix=f"give a valid key: check {self._key_advice()}")
+        if resp.status_code == 407:  # a proxy between us and the server, not the server
+            raise UserError("the proxy refused the request (HTTP 407: it wants credentials)", where=self.ref,
+                            fix="give them in the proxy variable, e.g. HTTP_PROXY=http://USER:PASSWORD@PROXY:"
+                                "PORT, or add the host to NO_PROXY if it is reached directly")
         if resp.is_redirect:  # not "no entry": every request would then fail the same way
             location = self._scrub(resp.headers["location"])
             raise UserError(f"HTTP {resp.status_code}: the server redirects to {location}", where=self.ref,
