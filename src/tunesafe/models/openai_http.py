@@ -742,7 +742,9 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
     try:
         raw = _body_text(resp.content)
         streamed = is_event_stream(resp.headers.get("content-type", ""), resp.content)
-        body = _storable(stream_completion(raw) if streamed else json.loads(raw))
+        body = stream_completion(raw) if streamed else json.loads(raw)
+        if "\\ud" in raw or "\\uD" in raw:  # only a \u escape makes a surrogate: the common reply skips this
+            body = _storable(body)
         if isinstance(body, Mapping) and body.get("error") and not body.get("choices"):  # a gateway's
             raise _carried_error(body["error"], "error")
         choice = body["choices"][0]
