@@ -94,3 +94,26 @@ def test_deadline_covers_the_whole_request_and_refused_connects_are_connection_e
 
     asyncio.run(main())
 
+
+
+def test_bytes_the_server_sent_while_the_connection_was_idle_are_no_answer() -> None:
+    # some servers write "408 Request Timeout" on an idle keep-alive connection before closing it: read
+    # as the answer to the next request, it would fail (or answer) a request it never saw
+    async def stale_408(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)  # and closes only later
+
+    async def main() -> None:
+        async with raw_server(stale_408) as (port, connections):
+            conn = Http1Connection("127.0.0.1", port)
+            assert (await conn.request("POST", "/x", b"{}", 5)).content == b"ok"
+            await asyncio.sleep(0.2)  # the 408 arrives while the connection is idle
+            response = await conn.request("POST", "/x", b"{}", 5)
+            assert response.status_code == 200 and len(connections) == 2
+            await conn.aclose()
+
+    asyncio.run(main())
