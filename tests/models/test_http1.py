@@ -96,13 +96,15 @@ def test_deadline_covers_the_whole_request_and_refused_connects_are_connection_e
 
 
 
-def test_bytes_the_server_sent_while_the_connection_was_idle_are_no_answer() -> None:
+@pytest.mark.parametrize("gap", [0.0, 0.05], ids=["with-the-answer", "later"])
+def test_bytes_the_server_sent_while_the_connection_was_idle_are_no_answer(gap: float) -> None:
     # some servers write "408 Request Timeout" on an idle keep-alive connection before closing it: read
     # as the answer to the next request, it would fail (or answer) a request it never saw
     async def stale_408(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(OK)
-        await asyncio.sleep(0.05)
+        if gap:
+            await asyncio.sleep(gap)
         writer.write(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
         await writer.drain()
         await asyncio.sleep(5)  # and closes only later

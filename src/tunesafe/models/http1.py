@@ -65,8 +65,11 @@ class _Stream(asyncio.Protocol):
 
     @property
     def usable(self) -> bool:
-        """Still open: a server that closed an idle keep-alive connection is noticed here, not mid-request."""
-        return not self._eof and self.transport is not None and not self.transport.is_closing()
+        """Still open and silent: a server that closed an idle keep-alive connection is noticed here, not
+        mid-request, and so is one that wrote on it unasked (a 408 before closing it), whose bytes would
+        otherwise be read as the next request's answer."""
+        return not self._eof and not self._chunks and self.transport is not None \
+            and not self.transport.is_closing()
 
     async def read(self) -> bytes:
         """What has arrived, waiting for it if nothing has; b"" once the peer closed."""
@@ -132,7 +135,8 @@ class Http1Connection:
 
     async def _connection(self, deadline: float) -> tuple[_Stream, h11.Connection, bool]:
         """The connection for the next request, and whether it served one before."""
-        if self._stream is not None and self._h11 is not None and self._stream.usable:
+        if self._stream is not None and self._h11 is not None and self._stream.usable \
+                and not self._h11.trailing_data[0]:  # nor bytes that came after the last answer
             return self._stream, self._h11, True
         self.close()
         loop = asyncio.get_running_loop()
