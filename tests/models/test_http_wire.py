@@ -403,3 +403,22 @@ def test_a_proxy_that_asks_for_credentials_is_a_user_error(monkeypatch: pytest.M
             assert "HTTP_PROXY" in info.value.fix
 
     asyncio.run(main())
+
+
+def test_a_model_listing_that_trickles_is_a_user_error_within_the_timeout() -> None:
+    # httpx's timeout bounds each read: a listing sent a byte at a time would hold the run's start forever
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n")
+        for _ in range(500):
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        async with raw_server(trickle) as (port, _):
+            model = OpenAIChatModel("m", f"http://127.0.0.1:{port}/v1", timeout=0.5)
+            with pytest.raises(UserError, match="model listing"):
+                await asyncio.wait_for(asyncio.to_thread(model.content_hash), 5)
+
+    asyncio.run(main())
