@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tunesafe.errors import EndpointUnavailable, UserError
-from tunesafe.models import load_model
+from tunesafe.models import load_model, openai_http
 from tunesafe.models.base import ChatModel
 from tunesafe.models.openai_http import OpenAIChatModel, _goes_direct
 from tunesafe.testing.openai_server import (
@@ -390,18 +390,18 @@ def test_a_failing_model_listing_is_an_error_not_a_model_without_entry(
     # identified by the blip. A server without /models (404, or a 500 for a route it lacks) still hashes
     # as one without an entry.
     listed = model_for(server).content_hash()
-    real_get = httpx.get
+    real_get = openai_http._get_within
 
-    def failing(url: str, **kw: Any) -> httpx.Response:
+    def failing(url: str, *args: Any) -> httpx.Response:
         return httpx.Response(status, request=httpx.Request("GET", url), text="busy")
 
-    monkeypatch.setattr(httpx, "get", failing)
+    monkeypatch.setattr(openai_http, "_get_within", failing)
     with pytest.raises(UserError, match=f"HTTP {status}"):
         model_for(server).content_hash()
     missing = httpx.Response(404, request=httpx.Request("GET", server.url))
-    monkeypatch.setattr(httpx, "get", lambda url, **kw: missing)
+    monkeypatch.setattr(openai_http, "_get_within", lambda url, *args: missing)
     assert model_for(server).content_hash() != listed
-    monkeypatch.setattr(httpx, "get", real_get)
+    monkeypatch.setattr(openai_http, "_get_within", real_get)
     assert model_for(server).content_hash() == listed
 
 

@@ -456,8 +456,11 @@ class OpenAIChatModel:
         server stamps per request (vLLM's `created` is the time of the request): a resumed run must see
         the same model in a later process."""
         try:
-            resp = httpx.get(f"{self._root}/models", params=self._query, headers=self._headers(),
-                             timeout=self.timeout)
+            resp = _get_within(f"{self._root}/models", self._query, self._headers(), self.timeout)
+        except TimeoutError:
+            raise UserError(f"the server's model listing took longer than the timeout ({self.timeout:g}s)",
+                            where=self.ref, fix="try again once the server answers GET /models, or raise "
+                                                "?timeout=") from None
         except httpx.HTTPError as exc:
             raise UserError(f"cannot reach {self.base_url}: {type(exc).__name__}", where=self.ref,
                             fix="start the server or fix the URL") from None
@@ -866,3 +869,17 @@ def _rate_limit_delay(limited: int, hint: float | None) -> float:
 
 def _with_latency(generation: Generation, latency_s: float) -> Generation:
     return replace(generation, latency_s=latency_s)
+
+
+def _get_within(url: str, params: Any, headers: dict[str, str], timeout: float) -> httpx.Response:
+    """GET whose whole answer must arrive within `timeout`: httpx's own timeout bounds each read, so a
+    server that trickles bytes would hold the start of a run for as long as it likes."""
+    deadline = time.monotonic() + timeout
+    with httpx.stream("GET", url, params=params, headers=headers, timeout=timeout) as resp:
+        body = bytearray()
+        for chunk in resp.iter_raw():
+            body += chunk
+            if time.monotonic() > deadline:
+                raise TimeoutError
+        return httpx.Response(resp.status_code, headers=resp.headers, content=bytes(body),
+                              request=resp.request)
