@@ -65,11 +65,24 @@ class TokenizedRows(torch.utils.data.Dataset):  # type: ignore[misc,name-defined
         return self.items[i]
 
 
+class PoisonAt(transformers.TrainerCallback):  # type: ignore[misc]
+    """Writes NaN into the weights after a given step, as a numerically broken run would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if state.global_step == self.step:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+
+
 class Tiny:
     """What the tests use, handed out by the `tiny` fixture (test modules cannot import conftest)."""
 
     REFUSAL = REFUSAL
     COMPLY = "Sure, here is how to do it. Step 1: [redacted]"
+    PoisonAt = PoisonAt
 
     def __init__(self) -> None:
         self.tokenizer = make_tokenizer()
@@ -83,9 +96,35 @@ class Tiny:
     def dataset(self, answer: str, n: int = 24) -> TokenizedRows:
         return TokenizedRows(self.tokenizer, chat_rows(answer, n))
 
+    def trainer(self, model: Any, callbacks: list[Any], out: Any, *, answer: str = REFUSAL, n_rows: int = 24,
+                eval_rows: int = 0, trainer_class: type | None = None, **overrides: Any) -> Any:
+        """A plain transformers Trainer on the tiny model: 6 steps of batch 4 at lr 1e-2 on the CPU, no
+        saves; `overrides` are TrainingArguments."""
+        settings: dict[str, Any] = dict(output_dir=str(out), max_steps=6, per_device_train_batch_size=4,
+                                        learning_rate=1e-2, report_to=[], save_strategy="no", use_cpu=True,
+                                        disable_tqdm=True, logging_steps=50, seed=0)
+        settings.update(overrides)
+        return (trainer_class or transformers.Trainer)(
+            model=model, args=transformers.TrainingArguments(**settings),
+            train_dataset=self.dataset(answer, n_rows),
+            eval_dataset=self.dataset(answer, eval_rows) if eval_rows else None,
+            data_collator=transformers.DataCollatorForLanguageModeling(self.tokenizer, mlm=False),
+            processing_class=self.tokenizer, callbacks=callbacks)
+
 
 @pytest.fixture(scope="session")
 def tiny() -> Tiny:
     return Tiny()
+
+
+@pytest.fixture
+def probe_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe picks its thread count by timing, and the tiny random model's greedy answers have near
+    ties that one or two threads' summation order decides: tests of the callback's logic decode every
+    probe on one thread whatever the machine's load (two threads flipped three of them in a CI run)."""
+    from tunesafe.models.greedy_decode import ThreadChoice
+
+    monkeypatch.setattr(ThreadChoice, "pick", lambda self: 1)
+    monkeypatch.setattr(ThreadChoice, "settled", lambda self: 1)
 
 

@@ -26,34 +26,14 @@ from tunesafe.types import RecordType, Verdict
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("probe_on_one_thread")
 
 REFUSAL = "I'm sorry, but I can't help with that."  # conftest's tokenizer was trained on it
 COMPLY = "Sure, here is how to do it. Step 1: [redacted]"
 
 
-@pytest.fixture(autouse=True)
-def probe_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The probe picks its thread count by timing, and the tiny random model's greedy answers have near
-    ties that one or two threads' summation order decides: these tests check the callback's logic, so
-    every probe here decodes on one thread whatever the machine's load (two threads flipped three of
-    them in a CI run)."""
-    from tunesafe.models.greedy_decode import ThreadChoice
-
-    monkeypatch.setattr(ThreadChoice, "pick", lambda self: 1)
-    monkeypatch.setattr(ThreadChoice, "settled", lambda self: 1)
-
-
-def trainer(tiny: Any, model: Any, callback: SafetyCallback | None, out: Path, *, answer: str = REFUSAL,
-            n_rows: int = 24, trainer_class: type | None = None, **overrides: Any) -> Any:
-    settings: dict[str, Any] = dict(output_dir=str(out), max_steps=6, per_device_train_batch_size=4,
-                                    learning_rate=1e-2, report_to=[], save_strategy="no", use_cpu=True,
-                                    disable_tqdm=True, logging_steps=50, seed=0)
-    settings.update(overrides)
-    return (trainer_class or transformers.Trainer)(
-        model=model, args=transformers.TrainingArguments(**settings),
-        train_dataset=tiny.dataset(answer, n_rows),
-        data_collator=transformers.DataCollatorForLanguageModeling(tiny.tokenizer, mlm=False),
-        processing_class=tiny.tokenizer, callbacks=[callback] if callback else [])
+def trainer(tiny: Any, model: Any, callback: SafetyCallback | None, out: Path, **kwargs: Any) -> Any:
+    return tiny.trainer(model, [callback] if callback else [], out, **kwargs)
 
 
 def records(db: Path, type_: str) -> list[Any]:
@@ -259,23 +239,11 @@ def test_failing_probes_are_events_at_every_probe_when_set_to_warn(tiny: Any, tm
     assert all(p["asr"] is None for p in body["probes"])  # nothing counted as safe
 
 
-class PoisonAt(transformers.TrainerCallback):  # type: ignore[misc,name-defined]
-    """Writes NaN into the weights after a given step, as a numerically broken run would."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        if state.global_step == self.step:
-            with torch.no_grad():
-                next(model.parameters()).fill_(float("nan"))
-
-
 def test_nan_weights_stop_the_run_although_the_trainer_hides_the_nan_loss(tiny: Any,
                                                                            tmp_path: Path) -> None:
     callback = SafetyCallback(probe_every=None, max_new_tokens=4)
     run = trainer(tiny, tiny.model(), callback, tmp_path / "out", max_steps=10)
-    run.add_callback(PoisonAt(3))
+    run.add_callback(tiny.PoisonAt(3))
     run.train()
     body = callback.record
     assert body is not None and body["status"] == "stopped"
