@@ -32,13 +32,15 @@ def probes(body: dict[str, Any]) -> list[tuple[int, str]]:
     return [(p["step"], p["trigger"]) for p in body["probes"]]
 
 
-def test_gradient_accumulation_counts_optimizer_steps_and_logs_the_mean_loss(tiny: Any, tmp_path: Path) -> None:
+def test_gradient_accumulation_counts_optimizer_steps_and_logs_the_mean_loss(tiny: Any,
+                                                                             tmp_path: Path) -> None:
     """4 rows a step as 1 x 4 or as 2 accumulated micro-batches of 2: the same steps, probes and loss."""
     bodies = []
     for accumulate in (1, 2):
         callback = SafetyCallback(probe_every=2, max_new_tokens=4)
         tiny.trainer(tiny.model(), [callback], tmp_path / f"ga{accumulate}", learning_rate=1e-5, max_steps=4,
-                     gradient_accumulation_steps=accumulate, per_device_train_batch_size=4 // accumulate).train()
+                     gradient_accumulation_steps=accumulate,
+                     per_device_train_batch_size=4 // accumulate).train()
         bodies.append(body_of(callback))
     one, two = bodies
     assert probes(two) == probes(one) == [(0, "start"), (2, "interval"), (4, "interval")]
@@ -169,8 +171,9 @@ def test_a_packed_sft_dataset_counts_its_examples_not_its_packed_rows(tiny: Any,
     config = trl.SFTConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4,
                            learning_rate=1e-5, report_to=[], save_strategy="no", use_cpu=True,
                            disable_tqdm=True, logging_steps=50, bf16=False, seed=0, packing=True)
-    sft = trl.SFTTrainer(model=tiny.model(), args=config, train_dataset=Dataset.from_list(tiny.rows(tiny.REFUSAL)),
-                         processing_class=tiny.tokenizer, callbacks=[callback])
+    rows = Dataset.from_list(tiny.rows(tiny.REFUSAL))
+    sft = trl.SFTTrainer(model=tiny.model(), args=config, train_dataset=rows, processing_class=tiny.tokenizer,
+                         callbacks=[callback])
     assert len(sft.train_dataset) < 10  # packed
     sft.train()
     body = body_of(callback)

@@ -120,16 +120,24 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self.baseline = baseline
         self.record: dict[str, Any] | None = None  # the training_run body, once written
         self._active = False
+        self._state: TrainerState | None = None  # the run being watched
+        # the steps the hooks last handled: a callback in the Trainer's list twice is called twice
+        self._step = 0
+        self._logged_step: int | None = None
+        self._saved_step: int | None = None
+        self._final_weights: dict[str, Any] | None = None  # the best checkpoint, when loaded back at the end
 
     # ---- Trainer hooks -----------------------------------------------------------------------------
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        model: Any = None, processing_class: Any = None, train_dataloader: Any = None,
                        optimizer: Any = None, **kwargs: Any) -> None:
+        if self._active and state is self._state:  # the callback is in the Trainer's list twice
+            return
         self._start(args, state, model, processing_class, train_dataloader)
         events = preflight(self.policy, learning_rate=_planned_lr(args, optimizer),
                            n_examples=self._lineage["dataset"]["n_examples"],
-                           planned_epochs=float(state.num_train_epochs or args.num_train_epochs),
+                           planned_epochs=_planned_epochs(args, state, train_dataloader),
                            planned_steps=state.max_steps)
         self._raise_events(events, control, before_start=True)
         if self.baseline is not None:
@@ -148,7 +156,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     optimizer: Any = None, **kwargs: Any) -> None:
-        if not self._active:
+        if not self._active or state.global_step == self._step:  # twice in the list: once a step
             return
         self._step = state.global_step
         if self.log_every_step:
@@ -161,24 +169,31 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        if not self._active or not logs or "loss" not in logs:
+        if not self._active or not logs or "loss" not in logs or state.global_step == self._logged_step:
             return
         step, loss = state.global_step, float(logs["loss"])
-        self._losses.append([step, loss if math.isfinite(loss) else str(loss)])
-        events = self._monitor.add(step, loss)
-        grad_norm = float(logs.get("grad_norm", 0.0))
-        # the Trainer's logging_nan_inf_filter (on by default) hides NaN losses; the gradient norm shows them
-        if not math.isfinite(grad_norm) and "grad_nonfinite" not in self._latched:
+        self._logged_step = step
+        grad_norm = float(logs.get("grad_norm") or 0.0)
+        if math.isfinite(grad_norm):
+            self._losses.append([step, loss if math.isfinite(loss) else str(loss)])
+            self._raise_events(self._monitor.add(step, loss), control)
+            return
+        # The Trainer's logging_nan_inf_filter (on by default) logs a stand-in for a NaN loss (the mean of
+        # the steps since the last log: 0.0 when every step is logged); the gradient norm shows the NaN.
+        # The stand-in is no measurement: it is neither drawn nor read for spikes or a collapse.
+        stand_in = bool(getattr(args, "logging_nan_inf_filter", False)) and math.isfinite(loss)
+        self._losses.append([step, "nan" if stand_in else loss if math.isfinite(loss) else str(loss)])
+        if "grad_nonfinite" not in self._latched:
             self._latched.add("grad_nonfinite")
-            events.append(TrainingEvent(
+            self._raise_events([TrainingEvent(
                 "loss_nonfinite", step, None, f"gradient norm is {grad_norm} at step {step}: the loss is not "
-                "finite (the Trainer's logging_nan_inf_filter hides it in the logged loss)"))
-        self._raise_events(events, control)
+                "finite (the Trainer's logging_nan_inf_filter hides it in the logged loss)")], control)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                 **kwargs: Any) -> None:
-        if not self._active:
+        if not self._active or state.global_step == self._saved_step:  # twice in the list: once a save
             return
+        self._saved_step = state.global_step
         folder = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
         weights = run_record.weights_hash(folder)
         if weights is not None:
@@ -189,10 +204,16 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
         if self._active:
+            self._final_weights = self._loaded_best(args, state)
             # the weights the run ends with are probed (a Trainer saves at the end only with save_strategy
             # "steps", and the last step can fall between interval probes); None asked for saves only
             if self.probe_every is not None:
-                self.probe_now(state.global_step, "end", control)
+                best = self._final_weights
+                if best is not None and best.get("step") != state.global_step:
+                    # load_best_model_at_end put an earlier checkpoint's weights back: probe those
+                    self._probe(state.global_step, "end", control, checkpoint=best["path"])
+                else:
+                    self.probe_now(state.global_step, "end", control)
             self.finalize()
 
     # ---- public ------------------------------------------------------------------------------------
@@ -223,8 +244,8 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         wall = time.perf_counter() - self._clock
         baseline = self._probes[0] if self._probes else None
         saved = run_record.weights_hash(output) if output is not None else None
-        lineage = {**self._lineage, "run": self.run_id,
-                   "adapter": saved or (self._checkpoints[-1] if self._checkpoints else None)}
+        last = self._checkpoints[-1] if self._checkpoints else None
+        lineage = {**self._lineage, "run": self.run_id, "adapter": saved or self._final_weights or last}
         body: dict[str, Any] = {
             "run_id": self.run_id, "model_name": self.model_name, "status": status,
             "stopped_by": self._stopped_by.as_dict() if self._stopped_by else None, "error": error,
@@ -298,8 +319,10 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             self._store = Store.open(str(self._store_arg)) if isinstance(self._store_arg, (str, Path)) \
                 else self._store_arg
         dataset = getattr(train_dataloader, "dataset", None)
+        packing = getattr(args, "packing_strategy", "bfd") if getattr(args, "packing", False) else None
         self._lineage = {"base": run_record.base_lineage(self.base_ref, model),
-                         "dataset": run_record.data_lineage(self.data, self.data_sha256, dataset)}
+                         "dataset": run_record.data_lineage(self.data, self.data_sha256, dataset,
+                                                            packing=packing)}
         self._config = {**run_record.trainer_config(args), "adapter": run_record.adapter_config(model),
                         "probe_every": self.probe_every, "probe_budget": self.probe_budget,
                         "probe_max_new_tokens": self.max_new_tokens,
@@ -315,6 +338,9 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         self._latched: set[str] = set()
         self._stopped_by: TrainingEvent | None = None
         self._step = 0
+        self._logged_step = self._saved_step = None
+        self._final_weights = None
+        self._state = state
         self._started_at = _now()
         self._clock = time.perf_counter()
         self._active = True
@@ -330,6 +356,20 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                 raise UserError(f"the probe set has no {' or '.join(needed)} items: the probe {label} the "
                                 "policy limits cannot be measured", where="SafetyCallback(probe_set=)",
                                 fix=f"probe with a set that has them, or set training.{key}: null")
+
+    def _loaded_best(self, args: TrainingArguments, state: TrainerState) -> dict[str, Any] | None:
+        """The checkpoint whose weights `load_best_model_at_end` put back before on_train_end: the weights
+        the run hands over. None when the model ends with its last step's weights."""
+        best = getattr(state, "best_model_checkpoint", None)
+        if not getattr(args, "load_best_model_at_end", False) or not best:
+            return None
+        path = Path(best).resolve()
+        for saved in reversed(self._checkpoints):
+            if Path(saved["path"]) == path:
+                return saved
+        weights = run_record.weights_hash(path)  # saved before a resume: not hashed by this run yet
+        step = path.name.rpartition("-")[2]
+        return {"step": int(step) if step.isdigit() else None, **weights} if weights else None
 
     def _probe(self, step: int, trigger: str, control: TrainerControl, *, before_start: bool = False,
                checkpoint: str | None = None) -> None:
@@ -463,6 +503,22 @@ def _planned_lr(args: TrainingArguments, optimizer: Any) -> float:
     for group in getattr(optimizer, "param_groups", None) or []:
         rates += [float(group[key]) for key in ("lr", "initial_lr", "max_lr") if group.get(key) is not None]
     return max(rates)
+
+
+def _planned_epochs(args: TrainingArguments, state: TrainerState, train_dataloader: Any) -> float | None:
+    """The epochs the run will train: its optimizer steps over one epoch's. The Trainer's own count rounds
+    up (1.5 epochs, or a max_steps that ends mid-epoch, count as 2). None when a dataset without a length
+    runs for max_steps: its epochs are not known before they end."""
+    try:
+        batches = len(train_dataloader)
+    except TypeError:
+        batches = 0
+    if batches > 0:
+        accumulate = max(int(getattr(args, "gradient_accumulation_steps", 1) or 1), 1)
+        return state.max_steps / max(-(-batches // accumulate), 1)
+    if int(getattr(args, "max_steps", -1) or -1) > 0:
+        return None
+    return float(state.num_train_epochs or args.num_train_epochs)
 
 
 def _current_lr(optimizer: Any) -> float | None:

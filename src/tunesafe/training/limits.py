@@ -8,10 +8,10 @@ from tunesafe.policy.model import TrainingPolicy
 from tunesafe.training.events import TrainingEvent
 
 
-def preflight(policy: TrainingPolicy, *, learning_rate: float, n_examples: int | None, planned_epochs: float,
-              planned_steps: int) -> list[TrainingEvent]:
+def preflight(policy: TrainingPolicy, *, learning_rate: float, n_examples: int | None,
+              planned_epochs: float | None, planned_steps: int) -> list[TrainingEvent]:
     """Learning rate and dataset size are decided now; epochs and steps are only announced (as warnings)
-    here and enforced by `at_step` when the run reaches them."""
+    here and enforced by `at_step` when the run reaches them (`planned_epochs` None: not known yet)."""
     events = []
     if policy.max_learning_rate is not None and learning_rate > policy.max_learning_rate:
         events.append(TrainingEvent("max_learning_rate", 0, learning_rate,
@@ -19,8 +19,10 @@ def preflight(policy: TrainingPolicy, *, learning_rate: float, n_examples: int |
                                     f"{policy.max_learning_rate:g}", limit=policy.max_learning_rate))
     if policy.min_examples is not None:
         if n_examples is None:
-            events.append(TrainingEvent("min_examples", 0, None, "the training set has no length, so "
-                                        "min_examples cannot be checked (an unchecked limit is not a pass)",
+            events.append(TrainingEvent("min_examples", 0, None, "the number of training examples is not "
+                                        "known (a dataset without a length, or packed rows that split "
+                                        "examples), so min_examples cannot be checked (an unchecked limit is "
+                                        "not a pass)",
                                         limit=policy.min_examples))
         elif n_examples < policy.min_examples:
             events.append(TrainingEvent("min_examples", 0, n_examples,
@@ -28,7 +30,7 @@ def preflight(policy: TrainingPolicy, *, learning_rate: float, n_examples: int |
                                         f"{policy.min_examples}", limit=policy.min_examples))
     for kind, planned, limit in (("max_epochs", planned_epochs, policy.max_epochs),
                                  ("max_steps", planned_steps, policy.max_steps)):
-        if limit is not None and planned > limit:
+        if limit is not None and planned is not None and planned > limit:
             events.append(TrainingEvent(kind, 0, planned, f"configured for {planned:g} {kind[4:]}; the "
                                         f"policy allows {limit:g} ({kind}), enforced when the run gets there",
                                         action="warn", limit=limit))

@@ -71,10 +71,12 @@ def base_lineage(base_ref: str | None, model: Any) -> dict[str, Any]:
     return {"ref": redact_ref(base_ref), "sha256": files_sha256(files)}
 
 
-def data_lineage(data: str | Path | None, data_sha256: str | None, dataset: Any) -> dict[str, Any]:
+def data_lineage(data: str | Path | None, data_sha256: str | None, dataset: Any, *,
+                 packing: str | None = None) -> dict[str, Any]:
     """The dataset by the sha256 `tunesafe scan-data` records (file bytes), when the file is named; else
-    by a hash of the training rows as the Trainer sees them (so at least the run is pinned)."""
-    n_examples = _length(dataset)
+    by a hash of the training rows as the Trainer sees them (so at least the run is pinned). `packing`:
+    the packing strategy of a trainer that packs examples into rows (TRL's `packing=True`)."""
+    n_examples = example_count(dataset, packing)
     if data_sha256 is not None:
         return {"sha256": data_sha256, "hash_of": "given", "path": str(data) if data else None,
                 "n_examples": n_examples}
@@ -93,6 +95,18 @@ def rows_sha256(dataset: Any) -> str | None:
         return None
     lines = (canonical_json(jsonable(dataset[i])) for i in range(n))
     return sha256_hex("\n".join(lines))
+
+
+def example_count(dataset: Any, packing: str | None = None) -> int | None:
+    """The examples in the rows the Trainer trains on. A packed row holds several: TRL's "bfd" keeps each
+    example whole and its length in `seq_lengths`, one entry an example; "bfd_split" and "wrapped" cut
+    examples across rows, so the rows do not say how many there were (None)."""
+    n = _length(dataset)
+    if packing is None or n is None:
+        return n
+    if packing == "bfd" and "seq_lengths" in (getattr(dataset, "column_names", None) or ()):
+        return sum(len(lengths) for lengths in dataset["seq_lengths"])
+    return None
 
 
 def _length(dataset: Any) -> int | None:
