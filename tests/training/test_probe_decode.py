@@ -266,6 +266,22 @@ def test_lora_is_merged_for_the_decode_and_the_weights_come_back_bit_for_bit(tin
     assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_a_disabled_adapter_is_not_merged_into_the_probe(tiny: Any) -> None:
+    """Under PEFT's `disable_adapter()` the model answers with its base weights (a baseline of the base
+    taken through the adapted model): the probe's decoder must not merge the adapter back in."""
+    model = lora_model(tiny)
+    batch = requests(12)
+    with generation_mode(model, tiny.tokenizer):
+        engine = LiveEngine(model, tiny.tokenizer)
+        prompts = [engine.prompt(r) for r in batch]
+        with torch.inference_mode():
+            adapted = HFEngine._generate(engine, batch, prompts)
+        with model.disable_adapter():
+            reference, fast = both_paths(engine, batch)
+    assert [g.text for g in adapted] != [g.text for g in reference]  # the adapter changes the answers
+    same(reference, fast)
+
+
 def test_lora_in_half_precision_is_left_unmerged(tiny: Any) -> None:
     from tunesafe.training.lora_merge import merge_lora
 
