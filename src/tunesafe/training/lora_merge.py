@@ -75,7 +75,8 @@ def _plain_lora_layers(model: Any) -> list[tuple[Any, list[str]]]:
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
     result = []
     for layer in layers:
-        names = [n for n in layer.active_adapters if n in layer.lora_A]
+        # under PEFT's disable_adapter() the forward uses the base weights alone: nothing to merge
+        names = [] if layer.disable_adapters else [n for n in layer.active_adapters if n in layer.lora_A]
         base = layer.get_base_layer()
         weight = getattr(base, "weight", None)
         if (layer.merged or _has_extras(layer, names)
