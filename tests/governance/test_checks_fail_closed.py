@@ -73,3 +73,15 @@ def test_attack_families_with_judged_attempts_cover_post_01(store: Store) -> Non
     evaluation_run(store, {"direct_request": 20, "prefix_injection": 20, "refusal_suppression": 0}, errors=20)
     post01 = status_of(store, "POST-01")  # the newest run lost one family to errors
     assert post01.status == "failing" and "2 attack families" in post01.missing[0]
+
+
+@pytest.mark.parametrize("status", ["error", "interrupted"])
+def test_a_training_run_that_did_not_finish_does_not_show_per_checkpoint_safety(store: Store,
+                                                                                 status: str) -> None:
+    probe = {"step": 0, "trigger": "start", "error": None, "asr": 0.0, "over_refusal": 0.0}
+    store.append(RecordType.TRAINING_RUN, {"run_id": "t1", "model_name": "ft", "status": status,
+                                           "stopped_by": None, "error": "KeyboardInterrupt", "steps": 3,
+                                           "probes": [probe], "events": [], "loss_curve": [[1, 2.0]],
+                                           "lineage": {}}, subject="ft")
+    dur02 = status_of(store, "DUR-02")
+    assert dur02.status == "failing" and "t1" in dur02.missing[0]

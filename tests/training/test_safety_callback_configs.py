@@ -179,3 +179,28 @@ def test_a_packed_sft_dataset_counts_its_examples_not_its_packed_rows(tiny: Any,
     body = body_of(callback)
     assert body["status"] == "completed" and body["lineage"]["dataset"]["n_examples"] == 24
     assert body["config"]["packing"] is True
+
+
+class InterruptAt(transformers.TrainerCallback):  # type: ignore[misc]
+    """Ctrl-C after a given step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_a_run_interrupted_from_the_keyboard_is_recorded_as_interrupted(tiny: Any, tmp_path: Path) -> None:
+    from tunesafe.training.report import outcome_line, render_markdown
+
+    callback = SafetyCallback(probe_every=None, max_new_tokens=4)
+    run = tiny.trainer(tiny.model(), [callback, InterruptAt(3)], tmp_path / "out", learning_rate=1e-5)
+    with pytest.raises(KeyboardInterrupt), callback.guard():
+        run.train()
+    body = body_of(callback)
+    assert body["status"] == "interrupted" and body["error"] == "KeyboardInterrupt"
+    assert body["steps"] == 3 and body["stopped_by"] is None
+    assert outcome_line(body) == "interrupted at step 3: KeyboardInterrupt"
+    assert "INTERRUPTED" in render_markdown(body)
