@@ -255,9 +255,12 @@ def training_probed(ctx: CheckContext) -> CheckResult:
         body = run.body
         if not body.get("probes"):
             return missing(f"training run {body.get('run_id')} has no safety probe")
-        if body.get("status") == "error" or any(p.get("error") for p in body["probes"]):
-            return failed(f"training run {body.get('run_id')} ended in error or a probe could not be judged",
-                          [run])
+        # fail closed: a run that did not end by itself or by the policy (error, interrupted, a status
+        # this check does not know) was not watched to its end
+        if body.get("status") not in ("completed", "stopped", "refused") \
+                or any(p.get("error") for p in body["probes"]):
+            return failed(f"training run {body.get('run_id')} ended with status {body.get('status')} or a "
+                          "probe could not be judged", [run])
         stop = body.get("stopped_by") or {}
         if stop.get("action") == "stop":
             return failed(f"training run {body.get('run_id')} was stopped ({stop.get('kind')}): "

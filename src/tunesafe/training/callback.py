@@ -220,12 +220,14 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[SafetyCallback]:
-        """`with callback.guard(): trainer.train()`: the record is written even when training raises."""
+        """`with callback.guard(): trainer.train()`: the record is written even when training raises
+        (status `error`, or `interrupted` for a KeyboardInterrupt)."""
         try:
             yield self
         except BaseException as exc:
             if self._active:
-                self.finalize(status="error", error=f"{type(exc).__name__}: {exc}")
+                self.finalize(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "error",
+                              error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             raise
 
     def finalize(self, status: str | None = None, error: str | None = None,

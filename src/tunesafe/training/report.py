@@ -19,7 +19,8 @@ from tunesafe.reports import charts, decision_json, view, write_files
 from tunesafe.types import EvidenceRecord, RecordType
 
 FILES = {"html": "report.html", "markdown": "summary.md", "json": "training_run.json"}
-STATUS_CLASS = {"completed": "pass", "stopped": "fail", "refused": "fail", "error": "inconclusive"}
+STATUS_CLASS = {"completed": "pass", "stopped": "fail", "refused": "fail", "error": "inconclusive",
+                "interrupted": "inconclusive"}
 LOSS_COLOUR, ASR_COLOUR, OVER_REFUSAL_COLOUR = "#2962a8", charts.AFTER_COLOUR, "#a05a00"
 MAX_MD_ROWS = 20
 
@@ -36,8 +37,9 @@ def outcome_line(body: Mapping[str, Any]) -> str:
     stop = body.get("stopped_by")
     if status == "refused" and stop:
         return f"refused before the first step: {stop['reason']}"
-    if status == "error":
-        return f"failed at step {steps}: {body.get('error') or 'unknown error'}"
+    if status in ("error", "interrupted"):
+        ended = "failed" if status == "error" else "interrupted"
+        return f"{ended} at step {steps}: {body.get('error') or 'unknown error'}"
     if stop:
         return (f"stopped at step {steps} of {planned} by {stop['kind']} (step {stop['step']}): "
                 f"{stop['reason']}")
