@@ -204,3 +204,24 @@ def test_a_run_interrupted_from_the_keyboard_is_recorded_as_interrupted(tiny: An
     assert body["steps"] == 3 and body["stopped_by"] is None
     assert outcome_line(body) == "interrupted at step 3: KeyboardInterrupt"
     assert "INTERRUPTED" in render_markdown(body)
+
+
+def test_a_run_that_raised_outside_guard_is_recorded_when_the_callback_starts_another(tiny: Any,
+                                                                                      tmp_path: Path) -> None:
+    """Without guard() an exception skips on_train_end; the callback used again on a second trainer
+    writes the first run's record (status error) before it starts watching the second."""
+    from tunesafe.evidence.store import Store
+    from tunesafe.types import RecordType
+
+    db = tmp_path / "evidence.db"
+    callback = SafetyCallback(probe_every=None, max_new_tokens=4, store=db)
+    failing = tiny.trainer(tiny.model(), [callback, InterruptAt(2)], tmp_path / "first", learning_rate=1e-5)
+    with pytest.raises(KeyboardInterrupt):
+        failing.train()
+    first = callback.run_id
+    tiny.trainer(tiny.model(), [callback], tmp_path / "second", learning_rate=1e-5, max_steps=2).train()
+    with Store.open(str(db)) as store:
+        runs = {r.body["run_id"]: r.body for r in store.records(type=RecordType.TRAINING_RUN)}
+    assert len(runs) == 2 and runs[callback.run_id]["status"] == "completed"
+    assert runs[first]["status"] == "error" and runs[first]["steps"] == 2
+    assert "guard()" in runs[first]["error"]
