@@ -134,6 +134,9 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
                        optimizer: Any = None, **kwargs: Any) -> None:
         if self._active and state is self._state:  # the callback is in the Trainer's list twice
             return
+        if self._active:  # the last run raised outside guard(), which skips on_train_end: its record first
+            self.finalize(status="error", error="the run ended without on_train_end: trainer.train() raised "
+                                                "outside `with callback.guard():`")
         self._start(args, state, model, processing_class, train_dataloader)
         events = preflight(self.policy, learning_rate=_planned_lr(args, optimizer),
                            n_examples=self._lineage["dataset"]["n_examples"],
