@@ -137,6 +137,22 @@ def test_the_best_checkpoint_loaded_at_the_end_is_what_the_record_names(tiny: An
     assert [s for s, _ in body["loss_curve"]] == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_stop_on_a_step_with_a_save_due_is_recorded_once(tiny: Any, tmp_path: Path) -> None:
+    from tunesafe.evidence.store import Store
+    from tunesafe.types import RecordType
+
+    db = tmp_path / "evidence.db"
+    callback = SafetyCallback(policy=policy(max_steps=4), probe_every=None, max_new_tokens=4, store=db)
+    run = tiny.trainer(tiny.model(), [callback], tmp_path / "out", learning_rate=1e-5, max_steps=8,
+                       save_strategy="steps", save_steps=4)
+    run.train()
+    with Store.open(str(db)) as store:
+        (record,) = store.records(type=RecordType.TRAINING_RUN)
+    body = record.body
+    assert body["status"] == "stopped" and body["stopped_by"]["kind"] == "max_steps" and body["steps"] == 4
+    assert probes(body) == [(0, "start"), (4, "save")] and [c["step"] for c in body["checkpoints"]] == [4]
+
+
 def test_the_callback_added_twice_watches_the_run_once(tiny: Any, tmp_path: Path) -> None:
     callback = SafetyCallback(probe_every=2, max_new_tokens=4)
     run = tiny.trainer(tiny.model(), [callback, callback], tmp_path / "out", learning_rate=1e-5, max_steps=4,
