@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from math import comb
 from types import SimpleNamespace
 
 import pytest
 
 from tunesafe.analysis.compare import SNIPPET_CHARS, PairedComparison, compare
-from tunesafe.analysis.stats import mcnemar_exact
+from tunesafe.analysis.stats import mcnemar_exact, minimum_detectable_regression
 from tunesafe.types import Delta
 
 
@@ -122,3 +123,22 @@ def test_a_group_whose_every_pair_errored_is_reported_empty(build: SimpleNamespa
     # an empty group is not a test: Holm over the other two is unchanged
     direct = _delta(comparison, "asr", "family:direct")
     assert direct.p_adjusted == pytest.approx(min(1.0, 2 * (direct.p_value or 0)))
+
+
+def test_group_detectable_regression_is_at_the_holm_alpha_the_gate_decides_with(build: SimpleNamespace) -> None:
+    """A group fails the gate only when its Holm-adjusted p is within alpha: a regression in one group
+    alone must clear alpha / m (m groups tested), so its detectable regression is the one the exact test
+    finds 4 times in 5 at alpha / m. At alpha it promised 80% power the gate does not have (44%
+    for 20 pairs and 5 groups)."""
+    base, cand = build.scenario(regress={"roleplay": 10})  # 3 families + 2 categories: 5 ASR tests
+    comparison = compare(base, cand, alpha=0.05)
+    role = _delta(comparison, "asr", "family:roleplay")
+    assert role.mde is not None
+    assert role.mde == pytest.approx(minimum_detectable_regression(20, 0.0, 0.05 / 5), abs=1e-6)
+    # checked by the exact power of the first Holm step, summed over every table of 20 pairs
+    power = sum(comb(20, b) * role.mde ** b * (1 - role.mde) ** (20 - b)
+                for b in range(21) if mcnemar_exact(b, 0, "greater") <= 0.05 / 5)
+    assert power == pytest.approx(0.8, abs=1e-4)
+    # the overall test stands alone, at alpha
+    overall = _delta(comparison, "asr", "overall")
+    assert overall.mde == pytest.approx(minimum_detectable_regression(60, 0.0, 0.05), abs=1e-6)
