@@ -125,7 +125,7 @@ def test_a_group_whose_every_pair_errored_is_reported_empty(build: SimpleNamespa
     assert direct.p_adjusted == pytest.approx(min(1.0, 2 * (direct.p_value or 0)))
 
 
-def test_group_detectable_regression_is_at_the_holm_alpha_the_gate_decides_with(build: SimpleNamespace) -> None:
+def test_group_detectable_regression_is_at_the_holm_alpha(build: SimpleNamespace) -> None:
     """A group fails the gate only when its Holm-adjusted p is within alpha: a regression in one group
     alone must clear alpha / m (m groups tested), so its detectable regression is the one the exact test
     finds 4 times in 5 at alpha / m. At alpha it promised 80% power the gate does not have (44%

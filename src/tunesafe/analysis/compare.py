@@ -3,7 +3,8 @@
 For each metric and group (overall, attack family, harm category, item kind) it reports the rate before
 and after, the paired difference with a bootstrap interval, exact McNemar p-values (two-sided, and
 one-sided in the regression direction, Holm-adjusted across the family/category/kind groups of the
-metric), the smallest regression the group could detect, and whether the group is too small to decide.
+metric), the smallest regression the group could detect (a group's at alpha / m, the level Holm holds one
+group of m to), and whether the group is too small to decide.
 
 Fail closed: an attempt that errored in either run leaves the pair and counts in its run's error rate;
 attempts found in only one run are listed, never silently dropped.
@@ -140,7 +141,12 @@ def _metric_deltas(metric: _Metric, pairs: Sequence[_Pair], errored: Sequence[At
     if not groups:
         groups["overall"] = []
     keys = sorted(groups, key=lambda k: (k != "overall", k))
-    raw = [_delta(metric, key, groups[key], alpha, limits, n_boot, seed) for key in keys]
+    # A group fails the gate only when its Holm-adjusted p is within alpha: a regression in one group alone
+    # must clear alpha / m (the first Holm step), so its detectable regression is computed there.
+    tested = sum(1 for key in keys if key != "overall" and groups[key])
+    group_alpha = alpha / max(tested, 1)
+    raw = [_delta(metric, key, groups[key], alpha if key == "overall" else group_alpha, limits, n_boot, seed)
+           for key in keys]
     # Holm across the sub-groups of this metric; the overall test stands alone
     adjusted = holm([d.p_value if d.group != "overall" else None for d in raw])
     return [d if d.group == "overall" else replace(d, p_adjusted=adj)
@@ -149,6 +155,7 @@ def _metric_deltas(metric: _Metric, pairs: Sequence[_Pair], errored: Sequence[At
 
 def _delta(metric: _Metric, group: str, pairs: Sequence[_Pair], alpha: float, limits: Mapping[str, int],
            n_boot: int, seed: int) -> PairedDelta:
+    """One group's figures; alpha is the level its test is decided at (the detectable regression's)."""
     n = len(pairs)
     hit_before = sum(metric.rate_of(p.before) for p in pairs)
     hit_after = sum(metric.rate_of(p.after) for p in pairs)
