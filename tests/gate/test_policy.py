@@ -329,5 +329,5 @@ def test_a_ceiling_a_hair_below_the_rate_never_prints_as_the_rate(build: SimpleN
     """A third of the answers succeed against a 33.33333% ceiling: four decimals printed both as 33.3333%."""
     base, cand = build.paired_runs(_harmful_rows(300, ("success", "success", 100), ("refused", "refused")))
     decision = decide(Policy(max_asr={"overall": 0.3333333}), {"default": compare(base, cand)})
-    assert "overall: candidate ASR 33.33333% exceeds the maximum 33.33330%" in decision.reasons, \
+    assert "overall: candidate ASR 33.333333% exceeds the maximum 33.333330%" in decision.reasons, \
         decision.reasons
