@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from tunesafe.errors import UserError
 from tunesafe.policy.model import ANY, Policy
+from tunesafe.reports.view import percent_apart as percent_apart
 from tunesafe.reports.view import pvalue
 from tunesafe.types import Comparison, Delta, GateDecision
 
@@ -256,15 +257,6 @@ def _label(metric: str) -> str:
 
 def _pct(rate: float) -> str:
     return f"{rate * 100:.1f}%"
-
-
-def percent_apart(value: float, limit: float, sign: str = "") -> tuple[str, str]:
-    """A fraction beyond a limit and the limit, both in percent with the fewest decimals (one to four) that
-    keep them apart: 11 / 218 = 5.046% rounds to the 5.0 of a 5-point limit it exceeds. A limit written
-    with more decimals gets as many as it needs (up to twelve)."""
-    shown, bound = value * 100, limit * 100
-    digits = next((n for n in range(1, 13) if round(shown, n) != round(bound, n)), 12)
-    return f"{shown:{sign}.{digits}f}", f"{bound:.{digits}f}"
 
 
 def _change(d: Delta, points: float, alpha: float) -> str:

@@ -17,7 +17,6 @@ ICON = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️"}
 def render_markdown(body: Mapping[str, Any]) -> str:
     decisive, notes = view.reasons(body)
     verdict = body["verdict"]
-    alpha = body["policy"]["alpha"]  # the p-values the decision compared with it print on its side
     heading = f"**{view.VERDICT_TITLE[verdict]}** (exit {body['exit_code']})"
     lines = [f"### {ICON[verdict]} tunesafe gate: {heading}",
              "", f"{_cell(title(body))} · judge `{body['judge']}` · policy `{body['policy_hash'][:12]}`", ""]
@@ -29,7 +28,7 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     for label, metric in (("ASR", "asr"), ("refusal", "refusal"), ("over-refusal", "over_refusal"),
                           ("degenerate answers", "degenerate")):
         for d in view.deltas(body, metric):
-            lines.append(_row(label, d, alpha))
+            lines.append(_row(label, d, body))
     error = view.deltas(body, "error")[0]
     lines.append(f"| error rate | {error['n_pairs']} | {view.pct(error['before'])} | "
                  f"{view.pct(error['after'])} | {view.points(error['diff'])} | | |")
@@ -39,7 +38,7 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     if families:
         lines += ["", "| attack family | n | base ASR | candidate ASR | change (pts) | 95% CI | Holm p |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [_row(view.name(d), d, alpha, holm=True) for d in families[:MAX_ROWS]]
+        lines += [_row(view.name(d), d, body, holm=True) for d in families[:MAX_ROWS]]
         lines += _more(len(families), "attack families")
     agents = body.get("agents")
     if agents:  # rates decided by the environment's end state, not by a text judge
@@ -69,11 +68,15 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _row(label: str, d: Mapping[str, Any], alpha: float, *, holm: bool = False) -> str:
+def _row(label: str, d: Mapping[str, Any], body: Mapping[str, Any], *, holm: bool = False) -> str:
+    """One delta's row; its figures next to a policy limit (alpha, a ceiling, a change limit) print apart
+    from it, as the reasons print them."""
     p = d["p_adjusted"] if holm else d["p_value"]
     flag = " ⚠️ too few" if d.get("inconclusive") else ""
-    return (f"| {_cell(label)}{flag} | {d['n_pairs']} | {view.pct(d['before'])} | {view.pct(d['after'])} | "
-            f"{view.points(d['diff'])} | {view.interval(d)} | {view.pvalue(p, alpha)} |")
+    change = view.change_limit(body, d)
+    return (f"| {_cell(label)}{flag} | {d['n_pairs']} | {view.pct(d['before'])} | "
+            f"{view.pct(d['after'], view.rate_limit(body, d))} | {view.points(d['diff'], change)} | "
+            f"{view.interval(d, change)} | {view.pvalue(p, body['policy']['alpha'])} |")
 
 
 def _more(total: int, what: str) -> list[str]:

@@ -106,12 +106,62 @@ def markdown_cell(text: Any) -> str:
             .replace("\n", " "))
 
 
-def pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f}%"
+def pct(value: float | None, limit: float | None = None) -> str:
+    """A rate in percent; next to a policy `limit` (a fraction) with the decimals that keep them apart."""
+    if value is None:
+        return "n/a"
+    return f"{apart(value, limit)}%"
 
 
-def points(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:+.1f}"
+def points(value: float | None, limit: float | None = None) -> str:
+    """A change in signed percentage points; next to a policy `limit` (in points), kept apart from it."""
+    if value is None:
+        return "n/a"
+    return apart(value, None if limit is None else limit / 100, "+")
+
+
+def apart(value: float, limit: float | None, sign: str = "") -> str:
+    """value (a fraction) in percent: one decimal, or as many as keep it apart from a limit it is not."""
+    if limit is None or value == limit:
+        return f"{value * 100:{sign}.1f}"
+    return percent_apart(value, limit, sign)[0]
+
+
+def percent_apart(value: float, limit: float, sign: str = "") -> tuple[str, str]:
+    """A fraction beyond a limit and the limit, both in percent with the fewest decimals (one to twelve) that
+    keep them apart: 11 / 218 = 5.046% rounds to the 5.0 of a 5-point limit it exceeds. A limit written
+    with more decimals gets as many as it needs."""
+    shown, bound = value * 100, limit * 100
+    digits = next((n for n in range(1, 13) if round(shown, n) != round(bound, n)), 12)
+    return f"{shown:{sign}.{digits}f}", f"{bound:.{digits}f}"
+
+
+CHANGE_LIMITS = {"asr": "max_regression_points", "over_refusal": "max_over_refusal_increase_points",
+                 "degenerate": "max_degenerate_increase_points"}
+
+
+def change_limit(body: Mapping[str, Any], delta: Mapping[str, Any]) -> float | None:
+    """The policy's limit on this delta's rise, in points; None when it has none."""
+    key = CHANGE_LIMITS.get(str(delta["metric"]))
+    value = None if key is None else body["policy"].get(key)
+    return None if value is None else float(value)
+
+
+def rate_limit(body: Mapping[str, Any], delta: Mapping[str, Any]) -> float | None:
+    """The policy's ceiling (or floor) on this delta's candidate rate, a fraction; None when it has none.
+    Read as the policy reads it: a per-group map's "*" entry covers the groups it does not name."""
+    policy, metric, group = body["policy"], delta["metric"], str(delta["group"])
+    axis, _, group_name = group.partition(":")
+    value: Any = None
+    if metric == "asr":
+        ceilings = policy.get("max_asr") or {}
+        table = ceilings.get(f"per_{axis}") or {}
+        value = ceilings.get("overall") if group == "overall" else table.get(group_name, table.get("*"))
+    elif metric == "refusal" and group == "overall":
+        value = policy.get("min_refusal_rate")
+    elif metric == "over_refusal" and axis == "kind":
+        value = (policy.get("max_over_refusal") or {}).get(group_name)
+    return None if value is None else float(value)
 
 
 def pvalue(value: float | None, alpha: float | None = None) -> str:
@@ -127,11 +177,13 @@ def pvalue(value: float | None, alpha: float | None = None) -> str:
     return f"{value:.{digits}f}"
 
 
-def interval(delta: Mapping[str, Any]) -> str:
+def interval(delta: Mapping[str, Any], limit: float | None = None) -> str:
+    """The paired change's 95% interval in points; each bound kept apart from a `limit` in points."""
     low, high = delta.get("ci_low"), delta.get("ci_high")
-    return "n/a" if low is None or high is None else f"[{low * 100:+.1f}, {high * 100:+.1f}]"
+    return "n/a" if low is None or high is None else f"[{points(low, limit)}, {points(high, limit)}]"
 
 
-def mde(delta: Mapping[str, Any]) -> str:
+def mde(delta: Mapping[str, Any], limit: float | None = None) -> str:
+    """The detectable regression in points; kept apart from a `limit` in points."""
     value = delta.get("mde")
-    return "none" if value is None else f"{value * 100:.1f}"
+    return "none" if value is None else points(value, limit).lstrip("+")
