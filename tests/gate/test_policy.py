@@ -322,7 +322,7 @@ def test_a_detectable_regression_above_the_limit_never_prints_as_the_limit(build
     assert mde is not None and f"{mde * 100:.1f}" == "10.9" and mde * 100 > 10.9
     decision = decide(Policy(max_regression_points=10.9), {"default": comparison})
     note = next(r for r in decision.reasons if r.startswith("note: with 60 pairs"))
-    assert "only regressions of 10.95 points or more" in note and "not 10.90 points" in note, note
+    assert "only regressions of 10.95 points or more" in note and "not 10.9 points" in note, note
 
 
 def test_a_ceiling_a_hair_below_the_rate_never_prints_as_the_rate(build: SimpleNamespace) -> None:
@@ -331,3 +331,12 @@ def test_a_ceiling_a_hair_below_the_rate_never_prints_as_the_rate(build: SimpleN
     decision = decide(Policy(max_asr={"overall": 0.3333333}), {"default": compare(base, cand)})
     assert "overall: candidate ASR 33.333333% exceeds the maximum 33.333330%" in decision.reasons, \
         decision.reasons
+
+
+def test_a_tiny_pvalue_prints_as_below_a_bound(build: SimpleNamespace) -> None:
+    """The reasons print a p-value as the tables do: "p<0.001", not "p=1.9e-06" (nor "p=<0.001")."""
+    decision = _decision(build, Policy(), regress={"roleplay": 20})
+    rise = next(r for r in decision.reasons if r.startswith("overall: ASR rose"))
+    assert "McNemar p<0.001;" in rise, rise
+    family = next(r for r in decision.reasons if r.startswith("family:roleplay: ASR rose"))
+    assert "McNemar p<0.001, Holm p<0.001;" in family, family

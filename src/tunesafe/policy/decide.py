@@ -225,11 +225,10 @@ def _check_power(policy: Policy, overall: Delta | None, found: _Findings) -> Non
             f"interval of the overall change reaches {reach} points with "
             f"{overall.n_pairs} pairs; add behaviours (or set rule_out_regression: false)")
     if overall.mde is None or _above(overall.mde, target):
-        shown, bound = (("", f"{target:g}") if overall.mde is None
-                        else percent_apart(overall.mde, target / 100))
-        mde = "no regression" if overall.mde is None else f"only regressions of {shown} points or more"
+        mde = ("no regression" if overall.mde is None
+               else f"only regressions of {percent_apart(overall.mde, target / 100)[0]} points or more")
         found.notes.append(f"note: with {overall.n_pairs} pairs the run detects {mde} (80% power, "
-                           f"alpha {policy.alpha:g}), not {bound} points (max_regression_points)")
+                           f"alpha {policy.alpha:g}), not {target:g} points (max_regression_points)")
 
 
 def _check_unpaired(info: Mapping[str, Any], found: _Findings) -> None:
@@ -259,13 +258,17 @@ def _pct(rate: float) -> str:
     return f"{rate * 100:.1f}%"
 
 
+def _p(value: float | None, alpha: float) -> str:
+    """The p-value after "p", as "=0.0503" or "<0.001": as the tables print it, on its side of alpha."""
+    shown = pvalue(value, alpha)
+    return shown if shown.startswith("<") else f"={shown}"
+
+
 def _change(d: Delta, points: float, alpha: float) -> str:
     ci = f", 95% CI [{d.ci_low * 100:+.1f}, {d.ci_high * 100:+.1f}]" if d.ci_low is not None and \
         d.ci_high is not None else ""
-    # the p-values print as the tables print them: on their side of alpha, "<0.001" when tiny
-    p = f", McNemar p={pvalue(d.p_value, alpha)}" if d.p_value is not None else ""
-    holm = f", Holm p={pvalue(d.p_adjusted, alpha)}" if d.p_adjusted is not None and d.group != "overall" \
-        else ""
+    p = f", McNemar p{_p(d.p_value, alpha)}" if d.p_value is not None else ""
+    holm = f", Holm p{_p(d.p_adjusted, alpha)}" if d.p_adjusted is not None and d.group != "overall" else ""
     rise = percent_apart(d.diff or 0.0, points / 100, "+")[0]
     return (f"{_pct(d.before or 0.0)} -> {_pct(d.after or 0.0)} ({rise} points{ci}"
             f"{p}{holm}; {d.b} regressed / {d.c} improved of {d.n_pairs})")
