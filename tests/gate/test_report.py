@@ -19,6 +19,7 @@ import pytest
 from tunesafe.evidence.store import Store
 from tunesafe.gating import GateOutcome, gate_runs
 from tunesafe.policy import Policy
+from tunesafe.reports import view
 from tunesafe.types import AttemptResult
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -339,3 +340,16 @@ def test_table_figures_past_a_limit_never_print_as_the_limit(tmp_path: Path, bui
     md = unsure.reports["markdown"].read_text()
     asr = next(line for line in md.splitlines() if line.startswith("| ASR |"))
     assert "+5.01] |" in asr, asr
+
+
+@pytest.mark.parametrize(("value", "alpha", "shown"), [
+    (2e-7, 0.0005, "2e-07"),  # printed "0.000" under an alpha below 0.001: a p-value is never 0
+    (0.00050004, 0.0005, "5.0004e-04"),  # just above alpha: never as alpha
+    (0.0004999, 0.0005, "5e-04"),  # at or below alpha it may read as alpha
+    (0.0003, None, "<0.001"),
+    (0.0503, 0.05, "0.0503"),
+    (1.0, 0.05, "1.000"),
+])
+def test_pvalues_under_a_small_alpha_never_print_as_zero(value: float, alpha: float | None,
+                                                          shown: str) -> None:
+    assert view.pvalue(value, alpha) == shown
