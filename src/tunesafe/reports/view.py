@@ -166,11 +166,18 @@ def rate_limit(body: Mapping[str, Any], delta: Mapping[str, Any]) -> float | Non
 
 def pvalue(value: float | None, alpha: float | None = None) -> str:
     """Three decimals, or more where three would put the p-value on the other side of the gate's alpha:
-    0.0503 is not significant at 0.05, but "0.050" reads as if it were."""
+    0.0503 is not significant at 0.05, but "0.050" reads as if it were. Below 0.001, "<0.001"; or, under an
+    alpha below that, in scientific notation."""
     if value is None:
         return "n/a"
-    if value < 0.001 and (alpha is None or alpha >= 0.001):
-        return "<0.001"
+    if value < 0.001:
+        if alpha is None or alpha >= 0.001:
+            return "<0.001"
+        # under a smaller alpha: significant digits, as many as keep it on its side (never "0.000")
+        digits = 0
+        while digits < 8 and (float(f"{value:.{digits}e}") <= alpha) != (value <= alpha):
+            digits += 1
+        return f"{value:.{digits}e}"
     digits = 3
     while alpha is not None and digits < 8 and (round(value, digits) <= alpha) != (value <= alpha):
         digits += 1
