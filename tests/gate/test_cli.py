@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from tunesafe.cli.app import app
 from tunesafe.evidence.store import Store
-from tunesafe.types import Message, RecordType
+from tunesafe.types import AttemptResult, Message, RecordType
 
 
 def invoke(*args: str) -> Result:
@@ -281,3 +281,38 @@ def test_runs_show_prints_the_resume_command_as_written(tmp_path: Path, build: S
     done = invoke("--db", url, "runs", "show", "unfinished")
     assert done.exit_code == 0, done.output
     assert f"tunesafe --db {shlex.quote(url)} eval --resume unfinished" in "".join(done.stdout.split("\n"))
+
+
+LAX = ("max_regression_points: null\nmax_over_refusal_increase_points: null\n"
+       "max_degenerate_increase_points: null\nmin_attack_families: 0\nmin_items_per_family: 1\nrule_out_regression: false\nmax_error_rate: 1.0\n")
+
+
+@pytest.mark.parametrize(("candidate", "lax", "code"), [
+    ("benign-only", False, 3),  # no harmful attempt answered: nothing compared is never a pass
+    ("benign-only", True, 3),  # not even under a policy that lets every comparison pass
+    ("eroded", True, 0),  # that policy does pass a regression: its limits are off
+    ("errors-at-limit", False, 0),  # 5 errors in 100 attempts: at max_error_rate 0.05, not above it
+    ("errors-above", False, 1),  # 6 in 100: above it
+])
+def test_exit_codes_at_the_edges(tmp_path: Path, build: SimpleNamespace, candidate: str, lax: bool,
+                                 code: int) -> None:
+    base, same = build.scenario(per_family=30, benign=10)  # 100 attempts
+    _, eroded = build.scenario(per_family=30, benign=10, regress={"roleplay": 12})
+
+    def errored(k: int) -> list[AttemptResult]:
+        benign = [r.attempt.id for r in same if r.attempt.kind == "benign"][:k]
+        return [build.result("c", r.attempt.id, r.attempt.family, r.attempt.category, r.attempt.kind, "error")
+                if r.attempt.id in benign else r for r in same]
+
+    runs = {"benign-only": [r for r in same if r.attempt.kind != "harmful"], "eroded": eroded,
+            "errors-at-limit": errored(5), "errors-above": errored(6)}
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with Store.open(url) as store:
+        build.store_run(store, "base", base, model_ref="hf:base")
+        build.store_run(store, candidate, runs[candidate], model_ref="hf:base+tuned")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(LAX if lax else "{}\n")
+    out = tmp_path / "r"
+    done = invoke("--db", url, "compare", "base", candidate, "--policy", str(policy), "--out", str(out))
+    assert done.exit_code == code, done.output
+    assert json.loads((out / "decision.json").read_text())["exit_code"] == code
