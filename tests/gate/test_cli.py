@@ -284,7 +284,8 @@ def test_runs_show_prints_the_resume_command_as_written(tmp_path: Path, build: S
 
 
 LAX = ("max_regression_points: null\nmax_over_refusal_increase_points: null\n"
-       "max_degenerate_increase_points: null\nmin_attack_families: 0\nmin_items_per_family: 1\nrule_out_regression: false\nmax_error_rate: 1.0\n")
+       "max_degenerate_increase_points: null\nmin_attack_families: 0\nmin_items_per_family: 1\n"
+       "rule_out_regression: false\nmax_error_rate: 1.0\n")
 
 
 @pytest.mark.parametrize(("candidate", "lax", "code"), [
