@@ -353,3 +353,25 @@ def test_table_figures_past_a_limit_never_print_as_the_limit(tmp_path: Path, bui
 def test_pvalues_under_a_small_alpha_never_print_as_zero(value: float, alpha: float | None,
                                                           shown: str) -> None:
     assert view.pvalue(value, alpha) == shown
+
+
+def test_every_rendering_shows_the_evidence_record_figures(outcome: GateOutcome, tmp_path: Path) -> None:
+    """decision.json is the stored evidence body, and the Markdown and HTML tables print its figures (no
+    figure recomputed after the decision)."""
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        (record,) = list(store.records(type="gate_decision"))
+    decision = json.loads(outcome.reports["json"].read_text())
+    assert decision["evidence"]["id"] == record.id and decision["evidence"]["hash"] == record.hash
+    assert {k: v for k, v in decision.items() if k != "evidence"} == json.loads(json.dumps(record.body))
+    md, html = outcome.reports["markdown"].read_text(), outcome.reports["html"].read_text()
+    alpha = decision["policy"]["alpha"]
+    for d in decision["comparison"]["deltas"]:
+        if d["metric"] != "asr" or not d["group"].startswith(("family:", "overall")):
+            continue
+        cells = [str(d["n_pairs"]), view.pct(d["before"]), view.pct(d["after"]), view.points(d["diff"]),
+                 view.interval(d)]
+        label = "ASR" if d["group"] == "overall" else view.name(d)
+        p = view.pvalue(d["p_value"] if d["group"] == "overall" else d["p_adjusted"], alpha)
+        assert f"| {label} | {' | '.join(cells)} | {p} |" in md, (label, md)
+        row = "".join(f'<td class="num">{cell}</td>' for cell in cells[1:4])
+        assert row in html.replace("\n", ""), (label, row)
