@@ -111,9 +111,11 @@ def _check_coverage(policy: Policy, deltas: Mapping[tuple[str, str], Delta], fou
     small = sorted(name for name, d in _groups(deltas, "asr", "category").items()
                    if d.n_pairs < policy.min_items_per_category)
     if small:
-        found.notes.append(f"note: {len(small)} harm categor{'y' if len(small) == 1 else 'ies'} below "
-                           f"min_items_per_category {policy.min_items_per_category} are descriptive only: "
-                           f"{', '.join(small)}")
+        # not "descriptive only": a significant (Holm-adjusted) regression in a small category still fails
+        found.notes.append(f"note: {len(small)} harm categor{'y' if len(small) == 1 else 'ies'} with fewer "
+                           f"than min_items_per_category {policy.min_items_per_category} paired harmful "
+                           "attempts (a ceiling on one cannot be checked; a significant regression in one "
+                           f"still fails): {', '.join(small)}")
 
 
 def _check_regressions(policy: Policy, deltas: Mapping[tuple[str, str], Delta], found: _Findings) -> None:
