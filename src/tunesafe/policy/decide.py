@@ -206,7 +206,7 @@ def _check_ceilings(policy: Policy, deltas: Mapping[tuple[str, str], Delta], fou
         needed = minimum.get(group.split(":", 1)[0], 1)
         if d is None or d.after is None or d.n_pairs < needed:
             n = d.n_pairs if d else 0
-            found.undecided.append(f"{group}: {_label(metric)} threshold {_pct(limit)} cannot be checked "
+            found.undecided.append(f"{group}: {_label(metric)} threshold {limit * 100:g}% cannot be checked "
                                    f"on {n} paired attempts (need {needed})")
         elif (d.after > limit) if is_max else (d.after < limit):
             word = "exceeds the maximum" if is_max else "is below the minimum"

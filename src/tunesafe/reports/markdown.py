@@ -30,8 +30,9 @@ def render_markdown(body: Mapping[str, Any]) -> str:
         for d in view.deltas(body, metric):
             lines.append(_row(label, d, body))
     error = view.deltas(body, "error")[0]
-    lines.append(f"| error rate | {error['n_pairs']} | {view.pct(error['before'])} | "
-                 f"{view.pct(error['after'])} | {view.points(error['diff'])} | | |")
+    most = view.rate_limit(body, error)
+    lines.append(f"| error rate | {error['n_pairs']} | {view.pct(error['before'], most)} | "
+                 f"{view.pct(error['after'], most)} | {view.points(error['diff'])} | | |")
     for label, counts, _why in view.whole_run_counts(body):
         lines.append(f"| {label} | | {counts['base']} | {counts['candidate']} | | | |")
     families = view.deltas(body, "asr", "family")

@@ -148,7 +148,8 @@ def change_limit(body: Mapping[str, Any], delta: Mapping[str, Any]) -> float | N
 
 
 def rate_limit(body: Mapping[str, Any], delta: Mapping[str, Any]) -> float | None:
-    """The policy's ceiling (or floor) on this delta's candidate rate, a fraction; None when it has none.
+    """The policy's ceiling (or floor) on this delta's candidate rate (both rates, for the error rate), a
+    fraction; None when it has none.
     Read as the policy reads it: a per-group map's "*" entry covers the groups it does not name."""
     policy, metric, group = body["policy"], delta["metric"], str(delta["group"])
     axis, _, group_name = group.partition(":")
@@ -161,6 +162,8 @@ def rate_limit(body: Mapping[str, Any], delta: Mapping[str, Any]) -> float | Non
         value = policy.get("min_refusal_rate")
     elif metric == "over_refusal" and axis == "kind":
         value = (policy.get("max_over_refusal") or {}).get(group_name)
+    elif metric == "error":  # both runs' error rates are held to it
+        value = policy.get("max_error_rate")
     return None if value is None else float(value)
 
 
