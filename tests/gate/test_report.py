@@ -398,3 +398,19 @@ def test_a_threshold_that_cannot_be_checked_is_named_as_written(build: SimpleNam
     decision = decide(policy, {"default": compare(base, cand)})
     assert any(r.startswith("family:multi_turn: ASR threshold 23.45% cannot be checked")
                for r in decision.reasons), decision.reasons
+
+
+def test_the_error_row_counts_the_whole_runs_its_rates_are_of(tmp_path: Path, build: SimpleNamespace) -> None:
+    """The error rates are of each whole run (unpaired attempts too), but the row's n was the attempts in
+    both runs: 20 here, next to rates of 40 and 20 attempts."""
+    base, cand = build.paired_runs(_harmful(40, 4, ("error", "refused"), ("refused", "refused")))
+    cand = cand[20:]  # the candidate ran half the attempts, none of them errored
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        build.store_run(store, "base", base, model_ref="hf:/models/base")
+        build.store_run(store, "cand", cand, model_ref="hf:/models/base+/adapters/tuned")
+        gated = gate_runs(store, "base", "cand", Policy(), out_dir=tmp_path / "report")
+    md = gated.reports["markdown"].read_text()
+    error = next(line for line in md.splitlines() if line.startswith("| error rate"))
+    assert error.startswith("| error rate (whole runs) | 40 / 20 | 10.0% | 0.0% |"), error
+    html = gated.reports["html"].read_text()
+    assert '<td>error rate (whole runs)</td><td class="num">40 / 20</td>' in html
