@@ -386,7 +386,7 @@ def test_an_error_rate_past_its_limit_never_prints_as_it(tmp_path: Path, build: 
     assert any(r.startswith("error rate 5.05% in the base run exceeds max_error_rate 5.00%")
                for r in gated.decision.reasons), gated.decision.reasons
     md = gated.reports["markdown"].read_text()
-    error = next(line for line in md.splitlines() if line.startswith("| error rate |"))
+    error = next(line for line in md.splitlines() if line.startswith("| error rate"))
     assert "| 5.05% |" in error, error
     assert ">5.05%<" in gated.reports["html"].read_text()
 

@@ -31,7 +31,7 @@ def render_markdown(body: Mapping[str, Any]) -> str:
             lines.append(_row(label, d, body))
     error = view.deltas(body, "error")[0]
     most = view.rate_limit(body, error)
-    lines.append(f"| error rate | {error['n_pairs']} | {view.pct(error['before'], most)} | "
+    lines.append(f"| error rate (whole runs) | {view.run_sizes(body)} | {view.pct(error['before'], most)} | "
                  f"{view.pct(error['after'], most)} | {view.points(error['diff'])} | | |")
     for label, counts, _why in view.whole_run_counts(body):
         lines.append(f"| {label} | | {counts['base']} | {counts['candidate']} | | | |")

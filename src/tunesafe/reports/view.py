@@ -49,6 +49,12 @@ def whole_run_counts(body: Mapping[str, Any]) -> list[tuple[str, dict[str, str],
     return rows
 
 
+def run_sizes(body: Mapping[str, Any]) -> str:
+    """"base / candidate" attempts: what the error rates, taken over each whole run, are of."""
+    info = body["comparison"]["info"]
+    return f"{info.get('n_base', '?')} / {info.get('n_candidate', '?')}"
+
+
 def reported_models(run: Mapping[str, Any]) -> str | None:
     """The model ids an HTTP server's replies named for a run, as "id (count), ..."; None when unknown
     (a local model, a decision recorded before they were read)."""
