@@ -414,3 +414,11 @@ def test_the_error_row_counts_the_whole_runs_its_rates_are_of(tmp_path: Path, bu
     assert error.startswith("| error rate (whole runs) | 40 / 20 | 10.0% | 0.0% |"), error
     html = gated.reports["html"].read_text()
     assert '<td>error rate (whole runs)</td><td class="num">40 / 20</td>' in html
+
+
+def test_float_noise_next_to_a_limit_prints_as_the_limit() -> None:
+    """An interval bound one rounding step off a limit (a bootstrap percentile's interpolation) is the limit:
+    it printed as +5.000000000000."""
+    assert view.points(0.049999999999999996, 5) == "+5.0"
+    assert view.pct(0.20000000000000004, 0.2) == "20.0%"
+    assert view.points(0.0505, 5) == "+5.05"
