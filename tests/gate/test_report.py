@@ -421,4 +421,4 @@ def test_float_noise_next_to_a_limit_prints_as_the_limit() -> None:
     it printed as +5.000000000000."""
     assert view.points(0.049999999999999996, 5) == "+5.0"
     assert view.pct(0.20000000000000004, 0.2) == "20.0%"
-    assert view.points(0.0505, 5) == "+5.05"
+    assert view.points(0.0504, 5) == "+5.04"

@@ -128,7 +128,8 @@ def points(value: float | None, limit: float | None = None) -> str:
 
 def apart(value: float, limit: float | None, sign: str = "") -> str:
     """value (a fraction) in percent: one decimal, or as many as keep it apart from a limit it is not."""
-    if limit is None or value == limit:
+    # within float noise of the limit (a percentile's interpolation, a root found to 1e-10) it is the limit
+    if limit is None or abs(value - limit) < 1e-9:
         return f"{value * 100:{sign}.1f}"
     return percent_apart(value, limit, sign)[0]
 
