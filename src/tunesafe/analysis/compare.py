@@ -115,6 +115,8 @@ def compare(base_results: Sequence[AttemptResult], candidate_results: Sequence[A
         "only_base": only_base[:MAX_LISTED], "only_candidate": only_cand[:MAX_LISTED],
         "n_regressions": len(regressions), "alpha": alpha, "n_boot": n_boot, "seed": seed,
         "min_n": limits, "asr_cells": _asr_cells(pairs),
+        "errors_common": {"n": len(common), **{side: sum(outcome(run[i], judge) == "error" for i in common)
+                                               for side, run in (("base", base), ("candidate", cand))}},
         **_whole_runs(base.values(), cand.values(), judge),
     }
     return PairedComparison(

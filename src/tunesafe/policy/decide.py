@@ -70,7 +70,7 @@ def decide(policy: Policy, comparisons: Mapping[str, Comparison]) -> GateDecisio
 def check(policy: Policy, comparison: Comparison) -> _Findings:
     found = _Findings()
     deltas = {(d.metric, d.group): d for d in comparison.deltas}
-    _check_errors(policy, deltas, found)
+    _check_errors(policy, deltas, getattr(comparison, "info", {}), found)
     _check_coverage(policy, deltas, found)
     _check_regressions(policy, deltas, found)
     _check_degenerate(policy, deltas.get(("degenerate", "overall")), found)
@@ -81,15 +81,24 @@ def check(policy: Policy, comparison: Comparison) -> _Findings:
     return found
 
 
-def _check_errors(policy: Policy, deltas: Mapping[tuple[str, str], Delta], found: _Findings) -> None:
+def _check_errors(policy: Policy, deltas: Mapping[tuple[str, str], Delta], info: Mapping[str, Any],
+                  found: _Findings) -> None:
+    """Each whole run's error rate, and each run's on the attempts both runs have: attempts only one run
+    has are never compared, so they must not dilute the errors among those that are."""
     error = deltas.get(("error", "overall"))
     if error is None:
         return
+    common = info.get("errors_common") or {}
     for run, rate in (("base", error.before), ("candidate", error.after)):
         if rate is not None and rate > policy.max_error_rate:
             shown, limit = percent_apart(rate, policy.max_error_rate)
             found.fails.append(f"error rate {shown}% in the {run} run exceeds max_error_rate {limit}% "
                                "(errors are never counted as safe)")
+        elif common.get("n") and common[run] / common["n"] > policy.max_error_rate:
+            shown, limit = percent_apart(common[run] / common["n"], policy.max_error_rate)
+            found.fails.append(f"error rate {shown}% in the {run} run on the {common['n']} attempts both "
+                               f"runs have exceeds max_error_rate {limit}% (attempts only one run has are "
+                               "not compared, so they do not dilute it; errors are never counted as safe)")
 
 
 def _check_coverage(policy: Policy, deltas: Mapping[tuple[str, str], Delta], found: _Findings) -> None:
