@@ -156,8 +156,8 @@ def change_limit(body: Mapping[str, Any], delta: Mapping[str, Any]) -> float | N
 
 def rate_limit(body: Mapping[str, Any], delta: Mapping[str, Any]) -> float | None:
     """The policy's ceiling (or floor) on this delta's candidate rate (both rates, for the error rate), a
-    fraction; None when it has none.
-    Read as the policy reads it: a per-group map's "*" entry covers the groups it does not name."""
+    fraction; None when it has none. Read as the policy reads it: a per-group map's "*" entry covers the
+    groups it does not name."""
     policy, metric, group = body["policy"], delta["metric"], str(delta["group"])
     axis, _, group_name = group.partition(":")
     value: Any = None
