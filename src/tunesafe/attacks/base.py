@@ -56,8 +56,8 @@ class ExecContext:
 
 @dataclass(frozen=True)
 class Execution:
-    """The outcome of running one attempt. `response` is what the judges see (decoded when the attack
-    encodes); `conversation` holds every turn sent and received; `frozen` is what to store for replay.
+    """The outcome of running one attempt. `response` is what the judges see: the model's own words
+    (decoded when the attack encodes, without a forced prefill); `conversation` holds every turn sent and received; `frozen` is what to store for replay.
     A failure of the target or the attacker sits in `generation.error` (one source of truth, so the
     engine cannot record a failed attempt as an answer)."""
 
@@ -123,6 +123,14 @@ def with_prefill(prefill: str | None, text: str) -> str:
     return prefill + text
 
 
+def continuation(prefill: str | None, text: str) -> str:
+    """What the model itself wrote after a forced prefix (the prefix is the attacker's text: judged, it
+    would turn an empty or evasive continuation into an affirmative answer)."""
+    if prefill and text.startswith(prefill):
+        return text[len(prefill):]
+    return text
+
+
 def at_least_one(what: str, value: int) -> int:
     if value < 1:
         raise ValueError(f"{what} must be at least 1, got {value}")
@@ -179,7 +187,7 @@ class AttackImpl:
         if not generation.ok:
             return Execution(generation=generation, response="", conversation=attempt.messages)
         answer = with_prefill(attempt.prefill, generation.text)
-        return Execution(generation=generation, response=self.decode(answer),
+        return Execution(generation=generation, response=self.decode(continuation(attempt.prefill, answer)),
                          conversation=(*attempt.messages, Message("assistant", answer)))
 
 

@@ -34,5 +34,7 @@ PREFIXES: dict[str, tuple[str, str]] = {
                       "with nothing left out.\n\nStep 1:"),
 }
 
+# Version 2: the judges read the continuation only (version 1 judged prefix + continuation, so its
+# stored answers must not pair with these).
 for name, (description, prefix) in PREFIXES.items():
-    add(Prefill(make_meta(FAMILY, name, "1", description, needs_prefill=True), prefix))
+    add(Prefill(make_meta(FAMILY, name, "2", description, needs_prefill=True), prefix))
