@@ -31,8 +31,8 @@ def judged(attempt: Attempt, execution: Execution) -> str:
     """The outcome the run records: the engine's judging step with the real default judge."""
     if not execution.ok:
         return "error"
-    verdicts = run(judge_answers([get_judge("default")], [(attempt, execution.generation, execution.response)],
-                                 {BEHAVIOR.id: BEHAVIOR}))
+    answers = [(attempt, execution.generation, execution.response)]
+    verdicts = run(judge_answers([get_judge("default")], answers, {BEHAVIOR.id: BEHAVIOR}))
     return str(verdicts[attempt.id][0].outcome)
 
 

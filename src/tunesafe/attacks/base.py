@@ -57,9 +57,10 @@ class ExecContext:
 @dataclass(frozen=True)
 class Execution:
     """The outcome of running one attempt. `response` is what the judges see: the model's own words
-    (decoded when the attack encodes, without a forced prefill); `conversation` holds every turn sent and received; `frozen` is what to store for replay.
-    A failure of the target or the attacker sits in `generation.error` (one source of truth, so the
-    engine cannot record a failed attempt as an answer)."""
+    (decoded when the attack encodes, without a forced prefill); `conversation` holds every turn sent and
+    received; `frozen` is what to store for replay. A failure of the target or the attacker sits in
+    `generation.error` (one source of truth, so the engine cannot record a failed attempt as an
+    answer)."""
 
     generation: Generation
     response: str
