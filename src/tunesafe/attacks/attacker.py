@@ -43,7 +43,24 @@ def clean_attacker_text(text: str) -> str:
     return text
 
 
-async def ask_attacker(ctx: ExecContext, messages: Sequence[Message], *, seed: int) -> str:
+def attacker_refused(text: str, *, translating: bool = False) -> bool:
+    """Whether the attacker model declined its task instead of doing it. Sent on, its refusal would be
+    the "attack" and the target's answer to it a resisted attack (ASR understated); as a back-translation
+    it would be judged as the target's refusal. Only a refusal in the first line counts: a PAIR prompt
+    may quote the target's refusal further on. A back-translation may faithfully carry the target's own
+    refusal, so there only a refusal that speaks of translating counts."""
+    # Imported here: the judges sit downstream of the attacks, and only the refusal patterns are needed.
+    from tunesafe.judges.refusal import scan
+
+    first_line = text.strip().split("\n", 1)[0]
+    if not scan(first_line).opening:
+        return False
+    return not translating or "translat" in first_line.lower()
+
+
+async def ask_attacker(ctx: ExecContext, messages: Sequence[Message], *, seed: int,
+                       translating: bool = False) -> str:
+    """The attacker's cleaned answer; an AttackerError when there is none or the attacker refused."""
     if ctx.attacker is None:
         raise AttackerError("this attack needs an attacker model (or frozen prompts to replay)")
     request = ChatRequest(messages=tuple(messages), max_new_tokens=ctx.attacker_max_new_tokens,
@@ -54,6 +71,8 @@ async def ask_attacker(ctx: ExecContext, messages: Sequence[Message], *, seed: i
     text = clean_attacker_text(generation.text)
     if not text:
         raise AttackerError("attacker model returned an empty text")
+    if attacker_refused(text, translating=translating):
+        raise AttackerError(f"attacker model refused its task: {' '.join(text.split())[:200]}")
     return text
 
 

@@ -31,7 +31,8 @@ class Translation(AttackerDriven):
 
     async def _translate(self, ctx: ExecContext, text: str, language: str, seed: int) -> str:
         system = Message("system", TRANSLATE_SYSTEM.replace("{language}", language))
-        return await ask_attacker(ctx, (system, Message("user", text)), seed=seed)
+        return await ask_attacker(ctx, (system, Message("user", text)), seed=seed,
+                                  translating=language == "English")
 
     async def search(self, goal: str, attempt: Attempt, target: ChatModel, ctx: ExecContext) -> Execution:
         translated = await self._translate(ctx, goal, self.language, attempt.seed)
