@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -194,3 +195,24 @@ def test_prompt_families_carry_the_ids_of_their_taxonomy_entry() -> None:
         assert set(entry["atlas"]) == atlas, family
         checked.append(family)
     assert "style_injection" in checked and len(checked) >= 12
+
+
+@pytest.mark.parametrize(("name", "module", "constant"), [
+    ("translation_zulu", "tunesafe.attacks.low_resource_translation", "TRANSLATE_SYSTEM"),
+    ("pair_3", "tunesafe.attacks.pair", "ATTACKER_SYSTEM"),
+    ("crescendo_5", "tunesafe.attacks.multi_turn_crescendo", "ATTACKER_SYSTEM"),
+    ("past_tense_attacker", "tunesafe.attacks.past_tense_reformulation", "REWRITE_SYSTEM"),
+])
+def test_a_changed_attacker_instruction_changes_the_fingerprint(
+    name: str, module: str, constant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the attacker model is told shapes what the target is sent: a change to it must trip the
+    versioning guard like a changed template, or old and new attempts would pair under one id."""
+    attack = attacks.get(name)
+    before = fingerprint(attack)
+    monkeypatch.setattr(f"{module}.{constant}", getattr(importlib.import_module(module), constant) + " Also.")
+    assert fingerprint(attack) != before
+    if name.startswith("translation_"):
+        monkeypatch.undo()
+        monkeypatch.setattr(attack, "language", "Xhosa")
+        assert fingerprint(attack) != before
