@@ -82,7 +82,10 @@ def test_plugins_register_and_duplicates_are_refused() -> None:
 
 def fingerprint(attack: attacks.AttackImpl) -> str:
     attempts = attack.expand(REFERENCE, 0)
-    return sha256_hex(canonical_json([[a.messages, a.prefill, a.params] for a in attempts]))[:16]
+    sent: list[object] = [[a.messages, a.prefill, a.params] for a in attempts]
+    if attack.instructions():  # only attacker-driven attacks have any: other fingerprints stay as they were
+        sent.append(list(attack.instructions()))
+    return sha256_hex(canonical_json(sent))[:16]
 
 
 def test_a_changed_template_bumps_its_version() -> None:

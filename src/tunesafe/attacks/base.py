@@ -181,6 +181,11 @@ class AttackImpl:
         """The answer in plain text for the judges (identity unless the attack asks for an encoding)."""
         return text
 
+    def instructions(self) -> tuple[str, ...]:
+        """What the attack tells an attacker model (its system prompts, as sent): not in the attempts,
+        yet it shapes what the target is sent, so the versioning guard fingerprints it with them."""
+        return ()
+
     async def execute(self, attempt: Attempt, target: ChatModel, ctx: ExecContext) -> Execution:
         request = ChatRequest(messages=attempt.messages, prefill=attempt.prefill,
                               max_new_tokens=ctx.max_new_tokens, temperature=ctx.temperature, seed=ctx.seed)

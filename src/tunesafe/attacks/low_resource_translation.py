@@ -29,6 +29,9 @@ class Translation(AttackerDriven):
         self.meta = meta
         self.language = language
 
+    def instructions(self) -> tuple[str, ...]:
+        return tuple(TRANSLATE_SYSTEM.replace("{language}", lang) for lang in (self.language, "English"))
+
     async def _translate(self, ctx: ExecContext, text: str, language: str, seed: int) -> str:
         system = Message("system", TRANSLATE_SYSTEM.replace("{language}", language))
         return await ask_attacker(ctx, (system, Message("user", text)), seed=seed,

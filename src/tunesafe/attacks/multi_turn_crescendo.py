@@ -53,6 +53,9 @@ class Crescendo(AttackerDriven):
                               f"Attacker-driven escalation over up to {max_turns} turns.",
                               needs_attacker=True)
 
+    def instructions(self) -> tuple[str, ...]:
+        return (ATTACKER_SYSTEM,)
+
     async def search(self, goal: str, attempt: Attempt, target: ChatModel, ctx: ExecContext) -> Execution:
         conversation: list[Message] = []
         trace: list[dict[str, Any]] = []

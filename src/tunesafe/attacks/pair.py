@@ -46,6 +46,9 @@ class Pair(AttackerDriven):
                               f"PAIR: attacker proposes, judge scores, {iterations} refinement iterations.",
                               needs_attacker=True)
 
+    def instructions(self) -> tuple[str, ...]:
+        return (ATTACKER_SYSTEM,)
+
     async def search(self, goal: str, attempt: Attempt, target: ChatModel, ctx: ExecContext) -> Execution:
         if ctx.judge is None:
             return Execution.failed(f"{self.meta.name} needs a judge to score the target's answers")

@@ -82,6 +82,9 @@ class PastTenseAttacker(AttackerDriven):
                      "The attacker model rewrites the request into the past tense (one rewrite, frozen "
                      "for replay).", needs_attacker=True)
 
+    def instructions(self) -> tuple[str, ...]:
+        return (REWRITE_SYSTEM,)
+
     async def search(self, goal: str, attempt: Attempt, target: ChatModel, ctx: ExecContext) -> Execution:
         rewritten = await ask_attacker(ctx, (Message("system", REWRITE_SYSTEM), Message("user", goal)),
                                        seed=attempt.seed)
