@@ -219,3 +219,21 @@ def test_a_changed_attacker_instruction_changes_the_fingerprint(
         monkeypatch.undo()
         monkeypatch.setattr(attack, "language", "Xhosa")
         assert fingerprint(attack) != before
+
+
+@pytest.mark.parametrize("value", ["8", True, 2.5, 0, None])
+def test_a_family_option_of_the_wrong_type_is_named_in_one_error(value: object) -> None:
+    """`add(ManyShot(...))` in a plugin: a count given as text, a bool or a fraction must not become an
+    attack named many_shot_True or a TypeError about '<'; the plugin error names the option."""
+    from tunesafe.attacks.many_shot import ManyShot
+    from tunesafe.attacks.multi_turn_crescendo import Crescendo
+    from tunesafe.attacks.pair import Pair
+
+    for build, option in ((ManyShot, "shots"), (Pair, "iterations"), (Crescendo, "max_turns")):
+        plugin = type("WrongOption", (build,), {"__init__": lambda self, b=build: b.__init__(self, value)})
+        registry.add("wrong_option", plugin)  # type: ignore[arg-type]
+        try:
+            with pytest.raises(UserError, match=rf"could not be built: .*{option} must be a whole number"):
+                attacks.get("wrong_option")
+        finally:
+            registry._items.pop("wrong_option")
