@@ -133,8 +133,10 @@ def continuation(prefill: str | None, text: str) -> str:
 
 
 def at_least_one(what: str, value: int) -> int:
-    if value < 1:
-        raise ValueError(f"{what} must be at least 1, got {value}")
+    """A count option of a family (shots, turns, iterations): it names the attack and goes into its
+    attempt ids, so text, a bool or a fraction is refused rather than coerced."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a whole number of at least 1, got {value!r}")
     return value
 
 
