@@ -119,3 +119,13 @@ def test_an_attacker_that_refuses_to_translate_the_answer_back_is_an_error(
     attacker_server.app.config.replies["ECHO: [zulu text]"] = REFUSAL  # type: ignore[index]
     execution = run(attack.execute(attempt, connect(target_server), ctx))
     assert judged(attempt, execution) == "refused"
+
+
+@pytest.mark.parametrize("name", ["encoding_base64", "encoding_rot13", "encoding_leetspeak"])
+def test_an_answer_that_stays_unreadable_is_never_a_refusal(
+    name: str, target_server: RunningServer, connect: Connect
+) -> None:
+    """Garbled base64 or ROT13-looking noise is judged as written: whatever it is, not a refusal (safe)."""
+    for garbled in ("U3RlcCAxOiBbcmVkYWN0ZWRd Xq9Zk2LmQpW0vTn8RbYc!", "Qkx zvp jjr wqeo ppq.", "%%% ###"):
+        attempt, execution = answer(target_server, connect, name, garbled)
+        assert judged(attempt, execution) not in ("refused", "error"), (name, garbled, execution.response)
