@@ -140,6 +140,9 @@ def test_errors_are_error_records_not_answers() -> None:
 
 @pytest.mark.parametrize(("text", "reason"), [
     ('{"request": ', "not JSON"),
+    # json raises RecursionError / a plain ValueError here: the whole ingest stopped with a traceback
+    ("[" * 100_000 + "]" * 100_000, "not JSON"),
+    ('{"request": ' + "9" * 5_000 + "}", "not JSON"),
     ("[1, 2]", "not a JSON object"),
     ('{"request": {"messages": []}, "response": "x"}', "no request messages"),
     ('{"request": {"messages": [{"role": "assistant", "content": "x"}]}, "response": "x"}',

@@ -173,6 +173,14 @@ def test_jsonl_object_with_a_repeated_key(tmp_path: Path, expect_error: ExpectEr
     expect_error(path, f"{path}:2", "key 'kind' appears twice")
 
 
+# Python's json raises RecursionError for deep nesting and a plain ValueError for a number past 4,300 digits,
+# neither a JSONDecodeError: both left as tracebacks
+@pytest.mark.parametrize("line", ["[" * 100_000 + "]" * 100_000, '{"text": "x", "n": ' + "9" * 5_000 + "}"])
+def test_jsonl_line_json_cannot_decode(tmp_path: Path, line: str, expect_error: ExpectError) -> None:
+    path = _jsonl(tmp_path, GOOD, line, GOOD)
+    expect_error(path, f"{path}:2", "malformed JSON")
+
+
 @pytest.mark.parametrize("value", [["placeholder one", "placeholder two"], {"role": "user", "content": "x"}])
 def test_jsonl_field_that_is_not_a_scalar(tmp_path: Path, value: object, expect_error: ExpectError) -> None:
     # str() of a list or object became the behaviour text ("['placeholder one', ...]"), sent to models
