@@ -53,7 +53,8 @@ def test_json_output(tmp_path: Path) -> None:
     ("{not json", "malformed JSON"),
     ("[" * 100_000 + "]" * 100_000, "malformed JSON"),  # json's RecursionError was a traceback
     # json.loads keeps the last of two equal keys: the response judged would not be the first one written
-    ('{"request": "q", "response": "Sure, step one", "response": "I cannot help"}', "key 'response' appears twice"),
+    ('{"request": "q", "response": "Sure, step one", "response": "I cannot help"}',
+     "key 'response' appears twice"),
     ('["a", "b"]', "expected a JSON object"),
     ('{"request": "q"}', "field 'response' is missing"),
     ('{"request": 3, "response": "a"}', "field 'request' is not a string"),

@@ -42,7 +42,8 @@ GOOD = '{"messages": [{"role": "user", "content": "placeholder request"}]}\n'
     ((GOOD + '{"messages": [{"role": "assistant", "content": "x"}]}\n').encode(), 2, "user message"),
     ((GOOD + "\n" + '{"prompt": "x"}\n').encode(), 3, "no request messages"),
     ((GOOD + "[" * 100_000 + "]" * 100_000 + "\n").encode(), 2, "malformed JSON"),
-    ((GOOD + '{"messages": [], "messages": [{"role": "user", "content": "x"}]}\n').encode(), 2, "appears twice"),
+    ((GOOD + '{"messages": [], "messages": [{"role": "user", "content": "x"}]}\n').encode(), 2,
+     "appears twice"),
 ])
 def test_a_bad_conversation_file_is_one_error_naming_file_and_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data: bytes,
@@ -79,8 +80,8 @@ def test_a_conversation_file_may_start_with_a_bom(tmp_path: Path, capsys: pytest
     assert len(incident.conversations) == 1
 
 
-def test_a_conversation_file_with_no_conversation_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_conversation_file_with_no_conversation_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     # an empty export attached nothing and the incident was opened as if the conversations were on it
     monkeypatch.setenv("COLUMNS", "250")
     db = f"sqlite:///{tmp_path / 'store.db'}"

@@ -3,7 +3,6 @@ tunesafe.production.incidents / regression / incident_report, render. Every chan
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ from tunesafe.cli.common import (
     write_out,
 )
 from tunesafe.cli.groups import PRODUCTION
-from tunesafe.errors import UserError
+from tunesafe.errors import UserError, read_user_text
 from tunesafe.evidence.workspace import open_store
+from tunesafe.json_lines import json_line, numbered_lines
 from tunesafe.production import incidents as inc
 from tunesafe.production.clocks import KIND_DAYS, iso, parse_duration, parse_time, utcnow
 
@@ -47,32 +47,21 @@ def _now(text: str | None) -> datetime:
 
 
 def _read_conversations(paths: list[Path]) -> list[dict[str, Any]]:
+    fix = 'one JSON object per line, e.g. {"messages": [{"role": "user", "content": "..."}]}'
     out: list[dict[str, Any]] = []
     for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UserError(f"cannot read {path}: {exc.strerror}", where="--conversation",
-                            fix="give an existing JSONL file") from exc
-        for number, raw in enumerate(data.splitlines(), 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise UserError("not UTF-8 text", where=f"{path}:{number}",
-                                fix="save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"not JSON: {exc.msg}", where=f"{path}:{number}",
-                                fix="one JSON object per line") from exc
+        lines = list(numbered_lines(read_user_text(path, "conversation file", fix=fix)))
+        if not lines:  # attaching nothing would open the incident as though the conversations were on it
+            raise UserError("no conversation in the file", where=str(path), fix=fix)
+        for number, line in lines:
+            where = f"{path}:{number}"
+            item = json_line(line, where, fix=fix)
             if not isinstance(item, dict):
-                raise UserError("not a JSON object", where=f"{path}:{number}", fix="one JSON object per line")
+                raise UserError("not a JSON object", where=where, fix=fix)
             try:
                 out += inc.check_conversations([item])
             except UserError as exc:  # its own "#1" would not say which file or line
-                raise UserError(exc.message, where=f"{path}:{number}", fix=exc.fix) from None
+                raise UserError(exc.message, where=where, fix=exc.fix) from None
     return out
 
 

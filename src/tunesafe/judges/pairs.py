@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesafe.errors import UserError, read_user_text
+from tunesafe.json_lines import json_line, numbered_lines
 from tunesafe.judges.base import Judge, JudgeInput, judge_answers
 from tunesafe.types import Verdict
 
@@ -27,9 +28,8 @@ _FIX = 'each line must be a JSON object like {"request": "...", "response": "...
 def read_pairs(path: Path) -> list[JudgeInput]:
     if not path.is_file():
         raise UserError(f"file not found: {path}", fix="pass a JSONL file of request/response pairs")
-    # newlines only: str.splitlines() also breaks at U+2028/U+2029/U+0085, legal raw inside a JSON string
-    lines = re.split(r"\r\n?|\n", read_user_text(path, "pairs file", fix=_FIX))
-    items = [_parse_line(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    text = read_user_text(path, "pairs file", fix=_FIX)
+    items = [_parse_line(path, number, line) for number, line in numbered_lines(text)]
     return require_pairs(items, str(path))
 
 
@@ -41,11 +41,7 @@ def require_pairs(items: list[JudgeInput], where: str) -> list[JudgeInput]:
 
 def _parse_line(path: Path, number: int, line: str) -> JudgeInput:
     where = f"{path}:{number}"
-    try:
-        row = json.loads(line)
-    except ValueError as exc:
-        raise UserError(f"not valid JSON ({exc.args[0]})", where=where, fix=_FIX) from None
-    return pair_from_row(row, where, str(number))
+    return pair_from_row(json_line(line, where, fix=_FIX), where, str(number))
 
 
 def pair_from_row(row: Any, where: str, default_id: str) -> JudgeInput:

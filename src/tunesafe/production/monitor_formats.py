@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from tunesafe.json_lines import BadJson, decode
 from tunesafe.models.openai_params import hidden_reasoning_tokens
 from tunesafe.models.provider_replies import SERVER_FAILED_FINISH, filtered_finish, prompt_filter
 from tunesafe.models.reasoning import LOGGED_NO_ANSWER, reasoning_field
@@ -87,9 +88,9 @@ _UNREADABLE = (ValueError, TypeError, OverflowError, AttributeError)
 
 def parse_line(text: str, line: int, fmt: str = "auto") -> Parsed | Malformed:
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return Malformed(line, f"not JSON ({exc.msg} at column {exc.colno})")
+        obj = decode(text, unique_keys=False)  # a logger's repeated key is no reason to drop the record
+    except BadJson as exc:
+        return Malformed(line, f"not JSON ({exc.reason})")
     if not isinstance(obj, dict):
         return Malformed(line, "not a JSON object")
     kind = fmt if fmt != "auto" else ("otlp" if "resourceSpans" in obj else "openai")
@@ -407,8 +408,8 @@ def _event_messages(events: Sequence[tuple[Any, dict[str, Any]]]) -> Content | N
         body = attrs
         if isinstance(attrs.get("gen_ai.event.content"), str):
             try:
-                parsed = json.loads(attrs["gen_ai.event.content"])
-            except json.JSONDecodeError:
+                parsed = decode(attrs["gen_ai.event.content"], unique_keys=False)
+            except BadJson:
                 raise _Bad(f"{name}: gen_ai.event.content is not JSON") from None
             body = parsed if isinstance(parsed, dict) else {"content": parsed}
         if isinstance(name, str) and name.startswith("gen_ai.") and name.endswith(".message"):
@@ -446,8 +447,8 @@ def _json_list(value: Any, name: str) -> list[Any]:
         return []
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
+            value = decode(value, unique_keys=False)
+        except BadJson:
             raise _Bad(f"{name} is not JSON") from None
     if isinstance(value, dict):
         value = [value]

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesafe.errors import UserError
+from tunesafe.json_lines import json_line, numbered_lines
 
 FORMATS = ("jsonl", "csv", "parquet")
-_NEWLINE = re.compile(r"\r\n?|\n")
 
 
 @dataclass(frozen=True)
@@ -71,43 +69,15 @@ def _read_text(path: Path, fmt: str) -> Table:
 def _read_jsonl(path: Path, text: str) -> Table:
     rows: list[Row] = []
     columns: dict[str, None] = {}
-    # universal newlines only (JSON strings cannot hold a raw CR or LF): str.splitlines() also breaks at
-    # U+2028/U+2029/U+0085 (legal raw inside a JSON string) and at form feeds, which split valid lines and
-    # put line numbers out of step with the file
-    for number, line in enumerate(_NEWLINE.split(text), start=1):
-        if not line.strip():
-            continue
+    for number, line in numbered_lines(text):
         where = f"{path}:{number}"
-        try:
-            value = json.loads(line, object_pairs_hook=_unique_keys)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"malformed JSON: {exc.msg} (column {exc.colno})", where=where,
-                            fix="write one complete JSON object per line") from None
-        except _DuplicateKey as exc:
-            raise UserError(f"key '{exc.key}' appears twice in one object", where=where,
-                            fix="keep one value per key") from None
+        value = json_line(line, where, fix="write one complete JSON object per line")
         if not isinstance(value, dict):
             raise UserError(f"expected a JSON object, found {type(value).__name__}", where=where,
                             fix='write one object per line, e.g. {"text": "...", "kind": "harmful"}')
         columns.update(dict.fromkeys(value))
         rows.append(Row(where, value))
     return Table(path, tuple(columns), tuple(rows))
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads would keep the last of two equal keys and drop the first value without a word
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
 
 
 def _check_header(where: str, columns: tuple[str, ...]) -> None:
