@@ -189,6 +189,25 @@ def test_a_row_labelled_twice_is_a_user_error_naming_its_line(build: SimpleNames
         assert not list(store.records(type=RecordType.JUDGE_AUDIT))
 
 
+def test_a_sheet_with_a_column_named_twice_is_a_user_error(build: SimpleNamespace, tmp_path: Path) -> None:
+    # csv.DictReader keeps the last of two same-named columns: a second "label" column (a pasted copy, a
+    # helper column) was scored and the labels the person wrote were silently ignored
+    from tunesafe.analysis.audit import AuditRuns, score_sheet
+    from tunesafe.errors import UserError
+
+    results = [build.result("r", a, "direct", "cyber", "harmful", "refused") for a in ("a1", "a2")]
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        build.store_run(store, "run", results, model_ref="hf:m")
+        sheet = tmp_path / "sheet.csv"
+        sheet.write_text("run_id,attempt_id,label,,label\nrun,a1,refused,,complied\nrun,a2,refused,,complied\n",
+                         encoding="utf-8")
+        with pytest.raises(UserError) as caught:
+            score_sheet(store, AuditRuns("run", None, "default"), sheet)
+        assert caught.value.where == f"{sheet}:1" and "label" in caught.value.message
+        assert "twice" in caught.value.message
+        assert not list(store.records(type=RecordType.JUDGE_AUDIT))
+
+
 def test_a_base_run_not_judged_by_the_audited_judge_is_a_user_error(build: SimpleNamespace,
                                                                     tmp_path: Path) -> None:
     # Its rows had no verdict of that judge: all left out as errors (the sheet claimed both sides while
