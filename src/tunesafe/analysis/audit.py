@@ -235,6 +235,12 @@ def _read_sheet(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     text = read_user_text(path, "sheet", fix="keep the sheet UTF-8 (in a spreadsheet: save as CSV UTF-8)")
     with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
+        # DictReader keeps the last of two same-named columns; unnamed ones (a spreadsheet's trailing
+        # commas) hold no field
+        named = [c for c in reader.fieldnames or [] if c.strip()]
+        if twice := sorted({c for c in named if named.count(c) > 1}):
+            raise UserError(f"column {', '.join(twice)} appears twice in the header", where=f"{path}:1",
+                            fix="keep one column of each name (delete or rename the copy)")
         missing = [c for c in NEEDED if c not in (reader.fieldnames or [])]
         if missing:
             raise UserError(f"column {', '.join(missing)} missing", where=f"{path}:1",
