@@ -108,7 +108,7 @@ def test_import_orders_bases_first_and_hashes_relative_paths(
         ("x.csv", "name,ref,owner\nok,embedded:x,ann\nm,embedded:x,Smith, Jo\n", "x.csv:3", "more fields"),
         # the last of two same-named columns or keys was kept and the first dropped without a word
         ("x.csv", "name,ref,ref\nm,embedded:x,embedded:y\n", "x.csv:1", "appears twice"),
-        ("x.yaml", "- name: m\n  ref: embedded:x\n  ref: embedded:y\n", "x.yaml:3", "appears twice"),
+        ("x.yaml", "- name: m\n  ref: embedded:x\n  ref: embedded:y\n", "x.yaml:3", "duplicate key 'ref'"),
         # a NUL byte: PyYAML's ReaderError was raised before the YAML error handling (a traceback)
         ("x.yaml", "- name: m\n  ref: embedded:x\x00\n", "x.yaml:2", "invalid YAML"),
     ],

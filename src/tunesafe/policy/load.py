@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from tunesafe.errors import UserError
 from tunesafe.policy.model import Policy
+from tunesafe.yaml_input import UniqueKeyLoader
 
 INIT_HINT = "the commented example from `tunesafe policy init` lists every key"
 
@@ -40,7 +41,7 @@ def load_policy(path: str | Path) -> Policy:
 
 def parse_policy(text: str, source: str) -> Policy:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
         tree = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -56,28 +57,6 @@ def parse_policy(text: str, source: str) -> Policy:
         return Policy.model_validate(data)
     except ValidationError as exc:
         raise _user_error(exc, source, tree) from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping: PyYAML keeps the last value, so a repeated
-    section or threshold would silently replace the first (a `<<:` merge may still be overridden)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # an unhashable key: SafeLoader reports it itself
-                break
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"duplicate key '{key}'",
-                    key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
 
 
 def _user_error(exc: ValidationError, source: str, tree: yaml.Node | None) -> UserError:

@@ -21,6 +21,7 @@ from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.production.inventory import ModelSpec, bases, check_against, inventory, version_body
 from tunesafe.types import RecordType
+from tunesafe.yaml_input import UniqueKeyLoader
 
 REQUIRED = ("name", "ref")
 OPTIONAL = ("base", "stage", "owner", "datasets", "training_config", "vendor_eval")
@@ -71,9 +72,17 @@ def _csv_rows(path: Path) -> list[Row]:
     with io.StringIO(_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in reader.fieldnames or []]
+        # DictReader keeps the last of two same-named columns
+        if twice := sorted({c for c in columns if c and columns.count(c) > 1}):
+            raise UserError(f"column {', '.join(twice)} appears twice in the header", where=f"{path}:1",
+                            fix="keep one column of each name")
         _check_keys(columns, f"{path}:1")
         rows = []
         for record in reader:
+            if record.get(None):  # DictReader puts the fields past the header there
+                raise UserError(f"row has more fields than the header's {len(columns)}",
+                                where=f"{path}:{reader.line_num}",
+                                fix='quote a value that holds a comma ("Smith, Jo")')
             fields = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
             fields["datasets"] = [d.strip() for d in fields.get("datasets", "").split(";") if d.strip()]
             rows.append(Row(reader.line_num, {k: v for k, v in fields.items() if v not in ("", [])}))
@@ -81,17 +90,17 @@ def _csv_rows(path: Path) -> list[Row]:
 
 
 def _yaml_rows(path: Path) -> list[Row]:
-    loader = yaml.SafeLoader(_text(path))
+    text = _text(path)
+    loader: UniqueKeyLoader | None = None
     try:
+        loader = UniqueKeyLoader(text)  # its reader refuses a control character (NUL) right here
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", where=where,
-                        fix="fix the YAML syntax") from exc
+        raise _yaml_error(exc, path, text) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if isinstance(data, dict) and "models" in data:
         data = data["models"]
         node = next(v for k, v in node.value if k.value == "models")  # type: ignore[union-attr]
@@ -109,6 +118,21 @@ def _yaml_rows(path: Path) -> list[Row]:
             fields["datasets"] = [fields["datasets"]]
         rows.append(Row(item_node.start_mark.line + 1, fields))
     return rows
+
+
+def _yaml_error(exc: yaml.YAMLError, path: Path, text: str) -> UserError:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        line: int | None = mark.line + 1
+    elif isinstance(exc, yaml.reader.ReaderError):  # names a character position, not a mark
+        line = text.count("\n", 0, exc.position) + 1
+    else:
+        line = None
+    problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+    fix = ("write the key once" if problem.startswith("duplicate key")
+           else "fix the YAML syntax (control characters such as NUL are not allowed)"
+           if isinstance(exc, yaml.reader.ReaderError) else "fix the YAML syntax")
+    return UserError(f"invalid YAML: {problem}", where=f"{path}:{line}" if line else str(path), fix=fix)
 
 
 def _check_keys(keys: list[str], where: str) -> None:
