@@ -68,6 +68,22 @@ def test_missing_file(tmp_path: Path) -> None:
         load_policy(tmp_path / "nope.yaml")
 
 
+def test_a_policy_not_in_utf8_names_its_line(tmp_path: Path) -> None:
+    # the error quoted Python's codec ("can't decode byte 0xe9 in position 119") and named no line
+    path = tmp_path / "policy.yaml"
+    path.write_bytes(b"max_regression_points: 5\n# caf\xe9 team thresholds\nalpha: 0.05\n")
+    with pytest.raises(UserError) as caught:
+        load_policy(path)
+    assert caught.value.where == f"{path}:2" and "UTF-8" in caught.value.message
+    assert "position" not in caught.value.render()
+
+
+def test_a_policy_may_start_with_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_bytes(b"\xef\xbb\xbfmax_regression_points: 7\n")
+    assert load_policy(path).max_regression_points == 7
+
+
 def test_default_policy_is_the_commented_file() -> None:
     text = default_policy_text()
     assert text.count("#") > 20
