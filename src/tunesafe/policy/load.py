@@ -10,7 +10,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tunesafe.errors import UserError
+from tunesafe.errors import UserError, read_user_text
 from tunesafe.policy.model import Policy
 from tunesafe.yaml_input import UniqueKeyLoader
 
@@ -28,14 +28,10 @@ def default_policy() -> Policy:
 
 def load_policy(path: str | Path) -> Policy:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         raise UserError("policy file not found", where=str(path),
-                        fix="check the path, or create one with `tunesafe policy init`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read the policy file: {exc}", where=str(path),
-                        fix="pass a readable UTF-8 YAML file") from None
+                        fix="check the path, or create one with `tunesafe policy init`")
+    text = read_user_text(path, "policy file", fix="pass a readable UTF-8 YAML file")
     return parse_policy(text, str(path))
 
 
