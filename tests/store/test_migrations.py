@@ -72,3 +72,23 @@ def test_database_from_a_newer_tunesafe_is_refused(tmp_path: Path) -> None:
         conn.execute("UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(UserError, match="newer than this tunesafe"):
         Store.open(str(path))
+
+
+@pytest.mark.parametrize("must_exist", [True, False])
+def test_another_applications_alembic_database_is_not_called_a_newer_store(tmp_path: Path,
+                                                                           must_exist: bool) -> None:
+    # Another Alembic-managed application's SQLite file has an alembic_version too: the error told the
+    # user to upgrade tunesafe, which cannot help; the database must be named as not a tunesafe store
+    path = tmp_path / "other-app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER)")
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("INSERT INTO alembic_version VALUES ('3f2a1b9c7d4e')")
+    with pytest.raises(UserError) as info:
+        Store.open(str(path), must_exist=must_exist)
+    assert "newer" not in info.value.message and "not a tunesafe store" in info.value.message
+    assert "upgrade" not in (info.value.fix or "")
+    with sqlite3.connect(path) as conn:  # nothing created or changed
+        tables = sorted(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        assert tables == ["alembic_version", "users"]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("3f2a1b9c7d4e",)]
