@@ -181,6 +181,11 @@ def migrate(engine: Engine, url: URL, revision: str = "head") -> None:
                 "edited by hand); refusing to migrate it blindly",
                 where=describe(url), fix="export what you need and start a new store with `tunesafe init`")
         known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
+        if current is not None and current not in known and not tables & STORE_TABLES:
+            # Alembic's default version table is shared by every application that uses it
+            raise UserError(f"not a tunesafe store: it holds another application's schema (Alembic revision "
+                            f"{current}) and no tunesafe tables", where=describe(url),
+                            fix="pass --db / TUNESAFE_DB with the tunesafe store's path (or a new one)")
         if current is not None and current not in known:
             raise UserError(f"database schema revision {current} is newer than this tunesafe knows",
                             where=describe(url), fix="upgrade tunesafe (pip install -U tunesafe)")
