@@ -163,6 +163,7 @@ def test_eval_dry_run_checks_what_the_real_run_would_refuse(tmp_path: Path) -> N
         (("--usd-per-mtok", "-1"), "--usd-per-mtok:"),
         (("--usd-per-mtok", "nan"), "--usd-per-mtok:"),
         (("--model", "hf:./no-such-model"), "model path 'no-such-model' does not exist"),
+        (("--model", "embedded:no-such-model"), "unknown embedded model 'no-such-model'"),
     ]
     for extra, fragment in cases:
         target = [extra[1]] if extra[0] == "--model" else [model, *extra]
