@@ -93,5 +93,9 @@ def dry_run_plan(config: EvalConfig, model_ref: str | None, replayable: Collecti
             from tunesafe.models.hf import resolve_weights
 
             resolve_weights(ref)
+        elif ref.scheme == "embedded":  # the name only: the weights may not be installed yet
+            from tunesafe.models.embedded import embedded_spec
+
+            embedded_spec(ref.target)
         return planned
     return for_target(planned, config.attacks, load_model(model_ref).capabilities)
