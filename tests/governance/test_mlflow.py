@@ -69,3 +69,16 @@ def test_missing_evidence_and_half_given_options_are_one_line_errors(
     half = tunesafe("export", "mlflow", "ft", "--tracking-uri", tracking, "--registered-model", "x")
     assert half.exit_code == 2 and "go together" in half.stderr
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == before
+
+
+@pytest.mark.parametrize("uri", ["nosuch://tracking", "mlruns-folder"])
+def test_a_tracking_uri_mlflow_refuses_is_one_line_error(tunesafe: Callable[..., SimpleNamespace],
+                                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        uri: str) -> None:
+    # MlflowClient() itself refuses an unknown scheme, and a plain folder (its file store, deprecated): the
+    # exception came before the MLflow error handling and printed a traceback
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    done = tunesafe("export", "mlflow", "ft", "--tracking-uri", uri)
+    assert done.exit_code == 2, done.stderr
+    assert "Traceback" not in done.stderr and f"{uri}: MLflow:" in done.stderr
