@@ -145,7 +145,8 @@ def _client(tracking_uri: str) -> tuple[Any, Any]:
     except ImportError:
         raise UserError("MLflow is not installed", where="--tracking-uri",
                         fix="pip install 'tunesafe[governance]' (it brings mlflow-skinny)") from None
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), mlflow
+    with _mlflow_errors(tracking_uri, mlflow):  # the client itself refuses an unknown scheme or a folder
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), mlflow
 
 
 def _experiment(client: Any, name: str, artifact_location: str | None) -> str:
