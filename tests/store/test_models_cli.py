@@ -142,3 +142,11 @@ def test_init_on_a_file_is_refused(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("x")
     code, _, err = cli("init", "a-file")
     assert code == 2 and "a-file: is a file, not a folder" in err
+
+
+def test_init_where_the_folder_cannot_be_made_is_one_error(cli: Cli, tmp_path: Path) -> None:
+    # a parent that is a file: mkdir raised NotADirectoryError, printed as a traceback (exit 1)
+    (tmp_path / "a-file").write_text("x")
+    code, _, err = cli("init", "a-file/workspace")
+    assert code == 2 and "Traceback" not in err, err
+    assert "a-file/workspace: cannot create the workspace: Not a directory" in err
