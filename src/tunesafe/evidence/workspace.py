@@ -67,10 +67,14 @@ def init_workspace(path: Path | str = ".") -> tuple[Workspace, bool]:
     workspace = Workspace(root)
     created = not workspace.config_path.is_file()
     if created:
-        workspace.dir.mkdir(parents=True, exist_ok=True)
-        workspace.config_path.write_text(
-            "# tunesafe workspace. db: a SQLite file relative to this folder, or a SQLAlchemy URL.\n"
-            f"version: 1\ndb: {DEFAULT_DB}\n", encoding="utf-8")
+        try:
+            workspace.dir.mkdir(parents=True, exist_ok=True)
+            workspace.config_path.write_text(
+                "# tunesafe workspace. db: a SQLite file relative to this folder, or a SQLAlchemy URL.\n"
+                f"version: 1\ndb: {DEFAULT_DB}\n", encoding="utf-8")
+        except OSError as exc:  # a parent that is a file, no permission, a read-only disk
+            raise UserError(f"cannot create the workspace: {exc.strerror or exc}", where=str(path),
+                            fix="pass a folder you can write to") from None
     Store.open(workspace.db_url()).close()
     return workspace, created
 
