@@ -169,3 +169,26 @@ def test_malformed_record_entries_are_findings_never_a_crash(bundled: Path, tmp_
     assert any("record 2 (model_version) does not match its hash" in p for p in check.problems)
     malformed = [p for p in check.problems if "not an {id: integer, hash: string} entry" in p]
     assert len(malformed) == 3, check.problems
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+HUGE_INT = b'{"id": ' + b"9" * 5_000 + b"}"
+
+
+@pytest.mark.parametrize("name", [MANIFEST, RECORDS, CHAIN])
+@pytest.mark.parametrize("data", [DEEP, HUGE_INT], ids=["deep", "huge-int"])
+def test_json_that_json_cannot_decode_is_a_finding_never_a_crash(bundled: Path, tmp_path: Path, name: str,
+                                                                 data: bytes) -> None:
+    # json raises RecursionError / a plain ValueError here, not JSONDecodeError: a tampered bundle made
+    # verify-bundle stop with a traceback instead of naming the file
+    check = verify_bundle(rewrite(bundled, tmp_path / "t.zip", {name: data + b"\n"}))
+    assert any(p.startswith(f"{name}:") and "JSON" in p for p in check.problems), check.problems
+
+
+def test_a_manifest_key_given_twice_is_a_finding(bundled: Path, tmp_path: Path) -> None:
+    # json.loads keeps the last value: a second "files" could stand in for the one a reader would check
+    raw = member(bundled, MANIFEST).rstrip()
+    assert raw.endswith(b"}")
+    doubled = raw[:-1] + b', "format": "tunesafe.bundle/v1"}'
+    check = verify_bundle(rewrite(bundled, tmp_path / "t.zip", {MANIFEST: doubled}))
+    assert any(p.startswith(MANIFEST) and "appears twice" in p for p in check.problems), check.problems
