@@ -42,6 +42,7 @@ from tunesafe.evidence.chain import GENESIS, envelope_text, link_hash
 from tunesafe.governance import keys
 from tunesafe.governance.documents import ModelEvidence, model_documents
 from tunesafe.governance.zip_layout import layout_problems
+from tunesafe.json_lines import BadJson, decode
 from tunesafe.types import EvidenceRecord, canonical_json, sha256_hex
 
 __all__ = ["FORMAT", "BundleCheck", "BundleInfo", "ChainLink", "bundle_anchors", "bundle_files",
@@ -246,9 +247,12 @@ def _read_zip(path: Path, check: BundleCheck) -> dict[str, bytes]:
 
 def _parse_manifest(raw: bytes, check: BundleCheck) -> dict[str, Any] | None:
     try:
-        manifest = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        check.problems.append(f"{MANIFEST}: not valid JSON ({exc})")
+        manifest = decode(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        check.problems.append(f"{MANIFEST}: not valid JSON (not UTF-8 at byte {exc.start})")
+        return None
+    except BadJson as exc:
+        check.problems.append(f"{MANIFEST}: not valid JSON ({exc.reason})")
         return None
     shape_ok = (isinstance(manifest, dict) and isinstance(manifest.get("files"), dict)
                 and isinstance(manifest.get("records"), list) and isinstance(manifest.get("chain"), dict))
@@ -303,9 +307,9 @@ def _json_lines(data: bytes, name: str, check: BundleCheck) -> list[dict[str, An
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            check.problems.append(f"{name}: line {number} is not valid JSON ({exc.msg})")
+            row = decode(line)
+        except BadJson as exc:
+            check.problems.append(f"{name}: line {number} is not valid JSON ({exc.reason})")
             continue
         if not isinstance(row, dict) or not isinstance(row.get("id"), int):
             check.problems.append(f"{name}: line {number} is not a record with an integer id")
