@@ -192,3 +192,16 @@ def test_a_manifest_key_given_twice_is_a_finding(bundled: Path, tmp_path: Path) 
     doubled = raw[:-1] + b', "format": "tunesafe.bundle/v1"}'
     check = verify_bundle(rewrite(bundled, tmp_path / "t.zip", {MANIFEST: doubled}))
     assert any(p.startswith(MANIFEST) and "appears twice" in p for p in check.problems), check.problems
+
+
+def test_a_record_holding_a_line_separator_verifies(tmp_path: Path) -> None:
+    # records.jsonl keeps UTF-8 as is, so U+2028 / U+0085 in a record (a model's answer, a title) are raw
+    # in its line; str.splitlines() broke the line there and an intact bundle was reported tampered
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        mine = [store.append("model_version", {"name": "m", "ref": "embedded:x"}, subject="m"),
+                store.append("note", {"text": "one\u2028two\x85three"}, subject="m")]
+        chain = chain_segment(store.records(), mine[0].id)
+    files = bundle_files(mine, chain, {"documents/card.md": b"# card\n"}, model="m")
+    write_bundle(tmp_path / "b.zip", files)
+    check = verify_bundle(tmp_path / "b.zip")
+    assert not [p for p in check.problems if "JSON" in p], check.problems
