@@ -42,7 +42,7 @@ from tunesafe.evidence.chain import GENESIS, envelope_text, link_hash
 from tunesafe.governance import keys
 from tunesafe.governance.documents import ModelEvidence, model_documents
 from tunesafe.governance.zip_layout import layout_problems
-from tunesafe.json_lines import BadJson, decode
+from tunesafe.json_lines import BadJson, decode, numbered_lines
 from tunesafe.types import EvidenceRecord, canonical_json, sha256_hex
 
 __all__ = ["FORMAT", "BundleCheck", "BundleInfo", "ChainLink", "bundle_anchors", "bundle_files",
@@ -303,9 +303,7 @@ def _check_files(files: Mapping[str, bytes], manifest: Mapping[str, Any], check:
 
 def _json_lines(data: bytes, name: str, check: BundleCheck) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, line in numbered_lines(data.decode("utf-8", errors="replace")):
         try:
             row = decode(line)
         except BadJson as exc:
