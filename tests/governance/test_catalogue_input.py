@@ -54,3 +54,23 @@ def test_the_cli_prints_one_line_and_exits_2(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.startswith("error:") and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and "params" in err
+
+
+@pytest.mark.parametrize(("text", "where", "fragment"), [
+    # the syntax error was PyYAML's several-line text, naming no line of the file
+    ("controls:\n- id: X-1\n  phase: pre\n  checks: [\n", ":5", "invalid YAML"),
+    # the last of two equal keys was kept: the control's first phase was dropped without a word
+    ("controls:\n- id: X-1\n  phase: pre\n  phase: post\n", ":4", "duplicate key 'phase'"),
+    # dict() of a list: a TypeError traceback
+    ("ref_prefixes: [AIA, NIST]\ncontrols:\n- id: X-1\n  phase: pre\n", "",
+     "`ref_prefixes` must be a mapping"),
+])
+def test_a_catalogue_yaml_mistake_is_one_line_naming_file_and_line(tmp_path: Path, text: str, where: str,
+                                                                    fragment: str) -> None:
+    path = tmp_path / "controls.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as raised:
+        load_catalogue(path)
+    error = raised.value
+    assert error.where == f"{path}{where}" and fragment in error.message, error.render()
+    assert "\n" not in error.render()
