@@ -6,6 +6,8 @@ from typing import Any
 
 import yaml
 
+from tunesafe.errors import UserError
+
 
 class UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping: PyYAML keeps the last value, so a repeated
@@ -28,3 +30,20 @@ class UniqueKeyLoader(yaml.SafeLoader):
                     "while constructing a mapping", node.start_mark, f"duplicate key '{key}'",
                     key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
+
+
+def yaml_user_error(exc: yaml.YAMLError, source: str, text: str) -> UserError:
+    """One line naming source:line for what PyYAML refused: its own text runs over several lines, and a
+    reader error (a control character such as NUL) carries a character position instead of a mark."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        line: int | None = mark.line + 1
+    elif isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+    else:
+        line = None
+    problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+    fix = ("write the key once" if problem.startswith("duplicate key")
+           else "fix the YAML syntax (control characters such as NUL are not allowed)"
+           if isinstance(exc, yaml.reader.ReaderError) else "fix the YAML syntax")
+    return UserError(f"invalid YAML: {problem}", where=f"{source}:{line}" if line else source, fix=fix)

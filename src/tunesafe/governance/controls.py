@@ -36,6 +36,7 @@ from tunesafe.governance.checks import RATINGS, CheckContext, CheckResult, regis
 from tunesafe.governance.lineage import Lineage, LineageNode, collect_lineage
 from tunesafe.policy import Policy
 from tunesafe.types import EvidenceRecord, RecordType
+from tunesafe.yaml_input import UniqueKeyLoader, yaml_user_error
 
 CATALOGUE = Path(__file__).with_name("controls.yaml")
 Status = Literal["satisfied", "missing", "failing", "needs_attestation"]
@@ -153,12 +154,14 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
 def _load(path: str) -> Catalogue:
     text = read_user_text(path, "controls catalogue", fix="give an existing controls YAML file")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader that refuses a repeated key
     except yaml.YAMLError as exc:
-        raise UserError(f"the controls catalogue is not valid YAML: {exc}", where=path,
-                        fix="fix the YAML syntax") from exc
+        raise yaml_user_error(exc, path, text) from None
     if not isinstance(data, dict) or not isinstance(data.get("controls"), list):
         raise UserError("no `controls:` list", where=path, fix="start from tunesafe's controls.yaml")
+    if not isinstance(data.get("ref_prefixes") or {}, dict):
+        raise UserError("`ref_prefixes` must be a mapping", where=path,
+                        fix="write `ref_prefixes: {AIA: https://...}` (or leave it out)")
     lines = _entry_lines(text)
     wheres = [f"{path}: controls[{i}]" + (f", line {lines[i]}" if i < len(lines) else "")
               for i in range(len(data["controls"]))]

@@ -21,7 +21,7 @@ from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.production.inventory import ModelSpec, bases, check_against, inventory, version_body
 from tunesafe.types import RecordType
-from tunesafe.yaml_input import UniqueKeyLoader
+from tunesafe.yaml_input import UniqueKeyLoader, yaml_user_error
 
 REQUIRED = ("name", "ref")
 OPTIONAL = ("base", "stage", "owner", "datasets", "training_config", "vendor_eval")
@@ -97,7 +97,7 @@ def _yaml_rows(path: Path) -> list[Row]:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        raise _yaml_error(exc, path, text) from None
+        raise yaml_user_error(exc, str(path), text) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -118,21 +118,6 @@ def _yaml_rows(path: Path) -> list[Row]:
             fields["datasets"] = [fields["datasets"]]
         rows.append(Row(item_node.start_mark.line + 1, fields))
     return rows
-
-
-def _yaml_error(exc: yaml.YAMLError, path: Path, text: str) -> UserError:
-    mark = getattr(exc, "problem_mark", None)
-    if mark is not None:
-        line: int | None = mark.line + 1
-    elif isinstance(exc, yaml.reader.ReaderError):  # names a character position, not a mark
-        line = text.count("\n", 0, exc.position) + 1
-    else:
-        line = None
-    problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
-    fix = ("write the key once" if problem.startswith("duplicate key")
-           else "fix the YAML syntax (control characters such as NUL are not allowed)"
-           if isinstance(exc, yaml.reader.ReaderError) else "fix the YAML syntax")
-    return UserError(f"invalid YAML: {problem}", where=f"{path}:{line}" if line else str(path), fix=fix)
 
 
 def _check_keys(keys: list[str], where: str) -> None:
