@@ -116,3 +116,24 @@ def test_commands_that_record_still_create_the_store(
     assert code == 0, err
     with Store.open(str(db), must_exist=True) as store:
         assert store.verify().ok
+
+
+@pytest.mark.parametrize(("config", "fragment"), [
+    # a list or mapping became the file name ".tunesafe/[1]" and a writing command made a store there
+    ("version: 1\ndb: [a.db]\n", "config.yaml: `db` must be a path or a database URL"),
+    ("version: 1\ndb: {path: a.db}\n", "config.yaml: `db` must be a path or a database URL"),
+    # the last of two `db:` lines was used without a word: records went where the reader did not expect
+    ("version: 1\ndb: a.db\ndb: b.db\n", "config.yaml:3: invalid YAML: duplicate key 'db'"),
+    ("version: 1\ndb: 'a.db\n", "config.yaml:3: invalid YAML"),
+])
+def test_a_workspace_config_mistake_is_one_error_and_creates_no_store(
+        tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch, config: str, fragment: str) -> None:
+    workspace, _ = init_workspace(tmp_path / "proj")
+    workspace.config_path.write_text(config, encoding="utf-8")
+    before = sorted(p.name for p in workspace.dir.iterdir())
+    monkeypatch.chdir(workspace.root)
+    monkeypatch.delenv("TUNESAFE_DB", raising=False)
+    code, err = run("incidents", "open", "bot", "--title", "t", "--severity", "low")
+    assert code == 2 and "Traceback" not in err, err
+    assert fragment in err, err
+    assert sorted(p.name for p in workspace.dir.iterdir()) == before
