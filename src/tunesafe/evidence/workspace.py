@@ -11,6 +11,7 @@ import yaml
 
 from tunesafe.errors import UserError, read_user_text
 from tunesafe.evidence.store import Store
+from tunesafe.yaml_input import UniqueKeyLoader, yaml_user_error
 
 DIR = ".tunesafe"
 CONFIG = "config.yaml"
@@ -32,7 +33,10 @@ class Workspace:
     def db_url(self) -> str:
         """The store named in config.yaml (`db:`): a path relative to .tunesafe/ or a SQLAlchemy URL."""
         config = _read_config(self.config_path)
-        db = str(config.get("db") or DEFAULT_DB)
+        db = config.get("db") or DEFAULT_DB
+        if not isinstance(db, str):  # str() of a list or mapping would become the store's file name
+            raise UserError(f"`db` must be a path or a database URL, got {db!r}", where=str(self.config_path),
+                            fix=f"write e.g. `db: {DEFAULT_DB}` or `db: postgresql://USER@HOST/DB`")
         return db if "://" in db else str(self.dir / db)
 
 
@@ -40,10 +44,9 @@ def _read_config(path: Path) -> dict[str, object]:
     fix = "fix the YAML or delete the file and run `tunesafe init` again"
     text = read_user_text(path, "workspace config", fix=fix)
     try:
-        loaded = yaml.safe_load(text) or {}
+        loaded = yaml.load(text, Loader=UniqueKeyLoader) or {}  # a SafeLoader that refuses a repeated key
     except yaml.YAMLError as exc:
-        raise UserError(f"cannot read the workspace config: {exc}".splitlines()[0], where=str(path),
-                        fix=fix) from exc
+        raise yaml_user_error(exc, str(path), text) from None
     if not isinstance(loaded, dict):
         raise UserError("workspace config must be a mapping (e.g. `db: tunesafe.db`)", where=str(path),
                         fix="fix the file or delete it and run `tunesafe init` again")
