@@ -32,7 +32,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def yaml_user_error(exc: yaml.YAMLError, source: str, text: str) -> UserError:
+def yaml_user_error(exc: yaml.YAMLError, source: str, text: str,
+                    fix: str = "fix the YAML syntax") -> UserError:
     """One line naming source:line for what PyYAML refused: its own text runs over several lines, and a
     reader error (a control character such as NUL) carries a character position instead of a mark."""
     mark = getattr(exc, "problem_mark", None)
@@ -43,7 +44,8 @@ def yaml_user_error(exc: yaml.YAMLError, source: str, text: str) -> UserError:
     else:
         line = None
     problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
-    fix = ("write the key once" if problem.startswith("duplicate key")
-           else "fix the YAML syntax (control characters such as NUL are not allowed)"
-           if isinstance(exc, yaml.reader.ReaderError) else "fix the YAML syntax")
+    if problem.startswith("duplicate key"):
+        fix = "write the key once"
+    elif isinstance(exc, yaml.reader.ReaderError):
+        fix = f"{fix} (control characters such as NUL are not allowed)"
     return UserError(f"invalid YAML: {problem}", where=f"{source}:{line}" if line else source, fix=fix)

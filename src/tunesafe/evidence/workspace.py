@@ -46,7 +46,7 @@ def _read_config(path: Path) -> dict[str, object]:
     try:
         loaded = yaml.load(text, Loader=UniqueKeyLoader) or {}  # a SafeLoader that refuses a repeated key
     except yaml.YAMLError as exc:
-        raise yaml_user_error(exc, str(path), text) from None
+        raise yaml_user_error(exc, str(path), text, fix=fix) from None
     if not isinstance(loaded, dict):
         raise UserError("workspace config must be a mapping (e.g. `db: tunesafe.db`)", where=str(path),
                         fix="fix the file or delete it and run `tunesafe init` again")
