@@ -136,6 +136,15 @@ def test_policy_init_and_validate(tmp_path: Path) -> None:
     assert broken.returncode == 2 and "alhpa: unknown key" in broken.stderr
 
 
+def test_policy_init_where_it_cannot_write_says_why_in_words(tmp_path: Path) -> None:
+    # the message was Python's "[Errno 20] Not a directory: '/.../a-file/policy.yaml'"
+    (tmp_path / "a-file").write_text("x")
+    done = cli("policy", "init", str(tmp_path / "a-file" / "policy.yaml"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "cannot write the policy: Not a directory" in said and "[Errno" not in said, said
+
+
 def test_gate_usage_error_exits_2() -> None:
     done = cli("gate", "--base", "embedded:qwen2.5-coder-0.5b")
     assert done.returncode == 2 and "--candidate" in done.stderr
