@@ -126,7 +126,7 @@ def write_sheet(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
             writer.writeheader()
             writer.writerows(rows)
     except OSError as exc:
-        raise UserError(f"cannot write the sheet: {exc}", where=str(path),
+        raise UserError(f"cannot write the sheet: {exc.strerror or exc}", where=str(path),
                         fix="pass a writable path") from None
 
 

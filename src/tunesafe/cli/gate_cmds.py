@@ -139,7 +139,7 @@ def policy_init(
     try:
         path.write_text(default_policy_text(), encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"cannot write the policy: {exc}", where=str(path),
+        raise UserError(f"cannot write the policy: {exc.strerror or exc}", where=str(path),
                         fix="pass a writable path") from None
     console.print(f"wrote {path} (policy hash {default_policy().hash()[:16]})", highlight=False)
 
