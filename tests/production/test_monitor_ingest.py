@@ -132,6 +132,17 @@ def test_line_numbers_stay_right_after_a_last_line_read_before_its_newline(sqlit
                             ).scalar_one() == 4
 
 
+def test_an_ingest_that_read_no_record_does_not_move_the_resume_point(sqlite_store: Store,
+                                                                      tmp_path: Path) -> None:
+    # `--format otlp` on an OpenAI log: every line malformed, exit 3 "check --format". The offset was saved
+    # all the same, so the run with the right format resumed after the last line and judged nothing
+    log = write(tmp_path / "chat.jsonl", [refused(i) for i in range(5)] + [harmful(5)])
+    wrong = run(sqlite_store, log, fmt="otlp", chunk_lines=4)
+    assert (wrong.records, wrong.malformed) == (0, 6)
+    right = run(sqlite_store, log)
+    assert (right.start_line, right.new, right.counts["harmful"]) == (0, 6, 1)
+
+
 def test_malformed_lines_are_counted_with_numbers_never_fatal(sqlite_store: Store, tmp_path: Path) -> None:
     no_messages = '{"request": {"messages": []}, "response": "x"}'
     lines = [refused(0), "not json", "", refused(1), no_messages, refused(2)]
