@@ -278,7 +278,11 @@ class _Ingest:
             self.summary.incidents += open_incidents(
                 self.store, self.model, {row["day"] for row in rows}, self.policy,
                 batch=None if evidence is None else (batch, evidence), actor=self.actor, now=self.now)
-        if position is not None:
+        # A first ingest that has read nothing but malformed lines is most likely the wrong --format (the
+        # CLI exits 3 and says so): its resume point stays at the start, or the run with the right format
+        # would skip every line. Once records were read, bad lines are skipped as usual.
+        unread = not self.summary.records and self.summary.malformed and not self.summary.start_line
+        if position is not None and not unread:
             with self.store.engine.begin() as conn:
                 self._save_offset(conn, position, chunk[-1], now)
 
