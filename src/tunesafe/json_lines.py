@@ -49,12 +49,31 @@ def decode(text: str, *, unique_keys: bool = True) -> Any:
         return json.loads(text, object_pairs_hook=_unique_keys if unique_keys else None)
     except json.JSONDecodeError as exc:
         raise BadJson(f"{exc.msg} at column {exc.colno}") from None
-    except _RepeatedKey as exc:
-        raise BadJson(f"key '{exc.key}' appears twice in one object", repeated_key=exc.key) from None
-    except RecursionError:
-        raise BadJson("nested too deeply to read") from None
-    except ValueError:  # its own text advises sys.set_int_max_str_digits(), no help to the person
-        raise BadJson("a number of more than 4,300 digits") from None
+    except (_RepeatedKey, RecursionError, ValueError) as exc:
+        raise _in_words(exc) from None
+
+
+_STREAM_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
+def raw_decode(text: str, pos: int) -> tuple[Any, int]:
+    """The JSON value starting at `pos` and where it ends, for readers that stream a file in pieces: a
+    JSONDecodeError propagates (the piece may only be cut short), every other failure is a BadJson."""
+    try:
+        return _STREAM_DECODER.raw_decode(text, pos)
+    except json.JSONDecodeError:
+        raise
+    except (_RepeatedKey, RecursionError, ValueError) as exc:
+        raise _in_words(exc) from None
+
+
+def _in_words(exc: Exception) -> BadJson:
+    if isinstance(exc, _RepeatedKey):
+        return BadJson(f"key '{exc.key}' appears twice in one object", repeated_key=exc.key)
+    if isinstance(exc, RecursionError):
+        return BadJson("nested too deeply to read")
+    # ValueError: its own text advises sys.set_int_max_str_digits(), no help to the person
+    return BadJson("a number of more than 4,300 digits")
 
 
 def json_line(text: str, where: str, fix: str, *, unique_keys: bool = True) -> Any:
@@ -62,9 +81,13 @@ def json_line(text: str, where: str, fix: str, *, unique_keys: bool = True) -> A
     try:
         return decode(text, unique_keys=unique_keys)
     except BadJson as exc:
-        if exc.repeated_key is not None:
-            raise UserError(exc.reason, where=where, fix="keep one value per key") from None
-        raise UserError(f"malformed JSON: {exc.reason}", where=where, fix=fix) from None
+        raise user_error(exc, where, fix) from None
+
+
+def user_error(exc: BadJson, where: str, fix: str) -> UserError:
+    if exc.repeated_key is not None:
+        return UserError(exc.reason, where=where, fix="keep one value per key")
+    return UserError(f"malformed JSON: {exc.reason}", where=where, fix=fix)
 
 
 def numbered_lines(text: str) -> Iterator[tuple[int, str]]:

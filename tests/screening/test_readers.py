@@ -682,3 +682,23 @@ def test_an_openai_refusal_is_read_as_the_answer(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     assert [m[-1] for m in messages(path)] == [Message("assistant", REFUSAL)] * 2
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "json"])
+def test_a_record_json_cannot_decode_is_one_error_naming_its_line(tmp_path: Path, layout: str) -> None:
+    # deep nesting (RecursionError) and a 5,000-digit number (ValueError) escaped the JSONDecodeError
+    # handler as tracebacks; a key given twice kept its last value, so the answer written first went unread
+    good = json.dumps(chat("Where is my order?", "It ships today."))
+    bad_lines = {
+        "nested too deeply": '{"prompt": "q", "completion": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "4,300 digits": '{"prompt": "q", "completion": "a", "n": ' + "9" * 5000 + "}",
+        "appears twice": '{"prompt": "q", "completion": "first", "completion": "second"}',
+    }
+    for reason, bad in bad_lines.items():
+        path = tmp_path / f"d.{layout}"
+        text = f"{good}\n{bad}\n" if layout == "jsonl" else f"[\n{good},\n{bad}\n]\n"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(UserError, match=reason) as err:
+            list(open_dataset(path).records())
+        bad_line = 2 if layout == "jsonl" else 3
+        assert err.value.where == f"{path}:{bad_line}", (reason, err.value.where)

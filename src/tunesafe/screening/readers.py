@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesafe.errors import UserError
+from tunesafe.json_lines import BadJson, json_line, raw_decode, user_error
 from tunesafe.screening.records import Example
 from tunesafe.types import Message, Role
 
@@ -113,14 +114,8 @@ class Dataset:
             if not data.strip():
                 continue
             text = decode_utf8(data, self.path, line)
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise UserError(
-                    f"malformed JSON: {exc.msg} at column {exc.colno}",
-                    where=f"{self.path}:{line}",
-                    fix="fix or remove that line: each line must be one JSON object",
-                ) from None
+            value = json_line(text, f"{self.path}:{line}",
+                              "fix or remove that line: each line must be one JSON object")
             yield line, expect_object(value, self.path, line), data
 
     def _json_array_rows(self) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
@@ -399,7 +394,6 @@ def iter_json_array(path: Path, max_bytes: int) -> Iterator[tuple[int, Any]]:
     """(line, value) for each item of a top-level JSON array, or of the one list in a top-level object
     (`{"data": [...]}`, as `datasets.load_dataset("json", field="data")` reads; its other keys, such as a
     version, are skipped), decoded from a bounded buffer."""
-    decoder = json.JSONDecoder()
     chunks = _text_chunks(path)
     buf, pos, line = "", 0, 1  # line of buf[pos]
     state = "open"  # open -> items -> done, or open -> keys -> colon -> value -> (items ->) keys -> done
@@ -444,7 +438,9 @@ def iter_json_array(path: Path, max_bytes: int) -> Iterator[tuple[int, Any]]:
                 pos, state = pos + 1, "keys" if wrapped else "done"
                 continue
             try:
-                value, end = decoder.raw_decode(buf, pos)
+                value, end = raw_decode(buf, pos)
+            except BadJson as exc:
+                raise user_error(exc, f"{path}:{line}", "fix that record") from None
             except json.JSONDecodeError as exc:
                 if eof or len(buf) - pos > max_bytes:
                     at = line + buf.count("\n", pos, exc.pos)
