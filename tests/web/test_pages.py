@@ -478,3 +478,36 @@ def test_runs_and_gates_lists_are_paged_newest_first(tmp_path: Any) -> None:
         assert [g["record_id"] for g in api_gates.json()] == [int(i) for i in older]
         assert api_gates.headers["x-total-count"] == "60"
         assert client.get("/api/v1/gates", params={"page": 3}).json() == []  # a client reading on stops
+
+
+def test_gate_page_figures_past_a_limit_never_print_as_the_limit(tmp_path: Any, filled: Any) -> None:
+    """The dashboard printed a stored decision's 11/218 = +5.05-point rise (max_regression_points 5) as
+    +5.0, a 101/504 = 20.04% ASR past its 20% ceiling as 20.0% and an 11/218 = 5.05% error rate past
+    max_error_rate 5% as 5.0%: the gate report and the reasons print them apart from the limit."""
+    from tunesafe.types import RecordType
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    body = copy.deepcopy(filled.decision)
+    family = next(d["group"] for d in body["comparison"]["deltas"] if d["group"].startswith("family:"))
+    body["policy"].update(max_regression_points=5, max_error_rate=0.05,
+                          max_asr={"overall": 0.2, "per_family": {family.split(":", 1)[1]: 0.2}})
+    for d in body["comparison"]["deltas"]:
+        if d["metric"] == "asr" and d["group"] in ("overall", family):
+            d.update(before=101 / 504 - 11 / 218, after=101 / 504, diff=11 / 218, ci_low=0.0201,
+                     ci_high=0.0801)
+        if d["metric"] == "error":
+            d.update(before=11 / 218, after=0.0)
+    with Store.open(str(tmp_path / "store.db")) as store:
+        rec = store.append(RecordType.GATE_DECISION, body, subject="support-bot-v2")
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
+        shown = _get(client, f"/gates/{rec.id}")
+    figures = '<td class="num">20.04%</td><td class="num">+5.05</td>'
+    overall = shown.split('id="overall"')[1].split("</table>")[0].split("<tr>")
+    asr = next(row for row in overall if row.startswith("<td>attack success rate"))
+    assert figures in asr, asr
+    error = next(row for row in overall if row.startswith("<td>error rate"))
+    assert '<td class="num">5.05%</td>' in error, error
+    families = shown.split("<h2>Attack families (ASR)</h2>")[1].split("</table>")[0].split("<tr>")
+    row = next(row for row in families if row.startswith(f"<td>{family.split(':', 1)[1]}</td>"))
+    assert figures in row, row
