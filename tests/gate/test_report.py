@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -20,7 +21,7 @@ from tunesafe.analysis.compare import compare
 from tunesafe.evidence.store import Store
 from tunesafe.gating import GateOutcome, gate_runs
 from tunesafe.policy import Policy, decide
-from tunesafe.reports import view
+from tunesafe.reports import charts, view
 from tunesafe.types import AttemptResult
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -422,3 +423,14 @@ def test_float_noise_next_to_a_limit_prints_as_the_limit() -> None:
     assert view.points(0.049999999999999996, 5) == "+5.0"
     assert view.pct(0.20000000000000004, 0.2) == "20.0%"
     assert view.points(0.0504, 5) == "+5.04"
+
+
+def test_a_change_that_rounds_to_zero_never_prints_as_minus_zero() -> None:
+    """The heat map printed a cell 1 of 300 pairs better (-0.33 points) as "-0", and the tables a change of
+    -0.03 points as "-0.0": a zero with a direction. A change that rounds to nothing prints as zero."""
+    cells = [{"family": "direct", "category": c, "before": 0.5, "after": 0.5 + diff, "diff": diff, "n": 300}
+             for c, diff in (("cyber", -1 / 300), ("fraud", 1 / 300), ("misinfo", 0.0), ("weapons", 0.02))]
+    svg = charts.heat_map(cells, title="t")
+    assert re.findall(r">([-+]?\d+)</text>", svg) == ["0", "0", "0", "+2"], svg
+    assert view.points(-0.0003) == "+0.0" and view.points(0.0003) == "+0.0"
+    assert view.points(-0.0006) == "-0.1"
