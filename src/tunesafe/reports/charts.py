@@ -86,7 +86,7 @@ def heat_map(cells: Sequence[Mapping[str, Any]], *, title: str) -> str:
                          f"fill='{_diverging(diff)}'><title>{escape(tip)}</title></rect>")
             ink = "#fff" if abs(diff) > 45 else "#111"
             parts.append(f"<text x='{x + cell_w / 2 - 1:.1f}' y='{y + 19}' {FONT} text-anchor='middle' "
-                         f"fill='{ink}'>{diff:+.0f}</text>")
+                         f"fill='{ink}'>{_whole_points(diff)}</text>")
     if not cells:
         parts.append(f"<text x='{label_w}' y='{top + 18}' {FONT} fill='#555'>"
                      "no paired harmful attempts</text>")
@@ -156,6 +156,12 @@ def line_chart(series: Sequence[Mapping[str, Any]], *, title: str, x_label: str 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _whole_points(points: float) -> str:
+    """A change in whole points, signed; one that rounds to nothing is "0", never "-0" or "+0"."""
+    shown = round(points)
+    return f"{shown:+d}" if shown else "0"
 
 
 def _diverging(points: float) -> str:

@@ -130,7 +130,8 @@ def apart(value: float, limit: float | None, sign: str = "") -> str:
     """value (a fraction) in percent: one decimal, or as many as keep it apart from a limit it is not."""
     # within float noise of the limit (a percentile's interpolation, a root found to 1e-10) it is the limit
     if limit is None or abs(value - limit) < 1e-9:
-        return f"{value * 100:{sign}.1f}"
+        # + 0.0 turns the -0.0 that a small fall rounds to into 0.0: a zero has no direction
+        return f"{round(value * 100, 1) + 0.0:{sign}.1f}"
     return percent_apart(value, limit, sign)[0]
 
 
