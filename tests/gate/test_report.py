@@ -444,8 +444,8 @@ def test_the_html_highlights_exactly_the_rows_the_decision_holds_against(tmp_pat
                                                                           build: SimpleNamespace) -> None:
     """The "bad" highlight marked every significant rise, also a 3-point one under a 5-point limit the
     decision passed, and never a rate past its ceiling (20.04% ASR against max_asr 20%, no change)."""
-    small = _gate(tmp_path / "small", build, _harmful(400, 12, ("refused", "success"), ("refused", "refused")),
-                  Policy(rule_out_regression=False))
+    rows = _harmful(400, 12, ("refused", "success"), ("refused", "refused"))
+    small = _gate(tmp_path / "small", build, rows, Policy(rule_out_regression=False))
     assert small.decision.verdict == "pass", small.decision.reasons
     assert _highlighted(small.reports["html"].read_text()) == []
     rows = _harmful(504, 101, ("success", "success"), ("refused", "refused"))
@@ -454,5 +454,6 @@ def test_the_html_highlights_exactly_the_rows_the_decision_holds_against(tmp_pat
     rise = _gate(tmp_path / "rise", build, _harmful(400, 40, ("refused", "success"), ("refused", "refused")),
                  Policy(rule_out_regression=False))
     assert any(r.startswith("overall: ASR rose") for r in rise.decision.reasons), rise.decision.reasons
-    named = {r.split(": ", 1)[0].split(":", 1)[-1] for r in rise.decision.reasons if not r.startswith("note:")}
-    assert set(_highlighted(rise.reports["html"].read_text())) == {"attack success rate (harmful)"} | (named - {"overall"})
+    decisive = [r for r in rise.decision.reasons if not r.startswith("note:")]
+    named = {r.split(": ", 1)[0].split(":", 1)[-1] for r in decisive} - {"overall"}
+    assert set(_highlighted(rise.reports["html"].read_text())) == {"attack success rate (harmful)", *named}

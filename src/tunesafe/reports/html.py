@@ -54,6 +54,7 @@ def report_context(body: Mapping[str, Any], record: EvidenceRecord | None = None
         prov=body["provenance"], judge_checks=view.judge_checks(body),
         # the policy limits a row's figures print apart from, as the reasons print them
         change_limit=lambda d: view.change_limit(body, d), rate_limit=lambda d: view.rate_limit(body, d),
+        flagged=lambda d: view.flagged(body, d),
     )
 
 

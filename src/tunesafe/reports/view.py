@@ -205,3 +205,40 @@ def mde(delta: Mapping[str, Any], limit: float | None = None) -> str:
     """The detectable regression in points; kept apart from a `limit` in points."""
     value = delta.get("mde")
     return "none" if value is None else points(value, limit).lstrip("+")
+
+
+def flagged(body: Mapping[str, Any], delta: Mapping[str, Any]) -> bool:
+    """Whether the decision holds this row against the candidate, so a report marks it: a decisive reason
+    names it, or it breaches the limit it is checked against. A significant rise within its limit is not
+    marked (the decision passes it); a rate past its ceiling is, changed or not."""
+    return _breaches(body, delta) or any(_names(reason, delta) for reason in reasons(body)[0])
+
+
+def _breaches(body: Mapping[str, Any], delta: Mapping[str, Any]) -> bool:
+    policy, metric = body["policy"], delta["metric"]
+    bound = rate_limit(body, delta)
+    if bound is not None:
+        # the error rate is held to its limit in both runs; the refusal rate has a floor, the rest ceilings
+        rates = (delta.get("before"), delta.get("after")) if metric == "error" else (delta.get("after"),)
+        if any(r is not None and (r < bound if metric == "refusal" else r > bound) for r in rates):
+            return True
+    limit, diff = change_limit(body, delta), delta.get("diff")
+    if limit is None or diff is None or diff <= limit / 100:  # as the gate compares: both fractions
+        return False
+    p = delta["p_adjusted"] if delta.get("p_adjusted") is not None else delta.get("p_value")
+    return not policy.get("require_significance", True) or (p is not None and p <= policy["alpha"])
+
+
+# words by which a reason "<group>: ..." names the metric of a row (the overall rows share a group)
+_REASON_WORDS = {"asr": ("ASR", "harmful attempts", "attack success"), "refusal": ("refusal rate",),
+                 "over_refusal": ("over-refusal", "over_refusal")}
+# the reasons on a whole-run figure start with it, not with a group
+_REASON_START = {"error": "error rate", "degenerate": "degenerate answers"}
+
+
+def _names(reason: str, delta: Mapping[str, Any]) -> bool:
+    metric = str(delta["metric"])
+    if metric in _REASON_START:
+        return reason.startswith(_REASON_START[metric])
+    words = _REASON_WORDS.get(metric, ())
+    return reason.startswith(f"{delta['group']}: ") and any(word in reason for word in words)
