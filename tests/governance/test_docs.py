@@ -147,3 +147,31 @@ def _section_ids(html: str) -> list[str]:
     parser = Sections()
     parser.feed(html)
     return parser.ids
+
+
+def test_model_card_p_values_never_print_as_the_gate_alpha(documented: SimpleNamespace,
+                                                           tmp_path: Path) -> None:
+    """A family's Holm-adjusted p of 0.05004 printed as "0.05" (%.3g), which reads as significant at the
+    gate's alpha 0.05: the card prints it as the gate's reports do, on its side of alpha, and names both."""
+    import copy
+    import shutil
+
+    from tunesafe.cli.app import app
+    from typer.testing import CliRunner
+
+    shutil.copy(documented.root / "store.db", tmp_path / "store.db")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with Store.open(url) as store:
+        gate = list(store.records(type="gate_decision"))[-1]
+        body = copy.deepcopy(dict(gate.body))
+        body["policy"]["alpha"] = 0.05
+        for d in body["comparison"]["deltas"]:
+            if d["metric"] == "asr" and d["group"] == "family:prefix_injection":
+                d.update(p_value=0.01, p_adjusted=0.05004)
+        store.append("gate_decision", body, subject=gate.subject)
+    done = CliRunner().invoke(app, ["--db", url, "docs", "model-card", "ft", "--out", str(tmp_path / "c.md")])
+    assert done.exit_code == 0, done.output
+    card = (tmp_path / "c.md").read_text()
+    row = next(line for line in card.splitlines() if line.startswith("| prefix_injection |"))
+    assert row.endswith("| 0.05004 |"), row
+    assert "Holm p (alpha 0.05" in card
