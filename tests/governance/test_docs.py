@@ -156,8 +156,9 @@ def test_model_card_p_values_never_print_as_the_gate_alpha(documented: SimpleNam
     import copy
     import shutil
 
-    from tunesafe.cli.app import app
     from typer.testing import CliRunner
+
+    from tunesafe.cli.app import app
 
     shutil.copy(documented.root / "store.db", tmp_path / "store.db")
     url = f"sqlite:///{tmp_path / 'store.db'}"

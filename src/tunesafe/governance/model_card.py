@@ -19,6 +19,7 @@ import yaml
 
 from tunesafe.governance.facts import Facts
 from tunesafe.governance.render import render_template
+from tunesafe.reports import view
 
 __all__ = ["card_metadata", "model_card"]
 
@@ -74,8 +75,9 @@ def _model_index_results(facts: Facts) -> list[dict[str, Any]]:
 
 
 def _family_rows(facts: Facts) -> list[dict[str, Any]]:
-    """Per attack family: candidate ASR with its interval, and the gate's paired change when there is one."""
-    deltas = {}
+    """Per attack family: candidate ASR with its interval, and the gate's paired change when there is one:
+    its Holm-adjusted p (the gate decides a family on it) printed on its side of the gate's alpha."""
+    deltas, alpha = {}, _alpha(facts)
     if facts.gate is not None:
         for d in (facts.gate.body.get("comparison") or {}).get("deltas") or ():
             if d.get("metric") == "asr":
@@ -83,8 +85,10 @@ def _family_rows(facts: Facts) -> list[dict[str, Any]]:
     rows = []
     for m in facts.families():
         delta = deltas.get(m.group) or {}
+        p = delta.get("p_adjusted")
         rows.append({"family": m.slice, "n": m.n, "asr": m.value, "low": m.low, "high": m.high,
-                     "before": delta.get("before"), "p": delta.get("p_adjusted"), "source": m.source})
+                     "before": delta.get("before"), "p": "-" if p is None else view.pvalue(p, alpha),
+                     "source": m.source})
     return rows
 
 
@@ -95,4 +99,9 @@ def _gate_summary(facts: Facts) -> dict[str, Any] | None:
     return {"verdict": body.get("verdict"), "policy": str(body.get("policy_hash"))[:12],
             "base_run": (body.get("base") or {}).get("run_id"),
             "candidate_run": (body.get("candidate") or {}).get("run_id"),
-            "record_id": facts.gate.record_id, "record_hash": facts.gate.record_hash}
+            "record_id": facts.gate.record_id, "record_hash": facts.gate.record_hash, "alpha": _alpha(facts)}
+
+
+def _alpha(facts: Facts) -> float | None:
+    alpha = ((facts.gate.body.get("policy") or {}).get("alpha")) if facts.gate is not None else None
+    return None if alpha is None else float(alpha)
