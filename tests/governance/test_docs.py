@@ -176,3 +176,17 @@ def test_model_card_p_values_never_print_as_the_gate_alpha(documented: SimpleNam
     row = next(line for line in card.splitlines() if line.startswith("| prefix_injection |"))
     assert row.endswith("| 0.05004 |"), row
     assert "Holm p (alpha 0.05" in card
+
+
+def test_annex_iv_names_the_groups_the_gate_adjusts_together(documented: SimpleNamespace,
+                                                               tmp_path: Path) -> None:
+    """IV.4 said "Holm-adjusted across attack families", but the gate adjusts a metric's families and harm
+    categories together (and tests the overall change alone): a reader sizing a family's test from the
+    number of families alone would think it stronger than it is."""
+    done = documented.cli("docs", "annex-iv", "ft", "--out", str(tmp_path), "--json")
+    assert done.exit_code == 0, done.output
+    doc = json.loads((tmp_path / "annex-iv.json").read_text())
+    (release,) = [s["text"] for section in doc["sections"] if section["id"] == "IV.4"
+                  for s in section["statements"] if s["text"].startswith("Release metrics")]
+    assert "attack families and harm categories together" in release, release
+    assert "overall change tested alone" in release, release
