@@ -100,7 +100,9 @@ def _metrics_choice(facts: Facts) -> list[Statement]:
         out.append(_stated(
             f"Release metrics: paired attack success rate, refusal and over-refusal changes against the base "
             f"model, decided by policy {str(facts.gate.body.get('policy_hash'))[:12]} at alpha "
-            f"{policy.get('alpha')} (Holm-adjusted across attack families)", Source.of(facts.gate)))
+            f"{policy.get('alpha')} (the overall change tested alone; a group's p-value Holm-adjusted across "
+            "its metric's attack families and harm categories together, and prompt kinds for over-refusal)",
+            Source.of(facts.gate)))
     judge = facts.judge
     if judge is not None:
         if judge.agreement:
