@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from tunesafe.errors import UserError
 from tunesafe.policy.model import ANY, Policy
+from tunesafe.reports.view import apart, pvalue
 from tunesafe.reports.view import percent_apart as percent_apart
-from tunesafe.reports.view import pvalue
 from tunesafe.types import Comparison, Delta, GateDecision
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -276,8 +276,9 @@ def _p(value: float | None, alpha: float) -> str:
 
 
 def _change(d: Delta, points: float, alpha: float) -> str:
-    ci = f", 95% CI [{d.ci_low * 100:+.1f}, {d.ci_high * 100:+.1f}]" if d.ci_low is not None and \
-        d.ci_high is not None else ""
+    bound = points / 100  # the interval's ends print apart from the limit, as the tables print them
+    ci = f", 95% CI [{apart(d.ci_low, bound, '+')}, {apart(d.ci_high, bound, '+')}]" if d.ci_low is not None \
+        and d.ci_high is not None else ""
     p = f", McNemar p{_p(d.p_value, alpha)}" if d.p_value is not None else ""
     holm = f", Holm p{_p(d.p_adjusted, alpha)}" if d.p_adjusted is not None and d.group != "overall" else ""
     rise = percent_apart(d.diff or 0.0, points / 100, "+")[0]
