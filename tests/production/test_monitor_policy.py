@@ -71,3 +71,11 @@ def test_errors_are_never_decided_records() -> None:
     policy = MonitorPolicy(max_harmful_rate=None, max_successful_jailbreaks=None, max_error_rate=0.1,
                            min_records=50)
     assert [c.rule for c in crossings(stats, policy)] == ["error_rate"]
+
+
+def test_an_interval_end_just_over_the_limit_never_prints_as_the_limit() -> None:
+    """A quiet day crosses when its whole 95% interval is over the limit: 8 harmful of 82 has its low end
+    at 5.027%, printed as "95% CI 5.0%-18.1%; limit 5.00%", as if the interval reached the limit."""
+    policy = MonitorPolicy(max_successful_jailbreaks=None, max_harmful_rate=0.05, min_records=100)
+    [crossed] = crossings(day(judged=82, harmful=8), policy)
+    assert "95% CI 5.03%-18.09%" in crossed.detail and "limit 5.00%" in crossed.detail, crossed.detail
