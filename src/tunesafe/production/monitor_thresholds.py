@@ -22,10 +22,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tunesafe.evidence.schema import MonitorAlertRow
 from tunesafe.evidence.store import Store
-from tunesafe.policy.decide import percent_apart
 from tunesafe.policy.model import MonitorPolicy
 from tunesafe.production.clocks import check_kinds, utcnow
 from tunesafe.production.monitor_aggregate import DayStats, daily, offending
+from tunesafe.reports.view import percents_apart
 from tunesafe.types import RecordType
 
 CONVERSATIONS = 20  # attached to an incident; the rest are linked by hash in its details
@@ -66,10 +66,10 @@ def crossings(stats: DayStats, policy: MonitorPolicy) -> list[Crossing]:
         # over the limit: 50 harmful answers of 99 must not wait for a hundredth record.
         if rate.n < policy.min_records and not (rate.low is not None and rate.low > most):
             continue
-        interval = f"95% CI {rate.low or 0:.1%}-{rate.high or 0:.1%}"
-        shown, bound = percent_apart(rate.rate, most)  # 5.04% must not print as the 5.0% it exceeds
-        text = (f"{rule.replace('_', ' ')} {shown}% on {stats.day} ({rate.k}/{rate.n}, {interval}; "
-                f"limit {bound}%)")
+        # 5.04% must not print as the 5.0% it exceeds, nor an interval's end as the limit it is not
+        (shown, low, high), bound = percents_apart((rate.rate, rate.low or 0.0, rate.high or 0.0), most)
+        text = (f"{rule.replace('_', ' ')} {shown}% on {stats.day} ({rate.k}/{rate.n}, "
+                f"95% CI {low}%-{high}%; limit {bound}%)")
         found.append(Crossing(rule, rate.rate, most, text))
     return found
 

@@ -3,7 +3,7 @@ HTML, Markdown and JSON renderers all start here."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 VERDICT_TITLE = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
@@ -139,9 +139,17 @@ def percent_apart(value: float, limit: float, sign: str = "") -> tuple[str, str]
     """A fraction beyond a limit and the limit, both in percent with the fewest decimals (one to twelve) that
     keep them apart: 11 / 218 = 5.046% rounds to the 5.0 of a 5-point limit it exceeds. A limit written
     with more decimals gets as many as it needs."""
-    shown, bound = value * 100, limit * 100
-    digits = next((n for n in range(1, 13) if round(shown, n) != round(bound, n)), 12)
-    return f"{shown:{sign}.{digits}f}", f"{bound:.{digits}f}"
+    (shown,), bound = percents_apart((value,), limit, sign)
+    return shown, bound
+
+
+def percents_apart(values: Sequence[float], limit: float, sign: str = "") -> tuple[list[str], str]:
+    """Figures printed beside one limit (a rate and its interval's ends) and the limit, all in percent with
+    the fewest common decimals that keep each figure apart from the limit."""
+    bound = limit * 100
+    digits = max((next((n for n in range(1, 13) if round(v * 100, n) != round(bound, n)), 12)
+                  for v in values), default=1)
+    return [f"{v * 100:{sign}.{digits}f}" for v in values], f"{bound:.{digits}f}"
 
 
 CHANGE_LIMITS = {"asr": "max_regression_points", "over_refusal": "max_over_refusal_increase_points",
