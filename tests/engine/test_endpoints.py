@@ -352,3 +352,16 @@ def test_a_rejudged_run_is_not_resumed_or_retried_with_new_model_calls(cli: Cli,
     assert len(server.app.requests) == calls
     code, out, _ = cli("runs", "show", rejudged)
     assert f"incomplete: re-judge run {source} again" in " ".join(out.split()), out
+
+
+def test_an_error_rate_just_over_max_error_rate_never_prints_as_it(cli: Cli, tmp_path: Path,
+                                                                    server: Server) -> None:
+    """12 of 124 attempts (9.68%) errored against max_error_rate 9.67%: the warning said "error rate 9.7%
+    exceeds max_error_rate 9.7%"."""
+    suite = str(write_marked_suite(tmp_path / "s.jsonl", 40, {i: "500" for i in range(0, 40, 10)}))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nmax_error_rate: 0.0967\n", encoding="utf-8")
+    code, _, err = cli("eval", server.ref(cooldown="1"), "--suite", suite, "--attacks", ATTACKS, "--judge",
+                       "refusal", "--policy", str(policy), "--no-progress")
+    assert code == 3, err
+    assert "warning: error rate 9.68% exceeds max_error_rate 9.67%: the run is inconclusive" in err, err
