@@ -26,6 +26,7 @@ from tunesafe.engine.targets import dry_run_plan
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.evidence.workspace import open_store
 from tunesafe.production.inventory import ATTEST_FLAG
+from tunesafe.reports.view import percent_apart
 from tunesafe.types import Rate, RecordType
 
 
@@ -127,8 +128,9 @@ def eval_command(
                               f"{s['errors']} errors, {s['cache_hits']} cached", highlight=False)
     error_rate = report.summary.overall.error.rate if report.summary is not None else None
     if error_rate is not None and error_rate > max_error_rate:
-        err_console.print(f"warning: error rate {error_rate:.1%} exceeds max_error_rate "
-                          f"{max_error_rate:.1%}: the run is inconclusive (exit 3); fix the cause, then "
+        shown, bound = percent_apart(error_rate, max_error_rate)  # never "9.7% exceeds 9.7%"
+        err_console.print(f"warning: error rate {shown}% exceeds max_error_rate "
+                          f"{bound}%: the run is inconclusive (exit 3); fix the cause, then "
                           f"`{_resume_command(ctx, info.id)} --retry-errors`",
                           highlight=False, soft_wrap=True)
         raise typer.Exit(3)
