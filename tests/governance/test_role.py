@@ -141,3 +141,13 @@ def test_a_blank_reviewer_is_a_review_by_nobody() -> None:
                        created_at="", body=body)
     lineage = Lineage(model="ft", version="1", nodes=(node,))
     assert role_decision(CheckContext(lineage, datetime.now(timezone.utc))).status == "attest"
+
+
+def test_compute_just_over_the_threshold_never_prints_as_it() -> None:
+    """6 x 1e9 x 1.6674e12 = 1.00044e22 FLOP is over a third of 3e22: the explanation said "= 1e+22 FLOP
+    = 0.333 of the base's ...; threshold 1e+22 FLOP" beside a presumed GPAI modifier."""
+    body = decide(replace(SMALL, base_training_flop=3e22, params=1e9, tokens=1.6674e12))
+    assert body["gpai_modifier_presumed"] is True
+    explanation = " ".join(body["rationale"])
+    assert "= 1.0004e+22 FLOP = 0.3335 of the base's" in explanation, explanation
+    assert "threshold 1e+22 FLOP" in explanation, explanation
