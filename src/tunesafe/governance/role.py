@@ -27,6 +27,7 @@ from typing import Any
 
 from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
+from tunesafe.reports.view import figures_apart
 from tunesafe.types import EvidenceRecord, RecordType
 
 # Annex III high-risk areas (points 1-8), plus "none"
@@ -178,9 +179,12 @@ def compute_estimate(params: float, tokens: float, base_flop: float | None, base
     ratio = flop / base_flop if base_flop else None
     gpai = base_gpai and flop > threshold
     systemic = base_systemic and flop > systemic_threshold
-    explanation = (f"6 x {params:.3g} params x {tokens:.3g} tokens = {flop:.3g} FLOP"
-                   + (f" = {ratio:.3g} of the base's {base_flop:.3g} FLOP" if ratio is not None else "")
-                   + f"; threshold {threshold:.3g} FLOP ({basis})"
+    # the estimate and its share print apart from the threshold and the third they are checked against
+    shown, bound = figures_apart(flop, threshold)
+    share = figures_apart(ratio, MODIFIER_SHARE)[0] if ratio is not None else None
+    explanation = (f"6 x {params:.3g} params x {tokens:.3g} tokens = {shown} FLOP"
+                   + (f" = {share} of the base's {base_flop:.3g} FLOP" if share is not None else "")
+                   + f"; threshold {bound} FLOP ({basis})"
                    + ("" if base_gpai else "; the base is not a GPAI model, so no GPAI provider role"))
     return {"base_model_training_flop": base_flop, "ft_params_n": params,
             "ft_tokens_d": tokens, "ft_flop_estimate": flop, "ft_flop_method": "6*N*D (dense transformer; "

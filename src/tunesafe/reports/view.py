@@ -152,6 +152,13 @@ def percents_apart(values: Sequence[float], limit: float, sign: str = "") -> tup
     return [f"{v * 100:{sign}.{digits}f}" for v in values], f"{bound:.{digits}f}"
 
 
+def figures_apart(value: float, limit: float) -> tuple[str, str]:
+    """A number beside a limit it is not (compute against a FLOP threshold) and the limit, in %g notation
+    with the fewest significant digits, three to twelve, that keep them apart."""
+    digits = next((n for n in range(3, 13) if f"{value:.{n}g}" != f"{limit:.{n}g}"), 3)
+    return f"{value:.{digits}g}", f"{limit:.{digits}g}"
+
+
 CHANGE_LIMITS = {"asr": "max_regression_points", "over_refusal": "max_over_refusal_increase_points",
                  "degenerate": "max_degenerate_increase_points"}
 
