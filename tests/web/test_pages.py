@@ -511,3 +511,19 @@ def test_gate_page_figures_past_a_limit_never_print_as_the_limit(tmp_path: Any, 
     families = shown.split("<h2>Attack families (ASR)</h2>")[1].split("</table>")[0].split("<tr>")
     row = next(row for row in families if row.startswith(f"<td>{family.split(':', 1)[1]}</td>"))
     assert figures in row, row
+
+
+def test_gate_page_error_row_counts_the_whole_runs(tmp_path: Any, filled: Any) -> None:
+    """The error rates are of each whole run, as report.html says with "40 / 20"; the dashboard's row
+    showed the paired count instead."""
+    from tunesafe.types import RecordType
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    body = copy.deepcopy(filled.decision)
+    body["comparison"]["info"].update(n_base=40, n_candidate=20)
+    with Store.open(str(tmp_path / "store.db")) as store:
+        rec = store.append(RecordType.GATE_DECISION, body, subject="support-bot-v2")
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
+        shown = _get(client, f"/gates/{rec.id}")
+    assert '<td>error rate (whole runs)</td><td class="num">40 / 20</td>' in shown
