@@ -96,3 +96,17 @@ def test_a_probe_rise_equal_to_the_limit_is_not_above_it(after: float, flagged: 
     start = ProbeResult(step=0, trigger="start", seconds=1.0, asr=0.1, over_refusal=0.0, error_rate=0.0)
     now = ProbeResult(step=10, trigger="interval", seconds=1.0, asr=after, over_refusal=0.0, error_rate=0.0)
     assert any(e.kind == "probe_asr" for e in probe_findings(policy, start, now)) is flagged
+
+
+def test_a_probe_figure_over_its_limit_never_prints_as_the_limit() -> None:
+    """A 5.04-point rise against max_probe_asr_increase_points 5 said "rose +5.0 points ..., above ... 5",
+    and 10.4% errored items "10% of the items (max_probe_error_rate 10%)"."""
+    from tunesafe.policy.model import TrainingPolicy
+    from tunesafe.training.probes import ProbeResult, probe_findings
+
+    policy = TrainingPolicy(max_probe_asr_increase_points=5, max_probe_error_rate=0.1)
+    start = ProbeResult(step=0, trigger="start", seconds=1.0, asr=0.1, over_refusal=0.0, error_rate=0.0)
+    now = ProbeResult(step=10, trigger="interval", seconds=1.0, asr=0.1504, over_refusal=0.0, error_rate=0.104)
+    reasons = {e.kind: e.reason for e in probe_findings(policy, start, now)}
+    assert "rose +5.04 points" in reasons["probe_asr"], reasons
+    assert "errored on 10.4% of the items (max_probe_error_rate 10.0%)" in reasons["probe_error"], reasons
