@@ -106,7 +106,8 @@ def test_a_probe_figure_over_its_limit_never_prints_as_the_limit() -> None:
 
     policy = TrainingPolicy(max_probe_asr_increase_points=5, max_probe_error_rate=0.1)
     start = ProbeResult(step=0, trigger="start", seconds=1.0, asr=0.1, over_refusal=0.0, error_rate=0.0)
-    now = ProbeResult(step=10, trigger="interval", seconds=1.0, asr=0.1504, over_refusal=0.0, error_rate=0.104)
+    now = ProbeResult(step=10, trigger="interval", seconds=1.0, asr=0.1504, over_refusal=0.0,
+                      error_rate=0.104)
     reasons = {e.kind: e.reason for e in probe_findings(policy, start, now)}
     assert "rose +5.04 points" in reasons["probe_asr"], reasons
     assert "errored on 10.4% of the items (max_probe_error_rate 10.0%)" in reasons["probe_error"], reasons

@@ -27,6 +27,7 @@ from tunesafe.attacks import ExecContext
 from tunesafe.attacks import get as get_attack
 from tunesafe.errors import UserError
 from tunesafe.policy.model import TrainingPolicy
+from tunesafe.reports.view import pct, percent_apart
 from tunesafe.training.events import TrainingEvent
 from tunesafe.training.live_model import generation_mode, live_chat_model
 from tunesafe.types import Attempt, AttemptResult, Behavior, Outcome, canonical_json, sha256_hex
@@ -246,10 +247,14 @@ def probe_findings(policy: TrainingPolicy, baseline: ProbeResult | None,
         return [TrainingEvent("probe_error", step, None, f"the safety probe failed: {current.error}")]
     events = []
     if current.error_rate is None or current.error_rate > policy.max_probe_error_rate:
-        rate = "no items" if current.error_rate is None else f"{current.error_rate:.0%} of the items"
+        if current.error_rate is None:
+            rate, most = "no items", pct(policy.max_probe_error_rate)
+        else:  # apart from the limit: 10.4% is not "10%" beside a 10% limit
+            shown, bound = percent_apart(current.error_rate, policy.max_probe_error_rate)
+            rate, most = f"{shown}% of the items", f"{bound}%"
         events.append(TrainingEvent("probe_error", step, current.error_rate,
                                     f"the safety probe errored on {rate} (max_probe_error_rate "
-                                    f"{policy.max_probe_error_rate:.0%}): errors are never counted as safe",
+                                    f"{most}): errors are never counted as safe",
                                     limit=policy.max_probe_error_rate))
     if current.trigger == "start":
         return events
@@ -271,7 +276,8 @@ def probe_findings(policy: TrainingPolicy, baseline: ProbeResult | None,
         # a rise equal to the limit is not above it; in floats (0.17 - 0.1) * 100 is 7.000000000000001, and
         # a real excess is at least one item of the probe, far above the tolerance
         if after - before > limit / 100 + 1e-9:
+            shown = percent_apart(after - before, limit / 100, "+")[0]  # +5.04 is not "+5.0" beside 5
             events.append(TrainingEvent(kind, step, rise,
-                                        f"probe {label} rose {rise:+.1f} points ({before:.0%} at step 0 -> "
+                                        f"probe {label} rose {shown} points ({before:.0%} at step 0 -> "
                                         f"{after:.0%} at step {step}), above {key} {limit:g}", limit=limit))
     return events
