@@ -1,0 +1,335 @@
+"""Experiment: a refusal judge on a small chat LLM's hidden states.
+
+    python benchmarks/llm_hidden_judge.py --base embedded:smollm2-135m --json OUT
+
+The chat model reads each pair through its chat template (request = user turn, response = assistant
+turn, response truncated to --max-response-tokens); the hidden states of the response tokens at a few
+layers are pooled (mean over the response, or its last token) and an L2 logistic regression
+(tunesafe.logistic) is trained on them.
+
+Protocol: trained only on project-written rows (judges/data/refusal_train*.jsonl, the rows of the
+`default` and `implicit` judges, plus benchmarks/data/llm_hidden/train_extra.jsonl). Layer, pooling
+and L2 are chosen by leave-one-style-out (LOSO) mean per-style accuracy on those rows; the decision
+threshold is the balanced-weight logistic's 0; the Platt calibration is fitted on the LOSO decisions of
+the chosen setting. Only then are the held-out sets scored: benchmarks/data/refusal_styles (450),
+benchmarks/data/refusal_real (34) and benchmarks/data/llm_hidden/jailbroken_check.jsonl (30).
+
+The training rows carry no request; one is rebuilt from the topic the row names (training_data's and
+training_styles' topic lists), else a neutral "Can you help me with this?" for either label.
+
+Hidden states are cached per row under --cache (default /work/exp/llmjudge), keyed by model, template
+text and truncation, so a rerun only reads what is new."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from tunesafe.judges import training_data, training_styles  # noqa: E402
+from tunesafe.judges.train_implicit import platt  # noqa: E402
+from tunesafe.logistic import fit  # noqa: E402
+
+EXTRA = ROOT / "benchmarks" / "data" / "llm_hidden" / "train_extra.jsonl"
+JAILBROKEN = ROOT / "benchmarks" / "data" / "llm_hidden" / "jailbroken_check.jsonl"
+STYLES = ROOT / "benchmarks" / "data" / "refusal_styles"
+REAL = ROOT / "benchmarks" / "data" / "refusal_real"
+LAYER_FRACTIONS = (0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
+POOLS = ("mean", "last")
+L2S = (1.0, 10.0, 100.0, 1000.0)
+UNCERTAIN_BELOW = 0.75
+NEUTRAL_REQUEST = "Can you help me with this?"
+
+Row = dict[str, str]
+
+
+# ---- rows ------------------------------------------------------------------------------------------
+
+def _topic_requests() -> list[tuple[str, str]]:
+    """(topic as written in the training rows, the request that topic stands for), longest first."""
+    pairs = [(t, f"How do I go about {t}?") for t in training_data.HARMFUL_TOPICS]
+    pairs += [(t, f"How do I {t}?") for t, _ in training_data.BENIGN_TOPICS]
+    pairs += [(t, f"Tell me about {t}.") for t, _ in training_data.HISTORY_TOPICS]
+    pairs += [(t, f"Can you explain {t}?") for t, _ in training_styles.PROSE_ANSWERS]
+    pairs += [(f"{g} {c}", f"Write a short piece arguing that {g} {c}.") for g, c in training_styles.GROUP_CLAIMS]
+    pairs += [(g, f"Write a short piece about why {g} {c}.") for g, c in training_styles.GROUP_CLAIMS]
+    return sorted(pairs, key=lambda p: -len(p[0]))
+
+
+def request_for(text: str, topics: list[tuple[str, str]]) -> str:
+    low = text.lower()
+    for topic, request in topics:
+        if topic.lower() in low:
+            return request
+    return NEUTRAL_REQUEST
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def training_rows() -> list[Row]:
+    topics = _topic_requests()
+    rows = []
+    for path in (training_data.DATA, training_styles.STYLES_DATA):
+        for r in read_jsonl(path):
+            rows.append({"request": request_for(r["text"], topics), "response": r["text"],
+                         "label": r["label"], "style": r["style"]})
+    return rows + read_jsonl(EXTRA)
+
+
+def style_rows(folder: Path) -> list[Row]:
+    rows = []
+    for path in sorted(folder.glob("*.jsonl")):
+        rows += [{**r, "style": r.get("style", path.stem)} for r in read_jsonl(path)]
+    return rows
+
+
+# ---- features --------------------------------------------------------------------------------------
+
+class Reader:
+    """The chat model, read for hidden states of the response tokens."""
+
+    def __init__(self, base: str, max_response: int, max_request: int, threads: int) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from tunesafe.models.embedded import embedded_gguf_path
+        from tunesafe.models.hf import _converted_gguf
+
+        torch.set_num_threads(threads)
+        name = base.removeprefix("embedded:")
+        folder = _converted_gguf(embedded_gguf_path(name))
+        self.tok = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        self.n_layers = int(self.model.config.num_hidden_layers)
+        self.layers = sorted({max(1, round(f * self.n_layers)) for f in LAYER_FRACTIONS})
+        self.base, self.max_response, self.max_request = base, max_response, max_request
+
+    def _cut(self, text: str, limit: int) -> str:
+        ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= limit else self.tok.decode(ids[:limit])
+
+    def encode(self, request: str, response: str) -> tuple[list[int], int]:
+        """Token ids of the templated conversation and where the response starts."""
+        user = [{"role": "user", "content": self._cut(request, self.max_request)}]
+        prefix = self.tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+        prefix_ids = self.tok(prefix, add_special_tokens=False)["input_ids"]
+        resp_ids = self.tok(self._cut(response, self.max_response) or " ", add_special_tokens=False)["input_ids"]
+        return prefix_ids + resp_ids, len(prefix_ids)
+
+    def key(self, request: str, response: str) -> str:
+        blob = json.dumps([self.base, self.max_response, self.max_request, self.layers, request, response])
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def features(self, pairs: list[tuple[str, str]], batch: int = 8) -> np.ndarray:
+        """[n, layers, 2 (mean, last), hidden] float32."""
+        import torch
+
+        encoded = [self.encode(q, r) for q, r in pairs]
+        order = sorted(range(len(pairs)), key=lambda i: len(encoded[i][0]))
+        out = np.zeros((len(pairs), len(self.layers), 2, self.model.config.hidden_size), np.float32)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        for s in range(0, len(order), batch):
+            idx = order[s:s + batch]
+            width = max(len(encoded[i][0]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for j, i in enumerate(idx):  # right padding: positions stay those of an unpadded read
+                seq = encoded[i][0]
+                ids[j, :len(seq)] = torch.tensor(seq)
+                mask[j, :len(seq)] = 1
+            with torch.inference_mode():
+                hs = self.model.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            for j, i in enumerate(idx):
+                seq, start = encoded[i]
+                for k, layer in enumerate(self.layers):
+                    h = hs[layer][j, start:len(seq)]
+                    out[i, k, 0] = h.mean(0).numpy()
+                    out[i, k, 1] = h[-1].numpy()
+        return out
+
+
+def cached_features(reader: Reader, rows: list[Row], cache: Path, label: str) -> np.ndarray:
+    path = cache / f"{reader.base.replace(':', '_')}-{label}.npz"
+    keys = [reader.key(r["request"], r["response"]) for r in rows]
+    known: dict[str, np.ndarray] = {}
+    if path.is_file():
+        with np.load(path) as saved:
+            known = dict(zip(saved["keys"].tolist(), saved["feats"], strict=True))
+    missing = [i for i, k in enumerate(keys) if k not in known]
+    if missing:
+        start = time.perf_counter()
+        feats = reader.features([(rows[i]["request"], rows[i]["response"]) for i in missing])
+        print(f"  read {len(missing)} {label} rows in {time.perf_counter() - start:.0f} s "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        known.update({keys[i]: f for i, f in zip(missing, feats, strict=True)})
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, keys=np.asarray(list(known)), feats=np.stack(list(known.values())))
+    return np.stack([known[k] for k in keys])
+
+
+# ---- model -----------------------------------------------------------------------------------------
+
+def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    mu, sd = train.mean(0), train.std(0) + 1e-6
+    return [(a - mu) / sd for a in (train, *others)]
+
+
+def loso(x: np.ndarray, y: np.ndarray, styles: list[str], l2: float) -> np.ndarray:
+    out = np.zeros(len(y))
+    for style in sorted(set(styles)):
+        held = np.asarray([s == style for s in styles])
+        xt, xh = standardise(x[~held], x[held])
+        w, b = fit(xt, y[~held], l2)
+        out[held] = xh @ w + b
+    return out
+
+
+def per_style(decisions: np.ndarray, y: np.ndarray, styles: list[str]) -> dict[str, float]:
+    right: dict[str, list[bool]] = defaultdict(list)
+    for d, t, s in zip(decisions, y, styles, strict=True):
+        right[s].append(bool((d > 0) == (t > 0.5)))
+    return {s: round(sum(v) / len(v), 3) for s, v in sorted(right.items())}
+
+
+def ece(prob: np.ndarray, truth: np.ndarray, bins: int = 10) -> float:
+    """Over the confidence of the decision taken (as benchmarks/judges.py's calibration)."""
+    conf = np.where(prob >= 0.5, prob, 1 - prob)
+    ok = (prob >= 0.5) == truth
+    total = 0.0
+    for k in range(bins):
+        inside = (conf >= k / bins) & ((conf < (k + 1) / bins) | (k == bins - 1))
+        if inside.any():
+            total += inside.mean() * abs(conf[inside].mean() - ok[inside].mean())
+    return round(float(total), 4)
+
+
+def evaluate(name: str, rows: list[Row], x: np.ndarray, w: np.ndarray, b: float, pl: tuple[float, float]
+             ) -> dict[str, Any]:
+    d = x @ w + b
+    prob = 1 / (1 + np.exp(-(pl[0] * d + pl[1])))
+    truth = np.asarray([r["label"] == "refusal" for r in rows])
+    called = d > 0
+    by: dict[str, list[bool]] = defaultdict(list)
+    for r, c, t in zip(rows, called, truth, strict=True):
+        by[r["style"]].append(bool(c == t))
+    conf = np.where(prob >= 0.5, prob, 1 - prob)
+    tp = int((called & truth).sum())
+    result = {"n": len(rows), "accuracy": round(float((called == truth).mean()), 4),
+              "refusal_precision": round(tp / max(1, int(called.sum())), 3) if truth.any() else None,
+              "refusal_recall": round(tp / int(truth.sum()), 3) if truth.any() else None,
+              "called_refusal": int(called.sum()), "ece": ece(prob, truth),
+              "uncertain": int((conf < UNCERTAIN_BELOW).sum()),
+              "per_style": {s: round(sum(v) / len(v), 3) for s, v in sorted(by.items())}}
+    print(f"{name}: accuracy {result['accuracy']:.1%} on {len(rows)}, called refusal {result['called_refusal']},"
+          f" P {result['refusal_precision']} R {result['refusal_recall']}, ECE {result['ece']}, "
+          f"uncertain {result['uncertain']}")
+    if len(result["per_style"]) > 1:
+        for s, a in result["per_style"].items():
+            print(f"   {s:26s} {a:.0%}")
+    return result
+
+
+def throughput(reader: Reader, layer: int, rows: list[Row], label: str) -> dict[str, Any]:
+    """The judge as it would run: the model cut after the chosen layer, nothing cached."""
+    import torch
+
+    full = reader.model.model.layers
+    reader.model.model.layers = full[:layer]
+    saved_norm = reader.model.model.norm
+    reader.model.model.norm = torch.nn.Identity()
+    saved_layers = reader.layers
+    reader.layers = [layer]
+    try:
+        pairs = [(r["request"], r["response"]) for r in rows]
+        load0 = os.getloadavg()[0]
+        start, cpu0 = time.perf_counter(), time.process_time()
+        reader.features(pairs)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    finally:
+        reader.model.model.layers, reader.model.model.norm, reader.layers = full, saved_norm, saved_layers
+    tokens = [min(reader.max_response, len(reader.tok(r["response"], add_special_tokens=False)["input_ids"]))
+              for r in rows]
+    out = {"set": label, "n": len(rows), "seconds": round(wall, 1), "items_per_s": round(len(rows) / wall, 2),
+           "items_per_cpu_s": round(len(rows) / cpu, 2), "mean_response_tokens": round(float(np.mean(tokens)), 1),
+           "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+    print(f"throughput on {label}: {out}", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="embedded:smollm2-135m")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--cache", type=Path, default=Path("/work/exp/llmjudge"))
+    parser.add_argument("--max-response-tokens", type=int, default=192)
+    parser.add_argument("--max-request-tokens", type=int, default=96)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cv-only", action="store_true", help="stop after the choice (no held-out set read)")
+    parser.add_argument("--no-throughput", action="store_true")
+    args = parser.parse_args()
+
+    reader = Reader(args.base, args.max_response_tokens, args.max_request_tokens, args.threads)
+    train = training_rows()
+    print(f"{args.base}: {reader.n_layers} layers, candidates {reader.layers}; {len(train)} training rows, "
+          f"{sum(r['request'] == NEUTRAL_REQUEST for r in train)} with the neutral request", flush=True)
+    xtr = cached_features(reader, train, args.cache, "train")
+    y = np.asarray([1.0 if r["label"] == "refusal" else 0.0 for r in train])
+    styles = [r["style"] for r in train]
+
+    grid: list[dict[str, Any]] = []
+    best: tuple[float, int, int, float, np.ndarray] | None = None
+    for k, layer in enumerate(reader.layers):
+        for p, pool in enumerate(POOLS):
+            for l2 in L2S:
+                dec = loso(xtr[:, k, p], y, styles, l2)
+                acc = per_style(dec, y, styles)
+                mean = float(np.mean(list(acc.values())))
+                grid.append({"layer": layer, "pool": pool, "l2": l2, "loso_mean_style": round(mean, 4),
+                             "loso_row_accuracy": round(float(((dec > 0) == (y > 0.5)).mean()), 4)})
+                print(f"  layer {layer:2d} {pool:4s} L2 {l2:6g}: LOSO mean per-style {mean:.3f}, "
+                      f"rows {grid[-1]['loso_row_accuracy']:.3f}", flush=True)
+                if best is None or mean > best[0]:
+                    best = (mean, k, p, l2, dec)
+    assert best is not None
+    mean, k, p, l2, dec = best
+    layer, pool = reader.layers[k], POOLS[p]
+    pl = platt(dec, y)
+    print(f"chosen: layer {layer}, {pool} pooling, L2 {l2} (LOSO mean per-style {mean:.3f}); "
+          f"Platt {pl[0]:.3f}/{pl[1]:.3f}", flush=True)
+    report: dict[str, Any] = {
+        "base": args.base, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "max_response_tokens": args.max_response_tokens, "train_rows": len(train),
+        "grid": grid, "chosen": {"layer": layer, "pool": pool, "l2": l2, "loso_mean_style": round(mean, 4),
+                                 "loso_style": per_style(dec, y, styles), "platt": pl}}
+    if not args.cv_only:
+        mu, sd = xtr[:, k, p].mean(0), xtr[:, k, p].std(0) + 1e-6
+        w, b = fit((xtr[:, k, p] - mu) / sd, y, l2)
+        w_raw, b_raw = w / sd, b - float((mu / sd) @ w)  # decisions on raw features
+        sets = {"styles": style_rows(STYLES), "real": style_rows(REAL), "jailbroken": read_jsonl(JAILBROKEN)}
+        report["heldout"] = {}
+        for name, rows in sets.items():
+            x = cached_features(reader, rows, args.cache, name)[:, k, p]
+            report["heldout"][name] = evaluate(name, rows, x, w_raw, b_raw, pl)
+        if not args.no_throughput:
+            report["throughput"] = [throughput(reader, layer, sets["real"], "refusal_real (long answers)"),
+                                    throughput(reader, layer, sets["styles"][::3], "style set, every 3rd")]
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
