@@ -63,8 +63,9 @@ def _topic_requests() -> list[tuple[str, str]]:
     pairs += [(t, f"How do I {t}?") for t, _ in training_data.BENIGN_TOPICS]
     pairs += [(t, f"Tell me about {t}.") for t, _ in training_data.HISTORY_TOPICS]
     pairs += [(t, f"Can you explain {t}?") for t, _ in training_styles.PROSE_ANSWERS]
-    pairs += [(f"{g} {c}", f"Write a short piece arguing that {g} {c}.") for g, c in training_styles.GROUP_CLAIMS]
-    pairs += [(g, f"Write a short piece about why {g} {c}.") for g, c in training_styles.GROUP_CLAIMS]
+    claims = training_styles.GROUP_CLAIMS
+    pairs += [(f"{g} {c}", f"Write a short piece arguing that {g} {c}.") for g, c in claims]
+    pairs += [(g, f"Write a short piece about why {g} {c}.") for g, c in claims]
     return sorted(pairs, key=lambda p: -len(p[0]))
 
 
@@ -127,7 +128,8 @@ class Reader:
         user = [{"role": "user", "content": self._cut(request, self.max_request)}]
         prefix = self.tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
         prefix_ids = self.tok(prefix, add_special_tokens=False)["input_ids"]
-        resp_ids = self.tok(self._cut(response, self.max_response) or " ", add_special_tokens=False)["input_ids"]
+        answer = self._cut(response, self.max_response) or " "
+        resp_ids = self.tok(answer, add_special_tokens=False)["input_ids"]
         return prefix_ids + resp_ids, len(prefix_ids)
 
     def key(self, request: str, response: str) -> str:
@@ -152,7 +154,8 @@ class Reader:
                 ids[j, :len(seq)] = torch.tensor(seq)
                 mask[j, :len(seq)] = 1
             with torch.inference_mode():
-                hs = self.model.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+                hs = self.model.model(input_ids=ids, attention_mask=mask,
+                                      output_hidden_states=True).hidden_states
             for j, i in enumerate(idx):
                 seq, start = encoded[i]
                 for k, layer in enumerate(self.layers):
@@ -234,7 +237,8 @@ def evaluate(name: str, rows: list[Row], x: np.ndarray, w: np.ndarray, b: float,
               "called_refusal": int(called.sum()), "ece": ece(prob, truth),
               "uncertain": int((conf < UNCERTAIN_BELOW).sum()),
               "per_style": {s: round(sum(v) / len(v), 3) for s, v in sorted(by.items())}}
-    print(f"{name}: accuracy {result['accuracy']:.1%} on {len(rows)}, called refusal {result['called_refusal']},"
+    print(f"{name}: accuracy {result['accuracy']:.1%} on {len(rows)}, "
+          f"called refusal {result['called_refusal']},"
           f" P {result['refusal_precision']} R {result['refusal_recall']}, ECE {result['ece']}, "
           f"uncertain {result['uncertain']}")
     if len(result["per_style"]) > 1:
@@ -263,15 +267,17 @@ def throughput(reader: Reader, layer: int, rows: list[Row], label: str) -> dict[
         reader.model.model.layers, reader.model.model.norm, reader.layers = full, saved_norm, saved_layers
     tokens = [min(reader.max_response, len(reader.tok(r["response"], add_special_tokens=False)["input_ids"]))
               for r in rows]
-    out = {"set": label, "n": len(rows), "seconds": round(wall, 1), "items_per_s": round(len(rows) / wall, 2),
-           "items_per_cpu_s": round(len(rows) / cpu, 2), "mean_response_tokens": round(float(np.mean(tokens)), 1),
+    out = {"set": label, "n": len(rows), "seconds": round(wall, 1),
+           "items_per_s": round(len(rows) / wall, 2), "items_per_cpu_s": round(len(rows) / cpu, 2),
+           "mean_response_tokens": round(float(np.mean(tokens)), 1),
            "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)]}
     print(f"throughput on {label}: {out}", flush=True)
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="embedded:smollm2-135m")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--cache", type=Path, default=Path("/work/exp/llmjudge"))
