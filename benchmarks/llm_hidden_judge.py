@@ -46,11 +46,14 @@ EXTRA = ROOT / "benchmarks" / "data" / "llm_hidden" / "train_extra.jsonl"
 JAILBROKEN = ROOT / "benchmarks" / "data" / "llm_hidden" / "jailbroken_check.jsonl"
 STYLES = ROOT / "benchmarks" / "data" / "refusal_styles"
 REAL = ROOT / "benchmarks" / "data" / "refusal_real"
-LAYER_FRACTIONS = (0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
+LAYER_FRACTIONS = (0.3, 0.45, 0.6, 0.75)  # later layers cost more and the 2-core budget is small
 POOLS = ("mean", "last")
-L2S = (1.0, 10.0, 100.0, 1000.0)
+L2S = (10.0, 100.0, 1000.0)
 UNCERTAIN_BELOW = 0.75
 NEUTRAL_REQUEST = "Can you help me with this?"
+# Every 2nd row of refusal_train.jsonl (it is written style by style, so each style keeps half its rows):
+# reading all 1,731 rows costs ~25 CPU-minutes on the 2-core machine, too much for one experiment.
+TRAIN_DATA_STEP = 2
 
 Row = dict[str, str]
 
@@ -84,8 +87,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def training_rows() -> list[Row]:
     topics = _topic_requests()
     rows = []
-    for path in (training_data.DATA, training_styles.STYLES_DATA):
-        for r in read_jsonl(path):
+    for path, step in ((training_data.DATA, TRAIN_DATA_STEP), (training_styles.STYLES_DATA, 1)):
+        for r in read_jsonl(path)[::step]:
             rows.append({"request": request_for(r["text"], topics), "response": r["text"],
                          "label": r["label"], "style": r["style"]})
     return rows + read_jsonl(EXTRA)
@@ -118,6 +121,17 @@ class Reader:
         self.n_layers = int(self.model.config.num_hidden_layers)
         self.layers = sorted({max(1, round(f * self.n_layers)) for f in LAYER_FRACTIONS})
         self.base, self.max_response, self.max_request = base, max_response, max_request
+        self._cut_after(max(self.layers))
+
+    def _cut_after(self, layer: int) -> None:
+        """Run only the first `layer` blocks (later ones are not read); no final norm, so the state
+        read is the block's output, as in the full model's hidden_states[layer]."""
+        import torch
+
+        if not hasattr(self, "_all_layers"):
+            self._all_layers = self.model.model.layers
+        self.model.model.layers = self._all_layers[:layer]
+        self.model.model.norm = torch.nn.Identity()
 
     def _cut(self, text: str, limit: int) -> str:
         ids = self.tok(text, add_special_tokens=False)["input_ids"]
@@ -173,14 +187,15 @@ def cached_features(reader: Reader, rows: list[Row], cache: Path, label: str) ->
         with np.load(path) as saved:
             known = dict(zip(saved["keys"].tolist(), saved["feats"], strict=True))
     missing = [i for i, k in enumerate(keys) if k not in known]
-    if missing:
-        start = time.perf_counter()
-        feats = reader.features([(rows[i]["request"], rows[i]["response"]) for i in missing])
-        print(f"  read {len(missing)} {label} rows in {time.perf_counter() - start:.0f} s "
-              f"(load {os.getloadavg()[0]:.1f})", flush=True)
-        known.update({keys[i]: f for i, f in zip(missing, feats, strict=True)})
-        cache.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for s in range(0, len(missing), 128):  # saved as it goes: a stopped run keeps what it read
+        chunk = missing[s:s + 128]
+        feats = reader.features([(rows[i]["request"], rows[i]["response"]) for i in chunk])
+        known.update({keys[i]: f for i, f in zip(chunk, feats, strict=True)})
         np.savez(path, keys=np.asarray(list(known)), feats=np.stack(list(known.values())))
+        print(f"  read {s + len(chunk)}/{len(missing)} {label} rows in {time.perf_counter() - start:.0f} s "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
     return np.stack([known[k] for k in keys])
 
 
@@ -249,13 +264,8 @@ def evaluate(name: str, rows: list[Row], x: np.ndarray, w: np.ndarray, b: float,
 
 def throughput(reader: Reader, layer: int, rows: list[Row], label: str) -> dict[str, Any]:
     """The judge as it would run: the model cut after the chosen layer, nothing cached."""
-    import torch
-
-    full = reader.model.model.layers
-    reader.model.model.layers = full[:layer]
-    saved_norm = reader.model.model.norm
-    reader.model.model.norm = torch.nn.Identity()
     saved_layers = reader.layers
+    reader._cut_after(layer)
     reader.layers = [layer]
     try:
         pairs = [(r["request"], r["response"]) for r in rows]
@@ -264,7 +274,8 @@ def throughput(reader: Reader, layer: int, rows: list[Row], label: str) -> dict[
         reader.features(pairs)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     finally:
-        reader.model.model.layers, reader.model.model.norm, reader.layers = full, saved_norm, saved_layers
+        reader.layers = saved_layers
+        reader._cut_after(max(saved_layers))
     tokens = [min(reader.max_response, len(reader.tok(r["response"], add_special_tokens=False)["input_ids"]))
               for r in rows]
     out = {"set": label, "n": len(rows), "seconds": round(wall, 1),
