@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from tunesafe.judges import training_data, training_styles  # noqa: E402
+from tunesafe.judges.llm_hidden import POOLS, ConversationReader  # noqa: E402
 from tunesafe.judges.train_implicit import platt  # noqa: E402
 from tunesafe.logistic import fit  # noqa: E402
 
@@ -47,7 +48,6 @@ JAILBROKEN = ROOT / "benchmarks" / "data" / "llm_hidden" / "jailbroken_check.jso
 STYLES = ROOT / "benchmarks" / "data" / "refusal_styles"
 REAL = ROOT / "benchmarks" / "data" / "refusal_real"
 LAYER_FRACTIONS = (0.3, 0.45, 0.6, 0.75)  # later layers cost more and the 2-core budget is small
-POOLS = ("mean", "last")
 L2S = (10.0, 100.0, 1000.0)
 UNCERTAIN_BELOW = 0.75
 NEUTRAL_REQUEST = "Can you help me with this?"
@@ -103,80 +103,17 @@ def style_rows(folder: Path) -> list[Row]:
 
 # ---- features --------------------------------------------------------------------------------------
 
-class Reader:
-    """The chat model, read for hidden states of the response tokens."""
+class Reader(ConversationReader):
+    """The judge's reader at every candidate layer, with a cache key per pair."""
 
     def __init__(self, base: str, max_response: int, max_request: int, threads: int) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from tunesafe.models.embedded import embedded_gguf_path
-        from tunesafe.models.hf import _converted_gguf
-
-        torch.set_num_threads(threads)
-        name = base.removeprefix("embedded:")
-        folder = _converted_gguf(embedded_gguf_path(name))
-        self.tok = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-        self.n_layers = int(self.model.config.num_hidden_layers)
+        super().__init__(base, [1], max_response, max_request, threads)
         self.layers = sorted({max(1, round(f * self.n_layers)) for f in LAYER_FRACTIONS})
-        self.base, self.max_response, self.max_request = base, max_response, max_request
-        self._cut_after(max(self.layers))
-
-    def _cut_after(self, layer: int) -> None:
-        """Run only the first `layer` blocks (later ones are not read); no final norm, so the state
-        read is the block's output, as in the full model's hidden_states[layer]."""
-        import torch
-
-        if not hasattr(self, "_all_layers"):
-            self._all_layers = self.model.model.layers
-        self.model.model.layers = self._all_layers[:layer]
-        self.model.model.norm = torch.nn.Identity()
-
-    def _cut(self, text: str, limit: int) -> str:
-        ids = self.tok(text, add_special_tokens=False)["input_ids"]
-        return text if len(ids) <= limit else self.tok.decode(ids[:limit])
-
-    def encode(self, request: str, response: str) -> tuple[list[int], int]:
-        """Token ids of the templated conversation and where the response starts."""
-        user = [{"role": "user", "content": self._cut(request, self.max_request)}]
-        prefix = self.tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
-        prefix_ids = self.tok(prefix, add_special_tokens=False)["input_ids"]
-        answer = self._cut(response, self.max_response) or " "
-        resp_ids = self.tok(answer, add_special_tokens=False)["input_ids"]
-        return prefix_ids + resp_ids, len(prefix_ids)
+        self.cut_after(max(self.layers))
 
     def key(self, request: str, response: str) -> str:
         blob = json.dumps([self.base, self.max_response, self.max_request, self.layers, request, response])
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-    def features(self, pairs: list[tuple[str, str]], batch: int = 8) -> np.ndarray:
-        """[n, layers, 2 (mean, last), hidden] float32."""
-        import torch
-
-        encoded = [self.encode(q, r) for q, r in pairs]
-        order = sorted(range(len(pairs)), key=lambda i: len(encoded[i][0]))
-        out = np.zeros((len(pairs), len(self.layers), 2, self.model.config.hidden_size), np.float32)
-        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-        for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
-            width = max(len(encoded[i][0]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for j, i in enumerate(idx):  # right padding: positions stay those of an unpadded read
-                seq = encoded[i][0]
-                ids[j, :len(seq)] = torch.tensor(seq)
-                mask[j, :len(seq)] = 1
-            with torch.inference_mode():
-                hs = self.model.model(input_ids=ids, attention_mask=mask,
-                                      output_hidden_states=True).hidden_states
-            for j, i in enumerate(idx):
-                seq, start = encoded[i]
-                for k, layer in enumerate(self.layers):
-                    h = hs[layer][j, start:len(seq)]
-                    out[i, k, 0] = h.mean(0).numpy()
-                    out[i, k, 1] = h[-1].numpy()
-        return out
 
 
 def cached_features(reader: Reader, rows: list[Row], cache: Path, label: str) -> np.ndarray:
@@ -272,7 +209,7 @@ def evaluate(name: str, rows: list[Row], x: np.ndarray, w: np.ndarray, b: float,
 def throughput(reader: Reader, layer: int, rows: list[Row], label: str) -> dict[str, Any]:
     """The judge as it would run: the model cut after the chosen layer, nothing cached."""
     saved_layers = reader.layers
-    reader._cut_after(layer)
+    reader.cut_after(layer)
     reader.layers = [layer]
     try:
         pairs = [(r["request"], r["response"]) for r in rows]
@@ -282,7 +219,7 @@ def throughput(reader: Reader, layer: int, rows: list[Row], label: str) -> dict[
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     finally:
         reader.layers = saved_layers
-        reader._cut_after(max(saved_layers))
+        reader.cut_after(max(saved_layers))
     tokens = [min(reader.max_response, len(reader.tok(r["response"], add_special_tokens=False)["input_ids"]))
               for r in rows]
     out = {"set": label, "n": len(rows), "seconds": round(wall, 1),
@@ -304,6 +241,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cv-only", action="store_true", help="stop after the choice (no held-out set read)")
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--write-weights", type=Path, help="write the chosen judge's weights (JSON) here")
     args = parser.parse_args()
 
     reader = Reader(args.base, args.max_response_tokens, args.max_request_tokens, args.threads)
@@ -347,10 +285,20 @@ def main() -> None:
         "max_response_tokens": args.max_response_tokens, "train_rows": len(train),
         "grid": grid, "chosen": {"layer": layer, "pool": pool, "l2": l2, "loso_mean_style": round(mean, 4),
                                  "loso_style": per_style(dec, y, styles), "platt": pl}}
+    mu, sd = xtr[:, k, p].mean(0), xtr[:, k, p].std(0) + 1e-6
+    w, b = fit((xtr[:, k, p] - mu) / sd, y, l2)
+    w_raw, b_raw = w / sd, b - float((mu / sd) @ w)  # decisions on raw features
+    if args.write_weights:
+        body = {"base": args.base, "layer": layer, "pool": pool,
+                "max_response_tokens": args.max_response_tokens,
+                "max_request_tokens": args.max_request_tokens, "weights": [round(float(v), 7) for v in w_raw],
+                "bias": round(b_raw, 7), "platt": [round(pl[0], 6), round(pl[1], 6)],
+                "uncertain_below": UNCERTAIN_BELOW,
+                "meta": {"train_rows": len(train), "l2": l2, "loso_mean_style": round(mean, 4),
+                         "retrain": "python benchmarks/llm_hidden_judge.py --cv-only --write-weights PATH"}}
+        args.write_weights.write_text(json.dumps(body) + "\n")
+        print(f"wrote {args.write_weights}")
     if not args.cv_only:
-        mu, sd = xtr[:, k, p].mean(0), xtr[:, k, p].std(0) + 1e-6
-        w, b = fit((xtr[:, k, p] - mu) / sd, y, l2)
-        w_raw, b_raw = w / sd, b - float((mu / sd) @ w)  # decisions on raw features
         sets = {"styles": style_rows(STYLES), "real": style_rows(REAL), "jailbroken": read_jsonl(JAILBROKEN)}
         report["heldout"] = {}
         for name, rows in sets.items():
