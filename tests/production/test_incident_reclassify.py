@@ -92,3 +92,36 @@ def test_a_downgrade_before_the_deadline_is_allowed_and_kept_in_the_history(stor
                                      now=_utc(2))
     assert downgraded.kinds == ("general",) and downgraded.deadline.due_at == _utc(16)
     assert len(downgraded.updates) == 1 and store.verify().ok
+
+
+def test_reclassifying_through_the_cli(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from tunesafe.cli.app import app
+
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    def cli(*args: str) -> tuple[int, str]:
+        done = CliRunner().invoke(app, ["--db", db, "incidents", *args])
+        if isinstance(done.exception, UserError):  # the real entry point prints it and exits 2
+            return done.exception.exit_code, str(done.exception)
+        return done.exit_code, done.stdout if "--json" in args else done.output
+
+    code, out = cli("open", "support-bot", "--title", "t", "--severity", "high", "--kind",
+                    "critical_infrastructure", "--aware-at", "2026-12-01T09:30:00Z", "--now",
+                    "2026-12-01T10:00:00Z", "--json")
+    assert code == 0, out
+    ident = str(json.loads(out)["id"])
+    code, out = cli("update", ident, "--kind", "general", "--now", "2026-12-04T00:00:00Z")
+    assert code == 2 and "already passed" in out
+    code, out = cli("update", ident, "--kind", "critical_infrastructure,death", "--aware-at",
+                    "2026-12-02T09:30:00Z", "--now", "2026-12-04T00:00:00Z")
+    assert code == 0, out
+    assert "deadline death: 2026-12-12T09:30:00Z (10 days from 2026-12-02T09:30:00Z" in out
+    assert "deadline critical_infrastructure: 2026-12-03T09:30:00Z (2 days from 2026-12-01T09:30:00Z" in out
+    report = tmp_path / "r.md"
+    code, out = cli("report", ident, "--out", str(report), "--now", "2026-12-04T00:00:00Z")
+    assert code == 0, out
+    assert "- death: 10 days from 2026-12-02T09:30:00Z, due 2026-12-12T09:30:00Z" in report.read_text()

@@ -76,7 +76,7 @@ def test_updates_fold_in_chain_order(store: Store, tmp_path: Path) -> None:
     state = inc.get_incident(store, f"INC-{incident.id}")
     assert (state.status, state.owner, state.severity) == ("investigating", "bob", "critical")
     assert state.kinds == ("general", "death")
-    assert state.deadline.due_at == AWARE + timedelta(days=10)
+    assert state.deadline.due_at == NOW + timedelta(days=10)  # from when the death became known
     assert state.links == (run.id, other.id)  # a link given twice is kept once
     assert [n["text"] for n in state.notes] == ["looking", "patient harmed"]
     assert state.details == {"asr_delta": 0.12}

@@ -59,7 +59,8 @@ def test_open_show_update_close_with_fixed_clock(db: str, conversations: Path) -
                 "--conversation", str(conversations), "--owner", "alice")
     assert opened["deadline"] == {"kind": "critical_infrastructure", "days": 2,
                                   "due_at": "2026-12-03T09:30:00Z",
-                                  "article": "Art. 73(3), serious incident under Art. 3(49)(b)"}
+                                  "article": "Art. 73(3), serious incident under Art. 3(49)(b)",
+                                  "start": AWARE}
     assert [d["due_at"] for d in opened["deadlines"]] == ["2026-12-03T09:30:00Z", "2026-12-11T09:30:00Z",
                                                           "2026-12-16T09:30:00Z"]
     assert opened["seconds_left"] == (33 * 3600 + 30 * 60) and not opened["overdue"]

@@ -97,8 +97,8 @@ def _print_one(incident: inc.Incident, now: datetime, as_json: bool) -> None:
         value = "-" if row[key] is None else row[key]
         console.print(f"  {key}: {value}", highlight=False, soft_wrap=True)
     for d in incident.deadlines:
-        console.print(f"  deadline {d.kind}: {iso(d.due_at)} ({d.days} days, {d.article})", highlight=False,
-                      soft_wrap=True)
+        console.print(f"  deadline {d.kind}: {iso(d.due_at)} ({d.days} days from {iso(d.start)}, "
+                      f"{d.article})", highlight=False, soft_wrap=True)
     console.print(f"  clock: {row['clock']}", highlight=False)
     if incident.links:
         console.print(f"  evidence: {', '.join(map(str, incident.links))}", highlight=False)
@@ -186,6 +186,9 @@ def update_command(
     field: list[str] = FIELD_OPTION,
     reported_at: str = typer.Option(None, "--reported-at", help="When the Art. 73 report was submitted "
                                     "(ISO 8601); stops the clock and sets status reported."),
+    aware_at: str = typer.Option(None, "--aware-at", help="With --kind: when the new facts became known "
+                                 "(ISO 8601, UTC if no offset; default now). An added kind's clock runs "
+                                 "from here."),
     now: str = NOW_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -196,7 +199,8 @@ def update_command(
     with open_store(db_url(ctx), must_exist=True) as store:
         incident = inc.update_incident(store, incident_id, status=status, owner=owner, severity=severity,
                                        note=note, kind=kind or None, links=link, conversations=conversations,
-                                       reported_at=reported_at, details=details, now=when)
+                                       reported_at=reported_at, details=details, aware_at=aware_at,
+                                       now=when)
     _print_one(incident, when, as_json)
 
 

@@ -7,14 +7,16 @@ aware of a serious incident:
     Art. 3(49)(b), critical infrastructure (Art. 73(3))                2 days
 
 Every incident carries the general clock; each further kind adds its own, and the earliest deadline is the
-one that counts. The law also says "immediately" once a causal link is established: these are outer
-bounds, never a grace period. Times are UTC; a time given without an offset is read as UTC.
+one that counts. A kind learnt later (a death becomes known on day 3) runs from the time it became known;
+the clocks already running keep theirs, so a reclassification never moves the deadline later. The law
+also says "immediately" once a causal link is established: these are outer bounds, never a grace period.
+Times are UTC; a time given without an offset is read as UTC.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -43,9 +45,11 @@ class Deadline:
     days: int
     due_at: datetime
     article: str
+    start: datetime  # when the facts of this kind became known: the clock runs from here
 
     def as_dict(self) -> dict[str, str | int]:
-        return {"kind": self.kind, "days": self.days, "due_at": iso(self.due_at), "article": self.article}
+        return {"kind": self.kind, "days": self.days, "due_at": iso(self.due_at), "article": self.article,
+                "start": iso(self.start)}
 
 
 def check_kinds(kinds: str | Iterable[str], where: str = "--kind") -> tuple[str, ...]:
@@ -60,10 +64,14 @@ def check_kinds(kinds: str | Iterable[str], where: str = "--kind") -> tuple[str,
     return tuple(k for k in KIND_DAYS if k in wanted or k == GENERAL)
 
 
-def deadlines(aware_at: datetime, kinds: Iterable[str]) -> tuple[Deadline, ...]:
-    """One deadline per applicable kind, earliest first (ties keep the KIND_DAYS order)."""
-    found = [Deadline(kind, KIND_DAYS[kind], aware_at + timedelta(days=KIND_DAYS[kind]), KIND_ARTICLE[kind])
-             for kind in check_kinds(tuple(kinds))]
+def deadlines(aware_at: datetime, kinds: Iterable[str],
+              starts: Mapping[str, datetime] | None = None) -> tuple[Deadline, ...]:
+    """One deadline per applicable kind, earliest first (ties keep the KIND_DAYS order). Each runs from
+    `starts[kind]` where given (a kind learnt after the incident was opened), else from `aware_at`."""
+    starts = starts or {}
+    found = [Deadline(kind, KIND_DAYS[kind], start + timedelta(days=KIND_DAYS[kind]), KIND_ARTICLE[kind],
+                      start)
+             for kind in check_kinds(tuple(kinds)) for start in [starts.get(kind, aware_at)]]
     return tuple(sorted(found, key=lambda d: d.due_at))
 
 

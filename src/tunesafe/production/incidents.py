@@ -233,8 +233,9 @@ def _apply(incident: Incident, rec: EvidenceRecord) -> Incident:
     body = rec.body
     changes: dict[str, Any] = {k: body[k] for k in ("status", "owner", "severity", "resolution") if k in body}
     if "kinds" in body:
+        known = parse_time(body.get("kinds_known_at", rec.created_at), f"record {rec.id}")
         changes["kinds"] = tuple(body["kinds"])
-        changes["deadlines"] = deadlines(incident.aware_at, changes["kinds"])
+        changes["deadlines"] = _reclassified(incident, changes["kinds"], known)
     for key in ("reported_at", "closed_at"):
         if key in body:
             changes[key] = parse_time(body[key], f"record {rec.id}")
@@ -248,6 +249,13 @@ def _apply(incident: Incident, rec: EvidenceRecord) -> Incident:
     if body.get("details"):
         changes["details"] = {**incident.details, **body["details"]}
     return replace(incident, **changes, updates=(*incident.updates, rec.id))
+
+
+def _reclassified(incident: Incident, kinds: Iterable[str], known: datetime) -> tuple[Deadline, ...]:
+    """The deadlines once the kinds are `kinds`: a kind kept keeps its clock, a kind added runs from
+    `known`, the time its facts became known (Art. 73(4) counts a death from awareness of the death)."""
+    starts = {d.kind: d.start for d in incident.deadlines}
+    return deadlines(incident.aware_at, kinds, {k: starts.get(k, known) for k in kinds})
 
 
 def fold(records: Iterable[EvidenceRecord]) -> dict[int, Incident]:
@@ -332,10 +340,13 @@ def update_incident(store: Store, incident_id: int | str, *, status: str | None 
                     kind: str | Sequence[str] | None = None, links: Sequence[int] = (),
                     conversations: Sequence[Mapping[str, Any]] = (),
                     reported_at: datetime | str | None = None, details: Mapping[str, Any] | None = None,
-                    actor: str | None = None, now: datetime | None = None) -> Incident:
-    """Append an INCIDENT_UPDATE. `kind` replaces the kinds (general always stays); `links` and
-    `conversations` add to those already attached; `details` keys replace those of the same name.
-    `reported_at` (or status "reported", then the time defaults to now) stops the clock."""
+                    aware_at: datetime | str | None = None, actor: str | None = None,
+                    now: datetime | None = None) -> Incident:
+    """Append an INCIDENT_UPDATE. `kind` replaces the kinds (general always stays): a kind added runs its
+    clock from `aware_at`, when its facts became known (default now); a kind removed may not extend a
+    deadline that has already passed. `links` and `conversations` add to those already attached;
+    `details` keys replace those of the same name. `reported_at` (or status "reported", then the time
+    defaults to now) stops the clock."""
     now = as_utc(now) if now is not None else utcnow()
     incident = get_incident(store, incident_id)
     if incident.status == "closed":
@@ -353,7 +364,10 @@ def update_incident(store: Store, incident_id: int | str, *, status: str | None 
     if severity is not None:
         changes["severity"] = check_severity(severity)
     if kind is not None:
-        changes["kinds"] = list(check_kinds(kind))
+        changes.update(_kind_change(incident, check_kinds(kind), aware_at, now))
+    elif aware_at is not None:
+        raise UserError("--aware-at on an update is the time a new --kind became known", where="--aware-at",
+                        fix="give it with --kind (the time of first awareness cannot change)")
     if reported_at is not None or status == "reported":
         when = _aware_time(reported_at, now, "--reported-at")
         if when < incident.aware_at:
@@ -376,6 +390,27 @@ def update_incident(store: Store, incident_id: int | str, *, status: str | None 
     store.append(RecordType.INCIDENT_UPDATE, {"incident": incident.id, **changes}, actor=actor,
                  subject=incident.model)
     return get_incident(store, incident.id)
+
+
+def _kind_change(incident: Incident, kinds: tuple[str, ...], aware_at: datetime | str | None,
+                 now: datetime) -> dict[str, Any]:
+    """The update body for new kinds, or UserError: a time of knowledge outside [awareness, now], or a
+    downgrade that would move a deadline already passed (and not met by a report) later."""
+    known = _aware_time(aware_at, now, "--aware-at")
+    if known < incident.aware_at:
+        raise UserError(f"{iso(known)} is before the incident's awareness at {iso(incident.aware_at)}",
+                        where="--aware-at", fix="give the time the new facts became known, in UTC")
+    try:
+        after = _reclassified(incident, kinds, known)
+    except OverflowError:
+        raise UserError(f"the reporting deadlines of {iso(known)} fall after the year 9999",
+                        where="--aware-at", fix="give the real time the new facts became known") from None
+    due = incident.deadline
+    if incident.overdue(now) and after[0].due_at > due.due_at:
+        raise UserError(f"{incident.label}'s {due.kind} deadline {iso(due.due_at)} ({due.article}) has "
+                        f"already passed without a report; reclassifying cannot extend it", where="--kind",
+                        fix="keep the kind and file the report (`--reported-at`), explaining in a --note")
+    return {"kinds": list(kinds), "kinds_known_at": iso(known)}
 
 
 def close_incident(store: Store, incident_id: int | str, *, resolution: str, actor: str | None = None,
