@@ -412,8 +412,7 @@ def incidents_reported_on_time(ctx: CheckContext) -> CheckResult:
         return missing("no deployment (endpoint) recorded for this version")
     state = fold(n.record for n in nodes if n.record is not None)
     for incident in state.values():
-        late = incident.reported_at is not None and incident.reported_at > incident.deadline.due_at
-        if incident.overdue(ctx.now) or late:
+        if incident.missed(ctx.now):
             node = next(n for n in nodes if n.record_id == str(incident.id))
             return failed(f"{incident.label} {incident.clock(ctx.now)} (deadline "
                           f"{incident.deadline.due_at.isoformat()})", [node])

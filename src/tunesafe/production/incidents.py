@@ -90,13 +90,23 @@ class Incident:
         left = self.time_left(now)
         return left is not None and left < timedelta(0)
 
+    def missed(self, now: datetime) -> bool:
+        """The deadline passed before a report: still running, reported late, or closed unreported after
+        it (closing stops the clock, never the fact that it ran out)."""
+        end = self.reported_at or self.closed_at
+        return self.overdue(now) if end is None else end > self.deadline.due_at
+
     def clock(self, now: datetime) -> str:
         """The clock for people: time left, OVERDUE by how much, or why it stopped."""
         if self.reported_at is not None:
             return f"stopped: reported {iso(self.reported_at)}"
         left = self.time_left(now)
         if left is None:
-            return "stopped: closed without a report"
+            if self.closed_at is None:
+                return "stopped: closed without a report"
+            seconds = (self.deadline.due_at - self.closed_at).total_seconds()
+            return ("stopped: closed without a report" + (f", OVERDUE by {span(-seconds)} when closed"
+                    if seconds < 0 else f" ({span(seconds)} before the deadline)"))
         seconds = left.total_seconds()
         return f"OVERDUE by {span(-seconds)}" if seconds < 0 else f"{span(seconds)} left"
 
