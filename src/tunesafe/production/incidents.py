@@ -37,6 +37,7 @@ SEVERITIES = ("low", "medium", "high", "critical")
 STATUSES = ("open", "investigating", "mitigated", "reported", "closed")
 UPDATE_STATUSES = ("investigating", "mitigated", "reported")  # closing needs a resolution: close_incident
 ROLES = ("system", "user", "assistant", "tool")
+DUE_SOON = timedelta(days=1)  # PROD-04: "alert at T-1d"
 _MODEL = re.compile(r"^[A-Za-z0-9][\w.@:/+-]{0,199}$")
 _SOURCE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 _ID = re.compile(r"^(?:INC-)?(\d+)$", re.IGNORECASE)
@@ -108,7 +109,9 @@ class Incident:
             return ("stopped: closed without a report" + (f", OVERDUE by {span(-seconds)} when closed"
                     if seconds < 0 else f" ({span(seconds)} before the deadline)"))
         seconds = left.total_seconds()
-        return f"OVERDUE by {span(-seconds)}" if seconds < 0 else f"{span(seconds)} left"
+        if seconds < 0:
+            return f"OVERDUE by {span(-seconds)}"
+        return f"{'DUE SOON: ' if left <= DUE_SOON else ''}{span(seconds)} left"
 
     def as_dict(self, now: datetime | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
