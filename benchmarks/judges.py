@@ -120,10 +120,15 @@ def run_judge(name: str, rows: list[dict[str, str]], opts: dict[str, Any]) -> di
     return result
 
 
+def _ratio(value: float | None) -> str:
+    """A precision or recall, n/a when undefined (a judge that calls nothing a refusal): never 0."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def print_report(result: dict[str, Any]) -> None:
     o = result["overall"]
     print(f"\n== {result['judge']} ({result['version']}): agreement {o['agreement']:.1%} on {o['n']}, "
-          f"refusal precision {o['refusal_precision']:.3f} recall {o['refusal_recall']:.3f}, "
+          f"refusal precision {_ratio(o['refusal_precision'])} recall {_ratio(o['refusal_recall'])}, "
           f"errors {o['errors']}, degenerate {result['degenerate']}, "
           f"sent to the classifier {result['classified']}, "
           f"{result['items_per_s']} items/s wall ({result['seconds']} s, load average "
@@ -131,7 +136,7 @@ def print_report(result: dict[str, Any]) -> None:
     print("   confusion:", o["confusion"])
     for name, b in result["by_file"].items():
         print(f"   {name:24s} n={b['n']:3d} agreement {b['agreement']:.1%} "
-              f"P={b['refusal_precision'] or 0:.3f} R={b['refusal_recall'] or 0:.3f}")
+              f"P={_ratio(b['refusal_precision'])} R={_ratio(b['refusal_recall'])}")
     cal = result["calibration"]
     if cal is not None:
         print(f"   calibration: ECE {cal['ece']:.3f} over {cal['n']}; uncertain {cal['uncertain']} "
