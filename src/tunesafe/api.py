@@ -9,7 +9,8 @@ Contract, the same for every function here:
 - Each one calls what its command calls (`tunesafe eval`, `gate`, `scan-data`, `judge`), with the same
   defaults; nothing is computed a second way. Names and defaults are stable across minor versions.
 - Bad input raises `tunesafe.errors.UserError` (message, `where`, `fix`): what the CLI prints before it
-  exits with code 2. Nothing stored is lost by it.
+  exits with code 2. Nothing stored is lost by it. An argument of the wrong type or an unknown judge name
+  is refused before any work, with `where` naming the argument.
 - They are synchronous. Called where an event loop is already running (Jupyter, an async web handler),
   the work runs in a worker thread with its own event loop and the call blocks until it is done.
 - `store`: a SQLAlchemy URL, a SQLite file path (created if needed) or an open `Store` (left open);
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from tunesafe.engine.config import RUNTIME_FIELDS, EvalConfig
+from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.evidence.workspace import open_store
 
@@ -68,6 +71,7 @@ def evaluate(model: str | None, *, suite: str = "default", attacks: str = "all",
     the attempts on `workers` Ray actors (at `ray_address`, or a local instance), as `--executor ray`.
     `name` in the inventory must be the model of that name's current version (a UserError before any model
     call otherwise); `attest_weights`: the CLI's `--attest-weights` (docs/gate.md)."""
+    _check_arguments(locals())
     config = EvalConfig(suite=suite, attacks=attacks, judges=_names(judges), limit=limit, seed=seed,
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=use_cache, attacker_ref=attacker, judge_model_ref=judge_model,
@@ -108,10 +112,13 @@ def gate(base: str, candidate: str, *, policy: PathLike | Policy | None = None, 
     decision.json holds) and `reports` (format -> file written under `out`; `out=None` writes none).
     `policy`: a YAML path, a loaded `Policy`, or None for the built-in policy. `notify` receives the
     notes the CLI prints on stderr (runs re-judged, incident regression items added); default: the
-    "tunesafe" logger. `attest_weights`: the CLI's `--attest-weights` (docs/gate.md)."""
+    "tunesafe" logger. `attest_weights`: the CLI's `--attest-weights` (docs/gate.md). With `out=None`,
+    the candidate's incident regression items go to a temporary folder, removed when the call returns."""
     from tunesafe.analysis.escalate import parse_escalation_ref
+    from tunesafe.cli.common import check_out_folder
     from tunesafe.gating import gate_models
 
+    _check_arguments(locals())
     chosen = _policy(policy)
     escalate = None if escalate_judge is None else parse_escalation_ref(escalate_judge)
     config = EvalConfig(suite=suite, attacks=attacks, judges=_names(judges), limit=limit, seed=seed,
@@ -119,14 +126,15 @@ def gate(base: str, candidate: str, *, policy: PathLike | Policy | None = None, 
                         use_cache=use_cache, attacker_ref=attacker, max_pause=max_pause,
                         executor=executor, ray_address=ray_address, workers=workers)
     out_dir = None if out is None else Path(out)
+    if out_dir is not None:
+        check_out_folder(out_dir, "out")  # as the CLI: before both evaluations, not after
     say = notify or log.info
 
     async def run() -> GateOutcome:
-        with _opened(store) as opened:
-            # incident regression items join the suite, written where the CLI writes them
+        with _opened(store) as opened, _regressions_dir(out_dir) as regressions:
             return await gate_models(opened, base, candidate, chosen, config, base_name=base_name,
                                      candidate_name=candidate_name, out_dir=out_dir, progress=progress,
-                                     notify=say, escalate=escalate, regressions_dir=out_dir or DEFAULT_OUT,
+                                     notify=say, escalate=escalate, regressions_dir=regressions,
                                      attest_weights=attest_weights)
 
     return _blocking(lambda: asyncio.run(run()))
@@ -144,6 +152,7 @@ def scan_data(path: PathLike, *, format: str = "auto", columns: Mapping[str, str
     from tunesafe.screening import Scanner, ScanOptions
     from tunesafe.types import RecordType
 
+    _check_arguments(locals())
     def run() -> ScanReport:
         with _opened(store) if record else _no_store() as opened:  # opened first, as in the CLI
             options = ScanOptions(contamination=tuple(Path(p) for p in contamination))
@@ -169,6 +178,7 @@ def judge(pairs: PathLike | Iterable[Mapping[str, Any] | JudgeInput], *,
     from tunesafe.judges.pairs import judge_pairs, read_pairs
     from tunesafe.screening.request_kind import fill_kinds
 
+    _check_arguments(locals())
     check_judge_model(_names(judges), judge_model)
     items = read_pairs(Path(pairs)) if isinstance(pairs, (str, os.PathLike)) else _pair_inputs(pairs)
     options = {"model_ref": judge_model} if judge_model else {}
@@ -214,9 +224,64 @@ def _no_store() -> Iterator[None]:
     yield None
 
 
+@contextmanager
+def _regressions_dir(out_dir: Path | None) -> Iterator[Path]:
+    """Where the combined suite of incident regression items goes: `out`, as the CLI's --out; with no
+    `out`, a temporary folder, so that a gate writes nothing outside its store and `out`."""
+    if out_dir is not None:
+        yield out_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="tunesafe-regressions-") as folder:
+        yield Path(folder)
+
+
+_TEXT, _PATH = (str,), (str, os.PathLike)
+_OPTIONAL_TEXT, _OPTIONAL_PATH = (str, type(None)), (str, os.PathLike, type(None))
+# argument -> (accepted types, what to pass); the arguments not named here are checked where they are used
+_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    **dict.fromkeys(("model", "judge_model", "attacker", "ray_address", "name", "resume", "base_name",
+                     "candidate_name", "escalate_judge", "model_name"), (_OPTIONAL_TEXT, "a string or None")),
+    **dict.fromkeys(("base", "candidate", "suite", "attacks", "executor", "format"), (_TEXT, "a string")),
+    **dict.fromkeys(("seed", "concurrency", "max_new_tokens", "workers"), ((int,), "an integer")),
+    "limit": ((int, type(None)), "an integer or None"),
+    **dict.fromkeys(("temperature", "max_pause"), ((int, float), "a number")),
+    **dict.fromkeys(("use_cache", "progress", "attest_weights", "record"), ((bool,), "True or False")),
+    "store": ((*_OPTIONAL_PATH, Store), "a SQLAlchemy URL, a SQLite file path, an open Store or None"),
+    **dict.fromkeys(("out", "fix"), (_OPTIONAL_PATH, "a folder path or None")),
+    "path": (_PATH, "a file or folder path"),
+    "columns": ((Mapping, type(None)), "a mapping of roles to column names, or None"),
+    "pairs": ((str, os.PathLike, Iterable), "a JSONL path or an iterable of pairs"),
+}
+
+
+def _check_arguments(arguments: Mapping[str, Any]) -> None:
+    """A wrong type is one UserError naming the argument, before any work, not a TypeError from deep in
+    the engine (or, worse, after a model has run)."""
+    for argument, value in arguments.items():
+        if argument == "judges":
+            _names(value)
+        elif argument in _KINDS:
+            kinds, what = _KINDS[argument]
+            # bool is an int to isinstance: seed=True is a slip, not a seed
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise UserError(f"{argument} must be {what}, not {type(value).__name__} {value!r}",
+                                where=argument, fix=f"pass {argument}= as {what}")
+
+
 def _names(judges: str | Sequence[str]) -> tuple[str, ...]:
-    """judges="refusal" means one judge, not seven one-letter ones."""
-    return (judges,) if isinstance(judges, str) else tuple(judges)
+    """judges="refusal" means one judge, not seven one-letter ones. Each must be a registered judge."""
+    from tunesafe import judges as builtins  # noqa: F401  (registers the built-ins)
+    from tunesafe.judges.base import registry
+
+    names = (judges,) if isinstance(judges, str) else judges
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"judges must be a judge name or a list of them, not {judges!r}", where="judges",
+                        fix='pass judges="default" or judges=["default", "refusal"]')
+    unknown = [n for n in names if n not in registry]
+    if unknown or not names:
+        raise UserError(f"unknown judge {', '.join(map(repr, unknown))}" if unknown else "no judge given",
+                        where="judges", fix=f"use one or more of: {', '.join(registry.names())}")
+    return tuple(names)
 
 
 def _policy(policy: PathLike | Policy | None) -> Policy:
@@ -224,6 +289,9 @@ def _policy(policy: PathLike | Policy | None) -> Policy:
 
     if isinstance(policy, Policy):
         return policy
+    if not isinstance(policy, (str, os.PathLike, type(None))):
+        raise UserError(f"policy must be a YAML path, a Policy or None, not {type(policy).__name__}",
+                        where="policy", fix="pass policy= as a path to a policy file (tunesafe policy init)")
     return default_policy() if policy is None else load_policy(Path(policy))
 
 
