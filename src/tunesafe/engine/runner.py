@@ -51,7 +51,7 @@ __all__ = ["EvalConfig", "RunReport", "config_hash", "evaluate", "find_reusable_
 class RunReport:
     run_id: str
     status: str
-    summary: Summary | None
+    summary: Summary  # evaluate returns complete runs only
     stats: Mapping[str, Any] = field(default_factory=dict)  # this session: wall time, attempts/s, tokens/s
     record_id: int | None = None
 
