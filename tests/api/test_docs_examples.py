@@ -37,11 +37,12 @@ ALL_BLOCKS = [pytest.param(block, id=f"{page.name}-{i}")
               for page in sorted(DOCS.glob("*.md")) for i, block in enumerate(python_blocks(page))]
 
 
-def chat_file(path: Path, n: int = 12) -> None:
+def chat_file(path: Path, n: int = 12) -> list[dict[str, Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
                           {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]} for i in range(n)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return rows
 
 
 @pytest.mark.parametrize("block", ALL_BLOCKS)
@@ -56,6 +57,7 @@ def test_every_python_block_compiles_and_imports_what_exists(block: str) -> None
             assert hasattr(tunesafe, node.attr), f"tunesafe.{node.attr}"
 
 
+@pytest.mark.slow  # with the next two, about 30 s
 def test_python_api_page_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     notebook, pipeline, trying = python_blocks(DOCS / "python-api.md")[:3]
     monkeypatch.chdir(tmp_path)
@@ -86,6 +88,7 @@ def test_python_api_page_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mon
     assert namespace["outcome"].decision.verdict == "fail"
 
 
+@pytest.mark.slow
 def test_custom_screener_example_runs(tmp_path: Path) -> None:
     """docs/screening.md: the screener registered as written finds what it is for (in its own process:
     the registration is global)."""
@@ -100,6 +103,38 @@ def test_custom_screener_example_runs(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "style.shouting" in out.stdout
+
+
+@pytest.mark.slow
+def test_training_callback_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/training.md's SFTTrainer example, on a tiny random Llama (tunesafe.testing) as the base; its
+    trainer's model, config, dataset and tokenizer are the script's own, given here."""
+    trl = pytest.importorskip("trl", reason="the example needs tunesafe[train]")
+    import transformers
+    from datasets import Dataset
+
+    from tunesafe.testing.random_llama import save_random_llama
+
+    monkeypatch.chdir(tmp_path)
+    save_random_llama(tmp_path / "base")
+    rows = chat_file(tmp_path / "train.jsonl")
+    (tmp_path / "tunesafe-policy.yaml").write_text("version: 1\ntraining:\n  min_examples: 10\n",
+                                                   encoding="utf-8")
+    example = python_blocks(DOCS / "training.md")[0]
+    assert "hf:/models/qwen-0.5b" in example
+    namespace: dict[str, Any] = {
+        "SFTTrainer": trl.SFTTrainer,
+        "model": transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "base"),
+        "tokenizer": transformers.AutoTokenizer.from_pretrained(tmp_path / "base"),
+        "dataset": Dataset.from_list(rows),
+        "config": trl.SFTConfig(output_dir="checkpoints", max_steps=2, per_device_train_batch_size=4,
+                                report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
+                                bf16=False)}
+    exec(compile(example.replace("hf:/models/qwen-0.5b", f"hf:{tmp_path / 'base'}"), "training.md", "exec"),
+         namespace)
+    safety = namespace["safety"]
+    assert safety.record is not None and safety.record["status"] == "completed"
+    assert (tmp_path / ".tunesafe" / "tunesafe.db").is_file() and (tmp_path / "out" / "adapter").is_dir()
 
 
 def test_documented_return_types_are_the_annotations() -> None:
