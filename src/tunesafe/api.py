@@ -274,7 +274,7 @@ def _names(judges: str | Sequence[str]) -> tuple[str, ...]:
     from tunesafe.judges.base import registry
 
     names = (judges,) if isinstance(judges, str) else judges
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+    if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
         raise UserError(f"judges must be a judge name or a list of them, not {judges!r}", where="judges",
                         fix='pass judges="default" or judges=["default", "refusal"]')
     unknown = [n for n in names if n not in registry]
