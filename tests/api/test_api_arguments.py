@@ -137,8 +137,6 @@ def test_two_gates_in_one_process_reuse_runs_not_decisions(models: SmokePair, tm
     assert other_judge.body["candidate"]["run_id"] != strict.body["candidate"]["run_id"]
 
 
-@pytest.mark.xfail(strict=True, reason="models/hf.py keeps one engine per weights path for the process: "
-                   "weights rewritten in place are not reloaded (key the engine on the files' stat too)")
 def test_weights_rewritten_in_place_are_evaluated_afresh(tmp_path: Path) -> None:
     """A notebook that trains again into the same folder and evaluates again: the second run must answer
     with the new weights, as a fresh process does, not with the ones loaded by the first call."""

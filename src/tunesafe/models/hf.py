@@ -364,17 +364,35 @@ def _attach_adapter(model: Any, adapter: Path) -> Any:
     return peft_model
 
 
-_ENGINES: dict[tuple[str, str | None, str, str, bool], HFEngine] = {}
+_ENGINES: dict[tuple[str, str | None, str, str, bool], tuple[tuple[object, ...], HFEngine]] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
+def _files_signature(*paths: Path | None) -> tuple[object, ...]:
+    """Name, size and mtime of each file: weights rewritten in place (a notebook training again into the
+    same folder) must be loaded again, not served from the engine of the earlier files."""
+    out: list[object] = []
+    for path in paths:
+        if path is None:
+            continue
+        files = sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else [path]
+        for f in files:
+            st = f.stat()
+            out.append((str(f), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def _engine(weights: Path, adapter: Path | None, dtype: str, device: str, trust: bool) -> HFEngine:
-    # One engine per weights+adapter per process: loading twice would double memory for nothing.
+    # One engine per weights+adapter per process: loading twice would double memory for nothing. An
+    # engine whose files changed since it loaded them is replaced, not kept beside the new one.
     key = (str(weights.resolve()), str(adapter.resolve()) if adapter else None, dtype, device, trust)
+    signature = _files_signature(weights, adapter)
     with _ENGINES_LOCK:
-        if key not in _ENGINES:
-            _ENGINES[key] = HFEngine(weights, adapter, dtype=dtype, device=device, trust_remote_code=trust)
-        return _ENGINES[key]
+        cached = _ENGINES.get(key)
+        if cached is None or cached[0] != signature:
+            _ENGINES[key] = (signature, HFEngine(weights, adapter, dtype=dtype, device=device,
+                                                 trust_remote_code=trust))
+        return _ENGINES[key][1]
 
 
 class HFChatModel:
