@@ -81,8 +81,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     url = f"sqlite:///{db}"
     invoke("--db", url, "models", "add", "base", "--ref", f"hf:{base}")
     invoke("--db", url, "scan-data", str(data), "--model-name", "ft")
+    # the random tiny model's probe answers move by chance; its records are what these tests need, so a
+    # probe rise is a warning here rather than a stop
+    policy = root / "training-policy.yaml"
+    policy.write_text("training:\n  actions: {probe_asr: warn}\n", encoding="utf-8")
     invoke("--db", url, "train-lora", str(data), "--base", f"hf:{base}", "--out", str(root / "adapter"),
-           "--epochs", "1", "--lr", "1e-2", "--probe-every", "100", "--model-name", "ft")
+           "--epochs", "1", "--lr", "1e-2", "--probe-every", "100", "--model-name", "ft",
+           "--policy", str(policy))
     invoke("--db", url, "models", "add", "ft", "--ref", f"hf:{base}+{root / 'adapter'}", "--base", "base",
            "--dataset", str(data))
     return SimpleNamespace(db=db, root=root, data=data, adapter=root / "adapter", base=base)
