@@ -103,9 +103,19 @@ def score(rows: list[dict[str, str]], predicted: list[bool | None]) -> dict[str,
     return {"overall": block(pairs), "by_file": {f: block(p) for f, p in sorted(by_file.items())}}
 
 
+def make_judge(name: str, opts: dict[str, Any]) -> Any:
+    """A registered judge, or `llm-hidden`, measured here but not shipped (benchmarks/llm_hidden.py)."""
+    if name == "llm-hidden":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from llm_hidden import LlmHiddenJudge
+
+        return LlmHiddenJudge()
+    return get_judge(name, **opts)
+
+
 def run_judge(name: str, rows: list[dict[str, str]], opts: dict[str, Any]) -> dict[str, Any]:
     items = [JudgeInput(request=r["prompt"], response=r["completion"], id=r["id"]) for r in rows]
-    judge = get_judge(name, **opts)
+    judge = make_judge(name, opts)
     judge_sync(judge, items[:8])  # load models before timing
     start, cpu_start = time.perf_counter(), time.process_time()
     verdicts = judge_sync(judge, items)

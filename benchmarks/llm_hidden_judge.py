@@ -38,8 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from llm_hidden import POOLS, ConversationReader  # noqa: E402
+
 from tunesafe.judges import training_data, training_styles  # noqa: E402
-from tunesafe.judges.llm_hidden import POOLS, ConversationReader  # noqa: E402
 from tunesafe.judges.train_implicit import platt  # noqa: E402
 from tunesafe.logistic import fit  # noqa: E402
 

@@ -1,8 +1,8 @@
 """The local judges (no API): `refusal` (patterns only, microseconds per item), `default` (patterns,
 then the embedding classifier for the pairs the patterns cannot decide), `classifier` (the classifier on
-every pair, plus off-topic detection), `harm` (`default` with a harm score), `implicit` (implicit.py:
+every pair, plus off-topic detection), `harm` (`default` with a harm score) and `implicit` (implicit.py:
 also reads refusals without refusal keywords, with a calibrated confidence; not the default, see
-docs/decisions.md) and `llm-hidden` (llm_hidden.py: a small chat model reads the pair; opt-in, costly).
+docs/decisions.md).
 
 All decide refusal and degeneracy; their harm decision is by compliance (see
 base.harmful_by_compliance): without an LLM judge, "harmful" means "complied with a harmful request"."""
@@ -169,11 +169,3 @@ def _harm_factory(**_opts: Any) -> HarmJudge:
 @frameworks(JAILBREAK)
 def _implicit_factory(**_opts: Any) -> implicit.ImplicitJudge:
     return implicit.ImplicitJudge()
-
-
-@registry.register("llm-hidden")
-@frameworks(JAILBREAK)
-def _llm_hidden_factory(**_opts: Any) -> Any:
-    from tunesafe.judges import llm_hidden  # torch and transformers load only when this judge is asked for
-
-    return llm_hidden.LlmHiddenJudge()

@@ -1,12 +1,13 @@
-"""The refusal judge that reads the conversation with a small chat model (registered as `llm-hidden`,
-opt-in): SmolLM2-135M-Instruct, the embedded model, reads the request as the user turn and the response
-(first 192 tokens) as the assistant turn through its chat template; the hidden state of the response's
-last token after block 22 of 30 goes into a logistic regression whose probability is Platt-calibrated.
+"""Not shipped (BENCHMARKS.md, "Judges"; docs/decisions.md): a refusal judge that reads the conversation
+with a small chat model, `--judge llm-hidden` in benchmarks/judges.py. SmolLM2-135M-Instruct, the
+embedded model, reads the request as the user turn and the response (first 192 tokens) as the
+assistant turn through its chat template; the hidden state of the response's last token after block 22
+of 30 goes into a logistic regression whose probability is Platt-calibrated.
 
 Trained only on project-written rows (training_data's and training_styles' rows, with requests rebuilt
 from the topic they name, plus benchmarks/data/llm_hidden/train_extra.jsonl); layer, pooling and L2
 were chosen by leave-style-group-out accuracy on those rows, and the Platt calibration is fitted on the
-same out-of-fold decisions. Weights: data/refusal_llm_hidden.json, written by
+same out-of-fold decisions. Weights: data/llm_hidden/refusal_llm_hidden.json, written by
 `python benchmarks/llm_hidden_judge.py --cv-only --write-weights PATH` (figures: BENCHMARKS.md).
 
 Costly: one forward pass of 22 blocks per pair on CPU (~0.3 CPU-seconds for a 100-token answer)."""
@@ -29,7 +30,7 @@ from tunesafe.judges import degenerate
 from tunesafe.judges.base import JudgeInput, content_version, harmful_by_compliance
 from tunesafe.types import Verdict, sha256_hex
 
-WEIGHTS = Path(__file__).parent / "data" / "refusal_llm_hidden.json"
+WEIGHTS = Path(__file__).parent / "data" / "llm_hidden" / "refusal_llm_hidden.json"
 POOLS = ("mean", "last")
 
 
