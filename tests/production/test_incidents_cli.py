@@ -253,3 +253,39 @@ def test_an_incident_on_a_name_not_in_the_inventory_is_warned_about(db: str) -> 
     assert "warning: model 'suport-bot' is not in the inventory" in " ".join(done.stderr.split())
     done = invoke(db, "incidents", "open", "support-bot", "--title", "t", "--severity", "low")
     assert done.exit_code == 0 and "warning" not in done.stderr, done.output
+
+
+def _report_type(db: str, tmp_path: Path, ident: str, now: str) -> str:
+    out = tmp_path / f"report-{ident}.md"
+    done = invoke(db, "incidents", "report", ident, "--out", str(out), "--now", now)
+    assert done.exit_code == 0, done.output
+    line = next(line for line in out.read_text().splitlines() if "Report type:" in line)
+    return line.split("Report type:", 1)[1].strip()
+
+
+@pytest.mark.parametrize(("closed_at", "missed"), [("2026-12-05T00:00:00Z", False),
+                                                   ("2026-12-20T00:00:00Z", True)])
+def test_a_report_draft_closed_without_a_report_never_says_complete(db: str, tmp_path: Path, closed_at: str,
+                                                                     missed: bool) -> None:
+    # general kind: due 15 days after awareness, 2026-12-16T09:30:00Z
+    opened = ok(db, "incidents", "open", "support-bot", "--title", "t", "--severity", "high", "--aware-at",
+                AWARE, "--now", NOW)
+    ok(db, "incidents", "close", str(opened["id"]), "--resolution", "adapter withdrawn", "--now", closed_at)
+    kind = _report_type(db, tmp_path, str(opened["id"]), "2026-12-30T00:00:00Z")
+    assert "complete" not in kind.replace("incomplete", "")
+    assert "NOT FILED" in kind and "closed without a report" in kind
+    assert ("OVERDUE" in kind) is missed
+
+
+@pytest.mark.parametrize(("reported_at", "late"), [("2026-12-10T00:00:00Z", False),
+                                                   ("2026-12-18T00:00:00Z", True)])
+def test_a_reported_and_closed_incident_has_a_complete_report_draft(db: str, tmp_path: Path, reported_at: str,
+                                                                    late: bool) -> None:
+    opened = ok(db, "incidents", "open", "support-bot", "--title", "t", "--severity", "high", "--aware-at",
+                AWARE, "--now", NOW)
+    ok(db, "incidents", "update", str(opened["id"]), "--reported-at", reported_at, "--now", reported_at)
+    ok(db, "incidents", "close", str(opened["id"]), "--resolution", "adapter withdrawn",
+       "--now", "2026-12-20T00:00:00Z")
+    kind = _report_type(db, tmp_path, str(opened["id"]), "2026-12-30T00:00:00Z")
+    assert kind.startswith("complete")
+    assert ("after the deadline" in kind) is late
