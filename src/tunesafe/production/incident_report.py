@@ -85,6 +85,18 @@ def _system(store: Store, incident: Incident) -> dict[str, str]:
             "owner": model.owner or TO_FILL}
 
 
+def report_type(incident: Incident, now: datetime) -> str:
+    """What the draft is: closing an incident files nothing, so a closed incident without --reported-at
+    has no report at all, and saying "complete" would hide a missed Art. 73 obligation."""
+    missed = incident.missed(now)
+    if incident.reported_at is None and incident.status == "closed":
+        return "NOT FILED (closed without a report" + (", OVERDUE: the deadline passed first)" if missed
+                                                       else " before the deadline)")
+    if incident.status == "closed":
+        return "complete" + (" (reported after the deadline)" if missed else "")
+    return "initial (Art. 73(5): may be incomplete)"
+
+
 def report_context(store: Store, incident: Incident, now: datetime) -> dict[str, Any]:
     details: Mapping[str, Any] = incident.details
     fields = {key: {"label": label, "value": _fill(details.get(key))} for key, label in REPORT_FIELDS.items()}
@@ -97,8 +109,7 @@ def report_context(store: Store, incident: Incident, now: datetime) -> dict[str,
     linked = [store.get(i) for i in incident.links]
     return {
         "incident": incident, "fields": fields, "system": _system(store, incident), "to_fill": TO_FILL,
-        "report_type": "complete" if incident.status == "closed"
-        else "initial (Art. 73(5): may be incomplete)",
+        "report_type": report_type(incident, now),
         "now": iso(now), "aware_at": iso(incident.aware_at), "opened_at": iso(incident.opened_at),
         "deadlines": [d.as_dict() for d in incident.deadlines],
         "clock": incident.clock(now),
