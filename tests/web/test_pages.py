@@ -527,3 +527,48 @@ def test_gate_page_error_row_counts_the_whole_runs(tmp_path: Any, filled: Any) -
         client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
         shown = _get(client, f"/gates/{rec.id}")
     assert '<td>error rate (whole runs)</td><td class="num">40 / 20</td>' in shown
+
+
+def test_an_incident_closed_late_without_a_report_is_highlighted(tmp_path: Any) -> None:
+    """Closing stops the clock but not the fact that the deadline ran out: the list, the incident page and
+    the model page mark it as they mark a running overdue clock; one closed (or reported) in time is not."""
+    from datetime import datetime, timezone
+
+    from tunesafe.production import incidents
+    from tunesafe.production.inventory import ModelSpec, add_model
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    aware = datetime(2026, 1, 1, tzinfo=timezone.utc)  # general kind: due 2026-01-16
+    with Store.open(str(tmp_path / "store.db")) as store:
+        add_model(store, ModelSpec(name="bot", ref="openai:bot@http://127.0.0.1:9/v1"))
+
+        def opened(title: str) -> int:
+            return incidents.open_incident(store, model="bot", title=title, severity="high",
+                                           source="user_report", aware_at=aware, now=aware).id
+
+        def day(month: int, number: int) -> datetime:
+            return datetime(2026, month, number, tzinfo=timezone.utc)
+
+        late, in_time, reported = opened("closed late"), opened("closed in time"), opened("reported late")
+        incidents.close_incident(store, late, resolution="withdrawn", now=day(2, 1))
+        incidents.close_incident(store, in_time, resolution="withdrawn", now=day(1, 5))
+        incidents.update_incident(store, reported, reported_at=day(1, 20), now=day(1, 20))
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
+        listed, model_page = _get(client, "/incidents"), _get(client, "/models/bot")
+        pages = {i: _get(client, f"/incidents/{i}") for i in (late, in_time, reported)}
+        api = {i["id"]: i for i in client.get("/api/v1/incidents").json()}
+
+    def clock_cell(page: str, ident: int) -> str:
+        row = next(r for r in page.split("<tr>") if f'href="/incidents/{ident}"' in r)
+        return row.split("</td>")[-2]
+
+    for page in (listed, model_page):
+        assert 'class="bad"' in clock_cell(page, late) and "OVERDUE" in clock_cell(page, late)
+        assert 'class="bad"' in clock_cell(page, reported)
+        assert 'class="bad"' not in clock_cell(page, in_time)
+    assert 'class="card bad" id="clock"' in pages[late] and 'class="card bad" id="clock"' in pages[reported]
+    assert 'class="card bad" id="clock"' not in pages[in_time]
+    assert "after the deadline" in clock_cell(listed, reported)
+    assert (api[late]["missed"], api[in_time]["missed"], api[reported]["missed"]) == (True, False, True)
+    assert not api[late]["overdue"]  # the clock no longer runs: `incidents due` does not list it
