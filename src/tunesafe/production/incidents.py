@@ -100,7 +100,9 @@ class Incident:
     def clock(self, now: datetime) -> str:
         """The clock for people: time left, OVERDUE by how much, or why it stopped."""
         if self.reported_at is not None:
-            return f"stopped: reported {iso(self.reported_at)}"
+            late = (self.reported_at - self.deadline.due_at).total_seconds()
+            return f"stopped: reported {iso(self.reported_at)}" + (
+                f", {span(late)} after the deadline" if late > 0 else "")
         left = self.time_left(now)
         if left is None:
             if self.closed_at is None:
@@ -130,6 +132,7 @@ class Incident:
             left = self.time_left(now)
             out["now"] = iso(now)
             out["overdue"] = self.overdue(now)
+            out["missed"] = self.missed(now)
             out["seconds_left"] = None if left is None else int(left.total_seconds())
             out["clock"] = self.clock(now)
         return out

@@ -193,7 +193,8 @@ class Incident(BaseModel):
     deadlines: list[Body]
     clock_stopped: bool
     clock: str
-    overdue: bool
+    overdue: bool  # the clock runs and the deadline is past
+    missed: bool  # the deadline passed before a report: running, reported late, or closed unreported after it
     seconds_left: int | None
     notes: list[Body]
     links: list[int]
