@@ -318,6 +318,21 @@ def test_probe_budget_must_be_a_share() -> None:
         SafetyCallback(probe_budget=0)
 
 
+@pytest.mark.parametrize(("kwargs", "argument"), [
+    ({"judge": "nojudge"}, "judge"), ({"judge": 3}, "judge"), ({"probe_budget": "0.1"}, "probe_budget"),
+    ({"probe_budget": float("nan")}, "probe_budget"), ({"probe_every": True}, "probe_every"),
+    ({"max_new_tokens": 0}, "max_new_tokens"), ({"max_batch": 0}, "max_batch"),
+    ({"probe_set": "no-such-suite"}, "probe_set"), ({"probe_set": 3}, "probe_set"),
+])
+def test_bad_arguments_fail_at_construction_naming_it(kwargs: dict[str, Any], argument: str) -> None:
+    """Before any model is loaded or trained: a typo'd judge used to pass here and fail at train()."""
+    with pytest.raises(UserError) as caught:
+        SafetyCallback(**kwargs)
+    assert caught.value.where == f"SafetyCallback({argument}=)"
+    if argument == "judge":
+        assert "default" in str(caught.value) and "refusal" in str(caught.value)  # the known judges
+
+
 def test_auto_interval_keeps_probe_time_to_the_budget() -> None:
     # a 20 s probe with a 10% budget is due after 200 s of training, not before
     assert not probe_due(199.0, 0.0, 20.0, 0.1)
