@@ -71,6 +71,51 @@ DEFAULT_PROBE_BUDGET = 0.10
 LATCHED = ("max_epochs", "max_steps", "max_learning_rate")
 
 
+def _bad(argument: str, message: str, fix: str) -> UserError:
+    return UserError(message, where=f"SafetyCallback({argument}=)", fix=fix)
+
+
+def _check_arguments(*, probe_every: Any, probe_budget: Any, judge: Any, max_new_tokens: Any,
+                     max_batch: Any) -> None:
+    """What can be checked without a model: a notebook learns of a typo before train() loads anything,
+    not after (an unknown judge name used to fail only as training began)."""
+    if probe_every != "auto" and probe_every is not None and (
+            not isinstance(probe_every, int) or isinstance(probe_every, bool) or probe_every < 1):
+        raise _bad("probe_every", f"probe_every must be 'auto', None or at least 1, got {probe_every!r}",
+                   "pass \"auto\", a number of steps, or None to probe only before training and at saves")
+    # `not 0 < x <= 1` is also true for NaN
+    if not isinstance(probe_budget, (int, float)) or isinstance(probe_budget, bool) \
+            or not 0 < probe_budget <= 1:
+        raise _bad("probe_budget", f"probe_budget must be in (0, 1], got {probe_budget!r}",
+                   "pass a share of the training time, e.g. 0.1")
+    for name, value in (("max_new_tokens", max_new_tokens), ("max_batch", max_batch)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise _bad(name, f"{name} must be a whole number of at least 1, got {value!r}",
+                       f"pass {name}= as a positive int")
+    from tunesafe import judges as _builtins  # noqa: F401  (registers the built-in judges)
+    from tunesafe.judges.base import registry
+
+    known = f"use one of: {', '.join(registry.names())} (or pass a Judge)"
+    if isinstance(judge, str) and judge not in registry:
+        raise _bad("judge", f"unknown judge {judge!r}", known)
+    if not isinstance(judge, str) and not callable(getattr(judge, "judge", None)):
+        raise _bad("judge", f"judge must be a judge name or a Judge, not {type(judge).__name__} {judge!r}",
+                   known)
+
+
+def _probe_set(probe_set: Any) -> ProbeSet:
+    if isinstance(probe_set, ProbeSet):
+        return probe_set
+    if probe_set is not None and not isinstance(probe_set, str):
+        raise _bad("probe_set", f"probe_set must be a suite name, a suite file or a ProbeSet, not "
+                                f"{type(probe_set).__name__} {probe_set!r}", "pass probe_set=\"default\"")
+    try:
+        return select_probe_set(probe_set or "default")
+    except UserError as exc:  # keeps the suite's own place (a file's line) and fix
+        raise _bad("probe_set", f"{exc.where}: {exc.message}" if exc.where else exc.message,
+                   exc.fix or "pass a built-in suite name or a suite file") from None
+
+
 class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped
     def __init__(self, policy: str | Path | Policy | TrainingPolicy | None = None,
                  probe_every: int | Literal["auto"] | None = "auto", store: str | Path | Store | None = None,
@@ -92,18 +137,13 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         judge and max_new_tokens), used as the step-0 probe instead of probing again; for several runs
         from one base model."""
         self.policy, self.policy_hash = _training_policy(policy)
-        if probe_every != "auto" and probe_every is not None and (not isinstance(probe_every, int)
-                                                                  or probe_every < 1):
-            raise UserError(f"probe_every must be 'auto', None or at least 1, got {probe_every!r}",
-                            where="SafetyCallback", fix="pass \"auto\", a number of steps, or None to probe "
-                                                        "only before training and at saves")
-        if not 0 < probe_budget <= 1:
-            raise UserError(f"probe_budget must be in (0, 1], got {probe_budget}", where="SafetyCallback",
-                            fix="pass a share of the training time, e.g. 0.1")
+        _check_arguments(probe_every=probe_every, probe_budget=probe_budget, judge=judge,
+                         max_new_tokens=max_new_tokens, max_batch=max_batch)
         self.probe_every = probe_every
         self.probe_budget = probe_budget
         self._store_arg = store
-        self._probe_set_arg = probe_set
+        # resolved now: a typo'd suite name fails here, before the Trainer loads or trains anything
+        self._probe_set_arg = _probe_set(probe_set)
         self._judge_arg = judge
         self.max_new_tokens = max_new_tokens
         self.max_batch = max_batch
@@ -313,8 +353,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
             self._judge = get_judge(self._judge_arg)
         warm_judge(self._judge)
         self._judge_load_seconds = time.perf_counter() - loading
-        self._probe_set = self._probe_set_arg if isinstance(self._probe_set_arg, ProbeSet) \
-            else select_probe_set(self._probe_set_arg or "default")
+        self._probe_set = self._probe_set_arg
         self._check_probe_set()
         # Distributed runs: every rank probes its copy of the model (FSDP / ZeRO-3 need all of them in
         # generate, and identical greedy answers give every rank the same stop decision); one writes.
