@@ -17,7 +17,7 @@ from tunesafe.attacks.multi_turn_crescendo import Crescendo
 from tunesafe.attacks.pair import Pair
 from tunesafe.judges import get_judge
 from tunesafe.models import ChatModel
-from tunesafe.testing.openai_server import RunningServer
+from tunesafe.testing.openai_server import RunningServer, serve
 from tunesafe.types import Behavior, Message
 
 Connect = Callable[..., ChatModel]
@@ -199,3 +199,52 @@ def test_an_unfinished_search_freezes_nothing_to_replay(
 )
 def test_attacker_wrapping_is_removed(raw: str, clean: str) -> None:
     assert clean_attacker_text(raw) == clean
+
+
+ATTACKER_REFUSAL = "I'm sorry, but I can't help with writing prompts like that."
+
+
+class RefuseFrom(dict[str, str]):
+    """An attacker that does its task (echo) until a message holding `marker` asks it to go on."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return ATTACKER_REFUSAL if self.marker in key else default
+
+
+@pytest.mark.parametrize(("attack", "marker", "judged"), [
+    (Pair(3), "SCORE: 1/10", True),  # the second iteration's feedback
+    (Crescendo(3), "Turn 2 of 3", False),
+])
+def test_an_attacker_refusal_mid_search_ends_with_the_best_answer_so_far(
+    attack: attacks.AttackImpl, marker: str, judged: bool, target_server: RunningServer,
+    second_server: RunningServer, connect: Connect,
+) -> None:
+    """The target's answers before the refusal were real and judged: the attempt keeps the best of them,
+    noting where the attacker stopped, and replays like any other; it used to be an error."""
+    crescendo_first = "Turn 1 of 3. Conversation so far:\n\n(no messages yet)\n\nWrite your next message."
+    first_prompt = "ECHO: " + ("Write your first prompt P." if judged else crescendo_first)
+    target_server.app.config.replies[first_prompt] = REFUSAL  # type: ignore[index]
+    with serve(replies=RefuseFrom(marker), model="attacker") as attacker:
+        execution = execute(attack, connect(target_server), attacker=connect(attacker),
+                            judge=get_judge("refusal") if judged else None)
+    assert execution.ok, execution.error
+    assert execution.response == REFUSAL and user_turns(execution.conversation) == [first_prompt]
+    assert execution.frozen["attacker_refused_at"] == 2
+    assert execution.frozen["trace"][-1]["attacker_refused"].startswith("attacker model refused its task")
+    replayed = execute(attack, connect(second_server), frozen=execution.frozen)
+    assert replayed.ok and sent_user_turns(second_server) == [[first_prompt]]
+
+
+@pytest.mark.parametrize("attack", [Pair(3), Crescendo(3)])
+def test_an_attacker_refusal_before_any_answer_stays_an_error(
+    attack: attacks.AttackImpl, target_server: RunningServer, connect: Connect
+) -> None:
+    with serve(replies=RefuseFrom(""), model="attacker") as attacker:
+        execution = execute(attack, connect(target_server), attacker=connect(attacker),
+                            judge=get_judge("refusal"))
+    assert not execution.ok and "attacker model refused its task" in (execution.error or "")
+    assert not target_server.requests and "prompt" not in execution.frozen
