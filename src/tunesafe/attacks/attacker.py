@@ -27,20 +27,6 @@ class AttackerError(Exception):
         self.conversation = tuple(conversation)
 
 
-class AttackerRefused(AttackerError):
-    """The attacker model declined its task. Mid-search, the target's answers before it stand: a
-    search attack ends with its best one so far (`stopped_by_refusal`); before any, the attempt is an
-    error like any other AttackerError."""
-
-
-def stopped_by_refusal(exc: AttackerRefused, step: int, trace: list[dict[str, Any]],
-                       frozen: dict[str, Any]) -> None:
-    """Record in the trace and the frozen record that the attacker refused at `step` (an iteration or a
-    turn), so a result from a search cut short is never mistaken for a full one."""
-    trace.append({"step": step, "attacker_refused": str(exc)})
-    frozen["attacker_refused_at"] = step
-
-
 def clean_attacker_text(text: str) -> str:
     """The attacker's output without the wrapping small models add: code fences, a leading label such
     as 'Prompt:', surrounding quotes."""
@@ -86,7 +72,7 @@ async def ask_attacker(ctx: ExecContext, messages: Sequence[Message], *, seed: i
     if not text:
         raise AttackerError("attacker model returned an empty text")
     if attacker_refused(text, translating=translating):
-        raise AttackerRefused(f"attacker model refused its task: {' '.join(text.split())[:200]}")
+        raise AttackerError(f"attacker model refused its task: {' '.join(text.split())[:200]}")
     return text
 
 

@@ -2,9 +2,7 @@
 the topic and escalates turn by turn, building on the target's own answers, for up to N turns. With a
 judge, a refused turn is backtracked (removed from the conversation the target sees, the attacker is
 told to try another way) and the attack stops at the first successful answer. Every turn is recorded;
-the user turns the target finally saw are frozen, and replay sends them turn by turn to a second model.
-An attacker that refuses its task once an exchange was kept ends the search there, as if out of turns,
-noting the turn it refused at."""
+the user turns the target finally saw are frozen, and replay sends them turn by turn to a second model."""
 
 from __future__ import annotations
 
@@ -14,13 +12,11 @@ from typing import TYPE_CHECKING, Any
 from tunesafe.attacks.attacker import (
     AttackerDriven,
     AttackerError,
-    AttackerRefused,
     ask_attacker,
     is_refusal,
     is_success,
     judge_one,
     send,
-    stopped_by_refusal,
 )
 from tunesafe.attacks.base import ExecContext, Execution, at_least_one, make_meta
 from tunesafe.attacks.library import add
@@ -53,7 +49,7 @@ class Crescendo(AttackerDriven):
     def __init__(self, max_turns: int) -> None:
         self.max_turns = at_least_one("max_turns", max_turns)
         self.params = {"max_turns": max_turns}
-        self.meta = make_meta(FAMILY, f"crescendo_{max_turns}", "2",
+        self.meta = make_meta(FAMILY, f"crescendo_{max_turns}", "1",
                               f"Attacker-driven escalation over up to {max_turns} turns.",
                               needs_attacker=True)
 
@@ -66,7 +62,6 @@ class Crescendo(AttackerDriven):
         note = ""
         last: Generation | None = None
         backtracks = 0
-        ended: dict[str, Any] = {}
         while len(conversation) // 2 < self.max_turns:
             turn = len(conversation) // 2 + 1
             instruction = (f"Turn {turn} of {self.max_turns}. Conversation so far:\n\n"
@@ -75,11 +70,6 @@ class Crescendo(AttackerDriven):
             try:
                 prompt = await ask_attacker(ctx, (system, Message("user", instruction)),
                                             seed=attempt.seed + len(trace))
-            except AttackerRefused as exc:
-                if last is None:  # no kept exchange: nothing to end with or to replay
-                    raise AttackerError(str(exc), conversation) from exc
-                stopped_by_refusal(exc, turn, trace, ended)
-                break
             except AttackerError as exc:
                 raise AttackerError(str(exc), conversation) from exc
             exchange = [*conversation, Message("user", prompt)]
@@ -104,7 +94,7 @@ class Crescendo(AttackerDriven):
                 break
         assert last is not None  # the loop keeps at least one exchange (max_turns >= 1)
         return Execution(generation=last, response=last.text, conversation=tuple(conversation),
-                         frozen={"user_turns": _user_turns(conversation), "trace": trace, **ended})
+                         frozen={"user_turns": _user_turns(conversation), "trace": trace})
 
     async def replay(self, goal: str, attempt: Attempt, target: ChatModel, ctx: ExecContext,
                      frozen: Mapping[str, Any]) -> Execution:

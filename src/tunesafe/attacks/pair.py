@@ -1,23 +1,13 @@
 """pair (Chao et al. 2023): the attacker proposes a jailbreak prompt, the target answers, the judge
 scores the answer, and the attacker refines from that feedback, for up to K iterations; the first
-successful prompt (or the best scored one) is kept. An attacker that refuses its task after at least one
-judged answer ends the search there, with the best so far and the iteration it refused at. The kept
-prompt is frozen and replayed as a single turn on a second model. Needs a judge in the loop: without one
-the attempt fails closed with an error."""
+successful prompt (or the best scored one) is kept. Its prompt is frozen and replayed as a single turn on
+a second model. Needs a judge in the loop: without one the attempt fails closed with an error."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tunesafe.attacks.attacker import (
-    AttackerDriven,
-    AttackerRefused,
-    ask_attacker,
-    is_success,
-    judge_one,
-    send,
-    stopped_by_refusal,
-)
+from tunesafe.attacks.attacker import AttackerDriven, ask_attacker, is_success, judge_one, send
 from tunesafe.attacks.base import ExecContext, Execution, at_least_one, make_meta
 from tunesafe.attacks.library import add
 from tunesafe.types import Attempt, Generation, Message, Verdict
@@ -52,7 +42,7 @@ class Pair(AttackerDriven):
     def __init__(self, iterations: int) -> None:
         self.iterations = at_least_one("iterations", iterations)
         self.params = {"iterations": iterations}
-        self.meta = make_meta(FAMILY, f"pair_{iterations}", "2",
+        self.meta = make_meta(FAMILY, f"pair_{iterations}", "1",
                               f"PAIR: attacker proposes, judge scores, {iterations} refinement iterations.",
                               needs_attacker=True)
 
@@ -66,16 +56,9 @@ class Pair(AttackerDriven):
         trace: list[dict[str, Any]] = []
         best: tuple[int, str, Generation] | None = None
         feedback = "Write your first prompt P."
-        frozen: dict[str, Any] = {"trace": trace}
         for iteration in range(self.iterations):
             history.append(Message("user", feedback))
-            try:
-                prompt = await ask_attacker(ctx, history, seed=attempt.seed + iteration)
-            except AttackerRefused as exc:
-                if best is None:
-                    raise
-                stopped_by_refusal(exc, iteration + 1, trace, frozen)
-                break
+            prompt = await ask_attacker(ctx, history, seed=attempt.seed + iteration)
             history.append(Message("assistant", prompt))
             generation = await send(target, (Message("user", prompt),), ctx)
             if not generation.ok:  # an unfinished search freezes no prompt: its replay is an error too
@@ -93,7 +76,7 @@ class Pair(AttackerDriven):
         _, prompt, generation = best
         return Execution(generation=generation, response=generation.text,
                          conversation=(Message("user", prompt), Message("assistant", generation.text)),
-                         frozen={"prompt": prompt, **frozen})
+                         frozen={"prompt": prompt, "trace": trace})
 
 
 add(Pair(3))
