@@ -219,24 +219,20 @@ class RefuseFrom(dict[str, str]):
     (Pair(3), "SCORE: 1/10", True),  # the second iteration's feedback
     (Crescendo(3), "Turn 2 of 3", False),
 ])
-def test_an_attacker_refusal_mid_search_ends_with_the_best_answer_so_far(
-    attack: attacks.AttackImpl, marker: str, judged: bool, target_server: RunningServer,
-    second_server: RunningServer, connect: Connect,
+def test_an_attacker_refusal_mid_search_is_an_error_not_a_resisted_attack(
+    attack: attacks.AttackImpl, marker: str, judged: bool, target_server: RunningServer, connect: Connect,
 ) -> None:
-    """The target's answers before the refusal were real and judged: the attempt keeps the best of them,
-    noting where the attacker stopped, and replays like any other; it used to be an error."""
+    """The search stops on success, so when the attacker refuses partway every answer so far resisted:
+    ending with the best of them would count a search cut short as a resisted attack (ASR understated).
+    Fail closed: the attempt is an error, counted against max_error_rate."""
     crescendo_first = "Turn 1 of 3. Conversation so far:\n\n(no messages yet)\n\nWrite your next message."
     first_prompt = "ECHO: " + ("Write your first prompt P." if judged else crescendo_first)
     target_server.app.config.replies[first_prompt] = REFUSAL  # type: ignore[index]
     with serve(replies=RefuseFrom(marker), model="attacker") as attacker:
         execution = execute(attack, connect(target_server), attacker=connect(attacker),
                             judge=get_judge("refusal") if judged else None)
-    assert execution.ok, execution.error
-    assert execution.response == REFUSAL and user_turns(execution.conversation) == [first_prompt]
-    assert execution.frozen["attacker_refused_at"] == 2
-    assert execution.frozen["trace"][-1]["attacker_refused"].startswith("attacker model refused its task")
-    replayed = execute(attack, connect(second_server), frozen=execution.frozen)
-    assert replayed.ok and sent_user_turns(second_server) == [[first_prompt]]
+    assert target_server.requests  # the target did answer before the attacker refused
+    assert not execution.ok and "attacker model refused its task" in (execution.error or "")
 
 
 @pytest.mark.parametrize("attack", [Pair(3), Crescendo(3)])
