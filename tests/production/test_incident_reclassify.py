@@ -125,3 +125,21 @@ def test_reclassifying_through_the_cli(tmp_path: Path) -> None:
     code, out = cli("report", ident, "--out", str(report), "--now", "2026-12-04T00:00:00Z")
     assert code == 0, out
     assert "- death: 10 days from 2026-12-02T09:30:00Z, due 2026-12-12T09:30:00Z" in report.read_text()
+
+
+@pytest.mark.parametrize("naive", ["2026-12-01T09:30:00", "2026-12-01", datetime(2026, 12, 1, 9, 30)])
+def test_a_clock_time_without_an_offset_is_refused_not_read_as_utc(
+    store: Store, naive: str | datetime
+) -> None:
+    # Art. 73 clocks run from awareness: a local time read as UTC puts the deadline 1-2 hours late in the
+    # EU (CET/CEST), the unsafe side, so a time that does not say its offset is refused
+    before = list(store.records())
+    with pytest.raises(UserError, match="offset") as caught:
+        inc.open_incident(store, model="support-bot", title="t", severity="high", source="manual",
+                          aware_at=naive, kind="general", now=_utc(4))
+    assert caught.value.where == "--aware-at" and "+01:00" in (caught.value.fix or "")
+    incident = _open(store)
+    with pytest.raises(UserError, match="offset") as caught:
+        inc.update_incident(store, incident.id, reported_at=naive, now=_utc(4))
+    assert caught.value.where == "--reported-at"
+    assert len(list(store.records())) == len(before) + 1  # only the valid open was stored
