@@ -173,6 +173,7 @@ def test_bad_input_exits_2_and_records_nothing(db: str, tmp_path: Path) -> None:
         ([*opened, "--severity", "urgent"], "--severity"),
         ([*opened, "--severity", "low", "--kind", "fatal"], "--kind"),
         ([*opened, "--severity", "low", "--aware-at", "yesterday"], "--aware-at"),
+        ([*opened, "--severity", "low", "--aware-at", "2026-12-01T09:30:00"], "--aware-at"),  # no offset
         ([*opened, "--severity", "low", "--conversation", str(bad_conv)], f"{bad_conv}:2"),
         ([*opened, "--severity", "low", "--field", "colour=red"], "--field"),
         (["incidents", "show", "7"], "ID"),

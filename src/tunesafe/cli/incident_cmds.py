@@ -117,8 +117,8 @@ def open_command(
     title: str = typer.Option(..., "--title", help="One line: what happened."),
     severity: str = typer.Option(..., "--severity", help=f"One of {', '.join(inc.SEVERITIES)}."),
     kind: list[str] = typer.Option(["general"], "--kind", help=KIND_HELP),
-    aware_at: str = typer.Option(None, "--aware-at", help="When you became aware (ISO 8601, UTC if no "
-                                 "offset; default now). The Art. 73 clock runs from here."),
+    aware_at: str = typer.Option(None, "--aware-at", help="When you became aware (ISO 8601 with its "
+                                 "offset: Z or e.g. +01:00; default now). The Art. 73 clock runs from here."),
     owner: str = typer.Option(None, "--owner", help="Who handles the incident."),
     evidence: list[int] = typer.Option([], "--evidence", help="Evidence record id to link (repeatable)."),
     conversation: list[Path] = CONVERSATION_OPTION,
@@ -129,12 +129,12 @@ def open_command(
 ) -> None:
     """Open an incident (an evidence record) and start its Art. 73 clock."""
     when = _now(now)
-    aware = parse_time(aware_at, "--aware-at") if aware_at else None
     conversations = _read_conversations(conversation)
     details = _fields(field)
     with open_store(db_url(ctx)) as store:
         incident = inc.open_incident(store, model=model, title=title, severity=severity, source=source,
-                                     evidence=evidence, details=details, aware_at=aware, kind=",".join(kind),
+                                     evidence=evidence, details=details, aware_at=aware_at or None,
+                                     kind=",".join(kind),
                                      owner=owner, conversations=conversations, now=when)
         warn_if_not_in_inventory(store, model)
     if as_json:
@@ -185,9 +185,9 @@ def update_command(
     conversation: list[Path] = CONVERSATION_OPTION,
     field: list[str] = FIELD_OPTION,
     reported_at: str = typer.Option(None, "--reported-at", help="When the Art. 73 report was submitted "
-                                    "(ISO 8601); stops the clock and sets status reported."),
+                                    "(ISO 8601 with its offset); stops the clock and sets status reported."),
     aware_at: str = typer.Option(None, "--aware-at", help="With --kind: when the new facts became known "
-                                 "(ISO 8601, UTC if no offset; default now). An added kind's clock runs "
+                                 "(ISO 8601 with its offset; default now). An added kind's clock runs "
                                  "from here."),
     now: str = NOW_OPTION,
     as_json: bool = JSON_OPTION,

@@ -10,7 +10,8 @@ Every incident carries the general clock; each further kind adds its own, and th
 one that counts. A kind learnt later (a death becomes known on day 3) runs from the time it became known;
 the clocks already running keep theirs, so a reclassification never moves the deadline later. The law
 also says "immediately" once a causal link is established: these are outer bounds, never a grace period.
-Times are UTC; a time given without an offset is read as UTC.
+Times are UTC. The times a clock runs from or stops at must say their offset (incidents._aware_time);
+other times given without one are read as UTC.
 """
 
 from __future__ import annotations

@@ -190,11 +190,26 @@ def _check_links(store: Store, links: Iterable[int]) -> list[int]:
 
 
 def _aware_time(value: datetime | str | None, now: datetime, where: str) -> datetime:
+    """A time a legal clock runs from or stops at. One without an offset is refused rather than read as
+    UTC: a local time taken for UTC puts an EU deadline 1-2 hours late, the unsafe side."""
+    if value is not None and not _has_offset(value):
+        raise UserError(f"{value} does not say its UTC offset", where=where,
+                        fix="add it: 2026-12-04T09:30:00Z for UTC, 2026-12-04T10:30:00+01:00 for CET")
     when = now if value is None else parse_time(value, where) if isinstance(value, str) else as_utc(value)
     if when > now:
         raise UserError(f"{iso(when)} is in the future (now {iso(now)})", where=where,
                         fix="give the time it already happened, in UTC (e.g. 2026-12-04T09:30:00Z)")
     return when
+
+
+def _has_offset(value: datetime | str) -> bool:
+    if isinstance(value, datetime):
+        return value.tzinfo is not None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return True  # not a time at all: parse_time names that
+    return parsed.tzinfo is not None
 
 
 def check_conversations(items: Iterable[Mapping[str, Any]],
@@ -323,7 +338,7 @@ def due_incidents(store: Store, *, within: timedelta, now: datetime | None = Non
 
 def open_incident(store: Store, *, model: str, title: str, severity: str, source: str,
                   evidence: Sequence[int] = (), details: Mapping[str, Any] | None = None,
-                  aware_at: datetime | None = None, kind: str = "general", owner: str | None = None,
+                  aware_at: datetime | str | None = None, kind: str = "general", owner: str | None = None,
                   conversations: Sequence[Mapping[str, Any]] = (), actor: str | None = None,
                   now: datetime | None = None) -> Incident:
     """Open an incident on `model` (an INCIDENT record). `kind` selects the Art. 73 clock: general,
