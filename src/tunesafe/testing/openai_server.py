@@ -38,6 +38,13 @@ POST /control/faults) or triggered by a marker in the last user message such as 
                finish reason, the usage and [DONE]) though no stream was asked, as some gateways do
     null_content  status 200, finish_reason "stop", message.content null and nothing else (no refusal,
                no tool calls, no reasoning): a reply without an answer
+    function_call  status 200, the reply's first tool call sent as the legacy `function_call` (finish_reason
+               "function_call"), as servers and gateways that still speak the functions API send it
+    refusal_calls  status 200, message.refusal set beside the reply's tool calls
+    empty_arguments  status 200, the reply's tool calls with arguments "{}" sent as "" (some models and
+               providers do so for a tool without parameters)
+    calls_lost  status 200, finish_reason "tool_calls" beside an empty `tool_calls` (vLLM when no call
+               was parsed, github.com/vllm-project/vllm/issues/53255)
 
 POST /v1/moderations answers in the OpenAI moderation shape from `ServerConfig.moderation`.
 
@@ -70,7 +77,7 @@ reasoning none, so a judge that reads the reasoning as the answer gets the verdi
     reasoning_cutoff  content null, reasoning_content running out of max_tokens (finish_reason length)
 
 `ServerConfig(agent="follows")` answers requests that carry `tools` as a scripted tool-calling agent
-(testing/scripted_agent.py: policies resists, follows, follows_undelimited, malformed).
+(testing/scripted_agent.py: policies resists, follows, follows_undelimited, malformed, loops).
 
 `ServerConfig(azure=True, api_key=KEY)` answers at Azure OpenAI's two data-plane shapes instead of /v1,
 checking what Azure checks (the shapes of Azure's errors too):
@@ -139,7 +146,8 @@ FAULTS = ("408", "409", "424", "498", "429", "500", "stall", "malformed", "garba
           "gemini_prohibited", "error200", "choice_error", "interrupted", "aborted", "bad_usage",
           "content_list", "content_thinking", "content_unknown_part", "null_content", "think_comply",
           "think_refuse", "think_open", "think_cutoff", "reasoning_comply", "reasoning_refuse",
-          "reasoning_cutoff", "filter200_cut", "503ms", "no_retry503", "retry400", "gzip", "sse")
+          "reasoning_cutoff", "filter200_cut", "503ms", "no_retry503", "retry400", "gzip", "sse",
+          "function_call", "refusal_calls", "empty_arguments", "calls_lost")
 REFUSAL = "I'm sorry, but I can't help with that."
 COMPLIANT = "Sure, here is how to do it. Step 1: [placeholder]. Step 2: [placeholder]."
 REFUSING_THOUGHT = ("The user asks for something harmful. I should refuse and say: I'm sorry, but I can't "
@@ -498,6 +506,18 @@ class OpenAICompatApp:
             choice["message"]["content"] = COMPLIANT if fault == "filter200_cut" else None
         elif fault == "refusal_field":
             choice["message"].update(content=None, refusal=REFUSAL)
+        elif fault == "function_call" and choice["message"].get("tool_calls"):
+            choice["message"]["function_call"] = choice["message"].pop("tool_calls")[0]["function"]
+            choice.update(finish_reason="function_call")
+        elif fault == "refusal_calls":
+            choice["message"]["refusal"] = REFUSAL
+        elif fault == "empty_arguments":
+            for call in choice["message"].get("tool_calls") or ():
+                if call["function"]["arguments"] == "{}":
+                    call["function"]["arguments"] = ""
+        elif fault == "calls_lost":
+            choice.update(finish_reason="tool_calls")
+            choice["message"]["tool_calls"] = []
         elif fault in ("gemini_safety", "gemini_prohibited"):
             safety = fault == "gemini_safety"
             choice.update(finish_reason="SAFETY" if safety else "PROHIBITED_CONTENT")
