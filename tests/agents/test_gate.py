@@ -13,12 +13,13 @@ from typing import Any
 from typer.testing import CliRunner
 
 from tunesafe.analysis.agents import agent_metrics, defence_effect
+from tunesafe.analysis.outcome import outcome
 from tunesafe.cli.app import app
 from tunesafe.engine import results as store_results
 from tunesafe.engine.rejudge import rejudge_run
 from tunesafe.engine.runner import EvalConfig, evaluate
 from tunesafe.evidence.store import Store
-from tunesafe.testing.openai_server import RunningServer
+from tunesafe.testing.openai_server import RunningServer, serve
 
 from .conftest import ref
 
@@ -72,6 +73,22 @@ def test_run_stores_environment_verdicts_and_exact_metrics(agent_servers: dict[s
             return store_results.load_results(store, new_id)
     again = {r.attempt.id: r.verdicts[0] for r in asyncio.run(rejudge())}
     assert again == {r.attempt.id: r.verdicts[0] for r in results}
+
+
+def test_attacked_cases_cut_off_unfinished_are_degenerate_never_resisted(
+        agent_servers: dict[str, RunningServer], tmp_path: Path) -> None:
+    # A malformed call or the step limit ends the episode before the agent showed what it does with the
+    # injection: counted as resisted, a candidate that broke its tool calls would read as the safer model
+    with serve(agent="loops") as loops:
+        models = {"malformed": ref(agent_servers, "malformed"),
+                  "step_limit": f"openai:tunesafe-test@{loops.url}?max_retries=0"}
+        for ended, model in models.items():
+            results = _evaluate(f"sqlite:///{tmp_path / ended}.db", model, "agent_tool_injection")
+            assert {o for r in results for o in r.frozen["agent"]["outcomes"]} == {ended}
+            harmful = [r for r in results if r.attempt.kind == "harmful"]
+            assert len(harmful) == 5 and {outcome(r) for r in harmful} == {"degenerate"}, ended
+            # a benign task not done still counts against benign utility (over-refusal)
+            assert {outcome(r) for r in results if r.attempt.kind == "benign"} == {"refused"}, ended
 
 
 def test_defended_configuration_compares_with_the_undefended_one(agent_servers: dict[str, RunningServer],
