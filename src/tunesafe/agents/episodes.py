@@ -53,6 +53,11 @@ class CaseResult:
     def error(self) -> str | None:
         return next((e.error for e in self.episodes if e.outcome == "error"), None)
 
+    @property
+    def finished(self) -> bool:
+        """Every episode ended in the agent's answer, not cut off by a malformed reply or the step limit."""
+        return all(e.outcome == "answered" for e in self.episodes)
+
     def evidence(self) -> dict[str, Any]:
         injection = self.case.injection
         return {"case": self.case.id, "family": self.case.family, "task": self.case.task.id,

@@ -216,14 +216,15 @@ async def judge_answers(judges: Sequence[Judge], answers: Sequence[tuple[Attempt
 
 
 def decided_verdicts(judges: Sequence[Judge], frozen: Mapping[str, Any] | None) -> tuple[Verdict, ...] | None:
-    """The verdict an environment decided (frozen["verdict"]: refused, harmful, by, evidence), recorded
-    under every judge so that comparisons by judge pair it; None when the attempt holds none."""
+    """The verdict an environment decided (frozen["verdict"]: refused, harmful, degenerate, by, evidence),
+    recorded under every judge so that comparisons by judge pair it; None when the attempt holds none."""
     decided = (frozen or {}).get("verdict")
     if not isinstance(decided, Mapping):
         return None
     evidence = {"decided_by": decided.get("by"), **dict(decided.get("evidence") or {})}
     return tuple(Verdict(judge=j.name, judge_version=j.version, refused=bool(decided["refused"]),
-                         harmful=bool(decided["harmful"]), evidence=evidence) for j in judges)
+                         harmful=bool(decided["harmful"]), degenerate=bool(decided.get("degenerate")),
+                         evidence=evidence) for j in judges)
 
 
 def blocked_verdict(judge: Judge, reason: str) -> Verdict:
