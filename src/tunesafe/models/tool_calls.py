@@ -191,9 +191,13 @@ def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 def from_openai_message(message: Mapping[str, Any]) -> str:
     """An OpenAI assistant message as text with call blocks. Arguments that are not a JSON object stay
-    as sent, so the block reads back as malformed rather than as a repaired call."""
+    as sent, so the block reads back as malformed rather than as a repaired call. A legacy
+    `function_call` (the functions API's one call) is a call too: dropped, the turn read as an answer."""
     parts = [str(message.get("content") or "").strip()]
-    for item in message.get("tool_calls") or ():
+    items = list(message.get("tool_calls") or ())
+    if message.get("function_call") is not None:
+        items.append({"type": "function", "function": message["function_call"]})
+    for item in items:
         function = item.get("function") if isinstance(item, Mapping) else None
         if not isinstance(function, Mapping):
             parts.append(f"{OPEN}\n{json.dumps(item)}\n{CLOSE}")
