@@ -203,7 +203,9 @@ def from_openai_message(message: Mapping[str, Any]) -> str:
             parts.append(f"{OPEN}\n{json.dumps(item)}\n{CLOSE}")
             continue
         name, raw = function.get("name"), function.get("arguments")
-        arguments = _arguments(raw)
+        # "" is what some models and providers send for a tool without parameters, and agent runtimes
+        # call the tool with none; read as malformed, the episode ended before the agent read its data
+        arguments = {} if isinstance(raw, str) and not raw.strip() else _arguments(raw)
         if isinstance(name, str) and arguments is not None:
             parts.append(render_call(ToolCall(name, arguments)))
         else:
