@@ -753,8 +753,11 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         choice = body["choices"][0]
         message = choice["message"]
         content, thinking = content_parts(message.get("content"))  # a list of parts: Mistral's reasoning
-        text = from_openai_message({**message, "content": content}) if request.tools else content or ""
         refusal = message.get("refusal")
+        # a call beside a refusal (in the field, not the content) was still made: the turn keeps both
+        text = from_openai_message({**message, "content": content or refusal}) if request.tools \
+            else content or ""
+        called = bool(request.tools) and bool(message.get("tool_calls") or message.get("function_call"))
         reasoning = reasoning_field(message) or thinking
         finish = str(choice.get("finish_reason") or "stop")
         native_filter = finish != "content_filter" and filtered_finish(finish)  # Gemini's own reasons
@@ -779,7 +782,7 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
         blocked = _filter_reason("completion", filter_hits(choice.get("content_filter_results")))
         if native_filter:
             blocked = f"content_filter: completion ({choice['finish_reason']})"
-    elif refusal:  # OpenAI's refusal field replaces the content when the model declines
+    elif refusal and not called:  # OpenAI's refusal field replaces the content when the model declines
         text, finish, blocked = str(refusal), "refusal", "refusal"
     elif content is None and not request.tools and reasoning is None:
         # no answer, refusal, tool call or reasoning: read as "" it would be judged an empty answer
