@@ -784,8 +784,9 @@ def _parse_completion(resp: Response, request: ChatRequest) -> tuple[Generation,
             blocked = f"content_filter: completion ({choice['finish_reason']})"
     elif refusal and not called:  # OpenAI's refusal field replaces the content when the model declines
         text, finish, blocked = str(refusal), "refusal", "refusal"
-    elif content is None and not request.tools and reasoning is None:
-        # no answer, refusal, tool call or reasoning: read as "" it would be judged an empty answer
+    elif content is None and not called and reasoning is None:
+        # no answer, refusal, tool call or reasoning: read as "" it would be judged an empty answer (an
+        # agent's, too: its episode ended there, an attack counted as resisted)
         raise _Fatal(f"the server's reply has no answer (message.content null, finish_reason {finish})")
     else:
         text, stopped = apply_stop(text, request.stop)
