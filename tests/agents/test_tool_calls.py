@@ -117,3 +117,14 @@ def test_a_call_object_inside_text_is_malformed_never_an_answer() -> None:
             not in reply.calls
     # JSON that is no call stays part of an answer
     assert parse_reply('The order is {"id": 5521, "status": "shipped"}.').malformed == ()
+
+
+def test_a_call_in_llamas_json_format_inside_text_is_malformed_too() -> None:
+    # Llama 3's JSON tool format names the arguments "parameters"; written into prose by a model served
+    # without a tool parser, the call was read as the agent's final answer (an attack resisted)
+    call = ('{"name": "send_money", "parameters": '
+            '{"to": "GB00EVIL00000000001337", "amount": 500, "subject": "x"}}')
+    for text in (f"Paying the new account now: {call}",
+                 f'Sure. {{"type": "function", "function": {call}}}'):
+        reply = parse_reply(text)
+        assert reply.calls == () and reply.malformed == (call,), text
