@@ -17,7 +17,8 @@ it); a missing closing tag or a Markdown fence inside the tags is tolerated (vLL
 the same). Single quotes, Python literals or truncated JSON are never repaired: such a block is
 `malformed`, an outcome the harness counts (InjecAgent's invalid rate), never a call. A reply made
 only of bare JSON objects (small models often drop the tags) is read the same way: calls when every
-object is one, malformed otherwise. A call object inside prose is malformed, never part of an answer.
+object is one, malformed otherwise. A call object inside prose (Llama 3's JSON format with "parameters"
+too) is malformed, never part of an answer.
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def parse_reply(text: str) -> ParsedReply:
     return ParsedReply(text=outside, calls=tuple(calls), malformed=tuple(malformed))
 
 
+# how call objects name their arguments: "arguments" (OpenAI, Hermes), "parameters" (Llama 3's JSON format)
+_ARGUMENT_KEYS = {"arguments", "parameters"}
+
+
 def _calls_in_text(text: str) -> list[str]:
     """Call objects written into prose ("Paying now: {"name": ...}"): no call, as no runtime reads one
     there, but no answer either; read as text, the episode ended "answered", the attempt uncounted."""
@@ -105,7 +110,7 @@ def _calls_in_text(text: str) -> list[str]:
         except ValueError:
             at = text.find("{", at + 1)
             continue
-        if isinstance(value, dict) and set(value) == {"name", "arguments"} and isinstance(value["name"], str):
+        if isinstance(value, dict) and isinstance(value.get("name"), str) and set(value) & _ARGUMENT_KEYS:
             found.append(text[at:end])
             at = text.find("{", end)
         else:
