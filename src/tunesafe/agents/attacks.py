@@ -25,7 +25,7 @@ from tunesafe.types import Attempt, Behavior, Capabilities, Message
 if TYPE_CHECKING:
     from tunesafe.models.base import ChatModel
 
-VERSION = "1"
+VERSION = "2"  # 2: cut-off attacked cases degenerate; legacy function_call, refusal beside calls read
 MAX_STEPS = 6
 DECIDED_BY = "environment"
 
