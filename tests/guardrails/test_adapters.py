@@ -69,6 +69,31 @@ def test_llama_guard_backend_fault_and_unparseable_output_are_errors_not_blocks(
     assert garbled.blocked is None and "unparseable" in (garbled.error or "")
 
 
+def test_llama_guard_reads_its_verdict_line_however_served_and_anything_else_is_an_error() -> None:
+    """Served Llama Guard answers with stray whitespace, in any case, with the categories on the verdict
+    line or the next. A reply with no verdict line (a sentence that merely holds the word 'unsafe', or
+    nothing) is undecided: an error, never a block that would raise the block rate."""
+    replies = {"a": "\n\nunsafe\nS1,S10", "b": "  Unsafe  ", "c": "unsafe S1,S10", "d": "UNSAFE\nS9, S1\n",
+               "e": " safe\n", "f": "Safe", "g": "", "h": "   \n",
+               "i": "I cannot tell whether this is unsafe.", "j": "The request is not unsafe."}
+    with serve(replies={render_guard(k): v for k, v in replies.items()}) as server:
+        guard = load_guard(f"llama-guard:openai:guard@{server.url}?max_retries=0")
+
+        async def checks() -> dict[str, GuardDecision]:
+            try:
+                return {k: await guard.check_input(user(k)) for k in replies}
+            finally:
+                await guard.aclose()
+
+        got = run(checks())
+    decided = {k: (d.blocked, d.categories) for k, d in got.items() if d.error is None}
+    assert decided == {"a": (True, ("S1", "S10")), "b": (True, ()), "c": (True, ("S1", "S10")),
+                       "d": (True, ("S9", "S1")), "e": (False, ()), "f": (False, ())}
+    for key in "ghij":
+        assert got[key].blocked is None and got[key].error, (key, got[key])
+    assert all("unparseable" in (got[key].error or "") for key in "ij")
+
+
 def test_moderation_endpoint_flags_with_categories_and_a_500_is_an_error() -> None:
     with serve(moderation={HARMFUL: ("illicit/violent", "violence"), ANSWER: ("illicit",)}) as server:
         guard = load_guard(f"moderation:{server.url}")
@@ -106,6 +131,46 @@ def test_guarded_chat_counts_refusals_and_provider_blocks_and_errors_apart() -> 
     assert filtered.blocked is True and filtered.categories
     assert failed.blocked is None and failed.error
     assert guard.sides == frozenset({"input"})
+
+
+def test_guarded_chat_with_an_empty_answer_is_an_error_not_a_pass() -> None:
+    """A gateway that answers with no text has neither served an answer nor declined in words: read as
+    'not blocked' it would pass every harmful prompt a silent gateway swallows, and hide its false
+    positives on benign ones."""
+    with serve(replies={HARMFUL: "", BENIGN: " \n "}) as server:
+        guard = load_guard(f"guarded-chat:openai:guarded@{server.url}?max_retries=0")
+
+        async def checks() -> list[GuardDecision]:
+            try:
+                return [await guard.check_input(user(HARMFUL)), await guard.check_input(user(BENIGN))]
+            finally:
+                await guard.aclose()
+
+        for decision in run(checks()):
+            assert decision.blocked is None and "no text" in (decision.error or ""), decision
+
+
+def test_guarded_chat_recognises_the_gateways_own_block_message() -> None:
+    """A canned block message that is no refusal phrase ("Sorry, the model cannot answer this
+    question.") read as an answer: the gateway's blocks, false positives included, went uncounted.
+    `block_message=` names it; an answer holding it (any case or spacing) is a block."""
+    canned = "Sorry, the model cannot answer this question."
+    with serve(replies={HARMFUL: canned, BENIGN: "  sorry, THE model cannot\nanswer this question. ",
+                        "hi": "Hello! How can I help?"}) as server:
+        plain = load_guard(f"guarded-chat:openai:guarded@{server.url}?max_retries=0")
+        named = load_guard(f"guarded-chat:openai:guarded@{server.url}?max_retries=0&block_message={canned}")
+
+        async def checks() -> list[GuardDecision]:
+            try:
+                return [await g.check_input(user(text)) for g in (plain, named)
+                        for text in (HARMFUL, BENIGN, "hi")]
+            finally:
+                await plain.aclose()
+                await named.aclose()
+
+        decisions = run(checks())
+    assert [d.blocked for d in decisions] == [False, False, False, True, True, False]
+    assert decisions[3].categories == ("block_message",)
 
 
 def test_python_callable_blocks_and_an_exception_is_an_error(team_filter: str) -> None:
