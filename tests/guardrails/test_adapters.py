@@ -222,8 +222,10 @@ def test_a_python_guard_that_hangs_is_an_error_after_its_timeout(tmp_path: Path,
 
 
 def test_refs_bad_input_is_a_user_error() -> None:
+    # a timeout that is no positive number of seconds was a ValueError traceback (exit 1, read as "fail")
     for ref in ("nope:x", "llama-guard:", "moderation:ftp://x", "python:no_such_module_xyz:f",
-                "python:justmodule", "moderation:http://h/v1?on_error=maybe"):
+                "python:justmodule", "moderation:http://h/v1?on_error=maybe", "moderation:http://h/v1?timeout=soon",
+                "nemo:http://h/v1?timeout=0", "moderation:http://h/v1?timeout=-5"):
         with pytest.raises(UserError):
             load_guard(ref)
 
