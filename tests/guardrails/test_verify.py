@@ -172,3 +172,49 @@ def test_the_record_lists_behaviours_an_attack_left_out(run_cli: RunCli, team_fi
     with open_store() as store:
         [record] = store.records(type=RecordType.GUARDRAIL_VERIFICATION)
     assert record.body["skipped_behaviors"] == [skipped]
+
+
+def test_a_plugin_guard_that_raises_is_an_error_per_check_not_a_crash(attempts: list[Attempt]) -> None:
+    """A plugin adapter's check that raises (its client library's own exception) ended the whole
+    verification with a traceback and exit 1, read as an SLO miss; it is that check's error, and the
+    deployed model behind the guard turns it into an error generation (closed), never a pass."""
+    import asyncio
+
+    from tunesafe.guardrails.base import GuardDecision
+    from tunesafe.guardrails.guarded_model import GuardedModel
+    from tunesafe.guardrails.verify import figures, run_checks
+    from tunesafe.models import load_model
+    from tunesafe.types import ChatRequest, Message
+
+    class Flaky:
+        ref, name, fail_mode = "plugin:flaky", "flaky", "closed"
+        sides = frozenset({"input", "output"})
+
+        async def check_input(self, messages: tuple[Message, ...]) -> GuardDecision:
+            if "[down]" in last_user(messages) or len(last_user(messages)) % 2:
+                raise ConnectionError("guard service unreachable")
+            return GuardDecision(blocked=True)
+
+        async def check_output(self, messages: tuple[Message, ...], answer: str) -> GuardDecision:
+            raise ConnectionError("guard service unreachable")
+
+        async def aclose(self) -> None:
+            return None
+
+    guard = Flaky()
+    rows = asyncio.run(run_checks(guard, attempts))  # type: ignore[arg-type]
+    figs = figures(rows, guard, with_model=False)  # type: ignore[arg-type]
+    assert 0 < figs["errors"]["input"] < len(attempts)
+    assert all("unreachable" in e for e in figs["errors"]["examples"])
+
+    with serve() as server:
+        guarded = GuardedModel(load_model(f"openai:ft@{server.url}"), guard, "plugin:flaky")  # type: ignore[arg-type]
+
+        async def ask() -> list[object]:
+            try:
+                return list(await guarded.generate([ChatRequest(messages=(Message("user", "hi [down]"),))]))
+            finally:
+                await guarded.aclose()
+
+        [gen] = asyncio.run(ask())
+    assert gen.error is not None and "unreachable" in gen.error and gen.blocked is None  # type: ignore[attr-defined]
