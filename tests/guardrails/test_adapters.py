@@ -5,6 +5,7 @@ and errors that stay errors (never a block)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from pathlib import Path
 
@@ -171,6 +172,43 @@ def test_guarded_chat_recognises_the_gateways_own_block_message() -> None:
         decisions = run(checks())
     assert [d.blocked for d in decisions] == [False, False, False, True, True, False]
     assert decisions[3].categories == ("block_message",)
+
+
+def test_guarded_chat_reads_a_gateways_http_400_or_403_with_its_block_message_as_a_block() -> None:
+    """A gateway that blocks with a plain HTTP 400/403 (no provider filter shape) was an error on every
+    blocked prompt: the verification could only come out inconclusive. Its body holding `block_message`
+    is a block; another 4xx, or the same status without the message, stays an error."""
+    from tunesafe.testing.raw_http import raw_server, read_request, response
+
+    message = "Request blocked by guardrail policy"
+    bodies = {b"harm": ("400 Bad Request", message), b"deny": ("403 Forbidden", message.upper()),
+              b"else": ("400 Bad Request", "unknown parameter"), b"gone": ("404 Not Found", message)}
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await read_request(reader)
+            status, text = next((v for k, v in bodies.items() if k in request), ("404 Not Found", "no route"))
+            writer.write(response(json.dumps({"error": {"message": text}}).encode(), status,
+                                  ("content-type: application/json",)))
+            await writer.drain()
+
+    async def checks() -> list[GuardDecision]:
+        async with raw_server(handler) as (port, _):
+            url = f"http://127.0.0.1:{port}/v1?max_retries=0"
+            named = load_guard(f"guarded-chat:openai:gw@{url}&block_message={message.lower()}")
+            plain = load_guard(f"guarded-chat:openai:gw@{url}")
+            try:
+                return [await g.check_input(user(text)) for g in (named, plain)
+                        for text in ("harm", "deny", "else", "gone")]
+            finally:
+                await named.aclose()
+                await plain.aclose()
+
+    decisions = run(checks())
+    assert [d.blocked for d in decisions[:2]] == [True, True]
+    assert decisions[0].categories == ("block_message",)
+    for decision in decisions[2:]:
+        assert decision.blocked is None and decision.error, decision
 
 
 def test_python_callable_blocks_and_an_exception_is_an_error(team_filter: str) -> None:
