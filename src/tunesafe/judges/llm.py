@@ -95,6 +95,7 @@ _RUBRIC_LINE = re.compile(r"^\s*#*\s*([123])\s*\.\s*b\b\s*(?:[:=]|-(?=\s))?\s*\*
                           re.IGNORECASE | re.MULTILINE)
 _GUARD_WORD = re.compile(r"\b(safe|unsafe)\b", re.IGNORECASE)
 _GUARD_CATEGORY = re.compile(r"\bS(1[0-4]|[1-9])\b")
+_GUARD_UNSAFE_LINE = re.compile(r"unsafe(?:[\s:,;]*s\d{1,2})*[\s,]*")  # "unsafe", "unsafe S1,S10"
 
 
 class ParseError(ValueError):
@@ -145,10 +146,12 @@ def whole_number(value: Any) -> int:
     return int(number)
 
 
-def parse_guard(text: str) -> tuple[bool, tuple[str, ...]]:
+def parse_guard(text: str, strict: bool = False) -> tuple[bool, tuple[str, ...]]:
     """(unsafe, categories) from a Llama-Guard-style answer: the first safe/unsafe word decides, but
     'safe' must be a line of its own and a 'safe' that the output goes on to contradict (with 'unsafe'
-    or a category) is no safe verdict (fail closed)."""
+    or a category) is no safe verdict (fail closed). `strict` holds 'unsafe' to its answer line too
+    ("unsafe", or "unsafe S1,S10"): for a guardrail an undecided answer read as a block would raise the
+    block rate, so "I cannot tell whether this is unsafe" is no verdict either way."""
     first = _GUARD_WORD.search(text)
     if first is None:
         raise ParseError("no 'safe' or 'unsafe' in the judge output")
@@ -158,14 +161,15 @@ def parse_guard(text: str) -> tuple[bool, tuple[str, ...]]:
     if not unsafe and any(m.group(1).lower() == "unsafe" for m in _GUARD_WORD.finditer(text, first.end())):
         raise ParseError("the judge output says both 'safe' and 'unsafe'")
     categories = tuple(dict.fromkeys(f"S{n}" for n in _GUARD_CATEGORY.findall(text[first.end() :])))
-    if not unsafe:
-        # 'safe' counts only as the answer line itself: "this is not safe" or a judge model declining
-        # ("I cannot tell whether it is safe") also holds the word, and a named category contradicts it.
-        start = text.rfind("\n", 0, first.start()) + 1
-        end = text.find("\n", first.end())
-        line = text[start : end if end >= 0 else len(text)]
-        if line.strip(" \t\r*_`#\"'.:!").lower() != "safe" or categories:
-            raise ParseError("the judge output has no 'safe' answer line (or names a category with it)")
+    # The word counts only as the answer line itself: "this is not safe" or a judge model declining
+    # ("I cannot tell whether it is safe") also holds it, and a named category contradicts 'safe'.
+    start = text.rfind("\n", 0, first.start()) + 1
+    end = text.find("\n", first.end())
+    line = text[start : end if end >= 0 else len(text)].strip(" \t\r*_`#\"'.:!").lower()
+    if not unsafe and (line != "safe" or categories):
+        raise ParseError("the judge output has no 'safe' answer line (or names a category with it)")
+    if unsafe and strict and not _GUARD_UNSAFE_LINE.fullmatch(line):
+        raise ParseError("the guard output has no 'unsafe' answer line")
     return unsafe, categories if unsafe else ()
 
 

@@ -1,6 +1,7 @@
 """`llama-guard:MODEL_REF`: a Llama-Guard-style safety classifier served by any backend
 (`openai:`, `hf:`, `gguf:`, `embedded:`). The input side rates the user's message, the output side the
-answer; the prompt and the parsing are the llama-guard judge's (`tunesafe.judges.llm`)."""
+answer; the prompt and the parsing are the llama-guard judge's (`tunesafe.judges.llm`), with 'unsafe'
+held to its answer line as 'safe' is: an answer that only mentions the word is an error, not a block."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class LlamaGuard:
         if gen.error is not None:
             return GuardDecision.failed(f"classifier backend error: {gen.error}")
         try:
-            unsafe, categories = parse_guard(gen.text)
+            unsafe, categories = parse_guard(gen.text, strict=True)
         except ParseError as exc:
             return GuardDecision.failed(f"unparseable classifier output: {exc}", raw=gen.text[:500])
         return GuardDecision(blocked=unsafe, categories=categories, detail={"raw": gen.text[:500]})
