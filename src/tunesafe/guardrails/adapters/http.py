@@ -29,6 +29,18 @@ def split_url(target: str, what: str) -> tuple[str, dict[str, str]]:
     return url.rstrip("/"), dict(parse_qsl(query))
 
 
+def timeout_s(options: dict[str, str]) -> float:
+    """`?timeout=`; a bad value is one user error (exit 2), not a traceback whose exit 1 reads as a fail."""
+    try:
+        timeout = float(options.get("timeout", TIMEOUT_S))
+        if not timeout > 0:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"timeout={options['timeout']!r} is not a positive number of seconds",
+                        where="--guard", fix="e.g. ?timeout=10") from None
+    return timeout
+
+
 class JsonClient:
     def __init__(self, options: dict[str, str]) -> None:
         headers = {}
@@ -38,7 +50,7 @@ class JsonClient:
                 raise UserError(f"environment variable {key_env} is not set", where="--guard",
                                 fix=f"export {key_env}=... (the guard's API key)")
             headers["Authorization"] = f"Bearer {key}"
-        self.client = httpx.AsyncClient(timeout=float(options.get("timeout", TIMEOUT_S)), headers=headers)
+        self.client = httpx.AsyncClient(timeout=timeout_s(options), headers=headers)
 
     async def post(self, url: str, body: dict[str, Any]) -> Any:
         try:
