@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
-from tunesafe.guardrails.base import Guard, GuardDecision, canonical_ref, settled
+from tunesafe.guardrails.base import Guard, GuardDecision, canonical_ref, timed
 from tunesafe.models.base import ChatModel, error_generation
 from tunesafe.types import ChatRequest, Generation, canonical_json, sha256_hex
 
@@ -71,10 +71,10 @@ class GuardedModel:
         """None when the request may go on; else what the deployment returns instead."""
         if side not in self.guard.sides:
             return None
-        if answer is None:
-            decision = settled(await self.guard.check_input(request.messages))
+        if answer is None:  # through timed: a plugin's check may raise, and that is this check's error
+            decision = await timed(lambda: self.guard.check_input(request.messages))
         else:
-            decision = settled(await self.guard.check_output(request.messages, answer))
+            decision = await timed(lambda: self.guard.check_output(request.messages, answer))
         if decision.blocked:
             return Generation(text="", finish_reason="content_filter", blocked=blocked_by(side, decision),
                               latency_s=decision.latency_s)

@@ -17,7 +17,7 @@ from statistics import quantiles
 from typing import Any
 
 from tunesafe.analysis.metrics import wilson
-from tunesafe.guardrails.base import Guard, GuardDecision, settled
+from tunesafe.guardrails.base import Guard, GuardDecision, timed
 from tunesafe.models.base import ChatModel
 from tunesafe.policy.model import GuardrailSLO
 from tunesafe.types import Attempt, ChatRequest
@@ -65,7 +65,8 @@ async def run_checks(guard: Guard, attempts: Sequence[Attempt], model: ChatModel
 
     async def one(attempt: Attempt) -> Checked:
         async with gate:
-            decision = settled(await guard.check_input(attempt.messages))
+            # through timed: a plugin's check may raise, and one check's failure is that check's error
+            decision = await timed(lambda: guard.check_input(attempt.messages))
             if not check_output or model is None:
                 return Checked(attempt, decision)
             request = ChatRequest(messages=attempt.messages, prefill=attempt.prefill,
@@ -76,7 +77,8 @@ async def run_checks(guard: Guard, attempts: Sequence[Attempt], model: ChatModel
             if gen.blocked is not None:  # the provider declined: there is no answer to check
                 declined = GuardDecision(blocked=False, detail={"declined": gen.blocked})
                 return Checked(attempt, decision, declined)
-            return Checked(attempt, decision, settled(await guard.check_output(attempt.messages, gen.text)))
+            output = await timed(lambda: guard.check_output(attempt.messages, gen.text))
+            return Checked(attempt, decision, output)
 
     return list(await asyncio.gather(*(one(a) for a in attempts)))
 
