@@ -38,3 +38,18 @@ def test_a_category_name_with_a_pipe_stays_in_its_cell() -> None:
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len(table) == 5 and {_cells(row) for row in table} == {3}
     assert "category:weapons\\|explosives" in md
+
+
+def test_undecided_checks_are_shown_next_to_the_rates_they_left() -> None:
+    """A group whose checks partly errored read "18/18 (100.0%)" in both reports: the undecided attempts the
+    evidence holds for that group were nowhere near its rate."""
+    from tunesafe.guardrails.report import render_html
+
+    body = _body(["overall"])
+    body["figures"]["block_rate"]["overall"]["input"] = {**_rate(18, 18), "undecided": 10}
+    body["figures"]["false_positive_rate"]["benign"] = {**_rate(0, 7), "undecided": 3}
+    body.update(endpoint=None, policy_hash="0" * 64)
+    body["figures"]["errors"].update(input=13, output=0, model=0, examples=[])
+    md, html = render_markdown(body), render_html(body)
+    for text in (md, html):
+        assert "18/18" in text and "10 undecided" in text and "3 undecided" in text
