@@ -14,10 +14,16 @@ from tunesafe.types import EvidenceRecord
 FILES = {"html": "guardrail.html", "markdown": "guardrail.md", "json": "guardrail.json"}
 
 
+def rate_text(rate: Mapping[str, Any] | None) -> str:
+    """k/n with its interval, and the attempts the rate leaves out as undecided (errored checks)."""
+    undecided = (rate or {}).get("undecided")
+    return agreement(rate) + (f"; {undecided} undecided" if undecided else "")
+
+
 def rows(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per group (overall, family:X, category:Y) with each side's block rate as text."""
     figs = body["figures"]
-    return [{"group": group, **{side: agreement(rates.get(side)) for side in figs["sides"]}}
+    return [{"group": group, **{side: rate_text(rates.get(side)) for side in figs["sides"]}}
             for group, rates in figs["block_rate"].items()]
 
 
@@ -31,8 +37,8 @@ def render_markdown(body: Mapping[str, Any]) -> str:
     lines += ["| " + " | ".join(markdown_cell(row[c]) for c in ("group", *figs["sides"])) + " |"
               for row in rows(body)]
     fp, lat, err = figs["false_positive_rate"], figs["latency_ms"], figs["errors"]
-    lines += ["", f"False positives: benign {agreement(fp['benign'])}; "
-              f"borderline {agreement(fp['borderline'])}.",
+    lines += ["", f"False positives: benign {rate_text(fp['benign'])}; "
+              f"borderline {rate_text(fp['borderline'])}.",
               f"Added latency: p50 {_ms(lat['p50'])}, p95 {_ms(lat['p95'])}.",
               f"Errors: {err['attempts']} attempts ({pct(err['rate'])}); "
               f"fails {figs['fail_mode']['declared']} on errors, effective block rate "
@@ -49,7 +55,7 @@ def render_html(body: Mapping[str, Any], record: EvidenceRecord | None = None) -
 
     env = Environment(loader=PackageLoader("tunesafe.guardrails", "templates"),
                       autoescape=select_autoescape(["j2"]), undefined=StrictUndefined)
-    env.filters.update(pct=pct, rate=agreement, ms=_ms)
+    env.filters.update(pct=pct, rate=rate_text, ms=_ms)
     return env.get_template("verification.html.j2").render(
         body=body, record=record, figs=body["figures"], rows=rows(body),
         verdict_title=VERDICT_TITLE[body["verdict"]])
