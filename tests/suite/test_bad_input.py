@@ -252,3 +252,20 @@ def test_csv_quote_never_closed_or_not_doubled(tmp_path: Path, content: str, lin
     path = tmp_path / "suite.csv"
     path.write_text(content, encoding="utf-8")
     expect_error(path, f"{path}:{line}", problem, "double a quote")
+
+
+HARMBENCH_HEADER = "Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID\n"
+
+
+@pytest.mark.parametrize("content", [
+    HARMBENCH_HEADER + "Placeholder request about the text above,contextual,illegal,,,placeholder_one\n",
+    HARMBENCH_HEADER.replace("ContextString,", "")
+    + "Placeholder request about the text above,contextual,illegal,,placeholder_one\n",
+])
+def test_harmbench_contextual_behaviour_without_its_document(tmp_path: Path, content: str,
+                                                             expect_error: ExpectError) -> None:
+    # an empty or missing ContextString left the behaviour asked without the document it is about: the
+    # model's "which text?" was judged a refusal
+    path = tmp_path / "hb.csv"
+    path.write_text(content, encoding="utf-8")
+    expect_error(path, f"{path}:2", "contextual behaviour without its document", "ContextString")
