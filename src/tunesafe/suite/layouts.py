@@ -228,8 +228,15 @@ def _harmbench(table: Table, ctx: _Context) -> list[Item]:
             continue
         semantic = _required_text(row, "SemanticCategory")
         category = HARMBENCH_CATEGORIES.get(semantic, f"harmbench:{semantic}")
+        context = _text(row, "ContextString")
+        if functional == "contextual" and not context:
+            # its request is about a document ("the text above"): asked without it, the model's "which
+            # text?" would count as a refusal
+            raise UserError("contextual behaviour without its document (empty or missing 'ContextString')",
+                            where=row.where, fix="use the HarmBench CSV with its ContextString column, or "
+                                                 "give the behaviour its document there")
         behavior = ctx.behavior(_required_text(row, "BehaviorID"), _required_text(row, "Behavior"), "harmful",
-                                category, context=_text(row, "ContextString"))
+                                category, context=context)
         extra = {"source_category": f"harmbench:{semantic}", "functional_category": functional}
         if _text(row, "Tags"):
             extra["tags"] = _text(row, "Tags")
