@@ -269,3 +269,16 @@ def test_harmbench_contextual_behaviour_without_its_document(tmp_path: Path, con
     path = tmp_path / "hb.csv"
     path.write_text(content, encoding="utf-8")
     expect_error(path, f"{path}:2", "contextual behaviour without its document", "ContextString")
+
+
+def test_harmbench_file_mapped_by_hand_keeps_its_documents(tmp_path: Path, expect_error: ExpectError,
+                                                           validate: Validate) -> None:
+    # --map text=Behavior,id=BehaviorID: the generic layout put ContextString in `extra`, and the
+    # contextual behaviours were asked without their documents
+    path = tmp_path / "hb.csv"
+    path.write_text(HARMBENCH_HEADER + "Placeholder request about the text above,contextual,illegal,context,"
+                    "PLACEHOLDER DOCUMENT,placeholder_one\n", encoding="utf-8")
+    expect_error(path, f"{path}:1", "'ContextString' column but no 'context' column", "context=ContextString",
+                 extra=("--map", "text=Behavior,id=BehaviorID"))
+    code, out, err = validate(path, "--map", "text=Behavior,id=BehaviorID,context=ContextString")
+    assert code == 0 and "1 items" in out, err
