@@ -174,6 +174,12 @@ def _column(table: Table, name: str) -> str:
     return like[0] if like else name
 
 
+def _unread(table: Table, columns: Mapping[str, str], name: str) -> str | None:
+    """The header column meant by `name` when the field mapping reads no such column."""
+    found = _column(table, name)
+    return found if found in table.columns and found not in columns.values() else None
+
+
 def _generic(table: Table, ctx: _Context) -> list[Item]:
     columns = {f: _column(table, ctx.mapping.get(f, f)) for f in FIELDS}
     # A mapped column must exist; an unmapped optional one may be absent and then takes the default.
@@ -184,14 +190,21 @@ def _generic(table: Table, ctx: _Context) -> list[Item]:
     if not has["kind"] and "default_kind" not in ctx.options and _detect_layout(table.columns) == \
             "jailbreakbench":
         _jailbreakbench_kind(table, ctx)  # mapped by hand (text=Goal), the file still says no kind
-    label = _column(table, "label")
-    unread = label in table.columns and label not in columns.values()
-    if not has["kind"] and "default_kind" not in ctx.options and unread:
+    label = _unread(table, columns, "label")
+    if not has["kind"] and "default_kind" not in ctx.options and label:
         # labels in a column the generic layout does not read: every item would be harmful, its label
         # only in `extra`
         raise UserError(f"the file has a '{label}' column but no 'kind' column", where=f"{table.path}:1",
                         fix=f"map it (kind={label.strip()}, values {', '.join(KINDS)}), or pass "
                             "default_kind=KIND to give every item that kind")
+    documents = _unread(table, columns, "ContextString")
+    if not has["context"] and documents and any(_text(row, documents) for row in table.rows):
+        # HarmBench's documents mapped by hand (text=Behavior): left in `extra`, its contextual behaviours
+        # would be asked without the text they are about
+        raise UserError(f"the file has a '{documents}' column but no 'context' column",
+                        where=f"{table.path}:1",
+                        fix=f"map it (context={documents.strip()}), or load the HarmBench file without a "
+                            "mapping")
     prefix = _slug(ctx.name)
     used = set(columns.values())
     items = []
