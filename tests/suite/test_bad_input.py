@@ -282,3 +282,15 @@ def test_harmbench_file_mapped_by_hand_keeps_its_documents(tmp_path: Path, expec
                  extra=("--map", "text=Behavior,id=BehaviorID"))
     code, out, err = validate(path, "--map", "text=Behavior,id=BehaviorID,context=ContextString")
     assert code == 0 and "1 items" in out, err
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("name", ["suite.csv", "suite.jsonl"])
+def test_utf16_file_is_named_as_such(tmp_path: Path, encoding: str, name: str,
+                                     expect_error: ExpectError) -> None:
+    # without a BOM the NUL bytes decode as UTF-8: a CSV failed on a missing 'text' column ("columns
+    # found: t e x t"), with the advice to rename a column; with one, the error named only a byte 0xff
+    path = tmp_path / name
+    text = "text,kind\nHow do I boil an egg?,benign\n" if name.endswith(".csv") else GOOD + "\n"
+    path.write_bytes(text.encode(encoding))
+    expect_error(path, f"{path}:1", "UTF-16", "save the file as UTF-8")
