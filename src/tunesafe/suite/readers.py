@@ -3,6 +3,7 @@ later error can name `file:line`. Decoding, JSON syntax and emptiness are checke
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass
@@ -53,6 +54,14 @@ def read_table(path: Path, fmt: str | None = None) -> Table:
 
 def _decode(path: Path) -> str:
     raw = path.read_bytes()
+    nul = raw.find(b"\x00")
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or nul >= 0:
+        # Windows' "Unicode" exports: without a BOM their NUL bytes pass as UTF-8, and the header then
+        # read as "t e x t", a missing column
+        line = raw[: max(nul, 0)].count(b"\n") + 1
+        raise UserError("the file is UTF-16 (or holds NUL bytes), not UTF-8", where=f"{path}:{line}",
+                        fix="save the file as UTF-8 (in a spreadsheet: CSV UTF-8; or "
+                            "iconv -f utf-16 -t utf-8)")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
