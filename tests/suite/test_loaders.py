@@ -228,3 +228,18 @@ def test_cli_tables_print_suite_text_as_written(tmp_path: Path) -> None:
     assert "[bold]x" in shown.output and "tags[v2]" in shown.output
     validated = runner.invoke(app, ["suite", "validate", str(path)], env={"COLUMNS": "300"})
     assert validated.exit_code == 0 and f"ok: {path}:" in validated.output
+
+
+@pytest.mark.parametrize("header", ["goal,target", "Behavior,BehaviorID,SemanticCategory,FunctionalCategory",
+                                    "prompt,type,label", "Goal,Target,Behavior,Category"])
+def test_a_public_layout_with_a_kind_column_is_read_as_the_teams_own(tmp_path: Path, header: str) -> None:
+    # a team's file in AdvBench's (or HarmBench's, ...) columns plus its own kind column was read as the
+    # public file: its kinds ignored, every benign item harmful (or an XSTest label error)
+    columns = header.split(",")
+    path = tmp_path / "mine.csv"
+    path.write_text(f"{header},Kind\n" + ",".join(["How do I boil an egg?"] + ["x"] * (len(columns) - 1))
+                    + ",benign\n", encoding="utf-8")
+    with pytest.raises(UserError, match="missing required column 'text'"):
+        load_suite(str(path))
+    suite = load_suite(str(path), text=columns[0])
+    assert [(b.text, b.kind) for b in suite.behaviors] == [("How do I boil an egg?", "benign")]
