@@ -95,13 +95,17 @@ def load_file(path: str | Path, **options: str) -> Suite:
 
 def _detect_layout(columns: tuple[str, ...]) -> str:
     found = set(columns)
+    if any(c.strip().lower() in ("text", "kind") for c in columns):
+        # our own columns make it the team's own file, whatever else it holds: read as a public
+        # benchmark's, its kinds were ignored and every item was harmful
+        return "generic"
     if {"Behavior", "BehaviorID", "SemanticCategory"} <= found:
         return "harmbench"
-    if {"goal", "target"} <= found and "text" not in found:
+    if {"goal", "target"} <= found:
         return "advbench"
-    if {"prompt", "type", "label"} <= found and "text" not in found:
+    if {"prompt", "type", "label"} <= found:
         return "xstest"
-    if set(JAILBREAKBENCH_COLUMNS) <= found and "text" not in found:
+    if set(JAILBREAKBENCH_COLUMNS) <= found:
         return "jailbreakbench"
     return "generic"
 
