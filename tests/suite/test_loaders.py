@@ -243,3 +243,13 @@ def test_a_public_layout_with_a_kind_column_is_read_as_the_teams_own(tmp_path: P
         load_suite(str(path))
     suite = load_suite(str(path), text=columns[0])
     assert [(b.text, b.kind) for b in suite.behaviors] == [("How do I boil an egg?", "benign")]
+
+
+def test_a_very_long_csv_prompt_is_read_whole(tmp_path: Path) -> None:
+    # Python's csv refuses a field over 131,072 characters: a many-shot prompt was reported as a quote
+    # never closed
+    long_text = "placeholder " * 20_000
+    path = tmp_path / "long.csv"
+    path.write_text(f'text,kind\n"{long_text}",harmful\nshort placeholder,benign\n', encoding="utf-8")
+    suite = load_suite(str(path))
+    assert [b.text for b in suite.behaviors] == [long_text.strip(), "short placeholder"]
