@@ -111,6 +111,11 @@ def _check_separator(where: str, columns: tuple[str, ...]) -> None:
 
 
 def _read_csv(path: Path, text: str) -> Table:
+    # csv refuses a field over its limit (131,072 characters by default): a many-shot prompt was reported
+    # as malformed. No field is longer than the file, which is in memory already; the process-wide limit
+    # is only ever raised, so that a concurrent reader never sees it lowered under its feet.
+    if len(text) > csv.field_size_limit():
+        csv.field_size_limit(len(text))
     # strict: lenient parsing took a quote that is never closed as one field running to the end of the
     # file, so every later row became part of one item's text without a word
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
