@@ -253,3 +253,11 @@ def test_a_very_long_csv_prompt_is_read_whole(tmp_path: Path) -> None:
     path.write_text(f'text,kind\n"{long_text}",harmful\nshort placeholder,benign\n', encoding="utf-8")
     suite = load_suite(str(path))
     assert [b.text for b in suite.behaviors] == [long_text.strip(), "short placeholder"]
+
+
+def test_csv_rows_with_every_field_empty_carry_no_item(tmp_path: Path) -> None:
+    # a spreadsheet exports its formatted empty rows as ",": the file failed on a missing 'text' there
+    path = tmp_path / "sheet.csv"
+    path.write_text("text,kind\nHow do I boil an egg?,benign\n,\n , \n,\n", encoding="utf-8")
+    suite = load_suite(str(path))
+    assert [(b.text, b.kind) for b in suite.behaviors] == [("How do I boil an egg?", "benign")]
