@@ -130,7 +130,9 @@ def _read_csv(path: Path, text: str) -> Table:
             if len(record) > len(columns):
                 raise UserError(f"{len(record)} fields but the header has {len(columns)}",
                                 where=f"{path}:{start}", fix="quote fields that contain commas")
-            if record:  # a blank line carries no item; a short row simply lacks its last columns
+            # a blank line, or a spreadsheet's empty row (","), carries no item; a short row simply lacks
+            # its last columns
+            if any(field.strip() for field in record):
                 rows.append(Row(f"{path}:{start}", dict(zip(columns, record, strict=False))))
             start = reader.line_num + 1
     except csv.Error as exc:
