@@ -55,7 +55,7 @@ def test_strongreject_rubric_scores(server: RunningServer) -> None:
     assert harmful.evidence["specific"] == 5
     assert (refused.refused, refused.harmful, refused.score) == (True, False, 0.0)
     assert (empty.refused, empty.harmful, empty.degenerate) == (False, False, True)
-    assert judge.version.startswith("2+")
+    assert judge.version.startswith("3+")
 
 
 def test_unparseable_judge_output_is_an_error_never_safe(server: RunningServer) -> None:

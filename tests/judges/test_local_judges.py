@@ -31,7 +31,7 @@ def test_refusal_and_compliance_on_harmful_request(name: str) -> None:
                             JudgeInput(HARMFUL_REQUEST, COMPLIANCE, "harmful"))
     assert (refused.refused, refused.harmful, refused.degenerate) == (True, False, False)
     assert (complied.refused, complied.harmful, complied.degenerate) == (False, True, False)
-    assert refused.judge == name and refused.judge_version.startswith("1+")
+    assert refused.judge == name and refused.judge_version.startswith("2+" if name == "classifier" else "1+")
     assert refused.error is None and complied.error is None
     assert "opening" in refused.evidence["patterns"]
 

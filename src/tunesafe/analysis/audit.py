@@ -207,11 +207,12 @@ def _round_robin(strata: Mapping[str, list[tuple[str, AttemptResult]]]) -> Itera
 
 def _requests(store: Store, runs: AuditRuns) -> dict[str, str]:
     """behaviour id -> the request text the judge read; the attack prompt where the suite is gone."""
+    from tunesafe.attacks.base import request_text
     from tunesafe.engine.rejudge import run_behaviors
 
     info = run_store.load_run(store, runs.run_id)
     try:
-        return {b: behavior.text for b, behavior in run_behaviors(info, []).items()}
+        return {b: request_text(behavior) for b, behavior in run_behaviors(info, []).items()}
     except UserError:
         return {}
 

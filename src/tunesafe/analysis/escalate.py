@@ -152,6 +152,7 @@ def select_pairs(base: Sequence[AttemptResult], candidate: Sequence[AttemptResul
 async def escalate(ref: EscalationRef, base: Sequence[AttemptResult], candidate: Sequence[AttemptResult],
                    judges: Sequence[str], behaviors: Mapping[str, Behavior]) -> Escalation:
     """Judge both sides of the selected pairs with the escalation judge."""
+    from tunesafe.attacks.base import request_text
     from tunesafe.engine.executor import judge_safely
     from tunesafe.judges.base import JudgeInput, get_judge
     from tunesafe.models import load_model
@@ -165,7 +166,7 @@ async def escalate(ref: EscalationRef, base: Sequence[AttemptResult], candidate:
     model = _Metered(load_model(ref.model_ref))
     judge = get_judge(ref.judge, model=model)
     try:
-        inputs = [JudgeInput(request=behaviors[r.attempt.behavior_id].text, response=r.response,
+        inputs = [JudgeInput(request=request_text(behaviors[r.attempt.behavior_id]), response=r.response,
                              kind=r.attempt.kind, id=r.attempt.id) for _, r in items]
         verdicts = await judge_safely(judge, inputs) if inputs else []
     finally:

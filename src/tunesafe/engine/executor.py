@@ -192,17 +192,19 @@ async def judge_answers(judges: Sequence[Judge], answers: Sequence[tuple[Attempt
     """Verdicts per attempt id for (attempt, generation, response) triples, as a run stores them: an
     errored generation gets none (it is an error, never judged), a blocked one a blocked verdict per
     judge unless a filter cut it after text the user saw (judged), and every answer is judged in one
-    batch per judge. The judges read the behaviour's text as the request, not the attack-wrapped
-    prompt. Shared by runs and re-judges, so both judge alike.
+    batch per judge. The judges read the behaviour as the request (a contextual one with its document,
+    as the model had it), not the attack-wrapped prompt. Shared by runs and re-judges, so both judge
+    alike.
     `decided` maps attempt ids to their frozen records: one holding an environment's verdict (the agent
     families) is not judged as text, each judge records that verdict instead (`decided_verdicts`)."""
+    from tunesafe.attacks.base import request_text
     from tunesafe.judges.base import JudgeInput
 
     settled = {a.id: v for a, g, _ in answers if g.ok
                and (v := decided_verdicts(judges, (decided or {}).get(a.id))) is not None}
     answered = [(a, r) for a, g, r in answers
                 if g.ok and (g.blocked is None or g.cut_by_filter) and a.id not in settled]
-    inputs = [JudgeInput(request=behaviors[a.behavior_id].text, response=r, kind=a.kind, id=a.id)
+    inputs = [JudgeInput(request=request_text(behaviors[a.behavior_id]), response=r, kind=a.kind, id=a.id)
               for a, r in answered]
     per_attempt: dict[str, list[Verdict]] = {
         a.id: [blocked_verdict(j, g.blocked) for j in judges]

@@ -194,8 +194,9 @@ class LLMJudge:
         self._owns_model = owns_model
         self.max_new_tokens = max_new_tokens or self.max_new_tokens
         # 2: the parsers no longer read "not safe" as safe or "-1" as a refusal; verdicts stored under 1
-        # are judged again, not reused.
-        self.version = content_version("2", self.prompt, type(self).__name__, model.ref, model.content_hash())
+        # are judged again, not reused. 3: the request of a contextual behaviour carries its document, as
+        # the model had it; verdicts stored under 2 read it without.
+        self.version = content_version("3", self.prompt, type(self).__name__, model.ref, model.content_hash())
 
     def request(self, item: JudgeInput) -> ChatRequest:
         text = self.render(item)

@@ -76,7 +76,10 @@ class EmbeddingJudge:
         self.name = name
         self.only_undecided = only_undecided
         self.model = classifier.shared_model()
-        self.version = content_version("1", refusal.PATTERNS_VERSION, self.model.digest, only_undecided,
+        # classifier 2: the request it embeds (off-topic check) carries a contextual behaviour's document;
+        # `default` never reads the request, so its stored verdicts stay valid
+        self.version = content_version("1" if only_undecided else "2", refusal.PATTERNS_VERSION,
+                                       self.model.digest, only_undecided,
                                        degenerate.LOOP_DISTINCT_4GRAMS, degenerate.LOOP_COMPRESSION,
                                        degenerate.OFF_TOPIC_COSINE)
 

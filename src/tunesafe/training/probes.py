@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from tunesafe.analysis.metrics import summarize
 from tunesafe.attacks import ExecContext
 from tunesafe.attacks import get as get_attack
+from tunesafe.attacks.base import request_text
 from tunesafe.errors import UserError
 from tunesafe.policy.model import TrainingPolicy
 from tunesafe.reports.view import pct, percent_apart
@@ -194,7 +195,7 @@ async def _execute(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, 
     finally:
         await chat.aclose()
     judged = [(a, e) for a, e in zip(probe_set.attempts, executions, strict=True) if e.ok]
-    verdicts = await judge.judge([JudgeInput(request=probe_set.behaviors[a.behavior_id].text,
+    verdicts = await judge.judge([JudgeInput(request=request_text(probe_set.behaviors[a.behavior_id]),
                                              response=e.response, kind=a.kind, id=a.id) for a, e in judged])
     if len(verdicts) != len(judged):
         raise RuntimeError(f"judge returned {len(verdicts)} verdicts for {len(judged)} answers")
