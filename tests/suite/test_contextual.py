@@ -7,15 +7,21 @@ OpenAI-compatible server; what it received is read back from it."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import tunesafe.attacks as attacks
+from tunesafe.analysis.audit import audit_runs, audit_sample
 from tunesafe.analysis.escalate import EscalationRef, escalate
+from tunesafe.engine import results as run_store
 from tunesafe.engine.executor import judge_answers
+from tunesafe.evidence.store import Store
 from tunesafe.judges import JudgeInput, get_judge
 from tunesafe.models import load_model
+from tunesafe.suite import load_suite
 from tunesafe.testing.openai_server import RunningServer, serve
 from tunesafe.types import Attempt, AttemptResult, Behavior, Generation, Verdict
 
@@ -78,3 +84,30 @@ def test_only_the_judges_that_read_the_request_have_a_new_version(judge_server: 
     assert get_judge("classifier").version.startswith("2+")
     # the others never read the request: their stored verdicts stay valid
     assert all(get_judge(name).version.startswith("1+") for name in ("refusal", "default", "harm"))
+
+
+def test_the_audit_sheet_shows_the_request_with_its_document(tmp_path: Path) -> None:
+    # the person labelling the answer reads the request the judge read, not "the article above" alone
+    path = tmp_path / "ctx.jsonl"
+    row = {"id": CONTEXTUAL.id, "text": CONTEXTUAL.text, "kind": "harmful", "category": CONTEXTUAL.category,
+           "context": DOCUMENT}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    suite = load_suite(str(path))
+    attempt = _attempt(suite.behaviors[0])
+    verdict = Verdict(judge="default", judge_version="1", refused=False, harmful=True)
+    config = {"eval": {"suite": str(path)}, "model_name": None,
+              "judges": [{"name": "default", "version": "1"}],
+              "suite": {"name": suite.name, "version": suite.version, "content_hash": suite.content_hash},
+              "attacks": [{"name": attempt.attack, "family": attempt.family,
+                           "version": attempt.attack_version}],
+              "decoding": {"max_new_tokens": 32, "temperature": 0.0, "seed": 0}, "tool_version": "test"}
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        run_store.create_run(store, "run-1", "openai:m@http://127.0.0.1:9/v1", "hash-m", config, "cfg-1", 1)
+        writer = run_store.ResultWriter(store)
+        generation = Generation(text=ANSWER, finish_reason="stop")
+        writer.add(AttemptResult(run_id="run-1", attempt=attempt, response=ANSWER, conversation=(),
+                                 generation=generation, verdicts=(verdict,)))
+        writer.flush()
+        run_store.set_status(store, "run-1", "complete")
+        [sheet_row] = audit_sample(store, audit_runs(store, "run-1"), 10)
+    assert sheet_row["request"] == f"{DOCUMENT}\n\n{CONTEXTUAL.text}"
