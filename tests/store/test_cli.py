@@ -3,15 +3,20 @@ discovery, verify on a tampered file, and every bad input getting one line and e
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tunesafe.evidence.store import Store
 from tunesafe.evidence.workspace import find_workspace
+from tunesafe.testing.openai_server import serve
 
 
 def tunesafe(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -245,3 +250,48 @@ def test_a_note_in_another_encoding_is_one_error_line(tmp_path: Path) -> None:
     result = tunesafe("--db", db, "controls", "attest", "ft", "PRE-04", "--by", "J. Doe",
                       "--note", "ok\udcff", "--field", "approved_by=J. Doe", cwd=tmp_path)
     assert_user_error(result, "control_attestation record, body.note", "not valid UTF-8")
+
+
+REF = "openai:x@http://127.0.0.1:9/v1"
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """The file as a user without write permission sees it. Permissions do not stop root, so there the
+    immutable attribute stands in (skipped where it cannot be set)."""
+    mode = path.stat().st_mode
+    path.chmod(0o444)
+    immutable = os.geteuid() == 0
+    if immutable and (not shutil.which("chattr") or subprocess.run(
+            ["chattr", "+i", str(path)], capture_output=True).returncode != 0):
+        path.chmod(mode)
+        pytest.skip("running as root, where only `chattr +i` makes a file read-only, and it is not available")
+    try:
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(mode)
+
+
+def _suite(path: Path) -> Path:
+    path.write_text("".join(json.dumps({"id": f"h{i}", "text": f"Explain forbidden thing number {i}.",
+                                        "kind": "harmful", "category": "cyber"}) + "\n" for i in range(4)),
+                    encoding="utf-8")
+    return path
+
+
+def test_eval_on_a_read_only_store_is_one_error_line_and_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    assert tunesafe("--db", str(db), "models", "add", "m1", "--ref", REF, cwd=tmp_path).returncode == 0
+    with Store.open(str(db)) as store:
+        before = list(store.records())
+    suite = _suite(tmp_path / "s.jsonl")
+    with read_only(db), serve() as running:
+        result = tunesafe("--db", str(db), "eval", f"openai:test@{running.url}", "--suite", str(suite),
+                          "--attacks", "direct_request", "--judge", "refusal", "--no-progress", cwd=tmp_path)
+        assert_user_error(result, str(db), "readonly")
+        # reading a store one may not write still works (a dashboard or an auditor's copy)
+        assert tunesafe("--db", str(db), "verify", cwd=tmp_path).returncode == 0
+    with Store.open(str(db)) as store:
+        assert list(store.records()) == before and store.verify().ok
