@@ -295,3 +295,11 @@ def test_eval_on_a_read_only_store_is_one_error_line_and_loses_nothing(tmp_path:
         assert tunesafe("--db", str(db), "verify", cwd=tmp_path).returncode == 0
     with Store.open(str(db)) as store:
         assert list(store.records()) == before and store.verify().ok
+
+
+def test_a_db_path_under_a_file_is_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("kept\n", encoding="utf-8")
+    result = tunesafe("--db", str(tmp_path / "notes.txt" / "store.db"), "models", "add", "m1", "--ref", REF,
+                      cwd=tmp_path)
+    assert_user_error(result, str(tmp_path / "notes.txt"))
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "kept\n"
