@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 from tunesafe.evidence.store import Store
+from tunesafe.production.inventory import inventory
+from tunesafe.types import RecordType
 
 WRITER = """
 import sys, time
@@ -55,3 +57,46 @@ def test_two_processes_append_without_forking_the_chain(store_url: str, tmp_path
     # the other, which is slow but correct, so interleaving is not asserted.)
     spans = [tuple(map(float, (tmp_path / f"span-{n}").read_text().split())) for n in ("w1", "w2")]
     assert max(start for start, _ in spans) < min(end for _, end in spans)
+
+
+ADD = """
+import sys, time
+from pathlib import Path
+from tunesafe.errors import UserError
+from tunesafe.evidence.store import Store
+from tunesafe.production.inventory import ModelSpec, add_model
+store = Store.open(sys.argv[1])
+Path(sys.argv[2], "ready-" + sys.argv[3]).touch()
+while not Path(sys.argv[2], "go").exists():  # start line: every process adds at once
+    time.sleep(0.001)
+try:
+    add_model(store, ModelSpec(name="shared", ref="openai:x@http://127.0.0.1:9/v1"), actor=sys.argv[3])
+    print("added")
+except UserError as exc:
+    print("refused:", exc.message)
+store.close()
+"""
+
+
+def test_processes_adding_one_model_name_at_once_record_it_once(tmp_path: Path) -> None:
+    # the duplicate-name check and the append must be one step: every process passed the check before
+    # any had appended, and the name got as many versions as processes, none asked for with --new-version
+    db = str(tmp_path / "store.db")
+    Store.open(db).close()
+    names = [f"p{i}" for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", ADD, db, str(tmp_path), name], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for name in names]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready-{n}").exists() for n in names) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        outputs.append(out.strip())
+    assert sorted(outputs)[0] == "added" and outputs.count("added") == 1, outputs
+    with Store.open(db) as store:
+        assert len(list(store.records(type=RecordType.MODEL_VERSION))) == 1
+        assert inventory(store)["shared"].version == 1
+        assert store.verify().ok
