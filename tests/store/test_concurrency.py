@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from tunesafe.evidence.store import Store
-from tunesafe.production.inventory import inventory
+from tunesafe.production.inventory import ModelSpec, inventory, version_body
 from tunesafe.types import RecordType
 
 WRITER = """
@@ -26,6 +26,7 @@ Path(sys.argv[4], "span-" + sys.argv[2]).write_text(f"{started} {time.time()}")
 store.close()
 """
 PER_WRITER = 300
+REF = "openai:x@http://127.0.0.1:9/v1"
 
 
 def test_two_processes_append_without_forking_the_chain(store_url: str, tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ Path(sys.argv[2], "ready-" + sys.argv[3]).touch()
 while not Path(sys.argv[2], "go").exists():  # start line: every process adds at once
     time.sleep(0.001)
 try:
-    add_model(store, ModelSpec(name="shared", ref="openai:x@http://127.0.0.1:9/v1"), actor=sys.argv[3])
+    add_model(store, ModelSpec(name="shared", ref=sys.argv[4]), actor=sys.argv[3])
     print("added")
 except UserError as exc:
     print("refused:", exc.message)
@@ -82,10 +83,13 @@ def test_processes_adding_one_model_name_at_once_record_it_once(tmp_path: Path) 
     # the duplicate-name check and the append must be one step: every process passed the check before
     # any had appended, and the name got as many versions as processes, none asked for with --new-version
     db = str(tmp_path / "store.db")
-    Store.open(db).close()
+    with Store.open(db) as store:  # an inventory of some size: reading it for the check takes a while
+        store.append_many([(RecordType.MODEL_VERSION, version_body(ModelSpec(name=f"other-{i}", ref=REF),
+                                                                   tmp_path), f"other-{i}")
+                           for i in range(500)])
     names = [f"p{i}" for i in range(4)]
-    procs = [subprocess.Popen([sys.executable, "-c", ADD, db, str(tmp_path), name], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for name in names]
+    procs = [subprocess.Popen([sys.executable, "-c", ADD, db, str(tmp_path), name, REF],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in names]
     deadline = time.monotonic() + 120
     while not all((tmp_path / f"ready-{n}").exists() for n in names) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -97,6 +101,6 @@ def test_processes_adding_one_model_name_at_once_record_it_once(tmp_path: Path) 
         outputs.append(out.strip())
     assert sorted(outputs)[0] == "added" and outputs.count("added") == 1, outputs
     with Store.open(db) as store:
-        assert len(list(store.records(type=RecordType.MODEL_VERSION))) == 1
+        assert len(list(store.records(type=RecordType.MODEL_VERSION, subject="shared"))) == 1
         assert inventory(store)["shared"].version == 1
         assert store.verify().ok
