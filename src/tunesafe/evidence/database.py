@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from tunesafe.errors import UserError
 
@@ -69,12 +69,24 @@ def no_store_error(url: URL) -> UserError:
 
 def create(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
-    try:
-        return create_engine(url, pool_pre_ping=True)
-    except (NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise UserError(f"no driver for {url.drivername}", where=describe(url),
-                        fix="pip install 'tunesafe[postgres]'") from exc
+        engine = _sqlite_engine(url)
+    else:
+        try:
+            engine = create_engine(url, pool_pre_ping=True)
+        except (NoSuchModuleError, ModuleNotFoundError) as exc:
+            raise UserError(f"no driver for {url.drivername}", where=describe(url),
+                            fix="pip install 'tunesafe[postgres]'") from exc
+
+    @event.listens_for(engine, "handle_error")
+    def _as_user_error(context: ExceptionContext) -> None:
+        # The database itself failing (SQLite: a file that may not be written, a full disk, still locked
+        # after busy_timeout; PostgreSQL: the server gone) is one line naming the store wherever the
+        # statement ran: writes outside Store's own methods (a run's results) were a traceback. Other
+        # errors (a constraint) are bugs and keep theirs; a failed pre-ping is the pool's to handle.
+        if not context.is_pre_ping and isinstance(context.sqlalchemy_exception, OperationalError):
+            raise connect_error(url, context.sqlalchemy_exception) from context.original_exception
+
+    return engine
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -121,8 +133,9 @@ def connect_error(url: URL, exc: Exception) -> UserError:
     lines = str(getattr(exc, "orig", exc)).strip().splitlines()
     detail = lines[0] if lines else type(exc).__name__
     if url.get_backend_name() == "sqlite":
-        return UserError(f"cannot open the SQLite database: {detail}", where=describe(url),
-                         fix="if the file is corrupted restore it from a backup; otherwise check permissions")
+        return UserError(f"cannot use the SQLite database: {detail}", where=describe(url),
+                         fix="check the file's and its folder's permissions and the free disk space; if it "
+                             "is locked, retry once the other writer is done; if corrupted, restore a backup")
     where = f"{url.host or 'localhost'}:{url.port or 5432} ({describe(url)})"
     return UserError(f"cannot reach the database: {detail}", where=where,
                      fix="start the server or correct --db / TUNESAFE_DB (user, password, host, port, name)")
