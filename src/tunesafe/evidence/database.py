@@ -93,7 +93,14 @@ def _sqlite_engine(url: URL) -> Engine:
     path = url.database
     if path and path != ":memory:":
         file = Path(path)
-        file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent that is a file, no permission, a read-only disk
+            blocked = next((p for p in file.parents if p.exists() and not p.is_dir()), None)
+            reason = f"{blocked} is a file, not a folder" if blocked else \
+                f"cannot create the database's folder: {exc.strerror or exc}"
+            raise UserError(reason, where=path,
+                            fix="pass --db / TUNESAFE_DB with a path in a folder you can write to") from None
         if file.is_dir():
             raise UserError("is a folder, not a database file", where=path,
                             fix="pass the path of a .db file, e.g. .tunesafe/tunesafe.db")
