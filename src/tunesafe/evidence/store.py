@@ -1,7 +1,8 @@
 """The evidence store. CONTRACT (other packages code against it):
 
     store = Store.open(url)            # runs Alembic migrations; UserError (exit 2) if unreachable/corrupt
-    rec = store.append(type, body, actor=None, subject=None) -> EvidenceRecord   # chained, serialized
+    rec = store.append(type, body, actor=None, subject=None, check=None) -> EvidenceRecord
+                                        # chained, serialized; check() runs under the chain lock
     store.records(type=None, subject=None) -> Iterator[EvidenceRecord]          # in chain order
     store.get(record_id) -> EvidenceRecord
     store.verify() -> VerifyResult     # .ok, .checked, .first_bad (id, expected, found)
@@ -19,7 +20,7 @@ import getpass
 import json
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -103,15 +104,18 @@ class Store:
         self.close()
 
     def append(self, type: str, body: Mapping[str, Any], actor: str | None = None,
-               subject: str | None = None) -> EvidenceRecord:
+               subject: str | None = None, check: Callable[[], None] | None = None) -> EvidenceRecord:
         """Add one record at the end of the chain."""
-        return self.append_many([(type, body, subject)], actor=actor)[0]
+        return self.append_many([(type, body, subject)], actor=actor, check=check)[0]
 
     def append_many(self, items: Sequence[tuple[str, Mapping[str, Any], str | None]],
-                    actor: str | None = None) -> list[EvidenceRecord]:
+                    actor: str | None = None,
+                    check: Callable[[], None] | None = None) -> list[EvidenceRecord]:
         """Add (type, body, subject) records in one transaction: all of them or none. The chain head row
         is locked for the whole transaction (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so
-        concurrent writers queue up instead of forking the chain."""
+        concurrent writers queue up instead of forking the chain. `check` runs once the lock is held and
+        may read the store (no other append can commit meanwhile); what it raises refuses the append, so
+        a rule such as "this name is new" holds even when two processes append at once."""
         actor = actor or default_actor()
         prepared = [(type_, canonical_json(dict(body)), subject) for type_, body, subject in items]
         for (type_, body_json, subject), (_, body, _) in zip(prepared, items, strict=True):
@@ -128,6 +132,8 @@ class Store:
                 raise UserError("the evidence chain head is missing (the chain_head row was deleted)",
                                 where=self.location, fix="run `tunesafe verify` and restore the database "
                                 "from a backup")
+            if check is not None:
+                check()
             # stamped under the lock, so created_at never goes backwards along the chain (on one clock)
             created_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
             last_id, last_hash = head.last_id, head.last_hash

@@ -430,10 +430,15 @@ def add_model(store: Store, spec: ModelSpec, *, base_dir: Path | None = None, ne
     """Record a model version (hashing its local files). UserError for a bad ref, a missing file, a
     duplicate name or an unknown base; nothing is written then."""
     check_name(spec.name)
-    check_against(spec, bases(inventory(store)), new_version=new_version)
+
+    def check() -> None:
+        check_against(spec, bases(inventory(store)), new_version=new_version)
+
+    check()  # before hashing files, which can take minutes
     body = version_body(spec, base_dir or Path.cwd())
-    store.append(RecordType.MODEL_VERSION, body, actor=actor, subject=spec.name)
-    return get_model(store, spec.name)
+    # and again under the chain lock: another process may have added the name while the files hashed
+    record = store.append(RecordType.MODEL_VERSION, body, actor=actor, subject=spec.name, check=check)
+    return inventory(store, before=record.id + 1)[spec.name]
 
 
 def update_model(store: Store, name: str, *, stage: str | None = None, owner: str | None = None,
