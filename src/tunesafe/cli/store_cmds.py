@@ -35,14 +35,17 @@ def verify(ctx: typer.Context,
            bundle: Path = typer.Option(None, "--bundle", help="An evidence bundle: its records and chain "
                                        "head must still be in this chain with the same hashes."),
            as_json: bool = JSON_OPTION) -> None:
-    """Recompute the evidence hash chain; name the first broken record. Exit 1 when broken."""
+    """Recompute the evidence hash chain and each run's results digest; name the first broken record.
+    Exit 1 when broken."""
     anchors = _anchors(anchor)
     if bundle is not None:
         from tunesafe.governance.bundle import bundle_anchors
 
         anchors.update(bundle_anchors(bundle))
+    from tunesafe.engine.verify import verify_store
+
     with open_store(db_url(ctx), must_exist=True) as store:
-        result = store.verify(anchors)
+        result = verify_store(store, anchors)
         location = store.location
     if as_json:
         print_json({"location": location, "anchors": len(anchors), **result.__dict__})
@@ -67,6 +70,7 @@ _REASONS = {
     "link": "a record before it was deleted or reordered",
     "head": "records at the end were deleted, or the chain head was edited",
     "anchor": "not the hash anchored outside the store: the chain was rewritten or cut",
+    "results": "its run's stored results (answers, verdicts) were edited, added or deleted",
 }
 
 

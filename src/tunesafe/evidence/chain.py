@@ -40,6 +40,8 @@ class BrokenRecord:
     id: int
     reason: str  # "hash" (content edited) | "link" (record deleted/reordered) | "head" (truncated/forked)
     # | "anchor" (not the hash written down elsewhere, e.g. a bundle's head: the chain was rewritten or cut)
+    # | "results" (a run record whose results_digest its stored attempt rows no longer match:
+    # tunesafe.engine.verify)
     expected: str
     found: str
 

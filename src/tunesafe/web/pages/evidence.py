@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
 from tunesafe.engine import results as run_store
+from tunesafe.engine.verify import verify_store
 from tunesafe.evidence.schema import ChainHead, RecordRow
 from tunesafe.evidence.store import Store
 from tunesafe.web.deps import record_or_404, store_of
@@ -72,7 +73,7 @@ def record_detail(store: Store, record_id: int) -> dict[str, Any]:
 
 
 def verify_chain(store: Store) -> dict[str, Any]:
-    result = store.verify()
+    result = verify_store(store)
     return {
         "ok": result.ok,
         "checked": result.checked,
