@@ -83,7 +83,8 @@ def create(url: URL) -> Engine:
         # after busy_timeout; PostgreSQL: the server gone) is one line naming the store wherever the
         # statement ran: writes outside Store's own methods (a run's results) were a traceback. Other
         # errors (a constraint) are bugs and keep theirs; a failed pre-ping is the pool's to handle.
-        if not context.is_pre_ping and isinstance(context.sqlalchemy_exception, OperationalError):
+        pre_ping = getattr(context, "is_pre_ping", False)  # getattr: not in every SQLAlchemy 2.0 release
+        if not pre_ping and isinstance(context.sqlalchemy_exception, OperationalError):
             raise connect_error(url, context.sqlalchemy_exception) from context.original_exception
 
     return engine
