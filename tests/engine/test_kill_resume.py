@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from tunesafe.engine.results import list_runs, load_run, read
 from tunesafe.engine.runner import EvalConfig, plan_evaluation
+from tunesafe.engine.verify import verify_store
 from tunesafe.evidence.schema import AttemptResultRow
 from tunesafe.evidence.store import Store
 from tunesafe.testing.openai_server import serve
@@ -100,7 +101,7 @@ def _kill_and_resume(tmp_path: Path, server: Server) -> None:
     assert sorted(stored_ids) == sorted(planned.plan.ids)  # exactly the plan: nothing lost, nothing twice
     assert load_run(store, run_id).status == "complete"
     assert [r.body["run_id"] for r in store.records(type=RecordType.RUN)] == [run_id]
-    assert store.verify().ok
+    assert verify_store(store).ok  # the chain, and the stored results match the run record's digest
 
 
 def test_sigterm_keeps_what_finished_and_marks_the_run_interrupted(tmp_path: Path) -> None:
