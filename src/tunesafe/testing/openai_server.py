@@ -133,7 +133,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,6 +230,9 @@ class ServerConfig:
     # server moved to https, or behind a proxy that adds a trailing slash)
     forbids_extra: tuple[str, ...] = ()  # body fields refused with pydantic's 422 "extra_forbidden", in
     # Mistral's shape (La Plateforme; Azure AI Foundry's Mistral deployments refuse `seed` so)
+    llama_guard: tuple[str, ...] | None = None  # answer as Llama Guard 3 served with its own chat
+    # template: "unsafe\nS2" when the message it rates holds one of these words, else "safe" (see
+    # _llama_guard_reply)
 
 
 class OpenAICompatApp:
@@ -553,6 +556,8 @@ class OpenAICompatApp:
             return self._agent_completion(body, messages)
         last_user = _last_user(body)
         reply = self.config.replies.get(last_user, f"ECHO: {last_user}")
+        if self.config.llama_guard is not None:
+            reply = _llama_guard_reply(messages, self.config.llama_guard)
         words = reply.split(" ")
         limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)
         hidden = min(limit, self.config.hidden_reasoning or 0)  # spent before the answer starts
@@ -703,6 +708,17 @@ def _last_user(body: Mapping[str, Any]) -> str:
         if isinstance(message, Mapping) and message.get("role") == "user":
             return str(message.get("content", ""))
     return ""
+
+
+def _llama_guard_reply(messages: Sequence[Mapping[str, Any]], unsafe_words: Sequence[str]) -> str:
+    """Llama Guard 3's chat template (as vLLM, TGI and Ollama apply it) writes the safety task around the
+    conversation itself: it rates the 'Agent' when the conversation has an even number of messages, else
+    the 'User', and the model answers for the last message of that role. A whole task prompt sent as
+    one user message is therefore rated as the user's message."""
+    turns = [m for m in messages if m.get("role") in ("user", "assistant")]
+    role = "assistant" if len(turns) % 2 == 0 else "user"
+    rated = next((str(m.get("content") or "") for m in reversed(turns) if m.get("role") == role), "")
+    return "unsafe\nS2" if any(w.lower() in rated.lower() for w in unsafe_words) else "safe"
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
