@@ -14,7 +14,6 @@ import pytest
 from tunesafe.errors import UserError
 from tunesafe.guardrails.base import load_guard
 from tunesafe.judges import JudgeInput, get_judge, judge_sync
-from tunesafe.models import load_model
 from tunesafe.testing.openai_server import RunningServer, serve
 from tunesafe.types import Message
 
@@ -41,7 +40,8 @@ def test_the_judge_sends_a_llama_guard_model_the_conversation(guard_server: Runn
 
 
 def test_an_alias_takes_the_conversation_when_asked(guard_server: RunningServer) -> None:
-    judge = get_judge("llama-guard", model_ref=f"openai:guard-alias@{guard_server.url}?guard_prompt=conversation")
+    alias = f"openai:guard-alias@{guard_server.url}?guard_prompt=conversation"
+    judge = get_judge("llama-guard", model_ref=alias)
     [refused] = judge_sync(judge, [JudgeInput(HARMFUL, REFUSAL, "harmful")])
     assert (refused.error, refused.harmful) == (None, False)
 
@@ -71,3 +71,8 @@ def test_the_guardrail_rates_the_answer_not_the_request(guard_server: RunningSer
             await guard.aclose()
 
     assert asyncio.run(checks()) == [True, False, True]
+
+
+def test_one_judge_model_ref_serves_strongreject_beside_llama_guard(guard_server: RunningServer) -> None:
+    ref = f"openai:guard-alias@{guard_server.url}?guard_prompt=conversation"
+    assert get_judge("strongreject", model_ref=ref).model.ref == f"openai:guard-alias@{guard_server.url}"

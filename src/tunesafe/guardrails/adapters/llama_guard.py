@@ -18,9 +18,15 @@ class LlamaGuard:
     name = "llama-guard"
     sides: frozenset[Side] = frozenset({"input", "output"})
 
-    def __init__(self, model: ChatModel, fail_mode: FailMode = "closed") -> None:
+    def __init__(self, model: ChatModel, fail_mode: FailMode = "closed",
+                 guard_prompt: str | None = None) -> None:
+        from tunesafe.judges.llm import guard_prompt_for
+
         self.model = model
-        self.ref = f"llama-guard:{model.ref}"
+        self.guard_prompt = guard_prompt_for(model.ref, guard_prompt)
+        joint = "&" if "?" in model.ref else "?"
+        chosen = "" if guard_prompt is None else f"{joint}guard_prompt={guard_prompt}"
+        self.ref = f"llama-guard:{model.ref}{chosen}"  # the choice names another guard in the evidence
         self.fail_mode = fail_mode
 
     async def check_input(self, messages: Sequence[Message]) -> GuardDecision:
@@ -30,10 +36,10 @@ class LlamaGuard:
         return await timed(lambda: self._classify(last_user(messages), answer))
 
     async def _classify(self, request: str, response: str | None) -> GuardDecision:
-        from tunesafe.judges.llm import ParseError, parse_guard, render_guard
+        from tunesafe.judges.llm import ParseError, guard_messages, parse_guard
 
-        prompt = render_guard(request, response)
-        [gen] = await self.model.generate([ChatRequest(messages=(Message(role="user", content=prompt),),
+        [gen] = await self.model.generate([ChatRequest(messages=guard_messages(request, response,
+                                                                               self.guard_prompt),
                                                        max_new_tokens=MAX_NEW_TOKENS, temperature=0.0)])
         if gen.error is not None:
             return GuardDecision.failed(f"classifier backend error: {gen.error}")
@@ -49,6 +55,8 @@ class LlamaGuard:
 
 @registry.register("llama-guard")
 def _factory(target: str, fail_mode: FailMode) -> LlamaGuard:
+    from tunesafe.judges.llm import take_guard_prompt
     from tunesafe.models import load_model
 
-    return LlamaGuard(load_model(target), fail_mode)
+    target, guard_prompt = take_guard_prompt(target, "--guard")
+    return LlamaGuard(load_model(target), fail_mode, guard_prompt)
