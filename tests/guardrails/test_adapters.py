@@ -312,3 +312,19 @@ def test_an_undecided_or_self_contradicting_decision_is_an_error_never_a_pass(
     for decision in run(checks()):
         assert decision.blocked is None and decision.error
     assert "timed out" in (run(checks())[2].error or "")
+
+
+def test_a_moderation_answer_without_flagged_reads_its_categories_as_mistral_sends_it() -> None:
+    from tunesafe.guardrails.adapters.http import GuardHTTPError
+    from tunesafe.guardrails.adapters.moderation import parse_moderation
+
+    def mistral(**categories: bool) -> dict[str, object]:
+        return {"id": "m", "model": "mistral-moderation-latest",
+                "results": [{"categories": categories, "category_scores": dict.fromkeys(categories, 0.5)}]}
+
+    flagged = parse_moderation(mistral(violence_and_threats=True, pii=False))
+    assert (flagged.blocked, flagged.categories) == (True, ("violence_and_threats",))
+    assert parse_moderation(mistral(violence_and_threats=False, pii=False)).blocked is False
+    for unreadable in (mistral(), {"results": [{"categories": {"violence": "yes"}}]}, {"results": [{}]}):
+        with pytest.raises(GuardHTTPError):
+            parse_moderation(unreadable)
