@@ -1,6 +1,7 @@
 """`moderation:URL`: an endpoint with the OpenAI moderation response shape (`POST URL/moderations`,
-`{"results": [{"flagged": bool, "categories": {name: bool}}]}`). Input side: the user's message;
-output side: the answer. Options: `model=` (sent as the request's model), `key_env=`, `timeout=`."""
+`{"results": [{"flagged": bool, "categories": {name: bool}}]}`, or Mistral's, without `flagged`). Input
+side: the user's message; output side: the answer. Options: `model=` (sent as the request's model),
+`key_env=`, `timeout=`."""
 
 from __future__ import annotations
 
@@ -40,17 +41,25 @@ class Moderation:
 
 
 def parse_moderation(data: Any) -> GuardDecision:
-    """The first result's `flagged` and the categories set true; anything else is an error."""
+    """The first result's `flagged` and the categories set true; anything else is an error. Mistral's
+    moderation sends no `flagged`: a result of boolean categories alone is flagged when one is true."""
     try:
         result = data["results"][0]
-        flagged = result["flagged"]
-    except (KeyError, IndexError, TypeError):
+        categories = result.get("categories") or {}
+        flagged = result["flagged"] if "flagged" in result else _any_category(categories)
+    except (KeyError, IndexError, TypeError, AttributeError):
         raise GuardHTTPError(f"not a moderation response: {str(data)[:200]}") from None
     if not isinstance(flagged, bool):
         raise GuardHTTPError(f"'flagged' is not a boolean: {flagged!r}")
-    categories = result.get("categories") or {}
     names = tuple(sorted(k for k, v in categories.items() if v)) if isinstance(categories, Mapping) else ()
     return GuardDecision(blocked=flagged, categories=names)
+
+
+def _any_category(categories: Any) -> bool:
+    if not isinstance(categories, Mapping) or not categories \
+            or not all(isinstance(v, bool) for v in categories.values()):
+        raise KeyError("flagged")  # neither shape: not a moderation response
+    return any(categories.values())
 
 
 @registry.register("moderation")
