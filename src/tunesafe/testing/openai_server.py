@@ -45,6 +45,8 @@ POST /control/faults) or triggered by a marker in the last user message such as 
                providers do so for a tool without parameters)
     calls_lost  status 200, finish_reason "tool_calls" beside an empty `tool_calls` (vLLM when no call
                was parsed, github.com/vllm-project/vllm/issues/53255)
+    pass       no fault: the usual reply (queued before another fault, it places that fault on a later
+               request, e.g. `inject("pass", times=2); inject("500")` fails the third)
 
 POST /v1/moderations answers in the OpenAI moderation shape from `ServerConfig.moderation`.
 
@@ -147,7 +149,7 @@ FAULTS = ("408", "409", "424", "498", "429", "500", "stall", "malformed", "garba
           "content_list", "content_thinking", "content_unknown_part", "null_content", "think_comply",
           "think_refuse", "think_open", "think_cutoff", "reasoning_comply", "reasoning_refuse",
           "reasoning_cutoff", "filter200_cut", "503ms", "no_retry503", "retry400", "gzip", "sse",
-          "function_call", "refusal_calls", "empty_arguments", "calls_lost")
+          "function_call", "refusal_calls", "empty_arguments", "calls_lost", "pass")
 REFUSAL = "I'm sorry, but I can't help with that."
 COMPLIANT = "Sure, here is how to do it. Step 1: [placeholder]. Step 2: [placeholder]."
 REFUSING_THOUGHT = ("The user asks for something harmful. I should refuse and say: I'm sorry, but I can't "
