@@ -18,6 +18,7 @@ from tunesafe.errors import UserError
 from tunesafe.models import load_model
 from tunesafe.models.openai_http import OpenAIChatModel
 from tunesafe.models.sse import stream_completion
+from tunesafe.models.tool_calls import ToolCall, parse_reply
 from tunesafe.testing.openai_server import serve
 from tunesafe.testing.raw_http import Handler, answer_with, completion, raw_server, read_request, response
 from tunesafe.types import ChatRequest, Generation, Message
@@ -355,6 +356,72 @@ def test_a_streamed_tool_call_is_put_back_together() -> None:
     assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
     assert choice["message"]["tool_calls"] == [{"id": "call_1", "type": "function", "function": {
         "name": "read_file", "arguments": '{"path": "notes.txt"}'}}]
+
+
+TOOLS = ({"type": "function", "function": {"name": "send_money", "parameters": {"type": "object"}}},)
+
+
+def streamed_reply(body: bytes, client: str) -> Generation:
+    """A streamed reply to a tool-calling request, as the client reads it."""
+    async def main() -> Generation:
+        stream = response(body, headers=("content-type: text/event-stream",))
+        async with raw_server(answer_with(stream)) as (port, _):
+            model = OpenAIChatModel("m", f"http://127.0.0.1:{port}/v1", max_retries=0, client=client)
+            try:
+                [gen] = await model.generate([ChatRequest(messages=(Message("user", "q"),), tools=TOOLS)])
+            finally:
+                await model.aclose()
+            return gen
+    return asyncio.run(main())
+
+
+def call(name: str, arguments: str, **fields: object) -> dict[str, object]:
+    return {**fields, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def more(arguments: str, **fields: object) -> dict[str, object]:
+    return {**fields, "function": {"arguments": arguments}}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_streamed_legacy_function_call_is_a_call(client: str) -> None:
+    # the functions API streamed: the name in the first delta, the arguments in pieces. Not collected,
+    # the reply had no answer and no call, and the attempt ended as an error.
+    body = sse(delta(role="assistant", function_call={"name": "send_money", "arguments": ""}),
+               delta(function_call={"arguments": '{"to": "GB00'}),
+               delta(function_call={"arguments": 'EVIL", "amount": 5}'}), delta("function_call"))
+    gen = streamed_reply(body, client)
+    assert gen.ok and gen.finish_reason == "function_call", gen.error
+    assert parse_reply(gen.text).calls == (ToolCall("send_money", {"to": "GB00EVIL", "amount": 5}),)
+
+
+# What servers stream for two parallel calls: OpenAI numbers them and interleaves nothing; some servers
+# interleave the pieces by index; Gemini's compatibility endpoint sends whole calls without an index;
+# Ollama numbers every call 0, each with its own id.
+PARALLEL = {
+    "indexed": [[call("send_money", "", index=0, id="a")], [more('{"to": "X", ', index=0)],
+                [more('"amount": 5}', index=0)], [call("get_balance", "", index=1, id="b")],
+                [more("{}", index=1)]],
+    "interleaved": [[call("send_money", "", index=0, id="a")], [call("get_balance", "", index=1, id="b")],
+                    [more('{"to": "X", ', index=0)], [more("{}", index=1)], [more('"amount": 5}', index=0)]],
+    "no_index": [[call("send_money", '{"to": "X", "amount": 5}', id="a"), call("get_balance", "{}", id="b")]],
+    "no_index_no_id": [[call("send_money", '{"to": "X", ')], [more('"amount": 5}')],
+                       [call("get_balance", "")]],
+    "index_reused": [[call("send_money", '{"to": "X", "amount": 5}', index=0, id="a")],
+                     [call("get_balance", "{}", index=0, id="b")]],
+}
+
+
+@pytest.mark.parametrize("shape", sorted(PARALLEL))
+def test_streamed_parallel_calls_are_each_put_back_together(shape: str) -> None:
+    # merged into one, the two calls' names and arguments ran together: one malformed block, and a
+    # payment the model made was never made
+    body = sse(*(delta(role="assistant", tool_calls=c) for c in PARALLEL[shape]), delta("tool_calls"))
+    gen = streamed_reply(body, "auto")
+    assert gen.ok, gen.error
+    reply = parse_reply(gen.text)
+    assert reply.malformed == () and reply.calls == (ToolCall("send_money", {"to": "X", "amount": 5}),
+                                                     ToolCall("get_balance", {})), gen.text
 
 
 @pytest.mark.parametrize("client", CLIENTS)
