@@ -120,11 +120,12 @@ async def run_agent(model: ChatModel, world: World, tools: Mapping[str, Tool], s
     return episode
 
 
-def combined_generation(episodes: Sequence[Episode]) -> Generation:
+def combined_generation(episodes: Sequence[Episode], decided: bool = False) -> Generation:
     """One Generation for a case: tokens and latency summed over every model call of its episodes; the
-    first failure, if any, is the case's error (fail closed)."""
+    first failure, if any, is the case's error (fail closed), unless the case was `decided` before it
+    (the attacker's end state reached: the failure is then kept in the episodes' records only)."""
     generations = [g for e in episodes for g in e.generations]
-    failed = next((g for g in generations if not g.ok), None)
+    failed = None if decided else next((g for g in generations if not g.ok), None)
     last = episodes[-1] if episodes else None
     return Generation(
         text=last.answer if last else "",
