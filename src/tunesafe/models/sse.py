@@ -1,8 +1,9 @@
 """A chat completion streamed as server-sent events although no stream was asked for (some gateways stream
-every reply), read back into the one completion object the chunks add up to. The raw `data:` lines are
-never an answer: a stream that breaks off before its finish_reason, or that is no stream of chunks, is a
-ValueError (BrokenStream, or the JSON error of an event that is no JSON); one that carries an error
-comes back with it as the completion's `error`."""
+every reply), read back into the one completion object the chunks add up to (tool calls and a legacy
+`function_call` put back together from their pieces, as a non-streamed reply holds them). The raw
+`data:` lines are never an answer: a stream that breaks off before its finish_reason, or that is no
+stream of chunks, is a ValueError (BrokenStream, or the JSON error of an event that is no JSON); one that
+carries an error comes back with it as the completion's `error`."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def is_event_stream(content_type: str, body: bytes) -> bool:
 def stream_completion(text: str) -> dict[str, Any]:
     """The chat completion the chunks of an SSE body add up to (the first choice's)."""
     texts: dict[str, list[str]] = {}
-    calls: dict[int, dict[str, Any]] = {}
+    calls: list[dict[str, Any]] = []
+    slots: dict[int, dict[str, Any]] = {}  # a call's index in the stream -> that call
+    legacy: dict[str, Any] = {}  # the functions API's one `function_call`
     completion: dict[str, Any] = {}
     finish = None
     for data in _events(text):
@@ -48,7 +51,9 @@ def stream_completion(text: str) -> dict[str, Any]:
                 if isinstance(delta.get(name), str):
                     texts.setdefault(name, []).append(delta[name])
             for call in delta.get("tool_calls") or ():
-                _add_call(calls.setdefault(int(call.get("index", 0)), {}), call)
+                _add_call(_slot(calls, slots, call), call)
+            if isinstance(delta.get("function_call"), dict):
+                _add_call(legacy, {"function": delta["function_call"]})
             finish = choice.get("finish_reason") or finish
             if choice.get("content_filter_results"):
                 completion["content_filter_results"] = choice["content_filter_results"]
@@ -57,11 +62,31 @@ def stream_completion(text: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": None,
                                **{name: "".join(parts) for name, parts in texts.items()}}
     if calls:
-        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+        message["tool_calls"] = calls
+    if legacy:
+        message["function_call"] = legacy["function"]
     choice = {"index": 0, "message": message, "finish_reason": finish}
     if "content_filter_results" in completion:
         choice["content_filter_results"] = completion.pop("content_filter_results")
     return {**completion, "object": "chat.completion", "choices": [choice]}
+
+
+def _slot(calls: list[dict[str, Any]], slots: dict[int, dict[str, Any]],
+          delta: dict[str, Any]) -> dict[str, Any]:
+    """The call a tool-call delta adds to: the one of its index, or the last one where it has none. A
+    delta with an id other than that call's starts a new call (Ollama numbers every call 0), and so does
+    one without an index or id that names a function after a named call (Gemini sends whole calls
+    without an index): joined, two calls ran together into one malformed block."""
+    index = delta.get("index")
+    current = slots.get(index) if isinstance(index, int) else calls[-1] if calls else None
+    named = bool((delta.get("function") or {}).get("name"))
+    if current is None or (delta.get("id") and current.get("id") not in (None, delta["id"])) or (
+            index is None and not delta.get("id") and named and current["function"]["name"]):
+        current = {}
+        calls.append(current)
+    if isinstance(index, int):
+        slots[index] = current
+    return current
 
 
 def _add_call(call: dict[str, Any], delta: dict[str, Any]) -> None:
