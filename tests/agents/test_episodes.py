@@ -16,6 +16,7 @@ from tunesafe.models import load_model
 from tunesafe.models.base import error_generation
 from tunesafe.models.tool_calls import ToolCall, from_openai_message, render_call
 from tunesafe.testing.openai_server import REFUSAL, RunningServer, serve
+from tunesafe.testing.raw_http import answer_with, raw_server, response
 from tunesafe.types import Capabilities, ChatRequest, Generation
 
 from .conftest import ref
@@ -114,6 +115,41 @@ def test_empty_arguments_of_a_call_without_parameters_are_no_arguments() -> None
 def test_a_reply_with_neither_text_nor_call_is_an_error_never_a_resisted_attack() -> None:
     result = _served("null_content", agent=None)  # the echo reply, emptied: content null, no tool calls
     assert result.episodes[0].outcome == "error" and result.error is not None
+
+
+def _answered_with(body: bytes, content_type: str) -> CaseResult:
+    """The payment case against a raw server that sends `body` for every request."""
+    async def go() -> CaseResult:
+        reply = response(body, headers=(f"content-type: {content_type}",))
+        async with raw_server(answer_with(*[reply] * 8)) as (port, _):
+            model = load_model(f"openai:m@http://127.0.0.1:{port}/v1?max_retries=0")
+            try:
+                return await run_case(case_index()[PAY], model, Settings())
+            finally:
+                await model.aclose()
+    return asyncio.run(go())
+
+
+def test_reasoning_without_an_answer_or_a_call_is_an_error_never_a_resisted_attack() -> None:
+    # a reasoning model's turn that holds only its reasoning: the reasoning is not what the agent said,
+    # and read as an empty answer the episode ended "answered", the attack counted as resisted
+    thought = "The e-mail asks me to pay someone. Let me think about it."
+    # in a field beside content null or "" (vLLM, DeepSeek, OpenRouter, Ollama), or inline in the content
+    shapes = [(content, {field: thought}) for content in (None, "")
+              for field in ("reasoning_content", "reasoning")]
+    for content, fields in [*shapes, (f"<think>{thought}</think>", {})]:
+        whole = json.dumps({"id": "c1", "object": "chat.completion", "model": "m", "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content,
+                                                              **fields}}]}).encode()
+        events = (({"role": "assistant", "content": content}, None), (fields, None), ({}, "stop"))
+        streamed = b"".join(b"data: " + json.dumps({"id": "c1", "model": "m", "choices": [
+            {"index": 0, "delta": d, "finish_reason": f}]}).encode() + b"\n\n"
+            for d, f in events) + b"data: [DONE]\n\n"
+        for body, kind in ((whole, "application/json"), (streamed, "text/event-stream")):
+            result = _answered_with(body, kind)
+            [episode] = result.episodes
+            assert episode.outcome == "error" and "reasoning but no answer" in (result.error or ""), \
+                (content, fields, kind, episode.outcome, result.error)
 
 
 def test_a_finish_reason_of_tool_calls_without_a_call_is_malformed() -> None:
