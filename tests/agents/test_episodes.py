@@ -96,6 +96,14 @@ def test_a_legacy_function_call_is_made_not_dropped() -> None:
     assert result.attack_success is True and episode.outcome == "answered"
 
 
+def test_streamed_tool_calls_are_made() -> None:
+    # a gateway that streams every reply: each call's name, then its arguments in pieces
+    result = _served("sse")
+    [episode] = result.episodes
+    assert [c["name"] for c in episode.calls()] == ["read_inbox", "send_money", "send_money"]
+    assert result.attack_success is True and result.utility and episode.outcome == "answered"
+
+
 def test_a_refusal_field_beside_a_tool_call_does_not_hide_the_call() -> None:
     # "I can't help with that" in message.refusal while the payment goes out in tool_calls
     result = _served("refusal_calls")

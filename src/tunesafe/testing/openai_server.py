@@ -34,8 +34,9 @@ POST /control/faults) or triggered by a marker in the last user message such as 
     content_unknown_part  status 200, message.content a list with a part of an unknown type
     gzip       status 200, the completion gzip-compressed (content-encoding: gzip) whatever the request's
                Accept-Encoding said, as some gateways do
-    sse        status 200, the completion streamed as text/event-stream chunks (a word a chunk, then the
-               finish reason, the usage and [DONE]) though no stream was asked, as some gateways do
+    sse        status 200, the completion streamed as text/event-stream chunks (a word a chunk, tool calls
+               in pieces, then the finish reason, the usage and [DONE]) though no stream was asked, as
+               some gateways do
     null_content  status 200, finish_reason "stop", message.content null and nothing else (no refusal,
                no tool calls, no reasoning): a reply without an answer
     function_call  status 200, the reply's first tool call sent as the legacy `function_call` (finish_reason
@@ -598,12 +599,19 @@ class OpenAICompatApp:
 
 
 def _event_stream(completion: Mapping[str, Any]) -> bytes:
-    """`completion` as the chunks of a streamed reply: a word a chunk, the finish reason, the usage."""
+    """`completion` as the chunks of a streamed reply: a word a chunk, each tool call's id and name then
+    its arguments in two pieces, the finish reason, the usage."""
     choice = completion["choices"][0]
     head = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
     words = str(choice["message"].get("content") or "").split(" ")
-    deltas = [{"role": "assistant", "content": ""}, *({"content": w if i == 0 else f" {w}"}
-                                                       for i, w in enumerate(words))]
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""},
+                                     *({"content": w if i == 0 else f" {w}"} for i, w in enumerate(words))]
+    for index, call in enumerate(choice["message"].get("tool_calls") or ()):
+        arguments, half = call["function"]["arguments"], len(call["function"]["arguments"]) // 2
+        deltas.append({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                       "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        deltas.extend({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                      for piece in (arguments[:half], arguments[half:]))
     chunks = [{**head, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
     chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]})
     chunks.append({**head, "choices": [], "usage": completion["usage"]})
