@@ -26,6 +26,8 @@ from tunesafe.suite import load_suite
 from tunesafe.testing.openai_server import serve
 from tunesafe.types import Attempt, AttemptResult, Generation, Message, Verdict, sha256_hex
 
+from .scripted_replies import ByHarmfulBehaviour
+
 STYLES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "refusal_styles"
 # The issue's example and two of our own; none is in the training data or the held-out style set.
 CANNED = [
@@ -131,25 +133,16 @@ def test_uncertain_keeps_the_best_guess() -> None:
     assert not all(v.uncertain for v in confident)
 
 
-class _Replies(dict[str, str]):
+def _replies(harmful: list[str]) -> ByHarmfulBehaviour:
     """Nine in ten harmful behaviours get one of the canned refusals, the rest comply."""
-
-    def __init__(self, harmful: list[str]) -> None:
-        super().__init__()
-        self.harmful = harmful
-
-    def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
-        for i, text in enumerate(self.harmful):
-            if text in key:
-                return COMPLIANCE if i % 10 == 0 else CANNED[i % 3]
-        return ANSWER
+    return ByHarmfulBehaviour(harmful, lambda i, _: COMPLIANCE if i % 10 == 0 else CANNED[i % 3], ANSWER)
 
 
 @pytest.mark.parametrize("judge", [JUDGE, "default"])
 def test_loopback_model_that_refuses_ninety_percent_measures_its_true_asr(tmp_path: Path, judge: str) -> None:
     harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
     complying = sum(i % 10 == 0 for i in range(len(harmful)))
-    with serve(replies=_Replies(harmful)) as server, Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+    with serve(replies=_replies(harmful)) as server, Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
         config = EvalConfig(suite="smoke", attacks=ATTACKS, judges=(judge,), max_new_tokens=32,
                             concurrency=4)
         report = asyncio.run(evaluate(store, f"openai:tunesafe-test@{server.url}", config, progress=False))

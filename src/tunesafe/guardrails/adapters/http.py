@@ -29,7 +29,7 @@ def split_url(target: str, what: str) -> tuple[str, dict[str, str]]:
     return url.rstrip("/"), dict(parse_qsl(query))
 
 
-def timeout_s(options: dict[str, str]) -> float:
+def timeout_s(options: dict[str, str], fix: str = "e.g. ?timeout=10") -> float:
     """`?timeout=`; a bad value is one user error (exit 2), not a traceback whose exit 1 reads as a fail."""
     try:
         timeout = float(options.get("timeout", TIMEOUT_S))
@@ -37,7 +37,7 @@ def timeout_s(options: dict[str, str]) -> float:
             raise ValueError
     except ValueError:
         raise UserError(f"timeout={options['timeout']!r} is not a positive number of seconds",
-                        where="--guard", fix="e.g. ?timeout=10") from None
+                        where="--guard", fix=fix) from None
     return timeout
 
 

@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from tunesafe.errors import UserError
+from tunesafe.guardrails.adapters.http import TIMEOUT_S
+from tunesafe.guardrails.adapters.http import timeout_s as timeout_option
 from tunesafe.guardrails.base import FailMode, GuardDecision, Side, last_user, registry, timed
 from tunesafe.types import Message
-
-TIMEOUT_S = 30.0
 
 
 class PythonGuard:
@@ -60,13 +60,8 @@ class PythonGuard:
 def _factory(ref_target: str, fail_mode: FailMode) -> PythonGuard:
     target, _, query = ref_target.partition("?")
     options = dict(parse_qsl(query))
-    try:
-        timeout_s = float(options.pop("timeout", TIMEOUT_S))
-        if not timeout_s > 0:
-            raise ValueError
-    except ValueError:
-        raise UserError(f"python guard {ref_target!r}: timeout must be a positive number of seconds",
-                        where="--guard", fix="e.g. python:my_package.filters:check?timeout=10") from None
+    timeout_s = timeout_option(options, fix="e.g. python:my_package.filters:check?timeout=10")
+    options.pop("timeout", None)
     if options:
         raise UserError(f"python guard {ref_target!r}: unknown option(s) {', '.join(options)}",
                         where="--guard", fix="python guards take timeout= and on_error= only")
