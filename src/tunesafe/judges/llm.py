@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.judges.base import (
@@ -186,17 +185,14 @@ _LLAMA_GUARD_NAME = re.compile(r"llama[-_ .]?guard", re.IGNORECASE)
 
 def take_guard_prompt(ref: str, where: str) -> tuple[str, str | None]:
     """The ref without its `guard_prompt` option, and the option's value (None when not given)."""
-    head, sep, query = ref.partition("?")
-    pairs = parse_qsl(query, keep_blank_values=True) if sep else []
-    chosen = [value for key, value in pairs if key == "guard_prompt"]
-    if not chosen:
-        return ref, None
-    if chosen[-1] not in GUARD_PROMPTS:
-        raise UserError(f"guard_prompt={chosen[-1]!r} in {ref!r} is not a way to ask the classifier",
+    from tunesafe.models.refs import take_option
+
+    ref, chosen = take_option(ref, "guard_prompt")
+    if chosen is not None and chosen not in GUARD_PROMPTS:
+        raise UserError(f"guard_prompt={chosen!r} in {ref!r} is not a way to ask the classifier",
                         where=where, fix="use guard_prompt=conversation (Llama Guard served with its own "
                                          "chat template) or guard_prompt=rendered (any other model)")
-    rest = urlencode([(key, value) for key, value in pairs if key != "guard_prompt"])
-    return (f"{head}?{rest}" if rest else head), chosen[-1]
+    return ref, chosen
 
 
 def guard_prompt_for(model_ref: str, chosen: str | None) -> str:

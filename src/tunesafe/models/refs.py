@@ -81,6 +81,18 @@ class ModelRef:
         return replace(self, options={**self.options, **options})
 
 
+def take_option(ref: str, key: str) -> tuple[str, str | None]:
+    """The ref without option `key` of its query, and that option's last value (None when absent): for an
+    option that a wrapper (a guard, a judge) reads and the model backend would refuse as unknown."""
+    head, sep, query = ref.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True) if sep else []
+    values = [value for name, value in pairs if name == key]
+    if not values:
+        return ref, None
+    rest = urlencode([(name, value) for name, value in pairs if name != key])
+    return (f"{head}?{rest}" if rest else head), values[-1]
+
+
 def redact_ref(text: str) -> str:
     """`text` (a ref, a URL, or a message quoting them) with URL userinfo and secret query values masked:
     `openai:m@http://user:pw@host/v1?api_key=sk` -> `openai:m@http://***@host/v1?api_key=***`. Idempotent;

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from urllib.parse import parse_qsl, urlencode
 
 from tunesafe.errors import UserError
 from tunesafe.guardrails.base import FailMode, GuardDecision, Side, registry, timed
@@ -70,18 +69,14 @@ class GuardedChat:
 @registry.register("guarded-chat")
 def _factory(target: str, fail_mode: FailMode) -> GuardedChat:
     from tunesafe.models import load_model, parse_ref
+    from tunesafe.models.refs import take_option
 
     # block_message is this adapter's; the other options are the model ref's
-    head, _, query = target.partition("?")
-    pairs = parse_qsl(query, keep_blank_values=True)
-    block_message = next((v for k, v in pairs if k == "block_message"), None)
-    if block_message is not None:
-        rest = urlencode([(k, v) for k, v in pairs if k != "block_message"])
-        target = f"{head}?{rest}" if rest else head
-        if not block_message.strip():
-            raise UserError("guarded-chat: block_message is empty", where="--guard",
-                            fix="give the text the gateway answers when it blocks, e.g. "
-                                "?block_message=Request blocked by policy")
+    target, block_message = take_option(target, "block_message")
+    if block_message is not None and not block_message.strip():
+        raise UserError("guarded-chat: block_message is empty", where="--guard",
+                        fix="give the text the gateway answers when it blocks, e.g. "
+                            "?block_message=Request blocked by policy")
     if parse_ref(target).scheme != "openai":
         raise UserError(f"guarded-chat needs an OpenAI-compatible endpoint, got {target!r}", where="--guard",
                         fix="use guarded-chat:openai:MODEL@http(s)://HOST/v1")
