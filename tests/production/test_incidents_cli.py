@@ -290,3 +290,25 @@ def test_a_reported_and_closed_incident_has_a_complete_report_draft(db: str, tmp
     kind = _report_type(db, tmp_path, str(opened["id"]), "2026-12-30T00:00:00Z")
     assert kind.startswith("complete")
     assert ("after the deadline" in kind) is late
+
+
+@pytest.mark.parametrize(("reported_at", "now", "late"), [
+    (None, "2026-12-10T00:00:00Z", None),
+    (None, "2026-12-20T00:00:00Z", "OVERDUE"),
+    ("2026-12-10T00:00:00Z", "2026-12-20T00:00:00Z", None),
+    ("2026-12-18T00:00:00Z", "2026-12-20T00:00:00Z", "reported after the deadline"),
+])
+def test_an_open_incident_past_its_deadline_has_a_late_initial_report_draft(
+        db: str, tmp_path: Path, reported_at: str | None, now: str, late: str | None) -> None:
+    """The draft of an open incident whose deadline (2026-12-16T09:30:00Z) ran out before a report called
+    itself just "initial", as if it were on time."""
+    opened = ok(db, "incidents", "open", "support-bot", "--title", "t", "--severity", "high", "--aware-at",
+                AWARE, "--now", NOW)
+    if reported_at is not None:
+        ok(db, "incidents", "update", str(opened["id"]), "--reported-at", reported_at, "--now", reported_at)
+    kind = _report_type(db, tmp_path, str(opened["id"]), now)
+    assert kind.startswith("initial") and "Art. 73(5)" in kind
+    if late is None:
+        assert "OVERDUE" not in kind and "deadline" not in kind, kind
+    else:
+        assert late in kind, kind
