@@ -94,7 +94,10 @@ def report_type(incident: Incident, now: datetime) -> str:
                                                        else " before the deadline)")
     if incident.status == "closed":
         return "complete" + (" (reported after the deadline)" if missed else "")
-    return "initial (Art. 73(5): may be incomplete)"
+    # an initial report is still owed (or was filed) past the deadline: "initial" alone reads as on time
+    late = "" if not missed else (", reported after the deadline" if incident.reported_at is not None
+                                  else ", OVERDUE: the deadline has passed")
+    return f"initial{late} (Art. 73(5): may be incomplete)"
 
 
 def report_context(store: Store, incident: Incident, now: datetime) -> dict[str, Any]:
