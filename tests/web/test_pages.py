@@ -138,6 +138,31 @@ def test_gate_page_matches_the_decision(client: TestClient, filled: Any) -> None
     assert "<svg" in html  # the report's charts
 
 
+def _highlighted(page: str) -> list[str]:
+    return re.findall(r'<tr class="bad">\s*<td>([^<]*)</td>', page)
+
+
+def test_gate_page_highlights_exactly_the_rows_the_report_does(tmp_path: Any, filled: Any) -> None:
+    """report.html marks the rows the decision holds against the candidate; the dashboard's gate page
+    showed the same tables with no row marked. A rate past its ceiling, unchanged, is marked too."""
+    from tunesafe.reports.html import render_html
+    from tunesafe.types import RecordType
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    body = copy.deepcopy(filled.decision)
+    refusal = next(d for d in body["comparison"]["deltas"]
+                   if d["metric"] == "refusal" and d["group"] == "overall")
+    body["policy"]["min_refusal_rate"] = min(1.0, refusal["after"] + 0.01)  # a floor the candidate misses
+    with Store.open(str(tmp_path / "store.db")) as store:
+        rec = store.append(RecordType.GATE_DECISION, body, subject="support-bot-v2")
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
+        shown = _get(client, f"/gates/{rec.id}")
+    expected = _highlighted(render_html(body, rec))
+    assert "attack success rate (harmful)" in expected and "refusal rate (harmful)" in expected, expected
+    assert _highlighted(shown) == expected
+
+
 def test_gate_page_shows_blocked_and_uncertain_counts(client: TestClient, filled: Any,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The dashboard shows what the report shows: a deployment's filter counts as refusals, so the
