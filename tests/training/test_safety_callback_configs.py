@@ -73,6 +73,21 @@ def test_sparse_logging_reads_only_the_logged_steps(tiny: Any, tmp_path: Path) -
     assert [s for s, _ in body["loss_curve"]] == [3, 6, 9] and not body["events"]
 
 
+@pytest.mark.parametrize("nan_filter", [True, False])
+def test_sparse_logging_names_the_steps_a_nan_loss_may_have_come_from(tiny: Any, tmp_path: Path,
+                                                                    nan_filter: bool) -> None:
+    """Logged every 3 steps, the loss turns NaN at step 5 (weights poisoned after step 4) and is first seen
+    in the log of step 6, the mean of steps 4-6: the event said "at step 6", a step it may not have come
+    from. It is seen (and acted on) at step 6 and names the steps it may have come from."""
+    callback = SafetyCallback(policy=policy(actions={"loss_nonfinite": "warn"}), probe_every=None,
+                              max_new_tokens=4, log_every_step=False)
+    tiny.trainer(tiny.model(), [callback, tiny.PoisonAt(4)], tmp_path / "out", max_steps=9, logging_steps=3,
+                 logging_nan_inf_filter=nan_filter).train()
+    (event,) = body_of(callback)["events"]
+    assert event["kind"] == "loss_nonfinite" and event["step"] == 6
+    assert "in steps 4-6" in event["reason"], event["reason"]
+
+
 @pytest.mark.parametrize("length", [{"max_steps": -1, "num_train_epochs": 1.5},  # 9 steps of 6 an epoch
                                     {"max_steps": 8, "num_train_epochs": 3}])    # max_steps wins: 1.33
 def test_a_run_of_a_fraction_of_an_epoch_is_not_announced_as_a_whole_one(tiny: Any, tmp_path: Path,
