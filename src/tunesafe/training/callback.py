@@ -55,7 +55,7 @@ from tunesafe.training import run_record
 from tunesafe.training.events import ACTION_KEYS, TrainingEvent
 from tunesafe.training.limits import at_step, preflight
 from tunesafe.training.live_model import text_tokenizer
-from tunesafe.training.loss_monitor import LossMonitor, LossMonitorConfig
+from tunesafe.training.loss_monitor import LossMonitor, LossMonitorConfig, at_steps
 from tunesafe.training.probes import (
     ProbeResult,
     ProbeSet,
@@ -215,11 +215,14 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         if not self._active or not logs or "loss" not in logs or state.global_step == self._logged_step:
             return
         step, loss = state.global_step, float(logs["loss"])
+        # the first step this log covers: with sparse logging (log_every_step=False) the loss is the mean
+        # since the last log, and a NaN is seen here, at the last of those steps
+        first = (self._first_step if self._logged_step is None else self._logged_step) + 1
         self._logged_step = step
         grad_norm = float(logs.get("grad_norm") or 0.0)
         if math.isfinite(grad_norm):
             self._losses.append([step, loss if math.isfinite(loss) else str(loss)])
-            self._raise_events(self._monitor.add(step, loss), control)
+            self._raise_events(self._monitor.add(step, loss, first=first), control)
             return
         # The Trainer's logging_nan_inf_filter (on by default) logs a stand-in for a NaN loss (the mean of
         # the steps since the last log: 0.0 when every step is logged); the gradient norm shows the NaN.
@@ -229,8 +232,9 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         if "grad_nonfinite" not in self._latched:
             self._latched.add("grad_nonfinite")
             self._raise_events([TrainingEvent(
-                "loss_nonfinite", step, None, f"gradient norm is {grad_norm} at step {step}: the loss is not "
-                "finite (the Trainer's logging_nan_inf_filter hides it in the logged loss)")], control)
+                "loss_nonfinite", step, None, f"gradient norm is {grad_norm} at step {step}: the loss turned "
+                f"non-finite {at_steps(first, step)} (the Trainer's logging_nan_inf_filter hides it in the "
+                "logged loss)")], control)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                 **kwargs: Any) -> None:

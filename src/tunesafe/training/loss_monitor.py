@@ -54,6 +54,12 @@ def robust_z(value: float, history: Sequence[float]) -> float:
     return (value - centre) / scale
 
 
+def at_steps(first: int, step: int) -> str:
+    """Where a logged point was measured. A Trainer that logs every few steps logs the mean of the steps
+    since its last log, seen at the last of them: which one made a NaN is not known."""
+    return f"at step {step}" if first >= step else f"in steps {first}-{step} (logged as one mean)"
+
+
 class LossMonitor:
     """Feed it (step, loss) in order; `add` returns the events that point starts."""
 
@@ -66,12 +72,14 @@ class LossMonitor:
         self._diverging = False
         self._collapsed = False
 
-    def add(self, step: int, loss: float) -> list[TrainingEvent]:
+    def add(self, step: int, loss: float, *, first: int | None = None) -> list[TrainingEvent]:
+        """`first`: the first step the point covers, when it is the mean of several (see `at_steps`)."""
         if not math.isfinite(loss):
             if self._nonfinite:
                 return []
             self._nonfinite = True
-            return [TrainingEvent("loss_nonfinite", step, None, f"training loss is {loss} at step {step}")]
+            where = at_steps(step if first is None else first, step)
+            return [TrainingEvent("loss_nonfinite", step, None, f"training loss is {loss} {where}")]
         self._nonfinite = False
         events = [e for e in (self._spike(step, loss),) if e]
         self._recent.append(loss)
