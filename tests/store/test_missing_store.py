@@ -105,6 +105,47 @@ def test_a_sqlite_file_without_a_tunesafe_schema_is_no_store(
     assert tables == {"notes"}
 
 
+ENDPOINT = "openai:m@http://127.0.0.1:9/v1"  # never called: each command below is refused first
+EMBEDDED = "embedded:qwen2.5-coder-0.5b"
+BAD_WRITES = [
+    ("eval", EMBEDDED, "--suite", "no-such-suite"),
+    ("eval", EMBEDDED, "--attacks", "no_such_attack"),
+    ("eval", EMBEDDED, "--judge", "no-such-judge"),
+    ("eval", "gguf:missing.gguf"),
+    ("eval", "nosuch:model"),
+    ("eval", EMBEDDED, "--resume", "run-1"),  # a stored run: no store, no run
+    ("eval", EMBEDDED, "--replay-from", "run-1"),
+    ("gate", "--base", EMBEDDED, "--candidate", "gguf:missing.gguf"),
+    ("gate", "--base", EMBEDDED, "--candidate", EMBEDDED, "--suite", "no-such-suite"),
+    ("gate", "--base", EMBEDDED, "--candidate", EMBEDDED, "--judge", "no-such-judge"),
+    ("models", "add", "bot", "--ref", "nosuch:model"),
+    ("models", "add", "bot", "--ref", "gguf:missing.gguf"),
+    ("models", "add", "bot", "--ref", ENDPOINT, "--dataset", "missing.jsonl"),
+    ("models", "add", "bot", "--ref", ENDPOINT, "--training-config", "missing.yaml"),
+    ("models", "add", "bot", "--ref", ENDPOINT, "--stage", "no-such-stage"),
+    ("models", "add", "bot v2", "--ref", ENDPOINT),
+    ("models", "add", "ft", "--ref", ENDPOINT, "--base", "bot"),  # a base in an inventory that is not there
+    ("models", "add", "bot", "--ref", ENDPOINT, "--new-version"),
+    ("incidents", "open", "bot", "--title", "t", "--severity", "no-such-severity"),
+    ("incidents", "open", "bot", "--title", "t", "--severity", "low", "--kind", "no-such-kind"),
+    ("incidents", "open", "bot", "--title", " ", "--severity", "low"),
+    ("incidents", "open", "bot", "--title", "t", "--severity", "low", "--aware-at", "2026-12-01T09:30:00"),
+    ("incidents", "open", "bot", "--title", "t", "--severity", "low", "--evidence", "1"),
+]
+
+
+@pytest.mark.parametrize("command", BAD_WRITES, ids=" ".join)
+def test_a_recording_command_refuses_bad_input_before_it_creates_the_store(
+        command: tuple[str, ...], tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command exited 2 as it should, but left a new, empty store at the --db path behind, which a
+    later command then took for the real one."""
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "sub" / "new.db"
+    code, err = run("--db", str(missing), *command)
+    assert code == 2 and "Traceback" not in err, err
+    assert not missing.exists() and not missing.parent.exists(), err
+
+
 def test_commands_that_record_still_create_the_store(
         tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
