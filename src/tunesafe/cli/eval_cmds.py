@@ -22,7 +22,7 @@ from tunesafe.engine import estimate as estimates
 from tunesafe.engine.plan import left_out_line
 from tunesafe.engine.results import list_runs, load_history, load_results, load_run
 from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory, replayable_attacks
-from tunesafe.engine.targets import dry_run_plan
+from tunesafe.engine.targets import check_judges, check_new_run, dry_run_plan
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.evidence.workspace import open_store
 from tunesafe.production.inventory import ATTEST_FLAG
@@ -81,13 +81,18 @@ def eval_command(
                         ray_address=ray_address, workers=workers)
     max_error_rate = _max_error_rate(policy)  # a bad policy file fails now, before any model call
     if resume is None:  # a resumed run judges with its stored judges: the runner checks those
-        _check_judges(config.judges, judge_model)
+        check_judges(config)  # the dry run refuses what the real run would
     if dry_run:
         _dry_run(ctx, model, config, usd_per_mtok, as_json)
         return
     if model is None and resume is None:
         raise UserError("missing MODEL", where="tunesafe eval",
                         fix="pass a model ref (e.g. embedded:qwen2.5-coder-0.5b) or --resume RUN")
+    # --resume and --replay-from name runs of an existing store; a new run refuses bad input before the
+    # store is opened: a --db that did not exist would be left behind as a new, empty store
+    stored_runs = resume is not None or replay_from is not None
+    if not stored_runs:
+        check_new_run(config, model)
     started: list[str] = []
 
     def announce(run_id: str, planned: int, done: int) -> None:
@@ -95,7 +100,7 @@ def eval_command(
         err_console.print(f"run [bold]{escape(run_id)}[/]: {planned} attempts planned, {done} already done",
                           highlight=False, markup=True)
 
-    with open_store(db_url(ctx)) as store:
+    with open_store(db_url(ctx), must_exist=stored_runs) as store:
         if name and not in_inventory(store, name):
             err_console.print(f"warning: model '{name}' is not in the inventory: the run is recorded under "
                               "that name, but no safety evaluation is linked (add it with `tunesafe models "
@@ -152,17 +157,6 @@ def _max_error_rate(path: Path | None) -> float:
     from tunesafe.policy.load import default_policy, load_policy
 
     return float((load_policy(path) if path is not None else default_policy()).max_error_rate)
-
-
-def _check_judges(names: tuple[str, ...], judge_model: str | None) -> None:
-    """Unknown judges and a judge model no judge uses fail now, not after the model loaded; the dry run
-    refuses what the real run would."""
-    from tunesafe import judges  # noqa: F401  (registers the built-ins)
-    from tunesafe.judges.base import check_judge_model, registry
-
-    for name in names:
-        registry.get(name)
-    check_judge_model(names, judge_model)
 
 
 def _resume_command(ctx: typer.Context, run_id: str) -> str:

@@ -23,6 +23,7 @@ from tunesafe.cli.common import (
 )
 from tunesafe.cli.groups import AFTER, BEFORE, policy_app
 from tunesafe.engine.runner import EvalConfig
+from tunesafe.engine.targets import check_new_run
 from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
 from tunesafe.policy import Policy, default_policy, default_policy_text, load_policy
@@ -90,6 +91,7 @@ def gate_command(
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=not no_cache, attacker_ref=attacker, max_pause=max_pause,
                         executor=executor, ray_address=ray_address, workers=workers)
+    check_new_run(config, base, candidate)  # before a new store is made for a --db that did not exist
     with open_store(db_url(ctx)) as store:
         from tunesafe.gating import gate_models  # numpy/scipy load only when a gate actually runs
 

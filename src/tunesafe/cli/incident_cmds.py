@@ -131,11 +131,12 @@ def open_command(
     when = _now(now)
     conversations = _read_conversations(conversation)
     details = _fields(field)
-    with open_store(db_url(ctx)) as store:
-        incident = inc.open_incident(store, model=model, title=title, severity=severity, source=source,
-                                     evidence=evidence, details=details, aware_at=aware_at or None,
-                                     kind=",".join(kind),
-                                     owner=owner, conversations=conversations, now=when)
+    # checked before the store is opened: bad input must not leave a new, empty store at a new --db path
+    body = inc.incident_body(model=model, title=title, severity=severity, source=source, details=details,
+                             aware_at=aware_at or None, kind=",".join(kind), owner=owner,
+                             conversations=conversations, now=when)
+    with open_store(db_url(ctx), must_exist=bool(evidence)) as store:  # --evidence names stored records
+        incident = inc.record_incident(store, body, evidence=evidence)
         warn_if_not_in_inventory(store, model)
     if as_json:
         print_json(incident.as_dict(when))

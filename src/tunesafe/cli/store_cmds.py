@@ -111,7 +111,9 @@ def models_add(
     spec = inv.ModelSpec(name=name, ref=ref, base=base, datasets=tuple(str(d) for d in dataset),
                          training_config=str(training_config) if training_config else None, stage=stage,
                          owner=owner, vendor_eval=str(vendor_eval) if vendor_eval else None)
-    with open_store(db_url(ctx)) as store:
+    inv.check_spec(spec, Path.cwd())  # bad input must not leave a new, empty store at a new --db path
+    # --base and --new-version name models already in the inventory: a store that is not there has none
+    with open_store(db_url(ctx), must_exist=bool(base) or new_version) as store:
         model = inv.add_model(store, spec, new_version=new_version)
     if as_json:
         print_json(model.as_dict())

@@ -14,6 +14,7 @@ from tunesafe.types import Behavior
 
 if TYPE_CHECKING:
     from tunesafe.attacks.base import AttackImpl
+    from tunesafe.models.refs import ModelRef
 
 BENIGN_ATTACK = "direct_request"  # benign/borderline prompts are asked as written (see plan.py)
 
@@ -83,19 +84,47 @@ def dry_run_plan(config: EvalConfig, model_ref: str | None, replayable: Collecti
     (cheap, no call) so attacks it cannot run are left out; a local model is not loaded, so its plan
     keeps every attack (an upper bound)."""
     planned = plan_evaluation(config, replayable=replayable)
-    if model_ref is None:
+    if model_ref is None or check_ref(model_ref).local:  # a local model's plan keeps every attack
         return planned
-    from tunesafe.models import load_model, parse_ref
+    from tunesafe.models import load_model
+
+    return for_target(planned, config.attacks, load_model(model_ref).capabilities)
+
+
+def check_ref(model_ref: str) -> ModelRef:
+    """Parse a model ref and check, without loading anything, that a local model is there."""
+    from tunesafe.models import parse_ref
 
     ref = parse_ref(model_ref)
-    if ref.local:
-        if ref.scheme in ("hf", "gguf"):  # a missing path is checked without loading (embedded: no download)
-            from tunesafe.models.hf import resolve_weights
+    if not ref.local:
+        return ref
+    if ref.scheme in ("hf", "gguf"):  # a missing path is checked without loading (embedded: no download)
+        from tunesafe.models.hf import resolve_weights
 
-            resolve_weights(ref)
-        elif ref.scheme == "embedded":  # the name only: the weights may not be installed yet
-            from tunesafe.models.embedded import embedded_spec
+        resolve_weights(ref)
+    elif ref.scheme == "embedded":  # the name only: the weights may not be installed yet
+        from tunesafe.models.embedded import embedded_spec
 
-            embedded_spec(ref.target)
-        return planned
-    return for_target(planned, config.attacks, load_model(model_ref).capabilities)
+        embedded_spec(ref.target)
+    return ref
+
+
+def check_judges(config: EvalConfig) -> None:
+    """Unknown judges and a judge model no judge uses fail now, not after the model loaded."""
+    from tunesafe import judges  # noqa: F401  (registers the built-ins)
+    from tunesafe.judges.base import check_judge_model, registry
+
+    for name in config.judges:
+        registry.get(name)
+    check_judge_model(config.judges, config.judge_model_ref)
+
+
+def check_new_run(config: EvalConfig, *model_refs: str) -> None:
+    """What a new run refuses before it opens the store: unknown judges, a bad suite or attack spec, a bad
+    model ref (the attacker's and judge model's too) or a local model that is not there. A command checks
+    this first, so that bad input leaves no new, empty store behind at a `--db` path that did not exist."""
+    check_judges(config)
+    plan_evaluation(config)
+    for ref in (*model_refs, config.attacker_ref, config.judge_model_ref):
+        if ref:
+            check_ref(ref)

@@ -33,13 +33,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def content_hash(path: str | Path, *, what: str = "file") -> ContentHash:
-    """Hash a file or a folder; UserError naming `what` and the path when it does not exist."""
+def existing(path: str | Path, *, what: str = "file") -> Path:
+    """The file or folder at `path`; UserError naming `what` and the path when it does not exist."""
     target = Path(path).expanduser()
     if not target.exists():
         raise UserError(f"{what} not found", where=str(path),
                         fix="check the path (relative to the current folder)")
-    target = target.resolve()
+    return target
+
+
+def content_hash(path: str | Path, *, what: str = "file") -> ContentHash:
+    """Hash a file or a folder; UserError naming `what` and the path when it does not exist."""
+    target = existing(path, what=what).resolve()
     try:
         if target.is_file():
             return ContentHash(str(target), file_sha256(target), target.stat().st_size, 1)

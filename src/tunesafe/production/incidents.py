@@ -344,6 +344,26 @@ def open_incident(store: Store, *, model: str, title: str, severity: str, source
     """Open an incident on `model` (an INCIDENT record). `kind` selects the Art. 73 clock: general,
     death, widespread or critical_infrastructure (comma-separated for several: the earliest counts).
     `aware_at` defaults to now. UserError for bad input; nothing is written then."""
+    body = incident_body(model=model, title=title, severity=severity, source=source, details=details,
+                         aware_at=aware_at, kind=kind, owner=owner, conversations=conversations, now=now)
+    return record_incident(store, body, evidence=evidence, actor=actor)
+
+
+def record_incident(store: Store, body: Mapping[str, Any], *, evidence: Sequence[int] = (),
+                    actor: str | None = None) -> Incident:
+    """Record an `incident_body`, linking the `evidence` records (each must be in the store)."""
+    rec = store.append(RecordType.INCIDENT, {**body, "links": _check_links(store, evidence)}, actor=actor,
+                       subject=body["model"])
+    return get_incident(store, rec.id)
+
+
+def incident_body(*, model: str, title: str, severity: str, source: str,
+                  details: Mapping[str, Any] | None = None, aware_at: datetime | str | None = None,
+                  kind: str = "general", owner: str | None = None,
+                  conversations: Sequence[Mapping[str, Any]] = (),
+                  now: datetime | None = None) -> dict[str, Any]:
+    """The INCIDENT body open_incident records, but for its links: every check that needs no store, so a
+    command can refuse bad input before it opens the store (and creates one at a new --db path)."""
     now = as_utc(now) if now is not None else utcnow()
     kinds = check_kinds(kind)
     aware = _aware_time(aware_at, now, "--aware-at")
@@ -353,17 +373,14 @@ def open_incident(store: Store, *, model: str, title: str, severity: str, source
         raise UserError(f"the reporting deadlines of {iso(aware)} fall after the year 9999",
                         where="--aware-at",
                         fix="give the real time of awareness (and --now, if set)") from None
-    body: dict[str, Any] = {
+    return {
         "model": _check_model(model), "title": _check_text(title, "--title"),
         "severity": check_severity(severity), "status": "open", "owner": owner,
         "kinds": list(kinds), "source": _check_source(source),
         "aware_at": iso(aware),
-        "links": _check_links(store, evidence),
         "conversations": check_conversations(conversations),
         "details": dict(details or {}),
     }
-    rec = store.append(RecordType.INCIDENT, body, actor=actor, subject=model)
-    return get_incident(store, rec.id)
 
 
 def update_incident(store: Store, incident_id: int | str, *, status: str | None = None,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesafe.errors import UserError
-from tunesafe.evidence.hashing import content_hash
+from tunesafe.evidence.hashing import content_hash, existing
 from tunesafe.evidence.store import Store
 from tunesafe.models.refs import redact_ref
 from tunesafe.types import EvidenceRecord, RecordType
@@ -132,6 +132,20 @@ def ref_paths(ref: str, base_dir: Path) -> list[tuple[str, str]]:
 def _resolve(path: str, base_dir: Path) -> Path:
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() else base_dir / candidate
+
+
+def check_spec(spec: ModelSpec, base_dir: Path) -> None:
+    """version_body's checks short of hashing: the name, the stage, the ref and that every file the spec
+    names is there. A command runs them before it opens the store, so that bad input leaves no new, empty
+    store behind at a --db path that did not exist, and before hashing what may be gigabytes."""
+    check_name(spec.name)
+    check_stage(spec.stage)
+    named = [(f"{role} of {spec.ref}", path) for role, path in ref_paths(spec.ref, base_dir)]
+    named += [("dataset", path) for path in spec.datasets]
+    named += [(what, path) for what, path in (("training config", spec.training_config),
+                                              ("vendor evaluation", spec.vendor_eval)) if path]
+    for what, path in named:
+        existing(_resolve(path, base_dir), what=what)
 
 
 def version_body(spec: ModelSpec, base_dir: Path) -> dict[str, Any]:
