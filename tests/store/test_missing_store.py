@@ -115,6 +115,8 @@ BAD_WRITES = [
     ("eval", "nosuch:model"),
     ("eval", EMBEDDED, "--resume", "run-1"),  # a stored run: no store, no run
     ("eval", EMBEDDED, "--replay-from", "run-1"),
+    ("eval", EMBEDDED, "--attest-weights"),  # vouches for an inventory version, and no --name says which
+    ("gate", "--base", EMBEDDED, "--candidate", EMBEDDED, "--attest-weights"),
     ("gate", "--base", EMBEDDED, "--candidate", "gguf:missing.gguf"),
     ("gate", "--base", EMBEDDED, "--candidate", EMBEDDED, "--suite", "no-such-suite"),
     ("gate", "--base", EMBEDDED, "--candidate", EMBEDDED, "--judge", "no-such-judge"),
