@@ -25,7 +25,7 @@ from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory, replayabl
 from tunesafe.engine.targets import check_judges, check_new_run, dry_run_plan
 from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.evidence.workspace import open_store
-from tunesafe.production.inventory import ATTEST_FLAG
+from tunesafe.production.inventory import ATTEST_FLAG, check_attestation_named
 from tunesafe.reports.view import percent_apart
 from tunesafe.types import Rate, RecordType
 
@@ -93,6 +93,7 @@ def eval_command(
     stored_runs = resume is not None or replay_from is not None
     if not stored_runs:
         check_new_run(config, model)
+        check_attestation_named(attest_weights, [name], ["--name"])
     started: list[str] = []
 
     def announce(run_id: str, planned: int, done: int) -> None:

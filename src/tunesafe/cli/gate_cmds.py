@@ -27,7 +27,7 @@ from tunesafe.engine.targets import check_new_run
 from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import open_store
 from tunesafe.policy import Policy, default_policy, default_policy_text, load_policy
-from tunesafe.production.inventory import ATTEST_FLAG
+from tunesafe.production.inventory import ATTEST_FLAG, check_attestation_named
 from tunesafe.reports import decision_json
 from tunesafe.reports.view import judge_checks
 
@@ -91,7 +91,9 @@ def gate_command(
                         concurrency=concurrency, max_new_tokens=max_new_tokens, temperature=temperature,
                         use_cache=not no_cache, attacker_ref=attacker, max_pause=max_pause,
                         executor=executor, ray_address=ray_address, workers=workers)
-    check_new_run(config, base, candidate)  # before a new store is made for a --db that did not exist
+    # before a new store is made for a --db that did not exist
+    check_new_run(config, base, candidate)
+    check_attestation_named(attest_weights, (base_name, candidate_name), ("--candidate-name", "--base-name"))
     with open_store(db_url(ctx)) as store:
         from tunesafe.gating import gate_models  # numpy/scipy load only when a gate actually runs
 
