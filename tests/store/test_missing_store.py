@@ -128,6 +128,7 @@ BAD_WRITES = [
     ("models", "add", "bot v2", "--ref", ENDPOINT),
     ("models", "add", "ft", "--ref", ENDPOINT, "--base", "bot"),  # a base in an inventory that is not there
     ("models", "add", "bot", "--ref", ENDPOINT, "--new-version"),
+    ("models", "import", "missing.csv"),
     ("incidents", "open", "bot", "--title", "t", "--severity", "no-such-severity"),
     ("incidents", "open", "bot", "--title", "t", "--severity", "low", "--kind", "no-such-kind"),
     ("incidents", "open", "bot", "--title", " ", "--severity", "low"),
