@@ -16,7 +16,7 @@ from tunesafe.cli.groups import AUDIT, models_app
 from tunesafe.errors import UserError
 from tunesafe.evidence.workspace import init_workspace, open_store
 from tunesafe.production import inventory as inv
-from tunesafe.production.importer import import_inventory
+from tunesafe.production.importer import import_inventory, read_inventory
 from tunesafe.types import EvidenceRecord
 
 
@@ -186,8 +186,9 @@ def models_import(ctx: typer.Context, file: Path = typer.Argument(..., help="Inv
                                                      help="Skip names already in the inventory."),
                   as_json: bool = JSON_OPTION) -> None:
     """Import an existing inventory (CSV or YAML); all rows or none are recorded."""
+    models = read_inventory(file)  # a bad file is refused before a new store is made at a new --db path
     with open_store(db_url(ctx)) as store:
-        result = import_inventory(store, file, skip_existing=skip_existing)
+        result = import_inventory(store, file, skip_existing=skip_existing, models=models)
     if as_json:
         print_json({"added": result.added, "skipped": result.skipped})
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,11 +148,17 @@ def _spec(row: Row, where: str) -> ModelSpec:
                      stage=text("stage") or "dev", owner=text("owner"), vendor_eval=text("vendor_eval"))
 
 
-def import_inventory(store: Store, path: Path, *, skip_existing: bool = False,
-                     actor: str | None = None) -> ImportResult:
-    rows = read_rows(path)
+def read_inventory(path: Path) -> list[tuple[str, ModelSpec]]:
+    """The file's models, each with the file:line it starts on: the checks that need no store, so that a
+    command refuses a bad file before it opens the store (and creates one at a new --db path)."""
+    return [(f"{path}:{row.line}", _spec(row, f"{path}:{row.line}")) for row in read_rows(path)]
+
+
+def import_inventory(store: Store, path: Path, *, skip_existing: bool = False, actor: str | None = None,
+                     models: Sequence[tuple[str, ModelSpec]] | None = None) -> ImportResult:
+    """`models`: read_inventory(path), when the caller has read the file already."""
     known = bases(inventory(store))
-    pending = [(f"{path}:{row.line}", _spec(row, f"{path}:{row.line}")) for row in rows]
+    pending = list(read_inventory(path) if models is None else models)
     skipped = [spec.name for _, spec in pending if skip_existing and spec.name in known]
     pending = [p for p in pending if p[1].name not in skipped]
     seen: set[str] = set()
