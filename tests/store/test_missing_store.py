@@ -134,6 +134,12 @@ BAD_WRITES = [
     ("incidents", "open", "bot", "--title", " ", "--severity", "low"),
     ("incidents", "open", "bot", "--title", "t", "--severity", "low", "--aware-at", "2026-12-01T09:30:00"),
     ("incidents", "open", "bot", "--title", "t", "--severity", "low", "--evidence", "1"),
+    # each records against a model of the inventory, which a store that is not there cannot hold
+    ("controls", "attest", "bot", "PRE-00", "--by", "a", "--note", "n"),
+    ("role", "decide", "bot", "--intended-purpose", "support", "--annex-iii", "none", "--no-annex-i",
+     "--own-name", "--base-gpai", "--base-flop", "unknown", "--params", "5e8", "--tokens", "1e6"),
+    ("redteam", "schedule", "add", "bot", "--every", "7d"),
+    ("models", "endpoint", "ep", "--model", "bot"),
 ]
 
 
