@@ -140,6 +140,7 @@ BAD_WRITES = [
      "--own-name", "--base-gpai", "--base-flop", "unknown", "--params", "5e8", "--tokens", "1e6"),
     ("redteam", "schedule", "add", "bot", "--every", "7d"),
     ("models", "endpoint", "ep", "--model", "bot"),
+    ("redteam", "run-due"),  # runs stored schedules: on a mistyped --db it said nothing was due (exit 0)
 ]
 
 
