@@ -98,7 +98,8 @@ def controls_attest(ctx: typer.Context, model: str = typer.Argument(..., help="I
     from tunesafe.governance.controls import attest_control, parse_fields
 
     fields = parse_fields(field)
-    with open_store(db_url(ctx)) as store:
+    # a sign-off is on an inventory model: a store that is not there (a mistyped --db) holds none
+    with open_store(db_url(ctx), must_exist=True) as store:
         record = attest_control(store, model, control, by=by, note=note, fields=fields, version=version)
     if as_json:
         print_json({"record_id": record.id, "hash": record.hash, **record.body})
@@ -166,7 +167,8 @@ def role_decide(
         base_high_risk_on_market=base_high_risk, purpose_changed=purpose_changed,
         compliance_affected=compliance_affected, predetermined_change=predetermined,
         original_provider=original_provider, reviewer=reviewer, notes=note)
-    with open_store(db_url(ctx)) as store:
+    # a decision on an inventory model: a store that is not there (a mistyped --db) holds none
+    with open_store(db_url(ctx), must_exist=True) as store:
         record = record_role(store, model, answers, version=version)
     body = record.body
     if as_json:

@@ -81,7 +81,8 @@ def endpoint_add(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Record a production endpoint: the model version it serves and its guardrails."""
-    with open_store(db_url(ctx)) as store:
+    # an endpoint serves an inventory model: a store that is not there (a mistyped --db) holds none
+    with open_store(db_url(ctx), must_exist=True) as store:
         found = ep.add_endpoint(store, name, model=model, url=url, guardrails=guard)
     if as_json:
         print_json(found.as_dict())

@@ -52,7 +52,8 @@ def schedule_add(
     """Schedule red-teaming of an inventory model: every period, run-due evaluates it once and compares
     it with its previous scheduled run."""
     begin = parse_instant(start, "--start") if start else None
-    with open_store(db_url(ctx)) as store:
+    # a schedule of an inventory model: a store that is not there (a mistyped --db) holds none
+    with open_store(db_url(ctx), must_exist=True) as store:
         schedule = add_schedule(store, model, every=every, suite=suite, attacks=attacks, judges=judge,
                                 limit=limit, start=begin)
     if as_json:
@@ -108,7 +109,8 @@ def run_due_command(
         raise UserError(f"--lease must be between 0 and {MAX_LEASE_S} seconds, got {lease:g}",
                         where="--lease", fix="pass e.g. --lease 1800")
     policy = default_policy() if policy_file is None else load_policy(policy_file)
-    with open_store(db_url(ctx)) as store:
+    # a store that is not there (a mistyped --db) has no schedules: "nothing due" would hide it
+    with open_store(db_url(ctx), must_exist=True) as store:
         result = run_due(store, now=_now(now), max_runs=max_runs, policy=policy, max_pause=max_pause,
                          lease=timedelta(seconds=lease), notify=None if as_json else _note)
     if as_json:
