@@ -166,6 +166,7 @@ def _cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_bad_input_exits_2_and_records_nothing(db: str, tmp_path: Path) -> None:
+    Store.open(db).close()  # the ID cases look for incident 7 in a store (bad input creates none)
     bad_conv = tmp_path / "bad.jsonl"
     bad_conv.write_text('{"messages": [{"role": "user", "content": "x"}]}\nnot json\n')
     opened = ["incidents", "open", "m", "--title", "t"]
