@@ -42,6 +42,7 @@ def test_bad_model_refs_exit_2(cli: Cli) -> None:
 
 
 def test_unknown_runs_exit_2(cli: Cli) -> None:
+    assert cli.runs() == []  # a store without runs (a store that is not there: tests/store)
     code, _, err = cli("eval", "--resume", "nope")
     assert code == 2 and "no run 'nope'" in err and "tunesafe runs list" in err
     code, _, err = cli("runs", "show", "nope")
