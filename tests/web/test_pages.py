@@ -597,3 +597,25 @@ def test_an_incident_closed_late_without_a_report_is_highlighted(tmp_path: Any) 
     assert "after the deadline" in clock_cell(listed, reported)
     assert (api[late]["missed"], api[in_time]["missed"], api[reported]["missed"]) == (True, False, True)
     assert not api[late]["overdue"]  # the clock no longer runs: `incidents due` does not list it
+
+
+def test_bidi_controls_in_stored_text_cannot_reorder_the_figures_shown(tmp_path: Any, filled: Any) -> None:
+    """A category named with a right-to-left override (U+202E) reversed the rest of its gate reason on the
+    page: "ASR rose 0.0% -> 100.0%" read "%0.001 <- %0.0 esor RSA". Bidi controls are shown as marks; a
+    filter that sends the name back still sends it as stored."""
+    from tunesafe.types import RecordType
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    category = "cyber\u202e"
+    body = copy.deepcopy(filled.decision)
+    body["reasons"] = [f"category:{category}: ASR rose 0.0% -> 100.0% (+100.0 points)", *body["reasons"]]
+    with Store.open(str(tmp_path / "store.db")) as store:
+        rec = store.append(RecordType.GATE_DECISION, body, subject="support-bot-v2")
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
+        gate = _get(client, f"/gates/{rec.id}")
+        cell = _get(client, f"/gates/{rec.id}/cells?family=direct&category={quote(category)}")
+    assert "<li>category:cyber[U+202E]: ASR rose 0.0% -&gt; 100.0% (+100.0 points)</li>" in gate
+    assert "\u202e" not in gate
+    assert "<h1>direct &times; cyber[U+202E]</h1>" in cell
+    assert f'<input type="hidden" name="category" value="{category}">' in cell
