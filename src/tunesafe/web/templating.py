@@ -5,6 +5,7 @@ markup built with html.escape; nothing else is marked safe."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -12,10 +13,28 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 from tunesafe.evidence.store import Store
 from tunesafe.production import inventory as inv
 from tunesafe.reports import view
+
+# Bidi embeddings, overrides and isolates: one in a stored name (a suite's category, an incident title)
+# reorders everything after it up to the end of the line, the figures of a gate reason included.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+class Exact(str):
+    """Text that goes back to the server as it is (a filter's option value, a hidden field): no marks."""
+
+
+def _shown(value: Any) -> Any:
+    """Every printed value: bidi controls become visible marks ("[U+202E]") that reorder nothing."""
+    if isinstance(value, str) and not isinstance(value, Exact) and _BIDI.search(value):
+        shown = _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+        return Markup(shown) if isinstance(value, Markup) else shown  # a chart stays markup: marks are text
+    return value
+
 
 ENV = Environment(
     loader=PackageLoader("tunesafe.web", "templates"),
@@ -23,6 +42,7 @@ ENV = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    finalize=_shown,
 )
 ENV.filters.update(
     pct=view.pct, points=view.points, pvalue=view.pvalue, interval=view.interval, mde=view.mde, name=view.name
@@ -48,6 +68,7 @@ def _pretty_json(value: Any) -> str:
 
 ENV.globals["with_query"] = _with_query
 ENV.filters["pretty_json"] = _pretty_json
+ENV.filters["exact"] = Exact
 
 
 class _Inventory:
