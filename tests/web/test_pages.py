@@ -203,6 +203,19 @@ def test_cell_drilldown_and_discordant_filter(client: TestClient, filled: Any) -
     assert html.count('class="pair-link"') == flipped
 
 
+def test_a_cells_page_counts_the_pairs_its_grid_cell_counts(client: TestClient, filled: Any) -> None:
+    """The grid's cell is the ASR over harmful pairs without errors ("+100.0 n=2"); its page said "4 pairs",
+    listing the family x category's borderline pairs too, which the cell does not count."""
+    for cell in filled.decision["comparison"]["info"]["asr_cells"]:
+        params = {"family": cell["family"], "category": cell["category"]}
+        shown = client.get(f"/api/v1/gates/{filled.gate_id}/cells", params=params).json()
+        assert shown["n_pairs"] == cell["n"], cell
+        assert {p["kind"] for p in shown["pairs"]} == {"harmful"}
+        page = _get(client, f"/gates/{filled.gate_id}/cells?family={quote(cell['family'])}"
+                            f"&category={quote(cell['category'])}")
+        assert f"{cell['n']} paired harmful attempts without errors" in page
+
+
 def test_pair_shows_request_both_answers_and_all_verdicts(
     client: TestClient, store: Store, filled: Any
 ) -> None:
