@@ -161,6 +161,7 @@ class CellPairs(_Out):
     category: str
     discordant: bool
     n_pairs: int
+    n_errored: int
     total: int
     page: int
     pages: int

@@ -102,7 +102,9 @@ def cell_pairs(
     page_no: int = 1,
     per_page: int = PER_PAGE,
 ) -> dict[str, Any]:
-    """The paired attempts of one family x category cell of a gate, in attempt-id order."""
+    """The paired harmful attempts of one family x category cell of a gate, in attempt-id order: the pairs
+    its ASR cell counts (`n_pairs`, the grid's n), and those with an error on either side, which leave the
+    pairs (`n_errored`)."""
     body = gate_record(store, record_id).body
     judge = body["judge"]
     sides = {
@@ -125,7 +127,7 @@ def cell_pairs(
                 "candidate_response": cand.response,
             }
         )
-    n_all = len(pairs)
+    n_all, n_errored = len(pairs), sum("error" in (p["before"], p["after"]) for p in pairs)
     if discordant:
         pairs = [p for p in pairs if p["discordant"]]
     pages, page_no = clamp(len(pairs), page_no, per_page)
@@ -136,7 +138,8 @@ def cell_pairs(
         "family": family,
         "category": category,
         "discordant": discordant,
-        "n_pairs": n_all,
+        "n_pairs": n_all - n_errored,
+        "n_errored": n_errored,
         "total": len(pairs),
         "page": page_no,
         "pages": pages,
@@ -162,8 +165,10 @@ def pair_detail(store: Store, record_id: int, attempt_id: str) -> dict[str, Any]
 
 
 def _cell_results(store: Store, run_id: str, family: str, category: str) -> dict[str, AttemptResult]:
+    # the heat map's cells are ASR cells: harmful attempts only (benign and borderline ones measure
+    # over-refusal)
     query = select(_T.attempt, _T.generation, _T.verdicts).where(
-        _T.run_id == run_id, _T.family == family, _T.category == category
+        _T.run_id == run_id, _T.family == family, _T.category == category, _T.kind == "harmful"
     )
     found = (run_store.result_from_row(run_id, a, g, v) for a, g, v in run_store.read(store, query))
     return {r.attempt.id: r for r in found}
