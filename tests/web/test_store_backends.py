@@ -75,3 +75,17 @@ def test_run_and_evidence_pages_on_both_stores(store_url: str) -> None:
         assert broken["first_bad"]["reason"] == "hash"
         page = client.get("/evidence/verify").text
         assert "BROKEN" in page and f"record #{done['record_id']} (hash)" in page
+
+
+def test_a_password_in_the_store_urls_query_is_never_shown(pg_url: str) -> None:
+    """libpq takes the password as a query parameter too (`...?password=...`); the evidence page and its API
+    showed the store URL with it to every reader of the dashboard."""
+    from sqlalchemy.engine import make_url
+
+    secret = "not-for-readers-0123"
+    url = make_url(pg_url).update_query_dict({"password": secret}).render_as_string(hide_password=False)
+    with Store.open(url) as store:
+        client = TestClient(create_app(store, Access(None)), base_url=LOOPBACK)
+        page, api = client.get("/evidence").text, client.get("/api/v1/evidence").json()
+    assert "password=***" in page and "password=***" in api["status"]["location"]
+    assert secret not in page and secret not in str(api)
