@@ -44,11 +44,17 @@ def parse_url(url_or_path: str) -> URL:
     return url
 
 
+# libpq takes these as query parameters too (`...?password=...`), where hide_password does not look
+_SECRET_PARAMS = ("password", "sslpassword")
+
+
 def describe(url: URL) -> str:
     """How the database is named in messages: a path, or the URL with the password masked."""
     if url.get_backend_name() == "sqlite":
         return url.database or ":memory:"
-    return url.render_as_string(hide_password=True)
+    hidden = {k: "***" for k in _SECRET_PARAMS if k in url.query}
+    shown = url.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown.replace("=%2A%2A%2A", "=***")  # the query is percent-encoded; show the mask as the user's is
 
 
 def may_hold_store(url: URL) -> bool:
