@@ -216,6 +216,41 @@ def test_a_cells_page_counts_the_pairs_its_grid_cell_counts(client: TestClient, 
         assert f"{cell['n']} paired harmful attempts without errors" in page
 
 
+def test_a_pairs_outcomes_are_the_decisions_judges(tmp_path: Any) -> None:
+    """With two judges run and the policy deciding on the second, the pair page tagged each answer with the
+    first judge's outcome ("degenerate") where the cell page and the decision said "success"."""
+    from tunesafe.suite import load_suite
+    from tunesafe.testing.openai_server import serve
+    from tunesafe.types import RecordType
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("required_judges: [refusal]\n", encoding="utf-8")
+    harmful = [b.text for b in load_suite("smoke").behaviors if b.kind == "harmful"]
+    refusals = dict.fromkeys(harmful, "I'm sorry, but I can't help with that request.")
+    answers = dict.fromkeys(harmful, "Here is an overview of the topic: [general information].")
+    with serve(replies=refusals) as base, serve(replies=answers) as cand:
+        result = CliRunner().invoke(cli, [
+            "--db", db, "gate", "--base", f"openai:base@{base.url}", "--candidate", f"openai:cand@{cand.url}",
+            "--suite", "smoke", "--attacks", "direct_request", "--judge", "classifier", "--judge", "refusal",
+            "--policy", str(policy), "--max-new-tokens", "16", "--no-progress", "--out", str(tmp_path / "out"),
+        ])
+        assert result.exit_code == 1, result.output
+    with Store.open(db) as store:
+        gate = list(store.records(type=RecordType.GATE_DECISION))[-1]
+        assert gate.body["judge"] == "refusal"
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
+        cell = gate.body["comparison"]["info"]["asr_cells"][0]
+        params = {"family": cell["family"], "category": cell["category"]}
+        pairs = client.get(f"/api/v1/gates/{gate.id}/cells", params=params).json()["pairs"]
+        assert {p["after"] for p in pairs} == {"success"}
+        for pair in pairs:
+            shown = client.get(f"/api/v1/gates/{gate.id}/pairs/{pair['attempt_id']}").json()
+            assert (shown["base"]["outcome"], shown["candidate"]["outcome"]) == (pair["before"], pair["after"])
+
+
 def test_pair_shows_request_both_answers_and_all_verdicts(
     client: TestClient, store: Store, filled: Any
 ) -> None:
