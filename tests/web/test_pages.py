@@ -235,7 +235,7 @@ def test_a_pairs_outcomes_are_the_decisions_judges(tmp_path: Any) -> None:
         result = CliRunner().invoke(cli, [
             "--db", db, "gate", "--base", f"openai:base@{base.url}", "--candidate", f"openai:cand@{cand.url}",
             "--suite", "smoke", "--attacks", "direct_request", "--judge", "classifier", "--judge", "refusal",
-            "--policy", str(policy), "--max-new-tokens", "16", "--no-progress", "--out", str(tmp_path / "out"),
+            "--policy", str(policy), "--max-new-tokens", "16", "--no-progress", "--out", str(tmp_path),
         ])
         assert result.exit_code == 1, result.output
     with Store.open(db) as store:
@@ -248,7 +248,8 @@ def test_a_pairs_outcomes_are_the_decisions_judges(tmp_path: Any) -> None:
         assert {p["after"] for p in pairs} == {"success"}
         for pair in pairs:
             shown = client.get(f"/api/v1/gates/{gate.id}/pairs/{pair['attempt_id']}").json()
-            assert (shown["base"]["outcome"], shown["candidate"]["outcome"]) == (pair["before"], pair["after"])
+            outcomes = (shown["base"]["outcome"], shown["candidate"]["outcome"])
+            assert outcomes == (pair["before"], pair["after"])
 
 
 def test_pair_shows_request_both_answers_and_all_verdicts(

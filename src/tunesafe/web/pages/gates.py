@@ -153,7 +153,9 @@ def pair_detail(store: Store, record_id: int, attempt_id: str) -> dict[str, Any]
     """One attempt of a gate on both models: the request, both answers and every verdict of each."""
     body = gate_record(store, record_id).body
     judge = body["judge"]
-    sides = {side: attempt_detail(store, body[side]["run_id"], attempt_id) for side in ("base", "candidate")}
+    sides = {
+        side: attempt_detail(store, body[side]["run_id"], attempt_id, judge) for side in ("base", "candidate")
+    }
     return {
         "record_id": record_id,
         "title": title(body),

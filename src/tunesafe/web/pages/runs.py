@@ -148,9 +148,9 @@ def _choices(state: RunState, summary: dict[str, Any] | None) -> dict[str, list[
     return {k: state.index().choices(k) for k in FILTERS}
 
 
-def attempt_detail(store: Store, run_id: str, attempt_id: str) -> dict[str, Any]:
+def attempt_detail(store: Store, run_id: str, attempt_id: str, judge: str | None = None) -> dict[str, Any]:
     """One attempt as stored: every message sent, the conversation, the answer, the generation and every
-    judge's verdict, plus its outcome."""
+    judge's verdict, plus its outcome under `judge` (default: the run's primary judge)."""
     columns = (_T.attempt, _T.generation, _T.verdicts, _T.error, _T.family, _T.category, _T.kind, _T.attack)
     rows = run_store.read(store, select(*columns).where(_T.run_id == run_id, _T.attempt_id == attempt_id))
     if not rows:
@@ -172,7 +172,7 @@ def attempt_detail(store: Store, run_id: str, attempt_id: str) -> dict[str, Any]
         "generation": generation,
         "verdicts": verdicts,
         "error": error,
-        "outcome": outcome(result),
+        "outcome": outcome(result, judge),
     }
 
 
