@@ -186,6 +186,9 @@ def test_hostile_text_is_shown_not_run_on_every_page(browser: Any, site: str, fi
         f"/runs/{filled.candidate_run}",
         f"/gates/{filled.gate_id}/cells?family=direct&category="
         f"{filled.decision['comparison']['info']['asr_cells'][0]['category']}",
+        "/models/support-bot-v2",  # the incident's title in the lineage graph's box and tooltip
+        f"/gates/{filled.gate_id}",
+        "/scans",
         "/incidents",
         f"/incidents/{filled.incident_id}",
         f"/evidence/{filled.incident_id}",
