@@ -142,6 +142,17 @@ def test_a_replica_run_is_not_resumed_on_another_model(store: Store, config: Eva
     assert store_results.load_run(store, run_id).n_done == 0
 
 
+def test_a_misrouted_replica_fails_the_run_instead_of_mixing_two_models_in_it(
+        store: Store, config: EvalConfig, replicas: list[RunningServer]) -> None:
+    a, b, _ = replicas
+    b.app.config.reported_model = "other-weights"  # same /v1/models entry, other weights behind it
+    with pytest.raises(UserError, match="other-weights"):
+        _evaluate(store, _over(a, b), config)
+    (run,) = store_results.list_runs(store)
+    assert run.status == "failed"  # its answers may mix two models: not a run to resume or gate
+    assert not list(store.records(type=RecordType.RUN))
+
+
 def test_runs_stored_before_replica_order_stopped_counting_still_resume(
         store: Store, config: EvalConfig, replicas: list[RunningServer]) -> None:
     a, b, _ = replicas

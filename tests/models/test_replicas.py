@@ -99,6 +99,26 @@ def test_replicas_that_report_different_models_are_refused() -> None:
             replicated([a, b]).content_hash()
 
 
+def test_a_replica_whose_replies_name_another_model_stops_the_run(servers: list[RunningServer]) -> None:
+    # a replica misrouted to other weights lists the same /v1/models entry, so the hash cannot tell; the
+    # replies' model ids can, and answers of two models must not make one run
+    servers[1].app.config.reported_model = "other-weights"
+    model = replicated(servers[:2], concurrency=2)
+    with pytest.raises(UserError, match="other-weights") as info:
+        generate(model, [req(f"q{i}") for i in range(20)])
+    assert servers[1].url in info.value.message and servers[0].url in info.value.message
+    stats = model.replica_stats()  # which replica answered as which model
+    assert [set(s["reported_models"]) for s in stats] == [{"tunesafe-test"}, {"other-weights"}]
+
+
+def test_replicas_whose_replies_all_name_one_snapshot_agree(servers: list[RunningServer]) -> None:
+    for s in servers:  # a provider's own name for the model, the same on every replica: no mismatch
+        s.app.config.reported_model = "tunesafe-test-2024-08-06"
+    model = replicated(servers, concurrency=2)
+    assert all(g.ok for g in generate(model, [req(f"q{i}") for i in range(12)]))
+    assert model.reported_models() == {"tunesafe-test-2024-08-06": 12}
+
+
 @pytest.mark.parametrize("ref, message", [
     ("openai:m@http://127.0.0.1:1/v1,ftp://x/v1", "bad replica URL"),
     ("openai:m@http://127.0.0.1:1/v1,http://127.0.0.1:1/v1", "listed twice"),
