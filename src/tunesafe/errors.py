@@ -36,6 +36,12 @@ class EndpointUnavailable(UserError):
     exit_code = 3
 
 
+class ReplicasDisagree(EndpointUnavailable):
+    """The replicas of one model answered as different models (their replies name different model ids):
+    the run stops like for an outage, but it is marked failed, not resumable, since the answers it holds
+    may mix the two."""
+
+
 def read_user_text(path: str | Path, what: str, fix: str) -> str:
     """The text of a file the user named, or a UserError naming it: a missing file, a folder and bytes
     that are not UTF-8 (a ValueError, which `except OSError` lets through as a traceback) alike; bad bytes

@@ -24,6 +24,8 @@ from tunesafe.engine.results import list_runs, load_history, load_results, load_
 from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory, replayable_attacks
 from tunesafe.engine.targets import check_judges, check_new_run, dry_run_plan
 from tunesafe.errors import EndpointUnavailable, UserError
+from tunesafe.engine.targets import dry_run_plan
+from tunesafe.errors import EndpointUnavailable, ReplicasDisagree, UserError
 from tunesafe.evidence.workspace import open_store
 from tunesafe.production.inventory import ATTEST_FLAG, check_attestation_named
 from tunesafe.reports.view import percent_apart
@@ -116,7 +118,7 @@ def eval_command(
                 err_console.print(f"interrupted: resume with `{_resume_command(ctx, started[0])}`")
             raise typer.Exit(130) from None
         except EndpointUnavailable as exc:
-            if not started:
+            if not started or isinstance(exc, ReplicasDisagree):  # its own fix: a new run, not a resume
                 raise
             err_console.print(f"stopped: {exc.where}: {exc.message}; everything done so far is kept, resume "
                               f"with `{_resume_command(ctx, started[0])}` when the endpoint is back",

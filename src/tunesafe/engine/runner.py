@@ -34,7 +34,7 @@ from tunesafe.engine.distributed import RayExecutor, WorkerSpec
 from tunesafe.engine.executor import Executor, prompt_size
 from tunesafe.engine.progress import RunProgress
 from tunesafe.engine.targets import Planned, for_target, plan_evaluation
-from tunesafe.errors import EndpointUnavailable, UserError
+from tunesafe.errors import EndpointUnavailable, ReplicasDisagree, UserError
 from tunesafe.evidence.store import Store
 from tunesafe.models.refs import redact_ref, restore_ref
 from tunesafe.types import RecordType, canonical_json
@@ -341,7 +341,7 @@ async def _run(store: Store, run_id: str, model_ref: str, model: ChatModel, mode
             executor.progress = bar
             await executor.run(pending)
     except BaseException as exc:
-        if isinstance(exc, EndpointUnavailable):
+        if isinstance(exc, EndpointUnavailable) and not isinstance(exc, ReplicasDisagree):
             exc.fix = (f"everything done so far is kept; when the endpoint is back: "
                        f"tunesafe eval --resume {run_id}")
         if terminated and isinstance(exc, asyncio.CancelledError):
@@ -376,7 +376,8 @@ def _ends_session(store: Store, run_id: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        stopped = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError, EndpointUnavailable))
+        stopped = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError, EndpointUnavailable)) \
+            and not isinstance(exc, ReplicasDisagree)  # its answers may mix two models: not to be resumed
         store_results.set_status(store, run_id, "interrupted" if stopped else "failed")
         raise
 

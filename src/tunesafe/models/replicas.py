@@ -11,7 +11,9 @@ Replicas must serve identical weights and settings: the model's hash covers each
 entry, and replicas that report different entries are refused. The hash takes the URLs sorted (they
 are interchangeable), and a stopped run resumes on another list that reports the same entry
 (`served_elsewhere`, `hashes_at`). Per-replica counts (requests, errors,
-moved away, mean latency, the reported model id) go into the run record.
+moved away, mean latency, the reported model id, the model ids its replies named) go into the run
+record. A replica misrouted to other weights may list the same entry; its replies' model ids give it
+away: once two replicas' replies name different ids, generate raises ReplicasDisagree (the run fails).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from tunesafe.errors import EndpointUnavailable, UserError
+from tunesafe.errors import EndpointUnavailable, ReplicasDisagree, UserError
 from tunesafe.models.credentials import KeySource
 from tunesafe.models.openai_http import POLL_S, OpenAIChatModel, ReplicaDown, endpoint_hash, ref_token_source
 from tunesafe.models.refs import REPLICA_SEPARATOR, ModelRef, parse_ref, redact_ref, split_credentials
@@ -41,6 +43,7 @@ class ReplicaStats:
     errors: int = 0
     moved_away: int = 0  # requests sent here that went to another replica because this one was down
     latency_s: float = 0.0
+    reported_models: dict[str, int] = field(default_factory=dict)  # the model ids its replies named
 
     def summary(self) -> dict[str, Any]:
         row = asdict(self)
@@ -154,6 +157,8 @@ class ReplicatedChatModel:
         return min(r.paused() or 0.0 for r in self.replicas)
 
     def replica_stats(self) -> list[dict[str, Any]]:
+        for stats, replica in zip(self._stats, self.replicas, strict=True):
+            stats.reported_models = replica.reported_models()
         return [s.summary() for s in self._stats]
 
     def reported_models(self) -> dict[str, int]:
@@ -192,12 +197,25 @@ class ReplicatedChatModel:
             stats.requests += 1
             stats.latency_s += generation.latency_s
             if generation.error is None:
+                self._check_same_model()
                 return generation
             stats.errors += 1
             tried.add(index)
             last = generation
         assert last is not None
         return last
+
+    def _check_same_model(self) -> None:
+        """Raise ReplicasDisagree once two replicas' replies have named different model ids: a replica
+        serving other weights under the listed name. One replica naming several (a provider moving an
+        alias) is what a single endpoint may do too."""
+        named = [(s.url, r.reported_models()) for s, r in zip(self._stats, self.replicas, strict=True)]
+        answered = [(url, sorted(ids)) for url, ids in named if ids]
+        if len(answered) > 1 and len({i for _, ids in answered for i in ids}) > 1:
+            shown = "; ".join(f"{url}: {', '.join(ids)}" for url, ids in answered)
+            raise ReplicasDisagree(f"the replicas' replies name different models ({shown})", where=self.ref,
+                                   fix="serve the same weights on every replica, or leave the odd one out of "
+                                       "the list, then start a new run (this one's answers may mix models)")
 
     async def _pick(self, tried: set[int]) -> int | None:
         """The replica with the fewest outstanding requests among the untried ones that accept work.
