@@ -15,7 +15,7 @@ import zlib
 import pytest
 
 from tunesafe.errors import UserError
-from tunesafe.models import load_model
+from tunesafe.models import load_model, openai_http
 from tunesafe.models.openai_http import OpenAIChatModel
 from tunesafe.models.sse import stream_completion
 from tunesafe.models.tool_calls import ToolCall, parse_reply
@@ -489,3 +489,53 @@ def test_a_model_listing_that_trickles_is_a_user_error_within_the_timeout() -> N
                 await asyncio.wait_for(asyncio.to_thread(model.content_hash), 5)
 
     asyncio.run(main())
+
+
+def _limited(*headers: str) -> tuple[Handler, list[int]]:
+    """A server that answers every request with a 429 carrying `headers`; the list counts the requests."""
+    seen: list[int] = []
+    body = b'{"error":{"message":"Rate limit reached"}}'
+    limited = response(body, "429 Too Many Requests", (JSON, *headers))
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            seen.append(1)
+            writer.write(limited)
+            await writer.drain()
+
+    return handler, seen
+
+
+@pytest.mark.parametrize("hint", ["retry-after: 0", "retry-after: Wed, 21 Oct 2015 07:28:00 GMT"],
+                         ids=["zero", "date-past"])
+def test_a_429_hint_of_no_wait_backs_off_instead_of_hammering(hint: str) -> None:
+    # "0", or a date already past (the server's clock behind ours), is no wait at all: taken at its word,
+    # every request of a burst would come straight back, hundreds of times within max_pause
+    handler, seen = _limited(hint)
+    (gen,), _ = ask(handler, max_pause=1.0)
+    assert gen.error is not None and "429" in gen.error
+    assert len(seen) <= 3  # backoff from 0.5 s: the second wait already passes max_pause
+
+
+def test_openai_ratelimit_reset_headers_are_the_wait_of_a_429() -> None:
+    # OpenAI sends no retry-after on many 429s, but says when the spent limit resets: "6m0s" here, far
+    # past max_pause, so the attempt is an error at once instead of backing off into the same limit
+    handler, seen = _limited("x-ratelimit-limit-requests: 10000", "x-ratelimit-remaining-requests: 0",
+                             "x-ratelimit-reset-requests: 6m0s", "x-ratelimit-remaining-tokens: 149984",
+                             "x-ratelimit-reset-tokens: 6ms")
+    (gen,), _ = ask(handler, max_pause=5.0)
+    assert gen.error is not None and "429" in gen.error and len(seen) == 1
+
+
+@pytest.mark.parametrize(("headers", "wait"), [
+    ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}, 1.0),
+    ({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1m30.5s"}, 90.5),
+    ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20ms",
+      "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1h2m3s"}, 3723.0),
+    ({"x-ratelimit-remaining-requests": "3", "x-ratelimit-reset-requests": "6m0s"}, None),  # not this one
+    ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "soon"}, None),
+    ({"retry-after": "2", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s"}, 2.0),
+])
+def test_the_wait_a_429_names(headers: dict[str, str], wait: float | None) -> None:
+    assert openai_http._rate_limit_hint(headers) == wait
