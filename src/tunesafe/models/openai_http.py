@@ -14,7 +14,9 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
   concurrency=16           requests in flight at once
   timeout=60               seconds per HTTP attempt
   max_retries=4            retries of 408 / 409 / 424 / 498 / 5xx / timeouts / dropped connections /
-                           malformed replies (429s wait instead, up to max_pause)
+                           malformed replies (429s wait instead, up to max_pause: the
+                           server's retry-after(-ms), or when OpenAI's x-ratelimit-reset-* says
+                           the spent limit resets, else backoff)
   breaker=8                consecutive failed attempts that open the circuit breaker
   cooldown=30              seconds between probes while the endpoint keeps failing (requests wait)
   max_pause=600            seconds the breaker may stay open (the endpoint failing) before generate
@@ -114,6 +116,8 @@ VOLATILE_MODEL_FIELDS = frozenset({"created"})
 # 498 Groq's flex tier at capacity (console.groq.com/docs/flex-processing: retry with backoff)
 RETRYABLE_4XX = frozenset({408, 409, 424, 498})
 TRANSIENT_STATUS = frozenset({408, 429, 502, 503, 504})  # a model listing that may answer on a later try
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")  # OpenAI's x-ratelimit-reset-*: Go durations
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 PROBE = ChatRequest(messages=(Message("user", "ping"),), max_new_tokens=1)
 
 
@@ -217,6 +221,26 @@ def _wait_hint(headers: Mapping[str, str]) -> float | None:
         return max(0.0, float(headers.get("retry-after-ms") or "")) / 1000
     except ValueError:
         return _retry_after(headers.get("retry-after"))
+
+
+def _rate_limit_hint(headers: Mapping[str, str]) -> float | None:
+    """A 429's wait: the server's hint, else, from OpenAI's `x-ratelimit-*` headers (sent where its 429s
+    carry no retry-after), the time until the last of the spent limits (remaining 0) resets. A hint of no
+    wait ("0", a date past by the server's clock) is no hint."""
+    if hint := _wait_hint(headers):
+        return hint
+    resets = [_duration(headers.get(f"x-ratelimit-reset-{kind}", "")) for kind in ("requests", "tokens")
+              if headers.get(f"x-ratelimit-remaining-{kind}", "").strip() == "0"]
+    return max((r for r in resets if r is not None), default=None)
+
+
+def _duration(value: str) -> float | None:
+    """The seconds of a duration as OpenAI writes them ("1s", "6m0s", "20ms"); None for anything else."""
+    value = value.strip()
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(n + unit for n, unit in parts) != value:
+        return None
+    return sum(float(n) * _UNIT_S[unit] for n, unit in parts)
 
 
 def _server_says_retry(headers: Mapping[str, str]) -> bool | None:
@@ -649,8 +673,8 @@ class OpenAIChatModel:
             raise _Fatal(f"HTTP {resp.status_code} with x-should-retry: false (the server says a retry will "
                          f"not help): {self._scrub(resp.text)[:200]}")
         if resp.status_code == 429:
-            raise _Retryable("HTTP 429 rate limited", _wait_hint(resp.headers), counts_for_breaker=False,
-                             rate_limited=True)
+            raise _Retryable("HTTP 429 rate limited", _rate_limit_hint(resp.headers),
+                             counts_for_breaker=False, rate_limited=True)
         # scrubbed before it is cut: a key echoed across the cut would keep its head
         if resp.status_code >= 500 or resp.status_code in RETRYABLE_4XX:
             raise _Retryable(f"HTTP {resp.status_code}: {self._scrub(resp.text)[:200]}",
@@ -867,7 +891,7 @@ def _rate_limit_delay(limited: int, hint: float | None) -> float:
     """The wait before retrying the `limited`+1-th 429 of a request. The server's hint, else exponential
     backoff; never near zero (a burst of immediate retries is what the limit refuses), and jittered so
     the requests of one burst come back spread out."""
-    base = hint if hint is not None else min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**limited)
+    base = hint if hint else min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**limited)  # a 0 hint: a burst again
     return base + random.uniform(0, base / 2 + 0.05)
 
 
