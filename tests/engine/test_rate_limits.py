@@ -39,3 +39,19 @@ def test_a_limit_that_never_lifts_is_an_error_after_max_pause(tmp_path: Path, se
     errors = [r.generation.error for r in store_results.load_results(store, report.run_id)
               if outcome(r) == "error"]
     assert errors and all("rate limited" in str(e) and "429" in str(e) for e in errors)
+
+
+@pytest.mark.parametrize("status", [429, 529], ids=["429", "529-overloaded"])
+def test_a_server_that_takes_few_requests_at_once_loses_no_attempt(tmp_path: Path, server: Server,
+                                                                  status: int) -> None:
+    """Concurrency 64 against a server that handles 4 requests at once and refuses the rest (a concurrency
+    limit's 429, an overloaded service's 529), without a hint: every attempt is answered in the end."""
+    server.app.config.max_concurrent, server.app.config.busy_status = 4, status
+    store = Store.open(str(tmp_path / "store.db"))
+    config = EvalConfig(suite=str(write_suite(tmp_path / "s.jsonl", n_harmful=60, n_benign=4)),
+                        attacks="direct_request,prefix_injection", judges=("refusal",), concurrency=64)
+    report = asyncio.run(evaluate(store, server.ref(), config, progress=False))
+    results = store_results.load_results(store, report.run_id)
+    assert server.app.busy > 64 and server.app.max_in_flight <= 4  # most of a burst was refused
+    assert len(results) == store_results.load_run(store, report.run_id).n_planned > 64
+    assert not [r.generation.error for r in results if outcome(r) == "error"]

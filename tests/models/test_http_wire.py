@@ -539,3 +539,14 @@ def test_openai_ratelimit_reset_headers_are_the_wait_of_a_429() -> None:
 ])
 def test_the_wait_a_429_names(headers: dict[str, str], wait: float | None) -> None:
     assert openai_http._rate_limit_hint(headers) == wait
+
+
+def test_a_529_overloaded_is_paced_like_a_429_not_spent_as_retries() -> None:
+    # Anthropic's 529 (and gateways in front of it): the service is up and over capacity, as a 429 says
+    # for one client. At scale most requests of a burst see it a few times; spending retries on it made
+    # some attempts errors on a healthy endpoint.
+    overloaded = response(b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+                          "529 Site Overloaded", (JSON,))
+    ok = response(completion(), headers=(JSON,))
+    (gen,), _ = ask(answer_with(overloaded, overloaded, overloaded, ok), max_retries=1)
+    assert gen.ok and gen.text == "a real answer"

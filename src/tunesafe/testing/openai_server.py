@@ -226,6 +226,9 @@ class ServerConfig:
     # are 429s, with the wait in `retry-after-ms` when `rate_limit_hint`, else no hint (OpenAI's
     # token limits often send none)
     rate_limit_hint: bool = False
+    max_concurrent: int | None = None  # chat requests handled at once: one more is refused with
+    # `busy_status` (429: a per-client concurrency limit; 529: Anthropic's overloaded), no wait hint
+    busy_status: int = 429
     finish_names: Mapping[str, str] = field(default_factory=dict)  # OpenAI's finish reason -> the one
     # this server says instead (TGI's "eos_token", Anthropic's compatibility endpoint's "end_turn" and
     # "max_tokens", Gemini's "STOP" and "MAX_TOKENS")
@@ -257,6 +260,7 @@ class OpenAICompatApp:
         self._token_uses_left = 0
         self._bucket = (0.0, time.monotonic())  # rate_limit: requests allowed now, when last refilled
         self.rate_limited = 0  # 429s sent for rate_limit
+        self.busy = 0  # requests refused for max_concurrent
 
     def _take_rate(self) -> float | None:
         """None when a request may go on under `rate_limit`, else the seconds until it may."""
@@ -341,6 +345,11 @@ class OpenAICompatApp:
                 {"id": name, "object": "model", "owned_by": "tunesafe-test", "created": time.time_ns()}
                 for name in (self.config.model, *self.config.served)]})
         elif method == "POST" and path == "/v1/chat/completions":
+            if self.config.max_concurrent is not None and self.in_flight >= self.config.max_concurrent:
+                self.busy += 1
+                busy = {"error": {"message": "too many requests at once"}}
+                await _json(send, self.config.busy_status, busy)
+                return
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
