@@ -550,3 +550,18 @@ def test_a_529_overloaded_is_paced_like_a_429_not_spent_as_retries() -> None:
     ok = response(completion(), headers=(JSON,))
     (gen,), _ = ask(answer_with(overloaded, overloaded, overloaded, ok), max_retries=1)
     assert gen.ok and gen.text == "a real answer"
+
+
+@pytest.mark.parametrize("status", ["503 Service Unavailable", "529 Site Overloaded"])
+def test_a_model_listing_the_server_is_too_busy_for_is_no_entry(status: str) -> None:
+    # read as "lists no entry", a busy moment would be hashed into the model, and the resume of the run
+    # refused once the server lists it again
+    busy = response(b'{"error":{"message":"busy"}}', status, (JSON,))
+
+    async def main() -> None:
+        async with raw_server(answer_with(busy)) as (port, _):
+            model = OpenAIChatModel("m", f"http://127.0.0.1:{port}/v1")
+            with pytest.raises(UserError, match="model listing failed for now"):
+                await asyncio.to_thread(model.content_hash)
+
+    asyncio.run(main())
