@@ -14,7 +14,7 @@ Ref: `openai:MODEL@BASE_URL[?options]`. Options (also keyword arguments of load_
   concurrency=16           requests in flight at once
   timeout=60               seconds per HTTP attempt
   max_retries=4            retries of 408 / 409 / 424 / 498 / 5xx / timeouts / dropped connections /
-                           malformed replies (429s wait instead, up to max_pause: the
+                           malformed replies (429s and 529s wait instead, up to max_pause: the
                            server's retry-after(-ms), or when OpenAI's x-ratelimit-reset-* says
                            the spent limit resets, else backoff)
   breaker=8                consecutive failed attempts that open the circuit breaker
@@ -115,7 +115,10 @@ VOLATILE_MODEL_FIELDS = frozenset({"created"})
 # conflict_error; the OpenAI and Anthropic SDKs retry it); 424 TGI's generation failed on the server;
 # 498 Groq's flex tier at capacity (console.groq.com/docs/flex-processing: retry with backoff)
 RETRYABLE_4XX = frozenset({408, 409, 424, 498})
-TRANSIENT_STATUS = frozenset({408, 429, 502, 503, 504})  # a model listing that may answer on a later try
+# 529: Anthropic's overloaded_error, the whole service over capacity: for everyone what a 429 is for one
+# client, so it paces requests as a 429 does rather than spending their retries
+BUSY_STATUS = frozenset({429, 529})
+TRANSIENT_STATUS = frozenset({408, 502, 503, 504} | BUSY_STATUS)  # a model listing may answer on a later try
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")  # OpenAI's x-ratelimit-reset-*: Go durations
 _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 PROBE = ChatRequest(messages=(Message("user", "ping"),), max_new_tokens=1)
@@ -129,7 +132,7 @@ class _Retryable(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.counts_for_breaker = counts_for_breaker
-        self.rate_limited = rate_limited  # a 429: the endpoint is up and asks us to slow down
+        self.rate_limited = rate_limited  # a 429 or 529: the endpoint is up and asks us to slow down
 
 
 class _Fatal(Exception):
@@ -672,8 +675,9 @@ class OpenAIChatModel:
             # an error, never a refusal: the server failed this request and says a retry cannot help
             raise _Fatal(f"HTTP {resp.status_code} with x-should-retry: false (the server says a retry will "
                          f"not help): {self._scrub(resp.text)[:200]}")
-        if resp.status_code == 429:
-            raise _Retryable("HTTP 429 rate limited", _rate_limit_hint(resp.headers),
+        if resp.status_code in BUSY_STATUS:
+            what = "rate limited" if resp.status_code == 429 else "overloaded"
+            raise _Retryable(f"HTTP {resp.status_code} {what}", _rate_limit_hint(resp.headers),
                              counts_for_breaker=False, rate_limited=True)
         # scrubbed before it is cut: a key echoed across the cut would keep its head
         if resp.status_code >= 500 or resp.status_code in RETRYABLE_4XX:
