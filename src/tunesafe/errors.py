@@ -38,8 +38,8 @@ class EndpointUnavailable(UserError):
 
 class ReplicasDisagree(EndpointUnavailable):
     """The replicas of one model answered as different models (their replies name different model ids):
-    the run stops like for an outage, but it is marked failed, not resumable, since the answers it holds
-    may mix the two."""
+    the run stops like for an outage, but it is marked failed, not interrupted: the answers it holds may
+    mix the two, and a resume would keep them."""
 
 
 def read_user_text(path: str | Path, what: str, fix: str) -> str:
