@@ -148,3 +148,16 @@ def test_a_worker_whose_model_differs_stores_nothing(cli: Cli, tmp_path: Path, s
     assert code == 2 and "model" in err, err
     [run_id] = cli.runs()
     assert load_run(Store.open(str(cli.db)), run_id).n_done == 0  # no answer of another model was stored
+
+
+def test_a_misrouted_replica_fails_the_run_on_ray_too(cli: Cli, tmp_path: Path) -> None:
+    from tunesafe.testing.openai_server import serve
+
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=4, n_benign=2)
+    with serve(latency_s=0.01) as good, serve(latency_s=0.01, reported_model="other-weights") as misrouted:
+        code, _, err = cli("eval", f"openai:tunesafe-test@{good.url},{misrouted.url}", "--suite", str(suite),
+                           "--attacks", "direct_request", "--judge", "refusal", "--no-cache", "--no-progress",
+                           "--executor", "ray", "--workers", "2")
+    assert code == 3 and "other-weights" in err and "start a new run" in err, err
+    [run_id] = cli.runs()
+    assert load_run(Store.open(str(cli.db)), run_id).status == "failed"  # as on the local executor
