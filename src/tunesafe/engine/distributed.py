@@ -25,11 +25,13 @@ from typing import Any
 from tunesafe.engine.config import EvalConfig
 from tunesafe.engine.executor import Executor, ResultRecorder, ResultSink
 from tunesafe.engine.targets import Planned
-from tunesafe.errors import EndpointUnavailable, UserError
+from tunesafe.errors import EndpointUnavailable, ReplicasDisagree, UserError
 from tunesafe.types import Attempt, AttemptResult
 
 RESTARTS = 3  # a worker that dies more often than this on one chunk stops the run (resumable)
 CHUNKS_PER_SLOT = 2  # chunk = concurrency x this: enough in flight per actor, small loss when one dies
+# why an actor's chunk stopped the run: (replicas disagree, where, message, fix)
+Stopped = tuple[bool, "str | None", str, "str | None"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,9 @@ class Worker:
             else None
         self.judges = make_judges(spec.config)
 
-    async def run(self, attempts: list[Attempt]) -> tuple[list[AttemptResult], str | None]:
-        """The chunk's results, and why the run must stop (an endpoint down past max_pause) or None."""
+    async def run(self, attempts: list[Attempt]) -> tuple[list[AttemptResult], Stopped | None]:
+        """The chunk's results, and why the run must stop (an endpoint down past max_pause, replicas that
+        answer as different models) or None."""
         sink = _Collect()
         spec = self.spec
         executor = Executor(self.model, self.attacker, self.judges, spec.planned, spec.config, spec.frozen,
@@ -71,7 +74,8 @@ class Worker:
         try:
             await executor.run(attempts)
         except EndpointUnavailable as exc:
-            return sink.results, f"{exc.where}: {exc.message}"
+            # its parts, not the exception: Ray would rebuild that as cls(rendered line), where and fix lost
+            return sink.results, (isinstance(exc, ReplicasDisagree), exc.where, exc.message, exc.fix)
         return sink.results, None
 
     def pid(self) -> int:
@@ -173,7 +177,9 @@ class RayExecutor(ResultRecorder):
                     for result in results:
                         self.record(result)
                     if stopped is not None:
-                        where, _, message = stopped.partition(": ")
+                        disagree, where, message, fix = stopped
+                        if disagree:  # its own fix: a new run, not a resume
+                            raise ReplicasDisagree(message, where=where, fix=fix)
                         raise EndpointUnavailable(message, where=where, fix="")
             except ray.exceptions.RayError as exc:
                 # A worker that cannot start or keeps dying past its restarts: nothing of its chunk was
