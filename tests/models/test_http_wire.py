@@ -565,3 +565,12 @@ def test_a_model_listing_the_server_is_too_busy_for_is_no_entry(status: str) -> 
                 await asyncio.to_thread(model.content_hash)
 
     asyncio.run(main())
+
+
+def test_a_429_whose_wait_fits_max_pause_is_waited_whatever_the_jitter() -> None:
+    # the jitter spreads a burst's retries; added on top of a hint that just fits max_pause, it made the
+    # attempt an error at once, without a retry (a hint of 450 s under a 600 s pause: two times in three)
+    limited = response(b'{"error":{"message":"Rate limit reached"}}', "429 Too Many Requests",
+                       (JSON, "retry-after: 1"))
+    (gen,), _ = ask(answer_with(limited, response(completion(), headers=(JSON,))), max_pause=1.0)
+    assert gen.ok and gen.text == "a real answer"
