@@ -586,10 +586,13 @@ class OpenAIChatModel:
                 except _Retryable as exc:
                     message = self._scrub(str(exc))
                     if exc.rate_limited:
-                        delay = _rate_limit_delay(limited, exc.retry_after)
-                        if limited_s + delay > self.max_pause:
+                        # the server's wait must fit in max_pause; the jitter on top is cut to what is left
+                        asked = exc.retry_after or 0.0
+                        if limited_s >= self.max_pause or limited_s + asked > self.max_pause:
                             why = f"still limited after {limited_s:.0f} s of waiting (max_pause)"
                             return error_generation(f"{message}: {why}", time.perf_counter() - started)
+                        delay = min(_rate_limit_delay(limited, exc.retry_after),
+                                    max(asked, self.max_pause - limited_s))
                         limited, limited_s = limited + 1, limited_s + delay
                         await asyncio.sleep(delay)
                         continue
