@@ -377,7 +377,7 @@ def _ends_session(store: Store, run_id: str) -> Iterator[None]:
         yield
     except BaseException as exc:
         stopped = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError, EndpointUnavailable)) \
-            and not isinstance(exc, ReplicasDisagree)  # its answers may mix two models: not to be resumed
+            and not isinstance(exc, ReplicasDisagree)  # answers that may mix two models: failed
         store_results.set_status(store, run_id, "interrupted" if stopped else "failed")
         raise
 
