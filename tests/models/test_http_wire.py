@@ -14,7 +14,7 @@ import zlib
 
 import pytest
 
-from tunesafe.errors import UserError
+from tunesafe.errors import EndpointUnavailable, UserError
 from tunesafe.models import load_model, openai_http
 from tunesafe.models.openai_http import OpenAIChatModel
 from tunesafe.models.sse import stream_completion
@@ -491,10 +491,10 @@ def test_a_model_listing_that_trickles_is_a_user_error_within_the_timeout() -> N
     asyncio.run(main())
 
 
-def _limited(*headers: str) -> tuple[Handler, list[int]]:
+def _limited(*headers: str, body: bytes = b'{"error":{"message":"Rate limit reached"}}',
+             ) -> tuple[Handler, list[int]]:
     """A server that answers every request with a 429 carrying `headers`; the list counts the requests."""
     seen: list[int] = []
-    body = b'{"error":{"message":"Rate limit reached"}}'
     limited = response(body, "429 Too Many Requests", (JSON, *headers))
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -574,3 +574,14 @@ def test_a_429_whose_wait_fits_max_pause_is_waited_whatever_the_jitter() -> None
                        (JSON, "retry-after: 1"))
     (gen,), _ = ask(answer_with(limited, response(completion(), headers=(JSON,))), max_pause=1.0)
     assert gen.ok and gen.text == "a real answer"
+
+
+def test_a_429_for_a_spent_quota_is_an_outage_not_a_rate_limit() -> None:
+    # OpenAI's 429 `insufficient_quota` (credits or monthly budget spent) lifts only when someone pays:
+    # paced like a rate limit, every attempt of the run would wait out max_pause before its error (hours
+    # for a suite). As an endpoint failing every request, the run pauses once, then stops resumably.
+    body = (b'{"error":{"message":"You exceeded your current quota, please check your plan and billing '
+            b'details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}')
+    spent, _ = _limited(body=body)
+    with pytest.raises(EndpointUnavailable, match="quota"):
+        ask(spent, max_pause=1.0, cooldown=0.2, breaker=2, max_retries=1)
