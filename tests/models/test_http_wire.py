@@ -584,4 +584,4 @@ def test_a_429_for_a_spent_quota_is_an_outage_not_a_rate_limit() -> None:
             b'details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}')
     spent, _ = _limited(body=body)
     with pytest.raises(EndpointUnavailable, match="quota"):
-        ask(spent, max_pause=1.0, cooldown=0.2, breaker=2, max_retries=1)
+        ask(spent, n=2, max_pause=1.0, cooldown=0.2, breaker=2, max_retries=1)
