@@ -678,6 +678,8 @@ class OpenAIChatModel:
             # an error, never a refusal: the server failed this request and says a retry cannot help
             raise _Fatal(f"HTTP {resp.status_code} with x-should-retry: false (the server says a retry will "
                          f"not help): {self._scrub(resp.text)[:200]}")
+        if resp.status_code == 429 and _spent_quota(resp):  # no wait lifts it: the endpoint fails everyone
+            raise _Retryable(f"HTTP 429 insufficient_quota: {self._scrub(resp.text)[:200]}")
         if resp.status_code in BUSY_STATUS:
             what = "rate limited" if resp.status_code == 429 else "overloaded"
             raise _Retryable(f"HTTP {resp.status_code} {what}", _rate_limit_hint(resp.headers),
@@ -875,6 +877,16 @@ def _storable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _storable(v) for k, v in value.items()}
     return value
+
+
+def _spent_quota(resp: Response) -> bool:
+    """OpenAI's 429 for an account whose credits or monthly budget are spent (`insufficient_quota`): it
+    lifts when someone pays, not after a wait."""
+    try:
+        error = json.loads(_body_text(resp.content))["error"]
+        return "insufficient_quota" in (error.get("code"), error.get("type"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def _filtered_prompt(resp: Response) -> Generation | None:
