@@ -166,3 +166,31 @@ def test_a_resume_given_other_options_is_refused_not_run_with_the_stored_ones(tm
         proc = _eval(db, "--resume", run_id, "--temperature", "0.7")  # a complete run is no different
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 2 and "temperature=0.0 (given 0.7)" in " ".join(err.split()), err
+
+
+def test_a_killed_replica_run_resumes_on_other_replicas_at_another_concurrency(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    suite = write_suite(tmp_path / "s.jsonl", n_harmful=16, n_benign=4)
+    store = Store.open(str(db))
+    with serve(latency_s=0.1) as a, serve(latency_s=0.1) as b, serve(latency_s=0.1) as c:
+        proc = _eval(db, f"openai:tunesafe-test@{a.url},{b.url}", "--suite", str(suite), "--attacks",
+                     "template", "--judge", "refusal", "--concurrency", "2")
+        deadline = time.monotonic() + 120
+        while not list_runs(store) or _stored(store, list_runs(store)[0].id)[0] == 0:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        run_id = list_runs(store)[0].id
+        killed_at = _stored(store, run_id)[0]
+        moved = f"openai:tunesafe-test@{a.url},{c.url}"  # b replaced, and more requests in flight
+        proc = _eval(db, moved, "--resume", run_id, "--concurrency", "8")
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    info = load_run(store, run_id)
+    assert killed_at < info.n_planned and info.status == "complete" and info.model_ref == moved
+    stored_ids = [i for (i,) in read(store, select(AttemptResultRow.attempt_id)
+                                     .where(AttemptResultRow.run_id == run_id))]
+    assert len(stored_ids) == len(set(stored_ids)) == info.n_planned  # none lost, none twice
+    assert len(c.requests) > 0 and [r.body["run_id"] for r in store.records(type=RecordType.RUN)] == [run_id]
