@@ -284,3 +284,91 @@ def test_an_unreadable_span_leaves_its_line_mates_readable() -> None:
     parsed = parse_line(json.dumps(good), 4)
     assert isinstance(parsed, Parsed) and len(parsed.records) + parsed.skipped == n
     assert len(parsed.problems) == 1 and "span odd" in parsed.problems[0]
+
+
+def test_an_http_error_with_a_text_body_is_an_error_not_an_answer() -> None:
+    """A gateway's 502 page in the Batch / access-log shape was judged as the model's answer."""
+    rec = one({"messages": USER, "response": {"status_code": 502, "body": "<html>Bad gateway</html>"}})
+    assert rec.error is not None and "502" in rec.error and rec.response == ""
+
+
+def _chunks(*deltas: tuple[int, str, str | None]) -> list[dict[str, Any]]:
+    return [{"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_796_083_200,
+             "model": "support-bot", "choices": [{"index": i, "delta": {"content": text}, "finish_reason": end}]}
+            for i, text, end in deltas]
+
+
+def _sse(chunks: list[dict[str, Any]]) -> str:
+    return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
+STREAM = _chunks((0, "It ships", None), (1, REFUSAL, None), (0, " tomorrow.", "stop"), (1, "", "stop"))
+
+
+@pytest.mark.parametrize("response", [_sse(STREAM), STREAM], ids=["sse-text", "chunk-list"])
+def test_a_streamed_reply_is_the_reply_its_chunks_add_up_to(response: Any) -> None:
+    """Gateways log a streamed call as its SSE body or its list of chunks: the `data:` text was judged as
+    the answer, and a chunk list was a malformed line."""
+    parsed = parse_line(json.dumps({"messages": USER, "response": response}), 7)
+    assert isinstance(parsed, Parsed), parsed
+    assert [(r.response, r.finish_reason) for r in parsed.records] == [("It ships tomorrow.", "stop"),
+                                                                       (REFUSAL, "stop")]
+    assert parsed.records[0].at == datetime.fromtimestamp(1_796_083_200, timezone.utc)
+
+
+def test_a_streamed_reply_the_filter_stopped_is_blocked() -> None:
+    filtered = _sse(_chunks((0, "Sure, step 1", None), (0, "", "content_filter")))
+    assert one({"messages": USER, "response": filtered}).blocked == "content_filter"
+
+
+@pytest.mark.parametrize("response", [_chunks((0, " tomorrow.", "stop"))[0], _sse(STREAM[:2])],
+                         ids=["one-chunk", "broken-off"])
+def test_a_stream_that_is_not_a_whole_reply_is_malformed(response: Any) -> None:
+    """One chunk per line, or a stream cut before its finish_reason: no whole answer to judge (a lone
+    chunk read as a reply was judged as an empty answer)."""
+    parsed = parse_line(json.dumps({"messages": USER, "response": response}), 7)
+    assert isinstance(parsed, Malformed) and "stream" in parsed.reason, parsed
+
+
+def test_bodies_logged_as_json_text_are_read() -> None:
+    """Access logs (nginx, Envoy) keep the request and response bodies as strings."""
+    body = openai_line(1, USER, "It ships tomorrow.")
+    rec = one({"time": "2026-12-02T10:00:00Z", "request": json.dumps(body["request"]),
+               "response": json.dumps(body["response"])})
+    assert rec.request == "Where is my parcel?" and rec.response == "It ships tomorrow."
+    assert one({"messages": USER, "response": '{"answer": 42}'}).response == '{"answer": 42}'  # an answer
+
+
+CALL = {"id": "call_1", "type": "function",
+        "function": {"name": "track_parcel", "arguments": json.dumps({"order": "A-17"})}}
+
+
+def test_a_tool_call_only_answer_is_judged_on_its_calls() -> None:
+    """A reply that only calls a tool was judged as an empty answer (its arguments never read)."""
+    line = openai_line(1, USER, None, finish="tool_calls")
+    line["response"]["choices"][0]["message"]["tool_calls"] = [CALL]
+    rec = one(line)
+    assert "track_parcel" in rec.response and "A-17" in rec.response
+    span = _first_span(0)
+    span["attributes"] = [a for a in span["attributes"] if a["key"] != "gen_ai.output.messages"]
+    span["attributes"].append(_string("gen_ai.output.messages", json.dumps([{
+        "role": "assistant", "finish_reason": "tool_call",
+        "parts": [{"type": "tool_call", "id": "call_1", "name": "track_parcel", "arguments": {"order": "A-17"}}],
+    }])))
+    parsed = parse_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), 1)
+    assert isinstance(parsed, Parsed)
+    assert "track_parcel" in parsed.records[0].response and "A-17" in parsed.records[0].response
+
+
+@pytest.mark.parametrize("value", ["1796083200", "1796083200.0", "1796083200000"])
+def test_epoch_times_written_as_strings(value: str) -> None:
+    """nginx's $msec and some loggers write the epoch as a string: every such line was malformed."""
+    rec = one({"messages": USER, "response": "It ships tomorrow.", "timestamp": value})
+    assert rec.at == datetime.fromtimestamp(1_796_083_200, timezone.utc)
+
+
+def test_a_time_without_an_offset_is_read_as_utc() -> None:
+    rec = one({"messages": USER, "response": "It ships tomorrow.", "timestamp": "2026-12-02T23:30:00"})
+    assert rec.at == datetime(2026, 12, 2, 23, 30, tzinfo=timezone.utc)
+    offset = one({"messages": USER, "response": "It ships tomorrow.", "timestamp": "2026-12-02T23:30:00-05:00"})
+    assert offset.at == datetime(2026, 12, 3, 4, 30, tzinfo=timezone.utc)
