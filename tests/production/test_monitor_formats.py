@@ -294,7 +294,8 @@ def test_an_http_error_with_a_text_body_is_an_error_not_an_answer() -> None:
 
 def _chunks(*deltas: tuple[int, str, str | None]) -> list[dict[str, Any]]:
     return [{"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_796_083_200,
-             "model": "support-bot", "choices": [{"index": i, "delta": {"content": text}, "finish_reason": end}]}
+             "model": "support-bot",
+             "choices": [{"index": i, "delta": {"content": text}, "finish_reason": end}]}
             for i, text, end in deltas]
 
 
@@ -353,7 +354,8 @@ def test_a_tool_call_only_answer_is_judged_on_its_calls() -> None:
     span["attributes"] = [a for a in span["attributes"] if a["key"] != "gen_ai.output.messages"]
     span["attributes"].append(_string("gen_ai.output.messages", json.dumps([{
         "role": "assistant", "finish_reason": "tool_call",
-        "parts": [{"type": "tool_call", "id": "call_1", "name": "track_parcel", "arguments": {"order": "A-17"}}],
+        "parts": [{"type": "tool_call", "id": "call_1", "name": "track_parcel",
+                   "arguments": {"order": "A-17"}}],
     }])))
     parsed = parse_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), 1)
     assert isinstance(parsed, Parsed)
@@ -370,5 +372,6 @@ def test_epoch_times_written_as_strings(value: str) -> None:
 def test_a_time_without_an_offset_is_read_as_utc() -> None:
     rec = one({"messages": USER, "response": "It ships tomorrow.", "timestamp": "2026-12-02T23:30:00"})
     assert rec.at == datetime(2026, 12, 2, 23, 30, tzinfo=timezone.utc)
-    offset = one({"messages": USER, "response": "It ships tomorrow.", "timestamp": "2026-12-02T23:30:00-05:00"})
+    offset = one({"messages": USER, "response": "It ships tomorrow.",
+                  "timestamp": "2026-12-02T23:30:00-05:00"})
     assert offset.at == datetime(2026, 12, 3, 4, 30, tzinfo=timezone.utc)
