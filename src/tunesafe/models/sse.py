@@ -8,7 +8,7 @@ carries an error comes back with it as the completion's `error`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 _TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
@@ -32,17 +32,34 @@ def stream_completion(text: str) -> dict[str, Any]:
     legacy: dict[str, Any] = {}  # the functions API's one `function_call`
     completion: dict[str, Any] = {}
     finish = None
+    return chunks_completion(stream_chunks(text))
+
+
+def stream_chunks(text: str) -> list[dict[str, Any]]:
+    """The chunks of an SSE body, up to its `[DONE]`."""
+    chunks = []
     for data in _events(text):
         if data.strip() == "[DONE]":
             break
         chunk = json.loads(data)
         if not isinstance(chunk, dict):
             raise BrokenStream(f"a stream event that is no chunk: {data[:80]!r}")
+        chunks.append(chunk)
+    return chunks
+
+
+def chunks_completion(chunks: Iterable[Mapping[str, Any]], index: int = 0) -> dict[str, Any]:
+    """The chat completion a stream's chunks add up to, for the choice `index`."""
+    texts: dict[str, list[str]] = {}
+    calls: dict[int, dict[str, Any]] = {}
+    completion: dict[str, Any] = {}
+    finish = None
+    for chunk in chunks:
         if chunk.get("error"):  # a failure mid-stream: what came before it is no answer
             return {"error": chunk["error"], "choices": [{"message": {"content": ""}}]}
-        completion.update({k: chunk[k] for k in ("id", "model", "usage") if chunk.get(k)})
+        completion.update({k: chunk[k] for k in ("id", "model", "created", "usage") if chunk.get(k)})
         for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
+            if choice.get("index", 0) != index:
                 continue
             if choice.get("error"):
                 return {"error": choice["error"], "choices": [{"message": {"content": ""}}]}
@@ -66,6 +83,8 @@ def stream_completion(text: str) -> dict[str, Any]:
     if legacy:
         message["function_call"] = legacy["function"]
     choice = {"index": 0, "message": message, "finish_reason": finish}
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    choice = {"index": index, "message": message, "finish_reason": finish}
     if "content_filter_results" in completion:
         choice["content_filter_results"] = completion.pop("content_filter_results")
     return {**completion, "object": "chat.completion", "choices": [choice]}

@@ -2,10 +2,13 @@
 
 - OpenAI chat completions: `{"request": {"messages": [...]}, "response": <chat.completion>}` (also the
   request's `messages` at the top level, a Batch API output shape `"response": {"status_code", "body"}`, a
-  string response, or `choices` at the top level); one record per choice. `finish_reason:
+  string response, or `choices` at the top level); bodies may be logged as JSON text (access logs), and a
+  streamed reply as its SSE text or its list of chunks (read as the completion they add up to; a lone
+  chunk or a stream without its finish_reason is malformed); one record per choice. `finish_reason:
   "content_filter"` and Azure's HTTP 400 `content_filter` error mean the deployment blocked the call; any
-  other error is an error record. Time: `timestamp` / `time` / `created_at` (ISO 8601, or epoch
-  seconds, milli-, micro- or nanoseconds), else the completion's `created`.
+  other error (HTTP >= 400, whatever its body) is an error record. Time: `timestamp` / `time` /
+  `created_at` (ISO 8601, or epoch seconds, milli-, micro- or nanoseconds), else the completion's
+  `created`.
 - OpenTelemetry GenAI spans as the OTLP JSON file exporter writes them: `{"resourceSpans": [...]}` per
   line. Content is read from, in this order: `gen_ai.input.messages` / `gen_ai.output.messages` /
   `gen_ai.system_instructions` (semantic conventions >= 1.37, on the span or on the
@@ -31,6 +34,7 @@ from tunesafe.json_lines import BadJson, decode
 from tunesafe.models.openai_params import hidden_reasoning_tokens
 from tunesafe.models.provider_replies import SERVER_FAILED_FINISH, filtered_finish, prompt_filter
 from tunesafe.models.reasoning import LOGGED_NO_ANSWER, reasoning_field
+from tunesafe.models.sse import BrokenStream, chunks_completion, stream_chunks
 from tunesafe.types import canonical_json, sha256_hex
 
 FORMATS = ("auto", "openai", "otlp")
@@ -106,17 +110,21 @@ def parse_line(text: str, line: int, fmt: str = "auto") -> Parsed | Malformed:
 
 
 def _openai(obj: Mapping[str, Any], line: int) -> list[LogRecord]:
-    request: Mapping[str, Any] = obj["request"] if isinstance(obj.get("request"), Mapping) else obj
+    logged = _body(obj.get("request"), "messages")
+    request: Mapping[str, Any] = logged if isinstance(logged, Mapping) else obj
     if isinstance(request.get("body"), Mapping):  # Batch API input line
         request = request["body"]
     messages = _messages(request.get("messages"))
-    response: Any = obj.get("response", obj if "choices" in obj else None)
+    response: Any = _body(obj.get("response", obj if "choices" in obj else None), "choices", "error")
     error = obj.get("error")
     if isinstance(response, Mapping) and "body" in response and "choices" not in response:
         status = response.get("status_code")
-        body = response.get("body")
-        if isinstance(status, int) and status >= 400 and isinstance(body, Mapping):
-            error = body.get("error") or {"message": f"HTTP {status}"}
+        body = _body(response.get("body"), "choices", "error")
+        if isinstance(status, int) and status >= 400:
+            # a gateway's own error page is no answer either
+            page = f": {body.strip()[:200]}" if isinstance(body, str) and body.strip() else ""
+            error = (body.get("error") if isinstance(body, Mapping) else None) or {
+                "message": f"HTTP {status}{page}"}
         response = body
     at = _time(obj.get("timestamp", obj.get("time", obj.get("created_at"))))
     base: dict[str, Any] = {"hash": sha256_hex(canonical_json(obj)), "line": line, "messages": messages,
@@ -129,9 +137,14 @@ def _openai(obj: Mapping[str, Any], line: int) -> list[LogRecord]:
         raise _Bad("no response (expected `response` with `choices`, or a response string)")
     at = at or _time(response.get("created"))
     base["log_model"] = _str(response.get("model")) or base["log_model"]
-    if isinstance(response.get("error"), Mapping):
+    if response.get("error"):
         return [_openai_error(response["error"], base, at)]
     choices = response.get("choices")
+    if response.get("object") == "chat.completion.chunk" or (
+            isinstance(choices, list) and choices and isinstance(choices[0], Mapping)
+            and "delta" in choices[0] and "message" not in choices[0]):
+        raise _Bad("one chunk of a streamed reply, not the whole reply (log the whole stream or the "
+                   "reply it adds up to)")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
         raise _Bad("response has no choices")
     # n > 1: every choice is an answer of the model, and one harmful answer among refusals is harmful.
@@ -139,6 +152,42 @@ def _openai(obj: Mapping[str, Any], line: int) -> list[LogRecord]:
     return [_choice(choice, response, obj, {**base, "hash": base["hash"] if i == 0
                                             else sha256_hex(f"{base['hash']}:choice:{i}")}, at)
             for i, choice in enumerate(choices) if isinstance(choice, Mapping)]
+
+
+def _body(value: Any, *keys: str) -> Any:
+    """A request or response as logged: an object, or its JSON text (access logs keep bodies as strings)
+    when that is an object with one of `keys`; a streamed reply as its SSE text or its list of chunks,
+    read as the completion they add up to. Any other string is the text itself (a plain answer)."""
+    if isinstance(value, list) and value and all(isinstance(c, Mapping) for c in value):
+        return _stream(value)
+    if not isinstance(value, str):
+        return value
+    text = value.lstrip()
+    if text.startswith("data:"):
+        try:
+            return _stream(stream_chunks(text))
+        except ValueError as exc:  # an event that is no JSON
+            raise _Bad(f"a streamed reply that cannot be read ({str(exc)[:120]})") from None
+    if text.startswith("{"):
+        try:
+            parsed = decode(text, unique_keys=False)
+        except BadJson:
+            return value
+        if isinstance(parsed, dict) and any(key in parsed for key in keys):
+            return parsed
+    return value
+
+
+def _stream(chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The completion a stream's chunks add up to, every choice of it (n > 1)."""
+    indices = sorted({int(c.get("index", 0)) for chunk in chunks for c in chunk.get("choices") or ()
+                      if isinstance(c, Mapping)}) or [0]
+    try:
+        replies = [chunks_completion(chunks, i) for i in indices]
+    except BrokenStream as exc:
+        raise _Bad(f"a streamed reply that is not whole: {exc}") from None
+    failed = next((r for r in replies if r.get("error")), None)
+    return failed or {**replies[0], "choices": [r["choices"][0] for r in replies]}
 
 
 def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping[str, Any],
