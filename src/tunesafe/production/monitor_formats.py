@@ -35,6 +35,7 @@ from tunesafe.models.openai_params import hidden_reasoning_tokens
 from tunesafe.models.provider_replies import SERVER_FAILED_FINISH, filtered_finish, prompt_filter
 from tunesafe.models.reasoning import LOGGED_NO_ANSWER, reasoning_field
 from tunesafe.models.sse import BrokenStream, chunks_completion, stream_chunks
+from tunesafe.models.tool_calls import from_openai_message
 from tunesafe.types import canonical_json, sha256_hex
 
 FORMATS = ("auto", "openai", "otlp")
@@ -194,8 +195,7 @@ def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping
             base: dict[str, Any], at: datetime | None) -> LogRecord:
     message: Mapping[str, Any] = choice["message"] if isinstance(choice.get("message"), Mapping) else {}
     finish = _str(choice.get("finish_reason"))
-    refusal = _str(message.get("refusal"))
-    text = refusal or _content(message.get("content"))
+    text = _said(message)
     category = _filtered(choice.get("content_filter_results")) or _filtered_prompt(response)
     jailbreak = _jailbreak(response.get("prompt_filter_results"))
     blocked = "content_filter" if finish and filtered_finish(finish) else None
@@ -209,6 +209,14 @@ def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping
         return LogRecord(**base, at=at, response="", finish_reason=finish, error=LOGGED_NO_ANSWER)
     return LogRecord(**base, at=at, response=text, finish_reason=finish, blocked=blocked,
                      category=category or _moderation(obj), provider_jailbreak=jailbreak)
+
+
+def _said(message: Mapping[str, Any]) -> str:
+    """An answer as text: its content (or refusal) and its tool calls as call blocks, the text the
+    `openai:` client hands the judges (a reply may be only calls, with their arguments the harm)."""
+    calls = from_openai_message({k: message[k] for k in ("tool_calls", "function_call") if k in message})
+    text = _str(message.get("refusal")) or _content(message.get("content"))
+    return "\n".join(t for t in (text, calls) if t)
 
 
 def _openai_error(error: Any, base: dict[str, Any], at: datetime | None) -> LogRecord:
@@ -294,6 +302,9 @@ def _content(content: Any) -> str:
                 texts.append(part)
             elif isinstance(part, Mapping) and part.get("type") == "text":
                 texts.append(_str(part.get("text", part.get("content"))) or "")
+            elif isinstance(part, Mapping) and part.get("type") == "tool_call":  # OTel's output part
+                texts.append(from_openai_message({"tool_calls": [{"function": {
+                    "name": part.get("name"), "arguments": part.get("arguments", {})}}]}))
         return "\n".join(texts)
     raise _Bad(f"unreadable content {json.dumps(content)[:80]}")
 
@@ -467,7 +478,7 @@ def _event_messages(events: Sequence[tuple[Any, dict[str, Any]]]) -> Content | N
                 messages.append((role, _content(body.get("content"))))
         elif name == "gen_ai.choice":
             message: Mapping[str, Any] = body["message"] if isinstance(body.get("message"), Mapping) else body
-            answers.append((_content(message.get("content")), _str(body.get("finish_reason"))))
+            answers.append((_said(message), _str(body.get("finish_reason"))))
     return (tuple(messages), tuple(answers)) if messages else None
 
 
