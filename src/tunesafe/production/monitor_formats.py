@@ -331,7 +331,12 @@ def _time(value: Any) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise _Bad(f"unreadable time {value!r}") from None
+            try:
+                epoch = float(value)  # nginx's $msec and other loggers write the epoch as text
+            except ValueError:
+                raise _Bad(f"unreadable time {value!r}") from None
+            return _time(epoch)
+        # no offset: read as UTC (docs/production.md says so); a local time would move records across days
         if parsed.tzinfo is None:
             return parsed.replace(tzinfo=timezone.utc)
         return parsed.astimezone(timezone.utc)
