@@ -387,6 +387,35 @@ def test_follow_tails_a_file_another_thread_writes(sqlite_store: Store, tmp_path
     assert len(list(sqlite_store.records(type=RecordType.MONITOR_INGEST))) <= 3
 
 
+@pytest.mark.parametrize("after", [3, 40], ids=["shorter", "longer"])
+def test_follow_reads_a_file_truncated_under_it_from_its_start(sqlite_store: Store, tmp_path: Path,
+                                                               after: int) -> None:
+    """logrotate's copytruncate empties the file a --follow holds open and the writer starts again at byte
+    0: the follow waited for the file to outgrow the old offset (shorter), then read from mid-line
+    (longer), and the lines before that offset were never read."""
+    log = write(tmp_path / "tail.jsonl", [refused(i) for i in range(5)])
+    stop = threading.Event()
+
+    def until(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while stored(sqlite_store) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def rotate() -> None:
+        until(5)
+        write(log, [refused(i) for i in range(100, 100 + after)])  # truncated, then written again
+        until(5 + after)
+        stop.set()
+
+    thread = threading.Thread(target=rotate)
+    thread.start()
+    summary = run(sqlite_store, log, follow=True, poll_s=0.02, flush_s=0.0, stop=stop)
+    thread.join()
+    assert (summary.malformed, summary.new, stored(sqlite_store)) == (0, 5 + after, 5 + after)
+    assert summary.restarted_after_line == 5
+    assert run(sqlite_store, log).new == 0  # the next ingest resumes in the new content
+
+
 # ---- the CLI -------------------------------------------------------------------------------------------
 
 
