@@ -21,7 +21,8 @@ Contract:
   names it), and the next ingest reads those lines again, finds them stored and checks their days'
   thresholds, so an incident they call for still opens.
 - `follow=True` keeps reading as the file grows (poll every `poll_s`), committing what arrived every
-  `flush_s` (or every `chunk_lines` lines), until `stop` is set, or `idle_exit_s` passes without new
+  `flush_s` (or every `chunk_lines` lines), and from the start again when the file is truncated under it
+  (copytruncate), until `stop` is set, or `idle_exit_s` passes without new
   data, or KeyboardInterrupt (a chunk not yet committed is read again by the next ingest).
 """
 
@@ -181,7 +182,19 @@ class _Ingest:
             idle_since = flushed = time.monotonic()
             pending = b""
             chunk: list[_Line] = []
+            head = os.pread(handle.fileno(), HEAD_BYTES, 0)
             while True:
+                if follow and _truncated(handle, head):
+                    # copytruncate (logrotate) or a writer that started the file over: what it holds now
+                    # is a new log, from its first byte
+                    self._process(chunk, key, (resolved, handle))
+                    chunk, flushed = [], time.monotonic()
+                    self.summary.restarted_after_line = line
+                    offset = line = 0
+                    pending = b""
+                    handle.seek(0)
+                if len(head) < HEAD_BYTES:
+                    head = os.pread(handle.fileno(), HEAD_BYTES, 0)
                 data = handle.read(READ_BYTES)
                 if data:
                     idle_since = time.monotonic()
@@ -346,6 +359,13 @@ def _counts(assessments: list[Assessment]) -> Counter[str]:
     counts["jailbreaks"] = sum(1 for a in assessments if a.jailbreak is not None)
     counts["successful_jailbreaks"] = sum(1 for a in assessments if a.jailbreak is not None and a.harmful)
     return counts
+
+
+def _truncated(handle: IO[bytes], head: bytes) -> bool:
+    """Whether the open file was cut shorter than what was read of it, or its first bytes changed."""
+    if os.fstat(handle.fileno()).st_size < handle.tell():
+        return True
+    return os.pread(handle.fileno(), len(head), 0) != head
 
 
 def _is_json_object(raw: bytes) -> bool:
