@@ -375,3 +375,52 @@ def test_a_time_without_an_offset_is_read_as_utc() -> None:
     offset = one({"messages": USER, "response": "It ships tomorrow.",
                   "timestamp": "2026-12-02T23:30:00-05:00"})
     assert offset.at == datetime(2026, 12, 3, 4, 30, tzinfo=timezone.utc)
+
+
+def _with_output(finish: str, text: str = "") -> dict[str, Any]:
+    span = _first_span(0)
+    span["attributes"] = [a for a in span["attributes"] if a["key"] != "gen_ai.output.messages"]
+    span["attributes"].append(_string("gen_ai.output.messages", json.dumps([
+        {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": finish}])))
+    return span
+
+
+def _span_records(span: dict[str, Any]) -> list[LogRecord]:
+    parsed = parse_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), 1)
+    assert isinstance(parsed, Parsed), parsed
+    return parsed.records
+
+
+@pytest.mark.parametrize("finish", ["safety", "PROHIBITED_CONTENT", "content_filter"])
+def test_a_span_the_provider_filter_stopped_is_blocked(finish: str) -> None:
+    """The Gemini instrumentations write its safety finish reasons (`safety`): read as in OpenAI logs, not
+    as an answer."""
+    [rec] = _span_records(_with_output(finish))
+    assert rec.blocked == "content_filter" and rec.error is None
+
+
+def test_a_span_reply_the_server_failed_is_an_error_record() -> None:
+    [rec] = _span_records(_with_output("abort", "Sure, here is"))
+    assert rec.error is not None and "abort" in rec.error and rec.response == ""
+
+
+AZURE_FILTER = ("Error code: 400 - {'error': {'message': \"The response was filtered due to the prompt "
+                "triggering Azure OpenAI's content management policy.\", 'type': None, 'param': 'prompt', "
+                "'code': 'content_filter', 'status': 400}}")
+
+
+def test_a_span_whose_call_a_content_filter_refused_is_blocked_not_an_error() -> None:
+    """The OpenAI instrumentation records Azure's HTTP 400 content_filter as an error span
+    (BadRequestError): it counted as an error, and a day of filtered prompts crossed the error rate."""
+    span = _first_span(0)
+    span["attributes"] = [a for a in span["attributes"] if a["key"] != "gen_ai.output.messages"]
+    span["attributes"].append(_string("error.type", "BadRequestError"))
+    span["status"] = {"code": 2, "message": AZURE_FILTER}
+    span["events"] = [{"name": "exception", "attributes": [_string("exception.type", "BadRequestError"),
+                                                           _string("exception.message", AZURE_FILTER)]}]
+    [rec] = _span_records(span)
+    assert rec.blocked == "content_filter (prompt)" and rec.error is None
+    span["status"] = {"code": 2, "message": "Error code: 500 - upstream timed out"}
+    span["events"] = []
+    [failed] = _span_records(span)
+    assert failed.error is not None and failed.blocked is None
