@@ -14,8 +14,9 @@
   `gen_ai.system_instructions` (semantic conventions >= 1.37, on the span or on the
   `gen_ai.client.inference.operation.details` event); the <= 1.36 events `gen_ai.{system,user,assistant,
   tool}.message` and `gen_ai.choice`; the indexed `gen_ai.prompt.N.*` / `gen_ai.completion.N.*` attributes.
-  One record per answer (choice). Spans without gen_ai content (HTTP, database, tool spans) are skipped,
-  and counted.
+  One record per answer (choice); finish reasons and failures read as for OpenAI logs, and an error span
+  whose exception is Azure's `content_filter` 400 is blocked. Spans without gen_ai content (HTTP,
+  database, tool spans) are skipped, and counted.
 
 A line that cannot be read is a Malformed(line, reason): counted and reported, never fatal. The record's
 hash is over the line's parsed JSON (a span's own JSON for OTLP), so the same log entry always hashes the
@@ -25,6 +26,7 @@ same wherever it is read from, and re-ingesting it adds nothing.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -199,9 +201,8 @@ def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping
     category = _filtered(choice.get("content_filter_results")) or _filtered_prompt(response)
     jailbreak = _jailbreak(response.get("prompt_filter_results"))
     blocked = "content_filter" if finish and filtered_finish(finish) else None
-    if finish in SERVER_FAILED_FINISH:  # the server failed mid-reply: the words before are no answer
-        return LogRecord(**base, at=at, response="", finish_reason=finish,
-                         error=f"the server failed this reply (finish_reason {finish}): no answer to judge")
+    if (failed := _failed_finish(finish)) is not None:
+        return LogRecord(**base, at=at, response="", finish_reason=finish, error=failed)
     reasoned = reasoning_field(message) is not None or hidden_reasoning_tokens(response.get("usage")) > 0
     if blocked is None and not text.strip() and reasoned:
         # a reasoning model cut off before its answer (its trace in a field of its own, or hidden and
@@ -209,6 +210,13 @@ def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping
         return LogRecord(**base, at=at, response="", finish_reason=finish, error=LOGGED_NO_ANSWER)
     return LogRecord(**base, at=at, response=text, finish_reason=finish, blocked=blocked,
                      category=category or _moderation(obj), provider_jailbreak=jailbreak)
+
+
+def _failed_finish(finish: str | None) -> str | None:
+    """The error of a reply the server failed mid-way: the words before are no answer."""
+    if finish in SERVER_FAILED_FINISH:
+        return f"the server failed this reply (finish_reason {finish}): no answer to judge"
+    return None
 
 
 def _said(message: Mapping[str, Any]) -> str:
@@ -345,6 +353,9 @@ def _time(value: Any) -> datetime | None:
 
 # ---- OpenTelemetry GenAI spans (OTLP JSON) -------------------------------------------------------------
 
+# Azure's HTTP 400 content_filter error as the exception text of an error span
+_FILTER_ERROR = re.compile(r"""["']code["']\s*:\s*["']content_filter["']""")
+
 
 def _otlp(obj: Mapping[str, Any], line: int) -> Parsed:
     resource_spans = obj.get("resourceSpans")
@@ -427,10 +438,14 @@ def _span(span: Mapping[str, Any], line: int) -> list[LogRecord] | None:
     reasons = attrs.get("gen_ai.response.finish_reasons")
     reasons = reasons if isinstance(reasons, list) else []
     status: Mapping[str, Any] = span["status"] if isinstance(span.get("status"), Mapping) else {}
-    error = None
+    error = prompt_blocked = None
     if attrs.get("error.type") or status.get("code") in (2, "STATUS_CODE_ERROR"):
         error = str(status.get("message") or attrs.get("error.type") or "span status error")
         answers = (("", None),)  # the call failed: one error record, whatever it answered
+        # the instrumentations keep only the exception's text: Azure's 400 content_filter is in it
+        said = [error, *(str(a.get("exception.message")) for n, a in events if n == "exception")]
+        if any(_FILTER_ERROR.search(text) for text in said):
+            error, prompt_blocked = None, "content_filter (prompt)"
     start = span.get("startTimeUnixNano")
     at = datetime.fromtimestamp(int(start) / 1e9, timezone.utc) if start not in (None, "", "0", 0) else None
     span_hash = sha256_hex(canonical_json(span))
@@ -439,10 +454,12 @@ def _span(span: Mapping[str, Any], line: int) -> list[LogRecord] | None:
     # counted again
     for i, (output, finish) in enumerate(answers or (("", None),)):
         finish = finish or (reasons[i] if i < len(reasons) else None)
+        failed = error or _failed_finish(finish)
+        blocked = prompt_blocked or ("content_filter" if finish and filtered_finish(finish) else None)
         out.append(LogRecord(hash=span_hash if i == 0 else sha256_hex(f"{span_hash}:choice:{i}"), line=line,
-                             at=at, messages=messages, response="" if error else output, finish_reason=finish,
-                             blocked="content_filter" if finish == "content_filter" and not error else None,
-                             error=error, log_model=_str(attrs.get("gen_ai.response.model"))
+                             at=at, messages=messages, response="" if failed or prompt_blocked else output,
+                             finish_reason=finish, blocked=None if failed else blocked,
+                             error=failed, log_model=_str(attrs.get("gen_ai.response.model"))
                              or _str(attrs.get("gen_ai.request.model"))))
     return out
 
