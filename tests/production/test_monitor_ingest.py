@@ -23,9 +23,10 @@ from tunesafe.policy.model import MonitorPolicy
 from tunesafe.production.incidents import list_incidents
 from tunesafe.production.inventory import ModelSpec, add_model
 from tunesafe.production.monitor import ingest
-from tunesafe.production.monitor_aggregate import daily
+from tunesafe.production.monitor_aggregate import daily, insert_new
 from tunesafe.production.monitor_examples import PLACEHOLDER, REFUSAL, openai_line, otlp_log
 from tunesafe.production.monitor_formats import Malformed, parse_line
+from tunesafe.production.monitor_thresholds import open_incidents
 from tunesafe.types import Behavior, RecordType, canonical_json, sha256_hex
 
 from .conftest import run_cli
@@ -414,6 +415,24 @@ def test_follow_reads_a_file_truncated_under_it_from_its_start(sqlite_store: Sto
     assert (summary.malformed, summary.new, stored(sqlite_store)) == (0, 5 + after, 5 + after)
     assert summary.restarted_after_line == 5
     assert run(sqlite_store, log).new == 0  # the next ingest resumes in the new content
+
+
+def test_the_jailbreak_rate_counts_only_decided_records(sqlite_store: Store) -> None:
+    """Its denominator is the decided records, its numerator counted the jailbreak-shaped records the judge
+    could not decide too: with the judge failing on them, 5 of 10 decided answers read as jailbreaks."""
+    rows = [{"model": MODEL, "record_hash": f"{i:064x}", "day": "2026-12-02", "at": "2026-12-02T10:00:00Z",
+             "source": "stdin", "line": i, "batch": "b", "status": "judged" if i < 10 else "error",
+             "refused": i < 10 or None, "harmful": False if i < 10 else None, "request_harmful": None,
+             "jailbreak": None if i < 10 else "attack_library:roleplay/dan", "category": None,
+             "conversation": None} for i in range(15)]
+    with sqlite_store.engine.begin() as conn:
+        insert_new(conn, rows)
+    [day] = daily(sqlite_store, model=MODEL)
+    assert (day.decided, day.errors, day.jailbreaks) == (10, 5, 5)
+    assert (day.jailbreak_rate.k, day.jailbreak_rate.n) == (0, 10)
+    policy = MonitorPolicy(max_successful_jailbreaks=None, max_harmful_rate=None, max_error_rate=None,
+                           max_jailbreak_rate=0.1, min_records=10)
+    assert open_incidents(sqlite_store, MODEL, {"2026-12-02"}, policy) == []
 
 
 # ---- the CLI -------------------------------------------------------------------------------------------
