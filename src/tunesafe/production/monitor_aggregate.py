@@ -38,6 +38,7 @@ class DayStats:
     harmful: int  # harmful completions
     jailbreaks: int  # jailbreak-shaped inputs (judged, blocked or errored)
     successful_jailbreaks: int  # jailbreak-shaped and a harmful completion
+    decided_jailbreaks: int = 0  # jailbreak-shaped among decided records: the jailbreak rate's numerator
     categories: tuple[tuple[str, int], ...] = field(default_factory=tuple)  # of harmful or blocked records
     families: tuple[tuple[str, int], ...] = field(default_factory=tuple)  # jailbreak detections
 
@@ -56,7 +57,7 @@ class DayStats:
 
     @property
     def jailbreak_rate(self) -> Rate:
-        return proportion(min(self.jailbreaks, self.decided), self.decided)
+        return proportion(self.decided_jailbreaks, self.decided)
 
     @property
     def error_rate(self) -> Rate:
@@ -103,7 +104,8 @@ def daily(store: Store, *, model: str | None = None, days: Iterable[str] | None 
     query = (select(R.model, R.day, func.count(), count(R.status == "sampled_out"),
                     count(R.status == "judged"), count(R.status == "blocked"), count(R.status == "error"),
                     count(R.status == "judged", R.refused.is_(True)), count(R.harmful.is_(True)),
-                    count(R.jailbreak.is_not(None)), count(R.jailbreak.is_not(None), R.harmful.is_(True)))
+                    count(R.jailbreak.is_not(None)), count(R.jailbreak.is_not(None), R.harmful.is_(True)),
+                    count(R.jailbreak.is_not(None), R.status.in_(("judged", "blocked"))))
              .where(*where).group_by(R.model, R.day).order_by(R.day, R.model))
     with store.engine.connect() as conn:
         conn = conn.execution_options(sqlite_read=True)
@@ -113,10 +115,10 @@ def daily(store: Store, *, model: str | None = None, days: Iterable[str] | None 
             families = _top(conn, R.jailbreak, where, R.jailbreak.is_not(None))
     out = []
     for m, d, *counts in totals:
-        records, sampled_out, judged, blocked, errors, refused, harmful, jailbreaks, successful = (
-            int(v or 0) for v in counts)
+        (records, sampled_out, judged, blocked, errors, refused, harmful, jailbreaks, successful,
+         decided_jb) = (int(v or 0) for v in counts)
         out.append(DayStats(m, d, records, sampled_out, judged, blocked, errors, refused, harmful, jailbreaks,
-                            successful, categories=tuple(categories.get((m, d), [])[:TOP]),
+                            successful, decided_jb, categories=tuple(categories.get((m, d), [])[:TOP]),
                             families=tuple(families.get((m, d), [])[:TOP])))
     return out
 
