@@ -506,6 +506,19 @@ def test_a_rotated_file_says_the_old_file_may_hold_unread_lines(cli: Any, tmp_pa
     assert "ingest the rotated file too" in text.output
 
 
+def test_records_without_a_time_are_counted_for_the_ingest_day_and_said(cli: Any, tmp_path: Path) -> None:
+    """A log without times (a string response, no timestamp) went into the day of the ingest without a
+    word: a backfill of last month's log became today's traffic."""
+    timed = json.loads(refused(1))
+    untimed = {"messages": [{"role": "user", "content": "Where is my parcel?"}], "response": "Tomorrow."}
+    log = write(tmp_path / "chat.jsonl", [json.dumps(timed), json.dumps(untimed)])
+    result = cli("monitor", "ingest", str(log), "--model", MODEL, "--judge", "refusal", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["untimed"] == 1
+    more = write(tmp_path / "more.jsonl", [json.dumps({**untimed, "response": "Soon."})])
+    text = cli("monitor", "ingest", str(more), "--model", MODEL, "--judge", "refusal")
+    assert "1 record(s) without a time" in text.output and "day of this ingest" in text.output
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--model", "nobody"), "--model: model 'nobody' is not in the inventory"),
     (("--model", MODEL, "--sample", "0"), "--sample: sample rate 0.0 is not in (0, 1]"),
