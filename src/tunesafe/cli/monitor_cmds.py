@@ -76,6 +76,10 @@ def _print_summary(result: dict[str, Any]) -> None:
                  "successful_jailbreaks")
         console.print("  " + ", ".join(f"{k} {counts[k]}" for k in shown if counts.get(k)),
                       highlight=False, soft_wrap=True)
+    if result["untimed"]:
+        console.print(f"  {result['untimed']} record(s) without a time in the log: counted for the day of "
+                      "this ingest (UTC); log a `timestamp` to count them for their own day", style="yellow",
+                      highlight=False, soft_wrap=True)
     if result["skipped_spans"]:
         console.print(f"  {result['skipped_spans']} span(s) without GenAI content skipped", highlight=False)
     if result["malformed"]:
