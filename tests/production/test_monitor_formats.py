@@ -424,3 +424,12 @@ def test_a_span_whose_call_a_content_filter_refused_is_blocked_not_an_error() ->
     span["events"] = []
     [failed] = _span_records(span)
     assert failed.error is not None and failed.blocked is None
+
+
+def test_an_azure_stream_keeps_its_prompt_filter_results() -> None:
+    """Azure sends the prompt's filter results in a first chunk without choices: a detected jailbreak
+    there was lost when the chunks were added up."""
+    first = {"id": "", "object": "", "created": 0, "model": "", "choices": [], "prompt_filter_results": [
+        {"prompt_index": 0, "content_filter_results": {"jailbreak": {"filtered": False, "detected": True}}}]}
+    rec = one({"messages": USER, "response": _sse([first, *_chunks((0, "It ships tomorrow.", "stop"))])})
+    assert rec.provider_jailbreak and rec.response == "It ships tomorrow."
