@@ -190,7 +190,10 @@ def _stream(chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     except BrokenStream as exc:
         raise _Bad(f"a streamed reply that is not whole: {exc}") from None
     failed = next((r for r in replies if r.get("error")), None)
-    return failed or {**replies[0], "choices": [r["choices"][0] for r in replies]}
+    # Azure sends the prompt's filter results in a chunk of their own, without choices
+    prompt = next((c["prompt_filter_results"] for c in chunks if c.get("prompt_filter_results")), None)
+    return failed or {**replies[0], "choices": [r["choices"][0] for r in replies],
+                      **({"prompt_filter_results": prompt} if prompt else {})}
 
 
 def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping[str, Any],
