@@ -290,6 +290,10 @@ def test_an_http_error_with_a_text_body_is_an_error_not_an_answer() -> None:
     """A gateway's 502 page in the Batch / access-log shape was judged as the model's answer."""
     rec = one({"messages": USER, "response": {"status_code": 502, "body": "<html>Bad gateway</html>"}})
     assert rec.error is not None and "502" in rec.error and rec.response == ""
+    # gateways that name it `status` (Helicone) or `statusCode`
+    for key in ("status", "statusCode"):
+        rec = one({"messages": USER, "response": {key: 503, "body": "upstream connect error"}})
+        assert rec.error is not None and "503" in rec.error and rec.response == "", key
 
 
 def _chunks(*deltas: tuple[int, str, str | None]) -> list[dict[str, Any]]:
