@@ -121,7 +121,7 @@ def _openai(obj: Mapping[str, Any], line: int) -> list[LogRecord]:
     response: Any = _body(obj.get("response", obj if "choices" in obj else None), "choices", "error")
     error = obj.get("error")
     if isinstance(response, Mapping) and "body" in response and "choices" not in response:
-        status = response.get("status_code")
+        status = next((response[k] for k in ("status_code", "status", "statusCode") if k in response), None)
         body = _body(response.get("body"), "choices", "error")
         if isinstance(status, int) and status >= 400:
             # a gateway's own error page is no answer either
