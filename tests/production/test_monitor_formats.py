@@ -437,3 +437,11 @@ def test_an_azure_stream_keeps_its_prompt_filter_results() -> None:
         {"prompt_index": 0, "content_filter_results": {"jailbreak": {"filtered": False, "detected": True}}}]}
     rec = one({"messages": USER, "response": _sse([first, *_chunks((0, "It ships tomorrow.", "stop"))])})
     assert rec.provider_jailbreak and rec.response == "It ships tomorrow."
+
+
+def test_a_batch_output_line_without_its_request_says_how_to_join_them() -> None:
+    """OpenAI's Batch output file holds no request; the reason named fields the user never had."""
+    line = {"id": "batch_req_1", "custom_id": "r-1", "error": None,
+            "response": {"status_code": 200, "body": openai_line(1, USER, "ok")["response"]}}
+    parsed = parse_line(json.dumps(line), 3)
+    assert isinstance(parsed, Malformed) and "custom_id" in parsed.reason and "input" in parsed.reason
