@@ -117,6 +117,9 @@ def _openai(obj: Mapping[str, Any], line: int) -> list[LogRecord]:
     request: Mapping[str, Any] = logged if isinstance(logged, Mapping) else obj
     if isinstance(request.get("body"), Mapping):  # Batch API input line
         request = request["body"]
+    if request is obj and "custom_id" in obj and "messages" not in obj:
+        raise _Bad("a Batch API output line holds no request: join it with its input file's line of the "
+                   "same custom_id (its `body` as `request`)")
     messages = _messages(request.get("messages"))
     response: Any = _body(obj.get("response", obj if "choices" in obj else None), "choices", "error")
     error = obj.get("error")
