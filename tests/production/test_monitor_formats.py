@@ -445,3 +445,12 @@ def test_a_batch_output_line_without_its_request_says_how_to_join_them() -> None
             "response": {"status_code": 200, "body": openai_line(1, USER, "ok")["response"]}}
     parsed = parse_line(json.dumps(line), 3)
     assert isinstance(parsed, Malformed) and "custom_id" in parsed.reason and "input" in parsed.reason
+
+
+def test_an_otlp_logs_line_says_spans_are_read() -> None:
+    """Instrumentations before semantic conventions 1.37 write prompts and answers as log events; a line
+    of the OTLP logs export was read as an OpenAI line without messages."""
+    line = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"eventName": "gen_ai.user.message",
+                                                            "body": {"kvlistValue": {"values": []}}}]}]}]}
+    parsed = parse_line(json.dumps(line), 2)
+    assert isinstance(parsed, Malformed) and "resourceLogs" in parsed.reason and "span" in parsed.reason
