@@ -100,6 +100,10 @@ def parse_line(text: str, line: int, fmt: str = "auto") -> Parsed | Malformed:
         return Malformed(line, f"not JSON ({exc.reason})")
     if not isinstance(obj, dict):
         return Malformed(line, "not a JSON object")
+    if "resourceLogs" in obj:
+        return Malformed(line, "an OTLP logs line (resourceLogs): GenAI content is read from spans "
+                               "(resourceSpans); have the instrumentation put it on the span (semantic "
+                               "conventions >= 1.37, gen_ai.input.messages / gen_ai.output.messages)")
     kind = fmt if fmt != "auto" else ("otlp" if "resourceSpans" in obj else "openai")
     try:
         return _otlp(obj, line) if kind == "otlp" else Parsed(_openai(obj, line))
