@@ -454,3 +454,22 @@ def test_an_otlp_logs_line_says_spans_are_read() -> None:
                                                             "body": {"kvlistValue": {"values": []}}}]}]}]}
     parsed = parse_line(json.dumps(line), 2)
     assert isinstance(parsed, Malformed) and "resourceLogs" in parsed.reason and "span" in parsed.reason
+
+
+def _litellm_failure(error_class: str, message: str) -> dict[str, Any]:
+    """LiteLLM's StandardLoggingPayload of a failed call: no response, the error beside the messages."""
+    return {"id": "req-1", "call_type": "acompletion", "status": "failure", "model": "support-bot",
+            "messages": USER, "response": None, "startTime": 1_796_083_200.25, "endTime": 1_796_083_201.0,
+            "error_str": message, "error_information": {"error_code": "400", "error_class": error_class,
+                                                        "llm_provider": "azure", "error_message": message}}
+
+
+def test_litellm_failures_are_error_or_blocked_records() -> None:
+    """A failed call in LiteLLM's standard logging payload was a malformed line ("no response"): it never
+    counted as an error, and a content policy refusal never as blocked."""
+    failed = one(_litellm_failure("RateLimitError", "litellm.RateLimitError: quota exceeded"))
+    assert failed.error is not None and "quota" in failed.error and failed.blocked is None
+    assert failed.at == datetime.fromtimestamp(1_796_083_200.25, timezone.utc)
+    blocked = one(_litellm_failure("ContentPolicyViolationError", "litellm.ContentPolicyViolationError: "
+                                   "The response was filtered due to the prompt triggering content policy"))
+    assert blocked.blocked == "content_filter (prompt)" and blocked.error is None
