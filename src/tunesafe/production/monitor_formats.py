@@ -5,9 +5,10 @@
   string response, or `choices` at the top level); bodies may be logged as JSON text (access logs), and a
   streamed reply as its SSE text or its list of chunks (read as the completion they add up to; a lone
   chunk or a stream without its finish_reason is malformed); one record per choice. `finish_reason:
-  "content_filter"` and Azure's HTTP 400 `content_filter` error mean the deployment blocked the call; any
-  other error (HTTP >= 400, whatever its body) is an error record. Time: `timestamp` / `time` /
-  `created_at` (ISO 8601, or epoch seconds, milli-, micro- or nanoseconds), else the completion's
+  "content_filter"`, Azure's HTTP 400 `content_filter` error and LiteLLM's ContentPolicyViolationError
+  mean the deployment blocked the call; any other error (HTTP >= 400 whatever its body, LiteLLM's
+  `status: "failure"`) is an error record. Time: `timestamp` / `time` / `created_at` /
+  `startTime` (ISO 8601, or epoch seconds, milli-, micro- or nanoseconds), else the completion's
   `created`.
 - OpenTelemetry GenAI spans as the OTLP JSON file exporter writes them: `{"resourceSpans": [...]}` per
   line. Content is read from, in this order: `gen_ai.input.messages` / `gen_ai.output.messages` /
@@ -43,6 +44,7 @@ from tunesafe.types import canonical_json, sha256_hex
 FORMATS = ("auto", "openai", "otlp")
 ROLES = ("system", "user", "assistant", "tool")
 CHAT_OPERATIONS = ("chat", "text_completion", "generate_content")
+TIME_FIELDS = ("timestamp", "time", "created_at", "startTime")  # the first one present; startTime: LiteLLM
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,8 @@ def _openai(obj: Mapping[str, Any], line: int) -> list[LogRecord]:
     messages = _messages(request.get("messages"))
     response: Any = _body(obj.get("response", obj if "choices" in obj else None), "choices", "error")
     error = obj.get("error")
+    if obj.get("status") == "failure":  # LiteLLM's standard logging payload of a failed call
+        error = obj.get("error_information") or obj.get("error_str") or "the call failed"
     if isinstance(response, Mapping) and "body" in response and "choices" not in response:
         status = next((response[k] for k in ("status_code", "status", "statusCode") if k in response), None)
         body = _body(response.get("body"), "choices", "error")
@@ -136,7 +140,7 @@ def _openai(obj: Mapping[str, Any], line: int) -> list[LogRecord]:
             error = (body.get("error") if isinstance(body, Mapping) else None) or {
                 "message": f"HTTP {status}{page}"}
         response = body
-    at = _time(obj.get("timestamp", obj.get("time", obj.get("created_at"))))
+    at = _time(next((obj[k] for k in TIME_FIELDS if obj.get(k) is not None), None))
     base: dict[str, Any] = {"hash": sha256_hex(canonical_json(obj)), "line": line, "messages": messages,
             "log_model": _str(request.get("model"))}
     if error:
@@ -239,6 +243,8 @@ def _said(message: Mapping[str, Any]) -> str:
 
 def _openai_error(error: Any, base: dict[str, Any], at: datetime | None) -> LogRecord:
     detail = error if isinstance(error, Mapping) else {"message": str(error)}
+    if detail.get("error_class") == "ContentPolicyViolationError":  # LiteLLM's name for any provider's filter
+        return LogRecord(**base, at=at, response="", blocked="content_filter (prompt)")
     if (reasons := prompt_filter(detail)) is not None:  # Azure, OpenAI invalid_prompt, OpenRouter 403
         inner = detail.get("innererror") if isinstance(detail.get("innererror"), Mapping) else {}
         result = inner.get("content_filter_result") if isinstance(inner, Mapping) else None
@@ -247,7 +253,8 @@ def _openai_error(error: Any, base: dict[str, Any], at: datetime | None) -> LogR
         return LogRecord(**base, at=at, response="", blocked="content_filter (prompt)",
                          category=category, provider_jailbreak=_jailbreak([{
                              "content_filter_results": result}]))
-    message = _str(detail.get("message")) or _str(detail.get("code")) or "error"
+    message = (_str(detail.get("message")) or _str(detail.get("error_message")) or _str(detail.get("code"))
+               or "error")
     return LogRecord(**base, at=at, response="", error=message[:500])
 
 
