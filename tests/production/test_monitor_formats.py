@@ -473,3 +473,12 @@ def test_litellm_failures_are_error_or_blocked_records() -> None:
     blocked = one(_litellm_failure("ContentPolicyViolationError", "litellm.ContentPolicyViolationError: "
                                    "The response was filtered due to the prompt triggering content policy"))
     assert blocked.blocked == "content_filter (prompt)" and blocked.error is None
+
+
+def test_a_legacy_function_result_turn_is_a_tool_turn() -> None:
+    """The functions API's `function` role (a call's result) made the whole record malformed."""
+    messages = [*USER, {"role": "assistant", "content": None,
+                        "function_call": {"name": "track_parcel", "arguments": "{}"}},
+                {"role": "function", "name": "track_parcel", "content": "in transit"}]
+    rec = one({"messages": messages, "response": "It is in transit."})
+    assert rec.messages[-1] == ("tool", "in transit") and "track_parcel" in rec.messages[1][1]
