@@ -43,6 +43,7 @@ from tunesafe.types import canonical_json, sha256_hex
 
 FORMATS = ("auto", "openai", "otlp")
 ROLES = ("system", "user", "assistant", "tool")
+ROLE_ALIASES = {"developer": "system", "function": "tool"}  # function: the legacy functions API's result
 CHAT_OPERATIONS = ("chat", "text_completion", "generate_content")
 TIME_FIELDS = ("timestamp", "time", "created_at", "startTime")  # the first one present; startTime: LiteLLM
 
@@ -305,10 +306,10 @@ def _messages(raw: Any) -> tuple[tuple[str, str], ...]:
         raise _Bad("no request messages (expected `request.messages` or `messages`)")
     out = []
     for msg in raw:
-        if not isinstance(msg, Mapping) or msg.get("role") not in (*ROLES, "developer"):
+        if not isinstance(msg, Mapping) or msg.get("role") not in (*ROLES, *ROLE_ALIASES):
             raise _Bad(f"bad message {json.dumps(msg)[:80]}")
-        role = "system" if msg["role"] == "developer" else str(msg["role"])
-        out.append((role, _content(msg.get("content"))))
+        role = ROLE_ALIASES.get(msg["role"], str(msg["role"]))
+        out.append((role, _said(msg)))
     if not any(role == "user" and text.strip() for role, text in out):
         raise _Bad("the request has no user message")
     return tuple(out)
