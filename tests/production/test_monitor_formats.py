@@ -482,3 +482,13 @@ def test_a_legacy_function_result_turn_is_a_tool_turn() -> None:
                 {"role": "function", "name": "track_parcel", "content": "in transit"}]
     rec = one({"messages": messages, "response": "It is in transit."})
     assert rec.messages[-1] == ("tool", "in transit") and "track_parcel" in rec.messages[1][1]
+
+
+def test_a_request_with_only_an_image_says_its_parts_are_not_read() -> None:
+    """The reason said the request had no user message, which it had."""
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/a.png"}}]}]
+    parsed = parse_line(json.dumps({"messages": image, "response": "A cat."}), 4)
+    assert isinstance(parsed, Malformed) and "no text" in parsed.reason and "image" in parsed.reason
+    with_text = [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                              {"type": "image_url", "image_url": {"url": "https://x/a.png"}}]}]
+    assert one({"messages": with_text, "response": "A cat."}).request == "What is this?"
