@@ -311,6 +311,8 @@ def _messages(raw: Any) -> tuple[tuple[str, str], ...]:
         role = ROLE_ALIASES.get(msg["role"], str(msg["role"]))
         out.append((role, _said(msg)))
     if not any(role == "user" and text.strip() for role, text in out):
+        if any(msg.get("role") == "user" and isinstance(msg.get("content"), list) for msg in raw):
+            raise _Bad("the user turns have no text part (image, audio and file parts are not read)")
         raise _Bad("the request has no user message")
     return tuple(out)
 
