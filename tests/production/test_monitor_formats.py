@@ -492,3 +492,23 @@ def test_a_request_with_only_an_image_says_its_parts_are_not_read() -> None:
     with_text = [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
                                               {"type": "image_url", "image_url": {"url": "https://x/a.png"}}]}]
     assert one({"messages": with_text, "response": "A cat."}).request == "What is this?"
+
+
+@pytest.mark.parametrize("on", ["events", "span"])
+def test_the_oldest_conventions_prompt_and_completion_json_are_read(on: str) -> None:
+    """Semantic conventions <= 1.26 (Semantic Kernel and others): `gen_ai.prompt` / `gen_ai.completion` hold
+    the messages as JSON, on the gen_ai.content.prompt / .completion events or on the span. Such a span was
+    malformed, "enable content capture", with content captured."""
+    prompt = _string("gen_ai.prompt", json.dumps([{"role": "system", "content": "Be brief."}, *USER]))
+    completion = _string("gen_ai.completion", json.dumps([{"role": "assistant", "content": "Tomorrow.",
+                                                           "finish_reason": "stop"}]))
+    span: dict[str, Any] = {"spanId": "sk", "startTimeUnixNano": "1796083200000000000",
+                            "attributes": [_string("gen_ai.operation.name", "chat")]}
+    if on == "events":
+        span["events"] = [{"name": "gen_ai.content.prompt", "attributes": [prompt]},
+                          {"name": "gen_ai.content.completion", "attributes": [completion]}]
+    else:
+        span["attributes"] += [prompt, completion]
+    [rec] = _span_records(span)
+    assert rec.messages == (("system", "Be brief."), ("user", "Where is my parcel?"))
+    assert (rec.response, rec.finish_reason) == ("Tomorrow.", "stop")
