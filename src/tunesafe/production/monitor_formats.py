@@ -14,7 +14,8 @@
   line. Content is read from, in this order: `gen_ai.input.messages` / `gen_ai.output.messages` /
   `gen_ai.system_instructions` (semantic conventions >= 1.37, on the span or on the
   `gen_ai.client.inference.operation.details` event); the <= 1.36 events `gen_ai.{system,user,assistant,
-  tool}.message` and `gen_ai.choice`; the indexed `gen_ai.prompt.N.*` / `gen_ai.completion.N.*` attributes.
+  tool}.message` and `gen_ai.choice`; the indexed `gen_ai.prompt.N.*` / `gen_ai.completion.N.*` attributes;
+  the <= 1.26 `gen_ai.prompt` / `gen_ai.completion` JSON (on the span or its gen_ai.content.* events).
   One record per answer (choice); finish reasons and failures read as for OpenAI logs, and an error span
   whose exception is Azure's `content_filter` 400 is blocked. Spans without gen_ai content (HTTP,
   database, tool spans) are skipped, and counted.
@@ -447,7 +448,8 @@ def _span(span: Mapping[str, Any], line: int) -> list[LogRecord] | None:
               if isinstance(e, Mapping)]
     details = next((a for n, a in events if n == "gen_ai.client.inference.operation.details"), {})
     content = {**details, **attrs}
-    messages, answers = _structured(content) or _event_messages(events) or _indexed(content) or ((), ())
+    messages, answers = (_structured(content) or _event_messages(events) or _indexed(content)
+                         or _prompt_json(events, content) or ((), ()))
     if not messages:
         if any(k.startswith("gen_ai.") for k in attrs):
             raise _Bad(f"GenAI span {span.get('spanId', '?')} has no message content (enable content "
@@ -544,6 +546,23 @@ def _indexed(attrs: Mapping[str, Any]) -> Content | None:
     return tuple(messages), tuple(answers)
 
 
+def _prompt_json(events: Sequence[tuple[Any, dict[str, Any]]], attrs: Mapping[str, Any]) -> Content | None:
+    """<= 1.26: `gen_ai.prompt` / `gen_ai.completion`, OpenAI-format messages as JSON, on the
+    gen_ai.content.prompt / gen_ai.content.completion events or on the span."""
+    found = {**attrs}
+    for name, event_attrs in events:
+        if name in ("gen_ai.content.prompt", "gen_ai.content.completion"):
+            found.update(event_attrs)
+    if "gen_ai.prompt" not in found:
+        return None
+    prompt = _json_list(found["gen_ai.prompt"], "gen_ai.prompt")
+    completion = _json_list(found.get("gen_ai.completion"), "gen_ai.completion")
+    messages = tuple((_role(m), _said(m)) for m in prompt if isinstance(m, Mapping))
+    answers = tuple((_said(m["message"] if isinstance(m.get("message"), Mapping) else m),
+                     _str(m.get("finish_reason"))) for m in completion if isinstance(m, Mapping))
+    return messages, answers
+
+
 def _json_list(value: Any, name: str) -> list[Any]:
     if value is None:
         return []
@@ -561,6 +580,7 @@ def _json_list(value: Any, name: str) -> list[Any]:
 
 def _role(message: Mapping[str, Any]) -> str:
     role = message.get("role")
+    role = ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
     return role if role in ROLES else "user"
 
 
