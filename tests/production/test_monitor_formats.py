@@ -512,3 +512,17 @@ def test_the_oldest_conventions_prompt_and_completion_json_are_read(on: str) -> 
     [rec] = _span_records(span)
     assert rec.messages == (("system", "Be brief."), ("user", "Where is my parcel?"))
     assert (rec.response, rec.finish_reason) == ("Tomorrow.", "stop")
+
+
+def test_a_span_without_its_answer_is_not_judged_as_an_empty_answer() -> None:
+    """A span with the request captured but no output (a stream the instrumentation did not capture) was
+    judged as an empty answer: a decided record no one had read."""
+    span = _first_span(0)
+    span["attributes"] = [a for a in span["attributes"] if a["key"] != "gen_ai.output.messages"]
+    parsed = parse_line(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), 5)
+    assert isinstance(parsed, Malformed) and "no answer" in parsed.reason, parsed
+    span["attributes"] = [a for a in span["attributes"] if a["key"] != "gen_ai.response.finish_reasons"]
+    span["attributes"].append({"key": "gen_ai.response.finish_reasons",
+                               "value": {"arrayValue": {"values": [{"stringValue": "content_filter"}]}}})
+    [blocked] = _span_records(span)  # the filter stopped it before any output: blocked, as it says
+    assert blocked.blocked == "content_filter" and blocked.error is None
