@@ -468,6 +468,9 @@ def _span(span: Mapping[str, Any], line: int) -> list[LogRecord] | None:
         said = [error, *(str(a.get("exception.message")) for n, a in events if n == "exception")]
         if any(_FILTER_ERROR.search(text) for text in said):
             error, prompt_blocked = None, "content_filter (prompt)"
+    if not answers and not error and not any(isinstance(r, str) and filtered_finish(r) for r in reasons):
+        raise _Bad(f"GenAI span {span.get('spanId', '?')} has no answer (no output messages, gen_ai.choice "
+                   "events or gen_ai.completion): nothing to judge")
     start = span.get("startTimeUnixNano")
     at = datetime.fromtimestamp(int(start) / 1e9, timezone.utc) if start not in (None, "", "0", 0) else None
     span_hash = sha256_hex(canonical_json(span))
