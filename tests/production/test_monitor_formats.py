@@ -526,3 +526,14 @@ def test_a_span_without_its_answer_is_not_judged_as_an_empty_answer() -> None:
                                "value": {"arrayValue": {"values": [{"stringValue": "content_filter"}]}}})
     [blocked] = _span_records(span)  # the filter stopped it before any output: blocked, as it says
     assert blocked.blocked == "content_filter" and blocked.error is None
+
+
+def test_a_choice_without_its_message_is_not_judged_as_an_empty_answer() -> None:
+    """A logger that leaves the answer out (a privacy setting) kept the choice without its message: it was
+    judged as an empty answer."""
+    parsed = parse_line(json.dumps({"messages": USER, "response": {"choices": [
+        {"index": 0, "finish_reason": "stop"}]}}), 5)
+    assert isinstance(parsed, Malformed) and "no message" in parsed.reason, parsed
+    filtered = one({"messages": USER,
+                    "response": {"choices": [{"index": 0, "finish_reason": "content_filter"}]}})
+    assert filtered.blocked == "content_filter"
