@@ -219,6 +219,9 @@ def _choice(choice: Mapping[str, Any], response: Mapping[str, Any], obj: Mapping
     blocked = "content_filter" if finish and filtered_finish(finish) else None
     if (failed := _failed_finish(finish)) is not None:
         return LogRecord(**base, at=at, response="", finish_reason=finish, error=failed)
+    if not message and blocked is None:
+        # a logger that leaves answers out keeps the choice alone: no answer, not an empty one
+        raise _Bad("a choice with no message (the log left the answer out): nothing to judge")
     reasoned = reasoning_field(message) is not None or hidden_reasoning_tokens(response.get("usage")) > 0
     if blocked is None and not text.strip() and reasoned:
         # a reasoning model cut off before its answer (its trace in a field of its own, or hidden and
