@@ -519,6 +519,19 @@ def test_records_without_a_time_are_counted_for_the_ingest_day_and_said(cli: Any
     assert "1 record(s) without a time" in text.output and "day of this ingest" in text.output
 
 
+def test_times_without_an_offset_are_read_as_utc_and_said(cli: Any, tmp_path: Path) -> None:
+    """A logger writing local time without an offset moves records across days; the ingest read such times
+    as UTC without a word."""
+    lines = [json.dumps({**json.loads(refused(i)), "timestamp": f"2026-12-02T23:3{i}:00"}) for i in range(2)]
+    log = write(tmp_path / "local.jsonl", [*lines, refused(5)])
+    result = cli("monitor", "ingest", str(log), "--model", MODEL, "--judge", "refusal", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["naive_times"] == 2
+    later = {**json.loads(refused(7)), "time": "2026-12-03 08:00"}
+    more = write(tmp_path / "more.jsonl", [json.dumps(later)])
+    text = cli("monitor", "ingest", str(more), "--model", MODEL, "--judge", "refusal")
+    assert "1 record(s) with a time without an offset" in text.output and "UTC" in text.output
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--model", "nobody"), "--model: model 'nobody' is not in the inventory"),
     (("--model", MODEL, "--sample", "0"), "--sample: sample rate 0.0 is not in (0, 1]"),
