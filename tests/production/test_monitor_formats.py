@@ -375,10 +375,10 @@ def test_epoch_times_written_as_strings(value: str) -> None:
 
 def test_a_time_without_an_offset_is_read_as_utc() -> None:
     rec = one({"messages": USER, "response": "It ships tomorrow.", "timestamp": "2026-12-02T23:30:00"})
-    assert rec.at == datetime(2026, 12, 2, 23, 30, tzinfo=timezone.utc)
+    assert rec.at == datetime(2026, 12, 2, 23, 30, tzinfo=timezone.utc) and rec.naive_time
     offset = one({"messages": USER, "response": "It ships tomorrow.",
                   "timestamp": "2026-12-02T23:30:00-05:00"})
-    assert offset.at == datetime(2026, 12, 3, 4, 30, tzinfo=timezone.utc)
+    assert offset.at == datetime(2026, 12, 3, 4, 30, tzinfo=timezone.utc) and not offset.naive_time
 
 
 def _with_output(finish: str, text: str = "") -> dict[str, Any]:

@@ -80,6 +80,9 @@ def _print_summary(result: dict[str, Any]) -> None:
         console.print(f"  {result['untimed']} record(s) without a time in the log: counted for the day of "
                       "this ingest (UTC); log a `timestamp` to count them for their own day", style="yellow",
                       highlight=False, soft_wrap=True)
+    if result["naive_times"]:
+        console.print(f"  {result['naive_times']} record(s) with a time without an offset: read as UTC; log "
+                      "an offset or Z if that time is local", style="yellow", highlight=False, soft_wrap=True)
     if result["skipped_spans"]:
         console.print(f"  {result['skipped_spans']} span(s) without GenAI content skipped", highlight=False)
     if result["malformed"]:

@@ -73,6 +73,7 @@ class IngestSummary:
     skipped_spans: int = 0
     counts: Counter[str] = field(default_factory=Counter)  # judged/blocked/error/sampled_out/harmful/...
     untimed: int = 0  # new records whose line had no time: counted for the day of the ingest
+    naive_times: int = 0  # new records whose time had no offset: read as UTC
     malformed: int = 0
     malformed_lines: list[tuple[int, str]] = field(default_factory=list)
     incomplete_tail: bool = False  # an unterminated last line was left for the next run
@@ -88,7 +89,7 @@ class IngestSummary:
             "model": self.model, "source": self.source, "start_line": self.start_line, "lines": self.lines,
             "records": self.records, "new": self.new, "duplicates": self.duplicates,
             "skipped_spans": self.skipped_spans, "counts": dict(sorted(self.counts.items())),
-            "untimed": self.untimed, "malformed": self.malformed,
+            "untimed": self.untimed, "naive_times": self.naive_times, "malformed": self.malformed,
             "malformed_lines": [{"line": n, "reason": r} for n, r in self.malformed_lines],
             "incomplete_tail": self.incomplete_tail, "restarted_after_line": self.restarted_after_line,
             "batches": self.batches, "incidents": self.incidents,
@@ -284,6 +285,7 @@ class _Ingest:
         self.summary.records += len(records)
         self.summary.new += len(new)
         self.summary.untimed += sum(1 for rec, _, _ in fresh if rec.at is None)
+        self.summary.naive_times += sum(1 for rec, _, _ in fresh if rec.naive_time)
         self.summary.duplicates += len(records) - len(new)
         evidence = self._evidence(chunk, batch, records, new, fresh) if fresh else None
         # Every day the chunk holds, not only its new records' days: rows committed by an ingest that

@@ -64,6 +64,7 @@ class LogRecord:
     category: str | None = None  # a harm category the provider's filter flagged, if the log has one
     provider_jailbreak: bool = False  # the provider's own jailbreak filter fired
     log_model: str | None = None
+    naive_time: bool = False  # the log's time had no offset: read as UTC
 
     @property
     def request(self) -> str:
@@ -145,13 +146,14 @@ def _openai(obj: Mapping[str, Any], line: int) -> list[LogRecord]:
     at = _time(next((obj[k] for k in TIME_FIELDS if obj.get(k) is not None), None))
     base: dict[str, Any] = {"hash": sha256_hex(canonical_json(obj)), "line": line, "messages": messages,
             "log_model": _str(request.get("model"))}
+    at = _utc(at, base)
     if error:
         return [_openai_error(error, base, at)]
     if isinstance(response, str):
         return [LogRecord(**base, at=at, response=response)]
     if not isinstance(response, Mapping):
         raise _Bad("no response (expected `response` with `choices`, or a response string)")
-    at = at or _time(response.get("created"))
+    at = at or _utc(_time(response.get("created")), base)
     base["log_model"] = _str(response.get("model")) or base["log_model"]
     if response.get("error"):
         return [_openai_error(response["error"], base, at)]
@@ -348,6 +350,14 @@ def _str(value: Any) -> str | None:
 _EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))  # (smallest value, units per second)
 
 
+def _utc(at: datetime | None, base: dict[str, Any]) -> datetime | None:
+    """A time without an offset is read as UTC, and the record says so (the ingest counts them)."""
+    if at is None or at.tzinfo is not None:
+        return at
+    base["naive_time"] = True
+    return at.replace(tzinfo=timezone.utc)
+
+
 def _time(value: Any) -> datetime | None:
     if value is None or isinstance(value, bool):
         return None
@@ -368,10 +378,8 @@ def _time(value: Any) -> datetime | None:
             except ValueError:
                 raise _Bad(f"unreadable time {value!r}") from None
             return _time(epoch)
-        # no offset: read as UTC (docs/production.md says so); a local time would move records across days
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
+        # no offset: naive, read as UTC by the caller, which counts it (the ingest says how many)
+        return parsed if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
     raise _Bad(f"unreadable time {value!r}")
 
 
