@@ -148,6 +148,8 @@ def test_errors_are_error_records_not_answers() -> None:
     ('{"request": {"messages": [{"role": "assistant", "content": "x"}]}, "response": "x"}',
      "no user message"),
     ('{"request": {"messages": [{"role": "user", "content": "x"}]}}', "no response"),
+    ('{"messages": [{"role": "user", "content": "x"}], "response": [{"role": "assistant", "content": "y"}]}',
+     "no response"),  # a list, but of messages, not of stream chunks
     ('{"request": {"messages": [{"role": "user", "content": "x"}]}, "response": {"choices": []}}',
      "no choices"),
     ('{"messages": [{"role": "user", "content": "x"}], "response": "y", "timestamp": "yesterday"}',

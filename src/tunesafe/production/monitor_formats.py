@@ -176,7 +176,7 @@ def _body(value: Any, *keys: str) -> Any:
     """A request or response as logged: an object, or its JSON text (access logs keep bodies as strings)
     when that is an object with one of `keys`; a streamed reply as its SSE text or its list of chunks,
     read as the completion they add up to. Any other string is the text itself (a plain answer)."""
-    if isinstance(value, list) and value and all(isinstance(c, Mapping) for c in value):
+    if isinstance(value, list) and value and all(isinstance(c, Mapping) and "choices" in c for c in value):
         return _stream(value)
     if not isinstance(value, str):
         return value
