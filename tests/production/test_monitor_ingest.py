@@ -388,13 +388,14 @@ def test_follow_tails_a_file_another_thread_writes(sqlite_store: Store, tmp_path
     assert len(list(sqlite_store.records(type=RecordType.MONITOR_INGEST))) <= 3
 
 
-@pytest.mark.parametrize("after", [3, 40], ids=["shorter", "longer"])
+@pytest.mark.parametrize(("before", "after"), [(5, 3), (5, 40), (20, 3)],
+                         ids=["shorter", "longer", "past-the-head"])
 def test_follow_reads_a_file_truncated_under_it_from_its_start(sqlite_store: Store, tmp_path: Path,
-                                                               after: int) -> None:
+                                                               before: int, after: int) -> None:
     """logrotate's copytruncate empties the file a --follow holds open and the writer starts again at byte
     0: the follow waited for the file to outgrow the old offset (shorter), then read from mid-line
     (longer), and the lines before that offset were never read."""
-    log = write(tmp_path / "tail.jsonl", [refused(i) for i in range(5)])
+    log = write(tmp_path / "tail.jsonl", [refused(i) for i in range(before)])  # 20 lines: over 4 KiB
     stop = threading.Event()
 
     def until(count: int) -> None:
@@ -403,17 +404,17 @@ def test_follow_reads_a_file_truncated_under_it_from_its_start(sqlite_store: Sto
             time.sleep(0.02)
 
     def rotate() -> None:
-        until(5)
+        until(before)
         write(log, [refused(i) for i in range(100, 100 + after)])  # truncated, then written again
-        until(5 + after)
+        until(before + after)
         stop.set()
 
     thread = threading.Thread(target=rotate)
     thread.start()
     summary = run(sqlite_store, log, follow=True, poll_s=0.02, flush_s=0.0, stop=stop)
     thread.join()
-    assert (summary.malformed, summary.new, stored(sqlite_store)) == (0, 5 + after, 5 + after)
-    assert summary.restarted_after_line == 5
+    assert (summary.malformed, summary.new, stored(sqlite_store)) == (0, before + after, before + after)
+    assert summary.restarted_after_line == before
     assert run(sqlite_store, log).new == 0  # the next ingest resumes in the new content
 
 
