@@ -193,7 +193,7 @@ class _Ingest:
                     chunk, flushed = [], time.monotonic()
                     self.summary.restarted_after_line = line
                     offset = line = 0
-                    pending = b""
+                    pending = head = b""
                     handle.seek(0)
                 if len(head) < HEAD_BYTES:
                     head = os.pread(handle.fileno(), HEAD_BYTES, 0)
