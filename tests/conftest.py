@@ -6,6 +6,8 @@
 - `shared_dir`: the reference datasets folder (TUNESAFE_SHARED, default ../shared next to the repo).
 - `mixed_script_suite`: a suite file of two harmful requests, one in Latin script and one in Cyrillic
   (which ROT13 and leetspeak leave out), and one benign request.
+- `race`: runs one snippet of Python in several processes on one store at once (each with `store` open
+  and its name `me`) and returns what each printed, "refused: MESSAGE" for a UserError.
 - `tunesafe_cli`: runs `tunesafe ARGS` in-process through the real entry point: (exit code, stdout,
   stderr with its whitespace joined, as Rich may wrap a line), with no TUNESAFE_DB from the environment.
 """
@@ -14,6 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,6 +98,45 @@ def llama_server() -> list[str]:
         if os.environ.get("TUNESAFE_REQUIRE_LLAMACPP"):
             raise
         pytest.skip("llama.cpp's server is not installed here (pip install 'tunesafe[llamacpp]')")
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from tunesafe.errors import UserError
+from tunesafe.evidence.store import Store
+store = Store.open(sys.argv[1])
+here, me = Path(sys.argv[2]), sys.argv[3]
+(here / f"ready-{me}").touch()
+while not (here / "go").exists():  # start line: every process begins at once
+    time.sleep(0.001)
+try:
+    exec(sys.argv[4])
+except UserError as exc:
+    print("refused:", exc.message)
+store.close()
+"""
+
+
+@pytest.fixture
+def race(tmp_path: Path) -> Callable[..., list[str]]:
+    def run(db: str, code: str, processes: int = 4) -> list[str]:
+        here = Path(tempfile.mkdtemp(dir=tmp_path))
+        names = [f"p{i}" for i in range(processes)]
+        procs = [subprocess.Popen([sys.executable, "-c", RACER, db, str(here), name, code], text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in names]
+        deadline = time.monotonic() + 120
+        while not all((here / f"ready-{n}").exists() for n in names) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (here / "go").touch()
+        outputs = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            outputs.append(out.strip())
+        return outputs
+
+    return run
 
 
 @pytest.fixture
