@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tunesafe.evidence.store import Store
+from tunesafe.production.incidents import get_incident, open_incident
 from tunesafe.production.inventory import ModelSpec, inventory, version_body
 from tunesafe.types import RecordType
 
@@ -27,6 +29,7 @@ store.close()
 """
 PER_WRITER = 300
 REF = "openai:x@http://127.0.0.1:9/v1"
+Race = Callable[..., list[str]]  # the `race` fixture (tests/conftest.py)
 
 
 def test_two_processes_append_without_forking_the_chain(store_url: str, tmp_path: Path) -> None:
@@ -60,26 +63,14 @@ def test_two_processes_append_without_forking_the_chain(store_url: str, tmp_path
     assert max(start for start, _ in spans) < min(end for _, end in spans)
 
 
-ADD = """
-import sys, time
-from pathlib import Path
-from tunesafe.errors import UserError
-from tunesafe.evidence.store import Store
+ADD = f"""
 from tunesafe.production.inventory import ModelSpec, add_model
-store = Store.open(sys.argv[1])
-Path(sys.argv[2], "ready-" + sys.argv[3]).touch()
-while not Path(sys.argv[2], "go").exists():  # start line: every process adds at once
-    time.sleep(0.001)
-try:
-    add_model(store, ModelSpec(name="shared", ref=sys.argv[4]), actor=sys.argv[3])
-    print("added")
-except UserError as exc:
-    print("refused:", exc.message)
-store.close()
+add_model(store, ModelSpec(name="shared", ref={REF!r}), actor=me)
+print("added")
 """
 
 
-def test_processes_adding_one_model_name_at_once_record_it_once(tmp_path: Path) -> None:
+def test_processes_adding_one_model_name_at_once_record_it_once(tmp_path: Path, race: Race) -> None:
     # the duplicate-name check and the append must be one step: every process passed the check before
     # any had appended, and the name got as many versions as processes, none asked for with --new-version
     db = str(tmp_path / "store.db")
@@ -87,20 +78,39 @@ def test_processes_adding_one_model_name_at_once_record_it_once(tmp_path: Path) 
         store.append_many([(RecordType.MODEL_VERSION, version_body(ModelSpec(name=f"other-{i}", ref=REF),
                                                                    tmp_path), f"other-{i}")
                            for i in range(500)])
-    names = [f"p{i}" for i in range(4)]
-    procs = [subprocess.Popen([sys.executable, "-c", ADD, db, str(tmp_path), name, REF],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in names]
-    deadline = time.monotonic() + 120
-    while not all((tmp_path / f"ready-{n}").exists() for n in names) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    (tmp_path / "go").touch()
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        outputs.append(out.strip())
+    outputs = race(db, ADD)
     assert sorted(outputs)[0] == "added" and outputs.count("added") == 1, outputs
     with Store.open(db) as store:
         assert len(list(store.records(type=RecordType.MODEL_VERSION, subject="shared"))) == 1
         assert inventory(store)["shared"].version == 1
+        assert store.verify().ok
+
+
+CLOSE_OR_NOTE = """
+from tunesafe.production.incidents import close_incident, update_incident
+if me in ("p0", "p1"):
+    close_incident(store, 1, resolution=f"fixed by {me}")
+else:
+    update_incident(store, 1, note=f"seen by {me}")
+print("done")
+"""
+
+
+def test_an_incident_closed_while_others_change_it_is_closed_once_and_stays_closed(
+        tmp_path: Path, race: Race) -> None:
+    # closing is final, but each process checked "not closed" on what it had read, then appended: two
+    # closing records (the second replacing the resolution), and notes appended after the close
+    db = str(tmp_path / "store.db")
+    with Store.open(db) as store:
+        first = open_incident(store, model="m", title="harmful answer", severity="high", source="manual")
+        opened = store.get(first.id).body
+        store.append_many([(RecordType.INCIDENT, opened, "m")] * 500)  # reading them all takes a while
+    outputs = race(db, CLOSE_OR_NOTE)
+    assert outputs.count("done") >= 1, outputs
+    with Store.open(db) as store:
+        changes = [r for r in store.records(type=RecordType.INCIDENT_UPDATE) if r.body["incident"] == 1]
+        closing = [r for r in changes if r.body.get("status") == "closed"]
+        assert len(closing) == 1, [r.body for r in changes]
+        assert changes[-1] == closing[0], [r.body for r in changes]  # nothing after the close
+        assert get_incident(store, 1).resolution == closing[0].body["resolution"]
         assert store.verify().ok
