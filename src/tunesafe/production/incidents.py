@@ -14,7 +14,7 @@ never the model's answer: it is what `to_suite` turns into regression behaviours
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -397,9 +397,7 @@ def update_incident(store: Store, incident_id: int | str, *, status: str | None 
     defaults to now) stops the clock."""
     now = as_utc(now) if now is not None else utcnow()
     incident = get_incident(store, incident_id)
-    if incident.status == "closed":
-        raise UserError(f"{incident.label} is closed", where="ID",
-                        fix="open a new incident and link this one's records with --evidence")
+    _check_not_closed(incident)
     changes: dict[str, Any] = {}
     if status is not None:
         if status not in UPDATE_STATUSES:
@@ -436,7 +434,7 @@ def update_incident(store: Store, incident_id: int | str, *, status: str | None 
                         fix="pass --status, --owner, --severity, --kind, --note, --link, --conversation, "
                             "--field or --reported-at")
     store.append(RecordType.INCIDENT_UPDATE, {"incident": incident.id, **changes}, actor=actor,
-                 subject=incident.model)
+                 subject=incident.model, check=_still_open(store, incident.id))
     return get_incident(store, incident.id)
 
 
@@ -466,9 +464,23 @@ def close_incident(store: Store, incident_id: int | str, *, resolution: str, act
     """Close with a resolution (root cause, corrective action): an INCIDENT_UPDATE, final."""
     now = as_utc(now) if now is not None else utcnow()
     incident = get_incident(store, incident_id)
-    if incident.status == "closed":
-        raise UserError(f"{incident.label} is already closed", where="ID", fix="nothing to do")
+    _check_not_closed(incident, closing=True)
     body = {"incident": incident.id, "status": "closed",
             "resolution": _check_text(resolution, "--resolution"), "closed_at": iso(now)}
-    store.append(RecordType.INCIDENT_UPDATE, body, actor=actor, subject=incident.model)
+    store.append(RecordType.INCIDENT_UPDATE, body, actor=actor, subject=incident.model,
+                 check=_still_open(store, incident.id, closing=True))
     return get_incident(store, incident.id)
+
+
+def _check_not_closed(incident: Incident, *, closing: bool = False) -> None:
+    if incident.status == "closed" and closing:
+        raise UserError(f"{incident.label} is already closed", where="ID", fix="nothing to do")
+    if incident.status == "closed":
+        raise UserError(f"{incident.label} is closed", where="ID",
+                        fix="open a new incident and link this one's records with --evidence")
+
+
+def _still_open(store: Store, incident_id: int, *, closing: bool = False) -> Callable[[], None]:
+    """The closed check again, for under the chain lock: another process may have closed the incident
+    since it was read, and a change appended after the close would reopen it or close it twice."""
+    return lambda: _check_not_closed(get_incident(store, incident_id), closing=closing)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tunesafe.errors import UserError
 from tunesafe.evidence.schema import MonitorAlertRow
 from tunesafe.evidence.store import Store
 from tunesafe.policy.model import MonitorPolicy
@@ -125,10 +126,14 @@ def _add_to_open(store: Store, model: str, day: str, rule: str, batch: tuple[str
     if incident.status == "closed":  # its window stays claimed: a closed incident is not reopened
         return
     room = max(0, CONVERSATIONS - len(incident.conversations))
-    update_incident(store, incident_id, links=[batch[1]], conversations=_requests(records)[:room],
-                    note=f"{len(records)} more offending record(s) ({rule}) in monitor_ingest record "
-                         f"{batch[1]}",
-                    actor=actor, now=now)
+    try:
+        update_incident(store, incident_id, links=[batch[1]], conversations=_requests(records)[:room],
+                        note=f"{len(records)} more offending record(s) ({rule}) in monitor_ingest record "
+                             f"{batch[1]}",
+                        actor=actor, now=now)
+    except UserError:
+        if get_incident(store, incident_id).status != "closed":
+            raise  # else closed by another process since it was read: left closed, as above
 
 
 def _key(model: str, day: str, rule: str) -> tuple[Any, ...]:
