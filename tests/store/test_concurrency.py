@@ -114,3 +114,25 @@ def test_an_incident_closed_while_others_change_it_is_closed_once_and_stays_clos
         assert changes[-1] == closing[0], [r.body for r in changes]  # nothing after the close
         assert get_incident(store, 1).resolution == closing[0].body["resolution"]
         assert store.verify().ok
+
+
+IMPORT = """
+from tunesafe.production.importer import import_inventory
+import_inventory(store, Path(sys.argv[2]).parent / "inventory.csv", actor=me)
+print("imported")
+"""
+
+
+def test_processes_importing_one_new_model_name_at_once_record_it_once(tmp_path: Path, race: Race) -> None:
+    # `models import` checks that every name is new, then appends: as `models add` did, each passed it
+    db = str(tmp_path / "store.db")
+    with Store.open(db) as store:
+        store.append_many([(RecordType.MODEL_VERSION, version_body(ModelSpec(name=f"other-{i}", ref=REF),
+                                                                   tmp_path), f"other-{i}")
+                           for i in range(2000)])
+    (tmp_path / "inventory.csv").write_text(f"name,ref\nshared,{REF}\n")
+    outputs = race(db, IMPORT)
+    assert outputs.count("imported") == 1, outputs
+    with Store.open(db) as store:
+        assert len(list(store.records(type=RecordType.MODEL_VERSION, subject="shared"))) == 1
+        assert store.verify().ok
