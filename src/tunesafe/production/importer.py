@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,10 +168,8 @@ def import_inventory(store: Store, path: Path, *, skip_existing: bool = False, a
             raise UserError(f"model {spec.name!r} appears twice in the file", where=where,
                             fix="keep one row per model")
         seen.add(spec.name)
-        if spec.name in known:
-            raise UserError(f"model {spec.name!r} is already in the inventory", where=where,
-                            fix="pass --skip-existing to import only the new names (a new version of a "
-                                "model: `tunesafe models add NAME --new-version`)")
+    _check_new(pending, known)
+    new = list(pending)
     bodies: list[dict[str, Any]] = []
     # Bases may be defined further down: take rows in dependency order, a model after its base.
     while pending:
@@ -189,5 +188,15 @@ def import_inventory(store: Store, path: Path, *, skip_existing: bool = False, a
                                 where=where, fix=exc.fix) from exc
             known[spec.name] = spec.base
             pending.remove(item)
-    store.append_many([(RecordType.MODEL_VERSION, body, body["name"]) for body in bodies], actor=actor)
+    # checked again under the chain lock: another process may have added a name since the inventory was read
+    store.append_many([(RecordType.MODEL_VERSION, body, body["name"]) for body in bodies], actor=actor,
+                      check=lambda: _check_new(new, bases(inventory(store))))
     return ImportResult(added=[b["name"] for b in bodies], skipped=skipped)
+
+
+def _check_new(pending: Iterable[tuple[str, ModelSpec]], known: Container[str]) -> None:
+    for where, spec in pending:
+        if spec.name in known:
+            raise UserError(f"model {spec.name!r} is already in the inventory", where=where,
+                            fix="pass --skip-existing to import only the new names (a new version of a "
+                                "model: `tunesafe models add NAME --new-version`)")
