@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tunesafe.engine import results as run_store
 from tunesafe.evidence.store import Store
 from tunesafe.production.incidents import get_incident, open_incident
-from tunesafe.production.inventory import ModelSpec, inventory, version_body
-from tunesafe.types import RecordType
+from tunesafe.production.inventory import ModelSpec, add_model, inventory, record_safety_eval, version_body
+from tunesafe.types import Attempt, AttemptResult, Generation, Message, RecordType, Verdict
 
 WRITER = """
 import sys, time
@@ -136,3 +137,43 @@ def test_processes_importing_one_new_model_name_at_once_record_it_once(tmp_path:
     with Store.open(db) as store:
         assert len(list(store.records(type=RecordType.MODEL_VERSION, subject="shared"))) == 1
         assert store.verify().ok
+
+
+FINISH = """
+from tunesafe.engine.runner import finish_run
+config = {"model_name": "m", "judges": [{"name": "refusal", "version": "1"}], "suite": {"name": "t"}}
+report = finish_run(store, "run-1", [f"a{i}" for i in range(10)], config, "0" * 64, {})
+print("finished", report.record_id)
+"""
+
+
+def test_two_resumes_finishing_one_run_at_once_write_its_records_once(tmp_path: Path, race: Race) -> None:
+    # finish_run writes the run record (and the model's safety evaluation) unless it finds one already:
+    # resumes of one run finishing together each found none and each wrote its own
+    db = str(tmp_path / "store.db")
+    config = {"model_name": "m", "judges": [{"name": "refusal", "version": "1"}], "suite": {"name": "t"}}
+    with Store.open(db) as store:
+        add_model(store, ModelSpec(name="m", ref=REF))
+        earlier = record_safety_eval(store, "m", run_id="earlier", details={"run_record": 0})
+        # the model's earlier runs and evaluations, fewer than a page (read in one query) and long to parse:
+        # every process reads them for its check before any has appended
+        earlier_run = {"run_id": "earlier", "results_digest": "", "summary": list(range(2000))}
+        store.append_many([(RecordType.RUN, earlier_run, "m")] * 990
+                          + [(RecordType.SAFETY_EVAL, {**earlier.body, "pad": list(range(2000))}, "m")] * 990)
+        run_store.create_run(store, "run-1", REF, "0" * 64, config, "cfg", 10)
+        writer = run_store.ResultWriter(store)
+        for i in range(10):
+            attempt = Attempt(id=f"a{i}", behavior_id=f"b{i}", attack="direct", attack_version="1",
+                              family="direct", category="cyber", kind="harmful",
+                              messages=(Message("user", f"[request {i}]"),))
+            verdict = Verdict(judge="refusal", judge_version="1", refused=True, harmful=False)
+            writer.add(AttemptResult("run-1", attempt, Generation("I can't help.", "stop"), "I can't help.",
+                                     (), (verdict,)))
+        writer.flush()
+    outputs = race(db, FINISH)
+    with Store.open(db) as store:
+        runs = [r.id for r in store.records(type=RecordType.RUN) if r.body["run_id"] == "run-1"]
+        evals = [r.id for r in store.records(type=RecordType.SAFETY_EVAL) if r.body["run_id"] == "run-1"]
+        assert len(runs) == 1 and len(evals) == 1, (runs, evals)
+        assert outputs == [f"finished {runs[0]}"] * 4, outputs
+        assert run_store.load_run(store, "run-1").status == "complete" and store.verify().ok
