@@ -37,7 +37,7 @@ from tunesafe.engine.targets import Planned, for_target, plan_evaluation
 from tunesafe.errors import EndpointUnavailable, ReplicasDisagree, UserError
 from tunesafe.evidence.store import Store
 from tunesafe.models.refs import redact_ref, restore_ref
-from tunesafe.types import RecordType, canonical_json
+from tunesafe.types import EvidenceRecord, RecordType, canonical_json
 
 if TYPE_CHECKING:
     from tunesafe.judges.base import Judge
@@ -433,8 +433,12 @@ def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_con
     info = store_results.load_run(store, run_id)
     model_name = stored_config.get("model_name")
     digest = store_results.results_digest(results)
-    record = next((r for r in reversed(list(store.records(type=RecordType.RUN, subject=model_name)))
-                   if r.body.get("run_id") == run_id and r.body.get("results_digest") == digest), None)
+
+    def run_record() -> EvidenceRecord | None:
+        return next((r for r in reversed(list(store.records(type=RecordType.RUN, subject=model_name)))
+                     if r.body.get("run_id") == run_id and r.body.get("results_digest") == digest), None)
+
+    record = run_record()
     if record is None:
         finished = store_results.now()
         if info.created_at.tzinfo is None:  # as the store gives its times back (SQLite: naive UTC)
@@ -451,12 +455,18 @@ def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_con
             body["reported_models"] = dict(reported)
         if stored_config.get("generated_in"):  # re-judged: it evaluates the model as of those answers
             body["answers_record"] = _answers_record(store, str(stored_config["generated_in"]), model_name)
-        record = store.append(RecordType.RUN, body, subject=model_name)
-    else:
-        finished = datetime.fromisoformat(record.body["finished_at"])
-    if model_name and in_inventory(store, model_name) and not any(
-            r.body.get("details", {}).get("run_record") == record.id
-            for r in store.records(type=RecordType.SAFETY_EVAL, subject=model_name)):
+        try:  # another resume of the run may be finishing it too
+            record = store.append(RecordType.RUN, body, subject=model_name, check=_once(run_record))
+        except _Written as written:
+            record = written.record
+    finished = datetime.fromisoformat(record.body["finished_at"])
+    run_record_id = record.id
+
+    def safety_eval() -> EvidenceRecord | None:
+        return next((r for r in store.records(type=RecordType.SAFETY_EVAL, subject=model_name)
+                     if r.body.get("details", {}).get("run_record") == run_record_id), None)
+
+    if model_name and in_inventory(store, model_name) and safety_eval() is None:
         from tunesafe.production.inventory import record_safety_eval
 
         overall = summary.overall
@@ -469,11 +479,29 @@ def finish_run(store: Store, run_id: str, planned_ids: Iterable[str], stored_con
         if pinned is not None:
             details["version"] = pinned
         # the version checked when the run started made its answers, whatever was registered since
-        record_safety_eval(store, model_name, run_id=run_id, details=details,
-                           answers_record=record.body.get("answers_record"),
-                           version=pinned["record_id"] if pinned is not None else None)
+        with contextlib.suppress(_Written):
+            record_safety_eval(store, model_name, run_id=run_id, details=details,
+                               answers_record=record.body.get("answers_record"),
+                               version=pinned["record_id"] if pinned is not None else None,
+                               check=_once(safety_eval))
     store_results.set_status(store, run_id, "complete", finished_at=finished)
     return RunReport(run_id, "complete", summary, stats, record.id)
+
+
+class _Written(Exception):
+    """The record another process wrote meanwhile, found under the chain lock."""
+
+    def __init__(self, record: EvidenceRecord) -> None:
+        super().__init__(record.id)
+        self.record = record
+
+
+def _once(find: Callable[[], EvidenceRecord | None]) -> Callable[[], None]:
+    """A check for Store.append that refuses a record `find` finds written already (raising _Written)."""
+    def check() -> None:
+        if (found := find()) is not None:
+            raise _Written(found)
+    return check
 
 
 def _answers_record(store: Store, source: str, model_name: str | None) -> int:

@@ -16,7 +16,7 @@ run's `model_version`; a safety evaluation's `model_version_record`), else where
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -472,12 +472,13 @@ def update_model(store: Store, name: str, *, stage: str | None = None, owner: st
 
 def record_safety_eval(store: Store, name: str, *, verdict: str | None = None, run_id: str | None = None,
                        details: Mapping[str, Any] | None = None, actor: str | None = None,
-                       answers_record: int | None = None, version: int | None = None) -> EvidenceRecord:
+                       answers_record: int | None = None, version: int | None = None,
+                       check: Callable[[], None] | None = None) -> EvidenceRecord:
     """Record that model `name` (its current version) had a post-fine-tuning safety evaluation. With
     `version` (the MODEL_VERSION record id the run was checked against when it started), it is an
     evaluation of that version; else with `answers_record` (a re-judged run: the record of the run that
     generated the answers), of the version current at that record (none, if the name was not yet in the
-    inventory then)."""
+    inventory then). `check`: as Store.append's."""
     current = get_model(store, name)
     if version is not None:
         model = inventory(store, before=version + 1).get(name)
@@ -491,4 +492,4 @@ def record_safety_eval(store: Store, name: str, *, verdict: str | None = None, r
         "details": dict(details or {})}
     if answers_record is not None:
         body["answers_record"] = answers_record
-    return store.append(RecordType.SAFETY_EVAL, body, actor=actor, subject=name)
+    return store.append(RecordType.SAFETY_EVAL, body, actor=actor, subject=name, check=check)
