@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tunesafe.engine import results as run_store
+from tunesafe.engine.runner import finish_run
 from tunesafe.evidence.store import Store
 from tunesafe.production.incidents import get_incident, open_incident
 from tunesafe.production.inventory import ModelSpec, add_model, inventory, record_safety_eval, version_body
@@ -160,16 +161,7 @@ def test_two_resumes_finishing_one_run_at_once_write_its_records_once(tmp_path: 
         earlier_run = {"run_id": "earlier", "results_digest": "", "summary": list(range(2000))}
         store.append_many([(RecordType.RUN, earlier_run, "m")] * 990
                           + [(RecordType.SAFETY_EVAL, {**earlier.body, "pad": list(range(2000))}, "m")] * 990)
-        run_store.create_run(store, "run-1", REF, "0" * 64, config, "cfg", 10)
-        writer = run_store.ResultWriter(store)
-        for i in range(10):
-            attempt = Attempt(id=f"a{i}", behavior_id=f"b{i}", attack="direct", attack_version="1",
-                              family="direct", category="cyber", kind="harmful",
-                              messages=(Message("user", f"[request {i}]"),))
-            verdict = Verdict(judge="refusal", judge_version="1", refused=True, harmful=False)
-            writer.add(AttemptResult("run-1", attempt, Generation("I can't help.", "stop"), "I can't help.",
-                                     (), (verdict,)))
-        writer.flush()
+        _store_results(store, "run-1", config)
     outputs = race(db, FINISH)
     with Store.open(db) as store:
         runs = [r.id for r in store.records(type=RecordType.RUN) if r.body["run_id"] == "run-1"]
@@ -177,3 +169,54 @@ def test_two_resumes_finishing_one_run_at_once_write_its_records_once(tmp_path: 
         assert len(runs) == 1 and len(evals) == 1, (runs, evals)
         assert outputs == [f"finished {runs[0]}"] * 4, outputs
         assert run_store.load_run(store, "run-1").status == "complete" and store.verify().ok
+
+
+def _store_results(store: Store, run_id: str, config: dict[str, object]) -> None:
+    """A run of 10 attempts, each answered and judged refused, stored but not finished."""
+    run_store.create_run(store, run_id, REF, "0" * 64, config, "cfg", 10)
+    writer = run_store.ResultWriter(store)
+    for i in range(10):
+        attempt = Attempt(id=f"a{i}", behavior_id=f"b{i}", attack="direct", attack_version="1",
+                          family="direct", category="cyber", kind="harmful",
+                          messages=(Message("user", f"[request {i}]"),))
+        verdict = Verdict(judge="refusal", judge_version="1", refused=True, harmful=False)
+        writer.add(AttemptResult(run_id, attempt, Generation("I can't help.", "stop"), "I can't help.",
+                                 (), (verdict,)))
+    writer.flush()
+
+
+GATE_OR_ADD = f"""
+from tunesafe.gating import gate_runs
+from tunesafe.policy import default_policy
+from tunesafe.production.inventory import ModelSpec, add_model
+from tunesafe.types import RecordType
+if me == "p0":  # adds versions for as long as the others gate
+    while len(list(store.records(type=RecordType.GATE_DECISION))) < 30:
+        add_model(store, ModelSpec(name="m", ref={REF!r}), new_version=True)
+else:
+    for _ in range(10):
+        gate_runs(store, "base", "candidate", default_policy(), candidate_name="m")
+print("done")
+"""
+
+
+def test_a_gate_decision_is_about_the_version_current_where_it_is_recorded(
+        tmp_path: Path, race: Race) -> None:
+    # the gate ties the candidate run to the name's current version, then appends; a version added in
+    # between (the decision waited for the chain lock behind it) put the decision after the new version,
+    # which readers take it to evaluate, while its body names the old one
+    db = str(tmp_path / "store.db")
+    config = {"model_name": "m", "judges": [{"name": "refusal", "version": "1"}], "suite": {"name": "t"}}
+    with Store.open(db) as store:
+        add_model(store, ModelSpec(name="m", ref=REF))
+        for run_id in ("base", "candidate"):
+            _store_results(store, run_id, config)
+            finish_run(store, run_id, [f"a{i}" for i in range(10)], config, "0" * 64, {})
+    outputs = race(db, GATE_OR_ADD)
+    with Store.open(db) as store:
+        versions = [r.id for r in store.records(type=RecordType.MODEL_VERSION, subject="m")]
+        gates = list(store.records(type=RecordType.GATE_DECISION))
+        assert gates and all(o == "done" or o.startswith("refused:") for o in outputs), outputs
+        for gate in gates:
+            current = max(v for v in versions if v < gate.id)
+            assert gate.body["candidate_version"]["record_id"] == current, (gate.id, versions)
