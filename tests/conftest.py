@@ -130,10 +130,15 @@ def race(tmp_path: Path) -> Callable[..., list[str]]:
             time.sleep(0.01)
         (here / "go").touch()
         outputs = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err
-            outputs.append(out.strip())
+        try:
+            for proc in procs:
+                out, err = proc.communicate(timeout=300)
+                assert proc.returncode == 0, err
+                outputs.append(out.strip())
+        finally:  # none left running after a failure
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
         return outputs
 
     return run

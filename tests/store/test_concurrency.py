@@ -189,13 +189,16 @@ GATE_OR_ADD = f"""
 from tunesafe.gating import gate_runs
 from tunesafe.policy import default_policy
 from tunesafe.production.inventory import ModelSpec, add_model
-from tunesafe.types import RecordType
 if me == "p0":  # adds versions for as long as the others gate
-    while len(list(store.records(type=RecordType.GATE_DECISION))) < 30:
+    while not all((here / f"gated-p{{i}}").exists() for i in (1, 2, 3)):
         add_model(store, ModelSpec(name="m", ref={REF!r}), new_version=True)
 else:
     for _ in range(10):
-        gate_runs(store, "base", "candidate", default_policy(), candidate_name="m")
+        try:
+            gate_runs(store, "base", "candidate", default_policy(), candidate_name="m")
+        except UserError as exc:
+            print("refused:", exc.message)
+    (here / f"gated-{{me}}").touch()
 print("done")
 """
 
@@ -216,7 +219,7 @@ def test_a_gate_decision_is_about_the_version_current_where_it_is_recorded(
     with Store.open(db) as store:
         versions = [r.id for r in store.records(type=RecordType.MODEL_VERSION, subject="m")]
         gates = list(store.records(type=RecordType.GATE_DECISION))
-        assert gates and all(o == "done" or o.startswith("refused:") for o in outputs), outputs
+        assert gates and all(o.endswith("done") for o in outputs), outputs
         for gate in gates:
             current = max(v for v in versions if v < gate.id)
             assert gate.body["candidate_version"]["record_id"] == current, (gate.id, versions)
