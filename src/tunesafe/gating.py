@@ -36,7 +36,7 @@ from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.models import align_backends, backend_for, parse_ref
 from tunesafe.policy import Policy, decide
-from tunesafe.production.inventory import check_attestation_named, check_evaluated
+from tunesafe.production.inventory import check_attestation_named, check_evaluated, inventory
 from tunesafe.reports import write_reports
 from tunesafe.types import AttemptResult, EvidenceRecord, GateDecision, RecordType
 
@@ -203,17 +203,32 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
     for side, version in zip(("base_version", "candidate_version"), versions, strict=True):
         if version is not None:
             body[side] = version
+    # readers take a decision to be about the candidate's version current where it lands in the chain
+    unchanged = _same_version(store, candidate_name, versions[1])
     if escalation is not None:
-        escalated = store.append(RecordType.ESCALATION, escalation.record_body(), subject=candidate_name)
+        escalated = store.append(RecordType.ESCALATION, escalation.record_body(), subject=candidate_name,
+                                 check=unchanged)
         summary = escalation.summary(base_results, candidate_results)
         body["escalation"] = {**summary, "record_id": escalated.id}
     body["judge_audits"] = audits_of(store, {"base": base_run, "candidate": candidate_run})
     agents = agent_report(base_results, candidate_results)
     if agents:  # only gates with agent families carry the section (older bodies stay as they were)
         body["agents"] = agents
-    record = store.append(RecordType.GATE_DECISION, body, subject=candidate_name)
+    record = store.append(RecordType.GATE_DECISION, body, subject=candidate_name, check=unchanged)
     reports = write_reports(body, out_dir, record=record) if out_dir is not None else {}
     return GateOutcome(decision, body, record, reports)
+
+
+def _same_version(store: Store, name: str | None, tie: Mapping[str, Any] | None) -> Callable[[], None]:
+    """A check for under the chain lock: `name`'s current version is still the one its run was tied to
+    (`models add --new-version` may have run meanwhile, and the decision would land after it)."""
+    def check() -> None:
+        current = inventory(store).get(name) if name else None
+        if (current.record_id if current else None) != (tie["record_id"] if tie else None):
+            raise UserError(f"{name} got a new inventory version while the gate ran",
+                            where="--candidate-name",
+                            fix="gate again, so that the decision is about the version it checked")
+    return check
 
 
 def _check_inventory(store: Store, names: tuple[str | None, str | None], refs: tuple[str, str],
