@@ -23,8 +23,6 @@ from tunesafe.engine.plan import left_out_line
 from tunesafe.engine.results import list_runs, load_history, load_results, load_run
 from tunesafe.engine.runner import EvalConfig, evaluate, in_inventory, replayable_attacks
 from tunesafe.engine.targets import check_judges, check_new_run, dry_run_plan
-from tunesafe.errors import EndpointUnavailable, UserError
-from tunesafe.engine.targets import dry_run_plan
 from tunesafe.errors import EndpointUnavailable, ReplicasDisagree, UserError
 from tunesafe.evidence.workspace import open_store
 from tunesafe.production.inventory import ATTEST_FLAG, check_attestation_named

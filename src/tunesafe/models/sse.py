@@ -26,12 +26,6 @@ def is_event_stream(content_type: str, body: bytes) -> bool:
 
 def stream_completion(text: str) -> dict[str, Any]:
     """The chat completion the chunks of an SSE body add up to (the first choice's)."""
-    texts: dict[str, list[str]] = {}
-    calls: list[dict[str, Any]] = []
-    slots: dict[int, dict[str, Any]] = {}  # a call's index in the stream -> that call
-    legacy: dict[str, Any] = {}  # the functions API's one `function_call`
-    completion: dict[str, Any] = {}
-    finish = None
     return chunks_completion(stream_chunks(text))
 
 
@@ -51,7 +45,9 @@ def stream_chunks(text: str) -> list[dict[str, Any]]:
 def chunks_completion(chunks: Iterable[Mapping[str, Any]], index: int = 0) -> dict[str, Any]:
     """The chat completion a stream's chunks add up to, for the choice `index`."""
     texts: dict[str, list[str]] = {}
-    calls: dict[int, dict[str, Any]] = {}
+    calls: list[dict[str, Any]] = []
+    slots: dict[int, dict[str, Any]] = {}  # a call's index in the stream -> that call
+    legacy: dict[str, Any] = {}  # the functions API's one `function_call`
     completion: dict[str, Any] = {}
     finish = None
     for chunk in chunks:
@@ -82,8 +78,6 @@ def chunks_completion(chunks: Iterable[Mapping[str, Any]], index: int = 0) -> di
         message["tool_calls"] = calls
     if legacy:
         message["function_call"] = legacy["function"]
-    choice = {"index": 0, "message": message, "finish_reason": finish}
-        message["tool_calls"] = [calls[i] for i in sorted(calls)]
     choice = {"index": index, "message": message, "finish_reason": finish}
     if "content_filter_results" in completion:
         choice["content_filter_results"] = completion.pop("content_filter_results")

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
