@@ -141,14 +141,7 @@ def test_a_resume_given_other_options_is_refused_not_run_with_the_stored_ones(tm
         ref = Server(running).ref()
         proc = _eval(db, ref, "--suite", str(suite), "--attacks", "direct_request,prefix_injection",
                      "--judge", "refusal", "--concurrency", "1")
-        deadline = time.monotonic() + 60
-        while not list_runs(store) or _stored(store, list_runs(store)[0].id)[0] < 2:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
-        run_id = list_runs(store)[0].id
+        run_id = _kill_once_stored(proc, store, at_least=2, within_s=60)
         before = _stored(store, run_id)
         for option in (["--max-new-tokens", "17"], ["--attacks", "direct_request"], ["--suite", "smoke"],
                        ["--judge", "default"], ["--seed", "3"]):
@@ -175,14 +168,7 @@ def test_a_killed_replica_run_resumes_on_other_replicas_at_another_concurrency(t
     with serve(latency_s=0.1) as a, serve(latency_s=0.1) as b, serve(latency_s=0.1) as c:
         proc = _eval(db, f"openai:tunesafe-test@{a.url},{b.url}", "--suite", str(suite), "--attacks",
                      "template", "--judge", "refusal", "--concurrency", "2")
-        deadline = time.monotonic() + 120
-        while not list_runs(store) or _stored(store, list_runs(store)[0].id)[0] == 0:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
-        run_id = list_runs(store)[0].id
+        run_id = _kill_once_stored(proc, store, at_least=1, within_s=120)
         killed_at = _stored(store, run_id)[0]
         moved = f"openai:tunesafe-test@{a.url},{c.url}"  # b replaced, and more requests in flight
         proc = _eval(db, moved, "--resume", run_id, "--concurrency", "8")
@@ -194,3 +180,15 @@ def test_a_killed_replica_run_resumes_on_other_replicas_at_another_concurrency(t
                                      .where(AttemptResultRow.run_id == run_id))]
     assert len(stored_ids) == len(set(stored_ids)) == info.n_planned  # none lost, none twice
     assert len(c.requests) > 0 and [r.body["run_id"] for r in store.records(type=RecordType.RUN)] == [run_id]
+
+
+def _kill_once_stored(proc: subprocess.Popen[str], store: Store, at_least: int, within_s: float) -> str:
+    """SIGKILL the eval once its run has `at_least` results committed; the run's id."""
+    deadline = time.monotonic() + within_s
+    while not list_runs(store) or _stored(store, list_runs(store)[0].id)[0] < at_least:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    return list_runs(store)[0].id
