@@ -141,6 +141,11 @@ BAD_WRITES = [
     ("redteam", "schedule", "add", "bot", "--every", "7d"),
     ("models", "endpoint", "ep", "--model", "bot"),
     ("redteam", "run-due"),  # runs stored schedules: on a mistyped --db it said nothing was due (exit 0)
+    ("guardrails", "verify", "--guard", f"llama-guard:{ENDPOINT}?guard_prompt=xml", "--suite", "smoke"),
+    ("guardrails", "verify", "--guard", "nosuch:thing", "--suite", "smoke"),
+    ("guardrails", "verify", "--guard", f"llama-guard:{ENDPOINT}", "--suite", "no-such-suite"),
+    ("guardrails", "verify", "--guard", f"llama-guard:{ENDPOINT}", "--model", "gguf:missing.gguf"),
+    ("guardrails", "verify", "--guard", f"llama-guard:{ENDPOINT}", "--endpoint", "ep"),  # a stored endpoint
 ]
 
 
