@@ -43,12 +43,13 @@ def verify(
 ) -> None:
     """Verify a guardrail: exit 0 pass, 1 fail, 3 inconclusive, 2 bad input."""
     from tunesafe.guardrails.report import write_reports
-    from tunesafe.guardrails.verify import verify_guard
+    from tunesafe.guardrails.verify import check_verification, verify_guard
 
     slo_policy = default_policy() if policy is None else load_policy(policy)
     if out is not None:
         check_out_folder(out, "--out")
-    with open_store(db_url(ctx)) as store:
+    check_verification(guard, suite=suite, attacks=attacks, model_ref=model, limit=limit)
+    with open_store(db_url(ctx), must_exist=endpoint is not None) as store:  # an endpoint is a stored one
         if endpoint is not None:
             ep.get_endpoint(store, endpoint)  # exit 2 before any request when the name is wrong
         result = asyncio.run(verify_guard(guard, suite=suite, attacks=attacks, model_ref=model,

@@ -212,6 +212,21 @@ def verification_body(guard: Guard, rows: Sequence[Checked], *, guard_ref: str, 
     }
 
 
+def check_verification(guard_ref: str, *, suite: str, attacks: str, model_ref: str | None = None,
+                       limit: int | None = None) -> None:
+    """What a verification refuses before the command opens the store (bad input must leave no new, empty
+    store at a `--db` path that did not exist): the suite and attacks, the guard ref with its options (the
+    guard is built and closed, nothing is sent), and the model ref."""
+    from tunesafe.engine.config import EvalConfig
+    from tunesafe.engine.targets import check_ref, plan_evaluation
+    from tunesafe.guardrails.base import load_guard
+
+    plan_evaluation(EvalConfig(suite=suite, attacks=attacks, limit=limit))
+    asyncio.run(load_guard(guard_ref).aclose())
+    if model_ref is not None:
+        check_ref(model_ref)
+
+
 async def verify_guard(guard_ref: str, *, suite: str, attacks: str, model_ref: str | None = None,
                        policy: Any, endpoint: str | None = None, store: Any = None, limit: int | None = None,
                        max_new_tokens: int = 256, concurrency: int = 8) -> Verification:
