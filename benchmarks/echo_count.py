@@ -10,7 +10,6 @@ Data: $TUNESAFE_SHARED/datasets/xstest (default: the `shared` folder next to the
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sqlite3
 from pathlib import Path
@@ -21,23 +20,15 @@ HERE = Path(__file__).resolve().parent
 
 
 def xstest_pairs() -> list[tuple[str, str]]:
-    from judges import xstest_dir  # benchmarks/judges.py: the same data location
+    from judges import load_rows, xstest_dir  # benchmarks/judges.py: the same files, read the same way
 
-    pairs = []
-    for path in sorted(xstest_dir().glob("completions_*.csv")):
-        with path.open(encoding="utf-8", newline="") as handle:
-            pairs += [(row["prompt"], row["completion"]) for row in csv.DictReader(handle)]
-    return pairs
+    return [(row["prompt"], row["completion"]) for row in load_rows(xstest_dir())]
 
 
 def jsonl_pairs(folder: Path) -> list[tuple[str, str]]:
-    pairs = []
-    for path in sorted(folder.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                pairs.append((row["request"], row["response"]))
-    return pairs
+    from judges import load_style_rows
+
+    return [(row["prompt"], row["completion"]) for row in load_style_rows(folder)]
 
 
 def stored_pairs(db: Path, suite: str) -> list[tuple[str, str]]:
