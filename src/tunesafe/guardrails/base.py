@@ -16,7 +16,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
-from urllib.parse import parse_qsl, urlencode
 
 from tunesafe.errors import UserError
 from tunesafe.registry import Registry
@@ -96,16 +95,14 @@ def settled(decision: GuardDecision) -> GuardDecision:
 
 def split_options(target: str) -> tuple[str, FailMode]:
     """Take `on_error` off the ref's query string; the rest stays for the adapter (e.g. key_env)."""
-    head, sep, query = target.partition("?")
-    if not sep:
-        return target, "closed"
-    pairs = parse_qsl(query, keep_blank_values=True)
-    mode = next((v for k, v in pairs if k == "on_error"), "closed")
+    from tunesafe.models.refs import take_option
+
+    target, mode = take_option(target, "on_error")
+    mode = mode or "closed"
     if mode not in FAIL_MODES:
         raise UserError(f"on_error={mode!r} is not a fail mode", where="--guard",
                         fix="use on_error=closed (errors block) or on_error=open (errors pass)")
-    rest = urlencode([(k, v) for k, v in pairs if k != "on_error"])
-    return (f"{head}?{rest}" if rest else head), mode  # type: ignore[return-value]
+    return target, mode  # type: ignore[return-value]
 
 
 def canonical_ref(ref: str) -> str:
