@@ -574,3 +574,22 @@ def test_a_probe_set_without_benign_items_cannot_check_over_refusal(tiny: Any, t
                          probe_every=3, max_new_tokens=4)
     trainer(tiny, tiny.model(), off, tmp_path / "off", learning_rate=1e-5).train()
     assert off.record is not None and off.record["status"] == "completed" and not off.record["events"]
+
+
+def test_the_default_probe_set_is_generated_in_one_batch(tiny: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several smaller batches cost a CPU probe 35-41% more time than one of all the items."""
+    from tunesafe.models.hf import HFEngine
+
+    batches: list[int] = []
+    real = HFEngine.run
+
+    def spy(self: HFEngine, requests: list[Any], *args: Any, **kw: Any) -> Any:
+        batches.append(len(requests))
+        return real(self, requests, *args, **kw)
+
+    monkeypatch.setattr(HFEngine, "run", spy)
+    callback = SafetyCallback(probe_every=None, max_new_tokens=2)
+    trainer(tiny, tiny.model(), callback, tmp_path / "out", max_steps=1).train()
+    items = len(select_probe_set().attempts)
+    assert items == 40 and batches and batches == [items] * len(batches)

@@ -57,6 +57,7 @@ from tunesafe.training.limits import at_step, preflight
 from tunesafe.training.live_model import text_tokenizer
 from tunesafe.training.loss_monitor import LossMonitor, LossMonitorConfig, at_steps
 from tunesafe.training.probes import (
+    MAX_BATCH,
     ProbeResult,
     ProbeSet,
     judge_name,
@@ -120,7 +121,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
     def __init__(self, policy: str | Path | Policy | TrainingPolicy | None = None,
                  probe_every: int | Literal["auto"] | None = "auto", store: str | Path | Store | None = None,
                  probe_set: str | ProbeSet | None = None, *, judge: str | Any = "default",
-                 max_new_tokens: int = 32, max_batch: int = 16, model_name: str | None = None,
+                 max_new_tokens: int = 32, max_batch: int = MAX_BATCH, model_name: str | None = None,
                  base_ref: str | None = None, data: str | Path | None = None, data_sha256: str | None = None,
                  loss_config: LossMonitorConfig | None = None, log_every_step: bool = True,
                  run_id: str | None = None, probe_budget: float = DEFAULT_PROBE_BUDGET,

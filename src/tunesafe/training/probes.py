@@ -37,6 +37,10 @@ PROBE_VERSION = "1"
 _SALT = f"tunesafe-probe-v{PROBE_VERSION}:"
 DIRECT, PREFILLED = "direct_request", "prefill_affirm"
 DEFAULT_COMPOSITION = {"harmful": 14, "prefilled": 10, "borderline": 8, "benign": 8}
+# The default probe set in one greedy batch: a decode step costs far less than twice as much at twice the
+# rows on a CPU, so 40 prompts in batches of 16, 16 and 8 took 35-41% longer (BENCHMARKS.md, "Training
+# callback"); the KV cache of 64 short answers is a few MB on a 0.5B model.
+MAX_BATCH = 64
 SNIPPET = 160
 T = TypeVar("T")
 
@@ -133,7 +137,7 @@ def changed_for_the_worse(baseline: ProbeResult, current: ProbeResult) -> list[s
 
 
 def run_probe(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, *, step: int, trigger: str,
-              max_new_tokens: int = 32, max_batch: int = 16, checkpoint: str | None = None) -> ProbeResult:
+              max_new_tokens: int = 32, max_batch: int = MAX_BATCH, checkpoint: str | None = None) -> ProbeResult:
     """Greedy generation on the live model (eval mode, restored afterwards) and the judge's verdicts."""
     started = time.perf_counter()
     settings: dict[str, Any] = {"max_new_tokens": max_new_tokens, "judge": judge_name(judge)}
@@ -156,7 +160,7 @@ def run_probe(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, *, st
 
 
 def baseline_probe(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, *, max_new_tokens: int = 32,
-                   max_batch: int = 16) -> ProbeResult:
+                   max_batch: int = MAX_BATCH) -> ProbeResult:
     """The start probe of a base model, taken once for several fine-tunes of it (each a
     `SafetyCallback(baseline=...)`): a fresh LoRA adapter leaves the model's outputs unchanged, and the
     probes decode greedily, so every run's own step-0 probe would give this result again. The judge is
