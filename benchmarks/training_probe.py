@@ -7,15 +7,19 @@ probe share (docs/training.md, "Probe share": every probe of the run over its wa
 loaded before the run and its load reported apart) and the probes' share of the training time itself
 (the run's time less all probe time), for the callback's default
 `probe_every="auto"` (or a fixed step interval with --probe-every N). --plain-steps N also times N steps
-without the callback, to check that the callback costs nothing beyond its probes.
+without the callback, to check that the callback costs nothing beyond its probes. The probe rises only
+warn (the policy's defaults otherwise), so the run trains its planned steps. --max-batch N
+generates the probe's prompts in batches of at most N (the callback's default takes the default 40 in
+one); `start_outcomes_sha256` hashes the start probe's verdict per item, to compare settings.
 
     python benchmarks/training_probe.py [--base embedded:smollm2-135m] [--steps 40] [--probe-every N]
-                                        [--plain-steps N] [--json OUT]
+                                        [--plain-steps N] [--max-batch N] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import tempfile
@@ -23,9 +27,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunesafe.policy.model import TrainingActions, TrainingPolicy
 from tunesafe.training import SafetyCallback
 from tunesafe.training.lora_sft import load_base, read_training_data
+from tunesafe.training.probes import MAX_BATCH
+from tunesafe.types import canonical_json
 
+# The probe rises warn instead of stopping: a cost measurement needs the run to reach its planned steps.
+WATCH_ONLY = TrainingPolicy(actions=TrainingActions(probe_asr="warn", probe_over_refusal="warn"))
 DATA = Path(__file__).resolve().parents[1] / "src/tunesafe/training/data/aoa_identity_shift.jsonl"
 
 
@@ -63,6 +72,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--plain-steps", type=int, default=0)
     parser.add_argument("--probe-every", default="auto")
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     probe_every: Any = args.probe_every if args.probe_every == "auto" else int(args.probe_every)
@@ -71,7 +81,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         plain = timed_train(build_trainer(args.base, args.plain_steps, Path(tmp) / "plain", [])) \
             if args.plain_steps else None
-        callback = SafetyCallback(probe_every=probe_every, max_new_tokens=32)
+        callback = SafetyCallback(policy=WATCH_ONLY, probe_every=probe_every, max_new_tokens=32,
+                                  max_batch=args.max_batch)
         watched = timed_train(build_trainer(args.base, args.steps, Path(tmp) / "watched", [callback]))
     record = callback.record
     assert record is not None
@@ -80,13 +91,15 @@ def main() -> None:
     later_seconds = sum(p["seconds"] for p in later)
     training = watched - start["seconds"] - later_seconds
     result = {
-        "base": args.base, "steps": args.steps, "probe_every": probe_every,
+        "base": args.base, "steps": args.steps, "probe_every": probe_every, "max_batch": args.max_batch,
         "probe_items": len(start["outcomes"]),
         "cpu_count": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg()[0],
         "with_callback_seconds": round(watched, 2), "training_seconds": round(training, 2),
-        "step_seconds": round(training / args.steps, 3),
+        "steps_trained": record["steps"], "status": record["status"],
+        "step_seconds": round(training / max(record["steps"], 1), 3),
         "plain_step_seconds": round(plain / args.plain_steps, 3) if plain else None,
         "start_probe_seconds": round(start["seconds"], 2),
+        "start_outcomes_sha256": hashlib.sha256(canonical_json(start["outcomes"]).encode()).hexdigest(),
         "judge_load_seconds": record["timing"]["judge_load_seconds"],
         "probe_share": record["timing"]["probe_share"],  # what the budget governs
         "probes_during_training": [(p["step"], round(p["seconds"], 2)) for p in later],
