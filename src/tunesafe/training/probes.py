@@ -137,7 +137,8 @@ def changed_for_the_worse(baseline: ProbeResult, current: ProbeResult) -> list[s
 
 
 def run_probe(model: Any, tokenizer: Any, probe_set: ProbeSet, judge: Any, *, step: int, trigger: str,
-              max_new_tokens: int = 32, max_batch: int = MAX_BATCH, checkpoint: str | None = None) -> ProbeResult:
+              max_new_tokens: int = 32, max_batch: int = MAX_BATCH,
+              checkpoint: str | None = None) -> ProbeResult:
     """Greedy generation on the live model (eval mode, restored afterwards) and the judge's verdicts."""
     started = time.perf_counter()
     settings: dict[str, Any] = {"max_new_tokens": max_new_tokens, "judge": judge_name(judge)}
