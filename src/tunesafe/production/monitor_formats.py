@@ -461,38 +461,54 @@ def _span(span: Mapping[str, Any], line: int) -> list[LogRecord] | None:
     content = {**details, **attrs}
     messages, answers = (_structured(content) or _event_messages(events) or _indexed(content)
                          or _prompt_json(events, content) or ((), ()))
+    what = f"GenAI span {span.get('spanId', '?')}"
     if not messages:
         if any(k.startswith("gen_ai.") for k in attrs):
-            raise _Bad(f"GenAI span {span.get('spanId', '?')} has no message content (enable content "
-                       "capture: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)")
+            raise _Bad(f"{what} has no message content (enable content capture: "
+                       "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)")
         return None
-    if not any(role == "user" and text.strip() for role, text in messages):
-        raise _Bad(f"GenAI span {span.get('spanId', '?')} has no user message")
-    reasons = attrs.get("gen_ai.response.finish_reasons")
-    reasons = reasons if isinstance(reasons, list) else []
     status: Mapping[str, Any] = span["status"] if isinstance(span.get("status"), Mapping) else {}
-    error = prompt_blocked = None
+    error = None
     if attrs.get("error.type") or status.get("code") in (2, "STATUS_CODE_ERROR"):
         error = str(status.get("message") or attrs.get("error.type") or "span status error")
+    start = span.get("startTimeUnixNano")
+    exceptions = [str(a.get("exception.message")) for n, a in events if n == "exception"]
+    return call_records(what, (messages, answers), attrs, error=error, exceptions=exceptions,
+                        at=unix_nano(start), digest=sha256_hex(canonical_json(span)), line=line)
+
+
+def unix_nano(value: Any) -> datetime | None:
+    """An OTLP time (nanoseconds since the epoch, a number or its text); None when unset (0)."""
+    return datetime.fromtimestamp(int(value) / 1e9, timezone.utc) if value not in (None, "", "0", 0) else None
+
+
+def call_records(what: str, content: Content, attrs: Mapping[str, Any], *, error: str | None,
+                 exceptions: Sequence[str], at: datetime | None, digest: str, line: int) -> list[LogRecord]:
+    """The records of one GenAI call read from OTLP (a span, or the log records of one call), one per
+    answer: `attrs` are its gen_ai.* attributes, `error` why it failed (error status, error.type) and
+    `exceptions` the exception texts recorded with it."""
+    messages, answers = content
+    if not any(role == "user" and text.strip() for role, text in messages):
+        raise _Bad(f"{what} has no user message")
+    reasons = attrs.get("gen_ai.response.finish_reasons")
+    reasons = reasons if isinstance(reasons, list) else []
+    prompt_blocked = None
+    if error is not None:
         answers = (("", None),)  # the call failed: one error record, whatever it answered
         # the instrumentations keep only the exception's text: Azure's 400 content_filter is in it
-        said = [error, *(str(a.get("exception.message")) for n, a in events if n == "exception")]
-        if any(_FILTER_ERROR.search(text) for text in said):
+        if any(_FILTER_ERROR.search(text) for text in (error, *exceptions)):
             error, prompt_blocked = None, "content_filter (prompt)"
     if not answers and not error and not any(isinstance(r, str) and filtered_finish(r) for r in reasons):
-        raise _Bad(f"GenAI span {span.get('spanId', '?')} has no answer (no output messages, gen_ai.choice "
-                   "events or gen_ai.completion): nothing to judge")
-    start = span.get("startTimeUnixNano")
-    at = datetime.fromtimestamp(int(start) / 1e9, timezone.utc) if start not in (None, "", "0", 0) else None
-    span_hash = sha256_hex(canonical_json(span))
+        raise _Bad(f"{what} has no answer (no output messages, gen_ai.choice events or gen_ai.completion): "
+                   "nothing to judge")
     out = []
-    # n > 1: every answer is judged; the first keeps the span's hash, so spans already ingested are not
+    # n > 1: every answer is judged; the first keeps the call's hash, so calls already ingested are not
     # counted again
     for i, (output, finish) in enumerate(answers or (("", None),)):
         finish = finish or (reasons[i] if i < len(reasons) else None)
         failed = error or _failed_finish(finish)
         blocked = prompt_blocked or ("content_filter" if finish and filtered_finish(finish) else None)
-        out.append(LogRecord(hash=span_hash if i == 0 else sha256_hex(f"{span_hash}:choice:{i}"), line=line,
+        out.append(LogRecord(hash=digest if i == 0 else sha256_hex(f"{digest}:choice:{i}"), line=line,
                              at=at, messages=messages, response="" if failed or prompt_blocked else output,
                              finish_reason=finish, blocked=None if failed else blocked,
                              error=failed, log_model=_str(attrs.get("gen_ai.response.model"))
