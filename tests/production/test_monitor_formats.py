@@ -449,15 +449,6 @@ def test_a_batch_output_line_without_its_request_says_how_to_join_them() -> None
     assert isinstance(parsed, Malformed) and "custom_id" in parsed.reason and "input" in parsed.reason
 
 
-def test_an_otlp_logs_line_says_spans_are_read() -> None:
-    """Instrumentations before semantic conventions 1.37 write prompts and answers as log events; a line
-    of the OTLP logs export was read as an OpenAI line without messages."""
-    line = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"eventName": "gen_ai.user.message",
-                                                            "body": {"kvlistValue": {"values": []}}}]}]}]}
-    parsed = parse_line(json.dumps(line), 2)
-    assert isinstance(parsed, Malformed) and "resourceLogs" in parsed.reason and "span" in parsed.reason
-
-
 def _litellm_failure(error_class: str, message: str) -> dict[str, Any]:
     """LiteLLM's StandardLoggingPayload of a failed call: no response, the error beside the messages."""
     return {"id": "req-1", "call_type": "acompletion", "status": "failure", "model": "support-bot",
