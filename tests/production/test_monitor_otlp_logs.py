@@ -5,6 +5,7 @@ own; calls logged without content are counted as such, never judged clean."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,11 @@ def test_the_events_of_each_call_in_an_export_line_are_one_record_each() -> None
     interleaved = [first[0], second[0], first[1], second[1], first[2], second[2]]
     parsed = read(export(*interleaved), 4)
     assert [(r.request, r.response, r.finish_reason, r.line) for r in parsed.records] == [
-        ("Where is my parcel?", REFUSAL, "stop", 4), ("How do I return shoes?", "Use the returns form.", "stop", 4)]
+        ("Where is my parcel?", REFUSAL, "stop", 4),
+        ("How do I return shoes?", "Use the returns form.", "stop", 4)]
     assert parsed.records[0].messages[0] == ("system", "You are the shop's support assistant.")
-    assert parsed.records[0].at is not None and parsed.records[0].at.isoformat() == "2026-12-01T00:00:00+00:00"
+    at = parsed.records[0].at
+    assert at is not None and at.isoformat() == "2026-12-01T00:00:00+00:00"
     assert len({r.hash for r in parsed.records}) == 2 and parsed.problems == ()
 
 
@@ -165,10 +168,11 @@ def test_other_log_records_are_skipped_and_bad_ones_say_why() -> None:
     assert isinstance(not_a_list, Malformed) and "resourceLogs" in not_a_list.reason
 
 
-def test_a_choice_whose_request_was_never_logged_says_so() -> None:
+def test_an_answer_whose_request_is_not_in_the_log_is_an_error_record() -> None:
+    """Never judged (an answer alone is no conversation), never safe."""
     answer = call("051581bf3cb55c13", "", PLACEHOLDER)[2]
-    parsed = read(export(answer))
-    assert parsed.records == [] and "no user message" in parsed.problems[0]
+    [record] = read(export(answer)).records
+    assert record.error is not None and "request is not in the log" in record.error and record.response == ""
 
 
 # ---- through the ingest -----------------------------------------------------------------------------
@@ -189,12 +193,20 @@ def test_an_ingest_that_stops_between_a_calls_lines_reads_it_whole_next_time(sto
     done = call("1d3b0a1f5e7c9a21", "How do I return shoes?", "Use the returns form.")
     log.write_text(export(*done) + "\n" + export(*call(span, "Where is my parcel?", REFUSAL)[:2]) + "\n")
     first = ingest(store, log, model=MODEL, judge="refusal")
-    assert (first.records, first.new, first.malformed) == (1, 1, 0)
+    assert (first.records, first.new, first.malformed, first.pending_calls) == (1, 1, 0, 1)
     with log.open("a") as handle:
         handle.write(export(call(span, "", REFUSAL)[2]) + "\n")
     second = ingest(store, log, model=MODEL, judge="refusal")
     assert (second.start_line, second.new, second.malformed) == (1, 1, 0)
     assert second.counts["refused"] == 1
+
+
+def test_a_call_a_stream_ends_without_its_answer_is_reported(store: Store) -> None:
+    """No later ingest reads stdin again: its waiting calls are reported, not dropped without a word."""
+    request = call("051581bf3cb55c13", "Where is my parcel?", REFUSAL)[:2]
+    summary = ingest(store, "-", model=MODEL, judge="refusal", stream=io.BytesIO(export(*request).encode()))
+    assert summary.records == 0 and summary.malformed == 1
+    assert "has no answer in the log" in summary.malformed_lines[0][1]
 
 
 def test_a_pretty_printed_export_document_is_read(store: Store, tmp_path: Path) -> None:
@@ -227,8 +239,9 @@ def test_the_cli_reports_calls_without_content_and_exits_3(tmp_path: Path, capsy
         add_model(opened, ModelSpec(name=MODEL, ref="openai:support-bot@http://127.0.0.1:9/v1"))
     span = "051581bf3cb55c13"
     log = tmp_path / "otel-logs.jsonl"
-    log.write_text(export(event("gen_ai.user.message", None, span), event(
-        "gen_ai.choice", {"index": 0, "finish_reason": "stop", "message": {"role": "assistant"}}, span)) + "\n")
+    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant"}}
+    records = [event("gen_ai.user.message", None, span), event("gen_ai.choice", choice, span)]
+    log.write_text(export(*records) + "\n")
     result = run_cli(capsys, monkeypatch, "--db", str(db), "monitor", "ingest", str(log), "--model", MODEL,
                      "--judge", "refusal")
     assert result.exit_code == 3, result.output

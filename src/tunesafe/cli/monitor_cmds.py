@@ -22,8 +22,8 @@ SHOWN_MALFORMED = 10
 
 def ingest_command(
     ctx: typer.Context,
-    path: str = typer.Argument(..., metavar="PATH|-", help="A JSONL log (OpenAI chat completions or OTLP "
-                               "JSON GenAI spans), or - for stdin."),
+    path: str = typer.Argument(..., metavar="PATH|-", help="A JSONL log (OpenAI chat completions, or OTLP "
+                               "JSON GenAI spans or log events), or - for stdin."),
     model: str = typer.Option(..., "--model", help="Inventory name of the model that served the traffic."),
     follow: bool = typer.Option(False, "--follow", help="Keep reading as the file grows, committing every "
                                 "10 s (Ctrl-C stops; what was not committed is read again next time)."),
@@ -96,6 +96,9 @@ def _print_summary(result: dict[str, Any]) -> None:
                       f"read {result['restarted_after_line']} line(s)): read from its start. Lines the old "
                       "file got after that are not in it: ingest the rotated file too (records already "
                       "stored are skipped).", style="yellow", highlight=False, soft_wrap=True)
+    if result["pending_calls"]:
+        console.print(f"  {result['pending_calls']} call(s) in OTLP log events whose answer is not in the "
+                      "file yet: left for the next ingest", highlight=False, soft_wrap=True)
     if result["incomplete_tail"]:
         console.print("  the last line is incomplete: left for the next ingest", highlight=False)
     for incident in result["incidents"]:

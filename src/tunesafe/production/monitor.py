@@ -29,6 +29,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import threading
@@ -52,6 +53,7 @@ from tunesafe.production.monitor_aggregate import daily, insert_new
 from tunesafe.production.monitor_assess import Assessment, Assessor
 from tunesafe.production.monitor_formats import FORMATS, LogRecord, Malformed, parse_line
 from tunesafe.production.monitor_thresholds import open_incidents
+from tunesafe.production.otlp_logs import OtlpLogs, single_document
 from tunesafe.types import RecordType, sha256_hex
 
 HEAD_BYTES = 4096  # a file is "the same file" while its first bytes (up to this many) are unchanged
@@ -77,6 +79,7 @@ class IngestSummary:
     malformed: int = 0
     malformed_lines: list[tuple[int, str]] = field(default_factory=list)
     incomplete_tail: bool = False  # an unterminated last line was left for the next run
+    pending_calls: int = 0  # OTLP logs calls whose answer is not in the file yet: left for the next run
     # the file was rotated, replaced or truncated since the last ingest, which had read this many lines:
     # what the old file got after them is not in this file
     restarted_after_line: int | None = None
@@ -91,7 +94,8 @@ class IngestSummary:
             "skipped_spans": self.skipped_spans, "counts": dict(sorted(self.counts.items())),
             "untimed": self.untimed, "naive_times": self.naive_times, "malformed": self.malformed,
             "malformed_lines": [{"line": n, "reason": r} for n, r in self.malformed_lines],
-            "incomplete_tail": self.incomplete_tail, "restarted_after_line": self.restarted_after_line,
+            "incomplete_tail": self.incomplete_tail, "pending_calls": self.pending_calls,
+            "restarted_after_line": self.restarted_after_line,
             "batches": self.batches, "incidents": self.incidents,
             "days": sorted(self.days)}
         if store is not None:
@@ -126,11 +130,18 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
                         fix="stdin is read until it closes anyway; pass a file path to tail it")
     assessor = assessor or Assessor(judge, detectors, sample, triage)
     run = _Ingest(store, model, str(source), fmt, assessor, policy, actor, now)
-    if str(source) == "-":
-        run.read_stream(stream, chunk_lines)
+    document = None if str(source) == "-" or follow else single_document(Path(source))
+    if str(source) == "-" or document is not None:
+        # a file that is one JSON document (an export saved indented) is read as that one line; its
+        # records' hashes keep a second ingest from counting them again
+        if document is None:
+            run.read_stream(stream, chunk_lines)
+        else:
+            run.read_stream(io.BytesIO(document), chunk_lines, _file_key(Path(source)))
     else:
         run.read_file(Path(source), chunk_lines, follow=follow, poll_s=poll_s, flush_s=flush_s,
                       idle_exit_s=idle_exit_s, stop=stop or threading.Event())
+        run.summary.pending_calls = run.logs.pending
     return run.summary
 
 
@@ -147,24 +158,28 @@ class _Ingest:
         self.store, self.model, self.fmt, self.assessor = store, model, fmt, assessor
         self.policy, self.actor, self.now = policy, actor, now
         self.summary = IngestSummary(model=model, source=source)
+        self.logs = OtlpLogs()  # OTLP logs calls whose answer is in a later line
 
     # ---- sources ---------------------------------------------------------------------------------------
 
-    def read_stream(self, stream: IO[bytes] | None, chunk_lines: int) -> None:
+    def read_stream(self, stream: IO[bytes] | None, chunk_lines: int, source_key: str = "stdin") -> None:
         if stream is None:
             raise UserError("no input stream for '-'", where="PATH", fix="pipe the log into stdin")
         chunk: list[_Line] = []
+        number = 0
         for number, raw in enumerate(stream, 1):
             chunk.append(_Line(number, 0, raw))
             if len(chunk) >= chunk_lines:
-                self._process(chunk, source_key="stdin", position=None)
+                self._process(chunk, source_key=source_key, position=None)
                 chunk = []
-        self._process(chunk, source_key="stdin", position=None)
+        self._process(chunk, source_key=source_key, position=None)
+        for reason in self.logs.close():  # no later run reads this stream again
+            self._malformed(Malformed(number, reason))
 
     def read_file(self, path: Path, chunk_lines: int, *, follow: bool, poll_s: float, flush_s: float,
                   idle_exit_s: float | None, stop: threading.Event) -> None:
         resolved = str(path.expanduser().resolve())
-        key = sha256_hex(resolved)[:16]
+        key = _file_key(path)
         try:
             handle = path.open("rb")
         except OSError as exc:
@@ -265,7 +280,7 @@ class _Ingest:
                 continue
             if not text:
                 continue
-            parsed = parse_line(text, item.number, self.fmt)
+            parsed = parse_line(text, item.number, self.fmt, self.logs)
             if isinstance(parsed, Malformed):
                 self._malformed(parsed)
                 continue
@@ -299,9 +314,12 @@ class _Ingest:
         # CLI exits 3 and says so): its resume point stays at the start, or the run with the right format
         # would skip every line. Once records were read, bad lines are skipped as usual.
         unread = not self.summary.records and self.summary.malformed and not self.summary.start_line
-        if position is not None and not unread:
+        # the next ingest starts before the first line of a call whose answer is still to come
+        waiting = self.logs.pending_since
+        last = next((item for item in reversed(chunk) if waiting is None or item.number < waiting), None)
+        if position is not None and not unread and last is not None:
             with self.store.engine.begin() as conn:
-                self._save_offset(conn, position, chunk[-1], now)
+                self._save_offset(conn, position, last, now)
 
     def _evidence(self, chunk: list[_Line], batch: str, records: list[LogRecord], new: set[str],
                   fresh: list[tuple[LogRecord, Assessment, dict[str, Any]]]) -> int:
@@ -363,6 +381,11 @@ def _counts(assessments: list[Assessment]) -> Counter[str]:
     counts["jailbreaks"] = sum(1 for a in assessments if a.jailbreak is not None)
     counts["successful_jailbreaks"] = sum(1 for a in assessments if a.jailbreak is not None and a.harmful)
     return counts
+
+
+def _file_key(path: Path) -> str:
+    """The `source` of a file's rows: a digest of its resolved path."""
+    return sha256_hex(str(path.expanduser().resolve()))[:16]
 
 
 def _truncated(handle: IO[bytes], head: bytes) -> bool:

@@ -19,6 +19,8 @@
   One record per answer (choice); finish reasons and failures read as for OpenAI logs, and an error span
   whose exception is Azure's `content_filter` 400 is blocked. Spans without gen_ai content (HTTP,
   database, tool spans) are skipped, and counted.
+- OpenTelemetry GenAI log events, `{"resourceLogs": [...]}` per line: read by tunesafe.production.otlp_logs
+  (the records of one call grouped by traceId + spanId, across lines) into the same records.
 
 A line that cannot be read is a Malformed(line, reason): counted and reported, never fatal. The record's
 hash is over the line's parsed JSON (a span's own JSON for OTLP), so the same log entry always hashes the
@@ -32,7 +34,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesafe.json_lines import BadJson, decode
 from tunesafe.models.openai_params import hidden_reasoning_tokens
@@ -41,6 +43,9 @@ from tunesafe.models.reasoning import LOGGED_NO_ANSWER, reasoning_field
 from tunesafe.models.sse import BrokenStream, chunks_completion, stream_chunks
 from tunesafe.models.tool_calls import from_openai_message
 from tunesafe.types import canonical_json, sha256_hex
+
+if TYPE_CHECKING:
+    from tunesafe.production.otlp_logs import OtlpLogs
 
 FORMATS = ("auto", "openai", "otlp")
 ROLES = ("system", "user", "assistant", "tool")
@@ -98,24 +103,35 @@ class _Bad(ValueError):
 _UNREADABLE = (ValueError, TypeError, OverflowError, AttributeError)
 
 
-def parse_line(text: str, line: int, fmt: str = "auto") -> Parsed | Malformed:
+def parse_line(text: str, line: int, fmt: str = "auto", logs: OtlpLogs | None = None) -> Parsed | Malformed:
+    """One line's records. `logs` carries the OTLP logs calls still waiting for their answer from one line
+    to the next (a reader of a whole log passes the same one for every line); without it, a call must be
+    whole in its line."""
     try:
         obj = decode(text, unique_keys=False)  # a logger's repeated key is no reason to drop the record
     except BadJson as exc:
         return Malformed(line, f"not JSON ({exc.reason})")
     if not isinstance(obj, dict):
         return Malformed(line, "not a JSON object")
-    if "resourceLogs" in obj:
-        return Malformed(line, "an OTLP logs line (resourceLogs): GenAI content is read from spans "
-                               "(resourceSpans); have the instrumentation put it on the span (semantic "
-                               "conventions >= 1.37, gen_ai.input.messages / gen_ai.output.messages)")
-    kind = fmt if fmt != "auto" else ("otlp" if "resourceSpans" in obj else "openai")
+    kind = fmt if fmt != "auto" else ("otlp" if "resourceSpans" in obj or "resourceLogs" in obj else "openai")
     try:
+        if kind == "otlp" and "resourceLogs" in obj:
+            return _otlp_logs(obj, line, logs)
         return _otlp(obj, line) if kind == "otlp" else Parsed(_openai(obj, line))
     except _Bad as exc:
         return Malformed(line, str(exc))
     except _UNREADABLE as exc:  # a field of an unexpected shape: one bad line, never a stopped ingest
         return Malformed(line, f"unreadable record ({type(exc).__name__}: {str(exc)[:120]})")
+
+
+def _otlp_logs(obj: Mapping[str, Any], line: int, logs: OtlpLogs | None) -> Parsed:
+    from tunesafe.production.otlp_logs import OtlpLogs  # it builds on this module's span helpers
+
+    if logs is not None:
+        return logs.read(obj, line)
+    alone = OtlpLogs()
+    parsed = alone.read(obj, line)
+    return Parsed(parsed.records, parsed.skipped, (*parsed.problems, *alone.close()))
 
 
 # ---- OpenAI chat completions ---------------------------------------------------------------------------
