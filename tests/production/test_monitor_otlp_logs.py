@@ -210,10 +210,11 @@ def test_a_call_a_stream_ends_without_its_answer_is_reported(store: Store) -> No
 
 
 def test_a_pretty_printed_export_document_is_read(store: Store, tmp_path: Path) -> None:
-    """An export saved as one JSON document (indented over many lines) was a malformed line per line."""
+    """An export saved as one JSON document (indented over many lines, here with a Windows tool's byte
+    order mark) was a malformed line per line."""
     log = tmp_path / "export.json"
     log.write_text(json.dumps(json.loads(export(*call("051581bf3cb55c13", "Where is my parcel?", REFUSAL))),
-                              indent=2))
+                              indent=2), encoding="utf-8-sig")
     summary = ingest(store, log, model=MODEL, judge="refusal")
     assert (summary.records, summary.malformed, summary.counts["refused"]) == (1, 0, 1)
     again = ingest(store, log, model=MODEL, judge="refusal")

@@ -237,7 +237,7 @@ def single_document(path: Path) -> bytes | None:
             head = handle.read(HEAD_BYTES)
     except OSError:
         return None  # the line reader says why it cannot read it
-    first, newline, rest = head.lstrip().partition(b"\n")
+    first, newline, rest = head.removeprefix(b"\xef\xbb\xbf").lstrip().partition(b"\n")  # Windows tools' BOM
     # an indented document's first line opens it; no JSON line, whole or cut short by a writer, ends so
     opens = first.startswith(b"{") and first.rstrip().endswith((b"{", b"[", b","))
     if not (newline and rest.strip() and opens and (b'"resourceLogs"' in head or b'"resourceSpans"' in head)):
