@@ -8,7 +8,8 @@ open incidents where the policy's `monitor:` thresholds are crossed (monitor_thr
 Contract:
 - Resumable: for a file, the byte offset and line number reached are stored per (model, path) with a hash
   of the file's first bytes; the next ingest starts there, and a file that was rotated, replaced or
-  truncated (its first bytes differ, or it is shorter) is read from the start.
+  truncated (its first bytes differ, or it is shorter) is read from the start. The offset stays before the
+  first line of an OTLP logs call whose answer is not read yet, so the next ingest reads that call whole.
 - Idempotent: rows are keyed by (model, record hash), so records already stored are never counted twice,
   whichever path or stream they come from; a chunk that stored nothing new writes no evidence.
 - Never fatal on bad lines: a line that is not a readable record is counted with its line number and the
@@ -131,13 +132,12 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
     assessor = assessor or Assessor(judge, detectors, sample, triage)
     run = _Ingest(store, model, str(source), fmt, assessor, policy, actor, now)
     document = None if str(source) == "-" or follow else single_document(Path(source))
-    if str(source) == "-" or document is not None:
-        # a file that is one JSON document (an export saved indented) is read as that one line; its
+    if document is not None:
+        # an export saved as one indented JSON document is read as one line: no offset is kept, and its
         # records' hashes keep a second ingest from counting them again
-        if document is None:
-            run.read_stream(stream, chunk_lines)
-        else:
-            run.read_stream(io.BytesIO(document), chunk_lines, _file_key(Path(source)))
+        run.read_stream(io.BytesIO(document), chunk_lines, _file_key(Path(source)))
+    elif str(source) == "-":
+        run.read_stream(stream, chunk_lines)
     else:
         run.read_file(Path(source), chunk_lines, follow=follow, poll_s=poll_s, flush_s=flush_s,
                       idle_exit_s=idle_exit_s, stop=stop or threading.Event())
