@@ -84,7 +84,8 @@ def _print_summary(result: dict[str, Any]) -> None:
         console.print(f"  {result['naive_times']} record(s) with a time without an offset: read as UTC; log "
                       "an offset or Z if that time is local", style="yellow", highlight=False, soft_wrap=True)
     if result["skipped_spans"]:
-        console.print(f"  {result['skipped_spans']} span(s) without GenAI content skipped", highlight=False)
+        console.print(f"  {result['skipped_spans']} span(s) or log record(s) without GenAI content skipped",
+                      highlight=False)
     if result["malformed"]:
         console.print(f"  {result['malformed']} malformed line(s) skipped:", style="yellow", highlight=False)
         for item in result["malformed_lines"][:SHOWN_MALFORMED]:
