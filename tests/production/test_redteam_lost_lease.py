@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tunesafe.engine.results import list_runs
 from tunesafe.evidence.store import Store
 from tunesafe.production import claims
 from tunesafe.production.inventory import ModelSpec, add_model
 from tunesafe.production.redteam import RunDueResult, run_due
-from tunesafe.production.schedules import add_schedule, parse_instant
+from tunesafe.production.schedules import Schedule, add_schedule, parse_instant
 from tunesafe.testing.openai_server import serve
 from tunesafe.types import EvidenceRecord, RecordType
 
@@ -27,8 +31,8 @@ class FreezesBeforeRecording(Store):
     """The real store, but the runner using it stops just before it appends its REDTEAM_RUN record until
     the test lets it go on: the moment a frozen host would wake up."""
 
-    frozen = threading.Event()
-    thaw = threading.Event()
+    frozen: threading.Event
+    thaw: threading.Event
 
     def append(self, type: str, body: Mapping[str, Any], actor: str | None = None,
                subject: str | None = None, check: Any = None) -> EvidenceRecord:
@@ -38,38 +42,72 @@ class FreezesBeforeRecording(Store):
         return super().append(type, body, actor=actor, subject=subject, check=check)
 
 
-def test_a_runner_whose_lease_was_taken_over_does_not_record_the_period_again(tmp_path: Path) -> None:
+@contextmanager
+def frozen_runner(db: str, lease: timedelta) -> Iterator[list[RunDueResult]]:
+    """`run_due` in a thread, held just before its record until the block ends; its result after."""
+    result: list[RunDueResult] = []
+    with FreezesBeforeRecording.open(db) as store:
+        store.frozen, store.thaw = threading.Event(), threading.Event()
+        runner = threading.Thread(target=lambda: result.append(run_due(store, now=NOW, lease=lease,
+                                                                       owner="late")))
+        runner.start()
+        try:
+            assert store.frozen.wait(WAIT_S)
+            yield result
+        finally:
+            store.thaw.set()
+            runner.join(WAIT_S)
+
+
+@pytest.fixture
+def scheduled(tmp_path: Path) -> Iterator[tuple[str, Schedule]]:
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    with serve() as server:
-        with Store.open(db) as store:
-            add_model(store, ModelSpec(name="support-bot", ref=f"openai:tunesafe-test@{server.url}"))
-            schedule = add_schedule(store, "support-bot", every="30d", suite="smoke",
-                                    attacks="direct_request", judges=("refusal",), limit=4,
-                                    start=parse_instant("2026-01-01", "test"))
-        late: list[RunDueResult] = []
-        with FreezesBeforeRecording.open(db) as frozen_store:
-            runner = threading.Thread(target=lambda: late.append(
-                run_due(frozen_store, now=NOW, lease=timedelta(seconds=1), owner="late")))
-            runner.start()
-            try:
-                assert FreezesBeforeRecording.frozen.wait(WAIT_S)
-                with Store.open(db) as store:
-                    _wait_for_lapse(store, schedule.id)
-                    taken_over = run_due(store, now=NOW, lease=timedelta(minutes=5), owner="second")
-            finally:
-                FreezesBeforeRecording.thaw.set()
-                runner.join(WAIT_S)
+    with serve() as server, Store.open(db) as store:
+        add_model(store, ModelSpec(name="support-bot", ref=f"openai:tunesafe-test@{server.url}"))
+        schedule = add_schedule(store, "support-bot", every="30d", suite="smoke", attacks="direct_request",
+                                judges=("refusal",), limit=4, start=parse_instant("2026-01-01", "test"))
+        yield db, schedule
+
+
+def test_a_runner_whose_lease_was_taken_over_does_not_record_the_period_again(
+        scheduled: tuple[str, Schedule]) -> None:
+    db, schedule = scheduled
+    with frozen_runner(db, lease=timedelta(seconds=1)) as late, Store.open(db) as store:
+        _wait_for_lapse(store, schedule.id)
+        taken_over = run_due(store, now=NOW, lease=timedelta(minutes=5), owner="second")
 
     assert [r.status for r in taken_over.ran] == ["recorded"], taken_over.ran
     [lost] = late[0].ran
-    assert lost.status == "failed" and "took it over" in (lost.error or ""), lost
+    assert lost.status == "failed" and "result is not recorded" in (lost.error or ""), lost
     with Store.open(db) as store:
-        records = [r for r in store.records(type=RecordType.REDTEAM_RUN)
-                   if r.body["schedule_id"] == schedule.id]
+        records = _records(store, schedule.id)
         assert [r.id for r in records] == [taken_over.ran[0].record_id], [r.body for r in records]
         state = claims.claim_states(store)[(schedule.id, records[0].body["period"])]
         assert (state.state, state.owner, state.record_id) == ("done", "second", records[0].id)
         assert store.verify().ok
+
+
+def test_a_record_the_previous_holder_appended_late_stands_for_the_period(
+        scheduled: tuple[str, Schedule]) -> None:
+    # on PostgreSQL a takeover does not wait for the chain lock: the previous holder's record can commit
+    # after the new holder looked for one, and the new holder's own record would be the period's second
+    db, schedule = scheduled
+    with frozen_runner(db, lease=timedelta(minutes=5)) as late, Store.open(db) as store:
+        [run] = list_runs(store)
+        earlier = store.append(RecordType.REDTEAM_RUN, {
+            "schedule_id": schedule.id, "period": "2026-01-01T00:00:00Z", "model": schedule.model,
+            "run_id": run.id, "comparison": None, "verdict": "baseline"}, subject=schedule.model)
+
+    [ran] = late[0].ran
+    assert (ran.status, ran.record_id) == ("recorded", earlier.id), ran
+    with Store.open(db) as store:
+        assert [r.id for r in _records(store, schedule.id)] == [earlier.id]
+        state = claims.claim_states(store)[(schedule.id, "2026-01-01T00:00:00Z")]
+        assert (state.state, state.owner, state.record_id) == ("done", "late", earlier.id)
+
+
+def _records(store: Store, schedule_id: str) -> list[EvidenceRecord]:
+    return [r for r in store.records(type=RecordType.REDTEAM_RUN) if r.body["schedule_id"] == schedule_id]
 
 
 def _wait_for_lapse(store: Store, schedule_id: str) -> None:

@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tunesafe.evidence.schema import RedteamClaimRow
 from tunesafe.evidence.store import Store
 
-__all__ = ["Claim", "claim", "claim_states", "finish", "new_owner", "renew", "set_run"]
+__all__ = ["Claim", "claim", "claim_states", "finish", "holds", "new_owner", "renew", "set_run"]
 
 _T = RedteamClaimRow
 
@@ -100,6 +100,18 @@ def finish(store: Store, held: Claim, *, record_id: int | None = None, error: st
     state = "failed" if error is not None else "done"
     return _owned_update(store, held, state=state, finished_at=_now(), record_id=record_id,
                          error=None if error is None else error[:2000])
+
+
+def holds(store: Store, held: Claim) -> bool:
+    """Whether `held` is still this runner's running claim (a lapsed lease nobody took over still is):
+    read under the chain lock before recording the period, so a runner whose claim was taken over while
+    it was frozen cannot record the period too."""
+    with store.engine.connect() as conn:
+        conn = conn.execution_options(sqlite_read=True)
+        with conn.begin():
+            row = conn.execute(select(_T.owner).where(_key(held.schedule_id, held.period),
+                                                     _T.state == "running")).first()
+    return row is not None and row.owner == held.owner
 
 
 def claim_states(store: Store) -> dict[tuple[str, str], ClaimState]:

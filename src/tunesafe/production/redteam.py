@@ -156,7 +156,7 @@ def _run_claimed(store: Store, schedule: Schedule, period: Period, held: claims.
             if not claims.renew(store, held, lease):
                 raise _lost(held)
             superseded = held.run_id if held.run_id != resume else None
-            recorded = _record(store, schedule, period, run_id, policy, superseded)
+            recorded = _record(store, schedule, period, run_id, policy, held, superseded)
         incident_id = _incident(store, recorded)
         claims.finish(store, held, record_id=recorded.id)
         body = recorded.body
@@ -236,8 +236,10 @@ async def _evaluate(store: Store, model: str, ref: str, config: EvalConfig, held
 
 
 def _record(store: Store, schedule: Schedule, period: Period, run_id: str, policy: Policy,
-            superseded: str | None = None) -> EvidenceRecord:
-    """The REDTEAM_RUN record of a finished run, with its comparison to the previous scheduled run.
+            held: claims.Claim, superseded: str | None = None) -> EvidenceRecord:
+    """The REDTEAM_RUN record of a finished run, with its comparison to the previous scheduled run, or
+    the period's record if another runner appended it first while `held` was ours. LostClaim when
+    `held` is no longer ours.
     `superseded`: the unfinished run of an earlier model version that this period's run replaced."""
     info = run_store.load_run(store, run_id)
     previous = _previous(store, schedule, period.key)
@@ -255,7 +257,36 @@ def _record(store: Store, schedule: Schedule, period: Period, run_id: str, polic
     if previous is not None:
         comparison = _compare(store, schedule.model, previous.body["run_id"], info, policy)
         body["comparison"], body["verdict"] = comparison, comparison["verdict"]
-    return store.append(RecordType.REDTEAM_RUN, body, subject=schedule.model)
+    try:
+        return store.append(RecordType.REDTEAM_RUN, body, subject=schedule.model,
+                            check=_first_record(store, held, run_id))
+    except _Recorded as done:
+        return done.record
+
+
+class _Recorded(Exception):
+    """The period was recorded by a runner that held it before this one took it over."""
+
+    def __init__(self, record: EvidenceRecord) -> None:
+        super().__init__(record.id)
+        self.record = record
+
+
+def _first_record(store: Store, held: claims.Claim, run_id: str) -> Callable[[], None]:
+    """The check, under the chain lock, that keeps one REDTEAM_RUN per (schedule, period). The claim is
+    checked there, not before: a runner frozen between its last renewal and its append (a host asleep)
+    wakes up after another took the period over, and its record would be the period's second. A record
+    already there with the claim still ours was appended by the previous holder just before losing
+    it (its check passed, its commit came after our takeover): it stands."""
+
+    def check() -> None:
+        if not claims.holds(store, held):
+            raise LostClaim(f"the lease on {held.schedule_id} lapsed before run {run_id} was recorded and "
+                            f"another runner took the period over: this runner's result is not recorded")
+        if (existing := _recorded(store, held.schedule_id, held.period)) is not None:
+            raise _Recorded(existing)
+
+    return check
 
 
 def _incident(store: Store, record: EvidenceRecord) -> int | None:
