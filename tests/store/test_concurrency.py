@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tunesafe.engine import results as run_store
@@ -115,6 +116,40 @@ def test_an_incident_closed_while_others_change_it_is_closed_once_and_stays_clos
         assert len(closing) == 1, [r.body for r in changes]
         assert changes[-1] == closing[0], [r.body for r in changes]  # nothing after the close
         assert get_incident(store, 1).resolution == closing[0].body["resolution"]
+        assert store.verify().ok
+
+
+RECLASSIFY = """
+from datetime import datetime, timezone
+from tunesafe.production.incidents import update_incident
+now = datetime(2026, 1, 20, tzinfo=timezone.utc)
+if me in ("p0", "p1", "p2"):  # widespread, known since 01-17: its 2-day deadline passed on 01-19
+    update_incident(store, 1, kind="widespread", aware_at="2026-01-17T00:00:00Z", now=now)
+else:  # general only: allowed while no deadline has passed. Each linked record is looked up between
+    # reading the incident and appending: the window another process's reclassification lands in
+    update_incident(store, 1, kind="general", links=range(2, 400), now=now)
+print("done")
+"""
+
+
+def test_a_downgrade_racing_a_reclassification_cannot_extend_a_deadline_that_passed(
+        tmp_path: Path, race: Race) -> None:
+    # the passed-deadline check read the kinds before the lock: a downgrade that read "general only"
+    # was appended after another process added a kind whose deadline had passed, and moved it 4 days later
+    db = str(tmp_path / "store.db")
+    with Store.open(db) as store:
+        first = open_incident(store, model="m", title="harmful answer", severity="high", source="manual",
+                              aware_at="2026-01-08T00:00:00Z", now=datetime(2026, 1, 20, tzinfo=timezone.utc))
+        opened = store.get(first.id).body
+        store.append_many([(RecordType.INCIDENT, opened, "m")] * 500)  # reading them all takes a while
+    outputs = race(db, RECLASSIFY, processes=6)
+    assert outputs.count("done") >= 3, outputs  # every reclassification is allowed
+    with Store.open(db) as store:
+        kinds = [r.body["kinds"] for r in store.records(type=RecordType.INCIDENT_UPDATE)
+                 if r.body["incident"] == 1]
+        reclassified = next(i for i, k in enumerate(kinds) if "widespread" in k)
+        assert all("widespread" in k for k in kinds[reclassified:]), kinds
+        assert get_incident(store, 1).overdue(datetime(2026, 1, 20, tzinfo=timezone.utc))
         assert store.verify().ok
 
 
