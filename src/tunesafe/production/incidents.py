@@ -409,8 +409,9 @@ def update_incident(store: Store, incident_id: int | str, *, status: str | None 
         changes["owner"] = _check_text(owner, "--owner")
     if severity is not None:
         changes["severity"] = check_severity(severity)
-    if kind is not None:
-        changes.update(_kind_change(incident, check_kinds(kind), aware_at, now))
+    kinds = None if kind is None else check_kinds(kind)
+    if kinds is not None:
+        changes.update(_kind_change(incident, kinds, aware_at, now))
     elif aware_at is not None:
         raise UserError("--aware-at on an update is the time a new --kind became known", where="--aware-at",
                         fix="give it with --kind (the time of first awareness cannot change)")
@@ -433,8 +434,11 @@ def update_incident(store: Store, incident_id: int | str, *, status: str | None 
         raise UserError("nothing to update", where=incident.label,
                         fix="pass --status, --owner, --severity, --kind, --note, --link, --conversation, "
                             "--field or --reported-at")
+    # the deadline check again under the lock: a kind another process added since the read may have a
+    # deadline that passed, which this change must not extend
+    again = None if kinds is None else lambda fresh: _kind_change(fresh, kinds, aware_at, now)
     store.append(RecordType.INCIDENT_UPDATE, {"incident": incident.id, **changes}, actor=actor,
-                 subject=incident.model, check=_still_open(store, incident.id))
+                 subject=incident.model, check=_still_open(store, incident.id, also=again))
     return get_incident(store, incident.id)
 
 
@@ -480,7 +484,16 @@ def _check_not_closed(incident: Incident, *, closing: bool = False) -> None:
                         fix="open a new incident and link this one's records with --evidence")
 
 
-def _still_open(store: Store, incident_id: int, *, closing: bool = False) -> Callable[[], None]:
+def _still_open(store: Store, incident_id: int, *, closing: bool = False,
+                also: Callable[[Incident], object] | None = None) -> Callable[[], None]:
     """The closed check again, for under the chain lock: another process may have closed the incident
-    since it was read, and a change appended after the close would reopen it or close it twice."""
-    return lambda: _check_not_closed(get_incident(store, incident_id), closing=closing)
+    since it was read, and a change appended after the close would reopen it or close it twice. `also`:
+    a further check of the incident as read there."""
+
+    def check() -> None:
+        incident = get_incident(store, incident_id)
+        _check_not_closed(incident, closing=closing)
+        if also is not None:
+            also(incident)
+
+    return check
