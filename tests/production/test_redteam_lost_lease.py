@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,22 +34,24 @@ class FreezesBeforeRecording(Store):
 
     frozen: threading.Event
     thaw: threading.Event
+    at: str  # the record type it freezes before
 
     def append(self, type: str, body: Mapping[str, Any], actor: str | None = None,
                subject: str | None = None, check: Any = None) -> EvidenceRecord:
-        if type == RecordType.REDTEAM_RUN and not self.thaw.is_set():
+        if type == self.at and not self.thaw.is_set():
             self.frozen.set()
             assert self.thaw.wait(WAIT_S)
         return super().append(type, body, actor=actor, subject=subject, check=check)
 
 
 @contextmanager
-def frozen_runner(db: str, lease: timedelta) -> Iterator[list[RunDueResult]]:
-    """`run_due` in a thread, held just before its record until the block ends; its result after."""
+def frozen_runner(db: str, lease: timedelta, now: datetime = NOW,
+                  at: str = RecordType.REDTEAM_RUN) -> Iterator[list[RunDueResult]]:
+    """`run_due` in a thread, held just before its `at` record until the block ends; its result after."""
     result: list[RunDueResult] = []
     with FreezesBeforeRecording.open(db) as store:
-        store.frozen, store.thaw = threading.Event(), threading.Event()
-        runner = threading.Thread(target=lambda: result.append(run_due(store, now=NOW, lease=lease,
+        store.frozen, store.thaw, store.at = threading.Event(), threading.Event(), at
+        runner = threading.Thread(target=lambda: result.append(run_due(store, now=now, lease=lease,
                                                                        owner="late")))
         runner.start()
         try:
@@ -106,15 +109,38 @@ def test_a_record_the_previous_holder_appended_late_stands_for_the_period(
         assert (state.state, state.owner, state.record_id) == ("done", "late", earlier.id)
 
 
+def test_a_runner_frozen_before_opening_its_incident_does_not_open_a_second_one(
+        redteam: SimpleNamespace) -> None:
+    # the runner that took the period over finds it recorded and opens its incident; the frozen one had
+    # looked for that incident before freezing and found none
+    redteam.add("--every", "30d", "--start", "2026-01-01T00:00:00Z")
+    assert redteam.run_due("--now", "2026-01-05T00:00:00Z")[1]["ran"][0]["verdict"] == "baseline"
+    redteam.replies.refuse = False  # a regression in the next period
+    feb = parse_instant("2026-02-05T00:00:00Z", "test")
+    with (frozen_runner(redteam.db, lease=timedelta(seconds=1), now=feb, at=RecordType.INCIDENT) as late,
+          Store.open(redteam.db) as store):
+        [schedule_id] = {sid for sid, _ in claims.claim_states(store)}
+        _wait_for_lapse(store, schedule_id, period="2026-01-31T00:00:00Z")
+        taken_over = run_due(store, now=feb, lease=timedelta(minutes=5), owner="second")
+
+    [done] = taken_over.ran
+    [woke] = late[0].ran
+    assert done.verdict == "fail" and done.incident_id is not None, done
+    assert woke.incident_id == done.incident_id, woke
+    with Store.open(redteam.db) as store:
+        assert [i.id for i in store.records(type=RecordType.INCIDENT)] == [done.incident_id]
+        assert store.verify().ok
+
+
 def _records(store: Store, schedule_id: str) -> list[EvidenceRecord]:
     return [r for r in store.records(type=RecordType.REDTEAM_RUN) if r.body["schedule_id"] == schedule_id]
 
 
-def _wait_for_lapse(store: Store, schedule_id: str) -> None:
+def _wait_for_lapse(store: Store, schedule_id: str, period: str = "2026-01-01T00:00:00Z") -> None:
     """Until the frozen runner's lease has run out (it renews nothing while frozen)."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        [state] = [s for (sid, _), s in claims.claim_states(store).items() if sid == schedule_id]
+        state = claims.claim_states(store)[(schedule_id, period)]
         if state.lease_until < datetime.now(timezone.utc):
             return
         time.sleep(0.1)
