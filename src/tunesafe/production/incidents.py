@@ -340,20 +340,21 @@ def open_incident(store: Store, *, model: str, title: str, severity: str, source
                   evidence: Sequence[int] = (), details: Mapping[str, Any] | None = None,
                   aware_at: datetime | str | None = None, kind: str = "general", owner: str | None = None,
                   conversations: Sequence[Mapping[str, Any]] = (), actor: str | None = None,
-                  now: datetime | None = None) -> Incident:
+                  now: datetime | None = None, check: Callable[[], None] | None = None) -> Incident:
     """Open an incident on `model` (an INCIDENT record). `kind` selects the Art. 73 clock: general,
     death, widespread or critical_infrastructure (comma-separated for several: the earliest counts).
-    `aware_at` defaults to now. UserError for bad input; nothing is written then."""
+    `aware_at` defaults to now. UserError for bad input; nothing is written then. `check`: run under the
+    chain lock before the record is appended (Store.append), e.g. that no incident covers it yet."""
     body = incident_body(model=model, title=title, severity=severity, source=source, details=details,
                          aware_at=aware_at, kind=kind, owner=owner, conversations=conversations, now=now)
-    return record_incident(store, body, evidence=evidence, actor=actor)
+    return record_incident(store, body, evidence=evidence, actor=actor, check=check)
 
 
 def record_incident(store: Store, body: Mapping[str, Any], *, evidence: Sequence[int] = (),
-                    actor: str | None = None) -> Incident:
+                    actor: str | None = None, check: Callable[[], None] | None = None) -> Incident:
     """Record an `incident_body`, linking the `evidence` records (each must be in the store)."""
     rec = store.append(RecordType.INCIDENT, {**body, "links": _check_links(store, evidence)}, actor=actor,
-                       subject=body["model"])
+                       subject=body["model"], check=check)
     return get_incident(store, rec.id)
 
 

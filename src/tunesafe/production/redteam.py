@@ -296,19 +296,44 @@ def _incident(store: Store, record: EvidenceRecord) -> int | None:
     body = record.body
     if body["verdict"] != "fail":
         return None
-    for rec in store.records(type=RecordType.INCIDENT, subject=body["model"]):
-        if record.id in rec.body.get("links", ()):
-            return rec.id
+    if (opened := _incident_of(store, record)) is not None:
+        return opened
     from tunesafe.production.incidents import open_incident
 
+    # the look again under the chain lock: a runner frozen here while its lease lapsed wakes up after the
+    # runner that took the period over opened the incident
+    def none_yet() -> None:
+        if (found := _incident_of(store, record)) is not None:
+            raise _Opened(found)
+
     comparison = body["comparison"]
-    incident = open_incident(
-        store, model=body["model"], severity=INCIDENT_SEVERITY, source="redteam",
-        title=f"Scheduled red-teaming found a safety regression in {body['model']} ({body['period']})",
-        evidence=[record.id, comparison["gate_record"]],
-        details={"schedule_id": body["schedule_id"], "period": body["period"], "run_id": body["run_id"],
-                 "previous_run_id": body["previous_run_id"], "reasons": comparison["reasons"]})
+    try:
+        incident = open_incident(
+            store, model=body["model"], severity=INCIDENT_SEVERITY, source="redteam",
+            title=f"Scheduled red-teaming found a safety regression in {body['model']} ({body['period']})",
+            evidence=[record.id, comparison["gate_record"]],
+            details={"schedule_id": body["schedule_id"], "period": body["period"], "run_id": body["run_id"],
+                     "previous_run_id": body["previous_run_id"], "reasons": comparison["reasons"]},
+            check=none_yet)
+    except _Opened as opened_meanwhile:
+        return opened_meanwhile.incident_id
     return incident.id
+
+
+class _Opened(Exception):
+    """The regression's incident was opened by another runner meanwhile."""
+
+    def __init__(self, incident_id: int) -> None:
+        super().__init__(incident_id)
+        self.incident_id = incident_id
+
+
+def _incident_of(store: Store, record: EvidenceRecord) -> int | None:
+    """The incident linking a REDTEAM_RUN record, if one does."""
+    for rec in store.records(type=RecordType.INCIDENT, subject=record.body["model"]):
+        if record.id in rec.body.get("links", ()):
+            return rec.id
+    return None
 
 
 def _compare(store: Store, model: str, previous_run: str, info: run_store.RunInfo,
