@@ -668,3 +668,25 @@ def test_bidi_controls_in_stored_text_cannot_reorder_the_figures_shown(tmp_path:
     assert "\u202e" not in gate
     assert "<h1>direct &times; cyber[U+202E]</h1>" in cell
     assert f'<input type="hidden" name="category" value="{category}">' in cell
+
+
+def test_directional_marks_and_zero_width_characters_in_stored_text_are_shown_as_marks(tmp_path: Any) -> None:
+    """U+200E/U+200F (left-to-right/right-to-left marks) and zero-width characters (U+200B-U+200D, U+2060,
+    U+FEFF) reached the pages as they are: a mark reorders neutral characters next to it (a figure's sign)
+    and a zero-width character makes two different names look the same. They are shown as marks, like the
+    bidi controls."""
+    from tunesafe.production import incidents
+    from tunesafe.production.inventory import ModelSpec, add_model
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    hidden = "\u200e\u200f\u200b\u200c\u200d\u2060\ufeff"
+    with Store.open(str(tmp_path / "store.db")) as store:
+        add_model(store, ModelSpec(name="bot", ref="openai:bot@http://127.0.0.1:9/v1"))
+        ident = incidents.open_incident(store, model="bot", title=f"seen{hidden}in production",
+                                        severity="high", source="user_report").id
+        shown = _get(TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1"),
+                     f"/incidents/{ident}")
+    marks = "".join(f"[U+{ord(c):04X}]" for c in hidden)
+    assert f"seen{marks}in production" in shown
+    assert not any(c in shown for c in hidden)
