@@ -21,7 +21,9 @@ from tunesafe.reports import view
 
 # Bidi embeddings, overrides and isolates: one in a stored name (a suite's category, an incident title)
 # reorders everything after it up to the end of the line, the figures of a gate reason included.
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Left-to-right/right-to-left marks reorder the neutral characters beside them (a figure's sign), and
+# zero-width characters (spaces, joiners, word joiner, BOM) make two different names look the same.
+_INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\u200b-\u200f\u2060\ufeff]")
 
 
 class Exact(str):
@@ -29,9 +31,10 @@ class Exact(str):
 
 
 def _shown(value: Any) -> Any:
-    """Every printed value: bidi controls become visible marks ("[U+202E]") that reorder nothing."""
-    if isinstance(value, str) and not isinstance(value, Exact) and _BIDI.search(value):
-        shown = _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+    """Every printed value: bidi controls, directional marks and zero-width characters become visible
+    marks ("[U+202E]") that reorder and hide nothing."""
+    if isinstance(value, str) and not isinstance(value, Exact) and _INVISIBLE.search(value):
+        shown = _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
         return Markup(shown) if isinstance(value, Markup) else shown  # a chart stays markup: marks are text
     return value
 
