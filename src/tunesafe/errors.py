@@ -29,6 +29,11 @@ class UserError(TunesafeError):
         return f"{text} (fix: {self.fix})" if self.fix else text
 
 
+class StoreUnavailable(UserError):
+    """The store's database failed (a file deleted, corrupted or locked, a server gone). Still exit 2 on the
+    command line; the dashboard answers 503 for it, since the request was not the thing at fault."""
+
+
 class EndpointUnavailable(UserError):
     """A model endpoint failed every request for longer than a run may pause. The run stops resumably;
     exit 3 (inconclusive: nothing was decided), not 2 (nothing the user typed was wrong)."""

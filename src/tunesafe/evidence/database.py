@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from tunesafe.errors import UserError
+from tunesafe.errors import StoreUnavailable, UserError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -142,16 +142,16 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def connect_error(url: URL, exc: Exception) -> UserError:
-    """One line for a database that cannot be opened: where it is and what to do."""
+def connect_error(url: URL, exc: Exception) -> StoreUnavailable:
+    """One line for a database that cannot be opened or used: where it is and what to do."""
     lines = str(getattr(exc, "orig", exc)).strip().splitlines()
     detail = lines[0] if lines else type(exc).__name__
     if url.get_backend_name() == "sqlite":
-        return UserError(f"cannot use the SQLite database: {detail}", where=describe(url),
+        return StoreUnavailable(f"cannot use the SQLite database: {detail}", where=describe(url),
                          fix="check the file's and its folder's permissions and the free disk space; if it "
                              "is locked, retry once the other writer is done; if corrupted, restore a backup")
     where = f"{url.host or 'localhost'}:{url.port or 5432} ({describe(url)})"
-    return UserError(f"cannot reach the database: {detail}", where=where,
+    return StoreUnavailable(f"cannot reach the database: {detail}", where=where,
                      fix="start the server or correct --db / TUNESAFE_DB (user, password, host, port, name)")
 
 

@@ -20,10 +20,12 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunesafe import __version__
-from tunesafe.errors import UserError
+from tunesafe.errors import StoreUnavailable, UserError
+from tunesafe.evidence import database
 from tunesafe.evidence.store import Store
 from tunesafe.web import api, sessions
 from tunesafe.web.auth import BEARER_SESSION, COOKIE, CSRF_FIELD, SESSION_SECONDS, Access
@@ -79,6 +81,8 @@ def create_app(store: Store, access: Access) -> FastAPI:
 
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(UserError, _user_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(DBAPIError, _database_failed)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.include_router(api.router)
     for module in (inventory, models, runs, gates, incidents, schedules, scans, evidence):
@@ -211,6 +215,19 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
 
 async def _user_error(request: Request, exc: UserError) -> Response:
     return _error(request, 400, exc.render())
+
+
+async def _store_unavailable(request: Request, exc: StoreUnavailable) -> Response:
+    # the store failing (a file deleted, corrupted or locked under the running server) is the server's
+    # trouble, not a bad request: 503, the one line that names it
+    return _error(request, 503, exc.render())
+
+
+async def _database_failed(request: Request, exc: DBAPIError) -> Response:
+    """A driver error that reached no Store guard (a query on store.engine): the same one line, never a
+    traceback."""
+    store: Store = request.app.state.store
+    return await _store_unavailable(request, database.connect_error(store.url, exc))
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> Response:

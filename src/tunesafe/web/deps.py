@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from fastapi import HTTPException, Request
 
-from tunesafe.errors import UserError
+from tunesafe.errors import StoreUnavailable, UserError
 from tunesafe.evidence.store import DamagedRecord, Store
 from tunesafe.types import EvidenceRecord
 
@@ -28,9 +30,17 @@ def record_or_404(store: Store, record_id: int, what: str) -> EvidenceRecord:
     """The evidence record `record_id`; a 404 naming `what` when there is none."""
     if not 1 <= record_id <= MAX_RECORD_ID:
         not_found(what)
-    try:
+    with absent_is_404(what):
         return store.get(record_id)
-    except DamagedRecord:
-        raise  # there, but edited behind the store's back: say so, never "no such record"
+
+
+@contextmanager
+def absent_is_404(what: str) -> Iterator[None]:
+    """A UserError from looking `what` up becomes a 404 naming it; a record edited behind the store's back
+    or a failing database stays what it is: never "no such record" for something that may be there."""
+    try:
+        yield
+    except (DamagedRecord, StoreUnavailable):
+        raise
     except UserError:
         not_found(what)

@@ -11,11 +11,10 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.production import incidents as inc
 from tunesafe.web.auth import Identity
-from tunesafe.web.deps import not_found, store_of
+from tunesafe.web.deps import absent_is_404, store_of
 from tunesafe.web.drafts import STALE_CSRF, UNSENT, DraftForm, writer_or_refill
 from tunesafe.web.forms import form_fields
 from tunesafe.web.templating import page
@@ -41,10 +40,8 @@ def path_id(text: str) -> int:
 
 
 def incident_detail(store: Store, incident_id: int, now: datetime | None = None) -> dict[str, Any]:
-    try:
+    with absent_is_404(f"incident {incident_id}"):
         found = inc.get_incident(store, incident_id)
-    except UserError:
-        not_found(f"incident {incident_id}")
     return found.as_dict(now or inc.utcnow())
 
 

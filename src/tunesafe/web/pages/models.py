@@ -13,7 +13,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from tunesafe.errors import UserError
 from tunesafe.evidence.store import Store
 from tunesafe.governance.controls import attest_control, control_status, load_catalogue
 from tunesafe.governance.lineage import collect_lineage
@@ -23,7 +22,7 @@ from tunesafe.production import incidents as inc
 from tunesafe.production import inventory as inv
 from tunesafe.types import EvidenceRecord, RecordType
 from tunesafe.web.auth import Identity
-from tunesafe.web.deps import not_found, store_of
+from tunesafe.web.deps import absent_is_404, not_found, store_of
 from tunesafe.web.drafts import STALE_CSRF, UNSENT, DraftForm, writer_or_refill
 from tunesafe.web.forms import form_fields
 from tunesafe.web.pages.runs import runs_list
@@ -40,10 +39,8 @@ ATTEST_FORM = DraftForm(
 
 def model_detail(store: Store, name: str) -> dict[str, Any]:
     known = inv.inventory(store)
-    try:
+    with absent_is_404(f"model {name!r}"):
         model = inv.get_model(store, name, known)
-    except UserError:
-        not_found(f"model {name!r}")
     lineage = collect_lineage(store, name)
     controls = control_status(store, name)
     gates = [r for r in inv.attached_records(store, name) if r.type == RecordType.GATE_DECISION]
