@@ -690,3 +690,31 @@ def test_directional_marks_and_zero_width_characters_in_stored_text_are_shown_as
     marks = "".join(f"[U+{ord(c):04X}]" for c in hidden)
     assert f"seen{marks}in production" in shown
     assert not any(c in shown for c in hidden)
+
+
+def test_the_model_page_pages_its_runs(tmp_path: Any) -> None:
+    """The model page listed every run of the model on one page (0.84 s for 3,000 runs): it pages them as
+    /runs does, newest first; the API's model answer carries the same page and the total."""
+    from tunesafe.production.inventory import ModelSpec, add_model
+    from tunesafe.web.app import create_app
+    from tunesafe.web.auth import Access
+
+    with Store.open(str(tmp_path / "store.db")) as store:
+        add_model(store, ModelSpec(name="bot", ref="openai:bot@http://127.0.0.1:9/v1"))
+        for n in range(120):
+            run_store.create_run(store, f"r{n:03d}", "openai:bot@http://127.0.0.1:9/v1", "h" * 64,
+                                 {"model_name": "bot" if n % 3 else "other"}, "c" * 64, 1)
+        client = TestClient(create_app(store, Access(None)), base_url="http://127.0.0.1")
+        ours = [f"r{n:03d}" for n in range(119, -1, -1) if n % 3]  # 80, newest first
+
+        first, ids = _paged_rows(client, "/models/bot", r'<a href="/runs/(r\d+)">')
+        assert "page 1 of 2 (80 in all)" in first and ids == ours[:50]
+        second_url = html.unescape(re.findall(r'<a rel="next" href="([^"]*)"', first)[0])
+        assert second_url.startswith("/models/bot?")
+        second, ids = _paged_rows(client, second_url, r'<a href="/runs/(r\d+)">')
+        assert "page 2 of 2 (80 in all)" in second and ids == ours[50:]
+
+        api = client.get("/api/v1/models/bot").json()
+        assert [r["id"] for r in api["runs"]] == ours[:50] and api["runs_total"] == 80
+        older = client.get("/api/v1/models/bot", params={"page": 2}).json()["runs"]
+        assert [r["id"] for r in older] == ours[50:]
