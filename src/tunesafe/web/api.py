@@ -16,6 +16,8 @@ from tunesafe.web.pages import evidence, gates, incidents, inventory, models, ru
 from tunesafe.web.paging import MAX_PER_PAGE, PER_PAGE
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
+_PAGE = Query(1, ge=1, description=f"page number; {PER_PAGE} items a page unless per_page says")
+_PER_PAGE = Query(PER_PAGE, ge=1, le=MAX_PER_PAGE)
 
 
 def _json(data: Any) -> JSONResponse:
@@ -63,8 +65,9 @@ def list_models(
     response_model=S.ModelDetail,
     summary="One model: ancestry, lifecycle evidence, runs, gates, incidents",
 )
-def get_model(request: Request, name: str) -> JSONResponse:
-    return _json(models.model_detail(store_of(request), name))
+def get_model(request: Request, name: str, page: int = _PAGE, per_page: int = _PER_PAGE) -> JSONResponse:
+    """`runs` is one page of the model's runs, newest first; `runs_total` counts them all."""
+    return _json(models.model_detail(store_of(request), name, runs_page_no=page, per_page=per_page))
 
 
 @router.post(
@@ -106,8 +109,6 @@ _PAGED: dict[int | str, dict[str, Any]] = {
         }
     }
 }
-_PAGE = Query(1, ge=1, description=f"page number; {PER_PAGE} items a page unless per_page says")
-_PER_PAGE = Query(PER_PAGE, ge=1, le=MAX_PER_PAGE)
 
 
 def _list_page(data: dict[str, Any], key: str, page: int) -> JSONResponse:

@@ -208,7 +208,10 @@ class ModelDetail(_Out):
     lineage: Body
     controls: Body
     attestation_fields: dict[str, list[str]]
-    runs: list[RunSummary]
+    runs: list[RunSummary]  # one page, newest first (`page`, `per_page`)
+    runs_total: int
+    runs_page: int
+    runs_pages: int
     gates: list[Body]
     incidents: list[Incident]
     endpoints: list[Body]

@@ -25,7 +25,8 @@ from tunesafe.web.auth import Identity
 from tunesafe.web.deps import absent_is_404, not_found, store_of
 from tunesafe.web.drafts import STALE_CSRF, UNSENT, DraftForm, writer_or_refill
 from tunesafe.web.forms import form_fields
-from tunesafe.web.pages.runs import runs_list
+from tunesafe.web.pages.runs import runs_page
+from tunesafe.web.paging import MAX_PER_PAGE, PER_PAGE
 from tunesafe.web.templating import page
 
 router = APIRouter()
@@ -37,13 +38,17 @@ ATTEST_FORM = DraftForm(
 )
 
 
-def model_detail(store: Store, name: str) -> dict[str, Any]:
+def model_detail(
+    store: Store, name: str, *, runs_page_no: int = 1, per_page: int = PER_PAGE
+) -> dict[str, Any]:
+    """The model and everything attached to it; its runs one page at a time (newest first), like /runs."""
     known = inv.inventory(store)
     with absent_is_404(f"model {name!r}"):
         model = inv.get_model(store, name, known)
     lineage = collect_lineage(store, name)
     controls = control_status(store, name)
     gates = [r for r in inv.attached_records(store, name) if r.type == RecordType.GATE_DECISION]
+    runs = runs_page(store, name, page_no=runs_page_no, per_page=per_page)
     return {
         "model": model.as_dict(),
         "ancestry": [known[n].as_dict() for n in inv.ancestors(inv.bases(known), name)],
@@ -55,7 +60,10 @@ def model_detail(store: Store, name: str) -> dict[str, Any]:
         },
         "controls": controls.to_json(),
         "attestation_fields": {c.id: list(c.attestation) for c in load_catalogue().controls},
-        "runs": runs_list(store, name),
+        "runs": runs["runs"],
+        "runs_total": runs["total"],
+        "runs_page": runs["page"],
+        "runs_pages": runs["pages"],
         "gates": [_gate(r) for r in gates if r.body.get("candidate_model") == name],
         "incidents": [i.as_dict(inc.utcnow()) for i in inc.list_incidents(store, model=name)],
         "endpoints": [e.as_dict() for e in ep.endpoints(store).values() if e.model == name],
@@ -97,16 +105,20 @@ def model_page(
     request: Request,
     name: str,
     unsent: bool = Query(False, description="say that the attestation in the form is not recorded yet"),
+    page_no: int = Query(1, alias="page", ge=1),
+    per_page: int = Query(PER_PAGE, ge=1, le=MAX_PER_PAGE),
 ) -> HTMLResponse:
     # control, note and field_* query parameters only fill that control's attestation form in
-    return _page_with_draft(request, name, dict(request.query_params), UNSENT if unsent else None)
+    return _page_with_draft(request, name, dict(request.query_params), UNSENT if unsent else None,
+                            runs_page_no=page_no, per_page=per_page)
 
 
 def _page_with_draft(
-    request: Request, name: str, typed: dict[str, str], unsent: str | None, status_code: int = 200
+    request: Request, name: str, typed: dict[str, str], unsent: str | None, status_code: int = 200, *,
+    runs_page_no: int = 1, per_page: int = PER_PAGE
 ) -> HTMLResponse:
     store = store_of(request)
-    data = model_detail(store, name)
+    data = model_detail(store, name, runs_page_no=runs_page_no, per_page=per_page)
     graph = Markup(render_svg(collect_lineage(store, name)))  # built with html.escape throughout
     draft = {
         "control": typed.get("control", ""),

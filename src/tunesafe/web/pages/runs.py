@@ -29,11 +29,6 @@ RATES = ("asr", "refusal", "over_refusal", "error", "degenerate", "blocked")  # 
 _T = AttemptResultRow
 
 
-def runs_list(store: Store, model: str | None = None) -> list[dict[str, Any]]:
-    """Every run (of `model`), newest first."""
-    return _summaries(store, run_store.run_ids(store, model))
-
-
 def runs_page(
     store: Store, model: str | None = None, *, page_no: int = 1, per_page: int = PER_PAGE
 ) -> dict[str, Any]:
