@@ -127,8 +127,9 @@ def test_a_store_on_a_read_only_mount_is_served_and_verified(
 
 def test_a_store_whose_modes_forbid_writing_is_opened_immutable(tmp_path: Path) -> None:
     """A copy whose file and folder carry no write permission is opened read-only and immutable (no
-    -shm/-wal needed); a writable store opened by a reader is read-only but not immutable, since a writer
-    may append while it is read. Checked on the connection's URI: root is not stopped by modes."""
+    -shm/-wal needed; checked on the connection's URI where root is not stopped by modes); a writable
+    store opened by a reader is not immutable, since a writer may append while it is read, and its
+    connections refuse writes."""
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
@@ -145,8 +146,11 @@ def test_a_store_whose_modes_forbid_writing_is_opened_immutable(tmp_path: Path) 
             assert client.get(url).status_code == 200, url
     assert _fingerprint(folder) == before
     with Store.open(str(db), read_only=True) as store:
-        assert store.engine.url.query.get("mode") == "ro" and "immutable" not in store.engine.url.query
+        assert "immutable" not in store.engine.url.query
         assert [m.name for m in inventory(store).values()] == ["bot"]
+        with pytest.raises(UserError, match="readonly database"), store.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM records")
+    assert _fingerprint(folder) == before
 
 
 def _old_store(folder: Path, revision: str = "0005") -> Path:

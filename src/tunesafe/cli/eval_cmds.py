@@ -254,7 +254,7 @@ def _print_summary(summary: Summary, *, title: str) -> None:
 
 def runs_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Evaluation runs in the store, oldest first."""
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         runs = list_runs(store)
     rows: list[dict[str, Any]] = [{
         "id": r.id, "model": r.model_ref, "name": r.model_name, "suite": _suite_label(r.config),
@@ -270,7 +270,7 @@ def runs_show(ctx: typer.Context,
               run_id: str = typer.Argument(..., help="Run id (see `tunesafe runs list`)."),
               as_json: bool = JSON_OPTION) -> None:
     """One run: provenance, progress and its metrics overall, per family, category and kind."""
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         info = load_run(store, run_id)
         summary = summarize(load_results(store, run_id))
         replaced = len(load_history(store, run_id))

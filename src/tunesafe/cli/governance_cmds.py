@@ -64,7 +64,7 @@ def controls_status(ctx: typer.Context, model: str = typer.Argument(..., help="I
 
     loaded = load_policy(policy) if policy is not None else None
     cat = load_catalogue(catalogue)
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         report = control_status(store, model, version, policy=loaded, catalogue=cat)
     if as_json:
         print_json(report.to_json())
@@ -200,7 +200,7 @@ def lineage_command(ctx: typer.Context, model: str = typer.Argument(..., help="I
     from tunesafe.governance.lineage import collect_lineage
     from tunesafe.governance.lineage_svg import render_html, render_svg
 
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         lineage = collect_lineage(store, model, version)
     for path, text in ((svg, render_svg), (html, render_html)):
         if path is not None:

@@ -35,7 +35,7 @@ def _evidence(ctx: typer.Context, model: str, version: str | None, *, output: st
     bundle signs them, so neither may vouch for records edited in the database file."""
     from tunesafe.governance.documents import load_evidence  # lazy: keeps `tunesafe --help` light
 
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         if (bad := store.verify().first_bad) is not None:
             raise UserError(f"the evidence chain is broken at record {bad.id} ({bad.reason}): {output}",
                             where=store.location,

@@ -93,7 +93,7 @@ def endpoint_add(
 
 
 def print_endpoints(ctx: typer.Context, *, missing_guardrail: bool, as_json: bool) -> None:
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         found = ep.list_endpoints(store, missing_guardrail=missing_guardrail)
     rows = [{**e.as_dict(), "guardrails": ", ".join(e.guardrails) or "none",
              "verified": f"#{e.verification['id']}" if e.verification else "missing"} for e in found]

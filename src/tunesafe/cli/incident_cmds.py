@@ -157,7 +157,7 @@ def list_command(
 ) -> None:
     """Incidents with their earliest deadline; overdue ones are flagged."""
     when = _now(now)
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         found = inc.list_incidents(store, model=model, status=status)
     print_rows([_row(i, when) for i in found], COLUMNS, title="Incidents", as_json=as_json)
 
@@ -167,7 +167,7 @@ def show_command(ctx: typer.Context, incident_id: str = typer.Argument(..., meta
                  now: str = NOW_OPTION, as_json: bool = JSON_OPTION) -> None:
     """One incident: state, every deadline, notes, links."""
     when = _now(now)
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         incident = inc.get_incident(store, incident_id)
     _print_one(incident, when, as_json)
 
@@ -231,7 +231,7 @@ def due_command(
     and CI alerts), 0 otherwise."""
     span = parse_duration(within, "--within")
     when = _now(now)
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         found = inc.due_incidents(store, within=span, now=when)
     if as_json:
         print_json([i.as_dict(when) for i in found])
@@ -254,7 +254,7 @@ def report_command(
     from tunesafe.production.incident_report import render_report
 
     when = _now(now)
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         text = render_report(store, inc.get_incident(store, incident_id), when)
     if out is None:
         typer.echo(text, nl=False)

@@ -66,7 +66,7 @@ def schedule_add(
 def schedule_list(ctx: typer.Context, now: str = NOW_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Active schedules, with the state of their current period and when the next one begins."""
     moment = _now(now)
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         states = _states(store)
         rows = [_row(states, s, moment) for s in schedules(store).values()]
     print_rows(rows, COLUMNS, title="red-team schedules", as_json=as_json)

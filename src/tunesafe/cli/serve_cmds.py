@@ -36,7 +36,9 @@ def serve(
     from tunesafe.evidence.workspace import open_store
 
     access = check_bind(host, read_token(token_file))
-    store = open_store(db_url(ctx), must_exist=True)  # a dashboard over a new empty store shows nothing
+    # a dashboard over a new empty store shows nothing; one without a token only reads, so it opens the
+    # store read-only (an auditor's copy on a read-only mount) and never migrates it
+    store = open_store(db_url(ctx), must_exist=True, read_only=not access.writable)
     mode = "sign-in required, writes allowed" if access.writable else "read-only, no sign-in"
     shown = f"[{host}]" if ":" in host else host
     console.print(

@@ -44,7 +44,7 @@ def verify(ctx: typer.Context,
         anchors.update(bundle_anchors(bundle))
     from tunesafe.engine.verify import verify_store
 
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         result = verify_store(store, anchors)
         location = store.location
     if as_json:
@@ -63,6 +63,18 @@ def verify(ctx: typer.Context,
             soft_wrap=True, markup=True)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def migrate(ctx: typer.Context) -> None:
+    """Bring the store's schema up to this tunesafe version's. Commands that record evidence do it when
+    they open the store; commands that only read, and the dashboard without a token, never do."""
+    from tunesafe.evidence.database import SCHEMA_HEAD
+
+    with open_store(db_url(ctx), must_exist=True) as store:
+        before, location = store.migrated_from, store.location
+    done = f"Migrated {location} from revision {before} to {SCHEMA_HEAD}" if before is not None else \
+        f"Schema already at revision {SCHEMA_HEAD}: nothing to do ({location})"
+    console.print(done, highlight=False, soft_wrap=True)
 
 
 _REASONS = {
@@ -150,7 +162,7 @@ def models_list(
 
         print_endpoints(ctx, missing_guardrail=True, as_json=as_json)
         return
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         models = inv.list_models(store, stage, missing_post_eval=missing_post_eval)
         evals = inv.evaluations(store)
     rows = []
@@ -166,7 +178,7 @@ def models_list(
 def models_show(ctx: typer.Context, name: str = typer.Argument(..., help="Inventory name."),
                 as_json: bool = JSON_OPTION) -> None:
     """Lineage tree base -> ... -> NAME with file hashes and the evidence attached to each model."""
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         lineage = inv.get_lineage(store, name)
         attached = {m.name: inv.attached_records(store, m.name) for m in lineage}
     if as_json:
@@ -233,3 +245,4 @@ def register(app: typer.Typer) -> None:
     models_app.command("import")(models_import)
     app.command(rich_help_panel=AUDIT)(init)
     app.command(rich_help_panel=AUDIT)(verify)
+    app.command(rich_help_panel=AUDIT)(migrate)

@@ -172,7 +172,7 @@ def training_list_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> No
     from tunesafe.evidence.workspace import open_store
     from tunesafe.types import RecordType
 
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         rows = [{"record": r.id, "run_id": r.body["run_id"], "model": r.body.get("model_name") or "",
                  "status": r.body["status"], "steps": f"{r.body['steps']}/{r.body['planned_steps']}",
                  "stopped_by": (r.body.get("stopped_by") or {}).get("kind", ""),
@@ -191,7 +191,7 @@ def training_report_command(
     from tunesafe.evidence.workspace import open_store
     from tunesafe.training.report import find_training_run, outcome_line, write_training_report
 
-    with open_store(db_url(ctx), must_exist=True) as store:
+    with open_store(db_url(ctx), read_only=True) as store:
         record = find_training_run(store, run)
     paths = write_training_report(record.body, out, record=record)
     console.print(f"{paths['html']}: {record.body['status']}, {outcome_line(record.body)}", highlight=False)

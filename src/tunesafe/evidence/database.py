@@ -1,11 +1,22 @@
 """Opening the database behind a store: URL handling, engine set-up (SQLite pragmas and write locking),
-Alembic migrations on open, and turning driver failures into one clear UserError."""
+Alembic migrations on open, and turning driver failures into one clear UserError.
+
+A reader's engine (`read_only`) never writes: no journal mode is set, no write lock taken, and SQLite
+refuses any write (`PRAGMA query_only`). Where this process cannot write the file or its folder, SQLite
+opens it with `mode=ro`, plus `immutable=1` where nothing can write it (a read-only mount, or no write
+permission on the file and its folder for anyone), which reads it without the -shm/-wal files SQLite
+would otherwise need beside it. Where it can, the connection stays read-write at the file level so that
+SQLite removes the -shm/-wal files it made to read, as for any reader. A store whose schema is not this
+version's is refused with one line, not migrated.
+"""
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, ExceptionContext, make_url
@@ -73,9 +84,9 @@ def no_store_error(url: URL) -> UserError:
                          "`tunesafe eval ...`)")
 
 
-def create(url: URL) -> Engine:
+def create(url: URL, *, read_only: bool = False) -> Engine:
     if url.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url)
+        engine = _sqlite_engine(url, read_only)
     else:
         try:
             engine = create_engine(url, pool_pre_ping=True)
@@ -96,18 +107,22 @@ def create(url: URL) -> Engine:
     return engine
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, read_only: bool) -> Engine:
     path = url.database
+    engine_url = url
     if path and path != ":memory:":
         file = Path(path)
         try:
-            file.parent.mkdir(parents=True, exist_ok=True)
+            if not read_only:
+                file.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a parent that is a file, no permission, a read-only disk
             blocked = next((p for p in file.parents if p.exists() and not p.is_dir()), None)
             reason = f"{blocked} is a file, not a folder" if blocked else \
                 f"cannot create the database's folder: {exc.strerror or exc}"
             raise UserError(reason, where=path,
                             fix="pass --db / TUNESAFE_DB with a path in a folder you can write to") from None
+        if read_only:
+            engine_url = _reader_url(url, file)
         if file.is_dir():
             raise UserError("is a folder, not a database file", where=path,
                             fix="pass the path of a .db file, e.g. .tunesafe/tunesafe.db")
@@ -116,18 +131,21 @@ def _sqlite_engine(url: URL) -> Engine:
                 if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
                     raise UserError("not a SQLite database (corrupted or another kind of file)", where=path,
                                     fix="restore it from a backup, or pass --db with another path")
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(engine_url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from pysqlite so that our BEGIN below is the one that runs.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the (single) writer
-        # NORMAL in WAL mode: a commit survives a process crash and the file never corrupts; only a power
-        # loss can drop the last commits (whole records: the chain stays valid). FULL fsyncs every append
-        # and made appends ~10x slower.
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        if read_only:  # setting the journal mode would write the file's header
+            cursor.execute("PRAGMA query_only=1")
+        else:
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the (single) writer
+            # NORMAL in WAL mode: a commit survives a process crash and the file never corrupts; only a
+            # power loss can drop the last commits (whole records: the chain stays valid). FULL fsyncs
+            # every append and made appends ~10x slower.
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
@@ -135,11 +153,38 @@ def _sqlite_engine(url: URL) -> Engine:
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock at BEGIN, so two processes appending never both read the same
         # chain head (a DEFERRED transaction would fail with SQLITE_BUSY on upgrade instead of waiting).
-        # Pure reads opt out with execution_options(sqlite_read=True).
-        read_only = conn.get_execution_options().get("sqlite_read")
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # Pure reads opt out with execution_options(sqlite_read=True); a reader's engine always does.
+        reading = read_only or conn.get_execution_options().get("sqlite_read")
+        conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _reader_url(url: URL, file: Path) -> URL:
+    """How a reader opens `file`: a SQLite URI with mode=ro (and immutable=1 where nothing can write it)
+    where this process may not write the file or its folder, else `url` as it is (query_only keeps it from
+    writing, and SQLite then removes the -shm/-wal files it made to read, as it does for any reader)."""
+    immutable = _nothing_can_write(file)
+    if not immutable and os.access(file, os.W_OK) and os.access(file.parent, os.W_OK):
+        return url
+    query = {"mode": "ro", "uri": "true", **({"immutable": "1"} if immutable else {})}
+    return URL.create("sqlite", database="file:" + quote(str(file)), query=query)
+
+
+def _nothing_can_write(file: Path) -> bool:
+    """A read-only mount, or neither the file nor its folder grants write permission to anyone. Only then
+    may SQLite read it as immutable (no locks, no -shm): a writer appending meanwhile would make an
+    immutable reader see a torn file. A non-empty -wal beside it holds commits that immutable would skip,
+    so not then either."""
+    wal = file.with_name(file.name + "-wal")
+    try:
+        if wal.exists() and wal.stat().st_size > 0:
+            return False
+        if os.statvfs(file).f_flag & os.ST_RDONLY:
+            return True
+        return not (file.stat().st_mode & 0o222 or file.parent.stat().st_mode & 0o222)
+    except OSError:  # not there (yet): connecting says so
+        return False
 
 
 def connect_error(url: URL, exc: Exception) -> StoreUnavailable:
@@ -194,27 +239,47 @@ def migrate(engine: Engine, url: URL, revision: str = "head") -> None:
     database waits and then finds it migrated (SQLite: BEGIN IMMEDIATE; PostgreSQL: advisory lock)."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     config = _alembic_config()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
         current = MigrationContext.configure(conn).get_current_revision()
-        tables = set(inspect(conn).get_table_names())
-        if current is None and tables & STORE_TABLES:
-            raise UserError(
-                "database has tunesafe tables but no schema version (made by a pre-release tunesafe or "
-                "edited by hand); refusing to migrate it blindly",
-                where=describe(url), fix="export what you need and start a new store with `tunesafe init`")
-        known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
-        if current is not None and current not in known and not tables & STORE_TABLES:
-            # Alembic's default version table is shared by every application that uses it
-            raise UserError(f"not a tunesafe store: it holds another application's schema (Alembic revision "
-                            f"{current}) and no tunesafe tables", where=describe(url),
-                            fix="pass --db / TUNESAFE_DB with the tunesafe store's path (or a new one)")
-        if current is not None and current not in known:
-            raise UserError(f"database schema revision {current} is newer than this tunesafe knows",
-                            where=describe(url), fix="upgrade tunesafe (pip install -U tunesafe)")
+        _check_revision(current, set(inspect(conn).get_table_names()), url)
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+
+
+def refuse_to_read(engine: Engine, url: URL, current: str | None) -> NoReturn:
+    """For a reader of a store whose schema is not this version's: the same refusals as `migrate` (no
+    version, another application's, a newer one), else one line naming the command that migrates it.
+    Reading it as it is would fail on the first column a later migration added."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_read=True)
+        with conn.begin():
+            tables = set(inspect(conn).get_table_names())
+    _check_revision(current, tables, url)
+    raise UserError(f"the store's schema revision {current} is older than this tunesafe's ({SCHEMA_HEAD}); "
+                    "commands that only read leave it as it is", where=describe(url),
+                    fix="run `tunesafe migrate` (same --db) where the store can be written, then run this "
+                        "again; or read it with the tunesafe version that wrote it")
+
+
+def _check_revision(current: str | None, tables: set[str], url: URL) -> None:
+    """UserError for a schema no migration of this version may touch."""
+    from alembic.script import ScriptDirectory
+
+    if current is None and tables & STORE_TABLES:
+        raise UserError(
+            "database has tunesafe tables but no schema version (made by a pre-release tunesafe or "
+            "edited by hand); refusing to migrate it blindly",
+            where=describe(url), fix="export what you need and start a new store with `tunesafe init`")
+    known = {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+    if current is not None and current not in known and not tables & STORE_TABLES:
+        # Alembic's default version table is shared by every application that uses it
+        raise UserError(f"not a tunesafe store: it holds another application's schema (Alembic revision "
+                        f"{current}) and no tunesafe tables", where=describe(url),
+                        fix="pass --db / TUNESAFE_DB with the tunesafe store's path (or a new one)")
+    if current is not None and current not in known:
+        raise UserError(f"database schema revision {current} is newer than this tunesafe knows",
+                        where=describe(url), fix="upgrade tunesafe (pip install -U tunesafe)")

@@ -1,6 +1,7 @@
 """The evidence store. CONTRACT (other packages code against it):
 
     store = Store.open(url)            # runs Alembic migrations; UserError (exit 2) if unreachable/corrupt
+    store = Store.open(url, read_only=True)   # a reader: never writes, never migrates (see database.py)
     rec = store.append(type, body, actor=None, subject=None, check=None) -> EvidenceRecord
                                         # chained, serialized; check() runs under the chain lock
     store.records(type=None, subject=None) -> Iterator[EvidenceRecord]          # in chain order
@@ -62,30 +63,40 @@ class Store:
         self.engine = engine
         self.url = url
         self._sessions = sessionmaker(engine)
+        self.migrated_from: str | None = None  # the schema revision `open` migrated from, if it did
 
     @classmethod
-    def open(cls, url: str, *, must_exist: bool = False) -> Store:
+    def open(cls, url: str, *, must_exist: bool = False, read_only: bool = False) -> Store:
         """Open (creating if needed) the store at a SQLAlchemy URL or a SQLite file path, migrated to the
-        newest schema. With `must_exist` (commands that only read) a database without a tunesafe schema,
-        a SQLite file that is not there included, is a UserError and nothing is created: a mistyped --db
-        would otherwise leave an empty store behind that later commands silently use."""
+        newest schema. With `must_exist` (commands that change records already there) a database without
+        a tunesafe schema, a SQLite file that is not there included, is a UserError and nothing is
+        created: a mistyped --db would otherwise leave an empty store behind that later commands silently
+        use. `read_only` (commands that only read, the dashboard without a token) implies it, and the
+        store is neither written nor migrated: an older schema is a UserError naming `tunesafe migrate`."""
+        must_exist = must_exist or read_only
         parsed = database.parse_url(url)
         if must_exist and not database.may_hold_store(parsed):
             raise database.no_store_error(parsed)
-        engine = database.create(parsed)
+        engine = database.create(parsed, read_only=read_only)
+        migrated_from = None
         try:
             revision = database.current_revision(engine)
             if must_exist and revision is None and not database.has_store_tables(engine):
                 raise database.no_store_error(parsed)
+            if revision != database.SCHEMA_HEAD and read_only:
+                database.refuse_to_read(engine, parsed, revision)
             if revision != database.SCHEMA_HEAD:
                 database.migrate(engine, parsed)
+                migrated_from = revision
         except DBAPIError as exc:
             engine.dispose()
             raise database.connect_error(parsed, exc) from exc
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, parsed)
+        store = cls(engine, parsed)
+        store.migrated_from = migrated_from
+        return store
 
     @property
     def location(self) -> str:
