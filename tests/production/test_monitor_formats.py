@@ -375,6 +375,22 @@ def test_epoch_times_written_as_strings(value: str) -> None:
     assert rec.at == datetime.fromtimestamp(1_796_083_200, timezone.utc)
 
 
+@pytest.mark.parametrize("value", ["06/Dec/2026:21:41:00 +0000", "[06/Dec/2026:22:41:00 +0100]",
+                                   "06/Dec/2026:16:41:00 -0500"])
+def test_nginx_time_local_is_read_as_utc(value: str) -> None:
+    """An nginx JSON access log with `"time": "$time_local"` (the combined format's time): every line was
+    malformed (unreadable time)."""
+    rec = one({"messages": USER, "response": "It ships tomorrow.", "time": value})
+    assert rec.at == datetime(2026, 12, 6, 21, 41, tzinfo=timezone.utc) and not rec.naive_time
+
+
+@pytest.mark.parametrize("value", ["32/Dec/2026:21:41:00 +0000", "06/Dez/2026:21:41:00 +0000",
+                                   "06/Dec/2026:25:41:00 +0000", "06/Dec/2026:21:41:00"])
+def test_a_bad_nginx_time_is_a_malformed_line(value: str) -> None:
+    parsed = parse_line(json.dumps({"messages": USER, "response": "It ships tomorrow.", "time": value}), 3)
+    assert isinstance(parsed, Malformed) and "unreadable time" in parsed.reason and value in parsed.reason
+
+
 def test_a_time_without_an_offset_is_read_as_utc() -> None:
     rec = one({"messages": USER, "response": "It ships tomorrow.", "timestamp": "2026-12-02T23:30:00"})
     assert rec.at == datetime(2026, 12, 2, 23, 30, tzinfo=timezone.utc) and rec.naive_time

@@ -8,8 +8,8 @@
   "content_filter"`, Azure's HTTP 400 `content_filter` error and LiteLLM's ContentPolicyViolationError
   mean the deployment blocked the call; any other error (HTTP >= 400 whatever its body, LiteLLM's
   `status: "failure"`) is an error record. Time: `timestamp` / `time` / `created_at` /
-  `startTime` (ISO 8601, or epoch seconds, milli-, micro- or nanoseconds), else the completion's
-  `created`.
+  `startTime` (ISO 8601, epoch seconds, milli-, micro- or nanoseconds, or nginx's `$time_local`), else
+  the completion's `created`.
 - OpenTelemetry GenAI spans as the OTLP JSON file exporter writes them: `{"resourceSpans": [...]}` per
   line. Content is read from, in this order: `gen_ai.input.messages` / `gen_ai.output.messages` /
   `gen_ai.system_instructions` (semantic conventions >= 1.37, on the span or on the
@@ -35,6 +35,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from tunesafe.json_lines import BadJson, decode
 from tunesafe.models.openai_params import hidden_reasoning_tokens
@@ -374,6 +376,26 @@ def _utc(at: datetime | None, base: dict[str, Any]) -> datetime | None:
     return at.replace(tzinfo=timezone.utc)
 
 
+# nginx's $time_local (the "combined" access log's time, Apache's too): 06/Dec/2026:21:41:00 +0000, in
+# brackets when a log format copies the combined one. Always English month names, whatever the locale.
+_TIME_LOCAL = re.compile(
+    r"\[?(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})\]?")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+
+def _time_local(match: re.Match[str], value: str) -> datetime:
+    day, month, year, hour, minute, second, sign, off_h, off_m = match.groups()
+    if month.lower() not in _MONTHS:
+        raise _Bad(f"unreadable time {value!r} (month {month!r})")
+    offset = (1 if sign == "+" else -1) * timedelta(hours=int(off_h), minutes=int(off_m))
+    try:
+        at = datetime(int(year), _MONTHS.index(month.lower()) + 1, int(day), int(hour), int(minute),
+                      int(second), tzinfo=timezone(offset))
+        return at.astimezone(timezone.utc)
+    except (ValueError, OverflowError) as exc:
+        raise _Bad(f"unreadable time {value!r} ({exc})") from None
+
+
 def _time(value: Any) -> datetime | None:
     if value is None or isinstance(value, bool):
         return None
@@ -386,6 +408,8 @@ def _time(value: Any) -> datetime | None:
         except (OverflowError, OSError, ValueError):
             raise _Bad(f"unreadable time {value!r} (expected ISO 8601 or epoch seconds)") from None
     if isinstance(value, str):
+        if (local := _TIME_LOCAL.fullmatch(value.strip())) is not None:
+            return _time_local(local, value)
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
