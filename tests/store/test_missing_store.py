@@ -107,6 +107,7 @@ def test_a_sqlite_file_without_a_tunesafe_schema_is_no_store(
 
 ENDPOINT = "openai:m@http://127.0.0.1:9/v1"  # never called: each command below is refused first
 EMBEDDED = "embedded:qwen2.5-coder-0.5b"
+EXAMPLE_LOG = Path(__file__).parents[2] / "examples" / "production" / "chat-completions.jsonl"
 BAD_WRITES = [
     ("eval", EMBEDDED, "--suite", "no-such-suite"),
     ("eval", EMBEDDED, "--attacks", "no_such_attack"),
@@ -146,6 +147,9 @@ BAD_WRITES = [
     ("guardrails", "verify", "--guard", f"llama-guard:{ENDPOINT}", "--suite", "no-such-suite"),
     ("guardrails", "verify", "--guard", f"llama-guard:{ENDPOINT}", "--model", "gguf:missing.gguf"),
     ("guardrails", "verify", "--guard", f"llama-guard:{ENDPOINT}", "--endpoint", "ep"),  # a stored endpoint
+    ("monitor", "ingest", "missing.jsonl", "--model", "bot"),
+    ("monitor", "ingest", ".", "--model", "bot"),  # a folder, not a log
+    ("monitor", "ingest", str(EXAMPLE_LOG), "--model", "bot"),  # a model of the inventory: a stored one
 ]
 
 
@@ -159,6 +163,16 @@ def test_a_recording_command_refuses_bad_input_before_it_creates_the_store(
     code, err = run("--db", str(missing), *command)
     assert code == 2 and "Traceback" not in err, err
     assert not missing.exists() and not missing.parent.exists(), err
+
+
+def test_monitor_ingest_of_a_missing_log_names_the_log_and_creates_no_store(
+        tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The missing log was one error (exit 2) read inside the store's `with`: an empty store was left."""
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "new.db"
+    code, err = run("--db", str(db), "monitor", "ingest", "nope.jsonl", "--model", "bot")
+    assert code == 2 and "cannot read the log" in err and "nope.jsonl" in err, err
+    assert not db.exists()
 
 
 def test_commands_that_record_still_create_the_store(

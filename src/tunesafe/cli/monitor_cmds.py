@@ -45,10 +45,12 @@ def ingest_command(
     """Ingest a log: judge each record, store per-day aggregates, open incidents over the thresholds.
     Resumes where the last ingest of the file stopped; records already stored are never counted twice."""
     from tunesafe.policy import default_policy, load_policy
-    from tunesafe.production.monitor import ingest
+    from tunesafe.production.monitor import ingest, open_log
 
     policy = load_policy(policy_file) if policy_file else default_policy()
-    with open_store(db_url(ctx)) as store:
+    if path != "-":
+        open_log(Path(path)).close()
+    with open_store(db_url(ctx), must_exist=True) as store:  # --model names a model of its inventory
         summary = ingest(store, path, model=model, fmt=fmt, sample=sample, judge=judge, triage=triage,
                          detectors=tuple(detector), policy=policy.monitor, follow=follow,
                          idle_exit_s=idle_exit, stream=sys.stdin.buffer if path == "-" else None)

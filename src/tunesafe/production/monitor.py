@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import threading
 import time
 import uuid
@@ -145,6 +146,20 @@ def ingest(store: Store, source: str | Path, *, model: str, fmt: str = "auto", s
     return run.summary
 
 
+def open_log(path: Path) -> IO[bytes]:
+    """The log opened for reading; UserError when it is missing, unreadable or not a regular file. The CLI
+    calls it before it opens the store too: bad input must leave no new, empty store at a --db path."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise UserError(f"cannot read the log: {exc.strerror}", where=str(path),
+                        fix="give an existing, readable JSONL / OTLP JSON file, or - for stdin") from None
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise UserError("not a regular file", where=str(path), fix="give a log file, or - for stdin")
+    return handle
+
+
 @dataclass(frozen=True)
 class _Line:
     number: int
@@ -188,6 +203,8 @@ class _Ingest:
         with handle:
             if not os.path.isfile(path):
                 raise UserError("not a regular file", where=str(path), fix="give a log file, or - for stdin")
+        key = sha256_hex(resolved)[:16]
+        with open_log(path) as handle:
             offset, line = self._resume(resolved, handle)
             around = os.pread(handle.fileno(), 3, offset - 1) if offset else b"\n"
             if around[:1] != b"\n":
