@@ -418,6 +418,50 @@ def test_follow_reads_a_file_truncated_under_it_from_its_start(sqlite_store: Sto
     assert run(sqlite_store, log).new == 0  # the next ingest resumes in the new content
 
 
+def test_follow_reads_the_rest_of_a_renamed_log_then_the_new_file(sqlite_store: Store,
+                                                                  tmp_path: Path) -> None:
+    """logrotate's default (create) renames the log and creates a new one at its path; the writer goes on in
+    the renamed file until it reopens. The follow kept reading the renamed file and never the new one."""
+    log = write(tmp_path / "app.jsonl", [refused(i) for i in range(5)])
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def until(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while stored(sqlite_store) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen.append(stored(sqlite_store))
+
+    def rotate() -> None:
+        try:
+            until(5)
+            with log.open("a", encoding="utf-8") as old:  # the writer's handle, opened before the rotation
+                log.rename(tmp_path / "app.jsonl.1")
+                time.sleep(0.1)  # a poll or more with no file at the path
+                # written to the renamed file before the writer reopens; its last line without its newline
+                old.write("".join(refused(i) + "\n" for i in range(5, 7)) + refused(7))
+            write(log, [refused(i) for i in range(100, 104)])  # the new file, by the reopened writer
+            until(12)
+            write(log, [refused(i) for i in range(104, 106)], mode="a")
+            until(14)
+        finally:
+            stop.set()
+
+    thread = threading.Thread(target=rotate)
+    thread.start()
+    summary = run(sqlite_store, log, follow=True, poll_s=0.02, flush_s=0.0, stop=stop)
+    thread.join()
+    assert seen == [5, 12, 14]
+    assert (summary.malformed, summary.new, summary.duplicates, summary.lines) == (0, 14, 0, 14)
+    assert summary.restarted_after_line is None  # nothing of the old file was left unread
+    with sqlite_store.engine.connect() as conn:
+        lines = sorted(conn.execute(select(MonitorRecordRow.line)).scalars())
+    assert lines == sorted([*range(1, 9), *range(1, 7)])  # the new file is numbered from its first line
+    later = run(sqlite_store, log)  # the next ingest resumes at the end of the new file
+    assert (later.start_line, later.lines, later.restarted_after_line) == (6, 0, None)
+    assert run(sqlite_store, tmp_path / "app.jsonl.1").new == 0
+
+
 def test_the_jailbreak_rate_counts_only_decided_records(sqlite_store: Store) -> None:
     """Its denominator is the decided records, its numerator counted the jailbreak-shaped records the judge
     could not decide too: with the judge failing on them, 5 of 10 decided answers read as jailbreaks."""

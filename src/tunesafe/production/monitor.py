@@ -23,8 +23,10 @@ Contract:
   thresholds, so an incident they call for still opens.
 - `follow=True` keeps reading as the file grows (poll every `poll_s`), committing what arrived every
   `flush_s` (or every `chunk_lines` lines), and from the start again when the file is truncated under it
-  (copytruncate), until `stop` is set, or `idle_exit_s` passes without new
-  data, or KeyboardInterrupt (a chunk not yet committed is read again by the next ingest).
+  (copytruncate). When the file is renamed away and a new one created at its path (logrotate's create),
+  it reads the renamed file to its end, then the new one from its start; all this until `stop` is set,
+  or `idle_exit_s` passes without new data, or KeyboardInterrupt (a chunk not yet committed is read again
+  by the next ingest).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -167,6 +170,35 @@ class _Line:
     text: bytes
 
 
+@dataclass
+class _Cursor:
+    """How far an open log was read: the byte offset and line number reached, the start of a line not
+    ended yet, and the file's first bytes (a change in them means it was truncated and written again)."""
+
+    handle: IO[bytes]
+    offset: int = 0
+    line: int = 0
+    pending: bytes = b""
+    head: bytes = b""
+
+    def lines(self, data: bytes) -> list[_Line]:
+        """The lines `data` ends; the rest waits in `pending`."""
+        *complete, self.pending = (self.pending + data).split(b"\n")
+        out = []
+        for raw in complete:
+            self.offset += len(raw) + 1
+            self.line += 1
+            out.append(_Line(self.line, self.offset, raw))
+        return out
+
+    def rest(self) -> _Line:
+        """The unterminated last line, taken as a line."""
+        self.offset += len(self.pending)
+        self.line += 1
+        raw, self.pending = self.pending, b""
+        return _Line(self.line, self.offset, raw)
+
+
 class _Ingest:
     def __init__(self, store: Store, model: str, source: str, fmt: str, assessor: Assessor,
                  policy: MonitorPolicy, actor: str | None, now: datetime | None) -> None:
@@ -204,7 +236,8 @@ class _Ingest:
             if not os.path.isfile(path):
                 raise UserError("not a regular file", where=str(path), fix="give a log file, or - for stdin")
         key = sha256_hex(resolved)[:16]
-        with open_log(path) as handle:
+        with ExitStack() as files:
+            handle = files.enter_context(open_log(path))
             offset, line = self._resume(resolved, handle)
             around = os.pread(handle.fileno(), 3, offset - 1) if offset else b"\n"
             if around[:1] != b"\n":
@@ -214,48 +247,53 @@ class _Ingest:
             self.summary.start_line = line
             handle.seek(offset)
             idle_since = flushed = time.monotonic()
-            pending = b""
             chunk: list[_Line] = []
-            head = os.pread(handle.fileno(), HEAD_BYTES, 0)
+            cur = _Cursor(handle, offset, line, head=os.pread(handle.fileno(), HEAD_BYTES, 0))
             while True:
-                if follow and _truncated(handle, head):
+                if follow and _truncated(cur.handle, cur.head):
                     # copytruncate (logrotate) or a writer that started the file over: what it holds now
                     # is a new log, from its first byte
-                    self._process(chunk, key, (resolved, handle))
+                    self._process(chunk, key, (resolved, cur.handle))
                     chunk, flushed = [], time.monotonic()
-                    self.summary.restarted_after_line = line
-                    offset = line = 0
-                    pending = head = b""
-                    handle.seek(0)
-                if len(head) < HEAD_BYTES:
-                    head = os.pread(handle.fileno(), HEAD_BYTES, 0)
-                data = handle.read(READ_BYTES)
+                    self.summary.restarted_after_line = cur.line
+                    cur = _Cursor(cur.handle)
+                    cur.handle.seek(0)
+                if len(cur.head) < HEAD_BYTES:
+                    cur.head = os.pread(cur.handle.fileno(), HEAD_BYTES, 0)
+                data = cur.handle.read(READ_BYTES)
                 if data:
                     idle_since = time.monotonic()
-                    *complete, pending = (pending + data).split(b"\n")
-                    for raw in complete:
-                        offset += len(raw) + 1
-                        line += 1
-                        chunk.append(_Line(line, offset, raw))
+                    for item in cur.lines(data):
+                        chunk.append(item)
                         if len(chunk) >= chunk_lines:
-                            self._process(chunk, key, (resolved, handle))
+                            self._process(chunk, key, (resolved, cur.handle))
                             chunk, flushed = [], time.monotonic()
                     continue
                 # end of the data written so far
-                if not follow and pending and _is_json_object(pending):
-                    offset += len(pending)
-                    line += 1
-                    chunk.append(_Line(line, offset, pending))
-                    pending = b""
+                if follow and (fresh := _reopen_rotated(path, cur.handle)) is not None:
+                    # logrotate's create mode renamed the log away (read to its end now) and a new one is
+                    # at the path: an unterminated last line of the old one is never ended, so it is read
+                    # as it is (a whole JSON object is a record, anything else a malformed line)
+                    if cur.pending:
+                        chunk.append(cur.rest())
+                    self._process(chunk, key, (resolved, cur.handle))
+                    chunk, flushed = [], time.monotonic()
+                    cur.handle.close()
+                    # its offset is stored with its first chunk; a run stopped before that leaves the old
+                    # file's, and the next ingest says the file was rotated (and reads it from its start)
+                    cur = _Cursor(files.enter_context(fresh))
+                    continue
+                if not follow and cur.pending and _is_json_object(cur.pending):
+                    chunk.append(cur.rest())
                 idle = time.monotonic() - idle_since
                 stopping = not follow or stop.is_set() or (idle_exit_s is not None and idle >= idle_exit_s)
                 # a slow trickle is committed every flush_s, not on every poll: one evidence record per
                 # poll would be one per line
                 if stopping or time.monotonic() - flushed >= flush_s:
-                    self._process(chunk, key, (resolved, handle))
+                    self._process(chunk, key, (resolved, cur.handle))
                     chunk, flushed = [], time.monotonic()
                 if stopping:
-                    self.summary.incomplete_tail = not follow and bool(pending.strip())
+                    self.summary.incomplete_tail = not follow and bool(cur.pending.strip())
                     return
                 try:
                     stop.wait(poll_s)
@@ -410,6 +448,23 @@ def _truncated(handle: IO[bytes], head: bytes) -> bool:
     if os.fstat(handle.fileno()).st_size < handle.tell():
         return True
     return os.pread(handle.fileno(), len(head), 0) != head
+
+
+def _reopen_rotated(path: Path, handle: IO[bytes]) -> IO[bytes] | None:
+    """The new log at `path` once a rotation renamed the open one away (logrotate's create mode), opened;
+    None while the path still names the open file or names nothing yet, or when the open one grew since it
+    was last read (the rest of it is read first)."""
+    try:
+        named = os.stat(path)
+    except OSError:
+        return None
+    held = os.fstat(handle.fileno())
+    if (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino) or held.st_size > handle.tell():
+        return None
+    try:
+        return open_log(path)
+    except UserError:  # gone again, or no regular file: the open one is still the log
+        return None
 
 
 def _is_json_object(raw: bytes) -> bool:
