@@ -227,15 +227,6 @@ class _Ingest:
                   idle_exit_s: float | None, stop: threading.Event) -> None:
         resolved = str(path.expanduser().resolve())
         key = _file_key(path)
-        try:
-            handle = path.open("rb")
-        except OSError as exc:
-            raise UserError(f"cannot read the log: {exc.strerror}", where=str(path),
-                            fix="give an existing, readable JSONL / OTLP JSON file, or - for stdin") from None
-        with handle:
-            if not os.path.isfile(path):
-                raise UserError("not a regular file", where=str(path), fix="give a log file, or - for stdin")
-        key = sha256_hex(resolved)[:16]
         with ExitStack() as files:
             handle = files.enter_context(open_log(path))
             offset, line = self._resume(resolved, handle)

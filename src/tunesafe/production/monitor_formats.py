@@ -33,10 +33,8 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesafe.json_lines import BadJson, decode
 from tunesafe.models.openai_params import hidden_reasoning_tokens
