@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from tunesafe.errors import UserError
+from tunesafe.evidence.schema import MonitorRecordRow
 from tunesafe.evidence.store import Store
 from tunesafe.production.inventory import ModelSpec, add_model
 from tunesafe.production.monitor import ingest
@@ -207,6 +211,50 @@ def test_a_call_a_stream_ends_without_its_answer_is_reported(store: Store) -> No
     summary = ingest(store, "-", model=MODEL, judge="refusal", stream=io.BytesIO(export(*request).encode()))
     assert summary.records == 0 and summary.malformed == 1
     assert "has no answer in the log" in summary.malformed_lines[0][1]
+
+
+@pytest.mark.parametrize("rotation", ["copytruncate", "create"])
+def test_a_follow_reports_the_calls_a_rotation_left_open_and_resumes_in_the_new_file(
+        store: Store, tmp_path: Path, rotation: str) -> None:
+    """A call whose request was in the old content and whose answer never came there was kept open across
+    the rotation: its old line number held the resume point back in the new file (the next ingest read
+    the new file's lines again) until 1,000 lines later, and it was never reported."""
+    log = tmp_path / "otel-logs.jsonl"
+    done = call("1d3b0a1f5e7c9a21", "How do I return shoes?", "Use the returns form.")
+    open_call = call("051581bf3cb55c13", "Where is my parcel?", REFUSAL)[:2]
+    log.write_text(export(*done) + "\n" + export(*open_call) + "\n")
+    new = [export(*call(f"7a1c0e2b9d4f60{i:02d}", f"Question {i} about my order", REFUSAL)) for i in range(3)]
+    stop = threading.Event()
+
+    def until(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while _stored(store) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def rotate() -> None:
+        try:
+            until(1)
+            if rotation == "create":
+                log.rename(tmp_path / "otel-logs.jsonl.1")
+            log.write_text("".join(line + "\n" for line in new))
+            until(4)
+        finally:
+            stop.set()
+
+    thread = threading.Thread(target=rotate)
+    thread.start()
+    summary = ingest(store, log, model=MODEL, judge="refusal", follow=True, poll_s=0.02, flush_s=0.0,
+                     stop=stop)
+    thread.join()
+    assert (summary.new, summary.pending_calls, summary.malformed) == (4, 0, 1), summary.malformed_lines
+    assert "051581bf3cb55c13 (line 2) has no answer" in summary.malformed_lines[0][1]
+    later = ingest(store, log, model=MODEL, judge="refusal")
+    assert (later.start_line, later.lines, later.duplicates) == (3, 0, 0)
+
+
+def _stored(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(MonitorRecordRow)).scalar_one())
 
 
 def test_a_pretty_printed_export_document_is_read(store: Store, tmp_path: Path) -> None:
