@@ -66,6 +66,9 @@ CHUNK_LINES = 2000  # lines judged and committed together
 FLUSH_S = 10.0  # with follow: lines that arrived are judged and committed at least this often
 MALFORMED_LISTED = 100  # line numbers kept in the summary / evidence; all are counted
 READ_BYTES = 1 << 20
+# why an OTLP logs call left open by a rotated file is reported: its answer, logged after the rotation,
+# is in the new file without its request (an error record there, never judged)
+ROTATED = "before the log was rotated or truncated (an answer logged after it is read without its request)"
 
 
 @dataclass
@@ -244,7 +247,7 @@ class _Ingest:
                 if follow and _truncated(cur.handle, cur.head):
                     # copytruncate (logrotate) or a writer that started the file over: what it holds now
                     # is a new log, from its first byte
-                    self._process(chunk, key, (resolved, cur.handle))
+                    self._process(chunk, key, (resolved, cur.handle), ended=cur.line)
                     chunk, flushed = [], time.monotonic()
                     self.summary.restarted_after_line = cur.line
                     cur = _Cursor(cur.handle)
@@ -267,7 +270,7 @@ class _Ingest:
                     # as it is (a whole JSON object is a record, anything else a malformed line)
                     if cur.pending:
                         chunk.append(cur.rest())
-                    self._process(chunk, key, (resolved, cur.handle))
+                    self._process(chunk, key, (resolved, cur.handle), ended=cur.line)
                     chunk, flushed = [], time.monotonic()
                     cur.handle.close()
                     # its offset is stored with its first chunk; a run stopped before that leaves the old
@@ -312,8 +315,13 @@ class _Ingest:
     # ---- one chunk -------------------------------------------------------------------------------------
 
     def _process(self, chunk: list[_Line], source_key: str,
-                 position: tuple[str, IO[bytes]] | None) -> None:
+                 position: tuple[str, IO[bytes]] | None, ended: int | None = None) -> None:
+        """Judge and store one chunk. `ended`: the last line of a content that was rotated away (or
+        truncated) after this chunk: the OTLP logs calls it left open are reported and dropped, since
+        their line numbers are of that content and must not hold the resume point back in the next."""
         if not chunk:
+            if ended is not None:
+                self._close_calls(ended)
             return
         records: list[LogRecord] = []
         for item in chunk:
@@ -334,6 +342,8 @@ class _Ingest:
             self.summary.skipped_spans += parsed.skipped
             for problem in parsed.problems:
                 self._malformed(Malformed(item.number, problem))
+        if ended is not None:  # before the evidence: it lists the chunk's malformed lines
+            self._close_calls(ended)
         assessments = self.assessor.assess(records)
         batch = uuid.uuid4().hex
         now = self.now or utcnow()
@@ -387,6 +397,10 @@ class _Ingest:
         evidence = self.store.append(RecordType.MONITOR_INGEST, body, actor=self.actor, subject=self.model)
         self.summary.batches.append(evidence.id)
         return evidence.id
+
+    def _close_calls(self, line: int) -> None:
+        for reason in self.logs.close(ROTATED):
+            self._malformed(Malformed(line, reason))
 
     def _malformed(self, bad: Malformed) -> None:
         self.summary.malformed += 1

@@ -120,9 +120,10 @@ class OtlpLogs:
         problems += self._expire(line)
         return Parsed(records, skipped, tuple(problems))
 
-    def close(self) -> list[str]:
-        """The calls still without their answer, as problems; none is kept."""
-        problems = [f"call {_name(key)} (line {call.first_line}) has no answer in the log: the call failed, "
+    def close(self, where: str = "in the log") -> list[str]:
+        """The calls still without their answer (`where`: the content that lacks it), as problems; none is
+        kept."""
+        problems = [f"call {_name(key)} (line {call.first_line}) has no answer {where}: the call failed, "
                     "or its gen_ai.choice was not logged" for key, call in self._pending.items()]
         self._pending.clear()
         return problems
