@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from tunesafe.attacks import library
+from tunesafe.errors import UserError
 from tunesafe.evidence.schema import MonitorAlertRow, MonitorRecordRow
 from tunesafe.evidence.store import Store
 from tunesafe.policy.model import MonitorPolicy
@@ -460,6 +462,55 @@ def test_follow_reads_the_rest_of_a_renamed_log_then_the_new_file(sqlite_store: 
     later = run(sqlite_store, log)  # the next ingest resumes at the end of the new file
     assert (later.start_line, later.lines, later.restarted_after_line) == (6, 0, None)
     assert run(sqlite_store, tmp_path / "app.jsonl.1").new == 0
+
+
+def _ingest_in_thread(store: Store, log: Path, **kw: Any) -> BaseException | None:
+    """What the ingest raised; a thread, so that an ingest blocked opening a FIFO fails the test instead of
+    hanging it (a writer opened for a moment releases the blocked open)."""
+    raised: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            run(store, log, **kw)
+            raised.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            raised.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(20)
+    blocked = thread.is_alive()
+    if blocked:
+        os.close(os.open(log, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(20)
+    assert not blocked, "the ingest blocked opening a FIFO"
+    return raised[0]
+
+
+def test_a_fifo_is_refused_without_blocking(sqlite_store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "chat.jsonl"
+    os.mkfifo(log)
+    raised = _ingest_in_thread(sqlite_store, log)
+    assert isinstance(raised, UserError) and "not a regular file" in raised.message, raised
+
+
+def test_follow_stops_when_a_rotation_leaves_a_fifo_at_the_path(sqlite_store: Store, tmp_path: Path) -> None:
+    """Opening the new "log" a rename rotation left at the path blocked for good when it was a FIFO."""
+    log = write(tmp_path / "app.jsonl", [refused(i) for i in range(3)])
+
+    def rotate() -> None:
+        deadline = time.monotonic() + 10
+        while stored(sqlite_store) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        log.rename(tmp_path / "app.jsonl.1")
+        os.mkfifo(log)
+
+    thread = threading.Thread(target=rotate)
+    thread.start()
+    raised = _ingest_in_thread(sqlite_store, log, follow=True, poll_s=0.02, flush_s=0.0, idle_exit_s=15)
+    thread.join()
+    assert isinstance(raised, UserError) and "not a regular file" in raised.message, raised
+    assert raised.where == str(log) and stored(sqlite_store) == 3
 
 
 def test_the_jailbreak_rate_counts_only_decided_records(sqlite_store: Store) -> None:
