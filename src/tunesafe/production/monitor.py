@@ -156,14 +156,16 @@ def open_log(path: Path) -> IO[bytes]:
     """The log opened for reading; UserError when it is missing, unreadable or not a regular file. The CLI
     calls it before it opens the store too: bad input must leave no new, empty store at a --db path."""
     try:
-        handle = path.open("rb")
+        # without O_NONBLOCK, opening a FIFO waits for a writer, for good if none comes
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise UserError(f"cannot read the log: {exc.strerror}", where=str(path),
                         fix="give an existing, readable JSONL / OTLP JSON file, or - for stdin") from None
-    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-        handle.close()
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
         raise UserError("not a regular file", where=str(path), fix="give a log file, or - for stdin")
-    return handle
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,12 @@ class _Ingest:
                             chunk, flushed = [], time.monotonic()
                     continue
                 # end of the data written so far
-                if follow and (fresh := _reopen_rotated(path, cur.handle)) is not None:
+                try:
+                    fresh = _reopen_rotated(path, cur.handle) if follow else None
+                except UserError:
+                    self._process(chunk, key, (resolved, cur.handle))  # what was read stays stored
+                    raise
+                if fresh is not None:
                     # logrotate's create mode renamed the log away (read to its end now) and a new one is
                     # at the path: an unterminated last line of the old one is never ended, so it is read
                     # as it is (a whole JSON object is a record, anything else a malformed line)
@@ -458,7 +465,8 @@ def _truncated(handle: IO[bytes], head: bytes) -> bool:
 def _reopen_rotated(path: Path, handle: IO[bytes]) -> IO[bytes] | None:
     """The new log at `path` once a rotation renamed the open one away (logrotate's create mode), opened;
     None while the path still names the open file or names nothing yet, or when the open one grew since it
-    was last read (the rest of it is read first)."""
+    was last read (the rest of it is read first). UserError when the path names something other than a
+    regular file (a FIFO, a folder): no log will come there."""
     try:
         named = os.stat(path)
     except OSError:
@@ -466,9 +474,12 @@ def _reopen_rotated(path: Path, handle: IO[bytes]) -> IO[bytes] | None:
     held = os.fstat(handle.fileno())
     if (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino) or held.st_size > handle.tell():
         return None
+    if not stat.S_ISREG(named.st_mode):
+        raise UserError("not a regular file after the log was rotated", where=str(path),
+                        fix="make the writer (or logrotate) create a log file there, and ingest again")
     try:
         return open_log(path)
-    except UserError:  # gone again, or no regular file: the open one is still the log
+    except UserError:  # gone or replaced again since the stat: the next poll looks again
         return None
 
 

@@ -233,6 +233,8 @@ def single_document(path: Path) -> bytes | None:
     """An OTLP export saved as one JSON document over many lines (indented; several such documents one
     after another too), as JSON lines, one per document; None for any other file, which is read line by
     line. UserError, naming the file and line, for such a document that is not JSON."""
+    if not path.is_file():  # a FIFO would block the open; the line reader refuses it and says why
+        return None
     try:
         with path.open("rb") as handle:
             head = handle.read(HEAD_BYTES)
