@@ -81,7 +81,8 @@ def test_a_runner_whose_lease_was_taken_over_does_not_record_the_period_again(
 
     assert [r.status for r in taken_over.ran] == ["recorded"], taken_over.ran
     [lost] = late[0].ran
-    assert lost.status == "failed" and "result is not recorded" in (lost.error or ""), lost
+    assert lost.status == "taken_over" and "result is not recorded" in (lost.error or ""), lost
+    assert late[0].exit_code == 0  # the period is recorded: nothing for this runner's cron job to retry
     with Store.open(db) as store:
         records = _records(store, schedule.id)
         assert [r.id for r in records] == [taken_over.ran[0].record_id], [r.body for r in records]
@@ -130,6 +131,33 @@ def test_a_runner_frozen_before_opening_its_incident_does_not_open_a_second_one(
     with Store.open(redteam.db) as store:
         assert [i.id for i in store.records(type=RecordType.INCIDENT)] == [done.incident_id]
         assert store.verify().ok
+
+
+def test_a_runner_frozen_before_its_gate_decision_writes_nothing_for_a_period_taken_over(
+        redteam: SimpleNamespace) -> None:
+    """The late runner's gate decision (its comparison with the previous run) was appended, then its
+    redteam_run record refused: a gate decision no record refers to. Its outcome said it failed and that
+    the next run-due retries it, while the runner that took the period over had recorded it."""
+    redteam.add("--every", "30d", "--start", "2026-01-01T00:00:00Z")
+    assert redteam.run_due("--now", "2026-01-05T00:00:00Z")[1]["ran"][0]["verdict"] == "baseline"
+    feb = parse_instant("2026-02-05T00:00:00Z", "test")
+    with (frozen_runner(redteam.db, lease=timedelta(seconds=1), now=feb, at=RecordType.GATE_DECISION) as late,
+          Store.open(redteam.db) as store):
+        [schedule_id] = {sid for sid, _ in claims.claim_states(store)}
+        _wait_for_lapse(store, schedule_id, period="2026-01-31T00:00:00Z")
+        taken_over = run_due(store, now=feb, lease=timedelta(minutes=5), owner="second")
+
+    [done] = taken_over.ran
+    assert done.status == "recorded", done
+    with Store.open(redteam.db) as store:
+        referenced = {r.body["comparison"]["gate_record"] for r in store.records(type=RecordType.REDTEAM_RUN)
+                      if r.body["comparison"]}
+        assert [g.id for g in store.records(type=RecordType.GATE_DECISION)] == sorted(referenced)
+        assert store.verify().ok
+    [woke] = late[0].ran
+    assert (woke.status, woke.record_id) == ("taken_over", None), woke
+    assert "another runner" in (woke.error or "") and "retries" not in (woke.error or ""), woke
+    assert late[0].exit_code == 0
 
 
 def _records(store: Store, schedule_id: str) -> list[EvidenceRecord]:
