@@ -106,14 +106,15 @@ async def gate_models(store: Store, base_ref: str, candidate_ref: str, policy: P
 async def compare_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *,
                        base_name: str | None = None, candidate_name: str | None = None,
                        out_dir: Path | None = None, notify: Callable[[str], None] | None = None,
-                       escalate: EscalationRef | None = None, attest_weights: bool = False) -> GateOutcome:
+                       escalate: EscalationRef | None = None, attest_weights: bool = False,
+                       check: Callable[[], None] | None = None) -> GateOutcome:
     """gate_runs on two stored runs, after re-judging the base (or both) when it was judged by other
     judge versions than the candidate: a re-judged run already stored is used, else one is made."""
     base_run, candidate_run = await align_judges(store, base_run, candidate_run, notify or _quiet)
     escalation = await escalate_runs(store, base_run, candidate_run, escalate) if escalate else None
     return gate_runs(store, base_run, candidate_run, policy, base_name=base_name,
                      candidate_name=candidate_name, out_dir=out_dir, escalation=escalation,
-                     attest_weights=attest_weights)
+                     attest_weights=attest_weights, check=check)
 
 
 async def escalate_runs(store: Store, base_run: str, candidate_run: str, ref: EscalationRef) -> Escalation:
@@ -165,13 +166,14 @@ async def align_judges(store: Store, base_run: str, candidate_run: str,
 def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *,
               base_name: str | None = None, candidate_name: str | None = None,
               out_dir: Path | None = None, escalation: Escalation | None = None,
-              attest_weights: bool = False) -> GateOutcome:
+              attest_weights: bool = False, check: Callable[[], None] | None = None) -> GateOutcome:
     """Compare two stored runs, decide, record the decision and (with out_dir) write the reports. With an
     escalation (of these two runs), its verdicts stand in for the local ones and are recorded too. A
     candidate name in the inventory must be the model the candidate run evaluated, a base name a version
     of the model the base run evaluated (UserError, nothing recorded, otherwise); `attest_weights` accepts
     an endpoint run for a version of local files (or the reverse), which tunesafe cannot check, and the
-    decision records that it was attested."""
+    decision records that it was attested. `check`: the caller's own rule, run under the chain lock
+    before each append (a scheduled run's claim on its period); what it raises refuses the decision."""
     _distinct(base_run, candidate_run)
     base_info, candidate_info = (_complete_run(store, run_id) for run_id in (base_run, candidate_run))
     _same_backend(base_info, candidate_info)
@@ -204,7 +206,7 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
         if version is not None:
             body[side] = version
     # readers take a decision to be about the candidate's version current where it lands in the chain
-    unchanged = _same_version(store, candidate_name, versions[1])
+    unchanged = _checks(_same_version(store, candidate_name, versions[1]), check)
     if escalation is not None:
         escalated = store.append(RecordType.ESCALATION, escalation.record_body(), subject=candidate_name,
                                  check=unchanged)
@@ -217,6 +219,14 @@ def gate_runs(store: Store, base_run: str, candidate_run: str, policy: Policy, *
     record = store.append(RecordType.GATE_DECISION, body, subject=candidate_name, check=unchanged)
     reports = write_reports(body, out_dir, record=record) if out_dir is not None else {}
     return GateOutcome(decision, body, record, reports)
+
+
+def _checks(*checks: Callable[[], None] | None) -> Callable[[], None]:
+    def check() -> None:
+        for each in checks:
+            if each is not None:
+                each()
+    return check
 
 
 def _same_version(store: Store, name: str | None, tie: Mapping[str, Any] | None) -> Callable[[], None]:

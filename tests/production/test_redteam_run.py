@@ -156,7 +156,7 @@ def test_a_runner_whose_claim_was_taken_over_records_nothing(redteam: SimpleName
         holder = claims.claim(store, schedule_id, period.key, "host-b:1:bbbb", hour)  # ... B took over
         assert holder is not None
         woke = _run_claimed(store, schedule, period, frozen, default_policy(), hour, 600.0)
-        assert woke.status == "failed" and "took it over" in str(woke.error)
+        assert woke.status == "taken_over" and "took the period over" in str(woke.error)
         assert len(list(store.records(type=RecordType.REDTEAM_RUN))) == 1  # the baseline only
         assert list(store.records(type=RecordType.INCIDENT)) == []
         done = _run_claimed(store, schedule, period, holder, default_policy(), hour, 600.0)

@@ -99,8 +99,9 @@ def run_due_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run every schedule that is due, once per period however often it is called; two runners at once
-    never run one schedule twice. Exit 0 ok, 1 regression (incident opened), 4 a run could not finish, 3 a
-    run could not be compared with the previous one (or too weakly to rule a regression out)."""
+    never run one schedule twice. Exit 0 ok (also when another runner took a period over from this one and
+    records it), 1 regression (incident opened), 4 a run could not finish, 3 a run could not be compared
+    with the previous one (or too weakly to rule a regression out)."""
     from tunesafe.policy import default_policy, load_policy
     from tunesafe.production.redteam import run_due
 
@@ -120,8 +121,9 @@ def run_due_command(
         if not (result.ran or result.held_elsewhere or result.not_run):
             console.print("nothing due", highlight=False)
         for run in result.ran:
-            what = (f"verdict {run.verdict}, run {run.run_id}, evidence #{run.record_id}"
-                    if run.status == "recorded" else f"FAILED: {run.error}")
+            what = {"recorded": f"verdict {run.verdict}, run {run.run_id}, evidence #{run.record_id}",
+                    "taken_over": f"taken over by another runner: {run.error}"}.get(run.status,
+                                                                                      f"FAILED: {run.error}")
             console.print(f"{run.schedule_id} {run.model} [{run.period}]: {what}", highlight=False,
                           soft_wrap=True)
             for note in run.notes:

@@ -14,7 +14,9 @@ no longer exists) is never a pass: its claim is marked failed with the error, th
 over and resumes the same run, and `RunDueResult.exit_code` is non-zero. A run counts for the inventory
 version it started on (its `model_version`): one left unfinished on a version that `models add
 --new-version` has replaced since is not resumed; the period runs afresh on the current version and the
-record names the run it replaced (`superseded_run_id`).
+record names the run it replaced (`superseded_run_id`). A runner whose lease lapsed and was taken over
+writes nothing for the period (neither the gate decision nor the record): its outcome is "taken_over",
+which is not an error (exit 0), since the runner that took it over records the period.
 
 A scheduled run never reuses stored answers (the response cache is off): a hosted model can change
 behind an unchanged ref, and noticing that is what the schedule is for.
@@ -54,7 +56,7 @@ class ScheduledRun:
     schedule_id: str
     model: str
     period: str
-    status: str  # "recorded" | "failed"
+    status: str  # "recorded" | "failed" | "taken_over" (another runner records the period; nothing here)
     run_id: str | None = None
     record_id: int | None = None  # the REDTEAM_RUN record
     verdict: str | None = None  # baseline | pass | fail | inconclusive
@@ -86,7 +88,8 @@ class LostClaim(RuntimeError):
 
 
 def _lost(held: claims.Claim) -> LostClaim:
-    return LostClaim(f"the lease on {held.schedule_id} lapsed and another runner took it over")
+    return LostClaim(f"the lease on {held.schedule_id} lapsed and another runner took the period over: it "
+                     "records the period, this runner records nothing")
 
 
 def due(store: Store, now: datetime) -> list[tuple[Schedule, Period]]:
@@ -170,7 +173,9 @@ def _run_claimed(store: Store, schedule: Schedule, period: Period, held: claims.
             claims.finish(store, held, error=message)
         if not isinstance(exc, Exception):  # Ctrl-C, SystemExit: stop here, the claim is released
             raise
-        return ScheduledRun(schedule.id, schedule.model, period.key, "failed",
+        # a lost claim is no failure to retry: the runner that took the period over records it
+        status = "taken_over" if isinstance(exc, LostClaim) else "failed"
+        return ScheduledRun(schedule.id, schedule.model, period.key, status,
                             run_id=started[-1] if started else None, error=message)
 
 
@@ -254,12 +259,14 @@ def _record(store: Store, schedule: Schedule, period: Period, run_id: str, polic
     }
     if superseded is not None:
         body["superseded_run_id"] = superseded
-    if previous is not None:
-        comparison = _compare(store, schedule.model, previous.body["run_id"], info, policy)
-        body["comparison"], body["verdict"] = comparison, comparison["verdict"]
+    # the gate decision is checked as the record is: a runner whose period was taken over before either
+    # append writes neither (a decision no record refers to would be left in the chain)
+    check = _first_record(store, held, run_id)
     try:
-        return store.append(RecordType.REDTEAM_RUN, body, subject=schedule.model,
-                            check=_first_record(store, held, run_id))
+        if previous is not None:
+            comparison = _compare(store, schedule.model, previous.body["run_id"], info, policy, check)
+            body["comparison"], body["verdict"] = comparison, comparison["verdict"]
+        return store.append(RecordType.REDTEAM_RUN, body, subject=schedule.model, check=check)
     except _Recorded as done:
         return done.record
 
@@ -282,7 +289,8 @@ def _first_record(store: Store, held: claims.Claim, run_id: str) -> Callable[[],
     def check() -> None:
         if not claims.holds(store, held):
             raise LostClaim(f"the lease on {held.schedule_id} lapsed before run {run_id} was recorded and "
-                            f"another runner took the period over: this runner's result is not recorded")
+                            "another runner took the period over: this runner's result is not recorded "
+                            "(that runner records the period)")
         if (existing := _recorded(store, held.schedule_id, held.period)) is not None:
             raise _Recorded(existing)
 
@@ -337,16 +345,17 @@ def _incident_of(store: Store, record: EvidenceRecord) -> int | None:
 
 
 def _compare(store: Store, model: str, previous_run: str, info: run_store.RunInfo,
-             policy: Policy) -> dict[str, Any]:
+             policy: Policy, check: Callable[[], None]) -> dict[str, Any]:
     """The gate's comparison of the previous scheduled run (base) and this one (candidate), summarized.
-    A comparison that cannot be made is inconclusive, never a pass."""
+    A comparison that cannot be made is inconclusive, never a pass. `check` guards the gate decision's
+    append (the claim on the period)."""
     from tunesafe.gating import compare_runs
 
     before = run_store.load_run(store, previous_run)
     notes = version_notes(before.config, info.config)
     try:
         outcome = asyncio.run(compare_runs(store, previous_run, info.id, policy, base_name=model,
-                                           candidate_name=model))
+                                           candidate_name=model, check=check))
     except UserError as exc:
         return {"verdict": "inconclusive", "reasons": [f"not compared: {exc.message}"], "gate_record": None,
                 "notes": notes}
