@@ -420,6 +420,45 @@ def test_follow_reads_a_file_truncated_under_it_from_its_start(sqlite_store: Sto
     assert run(sqlite_store, log).new == 0  # the next ingest resumes in the new content
 
 
+class InterruptedAfter(threading.Event):
+    """A stop event whose second wait after `interrupt` is set raises KeyboardInterrupt (Ctrl-C between
+    polls): the first may belong to a poll that began before the file changed, the second cannot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupt, self.waits = False, 0
+        self.idle = threading.Event()  # the follow read what there was and waits for more
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.idle.set()
+        if self.interrupt:
+            self.waits += 1
+            if self.waits >= 2:
+                raise KeyboardInterrupt
+        return super().wait(timeout)
+
+
+def test_a_follow_stopped_after_a_truncation_leaves_no_position_inside_the_new_content(
+        sqlite_store: Store, tmp_path: Path) -> None:
+    """The lines read before the truncation were committed with the old content's offset but the first
+    bytes of the new content: stopped before its next commit, the follow left a position the next ingest
+    trusted, and it started in the middle of the new content."""
+    log = write(tmp_path / "tail.jsonl", [refused(i) for i in range(5)])
+    stop = InterruptedAfter()
+
+    def rotate() -> None:
+        assert stop.idle.wait(30)  # the old lines are read, not committed (flush_s is long)
+        write(log, [refused(i) for i in range(100, 140)])
+        stop.interrupt = True
+
+    thread = threading.Thread(target=rotate)
+    thread.start()
+    run(sqlite_store, log, follow=True, poll_s=0.02, flush_s=600.0, stop=stop)
+    thread.join()
+    later = run(sqlite_store, log)
+    assert (later.start_line, later.malformed, stored(sqlite_store)) == (0, 0, 45), later.malformed_lines
+
+
 def test_follow_reads_the_rest_of_a_renamed_log_then_the_new_file(sqlite_store: Store,
                                                                   tmp_path: Path) -> None:
     """logrotate's default (create) renames the log and creates a new one at its path; the writer goes on in
