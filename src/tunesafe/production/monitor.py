@@ -248,8 +248,10 @@ class _Ingest:
             while True:
                 if follow and _truncated(cur.handle, cur.head):
                     # copytruncate (logrotate) or a writer that started the file over: what it holds now
-                    # is a new log, from its first byte
-                    self._process(chunk, key, (resolved, cur.handle), ended=cur.line)
+                    # is a new log, from its first byte. The lines read before are stored with no position:
+                    # theirs is in bytes that are gone, and would be saved with the new content's first
+                    # bytes, a position inside the new log that a run stopped now would leave behind
+                    self._process(chunk, key, None, ended=cur.line)
                     chunk, flushed = [], time.monotonic()
                     self.summary.restarted_after_line = cur.line
                     cur = _Cursor(cur.handle)
