@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tunesafe.cli.common import console, db_url
+from tunesafe.cli.common import console, db_url, err_console
 from tunesafe.cli.groups import AUDIT
 from tunesafe.errors import UserError
 
@@ -37,9 +37,18 @@ def serve(
 
     access = check_bind(host, read_token(token_file))
     # a dashboard over a new empty store shows nothing; one without a token only reads, so it opens the
-    # store read-only (an auditor's copy on a read-only mount) and never migrates it
-    store = open_store(db_url(ctx), must_exist=True, read_only=not access.writable)
-    mode = "sign-in required, writes allowed" if access.writable else "read-only, no sign-in"
+    # store read-only (an auditor's copy on a read-only mount) and never migrates it. With a token, a store
+    # this process may not write is still served to read: the officer reviewing it needs no writable copy.
+    store = open_store(db_url(ctx), must_exist=True, read_only=not access.writable,
+                       read_only_where_unwritable=True)
+    if store.write_blocked is not None:
+        err_console.print(f"writing is off: {store.location}: {store.write_blocked}; pages are served "
+                          "read-only and updates, attestations and sign-outs are refused", highlight=False,
+                          soft_wrap=True)
+    if not access.writable:
+        mode = "read-only, no sign-in"
+    else:
+        mode = "sign-in required, " + ("writing off" if store.read_only else "writes allowed")
     shown = f"[{host}]" if ":" in host else host
     console.print(
         f"tunesafe dashboard on http://{shown}:{port} ({mode}); store {store.location}",

@@ -180,11 +180,38 @@ def _nothing_can_write(file: Path) -> bool:
     try:
         if wal.exists() and wal.stat().st_size > 0:
             return False
-        if os.statvfs(file).f_flag & os.ST_RDONLY:
-            return True
-        return not (file.stat().st_mode & 0o222 or file.parent.stat().st_mode & 0o222)
-    except OSError:  # not there (yet): connecting says so
+    except OSError:
         return False
+    return _unwritable_by_anyone(file) is not None
+
+
+def _unwritable_by_anyone(file: Path) -> str | None:
+    """Why nobody can write `file`: a read-only mount, or no write permission on it and its folder (which
+    root is not stopped by, so os.access alone would not tell)."""
+    try:
+        if os.statvfs(file).f_flag & os.ST_RDONLY:
+            return "it is on a read-only mount"
+        if not (file.stat().st_mode & 0o222 or file.parent.stat().st_mode & 0o222):
+            return "neither it nor its folder grants write permission"
+    except OSError:  # not there (yet): connecting says so
+        pass
+    return None
+
+
+def write_blocked(url: URL) -> str | None:
+    """Why this process may not write the store at `url` (the cases in which a reader opens it with
+    mode=ro), or None. Only a SQLite file is judged beforehand; another database says so on the write."""
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    file = Path(path)
+    if not file.exists():
+        return None
+    if reason := _unwritable_by_anyone(file):
+        return reason
+    if not (os.access(file, os.W_OK) and os.access(file.parent, os.W_OK)):
+        return "this user may not write it or its folder"
+    return None
 
 
 def connect_error(url: URL, exc: Exception) -> StoreUnavailable:

@@ -2,6 +2,7 @@
 
     store = Store.open(url)            # runs Alembic migrations; UserError (exit 2) if unreachable/corrupt
     store = Store.open(url, read_only=True)   # a reader: never writes, never migrates (see database.py)
+    store.write_blocked                 # why it was opened as a reader (read_only_where_unwritable), or None
     rec = store.append(type, body, actor=None, subject=None, check=None) -> EvidenceRecord
                                         # chained, serialized; check() runs under the chain lock
     store.records(type=None, subject=None) -> Iterator[EvidenceRecord]          # in chain order
@@ -64,17 +65,26 @@ class Store:
         self.url = url
         self._sessions = sessionmaker(engine)
         self.migrated_from: str | None = None  # the schema revision `open` migrated from, if it did
+        self.read_only = False
+        self.write_blocked: str | None = None  # why `open` made it a reader when asked for a writer
 
     @classmethod
-    def open(cls, url: str, *, must_exist: bool = False, read_only: bool = False) -> Store:
+    def open(cls, url: str, *, must_exist: bool = False, read_only: bool = False,
+             read_only_where_unwritable: bool = False) -> Store:
         """Open (creating if needed) the store at a SQLAlchemy URL or a SQLite file path, migrated to the
         newest schema. With `must_exist` (commands that change records already there) a database without
         a tunesafe schema, a SQLite file that is not there included, is a UserError and nothing is
         created: a mistyped --db would otherwise leave an empty store behind that later commands silently
         use. `read_only` (commands that only read, the dashboard without a token) implies it, and the
-        store is neither written nor migrated: an older schema is a UserError naming `tunesafe migrate`."""
-        must_exist = must_exist or read_only
+        store is neither written nor migrated: an older schema is a UserError naming `tunesafe migrate`.
+        `read_only_where_unwritable`: a store this process may not write (a read-only mount, no write
+        permission) is opened as a reader rather than refused; `write_blocked` says why."""
         parsed = database.parse_url(url)
+        write_blocked = None
+        if read_only_where_unwritable and not read_only:
+            write_blocked = database.write_blocked(parsed)
+        read_only = read_only or write_blocked is not None
+        must_exist = must_exist or read_only
         if must_exist and not database.may_hold_store(parsed):
             raise database.no_store_error(parsed)
         engine = database.create(parsed, read_only=read_only)
@@ -96,6 +106,8 @@ class Store:
             raise
         store = cls(engine, parsed)
         store.migrated_from = migrated_from
+        store.read_only = read_only
+        store.write_blocked = write_blocked
         return store
 
     @property

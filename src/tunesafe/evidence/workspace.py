@@ -82,16 +82,18 @@ def init_workspace(path: Path | str = ".") -> tuple[Workspace, bool]:
     return workspace, created
 
 
-def open_store(url: str | None = None, *, must_exist: bool = False, read_only: bool = False) -> Store:
+def open_store(url: str | None = None, *, must_exist: bool = False, read_only: bool = False,
+               read_only_where_unwritable: bool = False) -> Store:
     """The store at `url`, else TUNESAFE_DB, else the workspace found from the current folder.
     `must_exist`: for commands that change a record that must already be there; a missing store is a
     UserError instead of a new empty one. `read_only`: for commands that only read; the store is neither
-    written nor migrated (Store.open)."""
+    written nor migrated (Store.open); `read_only_where_unwritable`: the same where it may not be written."""
     url = url or os.environ.get("TUNESAFE_DB")
-    if url:
-        return Store.open(url, must_exist=must_exist, read_only=read_only)
-    workspace = find_workspace()
-    if workspace is None:
-        raise UserError(f"no tunesafe workspace found from {Path.cwd()}",
-                        fix="run `tunesafe init` or pass --db")
-    return Store.open(workspace.db_url(), must_exist=must_exist, read_only=read_only)
+    if not url:
+        workspace = find_workspace()
+        if workspace is None:
+            raise UserError(f"no tunesafe workspace found from {Path.cwd()}",
+                            fix="run `tunesafe init` or pass --db")
+        url = workspace.db_url()
+    return Store.open(url, must_exist=must_exist, read_only=read_only,
+                      read_only_where_unwritable=read_only_where_unwritable)

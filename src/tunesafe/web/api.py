@@ -34,7 +34,7 @@ def session(request: Request) -> JSONResponse:
     who = access.identify(request)
     return _json(
         {
-            "writable": access.writable,
+            "writable": access.writable and access.writes_off is None,
             "signed_in": who is not None,
             "actor": who.actor if who else None,
             "csrf_token": access.csrf_token(who.session) if who else None,

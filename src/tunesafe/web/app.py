@@ -70,7 +70,8 @@ def create_app(store: Store, access: Access) -> FastAPI:
         "writes: incident updates and control attestations.",
     )
     app.state.store = store
-    app.state.access = replace(access, signed_out=partial(sessions.signed_out, store))
+    app.state.access = replace(access, signed_out=partial(sessions.signed_out, store),
+                               writes_off=_writes_off(store))
     app.state.run_states = states
 
     @app.middleware("http")
@@ -95,6 +96,13 @@ def create_app(store: Store, access: Access) -> FastAPI:
     app.add_api_route("/favicon.ico", _no_icon, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(files("tunesafe.web") / "static")), name="static")
     return app
+
+
+def _writes_off(store: Store) -> str | None:
+    """Why nothing can be written to `store`, for the 409 every write gets then."""
+    if store.write_blocked is not None:
+        return f"{store.location}: {store.write_blocked}"
+    return f"{store.location} was opened for reading only" if store.read_only else None
 
 
 async def _signed_in_or_refused(

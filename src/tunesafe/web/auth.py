@@ -62,6 +62,8 @@ class Access:
     token: str | None  # None: open reads, no writes (loopback only)
     # whether a session id signed out (create_app binds it to the store); None: no sign-out is known
     signed_out: Callable[[str], bool] | None = field(default=None, compare=False)
+    # why the store behind this dashboard cannot be written (create_app sets it); None: it can
+    writes_off: str | None = None
 
     @property
     def writable(self) -> bool:
@@ -93,14 +95,18 @@ class Access:
         return self.token is None or self.identify(request) is not None
 
     def require_writer(self, request: Request, csrf: str | None) -> Identity:
-        """The identity behind a write; HTTPException 403 when writes are off, the caller is not signed
-        in or the CSRF token does not match the caller's session."""
+        """The identity behind a write; HTTPException 403 when there is no token, the caller is not signed
+        in or the CSRF token does not match the caller's session; 409 when the store cannot be written."""
         if self.token is None:
             raise HTTPException(
                 403,
                 "read-only dashboard: start `tunesafe serve` with --token-file or "
                 f"{TOKEN_ENV} to allow writes",
             )
+        if self.writes_off is not None:
+            # every write (form, API, sign-out) passes here, so none reaches the store to fail there as 503
+            raise HTTPException(409, f"this store is read-only: {self.writes_off}; nothing can be recorded "
+                                "here. Serve a copy of the store that can be written to record updates")
         who = self.identify(request)
         if who is None:
             raise HTTPException(401, "sign in with the dashboard token first")

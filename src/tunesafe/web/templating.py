@@ -96,6 +96,7 @@ def page(request: Request, template: str, context: Mapping[str, Any], status_cod
         request=request,
         who=who,
         writable=access.writable,
+        writes_off=access.writes_off if access.writable else None,
         csrf=access.csrf_token(who.session) if who is not None else None,
         inventory=_Inventory(request.app.state.store),
         **context,
