@@ -76,7 +76,10 @@ def create_app(store: Store, access: Access) -> FastAPI:
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await _signed_in_or_refused(request, call_next)
+        try:
+            response = await _signed_in_or_refused(request, call_next)
+        except StoreUnavailable as exc:  # the session's sign-out lookup runs here, outside the handlers
+            response = await _store_unavailable(request, exc)
         response.headers.update(SECURITY_HEADERS)
         return response
 
@@ -211,10 +214,11 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def _error(request: Request, status: int, message: str) -> Response:
+def _error(request: Request, status: int, message: str, *, anonymous: bool = False) -> Response:
     if _wants_json(request):
         return JSONResponse({"detail": message}, status_code=status)
-    return page(request, "error.html.j2", {"status": status, "message": message}, status_code=status)
+    return page(request, "error.html.j2", {"status": status, "message": message}, status_code=status,
+                anonymous=anonymous)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -228,7 +232,7 @@ async def _user_error(request: Request, exc: UserError) -> Response:
 async def _store_unavailable(request: Request, exc: StoreUnavailable) -> Response:
     # the store failing (a file deleted, corrupted or locked under the running server) is the server's
     # trouble, not a bad request: 503, the one line that names it
-    return _error(request, 503, exc.render())
+    return _error(request, 503, exc.render(), anonymous=True)
 
 
 async def _database_failed(request: Request, exc: DBAPIError) -> Response:

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from fastapi import HTTPException, Request
 
-from tunesafe.errors import UserError
+from tunesafe.errors import StoreUnavailable, UserError
 from tunesafe.web.auth import CSRF_FIELD, Access, Identity
 from tunesafe.web.forms import form_fields
 
@@ -48,6 +48,8 @@ async def unsent_draft(request: Request, forms: Sequence[DraftForm]) -> tuple[st
     try:
         back = form.page(found.group(1))
         fields = await form_fields(request)
+    except StoreUnavailable:  # the store failing is a 503 like on every page, never "sign in first"
+        raise
     except (UserError, HTTPException):
         return None
     draft = {k: v for k, v in fields.items() if k != CSRF_FIELD and v and form.keeps(k)}

@@ -89,9 +89,11 @@ class _Inventory:
         return name in self._names
 
 
-def page(request: Request, template: str, context: Mapping[str, Any], status_code: int = 200) -> HTMLResponse:
+def page(request: Request, template: str, context: Mapping[str, Any], status_code: int = 200, *,
+         anonymous: bool = False) -> HTMLResponse:
+    """`anonymous`: render without asking who is signed in (that asks the store: not when it failed)."""
     access = request.app.state.access
-    who = access.identify(request)
+    who = None if anonymous else access.identify(request)
     body = ENV.get_template(template).render(
         request=request,
         who=who,
