@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -25,6 +24,7 @@ from tunesafe.errors import UserError
 from tunesafe.evidence import database
 from tunesafe.evidence.store import Store
 from tunesafe.production.inventory import ModelSpec, add_model, inventory
+from tunesafe.testing.read_only_mount import read_only_mount_prefix
 from tunesafe.types import RecordType
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -50,23 +50,20 @@ def _modes_read_only(folder: Path) -> Iterator[None]:
             file.chmod(0o644)
 
 
-def _read_only_mount(folder: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    """`argv` run with `folder` bind-mounted read-only over itself (a user and mount namespace: no root
-    needed, and root cannot write there either)."""
-    script = 'mount --bind -o ro "$0" "$0" && exec "$@"'
-    env = {**os.environ, "COLUMNS": "250"}
-    env.pop("TUNESAFE_DB", None)
-    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
-                           str(folder), *argv], capture_output=True, text=True, timeout=120, env=env)
-
-
 @pytest.fixture
 def read_only_mount(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    if shutil.which("unshare") is None or _read_only_mount(probe, "true").returncode != 0:
+    """`run(folder, *argv)`: argv run with `folder` mounted read-only over itself."""
+    if read_only_mount_prefix(tmp_path) is None:
         pytest.skip("no read-only bind mount here (unshare with user namespaces)")
-    return _read_only_mount
+    env = {**os.environ, "COLUMNS": "250"}
+    env.pop("TUNESAFE_DB", None)
+
+    def run(folder: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+        prefix = read_only_mount_prefix(folder)
+        assert prefix is not None
+        return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=120, env=env)
+
+    return run
 
 
 @contextlib.contextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from tunesafe.evidence.store import Store
 from tunesafe.production.inventory import ModelSpec, add_model
+from tunesafe.testing.read_only_mount import read_only_mount_prefix
 from tunesafe.web.app import create_app
 from tunesafe.web.auth import Access
 
@@ -74,7 +74,6 @@ def test_a_database_failing_under_a_dashboard_with_a_token_is_a_503_for_a_signed
 
 
 TOKEN = "a-dashboard-token-0123456789"
-_RO_MOUNT = 'mount --bind -o ro "$0" "$0" && exec "$@"'
 
 
 def _fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
@@ -83,10 +82,8 @@ def _fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def _read_only_mount_prefix(folder: Path) -> list[str]:
-    """A command prefix that runs the rest with `folder` bind-mounted read-only over itself (user and mount
-    namespaces: root cannot write there either); skips where this system has none."""
-    prefix = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", _RO_MOUNT, str(folder)]
-    if shutil.which("unshare") is None or subprocess.run([*prefix, "true"], capture_output=True).returncode:
+    prefix = read_only_mount_prefix(folder)
+    if prefix is None:
         pytest.skip("no read-only bind mount here (unshare with user namespaces)")
     return prefix
 
