@@ -285,6 +285,15 @@ def test_bad_data_exits_2_and_leaves_the_output_alone(tmp_path: Path, content: s
     assert out.read_text() == "keep me\n"
     assert not Path(str(out) + PROVENANCE_SUFFIX).exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".m.jsonl")] == []
+    assert not (tmp_path / "e.db").exists()  # bad input creates no store at a new --db path
+
+
+def test_a_bad_ratio_leaves_no_new_store_at_the_db_path(tmp_path: Path) -> None:
+    data = write_data(tmp_path / "d.jsonl", 5)
+    result = tunesafe("--db", f"sqlite:///{tmp_path / 'e.db'}", "mix-safety", str(data), "--ratio", "1.5",
+                      "--out", str(tmp_path / "m.jsonl"))
+    assert_user_error(result, "--ratio")
+    assert not (tmp_path / "e.db").exists()
 
 
 def test_bad_options_exit_2(tmp_path: Path) -> None:

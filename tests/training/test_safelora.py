@@ -235,6 +235,21 @@ def test_cli_bad_input_exits_2_naming_the_file(tiny: Any, tmp_path: Path) -> Non
     assert_user_error(result, "--unaligned")
 
 
+def test_cli_bad_input_leaves_no_new_store_at_the_db_path(tiny: Any, tmp_path: Path) -> None:
+    base = save_base(tiny, tmp_path / "base")
+    db = tmp_path / "evidence.db"
+    (tmp_path / "empty").mkdir()
+    result = tunesafe("--db", f"sqlite:///{db}", "safelora", "--base", base, "--adapter",
+                      str(tmp_path / "empty"), "--out", str(tmp_path / "o1"))
+    assert_user_error(result, "adapter_config.json not found")
+    assert not db.exists()
+    save_adapter(tiny.model(), tmp_path / "in", ["o_proj"], {})
+    result = tunesafe("--db", f"sqlite:///{db}", "safelora", "--base", base, "--adapter", str(tmp_path / "in"),
+                      "--out", str(tmp_path / "o2"), "--layers", "7")
+    assert_user_error(result, "--layers")
+    assert not db.exists() and not (tmp_path / "o2").exists()
+
+
 def test_library_refuses_a_non_empty_out_and_bad_layers(tiny: Any, tmp_path: Path) -> None:
     base = save_base(tiny, tmp_path / "base")
     save_adapter(tiny.model(), tmp_path / "in", ["o_proj"], {})
