@@ -244,8 +244,8 @@ def test_cli_bad_input_leaves_no_new_store_at_the_db_path(tiny: Any, tmp_path: P
     assert_user_error(result, "adapter_config.json not found")
     assert not db.exists()
     save_adapter(tiny.model(), tmp_path / "in", ["o_proj"], {})
-    result = tunesafe("--db", f"sqlite:///{db}", "safelora", "--base", base, "--adapter", str(tmp_path / "in"),
-                      "--out", str(tmp_path / "o2"), "--layers", "7")
+    result = tunesafe("--db", f"sqlite:///{db}", "safelora", "--base", base, "--adapter",
+                      str(tmp_path / "in"), "--out", str(tmp_path / "o2"), "--layers", "7")
     assert_user_error(result, "--layers")
     assert not db.exists() and not (tmp_path / "o2").exists()
 

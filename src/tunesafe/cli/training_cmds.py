@@ -213,15 +213,17 @@ def mix_safety_command(
     import os
 
     from tunesafe.evidence.workspace import find_workspace, open_store
-    from tunesafe.training.mixing import mix_safety, parse_categories
+    from tunesafe.training.mixing import parse_categories, plan_mix, write_mix
     from tunesafe.types import RecordType
 
     cats = parse_categories(categories)
+    planned = plan_mix(data, out, ratio=ratio, seed=seed, categories=cats, force=force)
     url = db_url(ctx) or os.environ.get("TUNESAFE_DB")
-    # opened before the work: a mix that should be recorded but cannot be fails before writing anything
+    # opened after the input is checked (bad input creates no store at a new --db path) and before
+    # anything is written: a mix that should be recorded but cannot be leaves no file behind
     store = open_store(url) if url or find_workspace() is not None else None
     try:
-        body = mix_safety(data, out, ratio=ratio, seed=seed, categories=cats, force=force)
+        body = write_mix(planned)
         record = store.append(RecordType.DATA_MIX, body, subject=body["mixed_sha256"]) if store else None
     finally:
         if store is not None:
@@ -258,14 +260,17 @@ def safelora_command(
     import os
 
     from tunesafe.evidence.workspace import find_workspace, open_store
-    from tunesafe.training.projection import project_adapter
+    from tunesafe.training.projection import plan_projection, write_projection
     from tunesafe.types import RecordType
 
+    planned = plan_projection(base, adapter, out, method=method, unaligned=unaligned, threshold=threshold,
+                              layers=layers, prompts=prompts, suite=suite)
     url = db_url(ctx) or os.environ.get("TUNESAFE_DB")
+    # opened after the input is checked (bad input creates no store at a new --db path) and before the
+    # adapter is written: a projection that should be recorded but cannot be leaves no adapter behind
     store = open_store(url) if url or find_workspace() is not None else None
     try:
-        report = project_adapter(base, adapter, out, method=method, unaligned=unaligned, threshold=threshold,
-                                 layers=layers, prompts=prompts, suite=suite)
+        report = write_projection(planned)
         subject = (report["output_adapter"] or {}).get("sha256")
         record = store.append(RecordType.ADAPTER_PROJECTION, report, subject=subject) if store else None
     finally:

@@ -270,11 +270,36 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class PlannedMix:
+    """A mix checked and built in memory, not yet written: the CLI opens the evidence store between the
+    two, so bad input never creates a store and a store that cannot be opened leaves no file behind."""
+
+    out: Path
+    sidecar: Path
+    text: str
+    body: dict[str, Any]
+
+
 def mix_safety(data: Path, out: Path, ratio: float = DEFAULT_RATIO, seed: int = 0,
                categories: Sequence[str] | None = None, force: bool = False,
                pool_path: Path = DATA_FILE) -> dict[str, Any]:
     """Write DATA plus round(ratio * n) safety examples, shuffled, to OUT and OUT.provenance.json; return
     the provenance body (the `data_mix` evidence record holds the same)."""
+    return write_mix(plan_mix(data, out, ratio, seed, categories, force, pool_path))
+
+
+def write_mix(mix: PlannedMix) -> dict[str, Any]:
+    """Write a planned mix and its provenance; return the provenance body."""
+    _write_atomic(mix.out, mix.text)
+    _write_atomic(mix.sidecar, json.dumps(mix.body, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return mix.body
+
+
+def plan_mix(data: Path, out: Path, ratio: float = DEFAULT_RATIO, seed: int = 0,
+             categories: Sequence[str] | None = None, force: bool = False,
+             pool_path: Path = DATA_FILE) -> PlannedMix:
+    """Every check of mix_safety and the mixed text, with nothing written."""
     if not 0 < ratio <= 1:
         raise UserError(f"ratio {ratio} is out of range", where="--ratio",
                         fix="use 0 < ratio <= 1, e.g. 0.03")
@@ -318,6 +343,4 @@ def mix_safety(data: Path, out: Path, ratio: float = DEFAULT_RATIO, seed: int = 
         "added": placed,
         "suites_checked": suites,
     }
-    _write_atomic(out, text)
-    _write_atomic(sidecar, json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    return body
+    return PlannedMix(out=out, sidecar=sidecar, text=text, body=body)

@@ -372,11 +372,39 @@ def write_adapter(adapter: Adapter, tensors: dict[str, Any], out: Path, report: 
         raise
 
 
+@dataclass(frozen=True)
+class PlannedProjection:
+    """A projection checked and computed, not yet written: the CLI opens the evidence store between the
+    two, so bad input never creates a store and a store that cannot be opened leaves no adapter behind."""
+
+    adapter: Adapter
+    tensors: dict[str, Any]
+    out: Path
+    report: dict[str, Any]
+    extra: dict[str, Any]
+
+
 def project_adapter(base: str, adapter_path: Path, out: Path, *, method: str = "refusal-direction",
                     unaligned: str | None = None, threshold: float | None = None, layers: str | None = None,
                     prompts: int = 32, suite: str = "default") -> dict[str, Any]:
     """Read, check, project and write; returns the report (also written as OUT/projection.json), with
     the input and output adapter hashes for the evidence record."""
+    return write_projection(plan_projection(base, adapter_path, out, method=method, unaligned=unaligned,
+                                            threshold=threshold, layers=layers, prompts=prompts, suite=suite))
+
+
+def write_projection(planned: PlannedProjection) -> dict[str, Any]:
+    """Write a planned projection; its report gains the output adapter's hash."""
+    from tunesafe.training.run_record import weights_hash
+
+    write_adapter(planned.adapter, planned.tensors, planned.out, planned.report, planned.extra)
+    return {**planned.report, "output_adapter": weights_hash(planned.out)}
+
+
+def plan_projection(base: str, adapter_path: Path, out: Path, *, method: str = "refusal-direction",
+                    unaligned: str | None = None, threshold: float | None = None, layers: str | None = None,
+                    prompts: int = 32, suite: str = "default") -> PlannedProjection:
+    """Every check of project_adapter and the projected weights, with nothing written."""
     import time
 
     from tunesafe.models.hf import adapter_folder
@@ -428,9 +456,7 @@ def project_adapter(base: str, adapter_path: Path, out: Path, *, method: str = "
     report["input_adapter"] = {"ref": redact_ref(str(adapter_path)), **(weights_hash(folder) or {})}
     seconds["total"] = time.perf_counter() - started  # before writing and hashing the output
     report["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
-    write_adapter(adapter, tensors, out, report, extra)
-    report["output_adapter"] = weights_hash(out)
-    return report
+    return PlannedProjection(adapter=adapter, tensors=tensors, out=out, report=report, extra=extra)
 
 
 FORMULA = {
