@@ -323,6 +323,9 @@ def test_probe_budget_must_be_a_share() -> None:
     ({"probe_budget": float("nan")}, "probe_budget"), ({"probe_every": True}, "probe_every"),
     ({"max_new_tokens": 0}, "max_new_tokens"), ({"max_batch": 0}, "max_batch"),
     ({"probe_set": "no-such-suite"}, "probe_set"), ({"probe_set": 3}, "probe_set"),
+    ({"policy": 3}, "policy"), ({"policy": {"training": {"max_epochs": 1}}}, "policy"),
+    ({"store": 3}, "store"), ({"baseline": "probe.json"}, "baseline"),
+    ({"loss_config": {"window": 5}}, "loss_config"),
 ])
 def test_bad_arguments_fail_at_construction_naming_it(kwargs: dict[str, Any], argument: str) -> None:
     """Before any model is loaded or trained: a typo'd judge used to pass here and fail at train()."""
