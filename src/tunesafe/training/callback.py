@@ -104,6 +104,19 @@ def _check_arguments(*, probe_every: Any, probe_budget: Any, judge: Any, max_new
                    known)
 
 
+def _check_types(*, policy: Any, store: Any, baseline: Any, loss_config: Any) -> None:
+    """Arguments whose wrong type would otherwise surface as an AttributeError, some of them (store=)
+    only once training has begun."""
+    expected = (("policy", policy, (str, Path, Policy, TrainingPolicy), "a policy file, a Policy or None"),
+                ("store", store, (str, Path, Store), "a store URL, a SQLite path, a Store or None"),
+                ("baseline", baseline, (ProbeResult,), "a ProbeResult from baseline_probe or None"),
+                ("loss_config", loss_config, (LossMonitorConfig,), "a LossMonitorConfig or None"))
+    for name, value, types, what in expected:
+        if value is not None and not isinstance(value, types):
+            raise _bad(name, f"{name} must be {what}, not {type(value).__name__} {value!r}"[:200],
+                       f"pass {name}= as {what}")
+
+
 def _probe_set(probe_set: Any) -> ProbeSet:
     if isinstance(probe_set, ProbeSet):
         return probe_set
@@ -137,6 +150,7 @@ class SafetyCallback(TrainerCallback):  # type: ignore[misc]  # transformers is 
         `baseline`: a start probe of this same model taken beforehand (`baseline_probe`, same probe set,
         judge and max_new_tokens), used as the step-0 probe instead of probing again; for several runs
         from one base model."""
+        _check_types(policy=policy, store=store, baseline=baseline, loss_config=loss_config)
         self.policy, self.policy_hash = _training_policy(policy)
         _check_arguments(probe_every=probe_every, probe_budget=probe_budget, judge=judge,
                          max_new_tokens=max_new_tokens, max_batch=max_batch)
