@@ -166,6 +166,20 @@ def test_bad_input_exits_2(tiny: Any, tiny_base: Path, tmp_path: Path) -> None:
     assert not Path(out).exists()
 
 
+def test_an_example_with_no_answer_token_left_is_named_by_file_and_line(tiny: Any, tiny_base: Path,
+                                                                       tmp_path: Path) -> None:
+    """The line in the file, not the example's index: blank lines and other formats make them differ."""
+    rows = tiny.rows(tiny.REFUSAL, 3)
+    long_prompt = {"role": "user", "content": "word " * 400}
+    rows[2] = {"messages": [long_prompt, {"role": "assistant", "content": "ok"}]}
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n" + "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")  # example 3: line 4
+    result = tunesafe("train-lora", str(data), "--base", f"hf:{tiny_base}", "--out", str(tmp_path / "out"),
+                      cwd=tmp_path)
+    assert_user_error(result, "train.jsonl:4: its prompt fills the 256 tokens")
+    assert not (tmp_path / "out").exists()
+
+
 def test_probes_do_not_change_the_adapter(tiny: Any, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
