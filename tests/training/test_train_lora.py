@@ -205,7 +205,7 @@ def test_a_chat_template_that_refuses_an_example_is_a_user_error(tmp_path: Path)
     refused = [{"role": "system", "content": "t9"}, *ok]
     with pytest.raises(UserError) as err:
         train_lora(model, tokenizer, [ok, refused], tmp_path / "out", LoraConfig(epochs=1))
-    assert "example 2" in err.value.message and "System role not supported" in err.value.message
+    assert err.value.where == "training example 2" and "System role not supported" in err.value.message
     assert not (tmp_path / "out").exists()
 
 
@@ -227,7 +227,7 @@ def test_an_example_whose_prompt_fills_max_length_is_a_user_error(tmp_path: Path
     long = [{"role": "user", "content": " ".join(["t5"] * 40)}, {"role": "assistant", "content": "t7"}]
     with pytest.raises(UserError) as err:
         train_lora(model, tokenizer, [ok, long], tmp_path / "out", LoraConfig(epochs=1, max_length=16))
-    assert "example 2" in err.value.message and "16" in err.value.message
+    assert err.value.where == "training example 2" and "16" in err.value.message
     assert not (tmp_path / "out").exists()
 
 def test_a_dataset_dict_with_several_splits_is_not_trained_on_whole(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def train_lora_command(
         LoraConfig,
         check_trainable_ref,
         load_base,
-        read_training_data,
+        read_training_examples,
         train_lora,
     )
 
@@ -83,7 +83,7 @@ def train_lora_command(
 
     # The data, the ref and the policy are checked before the callback imports transformers and the base
     # loads: bad input is one line in about a second.
-    conversations = read_training_data(data, fmt, parse_columns(columns))
+    conversations, places = read_training_examples(data, fmt, parse_columns(columns))
     check_trainable_ref(base, allow_adapter=True)
     policy = _training_policy(policy_file, stop_on_regression)
     every = _probe_every(probe_every)
@@ -93,7 +93,7 @@ def train_lora_command(
     config = LoraConfig(r=rank, alpha=2 * rank, epochs=epochs, learning_rate=lr, seed=seed)
     try:
         info = train_lora(model, tokenizer, conversations, out, config, callback=callback,
-                          objective=objective)
+                          objective=objective, places=places)
     finally:  # refused and failed runs get their report too
         if callback.record is not None:
             paths = write_training_report(callback.record, report_dir)

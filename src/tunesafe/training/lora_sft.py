@@ -68,7 +68,14 @@ Chat = list[dict[str, str]]
 
 def read_training_data(path: str | Path, fmt: str = "auto",
                        columns: Mapping[str, str] | None = None) -> list[Chat]:
-    """The conversations of a dataset, read by scan-data's reader (`open_dataset`: every format it reads,
+    """The conversations of a dataset (read_training_examples without the places)."""
+    return read_training_examples(path, fmt, columns)[0]
+
+
+def read_training_examples(path: str | Path, fmt: str = "auto",
+                           columns: Mapping[str, str] | None = None) -> tuple[list[Chat], list[str]]:
+    """The conversations of a dataset and where each is (FILE:LINE, for errors found when train_lora
+    tokenises them), read by scan-data's reader (`open_dataset`: every format it reads,
     top-level system prompts included), so the messages trained on are the messages screened. Each must
     also end with the assistant's answer after a prompt (what train_lora learns); a record that does not,
     like any malformed record, is a UserError naming FILE:LINE."""
@@ -80,7 +87,7 @@ def read_training_data(path: str | Path, fmt: str = "auto",
         raise UserError(f"a DatasetDict folder with the splits {', '.join(splits)}: training on it would "
                         "train on every split", where=str(path),
                         fix=f"train on one split's folder, e.g. {dataset.path / splits[0]}")
-    conversations = []
+    conversations, places = [], []
     for record in dataset.records():
         if record.rejected is not None:  # supervised fine-tuning would learn one side and drop the other
             raise UserError("a preference pair (chosen and rejected answers): train-lora fine-tunes on one "
@@ -92,7 +99,8 @@ def read_training_data(path: str | Path, fmt: str = "auto",
             raise UserError(f"not a training example: {problem}", where=f"{path}:{record.example.line}",
                             fix=CHAT_FIX)
         conversations.append([{"role": m.role, "content": m.content} for m in messages])
-    return conversations
+        places.append(f"{path}:{record.example.line}")
+    return conversations, places
 
 
 def _splits(folder: Path) -> list[str]:
@@ -174,33 +182,34 @@ def _encode(tokenizer: Any, messages: Sequence[dict[str, str]],
 
 
 def _encoded(tokenizer: Any, messages: Sequence[dict[str, str]], max_length: int,
-             n: int) -> tuple[list[int], list[int]]:
+             place: str) -> tuple[list[int], list[int]]:
     """_encode, with a chat template's refusal of the example (a role it does not support: a system
-    prompt, a tool turn) as bad input naming the example."""
+    prompt, a tool turn) as bad input naming the example's place."""
     from jinja2 import TemplateError
 
     try:
         ids, labels = _encode(tokenizer, messages, max_length)
     except (TemplateError, ValueError) as exc:
-        raise UserError(f"the base model's chat template refused training example {n}: {exc}",
+        raise UserError(f"the base model's chat template refused this training example: {exc}", where=place,
                         fix="drop or convert the turns that template does not take (e.g. a system prompt "
                             "or tool turns), or train a base whose template takes them") from None
     if all(label == -100 for label in labels):  # a loss over no token is NaN, and NaN spreads to every weight
-        raise UserError(f"training example {n}: its prompt fills the {max_length} tokens read per example, "
-                        "so no token of the answer is left to learn",
+        raise UserError(f"its prompt fills the {max_length} tokens read per example, so no token of the "
+                        "answer is left to learn", where=place,
                         fix="shorten that example's prompt or drop the example")
     return ids, labels
 
 
 def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], out_dir: Path,
                config: LoraConfig, *, callback: SafetyCallback | None = None,
-               objective: str = "sft") -> dict[str, Any]:
+               objective: str = "sft", places: Sequence[str] | None = None) -> dict[str, Any]:
     """Train a LoRA adapter on `model` (a transformers causal LM, or a PEFT model to continue) and save it
     (safetensors) to out_dir. With a `callback`, the run is watched and recorded like a Trainer's: it may
     stop early (the adapter is still saved, and linked in the record) or be refused before the first
     step (UserError, nothing saved); the training_run body is then `callback.record`. `objective`:
     "sft" (cross-entropy) or "constrained" (tunesafe.training.constrained, Qi et al. 2024: the first
-    answer tokens are held near the base with the adapter disabled)."""
+    answer tokens are held near the base with the adapter disabled). `places`: where each conversation
+    is in its file (read_training_examples), for naming a bad one; default "training example N"."""
     import torch
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
@@ -214,7 +223,9 @@ def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
         r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
     peft_model.train()
-    examples = [_encoded(tokenizer, conv, config.max_length, n) for n, conv in enumerate(conversations, 1)]
+    places = places or [f"training example {n}" for n in range(1, len(conversations) + 1)]
+    examples = [_encoded(tokenizer, conv, config.max_length, place)
+                for conv, place in zip(conversations, places, strict=True)]
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
     watch = _Watch(callback, peft_model, tokenizer, conversations, out_dir, config, objective) \
