@@ -234,6 +234,9 @@ def test_continued_adapter_is_part_of_the_recorded_base(tiny: Any, tiny_base: Pa
     result = tunesafe("--db", str(db), "train-lora", str(data), "--base", ref, "--out", str(tmp_path / "out"),
                       "--epochs", "1", "--lr", "1e-5", cwd=tmp_path)
     assert result.returncode == 0, (result.stdout, result.stderr)
+    # OUT holds the whole continued adapter: the candidate is the bare base with OUT, on one line to copy
+    gate = f"gate it: tunesafe gate --base {ref} --candidate hf:{tiny_base}+{tmp_path / 'out'}"
+    assert gate in result.stdout.splitlines(), result.stdout
     store = Store.open(str(db))
     try:
         (run,) = store.records(type=RecordType.TRAINING_RUN)
