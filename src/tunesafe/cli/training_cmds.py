@@ -4,6 +4,7 @@ and gate the result."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -84,7 +85,7 @@ def train_lora_command(
     # The data, the ref and the policy are checked before the callback imports transformers and the base
     # loads: bad input is one line in about a second.
     conversations, places = read_training_examples(data, fmt, parse_columns(columns))
-    check_trainable_ref(base, allow_adapter=True)
+    base_ref = check_trainable_ref(base, allow_adapter=True)
     policy = _training_policy(policy_file, stop_on_regression)
     every = _probe_every(probe_every)
     store = _store_url(ctx)
@@ -108,7 +109,10 @@ def train_lora_command(
         console.print(f"[bold red]{escape(body['status'].upper())}[/] {escape(outcome_line(body))}",
                       highlight=False, markup=True)
         raise typer.Exit(1)
-    console.print(f"gate it: tunesafe gate --base {base} --candidate {base}+{out}", highlight=False)
+    # OUT holds the whole adapter, a continued one included: the candidate is the bare base with OUT
+    candidate = replace(base_ref, adapter=str(out))
+    console.print(f"gate it: tunesafe gate --base {base} --candidate {candidate}", highlight=False,
+                  soft_wrap=True)  # one line, to copy
 
 
 def _probe_every(value: str) -> int | Literal["auto"]:
