@@ -180,6 +180,36 @@ def test_an_example_with_no_answer_token_left_is_named_by_file_and_line(tiny: An
     assert not (tmp_path / "out").exists()
 
 
+class InterruptingJudge:
+    """Ctrl-C while the probe before the first step is judged (the probe takes seconds on a real model)."""
+
+    name = "interrupting"
+    version = "1"
+
+    async def judge(self, items: Any) -> list[Any]:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupt_during_the_start_probe_is_recorded(tiny: Any, tmp_path: Path) -> None:
+    from tunesafe.training.callback import SafetyCallback
+    from tunesafe.training.lora_sft import LoraConfig, train_lora
+
+    db = tmp_path / "evidence.db"
+    callback = SafetyCallback(store=db, judge=InterruptingJudge(), max_new_tokens=4)
+    conversations = [r["messages"] for r in tiny.rows(tiny.COMPLY, 3)]
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(tiny.model(), tiny.tokenizer, conversations, tmp_path / "out", LoraConfig(epochs=1),
+                   callback=callback)
+    assert callback.record is not None and callback.record["status"] == "interrupted"  # the CLI's report
+    store = Store.open(str(db))
+    try:
+        (run,) = store.records(type=RecordType.TRAINING_RUN)
+    finally:
+        store.close()
+    assert run.body["status"] == "interrupted" and run.body["steps"] == 0
+    assert not (tmp_path / "out").exists()
+
+
 def test_probes_do_not_change_the_adapter(tiny: Any, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
