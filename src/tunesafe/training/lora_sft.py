@@ -228,11 +228,12 @@ def train_lora(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
                 for conv, place in zip(conversations, places, strict=True)]
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-    watch = _Watch(callback, peft_model, tokenizer, conversations, out_dir, config, objective) \
-        if callback else None
     losses: list[float] = []
     order = list(range(len(examples)))
-    with watch.guard() if watch else contextlib.nullcontext():
+    # guarded from on_train_begin on: an interrupt or error in the start probe is recorded too
+    with callback.guard() if callback else contextlib.nullcontext():
+        watch = _Watch(callback, peft_model, tokenizer, conversations, out_dir, config, objective) \
+            if callback else None
         for _ in range(config.epochs):
             random.shuffle(order)
             epoch_loss, seen = 0.0, 0
@@ -303,9 +304,6 @@ class _Watch:
     @property
     def stopped(self) -> bool:
         return bool(self.control.should_training_stop)
-
-    def guard(self) -> contextlib.AbstractContextManager[Any]:
-        return self.callback.guard()
 
     def step(self, loss: float, grad_norm: float, optimizer: Any, n_examples: int) -> bool:
         """After an optimizer step: the callback's step and log hooks, as the Trainer calls them.
