@@ -199,6 +199,8 @@ def test_cli_writes_the_adapter_and_an_evidence_record(tiny: Any, tmp_path: Path
                       str(tmp_path / "out"), "--prompts", str(N_PROMPTS))
     assert result.returncode == 0, result.stderr
     assert "2 of 2 LoRA pairs projected" in " ".join(result.stdout.split())
+    gate = f"gate it: tunesafe gate --base {base} --candidate {base}+{tmp_path / 'out'}"
+    assert gate in result.stdout.splitlines(), result.stdout  # one line, to copy
     store = Store.open(db)
     try:
         (record,) = list(store.records(type=RecordType.ADAPTER_PROJECTION))
