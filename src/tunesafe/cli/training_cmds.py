@@ -288,7 +288,8 @@ def safelora_command(
                   f"({method}, threshold {report['threshold']}); report {out}/projection.json"
                   + (f"; evidence record {record.id}" if record else " (no store: not recorded)"),
                   highlight=False)
-    console.print(f"gate it: tunesafe gate --base {base} --candidate {base}+{out}", highlight=False)
+    console.print(f"gate it: tunesafe gate --base {base} --candidate {base}+{out}", highlight=False,
+                  soft_wrap=True)  # one line, to copy
 
 
 def register(app: typer.Typer) -> None:
