@@ -180,6 +180,18 @@ def test_an_example_with_no_answer_token_left_is_named_by_file_and_line(tiny: An
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("inside", [".", "report", "a/b"])
+def test_a_report_folder_inside_out_is_refused(tiny: Any, tiny_base: Path, tmp_path: Path,
+                                               inside: str) -> None:
+    """The adapter folder is hashed whole (subfolders included): a report in it would change the hash."""
+    data = write_rows(tmp_path / "train.jsonl", tiny.rows(tiny.REFUSAL, 2))
+    out = tmp_path / "out"
+    result = tunesafe("train-lora", str(data), "--base", f"hf:{tiny_base}", "--out", str(out), "--report",
+                      str(out / inside), "--epochs", "1", cwd=tmp_path)
+    assert_user_error(result, "the report would be hashed with the adapter")
+    assert not out.exists()
+
+
 class InterruptingJudge:
     """Ctrl-C while the probe before the first step is judged (the probe takes seconds on a real model)."""
 
