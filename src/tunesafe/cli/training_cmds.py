@@ -76,7 +76,8 @@ def train_lora_command(
     if out.exists() and any(out.iterdir()):
         raise UserError("output folder is not empty", where=str(out), fix="choose a new --out folder")
     report_dir = report or out.with_name(out.name + "-report")
-    if report_dir.resolve() == out.resolve():
+    # the adapter's hash covers its folder's subfolders too
+    if out.resolve() in (report_dir.resolve(), *report_dir.resolve().parents):
         raise UserError("the report would be hashed with the adapter", where=str(report_dir),
                         fix="give --report a folder outside --out")
     check_out_folder(report_dir, "--report")
