@@ -110,6 +110,19 @@ def test_a_record_the_previous_holder_appended_late_stands_for_the_period(
         assert (state.state, state.owner, state.record_id) == ("done", "late", earlier.id)
 
 
+def _taken_over_while_frozen(redteam: SimpleNamespace, at: str) -> tuple[list[RunDueResult], RunDueResult]:
+    """A runner of February's period frozen before its `at` append until its 1 s lease lapsed, and the
+    run-due of a second runner that took the period over meanwhile: (the frozen runner's outcomes, the
+    second runner's outcome)."""
+    feb = parse_instant("2026-02-05T00:00:00Z", "test")
+    with (frozen_runner(redteam.db, lease=timedelta(seconds=1), now=feb, at=at) as late,
+          Store.open(redteam.db) as store):
+        [schedule_id] = {sid for sid, _ in claims.claim_states(store)}
+        _wait_for_lapse(store, schedule_id, period="2026-01-31T00:00:00Z")
+        taken_over = run_due(store, now=feb, lease=timedelta(minutes=5), owner="second")
+    return late, taken_over
+
+
 def test_a_runner_frozen_before_opening_its_incident_does_not_open_a_second_one(
         redteam: SimpleNamespace) -> None:
     # the runner that took the period over finds it recorded and opens its incident; the frozen one had
@@ -117,12 +130,7 @@ def test_a_runner_frozen_before_opening_its_incident_does_not_open_a_second_one(
     redteam.add("--every", "30d", "--start", "2026-01-01T00:00:00Z")
     assert redteam.run_due("--now", "2026-01-05T00:00:00Z")[1]["ran"][0]["verdict"] == "baseline"
     redteam.replies.refuse = False  # a regression in the next period
-    feb = parse_instant("2026-02-05T00:00:00Z", "test")
-    with (frozen_runner(redteam.db, lease=timedelta(seconds=1), now=feb, at=RecordType.INCIDENT) as late,
-          Store.open(redteam.db) as store):
-        [schedule_id] = {sid for sid, _ in claims.claim_states(store)}
-        _wait_for_lapse(store, schedule_id, period="2026-01-31T00:00:00Z")
-        taken_over = run_due(store, now=feb, lease=timedelta(minutes=5), owner="second")
+    late, taken_over = _taken_over_while_frozen(redteam, at=RecordType.INCIDENT)
 
     [done] = taken_over.ran
     [woke] = late[0].ran
@@ -140,12 +148,7 @@ def test_a_runner_frozen_before_its_gate_decision_writes_nothing_for_a_period_ta
     the next run-due retries it, while the runner that took the period over had recorded it."""
     redteam.add("--every", "30d", "--start", "2026-01-01T00:00:00Z")
     assert redteam.run_due("--now", "2026-01-05T00:00:00Z")[1]["ran"][0]["verdict"] == "baseline"
-    feb = parse_instant("2026-02-05T00:00:00Z", "test")
-    with (frozen_runner(redteam.db, lease=timedelta(seconds=1), now=feb, at=RecordType.GATE_DECISION) as late,
-          Store.open(redteam.db) as store):
-        [schedule_id] = {sid for sid, _ in claims.claim_states(store)}
-        _wait_for_lapse(store, schedule_id, period="2026-01-31T00:00:00Z")
-        taken_over = run_due(store, now=feb, lease=timedelta(minutes=5), owner="second")
+    late, taken_over = _taken_over_while_frozen(redteam, at=RecordType.GATE_DECISION)
 
     [done] = taken_over.ran
     assert done.status == "recorded", done

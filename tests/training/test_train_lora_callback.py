@@ -60,6 +60,16 @@ def polyline_points(html: str, series: str) -> int:
     return len(match.group(1).split())
 
 
+
+def only_training_run(db: Path) -> Any:
+    """The store's one training_run record."""
+    store = Store.open(str(db))
+    try:
+        (run,) = store.records(type=RecordType.TRAINING_RUN)
+    finally:
+        store.close()
+    return run
+
 def test_policy_stop_still_writes_evidence_and_report(tiny: Any, tiny_base: Path, tmp_path: Path) -> None:
     data = write_rows(tmp_path / "train.jsonl", tiny.rows(tiny.REFUSAL, 12))
     policy = tmp_path / "policy.yaml"
@@ -128,11 +138,7 @@ def test_refused_run_exits_2_with_evidence_and_report(tiny: Any, tiny_base: Path
                       cwd=tmp_path)
     assert_user_error(result, "training.actions.min_examples")
     assert not (out / "adapter_model.safetensors").exists()  # refused before the first step
-    store = Store.open(str(db))
-    try:
-        (run,) = store.records(type=RecordType.TRAINING_RUN)
-    finally:
-        store.close()
+    run = only_training_run(db)
     assert run.body["status"] == "refused" and run.body["steps"] == 0
     assert "REFUSED" in (tmp_path / "r" / "report.html").read_text()
 
@@ -213,11 +219,7 @@ def test_an_interrupt_during_the_start_probe_is_recorded(tiny: Any, tmp_path: Pa
         train_lora(tiny.model(), tiny.tokenizer, conversations, tmp_path / "out", LoraConfig(epochs=1),
                    callback=callback)
     assert callback.record is not None and callback.record["status"] == "interrupted"  # the CLI's report
-    store = Store.open(str(db))
-    try:
-        (run,) = store.records(type=RecordType.TRAINING_RUN)
-    finally:
-        store.close()
+    run = only_training_run(db)
     assert run.body["status"] == "interrupted" and run.body["steps"] == 0
     assert not (tmp_path / "out").exists()
 
@@ -279,11 +281,7 @@ def test_continued_adapter_is_part_of_the_recorded_base(tiny: Any, tiny_base: Pa
     # OUT holds the whole continued adapter: the candidate is the bare base with OUT, on one line to copy
     gate = f"gate it: tunesafe gate --base {ref} --candidate hf:{tiny_base}+{tmp_path / 'out'}"
     assert gate in result.stdout.splitlines(), result.stdout
-    store = Store.open(str(db))
-    try:
-        (run,) = store.records(type=RecordType.TRAINING_RUN)
-    finally:
-        store.close()
+    run = only_training_run(db)
     base = run.body["lineage"]["base"]
     assert base["ref"] == ref
     assert base["sha256"] == files_sha256([tiny_base / "model.safetensors", start / "adapter_config.json",
