@@ -60,7 +60,6 @@ def polyline_points(html: str, series: str) -> int:
     return len(match.group(1).split())
 
 
-
 def only_training_run(db: Path) -> Any:
     """The store's one training_run record."""
     store = Store.open(str(db))
