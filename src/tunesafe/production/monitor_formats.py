@@ -452,12 +452,18 @@ def _otlp(obj: Mapping[str, Any], line: int) -> Parsed:
 
 
 def _spans(resource_spans: Sequence[Any]) -> Iterator[Mapping[str, Any]]:
-    for resource in resource_spans:
-        for scope in (resource.get("scopeSpans") or ()) if isinstance(resource, Mapping) else ():
-            for span in (scope.get("spans") or ()) if isinstance(scope, Mapping) else ():
-                if not isinstance(span, Mapping):
-                    raise _Bad("a span is not a JSON object")
-                yield span
+    return otlp_items(resource_spans, "scopeSpans", "spans", "a span")
+
+
+def otlp_items(resources: Sequence[Any], scopes_key: str, items_key: str,
+               noun: str) -> Iterator[Mapping[str, Any]]:
+    """The items (spans, log records) of an OTLP export's resource list, every scope's in order."""
+    for resource in resources:
+        for scope in (resource.get(scopes_key) or ()) if isinstance(resource, Mapping) else ():
+            for item in (scope.get(items_key) or ()) if isinstance(scope, Mapping) else ():
+                if not isinstance(item, Mapping):
+                    raise _Bad(f"{noun} is not a JSON object")
+                yield item
 
 
 def attributes(items: Any) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from tunesafe.production.monitor_formats import (
     any_value,
     attributes,
     call_records,
+    otlp_items,
     unix_nano,
 )
 from tunesafe.types import canonical_json, sha256_hex
@@ -160,12 +161,7 @@ class OtlpLogs:
 
 
 def _log_records(resource_logs: Sequence[Any]) -> Iterator[Mapping[str, Any]]:
-    for resource in resource_logs:
-        for scope in (resource.get("scopeLogs") or ()) if isinstance(resource, Mapping) else ():
-            for record in (scope.get("logRecords") or ()) if isinstance(scope, Mapping) else ():
-                if not isinstance(record, Mapping):
-                    raise _Bad("a log record is not a JSON object")
-                yield record
+    return otlp_items(resource_logs, "scopeLogs", "logRecords", "a log record")
 
 
 def _event(record: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
